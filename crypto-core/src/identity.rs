@@ -1,0 +1,234 @@
+//! The account identity: one Ed25519 key pair (SPEC.md §3).
+//!
+//! The handshake uses the identity's X25519 form, obtained by the standard
+//! birational map: the secret scalar is the first half of SHA-512(seed)
+//! (clamped by X25519 itself), the public key is the Montgomery form of the
+//! Ed25519 point. One key is therefore one safety number.
+//!
+//! This module does not own prekeys or sessions; it only signs, verifies and
+//! performs the identity's Diffie-Hellman.
+
+use std::fmt;
+
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use rand_core::CryptoRng;
+use subtle::ConstantTimeEq;
+use x25519_dalek::{PublicKey, StaticSecret};
+use zeroize::Zeroizing;
+
+use crate::labels::{KEY_LEN, SIGNATURE_LEN};
+
+/// What was wrong with a key or signature handed to this crate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    /// The bytes have the wrong length for this kind of key or signature.
+    #[error("wrong length: expected {expected} bytes, got {actual}")]
+    InvalidLength {
+        /// Length the format requires.
+        expected: usize,
+        /// Length that was given.
+        actual: usize,
+    },
+    /// The bytes are not a valid Ed25519 point, or the point has small order.
+    #[error("not a valid public key (malformed or of small order)")]
+    InvalidPublicKey,
+    /// The Diffie-Hellman result was all zero: the peer key has low order.
+    #[error("Diffie-Hellman with this peer key is not contributory (low-order key)")]
+    NonContributoryDh,
+    /// The signature does not verify under the claimed key.
+    #[error("signature does not verify")]
+    BadSignature,
+}
+
+/// The public half of an identity: an Ed25519 verifying key, with its X25519
+/// (Montgomery) form computed once.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct IdentityKey {
+    ed25519: VerifyingKey,
+    x25519: PublicKey,
+}
+
+impl IdentityKey {
+    /// Parses the 32-byte compressed Ed25519 encoding. Refuses malformed
+    /// points and points of small order.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, KeyError> {
+        let array: [u8; KEY_LEN] = bytes.try_into().map_err(|_| KeyError::InvalidLength {
+            expected: KEY_LEN,
+            actual: bytes.len(),
+        })?;
+        let ed25519 = VerifyingKey::from_bytes(&array).map_err(|_| KeyError::InvalidPublicKey)?;
+        if ed25519.is_weak() {
+            return Err(KeyError::InvalidPublicKey);
+        }
+        Ok(Self::from_verifying_key(ed25519))
+    }
+
+    fn from_verifying_key(ed25519: VerifyingKey) -> Self {
+        let x25519 = PublicKey::from(ed25519.to_montgomery().to_bytes());
+        Self { ed25519, x25519 }
+    }
+
+    /// The 32-byte compressed Ed25519 encoding (the identity on the wire).
+    pub fn to_bytes(&self) -> [u8; KEY_LEN] {
+        self.ed25519.to_bytes()
+    }
+
+    /// The X25519 form used in the handshake.
+    pub fn x25519(&self) -> &PublicKey {
+        &self.x25519
+    }
+
+    /// The Ed25519 verifying key.
+    pub fn verifying_key(&self) -> &VerifyingKey {
+        &self.ed25519
+    }
+
+    /// Verifies `signature` over `message` (strict RFC 8032 verification:
+    /// non-canonical and small-order components are refused).
+    pub fn verify(&self, message: &[u8], signature: &[u8]) -> Result<(), KeyError> {
+        verify_ed25519(&self.ed25519, message, signature)
+    }
+}
+
+impl fmt::Debug for IdentityKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "IdentityKey({})", hex_prefix(&self.to_bytes()))
+    }
+}
+
+/// Strict Ed25519 verification shared by identities and sender keys.
+pub(crate) fn verify_ed25519(
+    key: &VerifyingKey,
+    message: &[u8],
+    signature: &[u8],
+) -> Result<(), KeyError> {
+    let array: [u8; SIGNATURE_LEN] =
+        signature.try_into().map_err(|_| KeyError::InvalidLength {
+            expected: SIGNATURE_LEN,
+            actual: signature.len(),
+        })?;
+    let signature = Signature::from_bytes(&array);
+    key.verify_strict(message, &signature)
+        .map_err(|_| KeyError::BadSignature)
+}
+
+/// First four bytes in hex: enough to tell public keys apart in logs.
+pub(crate) fn hex_prefix(bytes: &[u8]) -> String {
+    bytes.iter().take(4).map(|b| format!("{b:02x}")).collect::<String>() + "…"
+}
+
+/// An identity key pair. The secret is zeroized on drop and never printed.
+pub struct IdentityKeyPair {
+    signing: SigningKey,
+    x25519_secret: StaticSecret,
+    public: IdentityKey,
+}
+
+impl IdentityKeyPair {
+    /// Draws a new identity from `rng` (32 random bytes: the Ed25519 seed).
+    pub fn generate<R: CryptoRng + ?Sized>(rng: &mut R) -> Self {
+        let mut seed = Zeroizing::new([0u8; KEY_LEN]);
+        rng.fill_bytes(seed.as_mut());
+        Self::from_seed(&seed)
+    }
+
+    /// Rebuilds an identity from its 32-byte Ed25519 seed.
+    pub fn from_seed(seed: &[u8; KEY_LEN]) -> Self {
+        let signing = SigningKey::from_bytes(seed);
+        let x25519_secret = StaticSecret::from(*Zeroizing::new(signing.to_scalar_bytes()));
+        let public = IdentityKey::from_verifying_key(signing.verifying_key());
+        Self {
+            signing,
+            x25519_secret,
+            public,
+        }
+    }
+
+    /// The 32-byte seed, for persistence. Handle with care: it is the identity.
+    pub fn to_seed(&self) -> Zeroizing<[u8; KEY_LEN]> {
+        Zeroizing::new(self.signing.to_bytes())
+    }
+
+    /// The public half.
+    pub fn public(&self) -> &IdentityKey {
+        &self.public
+    }
+
+    /// Signs `message` with the identity (deterministic Ed25519, RFC 8032).
+    pub fn sign(&self, message: &[u8]) -> [u8; SIGNATURE_LEN] {
+        self.signing.sign(message).to_bytes()
+    }
+
+    /// X25519 of the identity's secret with `peer`, refusing low-order peers.
+    pub(crate) fn diffie_hellman(&self, peer: &PublicKey) -> Result<Zeroizing<[u8; 32]>, KeyError> {
+        crate::dh::diffie_hellman(&self.x25519_secret, peer)
+    }
+
+    /// Constant-time equality of two identities' secrets.
+    pub fn ct_eq(&self, other: &Self) -> bool {
+        self.signing.to_bytes().ct_eq(&other.signing.to_bytes()).into()
+    }
+}
+
+impl fmt::Debug for IdentityKeyPair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IdentityKeyPair")
+            .field("public", &self.public)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sign_verify_and_debug_hides_secret() {
+        let id = IdentityKeyPair::generate(&mut rand::rng());
+        let sig = id.sign(b"hello");
+        id.public().verify(b"hello", &sig).unwrap();
+        assert_eq!(id.public().verify(b"hellp", &sig), Err(KeyError::BadSignature));
+        let seed_hex: String = id.to_seed().iter().map(|b| format!("{b:02x}")).collect();
+        let debug = format!("{id:?}");
+        assert!(!debug.contains(&seed_hex[..8]), "{debug}");
+        assert!(debug.contains("redacted"));
+    }
+
+    #[test]
+    fn x25519_form_agrees_on_both_sides() {
+        let a = IdentityKeyPair::generate(&mut rand::rng());
+        let b = IdentityKeyPair::generate(&mut rand::rng());
+        let ab = a.diffie_hellman(b.public().x25519()).unwrap();
+        let ba = b.diffie_hellman(a.public().x25519()).unwrap();
+        assert_eq!(*ab, *ba);
+    }
+
+    #[test]
+    fn roundtrip_public_and_seed() {
+        let id = IdentityKeyPair::generate(&mut rand::rng());
+        let again = IdentityKeyPair::from_seed(&id.to_seed());
+        assert!(id.ct_eq(&again));
+        assert_eq!(IdentityKey::from_bytes(&id.public().to_bytes()).unwrap(), *id.public());
+    }
+
+    #[test]
+    fn low_order_keys_are_refused() {
+        // The identity point (0,1) encodes as 0x01 followed by zeros: small order.
+        let mut identity_point = [0u8; 32];
+        identity_point[0] = 1;
+        assert_eq!(IdentityKey::from_bytes(&identity_point), Err(KeyError::InvalidPublicKey));
+        let id = IdentityKeyPair::generate(&mut rand::rng());
+        // u = 0 and u = 1 are low-order X25519 points.
+        for u in [[0u8; 32], identity_point] {
+            assert_eq!(
+                id.diffie_hellman(&PublicKey::from(u)).unwrap_err(),
+                KeyError::NonContributoryDh
+            );
+        }
+        assert!(matches!(
+            IdentityKey::from_bytes(&[0u8; 31]),
+            Err(KeyError::InvalidLength { expected: 32, actual: 31 })
+        ));
+    }
+}

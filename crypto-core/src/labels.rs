@@ -1,0 +1,55 @@
+//! Every protocol label, length and limit in one place (SPEC.md §2).
+//!
+//! Changing any value here changes the wire format: it needs a new protocol
+//! version, a SPEC.md change and regenerated test vectors.
+
+/// Version of every persisted state message (SPEC.md §9). Decoding refuses others.
+pub const STATE_VERSION: u32 = 1;
+
+/// Length of X25519 and Ed25519 public keys, and of symmetric keys.
+pub const KEY_LEN: usize = 32;
+/// Length of an Ed25519 signature.
+pub const SIGNATURE_LEN: usize = 64;
+/// Length of a ChaCha20-Poly1305 nonce.
+pub const NONCE_LEN: usize = 12;
+/// Length of a ChaCha20-Poly1305 tag.
+pub const TAG_LEN: usize = 16;
+
+/// HKDF info for the classical X3DH handshake (SPEC.md §4).
+pub const X3DH_INFO: &[u8] = b"Microbot X3DH X25519 SHA-256 v1";
+/// HKDF info for the hybrid handshake (X3DH + ML-KEM-768, SPEC.md §4).
+pub const PQXDH_INFO: &[u8] = b"Microbot PQXDH X25519 SHA-256 ML-KEM-768 v1";
+/// Prefix (context) signed together with every signed prekey's public bytes.
+pub const SIGNED_PREKEY_CONTEXT: &[u8] = b"Microbot signed prekey v1";
+/// Prefix (context) signed together with every ML-KEM prekey's public bytes.
+pub const KEM_PREKEY_CONTEXT: &[u8] = b"Microbot KEM prekey v1";
+
+/// HKDF info for KDF_RK, the root-key step of the Double Ratchet (SPEC.md §5).
+pub const RATCHET_ROOT_INFO: &[u8] = b"Microbot Ratchet Root v1";
+/// HKDF info expanding a 1:1 message key into AEAD key and nonce (SPEC.md §5).
+pub const RATCHET_MESSAGE_INFO: &[u8] = b"Microbot Ratchet Message Keys v1";
+/// HMAC input deriving a message key from a chain key.
+pub const CHAIN_MESSAGE_KEY_SEED: u8 = 0x01;
+/// HMAC input deriving the next chain key from a chain key.
+pub const CHAIN_NEXT_KEY_SEED: u8 = 0x02;
+/// Largest number of message keys one incoming chain may skip in one step.
+pub const MAX_SKIP_PER_CHAIN: u32 = 1000;
+/// Largest number of skipped message keys a session stores in total.
+pub const MAX_SKIPPED_KEYS_TOTAL: usize = 2000;
+
+/// HKDF info expanding a sender-key message key into AEAD key and nonce (SPEC.md §6).
+pub const SENDER_KEY_MESSAGE_INFO: &[u8] = b"Microbot Sender Key Message Keys v1";
+/// Largest forward jump a sender-key message may make over the receiver's chain.
+pub const MAX_SENDER_KEY_SKIP: u32 = 2000;
+/// Most skipped sender-key message keys kept per sender.
+pub const MAX_SENDER_KEY_SKIPPED: usize = 2000;
+
+/// HKDF info deriving per-file attachment keys (SPEC.md §7).
+pub const ATTACHMENT_INFO: &[u8] = b"Microbot Attachment STREAM v1";
+/// Plaintext bytes per attachment segment (the last one may be shorter).
+pub const ATTACHMENT_SEGMENT_LEN: usize = 64 * 1024;
+
+/// Safety-number iterations of SHA-512 (SPEC.md §8).
+pub const FINGERPRINT_ITERATIONS: u32 = 5200;
+/// Version tag prefixed to the fingerprint hash input and QR payloads.
+pub const FINGERPRINT_VERSION: u16 = 1;
