@@ -19,13 +19,3 @@ pub(crate) fn diffie_hellman(
     }
     Ok(Zeroizing::new(shared.to_bytes()))
 }
-
-/// Parses a 32-byte X25519 public key. Any 32 bytes are a u-coordinate; low
-/// order points are caught when they are used, by [`diffie_hellman`].
-pub(crate) fn parse_x25519(bytes: &[u8]) -> Result<PublicKey, KeyError> {
-    let array: [u8; 32] = bytes.try_into().map_err(|_| KeyError::InvalidLength {
-        expected: 32,
-        actual: bytes.len(),
-    })?;
-    Ok(PublicKey::from(array))
-}

@@ -53,3 +53,20 @@ pub const ATTACHMENT_SEGMENT_LEN: usize = 64 * 1024;
 pub const FINGERPRINT_ITERATIONS: u32 = 5200;
 /// Version tag prefixed to the fingerprint hash input and QR payloads.
 pub const FINGERPRINT_VERSION: u16 = 1;
+
+/// Version byte opening every sender-key message (SPEC.md §6.4).
+pub const SENDER_KEY_MESSAGE_VERSION: u8 = 0x01;
+/// Version byte opening every encoded sender-key distribution (SPEC.md §6.3).
+pub const SENDER_KEY_DISTRIBUTION_VERSION: u8 = 0x01;
+/// Longest group id (bytes) a sender key may be bound to; it is length-prefixed by one byte.
+pub const MAX_GROUP_ID_LEN: usize = 255;
+/// Most sender-key generations (key ids) a `SenderKeyRecord` keeps per sender.
+pub const MAX_SENDER_KEY_GENERATIONS: usize = 5;
+
+/// Length of the per-file nonce prefix of an attachment (SPEC.md §7).
+pub const ATTACHMENT_NONCE_PREFIX_LEN: usize = 7;
+
+/// Bytes of each party's iterated hash shown as digits (SPEC.md §8).
+pub const FINGERPRINT_DISPLAY_BYTES: usize = 30;
+/// Bytes of each party's iterated hash carried in the QR payload (SPEC.md §8).
+pub const FINGERPRINT_SCANNABLE_LEN: usize = 32;

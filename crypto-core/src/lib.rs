@@ -9,6 +9,7 @@
 //! - [`prekeys`]: signed prekeys, one-time prekeys, signed ML-KEM-768 prekeys.
 //! - [`handshake`]: X3DH, hybrid with ML-KEM-768 as in PQXDH.
 //! - [`ratchet`]: the Double Ratchet (SPEC.md §5).
+//! - [`session`]: a 1:1 session: handshake + ratchet + the initial (prekey) message.
 //! - [`sender_key`]: Sender Keys for groups (SPEC.md §6).
 //! - [`attachment`]: segmented STREAM encryption of files (SPEC.md §7).
 //! - [`fingerprint`]: safety numbers (SPEC.md §8).
@@ -30,8 +31,10 @@ pub mod labels;
 pub mod prekeys;
 pub mod ratchet;
 pub mod sender_key;
+pub mod session;
 
 pub use identity::{IdentityKey, IdentityKeyPair, KeyError};
+pub use session::{Session, SessionError};
 
 /// Re-exported so callers can name the RNG bound without depending on rand_core.
 pub use rand_core::CryptoRng;

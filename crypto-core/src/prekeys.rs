@@ -161,6 +161,10 @@ impl OneTimePreKey {
     pub fn public(&self) -> &OneTimePreKeyPublic {
         &self.public
     }
+
+    pub(crate) fn secret(&self) -> &StaticSecret {
+        &self.secret
+    }
 }
 
 impl fmt::Debug for OneTimePreKey {
@@ -368,6 +372,13 @@ impl LocalPreKeys {
     /// Keeps a signed prekey (older ones stay until removed, for in-flight handshakes).
     pub fn add_signed(&mut self, key: SignedPreKey) {
         self.signed.insert(key.id, key);
+    }
+
+    /// Keeps a one-time prekey made elsewhere (most callers use
+    /// [`LocalPreKeys::generate_one_time`]).
+    pub fn add_one_time(&mut self, key: OneTimePreKey) {
+        self.next_one_time_id = self.next_one_time_id.max(key.id.wrapping_add(1));
+        self.one_time.insert(key.id, key);
     }
 
     /// Keeps a KEM prekey.

@@ -1,0 +1,53 @@
+//! Every vector kind: how to generate its vectors and how our implementation
+//! computes an output from an input (SPEC.md §17).
+
+use serde_json::Value;
+
+use crate::vector::{VECTOR_FORMAT_VERSION, Vector, VectorError, VectorFile};
+
+pub mod kdf;
+pub mod x3dh;
+
+/// One kind of vector.
+pub struct Kind {
+    /// Name, also the file name (`<name>.json`).
+    pub name: &'static str,
+    /// One line for the file's header.
+    pub description: &'static str,
+    /// Draws inputs from seeded RNGs and computes their outputs.
+    pub generate: fn() -> Result<Vec<Vector>, VectorError>,
+    /// Our implementation: input → output.
+    pub compute: fn(&Value) -> Result<Value, VectorError>,
+}
+
+/// All kinds, in file order.
+pub fn all() -> Vec<Kind> {
+    vec![
+        Kind { name: "kdf", description: kdf::DESCRIPTION, generate: kdf::generate, compute: kdf::compute },
+        Kind { name: "x3dh", description: x3dh::DESCRIPTION, generate: x3dh::generate, compute: x3dh::compute },
+    ]
+}
+
+/// Computes the output of a vector of `kind` with our implementation.
+pub fn compute(kind: &str, input: &Value) -> Result<Value, VectorError> {
+    let kind = all()
+        .into_iter()
+        .find(|k| k.name == kind)
+        .ok_or_else(|| VectorError::UnknownKind(kind.to_owned()))?;
+    (kind.compute)(input)
+}
+
+/// Generates every vector file.
+pub fn generate_all() -> Result<Vec<VectorFile>, VectorError> {
+    all()
+        .into_iter()
+        .map(|kind| {
+            Ok(VectorFile {
+                format_version: VECTOR_FORMAT_VERSION,
+                kind: kind.name.to_owned(),
+                description: kind.description.to_owned(),
+                vectors: (kind.generate)()?,
+            })
+        })
+        .collect()
+}
