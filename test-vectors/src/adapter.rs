@@ -86,8 +86,14 @@ pub fn run_vectors(command: &str, files: &[VectorFile]) -> Result<Vec<VectorResu
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()?;
-    let mut stdin = child.stdin.take().ok_or_else(|| std::io::Error::other("no stdin"))?;
-    let stdout = child.stdout.take().ok_or_else(|| std::io::Error::other("no stdout"))?;
+    let mut stdin = child
+        .stdin
+        .take()
+        .ok_or_else(|| std::io::Error::other("no stdin"))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| std::io::Error::other("no stdout"))?;
     let mut answers = BufReader::new(stdout).lines();
     let mut results = Vec::new();
     let mut id = 0u64;
@@ -97,7 +103,9 @@ pub fn run_vectors(command: &str, files: &[VectorFile]) -> Result<Vec<VectorResu
             let request = json!({"id": id, "kind": file.kind, "input": vector.input});
             writeln!(stdin, "{request}")?;
             stdin.flush()?;
-            let line = answers.next().ok_or(RunnerError::ClosedEarly(results.len()))??;
+            let line = answers
+                .next()
+                .ok_or(RunnerError::ClosedEarly(results.len()))??;
             let outcome = judge(&line, id, &vector.output);
             results.push(VectorResult {
                 vector: format!("{}/{}", file.kind, vector.name),
@@ -115,7 +123,10 @@ fn judge(line: &str, id: u64, expected: &Value) -> Outcome {
         return Outcome::Failed("answer is not JSON".into());
     };
     if answer.get("id").and_then(Value::as_u64) != Some(id) {
-        return Outcome::Failed(format!("answer has id {:?}, expected {id}", answer.get("id")));
+        return Outcome::Failed(format!(
+            "answer has id {:?}, expected {id}",
+            answer.get("id")
+        ));
     }
     if answer.get("unsupported").and_then(Value::as_bool) == Some(true) {
         return Outcome::Skipped;
@@ -166,9 +177,11 @@ pub fn first_difference(expected: &Value, actual: &Value, path: &str) -> Option<
 
 /// Counts of a report: (passed, failed, skipped).
 pub fn tally(results: &[VectorResult]) -> (usize, usize, usize) {
-    results.iter().fold((0, 0, 0), |(p, f, s), r| match r.outcome {
-        Outcome::Passed => (p + 1, f, s),
-        Outcome::Failed(_) => (p, f + 1, s),
-        Outcome::Skipped => (p, f, s + 1),
-    })
+    results
+        .iter()
+        .fold((0, 0, 0), |(p, f, s), r| match r.outcome {
+            Outcome::Passed => (p + 1, f, s),
+            Outcome::Failed(_) => (p, f + 1, s),
+            Outcome::Skipped => (p, f, s + 1),
+        })
 }

@@ -98,13 +98,18 @@ impl TryRng for ReplayRng {
             Some(draw) if draw.len() == dst.len() => dst.copy_from_slice(&draw),
             Some(draw) => {
                 self.mismatch.get_or_insert_with(|| {
-                    format!("a draw of {} bytes was asked for, {} recorded", dst.len(), draw.len())
+                    format!(
+                        "a draw of {} bytes was asked for, {} recorded",
+                        dst.len(),
+                        draw.len()
+                    )
                 });
                 dst.fill(0);
             }
             None => {
-                self.mismatch
-                    .get_or_insert_with(|| format!("a draw of {} bytes was asked for, none left", dst.len()));
+                self.mismatch.get_or_insert_with(|| {
+                    format!("a draw of {} bytes was asked for, none left", dst.len())
+                });
                 dst.fill(0);
             }
         }

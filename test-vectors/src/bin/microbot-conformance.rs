@@ -15,7 +15,10 @@ use microbot_test_vectors::adapter::{Outcome, run_vectors, serve, tally};
 use microbot_test_vectors::{VectorFile, kinds};
 
 #[derive(Parser)]
-#[command(name = "microbot-conformance", about = "Microbot test vectors and conformance runner")]
+#[command(
+    name = "microbot-conformance",
+    about = "Microbot test vectors and conformance runner"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -49,7 +52,10 @@ const fn default_dir() -> &'static str {
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Generate { dir } => generate(&dir),
-        Command::Vectors { implementation, dir } => check(&implementation, &dir),
+        Command::Vectors {
+            implementation,
+            dir,
+        } => check(&implementation, &dir),
         Command::Adapter => match serve(std::io::stdin().lock(), std::io::stdout().lock()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -109,5 +115,9 @@ fn check(implementation: &str, dir: &std::path::Path) -> ExitCode {
     let (passed, failed, skipped) = tally(&results);
     println!("conformance: {passed} passed, {failed} failed, {skipped} skipped");
     let _: &[VectorFile] = &files;
-    if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }

@@ -18,7 +18,11 @@ pub const DESCRIPTION: &str = "HKDF-SHA256 with explicit lengths, KDF_RK, KDF_CK
 pub fn compute(input: &Value) -> Result<Value, VectorError> {
     match string(input, "op")? {
         "hkdf" => {
-            let (salt, ikm, info) = (bytes(input, "salt")?, bytes(input, "ikm")?, bytes(input, "info")?);
+            let (salt, ikm, info) = (
+                bytes(input, "salt")?,
+                bytes(input, "ikm")?,
+                bytes(input, "info")?,
+            );
             let okm = match uint(input, "length")? {
                 32 => hkdf_sha256::<32>(&salt, &ikm, &info).to_vec(),
                 44 => hkdf_sha256::<44>(&salt, &ikm, &info).to_vec(),
@@ -31,13 +35,17 @@ pub fn compute(input: &Value) -> Result<Value, VectorError> {
             let root_key: [u8; 32] = array(input, "root_key")?;
             let dh_output: [u8; 32] = array(input, "dh_output")?;
             let okm = hkdf_sha256::<64>(&root_key, &dh_output, labels::RATCHET_ROOT_INFO);
-            Ok(object([("root_key", hex(&okm[..32])), ("chain_key", hex(&okm[32..]))]))
+            Ok(object([
+                ("root_key", hex(&okm[..32])),
+                ("chain_key", hex(&okm[32..])),
+            ]))
         }
         "chain_step" => {
             let chain_key: [u8; 32] = array(input, "chain_key")?;
             let message_key = hmac_sha256(&chain_key, &[labels::CHAIN_MESSAGE_KEY_SEED]);
             let next = hmac_sha256(&chain_key, &[labels::CHAIN_NEXT_KEY_SEED]);
-            let expanded = hkdf_sha256::<44>(&[], message_key.as_ref(), labels::RATCHET_MESSAGE_INFO);
+            let expanded =
+                hkdf_sha256::<44>(&[], message_key.as_ref(), labels::RATCHET_MESSAGE_INFO);
             Ok(object([
                 ("message_key", hex(message_key.as_ref())),
                 ("next_chain_key", hex(next.as_ref())),
@@ -62,9 +70,15 @@ pub fn generate() -> Result<Vec<Vector>, VectorError> {
             "hkdf-rfc5869-case-1".to_owned(),
             object([
                 ("op", Value::from("hkdf")),
-                ("salt", hex(hex::decode("000102030405060708090a0b0c").unwrap_or_default())),
+                (
+                    "salt",
+                    hex(hex::decode("000102030405060708090a0b0c").unwrap_or_default()),
+                ),
                 ("ikm", hex([0x0b; 22])),
-                ("info", hex(hex::decode("f0f1f2f3f4f5f6f7f8f9").unwrap_or_default())),
+                (
+                    "info",
+                    hex(hex::decode("f0f1f2f3f4f5f6f7f8f9").unwrap_or_default()),
+                ),
                 ("length", Value::from(32)),
             ]),
         ),
@@ -92,7 +106,10 @@ pub fn generate() -> Result<Vec<Vector>, VectorError> {
     // A chain of five steps: each input is the previous output's next key.
     let mut chain_key = draw(32);
     for i in 0..5 {
-        let input = object([("op", Value::from("chain_step")), ("chain_key", hex(&chain_key))]);
+        let input = object([
+            ("op", Value::from("chain_step")),
+            ("chain_key", hex(&chain_key)),
+        ]);
         let output = compute(&input)?;
         chain_key = bytes(&output, "next_chain_key")?;
         inputs.push((format!("chain-step-{i}"), input));
@@ -101,7 +118,11 @@ pub fn generate() -> Result<Vec<Vector>, VectorError> {
         .into_iter()
         .map(|(name, input)| {
             let output = compute(&input)?;
-            Ok(Vector { name, input, output })
+            Ok(Vector {
+                name,
+                input,
+                output,
+            })
         })
         .collect()
 }

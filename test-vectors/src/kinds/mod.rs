@@ -6,6 +6,7 @@ use serde_json::Value;
 use crate::vector::{VECTOR_FORMAT_VERSION, Vector, VectorError, VectorFile};
 
 pub mod kdf;
+pub mod ratchet;
 pub mod x3dh;
 
 /// One kind of vector.
@@ -23,8 +24,24 @@ pub struct Kind {
 /// All kinds, in file order.
 pub fn all() -> Vec<Kind> {
     vec![
-        Kind { name: "kdf", description: kdf::DESCRIPTION, generate: kdf::generate, compute: kdf::compute },
-        Kind { name: "x3dh", description: x3dh::DESCRIPTION, generate: x3dh::generate, compute: x3dh::compute },
+        Kind {
+            name: "kdf",
+            description: kdf::DESCRIPTION,
+            generate: kdf::generate,
+            compute: kdf::compute,
+        },
+        Kind {
+            name: "x3dh",
+            description: x3dh::DESCRIPTION,
+            generate: x3dh::generate,
+            compute: x3dh::compute,
+        },
+        Kind {
+            name: "ratchet",
+            description: ratchet::DESCRIPTION,
+            generate: ratchet::generate,
+            compute: ratchet::compute,
+        },
     ]
 }
 

@@ -9,7 +9,9 @@
 
 use microbot_crypto::IdentityKeyPair;
 use microbot_crypto::handshake::{self, HandshakeMode};
-use microbot_crypto::prekeys::{KemPreKey, LocalPreKeys, OneTimePreKey, PreKeyBundle, SignedPreKey};
+use microbot_crypto::prekeys::{
+    KemPreKey, LocalPreKeys, OneTimePreKey, PreKeyBundle, SignedPreKey,
+};
 use serde_json::Value;
 
 use crate::hexbytes::{byte_list, hex, object, uint};
@@ -17,7 +19,8 @@ use crate::replay_rng::{RecordingRng, ReplayRng};
 use crate::vector::{Vector, VectorError};
 
 /// What the file says about itself.
-pub const DESCRIPTION: &str = "X3DH, and X3DH hybrid with ML-KEM-768 (PQXDH), both sides (SPEC.md §4)";
+pub const DESCRIPTION: &str =
+    "X3DH, and X3DH hybrid with ML-KEM-768 (PQXDH), both sides (SPEC.md §4)";
 
 fn flag(input: &Value, name: &str) -> Result<bool, VectorError> {
     input
@@ -64,9 +67,14 @@ pub fn compute(input: &Value) -> Result<Value, VectorError> {
     if let Some(key) = &kem {
         prekeys.add_kem(key.clone());
     }
-    let (out_b, _) = handshake::respond(&bob, &prekeys, &header).map_err(|e| VectorError::Failed(e.to_string()))?;
-    if *out_a.shared_secret != *out_b.shared_secret || out_a.associated_data != out_b.associated_data {
-        return Err(VectorError::Failed("initiator and responder disagree".into()));
+    let (out_b, _) = handshake::respond(&bob, &prekeys, &header)
+        .map_err(|e| VectorError::Failed(e.to_string()))?;
+    if *out_a.shared_secret != *out_b.shared_secret
+        || out_a.associated_data != out_b.associated_data
+    {
+        return Err(VectorError::Failed(
+            "initiator and responder disagree".into(),
+        ));
     }
     let mode = match out_a.mode {
         HandshakeMode::Classical => "classical",
@@ -84,7 +92,9 @@ pub fn compute(input: &Value) -> Result<Value, VectorError> {
         ("signed_prekey_signature", hex(signed.public().signature)),
         (
             "one_time_prekey_public",
-            hex(one_time.map(|k| k.public().public_key.to_vec()).unwrap_or_default()),
+            hex(one_time
+                .map(|k| k.public().public_key.to_vec())
+                .unwrap_or_default()),
         ),
         ("kem_prekey_public", hex(kem_public)),
         ("kem_prekey_signature", hex(kem_signature)),
@@ -93,7 +103,10 @@ pub fn compute(input: &Value) -> Result<Value, VectorError> {
         ("dh2", hex(&*out_a.trace.dh2)),
         ("dh3", hex(&*out_a.trace.dh3)),
         ("dh4", hex(&*out_a.trace.dh4)),
-        ("kem_ciphertext", hex(header.kem.map(|k| k.1).unwrap_or_default())),
+        (
+            "kem_ciphertext",
+            hex(header.kem.map(|k| k.1).unwrap_or_default()),
+        ),
         ("kem_shared_secret", hex(&*out_a.trace.kem_shared_secret)),
         ("shared_secret", hex(*out_a.shared_secret)),
         ("associated_data", hex(&out_a.associated_data)),
@@ -103,9 +116,10 @@ pub fn compute(input: &Value) -> Result<Value, VectorError> {
 /// The four combinations of one-time prekey and KEM prekey.
 pub fn generate() -> Result<Vec<Vector>, VectorError> {
     let mut vectors = Vec::new();
-    for (i, (with_one_time, with_kem)) in [(true, false), (false, false), (true, true), (false, true)]
-        .into_iter()
-        .enumerate()
+    for (i, (with_one_time, with_kem)) in
+        [(true, false), (false, false), (true, true), (false, true)]
+            .into_iter()
+            .enumerate()
     {
         let seed = u8::try_from(0x10 + i).unwrap_or(0x10);
         let mut bob_rng = RecordingRng::from_seed_byte(seed);
@@ -130,16 +144,30 @@ pub fn generate() -> Result<Vec<Vector>, VectorError> {
             ("signed_prekey_id", Value::from(1)),
             ("one_time_prekey_id", Value::from(100)),
             ("kem_prekey_id", Value::from(7)),
-            ("bob_draws", Value::from(bob_rng.take_draws().iter().map(hex).collect::<Vec<_>>())),
-            ("alice_draws", Value::from(alice_rng.take_draws().iter().map(hex).collect::<Vec<_>>())),
+            (
+                "bob_draws",
+                Value::from(bob_rng.take_draws().iter().map(hex).collect::<Vec<_>>()),
+            ),
+            (
+                "alice_draws",
+                Value::from(alice_rng.take_draws().iter().map(hex).collect::<Vec<_>>()),
+            ),
         ]);
         let output = compute(&input)?;
         let name = format!(
             "{}-{}",
             if with_kem { "hybrid" } else { "classical" },
-            if with_one_time { "with-one-time-prekey" } else { "without-one-time-prekey" }
+            if with_one_time {
+                "with-one-time-prekey"
+            } else {
+                "without-one-time-prekey"
+            }
         );
-        vectors.push(Vector { name, input, output });
+        vectors.push(Vector {
+            name,
+            input,
+            output,
+        });
     }
     Ok(vectors)
 }

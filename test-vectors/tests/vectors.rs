@@ -1,0 +1,84 @@
+//! Our implementation reproduces every committed vector byte for byte, the
+//! committed files are what the generator makes now, and the conformance
+//! runner passes our adapter and catches a wrong answer.
+
+use std::path::Path;
+
+use microbot_test_vectors::adapter::{Outcome, run_vectors, tally};
+use microbot_test_vectors::vector::{read_dir, to_pretty_json};
+use microbot_test_vectors::{VectorFile, kinds};
+
+fn committed() -> Vec<VectorFile> {
+    read_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("vectors")).expect("vector files")
+}
+
+#[test]
+fn every_committed_vector_is_reproduced() {
+    let files = committed();
+    let expected_kinds: Vec<_> = kinds::all().iter().map(|k| k.name).collect();
+    assert_eq!(files.len(), expected_kinds.len(), "one file per kind");
+    let mut count = 0;
+    for file in &files {
+        assert!(!file.vectors.is_empty(), "{} has no vectors", file.kind);
+        for vector in &file.vectors {
+            let output = kinds::compute(&file.kind, &vector.input)
+                .unwrap_or_else(|e| panic!("{}/{}: {e}", file.kind, vector.name));
+            assert_eq!(output, vector.output, "{}/{}", file.kind, vector.name);
+            count += 1;
+        }
+    }
+    assert!(count >= 14);
+}
+
+#[test]
+fn committed_files_are_what_the_generator_makes() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("vectors");
+    for file in kinds::generate_all().expect("generate") {
+        let path = dir.join(format!("{}.json", file.kind));
+        let on_disk = std::fs::read_to_string(&path).expect("read vector file");
+        assert!(
+            on_disk == to_pretty_json(&file),
+            "{} is stale: run `cargo run -p microbot-test-vectors --bin microbot-conformance -- generate`",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn runner_passes_our_adapter_and_catches_a_wrong_output() {
+    let adapter = format!("{} adapter", env!("CARGO_BIN_EXE_microbot-conformance"));
+    let mut files = committed();
+    let results = run_vectors(&adapter, &files).expect("run adapter");
+    let (passed, failed, skipped) = tally(&results);
+    assert_eq!((failed, skipped), (0, 0), "{results:?}");
+    assert!(passed >= 14);
+
+    // Corrupt one expected value: the runner must report exactly that vector.
+    let kind = files[0].kind.clone();
+    let vector = &mut files[0].vectors[0];
+    let name = format!("{kind}/{}", vector.name);
+    let object = vector.output.as_object_mut().expect("object output");
+    let (key, value) = object
+        .iter_mut()
+        .find(|(_, v)| v.is_string())
+        .expect("a string field");
+    let key = key.clone();
+    *value = serde_json::Value::String("00".into());
+    let results = run_vectors(&adapter, &files).expect("run adapter");
+    let failures: Vec<_> = results
+        .iter()
+        .filter(|r| matches!(r.outcome, Outcome::Failed(_)))
+        .collect();
+    assert_eq!(failures.len(), 1);
+    assert_eq!(failures[0].vector, name);
+    assert!(matches!(&failures[0].outcome, Outcome::Failed(why) if why.contains(&key)));
+}
+
+#[test]
+fn replay_refuses_wrong_draws() {
+    let files = committed();
+    let x3dh = files.iter().find(|f| f.kind == "x3dh").expect("x3dh file");
+    let mut input = x3dh.vectors[0].input.clone();
+    input["alice_draws"].as_array_mut().expect("draws").pop();
+    assert!(kinds::compute("x3dh", &input).is_err());
+}
