@@ -5,6 +5,7 @@ use serde_json::Value;
 
 use crate::vector::{VECTOR_FORMAT_VERSION, Vector, VectorError, VectorFile};
 
+pub mod framing;
 pub mod kdf;
 pub mod ratchet;
 pub mod x3dh;
@@ -21,28 +22,20 @@ pub struct Kind {
     pub compute: fn(&Value) -> Result<Value, VectorError>,
 }
 
+macro_rules! kind {
+    ($module:ident) => {
+        Kind {
+            name: stringify!($module),
+            description: $module::DESCRIPTION,
+            generate: $module::generate,
+            compute: $module::compute,
+        }
+    };
+}
+
 /// All kinds, in file order.
 pub fn all() -> Vec<Kind> {
-    vec![
-        Kind {
-            name: "kdf",
-            description: kdf::DESCRIPTION,
-            generate: kdf::generate,
-            compute: kdf::compute,
-        },
-        Kind {
-            name: "x3dh",
-            description: x3dh::DESCRIPTION,
-            generate: x3dh::generate,
-            compute: x3dh::compute,
-        },
-        Kind {
-            name: "ratchet",
-            description: ratchet::DESCRIPTION,
-            generate: ratchet::generate,
-            compute: ratchet::compute,
-        },
-    ]
+    vec![kind!(kdf), kind!(x3dh), kind!(ratchet), kind!(framing)]
 }
 
 /// Computes the output of a vector of `kind` with our implementation.
