@@ -163,7 +163,7 @@ impl RatchetSession {
             version: STATE_VERSION,
             associated_data: self.associated_data.clone(),
             root_key: self.root_key.0.as_bytes().to_vec(),
-            own_ratchet_private_key: self.own_ratchet.secret.to_bytes().to_vec(),
+            own_ratchet_private_key: self.own_ratchet.secret.as_bytes().to_vec(),
             remote_ratchet_key: self
                 .remote_ratchet_key
                 .map(|key| key.to_bytes().to_vec())
