@@ -1,0 +1,214 @@
+//! Account life cycle (SPEC.md §13.1, §13.5): registration, confirmation,
+//! password change and deletion, and the password + second-factor checks the
+//! other handlers share.
+//!
+//! Not owned here: devices (devices.rs), TOTP arithmetic (totp.rs).
+
+use std::sync::Arc;
+
+use microbot_protocol::transport::{
+    ChangePasswordRequest, ConfirmRegistrationRequest, DeleteAccountRequest, ErrorCode,
+    RegisterRequest, RegisterResponse,
+};
+
+use super::{recovery, totp, valid_password, valid_username};
+use crate::bus::BusEvent;
+use crate::error::ApiError;
+use crate::state::{ServerState, now_ms, now_secs};
+use crate::storage::{AccountRecord, NewAccount};
+
+/// Looks the account up and checks the password. Unknown usernames cost the
+/// same argon2 work and give the same error as a wrong password.
+///
+/// # Errors
+/// `ERROR_CODE_INVALID_CREDENTIALS`.
+pub fn check_password(
+    state: &ServerState,
+    username: &str,
+    password: &str,
+) -> Result<AccountRecord, ApiError> {
+    let bad = || {
+        ApiError::new(
+            ErrorCode::InvalidCredentials,
+            "unknown username or wrong password",
+        )
+    };
+    match state.storage.account_by_username(username)? {
+        Some(account) if state.passwords.verify(password, &account.password_hash) => Ok(account),
+        Some(_) => Err(bad()),
+        None => {
+            state.passwords.verify_dummy(password);
+            Err(bad())
+        }
+    }
+}
+
+/// Checks a TOTP code and records its step, refusing a step accepted before.
+///
+/// # Errors
+/// `ERROR_CODE_INVALID_SECOND_FACTOR` or `ERROR_CODE_TOTP_REPLAYED`.
+pub fn check_totp(
+    state: &ServerState,
+    account: &AccountRecord,
+    code: &str,
+) -> Result<(), ApiError> {
+    let step = totp::matching_step(
+        &account.totp_secret,
+        code,
+        now_secs(),
+        state.config.totp_skew_steps,
+    )
+    .ok_or_else(|| ApiError::new(ErrorCode::InvalidSecondFactor, "wrong TOTP code"))?;
+    if !state.storage.consume_totp_step(account.id, step)? {
+        return Err(ApiError::new(
+            ErrorCode::TotpReplayed,
+            "this TOTP code was already used; wait for the next one",
+        ));
+    }
+    Ok(())
+}
+
+/// Password + fresh TOTP of the logged-in account.
+///
+/// # Errors
+/// Credential errors as above.
+pub fn check_password_and_totp(
+    state: &ServerState,
+    account_id: i64,
+    password: &str,
+    totp_code: &str,
+) -> Result<AccountRecord, ApiError> {
+    let account = state
+        .storage
+        .account_by_id(account_id)?
+        .ok_or_else(|| ApiError::new(ErrorCode::InvalidCredentials, "account no longer exists"))?;
+    if !state.passwords.verify(password, &account.password_hash) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidCredentials,
+            "wrong password",
+        ));
+    }
+    check_totp(state, &account, totp_code)?;
+    Ok(account)
+}
+
+/// `RegisterRequest`: creates an inactive account.
+///
+/// # Errors
+/// `INVALID_ARGUMENT`, `USERNAME_TAKEN`, `INTERNAL`.
+pub async fn register(
+    state: &Arc<ServerState>,
+    request: RegisterRequest,
+) -> Result<RegisterResponse, ApiError> {
+    if !valid_username(&request.username) {
+        return Err(ApiError::invalid(
+            "username must be 3..=32 bytes of [a-z0-9_.-]",
+        ));
+    }
+    if !valid_password(&request.password) {
+        return Err(ApiError::invalid("password must be 8..=1024 bytes"));
+    }
+    state
+        .blocking(move |state| {
+            let password = zeroize::Zeroizing::new(request.password);
+            let password_hash = state
+                .passwords
+                .hash(&password)
+                .map_err(ApiError::internal)?;
+            let secret = totp::new_secret();
+            let (otpauth_uri, totp_secret_base32) =
+                totp::enrolment(&secret, &request.username).map_err(ApiError::internal)?;
+            let codes = recovery::generate();
+            let hashes: Vec<[u8; 32]> = codes.iter().map(|c| recovery::hash(c)).collect();
+            state.storage.create_account(&NewAccount {
+                username: &request.username,
+                password_hash: &password_hash,
+                totp_secret: &secret,
+                recovery_code_hashes: &hashes,
+                now_ms: now_ms(),
+            })?;
+            tracing::info!(username = %request.username, "account registered (inactive)");
+            Ok(RegisterResponse {
+                otpauth_uri,
+                totp_secret_base32,
+                recovery_codes: codes.iter().map(|c| c.to_string()).collect(),
+            })
+        })
+        .await
+}
+
+/// `ConfirmRegistrationRequest`: activates the account with a first code.
+///
+/// # Errors
+/// Credential errors, `ACCOUNT_ALREADY_ACTIVE`.
+pub async fn confirm(
+    state: &Arc<ServerState>,
+    request: ConfirmRegistrationRequest,
+) -> Result<(), ApiError> {
+    state
+        .blocking(move |state| {
+            let password = zeroize::Zeroizing::new(request.password);
+            let account = check_password(state, &request.username, &password)?;
+            if account.active {
+                return Err(ApiError::new(
+                    ErrorCode::AccountAlreadyActive,
+                    "account is already active",
+                ));
+            }
+            check_totp(state, &account, &request.totp_code)?;
+            state.storage.activate_account(account.id)?;
+            tracing::info!(username = %account.username, "account confirmed");
+            Ok(())
+        })
+        .await
+}
+
+/// `ChangePasswordRequest` for the logged-in account.
+///
+/// # Errors
+/// `INVALID_ARGUMENT`, credential errors.
+pub async fn change_password(
+    state: &Arc<ServerState>,
+    account_id: i64,
+    request: ChangePasswordRequest,
+) -> Result<(), ApiError> {
+    if !valid_password(&request.new_password) {
+        return Err(ApiError::invalid("new password must be 8..=1024 bytes"));
+    }
+    state
+        .blocking(move |state| {
+            let current = zeroize::Zeroizing::new(request.current_password);
+            let new = zeroize::Zeroizing::new(request.new_password);
+            check_password_and_totp(state, account_id, &current, &request.totp_code)?;
+            let hash = state.passwords.hash(&new).map_err(ApiError::internal)?;
+            state.storage.set_password_hash(account_id, &hash)?;
+            tracing::info!(account_id, "password changed");
+            Ok(())
+        })
+        .await
+}
+
+/// `DeleteAccountRequest`: deletes the account and disconnects its devices.
+///
+/// # Errors
+/// Credential errors.
+pub async fn delete_account(
+    state: &Arc<ServerState>,
+    account_id: i64,
+    request: DeleteAccountRequest,
+) -> Result<(), ApiError> {
+    let devices = state
+        .blocking(move |state| {
+            let password = zeroize::Zeroizing::new(request.password);
+            check_password_and_totp(state, account_id, &password, &request.totp_code)?;
+            Ok(state.storage.delete_account(account_id)?)
+        })
+        .await?;
+    for device in devices {
+        state
+            .bus
+            .publish(device, BusEvent::Disconnect(ErrorCode::DeviceRemoved));
+    }
+    tracing::info!(account_id, "account deleted");
+    Ok(())
+}

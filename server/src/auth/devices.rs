@@ -1,0 +1,224 @@
+//! Devices (SPEC.md §13.6, §13.7): enrolment with password + second factor,
+//! challenge-signature login, listing and removal.
+//!
+//! Login signature input (normative):
+//! `"Microbot device login v1" || 0x00 || challenge (32 B) || device_id (u64 BE)`,
+//! signed with the device's Ed25519 key, verified with `verify_strict`.
+//!
+//! Not owned here: the connection's login state (connection.rs).
+
+use std::sync::Arc;
+
+use ed25519_dalek::{Signature, VerifyingKey};
+use microbot_protocol::transport::{
+    DeviceInfo, DeviceList, EnrolDeviceRequest, ErrorCode, LoginRequest, RemoveDeviceRequest,
+    second_factor,
+};
+
+use super::accounts::{check_password, check_password_and_totp, check_totp};
+use super::recovery;
+use crate::bus::BusEvent;
+use crate::error::ApiError;
+use crate::state::{ServerState, now_ms};
+
+/// Context string opening every login signature input.
+pub const LOGIN_CONTEXT: &[u8] = b"Microbot device login v1";
+/// Length of a login challenge.
+pub const CHALLENGE_LEN: usize = 32;
+
+/// The bytes a device signs to log in.
+pub fn login_message(challenge: &[u8; CHALLENGE_LEN], device_id: u64) -> Vec<u8> {
+    let mut message = Vec::with_capacity(LOGIN_CONTEXT.len() + 1 + CHALLENGE_LEN + 8);
+    message.extend_from_slice(LOGIN_CONTEXT);
+    message.push(0);
+    message.extend_from_slice(challenge);
+    message.extend_from_slice(&device_id.to_be_bytes());
+    message
+}
+
+/// A fresh random challenge.
+pub fn new_challenge() -> [u8; CHALLENGE_LEN] {
+    let mut challenge = [0u8; CHALLENGE_LEN];
+    rand::Rng::fill_bytes(&mut rand::rng(), &mut challenge);
+    challenge
+}
+
+/// Who a connection is logged in as.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceSession {
+    /// The device.
+    pub device_id: u64,
+    /// Its account.
+    pub account_id: i64,
+    /// The account's username.
+    pub username: String,
+}
+
+/// `EnrolDeviceRequest`: adds a device key to an active account.
+///
+/// # Errors
+/// `INVALID_ARGUMENT`, credential errors, `ACCOUNT_INACTIVE`.
+pub async fn enrol(state: &Arc<ServerState>, request: EnrolDeviceRequest) -> Result<u64, ApiError> {
+    let public_key: [u8; 32] = request
+        .device_public_key
+        .as_ref()
+        .try_into()
+        .map_err(|_| ApiError::invalid("device_public_key must be 32 bytes"))?;
+    VerifyingKey::from_bytes(&public_key)
+        .map_err(|_| ApiError::invalid("device_public_key is not an Ed25519 point"))?;
+    if request.device_name.len() > 64 {
+        return Err(ApiError::invalid("device_name must be at most 64 bytes"));
+    }
+    let factor = request
+        .second_factor
+        .and_then(|f| f.factor)
+        .ok_or_else(|| ApiError::invalid("second_factor is required"))?;
+    state
+        .blocking(move |state| {
+            let password = zeroize::Zeroizing::new(request.password);
+            let account = check_password(state, &request.username, &password)?;
+            if !account.active {
+                return Err(ApiError::new(
+                    ErrorCode::AccountInactive,
+                    "confirm the account with a TOTP code first",
+                ));
+            }
+            match factor {
+                second_factor::Factor::TotpCode(code) => check_totp(state, &account, &code)?,
+                second_factor::Factor::RecoveryCode(code) => {
+                    let code = zeroize::Zeroizing::new(code);
+                    if !state
+                        .storage
+                        .consume_recovery_code(account.id, &recovery::hash(&code))?
+                    {
+                        return Err(ApiError::new(
+                            ErrorCode::InvalidSecondFactor,
+                            "wrong or already used recovery code",
+                        ));
+                    }
+                }
+            }
+            let device_id = state.storage.create_device(
+                account.id,
+                &public_key,
+                &request.device_name,
+                now_ms(),
+            )?;
+            tracing::info!(username = %account.username, device_id, "device enrolled");
+            Ok(device_id)
+        })
+        .await
+}
+
+/// `LoginRequest`: checks the signature over the connection's challenge.
+///
+/// # Errors
+/// `INVALID_ARGUMENT`, `UNKNOWN_DEVICE`, `DEVICE_REMOVED`, `BAD_SIGNATURE`.
+pub async fn login(
+    state: &Arc<ServerState>,
+    challenge: [u8; CHALLENGE_LEN],
+    request: LoginRequest,
+) -> Result<DeviceSession, ApiError> {
+    let signature = Signature::from_slice(&request.signature)
+        .map_err(|_| ApiError::invalid("signature must be 64 bytes"))?;
+    state
+        .blocking(move |state| {
+            let device = state
+                .storage
+                .device(request.device_id)?
+                .ok_or_else(|| ApiError::new(ErrorCode::UnknownDevice, "unknown device"))?;
+            if device.removed {
+                return Err(ApiError::new(
+                    ErrorCode::DeviceRemoved,
+                    "device was removed",
+                ));
+            }
+            let account = state
+                .storage
+                .account_by_id(device.account_id)?
+                .ok_or_else(|| {
+                    ApiError::new(ErrorCode::DeviceRemoved, "device's account was deleted")
+                })?;
+            let key_bytes: [u8; 32] = device
+                .public_key
+                .as_slice()
+                .try_into()
+                .map_err(|_| ApiError::internal("stored device key has the wrong length"))?;
+            let key = VerifyingKey::from_bytes(&key_bytes).map_err(ApiError::internal)?;
+            key.verify_strict(&login_message(&challenge, device.id), &signature)
+                .map_err(|_| {
+                    ApiError::new(ErrorCode::BadSignature, "login signature does not verify")
+                })?;
+            state.storage.record_login(device.id, now_ms())?;
+            tracing::info!(username = %account.username, device_id = device.id, "device logged in");
+            Ok(DeviceSession {
+                device_id: device.id,
+                account_id: account.id,
+                username: account.username,
+            })
+        })
+        .await
+}
+
+/// `ListDevicesRequest`.
+///
+/// # Errors
+/// `INTERNAL`.
+pub async fn list(state: &Arc<ServerState>, account_id: i64) -> Result<DeviceList, ApiError> {
+    state
+        .blocking(move |state| {
+            let devices = state.storage.account_devices(account_id)?;
+            Ok(DeviceList {
+                devices: devices
+                    .into_iter()
+                    .map(|d| DeviceInfo {
+                        device_id: d.id,
+                        name: d.name,
+                        created_at_ms: d.created_at_ms,
+                        last_login_ms: d.last_login_ms,
+                    })
+                    .collect(),
+            })
+        })
+        .await
+}
+
+/// `RemoveDeviceRequest`: needs password + fresh TOTP; disconnects the device.
+///
+/// # Errors
+/// Credential errors, `UNKNOWN_DEVICE`, `DEVICE_REMOVED`.
+pub async fn remove(
+    state: &Arc<ServerState>,
+    account_id: i64,
+    request: RemoveDeviceRequest,
+) -> Result<(), ApiError> {
+    let device_id = request.device_id;
+    state
+        .blocking(move |state| {
+            let password = zeroize::Zeroizing::new(request.password);
+            check_password_and_totp(state, account_id, &password, &request.totp_code)?;
+            state.storage.remove_device(account_id, device_id)?;
+            Ok(())
+        })
+        .await?;
+    state
+        .bus
+        .publish(device_id, BusEvent::Disconnect(ErrorCode::DeviceRemoved));
+    tracing::info!(account_id, device_id, "device removed");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn login_message_layout() {
+        let message = login_message(&[7u8; 32], 0x0102_0304_0506_0708);
+        assert_eq!(message.len(), 24 + 1 + 32 + 8);
+        assert_eq!(&message[..24], b"Microbot device login v1");
+        assert_eq!(message[24], 0);
+        assert_eq!(&message[25..57], &[7u8; 32]);
+        assert_eq!(&message[57..], &[1, 2, 3, 4, 5, 6, 7, 8]);
+    }
+}

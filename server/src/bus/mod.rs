@@ -1,0 +1,51 @@
+//! Who is connected where: routes pushes to a device's live connections
+//! (SPEC.md §12.7 "Pushes").
+//!
+//! The [`Bus`] trait lets a multi-node deployment replace the in-process
+//! [`local::LocalBus`] with a shared one (e.g. Redis pub/sub) later.
+//! Pushes are best-effort notifications of durable state: an envelope stays
+//! queued until acknowledged whether or not its push arrived. A connection
+//! whose push channel is full is unsubscribed (its channel closes) and disconnects, so the client
+//! reconnects and fetches instead of silently missing a push.
+//!
+//! Not owned here: what a connection does with an event (connection.rs).
+
+pub mod local;
+
+use microbot_protocol::transport::{ErrorCode, Push};
+use tokio::sync::mpsc;
+
+/// Capacity of each connection's push channel.
+pub const PUSH_CHANNEL_CAPACITY: usize = 1024;
+
+/// Something for one device's live connections.
+#[derive(Clone, Debug)]
+pub enum BusEvent {
+    /// Forward this push to the client.
+    Push(Box<Push>),
+    /// Close the connection with this code (device removed, account deleted,
+    /// push backlog).
+    Disconnect(ErrorCode),
+}
+
+/// One connection's subscription; pass it back to [`Bus::unsubscribe`].
+#[derive(Debug)]
+pub struct Subscription {
+    /// The device.
+    pub device_id: u64,
+    /// Unique id of this subscription.
+    pub id: u64,
+    /// Events for the connection.
+    pub events: mpsc::Receiver<BusEvent>,
+}
+
+/// Routes events to the connections of a device.
+pub trait Bus: Send + Sync + 'static {
+    /// Registers a logged-in connection of `device_id`.
+    fn subscribe(&self, device_id: u64) -> Subscription;
+    /// Removes a subscription (idempotent).
+    fn unsubscribe(&self, device_id: u64, subscription_id: u64);
+    /// Sends an event to every live connection of the device; returns how
+    /// many connections it reached.
+    fn publish(&self, device_id: u64, event: BusEvent) -> usize;
+}

@@ -1,0 +1,214 @@
+//! The QUIC endpoint and its certificate (SPEC.md §12.1, §12.2).
+//!
+//! TLS 1.3 only, ALPN `microbot/1`. Without configured PEM files the server
+//! generates a self-signed certificate (ECDSA P-256, SAN = `server_name`) on
+//! first start and keeps it as `cert.pem` / `key.pem` in the data directory,
+//! so its fingerprint stays stable across restarts. Clients pin the
+//! certificate by its fingerprint: lowercase hex of SHA-256 over the leaf
+//! certificate's DER encoding.
+//!
+//! Not owned here: what happens on a connection (connection.rs).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use sha2::{Digest, Sha256};
+
+use crate::config::Config;
+
+/// ALPN protocol id of protocol version 1.
+pub const ALPN: &[u8] = b"microbot/1";
+/// Generated certificate file in the data directory.
+pub const CERT_FILE: &str = "cert.pem";
+/// Generated private key file in the data directory.
+pub const KEY_FILE: &str = "key.pem";
+
+/// Errors setting up the endpoint.
+#[derive(Debug, thiserror::Error)]
+pub enum EndpointError {
+    /// A certificate or key file could not be read or written.
+    #[error("certificate file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A PEM file holds no usable certificate or key.
+    #[error("certificate file {path}: {reason}")]
+    Pem {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Certificate generation failed.
+    #[error("cannot generate certificate: {0}")]
+    Generate(#[from] rcgen::Error),
+    /// rustls refused the certificate/key pair.
+    #[error("TLS configuration: {0}")]
+    Tls(#[from] rustls::Error),
+    /// quinn refused the TLS configuration.
+    #[error("QUIC TLS configuration: {0}")]
+    Quic(String),
+    /// The UDP socket could not be bound.
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// The certificate chain and key the server presents.
+pub struct ServerIdentity {
+    /// Leaf first.
+    pub chain: Vec<CertificateDer<'static>>,
+    /// Private key.
+    pub key: PrivateKeyDer<'static>,
+    /// Lowercase hex SHA-256 of the leaf DER.
+    pub fingerprint: String,
+    /// Whether the certificate was generated during this call.
+    pub generated: bool,
+}
+
+impl std::fmt::Debug for ServerIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerIdentity")
+            .field("fingerprint", &self.fingerprint)
+            .field("generated", &self.generated)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Lowercase hex SHA-256 of a DER certificate: the pin clients compare.
+pub fn fingerprint(cert_der: &[u8]) -> String {
+    hex::encode(Sha256::digest(cert_der))
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> EndpointError + '_ {
+    move |source| EndpointError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn read_pem(
+    cert_path: &Path,
+    key_path: &Path,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), EndpointError> {
+    let pem_err = |path: &Path, reason: String| EndpointError::Pem {
+        path: path.to_owned(),
+        reason,
+    };
+    let cert_bytes = std::fs::read(cert_path).map_err(io_err(cert_path))?;
+    let chain = CertificateDer::pem_slice_iter(&cert_bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| pem_err(cert_path, e.to_string()))?;
+    if chain.is_empty() {
+        return Err(pem_err(cert_path, "no CERTIFICATE block".to_owned()));
+    }
+    let key_bytes = zeroize::Zeroizing::new(std::fs::read(key_path).map_err(io_err(key_path))?);
+    let key =
+        PrivateKeyDer::from_pem_slice(&key_bytes).map_err(|e| pem_err(key_path, e.to_string()))?;
+    Ok((chain, key))
+}
+
+fn write_private(path: &Path, contents: &[u8]) -> Result<(), EndpointError> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).map_err(io_err(path))?;
+    file.write_all(contents).map_err(io_err(path))?;
+    file.sync_all().map_err(io_err(path))
+}
+
+/// Loads the configured PEM files, or the generated certificate from the
+/// data directory, generating it on first start.
+///
+/// # Errors
+/// [`EndpointError`].
+pub fn load_identity(config: &Config) -> Result<ServerIdentity, EndpointError> {
+    let (cert_path, key_path, generated) = match (&config.cert_pem, &config.key_pem) {
+        (Some(cert), Some(key)) => (cert.clone(), key.clone(), false),
+        _ => {
+            let cert = config.data_dir.join(CERT_FILE);
+            let key = config.data_dir.join(KEY_FILE);
+            let generated = if cert.exists() && key.exists() {
+                false
+            } else {
+                let certified =
+                    rcgen::generate_simple_self_signed(vec![config.server_name.clone()])?;
+                let key_pem = zeroize::Zeroizing::new(certified.signing_key.serialize_pem());
+                // Key first: a crash in between leaves no certificate without key.
+                if key.exists() {
+                    std::fs::remove_file(&key).map_err(io_err(&key))?;
+                }
+                write_private(&key, key_pem.as_bytes())?;
+                std::fs::write(&cert, certified.cert.pem()).map_err(io_err(&cert))?;
+                true
+            };
+            (cert, key, generated)
+        }
+    };
+    let (chain, key) = read_pem(&cert_path, &key_path)?;
+    let fingerprint = chain
+        .first()
+        .map(|c| fingerprint(c.as_ref()))
+        .unwrap_or_default();
+    Ok(ServerIdentity {
+        chain,
+        key,
+        fingerprint,
+        generated,
+    })
+}
+
+/// Builds the quinn server configuration (TLS 1.3, ALPN `microbot/1`).
+///
+/// # Errors
+/// [`EndpointError::Tls`] / [`EndpointError::Quic`].
+pub fn server_config(identity: &ServerIdentity) -> Result<quinn::ServerConfig, EndpointError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_no_client_auth()
+        .with_single_cert(identity.chain.clone(), identity.key.clone_key())?;
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
+        .map_err(|e| EndpointError::Quic(e.to_string()))?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    let mut transport = quinn::TransportConfig::default();
+    // One request stream per connection; a few more are reserved for
+    // attachment streams (server part 2). No unidirectional streams.
+    transport.max_concurrent_bidi_streams(4u32.into());
+    transport.max_concurrent_uni_streams(0u32.into());
+    let idle = quinn::IdleTimeout::try_from(Duration::from_secs(60))
+        .map_err(|e| EndpointError::Quic(e.to_string()))?;
+    transport.max_idle_timeout(Some(idle));
+    config.transport_config(Arc::new(transport));
+    Ok(config)
+}
+
+/// Binds the endpoint.
+///
+/// # Errors
+/// [`EndpointError::Bind`].
+pub fn bind(
+    config: &Config,
+    server_config: quinn::ServerConfig,
+) -> Result<quinn::Endpoint, EndpointError> {
+    quinn::Endpoint::server(server_config, config.listen).map_err(|source| EndpointError::Bind {
+        addr: config.listen,
+        source,
+    })
+}

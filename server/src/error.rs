@@ -1,0 +1,87 @@
+//! The typed error a request fails with (SPEC.md §12.8 "Errors").
+//!
+//! Every handler returns `Result<_, ApiError>`; the connection turns the
+//! error into a `Response.error` frame. Messages never contain secrets,
+//! envelope bytes or codes.
+
+use microbot_protocol::transport::{self, ErrorCode};
+
+use crate::storage::StorageError;
+
+/// A request failure as sent to the client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiError {
+    /// The code clients switch on.
+    pub code: ErrorCode,
+    /// Human-readable detail.
+    pub message: String,
+    /// Recipient devices concerned (queue full, unknown or removed device).
+    pub device_ids: Vec<u64>,
+    /// Milliseconds after which a retry may succeed (0: no hint).
+    pub retry_after_ms: u64,
+}
+
+impl ApiError {
+    /// An error with a code and a message.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            device_ids: Vec::new(),
+            retry_after_ms: 0,
+        }
+    }
+
+    /// `ERROR_CODE_INVALID_ARGUMENT`.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidArgument, message)
+    }
+
+    /// `ERROR_CODE_INTERNAL`; the detail goes to the log, not the client.
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        tracing::error!(%detail, "internal error");
+        Self::new(ErrorCode::Internal, "internal server error")
+    }
+
+    /// The wire form.
+    pub fn to_proto(&self) -> transport::Error {
+        transport::Error {
+            code: self.code as i32,
+            message: self.message.clone(),
+            retry_after_ms: self.retry_after_ms,
+            supported_versions: Vec::new(),
+            current_group_version: 0,
+            device_ids: self.device_ids.clone(),
+        }
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(error: StorageError) -> Self {
+        match error {
+            StorageError::UsernameTaken => {
+                Self::new(ErrorCode::UsernameTaken, "username already taken")
+            }
+            StorageError::UnknownDevice(id) => Self {
+                device_ids: vec![id],
+                ..Self::new(ErrorCode::UnknownDevice, "unknown device")
+            },
+            StorageError::DeviceRemoved(id) => Self {
+                device_ids: vec![id],
+                ..Self::new(ErrorCode::DeviceRemoved, "device was removed")
+            },
+            StorageError::QueueFull(ids) => Self {
+                device_ids: ids,
+                ..Self::new(
+                    ErrorCode::QueueFull,
+                    "recipient queue full; nothing was stored",
+                )
+            },
+            StorageError::NoPrekeys => Self::new(
+                ErrorCode::NoPrekeys,
+                "first upload must contain the identity key and a signed prekey",
+            ),
+            StorageError::Database(detail) => Self::internal(detail),
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! `microbot-server`: runs the Microbot server (`run`, the default).
+//!
+//! Configuration: defaults < `--config FILE` (TOML) < `MICROBOT_*`
+//! environment variables < flags; `microbot-server --help` lists them all.
+//! On start it prints the listen address and the certificate fingerprint
+//! clients pin. SIGINT / SIGTERM shut it down gracefully.
+
+use clap::{Parser, Subcommand};
+use microbot_server::{Config, Overrides, Server};
+
+#[derive(Parser)]
+#[command(
+    name = "microbot-server",
+    version,
+    about = "Microbot end-to-end encrypted messaging server"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    overrides: Overrides,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (default).
+    Run,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Run => run(&cli.overrides).await,
+    }
+}
+
+async fn run(overrides: &Overrides) -> std::process::ExitCode {
+    let config = match Config::resolve(overrides) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let data_dir = config.data_dir.clone();
+    let server = match Server::bind(config) {
+        Ok(server) => server,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let addr = match server.local_addr() {
+        Ok(addr) => addr.to_string(),
+        Err(error) => format!("unknown ({error})"),
+    };
+    println!("microbot-server listening on {addr}");
+    println!("data directory: {}", data_dir.display());
+    if server.generated_certificate() {
+        println!("generated a new self-signed certificate");
+    }
+    println!("certificate SHA-256 fingerprint: {}", server.fingerprint());
+    server.run_until(shutdown_signal()).await;
+    println!("microbot-server stopped");
+    std::process::ExitCode::SUCCESS
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

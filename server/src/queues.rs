@@ -1,0 +1,185 @@
+//! Device queues (SPEC.md §12.5): atomic multi-recipient send acknowledged
+//! after a durable commit, push to connected recipients, ordered fetch,
+//! delete on acknowledgement, cap and time-to-live.
+//!
+//! Not owned here: the envelope bytes (opaque ciphertext; never logged), the
+//! SQL (storage/), who is connected (bus/).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use microbot_protocol::transport::{
+    AckEnvelopesRequest, Envelope, Envelopes, FetchEnvelopesRequest, Push, SendRequest,
+    SendResponse, push,
+};
+
+use crate::auth::devices::DeviceSession;
+use crate::bus::BusEvent;
+use crate::error::ApiError;
+use crate::state::{ServerState, now_ms};
+use crate::storage::{FetchPage, OutgoingEnvelope, SendMeta, StoredEnvelope};
+
+/// Default envelopes per fetch.
+pub const DEFAULT_FETCH_LIMIT: u32 = 100;
+/// Most envelopes per fetch.
+pub const MAX_FETCH_LIMIT: u32 = 1000;
+/// Most envelopes in one send.
+pub const MAX_ENVELOPES_PER_SEND: usize = 1000;
+/// Most ids in one ack.
+pub const MAX_ACK_IDS: usize = 1000;
+/// Bytes of frame budget counted per envelope besides its ciphertext.
+pub const ENVELOPE_OVERHEAD: usize = 128;
+
+/// The wire form of a stored envelope.
+pub fn envelope_proto(e: StoredEnvelope) -> Envelope {
+    Envelope {
+        envelope_id: e.id,
+        sender_username: e.sender_username,
+        sender_device_id: e.sender_device_id,
+        server_timestamp_ms: e.server_timestamp_ms,
+        ciphertext: e.ciphertext,
+        group_id: bytes::Bytes::new(),
+    }
+}
+
+/// `SendRequest`: stores all envelopes or none, then pushes to connected
+/// recipients. Returns only after the commit.
+///
+/// # Errors
+/// `INVALID_ARGUMENT`, `UNKNOWN_DEVICE`, `DEVICE_REMOVED`, `QUEUE_FULL` (with
+/// the device ids concerned).
+pub async fn send(
+    state: &Arc<ServerState>,
+    session: &DeviceSession,
+    request: SendRequest,
+) -> Result<SendResponse, ApiError> {
+    if request.envelopes.is_empty() || request.envelopes.len() > MAX_ENVELOPES_PER_SEND {
+        return Err(ApiError::invalid("a send carries 1..=1000 envelopes"));
+    }
+    let max_len = usize::try_from(state.config.max_envelope_len).unwrap_or(usize::MAX);
+    let mut seen = HashSet::with_capacity(request.envelopes.len());
+    let mut envelopes = Vec::with_capacity(request.envelopes.len());
+    for e in request.envelopes {
+        if e.ciphertext.is_empty() || e.ciphertext.len() > max_len {
+            return Err(ApiError::invalid(
+                "envelope ciphertext must be 1..=max_envelope_len bytes",
+            ));
+        }
+        if !seen.insert(e.recipient_device_id) {
+            return Err(ApiError::invalid(
+                "at most one envelope per recipient device",
+            ));
+        }
+        envelopes.push(OutgoingEnvelope {
+            recipient_device_id: e.recipient_device_id,
+            ciphertext: e.ciphertext,
+        });
+    }
+    let now = now_ms();
+    let ttl_ms = state.config.envelope_ttl_secs.saturating_mul(1000);
+    let sender_username = session.username.clone();
+    let sender_device_id = session.device_id;
+    let (ids, envelopes) = state
+        .blocking(move |state| {
+            let meta = SendMeta {
+                sender_username: &sender_username,
+                sender_device_id,
+                now_ms: now,
+                expires_at_ms: now.saturating_add(ttl_ms),
+                max_queue_len: state.config.max_queue_len,
+            };
+            let ids = state.storage.enqueue(&meta, &envelopes)?;
+            Ok((ids, envelopes))
+        })
+        .await?;
+    tracing::debug!(sender_device_id, recipients = ids.len(), "envelopes stored");
+    for (id, envelope) in ids.into_iter().zip(envelopes) {
+        let push = Push {
+            event: Some(push::Event::Envelope(envelope_proto(StoredEnvelope {
+                id,
+                device_id: envelope.recipient_device_id,
+                sender_username: session.username.clone(),
+                sender_device_id,
+                server_timestamp_ms: now,
+                ciphertext: envelope.ciphertext,
+            }))),
+        };
+        state
+            .bus
+            .publish(envelope.recipient_device_id, BusEvent::Push(Box::new(push)));
+    }
+    Ok(SendResponse {
+        server_timestamp_ms: now,
+    })
+}
+
+/// `FetchEnvelopesRequest` for the logged-in device, cut to fit one frame.
+///
+/// # Errors
+/// `INTERNAL`.
+pub async fn fetch(
+    state: &Arc<ServerState>,
+    device_id: u64,
+    request: FetchEnvelopesRequest,
+) -> Result<Envelopes, ApiError> {
+    let limit = match request.limit {
+        0 => DEFAULT_FETCH_LIMIT,
+        n => n.min(MAX_FETCH_LIMIT),
+    };
+    let page = FetchPage {
+        limit,
+        max_bytes: usize::try_from(state.config.max_frame_len)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(1024),
+        overhead: ENVELOPE_OVERHEAD,
+        now_ms: now_ms(),
+    };
+    let (rows, more) = state
+        .blocking(move |state| {
+            Ok(state
+                .storage
+                .fetch_envelopes(device_id, request.after_envelope_id, page)?)
+        })
+        .await?;
+    let envelopes = rows.into_iter().map(envelope_proto).collect();
+    Ok(Envelopes { envelopes, more })
+}
+
+/// `AckEnvelopesRequest`: deletes envelopes of the logged-in device only.
+///
+/// # Errors
+/// `INVALID_ARGUMENT`.
+pub async fn ack(
+    state: &Arc<ServerState>,
+    device_id: u64,
+    request: AckEnvelopesRequest,
+) -> Result<u32, ApiError> {
+    if request.envelope_ids.len() > MAX_ACK_IDS {
+        return Err(ApiError::invalid("at most 1000 ids per ack"));
+    }
+    state
+        .blocking(move |state| {
+            Ok(state
+                .storage
+                .ack_envelopes(device_id, &request.envelope_ids)?)
+        })
+        .await
+}
+
+/// Deletes expired envelopes every `purge_interval_secs` until `stop` fires.
+pub async fn purge_loop(state: Arc<ServerState>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let period = std::time::Duration::from_secs(state.config.purge_interval_secs);
+    let mut interval = tokio::time::interval(period);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {
+                match state.blocking(|state| Ok(state.storage.purge_expired(now_ms())?)).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(purged = n, "expired envelopes deleted"),
+                    Err(e) => tracing::warn!(code = ?e.code, "purge failed"),
+                }
+            }
+            _ = stop.changed() => return,
+        }
+    }
+}

@@ -1,0 +1,298 @@
+//! Persistent state behind a [`Storage`] trait (SPEC.md §14 lists what it holds).
+//!
+//! The trait is synchronous: every method is one short transaction, and the
+//! server calls it from a blocking thread (`tokio::task::spawn_blocking`), so
+//! an implementation may block on disk or network. [`sqlite::SqliteStorage`]
+//! is the embedded default; a PostgreSQL implementation can be added beside
+//! it without touching the request handlers.
+//!
+//! Not owned here: credential checks (auth/), limits and validation of
+//! request fields (the handlers), and notifying connected devices (bus/).
+
+pub mod sqlite;
+
+use std::fmt;
+
+/// Errors of storage operations.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The username is already registered.
+    #[error("username already taken")]
+    UsernameTaken,
+    /// The device does not exist (or is not the caller's).
+    #[error("unknown device {0}")]
+    UnknownDevice(u64),
+    /// The device was removed.
+    #[error("device {0} was removed")]
+    DeviceRemoved(u64),
+    /// Recipient queues at their cap; nothing was stored.
+    #[error("queue full for {} device(s)", .0.len())]
+    QueueFull(Vec<u64>),
+    /// The device has never uploaded its identity and signed prekey.
+    #[error("device has no prekeys")]
+    NoPrekeys,
+    /// The database failed (I/O, corruption, a bug).
+    #[error("database error: {0}")]
+    Database(String),
+}
+
+/// Storage result.
+pub type StorageResult<T> = Result<T, StorageError>;
+
+/// An account row.
+#[derive(Clone)]
+pub struct AccountRecord {
+    /// Internal id.
+    pub id: i64,
+    /// Unique username.
+    pub username: String,
+    /// Argon2id PHC string.
+    pub password_hash: String,
+    /// Raw TOTP secret (20 bytes).
+    pub totp_secret: zeroize::Zeroizing<Vec<u8>>,
+    /// Highest TOTP time step accepted so far (-1: none).
+    pub last_totp_step: i64,
+    /// Confirmed with a first TOTP code.
+    pub active: bool,
+}
+
+impl fmt::Debug for AccountRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccountRecord")
+            .field("id", &self.id)
+            .field("username", &self.username)
+            .field("active", &self.active)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A new account to insert.
+pub struct NewAccount<'a> {
+    /// Username.
+    pub username: &'a str,
+    /// Argon2id PHC string.
+    pub password_hash: &'a str,
+    /// Raw TOTP secret.
+    pub totp_secret: &'a [u8],
+    /// SHA-256 hashes of the recovery codes.
+    pub recovery_code_hashes: &'a [[u8; 32]],
+    /// Creation time.
+    pub now_ms: u64,
+}
+
+/// A device row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceRecord {
+    /// Device id.
+    pub id: u64,
+    /// Owning account.
+    pub account_id: i64,
+    /// Ed25519 public key (empty once removed).
+    pub public_key: Vec<u8>,
+    /// User-chosen name.
+    pub name: String,
+    /// Enrolment time.
+    pub created_at_ms: u64,
+    /// Last successful login (0: never).
+    pub last_login_ms: u64,
+    /// Removed devices keep their row so their id is never reused and their
+    /// logins get a precise error.
+    pub removed: bool,
+}
+
+/// A signed key (X25519 signed prekey or ML-KEM prekey).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignedKey {
+    /// Client-chosen id.
+    pub id: u32,
+    /// Public key bytes.
+    pub public_key: Vec<u8>,
+    /// Signature by the identity key.
+    pub signature: Vec<u8>,
+}
+
+/// An unsigned one-time prekey.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OneTimeKey {
+    /// Client-chosen id.
+    pub id: u32,
+    /// Public key bytes.
+    pub public_key: Vec<u8>,
+}
+
+/// A validated prekey upload.
+#[derive(Clone, Debug, Default)]
+pub struct PrekeyUpload {
+    /// Identity key, when replaced.
+    pub identity_key: Option<Vec<u8>>,
+    /// Signed prekey, when replaced.
+    pub signed_prekey: Option<SignedKey>,
+    /// One-time prekeys to add.
+    pub one_time_prekeys: Vec<OneTimeKey>,
+    /// One-time KEM prekeys to add.
+    pub kem_prekeys: Vec<SignedKey>,
+    /// Last-resort KEM prekey, when replaced.
+    pub last_resort_kem_prekey: Option<SignedKey>,
+}
+
+/// One device's bundle as handed out (the one-time keys are already deleted).
+#[derive(Clone, Debug)]
+pub struct BundleRecord {
+    /// Device id.
+    pub device_id: u64,
+    /// Identity key.
+    pub identity_key: Vec<u8>,
+    /// Signed prekey.
+    pub signed_prekey: SignedKey,
+    /// One one-time prekey, if any was left.
+    pub one_time_prekey: Option<OneTimeKey>,
+    /// A KEM prekey and whether it is the last-resort one.
+    pub kem_prekey: Option<(SignedKey, bool)>,
+    /// Stock left after this hand-out.
+    pub stock: PrekeyStock,
+}
+
+/// Unused prekeys of one device.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PrekeyStock {
+    /// One-time X25519 prekeys left.
+    pub one_time: u32,
+    /// One-time KEM prekeys left.
+    pub kem: u32,
+    /// Current signed prekey id (0: none).
+    pub signed_prekey_id: u32,
+}
+
+/// An envelope to store for one recipient device.
+pub struct OutgoingEnvelope {
+    /// Recipient device.
+    pub recipient_device_id: u64,
+    /// Opaque ciphertext.
+    pub ciphertext: bytes::Bytes,
+}
+
+/// Who sent a batch of envelopes and when.
+pub struct SendMeta<'a> {
+    /// Sender's username.
+    pub sender_username: &'a str,
+    /// Sender's device.
+    pub sender_device_id: u64,
+    /// Server time stamped on every envelope.
+    pub now_ms: u64,
+    /// Expiry time of the envelopes.
+    pub expires_at_ms: u64,
+    /// Queue cap per device.
+    pub max_queue_len: u32,
+}
+
+/// Bounds of one fetch.
+#[derive(Clone, Copy, Debug)]
+pub struct FetchPage {
+    /// Most envelopes.
+    pub limit: u32,
+    /// Byte budget (ciphertext plus `overhead` per envelope).
+    pub max_bytes: usize,
+    /// Bytes counted per envelope besides its ciphertext.
+    pub overhead: usize,
+    /// Current time: expired envelopes are skipped.
+    pub now_ms: u64,
+}
+
+/// A stored envelope.
+#[derive(Clone)]
+pub struct StoredEnvelope {
+    /// Queue id (increasing in queue order).
+    pub id: u64,
+    /// Recipient device.
+    pub device_id: u64,
+    /// Sender's username.
+    pub sender_username: String,
+    /// Sender's device.
+    pub sender_device_id: u64,
+    /// Server timestamp.
+    pub server_timestamp_ms: u64,
+    /// Opaque ciphertext.
+    pub ciphertext: bytes::Bytes,
+}
+
+impl fmt::Debug for StoredEnvelope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print envelope bytes, only their size.
+        f.debug_struct("StoredEnvelope")
+            .field("id", &self.id)
+            .field("device_id", &self.device_id)
+            .field("sender_device_id", &self.sender_device_id)
+            .field("len", &self.ciphertext.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The server's persistent state. Every method is atomic.
+pub trait Storage: Send + Sync + 'static {
+    /// Inserts an inactive account with its recovery code hashes.
+    fn create_account(&self, account: &NewAccount<'_>) -> StorageResult<i64>;
+    /// Looks an account up by username.
+    fn account_by_username(&self, username: &str) -> StorageResult<Option<AccountRecord>>;
+    /// Looks an account up by id.
+    fn account_by_id(&self, account_id: i64) -> StorageResult<Option<AccountRecord>>;
+    /// Records `step` as used if it is newer than every step accepted before.
+    /// Returns false (and changes nothing) for a replayed or older step.
+    fn consume_totp_step(&self, account_id: i64, step: i64) -> StorageResult<bool>;
+    /// Marks the account active.
+    fn activate_account(&self, account_id: i64) -> StorageResult<()>;
+    /// Deletes one unused recovery code; false when there was none with this hash.
+    fn consume_recovery_code(&self, account_id: i64, code_hash: &[u8; 32]) -> StorageResult<bool>;
+    /// Replaces the password hash.
+    fn set_password_hash(&self, account_id: i64, password_hash: &str) -> StorageResult<()>;
+    /// Deletes the account, its recovery codes, keys and queues; its devices
+    /// are marked removed. Returns the ids of devices that were active.
+    fn delete_account(&self, account_id: i64) -> StorageResult<Vec<u64>>;
+
+    /// Adds a device and returns its new id (never reused).
+    fn create_device(
+        &self,
+        account_id: i64,
+        public_key: &[u8],
+        name: &str,
+        now_ms: u64,
+    ) -> StorageResult<u64>;
+    /// Looks a device up (removed ones included).
+    fn device(&self, device_id: u64) -> StorageResult<Option<DeviceRecord>>;
+    /// The account's devices that are not removed, by id.
+    fn account_devices(&self, account_id: i64) -> StorageResult<Vec<DeviceRecord>>;
+    /// Records a successful login.
+    fn record_login(&self, device_id: u64, now_ms: u64) -> StorageResult<()>;
+    /// Marks a device of this account removed and deletes its keys and queue.
+    fn remove_device(&self, account_id: i64, device_id: u64) -> StorageResult<()>;
+
+    /// Applies a prekey upload for a device.
+    fn upload_prekeys(&self, device_id: u64, upload: &PrekeyUpload) -> StorageResult<()>;
+    /// Hands out one bundle per listed device that has keys, deleting the
+    /// one-time keys it contains in the same transaction.
+    fn take_bundles(&self, device_ids: &[u64]) -> StorageResult<Vec<BundleRecord>>;
+    /// The device's unused stock.
+    fn prekey_stock(&self, device_id: u64) -> StorageResult<PrekeyStock>;
+
+    /// Stores every envelope or none, durably, and returns their ids in order.
+    fn enqueue(
+        &self,
+        meta: &SendMeta<'_>,
+        envelopes: &[OutgoingEnvelope],
+    ) -> StorageResult<Vec<u64>>;
+    /// Unexpired envelopes of a device with id > `after`, oldest first: at
+    /// most `limit`, and stopping before the sum of `ciphertext.len() +
+    /// overhead` exceeds `max_bytes` (the first envelope is always included).
+    /// The flag tells whether more envelopes follow.
+    fn fetch_envelopes(
+        &self,
+        device_id: u64,
+        after: u64,
+        page: FetchPage,
+    ) -> StorageResult<(Vec<StoredEnvelope>, bool)>;
+    /// Deletes the listed envelopes of this device; returns how many existed.
+    fn ack_envelopes(&self, device_id: u64, ids: &[u64]) -> StorageResult<u32>;
+    /// Unexpired envelopes queued for a device.
+    fn queue_len(&self, device_id: u64, now_ms: u64) -> StorageResult<u32>;
+    /// Deletes every envelope that expired; returns how many.
+    fn purge_expired(&self, now_ms: u64) -> StorageResult<u64>;
+}

@@ -1,0 +1,816 @@
+//! The embedded SQLite [`Storage`] (SPEC.md §14).
+//!
+//! One connection behind a mutex: SQLite allows one writer at a time anyway,
+//! and every method is a short transaction run on a blocking thread.
+//!
+//! Durability: WAL journal with `synchronous = FULL`, so every commit fsyncs
+//! the WAL before `COMMIT` returns; a send is acknowledged only after that
+//! (with `NORMAL`, a WAL commit survives a process crash but not a power
+//! loss, which would break "acknowledged means stored"). The cost is one
+//! fsync per send request; batching several requests into one commit (group
+//! commit) is a later optimisation.
+//!
+//! Schema versions are tracked in `PRAGMA user_version`; [`MIGRATIONS`] holds
+//! one SQL script per version, applied in order inside a transaction.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use super::{
+    AccountRecord, BundleRecord, DeviceRecord, FetchPage, NewAccount, OneTimeKey, OutgoingEnvelope,
+    PrekeyStock, PrekeyUpload, SendMeta, SignedKey, Storage, StorageError, StorageResult,
+    StoredEnvelope,
+};
+
+/// Schema scripts; index + 1 is the `user_version` they produce.
+const MIGRATIONS: &[&str] = &[r"
+CREATE TABLE accounts (
+    id INTEGER PRIMARY KEY,
+    username TEXT NOT NULL UNIQUE,
+    password_hash TEXT NOT NULL,
+    totp_secret BLOB NOT NULL,
+    last_totp_step INTEGER NOT NULL DEFAULT -1,
+    active INTEGER NOT NULL DEFAULT 0,
+    created_at_ms INTEGER NOT NULL
+);
+CREATE TABLE recovery_codes (
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    code_hash BLOB NOT NULL,
+    PRIMARY KEY (account_id, code_hash)
+) WITHOUT ROWID;
+CREATE TABLE devices (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    account_id INTEGER NOT NULL,
+    public_key BLOB NOT NULL,
+    name TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    last_login_ms INTEGER NOT NULL DEFAULT 0,
+    removed INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX devices_by_account ON devices(account_id);
+CREATE TABLE device_keys (
+    device_id INTEGER PRIMARY KEY,
+    identity_key BLOB NOT NULL,
+    signed_prekey_id INTEGER NOT NULL,
+    signed_prekey BLOB NOT NULL,
+    signed_prekey_signature BLOB NOT NULL,
+    last_resort_kem_id INTEGER,
+    last_resort_kem BLOB,
+    last_resort_kem_signature BLOB
+);
+CREATE TABLE one_time_prekeys (
+    device_id INTEGER NOT NULL,
+    id INTEGER NOT NULL,
+    public_key BLOB NOT NULL,
+    PRIMARY KEY (device_id, id)
+) WITHOUT ROWID;
+CREATE TABLE kem_prekeys (
+    device_id INTEGER NOT NULL,
+    id INTEGER NOT NULL,
+    public_key BLOB NOT NULL,
+    signature BLOB NOT NULL,
+    PRIMARY KEY (device_id, id)
+) WITHOUT ROWID;
+CREATE TABLE envelopes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    device_id INTEGER NOT NULL,
+    sender_username TEXT NOT NULL,
+    sender_device_id INTEGER NOT NULL,
+    server_timestamp_ms INTEGER NOT NULL,
+    expires_at_ms INTEGER NOT NULL,
+    ciphertext BLOB NOT NULL
+);
+CREATE INDEX envelopes_by_device ON envelopes(device_id, id);
+CREATE INDEX envelopes_by_expiry ON envelopes(expires_at_ms);
+"];
+
+/// Errors opening the database.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// SQLite refused to open or configure the file.
+    #[error("cannot open database {path}: {source}")]
+    Sqlite {
+        /// The file.
+        path: String,
+        /// SQLite's error.
+        source: rusqlite::Error,
+    },
+    /// The file was written by a newer server (unknown schema version).
+    #[error("database schema version {found} is newer than this server's {supported}")]
+    TooNew {
+        /// `user_version` in the file.
+        found: i64,
+        /// Highest version this build knows.
+        supported: i64,
+    },
+}
+
+/// SQLite-backed storage.
+pub struct SqliteStorage {
+    conn: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for SqliteStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStorage").finish_non_exhaustive()
+    }
+}
+
+fn db(e: rusqlite::Error) -> StorageError {
+    StorageError::Database(e.to_string())
+}
+
+/// Network ids are u64; SQLite stores i64. An id above `i64::MAX` cannot
+/// exist, so it maps to -1, which matches no row.
+fn sql_id(id: u64) -> i64 {
+    i64::try_from(id).unwrap_or(-1)
+}
+
+fn net_id(id: i64) -> u64 {
+    u64::try_from(id).unwrap_or(0)
+}
+
+fn sql_time(ms: u64) -> i64 {
+    i64::try_from(ms).unwrap_or(i64::MAX)
+}
+
+fn count(n: i64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+impl SqliteStorage {
+    /// Opens (creating if needed) the database file and migrates its schema.
+    ///
+    /// # Errors
+    /// [`OpenError`].
+    pub fn open(path: &Path) -> Result<Self, OpenError> {
+        let wrap = |source| OpenError::Sqlite {
+            path: path.display().to_string(),
+            source,
+        };
+        let mut conn = Connection::open(path).map_err(wrap)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(wrap)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(wrap)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(wrap)?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(wrap)?;
+        migrate(&mut conn).map_err(|e| match e {
+            MigrateError::Sqlite(source) => wrap(source),
+            MigrateError::TooNew(found) => OpenError::TooNew {
+                found,
+                supported: schema_version(),
+            },
+        })?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave a half-done transaction
+        // behind (rusqlite rolls back on drop), so a poisoned lock is usable.
+        self.conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn with_tx<T>(&self, f: impl FnOnce(&Transaction<'_>) -> StorageResult<T>) -> StorageResult<T> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(db)?;
+        let value = f(&tx)?;
+        tx.commit().map_err(db)?;
+        Ok(value)
+    }
+}
+
+/// The schema version this build writes.
+pub fn schema_version() -> i64 {
+    i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX)
+}
+
+enum MigrateError {
+    Sqlite(rusqlite::Error),
+    TooNew(i64),
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), MigrateError> {
+    let current: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(MigrateError::Sqlite)?;
+    if current > schema_version() {
+        return Err(MigrateError::TooNew(current));
+    }
+    let start = usize::try_from(current).unwrap_or(0);
+    for (index, script) in MIGRATIONS.iter().enumerate().skip(start) {
+        let tx = conn.transaction().map_err(MigrateError::Sqlite)?;
+        tx.execute_batch(script).map_err(MigrateError::Sqlite)?;
+        tx.pragma_update(
+            None,
+            "user_version",
+            i64::try_from(index + 1).unwrap_or(i64::MAX),
+        )
+        .map_err(MigrateError::Sqlite)?;
+        tx.commit().map_err(MigrateError::Sqlite)?;
+    }
+    Ok(())
+}
+
+fn account_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AccountRecord> {
+    Ok(AccountRecord {
+        id: row.get(0)?,
+        username: row.get(1)?,
+        password_hash: row.get(2)?,
+        totp_secret: zeroize::Zeroizing::new(row.get(3)?),
+        last_totp_step: row.get(4)?,
+        active: row.get(5)?,
+    })
+}
+
+const ACCOUNT_COLUMNS: &str = "id, username, password_hash, totp_secret, last_totp_step, active";
+
+fn device_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRecord> {
+    Ok(DeviceRecord {
+        id: net_id(row.get(0)?),
+        account_id: row.get(1)?,
+        public_key: row.get(2)?,
+        name: row.get(3)?,
+        created_at_ms: net_id(row.get(4)?),
+        last_login_ms: net_id(row.get(5)?),
+        removed: row.get(6)?,
+    })
+}
+
+const DEVICE_COLUMNS: &str =
+    "id, account_id, public_key, name, created_at_ms, last_login_ms, removed";
+
+fn delete_device_data(tx: &Transaction<'_>, device_id: i64) -> rusqlite::Result<()> {
+    tx.execute("DELETE FROM device_keys WHERE device_id = ?1", [device_id])?;
+    tx.execute(
+        "DELETE FROM one_time_prekeys WHERE device_id = ?1",
+        [device_id],
+    )?;
+    tx.execute("DELETE FROM kem_prekeys WHERE device_id = ?1", [device_id])?;
+    tx.execute("DELETE FROM envelopes WHERE device_id = ?1", [device_id])?;
+    tx.execute(
+        "UPDATE devices SET removed = 1, public_key = X'' WHERE id = ?1",
+        [device_id],
+    )?;
+    Ok(())
+}
+
+fn stock(tx: &Connection, device_id: i64) -> rusqlite::Result<PrekeyStock> {
+    let one_time: i64 = tx.query_row(
+        "SELECT COUNT(*) FROM one_time_prekeys WHERE device_id = ?1",
+        [device_id],
+        |r| r.get(0),
+    )?;
+    let kem: i64 = tx.query_row(
+        "SELECT COUNT(*) FROM kem_prekeys WHERE device_id = ?1",
+        [device_id],
+        |r| r.get(0),
+    )?;
+    let signed: Option<i64> = tx
+        .query_row(
+            "SELECT signed_prekey_id FROM device_keys WHERE device_id = ?1",
+            [device_id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(PrekeyStock {
+        one_time: count(one_time),
+        kem: count(kem),
+        signed_prekey_id: signed.and_then(|id| u32::try_from(id).ok()).unwrap_or(0),
+    })
+}
+
+fn take_bundle(tx: &Transaction<'_>, device_id: i64) -> rusqlite::Result<Option<BundleRecord>> {
+    type KeysRow = (
+        Vec<u8>,
+        i64,
+        Vec<u8>,
+        Vec<u8>,
+        Option<i64>,
+        Option<Vec<u8>>,
+        Option<Vec<u8>>,
+    );
+    let keys: Option<KeysRow> = tx
+        .query_row(
+            "SELECT k.identity_key, k.signed_prekey_id, k.signed_prekey, k.signed_prekey_signature, \
+             k.last_resort_kem_id, k.last_resort_kem, k.last_resort_kem_signature \
+             FROM device_keys k JOIN devices d ON d.id = k.device_id \
+             WHERE k.device_id = ?1 AND d.removed = 0",
+            [device_id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
+        )
+        .optional()?;
+    let Some((identity_key, spk_id, spk, spk_sig, lr_id, lr_pub, lr_sig)) = keys else {
+        return Ok(None);
+    };
+    // Each one-time key is deleted in the same statement that reads it, inside
+    // the caller's IMMEDIATE transaction: no two fetches can get the same key.
+    let one_time_prekey = tx
+        .query_row(
+            "DELETE FROM one_time_prekeys WHERE device_id = ?1 AND id = \
+             (SELECT id FROM one_time_prekeys WHERE device_id = ?1 ORDER BY id LIMIT 1) \
+             RETURNING id, public_key",
+            [device_id],
+            |r| {
+                Ok(OneTimeKey {
+                    id: r.get(0)?,
+                    public_key: r.get(1)?,
+                })
+            },
+        )
+        .optional()?;
+    let one_time_kem = tx
+        .query_row(
+            "DELETE FROM kem_prekeys WHERE device_id = ?1 AND id = \
+             (SELECT id FROM kem_prekeys WHERE device_id = ?1 ORDER BY id LIMIT 1) \
+             RETURNING id, public_key, signature",
+            [device_id],
+            |r| {
+                Ok(SignedKey {
+                    id: r.get(0)?,
+                    public_key: r.get(1)?,
+                    signature: r.get(2)?,
+                })
+            },
+        )
+        .optional()?;
+    let kem_prekey = match (one_time_kem, lr_id, lr_pub, lr_sig) {
+        (Some(key), _, _, _) => Some((key, false)),
+        (None, Some(id), Some(public_key), Some(signature)) => Some((
+            SignedKey {
+                id: u32::try_from(id).unwrap_or(0),
+                public_key,
+                signature,
+            },
+            true,
+        )),
+        _ => None,
+    };
+    Ok(Some(BundleRecord {
+        device_id: net_id(device_id),
+        identity_key,
+        signed_prekey: SignedKey {
+            id: u32::try_from(spk_id).unwrap_or(0),
+            public_key: spk,
+            signature: spk_sig,
+        },
+        one_time_prekey,
+        kem_prekey,
+        stock: stock(tx, device_id)?,
+    }))
+}
+
+impl Storage for SqliteStorage {
+    fn create_account(&self, account: &NewAccount<'_>) -> StorageResult<i64> {
+        self.with_tx(|tx| {
+            let exists: Option<i64> = tx
+                .query_row(
+                    "SELECT id FROM accounts WHERE username = ?1",
+                    [account.username],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db)?;
+            if exists.is_some() {
+                return Err(StorageError::UsernameTaken);
+            }
+            tx.execute(
+                "INSERT INTO accounts (username, password_hash, totp_secret, created_at_ms) VALUES (?1, ?2, ?3, ?4)",
+                params![
+                    account.username,
+                    account.password_hash,
+                    account.totp_secret,
+                    sql_time(account.now_ms)
+                ],
+            )
+            .map_err(db)?;
+            let id = tx.last_insert_rowid();
+            for hash in account.recovery_code_hashes {
+                tx.execute(
+                    "INSERT OR IGNORE INTO recovery_codes (account_id, code_hash) VALUES (?1, ?2)",
+                    params![id, hash.as_slice()],
+                )
+                .map_err(db)?;
+            }
+            Ok(id)
+        })
+    }
+
+    fn account_by_username(&self, username: &str) -> StorageResult<Option<AccountRecord>> {
+        self.lock()
+            .query_row(
+                &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE username = ?1"),
+                [username],
+                account_from_row,
+            )
+            .optional()
+            .map_err(db)
+    }
+
+    fn account_by_id(&self, account_id: i64) -> StorageResult<Option<AccountRecord>> {
+        self.lock()
+            .query_row(
+                &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?1"),
+                [account_id],
+                account_from_row,
+            )
+            .optional()
+            .map_err(db)
+    }
+
+    fn consume_totp_step(&self, account_id: i64, step: i64) -> StorageResult<bool> {
+        let changed = self
+            .lock()
+            .execute(
+                "UPDATE accounts SET last_totp_step = ?2 WHERE id = ?1 AND last_totp_step < ?2",
+                params![account_id, step],
+            )
+            .map_err(db)?;
+        Ok(changed == 1)
+    }
+
+    fn activate_account(&self, account_id: i64) -> StorageResult<()> {
+        self.lock()
+            .execute("UPDATE accounts SET active = 1 WHERE id = ?1", [account_id])
+            .map_err(db)?;
+        Ok(())
+    }
+
+    fn consume_recovery_code(&self, account_id: i64, code_hash: &[u8; 32]) -> StorageResult<bool> {
+        let changed = self
+            .lock()
+            .execute(
+                "DELETE FROM recovery_codes WHERE account_id = ?1 AND code_hash = ?2",
+                params![account_id, code_hash.as_slice()],
+            )
+            .map_err(db)?;
+        Ok(changed == 1)
+    }
+
+    fn set_password_hash(&self, account_id: i64, password_hash: &str) -> StorageResult<()> {
+        self.lock()
+            .execute(
+                "UPDATE accounts SET password_hash = ?2 WHERE id = ?1",
+                params![account_id, password_hash],
+            )
+            .map_err(db)?;
+        Ok(())
+    }
+
+    fn delete_account(&self, account_id: i64) -> StorageResult<Vec<u64>> {
+        self.with_tx(|tx| {
+            let mut stmt = tx
+                .prepare("SELECT id FROM devices WHERE account_id = ?1 AND removed = 0")
+                .map_err(db)?;
+            let ids = stmt
+                .query_map([account_id], |r| r.get::<_, i64>(0))
+                .map_err(db)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(db)?;
+            drop(stmt);
+            for id in &ids {
+                delete_device_data(tx, *id).map_err(db)?;
+            }
+            tx.execute("DELETE FROM accounts WHERE id = ?1", [account_id])
+                .map_err(db)?;
+            Ok(ids.into_iter().map(net_id).collect())
+        })
+    }
+
+    fn create_device(
+        &self,
+        account_id: i64,
+        public_key: &[u8],
+        name: &str,
+        now_ms: u64,
+    ) -> StorageResult<u64> {
+        let conn = self.lock();
+        conn.execute(
+            "INSERT INTO devices (account_id, public_key, name, created_at_ms) VALUES (?1, ?2, ?3, ?4)",
+            params![account_id, public_key, name, sql_time(now_ms)],
+        )
+        .map_err(db)?;
+        Ok(net_id(conn.last_insert_rowid()))
+    }
+
+    fn device(&self, device_id: u64) -> StorageResult<Option<DeviceRecord>> {
+        self.lock()
+            .query_row(
+                &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = ?1"),
+                [sql_id(device_id)],
+                device_from_row,
+            )
+            .optional()
+            .map_err(db)
+    }
+
+    fn account_devices(&self, account_id: i64) -> StorageResult<Vec<DeviceRecord>> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT {DEVICE_COLUMNS} FROM devices WHERE account_id = ?1 AND removed = 0 ORDER BY id"
+            ))
+            .map_err(db)?;
+        let rows = stmt
+            .query_map([account_id], device_from_row)
+            .map_err(db)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(db)?;
+        Ok(rows)
+    }
+
+    fn record_login(&self, device_id: u64, now_ms: u64) -> StorageResult<()> {
+        self.lock()
+            .execute(
+                "UPDATE devices SET last_login_ms = ?2 WHERE id = ?1",
+                params![sql_id(device_id), sql_time(now_ms)],
+            )
+            .map_err(db)?;
+        Ok(())
+    }
+
+    fn remove_device(&self, account_id: i64, device_id: u64) -> StorageResult<()> {
+        self.with_tx(|tx| {
+            let row: Option<(i64, bool)> = tx
+                .query_row(
+                    "SELECT account_id, removed FROM devices WHERE id = ?1",
+                    [sql_id(device_id)],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(db)?;
+            match row {
+                Some((owner, _)) if owner != account_id => {
+                    Err(StorageError::UnknownDevice(device_id))
+                }
+                None => Err(StorageError::UnknownDevice(device_id)),
+                Some((_, true)) => Err(StorageError::DeviceRemoved(device_id)),
+                Some((_, false)) => delete_device_data(tx, sql_id(device_id)).map_err(db),
+            }
+        })
+    }
+
+    fn upload_prekeys(&self, device_id: u64, upload: &PrekeyUpload) -> StorageResult<()> {
+        let device = sql_id(device_id);
+        self.with_tx(|tx| {
+            let has_keys: bool = tx
+                .query_row(
+                    "SELECT EXISTS(SELECT 1 FROM device_keys WHERE device_id = ?1)",
+                    [device],
+                    |r| r.get(0),
+                )
+                .map_err(db)?;
+            if !has_keys {
+                let (Some(identity), Some(spk)) = (&upload.identity_key, &upload.signed_prekey) else {
+                    return Err(StorageError::NoPrekeys);
+                };
+                tx.execute(
+                    "INSERT INTO device_keys (device_id, identity_key, signed_prekey_id, signed_prekey, \
+                     signed_prekey_signature) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![device, identity, spk.id, spk.public_key, spk.signature],
+                )
+                .map_err(db)?;
+            } else {
+                if let Some(identity) = &upload.identity_key {
+                    tx.execute(
+                        "UPDATE device_keys SET identity_key = ?2 WHERE device_id = ?1",
+                        params![device, identity],
+                    )
+                    .map_err(db)?;
+                }
+                if let Some(spk) = &upload.signed_prekey {
+                    tx.execute(
+                        "UPDATE device_keys SET signed_prekey_id = ?2, signed_prekey = ?3, \
+                         signed_prekey_signature = ?4 WHERE device_id = ?1",
+                        params![device, spk.id, spk.public_key, spk.signature],
+                    )
+                    .map_err(db)?;
+                }
+            }
+            if let Some(kem) = &upload.last_resort_kem_prekey {
+                tx.execute(
+                    "UPDATE device_keys SET last_resort_kem_id = ?2, last_resort_kem = ?3, \
+                     last_resort_kem_signature = ?4 WHERE device_id = ?1",
+                    params![device, kem.id, kem.public_key, kem.signature],
+                )
+                .map_err(db)?;
+            }
+            for key in &upload.one_time_prekeys {
+                tx.execute(
+                    "INSERT OR REPLACE INTO one_time_prekeys (device_id, id, public_key) VALUES (?1, ?2, ?3)",
+                    params![device, key.id, key.public_key],
+                )
+                .map_err(db)?;
+            }
+            for key in &upload.kem_prekeys {
+                tx.execute(
+                    "INSERT OR REPLACE INTO kem_prekeys (device_id, id, public_key, signature) VALUES (?1, ?2, ?3, ?4)",
+                    params![device, key.id, key.public_key, key.signature],
+                )
+                .map_err(db)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn take_bundles(&self, device_ids: &[u64]) -> StorageResult<Vec<BundleRecord>> {
+        self.with_tx(|tx| {
+            let mut bundles = Vec::with_capacity(device_ids.len());
+            for id in device_ids {
+                if let Some(bundle) = take_bundle(tx, sql_id(*id)).map_err(db)? {
+                    bundles.push(bundle);
+                }
+            }
+            Ok(bundles)
+        })
+    }
+
+    fn prekey_stock(&self, device_id: u64) -> StorageResult<PrekeyStock> {
+        stock(&self.lock(), sql_id(device_id)).map_err(db)
+    }
+
+    fn enqueue(
+        &self,
+        meta: &SendMeta<'_>,
+        envelopes: &[OutgoingEnvelope],
+    ) -> StorageResult<Vec<u64>> {
+        self.with_tx(|tx| {
+            let mut full = Vec::new();
+            for envelope in envelopes {
+                let device = sql_id(envelope.recipient_device_id);
+                let removed: Option<bool> = tx
+                    .query_row("SELECT removed FROM devices WHERE id = ?1", [device], |r| r.get(0))
+                    .optional()
+                    .map_err(db)?;
+                match removed {
+                    None => return Err(StorageError::UnknownDevice(envelope.recipient_device_id)),
+                    Some(true) => return Err(StorageError::DeviceRemoved(envelope.recipient_device_id)),
+                    Some(false) => {}
+                }
+                let queued: i64 = tx
+                    .query_row(
+                        "SELECT COUNT(*) FROM envelopes WHERE device_id = ?1 AND expires_at_ms > ?2",
+                        params![device, sql_time(meta.now_ms)],
+                        |r| r.get(0),
+                    )
+                    .map_err(db)?;
+                if count(queued) >= meta.max_queue_len {
+                    full.push(envelope.recipient_device_id);
+                }
+            }
+            if !full.is_empty() {
+                return Err(StorageError::QueueFull(full));
+            }
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO envelopes (device_id, sender_username, sender_device_id, server_timestamp_ms, \
+                     expires_at_ms, ciphertext) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .map_err(db)?;
+            let mut ids = Vec::with_capacity(envelopes.len());
+            for envelope in envelopes {
+                stmt.execute(params![
+                    sql_id(envelope.recipient_device_id),
+                    meta.sender_username,
+                    sql_id(meta.sender_device_id),
+                    sql_time(meta.now_ms),
+                    sql_time(meta.expires_at_ms),
+                    envelope.ciphertext.as_ref(),
+                ])
+                .map_err(db)?;
+                ids.push(net_id(tx.last_insert_rowid()));
+            }
+            Ok(ids)
+        })
+    }
+
+    fn fetch_envelopes(
+        &self,
+        device_id: u64,
+        after: u64,
+        page: FetchPage,
+    ) -> StorageResult<(Vec<StoredEnvelope>, bool)> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT id, device_id, sender_username, sender_device_id, server_timestamp_ms, ciphertext \
+                 FROM envelopes WHERE device_id = ?1 AND id > ?2 AND expires_at_ms > ?3 ORDER BY id",
+            )
+            .map_err(db)?;
+        // Rows are read lazily: the loop stops at the limit or the byte
+        // budget, so a large queue is never loaded whole.
+        let mut rows = stmt
+            .query(params![
+                sql_id(device_id),
+                sql_id(after),
+                sql_time(page.now_ms)
+            ])
+            .map_err(db)?;
+        let mut out = Vec::new();
+        let mut used = 0usize;
+        while let Some(r) = rows.next().map_err(db)? {
+            let ciphertext: Vec<u8> = r.get(5).map_err(db)?;
+            let cost = ciphertext.len().saturating_add(page.overhead);
+            let full = u32::try_from(out.len()).unwrap_or(u32::MAX) >= page.limit;
+            if full || (!out.is_empty() && used.saturating_add(cost) > page.max_bytes) {
+                return Ok((out, true));
+            }
+            used = used.saturating_add(cost);
+            out.push(StoredEnvelope {
+                id: net_id(r.get(0).map_err(db)?),
+                device_id: net_id(r.get(1).map_err(db)?),
+                sender_username: r.get(2).map_err(db)?,
+                sender_device_id: net_id(r.get(3).map_err(db)?),
+                server_timestamp_ms: net_id(r.get(4).map_err(db)?),
+                ciphertext: bytes::Bytes::from(ciphertext),
+            });
+        }
+        Ok((out, false))
+    }
+
+    fn ack_envelopes(&self, device_id: u64, ids: &[u64]) -> StorageResult<u32> {
+        self.with_tx(|tx| {
+            let mut stmt = tx
+                .prepare_cached("DELETE FROM envelopes WHERE device_id = ?1 AND id = ?2")
+                .map_err(db)?;
+            let mut deleted = 0u32;
+            for id in ids {
+                let n = stmt
+                    .execute(params![sql_id(device_id), sql_id(*id)])
+                    .map_err(db)?;
+                deleted = deleted.saturating_add(u32::try_from(n).unwrap_or(0));
+            }
+            Ok(deleted)
+        })
+    }
+
+    fn queue_len(&self, device_id: u64, now_ms: u64) -> StorageResult<u32> {
+        let n: i64 = self
+            .lock()
+            .query_row(
+                "SELECT COUNT(*) FROM envelopes WHERE device_id = ?1 AND expires_at_ms > ?2",
+                params![sql_id(device_id), sql_time(now_ms)],
+                |r| r.get(0),
+            )
+            .map_err(db)?;
+        Ok(count(n))
+    }
+
+    fn purge_expired(&self, now_ms: u64) -> StorageResult<u64> {
+        let n = self
+            .lock()
+            .execute(
+                "DELETE FROM envelopes WHERE expires_at_ms <= ?1",
+                [sql_time(now_ms)],
+            )
+            .map_err(db)?;
+        Ok(u64::try_from(n).unwrap_or(u64::MAX))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_set_user_version_and_reopen_is_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite3");
+        drop(SqliteStorage::open(&path).unwrap());
+        let storage = SqliteStorage::open(&path).unwrap();
+        let version: i64 = storage
+            .lock()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, schema_version());
+        let mode: String = storage
+            .lock()
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite3");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.pragma_update(None, "user_version", 99).unwrap();
+        }
+        assert!(matches!(
+            SqliteStorage::open(&path),
+            Err(OpenError::TooNew { found: 99, .. })
+        ));
+    }
+}

@@ -1,0 +1,587 @@
+//! Test harness: an in-process server on loopback (port 0) with its SQLite
+//! file in a temp dir, and a small QUIC client that pins the server's
+//! certificate fingerprint, speaks the transport frames, and computes real
+//! TOTP codes with totp-rs.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use ed25519_dalek::{Signer as _, SigningKey};
+use microbot_protocol::codec::{FrameDecoder, encode_frame};
+use microbot_protocol::transport::{
+    self, ClientFrame, EnrolDeviceRequest, Hello, LoginRequest, Push, SecondFactor, ServerFrame,
+    client_frame::Request, response, second_factor, server_frame,
+};
+use microbot_server::{Config, Server, ShutdownHandle};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use sha2::{Digest, Sha256};
+
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A config for tests: temp data dir, port 0, cheap argon2, a wide TOTP
+/// window so a test can use several fresh steps in a row.
+pub fn test_config(dir: &std::path::Path) -> Config {
+    Config {
+        data_dir: dir.to_owned(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        argon2_memory_kib: 64,
+        argon2_iterations: 1,
+        argon2_parallelism: 1,
+        totp_skew_steps: 10,
+        ..Config::default()
+    }
+}
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub fingerprint: String,
+    pub dir: tempfile::TempDir,
+    handle: ShutdownHandle,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = test_config(dir.path());
+        tweak(&mut config);
+        let server = Server::bind(config).unwrap();
+        let addr = server.local_addr().unwrap();
+        let fingerprint = server.fingerprint().to_owned();
+        let (handle, rx) = server.handle();
+        let task = tokio::spawn(server.run(rx));
+        Self {
+            addr,
+            fingerprint,
+            dir,
+            handle,
+            task: Some(task),
+        }
+    }
+
+    pub async fn client(&self) -> Client {
+        Client::connect(self.addr, &self.fingerprint).await
+    }
+
+    pub fn db_path(&self) -> std::path::PathBuf {
+        self.dir.path().join("microbot.sqlite3")
+    }
+
+    pub async fn stop(mut self) {
+        self.handle.shutdown();
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(20), task)
+                .await
+                .unwrap()
+                .unwrap();
+        }
+    }
+}
+
+/// Accepts exactly the certificate whose SHA-256 matches the pin.
+#[derive(Debug)]
+struct Pinned {
+    pin: [u8; 32],
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl ServerCertVerifier for Pinned {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let seen: [u8; 32] = Sha256::digest(end_entity.as_ref()).into();
+        if seen == self.pin {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General(
+                "certificate fingerprint mismatch".into(),
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::General("TLS 1.2 is not used".into()))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+pub fn client_config(fingerprint: &str) -> quinn::ClientConfig {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let pin: [u8; 32] = hex::decode(fingerprint).unwrap().try_into().unwrap();
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Pinned { pin, provider }))
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"microbot/1".to_vec()];
+    quinn::ClientConfig::new(Arc::new(
+        quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap(),
+    ))
+}
+
+/// What the server said when it ended the connection.
+#[derive(Debug)]
+pub struct Closed {
+    /// The `ServerFrame.closing` error, if it arrived.
+    pub closing: Option<transport::Error>,
+    /// The QUIC application close code, if the connection was closed by the server.
+    pub close_code: Option<u64>,
+}
+
+pub struct Client {
+    pub endpoint: quinn::Endpoint,
+    pub connection: quinn::Connection,
+    pub send: quinn::SendStream,
+    recv: quinn::RecvStream,
+    decoder: FrameDecoder,
+    pushes: VecDeque<Push>,
+    next_id: u64,
+    pub challenge: Bytes,
+}
+
+impl Client {
+    /// Connects and opens the request stream, without sending Hello.
+    pub async fn connect_raw(addr: SocketAddr, fingerprint: &str) -> Self {
+        let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        endpoint.set_default_client_config(client_config(fingerprint));
+        let connection = endpoint.connect(addr, "localhost").unwrap().await.unwrap();
+        let (send, recv) = connection.open_bi().await.unwrap();
+        Self {
+            endpoint,
+            connection,
+            send,
+            recv,
+            decoder: FrameDecoder::new(16 * 1024 * 1024),
+            pushes: VecDeque::new(),
+            next_id: 1,
+            challenge: Bytes::new(),
+        }
+    }
+
+    /// Connects and completes Hello.
+    pub async fn connect(addr: SocketAddr, fingerprint: &str) -> Self {
+        let mut client = Self::connect_raw(addr, fingerprint).await;
+        let hello = client
+            .request(Request::Hello(Hello {
+                versions: vec![1],
+                client_agent: "server-tests".into(),
+            }))
+            .await;
+        match hello {
+            response::Result::Hello(h) => {
+                assert_eq!(h.version, 1);
+                assert_eq!(h.challenge.len(), 32);
+                client.challenge = h.challenge;
+            }
+            other => panic!("unexpected hello answer {other:?}"),
+        }
+        client
+    }
+
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        self.send.write_all(bytes).await.unwrap();
+    }
+
+    pub async fn send_frame(&mut self, frame: &ClientFrame) {
+        let mut buf = BytesMut::new();
+        encode_frame(frame, &mut buf).unwrap();
+        self.send_raw(&buf).await;
+    }
+
+    /// Reads the next server frame; None when the stream or connection ended.
+    pub async fn read_frame(&mut self) -> Option<ServerFrame> {
+        loop {
+            if let Some(frame) = self.decoder.next_message::<ServerFrame>().unwrap() {
+                return Some(frame);
+            }
+            match tokio::time::timeout(TIMEOUT, self.recv.read_chunk(64 * 1024, true))
+                .await
+                .unwrap()
+            {
+                Ok(Some(chunk)) => self.decoder.push(&chunk.bytes).unwrap(),
+                Ok(None) | Err(_) => return None,
+            }
+        }
+    }
+
+    /// Sends a request and returns its result (pushes are kept for later).
+    pub async fn request(&mut self, request: Request) -> response::Result {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send_frame(&ClientFrame {
+            request_id: id,
+            request: Some(request),
+        })
+        .await;
+        loop {
+            match self
+                .read_frame()
+                .await
+                .expect("connection ended before the response")
+                .kind
+            {
+                Some(server_frame::Kind::Response(r)) => {
+                    assert_eq!(r.request_id, id, "responses come in request order");
+                    return r.result.expect("response without result");
+                }
+                Some(server_frame::Kind::Push(p)) => self.pushes.push_back(p),
+                other => panic!("unexpected frame {other:?}"),
+            }
+        }
+    }
+
+    /// The error code of a request expected to fail.
+    pub async fn request_err(&mut self, request: Request) -> transport::Error {
+        match self.request(request).await {
+            response::Result::Error(e) => e,
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    /// The next push, waiting up to `TIMEOUT`.
+    pub async fn next_push(&mut self) -> Push {
+        if let Some(p) = self.pushes.pop_front() {
+            return p;
+        }
+        loop {
+            match self
+                .read_frame()
+                .await
+                .expect("connection ended while waiting for a push")
+                .kind
+            {
+                Some(server_frame::Kind::Push(p)) => return p,
+                other => panic!("unexpected frame {other:?}"),
+            }
+        }
+    }
+
+    /// Waits briefly and returns whether a push arrived.
+    pub async fn push_within(&mut self, wait: Duration) -> Option<Push> {
+        if let Some(p) = self.pushes.pop_front() {
+            return Some(p);
+        }
+        match tokio::time::timeout(wait, self.read_frame()).await {
+            Ok(Some(ServerFrame {
+                kind: Some(server_frame::Kind::Push(p)),
+            })) => Some(p),
+            Ok(other) => panic!("unexpected frame {other:?}"),
+            Err(_) => None,
+        }
+    }
+
+    /// Reads until the server ends the connection; returns how it did.
+    pub async fn closed(&mut self) -> Closed {
+        let mut closing = None;
+        while let Some(frame) = self.read_frame().await {
+            if let Some(server_frame::Kind::Closing(e)) = frame.kind {
+                closing = Some(e);
+            }
+        }
+        let reason = tokio::time::timeout(TIMEOUT, self.connection.closed())
+            .await
+            .unwrap();
+        let close_code = match reason {
+            quinn::ConnectionError::ApplicationClosed(close) => Some(close.error_code.into_inner()),
+            _ => None,
+        };
+        Closed {
+            closing,
+            close_code,
+        }
+    }
+}
+
+/// The authenticator app: codes from the secret the server returned.
+pub struct Authenticator {
+    totp: totp_rs::Totp,
+    next_step: u64,
+}
+
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+impl Authenticator {
+    pub fn from_base32(secret: &str) -> Self {
+        let bytes = totp_rs::Secret::try_from_base32(secret)
+            .unwrap()
+            .as_bytes()
+            .to_vec();
+        let totp = totp_rs::Builder::new().with_secret(bytes).build().unwrap();
+        Self {
+            totp,
+            next_step: now_secs() / 30,
+        }
+    }
+
+    /// The code for a given time (seconds).
+    pub fn code_at(&self, secs: u64) -> String {
+        self.totp.generate(secs).to_string()
+    }
+
+    /// A code whose step was never used before (the current step, then the
+    /// following ones; the test server's window is ±10 steps).
+    pub fn fresh(&mut self) -> String {
+        let step = self.next_step.max(now_secs() / 30);
+        self.next_step = step + 1;
+        self.code_at(step * 30)
+    }
+}
+
+pub struct Account {
+    pub username: String,
+    pub password: String,
+    pub auth: Authenticator,
+    pub recovery_codes: Vec<String>,
+    pub otpauth_uri: String,
+}
+
+pub async fn register(client: &mut Client, username: &str) -> Account {
+    let password = format!("pw-{username}-secret");
+    let reply = client
+        .request(Request::Register(transport::RegisterRequest {
+            username: username.into(),
+            password: password.clone(),
+        }))
+        .await;
+    let response::Result::Register(r) = reply else {
+        panic!("register failed: {reply:?}")
+    };
+    Account {
+        username: username.into(),
+        password,
+        auth: Authenticator::from_base32(&r.totp_secret_base32),
+        recovery_codes: r.recovery_codes,
+        otpauth_uri: r.otpauth_uri,
+    }
+}
+
+pub async fn register_active(client: &mut Client, username: &str) -> Account {
+    let mut account = register(client, username).await;
+    let code = account.auth.fresh();
+    let reply = client
+        .request(Request::ConfirmRegistration(
+            transport::ConfirmRegistrationRequest {
+                username: username.into(),
+                password: account.password.clone(),
+                totp_code: code,
+            },
+        ))
+        .await;
+    assert!(matches!(reply, response::Result::Ok(_)), "{reply:?}");
+    account
+}
+
+pub fn device_key() -> SigningKey {
+    let mut seed = [0u8; 32];
+    rand::Rng::fill_bytes(&mut rand::rng(), &mut seed);
+    SigningKey::from_bytes(&seed)
+}
+
+pub fn enrol_request(
+    account: &Account,
+    key: &SigningKey,
+    factor: second_factor::Factor,
+) -> Request {
+    Request::EnrolDevice(EnrolDeviceRequest {
+        username: account.username.clone(),
+        password: account.password.clone(),
+        second_factor: Some(SecondFactor {
+            factor: Some(factor),
+        }),
+        device_public_key: Bytes::copy_from_slice(key.verifying_key().as_bytes()),
+        device_name: "test device".into(),
+    })
+}
+
+pub async fn enrol(client: &mut Client, account: &mut Account) -> (u64, SigningKey) {
+    let key = device_key();
+    let code = account.auth.fresh();
+    let reply = client
+        .request(enrol_request(
+            account,
+            &key,
+            second_factor::Factor::TotpCode(code),
+        ))
+        .await;
+    let response::Result::EnrolDevice(r) = reply else {
+        panic!("enrol failed: {reply:?}")
+    };
+    (r.device_id, key)
+}
+
+pub fn login_signature(key: &SigningKey, challenge: &[u8], device_id: u64) -> Bytes {
+    let mut message = b"Microbot device login v1\x00".to_vec();
+    message.extend_from_slice(challenge);
+    message.extend_from_slice(&device_id.to_be_bytes());
+    Bytes::copy_from_slice(&key.sign(&message).to_bytes())
+}
+
+pub async fn login(
+    client: &mut Client,
+    device_id: u64,
+    key: &SigningKey,
+) -> transport::LoginResponse {
+    let signature = login_signature(key, &client.challenge.clone(), device_id);
+    let reply = client
+        .request(Request::Login(LoginRequest {
+            device_id,
+            signature,
+        }))
+        .await;
+    let response::Result::Login(r) = reply else {
+        panic!("login failed: {reply:?}")
+    };
+    r
+}
+
+/// A logged-in device of a fresh account on its own connection.
+pub struct Device {
+    pub client: Client,
+    pub account: Account,
+    pub device_id: u64,
+    pub key: SigningKey,
+}
+
+pub async fn new_device(server: &TestServer, username: &str) -> Device {
+    let mut client = server.client().await;
+    let mut account = register_active(&mut client, username).await;
+    let (device_id, key) = enrol(&mut client, &mut account).await;
+    login(&mut client, device_id, &key).await;
+    Device {
+        client,
+        account,
+        device_id,
+        key,
+    }
+}
+
+/// Another connection logged in as the same device.
+pub async fn reconnect(server: &TestServer, device_id: u64, key: &SigningKey) -> Client {
+    let mut client = server.client().await;
+    login(&mut client, device_id, key).await;
+    client
+}
+
+pub fn code(e: &transport::Error) -> transport::ErrorCode {
+    transport::ErrorCode::try_from(e.code).unwrap()
+}
+
+pub fn random_bytes(n: usize) -> Bytes {
+    let mut v = vec![0u8; n];
+    rand::Rng::fill_bytes(&mut rand::rng(), &mut v);
+    Bytes::from(v)
+}
+
+/// An upload with `one_time` X25519 and `kem` ML-KEM one-time keys (random
+/// bytes of the right lengths: the server checks lengths only).
+pub fn prekey_upload(first_id: u32, one_time: u32, kem: u32) -> transport::UploadPrekeysRequest {
+    transport::UploadPrekeysRequest {
+        identity_key: random_bytes(32),
+        signed_prekey: Some(transport::SignedPrekey {
+            id: 1,
+            public_key: random_bytes(32),
+            signature: random_bytes(64),
+        }),
+        one_time_prekeys: (first_id..first_id + one_time)
+            .map(|id| transport::OneTimePrekey {
+                id,
+                public_key: random_bytes(32),
+            })
+            .collect(),
+        kem_prekeys: (first_id..first_id + kem)
+            .map(|id| transport::SignedKemPrekey {
+                id,
+                public_key: random_bytes(1184),
+                signature: random_bytes(64),
+            })
+            .collect(),
+        last_resort_kem_prekey: Some(transport::SignedKemPrekey {
+            id: 999_999,
+            public_key: random_bytes(1184),
+            signature: random_bytes(64),
+        }),
+    }
+}
+
+pub async fn send_to(client: &mut Client, envelopes: &[(u64, Bytes)]) -> response::Result {
+    client
+        .request(Request::Send(transport::SendRequest {
+            envelopes: envelopes
+                .iter()
+                .map(|(device, ct)| transport::OutgoingEnvelope {
+                    recipient_device_id: *device,
+                    ciphertext: ct.clone(),
+                })
+                .collect(),
+        }))
+        .await
+}
+
+pub async fn fetch(client: &mut Client) -> transport::Envelopes {
+    match client
+        .request(Request::FetchEnvelopes(
+            transport::FetchEnvelopesRequest::default(),
+        ))
+        .await
+    {
+        response::Result::Envelopes(e) => e,
+        other => panic!("fetch failed: {other:?}"),
+    }
+}
+
+pub async fn ack(client: &mut Client, ids: Vec<u64>) -> u32 {
+    match client
+        .request(Request::AckEnvelopes(transport::AckEnvelopesRequest {
+            envelope_ids: ids,
+        }))
+        .await
+    {
+        response::Result::Ack(a) => a.deleted,
+        other => panic!("ack failed: {other:?}"),
+    }
+}
