@@ -78,7 +78,7 @@ pub enum MessageKind {
     /// A prekey message from this identity with this base key.
     PreKey {
         /// The sender's claimed identity (authenticated only once it decrypts).
-        identity: IdentityKey,
+        identity: Box<IdentityKey>,
         /// The handshake's base key, which identifies the session.
         base_key: [u8; KEY_LEN],
     },
@@ -170,7 +170,7 @@ impl Session {
             (_, body) => {
                 let (header, _) = decode_prekey_message(body)?;
                 Ok(MessageKind::PreKey {
-                    identity: header.identity,
+                    identity: Box::new(header.identity),
                     base_key: header.base_key,
                 })
             }
