@@ -2,6 +2,13 @@
 //!
 //! The wire format shared by Microbot clients and servers, sans-I/O:
 //! protobuf messages generated from `proto/` and the frame codec.
+//!
+//! - [`codec`]: length-prefixed frames (SPEC.md §10).
+//! - [`content`]: what travels inside the end-to-end ciphertext (SPEC.md §11),
+//!   with constructors such as [`content::Content::text`];
+//!   [`content_rules`] (limits, [`decode_content`]), [`padding`] (§11.3) and
+//!   [`convergence`] (edits and deletes, §11.4).
+//! - [`transport`]: client ↔ server messages (SPEC.md §12).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(
@@ -10,6 +17,13 @@
 )]
 
 pub mod codec;
+pub mod content_rules;
+pub mod convergence;
+pub mod padding;
+
+mod content_ext;
+
+pub use content_rules::{ContentError, MessageId, decode_content};
 
 /// Messages carried inside the end-to-end ciphertext (`proto/content.proto`).
 #[allow(missing_docs, clippy::all)]
