@@ -252,6 +252,15 @@ fn oversize_is_refused_from_the_prefix_alone() {
         varint(1 << 63),
         [0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01]
     );
+    // The examples of SPEC.md §10.2.
+    assert_eq!(varint(0), [0x00]);
+    assert_eq!(varint(31), [0x1f]);
+    assert_eq!(varint(300), [0xac, 0x02]);
+    assert_eq!(varint(1 << 20), [0x80, 0x80, 0x40]);
+    assert_eq!(
+        varint(u64::MAX),
+        [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]
+    );
     assert_oversize(&varint(11), 11, 10);
     assert_oversize(&[0x01], 1, 0);
 }
