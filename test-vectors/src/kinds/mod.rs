@@ -5,9 +5,12 @@ use serde_json::Value;
 
 use crate::vector::{VECTOR_FORMAT_VERSION, Vector, VectorError, VectorFile};
 
+pub mod attachment;
 pub mod framing;
 pub mod kdf;
 pub mod ratchet;
+pub mod safety_number;
+pub mod sender_key;
 pub mod x3dh;
 
 /// One kind of vector.
@@ -35,7 +38,15 @@ macro_rules! kind {
 
 /// All kinds, in file order.
 pub fn all() -> Vec<Kind> {
-    vec![kind!(kdf), kind!(x3dh), kind!(ratchet), kind!(framing)]
+    vec![
+        kind!(kdf),
+        kind!(x3dh),
+        kind!(ratchet),
+        kind!(sender_key),
+        kind!(attachment),
+        kind!(safety_number),
+        kind!(framing),
+    ]
 }
 
 /// Computes the output of a vector of `kind` with our implementation.
