@@ -7,7 +7,8 @@ use std::collections::HashSet;
 
 use common::*;
 use microbot_protocol::transport::{
-    ErrorCode, FetchPrekeysRequest, PrekeyStatusRequest, UploadPrekeysRequest, client_frame::Request, push, response,
+    ErrorCode, FetchPrekeysRequest, PrekeyStatusRequest, UploadPrekeysRequest,
+    client_frame::Request, push, response,
 };
 
 fn fetch_request(username: &str) -> Request {
@@ -43,15 +44,29 @@ async fn bundles_cover_every_device_and_only_the_uploader_changes_its_keys() {
 
     let up1 = prekey_upload(1, 3, 0);
     let up2 = prekey_upload(100, 3, 0);
-    assert!(matches!(ivan.client.request(Request::UploadPrekeys(up1.clone())).await, response::Result::Ok(_)));
-    assert!(matches!(second.request(Request::UploadPrekeys(up2.clone())).await, response::Result::Ok(_)));
+    assert!(matches!(
+        ivan.client
+            .request(Request::UploadPrekeys(up1.clone()))
+            .await,
+        response::Result::Ok(_)
+    ));
+    assert!(matches!(
+        second.request(Request::UploadPrekeys(up2.clone())).await,
+        response::Result::Ok(_)
+    ));
 
-    let response::Result::PrekeyBundles(b) = judy.client.request(fetch_request("ivan")).await else { panic!() };
+    let response::Result::PrekeyBundles(b) = judy.client.request(fetch_request("ivan")).await
+    else {
+        panic!()
+    };
     assert_eq!(b.bundles.len(), 2);
     let by_device = |id: u64| b.bundles.iter().find(|x| x.device_id == id).unwrap();
     assert_eq!(by_device(ivan.device_id).identity_key, up1.identity_key);
     assert_eq!(by_device(second_id).identity_key, up2.identity_key);
-    assert_eq!(by_device(second_id).one_time_prekey.as_ref().unwrap().id, 100);
+    assert_eq!(
+        by_device(second_id).one_time_prekey.as_ref().unwrap().id,
+        100
+    );
     // No one-time KEM keys uploaded: the last-resort one, flagged.
     let kem = by_device(second_id);
     assert!(kem.kem_prekey_is_last_resort);
@@ -72,8 +87,16 @@ async fn bundles_cover_every_device_and_only_the_uploader_changes_its_keys() {
     assert_eq!(b.bundles[0].one_time_prekey.as_ref().unwrap().id, 101);
 
     // Judy's upload touches only judy's device.
-    assert!(matches!(judy.client.request(Request::UploadPrekeys(prekey_upload(7, 2, 0))).await, response::Result::Ok(_)));
-    let response::Result::PrekeyStatus(s) = ivan.client.request(Request::PrekeyStatus(PrekeyStatusRequest {})).await
+    assert!(matches!(
+        judy.client
+            .request(Request::UploadPrekeys(prekey_upload(7, 2, 0)))
+            .await,
+        response::Result::Ok(_)
+    ));
+    let response::Result::PrekeyStatus(s) = ivan
+        .client
+        .request(Request::PrekeyStatus(PrekeyStatusRequest {}))
+        .await
     else {
         panic!()
     };
@@ -90,7 +113,9 @@ async fn concurrent_fetches_never_hand_out_the_same_one_time_prekey() {
     let server = TestServer::start().await;
     let mut kim = new_device(&server, "kim").await;
     assert!(matches!(
-        kim.client.request(Request::UploadPrekeys(prekey_upload(1, 40, 10))).await,
+        kim.client
+            .request(Request::UploadPrekeys(prekey_upload(1, 40, 10)))
+            .await,
         response::Result::Ok(_)
     ));
     let fetcher = new_device(&server, "leo").await;
@@ -102,13 +127,17 @@ async fn concurrent_fetches_never_hand_out_the_same_one_time_prekey() {
         tasks.push(tokio::spawn(async move {
             let mut got = Vec::new();
             for _ in 0..7 {
-                let response::Result::PrekeyBundles(b) = client.request(fetch_request("kim")).await else {
+                let response::Result::PrekeyBundles(b) = client.request(fetch_request("kim")).await
+                else {
                     panic!()
                 };
                 let bundle = &b.bundles[0];
                 got.push((
                     bundle.one_time_prekey.as_ref().map(|k| k.id),
-                    bundle.kem_prekey.as_ref().map(|k| (k.id, bundle.kem_prekey_is_last_resort)),
+                    bundle
+                        .kem_prekey
+                        .as_ref()
+                        .map(|k| (k.id, bundle.kem_prekey_is_last_resort)),
                 ));
             }
             got
@@ -145,20 +174,32 @@ async fn low_stock_is_pushed_to_the_connected_device_and_at_login() {
     let mut mia = new_device(&server, "mia").await;
     let mut ned = new_device(&server, "ned").await;
     assert!(matches!(
-        mia.client.request(Request::UploadPrekeys(prekey_upload(1, 6, 0))).await,
+        mia.client
+            .request(Request::UploadPrekeys(prekey_upload(1, 6, 0)))
+            .await,
         response::Result::Ok(_)
     ));
     // 6 -> 5: not below the threshold, no push.
     ned.client.request(fetch_request("mia")).await;
-    assert!(mia.client.push_within(std::time::Duration::from_millis(300)).await.is_none());
+    assert!(
+        mia.client
+            .push_within(std::time::Duration::from_millis(300))
+            .await
+            .is_none()
+    );
     // 5 -> 4: below.
     ned.client.request(fetch_request("mia")).await;
     let p = mia.client.next_push().await;
-    let Some(push::Event::PrekeyLowStock(low)) = p.event else { panic!("{p:?}") };
+    let Some(push::Event::PrekeyLowStock(low)) = p.event else {
+        panic!("{p:?}")
+    };
     assert_eq!((low.one_time_prekeys, low.threshold), (4, 5));
     // A device that was offline learns it at login.
     let mut again = reconnect(&server, mia.device_id, &mia.key).await;
     let p = again.next_push().await;
-    assert!(matches!(p.event, Some(push::Event::PrekeyLowStock(_))), "{p:?}");
+    assert!(
+        matches!(p.event, Some(push::Event::PrekeyLowStock(_))),
+        "{p:?}"
+    );
     server.stop().await;
 }

@@ -81,7 +81,12 @@ impl TestServer {
         self.dir.path().join("microbot.sqlite3")
     }
 
-    pub async fn stop(mut self) {
+    pub async fn stop(self) {
+        drop(self.stop_keep_dir().await);
+    }
+
+    /// Stops the server and hands back its data directory.
+    pub async fn stop_keep_dir(mut self) -> tempfile::TempDir {
         self.handle.shutdown();
         if let Some(task) = self.task.take() {
             tokio::time::timeout(Duration::from_secs(20), task)
@@ -89,6 +94,7 @@ impl TestServer {
                 .unwrap()
                 .unwrap();
         }
+        self.dir
     }
 }
 
