@@ -178,13 +178,13 @@ pub fn generate() -> Result<Vec<Vector>, VectorError> {
         if burst == 2 {
             held_back = Some(first + 1);
         }
-        if burst == 4 {
-            if let Some(late) = held_back.take() {
-                steps.push(object([
-                    ("op", Value::from("deliver")),
-                    ("message", Value::from(late)),
-                ]));
-            }
+        if burst == 4
+            && let Some(late) = held_back.take()
+        {
+            steps.push(object([
+                ("op", Value::from("deliver")),
+                ("message", Value::from(late)),
+            ]));
         }
     }
     // Run once with recording RNGs to learn each party's draws.
