@@ -164,6 +164,30 @@ impl IdentityKeyPair {
         crate::dh::diffie_hellman(&self.x25519_secret, peer)
     }
 
+    /// Serialises to the versioned `IdentityState` message (SPEC.md §9.3).
+    pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
+        use prost::Message;
+        let state = IdentityState {
+            version: crate::labels::STATE_VERSION,
+            seed: self.signing.to_bytes().to_vec(),
+        };
+        Zeroizing::new(state.encode_to_vec())
+    }
+
+    /// Restores an identity from [`IdentityKeyPair::to_bytes`]; refuses other
+    /// versions and seeds that are not 32 bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, IdentityStateError> {
+        use prost::Message;
+        let state = IdentityState::decode(bytes).map_err(|_| IdentityStateError::Malformed)?;
+        if state.version != crate::labels::STATE_VERSION {
+            return Err(IdentityStateError::UnsupportedVersion(state.version));
+        }
+        let seed: Zeroizing<[u8; KEY_LEN]> = <[u8; KEY_LEN]>::try_from(state.seed.as_slice())
+            .map(Zeroizing::new)
+            .map_err(|_| IdentityStateError::Malformed)?;
+        Ok(Self::from_seed(&seed))
+    }
+
     /// Constant-time equality of two identities' secrets.
     pub fn ct_eq(&self, other: &Self) -> bool {
         self.signing.to_bytes().ct_eq(&other.signing.to_bytes()).into()
@@ -177,6 +201,26 @@ impl fmt::Debug for IdentityKeyPair {
             .field("secret", &"<redacted>")
             .finish()
     }
+}
+
+/// Why persisted identity bytes could not be restored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum IdentityStateError {
+    /// Not an `IdentityState` message, or the seed is not 32 bytes.
+    #[error("persisted identity is malformed")]
+    Malformed,
+    /// Written by another format version.
+    #[error("persisted identity has unsupported version {0}")]
+    UnsupportedVersion(u32),
+}
+
+/// Persisted form of an identity (SPEC.md §9.3).
+#[derive(Clone, PartialEq, prost::Message, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
+struct IdentityState {
+    #[prost(uint32, tag = "1")]
+    version: u32,
+    #[prost(bytes = "vec", tag = "2")]
+    seed: Vec<u8>,
 }
 
 #[cfg(test)]
@@ -210,6 +254,16 @@ mod tests {
         let again = IdentityKeyPair::from_seed(&id.to_seed());
         assert!(id.ct_eq(&again));
         assert_eq!(IdentityKey::from_bytes(&id.public().to_bytes()).unwrap(), *id.public());
+    }
+
+    #[test]
+    fn persisted_identity_round_trips_and_refuses_bad_bytes() {
+        let id = IdentityKeyPair::generate(&mut rand::rng());
+        let restored = IdentityKeyPair::from_bytes(&id.to_bytes()).unwrap();
+        assert!(id.ct_eq(&restored));
+        assert_eq!(IdentityKeyPair::from_bytes(b"\x08\x02").unwrap_err(), IdentityStateError::UnsupportedVersion(2));
+        assert_eq!(IdentityKeyPair::from_bytes(b"\x08\x01\x12\x01\x00").unwrap_err(), IdentityStateError::Malformed);
+        assert_eq!(IdentityKeyPair::from_bytes(b"\xff").unwrap_err(), IdentityStateError::Malformed);
     }
 
     #[test]

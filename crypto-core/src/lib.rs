@@ -33,7 +33,7 @@ pub mod ratchet;
 pub mod sender_key;
 pub mod session;
 
-pub use identity::{IdentityKey, IdentityKeyPair, KeyError};
+pub use identity::{IdentityKey, IdentityKeyPair, IdentityStateError, KeyError};
 pub use session::{Session, SessionError};
 
 /// Re-exported so callers can name the RNG bound without depending on rand_core.
