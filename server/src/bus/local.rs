@@ -9,11 +9,14 @@ use tokio::sync::mpsc;
 
 use super::{Bus, BusEvent, PUSH_CHANNEL_CAPACITY, Subscription};
 
+/// Live connections per device: (subscription id, channel).
+type Routes = HashMap<u64, Vec<(u64, mpsc::Sender<BusEvent>)>>;
+
 /// In-process bus for a single server node.
 #[derive(Debug, Default)]
 pub struct LocalBus {
     next_id: AtomicU64,
-    devices: Mutex<HashMap<u64, Vec<(u64, mpsc::Sender<BusEvent>)>>>,
+    devices: Mutex<Routes>,
 }
 
 impl LocalBus {
@@ -22,9 +25,7 @@ impl LocalBus {
         Self::default()
     }
 
-    fn devices(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<u64, Vec<(u64, mpsc::Sender<BusEvent>)>>> {
+    fn devices(&self) -> std::sync::MutexGuard<'_, Routes> {
         // The map stays consistent even if a holder panicked.
         self.devices
             .lock()

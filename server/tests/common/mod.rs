@@ -293,16 +293,14 @@ impl Client {
         if let Some(p) = self.pushes.pop_front() {
             return p;
         }
-        loop {
-            match self
-                .read_frame()
-                .await
-                .expect("connection ended while waiting for a push")
-                .kind
-            {
-                Some(server_frame::Kind::Push(p)) => return p,
-                other => panic!("unexpected frame {other:?}"),
-            }
+        match self
+            .read_frame()
+            .await
+            .expect("connection ended while waiting for a push")
+            .kind
+        {
+            Some(server_frame::Kind::Push(p)) => p,
+            other => panic!("unexpected frame {other:?}"),
         }
     }
 
