@@ -37,15 +37,24 @@ fn open(key: &ChaCha20Poly1305, sealed: &[u8]) -> Vec<u8> {
     let (body, tag) = sealed.split_at(sealed.len() - 16);
     let mut buffer = body.to_vec();
     let tag = chacha20poly1305::Tag::try_from(tag).expect("tag");
-    key.decrypt_inout_detached(&Nonce::from([7u8; 12]), b"ad", buffer.as_mut_slice().into(), &tag)
-        .expect("open");
+    key.decrypt_inout_detached(
+        &Nonce::from([7u8; 12]),
+        b"ad",
+        buffer.as_mut_slice().into(),
+        &tag,
+    )
+    .expect("open");
     buffer
 }
 
 /// One chain step on one side: KDF_CK (2 × HMAC) and the message-key HKDF.
 fn chain_step(chain_key: &[u8; 32]) -> [u8; 32] {
     let message_key = hmac_sha256(chain_key, &[1]);
-    black_box(hkdf_sha256::<44>(&[], message_key.as_ref(), labels::RATCHET_MESSAGE_INFO));
+    black_box(hkdf_sha256::<44>(
+        &[],
+        message_key.as_ref(),
+        labels::RATCHET_MESSAGE_INFO,
+    ));
     *hmac_sha256(chain_key, &[2])
 }
 
@@ -54,7 +63,9 @@ fn primitives(c: &mut Criterion) {
     let mut group = c.benchmark_group("floor");
     let a = StaticSecret::random_from_rng(&mut rng);
     let b = PublicKey::from(&StaticSecret::random_from_rng(&mut rng));
-    group.bench_function("x25519_dh", |bench| bench.iter(|| black_box(a.diffie_hellman(&b))));
+    group.bench_function("x25519_dh", |bench| {
+        bench.iter(|| black_box(a.diffie_hellman(&b)))
+    });
     group.bench_function("x25519_keygen", |bench| {
         bench.iter(|| {
             let secret = StaticSecret::random_from_rng(&mut rng);
@@ -65,35 +76,53 @@ fn primitives(c: &mut Criterion) {
     let verifying = signing.verifying_key();
     let message = [5u8; 64];
     let signature = signing.sign(&message);
-    group.bench_function("ed25519_sign_64B", |bench| bench.iter(|| black_box(signing.sign(&message))));
+    group.bench_function("ed25519_sign_64B", |bench| {
+        bench.iter(|| black_box(signing.sign(&message)))
+    });
     group.bench_function("ed25519_verify_64B", |bench| {
         bench.iter(|| black_box(verifying.verify(&message, &signature).is_ok()))
     });
-    group.bench_function("hmac_sha256_32B", |bench| bench.iter(|| black_box(hmac_sha256(&[1u8; 32], &[1]))));
+    group.bench_function("hmac_sha256_32B", |bench| {
+        bench.iter(|| black_box(hmac_sha256(&[1u8; 32], &[1])))
+    });
     group.bench_function("hkdf_sha256_44B", |bench| {
-        bench.iter(|| black_box(hkdf_sha256::<44>(&[], &[3u8; 32], labels::RATCHET_MESSAGE_INFO)))
+        bench.iter(|| {
+            black_box(hkdf_sha256::<44>(
+                &[],
+                &[3u8; 32],
+                labels::RATCHET_MESSAGE_INFO,
+            ))
+        })
     });
     let aead = ChaCha20Poly1305::new(&Key::from([9u8; 32]));
     for size in [SMALL, LARGE] {
         let plaintext = vec![0x42u8; size];
         let sealed = seal(&aead, &plaintext);
         group.throughput(Throughput::Bytes(size as u64));
-        group.bench_with_input(BenchmarkId::new("chacha20poly1305_seal", size), &plaintext, |bench, p| {
-            bench.iter(|| black_box(seal(&aead, p)))
-        });
-        group.bench_with_input(BenchmarkId::new("chacha20poly1305_open", size), &sealed, |bench, s| {
-            bench.iter(|| black_box(open(&aead, s)))
-        });
+        group.bench_with_input(
+            BenchmarkId::new("chacha20poly1305_seal", size),
+            &plaintext,
+            |bench, p| bench.iter(|| black_box(seal(&aead, p))),
+        );
+        group.bench_with_input(
+            BenchmarkId::new("chacha20poly1305_open", size),
+            &sealed,
+            |bench, s| bench.iter(|| black_box(open(&aead, s))),
+        );
         // Floor of one steady-chain ratchet message, send + receive: a chain
         // step on each side, one seal, one open.
-        group.bench_with_input(BenchmarkId::new("ratchet_message", size), &plaintext, |bench, p| {
-            bench.iter(|| {
-                black_box(chain_step(&[1u8; 32]));
-                let sealed = seal(&aead, p);
-                black_box(chain_step(&[1u8; 32]));
-                black_box(open(&aead, &sealed))
-            })
-        });
+        group.bench_with_input(
+            BenchmarkId::new("ratchet_message", size),
+            &plaintext,
+            |bench, p| {
+                bench.iter(|| {
+                    black_box(chain_step(&[1u8; 32]));
+                    let sealed = seal(&aead, p);
+                    black_box(chain_step(&[1u8; 32]));
+                    black_box(open(&aead, &sealed))
+                })
+            },
+        );
     }
     group.throughput(Throughput::Elements(1));
     // Floor of a sender-key message, send + receive: the chain steps, seal,
@@ -119,17 +148,27 @@ fn primitives(c: &mut Criterion) {
             black_box(PublicKey::from(&fresh));
             for _ in 0..2 {
                 let dh = a.diffie_hellman(&b);
-                black_box(hkdf_sha256::<64>(&[2u8; 32], dh.as_bytes(), labels::RATCHET_ROOT_INFO));
+                black_box(hkdf_sha256::<64>(
+                    &[2u8; 32],
+                    dh.as_bytes(),
+                    labels::RATCHET_ROOT_INFO,
+                ));
             }
             black_box(chain_step(&[1u8; 32]));
             black_box(open(&aead, &sealed))
         })
     });
     let (dk, ek) = MlKem768::from_seed(&[4u8; 64].into());
-    group.bench_function("ml_kem768_keygen", |bench| bench.iter(|| black_box(MlKem768::generate_keypair_from_rng(&mut rand::rng()))));
-    group.bench_function("ml_kem768_encaps", |bench| bench.iter(|| black_box(ek.encapsulate_with_rng(&mut rand::rng()))));
+    group.bench_function("ml_kem768_keygen", |bench| {
+        bench.iter(|| black_box(MlKem768::generate_keypair_from_rng(&mut rand::rng())))
+    });
+    group.bench_function("ml_kem768_encaps", |bench| {
+        bench.iter(|| black_box(ek.encapsulate_with_rng(&mut rand::rng())))
+    });
     let (ciphertext, _) = ek.encapsulate_with_rng(&mut rand::rng());
-    group.bench_function("ml_kem768_decaps", |bench| bench.iter(|| black_box(dk.decapsulate(&ciphertext))));
+    group.bench_function("ml_kem768_decaps", |bench| {
+        bench.iter(|| black_box(dk.decapsulate(&ciphertext)))
+    });
     group.finish();
 }
 
@@ -158,7 +197,8 @@ fn handshakes(c: &mut Criterion) {
         let (bob, prekeys, bundle) = responder(with_kem);
         group.bench_function(name, |bench| {
             bench.iter(|| {
-                let (_, header) = handshake::initiate(&mut rand::rng(), &alice, &bundle).expect("initiate");
+                let (_, header) =
+                    handshake::initiate(&mut rand::rng(), &alice, &bundle).expect("initiate");
                 black_box(handshake::respond(&bob, &prekeys, &header).expect("respond"))
             })
         });
@@ -169,8 +209,9 @@ fn handshakes(c: &mut Criterion) {
 fn ratchet_pair() -> (RatchetSession, RatchetSession) {
     let mut rng = rand::rng();
     let bob_key = StaticSecret::random_from_rng(&mut rng);
-    let alice = RatchetSession::new_initiator(&mut rng, &[7u8; 32], &[1u8; 64], &PublicKey::from(&bob_key))
-        .expect("initiator");
+    let alice =
+        RatchetSession::new_initiator(&mut rng, &[7u8; 32], &[1u8; 64], &PublicKey::from(&bob_key))
+            .expect("initiator");
     let bob = RatchetSession::new_responder(&[7u8; 32], &[1u8; 64], bob_key);
     (alice, bob)
 }
@@ -182,25 +223,33 @@ fn ratchet(c: &mut Criterion) {
         group.throughput(Throughput::Bytes(size as u64));
         let (mut alice, mut bob) = ratchet_pair();
         let mut rng = rand::rng();
-        group.bench_with_input(BenchmarkId::new("steady_chain", size), &plaintext, |bench, p| {
-            bench.iter(|| {
-                let message = alice.encrypt(&mut rng, p).expect("encrypt");
-                black_box(bob.decrypt(&mut rng, &message).expect("decrypt"))
-            })
-        });
+        group.bench_with_input(
+            BenchmarkId::new("steady_chain", size),
+            &plaintext,
+            |bench, p| {
+                bench.iter(|| {
+                    let message = alice.encrypt(&mut rng, p).expect("encrypt");
+                    black_box(bob.decrypt(&mut rng, &message).expect("decrypt"))
+                })
+            },
+        );
         let (mut alice, mut bob) = ratchet_pair();
         let first = alice.encrypt(&mut rng, &plaintext).expect("encrypt");
         bob.decrypt(&mut rng, &first).expect("decrypt");
         // Messages alternate direction, so every receive takes a DH ratchet
         // step; one iteration is two messages.
-        group.bench_with_input(BenchmarkId::new("dh_step_every_message_x2", size), &plaintext, |bench, p| {
-            bench.iter(|| {
-                let message = bob.encrypt(&mut rng, p).expect("encrypt");
-                black_box(alice.decrypt(&mut rng, &message).expect("decrypt"));
-                let message = alice.encrypt(&mut rng, p).expect("encrypt");
-                black_box(bob.decrypt(&mut rng, &message).expect("decrypt"))
-            })
-        });
+        group.bench_with_input(
+            BenchmarkId::new("dh_step_every_message_x2", size),
+            &plaintext,
+            |bench, p| {
+                bench.iter(|| {
+                    let message = bob.encrypt(&mut rng, p).expect("encrypt");
+                    black_box(alice.decrypt(&mut rng, &message).expect("decrypt"));
+                    let message = alice.encrypt(&mut rng, p).expect("encrypt");
+                    black_box(bob.decrypt(&mut rng, &message).expect("decrypt"))
+                })
+            },
+        );
     }
     group.finish();
 }
@@ -229,7 +278,9 @@ fn attachments(c: &mut Criterion) {
     let (encryptor, key) = AttachmentEncryptor::new(&mut rand::rng());
     let mut ciphertext = Vec::with_capacity(size + size / 1000);
     let mut encryptor = encryptor;
-    encryptor.update(&plaintext, &mut ciphertext).expect("encrypt");
+    encryptor
+        .update(&plaintext, &mut ciphertext)
+        .expect("encrypt");
     encryptor.finish(&mut ciphertext).expect("finish");
     group.bench_function("encrypt_4MiB", |bench| {
         let mut out = Vec::with_capacity(ciphertext.len());
@@ -260,5 +311,12 @@ fn attachments(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, primitives, handshakes, ratchet, sender_keys, attachments);
+criterion_group!(
+    benches,
+    primitives,
+    handshakes,
+    ratchet,
+    sender_keys,
+    attachments
+);
 criterion_main!(benches);

@@ -177,7 +177,9 @@ pub fn respond(
         trace.dh4 = Zeroizing::new(diffie_hellman(one_time.secret(), &base_key)?.to_vec());
     }
     if let Some((id, ciphertext)) = &header.kem {
-        let kem = prekeys.kem(*id).ok_or(HandshakeError::UnknownKemPreKey(*id))?;
+        let kem = prekeys
+            .kem(*id)
+            .ok_or(HandshakeError::UnknownKemPreKey(*id))?;
         if ciphertext.len() != KEM_CIPHERTEXT_LEN {
             return Err(HandshakeError::InvalidKemCiphertext);
         }
@@ -191,7 +193,11 @@ pub fn respond(
     Ok((output, signed.secret().clone()))
 }
 
-fn finish(trace: HandshakeTrace, initiator: &IdentityKey, responder: &IdentityKey) -> HandshakeOutput {
+fn finish(
+    trace: HandshakeTrace,
+    initiator: &IdentityKey,
+    responder: &IdentityKey,
+) -> HandshakeOutput {
     let mode = if trace.kem_shared_secret.is_empty() {
         HandshakeMode::Classical
     } else {
@@ -199,7 +205,13 @@ fn finish(trace: HandshakeTrace, initiator: &IdentityKey, responder: &IdentityKe
     };
     let mut ikm = Zeroizing::new(Vec::with_capacity(32 * 5 + 32));
     ikm.extend_from_slice(&[0xFF; 32]);
-    for part in [&trace.dh1, &trace.dh2, &trace.dh3, &trace.dh4, &trace.kem_shared_secret] {
+    for part in [
+        &trace.dh1,
+        &trace.dh2,
+        &trace.dh3,
+        &trace.dh4,
+        &trace.kem_shared_secret,
+    ] {
         ikm.extend_from_slice(part);
     }
     let info = match mode {

@@ -102,11 +102,10 @@ pub(crate) fn verify_ed25519(
     message: &[u8],
     signature: &[u8],
 ) -> Result<(), KeyError> {
-    let array: [u8; SIGNATURE_LEN] =
-        signature.try_into().map_err(|_| KeyError::InvalidLength {
-            expected: SIGNATURE_LEN,
-            actual: signature.len(),
-        })?;
+    let array: [u8; SIGNATURE_LEN] = signature.try_into().map_err(|_| KeyError::InvalidLength {
+        expected: SIGNATURE_LEN,
+        actual: signature.len(),
+    })?;
     let signature = Signature::from_bytes(&array);
     key.verify_strict(message, &signature)
         .map_err(|_| KeyError::BadSignature)
@@ -114,7 +113,12 @@ pub(crate) fn verify_ed25519(
 
 /// First four bytes in hex: enough to tell public keys apart in logs.
 pub(crate) fn hex_prefix(bytes: &[u8]) -> String {
-    bytes.iter().take(4).map(|b| format!("{b:02x}")).collect::<String>() + "…"
+    bytes
+        .iter()
+        .take(4)
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>()
+        + "…"
 }
 
 /// An identity key pair. The secret is zeroized on drop and never printed.
@@ -190,7 +194,10 @@ impl IdentityKeyPair {
 
     /// Constant-time equality of two identities' secrets.
     pub fn ct_eq(&self, other: &Self) -> bool {
-        self.signing.to_bytes().ct_eq(&other.signing.to_bytes()).into()
+        self.signing
+            .to_bytes()
+            .ct_eq(&other.signing.to_bytes())
+            .into()
     }
 }
 
@@ -232,7 +239,10 @@ mod tests {
         let id = IdentityKeyPair::generate(&mut rand::rng());
         let sig = id.sign(b"hello");
         id.public().verify(b"hello", &sig).unwrap();
-        assert_eq!(id.public().verify(b"hellp", &sig), Err(KeyError::BadSignature));
+        assert_eq!(
+            id.public().verify(b"hellp", &sig),
+            Err(KeyError::BadSignature)
+        );
         let seed_hex: String = id.to_seed().iter().map(|b| format!("{b:02x}")).collect();
         let debug = format!("{id:?}");
         assert!(!debug.contains(&seed_hex[..8]), "{debug}");
@@ -253,7 +263,10 @@ mod tests {
         let id = IdentityKeyPair::generate(&mut rand::rng());
         let again = IdentityKeyPair::from_seed(&id.to_seed());
         assert!(id.ct_eq(&again));
-        assert_eq!(IdentityKey::from_bytes(&id.public().to_bytes()).unwrap(), *id.public());
+        assert_eq!(
+            IdentityKey::from_bytes(&id.public().to_bytes()).unwrap(),
+            *id.public()
+        );
     }
 
     #[test]
@@ -261,9 +274,18 @@ mod tests {
         let id = IdentityKeyPair::generate(&mut rand::rng());
         let restored = IdentityKeyPair::from_bytes(&id.to_bytes()).unwrap();
         assert!(id.ct_eq(&restored));
-        assert_eq!(IdentityKeyPair::from_bytes(b"\x08\x02").unwrap_err(), IdentityStateError::UnsupportedVersion(2));
-        assert_eq!(IdentityKeyPair::from_bytes(b"\x08\x01\x12\x01\x00").unwrap_err(), IdentityStateError::Malformed);
-        assert_eq!(IdentityKeyPair::from_bytes(b"\xff").unwrap_err(), IdentityStateError::Malformed);
+        assert_eq!(
+            IdentityKeyPair::from_bytes(b"\x08\x02").unwrap_err(),
+            IdentityStateError::UnsupportedVersion(2)
+        );
+        assert_eq!(
+            IdentityKeyPair::from_bytes(b"\x08\x01\x12\x01\x00").unwrap_err(),
+            IdentityStateError::Malformed
+        );
+        assert_eq!(
+            IdentityKeyPair::from_bytes(b"\xff").unwrap_err(),
+            IdentityStateError::Malformed
+        );
     }
 
     #[test]
@@ -271,7 +293,10 @@ mod tests {
         // The identity point (0,1) encodes as 0x01 followed by zeros: small order.
         let mut identity_point = [0u8; 32];
         identity_point[0] = 1;
-        assert_eq!(IdentityKey::from_bytes(&identity_point), Err(KeyError::InvalidPublicKey));
+        assert_eq!(
+            IdentityKey::from_bytes(&identity_point),
+            Err(KeyError::InvalidPublicKey)
+        );
         let id = IdentityKeyPair::generate(&mut rand::rng());
         // u = 0 and u = 1 are low-order X25519 points.
         for u in [[0u8; 32], identity_point] {
@@ -282,7 +307,10 @@ mod tests {
         }
         assert!(matches!(
             IdentityKey::from_bytes(&[0u8; 31]),
-            Err(KeyError::InvalidLength { expected: 32, actual: 31 })
+            Err(KeyError::InvalidLength {
+                expected: 32,
+                actual: 31
+            })
         ));
     }
 }

@@ -11,7 +11,9 @@ use zeroize::Zeroizing;
 
 /// The AEAD refused a ciphertext: wrong key, wrong associated data, or tampered bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("authentication failed: the ciphertext or its associated data was altered, or the key is wrong")]
+#[error(
+    "authentication failed: the ciphertext or its associated data was altered, or the key is wrong"
+)]
 pub struct AeadError;
 
 /// HKDF-SHA256 (RFC 5869) extract-then-expand of `ikm` into `N` bytes.

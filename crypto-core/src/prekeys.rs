@@ -20,7 +20,9 @@ use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::Zeroizing;
 
 use crate::identity::{IdentityKey, IdentityKeyPair, KeyError, hex_prefix};
-use crate::labels::{KEM_PREKEY_CONTEXT, KEY_LEN, SIGNATURE_LEN, SIGNED_PREKEY_CONTEXT, STATE_VERSION};
+use crate::labels::{
+    KEM_PREKEY_CONTEXT, KEY_LEN, SIGNATURE_LEN, SIGNED_PREKEY_CONTEXT, STATE_VERSION,
+};
 
 /// Length of an ML-KEM-768 encapsulation (public) key.
 pub const KEM_PUBLIC_KEY_LEN: usize = 1184;
@@ -58,7 +60,11 @@ pub struct SignedPreKeyPublic {
 
 impl SignedPreKey {
     /// Draws a new signed prekey (32 random bytes) and signs it with `identity`.
-    pub fn generate<R: CryptoRng + ?Sized>(rng: &mut R, identity: &IdentityKeyPair, id: u32) -> Self {
+    pub fn generate<R: CryptoRng + ?Sized>(
+        rng: &mut R,
+        identity: &IdentityKeyPair,
+        id: u32,
+    ) -> Self {
         let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
         rng.fill_bytes(bytes.as_mut());
         Self::from_secret(identity, id, StaticSecret::from(*bytes))
@@ -178,7 +184,12 @@ impl fmt::Debug for OneTimePreKey {
 
 impl fmt::Debug for OneTimePreKeyPublic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "OneTimePreKeyPublic({}, {})", self.id, hex_prefix(&self.public_key))
+        write!(
+            f,
+            "OneTimePreKeyPublic({}, {})",
+            self.id,
+            hex_prefix(&self.public_key)
+        )
     }
 }
 
@@ -204,7 +215,11 @@ pub struct KemPreKeyPublic {
 impl KemPreKey {
     /// Draws a new KEM prekey (a 64-byte seed, FIPS 203 `ML-KEM.KeyGen_internal(d, z)`)
     /// and signs its encapsulation key with `identity`.
-    pub fn generate<R: CryptoRng + ?Sized>(rng: &mut R, identity: &IdentityKeyPair, id: u32) -> Self {
+    pub fn generate<R: CryptoRng + ?Sized>(
+        rng: &mut R,
+        identity: &IdentityKeyPair,
+        id: u32,
+    ) -> Self {
         let mut seed = Zeroizing::new([0u8; KEM_SEED_LEN]);
         rng.fill_bytes(seed.as_mut());
         Self::from_seed(identity, id, &seed)
@@ -281,7 +296,9 @@ impl KemPreKeyPublic {
 
 impl fmt::Debug for KemPreKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KemPreKey").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("KemPreKey")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -514,7 +531,9 @@ impl LocalPreKeys {
             let secret = key32(&stored.secret, "signed.secret")?;
             let key = SignedPreKey::from_secret(identity, stored.id, StaticSecret::from(*secret));
             if key.public.signature.as_slice() != stored.signature.as_slice() {
-                return Err(PreKeyStateError::InvalidField { field: "signed.signature" });
+                return Err(PreKeyStateError::InvalidField {
+                    field: "signed.signature",
+                });
             }
             out.signed.insert(stored.id, key);
         }
@@ -534,12 +553,15 @@ impl LocalPreKeys {
             );
         }
         for stored in &state.kem {
-            let seed: Zeroizing<[u8; KEM_SEED_LEN]> = <[u8; KEM_SEED_LEN]>::try_from(stored.seed.as_slice())
-                .map(Zeroizing::new)
-                .map_err(|_| PreKeyStateError::InvalidField { field: "kem.seed" })?;
+            let seed: Zeroizing<[u8; KEM_SEED_LEN]> =
+                <[u8; KEM_SEED_LEN]>::try_from(stored.seed.as_slice())
+                    .map(Zeroizing::new)
+                    .map_err(|_| PreKeyStateError::InvalidField { field: "kem.seed" })?;
             let key = KemPreKey::from_seed(identity, stored.id, &seed);
             if key.public.signature.as_slice() != stored.signature.as_slice() {
-                return Err(PreKeyStateError::InvalidField { field: "kem.signature" });
+                return Err(PreKeyStateError::InvalidField {
+                    field: "kem.signature",
+                });
             }
             out.kem.insert(stored.id, key);
         }

@@ -256,7 +256,9 @@ impl Session {
             pending_kem_ciphertext: pending
                 .and_then(|h| h.kem.as_ref().map(|k| k.1.clone()))
                 .unwrap_or_default(),
-            local_identity: pending.map(|h| h.identity.to_bytes().to_vec()).unwrap_or_default(),
+            local_identity: pending
+                .map(|h| h.identity.to_bytes().to_vec())
+                .unwrap_or_default(),
         };
         Zeroizing::new(state.encode_to_vec())
     }
@@ -266,7 +268,10 @@ impl Session {
         let state = SessionState::decode(bytes)
             .map_err(|_| SessionError::State("not a SessionState message".into()))?;
         if state.version != STATE_VERSION {
-            return Err(SessionError::State(format!("unsupported version {}", state.version)));
+            return Err(SessionError::State(format!(
+                "unsupported version {}",
+                state.version
+            )));
         }
         let ratchet = RatchetSession::from_bytes(&state.ratchet)?;
         let remote_identity = IdentityKey::from_bytes(&state.remote_identity)
@@ -329,8 +334,8 @@ fn encode_prekey_message(header: &HandshakeHeader, inner: Vec<u8>) -> Vec<u8> {
 }
 
 fn decode_prekey_message(body: &[u8]) -> Result<(HandshakeHeader, Vec<u8>), SessionError> {
-    let message =
-        PreKeyMessage::decode(body).map_err(|_| SessionError::Malformed("prekey message is not valid protobuf"))?;
+    let message = PreKeyMessage::decode(body)
+        .map_err(|_| SessionError::Malformed("prekey message is not valid protobuf"))?;
     if message.version != PREKEY_MESSAGE_VERSION {
         return Err(SessionError::UnsupportedVersion(message.version));
     }

@@ -36,14 +36,22 @@ fn converse(with_kem: bool, with_one_time: bool) {
         bundle.one_time_prekey = None;
     }
     let mut a = Session::initiate(&mut rng, &alice, &bundle).unwrap();
-    let expected_mode = if with_kem { HandshakeMode::Hybrid } else { HandshakeMode::Classical };
+    let expected_mode = if with_kem {
+        HandshakeMode::Hybrid
+    } else {
+        HandshakeMode::Classical
+    };
     assert_eq!(a.mode(), expected_mode);
     let first = a.encrypt(&mut rng, b"hello bob").unwrap();
     let second = a.encrypt(&mut rng, b"are you there?").unwrap();
-    assert!(matches!(Session::peek(&first).unwrap(), MessageKind::PreKey { .. }));
+    assert!(matches!(
+        Session::peek(&first).unwrap(),
+        MessageKind::PreKey { .. }
+    ));
 
     let before = bob.prekeys.one_time_count();
-    let (mut b, plaintext) = Session::accept(&mut rng, &bob.identity, &mut bob.prekeys, &first).unwrap();
+    let (mut b, plaintext) =
+        Session::accept(&mut rng, &bob.identity, &mut bob.prekeys, &first).unwrap();
     assert_eq!(plaintext, b"hello bob");
     assert_eq!(b.mode(), expected_mode);
     assert_eq!(b.remote_identity(), alice.public());
@@ -66,7 +74,9 @@ fn converse(with_kem: bool, with_one_time: bool) {
         let replay = Session::accept(&mut rng, &bob.identity, &mut bob.prekeys, &first);
         assert!(matches!(
             replay,
-            Err(SessionError::Handshake(HandshakeError::UnknownOneTimePreKey(_)))
+            Err(SessionError::Handshake(
+                HandshakeError::UnknownOneTimePreKey(_)
+            ))
         ));
     }
 }
@@ -194,6 +204,11 @@ fn session_and_prekeys_survive_save_and_restore() {
 fn debug_output_hides_secrets() {
     let (bob, _) = device(true);
     let rendered = format!("{:?} {:?}", bob.prekeys, bob.identity);
-    let seed: String = bob.identity.to_seed().iter().map(|b| format!("{b:02x}")).collect();
+    let seed: String = bob
+        .identity
+        .to_seed()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     assert!(!rendered.contains(&seed[..16]));
 }
