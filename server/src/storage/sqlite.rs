@@ -259,7 +259,7 @@ fn delete_device_data(tx: &Transaction<'_>, device_id: i64) -> rusqlite::Result<
     tx.execute("DELETE FROM kem_prekeys WHERE device_id = ?1", [device_id])?;
     tx.execute("DELETE FROM envelopes WHERE device_id = ?1", [device_id])?;
     tx.execute(
-        "UPDATE devices SET removed = 1, public_key = X'' WHERE id = ?1",
+        "UPDATE devices SET removed = 1, public_key = X'', name = '' WHERE id = ?1",
         [device_id],
     )?;
     Ok(())
