@@ -9,6 +9,7 @@
 //! Not owned here: credential checks (auth/), limits and validation of
 //! request fields (the handlers), and notifying connected devices (bus/).
 
+pub mod schema;
 pub mod sqlite;
 
 use std::fmt;

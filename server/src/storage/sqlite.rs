@@ -10,8 +10,8 @@
 //! fsync per send request; batching several requests into one commit (group
 //! commit) is a later optimisation.
 //!
-//! Schema versions are tracked in `PRAGMA user_version`; [`MIGRATIONS`] holds
-//! one SQL script per version, applied in order inside a transaction.
+//! Schema versions: see [`super::schema`] (`PRAGMA user_version`, one script
+//! per version, applied in order).
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
@@ -19,73 +19,12 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
+use super::schema::{MigrateError, migrate, schema_version};
 use super::{
     AccountRecord, BundleRecord, DeviceRecord, FetchPage, NewAccount, OneTimeKey, OutgoingEnvelope,
     PrekeyStock, PrekeyUpload, SendMeta, SignedKey, Storage, StorageError, StorageResult,
     StoredEnvelope,
 };
-
-/// Schema scripts; index + 1 is the `user_version` they produce.
-const MIGRATIONS: &[&str] = &[r"
-CREATE TABLE accounts (
-    id INTEGER PRIMARY KEY,
-    username TEXT NOT NULL UNIQUE,
-    password_hash TEXT NOT NULL,
-    totp_secret BLOB NOT NULL,
-    last_totp_step INTEGER NOT NULL DEFAULT -1,
-    active INTEGER NOT NULL DEFAULT 0,
-    created_at_ms INTEGER NOT NULL
-);
-CREATE TABLE recovery_codes (
-    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
-    code_hash BLOB NOT NULL,
-    PRIMARY KEY (account_id, code_hash)
-) WITHOUT ROWID;
-CREATE TABLE devices (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    account_id INTEGER NOT NULL,
-    public_key BLOB NOT NULL,
-    name TEXT NOT NULL,
-    created_at_ms INTEGER NOT NULL,
-    last_login_ms INTEGER NOT NULL DEFAULT 0,
-    removed INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX devices_by_account ON devices(account_id);
-CREATE TABLE device_keys (
-    device_id INTEGER PRIMARY KEY,
-    identity_key BLOB NOT NULL,
-    signed_prekey_id INTEGER NOT NULL,
-    signed_prekey BLOB NOT NULL,
-    signed_prekey_signature BLOB NOT NULL,
-    last_resort_kem_id INTEGER,
-    last_resort_kem BLOB,
-    last_resort_kem_signature BLOB
-);
-CREATE TABLE one_time_prekeys (
-    device_id INTEGER NOT NULL,
-    id INTEGER NOT NULL,
-    public_key BLOB NOT NULL,
-    PRIMARY KEY (device_id, id)
-) WITHOUT ROWID;
-CREATE TABLE kem_prekeys (
-    device_id INTEGER NOT NULL,
-    id INTEGER NOT NULL,
-    public_key BLOB NOT NULL,
-    signature BLOB NOT NULL,
-    PRIMARY KEY (device_id, id)
-) WITHOUT ROWID;
-CREATE TABLE envelopes (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    device_id INTEGER NOT NULL,
-    sender_username TEXT NOT NULL,
-    sender_device_id INTEGER NOT NULL,
-    server_timestamp_ms INTEGER NOT NULL,
-    expires_at_ms INTEGER NOT NULL,
-    ciphertext BLOB NOT NULL
-);
-CREATE INDEX envelopes_by_device ON envelopes(device_id, id);
-CREATE INDEX envelopes_by_expiry ON envelopes(expires_at_ms);
-"];
 
 /// Errors opening the database.
 #[derive(Debug, thiserror::Error)]
@@ -188,38 +127,6 @@ impl SqliteStorage {
         tx.commit().map_err(db)?;
         Ok(value)
     }
-}
-
-/// The schema version this build writes.
-pub fn schema_version() -> i64 {
-    i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX)
-}
-
-enum MigrateError {
-    Sqlite(rusqlite::Error),
-    TooNew(i64),
-}
-
-fn migrate(conn: &mut Connection) -> Result<(), MigrateError> {
-    let current: i64 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(MigrateError::Sqlite)?;
-    if current > schema_version() {
-        return Err(MigrateError::TooNew(current));
-    }
-    let start = usize::try_from(current).unwrap_or(0);
-    for (index, script) in MIGRATIONS.iter().enumerate().skip(start) {
-        let tx = conn.transaction().map_err(MigrateError::Sqlite)?;
-        tx.execute_batch(script).map_err(MigrateError::Sqlite)?;
-        tx.pragma_update(
-            None,
-            "user_version",
-            i64::try_from(index + 1).unwrap_or(i64::MAX),
-        )
-        .map_err(MigrateError::Sqlite)?;
-        tx.commit().map_err(MigrateError::Sqlite)?;
-    }
-    Ok(())
 }
 
 fn account_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AccountRecord> {
