@@ -1,0 +1,785 @@
+//! [`Account`]: one device of one account, opened from its local store.
+//!
+//! An account is created by enrolling this device ([`Account::enrol`]) and
+//! reopened with [`Account::open`]. Sends are queued in the outbox and leave
+//! when connected ([`Account::connect`] starts the background connection:
+//! login, prekeys, sync of queued envelopes, outbox, pushes, reconnects).
+//!
+//! Not owned here: encryption per device (sessions.rs), the connection loop
+//! (sync.rs), the SQL (store/).
+
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use ed25519_dalek::SigningKey;
+use microbot_crypto::IdentityKeyPair;
+use microbot_crypto::fingerprint::SafetyNumber;
+use microbot_protocol::MessageId;
+use microbot_protocol::content::{Content, ReplyTo, TypingAction};
+use microbot_protocol::transport::{
+    DeleteAccountRequest, DeviceInfo, PrekeyStatus, PrekeyStatusRequest, RemoveDeviceRequest,
+    client_frame::Request, response,
+};
+use prost::Message as _;
+use rand::Rng as _;
+use tokio::sync::{Notify, mpsc, watch};
+use zeroize::Zeroizing;
+
+use crate::auth::{self, SecondFactor, valid_username};
+use crate::config::{AccountConfig, ServerConfig, StoreConfig};
+use crate::error::{
+    AcknowledgeError, AuthError, OnlineError, OpenError, SendError, StoreError, TransportError,
+};
+use crate::events::{Conversation, Event, Events};
+use crate::messages::{self, MessageSnapshot};
+use crate::store::{Store, Tx};
+use crate::transport::Connection;
+use crate::{now_ms, prekeys, sync};
+
+/// The identity of an account, to give to a new device of the same account
+/// (every device of an account shares the identity key, DESIGN "Linking a
+/// device"). Transfer it over a channel you trust; it is the account's key.
+pub struct LinkedIdentity {
+    seed: Zeroizing<[u8; 32]>,
+}
+
+impl LinkedIdentity {
+    /// The 32-byte identity seed (secret).
+    pub fn seed(&self) -> &[u8; 32] {
+        &self.seed
+    }
+
+    /// Rebuilds from [`LinkedIdentity::seed`].
+    pub fn from_seed(seed: [u8; 32]) -> Self {
+        Self {
+            seed: Zeroizing::new(seed),
+        }
+    }
+}
+
+impl fmt::Debug for LinkedIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("LinkedIdentity(..)")
+    }
+}
+
+/// Which identity a newly enrolled device uses.
+#[derive(Debug)]
+pub enum IdentitySource {
+    /// A fresh identity: the account's first device (or a reinstall, which
+    /// changes the safety number contacts see).
+    New,
+    /// The identity of the account's existing devices.
+    Linked(LinkedIdentity),
+}
+
+/// Everything needed to enrol this device on an active account.
+#[derive(Debug)]
+pub struct Enrolment {
+    /// The account.
+    pub username: String,
+    /// Its password.
+    pub password: Zeroizing<String>,
+    /// A current TOTP code or a recovery code.
+    pub second_factor: SecondFactor,
+    /// The identity this device uses.
+    pub identity: IdentitySource,
+}
+
+/// State shared by the [`Account`] handle and its background task.
+pub(crate) struct Inner {
+    pub(crate) store: Mutex<Store>,
+    pub(crate) identity: IdentityKeyPair,
+    pub(crate) device_key: SigningKey,
+    pub(crate) username: String,
+    pub(crate) device_id: u64,
+    pub(crate) server: ServerConfig,
+    pub(crate) config: AccountConfig,
+    pub(crate) events: mpsc::UnboundedSender<Event>,
+    /// Signalled when the outbox may have work.
+    pub(crate) wake: Notify,
+    /// The live connection, while logged in.
+    pub(crate) online: Mutex<Option<Arc<Connection>>>,
+}
+
+impl Inner {
+    /// Runs `f` in one store transaction.
+    pub(crate) fn tx<T, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.store
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .tx(f)
+    }
+
+    /// Tells the application.
+    pub(crate) fn emit(&self, event: Event) {
+        let _ = self.events.send(event);
+    }
+
+    pub(crate) fn connection(&self) -> Option<Arc<Connection>> {
+        self.online
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub(crate) fn set_connection(&self, conn: Option<Arc<Connection>>) {
+        *self.online.lock().unwrap_or_else(PoisonError::into_inner) = conn;
+    }
+
+    /// Queues `content` for `conversation`, keeping our own copy in history.
+    pub(crate) fn queue(
+        &self,
+        conversation: &Conversation,
+        content: Content,
+    ) -> Result<MessageId, SendError> {
+        content.validate()?;
+        let id = content.id().ok_or(SendError::UnknownMessage)?;
+        let Conversation::Direct(to) = conversation else {
+            return Err(SendError::UnsupportedConversation);
+        };
+        if !valid_username(to) {
+            return Err(SendError::InvalidUsername);
+        }
+        let keep = !matches!(
+            content.body,
+            Some(microbot_protocol::content::content::Body::Typing(_))
+        );
+        self.tx(|tx| -> Result<(), SendError> {
+            if tx.contact(to)?.is_some_and(|c| c.pending.is_some()) {
+                return Err(SendError::UntrustedIdentity {
+                    username: to.clone(),
+                });
+            }
+            if keep {
+                tx.insert_message(&messages::row_for(
+                    conversation,
+                    &self.username,
+                    &content,
+                    id,
+                ))?;
+            }
+            tx.push_outbox(&conversation.key(), &id, &content.encode_to_vec())?;
+            Ok(())
+        })?;
+        self.wake.notify_one();
+        Ok(id)
+    }
+}
+
+struct Runner {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// One device of one account. Dropping it stops its background task.
+pub struct Account {
+    inner: Arc<Inner>,
+    runner: Mutex<Option<Runner>>,
+}
+
+impl fmt::Debug for Account {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Account")
+            .field("username", &self.inner.username)
+            .field("device_id", &self.inner.device_id)
+            .field("server", &self.inner.server)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Account {
+    fn drop(&mut self) {
+        if let Some(runner) = self
+            .runner
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            runner.task.abort();
+        }
+    }
+}
+
+// Meta keys of the profile.
+const META_USERNAME: &str = "username";
+const META_DEVICE_ID: &str = "device_id";
+const META_SERVER_ADDR: &str = "server_addr";
+const META_SERVER_NAME: &str = "server_name";
+const META_SERVER_PIN: &str = "server_fingerprint";
+const META_IDENTITY: &str = "identity_seed";
+const META_DEVICE_KEY: &str = "device_seed";
+pub(crate) const META_PREKEYS: &str = "prekeys";
+pub(crate) const META_PREKEYS_UPLOADED: &str = "prekeys_uploaded";
+
+fn seed32(bytes: &[u8], what: &'static str) -> Result<Zeroizing<[u8; 32]>, StoreError> {
+    <[u8; 32]>::try_from(bytes)
+        .map(Zeroizing::new)
+        .map_err(|_| StoreError::Corrupt { what })
+}
+
+impl Account {
+    /// Enrols this device on an active account (password + second factor),
+    /// creates its store at `store.path`, and returns the account (not
+    /// connected yet; see [`Account::connect`]).
+    ///
+    /// # Errors
+    /// [`AuthError`]: invalid input, the server's refusal, or a store that
+    /// already holds an account.
+    pub async fn enrol(
+        store: &StoreConfig,
+        server: ServerConfig,
+        enrolment: Enrolment,
+        config: AccountConfig,
+    ) -> Result<(Account, Events), AuthError> {
+        let mut db = Store::open(store)?;
+        if db
+            .tx(|tx| tx.meta(META_USERNAME))
+            .map_err(OpenError::from)?
+            .is_some()
+        {
+            return Err(OpenError::AlreadyEnrolled.into());
+        }
+        let mut device_seed = Zeroizing::new([0u8; 32]);
+        rand::rng().fill_bytes(device_seed.as_mut());
+        let device_key = SigningKey::from_bytes(&device_seed);
+        let identity = match &enrolment.identity {
+            IdentitySource::New => IdentityKeyPair::generate(&mut rand::rng()),
+            IdentitySource::Linked(linked) => IdentityKeyPair::from_seed(&linked.seed),
+        };
+        let device_id = auth::enrol_device(
+            &server,
+            &enrolment.username,
+            &enrolment.password,
+            &enrolment.second_factor,
+            &device_key,
+            &config.device_name,
+        )
+        .await?;
+        let local_prekeys = prekeys::initial(&identity);
+        db.tx(|tx| -> Result<(), StoreError> {
+            tx.set_meta(META_USERNAME, enrolment.username.as_bytes())?;
+            tx.set_meta(META_DEVICE_ID, &device_id.to_be_bytes())?;
+            tx.set_meta(META_SERVER_ADDR, server.addr.to_string().as_bytes())?;
+            tx.set_meta(META_SERVER_NAME, server.server_name.as_bytes())?;
+            tx.set_meta(META_SERVER_PIN, &server.fingerprint)?;
+            tx.set_secret(META_IDENTITY, identity.to_seed().as_slice())?;
+            tx.set_secret(META_DEVICE_KEY, device_seed.as_slice())?;
+            tx.set_secret(META_PREKEYS, &local_prekeys.to_bytes())?;
+            tx.set_meta(META_PREKEYS_UPLOADED, &[0])?;
+            Ok(())
+        })
+        .map_err(OpenError::from)?;
+        Ok(Self::assemble(
+            db,
+            identity,
+            device_key,
+            enrolment.username,
+            device_id,
+            server,
+            config,
+        ))
+    }
+
+    /// Opens the account kept in an existing store.
+    ///
+    /// # Errors
+    /// [`OpenError`]: wrong or missing passphrase, no account in the store,
+    /// corrupt store.
+    pub fn open(
+        store: &StoreConfig,
+        config: AccountConfig,
+    ) -> Result<(Account, Events), OpenError> {
+        let mut db = Store::open(store)?;
+        let profile = db.tx(|tx| -> Result<_, StoreError> {
+            let username = tx
+                .meta_string(META_USERNAME)?
+                .ok_or(StoreError::NoAccount)?;
+            let device_id = tx.meta_u64(META_DEVICE_ID)?.ok_or(StoreError::NoAccount)?;
+            let addr = tx
+                .meta_string(META_SERVER_ADDR)?
+                .and_then(|a| a.parse().ok())
+                .ok_or(StoreError::Corrupt {
+                    what: "server address",
+                })?;
+            let server_name = tx
+                .meta_string(META_SERVER_NAME)?
+                .ok_or(StoreError::Corrupt {
+                    what: "server name",
+                })?;
+            let fingerprint = tx
+                .meta(META_SERVER_PIN)?
+                .and_then(|p| <[u8; 32]>::try_from(p.as_slice()).ok())
+                .ok_or(StoreError::Corrupt {
+                    what: "server fingerprint",
+                })?;
+            let identity = tx
+                .secret("identity", META_IDENTITY)?
+                .ok_or(StoreError::Corrupt { what: "identity" })?;
+            let device = tx
+                .secret("device key", META_DEVICE_KEY)?
+                .ok_or(StoreError::Corrupt { what: "device key" })?;
+            Ok((
+                username,
+                device_id,
+                ServerConfig {
+                    addr,
+                    server_name,
+                    fingerprint,
+                },
+                seed32(&identity, "identity")?,
+                seed32(&device, "device key")?,
+            ))
+        })?;
+        let (username, device_id, server, identity_seed, device_seed) = profile;
+        Ok(Self::assemble(
+            db,
+            IdentityKeyPair::from_seed(&identity_seed),
+            SigningKey::from_bytes(&device_seed),
+            username,
+            device_id,
+            server,
+            config,
+        ))
+    }
+
+    fn assemble(
+        store: Store,
+        identity: IdentityKeyPair,
+        device_key: SigningKey,
+        username: String,
+        device_id: u64,
+        server: ServerConfig,
+        config: AccountConfig,
+    ) -> (Account, Events) {
+        let (events_tx, events) = Events::channel();
+        let inner = Arc::new(Inner {
+            store: Mutex::new(store),
+            identity,
+            device_key,
+            username,
+            device_id,
+            server,
+            config,
+            events: events_tx,
+            wake: Notify::new(),
+            online: Mutex::new(None),
+        });
+        (
+            Account {
+                inner,
+                runner: Mutex::new(None),
+            },
+            events,
+        )
+    }
+
+    /// Starts the background connection (idempotent): log in, upload
+    /// prekeys, fetch and store queued envelopes, drain the outbox, follow
+    /// pushes; reconnect with exponential backoff and jitter when the
+    /// connection fails. Needs a tokio runtime.
+    pub fn connect(&self) {
+        let mut runner = self.runner.lock().unwrap_or_else(PoisonError::into_inner);
+        if runner.as_ref().is_some_and(|r| !r.task.is_finished()) {
+            return;
+        }
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(sync::run(Arc::clone(&self.inner), stop_rx));
+        *runner = Some(Runner { stop, task });
+    }
+
+    /// Stops the background connection and waits for it to end.
+    pub async fn disconnect(&self) {
+        let runner = self
+            .runner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(runner) = runner {
+            let _ = runner.stop.send(true);
+            let _ = runner.task.await;
+        }
+        self.inner.set_connection(None);
+    }
+
+    /// Whether the account is logged in right now.
+    pub fn is_connected(&self) -> bool {
+        self.inner.connection().is_some()
+    }
+
+    /// The account's username.
+    pub fn username(&self) -> &str {
+        &self.inner.username
+    }
+
+    /// This device's id.
+    pub fn device_id(&self) -> u64 {
+        self.inner.device_id
+    }
+
+    /// The server this account talks to.
+    pub fn server(&self) -> &ServerConfig {
+        &self.inner.server
+    }
+
+    /// The account's identity key (Ed25519 public, 32 bytes).
+    pub fn identity_key(&self) -> [u8; 32] {
+        self.inner.identity.public().to_bytes()
+    }
+
+    /// The identity to give to a new device of this account
+    /// ([`IdentitySource::Linked`]).
+    pub fn export_identity(&self) -> LinkedIdentity {
+        LinkedIdentity {
+            seed: self.inner.identity.to_seed(),
+        }
+    }
+
+    // ---- contacts and safety numbers ----
+
+    /// The safety number with a contact whose identity we know.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn safety_number(&self, username: &str) -> Result<Option<SafetyNumber>, StoreError> {
+        let contact = self.inner.tx(|tx| tx.contact(username))?;
+        Ok(contact.and_then(|c| {
+            let key = c.pending.unwrap_or(c.identity);
+            sync::safety_number(&self.inner, username, &key)
+        }))
+    }
+
+    /// Usernames of known contacts, with whether a safety-number change is
+    /// waiting for acknowledgement.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn contacts(&self) -> Result<Vec<(String, bool)>, StoreError> {
+        Ok(self
+            .inner
+            .tx(|tx| tx.contacts())?
+            .into_iter()
+            .map(|(name, c)| (name, c.pending.is_some()))
+            .collect())
+    }
+
+    /// Accepts a contact's new identity key (after the user compared the new
+    /// safety number): sessions with the old identity are dropped and
+    /// queued sends to the contact leave.
+    ///
+    /// # Errors
+    /// [`AcknowledgeError::NothingPending`] when no change is waiting.
+    pub fn acknowledge_identity_change(&self, username: &str) -> Result<(), AcknowledgeError> {
+        self.inner.tx(|tx| -> Result<(), AcknowledgeError> {
+            let mut contact =
+                tx.contact(username)?
+                    .ok_or_else(|| AcknowledgeError::NothingPending {
+                        username: username.to_owned(),
+                    })?;
+            let new = contact
+                .pending
+                .take()
+                .ok_or_else(|| AcknowledgeError::NothingPending {
+                    username: username.to_owned(),
+                })?;
+            contact.identity = new;
+            contact.devices_checked_ms = 0;
+            tx.delete_sessions_not_of(username, &new)?;
+            tx.set_contact(username, &contact)?;
+            Ok(())
+        })?;
+        self.inner.wake.notify_one();
+        Ok(())
+    }
+
+    // ---- sending ----
+
+    fn queue(&self, conversation: &Conversation, content: Content) -> Result<MessageId, SendError> {
+        self.inner.queue(conversation, content)
+    }
+
+    /// Sends a text message; returns its id. It waits in the outbox until
+    /// connected ([`Event::Sent`] reports when the server stored it).
+    ///
+    /// # Errors
+    /// [`SendError`]; nothing was queued.
+    pub fn send_text(
+        &self,
+        conversation: &Conversation,
+        text: &str,
+    ) -> Result<MessageId, SendError> {
+        self.queue(conversation, Content::text(new_id(), now_ms(), text))
+    }
+
+    /// Sends a text replying to (`author`, `target`), quoting `snippet`.
+    ///
+    /// # Errors
+    /// [`SendError`].
+    pub fn send_reply(
+        &self,
+        conversation: &Conversation,
+        text: &str,
+        author: &str,
+        target: MessageId,
+        snippet: &str,
+    ) -> Result<MessageId, SendError> {
+        let snippet: String = snippet.chars().take(256).collect();
+        self.queue(
+            conversation,
+            Content::reply(
+                new_id(),
+                now_ms(),
+                text,
+                ReplyTo::new(target, author, snippet),
+            ),
+        )
+    }
+
+    /// Adds (or, with `remove`, withdraws) an emoji reaction.
+    ///
+    /// # Errors
+    /// [`SendError`].
+    pub fn react(
+        &self,
+        conversation: &Conversation,
+        target: MessageId,
+        emoji: &str,
+        remove: bool,
+    ) -> Result<MessageId, SendError> {
+        self.queue(
+            conversation,
+            Content::reaction(new_id(), now_ms(), target, emoji, remove),
+        )
+    }
+
+    /// Replaces the text of one of our messages.
+    ///
+    /// # Errors
+    /// [`SendError::UnknownMessage`] when `target` is not ours.
+    pub fn edit(
+        &self,
+        conversation: &Conversation,
+        target: MessageId,
+        text: &str,
+    ) -> Result<MessageId, SendError> {
+        let rows = self
+            .inner
+            .tx(|tx| tx.message_events(&self.inner.username, &target))?;
+        if !rows.iter().any(|r| r.message_id == target) {
+            return Err(SendError::UnknownMessage);
+        }
+        let revision = messages::latest_revision(&target, &rows).saturating_add(1);
+        self.queue(
+            conversation,
+            Content::edit(new_id(), now_ms(), target, revision, text),
+        )
+    }
+
+    /// Deletes one of our messages for everyone.
+    ///
+    /// # Errors
+    /// [`SendError::UnknownMessage`] when `target` is not ours.
+    pub fn delete(
+        &self,
+        conversation: &Conversation,
+        target: MessageId,
+    ) -> Result<MessageId, SendError> {
+        let rows = self
+            .inner
+            .tx(|tx| tx.message_events(&self.inner.username, &target))?;
+        if !rows.iter().any(|r| r.message_id == target) {
+            return Err(SendError::UnknownMessage);
+        }
+        self.queue(conversation, Content::delete(new_id(), now_ms(), target))
+    }
+
+    /// Tells the conversation (and our other devices) that we read these messages.
+    ///
+    /// # Errors
+    /// [`SendError`].
+    pub fn mark_read(
+        &self,
+        conversation: &Conversation,
+        ids: &[MessageId],
+    ) -> Result<MessageId, SendError> {
+        self.queue(
+            conversation,
+            Content::read_receipt(new_id(), now_ms(), ids.iter().copied()),
+        )
+    }
+
+    /// Sends a delivery receipt (sent automatically when
+    /// [`AccountConfig::delivery_receipts`] is on).
+    ///
+    /// # Errors
+    /// [`SendError`].
+    pub fn mark_delivered(
+        &self,
+        conversation: &Conversation,
+        ids: &[MessageId],
+    ) -> Result<MessageId, SendError> {
+        self.queue(
+            conversation,
+            Content::delivery_receipt(new_id(), now_ms(), ids.iter().copied()),
+        )
+    }
+
+    /// Announces that we started (or stopped) typing.
+    ///
+    /// # Errors
+    /// [`SendError`].
+    pub fn typing(
+        &self,
+        conversation: &Conversation,
+        started: bool,
+    ) -> Result<MessageId, SendError> {
+        let action = if started {
+            TypingAction::Started
+        } else {
+            TypingAction::Stopped
+        };
+        self.queue(conversation, Content::typing(new_id(), now_ms(), action))
+    }
+
+    /// How many sends wait in the outbox.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn outbox_len(&self) -> Result<u64, StoreError> {
+        self.inner.tx(|tx| tx.outbox_len())
+    }
+
+    // ---- history ----
+
+    /// The converged state of the message (`author`, `id`), if known.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn message(
+        &self,
+        author: &str,
+        id: &MessageId,
+    ) -> Result<Option<MessageSnapshot>, StoreError> {
+        let rows = self.inner.tx(|tx| tx.message_events(author, id))?;
+        Ok(messages::fold(author, id, &rows))
+    }
+
+    /// The newest `limit` messages of a conversation, oldest first.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn history(
+        &self,
+        conversation: &Conversation,
+        limit: u32,
+    ) -> Result<Vec<MessageSnapshot>, StoreError> {
+        let heads = self.inner.tx(|tx| tx.history(&conversation.key(), limit))?;
+        let mut out = Vec::with_capacity(heads.len());
+        for head in heads {
+            if let Some(snapshot) = self.message(&head.author, &head.message_id)? {
+                out.push(snapshot);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Current reactions to a message: (who, emoji) pairs, after removals.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn reactions(&self, target: &MessageId) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = self.inner.tx(|tx| tx.reactions(target))?;
+        let mut current: Vec<(String, String)> = Vec::new();
+        for row in rows {
+            let Ok(content) = Content::decode(row.content.as_slice()) else {
+                continue;
+            };
+            if let Some(microbot_protocol::content::content::Body::Reaction(r)) = content.body {
+                let entry = (row.author.clone(), r.emoji);
+                current.retain(|e| *e != entry);
+                if !r.remove {
+                    current.push(entry);
+                }
+            }
+        }
+        Ok(current)
+    }
+
+    // ---- requests that need the connection ----
+
+    async fn request(&self, request: Request) -> Result<response::Result, OnlineError> {
+        let conn = self.inner.connection().ok_or(OnlineError::NotConnected)?;
+        Ok(conn.request(request).await?)
+    }
+
+    /// This device's unused prekeys on the server.
+    ///
+    /// # Errors
+    /// [`OnlineError`].
+    pub async fn prekey_status(&self) -> Result<PrekeyStatus, OnlineError> {
+        match self
+            .request(Request::PrekeyStatus(PrekeyStatusRequest {}))
+            .await?
+        {
+            response::Result::PrekeyStatus(status) => Ok(status),
+            _ => Err(TransportError::UnexpectedResponse {
+                expected: "PrekeyStatus",
+            }
+            .into()),
+        }
+    }
+
+    /// The account's devices.
+    ///
+    /// # Errors
+    /// [`OnlineError`].
+    pub async fn list_devices(&self) -> Result<Vec<DeviceInfo>, OnlineError> {
+        let conn = self.inner.connection().ok_or(OnlineError::NotConnected)?;
+        Ok(sync::list_devices(&conn).await?)
+    }
+
+    /// Removes one of the account's devices (password + fresh TOTP code).
+    ///
+    /// # Errors
+    /// [`OnlineError`] (the server's refusal as `TransportError::Server`).
+    pub async fn remove_device(
+        &self,
+        device_id: u64,
+        password: &str,
+        totp_code: &str,
+    ) -> Result<(), OnlineError> {
+        let result = self
+            .request(Request::RemoveDevice(RemoveDeviceRequest {
+                device_id,
+                password: password.to_owned(),
+                totp_code: totp_code.to_owned(),
+            }))
+            .await?;
+        Ok(auth::expect_ok(result)?)
+    }
+
+    /// Deletes the whole account on the server (password + fresh TOTP code).
+    /// The local store is left as it is.
+    ///
+    /// # Errors
+    /// [`OnlineError`].
+    pub async fn delete_account(&self, password: &str, totp_code: &str) -> Result<(), OnlineError> {
+        let result = self
+            .request(Request::DeleteAccount(DeleteAccountRequest {
+                password: password.to_owned(),
+                totp_code: totp_code.to_owned(),
+            }))
+            .await?;
+        Ok(auth::expect_ok(result)?)
+    }
+}
+
+/// A fresh random 16-byte message id.
+pub(crate) fn new_id() -> MessageId {
+    let mut id = [0u8; 16];
+    rand::rng().fill_bytes(&mut id);
+    id
+}

@@ -1,0 +1,221 @@
+//! Typed errors, one enum per kind of operation.
+//!
+//! Server refusals keep the server's [`ErrorCode`] so callers can switch on
+//! it (SPEC.md §12: `transport.proto`, `ErrorCode`). Not owned here: what
+//! each operation does.
+
+use microbot_protocol::transport::ErrorCode;
+
+/// A request the server answered with an error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("server refused the request: {code:?}: {message}")]
+pub struct ServerError {
+    /// The server's error code.
+    pub code: ErrorCode,
+    /// Human-readable detail from the server (never contains secrets).
+    pub message: String,
+    /// When non-zero: milliseconds after which a retry may succeed.
+    pub retry_after_ms: u64,
+    /// Recipient devices concerned (queue full, unknown or removed device).
+    pub device_ids: Vec<u64>,
+}
+
+impl ServerError {
+    pub(crate) fn from_proto(error: microbot_protocol::transport::Error) -> Self {
+        Self {
+            code: ErrorCode::try_from(error.code).unwrap_or(ErrorCode::Unspecified),
+            message: error.message,
+            retry_after_ms: error.retry_after_ms,
+            device_ids: error.device_ids,
+        }
+    }
+}
+
+/// Why talking to the server failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// The server address or certificate pin is unusable.
+    #[error("invalid server configuration: {0}")]
+    Config(String),
+    /// The QUIC/TLS connection could not be set up (server unreachable,
+    /// certificate does not match the pinned fingerprint, …).
+    #[error("cannot connect to the server: {0}")]
+    Connect(String),
+    /// The connection ended (closed by the server, network loss).
+    #[error("connection to the server lost: {0}")]
+    ConnectionLost(String),
+    /// The server did not answer in time.
+    #[error("the server did not answer in time")]
+    Timeout,
+    /// A frame could not be encoded or decoded.
+    #[error("bad frame: {0}")]
+    Frame(#[from] microbot_protocol::codec::FrameError),
+    /// The server answered with an error.
+    #[error(transparent)]
+    Server(#[from] ServerError),
+    /// The server answered with a result of the wrong kind.
+    #[error("unexpected answer from the server (expected {expected})")]
+    UnexpectedResponse {
+        /// What was expected.
+        expected: &'static str,
+    },
+    /// The server speaks no protocol version we speak.
+    #[error("the server speaks no common protocol version")]
+    UnsupportedVersion,
+}
+
+impl TransportError {
+    /// The server's error code, when the server refused the request.
+    pub fn server_code(&self) -> Option<ErrorCode> {
+        match self {
+            TransportError::Server(error) => Some(error.code),
+            _ => None,
+        }
+    }
+
+    /// Whether the failure is about the network (retry after reconnecting),
+    /// not about the request.
+    pub fn is_connection_problem(&self) -> bool {
+        matches!(
+            self,
+            TransportError::Connect(_)
+                | TransportError::ConnectionLost(_)
+                | TransportError::Timeout
+        ) || matches!(
+            self.server_code(),
+            Some(ErrorCode::Unavailable | ErrorCode::RateLimited)
+        )
+    }
+}
+
+/// Why the local store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite reported an error.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A stored value cannot be read back (corrupt, or written by a newer version).
+    #[error("stored {what} is corrupt")]
+    Corrupt {
+        /// Which value.
+        what: &'static str,
+    },
+    /// A sealed value does not open with this store's key.
+    #[error("stored {what} failed authentication (tampered or wrong key)")]
+    Tampered {
+        /// Which value.
+        what: &'static str,
+    },
+    /// The store holds no account yet.
+    #[error("the store holds no account; enrol a device first")]
+    NoAccount,
+}
+
+/// Why a store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The store is encrypted and no passphrase was given.
+    #[error("the store is encrypted: a passphrase is required")]
+    PassphraseRequired,
+    /// The passphrase does not open the store.
+    #[error("wrong passphrase")]
+    WrongPassphrase,
+    /// A passphrase was given for a store that is not encrypted.
+    #[error("the store is not encrypted; open it without a passphrase")]
+    NotEncrypted,
+    /// The key-derivation parameters are invalid.
+    #[error("invalid key-derivation parameters: {0}")]
+    KdfParams(String),
+    /// The store's schema is newer than this library.
+    #[error("store schema version {found} is newer than this library's {supported}")]
+    NewerSchema {
+        /// Version in the file.
+        found: i64,
+        /// Newest version this build reads.
+        supported: i64,
+    },
+    /// The store already holds an account (enrol into a fresh file).
+    #[error("the store already holds an account")]
+    AlreadyEnrolled,
+    /// Any other store failure.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<rusqlite::Error> for OpenError {
+    fn from(error: rusqlite::Error) -> Self {
+        OpenError::Store(StoreError::Sqlite(error))
+    }
+}
+
+/// Why registration, confirmation or device enrolment failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// The input is refused before anything is sent (see the message).
+    #[error("invalid input: {0}")]
+    InvalidInput(&'static str),
+    /// The server could not be reached or refused the request; switch on
+    /// [`TransportError::server_code`] (`USERNAME_TAKEN`,
+    /// `INVALID_CREDENTIALS`, `INVALID_SECOND_FACTOR`, `TOTP_REPLAYED`, …).
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// The local store could not be created.
+    #[error(transparent)]
+    Open(#[from] OpenError),
+}
+
+/// Why a message could not be queued for sending.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The contact's safety number changed; call
+    /// [`crate::Account::acknowledge_identity_change`] first.
+    #[error("the safety number of {username} changed and is not acknowledged yet")]
+    UntrustedIdentity {
+        /// The contact.
+        username: String,
+    },
+    /// The content breaks a protocol limit (SPEC.md §11.2).
+    #[error("invalid content: {0}")]
+    InvalidContent(#[from] microbot_protocol::ContentError),
+    /// The target message is not known locally, or is not ours to edit or delete.
+    #[error("no message of ours with this id")]
+    UnknownMessage,
+    /// The username is not a valid account name.
+    #[error("invalid username")]
+    InvalidUsername,
+    /// Sending to this kind of conversation is not supported by this build
+    /// (group messaging needs the server's group RPCs).
+    #[error("sending to this conversation is not supported")]
+    UnsupportedConversation,
+    /// The local store failed; nothing was queued.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why an operation that needs a live connection failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OnlineError {
+    /// The account is not connected right now.
+    #[error("not connected to the server")]
+    NotConnected,
+    /// The request failed.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// The local store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why a safety-number change could not be acknowledged.
+#[derive(Debug, thiserror::Error)]
+pub enum AcknowledgeError {
+    /// There is no unacknowledged change for this contact.
+    #[error("no pending safety-number change for {username}")]
+    NothingPending {
+        /// The contact.
+        username: String,
+    },
+    /// The local store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}

@@ -1,0 +1,419 @@
+//! Pairwise sessions with every device of a conversation (SPEC.md §4, §5):
+//! learning a contact's devices from their prekey bundles, trusting an
+//! identity on first use and holding sends when it changes, encrypting one
+//! envelope per device (the recipient's devices and our own other devices),
+//! and decrypting what arrives.
+//!
+//! Every session is saved before the ciphertext made with it leaves, so a
+//! crash never reuses a message key. Not owned here: the message kinds
+//! (messages.rs), the store (store/), the connection loop (sync.rs).
+
+use std::collections::BTreeSet;
+
+use bytes::Bytes;
+use microbot_crypto::Session;
+use microbot_crypto::prekeys::LocalPreKeys;
+use microbot_crypto::session::MessageKind;
+use microbot_protocol::content::Content;
+use microbot_protocol::transport::{
+    ErrorCode, FetchPrekeysRequest, OutgoingEnvelope, PrekeyBundles, SendRequest,
+    client_frame::Request, response,
+};
+
+use crate::account::{Inner, META_PREKEYS};
+use crate::error::{StoreError, TransportError};
+use crate::events::{Conversation, Event};
+use crate::messages::encode_plaintext;
+use crate::prekeys::bundle_from_proto;
+use crate::store::{Contact, Tx};
+use crate::transport::Connection;
+use crate::{now_ms, sync};
+
+/// Meta key: when our own device list was last checked.
+const META_OWN_DEVICES_CHECKED: &str = "own_devices_checked_ms";
+
+/// Why a queued send did not leave.
+#[derive(Debug)]
+pub(crate) enum SendFailure {
+    /// The destination's safety number changed; wait for acknowledgement.
+    Blocked,
+    /// The send can never succeed; drop it.
+    Permanent(String),
+    /// The connection failed; keep it and retry after reconnecting.
+    Transport(TransportError),
+    /// The store failed; keep it.
+    Store(StoreError),
+}
+
+impl From<StoreError> for SendFailure {
+    fn from(error: StoreError) -> Self {
+        SendFailure::Store(error)
+    }
+}
+
+fn transport_failure(error: TransportError) -> SendFailure {
+    if error.is_connection_problem() {
+        SendFailure::Transport(error)
+    } else {
+        SendFailure::Permanent(error.to_string())
+    }
+}
+
+/// Sends one queued content to `destination` (a conversation key):
+/// every device of the recipient and our own other devices, in one atomic
+/// send request. Returns the server's time stamp.
+pub(crate) async fn send_queued(
+    inner: &Inner,
+    conn: &Connection,
+    destination: &str,
+    content: &Content,
+) -> Result<u64, SendFailure> {
+    let Some(Conversation::Direct(to)) = Conversation::from_key(destination) else {
+        return Err(SendFailure::Permanent(
+            "group conversations are not supported by this build".into(),
+        ));
+    };
+    let me = inner.username.clone();
+    for attempt in 0..2 {
+        if to != me {
+            ensure_contact_devices(inner, conn, &to).await?;
+        }
+        ensure_own_devices(inner, conn).await?;
+        let (envelopes, to_recipient) = encrypt_for(inner, &to, content)?;
+        if to != me && to_recipient == 0 {
+            return Err(SendFailure::Permanent(format!(
+                "{to} has no device that published keys"
+            )));
+        }
+        if envelopes.is_empty() {
+            return Ok(now_ms());
+        }
+        match conn.request(Request::Send(SendRequest { envelopes })).await {
+            Ok(response::Result::Send(r)) => return Ok(r.server_timestamp_ms),
+            Ok(_) => {
+                return Err(SendFailure::Permanent("unexpected answer to a send".into()));
+            }
+            Err(TransportError::Server(error))
+                if attempt == 0
+                    && matches!(
+                        error.code,
+                        ErrorCode::UnknownDevice | ErrorCode::DeviceRemoved
+                    ) =>
+            {
+                // Stale device list: forget those devices, re-check, retry once.
+                inner.tx(|tx| -> Result<(), StoreError> {
+                    for device in &error.device_ids {
+                        tx.delete_device(&to, *device)?;
+                        tx.delete_device(&me, *device)?;
+                    }
+                    if let Some(mut contact) = tx.contact(&to)? {
+                        contact.devices_checked_ms = 0;
+                        tx.set_contact(&to, &contact)?;
+                    }
+                    tx.set_meta(META_OWN_DEVICES_CHECKED, &0u64.to_be_bytes())?;
+                    Ok(())
+                })?;
+            }
+            Err(error) => return Err(transport_failure(error)),
+        }
+    }
+    Err(SendFailure::Permanent(
+        "the recipient's device list keeps changing".into(),
+    ))
+}
+
+async fn fetch_bundles(
+    conn: &Connection,
+    username: &str,
+    device_ids: Vec<u64>,
+) -> Result<PrekeyBundles, SendFailure> {
+    match conn
+        .request(Request::FetchPrekeys(FetchPrekeysRequest {
+            username: username.to_owned(),
+            device_ids,
+        }))
+        .await
+    {
+        Ok(response::Result::PrekeyBundles(b)) => Ok(b),
+        Ok(_) => Err(SendFailure::Permanent(
+            "unexpected answer to a prekey fetch".into(),
+        )),
+        Err(TransportError::Server(e)) if e.code == ErrorCode::UnknownAccount => Err(
+            SendFailure::Permanent(format!("no account named {username}")),
+        ),
+        Err(error) => Err(transport_failure(error)),
+    }
+}
+
+/// Makes sure we hold a session with every device of the contact, fetching
+/// its bundles when the device list is stale. Trusts the first identity seen;
+/// a different one later is recorded as pending and holds the send.
+async fn ensure_contact_devices(
+    inner: &Inner,
+    conn: &Connection,
+    username: &str,
+) -> Result<(), SendFailure> {
+    let (contact, known) = inner.tx(|tx| -> Result<_, StoreError> {
+        Ok((tx.contact(username)?, tx.session_devices(username)?))
+    })?;
+    if contact.as_ref().is_some_and(|c| c.pending.is_some()) {
+        return Err(SendFailure::Blocked);
+    }
+    let refresh = inner.config.device_refresh.as_millis();
+    let fresh = contact
+        .as_ref()
+        .is_some_and(|c| u128::from(now_ms().saturating_sub(c.devices_checked_ms)) < refresh)
+        && !known.is_empty();
+    if fresh {
+        return Ok(());
+    }
+    let bundles = fetch_bundles(conn, username, Vec::new()).await?;
+    let mut trusted = contact.as_ref().map(|c| c.identity);
+    let mut change = None;
+    let mut sessions = Vec::new();
+    let mut listed = BTreeSet::new();
+    for proto in &bundles.bundles {
+        let Ok(bundle) = bundle_from_proto(proto) else {
+            tracing::warn!(device = proto.device_id, "malformed prekey bundle skipped");
+            continue;
+        };
+        let identity = bundle.identity.to_bytes();
+        let trusted = *trusted.get_or_insert(identity);
+        if identity != trusted {
+            change = Some(identity);
+            continue;
+        }
+        listed.insert(proto.device_id);
+        if known.contains(&proto.device_id) {
+            continue;
+        }
+        match Session::initiate(&mut rand::rng(), &inner.identity, &bundle) {
+            Ok(session) => sessions.push((proto.device_id, session)),
+            Err(error) => {
+                tracing::warn!(device = proto.device_id, %error, "unusable prekey bundle skipped");
+            }
+        }
+    }
+    let Some(identity) = trusted else {
+        return Err(SendFailure::Permanent(format!(
+            "{username} has no device that published keys"
+        )));
+    };
+    inner.tx(|tx| -> Result<(), StoreError> {
+        let mut record = contact.clone().unwrap_or(Contact {
+            identity,
+            pending: None,
+            devices_checked_ms: 0,
+        });
+        if let Some(new) = change {
+            record.pending = Some(new);
+        } else {
+            record.devices_checked_ms = now_ms();
+            for (device, session) in &sessions {
+                tx.save_session(username, *device, session)?;
+            }
+            for device in known.iter().filter(|d| !listed.contains(d)) {
+                tx.delete_device(username, *device)?;
+            }
+        }
+        tx.set_contact(username, &record)
+    })?;
+    if let Some(new) = change {
+        if let Some(safety_number) = sync::safety_number(inner, username, &new) {
+            inner.emit(Event::SafetyNumberChanged {
+                username: username.to_owned(),
+                safety_number,
+            });
+        }
+        return Err(SendFailure::Blocked);
+    }
+    Ok(())
+}
+
+/// Makes sure we hold a session with each of our own other devices.
+async fn ensure_own_devices(inner: &Inner, conn: &Connection) -> Result<(), SendFailure> {
+    let me = inner.username.as_str();
+    let (checked, known) = inner.tx(|tx| -> Result<_, StoreError> {
+        Ok((
+            tx.meta_u64(META_OWN_DEVICES_CHECKED)?.unwrap_or(0),
+            tx.session_devices(me)?,
+        ))
+    })?;
+    if u128::from(now_ms().saturating_sub(checked)) < inner.config.device_refresh.as_millis() {
+        return Ok(());
+    }
+    let devices: BTreeSet<u64> = sync::list_devices(conn)
+        .await
+        .map_err(transport_failure)?
+        .into_iter()
+        .map(|d| d.device_id)
+        .filter(|id| *id != inner.device_id)
+        .collect();
+    let unknown: Vec<u64> = devices
+        .iter()
+        .copied()
+        .filter(|d| !known.contains(d))
+        .collect();
+    let mut sessions = Vec::new();
+    if !unknown.is_empty() {
+        let own_identity = inner.identity.public().to_bytes();
+        for proto in fetch_bundles(conn, me, unknown).await?.bundles {
+            let Ok(bundle) = bundle_from_proto(&proto) else {
+                continue;
+            };
+            if bundle.identity.to_bytes() != own_identity {
+                tracing::warn!(
+                    device = proto.device_id,
+                    "own device with a foreign identity skipped"
+                );
+                continue;
+            }
+            if let Ok(session) = Session::initiate(&mut rand::rng(), &inner.identity, &bundle) {
+                sessions.push((proto.device_id, session));
+            }
+        }
+    }
+    inner.tx(|tx| -> Result<(), StoreError> {
+        for (device, session) in &sessions {
+            tx.save_session(me, *device, session)?;
+        }
+        for device in known.iter().filter(|d| !devices.contains(d)) {
+            tx.delete_device(me, *device)?;
+        }
+        tx.set_meta(META_OWN_DEVICES_CHECKED, &now_ms().to_be_bytes())
+    })?;
+    Ok(())
+}
+
+/// Encrypts `content` for every device of `to` and our other devices,
+/// saving each session before returning. Returns the envelopes and how many
+/// of them go to the recipient's devices.
+fn encrypt_for(
+    inner: &Inner,
+    to: &str,
+    content: &Content,
+) -> Result<(Vec<OutgoingEnvelope>, usize), StoreError> {
+    let me = inner.username.as_str();
+    let for_recipient = encode_plaintext(content, None);
+    let for_own = encode_plaintext(content, Some(to));
+    inner.tx(|tx| {
+        let mut envelopes = Vec::new();
+        let mut to_recipient = 0;
+        let mut targets = vec![(me, &for_own)];
+        if to != me {
+            targets.insert(0, (to, &for_recipient));
+        }
+        let trusted = tx.contact(to)?.map(|c| c.identity);
+        for (username, plaintext) in targets {
+            for device in tx.session_devices(username)? {
+                if username == me && device == inner.device_id {
+                    continue;
+                }
+                let Some(mut stored) = tx.sessions(username, device)?.into_iter().next() else {
+                    continue;
+                };
+                let identity = stored.session.remote_identity().to_bytes();
+                let expected = if username == me {
+                    Some(inner.identity.public().to_bytes())
+                } else {
+                    trusted
+                };
+                if Some(identity) != expected {
+                    continue;
+                }
+                match stored.session.encrypt(&mut rand::rng(), plaintext) {
+                    Ok(ciphertext) => {
+                        tx.save_session(username, device, &stored.session)?;
+                        if username != me {
+                            to_recipient += 1;
+                        }
+                        envelopes.push(OutgoingEnvelope {
+                            recipient_device_id: device,
+                            ciphertext: Bytes::from(ciphertext),
+                        });
+                    }
+                    Err(error) => tracing::warn!(device, %error, "cannot encrypt for device"),
+                }
+            }
+        }
+        Ok((envelopes, to_recipient))
+    })
+}
+
+/// The result of decrypting one envelope inside a store transaction.
+pub(crate) struct Decrypted {
+    /// The plaintext.
+    pub plaintext: zeroize::Zeroizing<Vec<u8>>,
+    /// The sender's identity, now authenticated.
+    pub identity: [u8; 32],
+}
+
+/// Why an envelope could not be decrypted.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DecryptFailure {
+    /// No session decrypts it / the handshake failed.
+    #[error("{0}")]
+    Session(#[from] microbot_crypto::SessionError),
+    /// A ratchet message for a device we hold no session with.
+    #[error("no session with the sending device")]
+    NoSession,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Decrypts `ciphertext` from (`sender`, `device`) and saves the session
+/// (and our prekeys, when a one-time prekey was used) in `tx`.
+pub(crate) fn decrypt(
+    inner: &Inner,
+    tx: &Tx<'_>,
+    sender: &str,
+    device: u64,
+    ciphertext: &[u8],
+) -> Result<Decrypted, DecryptFailure> {
+    let rng = &mut rand::rng();
+    let sessions = tx.sessions(sender, device)?;
+    let (session, plaintext) = match Session::peek(ciphertext)? {
+        MessageKind::PreKey { base_key, .. } => {
+            match sessions
+                .into_iter()
+                .find(|s| s.session.base_key() == &base_key)
+            {
+                Some(mut stored) => {
+                    let plaintext = stored.session.decrypt(rng, ciphertext)?;
+                    (stored.session, plaintext)
+                }
+                None => {
+                    let bytes = tx
+                        .secret("prekeys", META_PREKEYS)?
+                        .ok_or(StoreError::Corrupt { what: "prekeys" })?;
+                    let mut prekeys = LocalPreKeys::from_bytes(&inner.identity, &bytes)
+                        .map_err(|_| StoreError::Corrupt { what: "prekeys" })?;
+                    let (session, plaintext) =
+                        Session::accept(rng, &inner.identity, &mut prekeys, ciphertext)?;
+                    tx.set_secret(META_PREKEYS, &prekeys.to_bytes())?;
+                    (session, plaintext)
+                }
+            }
+        }
+        MessageKind::Ratchet => {
+            let mut last_error = DecryptFailure::NoSession;
+            let mut found = None;
+            for mut stored in sessions {
+                match stored.session.decrypt(rng, ciphertext) {
+                    Ok(plaintext) => {
+                        found = Some((stored.session, plaintext));
+                        break;
+                    }
+                    Err(error) => last_error = error.into(),
+                }
+            }
+            found.ok_or(last_error)?
+        }
+    };
+    tx.save_session(sender, device, &session)?;
+    Ok(Decrypted {
+        plaintext: zeroize::Zeroizing::new(plaintext),
+        identity: session.remote_identity().to_bytes(),
+    })
+}

@@ -1,0 +1,248 @@
+//! The local store: one SQLite file per account and device (WAL mode),
+//! optionally encrypted at rest ([`crypt`]).
+//!
+//! It keeps the account profile (username, device id, server, identity
+//! seed, device key, prekeys), contacts with their trusted identity keys,
+//! pairwise sessions per (contact, device), message history, the ids of
+//! envelopes already processed, and the outbox. Every multi-step change
+//! runs in one transaction ([`Store::tx`]), so a crash leaves either the
+//! old or the new state.
+//!
+//! Not owned here: what the values mean (sessions.rs, sync.rs, account.rs).
+
+pub(crate) mod crypt;
+mod rows;
+mod schema;
+
+use std::path::Path;
+
+use rand::Rng as _;
+use rusqlite::{Connection, OptionalExtension as _, params};
+use zeroize::Zeroizing;
+
+pub(crate) use rows::{Contact, MessageRow};
+
+use crate::config::{KdfParams, StoreConfig};
+use crate::error::{OpenError, StoreError};
+use crypt::Sealer;
+
+/// An open store.
+#[derive(Debug)]
+pub(crate) struct Store {
+    conn: Connection,
+    sealer: Sealer,
+}
+
+/// A transaction on the store: every read and write goes through one.
+pub(crate) struct Tx<'a> {
+    conn: &'a Connection,
+    sealer: &'a Sealer,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store file and unlocks it.
+    pub(crate) fn open(config: &StoreConfig) -> Result<Self, OpenError> {
+        let mut conn = open_connection(&config.path)?;
+        schema::migrate(&mut conn)?;
+        let sealer = unlock(&conn, config)?;
+        let store = Self { conn, sealer };
+        store.prune()?;
+        Ok(store)
+    }
+
+    /// Runs `f` in one transaction, committed only when `f` succeeds.
+    pub(crate) fn tx<T, E: From<StoreError>>(
+        &mut self,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|e| E::from(StoreError::from(e)))?;
+        let value = f(&Tx {
+            conn: &tx,
+            sealer: &self.sealer,
+        })?;
+        tx.commit().map_err(|e| E::from(StoreError::from(e)))?;
+        Ok(value)
+    }
+
+    /// Forgets processed-envelope ids older than any envelope can live.
+    fn prune(&self) -> Result<(), StoreError> {
+        let horizon = crate::now_ms().saturating_sub(60 * 24 * 3600 * 1000);
+        self.conn.execute(
+            "DELETE FROM processed_envelopes WHERE processed_ms < ?1",
+            [to_sql_u64(horizon)],
+        )?;
+        Ok(())
+    }
+}
+
+fn open_connection(path: &Path) -> Result<Connection, OpenError> {
+    let conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "secure_delete", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(conn)
+}
+
+/// Reads or sets up the store's key.
+fn unlock(conn: &Connection, config: &StoreConfig) -> Result<Sealer, OpenError> {
+    let meta = |key: &str| -> Result<Option<Vec<u8>>, OpenError> {
+        Ok(conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| {
+                row.get(0)
+            })
+            .optional()?)
+    };
+    let encrypted = meta("encrypted")?;
+    match (encrypted.as_deref(), &config.passphrase) {
+        // A new store: fix its protection now.
+        (None, None) => {
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('encrypted', x'00')",
+                [],
+            )?;
+            Ok(Sealer::Plain)
+        }
+        (None, Some(passphrase)) => {
+            let mut salt = [0u8; 16];
+            rand::rng().fill_bytes(&mut salt);
+            let key = crypt::derive_key(passphrase, &salt, config.kdf)?;
+            let sealer = Sealer::Sealed(key);
+            let check = sealer.seal(crypt::KEY_CHECK_AD, crypt::KEY_CHECK_VALUE);
+            let kdf = encode_kdf(config.kdf);
+            let tx = conn.unchecked_transaction()?;
+            for (key, value) in [
+                ("encrypted", vec![1u8]),
+                ("kdf_salt", salt.to_vec()),
+                ("kdf_params", kdf),
+                ("key_check", check),
+            ] {
+                tx.execute(
+                    "INSERT INTO meta (key, value) VALUES (?1, ?2)",
+                    params![key, value],
+                )?;
+            }
+            tx.commit()?;
+            Ok(sealer)
+        }
+        (Some([0]), None) => Ok(Sealer::Plain),
+        (Some([0]), Some(_)) => Err(OpenError::NotEncrypted),
+        (Some([1]), None) => Err(OpenError::PassphraseRequired),
+        (Some([1]), Some(passphrase)) => {
+            let corrupt = || {
+                OpenError::Store(StoreError::Corrupt {
+                    what: "store key parameters",
+                })
+            };
+            let salt = meta("kdf_salt")?.ok_or_else(corrupt)?;
+            let kdf = decode_kdf(&meta("kdf_params")?.ok_or_else(corrupt)?).ok_or_else(corrupt)?;
+            let check = meta("key_check")?.ok_or_else(corrupt)?;
+            let sealer = Sealer::Sealed(crypt::derive_key(passphrase, &salt, kdf)?);
+            match sealer.open("key check", crypt::KEY_CHECK_AD, &check) {
+                Ok(value) if value.as_slice() == crypt::KEY_CHECK_VALUE => Ok(sealer),
+                Ok(_) | Err(StoreError::Tampered { .. }) => Err(OpenError::WrongPassphrase),
+                Err(other) => Err(other.into()),
+            }
+        }
+        (Some(_), _) => Err(OpenError::Store(StoreError::Corrupt {
+            what: "store protection flag",
+        })),
+    }
+}
+
+fn encode_kdf(kdf: KdfParams) -> Vec<u8> {
+    [kdf.memory_kib, kdf.iterations, kdf.parallelism]
+        .iter()
+        .flat_map(|v| v.to_be_bytes())
+        .collect()
+}
+
+fn decode_kdf(bytes: &[u8]) -> Option<KdfParams> {
+    let (m, rest) = bytes.split_first_chunk::<4>()?;
+    let (t, rest) = rest.split_first_chunk::<4>()?;
+    let (p, rest) = rest.split_first_chunk::<4>()?;
+    rest.is_empty().then(|| KdfParams {
+        memory_kib: u32::from_be_bytes(*m),
+        iterations: u32::from_be_bytes(*t),
+        parallelism: u32::from_be_bytes(*p),
+    })
+}
+
+/// SQLite integers are signed; ids and times are stored bit-for-bit.
+pub(crate) fn to_sql_u64(value: u64) -> i64 {
+    i64::from_ne_bytes(value.to_ne_bytes())
+}
+
+/// Inverse of [`to_sql_u64`].
+pub(crate) fn from_sql_u64(value: i64) -> u64 {
+    u64::from_ne_bytes(value.to_ne_bytes())
+}
+
+impl Tx<'_> {
+    /// A plain meta value.
+    pub(crate) fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| {
+                row.get(0)
+            })
+            .optional()?)
+    }
+
+    /// Sets a plain meta value.
+    pub(crate) fn set_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+
+    /// A sealed meta value, opened.
+    pub(crate) fn secret(
+        &self,
+        what: &'static str,
+        key: &str,
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
+        self.meta(key)?
+            .map(|blob| self.sealer.open(what, &meta_ad(key), &blob))
+            .transpose()
+    }
+
+    /// Seals and sets a meta value.
+    pub(crate) fn set_secret(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.set_meta(key, &self.sealer.seal(&meta_ad(key), value))
+    }
+
+    /// A plain meta value that must be a big-endian u64.
+    pub(crate) fn meta_u64(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        self.meta(key)?
+            .map(|bytes| {
+                <[u8; 8]>::try_from(bytes.as_slice())
+                    .map(u64::from_be_bytes)
+                    .map_err(|_| StoreError::Corrupt {
+                        what: "meta number",
+                    })
+            })
+            .transpose()
+    }
+
+    /// A plain meta value that must be UTF-8.
+    pub(crate) fn meta_string(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.meta(key)?
+            .map(|bytes| {
+                String::from_utf8(bytes).map_err(|_| StoreError::Corrupt { what: "meta text" })
+            })
+            .transpose()
+    }
+}
+
+fn meta_ad(key: &str) -> Vec<u8> {
+    let mut ad = b"meta/".to_vec();
+    ad.extend_from_slice(key.as_bytes());
+    ad
+}

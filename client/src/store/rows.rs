@@ -1,0 +1,432 @@
+//! Typed access to the store's tables: contacts, sessions, messages,
+//! processed envelopes and the outbox. Secret columns are sealed with the
+//! store's [`super::crypt::Sealer`]; the associated data names the row.
+
+use microbot_crypto::Session;
+use microbot_protocol::MessageId;
+use rusqlite::{OptionalExtension as _, params};
+use zeroize::Zeroizing;
+
+use super::{Tx, from_sql_u64, to_sql_u64};
+use crate::error::StoreError;
+
+/// Sessions kept per remote device (the newest is used for sending; older
+/// ones still decrypt messages in flight after a simultaneous start).
+const SESSIONS_PER_DEVICE: i64 = 4;
+
+/// What the store knows about a contact.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct Contact {
+    /// The identity key trusted for this contact (Ed25519 public).
+    pub identity: [u8; 32],
+    /// A different identity seen since, not acknowledged yet.
+    pub pending: Option<[u8; 32]>,
+    /// When the device list was last fetched from the server (ms).
+    pub devices_checked_ms: u64,
+}
+
+/// A session with one remote device.
+pub(crate) struct StoredSession {
+    /// The session.
+    pub session: Session,
+}
+
+/// One stored message (any content kind).
+pub(crate) struct MessageRow {
+    /// Conversation key ([`crate::Conversation::key`]).
+    pub conversation: String,
+    /// Username of the author.
+    pub author: String,
+    /// `Content.message_id`.
+    pub message_id: MessageId,
+    /// The message an edit, delete or reaction targets.
+    pub target_id: Option<MessageId>,
+    /// Short kind name (`text`, `edit`, …).
+    pub kind: String,
+    /// Sender's clock.
+    pub sent_at_ms: u64,
+    /// Our clock when stored.
+    pub received_at_ms: u64,
+    /// The encoded `Content`.
+    pub content: Zeroizing<Vec<u8>>,
+}
+
+/// One queued send.
+pub(crate) struct OutboxRow {
+    /// Queue position (sends leave in this order).
+    pub seq: i64,
+    /// Conversation key of the destination.
+    pub destination: String,
+    /// The encoded `Content` (not padded yet).
+    pub content: Zeroizing<Vec<u8>>,
+}
+
+fn id_array(bytes: &[u8], what: &'static str) -> Result<[u8; 16], StoreError> {
+    <[u8; 16]>::try_from(bytes).map_err(|_| StoreError::Corrupt { what })
+}
+
+fn key_array(bytes: &[u8], what: &'static str) -> Result<[u8; 32], StoreError> {
+    <[u8; 32]>::try_from(bytes).map_err(|_| StoreError::Corrupt { what })
+}
+
+fn session_ad(username: &str, device_id: u64) -> Vec<u8> {
+    format!("session/{username}/{device_id}").into_bytes()
+}
+
+fn message_ad(author: &str, id: &MessageId) -> Vec<u8> {
+    format!("message/{author}/{}", hex::encode(id)).into_bytes()
+}
+
+fn outbox_ad(destination: &str, id: &MessageId) -> Vec<u8> {
+    format!("outbox/{destination}/{}", hex::encode(id)).into_bytes()
+}
+
+impl Tx<'_> {
+    // ---- contacts ----
+
+    pub(crate) fn contact(&self, username: &str) -> Result<Option<Contact>, StoreError> {
+        let row = self
+            .conn
+            .query_row(
+                "SELECT identity_key, pending_identity, devices_checked_ms FROM contacts WHERE username = ?1",
+                [username],
+                |row| {
+                    Ok((
+                        row.get::<_, Vec<u8>>(0)?,
+                        row.get::<_, Option<Vec<u8>>>(1)?,
+                        row.get::<_, i64>(2)?,
+                    ))
+                },
+            )
+            .optional()?;
+        row.map(|(identity, pending, checked)| {
+            Ok(Contact {
+                identity: key_array(&identity, "contact identity")?,
+                pending: pending
+                    .map(|p| key_array(&p, "pending identity"))
+                    .transpose()?,
+                devices_checked_ms: from_sql_u64(checked),
+            })
+        })
+        .transpose()
+    }
+
+    pub(crate) fn set_contact(&self, username: &str, contact: &Contact) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO contacts (username, identity_key, pending_identity, devices_checked_ms)
+             VALUES (?1, ?2, ?3, ?4)",
+            params![
+                username,
+                contact.identity.as_slice(),
+                contact.pending.as_ref().map(|p| p.to_vec()),
+                to_sql_u64(contact.devices_checked_ms)
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub(crate) fn contacts(&self) -> Result<Vec<(String, Contact)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT username FROM contacts ORDER BY username")?;
+        let names = stmt
+            .query_map([], |row| row.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut out = Vec::with_capacity(names.len());
+        for name in names {
+            if let Some(contact) = self.contact(&name)? {
+                out.push((name, contact));
+            }
+        }
+        Ok(out)
+    }
+
+    // ---- sessions ----
+
+    /// Sessions with one device, the one to send with first.
+    pub(crate) fn sessions(
+        &self,
+        username: &str,
+        device_id: u64,
+    ) -> Result<Vec<StoredSession>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT state FROM sessions WHERE username = ?1 AND device_id = ?2 ORDER BY used_seq DESC",
+        )?;
+        let blobs = stmt
+            .query_map(params![username, to_sql_u64(device_id)], |row| {
+                row.get::<_, Vec<u8>>(0)
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let ad = session_ad(username, device_id);
+        blobs
+            .iter()
+            .map(|blob| {
+                let bytes = self.sealer.open("session", &ad, blob)?;
+                let session = Session::from_bytes(&bytes)
+                    .map_err(|_| StoreError::Corrupt { what: "session" })?;
+                Ok(StoredSession { session })
+            })
+            .collect()
+    }
+
+    /// Devices of `username` we hold a session with.
+    pub(crate) fn session_devices(&self, username: &str) -> Result<Vec<u64>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT DISTINCT device_id FROM sessions WHERE username = ?1 ORDER BY device_id",
+        )?;
+        let ids = stmt
+            .query_map([username], |row| row.get::<_, i64>(0))?
+            .map(|r| r.map(from_sql_u64))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(ids)
+    }
+
+    /// Stores a session and makes it the one used for sending to its device.
+    pub(crate) fn save_session(
+        &self,
+        username: &str,
+        device_id: u64,
+        session: &Session,
+    ) -> Result<(), StoreError> {
+        let blob = self
+            .sealer
+            .seal(&session_ad(username, device_id), &session.to_bytes());
+        let device = to_sql_u64(device_id);
+        self.conn.execute(
+            "INSERT OR REPLACE INTO sessions (username, device_id, base_key, remote_identity, state, used_seq)
+             VALUES (?1, ?2, ?3, ?4, ?5, (SELECT COALESCE(MAX(used_seq), 0) + 1 FROM sessions))",
+            params![
+                username,
+                device,
+                session.base_key().as_slice(),
+                session.remote_identity().to_bytes().as_slice(),
+                blob
+            ],
+        )?;
+        self.conn.execute(
+            "DELETE FROM sessions WHERE username = ?1 AND device_id = ?2 AND base_key NOT IN
+               (SELECT base_key FROM sessions WHERE username = ?1 AND device_id = ?2
+                ORDER BY used_seq DESC LIMIT ?3)",
+            params![username, device, SESSIONS_PER_DEVICE],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets every session with one device.
+    pub(crate) fn delete_device(&self, username: &str, device_id: u64) -> Result<(), StoreError> {
+        self.conn.execute(
+            "DELETE FROM sessions WHERE username = ?1 AND device_id = ?2",
+            params![username, to_sql_u64(device_id)],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets the sessions of `username` whose remote identity is not `identity`.
+    pub(crate) fn delete_sessions_not_of(
+        &self,
+        username: &str,
+        identity: &[u8; 32],
+    ) -> Result<(), StoreError> {
+        self.conn.execute(
+            "DELETE FROM sessions WHERE username = ?1 AND remote_identity != ?2",
+            params![username, identity.as_slice()],
+        )?;
+        Ok(())
+    }
+
+    // ---- messages ----
+
+    /// Stores a message; false when one with the same author and id exists
+    /// (a duplicate).
+    pub(crate) fn insert_message(&self, row: &MessageRow) -> Result<bool, StoreError> {
+        let body = self
+            .sealer
+            .seal(&message_ad(&row.author, &row.message_id), &row.content);
+        let inserted = self.conn.execute(
+            "INSERT OR IGNORE INTO messages
+               (conversation, author, message_id, target_id, kind, sent_at_ms, received_at_ms, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                row.conversation,
+                row.author,
+                row.message_id.as_slice(),
+                row.target_id.map(|t| t.to_vec()),
+                row.kind,
+                to_sql_u64(row.sent_at_ms),
+                to_sql_u64(row.received_at_ms),
+                body
+            ],
+        )?;
+        Ok(inserted > 0)
+    }
+
+    fn message_rows(
+        &self,
+        sql: &str,
+        args: impl rusqlite::Params,
+    ) -> Result<Vec<MessageRow>, StoreError> {
+        let mut stmt = self.conn.prepare(sql)?;
+        let raw = stmt
+            .query_map(args, |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, Vec<u8>>(2)?,
+                    row.get::<_, Option<Vec<u8>>>(3)?,
+                    row.get::<_, String>(4)?,
+                    row.get::<_, i64>(5)?,
+                    row.get::<_, i64>(6)?,
+                    row.get::<_, Vec<u8>>(7)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        raw.into_iter()
+            .map(
+                |(conversation, author, id, target, kind, sent, received, body)| {
+                    let message_id = id_array(&id, "message id")?;
+                    let content =
+                        self.sealer
+                            .open("message", &message_ad(&author, &message_id), &body)?;
+                    Ok(MessageRow {
+                        conversation,
+                        author,
+                        message_id,
+                        target_id: target.map(|t| id_array(&t, "target id")).transpose()?,
+                        kind,
+                        sent_at_ms: from_sql_u64(sent),
+                        received_at_ms: from_sql_u64(received),
+                        content,
+                    })
+                },
+            )
+            .collect()
+    }
+
+    /// The original, edits and deletes of the message (`author`, `id`).
+    pub(crate) fn message_events(
+        &self,
+        author: &str,
+        id: &MessageId,
+    ) -> Result<Vec<MessageRow>, StoreError> {
+        self.message_rows(
+            "SELECT conversation, author, message_id, target_id, kind, sent_at_ms, received_at_ms, body
+             FROM messages
+             WHERE author = ?1 AND (message_id = ?2 OR target_id = ?2)
+               AND kind IN ('text', 'edit', 'delete', 'attachment')
+             ORDER BY seq",
+            params![author, id.as_slice()],
+        )
+    }
+
+    /// Reactions to a message, oldest first.
+    pub(crate) fn reactions(&self, target: &MessageId) -> Result<Vec<MessageRow>, StoreError> {
+        self.message_rows(
+            "SELECT conversation, author, message_id, target_id, kind, sent_at_ms, received_at_ms, body
+             FROM messages WHERE target_id = ?1 AND kind = 'reaction' ORDER BY seq",
+            params![target.as_slice()],
+        )
+    }
+
+    /// The newest `limit` texts and files of a conversation, oldest first.
+    pub(crate) fn history(
+        &self,
+        conversation: &str,
+        limit: u32,
+    ) -> Result<Vec<MessageRow>, StoreError> {
+        let mut rows = self.message_rows(
+            "SELECT conversation, author, message_id, target_id, kind, sent_at_ms, received_at_ms, body
+             FROM messages WHERE conversation = ?1 AND kind IN ('text', 'attachment')
+             ORDER BY seq DESC LIMIT ?2",
+            params![conversation, limit],
+        )?;
+        rows.reverse();
+        Ok(rows)
+    }
+
+    // ---- processed envelopes ----
+
+    pub(crate) fn envelope_processed(&self, envelope_id: u64) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT 1 FROM processed_envelopes WHERE envelope_id = ?1",
+                [to_sql_u64(envelope_id)],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
+    pub(crate) fn mark_envelope_processed(&self, envelope_id: u64) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT OR IGNORE INTO processed_envelopes (envelope_id, processed_ms) VALUES (?1, ?2)",
+            params![to_sql_u64(envelope_id), to_sql_u64(crate::now_ms())],
+        )?;
+        Ok(())
+    }
+
+    // ---- outbox ----
+
+    pub(crate) fn push_outbox(
+        &self,
+        destination: &str,
+        message_id: &MessageId,
+        content: &[u8],
+    ) -> Result<(), StoreError> {
+        let payload = self
+            .sealer
+            .seal(&outbox_ad(destination, message_id), content);
+        self.conn.execute(
+            "INSERT INTO outbox (destination, message_id, payload, created_ms) VALUES (?1, ?2, ?3, ?4)",
+            params![
+                destination,
+                message_id.as_slice(),
+                payload,
+                to_sql_u64(crate::now_ms())
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub(crate) fn outbox(&self) -> Result<Vec<OutboxRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT seq, destination, message_id, payload FROM outbox ORDER BY seq")?;
+        let raw = stmt
+            .query_map([], |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, Vec<u8>>(2)?,
+                    row.get::<_, Vec<u8>>(3)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        raw.into_iter()
+            .map(|(seq, destination, id, payload)| {
+                let id = id_array(&id, "outbox message id")?;
+                let content =
+                    self.sealer
+                        .open("outbox entry", &outbox_ad(&destination, &id), &payload)?;
+                Ok(OutboxRow {
+                    seq,
+                    destination,
+                    content,
+                })
+            })
+            .collect()
+    }
+
+    pub(crate) fn delete_outbox(&self, seq: i64) -> Result<(), StoreError> {
+        self.conn
+            .execute("DELETE FROM outbox WHERE seq = ?1", [seq])?;
+        Ok(())
+    }
+
+    pub(crate) fn outbox_len(&self) -> Result<u64, StoreError> {
+        let n: i64 = self
+            .conn
+            .query_row("SELECT COUNT(*) FROM outbox", [], |row| row.get(0))?;
+        Ok(from_sql_u64(n))
+    }
+}

@@ -1,0 +1,101 @@
+//! The store's SQL schema and its versioned migrations.
+//!
+//! `meta.schema_version` holds the version; each migration moves it up by
+//! one inside a transaction. A file with a newer version than this build
+//! knows is refused rather than misread.
+
+use rusqlite::{Connection, OptionalExtension as _};
+
+use crate::error::OpenError;
+
+/// Every migration, in order; index + 1 is the version it produces.
+const MIGRATIONS: &[&str] = &[
+    // v1
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+     CREATE TABLE contacts (
+         username TEXT PRIMARY KEY,
+         identity_key BLOB NOT NULL,
+         pending_identity BLOB,
+         devices_checked_ms INTEGER NOT NULL DEFAULT 0
+     );
+     CREATE TABLE sessions (
+         username TEXT NOT NULL,
+         device_id INTEGER NOT NULL,
+         base_key BLOB NOT NULL,
+         remote_identity BLOB NOT NULL,
+         state BLOB NOT NULL,
+         used_seq INTEGER NOT NULL,
+         PRIMARY KEY (username, device_id, base_key)
+     );
+     CREATE TABLE messages (
+         seq INTEGER PRIMARY KEY AUTOINCREMENT,
+         conversation TEXT NOT NULL,
+         author TEXT NOT NULL,
+         message_id BLOB NOT NULL,
+         target_id BLOB,
+         kind TEXT NOT NULL,
+         sent_at_ms INTEGER NOT NULL,
+         received_at_ms INTEGER NOT NULL,
+         body BLOB NOT NULL,
+         UNIQUE (author, message_id)
+     );
+     CREATE INDEX messages_target ON messages (author, target_id);
+     CREATE INDEX messages_conversation ON messages (conversation, seq);
+     CREATE TABLE processed_envelopes (
+         envelope_id INTEGER PRIMARY KEY,
+         processed_ms INTEGER NOT NULL
+     );
+     CREATE TABLE outbox (
+         seq INTEGER PRIMARY KEY AUTOINCREMENT,
+         destination TEXT NOT NULL,
+         message_id BLOB NOT NULL,
+         payload BLOB NOT NULL,
+         created_ms INTEGER NOT NULL
+     );",
+];
+
+/// The schema version this build writes.
+pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Brings the schema of `conn` up to [`SCHEMA_VERSION`].
+pub(crate) fn migrate(conn: &mut Connection) -> Result<(), OpenError> {
+    let has_meta: bool = conn
+        .query_row(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'",
+            [],
+            |_| Ok(true),
+        )
+        .optional()?
+        .unwrap_or(false);
+    let mut version: i64 = if has_meta {
+        conn.query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |row| row.get(0),
+        )
+        .optional()?
+        .unwrap_or(0)
+    } else {
+        0
+    };
+    if version > SCHEMA_VERSION {
+        return Err(OpenError::NewerSchema {
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    for migration in MIGRATIONS
+        .iter()
+        .skip(usize::try_from(version).unwrap_or(0))
+    {
+        let tx = conn.transaction()?;
+        tx.execute_batch(migration)?;
+        version += 1;
+        tx.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?1)",
+            [version],
+        )?;
+        tx.commit()?;
+    }
+    Ok(())
+}

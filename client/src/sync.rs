@@ -1,0 +1,569 @@
+//! The background connection of an account (SPEC.md §12.4, §12.5): connect,
+//! log in, publish prekeys, fetch every queued envelope, drain the outbox,
+//! then follow pushes; on failure, reconnect with exponential backoff and
+//! jitter.
+//!
+//! An envelope is acknowledged only after its plaintext, the advanced
+//! session and the envelope id are committed in one store transaction, so a
+//! crash in between loses nothing; a redelivered envelope is recognised by
+//! its id (and a resent message by its content id) and raises no second
+//! event. Not owned here: per-device encryption (sessions.rs).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use microbot_crypto::IdentityKey;
+use microbot_crypto::fingerprint::SafetyNumber;
+use microbot_crypto::prekeys::LocalPreKeys;
+use microbot_protocol::MessageId;
+use microbot_protocol::content::{Content, TypingAction, content::Body};
+use microbot_protocol::transport::{
+    AckEnvelopesRequest, DeviceInfo, Envelope, ErrorCode, FetchEnvelopesRequest,
+    ListDevicesRequest, PrekeyStatusRequest, Push, client_frame::Request, push, response,
+};
+use prost::Message as _;
+use rand::Rng as _;
+use tokio::sync::watch;
+
+use crate::account::{Inner, META_PREKEYS, META_PREKEYS_UPLOADED, new_id};
+use crate::auth::{self, CLIENT_AGENT};
+use crate::error::{StoreError, TransportError};
+use crate::events::{ConnectionState, Conversation, Event, IncomingMessage, ReceiptKind};
+use crate::messages::{self, decode_plaintext};
+use crate::prekeys;
+use crate::sessions::{self, DecryptFailure, SendFailure};
+use crate::store::{Contact, Tx};
+use crate::transport::Connection;
+
+/// Envelopes asked for per fetch.
+const FETCH_PAGE: u32 = 100;
+
+/// How a connection ended.
+enum End {
+    /// The application stopped the account.
+    Stopped,
+    /// The server refused this device for good.
+    Refused(String),
+    /// The connection failed; try again later.
+    Lost(String),
+}
+
+impl From<TransportError> for End {
+    fn from(error: TransportError) -> Self {
+        End::Lost(error.to_string())
+    }
+}
+
+impl From<StoreError> for End {
+    fn from(error: StoreError) -> Self {
+        End::Lost(format!("local store: {error}"))
+    }
+}
+
+/// Runs until stopped: connect, serve, back off, reconnect.
+pub(crate) async fn run(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
+    let mut delay = inner.config.reconnect_min;
+    loop {
+        inner.emit(Event::Connection(ConnectionState::Connecting));
+        let end = serve(&inner, &mut stop, &mut delay).await;
+        inner.set_connection(None);
+        let reason = match end {
+            End::Stopped => {
+                inner.emit(Event::Connection(ConnectionState::Stopped));
+                return;
+            }
+            End::Refused(reason) => {
+                inner.emit(Event::Connection(ConnectionState::Refused { reason }));
+                return;
+            }
+            End::Lost(reason) => reason,
+        };
+        let wait = with_jitter(delay);
+        tracing::debug!(%reason, wait_ms = wait.as_millis(), "disconnected");
+        inner.emit(Event::Connection(ConnectionState::Disconnected {
+            reason,
+            retry_in_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+        }));
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => {
+                inner.emit(Event::Connection(ConnectionState::Stopped));
+                return;
+            }
+        }
+        delay = delay.saturating_mul(2).min(inner.config.reconnect_max);
+    }
+}
+
+/// `delay` plus up to 50 % random jitter.
+fn with_jitter(delay: Duration) -> Duration {
+    let millis = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+    let jitter = rand::rng().next_u64() % (millis / 2 + 1);
+    Duration::from_millis(millis.saturating_add(jitter))
+}
+
+/// One connection, from the handshake to its end.
+async fn serve(inner: &Arc<Inner>, stop: &mut watch::Receiver<bool>, delay: &mut Duration) -> End {
+    let (conn, mut pushes) = match Connection::connect(&inner.server, CLIENT_AGENT).await {
+        Ok(connected) => connected,
+        Err(TransportError::UnsupportedVersion) => {
+            return End::Refused("the server speaks no common protocol version".into());
+        }
+        Err(error) => return error.into(),
+    };
+    match auth::login(&conn, inner.device_id, &inner.device_key).await {
+        Ok(_) => {}
+        Err(TransportError::Server(error))
+            if matches!(
+                error.code,
+                ErrorCode::UnknownDevice | ErrorCode::DeviceRemoved | ErrorCode::BadSignature
+            ) =>
+        {
+            return End::Refused(error.to_string());
+        }
+        Err(error) => return error.into(),
+    }
+    let conn = Arc::new(conn);
+    inner.set_connection(Some(Arc::clone(&conn)));
+    *delay = inner.config.reconnect_min;
+    if let Err(end) = initial_sync(inner, &conn).await {
+        return end;
+    }
+    inner.emit(Event::Connection(ConnectionState::Connected));
+    loop {
+        let step = tokio::select! {
+            biased;
+            _ = stop.changed() => return End::Stopped,
+            push = pushes.recv() => match push {
+                Some(push) => handle_push(inner, &conn, push).await,
+                None => return End::Lost("connection closed".into()),
+            },
+            _ = inner.wake.notified() => drain_outbox(inner, &conn).await,
+        };
+        if let Err(end) = step {
+            return end;
+        }
+    }
+}
+
+async fn initial_sync(inner: &Inner, conn: &Connection) -> Result<(), End> {
+    ensure_prekeys_uploaded(inner, conn).await?;
+    let mut after = 0;
+    loop {
+        let page = match conn
+            .request(Request::FetchEnvelopes(FetchEnvelopesRequest {
+                after_envelope_id: after,
+                limit: FETCH_PAGE,
+            }))
+            .await?
+        {
+            response::Result::Envelopes(page) => page,
+            _ => {
+                return Err(TransportError::UnexpectedResponse {
+                    expected: "Envelopes",
+                }
+                .into());
+            }
+        };
+        for envelope in page.envelopes.iter() {
+            after = after.max(envelope.envelope_id);
+            handle_envelope(inner, conn, envelope).await?;
+        }
+        if !page.more || page.envelopes.is_empty() {
+            break;
+        }
+    }
+    drain_outbox(inner, conn).await
+}
+
+async fn handle_push(inner: &Inner, conn: &Connection, push: Push) -> Result<(), End> {
+    match push.event {
+        Some(push::Event::Envelope(envelope)) => handle_envelope(inner, conn, &envelope).await,
+        Some(push::Event::PrekeyLowStock(_)) => refill_if_low(inner, conn).await,
+        Some(push::Event::GroupChanged(info)) => {
+            if let Ok(group_id) = <[u8; 16]>::try_from(info.group_id.as_ref()) {
+                inner.emit(Event::GroupChanged {
+                    group_id,
+                    version: info.version,
+                });
+            }
+            Ok(())
+        }
+        None => Ok(()),
+    }
+}
+
+/// The first upload of this device's keys, once.
+async fn ensure_prekeys_uploaded(inner: &Inner, conn: &Connection) -> Result<(), End> {
+    let uploaded = inner.tx(|tx| tx.meta(META_PREKEYS_UPLOADED))?;
+    if uploaded.as_deref() == Some(&[1]) {
+        return Ok(());
+    }
+    let upload = inner.tx(|tx| -> Result<_, StoreError> {
+        let mut keys = load_prekeys(inner, tx)?;
+        let one_time = keys.generate_one_time(
+            &mut rand::rng(),
+            inner.config.prekey_batch.clamp(1, prekeys::MAX_BATCH),
+        );
+        tx.set_secret(META_PREKEYS, &keys.to_bytes())?;
+        Ok(prekeys::full_upload(&inner.identity, &keys, &one_time))
+    })?;
+    auth::expect_ok(conn.request(Request::UploadPrekeys(upload)).await?)?;
+    inner.tx(|tx| tx.set_meta(META_PREKEYS_UPLOADED, &[1]))?;
+    Ok(())
+}
+
+fn load_prekeys(inner: &Inner, tx: &Tx<'_>) -> Result<LocalPreKeys, StoreError> {
+    let bytes = tx
+        .secret("prekeys", META_PREKEYS)?
+        .ok_or(StoreError::Corrupt { what: "prekeys" })?;
+    LocalPreKeys::from_bytes(&inner.identity, &bytes)
+        .map_err(|_| StoreError::Corrupt { what: "prekeys" })
+}
+
+/// Uploads a batch of one-time prekeys when the server's stock is low.
+async fn refill_if_low(inner: &Inner, conn: &Connection) -> Result<(), End> {
+    let status = match conn
+        .request(Request::PrekeyStatus(PrekeyStatusRequest {}))
+        .await?
+    {
+        response::Result::PrekeyStatus(status) => status,
+        _ => {
+            return Err(TransportError::UnexpectedResponse {
+                expected: "PrekeyStatus",
+            }
+            .into());
+        }
+    };
+    let threshold = conn
+        .hello
+        .limits
+        .as_ref()
+        .map_or(10, |l| l.prekey_low_stock_threshold);
+    if status.one_time_prekeys >= threshold {
+        return Ok(());
+    }
+    let count = inner.config.prekey_batch.clamp(1, prekeys::MAX_BATCH);
+    let one_time = inner.tx(|tx| -> Result<_, StoreError> {
+        let mut keys = load_prekeys(inner, tx)?;
+        let one_time = keys.generate_one_time(&mut rand::rng(), count);
+        tx.set_secret(META_PREKEYS, &keys.to_bytes())?;
+        Ok(one_time)
+    })?;
+    auth::expect_ok(
+        conn.request(Request::UploadPrekeys(prekeys::refill_upload(&one_time)))
+            .await?,
+    )?;
+    inner.emit(Event::PrekeysRefilled { uploaded: count });
+    Ok(())
+}
+
+/// Sends queued contents in order; a destination whose safety number
+/// changed is skipped (its sends wait) without holding up the others.
+async fn drain_outbox(inner: &Inner, conn: &Connection) -> Result<(), End> {
+    let rows = inner.tx(|tx| tx.outbox())?;
+    let mut blocked = std::collections::BTreeSet::new();
+    for row in rows {
+        if blocked.contains(&row.destination) {
+            continue;
+        }
+        let content = match Content::decode(row.content.as_slice()) {
+            Ok(content) => content,
+            Err(_) => {
+                inner.tx(|tx| tx.delete_outbox(row.seq))?;
+                continue;
+            }
+        };
+        let message_id = content.id().unwrap_or_default();
+        match sessions::send_queued(inner, conn, &row.destination, &content).await {
+            Ok(server_timestamp_ms) => {
+                inner.tx(|tx| tx.delete_outbox(row.seq))?;
+                if !matches!(content.body, Some(Body::Typing(_))) {
+                    inner.emit(Event::Sent {
+                        message_id,
+                        server_timestamp_ms,
+                    });
+                }
+            }
+            Err(SendFailure::Blocked) => {
+                blocked.insert(row.destination);
+            }
+            Err(SendFailure::Permanent(reason)) => {
+                inner.tx(|tx| tx.delete_outbox(row.seq))?;
+                inner.emit(Event::SendFailed { message_id, reason });
+            }
+            Err(SendFailure::Transport(error)) => return Err(error.into()),
+            Err(SendFailure::Store(error)) => return Err(error.into()),
+        }
+    }
+    Ok(())
+}
+
+/// What processing one envelope produced.
+enum Outcome {
+    /// Already processed earlier (redelivery after a crash, push + fetch).
+    Duplicate,
+    /// Dropped with an event.
+    Failed(Event),
+    /// Stored; emit these events.
+    Delivered {
+        events: Vec<Event>,
+        receipt: Option<(Conversation, MessageId)>,
+    },
+}
+
+/// Decrypts, stores, then acknowledges one envelope.
+async fn handle_envelope(inner: &Inner, conn: &Connection, envelope: &Envelope) -> Result<(), End> {
+    let outcome = inner.tx(|tx| process(inner, tx, envelope))?;
+    match outcome {
+        Outcome::Duplicate => {}
+        Outcome::Failed(event) => inner.emit(event),
+        Outcome::Delivered { events, receipt } => {
+            for event in events {
+                inner.emit(event);
+            }
+            if let Some((conversation, id)) = receipt {
+                let content = Content::delivery_receipt(new_id(), crate::now_ms(), [id]);
+                if let Err(error) = inner.queue(&conversation, content) {
+                    tracing::debug!(%error, "delivery receipt not queued");
+                }
+            }
+        }
+    }
+    if inner.config.fault_skip_ack {
+        return Ok(());
+    }
+    match conn
+        .request(Request::AckEnvelopes(AckEnvelopesRequest {
+            envelope_ids: vec![envelope.envelope_id],
+        }))
+        .await?
+    {
+        response::Result::Ack(_) => Ok(()),
+        _ => Err(TransportError::UnexpectedResponse { expected: "Ack" }.into()),
+    }
+}
+
+fn process(inner: &Inner, tx: &Tx<'_>, envelope: &Envelope) -> Result<Outcome, StoreError> {
+    if tx.envelope_processed(envelope.envelope_id)? {
+        return Ok(Outcome::Duplicate);
+    }
+    tx.mark_envelope_processed(envelope.envelope_id)?;
+    let sender = envelope.sender_username.as_str();
+    let device = envelope.sender_device_id;
+    let failed = |reason: String| {
+        Outcome::Failed(Event::DecryptionFailed {
+            sender: sender.to_owned(),
+            sender_device: device,
+            reason,
+        })
+    };
+    if !envelope.group_id.is_empty() {
+        return Ok(failed(
+            "group messages are not supported by this build".into(),
+        ));
+    }
+    let me = inner.username.as_str();
+    let decrypted = match sessions::decrypt(inner, tx, sender, device, &envelope.ciphertext) {
+        Ok(decrypted) => decrypted,
+        Err(DecryptFailure::Store(error)) => return Err(error),
+        Err(error) => return Ok(failed(error.to_string())),
+    };
+    let mut events = Vec::new();
+    if sender == me {
+        if decrypted.identity != inner.identity.public().to_bytes() {
+            tx.delete_device(me, device)?;
+            return Ok(failed(
+                "a device of our account uses another identity".into(),
+            ));
+        }
+    } else if let Some(event) = check_identity(inner, tx, sender, decrypted.identity)? {
+        events.push(event);
+    }
+    let (content, destination) = match decode_plaintext(&decrypted.plaintext) {
+        Ok(decoded) => decoded,
+        Err(error) => return Ok(failed(format!("invalid content: {error}"))),
+    };
+    let conversation = match (sender == me, destination) {
+        (true, Some(destination)) => Conversation::Direct(destination),
+        (true, None) => Conversation::Direct(me.to_owned()),
+        (false, _) => Conversation::Direct(sender.to_owned()),
+    };
+    let Some(message_id) = content.id() else {
+        return Ok(failed("content without a message id".into()));
+    };
+    let row = messages::row_for(&conversation, sender, &content, message_id);
+    if !tx.insert_message(&row)? {
+        // The same message again (resent after a crash): already delivered.
+        return Ok(Outcome::Delivered {
+            events,
+            receipt: None,
+        });
+    }
+    let receipt = (inner.config.delivery_receipts
+        && sender != me
+        && matches!(content.body, Some(Body::Text(_) | Body::Attachment(_))))
+    .then(|| (conversation.clone(), message_id));
+    if let Some(event) = event_for(tx, &conversation, sender, device, &content, message_id)? {
+        events.push(event);
+    }
+    Ok(Outcome::Delivered { events, receipt })
+}
+
+/// Trust on first use; a different identity later becomes a pending change.
+fn check_identity(
+    inner: &Inner,
+    tx: &Tx<'_>,
+    username: &str,
+    identity: [u8; 32],
+) -> Result<Option<Event>, StoreError> {
+    match tx.contact(username)? {
+        None => {
+            tx.set_contact(
+                username,
+                &Contact {
+                    identity,
+                    pending: None,
+                    devices_checked_ms: 0,
+                },
+            )?;
+            Ok(None)
+        }
+        Some(contact) if contact.identity == identity || contact.pending == Some(identity) => {
+            Ok(None)
+        }
+        Some(mut contact) => {
+            contact.pending = Some(identity);
+            tx.set_contact(username, &contact)?;
+            Ok(
+                safety_number(inner, username, &identity).map(|safety_number| {
+                    Event::SafetyNumberChanged {
+                        username: username.to_owned(),
+                        safety_number,
+                    }
+                }),
+            )
+        }
+    }
+}
+
+fn id16(bytes: &[u8]) -> Option<MessageId> {
+    <[u8; 16]>::try_from(bytes).ok()
+}
+
+/// The event for newly stored content, using the converged view for texts
+/// and edits.
+fn event_for(
+    tx: &Tx<'_>,
+    conversation: &Conversation,
+    author: &str,
+    device: u64,
+    content: &Content,
+    message_id: MessageId,
+) -> Result<Option<Event>, StoreError> {
+    let conversation = conversation.clone();
+    let Some(body) = content.body.as_ref() else {
+        return Ok(None);
+    };
+    let view = |target: &MessageId| -> Result<_, StoreError> {
+        Ok(messages::fold(
+            author,
+            target,
+            &tx.message_events(author, target)?,
+        ))
+    };
+    Ok(match body {
+        Body::Text(_) | Body::Attachment(_) => match view(&message_id)? {
+            Some(snapshot) => match snapshot.status {
+                messages::MessageStatus::Visible { text, .. } => {
+                    Some(Event::Message(IncomingMessage {
+                        conversation,
+                        author: author.to_owned(),
+                        author_device: device,
+                        message_id,
+                        sent_at_ms: content.sent_at_ms,
+                        text,
+                        reply_to: snapshot.reply_to,
+                        attachment: snapshot.attachment,
+                    }))
+                }
+                _ => None,
+            },
+            None => None,
+        },
+        Body::Edit(edit) => {
+            let Some(target) = id16(&edit.target_message_id) else {
+                return Ok(None);
+            };
+            match view(&target)?.map(|s| s.status) {
+                Some(messages::MessageStatus::Visible { text, .. }) => Some(Event::Edited {
+                    conversation,
+                    author: author.to_owned(),
+                    target,
+                    text,
+                }),
+                _ => None,
+            }
+        }
+        Body::Delete(delete) => id16(&delete.target_message_id).map(|target| Event::Deleted {
+            conversation,
+            author: author.to_owned(),
+            target,
+        }),
+        Body::Reaction(reaction) => {
+            id16(&reaction.target_message_id).map(|target| Event::Reaction {
+                conversation,
+                from: author.to_owned(),
+                target,
+                emoji: reaction.emoji.clone(),
+                removed: reaction.remove,
+            })
+        }
+        Body::ReadReceipt(r) => Some(Event::Receipt {
+            conversation,
+            from: author.to_owned(),
+            kind: ReceiptKind::Read,
+            message_ids: r.message_ids.iter().filter_map(|id| id16(id)).collect(),
+        }),
+        Body::DeliveryReceipt(r) => Some(Event::Receipt {
+            conversation,
+            from: author.to_owned(),
+            kind: ReceiptKind::Delivered,
+            message_ids: r.message_ids.iter().filter_map(|id| id16(id)).collect(),
+        }),
+        Body::Typing(typing) => Some(Event::Typing {
+            conversation,
+            from: author.to_owned(),
+            started: typing.action == TypingAction::Started as i32,
+        }),
+        Body::GroupChange(change) => id16(&change.group_id).map(|group_id| Event::GroupChanged {
+            group_id,
+            version: change.version,
+        }),
+        Body::SenderKeyDistribution(_) | Body::CallSignal(_) => None,
+    })
+}
+
+/// The account's devices (from the server).
+pub(crate) async fn list_devices(conn: &Connection) -> Result<Vec<DeviceInfo>, TransportError> {
+    match conn
+        .request(Request::ListDevices(ListDevicesRequest {}))
+        .await?
+    {
+        response::Result::DeviceList(list) => Ok(list.devices),
+        _ => Err(TransportError::UnexpectedResponse {
+            expected: "DeviceList",
+        }),
+    }
+}
+
+/// The safety number between us and `username` with identity `key`.
+pub(crate) fn safety_number(inner: &Inner, username: &str, key: &[u8; 32]) -> Option<SafetyNumber> {
+    let remote = IdentityKey::from_bytes(key).ok()?;
+    Some(SafetyNumber::new(
+        inner.identity.public(),
+        inner.username.as_bytes(),
+        &remote,
+        username.as_bytes(),
+    ))
+}

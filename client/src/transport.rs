@@ -1,0 +1,310 @@
+//! The QUIC connection to the server (SPEC.md §12.3): TLS 1.3 with the
+//! server certificate pinned by its SHA-256, ALPN `microbot/1`, one
+//! bidirectional request stream carrying length-prefixed frames, requests
+//! matched to responses by `request_id`, pushes forwarded to a channel.
+//!
+//! Not owned here: what requests mean (auth.rs, sync.rs) or when to
+//! reconnect (sync.rs).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use microbot_protocol::codec::{DEFAULT_MAX_FRAME_LEN, FrameDecoder, encode_frame};
+use microbot_protocol::transport::{
+    ClientFrame, Hello, HelloResponse, Push, ServerFrame, client_frame::Request, response,
+    server_frame,
+};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use sha2::{Digest as _, Sha256};
+use subtle::ConstantTimeEq as _;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::ServerConfig;
+use crate::error::{ServerError, TransportError};
+
+/// ALPN protocol id of Microbot v1.
+pub const ALPN: &[u8] = b"microbot/1";
+/// Protocol versions this client speaks.
+pub const PROTOCOL_VERSIONS: &[u32] = &[1];
+/// Longest wait for one response.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+/// Longest wait for the QUIC handshake.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+type Reply = Result<response::Result, TransportError>;
+
+/// Requests waiting for their response; `None` once the connection ended.
+type Pending = Arc<Mutex<Option<HashMap<u64, oneshot::Sender<Reply>>>>>;
+
+/// One live connection with its request stream.
+pub(crate) struct Connection {
+    endpoint: quinn::Endpoint,
+    connection: quinn::Connection,
+    send: tokio::sync::Mutex<quinn::SendStream>,
+    pending: Pending,
+    next_id: AtomicU64,
+    reader: tokio::task::JoinHandle<()>,
+    /// The server's answer to Hello (limits, first challenge).
+    pub(crate) hello: HelloResponse,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.reader.abort();
+        self.connection.close(0u32.into(), b"bye");
+        self.endpoint.close(0u32.into(), b"bye");
+    }
+}
+
+/// Accepts exactly the certificate whose SHA-256 is the pin.
+#[derive(Debug)]
+struct Pinned {
+    pin: [u8; 32],
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl ServerCertVerifier for Pinned {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let seen: [u8; 32] = Sha256::digest(end_entity.as_ref()).into();
+        if bool::from(seen.ct_eq(&self.pin)) {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General(
+                "server certificate does not match the pinned fingerprint".into(),
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::General("TLS 1.2 is not used".into()))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+fn client_config(server: &ServerConfig) -> Result<quinn::ClientConfig, TransportError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| TransportError::Config(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Pinned {
+            pin: server.fingerprint,
+            provider,
+        }))
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+        .map_err(|e| TransportError::Config(e.to_string()))?;
+    let mut config = quinn::ClientConfig::new(Arc::new(quic));
+    let mut transport = quinn::TransportConfig::default();
+    transport.keep_alive_interval(Some(Duration::from_secs(10)));
+    config.transport_config(Arc::new(transport));
+    Ok(config)
+}
+
+fn fail_all(pending: &Pending, reason: &str) {
+    let waiting = pending.lock().ok().and_then(|mut p| p.take());
+    for (_, tx) in waiting.into_iter().flatten() {
+        let _ = tx.send(Err(TransportError::ConnectionLost(reason.to_owned())));
+    }
+}
+
+/// Reads server frames until the stream ends; routes responses and pushes.
+async fn read_loop(
+    mut recv: quinn::RecvStream,
+    pending: Pending,
+    pushes: mpsc::UnboundedSender<Push>,
+) {
+    let mut decoder = FrameDecoder::new(DEFAULT_MAX_FRAME_LEN);
+    let reason = loop {
+        match decoder.next_message::<ServerFrame>() {
+            Ok(Some(frame)) => match frame.kind {
+                Some(server_frame::Kind::Response(r)) => {
+                    let waiter = pending
+                        .lock()
+                        .ok()
+                        .and_then(|mut p| p.as_mut().and_then(|p| p.remove(&r.request_id)));
+                    if let Some(tx) = waiter {
+                        let reply = match r.result {
+                            Some(response::Result::Error(e)) => {
+                                Err(TransportError::Server(ServerError::from_proto(e)))
+                            }
+                            Some(result) => Ok(result),
+                            None => Err(TransportError::UnexpectedResponse {
+                                expected: "a result",
+                            }),
+                        };
+                        let _ = tx.send(reply);
+                    }
+                    continue;
+                }
+                Some(server_frame::Kind::Push(push)) => {
+                    let _ = pushes.send(push);
+                    continue;
+                }
+                Some(server_frame::Kind::Closing(error)) => {
+                    break format!(
+                        "server closed the connection: {}",
+                        ServerError::from_proto(error)
+                    );
+                }
+                None => continue,
+            },
+            Ok(None) => {}
+            Err(error) => break format!("bad frame from the server: {error}"),
+        }
+        match recv.read_chunk(64 * 1024, true).await {
+            Ok(Some(chunk)) => {
+                if let Err(error) = decoder.push(&chunk.bytes) {
+                    break format!("bad frame from the server: {error}");
+                }
+            }
+            Ok(None) => break "server ended the stream".to_owned(),
+            Err(error) => break error.to_string(),
+        }
+    };
+    tracing::debug!(%reason, "request stream ended");
+    fail_all(&pending, &reason);
+}
+
+impl Connection {
+    /// Connects, opens the request stream and completes Hello. Pushes go to
+    /// the returned receiver.
+    pub(crate) async fn connect(
+        server: &ServerConfig,
+        client_agent: &str,
+    ) -> Result<(Self, mpsc::UnboundedReceiver<Push>), TransportError> {
+        let bind: SocketAddr = if server.addr.is_ipv6() {
+            SocketAddr::from(([0u16; 8], 0))
+        } else {
+            SocketAddr::from(([0u8; 4], 0))
+        };
+        let mut endpoint =
+            quinn::Endpoint::client(bind).map_err(|e| TransportError::Connect(e.to_string()))?;
+        endpoint.set_default_client_config(client_config(server)?);
+        let connecting = endpoint
+            .connect(server.addr, &server.server_name)
+            .map_err(|e| TransportError::Connect(e.to_string()))?;
+        let connection = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+            .await
+            .map_err(|_| TransportError::Connect("handshake timed out".into()))?
+            .map_err(|e| TransportError::Connect(e.to_string()))?;
+        let (send, recv) = connection
+            .open_bi()
+            .await
+            .map_err(|e| TransportError::Connect(e.to_string()))?;
+        let pending: Pending = Arc::new(Mutex::new(Some(HashMap::new())));
+        let (push_tx, push_rx) = mpsc::unbounded_channel();
+        let reader = tokio::spawn(read_loop(recv, Arc::clone(&pending), push_tx));
+        let mut conn = Self {
+            endpoint,
+            connection,
+            send: tokio::sync::Mutex::new(send),
+            pending,
+            next_id: AtomicU64::new(1),
+            reader,
+            hello: HelloResponse::default(),
+        };
+        let hello = conn
+            .request(Request::Hello(Hello {
+                versions: PROTOCOL_VERSIONS.to_vec(),
+                client_agent: client_agent.chars().take(100).collect(),
+            }))
+            .await;
+        conn.hello = match hello {
+            Ok(response::Result::Hello(hello)) => hello,
+            Ok(_) => {
+                return Err(TransportError::UnexpectedResponse { expected: "Hello" });
+            }
+            Err(TransportError::ConnectionLost(reason))
+                if reason.contains("UnsupportedVersion") =>
+            {
+                return Err(TransportError::UnsupportedVersion);
+            }
+            Err(error) => return Err(error),
+        };
+        Ok((conn, push_rx))
+    }
+
+    /// Sends one request and waits for its response. A server error is
+    /// [`TransportError::Server`].
+    pub(crate) async fn request(&self, request: Request) -> Reply {
+        let request_id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut pending = self
+                .pending
+                .lock()
+                .map_err(|_| TransportError::ConnectionLost("connection state poisoned".into()))?;
+            match pending.as_mut() {
+                Some(map) => {
+                    map.insert(request_id, tx);
+                }
+                None => return Err(TransportError::ConnectionLost("connection closed".into())),
+            }
+        }
+        let mut buf = BytesMut::new();
+        encode_frame(
+            &ClientFrame {
+                request_id,
+                request: Some(request),
+            },
+            &mut buf,
+        )?;
+        {
+            let mut send = self.send.lock().await;
+            send.write_all(&buf)
+                .await
+                .map_err(|e| TransportError::ConnectionLost(e.to_string()))?;
+        }
+        match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(_)) => Err(TransportError::ConnectionLost("connection closed".into())),
+            Err(_) => {
+                if let Ok(mut pending) = self.pending.lock()
+                    && let Some(map) = pending.as_mut()
+                {
+                    map.remove(&request_id);
+                }
+                Err(TransportError::Timeout)
+            }
+        }
+    }
+}

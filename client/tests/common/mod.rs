@@ -1,0 +1,256 @@
+//! Test harness: a real in-process server on loopback (port 0) with its
+//! SQLite file in a temp dir, accounts registered through the SDK with real
+//! TOTP codes computed by totp-rs, and helpers to wait for events.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use microbot_client::{
+    Account, AccountConfig, ConnectionState, Enrolment, Event, Events, IdentitySource, KdfParams,
+    SecondFactor, ServerConfig, StoreConfig,
+};
+use microbot_server::{Config, Server, ShutdownHandle};
+use zeroize::Zeroizing;
+
+pub const WAIT: Duration = Duration::from_secs(15);
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub config: ServerConfig,
+    pub dir: tempfile::TempDir,
+    handle: ShutdownHandle,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+fn server_config(dir: &std::path::Path, listen: SocketAddr) -> Config {
+    Config {
+        data_dir: dir.to_owned(),
+        listen,
+        argon2_memory_kib: 64,
+        argon2_iterations: 1,
+        argon2_parallelism: 1,
+        totp_skew_steps: 10,
+        shutdown_grace_secs: 1,
+        ..Config::default()
+    }
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_in(tempfile::tempdir().unwrap(), "127.0.0.1:0".parse().unwrap()).await
+    }
+
+    pub async fn start_in(dir: tempfile::TempDir, listen: SocketAddr) -> Self {
+        let server = Server::bind(server_config(dir.path(), listen)).unwrap();
+        let addr = server.local_addr().unwrap();
+        let config = ServerConfig::new(addr, server.fingerprint()).unwrap();
+        let (handle, rx) = server.handle();
+        let task = tokio::spawn(server.run(rx));
+        Self {
+            addr,
+            config,
+            dir,
+            handle,
+            task: Some(task),
+        }
+    }
+
+    /// Stops the server and hands back its data directory.
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        self.handle.shutdown();
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(20), task)
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        self.dir
+    }
+}
+
+/// The authenticator app: codes from the secret the server returned, one
+/// fresh time step per use (the test server accepts ±10 steps).
+pub struct Authenticator {
+    totp: totp_rs::Totp,
+    next_step: u64,
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+impl Authenticator {
+    pub fn from_base32(secret: &str) -> Self {
+        let bytes = totp_rs::Secret::try_from_base32(secret)
+            .unwrap()
+            .as_bytes()
+            .to_vec();
+        Self {
+            totp: totp_rs::Builder::new().with_secret(bytes).build().unwrap(),
+            next_step: now_secs() / 30,
+        }
+    }
+
+    pub fn fresh(&mut self) -> String {
+        let step = self.next_step.max(now_secs() / 30);
+        self.next_step = step + 1;
+        self.totp.generate(step * 30).to_string()
+    }
+}
+
+/// A registered, confirmed account (no device yet).
+pub struct User {
+    pub username: String,
+    pub password: String,
+    pub auth: Authenticator,
+    pub recovery_codes: Vec<String>,
+    pub otpauth_uri: String,
+}
+
+pub async fn register(server: &TestServer, username: &str) -> User {
+    let password = format!("pw-{username}-secret");
+    let registration = microbot_client::register(&server.config, username, &password)
+        .await
+        .unwrap();
+    let mut auth = Authenticator::from_base32(&registration.totp_secret_base32);
+    microbot_client::confirm_registration(&server.config, username, &password, &auth.fresh())
+        .await
+        .unwrap();
+    User {
+        username: username.to_owned(),
+        password,
+        auth,
+        recovery_codes: registration
+            .recovery_codes
+            .iter()
+            .map(|c| c.to_string())
+            .collect(),
+        otpauth_uri: registration.otpauth_uri.to_string(),
+    }
+}
+
+/// Cheap store key derivation for tests.
+pub const CHEAP_KDF: KdfParams = KdfParams {
+    memory_kib: 64,
+    iterations: 1,
+    parallelism: 1,
+};
+
+pub fn fast_config() -> AccountConfig {
+    AccountConfig {
+        reconnect_min: Duration::from_millis(50),
+        reconnect_max: Duration::from_millis(400),
+        prekey_batch: 20,
+        ..AccountConfig::default()
+    }
+}
+
+/// A device: its store file and handle.
+pub struct Device {
+    pub account: Account,
+    pub events: Events,
+    pub store: StoreConfig,
+    pub dir: tempfile::TempDir,
+}
+
+impl Device {
+    pub fn path(&self) -> PathBuf {
+        self.store.path.clone()
+    }
+}
+
+/// Enrols a new device of `user` with its own store (not connected).
+pub async fn enrol(
+    server: &TestServer,
+    user: &mut User,
+    identity: IdentitySource,
+    config: AccountConfig,
+    passphrase: Option<&str>,
+) -> Device {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = StoreConfig::new(dir.path().join("client.sqlite3")).with_kdf(CHEAP_KDF);
+    if let Some(p) = passphrase {
+        store = store.with_passphrase(p);
+    }
+    let (account, events) = Account::enrol(
+        &store,
+        server.config.clone(),
+        Enrolment {
+            username: user.username.clone(),
+            password: Zeroizing::new(user.password.clone()),
+            second_factor: SecondFactor::Totp(user.auth.fresh()),
+            identity,
+        },
+        config,
+    )
+    .await
+    .unwrap();
+    Device {
+        account,
+        events,
+        store,
+        dir,
+    }
+}
+
+/// Enrols and connects, waiting until the first sync is done.
+pub async fn online(
+    server: &TestServer,
+    user: &mut User,
+    identity: IdentitySource,
+    config: AccountConfig,
+) -> Device {
+    let mut device = enrol(server, user, identity, config, None).await;
+    device.account.connect();
+    wait_connected(&mut device.events).await;
+    device
+}
+
+pub async fn wait_connected(events: &mut Events) {
+    wait_for(events, |e| {
+        matches!(e, Event::Connection(ConnectionState::Connected)).then_some(())
+    })
+    .await;
+}
+
+/// Waits for the first event `f` accepts; panics after [`WAIT`].
+pub async fn wait_for<T>(events: &mut Events, mut f: impl FnMut(&Event) -> Option<T>) -> T {
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match tokio::time::timeout_at(deadline, events.next()).await {
+            Ok(Some(event)) => {
+                if let Some(value) = f(&event) {
+                    return value;
+                }
+                seen.push(format!("{event:?}"));
+            }
+            Ok(None) => panic!("event stream ended; seen: {seen:#?}"),
+            Err(_) => panic!("timed out; seen: {seen:#?}"),
+        }
+    }
+}
+
+/// Waits for a text message and returns (author, conversation, text, id).
+pub async fn next_text(events: &mut Events) -> microbot_client::IncomingMessage {
+    wait_for(events, |e| match e {
+        Event::Message(m) => Some(m.clone()),
+        _ => None,
+    })
+    .await
+}
+
+/// Asserts no text message arrives within `wait`.
+pub async fn no_text_within(events: &mut Events, wait: Duration) {
+    let deadline = tokio::time::Instant::now() + wait;
+    while let Ok(Some(event)) = tokio::time::timeout_at(deadline, events.next()).await {
+        if let Event::Message(m) = event {
+            panic!("unexpected message {m:?}");
+        }
+    }
+}
