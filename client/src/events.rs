@@ -113,7 +113,7 @@ pub enum ReceiptKind {
 #[derive(Clone)]
 pub enum Event {
     /// A text or file message.
-    Message(IncomingMessage),
+    Message(Box<IncomingMessage>),
     /// A message was edited; `text` is the converged text (SPEC.md §11.4).
     Edited {
         /// Where.

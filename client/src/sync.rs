@@ -476,7 +476,7 @@ fn event_for(
         Body::Text(_) | Body::Attachment(_) => match view(&message_id)? {
             Some(snapshot) => match snapshot.status {
                 messages::MessageStatus::Visible { text, .. } => {
-                    Some(Event::Message(IncomingMessage {
+                    Some(Event::Message(Box::new(IncomingMessage {
                         conversation,
                         author: author.to_owned(),
                         author_device: device,
@@ -485,7 +485,7 @@ fn event_for(
                         text,
                         reply_to: snapshot.reply_to,
                         attachment: snapshot.attachment,
-                    }))
+                    })))
                 }
                 _ => None,
             },

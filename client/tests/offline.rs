@@ -112,7 +112,7 @@ async fn a_crash_between_store_and_ack_loses_nothing_and_delivers_once() {
     let second = alice.account.send_text(&to_bob, "after restart").unwrap();
     let got = wait_for(&mut events, |e| match e {
         Event::DecryptionFailed { reason, .. } => panic!("redelivery not recognised: {reason}"),
-        Event::Message(m) => Some(m.clone()),
+        Event::Message(m) => Some((**m).clone()),
         _ => None,
     })
     .await;

@@ -239,7 +239,7 @@ pub async fn wait_for<T>(events: &mut Events, mut f: impl FnMut(&Event) -> Optio
 /// Waits for a text message and returns (author, conversation, text, id).
 pub async fn next_text(events: &mut Events) -> microbot_client::IncomingMessage {
     wait_for(events, |e| match e {
-        Event::Message(m) => Some(m.clone()),
+        Event::Message(m) => Some((**m).clone()),
         _ => None,
     })
     .await
