@@ -9,7 +9,8 @@
 //! mode bit 1: use DEFAULT_MAX_FRAME_LEN instead of the u16
 //! ```
 //! The stream is pushed in chunks of the listed lengths, cycling through the
-//! list (one push of everything when n = 0), and every whole frame is taken
+//! list (one push of everything when n = 0; a length 0 pushes an empty chunk,
+//! then one byte), and every whole frame is taken
 //! after each push.
 //!
 //! Invariants checked:
@@ -123,6 +124,13 @@ pub fn frame_decoder(data: &[u8]) {
     let mut lengths = setup.chunks.iter().cycle();
     while offset < stream.len() {
         let len = match lengths.next() {
+            // A zero length pushes an empty chunk (a no-op), then one byte.
+            Some(0) => {
+                let before = decoder.buffered_len();
+                assert!(decoder.push(&[]).is_ok(), "an empty push failed");
+                assert_eq!(decoder.buffered_len(), before);
+                1
+            }
             Some(&len) => usize::from(len),
             None => stream.len(),
         };

@@ -1,7 +1,8 @@
 //! Replays every committed fuzz input through its target: the seeds in
-//! `fuzz/seeds/<target>/` and the corpus (including every crash the fuzzer
-//! found, once fixed) in `fuzz/corpus/<target>/`. This is how `cargo test`
-//! (and so `.ci/run`) guards what fuzzing found.
+//! `fuzz/seeds/<target>/`, the minimised corpus in `fuzz/corpus/<target>/`,
+//! and every crash or hang the fuzzer found (once fixed) in
+//! `fuzz/regressions/<target>/`. This is how `cargo test` (and so `.ci/run`)
+//! guards what fuzzing found.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -29,7 +30,7 @@ fn files(dir: &Path) -> Vec<PathBuf> {
 fn every_committed_input_passes_its_target() {
     let mut replayed = 0;
     for (name, target) in TARGETS {
-        for kind in ["seeds", "corpus"] {
+        for kind in ["seeds", "corpus", "regressions"] {
             for path in files(&fuzz_dir().join(kind).join(name)) {
                 let data = std::fs::read(&path).unwrap();
                 let outcome = std::panic::catch_unwind(|| target(&data));
