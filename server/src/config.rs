@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
+use ipnet::IpNet;
 use serde::Deserialize;
 
 /// Default UDP listen address: loopback only, so a server started without
@@ -55,6 +56,54 @@ pub struct Config {
     pub max_frame_len: u32,
     /// Seconds a draining shutdown waits for connections to finish.
     pub shutdown_grace_secs: u64,
+    /// Most members of one group.
+    pub max_group_members: u32,
+    /// Largest attachment (encrypted size) in bytes.
+    pub max_attachment_len: u64,
+    /// Bytes of unexpired attachments one account may hold (0: no quota).
+    pub attachment_quota_bytes: u64,
+    /// Seconds after creation at which an attachment expires and is purged.
+    pub attachment_ttl_secs: u64,
+    /// Upload bytes between two fsync + offset commits.
+    pub attachment_commit_interval_bytes: u64,
+    /// Login and credential attempts per minute per IP (0: off).
+    pub rate_login_per_ip: u32,
+    /// Credential attempts per minute per account (0: off).
+    pub rate_login_per_account: u32,
+    /// Registrations per minute per IP (0: off).
+    pub rate_register_per_ip: u32,
+    /// Send and group-send requests per minute per account (0: off).
+    pub rate_send_per_account: u32,
+    /// Prekey fetches per minute per account (0: off).
+    pub rate_prekey_fetch_per_account: u32,
+    /// Attachment upload requests per minute per account (0: off).
+    pub rate_upload_per_account: u32,
+    /// Failed credential checks in a row before an account is locked.
+    pub login_backoff_after_failures: u32,
+    /// First lock duration; doubles with every further failure.
+    pub login_backoff_base_ms: u64,
+    /// Longest lock duration.
+    pub login_backoff_max_ms: u64,
+    /// Most open connections in total.
+    pub max_connections: u32,
+    /// Most open connections from one IP address.
+    pub max_connections_per_ip: u32,
+    /// QUIC idle timeout offered to clients, seconds.
+    pub idle_timeout_secs: u64,
+    /// Time one webhook attempt may take.
+    pub webhook_timeout_ms: u64,
+    /// Retries of a failed webhook notification.
+    pub webhook_retries: u32,
+    /// First webhook retry delay; doubles with every retry.
+    pub webhook_backoff_base_ms: u64,
+    /// If not empty, only these CIDR blocks may connect.
+    pub allow_ips: Vec<IpNet>,
+    /// CIDR blocks refused (checked before `allow_ips`).
+    pub deny_ips: Vec<IpNet>,
+    /// TCP address of the Prometheus `/metrics` and `/healthz` endpoint (off when unset).
+    pub metrics_listen: Option<SocketAddr>,
+    /// `http://host:port/path` receiving content-free POSTs for offline devices (off when unset).
+    pub webhook_url: Option<String>,
 }
 
 impl Default for Config {
@@ -76,6 +125,30 @@ impl Default for Config {
             prekey_low_stock_threshold: 10,
             max_frame_len: 1024 * 1024,
             shutdown_grace_secs: 10,
+            max_group_members: 1000,
+            max_attachment_len: 100 * 1024 * 1024,
+            attachment_quota_bytes: 1024 * 1024 * 1024,
+            attachment_ttl_secs: 30 * 24 * 3600,
+            attachment_commit_interval_bytes: 4 * 1024 * 1024,
+            rate_login_per_ip: 60,
+            rate_login_per_account: 20,
+            rate_register_per_ip: 10,
+            rate_send_per_account: 1200,
+            rate_prekey_fetch_per_account: 300,
+            rate_upload_per_account: 60,
+            login_backoff_after_failures: 3,
+            login_backoff_base_ms: 1000,
+            login_backoff_max_ms: 15 * 60 * 1000,
+            max_connections: 10_000,
+            max_connections_per_ip: 64,
+            idle_timeout_secs: 60,
+            webhook_timeout_ms: 5000,
+            webhook_retries: 5,
+            webhook_backoff_base_ms: 500,
+            allow_ips: Vec::new(),
+            deny_ips: Vec::new(),
+            metrics_listen: None,
+            webhook_url: None,
         }
     }
 }
@@ -158,6 +231,78 @@ pub struct Overrides {
     /// Seconds a shutdown waits for connections to drain [default: 10].
     #[arg(long, env = "MICROBOT_SHUTDOWN_GRACE_SECS", global = true)]
     pub shutdown_grace_secs: Option<u64>,
+    /// Most members of one group [default: 1000].
+    #[arg(long, env = "MICROBOT_MAX_GROUP_MEMBERS", global = true)]
+    pub max_group_members: Option<u32>,
+    /// Largest attachment in bytes [default: 104857600].
+    #[arg(long, env = "MICROBOT_MAX_ATTACHMENT_LEN", global = true)]
+    pub max_attachment_len: Option<u64>,
+    /// Per-account attachment quota in bytes, 0 = none [default: 1073741824].
+    #[arg(long, env = "MICROBOT_ATTACHMENT_QUOTA_BYTES", global = true)]
+    pub attachment_quota_bytes: Option<u64>,
+    /// Attachment time-to-live in seconds [default: 2592000].
+    #[arg(long, env = "MICROBOT_ATTACHMENT_TTL_SECS", global = true)]
+    pub attachment_ttl_secs: Option<u64>,
+    /// Upload bytes between two durable commits [default: 4194304].
+    #[arg(long, env = "MICROBOT_ATTACHMENT_COMMIT_INTERVAL_BYTES", global = true)]
+    pub attachment_commit_interval_bytes: Option<u64>,
+    /// Login attempts per minute per IP, 0 = off [default: 60].
+    #[arg(long, env = "MICROBOT_RATE_LOGIN_PER_IP", global = true)]
+    pub rate_login_per_ip: Option<u32>,
+    /// Credential attempts per minute per account, 0 = off [default: 20].
+    #[arg(long, env = "MICROBOT_RATE_LOGIN_PER_ACCOUNT", global = true)]
+    pub rate_login_per_account: Option<u32>,
+    /// Registrations per minute per IP, 0 = off [default: 10].
+    #[arg(long, env = "MICROBOT_RATE_REGISTER_PER_IP", global = true)]
+    pub rate_register_per_ip: Option<u32>,
+    /// Sends per minute per account, 0 = off [default: 1200].
+    #[arg(long, env = "MICROBOT_RATE_SEND_PER_ACCOUNT", global = true)]
+    pub rate_send_per_account: Option<u32>,
+    /// Prekey fetches per minute per account, 0 = off [default: 300].
+    #[arg(long, env = "MICROBOT_RATE_PREKEY_FETCH_PER_ACCOUNT", global = true)]
+    pub rate_prekey_fetch_per_account: Option<u32>,
+    /// Upload requests per minute per account, 0 = off [default: 60].
+    #[arg(long, env = "MICROBOT_RATE_UPLOAD_PER_ACCOUNT", global = true)]
+    pub rate_upload_per_account: Option<u32>,
+    /// Failed credential checks before back-off starts [default: 3].
+    #[arg(long, env = "MICROBOT_LOGIN_BACKOFF_AFTER_FAILURES", global = true)]
+    pub login_backoff_after_failures: Option<u32>,
+    /// First back-off in ms, doubling per failure [default: 1000].
+    #[arg(long, env = "MICROBOT_LOGIN_BACKOFF_BASE_MS", global = true)]
+    pub login_backoff_base_ms: Option<u64>,
+    /// Longest back-off in ms [default: 900000].
+    #[arg(long, env = "MICROBOT_LOGIN_BACKOFF_MAX_MS", global = true)]
+    pub login_backoff_max_ms: Option<u64>,
+    /// Most open connections [default: 10000].
+    #[arg(long, env = "MICROBOT_MAX_CONNECTIONS", global = true)]
+    pub max_connections: Option<u32>,
+    /// Most open connections per IP [default: 64].
+    #[arg(long, env = "MICROBOT_MAX_CONNECTIONS_PER_IP", global = true)]
+    pub max_connections_per_ip: Option<u32>,
+    /// QUIC idle timeout in seconds [default: 60].
+    #[arg(long, env = "MICROBOT_IDLE_TIMEOUT_SECS", global = true)]
+    pub idle_timeout_secs: Option<u64>,
+    /// Webhook request timeout in ms [default: 5000].
+    #[arg(long, env = "MICROBOT_WEBHOOK_TIMEOUT_MS", global = true)]
+    pub webhook_timeout_ms: Option<u64>,
+    /// Webhook retries [default: 5].
+    #[arg(long, env = "MICROBOT_WEBHOOK_RETRIES", global = true)]
+    pub webhook_retries: Option<u32>,
+    /// First webhook retry delay in ms [default: 500].
+    #[arg(long, env = "MICROBOT_WEBHOOK_BACKOFF_BASE_MS", global = true)]
+    pub webhook_backoff_base_ms: Option<u64>,
+    /// CIDR blocks allowed to connect (comma-separated; empty = all).
+    #[arg(long, env = "MICROBOT_ALLOW_IPS", global = true, value_delimiter = ',')]
+    pub allow_ips: Vec<IpNet>,
+    /// CIDR blocks refused (comma-separated).
+    #[arg(long, env = "MICROBOT_DENY_IPS", global = true, value_delimiter = ',')]
+    pub deny_ips: Vec<IpNet>,
+    /// Metrics HTTP address, e.g. 127.0.0.1:9747 [default: off].
+    #[arg(long, env = "MICROBOT_METRICS_LISTEN", global = true)]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Webhook URL (http://) for offline-device notifications [default: off].
+    #[arg(long, env = "MICROBOT_WEBHOOK_URL", global = true)]
+    pub webhook_url: Option<String>,
 }
 
 impl Config {
@@ -229,6 +374,53 @@ impl Config {
         );
         set(&mut self.max_frame_len, &o.max_frame_len);
         set(&mut self.shutdown_grace_secs, &o.shutdown_grace_secs);
+        set(&mut self.max_group_members, &o.max_group_members);
+        set(&mut self.max_attachment_len, &o.max_attachment_len);
+        set(&mut self.attachment_quota_bytes, &o.attachment_quota_bytes);
+        set(&mut self.attachment_ttl_secs, &o.attachment_ttl_secs);
+        set(
+            &mut self.attachment_commit_interval_bytes,
+            &o.attachment_commit_interval_bytes,
+        );
+        set(&mut self.rate_login_per_ip, &o.rate_login_per_ip);
+        set(&mut self.rate_login_per_account, &o.rate_login_per_account);
+        set(&mut self.rate_register_per_ip, &o.rate_register_per_ip);
+        set(&mut self.rate_send_per_account, &o.rate_send_per_account);
+        set(
+            &mut self.rate_prekey_fetch_per_account,
+            &o.rate_prekey_fetch_per_account,
+        );
+        set(
+            &mut self.rate_upload_per_account,
+            &o.rate_upload_per_account,
+        );
+        set(
+            &mut self.login_backoff_after_failures,
+            &o.login_backoff_after_failures,
+        );
+        set(&mut self.login_backoff_base_ms, &o.login_backoff_base_ms);
+        set(&mut self.login_backoff_max_ms, &o.login_backoff_max_ms);
+        set(&mut self.max_connections, &o.max_connections);
+        set(&mut self.max_connections_per_ip, &o.max_connections_per_ip);
+        set(&mut self.idle_timeout_secs, &o.idle_timeout_secs);
+        set(&mut self.webhook_timeout_ms, &o.webhook_timeout_ms);
+        set(&mut self.webhook_retries, &o.webhook_retries);
+        set(
+            &mut self.webhook_backoff_base_ms,
+            &o.webhook_backoff_base_ms,
+        );
+        if !o.allow_ips.is_empty() {
+            self.allow_ips.clone_from(&o.allow_ips);
+        }
+        if !o.deny_ips.is_empty() {
+            self.deny_ips.clone_from(&o.deny_ips);
+        }
+        if o.metrics_listen.is_some() {
+            self.metrics_listen.clone_from(&o.metrics_listen);
+        }
+        if o.webhook_url.is_some() {
+            self.webhook_url.clone_from(&o.webhook_url);
+        }
         self
     }
 
@@ -274,7 +466,35 @@ impl Config {
                 "max_envelope_len must be at least 1 and at most max_frame_len - 1024",
             ));
         }
+        if self.max_group_members < 1 || self.max_connections < 1 || self.max_connections_per_ip < 1
+        {
+            return Err(ConfigError::Invalid(
+                "max_group_members, max_connections and max_connections_per_ip must be at least 1",
+            ));
+        }
+        if self.attachment_ttl_secs == 0 || self.attachment_commit_interval_bytes == 0 {
+            return Err(ConfigError::Invalid(
+                "attachment_ttl_secs and attachment_commit_interval_bytes must be at least 1",
+            ));
+        }
+        if !(1..=24 * 3600).contains(&self.idle_timeout_secs) {
+            return Err(ConfigError::Invalid(
+                "idle_timeout_secs must be between 1 and 86400",
+            ));
+        }
+        if let Some(url) = &self.webhook_url
+            && crate::webhooks::WebhookTarget::parse(url).is_err()
+        {
+            return Err(ConfigError::Invalid(
+                "webhook_url must be http://host[:port][/path]",
+            ));
+        }
         Ok(())
+    }
+
+    /// Directory holding attachment files.
+    pub fn attachments_dir(&self) -> PathBuf {
+        self.data_dir.join("attachments")
     }
 
     /// Path of the SQLite database file.

@@ -28,8 +28,10 @@ use crate::auth::accounts;
 use crate::auth::devices::{self, CHALLENGE_LEN, DeviceSession};
 use crate::bus::{BusEvent, Subscription};
 use crate::error::ApiError;
+use crate::limits::{ConnectionSlot, credential_subject};
+use crate::metrics::request_kind;
 use crate::state::{ServerState, now_ms};
-use crate::{keys, queues};
+use crate::{attachments, groups, keys, queues};
 
 /// Protocol versions this server speaks.
 pub const SUPPORTED_VERSIONS: &[u32] = &[1];
@@ -83,14 +85,30 @@ struct Conn {
     challenge: Option<[u8; CHALLENGE_LEN]>,
     subscription: Option<Subscription>,
     max_frame_len: usize,
+    remote: std::net::SocketAddr,
 }
 
-/// Serves one incoming connection until it ends or `shutdown` fires.
+/// Keeps the open-connections gauge right however the task ends.
+struct OpenGauge(Arc<ServerState>);
+
+impl Drop for OpenGauge {
+    fn drop(&mut self) {
+        self.0.metrics.connections_open.dec();
+    }
+}
+
+/// Serves one incoming connection until it ends or `shutdown` fires;
+/// `slot` is its place under the connection caps, released at the end.
 pub async fn serve(
     state: Arc<ServerState>,
     incoming: quinn::Incoming,
     mut shutdown: watch::Receiver<bool>,
+    slot: ConnectionSlot,
 ) {
+    let _slot = slot;
+    state.metrics.connections_total.inc();
+    state.metrics.connections_open.inc();
+    let _gauge = OpenGauge(Arc::clone(&state));
     let connection = match incoming.await {
         Ok(connection) => connection,
         Err(error) => {
@@ -127,6 +145,7 @@ pub async fn serve(
         challenge: None,
         subscription: None,
         max_frame_len,
+        remote,
     };
     let outcome = conn.run(recv, &mut shutdown).await;
     conn.unsubscribe();
@@ -155,6 +174,15 @@ async fn next_event(subscription: &mut Option<Subscription>) -> BusEvent {
             .unwrap_or(BusEvent::Disconnect(ErrorCode::Unavailable)),
         None => std::future::pending().await,
     }
+}
+
+fn is_credential_failure(outcome: Result<(), ErrorCode>) -> bool {
+    matches!(
+        outcome,
+        Err(ErrorCode::InvalidCredentials
+            | ErrorCode::InvalidSecondFactor
+            | ErrorCode::TotpReplayed)
+    )
 }
 
 fn frame_error_close(error: &FrameError) -> Close {
@@ -200,6 +228,19 @@ impl Conn {
                     }
                     Err(error) => {
                         tracing::debug!(%error, "request stream ended");
+                        return None;
+                    }
+                },
+                stream = self.connection.accept_bi() => match stream {
+                    Ok((send, recv)) => {
+                        let session = match &self.phase {
+                            Phase::LoggedIn(s) => Some(s.clone()),
+                            _ => None,
+                        };
+                        tokio::spawn(attachments::serve_stream(Arc::clone(&self.state), session, send, recv));
+                    }
+                    Err(error) => {
+                        tracing::debug!(%error, "connection ended");
                         return None;
                     }
                 },
@@ -318,7 +359,7 @@ impl Conn {
                 ErrorCode::UnknownRequest,
                 "empty or unknown request",
             )),
-            (Some(request), _) => self.dispatch(request).await,
+            (Some(request), _) => self.limited_dispatch(request).await,
         };
         let result = result.unwrap_or_else(|e| response::Result::Error(e.to_proto()));
         let frame = ServerFrame {
@@ -359,6 +400,47 @@ impl Conn {
             )),
             _ => Ok(()),
         }
+    }
+
+    /// Applies the limits, dispatches, and records metrics and the outcome
+    /// of credential checks.
+    async fn limited_dispatch(&mut self, request: Request) -> Result<response::Result, ApiError> {
+        let state = Arc::clone(&self.state);
+        let kind = request_kind(&request);
+        let started = std::time::Instant::now();
+        let session = match &self.phase {
+            Phase::LoggedIn(s) => Some(s.clone()),
+            _ => None,
+        };
+        let subject = credential_subject(&request, session.as_ref()).map(str::to_owned);
+        let is_login = matches!(request, Request::Login(_));
+        let result = match state.limits.check_request(
+            &state.metrics,
+            self.remote.ip(),
+            session.as_ref(),
+            &request,
+        ) {
+            Err(error) => Err(error),
+            Ok(()) => {
+                let result = self.dispatch(request).await;
+                let outcome = result.as_ref().map(|_| ()).map_err(|e| e.code);
+                if let Some(username) = subject {
+                    state.limits.record_credentials(&username, outcome);
+                    if is_credential_failure(outcome) {
+                        state.metrics.logins_failed.inc();
+                    }
+                }
+                if is_login {
+                    match outcome {
+                        Ok(()) => state.metrics.logins_ok.inc(),
+                        Err(_) => state.metrics.logins_failed.inc(),
+                    }
+                }
+                result
+            }
+        };
+        state.metrics.observe_request(kind, started.elapsed());
+        result
     }
 
     async fn dispatch(&mut self, request: Request) -> Result<response::Result, ApiError> {
@@ -475,21 +557,63 @@ impl Conn {
                 let deleted = queues::ack(&state, s.device_id, r).await?;
                 Ok(response::Result::Ack(transport::AckResponse { deleted }))
             }
-            Request::SendGroup(_)
-            | Request::CreateGroup(_)
-            | Request::AddGroupMembers(_)
-            | Request::RemoveGroupMembers(_)
-            | Request::LeaveGroup(_)
-            | Request::SetGroupRole(_)
-            | Request::GetGroup(_)
-            | Request::SetGroupMetadata(_)
-            | Request::AttachmentUpload(_)
-            | Request::AttachmentDownload(_) => {
+            Request::SendGroup(r) => {
+                let s = self.session()?;
+                groups::send(&state, &s, r)
+                    .await
+                    .map(response::Result::Send)
+            }
+            Request::CreateGroup(r) => {
+                let s = self.session()?;
+                groups::create(&state, &s, r)
+                    .await
+                    .map(response::Result::Group)
+            }
+            Request::AddGroupMembers(r) => {
+                let s = self.session()?;
+                groups::add(&state, &s, r)
+                    .await
+                    .map(response::Result::Group)
+            }
+            Request::RemoveGroupMembers(r) => {
+                let s = self.session()?;
+                groups::remove(&state, &s, r)
+                    .await
+                    .map(response::Result::Group)
+            }
+            Request::LeaveGroup(r) => {
+                let s = self.session()?;
+                groups::leave(&state, &s, r).await.map(|()| ok())
+            }
+            Request::SetGroupRole(r) => {
+                let s = self.session()?;
+                groups::set_role(&state, &s, r)
+                    .await
+                    .map(response::Result::Group)
+            }
+            Request::GetGroup(r) => {
+                let s = self.session()?;
+                groups::get(&state, &s, r)
+                    .await
+                    .map(response::Result::Group)
+            }
+            Request::SetGroupMetadata(r) => {
+                let s = self.session()?;
+                groups::set_metadata(&state, &s, r)
+                    .await
+                    .map(response::Result::Group)
+            }
+            Request::AttachmentUpload(r) => {
+                let s = self.session()?;
+                attachments::upload_request(&state, &s, r)
+                    .await
+                    .map(response::Result::AttachmentUpload)
+            }
+            Request::AttachmentDownload(r) => {
                 self.session()?;
-                Err(ApiError::new(
-                    ErrorCode::UnsupportedRequest,
-                    "groups and attachments are not offered by this server version",
-                ))
+                attachments::download_request(&state, r)
+                    .await
+                    .map(response::Result::AttachmentDownload)
             }
         }
     }

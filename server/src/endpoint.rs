@@ -177,7 +177,10 @@ pub fn load_identity(config: &Config) -> Result<ServerIdentity, EndpointError> {
 ///
 /// # Errors
 /// [`EndpointError::Tls`] / [`EndpointError::Quic`].
-pub fn server_config(identity: &ServerIdentity) -> Result<quinn::ServerConfig, EndpointError> {
+pub fn server_config(
+    config: &Config,
+    identity: &ServerIdentity,
+) -> Result<quinn::ServerConfig, EndpointError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
@@ -186,17 +189,17 @@ pub fn server_config(identity: &ServerIdentity) -> Result<quinn::ServerConfig, E
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
         .map_err(|e| EndpointError::Quic(e.to_string()))?;
-    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     let mut transport = quinn::TransportConfig::default();
-    // One request stream per connection; a few more are reserved for
-    // attachment streams (server part 2). No unidirectional streams.
+    // One request stream per connection and up to 3 concurrent attachment
+    // streams. No unidirectional streams.
     transport.max_concurrent_bidi_streams(4u32.into());
     transport.max_concurrent_uni_streams(0u32.into());
-    let idle = quinn::IdleTimeout::try_from(Duration::from_secs(60))
+    let idle = quinn::IdleTimeout::try_from(Duration::from_secs(config.idle_timeout_secs))
         .map_err(|e| EndpointError::Quic(e.to_string()))?;
     transport.max_idle_timeout(Some(idle));
-    config.transport_config(Arc::new(transport));
-    Ok(config)
+    server.transport_config(Arc::new(transport));
+    Ok(server)
 }
 
 /// Binds the endpoint.

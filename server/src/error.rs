@@ -19,6 +19,8 @@ pub struct ApiError {
     pub device_ids: Vec<u64>,
     /// Milliseconds after which a retry may succeed (0: no hint).
     pub retry_after_ms: u64,
+    /// With `STALE_GROUP_VERSION`: the group's current version.
+    pub current_group_version: u64,
 }
 
 impl ApiError {
@@ -29,6 +31,18 @@ impl ApiError {
             message: message.into(),
             device_ids: Vec::new(),
             retry_after_ms: 0,
+            current_group_version: 0,
+        }
+    }
+
+    /// `ERROR_CODE_RATE_LIMITED` with a retry hint (at least 1 ms).
+    pub fn rate_limited(what: &str, retry_after_ms: u64) -> Self {
+        Self {
+            retry_after_ms: retry_after_ms.max(1),
+            ..Self::new(
+                ErrorCode::RateLimited,
+                format!("too many {what}; retry later"),
+            )
         }
     }
 
@@ -50,7 +64,7 @@ impl ApiError {
             message: self.message.clone(),
             retry_after_ms: self.retry_after_ms,
             supported_versions: Vec::new(),
-            current_group_version: 0,
+            current_group_version: self.current_group_version,
             device_ids: self.device_ids.clone(),
         }
     }
@@ -80,6 +94,34 @@ impl From<StorageError> for ApiError {
             StorageError::NoPrekeys => Self::new(
                 ErrorCode::NoPrekeys,
                 "first upload must contain the identity key and a signed prekey",
+            ),
+            StorageError::UnknownAccount(name) => Self::new(
+                ErrorCode::UnknownAccount,
+                format!("no active account {name:?}"),
+            ),
+            StorageError::UnknownGroup => Self::new(ErrorCode::UnknownGroup, "unknown group"),
+            StorageError::GroupExists => Self::invalid("group id already taken"),
+            StorageError::NotGroupMember => {
+                Self::new(ErrorCode::NotGroupMember, "not a member of this group")
+            }
+            StorageError::NotGroupAdmin => {
+                Self::new(ErrorCode::NotGroupAdmin, "only group admins may do this")
+            }
+            StorageError::StaleGroupVersion(current) => Self {
+                current_group_version: current,
+                ..Self::new(
+                    ErrorCode::StaleGroupVersion,
+                    "group changed meanwhile; refetch and retry",
+                )
+            },
+            StorageError::InvalidGroupChange(why) => Self::invalid(why),
+            StorageError::UnknownAttachment => Self::new(
+                ErrorCode::UnknownAttachment,
+                "unknown or expired attachment",
+            ),
+            StorageError::QuotaExceeded => Self::new(
+                ErrorCode::QuotaExceeded,
+                "attachment quota of this account exceeded",
             ),
             StorageError::Database(detail) => Self::internal(detail),
         }

@@ -6,8 +6,8 @@
 //! ciphertext. It never holds a key that decrypts user content and does not
 //! link `microbot-crypto`.
 //!
-//! Part 1 of the server; groups, attachments, rate limits, metrics, backup
-//! and webhooks are answered with `ERROR_CODE_UNSUPPORTED_REQUEST` for now.
+//! Part 2 adds groups (§12.10), attachments (§12.11), limits (§12.12),
+//! metrics, online backup and webhooks (§18).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(
@@ -15,17 +15,23 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod attachments;
 pub mod auth;
+pub mod backup;
 pub mod bus;
 pub mod config;
 pub mod connection;
 pub mod endpoint;
 pub mod error;
+pub mod groups;
 pub mod keys;
+pub mod limits;
+pub mod metrics;
 pub mod queues;
 pub mod server;
 pub mod state;
 pub mod storage;
+pub mod webhooks;
 
 pub use config::{Config, Overrides};
 pub use server::{Server, ShutdownHandle, StartError};

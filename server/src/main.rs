@@ -1,4 +1,5 @@
-//! `microbot-server`: runs the Microbot server (`run`, the default).
+//! `microbot-server`: runs the Microbot server (`run`, the default), or
+//! takes (`backup --to FILE`) and restores (`restore --from FILE`) backups.
 //!
 //! Configuration: defaults < `--config FILE` (TOML) < `MICROBOT_*`
 //! environment variables < flags; `microbot-server --help` lists them all.
@@ -25,6 +26,23 @@ struct Cli {
 enum Command {
     /// Run the server (default).
     Run,
+    /// Take a consistent online backup of the data directory (safe while
+    /// the server runs): FILE is the database snapshot, FILE.files/ holds
+    /// attachments and the certificate.
+    Backup {
+        /// Backup file to write (replaced if it exists).
+        #[arg(long)]
+        to: std::path::PathBuf,
+    },
+    /// Restore a backup into the data directory (the server must be stopped).
+    Restore {
+        /// Backup file written by `backup --to`.
+        #[arg(long)]
+        from: std::path::PathBuf,
+        /// Replace an existing database in the data directory.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[tokio::main]
@@ -39,6 +57,45 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => run(&cli.overrides).await,
+        Command::Backup { to } => offline(&cli.overrides, |config| {
+            let report = microbot_server::backup::backup(&config.data_dir, &to)?;
+            println!(
+                "backup written to {} ({} envelopes, {} attachments)",
+                to.display(),
+                report.envelopes,
+                report.attachments
+            );
+            Ok(())
+        }),
+        Command::Restore { from, force } => offline(&cli.overrides, |config| {
+            microbot_server::backup::restore(&from, &config.data_dir, force)?;
+            println!(
+                "restored {} into {}",
+                from.display(),
+                config.data_dir.display()
+            );
+            Ok(())
+        }),
+    }
+}
+
+fn offline(
+    overrides: &Overrides,
+    task: impl FnOnce(&Config) -> Result<(), microbot_server::backup::BackupError>,
+) -> std::process::ExitCode {
+    let config = match Config::resolve(overrides) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match task(&config) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }
 

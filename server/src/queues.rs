@@ -38,7 +38,27 @@ pub fn envelope_proto(e: StoredEnvelope) -> Envelope {
         sender_device_id: e.sender_device_id,
         server_timestamp_ms: e.server_timestamp_ms,
         ciphertext: e.ciphertext,
-        group_id: bytes::Bytes::new(),
+        group_id: e.group_id.map(bytes::Bytes::from).unwrap_or_default(),
+    }
+}
+
+/// Pushes a queued envelope to the device's live connections; when it has
+/// none, queues a webhook notice (if configured).
+pub fn deliver(state: &ServerState, device_id: u64, envelope: Envelope) {
+    let push = Push {
+        event: Some(push::Event::Envelope(envelope)),
+    };
+    publish(state, device_id, push);
+}
+
+fn publish(state: &ServerState, device_id: u64, push: Push) {
+    let reached = state.bus.publish(device_id, BusEvent::Push(Box::new(push)));
+    if reached == 0 {
+        if let Some(webhooks) = &state.webhooks {
+            webhooks.notify(&state.metrics, device_id);
+        }
+    } else {
+        state.metrics.messages_out.inc();
     }
 }
 
@@ -93,6 +113,10 @@ pub async fn send(
         })
         .await?;
     tracing::debug!(sender_device_id, recipients = ids.len(), "envelopes stored");
+    state
+        .metrics
+        .messages_in
+        .add(u64::try_from(ids.len()).unwrap_or(0));
     for (id, envelope) in ids.into_iter().zip(envelopes) {
         let push = Push {
             event: Some(push::Event::Envelope(envelope_proto(StoredEnvelope {
@@ -102,11 +126,10 @@ pub async fn send(
                 sender_device_id,
                 server_timestamp_ms: now,
                 ciphertext: envelope.ciphertext,
+                group_id: None,
             }))),
         };
-        state
-            .bus
-            .publish(envelope.recipient_device_id, BusEvent::Push(Box::new(push)));
+        publish(state, envelope.recipient_device_id, push);
     }
     Ok(SendResponse {
         server_timestamp_ms: now,
@@ -141,6 +164,10 @@ pub async fn fetch(
                 .fetch_envelopes(device_id, request.after_envelope_id, page)?)
         })
         .await?;
+    state
+        .metrics
+        .messages_out
+        .add(u64::try_from(rows.len()).unwrap_or(0));
     let envelopes = rows.into_iter().map(envelope_proto).collect();
     Ok(Envelopes { envelopes, more })
 }
@@ -166,7 +193,7 @@ pub async fn ack(
         .await
 }
 
-/// Deletes expired envelopes every `purge_interval_secs` until `stop` fires.
+/// Deletes expired envelopes and attachments every `purge_interval_secs` until `stop` fires.
 pub async fn purge_loop(state: Arc<ServerState>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let period = std::time::Duration::from_secs(state.config.purge_interval_secs);
     let mut interval = tokio::time::interval(period);
@@ -177,6 +204,11 @@ pub async fn purge_loop(state: Arc<ServerState>, mut stop: tokio::sync::watch::R
                     Ok(0) => {}
                     Ok(n) => tracing::info!(purged = n, "expired envelopes deleted"),
                     Err(e) => tracing::warn!(code = ?e.code, "purge failed"),
+                }
+                match crate::attachments::purge_expired(&state).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(purged = n, "expired attachments deleted"),
+                    Err(e) => tracing::warn!(code = ?e.code, "attachment purge failed"),
                 }
             }
             _ = stop.changed() => return,

@@ -15,12 +15,17 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::attachments::UploadsInProgress;
 use crate::auth::password::{PasswordError, PasswordHasher};
+use crate::backup::{BackupError, DataDirLock, lock_data_dir};
 use crate::bus::local::LocalBus;
 use crate::config::Config;
 use crate::endpoint::{self, EndpointError};
+use crate::limits::{Limits, Refusal};
+use crate::metrics::{self, Metrics};
 use crate::state::ServerState;
 use crate::storage::sqlite::{OpenError, SqliteStorage};
+use crate::webhooks::{self, WebhookTarget, Webhooks};
 use crate::{connection, queues};
 
 /// Errors starting a server.
@@ -46,6 +51,17 @@ pub enum StartError {
     /// The configuration is invalid.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// The data directory is in use by another server.
+    #[error(transparent)]
+    Lock(#[from] BackupError),
+    /// The metrics listener could not be bound.
+    #[error("cannot bind metrics listener {addr}: {source}")]
+    MetricsBind {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
 }
 
 /// A bound server, ready to [`Server::run`].
@@ -55,6 +71,9 @@ pub struct Server {
     endpoint: quinn::Endpoint,
     fingerprint: String,
     generated_certificate: bool,
+    metrics_listener: Option<tokio::net::TcpListener>,
+    webhook: Option<(WebhookTarget, tokio::sync::mpsc::Receiver<u64>)>,
+    _lock: DataDirLock,
 }
 
 /// Triggers a graceful shutdown of a running server.
@@ -83,25 +102,55 @@ impl Server {
             path: config.data_dir.clone(),
             source,
         })?;
+        let lock = lock_data_dir(&config.data_dir)?;
         let storage = SqliteStorage::open(&config.database_path())?;
         let identity = endpoint::load_identity(&config)?;
-        let endpoint = endpoint::bind(&config, endpoint::server_config(&identity)?)?;
+        let endpoint = endpoint::bind(&config, endpoint::server_config(&config, &identity)?)?;
+        let metrics_listener = match config.metrics_listen {
+            Some(addr) => {
+                let bound = std::net::TcpListener::bind(addr)
+                    .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                    .and_then(tokio::net::TcpListener::from_std)
+                    .map_err(|source| StartError::MetricsBind { addr, source })?;
+                Some(bound)
+            }
+            None => None,
+        };
+        let (webhooks, webhook) = match &config.webhook_url {
+            Some(url) => {
+                let target = WebhookTarget::parse(url).map_err(|_| {
+                    crate::config::ConfigError::Invalid(
+                        "webhook_url must be http://host[:port][/path]",
+                    )
+                })?;
+                let (sender, rx) = Webhooks::channel();
+                (Some(sender), Some((target, rx)))
+            }
+            None => (None, None),
+        };
         let passwords = PasswordHasher::new(
             config.argon2_memory_kib,
             config.argon2_iterations,
             config.argon2_parallelism,
         )?;
         let state = Arc::new(ServerState {
-            config,
             storage: Arc::new(storage),
             bus: Arc::new(LocalBus::new()),
             passwords,
+            limits: Arc::new(Limits::new(&config)),
+            metrics: Metrics::default(),
+            webhooks,
+            uploads: UploadsInProgress::default(),
+            config,
         });
         Ok(Self {
             state,
             endpoint,
             fingerprint: identity.fingerprint,
             generated_certificate: identity.generated,
+            metrics_listener,
+            webhook,
+            _lock: lock,
         })
     }
 
@@ -111,6 +160,13 @@ impl Server {
     /// The socket's error.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.endpoint.local_addr()
+    }
+
+    /// The bound metrics HTTP address, when `metrics_listen` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     /// Lowercase hex SHA-256 of the certificate DER, for clients to pin.
@@ -143,18 +199,44 @@ impl Server {
     }
 
     /// Serves until `stop` becomes true, then drains connections.
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
         let mut connections = JoinSet::new();
-        let purge = tokio::spawn(queues::purge_loop(Arc::clone(&self.state), stop.clone()));
+        let mut helpers = JoinSet::new();
+        helpers.spawn(queues::purge_loop(Arc::clone(&self.state), stop.clone()));
+        if let Some(listener) = self.metrics_listener.take() {
+            helpers.spawn(metrics::serve_http(
+                Arc::clone(&self.state),
+                listener,
+                stop.clone(),
+            ));
+        }
+        if let Some((target, rx)) = self.webhook.take() {
+            helpers.spawn(webhooks::run(
+                Arc::clone(&self.state),
+                target,
+                rx,
+                stop.clone(),
+            ));
+        }
         loop {
             if *stop.borrow() {
                 break;
             }
             tokio::select! {
                 incoming = self.endpoint.accept() => match incoming {
-                    Some(incoming) => {
-                        connections.spawn(connection::serve(Arc::clone(&self.state), incoming, stop.clone()));
-                    }
+                    Some(incoming) => match self.state.limits.admit(incoming.remote_address().ip()) {
+                        Ok(slot) => {
+                            connections.spawn(connection::serve(Arc::clone(&self.state), incoming, stop.clone(), slot));
+                        }
+                        Err(refusal) => {
+                            self.state.metrics.connections_refused.inc();
+                            if refusal != Refusal::Blocked {
+                                self.state.metrics.rate_limited("connections");
+                            }
+                            tracing::debug!(?refusal, "connection refused");
+                            incoming.refuse();
+                        }
+                    },
                     None => break,
                 },
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
@@ -182,7 +264,7 @@ impl Server {
             quinn::VarInt::from_u32(microbot_protocol::transport::ErrorCode::Unavailable as u32),
             b"server shutting down",
         );
-        let _ = purge.await;
+        while helpers.join_next().await.is_some() {}
         self.endpoint.wait_idle().await;
         tracing::info!("shutdown complete");
     }

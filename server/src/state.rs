@@ -5,11 +5,15 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::attachments::UploadsInProgress;
 use crate::auth::password::PasswordHasher;
 use crate::bus::Bus;
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::limits::Limits;
+use crate::metrics::Metrics;
 use crate::storage::Storage;
+use crate::webhooks::Webhooks;
 
 /// Everything handlers need.
 pub struct ServerState {
@@ -21,6 +25,14 @@ pub struct ServerState {
     pub bus: Arc<dyn Bus>,
     /// Argon2id with the configured parameters.
     pub passwords: PasswordHasher,
+    /// Rate limits, IP rules and connection caps.
+    pub limits: Arc<Limits>,
+    /// Counters for `/metrics`.
+    pub metrics: Metrics,
+    /// Offline-device notices, when a webhook is configured.
+    pub webhooks: Option<Webhooks>,
+    /// Attachments with a running upload stream.
+    pub uploads: UploadsInProgress,
 }
 
 impl std::fmt::Debug for ServerState {

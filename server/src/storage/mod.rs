@@ -9,8 +9,13 @@
 //! Not owned here: credential checks (auth/), limits and validation of
 //! request fields (the handlers), and notifying connected devices (bus/).
 
+pub mod attachments;
+pub mod groups;
 pub mod schema;
 pub mod sqlite;
+
+pub use attachments::{AttachmentRecord, AttachmentStorage};
+pub use groups::{FanOut, GroupChange, GroupChangeOutcome, GroupRecord, GroupStorage};
 
 use std::fmt;
 
@@ -32,6 +37,33 @@ pub enum StorageError {
     /// The device has never uploaded its identity and signed prekey.
     #[error("device has no prekeys")]
     NoPrekeys,
+    /// No account with this username (or it is not active yet).
+    #[error("unknown account")]
+    UnknownAccount(String),
+    /// No group with this id.
+    #[error("unknown group")]
+    UnknownGroup,
+    /// A group with this id exists already.
+    #[error("group id taken")]
+    GroupExists,
+    /// The actor (or a named user) is not a member.
+    #[error("not a group member")]
+    NotGroupMember,
+    /// The actor is not an admin.
+    #[error("not a group admin")]
+    NotGroupAdmin,
+    /// The expected version is not current; carries the current one.
+    #[error("stale group version (current {0})")]
+    StaleGroupVersion(u64),
+    /// The change is not allowed as asked (see the text).
+    #[error("invalid group change: {0}")]
+    InvalidGroupChange(&'static str),
+    /// No such (unexpired, owned) attachment.
+    #[error("unknown attachment")]
+    UnknownAttachment,
+    /// The account's attachment quota would be exceeded.
+    #[error("attachment quota exceeded")]
+    QuotaExceeded,
     /// The database failed (I/O, corruption, a bug).
     #[error("database error: {0}")]
     Database(String),
@@ -214,6 +246,8 @@ pub struct StoredEnvelope {
     pub server_timestamp_ms: u64,
     /// Opaque ciphertext.
     pub ciphertext: bytes::Bytes,
+    /// The group of a group message.
+    pub group_id: Option<Vec<u8>>,
 }
 
 impl fmt::Debug for StoredEnvelope {
@@ -229,7 +263,7 @@ impl fmt::Debug for StoredEnvelope {
 }
 
 /// The server's persistent state. Every method is atomic.
-pub trait Storage: Send + Sync + 'static {
+pub trait Storage: GroupStorage + AttachmentStorage + Send + Sync + 'static {
     /// Inserts an inactive account with its recovery code hashes.
     fn create_account(&self, account: &NewAccount<'_>) -> StorageResult<i64>;
     /// Looks an account up by username.
@@ -294,6 +328,9 @@ pub trait Storage: Send + Sync + 'static {
     fn ack_envelopes(&self, device_id: u64, ids: &[u64]) -> StorageResult<u32>;
     /// Unexpired envelopes queued for a device.
     fn queue_len(&self, device_id: u64, now_ms: u64) -> StorageResult<u32>;
-    /// Deletes every envelope that expired; returns how many.
+    /// Deletes every envelope that expired (and group messages no envelope
+    /// refers to any more); returns how many envelopes.
     fn purge_expired(&self, now_ms: u64) -> StorageResult<u64>;
+    /// Unexpired envelopes queued for all devices (a metrics gauge).
+    fn total_queued(&self, now_ms: u64) -> StorageResult<u64>;
 }

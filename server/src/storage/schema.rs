@@ -10,7 +10,12 @@
 use rusqlite::Connection;
 
 /// Schema scripts; index + 1 is the `user_version` they produce.
-pub const MIGRATIONS: &[&str] = &[r"
+///
+/// Version 2 (server part 2): groups, their members, group messages (one
+/// ciphertext stored once and referenced by every fanned-out envelope) and
+/// attachments.
+pub const MIGRATIONS: &[&str] = &[
+    r"
 CREATE TABLE accounts (
     id INTEGER PRIMARY KEY,
     username TEXT NOT NULL UNIQUE,
@@ -69,7 +74,43 @@ CREATE TABLE envelopes (
 );
 CREATE INDEX envelopes_by_device ON envelopes(device_id, id);
 CREATE INDEX envelopes_by_expiry ON envelopes(expires_at_ms);
-"];
+",
+    r"
+CREATE TABLE groups (
+    id BLOB PRIMARY KEY,
+    version INTEGER NOT NULL,
+    metadata BLOB NOT NULL,
+    created_at_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE group_members (
+    group_id BLOB NOT NULL REFERENCES groups(id) ON DELETE CASCADE,
+    account_id INTEGER NOT NULL,
+    role INTEGER NOT NULL,
+    joined_at_version INTEGER NOT NULL,
+    PRIMARY KEY (group_id, account_id)
+) WITHOUT ROWID;
+CREATE INDEX group_members_by_account ON group_members(account_id);
+CREATE TABLE group_messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    group_id BLOB NOT NULL,
+    ciphertext BLOB NOT NULL
+);
+ALTER TABLE envelopes ADD COLUMN group_message_id INTEGER;
+CREATE INDEX envelopes_by_group_message ON envelopes(group_message_id)
+    WHERE group_message_id IS NOT NULL;
+CREATE TABLE attachments (
+    id BLOB PRIMARY KEY,
+    account_id INTEGER NOT NULL,
+    token_hash BLOB NOT NULL,
+    size INTEGER NOT NULL,
+    committed INTEGER NOT NULL DEFAULT 0,
+    created_at_ms INTEGER NOT NULL,
+    expires_at_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX attachments_by_account ON attachments(account_id);
+CREATE INDEX attachments_by_expiry ON attachments(expires_at_ms);
+",
+];
 
 /// The schema version this build writes.
 pub fn schema_version() -> i64 {

@@ -19,6 +19,9 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
+mod attachments;
+mod groups;
+
 use super::schema::{MigrateError, migrate, schema_version};
 use super::{
     AccountRecord, BundleRecord, DeviceRecord, FetchPage, NewAccount, OneTimeKey, OutgoingEnvelope,
@@ -390,6 +393,18 @@ impl Storage for SqliteStorage {
             }
             tx.execute("DELETE FROM accounts WHERE id = ?1", [account_id])
                 .map_err(db)?;
+            // Its group memberships go with it; groups left empty go too.
+            tx.execute(
+                "DELETE FROM group_members WHERE account_id = ?1",
+                [account_id],
+            )
+            .map_err(db)?;
+            tx.execute(
+                "DELETE FROM groups WHERE NOT EXISTS \
+                 (SELECT 1 FROM group_members m WHERE m.group_id = groups.id)",
+                [],
+            )
+            .map_err(db)?;
             Ok(ids.into_iter().map(net_id).collect())
         })
     }
@@ -610,8 +625,10 @@ impl Storage for SqliteStorage {
         let conn = self.lock();
         let mut stmt = conn
             .prepare_cached(
-                "SELECT id, device_id, sender_username, sender_device_id, server_timestamp_ms, ciphertext \
-                 FROM envelopes WHERE device_id = ?1 AND id > ?2 AND expires_at_ms > ?3 ORDER BY id",
+                "SELECT e.id, e.device_id, e.sender_username, e.sender_device_id, e.server_timestamp_ms, \
+                 COALESCE(g.ciphertext, e.ciphertext), g.group_id \
+                 FROM envelopes e LEFT JOIN group_messages g ON g.id = e.group_message_id \
+                 WHERE e.device_id = ?1 AND e.id > ?2 AND e.expires_at_ms > ?3 ORDER BY e.id",
             )
             .map_err(db)?;
         // Rows are read lazily: the loop stops at the limit or the byte
@@ -640,6 +657,7 @@ impl Storage for SqliteStorage {
                 sender_device_id: net_id(r.get(3).map_err(db)?),
                 server_timestamp_ms: net_id(r.get(4).map_err(db)?),
                 ciphertext: bytes::Bytes::from(ciphertext),
+                group_id: r.get(6).map_err(db)?,
             });
         }
         Ok((out, false))
@@ -648,14 +666,30 @@ impl Storage for SqliteStorage {
     fn ack_envelopes(&self, device_id: u64, ids: &[u64]) -> StorageResult<u32> {
         self.with_tx(|tx| {
             let mut stmt = tx
-                .prepare_cached("DELETE FROM envelopes WHERE device_id = ?1 AND id = ?2")
+                .prepare_cached(
+                    "DELETE FROM envelopes WHERE device_id = ?1 AND id = ?2 RETURNING group_message_id",
+                )
                 .map_err(db)?;
             let mut deleted = 0u32;
+            let mut group_messages = Vec::new();
             for id in ids {
-                let n = stmt
-                    .execute(params![sql_id(device_id), sql_id(*id)])
+                let row: Option<Option<i64>> = stmt
+                    .query_row(params![sql_id(device_id), sql_id(*id)], |r| r.get(0))
+                    .optional()
                     .map_err(db)?;
-                deleted = deleted.saturating_add(u32::try_from(n).unwrap_or(0));
+                if let Some(group_message) = row {
+                    deleted = deleted.saturating_add(1);
+                    group_messages.extend(group_message);
+                }
+            }
+            // A group message is stored once; it goes with its last reference.
+            for group_message in group_messages {
+                tx.execute(
+                    "DELETE FROM group_messages WHERE id = ?1 AND NOT EXISTS \
+                     (SELECT 1 FROM envelopes WHERE group_message_id = ?1)",
+                    [group_message],
+                )
+                .map_err(db)?;
             }
             Ok(deleted)
         })
@@ -674,14 +708,34 @@ impl Storage for SqliteStorage {
     }
 
     fn purge_expired(&self, now_ms: u64) -> StorageResult<u64> {
-        let n = self
-            .lock()
-            .execute(
-                "DELETE FROM envelopes WHERE expires_at_ms <= ?1",
-                [sql_time(now_ms)],
+        self.with_tx(|tx| {
+            let n = tx
+                .execute(
+                    "DELETE FROM envelopes WHERE expires_at_ms <= ?1",
+                    [sql_time(now_ms)],
+                )
+                .map_err(db)?;
+            // Also collects group messages orphaned by device removal.
+            tx.execute(
+                "DELETE FROM group_messages WHERE NOT EXISTS \
+                 (SELECT 1 FROM envelopes WHERE group_message_id = group_messages.id)",
+                [],
             )
             .map_err(db)?;
-        Ok(u64::try_from(n).unwrap_or(u64::MAX))
+            Ok(u64::try_from(n).unwrap_or(u64::MAX))
+        })
+    }
+
+    fn total_queued(&self, now_ms: u64) -> StorageResult<u64> {
+        let n: i64 = self
+            .lock()
+            .query_row(
+                "SELECT COUNT(*) FROM envelopes WHERE expires_at_ms > ?1",
+                [sql_time(now_ms)],
+                |r| r.get(0),
+            )
+            .map_err(db)?;
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 }
 

@@ -40,6 +40,7 @@ pub fn test_config(dir: &std::path::Path) -> Config {
 
 pub struct TestServer {
     pub addr: SocketAddr,
+    pub metrics_addr: Option<SocketAddr>,
     pub fingerprint: String,
     pub dir: tempfile::TempDir,
     handle: ShutdownHandle,
@@ -61,11 +62,13 @@ impl TestServer {
         tweak(&mut config);
         let server = Server::bind(config).unwrap();
         let addr = server.local_addr().unwrap();
+        let metrics_addr = server.metrics_addr();
         let fingerprint = server.fingerprint().to_owned();
         let (handle, rx) = server.handle();
         let task = tokio::spawn(server.run(rx));
         Self {
             addr,
+            metrics_addr,
             fingerprint,
             dir,
             handle,

@@ -1,0 +1,470 @@
+//! Attachments (SPEC.md §12.11): encrypted bytes uploaded and downloaded on
+//! dedicated QUIC streams, resumable, with size limits, quotas and expiry.
+//!
+//! Requests on the request stream create or resume an upload
+//! (`AttachmentUploadRequest` → descriptor with id, a fresh upload token and
+//! the committed offset) or describe a download. Bytes travel on a separate
+//! client-opened bidirectional stream per transfer, opened on a logged-in
+//! connection: one `AttachmentStreamHeader` frame, then raw bytes.
+//!
+//! Durability: bytes go to `<data_dir>/attachments/<hex id>`; after every
+//! `attachment_commit_interval_bytes` (default 4 MiB), at the end of the
+//! stream and when the stream breaks, the file is fsynced and only then the
+//! new committed offset is written to the database. A resumed upload starts
+//! at the committed offset; anything past it in the file is cut off first.
+//! Only one upload stream per attachment runs at a time.
+//!
+//! Memory: a transfer holds one read chunk (at most 64 KiB) at a time, so
+//! any size streams in constant memory.
+//!
+//! Not owned here: the encryption of the bytes (the client's; the server
+//! sees ciphertext only), the SQL (storage/sqlite/attachments.rs).
+
+use std::collections::HashSet;
+use std::io::SeekFrom;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use microbot_protocol::codec::encode_frame;
+use microbot_protocol::transport::{
+    AttachmentDownloadDescriptor, AttachmentDownloadRequest, AttachmentStreamHeader,
+    AttachmentStreamResult, AttachmentUploadDescriptor, AttachmentUploadRequest, ErrorCode,
+    attachment_stream_header,
+};
+use prost::Message as _;
+use rand::Rng as _;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq as _;
+use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _};
+
+use crate::auth::devices::DeviceSession;
+use crate::error::ApiError;
+use crate::state::{ServerState, now_ms};
+use crate::storage::AttachmentRecord;
+use crate::storage::attachments::ATTACHMENT_ID_LEN;
+
+/// Largest stream header accepted.
+pub const MAX_HEADER_LEN: usize = 4096;
+/// Bytes read or written at a time.
+pub const CHUNK: usize = 64 * 1024;
+
+type AttachmentId = [u8; ATTACHMENT_ID_LEN];
+
+/// Attachments with an upload stream running (one writer each).
+#[derive(Debug, Default)]
+pub struct UploadsInProgress(Mutex<HashSet<AttachmentId>>);
+
+struct UploadGuard<'a>(&'a UploadsInProgress, AttachmentId);
+
+impl Drop for UploadGuard<'_> {
+    fn drop(&mut self) {
+        self.0
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.1);
+    }
+}
+
+impl UploadsInProgress {
+    fn claim(&self, id: AttachmentId) -> Option<UploadGuard<'_>> {
+        let mut set = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        set.insert(id).then(|| UploadGuard(self, id))
+    }
+}
+
+fn attachment_id(bytes: &[u8]) -> Result<AttachmentId, ApiError> {
+    bytes
+        .try_into()
+        .map_err(|_| ApiError::invalid("attachment_id must be 16 bytes"))
+}
+
+fn file_path(state: &ServerState, id: &AttachmentId) -> PathBuf {
+    state.config.attachments_dir().join(hex::encode(id))
+}
+
+fn descriptor(record: &AttachmentRecord, token: &[u8; 32]) -> AttachmentUploadDescriptor {
+    AttachmentUploadDescriptor {
+        attachment_id: Bytes::copy_from_slice(&record.id),
+        upload_token: Bytes::copy_from_slice(token),
+        committed_offset: record.committed,
+        expires_at_ms: record.expires_at_ms,
+    }
+}
+
+/// `AttachmentUploadRequest`: starts an upload (checking size and quota)
+/// or resumes one of the caller's (a fresh token replaces the old one).
+///
+/// # Errors
+/// `ATTACHMENT_TOO_LARGE`, `QUOTA_EXCEEDED`, `UNKNOWN_ATTACHMENT`,
+/// `INVALID_ARGUMENT`.
+pub async fn upload_request(
+    state: &Arc<ServerState>,
+    session: &DeviceSession,
+    request: AttachmentUploadRequest,
+) -> Result<AttachmentUploadDescriptor, ApiError> {
+    let mut token = [0u8; 32];
+    rand::rng().fill_bytes(&mut token);
+    let token_hash: [u8; 32] = Sha256::digest(token).into();
+    let account_id = session.account_id;
+    let now = now_ms();
+    if !request.attachment_id.is_empty() {
+        let id = attachment_id(&request.attachment_id)?;
+        let record = state
+            .blocking(move |s| {
+                Ok(s.storage
+                    .replace_upload_token(&id, account_id, &token_hash, now)?)
+            })
+            .await?;
+        return Ok(descriptor(&record, &token));
+    }
+    if request.size == 0 {
+        return Err(ApiError::invalid("size must be at least 1"));
+    }
+    if request.size > state.config.max_attachment_len {
+        return Err(ApiError::new(
+            ErrorCode::AttachmentTooLarge,
+            format!(
+                "attachments are at most {} bytes",
+                state.config.max_attachment_len
+            ),
+        ));
+    }
+    let mut id = [0u8; ATTACHMENT_ID_LEN];
+    rand::rng().fill_bytes(&mut id);
+    let record = AttachmentRecord {
+        id,
+        account_id,
+        token_hash,
+        size: request.size,
+        committed: 0,
+        expires_at_ms: now.saturating_add(state.config.attachment_ttl_secs.saturating_mul(1000)),
+    };
+    let stored = record.clone();
+    state
+        .blocking(move |s| {
+            Ok(s.storage
+                .create_attachment(&stored, s.config.attachment_quota_bytes, now)?)
+        })
+        .await?;
+    Ok(descriptor(&record, &token))
+}
+
+/// `AttachmentDownloadRequest`: describes a complete, unexpired attachment.
+///
+/// # Errors
+/// `UNKNOWN_ATTACHMENT` (also while the upload is unfinished).
+pub async fn download_request(
+    state: &Arc<ServerState>,
+    request: AttachmentDownloadRequest,
+) -> Result<AttachmentDownloadDescriptor, ApiError> {
+    let record = complete_attachment(state, &request.attachment_id).await?;
+    Ok(AttachmentDownloadDescriptor {
+        attachment_id: request.attachment_id,
+        size: record.size,
+        expires_at_ms: record.expires_at_ms,
+    })
+}
+
+async fn complete_attachment(
+    state: &Arc<ServerState>,
+    id: &[u8],
+) -> Result<AttachmentRecord, ApiError> {
+    let id = attachment_id(id)?;
+    state
+        .blocking(move |s| Ok(s.storage.attachment(&id, now_ms())?))
+        .await?
+        .filter(AttachmentRecord::complete)
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::UnknownAttachment,
+                "unknown or expired attachment",
+            )
+        })
+}
+
+/// Reads the varint-prefixed header frame byte by byte, so no raw bytes
+/// after it are consumed.
+async fn read_header(recv: &mut quinn::RecvStream) -> Result<AttachmentStreamHeader, ApiError> {
+    let mut len: u64 = 0;
+    let mut byte = [0u8; 1];
+    for shift in (0..).step_by(7).take(10) {
+        recv.read_exact(&mut byte)
+            .await
+            .map_err(|_| ApiError::invalid("stream ended before its header"))?;
+        len |= u64::from(byte[0] & 0x7f) << shift;
+        if byte[0] & 0x80 == 0 {
+            break;
+        }
+    }
+    let len = usize::try_from(len).unwrap_or(usize::MAX);
+    if len > MAX_HEADER_LEN {
+        return Err(ApiError::new(
+            ErrorCode::FrameTooLarge,
+            "stream header too large",
+        ));
+    }
+    let mut buf = vec![0u8; len];
+    recv.read_exact(&mut buf)
+        .await
+        .map_err(|_| ApiError::invalid("stream ended inside its header"))?;
+    AttachmentStreamHeader::decode(buf.as_slice())
+        .map_err(|_| ApiError::new(ErrorCode::MalformedFrame, "bad attachment stream header"))
+}
+
+async fn reply(send: &mut quinn::SendStream, result: AttachmentStreamResult) {
+    let mut buf = BytesMut::new();
+    if encode_frame(&result, &mut buf).is_ok() {
+        let _ = send.write_all(&buf).await;
+    }
+}
+
+fn error_result(error: &ApiError) -> AttachmentStreamResult {
+    AttachmentStreamResult {
+        error: Some(error.to_proto()),
+        ..AttachmentStreamResult::default()
+    }
+}
+
+/// Serves one attachment stream of a connection; `session` is `None` when
+/// the connection is not logged in (the stream is then refused).
+pub async fn serve_stream(
+    state: Arc<ServerState>,
+    session: Option<DeviceSession>,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+) {
+    let outcome = match session {
+        None => Err(ApiError::new(ErrorCode::NotAuthenticated, "log in first")),
+        Some(_) => match read_header(&mut recv).await {
+            Ok(header) => match header.kind {
+                Some(attachment_stream_header::Kind::Upload(start)) => {
+                    upload(&state, start, &mut recv).await
+                }
+                Some(attachment_stream_header::Kind::Download(start)) => {
+                    return download(&state, start, &mut send).await;
+                }
+                None => Err(ApiError::invalid("empty attachment stream header")),
+            },
+            Err(e) => Err(e),
+        },
+    };
+    match outcome {
+        Ok(committed) => {
+            reply(
+                &mut send,
+                AttachmentStreamResult {
+                    committed_offset: committed,
+                    ..AttachmentStreamResult::default()
+                },
+            )
+            .await;
+        }
+        Err(error) => {
+            let _ = recv.stop(quinn::VarInt::from_u32(
+                u32::try_from(error.code as i32).unwrap_or(0),
+            ));
+            reply(&mut send, error_result(&error)).await;
+        }
+    }
+    let _ = send.finish();
+    let _ = send.stopped().await;
+}
+
+/// Durably commits `committed` bytes: fsync the file, then the offset.
+async fn commit(
+    state: &Arc<ServerState>,
+    file: &mut tokio::fs::File,
+    id: AttachmentId,
+    committed: u64,
+) -> Result<(), ApiError> {
+    file.flush().await.map_err(ApiError::internal)?;
+    file.sync_data().await.map_err(ApiError::internal)?;
+    state
+        .blocking(move |s| Ok(s.storage.commit_attachment(&id, committed)?))
+        .await
+}
+
+async fn upload(
+    state: &Arc<ServerState>,
+    start: microbot_protocol::transport::AttachmentUploadStart,
+    recv: &mut quinn::RecvStream,
+) -> Result<u64, ApiError> {
+    let id = attachment_id(&start.attachment_id)?;
+    let record = state
+        .blocking(move |s| Ok(s.storage.attachment(&id, now_ms())?))
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::UnknownAttachment,
+                "unknown or expired attachment",
+            )
+        })?;
+    let presented: [u8; 32] = Sha256::digest(&start.upload_token).into();
+    if !bool::from(presented.ct_eq(&record.token_hash)) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidCredentials,
+            "wrong upload token",
+        ));
+    }
+    if start.offset != record.committed {
+        return Err(ApiError::invalid(format!(
+            "upload must continue at the committed offset {}",
+            record.committed
+        )));
+    }
+    let _guard = state.uploads.claim(id).ok_or_else(|| ApiError {
+        retry_after_ms: 1000,
+        ..ApiError::new(
+            ErrorCode::Unavailable,
+            "another upload of this attachment is running",
+        )
+    })?;
+    let dir = state.config.attachments_dir();
+    tokio::fs::create_dir_all(&dir)
+        .await
+        .map_err(ApiError::internal)?;
+    let mut file = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(file_path(state, &id))
+        .await
+        .map_err(ApiError::internal)?;
+    // Bytes past the committed offset were never acknowledged: cut them.
+    file.set_len(record.committed)
+        .await
+        .map_err(ApiError::internal)?;
+    file.seek(SeekFrom::Start(record.committed))
+        .await
+        .map_err(ApiError::internal)?;
+    let interval = state.config.attachment_commit_interval_bytes;
+    let mut written = record.committed;
+    let mut committed = record.committed;
+    loop {
+        let chunk = match recv.read_chunk(CHUNK, true).await {
+            Ok(Some(chunk)) => chunk.bytes,
+            Ok(None) => break,
+            Err(error) => {
+                // The connection dropped: keep what arrived, for a resume.
+                tracing::debug!(%error, "upload stream broke; committing what arrived");
+                if written > committed {
+                    commit(state, &mut file, id, written).await?;
+                    state.metrics.attachment_bytes_in.add(written - committed);
+                }
+                return Err(ApiError::new(ErrorCode::Unavailable, "upload stream broke"));
+            }
+        };
+        let len = u64::try_from(chunk.len()).unwrap_or(u64::MAX);
+        if written.saturating_add(len) > record.size {
+            return Err(ApiError::new(
+                ErrorCode::AttachmentTooLarge,
+                "more bytes than the declared size",
+            ));
+        }
+        file.write_all(&chunk).await.map_err(ApiError::internal)?;
+        written += len;
+        if written - committed >= interval {
+            commit(state, &mut file, id, written).await?;
+            state.metrics.attachment_bytes_in.add(written - committed);
+            committed = written;
+        }
+    }
+    if written > committed {
+        commit(state, &mut file, id, written).await?;
+        state.metrics.attachment_bytes_in.add(written - committed);
+    }
+    Ok(written)
+}
+
+async fn download(
+    state: &Arc<ServerState>,
+    start: microbot_protocol::transport::AttachmentDownloadStart,
+    send: &mut quinn::SendStream,
+) {
+    let prepared = async {
+        let record = complete_attachment(state, &start.attachment_id).await?;
+        let end = match start.length {
+            0 => record.size,
+            n => start.offset.checked_add(n).unwrap_or(u64::MAX),
+        };
+        if start.offset > record.size || end > record.size {
+            return Err(ApiError::invalid("range outside the attachment"));
+        }
+        let mut file = tokio::fs::File::open(file_path(state, &record.id))
+            .await
+            .map_err(ApiError::internal)?;
+        file.seek(SeekFrom::Start(start.offset))
+            .await
+            .map_err(ApiError::internal)?;
+        Ok((file, end - start.offset))
+    }
+    .await;
+    let (mut file, length) = match prepared {
+        Ok(ok) => ok,
+        Err(error) => {
+            reply(send, error_result(&error)).await;
+            let _ = send.finish();
+            return;
+        }
+    };
+    reply(
+        send,
+        AttachmentStreamResult {
+            length,
+            ..AttachmentStreamResult::default()
+        },
+    )
+    .await;
+    let mut left = length;
+    let mut buf = vec![0u8; CHUNK];
+    while left > 0 {
+        let want = usize::try_from(left.min(CHUNK as u64)).unwrap_or(CHUNK);
+        let Some(slice) = buf.get_mut(..want) else {
+            break;
+        };
+        match file.read(slice).await {
+            Ok(0) | Err(_) => {
+                // The file is shorter than its committed size: a storage fault.
+                let _ = send.reset(quinn::VarInt::from_u32(ErrorCode::Internal as u32));
+                return;
+            }
+            Ok(n) => {
+                if send
+                    .write_all(buf.get(..n).unwrap_or_default())
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                let n = u64::try_from(n).unwrap_or(0);
+                state.metrics.attachment_bytes_out.add(n);
+                left = left.saturating_sub(n);
+            }
+        }
+    }
+    let _ = send.finish();
+    let _ = send.stopped().await;
+}
+
+/// Deletes expired attachments and their files (called by the sweeper).
+///
+/// # Errors
+/// `INTERNAL` when the database fails.
+pub async fn purge_expired(state: &Arc<ServerState>) -> Result<usize, ApiError> {
+    let ids = state
+        .blocking(|s| Ok(s.storage.purge_expired_attachments(now_ms())?))
+        .await?;
+    for id in &ids {
+        match tokio::fs::remove_file(file_path(state, id)).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(error = %e, "cannot delete expired attachment file"),
+        }
+    }
+    Ok(ids.len())
+}

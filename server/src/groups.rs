@@ -1,0 +1,325 @@
+//! Groups (SPEC.md §12.10): create, add/remove members, leave, roles,
+//! encrypted metadata, membership fetch, and send-to-group fan-out.
+//!
+//! Membership and roles are server state, kept so the server can fan out
+//! and authorise; every change bumps the group's version inside one
+//! transaction, and a change naming a stale version is refused with the
+//! current one (`ERROR_CODE_STALE_GROUP_VERSION`), so concurrent changes
+//! land in one order that every member observes through `group_changed`
+//! pushes. The name/avatar is an opaque blob the server never reads.
+//!
+//! Not owned here: the SQL (storage/sqlite/groups.rs), the group's keys
+//! (clients distribute Sender Keys inside pairwise sessions).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use microbot_protocol::transport::{
+    self, AddGroupMembersRequest, CreateGroupRequest, GetGroupRequest, GroupInfo, GroupMember,
+    LeaveGroupRequest, Push, RemoveGroupMembersRequest, SendGroupRequest, SendResponse,
+    SetGroupMetadataRequest, SetGroupRoleRequest, push,
+};
+
+use crate::auth::devices::DeviceSession;
+use crate::bus::BusEvent;
+use crate::error::ApiError;
+use crate::queues::envelope_proto;
+use crate::state::{ServerState, now_ms};
+use crate::storage::groups::{GROUP_ID_LEN, GroupRole};
+use crate::storage::{GroupChange, GroupChangeOutcome, GroupRecord, SendMeta, StoredEnvelope};
+
+/// Largest encrypted metadata blob.
+pub const MAX_METADATA_LEN: usize = 64 * 1024;
+/// Most usernames named in one request.
+pub const MAX_USERNAMES_PER_REQUEST: usize = 1000;
+
+fn group_id(bytes: &[u8]) -> Result<[u8; GROUP_ID_LEN], ApiError> {
+    bytes
+        .try_into()
+        .map_err(|_| ApiError::invalid("group_id must be 16 bytes"))
+}
+
+fn usernames(names: Vec<String>) -> Result<Vec<String>, ApiError> {
+    if names.is_empty() || names.len() > MAX_USERNAMES_PER_REQUEST {
+        return Err(ApiError::invalid("name 1..=1000 usernames"));
+    }
+    Ok(names)
+}
+
+fn metadata(bytes: &[u8]) -> Result<Vec<u8>, ApiError> {
+    if bytes.len() > MAX_METADATA_LEN {
+        return Err(ApiError::invalid(
+            "encrypted_metadata is at most 65536 bytes",
+        ));
+    }
+    Ok(bytes.to_vec())
+}
+
+fn role(value: i32) -> Result<GroupRole, ApiError> {
+    match transport::GroupRole::try_from(value) {
+        Ok(transport::GroupRole::Member) => Ok(GroupRole::Member),
+        Ok(transport::GroupRole::Admin) => Ok(GroupRole::Admin),
+        _ => Err(ApiError::invalid("role must be MEMBER or ADMIN")),
+    }
+}
+
+/// The wire form of a group.
+pub fn group_proto(group: &GroupRecord) -> GroupInfo {
+    GroupInfo {
+        group_id: Bytes::copy_from_slice(&group.id),
+        version: group.version,
+        members: group
+            .members
+            .iter()
+            .map(|m| GroupMember {
+                username: m.username.clone(),
+                role: match m.role {
+                    GroupRole::Member => transport::GroupRole::Member as i32,
+                    GroupRole::Admin => transport::GroupRole::Admin as i32,
+                },
+                joined_at_version: m.joined_at_version,
+            })
+            .collect(),
+        encrypted_metadata: Bytes::from(group.metadata.clone()),
+    }
+}
+
+/// Pushes the new state to every device concerned and answers with it.
+fn announce(state: &ServerState, outcome: GroupChangeOutcome) -> GroupInfo {
+    let info = group_proto(&outcome.group);
+    for device in outcome.notify_devices {
+        let push = Push {
+            event: Some(push::Event::GroupChanged(info.clone())),
+        };
+        state.bus.publish(device, BusEvent::Push(Box::new(push)));
+    }
+    state.metrics.group_changes.inc();
+    info
+}
+
+/// `CreateGroupRequest`: the creator becomes the first admin; version 1.
+///
+/// # Errors
+/// `INVALID_ARGUMENT` (bad id, id taken, too large), `UNKNOWN_ACCOUNT`.
+pub async fn create(
+    state: &Arc<ServerState>,
+    session: &DeviceSession,
+    request: CreateGroupRequest,
+) -> Result<GroupInfo, ApiError> {
+    let id = group_id(&request.group_id)?;
+    if request.members.len() > MAX_USERNAMES_PER_REQUEST {
+        return Err(ApiError::invalid("at most 1000 members per request"));
+    }
+    let meta = metadata(&request.encrypted_metadata)?;
+    let creator = session.account_id;
+    let outcome = state
+        .blocking(move |s| {
+            Ok(s.storage.create_group(
+                &id,
+                creator,
+                &request.members,
+                &meta,
+                s.config.max_group_members,
+                now_ms(),
+            )?)
+        })
+        .await?;
+    Ok(announce(state, outcome))
+}
+
+async fn change(
+    state: &Arc<ServerState>,
+    session: &DeviceSession,
+    id: &[u8],
+    expected_version: Option<u64>,
+    change: GroupChange,
+) -> Result<GroupInfo, ApiError> {
+    let id = group_id(id)?;
+    let actor = session.account_id;
+    let outcome = state
+        .blocking(move |s| {
+            Ok(s.storage.change_group(
+                &id,
+                actor,
+                expected_version,
+                &change,
+                s.config.max_group_members,
+            )?)
+        })
+        .await?;
+    Ok(announce(state, outcome))
+}
+
+/// `AddGroupMembersRequest` (admins only, version-checked).
+///
+/// # Errors
+/// `UNKNOWN_GROUP`, `NOT_GROUP_MEMBER`, `NOT_GROUP_ADMIN`,
+/// `STALE_GROUP_VERSION`, `UNKNOWN_ACCOUNT`, `INVALID_ARGUMENT`.
+pub async fn add(
+    state: &Arc<ServerState>,
+    session: &DeviceSession,
+    r: AddGroupMembersRequest,
+) -> Result<GroupInfo, ApiError> {
+    let names = usernames(r.usernames)?;
+    change(
+        state,
+        session,
+        &r.group_id,
+        Some(r.expected_version),
+        GroupChange::Add(names),
+    )
+    .await
+}
+
+/// `RemoveGroupMembersRequest` (admins only, version-checked).
+///
+/// # Errors
+/// As [`add`].
+pub async fn remove(
+    state: &Arc<ServerState>,
+    session: &DeviceSession,
+    r: RemoveGroupMembersRequest,
+) -> Result<GroupInfo, ApiError> {
+    let names = usernames(r.usernames)?;
+    change(
+        state,
+        session,
+        &r.group_id,
+        Some(r.expected_version),
+        GroupChange::Remove(names),
+    )
+    .await
+}
+
+/// `LeaveGroupRequest` (any member; not version-checked).
+///
+/// # Errors
+/// `UNKNOWN_GROUP`, `NOT_GROUP_MEMBER`.
+pub async fn leave(
+    state: &Arc<ServerState>,
+    session: &DeviceSession,
+    r: LeaveGroupRequest,
+) -> Result<(), ApiError> {
+    change(state, session, &r.group_id, None, GroupChange::Leave)
+        .await
+        .map(|_| ())
+}
+
+/// `SetGroupRoleRequest` (admins only, version-checked).
+///
+/// # Errors
+/// As [`add`]; `INVALID_ARGUMENT` for demoting the last admin.
+pub async fn set_role(
+    state: &Arc<ServerState>,
+    session: &DeviceSession,
+    r: SetGroupRoleRequest,
+) -> Result<GroupInfo, ApiError> {
+    let role = role(r.role)?;
+    let change_ = GroupChange::SetRole(r.username, role);
+    change(
+        state,
+        session,
+        &r.group_id,
+        Some(r.expected_version),
+        change_,
+    )
+    .await
+}
+
+/// `SetGroupMetadataRequest` (admins only, version-checked).
+///
+/// # Errors
+/// As [`add`].
+pub async fn set_metadata(
+    state: &Arc<ServerState>,
+    session: &DeviceSession,
+    r: SetGroupMetadataRequest,
+) -> Result<GroupInfo, ApiError> {
+    let meta = metadata(&r.encrypted_metadata)?;
+    let change_ = GroupChange::SetMetadata(meta);
+    change(
+        state,
+        session,
+        &r.group_id,
+        Some(r.expected_version),
+        change_,
+    )
+    .await
+}
+
+/// `GetGroupRequest` (members only).
+///
+/// # Errors
+/// `UNKNOWN_GROUP`, `NOT_GROUP_MEMBER`.
+pub async fn get(
+    state: &Arc<ServerState>,
+    session: &DeviceSession,
+    r: GetGroupRequest,
+) -> Result<GroupInfo, ApiError> {
+    let id = group_id(&r.group_id)?;
+    let actor = session.account_id;
+    let group = state
+        .blocking(move |s| Ok(s.storage.group(&id, actor)?))
+        .await?;
+    Ok(group_proto(&group))
+}
+
+/// `SendGroupRequest`: stores the ciphertext once and queues it for every
+/// other member device in one transaction, then pushes.
+///
+/// # Errors
+/// `INVALID_ARGUMENT`, `UNKNOWN_GROUP`, `NOT_GROUP_MEMBER`, `QUEUE_FULL`.
+pub async fn send(
+    state: &Arc<ServerState>,
+    session: &DeviceSession,
+    r: SendGroupRequest,
+) -> Result<SendResponse, ApiError> {
+    let id = group_id(&r.group_id)?;
+    let max_len = usize::try_from(state.config.max_envelope_len).unwrap_or(usize::MAX);
+    if r.ciphertext.is_empty() || r.ciphertext.len() > max_len {
+        return Err(ApiError::invalid(
+            "group ciphertext must be 1..=max_envelope_len bytes",
+        ));
+    }
+    let now = now_ms();
+    let ttl_ms = state.config.envelope_ttl_secs.saturating_mul(1000);
+    let sender_username = session.username.clone();
+    let sender_device_id = session.device_id;
+    let sender_account = session.account_id;
+    let ciphertext = r.ciphertext.clone();
+    let fan_out = state
+        .blocking(move |s| {
+            let meta = SendMeta {
+                sender_username: &sender_username,
+                sender_device_id,
+                now_ms: now,
+                expires_at_ms: now.saturating_add(ttl_ms),
+                max_queue_len: s.config.max_queue_len,
+            };
+            Ok(s.storage
+                .enqueue_group(&id, sender_account, &meta, &ciphertext)?)
+        })
+        .await?;
+    state.metrics.messages_in.inc();
+    state.metrics.fan_out.observe(fan_out.len() as f64);
+    tracing::debug!(
+        sender_device_id,
+        recipients = fan_out.len(),
+        "group message stored"
+    );
+    for copy in fan_out {
+        let envelope = envelope_proto(StoredEnvelope {
+            id: copy.envelope_id,
+            device_id: copy.device_id,
+            sender_username: session.username.clone(),
+            sender_device_id,
+            server_timestamp_ms: now,
+            ciphertext: r.ciphertext.clone(),
+            group_id: Some(id.to_vec()),
+        });
+        crate::queues::deliver(state, copy.device_id, envelope);
+    }
+    Ok(SendResponse {
+        server_timestamp_ms: now,
+    })
+}

@@ -1,0 +1,453 @@
+//! Prometheus metrics and `/healthz` on a separate HTTP port (SPEC.md §18.3).
+//!
+//! Counters, gauges and histograms are hand-rolled over atomics (no metrics
+//! crate: a dozen series do not need one), rendered in the Prometheus text
+//! exposition format 0.0.4 by a tiny HTTP/1.1 responder on a tokio
+//! `TcpListener` (`GET /metrics`, `GET /healthz`, anything else 404; one
+//! request per connection). Off unless `metrics_listen` is configured.
+//!
+//! No label ever carries a username, device id, address or payload: labels
+//! are request kinds, limit names and results only.
+//!
+//! Not owned here: where the values are recorded (each handler).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use crate::state::{ServerState, now_ms};
+
+/// A monotonically increasing count.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds one.
+    pub fn inc(&self) {
+        self.add(1);
+    }
+    /// Adds `n`.
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+    /// The current value.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A value that goes up and down.
+#[derive(Debug, Default)]
+pub struct Gauge(AtomicI64);
+
+impl Gauge {
+    /// Adds one.
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+    /// Subtracts one.
+    pub fn dec(&self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+    /// The current value.
+    pub fn get(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A histogram with fixed upper bounds (cumulative on render).
+#[derive(Debug)]
+pub struct Histogram {
+    bounds: &'static [f64],
+    counts: Vec<AtomicU64>,
+    count: AtomicU64,
+    sum_bits: AtomicU64,
+}
+
+/// Request latency buckets, seconds.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+/// Fan-out size buckets, recipient devices.
+pub const FAN_OUT_BUCKETS: &[f64] = &[1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0];
+
+impl Histogram {
+    /// An empty histogram.
+    pub fn new(bounds: &'static [f64]) -> Self {
+        Self {
+            bounds,
+            counts: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
+            count: AtomicU64::new(0),
+            sum_bits: AtomicU64::new(0f64.to_bits()),
+        }
+    }
+
+    /// Records one observation.
+    pub fn observe(&self, value: f64) {
+        if let Some(i) = self.bounds.iter().position(|b| value <= *b)
+            && let Some(c) = self.counts.get(i)
+        {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let _ = self
+            .sum_bits
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+                Some((f64::from_bits(bits) + value).to_bits())
+            });
+    }
+
+    /// Observations so far.
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        let mut cumulative = 0u64;
+        for (bound, c) in self.bounds.iter().zip(&self.counts) {
+            cumulative += c.load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}"
+            );
+        }
+        let count = self.count();
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
+        let braces = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let sum = f64::from_bits(self.sum_bits.load(Ordering::Relaxed));
+        let _ = writeln!(out, "{name}_sum{braces} {sum}");
+        let _ = writeln!(out, "{name}_count{braces} {count}");
+    }
+}
+
+/// Every metric of one server.
+#[derive(Debug)]
+pub struct Metrics {
+    /// Open QUIC connections.
+    pub connections_open: Gauge,
+    /// Connections accepted since start.
+    pub connections_total: Counter,
+    /// Connections refused (deny list, caps).
+    pub connections_refused: Counter,
+    /// Successful device logins.
+    pub logins_ok: Counter,
+    /// Failed logins and credential checks.
+    pub logins_failed: Counter,
+    /// Envelopes accepted (one per recipient of a send; one per group send).
+    pub messages_in: Counter,
+    /// Envelopes handed to devices (pushes and fetches).
+    pub messages_out: Counter,
+    /// Recipient devices per group send.
+    pub fan_out: Histogram,
+    /// Group changes applied.
+    pub group_changes: Counter,
+    /// Attachment bytes committed from uploads.
+    pub attachment_bytes_in: Counter,
+    /// Attachment bytes sent to downloads.
+    pub attachment_bytes_out: Counter,
+    /// Webhook notifications delivered.
+    pub webhooks_sent: Counter,
+    /// Webhook attempts that failed.
+    pub webhooks_failed: Counter,
+    /// Webhook notifications dropped because the channel was full.
+    pub webhooks_dropped: Counter,
+    latency: Mutex<BTreeMap<&'static str, Arc<Histogram>>>,
+    rate_limited: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            connections_open: Gauge::default(),
+            connections_total: Counter::default(),
+            connections_refused: Counter::default(),
+            logins_ok: Counter::default(),
+            logins_failed: Counter::default(),
+            messages_in: Counter::default(),
+            messages_out: Counter::default(),
+            fan_out: Histogram::new(FAN_OUT_BUCKETS),
+            group_changes: Counter::default(),
+            attachment_bytes_in: Counter::default(),
+            attachment_bytes_out: Counter::default(),
+            webhooks_sent: Counter::default(),
+            webhooks_failed: Counter::default(),
+            webhooks_dropped: Counter::default(),
+            latency: Mutex::new(BTreeMap::new()),
+            rate_limited: Mutex::new(BTreeMap::new()),
+        }
+    }
+}
+
+impl Metrics {
+    /// Records how long one request of `kind` took.
+    pub fn observe_request(&self, kind: &'static str, elapsed: Duration) {
+        let histogram = {
+            let mut map = self
+                .latency
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            Arc::clone(
+                map.entry(kind)
+                    .or_insert_with(|| Arc::new(Histogram::new(LATENCY_BUCKETS))),
+            )
+        };
+        histogram.observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts one refusal by the named limit.
+    pub fn rate_limited(&self, limit: &'static str) {
+        let mut map = self
+            .rate_limited
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *map.entry(limit).or_default() += 1;
+    }
+
+    /// The text exposition; `queued` is the current total queue depth.
+    pub fn render(&self, queued: Option<u64>) -> String {
+        let mut out = String::new();
+        let counter = |out: &mut String, name: &str, help: &str, value: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
+        };
+        counter(
+            &mut out,
+            "microbot_connections_total",
+            "QUIC connections accepted.",
+            self.connections_total.get(),
+        );
+        counter(
+            &mut out,
+            "microbot_connections_refused_total",
+            "Connections refused by IP rules or caps.",
+            self.connections_refused.get(),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP microbot_logins_total Device logins and credential checks by result.\n# TYPE microbot_logins_total counter\nmicrobot_logins_total{{result=\"ok\"}} {}\nmicrobot_logins_total{{result=\"failed\"}} {}",
+            self.logins_ok.get(),
+            self.logins_failed.get()
+        );
+        counter(
+            &mut out,
+            "microbot_messages_in_total",
+            "Envelopes accepted from senders.",
+            self.messages_in.get(),
+        );
+        counter(
+            &mut out,
+            "microbot_messages_out_total",
+            "Envelopes delivered to devices (push or fetch).",
+            self.messages_out.get(),
+        );
+        counter(
+            &mut out,
+            "microbot_group_changes_total",
+            "Group changes applied.",
+            self.group_changes.get(),
+        );
+        counter(
+            &mut out,
+            "microbot_attachment_bytes_in_total",
+            "Attachment bytes committed from uploads.",
+            self.attachment_bytes_in.get(),
+        );
+        counter(
+            &mut out,
+            "microbot_attachment_bytes_out_total",
+            "Attachment bytes sent to downloads.",
+            self.attachment_bytes_out.get(),
+        );
+        counter(
+            &mut out,
+            "microbot_webhooks_sent_total",
+            "Webhook notifications delivered.",
+            self.webhooks_sent.get(),
+        );
+        counter(
+            &mut out,
+            "microbot_webhooks_failed_total",
+            "Webhook attempts that failed.",
+            self.webhooks_failed.get(),
+        );
+        counter(
+            &mut out,
+            "microbot_webhooks_dropped_total",
+            "Webhook notifications dropped (channel full).",
+            self.webhooks_dropped.get(),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP microbot_connections_open Open QUIC connections.\n# TYPE microbot_connections_open gauge\nmicrobot_connections_open {}",
+            self.connections_open.get()
+        );
+        if let Some(queued) = queued {
+            let _ = writeln!(
+                out,
+                "# HELP microbot_queued_envelopes Envelopes waiting in all device queues.\n# TYPE microbot_queued_envelopes gauge\nmicrobot_queued_envelopes {queued}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP microbot_rate_limited_total Requests refused by a rate limit, by limit.\n# TYPE microbot_rate_limited_total counter"
+        );
+        for (limit, n) in self
+            .rate_limited
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+        {
+            let _ = writeln!(out, "microbot_rate_limited_total{{limit=\"{limit}\"}} {n}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP microbot_group_fan_out Recipient devices per group send.\n# TYPE microbot_group_fan_out histogram"
+        );
+        self.fan_out.render(&mut out, "microbot_group_fan_out", "");
+        let _ = writeln!(
+            out,
+            "# HELP microbot_request_duration_seconds Request handling time by request kind.\n# TYPE microbot_request_duration_seconds histogram"
+        );
+        let latency: Vec<_> = self
+            .latency
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|(k, h)| (*k, Arc::clone(h)))
+            .collect();
+        for (kind, h) in latency {
+            h.render(
+                &mut out,
+                "microbot_request_duration_seconds",
+                &format!("kind=\"{kind}\""),
+            );
+        }
+        out
+    }
+}
+
+/// Largest request head read.
+const MAX_REQUEST_HEAD: usize = 8 * 1024;
+/// Time a scraper has to send its request.
+const HTTP_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Serves `/metrics` and `/healthz` on `listener` until `stop` fires.
+pub async fn serve_http(
+    state: Arc<ServerState>,
+    listener: TcpListener,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    tokio::spawn(answer(Arc::clone(&state), stream));
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "metrics listener accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+async fn answer(state: Arc<ServerState>, mut stream: TcpStream) {
+    let mut head = Vec::with_capacity(512);
+    let mut buf = [0u8; 1024];
+    let read = tokio::time::timeout(HTTP_READ_TIMEOUT, async {
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_REQUEST_HEAD {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => head.extend_from_slice(buf.get(..n).unwrap_or_default()),
+            }
+        }
+        true
+    })
+    .await;
+    if !matches!(read, Ok(true)) {
+        return;
+    }
+    let line = head.split(|b| *b == b'\r').next().unwrap_or_default();
+    let mut parts = line.split(|b| *b == b' ');
+    let method = parts.next().unwrap_or_default();
+    let path = parts.next().unwrap_or_default();
+    let (status, content_type, body) = match (method, path) {
+        (b"GET", b"/metrics") => {
+            let queued = state
+                .blocking(|s| Ok(s.storage.total_queued(now_ms())?))
+                .await
+                .ok();
+            (
+                "200 OK",
+                "text/plain; version=0.0.4; charset=utf-8",
+                state.metrics.render(queued),
+            )
+        }
+        (b"GET", b"/healthz") => ("200 OK", "text/plain; charset=utf-8", "ok\n".to_owned()),
+        (b"GET", _) => (
+            "404 Not Found",
+            "text/plain; charset=utf-8",
+            "not found\n".to_owned(),
+        ),
+        _ => (
+            "405 Method Not Allowed",
+            "text/plain; charset=utf-8",
+            "method not allowed\n".to_owned(),
+        ),
+    };
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write_all(response.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+/// Name of a request kind, for the latency histogram.
+pub fn request_kind(request: &microbot_protocol::transport::client_frame::Request) -> &'static str {
+    use microbot_protocol::transport::client_frame::Request as R;
+    match request {
+        R::Hello(_) => "hello",
+        R::Register(_) => "register",
+        R::ConfirmRegistration(_) => "confirm_registration",
+        R::EnrolDevice(_) => "enrol_device",
+        R::Challenge(_) => "challenge",
+        R::Login(_) => "login",
+        R::ChangePassword(_) => "change_password",
+        R::RemoveDevice(_) => "remove_device",
+        R::DeleteAccount(_) => "delete_account",
+        R::ListDevices(_) => "list_devices",
+        R::UploadPrekeys(_) => "upload_prekeys",
+        R::FetchPrekeys(_) => "fetch_prekeys",
+        R::PrekeyStatus(_) => "prekey_status",
+        R::Send(_) => "send",
+        R::FetchEnvelopes(_) => "fetch_envelopes",
+        R::AckEnvelopes(_) => "ack_envelopes",
+        R::SendGroup(_) => "send_group",
+        R::CreateGroup(_) => "create_group",
+        R::AddGroupMembers(_) => "add_group_members",
+        R::RemoveGroupMembers(_) => "remove_group_members",
+        R::LeaveGroup(_) => "leave_group",
+        R::SetGroupRole(_) => "set_group_role",
+        R::GetGroup(_) => "get_group",
+        R::SetGroupMetadata(_) => "set_group_metadata",
+        R::AttachmentUpload(_) => "attachment_upload",
+        R::AttachmentDownload(_) => "attachment_download",
+    }
+}
