@@ -58,6 +58,12 @@ pub enum BackupError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The database stayed locked for 30 s.
+    #[error("database busy; backup not taken")]
+    Busy,
+    /// The backup file fails SQLite's integrity check.
+    #[error("backup {0} is damaged")]
+    Corrupt(PathBuf),
     /// SQLite failed.
     #[error("database: {0}")]
     Sqlite(#[from] rusqlite::Error),
@@ -159,11 +165,18 @@ pub fn backup(data_dir: &Path, to: &Path) -> Result<BackupReport, BackupError> {
         src.busy_timeout(Duration::from_secs(30))?;
         let mut dst = Connection::open(&tmp)?;
         // -1: every page in one step, i.e. one read transaction: consistent.
-        rusqlite::backup::Backup::new(&src, &mut dst)?.run_to_completion(
-            -1,
-            Duration::ZERO,
-            None,
-        )?;
+        let copy = rusqlite::backup::Backup::new(&src, &mut dst)?;
+        let mut tries = 0;
+        loop {
+            match copy.step(-1)? {
+                rusqlite::backup::StepResult::Done => break,
+                _ if tries < 300 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                _ => return Err(BackupError::Busy),
+            }
+        }
     }
     let files = files_dir(to);
     if files.exists() {
@@ -231,7 +244,7 @@ pub fn restore(from: &Path, data_dir: &Path, force: bool) -> Result<(), BackupEr
         let check = Connection::open(from)?;
         let ok: String = check.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
         if ok != "ok" {
-            return Err(BackupError::Sqlite(rusqlite::Error::InvalidQuery));
+            return Err(BackupError::Corrupt(from.to_owned()));
         }
     }
     let tmp = data_dir.join("microbot.sqlite3.restoring");
