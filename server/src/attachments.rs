@@ -390,7 +390,7 @@ async fn download(
         let record = complete_attachment(state, &start.attachment_id).await?;
         let end = match start.length {
             0 => record.size,
-            n => start.offset.checked_add(n).unwrap_or(u64::MAX),
+            n => start.offset.saturating_add(n),
         };
         if start.offset > record.size || end > record.size {
             return Err(ApiError::invalid("range outside the attachment"));
