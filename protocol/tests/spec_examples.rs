@@ -79,9 +79,9 @@ fn edit_delete_and_reaction_examples() {
 fn spec_reproduces_content_proto() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let proto = std::fs::read_to_string(root.join("proto/content.proto")).unwrap();
-    let spec = std::fs::read_to_string(root.join("../spec/11-content.md")).unwrap();
+    let spec = std::fs::read_to_string(root.join("../SPEC.md")).unwrap();
     assert!(
         spec.contains(proto.trim_end()),
-        "spec/11-content.md §11.1 must contain proto/content.proto verbatim"
+        "SPEC.md §11.1 must contain proto/content.proto verbatim"
     );
 }
