@@ -17,6 +17,7 @@
 pub mod adapter;
 pub mod hexbytes;
 pub mod kinds;
+pub mod live;
 pub mod replay_rng;
 pub mod vector;
 

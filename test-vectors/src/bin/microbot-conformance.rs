@@ -5,6 +5,7 @@
 //! microbot-conformance generate [--dir test-vectors/vectors]   rewrite the JSON files
 //! microbot-conformance vectors --impl CMD [--dir …]            run CMD as an adapter
 //! microbot-conformance adapter                                 our implementation as an adapter
+//! microbot-conformance server --addr HOST:PORT --cert-sha256 HEX  scripted checks of a live server
 //! ```
 
 use std::path::PathBuf;
@@ -43,6 +44,15 @@ enum Command {
     },
     /// Serves the adapter protocol with this implementation.
     Adapter,
+    /// Runs the scripted scenario against a live server.
+    Server {
+        /// The server's QUIC address.
+        #[arg(long)]
+        addr: std::net::SocketAddr,
+        /// SHA-256 fingerprint (hex) of the server certificate, as the server prints it.
+        #[arg(long = "cert-sha256")]
+        cert_sha256: String,
+    },
 }
 
 const fn default_dir() -> &'static str {
@@ -56,6 +66,7 @@ fn main() -> ExitCode {
             implementation,
             dir,
         } => check(&implementation, &dir),
+        Command::Server { addr, cert_sha256 } => live(addr, &cert_sha256),
         Command::Adapter => match serve(std::io::stdin().lock(), std::io::stdout().lock()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -63,6 +74,43 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+fn live(addr: std::net::SocketAddr, fingerprint: &str) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("server: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let checks = runtime.block_on(microbot_test_vectors::live::run(addr, fingerprint));
+    let (mut passed, mut failed, mut skipped) = (0, 0, 0);
+    for check in &checks {
+        match (&check.result, check.skipped) {
+            (_, true) => {
+                skipped += 1;
+                println!("SKIP {} (not offered by this server)", check.name);
+            }
+            (Ok(()), false) => {
+                passed += 1;
+                println!("PASS {}", check.name);
+            }
+            (Err(why), false) => {
+                failed += 1;
+                println!("FAIL {}: {why}", check.name);
+            }
+        }
+    }
+    println!("server conformance: {passed} passed, {failed} failed, {skipped} skipped");
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

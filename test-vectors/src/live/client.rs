@@ -1,0 +1,236 @@
+//! A raw protocol client for the live-server scenario: QUIC with the server
+//! certificate pinned by SHA-256 fingerprint, ALPN `microbot/1`, one request
+//! stream of length-delimited frames (SPEC.md §12). It speaks frames, not
+//! sessions, so the scenario can also send bad ones.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use microbot_protocol::codec::{FrameDecoder, encode_frame};
+use microbot_protocol::transport::{
+    ClientFrame, Push, ServerFrame, client_frame::Request, response, server_frame,
+};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use sha2::{Digest, Sha256};
+
+/// How long one answer may take.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the scenario's client failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The fingerprint is not 64 hex digits.
+    #[error("certificate fingerprint must be 64 hex digits")]
+    BadFingerprint,
+    /// QUIC or TLS set-up failed.
+    #[error("connection: {0}")]
+    Connect(String),
+    /// The server closed the stream or connection, or did not answer in time.
+    #[error("connection ended or timed out")]
+    Ended,
+    /// The server sent a frame that does not decode, or an unexpected one.
+    #[error("unexpected answer: {0}")]
+    Unexpected(String),
+}
+
+#[derive(Debug)]
+struct Pinned {
+    pin: [u8; 32],
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl ServerCertVerifier for Pinned {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let seen: [u8; 32] = Sha256::digest(end_entity.as_ref()).into();
+        if seen == self.pin {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General(
+                "certificate fingerprint mismatch".into(),
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::General("TLS 1.2 is not used".into()))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+fn client_config(fingerprint: &str) -> Result<quinn::ClientConfig, ClientError> {
+    let pin: [u8; 32] = hex::decode(fingerprint)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or(ClientError::BadFingerprint)?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| ClientError::Connect(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Pinned { pin, provider }))
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"microbot/1".to_vec()];
+    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+        .map_err(|e| ClientError::Connect(e.to_string()))?;
+    Ok(quinn::ClientConfig::new(Arc::new(quic)))
+}
+
+/// One connection with its request stream.
+pub struct RawClient {
+    _endpoint: quinn::Endpoint,
+    connection: quinn::Connection,
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+    decoder: FrameDecoder,
+    pushes: VecDeque<Push>,
+    next_id: u64,
+}
+
+impl RawClient {
+    /// Connects and opens the request stream (no Hello yet).
+    pub async fn connect(addr: SocketAddr, fingerprint: &str) -> Result<Self, ClientError> {
+        let bind: SocketAddr = if addr.is_ipv6() {
+            "[::]:0"
+        } else {
+            "0.0.0.0:0"
+        }
+        .parse()
+        .map_err(|_| ClientError::Connect("bind address".into()))?;
+        let mut endpoint =
+            quinn::Endpoint::client(bind).map_err(|e| ClientError::Connect(e.to_string()))?;
+        endpoint.set_default_client_config(client_config(fingerprint)?);
+        let connecting = endpoint
+            .connect(addr, "localhost")
+            .map_err(|e| ClientError::Connect(e.to_string()))?;
+        let connection = tokio::time::timeout(TIMEOUT, connecting)
+            .await
+            .map_err(|_| ClientError::Ended)?
+            .map_err(|e| ClientError::Connect(e.to_string()))?;
+        let (send, recv) = connection
+            .open_bi()
+            .await
+            .map_err(|e| ClientError::Connect(e.to_string()))?;
+        Ok(Self {
+            _endpoint: endpoint,
+            connection,
+            send,
+            recv,
+            decoder: FrameDecoder::new(16 * 1024 * 1024),
+            pushes: VecDeque::new(),
+            next_id: 1,
+        })
+    }
+
+    /// Writes raw bytes on the request stream (for bad-frame checks).
+    pub async fn send_raw(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
+        self.send
+            .write_all(bytes)
+            .await
+            .map_err(|_| ClientError::Ended)
+    }
+
+    async fn read_frame(&mut self) -> Result<ServerFrame, ClientError> {
+        loop {
+            if let Some(frame) = self
+                .decoder
+                .next_message::<ServerFrame>()
+                .map_err(|e| ClientError::Unexpected(e.to_string()))?
+            {
+                return Ok(frame);
+            }
+            match tokio::time::timeout(TIMEOUT, self.recv.read_chunk(64 * 1024, true)).await {
+                Ok(Ok(Some(chunk))) => self
+                    .decoder
+                    .push(&chunk.bytes)
+                    .map_err(|e| ClientError::Unexpected(e.to_string()))?,
+                _ => return Err(ClientError::Ended),
+            }
+        }
+    }
+
+    /// Sends one request and returns its result; pushes that arrive first are kept.
+    pub async fn request(&mut self, request: Request) -> Result<response::Result, ClientError> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut buffer = BytesMut::new();
+        encode_frame(
+            &ClientFrame {
+                request_id: id,
+                request: Some(request),
+            },
+            &mut buffer,
+        )
+        .map_err(|e| ClientError::Unexpected(e.to_string()))?;
+        self.send_raw(&buffer).await?;
+        loop {
+            match self.read_frame().await?.kind {
+                Some(server_frame::Kind::Response(r)) if r.request_id == id => {
+                    return r
+                        .result
+                        .ok_or_else(|| ClientError::Unexpected("response without result".into()));
+                }
+                Some(server_frame::Kind::Push(p)) => self.pushes.push_back(p),
+                // The server ends the connection with this error instead of answering.
+                Some(server_frame::Kind::Closing(error)) => {
+                    return Ok(response::Result::Error(error));
+                }
+                other => return Err(ClientError::Unexpected(format!("{other:?}"))),
+            }
+        }
+    }
+
+    /// The next push, waiting up to [`TIMEOUT`].
+    pub async fn next_push(&mut self) -> Result<Push, ClientError> {
+        if let Some(push) = self.pushes.pop_front() {
+            return Ok(push);
+        }
+        match self.read_frame().await?.kind {
+            Some(server_frame::Kind::Push(p)) => Ok(p),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Waits for the server to close the connection; true when it did.
+    pub async fn closed_by_server(&mut self) -> bool {
+        while self.read_frame().await.is_ok() {}
+        tokio::time::timeout(TIMEOUT, self.connection.closed())
+            .await
+            .is_ok()
+    }
+}
