@@ -58,7 +58,7 @@ pub use messages::{MessageSnapshot, MessageStatus, SYNC_DESTINATION_FIELD};
 pub use microbot_crypto::fingerprint::SafetyNumber;
 pub use microbot_protocol::MessageId;
 pub use microbot_protocol::transport::ErrorCode;
-pub use transport::ALPN;
+pub use transport::{ALPN, quic_client_config};
 
 /// Milliseconds since the Unix epoch (0 if the clock is before 1970).
 pub(crate) fn now_ms() -> u64 {

@@ -118,7 +118,11 @@ impl ServerCertVerifier for Pinned {
     }
 }
 
-fn client_config(server: &ServerConfig) -> Result<quinn::ClientConfig, TransportError> {
+/// The QUIC client configuration for `server`: TLS 1.3 only, ALPN
+/// `microbot/1`, and a verifier that accepts exactly the certificate whose
+/// SHA-256 is `server.fingerprint` (SPEC.md §12). Public so tools that speak
+/// raw frames (the conformance runner) pin certificates the same way.
+pub fn quic_client_config(server: &ServerConfig) -> Result<quinn::ClientConfig, TransportError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut tls = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -218,7 +222,7 @@ impl Connection {
         };
         let mut endpoint =
             quinn::Endpoint::client(bind).map_err(|e| TransportError::Connect(e.to_string()))?;
-        endpoint.set_default_client_config(client_config(server)?);
+        endpoint.set_default_client_config(quic_client_config(server)?);
         let connecting = endpoint
             .connect(server.addr, &server.server_name)
             .map_err(|e| TransportError::Connect(e.to_string()))?;

@@ -5,7 +5,6 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -13,10 +12,6 @@ use microbot_protocol::codec::{FrameDecoder, encode_frame};
 use microbot_protocol::transport::{
     ClientFrame, Push, ServerFrame, client_frame::Request, response, server_frame,
 };
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
-use sha2::{Digest, Sha256};
 
 /// How long one answer may take.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
@@ -38,77 +33,10 @@ pub enum ClientError {
     Unexpected(String),
 }
 
-#[derive(Debug)]
-struct Pinned {
-    pin: [u8; 32],
-    provider: Arc<rustls::crypto::CryptoProvider>,
-}
-
-impl ServerCertVerifier for Pinned {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let seen: [u8; 32] = Sha256::digest(end_entity.as_ref()).into();
-        if seen == self.pin {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::General(
-                "certificate fingerprint mismatch".into(),
-            ))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::General("TLS 1.2 is not used".into()))
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
-fn client_config(fingerprint: &str) -> Result<quinn::ClientConfig, ClientError> {
-    let pin: [u8; 32] = hex::decode(fingerprint)
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .ok_or(ClientError::BadFingerprint)?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| ClientError::Connect(e.to_string()))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(Pinned { pin, provider }))
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![b"microbot/1".to_vec()];
-    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
-        .map_err(|e| ClientError::Connect(e.to_string()))?;
-    Ok(quinn::ClientConfig::new(Arc::new(quic)))
+fn client_config(addr: SocketAddr, fingerprint: &str) -> Result<quinn::ClientConfig, ClientError> {
+    let server = microbot_client::ServerConfig::new(addr, fingerprint)
+        .map_err(|_| ClientError::BadFingerprint)?;
+    microbot_client::quic_client_config(&server).map_err(|e| ClientError::Connect(e.to_string()))
 }
 
 /// One connection with its request stream.
@@ -134,7 +62,7 @@ impl RawClient {
         .map_err(|_| ClientError::Connect("bind address".into()))?;
         let mut endpoint =
             quinn::Endpoint::client(bind).map_err(|e| ClientError::Connect(e.to_string()))?;
-        endpoint.set_default_client_config(client_config(fingerprint)?);
+        endpoint.set_default_client_config(client_config(addr, fingerprint)?);
         let connecting = endpoint
             .connect(addr, "localhost")
             .map_err(|e| ClientError::Connect(e.to_string()))?;
