@@ -312,7 +312,7 @@ pub fn sender_key_record() -> SenderKeyRecord {
 
 /// One encrypted attachment.
 pub struct Attachment {
-    /// Plaintext length, also the seed file name.
+    /// The plaintext.
     pub plaintext: Vec<u8>,
     /// The ciphertext, all segments back to back.
     pub ciphertext: Vec<u8>,
