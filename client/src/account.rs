@@ -130,30 +130,26 @@ impl Inner {
         *self.online.lock().unwrap_or_else(PoisonError::into_inner) = conn;
     }
 
-    /// Queues `content` for `conversation`, keeping our own copy in history.
+    /// Queues `content` for `conversation`, keeping our own copy in history
+    /// (not for typing indicators and group control messages). Group
+    /// contents get the conversation's `group_id`.
     pub(crate) fn queue(
         &self,
         conversation: &Conversation,
-        content: Content,
+        mut content: Content,
     ) -> Result<MessageId, SendError> {
-        content.validate()?;
+        use microbot_protocol::content::content::Body;
         let id = content.id().ok_or(SendError::UnknownMessage)?;
-        let Conversation::Direct(to) = conversation else {
-            return Err(SendError::UnsupportedConversation);
-        };
-        if !valid_username(to) {
-            return Err(SendError::InvalidUsername);
+        if let Conversation::Group(group) = conversation {
+            content = content.in_group(*group.as_bytes());
         }
+        content.validate()?;
         let keep = !matches!(
             content.body,
-            Some(microbot_protocol::content::content::Body::Typing(_))
+            Some(Body::Typing(_) | Body::GroupChange(_) | Body::SenderKeyDistribution(_))
         );
         self.tx(|tx| -> Result<(), SendError> {
-            if tx.contact(to)?.is_some_and(|c| c.pending.is_some()) {
-                return Err(SendError::UntrustedIdentity {
-                    username: to.clone(),
-                });
-            }
+            check_destination(tx, conversation)?;
             if keep {
                 tx.insert_message(&messages::row_for(
                     conversation,
@@ -170,6 +166,28 @@ impl Inner {
     }
 }
 
+/// Refuses sends to a conversation we cannot write to.
+pub(crate) fn check_destination(tx: &Tx<'_>, conversation: &Conversation) -> Result<(), SendError> {
+    match conversation {
+        Conversation::Direct(to) => {
+            if !valid_username(to) {
+                return Err(SendError::InvalidUsername);
+            }
+            if tx.contact(to)?.is_some_and(|c| c.pending.is_some()) {
+                return Err(SendError::UntrustedIdentity {
+                    username: to.clone(),
+                });
+            }
+        }
+        Conversation::Group(group) => match tx.group(group)? {
+            None => return Err(SendError::UnknownGroup),
+            Some(record) if !record.active => return Err(SendError::NotGroupMember),
+            Some(_) => {}
+        },
+    }
+    Ok(())
+}
+
 struct Runner {
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
@@ -177,7 +195,7 @@ struct Runner {
 
 /// One device of one account. Dropping it stops its background task.
 pub struct Account {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
     runner: Mutex<Option<Runner>>,
 }
 

@@ -152,6 +152,11 @@ pub struct AccountConfig {
     /// but never acknowledge them to the server, as if the process died
     /// between the two steps. Never set this in an application.
     pub fault_skip_ack: bool,
+    /// Fault injection for resume tests: close the connection once, the
+    /// first time an upload has written this many encrypted bytes, as if
+    /// the network dropped; the upload then resumes. Never set this in an
+    /// application.
+    pub fault_interrupt_upload_at: Option<u64>,
 }
 
 impl Default for AccountConfig {
@@ -164,6 +169,7 @@ impl Default for AccountConfig {
             delivery_receipts: true,
             device_name: "microbot-client".to_owned(),
             fault_skip_ack: false,
+            fault_interrupt_upload_at: None,
         }
     }
 }

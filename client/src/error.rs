@@ -183,10 +183,12 @@ pub enum SendError {
     /// The username is not a valid account name.
     #[error("invalid username")]
     InvalidUsername,
-    /// Sending to this kind of conversation is not supported by this build
-    /// (group messaging needs the server's group RPCs).
-    #[error("sending to this conversation is not supported")]
-    UnsupportedConversation,
+    /// The group is not known on this device.
+    #[error("unknown group")]
+    UnknownGroup,
+    /// This account left or was removed from the group.
+    #[error("this account is not a member of the group")]
+    NotGroupMember,
     /// The local store failed; nothing was queued.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -215,6 +217,103 @@ pub enum AcknowledgeError {
         /// The contact.
         username: String,
     },
+    /// The local store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why a group operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GroupError {
+    /// The operation needs the connection and the account is not connected.
+    #[error("not connected to the server")]
+    NotConnected,
+    /// The input is refused before anything is sent (see the message).
+    #[error("invalid input: {0}")]
+    InvalidInput(&'static str),
+    /// The group is not known on this device.
+    #[error("unknown group")]
+    UnknownGroup,
+    /// This account is not (or no longer) a member of the group.
+    #[error("this account is not a member of the group")]
+    NotMember,
+    /// Concurrent changes by other admins won every attempt.
+    #[error("the group kept changing; gave up after {attempts} attempts")]
+    Conflict {
+        /// Attempts made.
+        attempts: u32,
+    },
+    /// The server refused the change (switch on
+    /// [`TransportError::server_code`]: `NOT_GROUP_ADMIN`,
+    /// `UNKNOWN_ACCOUNT`, `INVALID_ARGUMENT`, …) or could not be reached.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// The announcement to the members could not be queued.
+    #[error(transparent)]
+    Send(#[from] SendError),
+    /// The local store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<OnlineError> for GroupError {
+    fn from(error: OnlineError) -> Self {
+        match error {
+            OnlineError::NotConnected => GroupError::NotConnected,
+            OnlineError::Transport(error) => GroupError::Transport(error),
+            OnlineError::Store(error) => GroupError::Store(error),
+        }
+    }
+}
+
+/// Why a file could not be sent or received.
+#[derive(Debug, thiserror::Error)]
+pub enum AttachmentError {
+    /// The transfer needs the connection and the account is not connected.
+    #[error("not connected to the server")]
+    NotConnected,
+    /// Reading the file or writing the download failed.
+    #[error("file error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The file is too large for the attachment format.
+    #[error("the file is too large")]
+    TooLarge,
+    /// The file changed size while it was being read.
+    #[error("the file changed while it was being sent")]
+    FileChanged,
+    /// No file message with this id is known locally.
+    #[error("no file message with this id")]
+    UnknownMessage,
+    /// The pointer is malformed (see the message).
+    #[error("invalid attachment pointer: {0}")]
+    InvalidPointer(&'static str),
+    /// The downloaded bytes failed verification (tampered, truncated, or
+    /// not the file the pointer names); nothing was written to the
+    /// destination.
+    #[error("the downloaded file failed verification: {0}")]
+    Corrupt(#[from] microbot_crypto::attachment::AttachmentDecryptError),
+    /// The server's or the decrypted size differs from the pointer's.
+    #[error("size mismatch: expected {expected} bytes, got {actual}")]
+    SizeMismatch {
+        /// What the pointer announced.
+        expected: u64,
+        /// What arrived.
+        actual: u64,
+    },
+    /// The upload kept failing; it can be retried later.
+    #[error("the upload did not complete after {attempts} attempts")]
+    Incomplete {
+        /// Attempts made.
+        attempts: u32,
+    },
+    /// The server refused (`ATTACHMENT_TOO_LARGE`, `QUOTA_EXCEEDED`,
+    /// `UNKNOWN_ATTACHMENT`, …: [`TransportError::server_code`]) or could
+    /// not be reached.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// The file message could not be queued.
+    #[error(transparent)]
+    Send(#[from] SendError),
     /// The local store failed.
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -12,13 +12,15 @@ use microbot_crypto::fingerprint::SafetyNumber;
 use microbot_protocol::MessageId;
 use tokio::sync::mpsc;
 
+use crate::groups::{GroupId, GroupUpdate};
+
 /// A conversation: with one account (all its devices), or a group.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Conversation {
     /// 1:1 with the account of this username.
     Direct(String),
-    /// A group (16-byte id).
-    Group([u8; 16]),
+    /// A group.
+    Group(GroupId),
 }
 
 impl Conversation {
@@ -26,7 +28,7 @@ impl Conversation {
     pub fn key(&self) -> String {
         match self {
             Conversation::Direct(username) => format!("u:{username}"),
-            Conversation::Group(id) => format!("g:{}", hex::encode(id)),
+            Conversation::Group(id) => format!("g:{id}"),
         }
     }
 
@@ -36,9 +38,7 @@ impl Conversation {
             return Some(Conversation::Direct(username.to_owned()));
         }
         let id = hex::decode(key.strip_prefix("g:")?).ok()?;
-        Some(Conversation::Group(
-            <[u8; 16]>::try_from(id.as_slice()).ok()?,
-        ))
+        Some(Conversation::Group(GroupId::from_slice(&id)?))
     }
 }
 
@@ -167,12 +167,15 @@ pub enum Event {
         /// True: started; false: stopped.
         started: bool,
     },
-    /// A group changed (membership, roles or name).
+    /// A group changed (membership, roles or name); see
+    /// [`crate::Account::group`] for its state now.
     GroupChanged {
         /// The group.
-        group_id: [u8; 16],
+        group_id: GroupId,
         /// Its version after the change.
         version: u64,
+        /// What changed.
+        update: GroupUpdate,
     },
     /// A message left the outbox: the server stored it for every recipient device.
     Sent {
@@ -275,10 +278,15 @@ impl fmt::Debug for Event {
                 .field("from", from)
                 .field("started", started)
                 .finish(),
-            Event::GroupChanged { group_id, version } => f
+            Event::GroupChanged {
+                group_id,
+                version,
+                update,
+            } => f
                 .debug_struct("GroupChanged")
-                .field("group_id", &hex::encode(group_id))
+                .field("group_id", group_id)
                 .field("version", version)
+                .field("update", update)
                 .finish(),
             Event::Sent {
                 message_id,

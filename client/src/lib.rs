@@ -20,13 +20,20 @@
 //! - `prekeys`: publishing and refilling this device's prekeys.
 //! - `sessions`: pairwise sessions with every device of a conversation.
 //! - `messages`: plaintext framing and the converged view of messages (§11.4).
-//! - `sync`: the background connection: fetch → decrypt → store → ack, outbox, backoff.
+//! - `sync`: the background connection: fetch → ack, outbox, backoff.
+//! - `receive`: one envelope: decrypt → check → store → event.
+//! - `groups`: group membership, names, sender keys (§6, §11.5, §12.10).
+//! - `attachments`: streaming encrypted file upload and download (§7, §12.11).
 //! - [`events`]: what the application is told.
 //! - [`error`]: typed errors per operation.
 //!
-//! Groups (Sender Keys) and attachments are not offered yet: the server
-//! does not serve their requests, and this build refuses group
-//! conversations with a typed error.
+//! Groups: [`Account::create_group`] and the other group operations need
+//! the connection; messages to [`Conversation::Group`] go through the
+//! outbox like 1:1 messages, sealed once with this device's sender key.
+//! Files: [`Account::send_file`] encrypts and uploads while reading the
+//! file (constant memory) and then queues the pointer as a message;
+//! [`Account::download_attachment`] downloads, verifies and decrypts to a
+//! file, also streaming.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(
@@ -35,28 +42,38 @@
 )]
 
 mod account;
+mod attachments;
 pub mod auth;
 pub mod config;
 pub mod error;
 pub mod events;
+mod groups;
 mod messages;
 mod prekeys;
+mod receive;
 mod sessions;
 mod store;
 mod sync;
 mod transport;
 
 pub use account::{Account, Enrolment, IdentitySource, LinkedIdentity};
+pub use attachments::{FileOptions, Progress};
 pub use auth::{Registration, SecondFactor, confirm_registration, register};
 pub use config::{AccountConfig, KdfParams, ServerConfig, StoreConfig};
 pub use error::{
-    AcknowledgeError, AuthError, OnlineError, OpenError, SendError, ServerError, StoreError,
-    TransportError,
+    AcknowledgeError, AttachmentError, AuthError, GroupError, OnlineError, OpenError, SendError,
+    ServerError, StoreError, TransportError,
 };
 pub use events::{ConnectionState, Conversation, Event, Events, IncomingMessage, ReceiptKind};
+pub use groups::admin::MAX_CHANGE_ATTEMPTS;
+pub use groups::{
+    GroupId, GroupInfo, GroupMember, GroupRole, GroupUpdate, InvalidGroupId, MAX_GROUP_NAME_LEN,
+};
 pub use messages::{MessageSnapshot, MessageStatus, SYNC_DESTINATION_FIELD};
+pub use microbot_crypto::attachment::AttachmentDecryptError;
 pub use microbot_crypto::fingerprint::SafetyNumber;
 pub use microbot_protocol::MessageId;
+pub use microbot_protocol::content::AttachmentPointer;
 pub use microbot_protocol::transport::ErrorCode;
 pub use transport::{ALPN, quic_client_config};
 

@@ -51,7 +51,7 @@ impl From<StoreError> for SendFailure {
     }
 }
 
-fn transport_failure(error: TransportError) -> SendFailure {
+pub(crate) fn transport_failure(error: TransportError) -> SendFailure {
     if error.is_connection_problem() {
         SendFailure::Transport(error)
     } else {
@@ -68,10 +68,16 @@ pub(crate) async fn send_queued(
     destination: &str,
     content: &Content,
 ) -> Result<u64, SendFailure> {
-    let Some(Conversation::Direct(to)) = Conversation::from_key(destination) else {
-        return Err(SendFailure::Permanent(
-            "group conversations are not supported by this build".into(),
-        ));
+    let to = match Conversation::from_key(destination) {
+        Some(Conversation::Direct(to)) => to,
+        Some(Conversation::Group(id)) => {
+            return crate::groups::send::send_group(inner, conn, id, content).await;
+        }
+        None => {
+            return Err(SendFailure::Permanent(format!(
+                "unknown destination {destination}"
+            )));
+        }
     };
     let me = inner.username.clone();
     for attempt in 0..2 {
@@ -148,7 +154,7 @@ async fn fetch_bundles(
 /// Makes sure we hold a session with every device of the contact, fetching
 /// its bundles when the device list is stale. Trusts the first identity seen;
 /// a different one later is recorded as pending and holds the send.
-async fn ensure_contact_devices(
+pub(crate) async fn ensure_contact_devices(
     inner: &Inner,
     conn: &Connection,
     username: &str,
@@ -230,8 +236,16 @@ async fn ensure_contact_devices(
     Ok(())
 }
 
+/// Makes the next send re-check our own device list.
+pub(crate) fn reset_own_devices_check(tx: &Tx<'_>) -> Result<(), StoreError> {
+    tx.set_meta(META_OWN_DEVICES_CHECKED, &0u64.to_be_bytes())
+}
+
 /// Makes sure we hold a session with each of our own other devices.
-async fn ensure_own_devices(inner: &Inner, conn: &Connection) -> Result<(), SendFailure> {
+pub(crate) async fn ensure_own_devices(
+    inner: &Inner,
+    conn: &Connection,
+) -> Result<(), SendFailure> {
     let me = inner.username.as_str();
     let (checked, known) = inner.tx(|tx| -> Result<_, StoreError> {
         Ok((

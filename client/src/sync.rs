@@ -7,7 +7,9 @@
 //! session and the envelope id are committed in one store transaction, so a
 //! crash in between loses nothing; a redelivered envelope is recognised by
 //! its id (and a resent message by its content id) and raises no second
-//! event. Not owned here: per-device encryption (sessions.rs).
+//! event. Group state is brought up to date on connect and from pushes.
+//! Not owned here: per-device encryption (sessions.rs), what one envelope
+//! means (receive.rs), groups (groups/).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,8 +17,7 @@ use std::time::Duration;
 use microbot_crypto::IdentityKey;
 use microbot_crypto::fingerprint::SafetyNumber;
 use microbot_crypto::prekeys::LocalPreKeys;
-use microbot_protocol::MessageId;
-use microbot_protocol::content::{Content, TypingAction, content::Body};
+use microbot_protocol::content::{Content, content::Body};
 use microbot_protocol::transport::{
     AckEnvelopesRequest, DeviceInfo, Envelope, ErrorCode, FetchEnvelopesRequest,
     ListDevicesRequest, PrekeyStatusRequest, Push, client_frame::Request, push, response,
@@ -27,12 +28,13 @@ use tokio::sync::watch;
 
 use crate::account::{Inner, META_PREKEYS, META_PREKEYS_UPLOADED, new_id};
 use crate::auth::{self, CLIENT_AGENT};
-use crate::error::{StoreError, TransportError};
-use crate::events::{ConnectionState, Conversation, Event, IncomingMessage, ReceiptKind};
-use crate::messages::{self, decode_plaintext};
+use crate::error::{OnlineError, StoreError, TransportError};
+use crate::events::{ConnectionState, Event};
+use crate::groups::{self, GroupId};
 use crate::prekeys;
-use crate::sessions::{self, DecryptFailure, SendFailure};
-use crate::store::{Contact, Tx};
+use crate::receive::{self, Outcome};
+use crate::sessions::{self, SendFailure};
+use crate::store::Tx;
 use crate::transport::Connection;
 
 /// Envelopes asked for per fetch.
@@ -146,8 +148,31 @@ async fn serve(inner: &Arc<Inner>, stop: &mut watch::Receiver<bool>, delay: &mut
     }
 }
 
+/// Fetches one group; only a connection problem ends the connection.
+async fn refresh_group(inner: &Inner, conn: &Connection, id: GroupId) -> Result<(), End> {
+    match groups::admin::refresh(inner, conn, id).await {
+        Ok(_) => Ok(()),
+        Err(OnlineError::Transport(error)) if error.is_connection_problem() => Err(error.into()),
+        Err(OnlineError::Store(error)) => Err(error.into()),
+        Err(error) => {
+            tracing::warn!(group = %id, %error, "group refresh failed");
+            Ok(())
+        }
+    }
+}
+
 async fn initial_sync(inner: &Inner, conn: &Connection) -> Result<(), End> {
     ensure_prekeys_uploaded(inner, conn).await?;
+    // Pushes missed while offline: bring every group we are in up to date.
+    let active: Vec<GroupId> = inner
+        .tx(|tx| tx.groups())?
+        .into_iter()
+        .filter(|(_, record)| record.active)
+        .map(|(id, _)| id)
+        .collect();
+    for id in active {
+        refresh_group(inner, conn, id).await?;
+    }
     let mut after = 0;
     loop {
         let page = match conn
@@ -181,11 +206,8 @@ async fn handle_push(inner: &Inner, conn: &Connection, push: Push) -> Result<(),
         Some(push::Event::Envelope(envelope)) => handle_envelope(inner, conn, &envelope).await,
         Some(push::Event::PrekeyLowStock(_)) => refill_if_low(inner, conn).await,
         Some(push::Event::GroupChanged(info)) => {
-            if let Ok(group_id) = <[u8; 16]>::try_from(info.group_id.as_ref()) {
-                inner.emit(Event::GroupChanged {
-                    group_id,
-                    version: info.version,
-                });
+            for event in inner.tx(|tx| groups::state::apply_info(inner, tx, &info))? {
+                inner.emit(event);
             }
             Ok(())
         }
@@ -299,26 +321,17 @@ async fn drain_outbox(inner: &Inner, conn: &Connection) -> Result<(), End> {
     Ok(())
 }
 
-/// What processing one envelope produced.
-enum Outcome {
-    /// Already processed earlier (redelivery after a crash, push + fetch).
-    Duplicate,
-    /// Dropped with an event.
-    Failed(Event),
-    /// Stored; emit these events.
-    Delivered {
-        events: Vec<Event>,
-        receipt: Option<(Conversation, MessageId)>,
-    },
-}
-
 /// Decrypts, stores, then acknowledges one envelope.
 async fn handle_envelope(inner: &Inner, conn: &Connection, envelope: &Envelope) -> Result<(), End> {
-    let outcome = inner.tx(|tx| process(inner, tx, envelope))?;
+    let outcome = inner.tx(|tx| receive::process(inner, tx, envelope))?;
     match outcome {
         Outcome::Duplicate => {}
         Outcome::Failed(event) => inner.emit(event),
-        Outcome::Delivered { events, receipt } => {
+        Outcome::Delivered {
+            events,
+            receipt,
+            refresh,
+        } => {
             for event in events {
                 inner.emit(event);
             }
@@ -327,6 +340,9 @@ async fn handle_envelope(inner: &Inner, conn: &Connection, envelope: &Envelope) 
                 if let Err(error) = inner.queue(&conversation, content) {
                     tracing::debug!(%error, "delivery receipt not queued");
                 }
+            }
+            if let Some(id) = refresh {
+                refresh_group(inner, conn, id).await?;
             }
         }
     }
@@ -342,206 +358,6 @@ async fn handle_envelope(inner: &Inner, conn: &Connection, envelope: &Envelope) 
         response::Result::Ack(_) => Ok(()),
         _ => Err(TransportError::UnexpectedResponse { expected: "Ack" }.into()),
     }
-}
-
-fn process(inner: &Inner, tx: &Tx<'_>, envelope: &Envelope) -> Result<Outcome, StoreError> {
-    if tx.envelope_processed(envelope.envelope_id)? {
-        return Ok(Outcome::Duplicate);
-    }
-    tx.mark_envelope_processed(envelope.envelope_id)?;
-    let sender = envelope.sender_username.as_str();
-    let device = envelope.sender_device_id;
-    let failed = |reason: String| {
-        Outcome::Failed(Event::DecryptionFailed {
-            sender: sender.to_owned(),
-            sender_device: device,
-            reason,
-        })
-    };
-    if !envelope.group_id.is_empty() {
-        return Ok(failed(
-            "group messages are not supported by this build".into(),
-        ));
-    }
-    let me = inner.username.as_str();
-    let decrypted = match sessions::decrypt(inner, tx, sender, device, &envelope.ciphertext) {
-        Ok(decrypted) => decrypted,
-        Err(DecryptFailure::Store(error)) => return Err(error),
-        Err(error) => return Ok(failed(error.to_string())),
-    };
-    let mut events = Vec::new();
-    if sender == me {
-        if decrypted.identity != inner.identity.public().to_bytes() {
-            tx.delete_device(me, device)?;
-            return Ok(failed(
-                "a device of our account uses another identity".into(),
-            ));
-        }
-    } else if let Some(event) = check_identity(inner, tx, sender, decrypted.identity)? {
-        events.push(event);
-    }
-    let (content, destination) = match decode_plaintext(&decrypted.plaintext) {
-        Ok(decoded) => decoded,
-        Err(error) => return Ok(failed(format!("invalid content: {error}"))),
-    };
-    let conversation = match (sender == me, destination) {
-        (true, Some(destination)) => Conversation::Direct(destination),
-        (true, None) => Conversation::Direct(me.to_owned()),
-        (false, _) => Conversation::Direct(sender.to_owned()),
-    };
-    let Some(message_id) = content.id() else {
-        return Ok(failed("content without a message id".into()));
-    };
-    let row = messages::row_for(&conversation, sender, &content, message_id);
-    if !tx.insert_message(&row)? {
-        // The same message again (resent after a crash): already delivered.
-        return Ok(Outcome::Delivered {
-            events,
-            receipt: None,
-        });
-    }
-    let receipt = (inner.config.delivery_receipts
-        && sender != me
-        && matches!(content.body, Some(Body::Text(_) | Body::Attachment(_))))
-    .then(|| (conversation.clone(), message_id));
-    if let Some(event) = event_for(tx, &conversation, sender, device, &content, message_id)? {
-        events.push(event);
-    }
-    Ok(Outcome::Delivered { events, receipt })
-}
-
-/// Trust on first use; a different identity later becomes a pending change.
-fn check_identity(
-    inner: &Inner,
-    tx: &Tx<'_>,
-    username: &str,
-    identity: [u8; 32],
-) -> Result<Option<Event>, StoreError> {
-    match tx.contact(username)? {
-        None => {
-            tx.set_contact(
-                username,
-                &Contact {
-                    identity,
-                    pending: None,
-                    devices_checked_ms: 0,
-                },
-            )?;
-            Ok(None)
-        }
-        Some(contact) if contact.identity == identity || contact.pending == Some(identity) => {
-            Ok(None)
-        }
-        Some(mut contact) => {
-            contact.pending = Some(identity);
-            tx.set_contact(username, &contact)?;
-            Ok(
-                safety_number(inner, username, &identity).map(|safety_number| {
-                    Event::SafetyNumberChanged {
-                        username: username.to_owned(),
-                        safety_number,
-                    }
-                }),
-            )
-        }
-    }
-}
-
-fn id16(bytes: &[u8]) -> Option<MessageId> {
-    <[u8; 16]>::try_from(bytes).ok()
-}
-
-/// The event for newly stored content, using the converged view for texts
-/// and edits.
-fn event_for(
-    tx: &Tx<'_>,
-    conversation: &Conversation,
-    author: &str,
-    device: u64,
-    content: &Content,
-    message_id: MessageId,
-) -> Result<Option<Event>, StoreError> {
-    let conversation = conversation.clone();
-    let Some(body) = content.body.as_ref() else {
-        return Ok(None);
-    };
-    let view = |target: &MessageId| -> Result<_, StoreError> {
-        Ok(messages::fold(
-            author,
-            target,
-            &tx.message_events(author, target)?,
-        ))
-    };
-    Ok(match body {
-        Body::Text(_) | Body::Attachment(_) => match view(&message_id)? {
-            Some(snapshot) => match snapshot.status {
-                messages::MessageStatus::Visible { text, .. } => {
-                    Some(Event::Message(Box::new(IncomingMessage {
-                        conversation,
-                        author: author.to_owned(),
-                        author_device: device,
-                        message_id,
-                        sent_at_ms: content.sent_at_ms,
-                        text,
-                        reply_to: snapshot.reply_to,
-                        attachment: snapshot.attachment,
-                    })))
-                }
-                _ => None,
-            },
-            None => None,
-        },
-        Body::Edit(edit) => {
-            let Some(target) = id16(&edit.target_message_id) else {
-                return Ok(None);
-            };
-            match view(&target)?.map(|s| s.status) {
-                Some(messages::MessageStatus::Visible { text, .. }) => Some(Event::Edited {
-                    conversation,
-                    author: author.to_owned(),
-                    target,
-                    text,
-                }),
-                _ => None,
-            }
-        }
-        Body::Delete(delete) => id16(&delete.target_message_id).map(|target| Event::Deleted {
-            conversation,
-            author: author.to_owned(),
-            target,
-        }),
-        Body::Reaction(reaction) => {
-            id16(&reaction.target_message_id).map(|target| Event::Reaction {
-                conversation,
-                from: author.to_owned(),
-                target,
-                emoji: reaction.emoji.clone(),
-                removed: reaction.remove,
-            })
-        }
-        Body::ReadReceipt(r) => Some(Event::Receipt {
-            conversation,
-            from: author.to_owned(),
-            kind: ReceiptKind::Read,
-            message_ids: r.message_ids.iter().filter_map(|id| id16(id)).collect(),
-        }),
-        Body::DeliveryReceipt(r) => Some(Event::Receipt {
-            conversation,
-            from: author.to_owned(),
-            kind: ReceiptKind::Delivered,
-            message_ids: r.message_ids.iter().filter_map(|id| id16(id)).collect(),
-        }),
-        Body::Typing(typing) => Some(Event::Typing {
-            conversation,
-            from: author.to_owned(),
-            started: typing.action == TypingAction::Started as i32,
-        }),
-        Body::GroupChange(change) => id16(&change.group_id).map(|group_id| Event::GroupChanged {
-            group_id,
-            version: change.version,
-        }),
-        Body::SenderKeyDistribution(_) | Body::CallSignal(_) => None,
-    })
 }
 
 /// The account's devices (from the server).

@@ -267,6 +267,26 @@ impl Connection {
         Ok((conn, push_rx))
     }
 
+    /// Opens a bidirectional stream for one attachment transfer (§12.11).
+    pub(crate) async fn open_stream(
+        &self,
+    ) -> Result<(quinn::SendStream, quinn::RecvStream), TransportError> {
+        self.connection
+            .open_bi()
+            .await
+            .map_err(|e| TransportError::ConnectionLost(e.to_string()))
+    }
+
+    /// Whether the QUIC connection has ended.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.connection.close_reason().is_some()
+    }
+
+    /// Closes the QUIC connection now (the background task reconnects).
+    pub(crate) fn abort(&self, reason: &str) {
+        self.connection.close(0u32.into(), reason.as_bytes());
+    }
+
     /// Sends one request and waits for its response. A server error is
     /// [`TransportError::Server`].
     pub(crate) async fn request(&self, request: Request) -> Reply {

@@ -4,13 +4,15 @@
 //! It keeps the account profile (username, device id, server, identity
 //! seed, device key, prekeys), contacts with their trusted identity keys,
 //! pairwise sessions per (contact, device), message history, the ids of
-//! envelopes already processed, and the outbox. Every multi-step change
+//! envelopes already processed, the outbox, group records and sender keys
+//! (ours per group, and every member device's). Every multi-step change
 //! runs in one transaction ([`Store::tx`]), so a crash leaves either the
 //! old or the new state.
 //!
 //! Not owned here: what the values mean (sessions.rs, sync.rs, account.rs).
 
 pub(crate) mod crypt;
+mod groups;
 mod rows;
 mod schema;
 

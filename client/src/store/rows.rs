@@ -260,7 +260,7 @@ impl Tx<'_> {
         Ok(inserted > 0)
     }
 
-    fn message_rows(
+    pub(crate) fn message_rows(
         &self,
         sql: &str,
         args: impl rusqlite::Params,

@@ -52,6 +52,25 @@ const MIGRATIONS: &[&str] = &[
          payload BLOB NOT NULL,
          created_ms INTEGER NOT NULL
      );",
+    // v2: groups and sender keys (SPEC.md §6, §12.10), file lookups by id.
+    "CREATE TABLE groups (group_id BLOB PRIMARY KEY, record BLOB NOT NULL);
+     CREATE TABLE sender_keys_out (group_id BLOB PRIMARY KEY, state BLOB NOT NULL);
+     CREATE TABLE sender_key_shared (
+         group_id BLOB NOT NULL,
+         username TEXT NOT NULL,
+         device_id INTEGER NOT NULL,
+         key_id INTEGER NOT NULL,
+         PRIMARY KEY (group_id, username, device_id)
+     );
+     CREATE TABLE sender_keys_in (
+         group_id BLOB NOT NULL,
+         username TEXT NOT NULL,
+         device_id INTEGER NOT NULL,
+         state BLOB NOT NULL,
+         PRIMARY KEY (group_id, username, device_id)
+     );
+     CREATE INDEX messages_id ON messages (message_id);
+     CREATE INDEX outbox_message ON outbox (message_id);",
 ];
 
 /// The schema version this build writes.

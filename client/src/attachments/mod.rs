@@ -1,0 +1,391 @@
+//! Files (SPEC.md §7, §12.11): [`crate::Account::send_file`] encrypts a file
+//! with a fresh attachment key while reading it, uploads the ciphertext on
+//! its own stream, resumes an interrupted upload from the server's
+//! committed offset (after the connection comes back), and then queues an
+//! `AttachmentPointer` (id, key, digest, size, name, type) as an ordinary
+//! message through the outbox. [`crate::Account::download_attachment`]
+//! downloads, verifies and decrypts into a temporary file next to the
+//! destination, renamed into place only once the whole file authenticated
+//! and its digest and size match the pointer; on any failure the
+//! temporary file is removed and nothing appears at the destination.
+//!
+//! Progress is reported through a callback, `Fn(Progress)`, called from the
+//! transferring task with plaintext byte counts that never decrease and end
+//! at `total_bytes` on success. Not owned here: the stream protocol and
+//! the cryptography (stream.rs, crypto-core).
+
+mod stream;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use microbot_crypto::attachment::{AttachmentDigest, AttachmentKey, ciphertext_len};
+use microbot_protocol::MessageId;
+use microbot_protocol::content::{AttachmentPointer, Content};
+use microbot_protocol::transport::{
+    AttachmentDownloadRequest, AttachmentUploadDescriptor, AttachmentUploadRequest,
+    client_frame::Request, response,
+};
+use tokio::io::AsyncWriteExt as _;
+
+use crate::account::{Account, check_destination, new_id};
+use crate::error::{AttachmentError, StoreError, TransportError};
+use crate::events::Conversation;
+use crate::now_ms;
+use crate::transport::Connection;
+use stream::{Upload, UploadFailure};
+
+/// Upload attempts (the first and its resumptions) before giving up.
+const UPLOAD_ATTEMPTS: u32 = 6;
+/// Longest wait for the connection to come back during an upload.
+const RECONNECT_WAIT: Duration = Duration::from_secs(30);
+/// Longest `file_name` and `content_type` (SPEC.md §11.2).
+const MAX_NAME_LEN: usize = 255;
+
+/// How far a transfer got, in plaintext bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    /// Bytes of the file sent or received so far.
+    pub done_bytes: u64,
+    /// Size of the file.
+    pub total_bytes: u64,
+}
+
+/// What to tell the recipients about a file.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FileOptions {
+    /// Suggested file name (default: the path's file name).
+    pub file_name: Option<String>,
+    /// MIME type (default: guessed from the extension).
+    pub content_type: Option<String>,
+    /// Text shown with the file.
+    pub caption: String,
+}
+
+/// Reports progress, never going backwards.
+pub(crate) struct Reporter<'a> {
+    callback: &'a (dyn Fn(Progress) + Send + Sync),
+    total: u64,
+    last: AtomicU64,
+}
+
+impl<'a> Reporter<'a> {
+    fn new(callback: &'a (dyn Fn(Progress) + Send + Sync), total: u64) -> Self {
+        callback(Progress {
+            done_bytes: 0,
+            total_bytes: total,
+        });
+        Self {
+            callback,
+            total,
+            last: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn report(&self, done: u64) {
+        let done = done.min(self.total);
+        if self.last.fetch_max(done, Ordering::Relaxed) < done {
+            (self.callback)(Progress {
+                done_bytes: done,
+                total_bytes: self.total,
+            });
+        }
+    }
+}
+
+/// The longest prefix of `s` of at most `max` bytes, cut at a char boundary.
+fn truncated(s: &str, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.get(..end).unwrap_or_default().to_owned()
+}
+
+/// A MIME type for common extensions; `application/octet-stream` otherwise.
+fn guess_content_type(path: &Path) -> &'static str {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    match ext.as_deref() {
+        Some("txt" | "md" | "log") => "text/plain",
+        Some("html" | "htm") => "text/html",
+        Some("csv") => "text/csv",
+        Some("json") => "application/json",
+        Some("pdf") => "application/pdf",
+        Some("zip") => "application/zip",
+        Some("gz") => "application/gzip",
+        Some("png") => "image/png",
+        Some("jpg" | "jpeg") => "image/jpeg",
+        Some("gif") => "image/gif",
+        Some("webp") => "image/webp",
+        Some("svg") => "image/svg+xml",
+        Some("mp3") => "audio/mpeg",
+        Some("ogg") => "audio/ogg",
+        Some("mp4") => "video/mp4",
+        Some("webm") => "video/webm",
+        _ => "application/octet-stream",
+    }
+}
+
+async fn upload_request(
+    conn: &Connection,
+    size: u64,
+    attachment_id: Bytes,
+) -> Result<AttachmentUploadDescriptor, TransportError> {
+    match conn
+        .request(Request::AttachmentUpload(AttachmentUploadRequest {
+            size,
+            attachment_id,
+        }))
+        .await?
+    {
+        response::Result::AttachmentUpload(d) => Ok(d),
+        _ => Err(TransportError::UnexpectedResponse {
+            expected: "AttachmentUpload",
+        }),
+    }
+}
+
+/// `dest`'s sibling `.<name>.part`, where the download is written first.
+fn partial_path(dest: &Path) -> PathBuf {
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "download".to_owned());
+    dest.with_file_name(format!(".{name}.part"))
+}
+
+impl Account {
+    /// Waits until the background task holds a live connection other than
+    /// `old` (which failed).
+    async fn reconnected(&self, old: &Arc<Connection>) -> Result<Arc<Connection>, AttachmentError> {
+        let deadline = tokio::time::Instant::now() + RECONNECT_WAIT;
+        loop {
+            if let Some(conn) = self.inner.connection()
+                && !conn.is_closed()
+                && (!Arc::ptr_eq(&conn, old) || !old.is_closed())
+            {
+                return Ok(conn);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(AttachmentError::NotConnected);
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Sends the file at `path` to `conversation` with default
+    /// [`FileOptions`]; see [`Account::send_attachment`].
+    ///
+    /// # Errors
+    /// [`AttachmentError`].
+    pub async fn send_file(
+        &self,
+        conversation: &Conversation,
+        path: &Path,
+        progress: impl Fn(Progress) + Send + Sync,
+    ) -> Result<MessageId, AttachmentError> {
+        self.send_attachment(conversation, path, FileOptions::default(), progress)
+            .await
+    }
+
+    /// Encrypts and uploads the file at `path` while reading it (constant
+    /// memory), resuming after a dropped connection, then queues the file
+    /// message (it leaves through the outbox like any message). Needs the
+    /// connection for the upload. `progress` gets plaintext byte counts.
+    ///
+    /// # Errors
+    /// [`AttachmentError`]; nothing is queued on error.
+    pub async fn send_attachment(
+        &self,
+        conversation: &Conversation,
+        path: &Path,
+        options: FileOptions,
+        progress: impl Fn(Progress) + Send + Sync,
+    ) -> Result<MessageId, AttachmentError> {
+        self.inner.tx(|tx| check_destination(tx, conversation))?;
+        let size = tokio::fs::metadata(path).await?.len();
+        let total = ciphertext_len(size).ok_or(AttachmentError::TooLarge)?;
+        let reporter = Reporter::new(&progress, size);
+        let mut conn = self
+            .inner
+            .connection()
+            .ok_or(AttachmentError::NotConnected)?;
+        let key = AttachmentKey::generate(&mut rand::rng());
+        let mut descriptor = upload_request(&conn, total, Bytes::new()).await?;
+        let mut interrupt_at = self.inner.config.fault_interrupt_upload_at;
+        let mut digest: Option<AttachmentDigest> = None;
+        for attempt in 0..UPLOAD_ATTEMPTS {
+            let job = Upload {
+                conn: &conn,
+                descriptor: &descriptor,
+                key: &key,
+                path,
+                ciphertext_len: total,
+                interrupt_at: interrupt_at.take(),
+            };
+            match stream::upload(job, &reporter).await {
+                Ok(done) => {
+                    digest = Some(done);
+                    break;
+                }
+                Err(UploadFailure::Fatal(error)) => return Err(error),
+                Err(UploadFailure::Retry { after }) => {
+                    tokio::time::sleep(after).await;
+                    conn = self.reconnected(&conn).await?;
+                    descriptor =
+                        upload_request(&conn, total, descriptor.attachment_id.clone()).await?;
+                    tracing::debug!(
+                        attempt,
+                        committed = descriptor.committed_offset,
+                        "resuming upload"
+                    );
+                }
+            }
+        }
+        let digest = digest.ok_or(AttachmentError::Incomplete {
+            attempts: UPLOAD_ATTEMPTS,
+        })?;
+        let file_name = options.file_name.unwrap_or_else(|| {
+            path.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        });
+        let content_type = options
+            .content_type
+            .unwrap_or_else(|| guess_content_type(path).to_owned());
+        let pointer = AttachmentPointer {
+            attachment_id: descriptor.attachment_id.clone(),
+            key: Bytes::copy_from_slice(key.as_bytes()),
+            digest: Bytes::copy_from_slice(&digest.to_bytes()),
+            size,
+            content_type: truncated(&content_type, MAX_NAME_LEN),
+            file_name: truncated(&file_name, MAX_NAME_LEN),
+            caption: options.caption,
+            ..AttachmentPointer::default()
+        };
+        let id = self.inner.queue(
+            conversation,
+            Content::attachment(new_id(), now_ms(), pointer),
+        )?;
+        reporter.report(size);
+        Ok(id)
+    }
+
+    /// The file pointer of the file message `message_id`, if known.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn attachment(
+        &self,
+        message_id: &MessageId,
+    ) -> Result<Option<AttachmentPointer>, StoreError> {
+        self.inner.tx(|tx| tx.attachment_pointer(message_id))
+    }
+
+    /// Downloads the file of the file message `message_id` to `dest`; see
+    /// [`Account::download_pointer`].
+    ///
+    /// # Errors
+    /// [`AttachmentError::UnknownMessage`], or as [`Account::download_pointer`].
+    pub async fn download_attachment(
+        &self,
+        message_id: &MessageId,
+        dest: &Path,
+        progress: impl Fn(Progress) + Send + Sync,
+    ) -> Result<u64, AttachmentError> {
+        let pointer = self
+            .attachment(message_id)?
+            .ok_or(AttachmentError::UnknownMessage)?;
+        self.download_pointer(&pointer, dest, progress).await
+    }
+
+    /// Downloads, verifies and decrypts the file `pointer` names into
+    /// `dest` (replaced if it exists), streaming; returns its size. The
+    /// file appears at `dest` only once it is complete and authentic.
+    /// Needs the connection.
+    ///
+    /// # Errors
+    /// [`AttachmentError::Corrupt`] when the bytes fail verification,
+    /// [`AttachmentError::SizeMismatch`], `Transport` (e.g.
+    /// `UNKNOWN_ATTACHMENT` once it expired), `Io`.
+    pub async fn download_pointer(
+        &self,
+        pointer: &AttachmentPointer,
+        dest: &Path,
+        progress: impl Fn(Progress) + Send + Sync,
+    ) -> Result<u64, AttachmentError> {
+        let key = AttachmentKey::from_bytes(&pointer.key)
+            .map_err(|_| AttachmentError::InvalidPointer("key is not 32 bytes"))?;
+        let digest = AttachmentDigest::from_bytes(&pointer.digest)
+            .map_err(|_| AttachmentError::InvalidPointer("digest is not 32 bytes"))?;
+        if pointer.attachment_id.len() != 16 {
+            return Err(AttachmentError::InvalidPointer("id is not 16 bytes"));
+        }
+        let expected = ciphertext_len(pointer.size)
+            .ok_or(AttachmentError::InvalidPointer("size too large"))?;
+        let conn = self
+            .inner
+            .connection()
+            .ok_or(AttachmentError::NotConnected)?;
+        let info = match conn
+            .request(Request::AttachmentDownload(AttachmentDownloadRequest {
+                attachment_id: pointer.attachment_id.clone(),
+            }))
+            .await?
+        {
+            response::Result::AttachmentDownload(info) => info,
+            _ => {
+                return Err(TransportError::UnexpectedResponse {
+                    expected: "AttachmentDownload",
+                }
+                .into());
+            }
+        };
+        if info.size != expected {
+            return Err(AttachmentError::SizeMismatch {
+                expected,
+                actual: info.size,
+            });
+        }
+        let reporter = Reporter::new(&progress, pointer.size);
+        let partial = partial_path(dest);
+        let mut file = tokio::fs::File::create(&partial).await?;
+        let result = stream::download(
+            &conn,
+            pointer.attachment_id.clone(),
+            &key,
+            &digest,
+            expected,
+            &mut file,
+            &reporter,
+        )
+        .await;
+        let finished = match result {
+            Ok(len) if len != pointer.size => Err(AttachmentError::SizeMismatch {
+                expected: pointer.size,
+                actual: len,
+            }),
+            Ok(len) => {
+                async {
+                    file.flush().await?;
+                    file.sync_all().await?;
+                    drop(file);
+                    tokio::fs::rename(&partial, dest).await?;
+                    Ok(len)
+                }
+                .await
+            }
+            Err(error) => Err(error),
+        };
+        if finished.is_err() {
+            let _ = tokio::fs::remove_file(&partial).await;
+        }
+        finished
+    }
+}

@@ -1,0 +1,503 @@
+//! The account's group operations (SPEC.md §12.10, §11.5): create, add,
+//! remove, set a role, rename, leave, list.
+//!
+//! Each change is a version-checked request; when the server refuses it as
+//! stale (`STALE_GROUP_VERSION`, a concurrent change by another admin won),
+//! the group is fetched again, the intent re-applied to the new state (e.g.
+//! members already added are not added twice) and the request retried, at
+//! most [`MAX_CHANGE_ATTEMPTS`] times. After the server accepted a change,
+//! the record is updated from its answer and the change is announced to the
+//! members as a `GroupChange` through the outbox, in order with the group's
+//! other messages. Every metadata change (rename, and the re-keying that
+//! follows a removal) seals the name under a fresh metadata key, which only
+//! the current members receive. Not owned here: sender keys (send.rs),
+//! applying state (state.rs).
+
+use microbot_protocol::content::{self, GroupChange, GroupChangeKind};
+use microbot_protocol::transport::{
+    AddGroupMembersRequest, CreateGroupRequest, ErrorCode, GetGroupRequest, LeaveGroupRequest,
+    RemoveGroupMembersRequest, SetGroupMetadataRequest, SetGroupRoleRequest, client_frame::Request,
+    response,
+};
+use std::time::Duration;
+
+use super::{
+    GROUP_RECORD_VERSION, GroupId, GroupInfo, GroupRecord, GroupRole, GroupUpdate,
+    MAX_GROUP_NAME_LEN, MemberRecord, new_metadata_key, seal_metadata, state,
+};
+use crate::account::{Account, Inner, new_id};
+use crate::auth::valid_username;
+use crate::error::{GroupError, OnlineError, StoreError, TransportError};
+use crate::events::{Conversation, Event};
+use crate::now_ms;
+use crate::transport::Connection;
+
+/// Attempts of one change before giving up on concurrent changes.
+pub const MAX_CHANGE_ATTEMPTS: u32 = 5;
+/// Longest wait for our `LEFT` announcement to leave before leaving anyway.
+const LEAVE_ANNOUNCE_WAIT: Duration = Duration::from_secs(30);
+
+/// Fetches the group from the server and applies it (events included).
+/// Returns the record after it; a group the server says we are not in is
+/// marked inactive.
+pub(crate) async fn refresh(
+    inner: &Inner,
+    conn: &Connection,
+    id: GroupId,
+) -> Result<Option<GroupRecord>, OnlineError> {
+    let reply = conn
+        .request(Request::GetGroup(GetGroupRequest {
+            group_id: id.to_bytes(),
+        }))
+        .await;
+    let events = match reply {
+        Ok(response::Result::Group(info)) => inner.tx(|tx| state::apply_info(inner, tx, &info))?,
+        Ok(_) => {
+            return Err(TransportError::UnexpectedResponse { expected: "Group" }.into());
+        }
+        Err(TransportError::Server(error))
+            if matches!(
+                error.code,
+                ErrorCode::NotGroupMember | ErrorCode::UnknownGroup
+            ) =>
+        {
+            inner.tx(|tx| -> Result<Vec<Event>, StoreError> {
+                let Some(mut record) = tx.group(&id)? else {
+                    return Ok(Vec::new());
+                };
+                if !record.active {
+                    return Ok(Vec::new());
+                }
+                let me = inner.username.clone();
+                record.active = false;
+                record.members.retain(|m| m.username != me);
+                tx.set_group(&id, &record)?;
+                tx.delete_outbound_key(&id)?;
+                Ok(vec![Event::GroupChanged {
+                    group_id: id,
+                    version: record.version,
+                    update: GroupUpdate::MembersRemoved {
+                        usernames: vec![me],
+                    },
+                }])
+            })?
+        }
+        Err(error) => return Err(error.into()),
+    };
+    for event in events {
+        inner.emit(event);
+    }
+    Ok(inner.tx(|tx| tx.group(&id))?)
+}
+
+fn check_usernames(inner: &Inner, usernames: &[&str]) -> Result<Vec<String>, GroupError> {
+    let mut out: Vec<String> = Vec::with_capacity(usernames.len());
+    for name in usernames {
+        if !valid_username(name) {
+            return Err(GroupError::InvalidInput("invalid username"));
+        }
+        if *name != inner.username && !out.iter().any(|o| o == name) {
+            out.push((*name).to_owned());
+        }
+    }
+    Ok(out)
+}
+
+fn check_name(name: &str) -> Result<(), GroupError> {
+    if name.len() > MAX_GROUP_NAME_LEN {
+        return Err(GroupError::InvalidInput("group name over 256 bytes"));
+    }
+    Ok(())
+}
+
+fn announcement(id: GroupId, version: u64, kind: GroupChangeKind) -> GroupChange {
+    GroupChange {
+        group_id: id.to_bytes(),
+        version: version.max(1),
+        kind: kind as i32,
+        ..GroupChange::default()
+    }
+}
+
+impl Account {
+    fn online(&self) -> Result<std::sync::Arc<Connection>, GroupError> {
+        self.inner.connection().ok_or(GroupError::NotConnected)
+    }
+
+    fn active_group(&self, id: &GroupId) -> Result<GroupRecord, GroupError> {
+        let record = self
+            .inner
+            .tx(|tx| tx.group(id))?
+            .ok_or(GroupError::UnknownGroup)?;
+        if !record.active {
+            return Err(GroupError::NotMember);
+        }
+        Ok(record)
+    }
+
+    fn announce(&self, id: GroupId, change: GroupChange) -> Result<(), GroupError> {
+        let content = content::Content::group_change(new_id(), now_ms(), change);
+        self.inner.queue(&Conversation::Group(id), content)?;
+        Ok(())
+    }
+
+    /// Runs one version-checked change, retrying on stale versions with the
+    /// intent re-applied to the refetched group. `make` returns `None` when
+    /// nothing is left to do. Returns the new server state, if a change was made.
+    async fn change(
+        &self,
+        id: GroupId,
+        mut make: impl FnMut(&GroupRecord) -> Option<Request>,
+    ) -> Result<Option<GroupRecord>, GroupError> {
+        let conn = self.online()?;
+        for _ in 0..MAX_CHANGE_ATTEMPTS {
+            let record = self.active_group(&id)?;
+            let Some(request) = make(&record) else {
+                return Ok(None);
+            };
+            match conn.request(request).await {
+                Ok(response::Result::Group(info)) => {
+                    let events = self
+                        .inner
+                        .tx(|tx| state::apply_info(&self.inner, tx, &info))?;
+                    for event in events {
+                        self.inner.emit(event);
+                    }
+                    return Ok(Some(self.active_group(&id)?));
+                }
+                Ok(_) => {
+                    return Err(TransportError::UnexpectedResponse { expected: "Group" }.into());
+                }
+                Err(TransportError::Server(error))
+                    if error.code == ErrorCode::StaleGroupVersion =>
+                {
+                    tracing::debug!(group = %id, "stale group version; refetching");
+                    refresh(&self.inner, &conn, id).await?;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(GroupError::Conflict {
+            attempts: MAX_CHANGE_ATTEMPTS,
+        })
+    }
+
+    /// Creates a group named `name` with us (admin) and `members`, and
+    /// announces it to them. Needs the connection.
+    ///
+    /// # Errors
+    /// [`GroupError`]; `Transport` with `UNKNOWN_ACCOUNT` when a member does
+    /// not exist.
+    pub async fn create_group(&self, name: &str, members: &[&str]) -> Result<GroupId, GroupError> {
+        check_name(name)?;
+        let members = check_usernames(&self.inner, members)?;
+        let conn = self.online()?;
+        let id = GroupId::random();
+        let key = new_metadata_key();
+        let metadata = content::GroupMetadata {
+            name: name.to_owned(),
+            ..content::GroupMetadata::default()
+        };
+        let blob = seal_metadata(&key, id, &metadata);
+        let info = match conn
+            .request(Request::CreateGroup(CreateGroupRequest {
+                group_id: id.to_bytes(),
+                members: members.clone(),
+                encrypted_metadata: blob.clone().into(),
+            }))
+            .await?
+        {
+            response::Result::Group(info) => info,
+            _ => return Err(TransportError::UnexpectedResponse { expected: "Group" }.into()),
+        };
+        let record = GroupRecord {
+            format: GROUP_RECORD_VERSION,
+            version: info.version,
+            active: true,
+            members: info
+                .members
+                .iter()
+                .map(|m| MemberRecord {
+                    username: m.username.clone(),
+                    role: m.role,
+                    joined_at_version: m.joined_at_version,
+                })
+                .collect(),
+            name: name.to_owned(),
+            description: String::new(),
+            metadata_key: key.to_vec(),
+            encrypted_metadata: blob,
+            checked_ms: now_ms(),
+            leaving: Vec::new(),
+        };
+        self.inner.tx(|tx| tx.set_group(&id, &record))?;
+        self.inner.emit(Event::GroupChanged {
+            group_id: id,
+            version: info.version,
+            update: GroupUpdate::Created {
+                by: self.inner.username.clone(),
+                name: name.to_owned(),
+            },
+        });
+        let mut change = announcement(id, info.version, GroupChangeKind::Created);
+        change.usernames = members;
+        change.metadata = Some(metadata);
+        change.metadata_key = key.to_vec().into();
+        self.announce(id, change)?;
+        Ok(id)
+    }
+
+    /// Adds members (admins only) and gives them the group's name and
+    /// metadata key. Members already in the group are skipped.
+    ///
+    /// # Errors
+    /// [`GroupError`]; `Conflict` when concurrent changes kept winning.
+    pub async fn add_group_members(
+        &self,
+        id: &GroupId,
+        usernames: &[&str],
+    ) -> Result<GroupInfo, GroupError> {
+        let wanted = check_usernames(&self.inner, usernames)?;
+        let mut added = Vec::new();
+        let changed = self
+            .change(*id, |record| {
+                added = wanted
+                    .iter()
+                    .filter(|u| !record.is_member(u))
+                    .cloned()
+                    .collect();
+                (!added.is_empty()).then(|| {
+                    Request::AddGroupMembers(AddGroupMembersRequest {
+                        group_id: id.to_bytes(),
+                        expected_version: record.version,
+                        usernames: added.clone(),
+                    })
+                })
+            })
+            .await?;
+        if let Some(record) = &changed {
+            let mut change = announcement(*id, record.version, GroupChangeKind::MembersAdded);
+            change.usernames = added;
+            change.metadata = Some(record.metadata());
+            if let Some(key) = record.key() {
+                change.metadata_key = key.to_vec().into();
+            }
+            self.announce(*id, change)?;
+        }
+        Ok(self.active_group(id)?.public(*id))
+    }
+
+    /// Removes members (admins only), then re-keys the group's metadata so
+    /// the removed cannot read later names. Our sender key rotates before
+    /// our next group message, so they cannot read it either.
+    ///
+    /// # Errors
+    /// [`GroupError`].
+    pub async fn remove_group_members(
+        &self,
+        id: &GroupId,
+        usernames: &[&str],
+    ) -> Result<GroupInfo, GroupError> {
+        let wanted = check_usernames(&self.inner, usernames)?;
+        let mut removed = Vec::new();
+        let changed = self
+            .change(*id, |record| {
+                removed = wanted
+                    .iter()
+                    .filter(|u| record.is_member(u))
+                    .cloned()
+                    .collect();
+                (!removed.is_empty()).then(|| {
+                    Request::RemoveGroupMembers(RemoveGroupMembersRequest {
+                        group_id: id.to_bytes(),
+                        expected_version: record.version,
+                        usernames: removed.clone(),
+                    })
+                })
+            })
+            .await?;
+        if let Some(record) = changed {
+            let mut change = announcement(*id, record.version, GroupChangeKind::MembersRemoved);
+            change.usernames = removed;
+            self.announce(*id, change)?;
+            let name = record.name.clone();
+            self.set_metadata(id, &name).await?;
+        }
+        Ok(self.active_group(id)?.public(*id))
+    }
+
+    /// Renames the group (admins only): the name is sealed for the server
+    /// under a fresh metadata key and announced to the members.
+    ///
+    /// # Errors
+    /// [`GroupError`].
+    pub async fn rename_group(&self, id: &GroupId, name: &str) -> Result<GroupInfo, GroupError> {
+        check_name(name)?;
+        self.set_metadata(id, name).await?;
+        Ok(self.active_group(id)?.public(*id))
+    }
+
+    async fn set_metadata(&self, id: &GroupId, name: &str) -> Result<(), GroupError> {
+        let key = new_metadata_key();
+        let mut metadata = None;
+        let changed = self
+            .change(*id, |record| {
+                let mut m = record.metadata();
+                m.name = name.to_owned();
+                let blob = seal_metadata(&key, *id, &m);
+                metadata = Some(m);
+                Some(Request::SetGroupMetadata(SetGroupMetadataRequest {
+                    group_id: id.to_bytes(),
+                    expected_version: record.version,
+                    encrypted_metadata: blob.into(),
+                }))
+            })
+            .await;
+        let Some(record) = changed? else {
+            return Ok(());
+        };
+        // The answer was applied with the old key (the new blob did not
+        // open); store the new key and name now.
+        let events = self.inner.tx(|tx| -> Result<Vec<Event>, StoreError> {
+            let Some(mut stored) = tx.group(id)? else {
+                return Ok(Vec::new());
+            };
+            stored.metadata_key = key.to_vec();
+            let mut events = Vec::new();
+            if let Some(m) = &metadata {
+                if m.name != stored.name {
+                    events.push(Event::GroupChanged {
+                        group_id: *id,
+                        version: stored.version,
+                        update: GroupUpdate::Renamed {
+                            name: m.name.clone(),
+                        },
+                    });
+                }
+                stored.name = m.name.clone();
+                stored.description = m.description.clone();
+            }
+            tx.set_group(id, &stored)?;
+            Ok(events)
+        })?;
+        for event in events {
+            self.inner.emit(event);
+        }
+        let mut change = announcement(*id, record.version, GroupChangeKind::MetadataChanged);
+        change.metadata = metadata;
+        change.metadata_key = key.to_vec().into();
+        self.announce(*id, change)
+    }
+
+    /// Gives `username` the role `role` (admins only).
+    ///
+    /// # Errors
+    /// [`GroupError`].
+    pub async fn set_group_role(
+        &self,
+        id: &GroupId,
+        username: &str,
+        role: GroupRole,
+    ) -> Result<GroupInfo, GroupError> {
+        if !valid_username(username) {
+            return Err(GroupError::InvalidInput("invalid username"));
+        }
+        let changed = self
+            .change(*id, |record| {
+                (record.role_of(username) != Some(role)).then(|| {
+                    Request::SetGroupRole(SetGroupRoleRequest {
+                        group_id: id.to_bytes(),
+                        expected_version: record.version,
+                        username: username.to_owned(),
+                        role: role.to_wire(),
+                    })
+                })
+            })
+            .await?;
+        if let Some(record) = changed {
+            let mut change = announcement(*id, record.version, GroupChangeKind::RoleChanged);
+            change.usernames = vec![username.to_owned()];
+            change.role = match role {
+                GroupRole::Member => content::GroupRole::Member as i32,
+                GroupRole::Admin => content::GroupRole::Admin as i32,
+            };
+            self.announce(*id, change)?;
+        }
+        Ok(self.active_group(id)?.public(*id))
+    }
+
+    /// Leaves the group: announces it to the members (after our earlier
+    /// group sends left the outbox), then leaves on the server and forgets
+    /// the group's keys. The history stays.
+    ///
+    /// # Errors
+    /// [`GroupError`].
+    pub async fn leave_group(&self, id: &GroupId) -> Result<(), GroupError> {
+        let record = self.active_group(id)?;
+        let conn = self.online()?;
+        let content = content::Content::group_change(
+            new_id(),
+            now_ms(),
+            announcement(*id, record.version.saturating_add(1), GroupChangeKind::Left),
+        );
+        let message_id = self.inner.queue(&Conversation::Group(*id), content)?;
+        let deadline = tokio::time::Instant::now() + LEAVE_ANNOUNCE_WAIT;
+        while self.inner.tx(|tx| tx.outbox_contains(&message_id))?
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        match conn
+            .request(Request::LeaveGroup(LeaveGroupRequest {
+                group_id: id.to_bytes(),
+            }))
+            .await
+        {
+            Ok(_) => {}
+            Err(TransportError::Server(error))
+                if matches!(
+                    error.code,
+                    ErrorCode::NotGroupMember | ErrorCode::UnknownGroup
+                ) => {}
+            Err(error) => return Err(error.into()),
+        }
+        let events = self.inner.tx(|tx| state::mark_left(&self.inner, tx, *id))?;
+        for event in events {
+            self.inner.emit(event);
+        }
+        Ok(())
+    }
+
+    /// Fetches the group's current state from the server (events for what
+    /// changed are raised as usual).
+    ///
+    /// # Errors
+    /// [`GroupError`].
+    pub async fn refresh_group(&self, id: &GroupId) -> Result<Option<GroupInfo>, GroupError> {
+        let conn = self.online()?;
+        Ok(refresh(&self.inner, &conn, *id)
+            .await?
+            .map(|record| record.public(*id)))
+    }
+
+    /// Every group this device knows, including those we left (`active` false).
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn groups(&self) -> Result<Vec<GroupInfo>, StoreError> {
+        Ok(self
+            .inner
+            .tx(|tx| tx.groups())?
+            .into_iter()
+            .map(|(id, record)| record.public(id))
+            .collect())
+    }
+
+    /// One group, if known.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn group(&self, id: &GroupId) -> Result<Option<GroupInfo>, StoreError> {
+        Ok(self.inner.tx(|tx| tx.group(id))?.map(|r| r.public(*id)))
+    }
+}

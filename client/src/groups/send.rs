@@ -1,0 +1,318 @@
+//! Sending to a group with a sender key (SPEC.md §6, §12.10).
+//!
+//! Before a group message leaves, every current member device (members'
+//! devices and our own other devices, with a trusted pairwise session) must
+//! hold our current sender key: the distribution goes pairwise, in one
+//! atomic send, to the devices that lack it, and is recorded per device.
+//! If the key was ever given to a device that is no longer a member device
+//! (a member removed or left, a device removed), the key is rotated first and
+//! the new generation is distributed only to the remaining devices, so the
+//! departed cannot read what follows (§6.1). The message is then sealed once
+//! and fanned out by the server (`send_group`).
+//!
+//! The queue of each recipient device keeps send order, so a distribution
+//! always arrives before the first message sealed with it. Not owned here:
+//! pairwise sessions and device lists (sessions.rs), membership (admin.rs,
+//! state.rs).
+
+use std::collections::BTreeSet;
+
+use bytes::Bytes;
+use microbot_crypto::sender_key::{GroupId as SenderKeyGroup, OutboundSenderKey};
+use microbot_protocol::content::Content;
+use microbot_protocol::transport::{
+    ErrorCode, OutgoingEnvelope, SendGroupRequest, SendRequest, client_frame::Request, response,
+};
+
+use super::GroupId;
+use super::admin::refresh;
+use crate::account::{Inner, new_id};
+use crate::error::{OnlineError, StoreError, TransportError};
+use crate::messages::encode_plaintext;
+use crate::now_ms;
+use crate::sessions::{self, SendFailure, transport_failure};
+use crate::store::Tx;
+use crate::transport::Connection;
+
+/// Most envelopes in one send request (SPEC.md §12.7).
+const MAX_ENVELOPES_PER_SEND: usize = 1000;
+
+impl From<OnlineError> for SendFailure {
+    fn from(error: OnlineError) -> Self {
+        match error {
+            OnlineError::NotConnected => {
+                SendFailure::Transport(TransportError::ConnectionLost("not connected".into()))
+            }
+            OnlineError::Transport(error) => transport_failure(error),
+            OnlineError::Store(error) => SendFailure::Store(error),
+        }
+    }
+}
+
+/// Sends one queued group content (its `group_id` already set). Returns the
+/// server's time stamp.
+pub(crate) async fn send_group(
+    inner: &Inner,
+    conn: &Connection,
+    id: GroupId,
+    content: &Content,
+) -> Result<u64, SendFailure> {
+    let not_member = || SendFailure::Permanent("this account is not a member of the group".into());
+    for attempt in 0..2 {
+        let mut record = inner
+            .tx(|tx| tx.group(&id))?
+            .ok_or_else(|| SendFailure::Permanent("unknown group".into()))?;
+        let stale = u128::from(now_ms().saturating_sub(record.checked_ms))
+            >= inner.config.device_refresh.as_millis();
+        if stale || !record.active {
+            record = refresh(inner, conn, id).await?.ok_or_else(not_member)?;
+        }
+        if !record.active {
+            return Err(not_member());
+        }
+        let me = inner.username.as_str();
+        let mut members = Vec::new();
+        for name in record.usernames() {
+            if name == me {
+                continue;
+            }
+            match sessions::ensure_contact_devices(inner, conn, &name).await {
+                Ok(()) => members.push(name),
+                Err(SendFailure::Permanent(reason)) => {
+                    tracing::warn!(%reason, "group member without usable devices skipped");
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        sessions::ensure_own_devices(inner, conn).await?;
+        match distribute(inner, conn, id, &members).await {
+            Ok(()) => {}
+            Err(Distribution::DevicesChanged) if attempt == 0 => continue,
+            Err(Distribution::DevicesChanged) => {
+                return Err(SendFailure::Permanent(
+                    "the group's device list keeps changing".into(),
+                ));
+            }
+            Err(Distribution::Failed(failure)) => return Err(failure),
+        }
+        let plaintext = encode_plaintext(content, None);
+        let ciphertext = inner.tx(|tx| -> Result<Vec<u8>, SendFailure> {
+            let mut key = tx
+                .outbound_key(&id)?
+                .ok_or(StoreError::Corrupt { what: "sender key" })?;
+            let ciphertext = key
+                .encrypt(&plaintext)
+                .map_err(|e| SendFailure::Permanent(e.to_string()))?;
+            tx.set_outbound_key(&id, &key)?;
+            Ok(ciphertext)
+        })?;
+        return match conn
+            .request(Request::SendGroup(SendGroupRequest {
+                group_id: id.to_bytes(),
+                ciphertext: Bytes::from(ciphertext),
+            }))
+            .await
+        {
+            Ok(response::Result::Send(r)) => Ok(r.server_timestamp_ms),
+            Ok(_) => Err(SendFailure::Permanent(
+                "unexpected answer to a group send".into(),
+            )),
+            Err(TransportError::Server(error))
+                if matches!(
+                    error.code,
+                    ErrorCode::NotGroupMember | ErrorCode::UnknownGroup
+                ) =>
+            {
+                refresh(inner, conn, id).await?;
+                Err(not_member())
+            }
+            Err(error) => Err(transport_failure(error)),
+        };
+    }
+    Err(not_member())
+}
+
+/// Why the distribution step did not complete.
+enum Distribution {
+    /// The server named devices that no longer exist; device lists were reset.
+    DevicesChanged,
+    /// Anything else.
+    Failed(SendFailure),
+}
+
+impl From<SendFailure> for Distribution {
+    fn from(error: SendFailure) -> Self {
+        Distribution::Failed(error)
+    }
+}
+
+impl From<StoreError> for Distribution {
+    fn from(error: StoreError) -> Self {
+        Distribution::Failed(SendFailure::Store(error))
+    }
+}
+
+/// The member devices we can reach: (username, device) with a session whose
+/// identity we trust.
+fn member_devices(
+    inner: &Inner,
+    tx: &Tx<'_>,
+    members: &[String],
+) -> Result<BTreeSet<(String, u64)>, StoreError> {
+    let me = inner.username.as_str();
+    let mut targets = BTreeSet::new();
+    let own = inner.identity.public().to_bytes();
+    for name in members.iter().map(String::as_str).chain([me]) {
+        let trusted = if name == me {
+            Some(own)
+        } else {
+            tx.contact(name)?
+                .filter(|c| c.pending.is_none())
+                .map(|c| c.identity)
+        };
+        let Some(trusted) = trusted else { continue };
+        for device in tx.session_devices(name)? {
+            if name == me && device == inner.device_id {
+                continue;
+            }
+            let usable = tx
+                .sessions(name, device)?
+                .first()
+                .is_some_and(|s| s.session.remote_identity().to_bytes() == trusted);
+            if usable {
+                targets.insert((name.to_owned(), device));
+            }
+        }
+    }
+    Ok(targets)
+}
+
+/// Makes sure every member device holds our current sender key, rotating it
+/// first when a device that held it is no longer a member device.
+async fn distribute(
+    inner: &Inner,
+    conn: &Connection,
+    id: GroupId,
+    members: &[String],
+) -> Result<(), Distribution> {
+    let plan = inner.tx(|tx| -> Result<_, StoreError> {
+        let targets = member_devices(inner, tx, members)?;
+        let existing = tx.outbound_key(&id)?;
+        let shared = tx.shared(&id)?;
+        let departed = |key: &OutboundSenderKey| {
+            shared
+                .iter()
+                .any(|(u, d, k)| *k != key.key_id() || !targets.contains(&(u.clone(), *d)))
+        };
+        let key = match existing {
+            Some(key) if key.iteration() < u32::MAX && !departed(&key) => key,
+            other => {
+                let rng = &mut rand::rng();
+                let key = match other {
+                    Some(old) => old.rotate(rng),
+                    None => OutboundSenderKey::create(
+                        rng,
+                        SenderKeyGroup::new(id.as_bytes())
+                            .map_err(|_| StoreError::Corrupt { what: "group id" })?,
+                    ),
+                };
+                tx.set_outbound_key(&id, &key)?;
+                tx.clear_shared(&id)?;
+                key
+            }
+        };
+        let have: BTreeSet<(String, u64)> = tx
+            .shared(&id)?
+            .into_iter()
+            .map(|(u, d, _)| (u, d))
+            .collect();
+        let need: Vec<(String, u64)> = targets.difference(&have).cloned().collect();
+        if need.is_empty() {
+            return Ok(None);
+        }
+        let distribution = key.distribution().to_bytes();
+        let content = Content::sender_key_distribution(
+            new_id(),
+            now_ms(),
+            *id.as_bytes(),
+            Bytes::copy_from_slice(&distribution),
+        );
+        let plaintext = encode_plaintext(&content, None);
+        let mut envelopes = Vec::with_capacity(need.len());
+        for (name, device) in need {
+            let Some(mut stored) = tx.sessions(&name, device)?.into_iter().next() else {
+                continue;
+            };
+            match stored.session.encrypt(&mut rand::rng(), &plaintext) {
+                Ok(ciphertext) => {
+                    tx.save_session(&name, device, &stored.session)?;
+                    envelopes.push((
+                        name,
+                        OutgoingEnvelope {
+                            recipient_device_id: device,
+                            ciphertext: Bytes::from(ciphertext),
+                        },
+                    ));
+                }
+                Err(error) => tracing::warn!(device, %error, "cannot encrypt for device"),
+            }
+        }
+        Ok(Some((key.key_id(), envelopes)))
+    })?;
+    let Some((key_id, envelopes)) = plan else {
+        return Ok(());
+    };
+    let mut rest = envelopes.as_slice();
+    while !rest.is_empty() {
+        let (chunk, tail) = rest.split_at(rest.len().min(MAX_ENVELOPES_PER_SEND));
+        rest = tail;
+        let request = SendRequest {
+            envelopes: chunk.iter().map(|(_, e)| e.clone()).collect(),
+        };
+        match conn.request(Request::Send(request)).await {
+            Ok(response::Result::Send(_)) => {}
+            Ok(_) => {
+                return Err(SendFailure::Permanent("unexpected answer to a send".into()).into());
+            }
+            Err(TransportError::Server(error))
+                if matches!(
+                    error.code,
+                    ErrorCode::UnknownDevice | ErrorCode::DeviceRemoved
+                ) =>
+            {
+                forget_devices(inner, &error.device_ids, chunk)?;
+                return Err(Distribution::DevicesChanged);
+            }
+            Err(error) => return Err(transport_failure(error).into()),
+        }
+        inner.tx(|tx| -> Result<(), StoreError> {
+            for (name, envelope) in chunk {
+                tx.add_shared(&id, name, envelope.recipient_device_id, key_id)?;
+            }
+            Ok(())
+        })?;
+    }
+    Ok(())
+}
+
+/// Forgets devices the server no longer knows and marks their accounts'
+/// device lists stale.
+fn forget_devices(
+    inner: &Inner,
+    device_ids: &[u64],
+    chunk: &[(String, OutgoingEnvelope)],
+) -> Result<(), StoreError> {
+    inner.tx(|tx| {
+        for (name, envelope) in chunk {
+            if !device_ids.contains(&envelope.recipient_device_id) {
+                continue;
+            }
+            tx.delete_device(name, envelope.recipient_device_id)?;
+            if let Some(mut contact) = tx.contact(name)? {
+                contact.devices_checked_ms = 0;
+                tx.set_contact(name, &contact)?;
+            }
+        }
+        sessions::reset_own_devices_check(tx)
+    })
+}

@@ -1,0 +1,361 @@
+//! Processing one received envelope inside one store transaction (SPEC.md
+//! §5, §6, §11): decrypt it (pairwise session, or the sender device's
+//! sender key for a group envelope), check who sent it, then store the
+//! content and derive the event, or apply it (sender key distributions,
+//! group announcements).
+//!
+//! A group envelope's content must name the group of the sender key that
+//! opened it; a sender key distribution is accepted only from a pairwise
+//! session; content naming a group over a pairwise session is accepted only
+//! from a member (or our own devices). Not owned here: fetching and
+//! acknowledging (sync.rs), the cryptography (sessions.rs, crypto-core).
+
+use microbot_protocol::MessageId;
+use microbot_protocol::content::{Content, TypingAction, content::Body};
+use microbot_protocol::transport::Envelope;
+
+use crate::account::Inner;
+use crate::error::StoreError;
+use crate::events::{Conversation, Event, IncomingMessage, ReceiptKind};
+use crate::groups::{GroupId, state as group_state};
+use crate::messages::{self, decode_plaintext};
+use crate::sessions::{self, DecryptFailure};
+use crate::store::{Contact, Tx};
+use crate::sync::safety_number;
+
+/// What processing one envelope produced.
+pub(crate) enum Outcome {
+    /// Already processed earlier (redelivery after a crash, push + fetch).
+    Duplicate,
+    /// Dropped with an event.
+    Failed(Event),
+    /// Stored or applied; emit these events.
+    Delivered {
+        /// Events to raise.
+        events: Vec<Event>,
+        /// A delivery receipt to queue.
+        receipt: Option<(Conversation, MessageId)>,
+        /// A group to fetch from the server (its state is behind).
+        refresh: Option<GroupId>,
+    },
+}
+
+/// An opened envelope: its content and where it belongs.
+struct Opened {
+    content: Content,
+    conversation: Conversation,
+    via_group: bool,
+    events: Vec<Event>,
+}
+
+pub(crate) fn process(
+    inner: &Inner,
+    tx: &Tx<'_>,
+    envelope: &Envelope,
+) -> Result<Outcome, StoreError> {
+    if tx.envelope_processed(envelope.envelope_id)? {
+        return Ok(Outcome::Duplicate);
+    }
+    tx.mark_envelope_processed(envelope.envelope_id)?;
+    let sender = envelope.sender_username.as_str();
+    let device = envelope.sender_device_id;
+    let failed = |reason: String| {
+        Ok(Outcome::Failed(Event::DecryptionFailed {
+            sender: sender.to_owned(),
+            sender_device: device,
+            reason,
+        }))
+    };
+    let opened = if envelope.group_id.is_empty() {
+        open_pairwise(inner, tx, envelope)?
+    } else {
+        open_group(tx, envelope)?
+    };
+    let Opened {
+        content,
+        conversation,
+        via_group,
+        mut events,
+    } = match opened {
+        Ok(opened) => opened,
+        Err(reason) => return failed(reason),
+    };
+    let Some(message_id) = content.id() else {
+        return failed("content without a message id".into());
+    };
+    let mut refresh = match &conversation {
+        Conversation::Group(id) if tx.group(id)?.is_none() => Some(*id),
+        _ => None,
+    };
+    match content.body.as_ref() {
+        Some(Body::SenderKeyDistribution(distribution)) => {
+            if via_group {
+                return failed("a sender key distribution must come pairwise".into());
+            }
+            if let Err(reason) = group_state::accept_distribution(tx, sender, device, distribution)?
+            {
+                return failed(reason);
+            }
+            return Ok(Outcome::Delivered {
+                events,
+                receipt: None,
+                refresh: None,
+            });
+        }
+        Some(Body::GroupChange(change)) => {
+            let in_its_group = matches!(&conversation,
+                Conversation::Group(id) if id.as_bytes().as_slice() == change.group_id.as_ref());
+            if !in_its_group {
+                return failed("group change outside its group".into());
+            }
+            let applied = group_state::apply_change(tx, sender, change)?;
+            events.extend(applied.events);
+            if applied.refresh {
+                refresh = GroupId::from_slice(&change.group_id);
+            }
+            return Ok(Outcome::Delivered {
+                events,
+                receipt: None,
+                refresh,
+            });
+        }
+        _ => {}
+    }
+    let me = inner.username.as_str();
+    let row = messages::row_for(&conversation, sender, &content, message_id);
+    if !tx.insert_message(&row)? {
+        // The same message again (resent after a crash): already delivered.
+        return Ok(Outcome::Delivered {
+            events,
+            receipt: None,
+            refresh,
+        });
+    }
+    // Delivery receipts only in 1:1 conversations: in a group every member
+    // would receive every member's receipt for every message.
+    let receipt = (inner.config.delivery_receipts
+        && sender != me
+        && matches!(conversation, Conversation::Direct(_))
+        && matches!(content.body, Some(Body::Text(_) | Body::Attachment(_))))
+    .then(|| (conversation.clone(), message_id));
+    if let Some(event) = event_for(tx, &conversation, sender, device, &content, message_id)? {
+        events.push(event);
+    }
+    Ok(Outcome::Delivered {
+        events,
+        receipt,
+        refresh,
+    })
+}
+
+/// Opens a pairwise envelope and checks the sender's identity.
+fn open_pairwise(
+    inner: &Inner,
+    tx: &Tx<'_>,
+    envelope: &Envelope,
+) -> Result<Result<Opened, String>, StoreError> {
+    let sender = envelope.sender_username.as_str();
+    let device = envelope.sender_device_id;
+    let me = inner.username.as_str();
+    let decrypted = match sessions::decrypt(inner, tx, sender, device, &envelope.ciphertext) {
+        Ok(decrypted) => decrypted,
+        Err(DecryptFailure::Store(error)) => return Err(error),
+        Err(error) => return Ok(Err(error.to_string())),
+    };
+    let mut events = Vec::new();
+    if sender == me {
+        if decrypted.identity != inner.identity.public().to_bytes() {
+            tx.delete_device(me, device)?;
+            return Ok(Err("a device of our account uses another identity".into()));
+        }
+    } else if let Some(event) = check_identity(inner, tx, sender, decrypted.identity)? {
+        events.push(event);
+    }
+    let (content, destination) = match decode_plaintext(&decrypted.plaintext) {
+        Ok(decoded) => decoded,
+        Err(error) => return Ok(Err(format!("invalid content: {error}"))),
+    };
+    let distribution = matches!(content.body, Some(Body::SenderKeyDistribution(_)));
+    let conversation = if !content.group_id.is_empty() && !distribution {
+        let Some(id) = GroupId::from_slice(&content.group_id) else {
+            return Ok(Err("invalid group id".into()));
+        };
+        let member = tx.group(&id)?.is_some_and(|g| g.is_member(sender));
+        if sender != me && !member {
+            return Ok(Err("group content from a non-member".into()));
+        }
+        Conversation::Group(id)
+    } else {
+        match (sender == me, destination) {
+            (true, Some(destination)) => Conversation::Direct(destination),
+            (true, None) => Conversation::Direct(me.to_owned()),
+            (false, _) => Conversation::Direct(sender.to_owned()),
+        }
+    };
+    Ok(Ok(Opened {
+        content,
+        conversation,
+        via_group: false,
+        events,
+    }))
+}
+
+/// Opens a group envelope with the sender device's sender key.
+fn open_group(tx: &Tx<'_>, envelope: &Envelope) -> Result<Result<Opened, String>, StoreError> {
+    let opened = group_state::open_group_message(
+        tx,
+        &envelope.group_id,
+        &envelope.sender_username,
+        envelope.sender_device_id,
+        &envelope.ciphertext,
+    )?;
+    let (id, plaintext) = match opened {
+        Ok(opened) => opened,
+        Err(reason) => return Ok(Err(reason)),
+    };
+    let content = match decode_plaintext(&plaintext) {
+        Ok((content, _)) => content,
+        Err(error) => return Ok(Err(format!("invalid content: {error}"))),
+    };
+    if content.group_id.as_ref() != id.as_bytes().as_slice() {
+        return Ok(Err(
+            "the content names another group than its sender key".into()
+        ));
+    }
+    Ok(Ok(Opened {
+        content,
+        conversation: Conversation::Group(id),
+        via_group: true,
+        events: Vec::new(),
+    }))
+}
+
+/// Trust on first use; a different identity later becomes a pending change.
+fn check_identity(
+    inner: &Inner,
+    tx: &Tx<'_>,
+    username: &str,
+    identity: [u8; 32],
+) -> Result<Option<Event>, StoreError> {
+    match tx.contact(username)? {
+        None => {
+            tx.set_contact(
+                username,
+                &Contact {
+                    identity,
+                    pending: None,
+                    devices_checked_ms: 0,
+                },
+            )?;
+            Ok(None)
+        }
+        Some(contact) if contact.identity == identity || contact.pending == Some(identity) => {
+            Ok(None)
+        }
+        Some(mut contact) => {
+            contact.pending = Some(identity);
+            tx.set_contact(username, &contact)?;
+            Ok(
+                safety_number(inner, username, &identity).map(|safety_number| {
+                    Event::SafetyNumberChanged {
+                        username: username.to_owned(),
+                        safety_number,
+                    }
+                }),
+            )
+        }
+    }
+}
+
+fn id16(bytes: &[u8]) -> Option<MessageId> {
+    <[u8; 16]>::try_from(bytes).ok()
+}
+
+/// The event for newly stored content, using the converged view for texts
+/// and edits.
+fn event_for(
+    tx: &Tx<'_>,
+    conversation: &Conversation,
+    author: &str,
+    device: u64,
+    content: &Content,
+    message_id: MessageId,
+) -> Result<Option<Event>, StoreError> {
+    let conversation = conversation.clone();
+    let Some(body) = content.body.as_ref() else {
+        return Ok(None);
+    };
+    let view = |target: &MessageId| -> Result<_, StoreError> {
+        Ok(messages::fold(
+            author,
+            target,
+            &tx.message_events(author, target)?,
+        ))
+    };
+    Ok(match body {
+        Body::Text(_) | Body::Attachment(_) => match view(&message_id)? {
+            Some(snapshot) => match snapshot.status {
+                messages::MessageStatus::Visible { text, .. } => {
+                    Some(Event::Message(Box::new(IncomingMessage {
+                        conversation,
+                        author: author.to_owned(),
+                        author_device: device,
+                        message_id,
+                        sent_at_ms: content.sent_at_ms,
+                        text,
+                        reply_to: snapshot.reply_to,
+                        attachment: snapshot.attachment,
+                    })))
+                }
+                _ => None,
+            },
+            None => None,
+        },
+        Body::Edit(edit) => {
+            let Some(target) = id16(&edit.target_message_id) else {
+                return Ok(None);
+            };
+            match view(&target)?.map(|s| s.status) {
+                Some(messages::MessageStatus::Visible { text, .. }) => Some(Event::Edited {
+                    conversation,
+                    author: author.to_owned(),
+                    target,
+                    text,
+                }),
+                _ => None,
+            }
+        }
+        Body::Delete(delete) => id16(&delete.target_message_id).map(|target| Event::Deleted {
+            conversation,
+            author: author.to_owned(),
+            target,
+        }),
+        Body::Reaction(reaction) => {
+            id16(&reaction.target_message_id).map(|target| Event::Reaction {
+                conversation,
+                from: author.to_owned(),
+                target,
+                emoji: reaction.emoji.clone(),
+                removed: reaction.remove,
+            })
+        }
+        Body::ReadReceipt(r) => Some(Event::Receipt {
+            conversation,
+            from: author.to_owned(),
+            kind: ReceiptKind::Read,
+            message_ids: r.message_ids.iter().filter_map(|id| id16(id)).collect(),
+        }),
+        Body::DeliveryReceipt(r) => Some(Event::Receipt {
+            conversation,
+            from: author.to_owned(),
+            kind: ReceiptKind::Delivered,
+            message_ids: r.message_ids.iter().filter_map(|id| id16(id)).collect(),
+        }),
+        Body::Typing(typing) => Some(Event::Typing {
+            conversation,
+            from: author.to_owned(),
+            started: typing.action == TypingAction::Started as i32,
+        }),
+        Body::GroupChange(_) | Body::SenderKeyDistribution(_) | Body::CallSignal(_) => None,
+    })
+}
