@@ -20,6 +20,66 @@ use serde::Deserialize;
 /// configuration is not exposed. Deployments set `--listen 0.0.0.0:7447`.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7447";
 
+/// A connection URL that may carry a password: `Debug` hides the
+/// password, so configurations can be logged.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct SecretUrl(String);
+
+impl SecretUrl {
+    /// Wraps a URL.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(url.into())
+    }
+
+    /// The URL with its password, for connecting.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with any password replaced by `***`.
+    pub fn redacted(&self) -> String {
+        let url = &self.0;
+        let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+            return url.clone();
+        };
+        let rest = url.get(scheme_end..).unwrap_or_default();
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let authority = rest.get(..authority_end).unwrap_or_default();
+        match (authority.rfind('@'), authority.find(':')) {
+            (Some(at), Some(colon)) if colon < at => format!(
+                "{}{}:***{}",
+                url.get(..scheme_end).unwrap_or_default(),
+                authority.get(..colon).unwrap_or_default(),
+                rest.get(at..).unwrap_or_default()
+            ),
+            _ => url.clone(),
+        }
+    }
+}
+
+impl std::fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.redacted())
+    }
+}
+
+impl std::str::FromStr for SecretUrl {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+/// Where the durable state lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StorageBackend {
+    /// `microbot.sqlite3` in the data directory (the default).
+    Sqlite,
+    /// A PostgreSQL database shared by every node.
+    Postgres(SecretUrl),
+}
+
 /// The complete, resolved configuration of one server.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
@@ -104,6 +164,19 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// `http://host:port/path` receiving content-free POSTs for offline devices (off when unset).
     pub webhook_url: Option<String>,
+    /// `"sqlite"` (default: the file in `data_dir`) or a
+    /// `postgres://user:password@host:port/db` URL shared by every node.
+    pub storage: Option<SecretUrl>,
+    /// Most PostgreSQL connections of this node.
+    pub storage_pool_size: u32,
+    /// `redis://host:port/` for the cross-node bus and shared limits
+    /// (unset: in-process bus, per-node limits).
+    pub redis: Option<SecretUrl>,
+    /// Prefix of every Redis key and channel (one per cluster).
+    pub redis_namespace: String,
+    /// Directory of attachment files (default `<data_dir>/attachments`);
+    /// every node of a cluster must see the same one.
+    pub attachments_dir: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -149,6 +222,11 @@ impl Default for Config {
             deny_ips: Vec::new(),
             metrics_listen: None,
             webhook_url: None,
+            storage: None,
+            storage_pool_size: 16,
+            redis: None,
+            redis_namespace: "microbot".to_owned(),
+            attachments_dir: None,
         }
     }
 }
@@ -303,6 +381,21 @@ pub struct Overrides {
     /// Webhook URL (http://) for offline-device notifications [default: off].
     #[arg(long, env = "MICROBOT_WEBHOOK_URL", global = true)]
     pub webhook_url: Option<String>,
+    /// "sqlite" or postgres://user:password@host:port/db [default: sqlite].
+    #[arg(long, env = "MICROBOT_STORAGE", global = true, hide_env_values = true)]
+    pub storage: Option<SecretUrl>,
+    /// Most PostgreSQL connections of this node [default: 16].
+    #[arg(long, env = "MICROBOT_STORAGE_POOL_SIZE", global = true)]
+    pub storage_pool_size: Option<u32>,
+    /// redis://host:port/ for the cluster bus and shared limits [default: off].
+    #[arg(long, env = "MICROBOT_REDIS", global = true, hide_env_values = true)]
+    pub redis: Option<SecretUrl>,
+    /// Prefix of Redis keys and channels [default: microbot].
+    #[arg(long, env = "MICROBOT_REDIS_NAMESPACE", global = true)]
+    pub redis_namespace: Option<String>,
+    /// Attachment directory, shared by all nodes [default: DATA_DIR/attachments].
+    #[arg(long, env = "MICROBOT_ATTACHMENTS_DIR", global = true)]
+    pub attachments_dir: Option<PathBuf>,
 }
 
 impl Config {
@@ -421,6 +514,17 @@ impl Config {
         if o.webhook_url.is_some() {
             self.webhook_url.clone_from(&o.webhook_url);
         }
+        if o.storage.is_some() {
+            self.storage.clone_from(&o.storage);
+        }
+        set(&mut self.storage_pool_size, &o.storage_pool_size);
+        if o.redis.is_some() {
+            self.redis.clone_from(&o.redis);
+        }
+        set(&mut self.redis_namespace, &o.redis_namespace);
+        if o.attachments_dir.is_some() {
+            self.attachments_dir.clone_from(&o.attachments_dir);
+        }
         self
     }
 
@@ -489,12 +593,55 @@ impl Config {
                 "webhook_url must be http://host[:port][/path]",
             ));
         }
+        self.storage_backend()?;
+        if !(1..=1000).contains(&self.storage_pool_size) {
+            return Err(ConfigError::Invalid(
+                "storage_pool_size must be between 1 and 1000",
+            ));
+        }
+        if let Some(url) = &self.redis
+            && !(url.expose().starts_with("redis://") || url.expose().starts_with("redis+unix://"))
+        {
+            return Err(ConfigError::Invalid("redis must be a redis:// URL"));
+        }
+        if self.redis_namespace.is_empty()
+            || !self
+                .redis_namespace
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(ConfigError::Invalid(
+                "redis_namespace must be non-empty ASCII letters, digits, '-', '_' or '.'",
+            ));
+        }
         Ok(())
+    }
+
+    /// The storage backend named by `storage`.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] for anything but `sqlite` or a PostgreSQL URL.
+    pub fn storage_backend(&self) -> Result<StorageBackend, ConfigError> {
+        match &self.storage {
+            None => Ok(StorageBackend::Sqlite),
+            Some(url) if url.expose() == "sqlite" => Ok(StorageBackend::Sqlite),
+            Some(url)
+                if url.expose().starts_with("postgres://")
+                    || url.expose().starts_with("postgresql://") =>
+            {
+                Ok(StorageBackend::Postgres(url.clone()))
+            }
+            Some(_) => Err(ConfigError::Invalid(
+                "storage must be \"sqlite\" or a postgres:// URL",
+            )),
+        }
     }
 
     /// Directory holding attachment files.
     pub fn attachments_dir(&self) -> PathBuf {
-        self.data_dir.join("attachments")
+        self.attachments_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("attachments"))
     }
 
     /// Path of the SQLite database file.
@@ -535,6 +682,36 @@ mod tests {
         };
         assert!(matches!(config.validate(), Err(ConfigError::Invalid(_))));
         assert!(Config::default().validate().is_ok());
+    }
+
+    #[test]
+    fn storage_and_redis_urls_are_checked_and_passwords_never_printed() {
+        let config = Config::from_toml(
+            "storage = \"postgres://microbot:hunter2@db:5432/microbot\"\nredis = \"redis://cache:6379/\"\n",
+        )
+        .unwrap();
+        assert!(config.validate().is_ok());
+        assert!(matches!(
+            config.storage_backend(),
+            Ok(StorageBackend::Postgres(_))
+        ));
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(printed.contains("postgres://microbot:***@db:5432/microbot"));
+        let bad = Config {
+            storage: Some(SecretUrl::new("mysql://x")),
+            ..Config::default()
+        };
+        assert!(matches!(bad.validate(), Err(ConfigError::Invalid(_))));
+        let bad = Config {
+            redis: Some(SecretUrl::new("http://x")),
+            ..Config::default()
+        };
+        assert!(matches!(bad.validate(), Err(ConfigError::Invalid(_))));
+        assert_eq!(
+            Config::default().storage_backend().unwrap(),
+            StorageBackend::Sqlite
+        );
     }
 
     #[test]

@@ -16,7 +16,14 @@
 //! account is refused before the password or code is looked at, so a right
 //! code guessed during the lock is refused too. A success resets it.
 //!
+//! Several nodes: with a Redis configured, buckets and back-off records
+//! live in Redis ([`shared`]) and hold across the cluster; the in-memory
+//! ones above serve only while Redis is unreachable. Connection caps stay
+//! per node (they protect the node's own sockets and memory).
+//!
 //! Not owned here: which request is what (connection.rs calls in).
+
+pub mod shared;
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -150,6 +157,7 @@ pub struct Limits {
     upload_account: TokenBuckets<i64>,
     failures: Mutex<HashMap<String, Failures>>,
     slots: Mutex<Slots>,
+    shared: Option<shared::SharedLimits>,
 }
 
 impl std::fmt::Debug for Limits {
@@ -174,7 +182,16 @@ pub fn credential_subject<'a>(
 }
 
 impl Limits {
-    /// Limits from the configuration.
+    /// Limits from the configuration, shared through Redis when `shared`
+    /// is given.
+    pub fn with_shared(config: &Config, shared: Option<shared::SharedLimits>) -> Self {
+        Self {
+            shared,
+            ..Self::new(config)
+        }
+    }
+
+    /// Limits from the configuration, kept in this process.
     pub fn new(config: &Config) -> Self {
         Self {
             config: config.clone(),
@@ -186,6 +203,7 @@ impl Limits {
             upload_account: TokenBuckets::per_minute(config.rate_upload_per_account),
             failures: Mutex::new(HashMap::new()),
             slots: Mutex::new(Slots::default()),
+            shared: None,
         }
     }
 
@@ -234,45 +252,59 @@ impl Limits {
             ApiError::rate_limited(what, ms)
         };
         let account = session.map(|s| s.account_id);
+        let c = &self.config;
         match request {
             Request::Register(_) => self
-                .register_ip
-                .check(ip)
+                .take("register_ip", &self.register_ip, c.rate_register_per_ip, ip)
                 .map_err(|ms| refuse("register_ip", "registrations", ms))?,
             Request::Login(_) => self
-                .login_ip
-                .check(ip)
+                .take("login_ip", &self.login_ip, c.rate_login_per_ip, ip)
                 .map_err(|ms| refuse("login_ip", "login attempts", ms))?,
             Request::Send(_) | Request::SendGroup(_) => {
                 if let Some(a) = account {
-                    self.send_account
-                        .check(a)
-                        .map_err(|ms| refuse("send_account", "sends", ms))?;
+                    self.take(
+                        "send_account",
+                        &self.send_account,
+                        c.rate_send_per_account,
+                        a,
+                    )
+                    .map_err(|ms| refuse("send_account", "sends", ms))?;
                 }
             }
             Request::FetchPrekeys(_) => {
                 if let Some(a) = account {
-                    self.prekey_fetch_account
-                        .check(a)
-                        .map_err(|ms| refuse("prekey_fetch_account", "prekey fetches", ms))?;
+                    self.take(
+                        "prekey_fetch_account",
+                        &self.prekey_fetch_account,
+                        c.rate_prekey_fetch_per_account,
+                        a,
+                    )
+                    .map_err(|ms| refuse("prekey_fetch_account", "prekey fetches", ms))?;
                 }
             }
             Request::AttachmentUpload(_) => {
                 if let Some(a) = account {
-                    self.upload_account
-                        .check(a)
-                        .map_err(|ms| refuse("upload_account", "uploads", ms))?;
+                    self.take(
+                        "upload_account",
+                        &self.upload_account,
+                        c.rate_upload_per_account,
+                        a,
+                    )
+                    .map_err(|ms| refuse("upload_account", "uploads", ms))?;
                 }
             }
             _ => {}
         }
         if let Some(username) = credential_subject(request, session) {
-            self.login_ip
-                .check(ip)
+            self.take("login_ip", &self.login_ip, c.rate_login_per_ip, ip)
                 .map_err(|ms| refuse("login_ip", "login attempts", ms))?;
-            self.login_account
-                .check(username.to_owned())
-                .map_err(|ms| refuse("login_account", "login attempts", ms))?;
+            self.take(
+                "login_account",
+                &self.login_account,
+                c.rate_login_per_account,
+                username.to_owned(),
+            )
+            .map_err(|ms| refuse("login_account", "login attempts", ms))?;
             if let Some(ms) = self.locked_for(username) {
                 return Err(refuse("login_backoff", "failed logins", ms));
             }
@@ -280,7 +312,32 @@ impl Limits {
         Ok(())
     }
 
+    /// One token of a limit: from Redis when shared and reachable, else
+    /// from this node's buckets.
+    fn take<K: Hash + Eq + std::fmt::Display>(
+        &self,
+        name: &str,
+        local: &TokenBuckets<K>,
+        per_minute: u32,
+        key: K,
+    ) -> Result<(), u64> {
+        if per_minute == 0 {
+            return Ok(());
+        }
+        if let Some(shared) = &self.shared
+            && let Ok(outcome) = shared.take(name, &key.to_string(), per_minute)
+        {
+            return outcome;
+        }
+        local.check(key)
+    }
+
     fn locked_for(&self, username: &str) -> Option<u64> {
+        if let Some(shared) = &self.shared
+            && let Ok(locked) = shared.locked_for(username)
+        {
+            return locked;
+        }
         let failures = lock(&self.failures);
         let until = failures.get(username)?.locked_until?;
         let left = until.checked_duration_since(Instant::now())?;
@@ -291,6 +348,27 @@ impl Limits {
     /// (wrong password, wrong or replayed code) extend the back-off, a
     /// success clears it, other errors change nothing.
     pub fn record_credentials(&self, username: &str, outcome: Result<(), ErrorCode>) {
+        if let Some(shared) = &self.shared {
+            let done = match outcome {
+                Ok(()) => shared.clear_failures(username),
+                Err(
+                    ErrorCode::InvalidCredentials
+                    | ErrorCode::InvalidSecondFactor
+                    | ErrorCode::TotpReplayed,
+                ) => shared.record_failure(
+                    username,
+                    shared::Backoff {
+                        after: self.config.login_backoff_after_failures,
+                        base_ms: self.config.login_backoff_base_ms,
+                        max_ms: self.config.login_backoff_max_ms,
+                    },
+                ),
+                Err(_) => Ok(()),
+            };
+            if done.is_ok() {
+                return;
+            }
+        }
         let mut failures = lock(&self.failures);
         match outcome {
             Ok(()) => {

@@ -5,6 +5,9 @@
 //! environment variables < flags; `microbot-server --help` lists them all.
 //! On start it prints the listen address and the certificate fingerprint
 //! clients pin. SIGINT / SIGTERM shut it down gracefully.
+//!
+//! Cluster nodes (`storage = "postgres://…"`, `redis = "redis://…"`) share
+//! one certificate (`--cert-pem` / `--key-pem`); docs/OPERATIONS.md.
 
 use clap::{Parser, Subcommand};
 use microbot_server::{Config, Overrides, Server};
@@ -90,6 +93,17 @@ fn offline(
             return std::process::ExitCode::from(2);
         }
     };
+    if !matches!(
+        config.storage_backend(),
+        Ok(microbot_server::config::StorageBackend::Sqlite)
+    ) {
+        eprintln!(
+            "error: backup and restore cover the embedded SQLite storage; with PostgreSQL use \
+             pg_dump / pg_basebackup and copy the shared attachments directory \
+             (docs/OPERATIONS.md)"
+        );
+        return std::process::ExitCode::from(2);
+    }
     match task(&config) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {

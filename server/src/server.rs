@@ -18,13 +18,16 @@ use tokio::task::JoinSet;
 use crate::attachments::UploadsInProgress;
 use crate::auth::password::{PasswordError, PasswordHasher};
 use crate::backup::{BackupError, DataDirLock, lock_data_dir};
+use crate::bus::Bus;
 use crate::bus::local::LocalBus;
+use crate::bus::redis::{RedisBus, RedisBusError};
 use crate::config::Config;
 use crate::endpoint::{self, EndpointError};
+use crate::limits::shared::SharedLimits;
 use crate::limits::{Limits, Refusal};
 use crate::metrics::{self, Metrics};
 use crate::state::ServerState;
-use crate::storage::sqlite::{OpenError, SqliteStorage};
+use crate::storage::{self, OpenStorageError};
 use crate::webhooks::{self, WebhookTarget, Webhooks};
 use crate::{connection, queues};
 
@@ -41,7 +44,10 @@ pub enum StartError {
     },
     /// The database could not be opened.
     #[error(transparent)]
-    Storage(#[from] OpenError),
+    Storage(#[from] OpenStorageError),
+    /// The Redis URL is invalid.
+    #[error(transparent)]
+    Redis(#[from] RedisBusError),
     /// Certificate or socket setup failed.
     #[error(transparent)]
     Endpoint(#[from] EndpointError),
@@ -103,7 +109,17 @@ impl Server {
             source,
         })?;
         let lock = lock_data_dir(&config.data_dir)?;
-        let storage = SqliteStorage::open(&config.database_path())?;
+        let storage = storage::open(&config)?;
+        let (bus, shared_limits): (Arc<dyn Bus>, _) = match &config.redis {
+            Some(url) => {
+                let bus = RedisBus::start(url.expose(), &config.redis_namespace)?;
+                tracing::info!(node = %bus.node_id(), redis = %url.redacted(), "cluster node");
+                let shared = SharedLimits::new(url.expose(), &config.redis_namespace)
+                    .map_err(RedisBusError::Url)?;
+                (Arc::new(bus), Some(shared))
+            }
+            None => (Arc::new(LocalBus::new()), None),
+        };
         let identity = endpoint::load_identity(&config)?;
         let endpoint = endpoint::bind(&config, endpoint::server_config(&config, &identity)?)?;
         let metrics_listener = match config.metrics_listen {
@@ -134,10 +150,10 @@ impl Server {
             config.argon2_parallelism,
         )?;
         let state = Arc::new(ServerState {
-            storage: Arc::new(storage),
-            bus: Arc::new(LocalBus::new()),
+            storage,
+            bus,
             passwords,
-            limits: Arc::new(Limits::new(&config)),
+            limits: Arc::new(Limits::with_shared(&config, shared_limits)),
             metrics: Metrics::default(),
             webhooks,
             uploads: UploadsInProgress::default(),

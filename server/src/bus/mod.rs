@@ -2,7 +2,9 @@
 //! (SPEC.md §12.7 "Pushes").
 //!
 //! The [`Bus`] trait lets a multi-node deployment replace the in-process
-//! [`local::LocalBus`] with a shared one (e.g. Redis pub/sub) later.
+//! [`local::LocalBus`] with [`redis::RedisBus`] (Redis pub/sub plus a
+//! presence set per node, SPEC.md §18), so a push accepted on one node
+//! reaches a device connected to another.
 //! Pushes are best-effort notifications of durable state: an envelope stays
 //! queued until acknowledged whether or not its push arrived. A connection
 //! whose push channel is full is unsubscribed (its channel closes) and disconnects, so the client
@@ -11,6 +13,7 @@
 //! Not owned here: what a connection does with an event (connection.rs).
 
 pub mod local;
+pub mod redis;
 
 use microbot_protocol::transport::{ErrorCode, Push};
 use tokio::sync::mpsc;
@@ -46,6 +49,7 @@ pub trait Bus: Send + Sync + 'static {
     /// Removes a subscription (idempotent).
     fn unsubscribe(&self, device_id: u64, subscription_id: u64);
     /// Sends an event to every live connection of the device; returns how
-    /// many connections it reached.
+    /// many connections it reached (a shared bus adds the other nodes known
+    /// to hold a connection of the device; 0 means offline everywhere).
     fn publish(&self, device_id: u64, event: BusEvent) -> usize;
 }

@@ -3,14 +3,16 @@
 //! The trait is synchronous: every method is one short transaction, and the
 //! server calls it from a blocking thread (`tokio::task::spawn_blocking`), so
 //! an implementation may block on disk or network. [`sqlite::SqliteStorage`]
-//! is the embedded default; a PostgreSQL implementation can be added beside
-//! it without touching the request handlers.
+//! is the embedded default; [`postgres::PostgresStorage`] lets several
+//! server nodes share one database (SPEC.md §18). [`open`] picks one from
+//! the configuration.
 //!
 //! Not owned here: credential checks (auth/), limits and validation of
 //! request fields (the handlers), and notifying connected devices (bus/).
 
 pub mod attachments;
 pub mod groups;
+pub mod postgres;
 pub mod schema;
 pub mod sqlite;
 
@@ -333,4 +335,39 @@ pub trait Storage: GroupStorage + AttachmentStorage + Send + Sync + 'static {
     fn purge_expired(&self, now_ms: u64) -> StorageResult<u64>;
     /// Unexpired envelopes queued for all devices (a metrics gauge).
     fn total_queued(&self, now_ms: u64) -> StorageResult<u64>;
+}
+
+/// Errors opening the configured storage.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenStorageError {
+    /// The SQLite file could not be opened.
+    #[error(transparent)]
+    Sqlite(#[from] sqlite::OpenError),
+    /// PostgreSQL could not be reached or migrated.
+    #[error(transparent)]
+    Postgres(#[from] postgres::PostgresOpenError),
+    /// The `storage` setting is invalid.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+}
+
+/// Opens the backend named by `config.storage`: the SQLite file in the data
+/// directory by default, or the shared PostgreSQL database.
+///
+/// # Errors
+/// [`OpenStorageError`].
+pub fn open(
+    config: &crate::config::Config,
+) -> Result<std::sync::Arc<dyn Storage>, OpenStorageError> {
+    Ok(match config.storage_backend()? {
+        crate::config::StorageBackend::Sqlite => {
+            std::sync::Arc::new(sqlite::SqliteStorage::open(&config.database_path())?)
+        }
+        crate::config::StorageBackend::Postgres(url) => {
+            std::sync::Arc::new(postgres::PostgresStorage::open(
+                url.expose(),
+                usize::try_from(config.storage_pool_size).unwrap_or(postgres::DEFAULT_POOL_SIZE),
+            )?)
+        }
+    })
 }

@@ -1,0 +1,902 @@
+//! The PostgreSQL [`Storage`] for several server nodes sharing one database
+//! (SPEC.md §14, §18 "Scale-out").
+//!
+//! The trait is synchronous and called on blocking threads; this type owns a
+//! small tokio runtime of its own that drives the `tokio-postgres`
+//! connections, and each method blocks on one transaction there. Every
+//! method runs in one transaction; one that fails with a deadlock or a
+//! serialisation failure is retried a few times before the error is
+//! returned.
+//!
+//! Concurrency across nodes, where SQLite relied on its single writer:
+//! - one-time prekeys are taken with `FOR UPDATE SKIP LOCKED` and deleted in
+//!   the same statement, so no two nodes hand out the same key;
+//! - a TOTP step is consumed by a conditional `UPDATE` of the account row,
+//!   which PostgreSQL serialises on the row, so a step is accepted once in
+//!   the whole cluster;
+//! - senders lock the recipient device rows (in id order, so two sends never
+//!   deadlock) before counting and inserting: queue caps hold and each
+//!   device's envelope ids increase in commit order;
+//! - group changes lock the group row, so the expected-version check and the
+//!   bump commit together.
+//!
+//! Schema versions: see [`schema`] (an advisory lock serialises nodes that
+//! migrate at the same time). Durability: `COMMIT` returns after the WAL is
+//! flushed (PostgreSQL's default `synchronous_commit = on`), so a send is
+//! acknowledged only once stored.
+//!
+//! Not owned here: attachment bytes (files under the attachments directory,
+//! which a cluster must share; docs/OPERATIONS.md).
+
+mod attachments;
+mod groups;
+mod pool;
+pub mod schema;
+
+use std::fmt;
+
+use tokio_postgres::Transaction;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::FromSql;
+
+use self::pool::Pool;
+use super::{
+    AccountRecord, BundleRecord, DeviceRecord, FetchPage, NewAccount, OneTimeKey, OutgoingEnvelope,
+    PrekeyStock, PrekeyUpload, SendMeta, SignedKey, Storage, StorageError, StorageResult,
+    StoredEnvelope,
+};
+
+/// Default number of pooled connections per node.
+pub const DEFAULT_POOL_SIZE: usize = 16;
+/// Attempts of a transaction that hits a deadlock or serialisation failure.
+const ATTEMPTS: u32 = 4;
+/// Rows read per round trip while paging through a queue.
+const FETCH_CHUNK: i32 = 16;
+
+/// Errors opening the database.
+#[derive(Debug, thiserror::Error)]
+pub enum PostgresOpenError {
+    /// The URL is not a valid PostgreSQL connection string.
+    #[error("invalid PostgreSQL URL: {0}")]
+    Url(String),
+    /// The runtime driving the connections could not start.
+    #[error("cannot start the PostgreSQL runtime: {0}")]
+    Runtime(std::io::Error),
+    /// Connecting or migrating failed.
+    #[error("PostgreSQL: {0}")]
+    Database(String),
+    /// The database was migrated by a newer server.
+    #[error("database schema version {found} is newer than this server's {supported}")]
+    TooNew {
+        /// Version found in `microbot_schema`.
+        found: i32,
+        /// Highest version this build knows.
+        supported: i32,
+    },
+}
+
+/// Errors inside one transaction: a storage outcome or a database error
+/// (kept whole so deadlocks can be told apart and retried).
+pub(crate) enum PgError {
+    Storage(StorageError),
+    Db(tokio_postgres::Error),
+    TooNew(i32),
+    Closed,
+}
+
+impl From<tokio_postgres::Error> for PgError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Self::Db(e)
+    }
+}
+
+impl From<StorageError> for PgError {
+    fn from(e: StorageError) -> Self {
+        Self::Storage(e)
+    }
+}
+
+impl PgError {
+    fn retryable(&self) -> bool {
+        matches!(self, Self::Db(e) if e.code() == Some(&SqlState::T_R_DEADLOCK_DETECTED)
+            || e.code() == Some(&SqlState::T_R_SERIALIZATION_FAILURE))
+    }
+
+    fn into_storage(self) -> StorageError {
+        match self {
+            Self::Storage(e) => e,
+            Self::Db(e) => StorageError::Database(e.to_string()),
+            Self::TooNew(v) => StorageError::Database(format!("schema version {v} is too new")),
+            Self::Closed => StorageError::Database("connection pool closed".to_owned()),
+        }
+    }
+}
+
+pub(crate) type PgResult<T> = Result<T, PgError>;
+
+/// PostgreSQL-backed storage shared by every node of a cluster.
+pub struct PostgresStorage {
+    runtime: Option<tokio::runtime::Runtime>,
+    handle: tokio::runtime::Handle,
+    pool: Pool,
+}
+
+impl fmt::Debug for PostgresStorage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print the URL: it may carry a password.
+        f.debug_struct("PostgresStorage").finish_non_exhaustive()
+    }
+}
+
+impl Drop for PostgresStorage {
+    fn drop(&mut self) {
+        // Dropping a runtime may be done inside another runtime's task:
+        // shut it down without waiting.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Network ids are u64; PostgreSQL stores i64. An id above `i64::MAX`
+/// cannot exist, so it maps to -1, which matches no row.
+pub(crate) fn sql_id(id: u64) -> i64 {
+    i64::try_from(id).unwrap_or(-1)
+}
+
+pub(crate) fn net_id(id: i64) -> u64 {
+    u64::try_from(id).unwrap_or(0)
+}
+
+pub(crate) fn sql_time(ms: u64) -> i64 {
+    i64::try_from(ms).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn count(n: i64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+fn key_id(id: i64) -> u32 {
+    u32::try_from(id).unwrap_or(0)
+}
+
+/// Column `index` of `row`, as a typed error instead of a panic.
+pub(crate) fn col<'a, T: FromSql<'a>>(row: &'a tokio_postgres::Row, index: usize) -> PgResult<T> {
+    Ok(row.try_get(index)?)
+}
+
+impl PostgresStorage {
+    /// Connects to `url` (`postgres://user:password@host:port/db`, with
+    /// optional `?options=-c search_path=…`), applies pending migrations,
+    /// and keeps up to `pool_size` connections.
+    ///
+    /// # Errors
+    /// [`PostgresOpenError`].
+    pub fn open(url: &str, pool_size: usize) -> Result<Self, PostgresOpenError> {
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e: tokio_postgres::Error| PostgresOpenError::Url(e.to_string()))?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("microbot-postgres")
+            .enable_all()
+            .build()
+            .map_err(PostgresOpenError::Runtime)?;
+        let handle = runtime.handle().clone();
+        let storage = Self {
+            runtime: Some(runtime),
+            handle,
+            pool: Pool::new(config, pool_size),
+        };
+        let migrated = storage.block_on(async {
+            let mut pooled = storage.pool.get().await?;
+            schema::migrate(pooled.client()?).await
+        });
+        match migrated {
+            Ok(_) => Ok(storage),
+            Err(PgError::TooNew(found)) => Err(PostgresOpenError::TooNew {
+                found,
+                supported: schema::schema_version(),
+            }),
+            Err(other) => Err(PostgresOpenError::Database(
+                other.into_storage().to_string(),
+            )),
+        }
+    }
+
+    /// Runs a future on the storage runtime from a blocking thread.
+    fn block_on<T>(&self, future: impl Future<Output = T>) -> T {
+        self.handle.block_on(future)
+    }
+
+    /// Runs `f` in a transaction and commits it; retries on deadlock or
+    /// serialisation failure.
+    pub(crate) fn with_tx<T>(
+        &self,
+        f: impl AsyncFn(&Transaction<'_>) -> PgResult<T>,
+    ) -> StorageResult<T> {
+        self.block_on(async {
+            let mut pooled = self.pool.get().await?;
+            let client = pooled.client()?;
+            let mut attempt = 1;
+            loop {
+                let outcome: PgResult<T> = async {
+                    let tx = client.transaction().await?;
+                    let value = f(&tx).await?;
+                    tx.commit().await?;
+                    Ok(value)
+                }
+                .await;
+                match outcome {
+                    Err(e) if e.retryable() && attempt < ATTEMPTS => attempt += 1,
+                    other => return other,
+                }
+            }
+        })
+        .map_err(PgError::into_storage)
+    }
+}
+
+fn account_from_row(row: &tokio_postgres::Row) -> PgResult<AccountRecord> {
+    Ok(AccountRecord {
+        id: col(row, 0)?,
+        username: col(row, 1)?,
+        password_hash: col(row, 2)?,
+        totp_secret: zeroize::Zeroizing::new(col(row, 3)?),
+        last_totp_step: col(row, 4)?,
+        active: col(row, 5)?,
+    })
+}
+
+const ACCOUNT_COLUMNS: &str = "id, username, password_hash, totp_secret, last_totp_step, active";
+
+fn device_from_row(row: &tokio_postgres::Row) -> PgResult<DeviceRecord> {
+    Ok(DeviceRecord {
+        id: net_id(col(row, 0)?),
+        account_id: col(row, 1)?,
+        public_key: col(row, 2)?,
+        name: col(row, 3)?,
+        created_at_ms: net_id(col(row, 4)?),
+        last_login_ms: net_id(col(row, 5)?),
+        removed: col(row, 6)?,
+    })
+}
+
+const DEVICE_COLUMNS: &str =
+    "id, account_id, public_key, name, created_at_ms, last_login_ms, removed";
+
+async fn delete_device_data(tx: &Transaction<'_>, device_id: i64) -> PgResult<()> {
+    for sql in [
+        "DELETE FROM device_keys WHERE device_id = $1",
+        "DELETE FROM one_time_prekeys WHERE device_id = $1",
+        "DELETE FROM kem_prekeys WHERE device_id = $1",
+        "DELETE FROM envelopes WHERE device_id = $1",
+        "UPDATE devices SET removed = TRUE, public_key = ''::bytea, name = '' WHERE id = $1",
+    ] {
+        tx.execute(sql, &[&device_id]).await?;
+    }
+    Ok(())
+}
+
+async fn stock(tx: &Transaction<'_>, device_id: i64) -> PgResult<PrekeyStock> {
+    let row = tx
+        .query_one(
+            "SELECT (SELECT COUNT(*) FROM one_time_prekeys WHERE device_id = $1), \
+             (SELECT COUNT(*) FROM kem_prekeys WHERE device_id = $1), \
+             (SELECT signed_prekey_id FROM device_keys WHERE device_id = $1)",
+            &[&device_id],
+        )
+        .await?;
+    let signed: Option<i64> = col(&row, 2)?;
+    Ok(PrekeyStock {
+        one_time: count(col(&row, 0)?),
+        kem: count(col(&row, 1)?),
+        signed_prekey_id: signed.map_or(0, key_id),
+    })
+}
+
+async fn take_bundle(tx: &Transaction<'_>, device_id: i64) -> PgResult<Option<BundleRecord>> {
+    let Some(keys) = tx
+        .query_opt(
+            "SELECT k.identity_key, k.signed_prekey_id, k.signed_prekey, k.signed_prekey_signature, \
+             k.last_resort_kem_id, k.last_resort_kem, k.last_resort_kem_signature \
+             FROM device_keys k JOIN devices d ON d.id = k.device_id \
+             WHERE k.device_id = $1 AND NOT d.removed",
+            &[&device_id],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    // The oldest key nobody else is taking right now is locked, deleted and
+    // returned in one statement: concurrent fetches on any node each get a
+    // different key.
+    let one_time_prekey = tx
+        .query_opt(
+            "DELETE FROM one_time_prekeys WHERE (device_id, id) IN \
+             (SELECT device_id, id FROM one_time_prekeys WHERE device_id = $1 \
+              ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) \
+             RETURNING id, public_key",
+            &[&device_id],
+        )
+        .await?
+        .map(|r| {
+            Ok::<_, PgError>(OneTimeKey {
+                id: key_id(col(&r, 0)?),
+                public_key: col(&r, 1)?,
+            })
+        })
+        .transpose()?;
+    let one_time_kem = tx
+        .query_opt(
+            "DELETE FROM kem_prekeys WHERE (device_id, id) IN \
+             (SELECT device_id, id FROM kem_prekeys WHERE device_id = $1 \
+              ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) \
+             RETURNING id, public_key, signature",
+            &[&device_id],
+        )
+        .await?
+        .map(|r| {
+            Ok::<_, PgError>(SignedKey {
+                id: key_id(col(&r, 0)?),
+                public_key: col(&r, 1)?,
+                signature: col(&r, 2)?,
+            })
+        })
+        .transpose()?;
+    let last_resort: (Option<i64>, Option<Vec<u8>>, Option<Vec<u8>>) =
+        (col(&keys, 4)?, col(&keys, 5)?, col(&keys, 6)?);
+    let kem_prekey = match (one_time_kem, last_resort) {
+        (Some(key), _) => Some((key, false)),
+        (None, (Some(id), Some(public_key), Some(signature))) => Some((
+            SignedKey {
+                id: key_id(id),
+                public_key,
+                signature,
+            },
+            true,
+        )),
+        _ => None,
+    };
+    Ok(Some(BundleRecord {
+        device_id: net_id(device_id),
+        identity_key: col(&keys, 0)?,
+        signed_prekey: SignedKey {
+            id: key_id(col(&keys, 1)?),
+            public_key: col(&keys, 2)?,
+            signature: col(&keys, 3)?,
+        },
+        one_time_prekey,
+        kem_prekey,
+        stock: stock(tx, device_id).await?,
+    }))
+}
+
+/// Locks the rows of `devices` (in id order: concurrent senders never
+/// deadlock) and returns `(id, removed)` for those that exist.
+pub(crate) async fn lock_devices(
+    tx: &Transaction<'_>,
+    devices: &[i64],
+) -> PgResult<std::collections::HashMap<i64, bool>> {
+    let rows = tx
+        .query(
+            "SELECT id, removed FROM devices WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+            &[&devices],
+        )
+        .await?;
+    rows.iter().map(|r| Ok((col(r, 0)?, col(r, 1)?))).collect()
+}
+
+/// Devices among `devices` whose queue holds `max` unexpired envelopes.
+pub(crate) async fn full_queues(
+    tx: &Transaction<'_>,
+    devices: &[i64],
+    now_ms: u64,
+    max: u32,
+) -> PgResult<Vec<u64>> {
+    let rows = tx
+        .query(
+            "SELECT device_id, COUNT(*) FROM envelopes \
+             WHERE device_id = ANY($1) AND expires_at_ms > $2 GROUP BY device_id",
+            &[&devices, &sql_time(now_ms)],
+        )
+        .await?;
+    let mut counts = std::collections::HashMap::new();
+    for r in &rows {
+        counts.insert(col::<i64>(r, 0)?, count(col(r, 1)?));
+    }
+    Ok(devices
+        .iter()
+        .filter(|d| counts.get(d).copied().unwrap_or(0) >= max)
+        .map(|d| net_id(*d))
+        .collect())
+}
+
+impl Storage for PostgresStorage {
+    fn create_account(&self, account: &NewAccount<'_>) -> StorageResult<i64> {
+        self.with_tx(async |tx| {
+            let Some(row) = tx
+                .query_opt(
+                    "INSERT INTO accounts (username, password_hash, totp_secret, created_at_ms) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (username) DO NOTHING RETURNING id",
+                    &[
+                        &account.username,
+                        &account.password_hash,
+                        &account.totp_secret,
+                        &sql_time(account.now_ms),
+                    ],
+                )
+                .await?
+            else {
+                return Err(StorageError::UsernameTaken.into());
+            };
+            let id: i64 = col(&row, 0)?;
+            for hash in account.recovery_code_hashes {
+                tx.execute(
+                    "INSERT INTO recovery_codes (account_id, code_hash) VALUES ($1, $2) \
+                     ON CONFLICT DO NOTHING",
+                    &[&id, &hash.as_slice()],
+                )
+                .await?;
+            }
+            Ok(id)
+        })
+    }
+
+    fn account_by_username(&self, username: &str) -> StorageResult<Option<AccountRecord>> {
+        self.with_tx(async |tx| {
+            tx.query_opt(
+                &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE username = $1"),
+                &[&username],
+            )
+            .await?
+            .as_ref()
+            .map(account_from_row)
+            .transpose()
+        })
+    }
+
+    fn account_by_id(&self, account_id: i64) -> StorageResult<Option<AccountRecord>> {
+        self.with_tx(async |tx| {
+            tx.query_opt(
+                &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1"),
+                &[&account_id],
+            )
+            .await?
+            .as_ref()
+            .map(account_from_row)
+            .transpose()
+        })
+    }
+
+    fn consume_totp_step(&self, account_id: i64, step: i64) -> StorageResult<bool> {
+        // The row lock makes a second node's UPDATE wait and then re-check
+        // `last_totp_step < step` against the committed value: one winner.
+        self.with_tx(async |tx| {
+            let changed = tx
+                .execute(
+                    "UPDATE accounts SET last_totp_step = $2 WHERE id = $1 AND last_totp_step < $2",
+                    &[&account_id, &step],
+                )
+                .await?;
+            Ok(changed == 1)
+        })
+    }
+
+    fn activate_account(&self, account_id: i64) -> StorageResult<()> {
+        self.with_tx(async |tx| {
+            tx.execute(
+                "UPDATE accounts SET active = TRUE WHERE id = $1",
+                &[&account_id],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn consume_recovery_code(&self, account_id: i64, code_hash: &[u8; 32]) -> StorageResult<bool> {
+        self.with_tx(async |tx| {
+            let changed = tx
+                .execute(
+                    "DELETE FROM recovery_codes WHERE account_id = $1 AND code_hash = $2",
+                    &[&account_id, &code_hash.as_slice()],
+                )
+                .await?;
+            Ok(changed == 1)
+        })
+    }
+
+    fn set_password_hash(&self, account_id: i64, password_hash: &str) -> StorageResult<()> {
+        self.with_tx(async |tx| {
+            tx.execute(
+                "UPDATE accounts SET password_hash = $2 WHERE id = $1",
+                &[&account_id, &password_hash],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn delete_account(&self, account_id: i64) -> StorageResult<Vec<u64>> {
+        self.with_tx(async |tx| {
+            let rows = tx
+                .query(
+                    "SELECT id FROM devices WHERE account_id = $1 AND NOT removed ORDER BY id",
+                    &[&account_id],
+                )
+                .await?;
+            let ids = rows
+                .iter()
+                .map(|r| col::<i64>(r, 0))
+                .collect::<PgResult<Vec<_>>>()?;
+            for id in &ids {
+                delete_device_data(tx, *id).await?;
+            }
+            tx.execute("DELETE FROM accounts WHERE id = $1", &[&account_id])
+                .await?;
+            // Its group memberships go with it; groups left empty go too.
+            let groups = tx
+                .query(
+                    "DELETE FROM group_members WHERE account_id = $1 RETURNING group_id",
+                    &[&account_id],
+                )
+                .await?
+                .iter()
+                .map(|r| col::<Vec<u8>>(r, 0))
+                .collect::<PgResult<Vec<_>>>()?;
+            tx.execute(
+                "DELETE FROM chat_groups g WHERE g.id = ANY($1) AND NOT EXISTS \
+                 (SELECT 1 FROM group_members m WHERE m.group_id = g.id)",
+                &[&groups],
+            )
+            .await?;
+            Ok(ids.into_iter().map(net_id).collect())
+        })
+    }
+
+    fn create_device(
+        &self,
+        account_id: i64,
+        public_key: &[u8],
+        name: &str,
+        now_ms: u64,
+    ) -> StorageResult<u64> {
+        self.with_tx(async |tx| {
+            let row = tx
+                .query_one(
+                    "INSERT INTO devices (account_id, public_key, name, created_at_ms) \
+                     VALUES ($1, $2, $3, $4) RETURNING id",
+                    &[&account_id, &public_key, &name, &sql_time(now_ms)],
+                )
+                .await?;
+            Ok(net_id(col(&row, 0)?))
+        })
+    }
+
+    fn device(&self, device_id: u64) -> StorageResult<Option<DeviceRecord>> {
+        self.with_tx(async |tx| {
+            tx.query_opt(
+                &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = $1"),
+                &[&sql_id(device_id)],
+            )
+            .await?
+            .as_ref()
+            .map(device_from_row)
+            .transpose()
+        })
+    }
+
+    fn account_devices(&self, account_id: i64) -> StorageResult<Vec<DeviceRecord>> {
+        self.with_tx(async |tx| {
+            tx.query(
+                &format!(
+                    "SELECT {DEVICE_COLUMNS} FROM devices WHERE account_id = $1 AND NOT removed ORDER BY id"
+                ),
+                &[&account_id],
+            )
+            .await?
+            .iter()
+            .map(device_from_row)
+            .collect()
+        })
+    }
+
+    fn record_login(&self, device_id: u64, now_ms: u64) -> StorageResult<()> {
+        self.with_tx(async |tx| {
+            tx.execute(
+                "UPDATE devices SET last_login_ms = $2 WHERE id = $1",
+                &[&sql_id(device_id), &sql_time(now_ms)],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn remove_device(&self, account_id: i64, device_id: u64) -> StorageResult<()> {
+        self.with_tx(async |tx| {
+            let row = tx
+                .query_opt(
+                    "SELECT account_id, removed FROM devices WHERE id = $1 FOR UPDATE",
+                    &[&sql_id(device_id)],
+                )
+                .await?;
+            let state: Option<(i64, bool)> = row
+                .map(|r| Ok::<_, PgError>((col(&r, 0)?, col(&r, 1)?)))
+                .transpose()?;
+            match state {
+                Some((owner, _)) if owner != account_id => {
+                    Err(StorageError::UnknownDevice(device_id).into())
+                }
+                None => Err(StorageError::UnknownDevice(device_id).into()),
+                Some((_, true)) => Err(StorageError::DeviceRemoved(device_id).into()),
+                Some((_, false)) => delete_device_data(tx, sql_id(device_id)).await,
+            }
+        })
+    }
+
+    fn upload_prekeys(&self, device_id: u64, upload: &PrekeyUpload) -> StorageResult<()> {
+        let device = sql_id(device_id);
+        self.with_tx(async |tx| {
+            let has_keys = tx
+                .query_opt(
+                    "SELECT 1 FROM device_keys WHERE device_id = $1 FOR UPDATE",
+                    &[&device],
+                )
+                .await?
+                .is_some();
+            if has_keys {
+                if let Some(identity) = &upload.identity_key {
+                    tx.execute(
+                        "UPDATE device_keys SET identity_key = $2 WHERE device_id = $1",
+                        &[&device, identity],
+                    )
+                    .await?;
+                }
+                if let Some(spk) = &upload.signed_prekey {
+                    tx.execute(
+                        "UPDATE device_keys SET signed_prekey_id = $2, signed_prekey = $3, \
+                         signed_prekey_signature = $4 WHERE device_id = $1",
+                        &[&device, &i64::from(spk.id), &spk.public_key, &spk.signature],
+                    )
+                    .await?;
+                }
+            } else {
+                let (Some(identity), Some(spk)) = (&upload.identity_key, &upload.signed_prekey)
+                else {
+                    return Err(StorageError::NoPrekeys.into());
+                };
+                // A concurrent first upload of the same device: the later one wins.
+                tx.execute(
+                    "INSERT INTO device_keys (device_id, identity_key, signed_prekey_id, signed_prekey, \
+                     signed_prekey_signature) VALUES ($1, $2, $3, $4, $5) \
+                     ON CONFLICT (device_id) DO UPDATE SET identity_key = EXCLUDED.identity_key, \
+                     signed_prekey_id = EXCLUDED.signed_prekey_id, signed_prekey = EXCLUDED.signed_prekey, \
+                     signed_prekey_signature = EXCLUDED.signed_prekey_signature",
+                    &[&device, identity, &i64::from(spk.id), &spk.public_key, &spk.signature],
+                )
+                .await?;
+            }
+            if let Some(kem) = &upload.last_resort_kem_prekey {
+                tx.execute(
+                    "UPDATE device_keys SET last_resort_kem_id = $2, last_resort_kem = $3, \
+                     last_resort_kem_signature = $4 WHERE device_id = $1",
+                    &[&device, &i64::from(kem.id), &kem.public_key, &kem.signature],
+                )
+                .await?;
+            }
+            for key in &upload.one_time_prekeys {
+                tx.execute(
+                    "INSERT INTO one_time_prekeys (device_id, id, public_key) VALUES ($1, $2, $3) \
+                     ON CONFLICT (device_id, id) DO UPDATE SET public_key = EXCLUDED.public_key",
+                    &[&device, &i64::from(key.id), &key.public_key],
+                )
+                .await?;
+            }
+            for key in &upload.kem_prekeys {
+                tx.execute(
+                    "INSERT INTO kem_prekeys (device_id, id, public_key, signature) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (device_id, id) DO UPDATE SET public_key = EXCLUDED.public_key, \
+                     signature = EXCLUDED.signature",
+                    &[&device, &i64::from(key.id), &key.public_key, &key.signature],
+                )
+                .await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn take_bundles(&self, device_ids: &[u64]) -> StorageResult<Vec<BundleRecord>> {
+        self.with_tx(async |tx| {
+            let mut bundles = Vec::with_capacity(device_ids.len());
+            for id in device_ids {
+                if let Some(bundle) = take_bundle(tx, sql_id(*id)).await? {
+                    bundles.push(bundle);
+                }
+            }
+            Ok(bundles)
+        })
+    }
+
+    fn prekey_stock(&self, device_id: u64) -> StorageResult<PrekeyStock> {
+        self.with_tx(async |tx| stock(tx, sql_id(device_id)).await)
+    }
+
+    fn enqueue(
+        &self,
+        meta: &SendMeta<'_>,
+        envelopes: &[OutgoingEnvelope],
+    ) -> StorageResult<Vec<u64>> {
+        let devices: Vec<i64> = envelopes
+            .iter()
+            .map(|e| sql_id(e.recipient_device_id))
+            .collect();
+        self.with_tx(async |tx| {
+            let found = lock_devices(tx, &devices).await?;
+            for envelope in envelopes {
+                match found.get(&sql_id(envelope.recipient_device_id)) {
+                    None => {
+                        return Err(
+                            StorageError::UnknownDevice(envelope.recipient_device_id).into()
+                        );
+                    }
+                    Some(true) => {
+                        return Err(
+                            StorageError::DeviceRemoved(envelope.recipient_device_id).into()
+                        );
+                    }
+                    Some(false) => {}
+                }
+            }
+            let full = full_queues(tx, &devices, meta.now_ms, meta.max_queue_len).await?;
+            if !full.is_empty() {
+                return Err(StorageError::QueueFull(full).into());
+            }
+            let insert = tx
+                .prepare(
+                    "INSERT INTO envelopes (device_id, sender_username, sender_device_id, \
+                     server_timestamp_ms, expires_at_ms, ciphertext) \
+                     VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                )
+                .await?;
+            let mut ids = Vec::with_capacity(envelopes.len());
+            for envelope in envelopes {
+                let row = tx
+                    .query_one(
+                        &insert,
+                        &[
+                            &sql_id(envelope.recipient_device_id),
+                            &meta.sender_username,
+                            &sql_id(meta.sender_device_id),
+                            &sql_time(meta.now_ms),
+                            &sql_time(meta.expires_at_ms),
+                            &envelope.ciphertext.as_ref(),
+                        ],
+                    )
+                    .await?;
+                ids.push(net_id(col(&row, 0)?));
+            }
+            Ok(ids)
+        })
+    }
+
+    fn fetch_envelopes(
+        &self,
+        device_id: u64,
+        after: u64,
+        page: FetchPage,
+    ) -> StorageResult<(Vec<StoredEnvelope>, bool)> {
+        self.with_tx(async |tx| {
+            // A portal reads the queue in small chunks, so a large queue is
+            // never loaded whole: the loop stops at the limit or the budget.
+            let portal = tx
+                .bind(
+                    "SELECT e.id, e.device_id, e.sender_username, e.sender_device_id, \
+                     e.server_timestamp_ms, COALESCE(g.ciphertext, e.ciphertext), g.group_id \
+                     FROM envelopes e LEFT JOIN group_messages g ON g.id = e.group_message_id \
+                     WHERE e.device_id = $1 AND e.id > $2 AND e.expires_at_ms > $3 ORDER BY e.id",
+                    &[&sql_id(device_id), &sql_id(after), &sql_time(page.now_ms)],
+                )
+                .await?;
+            let mut out = Vec::new();
+            let mut used = 0usize;
+            loop {
+                let rows = tx.query_portal(&portal, FETCH_CHUNK).await?;
+                if rows.is_empty() {
+                    return Ok((out, false));
+                }
+                for r in &rows {
+                    let ciphertext: Vec<u8> = col(r, 5)?;
+                    let cost = ciphertext.len().saturating_add(page.overhead);
+                    let full = u32::try_from(out.len()).unwrap_or(u32::MAX) >= page.limit;
+                    if full || (!out.is_empty() && used.saturating_add(cost) > page.max_bytes) {
+                        return Ok((out, true));
+                    }
+                    used = used.saturating_add(cost);
+                    out.push(StoredEnvelope {
+                        id: net_id(col(r, 0)?),
+                        device_id: net_id(col(r, 1)?),
+                        sender_username: col(r, 2)?,
+                        sender_device_id: net_id(col(r, 3)?),
+                        server_timestamp_ms: net_id(col(r, 4)?),
+                        ciphertext: bytes::Bytes::from(ciphertext),
+                        group_id: col(r, 6)?,
+                    });
+                }
+            }
+        })
+    }
+
+    fn ack_envelopes(&self, device_id: u64, ids: &[u64]) -> StorageResult<u32> {
+        let ids: Vec<i64> = ids.iter().map(|id| sql_id(*id)).collect();
+        self.with_tx(async |tx| {
+            let rows = tx
+                .query(
+                    "DELETE FROM envelopes WHERE device_id = $1 AND id = ANY($2) \
+                     RETURNING group_message_id",
+                    &[&sql_id(device_id), &ids],
+                )
+                .await?;
+            let mut group_messages = Vec::new();
+            for r in &rows {
+                if let Some(id) = col::<Option<i64>>(r, 0)? {
+                    group_messages.push(id);
+                }
+            }
+            // A group message is stored once; it goes with its last
+            // reference. (Two nodes acking the last two references at once
+            // may both see the other's; the purge sweep collects it then.)
+            if !group_messages.is_empty() {
+                tx.execute(
+                    "DELETE FROM group_messages g WHERE g.id = ANY($1) AND NOT EXISTS \
+                     (SELECT 1 FROM envelopes e WHERE e.group_message_id = g.id)",
+                    &[&group_messages],
+                )
+                .await?;
+            }
+            Ok(u32::try_from(rows.len()).unwrap_or(u32::MAX))
+        })
+    }
+
+    fn queue_len(&self, device_id: u64, now_ms: u64) -> StorageResult<u32> {
+        self.with_tx(async |tx| {
+            let row = tx
+                .query_one(
+                    "SELECT COUNT(*) FROM envelopes WHERE device_id = $1 AND expires_at_ms > $2",
+                    &[&sql_id(device_id), &sql_time(now_ms)],
+                )
+                .await?;
+            Ok(count(col(&row, 0)?))
+        })
+    }
+
+    fn purge_expired(&self, now_ms: u64) -> StorageResult<u64> {
+        self.with_tx(async |tx| {
+            let n = tx
+                .execute(
+                    "DELETE FROM envelopes WHERE expires_at_ms <= $1",
+                    &[&sql_time(now_ms)],
+                )
+                .await?;
+            // Also collects group messages orphaned by device removal.
+            tx.execute(
+                "DELETE FROM group_messages g WHERE NOT EXISTS \
+                 (SELECT 1 FROM envelopes e WHERE e.group_message_id = g.id)",
+                &[],
+            )
+            .await?;
+            Ok(n)
+        })
+    }
+
+    fn total_queued(&self, now_ms: u64) -> StorageResult<u64> {
+        self.with_tx(async |tx| {
+            let row = tx
+                .query_one(
+                    "SELECT COUNT(*) FROM envelopes WHERE expires_at_ms > $1",
+                    &[&sql_time(now_ms)],
+                )
+                .await?;
+            Ok(net_id(col(&row, 0)?))
+        })
+    }
+}

@@ -1,0 +1,149 @@
+//! PostgreSQL implementation of [`AttachmentStorage`] (SPEC.md §12.11).
+//! Only the records live here; the bytes are files in the attachments
+//! directory, which every node of a cluster must share.
+
+use tokio_postgres::Transaction;
+
+use super::{PgResult, PostgresStorage, col, net_id, sql_id, sql_time};
+use crate::storage::attachments::ATTACHMENT_ID_LEN;
+use crate::storage::{AttachmentRecord, AttachmentStorage, StorageError, StorageResult};
+
+type AttachmentId = [u8; ATTACHMENT_ID_LEN];
+
+const COLUMNS: &str = "id, account_id, token_hash, size, committed, expires_at_ms";
+
+fn from_row(r: &tokio_postgres::Row) -> PgResult<AttachmentRecord> {
+    let id: Vec<u8> = col(r, 0)?;
+    let token: Vec<u8> = col(r, 2)?;
+    Ok(AttachmentRecord {
+        id: id.try_into().unwrap_or([0; ATTACHMENT_ID_LEN]),
+        account_id: col(r, 1)?,
+        token_hash: token.try_into().unwrap_or([0; 32]),
+        size: net_id(col(r, 3)?),
+        committed: net_id(col(r, 4)?),
+        expires_at_ms: net_id(col(r, 5)?),
+    })
+}
+
+async fn load(
+    tx: &Transaction<'_>,
+    id: &AttachmentId,
+    now_ms: u64,
+    for_update: bool,
+) -> PgResult<Option<AttachmentRecord>> {
+    let lock = if for_update { " FOR UPDATE" } else { "" };
+    tx.query_opt(
+        &format!("SELECT {COLUMNS} FROM attachments WHERE id = $1 AND expires_at_ms > $2{lock}"),
+        &[&id.as_slice(), &sql_time(now_ms)],
+    )
+    .await?
+    .as_ref()
+    .map(from_row)
+    .transpose()
+}
+
+impl AttachmentStorage for PostgresStorage {
+    fn create_attachment(
+        &self,
+        record: &AttachmentRecord,
+        quota: u64,
+        now_ms: u64,
+    ) -> StorageResult<()> {
+        self.with_tx(async |tx| {
+            if quota > 0 {
+                // One quota check at a time per account, across nodes.
+                tx.execute(
+                    "SELECT pg_advisory_xact_lock(hashtext('microbot-quota'), $1::int)",
+                    &[
+                        &i32::try_from(record.account_id.rem_euclid(i64::from(i32::MAX)))
+                            .unwrap_or(0),
+                    ],
+                )
+                .await?;
+                let used: i64 = col(
+                    &tx.query_one(
+                        "SELECT COALESCE(SUM(size), 0)::bigint FROM attachments \
+                         WHERE account_id = $1 AND expires_at_ms > $2",
+                        &[&record.account_id, &sql_time(now_ms)],
+                    )
+                    .await?,
+                    0,
+                )?;
+                if net_id(used).saturating_add(record.size) > quota {
+                    return Err(StorageError::QuotaExceeded.into());
+                }
+            }
+            tx.execute(
+                "INSERT INTO attachments (id, account_id, token_hash, size, committed, \
+                 created_at_ms, expires_at_ms) VALUES ($1, $2, $3, $4, 0, $5, $6)",
+                &[
+                    &record.id.as_slice(),
+                    &record.account_id,
+                    &record.token_hash.as_slice(),
+                    &sql_id(record.size),
+                    &sql_time(now_ms),
+                    &sql_time(record.expires_at_ms),
+                ],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn attachment(
+        &self,
+        id: &AttachmentId,
+        now_ms: u64,
+    ) -> StorageResult<Option<AttachmentRecord>> {
+        self.with_tx(async |tx| load(tx, id, now_ms, false).await)
+    }
+
+    fn replace_upload_token(
+        &self,
+        id: &AttachmentId,
+        account_id: i64,
+        token_hash: &[u8; 32],
+        now_ms: u64,
+    ) -> StorageResult<AttachmentRecord> {
+        self.with_tx(async |tx| {
+            let mut record = load(tx, id, now_ms, true)
+                .await?
+                .filter(|r| r.account_id == account_id)
+                .ok_or(StorageError::UnknownAttachment)?;
+            tx.execute(
+                "UPDATE attachments SET token_hash = $2 WHERE id = $1",
+                &[&id.as_slice(), &token_hash.as_slice()],
+            )
+            .await?;
+            record.token_hash = *token_hash;
+            Ok(record)
+        })
+    }
+
+    fn commit_attachment(&self, id: &AttachmentId, committed: u64) -> StorageResult<()> {
+        self.with_tx(async |tx| {
+            tx.execute(
+                "UPDATE attachments SET committed = $2 WHERE id = $1 AND committed < $2 AND size >= $2",
+                &[&id.as_slice(), &sql_id(committed)],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn purge_expired_attachments(&self, now_ms: u64) -> StorageResult<Vec<AttachmentId>> {
+        self.with_tx(async |tx| {
+            let rows = tx
+                .query(
+                    "DELETE FROM attachments WHERE expires_at_ms <= $1 RETURNING id",
+                    &[&sql_time(now_ms)],
+                )
+                .await?;
+            Ok(rows
+                .iter()
+                .filter_map(|r| col::<Vec<u8>>(r, 0).ok())
+                .filter_map(|id| AttachmentId::try_from(id).ok())
+                .collect())
+        })
+    }
+}

@@ -1,0 +1,149 @@
+//! The PostgreSQL schema and its versioned migrations (SPEC.md §14.1 lists
+//! what the tables hold; the tables mirror the SQLite ones in
+//! `storage/schema.rs`).
+//!
+//! The applied version is the highest row of `microbot_schema`. All
+//! pending scripts run in one transaction that first takes a
+//! transaction-scoped advisory lock, so several nodes starting at once
+//! apply each script exactly once and never see a half-migrated schema. A
+//! database with a higher version than this build knows is refused.
+//!
+//! Not owned here: queries (postgres.rs and its submodules).
+
+use tokio_postgres::Client;
+
+use super::PgError;
+
+/// Advisory lock key taken while migrating ("microbot" in ASCII).
+const MIGRATION_LOCK: i64 = 0x6d69_6372_6f62_6f74;
+
+/// Schema scripts; index + 1 is the version they produce.
+pub const MIGRATIONS: &[&str] = &[r"
+CREATE TABLE accounts (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    username TEXT NOT NULL UNIQUE,
+    password_hash TEXT NOT NULL,
+    totp_secret BYTEA NOT NULL,
+    last_totp_step BIGINT NOT NULL DEFAULT -1,
+    active BOOLEAN NOT NULL DEFAULT FALSE,
+    created_at_ms BIGINT NOT NULL
+);
+CREATE TABLE recovery_codes (
+    account_id BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    code_hash BYTEA NOT NULL,
+    PRIMARY KEY (account_id, code_hash)
+);
+CREATE TABLE devices (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    account_id BIGINT NOT NULL,
+    public_key BYTEA NOT NULL,
+    name TEXT NOT NULL,
+    created_at_ms BIGINT NOT NULL,
+    last_login_ms BIGINT NOT NULL DEFAULT 0,
+    removed BOOLEAN NOT NULL DEFAULT FALSE
+);
+CREATE INDEX devices_by_account ON devices(account_id);
+CREATE TABLE device_keys (
+    device_id BIGINT PRIMARY KEY,
+    identity_key BYTEA NOT NULL,
+    signed_prekey_id BIGINT NOT NULL,
+    signed_prekey BYTEA NOT NULL,
+    signed_prekey_signature BYTEA NOT NULL,
+    last_resort_kem_id BIGINT,
+    last_resort_kem BYTEA,
+    last_resort_kem_signature BYTEA
+);
+CREATE TABLE one_time_prekeys (
+    device_id BIGINT NOT NULL,
+    id BIGINT NOT NULL,
+    public_key BYTEA NOT NULL,
+    PRIMARY KEY (device_id, id)
+);
+CREATE TABLE kem_prekeys (
+    device_id BIGINT NOT NULL,
+    id BIGINT NOT NULL,
+    public_key BYTEA NOT NULL,
+    signature BYTEA NOT NULL,
+    PRIMARY KEY (device_id, id)
+);
+CREATE TABLE envelopes (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    device_id BIGINT NOT NULL,
+    sender_username TEXT NOT NULL,
+    sender_device_id BIGINT NOT NULL,
+    server_timestamp_ms BIGINT NOT NULL,
+    expires_at_ms BIGINT NOT NULL,
+    ciphertext BYTEA NOT NULL,
+    group_message_id BIGINT
+);
+CREATE INDEX envelopes_by_device ON envelopes(device_id, id);
+CREATE INDEX envelopes_by_expiry ON envelopes(expires_at_ms);
+CREATE INDEX envelopes_by_group_message ON envelopes(group_message_id)
+    WHERE group_message_id IS NOT NULL;
+CREATE TABLE chat_groups (
+    id BYTEA PRIMARY KEY,
+    version BIGINT NOT NULL,
+    metadata BYTEA NOT NULL,
+    created_at_ms BIGINT NOT NULL
+);
+CREATE TABLE group_members (
+    group_id BYTEA NOT NULL REFERENCES chat_groups(id) ON DELETE CASCADE,
+    account_id BIGINT NOT NULL,
+    role BIGINT NOT NULL,
+    joined_at_version BIGINT NOT NULL,
+    PRIMARY KEY (group_id, account_id)
+);
+CREATE INDEX group_members_by_account ON group_members(account_id);
+CREATE TABLE group_messages (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    group_id BYTEA NOT NULL,
+    ciphertext BYTEA NOT NULL
+);
+CREATE TABLE attachments (
+    id BYTEA PRIMARY KEY,
+    account_id BIGINT NOT NULL,
+    token_hash BYTEA NOT NULL,
+    size BIGINT NOT NULL,
+    committed BIGINT NOT NULL DEFAULT 0,
+    created_at_ms BIGINT NOT NULL,
+    expires_at_ms BIGINT NOT NULL
+);
+CREATE INDEX attachments_by_account ON attachments(account_id);
+CREATE INDEX attachments_by_expiry ON attachments(expires_at_ms);
+"];
+
+/// The schema version this build writes.
+pub fn schema_version() -> i32 {
+    i32::try_from(MIGRATIONS.len()).unwrap_or(i32::MAX)
+}
+
+/// Applies every pending migration; returns the version found before.
+pub(super) async fn migrate(client: &mut Client) -> Result<i32, PgError> {
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS microbot_schema (\
+         version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+    )
+    .await?;
+    let current: i32 = tx
+        .query_one("SELECT COALESCE(MAX(version), 0) FROM microbot_schema", &[])
+        .await?
+        .try_get(0)?;
+    if current > schema_version() {
+        return Err(PgError::TooNew(current));
+    }
+    let start = usize::try_from(current).unwrap_or(0);
+    for (index, script) in MIGRATIONS.iter().enumerate().skip(start) {
+        tx.batch_execute(script).await?;
+        let version = i32::try_from(index + 1).unwrap_or(i32::MAX);
+        tx.execute(
+            "INSERT INTO microbot_schema (version) VALUES ($1)",
+            &[&version],
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(current)
+}

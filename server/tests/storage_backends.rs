@@ -1,0 +1,685 @@
+//! One behaviour suite for every `Storage` backend: SQLite always, and
+//! PostgreSQL when `MICROBOT_TEST_POSTGRES` names a database (`.ci/run`
+//! sets it; without it the PostgreSQL half is skipped with a note).
+//!
+//! Each backend is opened twice on the same data ("two nodes"): concurrency
+//! tests race the two handles, so one-time prekeys, TOTP steps and group
+//! versions are shown to hold across nodes, not only across threads. Every
+//! PostgreSQL test runs in a fresh schema, so the tests run in parallel.
+
+use std::sync::{Arc, Barrier};
+use std::thread;
+
+use microbot_server::storage::groups::GroupRole;
+use microbot_server::storage::postgres::PostgresStorage;
+use microbot_server::storage::sqlite::SqliteStorage;
+use microbot_server::storage::{
+    AttachmentRecord, FetchPage, GroupChange, NewAccount, OneTimeKey, OutgoingEnvelope,
+    PrekeyUpload, SendMeta, SignedKey, Storage, StorageError,
+};
+
+/// Two handles on one store, and what keeps it alive.
+struct Backend {
+    name: &'static str,
+    a: Arc<dyn Storage>,
+    b: Arc<dyn Storage>,
+    _keep: Box<dyn std::any::Any>,
+}
+
+/// Drops the test's schema when the test ends.
+struct Schema {
+    url: String,
+    name: String,
+}
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        let _ = admin(
+            &self.url,
+            &format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name),
+        );
+    }
+}
+
+fn admin(url: &str, sql: &str) -> Result<(), tokio_postgres::Error> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+        tokio::spawn(connection);
+        client.batch_execute(sql).await
+    })
+}
+
+fn backends(test: &str) -> Vec<Backend> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.sqlite3");
+    let mut out = vec![Backend {
+        name: "sqlite",
+        a: Arc::new(SqliteStorage::open(&path).unwrap()),
+        b: Arc::new(SqliteStorage::open(&path).unwrap()),
+        _keep: Box::new(dir),
+    }];
+    match std::env::var("MICROBOT_TEST_POSTGRES") {
+        Ok(url) if !url.is_empty() => {
+            let mut tag = [0u8; 4];
+            rand::fill(&mut tag);
+            let name = format!("t_{test}_{}", hex::encode(tag));
+            admin(&url, &format!("CREATE SCHEMA {name}")).expect("create test schema");
+            let sep = if url.contains('?') { '&' } else { '?' };
+            let scoped = format!("{url}{sep}options=-c%20search_path%3D{name}");
+            let a = PostgresStorage::open(&scoped, 4).expect("open postgres");
+            let b = PostgresStorage::open(&scoped, 4).expect("open postgres again");
+            out.push(Backend {
+                name: "postgres",
+                a: Arc::new(a),
+                b: Arc::new(b),
+                _keep: Box::new(Schema { url, name }),
+            });
+        }
+        _ => eprintln!(
+            "storage_backends::{test}: MICROBOT_TEST_POSTGRES is not set, \
+             skipped the PostgreSQL half (scripts/services.sh starts one)"
+        ),
+    }
+    out
+}
+
+fn account(s: &dyn Storage, username: &str) -> i64 {
+    let id = s
+        .create_account(&NewAccount {
+            username,
+            password_hash: "$argon2id$stub",
+            totp_secret: &[7; 20],
+            recovery_code_hashes: &[[1; 32], [2; 32]],
+            now_ms: 1,
+        })
+        .unwrap();
+    s.activate_account(id).unwrap();
+    id
+}
+
+fn device(s: &dyn Storage, account: i64) -> u64 {
+    s.create_device(account, &[9; 32], "phone", 1).unwrap()
+}
+
+fn meta(now_ms: u64, max_queue_len: u32) -> SendMeta<'static> {
+    SendMeta {
+        sender_username: "alice",
+        sender_device_id: 1,
+        now_ms,
+        expires_at_ms: now_ms + 1000,
+        max_queue_len,
+    }
+}
+
+fn page(now_ms: u64) -> FetchPage {
+    FetchPage {
+        limit: 100,
+        max_bytes: 1 << 20,
+        overhead: 10,
+        now_ms,
+    }
+}
+
+fn envelope(to: u64, body: &[u8]) -> OutgoingEnvelope {
+    OutgoingEnvelope {
+        recipient_device_id: to,
+        ciphertext: bytes::Bytes::copy_from_slice(body),
+    }
+}
+
+#[test]
+fn accounts_devices_and_recovery_codes() {
+    for be in backends("accounts") {
+        let s = &*be.a;
+        let alice = account(s, "alice");
+        assert!(
+            matches!(
+                be.b.create_account(&NewAccount {
+                    username: "alice",
+                    password_hash: "x",
+                    totp_secret: &[1; 20],
+                    recovery_code_hashes: &[],
+                    now_ms: 2,
+                }),
+                Err(StorageError::UsernameTaken)
+            ),
+            "{}",
+            be.name
+        );
+        let record = be.b.account_by_username("alice").unwrap().unwrap();
+        assert_eq!(
+            (record.id, record.active, record.last_totp_step),
+            (alice, true, -1)
+        );
+        assert_eq!(record.totp_secret.as_slice(), &[7; 20]);
+        assert!(s.consume_recovery_code(alice, &[1; 32]).unwrap());
+        assert!(
+            !be.b.consume_recovery_code(alice, &[1; 32]).unwrap(),
+            "{}: once",
+            be.name
+        );
+        s.set_password_hash(alice, "new").unwrap();
+        assert_eq!(
+            be.b.account_by_id(alice).unwrap().unwrap().password_hash,
+            "new"
+        );
+
+        let d1 = device(s, alice);
+        let d2 = device(&*be.b, alice);
+        assert!(d2 > d1);
+        s.record_login(d1, 55).unwrap();
+        assert_eq!(be.b.device(d1).unwrap().unwrap().last_login_ms, 55);
+        s.remove_device(alice, d1).unwrap();
+        assert!(matches!(
+            be.b.remove_device(alice, d1),
+            Err(StorageError::DeviceRemoved(_))
+        ));
+        assert!(matches!(
+            s.remove_device(alice + 100, d2),
+            Err(StorageError::UnknownDevice(_))
+        ));
+        let live: Vec<u64> = s
+            .account_devices(alice)
+            .unwrap()
+            .iter()
+            .map(|d| d.id)
+            .collect();
+        assert_eq!(live, vec![d2]);
+        assert_eq!(s.delete_account(alice).unwrap(), vec![d2]);
+        assert!(s.account_by_username("alice").unwrap().is_none());
+        assert!(
+            s.device(d2).unwrap().unwrap().removed,
+            "{}: rows kept, ids never reused",
+            be.name
+        );
+        let d3 = device(s, account(s, "bob"));
+        assert!(d3 > d2, "{}", be.name);
+    }
+}
+
+#[test]
+fn totp_steps_are_accepted_once_across_nodes() {
+    for be in backends("totp") {
+        let alice = account(&*be.a, "alice");
+        assert!(be.a.consume_totp_step(alice, 100).unwrap());
+        assert!(
+            !be.b.consume_totp_step(alice, 100).unwrap(),
+            "{}: replay",
+            be.name
+        );
+        assert!(
+            !be.b.consume_totp_step(alice, 99).unwrap(),
+            "{}: older",
+            be.name
+        );
+        // Both nodes race for each of 20 fresh steps: exactly one wins each.
+        for step in 101..121 {
+            let barrier = Arc::new(Barrier::new(2));
+            let racers: Vec<_> = [Arc::clone(&be.a), Arc::clone(&be.b)]
+                .into_iter()
+                .map(|s| {
+                    let barrier = Arc::clone(&barrier);
+                    thread::spawn(move || {
+                        barrier.wait();
+                        s.consume_totp_step(alice, step).unwrap()
+                    })
+                })
+                .collect();
+            let wins = racers
+                .into_iter()
+                .map(|t| t.join().unwrap())
+                .filter(|won| *won)
+                .count();
+            assert_eq!(wins, 1, "{}: step {step}", be.name);
+        }
+    }
+}
+
+fn upload(n_one_time: u32, n_kem: u32) -> PrekeyUpload {
+    PrekeyUpload {
+        identity_key: Some(vec![1; 32]),
+        signed_prekey: Some(SignedKey {
+            id: 1,
+            public_key: vec![2; 32],
+            signature: vec![3; 64],
+        }),
+        one_time_prekeys: (1..=n_one_time)
+            .map(|id| OneTimeKey {
+                id,
+                public_key: id.to_be_bytes().repeat(8),
+            })
+            .collect(),
+        kem_prekeys: (1..=n_kem)
+            .map(|id| SignedKey {
+                id,
+                public_key: vec![4; 8],
+                signature: vec![5; 8],
+            })
+            .collect(),
+        last_resort_kem_prekey: Some(SignedKey {
+            id: 999,
+            public_key: vec![6; 8],
+            signature: vec![7; 8],
+        }),
+    }
+}
+
+#[test]
+fn one_time_prekeys_are_handed_out_once_under_concurrency_across_nodes() {
+    const KEYS: u32 = 40;
+    for be in backends("prekeys") {
+        let bob = account(&*be.a, "bob");
+        let dev = device(&*be.a, bob);
+        assert!(matches!(
+            be.a.upload_prekeys(dev, &PrekeyUpload::default()),
+            Err(StorageError::NoPrekeys)
+        ));
+        be.a.upload_prekeys(dev, &upload(KEYS, 2)).unwrap();
+        let stock = be.b.prekey_stock(dev).unwrap();
+        assert_eq!(
+            (stock.one_time, stock.kem, stock.signed_prekey_id),
+            (KEYS, 2, 1)
+        );
+        // 8 threads on two "nodes" fetch 6 bundles each: 48 fetches for 40 keys.
+        let barrier = Arc::new(Barrier::new(8));
+        let fetchers: Vec<_> = (0..8)
+            .map(|i| {
+                let s = if i % 2 == 0 {
+                    Arc::clone(&be.a)
+                } else {
+                    Arc::clone(&be.b)
+                };
+                let barrier = Arc::clone(&barrier);
+                thread::spawn(move || {
+                    barrier.wait();
+                    (0..6)
+                        .map(|_| s.take_bundles(&[dev]).unwrap())
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut handed = Vec::new();
+        let mut without = 0;
+        let mut kem_one_time = 0;
+        let mut kem_last_resort = 0;
+        for fetcher in fetchers {
+            for bundles in fetcher.join().unwrap() {
+                assert_eq!(bundles.len(), 1);
+                let bundle = &bundles[0];
+                match &bundle.one_time_prekey {
+                    Some(key) => handed.push(key.id),
+                    None => without += 1,
+                }
+                match &bundle.kem_prekey {
+                    Some((key, false)) => {
+                        assert!(key.id <= 2);
+                        kem_one_time += 1;
+                    }
+                    Some((key, true)) => {
+                        assert_eq!(key.id, 999);
+                        kem_last_resort += 1;
+                    }
+                    None => panic!("{}: the last-resort KEM key is always there", be.name),
+                }
+            }
+        }
+        handed.sort_unstable();
+        handed.dedup();
+        assert_eq!(
+            handed.len(),
+            KEYS as usize,
+            "{}: every key exactly once",
+            be.name
+        );
+        assert_eq!(without, 48 - KEYS as usize, "{}", be.name);
+        assert_eq!((kem_one_time, kem_last_resort), (2, 46), "{}", be.name);
+        assert_eq!(be.a.prekey_stock(dev).unwrap().one_time, 0);
+        be.a.remove_device(bob, dev).unwrap();
+        assert!(
+            be.b.take_bundles(&[dev]).unwrap().is_empty(),
+            "{}: removed",
+            be.name
+        );
+    }
+}
+
+#[test]
+fn queues_store_all_or_nothing_page_and_expire() {
+    for be in backends("queues") {
+        let (s, t) = (&*be.a, &*be.b);
+        let bob = account(s, "bob");
+        let d1 = device(s, bob);
+        let d2 = device(s, bob);
+        let ids = s
+            .enqueue(
+                &meta(1000, 3),
+                &[envelope(d1, b"one"), envelope(d2, b"two")],
+            )
+            .unwrap();
+        assert!(ids[0] < ids[1]);
+        assert!(matches!(
+            t.enqueue(
+                &meta(1000, 3),
+                &[envelope(d1, b"x"), envelope(424_242, b"y")]
+            ),
+            Err(StorageError::UnknownDevice(424_242))
+        ));
+        assert_eq!(
+            t.queue_len(d1, 1000).unwrap(),
+            1,
+            "{}: nothing stored",
+            be.name
+        );
+        t.enqueue(&meta(1001, 3), &[envelope(d1, b"three")])
+            .unwrap();
+        t.enqueue(&meta(1002, 3), &[envelope(d1, &[0xAB; 100])])
+            .unwrap();
+        match s.enqueue(
+            &meta(1003, 3),
+            &[envelope(d1, b"full"), envelope(d2, b"ok")],
+        ) {
+            Err(StorageError::QueueFull(devices)) => assert_eq!(devices, vec![d1]),
+            other => panic!("{}: {other:?}", be.name),
+        }
+        let (all, more) = t.fetch_envelopes(d1, 0, page(1500)).unwrap();
+        assert!(!more);
+        let bodies: Vec<&[u8]> = all.iter().map(|e| e.ciphertext.as_ref()).collect();
+        assert_eq!(
+            bodies,
+            vec![&b"one"[..], b"three", &[0xAB; 100][..]],
+            "{}",
+            be.name
+        );
+        assert_eq!(all[0].sender_username, "alice");
+        assert_eq!(all[1].server_timestamp_ms, 1001);
+        assert!(all.iter().all(|e| e.group_id.is_none()));
+        // A byte budget that fits two small envelopes but not the third.
+        let small = FetchPage {
+            max_bytes: 40,
+            ..page(1500)
+        };
+        let (first, more) = s.fetch_envelopes(d1, 0, small).unwrap();
+        assert_eq!((first.len(), more), (2, true), "{}", be.name);
+        let (rest, more) = s.fetch_envelopes(d1, first[1].id, small).unwrap();
+        assert_eq!(
+            (rest.len(), more),
+            (1, false),
+            "{}: first always fits",
+            be.name
+        );
+        let limited = FetchPage {
+            limit: 1,
+            ..page(1500)
+        };
+        assert_eq!(s.fetch_envelopes(d1, 0, limited).unwrap().0.len(), 1);
+
+        assert_eq!(
+            t.ack_envelopes(d1, &[all[0].id, all[0].id, 999_999])
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            s.ack_envelopes(d2, &[all[1].id]).unwrap(),
+            0,
+            "{}: not d2's",
+            be.name
+        );
+        assert_eq!(s.total_queued(1500).unwrap(), 3);
+        assert_eq!(
+            s.queue_len(d1, 2001).unwrap(),
+            1,
+            "{}: two expired at 2001",
+            be.name
+        );
+        assert_eq!(s.fetch_envelopes(d1, 0, page(2001)).unwrap().0.len(), 1);
+        assert_eq!(t.purge_expired(2001).unwrap(), 2);
+        assert_eq!(s.total_queued(0).unwrap(), 1);
+        s.remove_device(bob, d2).unwrap();
+        assert!(matches!(
+            t.enqueue(&meta(1000, 3), &[envelope(d2, b"x")]),
+            Err(StorageError::DeviceRemoved(_))
+        ));
+    }
+}
+
+#[test]
+fn queue_cap_holds_under_concurrent_senders_on_two_nodes() {
+    for be in backends("cap") {
+        let bob = account(&*be.a, "bob");
+        let dev = device(&*be.a, bob);
+        let barrier = Arc::new(Barrier::new(6));
+        let senders: Vec<_> = (0..6)
+            .map(|i| {
+                let s = if i % 2 == 0 {
+                    Arc::clone(&be.a)
+                } else {
+                    Arc::clone(&be.b)
+                };
+                let barrier = Arc::clone(&barrier);
+                thread::spawn(move || {
+                    barrier.wait();
+                    (0..10)
+                        .filter(|_| s.enqueue(&meta(1000, 25), &[envelope(dev, b"m")]).is_ok())
+                        .count()
+                })
+            })
+            .collect();
+        let stored: usize = senders.into_iter().map(|t| t.join().unwrap()).sum();
+        assert_eq!(stored, 25, "{}", be.name);
+        let (queued, _) = be.a.fetch_envelopes(dev, 0, page(1000)).unwrap();
+        assert_eq!(queued.len(), 25);
+        assert!(queued.windows(2).all(|w| w[0].id < w[1].id));
+    }
+}
+
+#[test]
+fn groups_are_versioned_and_fan_out_once() {
+    let gid = [7u8; 16];
+    for be in backends("groups") {
+        let (s, t) = (&*be.a, &*be.b);
+        let alice = account(s, "alice");
+        let bob = account(s, "bob");
+        let carol = account(s, "carol");
+        let (a1, b1, b2, c1) = (
+            device(s, alice),
+            device(s, bob),
+            device(s, bob),
+            device(s, carol),
+        );
+        let created = s
+            .create_group(&gid, alice, &["bob".to_owned()], b"meta", 10, 5)
+            .unwrap();
+        assert_eq!(created.group.version, 1);
+        assert_eq!(created.notify_devices, vec![a1, b1, b2]);
+        assert!(matches!(
+            t.create_group(&gid, bob, &[], b"", 10, 5),
+            Err(StorageError::GroupExists)
+        ));
+        assert!(matches!(
+            t.change_group(
+                &gid,
+                bob,
+                Some(1),
+                &GroupChange::Add(vec!["carol".into()]),
+                10
+            ),
+            Err(StorageError::NotGroupAdmin)
+        ));
+        assert!(matches!(
+            t.change_group(
+                &gid,
+                alice,
+                None,
+                &GroupChange::Add(vec!["nobody".into()]),
+                10
+            ),
+            Err(StorageError::UnknownAccount(_))
+        ));
+        // Both nodes race a change with the same expected version: one wins.
+        let barrier = Arc::new(Barrier::new(2));
+        let racers: Vec<_> = [Arc::clone(&be.a), Arc::clone(&be.b)]
+            .into_iter()
+            .enumerate()
+            .map(|(i, st)| {
+                let barrier = Arc::clone(&barrier);
+                thread::spawn(move || {
+                    barrier.wait();
+                    st.change_group(
+                        &gid,
+                        alice,
+                        Some(1),
+                        &GroupChange::SetMetadata(vec![u8::try_from(i).unwrap(); 4]),
+                        10,
+                    )
+                })
+            })
+            .collect();
+        let outcomes: Vec<_> = racers.into_iter().map(|r| r.join().unwrap()).collect();
+        assert_eq!(
+            outcomes.iter().filter(|o| o.is_ok()).count(),
+            1,
+            "{}",
+            be.name
+        );
+        assert!(
+            outcomes
+                .iter()
+                .any(|o| matches!(o, Err(StorageError::StaleGroupVersion(2)))),
+            "{}",
+            be.name
+        );
+        let added = t
+            .change_group(
+                &gid,
+                alice,
+                Some(2),
+                &GroupChange::Add(vec!["carol".into()]),
+                10,
+            )
+            .unwrap();
+        assert_eq!(added.group.version, 3);
+        let carol_member = added
+            .group
+            .members
+            .iter()
+            .find(|m| m.account_id == carol)
+            .unwrap();
+        assert_eq!(
+            (carol_member.role, carol_member.joined_at_version),
+            (GroupRole::Member, 3)
+        );
+        assert!(matches!(
+            s.change_group(&gid, alice, None, &GroupChange::Add(Vec::new()), 2),
+            Err(StorageError::InvalidGroupChange(_))
+        ));
+
+        let meta_a = SendMeta {
+            sender_username: "alice",
+            sender_device_id: a1,
+            ..meta(1000, 100)
+        };
+        let fan = s
+            .enqueue_group(&gid, alice, &meta_a, b"group ciphertext")
+            .unwrap();
+        let mut targets: Vec<u64> = fan.iter().map(|f| f.device_id).collect();
+        targets.sort_unstable();
+        assert_eq!(
+            targets,
+            vec![b1, b2, c1],
+            "{}: not the sender's device",
+            be.name
+        );
+        let (got, _) = t.fetch_envelopes(c1, 0, page(1000)).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].ciphertext.as_ref(), b"group ciphertext");
+        assert_eq!(got[0].group_id.as_deref(), Some(&gid[..]));
+        for f in &fan {
+            assert_eq!(t.ack_envelopes(f.device_id, &[f.envelope_id]).unwrap(), 1);
+        }
+        assert!(matches!(
+            s.enqueue_group(&gid, 424_242, &meta_a, b"x"),
+            Err(StorageError::NotGroupMember)
+        ));
+        let left = t
+            .change_group(&gid, alice, None, &GroupChange::Leave, 10)
+            .unwrap();
+        assert_eq!(left.group.version, 4);
+        let bob_now = left
+            .group
+            .members
+            .iter()
+            .find(|m| m.account_id == bob)
+            .unwrap();
+        assert_eq!(
+            bob_now.role,
+            GroupRole::Admin,
+            "{}: the admin role is handed on",
+            be.name
+        );
+        assert!(matches!(
+            s.group(&gid, alice),
+            Err(StorageError::NotGroupMember)
+        ));
+        assert_eq!(s.group(&gid, carol).unwrap().version, 4);
+        s.delete_account(bob).unwrap();
+        s.delete_account(carol).unwrap();
+        assert!(
+            matches!(s.group(&gid, carol), Err(StorageError::UnknownGroup)),
+            "{}",
+            be.name
+        );
+    }
+}
+
+#[test]
+fn attachment_records_quota_commits_and_expiry() {
+    for be in backends("attachments") {
+        let (s, t) = (&*be.a, &*be.b);
+        let alice = account(s, "alice");
+        let record = |id: u8, size: u64| AttachmentRecord {
+            id: [id; 16],
+            account_id: alice,
+            token_hash: [id; 32],
+            size,
+            committed: 0,
+            expires_at_ms: 5000,
+        };
+        s.create_attachment(&record(1, 600), 1000, 10).unwrap();
+        assert!(matches!(
+            t.create_attachment(&record(2, 500), 1000, 10),
+            Err(StorageError::QuotaExceeded)
+        ));
+        t.create_attachment(&record(3, 400), 1000, 10).unwrap();
+        t.commit_attachment(&[1; 16], 300).unwrap();
+        s.commit_attachment(&[1; 16], 200).unwrap();
+        s.commit_attachment(&[1; 16], 700).unwrap();
+        let stored = t.attachment(&[1; 16], 10).unwrap().unwrap();
+        assert_eq!(
+            (stored.committed, stored.complete()),
+            (300, false),
+            "{}",
+            be.name
+        );
+        let replaced = s
+            .replace_upload_token(&[1; 16], alice, &[9; 32], 10)
+            .unwrap();
+        assert_eq!(replaced.token_hash, [9; 32]);
+        assert!(matches!(
+            s.replace_upload_token(&[1; 16], alice + 1, &[9; 32], 10),
+            Err(StorageError::UnknownAttachment)
+        ));
+        assert!(
+            t.attachment(&[1; 16], 5000).unwrap().is_none(),
+            "{}: expired",
+            be.name
+        );
+        let mut purged = s.purge_expired_attachments(5000).unwrap();
+        purged.sort_unstable();
+        assert_eq!(purged, vec![[1; 16], [3; 16]]);
+        assert!(t.purge_expired_attachments(5000).unwrap().is_empty());
+    }
+}
