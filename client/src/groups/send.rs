@@ -209,7 +209,10 @@ async fn distribute(
             other => {
                 let rng = &mut rand::rng();
                 let key = match other {
-                    Some(old) => old.rotate(rng),
+                    Some(old) => {
+                        tracing::debug!(group = %id, "a member device left: sender key rotated");
+                        old.rotate(rng)
+                    }
                     None => OutboundSenderKey::create(
                         rng,
                         SenderKeyGroup::new(id.as_bytes())
