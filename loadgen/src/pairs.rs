@@ -1,0 +1,57 @@
+//! Workload (a), transport path: devices in pairs, each sending `messages`
+//! payloads to its partner as one-envelope `SendRequest`s (pre-encrypted:
+//! the bytes are opaque to the server, so this measures the server alone).
+//! Device `i` pairs with device `i ^ 1`.
+//!
+//! The same plans run against the microbot server and the relay floor.
+//! Not owned here: the engine (driver.rs); the SDK path with crypto (sdk.rs).
+
+use std::sync::Arc;
+
+use microbot_protocol::transport::{OutgoingEnvelope, SendRequest, client_frame::Request};
+
+use crate::driver::{DriveConfig, DriveReport, Plan, drive};
+use crate::error::{LoadError, LoadResult};
+use crate::wire::Session;
+
+/// One plan per device: `messages` sends to the partner's device id.
+///
+/// # Errors
+/// [`LoadError::Invalid`] for an odd or empty device list.
+pub fn plans(device_ids: &[u64], messages: u64) -> LoadResult<Vec<Plan>> {
+    if device_ids.is_empty() || !device_ids.len().is_multiple_of(2) {
+        return Err(LoadError::Invalid(
+            "pairs need an even, non-zero device count",
+        ));
+    }
+    Ok((0..device_ids.len())
+        .map(|i| {
+            let partner = device_ids.get(i ^ 1).copied().unwrap_or(0);
+            Plan {
+                sends: messages,
+                fan_out: 1,
+                build: Arc::new(move |ciphertext| {
+                    Request::Send(SendRequest {
+                        envelopes: vec![OutgoingEnvelope {
+                            recipient_device_id: partner,
+                            ciphertext,
+                        }],
+                    })
+                }),
+            }
+        })
+        .collect())
+}
+
+/// Runs the pairs workload on logged-in sessions of `device_ids` (same order).
+///
+/// # Errors
+/// As [`drive`].
+pub async fn run(
+    sessions: Vec<Session>,
+    device_ids: &[u64],
+    messages: u64,
+    config: &DriveConfig,
+) -> LoadResult<DriveReport> {
+    drive(sessions, plans(device_ids, messages)?, config).await
+}

@@ -1,0 +1,283 @@
+//! Child processes of a benchmark run: the microbot server binary, the
+//! relay floor (`microbot-loadgen relay-serve`) and mosquitto, each in its
+//! own temporary directory and killed when dropped; and the resident
+//! memory of a process, read from `/proc/<pid>/status` (Linux).
+//!
+//! Not owned here: what is run against them.
+
+use std::io::{BufRead as _, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::error::{LoadError, LoadResult};
+use crate::wire::Target;
+
+/// Resident set size of `pid` in bytes (`VmRSS`).
+///
+/// # Errors
+/// [`LoadError::Process`] when the status file is missing or has no `VmRSS`.
+pub fn rss_bytes(pid: u32) -> LoadResult<u64> {
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| LoadError::Process {
+            name: pid.to_string(),
+            reason: format!("cannot read /proc status: {e}"),
+        })?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().strip_suffix("kB"))
+        .and_then(|kb| kb.trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .ok_or_else(|| LoadError::Process {
+            name: pid.to_string(),
+            reason: "no VmRSS line".to_owned(),
+        })
+}
+
+/// A child process killed (and reaped) on drop.
+#[derive(Debug)]
+pub struct ChildGuard {
+    child: std::process::Child,
+    name: String,
+}
+
+impl ChildGuard {
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether it is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Its name, for messages.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A process that prints `... listening on ADDR` and
+/// `certificate SHA-256 fingerprint: HEX` on stdout (the microbot server
+/// and `microbot-loadgen relay-serve` both do).
+#[derive(Debug)]
+pub struct QuicProcess {
+    /// Where to connect.
+    pub target: Target,
+    /// The child.
+    pub child: ChildGuard,
+    /// Its data directory (removed on drop, after the child is killed).
+    pub dir: tempfile::TempDir,
+}
+
+impl QuicProcess {
+    /// Starts `program args…` and waits (up to 60 s) for its address and pin.
+    ///
+    /// # Errors
+    /// [`LoadError::Process`] if it does not start or exits first.
+    pub async fn spawn(
+        program: &Path,
+        args: Vec<String>,
+        dir: tempfile::TempDir,
+    ) -> LoadResult<Self> {
+        let name = program.display().to_string();
+        let mut child = Command::new(program)
+            .args(&args)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| LoadError::Process {
+                name: name.clone(),
+                reason: format!("cannot start: {e}"),
+            })?;
+        let stdout = child.stdout.take();
+        let guard = ChildGuard {
+            child,
+            name: name.clone(),
+        };
+        let stdout = stdout.ok_or_else(|| LoadError::Process {
+            name: name.clone(),
+            reason: "no stdout".to_owned(),
+        })?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        // The reader thread keeps draining stdout for the child's whole life
+        // so the pipe never fills up.
+        std::thread::spawn(move || {
+            let mut addr = None;
+            let mut fingerprint = None;
+            let mut tx = Some(tx);
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some((_, a)) = line.split_once("listening on ") {
+                    addr = a.trim().parse::<SocketAddr>().ok();
+                }
+                if let Some((_, f)) = line.split_once("fingerprint: ") {
+                    fingerprint = Some(f.trim().to_owned());
+                }
+                if let (Some(a), Some(f)) = (addr, fingerprint.clone())
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(Target {
+                        addr: a,
+                        fingerprint: f,
+                    });
+                }
+            }
+        });
+        let target = tokio::time::timeout(Duration::from_secs(60), rx)
+            .await
+            .map_err(|_| LoadError::Process {
+                name: name.clone(),
+                reason: "did not print its address and fingerprint within 60 s".to_owned(),
+            })?
+            .map_err(|_| LoadError::Process {
+                name,
+                reason: "exited before printing its address and fingerprint".to_owned(),
+            })?;
+        Ok(Self {
+            target,
+            child: guard,
+            dir,
+        })
+    }
+}
+
+/// Flags that make the server fit for load from one IP address: rate
+/// limits off, connection caps raised, cheap argon2 (only provisioning
+/// hashes passwords; no measured workload does).
+pub fn bench_server_flags(data_dir: &Path) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "--data-dir".into(),
+        data_dir.display().to_string(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--argon2-memory-kib".into(),
+        "64".into(),
+        "--argon2-iterations".into(),
+        "1".into(),
+        "--max-connections".into(),
+        "100000".into(),
+        "--max-connections-per-ip".into(),
+        "100000".into(),
+        "--totp-skew-steps".into(),
+        "2".into(),
+    ];
+    for rate in [
+        "--rate-login-per-ip",
+        "--rate-login-per-account",
+        "--rate-register-per-ip",
+        "--rate-send-per-account",
+        "--rate-prekey-fetch-per-account",
+        "--rate-upload-per-account",
+    ] {
+        args.push(rate.into());
+        args.push("0".into());
+    }
+    args
+}
+
+/// Starts the microbot server binary with [`bench_server_flags`] in a fresh temp dir.
+///
+/// # Errors
+/// As [`QuicProcess::spawn`].
+pub async fn spawn_server(binary: &Path) -> LoadResult<QuicProcess> {
+    let dir = tempfile::tempdir().map_err(LoadError::io("creating a server data dir"))?;
+    let args = bench_server_flags(dir.path());
+    QuicProcess::spawn(binary, args, dir).await
+}
+
+/// Starts this binary's `relay-serve` subcommand.
+///
+/// # Errors
+/// As [`QuicProcess::spawn`].
+pub async fn spawn_relay(loadgen: &Path) -> LoadResult<QuicProcess> {
+    let dir = tempfile::tempdir().map_err(LoadError::io("creating a relay dir"))?;
+    QuicProcess::spawn(
+        loadgen,
+        vec![
+            "relay-serve".into(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+        ],
+        dir,
+    )
+    .await
+}
+
+/// A running mosquitto broker with persistence on, on loopback.
+#[derive(Debug)]
+pub struct Mosquitto {
+    /// TCP address.
+    pub addr: SocketAddr,
+    /// The child.
+    pub child: ChildGuard,
+    /// Config and persistence directory.
+    pub dir: tempfile::TempDir,
+}
+
+/// Starts `mosquitto` (from `PATH` unless `binary` is given) with
+/// persistence in a temp dir, listening on a free loopback port.
+///
+/// # Errors
+/// [`LoadError::Process`] when it is not installed or does not listen within 10 s.
+pub async fn spawn_mosquitto(binary: Option<&Path>) -> LoadResult<Mosquitto> {
+    let dir = tempfile::tempdir().map_err(LoadError::io("creating a mosquitto dir"))?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(LoadError::io("finding a free port"))?
+        .port();
+    let conf = dir.path().join("mosquitto.conf");
+    let config = format!(
+        "listener {port} 127.0.0.1\n\
+         allow_anonymous true\n\
+         persistence true\n\
+         persistence_location {}/\n\
+         max_queued_messages 1000000\n\
+         max_inflight_messages 1000\n\
+         set_tcp_nodelay true\n",
+        dir.path().display()
+    );
+    std::fs::write(&conf, config).map_err(LoadError::io("writing mosquitto.conf"))?;
+    let program: PathBuf = binary.map_or_else(|| PathBuf::from("mosquitto"), Path::to_path_buf);
+    let child = Command::new(&program)
+        .arg("-c")
+        .arg(&conf)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| LoadError::Process {
+            name: program.display().to_string(),
+            reason: format!("cannot start (is the mosquitto package installed?): {e}"),
+        })?;
+    let mut child = ChildGuard {
+        child,
+        name: "mosquitto".to_owned(),
+    };
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return Ok(Mosquitto { addr, child, dir });
+        }
+        if !child.running() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(LoadError::Process {
+        name: "mosquitto".to_owned(),
+        reason: "not listening within 10 s".to_owned(),
+    })
+}

@@ -1,0 +1,201 @@
+//! Accounts and devices for a load run, created through the transport as
+//! any client would (SPEC.md §13): register, confirm with a real TOTP code,
+//! enrol a device key with the next TOTP step. The bench server runs with
+//! cheap argon2 parameters and rate limits off, so this stays quick.
+//!
+//! Not owned here: logging in (wire.rs) or what the devices then do.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use ed25519_dalek::SigningKey;
+use microbot_protocol::transport::{
+    ConfirmRegistrationRequest, EnrolDeviceRequest, RegisterRequest, SecondFactor,
+    client_frame::Request, response, second_factor,
+};
+use rand::Rng as _;
+use zeroize::Zeroizing;
+
+use crate::error::{LoadError, LoadResult};
+use crate::wire::{Endpoints, Session, refusal};
+
+/// An enrolled device: what a load client needs to log in.
+#[derive(Clone)]
+pub struct DeviceCredentials {
+    /// The account.
+    pub username: String,
+    /// Server-assigned device id.
+    pub device_id: u64,
+    /// The device's login key.
+    pub key: SigningKey,
+}
+
+impl std::fmt::Debug for DeviceCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceCredentials")
+            .field("username", &self.username)
+            .field("device_id", &self.device_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A random prefix so several runs against one server never collide.
+pub fn run_prefix() -> String {
+    let mut bytes = [0u8; 4];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("lg{}", hex::encode(bytes))
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// TOTP codes computed from the secret the server returned.
+struct Authenticator {
+    totp: totp_rs::Totp,
+}
+
+impl Authenticator {
+    fn from_base32(secret: &str) -> LoadResult<Self> {
+        let bytes = totp_rs::Secret::try_from_base32(secret)
+            .map_err(|_| LoadError::Unexpected("a base32 TOTP secret"))?
+            .as_bytes()
+            .to_vec();
+        let totp = totp_rs::Builder::new()
+            .with_secret(bytes)
+            .build()
+            .map_err(|e| LoadError::Config(format!("TOTP: {e}")))?;
+        Ok(Self { totp })
+    }
+
+    fn code_for_step(&self, step: u64) -> String {
+        self.totp.generate(step * 30).to_string()
+    }
+}
+
+/// Registers, confirms and enrols one account with one device on `session`.
+///
+/// The confirmation uses the current TOTP step and the enrolment the next
+/// one (each step is accepted once), so the server needs a TOTP skew of at
+/// least one step, which is its default.
+///
+/// # Errors
+/// The server's refusal of any step.
+pub async fn create_device(session: &mut Session, username: &str) -> LoadResult<DeviceCredentials> {
+    let password = Zeroizing::new(format!("pw-{username}-load"));
+    let reply = session
+        .request(Request::Register(RegisterRequest {
+            username: username.to_owned(),
+            password: password.to_string(),
+        }))
+        .await?;
+    let response::Result::Register(registration) = reply else {
+        return Err(refusal("Register", reply));
+    };
+    let auth = Authenticator::from_base32(&registration.totp_secret_base32)?;
+    let step = now_secs() / 30;
+    let reply = session
+        .request(Request::ConfirmRegistration(ConfirmRegistrationRequest {
+            username: username.to_owned(),
+            password: password.to_string(),
+            totp_code: auth.code_for_step(step),
+        }))
+        .await?;
+    if !matches!(reply, response::Result::Ok(_)) {
+        return Err(refusal("ConfirmRegistration", reply));
+    }
+    let mut seed = Zeroizing::new([0u8; 32]);
+    rand::rng().fill_bytes(seed.as_mut());
+    let key = SigningKey::from_bytes(&seed);
+    let reply = session
+        .request(Request::EnrolDevice(EnrolDeviceRequest {
+            username: username.to_owned(),
+            password: password.to_string(),
+            second_factor: Some(SecondFactor {
+                factor: Some(second_factor::Factor::TotpCode(
+                    auth.code_for_step(step + 1),
+                )),
+            }),
+            device_public_key: Bytes::copy_from_slice(key.verifying_key().as_bytes()),
+            device_name: "loadgen".to_owned(),
+        }))
+        .await?;
+    let response::Result::EnrolDevice(enrolled) = reply else {
+        return Err(refusal("EnrolDevice", reply));
+    };
+    Ok(DeviceCredentials {
+        username: username.to_owned(),
+        device_id: enrolled.device_id,
+        key,
+    })
+}
+
+/// Creates `count` accounts named `{prefix}-{i}`, one device each, over
+/// `concurrency` connections. Devices come back in index order.
+///
+/// # Errors
+/// The first failure of any worker.
+pub async fn provision(
+    endpoints: &Arc<Endpoints>,
+    prefix: &str,
+    count: usize,
+    concurrency: usize,
+) -> LoadResult<Vec<DeviceCredentials>> {
+    let workers = concurrency.clamp(1, count.max(1));
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..workers {
+        let endpoints = Arc::clone(endpoints);
+        let prefix = prefix.to_owned();
+        tasks.spawn(async move {
+            let mut session = Session::open(&endpoints).await?;
+            let mut made = Vec::new();
+            for i in (w..count).step_by(workers) {
+                let device = create_device(&mut session, &format!("{prefix}-{i}")).await?;
+                made.push((i, device));
+            }
+            session.connection.close(0u32.into(), b"done");
+            Ok::<_, LoadError>(made)
+        });
+    }
+    let mut all = Vec::with_capacity(count);
+    while let Some(joined) = tasks.join_next().await {
+        let made = joined.map_err(|e| LoadError::Connection(e.to_string()))??;
+        all.extend(made);
+    }
+    all.sort_by_key(|(i, _)| *i);
+    Ok(all.into_iter().map(|(_, d)| d).collect())
+}
+
+/// Opens one logged-in session per device, `concurrency` at a time.
+///
+/// # Errors
+/// The first connection or login failure.
+pub async fn login_all(
+    endpoints: &Arc<Endpoints>,
+    devices: &[DeviceCredentials],
+    concurrency: usize,
+) -> LoadResult<Vec<Session>> {
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, device) in devices.iter().cloned().enumerate() {
+        let endpoints = Arc::clone(endpoints);
+        let semaphore = Arc::clone(&semaphore);
+        tasks.spawn(async move {
+            let _permit = semaphore
+                .acquire_owned()
+                .await
+                .map_err(|_| LoadError::Invalid("semaphore closed"))?;
+            let mut session = Session::open(&endpoints).await?;
+            session.login(device.device_id, &device.key).await?;
+            Ok::<_, LoadError>((i, session))
+        });
+    }
+    let mut sessions = Vec::with_capacity(devices.len());
+    while let Some(joined) = tasks.join_next().await {
+        sessions.push(joined.map_err(|e| LoadError::Connection(e.to_string()))??);
+    }
+    sessions.sort_by_key(|(i, _)| *i);
+    Ok(sessions.into_iter().map(|(_, s)| s).collect())
+}

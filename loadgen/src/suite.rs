@@ -1,0 +1,456 @@
+//! The whole benchmark: the relay floor, mosquitto, and every workload
+//! against the microbot server binary, each a child process in a temp dir,
+//! run one after the other and printed as one table.
+//!
+//! Also the building blocks the CLI subcommands share: provisioning and
+//! logging in devices for a workload on a given target.
+//!
+//! Not owned here: the workloads themselves.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+
+use crate::driver::{DriveConfig, DriveReport};
+use crate::error::{LoadError, LoadResult};
+use crate::idle::IdleReport;
+use crate::logins::LoginsReport;
+use crate::provision::{DeviceCredentials, login_all, provision, run_prefix};
+use crate::stats::{Row, table};
+use crate::wire::{Endpoints, Session, Target};
+use crate::{fanout, idle, logins, mqtt, pairs, procs, sdk};
+
+/// Client endpoints (UDP sockets) per target.
+pub const CLIENT_ENDPOINTS: usize = 4;
+/// Connections opened at the same time while setting up.
+pub const SETUP_CONCURRENCY: usize = 32;
+
+/// Sizes of a suite run. The defaults finish in a few minutes on 2 cores.
+#[derive(Clone, Debug)]
+pub struct SuiteConfig {
+    /// `microbot-server` binary.
+    pub server_bin: PathBuf,
+    /// This binary (hosts the relay as `relay-serve`).
+    pub loadgen_bin: PathBuf,
+    /// `mosquitto` binary; `None`: from `PATH`.
+    pub mosquitto_bin: Option<PathBuf>,
+    /// Skip the mosquitto peer.
+    pub skip_mqtt: bool,
+    /// Devices in workload (a) (even).
+    pub devices: usize,
+    /// Messages per device in workload (a).
+    pub messages: u64,
+    /// Unanswered sends per device at saturation.
+    pub window: usize,
+    /// Group sizes for workload (b), with the group messages sent to each.
+    pub groups: Vec<(usize, u64)>,
+    /// Group members that send in workload (b).
+    pub group_senders: usize,
+    /// Idle connections in workload (c).
+    pub idle: usize,
+    /// Handshakes + logins in workload (d).
+    pub logins: u64,
+    /// Logins in flight at once.
+    pub login_concurrency: usize,
+    /// SDK devices for the crypto-included run (0: skip).
+    pub sdk_devices: usize,
+    /// Messages per SDK device.
+    pub sdk_messages: u64,
+}
+
+impl SuiteConfig {
+    /// Default sizes with the given binaries.
+    pub fn new(server_bin: PathBuf, loadgen_bin: PathBuf) -> Self {
+        Self {
+            server_bin,
+            loadgen_bin,
+            mosquitto_bin: None,
+            skip_mqtt: false,
+            devices: 32,
+            messages: 400,
+            window: 8,
+            groups: vec![(10, 400), (100, 100), (1000, 20)],
+            group_senders: 4,
+            idle: 2000,
+            logins: 3000,
+            login_concurrency: 32,
+            sdk_devices: 4,
+            sdk_messages: 100,
+        }
+    }
+}
+
+/// `count` fake devices (ids 1..=count) logged in to the relay, which checks nothing.
+///
+/// # Errors
+/// Connection failures.
+pub async fn relay_sessions(
+    endpoints: &Endpoints,
+    count: usize,
+) -> LoadResult<Vec<(Session, u64)>> {
+    let key = SigningKey::from_bytes(&[7u8; 32]);
+    let mut sessions = Vec::with_capacity(count);
+    for i in 0..count {
+        let id = u64::try_from(i).unwrap_or(0) + 1;
+        let mut session = Session::open(endpoints).await?;
+        session.login(id, &key).await?;
+        sessions.push((session, id));
+    }
+    Ok(sessions)
+}
+
+/// Workload (a) on the relay at `target`.
+///
+/// # Errors
+/// As [`pairs::run`].
+pub async fn pairs_on_relay(
+    target: &Target,
+    devices: usize,
+    messages: u64,
+    config: &DriveConfig,
+) -> LoadResult<DriveReport> {
+    let endpoints = Endpoints::new(target, CLIENT_ENDPOINTS)?;
+    let (sessions, ids): (Vec<_>, Vec<_>) = relay_sessions(&endpoints, devices)
+        .await?
+        .into_iter()
+        .unzip();
+    let report = pairs::run(sessions, &ids, messages, config).await?;
+    endpoints.close().await;
+    Ok(report)
+}
+
+/// Workload (a) on a microbot server with already provisioned devices.
+///
+/// # Errors
+/// As [`pairs::run`].
+pub async fn pairs_on_server(
+    endpoints: &Arc<Endpoints>,
+    devices: &[DeviceCredentials],
+    messages: u64,
+    config: &DriveConfig,
+) -> LoadResult<DriveReport> {
+    let sessions = login_all(endpoints, devices, SETUP_CONCURRENCY).await?;
+    let ids: Vec<u64> = devices.iter().map(|d| d.device_id).collect();
+    pairs::run(sessions, &ids, messages, config).await
+}
+
+/// Workload (b) on a microbot server: a group of `devices` (all logged in).
+///
+/// # Errors
+/// As [`fanout::run`].
+pub async fn fanout_on_server(
+    endpoints: &Arc<Endpoints>,
+    devices: &[DeviceCredentials],
+    messages: u64,
+    senders: usize,
+    config: &DriveConfig,
+) -> LoadResult<DriveReport> {
+    let sessions = login_all(endpoints, devices, SETUP_CONCURRENCY).await?;
+    let names: Vec<String> = devices.iter().map(|d| d.username.clone()).collect();
+    fanout::run(sessions, &names, messages, senders, config).await
+}
+
+fn rate(value: f64, unit: &str) -> String {
+    format!("{value:.0} {unit}")
+}
+
+fn pct(a: f64, b: f64) -> f64 {
+    if b > 0.0 { 100.0 * a / b } else { 0.0 }
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "met" } else { "MISSED" }
+}
+
+fn incomplete(report: &DriveReport) -> String {
+    if report.complete() {
+        String::new()
+    } else {
+        format!(
+            "; INCOMPLETE: {} of {} delivered, {} refused",
+            report.delivered, report.expected, report.send_errors
+        )
+    }
+}
+
+fn log(line: &str) {
+    eprintln!("[suite] {line}");
+}
+
+/// What the suite measured: the table rows and the key figures.
+#[derive(Clone, Debug, Default)]
+pub struct SuiteReport {
+    /// The table.
+    pub rows: Vec<Row>,
+}
+
+impl SuiteReport {
+    /// The Markdown table with a line on the conditions.
+    pub fn render(&self) -> String {
+        let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        let cpus = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
+        format!(
+            "{}\nconditions: {cpus} CPUs, load average at the end: {}",
+            table(&self.rows),
+            load.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        )
+    }
+}
+
+/// Runs everything; rows are appended as results come in.
+///
+/// # Errors
+/// The first workload that cannot run at all (a workload that runs but
+/// loses messages is reported in its row instead).
+pub async fn run(config: &SuiteConfig) -> LoadResult<SuiteReport> {
+    let mut out = SuiteReport::default();
+    let drive = DriveConfig {
+        window: config.window,
+        ..DriveConfig::default()
+    };
+    let shape = format!(
+        "(a) {} devices in pairs × {} msgs, 256 B",
+        config.devices, config.messages
+    );
+
+    // The floor.
+    log("relay floor");
+    let relay = procs::spawn_relay(&config.loadgen_bin).await?;
+    let floor = pairs_on_relay(&relay.target, config.devices, config.messages, &drive).await?;
+    drop(relay);
+    let mut floor_latency = floor.latency.clone();
+    out.rows.push(Row {
+        workload: format!("{shape}, saturation"),
+        target: "plain quinn relay (floor)".into(),
+        value: rate(floor.delivered_rate(), "msg/s"),
+        latency: floor_latency.summary(),
+        note: format!("no storage, no auth{}", incomplete(&floor)),
+    });
+
+    // The peer.
+    let mut mqtt_rate = None;
+    if !config.skip_mqtt {
+        log("mosquitto peer");
+        let broker = procs::spawn_mosquitto(config.mosquitto_bin.as_deref()).await?;
+        let mut peer =
+            mqtt::run_pairs(broker.addr, config.devices, config.messages, &drive).await?;
+        mqtt_rate = Some(peer.delivered_rate());
+        out.rows.push(Row {
+            workload: format!("{shape}, saturation"),
+            target: "mosquitto 2, QoS 1, persistence on".into(),
+            value: rate(peer.delivered_rate(), "msg/s"),
+            latency: peer.latency.summary(),
+            note: format!(
+                "{:.0}% of floor; PUBACK before disk (autosave){}",
+                pct(peer.delivered_rate(), floor.delivered_rate()),
+                incomplete(&peer)
+            ),
+        });
+        let half = DriveConfig {
+            rate: Some(peer.delivered_rate() / 2.0),
+            ..drive.clone()
+        };
+        let mut peer_half =
+            mqtt::run_pairs(broker.addr, config.devices, config.messages / 2, &half).await?;
+        out.rows.push(Row {
+            workload: format!(
+                "(a) offered {:.0} msg/s (½ of its saturation)",
+                peer.delivered_rate() / 2.0
+            ),
+            target: "mosquitto 2, QoS 1, persistence on".into(),
+            value: rate(peer_half.delivered_rate(), "msg/s"),
+            latency: peer_half.latency.summary(),
+            note: incomplete(&peer_half).trim_start_matches("; ").to_owned(),
+        });
+    }
+
+    // The server.
+    log("starting microbot-server");
+    let server = procs::spawn_server(&config.server_bin).await?;
+    let pid = server.child.pid();
+    let endpoints = Arc::new(Endpoints::new(&server.target, CLIENT_ENDPOINTS)?);
+    let max_group = config.groups.iter().map(|(n, _)| *n).max().unwrap_or(0);
+    let needed = config
+        .devices
+        .max(max_group)
+        .max(config.idle.min(1000))
+        .max(1);
+    log(&format!("provisioning {needed} accounts"));
+    let started = std::time::Instant::now();
+    let devices = provision(&endpoints, &run_prefix(), needed, SETUP_CONCURRENCY).await?;
+    log(&format!(
+        "provisioned in {:.1} s",
+        started.elapsed().as_secs_f64()
+    ));
+    let pair_devices = devices
+        .get(..config.devices)
+        .ok_or(LoadError::Invalid("too few devices"))?;
+
+    log("(a) saturation");
+    let mut sat = pairs_on_server(&endpoints, pair_devices, config.messages, &drive).await?;
+    let sat_rate = sat.delivered_rate();
+    let of_floor = pct(sat_rate, floor.delivered_rate());
+    let mut note = format!(
+        "{of_floor:.0}% of floor (target ≥ 50%: {})",
+        verdict(of_floor >= 50.0)
+    );
+    if let Some(m) = mqtt_rate {
+        note.push_str(&format!(
+            "; {:.2}× mosquitto (target > 1: {})",
+            if m > 0.0 { sat_rate / m } else { 0.0 },
+            verdict(sat_rate > m)
+        ));
+    }
+    note.push_str(&incomplete(&sat));
+    out.rows.push(Row {
+        workload: format!("{shape}, saturation"),
+        target: "microbot-server (durable queues)".into(),
+        value: rate(sat_rate, "msg/s"),
+        latency: sat.latency.summary(),
+        note,
+    });
+
+    log("(a) half of saturation");
+    let half = DriveConfig {
+        rate: Some(sat_rate / 2.0),
+        ..drive.clone()
+    };
+    let mut at_half = pairs_on_server(&endpoints, pair_devices, config.messages / 2, &half).await?;
+    let p99 = at_half.latency.summary();
+    let p99_ok = p99.is_some_and(|s| s.p99 < Duration::from_millis(10));
+    out.rows.push(Row {
+        workload: format!("(a) offered {:.0} msg/s (½ of saturation)", sat_rate / 2.0),
+        target: "microbot-server (durable queues)".into(),
+        value: rate(at_half.delivered_rate(), "msg/s"),
+        latency: p99,
+        note: format!("p99 < 10 ms: {}{}", verdict(p99_ok), incomplete(&at_half)),
+    });
+
+    for (size, messages) in &config.groups {
+        let Some(members) = devices.get(..*size) else {
+            continue;
+        };
+        log(&format!("(b) fan-out to {size}"));
+        let mut r =
+            fanout_on_server(&endpoints, members, *messages, config.group_senders, &drive).await?;
+        out.rows.push(Row {
+            workload: format!(
+                "(b) group of {size}, {messages} msgs from {} senders",
+                config.group_senders.min(*size)
+            ),
+            target: "microbot-server".into(),
+            value: rate(r.delivered_rate(), "deliveries/s"),
+            latency: r.latency.summary(),
+            note: format!("{:.0} group msgs/s{}", r.send_rate(), incomplete(&r)),
+        });
+    }
+
+    log(&format!("(c) {} idle connections", config.idle));
+    let idle_report: IdleReport = if config.idle > devices.len() {
+        let extra = provision(
+            &endpoints,
+            &run_prefix(),
+            config.idle - devices.len(),
+            SETUP_CONCURRENCY,
+        )
+        .await?;
+        let all: Vec<DeviceCredentials> = devices.iter().cloned().chain(extra).collect();
+        idle::run(
+            &endpoints,
+            &all,
+            config.idle,
+            SETUP_CONCURRENCY * 2,
+            Some(pid),
+            Duration::from_secs(3),
+        )
+        .await?
+    } else {
+        idle::run(
+            &endpoints,
+            &devices,
+            config.idle,
+            SETUP_CONCURRENCY * 2,
+            Some(pid),
+            Duration::from_secs(3),
+        )
+        .await?
+    };
+    let total = idle_report.rss_after.unwrap_or(0);
+    let per = idle_report.per_connection().unwrap_or(0);
+    // Extrapolated to the 10 000-connection target.
+    #[allow(clippy::cast_precision_loss)]
+    let at_10k = idle_report.rss_before.unwrap_or(0) as f64 + per as f64 * 10_000.0;
+    #[allow(clippy::cast_precision_loss)]
+    out.rows.push(Row {
+        workload: format!("(c) {} idle logged-in connections", config.idle),
+        target: "microbot-server".into(),
+        value: format!("{:.1} KiB/conn", per as f64 / 1024.0),
+        latency: None,
+        note: format!(
+            "server RSS {:.0} MiB; 10 000 conns ≈ {:.0} MiB (target < 1 GiB: {})",
+            total as f64 / 1048576.0,
+            at_10k / 1048576.0,
+            verdict(at_10k < 1024.0 * 1048576.0)
+        ),
+    });
+
+    log("(d) handshakes + logins");
+    let login_devices = devices.get(..devices.len().min(200)).unwrap_or(&devices);
+    let mut l: LoginsReport = logins::run(
+        &endpoints,
+        login_devices,
+        config.logins,
+        config.login_concurrency,
+    )
+    .await?;
+    let login_rate = l.rate();
+    out.rows.push(Row {
+        workload: format!(
+            "(d) {} handshakes + logins, {} in flight",
+            config.logins, config.login_concurrency
+        ),
+        target: "microbot-server".into(),
+        value: rate(login_rate, "logins/s"),
+        latency: l.latency.summary(),
+        note: format!(
+            "target ≥ 1000/s: {}{}",
+            verdict(login_rate >= 1000.0),
+            l.first_error
+                .as_ref()
+                .map(|e| format!("; {} failed: {e}", l.failures))
+                .unwrap_or_default()
+        ),
+    });
+
+    if config.sdk_devices > 0 {
+        log("(a) through the SDK, crypto included");
+        let mut r = sdk::run_pairs(
+            &server.target,
+            config.sdk_devices,
+            config.sdk_messages,
+            &drive,
+        )
+        .await?;
+        out.rows.push(Row {
+            workload: format!(
+                "(a) SDK: {} devices × {} texts of 256 chars, saturation",
+                config.sdk_devices, config.sdk_messages
+            ),
+            target: "microbot-server via microbot-client".into(),
+            value: rate(r.delivered_rate(), "msg/s"),
+            latency: r.latency.summary(),
+            note: format!(
+                "crypto and client stores on both ends included{}",
+                incomplete(&r)
+            ),
+        });
+    }
+    endpoints.close().await;
+    drop(server);
+    Ok(out)
+}
