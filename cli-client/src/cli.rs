@@ -1,0 +1,289 @@
+//! The command line (clap derive): global options and one subcommand per
+//! task. Not owned here: what the commands do (commands/).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+const AFTER_HELP: &str = "\
+Targets: NAME is a username; a group is named by its name or id, or forced
+with a leading '#' (#team). A leading '@' forces a username.
+
+Environment: MICROBOT_PASSWORD (account password, else asked for),
+MICROBOT_PASSPHRASE (encrypts a new profile's store at rest, and opens it),
+MICROBOT_HOME (same as --data-dir), MICROBOT_PROFILE (same as --profile).
+
+Exit codes: 0 ok, 1 failure, 2 usage, 3 wrong password/code or username taken,
+4 server unreachable, 5 server certificate does not match the pin,
+6 unknown contact/group/message/profile, 7 recv --count timed out.";
+
+/// `microbot`: end-to-end encrypted messaging from the terminal.
+#[derive(Debug, Parser)]
+#[command(name = "microbot", version, about, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// Profile to use (one account device per profile).
+    #[arg(
+        long,
+        global = true,
+        env = "MICROBOT_PROFILE",
+        default_value = "default"
+    )]
+    pub profile: String,
+    /// Directory holding `profiles/` (default: the user's data directory + /microbot).
+    #[arg(long, global = true, env = "MICROBOT_HOME", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Seconds to wait for the server before giving up.
+    #[arg(
+        long,
+        global = true,
+        env = "MICROBOT_CONNECT_TIMEOUT",
+        default_value_t = 15,
+        value_name = "SECS",
+        value_parser = clap::value_parser!(u64).range(1..=600)
+    )]
+    pub connect_timeout: u64,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create an account (TOTP enrolment with a QR code) and enrol this device.
+    Register(Register),
+    /// Enrol this device on an existing account (password + TOTP code).
+    Login(Login),
+    /// List contacts and whether a safety-number change awaits acceptance.
+    Contacts,
+    /// Show the safety number with a contact, or accept a changed one.
+    Verify(Verify),
+    /// Send one text message.
+    Send(Send),
+    /// Open an interactive chat (works with piped standard input too).
+    Chat(Chat),
+    /// Print incoming events (as JSON lines with --json).
+    Recv(Recv),
+    /// Groups: create, add, remove, leave, rename, list.
+    #[command(subcommand)]
+    Group(GroupCommand),
+    /// Files: send one, or fetch a received one.
+    #[command(subcommand)]
+    File(FileCommand),
+    /// List this account's devices, or remove one.
+    Devices(Devices),
+}
+
+/// Where the server is.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// The server's QUIC address, host:port.
+    #[arg(long, value_name = "ADDR")]
+    pub server: String,
+    /// SHA-256 of the server's certificate, as the server prints it at start.
+    #[arg(long, value_name = "HEX")]
+    pub cert_sha256: String,
+}
+
+/// `register`.
+#[derive(Debug, Args)]
+pub struct Register {
+    /// The username (3 to 32 of a-z 0-9 _ . -).
+    pub username: String,
+    /// Where the server is.
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Name of this device in the account's device list.
+    #[arg(long, default_value = "microbot CLI")]
+    pub device_name: String,
+}
+
+/// `login`.
+#[derive(Debug, Args)]
+pub struct Login {
+    /// The username.
+    pub username: String,
+    /// Where the server is.
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Use a recovery code instead of a TOTP code (it is used up).
+    #[arg(long)]
+    pub recovery_code: bool,
+    /// Share the identity of another local profile of the same account, so
+    /// contacts keep the same safety number (without it this device gets a
+    /// new identity and contacts are told the safety number changed).
+    #[arg(long, value_name = "PROFILE")]
+    pub link: Option<String>,
+    /// Name of this device in the account's device list.
+    #[arg(long, default_value = "microbot CLI")]
+    pub device_name: String,
+}
+
+/// `verify`.
+#[derive(Debug, Args)]
+pub struct Verify {
+    /// The contact.
+    pub name: String,
+    /// Also show the safety number as a QR code (and its payload in hex).
+    #[arg(long)]
+    pub qr: bool,
+    /// Accept the contact's changed identity (after comparing the number).
+    #[arg(long)]
+    pub accept: bool,
+}
+
+/// `send`.
+#[derive(Debug, Args)]
+pub struct Send {
+    /// A username or a group.
+    pub target: String,
+    /// The text.
+    pub text: String,
+}
+
+/// `chat`.
+#[derive(Debug, Args)]
+pub struct Chat {
+    /// A username or a group.
+    pub target: String,
+    /// How many earlier messages to show.
+    #[arg(long, default_value_t = 20)]
+    pub history: u32,
+}
+
+/// `recv`.
+#[derive(Debug, Args)]
+pub struct Recv {
+    /// One JSON object per line and event.
+    #[arg(long)]
+    pub json: bool,
+    /// Stop after this many seconds (exit 0 unless --count was not reached).
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<u64>,
+    /// Stop after this many (shown) events.
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+    /// Show only these event types (comma-separated: message, edited, deleted,
+    /// reaction, receipt, typing, group_changed, safety_number_changed,
+    /// decryption_failed, connection, sent, send_failed).
+    #[arg(long, value_delimiter = ',', value_name = "TYPES")]
+    pub only: Vec<String>,
+}
+
+/// `group ...`.
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// Create a group with these members (you are its admin).
+    Create {
+        /// The group's name.
+        name: String,
+        /// Usernames to add.
+        members: Vec<String>,
+    },
+    /// Add members.
+    Add {
+        /// The group.
+        group: String,
+        /// Usernames to add.
+        #[arg(required = true)]
+        members: Vec<String>,
+    },
+    /// Remove members.
+    Remove {
+        /// The group.
+        group: String,
+        /// Usernames to remove.
+        #[arg(required = true)]
+        members: Vec<String>,
+    },
+    /// Leave a group.
+    Leave {
+        /// The group.
+        group: String,
+    },
+    /// Rename a group.
+    Rename {
+        /// The group.
+        group: String,
+        /// The new name.
+        name: String,
+    },
+    /// List your groups.
+    List,
+}
+
+/// `file ...`.
+#[derive(Debug, Subcommand)]
+pub enum FileCommand {
+    /// Encrypt, upload and send a file.
+    Send {
+        /// A username or a group.
+        target: String,
+        /// The file.
+        path: PathBuf,
+        /// A caption.
+        #[arg(long, default_value = "")]
+        caption: String,
+    },
+    /// Download and decrypt a received file.
+    Get {
+        /// The message id (hex, as `recv` prints it).
+        message_id: String,
+        /// Where to write it (a directory keeps the sender's file name).
+        dest: PathBuf,
+    },
+}
+
+/// `devices`.
+#[derive(Debug, Args)]
+pub struct Devices {
+    /// `list` (the default) or `remove ID`.
+    #[command(subcommand)]
+    pub action: Option<DevicesCommand>,
+}
+
+/// `devices ...`.
+#[derive(Debug, Subcommand)]
+pub enum DevicesCommand {
+    /// List the account's devices.
+    List,
+    /// Remove a device (needs password + a TOTP code).
+    Remove {
+        /// The device id (as `devices list` shows it).
+        id: u64,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_options_go_anywhere() {
+        let cli = Cli::try_parse_from([
+            "microbot",
+            "send",
+            "bob",
+            "hi",
+            "--profile",
+            "alice",
+            "--data-dir",
+            "/tmp/m",
+        ])
+        .unwrap();
+        assert_eq!(cli.profile, "alice");
+        assert!(matches!(cli.command, Command::Send(Send { ref target, .. }) if target == "bob"));
+        let cli = Cli::try_parse_from(["microbot", "recv", "--json", "--only", "message,edited"])
+            .unwrap();
+        let Command::Recv(recv) = cli.command else {
+            panic!("not recv")
+        };
+        assert_eq!(recv.only, ["message", "edited"]);
+    }
+}

@@ -1,0 +1,142 @@
+//! `file send` and `file get`: files through the SDK's streaming,
+//! end-to-end encrypted attachments (SPEC.md §7, §12.11), with a progress
+//! bar on a terminal.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+
+use microbot_client::FileOptions;
+
+use crate::cli::FileCommand;
+use crate::error::{self, CliError};
+use crate::progress::{self, Progress};
+use crate::session::{Ctx, id_hex, parse_id};
+use crate::target;
+
+/// `microbot file ...`.
+pub async fn file(ctx: &Ctx, command: FileCommand) -> Result<(), CliError> {
+    match command {
+        FileCommand::Send {
+            target,
+            path,
+            caption,
+        } => send(ctx, &target, &path, caption).await,
+        FileCommand::Get { message_id, dest } => get(ctx, &message_id, &dest).await,
+    }
+}
+
+/// A progress callback for the SDK around a [`Progress`] bar.
+fn reporter(bar: &Mutex<Progress>) -> impl Fn(microbot_client::Progress) + Send + Sync + '_ {
+    move |p: microbot_client::Progress| {
+        bar.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .update(p.done_bytes, p.total_bytes);
+    }
+}
+
+async fn send(ctx: &Ctx, target: &str, path: &Path, caption: String) -> Result<(), CliError> {
+    let meta = std::fs::metadata(path)
+        .map_err(|e| CliError::io(format!("reading {}", path.display()), e))?;
+    if !meta.is_file() {
+        return Err(CliError::Input(format!("{} is not a file", path.display())));
+    }
+    let mut online = ctx.online().await?;
+    let result = async {
+        let target = target::resolve(&online.account, target)?;
+        let bar = Mutex::new(Progress::new(format!("sending {}", path.display())));
+        let options = FileOptions {
+            caption,
+            ..FileOptions::default()
+        };
+        let sent = online
+            .account
+            .send_attachment(&target.conversation, path, options, reporter(&bar))
+            .await;
+        bar.lock().unwrap_or_else(PoisonError::into_inner).finish();
+        let id = sent.map_err(|e| error::attachment(&online.server, &target.label, e))?;
+        online
+            .inbox
+            .wait_sent(&[id], &target.label, ctx.connect_timeout)
+            .await?;
+        Ok::<_, CliError>(id)
+    }
+    .await;
+    online.close().await;
+    println!("{}", id_hex(&result?));
+    Ok(())
+}
+
+/// The file name a sender suggested, made safe to use in a directory:
+/// its last path component, without control characters; `None` when
+/// nothing usable is left.
+fn safe_file_name(suggested: &str) -> Option<String> {
+    let last = suggested
+        .rsplit(['/', '\\'])
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| !c.is_control())
+        .collect::<String>();
+    let trimmed = last.trim();
+    (!trimmed.is_empty() && trimmed != "." && trimmed != "..").then(|| trimmed.to_owned())
+}
+
+async fn get(ctx: &Ctx, message_id: &str, dest: &Path) -> Result<(), CliError> {
+    let id = parse_id(message_id)?;
+    let mut online = ctx.online().await?;
+    let result = async {
+        let pointer = online
+            .account
+            .attachment(&id)
+            .map_err(error::store)?
+            .ok_or_else(|| {
+                CliError::UnknownMessage(format!(
+                    "{message_id} (no file message with this id has reached this device)"
+                ))
+            })?;
+        let dest: PathBuf = if dest.is_dir() {
+            dest.join(safe_file_name(&pointer.file_name).unwrap_or_else(|| "download".into()))
+        } else {
+            dest.to_owned()
+        };
+        let bar = Mutex::new(Progress::new(format!("receiving {}", dest.display())));
+        let got = online
+            .account
+            .download_pointer(&pointer, &dest, reporter(&bar))
+            .await;
+        bar.lock().unwrap_or_else(PoisonError::into_inner).finish();
+        let size = got.map_err(|e| error::attachment(&online.server, message_id, e))?;
+        Ok::<_, CliError>((dest, size))
+    }
+    .await;
+    // Delivery receipts queued meanwhile may leave now.
+    let _ = online.drain_outbox(std::time::Duration::from_secs(2)).await;
+    online.close().await;
+    let (dest, size) = result?;
+    println!("{}", dest.display());
+    eprintln!(
+        "Saved {} to {}.",
+        progress::bytes(size as f64),
+        dest.display()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_file_name;
+
+    #[test]
+    fn suggested_names_cannot_leave_the_directory() {
+        assert_eq!(safe_file_name("report.pdf").as_deref(), Some("report.pdf"));
+        assert_eq!(
+            safe_file_name("../../etc/passwd").as_deref(),
+            Some("passwd")
+        );
+        assert_eq!(safe_file_name("a\\b\\c.txt").as_deref(), Some("c.txt"));
+        assert_eq!(safe_file_name("bad\nname").as_deref(), Some("badname"));
+        for unusable in ["", "..", ".", "dir/", " "] {
+            assert_eq!(safe_file_name(unusable), None, "{unusable:?}");
+        }
+    }
+}

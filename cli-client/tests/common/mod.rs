@@ -1,0 +1,294 @@
+//! Test harness: a real in-process server on loopback, and the real
+//! `microbot` binary run as a child process with its profiles in a temp
+//! dir. TOTP codes are computed from the secret the binary prints, as an
+//! authenticator app would.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use microbot_server::{Config, Server, ShutdownHandle};
+
+/// A server running on its own runtime for the length of a test.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub fingerprint: String,
+    runtime: tokio::runtime::Runtime,
+    handle: ShutdownHandle,
+    task: Option<tokio::task::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    pub fn start() -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            data_dir: dir.path().to_owned(),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            argon2_memory_kib: 64,
+            argon2_iterations: 1,
+            argon2_parallelism: 1,
+            totp_skew_steps: 10,
+            shutdown_grace_secs: 1,
+            rate_register_per_ip: 0,
+            rate_login_per_ip: 0,
+            rate_login_per_account: 0,
+            ..Config::default()
+        };
+        let (addr, fingerprint, handle, task) = runtime.block_on(async {
+            let server = Server::bind(config).unwrap();
+            let addr = server.local_addr().unwrap();
+            let fingerprint = server.fingerprint().to_owned();
+            let (handle, rx) = server.handle();
+            let task = tokio::spawn(server.run(rx));
+            (addr, fingerprint, handle, task)
+        });
+        Self {
+            addr,
+            fingerprint,
+            runtime,
+            handle,
+            task: Some(task),
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.handle.shutdown();
+        if let Some(task) = self.task.take() {
+            let _ = self
+                .runtime
+                .block_on(async { tokio::time::timeout(Duration::from_secs(10), task).await });
+        }
+    }
+}
+
+/// The authenticator app: a fresh time step per code (the test server
+/// accepts ±10 steps, and each step only once).
+pub struct Authenticator {
+    totp: totp_rs::Totp,
+    next_step: u64,
+}
+
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+impl Authenticator {
+    pub fn from_base32(secret: &str) -> Self {
+        let bytes = totp_rs::Secret::try_from_base32(secret)
+            .unwrap()
+            .as_bytes()
+            .to_vec();
+        Self {
+            totp: totp_rs::Builder::new().with_secret(bytes).build().unwrap(),
+            next_step: now_secs() / 30,
+        }
+    }
+
+    pub fn fresh(&mut self) -> String {
+        let step = self.next_step.max(now_secs() / 30);
+        self.next_step = step + 1;
+        self.totp.generate(step * 30).to_string()
+    }
+
+    /// A six-digit code that no step the server accepts now produces.
+    pub fn wrong(&self) -> String {
+        let now = now_secs() / 30;
+        let valid: Vec<String> = (now.saturating_sub(12)..=now + 12)
+            .map(|step| self.totp.generate(step * 30).to_string())
+            .collect();
+        (0..1_000_000u32)
+            .map(|n| format!("{n:06}"))
+            .find(|code| !valid.contains(code))
+            .unwrap()
+    }
+}
+
+/// What a finished run of the binary left.
+#[derive(Debug)]
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    pub fn ok(self) -> Self {
+        assert_eq!(self.code, 0, "command failed: {self:#?}");
+        self
+    }
+
+    pub fn json_lines(&self) -> Vec<serde_json::Value> {
+        self.stdout
+            .lines()
+            .map(|line| {
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line:?} in {self:#?}"))
+            })
+            .collect()
+    }
+}
+
+/// Profiles of one test: the binary's environment.
+pub struct Cli {
+    pub home: tempfile::TempDir,
+    pub server: String,
+    pub fingerprint: String,
+}
+
+pub fn password(profile: &str) -> String {
+    format!("pw-{profile}-long-enough")
+}
+
+impl Cli {
+    pub fn new(server: &TestServer) -> Self {
+        Self {
+            home: tempfile::tempdir().unwrap(),
+            server: server.addr.to_string(),
+            fingerprint: server.fingerprint.clone(),
+        }
+    }
+
+    pub fn home(&self) -> &Path {
+        self.home.path()
+    }
+
+    pub fn command(&self, profile: &str, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_microbot"));
+        command
+            .arg("--profile")
+            .arg(profile)
+            .args(args)
+            .env("MICROBOT_HOME", self.home())
+            .env("MICROBOT_PASSWORD", password(profile))
+            .env("MICROBOT_CONNECT_TIMEOUT", "20")
+            .env_remove("MICROBOT_PASSPHRASE")
+            .env_remove("MICROBOT_PROFILE")
+            .env_remove("RUST_BACKTRACE");
+        command
+    }
+
+    /// Runs the binary with `input` on standard input.
+    pub fn run_with_input(&self, profile: &str, args: &[&str], input: &str) -> Output {
+        run_command(self.command(profile, args), input)
+    }
+
+    pub fn run(&self, profile: &str, args: &[&str]) -> Output {
+        self.run_with_input(profile, args, "")
+    }
+
+    /// Runs `register`, reading the TOTP secret it prints and answering
+    /// with codes from `codes` (called once the secret is known).
+    pub fn register_with(
+        &self,
+        profile: &str,
+        username: &str,
+        server: &str,
+        fingerprint: &str,
+        codes: impl FnOnce(&mut Authenticator) -> Vec<String>,
+    ) -> (Output, Option<Authenticator>) {
+        let mut child = self
+            .command(
+                profile,
+                &[
+                    "register",
+                    username,
+                    "--server",
+                    server,
+                    "--cert-sha256",
+                    fingerprint,
+                ],
+            )
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut seen = String::new();
+        let mut auth = None;
+        loop {
+            let mut line = String::new();
+            if stdout.read_line(&mut line).unwrap() == 0 {
+                break;
+            }
+            seen.push_str(&line);
+            if let Some(secret) = line.trim_end().strip_prefix("secret: ") {
+                let mut authenticator = Authenticator::from_base32(secret);
+                for code in codes(&mut authenticator) {
+                    writeln!(stdin, "{code}").unwrap();
+                }
+                auth = Some(authenticator);
+                break;
+            }
+        }
+        drop(stdin);
+        stdout.read_to_string(&mut seen).unwrap();
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        let status = child.wait().unwrap();
+        (
+            Output {
+                code: status.code().unwrap_or(-1),
+                stdout: seen,
+                stderr,
+            },
+            auth,
+        )
+    }
+
+    /// Registers `name` as profile `name` with correct codes.
+    pub fn register(&self, name: &str) -> Authenticator {
+        let (server, fingerprint) = (self.server.clone(), self.fingerprint.clone());
+        let (out, auth) = self.register_with(name, name, &server, &fingerprint, |auth| {
+            vec![auth.fresh(), auth.fresh()]
+        });
+        let out = out.ok();
+        assert!(out.stdout.contains("otpauth://totp/"), "{out:#?}");
+        assert!(out.stdout.contains("Recovery codes"), "{out:#?}");
+        assert!(out.stdout.contains("enrolled"), "{out:#?}");
+        auth.unwrap()
+    }
+
+    pub fn profile_dir(&self, name: &str) -> PathBuf {
+        self.home().join("profiles").join(name)
+    }
+}
+
+/// Runs `command` with `input` on standard input.
+pub fn run_command(mut command: Command, input: &str) -> Output {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    }
+}
