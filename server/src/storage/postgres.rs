@@ -188,9 +188,18 @@ impl PostgresStorage {
             handle,
             pool: Pool::new(config, pool_size),
         };
-        let migrated = storage.block_on(async {
-            let mut pooled = storage.pool.get().await?;
-            schema::migrate(pooled.client()?).await
+        // `open` may be called on an async worker (server start-up), where
+        // blocking on a runtime is not allowed: migrate from a plain thread.
+        let migrated = std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    storage.block_on(async {
+                        let mut pooled = storage.pool.get().await?;
+                        schema::migrate(pooled.client()?).await
+                    })
+                })
+                .join()
+                .unwrap_or(Err(PgError::Closed))
         });
         match migrated {
             Ok(_) => Ok(storage),
@@ -204,7 +213,8 @@ impl PostgresStorage {
         }
     }
 
-    /// Runs a future on the storage runtime from a blocking thread.
+    /// Runs a future on the storage runtime. Callers are blocking threads
+    /// (`spawn_blocking`, as the [`Storage`] contract says) or plain threads.
     fn block_on<T>(&self, future: impl Future<Output = T>) -> T {
         self.handle.block_on(future)
     }

@@ -1,0 +1,198 @@
+//! Three `microbot-server` processes on loopback share one PostgreSQL
+//! schema and one Redis namespace. Six SDK accounts, two behind each node,
+//! exchange 1:1 and group messages; node 2 is killed with SIGKILL in the
+//! middle of the traffic and its clients reconnect to node 0 (their relay
+//! switches backend, as a load balancer would). Every message the senders
+//! queued is acknowledged and delivered exactly once to every recipient.
+//! Needs `MICROBOT_TEST_POSTGRES` and `MICROBOT_TEST_REDIS` (`.ci/run` sets
+//! them); skipped with a note otherwise.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "support/cluster.rs"]
+mod support;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use microbot_client::{ConnectionState, Conversation, Event, ServerConfig};
+use microbot_protocol::MessageId;
+use support::{ClusterSpec, Node, Relay, Schema, services, user, wait_for};
+
+const USERS: usize = 6;
+const ROUNDS: usize = 8;
+
+/// What one device saw: received message ids (with repeats) and
+/// acknowledged sends.
+#[derive(Default)]
+struct Seen {
+    received: Vec<MessageId>,
+    acknowledged: HashSet<MessageId>,
+    /// Logins after recording started.
+    connected: usize,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn acknowledged_messages_arrive_exactly_once_when_a_node_is_killed() {
+    let Some((pg, redis)) = services("cluster") else {
+        return;
+    };
+    let schema = Schema::new(&pg, "cluster");
+    let shared = tempfile::tempdir().unwrap();
+    let mut spec = ClusterSpec {
+        storage_url: schema.url.clone(),
+        redis_url: redis,
+        namespace: format!("test-cluster-{}", support::random_hex(4)),
+        attachments: shared.path().to_owned(),
+        cert: None,
+    };
+    let mut nodes: Vec<Node> = (0..3).map(|_| Node::start(&mut spec)).collect();
+    let pin = nodes[0].fingerprint.clone();
+    assert!(
+        nodes.iter().all(|n| n.fingerprint == pin),
+        "one certificate for the whole cluster"
+    );
+    let mut relays = Vec::new();
+    for node in &nodes {
+        relays.push(Relay::start(node.addr).await);
+    }
+    let server_of = |i: usize| ServerConfig::new(relays[i % 3].addr, &pin).unwrap();
+
+    let mut devices = Vec::new();
+    for i in 0..USERS {
+        devices.push(user(&server_of(i), &format!("user{i}")).await);
+    }
+    // A group of everyone, created through node 0.
+    let others: Vec<String> = (1..USERS).map(|i| format!("user{i}")).collect();
+    let others: Vec<&str> = others.iter().map(String::as_str).collect();
+    let group = devices[0]
+        .account
+        .create_group("all", &others)
+        .await
+        .unwrap();
+    for device in &mut devices[1..] {
+        let events = device.events.as_mut().unwrap();
+        wait_for(events, Duration::from_secs(30), |e| {
+            matches!(e, Event::GroupChanged { group_id, .. } if *group_id == group).then_some(())
+        })
+        .await;
+    }
+
+    // Every device's events are recorded from now on.
+    let seen: Vec<Arc<Mutex<Seen>>> = (0..USERS).map(|_| Arc::default()).collect();
+    for (device, record) in devices.iter_mut().zip(&seen) {
+        let mut events = device.events.take().unwrap();
+        let record = Arc::clone(record);
+        tokio::spawn(async move {
+            while let Some(event) = events.next().await {
+                let mut record = record.lock().unwrap();
+                match event {
+                    Event::Message(m) => record.received.push(m.message_id),
+                    Event::Sent { message_id, .. } => {
+                        record.acknowledged.insert(message_id);
+                    }
+                    Event::Connection(ConnectionState::Connected) => record.connected += 1,
+                    _ => {}
+                }
+            }
+        });
+    }
+
+    // Expected deliveries: recipient index → message ids.
+    let mut expected: Vec<HashSet<MessageId>> = vec![HashSet::new(); USERS];
+    let mut queued: Vec<HashSet<MessageId>> = vec![HashSet::new(); USERS];
+    let group_chat = Conversation::Group(group);
+    for round in 0..ROUNDS {
+        if round == ROUNDS / 2 {
+            // Mid-traffic: node 2 dies without a goodbye; its relay now
+            // leads to node 0, where its clients log in again.
+            nodes[2].kill();
+            relays[2].retarget(nodes[0].addr);
+        }
+        for i in 0..USERS {
+            let to = (i + 1) % USERS;
+            let direct = Conversation::Direct(format!("user{to}"));
+            let id = devices[i]
+                .account
+                .send_text(&direct, &format!("direct {i}->{to} #{round}"))
+                .unwrap();
+            expected[to].insert(id);
+            queued[i].insert(id);
+            if round % 2 == i % 2 {
+                let id = devices[i]
+                    .account
+                    .send_text(&group_chat, &format!("group from {i} #{round}"))
+                    .unwrap();
+                for (r, set) in expected.iter_mut().enumerate() {
+                    if r != i {
+                        set.insert(id);
+                    }
+                }
+                queued[i].insert(id);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    // Wait until every queued message is acknowledged and delivered.
+    let complete = |seen: &[Arc<Mutex<Seen>>]| {
+        (0..USERS).all(|i| {
+            let s = seen[i].lock().unwrap();
+            let got: HashSet<_> = s.received.iter().copied().collect();
+            queued[i].is_subset(&s.acknowledged) && expected[i].is_subset(&got)
+        })
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    while !complete(&seen) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // A little longer, so a late duplicate would be seen.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    for i in 0..USERS {
+        let s = seen[i].lock().unwrap();
+        let missing_acks = queued[i].difference(&s.acknowledged).count();
+        assert_eq!(missing_acks, 0, "user{i}: sends never acknowledged");
+        let mut counts: HashMap<MessageId, usize> = HashMap::new();
+        for id in &s.received {
+            *counts.entry(*id).or_default() += 1;
+        }
+        let missing = expected[i]
+            .iter()
+            .filter(|id| !counts.contains_key(*id))
+            .count();
+        let repeated = counts.values().filter(|n| **n > 1).count();
+        let unexpected = counts
+            .keys()
+            .filter(|id| !expected[i].contains(*id))
+            .count();
+        assert_eq!(
+            (missing, repeated, unexpected),
+            (0, 0, 0),
+            "user{i}: {} expected, {} distinct received{}",
+            expected[i].len(),
+            counts.len(),
+            if missing > 0 {
+                format!("; node logs:\n{}", nodes[0].log())
+            } else {
+                String::new()
+            }
+        );
+    }
+    for i in (2..USERS).step_by(3) {
+        assert!(
+            seen[i].lock().unwrap().connected >= 1,
+            "user{i} logged in again through node 0 after node 2 died"
+        );
+    }
+    assert!(
+        nodes[0].log().matches("Redis bus linked").count() == 1,
+        "node 0 kept its Redis link"
+    );
+    let total: usize = expected.iter().map(HashSet::len).sum();
+    assert!(total >= USERS * ROUNDS, "traffic was exchanged ({total})");
+    for device in &devices {
+        device.account.disconnect().await;
+    }
+    drop(schema);
+}

@@ -1,0 +1,369 @@
+//! Shared by the cluster tests (cluster.rs, redis_fallback.rs): server
+//! nodes as child processes of the real binary on one PostgreSQL schema and
+//! one Redis namespace, a UDP relay standing in for a load balancer (so a
+//! client's address stays the same while the node behind it changes), and
+//! SDK accounts with real TOTP codes.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use microbot_client::{
+    Account, AccountConfig, ConnectionState, Enrolment, Event, Events, IdentitySource, KdfParams,
+    SecondFactor, ServerConfig, StoreConfig,
+};
+use tokio::net::UdpSocket;
+use zeroize::Zeroizing;
+
+/// The engines the tests need, or None (the test then says it skipped).
+pub fn services(test: &str) -> Option<(String, String)> {
+    match (
+        std::env::var("MICROBOT_TEST_POSTGRES"),
+        std::env::var("MICROBOT_TEST_REDIS"),
+    ) {
+        (Ok(pg), Ok(redis)) if !pg.is_empty() && !redis.is_empty() => Some((pg, redis)),
+        _ => {
+            eprintln!(
+                "{test}: MICROBOT_TEST_POSTGRES / MICROBOT_TEST_REDIS not set, skipped \
+                 (eval \"$(bash scripts/services.sh)\" starts both)"
+            );
+            None
+        }
+    }
+}
+
+fn admin(url: &str, sql: &str) -> Result<(), String> {
+    // Its own thread and runtime: callers may be inside a tokio runtime.
+    let (url, sql) = (url.to_owned(), sql.to_owned());
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .map_err(|e| e.to_string())?;
+            tokio::spawn(connection);
+            client.batch_execute(&sql).await.map_err(|e| e.to_string())
+        })
+    })
+    .join()
+    .unwrap()
+}
+
+/// A fresh PostgreSQL schema, dropped at the end.
+pub struct Schema {
+    admin_url: String,
+    name: String,
+    /// URL whose connections use the schema.
+    pub url: String,
+}
+
+impl Schema {
+    pub fn new(admin_url: &str, test: &str) -> Self {
+        let name = format!("{test}_{}", random_hex(4));
+        admin(admin_url, &format!("CREATE SCHEMA {name}")).unwrap();
+        let sep = if admin_url.contains('?') { '&' } else { '?' };
+        Self {
+            url: format!("{admin_url}{sep}options=-c%20search_path%3D{name}"),
+            admin_url: admin_url.to_owned(),
+            name,
+        }
+    }
+}
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        let _ = admin(
+            &self.admin_url,
+            &format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name),
+        );
+    }
+}
+
+pub fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::fill(buf.as_mut_slice());
+    hex::encode(buf)
+}
+
+/// What every node of one test cluster shares.
+pub struct ClusterSpec {
+    pub storage_url: String,
+    pub redis_url: String,
+    pub namespace: String,
+    pub attachments: PathBuf,
+    /// Certificate and key of the first node, reused by the others.
+    pub cert: Option<(PathBuf, PathBuf)>,
+}
+
+/// One `microbot-server` process.
+pub struct Node {
+    child: Child,
+    pub addr: SocketAddr,
+    pub fingerprint: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl Node {
+    /// Starts a node and waits until it prints its address and pin.
+    pub fn start(spec: &mut ClusterSpec) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_microbot-server"));
+        command
+            .args(["--data-dir", dir.path().to_str().unwrap()])
+            .args(["--listen", "127.0.0.1:0"])
+            .args(["--storage", &spec.storage_url])
+            .args(["--storage-pool-size", "4"])
+            .args(["--redis", &spec.redis_url])
+            .args(["--redis-namespace", &spec.namespace])
+            .args(["--attachments-dir", spec.attachments.to_str().unwrap()])
+            .args(["--argon2-memory-kib", "64", "--argon2-iterations", "1"])
+            .args(["--totp-skew-steps", "10", "--shutdown-grace-secs", "1"])
+            .args(["--idle-timeout-secs", "4"])
+            .args(["--rate-login-per-ip", "0", "--rate-login-per-account", "0"])
+            .args([
+                "--rate-register-per-ip",
+                "0",
+                "--rate-send-per-account",
+                "0",
+            ])
+            .args(["--rate-prekey-fetch-per-account", "0"])
+            .env("RUST_LOG", "info")
+            .env_remove("MICROBOT_CONFIG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log));
+        if let Some((cert, key)) = &spec.cert {
+            command
+                .args(["--cert-pem", cert.to_str().unwrap()])
+                .args(["--key-pem", key.to_str().unwrap()]);
+        }
+        let mut child = command.spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut addr = None;
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(a) = line.strip_prefix("microbot-server listening on ") {
+                    addr = a.parse::<SocketAddr>().ok();
+                }
+                if let Some(f) = line.strip_prefix("certificate SHA-256 fingerprint: ") {
+                    let _ = tx.send((addr, f.trim().to_owned()));
+                }
+            }
+        });
+        let (addr, fingerprint) = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("node did not start: {}", log_of(dir.path())));
+        if spec.cert.is_none() {
+            spec.cert = Some((dir.path().join("cert.pem"), dir.path().join("key.pem")));
+        }
+        Self {
+            child,
+            addr: addr.unwrap(),
+            fingerprint,
+            dir,
+        }
+    }
+
+    /// SIGKILL: no drain, no goodbye.
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    pub fn log(&self) -> String {
+        log_of(self.dir.path())
+    }
+}
+
+fn log_of(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("server.log")).unwrap_or_default()
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A UDP relay: clients talk to `addr`; datagrams go to the current target
+/// node from one upstream socket per client. Retargeting drops every
+/// upstream, as a load balancer does when a backend dies.
+pub struct Relay {
+    pub addr: SocketAddr,
+    target: Arc<Mutex<(SocketAddr, u64)>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+type Upstreams = HashMap<SocketAddr, (u64, Arc<UdpSocket>, tokio::task::JoinHandle<()>)>;
+
+impl Relay {
+    pub async fn start(target: SocketAddr) -> Self {
+        let front = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let addr = front.local_addr().unwrap();
+        let target = Arc::new(Mutex::new((target, 0u64)));
+        let shared = Arc::clone(&target);
+        let task = tokio::spawn(async move {
+            let mut upstreams: Upstreams = HashMap::new();
+            let mut buf = vec![0u8; 65_536];
+            loop {
+                let Ok((n, client)) = front.recv_from(&mut buf).await else {
+                    return;
+                };
+                let (to, generation) = *shared.lock().unwrap();
+                let stale = upstreams
+                    .get(&client)
+                    .is_none_or(|(g, _, _)| *g != generation);
+                if stale {
+                    if let Some((_, _, old)) = upstreams.remove(&client) {
+                        old.abort();
+                    }
+                    let up = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+                    up.connect(to).await.unwrap();
+                    let (reader, back) = (Arc::clone(&up), Arc::clone(&front));
+                    let pump = tokio::spawn(async move {
+                        let mut buf = vec![0u8; 65_536];
+                        while let Ok(n) = reader.recv(&mut buf).await {
+                            let _ = back.send_to(&buf[..n], client).await;
+                        }
+                    });
+                    upstreams.insert(client, (generation, up, pump));
+                }
+                if let Some((_, up, _)) = upstreams.get(&client) {
+                    let _ = up.send(&buf[..n]).await;
+                }
+            }
+        });
+        Self { addr, target, task }
+    }
+
+    pub fn retarget(&self, to: SocketAddr) {
+        let mut target = self.target.lock().unwrap();
+        *target = (to, target.1 + 1);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Codes from the secret the server returned, one fresh step per use.
+pub struct Authenticator {
+    totp: totp_rs::Totp,
+    next_step: u64,
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+impl Authenticator {
+    pub fn fresh(&mut self) -> String {
+        let step = self.next_step.max(now_secs() / 30);
+        self.next_step = step + 1;
+        self.totp.generate(step * 30).to_string()
+    }
+}
+
+pub const CHEAP_KDF: KdfParams = KdfParams {
+    memory_kib: 64,
+    iterations: 1,
+    parallelism: 1,
+};
+
+pub fn fast_config() -> AccountConfig {
+    AccountConfig {
+        reconnect_min: Duration::from_millis(50),
+        reconnect_max: Duration::from_millis(500),
+        prekey_batch: 20,
+        ..AccountConfig::default()
+    }
+}
+
+/// A registered user with one connected device.
+pub struct Device {
+    pub username: String,
+    pub account: Account,
+    pub events: Option<Events>,
+    pub dir: tempfile::TempDir,
+}
+
+/// Registers `username` through `server` and enrols and connects one device.
+pub async fn user(server: &ServerConfig, username: &str) -> Device {
+    let password = format!("pw-{username}-secret");
+    let registration = microbot_client::register(server, username, &password)
+        .await
+        .unwrap();
+    let secret = totp_rs::Secret::try_from_base32(registration.totp_secret_base32.as_str())
+        .unwrap()
+        .as_bytes()
+        .to_vec();
+    let mut auth = Authenticator {
+        totp: totp_rs::Builder::new().with_secret(secret).build().unwrap(),
+        next_step: now_secs() / 30,
+    };
+    microbot_client::confirm_registration(server, username, &password, &auth.fresh())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = StoreConfig::new(dir.path().join("client.sqlite3")).with_kdf(CHEAP_KDF);
+    let (account, mut events) = Account::enrol(
+        &store,
+        server.clone(),
+        Enrolment {
+            username: username.to_owned(),
+            password: Zeroizing::new(password),
+            second_factor: SecondFactor::Totp(auth.fresh()),
+            identity: IdentitySource::New,
+        },
+        fast_config(),
+    )
+    .await
+    .unwrap();
+    account.connect();
+    wait_for(&mut events, Duration::from_secs(30), |e| {
+        matches!(e, Event::Connection(ConnectionState::Connected)).then_some(())
+    })
+    .await;
+    Device {
+        username: username.to_owned(),
+        account,
+        events: Some(events),
+        dir,
+    }
+}
+
+/// The first event `f` accepts; panics after `wait`.
+pub async fn wait_for<T>(
+    events: &mut Events,
+    wait: Duration,
+    mut f: impl FnMut(&Event) -> Option<T>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::time::timeout_at(deadline, events.next()).await {
+            Ok(Some(event)) => {
+                if let Some(value) = f(&event) {
+                    return value;
+                }
+            }
+            Ok(None) => panic!("event stream ended"),
+            Err(_) => panic!("timed out waiting for an event"),
+        }
+    }
+}
