@@ -369,7 +369,7 @@ async fn a_new_member_gets_the_name_and_only_later_messages() {
     assert_eq!(added, ["dave"]);
     alice.account.send_text(&group, "two").unwrap();
     bob.account.send_text(&group, "three").unwrap();
-    let mut got = vec![
+    let mut got = [
         next_text(&mut dave.events).await,
         next_text(&mut dave.events).await,
     ];
@@ -479,6 +479,69 @@ async fn group_sends_made_offline_wait_in_the_outbox_and_leave_in_order() {
         ids.retain(|id| *id != sent);
     }
     assert_eq!(alice.account.outbox_len().unwrap(), 0);
+    for d in [&alice, &bob] {
+        d.account.disconnect().await;
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_offline_at_creation_learns_the_group_and_its_name_on_connect() {
+    let server = TestServer::start().await;
+    let mut alice_user = register(&server, "alice").await;
+    let mut bob_user = register(&server, "bob").await;
+    let alice = online(&server, &mut alice_user, IdentitySource::New, fast_config()).await;
+    let mut bob = online(&server, &mut bob_user, IdentitySource::New, fast_config()).await;
+    bob.account.disconnect().await;
+    let id = alice
+        .account
+        .create_group("while away", &["bob"])
+        .await
+        .unwrap();
+    let group = Conversation::Group(id);
+    alice.account.send_text(&group, "welcome").unwrap();
+    alice
+        .account
+        .rename_group(&id, "renamed while away")
+        .await
+        .unwrap();
+    while alice.account.outbox_len().unwrap() > 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(bob.account.groups().unwrap().is_empty());
+
+    bob.account.connect();
+    // The creation is reported once the name is confirmed by the server's
+    // sealed copy (here: after the rename's key arrived), so the message
+    // may come first.
+    let (mut creation, mut text) = (None, None);
+    while creation.is_none() || text.is_none() {
+        wait_for(&mut bob.events, |e| match e {
+            Event::GroupChanged {
+                group_id,
+                update: GroupUpdate::Created { by, name },
+                ..
+            } if *group_id == id => {
+                creation = Some((by.clone(), name.clone()));
+                Some(())
+            }
+            Event::Message(m) => {
+                text = Some((m.conversation.clone(), m.text.clone()));
+                Some(())
+            }
+            _ => None,
+        })
+        .await;
+    }
+    assert_eq!(
+        creation.unwrap(),
+        ("alice".to_owned(), "renamed while away".to_owned())
+    );
+    assert_eq!(text.unwrap(), (group, "welcome".to_owned()));
+    let info = bob.account.group(&id).unwrap().unwrap();
+    assert_eq!(info.name, "renamed while away");
+    assert_eq!(info.version, 2);
+    assert!(info.active);
     for d in [&alice, &bob] {
         d.account.disconnect().await;
     }

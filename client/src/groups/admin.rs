@@ -229,6 +229,8 @@ impl Account {
             encrypted_metadata: blob,
             checked_ms: now_ms(),
             leaving: Vec::new(),
+            pending_key: Vec::new(),
+            pending_created_by: String::new(),
         };
         self.inner.tx(|tx| tx.set_group(&id, &record))?;
         self.inner.emit(Event::GroupChanged {

@@ -257,11 +257,20 @@ pub(crate) struct GroupRecord {
     /// server's state is then reported as `Left`, not `MembersRemoved`).
     #[prost(string, repeated, tag = "10")]
     pub leaving: Vec<String>,
+    /// A metadata key announced by a member that does not open the
+    /// server's blob yet (the blob it sealed has not been fetched).
+    #[prost(bytes = "vec", tag = "11")]
+    pub pending_key: Vec<u8>,
+    /// The creator, while the `CREATED` event waits for the name to be
+    /// confirmed by the server's blob.
+    #[prost(string, tag = "12")]
+    pub pending_created_by: String,
 }
 
 impl Drop for GroupRecord {
     fn drop(&mut self) {
         self.metadata_key.zeroize();
+        self.pending_key.zeroize();
     }
 }
 
@@ -279,6 +288,38 @@ impl GroupRecord {
 
     pub(crate) fn key(&self) -> Option<[u8; 32]> {
         <[u8; 32]>::try_from(self.metadata_key.as_slice()).ok()
+    }
+
+    /// Opens the server's blob with the known key or, failing that, the
+    /// pending one (which then becomes the key). On success sets the name
+    /// and returns the update to report, if the name changed (`Created`
+    /// while the creation waited for it).
+    pub(crate) fn open_blob(&mut self, id: GroupId) -> Option<GroupUpdate> {
+        let candidates = [
+            self.key(),
+            <[u8; 32]>::try_from(self.pending_key.as_slice()).ok(),
+        ];
+        let (key, metadata) = candidates
+            .into_iter()
+            .flatten()
+            .find_map(|key| open_metadata(&key, id, &self.encrypted_metadata).map(|m| (key, m)))?;
+        self.metadata_key = key.to_vec();
+        if self.pending_key.as_slice() == key.as_slice() {
+            self.pending_key.zeroize();
+            self.pending_key.clear();
+        }
+        let changed = metadata.name != self.name;
+        self.name = metadata.name.clone();
+        self.description = metadata.description;
+        if !self.pending_created_by.is_empty() {
+            return Some(GroupUpdate::Created {
+                by: std::mem::take(&mut self.pending_created_by),
+                name: metadata.name,
+            });
+        }
+        changed.then_some(GroupUpdate::Renamed {
+            name: metadata.name,
+        })
     }
 
     pub(crate) fn usernames(&self) -> Vec<String> {

@@ -19,7 +19,7 @@ use microbot_protocol::content::{self, GroupChangeKind};
 use microbot_protocol::transport;
 use zeroize::Zeroizing;
 
-use super::{GROUP_RECORD_VERSION, GroupId, GroupRecord, GroupUpdate, MemberRecord, open_metadata};
+use super::{GROUP_RECORD_VERSION, GroupId, GroupRecord, GroupUpdate, MemberRecord};
 use crate::account::Inner;
 use crate::error::StoreError;
 use crate::events::Event;
@@ -46,6 +46,8 @@ fn empty_record() -> GroupRecord {
         encrypted_metadata: Vec::new(),
         checked_ms: 0,
         leaving: Vec::new(),
+        pending_key: Vec::new(),
+        pending_created_by: String::new(),
     }
 }
 
@@ -82,7 +84,9 @@ pub(crate) fn apply_info(
     }
     let mut updates = Vec::new();
     let mut record = match old {
-        Some(record) => {
+        // A record made from an announcement before the server's state
+        // (version 0) is a first sight too.
+        Some(record) if record.version > 0 => {
             let before: BTreeSet<&str> =
                 record.members.iter().map(|m| m.username.as_str()).collect();
             let after: BTreeSet<&str> = members.iter().map(|m| m.username.as_str()).collect();
@@ -109,7 +113,7 @@ pub(crate) fn apply_info(
             }
             record
         }
-        None => {
+        provisional => {
             // First sight of a group we belong to. Version 1 is its creation,
             // announced with its name by the creator's `CREATED`.
             if info.version > 1 {
@@ -122,7 +126,7 @@ pub(crate) fn apply_info(
                     updates.push(GroupUpdate::MembersAdded { usernames: joined });
                 }
             }
-            empty_record()
+            provisional.unwrap_or_else(empty_record)
         }
     };
     record
@@ -134,18 +138,7 @@ pub(crate) fn apply_info(
     record.checked_ms = now_ms();
     if info.encrypted_metadata.as_ref() != record.encrypted_metadata.as_slice() {
         record.encrypted_metadata = info.encrypted_metadata.to_vec();
-        if let Some(metadata) = record
-            .key()
-            .and_then(|key| open_metadata(&key, id, &record.encrypted_metadata))
-        {
-            if metadata.name != record.name {
-                updates.push(GroupUpdate::Renamed {
-                    name: metadata.name.clone(),
-                });
-            }
-            record.name = metadata.name;
-            record.description = metadata.description;
-        }
+        updates.extend(record.open_blob(id));
     }
     if !record.active {
         tx.delete_outbound_key(&id)?;
@@ -211,36 +204,27 @@ pub(crate) fn apply_change(
     }
     let mut record = stored.unwrap_or_else(empty_record);
     let mut updates = Vec::new();
-    if let Ok(key) = <[u8; 32]>::try_from(change.metadata_key.as_ref()) {
-        record.metadata_key = key.to_vec();
+    // The name is believed only from the server's blob, which only admins
+    // can set: an announced key counts once it opens that blob.
+    if let Ok(key) = <[u8; 32]>::try_from(change.metadata_key.as_ref())
+        && record.key() != Some(key)
+    {
+        record.pending_key = key.to_vec();
     }
-    let name = change.metadata.as_ref().map(|m| m.name.clone());
-    match kind {
-        GroupChangeKind::Created => updates.push(GroupUpdate::Created {
-            by: sender.to_owned(),
-            name: name.clone().unwrap_or_default(),
-        }),
-        GroupChangeKind::Left => {
-            if !record.leaving.iter().any(|l| l == sender) {
-                record.leaving.push(sender.to_owned());
-            }
-            updates.push(GroupUpdate::Left {
-                username: sender.to_owned(),
-            });
+    if kind == GroupChangeKind::Created {
+        record.pending_created_by = sender.to_owned();
+    }
+    updates.extend(record.open_blob(id));
+    if kind == GroupChangeKind::Left {
+        if !record.leaving.iter().any(|l| l == sender) {
+            record.leaving.push(sender.to_owned());
         }
-        _ => {
-            if let Some(name) = &name
-                && *name != record.name
-            {
-                updates.push(GroupUpdate::Renamed { name: name.clone() });
-            }
-        }
+        updates.push(GroupUpdate::Left {
+            username: sender.to_owned(),
+        });
     }
-    if let Some(metadata) = &change.metadata {
-        record.name = metadata.name.clone();
-        record.description = metadata.description.clone();
-    }
-    let refresh = change.version > record.version;
+    let unconfirmed = !record.pending_key.is_empty() || !record.pending_created_by.is_empty();
+    let refresh = change.version > record.version || unconfirmed;
     tx.set_group(&id, &record)?;
     Ok(Applied {
         events: updates
