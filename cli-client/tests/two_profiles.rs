@@ -344,3 +344,97 @@ fn a_group_of_three_and_a_file_round_trip() {
         "microbot: unknown group: team (you left it or were removed)\n"
     );
 }
+
+#[test]
+fn a_changed_identity_blocks_sending_until_it_is_accepted() {
+    let server = TestServer::start();
+    let cli = Cli::new(&server);
+    cli.register("alice");
+    let mut bob_auth = cli.register("bob");
+    cli.run("alice", &["send", "bob", "one"]).ok();
+    recv(&cli, "bob", "message", 1);
+    let old_number = cli.run("alice", &["verify", "bob"]).ok().stdout;
+
+    // Bob reinstalls: a new device with a new identity, the old one removed.
+    let bob1 = cli.run("bob", &["devices"]).ok().stdout;
+    let bob1_id = bob1
+        .lines()
+        .find(|l| l.ends_with("(this device)"))
+        .and_then(|l| l.split('\t').next())
+        .unwrap()
+        .to_owned();
+    let mut login = cli.command(
+        "bob-new",
+        &[
+            "login",
+            "bob",
+            "--server",
+            &cli.server,
+            "--cert-sha256",
+            &cli.fingerprint,
+        ],
+    );
+    login.env("MICROBOT_PASSWORD", password("bob"));
+    let out = run_command(login, &format!("{}\n", bob_auth.fresh())).ok();
+    assert!(out.stderr.contains("new identity key"), "{out:#?}");
+    let mut remove = cli.command("bob-new", &["devices", "remove", &bob1_id]);
+    remove.env("MICROBOT_PASSWORD", password("bob"));
+    let out = run_command(remove, &format!("{}\n", bob_auth.fresh())).ok();
+    assert!(
+        out.stdout.contains(&format!("Removed device {bob1_id}")),
+        "{out:#?}"
+    );
+    let out = cli.run("bob", &["send", "alice", "from the old device"]);
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert!(
+        out.stderr
+            .starts_with("microbot: the server refused this device"),
+        "{out:#?}"
+    );
+
+    // Alice hears from the new identity and is told.
+    let mut command = cli.command("bob-new", &["send", "alice", "new phone"]);
+    command.env("MICROBOT_PASSWORD", password("bob"));
+    run_command(command, "").ok();
+    let got = recv(&cli, "alice", "message,safety_number_changed", 2);
+    let kinds: Vec<&str> = got.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert!(kinds.contains(&"safety_number_changed"), "{got:?}");
+    assert_eq!(
+        cli.run("alice", &["contacts"])
+            .ok()
+            .stdout
+            .lines()
+            .next()
+            .unwrap(),
+        "bob\tsafety number changed: `microbot verify bob`"
+    );
+
+    // Sending is held until Alice compares and accepts the new number.
+    let out = cli.run("alice", &["send", "bob", "is that you?"]);
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert!(out.stderr.contains("verify bob --accept"), "{out:#?}");
+    let out = cli.run("alice", &["verify", "bob"]).ok();
+    assert_ne!(out.stdout, old_number);
+    assert!(out.stderr.contains("changed"), "{out:#?}");
+    let mut theirs = cli.command("bob-new", &["verify", "alice"]);
+    theirs.env("MICROBOT_PASSWORD", password("bob"));
+    assert_eq!(run_command(theirs, "").ok().stdout, out.stdout);
+    cli.run("alice", &["verify", "bob", "--accept"]).ok();
+    cli.run("alice", &["send", "bob", "welcome back"]).ok();
+    let mut command = cli.command(
+        "bob-new",
+        &[
+            "recv",
+            "--json",
+            "--only",
+            "message",
+            "--count",
+            "1",
+            "--timeout",
+            "30",
+        ],
+    );
+    command.env("MICROBOT_PASSWORD", password("bob"));
+    let got = run_command(command, "").ok().json_lines();
+    assert_eq!(got[0]["text"], "welcome back");
+}

@@ -78,6 +78,18 @@ fn ask_password(username: &str, new: bool) -> Result<Zeroizing<String>, CliError
     Ok(password)
 }
 
+/// Which second factor enrolment asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CodeKind {
+    /// A TOTP code.
+    Totp,
+    /// A TOTP code right after another was used to confirm the account
+    /// (each time step is accepted once, so it must be the next one).
+    NextTotp,
+    /// A recovery code.
+    Recovery,
+}
+
 /// Enrols this device (with codes read until one works) and uploads its
 /// keys by connecting once.
 async fn enrol_device(
@@ -85,21 +97,20 @@ async fn enrol_device(
     meta: &mut ProfileMeta,
     server: &ServerConfig,
     password: &Zeroizing<String>,
-    recovery: bool,
+    kind: CodeKind,
     identity: impl Fn() -> Result<IdentitySource, CliError>,
     device_name: &str,
 ) -> Result<(), CliError> {
     let profile = &ctx.profile;
-    let prompt_text = if recovery {
-        "Recovery code: "
-    } else {
-        "Code from your authenticator: "
+    let prompt_text = match kind {
+        CodeKind::Recovery => "Recovery code: ",
+        CodeKind::NextTotp => "Next code from your authenticator: ",
+        CodeKind::Totp => "Code from your authenticator: ",
     };
     with_codes(prompt_text, |code| {
-        let factor = if recovery {
-            SecondFactor::RecoveryCode(Zeroizing::new(code))
-        } else {
-            SecondFactor::Totp(code)
+        let factor = match kind {
+            CodeKind::Recovery => SecondFactor::RecoveryCode(Zeroizing::new(code)),
+            CodeKind::Totp | CodeKind::NextTotp => SecondFactor::Totp(code),
         };
         let enrolment = identity().map(|identity| Enrolment {
             username: meta.username.clone(),
@@ -229,7 +240,7 @@ pub async fn register(ctx: &Ctx, args: Register) -> Result<(), CliError> {
         &mut meta,
         &server,
         &password,
-        false,
+        CodeKind::NextTotp,
         || Ok(IdentitySource::New),
         &args.device_name,
     )
@@ -291,7 +302,11 @@ pub async fn login(ctx: &Ctx, args: Login) -> Result<(), CliError> {
         &mut meta,
         &server,
         &password,
-        args.recovery_code,
+        if args.recovery_code {
+            CodeKind::Recovery
+        } else {
+            CodeKind::Totp
+        },
         identity,
         &args.device_name,
     )
