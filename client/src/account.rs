@@ -25,7 +25,7 @@ use rand::Rng as _;
 use tokio::sync::{Notify, mpsc, watch};
 use zeroize::Zeroizing;
 
-use crate::auth::{self, SecondFactor, valid_username};
+use crate::auth::{self, SecondFactor};
 use crate::config::{AccountConfig, ServerConfig, StoreConfig};
 use crate::error::{
     AcknowledgeError, AuthError, OnlineError, OpenError, SendError, StoreError, TransportError,
@@ -129,63 +129,6 @@ impl Inner {
     pub(crate) fn set_connection(&self, conn: Option<Arc<Connection>>) {
         *self.online.lock().unwrap_or_else(PoisonError::into_inner) = conn;
     }
-
-    /// Queues `content` for `conversation`, keeping our own copy in history
-    /// (not for typing indicators and group control messages). Group
-    /// contents get the conversation's `group_id`.
-    pub(crate) fn queue(
-        &self,
-        conversation: &Conversation,
-        mut content: Content,
-    ) -> Result<MessageId, SendError> {
-        use microbot_protocol::content::content::Body;
-        let id = content.id().ok_or(SendError::UnknownMessage)?;
-        if let Conversation::Group(group) = conversation {
-            content = content.in_group(*group.as_bytes());
-        }
-        content.validate()?;
-        let keep = !matches!(
-            content.body,
-            Some(Body::Typing(_) | Body::GroupChange(_) | Body::SenderKeyDistribution(_))
-        );
-        self.tx(|tx| -> Result<(), SendError> {
-            check_destination(tx, conversation)?;
-            if keep {
-                tx.insert_message(&messages::row_for(
-                    conversation,
-                    &self.username,
-                    &content,
-                    id,
-                ))?;
-            }
-            tx.push_outbox(&conversation.key(), &id, &content.encode_to_vec())?;
-            Ok(())
-        })?;
-        self.wake.notify_one();
-        Ok(id)
-    }
-}
-
-/// Refuses sends to a conversation we cannot write to.
-pub(crate) fn check_destination(tx: &Tx<'_>, conversation: &Conversation) -> Result<(), SendError> {
-    match conversation {
-        Conversation::Direct(to) => {
-            if !valid_username(to) {
-                return Err(SendError::InvalidUsername);
-            }
-            if tx.contact(to)?.is_some_and(|c| c.pending.is_some()) {
-                return Err(SendError::UntrustedIdentity {
-                    username: to.clone(),
-                });
-            }
-        }
-        Conversation::Group(group) => match tx.group(group)? {
-            None => return Err(SendError::UnknownGroup),
-            Some(record) if !record.active => return Err(SendError::NotGroupMember),
-            Some(_) => {}
-        },
-    }
-    Ok(())
 }
 
 struct Runner {

@@ -49,6 +49,7 @@ pub mod error;
 pub mod events;
 mod groups;
 mod messages;
+mod outbox;
 mod prekeys;
 mod receive;
 mod sessions;

@@ -31,10 +31,11 @@ use microbot_protocol::transport::{
 };
 use tokio::io::AsyncWriteExt as _;
 
-use crate::account::{Account, check_destination, new_id};
+use crate::account::{Account, new_id};
 use crate::error::{AttachmentError, StoreError, TransportError};
 use crate::events::Conversation;
 use crate::now_ms;
+use crate::outbox::check_destination;
 use crate::transport::Connection;
 use stream::{Upload, UploadFailure};
 
