@@ -683,3 +683,49 @@ fn attachment_records_quota_commits_and_expiry() {
         assert!(t.purge_expired_attachments(5000).unwrap().is_empty());
     }
 }
+
+#[test]
+fn postgres_nodes_starting_together_migrate_once_and_refuse_a_newer_schema() {
+    let Ok(url) = std::env::var("MICROBOT_TEST_POSTGRES") else {
+        eprintln!("storage_backends::migrations: MICROBOT_TEST_POSTGRES is not set, skipped");
+        return;
+    };
+    let mut tag = [0u8; 4];
+    rand::fill(&mut tag);
+    let name = format!("t_migrate_{}", hex::encode(tag));
+    admin(&url, &format!("CREATE SCHEMA {name}")).unwrap();
+    let _schema = Schema {
+        url: url.clone(),
+        name: name.clone(),
+    };
+    let scoped = format!(
+        "{url}{}options=-c%20search_path%3D{name}",
+        if url.contains('?') { '&' } else { '?' }
+    );
+    // Three nodes open the empty schema at once: every one succeeds (a
+    // second application of version 1 would fail on its primary key).
+    let barrier = Arc::new(Barrier::new(3));
+    let nodes: Vec<_> = (0..3)
+        .map(|_| {
+            let (barrier, scoped) = (Arc::clone(&barrier), scoped.clone());
+            thread::spawn(move || {
+                barrier.wait();
+                PostgresStorage::open(&scoped, 2).map(|_| ())
+            })
+        })
+        .collect();
+    for node in nodes {
+        node.join().unwrap().unwrap();
+    }
+    admin(
+        &url,
+        &format!("INSERT INTO {name}.microbot_schema (version) VALUES (99)"),
+    )
+    .unwrap();
+    match PostgresStorage::open(&scoped, 2) {
+        Err(microbot_server::storage::postgres::PostgresOpenError::TooNew { found, supported }) => {
+            assert_eq!((found, supported), (99, 1));
+        }
+        other => panic!("{other:?}"),
+    }
+}
