@@ -6,21 +6,25 @@
 //! Durability: WAL journal with `synchronous = FULL`, so every commit fsyncs
 //! the WAL before `COMMIT` returns; a send is acknowledged only after that
 //! (with `NORMAL`, a WAL commit survives a process crash but not a power
-//! loss, which would break "acknowledged means stored"). The cost is one
-//! fsync per send request; batching several requests into one commit (group
-//! commit) is a later optimisation.
+//! loss, which would break "acknowledged means stored"). The hot writes
+//! (enqueue, group fan-out, acknowledgements, login times) go through group
+//! commit ([`group_commit`]): concurrent requests share one transaction and
+//! one fsync, and each still returns only after that commit.
 //!
 //! Schema versions: see [`super::schema`] (`PRAGMA user_version`, one script
 //! per version, applied in order).
 
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 mod attachments;
+pub mod group_commit;
 mod groups;
+
+use group_commit::{GroupCommit, OwnedSendMeta};
 
 use super::schema::{MigrateError, migrate, schema_version};
 use super::{
@@ -40,6 +44,9 @@ pub enum OpenError {
         /// SQLite's error.
         source: rusqlite::Error,
     },
+    /// The group-commit writer thread could not be started.
+    #[error("cannot start the storage writer thread: {0}")]
+    Writer(std::io::Error),
     /// The file was written by a newer server (unknown schema version).
     #[error("database schema version {found} is newer than this server's {supported}")]
     TooNew {
@@ -52,7 +59,8 @@ pub enum OpenError {
 
 /// SQLite-backed storage.
 pub struct SqliteStorage {
-    conn: Mutex<Connection>,
+    conn: Arc<Mutex<Connection>>,
+    writer: GroupCommit,
 }
 
 impl std::fmt::Debug for SqliteStorage {
@@ -108,9 +116,9 @@ impl SqliteStorage {
                 supported: schema_version(),
             },
         })?;
-        Ok(Self {
-            conn: Mutex::new(conn),
-        })
+        let conn = Arc::new(Mutex::new(conn));
+        let writer = GroupCommit::start(Arc::clone(&conn)).map_err(OpenError::Writer)?;
+        Ok(Self { conn, writer })
     }
 
     fn lock(&self) -> MutexGuard<'_, Connection> {
@@ -452,13 +460,12 @@ impl Storage for SqliteStorage {
     }
 
     fn record_login(&self, device_id: u64, now_ms: u64) -> StorageResult<()> {
-        self.lock()
-            .execute(
-                "UPDATE devices SET last_login_ms = ?2 WHERE id = ?1",
-                params![sql_id(device_id), sql_time(now_ms)],
-            )
-            .map_err(db)?;
-        Ok(())
+        self.writer.run(move |conn| {
+            conn.prepare_cached("UPDATE devices SET last_login_ms = ?2 WHERE id = ?1")
+                .and_then(|mut stmt| stmt.execute(params![sql_id(device_id), sql_time(now_ms)]))
+                .map_err(db)?;
+            Ok(())
+        })
     }
 
     fn remove_device(&self, account_id: i64, device_id: u64) -> StorageResult<()> {
@@ -566,13 +573,24 @@ impl Storage for SqliteStorage {
         meta: &SendMeta<'_>,
         envelopes: &[OutgoingEnvelope],
     ) -> StorageResult<Vec<u64>> {
-        self.with_tx(|tx| {
+        // The job runs on the writer thread: it owns copies (the ciphertexts
+        // are reference-counted `Bytes`, not copied).
+        let meta = OwnedSendMeta::from(meta);
+        let envelopes: Vec<OutgoingEnvelope> = envelopes
+            .iter()
+            .map(|e| OutgoingEnvelope {
+                recipient_device_id: e.recipient_device_id,
+                ciphertext: e.ciphertext.clone(),
+            })
+            .collect();
+        self.writer.run(move |tx| {
+            let meta = meta.borrowed();
             let mut full = Vec::new();
-            for envelope in envelopes {
+            for envelope in &envelopes {
                 let device = sql_id(envelope.recipient_device_id);
                 let removed: Option<bool> = tx
-                    .query_row("SELECT removed FROM devices WHERE id = ?1", [device], |r| r.get(0))
-                    .optional()
+                    .prepare_cached("SELECT removed FROM devices WHERE id = ?1")
+                    .and_then(|mut stmt| stmt.query_row([device], |r| r.get(0)).optional())
                     .map_err(db)?;
                 match removed {
                     None => return Err(StorageError::UnknownDevice(envelope.recipient_device_id)),
@@ -580,11 +598,12 @@ impl Storage for SqliteStorage {
                     Some(false) => {}
                 }
                 let queued: i64 = tx
-                    .query_row(
+                    .prepare_cached(
                         "SELECT COUNT(*) FROM envelopes WHERE device_id = ?1 AND expires_at_ms > ?2",
-                        params![device, sql_time(meta.now_ms)],
-                        |r| r.get(0),
                     )
+                    .and_then(|mut stmt| {
+                        stmt.query_row(params![device, sql_time(meta.now_ms)], |r| r.get(0))
+                    })
                     .map_err(db)?;
                 if count(queued) >= meta.max_queue_len {
                     full.push(envelope.recipient_device_id);
@@ -600,7 +619,7 @@ impl Storage for SqliteStorage {
                 )
                 .map_err(db)?;
             let mut ids = Vec::with_capacity(envelopes.len());
-            for envelope in envelopes {
+            for envelope in &envelopes {
                 stmt.execute(params![
                     sql_id(envelope.recipient_device_id),
                     meta.sender_username,
@@ -664,7 +683,8 @@ impl Storage for SqliteStorage {
     }
 
     fn ack_envelopes(&self, device_id: u64, ids: &[u64]) -> StorageResult<u32> {
-        self.with_tx(|tx| {
+        let ids = ids.to_vec();
+        self.writer.run(move |tx| {
             let mut stmt = tx
                 .prepare_cached(
                     "DELETE FROM envelopes WHERE device_id = ?1 AND id = ?2 RETURNING group_message_id",
@@ -672,7 +692,7 @@ impl Storage for SqliteStorage {
                 .map_err(db)?;
             let mut deleted = 0u32;
             let mut group_messages = Vec::new();
-            for id in ids {
+            for id in &ids {
                 let row: Option<Option<i64>> = stmt
                     .query_row(params![sql_id(device_id), sql_id(*id)], |r| r.get(0))
                     .optional()
@@ -682,14 +702,18 @@ impl Storage for SqliteStorage {
                     group_messages.extend(group_message);
                 }
             }
+            drop(stmt);
             // A group message is stored once; it goes with its last reference.
-            for group_message in group_messages {
-                tx.execute(
-                    "DELETE FROM group_messages WHERE id = ?1 AND NOT EXISTS \
-                     (SELECT 1 FROM envelopes WHERE group_message_id = ?1)",
-                    [group_message],
-                )
-                .map_err(db)?;
+            if !group_messages.is_empty() {
+                let mut orphan = tx
+                    .prepare_cached(
+                        "DELETE FROM group_messages WHERE id = ?1 AND NOT EXISTS \
+                         (SELECT 1 FROM envelopes WHERE group_message_id = ?1)",
+                    )
+                    .map_err(db)?;
+                for group_message in group_messages {
+                    orphan.execute([group_message]).map_err(db)?;
+                }
             }
             Ok(deleted)
         })

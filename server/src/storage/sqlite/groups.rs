@@ -6,9 +6,9 @@
 
 use std::collections::BTreeSet;
 
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-use super::{SqliteStorage, count, db, net_id, sql_id, sql_time};
+use super::{OwnedSendMeta, SqliteStorage, count, db, net_id, sql_id, sql_time};
 use crate::storage::groups::{GROUP_ID_LEN, GroupRole};
 use crate::storage::{
     FanOut, GroupChange, GroupChangeOutcome, GroupRecord, GroupStorage, SendMeta, StorageError,
@@ -17,14 +17,13 @@ use crate::storage::{
 
 type GroupId = [u8; GROUP_ID_LEN];
 
-fn load_group(tx: &Transaction<'_>, id: &GroupId) -> StorageResult<GroupRecord> {
+fn load_group(tx: &Connection, id: &GroupId) -> StorageResult<GroupRecord> {
     let head: Option<(i64, Vec<u8>)> = tx
-        .query_row(
-            "SELECT version, metadata FROM groups WHERE id = ?1",
-            [id.as_slice()],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()
+        .prepare_cached("SELECT version, metadata FROM groups WHERE id = ?1")
+        .and_then(|mut stmt| {
+            stmt.query_row([id.as_slice()], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })
         .map_err(db)?;
     let (version, metadata) = head.ok_or(StorageError::UnknownGroup)?;
     let mut stmt = tx
@@ -67,7 +66,7 @@ fn active_account(tx: &Transaction<'_>, username: &str) -> StorageResult<i64> {
 }
 
 /// Live devices of the given accounts, ascending.
-fn devices_of(tx: &Transaction<'_>, accounts: &BTreeSet<i64>) -> StorageResult<Vec<u64>> {
+fn devices_of(tx: &Connection, accounts: &BTreeSet<i64>) -> StorageResult<Vec<u64>> {
     let mut stmt = tx
         .prepare_cached("SELECT id FROM devices WHERE account_id = ?1 AND removed = 0 ORDER BY id")
         .map_err(db)?;
@@ -317,7 +316,12 @@ impl GroupStorage for SqliteStorage {
         meta: &SendMeta<'_>,
         ciphertext: &[u8],
     ) -> StorageResult<Vec<FanOut>> {
-        self.with_tx(|tx| {
+        // Runs on the group-commit writer thread, so it owns its inputs.
+        let id: GroupId = *id;
+        let meta = OwnedSendMeta::from(meta);
+        let ciphertext = ciphertext.to_vec();
+        self.writer.run(move |tx| {
+            let (id, meta) = (&id, meta.borrowed());
             let group = load_group(tx, id)?;
             let accounts = member_ids(&group);
             if !accounts.contains(&sender_account) {
@@ -330,11 +334,14 @@ impl GroupStorage for SqliteStorage {
             let mut full = Vec::new();
             for device in &recipients {
                 let queued: i64 = tx
-                    .query_row(
+                    .prepare_cached(
                         "SELECT COUNT(*) FROM envelopes WHERE device_id = ?1 AND expires_at_ms > ?2",
-                        params![sql_id(*device), sql_time(meta.now_ms)],
-                        |r| r.get(0),
                     )
+                    .and_then(|mut stmt| {
+                        stmt.query_row(params![sql_id(*device), sql_time(meta.now_ms)], |r| {
+                            r.get(0)
+                        })
+                    })
                     .map_err(db)?;
                 if count(queued) >= meta.max_queue_len {
                     full.push(*device);
@@ -349,7 +356,7 @@ impl GroupStorage for SqliteStorage {
             // The ciphertext is stored once; each queue holds a reference.
             tx.execute(
                 "INSERT INTO group_messages (group_id, ciphertext) VALUES (?1, ?2)",
-                params![id.as_slice(), ciphertext],
+                params![id.as_slice(), &ciphertext],
             )
             .map_err(db)?;
             let message = tx.last_insert_rowid();
