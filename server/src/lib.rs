@@ -21,6 +21,7 @@ pub mod backup;
 pub mod bus;
 pub mod config;
 pub mod connection;
+pub mod dispatch;
 pub mod endpoint;
 pub mod error;
 pub mod groups;

@@ -1,0 +1,514 @@
+//! The request side of one connection, without I/O (SPEC.md §12.3, §12.4,
+//! §12.8): the Hello → login → requests state machine, the limits in
+//! front of every request, and the dispatch to the handlers.
+//!
+//! A [`RequestHandler`] takes one decoded frame body at a time and answers
+//! with the `ServerFrame` to write back, or with the [`Close`] that ends the
+//! connection. After login it holds the device's bus subscription, so the
+//! pushes for the connection come out of it too ([`RequestHandler::next_event`]).
+//! Because it does no I/O, the connection task (connection.rs) and the
+//! fuzz target `server_handler` drive the same code.
+//!
+//! Not owned here: reading and writing the QUIC streams and closing the
+//! connection (connection.rs); what each request does (auth/, keys.rs,
+//! queues.rs, groups.rs, attachments.rs).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use microbot_protocol::codec::FrameError;
+use microbot_protocol::transport::{
+    self, ChallengeResponse, ClientFrame, EnrolDeviceResponse, ErrorCode, HelloResponse,
+    LoginResponse, Ok as OkResult, Response, ServerFrame, ServerLimits, client_frame::Request,
+    response, server_frame,
+};
+use prost::Message as _;
+
+use crate::auth::accounts;
+use crate::auth::devices::{self, CHALLENGE_LEN, DeviceSession};
+use crate::bus::{BusEvent, Subscription};
+use crate::error::ApiError;
+use crate::limits::credential_subject;
+use crate::metrics::request_kind;
+use crate::state::{ServerState, now_ms};
+use crate::{attachments, groups, keys, queues};
+
+/// Protocol versions this server speaks.
+pub const SUPPORTED_VERSIONS: &[u32] = &[1];
+
+/// Why a connection ends: what goes into its `ServerFrame.closing` and its
+/// QUIC application close code.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Close {
+    /// The close code (also the QUIC application error code).
+    pub code: ErrorCode,
+    /// Human-readable detail.
+    pub message: String,
+    /// When non-zero: when a reconnect can succeed.
+    pub retry_after_ms: u64,
+    /// With `UNSUPPORTED_VERSION`: the versions this server speaks.
+    pub supported_versions: Vec<u32>,
+}
+
+impl Close {
+    /// A close with a code and a message.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            retry_after_ms: 0,
+            supported_versions: Vec::new(),
+        }
+    }
+
+    /// The close for a stream the frame decoder refused.
+    pub fn from_frame_error(error: &FrameError) -> Self {
+        match error {
+            FrameError::Oversize { .. } => Self::new(ErrorCode::FrameTooLarge, error.to_string()),
+            _ => Self::new(ErrorCode::MalformedFrame, error.to_string()),
+        }
+    }
+
+    /// The `ServerFrame.closing` frame announcing this close.
+    pub fn frame(&self) -> ServerFrame {
+        ServerFrame {
+            kind: Some(server_frame::Kind::Closing(transport::Error {
+                code: self.code as i32,
+                message: self.message.clone(),
+                retry_after_ms: self.retry_after_ms,
+                supported_versions: self.supported_versions.clone(),
+                current_group_version: 0,
+                device_ids: Vec::new(),
+            })),
+        }
+    }
+}
+
+/// What to do after one request frame.
+#[derive(Debug)]
+pub enum Reply {
+    /// Write this response frame and go on.
+    Respond(ServerFrame),
+    /// End the connection.
+    Close(Close),
+}
+
+/// Where the connection is in its life.
+enum Phase {
+    AwaitHello,
+    Open,
+    LoggedIn(DeviceSession),
+}
+
+/// The request state machine of one connection.
+///
+/// Dropping it ends its bus subscription.
+pub struct RequestHandler {
+    state: Arc<ServerState>,
+    phase: Phase,
+    challenge: Option<[u8; CHALLENGE_LEN]>,
+    subscription: Option<Subscription>,
+    remote_ip: IpAddr,
+}
+
+impl std::fmt::Debug for RequestHandler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestHandler")
+            .field("session", &self.session())
+            .field("remote_ip", &self.remote_ip)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for RequestHandler {
+    fn drop(&mut self) {
+        self.unsubscribe();
+    }
+}
+
+fn is_credential_failure(outcome: Result<(), ErrorCode>) -> bool {
+    matches!(
+        outcome,
+        Err(ErrorCode::InvalidCredentials
+            | ErrorCode::InvalidSecondFactor
+            | ErrorCode::TotpReplayed)
+    )
+}
+
+impl RequestHandler {
+    /// A handler for a new connection from `remote_ip` (the address the
+    /// per-IP limits key on), waiting for Hello.
+    pub fn new(state: Arc<ServerState>, remote_ip: IpAddr) -> Self {
+        Self {
+            state,
+            phase: Phase::AwaitHello,
+            challenge: None,
+            subscription: None,
+            remote_ip,
+        }
+    }
+
+    /// Whether Hello has not been received yet.
+    pub fn awaiting_hello(&self) -> bool {
+        matches!(self.phase, Phase::AwaitHello)
+    }
+
+    /// The logged-in device, if any.
+    pub fn session(&self) -> Option<&DeviceSession> {
+        match &self.phase {
+            Phase::LoggedIn(session) => Some(session),
+            _ => None,
+        }
+    }
+
+    /// The next event for this connection (a push, or a disconnect order).
+    /// Never resolves before login. When the bus drops the subscription (its
+    /// channel was full: the client does not read), the result is
+    /// `Disconnect(UNAVAILABLE)`, and it stays so.
+    pub async fn next_event(&mut self) -> BusEvent {
+        match &mut self.subscription {
+            Some(sub) => sub
+                .events
+                .recv()
+                .await
+                .unwrap_or(BusEvent::Disconnect(ErrorCode::Unavailable)),
+            None => std::future::pending().await,
+        }
+    }
+
+    /// An event already waiting, without blocking; `None` when there is none
+    /// (or before login). A dropped subscription gives
+    /// `Disconnect(UNAVAILABLE)`.
+    pub fn try_next_event(&mut self) -> Option<BusEvent> {
+        let sub = self.subscription.as_mut()?;
+        match sub.events.try_recv() {
+            Ok(event) => Some(event),
+            Err(tokio::sync::mpsc::error::TryRecvError::Empty) => None,
+            Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => {
+                Some(BusEvent::Disconnect(ErrorCode::Unavailable))
+            }
+        }
+    }
+
+    /// Ends the bus subscription (idempotent); no push arrives afterwards.
+    pub fn unsubscribe(&mut self) {
+        if let Some(sub) = self.subscription.take() {
+            self.state.bus.unsubscribe(sub.device_id, sub.id);
+        }
+    }
+
+    /// Handles one frame body from the request stream: decodes it as a
+    /// `ClientFrame` and answers it. A body that is not a `ClientFrame`
+    /// closes the connection with `MALFORMED_FRAME`.
+    pub async fn handle_frame(&mut self, body: Bytes) -> Reply {
+        match ClientFrame::decode(body) {
+            Ok(request) => self.handle(request).await,
+            Err(error) => Reply::Close(Close::new(ErrorCode::MalformedFrame, error.to_string())),
+        }
+    }
+
+    /// Answers one decoded request: a `Response` with its `request_id`, or
+    /// the close of a protocol violation (no Hello first, Hello twice, no
+    /// common version).
+    pub async fn handle(&mut self, request: ClientFrame) -> Reply {
+        let request_id = request.request_id;
+        let result = match (request.request, &self.phase) {
+            (Some(Request::Hello(hello)), Phase::AwaitHello) => match self.hello(&hello) {
+                Ok(result) => Ok(result),
+                Err(close) => return Reply::Close(close),
+            },
+            (_, Phase::AwaitHello) => {
+                return Reply::Close(Close::new(
+                    ErrorCode::ProtocolViolation,
+                    "the first frame must be Hello",
+                ));
+            }
+            (Some(Request::Hello(_)), _) => {
+                return Reply::Close(Close::new(ErrorCode::ProtocolViolation, "Hello sent twice"));
+            }
+            (None, _) => Err(ApiError::new(
+                ErrorCode::UnknownRequest,
+                "empty or unknown request",
+            )),
+            (Some(request), _) => self.limited_dispatch(request).await,
+        };
+        let result = result.unwrap_or_else(|e| response::Result::Error(e.to_proto()));
+        Reply::Respond(ServerFrame {
+            kind: Some(server_frame::Kind::Response(Response {
+                request_id,
+                result: Some(result),
+            })),
+        })
+    }
+
+    fn hello(&mut self, hello: &transport::Hello) -> Result<response::Result, Close> {
+        let Some(version) = hello
+            .versions
+            .iter()
+            .copied()
+            .filter(|v| SUPPORTED_VERSIONS.contains(v))
+            .max()
+        else {
+            let mut close = Close::new(
+                ErrorCode::UnsupportedVersion,
+                format!("no common protocol version; this server speaks {SUPPORTED_VERSIONS:?}"),
+            );
+            close.supported_versions = SUPPORTED_VERSIONS.to_vec();
+            return Err(close);
+        };
+        self.phase = Phase::Open;
+        let challenge = devices::new_challenge();
+        self.challenge = Some(challenge);
+        Ok(response::Result::Hello(HelloResponse {
+            version,
+            server_agent: concat!("microbot-server/", env!("CARGO_PKG_VERSION")).to_owned(),
+            challenge: Bytes::copy_from_slice(&challenge),
+            limits: Some(self.limits()),
+        }))
+    }
+
+    fn limits(&self) -> ServerLimits {
+        let config = &self.state.config;
+        ServerLimits {
+            max_frame_len: config.max_frame_len,
+            max_envelope_len: config.max_envelope_len,
+            max_queue_len: config.max_queue_len,
+            envelope_ttl_ms: config.envelope_ttl_secs.saturating_mul(1000),
+            prekey_low_stock_threshold: config.prekey_low_stock_threshold,
+        }
+    }
+
+    fn logged_in(&self) -> Result<DeviceSession, ApiError> {
+        self.session()
+            .cloned()
+            .ok_or_else(|| ApiError::new(ErrorCode::NotAuthenticated, "log in first"))
+    }
+
+    fn not_logged_in(&self) -> Result<(), ApiError> {
+        match self.phase {
+            Phase::LoggedIn(_) => Err(ApiError::new(
+                ErrorCode::AlreadyAuthenticated,
+                "already logged in",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Applies the limits, dispatches, and records metrics and the outcome
+    /// of credential checks.
+    async fn limited_dispatch(&mut self, request: Request) -> Result<response::Result, ApiError> {
+        let state = Arc::clone(&self.state);
+        let kind = request_kind(&request);
+        let started = std::time::Instant::now();
+        let session = self.session().cloned();
+        let subject = credential_subject(&request, session.as_ref()).map(str::to_owned);
+        let is_login = matches!(request, Request::Login(_));
+        let result = match state.limits.check_request(
+            &state.metrics,
+            self.remote_ip,
+            session.as_ref(),
+            &request,
+        ) {
+            Err(error) => Err(error),
+            Ok(()) => {
+                let result = self.dispatch(request).await;
+                let outcome = result.as_ref().map(|_| ()).map_err(|e| e.code);
+                if let Some(username) = subject {
+                    state.limits.record_credentials(&username, outcome);
+                    if is_credential_failure(outcome) {
+                        state.metrics.logins_failed.inc();
+                    }
+                }
+                if is_login {
+                    match outcome {
+                        Ok(()) => state.metrics.logins_ok.inc(),
+                        Err(_) => state.metrics.logins_failed.inc(),
+                    }
+                }
+                result
+            }
+        };
+        state.metrics.observe_request(kind, started.elapsed());
+        result
+    }
+
+    async fn login(&mut self, r: transport::LoginRequest) -> Result<response::Result, ApiError> {
+        let state = Arc::clone(&self.state);
+        self.not_logged_in()?;
+        let challenge = self
+            .challenge
+            .take()
+            .ok_or_else(|| ApiError::new(ErrorCode::NoChallenge, "ask for a challenge first"))?;
+        let session = devices::login(&state, challenge, r).await?;
+        // Subscribe before answering: nothing queued from now on can be
+        // missed between this response and the first fetch.
+        self.subscription = Some(state.bus.subscribe(session.device_id));
+        let device_id = session.device_id;
+        let username = session.username.clone();
+        self.phase = Phase::LoggedIn(session);
+        let (queued, stock) = state
+            .blocking(move |s| {
+                Ok((
+                    s.storage.queue_len(device_id, now_ms())?,
+                    s.storage.prekey_stock(device_id)?,
+                ))
+            })
+            .await?;
+        // A device that has uploaded keys learns at login that its stock is
+        // low (it may have missed the push while offline).
+        if stock.signed_prekey_id != 0
+            && let Some(push) = keys::low_stock_push(&state, stock)
+        {
+            state.bus.publish(device_id, BusEvent::Push(Box::new(push)));
+        }
+        Ok(response::Result::Login(LoginResponse {
+            username,
+            queued_envelopes: queued,
+        }))
+    }
+
+    async fn dispatch(&mut self, request: Request) -> Result<response::Result, ApiError> {
+        let state = Arc::clone(&self.state);
+        let ok = || response::Result::Ok(OkResult {});
+        match request {
+            Request::Hello(_) => Err(ApiError::new(
+                ErrorCode::ProtocolViolation,
+                "Hello sent twice",
+            )),
+            Request::Register(r) => accounts::register(&state, r)
+                .await
+                .map(response::Result::Register),
+            Request::ConfirmRegistration(r) => accounts::confirm(&state, r).await.map(|()| ok()),
+            Request::EnrolDevice(r) => {
+                self.not_logged_in()?;
+                let device_id = devices::enrol(&state, r).await?;
+                Ok(response::Result::EnrolDevice(EnrolDeviceResponse {
+                    device_id,
+                }))
+            }
+            Request::Challenge(_) => {
+                let challenge = devices::new_challenge();
+                self.challenge = Some(challenge);
+                Ok(response::Result::Challenge(ChallengeResponse {
+                    challenge: Bytes::copy_from_slice(&challenge),
+                }))
+            }
+            Request::Login(r) => self.login(r).await,
+            Request::ChangePassword(r) => {
+                let s = self.logged_in()?;
+                accounts::change_password(&state, s.account_id, r)
+                    .await
+                    .map(|()| ok())
+            }
+            Request::RemoveDevice(r) => {
+                let s = self.logged_in()?;
+                devices::remove(&state, s.account_id, r)
+                    .await
+                    .map(|()| ok())
+            }
+            Request::DeleteAccount(r) => {
+                let s = self.logged_in()?;
+                accounts::delete_account(&state, s.account_id, r)
+                    .await
+                    .map(|()| ok())
+            }
+            Request::ListDevices(_) => {
+                let s = self.logged_in()?;
+                devices::list(&state, s.account_id)
+                    .await
+                    .map(response::Result::DeviceList)
+            }
+            Request::UploadPrekeys(r) => {
+                let s = self.logged_in()?;
+                keys::upload(&state, &s, r).await.map(|()| ok())
+            }
+            Request::FetchPrekeys(r) => {
+                self.logged_in()?;
+                keys::fetch(&state, r)
+                    .await
+                    .map(response::Result::PrekeyBundles)
+            }
+            Request::PrekeyStatus(_) => {
+                let s = self.logged_in()?;
+                let stock = keys::status(&state, s.device_id).await?;
+                Ok(response::Result::PrekeyStatus(keys::status_proto(stock)))
+            }
+            Request::Send(r) => {
+                let s = self.logged_in()?;
+                queues::send(&state, &s, r)
+                    .await
+                    .map(response::Result::Send)
+            }
+            Request::FetchEnvelopes(r) => {
+                let s = self.logged_in()?;
+                queues::fetch(&state, s.device_id, r)
+                    .await
+                    .map(response::Result::Envelopes)
+            }
+            Request::AckEnvelopes(r) => {
+                let s = self.logged_in()?;
+                let deleted = queues::ack(&state, s.device_id, r).await?;
+                Ok(response::Result::Ack(transport::AckResponse { deleted }))
+            }
+            Request::SendGroup(r) => {
+                let s = self.logged_in()?;
+                groups::send(&state, &s, r)
+                    .await
+                    .map(response::Result::Send)
+            }
+            Request::CreateGroup(r) => {
+                let s = self.logged_in()?;
+                groups::create(&state, &s, r)
+                    .await
+                    .map(response::Result::Group)
+            }
+            Request::AddGroupMembers(r) => {
+                let s = self.logged_in()?;
+                groups::add(&state, &s, r)
+                    .await
+                    .map(response::Result::Group)
+            }
+            Request::RemoveGroupMembers(r) => {
+                let s = self.logged_in()?;
+                groups::remove(&state, &s, r)
+                    .await
+                    .map(response::Result::Group)
+            }
+            Request::LeaveGroup(r) => {
+                let s = self.logged_in()?;
+                groups::leave(&state, &s, r).await.map(|()| ok())
+            }
+            Request::SetGroupRole(r) => {
+                let s = self.logged_in()?;
+                groups::set_role(&state, &s, r)
+                    .await
+                    .map(response::Result::Group)
+            }
+            Request::GetGroup(r) => {
+                let s = self.logged_in()?;
+                groups::get(&state, &s, r)
+                    .await
+                    .map(response::Result::Group)
+            }
+            Request::SetGroupMetadata(r) => {
+                let s = self.logged_in()?;
+                groups::set_metadata(&state, &s, r)
+                    .await
+                    .map(response::Result::Group)
+            }
+            Request::AttachmentUpload(r) => {
+                let s = self.logged_in()?;
+                attachments::upload_request(&state, &s, r)
+                    .await
+                    .map(response::Result::AttachmentUpload)
+            }
+            Request::AttachmentDownload(r) => {
+                self.logged_in()?;
+                attachments::download_request(&state, r)
+                    .await
+                    .map(response::Result::AttachmentDownload)
+            }
+        }
+    }
+}
