@@ -49,6 +49,8 @@ if ! pg_lsclusters -h | awk -v v="$version" '$1 == v && $2 == "main" && $4 == "o
     log "starting PostgreSQL $version/main"
     as_root pg_ctlcluster "$version" main start >&2
 fi
+# The cluster's real port (5432 unless something else held it at creation).
+PG_PORT=$(pg_lsclusters -h | awk -v v="$version" '$1 == v && $2 == "main" { print $3 }')
 for _ in $(seq 1 50); do
     if as_postgres psql -p "$PG_PORT" -tAc 'SELECT 1' >/dev/null 2>&1; then break; fi
     sleep 0.2

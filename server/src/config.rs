@@ -37,24 +37,42 @@ impl SecretUrl {
         &self.0
     }
 
-    /// The URL with any password replaced by `***`.
+    /// The URL with any password (user-info or `password=` parameter)
+    /// replaced by `***`.
     pub fn redacted(&self) -> String {
         let url = &self.0;
         let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
-            return url.clone();
+            return "***".to_owned();
         };
         let rest = url.get(scheme_end..).unwrap_or_default();
         let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
         let authority = rest.get(..authority_end).unwrap_or_default();
-        match (authority.rfind('@'), authority.find(':')) {
+        let tail = rest.get(authority_end..).unwrap_or_default();
+        let authority = match (authority.rfind('@'), authority.find(':')) {
             (Some(at), Some(colon)) if colon < at => format!(
-                "{}{}:***{}",
-                url.get(..scheme_end).unwrap_or_default(),
+                "{}:***{}",
                 authority.get(..colon).unwrap_or_default(),
-                rest.get(at..).unwrap_or_default()
+                authority.get(at..).unwrap_or_default()
             ),
-            _ => url.clone(),
-        }
+            _ => authority.to_owned(),
+        };
+        let tail = match tail.split_once('?') {
+            Some((path, query)) => {
+                let params: Vec<String> = query
+                    .split('&')
+                    .map(|p| match p.split_once('=') {
+                        Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                        _ => p.to_owned(),
+                    })
+                    .collect();
+                format!("{path}?{}", params.join("&"))
+            }
+            None => tail.to_owned(),
+        };
+        format!(
+            "{}{authority}{tail}",
+            url.get(..scheme_end).unwrap_or_default()
+        )
     }
 }
 
@@ -698,6 +716,13 @@ mod tests {
         let printed = format!("{config:?}");
         assert!(!printed.contains("hunter2"), "{printed}");
         assert!(printed.contains("postgres://microbot:***@db:5432/microbot"));
+        let query =
+            SecretUrl::new("postgres://db/microbot?user=m&password=hunter2&sslmode=disable");
+        assert_eq!(
+            query.redacted(),
+            "postgres://db/microbot?user=m&password=***&sslmode=disable"
+        );
+        assert_eq!(SecretUrl::new("garbage:hunter2").redacted(), "***");
         let bad = Config {
             storage: Some(SecretUrl::new("mysql://x")),
             ..Config::default()
