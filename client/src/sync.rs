@@ -332,6 +332,10 @@ async fn handle_envelope(inner: &Inner, conn: &Connection, envelope: &Envelope) 
             receipt,
             refresh,
         } => {
+            // The group first, so the application finds it when told.
+            if let Some(id) = refresh {
+                refresh_group(inner, conn, id).await?;
+            }
             for event in events {
                 inner.emit(event);
             }
@@ -340,9 +344,6 @@ async fn handle_envelope(inner: &Inner, conn: &Connection, envelope: &Envelope) 
                 if let Err(error) = inner.queue(&conversation, content) {
                     tracing::debug!(%error, "delivery receipt not queued");
                 }
-            }
-            if let Some(id) = refresh {
-                refresh_group(inner, conn, id).await?;
             }
         }
     }

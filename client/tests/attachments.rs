@@ -108,6 +108,15 @@ async fn a_file_of_a_few_mib_goes_one_to_one_with_progress() {
     )
     .unwrap();
     assert!(stored.windows(64).all(|w| w != &data[..64]));
+    // Uploads need the connection; nothing is queued without it.
+    alice.account.disconnect().await;
+    let err = alice
+        .account
+        .send_file(&Conversation::Direct("bob".into()), &path, |_| {})
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AttachmentError::NotConnected), "{err:?}");
+    assert_eq!(alice.account.outbox_len().unwrap(), 0);
     for d in [&alice, &bob] {
         d.account.disconnect().await;
     }

@@ -547,3 +547,41 @@ async fn a_member_offline_at_creation_learns_the_group_and_its_name_on_connect()
     }
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_members_new_device_gets_the_sender_key_for_later_messages() {
+    let server = TestServer::start().await;
+    let mut alice_user = register(&server, "alice").await;
+    let mut bob_user = register(&server, "bob").await;
+    let config = microbot_client::AccountConfig {
+        device_refresh: Duration::ZERO,
+        ..fast_config()
+    };
+    let alice = online(&server, &mut alice_user, IdentitySource::New, config).await;
+    let mut bob1 = online(&server, &mut bob_user, IdentitySource::New, fast_config()).await;
+    let id = alice
+        .account
+        .create_group("devices", &["bob"])
+        .await
+        .unwrap();
+    let group = Conversation::Group(id);
+    alice.account.send_text(&group, "one").unwrap();
+    assert_eq!(next_text(&mut bob1.events).await.text, "one");
+
+    let linked = IdentitySource::Linked(bob1.account.export_identity());
+    let mut bob2 = online(&server, &mut bob_user, linked, fast_config()).await;
+    alice.account.send_text(&group, "two").unwrap();
+    assert_eq!(next_text(&mut bob1.events).await.text, "two");
+    let got = next_text(&mut bob2.events).await;
+    assert_eq!(
+        (got.conversation, got.text.as_str()),
+        (group.clone(), "two")
+    );
+    // Bob's new device writes to the group too.
+    bob2.account.send_text(&group, "from bob2").unwrap();
+    assert_eq!(next_text(&mut bob1.events).await.text, "from bob2");
+    for d in [&alice, &bob1, &bob2] {
+        d.account.disconnect().await;
+    }
+    server.stop().await;
+}

@@ -175,11 +175,7 @@ fn member_devices(
             if name == me && device == inner.device_id {
                 continue;
             }
-            let usable = tx
-                .sessions(name, device)?
-                .first()
-                .is_some_and(|s| s.session.remote_identity().to_bytes() == trusted);
-            if usable {
+            if tx.session_identity(name, device)? == Some(trusted) {
                 targets.insert((name.to_owned(), device));
             }
         }

@@ -169,6 +169,26 @@ impl Tx<'_> {
             .collect()
     }
 
+    /// The remote identity of the session used for sending to the device.
+    pub(crate) fn session_identity(
+        &self,
+        username: &str,
+        device_id: u64,
+    ) -> Result<Option<[u8; 32]>, StoreError> {
+        let identity: Option<Vec<u8>> = self
+            .conn
+            .query_row(
+                "SELECT remote_identity FROM sessions WHERE username = ?1 AND device_id = ?2
+                 ORDER BY used_seq DESC LIMIT 1",
+                params![username, to_sql_u64(device_id)],
+                |row| row.get(0),
+            )
+            .optional()?;
+        identity
+            .map(|i| key_array(&i, "session identity"))
+            .transpose()
+    }
+
     /// Devices of `username` we hold a session with.
     pub(crate) fn session_devices(&self, username: &str) -> Result<Vec<u64>, StoreError> {
         let mut stmt = self.conn.prepare(
