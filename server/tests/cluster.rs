@@ -196,3 +196,24 @@ async fn acknowledged_messages_arrive_exactly_once_when_a_node_is_killed() {
     }
     drop(schema);
 }
+
+#[test]
+fn backup_and_restore_refuse_a_postgres_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        vec!["backup", "--to", "x.sqlite3"],
+        vec!["restore", "--from", "x.sqlite3"],
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_microbot-server"))
+            .args(&args)
+            .args(["--data-dir", dir.path().to_str().unwrap()])
+            .args(["--storage", "postgres://u:secret@127.0.0.1:1/db"])
+            .env_remove("MICROBOT_CONFIG")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("pg_dump"), "{stderr}");
+        assert!(!stderr.contains("secret"), "{stderr}");
+    }
+}

@@ -631,3 +631,105 @@ async fn refresh_mirror(
     *lock(&inner.remote) = mirror;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use microbot_protocol::transport::{PrekeyLowStock, push};
+
+    fn node(id: u8) -> (Arc<Inner>, mpsc::Receiver<Outgoing>) {
+        let (outgoing, rx) = mpsc::channel(16);
+        let inner = Arc::new(Inner {
+            node: [id; NODE_ID_LEN],
+            namespace: "t".to_owned(),
+            next_id: AtomicU64::new(0),
+            routes: Mutex::new(HashMap::new()),
+            remote: Mutex::new(HashMap::new()),
+            link_up: AtomicBool::new(true),
+            missed: Mutex::new(Missed::default()),
+            outgoing,
+        });
+        (inner, rx)
+    }
+
+    fn bus(inner: &Arc<Inner>) -> RedisBus {
+        let (close, _) = tokio::sync::watch::channel(false);
+        RedisBus {
+            inner: Arc::clone(inner),
+            _close: Arc::new(CloseOnDrop(close)),
+        }
+    }
+
+    fn low_stock() -> BusEvent {
+        BusEvent::Push(Box::new(Push {
+            event: Some(push::Event::PrekeyLowStock(PrekeyLowStock {
+                one_time_prekeys: 1,
+                kem_prekeys: 2,
+                threshold: 3,
+            })),
+        }))
+    }
+
+    #[test]
+    fn a_push_published_on_one_node_reaches_the_device_on_another() {
+        let (a, mut a_out) = node(1);
+        let (b, mut b_out) = node(2);
+        let mut sub = bus(&b).subscribe(42);
+        assert!(matches!(b_out.try_recv(), Ok(Outgoing::Online(42))));
+        assert_eq!(bus(&a).publish(42, low_stock()), 0, "no presence known yet");
+        let Ok(Outgoing::Frame(frame, Some(42))) = a_out.try_recv() else {
+            panic!("node A broadcasts the push");
+        };
+        b.receive(&frame);
+        match sub.events.try_recv() {
+            Ok(BusEvent::Push(p)) => {
+                assert!(matches!(p.event, Some(push::Event::PrekeyLowStock(_))))
+            }
+            other => panic!("{other:?}"),
+        }
+        // Its own broadcast coming back is ignored (already delivered locally).
+        a.receive(&frame);
+        // Presence: B announces the device, A counts it as reached.
+        a.receive(&b.frame(KIND_ONLINE, 42, &[]));
+        assert_eq!(bus(&a).publish(42, low_stock()), 1);
+        a.receive(&b.frame(KIND_OFFLINE, 42, &[]));
+        assert_eq!(bus(&a).publish(42, low_stock()), 0);
+    }
+
+    #[test]
+    fn malformed_bus_messages_are_ignored() {
+        let (b, _out) = node(2);
+        let mut sub = bus(&b).subscribe(7);
+        let mut frame = b.frame(KIND_PUSH, 7, &[0xff, 0xff, 0xff]);
+        frame[1] = 9; // another origin
+        for bad in [
+            &[][..],
+            &[KIND_PUSH][..],
+            &[KIND_PUSH, 9, 9][..],
+            &frame[..],
+            &frame[..20],
+            &[99; 40][..],
+        ] {
+            b.receive(bad);
+        }
+        assert!(sub.events.try_recv().is_err(), "nothing was delivered");
+        let mut disconnect = b.frame(KIND_DISCONNECT, 7, &[0, 0]);
+        disconnect[1] = 9;
+        b.receive(&disconnect);
+        assert!(matches!(
+            sub.events.try_recv(),
+            Ok(BusEvent::Disconnect(ErrorCode::Unavailable))
+        ));
+    }
+
+    #[test]
+    fn pushes_that_could_not_be_broadcast_are_remembered_for_a_resync() {
+        let (a, _out) = node(1);
+        a.link_up.store(false, Ordering::Relaxed);
+        bus(&a).publish(5, low_stock());
+        bus(&a).publish(6, low_stock());
+        let missed = lock(&a.missed);
+        assert!(missed.devices.contains(&5) && missed.devices.contains(&6));
+        assert!(!missed.all);
+    }
+}
