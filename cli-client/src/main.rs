@@ -15,6 +15,7 @@
 //! - [`target`]: naming a conversation (user or group) on the command line.
 //! - [`render`]: events as JSON lines or text.
 //! - [`prompt`], [`qr`], [`progress`]: terminal input, QR codes, progress bars.
+//! - [`screen`]: the chat's input (a line editor on a terminal) and output.
 //! - [`error`]: one-line errors and exit codes.
 //! - `commands/`: one module per group of subcommands.
 #![forbid(unsafe_code)]
@@ -31,6 +32,7 @@ mod progress;
 mod prompt;
 mod qr;
 mod render;
+mod screen;
 mod session;
 mod target;
 

@@ -1,6 +1,6 @@
 //! Profiles: one directory per local account device, under
-//! `<data dir>/microbot/profiles/<name>` (the data directory of `dirs`,
-//! or `--data-dir` / `MICROBOT_HOME` in its place).
+//! `<data dir>/microbot/profiles/<name>` (the user's data directory as the
+//! platform defines it, or `--data-dir` / `MICROBOT_HOME` in its place).
 //!
 //! A profile holds `profile.json` (username, server address, certificate
 //! pin and whether the account is confirmed; no secret) and the SDK's store
@@ -79,7 +79,7 @@ impl Profile {
         }
         let root = match root {
             Some(root) => root.to_owned(),
-            None => dirs::data_dir()
+            None => user_data_dir()
                 .ok_or_else(|| {
                     CliError::Input(
                         "no user data directory on this system: pass --data-dir or set MICROBOT_HOME"
@@ -169,6 +169,26 @@ impl Profile {
     }
 }
 
+/// The user's data directory, as the `dirs` crate defines it (without its
+/// MPL-licensed dependency): `$XDG_DATA_HOME` or `~/.local/share` on Linux
+/// and other Unix systems, `~/Library/Application Support` on macOS,
+/// `%APPDATA%` on Windows.
+fn user_data_dir() -> Option<PathBuf> {
+    let env_dir = |name: &str| {
+        std::env::var_os(name)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+    };
+    if cfg!(windows) {
+        return env_dir("APPDATA");
+    }
+    let home = env_dir("HOME");
+    if cfg!(target_os = "macos") {
+        return home.map(|h| h.join("Library").join("Application Support"));
+    }
+    env_dir("XDG_DATA_HOME").or_else(|| home.map(|h| h.join(".local").join("share")))
+}
+
 fn create_private_dir(dir: &Path) -> Result<(), CliError> {
     let mut builder = fs::DirBuilder::new();
     builder.recursive(true);
@@ -194,6 +214,19 @@ mod tests {
         }
         let profile = Profile::locate(Some(root), "alice-2").unwrap();
         assert_eq!(profile.dir(), Path::new("/tmp/x/profiles/alice-2"));
+    }
+
+    #[test]
+    fn the_default_root_is_the_user_data_directory() {
+        let Some(data) = user_data_dir() else {
+            return;
+        };
+        assert!(data.is_absolute());
+        let profile = Profile::locate(None, "work").unwrap();
+        assert_eq!(
+            profile.dir(),
+            data.join("microbot").join("profiles").join("work")
+        );
     }
 
     #[test]

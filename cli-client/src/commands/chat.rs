@@ -7,20 +7,19 @@
 //! Not owned here: sending and converging messages (the SDK).
 
 use std::collections::HashSet;
-use std::io::BufRead as _;
 use std::time::Duration;
 
 use microbot_client::{
     Account, ConnectionState, Conversation, Event, MessageId, MessageSnapshot, MessageStatus,
     ReceiptKind,
 };
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::cli::Chat;
 use crate::error::{self, CliError};
 use crate::progress;
 use crate::render::Names;
+use crate::screen::{Input, Screen};
 use crate::session::{Ctx, Inbox, Online, id_hex};
 use crate::target::{self, Target};
 
@@ -69,10 +68,13 @@ impl View {
 
 struct ChatState<'a> {
     account: &'a Account,
+    screen: &'a Screen,
     target: Target,
     view: View,
     /// Ids queued by this session that the server has not stored yet.
     pending: HashSet<MessageId>,
+    /// Receipts already shown: (from, message, read).
+    receipts: HashSet<(String, MessageId, bool)>,
 }
 
 /// `microbot chat TARGET`.
@@ -85,19 +87,21 @@ pub async fn chat(ctx: &Ctx, args: Chat) -> Result<(), CliError> {
 
 async fn run(online: &mut Online, args: &Chat, linger: Duration) -> Result<(), CliError> {
     let target = target::resolve(&online.account, &args.target)?;
-    let names = target::group_names(&online.account)?;
+    let mut names = target::group_names(&online.account)?;
     let Online { account, inbox, .. } = online;
-    let mut lines = stdin_lines();
-    println!(
+    let (screen, mut input) = Screen::start();
+    screen.say(&format!(
         "Chat with {} as {}. {HELP}",
         target.label,
         account.username()
-    );
+    ));
     let mut state = ChatState {
         account,
+        screen: &screen,
         target,
         view: View::default(),
         pending: HashSet::new(),
+        receipts: HashSet::new(),
     };
     state.show_history(args.history)?;
     // Messages fetched while connecting are in the history already.
@@ -108,41 +112,27 @@ async fn run(online: &mut Online, args: &Chat, linger: Duration) -> Result<(), C
     }
     loop {
         tokio::select! {
-            line = lines.recv() => match line {
-                Some(Some(line)) => {
+            input = input.recv() => match input {
+                Some(Input::Line(line)) => {
                     if !state.handle_line(&line) {
                         break;
                     }
                 }
-                Some(None) | None => break,
+                Some(Input::Typing(started)) => state.typing(started),
+                Some(Input::End) | None => break,
             },
             event = inbox.next() => match event {
-                Some(event) => state.show_event(&event, &names)?,
+                Some(event) => {
+                    if matches!(event, Event::GroupChanged { .. }) {
+                        names = target::group_names(state.account)?;
+                    }
+                    state.show_event(&event, &names)?;
+                }
                 None => return Err(CliError::Other("the account stopped unexpectedly".into())),
             },
         }
     }
     drain(inbox, &mut state, &names, linger).await
-}
-
-/// Lines of standard input, read on their own thread; `None` at the end.
-fn stdin_lines() -> mpsc::UnboundedReceiver<Option<String>> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    std::thread::spawn(move || {
-        let stdin = std::io::stdin();
-        for line in stdin.lock().lines() {
-            match line {
-                Ok(line) => {
-                    if tx.send(Some(line)).is_err() {
-                        return;
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-        let _ = tx.send(None);
-    });
-    rx
 }
 
 impl ChatState<'_> {
@@ -165,8 +155,13 @@ impl ChatState<'_> {
                 continue;
             }
             let n = self.view.push(&snapshot.author, snapshot.message_id);
-            println!("{}", self.format_snapshot(n, snapshot));
-            if snapshot.author != self.me() {
+            self.screen.say(&self.format_snapshot(n, snapshot));
+            // What came before our own last message was seen when we wrote
+            // it (the SDK keeps no read state to ask; this keeps reopening
+            // a chat from re-sending the same receipts).
+            if snapshot.author == self.me() {
+                unread.clear();
+            } else {
                 unread.push(snapshot.message_id);
             }
         }
@@ -215,6 +210,16 @@ impl ChatState<'_> {
         format!("[{n}] {}: {body}{file}{reactions}", snapshot.author)
     }
 
+    /// Tells the conversation we started or stopped typing. Typing
+    /// notices are ephemeral: the SDK confirms no [`Event::Sent`] for them,
+    /// so they are not waited for.
+    fn typing(&self, started: bool) {
+        if let Err(e) = self.account.typing(&self.target.conversation, started) {
+            self.screen
+                .warn(&format!("error: {}", error::send(&self.target.label, e)));
+        }
+    }
+
     /// Queues something; remembers its id until the server stored it.
     fn queue(
         &mut self,
@@ -226,7 +231,8 @@ impl ChatState<'_> {
                 Some(id)
             }
             Err(e) => {
-                eprintln!("error: {}", error::send(&self.target.label, e));
+                self.screen
+                    .warn(&format!("error: {}", error::send(&self.target.label, e)));
                 None
             }
         }
@@ -253,7 +259,8 @@ impl ChatState<'_> {
                         )
                     })
                     .unwrap_or_default();
-                println!("[{n}] {}: {}{file}", m.author, m.text);
+                self.screen
+                    .say(&format!("[{n}] {}: {}{file}", m.author, m.text));
                 if m.author != self.me() {
                     let id = m.message_id;
                     self.queue(|account, conversation| account.mark_read(conversation, &[id]));
@@ -265,14 +272,18 @@ impl ChatState<'_> {
                 target,
                 text,
             } if *conversation == self.target.conversation => {
-                println!("{} {author} edited: {text}", self.view.label(target));
+                self.screen.say(&format!(
+                    "{} {author} edited: {text}",
+                    self.view.label(target)
+                ));
             }
             Event::Deleted {
                 conversation,
                 author,
                 target,
             } if *conversation == self.target.conversation => {
-                println!("{} deleted by {author}", self.view.label(target));
+                self.screen
+                    .say(&format!("{} deleted by {author}", self.view.label(target)));
             }
             Event::Reaction {
                 conversation,
@@ -282,7 +293,10 @@ impl ChatState<'_> {
                 removed,
             } if *conversation == self.target.conversation => {
                 let verb = if *removed { "withdrew" } else { "reacted" };
-                println!("{} {from} {verb} {emoji}", self.view.label(target));
+                self.screen.say(&format!(
+                    "{} {from} {verb} {emoji}",
+                    self.view.label(target)
+                ));
             }
             Event::Receipt {
                 conversation,
@@ -290,12 +304,21 @@ impl ChatState<'_> {
                 kind,
                 message_ids,
             } if *conversation == self.target.conversation && from != self.me() => {
-                let which: Vec<String> = message_ids.iter().map(|id| self.view.label(id)).collect();
-                match kind {
-                    ReceiptKind::Read => println!("  ✓✓ read by {from}: {}", which.join(" ")),
-                    ReceiptKind::Delivered => {
-                        println!("  ✓ delivered to {from}: {}", which.join(" "));
-                    }
+                let read = *kind == ReceiptKind::Read;
+                let which: Vec<String> = message_ids
+                    .iter()
+                    .filter(|id| self.receipts.insert((from.clone(), **id, read)))
+                    .map(|id| self.view.label(id))
+                    .collect();
+                if which.is_empty() {
+                    return Ok(());
+                }
+                if read {
+                    self.screen
+                        .say(&format!("  ✓✓ read by {from}: {}", which.join(" ")));
+                } else {
+                    self.screen
+                        .say(&format!("  ✓ delivered to {from}: {}", which.join(" ")));
                 }
             }
             Event::Typing {
@@ -304,33 +327,40 @@ impl ChatState<'_> {
                 started,
             } if *conversation == self.target.conversation && from != self.me() => {
                 if *started {
-                    println!("  {from} is typing…");
+                    self.screen.say(&format!("  {from} is typing…"));
                 } else {
-                    println!("  {from} stopped typing");
+                    self.screen.say(&format!("  {from} stopped typing"));
                 }
             }
             Event::Sent { message_id, .. } => {
                 self.pending.remove(message_id);
             }
             Event::SendFailed { message_id, reason } if self.pending.remove(message_id) => {
-                eprintln!(
+                self.screen.warn(&format!(
                     "error: {} was not sent: {}",
                     self.view.label(message_id),
                     error::send_failed(&self.target.label, reason)
-                );
+                ));
             }
             Event::SafetyNumberChanged { username, .. } => {
-                eprintln!("warning: {}", CliError::UntrustedIdentity(username.clone()));
+                self.screen.warn(&format!(
+                    "warning: {}",
+                    CliError::UntrustedIdentity(username.clone())
+                ));
             }
             Event::Connection(ConnectionState::Disconnected { reason, .. }) => {
-                eprintln!("(connection lost: {reason}; reconnecting)");
+                self.screen
+                    .warn(&format!("(connection lost: {reason}; reconnecting)"));
             }
-            Event::Connection(ConnectionState::Connected) => eprintln!("(connected)"),
+            Event::Connection(ConnectionState::Connected) => self.screen.warn("(connected)"),
             Event::Connection(ConnectionState::Refused { reason }) => {
                 return Err(CliError::DeviceRefused(reason.clone()));
             }
             Event::Message(m) => {
-                eprintln!("(new message in {})", names.label(&m.conversation));
+                self.screen.warn(&format!(
+                    "(new message in {})",
+                    names.label(&m.conversation)
+                ));
             }
             _ => {}
         }
@@ -349,7 +379,8 @@ impl ChatState<'_> {
                 self.queue(|account, conversation| account.send_text(conversation, &text))
             {
                 let n = self.view.push(self.account.username(), id);
-                println!("[{n}] {}: {text}", self.account.username());
+                self.screen
+                    .say(&format!("[{n}] {}: {text}", self.account.username()));
             }
             return true;
         };
@@ -357,7 +388,7 @@ impl ChatState<'_> {
         let result = match name {
             "quit" | "q" | "exit" => return false,
             "help" | "h" => {
-                println!("{HELP}");
+                self.screen.say(HELP);
                 Ok(())
             }
             "history" => {
@@ -370,7 +401,9 @@ impl ChatState<'_> {
                     .queue(|account, conversation| account.edit(conversation, id, &text))
                     .is_some()
                 {
-                    println!("{} edited: {text}", state.view.label(&id));
+                    state
+                        .screen
+                        .say(&format!("{} edited: {text}", state.view.label(&id)));
                 }
             }),
             "delete" | "del" => self.with_number(rest, false, |state, (_, id), _| {
@@ -379,7 +412,9 @@ impl ChatState<'_> {
                     .queue(|account, conversation| account.delete(conversation, id))
                     .is_some()
                 {
-                    println!("{} deleted", state.view.label(&id));
+                    state
+                        .screen
+                        .say(&format!("{} deleted", state.view.label(&id)));
                 }
             }),
             "react" | "unreact" => {
@@ -407,17 +442,17 @@ impl ChatState<'_> {
                     account.send_reply(conversation, &text, &author, id, &snippet)
                 }) {
                     let n = state.view.push(state.account.username(), new);
-                    println!(
+                    state.screen.say(&format!(
                         "[{n}] {} (reply to {}): {text}",
                         state.account.username(),
                         state.view.label(&id)
-                    );
+                    ));
                 }
             }),
             _ => Err(CliError::Input(format!("unknown command /{name}. {HELP}"))),
         };
         if let Err(error) = result {
-            eprintln!("error: {error}");
+            self.screen.warn(&format!("error: {error}"));
         }
         true
     }
