@@ -95,6 +95,20 @@ async fn an_encrypted_store_refuses_a_wrong_passphrase_and_holds_no_plaintext() 
         )
         .unwrap();
     next_text(&mut bob.events).await;
+    // A group: its name, sender keys and messages are sealed at rest too.
+    let group_id = bob
+        .account
+        .create_group(&format!("{MARKER} group"), &["alice"])
+        .await
+        .unwrap();
+    let group = Conversation::Group(group_id);
+    bob.account
+        .send_text(&group, &format!("{MARKER} in group"))
+        .unwrap();
+    assert_eq!(
+        next_text(&mut alice.events).await.text,
+        format!("{MARKER} in group")
+    );
     alice.account.disconnect().await;
     let path = alice.path();
     let _dir = alice.dir;
@@ -123,6 +137,10 @@ async fn an_encrypted_store_refuses_a_wrong_passphrase_and_holds_no_plaintext() 
         }
     }
     let (reopened, _events) = Account::open(&alice.store, fast_config()).unwrap();
+    let groups = reopened.groups().unwrap();
+    assert_eq!(groups.len(), 1);
+    assert_eq!(groups[0].name, format!("{MARKER} group"));
+    assert_eq!(reopened.history(&group, 10).unwrap().len(), 1);
     let history = reopened
         .history(&Conversation::Direct("bob".into()), 10)
         .unwrap();

@@ -211,7 +211,10 @@ pub(crate) fn apply_change(
     {
         record.pending_key = key.to_vec();
     }
-    if kind == GroupChangeKind::Created {
+    // The creator is the group's first admin: a `CREATED` from anyone else
+    // (once we know the group) is not a creation.
+    let creator = record.version == 0 || record.role_of(sender) == Some(super::GroupRole::Admin);
+    if kind == GroupChangeKind::Created && creator {
         record.pending_created_by = sender.to_owned();
     }
     updates.extend(record.open_blob(id));
