@@ -45,7 +45,7 @@ impl Progress {
         self.last_draw = Some(now);
         let line = render(&self.label, done, total, now.duration_since(self.started));
         let mut err = std::io::stderr();
-        let _ = write!(err, "\r{line}");
+        let _ = write!(err, "\r\x1b[2K{line}");
         let _ = err.flush();
     }
 

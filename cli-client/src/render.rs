@@ -23,7 +23,10 @@
 
 use std::collections::{HashMap, HashSet};
 
-use microbot_client::{ConnectionState, Conversation, Event, GroupId, GroupUpdate, ReceiptKind};
+use microbot_client::{
+    AttachmentPointer, ConnectionState, Conversation, Event, GroupId, GroupUpdate, MessageId,
+    ReceiptKind,
+};
 use serde_json::{Value, json};
 
 use crate::progress;
@@ -326,30 +329,35 @@ fn short(id: &[u8; 16]) -> String {
     hex::encode(id.get(..4).unwrap_or_default())
 }
 
+/// A message's text followed by its file, if any:
+/// `caption [file "a.pdf", 1.2 MiB: microbot file get <id>]`.
+pub fn body(text: &str, file: Option<&AttachmentPointer>, id: &MessageId) -> String {
+    let Some(file) = file else {
+        return text.to_owned();
+    };
+    let file = format!(
+        "[file {:?}, {}: `microbot file get {}`]",
+        file.file_name,
+        progress::bytes(file.size as f64),
+        id_hex(id)
+    );
+    if text.is_empty() {
+        file
+    } else {
+        format!("{text} {file}")
+    }
+}
+
 /// The event as one line of text for people.
 pub fn to_line(event: &Event, names: &Names) -> String {
     match event {
-        Event::Message(m) => {
-            let file = m
-                .attachment
-                .as_ref()
-                .map(|a| {
-                    format!(
-                        " [file {:?}, {}; fetch with `microbot file get {}`]",
-                        a.file_name,
-                        progress::bytes(a.size as f64),
-                        id_hex(&m.message_id)
-                    )
-                })
-                .unwrap_or_default();
-            format!(
-                "[{}] {}: {}{file}  (id {})",
-                names.label(&m.conversation),
-                m.author,
-                m.text,
-                id_hex(&m.message_id)
-            )
-        }
+        Event::Message(m) => format!(
+            "[{}] {}: {}  (id {})",
+            names.label(&m.conversation),
+            m.author,
+            body(&m.text, m.attachment.as_ref(), &m.message_id),
+            id_hex(&m.message_id)
+        ),
         Event::Edited {
             conversation,
             author,

@@ -17,10 +17,9 @@ use tokio::time::Instant;
 
 use crate::cli::Chat;
 use crate::error::{self, CliError};
-use crate::progress;
-use crate::render::Names;
+use crate::render::{self, Names};
 use crate::screen::{Input, Screen};
-use crate::session::{Ctx, Inbox, Online, id_hex};
+use crate::session::{Ctx, Inbox, Online};
 use crate::target::{self, Target};
 
 const HELP: &str = "Type a message and press Enter. Commands: /edit N TEXT, /delete N, \
@@ -183,18 +182,7 @@ impl ChatState<'_> {
             MessageStatus::Deleted => "(deleted)".to_owned(),
             MessageStatus::Pending => "…".to_owned(),
         };
-        let file = snapshot
-            .attachment
-            .as_ref()
-            .map(|a| {
-                format!(
-                    " [file {:?}, {}: `microbot file get {}`]",
-                    a.file_name,
-                    progress::bytes(a.size as f64),
-                    id_hex(&snapshot.message_id)
-                )
-            })
-            .unwrap_or_default();
+        let body = render::body(&body, snapshot.attachment.as_ref(), &snapshot.message_id);
         let reactions = self
             .account
             .reactions(&snapshot.message_id)
@@ -207,7 +195,7 @@ impl ChatState<'_> {
         } else {
             format!("  [{}]", reactions.join(", "))
         };
-        format!("[{n}] {}: {body}{file}{reactions}", snapshot.author)
+        format!("[{n}] {}: {body}{reactions}", snapshot.author)
     }
 
     /// Tells the conversation we started or stopped typing. Typing
@@ -247,20 +235,8 @@ impl ChatState<'_> {
                     return Ok(());
                 }
                 let n = self.view.push(&m.author, m.message_id);
-                let file = m
-                    .attachment
-                    .as_ref()
-                    .map(|a| {
-                        format!(
-                            " [file {:?}, {}: `microbot file get {}`]",
-                            a.file_name,
-                            progress::bytes(a.size as f64),
-                            id_hex(&m.message_id)
-                        )
-                    })
-                    .unwrap_or_default();
-                self.screen
-                    .say(&format!("[{n}] {}: {}{file}", m.author, m.text));
+                let body = render::body(&m.text, m.attachment.as_ref(), &m.message_id);
+                self.screen.say(&format!("[{n}] {}: {body}", m.author));
                 if m.author != self.me() {
                     let id = m.message_id;
                     self.queue(|account, conversation| account.mark_read(conversation, &[id]));
