@@ -29,16 +29,17 @@
 //! which a cluster must share; docs/OPERATIONS.md).
 
 mod attachments;
+mod db;
 mod groups;
 mod pool;
 pub mod schema;
 
 use std::fmt;
 
-use tokio_postgres::Transaction;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::FromSql;
 
+use self::db::{Db, Tx};
 use self::pool::Pool;
 use super::{
     AccountRecord, BundleRecord, DeviceRecord, FetchPage, NewAccount, OneTimeKey, OutgoingEnvelope,
@@ -195,7 +196,7 @@ impl PostgresStorage {
                 .spawn(|| {
                     storage.block_on(async {
                         let mut pooled = storage.pool.get().await?;
-                        schema::migrate(pooled.client()?).await
+                        schema::migrate(pooled.parts()?.0).await
                     })
                 })
                 .join()
@@ -223,16 +224,16 @@ impl PostgresStorage {
     /// serialisation failure.
     pub(crate) fn with_tx<T>(
         &self,
-        f: impl AsyncFn(&Transaction<'_>) -> PgResult<T>,
+        f: impl AsyncFn(&Tx<'_, '_>) -> PgResult<T>,
     ) -> StorageResult<T> {
         self.block_on(async {
             let mut pooled = self.pool.get().await?;
-            let client = pooled.client()?;
+            let (client, cache) = pooled.parts()?;
             let mut attempt = 1;
             loop {
                 let outcome: PgResult<T> = async {
                     let tx = client.transaction().await?;
-                    let value = f(&tx).await?;
+                    let value = f(&Db { client: &tx, cache }).await?;
                     tx.commit().await?;
                     Ok(value)
                 }
@@ -242,6 +243,24 @@ impl PostgresStorage {
                     other => return other,
                 }
             }
+        })
+        .map_err(PgError::into_storage)
+    }
+
+    /// Runs `f` (one statement, atomic by itself) outside a transaction:
+    /// one round trip instead of three.
+    pub(crate) fn with_client<T>(
+        &self,
+        f: impl AsyncFn(&Db<'_, tokio_postgres::Client>) -> PgResult<T>,
+    ) -> StorageResult<T> {
+        self.block_on(async {
+            let mut pooled = self.pool.get().await?;
+            let (client, cache) = pooled.parts()?;
+            f(&Db {
+                client: &*client,
+                cache,
+            })
+            .await
         })
         .map_err(PgError::into_storage)
     }
@@ -275,7 +294,7 @@ fn device_from_row(row: &tokio_postgres::Row) -> PgResult<DeviceRecord> {
 const DEVICE_COLUMNS: &str =
     "id, account_id, public_key, name, created_at_ms, last_login_ms, removed";
 
-async fn delete_device_data(tx: &Transaction<'_>, device_id: i64) -> PgResult<()> {
+async fn delete_device_data(tx: &Tx<'_, '_>, device_id: i64) -> PgResult<()> {
     for sql in [
         "DELETE FROM device_keys WHERE device_id = $1",
         "DELETE FROM one_time_prekeys WHERE device_id = $1",
@@ -288,7 +307,10 @@ async fn delete_device_data(tx: &Transaction<'_>, device_id: i64) -> PgResult<()
     Ok(())
 }
 
-async fn stock(tx: &Transaction<'_>, device_id: i64) -> PgResult<PrekeyStock> {
+async fn stock<C: tokio_postgres::GenericClient + Sync>(
+    tx: &Db<'_, C>,
+    device_id: i64,
+) -> PgResult<PrekeyStock> {
     let row = tx
         .query_one(
             "SELECT (SELECT COUNT(*) FROM one_time_prekeys WHERE device_id = $1), \
@@ -305,7 +327,7 @@ async fn stock(tx: &Transaction<'_>, device_id: i64) -> PgResult<PrekeyStock> {
     })
 }
 
-async fn take_bundle(tx: &Transaction<'_>, device_id: i64) -> PgResult<Option<BundleRecord>> {
+async fn take_bundle(tx: &Tx<'_, '_>, device_id: i64) -> PgResult<Option<BundleRecord>> {
     let Some(keys) = tx
         .query_opt(
             "SELECT k.identity_key, k.signed_prekey_id, k.signed_prekey, k.signed_prekey_signature, \
@@ -385,7 +407,7 @@ async fn take_bundle(tx: &Transaction<'_>, device_id: i64) -> PgResult<Option<Bu
 /// Locks the rows of `devices` (in id order: concurrent senders never
 /// deadlock) and returns `(id, removed)` for those that exist.
 pub(crate) async fn lock_devices(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_, '_>,
     devices: &[i64],
 ) -> PgResult<std::collections::HashMap<i64, bool>> {
     let rows = tx
@@ -399,7 +421,7 @@ pub(crate) async fn lock_devices(
 
 /// Devices among `devices` whose queue holds `max` unexpired envelopes.
 pub(crate) async fn full_queues(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_, '_>,
     devices: &[i64],
     now_ms: u64,
     max: u32,
@@ -454,7 +476,7 @@ impl Storage for PostgresStorage {
     }
 
     fn account_by_username(&self, username: &str) -> StorageResult<Option<AccountRecord>> {
-        self.with_tx(async |tx| {
+        self.with_client(async |tx| {
             tx.query_opt(
                 &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE username = $1"),
                 &[&username],
@@ -467,7 +489,7 @@ impl Storage for PostgresStorage {
     }
 
     fn account_by_id(&self, account_id: i64) -> StorageResult<Option<AccountRecord>> {
-        self.with_tx(async |tx| {
+        self.with_client(async |tx| {
             tx.query_opt(
                 &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1"),
                 &[&account_id],
@@ -482,7 +504,7 @@ impl Storage for PostgresStorage {
     fn consume_totp_step(&self, account_id: i64, step: i64) -> StorageResult<bool> {
         // The row lock makes a second node's UPDATE wait and then re-check
         // `last_totp_step < step` against the committed value: one winner.
-        self.with_tx(async |tx| {
+        self.with_client(async |tx| {
             let changed = tx
                 .execute(
                     "UPDATE accounts SET last_totp_step = $2 WHERE id = $1 AND last_totp_step < $2",
@@ -494,7 +516,7 @@ impl Storage for PostgresStorage {
     }
 
     fn activate_account(&self, account_id: i64) -> StorageResult<()> {
-        self.with_tx(async |tx| {
+        self.with_client(async |tx| {
             tx.execute(
                 "UPDATE accounts SET active = TRUE WHERE id = $1",
                 &[&account_id],
@@ -505,7 +527,7 @@ impl Storage for PostgresStorage {
     }
 
     fn consume_recovery_code(&self, account_id: i64, code_hash: &[u8; 32]) -> StorageResult<bool> {
-        self.with_tx(async |tx| {
+        self.with_client(async |tx| {
             let changed = tx
                 .execute(
                     "DELETE FROM recovery_codes WHERE account_id = $1 AND code_hash = $2",
@@ -517,7 +539,7 @@ impl Storage for PostgresStorage {
     }
 
     fn set_password_hash(&self, account_id: i64, password_hash: &str) -> StorageResult<()> {
-        self.with_tx(async |tx| {
+        self.with_client(async |tx| {
             tx.execute(
                 "UPDATE accounts SET password_hash = $2 WHERE id = $1",
                 &[&account_id, &password_hash],
@@ -571,7 +593,7 @@ impl Storage for PostgresStorage {
         name: &str,
         now_ms: u64,
     ) -> StorageResult<u64> {
-        self.with_tx(async |tx| {
+        self.with_client(async |tx| {
             let row = tx
                 .query_one(
                     "INSERT INTO devices (account_id, public_key, name, created_at_ms) \
@@ -584,7 +606,7 @@ impl Storage for PostgresStorage {
     }
 
     fn device(&self, device_id: u64) -> StorageResult<Option<DeviceRecord>> {
-        self.with_tx(async |tx| {
+        self.with_client(async |tx| {
             tx.query_opt(
                 &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = $1"),
                 &[&sql_id(device_id)],
@@ -597,7 +619,7 @@ impl Storage for PostgresStorage {
     }
 
     fn account_devices(&self, account_id: i64) -> StorageResult<Vec<DeviceRecord>> {
-        self.with_tx(async |tx| {
+        self.with_client(async |tx| {
             tx.query(
                 &format!(
                     "SELECT {DEVICE_COLUMNS} FROM devices WHERE account_id = $1 AND NOT removed ORDER BY id"
@@ -612,7 +634,7 @@ impl Storage for PostgresStorage {
     }
 
     fn record_login(&self, device_id: u64, now_ms: u64) -> StorageResult<()> {
-        self.with_tx(async |tx| {
+        self.with_client(async |tx| {
             tx.execute(
                 "UPDATE devices SET last_login_ms = $2 WHERE id = $1",
                 &[&sql_id(device_id), &sql_time(now_ms)],
@@ -728,7 +750,7 @@ impl Storage for PostgresStorage {
     }
 
     fn prekey_stock(&self, device_id: u64) -> StorageResult<PrekeyStock> {
-        self.with_tx(async |tx| stock(tx, sql_id(device_id)).await)
+        self.with_client(async |tx| stock(tx, sql_id(device_id)).await)
     }
 
     fn enqueue(
@@ -761,18 +783,13 @@ impl Storage for PostgresStorage {
             if !full.is_empty() {
                 return Err(StorageError::QueueFull(full).into());
             }
-            let insert = tx
-                .prepare(
-                    "INSERT INTO envelopes (device_id, sender_username, sender_device_id, \
-                     server_timestamp_ms, expires_at_ms, ciphertext) \
-                     VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-                )
-                .await?;
             let mut ids = Vec::with_capacity(envelopes.len());
             for envelope in envelopes {
                 let row = tx
                     .query_one(
-                        &insert,
+                        "INSERT INTO envelopes (device_id, sender_username, sender_device_id, \
+                         server_timestamp_ms, expires_at_ms, ciphertext) \
+                         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
                         &[
                             &sql_id(envelope.recipient_device_id),
                             &meta.sender_username,
@@ -868,7 +885,7 @@ impl Storage for PostgresStorage {
     }
 
     fn queue_len(&self, device_id: u64, now_ms: u64) -> StorageResult<u32> {
-        self.with_tx(async |tx| {
+        self.with_client(async |tx| {
             let row = tx
                 .query_one(
                     "SELECT COUNT(*) FROM envelopes WHERE device_id = $1 AND expires_at_ms > $2",
@@ -899,7 +916,7 @@ impl Storage for PostgresStorage {
     }
 
     fn total_queued(&self, now_ms: u64) -> StorageResult<u64> {
-        self.with_tx(async |tx| {
+        self.with_client(async |tx| {
             let row = tx
                 .query_one(
                     "SELECT COUNT(*) FROM envelopes WHERE expires_at_ms > $1",

@@ -2,9 +2,7 @@
 //! Only the records live here; the bytes are files in the attachments
 //! directory, which every node of a cluster must share.
 
-use tokio_postgres::Transaction;
-
-use super::{PgResult, PostgresStorage, col, net_id, sql_id, sql_time};
+use super::{PgResult, PostgresStorage, Tx, col, net_id, sql_id, sql_time};
 use crate::storage::attachments::ATTACHMENT_ID_LEN;
 use crate::storage::{AttachmentRecord, AttachmentStorage, StorageError, StorageResult};
 
@@ -26,7 +24,7 @@ fn from_row(r: &tokio_postgres::Row) -> PgResult<AttachmentRecord> {
 }
 
 async fn load(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_, '_>,
     id: &AttachmentId,
     now_ms: u64,
     for_update: bool,

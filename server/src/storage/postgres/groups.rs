@@ -8,10 +8,9 @@
 
 use std::collections::BTreeSet;
 
-use tokio_postgres::Transaction;
-
 use super::{
-    PgError, PgResult, PostgresStorage, col, full_queues, lock_devices, net_id, sql_id, sql_time,
+    PgError, PgResult, PostgresStorage, Tx, col, full_queues, lock_devices, net_id, sql_id,
+    sql_time,
 };
 use crate::storage::groups::{GROUP_ID_LEN, GroupRole, MemberRecord};
 use crate::storage::{
@@ -29,7 +28,7 @@ enum Lock {
     Update,
 }
 
-async fn load_group(tx: &Transaction<'_>, id: &GroupId, lock: Lock) -> PgResult<GroupRecord> {
+async fn load_group(tx: &Tx<'_, '_>, id: &GroupId, lock: Lock) -> PgResult<GroupRecord> {
     let suffix = match lock {
         Lock::None => "",
         Lock::Share => " FOR SHARE",
@@ -70,7 +69,7 @@ async fn load_group(tx: &Transaction<'_>, id: &GroupId, lock: Lock) -> PgResult<
 }
 
 /// An active account's id by username.
-async fn active_account(tx: &Transaction<'_>, username: &str) -> PgResult<i64> {
+async fn active_account(tx: &Tx<'_, '_>, username: &str) -> PgResult<i64> {
     let row = tx
         .query_opt(
             "SELECT id FROM accounts WHERE username = $1 AND active",
@@ -82,7 +81,7 @@ async fn active_account(tx: &Transaction<'_>, username: &str) -> PgResult<i64> {
 }
 
 /// Live devices of the given accounts, grouped by account ascending.
-async fn devices_of(tx: &Transaction<'_>, accounts: &BTreeSet<i64>) -> PgResult<Vec<u64>> {
+async fn devices_of(tx: &Tx<'_, '_>, accounts: &BTreeSet<i64>) -> PgResult<Vec<u64>> {
     let accounts: Vec<i64> = accounts.iter().copied().collect();
     let rows = tx
         .query(
@@ -99,7 +98,7 @@ fn member_ids(group: &GroupRecord) -> BTreeSet<i64> {
 }
 
 async fn insert_member(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_, '_>,
     id: &GroupId,
     account: i64,
     role: GroupRole,
@@ -114,7 +113,7 @@ async fn insert_member(
     Ok(())
 }
 
-async fn set_role(tx: &Transaction<'_>, id: &[u8], account: i64, role: GroupRole) -> PgResult<()> {
+async fn set_role(tx: &Tx<'_, '_>, id: &[u8], account: i64, role: GroupRole) -> PgResult<()> {
     tx.execute(
         "UPDATE group_members SET role = $3 WHERE group_id = $1 AND account_id = $2",
         &[&id, &account, &(role as i64)],
@@ -124,7 +123,7 @@ async fn set_role(tx: &Transaction<'_>, id: &[u8], account: i64, role: GroupRole
 }
 
 async fn apply_change(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_, '_>,
     group: &GroupRecord,
     actor: i64,
     change: &GroupChange,
@@ -355,18 +354,13 @@ impl GroupStorage for PostgresStorage {
                 .await?,
                 0,
             )?;
-            let insert = tx
-                .prepare(
-                    "INSERT INTO envelopes (device_id, sender_username, sender_device_id, \
-                     server_timestamp_ms, expires_at_ms, ciphertext, group_message_id) \
-                     VALUES ($1, $2, $3, $4, $5, ''::bytea, $6) RETURNING id",
-                )
-                .await?;
             let mut out = Vec::with_capacity(recipients.len());
             for device in recipients {
                 let row = tx
                     .query_one(
-                        &insert,
+                        "INSERT INTO envelopes (device_id, sender_username, sender_device_id, \
+                         server_timestamp_ms, expires_at_ms, ciphertext, group_message_id) \
+                         VALUES ($1, $2, $3, $4, $5, ''::bytea, $6) RETURNING id",
                         &[
                             &sql_id(device),
                             &meta.sender_username,

@@ -9,6 +9,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_postgres::{Client, NoTls};
 
 use super::PgError;
+use super::db::StatementCache;
 
 /// Time allowed to open one connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -16,13 +17,13 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Up to `size` connections to one database.
 pub(super) struct Pool {
     config: tokio_postgres::Config,
-    idle: Mutex<Vec<Client>>,
+    idle: Mutex<Vec<(Client, StatementCache)>>,
     permits: Semaphore,
 }
 
 /// A checked-out client; goes back to the pool when dropped.
 pub(super) struct Pooled<'a> {
-    client: Option<Client>,
+    client: Option<(Client, StatementCache)>,
     pool: &'a Pool,
     _permit: SemaphorePermit<'a>,
 }
@@ -37,7 +38,7 @@ impl Pool {
         }
     }
 
-    fn idle(&self) -> MutexGuard<'_, Vec<Client>> {
+    fn idle(&self) -> MutexGuard<'_, Vec<(Client, StatementCache)>> {
         self.idle
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -50,7 +51,7 @@ impl Pool {
         loop {
             let reused = self.idle().pop();
             match reused {
-                Some(client) if !client.is_closed() => {
+                Some(client) if !client.0.is_closed() => {
                     return Ok(Pooled {
                         client: Some(client),
                         pool: self,
@@ -68,7 +69,7 @@ impl Pool {
             }
         });
         Ok(Pooled {
-            client: Some(client),
+            client: Some((client, StatementCache::default())),
             pool: self,
             _permit: permit,
         })
@@ -76,16 +77,19 @@ impl Pool {
 }
 
 impl Pooled<'_> {
-    /// The client (present until drop).
-    pub(super) fn client(&mut self) -> Result<&mut Client, PgError> {
-        self.client.as_mut().ok_or(PgError::Closed)
+    /// The client and its statement cache (present until drop).
+    pub(super) fn parts(&mut self) -> Result<(&mut Client, &StatementCache), PgError> {
+        self.client
+            .as_mut()
+            .map(|(client, cache)| (client, &*cache))
+            .ok_or(PgError::Closed)
     }
 }
 
 impl Drop for Pooled<'_> {
     fn drop(&mut self) {
         if let Some(client) = self.client.take()
-            && !client.is_closed()
+            && !client.0.is_closed()
         {
             self.pool.idle().push(client);
         }

@@ -1,0 +1,91 @@
+//! [`Db`]: a connection or transaction with a per-connection cache of
+//! prepared statements, so each SQL text is parsed once per connection and
+//! every later use is one round trip.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{GenericClient, Portal, Row, Statement, Transaction};
+
+use super::PgResult;
+
+/// Prepared statements of one connection, by SQL text.
+#[derive(Default)]
+pub(crate) struct StatementCache(Mutex<HashMap<String, Statement>>);
+
+impl StatementCache {
+    fn get(&self, sql: &str) -> Option<Statement> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(sql)
+            .cloned()
+    }
+
+    fn put(&self, sql: &str, statement: Statement) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(sql.to_owned(), statement);
+    }
+}
+
+/// A client or transaction plus its connection's statement cache.
+pub(crate) struct Db<'a, C> {
+    pub(super) client: &'a C,
+    pub(super) cache: &'a StatementCache,
+}
+
+/// A [`Db`] inside a transaction.
+pub(crate) type Tx<'a, 'c> = Db<'a, Transaction<'c>>;
+
+type Params<'p> = &'p [&'p (dyn ToSql + Sync)];
+
+impl<C: GenericClient + Sync> Db<'_, C> {
+    async fn statement(&self, sql: &str) -> PgResult<Statement> {
+        if let Some(statement) = self.cache.get(sql) {
+            return Ok(statement);
+        }
+        let statement = self.client.prepare(sql).await?;
+        self.cache.put(sql, statement.clone());
+        Ok(statement)
+    }
+
+    /// All rows.
+    pub(crate) async fn query(&self, sql: &str, params: Params<'_>) -> PgResult<Vec<Row>> {
+        let statement = self.statement(sql).await?;
+        Ok(self.client.query(&statement, params).await?)
+    }
+
+    /// Exactly one row.
+    pub(crate) async fn query_one(&self, sql: &str, params: Params<'_>) -> PgResult<Row> {
+        let statement = self.statement(sql).await?;
+        Ok(self.client.query_one(&statement, params).await?)
+    }
+
+    /// At most one row.
+    pub(crate) async fn query_opt(&self, sql: &str, params: Params<'_>) -> PgResult<Option<Row>> {
+        let statement = self.statement(sql).await?;
+        Ok(self.client.query_opt(&statement, params).await?)
+    }
+
+    /// Rows changed.
+    pub(crate) async fn execute(&self, sql: &str, params: Params<'_>) -> PgResult<u64> {
+        let statement = self.statement(sql).await?;
+        Ok(self.client.execute(&statement, params).await?)
+    }
+}
+
+impl Db<'_, Transaction<'_>> {
+    /// A portal to read a query's rows in chunks.
+    pub(crate) async fn bind(&self, sql: &str, params: Params<'_>) -> PgResult<Portal> {
+        let statement = self.statement(sql).await?;
+        Ok(self.client.bind(&statement, params).await?)
+    }
+
+    /// Up to `max_rows` more rows of `portal`.
+    pub(crate) async fn query_portal(&self, portal: &Portal, max_rows: i32) -> PgResult<Vec<Row>> {
+        Ok(self.client.query_portal(portal, max_rows).await?)
+    }
+}
