@@ -1,4 +1,5 @@
-//! A bot that answers every message it receives with the same text — the
+//! A bot that answers every message it receives with the same text, in 1:1
+//! conversations and groups alike, and saves the files it is sent — the
 //! whole bot API in one screen.
 //!
 //! ```text
@@ -61,9 +62,35 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         match event {
             Event::Message(message) if message.author != account.username() => {
                 println!("{} says {:?}", message.author, message.text);
-                account.send_text(&message.conversation, &message.text)?;
+                if let Some(file) = &message.attachment {
+                    // Never trust a sender's file name as a path.
+                    let name: String = file
+                        .file_name
+                        .chars()
+                        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+                        .collect();
+                    let dest = std::path::PathBuf::from(format!("received-{name}"));
+                    match account
+                        .download_attachment(&message.message_id, &dest, |_| {})
+                        .await
+                    {
+                        Ok(size) => account.send_text(
+                            &message.conversation,
+                            &format!("got your file ({size} bytes)"),
+                        )?,
+                        Err(error) => account.send_text(
+                            &message.conversation,
+                            &format!("could not fetch your file: {error}"),
+                        )?,
+                    };
+                } else {
+                    account.send_text(&message.conversation, &message.text)?;
+                }
                 account.mark_read(&message.conversation, &[message.message_id])?;
             }
+            Event::GroupChanged {
+                group_id, update, ..
+            } => println!("group {group_id}: {update:?}"),
             Event::SafetyNumberChanged {
                 username,
                 safety_number,
