@@ -163,16 +163,6 @@ async fn refresh_group(inner: &Inner, conn: &Connection, id: GroupId) -> Result<
 
 async fn initial_sync(inner: &Inner, conn: &Connection) -> Result<(), End> {
     ensure_prekeys_uploaded(inner, conn).await?;
-    // Pushes missed while offline: bring every group we are in up to date.
-    let active: Vec<GroupId> = inner
-        .tx(|tx| tx.groups())?
-        .into_iter()
-        .filter(|(_, record)| record.active)
-        .map(|(id, _)| id)
-        .collect();
-    for id in active {
-        refresh_group(inner, conn, id).await?;
-    }
     let mut after = 0;
     loop {
         let page = match conn
@@ -197,6 +187,18 @@ async fn initial_sync(inner: &Inner, conn: &Connection) -> Result<(), End> {
         if !page.more || page.envelopes.is_empty() {
             break;
         }
+    }
+    // Group pushes missed while offline: bring every group we are in up to
+    // date, after the queued announcements (so a member who announced
+    // leaving is reported as having left, not as removed), before sending.
+    let active: Vec<GroupId> = inner
+        .tx(|tx| tx.groups())?
+        .into_iter()
+        .filter(|(_, record)| record.active)
+        .map(|(id, _)| id)
+        .collect();
+    for id in active {
+        refresh_group(inner, conn, id).await?;
     }
     drain_outbox(inner, conn).await
 }

@@ -585,3 +585,86 @@ async fn a_members_new_device_gets_the_sender_key_for_later_messages() {
     }
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_made_while_offline_are_caught_up_on_connect() {
+    let server = TestServer::start().await;
+    let mut users = Vec::new();
+    for name in ["alice", "bob", "carol", "dave"] {
+        users.push(register(&server, name).await);
+    }
+    let alice = online(&server, &mut users[0], IdentitySource::New, fast_config()).await;
+    let mut bob = online(&server, &mut users[1], IdentitySource::New, fast_config()).await;
+    let mut carol = online(&server, &mut users[2], IdentitySource::New, fast_config()).await;
+    let mut dave = online(&server, &mut users[3], IdentitySource::New, fast_config()).await;
+    let id = alice
+        .account
+        .create_group("catch up", &["bob", "carol", "dave"])
+        .await
+        .unwrap();
+    for device in [&mut bob, &mut carol, &mut dave] {
+        created(&mut device.events, id).await;
+    }
+    carol.account.disconnect().await;
+    dave.account.disconnect().await;
+    bob.account.leave_group(&id).await.unwrap();
+    alice
+        .account
+        .remove_group_members(&id, &["dave"])
+        .await
+        .unwrap();
+    alice
+        .account
+        .send_text(&Conversation::Group(id), "news")
+        .unwrap();
+    while alice.account.outbox_len().unwrap() > 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    carol.account.connect();
+    let (mut left, mut removed, mut news) = (None, None, None);
+    while left.is_none() || removed.is_none() || news.is_none() {
+        wait_for(&mut carol.events, |e| match e {
+            Event::GroupChanged { update, .. } => match update {
+                GroupUpdate::Left { username } => {
+                    left = Some(username.clone());
+                    Some(())
+                }
+                GroupUpdate::MembersRemoved { usernames } => {
+                    assert!(
+                        !usernames.contains(&"bob".to_owned()),
+                        "bob left, was not removed"
+                    );
+                    removed = Some(usernames.clone());
+                    Some(())
+                }
+                _ => None,
+            },
+            Event::Message(m) => {
+                news = Some(m.text.clone());
+                Some(())
+            }
+            _ => None,
+        })
+        .await;
+    }
+    assert_eq!(left.unwrap(), "bob");
+    assert_eq!(removed.unwrap(), ["dave"]);
+    assert_eq!(news.unwrap(), "news");
+    let view = carol.account.group(&id).unwrap().unwrap();
+    assert_eq!(names(&view.members), ["alice", "carol"]);
+
+    dave.account.connect();
+    let removed = group_update(&mut dave.events, id, |u| match u {
+        GroupUpdate::MembersRemoved { usernames } => Some(usernames.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(removed, ["dave"]);
+    assert!(!dave.account.group(&id).unwrap().unwrap().active);
+    no_text_within(&mut dave.events, Duration::from_millis(300)).await;
+    for d in [&alice, &bob, &carol, &dave] {
+        d.account.disconnect().await;
+    }
+    server.stop().await;
+}
