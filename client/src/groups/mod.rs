@@ -230,8 +230,9 @@ pub(crate) struct MemberRecord {
 }
 
 /// The stored state of one group (sealed at rest as a whole). Versioned by
-/// field 1; a reader refuses other versions.
+/// field 1; a reader refuses other versions. Its `Debug` omits the keys.
 #[derive(Clone, PartialEq, prost::Message)]
+#[prost(skip_debug)]
 pub(crate) struct GroupRecord {
     #[prost(uint32, tag = "1")]
     pub format: u32,
@@ -265,6 +266,17 @@ pub(crate) struct GroupRecord {
     /// confirmed by the server's blob.
     #[prost(string, tag = "12")]
     pub pending_created_by: String,
+}
+
+impl fmt::Debug for GroupRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GroupRecord")
+            .field("version", &self.version)
+            .field("active", &self.active)
+            .field("members", &self.members.len())
+            .field("has_key", &!self.metadata_key.is_empty())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Drop for GroupRecord {
