@@ -104,7 +104,9 @@ impl Online {
                     return Err(CliError::Other("the account stopped unexpectedly".into()));
                 }
                 Err(_) => {
-                    account.disconnect().await;
+                    // Dropping the account aborts its connection task,
+                    // which may be waiting on a handshake.
+                    drop(account);
                     return Err(CliError::Unreachable {
                         addr: meta.server.clone(),
                         reason: format!("no connection within {} s", timeout.as_secs()),

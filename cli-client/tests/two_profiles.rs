@@ -438,3 +438,67 @@ fn a_changed_identity_blocks_sending_until_it_is_accepted() {
     let got = run_command(command, "").ok().json_lines();
     assert_eq!(got[0]["text"], "welcome back");
 }
+
+#[test]
+fn an_enrolled_profile_reports_a_stopped_server_and_a_changed_certificate() {
+    let server = TestServer::start();
+    let addr = server.addr;
+    let cli = Cli::new(&server);
+    cli.register("alice");
+    drop(server);
+
+    // Nothing listens any more.
+    let mut command = cli.command("alice", &["send", "bob", "anyone?"]);
+    command.env("MICROBOT_CONNECT_TIMEOUT", "2");
+    let out = run_command(command, "");
+    assert_eq!(out.code, 4, "{out:#?}");
+    assert!(
+        out.stderr
+            .starts_with(&format!("microbot: server unreachable at {addr}")),
+        "{out:#?}"
+    );
+    assert_eq!(out.stderr.lines().count(), 1, "{out:#?}");
+
+    // Another server (another certificate) on the same address.
+    let impostor = TestServer::start_on(addr);
+    assert_ne!(impostor.fingerprint, cli.fingerprint);
+    let out = cli.run("alice", &["recv", "--timeout", "1"]);
+    assert_eq!(out.code, 5, "{out:#?}");
+    assert!(
+        out.stderr
+            .starts_with("microbot: the server's certificate does not match"),
+        "{out:#?}"
+    );
+
+    // An encrypted profile needs its passphrase.
+    let mut register = cli.command(
+        "sealed",
+        &[
+            "register",
+            "sealed",
+            "--server",
+            &impostor.addr.to_string(),
+            "--cert-sha256",
+            &impostor.fingerprint,
+        ],
+    );
+    register.env("MICROBOT_PASSPHRASE", "open sesame");
+    let (out, _) = register_command(register, |auth| vec![auth.fresh(), auth.fresh()]);
+    out.ok();
+    let out = cli.run("sealed", &["contacts"]);
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert_eq!(
+        out.stderr,
+        "microbot: the store is encrypted: a passphrase is required (set MICROBOT_PASSPHRASE)\n"
+    );
+    let mut wrong = cli.command("sealed", &["contacts"]);
+    wrong.env("MICROBOT_PASSPHRASE", "open barley");
+    let out = run_command(wrong, "");
+    assert_eq!(
+        out.stderr,
+        "microbot: wrong passphrase (set MICROBOT_PASSPHRASE)\n"
+    );
+    let mut right = cli.command("sealed", &["devices"]);
+    right.env("MICROBOT_PASSPHRASE", "open sesame");
+    assert!(run_command(right, "").ok().stdout.contains("(this device)"));
+}

@@ -24,6 +24,12 @@ pub struct TestServer {
 
 impl TestServer {
     pub fn start() -> Self {
+        Self::start_on("127.0.0.1:0".parse().unwrap())
+    }
+
+    /// A server on `listen`, with its own data directory (and so its own
+    /// certificate).
+    pub fn start_on(listen: SocketAddr) -> Self {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -32,7 +38,7 @@ impl TestServer {
         let dir = tempfile::tempdir().unwrap();
         let config = Config {
             data_dir: dir.path().to_owned(),
-            listen: "127.0.0.1:0".parse().unwrap(),
+            listen,
             argon2_memory_kib: 64,
             argon2_iterations: 1,
             argon2_parallelism: 1,
@@ -200,62 +206,73 @@ impl Cli {
         fingerprint: &str,
         codes: impl FnOnce(&mut Authenticator) -> Vec<String>,
     ) -> (Output, Option<Authenticator>) {
-        let mut child = self
-            .command(
-                profile,
-                &[
-                    "register",
-                    username,
-                    "--server",
-                    server,
-                    "--cert-sha256",
-                    fingerprint,
-                ],
-            )
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut seen = String::new();
-        let mut auth = None;
-        loop {
-            let mut line = String::new();
-            if stdout.read_line(&mut line).unwrap() == 0 {
-                break;
-            }
-            seen.push_str(&line);
-            if let Some(secret) = line.trim_end().strip_prefix("secret: ") {
-                let mut authenticator = Authenticator::from_base32(secret);
-                for code in codes(&mut authenticator) {
-                    writeln!(stdin, "{code}").unwrap();
-                }
-                auth = Some(authenticator);
-                break;
-            }
-        }
-        drop(stdin);
-        stdout.read_to_string(&mut seen).unwrap();
-        let mut stderr = String::new();
-        child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut stderr)
-            .unwrap();
-        let status = child.wait().unwrap();
-        (
-            Output {
-                code: status.code().unwrap_or(-1),
-                stdout: seen,
-                stderr,
-            },
-            auth,
-        )
+        let command = self.command(
+            profile,
+            &[
+                "register",
+                username,
+                "--server",
+                server,
+                "--cert-sha256",
+                fingerprint,
+            ],
+        );
+        register_command(command, codes)
     }
+}
 
+/// Runs a `register` command, reading the TOTP secret it prints and
+/// answering with codes from `codes` (called once the secret is known).
+pub fn register_command(
+    mut command: Command,
+    codes: impl FnOnce(&mut Authenticator) -> Vec<String>,
+) -> (Output, Option<Authenticator>) {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut seen = String::new();
+    let mut auth = None;
+    loop {
+        let mut line = String::new();
+        if stdout.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        seen.push_str(&line);
+        if let Some(secret) = line.trim_end().strip_prefix("secret: ") {
+            let mut authenticator = Authenticator::from_base32(secret);
+            for code in codes(&mut authenticator) {
+                writeln!(stdin, "{code}").unwrap();
+            }
+            auth = Some(authenticator);
+            break;
+        }
+    }
+    drop(stdin);
+    stdout.read_to_string(&mut seen).unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let status = child.wait().unwrap();
+    (
+        Output {
+            code: status.code().unwrap_or(-1),
+            stdout: seen,
+            stderr,
+        },
+        auth,
+    )
+}
+
+impl Cli {
     /// Registers `name` as profile `name` with correct codes.
     pub fn register(&self, name: &str) -> Authenticator {
         let (server, fingerprint) = (self.server.clone(), self.fingerprint.clone());
