@@ -428,9 +428,10 @@ impl Account {
         Ok(self.active_group(id)?.public(*id))
     }
 
-    /// Leaves the group: announces it to the members (after our earlier
-    /// group sends left the outbox), then leaves on the server and forgets
-    /// the group's keys. The history stays.
+    /// Leaves the group: announces it to the members through the outbox
+    /// (after our earlier group sends; waits up to 30 s for it to leave),
+    /// then leaves on the server and forgets the group's keys. The history
+    /// stays.
     ///
     /// # Errors
     /// [`GroupError`].
