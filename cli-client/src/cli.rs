@@ -151,8 +151,16 @@ pub struct Chat {
     pub history: u32,
 }
 
+const RECV_HELP: &str = "\
+JSON lines: every object has \"type\"; ids are 32 hex digits; \"conversation\" is
+{\"type\":\"direct\",\"username\":…} or {\"type\":\"group\",\"id\":…,\"name\":…}. A message:
+{\"type\":\"message\",\"conversation\":…,\"from\":…,\"device\":…,\"id\":…,\"sent_at_ms\":…,
+ \"text\":…,\"reply_to\":…|null,\"file\":{\"name\",\"size\",\"content_type\"}|null}.
+Without --only, \"sent\" and \"prekeys_refilled\" are left out.";
+
 /// `recv`.
 #[derive(Debug, Args)]
+#[command(after_help = RECV_HELP)]
 pub struct Recv {
     /// One JSON object per line and event.
     #[arg(long)]
@@ -165,7 +173,7 @@ pub struct Recv {
     pub count: Option<u64>,
     /// Show only these event types (comma-separated: message, edited, deleted,
     /// reaction, receipt, typing, group_changed, safety_number_changed,
-    /// decryption_failed, connection, sent, send_failed).
+    /// decryption_failed, connection, sent, send_failed, prekeys_refilled).
     #[arg(long, value_delimiter = ',', value_name = "TYPES")]
     pub only: Vec<String>,
 }

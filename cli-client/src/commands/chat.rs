@@ -103,9 +103,16 @@ async fn run(online: &mut Online, args: &Chat, linger: Duration) -> Result<(), C
         receipts: HashSet::new(),
     };
     state.show_history(args.history)?;
-    // Messages fetched while connecting are in the history already.
+    // Messages, edits, deletes and reactions fetched while connecting are
+    // in the history shown above already.
     for event in inbox.take_backlog() {
-        if !matches!(event, Event::Message(_)) {
+        if !matches!(
+            event,
+            Event::Message(_)
+                | Event::Edited { .. }
+                | Event::Deleted { .. }
+                | Event::Reaction { .. }
+        ) {
             state.show_event(&event, &names)?;
         }
     }
