@@ -2,9 +2,11 @@
 //! live messages, edits, deletes, reactions, typing and read receipts;
 //! each message has a number for the commands (`/edit N text`,
 //! `/delete N`, `/react N 👍`, `/unreact N 👍`, `/reply N text`, `/quit`).
-//! Lines come from standard input, so a script can drive it through a
-//! pipe; at the end of input it waits until what it sent left, then exits.
-//! Not owned here: sending and converging messages (the SDK).
+//! On a terminal the input is a line editor that also tells the others
+//! when we type ([`crate::screen`]); otherwise lines come from standard
+//! input, so a script can drive it through a pipe. At the end of input it
+//! waits until what it sent left, then exits. Not owned here: sending and
+//! converging messages (the SDK).
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -334,6 +336,12 @@ impl ChatState<'_> {
             Event::Connection(ConnectionState::Disconnected { reason, .. }) => {
                 self.screen
                     .warn(&format!("(connection lost: {reason}; reconnecting)"));
+            }
+            Event::GroupChanged {
+                group_id, update, ..
+            } if self.target.conversation == Conversation::Group(*group_id) => {
+                self.screen
+                    .say(&format!("  {}", render::group_update_text(update)));
             }
             Event::Connection(ConnectionState::Connected) => self.screen.warn("(connected)"),
             Event::Connection(ConnectionState::Refused { reason }) => {
