@@ -77,7 +77,8 @@ pub enum Command {
 /// Where the server is.
 #[derive(Debug, Args)]
 pub struct ServerArgs {
-    /// The server's QUIC address, host:port.
+    /// The server's QUIC address, host:port; a cluster's nodes as
+    /// host:port,host:port,… (devices spread over them and fail over).
     #[arg(long, value_name = "ADDR")]
     pub server: String,
     /// SHA-256 of the server's certificate, as the server prints it at start.

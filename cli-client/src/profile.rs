@@ -26,7 +26,7 @@ pub const PASSPHRASE_ENV: &str = "MICROBOT_PASSPHRASE";
 pub struct ProfileMeta {
     /// The account's username.
     pub username: String,
-    /// `host:port` of the server, as given.
+    /// `host:port` of the server (comma-separated for a cluster), as given.
     pub server: String,
     /// SHA-256 of the server's certificate (hex).
     pub cert_sha256: String,
@@ -36,10 +36,14 @@ pub struct ProfileMeta {
     pub enrolled: bool,
 }
 
-/// Resolves `addr` (`host:port`) and pins `cert_sha256`.
+/// Resolves `addr` (`host:port`, or the comma-separated addresses of a
+/// cluster's nodes, SPEC.md §12.1) and pins `cert_sha256`.
 pub fn server_config(addr: &str, cert_sha256: &str) -> Result<ServerConfig, CliError> {
-    let socket = resolve(addr)?;
-    ServerConfig::new(socket, cert_sha256).map_err(|e| {
+    let sockets = addr
+        .split(',')
+        .map(|one| resolve(one.trim()))
+        .collect::<Result<Vec<_>, _>>()?;
+    ServerConfig::with_addresses(sockets, cert_sha256).map_err(|e| {
         CliError::Input(format!(
             "--cert-sha256: {e} (expected the 64 hex digits the server prints at start)"
         ))
@@ -205,6 +209,20 @@ fn create_private_dir(dir: &Path) -> Result<(), CliError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cluster_is_given_as_comma_separated_addresses() {
+        let pin = "ab".repeat(32);
+        let one = server_config("127.0.0.1:7447", &pin).unwrap();
+        assert_eq!(one.addresses().len(), 1);
+        let three = server_config("127.0.0.1:7447, 127.0.0.2:7447,127.0.0.3:7447", &pin).unwrap();
+        let ports: Vec<String> = three.addresses().iter().map(|a| a.to_string()).collect();
+        assert_eq!(
+            ports,
+            ["127.0.0.1:7447", "127.0.0.2:7447", "127.0.0.3:7447"]
+        );
+        assert!(server_config("127.0.0.1:7447,", &pin).is_err());
+    }
 
     #[test]
     fn profile_names_cannot_escape_the_profiles_directory() {

@@ -9,6 +9,7 @@
 //! (sync.rs), the SQL (store/).
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use ed25519_dalek::SigningKey;
@@ -168,6 +169,8 @@ impl Drop for Account {
 // Meta keys of the profile.
 const META_USERNAME: &str = "username";
 const META_DEVICE_ID: &str = "device_id";
+/// The server's addresses, comma-separated, in round-robin order (a store
+/// written before clusters holds one address, which reads the same).
 const META_SERVER_ADDR: &str = "server_addr";
 const META_SERVER_NAME: &str = "server_name";
 const META_SERVER_PIN: &str = "server_fingerprint";
@@ -175,6 +178,19 @@ const META_IDENTITY: &str = "identity_seed";
 const META_DEVICE_KEY: &str = "device_seed";
 pub(crate) const META_PREKEYS: &str = "prekeys";
 pub(crate) const META_PREKEYS_UPLOADED: &str = "prekeys_uploaded";
+
+fn join_addresses(addresses: &[SocketAddr]) -> String {
+    addresses
+        .iter()
+        .map(SocketAddr::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The stored address list; `None` when any entry is not an address.
+fn split_addresses(stored: &str) -> Option<Vec<SocketAddr>> {
+    stored.split(',').map(|a| a.parse().ok()).collect()
+}
 
 fn seed32(bytes: &[u8], what: &'static str) -> Result<Zeroizing<[u8; 32]>, StoreError> {
     <[u8; 32]>::try_from(bytes)
@@ -218,13 +234,17 @@ impl Account {
             &enrolment.second_factor,
             &device_key,
             &config.device_name,
+            config.connect_timeout,
         )
         .await?;
         let local_prekeys = prekeys::initial(&identity);
         db.tx(|tx| -> Result<(), StoreError> {
             tx.set_meta(META_USERNAME, enrolment.username.as_bytes())?;
             tx.set_meta(META_DEVICE_ID, &device_id.to_be_bytes())?;
-            tx.set_meta(META_SERVER_ADDR, server.addr.to_string().as_bytes())?;
+            tx.set_meta(
+                META_SERVER_ADDR,
+                join_addresses(server.addresses()).as_bytes(),
+            )?;
             tx.set_meta(META_SERVER_NAME, server.server_name.as_bytes())?;
             tx.set_meta(META_SERVER_PIN, &server.fingerprint)?;
             tx.set_secret(META_IDENTITY, identity.to_seed().as_slice())?;
@@ -260,9 +280,9 @@ impl Account {
                 .meta_string(META_USERNAME)?
                 .ok_or(StoreError::NoAccount)?;
             let device_id = tx.meta_u64(META_DEVICE_ID)?.ok_or(StoreError::NoAccount)?;
-            let addr = tx
+            let addresses = tx
                 .meta_string(META_SERVER_ADDR)?
-                .and_then(|a| a.parse().ok())
+                .and_then(|a| split_addresses(&a))
                 .ok_or(StoreError::Corrupt {
                     what: "server address",
                 })?;
@@ -286,11 +306,11 @@ impl Account {
             Ok((
                 username,
                 device_id,
-                ServerConfig {
-                    addr,
-                    server_name,
-                    fingerprint,
-                },
+                ServerConfig::stored(addresses, server_name, fingerprint).ok_or(
+                    StoreError::Corrupt {
+                        what: "server address",
+                    },
+                )?,
                 seed32(&identity, "identity")?,
                 seed32(&device, "device key")?,
             ))
@@ -384,6 +404,13 @@ impl Account {
     /// The server this account talks to.
     pub fn server(&self) -> &ServerConfig {
         &self.inner.server
+    }
+
+    /// The server address the background connection is logged in
+    /// through right now (one of [`ServerConfig::addresses`]), or `None`
+    /// while offline.
+    pub fn connected_to(&self) -> Option<SocketAddr> {
+        self.inner.connection().map(|conn| conn.remote_address())
     }
 
     /// The account's identity key (Ed25519 public, 32 bytes).

@@ -11,14 +11,14 @@ use std::fmt;
 use bytes::Bytes;
 use ed25519_dalek::{Signer as _, SigningKey};
 use microbot_protocol::transport::{
-    ConfirmRegistrationRequest, EnrolDeviceRequest, LoginRequest, LoginResponse, RegisterRequest,
-    client_frame::Request, response, second_factor,
+    ConfirmRegistrationRequest, EnrolDeviceRequest, LoginRequest, LoginResponse, Push,
+    RegisterRequest, client_frame::Request, response, second_factor,
 };
 use zeroize::Zeroizing;
 
 use crate::config::ServerConfig;
 use crate::error::{AuthError, TransportError};
-use crate::transport::Connection;
+use crate::transport::{CONNECT_TIMEOUT, Connection};
 
 /// Context prefix of the login signature.
 pub const LOGIN_CONTEXT: &[u8] = b"Microbot device login v1\x00";
@@ -92,7 +92,7 @@ pub async fn register(
     password: &str,
 ) -> Result<Registration, AuthError> {
     check_credentials(username, password)?;
-    let (conn, _pushes) = Connection::connect(server, CLIENT_AGENT).await?;
+    let (conn, _pushes) = connect_before_login(server, username, CONNECT_TIMEOUT).await?;
     match conn
         .request(Request::Register(RegisterRequest {
             username: username.to_owned(),
@@ -124,7 +124,7 @@ pub async fn confirm_registration(
     totp_code: &str,
 ) -> Result<(), AuthError> {
     check_credentials(username, password)?;
-    let (conn, _pushes) = Connection::connect(server, CLIENT_AGENT).await?;
+    let (conn, _pushes) = connect_before_login(server, username, CONNECT_TIMEOUT).await?;
     expect_ok(
         conn.request(Request::ConfirmRegistration(ConfirmRegistrationRequest {
             username: username.to_owned(),
@@ -134,6 +134,23 @@ pub async fn confirm_registration(
         .await?,
     )?;
     Ok(())
+}
+
+/// A connection for a request made before this device has an id: the
+/// addresses are tried from the one device id 0 of `username` starts at
+/// (SPEC.md §12.1), so registrations spread over a cluster too.
+async fn connect_before_login(
+    server: &ServerConfig,
+    username: &str,
+    timeout: std::time::Duration,
+) -> Result<(Connection, tokio::sync::mpsc::UnboundedReceiver<Push>), TransportError> {
+    Connection::connect_any(
+        server,
+        server.start_index(username, 0),
+        CLIENT_AGENT,
+        timeout,
+    )
+    .await
 }
 
 pub(crate) fn expect_ok(result: response::Result) -> Result<(), TransportError> {
@@ -151,9 +168,10 @@ pub(crate) async fn enrol_device(
     factor: &SecondFactor,
     device_key: &SigningKey,
     device_name: &str,
+    connect_timeout: std::time::Duration,
 ) -> Result<u64, AuthError> {
     check_credentials(username, password)?;
-    let (conn, _pushes) = Connection::connect(server, CLIENT_AGENT).await?;
+    let (conn, _pushes) = connect_before_login(server, username, connect_timeout).await?;
     let factor = match factor {
         SecondFactor::Totp(code) => second_factor::Factor::TotpCode(code.clone()),
         SecondFactor::RecoveryCode(code) => second_factor::Factor::RecoveryCode(code.to_string()),

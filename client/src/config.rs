@@ -1,21 +1,32 @@
-//! What an application configures: where the server is (and which
-//! certificate to trust), where the local store is (and its passphrase), and
-//! the SDK's tunables. Not owned here: how the values are used.
+//! What an application configures: where the server is (one address, or
+//! the addresses of a cluster's nodes, and which certificate to trust),
+//! where the local store is (and its passphrase), and the SDK's tunables.
+//! Also the stable spreading of devices over a cluster's addresses
+//! (SPEC.md §12.1). Not owned here: how the values are used (the
+//! connection loop in sync.rs does the failover).
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use sha2::{Digest as _, Sha256};
 use zeroize::Zeroizing;
 
 use crate::error::TransportError;
 
-/// A server to talk to, pinned by the SHA-256 of its certificate.
+/// A server to talk to, pinned by the SHA-256 of its certificate: one
+/// address, or the addresses of every node of a cluster (SPEC.md §12.1,
+/// §18.6), which all present the same certificate.
+///
+/// With several addresses a device starts at the one picked by
+/// [`ServerConfig::start_index`] (so a population of devices spreads
+/// evenly) and moves to the next, round robin, when a connection fails or
+/// is lost.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ServerConfig {
-    /// UDP address of the server's QUIC endpoint.
-    pub addr: SocketAddr,
+    /// UDP addresses of the server's QUIC endpoints: never empty, no repeats.
+    addresses: Vec<SocketAddr>,
     /// Name sent as TLS SNI (the certificate itself is pinned, not checked by name).
     pub server_name: String,
     /// SHA-256 of the server's DER certificate (what the server prints at start).
@@ -29,20 +40,73 @@ impl ServerConfig {
     /// # Errors
     /// [`TransportError::Config`] when the fingerprint is not 32 bytes of hex.
     pub fn new(addr: SocketAddr, fingerprint_hex: &str) -> Result<Self, TransportError> {
-        let cleaned: String = fingerprint_hex
-            .chars()
-            .filter(|c| !matches!(c, ':' | ' '))
-            .collect();
-        let bytes = hex::decode(cleaned)
-            .map_err(|_| TransportError::Config("certificate fingerprint is not hex".into()))?;
-        let fingerprint = <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
-            TransportError::Config("certificate fingerprint must be 32 bytes (SHA-256)".into())
-        })?;
         Ok(Self {
-            addr,
+            addresses: vec![addr],
             server_name: "localhost".to_owned(),
+            fingerprint: parse_fingerprint(fingerprint_hex)?,
+        })
+    }
+
+    /// A cluster whose nodes listen at `addresses` (any node serves any
+    /// device) and all present the certificate with the SHA-256
+    /// `fingerprint_hex`. Repeated addresses count once; the order matters
+    /// (it is the round-robin order, and the spreading of devices depends
+    /// on it), so give every client the same list.
+    ///
+    /// # Errors
+    /// [`TransportError::Config`] when `addresses` is empty or the
+    /// fingerprint is not 32 bytes of hex.
+    pub fn with_addresses(
+        addresses: impl IntoIterator<Item = SocketAddr>,
+        fingerprint_hex: &str,
+    ) -> Result<Self, TransportError> {
+        let addresses = distinct(addresses);
+        if addresses.is_empty() {
+            return Err(TransportError::Config(
+                "at least one server address is needed".into(),
+            ));
+        }
+        Ok(Self {
+            addresses,
+            server_name: "localhost".to_owned(),
+            fingerprint: parse_fingerprint(fingerprint_hex)?,
+        })
+    }
+
+    /// The same server with `more` addresses appended (repeats ignored).
+    #[must_use]
+    pub fn with_fallbacks(mut self, more: impl IntoIterator<Item = SocketAddr>) -> Self {
+        let mut all = std::mem::take(&mut self.addresses);
+        all.extend(more);
+        self.addresses = distinct(all);
+        self
+    }
+
+    /// A configuration read back from the store; `None` when `addresses`
+    /// is empty.
+    pub(crate) fn stored(
+        addresses: Vec<SocketAddr>,
+        server_name: String,
+        fingerprint: [u8; 32],
+    ) -> Option<Self> {
+        let addresses = distinct(addresses);
+        (!addresses.is_empty()).then_some(Self {
+            addresses,
+            server_name,
             fingerprint,
         })
+    }
+
+    /// Every address, in round-robin order (at least one).
+    pub fn addresses(&self) -> &[SocketAddr] {
+        &self.addresses
+    }
+
+    /// Index into [`ServerConfig::addresses`] where the device `device_id`
+    /// of `username` makes its first connection attempt (SPEC.md §12.1):
+    /// [`start_index`] over this configuration's address count.
+    pub fn start_index(&self, username: &str, device_id: u64) -> usize {
+        start_index(username, device_id, self.addresses.len())
     }
 
     /// The fingerprint as lowercase hex.
@@ -51,10 +115,51 @@ impl ServerConfig {
     }
 }
 
+/// Where a device starts among `count` server addresses (SPEC.md §12.1):
+/// the first 8 bytes of SHA-256(`username` ‖ 0x00 ‖ `device_id` as 8
+/// bytes big-endian), read as a big-endian integer, modulo `count`. Stable
+/// for a device and uniform over devices, so every node gets its share.
+/// Before enrolment, when there is no device id yet, device id 0 is used.
+/// Returns 0 when `count` is 0.
+pub fn start_index(username: &str, device_id: u64, count: usize) -> usize {
+    let mut hash = Sha256::new();
+    hash.update(username.as_bytes());
+    hash.update([0u8]);
+    hash.update(device_id.to_be_bytes());
+    let digest = hash.finalize();
+    let value = u64::from_be_bytes(digest.first_chunk::<8>().copied().unwrap_or_default());
+    match u64::try_from(count) {
+        Ok(0) | Err(_) => 0,
+        Ok(count) => usize::try_from(value % count).unwrap_or(0),
+    }
+}
+
+fn distinct(addresses: impl IntoIterator<Item = SocketAddr>) -> Vec<SocketAddr> {
+    let mut out: Vec<SocketAddr> = Vec::new();
+    for addr in addresses {
+        if !out.contains(&addr) {
+            out.push(addr);
+        }
+    }
+    out
+}
+
+fn parse_fingerprint(fingerprint_hex: &str) -> Result<[u8; 32], TransportError> {
+    let cleaned: String = fingerprint_hex
+        .chars()
+        .filter(|c| !matches!(c, ':' | ' '))
+        .collect();
+    let bytes = hex::decode(cleaned)
+        .map_err(|_| TransportError::Config("certificate fingerprint is not hex".into()))?;
+    <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
+        TransportError::Config("certificate fingerprint must be 32 bytes (SHA-256)".into())
+    })
+}
+
 impl fmt::Debug for ServerConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServerConfig")
-            .field("addr", &self.addr)
+            .field("addresses", &self.addresses)
             .field("server_name", &self.server_name)
             .field("fingerprint", &self.fingerprint_hex())
             .finish()
@@ -139,11 +244,15 @@ pub struct AccountConfig {
     pub device_refresh: Duration,
     /// One-time prekeys uploaded per batch (at most 1000).
     pub prekey_batch: u32,
-    /// First reconnect delay; doubles per failure up to `reconnect_max`,
-    /// with up to 50 % random jitter added.
+    /// First reconnect delay, waited once every address of the server has
+    /// failed in a row; doubles per such round up to `reconnect_max`, with
+    /// up to 50 % random jitter added. A successful login resets it.
     pub reconnect_min: Duration,
     /// Longest reconnect delay.
     pub reconnect_max: Duration,
+    /// Longest wait for one address's QUIC handshake; then the next
+    /// address of [`ServerConfig::addresses`] is tried.
+    pub connect_timeout: Duration,
     /// Send a delivery receipt for every text or file received.
     pub delivery_receipts: bool,
     /// Name shown in the account's device list.
@@ -166,6 +275,7 @@ impl Default for AccountConfig {
             prekey_batch: 100,
             reconnect_min: Duration::from_millis(250),
             reconnect_max: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(10),
             delivery_receipts: true,
             device_name: "microbot-client".to_owned(),
             fault_skip_ack: false,

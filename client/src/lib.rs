@@ -13,7 +13,7 @@
 //! ```
 //!
 //! Modules, one concept each:
-//! - [`config`]: server address and certificate pin, store path and passphrase, tunables.
+//! - [`config`]: server addresses and certificate pin, store path and passphrase, tunables.
 //! - `store`: the local SQLite store, optionally encrypted at rest.
 //! - `transport`: the QUIC connection and request/response matching (SPEC.md §12).
 //! - [`auth`]: registration, TOTP confirmation, enrolment, device login (SPEC.md §13).
@@ -21,6 +21,7 @@
 //! - `sessions`: pairwise sessions with every device of a conversation.
 //! - `messages`: plaintext framing and the converged view of messages (§11.4).
 //! - `sync`: the background connection: fetch → ack, outbox, backoff.
+//! - `rotation`: which of the server's addresses to try next, and when (§12.1).
 //! - `receive`: one envelope: decrypt → check → store → event.
 //! - `groups`: group membership, names, sender keys (§6, §11.5, §12.10).
 //! - `attachments`: streaming encrypted file upload and download (§7, §12.11).
@@ -52,6 +53,7 @@ mod messages;
 mod outbox;
 mod prekeys;
 mod receive;
+mod rotation;
 mod sessions;
 mod store;
 mod sync;

@@ -1,7 +1,8 @@
-//! The background connection of an account (SPEC.md §12.4, §12.5): connect,
-//! log in, publish prekeys, fetch every queued envelope, drain the outbox,
-//! then follow pushes; on failure, reconnect with exponential backoff and
-//! jitter.
+//! The background connection of an account (SPEC.md §12.1, §12.4, §12.5):
+//! connect, log in, publish prekeys, fetch every queued envelope, drain the
+//! outbox, then follow pushes; on failure, try the server's next address
+//! and, once every address failed, reconnect with exponential backoff and
+//! jitter (rotation.rs decides which and when).
 //!
 //! An envelope is acknowledged only after its plaintext, the advanced
 //! session and the envelope id are committed in one store transaction, so a
@@ -33,6 +34,7 @@ use crate::events::{ConnectionState, Event};
 use crate::groups::{self, GroupId};
 use crate::prekeys;
 use crate::receive::{self, Outcome};
+use crate::rotation::Rotation;
 use crate::sessions::{self, SendFailure};
 use crate::store::Tx;
 use crate::transport::Connection;
@@ -62,12 +64,19 @@ impl From<StoreError> for End {
     }
 }
 
-/// Runs until stopped: connect, serve, back off, reconnect.
+/// Runs until stopped: connect, serve, move to the next address or back
+/// off, reconnect.
 pub(crate) async fn run(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
-    let mut delay = inner.config.reconnect_min;
+    let mut rotation = Rotation::new(
+        &inner.server,
+        &inner.username,
+        inner.device_id,
+        inner.config.reconnect_min,
+        inner.config.reconnect_max,
+    );
     loop {
         inner.emit(Event::Connection(ConnectionState::Connecting));
-        let end = serve(&inner, &mut stop, &mut delay).await;
+        let end = serve(&inner, &mut stop, &mut rotation).await;
         inner.set_connection(None);
         let reason = match end {
             End::Stopped => {
@@ -80,7 +89,12 @@ pub(crate) async fn run(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
             }
             End::Lost(reason) => reason,
         };
-        let wait = with_jitter(delay);
+        let delay = rotation.failed(&inner.server);
+        let wait = if delay.is_zero() {
+            delay
+        } else {
+            with_jitter(delay)
+        };
         tracing::debug!(%reason, wait_ms = wait.as_millis(), "disconnected");
         inner.emit(Event::Connection(ConnectionState::Disconnected {
             reason,
@@ -93,7 +107,6 @@ pub(crate) async fn run(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
                 return;
             }
         }
-        delay = delay.saturating_mul(2).min(inner.config.reconnect_max);
     }
 }
 
@@ -105,8 +118,22 @@ fn with_jitter(delay: Duration) -> Duration {
 }
 
 /// One connection, from the handshake to its end.
-async fn serve(inner: &Arc<Inner>, stop: &mut watch::Receiver<bool>, delay: &mut Duration) -> End {
-    let (conn, mut pushes) = match Connection::connect(&inner.server, CLIENT_AGENT).await {
+async fn serve(
+    inner: &Arc<Inner>,
+    stop: &mut watch::Receiver<bool>,
+    rotation: &mut Rotation,
+) -> End {
+    let Some(addr) = rotation.address(&inner.server) else {
+        return End::Refused("no server address configured".into());
+    };
+    let connected = Connection::connect(
+        &inner.server,
+        addr,
+        CLIENT_AGENT,
+        inner.config.connect_timeout,
+    )
+    .await;
+    let (conn, mut pushes) = match connected {
         Ok(connected) => connected,
         Err(TransportError::UnsupportedVersion) => {
             return End::Refused("the server speaks no common protocol version".into());
@@ -127,7 +154,7 @@ async fn serve(inner: &Arc<Inner>, stop: &mut watch::Receiver<bool>, delay: &mut
     }
     let conn = Arc::new(conn);
     inner.set_connection(Some(Arc::clone(&conn)));
-    *delay = inner.config.reconnect_min;
+    rotation.logged_in();
     if let Err(end) = initial_sync(inner, &conn).await {
         return end;
     }

@@ -34,8 +34,10 @@ pub const ALPN: &[u8] = b"microbot/1";
 pub const PROTOCOL_VERSIONS: &[u32] = &[1];
 /// Longest wait for one response.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
-/// Longest wait for the QUIC handshake.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for the QUIC handshake of a one-off connection
+/// (registration, enrolment); the background loop uses
+/// `AccountConfig::connect_timeout`.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 type Reply = Result<response::Result, TransportError>;
 
@@ -209,13 +211,45 @@ async fn read_loop(
 }
 
 impl Connection {
-    /// Connects, opens the request stream and completes Hello. Pushes go to
-    /// the returned receiver.
+    /// Connects to one of `server`'s addresses, trying each once in
+    /// round-robin order from `start` until one completes Hello (SPEC.md
+    /// §12.1). Only failures to reach an address move on; a refusal
+    /// (no common version, bad configuration) is returned at once, as is
+    /// the last address's failure.
+    pub(crate) async fn connect_any(
+        server: &ServerConfig,
+        start: usize,
+        client_agent: &str,
+        timeout: Duration,
+    ) -> Result<(Self, mpsc::UnboundedReceiver<Push>), TransportError> {
+        let addresses = server.addresses();
+        let mut last = TransportError::Config("no server address".into());
+        for step in 0..addresses.len() {
+            let index = start.wrapping_add(step) % addresses.len();
+            let Some(&addr) = addresses.get(index) else {
+                continue;
+            };
+            match Self::connect(server, addr, client_agent, timeout).await {
+                Ok(connected) => return Ok(connected),
+                Err(error) if error.is_connection_problem() => {
+                    tracing::debug!(%addr, %error, "server address failed, trying the next");
+                    last = error;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Err(last)
+    }
+
+    /// Connects to `addr`, opens the request stream and completes Hello.
+    /// Pushes go to the returned receiver.
     pub(crate) async fn connect(
         server: &ServerConfig,
+        addr: SocketAddr,
         client_agent: &str,
+        timeout: Duration,
     ) -> Result<(Self, mpsc::UnboundedReceiver<Push>), TransportError> {
-        let bind: SocketAddr = if server.addr.is_ipv6() {
+        let bind: SocketAddr = if addr.is_ipv6() {
             SocketAddr::from(([0u16; 8], 0))
         } else {
             SocketAddr::from(([0u8; 4], 0))
@@ -224,9 +258,9 @@ impl Connection {
             quinn::Endpoint::client(bind).map_err(|e| TransportError::Connect(e.to_string()))?;
         endpoint.set_default_client_config(quic_client_config(server)?);
         let connecting = endpoint
-            .connect(server.addr, &server.server_name)
+            .connect(addr, &server.server_name)
             .map_err(|e| TransportError::Connect(e.to_string()))?;
-        let connection = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+        let connection = tokio::time::timeout(timeout, connecting)
             .await
             .map_err(|_| TransportError::Connect("handshake timed out".into()))?
             .map_err(|e| TransportError::Connect(e.to_string()))?;
@@ -275,6 +309,11 @@ impl Connection {
             .open_bi()
             .await
             .map_err(|e| TransportError::ConnectionLost(e.to_string()))
+    }
+
+    /// The server address this connection goes to.
+    pub(crate) fn remote_address(&self) -> SocketAddr {
+        self.connection.remote_address()
     }
 
     /// Whether the QUIC connection has ended.
