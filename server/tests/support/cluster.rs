@@ -1,23 +1,18 @@
 //! Shared by the cluster tests (cluster.rs, redis_fallback.rs): server
 //! nodes as child processes of the real binary on one PostgreSQL schema and
-//! one Redis namespace, a UDP relay standing in for a load balancer (so a
-//! client's address stays the same while the node behind it changes), and
-//! SDK accounts with real TOTP codes.
+//! one Redis namespace, and SDK accounts with real TOTP codes.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use microbot_client::{
     Account, AccountConfig, ConnectionState, Enrolment, Event, Events, IdentitySource, KdfParams,
     SecondFactor, ServerConfig, StoreConfig,
 };
-use tokio::net::UdpSocket;
 use zeroize::Zeroizing;
 
 /// The engines the tests need, or None (the test then says it skipped).
@@ -196,69 +191,6 @@ impl Drop for Node {
     }
 }
 
-/// A UDP relay: clients talk to `addr`; datagrams go to the current target
-/// node from one upstream socket per client. Retargeting drops every
-/// upstream, as a load balancer does when a backend dies.
-pub struct Relay {
-    pub addr: SocketAddr,
-    target: Arc<Mutex<(SocketAddr, u64)>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-type Upstreams = HashMap<SocketAddr, (u64, Arc<UdpSocket>, tokio::task::JoinHandle<()>)>;
-
-impl Relay {
-    pub async fn start(target: SocketAddr) -> Self {
-        let front = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
-        let addr = front.local_addr().unwrap();
-        let target = Arc::new(Mutex::new((target, 0u64)));
-        let shared = Arc::clone(&target);
-        let task = tokio::spawn(async move {
-            let mut upstreams: Upstreams = HashMap::new();
-            let mut buf = vec![0u8; 65_536];
-            loop {
-                let Ok((n, client)) = front.recv_from(&mut buf).await else {
-                    return;
-                };
-                let (to, generation) = *shared.lock().unwrap();
-                let stale = upstreams
-                    .get(&client)
-                    .is_none_or(|(g, _, _)| *g != generation);
-                if stale {
-                    if let Some((_, _, old)) = upstreams.remove(&client) {
-                        old.abort();
-                    }
-                    let up = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
-                    up.connect(to).await.unwrap();
-                    let (reader, back) = (Arc::clone(&up), Arc::clone(&front));
-                    let pump = tokio::spawn(async move {
-                        let mut buf = vec![0u8; 65_536];
-                        while let Ok(n) = reader.recv(&mut buf).await {
-                            let _ = back.send_to(&buf[..n], client).await;
-                        }
-                    });
-                    upstreams.insert(client, (generation, up, pump));
-                }
-                if let Some((_, up, _)) = upstreams.get(&client) {
-                    let _ = up.send(&buf[..n]).await;
-                }
-            }
-        });
-        Self { addr, target, task }
-    }
-
-    pub fn retarget(&self, to: SocketAddr) {
-        let mut target = self.target.lock().unwrap();
-        *target = (to, target.1 + 1);
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 /// Codes from the secret the server returned, one fresh step per use.
 pub struct Authenticator {
     totp: totp_rs::Totp,
@@ -291,6 +223,7 @@ pub fn fast_config() -> AccountConfig {
         reconnect_min: Duration::from_millis(50),
         reconnect_max: Duration::from_millis(500),
         prekey_batch: 20,
+        connect_timeout: Duration::from_secs(1),
         ..AccountConfig::default()
     }
 }
