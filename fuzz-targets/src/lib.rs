@@ -21,10 +21,8 @@
 //! - [`sender_key`]: sender-key decryption (SPEC.md §6).
 //! - [`attachment`]: STREAM attachment decryption (SPEC.md §7).
 //! - [`state`]: every persisted state's `from_bytes` (SPEC.md §5.7, §6.7, §9).
-//!
-//! Not covered here: the server's request handler, which is not sans-I/O
-//! (it lives inside the QUIC connection task), so it is exercised by the
-//! server's integration tests instead.
+//! - [`server_handler`]: the server's request handler fed frame sequences on
+//!   several connections, before and after login (SPEC.md §12).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -36,6 +34,7 @@ pub mod mutate;
 pub mod prekey;
 pub mod ratchet;
 pub mod sender_key;
+pub mod server_handler;
 pub mod state;
 
 /// A fuzz target: a pure function of its input that never panics unless an
@@ -60,4 +59,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("attachment_decrypt", attachment::attachment_decrypt),
     ("attachment_mutated", attachment::attachment_mutated),
     ("stored_state", state::stored_state),
+    ("server_handler", server_handler::server_handler),
 ];

@@ -68,7 +68,17 @@ pub fn all() -> Vec<Seed> {
     seeds.extend(attachments());
     seeds.extend(stored_states());
     seeds.extend(structured());
+    seeds.extend(server_handler());
     seeds
+}
+
+/// Frame sequences for the server's request handler (built by the target's
+/// own `Script`, so they follow its input format).
+fn server_handler() -> Vec<Seed> {
+    microbot_fuzz_targets::server_handler::seeds()
+        .into_iter()
+        .map(|(name, bytes)| seed("server_handler", name, bytes))
+        .collect()
 }
 
 fn frame_decoder() -> Vec<Seed> {
