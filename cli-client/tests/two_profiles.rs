@@ -300,9 +300,15 @@ fn a_group_of_three_and_a_file_round_trip() {
 
     // The group's chat shows both messages under the group's name.
     let out = cli.run_with_input("bob", &["chat", "team"], "/quit\n").ok();
-    assert!(out.stdout.starts_with("Chat with #team as bob."), "{out:#?}");
+    assert!(
+        out.stdout.starts_with("Chat with #team as bob."),
+        "{out:#?}"
+    );
     assert!(out.stdout.contains("[1] alice: hello team\n"), "{out:#?}");
-    assert!(out.stdout.contains("[2] carol: hi from carol\n"), "{out:#?}");
+    assert!(
+        out.stdout.contains("[2] carol: hi from carol\n"),
+        "{out:#?}"
+    );
 
     // A file to Bob, fetched back byte for byte.
     let dir = tempfile::tempdir().unwrap();
