@@ -23,8 +23,10 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 mod attachments;
 pub mod group_commit;
 mod groups;
+mod statements;
 
 use group_commit::{GroupCommit, OwnedSendMeta};
+use statements::QueryRowCached as _;
 
 use super::schema::{MigrateError, migrate, schema_version};
 use super::{
@@ -56,6 +58,9 @@ pub enum OpenError {
         supported: i64,
     },
 }
+
+/// Prepared statements kept per connection (every statement of this module fits).
+const STATEMENT_CACHE: usize = 128;
 
 /// SQLite-backed storage.
 pub struct SqliteStorage {
@@ -109,6 +114,7 @@ impl SqliteStorage {
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(wrap)?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(wrap)?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         migrate(&mut conn).map_err(|e| match e {
             MigrateError::Sqlite(source) => wrap(source),
             MigrateError::TooNew(found) => OpenError::TooNew {
@@ -184,18 +190,18 @@ fn delete_device_data(tx: &Transaction<'_>, device_id: i64) -> rusqlite::Result<
 }
 
 fn stock(tx: &Connection, device_id: i64) -> rusqlite::Result<PrekeyStock> {
-    let one_time: i64 = tx.query_row(
+    let one_time: i64 = tx.query_row_cached(
         "SELECT COUNT(*) FROM one_time_prekeys WHERE device_id = ?1",
         [device_id],
         |r| r.get(0),
     )?;
-    let kem: i64 = tx.query_row(
+    let kem: i64 = tx.query_row_cached(
         "SELECT COUNT(*) FROM kem_prekeys WHERE device_id = ?1",
         [device_id],
         |r| r.get(0),
     )?;
     let signed: Option<i64> = tx
-        .query_row(
+        .query_row_cached(
             "SELECT signed_prekey_id FROM device_keys WHERE device_id = ?1",
             [device_id],
             |r| r.get(0),
@@ -219,7 +225,7 @@ fn take_bundle(tx: &Transaction<'_>, device_id: i64) -> rusqlite::Result<Option<
         Option<Vec<u8>>,
     );
     let keys: Option<KeysRow> = tx
-        .query_row(
+        .query_row_cached(
             "SELECT k.identity_key, k.signed_prekey_id, k.signed_prekey, k.signed_prekey_signature, \
              k.last_resort_kem_id, k.last_resort_kem, k.last_resort_kem_signature \
              FROM device_keys k JOIN devices d ON d.id = k.device_id \
@@ -234,7 +240,7 @@ fn take_bundle(tx: &Transaction<'_>, device_id: i64) -> rusqlite::Result<Option<
     // Each one-time key is deleted in the same statement that reads it, inside
     // the caller's IMMEDIATE transaction: no two fetches can get the same key.
     let one_time_prekey = tx
-        .query_row(
+        .query_row_cached(
             "DELETE FROM one_time_prekeys WHERE device_id = ?1 AND id = \
              (SELECT id FROM one_time_prekeys WHERE device_id = ?1 ORDER BY id LIMIT 1) \
              RETURNING id, public_key",
@@ -248,7 +254,7 @@ fn take_bundle(tx: &Transaction<'_>, device_id: i64) -> rusqlite::Result<Option<
         )
         .optional()?;
     let one_time_kem = tx
-        .query_row(
+        .query_row_cached(
             "DELETE FROM kem_prekeys WHERE device_id = ?1 AND id = \
              (SELECT id FROM kem_prekeys WHERE device_id = ?1 ORDER BY id LIMIT 1) \
              RETURNING id, public_key, signature",
@@ -292,7 +298,7 @@ impl Storage for SqliteStorage {
     fn create_account(&self, account: &NewAccount<'_>) -> StorageResult<i64> {
         self.with_tx(|tx| {
             let exists: Option<i64> = tx
-                .query_row(
+                .query_row_cached(
                     "SELECT id FROM accounts WHERE username = ?1",
                     [account.username],
                     |r| r.get(0),
@@ -326,7 +332,7 @@ impl Storage for SqliteStorage {
 
     fn account_by_username(&self, username: &str) -> StorageResult<Option<AccountRecord>> {
         self.lock()
-            .query_row(
+            .query_row_cached(
                 &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE username = ?1"),
                 [username],
                 account_from_row,
@@ -337,7 +343,7 @@ impl Storage for SqliteStorage {
 
     fn account_by_id(&self, account_id: i64) -> StorageResult<Option<AccountRecord>> {
         self.lock()
-            .query_row(
+            .query_row_cached(
                 &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?1"),
                 [account_id],
                 account_from_row,
@@ -435,7 +441,7 @@ impl Storage for SqliteStorage {
 
     fn device(&self, device_id: u64) -> StorageResult<Option<DeviceRecord>> {
         self.lock()
-            .query_row(
+            .query_row_cached(
                 &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = ?1"),
                 [sql_id(device_id)],
                 device_from_row,
@@ -471,7 +477,7 @@ impl Storage for SqliteStorage {
     fn remove_device(&self, account_id: i64, device_id: u64) -> StorageResult<()> {
         self.with_tx(|tx| {
             let row: Option<(i64, bool)> = tx
-                .query_row(
+                .query_row_cached(
                     "SELECT account_id, removed FROM devices WHERE id = ?1",
                     [sql_id(device_id)],
                     |r| Ok((r.get(0)?, r.get(1)?)),
@@ -493,7 +499,7 @@ impl Storage for SqliteStorage {
         let device = sql_id(device_id);
         self.with_tx(|tx| {
             let has_keys: bool = tx
-                .query_row(
+                .query_row_cached(
                     "SELECT EXISTS(SELECT 1 FROM device_keys WHERE device_id = ?1)",
                     [device],
                     |r| r.get(0),
@@ -722,7 +728,7 @@ impl Storage for SqliteStorage {
     fn queue_len(&self, device_id: u64, now_ms: u64) -> StorageResult<u32> {
         let n: i64 = self
             .lock()
-            .query_row(
+            .query_row_cached(
                 "SELECT COUNT(*) FROM envelopes WHERE device_id = ?1 AND expires_at_ms > ?2",
                 params![sql_id(device_id), sql_time(now_ms)],
                 |r| r.get(0),
@@ -753,7 +759,7 @@ impl Storage for SqliteStorage {
     fn total_queued(&self, now_ms: u64) -> StorageResult<u64> {
         let n: i64 = self
             .lock()
-            .query_row(
+            .query_row_cached(
                 "SELECT COUNT(*) FROM envelopes WHERE expires_at_ms > ?1",
                 [sql_time(now_ms)],
                 |r| r.get(0),
@@ -775,12 +781,12 @@ mod tests {
         let storage = SqliteStorage::open(&path).unwrap();
         let version: i64 = storage
             .lock()
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .query_row_cached("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(version, schema_version());
         let mode: String = storage
             .lock()
-            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .query_row_cached("PRAGMA journal_mode", [], |r| r.get(0))
             .unwrap();
         assert_eq!(mode, "wal");
     }

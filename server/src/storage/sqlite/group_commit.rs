@@ -151,36 +151,55 @@ fn run_batch(conn: &Mutex<Connection>, mut batch: Vec<Box<dyn Work>>) {
     }
 }
 
+/// Runs one control statement (BEGIN, SAVEPOINT, …) through the statement
+/// cache: they run several times per batch, and parsing them showed in
+/// profiles.
+fn control(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
+/// Undoes the open transaction, if SQLite has not already done so.
+fn abandon(conn: &Connection) {
+    if !conn.is_autocommit() {
+        let _ = control(conn, "ROLLBACK");
+    }
+}
+
 /// Runs every job in one transaction; `Err` means nothing was committed.
+///
+/// A lone job needs no savepoint: if it fails, the whole (one-job)
+/// transaction is rolled back and the job reports its own error.
 fn execute_batch(conn: &Connection, batch: &mut [Box<dyn Work>]) -> Result<(), String> {
-    conn.execute_batch("BEGIN IMMEDIATE")
-        .map_err(|e| e.to_string())?;
-    for job in batch.iter_mut() {
-        let step = conn.execute_batch("SAVEPOINT job").and_then(|()| {
-            if job.run(conn) {
-                conn.execute_batch("RELEASE job")
-            } else {
-                conn.execute_batch("ROLLBACK TO job; RELEASE job")
+    control(conn, "BEGIN IMMEDIATE").map_err(|e| e.to_string())?;
+    if let [job] = batch {
+        if !job.run(conn) {
+            abandon(conn);
+            return Err("the request failed".to_owned());
+        }
+    } else {
+        for job in batch.iter_mut() {
+            let step = control(conn, "SAVEPOINT job").and_then(|()| {
+                if job.run(conn) {
+                    control(conn, "RELEASE job")
+                } else {
+                    control(conn, "ROLLBACK TO job").and_then(|()| control(conn, "RELEASE job"))
+                }
+            });
+            // Some errors (I/O, disk full) make SQLite roll the whole
+            // transaction back by itself: then nothing of the batch can commit.
+            let failure = match step {
+                Err(e) => Some(e.to_string()),
+                Ok(()) if conn.is_autocommit() => Some("transaction rolled back".to_owned()),
+                Ok(()) => None,
+            };
+            if let Some(message) = failure {
+                abandon(conn);
+                return Err(message);
             }
-        });
-        // Some errors (I/O, disk full) make SQLite roll the whole
-        // transaction back by itself: then nothing of the batch can commit.
-        let failure = match step {
-            Err(e) => Some(e.to_string()),
-            Ok(()) if conn.is_autocommit() => Some("transaction rolled back".to_owned()),
-            Ok(()) => None,
-        };
-        if let Some(message) = failure {
-            if !conn.is_autocommit() {
-                let _ = conn.execute_batch("ROLLBACK");
-            }
-            return Err(message);
         }
     }
-    if let Err(e) = conn.execute_batch("COMMIT") {
-        if !conn.is_autocommit() {
-            let _ = conn.execute_batch("ROLLBACK");
-        }
+    if let Err(e) = control(conn, "COMMIT") {
+        abandon(conn);
         return Err(e.to_string());
     }
     Ok(())
