@@ -272,7 +272,6 @@ pub async fn run(config: &SuiteConfig) -> LoadResult<SuiteReport> {
     // The server.
     log("starting microbot-server");
     let server = procs::spawn_server(&config.server_bin).await?;
-    let pid = server.child.pid();
     let endpoints = Arc::new(Endpoints::new(&server.target, CLIENT_ENDPOINTS)?);
     let max_group = config.groups.iter().map(|(n, _)| *n).max().unwrap_or(0);
     let needed = config
@@ -350,36 +349,32 @@ pub async fn run(config: &SuiteConfig) -> LoadResult<SuiteReport> {
         });
     }
 
-    log(&format!("(c) {} idle connections", config.idle));
-    let idle_report: IdleReport = if config.idle > devices.len() {
-        let extra = provision(
-            &endpoints,
-            &run_prefix(),
-            config.idle - devices.len(),
-            SETUP_CONCURRENCY,
-        )
-        .await?;
-        let all: Vec<DeviceCredentials> = devices.iter().cloned().chain(extra).collect();
-        idle::run(
-            &endpoints,
-            &all,
-            config.idle,
-            SETUP_CONCURRENCY * 2,
-            Some(pid),
-            Duration::from_secs(3),
-        )
-        .await?
-    } else {
-        idle::run(
-            &endpoints,
-            &devices,
-            config.idle,
-            SETUP_CONCURRENCY * 2,
-            Some(pid),
-            Duration::from_secs(3),
-        )
-        .await?
-    };
+    // A fresh server for (c): the earlier workloads grew the first one's
+    // heap, which would hide what the idle connections cost.
+    log(&format!(
+        "(c) {} idle connections on a fresh server",
+        config.idle
+    ));
+    let idle_server = procs::spawn_server(&config.server_bin).await?;
+    let idle_endpoints = Arc::new(Endpoints::new(&idle_server.target, CLIENT_ENDPOINTS)?);
+    let idle_devices = provision(
+        &idle_endpoints,
+        &run_prefix(),
+        config.idle.max(1),
+        SETUP_CONCURRENCY,
+    )
+    .await?;
+    let idle_report: IdleReport = idle::run(
+        &idle_endpoints,
+        &idle_devices,
+        config.idle,
+        SETUP_CONCURRENCY * 2,
+        Some(idle_server.child.pid()),
+        Duration::from_secs(3),
+    )
+    .await?;
+    idle_endpoints.close().await;
+    drop(idle_server);
     let total = idle_report.rss_after.unwrap_or(0);
     let per = idle_report.per_connection().unwrap_or(0);
     // Extrapolated to the 10 000-connection target.
