@@ -8,12 +8,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
+#[path = "../../server/tests/support/engines.rs"]
+mod engines;
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use common::{Authenticator, CHEAP_KDF, TestServer, fast_config, next_text, wait_for};
+use engines::{Schema, random_hex, services};
 use microbot_client::{
     Account, AccountConfig, ConnectionState, Conversation, Enrolment, Event, Events,
     IdentitySource, SecondFactor, ServerConfig, StoreConfig, TransportError,
@@ -252,79 +255,6 @@ async fn with_every_address_dead_the_device_backs_off_once_per_round() {
     server.stop().await;
 }
 
-/// The engines of the cluster test, or None (skipped with a note).
-fn services() -> Option<(String, String)> {
-    match (
-        std::env::var("MICROBOT_TEST_POSTGRES"),
-        std::env::var("MICROBOT_TEST_REDIS"),
-    ) {
-        (Ok(pg), Ok(redis)) if !pg.is_empty() && !redis.is_empty() => Some((pg, redis)),
-        _ => {
-            eprintln!(
-                "failover cluster test: MICROBOT_TEST_POSTGRES / MICROBOT_TEST_REDIS not set, \
-                 skipped (eval \"$(bash scripts/services.sh)\" starts both)"
-            );
-            None
-        }
-    }
-}
-
-fn random_hex() -> String {
-    let mut buf = [0u8; 4];
-    rand::fill(&mut buf);
-    hex::encode(buf)
-}
-
-/// Runs one SQL batch as the administrating role (its own thread and
-/// runtime, so it works from inside a test runtime too).
-fn admin(url: &str, sql: &str) {
-    let (url, sql) = (url.to_owned(), sql.to_owned());
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                .await
-                .unwrap();
-            tokio::spawn(connection);
-            client.batch_execute(&sql).await.unwrap();
-        });
-    })
-    .join()
-    .unwrap();
-}
-
-/// A fresh PostgreSQL schema, dropped at the end.
-struct Schema {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-impl Schema {
-    fn new(admin_url: &str) -> Self {
-        let name = format!("client_failover_{}", random_hex());
-        admin(admin_url, &format!("CREATE SCHEMA {name}"));
-        let sep = if admin_url.contains('?') { '&' } else { '?' };
-        Self {
-            url: format!("{admin_url}{sep}options=-c%20search_path%3D{name}"),
-            admin_url: admin_url.to_owned(),
-            name,
-        }
-    }
-}
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        admin(
-            &self.admin_url,
-            &format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name),
-        );
-    }
-}
-
 /// One in-process cluster node.
 struct Node {
     addr: SocketAddr,
@@ -395,12 +325,12 @@ impl Drop for Node {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn when_its_node_stops_a_device_moves_to_another_and_gets_what_was_sent_meanwhile() {
-    let Some((pg, redis)) = services() else {
+    let Some((pg, redis)) = services("failover cluster test") else {
         return;
     };
-    let schema = Schema::new(&pg);
+    let schema = Schema::new(&pg, "client_failover");
     let shared = tempfile::tempdir().unwrap();
-    let namespace = format!("test-client-failover-{}", random_hex());
+    let namespace = format!("test-client-failover-{}", random_hex(4));
     let mut first = Node::start(&schema, &redis, &namespace, shared.path(), None);
     let mut second = Node::start(&schema, &redis, &namespace, shared.path(), Some(&first));
     assert_eq!(first.fingerprint, second.fingerprint, "one certificate");

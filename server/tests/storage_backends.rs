@@ -7,8 +7,13 @@
 //! versions are shown to hold across nodes, not only across threads. Every
 //! PostgreSQL test runs in a fresh schema, so the tests run in parallel.
 
+#[path = "support/engines.rs"]
+mod engines;
+
 use std::sync::{Arc, Barrier};
 use std::thread;
+
+use engines::{Schema, admin};
 
 use microbot_server::storage::groups::GroupRole;
 use microbot_server::storage::postgres::PostgresStorage;
@@ -26,33 +31,6 @@ struct Backend {
     _keep: Box<dyn std::any::Any>,
 }
 
-/// Drops the test's schema when the test ends.
-struct Schema {
-    url: String,
-    name: String,
-}
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        let _ = admin(
-            &self.url,
-            &format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name),
-        );
-    }
-}
-
-fn admin(url: &str, sql: &str) -> Result<(), tokio_postgres::Error> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
-        tokio::spawn(connection);
-        client.batch_execute(sql).await
-    })
-}
-
 fn backends(test: &str) -> Vec<Backend> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db.sqlite3");
@@ -64,19 +42,14 @@ fn backends(test: &str) -> Vec<Backend> {
     }];
     match std::env::var("MICROBOT_TEST_POSTGRES") {
         Ok(url) if !url.is_empty() => {
-            let mut tag = [0u8; 4];
-            rand::fill(&mut tag);
-            let name = format!("t_{test}_{}", hex::encode(tag));
-            admin(&url, &format!("CREATE SCHEMA {name}")).expect("create test schema");
-            let sep = if url.contains('?') { '&' } else { '?' };
-            let scoped = format!("{url}{sep}options=-c%20search_path%3D{name}");
-            let a = PostgresStorage::open(&scoped, 4).expect("open postgres");
-            let b = PostgresStorage::open(&scoped, 4).expect("open postgres again");
+            let schema = Schema::new(&url, &format!("t_{test}"));
+            let a = PostgresStorage::open(&schema.url, 4).expect("open postgres");
+            let b = PostgresStorage::open(&schema.url, 4).expect("open postgres again");
             out.push(Backend {
                 name: "postgres",
                 a: Arc::new(a),
                 b: Arc::new(b),
-                _keep: Box::new(Schema { url, name }),
+                _keep: Box::new(schema),
             });
         }
         _ => eprintln!(
@@ -690,18 +663,8 @@ fn postgres_nodes_starting_together_migrate_once_and_refuse_a_newer_schema() {
         eprintln!("storage_backends::migrations: MICROBOT_TEST_POSTGRES is not set, skipped");
         return;
     };
-    let mut tag = [0u8; 4];
-    rand::fill(&mut tag);
-    let name = format!("t_migrate_{}", hex::encode(tag));
-    admin(&url, &format!("CREATE SCHEMA {name}")).unwrap();
-    let _schema = Schema {
-        url: url.clone(),
-        name: name.clone(),
-    };
-    let scoped = format!(
-        "{url}{}options=-c%20search_path%3D{name}",
-        if url.contains('?') { '&' } else { '?' }
-    );
+    let schema = Schema::new(&url, "t_migrate");
+    let (name, scoped) = (schema.name().to_owned(), schema.url.clone());
     // Three nodes open the empty schema at once: every one succeeds (a
     // second application of version 1 would fail on its primary key).
     let barrier = Arc::new(Barrier::new(3));

@@ -3,6 +3,10 @@
 //! one Redis namespace, and SDK accounts with real TOTP codes.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "engines.rs"]
+mod engines;
+pub use engines::{Schema, random_hex, services};
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -14,79 +18,6 @@ use microbot_client::{
     SecondFactor, ServerConfig, StoreConfig,
 };
 use zeroize::Zeroizing;
-
-/// The engines the tests need, or None (the test then says it skipped).
-pub fn services(test: &str) -> Option<(String, String)> {
-    match (
-        std::env::var("MICROBOT_TEST_POSTGRES"),
-        std::env::var("MICROBOT_TEST_REDIS"),
-    ) {
-        (Ok(pg), Ok(redis)) if !pg.is_empty() && !redis.is_empty() => Some((pg, redis)),
-        _ => {
-            eprintln!(
-                "{test}: MICROBOT_TEST_POSTGRES / MICROBOT_TEST_REDIS not set, skipped \
-                 (eval \"$(bash scripts/services.sh)\" starts both)"
-            );
-            None
-        }
-    }
-}
-
-fn admin(url: &str, sql: &str) -> Result<(), String> {
-    // Its own thread and runtime: callers may be inside a tokio runtime.
-    let (url, sql) = (url.to_owned(), sql.to_owned());
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                .await
-                .map_err(|e| e.to_string())?;
-            tokio::spawn(connection);
-            client.batch_execute(&sql).await.map_err(|e| e.to_string())
-        })
-    })
-    .join()
-    .unwrap()
-}
-
-/// A fresh PostgreSQL schema, dropped at the end.
-pub struct Schema {
-    admin_url: String,
-    name: String,
-    /// URL whose connections use the schema.
-    pub url: String,
-}
-
-impl Schema {
-    pub fn new(admin_url: &str, test: &str) -> Self {
-        let name = format!("{test}_{}", random_hex(4));
-        admin(admin_url, &format!("CREATE SCHEMA {name}")).unwrap();
-        let sep = if admin_url.contains('?') { '&' } else { '?' };
-        Self {
-            url: format!("{admin_url}{sep}options=-c%20search_path%3D{name}"),
-            admin_url: admin_url.to_owned(),
-            name,
-        }
-    }
-}
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        let _ = admin(
-            &self.admin_url,
-            &format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name),
-        );
-    }
-}
-
-pub fn random_hex(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    rand::fill(buf.as_mut_slice());
-    hex::encode(buf)
-}
 
 /// What every node of one test cluster shares.
 pub struct ClusterSpec {
