@@ -88,6 +88,10 @@ pub struct DriveReport {
     pub expected: u64,
     /// From the first send to the last delivery.
     pub elapsed: Duration,
+    /// From the first send to the last send's answer (zero where the
+    /// workload does not record it). Far below `elapsed`, deliveries lag
+    /// behind the stored sends.
+    pub answered: Duration,
     /// Send (or scheduled send) to delivery, per delivered envelope.
     pub latency: Latencies,
 }
@@ -196,16 +200,19 @@ pub async fn drive(
         ..DriveReport::default()
     };
     let mut last_us = start_us;
+    let mut answered_us = start_us;
     while let Some(joined) = readers.join_next().await {
         let r = joined.map_err(|e| LoadError::Connection(e.to_string()))?;
         report.sent_ok += r.sent_ok;
         report.send_errors += r.send_errors;
         report.delivered += r.delivered;
         last_us = last_us.max(r.last_delivery_us);
+        answered_us = answered_us.max(r.last_answer_us);
         report.latency.merge(r.latency);
     }
     report.expected = shared.to_deliver.load(Ordering::Acquire);
     report.elapsed = Duration::from_micros(last_us.saturating_sub(start_us));
+    report.answered = Duration::from_micros(answered_us.saturating_sub(start_us));
     // Let the last acknowledgements leave before the connections close.
     tokio::time::sleep(config.ack_delay * 2 + Duration::from_millis(100)).await;
     for connection in connections {
@@ -306,6 +313,7 @@ struct ReaderReport {
     send_errors: u64,
     delivered: u64,
     last_delivery_us: u64,
+    last_answer_us: u64,
     latency: Latencies,
 }
 
@@ -329,6 +337,7 @@ async fn read_loop(
         match frame.kind {
             Some(server_frame::Kind::Response(resp)) if is_send(resp.request_id) => {
                 window.add_permits(1);
+                r.last_answer_us = shared.clock.now_us();
                 if matches!(resp.result, Some(response::Result::Send(_))) {
                     r.sent_ok += 1;
                     shared.to_deliver.fetch_add(fan_out, Ordering::AcqRel);

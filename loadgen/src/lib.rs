@@ -14,7 +14,9 @@
 //! - [`relay`]: the floor, a plain QUIC relay without storage or auth;
 //! - [`mqtt`]: the peer, workload (a) against mosquitto (QoS 1, persistence on);
 //! - [`sdk`]: workload (a) through `microbot-client`, crypto included;
-//! - [`suite`]: all of the above against child processes, one table.
+//! - [`suite`]: all of the above against child processes, one table;
+//! - [`cluster`]: workload (a) on 1, 2, 3… nodes sharing PostgreSQL + Redis
+//!   (issue 9, SPEC.md §18.6), beside one node on SQLite.
 //!
 //! Supporting modules: [`wire`] (transport client), [`provision`] (accounts
 //! with real TOTP codes), [`driver`] (the send/receive/ack engine),
@@ -29,6 +31,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod cluster;
 pub mod driver;
 pub mod error;
 pub mod fanout;

@@ -1,6 +1,7 @@
 //! `microbot-loadgen`: runs one workload (`pairs`, `fanout`, `idle`,
-//! `logins`), the floor (`relay`), the peer (`mqtt`) or everything
-//! (`suite`), and prints a Markdown table. Without `--server`, a workload
+//! `logins`), the floor (`relay`), the peer (`mqtt`), everything
+//! (`suite`) or workload (a) on PostgreSQL + Redis clusters (`cluster`),
+//! and prints a Markdown table. Without `--server`, a workload
 //! starts the `microbot-server` binary next to this one in a temp dir.
 //! `relay-serve` hosts the relay floor as its own process (the suite uses it).
 
@@ -11,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use microbot_loadgen::cluster::{self, ClusterConfig};
 use microbot_loadgen::driver::{DriveConfig, DriveReport};
 use microbot_loadgen::procs::{self, QuicProcess};
 use microbot_loadgen::provision::{provision, run_prefix};
@@ -75,6 +77,8 @@ impl LoadArgs {
 enum Command {
     /// Everything: relay floor, mosquitto, all workloads on the server; one table.
     Suite(SuiteArgs),
+    /// (a) on 1, 2, 3… nodes sharing PostgreSQL + Redis, beside one node on SQLite.
+    Cluster(ClusterArgs),
     /// (a) devices in pairs sending 256-byte messages.
     Pairs {
         #[command(flatten)]
@@ -190,6 +194,40 @@ struct SuiteArgs {
     big: bool,
 }
 
+#[derive(Args)]
+struct ClusterArgs {
+    /// Node counts, each run in turn on a fresh schema and Redis namespace.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
+    nodes: Vec<usize>,
+    /// PostgreSQL URL (a database the nodes may create a schema in).
+    #[arg(long, env = "MICROBOT_TEST_POSTGRES", hide_env_values = true)]
+    postgres: String,
+    /// Redis URL.
+    #[arg(long, env = "MICROBOT_TEST_REDIS", hide_env_values = true)]
+    redis: String,
+    /// microbot-server binary [default: next to this binary].
+    #[arg(long)]
+    server_bin: Option<PathBuf>,
+    /// PostgreSQL connections per node [default: the server's].
+    #[arg(long)]
+    pool_size: Option<u32>,
+    /// Skip the single node on SQLite.
+    #[arg(long)]
+    no_sqlite: bool,
+    /// Devices in pairs (even).
+    #[arg(long, default_value_t = 32)]
+    devices: usize,
+    /// Messages per device.
+    #[arg(long, default_value_t = 1000)]
+    messages: u64,
+    /// Unanswered sends per device at saturation.
+    #[arg(long, default_value_t = 8)]
+    window: usize,
+    /// Also run each configuration at this offered load (messages/s over all devices).
+    #[arg(long)]
+    rate: Option<f64>,
+}
+
 fn sibling(name: &str) -> LoadResult<PathBuf> {
     let exe = std::env::current_exe().map_err(LoadError::io("finding this binary"))?;
     Ok(exe.with_file_name(name))
@@ -259,6 +297,23 @@ async fn run(cli: Cli) -> LoadResult<Vec<Row>> {
             config.logins = args.logins.unwrap_or(config.logins);
             config.sdk_devices = args.sdk_devices.unwrap_or(config.sdk_devices);
             let report = suite::run(&config).await?;
+            println!("{}", report.render());
+            Ok(Vec::new())
+        }
+        Command::Cluster(args) => {
+            let server_bin = match args.server_bin {
+                Some(b) => b,
+                None => sibling("microbot-server")?,
+            };
+            let mut config = ClusterConfig::new(server_bin, args.postgres, args.redis);
+            config.node_counts = args.nodes;
+            config.sqlite_baseline = !args.no_sqlite;
+            config.devices = args.devices;
+            config.messages = args.messages;
+            config.drive.window = args.window;
+            config.rate = args.rate;
+            config.pool_size = args.pool_size;
+            let report = cluster::run(&config).await?;
             println!("{}", report.render());
             Ok(Vec::new())
         }

@@ -1,7 +1,10 @@
 //! Workload (a), transport path: devices in pairs, each sending `messages`
 //! payloads to its partner as one-envelope `SendRequest`s (pre-encrypted:
 //! the bytes are opaque to the server, so this measures the server alone).
-//! Device `i` pairs with device `i ^ 1`.
+//! Device `i` pairs with device `i ^ 1`. Spread over `n > 1` cluster
+//! nodes (`provision::login_spread`: device `i` on node `i % n`), partners
+//! always sit on different nodes (`i` and `i ^ 1` are consecutive
+//! integers), so every message crosses the bus between nodes.
 //!
 //! The same plans run against the microbot server and the relay floor.
 //! Not owned here: the engine (driver.rs); the SDK path with crypto (sdk.rs).
@@ -54,4 +57,19 @@ pub async fn run(
     config: &DriveConfig,
 ) -> LoadResult<DriveReport> {
     drive(sessions, plans(device_ids, messages)?, config).await
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::provision::node_of;
+
+    #[test]
+    fn partners_sit_on_different_nodes_in_every_cluster() {
+        for nodes in 2..=8 {
+            for i in 0..256 {
+                assert_ne!(node_of(i, nodes), node_of(i ^ 1, nodes), "{i} on {nodes}");
+            }
+        }
+        assert!((0..8).all(|i| node_of(i, 1) == 0));
+    }
 }

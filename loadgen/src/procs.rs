@@ -1,10 +1,13 @@
-//! Child processes of a benchmark run: the microbot server binary, the
-//! relay floor (`microbot-loadgen relay-serve`) and mosquitto, each in its
-//! own temporary directory and killed when dropped; and the resident
-//! memory of a process, read from `/proc/<pid>/status` (Linux).
+//! Child processes of a benchmark run: the microbot server binary (alone
+//! on SQLite, or as one node of a PostgreSQL + Redis cluster), the relay
+//! floor (`microbot-loadgen relay-serve`) and mosquitto, each in its own
+//! temporary directory and killed when dropped; and what a process costs,
+//! read from `/proc` (Linux): resident memory and CPU time.
 //!
-//! Not owned here: what is run against them.
+//! Not owned here: what is run against them, the cluster's database
+//! schema (cluster.rs).
 
+use std::collections::HashMap;
 use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -34,6 +37,41 @@ pub fn rss_bytes(pid: u32) -> LoadResult<u64> {
             name: pid.to_string(),
             reason: "no VmRSS line".to_owned(),
         })
+}
+
+/// Clock ticks per second of `/proc/<pid>/stat` (`USER_HZ`, 100 on Linux
+/// for every architecture it exposes to user space).
+const USER_HZ: u64 = 100;
+
+/// CPU time (user + system) `pid` has used so far, from `/proc/<pid>/stat`;
+/// `None` when the process is gone or the file is unreadable.
+pub fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: count
+    // fields after its closing parenthesis, where field 3 (state) is first.
+    let (_, rest) = stat.rsplit_once(')')?;
+    let mut fields = rest.split_whitespace();
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(Duration::from_millis((utime + stime) * 1000 / USER_HZ))
+}
+
+/// CPU time of every process whose command name (`/proc/<pid>/comm`) is
+/// `name`, by pid: e.g. all PostgreSQL backends (`postgres`) or
+/// `redis-server`. Empty when `/proc` is unreadable.
+pub fn cpu_times_named(name: &str) -> HashMap<u32, Duration> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return HashMap::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| comm.trim_end() == name)
+        })
+        .filter_map(|pid| Some((pid, cpu_time(pid)?)))
+        .collect()
 }
 
 /// A child process killed (and reaped) on drop.
@@ -195,6 +233,56 @@ pub fn bench_server_flags(data_dir: &Path) -> Vec<String> {
 pub async fn spawn_server(binary: &Path) -> LoadResult<QuicProcess> {
     let dir = tempfile::tempdir().map_err(LoadError::io("creating a server data dir"))?;
     let args = bench_server_flags(dir.path());
+    QuicProcess::spawn(binary, args, dir).await
+}
+
+/// What every node of one cluster shares (SPEC.md §18.6): the database,
+/// the bus, the attachments directory and the certificate clients pin.
+#[derive(Clone, Debug)]
+pub struct NodeSpec {
+    /// `postgres://…` URL, e.g. with a `search_path` of its own.
+    pub storage_url: String,
+    /// `redis://…` URL.
+    pub redis_url: String,
+    /// Redis key prefix of this cluster.
+    pub namespace: String,
+    /// The directory every node keeps attachment files in.
+    pub attachments_dir: PathBuf,
+    /// PEM certificate every node presents.
+    pub cert_pem: PathBuf,
+    /// Its PEM private key.
+    pub key_pem: PathBuf,
+    /// PostgreSQL connections per node; `None`: the server's default.
+    pub pool_size: Option<u32>,
+}
+
+/// Starts one cluster node: the server binary with [`bench_server_flags`]
+/// and `spec`'s shared storage, bus, attachments and certificate, in a
+/// fresh temp dir of its own.
+///
+/// # Errors
+/// As [`QuicProcess::spawn`].
+pub async fn spawn_node(binary: &Path, spec: &NodeSpec) -> LoadResult<QuicProcess> {
+    let dir = tempfile::tempdir().map_err(LoadError::io("creating a node data dir"))?;
+    let mut args = bench_server_flags(dir.path());
+    for (flag, value) in [
+        ("--storage", spec.storage_url.clone()),
+        ("--redis", spec.redis_url.clone()),
+        ("--redis-namespace", spec.namespace.clone()),
+        (
+            "--attachments-dir",
+            spec.attachments_dir.display().to_string(),
+        ),
+        ("--cert-pem", spec.cert_pem.display().to_string()),
+        ("--key-pem", spec.key_pem.display().to_string()),
+    ] {
+        args.push(flag.into());
+        args.push(value);
+    }
+    if let Some(size) = spec.pool_size {
+        args.push("--storage-pool-size".into());
+        args.push(size.to_string());
+    }
     QuicProcess::spawn(binary, args, dir).await
 }
 

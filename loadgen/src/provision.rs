@@ -3,7 +3,9 @@
 //! enrol a device key with the next TOTP step. The bench server runs with
 //! cheap argon2 parameters and rate limits off, so this stays quick.
 //!
-//! Not owned here: logging in (wire.rs) or what the devices then do.
+//! Also logging every device in, on one server or spread over the nodes
+//! of a cluster. Not owned here: the login handshake itself (wire.rs) or
+//! what the devices then do.
 
 use std::sync::Arc;
 
@@ -177,10 +179,38 @@ pub async fn login_all(
     devices: &[DeviceCredentials],
     concurrency: usize,
 ) -> LoadResult<Vec<Session>> {
+    login_spread(std::slice::from_ref(endpoints), devices, concurrency).await
+}
+
+/// The node device `index` logs in to when spread over `nodes` nodes:
+/// `index % nodes`.
+pub fn node_of(index: usize, nodes: usize) -> usize {
+    index % nodes.max(1)
+}
+
+/// Opens one logged-in session per device, device `i` through
+/// `targets[node_of(i, targets.len())]` (one entry per cluster node: any node
+/// serves any device), `concurrency` at a time. Sessions come back in
+/// device order.
+///
+/// # Errors
+/// [`LoadError::Invalid`] without targets; the first connection or login
+/// failure.
+pub async fn login_spread(
+    targets: &[Arc<Endpoints>],
+    devices: &[DeviceCredentials],
+    concurrency: usize,
+) -> LoadResult<Vec<Session>> {
+    if targets.is_empty() {
+        return Err(LoadError::Invalid("at least one target to log in to"));
+    }
     let semaphore = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
     for (i, device) in devices.iter().cloned().enumerate() {
-        let endpoints = Arc::clone(endpoints);
+        let endpoints = targets
+            .get(node_of(i, targets.len()))
+            .map(Arc::clone)
+            .ok_or(LoadError::Invalid("no target for a device"))?;
         let semaphore = Arc::clone(&semaphore);
         tasks.spawn(async move {
             let _permit = semaphore
