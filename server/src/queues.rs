@@ -17,7 +17,7 @@ use crate::auth::devices::DeviceSession;
 use crate::bus::BusEvent;
 use crate::error::ApiError;
 use crate::state::{ServerState, now_ms};
-use crate::storage::{FetchPage, OutgoingEnvelope, SendMeta, StoredEnvelope};
+use crate::storage::{FetchPage, OutgoingEnvelope, OwnedSendMeta, StoredEnvelope};
 
 /// Default envelopes per fetch.
 pub const DEFAULT_FETCH_LIMIT: u32 = 100;
@@ -97,20 +97,18 @@ pub async fn send(
     }
     let now = now_ms();
     let ttl_ms = state.config.envelope_ttl_secs.saturating_mul(1000);
-    let sender_username = session.username.clone();
     let sender_device_id = session.device_id;
-    let (ids, envelopes) = state
-        .blocking(move |state| {
-            let meta = SendMeta {
-                sender_username: &sender_username,
-                sender_device_id,
-                now_ms: now,
-                expires_at_ms: now.saturating_add(ttl_ms),
-                max_queue_len: state.config.max_queue_len,
-            };
-            let ids = state.storage.enqueue(&meta, &envelopes)?;
-            Ok((ids, envelopes))
-        })
+    let meta = OwnedSendMeta {
+        sender_username: session.username.clone(),
+        sender_device_id,
+        now_ms: now,
+        expires_at_ms: now.saturating_add(ttl_ms),
+        max_queue_len: state.config.max_queue_len,
+    };
+    // The ciphertexts are reference-counted: the copy for the storage job
+    // shares them with the pushes below.
+    let ids = Arc::clone(&state.storage)
+        .submit_enqueue(meta, envelopes.clone())
         .await?;
     tracing::debug!(sender_device_id, recipients = ids.len(), "envelopes stored");
     state
@@ -184,13 +182,9 @@ pub async fn ack(
     if request.envelope_ids.len() > MAX_ACK_IDS {
         return Err(ApiError::invalid("at most 1000 ids per ack"));
     }
-    state
-        .blocking(move |state| {
-            Ok(state
-                .storage
-                .ack_envelopes(device_id, &request.envelope_ids)?)
-        })
-        .await
+    Ok(Arc::clone(&state.storage)
+        .submit_ack(device_id, request.envelope_ids)
+        .await?)
 }
 
 /// Deletes expired envelopes and attachments every `purge_interval_secs` until `stop` fires.

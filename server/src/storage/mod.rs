@@ -2,7 +2,13 @@
 //!
 //! The trait is synchronous: every method is one short transaction, and the
 //! server calls it from a blocking thread (`tokio::task::spawn_blocking`), so
-//! an implementation may block on disk or network. [`sqlite::SqliteStorage`]
+//! an implementation may block on disk or network. The two writes of the
+//! message path (enqueue, acknowledge) also have a future-returning form
+//! ([`Storage::submit_enqueue`], [`Storage::submit_ack`]): by default it is
+//! the same call on the blocking pool, and a backend that already runs its
+//! writes on a thread of its own (SQLite's group commit) hands the job to
+//! that thread directly, so a send holds no blocking thread while it waits
+//! for its batch's fsync. [`sqlite::SqliteStorage`]
 //! is the embedded default; [`postgres::PostgresStorage`] lets several
 //! server nodes share one database (SPEC.md §18). [`open`] picks one from
 //! the configuration.
@@ -20,6 +26,12 @@ pub use attachments::{AttachmentRecord, AttachmentStorage};
 pub use groups::{FanOut, GroupChange, GroupChangeOutcome, GroupRecord, GroupStorage};
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// The result of a submitted write, once it is durable (or failed).
+pub type StorageFuture<T> = Pin<Box<dyn Future<Output = StorageResult<T>> + Send + 'static>>;
 
 /// Errors of storage operations.
 #[derive(Debug, thiserror::Error)]
@@ -198,7 +210,9 @@ pub struct PrekeyStock {
     pub signed_prekey_id: u32,
 }
 
-/// An envelope to store for one recipient device.
+/// An envelope to store for one recipient device (cloning shares the
+/// ciphertext, which is reference-counted).
+#[derive(Clone, Debug)]
 pub struct OutgoingEnvelope {
     /// Recipient device.
     pub recipient_device_id: u64,
@@ -218,6 +232,60 @@ pub struct SendMeta<'a> {
     pub expires_at_ms: u64,
     /// Queue cap per device.
     pub max_queue_len: u32,
+}
+
+/// [`SendMeta`] owning its strings, for a write that outlives the request's
+/// borrow (it runs on another thread).
+#[derive(Clone, Debug)]
+pub struct OwnedSendMeta {
+    /// Sender's username.
+    pub sender_username: String,
+    /// Sender's device.
+    pub sender_device_id: u64,
+    /// Server time stamped on every envelope.
+    pub now_ms: u64,
+    /// Expiry time of the envelopes.
+    pub expires_at_ms: u64,
+    /// Queue cap per device.
+    pub max_queue_len: u32,
+}
+
+impl From<&SendMeta<'_>> for OwnedSendMeta {
+    fn from(meta: &SendMeta<'_>) -> Self {
+        Self {
+            sender_username: meta.sender_username.to_owned(),
+            sender_device_id: meta.sender_device_id,
+            now_ms: meta.now_ms,
+            expires_at_ms: meta.expires_at_ms,
+            max_queue_len: meta.max_queue_len,
+        }
+    }
+}
+
+impl OwnedSendMeta {
+    /// The borrowed form the storage methods take.
+    pub fn borrowed(&self) -> SendMeta<'_> {
+        SendMeta {
+            sender_username: &self.sender_username,
+            sender_device_id: self.sender_device_id,
+            now_ms: self.now_ms,
+            expires_at_ms: self.expires_at_ms,
+            max_queue_len: self.max_queue_len,
+        }
+    }
+}
+
+/// Runs `f` on tokio's blocking pool: the default of the `submit_*` methods.
+fn on_blocking_pool<T, F>(f: F) -> StorageFuture<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> StorageResult<T> + Send + 'static,
+{
+    Box::pin(async move {
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| StorageError::Database(format!("storage task failed: {e}")))?
+    })
 }
 
 /// Bounds of one fetch.
@@ -335,6 +403,23 @@ pub trait Storage: GroupStorage + AttachmentStorage + Send + Sync + 'static {
     fn purge_expired(&self, now_ms: u64) -> StorageResult<u64>;
     /// Unexpired envelopes queued for all devices (a metrics gauge).
     fn total_queued(&self, now_ms: u64) -> StorageResult<u64>;
+
+    /// [`Storage::enqueue`] for an async caller: the future resolves once
+    /// the envelopes are durable, with their ids. The default runs
+    /// `enqueue` on the blocking pool.
+    fn submit_enqueue(
+        self: Arc<Self>,
+        meta: OwnedSendMeta,
+        envelopes: Vec<OutgoingEnvelope>,
+    ) -> StorageFuture<Vec<u64>> {
+        on_blocking_pool(move || self.enqueue(&meta.borrowed(), &envelopes))
+    }
+
+    /// [`Storage::ack_envelopes`] for an async caller. The default runs
+    /// `ack_envelopes` on the blocking pool.
+    fn submit_ack(self: Arc<Self>, device_id: u64, ids: Vec<u64>) -> StorageFuture<u32> {
+        on_blocking_pool(move || self.ack_envelopes(device_id, &ids))
+    }
 }
 
 /// Errors opening the configured storage.

@@ -25,14 +25,14 @@ pub mod group_commit;
 mod groups;
 mod statements;
 
-use group_commit::{GroupCommit, OwnedSendMeta};
+use group_commit::{GroupCommit, Isolation};
 use statements::QueryRowCached as _;
 
 use super::schema::{MigrateError, migrate, schema_version};
 use super::{
     AccountRecord, BundleRecord, DeviceRecord, FetchPage, NewAccount, OneTimeKey, OutgoingEnvelope,
-    PrekeyStock, PrekeyUpload, SendMeta, SignedKey, Storage, StorageError, StorageResult,
-    StoredEnvelope,
+    OwnedSendMeta, PrekeyStock, PrekeyUpload, SendMeta, SignedKey, Storage, StorageError,
+    StorageFuture, StorageResult, StoredEnvelope,
 };
 
 /// Errors opening the database.
@@ -294,6 +294,101 @@ fn take_bundle(tx: &Transaction<'_>, device_id: i64) -> rusqlite::Result<Option<
     }))
 }
 
+/// The enqueue transaction's work (on the writer thread): checks every
+/// recipient device and queue cap, then inserts the envelopes. Nothing is
+/// written before the last check ([`Isolation::ChecksFirst`]).
+fn enqueue_job(
+    tx: &Connection,
+    meta: &OwnedSendMeta,
+    envelopes: &[OutgoingEnvelope],
+) -> StorageResult<Vec<u64>> {
+    let meta = meta.borrowed();
+    let mut full = Vec::new();
+    for envelope in envelopes {
+        let device = sql_id(envelope.recipient_device_id);
+        let removed: Option<bool> = tx
+            .prepare_cached("SELECT removed FROM devices WHERE id = ?1")
+            .and_then(|mut stmt| stmt.query_row([device], |r| r.get(0)).optional())
+            .map_err(db)?;
+        match removed {
+            None => return Err(StorageError::UnknownDevice(envelope.recipient_device_id)),
+            Some(true) => return Err(StorageError::DeviceRemoved(envelope.recipient_device_id)),
+            Some(false) => {}
+        }
+        let queued: i64 = tx
+            .prepare_cached(
+                "SELECT COUNT(*) FROM envelopes WHERE device_id = ?1 AND expires_at_ms > ?2",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_row(params![device, sql_time(meta.now_ms)], |r| r.get(0))
+            })
+            .map_err(db)?;
+        if count(queued) >= meta.max_queue_len {
+            full.push(envelope.recipient_device_id);
+        }
+    }
+    if !full.is_empty() {
+        return Err(StorageError::QueueFull(full));
+    }
+    let mut stmt = tx
+        .prepare_cached(
+            "INSERT INTO envelopes (device_id, sender_username, sender_device_id, server_timestamp_ms, \
+             expires_at_ms, ciphertext) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .map_err(db)?;
+    let mut ids = Vec::with_capacity(envelopes.len());
+    for envelope in envelopes {
+        stmt.execute(params![
+            sql_id(envelope.recipient_device_id),
+            meta.sender_username,
+            sql_id(meta.sender_device_id),
+            sql_time(meta.now_ms),
+            sql_time(meta.expires_at_ms),
+            envelope.ciphertext.as_ref(),
+        ])
+        .map_err(db)?;
+        ids.push(net_id(tx.last_insert_rowid()));
+    }
+    Ok(ids)
+}
+
+/// The acknowledgement's work (on the writer thread): deletes the listed
+/// envelopes of the device and group messages nothing refers to any more.
+/// It can fail only in the database itself ([`Isolation::ChecksFirst`]).
+fn ack_job(tx: &Connection, device_id: u64, ids: &[u64]) -> StorageResult<u32> {
+    let mut stmt = tx
+        .prepare_cached(
+            "DELETE FROM envelopes WHERE device_id = ?1 AND id = ?2 RETURNING group_message_id",
+        )
+        .map_err(db)?;
+    let mut deleted = 0u32;
+    let mut group_messages = Vec::new();
+    for id in ids {
+        let row: Option<Option<i64>> = stmt
+            .query_row(params![sql_id(device_id), sql_id(*id)], |r| r.get(0))
+            .optional()
+            .map_err(db)?;
+        if let Some(group_message) = row {
+            deleted = deleted.saturating_add(1);
+            group_messages.extend(group_message);
+        }
+    }
+    drop(stmt);
+    // A group message is stored once; it goes with its last reference.
+    if !group_messages.is_empty() {
+        let mut orphan = tx
+            .prepare_cached(
+                "DELETE FROM group_messages WHERE id = ?1 AND NOT EXISTS \
+                 (SELECT 1 FROM envelopes WHERE group_message_id = ?1)",
+            )
+            .map_err(db)?;
+        for group_message in group_messages {
+            orphan.execute([group_message]).map_err(db)?;
+        }
+    }
+    Ok(deleted)
+}
+
 impl Storage for SqliteStorage {
     fn create_account(&self, account: &NewAccount<'_>) -> StorageResult<i64> {
         self.with_tx(|tx| {
@@ -466,7 +561,7 @@ impl Storage for SqliteStorage {
     }
 
     fn record_login(&self, device_id: u64, now_ms: u64) -> StorageResult<()> {
-        self.writer.run(move |conn| {
+        self.writer.run(Isolation::Savepoint, move |conn| {
             conn.prepare_cached("UPDATE devices SET last_login_ms = ?2 WHERE id = ?1")
                 .and_then(|mut stmt| stmt.execute(params![sql_id(device_id), sql_time(now_ms)]))
                 .map_err(db)?;
@@ -582,62 +677,19 @@ impl Storage for SqliteStorage {
         // The job runs on the writer thread: it owns copies (the ciphertexts
         // are reference-counted `Bytes`, not copied).
         let meta = OwnedSendMeta::from(meta);
-        let envelopes: Vec<OutgoingEnvelope> = envelopes
-            .iter()
-            .map(|e| OutgoingEnvelope {
-                recipient_device_id: e.recipient_device_id,
-                ciphertext: e.ciphertext.clone(),
-            })
-            .collect();
-        self.writer.run(move |tx| {
-            let meta = meta.borrowed();
-            let mut full = Vec::new();
-            for envelope in &envelopes {
-                let device = sql_id(envelope.recipient_device_id);
-                let removed: Option<bool> = tx
-                    .prepare_cached("SELECT removed FROM devices WHERE id = ?1")
-                    .and_then(|mut stmt| stmt.query_row([device], |r| r.get(0)).optional())
-                    .map_err(db)?;
-                match removed {
-                    None => return Err(StorageError::UnknownDevice(envelope.recipient_device_id)),
-                    Some(true) => return Err(StorageError::DeviceRemoved(envelope.recipient_device_id)),
-                    Some(false) => {}
-                }
-                let queued: i64 = tx
-                    .prepare_cached(
-                        "SELECT COUNT(*) FROM envelopes WHERE device_id = ?1 AND expires_at_ms > ?2",
-                    )
-                    .and_then(|mut stmt| {
-                        stmt.query_row(params![device, sql_time(meta.now_ms)], |r| r.get(0))
-                    })
-                    .map_err(db)?;
-                if count(queued) >= meta.max_queue_len {
-                    full.push(envelope.recipient_device_id);
-                }
-            }
-            if !full.is_empty() {
-                return Err(StorageError::QueueFull(full));
-            }
-            let mut stmt = tx
-                .prepare_cached(
-                    "INSERT INTO envelopes (device_id, sender_username, sender_device_id, server_timestamp_ms, \
-                     expires_at_ms, ciphertext) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )
-                .map_err(db)?;
-            let mut ids = Vec::with_capacity(envelopes.len());
-            for envelope in &envelopes {
-                stmt.execute(params![
-                    sql_id(envelope.recipient_device_id),
-                    meta.sender_username,
-                    sql_id(meta.sender_device_id),
-                    sql_time(meta.now_ms),
-                    sql_time(meta.expires_at_ms),
-                    envelope.ciphertext.as_ref(),
-                ])
-                .map_err(db)?;
-                ids.push(net_id(tx.last_insert_rowid()));
-            }
-            Ok(ids)
+        let envelopes = envelopes.to_vec();
+        self.writer.run(Isolation::ChecksFirst, move |tx| {
+            enqueue_job(tx, &meta, &envelopes)
+        })
+    }
+
+    fn submit_enqueue(
+        self: Arc<Self>,
+        meta: OwnedSendMeta,
+        envelopes: Vec<OutgoingEnvelope>,
+    ) -> StorageFuture<Vec<u64>> {
+        self.writer.submit(Isolation::ChecksFirst, move |tx| {
+            enqueue_job(tx, &meta, &envelopes)
         })
     }
 
@@ -690,38 +742,14 @@ impl Storage for SqliteStorage {
 
     fn ack_envelopes(&self, device_id: u64, ids: &[u64]) -> StorageResult<u32> {
         let ids = ids.to_vec();
-        self.writer.run(move |tx| {
-            let mut stmt = tx
-                .prepare_cached(
-                    "DELETE FROM envelopes WHERE device_id = ?1 AND id = ?2 RETURNING group_message_id",
-                )
-                .map_err(db)?;
-            let mut deleted = 0u32;
-            let mut group_messages = Vec::new();
-            for id in &ids {
-                let row: Option<Option<i64>> = stmt
-                    .query_row(params![sql_id(device_id), sql_id(*id)], |r| r.get(0))
-                    .optional()
-                    .map_err(db)?;
-                if let Some(group_message) = row {
-                    deleted = deleted.saturating_add(1);
-                    group_messages.extend(group_message);
-                }
-            }
-            drop(stmt);
-            // A group message is stored once; it goes with its last reference.
-            if !group_messages.is_empty() {
-                let mut orphan = tx
-                    .prepare_cached(
-                        "DELETE FROM group_messages WHERE id = ?1 AND NOT EXISTS \
-                         (SELECT 1 FROM envelopes WHERE group_message_id = ?1)",
-                    )
-                    .map_err(db)?;
-                for group_message in group_messages {
-                    orphan.execute([group_message]).map_err(db)?;
-                }
-            }
-            Ok(deleted)
+        self.writer.run(Isolation::ChecksFirst, move |tx| {
+            ack_job(tx, device_id, &ids)
+        })
+    }
+
+    fn submit_ack(self: Arc<Self>, device_id: u64, ids: Vec<u64>) -> StorageFuture<u32> {
+        self.writer.submit(Isolation::ChecksFirst, move |tx| {
+            ack_job(tx, device_id, &ids)
         })
     }
 

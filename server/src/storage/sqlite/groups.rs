@@ -8,7 +8,8 @@ use std::collections::BTreeSet;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-use super::{OwnedSendMeta, SqliteStorage, count, db, net_id, sql_id, sql_time};
+use super::{SqliteStorage, count, db, net_id, sql_id, sql_time};
+use crate::storage::OwnedSendMeta;
 use crate::storage::groups::{GROUP_ID_LEN, GroupRole};
 use crate::storage::{
     FanOut, GroupChange, GroupChangeOutcome, GroupRecord, GroupStorage, SendMeta, StorageError,
@@ -320,7 +321,7 @@ impl GroupStorage for SqliteStorage {
         let id: GroupId = *id;
         let meta = OwnedSendMeta::from(meta);
         let ciphertext = ciphertext.to_vec();
-        self.writer.run(move |tx| {
+        self.writer.run(super::Isolation::Savepoint, move |tx| {
             let (id, meta) = (&id, meta.borrowed());
             let group = load_group(tx, id)?;
             let accounts = member_ids(&group);
