@@ -52,6 +52,8 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 /// Events waiting to be broadcast; beyond this they are dropped (and the
 /// devices concerned resynchronised later).
 const OUTGOING_CAPACITY: usize = 65_536;
+/// Most waiting events sent in one go (pushes in one pipeline).
+const MAX_PIPELINE: usize = 256;
 /// Devices remembered for a resync; beyond this every node resyncs all.
 const MAX_RESYNC_DEVICES: usize = 10_000;
 /// Length of a node id.
@@ -501,24 +503,17 @@ async fn serve_inner(
     loop {
         tokio::select! {
             message = rx.recv() => {
-                let Some(message) = message else { return Ok(()) };
-                let channel = inner.channel();
-                match message {
-                    Outgoing::Frame(frame, device) => {
-                        if let Err(error) = publish(&mut conn, &channel, frame).await {
-                            inner.missed_push(device);
-                            return Err(error);
-                        }
-                    }
-                    Outgoing::Online(device) => {
-                        timed(redis::cmd("SADD").arg(&own_key).arg(device).query_async::<i64>(&mut conn)).await?;
-                        publish(&mut conn, &channel, inner.frame(KIND_ONLINE, device, &[])).await?;
-                    }
-                    Outgoing::Offline(device) => {
-                        timed(redis::cmd("SREM").arg(&own_key).arg(device).query_async::<i64>(&mut conn)).await?;
-                        publish(&mut conn, &channel, inner.frame(KIND_OFFLINE, device, &[])).await?;
+                let Some(first) = message else { return Ok(()) };
+                // Everything already waiting goes out with it: consecutive
+                // pushes share one pipelined round trip.
+                let mut batch = vec![first];
+                while batch.len() < MAX_PIPELINE {
+                    match rx.try_recv() {
+                        Ok(next) => batch.push(next),
+                        Err(_) => break,
                     }
                 }
+                broadcast(inner, &mut conn, &own_key, batch).await?;
             }
             message = next_message(&mut stream) => {
                 let Some(message) = message else {
@@ -554,6 +549,95 @@ fn ttl_ms() -> u64 {
 
 async fn next_message(stream: &mut redis::aio::PubSubStream) -> Option<redis::Msg> {
     std::future::poll_fn(|cx| futures_core::Stream::poll_next(Pin::new(&mut *stream), cx)).await
+}
+
+/// Sends `batch` in order: runs of push frames as one pipeline of
+/// `PUBLISH`es (one round trip), presence changes one by one. A push that
+/// could not be sent is remembered for the resync after the link returns.
+async fn broadcast(
+    inner: &Inner,
+    conn: &mut redis::aio::MultiplexedConnection,
+    own_key: &str,
+    batch: Vec<Outgoing>,
+) -> Result<(), String> {
+    let channel = inner.channel();
+    let mut frames: Vec<(Vec<u8>, Option<u64>)> = Vec::new();
+    let mut rest = batch.into_iter().peekable();
+    while let Some(message) = rest.next() {
+        let sent = match message {
+            Outgoing::Frame(frame, device) => {
+                frames.push((frame, device));
+                if matches!(rest.peek(), Some(Outgoing::Frame(..))) {
+                    continue;
+                }
+                let mut pipe = redis::pipe();
+                for (frame, _) in &frames {
+                    pipe.cmd("PUBLISH")
+                        .arg(&channel)
+                        .arg(frame.as_slice())
+                        .ignore();
+                }
+                let sent = timed(pipe.query_async::<()>(conn)).await;
+                if sent.is_ok() {
+                    frames.clear();
+                }
+                sent
+            }
+            Outgoing::Online(device) => {
+                presence(
+                    conn,
+                    "SADD",
+                    own_key,
+                    device,
+                    &channel,
+                    inner.frame(KIND_ONLINE, device, &[]),
+                )
+                .await
+            }
+            Outgoing::Offline(device) => {
+                presence(
+                    conn,
+                    "SREM",
+                    own_key,
+                    device,
+                    &channel,
+                    inner.frame(KIND_OFFLINE, device, &[]),
+                )
+                .await
+            }
+        };
+        if let Err(error) = sent {
+            // Nothing after the failure was sent: name it for the resync.
+            let unsent = rest.filter_map(|m| match m {
+                Outgoing::Frame(_, device) => Some(device),
+                Outgoing::Online(_) | Outgoing::Offline(_) => None,
+            });
+            for device in frames.drain(..).map(|(_, d)| d).chain(unsent) {
+                inner.missed_push(device);
+            }
+            return Err(error);
+        }
+    }
+    Ok(())
+}
+
+/// A presence change: the set update, then its announcement.
+async fn presence(
+    conn: &mut redis::aio::MultiplexedConnection,
+    command: &str,
+    own_key: &str,
+    device: u64,
+    channel: &str,
+    announcement: Vec<u8>,
+) -> Result<(), String> {
+    timed(
+        redis::cmd(command)
+            .arg(own_key)
+            .arg(device)
+            .query_async::<i64>(conn),
+    )
+    .await?;
+    publish(conn, channel, announcement).await
 }
 
 async fn publish(
