@@ -250,14 +250,7 @@ impl ClusterReport {
             .iter()
             .map(|run| {
                 let r = &run.report;
-                let delivered = if r.complete() {
-                    format!("{} delivered", r.delivered)
-                } else {
-                    format!(
-                        "INCOMPLETE: {} of {} delivered, {} refused",
-                        r.delivered, r.expected, r.send_errors
-                    )
-                };
+                let delivered = r.delivery_note();
                 Row {
                     workload: match run.offered {
                         None => format!("{}, saturation", self.shape),

@@ -111,6 +111,18 @@ impl DriveReport {
     pub fn complete(&self) -> bool {
         self.send_errors == 0 && self.delivered == self.expected
     }
+
+    /// "N delivered", or what was missing when the run is not complete.
+    pub fn delivery_note(&self) -> String {
+        if self.complete() {
+            format!("{} delivered", self.delivered)
+        } else {
+            format!(
+                "INCOMPLETE: {} of {} delivered, {} refused",
+                self.delivered, self.expected, self.send_errors
+            )
+        }
+    }
 }
 
 /// Request ids on the duplex side: sends are even, acks odd.

@@ -255,20 +255,12 @@ async fn target(args: &TargetArgs) -> LoadResult<(Target, Option<QuicProcess>)> 
 }
 
 fn drive_row(workload: String, target: &str, mut r: DriveReport, unit: &str) -> Row {
-    let note = if r.complete() {
-        format!("{} delivered", r.delivered)
-    } else {
-        format!(
-            "INCOMPLETE: {} of {} delivered, {} refused",
-            r.delivered, r.expected, r.send_errors
-        )
-    };
     Row {
         workload,
         target: target.to_owned(),
         value: format!("{:.0} {unit}", r.delivered_rate()),
         latency: r.latency.summary(),
-        note,
+        note: r.delivery_note(),
     }
 }
 
