@@ -350,7 +350,9 @@ pub trait Storage: GroupStorage + AttachmentStorage + Send + Sync + 'static {
     /// Replaces the password hash.
     fn set_password_hash(&self, account_id: i64, password_hash: &str) -> StorageResult<()>;
     /// Deletes the account, its recovery codes, keys and queues; its devices
-    /// are marked removed. Returns the ids of devices that were active.
+    /// are marked removed and its attachments expire at once (the sweeper
+    /// deletes their rows and files). Account ids are never reused.
+    /// Returns the ids of devices that were active.
     fn delete_account(&self, account_id: i64) -> StorageResult<Vec<u64>>;
 
     /// Adds a device and returns its new id (never reused).

@@ -566,6 +566,13 @@ impl Storage for PostgresStorage {
             }
             tx.execute("DELETE FROM accounts WHERE id = $1", &[&account_id])
                 .await?;
+            // Its attachments expire now: unknown to every request from
+            // here on, and the sweeper deletes their rows and files.
+            tx.execute(
+                "UPDATE attachments SET expires_at_ms = 0 WHERE account_id = $1",
+                &[&account_id],
+            )
+            .await?;
             // Its group memberships go with it; groups left empty go too.
             let groups = tx
                 .query(

@@ -13,7 +13,7 @@ use rusqlite::Connection;
 ///
 /// Version 2 (server part 2): groups, their members, group messages (one
 /// ciphertext stored once and referenced by every fanned-out envelope) and
-/// attachments.
+/// attachments. Version 3: account ids never reused (AUTOINCREMENT).
 pub const MIGRATIONS: &[&str] = &[
     r"
 CREATE TABLE accounts (
@@ -109,6 +109,39 @@ CREATE TABLE attachments (
 ) WITHOUT ROWID;
 CREATE INDEX attachments_by_account ON attachments(account_id);
 CREATE INDEX attachments_by_expiry ON attachments(expires_at_ms);
+",
+    // Version 3 (issue 14): account ids are never reused. The table is
+    // rebuilt with AUTOINCREMENT (recovery codes with it, so the drop of the
+    // old table cascades into nothing), and the id sequence starts above
+    // every account id still named anywhere (removed devices, attachments).
+    r"
+CREATE TABLE accounts_v3 (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    username TEXT NOT NULL UNIQUE,
+    password_hash TEXT NOT NULL,
+    totp_secret BLOB NOT NULL,
+    last_totp_step INTEGER NOT NULL DEFAULT -1,
+    active INTEGER NOT NULL DEFAULT 0,
+    created_at_ms INTEGER NOT NULL
+);
+INSERT INTO accounts_v3 (id, username, password_hash, totp_secret, last_totp_step, active, created_at_ms)
+    SELECT id, username, password_hash, totp_secret, last_totp_step, active, created_at_ms FROM accounts;
+CREATE TABLE recovery_codes_v3 (
+    account_id INTEGER NOT NULL REFERENCES accounts_v3(id) ON DELETE CASCADE,
+    code_hash BLOB NOT NULL,
+    PRIMARY KEY (account_id, code_hash)
+) WITHOUT ROWID;
+INSERT INTO recovery_codes_v3 (account_id, code_hash) SELECT account_id, code_hash FROM recovery_codes;
+DROP TABLE recovery_codes;
+DROP TABLE accounts;
+ALTER TABLE accounts_v3 RENAME TO accounts;
+ALTER TABLE recovery_codes_v3 RENAME TO recovery_codes;
+DELETE FROM sqlite_sequence WHERE name = 'accounts';
+INSERT INTO sqlite_sequence (name, seq) SELECT 'accounts', MAX(
+    COALESCE((SELECT MAX(id) FROM accounts), 0),
+    COALESCE((SELECT MAX(account_id) FROM devices), 0),
+    COALESCE((SELECT MAX(account_id) FROM attachments), 0),
+    COALESCE((SELECT MAX(account_id) FROM group_members), 0));
 ",
 ];
 

@@ -502,6 +502,13 @@ impl Storage for SqliteStorage {
             }
             tx.execute("DELETE FROM accounts WHERE id = ?1", [account_id])
                 .map_err(db)?;
+            // Its attachments expire now: unknown to every request from
+            // here on, and the sweeper deletes their rows and files.
+            tx.execute(
+                "UPDATE attachments SET expires_at_ms = 0 WHERE account_id = ?1",
+                [account_id],
+            )
+            .map_err(db)?;
             // Its group memberships go with it; groups left empty go too.
             tx.execute(
                 "DELETE FROM group_members WHERE account_id = ?1",
@@ -817,6 +824,61 @@ mod tests {
             .query_row_cached("PRAGMA journal_mode", [], |r| r.get(0))
             .unwrap();
         assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn version_3_keeps_accounts_and_codes_and_never_reuses_an_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite3");
+        {
+            // A version-2 file: account 2 was deleted (its removed device
+            // row still names it), account 1 is alive with a recovery code.
+            let conn = Connection::open(&path).unwrap();
+            for script in &super::super::schema::MIGRATIONS[..2] {
+                conn.execute_batch(script).unwrap();
+            }
+            conn.pragma_update(None, "user_version", 2).unwrap();
+            conn.execute_batch(
+                "INSERT INTO accounts (id, username, password_hash, totp_secret, created_at_ms) \
+                 VALUES (1, 'alice', 'h', X'00', 0); \
+                 INSERT INTO recovery_codes VALUES (1, X'01'); \
+                 INSERT INTO devices (account_id, public_key, name, created_at_ms, removed) \
+                 VALUES (2, X'', '', 0, 1);",
+            )
+            .unwrap();
+        }
+        let storage = SqliteStorage::open(&path).unwrap();
+        assert_eq!(storage.account_by_id(1).unwrap().unwrap().username, "alice");
+        let codes: i64 = storage
+            .lock()
+            .query_row_cached(
+                "SELECT COUNT(*) FROM recovery_codes WHERE account_id = 1",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(codes, 1, "recovery codes survive the rebuild");
+        let id = storage
+            .create_account(&NewAccount {
+                username: "bob",
+                password_hash: "h",
+                totp_secret: &[0],
+                recovery_code_hashes: &[],
+                now_ms: 0,
+            })
+            .unwrap();
+        assert_eq!(id, 3, "above every id still named anywhere");
+        storage.delete_account(id).unwrap();
+        let next = storage
+            .create_account(&NewAccount {
+                username: "carol",
+                password_hash: "h",
+                totp_secret: &[0],
+                recovery_code_hashes: &[],
+                now_ms: 0,
+            })
+            .unwrap();
+        assert_eq!(next, 4, "a deleted account's id is not reused");
     }
 
     #[test]
