@@ -80,7 +80,11 @@ pub(crate) async fn send_queued(
         }
     };
     let me = inner.username.clone();
-    for attempt in 0..2 {
+    // Attempts 0 and 1 name both accounts complete (SPEC.md §12.7), so a
+    // device linked since our last look is reported at once and picked up
+    // before the retry; the last attempt claims nothing, so a device whose
+    // bundle we cannot use never holds the message from the others.
+    for attempt in 0..3 {
         if to != me {
             ensure_contact_devices(inner, conn, &to).await?;
         }
@@ -94,21 +98,39 @@ pub(crate) async fn send_queued(
         if envelopes.is_empty() {
             return Ok(now_ms());
         }
-        match conn.request(Request::Send(SendRequest { envelopes })).await {
+        let complete_accounts = if attempt < 2 {
+            let mut accounts = vec![me.clone()];
+            if to != me {
+                accounts.push(to.clone());
+            }
+            accounts
+        } else {
+            tracing::warn!("device list still differs from the server's; sending without claims");
+            Vec::new()
+        };
+        let request = SendRequest {
+            envelopes,
+            complete_accounts,
+        };
+        match conn.request(Request::Send(request)).await {
             Ok(response::Result::Send(r)) => return Ok(r.server_timestamp_ms),
             Ok(_) => {
                 return Err(SendFailure::Permanent("unexpected answer to a send".into()));
             }
             Err(TransportError::Server(error))
-                if attempt == 0
+                if attempt < 2
                     && matches!(
                         error.code,
-                        ErrorCode::UnknownDevice | ErrorCode::DeviceRemoved
+                        ErrorCode::UnknownDevice
+                            | ErrorCode::DeviceRemoved
+                            | ErrorCode::MissingDevices
                     ) =>
             {
-                // Stale device list: forget those devices, re-check, retry once.
+                // Stale device list: forget removed devices, re-check
+                // (which fetches bundles of new ones), retry.
+                let removed = error.code != ErrorCode::MissingDevices;
                 inner.tx(|tx| -> Result<(), StoreError> {
-                    for device in &error.device_ids {
+                    for device in error.device_ids.iter().filter(|_| removed) {
                         tx.delete_device(&to, *device)?;
                         tx.delete_device(&me, *device)?;
                     }

@@ -180,3 +180,55 @@ async fn a_new_device_of_a_contact_is_picked_up() {
     }
     server.stop().await;
 }
+
+/// Issue 14: with the default 600 s device-list cache, a device linked
+/// after the last send still gets the very next message, because the
+/// server refuses a send that leaves out a device of an account the sender
+/// names complete (SPEC.md §12.7, `ERROR_CODE_MISSING_DEVICES`), and the
+/// SDK fetches the new device's bundle and sends again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newly_linked_device_gets_the_very_next_message() {
+    let server = TestServer::start().await;
+    let mut alice_user = register(&server, "alice").await;
+    let mut bob_user = register(&server, "bob").await;
+    assert_eq!(fast_config().device_refresh, Duration::from_secs(600));
+    let mut alice1 = online(&server, &mut alice_user, IdentitySource::New, fast_config()).await;
+    let mut bob1 = online(&server, &mut bob_user, IdentitySource::New, fast_config()).await;
+    let to_bob = Conversation::Direct("bob".into());
+    let to_alice = Conversation::Direct("alice".into());
+    alice1.account.send_text(&to_bob, "one").unwrap();
+    assert_eq!(next_text(&mut bob1.events).await.text, "one");
+    bob1.account.send_text(&to_alice, "one back").unwrap();
+    assert_eq!(next_text(&mut alice1.events).await.text, "one back");
+
+    // Bob links a second device; Alice's device list of Bob is fresh.
+    let linked = IdentitySource::Linked(bob1.account.export_identity());
+    let mut bob2 = online(&server, &mut bob_user, linked, fast_config()).await;
+    let id = alice1.account.send_text(&to_bob, "two").unwrap();
+    for bob in [&mut bob2, &mut bob1] {
+        let got = next_text(&mut bob.events).await;
+        assert_eq!((got.text.as_str(), got.message_id), ("two", id));
+    }
+
+    // Alice links a second device: her next message's copy reaches it, and
+    // Bob's first device, which never looked at Alice's devices since, reaches it too.
+    let linked = IdentitySource::Linked(alice1.account.export_identity());
+    let mut alice2 = online(&server, &mut alice_user, linked, fast_config()).await;
+    alice1.account.send_text(&to_bob, "three").unwrap();
+    let copy = next_text(&mut alice2.events).await;
+    assert_eq!((copy.text.as_str(), copy.conversation), ("three", to_bob));
+    bob1.account.send_text(&to_alice, "three back").unwrap();
+    for alice in [&mut alice2, &mut alice1] {
+        assert_eq!(next_text(&mut alice.events).await.text, "three back");
+    }
+    // Bob's second device got Bob's own copy of it too.
+    let mut texts = Vec::new();
+    while texts.len() < 2 {
+        texts.push(next_text(&mut bob2.events).await.text);
+    }
+    assert_eq!(texts, ["three", "three back"]);
+    for d in [&alice1, &alice2, &bob1, &bob2] {
+        d.account.disconnect().await;
+    }
+    server.stop().await;
+}

@@ -936,6 +936,7 @@ fn send(devices: &[u64], n: u8) -> Request {
                 ciphertext: ciphertext(n),
             })
             .collect(),
+        complete_accounts: Vec::new(),
     })
 }
 

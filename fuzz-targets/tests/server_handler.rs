@@ -110,6 +110,7 @@ fn requests_before_login_are_refused_and_carol_is_out_of_reach() {
                 recipient_device_id: bob,
                 ciphertext: vec![1; 10].into(),
             }],
+            complete_accounts: Vec::new(),
         }),
     )
     // The harness signs only for alice and bob: carol's login fails.

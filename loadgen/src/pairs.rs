@@ -39,6 +39,7 @@ pub fn plans(device_ids: &[u64], messages: u64) -> LoadResult<Vec<Plan>> {
                             recipient_device_id: partner,
                             ciphertext,
                         }],
+                        complete_accounts: Vec::new(),
                     })
                 }),
             }

@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use microbot_protocol::transport::{
-    AckEnvelopesRequest, Envelope, Envelopes, FetchEnvelopesRequest, Push, SendRequest,
+    AckEnvelopesRequest, Envelope, Envelopes, ErrorCode, FetchEnvelopesRequest, Push, SendRequest,
     SendResponse, push,
 };
 
@@ -67,7 +67,8 @@ fn publish(state: &ServerState, device_id: u64, push: Push) {
 ///
 /// # Errors
 /// `INVALID_ARGUMENT`, `UNKNOWN_DEVICE`, `DEVICE_REMOVED`, `QUEUE_FULL` (with
-/// the device ids concerned).
+/// the device ids concerned), `UNKNOWN_ACCOUNT` and `MISSING_DEVICES` for
+/// `complete_accounts`.
 pub async fn send(
     state: &Arc<ServerState>,
     session: &DeviceSession,
@@ -94,6 +95,9 @@ pub async fn send(
             recipient_device_id: e.recipient_device_id,
             ciphertext: e.ciphertext,
         });
+    }
+    if !request.complete_accounts.is_empty() {
+        check_complete(state, session, request.complete_accounts, seen).await?;
     }
     let now = now_ms();
     let ttl_ms = state.config.envelope_ttl_secs.saturating_mul(1000);
@@ -131,6 +135,69 @@ pub async fn send(
     }
     Ok(SendResponse {
         server_timestamp_ms: now,
+    })
+}
+
+/// Most accounts one send may name in `SendRequest.complete_accounts`.
+pub const MAX_COMPLETE_ACCOUNTS: usize = 8;
+
+/// `SendRequest.complete_accounts` (SPEC.md §12.7): every device of each
+/// named account that has published prekeys, except the sending device,
+/// must be among the `addressed` recipients. Read before the enqueue, so a
+/// device linked in between is caught by the sender's next send.
+///
+/// # Errors
+/// `INVALID_ARGUMENT` (too many, duplicate or invalid names),
+/// `UNKNOWN_ACCOUNT`, `MISSING_DEVICES` with the devices left out.
+async fn check_complete(
+    state: &Arc<ServerState>,
+    session: &DeviceSession,
+    accounts: Vec<String>,
+    addressed: HashSet<u64>,
+) -> Result<(), ApiError> {
+    if accounts.len() > MAX_COMPLETE_ACCOUNTS {
+        return Err(ApiError::invalid("a send names at most 8 complete accounts"));
+    }
+    let mut names = HashSet::with_capacity(accounts.len());
+    for name in &accounts {
+        if !crate::auth::valid_username(name) || !names.insert(name.as_str()) {
+            return Err(ApiError::invalid(
+                "complete_accounts holds valid usernames, each once",
+            ));
+        }
+    }
+    let sender_device_id = session.device_id;
+    let missing = state
+        .blocking(move |state| {
+            let mut missing = Vec::new();
+            for name in &accounts {
+                let account = state
+                    .storage
+                    .account_by_username(name)?
+                    .filter(|a| a.active)
+                    .ok_or_else(|| ApiError::new(ErrorCode::UnknownAccount, "no such account"))?;
+                for device in state.storage.account_devices(account.id)? {
+                    if device.id == sender_device_id || addressed.contains(&device.id) {
+                        continue;
+                    }
+                    // A device that never published keys cannot be addressed.
+                    if state.storage.prekey_stock(device.id)?.signed_prekey_id != 0 {
+                        missing.push(device.id);
+                    }
+                }
+            }
+            Ok(missing)
+        })
+        .await?;
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError {
+        device_ids: missing,
+        ..ApiError::new(
+            ErrorCode::MissingDevices,
+            "the send leaves out devices of a complete account; nothing was stored",
+        )
     })
 }
 

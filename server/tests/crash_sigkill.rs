@@ -302,6 +302,7 @@ async fn sender(
                     ciphertext: ciphertext(id),
                 })
                 .collect(),
+            complete_accounts: Vec::new(),
         });
         match conn.request(request).await {
             Ok(response::Result::Send(_)) => {

@@ -96,6 +96,7 @@ async fn metrics_and_healthz_are_served_and_move() {
                 recipient_device_id: bob.device_id,
                 ciphertext: Bytes::from_static(b"x"),
             }],
+            complete_accounts: Vec::new(),
         }))
         .await;
     assert_eq!(code(&e), ErrorCode::RateLimited);

@@ -267,6 +267,7 @@ async fn distribute(
         rest = tail;
         let request = SendRequest {
             envelopes: chunk.iter().map(|(_, e)| e.clone()).collect(),
+            complete_accounts: Vec::new(),
         };
         match conn.request(Request::Send(request)).await {
             Ok(response::Result::Send(_)) => {}

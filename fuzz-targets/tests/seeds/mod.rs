@@ -140,6 +140,7 @@ fn sample_client_frames() -> Vec<ClientFrame> {
                     recipient_device_id: 7,
                     ciphertext: Bytes::from(fixtures::conversation().pending[3].bytes.clone()),
                 }],
+                complete_accounts: Vec::new(),
             }),
         ),
         frame(

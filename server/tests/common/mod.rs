@@ -500,6 +500,7 @@ pub async fn send_to(client: &mut Client, envelopes: &[(u64, Bytes)]) -> respons
                     ciphertext: ct.clone(),
                 })
                 .collect(),
+            complete_accounts: Vec::new(),
         }))
         .await
 }

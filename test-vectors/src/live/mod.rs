@@ -446,6 +446,7 @@ async fn scenario(addr: SocketAddr, fingerprint: &str, report: &mut Report) -> R
                 recipient_device_id: bundle_device,
                 ciphertext: ciphertext.into(),
             }],
+            complete_accounts: Vec::new(),
         }))
         .await
         .map_err(describe)?;
