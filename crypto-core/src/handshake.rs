@@ -56,6 +56,13 @@ pub enum HandshakeError {
     /// ciphertext has the wrong length.
     #[error("KEM ciphertext missing or malformed")]
     InvalidKemCiphertext,
+    /// The responder's signed prekey advertises KEM prekeys (its signature
+    /// covers `kem_flag = 0x01`, SPEC.md §4.1), but the bundle carries no KEM
+    /// prekey (the initiator's side: someone stripped it, a downgrade
+    /// attempt) or the initial message is classical (the responder's side).
+    /// Only a hybrid handshake is accepted with such a device.
+    #[error("the peer advertises ML-KEM prekeys: only a hybrid handshake is accepted")]
+    HybridRequired,
 }
 
 /// Every intermediate value of one handshake side, for test vectors and
@@ -109,8 +116,11 @@ impl std::fmt::Debug for HandshakeOutput {
     }
 }
 
-/// The initiator's side: verifies the bundle, draws EK_A (32 random bytes) and,
-/// in hybrid mode, the 32-byte ML-KEM encapsulation randomness `m`, in that order.
+/// The initiator's side: verifies the bundle (signatures, FIPS 203 key check,
+/// and [`HandshakeError::HybridRequired`] for a bundle stripped of the KEM
+/// prekey its signed prekey advertises), draws EK_A (32 random bytes) and,
+/// in hybrid mode, the 32-byte ML-KEM encapsulation randomness `m`, in that
+/// order. Hybrid mode is used exactly when the bundle has a KEM prekey.
 pub fn initiate<R: CryptoRng + ?Sized>(
     rng: &mut R,
     identity: &IdentityKeyPair,
@@ -154,7 +164,9 @@ pub fn initiate<R: CryptoRng + ?Sized>(
 }
 
 /// The responder's side: repeats the agreement from the initiator's header
-/// and this device's prekeys. Does not remove the one-time prekey.
+/// and this device's prekeys. Refuses a classical header naming a signed
+/// prekey that advertises KEM prekeys ([`HandshakeError::HybridRequired`]).
+/// Does not remove the one-time prekey.
 pub fn respond(
     identity: &IdentityKeyPair,
     prekeys: &LocalPreKeys,
@@ -163,6 +175,9 @@ pub fn respond(
     let signed = prekeys
         .signed(header.signed_prekey_id)
         .ok_or(HandshakeError::UnknownSignedPreKey(header.signed_prekey_id))?;
+    if signed.publishes_kem_prekeys() && header.kem.is_none() {
+        return Err(HandshakeError::HybridRequired);
+    }
     let base_key = PublicKey::from(header.base_key);
     let mut trace = HandshakeTrace {
         dh1: Zeroizing::new(diffie_hellman(signed.secret(), header.identity.x25519())?.to_vec()),

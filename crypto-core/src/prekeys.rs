@@ -2,7 +2,9 @@
 //! session with it while it is offline.
 //!
 //! - a signed prekey: X25519, signed by the identity over
-//!   `SIGNED_PREKEY_CONTEXT ‖ id (u32 BE) ‖ public key`;
+//!   `SIGNED_PREKEY_CONTEXT ‖ id (u32 BE) ‖ public key ‖ kem_flag`, where
+//!   `kem_flag` (one byte) says whether the device publishes KEM prekeys, so
+//!   a server that strips the KEM prekey from a bundle is detected (§4.1);
 //! - one-time prekeys: X25519, unsigned, each used by at most one handshake;
 //! - a signed ML-KEM-768 prekey for the post-quantum hybrid, signed over
 //!   `KEM_PREKEY_CONTEXT ‖ id (u32 BE) ‖ encapsulation key`. KEM prekeys are
@@ -19,6 +21,7 @@ use rand_core::CryptoRng;
 use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::Zeroizing;
 
+use crate::handshake::HandshakeError;
 use crate::identity::{IdentityKey, IdentityKeyPair, KeyError, hex_prefix};
 use crate::labels::{
     KEM_PREKEY_CONTEXT, KEY_LEN, SIGNATURE_LEN, SIGNED_PREKEY_CONTEXT, STATE_VERSION,
@@ -30,6 +33,22 @@ pub const KEM_PUBLIC_KEY_LEN: usize = 1184;
 pub const KEM_CIPHERTEXT_LEN: usize = 1088;
 /// Length of the seed an ML-KEM-768 decapsulation key is stored as.
 pub const KEM_SEED_LEN: usize = 64;
+
+/// `kem_flag` of a signed prekey whose device publishes KEM prekeys (SPEC.md §4.1).
+pub const KEM_FLAG_PUBLISHES: u8 = 0x01;
+/// `kem_flag` of a signed prekey whose device publishes no KEM prekey.
+pub const KEM_FLAG_CLASSICAL: u8 = 0x00;
+
+/// `SIGNED_PREKEY_CONTEXT ‖ id ‖ public ‖ kem_flag`, what the identity signs.
+fn signed_prekey_message(id: u32, public: &[u8; KEY_LEN], publishes_kem: bool) -> Vec<u8> {
+    let mut message = signed_message(SIGNED_PREKEY_CONTEXT, id, public);
+    message.push(if publishes_kem {
+        KEM_FLAG_PUBLISHES
+    } else {
+        KEM_FLAG_CLASSICAL
+    });
+    message
+}
 
 fn signed_message(context: &[u8], id: u32, public: &[u8]) -> Vec<u8> {
     let mut message = Vec::with_capacity(context.len() + 4 + public.len());
@@ -44,6 +63,7 @@ fn signed_message(context: &[u8], id: u32, public: &[u8]) -> Vec<u8> {
 pub struct SignedPreKey {
     id: u32,
     secret: StaticSecret,
+    publishes_kem: bool,
     public: SignedPreKeyPublic,
 }
 
@@ -54,12 +74,18 @@ pub struct SignedPreKeyPublic {
     pub id: u32,
     /// X25519 public key.
     pub public_key: [u8; KEY_LEN],
-    /// Ed25519 signature by the identity over `SIGNED_PREKEY_CONTEXT ‖ id ‖ public_key`.
+    /// Ed25519 signature by the identity over
+    /// `SIGNED_PREKEY_CONTEXT ‖ id ‖ public_key ‖ kem_flag` (SPEC.md §4.1).
+    /// The flag is not sent: a verifier learns it from which value verifies.
     pub signature: [u8; SIGNATURE_LEN],
 }
 
 impl SignedPreKey {
-    /// Draws a new signed prekey (32 random bytes) and signs it with `identity`.
+    /// Draws a new signed prekey (32 random bytes) and signs it with
+    /// `identity`, advertising that this device publishes KEM prekeys
+    /// (`kem_flag = 0x01`): initiators then refuse any bundle of this device
+    /// without a KEM prekey, and this device refuses classical handshakes
+    /// naming this prekey. The device MUST keep a KEM prekey published.
     pub fn generate<R: CryptoRng + ?Sized>(
         rng: &mut R,
         identity: &IdentityKeyPair,
@@ -67,15 +93,33 @@ impl SignedPreKey {
     ) -> Self {
         let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
         rng.fill_bytes(bytes.as_mut());
-        Self::from_secret(identity, id, StaticSecret::from(*bytes))
+        Self::from_secret(identity, id, StaticSecret::from(*bytes), true)
     }
 
-    fn from_secret(identity: &IdentityKeyPair, id: u32, secret: StaticSecret) -> Self {
+    /// Like [`SignedPreKey::generate`], for a device that publishes no KEM
+    /// prekey (`kem_flag = 0x00`): handshakes with it are classical.
+    pub fn generate_classical<R: CryptoRng + ?Sized>(
+        rng: &mut R,
+        identity: &IdentityKeyPair,
+        id: u32,
+    ) -> Self {
+        let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
+        rng.fill_bytes(bytes.as_mut());
+        Self::from_secret(identity, id, StaticSecret::from(*bytes), false)
+    }
+
+    fn from_secret(
+        identity: &IdentityKeyPair,
+        id: u32,
+        secret: StaticSecret,
+        publishes_kem: bool,
+    ) -> Self {
         let public_key = PublicKey::from(&secret).to_bytes();
-        let signature = identity.sign(&signed_message(SIGNED_PREKEY_CONTEXT, id, &public_key));
+        let signature = identity.sign(&signed_prekey_message(id, &public_key, publishes_kem));
         Self {
             id,
             secret,
+            publishes_kem,
             public: SignedPreKeyPublic {
                 id,
                 public_key,
@@ -94,18 +138,35 @@ impl SignedPreKey {
         &self.public
     }
 
+    /// Whether the signature advertises that this device publishes KEM prekeys.
+    pub fn publishes_kem_prekeys(&self) -> bool {
+        self.publishes_kem
+    }
+
     pub(crate) fn secret(&self) -> &StaticSecret {
         &self.secret
     }
 }
 
 impl SignedPreKeyPublic {
-    /// Checks the identity's signature; a bad signature is [`KeyError::BadSignature`].
+    /// Checks the identity's signature with either `kem_flag`; a bad
+    /// signature is [`KeyError::BadSignature`].
     pub fn verify(&self, identity: &IdentityKey) -> Result<(), KeyError> {
-        identity.verify(
-            &signed_message(SIGNED_PREKEY_CONTEXT, self.id, &self.public_key),
-            &self.signature,
-        )
+        self.verify_kem_flag(identity).map(|_| ())
+    }
+
+    /// Checks the identity's signature and returns the `kem_flag` it covers:
+    /// `true` when the device advertises KEM prekeys (SPEC.md §4.1). Tries
+    /// `0x01` first; a signature valid under neither flag is
+    /// [`KeyError::BadSignature`].
+    pub fn verify_kem_flag(&self, identity: &IdentityKey) -> Result<bool, KeyError> {
+        for publishes_kem in [true, false] {
+            let message = signed_prekey_message(self.id, &self.public_key, publishes_kem);
+            if identity.verify(&message, &self.signature).is_ok() {
+                return Ok(publishes_kem);
+            }
+        }
+        Err(KeyError::BadSignature)
     }
 }
 
@@ -113,6 +174,7 @@ impl fmt::Debug for SignedPreKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SignedPreKey")
             .field("id", &self.id)
+            .field("publishes_kem_prekeys", &self.publishes_kem)
             .field("public", &hex_prefix(&self.public.public_key))
             .finish_non_exhaustive()
     }
@@ -273,7 +335,9 @@ pub(crate) fn kem_public_bytes(key: &EncapsulationKey<MlKem768>) -> Vec<u8> {
 }
 
 impl KemPreKeyPublic {
-    /// Checks the identity's signature and that the key parses as ML-KEM-768.
+    /// Checks the identity's signature, then the key itself: 1184 bytes and
+    /// the FIPS 203 §7.2 encapsulation-key check (every 12-bit coefficient
+    /// of `ek[0..1152]` below q = 3329), refused as [`KeyError::InvalidPublicKey`].
     pub fn verify(&self, identity: &IdentityKey) -> Result<(), KeyError> {
         identity.verify(
             &signed_message(KEM_PREKEY_CONTEXT, self.id, &self.public_key),
@@ -325,11 +389,16 @@ pub struct PreKeyBundle {
 }
 
 impl PreKeyBundle {
-    /// Checks every signature in the bundle against its identity.
-    pub fn verify(&self) -> Result<(), KeyError> {
-        self.signed_prekey.verify(&self.identity)?;
-        if let Some(kem) = &self.kem_prekey {
-            kem.verify(&self.identity)?;
+    /// Checks every signature in the bundle against its identity, the KEM
+    /// key (FIPS 203 check), and that a device whose signed prekey advertises
+    /// KEM prekeys did send one: a bundle stripped of it is
+    /// [`HandshakeError::HybridRequired`] (SPEC.md §4.1, a downgrade attempt).
+    pub fn verify(&self) -> Result<(), HandshakeError> {
+        let publishes_kem = self.signed_prekey.verify_kem_flag(&self.identity)?;
+        match &self.kem_prekey {
+            Some(kem) => kem.verify(&self.identity)?,
+            None if publishes_kem => return Err(HandshakeError::HybridRequired),
+            None => {}
         }
         Ok(())
     }
@@ -478,6 +547,7 @@ impl LocalPreKeys {
                     id: k.id,
                     secret: k.secret.to_bytes().to_vec(),
                     signature: k.public.signature.to_vec(),
+                    publishes_kem_prekeys: k.publishes_kem,
                 })
                 .collect(),
             one_time: self
@@ -529,7 +599,12 @@ impl LocalPreKeys {
         };
         for stored in &state.signed {
             let secret = key32(&stored.secret, "signed.secret")?;
-            let key = SignedPreKey::from_secret(identity, stored.id, StaticSecret::from(*secret));
+            let key = SignedPreKey::from_secret(
+                identity,
+                stored.id,
+                StaticSecret::from(*secret),
+                stored.publishes_kem_prekeys,
+            );
             if key.public.signature.as_slice() != stored.signature.as_slice() {
                 return Err(PreKeyStateError::InvalidField {
                     field: "signed.signature",
@@ -595,6 +670,8 @@ mod state {
         pub secret: Vec<u8>,
         #[prost(bytes = "vec", tag = "3")]
         pub signature: Vec<u8>,
+        #[prost(bool, tag = "4")]
+        pub publishes_kem_prekeys: bool,
     }
 
     #[derive(Clone, PartialEq, prost::Message, Zeroize)]

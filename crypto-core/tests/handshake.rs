@@ -14,7 +14,12 @@ fn device(with_kem: bool) -> (Device, PreKeyBundle) {
     let mut rng = rand::rng();
     let identity = IdentityKeyPair::generate(&mut rng);
     let mut prekeys = LocalPreKeys::new();
-    prekeys.add_signed(SignedPreKey::generate(&mut rng, &identity, 7));
+    // A device without KEM prekeys signs its signed prekey with kem_flag 0x00.
+    prekeys.add_signed(if with_kem {
+        SignedPreKey::generate(&mut rng, &identity, 7)
+    } else {
+        SignedPreKey::generate_classical(&mut rng, &identity, 7)
+    });
     if with_kem {
         prekeys.add_kem(KemPreKey::generate(&mut rng, &identity, 9));
     }

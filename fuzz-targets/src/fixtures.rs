@@ -44,6 +44,10 @@ pub struct Sample {
 pub const SIGNED_PREKEY_ID: u32 = 1;
 /// Id of Bob's ML-KEM prekey.
 pub const KEM_PREKEY_ID: u32 = 2;
+/// Id of Bob's signed prekey with `kem_flag` 0x00 (SPEC.md §4.1), used by the
+/// classical handshakes: the other one advertises KEM prekeys, so a bundle
+/// without a KEM prekey naming it is refused as a downgrade.
+pub const CLASSICAL_SIGNED_PREKEY_ID: u32 = 3;
 /// Number of one-time prekeys Bob starts with (ids 0 to 7).
 pub const ONE_TIME_PREKEYS: u32 = 8;
 
@@ -68,6 +72,12 @@ pub fn devices() -> &'static Devices {
         bob_prekeys.add_signed(SignedPreKey::generate(&mut rng, &bob, SIGNED_PREKEY_ID));
         bob_prekeys.add_kem(KemPreKey::generate(&mut rng, &bob, KEM_PREKEY_ID));
         bob_prekeys.generate_one_time(&mut rng, ONE_TIME_PREKEYS);
+        // Drawn last so the keys above (and the committed seeds) keep their bytes.
+        bob_prekeys.add_signed(SignedPreKey::generate_classical(
+            &mut rng,
+            &bob,
+            CLASSICAL_SIGNED_PREKEY_ID,
+        ));
         Devices {
             bob,
             bob_prekeys,
@@ -83,7 +93,11 @@ pub fn bob_bundle(with_kem: bool, one_time: Option<u32>) -> PreKeyBundle {
     PreKeyBundle {
         identity: *devices.bob.public(),
         signed_prekey: prekeys
-            .signed(SIGNED_PREKEY_ID)
+            .signed(if with_kem {
+                SIGNED_PREKEY_ID
+            } else {
+                CLASSICAL_SIGNED_PREKEY_ID
+            })
             .expect("fixture signed prekey")
             .public()
             .clone(),

@@ -10,7 +10,9 @@
 //! ```
 //!
 //! The header is fixed-width bytes, not protobuf, so the bytes bound by the
-//! AEAD are canonical. Every 40-byte string is a well-formed header; whether
+//! AEAD are canonical. The AEAD's associated data is the session's AD
+//! followed by the first 41 bytes of the message, version byte included
+//! (`AD ‖ version ‖ header`), so the version is authenticated like the header. Every 40-byte string is a well-formed header; whether
 //! its ratchet key is usable is decided by the Diffie-Hellman step.
 //! This module does not own keys or session state.
 
@@ -82,6 +84,8 @@ impl fmt::Debug for RatchetHeader {
 /// A parsed `RatchetMessage`, borrowing the bytes it was parsed from.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct RatchetMessage<'a> {
+    /// The version byte (authenticated: it is part of the AEAD's associated data).
+    pub version: u8,
     /// The decoded header.
     pub header: RatchetHeader,
     /// The header exactly as it appeared on the wire (part of the AEAD's AD).
@@ -94,12 +98,17 @@ impl<'a> RatchetMessage<'a> {
     /// Splits `bytes` into version, header and sealed payload. Checks the
     /// version byte first, then the length; authenticates nothing.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, DecryptError> {
+        Self::parse_accepting(bytes, &[RATCHET_MESSAGE_VERSION])
+    }
+
+    /// [`Self::parse`] with the set of version bytes that are accepted.
+    pub(crate) fn parse_accepting(bytes: &'a [u8], accepted: &[u8]) -> Result<Self, DecryptError> {
         let truncated = DecryptError::Truncated {
             len: bytes.len(),
             min: RATCHET_MESSAGE_MIN_LEN,
         };
         let (&version, rest) = bytes.split_first().ok_or(truncated)?;
-        if version != RATCHET_MESSAGE_VERSION {
+        if !accepted.contains(&version) {
             return Err(DecryptError::UnsupportedVersion { version });
         }
         if bytes.len() < RATCHET_MESSAGE_MIN_LEN {
@@ -109,6 +118,7 @@ impl<'a> RatchetMessage<'a> {
             .split_first_chunk::<RATCHET_HEADER_LEN>()
             .ok_or(truncated)?;
         Ok(Self {
+            version,
             header: RatchetHeader::decode(header_bytes),
             header_bytes,
             sealed,
@@ -119,10 +129,25 @@ impl<'a> RatchetMessage<'a> {
 impl fmt::Debug for RatchetMessage<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RatchetMessage")
+            .field("version", &self.version)
             .field("header", &self.header)
             .field("sealed_len", &self.sealed.len())
             .finish()
     }
+}
+
+/// The AEAD's associated data of a message: `session AD ‖ version ‖ header`
+/// (SPEC.md §5.4).
+pub(crate) fn message_associated_data(
+    session_ad: &[u8],
+    version: u8,
+    header: &[u8; RATCHET_HEADER_LEN],
+) -> Vec<u8> {
+    let mut ad = Vec::with_capacity(session_ad.len() + 1 + RATCHET_HEADER_LEN);
+    ad.extend_from_slice(session_ad);
+    ad.push(version);
+    ad.extend_from_slice(header);
+    ad
 }
 
 /// Assembles `version ‖ header ‖ sealed`.

@@ -18,7 +18,10 @@ use crate::identity::{KeyError, hex_prefix};
 use crate::kdf::{aead_open, aead_seal};
 use crate::labels::{KEY_LEN, MAX_SKIP_PER_CHAIN};
 
-use super::header::{RATCHET_HEADER_LEN, RatchetHeader, RatchetMessage, encode_message};
+use super::header::{
+    RATCHET_HEADER_LEN, RATCHET_MESSAGE_VERSION, RatchetHeader, RatchetMessage, encode_message,
+    message_associated_data,
+};
 use super::keys::{ChainKey, MessageKey, RootKey, Secret32, kdf_rk};
 use super::skipped::SkippedKeys;
 use super::trace::{MessageStep, MessageTrace, NoTrace, RootStep, RootStepTrace, TraceSink};
@@ -294,7 +297,7 @@ impl RatchetSession {
         .encode();
         let message_key = chain.key.message_key();
         let secrets = message_key.expand();
-        let ad = [self.associated_data.as_slice(), &header].concat();
+        let ad = message_associated_data(&self.associated_data, RATCHET_MESSAGE_VERSION, &header);
         let sealed = aead_seal(&secrets.aead_key, &secrets.nonce, &ad, plaintext);
         sink.message(MessageStep {
             header: &header,
@@ -317,7 +320,7 @@ impl RatchetSession {
         rng: &mut R,
         message: &[u8],
     ) -> Result<Vec<u8>, DecryptError> {
-        self.decrypt_with(rng, message, &mut NoTrace)
+        self.decrypt_with(rng, message, &[RATCHET_MESSAGE_VERSION], &mut NoTrace)
     }
 
     /// [`Self::decrypt`], also returning every intermediate value. For test
@@ -328,19 +331,23 @@ impl RatchetSession {
         message: &[u8],
     ) -> Result<(Vec<u8>, MessageTrace), DecryptError> {
         let mut trace = MessageTrace::default();
-        let plaintext = self.decrypt_with(rng, message, &mut trace)?;
+        let plaintext = self.decrypt_with(rng, message, &[RATCHET_MESSAGE_VERSION], &mut trace)?;
         Ok((plaintext, trace))
     }
 
+    /// Decrypts with `accepted` as the version bytes [`RatchetMessage`] parsing
+    /// lets through (only `RATCHET_MESSAGE_VERSION` outside this module's tests).
     fn decrypt_with<R: CryptoRng + ?Sized, S: TraceSink>(
         &mut self,
         rng: &mut R,
         message: &[u8],
+        accepted: &[u8],
         sink: &mut S,
     ) -> Result<Vec<u8>, DecryptError> {
-        let parsed = RatchetMessage::parse(message)?;
+        let parsed = RatchetMessage::parse_accepting(message, accepted)?;
         let header = parsed.header;
-        let ad = [self.associated_data.as_slice(), parsed.header_bytes].concat();
+        let ad =
+            message_associated_data(&self.associated_data, parsed.version, parsed.header_bytes);
 
         if let Some(message_key) = self.skipped.get(&header.ratchet_key, header.message_number) {
             let plaintext = open(
@@ -537,5 +544,46 @@ impl fmt::Debug for RatchetSession {
             .field("previous_sending_length", &self.previous_sending_length)
             .field("skipped_keys", &self.skipped.len())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The version byte is inside the AEAD's associated data (SPEC.md §5.4):
+    /// even a parser that accepted another version (a future one) could not
+    /// pass a message off under it, because the tag no longer verifies.
+    #[test]
+    fn version_byte_is_authenticated() {
+        let mut rng = rand::rng();
+        let bob_key = StaticSecret::random_from_rng(&mut rng);
+        let bob_public = PublicKey::from(&bob_key);
+        let secret = [7u8; 32];
+        let ad = [9u8; 64];
+        let mut alice = RatchetSession::new_initiator(&mut rng, &secret, &ad, &bob_public).unwrap();
+        let mut bob = RatchetSession::new_responder(&secret, &ad, bob_key);
+        let accepted = [RATCHET_MESSAGE_VERSION, 0x02];
+
+        let mut flipped = alice.encrypt(&mut rng, b"first").unwrap();
+        flipped[0] = 0x02;
+        let before = bob.to_bytes();
+        assert_eq!(
+            bob.decrypt_with(&mut rng, &flipped, &accepted, &mut NoTrace),
+            Err(DecryptError::AuthenticationFailed)
+        );
+        assert_eq!(bob.to_bytes(), before);
+        // The normal parser refuses the byte before any key is touched.
+        assert_eq!(
+            bob.decrypt(&mut rng, &flipped),
+            Err(DecryptError::UnsupportedVersion { version: 0x02 })
+        );
+        // The same bytes with the real version byte decrypt with either parser.
+        flipped[0] = RATCHET_MESSAGE_VERSION;
+        assert_eq!(
+            bob.decrypt_with(&mut rng, &flipped, &accepted, &mut NoTrace)
+                .unwrap(),
+            b"first"
+        );
     }
 }

@@ -51,7 +51,7 @@ pub struct MessageTrace {
     pub aead_key: [u8; KEY_LEN],
     /// The ChaCha20-Poly1305 nonce (last 12 bytes of HKDF(MK)).
     pub nonce: [u8; NONCE_LEN],
-    /// The AEAD's associated data: session AD ‖ encoded header.
+    /// The AEAD's associated data: session AD ‖ version byte ‖ encoded header.
     pub associated_data: Vec<u8>,
     /// The AEAD output: ciphertext ‖ 16-byte tag.
     pub sealed: Vec<u8>,

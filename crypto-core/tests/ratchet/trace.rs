@@ -69,7 +69,12 @@ fn traces_match_the_spec_formulas() {
             (header.previous_chain_length, header.message_number),
             (0, i)
         );
-        assert_eq!(sent.associated_data, [&ad[..], &sent.header[..]].concat());
+        // AD ‖ version ‖ header (SPEC.md §5.4): the version byte is authenticated.
+        assert_eq!(
+            sent.associated_data,
+            [&ad[..], &[0x01], &sent.header[..]].concat()
+        );
+        assert_eq!(&wire[..41], [&[0x01], &sent.header[..]].concat());
         assert_eq!(
             sent.sealed,
             aead_seal(

@@ -4,7 +4,9 @@
 //! responder) draws: identity seed (32), signed prekey secret (32), then one
 //! one-time prekey secret (32) if `with_one_time`, then one ML-KEM seed (64) if
 //! `with_kem`. Alice draws: identity seed (32), EK_A (32), then `m` (32) in
-//! hybrid mode. Prekey ids are given. Output: every public value, every DH
+//! hybrid mode. `signed_prekey_id` is always given (it is signed, with the
+//! `kem_flag`); `one_time_prekey_id` and `kem_prekey_id` exactly when that
+//! key exists (the KEM id is signed too). Output: every public value, every DH
 //! output, the KEM ciphertext and secret, SK and AD.
 
 use microbot_crypto::IdentityKeyPair;
@@ -38,7 +40,13 @@ pub fn compute(input: &Value) -> Result<Value, VectorError> {
     let (with_one_time, with_kem) = (flag(input, "with_one_time")?, flag(input, "with_kem")?);
     let mut bob_rng = ReplayRng::new(byte_list(input, "bob_draws")?);
     let bob = IdentityKeyPair::generate(&mut bob_rng);
-    let signed = SignedPreKey::generate(&mut bob_rng, &bob, id(input, "signed_prekey_id")?);
+    // The signed prekey's kem_flag (SPEC.md §4.1) is 0x01 exactly when Bob publishes a KEM prekey.
+    let signed_id = id(input, "signed_prekey_id")?;
+    let signed = if with_kem {
+        SignedPreKey::generate(&mut bob_rng, &bob, signed_id)
+    } else {
+        SignedPreKey::generate_classical(&mut bob_rng, &bob, signed_id)
+    };
     let one_time = with_one_time
         .then(|| id(input, "one_time_prekey_id").map(|i| OneTimePreKey::generate(&mut bob_rng, i)))
         .transpose()?;
@@ -124,7 +132,7 @@ pub fn generate() -> Result<Vec<Vector>, VectorError> {
         let seed = u8::try_from(0x10 + i).unwrap_or(0x10);
         let mut bob_rng = RecordingRng::from_seed_byte(seed);
         let bob = IdentityKeyPair::generate(&mut bob_rng);
-        let _ = SignedPreKey::generate(&mut bob_rng, &bob, 1);
+        let _ = SignedPreKey::generate_classical(&mut bob_rng, &bob, 1);
         if with_one_time {
             let _ = OneTimePreKey::generate(&mut bob_rng, 100);
         }
@@ -138,12 +146,10 @@ pub fn generate() -> Result<Vec<Vector>, VectorError> {
             rand_core::Rng::fill_bytes(&mut alice_rng, &mut extra);
         }
         drop(alice);
-        let input = object([
+        let mut input = object([
             ("with_one_time", Value::from(with_one_time)),
             ("with_kem", Value::from(with_kem)),
             ("signed_prekey_id", Value::from(1)),
-            ("one_time_prekey_id", Value::from(100)),
-            ("kem_prekey_id", Value::from(7)),
             (
                 "bob_draws",
                 Value::from(bob_rng.take_draws().iter().map(hex).collect::<Vec<_>>()),
@@ -153,6 +159,13 @@ pub fn generate() -> Result<Vec<Vector>, VectorError> {
                 Value::from(alice_rng.take_draws().iter().map(hex).collect::<Vec<_>>()),
             ),
         ]);
+        // An id is given exactly when its key exists (SPEC.md §17.1).
+        if with_one_time {
+            input["one_time_prekey_id"] = Value::from(100);
+        }
+        if with_kem {
+            input["kem_prekey_id"] = Value::from(7);
+        }
         let output = compute(&input)?;
         let name = format!(
             "{}-{}",
