@@ -744,6 +744,7 @@ impl Account {
                 device_id,
                 password: password.to_owned(),
                 totp_code: totp_code.to_owned(),
+                second_factor: None,
             }))
             .await?;
         Ok(auth::expect_ok(result)?)

@@ -1126,6 +1126,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
                 device_id: 4,
                 password: MAGIC_PASSWORD.into(),
                 totp_code: MAGIC_TOTP.into(),
+                second_factor: None,
             }),
         )
         .request(1, Request::ListDevices(transport::ListDevicesRequest {}))

@@ -29,7 +29,6 @@ use crate::auth::accounts;
 use crate::auth::devices::{self, CHALLENGE_LEN, DeviceSession};
 use crate::bus::{BusEvent, Subscription};
 use crate::error::ApiError;
-use crate::limits::credential_subject;
 use crate::metrics::request_kind;
 use crate::state::{ServerState, now_ms};
 use crate::{attachments, groups, keys, queues};
@@ -302,20 +301,20 @@ impl RequestHandler {
         let kind = request_kind(&request);
         let started = std::time::Instant::now();
         let session = self.session().cloned();
-        let subject = credential_subject(&request, session.as_ref()).map(str::to_owned);
         let is_login = matches!(request, Request::Login(_));
-        let result = match state.limits.check_request(
-            &state.metrics,
-            self.remote_ip,
-            session.as_ref(),
-            &request,
-        ) {
+        // Usernames first: nothing below keys state on an invalid one.
+        let checked = crate::auth::check_usernames(&request, session.is_some()).and_then(|()| {
+            state
+                .limits
+                .check_request(&state.metrics, self.remote_ip, session.as_ref(), &request)
+        });
+        let result = match checked {
             Err(error) => Err(error),
-            Ok(()) => {
+            Ok(attempt) => {
                 let result = self.dispatch(request).await;
                 let outcome = result.as_ref().map(|_| ()).map_err(|e| e.code);
-                if let Some(username) = subject {
-                    state.limits.record_credentials(&username, outcome);
+                if let Some(attempt) = attempt {
+                    attempt.finish(outcome);
                     if is_credential_failure(outcome) {
                         state.metrics.logins_failed.inc();
                     }

@@ -1,35 +1,43 @@
 //! Abuse limits (SPEC.md §12.12 "Limits"): per-IP and per-account token
-//! buckets, exponential back-off of failed credential checks per account,
-//! IP allow/deny lists and connection caps.
+//! buckets, exponential back-off of failed credential checks, IP
+//! allow/deny lists and connection caps.
 //!
 //! Token buckets are in memory, one per (limit, key): capacity = the
 //! configured per-minute count, refilled continuously at that rate; a
 //! refused request gets `ERROR_CODE_RATE_LIMITED` with the time until one
 //! token is back in `retry_after_ms`. A limit of 0 is off. State is lost on
 //! restart (a restart is rare and costs an attacker nothing it could not
-//! get by waiting a minute).
+//! get by waiting a minute). Every map is bounded in entries and key bytes
+//! ([`buckets`], [`backoff`]); usernames are validated before they get here.
 //!
-//! Credential back-off: after `login_backoff_after_failures` failed
-//! password / TOTP / recovery-code checks in a row, an account is locked
-//! for `login_backoff_base_ms × 2^(failures − threshold)` (capped at
-//! `login_backoff_max_ms`); while locked every credential check of that
-//! account is refused before the password or code is looked at, so a right
-//! code guessed during the lock is refused too. A success resets it.
+//! Per-IP limits key on [`source_key`]: the IPv4 address, or the IPv6 /64.
+//!
+//! Credential back-off ([`backoff`]): keyed on username + source before
+//! login, on username + device after ([`backoff_key`]), so a stranger's
+//! wrong guesses never lock the owner out. After
+//! `login_backoff_after_failures` failures in a row the key is locked for
+//! `login_backoff_base_ms × 2^(failures − threshold)` (capped at
+//! `login_backoff_max_ms`); while locked every credential check under that
+//! key is refused before the password or code is looked at. Each attempt
+//! is reserved before it runs ([`CredentialAttempt`]), so concurrent
+//! guesses cannot exceed the threshold. A success resets the record.
 //!
 //! Several nodes: with a Redis configured, buckets and back-off records
 //! live in Redis ([`shared`]) and hold across the cluster; the in-memory
 //! ones above serve only while Redis is unreachable. Connection caps stay
 //! per node (they protect the node's own sockets and memory).
 //!
-//! Not owned here: which request is what (connection.rs calls in).
+//! Not owned here: which request is what (dispatch.rs calls in).
 
+pub mod backoff;
+pub mod buckets;
+pub mod quotas;
 pub mod shared;
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
 
 use microbot_protocol::transport::{ErrorCode, client_frame::Request};
 
@@ -37,76 +45,11 @@ use crate::auth::devices::DeviceSession;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-
-/// Keys kept per limit before full buckets are pruned.
-const PRUNE_AT: usize = 65_536;
+use backoff::{Backoffs, Outcome};
+use buckets::{Footprint, KeyBytes, TokenBuckets};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-struct Bucket {
-    tokens: f64,
-    last: Instant,
-}
-
-/// Keyed token buckets for one limit.
-pub struct TokenBuckets<K> {
-    capacity: f64,
-    per_ms: f64,
-    buckets: Mutex<HashMap<K, Bucket>>,
-}
-
-impl<K: Hash + Eq> TokenBuckets<K> {
-    /// `per_minute` tokens of capacity, refilled at `per_minute` per
-    /// minute; 0 disables the limit.
-    pub fn per_minute(per_minute: u32) -> Self {
-        Self {
-            capacity: f64::from(per_minute),
-            per_ms: f64::from(per_minute) / 60_000.0,
-            buckets: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Takes one token for `key`, or returns the milliseconds until one is
-    /// available.
-    ///
-    /// # Errors
-    /// The retry delay in milliseconds.
-    pub fn check(&self, key: K) -> Result<(), u64> {
-        if self.capacity <= 0.0 {
-            return Ok(());
-        }
-        let now = Instant::now();
-        let mut map = lock(&self.buckets);
-        if map.len() >= PRUNE_AT {
-            let (capacity, per_ms) = (self.capacity, self.per_ms);
-            map.retain(|_, b| {
-                b.tokens + now.duration_since(b.last).as_secs_f64() * 1000.0 * per_ms < capacity
-            });
-        }
-        let bucket = map.entry(key).or_insert(Bucket {
-            tokens: self.capacity,
-            last: now,
-        });
-        let elapsed_ms = now.duration_since(bucket.last).as_secs_f64() * 1000.0;
-        bucket.tokens = (bucket.tokens + elapsed_ms * self.per_ms).min(self.capacity);
-        bucket.last = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            Ok(())
-        } else {
-            let wait = ((1.0 - bucket.tokens) / self.per_ms).ceil();
-            // Float to integer: the value is positive and finite here.
-            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-            Err(wait.max(1.0) as u64)
-        }
-    }
-}
-
-struct Failures {
-    count: u32,
-    locked_until: Option<Instant>,
 }
 
 /// Connections currently open, in total and per IP.
@@ -155,9 +98,10 @@ pub struct Limits {
     send_account: TokenBuckets<i64>,
     prekey_fetch_account: TokenBuckets<i64>,
     upload_account: TokenBuckets<i64>,
-    failures: Mutex<HashMap<String, Failures>>,
+    backoffs: Backoffs,
     slots: Mutex<Slots>,
     shared: Option<shared::SharedLimits>,
+    quotas: quotas::QuotaBuckets,
 }
 
 impl std::fmt::Debug for Limits {
@@ -181,6 +125,84 @@ pub fn credential_subject<'a>(
     }
 }
 
+/// The back-off key of a credential-checking request (SPEC.md §12.12):
+/// before login `username@source` (source: [`source_key`] of the address),
+/// so guesses from elsewhere never lock the owner out; on a logged-in
+/// connection `username#device_id`, so only that device's own failures
+/// lock its checks.
+pub fn backoff_key(
+    request: &Request,
+    session: Option<&DeviceSession>,
+    ip: IpAddr,
+) -> Option<String> {
+    let username = credential_subject(request, session)?;
+    Some(match session {
+        Some(s) => format!("{username}#{}", s.device_id),
+        None => format!("{username}@{}", source_key(ip)),
+    })
+}
+
+/// A credential attempt reserved against the back-off: settle it with
+/// [`CredentialAttempt::finish`]; dropped unsettled, it is released
+/// without counting.
+#[must_use = "an attempt counts as in flight until it is finished or dropped"]
+pub struct CredentialAttempt<'a> {
+    limits: &'a Limits,
+    key: String,
+    /// Reserved in Redis (else in this node's records).
+    shared: bool,
+    settled: bool,
+}
+
+impl std::fmt::Debug for CredentialAttempt<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CredentialAttempt")
+            .field("shared", &self.shared)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CredentialAttempt<'_> {
+    /// Records the outcome: a wrong password, wrong or replayed code counts
+    /// as a failure, a success clears the record, other errors count
+    /// nothing.
+    pub fn finish(mut self, outcome: Result<(), ErrorCode>) {
+        let outcome = match outcome {
+            Ok(()) => Outcome::Success,
+            Err(
+                ErrorCode::InvalidCredentials
+                | ErrorCode::InvalidSecondFactor
+                | ErrorCode::TotpReplayed,
+            ) => Outcome::Failure,
+            Err(_) => Outcome::Neutral,
+        };
+        self.settle(outcome);
+    }
+
+    fn settle(&mut self, outcome: Outcome) {
+        if std::mem::replace(&mut self.settled, true) {
+            return;
+        }
+        if self.shared
+            && let Some(shared) = &self.limits.shared
+            && shared
+                .finish_attempt(&self.key, outcome, self.limits.backoff_params())
+                .is_ok()
+        {
+            return;
+        }
+        // Reserved locally, or Redis went away meanwhile: settle here (a
+        // record that does not exist here is ignored).
+        self.limits.backoffs.finish(&self.key, outcome);
+    }
+}
+
+impl Drop for CredentialAttempt<'_> {
+    fn drop(&mut self) {
+        self.settle(Outcome::Neutral);
+    }
+}
+
 impl Limits {
     /// Limits from the configuration, shared through Redis when `shared`
     /// is given.
@@ -201,10 +223,35 @@ impl Limits {
             send_account: TokenBuckets::per_minute(config.rate_send_per_account),
             prekey_fetch_account: TokenBuckets::per_minute(config.rate_prekey_fetch_per_account),
             upload_account: TokenBuckets::per_minute(config.rate_upload_per_account),
-            failures: Mutex::new(HashMap::new()),
+            backoffs: Backoffs::new(shared::Backoff {
+                after: config.login_backoff_after_failures,
+                base_ms: config.login_backoff_base_ms,
+                max_ms: config.login_backoff_max_ms,
+            }),
             slots: Mutex::new(Slots::default()),
             shared: None,
+            quotas: quotas::QuotaBuckets::new(config),
         }
+    }
+
+    fn backoff_params(&self) -> shared::Backoff {
+        shared::Backoff {
+            after: self.config.login_backoff_after_failures,
+            base_ms: self.config.login_backoff_base_ms,
+            max_ms: self.config.login_backoff_max_ms,
+        }
+    }
+
+    /// Entries and key bytes held by every in-memory limiter map (token
+    /// buckets and back-off records) of this node.
+    pub fn footprint(&self) -> Footprint {
+        self.login_ip.footprint()
+            + self.login_account.footprint()
+            + self.register_ip.footprint()
+            + self.send_account.footprint()
+            + self.prekey_fetch_account.footprint()
+            + self.upload_account.footprint()
+            + self.backoffs.footprint()
     }
 
     /// Admits a new connection from `ip` or says why not.
@@ -212,13 +259,8 @@ impl Limits {
     /// # Errors
     /// [`Refusal`].
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<ConnectionSlot, Refusal> {
-        let ip = canonical(ip);
-        if self.config.deny_ips.iter().any(|net| net.contains(&ip))
-            || (!self.config.allow_ips.is_empty()
-                && !self.config.allow_ips.iter().any(|net| net.contains(&ip)))
-        {
-            return Err(Refusal::Blocked);
-        }
+        self.screen(ip)?;
+        let ip = source_key(ip);
         let mut slots = lock(&self.slots);
         if slots.total >= self.config.max_connections {
             return Err(Refusal::TooManyConnections);
@@ -235,7 +277,26 @@ impl Limits {
         })
     }
 
-    /// Applies the rate limits and the credential lock to one request.
+    /// Checks `ip` against the deny and allow lists.
+    ///
+    /// # Errors
+    /// [`Refusal::Blocked`].
+    pub fn screen(&self, ip: IpAddr) -> Result<(), Refusal> {
+        let ip = canonical(ip);
+        if self.config.deny_ips.iter().any(|net| net.contains(&ip))
+            || (!self.config.allow_ips.is_empty()
+                && !self.config.allow_ips.iter().any(|net| net.contains(&ip)))
+        {
+            return Err(Refusal::Blocked);
+        }
+        Ok(())
+    }
+
+    /// Applies the rate limits to one request and, for a request that
+    /// checks a password or second factor, reserves the attempt against
+    /// the credential back-off (before anything is evaluated, so
+    /// concurrent guesses cannot overtake it). The caller validates the
+    /// request's usernames first (`auth::check_usernames`).
     ///
     /// # Errors
     /// `ERROR_CODE_RATE_LIMITED` with `retry_after_ms`.
@@ -245,8 +306,8 @@ impl Limits {
         ip: IpAddr,
         session: Option<&DeviceSession>,
         request: &Request,
-    ) -> Result<(), ApiError> {
-        let ip = canonical(ip);
+    ) -> Result<Option<CredentialAttempt<'_>>, ApiError> {
+        let ip = source_key(ip);
         let refuse = |limit: &'static str, what: &str, ms: u64| {
             metrics.rate_limited(limit);
             ApiError::rate_limited(what, ms)
@@ -295,26 +356,43 @@ impl Limits {
             }
             _ => {}
         }
-        if let Some(username) = credential_subject(request, session) {
-            self.take("login_ip", &self.login_ip, c.rate_login_per_ip, ip)
-                .map_err(|ms| refuse("login_ip", "login attempts", ms))?;
-            self.take(
-                "login_account",
-                &self.login_account,
-                c.rate_login_per_account,
-                username.to_owned(),
-            )
-            .map_err(|ms| refuse("login_account", "login attempts", ms))?;
-            if let Some(ms) = self.locked_for(username) {
-                return Err(refuse("login_backoff", "failed logins", ms));
+        let Some(key) = backoff_key(request, session, ip) else {
+            return Ok(None);
+        };
+        match (session, credential_subject(request, session)) {
+            // Before login: per source address and per username, whoever
+            // asks (the username bucket caps guesses spread over many
+            // addresses).
+            (None, Some(username)) => {
+                self.take("login_ip", &self.login_ip, c.rate_login_per_ip, ip)
+                    .map_err(|ms| refuse("login_ip", "login attempts", ms))?;
+                self.take(
+                    "login_account",
+                    &self.login_account,
+                    c.rate_login_per_account,
+                    username.to_owned(),
+                )
+                .map_err(|ms| refuse("login_account", "login attempts", ms))?;
+            }
+            // A logged-in device: its own bucket, untouched by others.
+            _ => {
+                self.take(
+                    "login_account",
+                    &self.login_account,
+                    c.rate_login_per_account,
+                    key.clone(),
+                )
+                .map_err(|ms| refuse("login_account", "login attempts", ms))?;
             }
         }
-        Ok(())
+        self.begin_attempt(key)
+            .map_err(|ms| refuse("login_backoff", "failed logins", ms))
+            .map(Some)
     }
 
     /// One token of a limit: from Redis when shared and reachable, else
     /// from this node's buckets.
-    fn take<K: Hash + Eq + std::fmt::Display>(
+    fn take<K: Hash + Eq + Clone + KeyBytes + std::fmt::Display>(
         &self,
         name: &str,
         local: &TokenBuckets<K>,
@@ -332,75 +410,42 @@ impl Limits {
         local.check(key)
     }
 
-    fn locked_for(&self, username: &str) -> Option<u64> {
+    fn begin_attempt(&self, key: String) -> Result<CredentialAttempt<'_>, u64> {
         if let Some(shared) = &self.shared
-            && let Ok(locked) = shared.locked_for(username)
+            && let Ok(outcome) = shared.begin_attempt(&key, self.backoff_params())
         {
-            return locked;
+            outcome?;
+            return Ok(CredentialAttempt {
+                limits: self,
+                key,
+                shared: true,
+                settled: false,
+            });
         }
-        let failures = lock(&self.failures);
-        let until = failures.get(username)?.locked_until?;
-        let left = until.checked_duration_since(Instant::now())?;
-        Some(u64::try_from(left.as_millis()).unwrap_or(u64::MAX).max(1))
+        self.backoffs.begin(&key)?;
+        Ok(CredentialAttempt {
+            limits: self,
+            key,
+            shared: false,
+            settled: false,
+        })
     }
 
-    /// Records the outcome of a credential check for `username`: failures
-    /// (wrong password, wrong or replayed code) extend the back-off, a
-    /// success clears it, other errors change nothing.
-    pub fn record_credentials(&self, username: &str, outcome: Result<(), ErrorCode>) {
-        if let Some(shared) = &self.shared {
-            let done = match outcome {
-                Ok(()) => shared.clear_failures(username),
-                Err(
-                    ErrorCode::InvalidCredentials
-                    | ErrorCode::InvalidSecondFactor
-                    | ErrorCode::TotpReplayed,
-                ) => shared.record_failure(
-                    username,
-                    shared::Backoff {
-                        after: self.config.login_backoff_after_failures,
-                        base_ms: self.config.login_backoff_base_ms,
-                        max_ms: self.config.login_backoff_max_ms,
-                    },
-                ),
-                Err(_) => Ok(()),
-            };
-            if done.is_ok() {
-                return;
-            }
-        }
-        let mut failures = lock(&self.failures);
-        match outcome {
-            Ok(()) => {
-                failures.remove(username);
-            }
-            Err(
-                ErrorCode::InvalidCredentials
-                | ErrorCode::InvalidSecondFactor
-                | ErrorCode::TotpReplayed,
-            ) => {
-                if failures.len() >= PRUNE_AT {
-                    let now = Instant::now();
-                    failures.retain(|_, f| f.locked_until.is_some_and(|t| t > now));
-                }
-                let entry = failures.entry(username.to_owned()).or_insert(Failures {
-                    count: 0,
-                    locked_until: None,
-                });
-                entry.count = entry.count.saturating_add(1);
-                let after = self.config.login_backoff_after_failures;
-                if entry.count >= after {
-                    let doublings = (entry.count - after).min(30);
-                    let ms = self
-                        .config
-                        .login_backoff_base_ms
-                        .saturating_mul(1u64 << doublings)
-                        .min(self.config.login_backoff_max_ms);
-                    entry.locked_until = Some(Instant::now() + Duration::from_millis(ms));
-                }
-            }
-            Err(_) => {}
-        }
+    /// Reserves and settles one credential attempt of `username` from `ip`
+    /// (before login) in one call: for tools and tests that play a
+    /// request's outcome without running it.
+    ///
+    /// # Errors
+    /// The retry delay when the attempt would be refused.
+    pub fn record_credentials(
+        &self,
+        ip: IpAddr,
+        username: &str,
+        outcome: Result<(), ErrorCode>,
+    ) -> Result<(), u64> {
+        let key = format!("{username}@{}", source_key(ip));
+        self.begin_attempt(key)?.finish(outcome);
+        Ok(())
     }
 }
 
@@ -412,18 +457,31 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// The address per-IP limits key on: an IPv4 address (IPv4-mapped IPv6
+/// included) as it is, an IPv6 address as its /64 network (one subscriber
+/// usually holds a whole /64).
+pub fn source_key(ip: IpAddr) -> IpAddr {
+    match canonical(ip) {
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(Ipv6Addr::from(bits))
+        }
+        v4 => v4,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn bucket_refuses_after_capacity_and_names_a_wait() {
-        let buckets = TokenBuckets::per_minute(2);
-        assert!(buckets.check(1u8).is_ok());
-        assert!(buckets.check(1u8).is_ok());
-        let wait = buckets.check(1u8).unwrap_err();
-        assert!((1..=30_000).contains(&wait), "{wait}");
-        assert!(buckets.check(2u8).is_ok(), "keys are independent");
-        assert!(TokenBuckets::per_minute(0).check(1u8).is_ok(), "0 is off");
+    fn ipv6_sources_are_keyed_by_their_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(source_key(a), source_key(b));
+        assert_ne!(source_key(a), source_key(c));
+        let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+        assert_eq!(source_key(mapped), "192.0.2.1".parse::<IpAddr>().unwrap());
     }
 }

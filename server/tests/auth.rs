@@ -254,6 +254,7 @@ async fn challenge_login_refuses_bad_signature_unknown_and_removed_devices() {
             device_id: other_id,
             password: account.password.clone(),
             totp_code: "123456".into(),
+            second_factor: None,
         }))
         .await;
     assert!(matches!(
@@ -265,6 +266,7 @@ async fn challenge_login_refuses_bad_signature_unknown_and_removed_devices() {
             device_id: other_id,
             password: account.password.clone(),
             totp_code: account.auth.fresh(),
+            second_factor: None,
         }))
         .await;
     assert!(matches!(reply, response::Result::Ok(_)), "{reply:?}");

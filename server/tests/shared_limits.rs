@@ -41,7 +41,7 @@ fn confirm(username: &str) -> Request {
 
 fn allowed(limits: &Limits, ip: IpAddr, request: &Request) -> Result<(), u64> {
     match limits.check_request(&Metrics::default(), ip, None, request) {
-        Ok(()) => Ok(()),
+        Ok(_attempt) => Ok(()),
         Err(e) => {
             assert_eq!(e.code, ErrorCode::RateLimited);
             assert!(e.retry_after_ms > 0);
@@ -80,19 +80,37 @@ fn buckets_and_back_off_are_shared_by_the_nodes() {
 
     // Two failed credential checks on node A lock the account on node B.
     assert!(allowed(&b, ip, &confirm("carol")).is_ok());
-    a.record_credentials("carol", Err(ErrorCode::InvalidCredentials));
+    a.record_credentials(ip, "carol", Err(ErrorCode::InvalidCredentials))
+        .unwrap();
     assert!(
         allowed(&b, ip, &confirm("carol")).is_ok(),
         "one failure: no lock"
     );
-    b.record_credentials("carol", Err(ErrorCode::TotpReplayed));
+    b.record_credentials(ip, "carol", Err(ErrorCode::TotpReplayed))
+        .unwrap();
     let locked = allowed(&a, ip, &confirm("carol")).unwrap_err();
     assert!((50_000..=60_000).contains(&locked), "{locked}");
     assert!(allowed(&b, ip, &confirm("carol")).is_err());
     assert!(allowed(&b, ip, &confirm("dave")).is_ok(), "per account");
+    // The record is per source: carol from elsewhere is not locked.
+    assert!(allowed(&b, "192.0.2.99".parse().unwrap(), &confirm("carol")).is_ok());
     // A success on one node clears it everywhere.
-    b.record_credentials("carol", Ok(()));
-    assert!(allowed(&a, ip, &confirm("carol")).is_ok());
+    a.record_credentials(ip, "frank", Err(ErrorCode::InvalidCredentials))
+        .unwrap();
+    b.record_credentials(ip, "frank", Ok(())).unwrap();
+    a.record_credentials(ip, "frank", Err(ErrorCode::InvalidCredentials))
+        .unwrap();
+    assert!(allowed(&b, ip, &confirm("frank")).is_ok(), "cleared");
+    // Attempts in flight count on every node: two reserved (the
+    // threshold), a third is refused until one is settled.
+    let first = a.check_request(&Metrics::default(), ip, None, &confirm("gina"));
+    let second = b.check_request(&Metrics::default(), ip, None, &confirm("gina"));
+    assert!(first.as_ref().is_ok_and(Option::is_some));
+    assert!(second.as_ref().is_ok_and(Option::is_some));
+    assert!(allowed(&a, ip, &confirm("gina")).is_err(), "two in flight");
+    drop(first);
+    assert!(allowed(&b, ip, &confirm("gina")).is_ok(), "one released");
+    drop(second);
 
     // A third node with another namespace is another cluster.
     let other = node(&redis, &format!("{namespace}-other"));
@@ -113,7 +131,9 @@ fn with_redis_unreachable_each_node_keeps_its_own_limits() {
         allowed(&a, ip, &register()).is_err(),
         "local bucket still applies"
     );
-    a.record_credentials("erin", Err(ErrorCode::InvalidCredentials));
-    a.record_credentials("erin", Err(ErrorCode::InvalidCredentials));
+    a.record_credentials(ip, "erin", Err(ErrorCode::InvalidCredentials))
+        .unwrap();
+    a.record_credentials(ip, "erin", Err(ErrorCode::InvalidCredentials))
+        .unwrap();
     assert!(allowed(&a, ip, &confirm("erin")).is_err(), "local back-off");
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use microbot_protocol::transport::{
     ChangePasswordRequest, ConfirmRegistrationRequest, DeleteAccountRequest, ErrorCode,
-    RegisterRequest, RegisterResponse,
+    RegisterRequest, RegisterResponse, second_factor,
 };
 
 use super::{recovery, totp, valid_password, valid_username};
@@ -68,6 +68,34 @@ pub fn check_totp(
     Ok(())
 }
 
+/// Checks a second factor: a TOTP code as [`check_totp`], or a recovery
+/// code, consumed when accepted (SPEC.md §13.4).
+///
+/// # Errors
+/// `ERROR_CODE_INVALID_SECOND_FACTOR` or `ERROR_CODE_TOTP_REPLAYED`.
+pub fn check_second_factor(
+    state: &ServerState,
+    account: &AccountRecord,
+    factor: &second_factor::Factor,
+) -> Result<(), ApiError> {
+    match factor {
+        second_factor::Factor::TotpCode(code) => check_totp(state, account, code),
+        second_factor::Factor::RecoveryCode(code) => {
+            if state
+                .storage
+                .consume_recovery_code(account.id, &recovery::hash(code))?
+            {
+                Ok(())
+            } else {
+                Err(ApiError::new(
+                    ErrorCode::InvalidSecondFactor,
+                    "wrong or already used recovery code",
+                ))
+            }
+        }
+    }
+}
+
 /// Password + fresh TOTP of the logged-in account.
 ///
 /// # Errors
@@ -92,6 +120,31 @@ pub fn check_password_and_totp(
     Ok(account)
 }
 
+/// Password + a second factor (TOTP or recovery code) of the logged-in
+/// account.
+///
+/// # Errors
+/// Credential errors as above.
+pub fn check_password_and_factor(
+    state: &ServerState,
+    account_id: i64,
+    password: &str,
+    factor: &second_factor::Factor,
+) -> Result<AccountRecord, ApiError> {
+    let account = state
+        .storage
+        .account_by_id(account_id)?
+        .ok_or_else(|| ApiError::new(ErrorCode::InvalidCredentials, "account no longer exists"))?;
+    if !state.passwords.verify(password, &account.password_hash) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidCredentials,
+            "wrong password",
+        ));
+    }
+    check_second_factor(state, &account, factor)?;
+    Ok(account)
+}
+
 /// `RegisterRequest`: creates an inactive account.
 ///
 /// # Errors
@@ -101,9 +154,7 @@ pub async fn register(
     request: RegisterRequest,
 ) -> Result<RegisterResponse, ApiError> {
     if !valid_username(&request.username) {
-        return Err(ApiError::invalid(
-            "username must be 3..=32 bytes of [a-z0-9_.-]",
-        ));
+        return Err(ApiError::invalid(super::USERNAME_RULE));
     }
     if !valid_password(&request.password) {
         return Err(ApiError::invalid("password must be 8..=1024 bytes"));

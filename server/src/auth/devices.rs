@@ -15,8 +15,7 @@ use microbot_protocol::transport::{
     second_factor,
 };
 
-use super::accounts::{check_password, check_password_and_totp, check_totp};
-use super::recovery;
+use super::accounts::{check_password, check_password_and_factor, check_second_factor};
 use crate::bus::BusEvent;
 use crate::error::ApiError;
 use crate::state::{ServerState, now_ms};
@@ -83,21 +82,8 @@ pub async fn enrol(state: &Arc<ServerState>, request: EnrolDeviceRequest) -> Res
                     "confirm the account with a TOTP code first",
                 ));
             }
-            match factor {
-                second_factor::Factor::TotpCode(code) => check_totp(state, &account, &code)?,
-                second_factor::Factor::RecoveryCode(code) => {
-                    let code = zeroize::Zeroizing::new(code);
-                    if !state
-                        .storage
-                        .consume_recovery_code(account.id, &recovery::hash(&code))?
-                    {
-                        return Err(ApiError::new(
-                            ErrorCode::InvalidSecondFactor,
-                            "wrong or already used recovery code",
-                        ));
-                    }
-                }
-            }
+            let factor = ZeroizingFactor(factor);
+            check_second_factor(state, &account, &factor.0)?;
             let device_id = state.storage.create_device(
                 account.id,
                 &public_key,
@@ -183,7 +169,22 @@ pub async fn list(state: &Arc<ServerState>, account_id: i64) -> Result<DeviceLis
         .await
 }
 
-/// `RemoveDeviceRequest`: needs password + fresh TOTP; disconnects the device.
+/// A second factor wiped from memory when dropped.
+struct ZeroizingFactor(second_factor::Factor);
+
+impl Drop for ZeroizingFactor {
+    fn drop(&mut self) {
+        use zeroize::Zeroize as _;
+        match &mut self.0 {
+            second_factor::Factor::TotpCode(code) | second_factor::Factor::RecoveryCode(code) => {
+                code.zeroize();
+            }
+        }
+    }
+}
+
+/// `RemoveDeviceRequest`: needs the password and a fresh TOTP code or, in
+/// `second_factor`, a TOTP or recovery code; disconnects the device.
 ///
 /// # Errors
 /// Credential errors, `UNKNOWN_DEVICE`, `DEVICE_REMOVED`.
@@ -193,10 +194,15 @@ pub async fn remove(
     request: RemoveDeviceRequest,
 ) -> Result<(), ApiError> {
     let device_id = request.device_id;
+    let factor = request
+        .second_factor
+        .and_then(|f| f.factor)
+        .unwrap_or(second_factor::Factor::TotpCode(request.totp_code));
     state
         .blocking(move |state| {
             let password = zeroize::Zeroizing::new(request.password);
-            check_password_and_totp(state, account_id, &password, &request.totp_code)?;
+            let factor = ZeroizingFactor(factor);
+            check_password_and_factor(state, account_id, &password, &factor.0)?;
             state.storage.remove_device(account_id, device_id)?;
             Ok(())
         })

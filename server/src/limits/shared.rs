@@ -5,7 +5,10 @@
 //! Each token bucket and each back-off record is one Redis hash, updated by
 //! a Lua script in one atomic step with Redis's own clock (nodes' clocks do
 //! not matter). Bucket keys expire once a bucket would be full again;
-//! failure records a day after the last failure.
+//! failure records a day after the last failure. A credential attempt is
+//! reserved (counted in flight) before it is evaluated and settled after,
+//! as in backoff.rs. Key parts longer than [`MAX_PLAIN_KEY`] bytes are
+//! stored as their SHA-256, so every Redis key has a bounded size.
 //!
 //! Redis unavailable: the caller falls back to its in-memory limits (per
 //! node), and this module does not try Redis again for [`RETRY_AFTER`], so
@@ -27,6 +30,10 @@ pub const RETRY_AFTER: Duration = Duration::from_secs(1);
 const MAX_IDLE: usize = 32;
 /// Failure records expire this long after the last failure.
 const FAILURES_TTL_MS: u64 = 24 * 3600 * 1000;
+/// A reserved attempt not settled for this long no longer counts.
+const STALE_ATTEMPT_MS: u64 = 60_000;
+/// Longest key part stored as it is (longer ones are hashed).
+pub const MAX_PLAIN_KEY: usize = 96;
 
 const NOW: &str = "local t = redis.call('TIME') \
     local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) ";
@@ -45,21 +52,45 @@ const TAKE_TOKEN: &str = "local cap = tonumber(ARGV[1]) \
     redis.call('PEXPIRE', KEYS[1], 61000) \
     return wait";
 
-/// Counts a failure and sets the lock; returns the failure count.
-const RECORD_FAILURE: &str = "local count = redis.call('HINCRBY', KEYS[1], 'c', 1) \
+/// Reserves a credential attempt (back-off.rs rules): returns 0, or the
+/// milliseconds to wait (the lock's rest, or ARGV[4] while the admitted
+/// attempts are in flight). A reservation older than ARGV[2] ms is
+/// forgotten (its node died before settling it).
+const BEGIN_ATTEMPT: &str = "local h = redis.call('HMGET', KEYS[1], 'c', 'u', 'i', 'it') \
+    local count = tonumber(h[1]) or 0 \
+    local lk = tonumber(h[2]) or 0 \
+    local inflight = tonumber(h[3]) or 0 \
+    local it = tonumber(h[4]) or 0 \
+    if inflight > 0 and now - it > tonumber(ARGV[2]) then inflight = 0 end \
+    if lk > now then return lk - now end \
     local after = tonumber(ARGV[1]) \
-    if count >= after then \
-      local d = math.min(count - after, 30) \
-      local ms = math.min(tonumber(ARGV[2]) * 2 ^ d, tonumber(ARGV[3])) \
-      redis.call('HSET', KEYS[1], 'u', tostring(now + ms)) \
-    end \
-    redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[4])) \
-    return count";
+    local allowed = 1 \
+    if count < after then allowed = after - count end \
+    if inflight >= allowed then return tonumber(ARGV[4]) end \
+    redis.call('HSET', KEYS[1], 'i', tostring(inflight + 1), 'it', tostring(now)) \
+    redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3])) \
+    return 0";
 
-/// Milliseconds the account stays locked (0: not locked).
-const LOCKED_FOR: &str = "local u = tonumber(redis.call('HGET', KEYS[1], 'u')) \
-    if not u or u <= now then return 0 end \
-    return u - now";
+/// Settles a reserved attempt: ARGV[1] is 0 (not counted), 1 (failure) or
+/// 2 (success); then threshold, base, max and the record's TTL.
+const FINISH_ATTEMPT: &str = "local i = tonumber(redis.call('HGET', KEYS[1], 'i')) or 0 \
+    if i > 0 then i = i - 1 end \
+    local outcome = tonumber(ARGV[1]) \
+    if outcome == 2 then redis.call('HSET', KEYS[1], 'c', '0', 'u', '0') end \
+    redis.call('HSET', KEYS[1], 'i', tostring(i)) \
+    local count = tonumber(redis.call('HGET', KEYS[1], 'c')) or 0 \
+    if outcome == 1 then \
+      count = redis.call('HINCRBY', KEYS[1], 'c', 1) \
+      local after = tonumber(ARGV[2]) \
+      if count >= after then \
+        local d = math.min(count - after, 30) \
+        local ms = math.min(tonumber(ARGV[3]) * 2 ^ d, tonumber(ARGV[4])) \
+        redis.call('HSET', KEYS[1], 'u', tostring(now + ms)) \
+      end \
+    end \
+    if count == 0 and i == 0 then redis.call('DEL', KEYS[1]) \
+    else redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[5])) end \
+    return count";
 
 /// Back-off parameters (from the configuration).
 #[derive(Clone, Copy, Debug)]
@@ -78,8 +109,8 @@ pub struct SharedLimits {
     namespace: String,
     idle: Mutex<Vec<redis::Connection>>,
     take_token: redis::Script,
-    record_failure: redis::Script,
-    locked_for: redis::Script,
+    begin_attempt: redis::Script,
+    finish_attempt: redis::Script,
     /// `Instant` offset (ms since `epoch`) before which Redis is not tried.
     down_until_ms: AtomicU64,
     epoch: Instant,
@@ -123,8 +154,8 @@ impl SharedLimits {
             namespace: namespace.to_owned(),
             idle: Mutex::new(Vec::new()),
             take_token: script(TAKE_TOKEN),
-            record_failure: script(RECORD_FAILURE),
-            locked_for: script(LOCKED_FOR),
+            begin_attempt: script(BEGIN_ATTEMPT),
+            finish_attempt: script(FINISH_ATTEMPT),
             down_until_ms: AtomicU64::new(0),
             epoch: Instant::now(),
         })
@@ -196,35 +227,58 @@ impl SharedLimits {
         key: &str,
         per_minute: u32,
     ) -> Result<Result<(), u64>, Unavailable> {
-        let redis_key = format!("{}:rate:{limit}:{key}", self.namespace);
+        let redis_key = format!("{}:rate:{limit}:{}", self.namespace, bounded_key(key));
         let wait: u64 =
             self.with_connection(|c| self.take_token.key(&redis_key).arg(per_minute).invoke(c))?;
         Ok(if wait == 0 { Ok(()) } else { Err(wait) })
     }
 
-    fn failures_key(&self, username: &str) -> String {
-        format!("{}:failures:{username}", self.namespace)
+    fn failures_key(&self, key: &str) -> String {
+        format!("{}:failures:{}", self.namespace, bounded_key(key))
     }
 
-    /// Milliseconds `username` stays locked, if it is.
+    /// Reserves one credential attempt for back-off key `key`.
+    ///
+    /// # Errors
+    /// [`Unavailable`]; the inner error is the retry delay in ms.
+    pub fn begin_attempt(
+        &self,
+        key: &str,
+        backoff: Backoff,
+    ) -> Result<Result<(), u64>, Unavailable> {
+        let redis_key = self.failures_key(key);
+        let wait: u64 = self.with_connection(|c| {
+            self.begin_attempt
+                .key(&redis_key)
+                .arg(backoff.after)
+                .arg(STALE_ATTEMPT_MS)
+                .arg(FAILURES_TTL_MS)
+                .arg(super::backoff::IN_FLIGHT_RETRY_MS)
+                .invoke(c)
+        })?;
+        Ok(if wait == 0 { Ok(()) } else { Err(wait) })
+    }
+
+    /// Settles an attempt reserved with [`SharedLimits::begin_attempt`].
     ///
     /// # Errors
     /// [`Unavailable`].
-    pub fn locked_for(&self, username: &str) -> Result<Option<u64>, Unavailable> {
-        let key = self.failures_key(username);
-        let ms: u64 = self.with_connection(|c| self.locked_for.key(&key).invoke(c))?;
-        Ok((ms > 0).then_some(ms))
-    }
-
-    /// Counts a failed credential check.
-    ///
-    /// # Errors
-    /// [`Unavailable`].
-    pub fn record_failure(&self, username: &str, backoff: Backoff) -> Result<(), Unavailable> {
-        let key = self.failures_key(username);
+    pub fn finish_attempt(
+        &self,
+        key: &str,
+        outcome: super::backoff::Outcome,
+        backoff: Backoff,
+    ) -> Result<(), Unavailable> {
+        let redis_key = self.failures_key(key);
+        let code: u8 = match outcome {
+            super::backoff::Outcome::Neutral => 0,
+            super::backoff::Outcome::Failure => 1,
+            super::backoff::Outcome::Success => 2,
+        };
         self.with_connection(|c| {
-            self.record_failure
-                .key(&key)
+            self.finish_attempt
+                .key(&redis_key)
+                .arg(code)
                 .arg(backoff.after)
                 .arg(backoff.base_ms)
                 .arg(backoff.max_ms)
@@ -233,14 +287,32 @@ impl SharedLimits {
         })
         .map(|_| ())
     }
+}
 
-    /// Clears the failures after a success.
-    ///
-    /// # Errors
-    /// [`Unavailable`].
-    pub fn clear_failures(&self, username: &str) -> Result<(), Unavailable> {
-        let key = self.failures_key(username);
-        self.with_connection(|c| redis::cmd("DEL").arg(&key).query::<i64>(c))
-            .map(|_| ())
+/// A Redis key part of bounded length: keys up to [`MAX_PLAIN_KEY`] bytes
+/// as they are, longer ones as `sha256:` and the hex of their SHA-256.
+pub fn bounded_key(key: &str) -> std::borrow::Cow<'_, str> {
+    if key.len() <= MAX_PLAIN_KEY {
+        std::borrow::Cow::Borrowed(key)
+    } else {
+        use sha2::Digest as _;
+        std::borrow::Cow::Owned(format!(
+            "sha256:{}",
+            hex::encode(sha2::Sha256::digest(key.as_bytes()))
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_keys_are_hashed() {
+        assert_eq!(bounded_key("alice@192.0.2.1"), "alice@192.0.2.1");
+        let long = "x".repeat(1_000_000);
+        let key = bounded_key(&long);
+        assert_eq!(key.len(), 7 + 64);
+        assert_ne!(key, bounded_key(&"y".repeat(1_000_000)));
     }
 }

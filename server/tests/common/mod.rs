@@ -528,3 +528,35 @@ pub async fn ack(client: &mut Client, ids: Vec<u64>) -> u32 {
         other => panic!("ack failed: {other:?}"),
     }
 }
+
+impl Client {
+    /// Connects from the local address `local` (e.g. `127.0.0.2:0`, another
+    /// source address on loopback) and completes Hello.
+    pub async fn connect_from(local: SocketAddr, addr: SocketAddr, fingerprint: &str) -> Self {
+        let mut endpoint = quinn::Endpoint::client(local).unwrap();
+        endpoint.set_default_client_config(client_config(fingerprint));
+        let connection = endpoint.connect(addr, "localhost").unwrap().await.unwrap();
+        let (send, recv) = connection.open_bi().await.unwrap();
+        let mut client = Self {
+            endpoint,
+            connection,
+            send,
+            recv,
+            decoder: FrameDecoder::new(16 * 1024 * 1024),
+            pushes: VecDeque::new(),
+            next_id: 1,
+            challenge: Bytes::new(),
+        };
+        let hello = client
+            .request(Request::Hello(Hello {
+                versions: vec![1],
+                client_agent: "server-tests".into(),
+            }))
+            .await;
+        let response::Result::Hello(h) = hello else {
+            panic!("unexpected hello answer {hello:?}")
+        };
+        client.challenge = h.challenge;
+        client
+    }
+}

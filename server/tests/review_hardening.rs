@@ -1,0 +1,373 @@
+//! Issue 14 (independent review), server hardening: unauthenticated
+//! memory exhaustion through usernames, credential back-off races and
+//! lock-outs (SPEC.md §12.12, §13). Connection-level hardening is in
+//! review_connections.rs.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use common::*;
+use microbot_protocol::transport::{
+    self, ErrorCode, client_frame::Request, response, second_factor,
+};
+use microbot_server::Server;
+use microbot_server::limits::Limits;
+
+/// A server whose limits the test can inspect.
+struct Inspected {
+    addr: SocketAddr,
+    fingerprint: String,
+    limits: Arc<Limits>,
+    handle: microbot_server::ShutdownHandle,
+    task: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+async fn start_inspected(tweak: impl FnOnce(&mut microbot_server::Config)) -> Inspected {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    tweak(&mut config);
+    let server = Server::bind(config).unwrap();
+    let limits = server.limits();
+    let addr = server.local_addr().unwrap();
+    let fingerprint = server.fingerprint().to_owned();
+    let (handle, rx) = server.handle();
+    let task = tokio::spawn(server.run(rx));
+    Inspected {
+        addr,
+        fingerprint,
+        limits,
+        handle,
+        task,
+        _dir: dir,
+    }
+}
+
+impl Inspected {
+    async fn stop(self) {
+        self.handle.shutdown();
+        self.task.await.unwrap();
+    }
+}
+
+fn wrong_code(right: &str) -> String {
+    let n: u32 = right.parse().unwrap();
+    format!("{:06}", (n + 500_000) % 1_000_000)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn megabyte_usernames_are_refused_before_any_limiter_keeps_them() {
+    let server = start_inspected(|_| {}).await;
+    let mut client = Client::connect(server.addr, &server.fingerprint).await;
+    let key = device_key();
+    for i in 0..40 {
+        let username = format!("{i:02}{}", "a".repeat(1_000_000));
+        let request = match i % 4 {
+            0 => Request::EnrolDevice(transport::EnrolDeviceRequest {
+                username,
+                password: "some password".into(),
+                second_factor: Some(transport::SecondFactor {
+                    factor: Some(second_factor::Factor::TotpCode("123456".into())),
+                }),
+                device_public_key: Bytes::copy_from_slice(key.verifying_key().as_bytes()),
+                device_name: "x".into(),
+            }),
+            1 => Request::ConfirmRegistration(transport::ConfirmRegistrationRequest {
+                username,
+                password: "some password".into(),
+                totp_code: "123456".into(),
+            }),
+            2 => Request::Register(transport::RegisterRequest {
+                username,
+                password: "some password".into(),
+            }),
+            _ => Request::EnrolDevice(transport::EnrolDeviceRequest {
+                username: username.to_uppercase(),
+                password: "some password".into(),
+                second_factor: None,
+                device_public_key: Bytes::new(),
+                device_name: String::new(),
+            }),
+        };
+        let e = client.request_err(request).await;
+        assert_eq!(code(&e), ErrorCode::InvalidArgument, "{}", e.message);
+    }
+    let footprint = server.limits.footprint();
+    assert!(
+        footprint.key_bytes < 64 * 1024,
+        "limiter maps hold {footprint:?} after 40 MB of usernames"
+    );
+    // Logged-in requests naming users are checked the same way.
+    let mut account = register_active(&mut client, "alice").await;
+    let (device_id, device) = enrol(&mut client, &mut account).await;
+    let mut me = Client::connect(server.addr, &server.fingerprint).await;
+    let signature = login_signature(&device, &me.challenge.clone(), device_id);
+    let reply = me
+        .request(Request::Login(transport::LoginRequest {
+            device_id,
+            signature,
+        }))
+        .await;
+    assert!(matches!(reply, response::Result::Login(_)), "{reply:?}");
+    let e = me
+        .request_err(Request::FetchPrekeys(transport::FetchPrekeysRequest {
+            username: "b".repeat(1_000_000),
+            device_ids: Vec::new(),
+        }))
+        .await;
+    assert_eq!(code(&e), ErrorCode::InvalidArgument);
+    let e = me
+        .request_err(Request::CreateGroup(transport::CreateGroupRequest {
+            group_id: Bytes::from(vec![7u8; 16]),
+            members: vec!["alice".into(), "Not A Name".into()],
+            encrypted_metadata: Bytes::new(),
+        }))
+        .await;
+    assert_eq!(code(&e), ErrorCode::InvalidArgument);
+    assert!(server.limits.footprint().key_bytes < 64 * 1024);
+    server.stop().await;
+}
+
+/// One fresh connection per guess, all sent at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_wrong_codes_are_evaluated_at_most_threshold_times() {
+    let server = start_inspected(|c| {
+        c.login_backoff_after_failures = 3;
+        c.login_backoff_base_ms = 60_000;
+        c.rate_login_per_account = 0;
+        c.rate_login_per_ip = 0;
+        // Slow enough that the 20 checks overlap.
+        c.argon2_memory_kib = 8 * 1024;
+    })
+    .await;
+    let mut client = Client::connect(server.addr, &server.fingerprint).await;
+    let account = register_active(&mut client, "carol").await;
+    let key = device_key();
+    let right = account.auth.code_at(now_secs());
+    let mut clients = Vec::new();
+    for _ in 0..20 {
+        clients.push(Client::connect(server.addr, &server.fingerprint).await);
+    }
+    let guesses = clients.into_iter().map(|mut c| {
+        let request = enrol_request(
+            &account,
+            &key,
+            second_factor::Factor::TotpCode(wrong_code(&right)),
+        );
+        tokio::spawn(async move { code(&c.request_err(request).await) })
+    });
+    let mut evaluated = 0;
+    let mut limited = 0;
+    for guess in guesses.collect::<Vec<_>>() {
+        match guess.await.unwrap() {
+            ErrorCode::RateLimited => limited += 1,
+            ErrorCode::InvalidCredentials | ErrorCode::InvalidSecondFactor => evaluated += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(evaluated <= 3, "{evaluated} guesses evaluated, threshold 3");
+    assert_eq!(evaluated + limited, 20);
+    server.stop().await;
+}
+
+fn enrol_with_password(account: &Account, password: &str, code: String) -> Request {
+    let mut request = enrol_request(
+        account,
+        &device_key(),
+        second_factor::Factor::TotpCode(code),
+    );
+    if let Request::EnrolDevice(r) = &mut request {
+        r.password = password.into();
+    }
+    request
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_strangers_guesses_do_not_lock_the_owner_out() {
+    let server = TestServer::start_with(|c| {
+        c.login_backoff_after_failures = 3;
+        c.login_backoff_base_ms = 60_000;
+    })
+    .await;
+    let mut owner = server.client().await;
+    let mut account = register_active(&mut owner, "dave").await;
+    // A stranger on another address guesses dave's password until locked.
+    let mut stranger = Client::connect_from(
+        "127.0.0.2:0".parse().unwrap(),
+        server.addr,
+        &server.fingerprint,
+    )
+    .await;
+    for _ in 0..3 {
+        let e = stranger
+            .request_err(enrol_with_password(
+                &account,
+                "not the password",
+                "123456".into(),
+            ))
+            .await;
+        assert_eq!(code(&e), ErrorCode::InvalidCredentials);
+    }
+    let fresh = account.auth.fresh();
+    let e = stranger
+        .request_err(enrol_with_password(&account, &account.password, fresh))
+        .await;
+    assert_eq!(code(&e), ErrorCode::RateLimited, "the stranger is locked");
+    // The owner, from her own address, enrols at once.
+    let (device_id, key) = enrol(&mut owner, &mut account).await;
+    assert!(device_id > 0);
+    // The same stranger guessing from the owner's address locks that
+    // address; the owner's logged-in device is still not locked.
+    let mut me = server.client().await;
+    login(&mut me, device_id, &key).await;
+    let (other_id, _) = enrol(&mut owner, &mut account).await;
+    let mut nearby = server.client().await;
+    for _ in 0..4 {
+        let _ = nearby
+            .request_err(enrol_with_password(
+                &account,
+                "not the password",
+                "123456".into(),
+            ))
+            .await;
+    }
+    let fresh = account.auth.fresh();
+    let e = nearby
+        .request_err(enrol_with_password(&account, &account.password, fresh))
+        .await;
+    assert_eq!(code(&e), ErrorCode::RateLimited);
+    let reply = me
+        .request(Request::RemoveDevice(transport::RemoveDeviceRequest {
+            device_id: other_id,
+            password: account.password.clone(),
+            totp_code: account.auth.fresh(),
+            second_factor: None,
+        }))
+        .await;
+    assert!(matches!(reply, response::Result::Ok(_)), "{reply:?}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_logged_in_devices_own_failures_lock_only_that_device() {
+    let server = TestServer::start_with(|c| {
+        c.login_backoff_after_failures = 2;
+        c.login_backoff_base_ms = 60_000;
+    })
+    .await;
+    let mut client = server.client().await;
+    let mut account = register_active(&mut client, "erin").await;
+    let (first, first_key) = enrol(&mut client, &mut account).await;
+    let (second, second_key) = enrol(&mut client, &mut account).await;
+    let (third, _) = enrol(&mut client, &mut account).await;
+    let mut thief = server.client().await;
+    login(&mut thief, first, &first_key).await;
+    let remove = |password: &str, code: String, device_id: u64| {
+        Request::RemoveDevice(transport::RemoveDeviceRequest {
+            device_id,
+            password: password.into(),
+            totp_code: code,
+            second_factor: None,
+        })
+    };
+    for _ in 0..2 {
+        let e = thief
+            .request_err(remove("guessed password", "123456".into(), second))
+            .await;
+        assert_eq!(code(&e), ErrorCode::InvalidCredentials);
+    }
+    let e = thief
+        .request_err(remove(&account.password, account.auth.fresh(), second))
+        .await;
+    assert_eq!(code(&e), ErrorCode::RateLimited, "that device is locked");
+    // Another device of the account (same address) is not.
+    let mut owner = server.client().await;
+    login(&mut owner, second, &second_key).await;
+    let reply = owner
+        .request(remove(&account.password, account.auth.fresh(), third))
+        .await;
+    assert!(matches!(reply, response::Result::Ok(_)), "{reply:?}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recovery_code_authorises_remove_device() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let mut account = register_active(&mut client, "frank").await;
+    let (stolen, _) = enrol(&mut client, &mut account).await;
+    // The authenticator went with the stolen phone: a new device enrolled
+    // with a recovery code removes the stolen one with another.
+    let key = device_key();
+    let reply = client
+        .request(enrol_request(
+            &account,
+            &key,
+            second_factor::Factor::RecoveryCode(account.recovery_codes[0].clone()),
+        ))
+        .await;
+    let response::Result::EnrolDevice(enrolled) = reply else {
+        panic!("{reply:?}")
+    };
+    let mut me = server.client().await;
+    login(&mut me, enrolled.device_id, &key).await;
+    let remove = |code: &str| {
+        Request::RemoveDevice(transport::RemoveDeviceRequest {
+            device_id: stolen,
+            password: account.password.clone(),
+            totp_code: String::new(),
+            second_factor: Some(transport::SecondFactor {
+                factor: Some(second_factor::Factor::RecoveryCode(code.into())),
+            }),
+        })
+    };
+    let e = me.request_err(remove("AAAA-BBBB-CCCC-DDDD")).await;
+    assert_eq!(code(&e), ErrorCode::InvalidSecondFactor);
+    let e = me.request_err(remove(&account.recovery_codes[0])).await;
+    assert_eq!(code(&e), ErrorCode::InvalidSecondFactor, "used already");
+    let reply = me.request(remove(&account.recovery_codes[1])).await;
+    assert!(matches!(reply, response::Result::Ok(_)), "{reply:?}");
+    let mut again = server.client().await;
+    let signature = login_signature(&device_key(), &again.challenge.clone(), stolen);
+    let e = again
+        .request_err(Request::Login(transport::LoginRequest {
+            device_id: stolen,
+            signature,
+        }))
+        .await;
+    assert_eq!(code(&e), ErrorCode::DeviceRemoved);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn recovery_codes_are_served_with_dashes_that_are_optional_on_input() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let account = register_active(&mut client, "gina").await;
+    for served in &account.recovery_codes {
+        let groups: Vec<&str> = served.split('-').collect();
+        assert_eq!(groups.len(), 4, "{served}");
+        assert!(groups.iter().all(|g| {
+            g.len() == 4
+                && g.bytes()
+                    .all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b))
+        }));
+    }
+    let bare = account.recovery_codes[2].replace('-', "").to_lowercase();
+    assert_eq!(bare.len(), 16);
+    let reply = client
+        .request(enrol_request(
+            &account,
+            &device_key(),
+            second_factor::Factor::RecoveryCode(bare),
+        ))
+        .await;
+    assert!(
+        matches!(reply, response::Result::EnrolDevice(_)),
+        "{reply:?}"
+    );
+    server.stop().await;
+}
