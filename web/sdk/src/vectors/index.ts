@@ -8,7 +8,9 @@ import { computeFraming } from "./framing.js";
 import type { Json } from "./json.js";
 import { computeKdf } from "./kdf.js";
 import { computeSafetyNumber } from "./safety_number.js";
+import { computeRatchet } from "./ratchet.js";
 import { computeSenderKey } from "./sender_key.js";
+import { computeX3dh } from "./x3dh.js";
 
 export { VectorInputError, type Json } from "./json.js";
 
@@ -22,6 +24,8 @@ export const VECTOR_KINDS: Readonly<Record<string, VectorKind>> = {
   attachment: computeAttachment,
   safety_number: computeSafetyNumber,
   sender_key: computeSenderKey,
+  x3dh: computeX3dh,
+  ratchet: computeRatchet,
 };
 
 /** The kind's runner, or undefined when this SDK does not implement it. */
