@@ -56,10 +56,7 @@ impl IdentityKey {
             expected: KEY_LEN,
             actual: bytes.len(),
         })?;
-        let ed25519 = VerifyingKey::from_bytes(&array).map_err(|_| KeyError::InvalidPublicKey)?;
-        if ed25519.is_weak() {
-            return Err(KeyError::InvalidPublicKey);
-        }
+        let ed25519 = parse_ed25519_public(&array).ok_or(KeyError::InvalidPublicKey)?;
         Ok(Self::from_verifying_key(ed25519))
     }
 
@@ -96,7 +93,23 @@ impl fmt::Debug for IdentityKey {
     }
 }
 
-/// Strict Ed25519 verification shared by identities and sender keys.
+/// An Ed25519 public key as SPEC.md §2 accepts it: a point encoding that
+/// decompresses, is canonical (re-encoding the point gives the same 32
+/// bytes, so `y < p` and no "negative zero"), and is not of small order
+/// (`[8]A ≠ identity`). Points with a small-order component but large order
+/// are accepted, as RFC 8032 does. Shared by identities and sender keys.
+pub(crate) fn parse_ed25519_public(bytes: &[u8; KEY_LEN]) -> Option<VerifyingKey> {
+    let key = VerifyingKey::from_bytes(bytes).ok()?;
+    let canonical = key.to_edwards().compress().to_bytes() == *bytes;
+    (canonical && !key.is_weak()).then_some(key)
+}
+
+/// Strict Ed25519 verification shared by identities and sender keys
+/// (SPEC.md §2): ed25519-dalek's `verify_strict`, cofactorless.
+/// `s` must be below ℓ; `R` must decompress and not have small order; the
+/// key must not have small order; and `[s]B − [k]A`, re-encoded, must equal
+/// the 32 bytes of `R` (so a non-canonical `R` never verifies), with
+/// `k = SHA-512(R ‖ A ‖ message) mod ℓ` over the bytes as received.
 pub(crate) fn verify_ed25519(
     key: &VerifyingKey,
     message: &[u8],

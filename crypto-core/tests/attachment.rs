@@ -151,6 +151,36 @@ fn truncation_at_a_segment_boundary_is_detected() {
     );
 }
 
+/// SPEC.md §7.4: a final piece shorter than a tag (1..=15 bytes) after a
+/// full segment that authenticates as non-final is `Truncated`, not
+/// `Corrupt`: the piece cannot hold a tag, so it is never opened. A full
+/// final segment followed by such a piece is `TrailingData`.
+#[test]
+fn piece_shorter_than_a_tag_after_a_full_segment_is_truncated() {
+    let data = plaintext(2 * SEG + 100, 30);
+    let (ciphertext, key, _) = encrypt(&data, 31, SEG);
+    for extra in [1, 8, 15] {
+        for chunk in [1, 4096, SEALED + extra] {
+            assert_eq!(
+                decrypt(&ciphertext[..SEALED + extra], &key, chunk),
+                Err(AttachmentDecryptError::Truncated),
+                "{extra} bytes after one segment, chunks of {chunk}"
+            );
+        }
+    }
+    // 16 bytes or more of a cut segment are opened and fail as corrupt.
+    assert_eq!(
+        decrypt(&ciphertext[..SEALED + 16], &key, 4096),
+        Err(AttachmentDecryptError::Corrupt { segment: 1 })
+    );
+    let (whole, key, _) = encrypt(&plaintext(SEG, 32), 33, SEG);
+    let extended = [whole.as_slice(), &[0u8; 15]].concat();
+    assert_eq!(
+        decrypt(&extended, &key, 4096),
+        Err(AttachmentDecryptError::TrailingData)
+    );
+}
+
 #[test]
 fn dropped_final_segment_of_exact_multiple_is_detected() {
     let data = plaintext(2 * SEG, 6);

@@ -501,3 +501,32 @@ fn group_id_limits_and_debug_hides_secrets() {
         assert!(debug.contains("redacted"), "{debug}");
     }
 }
+
+/// SPEC.md §6.6 step 4: a message whose signature verifies but whose AEAD
+/// does not open under the stored skipped key is `DecryptionFailed`; the key
+/// stays stored, so the genuine message still decrypts afterwards.
+#[test]
+fn stored_skipped_key_that_does_not_open_is_decryption_failed() {
+    let (mut sender, mut receiver) = pair(40);
+    let first = sender.encrypt(b"iteration 0").unwrap();
+    let second = sender.encrypt(b"iteration 1").unwrap();
+    assert_eq!(receiver.decrypt(&second).unwrap(), b"iteration 1");
+    assert_eq!(receiver.skipped_len(), 1);
+
+    // The same chain and signing key bound to another group (same-length id):
+    // its iteration 0 is signed correctly but sealed with another AD.
+    let (fresh, _) = pair(40);
+    let state = fresh.to_bytes();
+    let position = state
+        .windows(7)
+        .position(|w| w == b"group-1")
+        .expect("group id in state");
+    let mut other = state.to_vec();
+    other[position..position + 7].copy_from_slice(b"group-2");
+    let mut other_group = OutboundSenderKey::from_bytes(&other).unwrap();
+    let forged = other_group.encrypt(b"other group").unwrap();
+    assert_eq!(SenderKeyMessage::parse(&forged).unwrap().iteration(), 0);
+    assert_refused(&mut receiver, &forged, SenderKeyError::DecryptionFailed);
+    assert_eq!(receiver.skipped_len(), 1);
+    assert_eq!(receiver.decrypt(&first).unwrap(), b"iteration 0");
+}

@@ -119,11 +119,11 @@ fn to_array<const N: usize>(slice: &[u8]) -> [u8; N] {
     out
 }
 
-/// A valid Ed25519 point that is not of small order, as identity keys require.
+/// A canonical Ed25519 point that is not of small order, as identity keys
+/// require (SPEC.md §2).
 pub(super) fn parse_signing_key(bytes: &[u8]) -> Option<VerifyingKey> {
     let array: [u8; KEY_LEN] = bytes.try_into().ok()?;
-    let key = VerifyingKey::from_bytes(&array).ok()?;
-    (!key.is_weak()).then_some(key)
+    crate::identity::parse_ed25519_public(&array)
 }
 
 impl fmt::Debug for SenderKeyDistribution {
