@@ -175,6 +175,7 @@ async fn serve(incoming: quinn::Incoming, routes: Routes, counter: Arc<AtomicU64
                         }
                     }
                     response::Result::Send(SendResponse {
+                        skipped_device_ids: Vec::new(),
                         server_timestamp_ms: now,
                     })
                 }

@@ -122,6 +122,9 @@ pub struct Config {
     pub totp_skew_steps: u8,
     /// Most envelopes queued for one device.
     pub max_queue_len: u32,
+    /// Percent of `max_queue_len` one sender account may fill in one
+    /// device's queue (1..=100).
+    pub queue_sender_share_percent: u32,
     /// Seconds after which a queued envelope is purged.
     pub envelope_ttl_secs: u64,
     /// Seconds between two sweeps that delete expired envelopes.
@@ -136,6 +139,21 @@ pub struct Config {
     pub shutdown_grace_secs: u64,
     /// Most members of one group.
     pub max_group_members: u32,
+    /// Most groups an account may have created or belong to when it
+    /// creates one.
+    pub max_groups_per_account: u32,
+    /// Group changes (create, add, remove, role, metadata) per minute per account (0: off).
+    pub rate_group_change_per_account: u32,
+    /// Group changes per minute per group (0: off).
+    pub rate_group_change_per_group: u32,
+    /// Most unused one-time X25519 prekeys stored per device.
+    pub max_one_time_prekeys: u32,
+    /// Most unused one-time KEM prekeys stored per device.
+    pub max_kem_prekeys: u32,
+    /// Prekey uploads per minute per account (0: off).
+    pub rate_prekey_upload_per_account: u32,
+    /// Prekey fetches per minute per (fetching account, fetched account) (0: off).
+    pub rate_prekey_fetch_per_target: u32,
     /// Largest attachment (encrypted size) in bytes.
     pub max_attachment_len: u64,
     /// Bytes of unexpired attachments one account may hold (0: no quota).
@@ -168,6 +186,16 @@ pub struct Config {
     pub max_connections_per_ip: u32,
     /// QUIC idle timeout offered to clients, seconds.
     pub idle_timeout_secs: u64,
+    /// Seconds a QUIC handshake may take before it is abandoned.
+    pub handshake_timeout_secs: u64,
+    /// Handshakes in progress from which a client whose address is not yet
+    /// validated must first answer a QUIC Retry (0: always).
+    pub retry_above_handshakes: u32,
+    /// Seconds after Hello within which a connection must log in.
+    pub login_timeout_secs: u64,
+    /// Seconds a started frame (or an attachment stream's header) may take
+    /// to arrive in full.
+    pub frame_timeout_secs: u64,
     /// Time one webhook attempt may take.
     pub webhook_timeout_ms: u64,
     /// Retries of a failed webhook notification.
@@ -210,6 +238,7 @@ impl Default for Config {
             argon2_parallelism: 1,
             totp_skew_steps: 1,
             max_queue_len: 10_000,
+            queue_sender_share_percent: 10,
             envelope_ttl_secs: 30 * 24 * 3600,
             purge_interval_secs: 60,
             max_envelope_len: 256 * 1024,
@@ -217,6 +246,13 @@ impl Default for Config {
             max_frame_len: 1024 * 1024,
             shutdown_grace_secs: 10,
             max_group_members: 1000,
+            max_groups_per_account: 500,
+            rate_group_change_per_account: 60,
+            rate_group_change_per_group: 30,
+            max_one_time_prekeys: 2000,
+            max_kem_prekeys: 200,
+            rate_prekey_upload_per_account: 30,
+            rate_prekey_fetch_per_target: 10,
             max_attachment_len: 100 * 1024 * 1024,
             attachment_quota_bytes: 1024 * 1024 * 1024,
             attachment_ttl_secs: 30 * 24 * 3600,
@@ -233,6 +269,10 @@ impl Default for Config {
             max_connections: 10_000,
             max_connections_per_ip: 64,
             idle_timeout_secs: 60,
+            handshake_timeout_secs: 5,
+            retry_above_handshakes: 0,
+            login_timeout_secs: 30,
+            frame_timeout_secs: 20,
             webhook_timeout_ms: 5000,
             webhook_retries: 5,
             webhook_backoff_base_ms: 500,
@@ -309,6 +349,9 @@ pub struct Overrides {
     /// Most envelopes queued per device [default: 10000].
     #[arg(long, env = "MICROBOT_MAX_QUEUE_LEN", global = true)]
     pub max_queue_len: Option<u32>,
+    /// Percent of a device queue one sender may fill, 1..=100 [default: 10].
+    #[arg(long, env = "MICROBOT_QUEUE_SENDER_SHARE_PERCENT", global = true)]
+    pub queue_sender_share_percent: Option<u32>,
     /// Envelope time-to-live in seconds [default: 2592000 = 30 days].
     #[arg(long, env = "MICROBOT_ENVELOPE_TTL_SECS", global = true)]
     pub envelope_ttl_secs: Option<u64>,
@@ -330,6 +373,27 @@ pub struct Overrides {
     /// Most members of one group [default: 1000].
     #[arg(long, env = "MICROBOT_MAX_GROUP_MEMBERS", global = true)]
     pub max_group_members: Option<u32>,
+    /// Groups an account may have created or joined when it creates one [default: 500].
+    #[arg(long, env = "MICROBOT_MAX_GROUPS_PER_ACCOUNT", global = true)]
+    pub max_groups_per_account: Option<u32>,
+    /// Group changes per minute per account, 0 = off [default: 60].
+    #[arg(long, env = "MICROBOT_RATE_GROUP_CHANGE_PER_ACCOUNT", global = true)]
+    pub rate_group_change_per_account: Option<u32>,
+    /// Group changes per minute per group, 0 = off [default: 30].
+    #[arg(long, env = "MICROBOT_RATE_GROUP_CHANGE_PER_GROUP", global = true)]
+    pub rate_group_change_per_group: Option<u32>,
+    /// Unused one-time prekeys stored per device [default: 2000].
+    #[arg(long, env = "MICROBOT_MAX_ONE_TIME_PREKEYS", global = true)]
+    pub max_one_time_prekeys: Option<u32>,
+    /// Unused one-time KEM prekeys stored per device [default: 200].
+    #[arg(long, env = "MICROBOT_MAX_KEM_PREKEYS", global = true)]
+    pub max_kem_prekeys: Option<u32>,
+    /// Prekey uploads per minute per account, 0 = off [default: 30].
+    #[arg(long, env = "MICROBOT_RATE_PREKEY_UPLOAD_PER_ACCOUNT", global = true)]
+    pub rate_prekey_upload_per_account: Option<u32>,
+    /// Prekey fetches per minute per (fetcher, fetched account), 0 = off [default: 10].
+    #[arg(long, env = "MICROBOT_RATE_PREKEY_FETCH_PER_TARGET", global = true)]
+    pub rate_prekey_fetch_per_target: Option<u32>,
     /// Largest attachment in bytes [default: 104857600].
     #[arg(long, env = "MICROBOT_MAX_ATTACHMENT_LEN", global = true)]
     pub max_attachment_len: Option<u64>,
@@ -378,6 +442,19 @@ pub struct Overrides {
     /// QUIC idle timeout in seconds [default: 60].
     #[arg(long, env = "MICROBOT_IDLE_TIMEOUT_SECS", global = true)]
     pub idle_timeout_secs: Option<u64>,
+    /// Seconds a QUIC handshake may take, 1..=60 [default: 5].
+    #[arg(long, env = "MICROBOT_HANDSHAKE_TIMEOUT_SECS", global = true)]
+    pub handshake_timeout_secs: Option<u64>,
+    /// Handshakes in progress from which unvalidated addresses get a QUIC
+    /// Retry first, 0 = always [default: 0].
+    #[arg(long, env = "MICROBOT_RETRY_ABOVE_HANDSHAKES", global = true)]
+    pub retry_above_handshakes: Option<u32>,
+    /// Seconds after Hello within which a connection must log in, 1..=3600 [default: 30].
+    #[arg(long, env = "MICROBOT_LOGIN_TIMEOUT_SECS", global = true)]
+    pub login_timeout_secs: Option<u64>,
+    /// Seconds a started frame or attachment stream header may take, 1..=3600 [default: 20].
+    #[arg(long, env = "MICROBOT_FRAME_TIMEOUT_SECS", global = true)]
+    pub frame_timeout_secs: Option<u64>,
     /// Webhook request timeout in ms [default: 5000].
     #[arg(long, env = "MICROBOT_WEBHOOK_TIMEOUT_MS", global = true)]
     pub webhook_timeout_ms: Option<u64>,
@@ -476,6 +553,10 @@ impl Config {
         set(&mut self.argon2_parallelism, &o.argon2_parallelism);
         set(&mut self.totp_skew_steps, &o.totp_skew_steps);
         set(&mut self.max_queue_len, &o.max_queue_len);
+        set(
+            &mut self.queue_sender_share_percent,
+            &o.queue_sender_share_percent,
+        );
         set(&mut self.envelope_ttl_secs, &o.envelope_ttl_secs);
         set(&mut self.purge_interval_secs, &o.purge_interval_secs);
         set(&mut self.max_envelope_len, &o.max_envelope_len);
@@ -486,6 +567,25 @@ impl Config {
         set(&mut self.max_frame_len, &o.max_frame_len);
         set(&mut self.shutdown_grace_secs, &o.shutdown_grace_secs);
         set(&mut self.max_group_members, &o.max_group_members);
+        set(&mut self.max_groups_per_account, &o.max_groups_per_account);
+        set(
+            &mut self.rate_group_change_per_account,
+            &o.rate_group_change_per_account,
+        );
+        set(
+            &mut self.rate_group_change_per_group,
+            &o.rate_group_change_per_group,
+        );
+        set(&mut self.max_one_time_prekeys, &o.max_one_time_prekeys);
+        set(&mut self.max_kem_prekeys, &o.max_kem_prekeys);
+        set(
+            &mut self.rate_prekey_upload_per_account,
+            &o.rate_prekey_upload_per_account,
+        );
+        set(
+            &mut self.rate_prekey_fetch_per_target,
+            &o.rate_prekey_fetch_per_target,
+        );
         set(&mut self.max_attachment_len, &o.max_attachment_len);
         set(&mut self.attachment_quota_bytes, &o.attachment_quota_bytes);
         set(&mut self.attachment_ttl_secs, &o.attachment_ttl_secs);
@@ -514,6 +614,10 @@ impl Config {
         set(&mut self.max_connections, &o.max_connections);
         set(&mut self.max_connections_per_ip, &o.max_connections_per_ip);
         set(&mut self.idle_timeout_secs, &o.idle_timeout_secs);
+        set(&mut self.handshake_timeout_secs, &o.handshake_timeout_secs);
+        set(&mut self.retry_above_handshakes, &o.retry_above_handshakes);
+        set(&mut self.login_timeout_secs, &o.login_timeout_secs);
+        set(&mut self.frame_timeout_secs, &o.frame_timeout_secs);
         set(&mut self.webhook_timeout_ms, &o.webhook_timeout_ms);
         set(&mut self.webhook_retries, &o.webhook_retries);
         set(
@@ -572,6 +676,16 @@ impl Config {
         if self.max_queue_len == 0 {
             return Err(ConfigError::Invalid("max_queue_len must be at least 1"));
         }
+        if !(1..=100).contains(&self.queue_sender_share_percent) {
+            return Err(ConfigError::Invalid(
+                "queue_sender_share_percent must be between 1 and 100",
+            ));
+        }
+        if self.max_groups_per_account == 0 {
+            return Err(ConfigError::Invalid(
+                "max_groups_per_account must be at least 1",
+            ));
+        }
         if self.envelope_ttl_secs == 0 || self.purge_interval_secs == 0 {
             return Err(ConfigError::Invalid(
                 "envelope_ttl_secs and purge_interval_secs must be at least 1",
@@ -602,6 +716,18 @@ impl Config {
         if !(1..=24 * 3600).contains(&self.idle_timeout_secs) {
             return Err(ConfigError::Invalid(
                 "idle_timeout_secs must be between 1 and 86400",
+            ));
+        }
+        if !(1..=60).contains(&self.handshake_timeout_secs) {
+            return Err(ConfigError::Invalid(
+                "handshake_timeout_secs must be between 1 and 60",
+            ));
+        }
+        if !(1..=3600).contains(&self.login_timeout_secs)
+            || !(1..=3600).contains(&self.frame_timeout_secs)
+        {
+            return Err(ConfigError::Invalid(
+                "login_timeout_secs and frame_timeout_secs must be between 1 and 3600",
             ));
         }
         if let Some(url) = &self.webhook_url
@@ -665,6 +791,15 @@ impl Config {
     /// Path of the SQLite database file.
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("microbot.sqlite3")
+    }
+
+    /// Envelopes one sender account may have in one device's queue:
+    /// `queue_sender_share_percent` of `max_queue_len`, at least 1.
+    pub fn max_queue_per_sender(&self) -> u32 {
+        let share = u64::from(self.max_queue_len)
+            .saturating_mul(u64::from(self.queue_sender_share_percent.min(100)))
+            / 100;
+        u32::try_from(share).unwrap_or(u32::MAX).max(1)
     }
 }
 

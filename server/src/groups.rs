@@ -265,10 +265,13 @@ pub async fn get(
 }
 
 /// `SendGroupRequest`: stores the ciphertext once and queues it for every
-/// other member device in one transaction, then pushes.
+/// other member device whose queue has room, in one transaction, then
+/// pushes. The devices without room are listed in
+/// `SendResponse.skipped_device_ids`. The sender's fan-out bucket is
+/// charged one token per device reached (SPEC.md §12.10, §12.12).
 ///
 /// # Errors
-/// `INVALID_ARGUMENT`, `UNKNOWN_GROUP`, `NOT_GROUP_MEMBER`, `QUEUE_FULL`.
+/// `INVALID_ARGUMENT`, `UNKNOWN_GROUP`, `NOT_GROUP_MEMBER`, `RATE_LIMITED`.
 pub async fn send(
     state: &Arc<ServerState>,
     session: &DeviceSession,
@@ -281,6 +284,9 @@ pub async fn send(
             "group ciphertext must be 1..=max_envelope_len bytes",
         ));
     }
+    state
+        .limits
+        .admit_group_fan_out(&state.metrics, session.account_id)?;
     let now = now_ms();
     let ttl_ms = state.config.envelope_ttl_secs.saturating_mul(1000);
     let sender_username = session.username.clone();
@@ -295,19 +301,27 @@ pub async fn send(
                 now_ms: now,
                 expires_at_ms: now.saturating_add(ttl_ms),
                 max_queue_len: s.config.max_queue_len,
+                max_per_sender: s.config.max_queue_per_sender(),
             };
             Ok(s.storage
                 .enqueue_group(&id, sender_account, &meta, &ciphertext)?)
         })
         .await?;
+    state
+        .limits
+        .settle_group_fan_out(session.account_id, fan_out.delivered.len());
     state.metrics.messages_in.inc();
-    state.metrics.fan_out.observe(fan_out.len() as f64);
+    state
+        .metrics
+        .fan_out
+        .observe(fan_out.delivered.len() as f64);
     tracing::debug!(
         sender_device_id,
-        recipients = fan_out.len(),
+        recipients = fan_out.delivered.len(),
+        skipped = fan_out.skipped.len(),
         "group message stored"
     );
-    for copy in fan_out {
+    for copy in fan_out.delivered {
         let envelope = envelope_proto(StoredEnvelope {
             id: copy.envelope_id,
             device_id: copy.device_id,
@@ -321,5 +335,6 @@ pub async fn send(
     }
     Ok(SendResponse {
         server_timestamp_ms: now,
+        skipped_device_ids: fan_out.skipped,
     })
 }

@@ -108,7 +108,12 @@ pub async fn send(
         now_ms: now,
         expires_at_ms: now.saturating_add(ttl_ms),
         max_queue_len: state.config.max_queue_len,
+        max_per_sender: state.config.max_queue_per_sender(),
     };
+    // One token per recipient device (SPEC.md §12.12).
+    state
+        .limits
+        .charge_fan_out(&state.metrics, session.account_id, envelopes.len())?;
     // The ciphertexts are reference-counted: the copy for the storage job
     // shares them with the pushes below.
     let ids = Arc::clone(&state.storage)
@@ -135,6 +140,7 @@ pub async fn send(
     }
     Ok(SendResponse {
         server_timestamp_ms: now,
+        skipped_device_ids: Vec::new(),
     })
 }
 

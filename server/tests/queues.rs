@@ -84,7 +84,13 @@ async fn acknowledged_sends_survive_a_restart_and_offline_devices_fetch_in_order
 
 #[tokio::test(flavor = "multi_thread")]
 async fn multi_recipient_send_pushes_to_connected_devices_and_is_atomic() {
-    let server = TestServer::start_with(|c| c.max_queue_len = 3).await;
+    let server = TestServer::start_with(|c| {
+        c.max_queue_len = 3;
+        // One sender fills the whole queue here (the share is tested in
+        // review_quotas.rs).
+        c.queue_sender_share_percent = 100;
+    })
+    .await;
     let mut quinn_ = new_device(&server, "quinn").await;
     let mut rosa = new_device(&server, "rosa").await;
     let mut sam = new_device(&server, "sam").await;

@@ -85,6 +85,7 @@ fn meta(now_ms: u64, max_queue_len: u32) -> SendMeta<'static> {
         now_ms,
         expires_at_ms: now_ms + 1000,
         max_queue_len,
+        max_per_sender: max_queue_len,
     }
 }
 
@@ -557,7 +558,8 @@ fn groups_are_versioned_and_fan_out_once() {
         };
         let fan = s
             .enqueue_group(&gid, alice, &meta_a, b"group ciphertext")
-            .unwrap();
+            .unwrap()
+            .delivered;
         let mut targets: Vec<u64> = fan.iter().map(|f| f.device_id).collect();
         targets.sort_unstable();
         assert_eq!(
@@ -687,7 +689,10 @@ fn postgres_nodes_starting_together_migrate_once_and_refuse_a_newer_schema() {
     .unwrap();
     match PostgresStorage::open(&scoped, 2) {
         Err(microbot_server::storage::postgres::PostgresOpenError::TooNew { found, supported }) => {
-            assert_eq!((found, supported), (99, 1));
+            assert_eq!(
+                (found, supported),
+                (99, microbot_server::storage::postgres::schema::schema_version())
+            );
         }
         other => panic!("{other:?}"),
     }

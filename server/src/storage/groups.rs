@@ -10,6 +10,16 @@
 
 use super::{SendMeta, StorageResult};
 
+/// The outcome of a group send.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GroupFanOut {
+    /// The copies stored, one per recipient device with room.
+    pub delivered: Vec<FanOut>,
+    /// Recipient devices whose queue was full (or held the sender's share
+    /// of it): nothing was stored for them.
+    pub skipped: Vec<u64>,
+}
+
 /// Length of a group id.
 pub const GROUP_ID_LEN: usize = 16;
 
@@ -120,12 +130,13 @@ pub trait GroupStorage {
     /// The group as seen by a member.
     fn group(&self, id: &[u8; GROUP_ID_LEN], actor: i64) -> StorageResult<GroupRecord>;
     /// Stores `ciphertext` once and queues a reference to it for every
-    /// member device except the sender's, all or nothing.
+    /// member device except the sender's whose queue has room; the devices
+    /// without room are skipped and named in the result.
     fn enqueue_group(
         &self,
         id: &[u8; GROUP_ID_LEN],
         sender_account: i64,
         meta: &SendMeta<'_>,
         ciphertext: &[u8],
-    ) -> StorageResult<Vec<FanOut>>;
+    ) -> StorageResult<GroupFanOut>;
 }

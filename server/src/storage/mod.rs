@@ -23,7 +23,7 @@ pub mod schema;
 pub mod sqlite;
 
 pub use attachments::{AttachmentRecord, AttachmentStorage};
-pub use groups::{FanOut, GroupChange, GroupChangeOutcome, GroupRecord, GroupStorage};
+pub use groups::{FanOut, GroupChange, GroupChangeOutcome, GroupFanOut, GroupRecord, GroupStorage};
 
 use std::fmt;
 use std::future::Future;
@@ -45,7 +45,8 @@ pub enum StorageError {
     /// The device was removed.
     #[error("device {0} was removed")]
     DeviceRemoved(u64),
-    /// Recipient queues at their cap; nothing was stored.
+    /// Recipient queues at their cap, or holding the sender's share of
+    /// it; nothing was stored.
     #[error("queue full for {} device(s)", .0.len())]
     QueueFull(Vec<u64>),
     /// The device has never uploaded its identity and signed prekey.
@@ -232,6 +233,8 @@ pub struct SendMeta<'a> {
     pub expires_at_ms: u64,
     /// Queue cap per device.
     pub max_queue_len: u32,
+    /// Envelopes this sender account may have in one device's queue.
+    pub max_per_sender: u32,
 }
 
 /// [`SendMeta`] owning its strings, for a write that outlives the request's
@@ -248,6 +251,8 @@ pub struct OwnedSendMeta {
     pub expires_at_ms: u64,
     /// Queue cap per device.
     pub max_queue_len: u32,
+    /// Envelopes this sender account may have in one device's queue.
+    pub max_per_sender: u32,
 }
 
 impl From<&SendMeta<'_>> for OwnedSendMeta {
@@ -258,6 +263,7 @@ impl From<&SendMeta<'_>> for OwnedSendMeta {
             now_ms: meta.now_ms,
             expires_at_ms: meta.expires_at_ms,
             max_queue_len: meta.max_queue_len,
+            max_per_sender: meta.max_per_sender,
         }
     }
 }
@@ -271,6 +277,7 @@ impl OwnedSendMeta {
             now_ms: self.now_ms,
             expires_at_ms: self.expires_at_ms,
             max_queue_len: self.max_queue_len,
+            max_per_sender: self.max_per_sender,
         }
     }
 }
@@ -380,7 +387,9 @@ pub trait Storage: GroupStorage + AttachmentStorage + Send + Sync + 'static {
     /// The device's unused stock.
     fn prekey_stock(&self, device_id: u64) -> StorageResult<PrekeyStock>;
 
-    /// Stores every envelope or none, durably, and returns their ids in order.
+    /// Stores every envelope or none, durably, and returns their ids in
+    /// order. A queue holding `max_queue_len` unexpired envelopes, or
+    /// `max_per_sender` from this sender's username, is full.
     fn enqueue(
         &self,
         meta: &SendMeta<'_>,

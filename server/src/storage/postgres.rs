@@ -419,27 +419,41 @@ pub(crate) async fn lock_devices(
     rows.iter().map(|r| Ok((col(r, 0)?, col(r, 1)?))).collect()
 }
 
-/// Devices among `devices` whose queue holds `max` unexpired envelopes.
+/// Devices among `devices` whose queue holds `meta.max_queue_len`
+/// unexpired envelopes, or `meta.max_per_sender` from this sender when the
+/// device is not of the sender's own account (SPEC.md §12.7).
 pub(crate) async fn full_queues(
     tx: &Tx<'_, '_>,
     devices: &[i64],
-    now_ms: u64,
-    max: u32,
+    meta: &SendMeta<'_>,
 ) -> PgResult<Vec<u64>> {
     let rows = tx
         .query(
-            "SELECT device_id, COUNT(*) FROM envelopes \
-             WHERE device_id = ANY($1) AND expires_at_ms > $2 GROUP BY device_id",
-            &[&devices, &sql_time(now_ms)],
+            "SELECT d.id, COALESCE(d.account_id = s.account_id, FALSE), \
+             (SELECT COUNT(*) FROM envelopes e WHERE e.device_id = d.id AND e.expires_at_ms > $2), \
+             (SELECT COUNT(*) FROM envelopes e WHERE e.device_id = d.id \
+              AND e.sender_username = $3 AND e.expires_at_ms > $2) \
+             FROM devices d LEFT JOIN devices s ON s.id = $4 WHERE d.id = ANY($1)",
+            &[
+                &devices,
+                &sql_time(meta.now_ms),
+                &meta.sender_username,
+                &sql_id(meta.sender_device_id),
+            ],
         )
         .await?;
     let mut counts = std::collections::HashMap::new();
     for r in &rows {
-        counts.insert(col::<i64>(r, 0)?, count(col(r, 1)?));
+        let own: bool = col(r, 1)?;
+        let (all, mine) = (count(col(r, 2)?), count(col(r, 3)?));
+        counts.insert(
+            col::<i64>(r, 0)?,
+            all >= meta.max_queue_len || (!own && mine >= meta.max_per_sender),
+        );
     }
     Ok(devices
         .iter()
-        .filter(|d| counts.get(d).copied().unwrap_or(0) >= max)
+        .filter(|d| counts.get(d).copied().unwrap_or(false))
         .map(|d| net_id(*d))
         .collect())
 }
@@ -786,7 +800,7 @@ impl Storage for PostgresStorage {
                     Some(false) => {}
                 }
             }
-            let full = full_queues(tx, &devices, meta.now_ms, meta.max_queue_len).await?;
+            let full = full_queues(tx, &devices, meta).await?;
             if !full.is_empty() {
                 return Err(StorageError::QueueFull(full).into());
             }

@@ -14,6 +14,7 @@ use rusqlite::Connection;
 /// Version 2 (server part 2): groups, their members, group messages (one
 /// ciphertext stored once and referenced by every fanned-out envelope) and
 /// attachments. Version 3: account ids never reused (AUTOINCREMENT).
+/// Version 4: envelopes indexed by (device, sender) for the sender share.
 pub const MIGRATIONS: &[&str] = &[
     r"
 CREATE TABLE accounts (
@@ -142,6 +143,11 @@ INSERT INTO sqlite_sequence (name, seq) SELECT 'accounts', MAX(
     COALESCE((SELECT MAX(account_id) FROM devices), 0),
     COALESCE((SELECT MAX(account_id) FROM attachments), 0),
     COALESCE((SELECT MAX(account_id) FROM group_members), 0));
+",
+    // Version 4 (issue 14): a sender's share of a queue is counted from
+    // this index alone (SPEC.md §12.7).
+    r"
+CREATE INDEX envelopes_by_sender ON envelopes(device_id, sender_username, expires_at_ms);
 ",
 ];
 

@@ -294,6 +294,44 @@ fn take_bundle(tx: &Transaction<'_>, device_id: i64) -> rusqlite::Result<Option<
     }))
 }
 
+/// Whether the queue of `device` can take one more envelope from this
+/// sender: below `max_queue_len` in total and, unless the device is one of
+/// the sender's own account, below `max_per_sender` from the sender's
+/// username (SPEC.md §12.7).
+pub(crate) fn has_room(tx: &Connection, meta: &SendMeta<'_>, device: i64) -> StorageResult<bool> {
+    let now = sql_time(meta.now_ms);
+    let queued: i64 = tx
+        .query_row_cached(
+            "SELECT COUNT(*) FROM envelopes WHERE device_id = ?1 AND expires_at_ms > ?2",
+            params![device, now],
+            |r| r.get(0),
+        )
+        .map_err(db)?;
+    if count(queued) >= meta.max_queue_len {
+        return Ok(false);
+    }
+    let from_sender: i64 = tx
+        .query_row_cached(
+            "SELECT COUNT(*) FROM envelopes \
+             WHERE device_id = ?1 AND sender_username = ?2 AND expires_at_ms > ?3",
+            params![device, meta.sender_username, now],
+            |r| r.get(0),
+        )
+        .map_err(db)?;
+    if count(from_sender) < meta.max_per_sender {
+        return Ok(true);
+    }
+    let own: bool = tx
+        .query_row_cached(
+            "SELECT COALESCE((SELECT account_id FROM devices WHERE id = ?1) = \
+             (SELECT account_id FROM devices WHERE id = ?2), 0)",
+            params![device, sql_id(meta.sender_device_id)],
+            |r| r.get(0),
+        )
+        .map_err(db)?;
+    Ok(own)
+}
+
 /// The enqueue transaction's work (on the writer thread): checks every
 /// recipient device and queue cap, then inserts the envelopes. Nothing is
 /// written before the last check ([`Isolation::ChecksFirst`]).
@@ -315,15 +353,7 @@ fn enqueue_job(
             Some(true) => return Err(StorageError::DeviceRemoved(envelope.recipient_device_id)),
             Some(false) => {}
         }
-        let queued: i64 = tx
-            .prepare_cached(
-                "SELECT COUNT(*) FROM envelopes WHERE device_id = ?1 AND expires_at_ms > ?2",
-            )
-            .and_then(|mut stmt| {
-                stmt.query_row(params![device, sql_time(meta.now_ms)], |r| r.get(0))
-            })
-            .map_err(db)?;
-        if count(queued) >= meta.max_queue_len {
+        if !has_room(tx, &meta, device)? {
             full.push(envelope.recipient_device_id);
         }
     }

@@ -14,8 +14,8 @@ use super::{
 };
 use crate::storage::groups::{GROUP_ID_LEN, GroupRole, MemberRecord};
 use crate::storage::{
-    FanOut, GroupChange, GroupChangeOutcome, GroupRecord, GroupStorage, SendMeta, StorageError,
-    StorageResult,
+    FanOut, GroupChange, GroupChangeOutcome, GroupFanOut, GroupRecord, GroupStorage, SendMeta,
+    StorageError, StorageResult,
 };
 
 type GroupId = [u8; GROUP_ID_LEN];
@@ -324,26 +324,30 @@ impl GroupStorage for PostgresStorage {
         sender_account: i64,
         meta: &SendMeta<'_>,
         ciphertext: &[u8],
-    ) -> StorageResult<Vec<FanOut>> {
+    ) -> StorageResult<GroupFanOut> {
         self.with_tx(async |tx| {
             let group = load_group(tx, id, Lock::Share).await?;
             let accounts = member_ids(&group);
             if !accounts.contains(&sender_account) {
                 return Err(StorageError::NotGroupMember.into());
             }
-            let recipients: Vec<u64> = devices_of(tx, &accounts)
+            let everyone: Vec<u64> = devices_of(tx, &accounts)
                 .await?
                 .into_iter()
                 .filter(|d| *d != meta.sender_device_id)
                 .collect();
-            let sql_devices: Vec<i64> = recipients.iter().map(|d| sql_id(*d)).collect();
+            let sql_devices: Vec<i64> = everyone.iter().map(|d| sql_id(*d)).collect();
             lock_devices(tx, &sql_devices).await?;
-            let full = full_queues(tx, &sql_devices, meta.now_ms, meta.max_queue_len).await?;
-            if !full.is_empty() {
-                return Err(StorageError::QueueFull(full).into());
-            }
+            let skipped = full_queues(tx, &sql_devices, meta).await?;
+            let recipients: Vec<u64> = everyone
+                .into_iter()
+                .filter(|d| !skipped.contains(d))
+                .collect();
             if recipients.is_empty() {
-                return Ok(Vec::new());
+                return Ok(GroupFanOut {
+                    delivered: Vec::new(),
+                    skipped,
+                });
             }
             // The ciphertext is stored once; each queue holds a reference.
             let message: i64 = col(
@@ -376,7 +380,10 @@ impl GroupStorage for PostgresStorage {
                     device_id: device,
                 });
             }
-            Ok(out)
+            Ok(GroupFanOut {
+                delivered: out,
+                skipped,
+            })
         })
     }
 }

@@ -18,7 +18,8 @@ use super::PgError;
 const MIGRATION_LOCK: i64 = 0x6d69_6372_6f62_6f74;
 
 /// Schema scripts; index + 1 is the version they produce.
-pub const MIGRATIONS: &[&str] = &[r"
+pub const MIGRATIONS: &[&str] = &[
+    r"
 CREATE TABLE accounts (
     id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     username TEXT NOT NULL UNIQUE,
@@ -110,7 +111,13 @@ CREATE TABLE attachments (
 );
 CREATE INDEX attachments_by_account ON attachments(account_id);
 CREATE INDEX attachments_by_expiry ON attachments(expires_at_ms);
-"];
+",
+    // Version 2 (issue 14): a sender's share of a queue is counted from
+    // this index (SPEC.md §12.7).
+    r"
+CREATE INDEX envelopes_by_sender ON envelopes(device_id, sender_username, expires_at_ms);
+",
+];
 
 /// The schema version this build writes.
 pub fn schema_version() -> i32 {

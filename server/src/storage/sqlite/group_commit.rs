@@ -308,6 +308,7 @@ mod tests {
             now_ms: 1_000,
             expires_at_ms: 1_000_000,
             max_queue_len,
+            max_per_sender: max_queue_len,
         }
     }
 

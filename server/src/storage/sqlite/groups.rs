@@ -8,12 +8,12 @@ use std::collections::BTreeSet;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-use super::{SqliteStorage, count, db, net_id, sql_id, sql_time};
+use super::{SqliteStorage, db, has_room, net_id, sql_id, sql_time};
 use crate::storage::OwnedSendMeta;
 use crate::storage::groups::{GROUP_ID_LEN, GroupRole};
 use crate::storage::{
-    FanOut, GroupChange, GroupChangeOutcome, GroupRecord, GroupStorage, SendMeta, StorageError,
-    StorageResult,
+    FanOut, GroupChange, GroupChangeOutcome, GroupFanOut, GroupRecord, GroupStorage, SendMeta,
+    StorageError, StorageResult,
 };
 
 type GroupId = [u8; GROUP_ID_LEN];
@@ -316,7 +316,7 @@ impl GroupStorage for SqliteStorage {
         sender_account: i64,
         meta: &SendMeta<'_>,
         ciphertext: &[u8],
-    ) -> StorageResult<Vec<FanOut>> {
+    ) -> StorageResult<GroupFanOut> {
         // Runs on the group-commit writer thread, so it owns its inputs.
         let id: GroupId = *id;
         let meta = OwnedSendMeta::from(meta);
@@ -328,31 +328,23 @@ impl GroupStorage for SqliteStorage {
             if !accounts.contains(&sender_account) {
                 return Err(StorageError::NotGroupMember);
             }
-            let recipients: Vec<u64> = devices_of(tx, &accounts)?
-                .into_iter()
-                .filter(|d| *d != meta.sender_device_id)
-                .collect();
-            let mut full = Vec::new();
-            for device in &recipients {
-                let queued: i64 = tx
-                    .prepare_cached(
-                        "SELECT COUNT(*) FROM envelopes WHERE device_id = ?1 AND expires_at_ms > ?2",
-                    )
-                    .and_then(|mut stmt| {
-                        stmt.query_row(params![sql_id(*device), sql_time(meta.now_ms)], |r| {
-                            r.get(0)
-                        })
-                    })
-                    .map_err(db)?;
-                if count(queued) >= meta.max_queue_len {
-                    full.push(*device);
+            let mut recipients = Vec::new();
+            let mut skipped = Vec::new();
+            for device in devices_of(tx, &accounts)? {
+                if device == meta.sender_device_id {
+                    continue;
+                }
+                if has_room(tx, &meta, sql_id(device))? {
+                    recipients.push(device);
+                } else {
+                    skipped.push(device);
                 }
             }
-            if !full.is_empty() {
-                return Err(StorageError::QueueFull(full));
-            }
             if recipients.is_empty() {
-                return Ok(Vec::new());
+                return Ok(GroupFanOut {
+                    delivered: Vec::new(),
+                    skipped,
+                });
             }
             // The ciphertext is stored once; each queue holds a reference.
             tx.execute(
@@ -383,7 +375,10 @@ impl GroupStorage for SqliteStorage {
                     device_id: device,
                 });
             }
-            Ok(out)
+            Ok(GroupFanOut {
+                delivered: out,
+                skipped,
+            })
         })
     }
 }

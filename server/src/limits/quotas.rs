@@ -1,0 +1,267 @@
+//! The per-account quotas of issue 14 that handlers check once they know
+//! what a request touches (SPEC.md §12.6, §12.7, §12.10, §12.12): group
+//! changes per account and per group, prekey uploads per account, prekey
+//! fetches per (fetcher, fetched account), one low-stock push per device per
+//! minute, and the send fan-out weight (one token per recipient device).
+//!
+//! The plain limits are token buckets taken through [`Limits::take`], so
+//! with a Redis configured they hold across the cluster like the others.
+//! The fan-out weight needs a take of many tokens at once, which the shared
+//! buckets do not offer: it is counted on the node that serves the send
+//! (SPEC.md §12.12 says so).
+//!
+//! Not owned here: the bucket arithmetic (buckets.rs, shared.rs) and the
+//! limits checked before a request runs (limits.rs).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use super::{Limits, TokenBuckets, lock};
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+
+/// Low-stock pushes per device per minute.
+const LOW_STOCK_PUSHES_PER_MINUTE: u32 = 1;
+/// Accounts with a fan-out bucket kept before full ones are dropped.
+const MAX_ENTRIES: usize = 65_536;
+
+/// The quota buckets of one server (a field of [`Limits`]).
+pub struct QuotaBuckets {
+    group_change_account: TokenBuckets<i64>,
+    group_change_group: TokenBuckets<String>,
+    prekey_upload_account: TokenBuckets<i64>,
+    prekey_fetch_target: TokenBuckets<String>,
+    low_stock_push: TokenBuckets<i64>,
+    fan_out: FanOutBuckets,
+}
+
+impl QuotaBuckets {
+    /// Buckets sized from the configuration.
+    pub fn new(config: &Config) -> Self {
+        Self {
+            group_change_account: TokenBuckets::per_minute(config.rate_group_change_per_account),
+            group_change_group: TokenBuckets::per_minute(config.rate_group_change_per_group),
+            prekey_upload_account: TokenBuckets::per_minute(config.rate_prekey_upload_per_account),
+            prekey_fetch_target: TokenBuckets::per_minute(config.rate_prekey_fetch_per_target),
+            low_stock_push: TokenBuckets::per_minute(LOW_STOCK_PUSHES_PER_MINUTE),
+            fan_out: FanOutBuckets::per_minute(config.rate_send_per_account),
+        }
+    }
+}
+
+struct Tokens {
+    tokens: f64,
+    last: Instant,
+}
+
+/// Per-account buckets from which a send takes one token per recipient
+/// device. A group send is charged after it is stored (its recipients are
+/// known only then) and may leave the bucket in debt; a send that finds
+/// less than it needs (a group send: less than one token) is refused.
+struct FanOutBuckets {
+    capacity: f64,
+    per_ms: f64,
+    map: Mutex<HashMap<i64, Tokens>>,
+}
+
+impl FanOutBuckets {
+    fn per_minute(per_minute: u32) -> Self {
+        Self {
+            capacity: f64::from(per_minute),
+            per_ms: f64::from(per_minute) / 60_000.0,
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Refills `account`'s bucket; when it holds at least `need` tokens
+    /// (capped at the capacity), takes `take` of them, else returns the ms
+    /// until it will hold `need`.
+    fn charge(&self, account: i64, need: f64, take: f64) -> Result<(), u64> {
+        if self.capacity <= 0.0 {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let mut map = lock(&self.map);
+        if map.len() >= MAX_ENTRIES && !map.contains_key(&account) {
+            // Full buckets carry no information: drop them.
+            let (capacity, per_ms) = (self.capacity, self.per_ms);
+            map.retain(|_, b| {
+                b.tokens + now.duration_since(b.last).as_secs_f64() * 1000.0 * per_ms < capacity
+            });
+            if map.len() >= MAX_ENTRIES {
+                // Every bucket is in use: refuse a new key rather than grow.
+                return Err(1000);
+            }
+        }
+        let bucket = map.entry(account).or_insert(Tokens {
+            tokens: self.capacity,
+            last: now,
+        });
+        let elapsed_ms = now.duration_since(bucket.last).as_secs_f64() * 1000.0;
+        bucket.tokens = (bucket.tokens + elapsed_ms * self.per_ms).min(self.capacity);
+        bucket.last = now;
+        let need = need.min(self.capacity);
+        if bucket.tokens >= need {
+            // The debt is bounded: at most one bucket's worth below zero.
+            bucket.tokens = (bucket.tokens - take).max(-self.capacity);
+            Ok(())
+        } else {
+            let wait = ((need - bucket.tokens) / self.per_ms).ceil();
+            // Float to integer: the value is positive and finite here.
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            Err(wait.max(1.0) as u64)
+        }
+    }
+}
+
+/// Whole-number weight as a bucket amount.
+#[allow(clippy::cast_precision_loss)]
+fn weight(n: usize) -> f64 {
+    n as f64
+}
+
+impl Limits {
+    fn refuse(metrics: &Metrics, limit: &'static str, what: &str, ms: u64) -> ApiError {
+        metrics.rate_limited(limit);
+        ApiError::rate_limited(what, ms)
+    }
+
+    /// A group change (create, add, remove, role, metadata) by `account`
+    /// on the group `group_id`: one token of the account's and one of the
+    /// group's bucket (the latter bounds the `group_changed` pushes every
+    /// member gets, whether or not it asked to join).
+    ///
+    /// # Errors
+    /// `ERROR_CODE_RATE_LIMITED`.
+    pub fn check_group_change(
+        &self,
+        metrics: &Metrics,
+        account: i64,
+        group_id: &[u8],
+    ) -> Result<(), ApiError> {
+        let c = &self.config;
+        let q = &self.quotas;
+        self.take(
+            "group_change_account",
+            &q.group_change_account,
+            c.rate_group_change_per_account,
+            account,
+        )
+        .map_err(|ms| Self::refuse(metrics, "group_change_account", "group changes", ms))?;
+        self.take(
+            "group_change_group",
+            &q.group_change_group,
+            c.rate_group_change_per_group,
+            hex::encode(group_id),
+        )
+        .map_err(|ms| Self::refuse(metrics, "group_change_group", "changes of this group", ms))
+    }
+
+    /// A prekey upload by `account`.
+    ///
+    /// # Errors
+    /// `ERROR_CODE_RATE_LIMITED`.
+    pub fn check_prekey_upload(&self, metrics: &Metrics, account: i64) -> Result<(), ApiError> {
+        self.take(
+            "prekey_upload_account",
+            &self.quotas.prekey_upload_account,
+            self.config.rate_prekey_upload_per_account,
+            account,
+        )
+        .map_err(|ms| Self::refuse(metrics, "prekey_upload_account", "prekey uploads", ms))
+    }
+
+    /// A prekey fetch by `fetcher` of `target`'s bundles.
+    ///
+    /// # Errors
+    /// `ERROR_CODE_RATE_LIMITED`.
+    pub fn check_prekey_fetch(
+        &self,
+        metrics: &Metrics,
+        fetcher: i64,
+        target: i64,
+    ) -> Result<(), ApiError> {
+        self.take(
+            "prekey_fetch_target",
+            &self.quotas.prekey_fetch_target,
+            self.config.rate_prekey_fetch_per_target,
+            format!("{fetcher}:{target}"),
+        )
+        .map_err(|ms| {
+            Self::refuse(
+                metrics,
+                "prekey_fetch_target",
+                "prekey fetches of this account",
+                ms,
+            )
+        })
+    }
+
+    /// Whether `device` may get a low-stock push now (at most one per
+    /// minute); takes the turn when it may.
+    pub fn low_stock_push_due(&self, device: u64) -> bool {
+        let key = i64::try_from(device).unwrap_or(i64::MAX);
+        self.take(
+            "low_stock_push",
+            &self.quotas.low_stock_push,
+            LOW_STOCK_PUSHES_PER_MINUTE,
+            key,
+        )
+        .is_ok()
+    }
+
+    /// A send by `account` to `devices` recipient devices, known before it
+    /// is stored: needs and takes one token per device.
+    ///
+    /// # Errors
+    /// `ERROR_CODE_RATE_LIMITED`.
+    pub fn charge_fan_out(
+        &self,
+        metrics: &Metrics,
+        account: i64,
+        devices: usize,
+    ) -> Result<(), ApiError> {
+        self.quotas
+            .fan_out
+            .charge(account, weight(devices), weight(devices))
+            .map_err(|ms| Self::refuse(metrics, "send_fan_out", "recipient devices", ms))
+    }
+
+    /// Before a group send by `account`: refused while the account's
+    /// fan-out bucket holds less than one token.
+    ///
+    /// # Errors
+    /// `ERROR_CODE_RATE_LIMITED`.
+    pub fn admit_group_fan_out(&self, metrics: &Metrics, account: i64) -> Result<(), ApiError> {
+        self.quotas
+            .fan_out
+            .charge(account, 1.0, 0.0)
+            .map_err(|ms| Self::refuse(metrics, "send_fan_out", "recipient devices", ms))
+    }
+
+    /// After a group send by `account` reached `devices` devices: takes
+    /// their tokens (the bucket may go into debt).
+    pub fn settle_group_fan_out(&self, account: i64, devices: usize) {
+        let _ = self.quotas.fan_out.charge(account, 0.0, weight(devices));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FanOutBuckets;
+
+    #[test]
+    fn fan_out_takes_one_token_per_device_and_debt_blocks() {
+        let buckets = FanOutBuckets::per_minute(10);
+        assert!(buckets.charge(1, 4.0, 4.0).is_ok());
+        assert!(buckets.charge(1, 7.0, 7.0).is_err(), "6 left");
+        assert!(buckets.charge(1, 6.0, 6.0).is_ok());
+        // A group send charged afterwards leaves a debt; the next is refused.
+        assert!(buckets.charge(2, 1.0, 0.0).is_ok());
+        assert!(buckets.charge(2, 0.0, 25.0).is_ok());
+        assert!(buckets.charge(2, 1.0, 0.0).is_err());
+        assert!(FanOutBuckets::per_minute(0).charge(3, 9.0, 9.0).is_ok());
+    }
+}
