@@ -82,3 +82,79 @@ fn replay_refuses_wrong_draws() {
     input["alice_draws"].as_array_mut().expect("draws").pop();
     assert!(kinds::compute("x3dh", &input).is_err());
 }
+
+fn file(kind: &str) -> VectorFile {
+    committed()
+        .into_iter()
+        .find(|f| f.kind == kind)
+        .unwrap_or_else(|| panic!("no {kind} file"))
+}
+
+#[test]
+fn failure_vectors_name_an_error_and_leave_state_unchanged() {
+    let failures = file("failure");
+    let mut ops = std::collections::BTreeSet::new();
+    for vector in &failures.vectors {
+        let error = vector.output["error"].as_str().expect("error name");
+        assert!(!error.is_empty(), "{} is accepted", vector.name);
+        assert!(
+            error.chars().all(|c| c.is_ascii_alphanumeric()),
+            "{}: {error}",
+            vector.name
+        );
+        for field in ["state", "prekeys_state"] {
+            if let Some(after) = vector.output.get(field) {
+                assert_eq!(Some(after), vector.input.get(field), "{}", vector.name);
+            }
+        }
+        ops.insert(vector.input["op"].as_str().expect("op").to_owned());
+    }
+    for op in [
+        "ratchet_decrypt",
+        "sender_key_decrypt",
+        "attachment_decrypt",
+        "prekey_bundle",
+        "prekey_message",
+    ] {
+        assert!(ops.contains(op), "no {op} vector");
+    }
+    // The runner compares the error name, not only the fact of failing: our
+    // adapter's right answer fails against a vector expecting another name.
+    let adapter = format!("{} adapter", env!("CARGO_BIN_EXE_microbot-conformance"));
+    let mut files = vec![failures.clone()];
+    files[0].vectors[0].output["error"] = serde_json::Value::from("Duplicate");
+    let results = run_vectors(&adapter, &files).expect("run adapter");
+    let (passed, failed, _) = tally(&results);
+    assert_eq!((passed, failed), (failures.vectors.len() - 1, 1));
+    assert!(matches!(&results[0].outcome, Outcome::Failed(why) if why.contains("error")));
+}
+
+#[test]
+fn session_vector_pins_prekey_then_ratchet_messages() {
+    let session = file("session");
+    let vector = &session.vectors[0];
+    let messages = vector.output["messages"].as_array().expect("messages");
+    let types: Vec<&str> = messages
+        .iter()
+        .map(|m| &m.as_str().expect("hex")[..2])
+        .collect();
+    // Alice's two first messages carry the handshake; after Bob's reply
+    // decrypted (message 2), hers are plain ratchet messages.
+    assert_eq!(types, ["02", "02", "01", "01", "01", "01"]);
+    for state in [
+        "alice_session_state_pending",
+        "alice_session_state",
+        "bob_session_state",
+        "bob_prekeys_state_before",
+        "bob_prekeys_state_after",
+    ] {
+        assert!(
+            vector.output[state].as_str().is_some_and(|s| s.len() > 64),
+            "{state}"
+        );
+    }
+    assert_ne!(
+        vector.output["bob_prekeys_state_before"], vector.output["bob_prekeys_state_after"],
+        "the used one-time prekey is removed"
+    );
+}

@@ -5,7 +5,7 @@
 //! Output: the SHA-256 of the whole ciphertext (the pointer's digest), its
 //! length, and the first and last 64 bytes of every segment boundary region.
 
-use microbot_crypto::attachment::{AttachmentEncryptor, AttachmentKey};
+use microbot_crypto::attachment::{AttachmentEncryptor, AttachmentKey, AttachmentSummary};
 use microbot_crypto::labels::{ATTACHMENT_SEGMENT_LEN, TAG_LEN};
 use serde_json::Value;
 
@@ -27,8 +27,8 @@ fn plaintext(input: &Value) -> Result<Vec<u8>, VectorError> {
     Ok(pattern.iter().copied().cycle().take(length).collect())
 }
 
-/// Encrypts and summarises.
-pub fn compute(input: &Value) -> Result<Value, VectorError> {
+/// The ciphertext of `key` over `pattern` repeated to `length` bytes, and its summary.
+fn encrypt(input: &Value) -> Result<(Vec<u8>, AttachmentSummary), VectorError> {
     let key = AttachmentKey::from_bytes(&array::<32>(input, "key")?)
         .map_err(|e| VectorError::Failed(e.to_string()))?;
     let plaintext = plaintext(input)?;
@@ -40,6 +40,17 @@ pub fn compute(input: &Value) -> Result<Value, VectorError> {
     let summary = encryptor
         .finish(&mut ciphertext)
         .map_err(|e| VectorError::Failed(e.to_string()))?;
+    Ok((ciphertext, summary))
+}
+
+/// The ciphertext of an `attachment`-style input (also used by kind `failure`).
+pub(super) fn encrypt_pattern(input: &Value) -> Result<Vec<u8>, VectorError> {
+    encrypt(input).map(|(ciphertext, _)| ciphertext)
+}
+
+/// Encrypts and summarises.
+pub fn compute(input: &Value) -> Result<Value, VectorError> {
+    let (ciphertext, summary) = encrypt(input)?;
     let sealed_segment = ATTACHMENT_SEGMENT_LEN + TAG_LEN;
     let segments: Vec<Value> = ciphertext
         .chunks(sealed_segment)

@@ -6,11 +6,14 @@ use serde_json::Value;
 use crate::vector::{VECTOR_FORMAT_VERSION, Vector, VectorError, VectorFile};
 
 pub mod attachment;
+pub mod failure;
+mod failure_cases;
 pub mod framing;
 pub mod kdf;
 pub mod ratchet;
 pub mod safety_number;
 pub mod sender_key;
+pub mod session;
 pub mod x3dh;
 
 /// One kind of vector.
@@ -42,10 +45,12 @@ pub fn all() -> Vec<Kind> {
         kind!(kdf),
         kind!(x3dh),
         kind!(ratchet),
+        kind!(session),
         kind!(sender_key),
         kind!(attachment),
         kind!(safety_number),
         kind!(framing),
+        kind!(failure),
     ]
 }
 

@@ -7,7 +7,8 @@
 //! of steps: `{"op":"encrypt","from":"alice"|"bob","plaintext":hex}` creates
 //! message number `k` (counting encrypts from 0); `{"op":"deliver","message":k}`
 //! hands it to the other party. Output: for every message, every value that
-//! made it; for every delivery, the plaintext and the values that opened it.
+//! made it; for every delivery, the plaintext and the values that opened it;
+//! both parties' persisted `RatchetState` (SPEC.md §5.7) at the end.
 
 use microbot_crypto::ratchet::{MessageTrace, RatchetSession, RootStepTrace};
 use serde_json::Value;
@@ -117,10 +118,13 @@ pub fn compute(input: &Value) -> Result<Value, VectorError> {
     }
     alice_rng.finish().map_err(VectorError::Failed)?;
     bob_rng.finish().map_err(VectorError::Failed)?;
+    // Persisted states (SPEC.md §5.7) at the end of the conversation.
     Ok(object([
         ("alice_initial_root_step", root_step(&initial)),
         ("messages", Value::from(message_out)),
         ("deliveries", Value::from(delivery_out)),
+        ("alice_state", hex(&*alice.to_bytes())),
+        ("bob_state", hex(&*bob.to_bytes())),
     ]))
 }
 

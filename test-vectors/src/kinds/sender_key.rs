@@ -5,9 +5,11 @@
 //! Input: `group_id`, the sender's draws for `OutboundSenderKey::create`
 //! (4-byte key id, 32-byte chain key, 32-byte signing seed), the plaintexts,
 //! and `receive_order` (indices). Output: the distribution bytes, every
-//! message's trace, and the plaintexts in receive order.
+//! message's trace, the plaintexts in receive order, and the persisted states
+//! (SPEC.md §6.7) at the end: the sender's `OutboundSenderKeyState`, the
+//! receiver's `InboundSenderKeyState` and its `SenderKeyRecordState`.
 
-use microbot_crypto::sender_key::{GroupId, InboundSenderKey, OutboundSenderKey};
+use microbot_crypto::sender_key::{GroupId, InboundSenderKey, OutboundSenderKey, SenderKeyRecord};
 use serde_json::Value;
 
 use crate::hexbytes::{byte_list, bytes, hex, object};
@@ -29,7 +31,8 @@ pub fn compute(input: &Value) -> Result<Value, VectorError> {
     let mut outbound = OutboundSenderKey::create(&mut rng, group_id.clone());
     rng.finish().map_err(VectorError::Failed)?;
     let distribution = outbound.distribution();
-    let mut inbound = InboundSenderKey::new(group_id, &distribution);
+    let mut record = SenderKeyRecord::new();
+    record.add(InboundSenderKey::new(group_id, &distribution));
     let mut messages = Vec::new();
     let mut wire = Vec::new();
     for plaintext in byte_list(input, "plaintexts")? {
@@ -59,12 +62,19 @@ pub fn compute(input: &Value) -> Result<Value, VectorError> {
             .and_then(|i| usize::try_from(i).ok())
             .and_then(|i| wire.get(i))
             .ok_or_else(|| VectorError::BadField("receive_order".into()))?;
-        received.push(hex(inbound.decrypt(message).map_err(failed)?));
+        received.push(hex(record.decrypt(message).map_err(failed)?));
     }
+    let inbound = record
+        .generation(distribution.key_id())
+        .ok_or_else(|| VectorError::Failed("generation missing".into()))?;
+    // Persisted states (SPEC.md §6.7) after the last encrypt and receive.
     Ok(object([
         ("distribution", hex(&*distribution.to_bytes())),
         ("messages", Value::from(messages)),
         ("received", Value::from(received)),
+        ("outbound_state", hex(&*outbound.to_bytes())),
+        ("inbound_state", hex(&*inbound.to_bytes())),
+        ("record_state", hex(&*record.to_bytes())),
     ]))
 }
 
