@@ -139,8 +139,8 @@ pub struct Config {
     pub shutdown_grace_secs: u64,
     /// Most members of one group.
     pub max_group_members: u32,
-    /// Most groups an account may have created or belong to when it
-    /// creates one.
+    /// Most groups one account may have created that still exist (a group
+    /// counts until its last member leaves).
     pub max_groups_per_account: u32,
     /// Group changes (create, add, remove, role, metadata) per minute per account (0: off).
     pub rate_group_change_per_account: u32,
@@ -373,7 +373,7 @@ pub struct Overrides {
     /// Most members of one group [default: 1000].
     #[arg(long, env = "MICROBOT_MAX_GROUP_MEMBERS", global = true)]
     pub max_group_members: Option<u32>,
-    /// Groups an account may have created or joined when it creates one [default: 500].
+    /// Existing groups one account may have created [default: 500].
     #[arg(long, env = "MICROBOT_MAX_GROUPS_PER_ACCOUNT", global = true)]
     pub max_groups_per_account: Option<u32>,
     /// Group changes per minute per account, 0 = off [default: 60].

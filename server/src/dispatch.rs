@@ -423,8 +423,8 @@ impl RequestHandler {
                 keys::upload(&state, &s, r).await.map(|()| ok())
             }
             Request::FetchPrekeys(r) => {
-                self.logged_in()?;
-                keys::fetch(&state, r)
+                let s = self.logged_in()?;
+                keys::fetch(&state, &s, r)
                     .await
                     .map(response::Result::PrekeyBundles)
             }

@@ -123,6 +123,14 @@ impl From<StorageError> for ApiError {
                 ErrorCode::QuotaExceeded,
                 "attachment quota of this account exceeded",
             ),
+            StorageError::TooManyGroups => Self::new(
+                ErrorCode::QuotaExceeded,
+                "this account created the most groups it may keep (a group counts until its last member leaves)",
+            ),
+            StorageError::PrekeyStockFull => Self::new(
+                ErrorCode::QuotaExceeded,
+                "the device would hold more unused prekeys than the server keeps",
+            ),
             StorageError::Database(detail) => Self::internal(detail),
         }
     }

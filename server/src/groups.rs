@@ -26,7 +26,9 @@ use crate::error::ApiError;
 use crate::queues::envelope_proto;
 use crate::state::{ServerState, now_ms};
 use crate::storage::groups::{GROUP_ID_LEN, GroupRole};
-use crate::storage::{GroupChange, GroupChangeOutcome, GroupRecord, SendMeta, StoredEnvelope};
+use crate::storage::{
+    GroupCaps, GroupChange, GroupChangeOutcome, GroupRecord, SendMeta, StoredEnvelope,
+};
 
 /// Largest encrypted metadata blob.
 pub const MAX_METADATA_LEN: usize = 64 * 1024;
@@ -100,7 +102,8 @@ fn announce(state: &ServerState, outcome: GroupChangeOutcome) -> GroupInfo {
 /// `CreateGroupRequest`: the creator becomes the first admin; version 1.
 ///
 /// # Errors
-/// `INVALID_ARGUMENT` (bad id, id taken, too large), `UNKNOWN_ACCOUNT`.
+/// `INVALID_ARGUMENT` (bad id, id taken, too large), `UNKNOWN_ACCOUNT`,
+/// `RATE_LIMITED`, `QUOTA_EXCEEDED` (`max_groups_per_account` created).
 pub async fn create(
     state: &Arc<ServerState>,
     session: &DeviceSession,
@@ -112,14 +115,21 @@ pub async fn create(
     }
     let meta = metadata(&request.encrypted_metadata)?;
     let creator = session.account_id;
+    state
+        .limits
+        .check_group_change(&state.metrics, creator, &id)?;
     let outcome = state
         .blocking(move |s| {
-            Ok(s.storage.create_group(
+            let caps = GroupCaps {
+                max_members: s.config.max_group_members,
+                max_created: s.config.max_groups_per_account,
+            };
+            Ok(s.storage.create_group_capped(
                 &id,
                 creator,
                 &request.members,
                 &meta,
-                s.config.max_group_members,
+                caps,
                 now_ms(),
             )?)
         })
@@ -136,6 +146,12 @@ async fn change(
 ) -> Result<GroupInfo, ApiError> {
     let id = group_id(id)?;
     let actor = session.account_id;
+    // Leaving is never limited: a member can always get out.
+    if !matches!(change, GroupChange::Leave) {
+        state
+            .limits
+            .check_group_change(&state.metrics, actor, &id)?;
+    }
     let outcome = state
         .blocking(move |s| {
             Ok(s.storage.change_group(
@@ -154,7 +170,8 @@ async fn change(
 ///
 /// # Errors
 /// `UNKNOWN_GROUP`, `NOT_GROUP_MEMBER`, `NOT_GROUP_ADMIN`,
-/// `STALE_GROUP_VERSION`, `UNKNOWN_ACCOUNT`, `INVALID_ARGUMENT`.
+/// `STALE_GROUP_VERSION`, `UNKNOWN_ACCOUNT`, `INVALID_ARGUMENT`,
+/// `RATE_LIMITED` (per account and per group).
 pub async fn add(
     state: &Arc<ServerState>,
     session: &DeviceSession,

@@ -17,7 +17,7 @@ use crate::auth::devices::DeviceSession;
 use crate::bus::BusEvent;
 use crate::error::ApiError;
 use crate::state::ServerState;
-use crate::storage::{OneTimeKey, PrekeyStock, PrekeyUpload, SignedKey};
+use crate::storage::{OneTimeKey, PrekeyCaps, PrekeyStock, PrekeyUpload, SignedKey};
 
 /// X25519 / Ed25519 public key length.
 pub const KEY_LEN: usize = 32;
@@ -112,16 +112,30 @@ pub fn validate_upload(request: &UploadPrekeysRequest) -> Result<PrekeyUpload, A
 /// `UploadPrekeysRequest` for the logged-in device.
 ///
 /// # Errors
-/// `INVALID_ARGUMENT`, `NO_PREKEYS` (first upload incomplete).
+/// `INVALID_ARGUMENT`, `NO_PREKEYS` (first upload incomplete),
+/// `RATE_LIMITED`, `QUOTA_EXCEEDED` (the device would hold more unused
+/// one-time or KEM prekeys than `max_one_time_prekeys` / `max_kem_prekeys`;
+/// nothing is stored).
 pub async fn upload(
     state: &Arc<ServerState>,
     session: &DeviceSession,
     request: UploadPrekeysRequest,
 ) -> Result<(), ApiError> {
     let upload = validate_upload(&request)?;
+    state
+        .limits
+        .check_prekey_upload(&state.metrics, session.account_id)?;
     let device_id = session.device_id;
     state
-        .blocking(move |state| Ok(state.storage.upload_prekeys(device_id, &upload)?))
+        .blocking(move |state| {
+            let caps = PrekeyCaps {
+                one_time: state.config.max_one_time_prekeys,
+                kem: state.config.max_kem_prekeys,
+            };
+            Ok(state
+                .storage
+                .upload_prekeys_capped(device_id, &upload, caps)?)
+        })
         .await
 }
 
@@ -137,28 +151,42 @@ pub fn low_stock_push(state: &ServerState, stock: PrekeyStock) -> Option<Push> {
     })
 }
 
-/// `FetchPrekeysRequest`: one bundle per device; one-time keys are consumed.
+/// `FetchPrekeysRequest`: one bundle per device that has keys (devices
+/// without keys are omitted, SPEC.md §12.6); one-time keys are consumed.
+/// Limited per (fetching account, fetched account), so one account cannot
+/// drain another's stock; a device gets at most one low-stock push a
+/// minute, however many fetches drain it.
 ///
 /// # Errors
-/// `UNKNOWN_ACCOUNT`, `INVALID_ARGUMENT`.
+/// `UNKNOWN_ACCOUNT`, `INVALID_ARGUMENT`, `RATE_LIMITED`.
 pub async fn fetch(
     state: &Arc<ServerState>,
+    session: &DeviceSession,
     request: FetchPrekeysRequest,
 ) -> Result<PrekeyBundles, ApiError> {
     if request.device_ids.len() > MAX_DEVICES_PER_FETCH {
         return Err(ApiError::invalid("at most 100 device ids per fetch"));
     }
     let username = request.username.clone();
+    let target = state
+        .blocking(move |state| {
+            state
+                .storage
+                .account_by_username(&username)?
+                .filter(|a| a.active)
+                .map(|a| a.id)
+                .ok_or_else(|| ApiError::new(ErrorCode::UnknownAccount, "no such account"))
+        })
+        .await?;
+    state
+        .limits
+        .check_prekey_fetch(&state.metrics, session.account_id, target)?;
+    let username = request.username.clone();
     let bundles = state
         .blocking(move |state| {
-            let account = state
-                .storage
-                .account_by_username(&request.username)?
-                .filter(|a| a.active)
-                .ok_or_else(|| ApiError::new(ErrorCode::UnknownAccount, "no such account"))?;
             let devices: Vec<u64> = state
                 .storage
-                .account_devices(account.id)?
+                .account_devices(target)?
                 .into_iter()
                 .map(|d| d.id)
                 .filter(|id| request.device_ids.is_empty() || request.device_ids.contains(id))
@@ -167,7 +195,9 @@ pub async fn fetch(
         })
         .await?;
     for bundle in &bundles {
-        if let Some(push) = low_stock_push(state, bundle.stock) {
+        if let Some(push) = low_stock_push(state, bundle.stock)
+            && state.limits.low_stock_push_due(bundle.device_id)
+        {
             state
                 .bus
                 .publish(bundle.device_id, BusEvent::Push(Box::new(push)));

@@ -104,10 +104,31 @@ pub struct FanOut {
     pub device_id: u64,
 }
 
+/// Caps on a group creation (SPEC.md §12.10).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GroupCaps {
+    /// Most members of the group.
+    pub max_members: u32,
+    /// Most existing groups the creator may have created, this one included.
+    pub max_created: u32,
+}
+
 /// Group operations of [`super::Storage`]. Every method is one transaction.
 pub trait GroupStorage {
     /// Creates a group with `creator` as admin and `members` as members,
-    /// all joined at version 1.
+    /// all joined at version 1, and records `creator` as its creator.
+    /// Refused with [`super::StorageError::TooManyGroups`] when `creator`
+    /// has created `caps.max_created` groups that still exist.
+    fn create_group_capped(
+        &self,
+        id: &[u8; GROUP_ID_LEN],
+        creator: i64,
+        members: &[String],
+        metadata: &[u8],
+        caps: GroupCaps,
+        now_ms: u64,
+    ) -> StorageResult<GroupChangeOutcome>;
+    /// [`GroupStorage::create_group_capped`] with no cap on created groups.
     fn create_group(
         &self,
         id: &[u8; GROUP_ID_LEN],
@@ -116,7 +137,13 @@ pub trait GroupStorage {
         metadata: &[u8],
         max_members: u32,
         now_ms: u64,
-    ) -> StorageResult<GroupChangeOutcome>;
+    ) -> StorageResult<GroupChangeOutcome> {
+        let caps = GroupCaps {
+            max_members,
+            max_created: u32::MAX,
+        };
+        self.create_group_capped(id, creator, members, metadata, caps, now_ms)
+    }
     /// Applies a change by `actor` if `expected_version` (when given) is
     /// current; bumps the version by one.
     fn change_group(

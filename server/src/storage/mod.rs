@@ -23,7 +23,9 @@ pub mod schema;
 pub mod sqlite;
 
 pub use attachments::{AttachmentRecord, AttachmentStorage};
-pub use groups::{FanOut, GroupChange, GroupChangeOutcome, GroupFanOut, GroupRecord, GroupStorage};
+pub use groups::{
+    FanOut, GroupCaps, GroupChange, GroupChangeOutcome, GroupFanOut, GroupRecord, GroupStorage,
+};
 
 use std::fmt;
 use std::future::Future;
@@ -79,6 +81,14 @@ pub enum StorageError {
     /// The account's attachment quota would be exceeded.
     #[error("attachment quota exceeded")]
     QuotaExceeded,
+    /// The account has created `max_groups_per_account` groups that still
+    /// exist.
+    #[error("too many groups created by this account")]
+    TooManyGroups,
+    /// The upload would leave more unused prekeys than the per-device cap;
+    /// nothing was stored.
+    #[error("prekey stock cap exceeded")]
+    PrekeyStockFull,
     /// The database failed (I/O, corruption, a bug).
     #[error("database error: {0}")]
     Database(String),
@@ -209,6 +219,23 @@ pub struct PrekeyStock {
     pub kem: u32,
     /// Current signed prekey id (0: none).
     pub signed_prekey_id: u32,
+}
+
+/// Most unused one-time prekeys a device may hold (SPEC.md §12.6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PrekeyCaps {
+    /// One-time X25519 prekeys.
+    pub one_time: u32,
+    /// One-time KEM prekeys.
+    pub kem: u32,
+}
+
+impl PrekeyCaps {
+    /// No cap.
+    pub const NONE: Self = Self {
+        one_time: u32::MAX,
+        kem: u32::MAX,
+    };
 }
 
 /// An envelope to store for one recipient device (cloning shares the
@@ -379,8 +406,19 @@ pub trait Storage: GroupStorage + AttachmentStorage + Send + Sync + 'static {
     /// Marks a device of this account removed and deletes its keys and queue.
     fn remove_device(&self, account_id: i64, device_id: u64) -> StorageResult<()>;
 
-    /// Applies a prekey upload for a device.
-    fn upload_prekeys(&self, device_id: u64, upload: &PrekeyUpload) -> StorageResult<()>;
+    /// Applies a prekey upload for a device, all or nothing; refused with
+    /// [`StorageError::PrekeyStockFull`] when the device would then hold
+    /// more unused one-time (or one-time KEM) prekeys than `caps` allow.
+    fn upload_prekeys_capped(
+        &self,
+        device_id: u64,
+        upload: &PrekeyUpload,
+        caps: PrekeyCaps,
+    ) -> StorageResult<()>;
+    /// [`Storage::upload_prekeys_capped`] without a cap.
+    fn upload_prekeys(&self, device_id: u64, upload: &PrekeyUpload) -> StorageResult<()> {
+        self.upload_prekeys_capped(device_id, upload, PrekeyCaps::NONE)
+    }
     /// Hands out one bundle per listed device that has keys, deleting the
     /// one-time keys it contains in the same transaction.
     fn take_bundles(&self, device_ids: &[u64]) -> StorageResult<Vec<BundleRecord>>;

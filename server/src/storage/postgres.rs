@@ -43,8 +43,8 @@ use self::db::{Db, Tx};
 use self::pool::Pool;
 use super::{
     AccountRecord, BundleRecord, DeviceRecord, FetchPage, NewAccount, OneTimeKey, OutgoingEnvelope,
-    PrekeyStock, PrekeyUpload, SendMeta, SignedKey, Storage, StorageError, StorageResult,
-    StoredEnvelope,
+    PrekeyCaps, PrekeyStock, PrekeyUpload, SendMeta, SignedKey, Storage, StorageError,
+    StorageResult, StoredEnvelope,
 };
 
 /// Default number of pooled connections per node.
@@ -687,7 +687,12 @@ impl Storage for PostgresStorage {
         })
     }
 
-    fn upload_prekeys(&self, device_id: u64, upload: &PrekeyUpload) -> StorageResult<()> {
+    fn upload_prekeys_capped(
+        &self,
+        device_id: u64,
+        upload: &PrekeyUpload,
+        caps: PrekeyCaps,
+    ) -> StorageResult<()> {
         let device = sql_id(device_id);
         self.with_tx(async |tx| {
             let has_keys = tx
@@ -753,6 +758,15 @@ impl Storage for PostgresStorage {
                     &[&device, &i64::from(key.id), &key.public_key, &key.signature],
                 )
                 .await?;
+            }
+            // Over the cap: the transaction is rolled back, nothing is stored.
+            // (The device_keys row is locked above, so concurrent uploads of
+            // one device are counted one after the other.)
+            if !upload.one_time_prekeys.is_empty() || !upload.kem_prekeys.is_empty() {
+                let now = stock(tx, device).await?;
+                if now.one_time > caps.one_time || now.kem > caps.kem {
+                    return Err(StorageError::PrekeyStockFull.into());
+                }
             }
             Ok(())
         })

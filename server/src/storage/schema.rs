@@ -15,6 +15,7 @@ use rusqlite::Connection;
 /// ciphertext stored once and referenced by every fanned-out envelope) and
 /// attachments. Version 3: account ids never reused (AUTOINCREMENT).
 /// Version 4: envelopes indexed by (device, sender) for the sender share.
+/// Version 5: groups record their creator.
 pub const MIGRATIONS: &[&str] = &[
     r"
 CREATE TABLE accounts (
@@ -148,6 +149,12 @@ INSERT INTO sqlite_sequence (name, seq) SELECT 'accounts', MAX(
     // this index alone (SPEC.md §12.7).
     r"
 CREATE INDEX envelopes_by_sender ON envelopes(device_id, sender_username, expires_at_ms);
+",
+    // Version 5 (issue 14): who created a group, for the per-account cap
+    // (SPEC.md §12.10); groups created before it count for nobody.
+    r"
+ALTER TABLE groups ADD COLUMN created_by INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX groups_by_creator ON groups(created_by);
 ",
 ];
 

@@ -31,8 +31,8 @@ use statements::QueryRowCached as _;
 use super::schema::{MigrateError, migrate, schema_version};
 use super::{
     AccountRecord, BundleRecord, DeviceRecord, FetchPage, NewAccount, OneTimeKey, OutgoingEnvelope,
-    OwnedSendMeta, PrekeyStock, PrekeyUpload, SendMeta, SignedKey, Storage, StorageError,
-    StorageFuture, StorageResult, StoredEnvelope,
+    OwnedSendMeta, PrekeyCaps, PrekeyStock, PrekeyUpload, SendMeta, SignedKey, Storage,
+    StorageError, StorageFuture, StorageResult, StoredEnvelope,
 };
 
 /// Errors opening the database.
@@ -627,7 +627,12 @@ impl Storage for SqliteStorage {
         })
     }
 
-    fn upload_prekeys(&self, device_id: u64, upload: &PrekeyUpload) -> StorageResult<()> {
+    fn upload_prekeys_capped(
+        &self,
+        device_id: u64,
+        upload: &PrekeyUpload,
+        caps: PrekeyCaps,
+    ) -> StorageResult<()> {
         let device = sql_id(device_id);
         self.with_tx(|tx| {
             let has_keys: bool = tx
@@ -685,6 +690,13 @@ impl Storage for SqliteStorage {
                     params![device, key.id, key.public_key, key.signature],
                 )
                 .map_err(db)?;
+            }
+            // Over the cap: the transaction is dropped, nothing is stored.
+            if !upload.one_time_prekeys.is_empty() || !upload.kem_prekeys.is_empty() {
+                let now = stock(tx, device).map_err(db)?;
+                if now.one_time > caps.one_time || now.kem > caps.kem {
+                    return Err(StorageError::PrekeyStockFull);
+                }
             }
             Ok(())
         })

@@ -14,8 +14,8 @@ use super::{
 };
 use crate::storage::groups::{GROUP_ID_LEN, GroupRole, MemberRecord};
 use crate::storage::{
-    FanOut, GroupChange, GroupChangeOutcome, GroupFanOut, GroupRecord, GroupStorage, SendMeta,
-    StorageError, StorageResult,
+    FanOut, GroupCaps, GroupChange, GroupChangeOutcome, GroupFanOut, GroupRecord, GroupStorage,
+    SendMeta, StorageError, StorageResult,
 };
 
 type GroupId = [u8; GROUP_ID_LEN];
@@ -222,16 +222,35 @@ async fn apply_change(
 }
 
 impl GroupStorage for PostgresStorage {
-    fn create_group(
+    fn create_group_capped(
         &self,
         id: &GroupId,
         creator: i64,
         members: &[String],
         metadata: &[u8],
-        max_members: u32,
+        caps: GroupCaps,
         now_ms: u64,
     ) -> StorageResult<GroupChangeOutcome> {
+        let max_members = caps.max_members;
         self.with_tx(async |tx| {
+            // One creation at a time per account, across nodes, so the
+            // count below holds.
+            tx.execute(
+                "SELECT pg_advisory_xact_lock(hashtext('microbot-groups'), $1::int)",
+                &[&i32::try_from(creator.rem_euclid(i64::from(i32::MAX))).unwrap_or(0)],
+            )
+            .await?;
+            let created: i64 = col(
+                &tx.query_one(
+                    "SELECT COUNT(*) FROM chat_groups WHERE created_by = $1",
+                    &[&creator],
+                )
+                .await?,
+                0,
+            )?;
+            if u32::try_from(created).unwrap_or(u32::MAX) >= caps.max_created {
+                return Err(StorageError::TooManyGroups.into());
+            }
             let mut accounts = BTreeSet::new();
             for name in members {
                 let account = active_account(tx, name).await?;
@@ -241,9 +260,9 @@ impl GroupStorage for PostgresStorage {
             }
             let inserted = tx
                 .execute(
-                    "INSERT INTO chat_groups (id, version, metadata, created_at_ms) \
-                     VALUES ($1, 1, $2, $3) ON CONFLICT (id) DO NOTHING",
-                    &[&id.as_slice(), &metadata, &sql_time(now_ms)],
+                    "INSERT INTO chat_groups (id, version, metadata, created_at_ms, created_by) \
+                     VALUES ($1, 1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
+                    &[&id.as_slice(), &metadata, &sql_time(now_ms), &creator],
                 )
                 .await?;
             if inserted == 0 {

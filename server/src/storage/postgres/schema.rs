@@ -117,6 +117,12 @@ CREATE INDEX attachments_by_expiry ON attachments(expires_at_ms);
     r"
 CREATE INDEX envelopes_by_sender ON envelopes(device_id, sender_username, expires_at_ms);
 ",
+    // Version 3 (issue 14): who created a group, for the per-account cap
+    // (SPEC.md §12.10); groups created before it count for nobody.
+    r"
+ALTER TABLE chat_groups ADD COLUMN created_by BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX chat_groups_by_creator ON chat_groups(created_by);
+",
 ];
 
 /// The schema version this build writes.

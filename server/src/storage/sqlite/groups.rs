@@ -12,8 +12,8 @@ use super::{SqliteStorage, db, has_room, net_id, sql_id, sql_time};
 use crate::storage::OwnedSendMeta;
 use crate::storage::groups::{GROUP_ID_LEN, GroupRole};
 use crate::storage::{
-    FanOut, GroupChange, GroupChangeOutcome, GroupFanOut, GroupRecord, GroupStorage, SendMeta,
-    StorageError, StorageResult,
+    FanOut, GroupCaps, GroupChange, GroupChangeOutcome, GroupFanOut, GroupRecord, GroupStorage,
+    SendMeta, StorageError, StorageResult,
 };
 
 type GroupId = [u8; GROUP_ID_LEN];
@@ -210,15 +210,16 @@ fn apply_change(
 }
 
 impl GroupStorage for SqliteStorage {
-    fn create_group(
+    fn create_group_capped(
         &self,
         id: &GroupId,
         creator: i64,
         members: &[String],
         metadata: &[u8],
-        max_members: u32,
+        caps: GroupCaps,
         now_ms: u64,
     ) -> StorageResult<GroupChangeOutcome> {
+        let max_members = caps.max_members;
         self.with_tx(|tx| {
             let exists: Option<i64> = tx
                 .query_row("SELECT 1 FROM groups WHERE id = ?1", [id.as_slice()], |r| {
@@ -240,9 +241,20 @@ impl GroupStorage for SqliteStorage {
             {
                 return Err(StorageError::InvalidGroupChange("group would be too large"));
             }
+            let created: i64 = tx
+                .query_row(
+                    "SELECT COUNT(*) FROM groups WHERE created_by = ?1",
+                    [creator],
+                    |r| r.get(0),
+                )
+                .map_err(db)?;
+            if u32::try_from(created).unwrap_or(u32::MAX) >= caps.max_created {
+                return Err(StorageError::TooManyGroups);
+            }
             tx.execute(
-                "INSERT INTO groups (id, version, metadata, created_at_ms) VALUES (?1, 1, ?2, ?3)",
-                params![id.as_slice(), metadata, sql_time(now_ms)],
+                "INSERT INTO groups (id, version, metadata, created_at_ms, created_by) \
+                 VALUES (?1, 1, ?2, ?3, ?4)",
+                params![id.as_slice(), metadata, sql_time(now_ms), creator],
             )
             .map_err(db)?;
             insert_member(tx, id, creator, GroupRole::Admin, 1)?;
