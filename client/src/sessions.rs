@@ -12,8 +12,9 @@ use std::collections::BTreeSet;
 
 use bytes::Bytes;
 use microbot_crypto::Session;
+use microbot_crypto::handshake::HandshakeError;
 use microbot_crypto::prekeys::LocalPreKeys;
-use microbot_crypto::session::MessageKind;
+use microbot_crypto::session::{MessageKind, SessionError};
 use microbot_protocol::content::Content;
 use microbot_protocol::transport::{
     ErrorCode, FetchPrekeysRequest, OutgoingEnvelope, PrekeyBundles, SendRequest,
@@ -200,6 +201,7 @@ pub(crate) async fn ensure_contact_devices(
     let mut change = None;
     let mut sessions = Vec::new();
     let mut listed = BTreeSet::new();
+    let mut downgraded = Vec::new();
     for proto in &bundles.bundles {
         let Ok(bundle) = bundle_from_proto(proto) else {
             tracing::warn!(device = proto.device_id, "malformed prekey bundle skipped");
@@ -217,6 +219,10 @@ pub(crate) async fn ensure_contact_devices(
         }
         match Session::initiate(&mut rand::rng(), &inner.identity, &bundle) {
             Ok(session) => sessions.push((proto.device_id, session)),
+            Err(SessionError::Handshake(HandshakeError::HybridRequired)) => {
+                tracing::warn!(device = proto.device_id, "KEM prekey missing from bundle");
+                downgraded.push(proto.device_id);
+            }
             Err(error) => {
                 tracing::warn!(device = proto.device_id, %error, "unusable prekey bundle skipped");
             }
@@ -227,6 +233,14 @@ pub(crate) async fn ensure_contact_devices(
             "{username} has no device that published keys"
         )));
     };
+    // SPEC.md §4.2: never a classical session with a device that advertises
+    // KEM prekeys; nothing is saved, the next send fetches the bundles again.
+    if !downgraded.is_empty() {
+        return Err(SendFailure::Permanent(format!(
+            "{username}'s devices {downgraded:?} sign for post-quantum (ML-KEM) prekeys but the \
+             server sent none: refused as a possible downgrade attack"
+        )));
+    }
     inner.tx(|tx| -> Result<(), StoreError> {
         let mut record = contact.clone().unwrap_or(Contact {
             identity,
