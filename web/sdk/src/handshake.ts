@@ -142,14 +142,12 @@ function parseIdentity(bytes: Uint8Array): IdentityKey {
 }
 
 /**
- * The initiator's side (§4.2): validates `bundle`, draws `EK_A` then (hybrid)
- * `m`, and returns the output and the header to send.
+ * The initiator's checks of a bundle (§4.1), in the SPEC's order: the signed
+ * prekey's signature (either `kem_flag`); a KEM prekey's signature, then the
+ * FIPS 203 type and modulus checks; no KEM prekey while `kem_flag = 0x01` is
+ * `hybrid_required`. Returns the bundle's identity key.
  */
-export function initiate(
-  rng: Rng,
-  identity: IdentityKeyPair,
-  bundle: PreKeyBundle,
-): { output: HandshakeOutput; header: InitialHeader } {
+export function verifyBundle(bundle: PreKeyBundle): IdentityKey {
   const remote = parseIdentity(bundle.identityKey);
   const publishesKem = verifySignedPreKey(remote, bundle.signedPreKey);
   const kem = bundle.kemPreKey;
@@ -163,6 +161,20 @@ export function initiate(
   } else if (publishesKem) {
     throw new HandshakeError("hybrid_required", "the bundle lacks the KEM prekey its signed prekey announces");
   }
+  return remote;
+}
+
+/**
+ * The initiator's side (§4.2): validates `bundle`, draws `EK_A` then (hybrid)
+ * `m`, and returns the output and the header to send.
+ */
+export function initiate(
+  rng: Rng,
+  identity: IdentityKeyPair,
+  bundle: PreKeyBundle,
+): { output: HandshakeOutput; header: InitialHeader } {
+  const remote = verifyBundle(bundle);
+  const kem = bundle.kemPreKey;
   const mode: HandshakeMode = kem !== undefined ? "hybrid" : "classical";
   const ephemeral = rng.fill(KEY_LEN);
   const m = mode === "hybrid" ? rng.fill(32) : undefined;

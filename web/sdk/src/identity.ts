@@ -8,12 +8,15 @@
  * small-order public keys or `R` components are refused. This module does
  * not own device transport keys (§13), which never touch end-to-end crypto.
  */
+import { create, toBinary } from "@bufbuild/protobuf";
 import { ed25519, x25519 } from "@noble/curves/ed25519.js";
 import { sha512 } from "@noble/hashes/sha2.js";
 
 import { copy, isAllZero, wipe } from "./bytes.js";
-import { KEY_LEN, SIGNATURE_LEN } from "./labels.js";
+import { IdentityStateSchema } from "./gen/state_pb.js";
+import { KEY_LEN, SIGNATURE_LEN, STATE_VERSION } from "./labels.js";
 import type { Rng } from "./rng.js";
+import { decodeState, requireLength } from "./state.js";
 
 /** A key or signature was refused. */
 export class KeyError extends Error {
@@ -152,6 +155,17 @@ export class IdentityKeyPair {
       throw new KeyError("invalid_key", "an identity seed is 32 bytes");
     }
     return new IdentityKeyPair(seed);
+  }
+
+  /** The persisted `IdentityState` (§9.3); holds the secret seed. */
+  toBytes(): Uint8Array {
+    return toBinary(IdentityStateSchema, create(IdentityStateSchema, { version: STATE_VERSION, seed: this.seed }));
+  }
+
+  /** Restores from `IdentityState` bytes (`StateError`). */
+  static fromBytes(bytes: Uint8Array): IdentityKeyPair {
+    const state = decodeState(IdentityStateSchema, bytes);
+    return new IdentityKeyPair(requireLength(state.seed, KEY_LEN, "seed"));
   }
 
   /** The seed, for persisted state (§9.3); a secret. */

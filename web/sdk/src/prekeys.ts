@@ -6,12 +6,14 @@
  *
  * Key generation draws exactly one RNG call per key, of the key's size: 32
  * bytes for an X25519 private key, 64 bytes (`d ‖ z`) for a KEM prekey seed.
- * This module does not upload prekeys (the client's job, §12.6) nor persist
- * them (§9.1; no vector pins it).
+ * The store persists as `LocalPreKeysState` (§9.1). This module does not
+ * upload prekeys (the client's job, §12.6).
  */
+import { create, toBinary } from "@bufbuild/protobuf";
 import { ml_kem768 } from "@noble/post-quantum/ml-kem.js";
 
-import { concat, copy, u32be, wipe } from "./bytes.js";
+import { bytesEqual, concat, copy, u32be, wipe } from "./bytes.js";
+import { LocalPreKeysStateSchema } from "./gen/state_pb.js";
 import { type IdentityKeyPair, x25519PublicKey } from "./identity.js";
 import {
   KEM_CIPHERTEXT_LEN,
@@ -20,8 +22,10 @@ import {
   KEM_SEED_LEN,
   KEY_LEN,
   SIGNED_PREKEY_CONTEXT,
+  STATE_VERSION,
 } from "./labels.js";
 import type { Rng } from "./rng.js";
+import { decodeState, requireField, requireLength } from "./state.js";
 
 /** `kem_flag` of a device that publishes KEM prekeys (§4.1). */
 export const KEM_FLAG_PUBLISHES = 0x01;
@@ -99,6 +103,11 @@ export class SignedPreKey {
     return key;
   }
 
+  /** A signed prekey from its stored secret (the signature is recomputed). */
+  static fromSecret(identity: IdentityKeyPair, id: number, secret: Uint8Array, publishesKem: boolean): SignedPreKey {
+    return new SignedPreKey(identity, id, secret, publishesKem);
+  }
+
   /** The published half. */
   public(): SignedPreKeyPublic {
     return { id: this.pub.id, publicKey: copy(this.pub.publicKey), signature: copy(this.pub.signature) };
@@ -138,6 +147,11 @@ export class OneTimePreKey {
     const key = new OneTimePreKey(id, secret);
     wipe(secret);
     return key;
+  }
+
+  /** A one-time prekey from its stored secret. */
+  static fromSecret(id: number, secret: Uint8Array): OneTimePreKey {
+    return new OneTimePreKey(id, secret);
   }
 
   /** The published half. */
@@ -189,6 +203,16 @@ export class KemPreKey {
     return key;
   }
 
+  /** A KEM prekey from its stored 64-byte seed (the signature is recomputed). */
+  static fromSeed(identity: IdentityKeyPair, id: number, seed: Uint8Array): KemPreKey {
+    return new KemPreKey(identity, id, seed);
+  }
+
+  /** @internal the seed, for persisted state. */
+  exportSeed(): Uint8Array {
+    return copy(this.seed);
+  }
+
   /** The published half. */
   public(): KemPreKeyPublic {
     return { id: this.pub.id, publicKey: copy(this.pub.publicKey), signature: copy(this.pub.signature) };
@@ -225,6 +249,59 @@ export class LocalPreKeys {
   private readonly signed = new Map<number, SignedPreKey>();
   private readonly oneTime = new Map<number, OneTimePreKey>();
   private readonly kem = new Map<number, KemPreKey>();
+  private nextOneTimeId = 0;
+
+  /** The id the next generated one-time prekey should take (one above every id seen). */
+  get nextOneTimePreKeyId(): number {
+    return this.nextOneTimeId;
+  }
+
+  /** The persisted `LocalPreKeysState` (§9.1), each list in ascending id. */
+  toBytes(): Uint8Array {
+    const byId = <T extends { id: number }>(m: Map<number, T>) => [...m.values()].sort((a, b) => a.id - b.id);
+    return toBinary(
+      LocalPreKeysStateSchema,
+      create(LocalPreKeysStateSchema, {
+        version: STATE_VERSION,
+        signed: byId(this.signed).map((k) => ({
+          id: k.id,
+          secret: k.secret(),
+          signature: k.public().signature,
+          publishesKemPrekeys: k.publishesKemPreKeys,
+        })),
+        oneTime: byId(this.oneTime).map((k) => ({ id: k.id, secret: k.secret() })),
+        kem: byId(this.kem).map((k) => ({ id: k.id, seed: k.exportSeed(), signature: k.public().signature })),
+        nextOneTimeId: this.nextOneTimeId,
+      }),
+    );
+  }
+
+  /**
+   * Restores the store of `identity` (`StateError`): public keys are
+   * recomputed and signatures re-made, and each MUST equal the stored one.
+   */
+  static fromBytes(identity: IdentityKeyPair, bytes: Uint8Array): LocalPreKeys {
+    const state = decodeState(LocalPreKeysStateSchema, bytes);
+    const store = new LocalPreKeys();
+    for (const k of state.signed) {
+      const key = SignedPreKey.fromSecret(identity, k.id, requireLength(k.secret, KEY_LEN, "signed.secret"), k.publishesKemPrekeys);
+      requireField(bytesEqual(key.public().signature, k.signature), "signed.signature");
+      requireField(!store.signed.has(k.id), "signed.id");
+      store.signed.set(k.id, key);
+    }
+    for (const k of state.oneTime) {
+      requireField(!store.oneTime.has(k.id), "one_time.id");
+      store.oneTime.set(k.id, OneTimePreKey.fromSecret(k.id, requireLength(k.secret, KEY_LEN, "one_time.secret")));
+    }
+    for (const k of state.kem) {
+      const key = KemPreKey.fromSeed(identity, k.id, requireLength(k.seed, KEM_SEED_LEN, "kem.seed"));
+      requireField(bytesEqual(key.public().signature, k.signature), "kem.signature");
+      requireField(!store.kem.has(k.id), "kem.id");
+      store.kem.set(k.id, key);
+    }
+    store.nextOneTimeId = state.nextOneTimeId;
+    return store;
+  }
 
   /** Keeps a signed prekey (old ones stay for in-flight handshakes). */
   addSigned(key: SignedPreKey): void {
@@ -234,6 +311,7 @@ export class LocalPreKeys {
   /** Keeps a one-time prekey. */
   addOneTime(key: OneTimePreKey): void {
     this.oneTime.set(key.id, key);
+    this.nextOneTimeId = Math.max(this.nextOneTimeId, Math.min(key.id + 1, 0xffffffff));
   }
 
   /** Keeps a KEM prekey. */

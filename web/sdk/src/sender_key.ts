@@ -6,13 +6,20 @@
  * generations per sender.
  *
  * Every decrypt works on copies: a refused message leaves the state exactly
- * as it was. This module does not decide who gets a distribution (§6.3, the
- * client's job) and does not persist state (§6.7; no vector pins it).
+ * as it was. Persisted as the §6.7 states (`toBytes` / `fromBytes`). This
+ * module does not decide who gets a distribution (§6.3, the client's job).
  */
+import { create, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
 import { chacha20poly1305 } from "@noble/ciphers/chacha.js";
 import { ed25519 } from "@noble/curves/ed25519.js";
 
 import { bytesEqual, concat, copy, readU32be, u32be, wipe } from "./bytes.js";
+import {
+  type InboundSenderKeyState,
+  InboundSenderKeyStateSchema,
+  OutboundSenderKeyStateSchema,
+  SenderKeyRecordStateSchema,
+} from "./gen/state_pb.js";
 import { isValidEd25519PublicKey, verifyEd25519Strict } from "./identity.js";
 import { kdfCk, messageKeys } from "./kdf.js";
 import {
@@ -25,9 +32,16 @@ import {
   SENDER_KEY_MESSAGE_INFO,
   SENDER_KEY_MESSAGE_VERSION,
   SIGNATURE_LEN,
+  STATE_VERSION,
   TAG_LEN,
 } from "./labels.js";
 import type { Rng } from "./rng.js";
+import { decodeState, requireField, requireLength, StateError } from "./state.js";
+
+function stateGroupId(groupId: Uint8Array): Uint8Array {
+  requireField(groupId.length >= 1 && groupId.length <= MAX_GROUP_ID_LEN, "group_id");
+  return copy(groupId);
+}
 
 /** The reserved iteration (§6.2). */
 export const RESERVED_ITERATION = 0xffffffff;
@@ -176,6 +190,33 @@ export class OutboundSenderKey {
     return new OutboundSenderKey(gid, keyId, 0, chainKey, seed);
   }
 
+  /** The persisted `OutboundSenderKeyState` (§6.7). */
+  toBytes(): Uint8Array {
+    return toBinary(
+      OutboundSenderKeyStateSchema,
+      create(OutboundSenderKeyStateSchema, {
+        version: STATE_VERSION,
+        groupId: this.groupId,
+        keyId: this.keyId,
+        iteration: this.iteration,
+        chainKey: this.chainKey,
+        signingSeed: this.signingSeed,
+      }),
+    );
+  }
+
+  /** Restores from `OutboundSenderKeyState` bytes (`StateError` on anything §6.7 refuses). */
+  static fromBytes(bytes: Uint8Array): OutboundSenderKey {
+    const state = decodeState(OutboundSenderKeyStateSchema, bytes);
+    return new OutboundSenderKey(
+      stateGroupId(state.groupId),
+      state.keyId,
+      state.iteration,
+      copy(requireLength(state.chainKey, KEY_LEN, "chain_key")),
+      copy(requireLength(state.signingSeed, KEY_LEN, "signing_seed")),
+    );
+  }
+
   /** The generation's key id. */
   get currentKeyId(): number {
     return this.keyId;
@@ -296,6 +337,63 @@ export class InboundSenderKey {
     return this.iteration;
   }
 
+  /** @internal the §6.7 message of this generation. */
+  toState(): MessageInitShape<typeof InboundSenderKeyStateSchema> {
+    return {
+      version: STATE_VERSION,
+      groupId: this.groupId,
+      keyId: this.keyId,
+      iteration: this.iteration,
+      chainKey: this.chainKey,
+      signingKey: this.signingKey,
+      skipped: [...this.skipped].map(([iteration, messageKey]) => ({ iteration, messageKey })),
+    };
+  }
+
+  /** The persisted `InboundSenderKeyState` (§6.7). */
+  toBytes(): Uint8Array {
+    return toBinary(InboundSenderKeyStateSchema, create(InboundSenderKeyStateSchema, this.toState()));
+  }
+
+  /** Restores from `InboundSenderKeyState` bytes (`StateError`). */
+  static fromBytes(bytes: Uint8Array): InboundSenderKey {
+    return InboundSenderKey.fromState(decodeState(InboundSenderKeyStateSchema, bytes));
+  }
+
+  /** @internal restores a decoded generation, checking every field of §6.7. */
+  static fromState(state: InboundSenderKeyState): InboundSenderKey {
+    if (state.version !== STATE_VERSION) {
+      throw new StateError("unsupported_version");
+    }
+    const groupId = stateGroupId(state.groupId);
+    requireLength(state.chainKey, KEY_LEN, "chain_key");
+    requireField(isValidEd25519PublicKey(state.signingKey), "signing_key");
+    requireField(state.skipped.length <= MAX_SENDER_KEY_SKIPPED, "skipped");
+    let generation: InboundSenderKey;
+    try {
+      generation = new InboundSenderKey(groupId, {
+        keyId: state.keyId,
+        iteration: state.iteration,
+        chainKey: state.chainKey,
+        signingKey: state.signingKey,
+      });
+    } catch {
+      throw new StateError("invalid_field", "iteration");
+    }
+    let last = -1;
+    for (const key of state.skipped) {
+      requireField(key.iteration > last && key.iteration < state.iteration, "skipped.iteration");
+      last = key.iteration;
+      generation.skipped.set(key.iteration, copy(requireLength(key.messageKey, KEY_LEN, "skipped.message_key")));
+    }
+    return generation;
+  }
+
+  /** @internal the group id. */
+  get groupIdBytes(): Uint8Array {
+    return this.groupId;
+  }
+
   /** Stored skipped keys. */
   get skippedCount(): number {
     return this.skipped.size;
@@ -382,12 +480,12 @@ function open(messageKey: Uint8Array, ad: Uint8Array, ciphertext: Uint8Array): U
 
 /** What one (group, sender device) record keeps: up to 5 generations, dispatched by key id (§6.6). */
 export class SenderKeyRecord {
-  private readonly groupId: Uint8Array;
+  private readonly groupId: Uint8Array | undefined;
   private generations: InboundSenderKey[] = [];
 
-  /** @param groupId the group this record belongs to */
-  constructor(groupId: Uint8Array) {
-    this.groupId = checkGroupId(groupId);
+  /** @param groupId the group this record belongs to (unknown only for an empty restored record) */
+  constructor(groupId?: Uint8Array) {
+    this.groupId = groupId === undefined ? undefined : checkGroupId(groupId);
   }
 
   /** Number of generations kept. */
@@ -406,7 +504,11 @@ export class SenderKeyRecord {
     if (existing >= 0 && bytesEqual(this.generations[existing]!.signingKey, distribution.signingKey)) {
       return;
     }
-    const generation = new InboundSenderKey(this.groupId, distribution);
+    const groupId = this.groupId ?? this.generations[0]?.groupIdBytes;
+    if (groupId === undefined) {
+      throw new SenderKeyError("invalid_group_id", "a record restored empty has no group");
+    }
+    const generation = new InboundSenderKey(groupId, distribution);
     if (existing >= 0) {
       this.generations.splice(existing, 1);
     }
@@ -414,6 +516,30 @@ export class SenderKeyRecord {
     while (this.generations.length > MAX_SENDER_KEY_GENERATIONS) {
       this.generations.shift();
     }
+  }
+
+  /** The generation with `keyId`, if kept. */
+  generation(keyId: number): InboundSenderKey | undefined {
+    return this.generations.find((g) => g.keyId === keyId);
+  }
+
+  /** The persisted `SenderKeyRecordState` (§6.7), generations oldest first. */
+  toBytes(): Uint8Array {
+    return toBinary(
+      SenderKeyRecordStateSchema,
+      create(SenderKeyRecordStateSchema, { version: STATE_VERSION, generations: this.generations.map((g) => g.toState()) }),
+    );
+  }
+
+  /** Restores a record (`StateError`: more than 5 generations, a repeated key id, any invalid generation). */
+  static fromBytes(bytes: Uint8Array): SenderKeyRecord {
+    const state = decodeState(SenderKeyRecordStateSchema, bytes);
+    requireField(state.generations.length <= MAX_SENDER_KEY_GENERATIONS, "generations");
+    const generations = state.generations.map((g) => InboundSenderKey.fromState(g));
+    requireField(new Set(generations.map((g) => g.keyId)).size === generations.length, "generations.key_id");
+    const record = new SenderKeyRecord(generations[0]?.groupIdBytes);
+    record.generations = generations;
+    return record;
   }
 
   /** Decrypts a group message with the generation its key id names. */

@@ -7,19 +7,21 @@
  *
  * The identity in a `PreKeyMessage` is authenticated only by the successful
  * decrypt: the application MUST compare `remoteIdentity` with the identity
- * it knows for the account and surface a change (§8). Sessions are not
- * persisted here (§9.2; no vector pins it).
+ * it knows for the account and surface a change (§8). A session persists as
+ * `SessionState` (§9.2).
  */
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 
 import { bytesEqual, concat, copy } from "./bytes.js";
 import { PreKeyMessageSchema } from "./gen/session_pb.js";
+import { SessionStateSchema } from "./gen/state_pb.js";
 import { type HandshakeMode, type InitialHeader, initiate, respond } from "./handshake.js";
-import type { IdentityKey, IdentityKeyPair } from "./identity.js";
-import { KEM_CIPHERTEXT_LEN, KEY_LEN } from "./labels.js";
+import { IdentityKey, type IdentityKeyPair } from "./identity.js";
+import { KEM_CIPHERTEXT_LEN, KEY_LEN, STATE_VERSION } from "./labels.js";
 import type { LocalPreKeys, PreKeyBundle } from "./prekeys.js";
-import { RatchetSession } from "./ratchet/session.js";
+import { RatchetSession, type RootStepTrace } from "./ratchet/session.js";
 import { type Rng, systemRng } from "./rng.js";
+import { decodeState, requireField, requireLength, StateError } from "./state.js";
 
 /** `SessionMessage` type byte of a `RatchetMessage`. */
 export const SESSION_MESSAGE_RATCHET = 0x01;
@@ -30,8 +32,8 @@ export const PREKEY_MESSAGE_VERSION = 1;
 
 /** A `SessionMessage` that is not well formed (§4.3). */
 export class SessionError extends Error {
-  /** `unknown_type`, `malformed_prekey_message` (not protobuf, version ≠ 1, base key not 32 bytes, KEM id without ciphertext or the reverse), `wrong_session` (a message this session cannot take). */
-  readonly kind: "unknown_type" | "malformed_prekey_message" | "wrong_session";
+  /** `unknown_type`, `malformed_prekey_message` (not protobuf, version ≠ 1, base key not 32 bytes, KEM id without ciphertext or the reverse), `wrong_session` (a message this session cannot take), `not_prekey_message` (a ratchet message with no session). */
+  readonly kind: "unknown_type" | "malformed_prekey_message" | "wrong_session" | "not_prekey_message";
 
   /** @param kind the failure */
   constructor(kind: SessionError["kind"], message?: string) {
@@ -123,9 +125,28 @@ export class Session {
 
   /** Starts a session from a fetched bundle (§4.2): draws `EK_A`, (hybrid) `m`, then the first `DHs`. */
   static initiate(rng: Rng, identity: IdentityKeyPair, bundle: PreKeyBundle): Session {
+    return Session.initiateTraced(rng, identity, bundle).session;
+  }
+
+  /** `initiate` with the hand-off to the ratchet (`SK`, `AD`, first root step), for test vectors only. */
+  static initiateTraced(
+    rng: Rng,
+    identity: IdentityKeyPair,
+    bundle: PreKeyBundle,
+  ): { session: Session; sharedSecret: Uint8Array; associatedData: Uint8Array; rootStep: RootStepTrace } {
     const { output, header } = initiate(rng, identity, bundle);
-    const ratchet = RatchetSession.initiator(rng, output.sharedSecret, output.associatedData, bundle.signedPreKey.publicKey);
-    return new Session(ratchet, output.remoteIdentity, header.baseKey, output.mode, header);
+    const { session: ratchet, rootStep } = RatchetSession.initiatorTraced(
+      rng,
+      output.sharedSecret,
+      output.associatedData,
+      bundle.signedPreKey.publicKey,
+    );
+    return {
+      session: new Session(ratchet, output.remoteIdentity, header.baseKey, output.mode, header),
+      sharedSecret: output.sharedSecret,
+      associatedData: output.associatedData,
+      rootStep,
+    };
   }
 
   /**
@@ -148,6 +169,74 @@ export class Session {
       prekeys.removeOneTime(header.oneTimePreKeyId);
     }
     return { session: new Session(ratchet, output.remoteIdentity, header.baseKey, output.mode), plaintext };
+  }
+
+  /**
+   * The responder on a `SessionMessage` from a device it has no session with:
+   * it must be a `PreKeyMessage`; then as `respond`.
+   */
+  static accept(
+    rng: Rng,
+    identity: IdentityKeyPair,
+    prekeys: LocalPreKeys,
+    bytes: Uint8Array,
+  ): { session: Session; plaintext: Uint8Array } {
+    const message = decodeSessionMessage(bytes);
+    if (message.type !== "prekey") {
+      throw new SessionError("not_prekey_message");
+    }
+    return Session.respond(identity, prekeys, message.header, message.message, rng);
+  }
+
+  /** The persisted `SessionState` (§9.2); the pending fields only while awaiting a reply. */
+  toBytes(): Uint8Array {
+    const p = this.pending;
+    return toBinary(
+      SessionStateSchema,
+      create(SessionStateSchema, {
+        version: STATE_VERSION,
+        ratchet: this.ratchet.toBytes(),
+        remoteIdentity: this.remoteIdentity.toBytes(),
+        baseKey: this.baseKey,
+        hybrid: this.mode === "hybrid",
+        pendingSignedPrekeyId: p?.signedPreKeyId,
+        pendingOneTimePrekeyId: p?.oneTimePreKeyId,
+        pendingKemPrekeyId: p?.kemPreKeyId,
+        pendingKemCiphertext: p?.kemCiphertext ?? new Uint8Array(0),
+        localIdentity: p?.identityKey ?? new Uint8Array(0),
+      }),
+    );
+  }
+
+  /** Restores a session from `SessionState` bytes (`StateError`). */
+  static fromBytes(bytes: Uint8Array): Session {
+    const state = decodeState(SessionStateSchema, bytes);
+    const ratchet = RatchetSession.fromBytes(state.ratchet);
+    let remote: IdentityKey;
+    try {
+      remote = IdentityKey.fromBytes(state.remoteIdentity);
+    } catch {
+      throw new StateError("invalid_field", "remote_identity");
+    }
+    requireLength(state.baseKey, KEY_LEN, "base_key");
+    let pending: InitialHeader | undefined;
+    if (state.pendingSignedPrekeyId !== undefined) {
+      requireLength(state.localIdentity, KEY_LEN, "local_identity");
+      const hybrid = state.pendingKemPrekeyId !== undefined;
+      requireField(hybrid === state.hybrid, "pending_kem_prekey_id");
+      if (hybrid) {
+        requireLength(state.pendingKemCiphertext, KEM_CIPHERTEXT_LEN, "pending_kem_ciphertext");
+      }
+      pending = {
+        identityKey: state.localIdentity,
+        baseKey: state.baseKey,
+        signedPreKeyId: state.pendingSignedPrekeyId,
+        oneTimePreKeyId: state.pendingOneTimePrekeyId,
+        kemPreKeyId: state.pendingKemPrekeyId,
+        kemCiphertext: hybrid ? state.pendingKemCiphertext : undefined,
+      };
+    }
+    return new Session(ratchet, remote, state.baseKey, state.hybrid ? "hybrid" : "classical", pending);
   }
 
   /** True while the initiator has not yet decrypted a reply (it sends PreKeyMessages). */

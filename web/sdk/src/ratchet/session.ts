@@ -11,16 +11,21 @@
  * associated data is `AD ‖ version ‖ header`, the message's first 41 bytes
  * after the handshake's `AD`.
  *
+ * Persisted as `RatchetState` (§5.7): `toBytes` / `fromBytes`.
  * Not owned here: the handshake (`handshake.ts`) and the prekey-message
- * wrapping (`session.ts`); persisted state (§5.7) is not implemented.
+ * wrapping (`session.ts`).
  */
 import { chacha20poly1305 } from "@noble/ciphers/chacha.js";
 
-import { bytesEqual, concat, copy, toHex, wipe } from "../bytes.js";
+import { create, toBinary } from "@bufbuild/protobuf";
+
+import { bytesEqual, concat, copy, fromHex, toHex, wipe } from "../bytes.js";
+import { RatchetStateSchema } from "../gen/state_pb.js";
 import { KeyError, x25519Dh, x25519PublicKey } from "../identity.js";
 import { kdfCk, kdfRk, messageKeys, type RootStep } from "../kdf.js";
-import { KEY_LEN, MAX_SKIP_PER_CHAIN, MAX_SKIPPED_KEYS_TOTAL, RATCHET_MESSAGE_VERSION } from "../labels.js";
+import { KEY_LEN, MAX_SKIP_PER_CHAIN, MAX_SKIPPED_KEYS_TOTAL, RATCHET_MESSAGE_VERSION, STATE_VERSION } from "../labels.js";
 import { type Rng, systemRng } from "../rng.js";
+import { decodeState, requireField, requireLength, StateError } from "../state.js";
 import { encodeHeader, MAX_MESSAGE_NUMBER, parseRatchetMessage, RatchetError } from "./header.js";
 
 /** A chain key and its index (`Ns` or `Nr`: keys already derived). */
@@ -182,6 +187,66 @@ export class RatchetSession {
       throw new RangeError("shared secret and ratchet key are 32 bytes");
     }
     return new RatchetSession(associatedData, copy(sharedSecret), copy(signedPreKeyPrivate));
+  }
+
+  /** The persisted `RatchetState` (§5.7): fields in number order, skipped chains oldest first. */
+  toBytes(): Uint8Array {
+    const chain = (c: Chain | undefined) => (c === undefined ? undefined : { chainKey: c.key, index: c.index });
+    const state = create(RatchetStateSchema, {
+      version: STATE_VERSION,
+      associatedData: this.ad,
+      rootKey: this.rootKey,
+      ownRatchetPrivateKey: this.dhsPrivate,
+      remoteRatchetKey: this.dhr ?? new Uint8Array(0),
+      sendingChain: chain(this.sending),
+      receivingChain: chain(this.receiving),
+      previousSendingChainLength: this.previousChainLength,
+      skippedChains: [...this.skipped].map(([keyHex, keys]) => ({
+        ratchetKey: fromHex(keyHex),
+        keys: [...keys].map(([messageNumber, messageKey]) => ({ messageNumber, messageKey })),
+      })),
+    });
+    return toBinary(RatchetStateSchema, state);
+  }
+
+  /** Restores a session from `RatchetState` bytes, refusing what §5.7 refuses (`StateError`). */
+  static fromBytes(bytes: Uint8Array): RatchetSession {
+    const state = decodeState(RatchetStateSchema, bytes);
+    requireLength(state.rootKey, KEY_LEN, "root_key");
+    requireLength(state.ownRatchetPrivateKey, KEY_LEN, "own_ratchet_private_key");
+    requireField(state.remoteRatchetKey.length === 0 || state.remoteRatchetKey.length === KEY_LEN, "remote_ratchet_key");
+    const hasRemote = state.remoteRatchetKey.length === KEY_LEN;
+    requireField(hasRemote === (state.sendingChain !== undefined), "sending_chain");
+    requireField(state.receivingChain === undefined || hasRemote, "receiving_chain");
+    const session = new RatchetSession(state.associatedData, copy(state.rootKey), copy(state.ownRatchetPrivateKey));
+    session.dhr = hasRemote ? copy(state.remoteRatchetKey) : undefined;
+    if (state.sendingChain !== undefined) {
+      session.sending = { key: copy(requireLength(state.sendingChain.chainKey, KEY_LEN, "sending_chain.chain_key")), index: state.sendingChain.index };
+    }
+    if (state.receivingChain !== undefined) {
+      session.receiving = { key: copy(requireLength(state.receivingChain.chainKey, KEY_LEN, "receiving_chain.chain_key")), index: state.receivingChain.index };
+    }
+    session.previousChainLength = state.previousSendingChainLength;
+    let total = 0;
+    for (const chain of state.skippedChains) {
+      const keyHex = toHex(requireLength(chain.ratchetKey, KEY_LEN, "skipped_chains.ratchet_key"));
+      requireField(chain.keys.length > 0, "skipped_chains.keys");
+      requireField(!session.skipped.has(keyHex), "skipped_chains.ratchet_key");
+      const keys = new Map<number, Uint8Array>();
+      let last = -1;
+      for (const key of chain.keys) {
+        requireField(key.messageNumber > last, "skipped_chains.keys.message_number");
+        last = key.messageNumber;
+        keys.set(key.messageNumber, copy(requireLength(key.messageKey, KEY_LEN, "skipped_chains.keys.message_key")));
+      }
+      total += keys.size;
+      if (total > MAX_SKIPPED_KEYS_TOTAL) {
+        throw new StateError("invalid_field", "skipped_chains");
+      }
+      session.skipped.set(keyHex, keys);
+    }
+    session.skippedTotal = total;
+    return session;
   }
 
   /** True once this session has a sending chain (the responder after its first decrypt). */

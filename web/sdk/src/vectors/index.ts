@@ -4,12 +4,14 @@
  * the vector test and by the JSON-lines adapter (§17.3).
  */
 import { computeAttachment } from "./attachment.js";
+import { computeFailure } from "./failure.js";
 import { computeFraming } from "./framing.js";
 import type { Json } from "./json.js";
 import { computeKdf } from "./kdf.js";
 import { computeSafetyNumber } from "./safety_number.js";
 import { computeRatchet } from "./ratchet.js";
 import { computeSenderKey } from "./sender_key.js";
+import { computeSession } from "./session.js";
 import { computeX3dh } from "./x3dh.js";
 
 export { VectorInputError, type Json } from "./json.js";
@@ -26,6 +28,8 @@ export const VECTOR_KINDS: Readonly<Record<string, VectorKind>> = {
   sender_key: computeSenderKey,
   x3dh: computeX3dh,
   ratchet: computeRatchet,
+  session: computeSession,
+  failure: computeFailure,
 };
 
 /** The kind's runner, or undefined when this SDK does not implement it. */

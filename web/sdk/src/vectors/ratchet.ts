@@ -5,7 +5,8 @@ import { RatchetSession } from "../ratchet/session.js";
 import { ReplayRng } from "../rng.js";
 import { byteListField, bytesField, hex, listField, objectOf, stringField, uintField, VectorInputError, type Json } from "./json.js";
 
-function rootStep(step: RootStepTrace): Json {
+/** A root step as the vectors write it. */
+export function rootStep(step: RootStepTrace): Json {
   return {
     own_ratchet_key: hex(step.ownRatchetKey),
     remote_ratchet_key: hex(step.remoteRatchetKey),
@@ -69,5 +70,11 @@ export function computeRatchet(input: Json): Json {
   }
   aliceRng.finish();
   bobRng.finish();
-  return { alice_initial_root_step: rootStep(initial), messages, deliveries };
+  return {
+    alice_initial_root_step: rootStep(initial),
+    messages,
+    deliveries,
+    alice_state: hex(alice.toBytes()),
+    bob_state: hex(bob.toBytes()),
+  };
 }

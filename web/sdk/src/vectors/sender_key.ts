@@ -37,5 +37,16 @@ export function computeSenderKey(input: Json): Json {
     }
     return hex(record.decrypt(message));
   });
-  return { distribution: hex(distribution), messages, received };
+  const inbound = record.generation(outbound.currentKeyId);
+  if (inbound === undefined) {
+    throw new Error("generation missing");
+  }
+  return {
+    distribution: hex(distribution),
+    messages,
+    received,
+    outbound_state: hex(outbound.toBytes()),
+    inbound_state: hex(inbound.toBytes()),
+    record_state: hex(record.toBytes()),
+  };
 }
