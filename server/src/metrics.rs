@@ -6,6 +6,10 @@
 //! `TcpListener` (`GET /metrics`, `GET /healthz`, anything else 404; one
 //! request per connection). Off unless `metrics_listen` is configured.
 //!
+//! `microbot_queued_envelopes` is a count over every queue: it is taken at
+//! most once per [`QUEUED_MAX_AGE`] and served from that cache meanwhile, so
+//! a scraper (or many) cannot make the server walk all envelopes per scrape.
+//!
 //! No label ever carries a username, device id, address or payload: labels
 //! are request kinds, limit names and results only.
 //!
@@ -165,6 +169,8 @@ pub struct Metrics {
     pub webhooks_dropped: Counter,
     latency: Mutex<BTreeMap<&'static str, Arc<Histogram>>>,
     rate_limited: Mutex<BTreeMap<&'static str, u64>>,
+    /// The last count of queued envelopes and when it was taken.
+    queued: tokio::sync::Mutex<Option<(std::time::Instant, u64)>>,
 }
 
 impl Default for Metrics {
@@ -186,6 +192,7 @@ impl Default for Metrics {
             webhooks_dropped: Counter::default(),
             latency: Mutex::new(BTreeMap::new()),
             rate_limited: Mutex::new(BTreeMap::new()),
+            queued: tokio::sync::Mutex::new(None),
         }
     }
 }
@@ -342,6 +349,27 @@ impl Metrics {
 
 /// Largest request head read.
 const MAX_REQUEST_HEAD: usize = 8 * 1024;
+/// How stale `microbot_queued_envelopes` may be: the queues are counted at
+/// most once per this period, however often `/metrics` is scraped.
+pub const QUEUED_MAX_AGE: Duration = Duration::from_secs(5);
+
+/// Envelopes queued in all device queues, counted at most once per
+/// [`QUEUED_MAX_AGE`] (concurrent scrapes share one count); `None` when
+/// the storage cannot count.
+async fn queued_envelopes(state: &Arc<ServerState>) -> Option<u64> {
+    let mut cached = state.metrics.queued.lock().await;
+    if let Some((at, n)) = *cached
+        && at.elapsed() < QUEUED_MAX_AGE
+    {
+        return Some(n);
+    }
+    let n = state
+        .blocking(|s| Ok(s.storage.total_queued(now_ms())?))
+        .await
+        .ok()?;
+    *cached = Some((std::time::Instant::now(), n));
+    Some(n)
+}
 /// Time a scraper has to send its request.
 const HTTP_READ_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -389,10 +417,7 @@ async fn answer(state: Arc<ServerState>, mut stream: TcpStream) {
     let path = parts.next().unwrap_or_default();
     let (status, content_type, body) = match (method, path) {
         (b"GET", b"/metrics") => {
-            let queued = state
-                .blocking(|s| Ok(s.storage.total_queued(now_ms())?))
-                .await
-                .ok();
+            let queued = queued_envelopes(&state).await;
             (
                 "200 OK",
                 "text/plain; version=0.0.4; charset=utf-8",

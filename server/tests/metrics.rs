@@ -110,7 +110,17 @@ async fn metrics_and_healthz_are_served_and_move() {
         value(&body, "microbot_messages_out_total") >= 3.0,
         "pushed to bob"
     );
-    assert_eq!(value(&body, "microbot_queued_envelopes"), 3.0);
+    // The queue gauge is counted at most once per QUEUED_MAX_AGE (issue 14):
+    // the first scrape above cached 0, so wait for the next count.
+    let mut queued = value(&body, "microbot_queued_envelopes");
+    let deadline = std::time::Instant::now()
+        + microbot_server::metrics::QUEUED_MAX_AGE
+        + std::time::Duration::from_secs(10);
+    while queued != 3.0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        queued = value(&http_get(addr, "/metrics").await.1, "microbot_queued_envelopes");
+    }
+    assert_eq!(queued, 3.0);
     assert_eq!(value(&body, "microbot_group_fan_out_count"), 1.0);
     assert_eq!(value(&body, "microbot_group_fan_out_bucket{le=\"1\"}"), 1.0);
     assert_eq!(

@@ -200,3 +200,52 @@ async fn fan_out_counts_one_token_per_recipient_device() {
     }
     server.stop().await;
 }
+
+async fn queued_gauge(addr: std::net::SocketAddr) -> Option<f64> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    tokio::time::timeout(TIMEOUT, stream.read_to_string(&mut text))
+        .await
+        .unwrap()
+        .unwrap();
+    text.lines().find_map(|l| {
+        l.strip_prefix("microbot_queued_envelopes ")
+            .map(|v| v.parse().unwrap())
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scrape_does_not_count_every_envelope() {
+    let server = TestServer::start_with(|c| {
+        c.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    let addr = server.metrics_addr.unwrap();
+    let mut alice = new_device(&server, "alice").await;
+    let bob = new_device(&server, "bob").await;
+    assert_eq!(queued_gauge(addr).await, Some(0.0));
+    let reply = send_to(&mut alice.client, &[(bob.device_id, random_bytes(8))]).await;
+    assert!(matches!(reply, response::Result::Send(_)), "{reply:?}");
+    // Scrapes right after serve the count taken before the send: the
+    // queues are not walked again for every scrape.
+    for _ in 0..20 {
+        assert_eq!(queued_gauge(addr).await, Some(0.0));
+    }
+    // Within the bounded staleness the gauge catches up.
+    let deadline = tokio::time::Instant::now()
+        + microbot_server::metrics::QUEUED_MAX_AGE
+        + std::time::Duration::from_secs(10);
+    while queued_gauge(addr).await != Some(1.0) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the gauge never moved"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    server.stop().await;
+}
