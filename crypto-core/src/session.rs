@@ -28,7 +28,7 @@ use crate::handshake::{self, HandshakeError, HandshakeHeader, HandshakeMode};
 use crate::identity::{IdentityKey, IdentityKeyPair};
 use crate::labels::{KEY_LEN, STATE_VERSION};
 use crate::prekeys::{LocalPreKeys, PreKeyBundle};
-use crate::ratchet::{DecryptError, EncryptError, RatchetSession, StateError};
+use crate::ratchet::{DecryptError, EncryptError, RatchetSession, RootStepTrace, StateError};
 
 /// Type byte of a plain ratchet message.
 pub const MESSAGE_TYPE_RATCHET: u8 = 0x01;
@@ -84,6 +84,24 @@ pub enum MessageKind {
     },
 }
 
+/// How the initiator's handshake seeded its ratchet, for test vectors only:
+/// `SK` and `AD` (SPEC.md §4.2) and the first `KDF_RK` (§5.2), whose previous
+/// root key is `SK`. Secrets are zeroized on drop; `Debug` prints none.
+pub struct SessionTrace {
+    /// SK, the handshake's shared secret.
+    pub shared_secret: Zeroizing<[u8; KEY_LEN]>,
+    /// AD = IK_A ‖ IK_B.
+    pub associated_data: Vec<u8>,
+    /// The initiator's first root step: `KDF_RK(SK, X25519(DHs, SPK_B))`.
+    pub initial_root_step: RootStepTrace,
+}
+
+impl fmt::Debug for SessionTrace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionTrace").finish_non_exhaustive()
+    }
+}
+
 /// A 1:1 session with one remote device.
 pub struct Session {
     ratchet: RatchetSession,
@@ -112,22 +130,38 @@ impl Session {
         identity: &IdentityKeyPair,
         bundle: &PreKeyBundle,
     ) -> Result<Self, SessionError> {
+        Self::initiate_traced(rng, identity, bundle).map(|(session, _)| session)
+    }
+
+    /// [`Session::initiate`], also returning how the handshake fed the
+    /// ratchet (SPEC.md §4.2 → §5.2). For test vectors and conformance only.
+    pub fn initiate_traced<R: CryptoRng + ?Sized>(
+        rng: &mut R,
+        identity: &IdentityKeyPair,
+        bundle: &PreKeyBundle,
+    ) -> Result<(Self, SessionTrace), SessionError> {
         let (output, header) = handshake::initiate(rng, identity, bundle)?;
         let remote_ratchet_key = x25519_dalek::PublicKey::from(bundle.signed_prekey.public_key);
-        let ratchet = RatchetSession::new_initiator(
+        let (ratchet, initial_root_step) = RatchetSession::new_initiator_traced(
             rng,
             &output.shared_secret,
             &output.associated_data,
             &remote_ratchet_key,
         )
         .map_err(HandshakeError::from)?;
-        Ok(Self {
+        let trace = SessionTrace {
+            shared_secret: output.shared_secret.clone(),
+            associated_data: output.associated_data.clone(),
+            initial_root_step,
+        };
+        let session = Self {
             ratchet,
             remote_identity: bundle.identity,
             base_key: header.base_key,
             mode: output.mode,
             pending: Some(header),
-        })
+        };
+        Ok((session, trace))
     }
 
     /// Builds the responder's session from a prekey message and returns it with

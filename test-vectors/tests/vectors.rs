@@ -153,6 +153,16 @@ fn session_vector_pins_prekey_then_ratchet_messages() {
             "{state}"
         );
     }
+    // The handshake's SK is the ratchet's first root key (SPEC.md §5.2).
+    let handshake = &vector.output["handshake"];
+    assert_eq!(
+        handshake["alice_initial_root_step"]["previous_root_key"],
+        handshake["shared_secret"]
+    );
+    assert_eq!(
+        handshake["associated_data"].as_str().map(str::len),
+        Some(128)
+    );
     assert_ne!(
         vector.output["bob_prekeys_state_before"], vector.output["bob_prekeys_state_after"],
         "the used one-time prekey is removed"

@@ -22,7 +22,8 @@ use crate::vector::{Vector, VectorError};
 pub const DESCRIPTION: &str =
     "Double Ratchet conversations with out-of-order delivery and DH ratchet steps (SPEC.md §5)";
 
-fn root_step(step: &RootStepTrace) -> Value {
+/// One root step as vectors spell it (also used by kind `session`).
+pub(super) fn root_step(step: &RootStepTrace) -> Value {
     object([
         ("own_ratchet_key", hex(step.own_ratchet_key)),
         ("remote_ratchet_key", hex(step.remote_ratchet_key)),

@@ -11,7 +11,9 @@
 //! (32), EK_A (32), `m` (32), her first ratchet key (32), then one per DH
 //! step on receive. Prekey ids, and `steps` as in the `ratchet` kind
 //! (`{"op":"encrypt","from","plaintext"}`, `{"op":"deliver","message":k}`);
-//! Bob's first delivery builds his session (`Session::accept`).
+//! Bob's first delivery builds his session (`Session::accept`). Output
+//! `handshake` shows the hand-off: SK, AD, and Alice's first root step, whose
+//! `previous_root_key` is SK.
 
 use microbot_crypto::handshake::HandshakeMode;
 use microbot_crypto::prekeys::{
@@ -69,7 +71,17 @@ fn run<A: CryptoRng, B: CryptoRng>(
     let prekeys_before = hex(&*bob_prekeys.to_bytes());
 
     let alice = IdentityKeyPair::generate(alice_rng);
-    let mut alice_session = Session::initiate(alice_rng, &alice, &bundle).map_err(failed)?;
+    let (mut alice_session, trace) =
+        Session::initiate_traced(alice_rng, &alice, &bundle).map_err(failed)?;
+    // The hand-off SPEC.md §4.2 → §5.2: SK is the first root step's previous root key.
+    let handshake = object([
+        ("shared_secret", hex(*trace.shared_secret)),
+        ("associated_data", hex(&trace.associated_data)),
+        (
+            "alice_initial_root_step",
+            super::ratchet::root_step(&trace.initial_root_step),
+        ),
+    ]);
     if alice_session.mode() != HandshakeMode::Hybrid {
         return Err(failed("expected a hybrid session"));
     }
@@ -123,6 +135,7 @@ fn run<A: CryptoRng, B: CryptoRng>(
     }
     let bob_session = bob_session.ok_or_else(|| failed("bob never received"))?;
     Ok(object([
+        ("handshake", handshake),
         ("alice_identity_state", hex(&*alice.to_bytes())),
         ("bob_identity_state", hex(&*bob.to_bytes())),
         ("bob_prekeys_state_before", prekeys_before),
