@@ -249,17 +249,62 @@ fn prekey_message_cases() -> Result<Vec<Vector>, VectorError> {
     let alice = IdentityKeyPair::generate(&mut rng);
     let mut session = Session::initiate(&mut rng, &alice, &bundle).map_err(failed)?;
     let first = session.encrypt(&mut rng, b"first").map_err(failed)?;
+    let before = prekeys.to_bytes();
     Session::accept(&mut rng, &bob, &mut prekeys, &first).map_err(failed)?;
-    // The one-time prekey is gone: the same initial message again is a replay.
-    Ok(vec![vector(
-        "prekey-message-replayed-after-its-one-time-prekey-was-used",
+    let case = |prekeys_state: &[u8], message: &[u8]| {
         input(
             "prekey_message",
             [
                 ("identity_state", hex(&*bob.to_bytes())),
-                ("prekeys_state", hex(&*prekeys.to_bytes())),
-                ("message", hex(&first)),
+                ("prekeys_state", hex(prekeys_state)),
+                ("message", hex(message)),
             ],
-        ),
-    )?])
+        )
+    };
+    Ok(vec![
+        // The one-time prekey is gone: the same initial message again is a replay.
+        vector(
+            "prekey-message-replayed-after-its-one-time-prekey-was-used",
+            case(&prekeys.to_bytes(), &first),
+        )?,
+        // The same message stripped of its KEM fields (§4.3 fields 6 and 7):
+        // a classical handshake naming a signed prekey with kem_flag 0x01.
+        vector(
+            "prekey-message-classical-on-a-kem-advertising-prekey",
+            case(&before, &strip_kem(&first)?),
+        )?,
+    ])
+}
+
+/// The PreKeyMessage of SPEC.md §4.3, to rewrite one in a failure case.
+#[derive(Clone, PartialEq, prost::Message)]
+struct PreKeyMessage {
+    #[prost(uint32, tag = "1")]
+    version: u32,
+    #[prost(bytes = "vec", tag = "2")]
+    identity_key: Vec<u8>,
+    #[prost(bytes = "vec", tag = "3")]
+    base_key: Vec<u8>,
+    #[prost(uint32, tag = "4")]
+    signed_prekey_id: u32,
+    #[prost(uint32, optional, tag = "5")]
+    one_time_prekey_id: Option<u32>,
+    #[prost(uint32, optional, tag = "6")]
+    kem_prekey_id: Option<u32>,
+    #[prost(bytes = "vec", tag = "7")]
+    kem_ciphertext: Vec<u8>,
+    #[prost(bytes = "vec", tag = "8")]
+    message: Vec<u8>,
+}
+
+/// `message` (type 0x02) without its KEM prekey id and ciphertext.
+fn strip_kem(message: &[u8]) -> Result<Vec<u8>, VectorError> {
+    use prost::Message;
+    let (&kind, body) = message.split_first().ok_or_else(|| failed("empty"))?;
+    let mut decoded = PreKeyMessage::decode(body).map_err(failed)?;
+    decoded.kem_prekey_id = None;
+    decoded.kem_ciphertext.clear();
+    let mut out = vec![kind];
+    out.extend_from_slice(&decoded.encode_to_vec());
+    Ok(out)
 }
