@@ -276,3 +276,42 @@ async fn one_account_cannot_drain_anothers_prekeys_or_spam_its_pushes() {
     assert_eq!(low, 1, "one low-stock push a minute");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_device_without_keys_is_left_out_of_a_fetch_never_an_error() {
+    let server = TestServer::start().await;
+    let mut alice = new_device(&server, "alice").await;
+    let mut bob = new_device(&server, "bob").await;
+    assert!(matches!(
+        upload(&mut bob.client, 1, 3, 0).await,
+        response::Result::Ok(_)
+    ));
+    // Bob's second device never uploads keys.
+    let mut second = server.client().await;
+    let (keyless, keyless_key) = enrol(&mut second, &mut bob.account).await;
+    match fetch_bundles(&mut alice.client, "bob").await {
+        response::Result::PrekeyBundles(b) => {
+            let devices: Vec<u64> = b.bundles.iter().map(|x| x.device_id).collect();
+            assert_eq!(devices, vec![bob.device_id]);
+        }
+        other => panic!("{other:?}"),
+    }
+    let only_keyless = alice
+        .client
+        .request(Request::FetchPrekeys(FetchPrekeysRequest {
+            username: "bob".into(),
+            device_ids: vec![keyless],
+        }))
+        .await;
+    match only_keyless {
+        response::Result::PrekeyBundles(b) => assert!(b.bundles.is_empty()),
+        other => panic!("a keyless device is omitted, not an error: {other:?}"),
+    }
+    // NO_PREKEYS is the answer to an incomplete first upload.
+    login(&mut second, keyless, &keyless_key).await;
+    let mut incomplete = prekey_upload(1, 3, 0);
+    incomplete.identity_key = Bytes::new();
+    let reply = second.request(Request::UploadPrekeys(incomplete)).await;
+    assert_eq!(refusal(&reply), ErrorCode::NoPrekeys);
+    server.stop().await;
+}
