@@ -179,7 +179,8 @@ async fn enrolment_errors_are_typed() {
     let Err(microbot_client::AuthError::Transport(error)) = wrong_code else {
         panic!("expected a refusal")
     };
-    assert_eq!(error.server_code(), Some(ErrorCode::InvalidSecondFactor));
+    // Enrolment answers one error for a wrong password or code (SPEC §13.6).
+    assert_eq!(error.server_code(), Some(ErrorCode::InvalidCredentials));
     // A recovery code works once as a second factor.
     let code = alice_user.recovery_codes[0].clone();
     let (account, _events) = Account::enrol(

@@ -240,7 +240,18 @@ pub async fn serve_stream(
 ) {
     let outcome = match session {
         None => Err(ApiError::new(ErrorCode::NotAuthenticated, "log in first")),
-        Some(_) => match read_header(&mut recv).await {
+        // A stream that never sends its header must not live forever.
+        Some(_) => match tokio::time::timeout(
+            std::time::Duration::from_secs(state.config.frame_timeout_secs),
+            read_header(&mut recv),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(ApiError::new(
+                ErrorCode::ProtocolViolation,
+                "no attachment stream header in time",
+            ))
+        }) {
             Ok(header) => match header.kind {
                 Some(attachment_stream_header::Kind::Upload(start)) => {
                     upload(&state, start, &mut recv).await

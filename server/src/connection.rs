@@ -33,7 +33,7 @@ use tokio::sync::watch;
 use crate::attachments;
 use crate::bus::BusEvent;
 use crate::dispatch::{Close, Reply, RequestHandler};
-use crate::limits::ConnectionSlot;
+use crate::limits::{HandshakeSlot, Refusal};
 use crate::state::ServerState;
 
 pub use crate::dispatch::SUPPORTED_VERSIONS;
@@ -119,26 +119,51 @@ impl Drop for OpenGauge {
     }
 }
 
-/// Serves one incoming connection until it ends or `shutdown` fires;
-/// `slot` is its place under the connection caps, released at the end.
+/// Serves one incoming connection until it ends or `shutdown` fires.
+/// `handshake` counts its handshake, which must complete within
+/// `handshake_timeout_secs`; only then does it take a place under the
+/// connection caps (refused: closed with `ERROR_CODE_RATE_LIMITED`),
+/// released at the end.
 pub async fn serve(
     state: Arc<ServerState>,
     incoming: quinn::Incoming,
     mut shutdown: watch::Receiver<bool>,
-    slot: ConnectionSlot,
+    handshake: HandshakeSlot,
 ) {
-    let _slot = slot;
-    state.metrics.connections_total.inc();
-    state.metrics.connections_open.inc();
-    let _gauge = OpenGauge(Arc::clone(&state));
-    let connection = match incoming.await {
-        Ok(connection) => connection,
-        Err(error) => {
+    let deadline = Duration::from_secs(state.config.handshake_timeout_secs);
+    let handshaken = match incoming.accept() {
+        // Dropping an unfinished `Connecting` abandons the handshake.
+        Ok(connecting) => tokio::time::timeout(deadline, connecting).await,
+        Err(error) => Ok(Err(error)),
+    };
+    drop(handshake);
+    let connection = match handshaken {
+        Ok(Ok(connection)) => connection,
+        Ok(Err(error)) => {
             tracing::debug!(%error, "handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!("handshake not finished in time");
             return;
         }
     };
     let remote = connection.remote_address();
+    let _slot = match state.limits.admit(remote.ip()) {
+        Ok(slot) => slot,
+        Err(refusal) => {
+            state.metrics.connections_refused.inc();
+            if refusal != Refusal::Blocked {
+                state.metrics.rate_limited("connections");
+            }
+            tracing::debug!(?refusal, "connection refused after its handshake");
+            connection.close(code(ErrorCode::RateLimited), b"too many connections");
+            return;
+        }
+    };
+    state.metrics.connections_total.inc();
+    state.metrics.connections_open.inc();
+    let _gauge = OpenGauge(Arc::clone(&state));
     tracing::debug!(%remote, "connection open");
     let streams = tokio::select! {
         s = tokio::time::timeout(HELLO_TIMEOUT, connection.accept_bi()) => s,
@@ -194,25 +219,47 @@ impl Conn {
     ) -> Option<Close> {
         let mut decoder = FrameDecoder::new(self.max_frame_len);
         let hello_deadline = tokio::time::Instant::now() + HELLO_TIMEOUT;
+        let login_timeout = Duration::from_secs(self.state.config.login_timeout_secs);
+        let frame_timeout = Duration::from_secs(self.state.config.frame_timeout_secs);
+        // Set once Hello is answered: the connection must log in by then.
+        let mut login_deadline: Option<tokio::time::Instant> = None;
+        // Set while a started frame is incomplete: it must be whole by then.
+        let mut frame_deadline: Option<tokio::time::Instant> = None;
         loop {
             // Handle every whole frame already buffered before reading more,
             // as long as the client takes its responses.
             while self.outbox.bytes <= self.backlog_cap {
                 match decoder.next_frame() {
-                    Ok(Some(frame)) => match self.handler.handle_frame(frame).await {
-                        Reply::Respond(response) => {
-                            if let Err(close) = self.enqueue(&response) {
-                                return Some(close);
+                    Ok(Some(frame)) => {
+                        frame_deadline = None;
+                        match self.handler.handle_frame(frame).await {
+                            Reply::Respond(response) => {
+                                if let Err(close) = self.enqueue(&response) {
+                                    return Some(close);
+                                }
                             }
+                            Reply::Close(close) => return Some(close),
                         }
-                        Reply::Close(close) => return Some(close),
-                    },
+                    }
                     Ok(None) => break,
                     Err(error) => return Some(Close::from_frame_error(&error)),
                 }
             }
             let read_requests = self.outbox.bytes <= self.backlog_cap;
             let awaiting_hello = self.handler.awaiting_hello();
+            let awaiting_login = !awaiting_hello && self.handler.session().is_none();
+            if awaiting_login && login_deadline.is_none() {
+                login_deadline = Some(tokio::time::Instant::now() + login_timeout);
+            }
+            // Only time a frame while this side reads (a full outbox is
+            // not the client's delay).
+            if !read_requests || decoder.buffered_len() == 0 {
+                frame_deadline = None;
+            } else if frame_deadline.is_none() {
+                frame_deadline = Some(tokio::time::Instant::now() + frame_timeout);
+            }
+            let login_by = login_deadline.unwrap_or_else(tokio::time::Instant::now);
+            let frame_by = frame_deadline.unwrap_or_else(tokio::time::Instant::now);
             let front = self.outbox.front();
             let pending = front.as_deref().unwrap_or_default();
             tokio::select! {
@@ -272,6 +319,12 @@ impl Conn {
                 },
                 _ = tokio::time::sleep_until(hello_deadline), if awaiting_hello => {
                     return Some(Close::new(ErrorCode::ProtocolViolation, "no Hello in time"));
+                }
+                _ = tokio::time::sleep_until(login_by), if awaiting_login => {
+                    return Some(Close::new(ErrorCode::NotAuthenticated, "no login in time"));
+                }
+                _ = tokio::time::sleep_until(frame_by), if frame_deadline.is_some() => {
+                    return Some(Close::new(ErrorCode::ProtocolViolation, "frame not completed in time"));
                 }
                 _ = shutdown.changed() => {
                     let mut close = Close::new(ErrorCode::Unavailable, "server shutting down");

@@ -35,6 +35,8 @@ use crate::{attachments, groups, keys, queues};
 
 /// Protocol versions this server speaks.
 pub const SUPPORTED_VERSIONS: &[u32] = &[1];
+/// Longest `Hello.client_agent` accepted, in bytes (SPEC.md §12.4).
+pub const MAX_CLIENT_AGENT_LEN: usize = 128;
 
 /// Why a connection ends: what goes into its `ServerFrame.closing` and its
 /// QUIC application close code.
@@ -242,6 +244,12 @@ impl RequestHandler {
     }
 
     fn hello(&mut self, hello: &transport::Hello) -> Result<response::Result, Close> {
+        if hello.client_agent.len() > MAX_CLIENT_AGENT_LEN {
+            return Err(Close::new(
+                ErrorCode::InvalidArgument,
+                format!("Hello.client_agent must be at most {MAX_CLIENT_AGENT_LEN} bytes"),
+            ));
+        }
         let Some(version) = hello
             .versions
             .iter()
@@ -345,15 +353,31 @@ impl RequestHandler {
         self.subscription = Some(state.bus.subscribe(session.device_id));
         let device_id = session.device_id;
         let username = session.username.clone();
-        self.phase = Phase::LoggedIn(session);
-        let (queued, stock) = state
+        // The device is checked again now that the subscription exists: a
+        // removal that raced the check in `devices::login` published its
+        // disconnect before we listened, but is visible here.
+        let counts = state
             .blocking(move |s| {
+                if s.storage.device(device_id)?.is_none_or(|d| d.removed) {
+                    return Err(ApiError::new(
+                        ErrorCode::DeviceRemoved,
+                        "device was removed",
+                    ));
+                }
                 Ok((
                     s.storage.queue_len(device_id, now_ms())?,
                     s.storage.prekey_stock(device_id)?,
                 ))
             })
-            .await?;
+            .await;
+        let (queued, stock) = match counts {
+            Ok(counts) => counts,
+            Err(error) => {
+                self.unsubscribe();
+                return Err(error);
+            }
+        };
+        self.phase = Phase::LoggedIn(session);
         // A device that has uploaded keys learns at login that its stock is
         // low (it may have missed the push while offline).
         if stock.signed_prekey_id != 0

@@ -70,6 +70,48 @@ pub enum StartError {
     },
 }
 
+/// Creates the data directory (and missing parents) with mode 0700: it
+/// holds password hashes, TOTP secrets and the TLS key (SPEC.md §18.1). An
+/// existing directory keeps the mode its operator gave it.
+fn private_dir(path: &std::path::Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        builder.mode(0o700);
+    }
+    builder.create(path)
+}
+
+/// Creates `path` empty with mode 0600 if it does not exist, else narrows
+/// its mode to 0600.
+fn private_file(path: &std::path::Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    drop(options.open(path)?);
+    restrict(path, 0o600)
+}
+
+/// Sets the permission bits of `path` (Unix; elsewhere nothing).
+fn restrict(path: &std::path::Path, mode: u32) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (path, mode);
+        Ok(())
+    }
+}
+
 /// A bound server, ready to [`Server::run`].
 #[derive(Debug)]
 pub struct Server {
@@ -104,12 +146,38 @@ impl Server {
     /// [`StartError`].
     pub fn bind(config: Config) -> Result<Self, StartError> {
         config.validate()?;
-        std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
+        private_dir(&config.data_dir).map_err(|source| StartError::DataDir {
             path: config.data_dir.clone(),
             source,
         })?;
         let lock = lock_data_dir(&config.data_dir)?;
+        let sqlite = matches!(
+            config.storage_backend(),
+            Ok(crate::config::StorageBackend::Sqlite)
+        );
+        let database = config.database_path();
+        if sqlite {
+            // Created 0600 before SQLite opens it (its -wal and -shm files
+            // take the database file's mode); an existing one is narrowed.
+            private_file(&database).map_err(|source| StartError::DataDir {
+                path: database.clone(),
+                source,
+            })?;
+        }
         let storage = storage::open(&config)?;
+        if sqlite {
+            for suffix in ["-wal", "-shm"] {
+                let mut path = database.clone().into_os_string();
+                path.push(suffix);
+                let path = std::path::PathBuf::from(path);
+                if path.exists() {
+                    restrict(&path, 0o600).map_err(|source| StartError::DataDir {
+                        path: path.clone(),
+                        source,
+                    })?;
+                }
+            }
+        }
         let (bus, shared_limits): (Arc<dyn Bus>, _) = match &config.redis {
             Some(url) => {
                 let bus = RedisBus::start(url.expose(), &config.redis_namespace)?;
@@ -220,6 +288,48 @@ impl Server {
         (ShutdownHandle { tx: Arc::new(tx) }, rx)
     }
 
+    /// A new connection attempt (SPEC.md §12.12 "Connections"): refused
+    /// when its address is blocked or the caps are already reached by open
+    /// connections; sent a QUIC Retry when its address is not validated
+    /// and [`Limits::wants_retry`]; otherwise its handshake runs under a
+    /// handshake slot, and it takes a connection slot only once the
+    /// handshake completes (connection.rs), so unanswered Initials, spoofed
+    /// or not, never hold a slot.
+    fn admit(
+        &self,
+        incoming: quinn::Incoming,
+        connections: &mut JoinSet<()>,
+        stop: &watch::Receiver<bool>,
+    ) {
+        let limits = &self.state.limits;
+        let refused = |incoming: quinn::Incoming, refusal: Refusal| {
+            self.state.metrics.connections_refused.inc();
+            if refusal != Refusal::Blocked {
+                self.state.metrics.rate_limited("connections");
+            }
+            tracing::debug!(?refusal, "connection refused");
+            incoming.refuse();
+        };
+        if let Err(refusal) = limits.precheck(incoming.remote_address().ip()) {
+            return refused(incoming, refusal);
+        }
+        if !incoming.remote_address_validated() && incoming.may_retry() && limits.wants_retry() {
+            if let Err(error) = incoming.retry() {
+                error.into_incoming().ignore();
+            }
+            return;
+        }
+        let Some(handshake) = limits.begin_handshake() else {
+            return refused(incoming, Refusal::TooManyConnections);
+        };
+        connections.spawn(connection::serve(
+            Arc::clone(&self.state),
+            incoming,
+            stop.clone(),
+            handshake,
+        ));
+    }
+
     /// Serves until `stop` becomes true, then drains connections.
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
         let mut connections = JoinSet::new();
@@ -246,19 +356,7 @@ impl Server {
             }
             tokio::select! {
                 incoming = self.endpoint.accept() => match incoming {
-                    Some(incoming) => match self.state.limits.admit(incoming.remote_address().ip()) {
-                        Ok(slot) => {
-                            connections.spawn(connection::serve(Arc::clone(&self.state), incoming, stop.clone(), slot));
-                        }
-                        Err(refusal) => {
-                            self.state.metrics.connections_refused.inc();
-                            if refusal != Refusal::Blocked {
-                                self.state.metrics.rate_limited("connections");
-                            }
-                            tracing::debug!(?refusal, "connection refused");
-                            incoming.refuse();
-                        }
-                    },
+                    Some(incoming) => self.admit(incoming, &mut connections, &stop),
                     None => break,
                 },
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}

@@ -142,7 +142,11 @@ async fn enrolment_with_a_recovery_code_works_once() {
             Factor::RecoveryCode(recovery),
         ))
         .await;
-    assert_eq!(common::code(&err), ErrorCode::InvalidSecondFactor);
+    assert_eq!(
+        common::code(&err),
+        ErrorCode::InvalidCredentials,
+        "one error for enrol (SPEC §13.6)"
+    );
     let err = client
         .request_err(enrol_request(
             &account,
@@ -150,7 +154,11 @@ async fn enrolment_with_a_recovery_code_works_once() {
             Factor::RecoveryCode("AAAA-BBBB-CCCC-DDDD".into()),
         ))
         .await;
-    assert_eq!(common::code(&err), ErrorCode::InvalidSecondFactor);
+    assert_eq!(
+        common::code(&err),
+        ErrorCode::InvalidCredentials,
+        "one error for enrol (SPEC §13.6)"
+    );
     // Wrong password and unknown user look the same.
     let mut wrong = enrol_request(
         &account,

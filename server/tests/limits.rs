@@ -39,7 +39,7 @@ async fn totp_guessing_is_rate_limited_and_the_right_code_is_refused_while_locke
     let right = account.auth.code_at(now_secs());
     for _ in 0..3 {
         let e = client.request_err(guess(wrong_code(&right))).await;
-        assert_eq!(code(&e), ErrorCode::InvalidSecondFactor);
+        assert_eq!(code(&e), ErrorCode::InvalidCredentials);
     }
     // Locked now: further guesses are refused before any check...
     let e = client.request_err(guess(wrong_code(&right))).await;
@@ -103,7 +103,7 @@ async fn backoff_grows_exponentially_with_each_failure() {
                 second_factor::Factor::TotpCode(wrong_code(&right)),
             ))
             .await;
-        assert_eq!(code(&e), ErrorCode::InvalidSecondFactor);
+        assert_eq!(code(&e), ErrorCode::InvalidCredentials);
         let e = client
             .request_err(enrol_request(
                 &account,

@@ -371,3 +371,98 @@ async fn recovery_codes_are_served_with_dashes_that_are_optional_on_input() {
     );
     server.stop().await;
 }
+
+/// No password oracle: a wrong password and a wrong code get the same
+/// answer, byte for byte (SPEC.md §13.6).
+#[tokio::test(flavor = "multi_thread")]
+async fn enrol_answers_one_error_for_a_wrong_password_and_a_wrong_code() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let account = register_active(&mut client, "hank").await;
+    let right = account.auth.code_at(now_secs());
+    // A missing second factor is a malformed request, not a credential.
+    let mut missing = enrol_with_password(&account, &account.password, right.clone());
+    if let Request::EnrolDevice(r) = &mut missing {
+        r.second_factor = None;
+    }
+    let e = client.request_err(missing).await;
+    assert_eq!(code(&e), ErrorCode::InvalidArgument);
+    let wrong_password = client
+        .request_err(enrol_with_password(
+            &account,
+            "not the password",
+            right.clone(),
+        ))
+        .await;
+    let wrong_code = client
+        .request_err(enrol_with_password(
+            &account,
+            &account.password,
+            wrong_code(&right),
+        ))
+        .await;
+    let wrong_recovery = client
+        .request_err(enrol_request(
+            &account,
+            &device_key(),
+            second_factor::Factor::RecoveryCode("AAAA-BBBB-CCCC-DDDD".into()),
+        ))
+        .await;
+    assert_eq!(code(&wrong_password), ErrorCode::InvalidCredentials);
+    assert_eq!(wrong_password, wrong_code);
+    assert_eq!(wrong_password, wrong_recovery);
+    server.stop().await;
+}
+
+/// A login racing the removal of its device ends either refused or
+/// disconnected, never logged in (SPEC.md §13.7). The race window is
+/// narrow, so this runs it many times; it cannot prove the window closed,
+/// only that no round leaves the device connected.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_device_removed_while_it_logs_in_does_not_stay_connected() {
+    let server = TestServer::start_with(|c| {
+        c.rate_register_per_ip = 0;
+        c.rate_login_per_ip = 0;
+    })
+    .await;
+    for round in 0..12 {
+        let mut setup = server.client().await;
+        let mut account = register_active(&mut setup, &format!("race{round}")).await;
+        let (victim, victim_key) = enrol(&mut setup, &mut account).await;
+        let (keeper, keeper_key) = enrol(&mut setup, &mut account).await;
+        let mut owner = server.client().await;
+        login(&mut owner, keeper, &keeper_key).await;
+        let mut racer = server.client().await;
+        let signature = login_signature(&victim_key, &racer.challenge.clone(), victim);
+        let removal = Request::RemoveDevice(transport::RemoveDeviceRequest {
+            device_id: victim,
+            password: account.password.clone(),
+            totp_code: account.auth.fresh(),
+            second_factor: None,
+        });
+        let removed = tokio::spawn(async move { owner.request(removal).await });
+        let logged_in = racer
+            .request(Request::Login(transport::LoginRequest {
+                device_id: victim,
+                signature,
+            }))
+            .await;
+        let removed = removed.await.unwrap();
+        assert!(matches!(removed, response::Result::Ok(_)), "{removed:?}");
+        match logged_in {
+            response::Result::Login(_) => {
+                let closed = racer.closed().await;
+                assert_eq!(
+                    closed.closing.map(|e| e.code),
+                    Some(ErrorCode::DeviceRemoved as i32),
+                    "round {round}"
+                );
+            }
+            response::Result::Error(e) => {
+                assert_eq!(code(&e), ErrorCode::DeviceRemoved, "round {round}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    server.stop().await;
+}

@@ -53,10 +53,17 @@ pub struct DeviceSession {
     pub username: String,
 }
 
-/// `EnrolDeviceRequest`: adds a device key to an active account.
+/// The one message of a refused enrolment (wrong username, password or
+/// second factor alike).
+pub const ENROL_REFUSED: &str = "wrong username, password or second factor";
+
+/// `EnrolDeviceRequest`: adds a device key to an active account. Checks,
+/// in order (SPEC.md §13.6): the request's shape, the password, the
+/// account being active, the second factor.
 ///
 /// # Errors
-/// `INVALID_ARGUMENT`, credential errors, `ACCOUNT_INACTIVE`.
+/// `INVALID_ARGUMENT`; `INVALID_CREDENTIALS` for a wrong password and a
+/// wrong second factor alike; `TOTP_REPLAYED`; `ACCOUNT_INACTIVE`.
 pub async fn enrol(state: &Arc<ServerState>, request: EnrolDeviceRequest) -> Result<u64, ApiError> {
     let public_key: [u8; 32] = request
         .device_public_key
@@ -72,18 +79,26 @@ pub async fn enrol(state: &Arc<ServerState>, request: EnrolDeviceRequest) -> Res
         .second_factor
         .and_then(|f| f.factor)
         .ok_or_else(|| ApiError::invalid("second_factor is required"))?;
+    // One error for a wrong password and a wrong second factor, so the
+    // answer never tells which was right (SPEC.md §13.6).
+    let generic = |e: ApiError| match e.code {
+        ErrorCode::InvalidCredentials | ErrorCode::InvalidSecondFactor => {
+            ApiError::new(ErrorCode::InvalidCredentials, ENROL_REFUSED)
+        }
+        _ => e,
+    };
     state
         .blocking(move |state| {
             let password = zeroize::Zeroizing::new(request.password);
-            let account = check_password(state, &request.username, &password)?;
+            let factor = ZeroizingFactor(factor);
+            let account = check_password(state, &request.username, &password).map_err(generic)?;
             if !account.active {
                 return Err(ApiError::new(
                     ErrorCode::AccountInactive,
                     "confirm the account with a TOTP code first",
                 ));
             }
-            let factor = ZeroizingFactor(factor);
-            check_second_factor(state, &account, &factor.0)?;
+            check_second_factor(state, &account, &factor.0).map_err(generic)?;
             let device_id = state.storage.create_device(
                 account.id,
                 &public_key,
