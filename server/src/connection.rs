@@ -207,6 +207,20 @@ pub async fn serve(
     tracing::debug!(%remote, "connection closed");
 }
 
+/// Whether a response before login shows progress towards it: a
+/// registration, confirmation or enrolment that succeeded (each restarts
+/// the login deadline, so a client may register, confirm and enrol on one
+/// connection; each is costly or rate-limited, so it cannot be used to
+/// idle).
+fn progress_towards_login(frame: &ServerFrame) -> bool {
+    use microbot_protocol::transport::response::Result as R;
+    matches!(
+        &frame.kind,
+        Some(server_frame::Kind::Response(r))
+            if matches!(r.result, Some(R::Register(_) | R::EnrolDevice(_) | R::Ok(_)))
+    )
+}
+
 fn code(code: ErrorCode) -> quinn::VarInt {
     quinn::VarInt::from(u32::try_from(code as i32).unwrap_or(0))
 }
@@ -234,6 +248,9 @@ impl Conn {
                         frame_deadline = None;
                         match self.handler.handle_frame(frame).await {
                             Reply::Respond(response) => {
+                                if progress_towards_login(&response) {
+                                    login_deadline = None;
+                                }
                                 if let Err(close) = self.enqueue(&response) {
                                     return Some(close);
                                 }

@@ -149,10 +149,17 @@ async fn retry_under_load_only_when_configured() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_connection_that_does_not_log_in_is_closed() {
-    let server = TestServer::start_with(|c| c.login_timeout_secs = 1).await;
+    let server = TestServer::start_with(|c| c.login_timeout_secs = 2).await;
     let mut idle = server.client().await;
-    // Registering is allowed meanwhile, but does not extend the deadline.
+    // A successful registration restarts the clock...
+    tokio::time::sleep(Duration::from_millis(1200)).await;
     register(&mut idle, "carol").await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let reply = idle
+        .request(Request::Challenge(transport::ChallengeRequest {}))
+        .await;
+    assert!(matches!(reply, response::Result::Challenge(_)), "{reply:?}");
+    // ...a challenge does not: the connection is closed.
     let closed = idle.closed().await;
     assert_eq!(
         closed.closing.map(|e| e.code),
@@ -160,7 +167,7 @@ async fn a_connection_that_does_not_log_in_is_closed() {
     );
     // A logged-in connection stays.
     let mut device = new_device(&server, "dave").await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     let reply = device
         .client
         .request(Request::ListDevices(transport::ListDevicesRequest {}))

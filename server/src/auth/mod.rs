@@ -49,6 +49,7 @@ pub fn check_usernames(request: &Request, logged_in: bool) -> Result<(), ApiErro
         Request::CreateGroup(r) => Box::new(r.members.iter()),
         Request::AddGroupMembers(r) => Box::new(r.usernames.iter()),
         Request::RemoveGroupMembers(r) => Box::new(r.usernames.iter()),
+        Request::Send(r) => Box::new(r.complete_accounts.iter()),
         _ => Box::new(std::iter::empty()),
     };
     for name in names {
