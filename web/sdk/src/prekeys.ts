@@ -251,7 +251,7 @@ export class LocalPreKeys {
   private readonly kem = new Map<number, KemPreKey>();
   private nextOneTimeId = 0;
 
-  /** The id the next generated one-time prekey should take (one above every id seen). */
+  /** `next_one_time_id` (§9.1): the id of the next generated one-time prekey, raised to `(id + 1) mod 2^32` by each added key with a higher id. */
   get nextOneTimePreKeyId(): number {
     return this.nextOneTimeId;
   }
@@ -311,7 +311,7 @@ export class LocalPreKeys {
   /** Keeps a one-time prekey. */
   addOneTime(key: OneTimePreKey): void {
     this.oneTime.set(key.id, key);
-    this.nextOneTimeId = Math.max(this.nextOneTimeId, Math.min(key.id + 1, 0xffffffff));
+    this.nextOneTimeId = Math.max(this.nextOneTimeId, (key.id + 1) >>> 0);
   }
 
   /** Keeps a KEM prekey. */

@@ -369,17 +369,15 @@ export class InboundSenderKey {
     requireLength(state.chainKey, KEY_LEN, "chain_key");
     requireField(isValidEd25519PublicKey(state.signingKey), "signing_key");
     requireField(state.skipped.length <= MAX_SENDER_KEY_SKIPPED, "skipped");
-    let generation: InboundSenderKey;
-    try {
-      generation = new InboundSenderKey(groupId, {
-        keyId: state.keyId,
-        iteration: state.iteration,
-        chainKey: state.chainKey,
-        signingKey: state.signingKey,
-      });
-    } catch {
-      throw new StateError("invalid_field", "iteration");
-    }
+    // A stored next iteration may be 0xFFFFFFFF (after iteration 0xFFFFFFFE
+    // the skipped keys stay usable, §6.2), which a distribution may not carry.
+    const generation = new InboundSenderKey(groupId, {
+      keyId: state.keyId,
+      iteration: 0,
+      chainKey: state.chainKey,
+      signingKey: state.signingKey,
+    });
+    generation.iteration = state.iteration;
     let last = -1;
     for (const key of state.skipped) {
       requireField(key.iteration > last && key.iteration < state.iteration, "skipped.iteration");

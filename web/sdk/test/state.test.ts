@@ -111,3 +111,18 @@ test("a prekey store whose signature does not match its recomputed one is refuse
   assert.throws(() => LocalPreKeys.fromBytes(other, store.toBytes()), isStateError("invalid_field", "signed.signature"));
   assert.equal(toHex(LocalPreKeys.fromBytes(identity, store.toBytes()).toBytes()), toHex(store.toBytes()));
 });
+
+test("an inbound sender key whose next iteration is 0xFFFFFFFF restores, keeping its skipped keys (§6.2)", () => {
+  const group = utf8("0123456789abcdef");
+  const out = OutboundSenderKey.create(seededRng("sk-end"), group);
+  const record = new SenderKeyRecord(group);
+  record.addDistribution(out.distribution());
+  const generation = record.generation(out.currentKeyId)!.toState();
+  const key = new Uint8Array(32).fill(5);
+  const state = create(SenderKeyRecordStateSchema, {
+    version: 1,
+    generations: [{ ...generation, iteration: 0xffffffff, skipped: [{ iteration: 0xfffffffd, messageKey: key }] }],
+  });
+  const bytes = toBinary(SenderKeyRecordStateSchema, state);
+  assert.equal(toHex(SenderKeyRecord.fromBytes(bytes).toBytes()), toHex(bytes));
+});
