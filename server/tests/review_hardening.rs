@@ -466,3 +466,36 @@ async fn a_device_removed_while_it_logs_in_does_not_stay_connected() {
     }
     server.stop().await;
 }
+
+/// Per-IP limits key an IPv6 address on its /64 (one subscriber usually
+/// holds a whole /64), buckets and connection caps alike (SPEC.md §12.12).
+#[test]
+fn ipv6_addresses_of_one_64_share_their_limits() {
+    let config = microbot_server::Config {
+        rate_register_per_ip: 1,
+        max_connections_per_ip: 1,
+        ..microbot_server::Config::default()
+    };
+    let limits = Arc::new(Limits::new(&config));
+    let metrics = microbot_server::metrics::Metrics::default();
+    let register = Request::Register(transport::RegisterRequest {
+        username: "someone".into(),
+        password: "some password".into(),
+    });
+    let a: std::net::IpAddr = "2001:db8:5:6:1::1".parse().unwrap();
+    let b: std::net::IpAddr = "2001:db8:5:6:ffff::2".parse().unwrap();
+    let elsewhere: std::net::IpAddr = "2001:db8:5:7::1".parse().unwrap();
+    assert!(limits.check_request(&metrics, a, None, &register).is_ok());
+    let e = limits
+        .check_request(&metrics, b, None, &register)
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::RateLimited);
+    assert!(
+        limits
+            .check_request(&metrics, elsewhere, None, &register)
+            .is_ok()
+    );
+    let _slot = limits.admit(a).unwrap();
+    assert!(limits.admit(b).is_err(), "one connection per /64");
+    assert!(limits.admit(elsewhere).is_ok());
+}
