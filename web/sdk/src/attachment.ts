@@ -12,6 +12,7 @@
 import { chacha20poly1305 } from "@noble/ciphers/chacha.js";
 import { sha256 } from "@noble/hashes/sha2.js";
 
+import { ByteQueue } from "./buffer.js";
 import { concat, constantTimeEqual, copy, u32be, wipe } from "./bytes.js";
 import { hkdf } from "./kdf.js";
 import { ATTACHMENT_INFO, ATTACHMENT_NONCE_PREFIX_LEN, ATTACHMENT_SEGMENT_LEN, KEY_LEN, TAG_LEN } from "./labels.js";
@@ -186,7 +187,7 @@ export class AttachmentDecryptor {
   private readonly noncePrefix: Uint8Array;
   private readonly expectedDigest: Uint8Array;
   private readonly digest = sha256.create();
-  private pending: Uint8Array = new Uint8Array(0);
+  private readonly pending = new ByteQueue();
   private index = 0;
   private plaintextLength = 0;
   private failed = false;
@@ -202,7 +203,7 @@ export class AttachmentDecryptor {
 
   private fail(kind: AttachmentErrorKind, segment?: number): never {
     this.failed = true;
-    wipe(this.pending);
+    this.pending.clear();
     throw new AttachmentError(kind, segment);
   }
 
@@ -227,13 +228,13 @@ export class AttachmentDecryptor {
   update(ciphertext: Uint8Array): Uint8Array[] {
     this.check();
     this.digest.update(ciphertext);
-    this.pending = concat(this.pending, ciphertext);
+    this.pending.append(ciphertext);
     const out: Uint8Array[] = [];
     while (this.pending.length > SEALED_SEGMENT_LEN) {
       if (this.index >= MAX_SEGMENTS) {
         this.fail("too_large");
       }
-      const piece = this.pending.subarray(0, SEALED_SEGMENT_LEN);
+      const piece = this.pending.view(0, SEALED_SEGMENT_LEN);
       const plain = this.open(piece, false);
       if (plain === undefined) {
         if (this.open(piece, true) !== undefined) {
@@ -244,7 +245,7 @@ export class AttachmentDecryptor {
       out.push(plain);
       this.plaintextLength += plain.length;
       this.index += 1;
-      this.pending = this.pending.slice(SEALED_SEGMENT_LEN);
+      this.pending.consume(SEALED_SEGMENT_LEN);
     }
     return out;
   }
@@ -255,7 +256,7 @@ export class AttachmentDecryptor {
    */
   finish(): { plaintext: Uint8Array; plaintextLength: number } {
     this.check();
-    const piece = this.pending;
+    const piece = this.pending.view(0, this.pending.length);
     if (piece.length < TAG_LEN) {
       this.fail("truncated");
     }
@@ -277,6 +278,7 @@ export class AttachmentDecryptor {
     }
     this.done = true;
     this.plaintextLength += plain.length;
+    this.pending.clear();
     wipe(this.aeadKey);
     return { plaintext: plain, plaintextLength: this.plaintextLength };
   }

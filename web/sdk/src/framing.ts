@@ -15,6 +15,8 @@
  */
 import { fromBinary, toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 
+import { ByteQueue } from "./buffer.js";
+
 /** The protocol's default and maximum `max_frame_len`: 1 MiB (§10.3). */
 export const DEFAULT_MAX_FRAME_LEN = 1_048_576;
 /** The longest length prefix: 10 bytes (§10.2). */
@@ -92,15 +94,15 @@ export function encodeVarint(value: number | bigint): Uint8Array {
 /** Result of reading a prefix: incomplete, or its value and length. */
 type Prefix = { complete: false } | { complete: true; value: bigint; size: number };
 
-/** Reads a prefix at `offset`; throws `invalid_length_prefix` per §10.2. */
-function readPrefix(bytes: Uint8Array, offset: number): Prefix {
+/** Reads a prefix at `offset` of a byte source; throws `invalid_length_prefix` per §10.2. */
+function readPrefix(byteAt: (i: number) => number, length: number, offset: number): Prefix {
   let value = 0n;
   for (let i = 0; i < MAX_PREFIX_LEN; i++) {
     const at = offset + i;
-    if (at >= bytes.length) {
+    if (at >= length) {
       return { complete: false };
     }
-    const byte = bytes[at]!;
+    const byte = byteAt(at);
     if (i === MAX_PREFIX_LEN - 1 && byte !== 0x01) {
       throw new FrameError("invalid_length_prefix");
     }
@@ -119,8 +121,9 @@ function readPrefix(bytes: Uint8Array, offset: number): Prefix {
 /** Incremental frame decoder (§10.4). */
 export class FrameDecoder {
   private readonly maxFrameLen: number;
-  private buffer: Uint8Array = new Uint8Array(0);
-  private start = 0;
+  private readonly queue = new ByteQueue();
+  /** Offset in the queue up to which prefixes were validated (the start of the first frame not yet complete). */
+  private validated = 0;
 
   /** @param maxFrameLen the largest body accepted, default 1 MiB */
   constructor(maxFrameLen: number = DEFAULT_MAX_FRAME_LEN) {
@@ -133,55 +136,51 @@ export class FrameDecoder {
    * none of `bytes` is kept.
    */
   push(bytes: Uint8Array): void {
-    const pending = this.buffer.subarray(this.start);
-    const joined = new Uint8Array(pending.length + bytes.length);
-    joined.set(pending, 0);
-    joined.set(bytes, pending.length);
-    this.validate(joined);
-    this.buffer = joined;
-    this.start = 0;
-  }
-
-  private validate(bytes: Uint8Array): void {
-    let offset = 0;
-    while (offset < bytes.length) {
-      const prefix = readPrefix(bytes, offset);
+    const held = this.queue.length;
+    const total = held + bytes.length;
+    const byteAt = (i: number) => (i < held ? this.queue.at(i) : bytes[i - held]!);
+    let offset = this.validated;
+    while (offset < total) {
+      const prefix = readPrefix(byteAt, total, offset);
       if (!prefix.complete) {
-        return;
+        break;
       }
       if (prefix.value > BigInt(this.maxFrameLen)) {
         throw new FrameError("oversize", { length: prefix.value, max: this.maxFrameLen });
       }
-      offset += prefix.size + Number(prefix.value);
+      const next = offset + prefix.size + Number(prefix.value);
+      if (next > total) {
+        break;
+      }
+      offset = next;
     }
+    this.queue.append(bytes);
+    this.validated = offset;
   }
 
   /** The next complete frame body, or `undefined` until more bytes arrive. */
   nextFrame(): Uint8Array | undefined {
-    if (this.start >= this.buffer.length) {
+    const held = this.queue.length;
+    if (held === 0) {
       return undefined;
     }
-    const prefix = readPrefix(this.buffer, this.start);
+    const prefix = readPrefix((i) => this.queue.at(i), held, 0);
     if (!prefix.complete) {
       return undefined;
     }
-    const bodyStart = this.start + prefix.size;
-    const bodyEnd = bodyStart + Number(prefix.value);
-    if (bodyEnd > this.buffer.length) {
+    const frameLen = prefix.size + Number(prefix.value);
+    if (frameLen > held) {
       return undefined;
     }
-    const body = this.buffer.slice(bodyStart, bodyEnd);
-    this.start = bodyEnd;
-    if (this.start === this.buffer.length) {
-      this.buffer = new Uint8Array(0);
-      this.start = 0;
-    }
+    const body = this.queue.view(prefix.size, Number(prefix.value)).slice();
+    this.queue.consume(frameLen);
+    this.validated = Math.max(0, this.validated - frameLen);
     return body;
   }
 
   /** Bytes held that belong to frames not yet returned. */
   get buffered(): number {
-    return this.buffer.length - this.start;
+    return this.queue.length;
   }
 
   /**

@@ -82,3 +82,15 @@ test("after an error the decryptor refuses further input", () => {
   assert.throws(() => dec.update(ciphertext.subarray(10)), isAttachmentError("already_failed"));
   assert.throws(() => dec.finish(), isAttachmentError("already_failed"));
 });
+
+test("a ciphertext fed one byte at a time decrypts the same", () => {
+  const plain = pattern(65536 + 300);
+  const { ciphertext, summary } = encryptAttachment(key, plain);
+  const dec = new AttachmentDecryptor(key, summary.digest);
+  const out: Uint8Array[] = [];
+  for (let i = 0; i < ciphertext.length; i++) {
+    out.push(...dec.update(ciphertext.subarray(i, i + 1)));
+  }
+  out.push(dec.finish().plaintext);
+  assert.equal(toHex(concat(...out)), toHex(plain));
+});

@@ -85,3 +85,21 @@ test("the encoder refuses a body over the limit and writes nothing", () => {
   assert.throws(() => encodeFrame(new Uint8Array(11), 10), (e: unknown) => e instanceof FrameError && e.kind === "encode_too_large");
   assert.equal(encodeFrame(new Uint8Array(10), 10).length, 11);
 });
+
+test("a 1 MiB frame pushed in 7-byte pieces, then a small one", () => {
+  const big = new Uint8Array(1_048_576).fill(0x5a);
+  const stream = Uint8Array.from([...encodeFrame(big), ...encodeFrame(fromHex("01"))]);
+  const decoder = new FrameDecoder();
+  const frames: Uint8Array[] = [];
+  for (let i = 0; i < stream.length; i += 7) {
+    decoder.push(stream.subarray(i, i + 7));
+    for (let f = decoder.nextFrame(); f !== undefined; f = decoder.nextFrame()) {
+      frames.push(f);
+    }
+  }
+  decoder.finish();
+  assert.equal(frames.length, 2);
+  assert.equal(frames[0]!.length, big.length);
+  assert.ok(frames[0]!.every((b) => b === 0x5a));
+  assert.equal(toHex(frames[1]!), "01");
+});

@@ -10,7 +10,12 @@ import { test } from "node:test";
 import { create, toBinary } from "@bufbuild/protobuf";
 
 import { toHex, utf8 } from "../src/bytes.js";
-import { RatchetStateSchema, SenderKeyRecordStateSchema } from "../src/gen/state_pb.js";
+import {
+  InboundSenderKeyStateSchema,
+  RatchetStateSchema,
+  SenderKeyRecordStateSchema,
+  SkippedSenderMessageKeySchema,
+} from "../src/gen/state_pb.js";
 import { IdentityKeyPair } from "../src/identity.js";
 import { KemPreKey, LocalPreKeys, OneTimePreKey, SignedPreKey } from "../src/prekeys.js";
 import { RatchetSession } from "../src/ratchet/session.js";
@@ -121,7 +126,13 @@ test("an inbound sender key whose next iteration is 0xFFFFFFFF restores, keeping
   const key = new Uint8Array(32).fill(5);
   const state = create(SenderKeyRecordStateSchema, {
     version: 1,
-    generations: [{ ...generation, iteration: 0xffffffff, skipped: [{ iteration: 0xfffffffd, messageKey: key }] }],
+    generations: [
+      create(InboundSenderKeyStateSchema, {
+        ...generation,
+        iteration: 0xffffffff,
+        skipped: [create(SkippedSenderMessageKeySchema, { iteration: 0xfffffffd, messageKey: key })],
+      }),
+    ],
   });
   const bytes = toBinary(SenderKeyRecordStateSchema, state);
   assert.equal(toHex(SenderKeyRecord.fromBytes(bytes).toBytes()), toHex(bytes));
