@@ -13,7 +13,7 @@ import { chacha20poly1305 } from "@noble/ciphers/chacha.js";
 import { sha256 } from "@noble/hashes/sha2.js";
 
 import { ByteQueue } from "./buffer.js";
-import { concat, constantTimeEqual, copy, u32be, wipe } from "./bytes.js";
+import { concat, constantTimeEqual, copy, redactSecrets, u32be, wipe } from "./bytes.js";
 import { hkdf } from "./kdf.js";
 import { ATTACHMENT_INFO, ATTACHMENT_NONCE_PREFIX_LEN, ATTACHMENT_SEGMENT_LEN, KEY_LEN, TAG_LEN } from "./labels.js";
 import type { Rng } from "./rng.js";
@@ -291,3 +291,7 @@ export function decryptAttachment(key: AttachmentKey, digest: Uint8Array, cipher
   parts.push(decryptor.finish().plaintext);
   return concat(...parts);
 }
+
+redactSecrets(AttachmentKey);
+redactSecrets(AttachmentEncryptor);
+redactSecrets(AttachmentDecryptor);

@@ -5,6 +5,9 @@
  * exactly the bytes appended and not yet consumed (plus spare capacity of at
  * most the same size once compacted).
  */
+import { redactSecrets } from "./bytes.js";
+
+/** A FIFO of bytes; prints as `ByteQueue(<redacted>)` since it may hold plaintext. */
 export class ByteQueue {
   private storage = new Uint8Array(0);
   private start = 0;
@@ -61,3 +64,5 @@ export class ByteQueue {
     this.end = 0;
   }
 }
+
+redactSecrets(ByteQueue);

@@ -88,3 +88,16 @@ export function wipe(...buffers: (Uint8Array | undefined | null)[]): void {
 export function copy(bytes: Uint8Array): Uint8Array {
   return Uint8Array.from(bytes);
 }
+
+/** Node's custom-inspect symbol (used by `console.log` and `util.inspect`). */
+export const INSPECT_SYMBOL = Symbol.for("nodejs.util.inspect.custom");
+
+/**
+ * Makes `console.log`, `util.inspect` and `JSON.stringify` of every instance
+ * of `cls` print `Name(<redacted>)`: objects holding keys never print them.
+ */
+export function redactSecrets(cls: { prototype: object; name: string }): void {
+  const text = `${cls.name}(<redacted>)`;
+  Object.defineProperty(cls.prototype, INSPECT_SYMBOL, { value: () => text });
+  Object.defineProperty(cls.prototype, "toJSON", { value: () => text });
+}

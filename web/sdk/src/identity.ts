@@ -12,7 +12,7 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { ed25519, x25519 } from "@noble/curves/ed25519.js";
 import { sha512 } from "@noble/hashes/sha2.js";
 
-import { copy, isAllZero, wipe } from "./bytes.js";
+import { copy, isAllZero, redactSecrets, wipe } from "./bytes.js";
 import { IdentityStateSchema } from "./gen/state_pb.js";
 import { KEY_LEN, SIGNATURE_LEN, STATE_VERSION } from "./labels.js";
 import type { Rng } from "./rng.js";
@@ -190,9 +190,6 @@ export class IdentityKeyPair {
   dispose(): void {
     wipe(this.seed);
   }
-
-  /** Never prints the seed. */
-  toJSON(): unknown {
-    return { identityKey: "IdentityKeyPair(<redacted>)" };
-  }
 }
+
+redactSecrets(IdentityKeyPair);

@@ -12,7 +12,7 @@
 import { create, toBinary } from "@bufbuild/protobuf";
 import { ml_kem768 } from "@noble/post-quantum/ml-kem.js";
 
-import { bytesEqual, concat, copy, u32be, wipe } from "./bytes.js";
+import { bytesEqual, concat, copy, redactSecrets, u32be, wipe } from "./bytes.js";
 import { LocalPreKeysStateSchema } from "./gen/state_pb.js";
 import { type IdentityKeyPair, x25519PublicKey } from "./identity.js";
 import {
@@ -340,3 +340,8 @@ export class LocalPreKeys {
     this.oneTime.delete(id);
   }
 }
+
+redactSecrets(SignedPreKey);
+redactSecrets(OneTimePreKey);
+redactSecrets(KemPreKey);
+redactSecrets(LocalPreKeys);

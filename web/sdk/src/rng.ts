@@ -5,6 +5,8 @@
  */
 import { randomBytes } from "@noble/hashes/utils.js";
 
+import { redactSecrets } from "./bytes.js";
+
 /** A source of random bytes. */
 export interface Rng {
   /** Returns `length` fresh random bytes (one draw). */
@@ -63,3 +65,5 @@ export class ReplayRng implements Rng {
     }
   }
 }
+
+redactSecrets(ReplayRng);

@@ -13,7 +13,7 @@ import { create, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
 import { chacha20poly1305 } from "@noble/ciphers/chacha.js";
 import { ed25519 } from "@noble/curves/ed25519.js";
 
-import { bytesEqual, concat, copy, readU32be, u32be, wipe } from "./bytes.js";
+import { bytesEqual, concat, copy, readU32be, redactSecrets, u32be, wipe } from "./bytes.js";
 import {
   type InboundSenderKeyState,
   InboundSenderKeyStateSchema,
@@ -550,3 +550,7 @@ export class SenderKeyRecord {
     return generation.decryptParsed(parsed);
   }
 }
+
+redactSecrets(OutboundSenderKey);
+redactSecrets(InboundSenderKey);
+redactSecrets(SenderKeyRecord);

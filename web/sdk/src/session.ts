@@ -12,7 +12,7 @@
  */
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 
-import { bytesEqual, concat, copy } from "./bytes.js";
+import { bytesEqual, concat, copy, redactSecrets } from "./bytes.js";
 import { PreKeyMessageSchema } from "./gen/session_pb.js";
 import { SessionStateSchema } from "./gen/state_pb.js";
 import { type HandshakeMode, type InitialHeader, initiate, respond } from "./handshake.js";
@@ -277,3 +277,5 @@ export class Session {
     return plaintext;
   }
 }
+
+redactSecrets(Session);

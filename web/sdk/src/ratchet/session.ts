@@ -19,7 +19,7 @@ import { chacha20poly1305 } from "@noble/ciphers/chacha.js";
 
 import { create, toBinary } from "@bufbuild/protobuf";
 
-import { bytesEqual, concat, copy, fromHex, toHex, wipe } from "../bytes.js";
+import { bytesEqual, concat, copy, fromHex, redactSecrets, toHex, wipe } from "../bytes.js";
 import { RatchetStateSchema } from "../gen/state_pb.js";
 import { KeyError, x25519Dh, x25519PublicKey } from "../identity.js";
 import { kdfCk, kdfRk, messageKeys, type RootStep } from "../kdf.js";
@@ -500,3 +500,5 @@ function wipeEntries(entries: [number, Uint8Array][]): void {
     wipe(key);
   }
 }
+
+redactSecrets(RatchetSession);
