@@ -125,7 +125,8 @@ pub struct Config {
     /// Handshakes in progress from which a client whose address is not yet
     /// validated must first answer a QUIC Retry (0: always).
     pub retry_above_handshakes: u32,
-    /// Seconds after Hello within which a connection must log in.
+    /// Seconds after Hello, or after the last successful register,
+    /// confirm or enrol, within which a connection must log in.
     pub login_timeout_secs: u64,
     /// Seconds a started frame (or an attachment stream's header) may take
     /// to arrive in full.
@@ -383,7 +384,8 @@ pub struct Overrides {
     /// Retry first, 0 = always [default: 0].
     #[arg(long, env = "MICROBOT_RETRY_ABOVE_HANDSHAKES", global = true)]
     pub retry_above_handshakes: Option<u32>,
-    /// Seconds after Hello within which a connection must log in, 1..=3600 [default: 30].
+    /// Seconds after Hello (or the last successful register, confirm or enrol) within which
+    /// a connection must log in, 1..=3600 [default: 30].
     #[arg(long, env = "MICROBOT_LOGIN_TIMEOUT_SECS", global = true)]
     pub login_timeout_secs: Option<u64>,
     /// Seconds a started frame or attachment stream header may take, 1..=3600 [default: 20].
