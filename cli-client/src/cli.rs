@@ -135,12 +135,22 @@ pub struct Verify {
 
 /// `send`.
 #[derive(Debug, Args)]
+#[command(after_help = SEND_HELP)]
 pub struct Send {
     /// A username or a group.
     pub target: String,
-    /// The text.
-    pub text: String,
+    /// The text; `-` reads it from standard input.
+    #[arg(required_unless_present = "text_file", conflicts_with = "text_file")]
+    pub text: Option<String>,
+    /// Read the text from this file (UTF-8).
+    #[arg(long, value_name = "PATH")]
+    pub text_file: Option<PathBuf>,
 }
+
+const SEND_HELP: &str = "\
+A message holds at most 65536 bytes of text (trailing line breaks of standard
+input or a file are dropped); send anything longer as a file:
+`microbot file send TARGET PATH`.";
 
 /// `chat`.
 #[derive(Debug, Args)]
@@ -240,6 +250,9 @@ pub enum FileCommand {
         message_id: String,
         /// Where to write it (a directory keeps the sender's file name).
         dest: PathBuf,
+        /// Replace the file at DEST if there is one.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -271,6 +284,12 @@ mod tests {
     #[test]
     fn the_command_line_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_quoted_text_limit_is_the_sdks() {
+        let quoted = microbot_client::MAX_TEXT_LEN.to_string();
+        assert!(SEND_HELP.contains(&format!("at most {quoted} bytes")));
     }
 
     #[test]

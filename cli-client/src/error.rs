@@ -30,8 +30,9 @@ pub enum CliError {
     /// The TOTP or recovery code was refused.
     #[error("wrong code: {0}")]
     WrongCode(String),
-    /// Username or password refused.
-    #[error("wrong username or password")]
+    /// Username, password or (at enrolment, SPEC.md §13.6: one generic
+    /// error, no password oracle) the code refused.
+    #[error("wrong username, password or code")]
     WrongCredentials,
     /// Registration with a name that exists.
     #[error("username {0} is already taken")]
@@ -234,9 +235,25 @@ pub fn store(error: StoreError) -> CliError {
     CliError::Other(format!("local store: {error}"))
 }
 
+/// The one error for a text over [`microbot_client::MAX_TEXT_LEN`]
+/// (`len` when known), pointing to `file send`.
+pub fn text_too_long(target: &str, len: Option<usize>) -> CliError {
+    let max = microbot_client::MAX_TEXT_LEN;
+    let size = match len {
+        Some(len) => format!("{len} bytes"),
+        None => format!("more than {max} bytes"),
+    };
+    CliError::Input(format!(
+        "the text is {size}; a message holds at most {max} bytes: send it as a file with \
+         `microbot file send {target} PATH`"
+    ))
+}
+
 /// Translates a send error for `target`.
 pub fn send(target: &str, error: SendError) -> CliError {
     match error {
+        SendError::EmptyText => CliError::Input("the message is empty; nothing was sent".into()),
+        SendError::TextTooLong { len, .. } => text_too_long(target, Some(len)),
         SendError::UntrustedIdentity { username } => CliError::UntrustedIdentity(username),
         SendError::InvalidUsername => CliError::UnknownContact(target.to_owned()),
         SendError::UnknownMessage => {

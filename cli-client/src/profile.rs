@@ -50,14 +50,25 @@ pub fn server_config(addr: &str, cert_sha256: &str) -> Result<ServerConfig, CliE
     })
 }
 
+/// A malformed address (no port, bad port) is the user's input; a host
+/// name that does not resolve is the server being unreachable (exit 4).
 fn resolve(addr: &str) -> Result<SocketAddr, CliError> {
     if let Ok(socket) = addr.parse() {
         return Ok(socket);
     }
+    let unreachable = |reason: String| CliError::Unreachable {
+        addr: addr.to_owned(),
+        reason,
+    };
     addr.to_socket_addrs()
-        .map_err(|e| CliError::Input(format!("server address {addr:?}: {e}")))?
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::InvalidInput => {
+                CliError::Input(format!("server address {addr:?}: {e} (expected host:port)"))
+            }
+            _ => unreachable(format!("the host name does not resolve ({e})")),
+        })?
         .next()
-        .ok_or_else(|| CliError::Input(format!("server address {addr:?} resolves to nothing")))
+        .ok_or_else(|| unreachable("the host name resolves to no address".into()))
 }
 
 /// One profile directory.

@@ -330,13 +330,13 @@ fn short(id: &[u8; 16]) -> String {
 }
 
 /// A message's text followed by its file, if any:
-/// `caption [file "a.pdf", 1.2 MiB: microbot file get <id>]`.
+/// `caption [file "a.pdf", 1.2 MiB: microbot file get <id> DEST]`.
 pub fn body(text: &str, file: Option<&AttachmentPointer>, id: &MessageId) -> String {
     let Some(file) = file else {
         return text.to_owned();
     };
     let file = format!(
-        "[file {:?}, {}: `microbot file get {}`]",
+        "[file {:?}, {}: `microbot file get {} DEST`]",
         file.file_name,
         progress::bytes(file.size as f64),
         id_hex(id)
@@ -352,9 +352,13 @@ pub fn body(text: &str, file: Option<&AttachmentPointer>, id: &MessageId) -> Str
 pub fn to_line(event: &Event, names: &Names) -> String {
     match event {
         Event::Message(m) => format!(
-            "[{}] {}: {}  (id {})",
+            "[{}] {}{}: {}  (id {})",
             names.label(&m.conversation),
             m.author,
+            m.reply_to
+                .as_ref()
+                .map(|r| format!(" (reply to {})", short(r)))
+                .unwrap_or_default(),
             body(&m.text, m.attachment.as_ref(), &m.message_id),
             id_hex(&m.message_id)
         ),

@@ -499,6 +499,7 @@ impl Account {
         conversation: &Conversation,
         text: &str,
     ) -> Result<MessageId, SendError> {
+        check_text(text)?;
         self.queue(conversation, Content::text(new_id(), now_ms(), text))
     }
 
@@ -514,6 +515,7 @@ impl Account {
         target: MessageId,
         snippet: &str,
     ) -> Result<MessageId, SendError> {
+        check_text(text)?;
         let snippet: String = snippet.chars().take(256).collect();
         self.queue(
             conversation,
@@ -553,6 +555,7 @@ impl Account {
         target: MessageId,
         text: &str,
     ) -> Result<MessageId, SendError> {
+        check_text(text)?;
         let rows = self
             .inner
             .tx(|tx| tx.message_events(&self.inner.username, &target))?;
@@ -764,6 +767,22 @@ impl Account {
             .await?;
         Ok(auth::expect_ok(result)?)
     }
+}
+
+/// Refuses, before anything is queued, a text that is empty or only white
+/// space, and one longer than [`crate::MAX_TEXT_LEN`] (checked here so the
+/// error quotes that one limit, not the whole content's).
+fn check_text(text: &str) -> Result<(), SendError> {
+    if text.trim().is_empty() {
+        return Err(SendError::EmptyText);
+    }
+    if text.len() > crate::MAX_TEXT_LEN {
+        return Err(SendError::TextTooLong {
+            len: text.len(),
+            max: crate::MAX_TEXT_LEN,
+        });
+    }
+    Ok(())
 }
 
 /// A fresh random 16-byte message id.

@@ -174,6 +174,20 @@ pub enum SendError {
         /// The contact.
         username: String,
     },
+    /// The text is empty or only white space.
+    #[error("the message is empty")]
+    EmptyText,
+    /// The text is longer than a message holds ([`crate::MAX_TEXT_LEN`],
+    /// SPEC.md §11.2); longer text goes as a file.
+    #[error(
+        "the text is {len} bytes; a message holds at most {max} bytes (send longer text as a file)"
+    )]
+    TextTooLong {
+        /// Its length in bytes.
+        len: usize,
+        /// The limit, [`crate::MAX_TEXT_LEN`].
+        max: usize,
+    },
     /// The content breaks a protocol limit (SPEC.md §11.2).
     #[error("invalid content: {0}")]
     InvalidContent(#[from] microbot_protocol::ContentError),

@@ -23,6 +23,7 @@
 //! - `sync`: the background connection: fetch → ack, outbox, backoff.
 //! - `rotation`: which of the server's addresses to try next, and when (§12.1).
 //! - `receive`: one envelope: decrypt → check → store → event.
+//! - `shown`: which received messages the application has shown (`recv`).
 //! - `groups`: group membership, names, sender keys (§6, §11.5, §12.10).
 //! - `attachments`: streaming encrypted file upload and download (§7, §12.11).
 //! - [`events`]: what the application is told.
@@ -55,6 +56,7 @@ mod prekeys;
 mod receive;
 mod rotation;
 mod sessions;
+mod shown;
 mod store;
 mod sync;
 mod transport;
@@ -77,7 +79,11 @@ pub use microbot_crypto::attachment::AttachmentDecryptError;
 pub use microbot_crypto::fingerprint::SafetyNumber;
 pub use microbot_protocol::MessageId;
 pub use microbot_protocol::content::AttachmentPointer;
+/// The most bytes of text one message holds (SPEC.md §11.2): the one limit
+/// [`SendError::TextTooLong`] quotes; longer text goes as a file.
+pub use microbot_protocol::content_rules::MAX_TEXT_LEN;
 pub use microbot_protocol::transport::ErrorCode;
+pub use shown::Unshown;
 pub use transport::{ALPN, quic_client_config};
 
 /// Milliseconds since the Unix epoch (0 if the clock is before 1970).

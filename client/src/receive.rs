@@ -138,7 +138,20 @@ pub(crate) fn process(
         && matches!(conversation, Conversation::Direct(_))
         && matches!(content.body, Some(Body::Text(_) | Body::Attachment(_))))
     .then(|| (conversation.clone(), message_id));
-    if let Some(event) = event_for(tx, &conversation, sender, device, &content, message_id)? {
+    if matches!(
+        content.body,
+        Some(
+            Body::Text(_)
+                | Body::Attachment(_)
+                | Body::Edit(_)
+                | Body::Delete(_)
+                | Body::Reaction(_)
+        )
+    ) {
+        tx.mark_unshown(sender, &message_id, device)?;
+    }
+    let all = u64::MAX;
+    if let Some(event) = event_for(tx, &conversation, sender, device, &content, message_id, all)? {
         events.push(event);
     }
     Ok(Outcome::Delivered {
@@ -272,14 +285,16 @@ fn id16(bytes: &[u8]) -> Option<MessageId> {
 }
 
 /// The event for newly stored content, using the converged view for texts
-/// and edits.
-fn event_for(
+/// and edits, as of the rows stored at positions up to `until` (`u64::MAX`:
+/// all; shown.rs rebuilds a stored row's event as it was raised).
+pub(crate) fn event_for(
     tx: &Tx<'_>,
     conversation: &Conversation,
     author: &str,
     device: u64,
     content: &Content,
     message_id: MessageId,
+    until: u64,
 ) -> Result<Option<Event>, StoreError> {
     let conversation = conversation.clone();
     let Some(body) = content.body.as_ref() else {
@@ -289,7 +304,7 @@ fn event_for(
         Ok(messages::fold(
             author,
             target,
-            &tx.message_events(author, target)?,
+            &tx.message_events_until(author, target, until)?,
         ))
     };
     Ok(match body {

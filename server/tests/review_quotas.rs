@@ -249,3 +249,87 @@ async fn a_scrape_does_not_count_every_envelope() {
     }
     server.stop().await;
 }
+
+/// Whether one more 1:1 envelope from `client` to `to` is stored.
+async fn room_for(client: &mut Client, to: u64) -> bool {
+    match send_to(client, &[(to, random_bytes(8))]).await {
+        response::Result::Send(_) => true,
+        response::Result::Error(e) if code(&e) == ErrorCode::QueueFull => false,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_kept_queue_length_follows_sends_acks_and_expiry() {
+    for be in backends("queue_len") {
+        let server = be
+            .start(|c| {
+                c.max_queue_len = 3;
+                c.queue_sender_share_percent = 100;
+            })
+            .await;
+        let mut alice = new_device(&server, "alice").await;
+        let mut bob = new_device(&server, "bob").await;
+        let group = create_group(&mut alice.client, &["bob"]).await;
+        for _ in 0..2 {
+            assert!(room_for(&mut alice.client, bob.device_id).await);
+        }
+        assert!(
+            sent(send_group(&mut alice.client, &group).await)
+                .skipped_device_ids
+                .is_empty()
+        );
+        assert!(
+            !room_for(&mut alice.client, bob.device_id).await,
+            "{}",
+            be.name
+        );
+        let full = sent(send_group(&mut alice.client, &group).await);
+        assert_eq!(full.skipped_device_ids, vec![bob.device_id], "{}", be.name);
+        // Acks make room again, exactly as much as they delete.
+        let queued = fetch(&mut bob.client).await.envelopes;
+        assert_eq!(queued.len(), 3, "{}", be.name);
+        let ids: Vec<u64> = queued.iter().map(|e| e.envelope_id).collect();
+        assert_eq!(ack(&mut bob.client, ids[..2].to_vec()).await, 2);
+        assert_eq!(
+            ack(&mut bob.client, ids[..2].to_vec()).await,
+            0,
+            "acked twice"
+        );
+        assert!(room_for(&mut alice.client, bob.device_id).await);
+        assert!(
+            sent(send_group(&mut alice.client, &group).await)
+                .skipped_device_ids
+                .is_empty()
+        );
+        assert!(
+            !room_for(&mut alice.client, bob.device_id).await,
+            "{}",
+            be.name
+        );
+        server.stop().await;
+
+        // Expired envelopes stop counting once the sweep deletes them.
+        let server = be
+            .start(|c| {
+                c.max_queue_len = 2;
+                c.queue_sender_share_percent = 100;
+                c.envelope_ttl_secs = 1;
+                c.purge_interval_secs = 1;
+            })
+            .await;
+        let mut carol = new_device(&server, "carol").await;
+        let dave = new_device(&server, "dave").await;
+        while room_for(&mut carol.client, dave.device_id).await {}
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+        while !room_for(&mut carol.client, dave.device_id).await {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{}: never swept",
+                be.name
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        server.stop().await;
+    }
+}

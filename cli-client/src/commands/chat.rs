@@ -1,4 +1,5 @@
-//! `chat`: a line-based conversation view. It shows the history, then
+//! `chat`: a line-based conversation view (what it shows counts as shown
+//! for `recv`). It shows the history, then
 //! live messages, edits, deletes, reactions, typing and read receipts;
 //! each message has a number for the commands (`/edit N text`,
 //! `/delete N`, `/react N 👍`, `/unreact N 👍`, `/reply N text`, `/quit`).
@@ -76,6 +77,11 @@ struct ChatState<'a> {
     pending: HashSet<MessageId>,
     /// Receipts already shown: (from, message, read).
     receipts: HashSet<(String, MessageId, bool)>,
+    /// Sends the SDK refused so far (any cause).
+    failed_queues: usize,
+    /// Input lines refused (a send refused, a bad command): the chat then
+    /// exits non-zero, so a script piping lines in learns of it.
+    refused_lines: usize,
 }
 
 /// `microbot chat TARGET`.
@@ -103,6 +109,8 @@ async fn run(online: &mut Online, args: &Chat, linger: Duration) -> Result<(), C
         view: View::default(),
         pending: HashSet::new(),
         receipts: HashSet::new(),
+        failed_queues: 0,
+        refused_lines: 0,
     };
     state.show_history(args.history)?;
     // Messages, edits, deletes and reactions fetched while connecting are
@@ -140,7 +148,13 @@ async fn run(online: &mut Online, args: &Chat, linger: Duration) -> Result<(), C
             },
         }
     }
-    drain(inbox, &mut state, &names, linger).await
+    drain(inbox, &mut state, &names, linger).await?;
+    match state.refused_lines {
+        0 => Ok(()),
+        n => Err(CliError::Input(format!(
+            "{n} input line(s) were refused (see the errors above)"
+        ))),
+    }
 }
 
 impl ChatState<'_> {
@@ -164,6 +178,9 @@ impl ChatState<'_> {
             }
             let n = self.view.push(&snapshot.author, snapshot.message_id);
             self.screen.say(&self.format_snapshot(n, snapshot));
+            self.account
+                .mark_message_shown(&snapshot.author, &snapshot.message_id)
+                .map_err(error::store)?;
             // What came before our own last message was seen when we wrote
             // it (the SDK keeps no read state to ask; this keeps reopening
             // a chat from re-sending the same receipts).
@@ -204,7 +221,15 @@ impl ChatState<'_> {
         } else {
             format!("  [{}]", reactions.join(", "))
         };
-        format!("[{n}] {}: {body}{reactions}", snapshot.author)
+        let reply = self.reply_label(snapshot.reply_to.as_ref());
+        format!("[{n}] {}{reply}: {body}{reactions}", snapshot.author)
+    }
+
+    /// ` (reply to [N])` for a reply, as its sender sees it; empty otherwise.
+    fn reply_label(&self, reply_to: Option<&MessageId>) -> String {
+        reply_to
+            .map(|id| format!(" (reply to {})", self.view.label(id)))
+            .unwrap_or_default()
     }
 
     /// Tells the conversation we started or stopped typing. Typing
@@ -228,6 +253,7 @@ impl ChatState<'_> {
                 Some(id)
             }
             Err(e) => {
+                self.failed_queues += 1;
                 self.screen
                     .warn(&format!("error: {}", error::send(&self.target.label, e)));
                 None
@@ -238,6 +264,34 @@ impl ChatState<'_> {
     /// Shows an event of this conversation; an error when the server
     /// refused this device.
     fn show_event(&mut self, event: &Event, names: &Names) -> Result<(), CliError> {
+        // What the chat shows counts as shown: `recv` will not show it again.
+        let here = |conversation: &Conversation| *conversation == self.target.conversation;
+        let shown = match event {
+            Event::Message(m) if here(&m.conversation) => Some((&m.author, m.message_id)),
+            Event::Edited {
+                conversation,
+                author,
+                target,
+                ..
+            }
+            | Event::Deleted {
+                conversation,
+                author,
+                target,
+            } if here(conversation) => Some((author, *target)),
+            Event::Reaction {
+                conversation,
+                from,
+                target,
+                ..
+            } if here(conversation) => Some((from, *target)),
+            _ => None,
+        };
+        if let Some((author, id)) = shown {
+            self.account
+                .mark_message_shown(author, &id)
+                .map_err(error::store)?;
+        }
         match event {
             Event::Message(m) if m.conversation == self.target.conversation => {
                 if self.view.number(&m.message_id).is_some() {
@@ -245,7 +299,9 @@ impl ChatState<'_> {
                 }
                 let n = self.view.push(&m.author, m.message_id);
                 let body = render::body(&m.text, m.attachment.as_ref(), &m.message_id);
-                self.screen.say(&format!("[{n}] {}: {body}", m.author));
+                let reply = self.reply_label(m.reply_to.as_ref());
+                self.screen
+                    .say(&format!("[{n}] {}{reply}: {body}", m.author));
                 if m.author != self.me() {
                     let id = m.message_id;
                     self.queue(|account, conversation| account.mark_read(conversation, &[id]));
@@ -358,8 +414,17 @@ impl ChatState<'_> {
         Ok(())
     }
 
-    /// Handles one input line; `false` to quit.
+    /// Handles one input line, counting it when refused; `false` to quit.
     fn handle_line(&mut self, line: &str) -> bool {
+        let failed_before = self.failed_queues;
+        let go_on = self.handle_line_inner(line);
+        if self.failed_queues > failed_before {
+            self.refused_lines += 1;
+        }
+        go_on
+    }
+
+    fn handle_line_inner(&mut self, line: &str) -> bool {
         let line = line.trim_end();
         if line.is_empty() {
             return true;
@@ -443,6 +508,7 @@ impl ChatState<'_> {
             _ => Err(CliError::Input(format!("unknown command /{name}. {HELP}"))),
         };
         if let Err(error) = result {
+            self.failed_queues += 1;
             self.screen.warn(&format!("error: {error}"));
         }
         true

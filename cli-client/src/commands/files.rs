@@ -21,7 +21,11 @@ pub async fn file(ctx: &Ctx, command: FileCommand) -> Result<(), CliError> {
             path,
             caption,
         } => send(ctx, &target, &path, caption).await,
-        FileCommand::Get { message_id, dest } => get(ctx, &message_id, &dest).await,
+        FileCommand::Get {
+            message_id,
+            dest,
+            force,
+        } => get(ctx, &message_id, &dest, force).await,
     }
 }
 
@@ -81,7 +85,24 @@ fn safe_file_name(suggested: &str) -> Option<String> {
     (!trimmed.is_empty() && trimmed != "." && trimmed != "..").then(|| trimmed.to_owned())
 }
 
-async fn get(ctx: &Ctx, message_id: &str, dest: &Path) -> Result<(), CliError> {
+/// Refuses to replace an existing file at `dest` unless `force`. (The
+/// download is renamed into place only once complete, so a refused or
+/// failed download never touches it.)
+fn check_overwrite(dest: &Path, force: bool) -> Result<(), CliError> {
+    match std::fs::symlink_metadata(dest) {
+        Ok(meta) if meta.is_dir() => Err(CliError::Input(format!(
+            "{} is a directory inside the destination; choose another DEST",
+            dest.display()
+        ))),
+        Ok(_) if !force => Err(CliError::Input(format!(
+            "{} exists; choose another DEST, or pass --force to replace it",
+            dest.display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+async fn get(ctx: &Ctx, message_id: &str, dest: &Path, force: bool) -> Result<(), CliError> {
     let id = parse_id(message_id)?;
     let mut online = ctx.online().await?;
     let result = async {
@@ -99,6 +120,7 @@ async fn get(ctx: &Ctx, message_id: &str, dest: &Path) -> Result<(), CliError> {
         } else {
             dest.to_owned()
         };
+        check_overwrite(&dest, force)?;
         let bar = Mutex::new(Progress::new(format!("receiving {}", dest.display())));
         let got = online
             .account

@@ -328,13 +328,24 @@ impl Tx<'_> {
         author: &str,
         id: &MessageId,
     ) -> Result<Vec<MessageRow>, StoreError> {
+        self.message_events_until(author, id, u64::MAX)
+    }
+
+    /// [`Tx::message_events`] stored at positions up to `until` (the view
+    /// as it was when that row arrived).
+    pub(crate) fn message_events_until(
+        &self,
+        author: &str,
+        id: &MessageId,
+        until: u64,
+    ) -> Result<Vec<MessageRow>, StoreError> {
         self.message_rows(
             "SELECT conversation, author, message_id, target_id, kind, sent_at_ms, received_at_ms, body
              FROM messages
              WHERE author = ?1 AND (message_id = ?2 OR target_id = ?2)
-               AND kind IN ('text', 'edit', 'delete', 'attachment')
+               AND kind IN ('text', 'edit', 'delete', 'attachment') AND seq <= ?3
              ORDER BY seq",
-            params![author, id.as_slice()],
+            params![author, id.as_slice(), i64::try_from(until).unwrap_or(i64::MAX)],
         )
     }
 
@@ -381,6 +392,81 @@ impl Tx<'_> {
         self.conn.execute(
             "INSERT OR IGNORE INTO processed_envelopes (envelope_id, processed_ms) VALUES (?1, ?2)",
             params![to_sql_u64(envelope_id), to_sql_u64(crate::now_ms())],
+        )?;
+        Ok(())
+    }
+
+    // ---- shown flags (the CLI's `recv`) ----
+
+    /// Flags a just-received message row (`author`, `id`) as not shown yet,
+    /// from `device`.
+    pub(crate) fn mark_unshown(
+        &self,
+        author: &str,
+        id: &MessageId,
+        device: u64,
+    ) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE messages SET shown = 0, author_device = ?3
+             WHERE author = ?1 AND message_id = ?2",
+            params![author, id.as_slice(), to_sql_u64(device)],
+        )?;
+        Ok(())
+    }
+
+    /// Up to `limit` rows not shown yet with `seq > after`, in store order:
+    /// `(seq, author_device, row)`.
+    pub(crate) fn unshown(
+        &self,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<(u64, u64, MessageRow)>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT seq, author_device FROM messages WHERE shown = 0 AND seq > ?1
+             ORDER BY seq LIMIT ?2",
+        )?;
+        let heads = stmt
+            .query_map(params![to_sql_u64(after), limit], |row| {
+                Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut out = Vec::with_capacity(heads.len());
+        for (seq, device) in heads {
+            let row = self
+                .message_rows(
+                    "SELECT conversation, author, message_id, target_id, kind, sent_at_ms,
+                            received_at_ms, body
+                     FROM messages WHERE seq = ?1",
+                    params![seq],
+                )?
+                .pop()
+                .ok_or(StoreError::Corrupt { what: "message" })?;
+            out.push((from_sql_u64(seq), from_sql_u64(device), row));
+        }
+        Ok(out)
+    }
+
+    /// Flags shown the message (`author`, `id`), its edits and deletes, and
+    /// the reactions to it.
+    pub(crate) fn mark_message_shown(
+        &self,
+        author: &str,
+        id: &MessageId,
+    ) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE messages SET shown = 1 WHERE shown = 0 AND (
+                 (author = ?1 AND (message_id = ?2 OR target_id = ?2))
+                 OR (kind = 'reaction' AND target_id = ?2))",
+            params![author, id.as_slice()],
+        )?;
+        Ok(())
+    }
+
+    /// Flags the row `seq` as shown.
+    pub(crate) fn mark_shown(&self, seq: u64) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE messages SET shown = 1 WHERE seq = ?1",
+            params![to_sql_u64(seq)],
         )?;
         Ok(())
     }

@@ -71,6 +71,12 @@ const MIGRATIONS: &[&str] = &[
      );
      CREATE INDEX messages_id ON messages (message_id);
      CREATE INDEX outbox_message ON outbox (message_id);",
+    // v3: which received messages the application has shown, and the
+    // sending device (to rebuild their events). Rows stored before count as
+    // shown, so an upgrade does not replay the whole history.
+    "ALTER TABLE messages ADD COLUMN shown INTEGER NOT NULL DEFAULT 1;
+     ALTER TABLE messages ADD COLUMN author_device INTEGER NOT NULL DEFAULT 0;
+     CREATE INDEX messages_unshown ON messages (seq) WHERE shown = 0;",
 ];
 
 /// The schema version this build writes.

@@ -426,8 +426,9 @@ pub trait Storage: GroupStorage + AttachmentStorage + Send + Sync + 'static {
     fn prekey_stock(&self, device_id: u64) -> StorageResult<PrekeyStock>;
 
     /// Stores every envelope or none, durably, and returns their ids in
-    /// order. A queue holding `max_queue_len` unexpired envelopes, or
-    /// `max_per_sender` from this sender's username, is full.
+    /// order. A queue holding `max_queue_len` envelopes (expired ones count
+    /// until the sweep deletes them), or `max_per_sender` unexpired ones
+    /// from this sender's username, is full.
     fn enqueue(
         &self,
         meta: &SendMeta<'_>,
@@ -450,7 +451,8 @@ pub trait Storage: GroupStorage + AttachmentStorage + Send + Sync + 'static {
     /// Deletes every envelope that expired (and group messages no envelope
     /// refers to any more); returns how many envelopes.
     fn purge_expired(&self, now_ms: u64) -> StorageResult<u64>;
-    /// Unexpired envelopes queued for all devices (a metrics gauge).
+    /// Envelopes stored in all device queues (a metrics gauge; expired ones
+    /// count until the sweep deletes them).
     fn total_queued(&self, now_ms: u64) -> StorageResult<u64>;
 
     /// [`Storage::enqueue`] for an async caller: the future resolves once

@@ -300,7 +300,8 @@ async fn delete_device_data(tx: &Tx<'_, '_>, device_id: i64) -> PgResult<()> {
         "DELETE FROM one_time_prekeys WHERE device_id = $1",
         "DELETE FROM kem_prekeys WHERE device_id = $1",
         "DELETE FROM envelopes WHERE device_id = $1",
-        "UPDATE devices SET removed = TRUE, public_key = ''::bytea, name = '' WHERE id = $1",
+        "UPDATE devices SET removed = TRUE, public_key = ''::bytea, name = '', queue_len = 0 \
+         WHERE id = $1",
     ] {
         tx.execute(sql, &[&device_id]).await?;
     }
@@ -419,9 +420,10 @@ pub(crate) async fn lock_devices(
     rows.iter().map(|r| Ok((col(r, 0)?, col(r, 1)?))).collect()
 }
 
-/// Devices among `devices` whose queue holds `meta.max_queue_len`
-/// unexpired envelopes, or `meta.max_per_sender` from this sender when the
-/// device is not of the sender's own account (SPEC.md §12.7).
+/// Devices among `devices` whose queue holds `meta.max_queue_len` envelopes
+/// (the row's `queue_len`), or `meta.max_per_sender` unexpired ones from
+/// this sender when the device is not of the sender's own account
+/// (SPEC.md §12.7). The caller holds the device rows' locks.
 pub(crate) async fn full_queues(
     tx: &Tx<'_, '_>,
     devices: &[i64],
@@ -429,8 +431,7 @@ pub(crate) async fn full_queues(
 ) -> PgResult<Vec<u64>> {
     let rows = tx
         .query(
-            "SELECT d.id, COALESCE(d.account_id = s.account_id, FALSE), \
-             (SELECT COUNT(*) FROM envelopes e WHERE e.device_id = d.id AND e.expires_at_ms > $2), \
+            "SELECT d.id, COALESCE(d.account_id = s.account_id, FALSE), d.queue_len, \
              (SELECT COUNT(*) FROM envelopes e WHERE e.device_id = d.id \
               AND e.sender_username = $3 AND e.expires_at_ms > $2) \
              FROM devices d LEFT JOIN devices s ON s.id = $4 WHERE d.id = ANY($1)",
@@ -837,6 +838,11 @@ impl Storage for PostgresStorage {
                     .await?;
                 ids.push(net_id(col(&row, 0)?));
             }
+            tx.execute(
+                "UPDATE devices SET queue_len = queue_len + 1 WHERE id = ANY($1)",
+                &[&devices],
+            )
+            .await?;
             Ok(ids)
         })
     }
@@ -891,6 +897,13 @@ impl Storage for PostgresStorage {
     fn ack_envelopes(&self, device_id: u64, ids: &[u64]) -> StorageResult<u32> {
         let ids: Vec<i64> = ids.iter().map(|id| sql_id(*id)).collect();
         self.with_tx(async |tx| {
+            // The device row first, as senders and the purge lock it: no
+            // lock-order deadlock with them.
+            tx.execute(
+                "SELECT 1 FROM devices WHERE id = $1 FOR UPDATE",
+                &[&sql_id(device_id)],
+            )
+            .await?;
             let rows = tx
                 .query(
                     "DELETE FROM envelopes WHERE device_id = $1 AND id = ANY($2) \
@@ -898,6 +911,16 @@ impl Storage for PostgresStorage {
                     &[&sql_id(device_id), &ids],
                 )
                 .await?;
+            if !rows.is_empty() {
+                tx.execute(
+                    "UPDATE devices SET queue_len = GREATEST(queue_len - $2, 0) WHERE id = $1",
+                    &[
+                        &sql_id(device_id),
+                        &i64::try_from(rows.len()).unwrap_or(i64::MAX),
+                    ],
+                )
+                .await?;
+            }
             let mut group_messages = Vec::new();
             for r in &rows {
                 if let Some(id) = col::<Option<i64>>(r, 0)? {
@@ -933,6 +956,21 @@ impl Storage for PostgresStorage {
 
     fn purge_expired(&self, now_ms: u64) -> StorageResult<u64> {
         self.with_tx(async |tx| {
+            // Device rows locked in id order, like senders do; then their
+            // queue lengths lose what the sweep deletes.
+            tx.execute(
+                "SELECT id FROM devices WHERE id IN \
+                 (SELECT device_id FROM envelopes WHERE expires_at_ms <= $1) ORDER BY id FOR UPDATE",
+                &[&sql_time(now_ms)],
+            )
+            .await?;
+            tx.execute(
+                "UPDATE devices d SET queue_len = GREATEST(d.queue_len - x.n, 0) FROM \
+                 (SELECT device_id, COUNT(*) AS n FROM envelopes WHERE expires_at_ms <= $1 \
+                  GROUP BY device_id) x WHERE d.id = x.device_id",
+                &[&sql_time(now_ms)],
+            )
+            .await?;
             let n = tx
                 .execute(
                     "DELETE FROM envelopes WHERE expires_at_ms <= $1",
@@ -950,12 +988,12 @@ impl Storage for PostgresStorage {
         })
     }
 
-    fn total_queued(&self, now_ms: u64) -> StorageResult<u64> {
+    fn total_queued(&self, _now_ms: u64) -> StorageResult<u64> {
         self.with_client(async |tx| {
             let row = tx
                 .query_one(
-                    "SELECT COUNT(*) FROM envelopes WHERE expires_at_ms > $1",
-                    &[&sql_time(now_ms)],
+                    "SELECT COALESCE(SUM(queue_len), 0)::bigint FROM devices",
+                    &[],
                 )
                 .await?;
             Ok(net_id(col(&row, 0)?))

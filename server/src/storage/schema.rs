@@ -15,7 +15,8 @@ use rusqlite::Connection;
 /// ciphertext stored once and referenced by every fanned-out envelope) and
 /// attachments. Version 3: account ids never reused (AUTOINCREMENT).
 /// Version 4: envelopes indexed by (device, sender) for the sender share.
-/// Version 5: groups record their creator.
+/// Version 5: groups record their creator. Version 6: devices keep their
+/// queue length.
 pub const MIGRATIONS: &[&str] = &[
     r"
 CREATE TABLE accounts (
@@ -155,6 +156,13 @@ CREATE INDEX envelopes_by_sender ON envelopes(device_id, sender_username, expire
     r"
 ALTER TABLE groups ADD COLUMN created_by INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX groups_by_creator ON groups(created_by);
+",
+    // Version 6 (issue 14): each device row keeps the number of envelopes
+    // stored in its queue, so the queue cap and the metrics gauge read one
+    // column instead of counting envelopes on every send.
+    r"
+ALTER TABLE devices ADD COLUMN queue_len INTEGER NOT NULL DEFAULT 0;
+UPDATE devices SET queue_len = (SELECT COUNT(*) FROM envelopes e WHERE e.device_id = devices.id);
 ",
 ];
 

@@ -183,7 +183,7 @@ fn delete_device_data(tx: &Transaction<'_>, device_id: i64) -> rusqlite::Result<
     tx.execute("DELETE FROM kem_prekeys WHERE device_id = ?1", [device_id])?;
     tx.execute("DELETE FROM envelopes WHERE device_id = ?1", [device_id])?;
     tx.execute(
-        "UPDATE devices SET removed = 1, public_key = X'', name = '' WHERE id = ?1",
+        "UPDATE devices SET removed = 1, public_key = X'', name = '', queue_len = 0 WHERE id = ?1",
         [device_id],
     )?;
     Ok(())
@@ -295,18 +295,21 @@ fn take_bundle(tx: &Transaction<'_>, device_id: i64) -> rusqlite::Result<Option<
 }
 
 /// Whether the queue of `device` can take one more envelope from this
-/// sender: below `max_queue_len` in total and, unless the device is one of
-/// the sender's own account, below `max_per_sender` from the sender's
-/// username (SPEC.md §12.7).
+/// sender: below `max_queue_len` stored envelopes (the device row's
+/// `queue_len`) and, unless the device is one of the sender's own account,
+/// below `max_per_sender` unexpired ones from the sender's username
+/// (SPEC.md §12.7).
 pub(crate) fn has_room(tx: &Connection, meta: &SendMeta<'_>, device: i64) -> StorageResult<bool> {
     let now = sql_time(meta.now_ms);
     let queued: i64 = tx
         .query_row_cached(
-            "SELECT COUNT(*) FROM envelopes WHERE device_id = ?1 AND expires_at_ms > ?2",
-            params![device, now],
+            "SELECT queue_len FROM devices WHERE id = ?1",
+            params![device],
             |r| r.get(0),
         )
-        .map_err(db)?;
+        .optional()
+        .map_err(db)?
+        .unwrap_or(0);
     if count(queued) >= meta.max_queue_len {
         return Ok(false);
     }
@@ -378,8 +381,17 @@ fn enqueue_job(
         ])
         .map_err(db)?;
         ids.push(net_id(tx.last_insert_rowid()));
+        grow_queue(tx, sql_id(envelope.recipient_device_id))?;
     }
     Ok(ids)
+}
+
+/// Counts one more envelope in the queue of `device`.
+pub(crate) fn grow_queue(tx: &Connection, device: i64) -> StorageResult<()> {
+    tx.prepare_cached("UPDATE devices SET queue_len = queue_len + 1 WHERE id = ?1")
+        .and_then(|mut stmt| stmt.execute([device]))
+        .map_err(db)?;
+    Ok(())
 }
 
 /// The acknowledgement's work (on the writer thread): deletes the listed
@@ -404,6 +416,11 @@ fn ack_job(tx: &Connection, device_id: u64, ids: &[u64]) -> StorageResult<u32> {
         }
     }
     drop(stmt);
+    if deleted > 0 {
+        tx.prepare_cached("UPDATE devices SET queue_len = MAX(queue_len - ?2, 0) WHERE id = ?1")
+            .and_then(|mut stmt| stmt.execute(params![sql_id(device_id), deleted]))
+            .map_err(db)?;
+    }
     // A group message is stored once; it goes with its last reference.
     if !group_messages.is_empty() {
         let mut orphan = tx
@@ -816,6 +833,13 @@ impl Storage for SqliteStorage {
 
     fn purge_expired(&self, now_ms: u64) -> StorageResult<u64> {
         self.with_tx(|tx| {
+            tx.execute(
+                "UPDATE devices SET queue_len = MAX(queue_len - (SELECT COUNT(*) FROM envelopes e \
+                 WHERE e.device_id = devices.id AND e.expires_at_ms <= ?1), 0) \
+                 WHERE id IN (SELECT device_id FROM envelopes WHERE expires_at_ms <= ?1)",
+                [sql_time(now_ms)],
+            )
+            .map_err(db)?;
             let n = tx
                 .execute(
                     "DELETE FROM envelopes WHERE expires_at_ms <= ?1",
@@ -833,14 +857,12 @@ impl Storage for SqliteStorage {
         })
     }
 
-    fn total_queued(&self, now_ms: u64) -> StorageResult<u64> {
+    fn total_queued(&self, _now_ms: u64) -> StorageResult<u64> {
         let n: i64 = self
             .lock()
-            .query_row_cached(
-                "SELECT COUNT(*) FROM envelopes WHERE expires_at_ms > ?1",
-                [sql_time(now_ms)],
-                |r| r.get(0),
-            )
+            .query_row_cached("SELECT COALESCE(SUM(queue_len), 0) FROM devices", [], |r| {
+                r.get(0)
+            })
             .map_err(db)?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
@@ -885,7 +907,10 @@ mod tests {
                  VALUES (1, 'alice', 'h', X'00', 0); \
                  INSERT INTO recovery_codes VALUES (1, X'01'); \
                  INSERT INTO devices (account_id, public_key, name, created_at_ms, removed) \
-                 VALUES (2, X'', '', 0, 1);",
+                 VALUES (2, X'', '', 0, 1); \
+                 INSERT INTO envelopes (device_id, sender_username, sender_device_id, \
+                 server_timestamp_ms, expires_at_ms, ciphertext) \
+                 VALUES (1, 'alice', 9, 0, 10, X'01'), (1, 'alice', 9, 0, 10, X'02');",
             )
             .unwrap();
         }
@@ -900,6 +925,7 @@ mod tests {
             )
             .unwrap();
         assert_eq!(codes, 1, "recovery codes survive the rebuild");
+        assert_eq!(storage.total_queued(0).unwrap(), 2, "version 6 counts queues");
         let id = storage
             .create_account(&NewAccount {
                 username: "bob",

@@ -377,6 +377,12 @@ impl GroupStorage for PostgresStorage {
                 .await?,
                 0,
             )?;
+            let reached: Vec<i64> = recipients.iter().map(|d| sql_id(*d)).collect();
+            tx.execute(
+                "UPDATE devices SET queue_len = queue_len + 1 WHERE id = ANY($1)",
+                &[&reached],
+            )
+            .await?;
             let mut out = Vec::with_capacity(recipients.len());
             for device in recipients {
                 let row = tx

@@ -123,6 +123,13 @@ CREATE INDEX envelopes_by_sender ON envelopes(device_id, sender_username, expire
 ALTER TABLE chat_groups ADD COLUMN created_by BIGINT NOT NULL DEFAULT 0;
 CREATE INDEX chat_groups_by_creator ON chat_groups(created_by);
 ",
+    // Version 4 (issue 14): each device row keeps the number of envelopes
+    // stored in its queue (the cap check reads it under the row lock senders
+    // take anyway, instead of counting envelopes and their dead rows).
+    r"
+ALTER TABLE devices ADD COLUMN queue_len BIGINT NOT NULL DEFAULT 0;
+UPDATE devices SET queue_len = (SELECT COUNT(*) FROM envelopes e WHERE e.device_id = devices.id);
+",
 ];
 
 /// The schema version this build writes.

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-use super::{SqliteStorage, db, has_room, net_id, sql_id, sql_time};
+use super::{SqliteStorage, db, grow_queue, has_room, net_id, sql_id, sql_time};
 use crate::storage::OwnedSendMeta;
 use crate::storage::groups::{GROUP_ID_LEN, GroupRole};
 use crate::storage::{
@@ -386,6 +386,7 @@ impl GroupStorage for SqliteStorage {
                     envelope_id: net_id(tx.last_insert_rowid()),
                     device_id: device,
                 });
+                grow_queue(tx, sql_id(device))?;
             }
             Ok(GroupFanOut {
                 delivered: out,
