@@ -925,7 +925,11 @@ mod tests {
             )
             .unwrap();
         assert_eq!(codes, 1, "recovery codes survive the rebuild");
-        assert_eq!(storage.total_queued(0).unwrap(), 2, "version 6 counts queues");
+        assert_eq!(
+            storage.total_queued(0).unwrap(),
+            2,
+            "version 6 counts queues"
+        );
         let id = storage
             .create_account(&NewAccount {
                 username: "bob",
