@@ -27,7 +27,7 @@ use crate::queues::envelope_proto;
 use crate::state::{ServerState, now_ms};
 use crate::storage::groups::{GROUP_ID_LEN, GroupRole};
 use crate::storage::{
-    GroupCaps, GroupChange, GroupChangeOutcome, GroupRecord, SendMeta, StoredEnvelope,
+    GroupCaps, GroupChange, GroupChangeOutcome, GroupRecord, SendMeta, StorageError, StoredEnvelope,
 };
 
 /// Largest encrypted metadata blob.
@@ -117,7 +117,8 @@ pub async fn create(
     let creator = session.account_id;
     state
         .limits
-        .check_group_change(&state.metrics, creator, &id)?;
+        .check_group_change_account(&state.metrics, creator)?;
+    state.limits.check_group_change_group(&state.metrics, &id)?;
     let outcome = state
         .blocking(move |s| {
             let caps = GroupCaps {
@@ -146,11 +147,24 @@ async fn change(
 ) -> Result<GroupInfo, ApiError> {
     let id = group_id(id)?;
     let actor = session.account_id;
-    // Leaving is never limited: a member can always get out.
+    // Leaving is never limited: a member can always get out. Only an admin
+    // (checked first, so a non-admin cannot spend them) takes one of the
+    // group's tokens; the storage transaction checks again.
     if !matches!(change, GroupChange::Leave) {
         state
             .limits
-            .check_group_change(&state.metrics, actor, &id)?;
+            .check_group_change_account(&state.metrics, actor)?;
+        let group = state
+            .blocking(move |s| Ok(s.storage.group(&id, actor)?))
+            .await?;
+        let admin = group
+            .members
+            .iter()
+            .any(|m| m.account_id == actor && m.role == GroupRole::Admin);
+        if !admin {
+            return Err(StorageError::NotGroupAdmin.into());
+        }
+        state.limits.check_group_change_group(&state.metrics, &id)?;
     }
     let outcome = state
         .blocking(move |s| {

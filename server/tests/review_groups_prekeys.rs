@@ -315,3 +315,32 @@ async fn a_device_without_keys_is_left_out_of_a_fetch_never_an_error() {
     assert_eq!(refusal(&reply), ErrorCode::NoPrekeys);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn members_and_outsiders_cannot_spend_a_groups_change_tokens() {
+    let server = TestServer::start_with(|c| {
+        c.rate_group_change_per_account = 0;
+        c.rate_group_change_per_group = 3;
+    })
+    .await;
+    let mut alice = new_device(&server, "alice").await;
+    let mut member = new_device(&server, "member").await;
+    let mut outsider = new_device(&server, "outsider").await;
+    let group = group_id(&create(&mut alice.client, &["member"]).await);
+    for _ in 0..10 {
+        let by_member = set_metadata(&mut member.client, &group, 1).await;
+        assert_eq!(refusal(&by_member), ErrorCode::NotGroupAdmin);
+        let by_outsider = set_metadata(&mut outsider.client, &group, 1).await;
+        assert_eq!(refusal(&by_outsider), ErrorCode::NotGroupMember);
+    }
+    // The admin still has the two changes left after the creation.
+    let mut version = 1;
+    for _ in 0..2 {
+        match set_metadata(&mut alice.client, &group, version).await {
+            response::Result::Group(g) => version = g.version,
+            other => panic!("the admin was held up: {other:?}"),
+        }
+    }
+    assert_eq!(version, 3);
+    server.stop().await;
+}

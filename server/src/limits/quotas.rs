@@ -128,32 +128,41 @@ impl Limits {
         ApiError::rate_limited(what, ms)
     }
 
-    /// A group change (create, add, remove, role, metadata) by `account`
-    /// on the group `group_id`: one token of the account's and one of the
-    /// group's bucket (the latter bounds the `group_changed` pushes every
-    /// member gets, whether or not it asked to join).
+    /// A group change (create, add, remove, role, metadata) by `account`:
+    /// one token of the account's bucket.
     ///
     /// # Errors
     /// `ERROR_CODE_RATE_LIMITED`.
-    pub fn check_group_change(
+    pub fn check_group_change_account(
         &self,
         metrics: &Metrics,
         account: i64,
-        group_id: &[u8],
     ) -> Result<(), ApiError> {
-        let c = &self.config;
-        let q = &self.quotas;
         self.take(
             "group_change_account",
-            &q.group_change_account,
-            c.rate_group_change_per_account,
+            &self.quotas.group_change_account,
+            self.config.rate_group_change_per_account,
             account,
         )
-        .map_err(|ms| Self::refuse(metrics, "group_change_account", "group changes", ms))?;
+        .map_err(|ms| Self::refuse(metrics, "group_change_account", "group changes", ms))
+    }
+
+    /// A group change on the group `group_id` by a caller allowed to make
+    /// it (checked first, so outsiders cannot spend the group's tokens): one
+    /// token of the group's bucket, which bounds the `group_changed` pushes
+    /// every member gets, whether or not it asked to join.
+    ///
+    /// # Errors
+    /// `ERROR_CODE_RATE_LIMITED`.
+    pub fn check_group_change_group(
+        &self,
+        metrics: &Metrics,
+        group_id: &[u8],
+    ) -> Result<(), ApiError> {
         self.take(
             "group_change_group",
-            &q.group_change_group,
-            c.rate_group_change_per_group,
+            &self.quotas.group_change_group,
+            self.config.rate_group_change_per_group,
             hex::encode(group_id),
         )
         .map_err(|ms| Self::refuse(metrics, "group_change_group", "changes of this group", ms))
