@@ -253,3 +253,51 @@ fn blank_text_files_replies_and_unreachable_servers_as_a_new_user_meets_them() {
     );
     assert_eq!(out.stderr.lines().count(), 1, "{out:#?}");
 }
+
+#[test]
+fn a_newly_linked_profile_gets_the_very_next_message() {
+    let server = TestServer::start();
+    let cli = Cli::new(&server);
+    cli.register("alice");
+    let mut bob_auth = cli.register("bob");
+    cli.run("alice", &["send", "bob", "one"]).ok();
+    let out = recv_json(&cli, "bob", &["--count", "1", "--timeout", "20"]).ok();
+    assert_eq!(texts(&out), ["one"]);
+
+    // Bob links a second profile (same identity); Alice's next message
+    // reaches it, though her device list of Bob is fresh.
+    let mut login = cli.command(
+        "bob2",
+        &[
+            "login",
+            "bob",
+            "--server",
+            &cli.server,
+            "--cert-sha256",
+            &cli.fingerprint,
+            "--link",
+            "bob",
+        ],
+    );
+    login.env("MICROBOT_PASSWORD", password("bob"));
+    run_command(login, &format!("{}\n", bob_auth.fresh())).ok();
+    cli.run("alice", &["send", "bob", "two"]).ok();
+    let mut recv2 = cli.command(
+        "bob2",
+        &[
+            "recv",
+            "--json",
+            "--only",
+            "message",
+            "--count",
+            "1",
+            "--timeout",
+            "20",
+        ],
+    );
+    recv2.env("MICROBOT_PASSWORD", password("bob"));
+    let out = run_command(recv2, "").ok();
+    assert_eq!(texts(&out), ["two"], "{out:#?}");
+    let out = recv_json(&cli, "bob", &["--count", "1", "--timeout", "20"]).ok();
+    assert_eq!(texts(&out), ["two"], "{out:#?}");
+}
