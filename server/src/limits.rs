@@ -52,11 +52,31 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Connections currently open, in total and per IP.
+/// Connections currently open (handshake complete), in total and per
+/// source ([`source_key`]), and handshakes in progress.
 #[derive(Default)]
 struct Slots {
     total: u32,
     per_ip: HashMap<IpAddr, u32>,
+    handshakes: u32,
+}
+
+/// A handshake in progress; ends (uncounted) when dropped.
+pub struct HandshakeSlot {
+    limits: Arc<Limits>,
+}
+
+impl std::fmt::Debug for HandshakeSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HandshakeSlot").finish_non_exhaustive()
+    }
+}
+
+impl Drop for HandshakeSlot {
+    fn drop(&mut self) {
+        let mut slots = lock(&self.limits.slots);
+        slots.handshakes = slots.handshakes.saturating_sub(1);
+    }
 }
 
 /// Why a connection was refused.
@@ -254,7 +274,8 @@ impl Limits {
             + self.backoffs.footprint()
     }
 
-    /// Admits a new connection from `ip` or says why not.
+    /// Admits a connection from `ip` whose handshake has completed, or
+    /// says why not.
     ///
     /// # Errors
     /// [`Refusal`].
@@ -275,6 +296,51 @@ impl Limits {
             limits: Arc::clone(self),
             ip,
         })
+    }
+
+    /// Whether the caps are already reached by open connections (checked
+    /// before a handshake, without taking anything, so a client refused
+    /// anyway is refused early).
+    ///
+    /// # Errors
+    /// [`Refusal`].
+    pub fn precheck(&self, ip: IpAddr) -> Result<(), Refusal> {
+        self.screen(ip)?;
+        let slots = lock(&self.slots);
+        if slots.total >= self.config.max_connections {
+            return Err(Refusal::TooManyConnections);
+        }
+        if slots.per_ip.get(&source_key(ip)).copied().unwrap_or(0)
+            >= self.config.max_connections_per_ip
+        {
+            return Err(Refusal::TooManyFromAddress);
+        }
+        Ok(())
+    }
+
+    /// Starts counting a handshake; `None` when `max_connections`
+    /// handshakes are in progress already.
+    pub fn begin_handshake(self: &Arc<Self>) -> Option<HandshakeSlot> {
+        let mut slots = lock(&self.slots);
+        if slots.handshakes >= self.config.max_connections {
+            return None;
+        }
+        slots.handshakes += 1;
+        Some(HandshakeSlot {
+            limits: Arc::clone(self),
+        })
+    }
+
+    /// Handshakes in progress now.
+    pub fn handshakes_in_progress(&self) -> u32 {
+        lock(&self.slots).handshakes
+    }
+
+    /// Whether a new connection whose address is not validated must first
+    /// answer a QUIC Retry (`retry_above_handshakes`; 0: always).
+    pub fn wants_retry(&self) -> bool {
+        let threshold = self.config.retry_above_handshakes;
+        threshold == 0 || lock(&self.slots).handshakes >= threshold
     }
 
     /// Checks `ip` against the deny and allow lists.
