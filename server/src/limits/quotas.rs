@@ -123,7 +123,7 @@ fn weight(n: usize) -> f64 {
 }
 
 impl Limits {
-    fn refuse(metrics: &Metrics, limit: &'static str, what: &str, ms: u64) -> ApiError {
+    fn quota_refusal(metrics: &Metrics, limit: &'static str, what: &str, ms: u64) -> ApiError {
         metrics.rate_limited(limit);
         ApiError::rate_limited(what, ms)
     }
@@ -144,7 +144,7 @@ impl Limits {
             self.config.rate_group_change_per_account,
             account,
         )
-        .map_err(|ms| Self::refuse(metrics, "group_change_account", "group changes", ms))
+        .map_err(|ms| Self::quota_refusal(metrics, "group_change_account", "group changes", ms))
     }
 
     /// A group change on the group `group_id` by a caller allowed to make
@@ -165,7 +165,9 @@ impl Limits {
             self.config.rate_group_change_per_group,
             hex::encode(group_id),
         )
-        .map_err(|ms| Self::refuse(metrics, "group_change_group", "changes of this group", ms))
+        .map_err(|ms| {
+            Self::quota_refusal(metrics, "group_change_group", "changes of this group", ms)
+        })
     }
 
     /// A prekey upload by `account`.
@@ -179,7 +181,7 @@ impl Limits {
             self.config.rate_prekey_upload_per_account,
             account,
         )
-        .map_err(|ms| Self::refuse(metrics, "prekey_upload_account", "prekey uploads", ms))
+        .map_err(|ms| Self::quota_refusal(metrics, "prekey_upload_account", "prekey uploads", ms))
     }
 
     /// A prekey fetch by `fetcher` of `target`'s bundles.
@@ -199,7 +201,7 @@ impl Limits {
             format!("{fetcher}:{target}"),
         )
         .map_err(|ms| {
-            Self::refuse(
+            Self::quota_refusal(
                 metrics,
                 "prekey_fetch_target",
                 "prekey fetches of this account",
@@ -235,7 +237,7 @@ impl Limits {
         self.quotas
             .fan_out
             .charge(account, weight(devices), weight(devices))
-            .map_err(|ms| Self::refuse(metrics, "send_fan_out", "recipient devices", ms))
+            .map_err(|ms| Self::quota_refusal(metrics, "send_fan_out", "recipient devices", ms))
     }
 
     /// Before a group send by `account`: refused while the account's
@@ -247,7 +249,7 @@ impl Limits {
         self.quotas
             .fan_out
             .charge(account, 1.0, 0.0)
-            .map_err(|ms| Self::refuse(metrics, "send_fan_out", "recipient devices", ms))
+            .map_err(|ms| Self::quota_refusal(metrics, "send_fan_out", "recipient devices", ms))
     }
 
     /// After a group send by `account` reached `devices` devices: takes
