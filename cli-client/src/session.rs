@@ -252,6 +252,18 @@ impl Inbox {
     }
 }
 
+/// A connection failure of a sending command before anything was queued,
+/// saying so (nothing waits in the outbox for a later command).
+pub fn not_queued(error: CliError) -> CliError {
+    match error {
+        CliError::Unreachable { addr, reason } => CliError::Unreachable {
+            addr,
+            reason: format!("{reason}; the message was not sent and not queued"),
+        },
+        other => other,
+    }
+}
+
 /// Message ids as the CLI shows them: 32 lowercase hex digits.
 pub fn id_hex(id: &MessageId) -> String {
     hex::encode(id)

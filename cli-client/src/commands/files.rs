@@ -10,7 +10,7 @@ use microbot_client::FileOptions;
 use crate::cli::FileCommand;
 use crate::error::{self, CliError};
 use crate::progress::{self, Progress};
-use crate::session::{Ctx, id_hex, parse_id};
+use crate::session::{Ctx, id_hex, not_queued, parse_id};
 use crate::target;
 
 /// `microbot file ...`.
@@ -44,7 +44,7 @@ async fn send(ctx: &Ctx, target: &str, path: &Path, caption: String) -> Result<(
     if !meta.is_file() {
         return Err(CliError::Input(format!("{} is not a file", path.display())));
     }
-    let mut online = ctx.online().await?;
+    let mut online = ctx.online().await.map_err(not_queued)?;
     let result = async {
         let target = target::resolve(&online.account, target)?;
         let bar = Mutex::new(Progress::new(format!("sending {}", path.display())));

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use crate::cli::{Recv, Send};
 use crate::error::{self, CliError};
 use crate::render::{self, EVENT_TYPES};
-use crate::session::{Ctx, id_hex};
+use crate::session::{Ctx, id_hex, not_queued};
 use crate::target;
 
 /// `microbot send TARGET TEXT|-|--text-file PATH`: prints the message id.
@@ -40,17 +40,6 @@ pub async fn send(ctx: &Ctx, args: Send) -> Result<(), CliError> {
     result?;
     println!("{}", id_hex(&id));
     Ok(())
-}
-
-/// A connection failure before anything was queued, saying so.
-fn not_queued(error: CliError) -> CliError {
-    match error {
-        CliError::Unreachable { addr, reason } => CliError::Unreachable {
-            addr,
-            reason: format!("{reason}; the message was not sent and not queued"),
-        },
-        other => other,
-    }
 }
 
 /// The text of `send`: the argument, standard input (`-`) or a file, at
