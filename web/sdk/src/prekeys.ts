@@ -303,6 +303,21 @@ export class LocalPreKeys {
     return store;
   }
 
+  /**
+   * Generates `count` one-time prekeys with ids from `next_one_time_id` on
+   * (one 32-byte draw each, §4.1), keeps them and returns them for upload.
+   */
+  generateOneTime(rng: Rng, count: number): OneTimePreKey[] {
+    const keys: OneTimePreKey[] = [];
+    for (let i = 0; i < count; i++) {
+      const key = OneTimePreKey.generate(rng, this.nextOneTimeId);
+      this.oneTime.set(key.id, key);
+      this.nextOneTimeId = (this.nextOneTimeId + 1) >>> 0;
+      keys.push(key);
+    }
+    return keys;
+  }
+
   /** Keeps a signed prekey (old ones stay for in-flight handshakes). */
   addSigned(key: SignedPreKey): void {
     this.signed.set(key.id, key);

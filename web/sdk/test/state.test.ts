@@ -137,3 +137,16 @@ test("an inbound sender key whose next iteration is 0xFFFFFFFF restores, keeping
   const bytes = toBinary(SenderKeyRecordStateSchema, state);
   assert.equal(toHex(SenderKeyRecord.fromBytes(bytes).toBytes()), toHex(bytes));
 });
+
+test("one-time prekeys take ids from next_one_time_id, which survives a restore (§9.1)", () => {
+  const rng = seededRng("otk-ids");
+  const identity = IdentityKeyPair.generate(rng);
+  const store = new LocalPreKeys();
+  store.addOneTime(OneTimePreKey.generate(rng, 41));
+  assert.deepEqual(store.generateOneTime(rng, 3).map((k) => k.id), [42, 43, 44]);
+  const restored = LocalPreKeys.fromBytes(identity, store.toBytes());
+  assert.equal(restored.nextOneTimePreKeyId, 45);
+  assert.deepEqual(restored.generateOneTime(rng, 1).map((k) => k.id), [45]);
+  store.addOneTime(OneTimePreKey.generate(rng, 10));
+  assert.equal(store.nextOneTimePreKeyId, 45, "a lower id does not lower it");
+});
