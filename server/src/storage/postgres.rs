@@ -897,13 +897,9 @@ impl Storage for PostgresStorage {
     fn ack_envelopes(&self, device_id: u64, ids: &[u64]) -> StorageResult<u32> {
         let ids: Vec<i64> = ids.iter().map(|id| sql_id(*id)).collect();
         self.with_tx(async |tx| {
-            // The device row first, as senders and the purge lock it: no
-            // lock-order deadlock with them.
-            tx.execute(
-                "SELECT 1 FROM devices WHERE id = $1 FOR UPDATE",
-                &[&sql_id(device_id)],
-            )
-            .await?;
+            // Envelope rows first, then the device row (as the sweep does;
+            // senders lock the device row and touch no existing envelope):
+            // the length drops by exactly what this statement deleted.
             let rows = tx
                 .query(
                     "DELETE FROM envelopes WHERE device_id = $1 AND id = ANY($2) \
@@ -956,27 +952,23 @@ impl Storage for PostgresStorage {
 
     fn purge_expired(&self, now_ms: u64) -> StorageResult<u64> {
         self.with_tx(async |tx| {
-            // Device rows locked in id order, like senders do; then their
-            // queue lengths lose what the sweep deletes.
-            tx.execute(
-                "SELECT id FROM devices WHERE id IN \
-                 (SELECT device_id FROM envelopes WHERE expires_at_ms <= $1) ORDER BY id FOR UPDATE",
-                &[&sql_time(now_ms)],
-            )
-            .await?;
-            tx.execute(
-                "UPDATE devices d SET queue_len = GREATEST(d.queue_len - x.n, 0) FROM \
-                 (SELECT device_id, COUNT(*) AS n FROM envelopes WHERE expires_at_ms <= $1 \
-                  GROUP BY device_id) x WHERE d.id = x.device_id",
-                &[&sql_time(now_ms)],
-            )
-            .await?;
-            let n = tx
-                .execute(
-                    "DELETE FROM envelopes WHERE expires_at_ms <= $1",
+            // One statement: each queue length drops by exactly what the
+            // DELETE removed from it (counting in a separate statement could
+            // miss envelopes committed in between).
+            let rows = tx
+                .query(
+                    "WITH gone AS (DELETE FROM envelopes WHERE expires_at_ms <= $1 \
+                     RETURNING device_id), \
+                     n AS (SELECT device_id, COUNT(*) AS n FROM gone GROUP BY device_id) \
+                     UPDATE devices d SET queue_len = GREATEST(d.queue_len - n.n, 0) FROM n \
+                     WHERE d.id = n.device_id RETURNING n.n",
                     &[&sql_time(now_ms)],
                 )
                 .await?;
+            let mut n = 0u64;
+            for r in &rows {
+                n = n.saturating_add(net_id(col(r, 0)?));
+            }
             // Also collects group messages orphaned by device removal.
             tx.execute(
                 "DELETE FROM group_messages g WHERE NOT EXISTS \
