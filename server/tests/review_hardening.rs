@@ -499,3 +499,32 @@ fn ipv6_addresses_of_one_64_share_their_limits() {
     assert!(limits.admit(b).is_err(), "one connection per /64");
     assert!(limits.admit(elsewhere).is_ok());
 }
+
+/// Confirming an account that is already active does not confirm its
+/// password alone: without a valid code the answer is the wrong-password
+/// one (SPEC.md §13.1).
+#[tokio::test(flavor = "multi_thread")]
+async fn confirm_on_an_active_account_is_no_password_oracle() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let account = register_active(&mut client, "ivan").await;
+    let confirm = |password: &str, code: String| {
+        Request::ConfirmRegistration(transport::ConfirmRegistrationRequest {
+            username: "ivan".into(),
+            password: password.into(),
+            totp_code: code,
+        })
+    };
+    let right = account.auth.code_at(now_secs());
+    let wrong_password = client
+        .request_err(confirm("not the password", right.clone()))
+        .await;
+    let right_password = client
+        .request_err(confirm(&account.password, wrong_code(&right)))
+        .await;
+    assert_eq!(code(&wrong_password), ErrorCode::InvalidCredentials);
+    assert_eq!(wrong_password, right_password);
+    let e = client.request_err(confirm(&account.password, right)).await;
+    assert_eq!(code(&e), ErrorCode::AccountAlreadyActive);
+    server.stop().await;
+}

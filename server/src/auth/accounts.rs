@@ -201,6 +201,23 @@ pub async fn confirm(
             let password = zeroize::Zeroizing::new(request.password);
             let account = check_password(state, &request.username, &password)?;
             if account.active {
+                // Never confirm an active account's password alone (a
+                // password oracle): without a code valid in the window the
+                // answer is the wrong-password one. The code is not
+                // consumed.
+                let valid = totp::matching_step(
+                    &account.totp_secret,
+                    &request.totp_code,
+                    now_secs(),
+                    state.config.totp_skew_steps,
+                )
+                .is_some();
+                if !valid {
+                    return Err(ApiError::new(
+                        ErrorCode::InvalidCredentials,
+                        "unknown username or wrong password",
+                    ));
+                }
                 return Err(ApiError::new(
                     ErrorCode::AccountAlreadyActive,
                     "account is already active",
