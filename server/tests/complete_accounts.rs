@@ -2,9 +2,14 @@
 //! names an account complete but leaves out one of its devices with
 //! published prekeys is refused with `MISSING_DEVICES` listing them, and
 //! nothing is stored; the sender's own device never counts; bad lists are
-//! refused before any lookup.
+//! refused before any lookup. Runs on SQLite and on PostgreSQL (when
+//! `MICROBOT_TEST_POSTGRES` is set).
 
+#[path = "support/backends.rs"]
+mod backends;
 mod common;
+#[path = "support/engines.rs"]
+mod engines;
 
 use bytes::Bytes;
 use common::*;
@@ -27,7 +32,13 @@ fn send(envelopes: &[(u64, &'static [u8])], complete: &[&str]) -> Request {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_send_that_leaves_out_a_device_of_a_complete_account_is_refused() {
-    let server = TestServer::start().await;
+    for be in backends::backends("complete") {
+        eprintln!("backend {}", be.name);
+        story(be.start(|_| {}).await).await;
+    }
+}
+
+async fn story(server: TestServer) {
     let mut olga = new_device(&server, "olga").await;
     let mut pete = new_device(&server, "pete").await;
     let reply = pete
