@@ -14,22 +14,18 @@ use microbot_server::storage::postgres::PostgresStorage;
 use microbot_server::storage::sqlite::SqliteStorage;
 use microbot_server::storage::{FetchPage, NewAccount, OutgoingEnvelope, SendMeta, Storage};
 
-fn stores(
-    test: &str,
-) -> Vec<(
+/// A backend's name, two handles on one store, and what keeps it alive.
+type Store = (
     &'static str,
     Arc<dyn Storage>,
     Arc<dyn Storage>,
     Box<dyn std::any::Any>,
-)> {
+);
+
+fn stores(test: &str) -> Vec<Store> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db.sqlite3");
-    let mut out: Vec<(
-        &'static str,
-        Arc<dyn Storage>,
-        Arc<dyn Storage>,
-        Box<dyn std::any::Any>,
-    )> = vec![(
+    let mut out: Vec<Store> = vec![(
         "sqlite",
         Arc::new(SqliteStorage::open(&path).unwrap()),
         Arc::new(SqliteStorage::open(&path).unwrap()),
