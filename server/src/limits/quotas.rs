@@ -4,11 +4,10 @@
 //! fetches per (fetcher, fetched account), one low-stock push per device per
 //! minute, and the send fan-out weight (one token per recipient device).
 //!
-//! The plain limits are token buckets taken through [`Limits::take`], so
-//! with a Redis configured they hold across the cluster like the others.
-//! The fan-out weight needs a take of many tokens at once, which the shared
-//! buckets do not offer: it is counted on the node that serves the send
-//! (SPEC.md §12.12 says so).
+//! Every limit here is a token bucket kept in Redis when one is configured
+//! (so it holds across the cluster, like the others) and on this node while
+//! Redis is unreachable: the plain ones through [`Limits::take`], the
+//! fan-out weight through a weighted take ([`super::shared::SharedLimits::charge`]).
 //!
 //! Not owned here: the bucket arithmetic (buckets.rs, shared.rs) and the
 //! limits checked before a request runs (limits.rs).
@@ -234,9 +233,7 @@ impl Limits {
         account: i64,
         devices: usize,
     ) -> Result<(), ApiError> {
-        self.quotas
-            .fan_out
-            .charge(account, weight(devices), weight(devices))
+        self.fan_out(account, devices, devices)
             .map_err(|ms| Self::quota_refusal(metrics, "send_fan_out", "recipient devices", ms))
     }
 
@@ -246,16 +243,38 @@ impl Limits {
     /// # Errors
     /// `ERROR_CODE_RATE_LIMITED`.
     pub fn admit_group_fan_out(&self, metrics: &Metrics, account: i64) -> Result<(), ApiError> {
-        self.quotas
-            .fan_out
-            .charge(account, 1.0, 0.0)
+        self.fan_out(account, 1, 0)
             .map_err(|ms| Self::quota_refusal(metrics, "send_fan_out", "recipient devices", ms))
     }
 
     /// After a group send by `account` reached `devices` devices: takes
     /// their tokens (the bucket may go into debt).
     pub fn settle_group_fan_out(&self, account: i64, devices: usize) {
-        let _ = self.quotas.fan_out.charge(account, 0.0, weight(devices));
+        let _ = self.fan_out(account, 0, devices);
+    }
+
+    /// The fan-out bucket of `account`: takes `take` tokens when `need` are
+    /// there; in Redis when shared and reachable, else on this node.
+    fn fan_out(&self, account: i64, need: usize, take: usize) -> Result<(), u64> {
+        let per_minute = self.config.rate_send_per_account;
+        if per_minute == 0 {
+            return Ok(());
+        }
+        if let Some(shared) = &self.shared {
+            let whole = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+            if let Ok(outcome) = shared.charge(
+                "send_fan_out",
+                &account.to_string(),
+                per_minute,
+                whole(need),
+                whole(take),
+            ) {
+                return outcome;
+            }
+        }
+        self.quotas
+            .fan_out
+            .charge(account, weight(need), weight(take))
     }
 }
 

@@ -52,6 +52,25 @@ const TAKE_TOKEN: &str = "local cap = tonumber(ARGV[1]) \
     redis.call('PEXPIRE', KEYS[1], 61000) \
     return wait";
 
+/// A weighted take (quotas.rs, the send fan-out): when the bucket holds at
+/// least ARGV[2] tokens (capped at the capacity), takes ARGV[3] of them —
+/// it may go into debt, down to minus one capacity; returns 0 or the
+/// milliseconds until ARGV[2] tokens are back.
+const CHARGE: &str = "local cap = tonumber(ARGV[1]) \
+    local need = math.min(tonumber(ARGV[2]), cap) \
+    local take = tonumber(ARGV[3]) \
+    local per_ms = cap / 60000 \
+    local b = redis.call('HMGET', KEYS[1], 't', 'l') \
+    local tokens = tonumber(b[1]) or cap \
+    local last = tonumber(b[2]) or now \
+    if now > last then tokens = math.min(cap, tokens + (now - last) * per_ms) end \
+    local wait = 0 \
+    if tokens >= need then tokens = math.max(tokens - take, -cap) \
+    else wait = math.max(1, math.ceil((need - tokens) / per_ms)) end \
+    redis.call('HSET', KEYS[1], 't', tostring(tokens), 'l', tostring(now)) \
+    redis.call('PEXPIRE', KEYS[1], 121000) \
+    return wait";
+
 /// Reserves a credential attempt (back-off.rs rules): returns 0, or the
 /// milliseconds to wait (the lock's rest, or ARGV[4] while the admitted
 /// attempts are in flight). A reservation older than ARGV[2] ms is
@@ -109,6 +128,7 @@ pub struct SharedLimits {
     namespace: String,
     idle: Mutex<Vec<redis::Connection>>,
     take_token: redis::Script,
+    charge: redis::Script,
     begin_attempt: redis::Script,
     finish_attempt: redis::Script,
     /// `Instant` offset (ms since `epoch`) before which Redis is not tried.
@@ -154,6 +174,7 @@ impl SharedLimits {
             namespace: namespace.to_owned(),
             idle: Mutex::new(Vec::new()),
             take_token: script(TAKE_TOKEN),
+            charge: script(CHARGE),
             begin_attempt: script(BEGIN_ATTEMPT),
             finish_attempt: script(FINISH_ATTEMPT),
             down_until_ms: AtomicU64::new(0),
@@ -230,6 +251,31 @@ impl SharedLimits {
         let redis_key = format!("{}:rate:{limit}:{}", self.namespace, bounded_key(key));
         let wait: u64 =
             self.with_connection(|c| self.take_token.key(&redis_key).arg(per_minute).invoke(c))?;
+        Ok(if wait == 0 { Ok(()) } else { Err(wait) })
+    }
+
+    /// A weighted take of `limit` for `key` at `per_minute` (see
+    /// [`CHARGE`]): takes `take` tokens when `need` are there.
+    ///
+    /// # Errors
+    /// [`Unavailable`]; the inner error is the retry delay in ms.
+    pub fn charge(
+        &self,
+        limit: &str,
+        key: &str,
+        per_minute: u32,
+        need: u32,
+        take: u32,
+    ) -> Result<Result<(), u64>, Unavailable> {
+        let redis_key = format!("{}:rate:{limit}:{}", self.namespace, bounded_key(key));
+        let wait: u64 = self.with_connection(|c| {
+            self.charge
+                .key(&redis_key)
+                .arg(per_minute)
+                .arg(need)
+                .arg(take)
+                .invoke(c)
+        })?;
         Ok(if wait == 0 { Ok(()) } else { Err(wait) })
     }
 
