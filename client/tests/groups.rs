@@ -586,6 +586,44 @@ async fn a_members_new_device_gets_the_sender_key_for_later_messages() {
     server.stop().await;
 }
 
+/// Issue 14: with the default 600 s device-list cache, a member's device
+/// linked after the last group message gets the sender key before the very
+/// next one (SPEC.md §12.10, `key_holders`), from another member and from
+/// the account's own first device.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_members_newly_linked_device_gets_the_very_next_group_message() {
+    let server = TestServer::start().await;
+    let mut alice_user = register(&server, "alice").await;
+    let mut bob_user = register(&server, "bob").await;
+    assert_eq!(fast_config().device_refresh, Duration::from_secs(600));
+    let mut alice = online(&server, &mut alice_user, IdentitySource::New, fast_config()).await;
+    let mut bob1 = online(&server, &mut bob_user, IdentitySource::New, fast_config()).await;
+    let id = alice.account.create_group("fresh", &["bob"]).await.unwrap();
+    let group = Conversation::Group(id);
+    alice.account.send_text(&group, "one").unwrap();
+    assert_eq!(next_text(&mut bob1.events).await.text, "one");
+    bob1.account.send_text(&group, "one back").unwrap();
+    assert_eq!(next_text(&mut alice.events).await.text, "one back");
+
+    let linked = IdentitySource::Linked(bob1.account.export_identity());
+    let mut bob2 = online(&server, &mut bob_user, linked, fast_config()).await;
+    alice.account.send_text(&group, "two").unwrap();
+    let got = next_text(&mut bob2.events).await;
+    assert_eq!(
+        (got.conversation, got.text.as_str()),
+        (group.clone(), "two")
+    );
+    assert_eq!(next_text(&mut bob1.events).await.text, "two");
+    // Bob's first device, whose list of its own devices is fresh, too.
+    bob1.account.send_text(&group, "two back").unwrap();
+    assert_eq!(next_text(&mut bob2.events).await.text, "two back");
+    assert_eq!(next_text(&mut alice.events).await.text, "two back");
+    for d in [&alice, &bob1, &bob2] {
+        d.account.disconnect().await;
+    }
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changes_made_while_offline_are_caught_up_on_connect() {
     let server = TestServer::start().await;

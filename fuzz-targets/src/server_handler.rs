@@ -993,6 +993,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         Request::SendGroup(transport::SendGroupRequest {
             group_id: group_id.clone(),
             ciphertext: ciphertext(4),
+            ..transport::SendGroupRequest::default()
         }),
     )
     .drain(1)

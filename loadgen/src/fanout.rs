@@ -71,6 +71,7 @@ pub async fn run(
                     Request::SendGroup(SendGroupRequest {
                         group_id: group_id.clone(),
                         ciphertext,
+                        ..SendGroupRequest::default()
                     })
                 }),
             }

@@ -295,6 +295,56 @@ pub async fn get(
     Ok(group_proto(&group))
 }
 
+/// Most ids in `SendGroupRequest.key_holders`.
+pub const MAX_KEY_HOLDERS: usize = 65_536;
+
+/// `SendGroupRequest.key_holders` (SPEC.md §12.10): every device of every
+/// member with published prekeys, except the sending device, must be
+/// listed. Read before the fan-out, like `SendRequest.complete_accounts`.
+///
+/// # Errors
+/// `INVALID_ARGUMENT` (too many ids), `UNKNOWN_GROUP`, `NOT_GROUP_MEMBER`,
+/// `MISSING_DEVICES` with the member devices left out.
+async fn check_key_holders(
+    state: &Arc<ServerState>,
+    session: &DeviceSession,
+    id: [u8; GROUP_ID_LEN],
+    holders: &[u64],
+) -> Result<(), ApiError> {
+    if holders.len() > MAX_KEY_HOLDERS {
+        return Err(ApiError::invalid("at most 65536 key holders"));
+    }
+    let holders: std::collections::HashSet<u64> = holders.iter().copied().collect();
+    let (actor, sender_device) = (session.account_id, session.device_id);
+    let missing = state
+        .blocking(move |s| {
+            let mut missing = Vec::new();
+            for member in s.storage.group(&id, actor)?.members {
+                for device in s.storage.account_devices(member.account_id)? {
+                    if device.id == sender_device || holders.contains(&device.id) {
+                        continue;
+                    }
+                    // A device that never published keys cannot get the key.
+                    if s.storage.prekey_stock(device.id)?.signed_prekey_id != 0 {
+                        missing.push(device.id);
+                    }
+                }
+            }
+            Ok(missing)
+        })
+        .await?;
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError {
+        device_ids: missing,
+        ..ApiError::new(
+            transport::ErrorCode::MissingDevices,
+            "member devices without the sender key; nothing was stored",
+        )
+    })
+}
+
 /// `SendGroupRequest`: stores the ciphertext once and queues it for every
 /// other member device whose queue has room, in one transaction, then
 /// pushes. The devices without room are listed in
@@ -302,7 +352,8 @@ pub async fn get(
 /// charged one token per device reached (SPEC.md §12.10, §12.12).
 ///
 /// # Errors
-/// `INVALID_ARGUMENT`, `UNKNOWN_GROUP`, `NOT_GROUP_MEMBER`, `RATE_LIMITED`.
+/// `INVALID_ARGUMENT`, `UNKNOWN_GROUP`, `NOT_GROUP_MEMBER`, `RATE_LIMITED`,
+/// `MISSING_DEVICES` (with `check_key_holders`).
 pub async fn send(
     state: &Arc<ServerState>,
     session: &DeviceSession,
@@ -314,6 +365,9 @@ pub async fn send(
         return Err(ApiError::invalid(
             "group ciphertext must be 1..=max_envelope_len bytes",
         ));
+    }
+    if r.check_key_holders {
+        check_key_holders(state, session, id, &r.key_holders).await?;
     }
     state
         .limits

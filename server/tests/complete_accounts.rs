@@ -2,7 +2,8 @@
 //! names an account complete but leaves out one of its devices with
 //! published prekeys is refused with `MISSING_DEVICES` listing them, and
 //! nothing is stored; the sender's own device never counts; bad lists are
-//! refused before any lookup. Runs on SQLite and on PostgreSQL (when
+//! refused before any lookup. The same for a group send's `key_holders`
+//! (§12.10). Runs on SQLite and on PostgreSQL (when
 //! `MICROBOT_TEST_POSTGRES` is set).
 
 #[path = "support/backends.rs"]
@@ -14,7 +15,8 @@ mod engines;
 use bytes::Bytes;
 use common::*;
 use microbot_protocol::transport::{
-    ErrorCode, OutgoingEnvelope, SendRequest, client_frame::Request, response,
+    CreateGroupRequest, ErrorCode, OutgoingEnvelope, SendGroupRequest, SendRequest,
+    client_frame::Request, response,
 };
 
 fn send(envelopes: &[(u64, &'static [u8])], complete: &[&str]) -> Request {
@@ -118,5 +120,83 @@ async fn story(server: TestServer) {
     }
     let bodies = fetch(&mut pete.client).await.envelopes.len();
     assert_eq!(bodies, 4, "only the accepted sends were stored");
+    server.stop().await;
+}
+
+fn send_group(gid: &Bytes, holders: &[u64], check: bool) -> Request {
+    Request::SendGroup(SendGroupRequest {
+        group_id: gid.clone(),
+        ciphertext: Bytes::from_static(b"group"),
+        key_holders: holders.to_vec(),
+        check_key_holders: check,
+    })
+}
+
+/// `SendGroupRequest.key_holders` (SPEC.md §12.10): a checked group send
+/// that leaves out a member device with prekeys is refused, by id.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_group_send_that_leaves_out_a_member_device_is_refused() {
+    for be in backends::backends("key_holders") {
+        eprintln!("backend {}", be.name);
+        group_story(be.start(|_| {}).await).await;
+    }
+}
+
+async fn group_story(server: TestServer) {
+    let mut olga = new_device(&server, "olga").await;
+    let mut pete = new_device(&server, "pete").await;
+    let gid = Bytes::from(vec![3u8; 16]);
+    let reply = olga
+        .client
+        .request(Request::CreateGroup(CreateGroupRequest {
+            group_id: gid.clone(),
+            members: vec!["pete".into()],
+            encrypted_metadata: Bytes::new(),
+        }))
+        .await;
+    assert!(matches!(reply, response::Result::Group(_)), "{reply:?}");
+    // Devices without prekeys cannot hold the key: none are required.
+    let reply = olga.client.request(send_group(&gid, &[], true)).await;
+    assert!(matches!(reply, response::Result::Send(_)), "{reply:?}");
+
+    for client in [&mut pete.client, &mut olga.client] {
+        let reply = client
+            .request(Request::UploadPrekeys(prekey_upload(1, 3, 0)))
+            .await;
+        assert!(matches!(reply, response::Result::Ok(_)), "{reply:?}");
+    }
+    let mut enrolling = server.client().await;
+    let (olga2, olga2_key) = enrol(&mut enrolling, &mut olga.account).await;
+    let mut olga2_client = reconnect(&server, olga2, &olga2_key).await;
+    let reply = olga2_client
+        .request(Request::UploadPrekeys(prekey_upload(1, 3, 0)))
+        .await;
+    assert!(matches!(reply, response::Result::Ok(_)), "{reply:?}");
+
+    // Pete's device and Olga's own second device must both be listed.
+    let e = olga
+        .client
+        .request_err(send_group(&gid, &[pete.device_id], true))
+        .await;
+    assert_eq!(code(&e), ErrorCode::MissingDevices, "{e:?}");
+    assert_eq!(e.device_ids, vec![olga2]);
+    let e = olga
+        .client
+        .request_err(send_group(&gid, &[olga2], true))
+        .await;
+    assert_eq!(e.device_ids, vec![pete.device_id]);
+    let reply = olga
+        .client
+        .request(send_group(&gid, &[pete.device_id, olga2], true))
+        .await;
+    assert!(matches!(reply, response::Result::Send(_)), "{reply:?}");
+    // Unchecked, the list is ignored; an over-long list is refused.
+    let reply = olga.client.request(send_group(&gid, &[], false)).await;
+    assert!(matches!(reply, response::Result::Send(_)), "{reply:?}");
+    let many: Vec<u64> = (0..65_537).collect();
+    let e = olga.client.request_err(send_group(&gid, &many, true)).await;
+    assert_eq!(code(&e), ErrorCode::InvalidArgument, "{e:?}");
+    // Only the accepted sends reached Pete.
+    assert_eq!(fetch(&mut pete.client).await.envelopes.len(), 3);
     server.stop().await;
 }

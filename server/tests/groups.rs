@@ -47,6 +47,7 @@ fn send_group(id: &Bytes, ciphertext: &[u8]) -> Request {
     Request::SendGroup(transport::SendGroupRequest {
         group_id: id.clone(),
         ciphertext: Bytes::copy_from_slice(ciphertext),
+        ..transport::SendGroupRequest::default()
     })
 }
 

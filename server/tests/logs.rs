@@ -56,6 +56,7 @@ async fn logs_hold_no_envelope_bytes_or_secrets() {
         .request(Request::SendGroup(transport::SendGroupRequest {
             group_id: gid,
             ciphertext: Bytes::from_static(b"GROUP-MARKER-91bd"),
+            ..transport::SendGroupRequest::default()
         }))
         .await;
     let token = match alice

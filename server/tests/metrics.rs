@@ -86,6 +86,7 @@ async fn metrics_and_healthz_are_served_and_move() {
         .request(Request::SendGroup(transport::SendGroupRequest {
             group_id: gid,
             ciphertext: Bytes::from_static(b"g"),
+            ..transport::SendGroupRequest::default()
         }))
         .await;
     assert!(matches!(r, response::Result::Send(_)), "{r:?}");

@@ -35,6 +35,7 @@ pub async fn send_group(client: &mut Client, group_id: &Bytes) -> response::Resu
         .request(Request::SendGroup(SendGroupRequest {
             group_id: group_id.clone(),
             ciphertext: Bytes::from_static(b"group message"),
+            ..SendGroupRequest::default()
         }))
         .await
 }

@@ -58,12 +58,20 @@ pub(crate) async fn send_group(
     content: &Content,
 ) -> Result<u64, SendFailure> {
     let not_member = || SendFailure::Permanent("this account is not a member of the group".into());
-    for attempt in 0..2 {
+    // Attempts 0 and 1 list the devices holding our key and ask the server
+    // to check them (SPEC.md §12.10), so a member device linked since our
+    // last look is reported at once and gets the key before the retry; the
+    // last attempt asks for no check, so a device we cannot reach never
+    // holds the message from the others.
+    let mut force_refresh = false;
+    for attempt in 0..3 {
         let mut record = inner
             .tx(|tx| tx.group(&id))?
             .ok_or_else(|| SendFailure::Permanent("unknown group".into()))?;
-        let stale = u128::from(now_ms().saturating_sub(record.checked_ms))
-            >= inner.config.device_refresh.as_millis();
+        let stale = force_refresh
+            || u128::from(now_ms().saturating_sub(record.checked_ms))
+                >= inner.config.device_refresh.as_millis();
+        force_refresh = false;
         if stale || !record.active {
             record = refresh(inner, conn, id).await?.ok_or_else(not_member)?;
         }
@@ -87,7 +95,7 @@ pub(crate) async fn send_group(
         sessions::ensure_own_devices(inner, conn).await?;
         match distribute(inner, conn, id, &members).await {
             Ok(()) => {}
-            Err(Distribution::DevicesChanged) if attempt == 0 => continue,
+            Err(Distribution::DevicesChanged) if attempt < 2 => continue,
             Err(Distribution::DevicesChanged) => {
                 return Err(SendFailure::Permanent(
                     "the group's device list keeps changing".into(),
@@ -96,7 +104,7 @@ pub(crate) async fn send_group(
             Err(Distribution::Failed(failure)) => return Err(failure),
         }
         let plaintext = encode_plaintext(content, None);
-        let ciphertext = inner.tx(|tx| -> Result<Vec<u8>, SendFailure> {
+        let (ciphertext, key_holders) = inner.tx(|tx| -> Result<_, SendFailure> {
             let mut key = tx
                 .outbound_key(&id)?
                 .ok_or(StoreError::Corrupt { what: "sender key" })?;
@@ -104,16 +112,42 @@ pub(crate) async fn send_group(
                 .encrypt(&plaintext)
                 .map_err(|e| SendFailure::Permanent(e.to_string()))?;
             tx.set_outbound_key(&id, &key)?;
-            Ok(ciphertext)
+            let holders: Vec<u64> = tx
+                .shared(&id)?
+                .into_iter()
+                .filter(|(_, _, key_id)| *key_id == key.key_id())
+                .map(|(_, device, _)| device)
+                .collect();
+            Ok((ciphertext, holders))
         })?;
+        let check = attempt < 2;
         return match conn
             .request(Request::SendGroup(SendGroupRequest {
                 group_id: id.to_bytes(),
                 ciphertext: Bytes::from(ciphertext),
+                key_holders: if check { key_holders } else { Vec::new() },
+                check_key_holders: check,
             }))
             .await
         {
             Ok(response::Result::Send(r)) => Ok(r.server_timestamp_ms),
+            Err(TransportError::Server(error))
+                if check && error.code == ErrorCode::MissingDevices =>
+            {
+                // A member device we have not seen: re-check every member's
+                // devices and our own, give them the key, send again.
+                inner.tx(|tx| -> Result<(), StoreError> {
+                    for name in record.usernames() {
+                        if let Some(mut contact) = tx.contact(&name)? {
+                            contact.devices_checked_ms = 0;
+                            tx.set_contact(&name, &contact)?;
+                        }
+                    }
+                    sessions::reset_own_devices_check(tx)
+                })?;
+                force_refresh = true;
+                continue;
+            }
             Ok(_) => Err(SendFailure::Permanent(
                 "unexpected answer to a group send".into(),
             )),
