@@ -211,6 +211,9 @@ pub fn bench_server_flags(data_dir: &Path) -> Vec<String> {
         "100000".into(),
         "--totp-skew-steps".into(),
         "2".into(),
+        // A backlog from one sender may fill a whole queue under load.
+        "--queue-sender-share-percent".into(),
+        "100".into(),
     ];
     for rate in [
         "--rate-login-per-ip",
@@ -219,6 +222,10 @@ pub fn bench_server_flags(data_dir: &Path) -> Vec<String> {
         "--rate-send-per-account",
         "--rate-prekey-fetch-per-account",
         "--rate-upload-per-account",
+        "--rate-group-change-per-account",
+        "--rate-group-change-per-group",
+        "--rate-prekey-upload-per-account",
+        "--rate-prekey-fetch-per-target",
     ] {
         args.push(rate.into());
         args.push("0".into());
