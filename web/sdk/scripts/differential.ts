@@ -240,6 +240,35 @@ const generators: Record<string, () => Json> = {
     }
     return { op: "ratchet_decrypt", state: toHex(state), message: toHex(message), draws: draws.draws };
   },
+  "failure/ratchet_cap": () => {
+    // Bob holds many skipped keys over several of Alice's chains; the probe
+    // message makes him store more, so the total cap evicts (oldest chain first).
+    const sharedSecret = bytes(32);
+    const ad = bytes(64);
+    const bobFirst = bytes(32);
+    const aliceRng = recording();
+    const bobRng = recording();
+    const alice = RatchetSession.initiator(aliceRng, sharedSecret, ad, x25519PublicKey(bobFirst));
+    const bob = RatchetSession.responder(sharedSecret, ad, bobFirst);
+    const held: Uint8Array[] = [];
+    for (let chain = 0; chain < 2 + int(3); chain++) {
+      // 800..1000 skipped per chain: three chains already pass the cap.
+      const burst = Array.from({ length: 801 + int(200) }, () => alice.encrypt(bytes(4)));
+      held.push(...burst.slice(0, -1).filter(() => int(50) === 0));
+      bob.decrypt(burst[burst.length - 1]!, bobRng);
+      alice.decrypt(bob.encrypt(bytes(4)), aliceRng);
+    }
+    const state = bob.toBytes();
+    const burst = Array.from({ length: 1 + int(1000) }, () => alice.encrypt(bytes(4)));
+    const message = int(3) === 0 && held.length > 0 ? (int(2) === 0 ? held[0]! : pick(held)) : burst[burst.length - 1]!;
+    const draws = recording();
+    try {
+      RatchetSession.fromBytes(state).decrypt(message, draws);
+    } catch {
+      // the refusal is what is compared
+    }
+    return { op: "ratchet_decrypt", state: toHex(state), message: toHex(message), draws: draws.draws };
+  },
   "failure/sender_key": () => {
     const group = bytes(1 + int(40));
     const sender = OutboundSenderKey.create(recording(), group);
