@@ -413,6 +413,12 @@ impl Account {
         self.inner.connection().map(|conn| conn.remote_address())
     }
 
+    /// The transport the background connection uses right now (QUIC or
+    /// WebSocket, SPEC.md §12.13), or `None` while offline.
+    pub fn connected_transport(&self) -> Option<crate::config::Transport> {
+        self.inner.connection().map(|conn| conn.transport())
+    }
+
     /// The account's identity key (Ed25519 public, 32 bytes).
     pub fn identity_key(&self) -> [u8; 32] {
         self.inner.identity.public().to_bytes()

@@ -31,6 +31,24 @@ pub struct ServerConfig {
     pub server_name: String,
     /// SHA-256 of the server's DER certificate (what the server prints at start).
     pub fingerprint: [u8; 32],
+    /// Which transport to use (SPEC.md §12.13); [`Transport::Auto`] by default.
+    pub transport: Transport,
+}
+
+/// How the SDK reaches the server (SPEC.md §12.1, §12.13). The WebSocket
+/// endpoint is `wss://<address>/v1/ws`: the same IP and port number as the
+/// QUIC address, on TCP, with the same pinned certificate.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Transport {
+    /// QUIC only.
+    Quic,
+    /// WebSocket over TLS only.
+    WebSocket,
+    /// QUIC first; when it does not answer within a few seconds (UDP
+    /// blocked) the WebSocket at the same address, which is then used
+    /// first for that address for a while.
+    #[default]
+    Auto,
 }
 
 impl ServerConfig {
@@ -44,7 +62,15 @@ impl ServerConfig {
             addresses: vec![addr],
             server_name: "localhost".to_owned(),
             fingerprint: parse_fingerprint(fingerprint_hex)?,
+            transport: Transport::Auto,
         })
+    }
+
+    /// The same server reached by `transport`.
+    #[must_use]
+    pub fn with_transport(mut self, transport: Transport) -> Self {
+        self.transport = transport;
+        self
     }
 
     /// A cluster whose nodes listen at `addresses` (any node serves any
@@ -70,6 +96,7 @@ impl ServerConfig {
             addresses,
             server_name: "localhost".to_owned(),
             fingerprint: parse_fingerprint(fingerprint_hex)?,
+            transport: Transport::Auto,
         })
     }
 
@@ -94,6 +121,7 @@ impl ServerConfig {
             addresses,
             server_name,
             fingerprint,
+            transport: Transport::Auto,
         })
     }
 
@@ -162,6 +190,7 @@ impl fmt::Debug for ServerConfig {
             .field("addresses", &self.addresses)
             .field("server_name", &self.server_name)
             .field("fingerprint", &self.fingerprint_hex())
+            .field("transport", &self.transport)
             .finish()
     }
 }

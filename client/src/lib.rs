@@ -60,11 +60,12 @@ mod shown;
 mod store;
 mod sync;
 mod transport;
+mod websocket;
 
 pub use account::{Account, Enrolment, IdentitySource, LinkedIdentity};
 pub use attachments::{FileOptions, Progress};
 pub use auth::{Registration, SecondFactor, confirm_registration, register};
-pub use config::{AccountConfig, KdfParams, ServerConfig, StoreConfig};
+pub use config::{AccountConfig, KdfParams, ServerConfig, StoreConfig, Transport};
 pub use error::{
     AcknowledgeError, AttachmentError, AuthError, GroupError, OnlineError, OpenError, SendError,
     ServerError, StoreError, TransportError,

@@ -1,7 +1,10 @@
-//! The QUIC connection to the server (SPEC.md §12.3): TLS 1.3 with the
-//! server certificate pinned by its SHA-256, ALPN `microbot/1`, one
-//! bidirectional request stream carrying length-prefixed frames, requests
-//! matched to responses by `request_id`, pushes forwarded to a channel.
+//! The connection to the server (SPEC.md §12.3, §12.13): TLS 1.3 with the
+//! server certificate pinned by its SHA-256; over QUIC (ALPN `microbot/1`,
+//! one bidirectional request stream carrying length-prefixed frames) or
+//! over a WebSocket (one frame body per binary message, websocket.rs);
+//! requests matched to responses by `request_id`, pushes forwarded to a
+//! channel. [`Transport::Auto`] tries QUIC for [`QUIC_FALLBACK_AFTER`] and
+//! then the WebSocket, and remembers addresses that needed it.
 //!
 //! Not owned here: what requests mean (auth.rs, sync.rs) or when to
 //! reconnect (sync.rs).
@@ -18,6 +21,7 @@ use microbot_protocol::transport::{
     ClientFrame, Hello, HelloResponse, Push, ServerFrame, client_frame::Request, response,
     server_frame,
 };
+use prost::Message as _;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
@@ -25,8 +29,9 @@ use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::config::ServerConfig;
+use crate::config::{ServerConfig, Transport};
 use crate::error::{ServerError, TransportError};
+use crate::websocket;
 
 /// ALPN protocol id of Microbot v1.
 pub const ALPN: &[u8] = b"microbot/1";
@@ -38,17 +43,33 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 /// (registration, enrolment); the background loop uses
 /// `AccountConfig::connect_timeout`.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// With [`Transport::Auto`]: how long QUIC may take to answer before the
+/// WebSocket is tried (UDP blocked).
+pub const QUIC_FALLBACK_AFTER: Duration = Duration::from_secs(3);
 
 type Reply = Result<response::Result, TransportError>;
 
 /// Requests waiting for their response; `None` once the connection ended.
 type Pending = Arc<Mutex<Option<HashMap<u64, oneshot::Sender<Reply>>>>>;
 
+/// The transport under one connection.
+enum Link {
+    Quic {
+        endpoint: quinn::Endpoint,
+        connection: quinn::Connection,
+        send: tokio::sync::Mutex<quinn::SendStream>,
+    },
+    WebSocket {
+        out: mpsc::UnboundedSender<websocket::Out>,
+        closed: Arc<std::sync::atomic::AtomicBool>,
+        remote: SocketAddr,
+        writer: tokio::task::JoinHandle<()>,
+    },
+}
+
 /// One live connection with its request stream.
 pub(crate) struct Connection {
-    endpoint: quinn::Endpoint,
-    connection: quinn::Connection,
-    send: tokio::sync::Mutex<quinn::SendStream>,
+    link: Link,
     pending: Pending,
     next_id: AtomicU64,
     reader: tokio::task::JoinHandle<()>,
@@ -59,8 +80,22 @@ pub(crate) struct Connection {
 impl Drop for Connection {
     fn drop(&mut self) {
         self.reader.abort();
-        self.connection.close(0u32.into(), b"bye");
-        self.endpoint.close(0u32.into(), b"bye");
+        match &self.link {
+            Link::Quic {
+                endpoint,
+                connection,
+                ..
+            } => {
+                connection.close(0u32.into(), b"bye");
+                endpoint.close(0u32.into(), b"bye");
+            }
+            Link::WebSocket { out, writer, .. } => {
+                // The writer sends the Close and ends by itself.
+                if out.send(websocket::Out::Close).is_err() {
+                    writer.abort();
+                }
+            }
+        }
     }
 }
 
@@ -125,16 +160,7 @@ impl ServerCertVerifier for Pinned {
 /// SHA-256 is `server.fingerprint` (SPEC.md §12). Public so tools that speak
 /// raw frames (the conformance runner) pin certificates the same way.
 pub fn quic_client_config(server: &ServerConfig) -> Result<quinn::ClientConfig, TransportError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| TransportError::Config(e.to_string()))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(Pinned {
-            pin: server.fingerprint,
-            provider,
-        }))
-        .with_no_client_auth();
+    let mut tls = pinned_tls_config(server)?;
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
         .map_err(|e| TransportError::Config(e.to_string()))?;
@@ -145,11 +171,95 @@ pub fn quic_client_config(server: &ServerConfig) -> Result<quinn::ClientConfig, 
     Ok(config)
 }
 
+/// TLS 1.3 only, accepting exactly the certificate whose SHA-256 is
+/// `server.fingerprint`; no ALPN set (each transport sets its own).
+pub(crate) fn pinned_tls_config(
+    server: &ServerConfig,
+) -> Result<rustls::ClientConfig, TransportError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(
+        rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| TransportError::Config(e.to_string()))?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(Pinned {
+                pin: server.fingerprint,
+                provider,
+            }))
+            .with_no_client_auth(),
+    )
+}
+
 fn fail_all(pending: &Pending, reason: &str) {
     let waiting = pending.lock().ok().and_then(|mut p| p.take());
     for (_, tx) in waiting.into_iter().flatten() {
         let _ = tx.send(Err(TransportError::ConnectionLost(reason.to_owned())));
     }
+}
+
+/// Routes one server frame: a response to its waiter, a push to the
+/// channel. `Some(reason)` when the frame closes the connection.
+fn route(
+    frame: ServerFrame,
+    pending: &Pending,
+    pushes: &mpsc::UnboundedSender<Push>,
+) -> Option<String> {
+    match frame.kind {
+        Some(server_frame::Kind::Response(r)) => {
+            let waiter = pending
+                .lock()
+                .ok()
+                .and_then(|mut p| p.as_mut().and_then(|p| p.remove(&r.request_id)));
+            if let Some(tx) = waiter {
+                let reply = match r.result {
+                    Some(response::Result::Error(e)) => {
+                        Err(TransportError::Server(ServerError::from_proto(e)))
+                    }
+                    Some(result) => Ok(result),
+                    None => Err(TransportError::UnexpectedResponse {
+                        expected: "a result",
+                    }),
+                };
+                let _ = tx.send(reply);
+            }
+            None
+        }
+        Some(server_frame::Kind::Push(push)) => {
+            let _ = pushes.send(push);
+            None
+        }
+        Some(server_frame::Kind::Closing(error)) => Some(format!(
+            "server closed the connection: {}",
+            ServerError::from_proto(error)
+        )),
+        None => None,
+    }
+}
+
+/// Reads WebSocket messages (one `ServerFrame` body each) until the socket
+/// ends; routes responses and pushes.
+async fn read_loop_ws(
+    mut source: websocket::Source,
+    pending: Pending,
+    pushes: mpsc::UnboundedSender<Push>,
+    closed: Arc<std::sync::atomic::AtomicBool>,
+) {
+    let reason = loop {
+        match websocket::next_body(&mut source).await {
+            Ok(body) => match ServerFrame::decode(body) {
+                Ok(frame) => {
+                    if let Some(reason) = route(frame, &pending, &pushes) {
+                        break reason;
+                    }
+                }
+                Err(error) => break format!("bad frame from the server: {error}"),
+            },
+            Err(reason) => break reason,
+        }
+    };
+    closed.store(true, Ordering::Relaxed);
+    tracing::debug!(%reason, "websocket ended");
+    fail_all(&pending, &reason);
 }
 
 /// Reads server frames until the stream ends; routes responses and pushes.
@@ -161,36 +271,8 @@ async fn read_loop(
     let mut decoder = FrameDecoder::new(DEFAULT_MAX_FRAME_LEN);
     let reason = loop {
         match decoder.next_message::<ServerFrame>() {
-            Ok(Some(frame)) => match frame.kind {
-                Some(server_frame::Kind::Response(r)) => {
-                    let waiter = pending
-                        .lock()
-                        .ok()
-                        .and_then(|mut p| p.as_mut().and_then(|p| p.remove(&r.request_id)));
-                    if let Some(tx) = waiter {
-                        let reply = match r.result {
-                            Some(response::Result::Error(e)) => {
-                                Err(TransportError::Server(ServerError::from_proto(e)))
-                            }
-                            Some(result) => Ok(result),
-                            None => Err(TransportError::UnexpectedResponse {
-                                expected: "a result",
-                            }),
-                        };
-                        let _ = tx.send(reply);
-                    }
-                    continue;
-                }
-                Some(server_frame::Kind::Push(push)) => {
-                    let _ = pushes.send(push);
-                    continue;
-                }
-                Some(server_frame::Kind::Closing(error)) => {
-                    break format!(
-                        "server closed the connection: {}",
-                        ServerError::from_proto(error)
-                    );
-                }
+            Ok(Some(frame)) => match route(frame, &pending, &pushes) {
+                Some(reason) => break reason,
                 None => continue,
             },
             Ok(None) => {}
@@ -241,9 +323,90 @@ impl Connection {
         Err(last)
     }
 
-    /// Connects to `addr`, opens the request stream and completes Hello.
-    /// Pushes go to the returned receiver.
+    /// Connects to `addr` by the configured transport and completes
+    /// Hello. With [`Transport::Auto`], QUIC gets at most
+    /// [`QUIC_FALLBACK_AFTER`] (an address that needed the fallback
+    /// recently goes straight to the WebSocket); when it fails to connect,
+    /// the WebSocket at the same address is tried. Pushes go to the
+    /// returned receiver.
     pub(crate) async fn connect(
+        server: &ServerConfig,
+        addr: SocketAddr,
+        client_agent: &str,
+        timeout: Duration,
+    ) -> Result<(Self, mpsc::UnboundedReceiver<Push>), TransportError> {
+        match server.transport {
+            Transport::Quic => Self::connect_quic(server, addr, client_agent, timeout).await,
+            Transport::WebSocket => Self::connect_ws(server, addr, client_agent, timeout).await,
+            Transport::Auto if websocket::prefers_websocket(addr) => {
+                match Self::connect_ws(server, addr, client_agent, timeout).await {
+                    Ok(connected) => Ok(connected),
+                    Err(error) if error.is_connection_problem() => {
+                        Self::connect_quic(server, addr, client_agent, timeout).await
+                    }
+                    Err(error) => Err(error),
+                }
+            }
+            Transport::Auto => {
+                let quic_timeout = timeout.min(QUIC_FALLBACK_AFTER);
+                match Self::connect_quic(server, addr, client_agent, quic_timeout).await {
+                    Ok(connected) => Ok(connected),
+                    Err(TransportError::Connect(quic_error)) => {
+                        tracing::debug!(%addr, %quic_error, "QUIC did not answer; trying the WebSocket");
+                        let connected =
+                            Self::connect_ws(server, addr, client_agent, timeout).await?;
+                        websocket::remember_fallback(addr);
+                        Ok(connected)
+                    }
+                    Err(error) => Err(error),
+                }
+            }
+        }
+    }
+
+    /// The transport this connection uses.
+    pub(crate) fn transport(&self) -> Transport {
+        match self.link {
+            Link::Quic { .. } => Transport::Quic,
+            Link::WebSocket { .. } => Transport::WebSocket,
+        }
+    }
+
+    /// Connects by WebSocket to `addr` and completes Hello.
+    async fn connect_ws(
+        server: &ServerConfig,
+        addr: SocketAddr,
+        client_agent: &str,
+        timeout: Duration,
+    ) -> Result<(Self, mpsc::UnboundedReceiver<Push>), TransportError> {
+        let socket = websocket::connect(server, addr, timeout).await?;
+        let (out, source, writer) = websocket::start(socket);
+        let pending: Pending = Arc::new(Mutex::new(Some(HashMap::new())));
+        let (push_tx, push_rx) = mpsc::unbounded_channel();
+        let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader = tokio::spawn(read_loop_ws(
+            source,
+            Arc::clone(&pending),
+            push_tx,
+            Arc::clone(&closed),
+        ));
+        let conn = Self {
+            link: Link::WebSocket {
+                out,
+                closed,
+                remote: addr,
+                writer,
+            },
+            pending,
+            next_id: AtomicU64::new(1),
+            reader,
+            hello: HelloResponse::default(),
+        };
+        conn.hello(client_agent).await.map(|conn| (conn, push_rx))
+    }
+
+    /// Connects by QUIC to `addr`, opens the request stream and completes Hello.
+    async fn connect_quic(
         server: &ServerConfig,
         addr: SocketAddr,
         client_agent: &str,
@@ -271,22 +434,29 @@ impl Connection {
         let pending: Pending = Arc::new(Mutex::new(Some(HashMap::new())));
         let (push_tx, push_rx) = mpsc::unbounded_channel();
         let reader = tokio::spawn(read_loop(recv, Arc::clone(&pending), push_tx));
-        let mut conn = Self {
-            endpoint,
-            connection,
-            send: tokio::sync::Mutex::new(send),
+        let conn = Self {
+            link: Link::Quic {
+                endpoint,
+                connection,
+                send: tokio::sync::Mutex::new(send),
+            },
             pending,
             next_id: AtomicU64::new(1),
             reader,
             hello: HelloResponse::default(),
         };
-        let hello = conn
+        conn.hello(client_agent).await.map(|conn| (conn, push_rx))
+    }
+
+    /// Sends Hello and keeps the server's answer.
+    async fn hello(mut self, client_agent: &str) -> Result<Self, TransportError> {
+        let hello = self
             .request(Request::Hello(Hello {
                 versions: PROTOCOL_VERSIONS.to_vec(),
                 client_agent: client_agent.chars().take(100).collect(),
             }))
             .await;
-        conn.hello = match hello {
+        self.hello = match hello {
             Ok(response::Result::Hello(hello)) => hello,
             Ok(_) => {
                 return Err(TransportError::UnexpectedResponse { expected: "Hello" });
@@ -298,32 +468,50 @@ impl Connection {
             }
             Err(error) => return Err(error),
         };
-        Ok((conn, push_rx))
+        Ok(self)
     }
 
     /// Opens a bidirectional stream for one attachment transfer (§12.11).
     pub(crate) async fn open_stream(
         &self,
     ) -> Result<(quinn::SendStream, quinn::RecvStream), TransportError> {
-        self.connection
-            .open_bi()
-            .await
-            .map_err(|e| TransportError::ConnectionLost(e.to_string()))
+        match &self.link {
+            Link::Quic { connection, .. } => connection
+                .open_bi()
+                .await
+                .map_err(|e| TransportError::ConnectionLost(e.to_string())),
+            Link::WebSocket { .. } => Err(TransportError::Config(
+                "attachment streams need QUIC; this connection is a WebSocket".into(),
+            )),
+        }
     }
 
     /// The server address this connection goes to.
     pub(crate) fn remote_address(&self) -> SocketAddr {
-        self.connection.remote_address()
+        match &self.link {
+            Link::Quic { connection, .. } => connection.remote_address(),
+            Link::WebSocket { remote, .. } => *remote,
+        }
     }
 
-    /// Whether the QUIC connection has ended.
+    /// Whether the connection has ended.
     pub(crate) fn is_closed(&self) -> bool {
-        self.connection.close_reason().is_some()
+        match &self.link {
+            Link::Quic { connection, .. } => connection.close_reason().is_some(),
+            Link::WebSocket { closed, .. } => closed.load(Ordering::Relaxed),
+        }
     }
 
-    /// Closes the QUIC connection now (the background task reconnects).
+    /// Closes the connection now (the background task reconnects).
     pub(crate) fn abort(&self, reason: &str) {
-        self.connection.close(0u32.into(), reason.as_bytes());
+        match &self.link {
+            Link::Quic { connection, .. } => connection.close(0u32.into(), reason.as_bytes()),
+            Link::WebSocket { out, closed, .. } => {
+                closed.store(true, Ordering::Relaxed);
+                let _ = out.send(websocket::Out::Close);
+                fail_all(&self.pending, reason);
+            }
+        }
     }
 
     /// Sends one request and waits for its response. A server error is
@@ -343,19 +531,25 @@ impl Connection {
                 None => return Err(TransportError::ConnectionLost("connection closed".into())),
             }
         }
+        let frame = ClientFrame {
+            request_id,
+            request: Some(request),
+        };
         let mut buf = BytesMut::new();
-        encode_frame(
-            &ClientFrame {
-                request_id,
-                request: Some(request),
-            },
-            &mut buf,
-        )?;
-        {
-            let mut send = self.send.lock().await;
-            send.write_all(&buf)
-                .await
-                .map_err(|e| TransportError::ConnectionLost(e.to_string()))?;
+        encode_frame(&frame, &mut buf)?;
+        match &self.link {
+            Link::Quic { send, .. } => {
+                let mut send = send.lock().await;
+                send.write_all(&buf)
+                    .await
+                    .map_err(|e| TransportError::ConnectionLost(e.to_string()))?;
+            }
+            Link::WebSocket { out, .. } => {
+                // The message delimits the frame: the body without its prefix.
+                let body = buf.split_off(buf.len().saturating_sub(frame.encoded_len()));
+                out.send(websocket::Out::Frame(body.freeze()))
+                    .map_err(|_| TransportError::ConnectionLost("connection closed".into()))?;
+            }
         }
         match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
             Ok(Ok(reply)) => reply,

@@ -158,6 +158,26 @@ pub struct Config {
     /// Directory of attachment files (default `<data_dir>/attachments`);
     /// every node of a cluster must see the same one.
     pub attachments_dir: Option<PathBuf>,
+    /// WebSocket listener (SPEC.md §12.13): unset = TCP on `listen`'s
+    /// address and port number; `"off"`; or a TCP `ip:port`.
+    pub ws_listen: Option<String>,
+    /// Serve plain `ws://` instead of TLS: only on a loopback address, or
+    /// with `ws_tls_proxy` (a TLS-terminating proxy in front).
+    pub ws_plain: bool,
+    /// The operator states that a TLS-terminating proxy is in front of the
+    /// WebSocket listener (allows `ws_plain` on any address).
+    pub ws_tls_proxy: bool,
+}
+
+/// Where the WebSocket listener binds (SPEC.md §12.13).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WsListen {
+    /// No WebSocket listener.
+    Off,
+    /// TCP on the QUIC endpoint's address and (bound) port number.
+    SameAsQuic,
+    /// TCP on this address.
+    At(SocketAddr),
 }
 
 impl Default for Config {
@@ -220,6 +240,9 @@ impl Default for Config {
             redis: None,
             redis_namespace: "microbot".to_owned(),
             attachments_dir: None,
+            ws_listen: None,
+            ws_plain: false,
+            ws_tls_proxy: false,
         }
     }
 }
@@ -427,6 +450,15 @@ pub struct Overrides {
     /// Attachment directory, shared by all nodes [default: DATA_DIR/attachments].
     #[arg(long, env = "MICROBOT_ATTACHMENTS_DIR", global = true)]
     pub attachments_dir: Option<PathBuf>,
+    /// WebSocket listener: "off", or a TCP ip:port [default: the QUIC address and port, on TCP].
+    #[arg(long, env = "MICROBOT_WS_LISTEN", global = true)]
+    pub ws_listen: Option<String>,
+    /// Serve plain ws:// (loopback only, unless --ws-tls-proxy) [default: false].
+    #[arg(long, env = "MICROBOT_WS_PLAIN", global = true)]
+    pub ws_plain: Option<bool>,
+    /// A TLS-terminating proxy is in front of the WebSocket listener [default: false].
+    #[arg(long, env = "MICROBOT_WS_TLS_PROXY", global = true)]
+    pub ws_tls_proxy: Option<bool>,
 }
 
 impl Config {
@@ -583,6 +615,11 @@ impl Config {
         if o.attachments_dir.is_some() {
             self.attachments_dir.clone_from(&o.attachments_dir);
         }
+        if o.ws_listen.is_some() {
+            self.ws_listen.clone_from(&o.ws_listen);
+        }
+        set(&mut self.ws_plain, &o.ws_plain);
+        set(&mut self.ws_tls_proxy, &o.ws_tls_proxy);
         self
     }
 
@@ -674,6 +711,19 @@ impl Config {
             ));
         }
         self.storage_backend()?;
+        let ws = self.ws_listen()?;
+        if self.ws_plain && !self.ws_tls_proxy {
+            let loopback = match ws {
+                WsListen::Off => true,
+                WsListen::SameAsQuic => self.listen.ip().is_loopback(),
+                WsListen::At(addr) => addr.ip().is_loopback(),
+            };
+            if !loopback {
+                return Err(ConfigError::Invalid(
+                    "ws_plain needs a loopback ws address, or ws_tls_proxy = true",
+                ));
+            }
+        }
         if !(1..=1000).contains(&self.storage_pool_size) {
             return Err(ConfigError::Invalid(
                 "storage_pool_size must be between 1 and 1000",
@@ -714,6 +764,21 @@ impl Config {
             Some(_) => Err(ConfigError::Invalid(
                 "storage must be \"sqlite\" or a postgres:// URL",
             )),
+        }
+    }
+
+    /// Where the WebSocket listener binds.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] unless `ws_listen` is unset, `off` or an `ip:port`.
+    pub fn ws_listen(&self) -> Result<WsListen, ConfigError> {
+        match self.ws_listen.as_deref() {
+            None => Ok(WsListen::SameAsQuic),
+            Some("off") => Ok(WsListen::Off),
+            Some(addr) => addr
+                .parse()
+                .map(WsListen::At)
+                .map_err(|_| ConfigError::Invalid("ws_listen must be \"off\" or ip:port")),
         }
     }
 

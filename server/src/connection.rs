@@ -212,7 +212,7 @@ pub async fn serve(
 /// the login deadline, so a client may register, confirm and enrol on one
 /// connection; each is costly or rate-limited, so it cannot be used to
 /// idle).
-fn progress_towards_login(frame: &ServerFrame) -> bool {
+pub(crate) fn progress_towards_login(frame: &ServerFrame) -> bool {
     use microbot_protocol::transport::response::Result as R;
     matches!(
         &frame.kind,

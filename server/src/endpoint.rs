@@ -215,3 +215,60 @@ pub fn bind(
         source,
     })
 }
+
+/// Binds the QUIC endpoint and the WebSocket listener (SPEC.md §12.13).
+/// With `ws_listen` unset the TCP listener takes the UDP socket's port
+/// number; when `listen` asks for any port (0) and that number is taken on
+/// TCP, both are bound again on another port (up to 32 tries).
+///
+/// # Errors
+/// [`EndpointError::Bind`]; an invalid `ws_listen` is refused by
+/// [`Config::validate`] first.
+pub fn bind_with_websocket(
+    config: &Config,
+    server_config: quinn::ServerConfig,
+) -> Result<(quinn::Endpoint, Option<std::net::TcpListener>), EndpointError> {
+    use crate::config::WsListen;
+    let bind_err = |addr| move |source| EndpointError::Bind { addr, source };
+    let tcp = |addr: std::net::SocketAddr| {
+        std::net::TcpListener::bind(addr)
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .map_err(bind_err(addr))
+    };
+    match config.ws_listen().unwrap_or(WsListen::Off) {
+        WsListen::Off => Ok((bind(config, server_config)?, None)),
+        WsListen::At(addr) => {
+            let listener = tcp(addr)?;
+            Ok((bind(config, server_config)?, Some(listener)))
+        }
+        WsListen::SameAsQuic => {
+            let mut tries = 0;
+            loop {
+                tries += 1;
+                let udp =
+                    std::net::UdpSocket::bind(config.listen).map_err(bind_err(config.listen))?;
+                let bound = udp.local_addr().map_err(bind_err(config.listen))?;
+                match tcp(bound) {
+                    Ok(listener) => {
+                        let runtime = quinn::default_runtime().ok_or_else(|| {
+                            EndpointError::Quic("no async runtime for the endpoint".into())
+                        })?;
+                        let endpoint = quinn::Endpoint::new(
+                            quinn::EndpointConfig::default(),
+                            Some(server_config),
+                            udp,
+                            runtime,
+                        )
+                        .map_err(bind_err(bound))?;
+                        return Ok((endpoint, Some(listener)));
+                    }
+                    Err(EndpointError::Bind { source, .. })
+                        if config.listen.port() == 0
+                            && source.kind() == std::io::ErrorKind::AddrInUse
+                            && tries < 32 => {}
+                    Err(error) => return Err(error),
+                }
+            }
+        }
+    }
+}

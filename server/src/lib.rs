@@ -33,6 +33,7 @@ pub mod server;
 pub mod state;
 pub mod storage;
 pub mod webhooks;
+pub mod websocket;
 
 pub use config::{Config, Overrides};
 pub use server::{Server, ShutdownHandle, StartError};

@@ -145,6 +145,10 @@ pub struct Metrics {
     pub connections_total: Counter,
     /// Connections refused (deny list, caps).
     pub connections_refused: Counter,
+    /// Open WebSocket connections (also counted in `connections_open`).
+    pub websocket_connections_open: Gauge,
+    /// WebSocket connections accepted (also counted in `connections_total`).
+    pub websocket_connections_total: Counter,
     /// Successful device logins.
     pub logins_ok: Counter,
     /// Failed logins and credential checks.
@@ -179,6 +183,8 @@ impl Default for Metrics {
             connections_open: Gauge::default(),
             connections_total: Counter::default(),
             connections_refused: Counter::default(),
+            websocket_connections_open: Gauge::default(),
+            websocket_connections_total: Counter::default(),
             logins_ok: Counter::default(),
             logins_failed: Counter::default(),
             messages_in: Counter::default(),
@@ -234,7 +240,7 @@ impl Metrics {
         counter(
             &mut out,
             "microbot_connections_total",
-            "QUIC connections accepted.",
+            "Connections accepted (QUIC and WebSocket).",
             self.connections_total.get(),
         );
         counter(
@@ -299,8 +305,20 @@ impl Metrics {
         );
         let _ = writeln!(
             out,
-            "# HELP microbot_connections_open Open QUIC connections.\n# TYPE microbot_connections_open gauge\nmicrobot_connections_open {}",
+            "# HELP microbot_connections_open Open connections (QUIC and WebSocket).\n# TYPE microbot_connections_open gauge\nmicrobot_connections_open {}",
             self.connections_open.get()
+        );
+        let ws_open = self.websocket_connections_open.get();
+        let ws_total = self.websocket_connections_total.get();
+        let _ = writeln!(
+            out,
+            "# HELP microbot_transport_connections_open Open connections by transport.\n# TYPE microbot_transport_connections_open gauge\nmicrobot_transport_connections_open{{transport=\"quic\"}} {}\nmicrobot_transport_connections_open{{transport=\"websocket\"}} {ws_open}",
+            self.connections_open.get().saturating_sub(ws_open)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP microbot_transport_connections_total Connections admitted by transport.\n# TYPE microbot_transport_connections_total counter\nmicrobot_transport_connections_total{{transport=\"quic\"}} {}\nmicrobot_transport_connections_total{{transport=\"websocket\"}} {ws_total}",
+            self.connections_total.get().saturating_sub(ws_total)
         );
         if let Some(queued) = queued {
             let _ = writeln!(

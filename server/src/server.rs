@@ -29,7 +29,18 @@ use crate::metrics::{self, Metrics};
 use crate::state::ServerState;
 use crate::storage::{self, OpenStorageError};
 use crate::webhooks::{self, WebhookTarget, Webhooks};
-use crate::{connection, queues};
+use crate::{connection, queues, websocket};
+
+/// The next TCP connection of the WebSocket listener; never resolves
+/// without one.
+async fn accept_tcp(
+    listener: Option<&WsListener>,
+) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
+    match listener {
+        Some(ws) => ws.listener.accept().await,
+        None => std::future::pending().await,
+    }
+}
 
 /// Errors starting a server.
 #[derive(Debug, thiserror::Error)]
@@ -120,8 +131,24 @@ pub struct Server {
     fingerprint: String,
     generated_certificate: bool,
     metrics_listener: Option<tokio::net::TcpListener>,
+    websocket: Option<WsListener>,
     webhook: Option<(WebhookTarget, tokio::sync::mpsc::Receiver<u64>)>,
     _lock: DataDirLock,
+}
+
+/// The WebSocket listener and its TLS configuration (`None`: plain `ws://`).
+struct WsListener {
+    listener: tokio::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+impl std::fmt::Debug for WsListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WsListener")
+            .field("addr", &self.listener.local_addr().ok())
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
 }
 
 /// Triggers a graceful shutdown of a running server.
@@ -189,7 +216,26 @@ impl Server {
             None => (Arc::new(LocalBus::new()), None),
         };
         let identity = endpoint::load_identity(&config)?;
-        let endpoint = endpoint::bind(&config, endpoint::server_config(&config, &identity)?)?;
+        let (endpoint, ws_listener) =
+            endpoint::bind_with_websocket(&config, endpoint::server_config(&config, &identity)?)?;
+        let websocket = match ws_listener {
+            Some(listener) => {
+                let addr = listener.local_addr().ok();
+                let listener = tokio::net::TcpListener::from_std(listener).map_err(|source| {
+                    EndpointError::Bind {
+                        addr: addr.unwrap_or(config.listen),
+                        source,
+                    }
+                })?;
+                let tls = if config.ws_plain {
+                    None
+                } else {
+                    Some(websocket::tls_acceptor(&identity)?)
+                };
+                Some(WsListener { listener, tls })
+            }
+            None => None,
+        };
         let metrics_listener = match config.metrics_listen {
             Some(addr) => {
                 let bound = std::net::TcpListener::bind(addr)
@@ -233,6 +279,7 @@ impl Server {
             fingerprint: identity.fingerprint,
             generated_certificate: identity.generated,
             metrics_listener,
+            websocket,
             webhook,
             _lock: lock,
         })
@@ -244,6 +291,14 @@ impl Server {
     /// The socket's error.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.endpoint.local_addr()
+    }
+
+    /// The bound TCP address of the WebSocket listener (SPEC.md §12.13),
+    /// when it is on.
+    pub fn websocket_addr(&self) -> Option<SocketAddr> {
+        self.websocket
+            .as_ref()
+            .and_then(|w| w.listener.local_addr().ok())
     }
 
     /// The bound metrics HTTP address, when `metrics_listen` is set.
@@ -330,6 +385,46 @@ impl Server {
         ));
     }
 
+    /// A new WebSocket TCP connection: the same admission as QUIC (IP
+    /// rules and caps before anything is read; refused: closed at once),
+    /// then its TLS and WebSocket handshakes under a handshake slot.
+    fn admit_websocket(
+        &self,
+        stream: tokio::net::TcpStream,
+        remote: SocketAddr,
+        connections: &mut JoinSet<()>,
+        stop: &watch::Receiver<bool>,
+    ) {
+        let limits = &self.state.limits;
+        let refusal = match limits.precheck(remote.ip()) {
+            Err(refusal) => Some(refusal),
+            Ok(()) => match limits.begin_handshake() {
+                Some(handshake) => {
+                    let tls = self.websocket.as_ref().and_then(|w| w.tls.clone());
+                    connections.spawn(websocket::serve(
+                        Arc::clone(&self.state),
+                        stream,
+                        remote,
+                        tls,
+                        stop.clone(),
+                        handshake,
+                    ));
+                    return;
+                }
+                None => Some(Refusal::TooManyConnections),
+            },
+        };
+        if let Some(refusal) = refusal {
+            self.state.metrics.connections_refused.inc();
+            if refusal != Refusal::Blocked {
+                self.state.metrics.rate_limited("connections");
+            }
+            tracing::debug!(?refusal, "websocket connection refused");
+            // Dropping the stream closes it: the client sees no TLS and no frame.
+            drop(stream);
+        }
+    }
+
     /// Serves until `stop` becomes true, then drains connections.
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
         let mut connections = JoinSet::new();
@@ -359,10 +454,21 @@ impl Server {
                     Some(incoming) => self.admit(incoming, &mut connections, &stop),
                     None => break,
                 },
+                accepted = accept_tcp(self.websocket.as_ref()) => match accepted {
+                    Ok((stream, remote)) => {
+                        self.admit_websocket(stream, remote, &mut connections, &stop);
+                    }
+                    Err(error) => {
+                        tracing::debug!(%error, "websocket accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
                 _ = stop.changed() => {}
             }
         }
+        // No new WebSocket connections either.
+        self.websocket = None;
         tracing::info!(
             open = connections.len(),
             "shutting down: draining connections"

@@ -1,0 +1,200 @@
+//! The WebSocket transport through the SDK (SPEC.md §12.13): a QUIC client
+//! and a WebSocket client chat through one server, and `Transport::Auto`
+//! falls back to the WebSocket by itself when the QUIC port drops every
+//! datagram, then keeps using it for that address.
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use common::*;
+use microbot_client::{
+    Account, AccountConfig, Conversation, Enrolment, IdentitySource, SecondFactor, ServerConfig,
+    StoreConfig, Transport,
+};
+use microbot_server::{Config, Server, ShutdownHandle};
+use zeroize::Zeroizing;
+
+/// Enrols and connects a device of `user` through `server`.
+async fn online_via(server: &ServerConfig, user: &mut User, config: AccountConfig) -> Device {
+    let dir = tempfile::tempdir().unwrap();
+    let store = StoreConfig::new(dir.path().join("client.sqlite3")).with_kdf(CHEAP_KDF);
+    let (account, mut events) = Account::enrol(
+        &store,
+        server.clone(),
+        Enrolment {
+            username: user.username.clone(),
+            password: Zeroizing::new(user.password.clone()),
+            second_factor: SecondFactor::Totp(user.auth.fresh()),
+            identity: IdentitySource::New,
+        },
+        config,
+    )
+    .await
+    .unwrap();
+    account.connect();
+    wait_connected(&mut events).await;
+    Device {
+        account,
+        events,
+        store,
+        dir,
+    }
+}
+
+/// Registers and confirms `username` through `server`.
+async fn register_via(server: &ServerConfig, username: &str) -> User {
+    let password = format!("pw-{username}-secret");
+    let registration = microbot_client::register(server, username, &password)
+        .await
+        .unwrap();
+    let mut auth = Authenticator::from_base32(&registration.totp_secret_base32);
+    microbot_client::confirm_registration(server, username, &password, &auth.fresh())
+        .await
+        .unwrap();
+    User {
+        username: username.to_owned(),
+        password,
+        auth,
+        recovery_codes: Vec::new(),
+        otpauth_uri: String::new(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quic_client_and_a_websocket_client_chat_both_ways() {
+    let server = TestServer::start().await;
+    let quic = server.config.clone().with_transport(Transport::Quic);
+    let ws = server.config.clone().with_transport(Transport::WebSocket);
+    let mut alice_user = register_via(&quic, "alice").await;
+    // Registration, confirmation and enrolment work over the WebSocket too.
+    let mut bob_user = register_via(&ws, "bob").await;
+    let mut alice = online_via(&quic, &mut alice_user, fast_config()).await;
+    let mut bob = online_via(&ws, &mut bob_user, fast_config()).await;
+    assert_eq!(alice.account.connected_transport(), Some(Transport::Quic));
+    assert_eq!(
+        bob.account.connected_transport(),
+        Some(Transport::WebSocket)
+    );
+
+    let to_bob = Conversation::Direct("bob".into());
+    let to_alice = Conversation::Direct("alice".into());
+    let sent = alice.account.send_text(&to_bob, "over QUIC").unwrap();
+    let got = next_text(&mut bob.events).await;
+    assert_eq!(
+        (got.author.as_str(), got.text.as_str()),
+        ("alice", "over QUIC")
+    );
+    assert_eq!(got.message_id, sent);
+    let sent = bob.account.send_text(&to_alice, "over WebSocket").unwrap();
+    let got = next_text(&mut alice.events).await;
+    assert_eq!(
+        (got.author.as_str(), got.text.as_str()),
+        ("bob", "over WebSocket")
+    );
+    assert_eq!(got.message_id, sent);
+    // Several in a row keep their order across the transports.
+    for i in 0..5 {
+        bob.account.send_text(&to_alice, &format!("n{i}")).unwrap();
+    }
+    for i in 0..5 {
+        assert_eq!(next_text(&mut alice.events).await.text, format!("n{i}"));
+    }
+    server.stop().await;
+}
+
+/// A UDP socket that takes every datagram and never answers (UDP blocked),
+/// counting what it got.
+fn black_hole(port: u16) -> (Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
+    let socket = std::net::UdpSocket::bind(("127.0.0.1", port)).unwrap();
+    socket.set_nonblocking(true).unwrap();
+    let socket = tokio::net::UdpSocket::from_std(socket).unwrap();
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&count);
+    let task = tokio::spawn(async move {
+        let mut buf = vec![0u8; 2048];
+        while socket.recv_from(&mut buf).await.is_ok() {
+            seen.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+    (count, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_falls_back_to_websocket_when_udp_is_dropped_and_delivers() {
+    let dir = tempfile::tempdir().unwrap();
+    // QUIC on some UDP port; the WebSocket on TCP port P; on UDP port P
+    // nothing but a socket that drops everything.
+    let config = Config {
+        data_dir: dir.path().to_owned(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ws_listen: Some("127.0.0.1:0".to_owned()),
+        argon2_memory_kib: 64,
+        argon2_iterations: 1,
+        argon2_parallelism: 1,
+        totp_skew_steps: 10,
+        shutdown_grace_secs: 1,
+        ..Config::default()
+    };
+    let server = Server::bind(config).unwrap();
+    let quic_addr = server.local_addr().unwrap();
+    let ws_addr: SocketAddr = server.websocket_addr().unwrap();
+    let (dropped, hole) = black_hole(ws_addr.port());
+    let fingerprint = server.fingerprint().to_owned();
+    let (handle, rx): (ShutdownHandle, _) = server.handle();
+    let task = tokio::spawn(server.run(rx));
+
+    // Auto is the default transport.
+    let blocked = ServerConfig::new(ws_addr, &fingerprint).unwrap();
+    assert_eq!(blocked.transport, Transport::Auto);
+    let direct = ServerConfig::new(quic_addr, &fingerprint).unwrap();
+
+    let mut alice_user = register_via(&blocked, "alice").await;
+    assert!(
+        dropped.load(Ordering::Relaxed) > 0,
+        "the first attempt went to QUIC"
+    );
+    let mut bob_user = register_via(&direct, "bob").await;
+    let mut alice = online_via(&blocked, &mut alice_user, fast_config()).await;
+    let mut bob = online_via(&direct, &mut bob_user, fast_config()).await;
+    assert_eq!(
+        alice.account.connected_transport(),
+        Some(Transport::WebSocket)
+    );
+    assert_eq!(bob.account.connected_transport(), Some(Transport::Quic));
+
+    let to_bob = Conversation::Direct("bob".into());
+    let to_alice = Conversation::Direct("alice".into());
+    alice
+        .account
+        .send_text(&to_bob, "UDP is blocked here")
+        .unwrap();
+    assert_eq!(next_text(&mut bob.events).await.text, "UDP is blocked here");
+    bob.account
+        .send_text(&to_alice, "still reaches you")
+        .unwrap();
+    assert_eq!(next_text(&mut alice.events).await.text, "still reaches you");
+
+    // The address is remembered: a registration, confirmation, enrolment
+    // and account connection after the first fallback send QUIC nothing.
+    let before = dropped.load(Ordering::Relaxed);
+    let mut carol_user = register_via(&blocked, "carol").await;
+    let carol = online_via(&blocked, &mut carol_user, fast_config()).await;
+    assert_eq!(
+        carol.account.connected_transport(),
+        Some(Transport::WebSocket)
+    );
+    assert_eq!(
+        dropped.load(Ordering::Relaxed),
+        before,
+        "no QUIC attempt once the fallback is remembered"
+    );
+
+    handle.shutdown();
+    tokio::time::timeout(std::time::Duration::from_secs(20), task)
+        .await
+        .unwrap()
+        .unwrap();
+    hole.abort();
+}

@@ -1,0 +1,567 @@
+//! The WebSocket transport (SPEC.md §12.13): the same `ClientFrame` /
+//! `ServerFrame` conversation as the QUIC request stream, one frame body
+//! per binary WebSocket message, for networks that drop UDP and for
+//! browsers.
+//!
+//! Invariants:
+//! - A connection is admitted like a QUIC one: the IP rules and caps are
+//!   checked before the TLS handshake (refused: the TCP connection is
+//!   closed, nothing is written), the TLS + WebSocket handshake runs under a
+//!   handshake slot and within `handshake_timeout_secs`, and only then does
+//!   it take a connection slot (lost race: WebSocket close code
+//!   4000 + `ERROR_CODE_RATE_LIMITED`).
+//! - No message over `max_frame_len` is buffered: tungstenite refuses a
+//!   frame whose header announces more before reading its payload, and the
+//!   connection is closed with `ERROR_CODE_FRAME_TOO_LARGE`.
+//! - What waits to be written is bounded as on QUIC
+//!   ([`connection::backlog_cap`]): over the cap no further request is
+//!   read, and a push that takes it over closes with
+//!   `ERROR_CODE_UNAVAILABLE`.
+//! - Requests go through the one [`RequestHandler`]; nothing here knows
+//!   what a request means.
+//!
+//! Not owned here: the request state machine (dispatch.rs), the QUIC
+//! endpoint (endpoint.rs, connection.rs), attachments over WebSocket
+//! (websocket_attach.rs).
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{SinkExt as _, StreamExt as _};
+use microbot_protocol::transport::{ErrorCode, ServerFrame, server_frame};
+use prost::Message as _;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::{Notify, mpsc, watch};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
+use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{Message, WebSocketConfig};
+
+use crate::bus::BusEvent;
+use crate::connection::{self, HELLO_TIMEOUT, SHUTDOWN_RETRY_AFTER_MS};
+use crate::dispatch::{Close, Reply, RequestHandler};
+use crate::endpoint::{EndpointError, ServerIdentity};
+use crate::limits::{HandshakeSlot, Refusal};
+use crate::state::ServerState;
+
+/// The request path of the WebSocket endpoint.
+pub const PATH: &str = "/v1/ws";
+/// The WebSocket subprotocol a client must offer (`Sec-WebSocket-Protocol`).
+pub const SUBPROTOCOL: &str = "microbot.v1";
+/// WebSocket close code of an `ErrorCode` = this + the code's number.
+pub const CLOSE_CODE_BASE: u16 = 4000;
+/// Keep-alive: the server pings this often (or at a third of the idle
+/// timeout, if that is shorter).
+pub const PING_INTERVAL: Duration = Duration::from_secs(20);
+/// Time given to the peer to take the closing frame and the Close.
+const CLOSE_FLUSH: Duration = Duration::from_secs(2);
+/// Time given to the peer to answer the Close.
+const CLOSE_LINGER: Duration = Duration::from_millis(500);
+/// Read buffer of one connection (tungstenite reads at most this at a time).
+const READ_BUFFER: usize = 16 * 1024;
+
+/// The WebSocket close code for `code` (SPEC.md §12.13).
+pub fn close_code(code: ErrorCode) -> u16 {
+    CLOSE_CODE_BASE.saturating_add(u16::try_from(code as i32).unwrap_or(0))
+}
+
+/// The TLS configuration of the WebSocket listener: the server's own
+/// certificate, TLS 1.3 only, ALPN `http/1.1`, ring provider.
+///
+/// # Errors
+/// [`EndpointError::Tls`].
+pub fn tls_acceptor(identity: &ServerIdentity) -> Result<tokio_rustls::TlsAcceptor, EndpointError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_no_client_auth()
+        .with_single_cert(identity.chain.clone(), identity.key.clone_key())?;
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(tls)))
+}
+
+/// The byte stream under the WebSocket: TLS, or plain TCP where the
+/// operator allowed it; counts the bytes read (for the frame and idle
+/// deadlines).
+struct Link {
+    inner: Inner,
+    read: Arc<AtomicU64>,
+}
+
+enum Inner {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Link {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let this = &mut *self;
+        let polled = match &mut this.inner {
+            Inner::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Inner::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        };
+        let n = buf.filled().len().saturating_sub(before);
+        this.read.fetch_add(n as u64, Ordering::Relaxed);
+        polled
+    }
+}
+
+impl AsyncWrite for Link {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match &mut self.inner {
+            Inner::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Inner::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match &mut self.inner {
+            Inner::Plain(s) => Pin::new(s).poll_flush(cx),
+            Inner::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match &mut self.inner {
+            Inner::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Inner::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// The HTTP upgrade check: path [`PATH`] and subprotocol [`SUBPROTOCOL`]
+/// offered, else 404 / 400 and no WebSocket.
+#[allow(clippy::result_large_err)] // the signature tungstenite's callback has
+fn check_upgrade(request: &Request, mut response: Response) -> Result<Response, ErrorResponse> {
+    let refuse = |status: StatusCode, why: &str| {
+        let mut error = ErrorResponse::new(Some(why.to_owned()));
+        *error.status_mut() = status;
+        error
+    };
+    if request.uri().path() != PATH {
+        return Err(refuse(StatusCode::NOT_FOUND, "not found"));
+    }
+    let offered = request
+        .headers()
+        .get_all("sec-websocket-protocol")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim() == SUBPROTOCOL);
+    if !offered {
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "the subprotocol microbot.v1 is required",
+        ));
+    }
+    response.headers_mut().insert(
+        "sec-websocket-protocol",
+        HeaderValue::from_static(SUBPROTOCOL),
+    );
+    Ok(response)
+}
+
+/// WebSocket limits of one connection: no message or frame over
+/// `max_frame_len`, small buffers.
+fn ws_config(max_frame_len: usize) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
+        .max_message_size(Some(max_frame_len))
+        .max_frame_size(Some(max_frame_len))
+}
+
+/// Runs the TLS (unless `tls` is `None`) and WebSocket handshakes.
+async fn handshake(
+    stream: TcpStream,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    max_frame_len: usize,
+    read: Arc<AtomicU64>,
+) -> Result<WebSocketStream<Link>, String> {
+    let inner = match tls {
+        Some(acceptor) => Inner::Tls(Box::new(
+            acceptor.accept(stream).await.map_err(|e| e.to_string())?,
+        )),
+        None => Inner::Plain(stream),
+    };
+    let link = Link { inner, read };
+    tokio_tungstenite::accept_hdr_async_with_config(
+        link,
+        check_upgrade,
+        Some(ws_config(max_frame_len)),
+    )
+    .await
+    .map_err(|e| e.to_string())
+}
+
+/// Serves one accepted TCP connection until it ends or `shutdown` fires
+/// (the WebSocket counterpart of [`connection::serve`]).
+pub async fn serve(
+    state: Arc<ServerState>,
+    stream: TcpStream,
+    remote: SocketAddr,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    mut shutdown: watch::Receiver<bool>,
+    handshake_slot: HandshakeSlot,
+) {
+    let max_frame_len = usize::try_from(state.config.max_frame_len).unwrap_or(usize::MAX);
+    let deadline = Duration::from_secs(state.config.handshake_timeout_secs);
+    let read = Arc::new(AtomicU64::new(0));
+    let _ = stream.set_nodelay(true);
+    let handshaken = tokio::time::timeout(
+        deadline,
+        handshake(stream, tls, max_frame_len, Arc::clone(&read)),
+    )
+    .await;
+    drop(handshake_slot);
+    let mut ws = match handshaken {
+        Ok(Ok(ws)) => ws,
+        Ok(Err(error)) => {
+            tracing::debug!(%error, "websocket handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!("websocket handshake not finished in time");
+            return;
+        }
+    };
+    let _slot = match state.limits.admit(remote.ip()) {
+        Ok(slot) => slot,
+        Err(refusal) => {
+            state.metrics.connections_refused.inc();
+            if refusal != Refusal::Blocked {
+                state.metrics.rate_limited("connections");
+            }
+            tracing::debug!(?refusal, "websocket connection refused after its handshake");
+            let frame = CloseFrame {
+                code: CloseCode::from(close_code(ErrorCode::RateLimited)),
+                reason: "too many connections".into(),
+            };
+            let _ = tokio::time::timeout(CLOSE_FLUSH, ws.close(Some(frame))).await;
+            return;
+        }
+    };
+    state.metrics.connections_total.inc();
+    state.metrics.connections_open.inc();
+    state.metrics.websocket_connections_total.inc();
+    state.metrics.websocket_connections_open.inc();
+    let _gauge = OpenGauge(Arc::clone(&state));
+    tracing::debug!(%remote, "websocket connection open");
+    let (sink, stream) = ws.split();
+    let shared = Arc::new(Shared::default());
+    let (out_tx, out_rx) = mpsc::unbounded_channel();
+    let writer = tokio::spawn(write_loop(sink, out_rx, Arc::clone(&shared)));
+    let mut conn = WsConn {
+        handler: RequestHandler::new(Arc::clone(&state), remote.ip()),
+        state,
+        out: out_tx,
+        shared,
+        read,
+        max_frame_len,
+        backlog_cap: connection::backlog_cap(max_frame_len),
+    };
+    let mut stream = stream;
+    let outcome = conn.run(&mut stream, &mut shutdown).await;
+    conn.handler.unsubscribe();
+    conn.close(outcome, writer, &mut stream).await;
+    tracing::debug!(%remote, "websocket connection closed");
+}
+
+/// Keeps the open-connection gauges right however the task ends.
+struct OpenGauge(Arc<ServerState>);
+
+impl Drop for OpenGauge {
+    fn drop(&mut self) {
+        self.0.metrics.connections_open.dec();
+        self.0.metrics.websocket_connections_open.dec();
+    }
+}
+
+/// What the writer task sends.
+enum Out {
+    /// One encoded `ServerFrame` body.
+    Frame(Bytes),
+    /// A keep-alive ping.
+    Ping,
+    /// The last frames: an optional closing `ServerFrame`, then the Close.
+    Close(Option<Bytes>, u16, String),
+}
+
+/// State shared between the connection loop and its writer task.
+#[derive(Default)]
+struct Shared {
+    /// Bytes of frames handed to the writer and not yet written.
+    queued: AtomicUsize,
+    /// Set when what is queued is to be dropped (a client that does not read).
+    discard: AtomicBool,
+    /// Signalled whenever the writer has written a frame.
+    drained: Notify,
+}
+
+type Sink = futures_util::stream::SplitSink<WebSocketStream<Link>, Message>;
+type Source = futures_util::stream::SplitStream<WebSocketStream<Link>>;
+
+/// Writes frames in order; one write at a time, so a client that does not
+/// read holds up only this task.
+async fn write_loop(mut sink: Sink, mut rx: mpsc::UnboundedReceiver<Out>, shared: Arc<Shared>) {
+    while let Some(out) = rx.recv().await {
+        match out {
+            Out::Frame(frame) => {
+                let len = frame.len();
+                let written = if shared.discard.load(Ordering::Relaxed) {
+                    Ok(())
+                } else if rx.is_empty() {
+                    sink.send(Message::Binary(frame)).await
+                } else {
+                    sink.feed(Message::Binary(frame)).await
+                };
+                shared.queued.fetch_sub(len, Ordering::Relaxed);
+                shared.drained.notify_one();
+                if written.is_err() {
+                    break;
+                }
+            }
+            Out::Ping => {
+                if sink.send(Message::Ping(Bytes::new())).await.is_err() {
+                    break;
+                }
+            }
+            Out::Close(closing, code, reason) => {
+                if let Some(frame) = closing {
+                    let _ = sink.feed(Message::Binary(frame)).await;
+                }
+                let close = CloseFrame {
+                    code: CloseCode::from(code),
+                    reason: reason.into(),
+                };
+                let _ = sink.send(Message::Close(Some(close))).await;
+                break;
+            }
+        }
+    }
+}
+
+struct WsConn {
+    state: Arc<ServerState>,
+    out: mpsc::UnboundedSender<Out>,
+    shared: Arc<Shared>,
+    read: Arc<AtomicU64>,
+    handler: RequestHandler,
+    max_frame_len: usize,
+    backlog_cap: usize,
+}
+
+/// How a connection loop ended.
+enum Ended {
+    /// Close with this code and a closing frame.
+    Close(Close),
+    /// The client closed cleanly (WebSocket Close): answer with 1000.
+    Clean,
+    /// Nothing arrived for the idle timeout, or the socket broke: no frame.
+    Silent(&'static str),
+}
+
+impl WsConn {
+    fn queued(&self) -> usize {
+        self.shared.queued.load(Ordering::Relaxed)
+    }
+
+    /// Encodes a frame body (no length prefix: the message delimits it)
+    /// and hands it to the writer.
+    fn enqueue(&mut self, frame: &ServerFrame) -> Result<(), Close> {
+        let len = frame.encoded_len();
+        if len > self.max_frame_len {
+            return Err(Close::new(
+                ErrorCode::Internal,
+                "response over the frame limit",
+            ));
+        }
+        let mut buf = BytesMut::with_capacity(len);
+        frame
+            .encode(&mut buf)
+            .map_err(|e| Close::new(ErrorCode::Internal, e.to_string()))?;
+        self.shared.queued.fetch_add(len, Ordering::Relaxed);
+        self.out
+            .send(Out::Frame(buf.freeze()))
+            .map_err(|_| Close::new(ErrorCode::Unavailable, "writer ended"))
+    }
+
+    async fn run(&mut self, stream: &mut Source, shutdown: &mut watch::Receiver<bool>) -> Ended {
+        let hello_deadline = tokio::time::Instant::now() + HELLO_TIMEOUT;
+        let login_timeout = Duration::from_secs(self.state.config.login_timeout_secs);
+        let frame_timeout = Duration::from_secs(self.state.config.frame_timeout_secs);
+        let idle_timeout = Duration::from_secs(self.state.config.idle_timeout_secs);
+        let ping_every = PING_INTERVAL
+            .min(idle_timeout / 3)
+            .max(Duration::from_millis(100));
+        let mut ping =
+            tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+        let mut login_deadline: Option<tokio::time::Instant> = None;
+        let mut frame_deadline: Option<tokio::time::Instant> = None;
+        // Bytes read when the last whole message arrived, and when anything last did.
+        let mut read_at_message = self.read.load(Ordering::Relaxed);
+        let mut last_read = (read_at_message, tokio::time::Instant::now());
+        loop {
+            let read_requests = self.queued() <= self.backlog_cap;
+            let awaiting_hello = self.handler.awaiting_hello();
+            let awaiting_login = !awaiting_hello && self.handler.session().is_none();
+            if awaiting_login && login_deadline.is_none() {
+                login_deadline = Some(tokio::time::Instant::now() + login_timeout);
+            }
+            // A message is under way when bytes arrived after the last one.
+            let partial = self.read.load(Ordering::Relaxed) > read_at_message;
+            if !read_requests || !partial {
+                frame_deadline = None;
+            } else if frame_deadline.is_none() {
+                frame_deadline = Some(tokio::time::Instant::now() + frame_timeout);
+            }
+            let login_by = login_deadline.unwrap_or_else(tokio::time::Instant::now);
+            let frame_by = frame_deadline.unwrap_or_else(tokio::time::Instant::now);
+            tokio::select! {
+                message = stream.next(), if read_requests => {
+                    read_at_message = self.read.load(Ordering::Relaxed);
+                    frame_deadline = None;
+                    match message {
+                        Some(Ok(Message::Binary(body))) => {
+                            match self.handler.handle_frame(body).await {
+                                Reply::Respond(response) => {
+                                    if connection::progress_towards_login(&response) {
+                                        login_deadline = None;
+                                    }
+                                    if let Err(close) = self.enqueue(&response) {
+                                        return Ended::Close(close);
+                                    }
+                                }
+                                Reply::Close(close) => return Ended::Close(close),
+                            }
+                        }
+                        Some(Ok(Message::Text(_))) => {
+                            return Ended::Close(Close::new(
+                                ErrorCode::MalformedFrame,
+                                "text messages are not used; frames travel as binary messages",
+                            ));
+                        }
+                        Some(Ok(Message::Close(_))) | None => return Ended::Clean,
+                        Some(Ok(_)) => {} // ping (answered by tungstenite), pong
+                        Some(Err(error)) => return Ended::Close(ws_error_close(&error)),
+                    }
+                }
+                () = self.shared.drained.notified(), if !read_requests => {}
+                event = self.handler.next_event() => match event {
+                    BusEvent::Push(push) => {
+                        let frame = ServerFrame { kind: Some(server_frame::Kind::Push(*push)) };
+                        if let Err(close) = self.enqueue(&frame) {
+                            return Ended::Close(close);
+                        }
+                        if self.queued() > self.backlog_cap {
+                            self.state.metrics.rate_limited("push_backlog");
+                            return Ended::Close(Close::new(
+                                ErrorCode::Unavailable,
+                                "push backlog full: the client does not read; reconnect and fetch",
+                            ));
+                        }
+                    }
+                    BusEvent::Disconnect(code) => {
+                        return Ended::Close(Close::new(code, "disconnected by the server"));
+                    }
+                },
+                _ = ping.tick() => {
+                    let now = self.read.load(Ordering::Relaxed);
+                    if now != last_read.0 {
+                        last_read = (now, tokio::time::Instant::now());
+                    } else if last_read.1.elapsed() >= idle_timeout {
+                        return Ended::Silent("idle timeout");
+                    }
+                    if self.out.send(Out::Ping).is_err() {
+                        return Ended::Silent("writer ended");
+                    }
+                }
+                _ = tokio::time::sleep_until(hello_deadline), if awaiting_hello => {
+                    return Ended::Close(Close::new(ErrorCode::ProtocolViolation, "no Hello in time"));
+                }
+                _ = tokio::time::sleep_until(login_by), if awaiting_login => {
+                    return Ended::Close(Close::new(ErrorCode::NotAuthenticated, "no login in time"));
+                }
+                _ = tokio::time::sleep_until(frame_by), if frame_deadline.is_some() => {
+                    return Ended::Close(Close::new(ErrorCode::ProtocolViolation, "frame not completed in time"));
+                }
+                _ = shutdown.changed() => {
+                    let mut close = Close::new(ErrorCode::Unavailable, "server shutting down");
+                    close.retry_after_ms = SHUTDOWN_RETRY_AFTER_MS;
+                    return Ended::Close(close);
+                }
+            }
+        }
+    }
+
+    /// Sends the closing frame and the Close, waits briefly for the
+    /// client's Close, and ends the writer.
+    async fn close(
+        &mut self,
+        ended: Ended,
+        writer: tokio::task::JoinHandle<()>,
+        stream: &mut Source,
+    ) {
+        let last = match ended {
+            Ended::Close(close) => {
+                tracing::debug!(code = ?close.code, message = %close.message, "closing websocket");
+                if close.code == ErrorCode::Unavailable && self.queued() > self.backlog_cap {
+                    // The client does not read: drop what waits (the
+                    // envelopes stay queued), offer only the closing frame.
+                    self.shared.discard.store(true, Ordering::Relaxed);
+                }
+                let reason: String = close.message.chars().take(60).collect();
+                let body = close.frame().encode_to_vec();
+                Out::Close(Some(Bytes::from(body)), close_code(close.code), reason)
+            }
+            Ended::Clean => Out::Close(None, 1000, "done".to_owned()),
+            Ended::Silent(why) => Out::Close(None, 1001, why.to_owned()),
+        };
+        let _ = self.out.send(last);
+        let mut writer = writer;
+        if tokio::time::timeout(CLOSE_FLUSH, &mut writer)
+            .await
+            .is_err()
+        {
+            writer.abort();
+            return;
+        }
+        // Read (and drop) until the client's Close, so unread input does
+        // not turn the TCP close into a reset that loses our Close.
+        let _ = tokio::time::timeout(CLOSE_LINGER, async {
+            while let Some(Ok(message)) = stream.next().await {
+                if matches!(message, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+}
+
+/// The close for a read error: oversize message → `FRAME_TOO_LARGE`,
+/// anything else the peer did wrong → `MALFORMED_FRAME`.
+fn ws_error_close(error: &tokio_tungstenite::tungstenite::Error) -> Close {
+    use tokio_tungstenite::tungstenite::Error;
+    match error {
+        Error::Capacity(_) => Close::new(ErrorCode::FrameTooLarge, error.to_string()),
+        _ => Close::new(ErrorCode::MalformedFrame, error.to_string()),
+    }
+}
