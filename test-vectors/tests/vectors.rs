@@ -4,9 +4,20 @@
 
 use std::path::Path;
 
-use microbot_test_vectors::adapter::{Outcome, run_vectors, tally};
+use microbot_test_vectors::runner::{Outcome, Report, RunnerOptions, VectorResult, run};
 use microbot_test_vectors::vector::{read_dir, to_pretty_json};
 use microbot_test_vectors::{VectorFile, kinds};
+
+/// Runs `files` against our adapter with the default options.
+fn run_vectors(adapter: &str, files: &[VectorFile]) -> Result<Vec<VectorResult>, String> {
+    run(adapter, files, &RunnerOptions::default(), |_| {})
+        .map(|report: Report| report.results)
+        .map_err(|e| e.to_string())
+}
+
+fn tally(results: &[VectorResult]) -> (usize, usize, usize) {
+    microbot_test_vectors::runner::tally(results)
+}
 
 fn committed() -> Vec<VectorFile> {
     read_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("vectors")).expect("vector files")

@@ -39,12 +39,18 @@ pub struct Check {
     pub skipped: bool,
 }
 
-struct Report(Vec<Check>);
+/// The checks so far, each also handed to the caller's callback as it is made.
+struct Report<'a>(Vec<Check>, &'a mut (dyn FnMut(&Check) + Send));
 
-impl Report {
+impl Report<'_> {
+    fn push(&mut self, check: Check) {
+        (self.1)(&check);
+        self.0.push(check);
+    }
+
     fn record(&mut self, name: &'static str, result: Result<(), String>) -> bool {
         let ok = result.is_ok();
-        self.0.push(Check {
+        self.push(Check {
             name,
             result,
             skipped: false,
@@ -110,7 +116,7 @@ async fn onboard(
     addr: SocketAddr,
     fingerprint: &str,
     username: String,
-    report: &mut Report,
+    report: &mut Report<'_>,
     first: bool,
 ) -> Result<Member, String> {
     let mut client = RawClient::connect(addr, fingerprint)
@@ -336,14 +342,28 @@ fn to_bundle(bundle: &transport::PrekeyBundle) -> Result<PreKeyBundle, String> {
 
 /// Runs the scenario against `addr`, pinning the certificate `fingerprint` (hex SHA-256).
 pub async fn run(addr: SocketAddr, fingerprint: &str) -> Vec<Check> {
-    let mut report = Report(Vec::new());
+    run_streamed(addr, fingerprint, &mut |_| {}).await
+}
+
+/// [`run`], calling `on_check` with every check as soon as it is made, so a
+/// command line can print results while the scenario goes on.
+pub async fn run_streamed(
+    addr: SocketAddr,
+    fingerprint: &str,
+    on_check: &mut (dyn FnMut(&Check) + Send),
+) -> Vec<Check> {
+    let mut report = Report(Vec::new(), on_check);
     if let Err(why) = scenario(addr, fingerprint, &mut report).await {
         report.record("scenario ran to the end", Err(why));
     }
     report.0
 }
 
-async fn scenario(addr: SocketAddr, fingerprint: &str, report: &mut Report) -> Result<(), String> {
+async fn scenario(
+    addr: SocketAddr,
+    fingerprint: &str,
+    report: &mut Report<'_>,
+) -> Result<(), String> {
     let mut probe = RawClient::connect(addr, fingerprint)
         .await
         .map_err(describe)?;
@@ -519,13 +539,12 @@ async fn scenario(addr: SocketAddr, fingerprint: &str, report: &mut Report) -> R
         .await
         .map_err(describe)?;
     match &group {
-        response::Result::Error(e) if e.code == ErrorCode::UnsupportedRequest as i32 => {
-            report.0.push(Check {
+        response::Result::Error(e) if e.code == ErrorCode::UnsupportedRequest as i32 => report
+            .push(Check {
                 name: "groups: create with a member",
                 result: Ok(()),
                 skipped: true,
-            })
-        }
+            }),
         response::Result::Group(g) => {
             report.record(
                 "groups: create with a member",
