@@ -197,24 +197,42 @@ pub(crate) async fn enrol_device(
 }
 
 /// Logs `conn` in as the device, signing the challenge from Hello.
+/// The `login` request for `challenge` (SPEC.md §12.5): the device key's
+/// signature over the login message.
+pub(crate) fn login_request(
+    challenge: &[u8],
+    device_id: u64,
+    device_key: &SigningKey,
+) -> LoginRequest {
+    let mut message = Vec::with_capacity(LOGIN_CONTEXT.len() + 40);
+    message.extend_from_slice(LOGIN_CONTEXT);
+    message.extend_from_slice(challenge);
+    message.extend_from_slice(&device_id.to_be_bytes());
+    let signature = device_key.sign(&message);
+    LoginRequest {
+        device_id,
+        signature: Bytes::copy_from_slice(&signature.to_bytes()),
+    }
+}
+
 pub(crate) async fn login(
     conn: &Connection,
     device_id: u64,
     device_key: &SigningKey,
 ) -> Result<LoginResponse, TransportError> {
-    let mut message = Vec::with_capacity(LOGIN_CONTEXT.len() + 40);
-    message.extend_from_slice(LOGIN_CONTEXT);
-    message.extend_from_slice(&conn.hello.challenge);
-    message.extend_from_slice(&device_id.to_be_bytes());
-    let signature = device_key.sign(&message);
     match conn
-        .request(Request::Login(LoginRequest {
+        .request(Request::Login(login_request(
+            &conn.hello.challenge,
             device_id,
-            signature: Bytes::copy_from_slice(&signature.to_bytes()),
-        }))
+            device_key,
+        )))
         .await?
     {
-        response::Result::Login(r) => Ok(r),
+        response::Result::Login(r) => {
+            // Attachment sockets of a WebSocket connection log in again.
+            conn.remember_login(device_id, device_key);
+            Ok(r)
+        }
         _ => Err(TransportError::UnexpectedResponse {
             expected: "LoginResponse",
         }),

@@ -64,7 +64,62 @@ enum Link {
         closed: Arc<std::sync::atomic::AtomicBool>,
         remote: SocketAddr,
         writer: tokio::task::JoinHandle<()>,
+        /// For attachment sockets: where, and how they log in.
+        server: Box<ServerConfig>,
+        login: Mutex<Option<(u64, ed25519_dalek::SigningKey)>>,
     },
+}
+
+/// The sending side of one attachment transfer (SPEC.md §12.11, §12.13).
+pub(crate) enum StreamSend {
+    Quic(quinn::SendStream),
+    WebSocket(websocket::Sink),
+}
+
+/// The receiving side of one attachment transfer.
+pub(crate) enum StreamRecv {
+    Quic(quinn::RecvStream),
+    WebSocket(websocket::Source),
+}
+
+impl StreamSend {
+    /// Writes all of `bytes`.
+    pub(crate) async fn write_all(&mut self, bytes: &[u8]) -> Result<(), TransportError> {
+        match self {
+            Self::Quic(send) => send
+                .write_all(bytes)
+                .await
+                .map_err(|e| TransportError::ConnectionLost(e.to_string())),
+            Self::WebSocket(sink) => websocket::write_all(sink, bytes).await,
+        }
+    }
+
+    /// Ends this side: QUIC FIN, or the empty message on a WebSocket.
+    pub(crate) async fn finish(&mut self) -> Result<(), TransportError> {
+        match self {
+            Self::Quic(send) => send
+                .finish()
+                .map_err(|e| TransportError::ConnectionLost(e.to_string())),
+            Self::WebSocket(sink) => websocket::write_end(sink).await,
+        }
+    }
+}
+
+impl StreamRecv {
+    /// The next bytes (at most `max` on QUIC); `None` at the end.
+    pub(crate) async fn read_chunk(
+        &mut self,
+        max: usize,
+    ) -> Result<Option<bytes::Bytes>, TransportError> {
+        match self {
+            Self::Quic(recv) => recv
+                .read_chunk(max, true)
+                .await
+                .map(|c| c.map(|c| c.bytes))
+                .map_err(|e| TransportError::ConnectionLost(e.to_string())),
+            Self::WebSocket(source) => websocket::read_bytes(source).await,
+        }
+    }
 }
 
 /// One live connection with its request stream.
@@ -396,6 +451,8 @@ impl Connection {
                 closed,
                 remote: addr,
                 writer,
+                server: Box::new(server.clone()),
+                login: Mutex::new(None),
             },
             pending,
             next_id: AtomicU64::new(1),
@@ -472,17 +529,41 @@ impl Connection {
     }
 
     /// Opens a bidirectional stream for one attachment transfer (§12.11).
-    pub(crate) async fn open_stream(
-        &self,
-    ) -> Result<(quinn::SendStream, quinn::RecvStream), TransportError> {
+    /// On a WebSocket connection: a new attachment socket to the same
+    /// address, logged in as the device this connection logged in as.
+    pub(crate) async fn open_stream(&self) -> Result<(StreamSend, StreamRecv), TransportError> {
         match &self.link {
             Link::Quic { connection, .. } => connection
                 .open_bi()
                 .await
+                .map(|(send, recv)| (StreamSend::Quic(send), StreamRecv::Quic(recv)))
                 .map_err(|e| TransportError::ConnectionLost(e.to_string())),
-            Link::WebSocket { .. } => Err(TransportError::Config(
-                "attachment streams need QUIC; this connection is a WebSocket".into(),
-            )),
+            Link::WebSocket {
+                remote,
+                server,
+                login,
+                ..
+            } => {
+                let login = login.lock().ok().and_then(|l| l.clone()).ok_or_else(|| {
+                    TransportError::Config(
+                        "attachment transfers need a logged-in connection".into(),
+                    )
+                })?;
+                let (sink, source) =
+                    websocket::open_attachment(server, *remote, CONNECT_TIMEOUT, login.0, &login.1)
+                        .await?;
+                Ok((StreamSend::WebSocket(sink), StreamRecv::WebSocket(source)))
+            }
+        }
+    }
+
+    /// Remembers the device this connection logged in as (a WebSocket
+    /// connection logs its attachment sockets in with it).
+    pub(crate) fn remember_login(&self, device_id: u64, key: &ed25519_dalek::SigningKey) {
+        if let Link::WebSocket { login, .. } = &self.link
+            && let Ok(mut slot) = login.lock()
+        {
+            *slot = Some((device_id, key.clone()));
         }
     }
 

@@ -27,10 +27,18 @@ use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::{Message, WebSocketConfig};
 
 use crate::config::ServerConfig;
-use crate::error::TransportError;
+use crate::error::{ServerError, TransportError};
+use microbot_protocol::transport::{
+    ClientFrame, Hello, ServerFrame, client_frame::Request, response, server_frame,
+};
+use prost::Message as _;
 
 /// Request path of the WebSocket endpoint.
 pub(crate) const PATH: &str = "/v1/ws";
+/// Request path of attachment sockets (one transfer each).
+pub(crate) const ATTACH_PATH: &str = "/v1/ws/attachment";
+/// Largest message on an attachment socket.
+const MAX_ATTACHMENT_MESSAGE: usize = 64 * 1024;
 /// The subprotocol offered and required back.
 pub(crate) const SUBPROTOCOL: &str = "microbot.v1";
 /// Keep-alive pings from the client.
@@ -45,6 +53,8 @@ pub(crate) const FALLBACK_MEMORY: Duration = Duration::from_secs(10 * 60);
 pub(crate) type Socket = WebSocketStream<tokio_rustls::client::TlsStream<TcpStream>>;
 /// Its receiving half.
 pub(crate) type Source = futures_util::stream::SplitStream<Socket>;
+/// Its sending half.
+pub(crate) type Sink = futures_util::stream::SplitSink<Socket, Message>;
 
 /// What the writer task sends.
 pub(crate) enum Out {
@@ -85,12 +95,22 @@ pub(crate) async fn connect(
     addr: SocketAddr,
     timeout: Duration,
 ) -> Result<Socket, TransportError> {
+    connect_path(server, addr, PATH, timeout).await
+}
+
+/// [`connect`] to `path`.
+async fn connect_path(
+    server: &ServerConfig,
+    addr: SocketAddr,
+    path: &str,
+    timeout: Duration,
+) -> Result<Socket, TransportError> {
     let connect = |e: &dyn std::fmt::Display| TransportError::Connect(format!("websocket: {e}"));
     let mut tls = crate::transport::pinned_tls_config(server)?;
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     let name = ServerName::try_from(server.server_name.clone())
         .map_err(|e| TransportError::Config(e.to_string()))?;
-    let mut request = format!("wss://{addr}{PATH}")
+    let mut request = format!("wss://{addr}{path}")
         .into_client_request()
         .map_err(|e| TransportError::Config(e.to_string()))?;
     request.headers_mut().insert(
@@ -129,10 +149,7 @@ pub(crate) async fn connect(
 
 /// Writes frames in order and pings; ends after [`Out::Close`] or when the
 /// socket fails.
-pub(crate) async fn write_loop(
-    mut sink: futures_util::stream::SplitSink<Socket, Message>,
-    mut rx: mpsc::UnboundedReceiver<Out>,
-) {
+pub(crate) async fn write_loop(mut sink: Sink, mut rx: mpsc::UnboundedReceiver<Out>) {
     let mut ping = tokio::time::interval(PING_INTERVAL);
     ping.tick().await;
     loop {
@@ -195,4 +212,118 @@ pub(crate) fn start(
     let (tx, rx) = mpsc::unbounded_channel();
     let writer = tokio::spawn(write_loop(sink, rx));
     (tx, source, writer)
+}
+
+/// One request on an attachment socket before its transfer: its response
+/// result, or the error the server answered or closed with.
+async fn exchange(
+    sink: &mut Sink,
+    source: &mut Source,
+    request_id: u64,
+    request: Request,
+) -> Result<response::Result, TransportError> {
+    let frame = ClientFrame {
+        request_id,
+        request: Some(request),
+    };
+    sink.send(Message::Binary(Bytes::from(frame.encode_to_vec())))
+        .await
+        .map_err(|e| TransportError::ConnectionLost(e.to_string()))?;
+    let body = next_body(source)
+        .await
+        .map_err(TransportError::ConnectionLost)?;
+    let frame = ServerFrame::decode(body)
+        .map_err(|e| TransportError::ConnectionLost(format!("bad frame from the server: {e}")))?;
+    match frame.kind {
+        Some(server_frame::Kind::Response(r)) if r.request_id == request_id => match r.result {
+            Some(response::Result::Error(e)) => {
+                Err(TransportError::Server(ServerError::from_proto(e)))
+            }
+            Some(result) => Ok(result),
+            None => Err(TransportError::UnexpectedResponse {
+                expected: "a result",
+            }),
+        },
+        Some(server_frame::Kind::Closing(e)) => Err(TransportError::ConnectionLost(format!(
+            "server closed the connection: {}",
+            ServerError::from_proto(e)
+        ))),
+        _ => Err(TransportError::UnexpectedResponse {
+            expected: "a response",
+        }),
+    }
+}
+
+/// Opens an attachment socket to `addr` and logs it in as `device_id`
+/// (Hello, then `login` with the device key), ready for one transfer.
+pub(crate) async fn open_attachment(
+    server: &ServerConfig,
+    addr: SocketAddr,
+    timeout: Duration,
+    device_id: u64,
+    device_key: &ed25519_dalek::SigningKey,
+) -> Result<(Sink, Source), TransportError> {
+    let socket = connect_path(server, addr, ATTACH_PATH, timeout).await?;
+    let (mut sink, mut source) = socket.split();
+    let hello = Request::Hello(Hello {
+        versions: crate::transport::PROTOCOL_VERSIONS.to_vec(),
+        client_agent: "microbot-client attachment".to_owned(),
+    });
+    let challenge = match exchange(&mut sink, &mut source, 1, hello).await? {
+        response::Result::Hello(hello) => hello.challenge,
+        _ => return Err(TransportError::UnexpectedResponse { expected: "Hello" }),
+    };
+    let login = Request::Login(crate::auth::login_request(
+        &challenge, device_id, device_key,
+    ));
+    match exchange(&mut sink, &mut source, 2, login).await? {
+        response::Result::Login(_) => Ok((sink, source)),
+        _ => Err(TransportError::UnexpectedResponse {
+            expected: "LoginResponse",
+        }),
+    }
+}
+
+/// Writes `bytes` to an attachment socket in messages of at most 64 KiB.
+pub(crate) async fn write_all(sink: &mut Sink, bytes: &[u8]) -> Result<(), TransportError> {
+    for piece in bytes.chunks(MAX_ATTACHMENT_MESSAGE) {
+        sink.feed(Message::Binary(Bytes::copy_from_slice(piece)))
+            .await
+            .map_err(|e| TransportError::ConnectionLost(e.to_string()))?;
+    }
+    sink.flush()
+        .await
+        .map_err(|e| TransportError::ConnectionLost(e.to_string()))
+}
+
+/// Ends the client's bytes on an attachment socket (an empty message).
+pub(crate) async fn write_end(sink: &mut Sink) -> Result<(), TransportError> {
+    sink.send(Message::Binary(Bytes::new()))
+        .await
+        .map_err(|e| TransportError::ConnectionLost(e.to_string()))
+}
+
+/// The server's next bytes on an attachment socket; `None` at its Close
+/// 1000 (any other close code means the transfer broke).
+pub(crate) async fn read_bytes(source: &mut Source) -> Result<Option<Bytes>, TransportError> {
+    loop {
+        match source.next().await {
+            Some(Ok(Message::Binary(body))) if body.is_empty() => {}
+            Some(Ok(Message::Binary(body))) => return Ok(Some(body)),
+            Some(Ok(Message::Close(frame))) => {
+                return match frame.map(|f| u16::from(f.code)) {
+                    None | Some(1000) => Ok(None),
+                    Some(code) => Err(TransportError::ConnectionLost(format!(
+                        "attachment socket closed with {code}"
+                    ))),
+                };
+            }
+            Some(Ok(Message::Text(_))) => {
+                return Err(TransportError::ConnectionLost("text message".into()));
+            }
+            Some(Ok(_)) => {}
+            Some(Err(error)) => return Err(TransportError::ConnectionLost(error.to_string())),
+            None => return Ok(None),
+        }
+    }
 }

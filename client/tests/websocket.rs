@@ -62,6 +62,32 @@ async fn register_via(server: &ServerConfig, username: &str) -> User {
     }
 }
 
+/// `from` sends a file of a little over 1 MiB (several messages and a
+/// partial last one) to `to`, which downloads it: identical bytes.
+async fn send_and_fetch_file(from: &Device, to: &mut Device, name: &str) {
+    let data: Vec<u8> = (0..(1024 * 1024 + 4321u32))
+        .map(|i| (i * 31 % 251) as u8)
+        .collect();
+    let path = from.dir.path().join(name);
+    std::fs::write(&path, &data).unwrap();
+    let peer = to.account.username().to_owned();
+    let id = from
+        .account
+        .send_file(&Conversation::Direct(peer), &path, |_| {})
+        .await
+        .unwrap();
+    let got = next_text(&mut to.events).await;
+    assert_eq!(got.message_id, id);
+    let dest = to.dir.path().join(format!("got-{name}"));
+    let len = to
+        .account
+        .download_attachment(&id, &dest, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(len, data.len() as u64);
+    assert!(std::fs::read(&dest).unwrap() == data, "identical bytes");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_quic_client_and_a_websocket_client_chat_both_ways() {
     let server = TestServer::start().await;
@@ -101,6 +127,11 @@ async fn a_quic_client_and_a_websocket_client_chat_both_ways() {
     for i in 0..5 {
         assert_eq!(next_text(&mut alice.events).await.text, format!("n{i}"));
     }
+
+    // Attachments both ways: uploaded over one transport, downloaded over
+    // the other.
+    send_and_fetch_file(&alice, &mut bob, "q.bin").await;
+    send_and_fetch_file(&bob, &mut alice, "w.bin").await;
     server.stop().await;
 }
 

@@ -17,6 +17,10 @@
 //! Memory: a transfer holds one read chunk (at most 64 KiB) at a time, so
 //! any size streams in constant memory.
 //!
+//! The transfer logic is written against [`TransferStream`], a byte stream
+//! in each direction: a QUIC bidirectional stream here, an attachment
+//! WebSocket in websocket_attach.rs (SPEC.md §12.13).
+//!
 //! Not owned here: the encryption of the bytes (the client's; the server
 //! sees ciphertext only), the SQL (storage/sqlite/attachments.rs).
 
@@ -50,6 +54,64 @@ pub const MAX_HEADER_LEN: usize = 4096;
 pub const CHUNK: usize = 64 * 1024;
 
 type AttachmentId = [u8; ATTACHMENT_ID_LEN];
+
+/// One attachment transfer's two byte streams, whatever carries them.
+pub trait TransferStream: Send {
+    /// Fills `buf` from the client's bytes; `Err` when they end first.
+    fn read_exact(&mut self, buf: &mut [u8]) -> impl Future<Output = Result<(), ()>> + Send;
+    /// The next client bytes (at most [`CHUNK`]); `Ok(None)` at their end,
+    /// `Err(reason)` when the transport broke.
+    fn read_chunk(&mut self) -> impl Future<Output = Result<Option<Bytes>, String>> + Send;
+    /// Writes bytes to the client; `Err` when it is gone.
+    fn write_all(&mut self, bytes: &[u8]) -> impl Future<Output = Result<(), ()>> + Send;
+    /// Stops reading the client's bytes, telling it why where the
+    /// transport can.
+    fn stop(&mut self, code: ErrorCode);
+    /// Abandons the server's bytes (a storage fault mid-download).
+    fn reset(&mut self, code: ErrorCode);
+    /// Ends the server's bytes and waits (briefly) for the client to take them.
+    fn finish(&mut self) -> impl Future<Output = ()> + Send;
+}
+
+/// A QUIC bidirectional stream as a [`TransferStream`].
+struct QuicTransfer {
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+}
+
+fn varint_code(code: ErrorCode) -> quinn::VarInt {
+    quinn::VarInt::from_u32(u32::try_from(code as i32).unwrap_or(0))
+}
+
+impl TransferStream for QuicTransfer {
+    async fn read_exact(&mut self, buf: &mut [u8]) -> Result<(), ()> {
+        self.recv.read_exact(buf).await.map_err(|_| ())
+    }
+
+    async fn read_chunk(&mut self) -> Result<Option<Bytes>, String> {
+        match self.recv.read_chunk(CHUNK, true).await {
+            Ok(chunk) => Ok(chunk.map(|c| c.bytes)),
+            Err(error) => Err(error.to_string()),
+        }
+    }
+
+    async fn write_all(&mut self, bytes: &[u8]) -> Result<(), ()> {
+        self.send.write_all(bytes).await.map_err(|_| ())
+    }
+
+    fn stop(&mut self, code: ErrorCode) {
+        let _ = self.recv.stop(varint_code(code));
+    }
+
+    fn reset(&mut self, code: ErrorCode) {
+        let _ = self.send.reset(varint_code(code));
+    }
+
+    async fn finish(&mut self) {
+        let _ = self.send.finish();
+        let _ = self.send.stopped().await;
+    }
+}
 
 /// Attachments with an upload stream running (one writer each).
 #[derive(Debug, Default)]
@@ -189,7 +251,7 @@ async fn complete_attachment(
 
 /// Reads the varint-prefixed header frame byte by byte, so no raw bytes
 /// after it are consumed.
-async fn read_header(recv: &mut quinn::RecvStream) -> Result<AttachmentStreamHeader, ApiError> {
+async fn read_header(recv: &mut impl TransferStream) -> Result<AttachmentStreamHeader, ApiError> {
     let mut len: u64 = 0;
     let mut byte = [0u8; 1];
     for shift in (0..).step_by(7).take(10) {
@@ -216,7 +278,7 @@ async fn read_header(recv: &mut quinn::RecvStream) -> Result<AttachmentStreamHea
         .map_err(|_| ApiError::new(ErrorCode::MalformedFrame, "bad attachment stream header"))
 }
 
-async fn reply(send: &mut quinn::SendStream, result: AttachmentStreamResult) {
+async fn reply(send: &mut impl TransferStream, result: AttachmentStreamResult) {
     let mut buf = BytesMut::new();
     if encode_frame(&result, &mut buf).is_ok() {
         let _ = send.write_all(&buf).await;
@@ -235,15 +297,26 @@ fn error_result(error: &ApiError) -> AttachmentStreamResult {
 pub async fn serve_stream(
     state: Arc<ServerState>,
     session: Option<DeviceSession>,
-    mut send: quinn::SendStream,
-    mut recv: quinn::RecvStream,
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+) {
+    serve_transfer(&state, session, &mut QuicTransfer { send, recv }).await;
+}
+
+/// Serves one attachment transfer on `io` (SPEC.md §12.11): the header
+/// within `frame_timeout_secs`, then the upload or the download; refused
+/// with `NOT_AUTHENTICATED` when `session` is `None`.
+pub async fn serve_transfer(
+    state: &Arc<ServerState>,
+    session: Option<DeviceSession>,
+    io: &mut impl TransferStream,
 ) {
     let outcome = match session {
         None => Err(ApiError::new(ErrorCode::NotAuthenticated, "log in first")),
         // A stream that never sends its header must not live forever.
         Some(_) => match tokio::time::timeout(
             std::time::Duration::from_secs(state.config.frame_timeout_secs),
-            read_header(&mut recv),
+            read_header(io),
         )
         .await
         .unwrap_or_else(|_| {
@@ -254,10 +327,10 @@ pub async fn serve_stream(
         }) {
             Ok(header) => match header.kind {
                 Some(attachment_stream_header::Kind::Upload(start)) => {
-                    upload(&state, start, &mut recv).await
+                    upload(state, start, io).await
                 }
                 Some(attachment_stream_header::Kind::Download(start)) => {
-                    return download(&state, start, &mut send).await;
+                    return download(state, start, io).await;
                 }
                 None => Err(ApiError::invalid("empty attachment stream header")),
             },
@@ -267,7 +340,7 @@ pub async fn serve_stream(
     match outcome {
         Ok(committed) => {
             reply(
-                &mut send,
+                io,
                 AttachmentStreamResult {
                     committed_offset: committed,
                     ..AttachmentStreamResult::default()
@@ -276,14 +349,11 @@ pub async fn serve_stream(
             .await;
         }
         Err(error) => {
-            let _ = recv.stop(quinn::VarInt::from_u32(
-                u32::try_from(error.code as i32).unwrap_or(0),
-            ));
-            reply(&mut send, error_result(&error)).await;
+            io.stop(error.code);
+            reply(io, error_result(&error)).await;
         }
     }
-    let _ = send.finish();
-    let _ = send.stopped().await;
+    io.finish().await;
 }
 
 /// Durably commits `committed` bytes: fsync the file, then the offset.
@@ -303,7 +373,7 @@ async fn commit(
 async fn upload(
     state: &Arc<ServerState>,
     start: microbot_protocol::transport::AttachmentUploadStart,
-    recv: &mut quinn::RecvStream,
+    recv: &mut impl TransferStream,
 ) -> Result<u64, ApiError> {
     let id = attachment_id(&start.attachment_id)?;
     let record = state
@@ -357,8 +427,8 @@ async fn upload(
     let mut written = record.committed;
     let mut committed = record.committed;
     loop {
-        let chunk = match recv.read_chunk(CHUNK, true).await {
-            Ok(Some(chunk)) => chunk.bytes,
+        let chunk = match recv.read_chunk().await {
+            Ok(Some(chunk)) => chunk,
             Ok(None) => break,
             Err(error) => {
                 // The connection dropped: keep what arrived, for a resume.
@@ -395,7 +465,7 @@ async fn upload(
 async fn download(
     state: &Arc<ServerState>,
     start: microbot_protocol::transport::AttachmentDownloadStart,
-    send: &mut quinn::SendStream,
+    send: &mut impl TransferStream,
 ) {
     let prepared = async {
         let record = complete_attachment(state, &start.attachment_id).await?;
@@ -419,7 +489,7 @@ async fn download(
         Ok(ok) => ok,
         Err(error) => {
             reply(send, error_result(&error)).await;
-            let _ = send.finish();
+            send.finish().await;
             return;
         }
     };
@@ -441,7 +511,7 @@ async fn download(
         match file.read(slice).await {
             Ok(0) | Err(_) => {
                 // The file is shorter than its committed size: a storage fault.
-                let _ = send.reset(quinn::VarInt::from_u32(ErrorCode::Internal as u32));
+                send.reset(ErrorCode::Internal);
                 return;
             }
             Ok(n) => {
@@ -458,8 +528,7 @@ async fn download(
             }
         }
     }
-    let _ = send.finish();
-    let _ = send.stopped().await;
+    send.finish().await;
 }
 
 /// Deletes expired attachments and their files (called by the sweeper).

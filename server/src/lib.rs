@@ -34,6 +34,7 @@ pub mod state;
 pub mod storage;
 pub mod webhooks;
 pub mod websocket;
+pub mod websocket_attach;
 
 pub use config::{Config, Overrides};
 pub use server::{Server, ShutdownHandle, StartError};

@@ -51,6 +51,7 @@ use crate::dispatch::{Close, Reply, RequestHandler};
 use crate::endpoint::{EndpointError, ServerIdentity};
 use crate::limits::{HandshakeSlot, Refusal};
 use crate::state::ServerState;
+use crate::websocket_attach::{self, ATTACH_PATH};
 
 /// The request path of the WebSocket endpoint.
 pub const PATH: &str = "/v1/ws";
@@ -91,7 +92,7 @@ pub fn tls_acceptor(identity: &ServerIdentity) -> Result<tokio_rustls::TlsAccept
 /// The byte stream under the WebSocket: TLS, or plain TCP where the
 /// operator allowed it; counts the bytes read (for the frame and idle
 /// deadlines).
-struct Link {
+pub(crate) struct Link {
     inner: Inner,
     read: Arc<AtomicU64>,
 }
@@ -146,17 +147,24 @@ impl AsyncWrite for Link {
     }
 }
 
-/// The HTTP upgrade check: path [`PATH`] and subprotocol [`SUBPROTOCOL`]
-/// offered, else 404 / 400 and no WebSocket.
+/// The HTTP upgrade check: path [`PATH`] (or [`ATTACH_PATH`], then
+/// `attach` is set) and subprotocol [`SUBPROTOCOL`] offered, else 404 /
+/// 400 and no WebSocket.
 #[allow(clippy::result_large_err)] // the signature tungstenite's callback has
-fn check_upgrade(request: &Request, mut response: Response) -> Result<Response, ErrorResponse> {
+fn check_upgrade(
+    request: &Request,
+    mut response: Response,
+    attach: &AtomicBool,
+) -> Result<Response, ErrorResponse> {
     let refuse = |status: StatusCode, why: &str| {
         let mut error = ErrorResponse::new(Some(why.to_owned()));
         *error.status_mut() = status;
         error
     };
-    if request.uri().path() != PATH {
-        return Err(refuse(StatusCode::NOT_FOUND, "not found"));
+    match request.uri().path() {
+        PATH => {}
+        ATTACH_PATH => attach.store(true, Ordering::Relaxed),
+        _ => return Err(refuse(StatusCode::NOT_FOUND, "not found")),
     }
     let offered = request
         .headers()
@@ -194,6 +202,7 @@ async fn handshake(
     tls: Option<tokio_rustls::TlsAcceptor>,
     max_frame_len: usize,
     read: Arc<AtomicU64>,
+    attach: Arc<AtomicBool>,
 ) -> Result<WebSocketStream<Link>, String> {
     let inner = match tls {
         Some(acceptor) => Inner::Tls(Box::new(
@@ -202,9 +211,10 @@ async fn handshake(
         None => Inner::Plain(stream),
     };
     let link = Link { inner, read };
+    #[allow(clippy::result_large_err)] // tungstenite's callback signature
     tokio_tungstenite::accept_hdr_async_with_config(
         link,
-        check_upgrade,
+        move |request: &Request, response| check_upgrade(request, response, &attach),
         Some(ws_config(max_frame_len)),
     )
     .await
@@ -224,10 +234,17 @@ pub async fn serve(
     let max_frame_len = usize::try_from(state.config.max_frame_len).unwrap_or(usize::MAX);
     let deadline = Duration::from_secs(state.config.handshake_timeout_secs);
     let read = Arc::new(AtomicU64::new(0));
+    let attach = Arc::new(AtomicBool::new(false));
     let _ = stream.set_nodelay(true);
     let handshaken = tokio::time::timeout(
         deadline,
-        handshake(stream, tls, max_frame_len, Arc::clone(&read)),
+        handshake(
+            stream,
+            tls,
+            max_frame_len,
+            Arc::clone(&read),
+            Arc::clone(&attach),
+        ),
     )
     .await;
     drop(handshake_slot);
@@ -265,6 +282,11 @@ pub async fn serve(
     let _gauge = OpenGauge(Arc::clone(&state));
     tracing::debug!(%remote, "websocket connection open");
     let (sink, stream) = ws.split();
+    if attach.load(Ordering::Relaxed) {
+        websocket_attach::serve(state, sink, stream, remote, shutdown).await;
+        tracing::debug!(%remote, "attachment websocket closed");
+        return;
+    }
     let shared = Arc::new(Shared::default());
     let (out_tx, out_rx) = mpsc::unbounded_channel();
     let writer = tokio::spawn(write_loop(sink, out_rx, Arc::clone(&shared)));
@@ -315,8 +337,10 @@ struct Shared {
     drained: Notify,
 }
 
-type Sink = futures_util::stream::SplitSink<WebSocketStream<Link>, Message>;
-type Source = futures_util::stream::SplitStream<WebSocketStream<Link>>;
+/// The sending half of a server WebSocket.
+pub(crate) type Sink = futures_util::stream::SplitSink<WebSocketStream<Link>, Message>;
+/// The receiving half of a server WebSocket.
+pub(crate) type Source = futures_util::stream::SplitStream<WebSocketStream<Link>>;
 
 /// Writes frames in order; one write at a time, so a client that does not
 /// read holds up only this task.

@@ -24,7 +24,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use super::Reporter;
 use crate::error::{AttachmentError, ServerError, TransportError};
-use crate::transport::Connection;
+use crate::transport::{Connection, StreamRecv, StreamSend};
 
 /// Plaintext read from the file per step.
 const CHUNK: usize = 64 * 1024;
@@ -38,12 +38,12 @@ fn lost(error: impl std::fmt::Display) -> TransportError {
 }
 
 async fn write_header(
-    send: &mut quinn::SendStream,
+    send: &mut StreamSend,
     kind: attachment_stream_header::Kind,
 ) -> Result<(), TransportError> {
     let mut buf = BytesMut::new();
     encode_frame(&AttachmentStreamHeader { kind: Some(kind) }, &mut buf)?;
-    send.write_all(&buf).await.map_err(lost)
+    send.write_all(&buf).await
 }
 
 /// The length prefix at the start of `buf`: `None` while incomplete.
@@ -58,10 +58,10 @@ fn varint(buf: &[u8]) -> Option<Result<(u64, usize), TransportError>> {
     (buf.len() >= 10).then_some(Err(TransportError::Frame(FrameError::InvalidLengthPrefix)))
 }
 
-async fn next_chunk(recv: &mut quinn::RecvStream) -> Result<Option<bytes::Bytes>, TransportError> {
-    match tokio::time::timeout(STREAM_IDLE, recv.read_chunk(CHUNK, true)).await {
-        Ok(Ok(chunk)) => Ok(chunk.map(|c| c.bytes)),
-        Ok(Err(error)) => Err(lost(error)),
+async fn next_chunk(recv: &mut StreamRecv) -> Result<Option<bytes::Bytes>, TransportError> {
+    match tokio::time::timeout(STREAM_IDLE, recv.read_chunk(CHUNK)).await {
+        Ok(Ok(chunk)) => Ok(chunk),
+        Ok(Err(error)) => Err(error),
         Err(_) => Err(TransportError::Timeout),
     }
 }
@@ -69,7 +69,7 @@ async fn next_chunk(recv: &mut quinn::RecvStream) -> Result<Option<bytes::Bytes>
 /// Reads the result frame; returns it with the raw bytes that followed it
 /// in the same chunks.
 async fn read_result(
-    recv: &mut quinn::RecvStream,
+    recv: &mut StreamRecv,
 ) -> Result<(AttachmentStreamResult, Vec<u8>), TransportError> {
     let mut head = Vec::new();
     loop {
@@ -199,7 +199,7 @@ pub(super) async fn upload(
             if summary.ciphertext_len != job.ciphertext_len {
                 return Err(UploadFailure::Fatal(AttachmentError::FileChanged));
             }
-            send.finish().map_err(retry)?;
+            send.finish().await.map_err(retry)?;
             let (result, _) = read_result(&mut recv).await.map_err(retry)?;
             if let Some(error) = result.error {
                 let error = ServerError::from_proto(error);
@@ -239,7 +239,7 @@ pub(super) async fn download(
         }),
     )
     .await?;
-    send.finish().map_err(lost)?;
+    send.finish().await?;
     let (result, first) = read_result(&mut recv).await?;
     if let Some(error) = result.error {
         return Err(TransportError::Server(ServerError::from_proto(error)).into());
