@@ -10,7 +10,7 @@
 //! the answers after it. Results are handed to the caller one by one as they
 //! come, so the command line can stream them.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -22,6 +22,14 @@ use crate::vector::VectorFile;
 
 /// How many times the runner starts the adapter again after it hung or died.
 pub const MAX_RESTARTS: usize = 3;
+
+/// The longest line the runner keeps from an adapter; a longer one is
+/// reported and dropped, so an adapter cannot make the runner's memory grow
+/// without bound. The largest answer to a committed vector is far below it.
+pub const MAX_LINE: usize = 16 << 20;
+
+/// How many lines the reader thread holds before the adapter has to wait.
+const LINE_QUEUE: usize = 256;
 
 /// How long the runner waits for an answer before it says which vector it waits for.
 const NOTICE_AFTER: Duration = Duration::from_secs(2);
@@ -112,21 +120,19 @@ impl Report {
         let (passed, failed, skipped) = self.tally();
         let total = passed + failed + skipped;
         if failed > 0 {
-            return Some(format!("{failed} of {total} vectors failed"));
+            return Some(format!("{failed} of {total} failed"));
         }
         if total == 0 {
-            return Some("there were no vectors to run".into());
+            return Some("nothing ran".into());
         }
         let share = skipped as f64 / total as f64;
         if skipped > 0 && share > options.allowed_skip_share {
             let allowed = options.allowed_skip_share * 100.0;
             return Some(if skipped == total {
-                "every vector was skipped (the adapter implements no kind); \
-                 --allow-skip accepts that"
-                    .to_owned()
+                format!("all {total} were skipped; --allow-skip accepts that")
             } else {
                 format!(
-                    "{skipped} of {total} vectors were skipped, more than the {allowed:.0}% allowed; \
+                    "{skipped} of {total} were skipped, more than the {allowed:.0}% allowed; \
                      --allow-skip=PERCENT raises the limit"
                 )
             });
@@ -149,6 +155,8 @@ pub fn tally(results: &[VectorResult]) -> (usize, usize, usize) {
 /// One line the adapter printed, or the end of its output.
 enum Line {
     Text(String),
+    /// A line longer than [`MAX_LINE`], dropped.
+    TooLong,
     End,
 }
 
@@ -182,22 +190,31 @@ impl Adapter {
             .stdout
             .take()
             .ok_or_else(|| std::io::Error::other("the adapter has no stdout"))?;
-        let (send, lines) = mpsc::channel();
+        let (send, lines) = mpsc::sync_channel(LINE_QUEUE);
         std::thread::spawn(move || {
             let mut reader = BufReader::new(stdout);
             loop {
                 let mut line = Vec::new();
-                match reader.read_until(b'\n', &mut line) {
-                    Ok(0) | Err(_) => {
-                        let _ = send.send(Line::End);
-                        return;
-                    }
-                    Ok(_) => {
-                        let text = String::from_utf8_lossy(&line).trim_end().to_owned();
-                        if send.send(Line::Text(text)).is_err() {
-                            return;
+                let limit = MAX_LINE as u64 + 1;
+                let line = match reader.by_ref().take(limit).read_until(b'\n', &mut line) {
+                    Ok(0) | Err(_) => Line::End,
+                    Ok(_) if line.len() > MAX_LINE => {
+                        // Drop the rest of the line, keeping nothing of it.
+                        let mut rest = Vec::new();
+                        while !line.ends_with(b"\n") {
+                            rest.clear();
+                            match reader.by_ref().take(64 * 1024).read_until(b'\n', &mut rest) {
+                                Ok(0) | Err(_) => break,
+                                Ok(_) => line = rest.split_off(rest.len().saturating_sub(1)),
+                            }
                         }
+                        Line::TooLong
                     }
+                    Ok(_) => Line::Text(String::from_utf8_lossy(&line).trim_end().to_owned()),
+                };
+                let end = matches!(line, Line::End);
+                if send.send(line).is_err() || end {
+                    return;
                 }
             }
         });
@@ -423,6 +440,10 @@ fn wait_for(
                     )),
                 }
             }
+            Ok(Line::TooLong) => note(format!(
+                "ignored a line longer than {} MiB while waiting for {name}",
+                MAX_LINE >> 20
+            )),
             Ok(Line::End) | Err(RecvTimeoutError::Disconnected) => return Wait::Died,
             Err(RecvTimeoutError::Timeout) => {
                 if !told && Instant::now() < deadline {

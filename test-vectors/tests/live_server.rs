@@ -1,12 +1,20 @@
 //! The live-server scenario passes against our server on loopback (a real
 //! QUIC connection, a real SQLite file, real TOTP codes), and the runner
-//! reports a failure when pinned to the wrong certificate.
+//! reports a failure when pinned to the wrong certificate, through the
+//! library and through the `microbot-conformance server` command line.
 
 use microbot_server::{Config, Server};
 use microbot_test_vectors::live;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scenario_passes_against_the_reference_server() {
+/// A reference server on loopback: its address, fingerprint, shutdown
+/// handle, task and data directory.
+fn start() -> (
+    std::net::SocketAddr,
+    String,
+    microbot_server::ShutdownHandle,
+    tokio::task::JoinHandle<()>,
+    tempfile::TempDir,
+) {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = Config {
         data_dir: dir.path().to_owned(),
@@ -21,7 +29,12 @@ async fn scenario_passes_against_the_reference_server() {
     let fingerprint = server.fingerprint().to_owned();
     let (handle, stop) = server.handle();
     let task = tokio::spawn(server.run(stop));
+    (addr, fingerprint, handle, task, dir)
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenario_passes_against_the_reference_server() {
+    let (addr, fingerprint, handle, task, _dir) = start();
     let checks = live::run(addr, &fingerprint).await;
     for check in &checks {
         assert!(check.result.is_ok(), "{}: {:?}", check.name, check.result);
@@ -35,6 +48,40 @@ async fn scenario_passes_against_the_reference_server() {
         checks.iter().any(|c| c.result.is_err()),
         "a wrong certificate pin must fail"
     );
+
+    handle.shutdown();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(20), task).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_line_streams_checks_and_exits_by_the_verdict() {
+    let (addr, fingerprint, handle, task, _dir) = start();
+    let wrong_pin = "00".repeat(32);
+    // The command line: results streamed, the closing line, exit status 0;
+    // pinned to the wrong certificate, a failure, the closing line, status 1.
+    for (pin, success) in [(fingerprint.clone(), true), (wrong_pin, false)] {
+        let output = tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_microbot-conformance"))
+                .args(["server", "--addr", &addr.to_string(), "--cert-sha256", &pin])
+                .output()
+                .expect("run microbot-conformance server")
+        })
+        .await
+        .expect("join");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(output.status.success(), success, "{stdout}");
+        let last = stdout.lines().last().unwrap_or_default();
+        assert!(last.starts_with("conformance: "), "{stdout}");
+        if success {
+            assert!(last.ends_with(" passed, 0 failed, 0 skipped"), "{stdout}");
+            assert!(stdout.lines().filter(|l| l.starts_with("PASS ")).count() >= 15);
+        } else {
+            assert!(
+                stdout.contains("FAIL ") && stdout.contains("NOT CONFORMANT: "),
+                "{stdout}"
+            );
+        }
+    }
 
     handle.shutdown();
     let _ = tokio::time::timeout(std::time::Duration::from_secs(20), task).await;
