@@ -85,7 +85,7 @@ pub use microbot_protocol::content::AttachmentPointer;
 pub use microbot_protocol::content_rules::MAX_TEXT_LEN;
 pub use microbot_protocol::transport::ErrorCode;
 pub use shown::Unshown;
-pub use transport::{ALPN, quic_client_config};
+pub use transport::{ALPN, quic_client_config, websocket_tls_config};
 
 /// Milliseconds since the Unix epoch (0 if the clock is before 1970).
 pub(crate) fn now_ms() -> u64 {

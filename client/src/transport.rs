@@ -245,6 +245,18 @@ pub(crate) fn pinned_tls_config(
     )
 }
 
+/// The TLS client configuration of the WebSocket transport (SPEC.md
+/// §12.13): TLS 1.3 only, ALPN `http/1.1`, and the same pinning verifier
+/// as [`quic_client_config`]. Public for tools that speak raw frames.
+///
+/// # Errors
+/// [`TransportError::Config`].
+pub fn websocket_tls_config(server: &ServerConfig) -> Result<rustls::ClientConfig, TransportError> {
+    let mut tls = pinned_tls_config(server)?;
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tls)
+}
+
 fn fail_all(pending: &Pending, reason: &str) {
     let waiting = pending.lock().ok().and_then(|mut p| p.take());
     for (_, tx) in waiting.into_iter().flatten() {

@@ -106,8 +106,7 @@ async fn connect_path(
     timeout: Duration,
 ) -> Result<Socket, TransportError> {
     let connect = |e: &dyn std::fmt::Display| TransportError::Connect(format!("websocket: {e}"));
-    let mut tls = crate::transport::pinned_tls_config(server)?;
-    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tls = crate::transport::websocket_tls_config(server)?;
     let name = ServerName::try_from(server.server_name.clone())
         .map_err(|e| TransportError::Config(e.to_string()))?;
     let mut request = format!("wss://{addr}{path}")
