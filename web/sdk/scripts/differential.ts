@@ -288,6 +288,43 @@ const generators: Record<string, () => Json> = {
     }
     return { op: "sender_key_decrypt", state: toHex(record.toBytes()), message: toHex(message) };
   },
+  "failure/prekey_message": () => {
+    const rng = recording();
+    const bob = IdentityKeyPair.generate(rng);
+    const withKem = int(3) !== 0;
+    const prekeys = new LocalPreKeys();
+    const signed = SignedPreKey.generate(rng, bob, 1 + int(5), withKem);
+    prekeys.addSigned(signed);
+    const oneTime = prekeys.generateOneTime(rng, 1 + int(3));
+    const kem = withKem ? KemPreKey.generate(rng, bob, 1 + int(5)) : undefined;
+    if (kem !== undefined) {
+      prekeys.addKem(kem);
+    }
+    const alice = IdentityKeyPair.generate(rng);
+    const otk = int(4) === 0 ? undefined : pick(oneTime);
+    const session = Session.initiate(rng, alice, {
+      identityKey: bob.publicKey.toBytes(),
+      signedPreKey: signed.public(),
+      oneTimePreKey: otk?.public(),
+      kemPreKey: kem?.public(),
+    });
+    let message = session.encrypt(bytes(int(40)));
+    const mutation = int(5);
+    if (mutation === 1 && otk !== undefined) {
+      prekeys.removeOneTime(otk.id); // already used: a replay
+    } else if (mutation === 2) {
+      message = Uint8Array.from(message);
+      message[message.length - 1 - int(20)]! ^= 1; // the inner ratchet message
+    } else if (mutation === 3) {
+      message = message.subarray(0, int(message.length));
+    }
+    return {
+      op: "prekey_message",
+      identity_state: toHex(bob.toBytes()),
+      prekeys_state: toHex(prekeys.toBytes()),
+      message: toHex(message),
+    };
+  },
   "failure/prekey_bundle": () => {
     const rng = recording();
     const identity = IdentityKeyPair.generate(rng);

@@ -32,8 +32,15 @@ export const PREKEY_MESSAGE_VERSION = 1;
 
 /** A `SessionMessage` that is not well formed (§4.3). */
 export class SessionError extends Error {
-  /** `unknown_type`, `malformed_prekey_message` (not protobuf, version ≠ 1, base key not 32 bytes, KEM id without ciphertext or the reverse), `wrong_session` (a message this session cannot take), `not_prekey_message` (a ratchet message with no session). */
-  readonly kind: "unknown_type" | "malformed_prekey_message" | "wrong_session" | "not_prekey_message";
+  /**
+   * `malformed` (unknown type byte, not a protobuf `PreKeyMessage`, KEM id
+   * without ciphertext or the reverse), `invalid_length` (a base key or
+   * identity key not 32 bytes),
+   * `unsupported_version` (`PreKeyMessage.version` ≠ 1), `wrong_session` (a
+   * prekey message of another handshake), `new_session_required` (a ratchet
+   * message from a device with no session).
+   */
+  readonly kind: "malformed" | "invalid_length" | "unsupported_version" | "wrong_session" | "new_session_required";
 
   /** @param kind the failure */
   constructor(kind: SessionError["kind"], message?: string) {
@@ -69,26 +76,26 @@ export function decodeSessionMessage(bytes: Uint8Array): SessionMessage {
     return { type: "ratchet", message: bytes.slice(1) };
   }
   if (bytes[0] !== SESSION_MESSAGE_PREKEY) {
-    throw new SessionError("unknown_type");
+    throw new SessionError("malformed", "unknown SessionMessage type");
   }
   let body;
   try {
     body = fromBinary(PreKeyMessageSchema, bytes.subarray(1));
   } catch {
-    throw new SessionError("malformed_prekey_message", "not a PreKeyMessage");
+    throw new SessionError("malformed", "not a PreKeyMessage");
   }
   if (body.version !== PREKEY_MESSAGE_VERSION) {
-    throw new SessionError("malformed_prekey_message", `version ${body.version}`);
+    throw new SessionError("unsupported_version", `version ${body.version}`);
   }
-  if (body.baseKey.length !== KEY_LEN) {
-    throw new SessionError("malformed_prekey_message", "base key is not 32 bytes");
+  if (body.baseKey.length !== KEY_LEN || body.identityKey.length !== KEY_LEN) {
+    throw new SessionError("invalid_length", "base key and identity key are 32 bytes");
   }
   const hybrid = body.kemPrekeyId !== undefined;
   if (hybrid !== (body.kemCiphertext.length > 0)) {
-    throw new SessionError("malformed_prekey_message", "KEM prekey id and ciphertext must come together");
+    throw new SessionError("malformed", "KEM prekey id and ciphertext must come together");
   }
   if (hybrid && body.kemCiphertext.length !== KEM_CIPHERTEXT_LEN) {
-    throw new SessionError("malformed_prekey_message", "KEM ciphertext is not 1088 bytes");
+    throw new SessionError("malformed", "KEM ciphertext is not 1088 bytes");
   }
   return {
     type: "prekey",
@@ -183,7 +190,7 @@ export class Session {
   ): { session: Session; plaintext: Uint8Array } {
     const message = decodeSessionMessage(bytes);
     if (message.type !== "prekey") {
-      throw new SessionError("not_prekey_message");
+      throw new SessionError("new_session_required");
     }
     return Session.respond(identity, prekeys, message.header, message.message, rng);
   }

@@ -10,7 +10,7 @@ import { IdentityKeyPair, KeyError } from "../identity.js";
 import { LocalPreKeys, type PreKeyBundle } from "../prekeys.js";
 import { RatchetError } from "../ratchet/header.js";
 import { RatchetSession } from "../ratchet/session.js";
-import { ReplayRng } from "../rng.js";
+import { ReplayRng, systemRng } from "../rng.js";
 import { SenderKeyError, SenderKeyRecord } from "../sender_key.js";
 import { Session, SessionError } from "../session.js";
 import { StateError } from "../state.js";
@@ -102,8 +102,10 @@ export function computeFailure(input: Json): Json {
     case "prekey_message": {
       const identity = IdentityKeyPair.fromBytes(bytesField(input, "identity_state"));
       const prekeys = LocalPreKeys.fromBytes(identity, bytesField(input, "prekeys_state"));
-      const rng = new ReplayRng([]);
-      const error = outcome(() => Session.accept(rng, identity, prekeys, bytesField(input, "message")));
+      // The op has no `draws`: a responder's first decrypt draws one ratchet
+      // key (§5.6 step 6) that never reaches this output (the session is not
+      // written), so any bytes serve; the reference harness does the same.
+      const error = outcome(() => Session.accept(systemRng, identity, prekeys, bytesField(input, "message")));
       return { error, prekeys_state: hex(prekeys.toBytes()) };
     }
     default:
