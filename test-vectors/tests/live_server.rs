@@ -86,3 +86,27 @@ async fn the_command_line_streams_checks_and_exits_by_the_verdict() {
     handle.shutdown();
     let _ = tokio::time::timeout(std::time::Duration::from_secs(20), task).await;
 }
+
+#[test]
+fn a_silent_server_fails_within_the_timeout_with_the_closing_line() {
+    // A UDP port that swallows every datagram: no QUIC handshake ever completes.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let addr = silent.local_addr().expect("addr");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_microbot-conformance"))
+        .args(["server", "--addr", &addr.to_string()])
+        .args(["--cert-sha256", &"ab".repeat(32), "--timeout", "1"])
+        .output()
+        .expect("run microbot-conformance server");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("FAIL scenario ran to the end: no answer within 1s"),
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.lines().last(),
+        Some("conformance: 0 passed, 1 failed, 0 skipped"),
+        "{stdout}"
+    );
+    drop(silent);
+}

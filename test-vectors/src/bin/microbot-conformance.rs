@@ -6,7 +6,7 @@
 //! microbot-conformance adapter                  our implementation as an adapter
 //! microbot-conformance export --out DIR         vectors/, schema/, proto/ as built in
 //! microbot-conformance protos --out DIR         transport.proto and content.proto
-//! microbot-conformance server --addr HOST:PORT --cert-sha256 HEX [--allow-skip[=PERCENT]]
+//! microbot-conformance server --addr HOST:PORT --cert-sha256 HEX [--timeout S] [--allow-skip[=PERCENT]]
 //! microbot-conformance generate [--dir D]       rewrite the JSON files (in a source checkout)
 //! ```
 //!
@@ -79,6 +79,9 @@ enum Command {
         /// SHA-256 fingerprint (hex) of the server certificate, as the server prints it.
         #[arg(long = "cert-sha256")]
         cert_sha256: String,
+        /// Seconds to wait for the connection and for each answer.
+        #[arg(long, default_value_t = 10.0)]
+        timeout: f64,
         /// Accept skipped checks: up to PERCENT of them (100 when given alone).
         #[arg(long = "allow-skip", value_name = "PERCENT", num_args = 0..=1, default_missing_value = "100", default_value_t = 0.0)]
         allow_skip: f64,
@@ -110,8 +113,19 @@ fn main() -> ExitCode {
         Command::Server {
             addr,
             cert_sha256,
+            timeout,
             allow_skip,
-        } => live(addr, &cert_sha256, allow_skip / 100.0),
+        } => {
+            if !(timeout > 0.0 && timeout.is_finite() && (0.0..=100.0).contains(&allow_skip)) {
+                eprintln!("server: --timeout must be positive and --allow-skip within 0..=100");
+                return ExitCode::from(2);
+            }
+            let options = RunnerOptions {
+                timeout: Duration::from_secs_f64(timeout),
+                allowed_skip_share: allow_skip / 100.0,
+            };
+            live(addr, &cert_sha256, &options)
+        }
         Command::Adapter => match serve(std::io::stdin().lock(), std::io::stdout().lock()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -139,11 +153,7 @@ fn write_out(written: Result<Vec<String>, bundle::BundleError>) -> ExitCode {
     }
 }
 
-fn live(addr: std::net::SocketAddr, fingerprint: &str, allowed_skip_share: f64) -> ExitCode {
-    if !(0.0..=1.0).contains(&allowed_skip_share) {
-        eprintln!("server: --allow-skip must be within 0..=100");
-        return ExitCode::from(2);
-    }
+fn live(addr: std::net::SocketAddr, fingerprint: &str, options: &RunnerOptions) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -158,6 +168,7 @@ fn live(addr: std::net::SocketAddr, fingerprint: &str, allowed_skip_share: f64) 
     let checks = runtime.block_on(microbot_test_vectors::live::run_streamed(
         addr,
         fingerprint,
+        options.timeout,
         &mut |check| match (&check.result, check.skipped) {
             (_, true) => println!("SKIP {} (not offered by this server)", check.name),
             (Ok(()), false) => println!("PASS {}", check.name),
@@ -179,12 +190,8 @@ fn live(addr: std::net::SocketAddr, fingerprint: &str, allowed_skip_share: f64) 
         results,
         ..runner::Report::default()
     };
-    let options = RunnerOptions {
-        allowed_skip_share,
-        ..RunnerOptions::default()
-    };
     let (passed, failed, skipped) = report.tally();
-    let verdict = report.verdict(&options);
+    let verdict = report.verdict(options);
     if let Some(why) = &verdict {
         println!("NOT CONFORMANT: {why}");
     }

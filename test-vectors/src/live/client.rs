@@ -13,7 +13,7 @@ use microbot_protocol::transport::{
     ClientFrame, Push, ServerFrame, client_frame::Request, response, server_frame,
 };
 
-/// How long one answer may take.
+/// How long one answer may take unless the caller says otherwise.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why the scenario's client failed.
@@ -25,9 +25,12 @@ pub enum ClientError {
     /// QUIC or TLS set-up failed.
     #[error("connection: {0}")]
     Connect(String),
-    /// The server closed the stream or connection, or did not answer in time.
-    #[error("connection ended or timed out")]
+    /// The server closed the stream or connection.
+    #[error("the server ended the connection")]
     Ended,
+    /// The server did not connect or answer in time.
+    #[error("no answer within {0:?}")]
+    TimedOut(Duration),
     /// The server sent a frame that does not decode, or an unexpected one.
     #[error("unexpected answer: {0}")]
     Unexpected(String),
@@ -48,11 +51,21 @@ pub struct RawClient {
     decoder: FrameDecoder,
     pushes: VecDeque<Push>,
     next_id: u64,
+    timeout: Duration,
 }
 
 impl RawClient {
-    /// Connects and opens the request stream (no Hello yet).
+    /// Connects and opens the request stream (no Hello yet), waiting up to [`TIMEOUT`].
     pub async fn connect(addr: SocketAddr, fingerprint: &str) -> Result<Self, ClientError> {
+        Self::connect_within(addr, fingerprint, TIMEOUT).await
+    }
+
+    /// [`RawClient::connect`] with `timeout` for the connection and every answer.
+    pub async fn connect_within(
+        addr: SocketAddr,
+        fingerprint: &str,
+        timeout: Duration,
+    ) -> Result<Self, ClientError> {
         let bind: SocketAddr = if addr.is_ipv6() {
             "[::]:0"
         } else {
@@ -66,9 +79,9 @@ impl RawClient {
         let connecting = endpoint
             .connect(addr, "localhost")
             .map_err(|e| ClientError::Connect(e.to_string()))?;
-        let connection = tokio::time::timeout(TIMEOUT, connecting)
+        let connection = tokio::time::timeout(timeout, connecting)
             .await
-            .map_err(|_| ClientError::Ended)?
+            .map_err(|_| ClientError::TimedOut(timeout))?
             .map_err(|e| ClientError::Connect(e.to_string()))?;
         let (send, recv) = connection
             .open_bi()
@@ -82,6 +95,7 @@ impl RawClient {
             decoder: FrameDecoder::new(16 * 1024 * 1024),
             pushes: VecDeque::new(),
             next_id: 1,
+            timeout,
         })
     }
 
@@ -102,11 +116,12 @@ impl RawClient {
             {
                 return Ok(frame);
             }
-            match tokio::time::timeout(TIMEOUT, self.recv.read_chunk(64 * 1024, true)).await {
+            match tokio::time::timeout(self.timeout, self.recv.read_chunk(64 * 1024, true)).await {
                 Ok(Ok(Some(chunk))) => self
                     .decoder
                     .push(&chunk.bytes)
                     .map_err(|e| ClientError::Unexpected(e.to_string()))?,
+                Err(_) => return Err(ClientError::TimedOut(self.timeout)),
                 _ => return Err(ClientError::Ended),
             }
         }
@@ -143,7 +158,7 @@ impl RawClient {
         }
     }
 
-    /// The next push, waiting up to [`TIMEOUT`].
+    /// The next push, waiting up to the client's timeout.
     pub async fn next_push(&mut self) -> Result<Push, ClientError> {
         if let Some(push) = self.pushes.pop_front() {
             return Ok(push);
@@ -157,7 +172,7 @@ impl RawClient {
     /// Waits for the server to close the connection; true when it did.
     pub async fn closed_by_server(&mut self) -> bool {
         while self.read_frame().await.is_ok() {}
-        tokio::time::timeout(TIMEOUT, self.connection.closed())
+        tokio::time::timeout(self.timeout, self.connection.closed())
             .await
             .is_ok()
     }

@@ -11,7 +11,7 @@
 pub mod client;
 
 use std::net::SocketAddr;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::{Signer, SigningKey};
 use microbot_crypto::prekeys::{
@@ -40,7 +40,7 @@ pub struct Check {
 }
 
 /// The checks so far, each also handed to the caller's callback as it is made.
-struct Report<'a>(Vec<Check>, &'a mut (dyn FnMut(&Check) + Send));
+struct Report<'a>(Vec<Check>, &'a mut (dyn FnMut(&Check) + Send), Duration);
 
 impl Report<'_> {
     fn push(&mut self, check: Check) {
@@ -119,7 +119,7 @@ async fn onboard(
     report: &mut Report<'_>,
     first: bool,
 ) -> Result<Member, String> {
-    let mut client = RawClient::connect(addr, fingerprint)
+    let mut client = RawClient::connect_within(addr, fingerprint, report.2)
         .await
         .map_err(describe)?;
     hello(&mut client).await.map_err(describe)?;
@@ -342,17 +342,19 @@ fn to_bundle(bundle: &transport::PrekeyBundle) -> Result<PreKeyBundle, String> {
 
 /// Runs the scenario against `addr`, pinning the certificate `fingerprint` (hex SHA-256).
 pub async fn run(addr: SocketAddr, fingerprint: &str) -> Vec<Check> {
-    run_streamed(addr, fingerprint, &mut |_| {}).await
+    run_streamed(addr, fingerprint, client::TIMEOUT, &mut |_| {}).await
 }
 
-/// [`run`], calling `on_check` with every check as soon as it is made, so a
-/// command line can print results while the scenario goes on.
+/// [`run`] with `timeout` for every connection and answer, calling
+/// `on_check` with every check as soon as it is made, so a command line can
+/// print results while the scenario goes on.
 pub async fn run_streamed(
     addr: SocketAddr,
     fingerprint: &str,
+    timeout: Duration,
     on_check: &mut (dyn FnMut(&Check) + Send),
 ) -> Vec<Check> {
-    let mut report = Report(Vec::new(), on_check);
+    let mut report = Report(Vec::new(), on_check, timeout);
     if let Err(why) = scenario(addr, fingerprint, &mut report).await {
         report.record("scenario ran to the end", Err(why));
     }
@@ -364,7 +366,7 @@ async fn scenario(
     fingerprint: &str,
     report: &mut Report<'_>,
 ) -> Result<(), String> {
-    let mut probe = RawClient::connect(addr, fingerprint)
+    let mut probe = RawClient::connect_within(addr, fingerprint, report.2)
         .await
         .map_err(describe)?;
     let answer = hello(&mut probe).await.map_err(describe)?;
@@ -386,7 +388,7 @@ async fn scenario(
         "requests before login are refused",
         expect_error(&early, ErrorCode::NotAuthenticated),
     );
-    let mut other = RawClient::connect(addr, fingerprint)
+    let mut other = RawClient::connect_within(addr, fingerprint, report.2)
         .await
         .map_err(describe)?;
     let refused = other
@@ -564,7 +566,7 @@ async fn scenario(
         .await
         .map_err(describe)?;
     let closed = probe.closed_by_server().await;
-    let still = RawClient::connect(addr, fingerprint)
+    let still = RawClient::connect_within(addr, fingerprint, report.2)
         .await
         .map_err(describe);
     let still_ok = match still {
@@ -579,7 +581,7 @@ async fn scenario(
     );
 
     // Registrations from one address are rate limited, with a retry hint.
-    let mut fresh = RawClient::connect(addr, fingerprint)
+    let mut fresh = RawClient::connect_within(addr, fingerprint, report.2)
         .await
         .map_err(describe)?;
     hello(&mut fresh).await.map_err(describe)?;
