@@ -23,6 +23,8 @@ const REDACTED_DEBUG: &[&str] = &[
     "CallAnswer",
     "CallIceCandidate",
     "CallHangup",
+    "SyncMessage",
+    "SentTranscript",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

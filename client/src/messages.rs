@@ -1,12 +1,14 @@
 //! Message plaintexts and the converged view of stored messages.
 //!
 //! The plaintext sealed by a pairwise session is the encoded `Content`
-//! padded to its bucket (SPEC.md §11.3). The copy of a 1:1 message sent to
-//! the sender's own other devices also carries the conversation it belongs
-//! to, as field 100 (`string sync_destination`, the recipient's username)
-//! appended to the same protobuf message; `Content` decoders ignore it as an
-//! unknown field, and the padding covers it. Receivers honour it only when
-//! the envelope comes from their own account.
+//! padded to its bucket (SPEC.md §11.3). The copy of a message sent to the
+//! sender's own other devices is a `SyncMessage` whose `SentTranscript`
+//! names the conversation and carries the content (§11.7). Envelopes queued
+//! by older clients carried the destination instead as field 100 of the
+//! content itself (`string sync_destination`); receivers still read that
+//! legacy form, because such envelopes may wait in a server queue, but
+//! nothing writes it any more. Both are honoured only when the envelope
+//! comes from the receiver's own account.
 //!
 //! Views fold the original, edits and deletes of one message with the
 //! protocol's convergence rules (SPEC.md §11.4), so every device shows the
@@ -25,7 +27,8 @@ use zeroize::Zeroizing;
 use crate::events::Conversation;
 use crate::store::MessageRow;
 
-/// Field number of the sync destination appended to own-device copies.
+/// Field number of the legacy sync destination that older clients appended
+/// to own-device copies (read, never written; SPEC.md §11.7).
 pub const SYNC_DESTINATION_FIELD: u32 = 100;
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -34,30 +37,17 @@ struct SyncDestination {
     destination: String,
 }
 
-/// The padded plaintext of `content`, with the sync destination for copies
-/// sent to our own devices.
-pub(crate) fn encode_plaintext(
-    content: &Content,
-    sync_destination: Option<&str>,
-) -> Zeroizing<Vec<u8>> {
+/// The padded plaintext of `content`.
+pub(crate) fn encode_plaintext(content: &Content) -> Zeroizing<Vec<u8>> {
     let mut content = content.clone();
     content.padding = Bytes::new();
-    let extra = sync_destination
-        .map(|destination| {
-            SyncDestination {
-                destination: destination.to_owned(),
-            }
-            .encode_to_vec()
-        })
-        .unwrap_or_default();
-    let pad = padding::padding_len(content.encoded_len() + extra.len());
+    let pad = padding::padding_len(content.encoded_len());
     content.padding = Bytes::from(vec![0u8; pad]);
-    let mut out = Zeroizing::new(content.encode_to_vec());
-    out.extend_from_slice(&extra);
-    out
+    Zeroizing::new(content.encode_to_vec())
 }
 
-/// Decodes a plaintext into its content and optional sync destination.
+/// Decodes a plaintext into its content and the legacy field-100 sync
+/// destination, if present.
 pub(crate) fn decode_plaintext(bytes: &[u8]) -> Result<(Content, Option<String>), ContentError> {
     let content = decode_content(bytes)?;
     let destination = SyncDestination::decode(bytes)

@@ -11,7 +11,9 @@
 //! acknowledging (sync.rs), the cryptography (sessions.rs, crypto-core).
 
 use microbot_protocol::MessageId;
-use microbot_protocol::content::{Content, TypingAction, content::Body};
+use microbot_protocol::content::{
+    Content, TypingAction, content::Body, sent_transcript, sync_message,
+};
 use microbot_protocol::transport::Envelope;
 
 use crate::account::Inner;
@@ -150,6 +152,11 @@ pub(crate) fn process(
     ) {
         tx.mark_unshown(sender, &message_id, device)?;
     }
+    if sender == me
+        && let Some(Body::ReadReceipt(read)) = &content.body
+    {
+        mark_read_elsewhere(tx, &conversation, &read.message_ids)?;
+    }
     let all = u64::MAX;
     if let Some(event) = event_for(tx, &conversation, sender, device, &content, message_id, all)? {
         events.push(event);
@@ -159,6 +166,28 @@ pub(crate) fn process(
         receipt,
         refresh,
     })
+}
+
+/// Read state from another of our devices (§11.7): the messages it read
+/// no longer count as unshown here.
+fn mark_read_elsewhere(
+    tx: &Tx<'_>,
+    conversation: &Conversation,
+    ids: &[bytes::Bytes],
+) -> Result<(), StoreError> {
+    let authors = match conversation {
+        Conversation::Direct(peer) => vec![peer.clone()],
+        Conversation::Group(id) => tx
+            .group(id)?
+            .map(|g| g.members.iter().map(|m| m.username.clone()).collect())
+            .unwrap_or_default(),
+    };
+    for id in ids.iter().filter_map(|id| id16(id)) {
+        for author in &authors {
+            tx.mark_message_shown(author, &id)?;
+        }
+    }
+    Ok(())
 }
 
 /// Opens a pairwise envelope and checks the sender's identity.
@@ -184,10 +213,43 @@ fn open_pairwise(
     } else if let Some(event) = check_identity(inner, tx, sender, decrypted.identity)? {
         events.push(event);
     }
-    let (content, destination) = match decode_plaintext(&decrypted.plaintext) {
+    let (mut content, legacy_destination) = match decode_plaintext(&decrypted.plaintext) {
         Ok(decoded) => decoded,
         Err(error) => return Ok(Err(format!("invalid content: {error}"))),
     };
+    // §11.7: a transcript from one of our own devices stands for the content
+    // it carries, filed under the conversation it names.
+    let mut transcript = None;
+    if let Some(Body::Sync(sync)) = &content.body {
+        if sender != me {
+            return Ok(Err("a sync message from another account".into()));
+        }
+        let Some(sync_message::Kind::Sent(sent)) = &sync.kind else {
+            return Ok(Err("a sync message of an unknown kind".into()));
+        };
+        let (Some(inner), Some(destination)) = (sent.content.as_deref(), &sent.destination) else {
+            return Ok(Err("an incomplete sent transcript".into()));
+        };
+        let conversation = match destination {
+            sent_transcript::Destination::DestinationUsername(name) => {
+                Conversation::Direct(name.clone())
+            }
+            sent_transcript::Destination::DestinationGroupId(id) => match GroupId::from_slice(id) {
+                Some(id) => Conversation::Group(id),
+                None => return Ok(Err("invalid group id".into())),
+            },
+        };
+        transcript = Some(conversation);
+        content = inner.clone();
+    }
+    if let Some(conversation) = transcript {
+        return Ok(Ok(Opened {
+            content,
+            conversation,
+            via_group: false,
+            events,
+        }));
+    }
     let distribution = matches!(content.body, Some(Body::SenderKeyDistribution(_)));
     let conversation = if !content.group_id.is_empty() && !distribution {
         let Some(id) = GroupId::from_slice(&content.group_id) else {
@@ -199,7 +261,7 @@ fn open_pairwise(
         }
         Conversation::Group(id)
     } else {
-        match (sender == me, destination) {
+        match (sender == me, legacy_destination) {
             (true, Some(destination)) => Conversation::Direct(destination),
             (true, None) => Conversation::Direct(me.to_owned()),
             (false, _) => Conversation::Direct(sender.to_owned()),
@@ -230,6 +292,9 @@ fn open_group(tx: &Tx<'_>, envelope: &Envelope) -> Result<Result<Opened, String>
         Ok((content, _)) => content,
         Err(error) => return Ok(Err(format!("invalid content: {error}"))),
     };
+    if matches!(content.body, Some(Body::Sync(_))) {
+        return Ok(Err("a sync message must come pairwise".into()));
+    }
     if content.group_id.as_ref() != id.as_bytes().as_slice() {
         return Ok(Err(
             "the content names another group than its sender key".into()
@@ -371,6 +436,9 @@ pub(crate) fn event_for(
             from: author.to_owned(),
             started: typing.action == TypingAction::Started as i32,
         }),
-        Body::GroupChange(_) | Body::SenderKeyDistribution(_) | Body::CallSignal(_) => None,
+        Body::GroupChange(_)
+        | Body::SenderKeyDistribution(_)
+        | Body::CallSignal(_)
+        | Body::Sync(_) => None,
     })
 }

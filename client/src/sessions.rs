@@ -344,8 +344,9 @@ fn encrypt_for(
     content: &Content,
 ) -> Result<(Vec<OutgoingEnvelope>, usize), StoreError> {
     let me = inner.username.as_str();
-    let for_recipient = encode_plaintext(content, None);
-    let for_own = encode_plaintext(content, Some(to));
+    let for_recipient = encode_plaintext(content);
+    let transcript = Content::sync_sent(crate::account::new_id(), crate::now_ms(), to, content);
+    let for_own = encode_plaintext(&transcript);
     inner.tx(|tx| {
         let mut envelopes = Vec::new();
         let mut to_recipient = 0;

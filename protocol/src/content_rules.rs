@@ -9,7 +9,7 @@ use prost::Message;
 
 use crate::content::{
     AttachmentPointer, CallSignal, Content, GroupChange, GroupChangeKind, GroupMetadata, GroupRole,
-    ReplyTo, TypingAction, call_signal, content::Body,
+    ReplyTo, SyncMessage, TypingAction, call_signal, content::Body, sent_transcript, sync_message,
 };
 
 /// Length of message ids, group ids, call ids and attachment ids.
@@ -134,6 +134,13 @@ pub enum ContentError {
         /// The minimum.
         min: u64,
     },
+    /// A `SentTranscript` carries another `SyncMessage` (§11.7 forbids
+    /// nesting), or names a group other than its content's.
+    #[error("invalid sync message: {reason}")]
+    InvalidSync {
+        /// Which rule was broken.
+        reason: &'static str,
+    },
 }
 
 /// Decodes and validates received content (after decryption): refuses input
@@ -230,6 +237,50 @@ fn validate_body(body: &Body) -> Result<(), ContentError> {
             )
         }
         Body::CallSignal(signal) => validate_call_signal(signal),
+        Body::Sync(sync) => validate_sync(sync),
+    }
+}
+
+/// §11.7: one kind, one destination, a valid inner content that is not
+/// itself a sync message and belongs to the named group.
+fn validate_sync(sync: &SyncMessage) -> Result<(), ContentError> {
+    let Some(sync_message::Kind::Sent(sent)) = &sync.kind else {
+        return Err(ContentError::Missing { field: "sync.kind" });
+    };
+    let content = sent.content.as_deref().ok_or(ContentError::Missing {
+        field: "sent_transcript.content",
+    })?;
+    if matches!(content.body, Some(Body::Sync(_))) {
+        return Err(ContentError::InvalidSync {
+            reason: "a transcript cannot carry another sync message",
+        });
+    }
+    match &sent.destination {
+        None => Err(ContentError::Missing {
+            field: "sent_transcript.destination",
+        }),
+        Some(sent_transcript::Destination::DestinationUsername(name)) => {
+            bounded_nonempty(
+                "sent_transcript.destination_username",
+                name,
+                MAX_USERNAME_LEN,
+            )?;
+            if !content.group_id.is_empty() {
+                return Err(ContentError::InvalidSync {
+                    reason: "a 1:1 transcript carries group content",
+                });
+            }
+            content.validate()
+        }
+        Some(sent_transcript::Destination::DestinationGroupId(group)) => {
+            exact("sent_transcript.destination_group_id", group, ID_LEN)?;
+            if content.group_id != *group {
+                return Err(ContentError::InvalidSync {
+                    reason: "the transcript names another group than its content",
+                });
+            }
+            content.validate()
+        }
     }
 }
 

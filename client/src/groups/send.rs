@@ -103,7 +103,7 @@ pub(crate) async fn send_group(
             }
             Err(Distribution::Failed(failure)) => return Err(failure),
         }
-        let plaintext = encode_plaintext(content, None);
+        let plaintext = encode_plaintext(content);
         let (ciphertext, key_holders) = inner.tx(|tx| -> Result<_, SendFailure> {
             let mut key = tx
                 .outbound_key(&id)?
@@ -270,7 +270,7 @@ async fn distribute(
             *id.as_bytes(),
             Bytes::copy_from_slice(&distribution),
         );
-        let plaintext = encode_plaintext(&content, None);
+        let plaintext = encode_plaintext(&content);
         let mut envelopes = Vec::with_capacity(need.len());
         for (name, device) in need {
             let Some(mut stored) = tx.sessions(&name, device)?.into_iter().next() else {

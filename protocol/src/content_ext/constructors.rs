@@ -6,8 +6,8 @@ use bytes::Bytes;
 
 use crate::content::{
     AttachmentPointer, CallSignal, Content, Delete, DeliveryReceipt, Edit, GroupChange, Reaction,
-    ReadReceipt, ReplyTo, SenderKeyDistribution, Text, Typing, TypingAction, call_signal,
-    content::Body,
+    ReadReceipt, ReplyTo, SenderKeyDistribution, SentTranscript, SyncMessage, Text, Typing,
+    TypingAction, call_signal, content::Body, sent_transcript, sync_message,
 };
 use crate::content_rules::{ID_LEN, MessageId};
 
@@ -192,6 +192,36 @@ impl Content {
                 call_id: Bytes::copy_from_slice(&call_id),
                 signal: Some(signal),
             }),
+        )
+    }
+
+    /// A sent-message transcript for our own other devices (§11.7): `sent`
+    /// went to the 1:1 conversation with `destination_username`, or, when
+    /// `sent.group_id` is set, to that group. The transcript carries `sent`
+    /// without its padding.
+    pub fn sync_sent(
+        message_id: MessageId,
+        sent_at_ms: u64,
+        destination_username: &str,
+        sent: &Content,
+    ) -> Self {
+        let mut inner = sent.clone();
+        inner.padding = Bytes::new();
+        let destination = if inner.group_id.is_empty() {
+            sent_transcript::Destination::DestinationUsername(destination_username.to_owned())
+        } else {
+            sent_transcript::Destination::DestinationGroupId(inner.group_id.clone())
+        };
+        Self::new(
+            message_id,
+            sent_at_ms,
+            Body::Sync(Box::new(SyncMessage {
+                kind: Some(sync_message::Kind::Sent(Box::new(SentTranscript {
+                    destination: Some(destination),
+                    content: Some(Box::new(inner)),
+                    timestamp_ms: sent_at_ms,
+                }))),
+            })),
         )
     }
 

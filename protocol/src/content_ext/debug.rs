@@ -40,6 +40,8 @@ debug_encoded_len_only!(
     CallAnswer,
     CallIceCandidate,
     CallHangup,
+    SyncMessage,
+    SentTranscript,
 );
 
 impl Body {
@@ -57,6 +59,7 @@ impl Body {
             Body::GroupChange(_) => "group_change",
             Body::SenderKeyDistribution(_) => "sender_key_distribution",
             Body::CallSignal(_) => "call_signal",
+            Body::Sync(_) => "sync",
         }
     }
 }
