@@ -59,7 +59,15 @@ async fn the_command_line_streams_checks_and_exits_by_the_verdict() {
     let wrong_pin = "00".repeat(32);
     // The command line: results streamed, the closing line, exit status 0;
     // pinned to the wrong certificate, a failure, the closing line, status 1.
-    for (pin, success) in [(fingerprint.clone(), true), (wrong_pin, false)] {
+    // Run again at once, the registration limit of this address now spent:
+    // the failure is told in plain words, the code by its protobuf name.
+    let spent =
+        "FAIL scenario ran to the end: register: received the error ERROR_CODE_RATE_LIMITED";
+    for (pin, success, expected) in [
+        (fingerprint.clone(), true, "PASS "),
+        (fingerprint.clone(), false, spent),
+        (wrong_pin, false, "FAIL "),
+    ] {
         let output = tokio::task::spawn_blocking(move || {
             std::process::Command::new(env!("CARGO_BIN_EXE_microbot-conformance"))
                 .args(["server", "--addr", &addr.to_string(), "--cert-sha256", &pin])
@@ -70,6 +78,11 @@ async fn the_command_line_streams_checks_and_exits_by_the_verdict() {
         .expect("join");
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert_eq!(output.status.success(), success, "{stdout}");
+        assert!(stdout.contains(expected), "{stdout}");
+        assert!(
+            !stdout.contains("Error {") && !stdout.contains("Some("),
+            "{stdout}"
+        );
         let last = stdout.lines().last().unwrap_or_default();
         assert!(last.starts_with("conformance: "), "{stdout}");
         if success {

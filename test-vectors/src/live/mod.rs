@@ -62,7 +62,34 @@ impl Report<'_> {
 fn expect_error(result: &response::Result, code: ErrorCode) -> Result<(), String> {
     match result {
         response::Result::Error(e) if e.code == code as i32 => Ok(()),
-        other => Err(format!("expected {code:?}, got {other:?}")),
+        other => Err(format!(
+            "expected the error {}, received {}",
+            code.as_str_name(),
+            words(other)
+        )),
+    }
+}
+
+/// A server's answer in plain words: the error code's name and message, or
+/// which kind of answer it was (SPEC.md §12.8).
+pub fn words(result: &response::Result) -> String {
+    match result {
+        response::Result::Error(e) => {
+            let code = ErrorCode::try_from(e.code)
+                .map(|c| c.as_str_name().to_owned())
+                .unwrap_or_else(|_| format!("code {}", e.code));
+            let retry = if e.retry_after_ms > 0 {
+                format!(" (retry after {} ms)", e.retry_after_ms)
+            } else {
+                String::new()
+            };
+            format!("the error {code} \"{}\"{retry}", e.message)
+        }
+        other => {
+            let debug = format!("{other:?}");
+            let variant = debug.split('(').next().unwrap_or_default();
+            format!("a {variant} answer")
+        }
     }
 }
 
@@ -132,7 +159,7 @@ async fn onboard(
         .await
         .map_err(describe)?;
     let response::Result::Register(registration) = registered else {
-        return Err(format!("register: {registered:?}"));
+        return Err(format!("register: received {}", words(&registered)));
     };
     let uri = &registration.otpauth_uri;
     if first {
@@ -198,7 +225,7 @@ async fn onboard(
         .await
         .map_err(describe)?;
     if !matches!(confirmed, response::Result::Ok(_)) {
-        return Err(format!("confirm: {confirmed:?}"));
+        return Err(format!("confirm: received {}", words(&confirmed)));
     }
     // The next step's code is inside the ±1 window and was never used.
     let code = auth.code(1);
@@ -207,7 +234,7 @@ async fn onboard(
         .await
         .map_err(describe)?;
     let response::Result::EnrolDevice(enrolled) = enrolled else {
-        return Err(format!("enrol: {enrolled:?}"));
+        return Err(format!("enrol: received {}", words(&enrolled)));
     };
     if first {
         let replay = client.request(enrol(code)).await.map_err(describe)?;
@@ -228,7 +255,7 @@ async fn onboard(
     };
     let challenge = |result: response::Result| match result {
         response::Result::Challenge(c) => Ok(c.challenge),
-        other => Err(format!("challenge: {other:?}")),
+        other => Err(format!("challenge: received {}", words(&other))),
     };
     if first {
         let c = challenge(
@@ -259,7 +286,7 @@ async fn onboard(
             "a login signed by the device key succeeds",
             matches!(logged_in, response::Result::Login(_))
                 .then_some(())
-                .ok_or_else(|| format!("{logged_in:?}")),
+                .ok_or_else(|| format!("received {}", words(&logged_in))),
         );
     }
     let mut rng = rand::rng();
@@ -374,7 +401,12 @@ async fn scenario(
         "hello negotiates version 1 and hands out a 32-byte challenge",
         match &answer {
             response::Result::Hello(h) if h.version == 1 && h.challenge.len() == 32 => Ok(()),
-            other => Err(format!("{other:?}")),
+            response::Result::Hello(h) => Err(format!(
+                "hello chose version {} with a {}-byte challenge",
+                h.version,
+                h.challenge.len()
+            )),
+            other => Err(format!("received {}", words(other))),
         },
     );
     let early = probe
@@ -418,7 +450,7 @@ async fn scenario(
         "a device uploads its prekeys",
         matches!(uploaded, response::Result::Ok(_))
             .then_some(())
-            .ok_or_else(|| format!("{uploaded:?}")),
+            .ok_or_else(|| format!("received {}", words(&uploaded))),
     );
     let fetch = Request::FetchPrekeys(FetchPrekeysRequest {
         username: bob.username.clone(),
@@ -476,7 +508,7 @@ async fn scenario(
         "a send is acknowledged",
         matches!(sent, response::Result::Send(_))
             .then_some(())
-            .ok_or_else(|| format!("{sent:?}")),
+            .ok_or_else(|| format!("received {}", words(&sent))),
     );
     // Other pushes (a low-stock notice, say) may come first.
     let envelope = loop {
@@ -527,7 +559,16 @@ async fn scenario(
             {
                 Ok(())
             }
-            other => Err(format!("{other:?}")),
+            (response::Result::Ack(a), response::Result::Envelopes(e)) => Err(format!(
+                "the ack deleted {} envelopes and {} are still queued",
+                a.deleted,
+                e.envelopes.len()
+            )),
+            _ => Err(format!(
+                "ack: received {}; fetch: received {}",
+                words(&acked),
+                words(&after)
+            )),
         },
     );
 
@@ -552,11 +593,18 @@ async fn scenario(
                 "groups: create with a member",
                 (g.members.iter().any(|m| m.username == bob.username) && g.members.len() == 2)
                     .then_some(())
-                    .ok_or_else(|| format!("{g:?}")),
+                    .ok_or_else(|| {
+                        let names: Vec<&str> =
+                            g.members.iter().map(|m| m.username.as_str()).collect();
+                        format!("the group's members are {}", names.join(", "))
+                    }),
             );
         }
         other => {
-            report.record("groups: create with a member", Err(format!("{other:?}")));
+            report.record(
+                "groups: create with a member",
+                Err(format!("received {}", words(other))),
+            );
         }
     }
 
@@ -603,9 +651,8 @@ async fn scenario(
         "repeated registrations are rate limited with a retry hint",
         match limited {
             Some(ms) if ms > 0 => Ok(()),
-            other => Err(format!(
-                "no RATE_LIMITED with retry_after_ms after 100 registrations ({other:?})"
-            )),
+            Some(_) => Err("ERROR_CODE_RATE_LIMITED came without a retry_after_ms hint".to_owned()),
+            None => Err("no ERROR_CODE_RATE_LIMITED after 100 registrations".to_owned()),
         },
     );
     let _ = (&alice.device, alice.device_id, &bob.device);
