@@ -36,6 +36,21 @@ pub fn account_config(device_name: &str) -> AccountConfig {
     }
 }
 
+/// Shortest wait for one node's handshake.
+const MIN_ATTEMPT: Duration = Duration::from_secs(2);
+/// Longest wait for one node's handshake (the SDK's default).
+const MAX_ATTEMPT: Duration = Duration::from_secs(10);
+
+/// How long one node of `nodes` may take to answer when the whole command
+/// waits `total`: a share of `total`, so a dead node (its first in the
+/// device's round-robin order) leaves time for the next ones (SPEC.md
+/// §12.1), but never less than [`MIN_ATTEMPT`] or more than
+/// [`MAX_ATTEMPT`].
+pub fn attempt_timeout(nodes: usize, total: Duration) -> Duration {
+    let nodes = u32::try_from(nodes.max(1)).unwrap_or(u32::MAX);
+    (total / nodes).clamp(MIN_ATTEMPT, MAX_ATTEMPT)
+}
+
 /// An account opened from its profile (not connected).
 pub struct Opened {
     /// The account.
@@ -50,9 +65,12 @@ impl Ctx {
     /// Opens the profile's account without connecting.
     pub fn open(&self) -> Result<Opened, CliError> {
         let meta = self.profile.load_enrolled()?;
+        let config = AccountConfig {
+            connect_timeout: attempt_timeout(meta.server.split(',').count(), self.connect_timeout),
+            ..account_config("microbot CLI")
+        };
         let (account, events) =
-            Account::open(&self.profile.store_config(), account_config("microbot CLI"))
-                .map_err(error::open)?;
+            Account::open(&self.profile.store_config(), config).map_err(error::open)?;
         Ok(Opened {
             account,
             events,
@@ -87,7 +105,11 @@ pub struct Inbox {
 
 impl Online {
     /// Starts the connection of `opened` and waits (up to `timeout`) until
-    /// it is logged in and has fetched what was queued for it.
+    /// it is logged in and has fetched what was queued for it. With a
+    /// cluster's addresses, a node that fails is not the end: the SDK moves
+    /// to the next at once (a `Disconnected` with no wait), and only once
+    /// every node failed in a row (a `Disconnected` with a wait) does the
+    /// command give up, with the last node's reason.
     pub async fn connect(opened: Opened, timeout: Duration) -> Result<Self, CliError> {
         let Opened {
             account,
@@ -97,6 +119,7 @@ impl Online {
         account.connect();
         let mut backlog = VecDeque::new();
         let deadline = Instant::now() + timeout;
+        let mut last_failure: Option<String> = None;
         loop {
             let event = match tokio::time::timeout_at(deadline, events.next()).await {
                 Ok(Some(event)) => event,
@@ -107,15 +130,24 @@ impl Online {
                     // Dropping the account aborts its connection task,
                     // which may be waiting on a handshake.
                     drop(account);
+                    let mut reason = format!("no connection within {} s", timeout.as_secs());
+                    if let Some(last) = last_failure {
+                        reason.push_str(&format!(" (a node failed: {last})"));
+                    }
                     return Err(CliError::Unreachable {
                         addr: meta.server.clone(),
-                        reason: format!("no connection within {} s", timeout.as_secs()),
+                        reason,
                     });
                 }
             };
             match event {
                 Event::Connection(ConnectionState::Connected) => break,
                 Event::Connection(ConnectionState::Connecting) => {}
+                // Another node is tried at once: keep waiting.
+                Event::Connection(ConnectionState::Disconnected {
+                    reason,
+                    retry_in_ms: 0,
+                }) => last_failure = Some(reason),
                 Event::Connection(ConnectionState::Disconnected { reason, .. }) => {
                     account.disconnect().await;
                     return Err(error::connection_failure(&meta.server, &reason));
@@ -295,6 +327,15 @@ pub fn conversation_label(conversation: &Conversation, group_name: Option<&str>)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_node_gets_a_share_of_the_wait() {
+        let total = Duration::from_secs(15);
+        assert_eq!(attempt_timeout(1, total), Duration::from_secs(10));
+        assert_eq!(attempt_timeout(3, total), Duration::from_secs(5));
+        assert_eq!(attempt_timeout(30, total), Duration::from_secs(2));
+        assert_eq!(attempt_timeout(0, Duration::from_secs(1)), MIN_ATTEMPT);
+    }
 
     #[test]
     fn message_ids_round_trip_through_hex() {
