@@ -94,7 +94,15 @@ pub fn tls_acceptor(identity: &ServerIdentity) -> Result<tokio_rustls::TlsAccept
 /// deadlines).
 pub(crate) struct Link {
     inner: Inner,
-    read: Arc<AtomicU64>,
+    read: Arc<ReadCount>,
+}
+
+/// Bytes read from a connection, and a wake-up for the connection loop
+/// when some arrive (it arms the frame deadline).
+#[derive(Default)]
+struct ReadCount {
+    bytes: AtomicU64,
+    arrived: Notify,
 }
 
 enum Inner {
@@ -115,7 +123,10 @@ impl AsyncRead for Link {
             Inner::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         };
         let n = buf.filled().len().saturating_sub(before);
-        this.read.fetch_add(n as u64, Ordering::Relaxed);
+        if n > 0 {
+            this.read.bytes.fetch_add(n as u64, Ordering::Relaxed);
+            this.read.arrived.notify_one();
+        }
         polled
     }
 }
@@ -201,7 +212,7 @@ async fn handshake(
     stream: TcpStream,
     tls: Option<tokio_rustls::TlsAcceptor>,
     max_frame_len: usize,
-    read: Arc<AtomicU64>,
+    read: Arc<ReadCount>,
     attach: Arc<AtomicBool>,
 ) -> Result<WebSocketStream<Link>, String> {
     let inner = match tls {
@@ -233,7 +244,7 @@ pub async fn serve(
 ) {
     let max_frame_len = usize::try_from(state.config.max_frame_len).unwrap_or(usize::MAX);
     let deadline = Duration::from_secs(state.config.handshake_timeout_secs);
-    let read = Arc::new(AtomicU64::new(0));
+    let read = Arc::new(ReadCount::default());
     let attach = Arc::new(AtomicBool::new(false));
     let _ = stream.set_nodelay(true);
     let handshaken = tokio::time::timeout(
@@ -386,7 +397,7 @@ struct WsConn {
     state: Arc<ServerState>,
     out: mpsc::UnboundedSender<Out>,
     shared: Arc<Shared>,
-    read: Arc<AtomicU64>,
+    read: Arc<ReadCount>,
     handler: RequestHandler,
     max_frame_len: usize,
     backlog_cap: usize,
@@ -440,7 +451,7 @@ impl WsConn {
         let mut login_deadline: Option<tokio::time::Instant> = None;
         let mut frame_deadline: Option<tokio::time::Instant> = None;
         // Bytes read when the last whole message arrived, and when anything last did.
-        let mut read_at_message = self.read.load(Ordering::Relaxed);
+        let mut read_at_message = self.read.bytes.load(Ordering::Relaxed);
         let mut last_read = (read_at_message, tokio::time::Instant::now());
         loop {
             let read_requests = self.queued() <= self.backlog_cap;
@@ -450,7 +461,7 @@ impl WsConn {
                 login_deadline = Some(tokio::time::Instant::now() + login_timeout);
             }
             // A message is under way when bytes arrived after the last one.
-            let partial = self.read.load(Ordering::Relaxed) > read_at_message;
+            let partial = self.read.bytes.load(Ordering::Relaxed) > read_at_message;
             if !read_requests || !partial {
                 frame_deadline = None;
             } else if frame_deadline.is_none() {
@@ -460,7 +471,7 @@ impl WsConn {
             let frame_by = frame_deadline.unwrap_or_else(tokio::time::Instant::now);
             tokio::select! {
                 message = stream.next(), if read_requests => {
-                    read_at_message = self.read.load(Ordering::Relaxed);
+                    read_at_message = self.read.bytes.load(Ordering::Relaxed);
                     frame_deadline = None;
                     match message {
                         Some(Ok(Message::Binary(body))) => {
@@ -488,6 +499,8 @@ impl WsConn {
                     }
                 }
                 () = self.shared.drained.notified(), if !read_requests => {}
+                // Bytes arrived: the loop arms the frame deadline.
+                () = self.read.arrived.notified(), if read_requests && frame_deadline.is_none() => {}
                 event = self.handler.next_event() => match event {
                     BusEvent::Push(push) => {
                         let frame = ServerFrame { kind: Some(server_frame::Kind::Push(*push)) };
@@ -507,7 +520,7 @@ impl WsConn {
                     }
                 },
                 _ = ping.tick() => {
-                    let now = self.read.load(Ordering::Relaxed);
+                    let now = self.read.bytes.load(Ordering::Relaxed);
                     if now != last_read.0 {
                         last_read = (now, tokio::time::Instant::now());
                     } else if last_read.1.elapsed() >= idle_timeout {

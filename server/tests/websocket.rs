@@ -410,3 +410,145 @@ async fn envelopes_sent_over_websocket_are_stored_as_ciphertext_only() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_handshake_holds_no_connection_slot_and_is_dropped_at_its_deadline() {
+    let server = TestServer::start_with(|c| {
+        c.max_connections_per_ip = 1;
+        c.handshake_timeout_secs = 1;
+    })
+    .await;
+    // A TCP connection that never starts TLS.
+    let mut stalled = TcpStream::connect(ws_addr(&server)).await.unwrap();
+    // It does not count against the cap of one: a real client gets in.
+    let mut ws = WsClient::connect(ws_addr(&server), &server.fingerprint, false).await;
+    // The stalled one is closed once its handshake deadline passes.
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::io::AsyncReadExt::read(&mut stalled, &mut buf),
+    )
+    .await
+    .expect("closed by the server");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    // Now the cap is reached (WebSocket and QUIC count together): a new
+    // WebSocket gets no TLS, a QUIC client is refused.
+    assert!(
+        tls(ws_addr(&server), &server.fingerprint, false)
+            .await
+            .is_err()
+    );
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(client_config(&server.fingerprint));
+    let refused = tokio::time::timeout(
+        Duration::from_secs(5),
+        endpoint.connect(server.addr, "localhost").unwrap(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        refused.is_err(),
+        "QUIC refused while the WebSocket holds the slot"
+    );
+    // The open WebSocket still works.
+    let reply = ws
+        .request(Request::ListDevices(transport::ListDevicesRequest {}))
+        .await;
+    assert!(matches!(reply, response::Result::Error(_)), "{reply:?}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_not_completed_in_time_closes_the_socket() {
+    let server = TestServer::start_with(|c| c.frame_timeout_secs = 1).await;
+    let ws = WsClient::connect(ws_addr(&server), &server.fingerprint, false).await;
+    // A 100 KiB binary frame of which only 10 bytes ever arrive.
+    let mut raw = ws.ws.into_inner();
+    let mut header = vec![0x82u8, 0x80 | 127];
+    header.extend_from_slice(&(100u64 * 1024).to_be_bytes());
+    header.extend_from_slice(&[9, 9, 9, 9]);
+    raw.write_all(&header).await.unwrap();
+    raw.write_all(&[0u8; 10]).await.unwrap();
+    raw.flush().await.unwrap();
+    let ws = WebSocketStream::from_raw_socket(raw, Role::Client, None).await;
+    // Well before the first keep-alive ping (20 s): the deadline runs from
+    // the bytes' arrival, not from the next event of the connection.
+    let closed = tokio::time::timeout(
+        Duration::from_secs(10),
+        WsClient {
+            ws,
+            next_id: 1,
+            challenge: Bytes::new(),
+        }
+        .closed(),
+    )
+    .await
+    .expect("closed at the frame deadline");
+    let closing = closed.closing.unwrap();
+    assert_eq!(code(&closing), ErrorCode::ProtocolViolation);
+    assert!(closing.message.contains("in time"), "{closing:?}");
+    assert_eq!(closed.close_code, Some(4002));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_ws_on_loopback_when_configured_and_wrong_path_or_subprotocol_refused() {
+    let server = TestServer::start_with(|c| c.ws_plain = true).await;
+    // Plain ws:// speaks the same frames.
+    let tcp = TcpStream::connect(ws_addr(&server)).await.unwrap();
+    let mut request = format!("ws://{}/v1/ws", ws_addr(&server))
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("sec-websocket-protocol", "microbot.v1".parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::client_async(request, tcp).await.unwrap();
+    let hello = ClientFrame {
+        request_id: 7,
+        request: Some(Request::Hello(Hello {
+            versions: vec![1],
+            client_agent: String::new(),
+        })),
+    };
+    ws.send(Message::Binary(Bytes::from(hello.encode_to_vec())))
+        .await
+        .unwrap();
+    let reply = loop {
+        match ws.next().await.unwrap().unwrap() {
+            Message::Binary(body) => break ServerFrame::decode(body).unwrap(),
+            _ => continue,
+        }
+    };
+    assert!(
+        matches!(reply.kind, Some(server_frame::Kind::Response(ref r)) if r.request_id == 7),
+        "{reply:?}"
+    );
+    // Without the subprotocol, or on another path: no WebSocket.
+    for (path, subprotocol) in [("/v1/ws", false), ("/other", true)] {
+        let tcp = TcpStream::connect(ws_addr(&server)).await.unwrap();
+        let mut request = format!("ws://{}{path}", ws_addr(&server))
+            .into_client_request()
+            .unwrap();
+        if subprotocol {
+            request
+                .headers_mut()
+                .insert("sec-websocket-protocol", "microbot.v1".parse().unwrap());
+        }
+        assert!(tokio_tungstenite::client_async(request, tcp).await.is_err());
+    }
+    server.stop().await;
+}
+
+#[test]
+fn plain_ws_is_refused_off_loopback_unless_a_tls_proxy_is_declared() {
+    let mut config = test_config(std::path::Path::new("/tmp/unused"));
+    config.ws_plain = true;
+    config.ws_listen = Some("0.0.0.0:7447".into());
+    assert!(config.validate().is_err());
+    config.ws_tls_proxy = true;
+    assert!(config.validate().is_ok());
+    config.ws_listen = Some("not an address".into());
+    assert!(config.validate().is_err());
+    config.ws_listen = Some("off".into());
+    assert!(config.validate().is_ok());
+}
