@@ -249,9 +249,10 @@ impl Adapter {
     fn kill_group(&self) {
         #[cfg(unix)]
         {
-            let group = format!("-{}", self.child.id());
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &group])
+            // The shell's own `kill`: no separate binary needed.
+            let kill = format!("kill -s KILL -- -{}", self.child.id());
+            let _ = Command::new("sh")
+                .args(["-c", &kill])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -366,17 +367,6 @@ pub fn run(
                                     status.map_or_else(|| "closed its output".into(), exit_words)
                                 )
                             };
-                            if restarts < MAX_RESTARTS {
-                                restarts += 1;
-                                note(
-                                    &mut report,
-                                    format!(
-                                        "starting the adapter again after {name} ({restarts} of {MAX_RESTARTS} restarts)"
-                                    ),
-                                    &mut on_event,
-                                );
-                                adapter = Some(Adapter::start(command)?);
-                            }
                             Outcome::Failed(why)
                         }
                     }
@@ -387,6 +377,29 @@ pub fn run(
                 outcome,
             };
             on_event(&Event::Result(result.clone()));
+            // A hung or dead adapter gets another start for the next vector.
+            if adapter.is_none() && restarts < MAX_RESTARTS {
+                restarts += 1;
+                note(
+                    &mut report,
+                    format!(
+                        "starting the adapter again after {} ({restarts} of {MAX_RESTARTS} restarts)",
+                        result.vector
+                    ),
+                    &mut on_event,
+                );
+                adapter = Some(Adapter::start(command)?);
+            } else if adapter.is_none()
+                && !matches!(&result.outcome, Outcome::Failed(why) if why.starts_with("not run"))
+            {
+                note(
+                    &mut report,
+                    format!(
+                        "giving up on the adapter after {MAX_RESTARTS} restarts: the remaining vectors are not run"
+                    ),
+                    &mut on_event,
+                );
+            }
             report.results.push(result);
         }
     }

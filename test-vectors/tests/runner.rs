@@ -67,7 +67,12 @@ fn per_request(kind: &str, action: &str) -> String {
 
 #[test]
 fn a_hanging_adapter_fails_the_vector_in_progress_by_name_and_the_run_goes_on() {
-    let run = vectors(&per_request("session", "sleep 60"), &["--timeout", "1"]);
+    // The adapter's shell starts a child that hangs: killing the adapter
+    // must end that child too (its process group), not leave it running.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pid_file = dir.path().join("hung.pid");
+    let hang = format!("sleep 60 & echo $! > '{}'; wait", pid_file.display());
+    let run = vectors(&per_request("session", &hang), &["--timeout", "1"]);
     let failures = run.lines_starting("FAIL");
     assert_eq!(failures.len(), 1, "{}", run.stdout);
     assert!(
@@ -84,6 +89,13 @@ fn a_hanging_adapter_fails_the_vector_in_progress_by_name_and_the_run_goes_on() 
         format!("conformance: {} passed, 1 failed, 0 skipped", total() - 1)
     );
     assert!(!run.success);
+    let pid = std::fs::read_to_string(&pid_file).expect("the hung child wrote its pid");
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()));
+    if let Ok(stat) = stat {
+        // Gone, or a zombie waiting to be reaped: not running.
+        let state = stat.rsplit(')').next().unwrap_or_default().trim_start();
+        assert!(state.starts_with('Z') || state.starts_with('X'), "{stat}");
+    }
 }
 
 #[test]
