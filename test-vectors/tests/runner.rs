@@ -128,6 +128,10 @@ fn a_crashing_adapter_is_named_and_the_closing_line_still_printed() {
         run.stdout
             .contains("not run: the adapter hung or died too often")
     );
+    assert!(
+        run.stdout
+            .contains("NOTE giving up on the adapter after 3 restarts")
+    );
     assert!(!run.success);
 }
 
