@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use microbot_client::Transport;
 use microbot_loadgen::cluster::{self, ClusterConfig};
 use microbot_loadgen::driver::{DriveConfig, DriveReport};
 use microbot_loadgen::procs::{self, QuicProcess};
@@ -89,6 +90,10 @@ enum Command {
         /// instead of sending pre-encrypted envelopes.
         #[arg(long)]
         crypto: bool,
+        /// Transport: quic, or ws (the WebSocket binding, SPEC.md §12.13;
+        /// goes through microbot-client, so it implies --crypto).
+        #[arg(long, default_value = "quic", value_parser = ["quic", "ws"])]
+        transport: String,
     },
     /// (b) group fan-out.
     Fanout {
@@ -313,18 +318,22 @@ async fn run(cli: Cli) -> LoadResult<Vec<Row>> {
             target: t,
             load,
             crypto,
+            transport,
         } => {
             let (target, _server) = target(&t).await?;
             let drive = load.drive();
             let shape = format!("(a) {} devices × {} msgs", load.devices, load.messages);
-            if crypto {
-                let r = sdk::run_pairs(&target, load.devices, load.messages, &drive).await?;
-                return Ok(vec![drive_row(
-                    shape,
-                    "server via SDK (crypto)",
-                    r,
-                    "msg/s",
-                )]);
+            let (transport, label) = match transport.as_str() {
+                "ws" => (
+                    Transport::WebSocket,
+                    "server via SDK (crypto) over WebSocket",
+                ),
+                _ => (Transport::Quic, "server via SDK (crypto)"),
+            };
+            if crypto || transport == Transport::WebSocket {
+                let r =
+                    sdk::run_pairs(&target, transport, load.devices, load.messages, &drive).await?;
+                return Ok(vec![drive_row(shape, label, r, "msg/s")]);
             }
             let endpoints = Arc::new(Endpoints::new(&target, CLIENT_ENDPOINTS)?);
             let devices =

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use microbot_client::{
     Account, AccountConfig, ConnectionState, Conversation, Enrolment, Event, Events,
-    IdentitySource, KdfParams, SecondFactor, ServerConfig, StoreConfig,
+    IdentitySource, KdfParams, SecondFactor, ServerConfig, StoreConfig, Transport,
 };
 use tokio::sync::Semaphore;
 use zeroize::Zeroizing;
@@ -132,6 +132,7 @@ struct Shared {
 /// Enrolment or connection failures.
 pub async fn run_pairs(
     target: &Target,
+    transport: Transport,
     devices: usize,
     messages: u64,
     config: &DriveConfig,
@@ -141,7 +142,9 @@ pub async fn run_pairs(
             "sdk pairs: even device count, window >= 1",
         ));
     }
-    let server = ServerConfig::new(target.addr, &target.fingerprint).map_err(sdk)?;
+    let server = ServerConfig::new(target.addr, &target.fingerprint)
+        .map_err(sdk)?
+        .with_transport(transport);
     let prefix = crate::provision::run_prefix();
     let mut all = Vec::with_capacity(devices);
     for i in 0..devices {

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
+use microbot_client::Transport;
 
 use crate::driver::{DriveConfig, DriveReport};
 use crate::error::{LoadError, LoadResult};
@@ -423,27 +424,37 @@ pub async fn run(config: &SuiteConfig) -> LoadResult<SuiteReport> {
     });
 
     if config.sdk_devices > 0 {
-        log("(a) through the SDK, crypto included");
-        let mut r = sdk::run_pairs(
-            &server.target,
-            config.sdk_devices,
-            config.sdk_messages,
-            &drive,
-        )
-        .await?;
-        out.rows.push(Row {
-            workload: format!(
-                "(a) SDK: {} devices × {} texts of 256 chars, saturation",
-                config.sdk_devices, config.sdk_messages
-            ),
-            target: "microbot-server via microbot-client".into(),
-            value: rate(r.delivered_rate(), "msg/s"),
-            latency: r.latency.summary(),
-            note: format!(
-                "crypto and client stores on both ends included{}",
-                incomplete(&r)
-            ),
-        });
+        // The same SDK workload over each transport (SPEC.md §12.13), so
+        // the WebSocket path stands next to QUIC in one run.
+        for (transport, label) in [
+            (Transport::Quic, "QUIC"),
+            (Transport::WebSocket, "WebSocket"),
+        ] {
+            log(&format!(
+                "(a) through the SDK over {label}, crypto included"
+            ));
+            let mut r = sdk::run_pairs(
+                &server.target,
+                transport,
+                config.sdk_devices,
+                config.sdk_messages,
+                &drive,
+            )
+            .await?;
+            out.rows.push(Row {
+                workload: format!(
+                    "(a) SDK over {label}: {} devices × {} texts of 256 chars, saturation",
+                    config.sdk_devices, config.sdk_messages
+                ),
+                target: "microbot-server via microbot-client".into(),
+                value: rate(r.delivered_rate(), "msg/s"),
+                latency: r.latency.summary(),
+                note: format!(
+                    "crypto and client stores on both ends included{}",
+                    incomplete(&r)
+                ),
+            });
+        }
     }
     endpoints.close().await;
     drop(server);

@@ -117,10 +117,16 @@ async fn the_relay_floor_relays_every_frame() {
 async fn sdk_pairs_deliver_encrypted_texts() {
     let dir = tempfile::tempdir().unwrap();
     let (target, shutdown) = start_server(dir.path()).await;
-    let r = microbot_loadgen::sdk::run_pairs(&target, 2, 5, &small())
-        .await
-        .unwrap();
-    assert!(r.complete(), "{r:?}");
-    assert_eq!(r.delivered, 10);
+    // Over QUIC and over the WebSocket binding (`pairs --transport ws`).
+    for transport in [
+        microbot_client::Transport::Quic,
+        microbot_client::Transport::WebSocket,
+    ] {
+        let r = microbot_loadgen::sdk::run_pairs(&target, transport, 2, 5, &small())
+            .await
+            .unwrap();
+        assert!(r.complete(), "{transport:?}: {r:?}");
+        assert_eq!(r.delivered, 10);
+    }
     shutdown.shutdown();
 }
