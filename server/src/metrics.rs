@@ -1,9 +1,11 @@
-//! Prometheus metrics and `/healthz` on a separate HTTP port (SPEC.md §18.3).
+//! Prometheus metrics, `/healthz` (the process answers) and `/readyz` (the
+//! node may be sent traffic: its bus is linked) on a separate HTTP port
+//! (SPEC.md §18.3, §18.6).
 //!
 //! Counters, gauges and histograms are hand-rolled over atomics (no metrics
 //! crate: a dozen series do not need one), rendered in the Prometheus text
 //! exposition format 0.0.4 by a tiny HTTP/1.1 responder on a tokio
-//! `TcpListener` (`GET /metrics`, `GET /healthz`, anything else 404; one
+//! `TcpListener` (`GET /metrics`, `/healthz`, `/readyz`, anything else 404; one
 //! request per connection). Off unless `metrics_listen` is configured.
 //!
 //! `microbot_queued_envelopes` is a count over every queue: it is taken at
@@ -27,6 +29,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::state::{ServerState, now_ms};
+
+mod node;
 
 /// A monotonically increasing count.
 #[derive(Debug, Default)]
@@ -171,6 +175,8 @@ pub struct Metrics {
     pub webhooks_failed: Counter,
     /// Webhook notifications dropped because the channel was full.
     pub webhooks_dropped: Counter,
+    /// Webhook notifications given up after their last attempt failed.
+    pub webhooks_given_up: Counter,
     latency: Mutex<BTreeMap<&'static str, Arc<Histogram>>>,
     rate_limited: Mutex<BTreeMap<&'static str, u64>>,
     /// The last count of queued envelopes and when it was taken.
@@ -196,6 +202,7 @@ impl Default for Metrics {
             webhooks_sent: Counter::default(),
             webhooks_failed: Counter::default(),
             webhooks_dropped: Counter::default(),
+            webhooks_given_up: Counter::default(),
             latency: Mutex::new(BTreeMap::new()),
             rate_limited: Mutex::new(BTreeMap::new()),
             queued: tokio::sync::Mutex::new(None),
@@ -391,7 +398,7 @@ async fn queued_envelopes(state: &Arc<ServerState>) -> Option<u64> {
 /// Time a scraper has to send its request.
 const HTTP_READ_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Serves `/metrics` and `/healthz` on `listener` until `stop` fires.
+/// Serves `/metrics`, `/healthz` and `/readyz` on `listener` until `stop` fires.
 pub async fn serve_http(
     state: Arc<ServerState>,
     listener: TcpListener,
@@ -436,13 +443,19 @@ async fn answer(state: Arc<ServerState>, mut stream: TcpStream) {
     let (status, content_type, body) = match (method, path) {
         (b"GET", b"/metrics") => {
             let queued = queued_envelopes(&state).await;
-            (
-                "200 OK",
-                "text/plain; version=0.0.4; charset=utf-8",
-                state.metrics.render(queued),
-            )
+            let mut body = state.metrics.render(queued);
+            node::render(&mut body, &state);
+            ("200 OK", "text/plain; version=0.0.4; charset=utf-8", body)
         }
         (b"GET", b"/healthz") => ("200 OK", "text/plain; charset=utf-8", "ok\n".to_owned()),
+        (b"GET", b"/readyz") => match node::readiness(&state) {
+            Ok(()) => ("200 OK", "text/plain; charset=utf-8", "ready\n".to_owned()),
+            Err(reason) => (
+                "503 Service Unavailable",
+                "text/plain; charset=utf-8",
+                format!("not ready: {reason}\n"),
+            ),
+        },
         (b"GET", _) => (
             "404 Not Found",
             "text/plain; charset=utf-8",

@@ -7,27 +7,34 @@
 //!
 //! Delivery never waits for the webhook: handlers put the device id into a
 //! bounded channel with `try_send` (a full channel drops the notice and
-//! counts it); one worker drains the channel, coalesces repeated ids into
-//! one notice each, and POSTs with a timeout, retrying failures
-//! (connection error, timeout, non-2xx) with exponential back-off. Only
+//! counts it); a worker drains the channel and delivers up to
+//! [`MAX_IN_FLIGHT`] devices' notices at once, so a gateway that accepts a
+//! request and never answers holds one slot, not every other notice. A
+//! notice for a device whose notice is in flight is coalesced into it.
+//! Each POST has a timeout (`webhook_timeout_ms`); failures (connection
+//! error, timeout, non-2xx) are retried with exponential back-off, and a
+//! notice given up is counted (`microbot_webhooks_given_up_total`) and
+//! logged at WARN with the last attempt's cause. Only
 //! `http://` URLs are supported: run the gateway on the same host or a
 //! private network, or put a TLS-terminating proxy in front of it.
 //!
 //! Not owned here: deciding that a device is offline (queues.rs).
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 
 use crate::metrics::Metrics;
 use crate::state::{ServerState, now_ms};
 
 /// Notices buffered before new ones are dropped.
 pub const CHANNEL_CAPACITY: usize = 1024;
+/// Devices whose notices are delivered (or retried) at the same time.
+pub const MAX_IN_FLIGHT: usize = 16;
 /// Largest response head read from the gateway.
 const MAX_RESPONSE_HEAD: usize = 8 * 1024;
 
@@ -109,43 +116,93 @@ impl Webhooks {
     }
 }
 
-/// Delivers notices until `stop` fires.
+/// Why one attempt to notify the gateway failed (named in the give-up WARN).
+#[derive(Debug, thiserror::Error)]
+pub enum AttemptError {
+    /// No TCP connection (refused, unreachable, name not resolved).
+    #[error("connection failed: {0}")]
+    Connect(std::io::Error),
+    /// The connection broke while sending or reading the answer.
+    #[error("connection broken: {0}")]
+    Io(std::io::Error),
+    /// The gateway answered with a status other than 2xx.
+    #[error("HTTP status {0}")]
+    Status(u16),
+    /// The gateway closed or answered something that is not HTTP.
+    #[error("no HTTP status in the answer")]
+    NoStatus,
+    /// No answer within `webhook_timeout_ms`.
+    #[error("no answer within {0} ms")]
+    Timeout(u64),
+}
+
+/// Delivers notices until `stop` fires: up to [`MAX_IN_FLIGHT`] devices'
+/// notices at once (each with its own timeouts and retries), so a gateway
+/// that holds one request does not hold the others; a notice for a device
+/// whose notice is still in flight is coalesced into it.
 pub async fn run(
     state: Arc<ServerState>,
     target: WebhookTarget,
     mut rx: mpsc::Receiver<u64>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let target = Arc::new(target);
+    let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let in_flight: Arc<Mutex<HashSet<u64>>> = Arc::default();
+    let mut tasks = tokio::task::JoinSet::new();
     loop {
-        let first = tokio::select! {
-            id = rx.recv() => match id { Some(id) => id, None => return },
-            _ = stop.changed() => return,
+        let device_id = tokio::select! {
+            id = rx.recv() => match id { Some(id) => id, None => break },
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
+            _ = stop.changed() => break,
         };
-        // Coalesce: one notice per device for everything already waiting.
-        let mut devices = BTreeSet::from([first]);
-        while let Ok(id) = rx.try_recv() {
-            devices.insert(id);
+        if !lock(&in_flight).insert(device_id) {
+            continue;
         }
-        for device_id in devices {
-            let queued = state
-                .blocking(move |s| Ok(s.storage.queue_len(device_id, now_ms())?))
-                .await
-                .unwrap_or(0);
-            if queued == 0 {
-                continue;
-            }
-            let body = format!("{{\"device_id\":{device_id},\"queued\":{queued}}}");
-            tokio::select! {
-                () = deliver(&state, &target, &body) => {}
-                _ = stop.changed() => return,
-            }
-        }
+        // Waiting for a slot leaves new notices in the bounded channel
+        // (which drops and counts them when full).
+        let permit = tokio::select! {
+            permit = Arc::clone(&slots).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            _ = stop.changed() => break,
+        };
+        let (state, target, in_flight) = (
+            Arc::clone(&state),
+            Arc::clone(&target),
+            Arc::clone(&in_flight),
+        );
+        tasks.spawn(async move {
+            notify_one(&state, &target, device_id).await;
+            lock(&in_flight).remove(&device_id);
+            drop(permit);
+        });
     }
+    tasks.shutdown().await;
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Notifies the gateway about one device, if it still has anything queued.
+async fn notify_one(state: &Arc<ServerState>, target: &WebhookTarget, device_id: u64) {
+    let queued = state
+        .blocking(move |s| Ok(s.storage.queue_len(device_id, now_ms())?))
+        .await
+        .unwrap_or(0);
+    if queued == 0 {
+        return;
+    }
+    let body = format!("{{\"device_id\":{device_id},\"queued\":{queued}}}");
+    deliver(state, target, &body).await;
 }
 
 async fn deliver(state: &ServerState, target: &WebhookTarget, body: &str) {
     let config = &state.config;
     let timeout = Duration::from_millis(config.webhook_timeout_ms);
+    let mut last = None;
     for attempt in 0..=config.webhook_retries {
         if attempt > 0 {
             let doublings = (attempt - 1).min(16);
@@ -154,21 +211,32 @@ async fn deliver(state: &ServerState, target: &WebhookTarget, body: &str) {
                 .saturating_mul(1u64 << doublings);
             tokio::time::sleep(Duration::from_millis(delay)).await;
         }
-        match tokio::time::timeout(timeout, post(target, body)).await {
+        let error = match tokio::time::timeout(timeout, post(target, body)).await {
             Ok(Ok(())) => {
                 state.metrics.webhooks_sent.inc();
                 return;
             }
-            Ok(Err(error)) => tracing::debug!(%error, attempt, "webhook attempt failed"),
-            Err(_) => tracing::debug!(attempt, "webhook attempt timed out"),
-        }
+            Ok(Err(error)) => error,
+            Err(_) => AttemptError::Timeout(config.webhook_timeout_ms),
+        };
+        tracing::debug!(%error, attempt, "webhook attempt failed");
         state.metrics.webhooks_failed.inc();
+        last = Some(error);
     }
-    tracing::warn!("webhook notice given up after retries");
+    state.metrics.webhooks_given_up.inc();
+    if let Some(cause) = last {
+        tracing::warn!(
+            %cause,
+            attempts = config.webhook_retries.saturating_add(1),
+            "webhook notice given up"
+        );
+    }
 }
 
-async fn post(target: &WebhookTarget, body: &str) -> std::io::Result<()> {
-    let mut stream = TcpStream::connect((target.host.as_str(), target.port)).await?;
+async fn post(target: &WebhookTarget, body: &str) -> Result<(), AttemptError> {
+    let mut stream = TcpStream::connect((target.host.as_str(), target.port))
+        .await
+        .map_err(AttemptError::Connect)?;
     let host = if target.host.contains(':') {
         format!("[{}]:{}", target.host, target.port)
     } else {
@@ -179,11 +247,14 @@ async fn post(target: &WebhookTarget, body: &str) -> std::io::Result<()> {
         target.path,
         body.len()
     );
-    stream.write_all(request.as_bytes()).await?;
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(AttemptError::Io)?;
     let mut head = Vec::with_capacity(256);
     let mut buf = [0u8; 512];
     while !head.windows(2).any(|w| w == b"\r\n") && head.len() < MAX_RESPONSE_HEAD {
-        let n = stream.read(&mut buf).await?;
+        let n = stream.read(&mut buf).await.map_err(AttemptError::Io)?;
         if n == 0 {
             break;
         }
@@ -197,7 +268,8 @@ async fn post(target: &WebhookTarget, body: &str) -> std::io::Result<()> {
         .and_then(|s| s.parse::<u16>().ok());
     match status {
         Some(200..=299) => Ok(()),
-        _ => Err(std::io::Error::other("gateway answered without 2xx")),
+        Some(status) => Err(AttemptError::Status(status)),
+        None => Err(AttemptError::NoStatus),
     }
 }
 

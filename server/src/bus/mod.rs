@@ -52,4 +52,10 @@ pub trait Bus: Send + Sync + 'static {
     /// many connections it reached (a shared bus adds the other nodes known
     /// to hold a connection of the device; 0 means offline everywhere).
     fn publish(&self, device_id: u64, event: BusEvent) -> usize;
+    /// Whether the bus reaches the other nodes now (SPEC.md §18.6): always
+    /// for the in-process bus; for a shared bus, while its link is up. A
+    /// node whose bus is not linked reports itself not ready (`/readyz`).
+    fn linked(&self) -> bool {
+        true
+    }
 }

@@ -56,6 +56,8 @@ const OUTGOING_CAPACITY: usize = 65_536;
 const MAX_PIPELINE: usize = 256;
 /// Devices remembered for a resync; beyond this every node resyncs all.
 const MAX_RESYNC_DEVICES: usize = 10_000;
+/// While Redis stays unavailable, how often the outage is repeated at WARN.
+const OUTAGE_REPORT_EVERY: Duration = Duration::from_secs(30);
 /// Length of a node id.
 const NODE_ID_LEN: usize = 16;
 
@@ -398,6 +400,10 @@ impl Bus for RedisBus {
         let remote = lock(&inner.remote).get(&device_id).map_or(0, HashSet::len);
         local.saturating_add(remote)
     }
+
+    fn linked(&self) -> bool {
+        self.is_linked()
+    }
 }
 
 /// Keeps the link: connect, serve until it breaks, back off, repeat.
@@ -409,6 +415,8 @@ async fn run(
 ) {
     let mut delay = Duration::from_millis(100);
     let mut was_linked = false;
+    // When the current outage was last reported at WARN (None: not yet).
+    let mut warned: Option<tokio::time::Instant> = None;
     loop {
         let outcome = tokio::select! {
             outcome = serve(&inner, &client, &mut rx, &mut was_linked) => outcome,
@@ -419,10 +427,16 @@ async fn run(
         };
         if was_linked {
             inner.link_up.store(false, Ordering::Relaxed);
-            tracing::warn!(error = %outcome, "Redis link lost: closing connections so clients fetch their queues");
+            tracing::warn!(error = %outcome, "Redis link lost: closing connections so clients fetch their queues; this node is not ready until the link is back");
             inner.resync_local(None);
             delay = Duration::from_millis(100);
             was_linked = false;
+            warned = Some(tokio::time::Instant::now());
+        } else if warned.is_none_or(|at| at.elapsed() >= OUTAGE_REPORT_EVERY) {
+            // Unreachable, or refusing this node (a wrong password): loud
+            // at the start of an outage and every so often while it lasts.
+            tracing::warn!(error = %outcome, "Redis unavailable: this node is not ready (the bus is not linked); retrying");
+            warned = Some(tokio::time::Instant::now());
         } else {
             tracing::debug!(error = %outcome, "Redis unavailable");
         }
