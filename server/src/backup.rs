@@ -50,6 +50,13 @@ pub enum BackupError {
     /// No database to back up or restore.
     #[error("no database at {0}")]
     Missing(PathBuf),
+    /// The directory the backup should be written to does not exist (it
+    /// is not created: a typo would otherwise scatter backups).
+    #[error("backup directory {0} does not exist (create it first)")]
+    NoTargetDir(PathBuf),
+    /// The backup path names a directory, not a file.
+    #[error("{0} is a directory; give the backup file's path, e.g. {0}/microbot.sqlite3")]
+    TargetIsDir(PathBuf),
     /// A file operation failed.
     #[error("{path}: {source}")]
     Io {
@@ -157,6 +164,16 @@ pub fn backup(data_dir: &Path, to: &Path) -> Result<BackupReport, BackupError> {
     let db_path = data_dir.join(DATABASE_FILE);
     if !db_path.exists() {
         return Err(BackupError::Missing(db_path));
+    }
+    if to.is_dir() {
+        return Err(BackupError::TargetIsDir(to.to_owned()));
+    }
+    let parent = match to.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !parent.is_dir() {
+        return Err(BackupError::NoTargetDir(parent.to_owned()));
     }
     let tmp = to.with_extension("partial");
     let _ = std::fs::remove_file(&tmp);

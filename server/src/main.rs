@@ -3,8 +3,11 @@
 //!
 //! Configuration: defaults < `--config FILE` (TOML) < `MICROBOT_*`
 //! environment variables < flags; `microbot-server --help` lists them all.
-//! On start it prints the listen address and the certificate fingerprint
-//! clients pin. SIGINT / SIGTERM shut it down gracefully.
+//! On start it prints the listen address, the certificate fingerprint
+//! clients pin, and the storage, bus, metrics and webhook settings in
+//! effect (passwords as `***`). SIGINT, SIGTERM and SIGHUP shut it down
+//! gracefully (draining connections); SIGHUP does not reload the
+//! configuration: restart the node to apply a change.
 //!
 //! Cluster nodes (`storage = "postgres://…"`, `redis = "redis://…"`) share
 //! one certificate (`--cert-pem` / `--key-pem`); docs/OPERATIONS.md.
@@ -124,6 +127,7 @@ async fn run(overrides: &Overrides) -> std::process::ExitCode {
         }
     };
     let data_dir = config.data_dir.clone();
+    let settings = settings_in_effect(&config);
     let server = match Server::bind(config) {
         Ok(server) => server,
         Err(error) => {
@@ -141,24 +145,83 @@ async fn run(overrides: &Overrides) -> std::process::ExitCode {
         println!("generated a new self-signed certificate");
     }
     println!("certificate SHA-256 fingerprint: {}", server.fingerprint());
+    for line in &settings {
+        println!("{line}");
+    }
     server.run_until(shutdown_signal()).await;
     println!("microbot-server stopped");
     std::process::ExitCode::SUCCESS
 }
 
-/// Resolves on SIGINT or SIGTERM.
+/// The storage, bus, metrics and webhook settings of `config`, one line
+/// each, with every password replaced by `***`.
+fn settings_in_effect(config: &Config) -> Vec<String> {
+    use microbot_server::config::StorageBackend;
+    let storage = match config.storage_backend() {
+        Ok(StorageBackend::Postgres(url)) => format!(
+            "storage: PostgreSQL {} (pool of {} connections)",
+            url.redacted(),
+            config.storage_pool_size
+        ),
+        _ => format!("storage: SQLite {}", config.database_path().display()),
+    };
+    let bus = match &config.redis {
+        Some(url) => format!(
+            "bus: Redis {} (namespace {}; not ready until linked, see /readyz)",
+            url.redacted(),
+            config.redis_namespace
+        ),
+        None => "bus: in-process (single node)".to_owned(),
+    };
+    let metrics = match config.metrics_listen {
+        Some(addr) => format!("metrics: http://{addr}/metrics (also /healthz, /readyz)"),
+        None => "metrics: off".to_owned(),
+    };
+    let webhooks = match &config.webhook_url {
+        // The path may carry a gateway token: show where, not the path.
+        Some(url) => format!(
+            "webhooks: {} (timeout {} ms, {} retries, back-off from {} ms)",
+            webhook_origin(url),
+            config.webhook_timeout_ms,
+            config.webhook_retries,
+            config.webhook_backoff_base_ms
+        ),
+        None => "webhooks: off".to_owned(),
+    };
+    vec![storage, bus, metrics, webhooks]
+}
+
+/// `http://host:port/…` of a webhook URL (its path left out).
+fn webhook_origin(url: &str) -> String {
+    match microbot_server::webhooks::WebhookTarget::parse(url) {
+        Ok(target) if target.host.contains(':') => {
+            format!("http://[{}]:{}/…", target.host, target.port)
+        }
+        Ok(target) => format!("http://{}:{}/…", target.host, target.port),
+        Err(_) => "(invalid URL)".to_owned(),
+    }
+}
+
+/// Resolves on SIGINT, SIGTERM or SIGHUP (all drain; nothing reloads).
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) {
+            (Ok(mut term), Ok(mut hup)) => {
                 tokio::select! {
                     _ = ctrl_c => {}
                     _ = term.recv() => {}
+                    _ = hup.recv() => {
+                        tracing::info!("SIGHUP: draining and stopping (the configuration is not reloaded; restart to apply changes)");
+                    }
                 }
             }
-            Err(_) => {
+            _ => {
                 let _ = ctrl_c.await;
             }
         }

@@ -106,7 +106,7 @@ impl PgError {
     fn into_storage(self) -> StorageError {
         match self {
             Self::Storage(e) => e,
-            Self::Db(e) => StorageError::Database(e.to_string()),
+            Self::Db(e) => StorageError::Database(with_causes(&e)),
             Self::TooNew(v) => StorageError::Database(format!("schema version {v} is too new")),
             Self::Closed => StorageError::Database("connection pool closed".to_owned()),
         }
@@ -114,6 +114,23 @@ impl PgError {
 }
 
 pub(crate) type PgResult<T> = Result<T, PgError>;
+
+/// `error` and every cause under it: tokio-postgres prints only its kind
+/// ("db error"), the engine's own message (e.g. `password authentication
+/// failed for user "…"`, never the password) is its source.
+fn with_causes(error: &tokio_postgres::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = std::error::Error::source(error);
+    while let Some(inner) = cause {
+        let words = inner.to_string();
+        if !text.ends_with(&words) {
+            text.push_str(": ");
+            text.push_str(&words);
+        }
+        cause = inner.source();
+    }
+    text
+}
 
 /// PostgreSQL-backed storage shared by every node of a cluster.
 pub struct PostgresStorage {
