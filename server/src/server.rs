@@ -429,6 +429,13 @@ impl Server {
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
         let mut connections = JoinSet::new();
         let mut helpers = JoinSet::new();
+        if let Some(ws) = &self.websocket {
+            tracing::info!(
+                addr = ?ws.listener.local_addr().ok(),
+                tls = ws.tls.is_some(),
+                "websocket listening (path /v1/ws)"
+            );
+        }
         helpers.spawn(queues::purge_loop(Arc::clone(&self.state), stop.clone()));
         if let Some(listener) = self.metrics_listener.take() {
             helpers.spawn(metrics::serve_http(
