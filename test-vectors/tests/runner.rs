@@ -72,11 +72,11 @@ fn a_hanging_adapter_fails_the_vector_in_progress_by_name_and_the_run_goes_on() 
     let dir = tempfile::tempdir().expect("tempdir");
     let pid_file = dir.path().join("hung.pid");
     let hang = format!("sleep 60 & echo $! > '{}'; wait", pid_file.display());
-    let run = vectors(&per_request("session", &hang), &["--timeout", "1"]);
+    let run = vectors(&per_request("session", &hang), &["--timeout", "3"]);
     let failures = run.lines_starting("FAIL");
     assert_eq!(failures.len(), 1, "{}", run.stdout);
     assert!(
-        failures[0].starts_with("FAIL session/hybrid-with-one-time-prekey: no answer within 1 s"),
+        failures[0].starts_with("FAIL session/hybrid-with-one-time-prekey: no answer within 3 s"),
         "{}",
         failures[0]
     );
