@@ -60,8 +60,17 @@ struct WsClosed {
 
 impl WsClient {
     async fn open(addr: SocketAddr, fingerprint: &str, small_buffer: bool) -> Self {
+        Self::open_path(addr, fingerprint, small_buffer, "/v1/ws").await
+    }
+
+    async fn open_path(
+        addr: SocketAddr,
+        fingerprint: &str,
+        small_buffer: bool,
+        path: &str,
+    ) -> Self {
         let stream = tls(addr, fingerprint, small_buffer).await.unwrap();
-        let mut request = format!("wss://{addr}/v1/ws").into_client_request().unwrap();
+        let mut request = format!("wss://{addr}{path}").into_client_request().unwrap();
         request
             .headers_mut()
             .insert("sec-websocket-protocol", "microbot.v1".parse().unwrap());
@@ -551,4 +560,82 @@ fn plain_ws_is_refused_off_loopback_unless_a_tls_proxy_is_declared() {
     assert!(config.validate().is_err());
     config.ws_listen = Some("off".into());
     assert!(config.validate().is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_apply_over_websocket_per_source() {
+    let server = TestServer::start_with(|c| c.rate_register_per_ip = 1).await;
+    let mut ws = WsClient::connect(ws_addr(&server), &server.fingerprint, false).await;
+    let register = |name: &str| {
+        Request::Register(transport::RegisterRequest {
+            username: name.into(),
+            password: "a long enough password".into(),
+        })
+    };
+    let first = ws.request(register("una")).await;
+    assert!(matches!(first, response::Result::Register(_)), "{first:?}");
+    // The same source over QUIC shares the bucket.
+    let mut quic = server.client().await;
+    let second = quic.request(register("dos")).await;
+    let response::Result::Error(e) = second else {
+        panic!("{second:?}")
+    };
+    assert_eq!(code(&e), ErrorCode::RateLimited);
+    assert!(e.retry_after_ms > 0);
+    let third = ws.request(register("tres")).await;
+    let response::Result::Error(e) = third else {
+        panic!("{third:?}")
+    };
+    assert_eq!(code(&e), ErrorCode::RateLimited);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_websocket_is_closed_at_the_idle_timeout() {
+    let server = TestServer::start_with(|c| {
+        c.idle_timeout_secs = 1;
+        c.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    // Says Hello, then neither sends nor reads (no Pong either).
+    let ws = WsClient::connect(ws_addr(&server), &server.fingerprint, false).await;
+    let open = "microbot_transport_connections_open{transport=\"websocket\"}";
+    assert_eq!(metric(&server, open).await, 1.0);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The server has let it go while the client still holds its socket.
+    assert_eq!(metric(&server, open).await, 0.0);
+    // What the client then reads ends with the Close 1001 and no closing
+    // frame (or a reset, when its Pongs to the server's pings hit the
+    // closed socket first).
+    let closed = tokio::time::timeout(Duration::from_secs(10), ws.closed())
+        .await
+        .expect("ended by the server");
+    assert!(closed.closing.is_none(), "{closed:?}");
+    assert!(matches!(closed.close_code, None | Some(1001)), "{closed:?}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attachment_socket_answers_only_hello_and_login() {
+    let server = TestServer::start().await;
+    let mut ws = WsClient::open_path(
+        ws_addr(&server),
+        &server.fingerprint,
+        false,
+        "/v1/ws/attachment",
+    )
+    .await;
+    let reply = ws
+        .request(Request::Hello(Hello {
+            versions: vec![1],
+            client_agent: String::new(),
+        }))
+        .await;
+    assert!(matches!(reply, response::Result::Hello(_)), "{reply:?}");
+    ws.send_frame(Request::ListDevices(transport::ListDevicesRequest {}))
+        .await;
+    let closed = ws.closed().await;
+    assert_eq!(code(&closed.closing.unwrap()), ErrorCode::ProtocolViolation);
+    assert_eq!(closed.close_code, Some(4002));
+    server.stop().await;
 }
