@@ -30,7 +30,10 @@ pub fn shorten(value: &Value) -> String {
                 (false, true) => format!("{shown} ({chars} characters)"),
                 _ => shown,
             }
-            .replace(['\n', '\r'], " ")
+            // An adapter's text never moves the cursor or colours the terminal.
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect()
         }
         Value::Array(items) => match items.len() {
             0 => "an empty list".into(),
@@ -116,6 +119,7 @@ mod tests {
         );
         assert_eq!(shorten(&json!("")), "\"\" (empty)");
         assert_eq!(shorten(&json!([1, 2])), "a list of 2 items");
+        assert_eq!(shorten(&json!("a\u{1b}[31mb\nc")), "\"a [31mb c\"");
     }
 
     #[test]
