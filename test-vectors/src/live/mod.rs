@@ -83,7 +83,10 @@ pub fn words(result: &response::Result) -> String {
             } else {
                 String::new()
             };
-            format!("the error {code} \"{}\"{retry}", e.message)
+            format!(
+                "the error {code} {}{retry}",
+                crate::describe::shorten(&serde_json::Value::String(e.message.clone()))
+            )
         }
         other => {
             let debug = format!("{other:?}");
