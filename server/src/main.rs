@@ -12,14 +12,55 @@
 //! Cluster nodes (`storage = "postgres://…"`, `redis = "redis://…"`) share
 //! one certificate (`--cert-pem` / `--key-pem`); docs/OPERATIONS.md.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 use microbot_server::{Config, Overrides, Server};
+
+/// Shown after the options of `microbot-server --help`.
+const PRECEDENCE: &str = "\
+Configuration: each setting comes from, in increasing precedence, the
+built-in default < the TOML file of --config < its MICROBOT_* environment
+variable < its flag. MICROBOT_ALLOW_IPS= and MICROBOT_DENY_IPS= (empty)
+count as unset: every address allowed, none refused. Passwords in --storage and
+--redis URLs are never logged (printed as ***).
+
+Signals: SIGINT, SIGTERM and SIGHUP drain connections and stop (exit 0);
+nothing reloads the configuration: restart to apply a change.
+Health: /healthz (alive) and /readyz (bus linked) on --metrics-listen.";
+
+/// The help of `backup` (its own options, not the server's).
+const BACKUP_HELP: &str = "\
+{about-with-newline}
+{usage-heading} microbot-server [--data-dir DIR | --config FILE] backup --to FILE
+
+Options:
+      --to <TO>          Backup file to write (replaced if it exists); its
+                         directory must exist
+      --data-dir <DIR>   Data directory to back up [env: MICROBOT_DATA_DIR]
+      --config <FILE>    TOML file whose data_dir is used [env: MICROBOT_CONFIG]
+  -h, --help             Print help
+
+The server's other options are accepted and ignored.";
+
+/// The help of `restore` (its own options, not the server's).
+const RESTORE_HELP: &str = "\
+{about-with-newline}
+{usage-heading} microbot-server [--data-dir DIR | --config FILE] restore --from FILE [--force]
+
+Options:
+      --from <FROM>      Backup file written by `backup --to`
+      --force            Replace an existing database in the data directory
+      --data-dir <DIR>   Data directory to restore into [env: MICROBOT_DATA_DIR]
+      --config <FILE>    TOML file whose data_dir is used [env: MICROBOT_CONFIG]
+  -h, --help             Print help
+
+The server's other options are accepted and ignored.";
 
 #[derive(Parser)]
 #[command(
     name = "microbot-server",
     version,
-    about = "Microbot end-to-end encrypted messaging server"
+    about = "Microbot end-to-end encrypted messaging server",
+    after_help = PRECEDENCE
 )]
 struct Cli {
     #[command(subcommand)]
@@ -35,12 +76,14 @@ enum Command {
     /// Take a consistent online backup of the data directory (safe while
     /// the server runs): FILE is the database snapshot, FILE.files/ holds
     /// attachments and the certificate.
+    #[command(help_template = BACKUP_HELP)]
     Backup {
         /// Backup file to write (replaced if it exists).
         #[arg(long)]
         to: std::path::PathBuf,
     },
     /// Restore a backup into the data directory (the server must be stopped).
+    #[command(help_template = RESTORE_HELP)]
     Restore {
         /// Backup file written by `backup --to`.
         #[arg(long)]
@@ -62,7 +105,7 @@ async fn main() -> std::process::ExitCode {
         // Colour codes only for a terminal, never in a log file or journal.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let cli = Cli::parse();
+    let cli = parse_cli();
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => run(&cli.overrides).await,
         Command::Backup { to } => offline(&cli.overrides, |config| {
@@ -85,6 +128,22 @@ async fn main() -> std::process::ExitCode {
             Ok(())
         }),
     }
+}
+
+/// [`Cli::parse`], except that a list variable set to the empty string
+/// (`MICROBOT_ALLOW_IPS=`) counts as unset instead of an invalid address.
+fn parse_cli() -> Cli {
+    let mut command = Cli::command();
+    for (id, var) in [
+        ("allow_ips", "MICROBOT_ALLOW_IPS"),
+        ("deny_ips", "MICROBOT_DENY_IPS"),
+    ] {
+        if std::env::var_os(var).is_some_and(|v| v.to_string_lossy().trim().is_empty()) {
+            command = command.mut_arg(id, |arg| arg.env(None::<&str>));
+        }
+    }
+    let matches = command.get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit())
 }
 
 fn offline(

@@ -200,3 +200,59 @@ async fn a_wrong_postgres_password_is_reported_in_the_engines_words() {
     );
     assert!(!error.contains("not-the-password-42"), "{error}");
 }
+
+#[test]
+fn help_states_the_precedence_and_backup_help_only_its_options() {
+    let out = bin().arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        help.contains("built-in default < the TOML file of --config < its MICROBOT_* environment"),
+        "{help}"
+    );
+    for (command, own) in [("backup", "--to"), ("restore", "--from")] {
+        let out = bin().args([command, "--help"]).output().unwrap();
+        assert!(out.status.success());
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(help.contains(own) && help.contains("--data-dir"), "{help}");
+        for foreign in ["--rate-send-per-account", "--listen", "--webhook-url"] {
+            assert!(
+                !help.contains(foreign),
+                "{command} --help lists {foreign}:\n{help}"
+            );
+        }
+    }
+}
+
+#[test]
+fn an_empty_allow_list_variable_means_every_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = bin();
+    command
+        .env("MICROBOT_ALLOW_IPS", "")
+        .env("MICROBOT_DENY_IPS", "")
+        .args([
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let _ = child.kill();
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(
+        line.starts_with("microbot-server listening on"),
+        "refused an empty MICROBOT_ALLOW_IPS: {status:?} {line} {err}"
+    );
+}
