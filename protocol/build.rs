@@ -25,6 +25,9 @@ const REDACTED_DEBUG: &[&str] = &[
     "CallHangup",
     "SyncMessage",
     "SentTranscript",
+    "ProvisionMessage",
+    "ProvisionedContact",
+    "ProvisionedGroup",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -26,6 +26,7 @@
 //! - `shown`: which received messages the application has shown (`recv`).
 //! - `groups`: group membership, names, sender keys (§6, §11.5, §12.10).
 //! - `attachments`: streaming encrypted file upload and download (§7, §12.11).
+//! - `linking`: a new device receives the account through a provisioning slot (§12.14).
 //! - [`events`]: what the application is told.
 //! - [`error`]: typed errors per operation.
 //!
@@ -50,6 +51,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 mod groups;
+mod linking;
 mod messages;
 mod outbox;
 mod prekeys;
@@ -74,6 +76,10 @@ pub use events::{ConnectionState, Conversation, Event, Events, IncomingMessage, 
 pub use groups::admin::MAX_CHANGE_ATTEMPTS;
 pub use groups::{
     GroupId, GroupInfo, GroupMember, GroupRole, GroupUpdate, InvalidGroupId, MAX_GROUP_NAME_LEN,
+};
+pub use linking::{
+    LinkError, LinkRequest, MAX_PROVISIONED_CONTACTS, MAX_PROVISIONED_GROUPS, ProvisioningCode,
+    Provisioned,
 };
 pub use messages::{MessageSnapshot, MessageStatus, SYNC_DESTINATION_FIELD};
 pub use microbot_crypto::attachment::AttachmentDecryptError;

@@ -70,3 +70,9 @@ pub const ATTACHMENT_NONCE_PREFIX_LEN: usize = 7;
 pub const FINGERPRINT_DISPLAY_BYTES: usize = 30;
 /// Bytes of each party's iterated hash carried in the QR payload (SPEC.md §8).
 pub const FINGERPRINT_SCANNABLE_LEN: usize = 32;
+
+/// HKDF info deriving the key and nonce of a sealed provisioning message
+/// (device linking, SPEC.md §12.14).
+pub const PROVISIONING_INFO: &[u8] = b"Microbot Provisioning v1";
+/// Version byte opening every sealed provisioning message (SPEC.md §12.14).
+pub const PROVISIONING_VERSION: u8 = 0x01;

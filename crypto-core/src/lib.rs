@@ -13,6 +13,7 @@
 //! - [`sender_key`]: Sender Keys for groups (SPEC.md §6).
 //! - [`attachment`]: segmented STREAM encryption of files (SPEC.md §7).
 //! - [`fingerprint`]: safety numbers (SPEC.md §8).
+//! - [`provisioning`]: sealing the identity to a new device when linking (SPEC.md §12.14).
 //! - [`labels`]: every label, length and limit, as written in SPEC.md.
 //!
 //! Secrets are zeroized on drop and never appear in `Debug` output. Every
@@ -32,6 +33,7 @@ pub mod identity;
 pub mod kdf;
 pub mod labels;
 pub mod prekeys;
+pub mod provisioning;
 pub mod ratchet;
 pub mod sender_key;
 pub mod session;

@@ -31,7 +31,7 @@ use crate::bus::{BusEvent, Subscription};
 use crate::error::ApiError;
 use crate::metrics::request_kind;
 use crate::state::{ServerState, now_ms};
-use crate::{attachments, groups, keys, queues};
+use crate::{attachments, groups, keys, provisioning, queues};
 
 /// Protocol versions this server speaks.
 pub const SUPPORTED_VERSIONS: &[u32] = &[1];
@@ -531,6 +531,22 @@ impl RequestHandler {
                 attachments::download_request(&state, r)
                     .await
                     .map(response::Result::AttachmentDownload)
+            }
+            Request::CreateProvisioningSlot(_) => {
+                self.not_logged_in()?;
+                provisioning::create(&state)
+                    .await
+                    .map(response::Result::ProvisioningSlot)
+            }
+            Request::FetchProvisioningSlot(r) => {
+                self.not_logged_in()?;
+                provisioning::fetch(&state, r)
+                    .await
+                    .map(response::Result::ProvisioningMessage)
+            }
+            Request::PutProvisioningSlot(r) => {
+                self.logged_in()?;
+                provisioning::put(&state, r).await.map(|()| ok())
             }
         }
     }

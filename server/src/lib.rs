@@ -28,6 +28,7 @@ pub mod groups;
 pub mod keys;
 pub mod limits;
 pub mod metrics;
+pub mod provisioning;
 pub mod queues;
 pub mod server;
 pub mod state;

@@ -381,7 +381,8 @@ impl Limits {
         let account = session.map(|s| s.account_id);
         let c = &self.config;
         match request {
-            Request::Register(_) => self
+            // A provisioning slot (§12.14) costs a row like a registration.
+            Request::Register(_) | Request::CreateProvisioningSlot(_) => self
                 .take("register_ip", &self.register_ip, c.rate_register_per_ip, ip)
                 .map_err(|ms| refuse("register_ip", "registrations", ms))?,
             Request::Login(_) => self

@@ -505,5 +505,8 @@ pub fn request_kind(request: &microbot_protocol::transport::client_frame::Reques
         R::SetGroupMetadata(_) => "set_group_metadata",
         R::AttachmentUpload(_) => "attachment_upload",
         R::AttachmentDownload(_) => "attachment_download",
+        R::CreateProvisioningSlot(_) => "create_provisioning_slot",
+        R::FetchProvisioningSlot(_) => "fetch_provisioning_slot",
+        R::PutProvisioningSlot(_) => "put_provisioning_slot",
     }
 }

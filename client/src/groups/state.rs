@@ -34,7 +34,7 @@ fn event(id: GroupId, version: u64, update: GroupUpdate) -> Event {
     }
 }
 
-fn empty_record() -> GroupRecord {
+pub(crate) fn empty_record() -> GroupRecord {
     GroupRecord {
         format: GROUP_RECORD_VERSION,
         version: 0,

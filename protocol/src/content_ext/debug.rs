@@ -42,6 +42,9 @@ debug_encoded_len_only!(
     CallHangup,
     SyncMessage,
     SentTranscript,
+    ProvisionMessage,
+    ProvisionedContact,
+    ProvisionedGroup,
 );
 
 impl Body {

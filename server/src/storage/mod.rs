@@ -19,10 +19,12 @@
 pub mod attachments;
 pub mod groups;
 pub mod postgres;
+pub mod provisioning;
 pub mod schema;
 pub mod sqlite;
 
 pub use attachments::{AttachmentRecord, AttachmentStorage};
+pub use provisioning::{ProvisioningStorage, SlotRead};
 pub use groups::{
     FanOut, GroupCaps, GroupChange, GroupChangeOutcome, GroupFanOut, GroupRecord, GroupStorage,
 };
@@ -367,7 +369,9 @@ impl fmt::Debug for StoredEnvelope {
 }
 
 /// The server's persistent state. Every method is atomic.
-pub trait Storage: GroupStorage + AttachmentStorage + Send + Sync + 'static {
+pub trait Storage:
+    GroupStorage + AttachmentStorage + ProvisioningStorage + Send + Sync + 'static
+{
     /// Inserts an inactive account with its recovery code hashes.
     fn create_account(&self, account: &NewAccount<'_>) -> StorageResult<i64>;
     /// Looks an account up by username.

@@ -32,6 +32,7 @@ mod attachments;
 mod db;
 mod groups;
 mod pool;
+mod provisioning;
 pub mod schema;
 
 use std::fmt;

@@ -164,6 +164,16 @@ CREATE INDEX groups_by_creator ON groups(created_by);
 ALTER TABLE devices ADD COLUMN queue_len INTEGER NOT NULL DEFAULT 0;
 UPDATE devices SET queue_len = (SELECT COUNT(*) FROM envelopes e WHERE e.device_id = devices.id);
 ",
+    // Version 7 (issue 20): provisioning slots for device linking (SPEC.md
+    // §12.14): ciphertext only, one read, deleted when read or expired.
+    r"
+CREATE TABLE provisioning_slots (
+    id BLOB PRIMARY KEY,
+    expires_at_ms INTEGER NOT NULL,
+    sealed BLOB
+) WITHOUT ROWID;
+CREATE INDEX provisioning_slots_by_expiry ON provisioning_slots(expires_at_ms);
+",
 ];
 
 /// The schema version this build writes.

@@ -23,6 +23,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 mod attachments;
 pub mod group_commit;
 mod groups;
+mod provisioning;
 mod statements;
 
 use group_commit::{GroupCommit, Isolation};

@@ -130,6 +130,16 @@ CREATE INDEX chat_groups_by_creator ON chat_groups(created_by);
 ALTER TABLE devices ADD COLUMN queue_len BIGINT NOT NULL DEFAULT 0;
 UPDATE devices SET queue_len = (SELECT COUNT(*) FROM envelopes e WHERE e.device_id = devices.id);
 ",
+    // Version 5 (issue 20): provisioning slots for device linking (SPEC.md
+    // §12.14): ciphertext only, one read, deleted when read or expired.
+    r"
+CREATE TABLE provisioning_slots (
+    id BYTEA PRIMARY KEY,
+    expires_at_ms BIGINT NOT NULL,
+    sealed BYTEA
+);
+CREATE INDEX provisioning_slots_by_expiry ON provisioning_slots(expires_at_ms);
+",
 ];
 
 /// The schema version this build writes.

@@ -1,0 +1,150 @@
+//! Device linking through a provisioning slot (SPEC.md §12.14), through the
+//! SDK against a real server: the new device shows a code, an existing
+//! device seals the account to it, the new device enrols with password and
+//! TOTP and carries on with the account's identity and contacts.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use microbot_client::{
+    Account, Conversation, IdentitySource, LinkError, LinkRequest, ProvisioningCode, SecondFactor,
+    StoreConfig,
+};
+use zeroize::Zeroizing;
+
+/// Every file under `dir` (the server's database and its WAL).
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_device_links_through_the_server_and_gets_identity_and_contacts() {
+    let server = TestServer::start().await;
+    let mut alice_user = register(&server, "alice").await;
+    let mut bob_user = register(&server, "bob").await;
+    let mut old = online(&server, &mut alice_user, IdentitySource::New, fast_config()).await;
+    let mut bob = online(&server, &mut bob_user, IdentitySource::New, fast_config()).await;
+    let to_bob = Conversation::Direct("bob".into());
+    old.account.send_text(&to_bob, "hi bob").unwrap();
+    assert_eq!(next_text(&mut bob.events).await.text, "hi bob");
+
+    // The new device: no account yet, opens a slot and shows the code.
+    let request = LinkRequest::create(&server.config).await.unwrap();
+    let code = request.code().to_text();
+    assert_eq!(ProvisioningCode::parse(&code).unwrap(), *request.code());
+    let waiting = tokio::spawn(request.wait(Duration::from_secs(30)));
+    // The existing device "scans" it.
+    old.account.link_device(&code).await.unwrap();
+    let provisioned = waiting.await.unwrap().unwrap();
+    assert_eq!(provisioned.username, "alice");
+    assert_eq!(
+        provisioned.identity.seed(),
+        old.account.export_identity().seed()
+    );
+    assert!(provisioned.contacts.iter().any(|(name, _)| name == "bob"));
+
+    // Only ciphertext went through the server: the identity seed is in none
+    // of its files.
+    let seed = *old.account.export_identity().seed();
+    for file in files_under(server.dir.path()) {
+        let bytes = std::fs::read(&file).unwrap();
+        assert!(
+            !bytes.windows(seed.len()).any(|w| w == seed),
+            "{} holds the identity seed",
+            file.display()
+        );
+    }
+
+    // The same code cannot be used again: the slot was read and deleted.
+    assert!(matches!(
+        old.account.link_device(&code).await,
+        Err(LinkError::SlotGone)
+    ));
+
+    // Enrol with password + TOTP like any device.
+    let dir = tempfile::tempdir().unwrap();
+    let store = StoreConfig::new(dir.path().join("client.sqlite3")).with_kdf(CHEAP_KDF);
+    let (new, mut new_events) = Account::enrol_provisioned(
+        &store,
+        server.config.clone(),
+        provisioned,
+        Zeroizing::new(alice_user.password.clone()),
+        SecondFactor::Totp(alice_user.auth.fresh()),
+        fast_config(),
+    )
+    .await
+    .unwrap();
+    new.connect();
+    wait_connected(&mut new_events).await;
+    assert_eq!(new.identity_key(), old.account.identity_key());
+    assert_eq!(new.username(), "alice");
+    // Bob is already a trusted contact, with the same safety number.
+    assert_eq!(
+        new.safety_number("bob").unwrap().unwrap().digits(),
+        old.account.safety_number("bob").unwrap().unwrap().digits()
+    );
+    assert_eq!(old.account.list_devices().await.unwrap().len(), 2);
+
+    // Bob's next message reaches the new device too; the new device can send.
+    let to_alice = Conversation::Direct("alice".into());
+    bob.account.send_text(&to_alice, "welcome").unwrap();
+    assert_eq!(next_text(&mut new_events).await.text, "welcome");
+    assert_eq!(next_text(&mut old.events).await.text, "welcome");
+    new.send_text(&to_bob, "from the new device").unwrap();
+    assert_eq!(next_text(&mut bob.events).await.text, "from the new device");
+    let copy = next_text(&mut old.events).await;
+    assert_eq!(copy.conversation, to_bob);
+    assert_eq!(copy.text, "from the new device");
+
+    new.disconnect().await;
+    old.account.disconnect().await;
+    bob.account.disconnect().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_sealed_to_another_key_does_not_open_and_typos_are_refused() {
+    let server = TestServer::start().await;
+    let mut alice_user = register(&server, "alice").await;
+    let old = online(&server, &mut alice_user, IdentitySource::New, fast_config()).await;
+    let request = LinkRequest::create(&server.config).await.unwrap();
+    // An attacker's code for the same slot (another public key).
+    let forged = ProvisioningCode {
+        public_key: [0x09; 32],
+        slot_id: request.code().slot_id,
+    };
+    old.account.link_device(&forged.to_text()).await.unwrap();
+    assert!(matches!(
+        request.wait(Duration::from_secs(10)).await,
+        Err(LinkError::Seal(_))
+    ));
+    assert!(matches!(
+        old.account.link_device("not-a-code").await,
+        Err(LinkError::InvalidCode)
+    ));
+    old.account.disconnect().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_ends_when_nothing_arrives() {
+    let server = TestServer::start().await;
+    let request = LinkRequest::create(&server.config).await.unwrap();
+    assert!(matches!(
+        request.wait(Duration::from_millis(800)).await,
+        Err(LinkError::TimedOut)
+    ));
+    server.stop().await;
+}

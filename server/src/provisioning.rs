@@ -1,0 +1,133 @@
+//! Provisioning slots for device linking (SPEC.md §12.14).
+//!
+//! A new device, not logged in, opens a slot (`CreateProvisioningSlot`);
+//! the server picks a random 16-byte id and forgets the slot after
+//! [`SLOT_TTL_MS`]. A logged-in device of the account posts the sealed
+//! provisioning message to it once (`PutProvisioningSlot`, at most
+//! [`MAX_SEALED_LEN`] bytes); the new device reads it once
+//! (`FetchProvisioningSlot`), which deletes the slot. The message is sealed
+//! end to end to the new device's ephemeral key (crypto-core
+//! `provisioning`); the server stores and relays only ciphertext and cannot
+//! tell which account it links.
+//!
+//! Abuse control: slot creation takes from the per-IP registration bucket
+//! (limits.rs), at most [`MAX_OPEN_SLOTS`] slots exist at once, and a slot
+//! id is 128 random bits, so reading someone else's slot means guessing it.
+//!
+//! Not owned here: the SQL (storage/provisioning.rs and its backends).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use microbot_protocol::transport::{
+    ErrorCode, FetchProvisioningSlotRequest, ProvisioningMessage, ProvisioningSlot,
+    PutProvisioningSlotRequest,
+};
+use rand::Rng as _;
+
+use crate::error::ApiError;
+use crate::state::{ServerState, now_ms};
+use crate::storage::SlotRead;
+use crate::storage::provisioning::SLOT_ID_LEN;
+
+/// How long a slot lives, message or not (10 minutes).
+pub const SLOT_TTL_MS: u64 = 10 * 60 * 1000;
+/// The largest sealed provisioning message a slot takes (256 KiB).
+pub const MAX_SEALED_LEN: usize = 256 * 1024;
+/// The most slots open at once on this server (bounds the table).
+pub const MAX_OPEN_SLOTS: u64 = 10_000;
+
+fn unknown_slot() -> ApiError {
+    ApiError::new(
+        ErrorCode::UnknownProvisioningSlot,
+        "no such provisioning slot (expired, already read, or already filled)",
+    )
+}
+
+fn slot_id(bytes: &[u8]) -> Result<[u8; SLOT_ID_LEN], ApiError> {
+    <[u8; SLOT_ID_LEN]>::try_from(bytes)
+        .map_err(|_| ApiError::invalid(format!("slot_id must be {SLOT_ID_LEN} bytes")))
+}
+
+/// `CreateProvisioningSlot`: a fresh slot.
+///
+/// # Errors
+/// `UNAVAILABLE` when [`MAX_OPEN_SLOTS`] slots are open; storage errors.
+pub async fn create(state: &Arc<ServerState>) -> Result<ProvisioningSlot, ApiError> {
+    let mut id = [0u8; SLOT_ID_LEN];
+    rand::rng().fill_bytes(&mut id);
+    let now = now_ms();
+    let expires_at_ms = now.saturating_add(SLOT_TTL_MS);
+    let created = state
+        .blocking(move |s| {
+            Ok(s.storage
+                .create_provisioning_slot(&id, expires_at_ms, now, MAX_OPEN_SLOTS)?)
+        })
+        .await?;
+    if !created {
+        return Err(ApiError {
+            retry_after_ms: 60_000,
+            ..ApiError::new(ErrorCode::Unavailable, "too many provisioning slots open")
+        });
+    }
+    Ok(ProvisioningSlot {
+        slot_id: Bytes::copy_from_slice(&id),
+        expires_at_ms,
+    })
+}
+
+/// `PutProvisioningSlot`: stores the sealed message in an empty slot.
+///
+/// # Errors
+/// `INVALID_ARGUMENT`, `PROVISIONING_MESSAGE_TOO_LARGE`,
+/// `UNKNOWN_PROVISIONING_SLOT`.
+pub async fn put(
+    state: &Arc<ServerState>,
+    request: PutProvisioningSlotRequest,
+) -> Result<(), ApiError> {
+    let id = slot_id(&request.slot_id)?;
+    if request.sealed.is_empty() {
+        return Err(ApiError::invalid("sealed must not be empty"));
+    }
+    if request.sealed.len() > MAX_SEALED_LEN {
+        return Err(ApiError::new(
+            ErrorCode::ProvisioningMessageTooLarge,
+            format!("a provisioning message is at most {MAX_SEALED_LEN} bytes"),
+        ));
+    }
+    let now = now_ms();
+    let stored = state
+        .blocking(move |s| {
+            Ok(s.storage
+                .put_provisioning_message(&id, &request.sealed, now)?)
+        })
+        .await?;
+    if stored { Ok(()) } else { Err(unknown_slot()) }
+}
+
+/// `FetchProvisioningSlot`: the message if posted (deleting the slot), or
+/// `ready = false` while it waits.
+///
+/// # Errors
+/// `INVALID_ARGUMENT`, `UNKNOWN_PROVISIONING_SLOT`.
+pub async fn fetch(
+    state: &Arc<ServerState>,
+    request: FetchProvisioningSlotRequest,
+) -> Result<ProvisioningMessage, ApiError> {
+    let id = slot_id(&request.slot_id)?;
+    let now = now_ms();
+    let read = state
+        .blocking(move |s| Ok(s.storage.take_provisioning_message(&id, now)?))
+        .await?;
+    match read {
+        SlotRead::Missing => Err(unknown_slot()),
+        SlotRead::Waiting => Ok(ProvisioningMessage {
+            ready: false,
+            sealed: Bytes::new(),
+        }),
+        SlotRead::Ready(sealed) => Ok(ProvisioningMessage {
+            ready: true,
+            sealed: Bytes::from(sealed),
+        }),
+    }
+}
