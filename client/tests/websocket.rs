@@ -229,3 +229,31 @@ async fn auto_falls_back_to_websocket_when_udp_is_dropped_and_delivers() {
         .unwrap();
     hole.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_client_reconnects_by_itself_after_a_server_restart() {
+    let server = TestServer::start().await;
+    let addr = server.addr;
+    let ws = server.config.clone().with_transport(Transport::WebSocket);
+    let mut alice_user = register_via(&ws, "alice").await;
+    let mut bob_user = register_via(&server.config, "bob").await;
+    let mut alice = online_via(&ws, &mut alice_user, fast_config()).await;
+    let mut bob = online_via(&server.config, &mut bob_user, fast_config()).await;
+    let to_alice = Conversation::Direct("alice".into());
+    bob.account.send_text(&to_alice, "before").unwrap();
+    assert_eq!(next_text(&mut alice.events).await.text, "before");
+
+    // The server shuts down (the WebSocket gets its Close 4051) and comes
+    // back on the same address; the WebSocket client reconnects by itself.
+    let dir = server.stop().await;
+    let server = TestServer::start_in(dir, addr).await;
+    wait_connected(&mut alice.events).await;
+    wait_connected(&mut bob.events).await;
+    assert_eq!(
+        alice.account.connected_transport(),
+        Some(Transport::WebSocket)
+    );
+    bob.account.send_text(&to_alice, "after").unwrap();
+    assert_eq!(next_text(&mut alice.events).await.text, "after");
+    server.stop().await;
+}
