@@ -257,3 +257,43 @@ async fn a_websocket_client_reconnects_by_itself_after_a_server_restart() {
     assert_eq!(next_text(&mut alice.events).await.text, "after");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_of_three_spans_both_transports() {
+    let server = TestServer::start().await;
+    let quic = server.config.clone().with_transport(Transport::Quic);
+    let ws = server.config.clone().with_transport(Transport::WebSocket);
+    let mut alice_user = register_via(&quic, "alice").await;
+    let mut bob_user = register_via(&ws, "bob").await;
+    let mut carol_user = register_via(&ws, "carol").await;
+    let mut alice = online_via(&quic, &mut alice_user, fast_config()).await;
+    let mut bob = online_via(&ws, &mut bob_user, fast_config()).await;
+    let mut carol = online_via(&quic, &mut carol_user, fast_config()).await;
+    // The group is created by a WebSocket member.
+    let id = bob
+        .account
+        .create_group("mixed", &["alice", "carol"])
+        .await
+        .unwrap();
+    let group = Conversation::Group(id);
+    let sent = bob.account.send_text(&group, "from the websocket").unwrap();
+    for device in [&mut alice, &mut carol] {
+        let got = next_text(&mut device.events).await;
+        assert_eq!(
+            (got.author.as_str(), got.text.as_str()),
+            ("bob", "from the websocket")
+        );
+        assert_eq!(got.conversation, group);
+        assert_eq!(got.message_id, sent);
+    }
+    let sent = alice.account.send_text(&group, "from QUIC").unwrap();
+    for device in [&mut bob, &mut carol] {
+        let got = next_text(&mut device.events).await;
+        assert_eq!(
+            (got.author.as_str(), got.text.as_str()),
+            ("alice", "from QUIC")
+        );
+        assert_eq!(got.message_id, sent);
+    }
+    server.stop().await;
+}
