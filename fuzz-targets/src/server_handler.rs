@@ -488,6 +488,9 @@ fn result_matches(request: &Request, result: &response::Result) -> bool {
         | Request::SetGroupMetadata(_) => matches!(result, R::Group(_)),
         Request::AttachmentUpload(_) => matches!(result, R::AttachmentUpload(_)),
         Request::AttachmentDownload(_) => matches!(result, R::AttachmentDownload(_)),
+        Request::CreateProvisioningSlot(_) => matches!(result, R::ProvisioningSlot(_)),
+        Request::FetchProvisioningSlot(_) => matches!(result, R::ProvisioningMessage(_)),
+        Request::PutProvisioningSlot(_) => matches!(result, R::Ok(_)),
     }
 }
 
