@@ -39,6 +39,14 @@ pub const ALPN: &[u8] = b"microbot/1";
 pub const PROTOCOL_VERSIONS: &[u32] = &[1];
 /// Longest wait for one response.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+/// QUIC keep-alive period: an idle connection still proves every few
+/// seconds that the node is there (issue 24).
+pub const KEEP_ALIVE: Duration = Duration::from_secs(2);
+/// QUIC idle timeout this client offers: a node that died without closing
+/// (a killed host, a partition) is noticed within this long, and the
+/// device moves to the next address (SPEC.md §12.1). Four keep-alives fit
+/// in it, so a lost packet or two does not end a live connection.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(8);
 /// Longest wait for the QUIC handshake of a one-off connection
 /// (registration, enrolment); the background loop uses
 /// `AccountConfig::connect_timeout`.
@@ -221,7 +229,11 @@ pub fn quic_client_config(server: &ServerConfig) -> Result<quinn::ClientConfig, 
         .map_err(|e| TransportError::Config(e.to_string()))?;
     let mut config = quinn::ClientConfig::new(Arc::new(quic));
     let mut transport = quinn::TransportConfig::default();
-    transport.keep_alive_interval(Some(Duration::from_secs(10)));
+    transport.keep_alive_interval(Some(KEEP_ALIVE));
+    // The effective idle timeout is the smaller of ours and the server's.
+    if let Ok(idle) = quinn::IdleTimeout::try_from(IDLE_TIMEOUT) {
+        transport.max_idle_timeout(Some(idle));
+    }
     config.transport_config(Arc::new(transport));
     Ok(config)
 }
