@@ -1,11 +1,13 @@
 /**
  * Content (SPEC.md §11): the plaintext of one end-to-end encrypted message.
- * The generated `microbot.content.v1` types, the validity rules of §11.2
- * (form only: meaning is the applying layer's job), padding to a multiple of
- * 160 bytes (§11.3), and the receive order of §11: size, decode, rules.
+ * The generated `microbot.content.v1` types, the validity rules of §11.2 and
+ * the form rules of own-device sync transcripts (§11.7) — form only: meaning
+ * (who may send what) is the applying layer's job — padding to a multiple
+ * of 160 bytes (§11.3), and the receive order of §11: size, decode, rules.
  */
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 
+import { bytesEqual } from "./bytes.js";
 import {
   type AttachmentPointer,
   type Content,
@@ -33,7 +35,8 @@ export type ContentErrorKind =
   | "too_small"
   | "too_many"
   | "invalid_enum"
-  | "missing";
+  | "missing"
+  | "invalid_sync";
 
 /** A Content breaking a rule; `field` is `message.field`. It is dropped; the session is not affected. */
 export class ContentError extends Error {
@@ -207,6 +210,40 @@ export function validateContent(content: Content): void {
         default:
           throw new ContentError("missing", "CallSignal.signal");
       }
+    }
+    case "sync": {
+      // §11.7: one kind, one destination, a carried content that is valid,
+      // is not itself a sync, and belongs to the named conversation.
+      const kind = body.value.kind;
+      if (kind.case !== "sent") {
+        throw new ContentError("missing", "SyncMessage.kind");
+      }
+      const carried = kind.value.content;
+      if (carried === undefined) {
+        throw new ContentError("missing", "SentTranscript.content");
+      }
+      if (carried.body.case === "sync") {
+        throw new ContentError("invalid_sync", "SentTranscript.content");
+      }
+      const destination = kind.value.destination;
+      switch (destination.case) {
+        case "destinationUsername":
+          textRange(destination.value, 1, 32, "SentTranscript.destination_username");
+          if (carried.groupId.length !== 0) {
+            throw new ContentError("invalid_sync", "SentTranscript.destination_username");
+          }
+          break;
+        case "destinationGroupId":
+          exactLen(destination.value, 16, "SentTranscript.destination_group_id");
+          if (!bytesEqual(carried.groupId, destination.value)) {
+            throw new ContentError("invalid_sync", "SentTranscript.destination_group_id");
+          }
+          break;
+        default:
+          throw new ContentError("missing", "SentTranscript.destination");
+      }
+      validateContent(carried);
+      return;
     }
     default:
       throw new ContentError("unsupported_body", "Content.body");

@@ -72,3 +72,30 @@ test("receivers ignore non-zero padding and unpadded content", () => {
   const content = create(ContentSchema, { messageId: A, body: { case: "text", value: { text: "hi" } }, padding: Uint8Array.of(1, 2, 3) });
   assert.equal(decodeContent(toBinary(ContentSchema, content)).body.case, "text");
 });
+
+test("the sync transcript example of §11.7, and its form rules", () => {
+  const inner = create(ContentSchema, { messageId: A, sentAtMs: 1_700_000_000_000n, body: { case: "text", value: { text: "hi" } } });
+  const sync = (sent: Record<string, unknown>) =>
+    create(ContentSchema, { messageId: B, sentAtMs: 1_700_000_000_000n, body: { case: "sync", value: { kind: { case: "sent", value: sent } } } });
+  const transcript = sync({ destination: { case: "destinationUsername", value: "bob" }, content: inner, timestampMs: 1_700_000_000_000n });
+  assert.equal(
+    toHex(toBinary(ContentSchema, transcript)),
+    "0a10f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff1080d095ffbc3182012f0a2d0a03626f621a1f0a10000102030405060708090a0b0c0d0e0f1080d095ffbc311a040a0268692080d095ffbc31",
+  );
+  assert.equal(encodeContent(transcript).length % 160, 0);
+  const group = new Uint8Array(16).fill(9);
+  const groupInner = create(ContentSchema, { ...inner, groupId: group });
+  const refused: [ReturnType<typeof sync>, string, string][] = [
+    [create(ContentSchema, { messageId: B, body: { case: "sync", value: {} } }), "missing", "SyncMessage.kind"],
+    [sync({ destination: { case: "destinationUsername", value: "bob" } }), "missing", "SentTranscript.content"],
+    [sync({ content: inner }), "missing", "SentTranscript.destination"],
+    [sync({ destination: { case: "destinationUsername", value: "bob" }, content: transcript }), "invalid_sync", "SentTranscript.content"],
+    [sync({ destination: { case: "destinationUsername", value: "bob" }, content: groupInner }), "invalid_sync", "SentTranscript.destination_username"],
+    [sync({ destination: { case: "destinationGroupId", value: new Uint8Array(16) }, content: groupInner }), "invalid_sync", "SentTranscript.destination_group_id"],
+    [sync({ destination: { case: "destinationUsername", value: "bob" }, content: create(ContentSchema, { messageId: A }) }), "unsupported_body", "Content.body"],
+  ];
+  for (const [content, kind, field] of refused) {
+    assert.throws(() => decodeContent(toBinary(ContentSchema, content)), (e: unknown) => e instanceof ContentError && e.kind === kind && e.field === field, field);
+  }
+  assert.equal(decodeContent(toBinary(ContentSchema, sync({ destination: { case: "destinationGroupId", value: group }, content: groupInner }))).body.case, "sync");
+});

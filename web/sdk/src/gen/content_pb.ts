@@ -28,7 +28,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file content.proto.
  */
 export const file_content: GenFile = /*@__PURE__*/
-  fileDesc("Cg1jb250ZW50LnByb3RvEhNtaWNyb2JvdC5jb250ZW50LnYxIr4FCgdDb250ZW50EhIKCm1lc3NhZ2VfaWQYASABKAwSEgoKc2VudF9hdF9tcxgCIAEoBBIpCgR0ZXh0GAMgASgLMhkubWljcm9ib3QuY29udGVudC52MS5UZXh0SAASMQoIcmVhY3Rpb24YBCABKAsyHS5taWNyb2JvdC5jb250ZW50LnYxLlJlYWN0aW9uSAASKQoEZWRpdBgFIAEoCzIZLm1pY3JvYm90LmNvbnRlbnQudjEuRWRpdEgAEi0KBmRlbGV0ZRgGIAEoCzIbLm1pY3JvYm90LmNvbnRlbnQudjEuRGVsZXRlSAASOAoMcmVhZF9yZWNlaXB0GAcgASgLMiAubWljcm9ib3QuY29udGVudC52MS5SZWFkUmVjZWlwdEgAEkAKEGRlbGl2ZXJ5X3JlY2VpcHQYCCABKAsyJC5taWNyb2JvdC5jb250ZW50LnYxLkRlbGl2ZXJ5UmVjZWlwdEgAEi0KBnR5cGluZxgJIAEoCzIbLm1pY3JvYm90LmNvbnRlbnQudjEuVHlwaW5nSAASPAoKYXR0YWNobWVudBgKIAEoCzImLm1pY3JvYm90LmNvbnRlbnQudjEuQXR0YWNobWVudFBvaW50ZXJIABI4Cgxncm91cF9jaGFuZ2UYCyABKAsyIC5taWNyb2JvdC5jb250ZW50LnYxLkdyb3VwQ2hhbmdlSAASTQoXc2VuZGVyX2tleV9kaXN0cmlidXRpb24YDCABKAsyKi5taWNyb2JvdC5jb250ZW50LnYxLlNlbmRlcktleURpc3RyaWJ1dGlvbkgAEjYKC2NhbGxfc2lnbmFsGA0gASgLMh8ubWljcm9ib3QuY29udGVudC52MS5DYWxsU2lnbmFsSAASEAoIZ3JvdXBfaWQYDiABKAwSDwoHcGFkZGluZxgPIAEoDEIGCgRib2R5IkQKBFRleHQSDAoEdGV4dBgBIAEoCRIuCghyZXBseV90bxgCIAEoCzIcLm1pY3JvYm90LmNvbnRlbnQudjEuUmVwbHlUbyJHCgdSZXBseVRvEhIKCm1lc3NhZ2VfaWQYASABKAwSFwoPYXV0aG9yX3VzZXJuYW1lGAIgASgJEg8KB3NuaXBwZXQYAyABKAkiRAoIUmVhY3Rpb24SGQoRdGFyZ2V0X21lc3NhZ2VfaWQYASABKAwSDQoFZW1vamkYAiABKAkSDgoGcmVtb3ZlGAMgASgIIkEKBEVkaXQSGQoRdGFyZ2V0X21lc3NhZ2VfaWQYASABKAwSDAoEdGV4dBgCIAEoCRIQCghyZXZpc2lvbhgDIAEoBCIjCgZEZWxldGUSGQoRdGFyZ2V0X21lc3NhZ2VfaWQYASABKAwiIgoLUmVhZFJlY2VpcHQSEwoLbWVzc2FnZV9pZHMYASADKAwiJgoPRGVsaXZlcnlSZWNlaXB0EhMKC21lc3NhZ2VfaWRzGAEgAygMIjsKBlR5cGluZxIxCgZhY3Rpb24YASABKA4yIS5taWNyb2JvdC5jb250ZW50LnYxLlR5cGluZ0FjdGlvbiLBAQoRQXR0YWNobWVudFBvaW50ZXISFQoNYXR0YWNobWVudF9pZBgBIAEoDBILCgNrZXkYAiABKAwSDgoGZGlnZXN0GAMgASgMEgwKBHNpemUYBCABKAQSFAoMY29udGVudF90eXBlGAUgASgJEhEKCWZpbGVfbmFtZRgGIAEoCRIPCgdjYXB0aW9uGAcgASgJEhEKCXRodW1ibmFpbBgIIAEoDBINCgV3aWR0aBgJIAEoDRIOCgZoZWlnaHQYCiABKA0i8QEKC0dyb3VwQ2hhbmdlEhAKCGdyb3VwX2lkGAEgASgMEg8KB3ZlcnNpb24YAiABKAQSMgoEa2luZBgDIAEoDjIkLm1pY3JvYm90LmNvbnRlbnQudjEuR3JvdXBDaGFuZ2VLaW5kEhEKCXVzZXJuYW1lcxgEIAMoCRIsCgRyb2xlGAUgASgOMh4ubWljcm9ib3QuY29udGVudC52MS5Hcm91cFJvbGUSNAoIbWV0YWRhdGEYBiABKAsyIi5taWNyb2JvdC5jb250ZW50LnYxLkdyb3VwTWV0YWRhdGESFAoMbWV0YWRhdGFfa2V5GAcgASgMImoKDUdyb3VwTWV0YWRhdGESDAoEbmFtZRgBIAEoCRITCgtkZXNjcmlwdGlvbhgCIAEoCRI2CgZhdmF0YXIYAyABKAsyJi5taWNyb2JvdC5jb250ZW50LnYxLkF0dGFjaG1lbnRQb2ludGVyIj8KFVNlbmRlcktleURpc3RyaWJ1dGlvbhIQCghncm91cF9pZBgBIAEoDBIUCgxkaXN0cmlidXRpb24YAiABKAwi/gEKCkNhbGxTaWduYWwSDwoHY2FsbF9pZBgBIAEoDBIvCgVvZmZlchgCIAEoCzIeLm1pY3JvYm90LmNvbnRlbnQudjEuQ2FsbE9mZmVySAASMQoGYW5zd2VyGAMgASgLMh8ubWljcm9ib3QuY29udGVudC52MS5DYWxsQW5zd2VySAASPgoNaWNlX2NhbmRpZGF0ZRgEIAEoCzIlLm1pY3JvYm90LmNvbnRlbnQudjEuQ2FsbEljZUNhbmRpZGF0ZUgAEjEKBmhhbmd1cBgFIAEoCzIfLm1pY3JvYm90LmNvbnRlbnQudjEuQ2FsbEhhbmd1cEgAQggKBnNpZ25hbCInCglDYWxsT2ZmZXISCwoDc2RwGAEgASgJEg0KBXZpZGVvGAIgASgIIhkKCkNhbGxBbnN3ZXISCwoDc2RwGAEgASgJIk8KEENhbGxJY2VDYW5kaWRhdGUSEQoJY2FuZGlkYXRlGAEgASgJEg8KB3NkcF9taWQYAiABKAkSFwoPc2RwX21saW5lX2luZGV4GAMgASgNIj8KCkNhbGxIYW5ndXASMQoGcmVhc29uGAEgASgOMiEubWljcm9ib3QuY29udGVudC52MS5IYW5ndXBSZWFzb24qYwoMVHlwaW5nQWN0aW9uEh0KGVRZUElOR19BQ1RJT05fVU5TUEVDSUZJRUQQABIZChVUWVBJTkdfQUNUSU9OX1NUQVJURUQQARIZChVUWVBJTkdfQUNUSU9OX1NUT1BQRUQQAiqHAgoPR3JvdXBDaGFuZ2VLaW5kEiEKHUdST1VQX0NIQU5HRV9LSU5EX1VOU1BFQ0lGSUVEEAASHQoZR1JPVVBfQ0hBTkdFX0tJTkRfQ1JFQVRFRBABEiMKH0dST1VQX0NIQU5HRV9LSU5EX01FTUJFUlNfQURERUQQAhIlCiFHUk9VUF9DSEFOR0VfS0lORF9NRU1CRVJTX1JFTU9WRUQQAxIaChZHUk9VUF9DSEFOR0VfS0lORF9MRUZUEAQSJgoiR1JPVVBfQ0hBTkdFX0tJTkRfTUVUQURBVEFfQ0hBTkdFRBAFEiIKHkdST1VQX0NIQU5HRV9LSU5EX1JPTEVfQ0hBTkdFRBAGKlQKCUdyb3VwUm9sZRIaChZHUk9VUF9ST0xFX1VOU1BFQ0lGSUVEEAASFQoRR1JPVVBfUk9MRV9NRU1CRVIQARIUChBHUk9VUF9ST0xFX0FETUlOEAIqoQEKDEhhbmd1cFJlYXNvbhIdChlIQU5HVVBfUkVBU09OX1VOU1BFQ0lGSUVEEAASGAoUSEFOR1VQX1JFQVNPTl9OT1JNQUwQARIaChZIQU5HVVBfUkVBU09OX0RFQ0xJTkVEEAISFgoSSEFOR1VQX1JFQVNPTl9CVVNZEAMSJAogSEFOR1VQX1JFQVNPTl9BTlNXRVJFRF9FTFNFV0hFUkUQBGIGcHJvdG8z");
+  fileDesc("Cg1jb250ZW50LnByb3RvEhNtaWNyb2JvdC5jb250ZW50LnYxIvAFCgdDb250ZW50EhIKCm1lc3NhZ2VfaWQYASABKAwSEgoKc2VudF9hdF9tcxgCIAEoBBIpCgR0ZXh0GAMgASgLMhkubWljcm9ib3QuY29udGVudC52MS5UZXh0SAASMQoIcmVhY3Rpb24YBCABKAsyHS5taWNyb2JvdC5jb250ZW50LnYxLlJlYWN0aW9uSAASKQoEZWRpdBgFIAEoCzIZLm1pY3JvYm90LmNvbnRlbnQudjEuRWRpdEgAEi0KBmRlbGV0ZRgGIAEoCzIbLm1pY3JvYm90LmNvbnRlbnQudjEuRGVsZXRlSAASOAoMcmVhZF9yZWNlaXB0GAcgASgLMiAubWljcm9ib3QuY29udGVudC52MS5SZWFkUmVjZWlwdEgAEkAKEGRlbGl2ZXJ5X3JlY2VpcHQYCCABKAsyJC5taWNyb2JvdC5jb250ZW50LnYxLkRlbGl2ZXJ5UmVjZWlwdEgAEi0KBnR5cGluZxgJIAEoCzIbLm1pY3JvYm90LmNvbnRlbnQudjEuVHlwaW5nSAASPAoKYXR0YWNobWVudBgKIAEoCzImLm1pY3JvYm90LmNvbnRlbnQudjEuQXR0YWNobWVudFBvaW50ZXJIABI4Cgxncm91cF9jaGFuZ2UYCyABKAsyIC5taWNyb2JvdC5jb250ZW50LnYxLkdyb3VwQ2hhbmdlSAASTQoXc2VuZGVyX2tleV9kaXN0cmlidXRpb24YDCABKAsyKi5taWNyb2JvdC5jb250ZW50LnYxLlNlbmRlcktleURpc3RyaWJ1dGlvbkgAEjYKC2NhbGxfc2lnbmFsGA0gASgLMh8ubWljcm9ib3QuY29udGVudC52MS5DYWxsU2lnbmFsSAASMAoEc3luYxgQIAEoCzIgLm1pY3JvYm90LmNvbnRlbnQudjEuU3luY01lc3NhZ2VIABIQCghncm91cF9pZBgOIAEoDBIPCgdwYWRkaW5nGA8gASgMQgYKBGJvZHkiRAoEVGV4dBIMCgR0ZXh0GAEgASgJEi4KCHJlcGx5X3RvGAIgASgLMhwubWljcm9ib3QuY29udGVudC52MS5SZXBseVRvIkcKB1JlcGx5VG8SEgoKbWVzc2FnZV9pZBgBIAEoDBIXCg9hdXRob3JfdXNlcm5hbWUYAiABKAkSDwoHc25pcHBldBgDIAEoCSJECghSZWFjdGlvbhIZChF0YXJnZXRfbWVzc2FnZV9pZBgBIAEoDBINCgVlbW9qaRgCIAEoCRIOCgZyZW1vdmUYAyABKAgiQQoERWRpdBIZChF0YXJnZXRfbWVzc2FnZV9pZBgBIAEoDBIMCgR0ZXh0GAIgASgJEhAKCHJldmlzaW9uGAMgASgEIiMKBkRlbGV0ZRIZChF0YXJnZXRfbWVzc2FnZV9pZBgBIAEoDCIiCgtSZWFkUmVjZWlwdBITCgttZXNzYWdlX2lkcxgBIAMoDCImCg9EZWxpdmVyeVJlY2VpcHQSEwoLbWVzc2FnZV9pZHMYASADKAwiOwoGVHlwaW5nEjEKBmFjdGlvbhgBIAEoDjIhLm1pY3JvYm90LmNvbnRlbnQudjEuVHlwaW5nQWN0aW9uIsEBChFBdHRhY2htZW50UG9pbnRlchIVCg1hdHRhY2htZW50X2lkGAEgASgMEgsKA2tleRgCIAEoDBIOCgZkaWdlc3QYAyABKAwSDAoEc2l6ZRgEIAEoBBIUCgxjb250ZW50X3R5cGUYBSABKAkSEQoJZmlsZV9uYW1lGAYgASgJEg8KB2NhcHRpb24YByABKAkSEQoJdGh1bWJuYWlsGAggASgMEg0KBXdpZHRoGAkgASgNEg4KBmhlaWdodBgKIAEoDSLxAQoLR3JvdXBDaGFuZ2USEAoIZ3JvdXBfaWQYASABKAwSDwoHdmVyc2lvbhgCIAEoBBIyCgRraW5kGAMgASgOMiQubWljcm9ib3QuY29udGVudC52MS5Hcm91cENoYW5nZUtpbmQSEQoJdXNlcm5hbWVzGAQgAygJEiwKBHJvbGUYBSABKA4yHi5taWNyb2JvdC5jb250ZW50LnYxLkdyb3VwUm9sZRI0CghtZXRhZGF0YRgGIAEoCzIiLm1pY3JvYm90LmNvbnRlbnQudjEuR3JvdXBNZXRhZGF0YRIUCgxtZXRhZGF0YV9rZXkYByABKAwiagoNR3JvdXBNZXRhZGF0YRIMCgRuYW1lGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJEjYKBmF2YXRhchgDIAEoCzImLm1pY3JvYm90LmNvbnRlbnQudjEuQXR0YWNobWVudFBvaW50ZXIiPwoVU2VuZGVyS2V5RGlzdHJpYnV0aW9uEhAKCGdyb3VwX2lkGAEgASgMEhQKDGRpc3RyaWJ1dGlvbhgCIAEoDCL+AQoKQ2FsbFNpZ25hbBIPCgdjYWxsX2lkGAEgASgMEi8KBW9mZmVyGAIgASgLMh4ubWljcm9ib3QuY29udGVudC52MS5DYWxsT2ZmZXJIABIxCgZhbnN3ZXIYAyABKAsyHy5taWNyb2JvdC5jb250ZW50LnYxLkNhbGxBbnN3ZXJIABI+Cg1pY2VfY2FuZGlkYXRlGAQgASgLMiUubWljcm9ib3QuY29udGVudC52MS5DYWxsSWNlQ2FuZGlkYXRlSAASMQoGaGFuZ3VwGAUgASgLMh8ubWljcm9ib3QuY29udGVudC52MS5DYWxsSGFuZ3VwSABCCAoGc2lnbmFsIicKCUNhbGxPZmZlchILCgNzZHAYASABKAkSDQoFdmlkZW8YAiABKAgiGQoKQ2FsbEFuc3dlchILCgNzZHAYASABKAkiTwoQQ2FsbEljZUNhbmRpZGF0ZRIRCgljYW5kaWRhdGUYASABKAkSDwoHc2RwX21pZBgCIAEoCRIXCg9zZHBfbWxpbmVfaW5kZXgYAyABKA0iPwoKQ2FsbEhhbmd1cBIxCgZyZWFzb24YASABKA4yIS5taWNyb2JvdC5jb250ZW50LnYxLkhhbmd1cFJlYXNvbiJKCgtTeW5jTWVzc2FnZRIzCgRzZW50GAEgASgLMiMubWljcm9ib3QuY29udGVudC52MS5TZW50VHJhbnNjcmlwdEgAQgYKBGtpbmQipAEKDlNlbnRUcmFuc2NyaXB0Eh4KFGRlc3RpbmF0aW9uX3VzZXJuYW1lGAEgASgJSAASHgoUZGVzdGluYXRpb25fZ3JvdXBfaWQYAiABKAxIABItCgdjb250ZW50GAMgASgLMhwubWljcm9ib3QuY29udGVudC52MS5Db250ZW50EhQKDHRpbWVzdGFtcF9tcxgEIAEoBEINCgtkZXN0aW5hdGlvbiKtAQoQUHJvdmlzaW9uTWVzc2FnZRIQCgh1c2VybmFtZRgBIAEoCRIVCg1pZGVudGl0eV9zZWVkGAIgASgMEjkKCGNvbnRhY3RzGAMgAygLMicubWljcm9ib3QuY29udGVudC52MS5Qcm92aXNpb25lZENvbnRhY3QSNQoGZ3JvdXBzGAQgAygLMiUubWljcm9ib3QuY29udGVudC52MS5Qcm92aXNpb25lZEdyb3VwIjwKElByb3Zpc2lvbmVkQ29udGFjdBIQCgh1c2VybmFtZRgBIAEoCRIUCgxpZGVudGl0eV9rZXkYAiABKAwiOgoQUHJvdmlzaW9uZWRHcm91cBIQCghncm91cF9pZBgBIAEoDBIUCgxtZXRhZGF0YV9rZXkYAiABKAwqYwoMVHlwaW5nQWN0aW9uEh0KGVRZUElOR19BQ1RJT05fVU5TUEVDSUZJRUQQABIZChVUWVBJTkdfQUNUSU9OX1NUQVJURUQQARIZChVUWVBJTkdfQUNUSU9OX1NUT1BQRUQQAiqHAgoPR3JvdXBDaGFuZ2VLaW5kEiEKHUdST1VQX0NIQU5HRV9LSU5EX1VOU1BFQ0lGSUVEEAASHQoZR1JPVVBfQ0hBTkdFX0tJTkRfQ1JFQVRFRBABEiMKH0dST1VQX0NIQU5HRV9LSU5EX01FTUJFUlNfQURERUQQAhIlCiFHUk9VUF9DSEFOR0VfS0lORF9NRU1CRVJTX1JFTU9WRUQQAxIaChZHUk9VUF9DSEFOR0VfS0lORF9MRUZUEAQSJgoiR1JPVVBfQ0hBTkdFX0tJTkRfTUVUQURBVEFfQ0hBTkdFRBAFEiIKHkdST1VQX0NIQU5HRV9LSU5EX1JPTEVfQ0hBTkdFRBAGKlQKCUdyb3VwUm9sZRIaChZHUk9VUF9ST0xFX1VOU1BFQ0lGSUVEEAASFQoRR1JPVVBfUk9MRV9NRU1CRVIQARIUChBHUk9VUF9ST0xFX0FETUlOEAIqoQEKDEhhbmd1cFJlYXNvbhIdChlIQU5HVVBfUkVBU09OX1VOU1BFQ0lGSUVEEAASGAoUSEFOR1VQX1JFQVNPTl9OT1JNQUwQARIaChZIQU5HVVBfUkVBU09OX0RFQ0xJTkVEEAISFgoSSEFOR1VQX1JFQVNPTl9CVVNZEAMSJAogSEFOR1VQX1JFQVNPTl9BTlNXRVJFRF9FTFNFV0hFUkUQBGIGcHJvdG8z");
 
 /**
  * The plaintext of one end-to-end encrypted message.
@@ -146,6 +146,16 @@ export type Content = Message<"microbot.content.v1.Content"> & {
      */
     value: CallSignal;
     case: "callSignal";
+  } | {
+    /**
+     * A copy for the sender's own other devices (§11.7): what this account
+     * sent or read from another device. Accepted only pairwise and only from
+     * a device of the receiver's own account.
+     *
+     * @generated from field: microbot.content.v1.SyncMessage sync = 16;
+     */
+    value: SyncMessage;
+    case: "sync";
   } | { case: undefined; value?: undefined };
 
   /**
@@ -785,6 +795,193 @@ export type CallHangup = Message<"microbot.content.v1.CallHangup"> & {
  */
 export const CallHangupSchema: GenMessage<CallHangup> = /*@__PURE__*/
   messageDesc(file_content, 17);
+
+/**
+ * What one device of an account tells the account's other devices (§11.7).
+ * Sent pairwise to each of the sender's own other devices only, never in a
+ * group message, never to another account. Exactly one kind must be set.
+ *
+ * @generated from message microbot.content.v1.SyncMessage
+ */
+export type SyncMessage = Message<"microbot.content.v1.SyncMessage"> & {
+  /**
+   * @generated from oneof microbot.content.v1.SyncMessage.kind
+   */
+  kind: {
+    /**
+     * A message this device sent (text, file, reaction, edit, delete, read
+     * receipt, …), with the conversation it went to.
+     *
+     * @generated from field: microbot.content.v1.SentTranscript sent = 1;
+     */
+    value: SentTranscript;
+    case: "sent";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message microbot.content.v1.SyncMessage.
+ * Use `create(SyncMessageSchema)` to create a new message.
+ */
+export const SyncMessageSchema: GenMessage<SyncMessage> = /*@__PURE__*/
+  messageDesc(file_content, 18);
+
+/**
+ * A copy of a `Content` this device sent to a conversation. Read state rides
+ * in it as a `ReadReceipt` content, edits and deletes as `Edit` / `Delete`
+ * contents: receivers apply them to their copy of the conversation as if
+ * they had made them.
+ *
+ * @generated from message microbot.content.v1.SentTranscript
+ */
+export type SentTranscript = Message<"microbot.content.v1.SentTranscript"> & {
+  /**
+   * The conversation the content went to. Exactly one must be set.
+   *
+   * @generated from oneof microbot.content.v1.SentTranscript.destination
+   */
+  destination: {
+    /**
+     * The 1:1 conversation with this account (1..=32 bytes; may be the
+     * sender's own account, a note to self).
+     *
+     * @generated from field: string destination_username = 1;
+     */
+    value: string;
+    case: "destinationUsername";
+  } | {
+    /**
+     * The group conversation (16 bytes); `content.group_id` must equal it.
+     *
+     * @generated from field: bytes destination_group_id = 2;
+     */
+    value: Uint8Array;
+    case: "destinationGroupId";
+  } | { case: undefined; value?: undefined };
+
+  /**
+   * The content exactly as sent to the conversation, without its padding.
+   * Must be valid (§11.2) and must not itself be a `SyncMessage`.
+   *
+   * @generated from field: microbot.content.v1.Content content = 3;
+   */
+  content?: Content | undefined;
+
+  /**
+   * When the sending device sent it (sender's clock, ms since the epoch).
+   *
+   * @generated from field: uint64 timestamp_ms = 4;
+   */
+  timestampMs: bigint;
+};
+
+/**
+ * Describes the message microbot.content.v1.SentTranscript.
+ * Use `create(SentTranscriptSchema)` to create a new message.
+ */
+export const SentTranscriptSchema: GenMessage<SentTranscript> = /*@__PURE__*/
+  messageDesc(file_content, 19);
+
+/**
+ * The plaintext of a sealed provisioning message (§12.14): what an existing
+ * device gives a new device of the same account when linking it. Sealed to
+ * the new device's ephemeral key; never sent inside a `Content`.
+ *
+ * @generated from message microbot.content.v1.ProvisionMessage
+ */
+export type ProvisionMessage = Message<"microbot.content.v1.ProvisionMessage"> & {
+  /**
+   * The account (1..=32 bytes).
+   *
+   * @generated from field: string username = 1;
+   */
+  username: string;
+
+  /**
+   * The account's identity key seed (exactly 32 bytes; secret).
+   *
+   * @generated from field: bytes identity_seed = 2;
+   */
+  identitySeed: Uint8Array;
+
+  /**
+   * Contacts and the identity key the account trusts for each (at most
+   * 10000).
+   *
+   * @generated from field: repeated microbot.content.v1.ProvisionedContact contacts = 3;
+   */
+  contacts: ProvisionedContact[];
+
+  /**
+   * Groups the account is in (at most 1000).
+   *
+   * @generated from field: repeated microbot.content.v1.ProvisionedGroup groups = 4;
+   */
+  groups: ProvisionedGroup[];
+};
+
+/**
+ * Describes the message microbot.content.v1.ProvisionMessage.
+ * Use `create(ProvisionMessageSchema)` to create a new message.
+ */
+export const ProvisionMessageSchema: GenMessage<ProvisionMessage> = /*@__PURE__*/
+  messageDesc(file_content, 20);
+
+/**
+ * One contact of a `ProvisionMessage`.
+ *
+ * @generated from message microbot.content.v1.ProvisionedContact
+ */
+export type ProvisionedContact = Message<"microbot.content.v1.ProvisionedContact"> & {
+  /**
+   * The contact's username (1..=32 bytes).
+   *
+   * @generated from field: string username = 1;
+   */
+  username: string;
+
+  /**
+   * The identity key (Ed25519 public, 32 bytes) the account trusts for it.
+   *
+   * @generated from field: bytes identity_key = 2;
+   */
+  identityKey: Uint8Array;
+};
+
+/**
+ * Describes the message microbot.content.v1.ProvisionedContact.
+ * Use `create(ProvisionedContactSchema)` to create a new message.
+ */
+export const ProvisionedContactSchema: GenMessage<ProvisionedContact> = /*@__PURE__*/
+  messageDesc(file_content, 21);
+
+/**
+ * One group of a `ProvisionMessage`.
+ *
+ * @generated from message microbot.content.v1.ProvisionedGroup
+ */
+export type ProvisionedGroup = Message<"microbot.content.v1.ProvisionedGroup"> & {
+  /**
+   * The group (16 bytes).
+   *
+   * @generated from field: bytes group_id = 1;
+   */
+  groupId: Uint8Array;
+
+  /**
+   * Its metadata key (32 bytes, §11.5), or empty while unknown.
+   *
+   * @generated from field: bytes metadata_key = 2;
+   */
+  metadataKey: Uint8Array;
+};
+
+/**
+ * Describes the message microbot.content.v1.ProvisionedGroup.
+ * Use `create(ProvisionedGroupSchema)` to create a new message.
+ */
+export const ProvisionedGroupSchema: GenMessage<ProvisionedGroup> = /*@__PURE__*/
+  messageDesc(file_content, 22);
 
 /**
  * What a `Typing` announces.
