@@ -12,7 +12,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -160,10 +160,12 @@ enum Line {
     End,
 }
 
-/// A running adapter: its stdin, and a thread that forwards its stdout lines.
+/// A running adapter: a thread that writes its stdin (so an adapter that
+/// stops reading never blocks the runner past the timeout), and a thread
+/// that forwards its stdout lines.
 struct Adapter {
     child: Child,
-    stdin: Option<ChildStdin>,
+    stdin: Option<SyncSender<String>>,
     lines: Receiver<Line>,
 }
 
@@ -185,7 +187,11 @@ impl Adapter {
             command_line.process_group(0);
         }
         let mut child = command_line.spawn()?;
-        let stdin = child.stdin.take();
+        let stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| std::io::Error::other("the adapter has no stdin"))?;
+        let stdin = Self::writer(stdin);
         let stdout = child
             .stdout
             .take()
@@ -220,19 +226,35 @@ impl Adapter {
         });
         Ok(Self {
             child,
-            stdin,
+            stdin: Some(stdin),
             lines,
         })
     }
 
-    /// Sends one request line; `false` when the adapter no longer reads.
+    /// The thread that writes request lines to the adapter's stdin; it
+    /// closes stdin when the sender is dropped, and ends at a write error.
+    fn writer(mut stdin: ChildStdin) -> SyncSender<String> {
+        let (send, requests) = mpsc::sync_channel::<String>(4);
+        std::thread::spawn(move || {
+            for request in requests {
+                if writeln!(stdin, "{request}")
+                    .and_then(|()| stdin.flush())
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
+        send
+    }
+
+    /// Hands one request line to the writer; `false` when the adapter no
+    /// longer reads (the writer ended at a write error, or requests pile up
+    /// unread).
     fn send(&mut self, request: &Value) -> bool {
-        let Some(stdin) = self.stdin.as_mut() else {
-            return false;
-        };
-        writeln!(stdin, "{request}")
-            .and_then(|()| stdin.flush())
-            .is_ok()
+        self.stdin
+            .as_ref()
+            .is_some_and(|stdin| stdin.try_send(request.to_string()).is_ok())
     }
 
     /// Ends the adapter now (after a hang or a crash): its whole process

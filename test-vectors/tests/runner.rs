@@ -293,3 +293,43 @@ fn an_endless_line_is_dropped_not_kept() {
         ["NOTE ignored a line longer than 16 MiB while waiting for kdf/hkdf-rfc5869-case-1"]
     );
 }
+
+#[test]
+fn an_adapter_that_never_reads_cannot_block_the_runner() {
+    // A request larger than a pipe's buffer to an adapter that reads
+    // nothing: the runner's write never completes, its timeout still fires.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut kdf = microbot_test_vectors::bundle::vector_files()
+        .expect("vectors")
+        .into_iter()
+        .find(|f| f.kind == "kdf")
+        .expect("kdf");
+    kdf.vectors.truncate(1);
+    kdf.vectors[0].input["ikm"] = serde_json::Value::from("ab".repeat(256 * 1024));
+    std::fs::write(
+        dir.path().join("kdf.json"),
+        microbot_test_vectors::vector::to_pretty_json(&kdf),
+    )
+    .expect("write");
+    let name = kdf.vectors[0].name.clone();
+    let run = vectors(
+        "exec sleep 60",
+        &[
+            "--dir",
+            dir.path().to_str().expect("path"),
+            "--timeout",
+            "1",
+        ],
+    );
+    assert_eq!(
+        run.lines_starting("FAIL"),
+        [format!(
+            "FAIL kdf/{name}: no answer within 1 s: the adapter hangs on this vector (it was killed)"
+        )]
+    );
+    assert_eq!(
+        run.closing_line(),
+        "conformance: 0 passed, 1 failed, 0 skipped"
+    );
+    assert!(!run.success);
+}
