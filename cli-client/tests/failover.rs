@@ -110,3 +110,47 @@ fn every_node_dead_still_fails_with_the_reason() {
     assert_eq!(out.code, 4, "{out:#?}");
     assert!(out.stderr.contains("not sent and not queued"), "{out:#?}");
 }
+
+#[test]
+fn a_piped_chat_whose_messages_cannot_leave_exits_non_zero_and_says_so() {
+    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+    use std::process::Stdio;
+
+    let server = TestServer::start();
+    let cli = Cli::new(&server);
+    cli.register("alice");
+    cli.register("bob");
+    cli.run("alice", &["send", "bob", "first"]).ok();
+
+    let mut command = cli.command("alice", &["chat", "bob", "--history", "0"]);
+    command
+        .env("MICROBOT_CONNECT_TIMEOUT", "3")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.starts_with("Chat with") {
+        line.clear();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "chat ended early");
+    }
+    // The only node goes away while the chat is open.
+    drop(server);
+    writeln!(stdin, "nobody will get this").unwrap();
+    drop(stdin);
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(status.code(), Some(4), "{err}");
+    assert!(
+        err.contains("1 message(s) not confirmed") && err.contains("stay queued"),
+        "{err}"
+    );
+}
