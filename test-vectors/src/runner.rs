@@ -355,11 +355,36 @@ pub fn run(
     };
     let mut adapter = Some(Adapter::start(command)?);
     let mut restarts = 0;
+    // The vector after which the adapter hung or died, until it is restarted.
+    let mut lost: Option<String> = None;
     let mut id = 0u64;
     for file in files {
         for vector in &file.vectors {
             id += 1;
             let name = format!("{}/{}", file.kind, vector.name);
+            // A hung or dead adapter gets another start, while there are
+            // vectors left and restarts to spend.
+            if let Some(after) = lost.take() {
+                if restarts < MAX_RESTARTS {
+                    restarts += 1;
+                    note(
+                        &mut report,
+                        format!(
+                            "starting the adapter again after {after} ({restarts} of {MAX_RESTARTS} restarts)"
+                        ),
+                        &mut on_event,
+                    );
+                    adapter = Some(Adapter::start(command)?);
+                } else {
+                    note(
+                        &mut report,
+                        format!(
+                            "giving up on the adapter after {MAX_RESTARTS} restarts: the remaining vectors are not run"
+                        ),
+                        &mut on_event,
+                    );
+                }
+            }
             let outcome = match adapter.as_mut() {
                 None => Outcome::Failed(
                     "not run: the adapter hung or died too often, the runner gave up on it".into(),
@@ -377,6 +402,7 @@ pub fn run(
                         Wait::Answer(outcome) => outcome,
                         Wait::Hung | Wait::Died => {
                             let hung = matches!(wait, Wait::Hung);
+                            lost = Some(name.clone());
                             let status = adapter.take().and_then(Adapter::kill);
                             let why = if hung {
                                 format!(
@@ -399,29 +425,6 @@ pub fn run(
                 outcome,
             };
             on_event(&Event::Result(result.clone()));
-            // A hung or dead adapter gets another start for the next vector.
-            if adapter.is_none() && restarts < MAX_RESTARTS {
-                restarts += 1;
-                note(
-                    &mut report,
-                    format!(
-                        "starting the adapter again after {} ({restarts} of {MAX_RESTARTS} restarts)",
-                        result.vector
-                    ),
-                    &mut on_event,
-                );
-                adapter = Some(Adapter::start(command)?);
-            } else if adapter.is_none()
-                && !matches!(&result.outcome, Outcome::Failed(why) if why.starts_with("not run"))
-            {
-                note(
-                    &mut report,
-                    format!(
-                        "giving up on the adapter after {MAX_RESTARTS} restarts: the remaining vectors are not run"
-                    ),
-                    &mut on_event,
-                );
-            }
             report.results.push(result);
         }
     }
