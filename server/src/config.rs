@@ -21,7 +21,9 @@ use serde::Deserialize;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7447";
 
 mod secret_url;
+mod websocket;
 pub use secret_url::SecretUrl;
+pub use websocket::WsListen;
 
 /// Where the durable state lives.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -167,17 +169,6 @@ pub struct Config {
     /// The operator states that a TLS-terminating proxy is in front of the
     /// WebSocket listener (allows `ws_plain` on any address).
     pub ws_tls_proxy: bool,
-}
-
-/// Where the WebSocket listener binds (SPEC.md §12.13).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WsListen {
-    /// No WebSocket listener.
-    Off,
-    /// TCP on the QUIC endpoint's address and (bound) port number.
-    SameAsQuic,
-    /// TCP on this address.
-    At(SocketAddr),
 }
 
 impl Default for Config {
@@ -764,21 +755,6 @@ impl Config {
             Some(_) => Err(ConfigError::Invalid(
                 "storage must be \"sqlite\" or a postgres:// URL",
             )),
-        }
-    }
-
-    /// Where the WebSocket listener binds.
-    ///
-    /// # Errors
-    /// [`ConfigError::Invalid`] unless `ws_listen` is unset, `off` or an `ip:port`.
-    pub fn ws_listen(&self) -> Result<WsListen, ConfigError> {
-        match self.ws_listen.as_deref() {
-            None => Ok(WsListen::SameAsQuic),
-            Some("off") => Ok(WsListen::Off),
-            Some(addr) => addr
-                .parse()
-                .map(WsListen::At)
-                .map_err(|_| ConfigError::Invalid("ws_listen must be \"off\" or ip:port")),
         }
     }
 
