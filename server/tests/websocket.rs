@@ -639,3 +639,16 @@ async fn an_attachment_socket_answers_only_hello_and_login() {
     assert_eq!(closed.close_code, Some(4002));
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_a_websocket_with_unavailable_and_a_retry_hint() {
+    let server = TestServer::start().await;
+    let ws = WsClient::connect(ws_addr(&server), &server.fingerprint, false).await;
+    let stopping = tokio::spawn(server.stop());
+    let closed = ws.closed().await;
+    let closing = closed.closing.unwrap();
+    assert_eq!(code(&closing), ErrorCode::Unavailable);
+    assert_eq!(closing.retry_after_ms, 1000);
+    assert_eq!(closed.close_code, Some(4051));
+    stopping.await.unwrap();
+}
