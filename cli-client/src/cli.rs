@@ -52,8 +52,14 @@ pub struct Cli {
 pub enum Command {
     /// Create an account (TOTP enrolment with a QR code) and enrol this device.
     Register(Register),
-    /// Enrol this device on an existing account (password + TOTP code).
+    /// Enrol this device on an existing account with a new identity
+    /// (password + TOTP code; contacts see a new safety number).
     Login(Login),
+    /// Link this device to an account: shows a code (and QR code) for
+    /// `microbot devices link CODE` on an existing device, which sends the
+    /// account's identity and contacts end-to-end encrypted; then enrols
+    /// with password + TOTP code.
+    Link(Link),
     /// List contacts and whether a safety-number change awaits acceptance.
     Contacts,
     /// Show the safety number with a contact, or accept a changed one.
@@ -110,14 +116,27 @@ pub struct Login {
     /// Use a recovery code instead of a TOTP code (it is used up).
     #[arg(long)]
     pub recovery_code: bool,
-    /// Share the identity of another local profile of the same account, so
-    /// contacts keep the same safety number (without it this device gets a
-    /// new identity and contacts are told the safety number changed).
-    #[arg(long, value_name = "PROFILE")]
-    pub link: Option<String>,
     /// Name of this device in the account's device list.
     #[arg(long, default_value = "microbot CLI")]
     pub device_name: String,
+}
+
+/// `link`: this new device receives the account from an existing device.
+#[derive(Debug, Args)]
+pub struct Link {
+    /// Where the server is.
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Use a recovery code instead of a TOTP code (it is used up).
+    #[arg(long)]
+    pub recovery_code: bool,
+    /// Name of this device in the account's device list.
+    #[arg(long, default_value = "microbot CLI")]
+    pub device_name: String,
+    /// Seconds to wait for the existing device (at most the code's life, 600).
+    #[arg(long, default_value_t = 600, value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub wait: u64,
 }
 
 /// `verify`.
@@ -273,6 +292,11 @@ pub enum DevicesCommand {
     Remove {
         /// The device id (as `devices list` shows it).
         id: u64,
+    },
+    /// Give this account to a new device showing CODE (from `microbot link`).
+    Link {
+        /// The code the new device shows (dashes and case do not matter).
+        code: String,
     },
 }
 

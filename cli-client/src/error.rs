@@ -275,6 +275,27 @@ pub fn online(addr: &str, error: OnlineError) -> CliError {
     }
 }
 
+/// Translates a linking error (SPEC.md §12.14).
+pub fn link(addr: &str, error: microbot_client::LinkError) -> CliError {
+    use microbot_client::LinkError;
+    match error {
+        LinkError::InvalidCode => {
+            CliError::Input("not a provisioning code; copy it again from the new device".into())
+        }
+        LinkError::NotConnected => CliError::Unreachable {
+            addr: addr.to_owned(),
+            reason: "not connected".into(),
+        },
+        LinkError::TimedOut => CliError::Other(
+            "no account arrived in time (run `microbot devices link CODE` on an existing device)"
+                .into(),
+        ),
+        LinkError::Transport(transport_error) => transport(addr, &transport_error),
+        LinkError::Store(store_error) => store(store_error),
+        other => CliError::Refused(other.to_string()),
+    }
+}
+
 /// Translates a group operation's error for `group`.
 pub fn group(addr: &str, group: &str, error: GroupError) -> CliError {
     match error {

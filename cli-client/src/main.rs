@@ -83,12 +83,12 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<(), CliError> {
     let ctx = Ctx {
         profile: Profile::locate(cli.data_dir.as_deref(), &cli.profile)?,
-        data_dir: cli.data_dir,
         connect_timeout: Duration::from_secs(cli.connect_timeout),
     };
     match cli.command {
         Command::Register(args) => commands::account::register(&ctx, args).await,
         Command::Login(args) => commands::account::login(&ctx, args).await,
+        Command::Link(args) => commands::account::link(&ctx, args).await,
         Command::Contacts => commands::contacts::contacts(&ctx),
         Command::Verify(args) => commands::contacts::verify(&ctx, args),
         Command::Send(args) => commands::messages::send(&ctx, args).await,

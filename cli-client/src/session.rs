@@ -20,8 +20,6 @@ use crate::profile::{Profile, ProfileMeta};
 pub struct Ctx {
     /// The selected profile.
     pub profile: Profile,
-    /// `--data-dir`, if given.
-    pub data_dir: Option<std::path::PathBuf>,
     /// How long to wait for the server.
     pub connect_timeout: Duration,
 }

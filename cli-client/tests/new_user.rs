@@ -273,21 +273,9 @@ fn a_newly_linked_profile_gets_the_very_next_message() {
 
     // Bob links a second profile (same identity); Alice's next message
     // reaches it, though her device list of Bob is fresh.
-    let mut login = cli.command(
-        "bob2",
-        &[
-            "login",
-            "bob",
-            "--server",
-            &cli.server,
-            "--cert-sha256",
-            &cli.fingerprint,
-            "--link",
-            "bob",
-        ],
-    );
-    login.env("MICROBOT_PASSWORD", password("bob"));
-    run_command(login, &format!("{}\n", bob_auth.fresh())).ok();
+    let linked = cli.link("bob", "bob2", "bob", &format!("{}\n", bob_auth.fresh()));
+    linked.sender.ok();
+    linked.receiver.ok();
     cli.run("alice", &["send", "bob", "two"]).ok();
     let mut recv2 = cli.command(
         "bob2",

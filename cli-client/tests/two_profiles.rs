@@ -151,30 +151,30 @@ fn a_wrong_code_is_refused_and_the_registration_resumes() {
     let out = cli.run("dave", &["devices"]).ok();
     assert!(out.stdout.contains("(this device)"), "{out:#?}");
 
-    // A second device sharing dave's identity: a wrong code, then a right one.
-    let login = |code: String| {
-        let mut command = cli.command(
-            "dave2",
-            &[
-                "login",
-                "dave",
-                "--server",
-                &address,
-                "--cert-sha256",
-                &fingerprint,
-                "--link",
-                "dave",
-            ],
-        );
-        command.env("MICROBOT_PASSWORD", password("dave"));
-        run_command(command, &format!("{code}\n"))
-    };
-    let out = login(auth.wrong());
-    assert_eq!(out.code, 3, "{out:#?}");
+    // A second device sharing dave's identity, linked from the first one
+    // (SPEC.md §12.14). A wrong code fails the enrolment; the profile can
+    // be linked again with a fresh provisioning code.
+    let linked = cli.link("dave", "dave2", "dave", &format!("{}\n", auth.wrong()));
+    linked.sender.ok();
+    assert_eq!(linked.receiver.code, 3, "{:#?}", linked.receiver);
     // Enrolment does not tell a wrong code from a wrong password (SPEC.md §13.6).
-    assert_eq!(out.stderr, "microbot: wrong username, password or code\n");
-    let out = login(auth.fresh()).ok();
+    assert_eq!(
+        linked.receiver.stderr,
+        "microbot: wrong username, password or code\n"
+    );
+    let linked = cli.link("dave", "dave2", "dave", &format!("{}\n", auth.fresh()));
+    let sent = linked.sender.ok();
+    assert!(sent.stdout.contains("Sent the account"), "{sent:#?}");
+    let out = linked.receiver.ok();
+    assert!(out.stdout.contains("Received account dave"), "{out:#?}");
     assert!(out.stdout.contains("enrolled as dave device"), "{out:#?}");
+    // The code works once: the slot was read and deleted.
+    let again = cli.run("dave", &["devices", "link", &linked.code]);
+    assert_ne!(again.code, 0, "{again:#?}");
+    assert!(
+        again.stderr.contains("expired or was already used"),
+        "{again:#?}"
+    );
     let out = cli.run("dave2", &["devices"]).ok();
     assert_eq!(out.stdout.lines().count(), 3, "{out:#?}");
 }

@@ -423,14 +423,15 @@ impl Account {
     /// Enrols this device on the account it was given (password + second
     /// factor, like any device), with the account's identity, then keeps
     /// the contacts (trusted identities) and groups it received; the groups
-    /// are brought up to date from the server when connected.
+    /// are brought up to date from the server when connected. `provisioned`
+    /// is only read, so a wrong code can be retried with the same one.
     ///
     /// # Errors
     /// [`AuthError`], as [`Account::enrol`].
     pub async fn enrol_provisioned(
         store: &StoreConfig,
         server: ServerConfig,
-        provisioned: Provisioned,
+        provisioned: &Provisioned,
         password: Zeroizing<String>,
         second_factor: SecondFactor,
         config: AccountConfig,
@@ -445,10 +446,10 @@ impl Account {
             store,
             server,
             Enrolment {
-                username,
+                username: username.clone(),
                 password,
                 second_factor,
-                identity: IdentitySource::Linked(identity),
+                identity: IdentitySource::Linked(LinkedIdentity::from_seed(*identity.seed())),
             },
             config,
         )
@@ -456,7 +457,7 @@ impl Account {
         account
             .inner
             .tx(|tx| -> Result<(), StoreError> {
-                for (username, identity) in &contacts {
+                for (username, identity) in contacts {
                     tx.set_contact(
                         username,
                         &Contact {
@@ -466,7 +467,7 @@ impl Account {
                         },
                     )?;
                 }
-                for (id, key) in &groups {
+                for (id, key) in groups {
                     if tx.group(id)?.is_none() {
                         let mut record = crate::groups::state::empty_record();
                         record.metadata_key = key.to_vec();

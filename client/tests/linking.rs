@@ -79,7 +79,7 @@ async fn a_new_device_links_through_the_server_and_gets_identity_and_contacts() 
     let (new, mut new_events) = Account::enrol_provisioned(
         &store,
         server.config.clone(),
-        provisioned,
+        &provisioned,
         Zeroizing::new(alice_user.password.clone()),
         SecondFactor::Totp(alice_user.auth.fresh()),
         fast_config(),

@@ -1,5 +1,7 @@
-//! `register` and `login`: creating an account (TOTP enrolment shown as a
-//! QR code) and enrolling this device on it (SPEC.md §13 through the SDK).
+//! `register`, `login` and `link`: creating an account (TOTP enrolment shown
+//! as a QR code), enrolling this device on it with a new identity (SPEC.md
+//! §13 through the SDK), or receiving the account's identity and contacts
+//! from an existing device through a provisioning slot (§12.14).
 //!
 //! A registration is resumable: the profile remembers whether the account
 //! was confirmed and whether this device was enrolled, so running
@@ -10,13 +12,14 @@ use std::future::Future;
 use std::time::Duration;
 
 use microbot_client::{
-    Account, Enrolment, IdentitySource, SecondFactor, ServerConfig, confirm_registration,
+    Account, Enrolment, IdentitySource, LinkRequest, Provisioned, SecondFactor, ServerConfig,
+    confirm_registration,
 };
 use zeroize::Zeroizing;
 
-use crate::cli::{Login, Register};
+use crate::cli::{Link, Login, Register};
 use crate::error::{self, CliError};
-use crate::profile::{self, Profile, ProfileMeta};
+use crate::profile::{self, ProfileMeta};
 use crate::session::{Ctx, account_config};
 use crate::{prompt, qr};
 
@@ -98,7 +101,7 @@ async fn enrol_device(
     server: &ServerConfig,
     password: &Zeroizing<String>,
     kind: CodeKind,
-    identity: impl Fn() -> Result<IdentitySource, CliError>,
+    provisioned: Option<&Provisioned>,
     device_name: &str,
 ) -> Result<(), CliError> {
     let profile = &ctx.profile;
@@ -112,22 +115,36 @@ async fn enrol_device(
             CodeKind::Recovery => SecondFactor::RecoveryCode(Zeroizing::new(code)),
             CodeKind::Totp | CodeKind::NextTotp => SecondFactor::Totp(code),
         };
-        let enrolment = identity().map(|identity| Enrolment {
+        // A linked device gets the account's identity (`provisioned`),
+        // otherwise a new one.
+        let enrolment = Enrolment {
             username: meta.username.clone(),
             password: password.clone(),
             second_factor: factor,
-            identity,
-        });
+            identity: IdentitySource::New,
+        };
         let store = profile.store_config();
         let addr = meta.server.clone();
         let username = meta.username.clone();
         let server = server.clone();
         async move {
-            let enrolment = enrolment?;
             let result = bounded(ctx, &addr, async {
-                Account::enrol(&store, server, enrolment, account_config(device_name))
-                    .await
-                    .map_err(|e| error::auth(&addr, &username, e))
+                let config = account_config(device_name);
+                match provisioned {
+                    Some(provisioned) => {
+                        Account::enrol_provisioned(
+                            &store,
+                            server,
+                            provisioned,
+                            enrolment.password,
+                            enrolment.second_factor,
+                            config,
+                        )
+                        .await
+                    }
+                    None => Account::enrol(&store, server, enrolment, config).await,
+                }
+                .map_err(|e| error::auth(&addr, &username, e))
             })
             .await;
             match result {
@@ -241,7 +258,7 @@ pub async fn register(ctx: &Ctx, args: Register) -> Result<(), CliError> {
         &server,
         &password,
         CodeKind::NextTotp,
-        || Ok(IdentitySource::New),
+        None,
         &args.device_name,
     )
     .await
@@ -269,16 +286,11 @@ pub async fn login(ctx: &Ctx, args: Login) -> Result<(), CliError> {
         return Err(CliError::ProfileExists(profile.name().into()));
     }
     let server = profile::server_config(&args.server.server, &args.server.cert_sha256)?;
-    let linked = match &args.link {
-        Some(name) => Some(linked_identity(ctx, name, &args.username)?),
-        None => None,
-    };
-    if linked.is_none() {
-        eprintln!(
-            "This device gets a new identity key: your contacts will be told your safety \
-             number changed (use --link PROFILE to share an existing device's identity)."
-        );
-    }
+    eprintln!(
+        "This device gets a new identity key: your contacts will be told your safety \
+         number changed (use `microbot link` to give this device the account's identity \
+         from an existing device instead)."
+    );
     let mut meta = ProfileMeta {
         username: args.username.clone(),
         server: args.server.server.clone(),
@@ -288,15 +300,6 @@ pub async fn login(ctx: &Ctx, args: Login) -> Result<(), CliError> {
     };
     let password = ask_password(&meta.username, false)?;
     profile.save(&meta)?;
-    let seed = linked.as_ref().map(|l| Zeroizing::new(*l.seed()));
-    let identity = || {
-        Ok(match &seed {
-            Some(seed) => {
-                IdentitySource::Linked(microbot_client::LinkedIdentity::from_seed(**seed))
-            }
-            None => IdentitySource::New,
-        })
-    };
     enrol_device(
         ctx,
         &mut meta,
@@ -307,29 +310,70 @@ pub async fn login(ctx: &Ctx, args: Login) -> Result<(), CliError> {
         } else {
             CodeKind::Totp
         },
-        identity,
+        None,
         &args.device_name,
     )
     .await
 }
 
-fn linked_identity(
-    ctx: &Ctx,
-    name: &str,
-    username: &str,
-) -> Result<microbot_client::LinkedIdentity, CliError> {
-    let other = Profile::locate(ctx.data_dir.as_deref(), name)?;
-    let other_ctx = Ctx {
-        profile: other,
-        data_dir: ctx.data_dir.clone(),
-        connect_timeout: Duration::from_secs(1),
-    };
-    let opened = other_ctx.open()?;
-    if opened.account.username() != username {
-        return Err(CliError::Input(format!(
-            "profile {name} belongs to {}, not {username}",
-            opened.account.username()
-        )));
+/// `microbot link --server ADDR --cert-sha256 HEX` (SPEC.md §12.14): opens
+/// a provisioning slot, shows the code, waits for an existing device to
+/// send the account, then enrols this device with password + code.
+pub async fn link(ctx: &Ctx, args: Link) -> Result<(), CliError> {
+    let profile = &ctx.profile;
+    // A profile left by a failed enrolment may be linked again.
+    if profile.load()?.is_some_and(|m| m.enrolled) {
+        return Err(CliError::ProfileExists(profile.name().into()));
     }
-    Ok(opened.account.export_identity())
+    let server = profile::server_config(&args.server.server, &args.server.cert_sha256)?;
+    let addr = args.server.server.clone();
+    let request = bounded(ctx, &addr, async {
+        LinkRequest::create(&server)
+            .await
+            .map_err(|e| error::link(&addr, e))
+    })
+    .await?;
+    let code = request.code().to_text();
+    println!("On a device already logged in to the account, scan this QR code or run:");
+    println!("  microbot devices link {code}");
+    println!("{}", qr::render(code.as_bytes())?);
+    println!("code: {code}");
+    println!("Waiting for the account (up to {} s)...", args.wait);
+    let provisioned = request
+        .wait(Duration::from_secs(args.wait))
+        .await
+        .map_err(|e| error::link(&addr, e))?;
+    println!(
+        "Received account {} ({} contacts). Enrol this device:",
+        provisioned.username,
+        provisioned.contacts.len()
+    );
+    let mut meta = ProfileMeta {
+        username: provisioned.username.clone(),
+        server: args.server.server.clone(),
+        cert_sha256: server.fingerprint_hex(),
+        confirmed: true,
+        enrolled: false,
+    };
+    let password = ask_password(&meta.username, false)?;
+    profile.save(&meta)?;
+    let kind = if args.recovery_code {
+        CodeKind::Recovery
+    } else {
+        CodeKind::Totp
+    };
+    let enrolled = enrol_device(
+        ctx,
+        &mut meta,
+        &server,
+        &password,
+        kind,
+        Some(&provisioned),
+        &args.device_name,
+    )
+    .await;
+    if enrolled.is_err() && !meta.enrolled {
+        profile.remove_unused_store();
+    }
+    enrolled
 }

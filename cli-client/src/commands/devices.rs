@@ -1,17 +1,18 @@
-//! `devices`: the account's devices, and removing one (password + TOTP
-//! code, SPEC.md §13).
+//! `devices`: the account's devices, removing one (password + TOTP
+//! code, SPEC.md §13), and linking a new one (§12.14).
 
 use crate::cli::{Devices, DevicesCommand};
 use crate::error::{self, CliError};
 use crate::prompt;
 use crate::session::Ctx;
 
-/// `microbot devices [list | remove ID]`.
+/// `microbot devices [list | remove ID | link CODE]`.
 pub async fn devices(ctx: &Ctx, args: Devices) -> Result<(), CliError> {
     let online = ctx.online().await?;
     let result = match args.action.unwrap_or(DevicesCommand::List) {
         DevicesCommand::List => list(&online).await,
         DevicesCommand::Remove { id } => remove(&online, id).await,
+        DevicesCommand::Link { code } => link(&online, &code).await,
     };
     online.close().await;
     result
@@ -52,6 +53,17 @@ async fn remove(online: &crate::session::Online, id: u64) -> Result<(), CliError
         .await
         .map_err(|e| error::online(&online.server, e))?;
     println!("Removed device {id}.");
+    Ok(())
+}
+
+/// Seals this account to the new device showing `code` (SPEC.md §12.14).
+async fn link(online: &crate::session::Online, code: &str) -> Result<(), CliError> {
+    online
+        .account
+        .link_device(code)
+        .await
+        .map_err(|e| error::link(&online.server, e))?;
+    println!("Sent the account to the new device; it now asks for the password and a code.");
     Ok(())
 }
 

@@ -313,3 +313,83 @@ pub fn run_command(mut command: Command, input: &str) -> Output {
         stderr: String::from_utf8(out.stderr).unwrap(),
     }
 }
+
+/// What linking a new profile printed: the new device's `microbot link`
+/// and the existing device's `microbot devices link CODE`.
+pub struct Linked {
+    /// The provisioning code the new device showed.
+    pub code: String,
+    /// `microbot devices link CODE` on the existing device.
+    pub sender: Output,
+    /// `microbot link` on the new device.
+    pub receiver: Output,
+}
+
+impl Cli {
+    /// Links profile `new` to the account of profile `old` (SPEC.md §12.14):
+    /// runs `microbot link` for `new` (password of `account`, then `codes` on
+    /// standard input), reads the code it shows, and runs `microbot devices
+    /// link CODE` on `old`.
+    pub fn link(&self, old: &str, new: &str, account: &str, codes: &str) -> Linked {
+        let mut command = self.command(
+            new,
+            &[
+                "link",
+                "--server",
+                &self.server,
+                "--cert-sha256",
+                &self.fingerprint,
+                "--wait",
+                "60",
+            ],
+        );
+        command
+            .env("MICROBOT_PASSWORD", password(account))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(codes.as_bytes()).unwrap();
+        drop(stdin);
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut seen = String::new();
+        let code = loop {
+            let mut line = String::new();
+            if stdout.read_line(&mut line).unwrap() == 0 {
+                let mut stderr = String::new();
+                child
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut stderr)
+                    .unwrap();
+                panic!("`microbot link` ended without a code: {seen}{stderr}");
+            }
+            seen.push_str(&line);
+            if let Some(code) = line.strip_prefix("code: ") {
+                break code.trim().to_owned();
+            }
+        };
+        let sender = self.run(old, &["devices", "link", &code]);
+        let mut rest = String::new();
+        stdout.read_to_string(&mut rest).unwrap();
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        let status = child.wait().unwrap();
+        Linked {
+            code,
+            sender,
+            receiver: Output {
+                code: status.code().unwrap_or(-1),
+                stdout: seen + &rest,
+                stderr,
+            },
+        }
+    }
+}
