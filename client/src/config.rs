@@ -21,8 +21,8 @@ use crate::error::TransportError;
 ///
 /// With several addresses a device starts at the one picked by
 /// [`ServerConfig::start_index`] (so a population of devices spreads
-/// evenly) and moves to the next, round robin, when a connection fails or
-/// is lost.
+/// evenly) and moves on by its own stride when a connection fails or is
+/// lost (so a dead node's devices spread over the others; SPEC.md §12.1).
 #[derive(Clone, PartialEq, Eq)]
 pub struct ServerConfig {
     /// UDP addresses of the server's QUIC endpoints: never empty, no repeats.
