@@ -15,7 +15,8 @@
 //! Modules, one concept each:
 //! - [`config`]: server addresses and certificate pin, store path and passphrase, tunables.
 //! - `store`: the local SQLite store, optionally encrypted at rest.
-//! - `transport`: the QUIC connection and request/response matching (SPEC.md §12).
+//! - `transport`: the connection (QUIC, or the WebSocket binding with automatic
+//!   fallback, `websocket`) and request/response matching (SPEC.md §12, §12.13).
 //! - [`auth`]: registration, TOTP confirmation, enrolment, device login (SPEC.md §13).
 //! - `prekeys`: publishing and refilling this device's prekeys.
 //! - `sessions`: pairwise sessions with every device of a conversation.
