@@ -297,3 +297,44 @@ async fn a_group_of_three_spans_both_transports() {
     }
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_over_websocket_interrupted_midway_resumes_and_arrives_intact() {
+    let server = TestServer::start().await;
+    let ws = server.config.clone().with_transport(Transport::WebSocket);
+    let mut alice_user = register_via(&ws, "alice").await;
+    let mut bob_user = register_via(&server.config, "bob").await;
+    let config = AccountConfig {
+        fault_interrupt_upload_at: Some(1536 * 1024),
+        ..fast_config()
+    };
+    let alice = online_via(&ws, &mut alice_user, config).await;
+    let mut bob = online_via(&server.config, &mut bob_user, fast_config()).await;
+    let data: Vec<u8> = (0..3 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let path = alice.dir.path().join("big.bin");
+    std::fs::write(&path, &data).unwrap();
+    let id = alice
+        .account
+        .send_file(&Conversation::Direct("bob".into()), &path, |_| {})
+        .await
+        .unwrap();
+    let got = next_text(&mut bob.events).await;
+    assert_eq!(got.message_id, id);
+    let dest = bob.dir.path().join("big.bin");
+    bob.account
+        .download_attachment(&id, &dest, |_| {})
+        .await
+        .unwrap();
+    assert!(
+        std::fs::read(&dest).unwrap() == data,
+        "the resumed file arrives intact"
+    );
+    // One attachment on the server: the same upload was continued.
+    let files = std::fs::read_dir(server.dir.path().join("attachments"))
+        .unwrap()
+        .count();
+    assert_eq!(files, 1);
+    server.stop().await;
+}
