@@ -29,6 +29,10 @@ pub const VECTOR_FILES: &[(&str, &str)] = &[
     ),
     ("framing.json", include_str!("../vectors/framing.json")),
     ("failure.json", include_str!("../vectors/failure.json")),
+    (
+        "provisioning.json",
+        include_str!("../vectors/provisioning.json"),
+    ),
 ];
 
 /// The JSON Schema of each kind's vector file, `(file name, text)`.
@@ -65,6 +69,9 @@ pub const SCHEMA_FILES: &[(&str, &str)] = &[
     (
         "failure.schema.json",
         include_str!("../schema/failure.schema.json"),
+    ),    (
+        "provisioning.schema.json",
+        include_str!("../schema/provisioning.schema.json"),
     ),
 ];
 

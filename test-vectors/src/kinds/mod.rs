@@ -10,6 +10,7 @@ pub mod failure;
 mod failure_cases;
 pub mod framing;
 pub mod kdf;
+pub mod provisioning;
 pub mod ratchet;
 pub mod safety_number;
 pub mod sender_key;
@@ -51,6 +52,7 @@ pub fn all() -> Vec<Kind> {
         kind!(safety_number),
         kind!(framing),
         kind!(failure),
+        kind!(provisioning),
     ]
 }
 

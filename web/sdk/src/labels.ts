@@ -68,3 +68,7 @@ export const FINGERPRINT_DISPLAY_BYTES = 30;
 export const FINGERPRINT_SCANNABLE_LEN = 32;
 /** `RATCHET_MESSAGE_VERSION` (§5.4). */
 export const RATCHET_MESSAGE_VERSION = 0x01;
+/** `PROVISIONING_INFO` (device linking, §12.14). */
+export const PROVISIONING_INFO = utf8("Microbot Provisioning v1");
+/** `PROVISIONING_VERSION` (sealed provisioning message, §12.14). */
+export const PROVISIONING_VERSION = 0x01;

@@ -8,6 +8,7 @@ import { computeFailure } from "./failure.js";
 import { computeFraming } from "./framing.js";
 import type { Json } from "./json.js";
 import { computeKdf } from "./kdf.js";
+import { computeProvisioning } from "./provisioning.js";
 import { computeSafetyNumber } from "./safety_number.js";
 import { computeRatchet } from "./ratchet.js";
 import { computeSenderKey } from "./sender_key.js";
@@ -30,6 +31,7 @@ export const VECTOR_KINDS: Readonly<Record<string, VectorKind>> = {
   ratchet: computeRatchet,
   session: computeSession,
   failure: computeFailure,
+  provisioning: computeProvisioning,
 };
 
 /** The kind's runner, or undefined when this SDK does not implement it. */
