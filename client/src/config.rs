@@ -279,8 +279,10 @@ pub struct AccountConfig {
     pub reconnect_min: Duration,
     /// Longest reconnect delay.
     pub reconnect_max: Duration,
-    /// Longest wait for one address's QUIC handshake; then the next
-    /// address of [`ServerConfig::addresses`] is tried.
+    /// Longest wait for one address's handshake; then the next address
+    /// of [`ServerConfig::addresses`] is tried. With [`Transport::Auto`]
+    /// QUIC gets at most 3 s of it and the WebSocket fallback the rest
+    /// (at least half).
     pub connect_timeout: Duration,
     /// Send a delivery receipt for every text or file received.
     pub delivery_receipts: bool,

@@ -432,8 +432,11 @@ impl Connection {
                     Ok(connected) => Ok(connected),
                     Err(TransportError::Connect(quic_error)) => {
                         tracing::debug!(%addr, %quic_error, "QUIC did not answer; trying the WebSocket");
+                        // The rest of the budget (at least half of it), so a
+                        // dead address costs about `timeout`, as with QUIC alone.
+                        let ws_timeout = timeout.saturating_sub(quic_timeout).max(timeout / 2);
                         let connected =
-                            Self::connect_ws(server, addr, client_agent, timeout).await?;
+                            Self::connect_ws(server, addr, client_agent, ws_timeout).await?;
                         websocket::remember_fallback(addr);
                         Ok(connected)
                     }

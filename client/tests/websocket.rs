@@ -230,23 +230,71 @@ async fn auto_falls_back_to_websocket_when_udp_is_dropped_and_delivers() {
     hole.abort();
 }
 
+/// A server with its QUIC and WebSocket listeners on one port number
+/// below the ephemeral range, so a restart on it cannot find the TCP port
+/// taken by some outgoing connection; `port` 0 picks one.
+fn bind_fixed(dir: &std::path::Path, port: u16) -> (Server, u16) {
+    let mut tries = 0u32;
+    loop {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let candidate = if port == 0 {
+            20_000 + u16::try_from((nanos ^ (tries * 7919)) % 10_000).unwrap()
+        } else {
+            port
+        };
+        let addr: SocketAddr = ([127, 0, 0, 1], candidate).into();
+        let config = Config {
+            data_dir: dir.to_owned(),
+            listen: addr,
+            ws_listen: Some(addr.to_string()),
+            argon2_memory_kib: 64,
+            argon2_iterations: 1,
+            argon2_parallelism: 1,
+            totp_skew_steps: 10,
+            shutdown_grace_secs: 1,
+            ..Config::default()
+        };
+        match Server::bind(config) {
+            Ok(server) => return (server, candidate),
+            Err(error) if port == 0 && tries < 50 => {
+                tries += 1;
+                let _ = error;
+            }
+            Err(error) => panic!("cannot bind {addr}: {error}"),
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_websocket_client_reconnects_by_itself_after_a_server_restart() {
-    let server = TestServer::start().await;
-    let addr = server.addr;
-    let ws = server.config.clone().with_transport(Transport::WebSocket);
+    let dir = tempfile::tempdir().unwrap();
+    let (server, port) = bind_fixed(dir.path(), 0);
+    let fingerprint = server.fingerprint().to_owned();
+    let (handle, rx) = server.handle();
+    let task = tokio::spawn(server.run(rx));
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let quic = ServerConfig::new(addr, &fingerprint)
+        .unwrap()
+        .with_transport(Transport::Quic);
+    let ws = quic.clone().with_transport(Transport::WebSocket);
     let mut alice_user = register_via(&ws, "alice").await;
-    let mut bob_user = register_via(&server.config, "bob").await;
+    let mut bob_user = register_via(&quic, "bob").await;
     let mut alice = online_via(&ws, &mut alice_user, fast_config()).await;
-    let mut bob = online_via(&server.config, &mut bob_user, fast_config()).await;
+    let mut bob = online_via(&quic, &mut bob_user, fast_config()).await;
     let to_alice = Conversation::Direct("alice".into());
     bob.account.send_text(&to_alice, "before").unwrap();
     assert_eq!(next_text(&mut alice.events).await.text, "before");
 
     // The server shuts down (the WebSocket gets its Close 4051) and comes
-    // back on the same address; the WebSocket client reconnects by itself.
-    let dir = server.stop().await;
-    let server = TestServer::start_in(dir, addr).await;
+    // back on the same port; the WebSocket client reconnects by itself.
+    handle.shutdown();
+    task.await.unwrap();
+    let (server, _) = bind_fixed(dir.path(), port);
+    let (handle, rx) = server.handle();
+    let task = tokio::spawn(server.run(rx));
     wait_connected(&mut alice.events).await;
     wait_connected(&mut bob.events).await;
     assert_eq!(
@@ -255,7 +303,8 @@ async fn a_websocket_client_reconnects_by_itself_after_a_server_restart() {
     );
     bob.account.send_text(&to_alice, "after").unwrap();
     assert_eq!(next_text(&mut alice.events).await.text, "after");
-    server.stop().await;
+    handle.shutdown();
+    task.await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -219,7 +219,9 @@ pub fn bind(
 /// Binds the QUIC endpoint and the WebSocket listener (SPEC.md §12.13).
 /// With `ws_listen` unset the TCP listener takes the UDP socket's port
 /// number; when `listen` asks for any port (0) and that number is taken on
-/// TCP, both are bound again on another port (up to 32 tries).
+/// TCP, both are bound again on another port (up to 32 tries). If the
+/// number stays taken on TCP, the server starts without the WebSocket
+/// listener (a warning is logged); an explicit `ws_listen` must bind.
 ///
 /// # Errors
 /// [`EndpointError::Bind`]; an invalid `ws_listen` is refused by
@@ -242,32 +244,38 @@ pub fn bind_with_websocket(
             Ok((bind(config, server_config)?, Some(listener)))
         }
         WsListen::SameAsQuic => {
+            let runtime = quinn::default_runtime()
+                .ok_or_else(|| EndpointError::Quic("no async runtime for the endpoint".into()))?;
             let mut tries = 0;
             loop {
                 tries += 1;
                 let udp =
                     std::net::UdpSocket::bind(config.listen).map_err(bind_err(config.listen))?;
                 let bound = udp.local_addr().map_err(bind_err(config.listen))?;
-                match tcp(bound) {
-                    Ok(listener) => {
-                        let runtime = quinn::default_runtime().ok_or_else(|| {
-                            EndpointError::Quic("no async runtime for the endpoint".into())
-                        })?;
-                        let endpoint = quinn::Endpoint::new(
-                            quinn::EndpointConfig::default(),
-                            Some(server_config),
-                            udp,
-                            runtime,
-                        )
-                        .map_err(bind_err(bound))?;
-                        return Ok((endpoint, Some(listener)));
-                    }
+                let listener = match tcp(bound) {
+                    Ok(listener) => Some(listener),
                     Err(EndpointError::Bind { source, .. })
                         if config.listen.port() == 0
                             && source.kind() == std::io::ErrorKind::AddrInUse
-                            && tries < 32 => {}
-                    Err(error) => return Err(error),
-                }
+                            && tries < 32 =>
+                    {
+                        continue;
+                    }
+                    Err(error) => {
+                        // The implicit default is best-effort: QUIC still
+                        // serves; an explicit `ws_listen` is required instead.
+                        tracing::warn!(%error, "WebSocket listener not started (its TCP port is taken); set ws_listen to choose one");
+                        None
+                    }
+                };
+                let endpoint = quinn::Endpoint::new(
+                    quinn::EndpointConfig::default(),
+                    Some(server_config),
+                    udp,
+                    runtime,
+                )
+                .map_err(bind_err(bound))?;
+                return Ok((endpoint, listener));
             }
         }
     }
