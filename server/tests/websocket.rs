@@ -652,3 +652,26 @@ async fn shutdown_closes_a_websocket_with_unavailable_and_a_retry_hint() {
     assert_eq!(closed.close_code, Some(4051));
     stopping.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_text_message_or_a_body_that_is_no_client_frame_closes_with_malformed_frame() {
+    let server = TestServer::start().await;
+    for message in [
+        Message::Text("hello".into()),
+        // Field 1 as a length-delimited field of 200 bytes with 3 present.
+        Message::Binary(Bytes::from_static(&[0x0a, 0xc8, 0x01, 1, 2, 3])),
+    ] {
+        let mut ws = WsClient::connect(ws_addr(&server), &server.fingerprint, false).await;
+        ws.ws.send(message).await.unwrap();
+        let closed = ws.closed().await;
+        assert_eq!(code(&closed.closing.unwrap()), ErrorCode::MalformedFrame);
+        assert_eq!(closed.close_code, Some(4003));
+    }
+    // The server still serves.
+    let mut ws = WsClient::connect(ws_addr(&server), &server.fingerprint, false).await;
+    let reply = ws
+        .request(Request::ListDevices(transport::ListDevicesRequest {}))
+        .await;
+    assert!(matches!(reply, response::Result::Error(_)), "{reply:?}");
+    server.stop().await;
+}
