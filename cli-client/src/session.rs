@@ -39,14 +39,24 @@ const MIN_ATTEMPT: Duration = Duration::from_secs(2);
 /// Longest wait for one node's handshake (the SDK's default).
 const MAX_ATTEMPT: Duration = Duration::from_secs(10);
 
+/// What the SDK's automatic transport gives QUIC before it tries the
+/// WebSocket at the same address (its `QUIC_FALLBACK_AFTER`): an attempt
+/// on a dead node takes this plus the handshake timeout.
+const QUIC_FIRST: Duration = Duration::from_secs(3);
+
 /// How long one node of `nodes` may take to answer when the whole command
-/// waits `total`: a share of `total`, so a dead node (its first in the
-/// device's round-robin order) leaves time for the next ones (SPEC.md
-/// §12.1), but never less than [`MIN_ATTEMPT`] or more than
-/// [`MAX_ATTEMPT`].
+/// waits `total`: with several nodes, a share of `total` less the QUIC
+/// try that comes first, so a dead node (the first in the device's order)
+/// leaves time for the next ones (SPEC.md §12.1); never less than
+/// [`MIN_ATTEMPT`] or more than [`MAX_ATTEMPT`].
 pub fn attempt_timeout(nodes: usize, total: Duration) -> Duration {
-    let nodes = u32::try_from(nodes.max(1)).unwrap_or(u32::MAX);
-    (total / nodes).clamp(MIN_ATTEMPT, MAX_ATTEMPT)
+    if nodes <= 1 {
+        return total.clamp(MIN_ATTEMPT, MAX_ATTEMPT);
+    }
+    let nodes = u32::try_from(nodes).unwrap_or(u32::MAX);
+    (total / nodes)
+        .saturating_sub(QUIC_FIRST)
+        .clamp(MIN_ATTEMPT, MAX_ATTEMPT)
 }
 
 /// An account opened from its profile (not connected).
@@ -330,8 +340,10 @@ mod tests {
     fn each_node_gets_a_share_of_the_wait() {
         let total = Duration::from_secs(15);
         assert_eq!(attempt_timeout(1, total), Duration::from_secs(10));
-        assert_eq!(attempt_timeout(3, total), Duration::from_secs(5));
-        assert_eq!(attempt_timeout(30, total), Duration::from_secs(2));
+        // A dead node costs the QUIC try plus this: 3 + 4.5 of 15 s.
+        assert_eq!(attempt_timeout(2, total), Duration::from_millis(4500));
+        assert_eq!(attempt_timeout(3, total), MIN_ATTEMPT);
+        assert_eq!(attempt_timeout(2, Duration::from_secs(60)), MAX_ATTEMPT);
         assert_eq!(attempt_timeout(0, Duration::from_secs(1)), MIN_ATTEMPT);
     }
 
