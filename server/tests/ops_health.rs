@@ -143,8 +143,9 @@ async fn a_node_without_its_redis_is_alive_but_not_ready() {
     );
     let log = logged();
     assert!(
-        log.lines()
-            .any(|l| l.contains("WARN") && l.contains("Redis unavailable")),
+        log.lines().any(|l| l.contains("WARN")
+            && l.contains("Redis unavailable")
+            && l.contains("refused")),
         "the outage is not logged at WARN:\n{log}"
     );
     server.stop().await;
