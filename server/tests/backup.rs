@@ -45,8 +45,13 @@ async fn fetch_all(client: &mut Client) -> Vec<Bytes> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backup_under_load_restores_every_acknowledged_envelope() {
     // The senders run flat out: the per-account send limit (0 = off) must not
-    // refuse them on a fast machine.
-    let server = TestServer::start_with(|config| config.rate_send_per_account = 0).await;
+    // refuse them on a fast machine, and one sender may fill bob's whole
+    // queue (the per-sender share, SPEC §12.7, is not what this test is about).
+    let server = TestServer::start_with(|config| {
+        config.rate_send_per_account = 0;
+        config.queue_sender_share_percent = 100;
+    })
+    .await;
     let alice = new_device(&server, "alice").await;
     let bob = new_device(&server, "bob").await;
     drop(bob.client); // bob is offline: everything stays queued
