@@ -19,6 +19,7 @@ export * from "./identity.js";
 export * from "./kdf.js";
 export * from "./labels.js";
 export * from "./prekeys.js";
+export * from "./provisioning.js";
 export * from "./ratchet/header.js";
 export * from "./ratchet/session.js";
 export * from "./rng.js";

@@ -17,11 +17,16 @@ import { KEY_LEN, NONCE_LEN, PROVISIONING_INFO, PROVISIONING_VERSION, TAG_LEN } 
 /** Bytes a sealed message adds to its plaintext. */
 export const SEALED_OVERHEAD = 1 + KEY_LEN + TAG_LEN;
 
-/** Why a provisioning message does not open. */
+/** Why a provisioning message does not open (§12.14: every failure is one error to the user). */
 export class ProvisioningError extends Error {
-  constructor(readonly kind: "malformed" | "authentication_failed") {
-    super(`provisioning message: ${kind}`);
+  /** `malformed` (shorter than 49 bytes, another version byte) or `authentication_failed` (not for this key or slot). */
+  readonly kind: "malformed" | "authentication_failed";
+
+  /** @param kind the failure */
+  constructor(kind: ProvisioningError["kind"]) {
+    super(`provisioning message: ${kind.replace("_", " ")}`);
     this.name = "ProvisioningError";
+    this.kind = kind;
   }
 }
 
@@ -56,7 +61,13 @@ export function openProvisioning(recipientSecret: Uint8Array, slotId: Uint8Array
   }
   const sender = sealed.slice(1, 1 + KEY_LEN);
   const recipient = x25519PublicKey(recipientSecret);
-  const shared = x25519Dh(recipientSecret, sender);
+  let shared: Uint8Array;
+  try {
+    shared = x25519Dh(recipientSecret, sender);
+  } catch {
+    // A small-order E (all-zero output, §2) is refused like any other failure.
+    throw new ProvisioningError("authentication_failed");
+  }
   const { key, nonce } = derive(shared, sender, recipient);
   try {
     return chacha20poly1305(key, nonce, associatedData(slotId)).decrypt(sealed.slice(1 + KEY_LEN));
