@@ -132,6 +132,7 @@ pub fn event_type(event: &Event) -> &'static str {
         Event::SafetyNumberChanged { .. } => "safety_number_changed",
         Event::DecryptionFailed { .. } => "decryption_failed",
         Event::PrekeysRefilled { .. } => "prekeys_refilled",
+        Event::DeviceAdded { .. } => "device_added",
     }
 }
 
@@ -150,6 +151,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "safety_number_changed",
     "decryption_failed",
     "prekeys_refilled",
+    "device_added",
 ];
 
 fn receipt_kind(kind: ReceiptKind) -> &'static str {
@@ -293,6 +295,10 @@ pub fn to_json(event: &Event, names: &Names) -> Value {
             "reason": reason,
         }),
         Event::PrekeysRefilled { uploaded } => json!({"type": kind, "uploaded": uploaded}),
+        Event::DeviceAdded {
+            username,
+            device_id,
+        } => json!({"type": kind, "username": username, "device": device_id}),
     }
 }
 
@@ -447,6 +453,10 @@ pub fn to_line(event: &Event, names: &Names) -> String {
             format!("could not decrypt a message from {sender} (device {sender_device}): {reason}")
         }
         Event::PrekeysRefilled { uploaded } => format!("uploaded {uploaded} prekeys"),
+        Event::DeviceAdded {
+            username,
+            device_id,
+        } => format!("{username} linked a new device ({device_id}); messages go to it too"),
     }
 }
 

@@ -215,6 +215,15 @@ pub enum Event {
         /// How many were uploaded.
         uploaded: u32,
     },
+    /// A known contact (or this account) has a device this device had not
+    /// seen: a newly linked one (SPEC.md §12.14). Messages now go to it too;
+    /// it uses the account's identity, so the safety number is unchanged.
+    DeviceAdded {
+        /// Whose device.
+        username: String,
+        /// The new device's id.
+        device_id: u64,
+    },
 }
 
 impl fmt::Debug for Event {
@@ -319,6 +328,14 @@ impl fmt::Debug for Event {
             Event::PrekeysRefilled { uploaded } => f
                 .debug_struct("PrekeysRefilled")
                 .field("uploaded", uploaded)
+                .finish(),
+            Event::DeviceAdded {
+                username,
+                device_id,
+            } => f
+                .debug_struct("DeviceAdded")
+                .field("username", username)
+                .field("device_id", device_id)
                 .finish(),
         }
     }

@@ -199,6 +199,15 @@ fn open_pairwise(
     let sender = envelope.sender_username.as_str();
     let device = envelope.sender_device_id;
     let me = inner.username.as_str();
+    // A device we hold no session with: news if we knew the account's other
+    // devices already (a contact), or if it enrolled after this one (ours).
+    let seen = tx.session_devices(sender)?;
+    let added = !seen.contains(&device)
+        && if sender == me {
+            device > inner.device_id
+        } else {
+            !seen.is_empty()
+        };
     let decrypted = match sessions::decrypt(inner, tx, sender, device, &envelope.ciphertext) {
         Ok(decrypted) => decrypted,
         Err(DecryptFailure::Store(error)) => return Err(error),
@@ -212,6 +221,12 @@ fn open_pairwise(
         }
     } else if let Some(event) = check_identity(inner, tx, sender, decrypted.identity)? {
         events.push(event);
+    }
+    if added {
+        events.push(Event::DeviceAdded {
+            username: sender.to_owned(),
+            device_id: device,
+        });
     }
     let (mut content, legacy_destination) = match decode_plaintext(&decrypted.plaintext) {
         Ok(decoded) => decoded,

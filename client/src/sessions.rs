@@ -260,6 +260,16 @@ pub(crate) async fn ensure_contact_devices(
         }
         tx.set_contact(username, &record)
     })?;
+    // A contact we already had sessions with shows a new device: tell the
+    // application (a first look at a contact is not news).
+    if change.is_none() && contact.is_some() && !known.is_empty() {
+        for (device, _) in &sessions {
+            inner.emit(Event::DeviceAdded {
+                username: username.to_owned(),
+                device_id: *device,
+            });
+        }
+    }
     if let Some(new) = change {
         if let Some(safety_number) = sync::safety_number(inner, username, &new) {
             inner.emit(Event::SafetyNumberChanged {
@@ -332,6 +342,13 @@ pub(crate) async fn ensure_own_devices(
         }
         tx.set_meta(META_OWN_DEVICES_CHECKED, &now_ms().to_be_bytes())
     })?;
+    // Devices enrolled after this one are news (ids only grow).
+    for (device, _) in sessions.iter().filter(|(d, _)| *d > inner.device_id) {
+        inner.emit(Event::DeviceAdded {
+            username: me.to_owned(),
+            device_id: *device,
+        });
+    }
     Ok(())
 }
 

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use common::*;
 use microbot_client::{
-    Account, Conversation, IdentitySource, LinkError, LinkRequest, ProvisioningCode, SecondFactor,
-    StoreConfig,
+    Account, ConnectionState, Conversation, Event, IdentitySource, LinkError, LinkRequest,
+    ProvisioningCode, SecondFactor, StoreConfig,
 };
 use zeroize::Zeroizing;
 
@@ -146,5 +146,128 @@ async fn waiting_ends_when_nothing_arrives() {
         request.wait(Duration::from_millis(800)).await,
         Err(LinkError::TimedOut)
     ));
+    server.stop().await;
+}
+
+/// Links a new device of `user` from `old` through the server.
+async fn link_new_device(server: &TestServer, user: &mut User, old: &Device) -> Device {
+    let request = LinkRequest::create(&server.config).await.unwrap();
+    let code = request.code().to_text();
+    let waiting = tokio::spawn(request.wait(Duration::from_secs(30)));
+    old.account.link_device(&code).await.unwrap();
+    let provisioned = waiting.await.unwrap().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = StoreConfig::new(dir.path().join("client.sqlite3")).with_kdf(CHEAP_KDF);
+    let (account, mut events) = Account::enrol_provisioned(
+        &store,
+        server.config.clone(),
+        &provisioned,
+        Zeroizing::new(user.password.clone()),
+        SecondFactor::Totp(user.auth.fresh()),
+        fast_config(),
+    )
+    .await
+    .unwrap();
+    account.connect();
+    wait_connected(&mut events).await;
+    Device {
+        account,
+        events,
+        store,
+        dir,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contacts_and_the_other_devices_are_told_when_a_device_is_added() {
+    let server = TestServer::start().await;
+    let mut alice_user = register(&server, "alice").await;
+    let mut bob_user = register(&server, "bob").await;
+    let mut alice1 = online(&server, &mut alice_user, IdentitySource::New, fast_config()).await;
+    let mut bob = online(&server, &mut bob_user, IdentitySource::New, fast_config()).await;
+    let to_alice = Conversation::Direct("alice".into());
+    let to_bob = Conversation::Direct("bob".into());
+    bob.account.send_text(&to_alice, "before").unwrap();
+    assert_eq!(next_text(&mut alice1.events).await.text, "before");
+
+    let mut alice2 = link_new_device(&server, &mut alice_user, &alice1).await;
+    let new_id = alice2.account.device_id();
+    // Bob's next send learns of the device (MISSING_DEVICES) and says so.
+    bob.account.send_text(&to_alice, "after").unwrap();
+    let added = wait_for(&mut bob.events, |e| match e {
+        Event::DeviceAdded {
+            username,
+            device_id,
+        } => Some((username.clone(), *device_id)),
+        _ => None,
+    })
+    .await;
+    assert_eq!(added, ("alice".to_owned(), new_id));
+    assert_eq!(next_text(&mut alice2.events).await.text, "after");
+    // Alice's first device is told too, at its next send.
+    alice1.account.send_text(&to_bob, "hello").unwrap();
+    let added = wait_for(&mut alice1.events, |e| match e {
+        Event::DeviceAdded {
+            username,
+            device_id,
+        } => Some((username.clone(), *device_id)),
+        _ => None,
+    })
+    .await;
+    assert_eq!(added, ("alice".to_owned(), new_id));
+    for d in [&alice1, &alice2, &bob] {
+        d.account.disconnect().await;
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unlinked_device_can_no_longer_fetch_or_send() {
+    let server = TestServer::start().await;
+    let mut alice_user = register(&server, "alice").await;
+    let mut bob_user = register(&server, "bob").await;
+    let mut alice1 = online(&server, &mut alice_user, IdentitySource::New, fast_config()).await;
+    let mut bob = online(&server, &mut bob_user, IdentitySource::New, fast_config()).await;
+    let mut alice2 = link_new_device(&server, &mut alice_user, &alice1).await;
+    let to_alice = Conversation::Direct("alice".into());
+    let to_bob = Conversation::Direct("bob".into());
+    bob.account.send_text(&to_alice, "to both").unwrap();
+    assert_eq!(next_text(&mut alice1.events).await.text, "to both");
+    assert_eq!(next_text(&mut alice2.events).await.text, "to both");
+
+    let removed = alice2.account.device_id();
+    alice1
+        .account
+        .remove_device(removed, &alice_user.password, &alice_user.auth.fresh())
+        .await
+        .unwrap();
+    // The removed device is disconnected and refused from now on.
+    wait_for(&mut alice2.events, |e| {
+        matches!(e, Event::Connection(ConnectionState::Refused { .. })).then_some(())
+    })
+    .await;
+    alice2.account.connect();
+    wait_for(&mut alice2.events, |e| {
+        matches!(e, Event::Connection(ConnectionState::Refused { .. })).then_some(())
+    })
+    .await;
+    assert!(!alice2.account.is_connected());
+    // What it queues never leaves.
+    alice2
+        .account
+        .send_text(&to_bob, "from a removed device")
+        .unwrap();
+    // Bob's sends reach the remaining device; nothing waits for the removed one.
+    bob.account.send_text(&to_alice, "after removal").unwrap();
+    assert_eq!(next_text(&mut alice1.events).await.text, "after removal");
+    alice1.account.send_text(&to_bob, "still here").unwrap();
+    assert_eq!(next_text(&mut bob.events).await.text, "still here");
+    no_text_within(&mut bob.events, Duration::from_millis(500)).await;
+    assert_eq!(alice1.account.list_devices().await.unwrap().len(), 1);
+    // Its text (and any receipt) still waits in its outbox.
+    assert!(alice2.account.outbox_len().unwrap() >= 1);
+    for d in [&alice1, &alice2, &bob] {
+        d.account.disconnect().await;
+    }
     server.stop().await;
 }
