@@ -168,6 +168,14 @@ fn base32_decode(text: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// Zeroes a buffer once it is the last handle on its bytes (the views
+/// decoded from it are dropped by then).
+fn wipe(bytes: Bytes) {
+    if let Ok(mut owned) = bytes.try_into_mut() {
+        zeroize::Zeroize::zeroize(owned.as_mut());
+    }
+}
+
 /// What a new device received: the account, its identity and its state.
 pub struct Provisioned {
     /// The account's username.
@@ -196,9 +204,18 @@ impl Provisioned {
         self.groups.iter().map(|(id, _)| *id).collect()
     }
 
-    fn decode(plaintext: &[u8]) -> Result<Self, LinkError> {
-        let message = ProvisionMessage::decode(plaintext)
-            .map_err(|_| LinkError::InvalidMessage("does not decode"))?;
+    /// Decodes the opened message. The seed is decoded as a view into
+    /// `plaintext`'s buffer (no copy), which is wiped before returning.
+    fn decode(mut plaintext: Zeroizing<Vec<u8>>) -> Result<Self, LinkError> {
+        let buffer = Bytes::from(std::mem::take(&mut *plaintext));
+        let decoded = ProvisionMessage::decode(buffer.clone())
+            .map_err(|_| LinkError::InvalidMessage("does not decode"))
+            .and_then(Self::from_message);
+        wipe(buffer);
+        decoded
+    }
+
+    fn from_message(message: ProvisionMessage) -> Result<Self, LinkError> {
         if !crate::auth::valid_username(&message.username) {
             return Err(LinkError::InvalidMessage("invalid username"));
         }
@@ -336,7 +353,7 @@ impl LinkRequest {
                 match answer {
                     Ok(response::Result::ProvisioningMessage(message)) if message.ready => {
                         let plaintext = self.keys.open(&self.code.slot_id, &message.sealed)?;
-                        return Provisioned::decode(&plaintext);
+                        return Provisioned::decode(plaintext);
                     }
                     Ok(response::Result::ProvisioningMessage(_)) => {}
                     Ok(_) => {
@@ -390,13 +407,17 @@ impl Account {
                     metadata_key: Bytes::copy_from_slice(&record.metadata_key),
                 })
                 .collect();
+            let seed = Bytes::from(inner.identity.to_seed().to_vec());
             let message = ProvisionMessage {
                 username: inner.username.clone(),
-                identity_seed: Bytes::copy_from_slice(inner.identity.to_seed().as_slice()),
+                identity_seed: seed.clone(),
                 contacts,
                 groups,
             };
-            Ok(Zeroizing::new(message.encode_to_vec()))
+            let encoded = Zeroizing::new(message.encode_to_vec());
+            drop(message);
+            wipe(seed);
+            Ok(encoded)
         })?;
         let sealed = provisioning::seal(
             &mut rand::rng(),
@@ -528,7 +549,7 @@ mod tests {
             groups: Vec::new(),
         };
         assert!(matches!(
-            Provisioned::decode(&message.encode_to_vec()),
+            Provisioned::decode(Zeroizing::new(message.encode_to_vec())),
             Err(LinkError::InvalidMessage(_))
         ));
     }
