@@ -271,3 +271,26 @@ async fn an_unlinked_device_can_no_longer_fetch_or_send() {
     }
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_outlives_the_servers_login_deadline() {
+    // The server closes a connection that does not log in within a second;
+    // the new device keeps waiting on fresh connections.
+    let server = TestServer::start_tweaked(
+        tempfile::tempdir().unwrap(),
+        "127.0.0.1:0".parse().unwrap(),
+        |config| config.login_timeout_secs = 1,
+    )
+    .await;
+    let mut alice_user = register(&server, "alice").await;
+    let alice = online(&server, &mut alice_user, IdentitySource::New, fast_config()).await;
+    let request = LinkRequest::create(&server.config).await.unwrap();
+    let code = request.code().to_text();
+    let waiting = tokio::spawn(request.wait(Duration::from_secs(30)));
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    alice.account.link_device(&code).await.unwrap();
+    let provisioned = waiting.await.unwrap().unwrap();
+    assert_eq!(provisioned.username, "alice");
+    alice.account.disconnect().await;
+    server.stop().await;
+}

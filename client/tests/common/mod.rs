@@ -43,7 +43,18 @@ impl TestServer {
     }
 
     pub async fn start_in(dir: tempfile::TempDir, listen: SocketAddr) -> Self {
-        let server = Server::bind(server_config(dir.path(), listen)).unwrap();
+        Self::start_tweaked(dir, listen, |_| {}).await
+    }
+
+    /// A server whose test configuration `tweak` changes first.
+    pub async fn start_tweaked(
+        dir: tempfile::TempDir,
+        listen: SocketAddr,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Self {
+        let mut config = server_config(dir.path(), listen);
+        tweak(&mut config);
+        let server = Server::bind(config).unwrap();
         let addr = server.local_addr().unwrap();
         let config = ServerConfig::new(addr, server.fingerprint()).unwrap();
         let (handle, rx) = server.handle();
