@@ -146,6 +146,12 @@ const generators: Record<string, () => Json> = {
       alice_draws: aliceDraws,
     };
   },
+  provisioning: () => ({
+    recipient_secret: toHex(bytes(32)),
+    ephemeral_secret: toHex(bytes(32)),
+    slot_id: toHex(bytes(16)),
+    plaintext: toHex(bytes(int(300))),
+  }),
   sender_key: () => {
     const plaintexts = Array.from({ length: 1 + int(20) }, () => toHex(bytes(int(60))));
     const order = shuffle(plaintexts.map((_, i) => i)).filter(() => int(6) !== 0);
