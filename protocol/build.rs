@@ -28,6 +28,7 @@ const REDACTED_DEBUG: &[&str] = &[
     "ProvisionMessage",
     "ProvisionedContact",
     "ProvisionedGroup",
+    "HistoryMessage",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -297,6 +297,11 @@ pub enum DevicesCommand {
     Link {
         /// The code the new device shows (dashes and case do not matter).
         code: String,
+        /// Also send the newest N messages of every conversation (with your
+        /// agreement only: the new device then holds them; capped at 1000
+        /// messages and 64 KiB).
+        #[arg(long, value_name = "N")]
+        history: Option<u32>,
     },
 }
 

@@ -273,9 +273,20 @@ fn a_newly_linked_profile_gets_the_very_next_message() {
 
     // Bob links a second profile (same identity); Alice's next message
     // reaches it, though her device list of Bob is fresh.
-    let linked = cli.link("bob", "bob2", "bob", &format!("{}\n", bob_auth.fresh()));
+    // Bob agrees to give it his history: the message he already has.
+    let linked = cli.link_with(
+        "bob",
+        "bob2",
+        "bob",
+        &format!("{}\n", bob_auth.fresh()),
+        &["--history", "5"],
+    );
     linked.sender.ok();
-    linked.receiver.ok();
+    let received = linked.receiver.ok();
+    assert!(
+        received.stdout.contains("(1 contacts, 1 history messages)"),
+        "{received:#?}"
+    );
     cli.run("alice", &["send", "bob", "two"]).ok();
     let mut recv2 = cli.command(
         "bob2",

@@ -52,6 +52,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 mod groups;
+mod link_history;
 mod linking;
 mod messages;
 mod outbox;
@@ -78,6 +79,7 @@ pub use groups::admin::MAX_CHANGE_ATTEMPTS;
 pub use groups::{
     GroupId, GroupInfo, GroupMember, GroupRole, GroupUpdate, InvalidGroupId, MAX_GROUP_NAME_LEN,
 };
+pub use link_history::{HISTORY_BUDGET, MAX_PROVISIONED_HISTORY};
 pub use linking::{
     LinkError, LinkRequest, MAX_PROVISIONED_CONTACTS, MAX_PROVISIONED_GROUPS, ProvisioningCode,
     Provisioned,

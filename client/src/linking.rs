@@ -37,15 +37,16 @@ use crate::config::{AccountConfig, ServerConfig, StoreConfig};
 use crate::error::{AuthError, OpenError, StoreError, TransportError};
 use crate::events::Events;
 use crate::groups::GroupId;
+use crate::link_history;
 use crate::store::Contact;
 use crate::transport::{CONNECT_TIMEOUT, Connection};
 
 /// Length of a provisioning slot id.
 pub const SLOT_ID_LEN: usize = 16;
 /// Most contacts one provisioning message carries (SPEC.md §12.14).
-pub const MAX_PROVISIONED_CONTACTS: usize = 10_000;
+pub const MAX_PROVISIONED_CONTACTS: usize = 2000;
 /// Most groups one provisioning message carries (SPEC.md §12.14).
-pub const MAX_PROVISIONED_GROUPS: usize = 1000;
+pub const MAX_PROVISIONED_GROUPS: usize = 500;
 /// How often [`LinkRequest::wait`] asks the server.
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
 /// RFC 4648 base32 alphabet (the code's text form).
@@ -186,6 +187,12 @@ pub struct Provisioned {
     pub contacts: Vec<(String, [u8; 32])>,
     /// Groups the account is in, with their metadata keys (secret; may be empty).
     groups: Vec<(GroupId, Zeroizing<Vec<u8>>)>,
+    /// Recent messages, when the existing device's user agreed to send them.
+    history: Vec<(
+        crate::events::Conversation,
+        String,
+        microbot_protocol::content::Content,
+    )>,
 }
 
 impl fmt::Debug for Provisioned {
@@ -194,11 +201,18 @@ impl fmt::Debug for Provisioned {
             .field("username", &self.username)
             .field("contacts", &self.contacts.len())
             .field("groups", &self.groups.len())
+            .field("history", &self.history.len())
             .finish_non_exhaustive()
     }
 }
 
 impl Provisioned {
+    /// How many history messages came with the account (0 unless the
+    /// existing device's user agreed to send history).
+    pub fn history_len(&self) -> usize {
+        self.history.len()
+    }
+
     /// The groups the account is in.
     pub fn group_ids(&self) -> Vec<GroupId> {
         self.groups.iter().map(|(id, _)| *id).collect()
@@ -244,11 +258,13 @@ impl Provisioned {
             }
             groups.push((id, Zeroizing::new(group.metadata_key.to_vec())));
         }
+        let history = link_history::check(message.history).map_err(LinkError::InvalidMessage)?;
         Ok(Self {
             username: message.username,
             identity: LinkedIdentity::from_seed(seed),
             contacts,
             groups,
+            history,
         })
     }
 }
@@ -385,6 +401,26 @@ impl Account {
     /// [`LinkError::InvalidCode`], [`LinkError::NotConnected`],
     /// [`LinkError::SlotGone`] (expired or already used), …
     pub async fn link_device(&self, code: &str) -> Result<(), LinkError> {
+        self.link(code, None).await
+    }
+
+    /// [`Account::link_device`], also sending the newest `per_conversation`
+    /// messages of every conversation (with their edits and deletes) — only
+    /// with the user's agreement: the new device then holds that history.
+    /// At most [`link_history::MAX_PROVISIONED_HISTORY`] messages and
+    /// [`link_history::HISTORY_BUDGET`] bytes go; older ones are left out.
+    ///
+    /// # Errors
+    /// As [`Account::link_device`].
+    pub async fn link_device_with_history(
+        &self,
+        code: &str,
+        per_conversation: u32,
+    ) -> Result<(), LinkError> {
+        self.link(code, Some(per_conversation)).await
+    }
+
+    async fn link(&self, code: &str, history: Option<u32>) -> Result<(), LinkError> {
         let code = ProvisioningCode::parse(code)?;
         let inner = &self.inner;
         let plaintext = inner.tx(|tx| -> Result<_, StoreError> {
@@ -407,12 +443,17 @@ impl Account {
                     metadata_key: Bytes::copy_from_slice(&record.metadata_key),
                 })
                 .collect();
+            let history = match history {
+                Some(limit) if limit > 0 => link_history::collect(tx, limit)?,
+                _ => Vec::new(),
+            };
             let seed = Bytes::from(inner.identity.to_seed().to_vec());
             let message = ProvisionMessage {
                 username: inner.username.clone(),
                 identity_seed: seed.clone(),
                 contacts,
                 groups,
+                history,
             };
             let encoded = Zeroizing::new(message.encode_to_vec());
             drop(message);
@@ -462,6 +503,7 @@ impl Account {
             identity,
             contacts,
             groups,
+            history,
         } = provisioned;
         let (account, events) = Account::enrol(
             store,
@@ -495,7 +537,7 @@ impl Account {
                         tx.set_group(id, &record)?;
                     }
                 }
-                Ok(())
+                link_history::import(tx, history)
             })
             .map_err(OpenError::from)?;
         Ok((account, events))
@@ -547,6 +589,7 @@ mod tests {
             identity_seed: Bytes::from_static(&[1; 31]),
             contacts: Vec::new(),
             groups: Vec::new(),
+            history: Vec::new(),
         };
         assert!(matches!(
             Provisioned::decode(Zeroizing::new(message.encode_to_vec())),

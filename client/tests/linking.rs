@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::*;
 use microbot_client::{
     Account, ConnectionState, Conversation, Event, IdentitySource, LinkError, LinkRequest,
-    ProvisioningCode, SecondFactor, StoreConfig,
+    MessageStatus, ProvisioningCode, SecondFactor, StoreConfig,
 };
 use zeroize::Zeroizing;
 
@@ -292,5 +292,69 @@ async fn waiting_outlives_the_servers_login_deadline() {
     let provisioned = waiting.await.unwrap().unwrap();
     assert_eq!(provisioned.username, "alice");
     alice.account.disconnect().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_goes_to_the_new_device_only_when_asked_for() {
+    let server = TestServer::start().await;
+    let mut alice_user = register(&server, "alice").await;
+    let mut bob_user = register(&server, "bob").await;
+    let mut alice1 = online(&server, &mut alice_user, IdentitySource::New, fast_config()).await;
+    let mut bob = online(&server, &mut bob_user, IdentitySource::New, fast_config()).await;
+    let to_bob = Conversation::Direct("bob".into());
+    let to_alice = Conversation::Direct("alice".into());
+    let first = alice1.account.send_text(&to_bob, "one").unwrap();
+    assert_eq!(next_text(&mut bob.events).await.text, "one");
+    bob.account.send_text(&to_alice, "two").unwrap();
+    assert_eq!(next_text(&mut alice1.events).await.text, "two");
+    alice1.account.edit(&to_bob, first, "one, edited").unwrap();
+    wait_for(&mut bob.events, |e| {
+        matches!(e, Event::Edited { .. }).then_some(())
+    })
+    .await;
+
+    // Without agreement: identity and contacts, no history.
+    let plain = link_new_device(&server, &mut alice_user, &alice1).await;
+    assert!(plain.account.history(&to_bob, 10).unwrap().is_empty());
+
+    // With it: the newest messages, edits applied.
+    let request = LinkRequest::create(&server.config).await.unwrap();
+    let code = request.code().to_text();
+    let waiting = tokio::spawn(request.wait(Duration::from_secs(30)));
+    alice1
+        .account
+        .link_device_with_history(&code, 50)
+        .await
+        .unwrap();
+    let provisioned = waiting.await.unwrap().unwrap();
+    assert_eq!(provisioned.history_len(), 3, "two messages and one edit");
+    let dir = tempfile::tempdir().unwrap();
+    let store = StoreConfig::new(dir.path().join("client.sqlite3")).with_kdf(CHEAP_KDF);
+    let (with_history, _events) = Account::enrol_provisioned(
+        &store,
+        server.config.clone(),
+        &provisioned,
+        Zeroizing::new(alice_user.password.clone()),
+        SecondFactor::Totp(alice_user.auth.fresh()),
+        fast_config(),
+    )
+    .await
+    .unwrap();
+    let history = with_history.history(&to_bob, 10).unwrap();
+    let shown: Vec<(String, MessageStatus)> =
+        history.into_iter().map(|m| (m.author, m.status)).collect();
+    assert_eq!(shown.len(), 2, "{shown:?}");
+    assert!(
+        matches!(&shown[0], (a, MessageStatus::Visible { text, .. }) if a == "alice" && text == "one, edited")
+    );
+    assert!(
+        matches!(&shown[1], (a, MessageStatus::Visible { text, .. }) if a == "bob" && text == "two")
+    );
+    // History arrives already shown.
+    assert!(with_history.unshown(0, 10).unwrap().is_empty());
+    for d in [&alice1, &plain, &bob] {
+        d.account.disconnect().await;
+    }
     server.stop().await;
 }

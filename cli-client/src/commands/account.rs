@@ -344,9 +344,10 @@ pub async fn link(ctx: &Ctx, args: Link) -> Result<(), CliError> {
         .await
         .map_err(|e| error::link(&addr, e))?;
     println!(
-        "Received account {} ({} contacts). Enrol this device:",
+        "Received account {} ({} contacts, {} history messages). Enrol this device:",
         provisioned.username,
-        provisioned.contacts.len()
+        provisioned.contacts.len(),
+        provisioned.history_len()
     );
     let mut meta = ProfileMeta {
         username: provisioned.username.clone(),

@@ -6,13 +6,13 @@ use crate::error::{self, CliError};
 use crate::prompt;
 use crate::session::Ctx;
 
-/// `microbot devices [list | remove ID | link CODE]`.
+/// `microbot devices [list | remove ID | link CODE [--history N]]`.
 pub async fn devices(ctx: &Ctx, args: Devices) -> Result<(), CliError> {
     let online = ctx.online().await?;
     let result = match args.action.unwrap_or(DevicesCommand::List) {
         DevicesCommand::List => list(&online).await,
         DevicesCommand::Remove { id } => remove(&online, id).await,
-        DevicesCommand::Link { code } => link(&online, &code).await,
+        DevicesCommand::Link { code, history } => link(&online, &code, history).await,
     };
     online.close().await;
     result
@@ -57,12 +57,21 @@ async fn remove(online: &crate::session::Online, id: u64) -> Result<(), CliError
 }
 
 /// Seals this account to the new device showing `code` (SPEC.md §12.14).
-async fn link(online: &crate::session::Online, code: &str) -> Result<(), CliError> {
-    online
-        .account
-        .link_device(code)
-        .await
-        .map_err(|e| error::link(&online.server, e))?;
+async fn link(
+    online: &crate::session::Online,
+    code: &str,
+    history: Option<u32>,
+) -> Result<(), CliError> {
+    let account = &online.account;
+    match history {
+        Some(per_conversation) => {
+            account
+                .link_device_with_history(code, per_conversation)
+                .await
+        }
+        None => account.link_device(code).await,
+    }
+    .map_err(|e| error::link(&online.server, e))?;
     println!("Sent the account to the new device; it now asks for the password and a code.");
     Ok(())
 }

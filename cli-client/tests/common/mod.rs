@@ -331,6 +331,18 @@ impl Cli {
     /// standard input), reads the code it shows, and runs `microbot devices
     /// link CODE` on `old`.
     pub fn link(&self, old: &str, new: &str, account: &str, codes: &str) -> Linked {
+        self.link_with(old, new, account, codes, &[])
+    }
+
+    /// [`Cli::link`] with more arguments for `devices link` (`--history N`).
+    pub fn link_with(
+        &self,
+        old: &str,
+        new: &str,
+        account: &str,
+        codes: &str,
+        sender_args: &[&str],
+    ) -> Linked {
         let mut command = self.command(
             new,
             &[
@@ -371,7 +383,9 @@ impl Cli {
                 break code.trim().to_owned();
             }
         };
-        let sender = self.run(old, &["devices", "link", &code]);
+        let mut args = vec!["devices", "link", code.as_str()];
+        args.extend_from_slice(sender_args);
+        let sender = self.run(old, &args);
         let mut rest = String::new();
         stdout.read_to_string(&mut rest).unwrap();
         let mut stderr = String::new();

@@ -45,6 +45,7 @@ debug_encoded_len_only!(
     ProvisionMessage,
     ProvisionedContact,
     ProvisionedGroup,
+    HistoryMessage,
 );
 
 impl Body {

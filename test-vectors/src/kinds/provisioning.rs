@@ -52,6 +52,7 @@ fn provision_message() -> Vec<u8> {
             group_id: vec![0x33; 16].into(),
             metadata_key: vec![0x44; 32].into(),
         }],
+        history: Vec::new(),
     }
     .encode_to_vec()
 }
