@@ -10,6 +10,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use ed25519_dalek::SigningKey;
@@ -135,6 +136,10 @@ impl Inner {
 struct Runner {
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+    /// Set by the task before it announces its end (`Refused`, `Stopped`),
+    /// so a `connect()` made in answer to that event starts a new task
+    /// instead of finding the old one still winding down.
+    ended: Arc<AtomicBool>,
 }
 
 /// One device of one account. Dropping it stops its background task.
@@ -364,12 +369,20 @@ impl Account {
     /// connection fails. Needs a tokio runtime.
     pub fn connect(&self) {
         let mut runner = self.runner.lock().unwrap_or_else(PoisonError::into_inner);
-        if runner.as_ref().is_some_and(|r| !r.task.is_finished()) {
+        if runner
+            .as_ref()
+            .is_some_and(|r| !r.task.is_finished() && !r.ended.load(Ordering::Acquire))
+        {
             return;
         }
         let (stop, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(sync::run(Arc::clone(&self.inner), stop_rx));
-        *runner = Some(Runner { stop, task });
+        let ended = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn(sync::run(
+            Arc::clone(&self.inner),
+            stop_rx,
+            Arc::clone(&ended),
+        ));
+        *runner = Some(Runner { stop, task, ended });
     }
 
     /// Stops the background connection and waits for it to end.

@@ -13,6 +13,7 @@
 //! means (receive.rs), groups (groups/).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use microbot_crypto::IdentityKey;
@@ -65,8 +66,13 @@ impl From<StoreError> for End {
 }
 
 /// Runs until stopped: connect, serve, move to the next address or back
-/// off, reconnect.
-pub(crate) async fn run(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
+/// off, reconnect. `ended` is set before the final `Refused` or `Stopped`
+/// event, so an app that calls `connect()` in answer starts afresh.
+pub(crate) async fn run(
+    inner: Arc<Inner>,
+    mut stop: watch::Receiver<bool>,
+    ended: Arc<AtomicBool>,
+) {
     let mut rotation = Rotation::new(
         &inner.server,
         &inner.username,
@@ -80,10 +86,12 @@ pub(crate) async fn run(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
         inner.set_connection(None);
         let reason = match end {
             End::Stopped => {
+                ended.store(true, Ordering::Release);
                 inner.emit(Event::Connection(ConnectionState::Stopped));
                 return;
             }
             End::Refused(reason) => {
+                ended.store(true, Ordering::Release);
                 inner.emit(Event::Connection(ConnectionState::Refused { reason }));
                 return;
             }
