@@ -263,6 +263,11 @@ fn bind_fixed(dir: &std::path::Path, port: u16) -> (Server, u16) {
                 tries += 1;
                 let _ = error;
             }
+            // The stopped server's listeners may take a moment to close.
+            Err(_) if port != 0 && tries < 30 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
             Err(error) => panic!("cannot bind {addr}: {error}"),
         }
     }
