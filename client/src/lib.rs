@@ -81,8 +81,8 @@ pub use groups::{
 };
 pub use link_history::{HISTORY_BUDGET, MAX_PROVISIONED_HISTORY};
 pub use linking::{
-    LinkError, LinkRequest, MAX_PROVISIONED_CONTACTS, MAX_PROVISIONED_GROUPS, ProvisioningCode,
-    Provisioned,
+    LinkError, LinkRequest, MAX_PROVISIONED_CONTACTS, MAX_PROVISIONED_GROUPS, Provisioned,
+    ProvisioningCode,
 };
 pub use messages::{MessageSnapshot, MessageStatus, SYNC_DESTINATION_FIELD};
 pub use microbot_crypto::attachment::AttachmentDecryptError;

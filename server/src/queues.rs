@@ -162,7 +162,9 @@ async fn check_complete(
     addressed: HashSet<u64>,
 ) -> Result<(), ApiError> {
     if accounts.len() > MAX_COMPLETE_ACCOUNTS {
-        return Err(ApiError::invalid("a send names at most 8 complete accounts"));
+        return Err(ApiError::invalid(
+            "a send names at most 8 complete accounts",
+        ));
     }
     let mut names = HashSet::with_capacity(accounts.len());
     for name in &accounts {

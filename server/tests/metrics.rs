@@ -119,7 +119,10 @@ async fn metrics_and_healthz_are_served_and_move() {
         + std::time::Duration::from_secs(10);
     while queued != 3.0 && std::time::Instant::now() < deadline {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        queued = value(&http_get(addr, "/metrics").await.1, "microbot_queued_envelopes");
+        queued = value(
+            &http_get(addr, "/metrics").await.1,
+            "microbot_queued_envelopes",
+        );
     }
     assert_eq!(queued, 3.0);
     assert_eq!(value(&body, "microbot_group_fan_out_count"), 1.0);

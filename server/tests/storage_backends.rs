@@ -691,7 +691,10 @@ fn postgres_nodes_starting_together_migrate_once_and_refuse_a_newer_schema() {
         Err(microbot_server::storage::postgres::PostgresOpenError::TooNew { found, supported }) => {
             assert_eq!(
                 (found, supported),
-                (99, microbot_server::storage::postgres::schema::schema_version())
+                (
+                    99,
+                    microbot_server::storage::postgres::schema::schema_version()
+                )
             );
         }
         other => panic!("{other:?}"),

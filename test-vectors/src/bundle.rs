@@ -69,7 +69,8 @@ pub const SCHEMA_FILES: &[(&str, &str)] = &[
     (
         "failure.schema.json",
         include_str!("../schema/failure.schema.json"),
-    ),    (
+    ),
+    (
         "provisioning.schema.json",
         include_str!("../schema/provisioning.schema.json"),
     ),

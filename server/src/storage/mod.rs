@@ -24,10 +24,10 @@ pub mod schema;
 pub mod sqlite;
 
 pub use attachments::{AttachmentRecord, AttachmentStorage};
-pub use provisioning::{ProvisioningStorage, SlotRead};
 pub use groups::{
     FanOut, GroupCaps, GroupChange, GroupChangeOutcome, GroupFanOut, GroupRecord, GroupStorage,
 };
+pub use provisioning::{ProvisioningStorage, SlotRead};
 
 use std::fmt;
 use std::future::Future;

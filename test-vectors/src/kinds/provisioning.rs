@@ -16,8 +16,7 @@ use crate::replay_rng::RecordingRng;
 use crate::vector::{Vector, VectorError};
 
 /// What the file says about itself.
-pub const DESCRIPTION: &str =
-    "Device linking: the sealed provisioning message (X25519 + HKDF + ChaCha20-Poly1305, SPEC.md §12.14)";
+pub const DESCRIPTION: &str = "Device linking: the sealed provisioning message (X25519 + HKDF + ChaCha20-Poly1305, SPEC.md §12.14)";
 
 /// Seals, then opens with the recipient's key to check the round trip.
 pub fn compute(input: &Value) -> Result<Value, VectorError> {
@@ -31,7 +30,9 @@ pub fn compute(input: &Value) -> Result<Value, VectorError> {
         .open(&slot_id, &sealed)
         .map_err(|e| VectorError::Failed(e.to_string()))?;
     if opened.as_slice() != plaintext.as_slice() {
-        return Err(VectorError::Failed("the sealed message does not open".into()));
+        return Err(VectorError::Failed(
+            "the sealed message does not open".into(),
+        ));
     }
     Ok(object([
         ("recipient_public", hex(recipient.public())),
