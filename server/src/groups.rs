@@ -320,29 +320,21 @@ async fn check_key_holders(
         .blocking(move |s| {
             let mut missing = Vec::new();
             for member in s.storage.group(&id, actor)?.members {
-                for device in s.storage.account_devices(member.account_id)? {
-                    if device.id == sender_device || holders.contains(&device.id) {
-                        continue;
-                    }
-                    // A device that never published keys cannot get the key.
-                    if s.storage.prekey_stock(device.id)?.signed_prekey_id != 0 {
-                        missing.push(device.id);
-                    }
-                }
+                crate::queues::left_out_devices(
+                    s.storage.as_ref(),
+                    member.account_id,
+                    sender_device,
+                    &holders,
+                    &mut missing,
+                )?;
             }
             Ok(missing)
         })
         .await?;
-    if missing.is_empty() {
-        return Ok(());
-    }
-    Err(ApiError {
-        device_ids: missing,
-        ..ApiError::new(
-            transport::ErrorCode::MissingDevices,
-            "member devices without the sender key; nothing was stored",
-        )
-    })
+    crate::queues::missing_devices(
+        missing,
+        "member devices without the sender key; nothing was stored",
+    )
 }
 
 /// `SendGroupRequest`: stores the ciphertext once and queues it for every

@@ -17,7 +17,9 @@ use crate::auth::devices::DeviceSession;
 use crate::bus::BusEvent;
 use crate::error::ApiError;
 use crate::state::{ServerState, now_ms};
-use crate::storage::{FetchPage, OutgoingEnvelope, OwnedSendMeta, StoredEnvelope};
+use crate::storage::{
+    FetchPage, OutgoingEnvelope, OwnedSendMeta, Storage, StorageResult, StoredEnvelope,
+};
 
 /// Default envelopes per fetch.
 pub const DEFAULT_FETCH_LIMIT: u32 = 100;
@@ -184,28 +186,60 @@ async fn check_complete(
                     .account_by_username(name)?
                     .filter(|a| a.active)
                     .ok_or_else(|| ApiError::new(ErrorCode::UnknownAccount, "no such account"))?;
-                for device in state.storage.account_devices(account.id)? {
-                    if device.id == sender_device_id || addressed.contains(&device.id) {
-                        continue;
-                    }
-                    // A device that never published keys cannot be addressed.
-                    if state.storage.prekey_stock(device.id)?.signed_prekey_id != 0 {
-                        missing.push(device.id);
-                    }
-                }
+                left_out_devices(
+                    state.storage.as_ref(),
+                    account.id,
+                    sender_device_id,
+                    &addressed,
+                    &mut missing,
+                )?;
             }
             Ok(missing)
         })
         .await?;
+    missing_devices(
+        missing,
+        "the send leaves out devices of a complete account; nothing was stored",
+    )
+}
+
+/// Adds to `missing` the devices of `account_id` that a send claiming to
+/// reach all of them left out: every device that published prekeys (one
+/// that never did cannot be addressed), except the sending device and those
+/// in `covered`. The one rule behind `SendRequest.complete_accounts`
+/// (SPEC.md §12.7) and `SendGroupRequest.key_holders` (§12.10).
+///
+/// # Errors
+/// A storage failure.
+pub(crate) fn left_out_devices(
+    storage: &dyn Storage,
+    account_id: i64,
+    sender_device_id: u64,
+    covered: &HashSet<u64>,
+    missing: &mut Vec<u64>,
+) -> StorageResult<()> {
+    for device in storage.account_devices(account_id)? {
+        if device.id == sender_device_id || covered.contains(&device.id) {
+            continue;
+        }
+        if storage.prekey_stock(device.id)?.signed_prekey_id != 0 {
+            missing.push(device.id);
+        }
+    }
+    Ok(())
+}
+
+/// `Ok` when nothing was left out, else `MISSING_DEVICES` naming the devices.
+///
+/// # Errors
+/// `MISSING_DEVICES` with `missing` in `Error.device_ids`.
+pub(crate) fn missing_devices(missing: Vec<u64>, message: &'static str) -> Result<(), ApiError> {
     if missing.is_empty() {
         return Ok(());
     }
     Err(ApiError {
         device_ids: missing,
-        ..ApiError::new(
-            ErrorCode::MissingDevices,
-            "the send leaves out devices of a complete account; nothing was stored",
-        )
+        ..ApiError::new(ErrorCode::MissingDevices, message)
     })
 }
 
