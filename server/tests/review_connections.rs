@@ -6,7 +6,6 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
@@ -14,44 +13,6 @@ use microbot_protocol::transport::{
     self, ClientFrame, ErrorCode, client_frame::Request, response, server_frame,
 };
 use microbot_server::Server;
-use microbot_server::limits::Limits;
-
-/// A server whose limits the test can inspect.
-struct Inspected {
-    addr: SocketAddr,
-    fingerprint: String,
-    limits: Arc<Limits>,
-    handle: microbot_server::ShutdownHandle,
-    task: tokio::task::JoinHandle<()>,
-    _dir: tempfile::TempDir,
-}
-
-async fn start_inspected(tweak: impl FnOnce(&mut microbot_server::Config)) -> Inspected {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = test_config(dir.path());
-    tweak(&mut config);
-    let server = Server::bind(config).unwrap();
-    let limits = server.limits();
-    let addr = server.local_addr().unwrap();
-    let fingerprint = server.fingerprint().to_owned();
-    let (handle, rx) = server.handle();
-    let task = tokio::spawn(server.run(rx));
-    Inspected {
-        addr,
-        fingerprint,
-        limits,
-        handle,
-        task,
-        _dir: dir,
-    }
-}
-
-impl Inspected {
-    async fn stop(self) {
-        self.handle.shutdown();
-        self.task.await.unwrap();
-    }
-}
 
 /// The first datagrams of `count` real QUIC connection attempts (Initials
 /// with a ClientHello, each its own connection id), caught on a socket
@@ -95,7 +56,7 @@ async fn lone_initials(server: SocketAddr, initials: &[Vec<u8>]) -> Vec<tokio::n
 
 #[tokio::test(flavor = "multi_thread")]
 async fn lone_initials_do_not_lock_out_a_client_of_the_same_address() {
-    let server = start_inspected(|c| c.max_connections_per_ip = 4).await;
+    let server = TestServer::start_with(|c| c.max_connections_per_ip = 4).await;
     let initials = captured_initials(&server.fingerprint, 40).await;
     let _spoofer = lone_initials(server.addr, &initials).await;
     // Retry by default: no handshake state for an unvalidated address.
@@ -107,7 +68,7 @@ async fn lone_initials_do_not_lock_out_a_client_of_the_same_address() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn without_retry_unfinished_handshakes_hold_no_slot_and_expire() {
-    let server = start_inspected(|c| {
+    let server = TestServer::start_with(|c| {
         c.max_connections_per_ip = 4;
         c.retry_above_handshakes = 1000;
         c.handshake_timeout_secs = 1;
@@ -134,7 +95,7 @@ async fn without_retry_unfinished_handshakes_hold_no_slot_and_expire() {
 async fn retry_under_load_only_when_configured() {
     // With a threshold, a lone Initial below it gets a handshake (no
     // Retry), and above it gets a Retry.
-    let server = start_inspected(|c| {
+    let server = TestServer::start_with(|c| {
         c.retry_above_handshakes = 5;
         c.handshake_timeout_secs = 2;
     })

@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -13,45 +12,7 @@ use common::*;
 use microbot_protocol::transport::{
     self, ErrorCode, client_frame::Request, response, second_factor,
 };
-use microbot_server::Server;
 use microbot_server::limits::Limits;
-
-/// A server whose limits the test can inspect.
-struct Inspected {
-    addr: SocketAddr,
-    fingerprint: String,
-    limits: Arc<Limits>,
-    handle: microbot_server::ShutdownHandle,
-    task: tokio::task::JoinHandle<()>,
-    _dir: tempfile::TempDir,
-}
-
-async fn start_inspected(tweak: impl FnOnce(&mut microbot_server::Config)) -> Inspected {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = test_config(dir.path());
-    tweak(&mut config);
-    let server = Server::bind(config).unwrap();
-    let limits = server.limits();
-    let addr = server.local_addr().unwrap();
-    let fingerprint = server.fingerprint().to_owned();
-    let (handle, rx) = server.handle();
-    let task = tokio::spawn(server.run(rx));
-    Inspected {
-        addr,
-        fingerprint,
-        limits,
-        handle,
-        task,
-        _dir: dir,
-    }
-}
-
-impl Inspected {
-    async fn stop(self) {
-        self.handle.shutdown();
-        self.task.await.unwrap();
-    }
-}
 
 fn wrong_code(right: &str) -> String {
     let n: u32 = right.parse().unwrap();
@@ -60,7 +21,7 @@ fn wrong_code(right: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn megabyte_usernames_are_refused_before_any_limiter_keeps_them() {
-    let server = start_inspected(|_| {}).await;
+    let server = TestServer::start_with(|_| {}).await;
     let mut client = Client::connect(server.addr, &server.fingerprint).await;
     let key = device_key();
     for i in 0..40 {
@@ -134,7 +95,7 @@ async fn megabyte_usernames_are_refused_before_any_limiter_keeps_them() {
 /// One fresh connection per guess, all sent at once.
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_wrong_codes_are_evaluated_at_most_threshold_times() {
-    let server = start_inspected(|c| {
+    let server = TestServer::start_with(|c| {
         c.login_backoff_after_failures = 3;
         c.login_backoff_base_ms = 60_000;
         c.rate_login_per_account = 0;

@@ -38,6 +38,8 @@ pub struct TestServer {
     pub metrics_addr: Option<SocketAddr>,
     pub fingerprint: String,
     pub dir: tempfile::TempDir,
+    /// The server's limiter state, for tests that measure it.
+    pub limits: std::sync::Arc<microbot_server::limits::Limits>,
     handle: ShutdownHandle,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -59,6 +61,7 @@ impl TestServer {
         let addr = server.local_addr().unwrap();
         let metrics_addr = server.metrics_addr();
         let fingerprint = server.fingerprint().to_owned();
+        let limits = server.limits();
         let (handle, rx) = server.handle();
         let task = tokio::spawn(server.run(rx));
         Self {
@@ -66,6 +69,7 @@ impl TestServer {
             metrics_addr,
             fingerprint,
             dir,
+            limits,
             handle,
             task: Some(task),
         }
