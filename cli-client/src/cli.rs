@@ -203,7 +203,7 @@ pub struct Recv {
     pub count: Option<u64>,
     /// Show only these event types (comma-separated: message, edited, deleted,
     /// reaction, receipt, typing, group_changed, safety_number_changed,
-    /// decryption_failed, connection, sent, send_failed, prekeys_refilled, device_added).
+    /// decryption_failed, connection, sent, send_failed, not_delivered, prekeys_refilled, device_added).
     #[arg(long, value_delimiter = ',', value_name = "TYPES")]
     pub only: Vec<String>,
 }

@@ -128,6 +128,7 @@ pub fn event_type(event: &Event) -> &'static str {
         Event::GroupChanged { .. } => "group_changed",
         Event::Sent { .. } => "sent",
         Event::SendFailed { .. } => "send_failed",
+        Event::NotDelivered { .. } => "not_delivered",
         Event::Connection(_) => "connection",
         Event::SafetyNumberChanged { .. } => "safety_number_changed",
         Event::DecryptionFailed { .. } => "decryption_failed",
@@ -147,6 +148,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "group_changed",
     "sent",
     "send_failed",
+    "not_delivered",
     "connection",
     "safety_number_changed",
     "decryption_failed",
@@ -271,6 +273,16 @@ pub fn to_json(event: &Event, names: &Names) -> Value {
             "type": kind,
             "id": id_hex(message_id),
             "reason": reason,
+        }),
+        Event::NotDelivered {
+            message_id,
+            usernames,
+            device_ids,
+        } => json!({
+            "type": kind,
+            "id": id_hex(message_id),
+            "usernames": usernames,
+            "device_ids": device_ids,
         }),
         Event::Connection(state) => {
             let (state, reason) = connection(state);
@@ -433,6 +445,21 @@ pub fn to_line(event: &Event, names: &Names) -> String {
         Event::Sent { message_id, .. } => format!("sent {}", id_hex(message_id)),
         Event::SendFailed { message_id, reason } => {
             format!("could not send {}: {reason}", id_hex(message_id))
+        }
+        Event::NotDelivered {
+            message_id,
+            usernames,
+            ..
+        } => {
+            let who = if usernames.is_empty() {
+                "some members".to_owned()
+            } else {
+                usernames.join(", ")
+            };
+            format!(
+                "{} was not delivered to {who}: their message queue on the server is full",
+                id_hex(message_id)
+            )
         }
         Event::Connection(state) => match connection(state) {
             (state, Some(reason)) => format!("connection {state}: {reason}"),

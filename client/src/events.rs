@@ -184,6 +184,18 @@ pub enum Event {
         /// The server's time stamp.
         server_timestamp_ms: u64,
     },
+    /// A group message the server stored for every member device except
+    /// these: their queues were full (SPEC.md §12.10), so they will not
+    /// receive it. Follows the message's [`Event::Sent`].
+    NotDelivered {
+        /// The message.
+        message_id: MessageId,
+        /// The members whose devices were skipped (those the group's key
+        /// records name), each once, sorted.
+        usernames: Vec<String>,
+        /// The skipped recipient devices.
+        device_ids: Vec<u64>,
+    },
     /// A message could not be sent and was dropped from the outbox.
     SendFailed {
         /// The message.
@@ -304,6 +316,16 @@ impl fmt::Debug for Event {
                 .debug_struct("Sent")
                 .field("message_id", &hex::encode(message_id))
                 .field("server_timestamp_ms", server_timestamp_ms)
+                .finish(),
+            Event::NotDelivered {
+                message_id,
+                usernames,
+                device_ids,
+            } => f
+                .debug_struct("NotDelivered")
+                .field("message_id", &hex::encode(message_id))
+                .field("usernames", usernames)
+                .field("device_ids", device_ids)
                 .finish(),
             Event::SendFailed { message_id, reason } => f
                 .debug_struct("SendFailed")

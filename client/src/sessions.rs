@@ -33,6 +33,26 @@ use crate::{now_ms, sync};
 /// Meta key: when our own device list was last checked.
 const META_OWN_DEVICES_CHECKED: &str = "own_devices_checked_ms";
 
+/// What the server said when it stored a queued send.
+#[derive(Debug)]
+pub(crate) struct Stored {
+    /// The server's time stamp.
+    pub(crate) server_timestamp_ms: u64,
+    /// Group sends only: recipient devices whose full queues were skipped
+    /// (SPEC.md §12.10).
+    pub(crate) skipped_device_ids: Vec<u64>,
+}
+
+impl Stored {
+    /// A send stored for every recipient device.
+    fn everywhere(server_timestamp_ms: u64) -> Self {
+        Stored {
+            server_timestamp_ms,
+            skipped_device_ids: Vec::new(),
+        }
+    }
+}
+
 /// Why a queued send did not leave.
 #[derive(Debug)]
 pub(crate) enum SendFailure {
@@ -62,13 +82,13 @@ pub(crate) fn transport_failure(error: TransportError) -> SendFailure {
 
 /// Sends one queued content to `destination` (a conversation key):
 /// every device of the recipient and our own other devices, in one atomic
-/// send request. Returns the server's time stamp.
+/// send request. Returns what the server said when it stored it.
 pub(crate) async fn send_queued(
     inner: &Inner,
     conn: &Connection,
     destination: &str,
     content: &Content,
-) -> Result<u64, SendFailure> {
+) -> Result<Stored, SendFailure> {
     let to = match Conversation::from_key(destination) {
         Some(Conversation::Direct(to)) => to,
         Some(Conversation::Group(id)) => {
@@ -97,7 +117,7 @@ pub(crate) async fn send_queued(
             )));
         }
         if envelopes.is_empty() {
-            return Ok(now_ms());
+            return Ok(Stored::everywhere(now_ms()));
         }
         let complete_accounts = if attempt < 2 {
             let mut accounts = vec![me.clone()];
@@ -114,7 +134,7 @@ pub(crate) async fn send_queued(
             complete_accounts,
         };
         match conn.request(Request::Send(request)).await {
-            Ok(response::Result::Send(r)) => return Ok(r.server_timestamp_ms),
+            Ok(response::Result::Send(r)) => return Ok(Stored::everywhere(r.server_timestamp_ms)),
             Ok(_) => {
                 return Err(SendFailure::Permanent("unexpected answer to a send".into()));
             }

@@ -31,7 +31,7 @@ use tokio::sync::watch;
 use crate::account::{Inner, META_PREKEYS, META_PREKEYS_UPLOADED, new_id};
 use crate::auth::{self, CLIENT_AGENT};
 use crate::error::{OnlineError, StoreError, TransportError};
-use crate::events::{ConnectionState, Event};
+use crate::events::{ConnectionState, Conversation, Event};
 use crate::groups::{self, GroupId};
 use crate::prekeys;
 use crate::receive::{self, Outcome};
@@ -317,6 +317,25 @@ async fn refill_if_low(inner: &Inner, conn: &Connection) -> Result<(), End> {
     Ok(())
 }
 
+/// The members a group send skipped, by the devices the group's key
+/// records name (a device not named there is left out), each once, sorted.
+fn skipped_members(
+    inner: &Inner,
+    destination: &str,
+    device_ids: &[u64],
+) -> Result<Vec<String>, StoreError> {
+    let Some(Conversation::Group(id)) = Conversation::from_key(destination) else {
+        return Ok(Vec::new());
+    };
+    let shared = inner.tx(|tx| tx.shared(&id))?;
+    let names: std::collections::BTreeSet<String> = shared
+        .into_iter()
+        .filter(|(_, device, _)| device_ids.contains(device))
+        .map(|(username, _, _)| username)
+        .collect();
+    Ok(names.into_iter().collect())
+}
+
 /// Sends queued contents in order; a destination whose safety number
 /// changed is skipped (its sends wait) without holding up the others.
 async fn drain_outbox(inner: &Inner, conn: &Connection) -> Result<(), End> {
@@ -335,12 +354,21 @@ async fn drain_outbox(inner: &Inner, conn: &Connection) -> Result<(), End> {
         };
         let message_id = content.id().unwrap_or_default();
         match sessions::send_queued(inner, conn, &row.destination, &content).await {
-            Ok(server_timestamp_ms) => {
+            Ok(stored) => {
                 inner.tx(|tx| tx.delete_outbox(row.seq))?;
                 if !matches!(content.body, Some(Body::Typing(_))) {
                     inner.emit(Event::Sent {
                         message_id,
-                        server_timestamp_ms,
+                        server_timestamp_ms: stored.server_timestamp_ms,
+                    });
+                }
+                if !stored.skipped_device_ids.is_empty() {
+                    let device_ids = stored.skipped_device_ids;
+                    let usernames = skipped_members(inner, &row.destination, &device_ids)?;
+                    inner.emit(Event::NotDelivered {
+                        message_id,
+                        usernames,
+                        device_ids,
                     });
                 }
             }

@@ -706,3 +706,86 @@ async fn changes_made_while_offline_are_caught_up_on_connect() {
     }
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_whose_queue_is_full_is_reported_not_delivered_and_the_others_get_the_message() {
+    // Small queues, and one sender may fill a whole queue: the group send
+    // reaches every queue with room and names the full ones (SPEC §12.10).
+    let server = TestServer::start_tweaked(
+        tempfile::tempdir().unwrap(),
+        "127.0.0.1:0".parse().unwrap(),
+        |c| {
+            c.max_queue_len = 8;
+            c.queue_sender_share_percent = 100;
+        },
+    )
+    .await;
+    let mut alice_user = register(&server, "alice").await;
+    let mut bob_user = register(&server, "bob").await;
+    let mut carol_user = register(&server, "carol").await;
+    let mut alice = online(&server, &mut alice_user, IdentitySource::New, fast_config()).await;
+    let mut bob = online(&server, &mut bob_user, IdentitySource::New, fast_config()).await;
+    let mut carol = online(&server, &mut carol_user, IdentitySource::New, fast_config()).await;
+    let id = alice
+        .account
+        .create_group("small queues", &["bob", "carol"])
+        .await
+        .unwrap();
+    created(&mut bob.events, id).await;
+    created(&mut carol.events, id).await;
+    let group = Conversation::Group(id);
+    alice.account.send_text(&group, "hello").unwrap();
+    assert_eq!(next_text(&mut bob.events).await.text, "hello");
+    assert_eq!(next_text(&mut carol.events).await.text, "hello");
+
+    // Carol goes offline; her queue fills while bob keeps reading his.
+    carol.account.disconnect().await;
+    let mut skipped = None;
+    for n in 0..12 {
+        let text = format!("message {n}");
+        let message_id = alice.account.send_text(&group, &text).unwrap();
+        assert_eq!(next_text(&mut bob.events).await.text, text);
+        let report = wait_for(&mut alice.events, |e| match e {
+            Event::Sent { message_id: m, .. } if *m == message_id => Some(None),
+            Event::NotDelivered {
+                message_id: m,
+                usernames,
+                device_ids,
+            } if *m == message_id => Some(Some((usernames.clone(), device_ids.clone()))),
+            _ => None,
+        })
+        .await;
+        // `Sent` comes first; a skip follows it at once.
+        let report = match report {
+            Some(report) => Some(report),
+            None => tokio::time::timeout(Duration::from_millis(300), async {
+                loop {
+                    match alice.events.next().await {
+                        Some(Event::NotDelivered {
+                            message_id: m,
+                            usernames,
+                            device_ids,
+                        }) if m == message_id => return Some((usernames, device_ids)),
+                        Some(_) => continue,
+                        None => return None,
+                    }
+                }
+            })
+            .await
+            .ok()
+            .flatten(),
+        };
+        if let Some(report) = report {
+            skipped = Some((n, report));
+            break;
+        }
+    }
+    let (n, (usernames, device_ids)) = skipped.expect("carol's full queue was never reported");
+    assert!(n >= 4, "reported after only {n} messages in a queue of 8");
+    assert_eq!(usernames, vec!["carol".to_owned()]);
+    assert_eq!(device_ids, vec![carol.account.device_id()]);
+    for d in [&alice, &bob] {
+        d.account.disconnect().await;
+    }
+    server.stop().await;
+}

@@ -30,7 +30,7 @@ use crate::account::{Inner, new_id};
 use crate::error::{OnlineError, StoreError, TransportError};
 use crate::messages::encode_plaintext;
 use crate::now_ms;
-use crate::sessions::{self, SendFailure, transport_failure};
+use crate::sessions::{self, SendFailure, Stored, transport_failure};
 use crate::store::Tx;
 use crate::transport::Connection;
 
@@ -50,13 +50,13 @@ impl From<OnlineError> for SendFailure {
 }
 
 /// Sends one queued group content (its `group_id` already set). Returns the
-/// server's time stamp.
+/// server's time stamp and the member devices it skipped (full queues).
 pub(crate) async fn send_group(
     inner: &Inner,
     conn: &Connection,
     id: GroupId,
     content: &Content,
-) -> Result<u64, SendFailure> {
+) -> Result<Stored, SendFailure> {
     let not_member = || SendFailure::Permanent("this account is not a member of the group".into());
     // Attempts 0 and 1 list the devices holding our key and ask the server
     // to check them (SPEC.md §12.10), so a member device linked since our
@@ -130,7 +130,10 @@ pub(crate) async fn send_group(
             }))
             .await
         {
-            Ok(response::Result::Send(r)) => Ok(r.server_timestamp_ms),
+            Ok(response::Result::Send(r)) => Ok(Stored {
+                server_timestamp_ms: r.server_timestamp_ms,
+                skipped_device_ids: r.skipped_device_ids,
+            }),
             Err(TransportError::Server(error))
                 if check && error.code == ErrorCode::MissingDevices =>
             {
