@@ -65,6 +65,9 @@ pub struct Config {
     pub envelope_ttl_secs: u64,
     /// Seconds between two sweeps that delete expired envelopes.
     pub purge_interval_secs: u64,
+    /// Seconds after which an account never confirmed is deleted and its
+    /// username is free again (0: never).
+    pub unconfirmed_account_ttl_secs: u64,
     /// Largest ciphertext of one envelope, in bytes.
     pub max_envelope_len: u32,
     /// A low-stock push is sent when a device has fewer one-time prekeys.
@@ -187,6 +190,7 @@ impl Default for Config {
             queue_sender_share_percent: 10,
             envelope_ttl_secs: 30 * 24 * 3600,
             purge_interval_secs: 60,
+            unconfirmed_account_ttl_secs: 24 * 3600,
             max_envelope_len: 256 * 1024,
             prekey_low_stock_threshold: 10,
             max_frame_len: 1024 * 1024,
@@ -307,6 +311,10 @@ pub struct Overrides {
     /// Seconds between sweeps of expired envelopes [default: 60].
     #[arg(long, env = "MICROBOT_PURGE_INTERVAL_SECS", global = true)]
     pub purge_interval_secs: Option<u64>,
+    /// Seconds after which an unconfirmed account is deleted, freeing its
+    /// username; 0 = never [default: 86400].
+    #[arg(long, env = "MICROBOT_UNCONFIRMED_ACCOUNT_TTL_SECS", global = true)]
+    pub unconfirmed_account_ttl_secs: Option<u64>,
     /// Largest envelope ciphertext in bytes [default: 262144].
     #[arg(long, env = "MICROBOT_MAX_ENVELOPE_LEN", global = true)]
     pub max_envelope_len: Option<u32>,
@@ -518,6 +526,10 @@ impl Config {
         );
         set(&mut self.envelope_ttl_secs, &o.envelope_ttl_secs);
         set(&mut self.purge_interval_secs, &o.purge_interval_secs);
+        set(
+            &mut self.unconfirmed_account_ttl_secs,
+            &o.unconfirmed_account_ttl_secs,
+        );
         set(&mut self.max_envelope_len, &o.max_envelope_len);
         set(
             &mut self.prekey_low_stock_threshold,

@@ -296,7 +296,9 @@ pub async fn ack(
         .await?)
 }
 
-/// Deletes expired envelopes and attachments every `purge_interval_secs` until `stop` fires.
+/// Deletes expired envelopes and attachments, and accounts never confirmed
+/// within `unconfirmed_account_ttl_secs`, every `purge_interval_secs` until
+/// `stop` fires.
 pub async fn purge_loop(state: Arc<ServerState>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let period = std::time::Duration::from_secs(state.config.purge_interval_secs);
     let mut interval = tokio::time::interval(period);
@@ -312,6 +314,18 @@ pub async fn purge_loop(state: Arc<ServerState>, mut stop: tokio::sync::watch::R
                     Ok(0) => {}
                     Ok(n) => tracing::info!(purged = n, "expired attachments deleted"),
                     Err(e) => tracing::warn!(code = ?e.code, "attachment purge failed"),
+                }
+                let ttl_ms = state.config.unconfirmed_account_ttl_secs.saturating_mul(1000);
+                if ttl_ms > 0 {
+                    let before = now_ms().saturating_sub(ttl_ms);
+                    match state
+                        .blocking(move |s| Ok(s.storage.purge_unconfirmed_accounts(before)?))
+                        .await
+                    {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(purged = n, "unconfirmed accounts deleted"),
+                        Err(e) => tracing::warn!(code = ?e.code, "account purge failed"),
+                    }
                 }
             }
             _ = stop.changed() => return,

@@ -153,3 +153,68 @@ async fn attachment_errors_are_the_ones_spec_names() {
         server.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unconfirmed_account_expires_and_frees_its_username() {
+    for be in backends("squat") {
+        let server = be
+            .start(|c| {
+                c.unconfirmed_account_ttl_secs = 2;
+                c.purge_interval_secs = 1;
+                // The test registers the same name until it is free.
+                c.rate_register_per_ip = 0;
+            })
+            .await;
+        let mut client = server.client().await;
+        // A squatter registers a name and never confirms it; a confirmed
+        // account registered at the same time stays.
+        register(&mut client, "squatted").await;
+        let mut owner = register_active(&mut client, "confirmed").await;
+        let taken = client
+            .request(Request::Register(transport::RegisterRequest {
+                username: "squatted".into(),
+                password: "another-password".into(),
+            }))
+            .await;
+        assert_eq!(error_code(&taken), ErrorCode::UsernameTaken, "{}", be.name);
+        // After the time-to-live and a sweep, the name is free again.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        let fresh = loop {
+            let reply = client
+                .request(Request::Register(transport::RegisterRequest {
+                    username: "squatted".into(),
+                    password: "another-password".into(),
+                }))
+                .await;
+            match reply {
+                response::Result::Register(r) => break r,
+                ref other => {
+                    assert_eq!(error_code(other), ErrorCode::UsernameTaken, "{}", be.name);
+                    assert!(
+                        tokio::time::Instant::now() < deadline,
+                        "{}: the unconfirmed account never expired",
+                        be.name
+                    );
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+            }
+        };
+        assert!(!fresh.totp_secret_base32.is_empty());
+        // The confirmed account is untouched: it still enrols a device.
+        let key = device_key();
+        let code = owner.auth.fresh();
+        let reply = client
+            .request(enrol_request(
+                &owner,
+                &key,
+                transport::second_factor::Factor::TotpCode(code),
+            ))
+            .await;
+        assert!(
+            matches!(reply, response::Result::EnrolDevice(_)),
+            "{}: {reply:?}",
+            be.name
+        );
+        server.stop().await;
+    }
+}

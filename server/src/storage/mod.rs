@@ -455,6 +455,12 @@ pub trait Storage:
     /// Deletes every envelope that expired (and group messages no envelope
     /// refers to any more); returns how many envelopes.
     fn purge_expired(&self, now_ms: u64) -> StorageResult<u64>;
+
+    /// Deletes the accounts never confirmed that were created at or before
+    /// `created_before_ms`, with their recovery codes, so their usernames
+    /// are free again (SPEC.md §13.1). An unconfirmed account owns nothing
+    /// else: it cannot enrol a device. Returns how many went.
+    fn purge_unconfirmed_accounts(&self, created_before_ms: u64) -> StorageResult<u64>;
     /// Envelopes stored in all device queues (a metrics gauge; expired ones
     /// count until the sweep deletes them).
     fn total_queued(&self, now_ms: u64) -> StorageResult<u64>;

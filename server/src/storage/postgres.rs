@@ -998,6 +998,24 @@ impl Storage for PostgresStorage {
         })
     }
 
+    fn purge_unconfirmed_accounts(&self, created_before_ms: u64) -> StorageResult<u64> {
+        self.with_tx(async |tx| {
+            tx.execute(
+                "DELETE FROM recovery_codes WHERE account_id IN \
+                 (SELECT id FROM accounts WHERE NOT active AND created_at_ms <= $1)",
+                &[&sql_time(created_before_ms)],
+            )
+            .await?;
+            let n = tx
+                .execute(
+                    "DELETE FROM accounts WHERE NOT active AND created_at_ms <= $1",
+                    &[&sql_time(created_before_ms)],
+                )
+                .await?;
+            Ok(n)
+        })
+    }
+
     fn total_queued(&self, _now_ms: u64) -> StorageResult<u64> {
         self.with_client(async |tx| {
             let row = tx

@@ -858,6 +858,24 @@ impl Storage for SqliteStorage {
         })
     }
 
+    fn purge_unconfirmed_accounts(&self, created_before_ms: u64) -> StorageResult<u64> {
+        self.with_tx(|tx| {
+            tx.execute(
+                "DELETE FROM recovery_codes WHERE account_id IN \
+                 (SELECT id FROM accounts WHERE active = 0 AND created_at_ms <= ?1)",
+                [sql_time(created_before_ms)],
+            )
+            .map_err(db)?;
+            let n = tx
+                .execute(
+                    "DELETE FROM accounts WHERE active = 0 AND created_at_ms <= ?1",
+                    [sql_time(created_before_ms)],
+                )
+                .map_err(db)?;
+            Ok(u64::try_from(n).unwrap_or(u64::MAX))
+        })
+    }
+
     fn total_queued(&self, _now_ms: u64) -> StorageResult<u64> {
         let n: i64 = self
             .lock()
