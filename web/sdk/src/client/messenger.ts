@@ -1,0 +1,203 @@
+/**
+ * 1:1 messaging over a logged-in `Connection` (SPEC.md §12.6, §12.7, §4,
+ * §5, §11): bundles fetched and verified, X3DH/PQXDH sessions, padded
+ * `Content`, one atomic `SendRequest` naming both accounts complete,
+ * envelopes taken by fetch or push, decrypted once each, then acknowledged.
+ */
+import { create } from "@bufbuild/protobuf";
+
+import { bytesEqual, utf8 } from "../bytes.js";
+import { ContentSchema, decodeContent, encodeContent, type Content } from "../content.js";
+import { SafetyNumber } from "../fingerprint.js";
+import { ErrorCode, type Envelope, type PrekeyBundle } from "../gen/transport_pb.js";
+import { verifyBundle } from "../handshake.js";
+import { IdentityKey } from "../identity.js";
+import type { PreKeyBundle } from "../prekeys.js";
+import type { Rng } from "../rng.js";
+import { decodeSessionMessage, Session } from "../session.js";
+import { ServerError, type Connection } from "./connection.js";
+import type { ClientStore, DeviceRecord } from "./store.js";
+
+/** Why a send or a received envelope failed. */
+export type MessengerErrorKind =
+  /** No device of the recipient has published keys. */
+  | "NoDevices"
+  /** The contact's identity key differs from the one seen first (a new safety number to accept). */
+  | "IdentityChanged"
+  /** The device list kept changing over three attempts. */
+  | "DeviceListUnstable"
+  /** The client has no enrolled device in its store. */
+  | "NotEnrolled";
+
+/** A typed messenger failure. */
+export class MessengerError extends Error {
+  /** The kind of failure. */
+  readonly kind: MessengerErrorKind;
+
+  /** A `MessengerError` of `kind`. */
+  constructor(kind: MessengerErrorKind, message: string) {
+    super(message);
+    this.name = "MessengerError";
+    this.kind = kind;
+  }
+}
+
+/** A decrypted incoming message. */
+export interface Incoming {
+  /** The sender's username (from the server's envelope metadata, authenticated by the session). */
+  from: string;
+  /** The sender's device id. */
+  deviceId: bigint;
+  /** The server's envelope id. */
+  envelopeId: bigint;
+  /** The decrypted, validated content. */
+  content: Content;
+}
+
+/** Converts a server `PrekeyBundle` into the handshake's `PreKeyBundle`. */
+export function toHandshakeBundle(bundle: PrekeyBundle): PreKeyBundle {
+  const spk = bundle.signedPrekey;
+  return {
+    identityKey: bundle.identityKey,
+    signedPreKey: { id: spk?.id ?? 0, publicKey: spk?.publicKey ?? new Uint8Array(0), signature: spk?.signature ?? new Uint8Array(0) },
+    oneTimePreKey: bundle.oneTimePrekey ? { id: bundle.oneTimePrekey.id, publicKey: bundle.oneTimePrekey.publicKey } : undefined,
+    kemPreKey: bundle.kemPrekey ? { id: bundle.kemPrekey.id, publicKey: bundle.kemPrekey.publicKey, signature: bundle.kemPrekey.signature } : undefined,
+  };
+}
+
+/** Sends and receives 1:1 messages for the device in `store`. */
+export class Messenger {
+  private readonly rng: Rng;
+  private readonly store: ClientStore;
+  private readonly me: DeviceRecord;
+
+  /** A messenger for the enrolled device of `store`; `MessengerError` (`NotEnrolled`) without one. */
+  constructor(store: ClientStore, rng: Rng) {
+    const me = store.device();
+    if (!me) throw new MessengerError("NotEnrolled", "no enrolled device in the store");
+    this.store = store;
+    this.rng = rng;
+    this.me = me;
+  }
+
+  /** Starts sessions with every listed (or every) device of `username` that has none, from fetched bundles. */
+  async ensureSessions(connection: Connection, username: string, deviceIds: bigint[] = []): Promise<void> {
+    const bundles = await connection.call({ case: "fetchPrekeys", value: { username, deviceIds } }, "prekeyBundles");
+    for (const bundle of bundles.bundles) {
+      if (username === this.me.username && bundle.deviceId === this.me.deviceId) continue;
+      if (deviceIds.length === 0 && this.store.session(username, bundle.deviceId)) continue;
+      const handshake = toHandshakeBundle(bundle);
+      const identity = verifyBundle(handshake);
+      this.trust(username, identity.toBytes());
+      this.store.setSession(username, bundle.deviceId, Session.initiate(this.rng, this.me.identity, handshake));
+    }
+  }
+
+  private trust(username: string, key: Uint8Array): void {
+    const known = username === this.me.username ? this.me.identity.publicKey.toBytes() : this.store.contactIdentity(username);
+    if (known === undefined) this.store.setContactIdentity(username, key);
+    else if (!bytesEqual(known, key)) throw new MessengerError("IdentityChanged", `${username}'s identity key changed`);
+  }
+
+  /** Sends a text message to `to` (§12.7 `complete_accounts`, retried on `MISSING_DEVICES`); returns the server timestamp. */
+  async sendText(connection: Connection, to: string, text: string): Promise<bigint> {
+    const content = create(ContentSchema, {
+      messageId: this.rng.fill(16),
+      sentAtMs: BigInt(Date.now()),
+      body: { case: "text", value: { text } },
+    });
+    return this.sendContent(connection, to, content);
+  }
+
+  /** Sends one `Content` to every device of `to` with a session, in one atomic request. */
+  async sendContent(connection: Connection, to: string, content: Content): Promise<bigint> {
+    const plaintext = encodeContent(content);
+    let missing: bigint[] = [];
+    for (let attempt = 0; attempt < 3; attempt++) {
+      if (this.store.sessionDevices(to).length === 0 || missing.length > 0) await this.ensureSessions(connection, to, missing);
+      const devices = this.store.sessionDevices(to);
+      if (devices.length === 0) throw new MessengerError("NoDevices", `${to} has no device that published keys`);
+      // Encrypt on copies, so a refused send leaves the stored sessions as they were.
+      const updated = new Map<bigint, Session>();
+      const envelopes = devices.map((deviceId) => {
+        const session = Session.fromBytes(this.store.session(to, deviceId)!.toBytes());
+        const ciphertext = session.encrypt(plaintext);
+        updated.set(deviceId, session);
+        return { recipientDeviceId: deviceId, ciphertext };
+      });
+      const completeAccounts = attempt < 2 ? [...new Set([this.me.username, to])] : [];
+      try {
+        const response = await connection.call({ case: "send", value: { envelopes, completeAccounts } }, "send");
+        for (const [deviceId, session] of updated) this.store.setSession(to, deviceId, session);
+        return response.serverTimestampMs;
+      } catch (error) {
+        if (!(error instanceof ServerError) || attempt === 2 || error.code !== ErrorCode.MISSING_DEVICES) throw error;
+        missing = [...error.deviceIds];
+      }
+    }
+    throw new MessengerError("DeviceListUnstable", `${to}'s device list keeps changing`);
+  }
+
+  /**
+   * Decrypts one envelope (§4.3: an existing session, or a new one from a
+   * `PreKeyMessage`), validates its content (§11.2); `undefined` for a
+   * duplicate. Throws for an envelope that cannot be opened; the caller acks
+   * it either way (it will never open).
+   */
+  open(envelope: Envelope): Incoming | undefined {
+    if (this.store.seen(envelope.envelopeId)) return undefined;
+    const from = envelope.senderUsername;
+    const deviceId = envelope.senderDeviceId;
+    const message = decodeSessionMessage(envelope.ciphertext);
+    const existing = this.store.session(from, deviceId);
+    let session: Session;
+    let plaintext: Uint8Array;
+    if (existing && (message.type === "ratchet" || existing.matches(message.header))) {
+      // Decrypt on a copy: a failure leaves the stored session as it was.
+      session = Session.fromBytes(existing.toBytes());
+      plaintext = session.decrypt(envelope.ciphertext, this.rng);
+    } else {
+      // A new handshake from that device (§4.3 step 2); it replaces the old session only if it decrypts.
+      ({ session, plaintext } = Session.accept(this.rng, this.me.identity, this.store.preKeys(), envelope.ciphertext));
+    }
+    this.trust(from, session.remoteIdentity.toBytes());
+    const content = decodeContent(plaintext);
+    this.store.setSession(from, deviceId, session);
+    this.store.markSeen(envelope.envelopeId);
+    return { from, deviceId, envelopeId: envelope.envelopeId, content };
+  }
+
+  /** Fetches every queued envelope, opens each and acknowledges them; returns the messages. */
+  async fetchAll(connection: Connection): Promise<Incoming[]> {
+    const out: Incoming[] = [];
+    let after = 0n;
+    for (;;) {
+      const batch = await connection.call({ case: "fetchEnvelopes", value: { afterEnvelopeId: after, limit: 100 } }, "envelopes");
+      out.push(...(await this.take(connection, batch.envelopes)));
+      if (batch.envelopes.length > 0) after = batch.envelopes.at(-1)!.envelopeId;
+      if (!batch.more || batch.envelopes.length === 0) return out;
+    }
+  }
+
+  /** Opens `envelopes` (those that fail are dropped) and acknowledges all of them. */
+  async take(connection: Connection, envelopes: Envelope[]): Promise<Incoming[]> {
+    const out: Incoming[] = [];
+    for (const envelope of envelopes) {
+      try {
+        const incoming = this.open(envelope);
+        if (incoming) out.push(incoming);
+      } catch {
+        // Undecryptable or invalid: dropped (§11.2); the session is unchanged.
+      }
+    }
+    if (envelopes.length > 0) await connection.call({ case: "ackEnvelopes", value: { envelopeIds: envelopes.map((e) => e.envelopeId) } }, "ack");
+    return out;
+  }
+
+  /** The safety number with `username` (§8), once its identity key is known. */
+  safetyNumber(username: string): SafetyNumber | undefined {
+    const key = this.store.contactIdentity(username);
+    if (!key) return undefined;
+    return new SafetyNumber(this.me.identity.publicKey, utf8(this.me.username), IdentityKey.fromBytes(key), utf8(username));
+  }
+}

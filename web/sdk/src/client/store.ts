@@ -1,0 +1,113 @@
+/**
+ * What a client keeps between connections: its identity, device key, device
+ * id, prekeys and sessions (SPEC.md §9). `ClientStore` is the interface (an
+ * IndexedDB store fits it); `MemoryStore` keeps everything in memory.
+ */
+import type { IdentityKeyPair } from "../identity.js";
+import type { LocalPreKeys } from "../prekeys.js";
+import type { Session } from "../session.js";
+
+/** The account-level facts of one enrolled device. */
+export interface DeviceRecord {
+  /** The account's username. */
+  username: string;
+  /** The server's device id (§13.6). */
+  deviceId: bigint;
+  /** The Ed25519 device key used for transport login (§12.5). */
+  deviceKey: IdentityKeyPair;
+  /** The account identity key (§3). */
+  identity: IdentityKeyPair;
+}
+
+/** Storage behind a client: one device, its prekeys, its sessions and the last envelope id it took. */
+export interface ClientStore {
+  /** The enrolled device, once there is one. */
+  device(): DeviceRecord | undefined;
+  /** Records the enrolled device. */
+  setDevice(device: DeviceRecord): void;
+  /** The device's own prekeys. */
+  preKeys(): LocalPreKeys;
+  /** The session with `username`'s device `deviceId`, if any. */
+  session(username: string, deviceId: bigint): Session | undefined;
+  /** Stores (or replaces) a session. */
+  setSession(username: string, deviceId: bigint, session: Session): void;
+  /** The device ids of `username` with a session. */
+  sessionDevices(username: string): bigint[];
+  /** The first identity key seen for `username` (trust on first use). */
+  contactIdentity(username: string): Uint8Array | undefined;
+  /** Records `username`'s identity key. */
+  setContactIdentity(username: string, key: Uint8Array): void;
+  /** Whether envelope `id` was already handled (delivery is at least once, §12.7). */
+  seen(id: bigint): boolean;
+  /** Marks envelope `id` handled. */
+  markSeen(id: bigint): void;
+}
+
+/** A `ClientStore` in memory (bots, tests); sessions are kept serialized, as a persistent store would. */
+export class MemoryStore implements ClientStore {
+  private record: DeviceRecord | undefined;
+  private readonly keys: LocalPreKeys;
+  private readonly sessions = new Map<string, Map<bigint, Session>>();
+  private readonly identities = new Map<string, Uint8Array>();
+  private readonly seenIds = new Set<bigint>();
+
+  /** An empty store holding `preKeys`. */
+  constructor(preKeys: LocalPreKeys) {
+    this.keys = preKeys;
+  }
+
+  /** {@inheritDoc ClientStore.device} */
+  device(): DeviceRecord | undefined {
+    return this.record;
+  }
+
+  /** {@inheritDoc ClientStore.setDevice} */
+  setDevice(device: DeviceRecord): void {
+    this.record = device;
+  }
+
+  /** {@inheritDoc ClientStore.preKeys} */
+  preKeys(): LocalPreKeys {
+    return this.keys;
+  }
+
+  /** {@inheritDoc ClientStore.session} */
+  session(username: string, deviceId: bigint): Session | undefined {
+    return this.sessions.get(username)?.get(deviceId);
+  }
+
+  /** {@inheritDoc ClientStore.setSession} */
+  setSession(username: string, deviceId: bigint, session: Session): void {
+    let byDevice = this.sessions.get(username);
+    if (!byDevice) {
+      byDevice = new Map();
+      this.sessions.set(username, byDevice);
+    }
+    byDevice.set(deviceId, session);
+  }
+
+  /** {@inheritDoc ClientStore.sessionDevices} */
+  sessionDevices(username: string): bigint[] {
+    return [...(this.sessions.get(username)?.keys() ?? [])];
+  }
+
+  /** {@inheritDoc ClientStore.contactIdentity} */
+  contactIdentity(username: string): Uint8Array | undefined {
+    return this.identities.get(username);
+  }
+
+  /** {@inheritDoc ClientStore.setContactIdentity} */
+  setContactIdentity(username: string, key: Uint8Array): void {
+    this.identities.set(username, key);
+  }
+
+  /** {@inheritDoc ClientStore.seen} */
+  seen(id: bigint): boolean {
+    return this.seenIds.has(id);
+  }
+
+  /** {@inheritDoc ClientStore.markSeen} */
+  markSeen(id: bigint): void {
+    this.seenIds.add(id);
+  }
+}
