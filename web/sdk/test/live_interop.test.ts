@@ -5,9 +5,10 @@
  * (`microbot`, over QUIC). They exchange 1:1 text messages both ways, one by
  * push, and compute the same safety number.
  *
- * Needs MICROBOT_SERVER_BIN and MICROBOT_CLI_BIN (set by
- * cli-client/tests/typescript_interop.rs); skips with a printed reason
- * without them.
+ * Needs MICROBOT_CLI_BIN and either MICROBOT_SERVER_BIN (spawned here) or
+ * a running server's MICROBOT_SERVER_ADDR, MICROBOT_SERVER_FINGERPRINT and
+ * MICROBOT_SERVER_CERT_PEM (as cli-client/tests/typescript_interop.rs
+ * sets them); skips with a printed reason without them.
  */
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
@@ -29,7 +30,18 @@ import { systemRng } from "../src/rng.js";
 
 const SERVER_BIN = process.env["MICROBOT_SERVER_BIN"];
 const CLI_BIN = process.env["MICROBOT_CLI_BIN"];
-const missing = !SERVER_BIN || !CLI_BIN ? "MICROBOT_SERVER_BIN / MICROBOT_CLI_BIN not set" : !existsSync(SERVER_BIN) || !existsSync(CLI_BIN) ? `binaries missing: ${SERVER_BIN}, ${CLI_BIN}` : undefined;
+// A server already running (the Rust wrapper starts one in-process): its address, fingerprint and certificate.
+const RUNNING = process.env["MICROBOT_SERVER_ADDR"];
+const RUNNING_FINGERPRINT = process.env["MICROBOT_SERVER_FINGERPRINT"] ?? "";
+const RUNNING_CERT = process.env["MICROBOT_SERVER_CERT_PEM"] ?? "";
+function why(): string | undefined {
+  if (!CLI_BIN) return "MICROBOT_CLI_BIN not set";
+  if (!existsSync(CLI_BIN)) return `missing: ${CLI_BIN}`;
+  if (RUNNING) return RUNNING_FINGERPRINT && existsSync(RUNNING_CERT) ? undefined : "MICROBOT_SERVER_FINGERPRINT / MICROBOT_SERVER_CERT_PEM not set";
+  if (!SERVER_BIN) return "neither MICROBOT_SERVER_ADDR nor MICROBOT_SERVER_BIN set";
+  return existsSync(SERVER_BIN) ? undefined : `missing: ${SERVER_BIN}`;
+}
+const missing = why();
 if (missing) console.log(`# live_interop skipped: ${missing} (run cargo test -p microbot-cli --test typescript_interop)`);
 
 const PASSWORD = "correct horse battery staple";
@@ -37,6 +49,7 @@ const dir = mkdtempSync(join(tmpdir(), "microbot-ts-interop-"));
 let server: ChildProcess | undefined;
 let address = "";
 let fingerprint = "";
+let certPemPath = join(dir, "server", "cert.pem");
 
 /** Runs the CLI with `args`; resolves with its exit code and output. */
 function cli(args: string[], input = "", onLine?: (line: string, stdin: NodeJS.WritableStream) => void): Promise<{ code: number | null; stdout: string; stderr: string }> {
@@ -59,6 +72,12 @@ function cli(args: string[], input = "", onLine?: (line: string, stdin: NodeJS.W
 
 before(async () => {
   if (missing) return;
+  if (RUNNING) {
+    address = RUNNING;
+    fingerprint = RUNNING_FINGERPRINT;
+    certPemPath = RUNNING_CERT;
+    return;
+  }
   server = spawn(
     SERVER_BIN!,
     ["--data-dir", join(dir, "server"), "--listen", "127.0.0.1:0", "--argon2-memory-kib", "64", "--argon2-iterations", "1", "--totp-skew-steps", "10",
@@ -99,7 +118,7 @@ test("a TypeScript client over wss:// and the Rust CLI chat 1:1 both ways and ag
   assert.equal(registered.code, 0, registered.stdout + registered.stderr);
 
   // The TypeScript client registers "tessa" over the WebSocket, pinned.
-  const caPem = readFileSync(join(dir, "server", "cert.pem"), "utf8");
+  const caPem = readFileSync(certPemPath, "utf8");
   const connect = () => Connection.open({ url: `wss://${address}/v1/ws`, socketFactory: nodeSocketFactory({ caPem, certSha256: fingerprint }), clientAgent: "ts-interop" });
   const connection = await connect();
   const now = Date.now() / 1000;
