@@ -26,3 +26,4 @@ export * from "./rng.js";
 export * from "./sender_key.js";
 export * from "./session.js";
 export * as transport from "./transport.js";
+export * as client from "./client/index.js";
