@@ -19,7 +19,7 @@ import { createInterface } from "node:readline";
 import { after, before, test } from "node:test";
 
 import { enrolDevice, login, registerAccount, uploadPreKeys } from "../src/client/account.js";
-import { Connection } from "../src/client/connection.js";
+import { Connection, ConnectionError } from "../src/client/connection.js";
 import { Messenger, type Incoming } from "../src/client/messenger.js";
 import { nodeSocketFactory } from "../src/client/node.js";
 import { MemoryStore } from "../src/client/store.js";
@@ -120,6 +120,12 @@ test("a TypeScript client over wss:// and the Rust CLI chat 1:1 both ways and ag
   // The TypeScript client registers "tessa" over the WebSocket, pinned.
   const caPem = readFileSync(certPemPath, "utf8");
   const connect = () => Connection.open({ url: `wss://${address}/v1/ws`, socketFactory: nodeSocketFactory({ caPem, certSha256: fingerprint }), clientAgent: "ts-interop" });
+  // A wrong pin (one bit off) is refused before any frame is sent.
+  const wrongPin = (fingerprint.slice(0, 63) + (fingerprint.endsWith("0") ? "1" : "0")).toLowerCase();
+  await assert.rejects(
+    Connection.open({ url: `wss://${address}/v1/ws`, socketFactory: nodeSocketFactory({ caPem, certSha256: wrongPin }) }),
+    (e) => e instanceof ConnectionError && e.kind === "ConnectFailed",
+  );
   const connection = await connect();
   const now = Date.now() / 1000;
   const registration = await registerAccount(connection, "tessa", PASSWORD, now);
