@@ -202,3 +202,10 @@ test("the reconnector sets up again after a lost connection, waits per backoff, 
   assert.equal(server.sockets.length, 3);
   for (const socket of server.sockets) assert.equal(socket.sent.filter((f) => f.request.case === "challenge").length, 1);
 });
+
+test("a server that never answers Hello fails the open after helloTimeoutMs and the socket is closed", async () => {
+  let socket: FakeSocket | undefined;
+  const factory = (url: string, protocol: string) => (socket = new FakeSocket(url, protocol));
+  await assert.rejects(Connection.open({ url: "ws://x/v1/ws", socketFactory: factory, helloTimeoutMs: 20 }), (e) => e instanceof ConnectionError && e.kind === "ConnectFailed");
+  assert.equal(socket?.closedWith, 1000);
+});

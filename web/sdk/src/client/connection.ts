@@ -102,6 +102,8 @@ export interface ConnectOptions {
   socketFactory: SocketFactory;
   /** `Hello.client_agent` (≤ 128 bytes). */
   clientAgent?: string;
+  /** How long to wait for the socket and the `HelloResponse` (default 10 s). */
+  helloTimeoutMs?: number;
 }
 
 interface Pending {
@@ -166,9 +168,11 @@ export class Connection {
       socket.binaryType = "arraybuffer";
       let settled = false;
       let closingFrame: { code: ErrorCode; message: string; retryAfterMs: number } | undefined;
+      const timer = setTimeout(() => fail(new ConnectionError("ConnectFailed", "no HelloResponse in time")), options.helloTimeoutMs ?? 10_000);
       const fail = (error: ConnectionError) => {
         if (settled) return;
         settled = true;
+        clearTimeout(timer);
         reject(error);
         try {
           socket.close(1000);
@@ -219,6 +223,7 @@ export class Connection {
           return;
         }
         settled = true;
+        clearTimeout(timer);
         const connection = new Connection(socket, {
           version: result.value.version,
           serverAgent: result.value.serverAgent,
