@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Makes sure PostgreSQL and Redis run on loopback for the scale-out tests
-# (server/tests/storage_backends.rs, cluster.rs, redis_fallback.rs), then
-# prints the variables the tests read, for `eval`:
+# (server/tests/storage_backends.rs, cluster.rs, redis_fallback.rs), that
+# Chromium (the browser tests, driven by playwright-core) and nginx (the load
+# balancer and attachment cache tests) are installed, then prints the
+# variables the tests read, for `eval`:
 #
 #     eval "$(bash scripts/services.sh)"
 #
@@ -32,10 +34,13 @@ missing=()
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
 command -v pg_ctlcluster >/dev/null 2>&1 || missing+=(postgresql-common)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -x /usr/sbin/nginx ] || missing+=(nginx)
 if [ "${#missing[@]}" -gt 0 ]; then
     log "installing ${missing[*]}"
     as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q >&2
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql redis-server >&2
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+        postgresql postgresql-common redis-server chromium nginx >&2
 fi
 
 # PostgreSQL: the distribution's cluster (newest version), listening on
@@ -80,3 +85,5 @@ redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping >/dev/null
 log "PostgreSQL on 127.0.0.1:$PG_PORT and Redis on 127.0.0.1:$REDIS_PORT are up"
 echo "export MICROBOT_TEST_POSTGRES=postgres://$PG_USER:$PG_PASSWORD@127.0.0.1:$PG_PORT/$PG_DB"
 echo "export MICROBOT_TEST_REDIS=redis://127.0.0.1:$REDIS_PORT/"
+echo "export MICROBOT_CHROMIUM=/usr/bin/chromium"
+echo "export MICROBOT_NGINX=/usr/sbin/nginx"

@@ -2,13 +2,17 @@
 # Every test of the project, the command the README names and `.ci/run` calls:
 #  1. PostgreSQL and Redis on loopback for the scale-out tests
 #     (scripts/services.sh: idempotent, installs the Debian packages once);
-#  2. the TypeScript workspace (web/): `npm ci` from the lockfile, then lint,
+#  2. the binaries (`cargo build --bins`), which the browser and live
+#     interop tests under npm start (MICROBOT_BIN_DIR);
+#  3. the TypeScript workspace (web/): `npm ci` from the lockfile, then lint,
 #     `tsc --strict`, build and the Node test runner, which checks every
 #     vector in test-vectors/vectors (the build also gives the Rust tests the
 #     TypeScript conformance adapter, web/sdk/dist/adapter.js);
-#  3. the Rust workspace.
+#  4. the Rust workspace (the same build profile: nothing is built twice).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 eval "$(bash scripts/services.sh)"
+cargo build --workspace --locked --bins
+export MICROBOT_BIN_DIR="$PWD/target/debug"
 (cd web && npm ci --no-audit --no-fund && npm test)
 cargo test --workspace --locked
