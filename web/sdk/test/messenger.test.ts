@@ -68,6 +68,7 @@ test("a send refused with MISSING_DEVICES fetches the named device, starts a ses
   const fetches: bigint[][] = [];
   const factory = socketFactory((frame) => {
     const ok = (result: NonNullable<Extract<Result["kind"], { case: "response" }>["value"]>["result"]) => ({ case: "response" as const, value: { requestId: frame.requestId, result } });
+    if (frame.request.case === "listDevices") return ok({ case: "deviceList", value: { devices: [{ deviceId: 1n }] } });
     if (frame.request.case === "fetchPrekeys") {
       const ids = frame.request.value.deviceIds;
       fetches.push([...ids]);
@@ -103,6 +104,7 @@ test("a third refusal is not retried; the same envelope twice is opened once; ga
   const acks: bigint[][] = [];
   const factory = socketFactory((frame) => {
     const ok = (result: NonNullable<Extract<Result["kind"], { case: "response" }>["value"]>["result"]) => ({ case: "response" as const, value: { requestId: frame.requestId, result } });
+    if (frame.request.case === "listDevices") return ok({ case: "deviceList", value: { devices: [{ deviceId: 1n }] } });
     if (frame.request.case === "fetchPrekeys") return ok({ case: "prekeyBundles", value: { bundles: [{ deviceId: 2n, ...dev2.bundle }] } });
     if (frame.request.case === "ackEnvelopes") {
       acks.push([...frame.request.value.envelopeIds]);

@@ -3,6 +3,9 @@
  * §5, §11): bundles fetched and verified, X3DH/PQXDH sessions, padded
  * `Content`, one atomic `SendRequest` naming both accounts complete,
  * envelopes taken by fetch or push, decrypted once each, then acknowledged.
+ * Every send also reaches the account's other devices as a `SyncMessage`
+ * transcript (§11.7, sync.ts), and a received transcript is surfaced as an
+ * `Incoming` with `sentCopy`. Group envelopes are `Groups`' (groups.ts).
  */
 import { create } from "@bufbuild/protobuf";
 
@@ -17,6 +20,7 @@ import type { Rng } from "../rng.js";
 import { decodeSessionMessage, Session } from "../session.js";
 import { ServerError, type Connection } from "./connection.js";
 import type { ClientStore, DeviceRecord } from "./store.js";
+import { openTranscript, sentTranscript, type SentCopy } from "./sync.js";
 
 /** Why a send or a received envelope failed. */
 export type MessengerErrorKind =
@@ -50,9 +54,16 @@ export interface Incoming {
   deviceId: bigint;
   /** The server's envelope id. */
   envelopeId: bigint;
-  /** The decrypted, validated content. */
+  /** The decrypted, validated content (for a transcript: the content it carries). */
   content: Content;
+  /** The group the content names (`content.group_id`), for group conversations. */
+  groupId?: Uint8Array;
+  /** Set when one of our own other devices sent this (a §11.7 transcript): where it went. */
+  sentCopy?: SentCopy;
 }
+
+/** How often the account's own device list is re-read before a send (ms). */
+export const OWN_DEVICES_REFRESH_MS = 5 * 60_000;
 
 /** Converts a server `PrekeyBundle` into the handshake's `PreKeyBundle`. */
 export function toHandshakeBundle(bundle: PrekeyBundle): PreKeyBundle {
@@ -70,6 +81,7 @@ export class Messenger {
   private readonly rng: Rng;
   private readonly store: ClientStore;
   private readonly me: DeviceRecord;
+  private ownDevicesCheckedMs = 0;
 
   /** A messenger for the enrolled device of `store`; `MessengerError` (`NotEnrolled`) without one. */
   constructor(store: ClientStore, rng: Rng) {
@@ -83,14 +95,39 @@ export class Messenger {
   /** Starts sessions with every listed (or every) device of `username` that has none, from fetched bundles. */
   async ensureSessions(connection: Connection, username: string, deviceIds: bigint[] = []): Promise<void> {
     const bundles = await connection.call({ case: "fetchPrekeys", value: { username, deviceIds } }, "prekeyBundles");
+    const own = username === this.me.username;
     for (const bundle of bundles.bundles) {
-      if (username === this.me.username && bundle.deviceId === this.me.deviceId) continue;
+      if (own && bundle.deviceId === this.me.deviceId) continue;
       if (deviceIds.length === 0 && this.store.session(username, bundle.deviceId)) continue;
       const handshake = toHandshakeBundle(bundle);
       const identity = verifyBundle(handshake);
+      // An own device under another identity key gets no copies (§11.7).
+      if (own && !bytesEqual(identity.toBytes(), this.me.identity.publicKey.toBytes())) continue;
       this.trust(username, identity.toBytes());
       this.store.setSession(username, bundle.deviceId, Session.initiate(this.rng, this.me.identity, handshake));
     }
+  }
+
+  /**
+   * Starts sessions with the account's other devices that have none (§11.7),
+   * re-reading the device list when `force` or when it is older than
+   * `OWN_DEVICES_REFRESH_MS`.
+   */
+  async ensureOwnDevices(connection: Connection, force = false): Promise<void> {
+    if (!force && Date.now() - this.ownDevicesCheckedMs < OWN_DEVICES_REFRESH_MS) return;
+    const list = await connection.call({ case: "listDevices", value: {} }, "deviceList");
+    const known = new Set(this.store.sessionDevices(this.me.username));
+    const unknown = list.devices.map((d) => d.deviceId).filter((id) => id !== this.me.deviceId && !known.has(id));
+    if (unknown.length > 0) await this.ensureSessions(connection, this.me.username, unknown);
+    this.ownDevicesCheckedMs = Date.now();
+  }
+
+  /** The account's other devices holding a session under the account's identity key. */
+  ownDevices(): bigint[] {
+    const mine = this.me.identity.publicKey.toBytes();
+    return this.store
+      .sessionDevices(this.me.username)
+      .filter((id) => id !== this.me.deviceId && bytesEqual(this.store.session(this.me.username, id)!.remoteIdentity.toBytes(), mine));
   }
 
   private trust(username: string, key: Uint8Array): void {
@@ -109,26 +146,39 @@ export class Messenger {
     return this.sendContent(connection, to, content);
   }
 
-  /** Sends one `Content` to every device of `to` with a session, in one atomic request. */
+  /**
+   * Sends one `Content` to every device of `to` with a session and, as a
+   * `SyncMessage` transcript (§11.7), to the account's other devices, in one
+   * atomic request.
+   */
   async sendContent(connection: Connection, to: string, content: Content): Promise<bigint> {
+    const me = this.me.username;
     const plaintext = encodeContent(content);
+    const transcript = encodeContent(sentTranscript(this.rng, to, content));
     let missing: bigint[] = [];
     for (let attempt = 0; attempt < 3; attempt++) {
-      if (this.store.sessionDevices(to).length === 0 || missing.length > 0) await this.ensureSessions(connection, to, missing);
-      const devices = this.store.sessionDevices(to);
-      if (devices.length === 0) throw new MessengerError("NoDevices", `${to} has no device that published keys`);
+      if (to !== me && (this.store.sessionDevices(to).length === 0 || missing.length > 0)) await this.ensureSessions(connection, to, missing);
+      // Missing devices the recipient's bundles did not cover are our own.
+      const ownMissing = missing.filter((id) => to === me || !this.store.session(to, id));
+      if (ownMissing.length > 0) await this.ensureSessions(connection, me, ownMissing);
+      await this.ensureOwnDevices(connection);
+      const devices = to === me ? [] : this.store.sessionDevices(to);
+      if (to !== me && devices.length === 0) throw new MessengerError("NoDevices", `${to} has no device that published keys`);
+      const own = this.ownDevices();
+      if (to === me && own.length === 0) return BigInt(Date.now());
       // Encrypt on copies, so a refused send leaves the stored sessions as they were.
-      const updated = new Map<bigint, Session>();
-      const envelopes = devices.map((deviceId) => {
-        const session = Session.fromBytes(this.store.session(to, deviceId)!.toBytes());
-        const ciphertext = session.encrypt(plaintext);
-        updated.set(deviceId, session);
+      const updated: [string, bigint, Session][] = [];
+      const seal = (username: string, deviceId: bigint, bytes: Uint8Array) => {
+        const session = Session.fromBytes(this.store.session(username, deviceId)!.toBytes());
+        const ciphertext = session.encrypt(bytes);
+        updated.push([username, deviceId, session]);
         return { recipientDeviceId: deviceId, ciphertext };
-      });
-      const completeAccounts = attempt < 2 ? [...new Set([this.me.username, to])] : [];
+      };
+      const envelopes = [...devices.map((id) => seal(to, id, plaintext)), ...own.map((id) => seal(me, id, transcript))];
+      const completeAccounts = attempt < 2 ? [...new Set([me, to])] : [];
       try {
         const response = await connection.call({ case: "send", value: { envelopes, completeAccounts } }, "send");
-        for (const [deviceId, session] of updated) this.store.setSession(to, deviceId, session);
+        for (const [username, deviceId, session] of updated) this.store.setSession(username, deviceId, session);
         return response.serverTimestampMs;
       } catch (error) {
         if (!(error instanceof ServerError) || attempt === 2 || error.code !== ErrorCode.MISSING_DEVICES) throw error;
@@ -160,11 +210,17 @@ export class Messenger {
       // A new handshake from that device (§4.3 step 2); it replaces the old session only if it decrypts.
       ({ session, plaintext } = Session.accept(this.rng, this.me.identity, this.store.preKeys(), envelope.ciphertext));
     }
-    this.trust(from, session.remoteIdentity.toBytes());
-    const content = decodeContent(plaintext);
+    const identity = session.remoteIdentity.toBytes();
+    this.trust(from, identity);
+    const decoded = decodeContent(plaintext);
+    const sync = openTranscript(decoded, { username: from, identity, pairwise: true }, { username: this.me.username, identity: this.me.identity.publicKey.toBytes() });
     this.store.setSession(from, deviceId, session);
     this.store.markSeen(envelope.envelopeId);
-    return { from, deviceId, envelopeId: envelope.envelopeId, content };
+    const content = sync?.content ?? decoded;
+    const incoming: Incoming = { from, deviceId, envelopeId: envelope.envelopeId, content };
+    if (content.groupId.length > 0) incoming.groupId = content.groupId;
+    if (sync) incoming.sentCopy = sync.copy;
+    return incoming;
   }
 
   /** Fetches every queued envelope, opens each and acknowledges them; returns the messages. */
