@@ -76,3 +76,17 @@ pub const FINGERPRINT_SCANNABLE_LEN: usize = 32;
 pub const PROVISIONING_INFO: &[u8] = b"Microbot Provisioning v1";
 /// Version byte opening every sealed provisioning message (SPEC.md §12.14).
 pub const PROVISIONING_VERSION: u8 = 0x01;
+
+/// Version byte opening every sealed-sender envelope and sender certificate
+/// (SPEC.md §19).
+pub const SEALED_SENDER_VERSION: u8 = 0x01;
+/// HKDF info of the sealed-sender ephemeral layer: chain key, key and nonce
+/// sealing the sender's identity key (SPEC.md §19.3).
+pub const SEALED_SENDER_EPHEMERAL_INFO: &[u8] = b"Microbot SealedSender Ephemeral v1";
+/// HKDF info of the sealed-sender static layer: key and nonce sealing the
+/// certificate and inner message, keyed by the sender's identity (SPEC.md §19.3).
+pub const SEALED_SENDER_STATIC_INFO: &[u8] = b"Microbot SealedSender Static v1";
+/// Prefix of the bytes a server signs in a sender certificate (SPEC.md §19.2).
+pub const SENDER_CERTIFICATE_LABEL: &[u8] = b"Microbot SenderCertificate v1";
+/// Longest username a sender certificate carries (bytes, SPEC.md §19.2).
+pub const MAX_CERTIFICATE_USERNAME_LEN: usize = 64;

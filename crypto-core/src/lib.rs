@@ -14,6 +14,7 @@
 //! - [`attachment`]: segmented STREAM encryption of files (SPEC.md §7).
 //! - [`fingerprint`]: safety numbers (SPEC.md §8).
 //! - [`provisioning`]: sealing the identity to a new device when linking (SPEC.md §12.14).
+//! - [`sealed_sender`]: envelopes whose sender only the recipient learns, with server-signed sender certificates (SPEC.md §19).
 //! - [`labels`]: every label, length and limit, as written in SPEC.md.
 //!
 //! Secrets are zeroized on drop and never appear in `Debug` output. Every
@@ -35,6 +36,7 @@ pub mod labels;
 pub mod prekeys;
 pub mod provisioning;
 pub mod ratchet;
+pub mod sealed_sender;
 pub mod sender_key;
 pub mod session;
 
