@@ -6,6 +6,7 @@
 import type { IdentityKeyPair } from "../identity.js";
 import type { LocalPreKeys } from "../prekeys.js";
 import type { Session } from "../session.js";
+import { MemoryGroupStore, type GroupStore } from "./groups_store.js";
 
 /** The account-level facts of one enrolled device. */
 export interface DeviceRecord {
@@ -43,8 +44,8 @@ export interface ClientStore {
   markSeen(id: bigint): void;
 }
 
-/** A `ClientStore` in memory (bots, tests); sessions are kept serialized, as a persistent store would. */
-export class MemoryStore implements ClientStore {
+/** A `ClientStore` in memory (bots, tests); sessions are kept serialized, as a persistent store would. Also a `GroupStore` (groups_store.ts). */
+export class MemoryStore extends MemoryGroupStore implements ClientStore, GroupStore {
   private record: DeviceRecord | undefined;
   private readonly keys: LocalPreKeys;
   private readonly sessions = new Map<string, Map<bigint, Session>>();
@@ -53,6 +54,7 @@ export class MemoryStore implements ClientStore {
 
   /** An empty store holding `preKeys`. */
   constructor(preKeys: LocalPreKeys) {
+    super();
     this.keys = preKeys;
   }
 
