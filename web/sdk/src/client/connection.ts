@@ -29,7 +29,32 @@ export interface SocketLike {
   onclose: ((event: { code: number; reason: string }) => void) | null;
   /** Called on a socket error (a close follows). */
   onerror: ((event: unknown) => void) | null;
+  /** Sends a WebSocket Ping (Node `ws`; browsers have none, see `KeepAliveOptions`). */
+  ping?: () => void;
+  /** Listens for control frames (Node `ws`: `"pong"`, `"ping"`); absent in browsers. */
+  on?: (event: string, listener: () => void) => unknown;
+  /** Drops the TCP connection at once, without a closing handshake (Node `ws`). */
+  terminate?: () => void;
 }
+
+/**
+ * Keep-alive (SPEC.md §12.13): the client pings every `pingIntervalMs` and
+ * treats `silenceLimitMs` without anything arriving (message, Ping or Pong)
+ * as a lost connection. A socket that cannot ping (a browser `WebSocket`)
+ * sends a `challenge` request instead when nothing arrived for
+ * `pingIntervalMs` and no request is outstanding.
+ */
+export interface KeepAliveOptions {
+  /** How often to ping (default 10 s). */
+  pingIntervalMs?: number;
+  /** How long without any incoming data closes the connection as `Silent` (default 45 s). */
+  silenceLimitMs?: number;
+}
+
+/** The reference client's ping interval (§12.13). */
+export const PING_INTERVAL_MS = 10_000;
+/** The reference client's silence limit (§12.13). */
+export const SILENCE_LIMIT_MS = 45_000;
 
 /** Opens a socket to `url` offering `subprotocol`. */
 export type SocketFactory = (url: string, subprotocol: string) => SocketLike;
@@ -73,7 +98,9 @@ export type ConnectionErrorKind =
   /** The server sent something that is not a valid `ServerFrame`, or an answer to no request. */
   | "ProtocolError"
   /** The server picked a version this client does not speak. */
-  | "UnsupportedVersion";
+  | "UnsupportedVersion"
+  /** Nothing arrived for the keep-alive's silence limit: the connection is presumed lost (§12.13). */
+  | "Silent";
 
 /** The connection failed or closed; pending requests are rejected with it. */
 export class ConnectionError extends Error {
@@ -104,6 +131,8 @@ export interface ConnectOptions {
   clientAgent?: string;
   /** How long to wait for the socket and the `HelloResponse` (default 10 s). */
   helloTimeoutMs?: number;
+  /** Keep-alive timing (§12.13), or `false` for none. */
+  keepAlive?: KeepAliveOptions | false;
 }
 
 interface Pending {
@@ -146,6 +175,9 @@ export class Connection {
   private nextId = 1n;
   private closedWith: ConnectionError | undefined;
   private closingFrame: { code: ErrorCode; message: string; retryAfterMs: number } | undefined;
+  private lastHeardMs = Date.now();
+  private keepAliveTimer: ReturnType<typeof setInterval> | undefined;
+  private probing = false;
 
   private constructor(socket: SocketLike, hello: { version: number; serverAgent: string; challenge: Uint8Array; limits: ServerLimits | undefined }) {
     this.socket = socket;
@@ -231,13 +263,22 @@ export class Connection {
           limits: result.value.limits,
         });
         connection.attach();
+        if (options.keepAlive !== false) connection.startKeepAlive(options.keepAlive ?? {});
         resolve(connection);
       };
     });
   }
 
   private attach(): void {
-    this.socket.onmessage = (event) => this.onMessage(event.data);
+    this.socket.onmessage = (event) => {
+      this.lastHeardMs = Date.now();
+      this.onMessage(event.data);
+    };
+    const heard = () => {
+      this.lastHeardMs = Date.now();
+    };
+    this.socket.on?.("pong", heard);
+    this.socket.on?.("ping", heard);
     this.socket.onclose = (event) => {
       const frame = this.closingFrame;
       if (frame) this.finish(new ConnectionError("Closed", frame.message, frame.code, frame.retryAfterMs));
@@ -289,6 +330,56 @@ export class Connection {
     }
   }
 
+  private startKeepAlive(options: KeepAliveOptions): void {
+    const interval = options.pingIntervalMs ?? PING_INTERVAL_MS;
+    const limit = options.silenceLimitMs ?? SILENCE_LIMIT_MS;
+    this.lastHeardMs = Date.now();
+    let lastPingMs = Date.now();
+    const tick = () => {
+      if (this.closedWith) return;
+      const silent = Date.now() - this.lastHeardMs;
+      if (silent >= limit) {
+        this.drop(new ConnectionError("Silent", `nothing from the server for ${silent} ms`));
+        return;
+      }
+      if (this.socket.ping) {
+        if (Date.now() - lastPingMs < interval) return;
+        lastPingMs = Date.now();
+        try {
+          this.socket.ping();
+        } catch {
+          // the close event follows
+        }
+      } else if (silent >= interval && this.pending.size === 0 && !this.probing) {
+        // A browser cannot ping: a request whose answer proves the server is there.
+        this.probing = true;
+        this.call({ case: "challenge", value: {} }, "challenge")
+          .then((answer) => {
+            this.challenge = answer.challenge;
+          })
+          .catch(() => undefined)
+          .finally(() => {
+            this.probing = false;
+          });
+      }
+    };
+    // Checked more often than the ping interval, so a silence is noticed within a fraction of it.
+    this.keepAliveTimer = setInterval(tick, Math.max(1, Math.min(interval, Math.floor(limit / 4))));
+    const timer = this.keepAliveTimer as { unref?: () => void };
+    timer.unref?.();
+  }
+
+  /** Ends the connection with `error` and drops the socket without waiting for the peer. */
+  private drop(error: ConnectionError): void {
+    this.finish(error);
+    try {
+      if (this.socket.terminate) this.socket.terminate();
+      else this.socket.close(1000, "silent");
+    } catch {
+      // already closed
+    }
+  }
+
   private abort(error: ConnectionError): void {
     this.finish(error);
     try {
@@ -301,6 +392,7 @@ export class Connection {
   private finish(error: ConnectionError): void {
     if (this.closedWith) return;
     this.closedWith = error;
+    if (this.keepAliveTimer !== undefined) clearInterval(this.keepAliveTimer);
     for (const waiter of this.pending.values()) waiter.reject(error);
     this.pending.clear();
     for (const listener of this.closeListeners) listener(error);
