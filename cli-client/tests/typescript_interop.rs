@@ -4,7 +4,9 @@
 //! `node --import tsx web/sdk/test/live_interop.test.ts`, which drives a
 //! TypeScript client over `wss://` (certificate pinned) and this package's
 //! `microbot` binary over QUIC: 1:1 messages both ways and the same safety
-//! number. Skips with a printed reason when node or web/node_modules is
+//! number; and a group of three (one TypeScript member, two CLI members) in
+//! which each member sends one message and every other member receives each
+//! exactly once. Skips with a printed reason when node or web/node_modules is
 //! missing. Builds nothing itself: cargo builds the `microbot` binary.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -82,7 +84,7 @@ fn typescript_client_and_rust_cli_chat_through_a_live_server() {
     );
     // The node test skips itself when its environment is incomplete: that must not pass here.
     assert!(
-        stdout.contains("# pass 1"),
+        stdout.contains("# pass 2"),
         "the interop test did not run:\n{stdout}\n{stderr}"
     );
     assert!(
