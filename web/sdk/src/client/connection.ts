@@ -35,6 +35,8 @@ export interface SocketLike {
   on?: (event: string, listener: () => void) => unknown;
   /** Drops the TCP connection at once, without a closing handshake (Node `ws`). */
   terminate?: () => void;
+  /** Bytes queued by `send` and not yet written (browser `WebSocket` and Node `ws`); used to bound memory on uploads. */
+  readonly bufferedAmount?: number;
 }
 
 /**
@@ -445,6 +447,20 @@ export class Connection {
     const result = await this.request(request);
     if (result.case !== kind) throw new ConnectionError("ProtocolError", `expected a ${kind} result, got ${result.case}`);
     return result.value as unknown as ResultOf<K>;
+  }
+
+  /**
+   * Hands the socket over to raw use (an attachment socket after its login,
+   * §12.13): the connection stops reading it, its keep-alive stops, and it
+   * counts as closed by the client. Throws while a request is outstanding.
+   */
+  detach(): SocketLike {
+    if (this.pending.size > 0) throw new ConnectionError("ProtocolError", "cannot detach with requests outstanding");
+    if (this.closedWith) throw this.closedWith;
+    this.finish(new ConnectionError("ClosedByClient", "detached for raw use"));
+    this.socket.onmessage = null;
+    this.socket.onclose = null;
+    return this.socket;
   }
 
   /** Closes the connection cleanly (a client Close, §12.13); pending requests are rejected. */
