@@ -33,6 +33,10 @@ pub const VECTOR_FILES: &[(&str, &str)] = &[
         "provisioning.json",
         include_str!("../vectors/provisioning.json"),
     ),
+    (
+        "sealed_sender.json",
+        include_str!("../vectors/sealed_sender.json"),
+    ),
 ];
 
 /// The JSON Schema of each kind's vector file, `(file name, text)`.
@@ -73,6 +77,10 @@ pub const SCHEMA_FILES: &[(&str, &str)] = &[
     (
         "provisioning.schema.json",
         include_str!("../schema/provisioning.schema.json"),
+    ),
+    (
+        "sealed_sender.schema.json",
+        include_str!("../schema/sealed_sender.schema.json"),
     ),
 ];
 

@@ -13,6 +13,7 @@ pub mod kdf;
 pub mod provisioning;
 pub mod ratchet;
 pub mod safety_number;
+pub mod sealed_sender;
 pub mod sender_key;
 pub mod session;
 pub mod x3dh;
@@ -53,6 +54,7 @@ pub fn all() -> Vec<Kind> {
         kind!(framing),
         kind!(failure),
         kind!(provisioning),
+        kind!(sealed_sender),
     ]
 }
 
