@@ -10,6 +10,7 @@ import type { Json } from "./json.js";
 import { computeKdf } from "./kdf.js";
 import { computeProvisioning } from "./provisioning.js";
 import { computeSafetyNumber } from "./safety_number.js";
+import { computeSealedSender } from "./sealed_sender.js";
 import { computeRatchet } from "./ratchet.js";
 import { computeSenderKey } from "./sender_key.js";
 import { computeSession } from "./session.js";
@@ -32,6 +33,7 @@ export const VECTOR_KINDS: Readonly<Record<string, VectorKind>> = {
   session: computeSession,
   failure: computeFailure,
   provisioning: computeProvisioning,
+  sealed_sender: computeSealedSender,
 };
 
 /** The kind's runner, or undefined when this SDK does not implement it. */
