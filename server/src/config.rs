@@ -146,8 +146,13 @@ pub struct Config {
     pub allow_ips: Vec<IpNet>,
     /// CIDR blocks refused (checked before `allow_ips`).
     pub deny_ips: Vec<IpNet>,
-    /// TCP address of the Prometheus `/metrics` and `/healthz` endpoint (off when unset).
+    /// TCP address of the admin listener: `/metrics`, `/healthz`, `/readyz`
+    /// and the dashboard under `/admin/` (off when unset; plain HTTP on
+    /// loopback, HTTPS with the server certificate elsewhere).
     pub metrics_listen: Option<SocketAddr>,
+    /// Directory of the built dashboard (`web/dashboard/dist`) served under
+    /// `/admin/` on the admin listener (unset: no dashboard files).
+    pub admin_dashboard_dir: Option<PathBuf>,
     /// `http://host:port/path` receiving content-free POSTs for offline devices (off when unset).
     pub webhook_url: Option<String>,
     /// `"sqlite"` (default: the file in `data_dir`) or a
@@ -229,6 +234,7 @@ impl Default for Config {
             allow_ips: Vec::new(),
             deny_ips: Vec::new(),
             metrics_listen: None,
+            admin_dashboard_dir: None,
             webhook_url: None,
             storage: None,
             storage_pool_size: 16,
@@ -431,6 +437,9 @@ pub struct Overrides {
     /// Metrics HTTP address, e.g. 127.0.0.1:9747 [default: off].
     #[arg(long, env = "MICROBOT_METRICS_LISTEN", global = true)]
     pub metrics_listen: Option<SocketAddr>,
+    /// Built dashboard directory served under /admin/ on --metrics-listen [default: none].
+    #[arg(long, env = "MICROBOT_ADMIN_DASHBOARD_DIR", global = true)]
+    pub admin_dashboard_dir: Option<PathBuf>,
     /// Webhook URL (http://) for offline-device notifications [default: off].
     #[arg(long, env = "MICROBOT_WEBHOOK_URL", global = true)]
     pub webhook_url: Option<String>,
@@ -603,6 +612,9 @@ impl Config {
         }
         if o.metrics_listen.is_some() {
             self.metrics_listen.clone_from(&o.metrics_listen);
+        }
+        if o.admin_dashboard_dir.is_some() {
+            self.admin_dashboard_dir.clone_from(&o.admin_dashboard_dir);
         }
         if o.webhook_url.is_some() {
             self.webhook_url.clone_from(&o.webhook_url);

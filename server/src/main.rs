@@ -233,7 +233,16 @@ fn settings_in_effect(config: &Config) -> Vec<String> {
         None => "bus: in-process (single node)".to_owned(),
     };
     let metrics = match config.metrics_listen {
-        Some(addr) => format!("metrics: http://{addr}/metrics (also /healthz, /readyz)"),
+        Some(addr) => {
+            let scheme = if addr.ip().is_loopback() {
+                "http"
+            } else {
+                "https"
+            };
+            format!(
+                "metrics: {scheme}://{addr}/metrics (also /healthz, /readyz, dashboard /admin/)"
+            )
+        }
         None => "metrics: off".to_owned(),
     };
     let webhooks = match &config.webhook_url {

@@ -4,9 +4,8 @@
 //!
 //! Counters, gauges and histograms are hand-rolled over atomics (no metrics
 //! crate: a dozen series do not need one), rendered in the Prometheus text
-//! exposition format 0.0.4 by a tiny HTTP/1.1 responder on a tokio
-//! `TcpListener` (`GET /metrics`, `/healthz`, `/readyz`, anything else 404; one
-//! request per connection). Off unless `metrics_listen` is configured.
+//! exposition format 0.0.4; the admin listener (admin/) serves it on
+//! `GET /metrics`. Off unless `metrics_listen` is configured.
 //!
 //! `microbot_queued_envelopes` is a count over every queue: it is taken at
 //! most once per [`QUEUED_MAX_AGE`] and served from that cache meanwhile, so
@@ -23,10 +22,6 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
-
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
 
 use crate::state::{ServerState, now_ms};
 
@@ -372,8 +367,6 @@ impl Metrics {
     }
 }
 
-/// Largest request head read.
-const MAX_REQUEST_HEAD: usize = 8 * 1024;
 /// How stale `microbot_queued_envelopes` may be: the queues are counted at
 /// most once per this period, however often `/metrics` is scraped.
 pub const QUEUED_MAX_AGE: Duration = Duration::from_secs(5);
@@ -395,84 +388,22 @@ async fn queued_envelopes(state: &Arc<ServerState>) -> Option<u64> {
     *cached = Some((std::time::Instant::now(), n));
     Some(n)
 }
-/// Time a scraper has to send its request.
-const HTTP_READ_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Serves `/metrics`, `/healthz` and `/readyz` on `listener` until `stop` fires.
-pub async fn serve_http(
-    state: Arc<ServerState>,
-    listener: TcpListener,
-    mut stop: watch::Receiver<bool>,
-) {
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    tokio::spawn(answer(Arc::clone(&state), stream));
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "metrics listener accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
-            _ = stop.changed() => return,
-        }
-    }
+/// The whole `/metrics` body: the counters and the node series.
+pub async fn exposition(state: &Arc<ServerState>) -> String {
+    let queued = queued_envelopes(state).await;
+    let mut body = state.metrics.render(queued);
+    node::render(&mut body, state);
+    body
 }
 
-async fn answer(state: Arc<ServerState>, mut stream: TcpStream) {
-    let mut head = Vec::with_capacity(512);
-    let mut buf = [0u8; 1024];
-    let read = tokio::time::timeout(HTTP_READ_TIMEOUT, async {
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_REQUEST_HEAD {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => return false,
-                Ok(n) => head.extend_from_slice(buf.get(..n).unwrap_or_default()),
-            }
-        }
-        true
-    })
-    .await;
-    if !matches!(read, Ok(true)) {
-        return;
-    }
-    let line = head.split(|b| *b == b'\r').next().unwrap_or_default();
-    let mut parts = line.split(|b| *b == b' ');
-    let method = parts.next().unwrap_or_default();
-    let path = parts.next().unwrap_or_default();
-    let (status, content_type, body) = match (method, path) {
-        (b"GET", b"/metrics") => {
-            let queued = queued_envelopes(&state).await;
-            let mut body = state.metrics.render(queued);
-            node::render(&mut body, &state);
-            ("200 OK", "text/plain; version=0.0.4; charset=utf-8", body)
-        }
-        (b"GET", b"/healthz") => ("200 OK", "text/plain; charset=utf-8", "ok\n".to_owned()),
-        (b"GET", b"/readyz") => match node::readiness(&state) {
-            Ok(()) => ("200 OK", "text/plain; charset=utf-8", "ready\n".to_owned()),
-            Err(reason) => (
-                "503 Service Unavailable",
-                "text/plain; charset=utf-8",
-                format!("not ready: {reason}\n"),
-            ),
-        },
-        (b"GET", _) => (
-            "404 Not Found",
-            "text/plain; charset=utf-8",
-            "not found\n".to_owned(),
-        ),
-        _ => (
-            "405 Method Not Allowed",
-            "text/plain; charset=utf-8",
-            "method not allowed\n".to_owned(),
-        ),
-    };
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let _ = stream.write_all(response.as_bytes()).await;
-    let _ = stream.shutdown().await;
+/// Whether this node may be sent traffic (`/readyz`); `Err` carries the
+/// reason.
+///
+/// # Errors
+/// The reason the node is not ready.
+pub fn readiness(state: &ServerState) -> Result<(), &'static str> {
+    node::readiness(state)
 }
 
 /// Name of a request kind, for the latency histogram.

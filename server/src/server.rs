@@ -25,7 +25,7 @@ use crate::config::Config;
 use crate::endpoint::{self, EndpointError};
 use crate::limits::shared::SharedLimits;
 use crate::limits::{Limits, Refusal};
-use crate::metrics::{self, Metrics};
+use crate::metrics::Metrics;
 use crate::state::ServerState;
 use crate::storage::{self, OpenStorageError};
 use crate::webhooks::{self, WebhookTarget, Webhooks};
@@ -131,6 +131,8 @@ pub struct Server {
     fingerprint: String,
     generated_certificate: bool,
     metrics_listener: Option<tokio::net::TcpListener>,
+    /// TLS for the admin listener when it is not on loopback (SPEC.md §18.7).
+    admin_tls: Option<crate::admin::AdminTls>,
     websocket: Option<WsListener>,
     webhook: Option<(WebhookTarget, tokio::sync::mpsc::Receiver<u64>)>,
     _lock: DataDirLock,
@@ -246,6 +248,10 @@ impl Server {
             }
             None => None,
         };
+        let admin_tls = match config.metrics_listen {
+            Some(addr) if !addr.ip().is_loopback() => Some(crate::admin::tls_acceptor(&identity)?),
+            _ => None,
+        };
         let (webhooks, webhook) = match &config.webhook_url {
             Some(url) => {
                 let target = WebhookTarget::parse(url).map_err(|_| {
@@ -279,6 +285,7 @@ impl Server {
             fingerprint: identity.fingerprint,
             generated_certificate: identity.generated,
             metrics_listener,
+            admin_tls,
             websocket,
             webhook,
             _lock: lock,
@@ -438,9 +445,10 @@ impl Server {
         }
         helpers.spawn(queues::purge_loop(Arc::clone(&self.state), stop.clone()));
         if let Some(listener) = self.metrics_listener.take() {
-            helpers.spawn(metrics::serve_http(
+            helpers.spawn(crate::admin::serve(
                 Arc::clone(&self.state),
                 listener,
+                self.admin_tls.take(),
                 stop.clone(),
             ));
         }
