@@ -177,6 +177,9 @@ pub struct Config {
     /// The operator states that a TLS-terminating proxy is in front of the
     /// WebSocket listener (allows `ws_plain` on any address).
     pub ws_tls_proxy: bool,
+    /// Directory of the built web app served at `/` on the TCP listener
+    /// (SPEC.md §12.16); relative paths are from the working directory.
+    pub web_app_dir: PathBuf,
 }
 
 impl Default for Config {
@@ -244,6 +247,7 @@ impl Default for Config {
             ws_listen: None,
             ws_plain: false,
             ws_tls_proxy: false,
+            web_app_dir: PathBuf::from("web/app/dist"),
         }
     }
 }
@@ -467,6 +471,9 @@ pub struct Overrides {
     /// A TLS-terminating proxy is in front of the WebSocket listener [default: false].
     #[arg(long, env = "MICROBOT_WS_TLS_PROXY", global = true)]
     pub ws_tls_proxy: Option<bool>,
+    /// Directory of the built web app served at / [default: web/app/dist].
+    #[arg(long, env = "MICROBOT_WEB_APP_DIR", global = true)]
+    pub web_app_dir: Option<PathBuf>,
 }
 
 impl Config {
@@ -635,6 +642,7 @@ impl Config {
         }
         set(&mut self.ws_plain, &o.ws_plain);
         set(&mut self.ws_tls_proxy, &o.ws_tls_proxy);
+        set(&mut self.web_app_dir, &o.web_app_dir);
         self
     }
 

@@ -34,6 +34,7 @@ pub mod queues;
 pub mod server;
 pub mod state;
 pub mod storage;
+pub mod web_app;
 pub mod webhooks;
 pub mod websocket;
 pub mod websocket_attach;

@@ -442,6 +442,7 @@ impl Server {
                 tls = ws.tls.is_some(),
                 "websocket listening (path /v1/ws)"
             );
+            crate::web_app::log_presence(&self.state.config.web_app_dir);
         }
         helpers.spawn(queues::purge_loop(Arc::clone(&self.state), stop.clone()));
         if let Some(listener) = self.metrics_listener.take() {

@@ -1,7 +1,9 @@
 //! The WebSocket transport (SPEC.md §12.13): the same `ClientFrame` /
 //! `ServerFrame` conversation as the QUIC request stream, one frame body
 //! per binary WebSocket message, for networks that drop UDP and for
-//! browsers.
+//! browsers. The listener speaks HTTP/1.1 (hyper): the upgrade on
+//! [`PATH`] / [`ATTACH_PATH`] becomes a WebSocket, every other path is a
+//! file of the web app (web_app.rs, SPEC.md §12.16).
 //!
 //! Invariants:
 //! - A connection is admitted like a QUIC one: the IP rules and caps are
@@ -35,12 +37,21 @@ use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt as _, StreamExt as _};
 use microbot_protocol::transport::{ErrorCode, ServerFrame, server_frame};
 use prost::Message as _;
+use std::sync::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::{Notify, mpsc, watch};
+
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::upgrade::{OnUpgrade, Upgraded};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
-use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{Message, WebSocketConfig};
@@ -49,8 +60,9 @@ use crate::bus::BusEvent;
 use crate::connection::{self, HELLO_TIMEOUT, SHUTDOWN_RETRY_AFTER_MS};
 use crate::dispatch::{Close, Reply, RequestHandler};
 use crate::endpoint::{EndpointError, ServerIdentity};
-use crate::limits::{HandshakeSlot, Refusal};
+use crate::limits::{ConnectionSlot, HandshakeSlot, Refusal};
 use crate::state::ServerState;
+use crate::web_app::{self, Body};
 use crate::websocket_attach::{self, ATTACH_PATH};
 
 /// The request path of the WebSocket endpoint.
@@ -68,6 +80,8 @@ const CLOSE_FLUSH: Duration = Duration::from_secs(2);
 const CLOSE_LINGER: Duration = Duration::from_millis(500);
 /// Read buffer of one connection (tungstenite reads at most this at a time).
 const READ_BUFFER: usize = 16 * 1024;
+/// Most bytes of one HTTP request head held (a longer head is refused).
+const HTTP_BUFFER: usize = 16 * 1024;
 
 /// The WebSocket close code for `code` (SPEC.md §12.13).
 pub fn close_code(code: ErrorCode) -> u16 {
@@ -158,42 +172,51 @@ impl AsyncWrite for Link {
     }
 }
 
-/// The HTTP upgrade check: path [`PATH`] (or [`ATTACH_PATH`], then
-/// `attach` is set) and subprotocol [`SUBPROTOCOL`] offered, else 404 /
-/// 400 and no WebSocket.
-#[allow(clippy::result_large_err)] // the signature tungstenite's callback has
-fn check_upgrade(
-    request: &Request,
-    mut response: Response,
-    attach: &AtomicBool,
-) -> Result<Response, ErrorResponse> {
-    let refuse = |status: StatusCode, why: &str| {
-        let mut error = ErrorResponse::new(Some(why.to_owned()));
-        *error.status_mut() = status;
-        error
+/// Why an upgrade request gets no WebSocket.
+fn refuse_upgrade(status: StatusCode, why: &'static str) -> Response<Body> {
+    web_app::plain(status, why)
+}
+
+/// The HTTP upgrade check: path [`PATH`] (or [`ATTACH_PATH`]), a
+/// WebSocket version 13 upgrade, and subprotocol [`SUBPROTOCOL`] offered;
+/// else why not (answered with 400, no WebSocket). Ok: the `101` answer.
+fn check_upgrade<B>(request: &Request<B>) -> Result<Response<Body>, &'static str> {
+    let headers = request.headers();
+    let has_token = |name: header::HeaderName, token: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
     };
-    match request.uri().path() {
-        PATH => {}
-        ATTACH_PATH => attach.store(true, Ordering::Relaxed),
-        _ => return Err(refuse(StatusCode::NOT_FOUND, "not found")),
+    if request.method() != Method::GET
+        || !has_token(header::UPGRADE, "websocket")
+        || !has_token(header::CONNECTION, "upgrade")
+        || headers
+            .get(header::SEC_WEBSOCKET_VERSION)
+            .is_none_or(|v| v.as_bytes() != b"13")
+    {
+        return Err("This path takes a WebSocket (version 13) upgrade only.\n");
     }
-    let offered = request
-        .headers()
-        .get_all("sec-websocket-protocol")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|p| p.trim() == SUBPROTOCOL);
-    if !offered {
-        return Err(refuse(
-            StatusCode::BAD_REQUEST,
-            "the subprotocol microbot.v1 is required",
-        ));
+    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
+        return Err("Sec-WebSocket-Key is missing.\n");
+    };
+    if !has_token(header::SEC_WEBSOCKET_PROTOCOL, SUBPROTOCOL) {
+        return Err("the subprotocol microbot.v1 is required\n");
     }
-    response.headers_mut().insert(
-        "sec-websocket-protocol",
+    let accept = derive_accept_key(key.as_bytes());
+    let mut response = Response::new(web_app::empty());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let out = response.headers_mut();
+    out.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    out.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    out.insert(
+        header::SEC_WEBSOCKET_PROTOCOL,
         HeaderValue::from_static(SUBPROTOCOL),
     );
+    let accept = HeaderValue::from_str(&accept).map_err(|_| "Sec-WebSocket-Key is invalid.\n")?;
+    out.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
     Ok(response)
 }
 
@@ -207,33 +230,186 @@ fn ws_config(max_frame_len: usize) -> WebSocketConfig {
         .max_frame_size(Some(max_frame_len))
 }
 
-/// Runs the TLS (unless `tls` is `None`) and WebSocket handshakes.
-async fn handshake(
+/// Runs the TLS handshake (unless `tls` is `None`).
+async fn accept_tls(
     stream: TcpStream,
     tls: Option<tokio_rustls::TlsAcceptor>,
-    max_frame_len: usize,
     read: Arc<ReadCount>,
-    attach: Arc<AtomicBool>,
-) -> Result<WebSocketStream<Link>, String> {
+) -> Result<Link, String> {
     let inner = match tls {
         Some(acceptor) => Inner::Tls(Box::new(
             acceptor.accept(stream).await.map_err(|e| e.to_string())?,
         )),
         None => Inner::Plain(stream),
     };
-    let link = Link { inner, read };
-    #[allow(clippy::result_large_err)] // tungstenite's callback signature
-    tokio_tungstenite::accept_hdr_async_with_config(
-        link,
-        move |request: &Request, response| check_upgrade(request, response, &attach),
+    Ok(Link { inner, read })
+}
+
+/// The state of one HTTP connection shared with its request handler.
+struct HttpConn {
+    state: Arc<ServerState>,
+    remote: SocketAddr,
+    /// Held from accept until the connection is a WebSocket or serves files.
+    handshake: Mutex<Option<HandshakeSlot>>,
+    /// Held while the connection serves files.
+    files_slot: Mutex<Option<ConnectionSlot>>,
+    /// Where an accepted upgrade goes (taken by the first one).
+    upgrade: Mutex<Option<oneshot::Sender<(OnUpgrade, bool)>>>,
+    /// Set once the connection has served a file (no handshake deadline).
+    serving_files: AtomicBool,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl HttpConn {
+    /// One HTTP request: a WebSocket upgrade on [`PATH`] / [`ATTACH_PATH`],
+    /// else a file of the web app (§12.16).
+    async fn handle(self: Arc<Self>, mut request: Request<Incoming>) -> Response<Body> {
+        let attach = match request.uri().path() {
+            PATH => Some(false),
+            ATTACH_PATH => Some(true),
+            _ => None,
+        };
+        if let Some(attach) = attach {
+            let response = match check_upgrade(&request) {
+                Ok(response) => response,
+                Err(why) => return refuse_upgrade(StatusCode::BAD_REQUEST, why),
+            };
+            let Some(sender) = lock(&self.upgrade).take() else {
+                return refuse_upgrade(StatusCode::BAD_REQUEST, "one upgrade per connection\n");
+            };
+            let on_upgrade = hyper::upgrade::on(&mut request);
+            if sender.send((on_upgrade, attach)).is_err() {
+                return refuse_upgrade(StatusCode::SERVICE_UNAVAILABLE, "connection ending\n");
+            }
+            return response;
+        }
+        if !self.serving_files.load(Ordering::Relaxed) {
+            // The first file request: from here on the connection counts
+            // as an open connection, not a handshake.
+            let slot = match self.state.limits.admit(self.remote.ip()) {
+                Ok(slot) => slot,
+                Err(refusal) => {
+                    self.state.metrics.connections_refused.inc();
+                    tracing::debug!(?refusal, "web app connection refused");
+                    let mut response = web_app::plain(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "Too many connections; try again in a moment.\n",
+                    );
+                    response
+                        .headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                    return response;
+                }
+            };
+            *lock(&self.files_slot) = Some(slot);
+            drop(lock(&self.handshake).take());
+            self.serving_files.store(true, Ordering::Relaxed);
+        }
+        web_app::respond(&self.state.config.web_app_dir, request).await
+    }
+}
+
+/// Runs the TLS handshake and HTTP until the connection becomes a
+/// WebSocket (`Some`), or has ended serving files or failed (`None`).
+/// The handshake deadline covers TLS and the upgrade; a connection serving
+/// files lives at most the idle timeout.
+async fn handshake(
+    conn: Arc<HttpConn>,
+    stream: TcpStream,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    read: Arc<ReadCount>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<(WebSocketStream<Io>, bool)> {
+    let state = Arc::clone(&conn.state);
+    let max_frame_len = usize::try_from(state.config.max_frame_len).unwrap_or(usize::MAX);
+    let deadline = Duration::from_secs(state.config.handshake_timeout_secs);
+    let mut handshake_by = tokio::time::Instant::now() + deadline;
+    let link = match tokio::time::timeout_at(handshake_by, accept_tls(stream, tls, read)).await {
+        Ok(Ok(link)) => link,
+        Ok(Err(error)) => {
+            tracing::debug!(%error, "websocket tls handshake failed");
+            return None;
+        }
+        Err(_) => {
+            tracing::debug!("websocket handshake not finished in time");
+            return None;
+        }
+    };
+    let (upgrade_tx, mut upgrade_rx) = oneshot::channel();
+    *lock(&conn.upgrade) = Some(upgrade_tx);
+    let service_conn = Arc::clone(&conn);
+    let service = service_fn(move |request| {
+        let conn = Arc::clone(&service_conn);
+        async move { Ok::<_, std::convert::Infallible>(conn.handle(request).await) }
+    });
+    let http = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(deadline)
+        .max_buf_size(HTTP_BUFFER)
+        .serve_connection(TokioIo::new(link), service)
+        .with_upgrades();
+    tokio::pin!(http);
+    let files_until = tokio::time::Instant::now()
+        + Duration::from_secs(state.config.idle_timeout_secs).max(deadline);
+    let mut upgrade: Option<(OnUpgrade, bool)> = None;
+    let ended = loop {
+        let serving_files = conn.serving_files.load(Ordering::Relaxed);
+        let bound = if serving_files && upgrade.is_none() {
+            files_until
+        } else {
+            handshake_by
+        };
+        tokio::select! {
+            ended = &mut http => break ended,
+            got = &mut upgrade_rx, if upgrade.is_none() => {
+                if let Ok(got) = got {
+                    if serving_files {
+                        handshake_by = tokio::time::Instant::now() + deadline;
+                    }
+                    upgrade = Some(got);
+                }
+            }
+            () = tokio::time::sleep_until(bound) => {
+                tracing::debug!(serving_files, "http connection over its time");
+                return None;
+            }
+            _ = shutdown.changed() => return None,
+        }
+    };
+    if let Err(error) = ended {
+        tracing::debug!(%error, "http connection failed");
+        return None;
+    }
+    // The upgrade may have been handed over in the same poll as the end.
+    let (on_upgrade, attach) = upgrade.or_else(|| upgrade_rx.try_recv().ok())?;
+    let upgraded = match tokio::time::timeout_at(handshake_by, on_upgrade).await {
+        Ok(Ok(upgraded)) => upgraded,
+        Ok(Err(error)) => {
+            tracing::debug!(%error, "websocket upgrade failed");
+            return None;
+        }
+        Err(_) => {
+            tracing::debug!("websocket handshake not finished in time");
+            return None;
+        }
+    };
+    let ws = WebSocketStream::from_raw_socket(
+        TokioIo::new(upgraded),
+        Role::Server,
         Some(ws_config(max_frame_len)),
     )
-    .await
-    .map_err(|e| e.to_string())
+    .await;
+    Some((ws, attach))
 }
 
 /// Serves one accepted TCP connection until it ends or `shutdown` fires
-/// (the WebSocket counterpart of [`connection::serve`]).
+/// (the WebSocket counterpart of [`connection::serve`]); a connection
+/// that asks for files of the web app is served those instead (§12.16).
 pub async fn serve(
     state: Arc<ServerState>,
     stream: TcpStream,
@@ -243,32 +419,28 @@ pub async fn serve(
     handshake_slot: HandshakeSlot,
 ) {
     let max_frame_len = usize::try_from(state.config.max_frame_len).unwrap_or(usize::MAX);
-    let deadline = Duration::from_secs(state.config.handshake_timeout_secs);
     let read = Arc::new(ReadCount::default());
-    let attach = Arc::new(AtomicBool::new(false));
     let _ = stream.set_nodelay(true);
-    let handshaken = tokio::time::timeout(
-        deadline,
-        handshake(
-            stream,
-            tls,
-            max_frame_len,
-            Arc::clone(&read),
-            Arc::clone(&attach),
-        ),
+    let conn = Arc::new(HttpConn {
+        state: Arc::clone(&state),
+        remote,
+        handshake: Mutex::new(Some(handshake_slot)),
+        files_slot: Mutex::new(None),
+        upgrade: Mutex::new(None),
+        serving_files: AtomicBool::new(false),
+    });
+    let handshaken = handshake(
+        Arc::clone(&conn),
+        stream,
+        tls,
+        Arc::clone(&read),
+        &mut shutdown,
     )
     .await;
-    drop(handshake_slot);
-    let mut ws = match handshaken {
-        Ok(Ok(ws)) => ws,
-        Ok(Err(error)) => {
-            tracing::debug!(%error, "websocket handshake failed");
-            return;
-        }
-        Err(_) => {
-            tracing::debug!("websocket handshake not finished in time");
-            return;
-        }
+    drop(lock(&conn.handshake).take());
+    drop(lock(&conn.files_slot).take());
+    let Some((mut ws, attach)) = handshaken else {
+        return;
     };
     let _slot = match state.limits.admit(remote.ip()) {
         Ok(slot) => slot,
@@ -293,7 +465,7 @@ pub async fn serve(
     let _gauge = OpenGauge(Arc::clone(&state));
     tracing::debug!(%remote, "websocket connection open");
     let (sink, stream) = ws.split();
-    if attach.load(Ordering::Relaxed) {
+    if attach {
         websocket_attach::serve(state, sink, stream, remote, shutdown).await;
         tracing::debug!(%remote, "attachment websocket closed");
         return;
@@ -349,9 +521,11 @@ struct Shared {
 }
 
 /// The sending half of a server WebSocket.
-pub(crate) type Sink = futures_util::stream::SplitSink<WebSocketStream<Link>, Message>;
+pub(crate) type Sink = futures_util::stream::SplitSink<WebSocketStream<Io>, Message>;
 /// The receiving half of a server WebSocket.
-pub(crate) type Source = futures_util::stream::SplitStream<WebSocketStream<Link>>;
+pub(crate) type Source = futures_util::stream::SplitStream<WebSocketStream<Io>>;
+/// The byte stream of an upgraded connection (over a [`Link`]).
+pub(crate) type Io = TokioIo<Upgraded>;
 
 /// Writes frames in order; one write at a time, so a client that does not
 /// read holds up only this task.
