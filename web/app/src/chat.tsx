@@ -1,0 +1,307 @@
+/**
+ * The signed-in view: connection state, contacts, one conversation with
+ * reactions, replies, edits, deletes, read receipts and "typing…", the
+ * members of the chat and the safety number.
+ */
+import { useEffect, useRef, useState } from "preact/hooks";
+
+import type { ChatMessage, Engine, EngineState } from "./engine.js";
+import { ErrorLine, Qr, useAction } from "./ui.js";
+
+const EMOJI = ["👍", "❤️", "😂", "😮"];
+
+function useEngine(engine: Engine): EngineState {
+  const [state, setState] = useState(engine.state);
+  useEffect(() => engine.subscribe(() => setState(engine.state)), [engine]);
+  return state;
+}
+
+function ConnectionBadge({ state }: { state: EngineState }) {
+  const text = state.net === "online" ? "Online" : state.net === "connecting" ? "Connecting…" : "Offline — reconnecting…";
+  return (
+    <div class={`net net-${state.net}`} role="status" aria-label="Connection">
+      <span class="dot" aria-hidden="true" />
+      {text}
+      {state.pending > 0 ? <span class="pending"> · {state.pending} waiting to send</span> : null}
+      {state.net === "offline" && state.netProblem ? <span class="problem"> {state.netProblem}</span> : null}
+    </div>
+  );
+}
+
+function AddContact({ engine, onAdded }: { engine: Engine; onAdded: (name: string) => void }) {
+  const [name, setName] = useState("");
+  const [busy, error, run] = useAction();
+  const submit = (e: Event) => {
+    e.preventDefault();
+    const who = name.trim();
+    if (!who) return;
+    void run(async () => {
+      await engine.addContact(who);
+      setName("");
+      onAdded(who);
+    });
+  };
+  return (
+    <form class="add" onSubmit={submit} aria-label="Add contact" aria-busy={busy}>
+      <label>
+        Contact name
+        <input name="contact" required value={name} onInput={(e) => setName(e.currentTarget.value)} />
+      </label>
+      <button type="submit" disabled={busy}>
+        {busy ? "Adding…" : "Add contact"}
+      </button>
+      <ErrorLine error={error} />
+    </form>
+  );
+}
+
+function SafetyNumberDialog({ engine, peer, onClose }: { engine: Engine; peer: string; onClose: () => void }) {
+  const number = engine.safetyNumber(peer);
+  const ref = useRef<HTMLDivElement>(null);
+  useEffect(() => {
+    ref.current?.querySelector("button")?.focus();
+    const onKey = (e: KeyboardEvent) => {
+      if (e.key === "Escape") onClose();
+    };
+    window.addEventListener("keydown", onKey);
+    return () => window.removeEventListener("keydown", onKey);
+  }, [onClose]);
+  const payload = number ? Array.from(number.qrPayload(), (b) => b.toString(16).padStart(2, "0")).join("") : "";
+  return (
+    <div class="backdrop">
+      <div class="dialog" role="dialog" aria-modal="true" aria-label={`Safety number with ${peer}`} ref={ref}>
+        <h2>Safety number with {peer}</h2>
+        {number ? (
+          <>
+            <p>Compare these digits with {peer} in person or on a call, or scan each other's code. If they match, nobody is in between.</p>
+            <p class="digits" aria-label="Safety number digits">
+              {number.display()}
+            </p>
+            <Qr text={payload} label="Safety number QR code" />
+          </>
+        ) : (
+          <p>No safety number yet: send or receive a first message.</p>
+        )}
+        <button onClick={onClose}>Close</button>
+      </div>
+    </div>
+  );
+}
+
+function MessageItem({ message, engine, peer, onReply, onEdit }: { message: ChatMessage; engine: Engine; peer: string; onReply: () => void; onEdit: () => void }) {
+  const [busy, error, run] = useAction();
+  const time = new Date(message.sentAtMs).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  const status = message.status === "read" ? "Read" : message.status === "sent" ? "Sent" : message.status === "queued" ? "Waiting to send" : undefined;
+  return (
+    <li class={`msg ${message.mine ? "mine" : "theirs"}`} aria-label={`${message.mine ? "You" : message.from}: ${message.deleted ? "message deleted" : message.text}`}>
+      {message.replyTo ? <blockquote class="quote">↩ {message.replyTo.author}: {message.replyTo.snippet}</blockquote> : null}
+      <p class="text">{message.deleted ? <em>This message was deleted.</em> : message.text}</p>
+      <div class="meta">
+        <span>{time}</span>
+        {message.edited && !message.deleted ? <span> · edited</span> : null}
+        {status ? <span class="status"> · {status}</span> : null}
+      </div>
+      {Object.keys(message.reactions).length > 0 ? (
+        <ul class="reactions" aria-label="Reactions">
+          {Object.entries(message.reactions).map(([emoji, who]) => (
+            <li key={emoji} title={who.join(", ")}>
+              {emoji} {who.length}
+            </li>
+          ))}
+        </ul>
+      ) : null}
+      {message.deleted ? null : (
+        <div class="actions">
+          {EMOJI.map((emoji) => (
+            <button key={emoji} class="icon" aria-label={`React ${emoji}`} disabled={busy} onClick={() => void run(() => engine.react(peer, message, emoji))}>
+              {emoji}
+            </button>
+          ))}
+          <button class="link" onClick={onReply}>
+            Reply
+          </button>
+          {message.mine ? (
+            <>
+              <button class="link" onClick={onEdit}>
+                Edit
+              </button>
+              <button class="link danger" disabled={busy} onClick={() => void run(() => engine.remove(peer, message))}>
+                Delete
+              </button>
+            </>
+          ) : null}
+        </div>
+      )}
+      <ErrorLine error={error} />
+    </li>
+  );
+}
+
+function ConversationView({ engine, state, peer, onBack }: { engine: Engine; state: EngineState; peer: string; onBack: () => void }) {
+  const conv = state.conversations[peer];
+  const [text, setText] = useState("");
+  const [replyTo, setReplyTo] = useState<ChatMessage | undefined>();
+  const [editing, setEditing] = useState<ChatMessage | undefined>();
+  const [showSafety, setShowSafety] = useState(false);
+  const [showMembers, setShowMembers] = useState(false);
+  const [busy, error, run] = useAction();
+  const input = useRef<HTMLTextAreaElement>(null);
+  const list = useRef<HTMLOListElement>(null);
+  const count = conv?.messages.length ?? 0;
+  useEffect(() => {
+    list.current?.lastElementChild?.scrollIntoView({ block: "end" });
+    if (document.visibilityState === "visible") engine.markRead(peer);
+  }, [count, peer, engine]);
+  useEffect(() => {
+    const onVisible = () => document.visibilityState === "visible" && engine.markRead(peer);
+    document.addEventListener("visibilitychange", onVisible);
+    return () => document.removeEventListener("visibilitychange", onVisible);
+  }, [peer, engine]);
+  if (!conv) return null;
+  const typing = conv.typingUntil > Date.now();
+  const cancel = () => {
+    setReplyTo(undefined);
+    setEditing(undefined);
+    setText("");
+  };
+  const send = () => {
+    const body = text.trim();
+    if (!body) return;
+    const target = editing;
+    const reply = replyTo;
+    setText("");
+    setReplyTo(undefined);
+    setEditing(undefined);
+    engine.typing(peer, false);
+    void run(() => (target ? engine.edit(peer, target, body) : engine.sendText(peer, body, reply)));
+  };
+  const onKey = (e: KeyboardEvent) => {
+    if (e.key === "Enter" && !e.shiftKey) {
+      e.preventDefault();
+      send();
+    } else if (e.key === "Escape") {
+      cancel();
+    }
+  };
+  return (
+    <section class="conversation" aria-label={`Chat with ${peer}`}>
+      <header>
+        <button class="back link" onClick={onBack} aria-label="Back to chats">
+          ←
+        </button>
+        <h2>{peer}</h2>
+        <button class="link" onClick={() => setShowMembers(!showMembers)} aria-expanded={showMembers}>
+          Members
+        </button>
+        <button class="link" onClick={() => setShowSafety(true)}>
+          Safety number
+        </button>
+      </header>
+      {showMembers ? (
+        <ul class="members" aria-label="Members">
+          <li>{state.username} (you)</li>
+          <li>{peer}</li>
+        </ul>
+      ) : null}
+      <ol class="messages" role="log" aria-label="Messages" aria-live="polite" ref={list}>
+        {conv.messages.map((m) => (
+          <MessageItem
+            key={m.id}
+            message={m}
+            engine={engine}
+            peer={peer}
+            onReply={() => {
+              setEditing(undefined);
+              setReplyTo(m);
+              input.current?.focus();
+            }}
+            onEdit={() => {
+              setReplyTo(undefined);
+              setEditing(m);
+              setText(m.text);
+              input.current?.focus();
+            }}
+          />
+        ))}
+      </ol>
+      <p class="typing" aria-live="polite">
+        {typing ? `${peer} is typing…` : ""}
+      </p>
+      {replyTo || editing ? (
+        <div class="context">
+          {editing ? "Editing your message" : `Replying to ${replyTo!.from}: ${replyTo!.text.slice(0, 80)}`}
+          <button class="link" onClick={cancel} aria-label="Cancel">
+            ✕
+          </button>
+        </div>
+      ) : null}
+      <form
+        class="composer"
+        onSubmit={(e) => {
+          e.preventDefault();
+          send();
+        }}
+        aria-busy={busy}
+      >
+        <label class="visually-hidden" for="composer">
+          Message
+        </label>
+        <textarea
+          id="composer"
+          ref={input}
+          rows={1}
+          placeholder={`Message ${peer}`}
+          value={text}
+          onInput={(e) => {
+            setText(e.currentTarget.value);
+            engine.typing(peer, e.currentTarget.value.length > 0);
+          }}
+          onKeyDown={onKey}
+        />
+        <button type="submit" disabled={!text.trim()}>
+          {editing ? "Save" : "Send"}
+        </button>
+      </form>
+      <ErrorLine error={error} />
+      {showSafety ? <SafetyNumberDialog engine={engine} peer={peer} onClose={() => setShowSafety(false)} /> : null}
+    </section>
+  );
+}
+
+/** The signed-in view. */
+export function ChatView({ engine }: { engine: Engine }) {
+  const state = useEngine(engine);
+  const [open, setOpen] = useState<string | undefined>();
+  const peers = Object.keys(state.conversations).sort();
+  return (
+    <div class={`chat ${open ? "has-open" : ""}`}>
+      <aside class="sidebar" aria-label="Chats">
+        <header>
+          <h1>Microbot</h1>
+          <p class="me">
+            Signed in as <strong>{state.username}</strong>
+          </p>
+          <ConnectionBadge state={state} />
+        </header>
+        <AddContact engine={engine} onAdded={setOpen} />
+        <nav aria-label="Conversations">
+          <ul class="peers">
+            {peers.map((peer) => {
+              const unread = state.conversations[peer]!.unread;
+              return (
+                <li key={peer}>
+                  <button class={peer === open ? "current" : ""} aria-current={peer === open ? "page" : undefined} onClick={() => setOpen(peer)}>
+                    {peer}
+                    {unread > 0 && peer !== open ? <span class="badge" aria-label={`${unread} unread`}>{unread}</span> : null}
+                  </button>
+                </li>
+              );
+            })}
+          </ul>
+          {peers.length === 0 ? <p class="hint">Add a contact by their name to start chatting.</p> : null}
+        </nav>
+      </aside>
+      {open ? <ConversationView engine={engine} state={state} peer={open} onBack={() => setOpen(undefined)} /> : <section class="empty">Choose a chat or add a contact.</section>}
+    </div>
+  );
+}

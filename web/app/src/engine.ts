@@ -1,0 +1,453 @@
+/**
+ * The app's engine: one device of one account, kept connected by a
+ * `Reconnector`, every send through the SDK's durable `Outbox` (so what is
+ * typed offline leaves on reconnect, in order, once), and the
+ * conversations as plain data the UI renders. No DOM here.
+ */
+import { create, fromBinary } from "@bufbuild/protobuf";
+import { client, content as c, IdentityKeyPair, LocalPreKeys, systemRng, toHex, type SafetyNumber } from "@microbot/sdk";
+
+import { describeError } from "./errors.js";
+
+type Connection = client.Connection;
+type ClientStore = client.ClientStore & client.OutboxStore;
+type Content = c.Content;
+
+/** The connection as the person sees it. */
+export type NetState = "connecting" | "online" | "offline";
+
+/** One message of a conversation. */
+export interface ChatMessage {
+  /** Hex of the 16-byte message id. */
+  id: string;
+  from: string;
+  mine: boolean;
+  text: string;
+  sentAtMs: number;
+  replyTo?: { id: string; author: string; snippet: string };
+  revision: number;
+  edited: boolean;
+  deleted: boolean;
+  /** emoji → who reacted. */
+  reactions: Record<string, string[]>;
+  /** Own messages: queued (not yet accepted by the server), sent, read. */
+  status?: "queued" | "sent" | "read";
+}
+
+/** A 1:1 conversation. */
+export interface Conversation {
+  peer: string;
+  messages: ChatMessage[];
+  /** The peer's typing indicator expires at this time (ms). */
+  typingUntil: number;
+  unread: number;
+}
+
+/** What the UI shows. */
+export interface EngineState {
+  username: string;
+  net: NetState;
+  /** Why the last connection attempt failed, in words. */
+  netProblem?: string;
+  /** Messages waiting in the outbox. */
+  pending: number;
+  conversations: Record<string, Conversation>;
+}
+
+/** What `register` shows before the first code is typed. */
+export interface PendingRegistration {
+  username: string;
+  password: string;
+  secretBase32: string;
+  otpauthUri: string;
+  recoveryCodes: string[];
+}
+
+const TYPING_TTL_MS = 15_000;
+const PREKEYS = 50;
+
+/** The WebSocket URL of the server that served the page. */
+export function serverUrl(): string {
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  return `${scheme}//${location.host}/v1/ws`;
+}
+
+/** Browser WebSocket as the SDK's `SocketLike`. */
+export const browserSockets: client.SocketFactory = (url, subprotocol) => {
+  const socket = new WebSocket(url, subprotocol);
+  socket.binaryType = "arraybuffer";
+  return socket as unknown as client.SocketLike;
+};
+
+/** Opens a logged-out connection to this page's server. */
+export function openConnection(): Promise<Connection> {
+  return client.Connection.open({ url: serverUrl(), socketFactory: browserSockets, clientAgent: "microbot-web/0.1", helloTimeoutMs: 8_000 });
+}
+
+const hex = (bytes: Uint8Array) => toHex(bytes);
+const fromHexId = (id: string) => Uint8Array.from(id.match(/../g)!.map((b) => parseInt(b, 16)));
+
+/** Opens the device's encrypted IndexedDB store (falls back to memory where IndexedDB is missing). */
+async function openStore(username: string): Promise<ClientStore> {
+  try {
+    return await client.IdbStore.open(`microbot:${username}`);
+  } catch (error) {
+    console.warn("IndexedDB unavailable, keys kept in memory only", error);
+    const store = new client.MemoryStore(new LocalPreKeys()) as client.MemoryStore & Partial<client.OutboxStore>;
+    const outbox = new client.MemoryOutbox();
+    return Object.assign(store, {
+      outboxAppend: outbox.outboxAppend.bind(outbox),
+      outboxEntries: outbox.outboxEntries.bind(outbox),
+      outboxDelete: outbox.outboxDelete.bind(outbox),
+    }) as ClientStore;
+  }
+}
+
+/** Step 1 of registration: asks the server for the account and its TOTP secret. */
+export async function startRegistration(username: string, password: string): Promise<PendingRegistration> {
+  const conn = await openConnection();
+  try {
+    const response = await conn.call({ case: "register", value: { username, password } }, "register");
+    return { username, password, secretBase32: response.totpSecretBase32, otpauthUri: response.otpauthUri, recoveryCodes: response.recoveryCodes };
+  } finally {
+    conn.close();
+  }
+}
+
+/** The TOTP code of the step after the one `typed` matches (enrolment must not replay the confirmation's code). */
+function nextCode(secret: Uint8Array, typed: string): string {
+  const now = Date.now() / 1000;
+  for (const step of [-1, 0, 1]) {
+    if (client.totpCode(secret, now + step * 30) === typed) return client.totpCode(secret, now + (step + 1) * 30);
+  }
+  return client.totpCode(secret, now + 30);
+}
+
+/** Step 2: confirms the first code, then enrols this browser as a device. */
+export async function finishRegistration(pending: PendingRegistration, code: string): Promise<Engine> {
+  const conn = await openConnection();
+  try {
+    await conn.call({ case: "confirmRegistration", value: { username: pending.username, password: pending.password, totpCode: code } }, "ok");
+    const secret = client.decodeBase32(pending.secretBase32);
+    return await enrol(conn, pending.username, pending.password, nextCode(secret, code));
+  } finally {
+    conn.close();
+  }
+}
+
+/** Logs in on this browser: enrols a new device with password + TOTP (contacts see a new safety number, as with the CLI's `login`). */
+export async function logIn(username: string, password: string, code: string): Promise<Engine> {
+  const conn = await openConnection();
+  try {
+    return await enrol(conn, username, password, code);
+  } finally {
+    conn.close();
+  }
+}
+
+async function enrol(conn: Connection, username: string, password: string, code: string): Promise<Engine> {
+  const deviceKey = IdentityKeyPair.generate(systemRng);
+  const identity = IdentityKeyPair.generate(systemRng);
+  const deviceId = await client.enrolDevice(conn, username, password, { totpCode: code }, deviceKey, "web");
+  const store = await openStore(username);
+  store.setDevice({ username, deviceId, deviceKey, identity });
+  await client.login(conn, deviceId, deviceKey);
+  await client.uploadPreKeys(conn, systemRng, identity, store.preKeys(), PREKEYS);
+  if ("flush" in store && typeof store.flush === "function") await (store.flush as () => Promise<void>)();
+  localStorage.setItem("microbot.user", username);
+  return new Engine(store);
+}
+
+/** Reopens the device this browser enrolled last, if its keys are here. */
+export async function resume(): Promise<Engine | undefined> {
+  const username = localStorage.getItem("microbot.user");
+  if (!username) return undefined;
+  const store = await openStore(username);
+  if (!store.device()) return undefined;
+  return new Engine(store);
+}
+
+/** One signed-in device. */
+export class Engine {
+  state: EngineState;
+  private readonly listeners = new Set<() => void>();
+  private readonly messenger: client.Messenger;
+  private readonly outbox: client.Outbox;
+  private readonly reconnector: client.Reconnector;
+  private current: Connection | undefined;
+  private typingSentAt = 0;
+  /** Message ids (hex) we queued, to mark them sent / read. */
+  private readonly ownIds = new Map<string, string>();
+
+  constructor(private readonly store: ClientStore) {
+    const device = store.device();
+    if (!device) throw new Error("no device in the store");
+    this.state = { username: device.username, net: "connecting", pending: store.outboxEntries().length, conversations: {} };
+    this.messenger = new client.Messenger(store, systemRng);
+    this.outbox = new client.Outbox(store, this.messenger, systemRng, { onEvent: (event) => this.outboxEvent(event) });
+    // Restore what waits in the outbox as "queued" messages.
+    for (const entry of store.outboxEntries()) {
+      try {
+        this.showOwn(entry.to, fromBinary(c.ContentSchema, entry.content));
+      } catch {
+        /* not displayable */
+      }
+    }
+    this.reconnector = new client.Reconnector({
+      connect: () => {
+        this.update({ net: this.state.net === "online" ? "connecting" : this.state.net });
+        return openConnection();
+      },
+      setUp: (conn) => this.setUp(conn),
+      backoff: { initialMs: 300, maxMs: 3_000 },
+      onUp: (conn) => {
+        this.current = conn;
+        this.update({ net: "online", netProblem: undefined });
+        this.outbox.setConnection(conn);
+        conn.onClose((error) => {
+          if (this.current === conn) this.current = undefined;
+          this.outbox.setConnection(undefined);
+          this.update({ net: "offline", netProblem: describeError(error) });
+        });
+      },
+      onStop: (error) => {
+        if (error) this.update({ net: "offline", netProblem: describeError(error) });
+      },
+    });
+    this.reconnector.start();
+  }
+
+  /** Calls `listener` after every change; returns the unsubscribe. */
+  subscribe(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private update(patch: Partial<EngineState>): void {
+    this.state = { ...this.state, ...patch };
+    for (const l of this.listeners) l();
+  }
+
+  private touch(): void {
+    this.update({ conversations: { ...this.state.conversations }, pending: this.store.outboxEntries().length });
+  }
+
+  private async setUp(conn: Connection): Promise<void> {
+    const device = this.store.device()!;
+    conn.onPush((push) => {
+      if (push.event.case === "envelope") void this.messenger.take(conn, [push.event.value]).then((m) => this.received(m), () => undefined);
+    });
+    await client.login(conn, device.deviceId, device.deviceKey);
+    this.received(await this.messenger.fetchAll(conn));
+  }
+
+  /** The conversation with `peer` (created empty). */
+  conversation(peer: string): Conversation {
+    let conv = this.state.conversations[peer];
+    if (!conv) {
+      conv = { peer, messages: [], typingUntil: 0, unread: 0 };
+      this.state.conversations[peer] = conv;
+    }
+    return conv;
+  }
+
+  /** Checks that `name` exists and has a device, then opens its conversation. */
+  async addContact(name: string): Promise<void> {
+    const conn = await this.connectionNow();
+    await this.messenger.ensureSessions(conn, name);
+    this.conversation(name);
+    this.touch();
+  }
+
+  /** The connection if up, else a typed "offline" error. */
+  private async connectionNow(): Promise<Connection> {
+    if (this.current && !this.current.closed) return this.current;
+    throw new client.ConnectionError("Closed", "offline");
+  }
+
+  private newContent(body: Content["body"]): Content {
+    return create(c.ContentSchema, { messageId: systemRng.fill(16), sentAtMs: BigInt(Date.now()), body });
+  }
+
+  /** Sends a text (a reply when `replyTo` is set); queued at once, leaves when online. */
+  async sendText(peer: string, text: string, replyTo?: ChatMessage): Promise<void> {
+    const reply = replyTo ? create(c.ReplyToSchema, { messageId: fromHexId(replyTo.id), authorUsername: replyTo.from, snippet: replyTo.text.slice(0, 200) }) : undefined;
+    const content = this.newContent({ case: "text", value: create(c.TextSchema, { text, replyTo: reply }) });
+    this.showOwn(peer, content);
+    this.touch();
+    await this.outbox.queueContent(peer, content);
+    this.touch();
+  }
+
+  async react(peer: string, message: ChatMessage, emoji: string): Promise<void> {
+    const mineAlready = (message.reactions[emoji] ?? []).includes(this.state.username);
+    const content = this.newContent({ case: "reaction", value: create(c.ReactionSchema, { targetMessageId: fromHexId(message.id), emoji, remove: mineAlready }) });
+    this.apply(peer, this.state.username, content);
+    this.touch();
+    await this.outbox.queueContent(peer, content);
+  }
+
+  async edit(peer: string, message: ChatMessage, text: string): Promise<void> {
+    const content = this.newContent({ case: "edit", value: create(c.EditSchema, { targetMessageId: fromHexId(message.id), text, revision: BigInt(message.revision + 1) }) });
+    this.apply(peer, this.state.username, content);
+    this.touch();
+    await this.outbox.queueContent(peer, content);
+  }
+
+  async remove(peer: string, message: ChatMessage): Promise<void> {
+    const content = this.newContent({ case: "delete", value: create(c.DeleteSchema, { targetMessageId: fromHexId(message.id) }) });
+    this.apply(peer, this.state.username, content);
+    this.touch();
+    await this.outbox.queueContent(peer, content);
+  }
+
+  /** Tells `peer` we are typing (at most every 5 s; only while online: typing is not worth queueing). */
+  typing(peer: string, started: boolean): void {
+    const now = Date.now();
+    if (started && now - this.typingSentAt < 5_000) return;
+    this.typingSentAt = started ? now : 0;
+    const conn = this.current;
+    if (!conn || conn.closed) return;
+    const action = started ? c.TypingAction.STARTED : c.TypingAction.STOPPED;
+    void this.messenger.sendContent(conn, peer, this.newContent({ case: "typing", value: create(c.TypingSchema, { action }) })).catch(() => undefined);
+  }
+
+  /** Marks the peer's messages read and tells them (one receipt for all unread). */
+  markRead(peer: string): void {
+    const conv = this.state.conversations[peer];
+    if (!conv || conv.unread === 0) return;
+    const ids = conv.messages.filter((m) => !m.mine && !m.deleted).slice(-conv.unread).map((m) => fromHexId(m.id));
+    conv.unread = 0;
+    this.touch();
+    if (ids.length === 0) return;
+    void this.outbox.queueContent(peer, this.newContent({ case: "readReceipt", value: create(c.ReadReceiptSchema, { messageIds: ids }) })).catch(() => undefined);
+  }
+
+  /** The safety number with `peer`, once a session exists. */
+  safetyNumber(peer: string): SafetyNumber | undefined {
+    return this.messenger.safetyNumber(peer);
+  }
+
+  /** Stops reconnecting (sign-out of this tab). */
+  stop(): void {
+    this.reconnector.stop();
+  }
+
+  private showOwn(peer: string, content: Content): void {
+    if (content.body.case !== "text") return;
+    const conv = this.conversation(peer);
+    const id = hex(content.messageId);
+    if (conv.messages.some((m) => m.id === id)) return;
+    conv.messages.push(this.textMessage(this.state.username, true, content));
+    this.ownIds.set(id, peer);
+    conv.messages[conv.messages.length - 1]!.status = "queued";
+  }
+
+  private textMessage(from: string, mine: boolean, content: Content): ChatMessage {
+    const text = content.body.case === "text" ? content.body.value : undefined;
+    const reply = text?.replyTo;
+    return {
+      id: hex(content.messageId),
+      from,
+      mine,
+      text: text?.text ?? "",
+      sentAtMs: Number(content.sentAtMs),
+      replyTo: reply ? { id: hex(reply.messageId), author: reply.authorUsername, snippet: reply.snippet } : undefined,
+      revision: 0,
+      edited: false,
+      deleted: false,
+      reactions: {},
+    };
+  }
+
+  private outboxEvent(event: client.OutboxEvent): void {
+    const id = hex(event.messageId);
+    const peer = this.ownIds.get(id);
+    if (peer) {
+      const message = this.state.conversations[peer]?.messages.find((m) => m.id === id);
+      if (message && event.kind === "sent" && message.status === "queued") message.status = "sent";
+      if (message && event.kind === "failed") message.status = undefined;
+    }
+    this.touch();
+  }
+
+  private received(messages: client.Incoming[]): void {
+    for (const m of messages) {
+      if (m.groupId) continue; // groups: not shown in this version of the app
+      if (m.sentCopy) {
+        if (m.sentCopy.destination.kind === "direct") {
+          const peer = m.sentCopy.destination.username;
+          if (m.content.body.case === "text") {
+            this.showOwn(peer, m.content);
+            const own = this.conversation(peer).messages.find((x) => x.id === hex(m.content.messageId));
+            if (own) own.status = "sent";
+          } else this.apply(peer, this.state.username, m.content);
+        }
+        continue;
+      }
+      this.apply(m.from, m.from, m.content);
+    }
+    this.touch();
+  }
+
+  /** Applies one content from `author` to the conversation with `peer`. */
+  private apply(peer: string, author: string, content: Content): void {
+    const conv = this.conversation(peer);
+    const find = (id: Uint8Array) => conv.messages.find((m) => m.id === hex(id));
+    const body = content.body;
+    switch (body.case) {
+      case "text": {
+        if (find(content.messageId)) return;
+        conv.messages.push(this.textMessage(author, author === this.state.username, content));
+        if (author !== this.state.username) {
+          conv.unread += 1;
+          conv.typingUntil = 0;
+        }
+        return;
+      }
+      case "reaction": {
+        const target = find(body.value.targetMessageId);
+        if (!target) return;
+        const who = new Set(target.reactions[body.value.emoji] ?? []);
+        if (body.value.remove) who.delete(author);
+        else who.add(author);
+        if (who.size === 0) delete target.reactions[body.value.emoji];
+        else target.reactions[body.value.emoji] = [...who];
+        return;
+      }
+      case "edit": {
+        const target = find(body.value.targetMessageId);
+        // Only the author edits; a delete wins over every edit; the higher revision wins (SPEC §11.4).
+        if (!target || target.from !== author || target.deleted) return;
+        const revision = Number(body.value.revision);
+        if (revision < target.revision || (revision === target.revision && body.value.text <= target.text)) return;
+        target.text = body.value.text;
+        target.revision = revision;
+        target.edited = true;
+        return;
+      }
+      case "delete": {
+        const target = find(body.value.targetMessageId);
+        if (!target || target.from !== author) return;
+        target.deleted = true;
+        target.text = "";
+        target.reactions = {};
+        return;
+      }
+      case "readReceipt": {
+        for (const id of body.value.messageIds) {
+          const target = find(id);
+          if (target?.mine) target.status = "read";
+        }
+        return;
+      }
+      case "typing": {
+        conv.typingUntil = body.value.action === c.TypingAction.STARTED ? Date.now() + TYPING_TTL_MS : 0;
+        setTimeout(() => this.touch(), TYPING_TTL_MS + 50);
+        return;
+      }
+      default:
+        return;
+    }
+  }
+}

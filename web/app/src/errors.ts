@@ -1,0 +1,63 @@
+/**
+ * Errors in words a person understands: what went wrong and what to do.
+ */
+import { client, transport } from "@microbot/sdk";
+
+const Code = transport.ErrorCode;
+
+/** A sentence for any error the SDK or the browser throws. */
+export function describeError(error: unknown): string {
+  if (error instanceof client.ServerError) {
+    switch (error.code) {
+      case Code.USERNAME_TAKEN:
+        return "That name is taken. Please choose another one.";
+      case Code.INVALID_CREDENTIALS:
+        return "Wrong name, password or code. Check them and try again.";
+      case Code.INVALID_SECOND_FACTOR:
+        return "Wrong code. Type the 6 digits your authenticator app shows now.";
+      case Code.TOTP_REPLAYED:
+        return "That code was used already. Wait for the next one (up to 30 seconds) and type it.";
+      case Code.ACCOUNT_INACTIVE:
+        return "This account is not confirmed yet. Finish the registration first.";
+      case Code.UNKNOWN_ACCOUNT:
+        return "Nobody with that name is on this server.";
+      case Code.NO_PREKEYS:
+        return "That person has no device ready to receive messages yet.";
+      case Code.RATE_LIMITED:
+        return `Too many attempts. Please wait${error.retryAfterMs > 0 ? ` ${Math.ceil(error.retryAfterMs / 1000)} s` : " a moment"} and try again.`;
+      case Code.DEVICE_REMOVED:
+      case Code.UNKNOWN_DEVICE:
+        return "This browser was signed out (its device was removed). Log in again.";
+      case Code.INVALID_ARGUMENT:
+        return `The server refused this: ${error.message}`;
+      case Code.FRAME_TOO_LARGE:
+        return "That is too large to send.";
+      default:
+        return `The server refused this (${error.message}).`;
+    }
+  }
+  if (error instanceof client.ConnectionError) {
+    switch (error.kind) {
+      case "ConnectFailed":
+      case "Closed":
+      case "Silent":
+        return "The server is unreachable. Check your connection; the app keeps trying.";
+      case "UnsupportedVersion":
+        return "This app and the server do not speak the same version. Reload the page.";
+      default:
+        return "The connection to the server was lost. The app keeps trying.";
+    }
+  }
+  if (error instanceof client.MessengerError) {
+    switch (error.kind) {
+      case "NoDevices":
+        return "That person has no device ready to receive messages yet.";
+      case "IdentityChanged":
+        return "This contact's safety number changed. Verify it before you continue.";
+      default:
+        return "The message could not be sent. Try again.";
+    }
+  }
+  if (error instanceof Error && /IndexedDB/i.test(error.message)) return "This browser cannot store your keys (private window?).";
+  return "Something went wrong. Please try again.";
+}
