@@ -131,6 +131,10 @@ test("TypeScript clients form a group, rename it, remove a member who then canno
   // A second fetch finds nothing new (acknowledged).
   assert.deepEqual(await carol.groups.fetchAll(carol.connection), []);
 
+  // alice's second device writes to the group: its own sender key reaches alice's first device and bob and carol.
+  await alice2.groups.sendText(alice2.connection, id, "from alice's phone");
+  for (const member of [alice, bob, carol]) assert.deepEqual(texts(await member.groups.fetchAll(member.connection)), ["alice: from alice's phone"], member.username);
+
   // Rename: the name is sealed under a fresh key; members believe it once it opens the server's blob.
   await alice.groups.rename(alice.connection, id, "team two");
   const renamed = await bob.groups.fetchAll(bob.connection);
@@ -179,6 +183,10 @@ test("TypeScript clients form a group, rename it, remove a member who then canno
   const back = message(await alice.groups.fetchAll(alice.connection));
   assert.deepEqual(back?.sentCopy?.destination, { kind: "direct", username: "bob" });
   assert.deepEqual(texts(await bob.groups.fetchAll(bob.connection)), ["alice: from the second device"]);
+
+  // A group push missed while offline: refreshAll brings the record up to date (bob is still a member, carol is not).
+  await alice2.groups.refreshAll(alice2.connection);
+  assert.deepEqual(alice2.groups.group(id)!.members.map((m) => m.username), ["alice", "bob"]);
 
   // bob leaves: alice sees Left (not a removal), and bob's group is inactive.
   await bob.groups.leave(bob.connection, id);

@@ -331,6 +331,13 @@ export class Groups {
     return record && publicInfo(id, record);
   }
 
+  /** Fetches every group we are in (after a reconnect: group pushes missed while offline), events as usual. */
+  async refreshAll(connection: Connection): Promise<void> {
+    for (const id of this.groupStore.groupIds()) {
+      if (this.groupStore.group(id)?.active) await this.refreshRecord(connection, id);
+    }
+  }
+
   private async refreshRecord(connection: Connection, id: Uint8Array): Promise<GroupRecord | undefined> {
     const { record, events } = await this.fetchGroup(connection, id);
     this.emit(events);
