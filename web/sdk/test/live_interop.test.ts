@@ -262,5 +262,14 @@ test("a group of three across implementations: one TypeScript member, two Rust C
   assert.deepEqual(got(events), ["rita: from rita", "rory: from rory"]);
   assert.deepEqual(events.filter((e) => e.type === "decryptionFailed"), []);
   assert.deepEqual(got(await groups.fetchAll(connection)), []);
+
+  // The other way round: a group the Rust CLI creates reaches the TypeScript member with its name (the CLI's sealed blob opens).
+  const created = await cliAs("rory", ["group", "create", "rusty made", "tina"]);
+  assert.equal(created.code, 0, created.stdout + created.stderr);
+  const news = await groups.fetchAll(connection);
+  const made = news.find((e) => e.type === "groupChanged" && e.update.kind === "Created");
+  assert.ok(made?.type === "groupChanged", JSON.stringify(news.map((e) => e.type)));
+  assert.deepEqual(made.update, { kind: "Created", by: "rory", name: "rusty made" });
+  assert.deepEqual(groups.group(made.groupId)?.members.map((m) => `${m.username}:${m.role}`).sort(), ["rory:admin", "tina:member"]);
   connection.close();
 });
