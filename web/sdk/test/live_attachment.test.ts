@@ -24,7 +24,7 @@ import { after, test } from "node:test";
 import { enrolDevice, login, registerAccount, uploadPreKeys } from "../src/client/account.js";
 import { attachmentContent, downloadAttachment, uploadAttachment, type TransferOptions } from "../src/client/attachments.js";
 import { fileSink, fileSource } from "../src/client/attachments_node.js";
-import { Connection, type SocketLike } from "../src/client/connection.js";
+import { Connection, type SocketFactory, type SocketLike } from "../src/client/connection.js";
 import { Messenger } from "../src/client/messenger.js";
 import { nodeSocketFactory } from "../src/client/node.js";
 import { MemoryStore } from "../src/client/store.js";
@@ -48,6 +48,10 @@ if (missing) console.log(`# live_attachment skipped: ${missing} (run cargo test 
 
 const PASSWORD = "correct horse battery staple";
 const FILE_LEN = 1 << 20;
+// Fresh names per run, so the test can run again against the same server.
+const SUFFIX = String(Math.floor(Math.random() * 1e6));
+const RUSTY = `rusty${SUFFIX}`;
+const TESSA = `tessa${SUFFIX}`;
 const dir = mkdtempSync(join(tmpdir(), "microbot-ts-attachment-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -71,6 +75,36 @@ function cli(args: string[], onLine?: (line: string, stdin: NodeJS.WritableStrea
 }
 
 const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
+
+/**
+ * A socket factory whose next attachment socket, once `cut.after` bytes
+ * arrived on it, drops what follows and is cut (the server's bytes stop mid-stream).
+ */
+function cuttingFactory(base: SocketFactory, cut: { after: number | undefined; done: boolean }): SocketFactory {
+  return (url, protocol) => {
+    const socket = base(url, protocol);
+    const limit = url.endsWith("/attachment") ? cut.after : undefined;
+    if (limit === undefined) return socket;
+    cut.after = undefined;
+    let seen = 0;
+    return new Proxy(socket, {
+      set: (target, key, value) => {
+        if (key !== "onmessage" || typeof value !== "function") return Reflect.set(target, key, value);
+        const handler = value as (event: { data: unknown }) => void;
+        target.onmessage = (event) => {
+          if (cut.done) return;
+          seen += event.data instanceof ArrayBuffer ? event.data.byteLength : 0;
+          handler(event);
+          if (seen >= limit) {
+            cut.done = true;
+            target.terminate?.();
+          }
+        };
+        return true;
+      },
+    });
+  };
+}
 
 /** Transfer options whose first attachment socket is cut once `cutAt` bytes went through; records progress. */
 function cutting(base: Omit<TransferOptions, "onProgress" | "onSocket">, cutAt: number) {
@@ -97,7 +131,7 @@ function cutting(base: Omit<TransferOptions, "onProgress" | "onSocket">, cutAt: 
 }
 
 test("a 1 MiB file from TypeScript to the Rust CLI and one back, identical bytes both ways, each transfer resumed after a cut socket", { skip: missing, timeout: 180_000 }, async () => {
-  const registered = await cli(["register", "rusty", "--server", ADDRESS, "--cert-sha256", FINGERPRINT], (line, stdin) => {
+  const registered = await cli(["register", RUSTY, "--server", ADDRESS, "--cert-sha256", FINGERPRINT], (line, stdin) => {
     const secret = /^secret: (\S+)/.exec(line.trim());
     if (secret) {
       const now = Date.now() / 1000;
@@ -111,12 +145,12 @@ test("a 1 MiB file from TypeScript to the Rust CLI and one back, identical bytes
   const url = `wss://${ADDRESS}/v1/ws`;
   const connection = await Connection.open({ url, socketFactory, clientAgent: "ts-attachment-interop" });
   const now = Date.now() / 1000;
-  const registration = await registerAccount(connection, "tessa", PASSWORD, now);
+  const registration = await registerAccount(connection, TESSA, PASSWORD, now);
   const deviceKey = IdentityKeyPair.generate(systemRng);
   const identity = IdentityKeyPair.generate(systemRng);
-  const deviceId = await enrolDevice(connection, "tessa", PASSWORD, { totpCode: totpCode(registration.totpSecret, now + 30) }, deviceKey, "ts");
+  const deviceId = await enrolDevice(connection, TESSA, PASSWORD, { totpCode: totpCode(registration.totpSecret, now + 30) }, deviceKey, "ts");
   const store = new MemoryStore(new LocalPreKeys());
-  store.setDevice({ username: "tessa", deviceId, deviceKey, identity });
+  store.setDevice({ username: TESSA, deviceId, deviceKey, identity });
   await login(connection, deviceId, deviceKey);
   await uploadPreKeys(connection, systemRng, identity, store.preKeys(), 20);
   const messenger = new Messenger(store, systemRng);
@@ -128,13 +162,12 @@ test("a 1 MiB file from TypeScript to the Rust CLI and one back, identical bytes
   writeFileSync(outPath, outgoing);
   const source = await fileSource(outPath);
   const up = cutting(base, 300_000);
-  const pointer = await uploadAttachment(up.options, systemRng, source, { fileName: "from-ts.bin", contentType: "application/octet-stream" });
-  await source.close();
+  const pointer = await uploadAttachment(up.options, systemRng, source, { fileName: "from-ts.bin", contentType: "application/octet-stream" }).finally(() => source.close());
   assert.ok(up.seen.cut, "the first upload socket was cut");
   assert.deepEqual(up.seen.attempts.slice(0, 2), [0, 1]);
   assert.ok((up.seen.resumedFrom ?? 0) > 0, `the upload resumed from a committed offset > 0, not from the start (${up.seen.resumedFrom})`);
   assert.equal(up.seen.progress.at(-1), FILE_LEN + 16 * 16, "progress ends at the ciphertext length");
-  await messenger.sendContent(connection, "rusty", attachmentContent(systemRng, pointer));
+  await messenger.sendContent(connection, RUSTY, attachmentContent(systemRng, pointer));
   const received = await cli(["recv", "--json", "--only", "message", "--count", "1", "--timeout", "30"]);
   assert.equal(received.code, 0, received.stdout + received.stderr);
   const message = JSON.parse(received.stdout.trim().split("\n").at(-1)!) as { id: string; file: { name: string; size: number } | null };
@@ -149,7 +182,7 @@ test("a 1 MiB file from TypeScript to the Rust CLI and one back, identical bytes
   const incoming = randomBytes(FILE_LEN);
   const inPath = join(dir, "from-rust.bin");
   writeFileSync(inPath, incoming);
-  const sent = await cli(["file", "send", "tessa", inPath]);
+  const sent = await cli(["file", "send", TESSA, inPath]);
   assert.equal(sent.code, 0, sent.stdout + sent.stderr);
   const fetched = await messenger.fetchAll(connection);
   const withFile = fetched.find((m) => m.content.body.case === "attachment");
@@ -158,11 +191,19 @@ test("a 1 MiB file from TypeScript to the Rust CLI and one back, identical bytes
   assert.equal(filePointer.size, BigInt(FILE_LEN));
   const tsGot = join(dir, "ts-got.bin");
   const sink = fileSink(tsGot);
-  const down = cutting(base, 400_000);
-  await downloadAttachment(down.options, filePointer, sink);
+  const cut = { after: 400_000 as number | undefined, done: false };
+  const progress: number[] = [];
+  const attempts: number[] = [];
+  await downloadAttachment(
+    { ...base, socketFactory: cuttingFactory(socketFactory, cut), onProgress: (done) => progress.push(done), onSocket: (_s, attempt) => attempts.push(attempt) },
+    filePointer,
+    sink,
+  );
   await sink.commit();
-  assert.ok(down.seen.cut, "the first download socket was cut");
-  assert.deepEqual(down.seen.attempts.slice(0, 2), [0, 1]);
+  assert.ok(cut.done, "the first download socket was cut");
+  assert.deepEqual(attempts, [0, 1]);
+  assert.ok(progress.some((p) => p >= 400_000 && p < FILE_LEN), "bytes were taken before the cut and kept");
+  assert.equal(progress.at(-1), FILE_LEN + 16 * 16);
   assert.equal(sha256(readFileSync(tsGot)), sha256(incoming), "the TypeScript client got the same bytes");
   connection.close();
 });

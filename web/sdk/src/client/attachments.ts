@@ -354,6 +354,12 @@ export async function uploadAttachment(options: TransferOptions, rng: Rng, sourc
         const plaintext = await source.read(at, Math.min(ATTACHMENT_SEGMENT_LEN, source.size - at));
         for (const sealed of encryptor.update(plaintext)) await emit(sealed);
       }
+      if (!sent) {
+        // The socket ended early: a result the server sent first (an error) counts, else it broke.
+        const early = await socket.result().catch(() => undefined);
+        const busy = early ? checkResult(early.result) : undefined;
+        return { retryMs: busy ?? 200 * 2 ** attempt };
+      }
       const { finalSegment, summary } = encryptor.finish();
       await emit(finalSegment);
       if (summary.ciphertextLength !== total) throw new TransferError("ProtocolError", "the source changed size while it was read");
