@@ -491,6 +491,9 @@ fn result_matches(request: &Request, result: &response::Result) -> bool {
         Request::CreateProvisioningSlot(_) => matches!(result, R::ProvisioningSlot(_)),
         Request::FetchProvisioningSlot(_) => matches!(result, R::ProvisioningMessage(_)),
         Request::PutProvisioningSlot(_) => matches!(result, R::Ok(_)),
+        Request::GetSenderCertificate(_) => matches!(result, R::SenderCertificate(_)),
+        Request::SetUnidentifiedAccess(_) => matches!(result, R::Ok(_)),
+        Request::SendSealed(_) => matches!(result, R::Send(_)),
     }
 }
 

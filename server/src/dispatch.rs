@@ -31,7 +31,7 @@ use crate::bus::{BusEvent, Subscription};
 use crate::error::ApiError;
 use crate::metrics::request_kind;
 use crate::state::{ServerState, now_ms};
-use crate::{attachments, groups, keys, provisioning, queues};
+use crate::{attachments, groups, keys, provisioning, queues, sealed};
 
 /// Protocol versions this server speaks.
 pub const SUPPORTED_VERSIONS: &[u32] = &[1];
@@ -547,6 +547,21 @@ impl RequestHandler {
             Request::PutProvisioningSlot(r) => {
                 self.logged_in()?;
                 provisioning::put(&state, r).await.map(|()| ok())
+            }
+            Request::GetSenderCertificate(_) => {
+                let s = self.logged_in()?;
+                sealed::certificate(&state, &s)
+                    .await
+                    .map(response::Result::SenderCertificate)
+            }
+            Request::SetUnidentifiedAccess(r) => {
+                let s = self.logged_in()?;
+                sealed::set_access(&state, &s, r).await.map(|()| ok())
+            }
+            // A sealed send must not be tied to a login (SPEC.md §19.8).
+            Request::SendSealed(r) => {
+                self.not_logged_in()?;
+                sealed::send(&state, r).await.map(response::Result::Send)
             }
         }
     }

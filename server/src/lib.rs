@@ -31,6 +31,7 @@ pub mod limits;
 pub mod metrics;
 pub mod provisioning;
 pub mod queues;
+pub mod sealed;
 pub mod server;
 pub mod state;
 pub mod storage;

@@ -118,6 +118,8 @@ pub struct Limits {
     send_account: TokenBuckets<i64>,
     prekey_fetch_account: TokenBuckets<i64>,
     upload_account: TokenBuckets<i64>,
+    sealed_ip: TokenBuckets<IpAddr>,
+    sealed_key: TokenBuckets<String>,
     backoffs: Backoffs,
     slots: Mutex<Slots>,
     shared: Option<shared::SharedLimits>,
@@ -243,6 +245,8 @@ impl Limits {
             send_account: TokenBuckets::per_minute(config.rate_send_per_account),
             prekey_fetch_account: TokenBuckets::per_minute(config.rate_prekey_fetch_per_account),
             upload_account: TokenBuckets::per_minute(config.rate_upload_per_account),
+            sealed_ip: TokenBuckets::per_minute(config.rate_send_per_account),
+            sealed_key: TokenBuckets::per_minute(config.rate_send_per_account),
             backoffs: Backoffs::new(shared::Backoff {
                 after: config.login_backoff_after_failures,
                 base_ms: config.login_backoff_base_ms,
@@ -269,6 +273,8 @@ impl Limits {
             + self.login_account.footprint()
             + self.register_ip.footprint()
             + self.send_account.footprint()
+            + self.sealed_ip.footprint()
+            + self.sealed_key.footprint()
             + self.prekey_fetch_account.footprint()
             + self.upload_account.footprint()
             + self.backoffs.footprint()
@@ -398,6 +404,20 @@ impl Limits {
                     )
                     .map_err(|ms| refuse("send_account", "sends", ms))?;
                 }
+            }
+            // Sealed sends (§19.8) name no sender: they are limited per
+            // source address and per (recipient, access key), each at the
+            // per-account send rate.
+            Request::SendSealed(r) => {
+                self.take("sealed_ip", &self.sealed_ip, c.rate_send_per_account, ip)
+                    .map_err(|ms| refuse("sealed_ip", "sealed sends", ms))?;
+                self.take(
+                    "sealed_key",
+                    &self.sealed_key,
+                    c.rate_send_per_account,
+                    crate::sealed::rate_key(&r.recipient_username, &r.access_key),
+                )
+                .map_err(|ms| refuse("sealed_key", "sealed sends", ms))?;
             }
             Request::FetchPrekeys(_) => {
                 if let Some(a) = account {

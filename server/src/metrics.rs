@@ -439,5 +439,8 @@ pub fn request_kind(request: &microbot_protocol::transport::client_frame::Reques
         R::CreateProvisioningSlot(_) => "create_provisioning_slot",
         R::FetchProvisioningSlot(_) => "fetch_provisioning_slot",
         R::PutProvisioningSlot(_) => "put_provisioning_slot",
+        R::GetSenderCertificate(_) => "get_sender_certificate",
+        R::SetUnidentifiedAccess(_) => "set_unidentified_access",
+        R::SendSealed(_) => "send_sealed",
     }
 }

@@ -53,7 +53,7 @@ pub fn deliver(state: &ServerState, device_id: u64, envelope: Envelope) {
     publish(state, device_id, push);
 }
 
-fn publish(state: &ServerState, device_id: u64, push: Push) {
+pub(crate) fn publish(state: &ServerState, device_id: u64, push: Push) {
     let reached = state.bus.publish(device_id, BusEvent::Push(Box::new(push)));
     if reached == 0 {
         if let Some(webhooks) = &state.webhooks {

@@ -20,6 +20,7 @@ pub mod attachments;
 pub mod groups;
 pub mod postgres;
 pub mod provisioning;
+pub mod sealed;
 pub mod schema;
 pub mod sqlite;
 
@@ -28,6 +29,7 @@ pub use groups::{
     FanOut, GroupCaps, GroupChange, GroupChangeOutcome, GroupFanOut, GroupRecord, GroupStorage,
 };
 pub use provisioning::{ProvisioningStorage, SlotRead};
+pub use sealed::{SealedStorage, UnidentifiedAccess};
 
 use std::fmt;
 use std::future::Future;
@@ -370,7 +372,7 @@ impl fmt::Debug for StoredEnvelope {
 
 /// The server's persistent state. Every method is atomic.
 pub trait Storage:
-    GroupStorage + AttachmentStorage + ProvisioningStorage + Send + Sync + 'static
+    GroupStorage + AttachmentStorage + ProvisioningStorage + SealedStorage + Send + Sync + 'static
 {
     /// Inserts an inactive account with its recovery code hashes.
     fn create_account(&self, account: &NewAccount<'_>) -> StorageResult<i64>;

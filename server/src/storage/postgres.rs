@@ -33,6 +33,7 @@ mod db;
 mod groups;
 mod pool;
 mod provisioning;
+mod sealed;
 pub mod schema;
 
 use std::fmt;

@@ -174,6 +174,18 @@ CREATE TABLE provisioning_slots (
 ) WITHOUT ROWID;
 CREATE INDEX provisioning_slots_by_expiry ON provisioning_slots(expires_at_ms);
 ",
+    // Version 8 (issue 20): sealed sender (SPEC.md §19.6, §19.7): the
+    // deployment's certificate signing key, and per account its
+    // unidentified-access key and whether it accepts sealed sends from anyone.
+    r"
+CREATE TABLE server_keys (
+    name TEXT PRIMARY KEY,
+    key_id INTEGER NOT NULL,
+    secret BLOB NOT NULL
+) WITHOUT ROWID;
+ALTER TABLE accounts ADD COLUMN access_key BLOB;
+ALTER TABLE accounts ADD COLUMN allow_unidentified INTEGER NOT NULL DEFAULT 0;
+",
 ];
 
 /// The schema version this build writes.

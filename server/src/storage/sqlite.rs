@@ -24,6 +24,8 @@ mod attachments;
 pub mod group_commit;
 mod groups;
 mod provisioning;
+mod sealed;
+pub(crate) use sealed::stored_key;
 mod statements;
 
 use group_commit::{GroupCommit, Isolation};

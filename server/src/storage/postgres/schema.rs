@@ -140,6 +140,19 @@ CREATE TABLE provisioning_slots (
 );
 CREATE INDEX provisioning_slots_by_expiry ON provisioning_slots(expires_at_ms);
 ",
+    // Version 6 (issue 20): sealed sender (SPEC.md §19.6, §19.7): the
+    // deployment's certificate signing key (shared by every node), and per
+    // account its unidentified-access key and whether it accepts sealed
+    // sends from anyone.
+    r"
+CREATE TABLE server_keys (
+    name TEXT PRIMARY KEY,
+    key_id BIGINT NOT NULL,
+    secret BYTEA NOT NULL
+);
+ALTER TABLE accounts ADD COLUMN access_key BYTEA;
+ALTER TABLE accounts ADD COLUMN allow_unidentified BOOLEAN NOT NULL DEFAULT FALSE;
+",
 ];
 
 /// The schema version this build writes.

@@ -1,0 +1,320 @@
+//! Sealed sender on the server (SPEC.md §19.6–§19.8): issuing sender
+//! certificates, registering unidentified-access keys, and queueing sealed
+//! envelopes for a connection that never logged in.
+//!
+//! The certificate layout is SPEC.md §19.2 (crypto-core
+//! `sealed_sender::certificate` parses it; the server does not link the
+//! client crypto library, so the few bytes are written here). The signing
+//! key is the deployment's, kept in storage so every node signs with the
+//! same one. A sealed send names a recipient and presents its access key,
+//! checked in constant time; the stored envelopes carry no sender
+//! (`sender_username` empty, `sender_device_id` 0) and nothing about the
+//! sender is logged.
+//!
+//! Not owned here: the per-address and per-access-key rate limits
+//! (limits.rs), the request state machine (dispatch.rs).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use ed25519_dalek::{Signer as _, SigningKey};
+use microbot_protocol::transport::{
+    ErrorCode, OutgoingEnvelope as ProtoOutgoing, Push, SendResponse, SendSealedRequest,
+    SenderCertificateResponse, SetUnidentifiedAccessRequest, push,
+};
+use rand::Rng as _;
+use sha2::{Digest as _, Sha256};
+use subtle::ConstantTimeEq as _;
+use zeroize::Zeroizing;
+
+use crate::auth::devices::DeviceSession;
+use crate::error::ApiError;
+use crate::queues::{envelope_proto, left_out_devices, missing_devices, publish};
+use crate::state::{ServerState, now_ms};
+use crate::storage::sealed::ACCESS_KEY_LEN;
+use crate::storage::{OutgoingEnvelope, OwnedSendMeta, StoredEnvelope};
+
+/// Id of the certificate key a new deployment creates.
+pub const CERTIFICATE_KEY_ID: u32 = 1;
+/// How long a sender certificate is valid (SPEC.md §19.6): 24 hours.
+pub const CERTIFICATE_LIFETIME_MS: u64 = 24 * 60 * 60 * 1000;
+/// Prefix of the bytes the server signs (SPEC.md §2, §19.2).
+pub const SENDER_CERTIFICATE_LABEL: &[u8] = b"Microbot SenderCertificate v1";
+/// Version byte of a certificate (SPEC.md §19.2).
+pub const CERTIFICATE_VERSION: u8 = 0x01;
+/// Most envelopes in one sealed send (the devices of one account).
+pub const MAX_SEALED_ENVELOPES: usize = 100;
+
+/// The deployment's certificate key: the stored one, or `candidate` stored
+/// now if none was.
+fn certificate_key(state: &ServerState) -> Result<(u32, SigningKey), ApiError> {
+    let mut candidate = Zeroizing::new([0u8; 32]);
+    rand::rng().fill_bytes(candidate.as_mut_slice());
+    let (key_id, seed) = state
+        .storage
+        .certificate_key(CERTIFICATE_KEY_ID, &candidate)?;
+    Ok((key_id, SigningKey::from_bytes(&seed)))
+}
+
+/// The encoded certificate of SPEC.md §19.2.
+pub fn encode_certificate(
+    key_id: u32,
+    signing: &SigningKey,
+    username: &str,
+    device_id: u64,
+    identity_key: &[u8; 32],
+    expires_at_ms: u64,
+) -> Result<Vec<u8>, ApiError> {
+    let name = username.as_bytes();
+    let name_len = u8::try_from(name.len())
+        .ok()
+        .filter(|n| (1..=64).contains(n))
+        .ok_or_else(|| ApiError::internal("username does not fit a certificate"))?;
+    let mut body = Vec::with_capacity(118 + name.len());
+    body.push(CERTIFICATE_VERSION);
+    body.extend_from_slice(&key_id.to_be_bytes());
+    body.extend_from_slice(&expires_at_ms.to_be_bytes());
+    body.extend_from_slice(&device_id.to_be_bytes());
+    body.extend_from_slice(identity_key);
+    body.push(name_len);
+    body.extend_from_slice(name);
+    let mut signed = Vec::with_capacity(SENDER_CERTIFICATE_LABEL.len() + body.len());
+    signed.extend_from_slice(SENDER_CERTIFICATE_LABEL);
+    signed.extend_from_slice(&body);
+    body.extend_from_slice(&signing.sign(&signed).to_bytes());
+    Ok(body)
+}
+
+/// `GetSenderCertificate`: a certificate for the logged-in device with the
+/// identity key it uploaded, valid for [`CERTIFICATE_LIFETIME_MS`].
+///
+/// # Errors
+/// `NO_PREKEYS` before the device uploaded its identity key; storage errors.
+pub async fn certificate(
+    state: &Arc<ServerState>,
+    session: &DeviceSession,
+) -> Result<SenderCertificateResponse, ApiError> {
+    let session = session.clone();
+    state
+        .blocking(move |state| {
+            let identity: [u8; 32] = state
+                .storage
+                .device_identity_key(session.device_id)?
+                .and_then(|k| <[u8; 32]>::try_from(k.as_slice()).ok())
+                .ok_or_else(|| {
+                    ApiError::new(
+                        ErrorCode::NoPrekeys,
+                        "upload the identity key (prekeys) before asking for a certificate",
+                    )
+                })?;
+            let (key_id, signing) = certificate_key(state)?;
+            let expires_at_ms = now_ms().saturating_add(CERTIFICATE_LIFETIME_MS);
+            let certificate = encode_certificate(
+                key_id,
+                &signing,
+                &session.username,
+                session.device_id,
+                &identity,
+                expires_at_ms,
+            )?;
+            Ok(SenderCertificateResponse {
+                certificate: Bytes::from(certificate),
+                expires_at_ms,
+                server_key_id: key_id,
+                server_public_key: Bytes::copy_from_slice(signing.verifying_key().as_bytes()),
+            })
+        })
+        .await
+}
+
+/// `SetUnidentifiedAccess`: stores (or clears) the account's access key
+/// and its allow-anyone flag.
+///
+/// # Errors
+/// `INVALID_ARGUMENT` for a key that is neither empty nor 16 bytes.
+pub async fn set_access(
+    state: &Arc<ServerState>,
+    session: &DeviceSession,
+    request: SetUnidentifiedAccessRequest,
+) -> Result<(), ApiError> {
+    let key: Option<[u8; ACCESS_KEY_LEN]> = match request.access_key.len() {
+        0 => None,
+        ACCESS_KEY_LEN => <[u8; ACCESS_KEY_LEN]>::try_from(request.access_key.as_ref()).ok(),
+        _ => return Err(ApiError::invalid("access_key is empty or 16 bytes")),
+    };
+    let account_id = session.account_id;
+    state
+        .blocking(move |state| {
+            state.storage.set_unidentified_access(
+                account_id,
+                key.as_ref(),
+                request.allow_anyone,
+            )?;
+            Ok(())
+        })
+        .await
+}
+
+/// The rate-limit key of a sealed send: a hash of recipient and presented
+/// access key, so neither appears in limiter state (or Redis).
+pub fn rate_key(recipient: &str, access_key: &[u8]) -> String {
+    let mut hash = Sha256::new();
+    hash.update(b"microbot sealed send rate v1\0");
+    hash.update(recipient.as_bytes());
+    hash.update([0]);
+    hash.update(access_key);
+    hex::encode(&hash.finalize()[..16])
+}
+
+fn denied() -> ApiError {
+    ApiError::new(
+        ErrorCode::UnidentifiedAccessDenied,
+        "the recipient does not accept this sealed send",
+    )
+}
+
+/// `SendSealed`: checks the access key, then stores one sealed envelope per
+/// addressed device of the recipient (all or none) without a sender.
+///
+/// # Errors
+/// `INVALID_ARGUMENT` (shape), `UNIDENTIFIED_ACCESS_DENIED` (wrong key,
+/// sealed sends not accepted, unknown account: not told apart),
+/// `UNKNOWN_DEVICE` (a device not of that account), `MISSING_DEVICES`
+/// (a device of the account left out), `QUEUE_FULL`.
+pub async fn send(
+    state: &Arc<ServerState>,
+    request: SendSealedRequest,
+) -> Result<SendResponse, ApiError> {
+    if request.envelopes.is_empty() || request.envelopes.len() > MAX_SEALED_ENVELOPES {
+        return Err(ApiError::invalid("a sealed send carries 1..=100 envelopes"));
+    }
+    if request.access_key.len() != ACCESS_KEY_LEN {
+        return Err(ApiError::invalid("access_key is 16 bytes"));
+    }
+    let max_len = usize::try_from(state.config.max_envelope_len).unwrap_or(usize::MAX);
+    let mut addressed = HashSet::with_capacity(request.envelopes.len());
+    let mut envelopes = Vec::with_capacity(request.envelopes.len());
+    for ProtoOutgoing {
+        recipient_device_id,
+        ciphertext,
+    } in request.envelopes
+    {
+        if ciphertext.is_empty() || ciphertext.len() > max_len {
+            return Err(ApiError::invalid(
+                "envelope ciphertext must be 1..=max_envelope_len bytes",
+            ));
+        }
+        if !addressed.insert(recipient_device_id) {
+            return Err(ApiError::invalid(
+                "at most one envelope per recipient device",
+            ));
+        }
+        envelopes.push(OutgoingEnvelope {
+            recipient_device_id,
+            ciphertext,
+        });
+    }
+    let presented = Zeroizing::new(request.access_key.to_vec());
+    let username = request.recipient_username;
+    let check_addressed = addressed.clone();
+    state
+        .blocking(move |state| {
+            let access = state
+                .storage
+                .unidentified_access(&username)?
+                .ok_or_else(denied)?;
+            let key_matches = access
+                .access_key
+                .is_some_and(|k| bool::from(k.ct_eq(presented.as_slice())));
+            if !(key_matches || access.allow_anyone) {
+                return Err(denied());
+            }
+            let devices = state.storage.account_devices(access.account_id)?;
+            for id in &check_addressed {
+                if !devices.iter().any(|d| d.id == *id && !d.removed) {
+                    return Err(ApiError::new(
+                        ErrorCode::UnknownDevice,
+                        "a recipient device is not a device of this account",
+                    ));
+                }
+            }
+            let mut missing = Vec::new();
+            left_out_devices(
+                state.storage.as_ref(),
+                access.account_id,
+                0,
+                &check_addressed,
+                &mut missing,
+            )?;
+            missing_devices(missing, "the sealed send leaves devices of the account out")
+        })
+        .await?;
+    let now = now_ms();
+    let meta = OwnedSendMeta {
+        sender_username: String::new(),
+        sender_device_id: 0,
+        now_ms: now,
+        expires_at_ms: now.saturating_add(state.config.envelope_ttl_secs.saturating_mul(1000)),
+        max_queue_len: state.config.max_queue_len,
+        max_per_sender: state.config.max_queue_per_sender(),
+    };
+    let ids = Arc::clone(&state.storage)
+        .submit_enqueue(meta, envelopes.clone())
+        .await?;
+    tracing::debug!(recipients = ids.len(), "sealed envelopes stored");
+    state
+        .metrics
+        .messages_in
+        .add(u64::try_from(ids.len()).unwrap_or(0));
+    for (id, envelope) in ids.into_iter().zip(envelopes) {
+        let push = Push {
+            event: Some(push::Event::Envelope(envelope_proto(StoredEnvelope {
+                id,
+                device_id: envelope.recipient_device_id,
+                sender_username: String::new(),
+                sender_device_id: 0,
+                server_timestamp_ms: now,
+                ciphertext: envelope.ciphertext,
+                group_id: None,
+            }))),
+        };
+        publish(state, envelope.recipient_device_id, push);
+    }
+    Ok(SendResponse {
+        server_timestamp_ms: now,
+        skipped_device_ids: Vec::new(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn certificates_have_the_spec_layout_and_verify() {
+        let signing = SigningKey::from_bytes(&[7; 32]);
+        let cert = encode_certificate(3, &signing, "alice", 9, &[1; 32], 1000).unwrap();
+        assert_eq!(cert.len(), 118 + 5);
+        assert_eq!(cert[0], 1);
+        assert_eq!(&cert[1..5], &3u32.to_be_bytes());
+        assert_eq!(&cert[21..53], &[1; 32]);
+        let (body, sig) = cert.split_at(cert.len() - 64);
+        let mut signed = SENDER_CERTIFICATE_LABEL.to_vec();
+        signed.extend_from_slice(body);
+        let sig = ed25519_dalek::Signature::from_slice(sig).unwrap();
+        signing
+            .verifying_key()
+            .verify_strict(&signed, &sig)
+            .unwrap();
+        assert!(encode_certificate(3, &signing, "", 9, &[1; 32], 1000).is_err());
+    }
+
+    #[test]
+    fn rate_keys_hide_the_access_key() {
+        let key = rate_key("bob", &[0xab; 16]);
+        assert_eq!(key.len(), 32);
+        assert!(!key.contains("abab"));
+        assert_ne!(key, rate_key("bob", &[0xac; 16]));
+    }
+}
