@@ -15,7 +15,7 @@ import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/p
 
 import { bytesEqual, toHex } from "../src/bytes.js";
 import { Connection, type SocketLike } from "../src/client/connection.js";
-import { Groups, type ClientEvent } from "../src/client/groups.js";
+import { Groups, MAX_HELD, type ClientEvent } from "../src/client/groups.js";
 import { MemoryStore } from "../src/client/store.js";
 import { openTranscript, sentTranscript, SyncError } from "../src/client/sync.js";
 import { ContentSchema, decodeContent, encodeContent, GroupChangeKind, type Content } from "../src/content.js";
@@ -261,6 +261,39 @@ test("group receive: a message before its sender key is held and opened when the
   assert.ok(foreign[0]!.type === "decryptionFailed" && /another|sync/.test(foreign[0]!.reason), String(foreign[0]!.type === "decryptionFailed" && foreign[0]!.reason));
   // Everything was acknowledged, even what was refused.
   assert.equal(acks.flat().length, 7);
+});
+
+test("held group messages are bounded: beyond MAX_HELD the oldest is dropped, the rest open when the key arrives", async () => {
+  const aliceIdentity = IdentityKeyPair.generate(seededRng("alice-id"));
+  const bob = deviceOf("bob", 2n, IdentityKeyPair.generate(seededRng("bob-id")));
+  const rng = seededRng("alice-held");
+  const groupId = rng.fill(16);
+  const factory = socketFactory((frame): Result => {
+    if (frame.request.case === "ackEnvelopes") return { case: "ack", value: {} };
+    return { case: "group", value: { groupId, version: 1n, members: [member("alice", GroupRole.ADMIN), member("bob")] } };
+  });
+  const connection = await Connection.open({ url: "ws://x/v1/ws", socketFactory: factory });
+  const groups = new Groups(bob.store, bob.store, seededRng("bob-run"));
+  const session = Session.initiate(rng, aliceIdentity, { identityKey: bob.bundle.identityKey, signedPreKey: bob.bundle.signedPrekey, oneTimePreKey: bob.bundle.oneTimePrekey, kemPreKey: bob.bundle.kemPrekey });
+  const key = OutboundSenderKey.create(rng, groupId);
+  const distribution = encodeSenderKeyDistribution(key.distribution());
+  const early = Array.from({ length: MAX_HELD + 1 }, (_, i) =>
+    create(EnvelopeSchema, {
+      envelopeId: BigInt(100 + i),
+      senderUsername: "alice",
+      senderDeviceId: 1n,
+      groupId,
+      ciphertext: key.encrypt(encodeContent(create(ContentSchema, { messageId: rng.fill(16), sentAtMs: 1n, groupId, body: { case: "text", value: { text: `m${i}` } } }))),
+    }),
+  );
+  const failed = await groups.take(connection, early);
+  assert.equal(failed.filter((e) => e.type === "decryptionFailed").length, MAX_HELD + 1);
+  const content = create(ContentSchema, { messageId: rng.fill(16), sentAtMs: 1n, body: { case: "senderKeyDistribution", value: { groupId, distribution } } });
+  const opened = await groups.take(connection, [create(EnvelopeSchema, { envelopeId: 1n, senderUsername: "alice", senderDeviceId: 1n, ciphertext: session.encrypt(encodeContent(content)) })]);
+  const texts = opened.flatMap((e) => (e.type === "message" && e.message.content.body.case === "text" ? [e.message.content.body.value.text] : []));
+  assert.equal(texts.length, MAX_HELD);
+  assert.equal(texts[0], "m1");
+  assert.equal(texts.at(-1), `m${MAX_HELD}`);
 });
 
 test("SyncMessage transcripts (§11.7): form, destination, and who may send them", () => {

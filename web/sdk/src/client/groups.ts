@@ -19,7 +19,7 @@
  *   distributions, group contents from members, own-device transcripts),
  *   group ones with the sender device's sender key. A group message whose
  *   sender key has not arrived yet is reported (`decryptionFailed`) and held
- *   (at most `MAX_HELD` of them, in memory) until a distribution from that
+ *   (at most `MAX_HELD` of them and `MAX_HELD_BYTES`, in memory) until a distribution from that
  *   device opens it.
  *
  * Events go to `onEvent` listeners and are returned by `take`/`fetchAll`.
@@ -57,6 +57,8 @@ export const MAX_GROUP_NAME_LEN = 256;
 export const MAX_CHANGE_ATTEMPTS = 5;
 /** Most group messages held in memory while their sender key is awaited. */
 export const MAX_HELD = 100;
+/** Most ciphertext bytes held in memory while sender keys are awaited (older ones are dropped first). */
+export const MAX_HELD_BYTES = 4 * 1024 * 1024;
 /** Most envelopes in one send request (§12.7). */
 const MAX_ENVELOPES_PER_SEND = 1000;
 
@@ -629,8 +631,9 @@ export class Groups {
           if (this.store.sessionDevices(name).length === 0) await this.messenger.ensureSessions(connection, name);
           members.push(name);
         } catch (error) {
-          // A member without usable devices (none published, a changed identity) is skipped, as in the Rust SDK.
-          if (!(error instanceof MessengerError)) throw error;
+          // A member without usable devices (none published, a changed identity, an account gone) is skipped, as in the Rust SDK.
+          const gone = error instanceof ServerError && error.code === ErrorCode.UNKNOWN_ACCOUNT;
+          if (!(error instanceof MessengerError) && !gone) throw error;
         }
       }
       if (missing.length > 0) await this.fetchMissing(connection, members, missing);
@@ -763,7 +766,8 @@ export class Groups {
   private hold(envelope: Envelope): void {
     if (this.held.some((e) => e.envelopeId === envelope.envelopeId && e.senderDeviceId === envelope.senderDeviceId)) return;
     this.held.push(envelope);
-    while (this.held.length > MAX_HELD) this.held.shift();
+    let bytes = this.held.reduce((n, e) => n + e.ciphertext.length, 0);
+    while (this.held.length > MAX_HELD || bytes > MAX_HELD_BYTES) bytes -= this.held.shift()!.ciphertext.length;
   }
 
   /** Applies an opened content: distributions, announcements, group contents; returns the events. */
