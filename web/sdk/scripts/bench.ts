@@ -4,7 +4,7 @@
  * (encrypt + decrypt), a group message (encrypt + sign + verify + decrypt)
  * and a hybrid handshake (bundle checks, X3DH + ML-KEM-768, both sides).
  *
- *   node --import tsx scripts/bench.ts [iterations]
+ *   node --import tsx scripts/bench.ts [iterations] [message bytes, default 100]
  */
 import { initiate, respond } from "../src/handshake.js";
 import { IdentityKeyPair, x25519PublicKey } from "../src/identity.js";
@@ -14,7 +14,8 @@ import { systemRng } from "../src/rng.js";
 import { OutboundSenderKey, SenderKeyRecord } from "../src/sender_key.js";
 
 const n = Number(process.argv[2] ?? "2000");
-const plaintext = new Uint8Array(160);
+// 100 B, as crypto-core's criterion benches (BENCHMARKS.md compares the two).
+const plaintext = new Uint8Array(Number(process.argv[3] ?? "100"));
 
 function time(label: string, iterations: number, run: () => void): void {
   for (let i = 0; i < Math.min(50, iterations); i++) {
@@ -32,7 +33,7 @@ const spk = systemRng.fill(32);
 const alice = RatchetSession.initiator(systemRng, new Uint8Array(32).fill(1), new Uint8Array(64), x25519PublicKey(spk));
 const bob = RatchetSession.responder(new Uint8Array(32).fill(1), new Uint8Array(64), spk);
 bob.decrypt(alice.encrypt(plaintext));
-time("1:1 steady chain: encrypt + decrypt (160 B)", n, () => {
+time(`1:1 steady chain: encrypt + decrypt (${plaintext.length} B)`, n, () => {
   bob.decrypt(alice.encrypt(plaintext));
 });
 
@@ -40,7 +41,7 @@ const group = new Uint8Array(16).fill(2);
 const sender = OutboundSenderKey.create(systemRng, group);
 const record = new SenderKeyRecord(group);
 record.addDistribution(sender.distribution());
-time("group: encrypt + decrypt (signed, 160 B)", n, () => {
+time(`group: encrypt + decrypt (signed, ${plaintext.length} B)`, n, () => {
   record.decrypt(sender.encrypt(plaintext));
 });
 
