@@ -301,7 +301,7 @@ export class Engine {
     await this.outbox.queueContent(peer, content);
   }
 
-  /** Tells `peer` we are typing (at most every 5 s; only while online: typing is not worth queueing). */
+  /** Tells `peer` we are typing (at most every 5 s; only while online: typing is not worth keeping for later). */
   typing(peer: string, started: boolean): void {
     const now = Date.now();
     if (started && now - this.typingSentAt < 5_000) return;
@@ -309,7 +309,8 @@ export class Engine {
     const conn = this.current;
     if (!conn || conn.closed) return;
     const action = started ? c.TypingAction.STARTED : c.TypingAction.STOPPED;
-    void this.messenger.sendContent(conn, peer, this.newContent({ case: "typing", value: create(c.TypingSchema, { action }) })).catch(() => undefined);
+    // Through the outbox too: one session must not encrypt two messages at once.
+    void this.outbox.queueContent(peer, this.newContent({ case: "typing", value: create(c.TypingSchema, { action }) })).catch(() => undefined);
   }
 
   /** Marks the peer's messages read and tells them (one receipt for all unread). */

@@ -1,0 +1,160 @@
+/**
+ * User stories in real Chromium against the real server (issue 18): two
+ * people register and chat with everything a chat has; a browser user and
+ * a CLI user talk; the server goes away mid-conversation and comes back.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+
+import type { Browser, Page } from "playwright-core";
+
+import { addContact, cli, connection, launch, message, missing, openChat, openPage, register, screenshot, send, Server, totp } from "./harness.js";
+
+const skip = missing();
+let server: Server;
+let browser: Browser;
+
+before(async () => {
+  if (skip) return;
+  server = new Server();
+  await server.start();
+  browser = await launch();
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.dispose();
+});
+
+/** Two registered people with each other's chat open. */
+async function pair(a: string, b: string, phone = false): Promise<[Page, Page]> {
+  const pageA = await openPage(browser, server, phone);
+  const pageB = await openPage(browser, server);
+  await register(pageA, a);
+  await register(pageB, b);
+  await addContact(pageA, b);
+  return [pageA, pageB];
+}
+
+test("two people register, add each other and chat with reactions, replies, edits, deletes, receipts and typing", { skip, timeout: 180_000 }, async () => {
+  const [alice, bob] = await pair("alice", "bob");
+
+  // Alice writes first; Bob sees the chat appear and opens it.
+  await send(alice, "Hi Bob, it's Alice");
+  await message(alice, "You", "Hi Bob, it's Alice").waitFor();
+  await openChat(bob, "alice");
+  await message(bob, "alice", "Hi Bob, it's Alice").waitFor();
+  // Bob has read it: Alice sees the receipt.
+  await message(alice, "You", "Hi Bob, it's Alice").getByText("Read").waitFor();
+
+  // Bob types: Alice sees "typing…"; he sends a reply to her message.
+  await bob.getByLabel("Message", { exact: true }).fill("Hello");
+  await alice.getByText("bob is typing…").waitFor();
+  await message(bob, "alice", "Hi Bob, it's Alice").getByRole("button", { name: "Reply" }).click();
+  await send(bob, "Hello Alice!");
+  const reply = message(alice, "bob", "Hello Alice!");
+  await reply.waitFor();
+  await reply.getByText("↩ alice: Hi Bob, it's Alice").waitFor();
+  assert.equal(await alice.getByText("bob is typing…").count(), 0);
+
+  // Alice reacts; Bob sees the reaction.
+  await reply.getByRole("button", { name: "React 👍" }).click();
+  await message(bob, "You", "Hello Alice!").getByRole("list", { name: "Reactions" }).getByText("👍 1").waitFor();
+
+  // Alice edits her first message; Bob sees the new text, marked edited.
+  await message(alice, "You", "Hi Bob, it's Alice").getByRole("button", { name: "Edit" }).click();
+  const box = alice.getByLabel("Message", { exact: true });
+  assert.equal(await box.inputValue(), "Hi Bob, it's Alice");
+  await send(alice, "Hi Bob, it's Alice (edited)");
+  const edited = message(bob, "alice", "Hi Bob, it's Alice (edited)");
+  await edited.waitFor();
+  await edited.getByText("edited", { exact: false }).first().waitFor();
+
+  // Esc cancels a reply in progress.
+  await message(alice, "bob", "Hello Alice!").getByRole("button", { name: "Reply" }).click();
+  await alice.getByText("Replying to bob").waitFor();
+  await box.press("Escape");
+  assert.equal(await alice.getByText("Replying to bob").count(), 0);
+
+  // Alice sends and deletes a message; Bob sees it deleted.
+  await send(alice, "oops, wrong chat");
+  await message(bob, "alice", "oops, wrong chat").waitFor();
+  await message(alice, "You", "oops, wrong chat").getByRole("button", { name: "Delete" }).click();
+  await message(bob, "alice", "message deleted").waitFor();
+  assert.equal(await message(bob, "alice", "oops, wrong chat").count(), 0);
+
+  // Who is in the chat.
+  await alice.getByRole("button", { name: "Members" }).click();
+  const members = await alice.getByRole("list", { name: "Members" }).getByRole("listitem").allTextContents();
+  assert.deepEqual(members, ["alice (you)", "bob"]);
+  await alice.getByRole("button", { name: "Members" }).click();
+  await screenshot(alice, "chat");
+
+  // Both see the same safety number (60 digits) and a QR code; Esc closes.
+  const digits: string[] = [];
+  for (const [page, peer] of [[alice, "bob"], [bob, "alice"]] as const) {
+    await page.getByRole("button", { name: "Safety number" }).click();
+    const dialog = page.getByRole("dialog", { name: `Safety number with ${peer}` });
+    await dialog.getByRole("img", { name: "Safety number QR code" }).waitFor();
+    digits.push((await dialog.getByLabel("Safety number digits").textContent())!.trim());
+    if (page === alice) await screenshot(page, "safety-number");
+    await page.keyboard.press("Escape");
+    await dialog.waitFor({ state: "detached" });
+  }
+  assert.match(digits[0]!, /^\d{5}( \d{5}){11}$/);
+  assert.equal(digits[0], digits[1]);
+  await alice.context().close();
+  await bob.context().close();
+});
+
+test("a browser user and a CLI user chat both ways", { skip, timeout: 180_000 }, async () => {
+  const home = join(server.dir, "cli");
+  const registered = await cli(home, "carol", ["register", "carol", "--server", server.address, "--cert-sha256", server.fingerprint], (line, stdin) => {
+    const secret = /^secret: (\S+)/.exec(line.trim());
+    if (secret) stdin.end(`${totp(secret[1]!)}\n${totp(secret[1]!, 1)}\n`);
+  });
+  assert.equal(registered.code, 0, registered.out);
+
+  const dave = await openPage(browser, server, true); // phone width
+  await register(dave, "dave");
+  await addContact(dave, "carol");
+  await send(dave, "Hello Carol, from the browser");
+  await message(dave, "You", "Hello Carol, from the browser").getByText("Sent").waitFor();
+  const received = await cli(home, "carol", ["recv", "--json", "--only", "message", "--count", "1", "--timeout", "30"]);
+  assert.equal(received.code, 0, received.out);
+  assert.match(received.out, /Hello Carol, from the browser/);
+
+  const sent = await cli(home, "carol", ["send", "dave", "Hi Dave, from the terminal"]);
+  assert.equal(sent.code, 0, sent.out);
+  await message(dave, "carol", "Hi Dave, from the terminal").waitFor();
+  await dave.context().close();
+});
+
+test("the server stops mid-conversation: the app shows it, reconnects, and what was typed meanwhile arrives once, in order", { skip, timeout: 180_000 }, async () => {
+  const [erin, frank] = await pair("erin", "frank");
+  await send(erin, "before the outage");
+  await openChat(frank, "erin");
+  await message(frank, "erin", "before the outage").waitFor();
+
+  await server.stop();
+  await connection(erin, /Offline/);
+  await connection(frank, /Offline/);
+  const typed = ["first while offline", "second while offline", "third while offline"];
+  for (const text of typed) await send(erin, text);
+  for (const text of typed) await message(erin, "You", text).getByText("Waiting to send").waitFor();
+  await erin.getByRole("status", { name: "Connection" }).getByText("3 waiting to send").waitFor();
+  await screenshot(erin, "offline");
+
+  await server.start();
+  await connection(erin, /Online/);
+  await connection(frank, /Online/);
+  for (const text of typed) await message(frank, "erin", text).waitFor();
+  // Once each, in order, after what came before.
+  const log = await frank.getByRole("log", { name: "Messages" }).getByRole("listitem").evaluateAll((items) => items.map((i) => i.getAttribute("aria-label")));
+  assert.deepEqual(log, ["erin: before the outage", ...typed.map((t) => `erin: ${t}`)]);
+  // Accepted by the server (and by now maybe read).
+  for (const text of typed) await message(erin, "You", text).getByText(/Sent|Read/).waitFor();
+  await erin.context().close();
+  await frank.context().close();
+});
