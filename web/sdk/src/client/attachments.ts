@@ -31,6 +31,8 @@ export const MAX_ATTACHMENT_MESSAGE = 65_536;
 export const MAX_BUFFERED = 1 << 20;
 /** The largest `AttachmentStreamResult` frame body accepted (§12.11: frames on attachment streams are at most 4096 bytes). */
 const MAX_RESULT_FRAME = 4096;
+/** How long a finished download waits for the server's Close, watching for stray bytes. */
+const END_WAIT_MS = 2000;
 
 /** Where an upload reads the plaintext from. */
 export interface AttachmentSource {
@@ -221,6 +223,19 @@ class RawSocket {
       joined.set(chunk, held.length);
       held = joined;
       if (held.length > MAX_RESULT_FRAME + 2 && !parseFrame(held)) throw new TransferError("ProtocolError", "the server's result frame is too large");
+    }
+  }
+
+  /** Whether any byte arrives before the socket closes (waits at most `ms` for the close). */
+  async extraBeforeClose(ms: number): Promise<boolean> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<"timeout">((resolve) => (timer = setTimeout(() => resolve("timeout"), ms)));
+    try {
+      const next = await Promise.race([this.next(), timeout]);
+      return next instanceof Uint8Array;
+    } finally {
+      clearTimeout(timer);
+      this.wake = undefined;
     }
   }
 
@@ -425,6 +440,8 @@ export async function downloadAttachment(options: TransferOptions, pointer: Atta
           if (!chunk) return { retryMs: 200 * 2 ** attempt };
           await take(chunk);
         }
+        // The server ends with a Close (§12.13); a byte past the announced length is a broken stream.
+        if (await socket.extraBeforeClose(END_WAIT_MS)) throw new TransferError("ProtocolError", "the server sent more bytes than announced");
         return { done: undefined };
       } finally {
         socket.close();
