@@ -158,3 +158,61 @@ test("the server stops mid-conversation: the app shows it, reconnects, and what 
   await erin.context().close();
   await frank.context().close();
 });
+
+test("a group of three mixes browser and CLI users: create, talk, rename, remove, leave", { skip, timeout: 180_000 }, async () => {
+  const home = join(server.dir, "cli");
+  const registered = await cli(home, "gina", ["register", "gina", "--server", server.address, "--cert-sha256", server.fingerprint], (line, stdin) => {
+    const secret = /^secret: (\S+)/.exec(line.trim());
+    if (secret) stdin.end(`${totp(secret[1]!)}\n${totp(secret[1]!, 1)}\n`);
+  });
+  assert.equal(registered.code, 0, registered.out);
+  const hank = await openPage(browser, server);
+  const ivy = await openPage(browser, server);
+  await register(hank, "hank");
+  await register(ivy, "ivy");
+
+  // Hank creates the group with Ivy (browser) and Gina (CLI).
+  await hank.getByText("New group").click();
+  const form = hank.getByRole("form", { name: "New group" });
+  await form.getByLabel("Group name").fill("Team");
+  await form.getByLabel("Members (names, comma-separated)").fill("ivy, gina");
+  await form.getByRole("button", { name: "Create group" }).click();
+  await hank.getByRole("region", { name: "Chat with Team" }).waitFor();
+  await send(hank, "hello team");
+  await message(hank, "You", "hello team").getByText(/Sent|Read/).waitFor();
+
+  // Ivy finds the group and the message; Gina reads it on the CLI.
+  await openChat(ivy, "Team");
+  await message(ivy, "hank", "hello team").waitFor();
+  const received = await cli(home, "gina", ["recv", "--json", "--only", "message", "--count", "1", "--timeout", "30"]);
+  assert.equal(received.code, 0, received.out);
+  assert.match(received.out, /hello team/);
+
+  // Gina answers the group from the terminal; both browsers see it, once.
+  const sent = await cli(home, "gina", ["send", "#Team", "hi from the terminal"]);
+  assert.equal(sent.code, 0, sent.out);
+  await message(hank, "gina", "hi from the terminal").waitFor();
+  await message(ivy, "gina", "hi from the terminal").waitFor();
+  await send(ivy, "hi both");
+  await message(hank, "ivy", "hi both").waitFor();
+
+  // Hank renames the group and removes Gina; Ivy sees both.
+  await hank.getByRole("button", { name: "Members" }).click();
+  const members = await hank.getByRole("list", { name: "Members" }).getByRole("listitem").allTextContents();
+  assert.deepEqual(members.map((m) => m.replace("Remove", "")).sort(), ["gina", "hank (you)", "ivy"]);
+  await hank.getByLabel("New group name").fill("Dream team");
+  await hank.getByRole("button", { name: "Rename" }).click();
+  await hank.getByRole("region", { name: "Chat with Dream team" }).waitFor();
+  await ivy.getByRole("region", { name: "Chat with Dream team" }).waitFor();
+  await hank.getByRole("button", { name: "Remove gina" }).click();
+  await ivy.getByRole("log", { name: "Messages" }).getByText("gina was removed").waitFor();
+  await screenshot(hank, "group");
+
+  // Ivy leaves: Hank sees it, Ivy can no longer write.
+  await ivy.getByRole("button", { name: "Members" }).click();
+  await ivy.getByRole("button", { name: "Leave group" }).click();
+  await ivy.getByText("You are no longer in this group.").waitFor();
+  await hank.getByRole("log", { name: "Messages" }).getByText("ivy left").waitFor();
+  await hank.context().close();
+  await ivy.context().close();
+});

@@ -55,6 +55,41 @@ function AddContact({ engine, onAdded }: { engine: Engine; onAdded: (name: strin
   );
 }
 
+function NewGroup({ engine, onCreated }: { engine: Engine; onCreated: (key: string) => void }) {
+  const [name, setName] = useState("");
+  const [members, setMembers] = useState("");
+  const [busy, error, run] = useAction();
+  const submit = (e: Event) => {
+    e.preventDefault();
+    const names = members.split(",").map((m) => m.trim()).filter(Boolean);
+    void run(async () => {
+      const key = await engine.createGroup(name.trim(), names);
+      setName("");
+      setMembers("");
+      onCreated(key);
+    });
+  };
+  return (
+    <details class="new-group">
+      <summary>New group</summary>
+      <form onSubmit={submit} aria-label="New group" aria-busy={busy}>
+        <label>
+          Group name
+          <input required value={name} onInput={(e) => setName(e.currentTarget.value)} />
+        </label>
+        <label>
+          Members (names, comma-separated)
+          <input required value={members} onInput={(e) => setMembers(e.currentTarget.value)} />
+        </label>
+        <button type="submit" disabled={busy}>
+          {busy ? "Creating group…" : "Create group"}
+        </button>
+        <ErrorLine error={error} />
+      </form>
+    </details>
+  );
+}
+
 function SafetyNumberDialog({ engine, peer, onClose }: { engine: Engine; peer: string; onClose: () => void }) {
   const number = engine.safetyNumber(peer);
   const ref = useRef<HTMLDivElement>(null);
@@ -88,12 +123,20 @@ function SafetyNumberDialog({ engine, peer, onClose }: { engine: Engine; peer: s
   );
 }
 
-function MessageItem({ message, engine, peer, onReply, onEdit }: { message: ChatMessage; engine: Engine; peer: string; onReply: () => void; onEdit: () => void }) {
+function MessageItem({ message, engine, peer, group, onReply, onEdit }: { message: ChatMessage; engine: Engine; peer: string; group: boolean; onReply: () => void; onEdit: () => void }) {
   const [busy, error, run] = useAction();
+  if (message.event) {
+    return (
+      <li class="event" aria-label={message.text}>
+        {message.text}
+      </li>
+    );
+  }
   const time = new Date(message.sentAtMs).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
   const status = message.status === "read" ? "Read" : message.status === "sent" ? "Sent" : message.status === "queued" ? "Waiting to send" : undefined;
   return (
     <li class={`msg ${message.mine ? "mine" : "theirs"}`} aria-label={`${message.mine ? "You" : message.from}: ${message.deleted ? "message deleted" : message.text}`}>
+      {group && !message.mine ? <p class="author">{message.from}</p> : null}
       {message.replyTo ? <blockquote class="quote">↩ {message.replyTo.author}: {message.replyTo.snippet}</blockquote> : null}
       <p class="text">{message.deleted ? <em>This message was deleted.</em> : message.text}</p>
       <div class="meta">
@@ -137,6 +180,78 @@ function MessageItem({ message, engine, peer, onReply, onEdit }: { message: Chat
   );
 }
 
+function GroupPanel({ engine, state, peer }: { engine: Engine; state: EngineState; peer: string }) {
+  const group = state.conversations[peer]!.group!;
+  const [add, setAdd] = useState("");
+  const [name, setName] = useState("");
+  const [busy, error, run] = useAction();
+  const others = group.members.filter((m) => m !== state.username);
+  return (
+    <div class="group-panel" aria-busy={busy}>
+      <ul class="members" aria-label="Members">
+        {group.members.map((m) => (
+          <li key={m}>
+            {m === state.username ? `${m} (you)` : m}
+            {m !== state.username && group.active ? (
+              <button class="link danger" aria-label={`Remove ${m}`} disabled={busy} onClick={() => void run(() => engine.removeMember(peer, m))}>
+                Remove
+              </button>
+            ) : null}
+          </li>
+        ))}
+      </ul>
+      {group.active ? (
+        <>
+          <form
+            aria-label="Add member"
+            onSubmit={(e) => {
+              e.preventDefault();
+              const who = add.trim();
+              if (who) void run(async () => {
+                await engine.addMembers(peer, [who]);
+                setAdd("");
+              });
+            }}
+          >
+            <label>
+              New member
+              <input value={add} onInput={(e) => setAdd(e.currentTarget.value)} />
+            </label>
+            <button type="submit" disabled={busy}>
+              Add member
+            </button>
+          </form>
+          <form
+            aria-label="Rename group"
+            onSubmit={(e) => {
+              e.preventDefault();
+              const n = name.trim();
+              if (n) void run(async () => {
+                await engine.renameGroup(peer, n);
+                setName("");
+              });
+            }}
+          >
+            <label>
+              New group name
+              <input value={name} onInput={(e) => setName(e.currentTarget.value)} />
+            </label>
+            <button type="submit" disabled={busy}>
+              Rename
+            </button>
+          </form>
+          <button class="secondary" disabled={busy} onClick={() => void run(() => engine.leaveGroup(peer))}>
+            Leave group
+          </button>
+        </>
+      ) : null}
+      {busy ? <p class="hint">Updating the group…</p> : null}
+      {others.length === 0 && group.active ? <p class="hint">Nobody else is in this group yet.</p> : null}
+      <ErrorLine error={error} />
+    </div>
+  );
+}
+
 function ConversationView({ engine, state, peer, onBack }: { engine: Engine; state: EngineState; peer: string; onBack: () => void }) {
   const conv = state.conversations[peer];
   const [text, setText] = useState("");
@@ -158,6 +273,8 @@ function ConversationView({ engine, state, peer, onBack }: { engine: Engine; sta
     return () => document.removeEventListener("visibilitychange", onVisible);
   }, [peer, engine]);
   if (!conv) return null;
+  const group = conv.group;
+  const title = group ? group.name : peer;
   const typing = conv.typingUntil > Date.now();
   const cancel = () => {
     setReplyTo(undefined);
@@ -184,20 +301,23 @@ function ConversationView({ engine, state, peer, onBack }: { engine: Engine; sta
     }
   };
   return (
-    <section class="conversation" aria-label={`Chat with ${peer}`}>
+    <section class="conversation" aria-label={`Chat with ${title}`}>
       <header>
         <button class="back link" onClick={onBack} aria-label="Back to chats">
           ←
         </button>
-        <h2>{peer}</h2>
+        <h2>{title}</h2>
         <button class="link" onClick={() => setShowMembers(!showMembers)} aria-expanded={showMembers}>
           Members
         </button>
-        <button class="link" onClick={() => setShowSafety(true)}>
-          Safety number
-        </button>
+        {group ? null : (
+          <button class="link" onClick={() => setShowSafety(true)}>
+            Safety number
+          </button>
+        )}
       </header>
-      {showMembers ? (
+      {showMembers && group ? <GroupPanel engine={engine} state={state} peer={peer} /> : null}
+      {showMembers && !group ? (
         <ul class="members" aria-label="Members">
           <li>{state.username} (you)</li>
           <li>{peer}</li>
@@ -210,6 +330,7 @@ function ConversationView({ engine, state, peer, onBack }: { engine: Engine; sta
             message={m}
             engine={engine}
             peer={peer}
+            group={Boolean(group)}
             onReply={() => {
               setEditing(undefined);
               setReplyTo(m);
@@ -235,8 +356,10 @@ function ConversationView({ engine, state, peer, onBack }: { engine: Engine; sta
           </button>
         </div>
       ) : null}
+      {group && !group.active ? <p class="hint inactive">You are no longer in this group.</p> : null}
       <form
         class="composer"
+        hidden={Boolean(group && !group.active)}
         onSubmit={(e) => {
           e.preventDefault();
           send();
@@ -250,7 +373,7 @@ function ConversationView({ engine, state, peer, onBack }: { engine: Engine; sta
           id="composer"
           ref={input}
           rows={1}
-          placeholder={`Message ${peer}`}
+          placeholder={`Message ${title}`}
           value={text}
           onInput={(e) => {
             setText(e.currentTarget.value);
@@ -272,7 +395,8 @@ function ConversationView({ engine, state, peer, onBack }: { engine: Engine; sta
 export function ChatView({ engine }: { engine: Engine }) {
   const state = useEngine(engine);
   const [open, setOpen] = useState<string | undefined>();
-  const peers = Object.keys(state.conversations).sort();
+  const name = (key: string) => state.conversations[key]!.group?.name ?? key;
+  const peers = Object.keys(state.conversations).sort((a, b) => name(a).localeCompare(name(b)));
   return (
     <div class={`chat ${open ? "has-open" : ""}`}>
       <aside class="sidebar" aria-label="Chats">
@@ -284,14 +408,17 @@ export function ChatView({ engine }: { engine: Engine }) {
           <ConnectionBadge state={state} />
         </header>
         <AddContact engine={engine} onAdded={setOpen} />
+        <NewGroup engine={engine} onCreated={setOpen} />
         <nav aria-label="Conversations">
           <ul class="peers">
             {peers.map((peer) => {
-              const unread = state.conversations[peer]!.unread;
+              const conv = state.conversations[peer]!;
+              const unread = conv.unread;
+              const label = conv.group ? conv.group.name : peer;
               return (
                 <li key={peer}>
                   <button class={peer === open ? "current" : ""} aria-current={peer === open ? "page" : undefined} onClick={() => setOpen(peer)}>
-                    {peer}
+                    {label}
                     {unread > 0 && peer !== open ? <span class="badge" aria-label={`${unread} unread`}>{unread}</span> : null}
                   </button>
                 </li>

@@ -32,11 +32,16 @@ export interface ChatMessage {
   reactions: Record<string, string[]>;
   /** Own messages: queued (not yet accepted by the server), sent, read. */
   status?: "queued" | "sent" | "read";
+  /** A line about the group (joined, renamed, …), not a message. */
+  event?: boolean;
 }
 
-/** A 1:1 conversation. */
+/** A conversation: 1:1 (key: the peer's name) or a group (key: `#` + hex id). */
 export interface Conversation {
+  /** The key of the conversation. */
   peer: string;
+  /** Set for a group. */
+  group?: { id: Uint8Array; name: string; members: string[]; active: boolean };
   messages: ChatMessage[];
   /** The peer's typing indicator expires at this time (ms). */
   typingUntil: number;
@@ -172,9 +177,11 @@ export class Engine {
   state: EngineState;
   private readonly listeners = new Set<() => void>();
   private readonly messenger: client.Messenger;
+  private readonly groups: client.Groups;
   private readonly outbox: client.Outbox;
   private readonly reconnector: client.Reconnector;
   private current: Connection | undefined;
+  private serial: Promise<void> = Promise.resolve();
   private typingSentAt = 0;
   /** Message ids (hex) we queued, to mark them sent / read. */
   private readonly ownIds = new Map<string, string>();
@@ -183,7 +190,9 @@ export class Engine {
     const device = store.device();
     if (!device) throw new Error("no device in the store");
     this.state = { username: device.username, net: "connecting", pending: store.outboxEntries().length, conversations: {} };
-    this.messenger = new client.Messenger(store, systemRng);
+    // Groups wraps the one Messenger: 1:1 and group messages arrive through it.
+    this.groups = new client.Groups(store, new client.MemoryGroupStore(), systemRng);
+    this.messenger = this.groups.messenger;
     this.outbox = new client.Outbox(store, this.messenger, systemRng, { onEvent: (event) => this.outboxEvent(event) });
     // Restore what waits in the outbox as "queued" messages.
     for (const entry of store.outboxEntries()) {
@@ -235,10 +244,10 @@ export class Engine {
   private async setUp(conn: Connection): Promise<void> {
     const device = this.store.device()!;
     conn.onPush((push) => {
-      if (push.event.case === "envelope") void this.messenger.take(conn, [push.event.value]).then((m) => this.received(m), () => undefined);
+      void this.groups.handlePush(conn, push).then((events) => this.received(events), () => undefined);
     });
     await client.login(conn, device.deviceId, device.deviceKey);
-    this.received(await this.messenger.fetchAll(conn));
+    this.received(await this.groups.fetchAll(conn));
   }
 
   /** The conversation with `peer` (created empty). */
@@ -275,7 +284,7 @@ export class Engine {
     const content = this.newContent({ case: "text", value: create(c.TextSchema, { text, replyTo: reply }) });
     this.showOwn(peer, content);
     this.touch();
-    await this.outbox.queueContent(peer, content);
+    await this.deliver(peer, content);
     this.touch();
   }
 
@@ -284,21 +293,21 @@ export class Engine {
     const content = this.newContent({ case: "reaction", value: create(c.ReactionSchema, { targetMessageId: fromHexId(message.id), emoji, remove: mineAlready }) });
     this.apply(peer, this.state.username, content);
     this.touch();
-    await this.outbox.queueContent(peer, content);
+    await this.deliver(peer, content);
   }
 
   async edit(peer: string, message: ChatMessage, text: string): Promise<void> {
     const content = this.newContent({ case: "edit", value: create(c.EditSchema, { targetMessageId: fromHexId(message.id), text, revision: BigInt(message.revision + 1) }) });
     this.apply(peer, this.state.username, content);
     this.touch();
-    await this.outbox.queueContent(peer, content);
+    await this.deliver(peer, content);
   }
 
   async remove(peer: string, message: ChatMessage): Promise<void> {
     const content = this.newContent({ case: "delete", value: create(c.DeleteSchema, { targetMessageId: fromHexId(message.id) }) });
     this.apply(peer, this.state.username, content);
     this.touch();
-    await this.outbox.queueContent(peer, content);
+    await this.deliver(peer, content);
   }
 
   /** Tells `peer` we are typing (at most every 5 s; only while online: typing is not worth keeping for later). */
@@ -307,7 +316,7 @@ export class Engine {
     if (started && now - this.typingSentAt < 5_000) return;
     this.typingSentAt = started ? now : 0;
     const conn = this.current;
-    if (!conn || conn.closed) return;
+    if (!conn || conn.closed || this.state.conversations[peer]?.group) return;
     const action = started ? c.TypingAction.STARTED : c.TypingAction.STOPPED;
     // Through the outbox too: one session must not encrypt two messages at once.
     void this.outbox.queueContent(peer, this.newContent({ case: "typing", value: create(c.TypingSchema, { action }) })).catch(() => undefined);
@@ -317,11 +326,11 @@ export class Engine {
   markRead(peer: string): void {
     const conv = this.state.conversations[peer];
     if (!conv || conv.unread === 0) return;
-    const ids = conv.messages.filter((m) => !m.mine && !m.deleted).slice(-conv.unread).map((m) => fromHexId(m.id));
+    const ids = conv.messages.filter((m) => !m.mine && !m.deleted && !m.event).slice(-conv.unread).map((m) => fromHexId(m.id));
     conv.unread = 0;
     this.touch();
     if (ids.length === 0) return;
-    void this.outbox.queueContent(peer, this.newContent({ case: "readReceipt", value: create(c.ReadReceiptSchema, { messageIds: ids }) })).catch(() => undefined);
+    void this.deliver(peer, this.newContent({ case: "readReceipt", value: create(c.ReadReceiptSchema, { messageIds: ids }) })).catch(() => undefined);
   }
 
   /** The safety number with `peer`, once a session exists. */
@@ -372,22 +381,127 @@ export class Engine {
     this.touch();
   }
 
-  private received(messages: client.Incoming[]): void {
-    for (const m of messages) {
-      if (m.groupId) continue; // groups: not shown in this version of the app
+  private received(events: client.ClientEvent[]): void {
+    for (const event of events) {
+      if (event.type === "groupChanged") this.groupChanged(event.groupId, event.update);
+      if (event.type !== "message") continue;
+      const m = event.message;
       if (m.sentCopy) {
-        if (m.sentCopy.destination.kind === "direct") {
-          const peer = m.sentCopy.destination.username;
-          if (m.content.body.case === "text") {
-            this.showOwn(peer, m.content);
-            const own = this.conversation(peer).messages.find((x) => x.id === hex(m.content.messageId));
-            if (own) own.status = "sent";
-          } else this.apply(peer, this.state.username, m.content);
-        }
+        const d = m.sentCopy.destination;
+        const key = d.kind === "direct" ? d.username : this.groupKey(d.groupId);
+        if (m.content.body.case === "text") {
+          this.showOwn(key, m.content);
+          const own = this.conversation(key).messages.find((x) => x.id === hex(m.content.messageId));
+          if (own) own.status = "sent";
+        } else this.apply(key, this.state.username, m.content);
         continue;
       }
-      this.apply(m.from, m.from, m.content);
+      this.apply(m.groupId ? this.groupKey(m.groupId) : m.from, m.from, m.content);
     }
+    this.touch();
+  }
+
+  /** The conversation key of group `id`, its conversation made and refreshed from what the SDK knows. */
+  private groupKey(id: Uint8Array): string {
+    const key = `#${hex(id)}`;
+    const conv = this.conversation(key);
+    const info = this.groups.group(id);
+    conv.group = {
+      id,
+      name: info?.name || conv.group?.name || "Group",
+      members: info ? info.members.map((m) => m.username) : (conv.group?.members ?? []),
+      active: info?.active ?? conv.group?.active ?? true,
+    };
+    return key;
+  }
+
+  private groupChanged(id: Uint8Array, update: client.GroupUpdate): void {
+    const key = this.groupKey(id);
+    const line = (() => {
+      switch (update.kind) {
+        case "Created":
+          return `${update.by} created the group “${update.name}”`;
+        case "MembersAdded":
+          return `${update.usernames.join(", ")} joined`;
+        case "MembersRemoved":
+          return `${update.usernames.join(", ")} ${update.usernames.length === 1 ? "was" : "were"} removed`;
+        case "Left":
+          return `${update.username} left`;
+        case "Renamed":
+          return `The group is now called “${update.name}”`;
+        default:
+          return undefined;
+      }
+    })();
+    if (line) this.conversation(key).messages.push({ id: `event-${hex(systemRng.fill(8))}`, from: "", mine: false, text: line, sentAtMs: Date.now(), revision: 0, edited: false, deleted: false, reactions: {}, event: true });
+  }
+
+  /** Runs a group operation online, after the outbox's sends (one session never encrypts two messages at once). */
+  private async groupOp<T>(op: (conn: Connection) => Promise<T>): Promise<T> {
+    const conn = await this.connectionNow();
+    const run = this.serial.then(async () => {
+      await this.outbox.idle();
+      return op(conn);
+    });
+    this.serial = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
+  }
+
+  /** Creates a group with `members` (names) and opens it. */
+  async createGroup(name: string, members: string[]): Promise<string> {
+    const id = await this.groupOp((conn) => this.groups.createGroup(conn, name, members));
+    const key = this.groupKey(id);
+    this.touch();
+    return key;
+  }
+
+  async renameGroup(key: string, name: string): Promise<void> {
+    const id = this.groupId(key);
+    await this.groupOp((conn) => this.groups.rename(conn, id, name));
+    this.groupChanged(id, { kind: "Renamed", name });
+    this.touch();
+  }
+
+  async addMembers(key: string, names: string[]): Promise<void> {
+    const id = this.groupId(key);
+    await this.groupOp((conn) => this.groups.addMembers(conn, id, names));
+    this.groupChanged(id, { kind: "MembersAdded", usernames: names });
+    this.touch();
+  }
+
+  async removeMember(key: string, name: string): Promise<void> {
+    const id = this.groupId(key);
+    await this.groupOp((conn) => this.groups.removeMembers(conn, id, [name]));
+    this.groupChanged(id, { kind: "MembersRemoved", usernames: [name] });
+    this.touch();
+  }
+
+  async leaveGroup(key: string): Promise<void> {
+    const id = this.groupId(key);
+    await this.groupOp((conn) => this.groups.leave(conn, id));
+    this.groupChanged(id, { kind: "Left", username: this.state.username });
+    this.touch();
+  }
+
+  private groupId(key: string): Uint8Array {
+    const group = this.state.conversations[key]?.group;
+    if (!group) throw new Error(`not a group: ${key}`);
+    return group.id;
+  }
+
+  /** Sends `content` to conversation `key`: 1:1 through the outbox, a group online. */
+  private async deliver(key: string, content: Content): Promise<void> {
+    const group = this.state.conversations[key]?.group;
+    if (!group) {
+      await this.outbox.queueContent(key, content);
+      return;
+    }
+    await this.groupOp((conn) => this.groups.sendContent(conn, group.id, content));
+    const own = this.state.conversations[key]?.messages.find((m) => m.id === hex(content.messageId));
+    if (own && own.status === "queued") own.status = "sent";
     this.touch();
   }
 
