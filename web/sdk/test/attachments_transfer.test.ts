@@ -18,8 +18,12 @@ import { ciphertextLength, collectSink, bytesSource, downloadAttachment, MAX_ATT
 import { Connection, type SocketLike } from "../src/client/connection.js";
 import { encodeVarint } from "../src/framing.js";
 import { AttachmentPointerSchema } from "../src/gen/content_pb.js";
-import { AttachmentStreamHeaderSchema, AttachmentStreamResultSchema, ClientFrameSchema, ErrorCode, ServerFrameSchema, type AttachmentStreamHeader, type ClientFrame } from "../src/gen/transport_pb.js";
+import { AttachmentStreamHeaderSchema, AttachmentStreamResultSchema, ClientFrameSchema, EnvelopeSchema, ErrorCode, ServerFrameSchema, type AttachmentStreamHeader, type ClientFrame } from "../src/gen/transport_pb.js";
+import { Messenger } from "../src/client/messenger.js";
+import { MemoryOutbox, Outbox, type OutboxEvent } from "../src/client/outbox.js";
+import { MemoryStore } from "../src/client/store.js";
 import { IdentityKeyPair } from "../src/identity.js";
+import { KemPreKey, LocalPreKeys, SignedPreKey } from "../src/prekeys.js";
 import { pattern, seededRng } from "./helpers.js";
 
 type Kind = MessageInitShape<typeof ServerFrameSchema>["kind"];
@@ -186,4 +190,64 @@ test("download: bad input from the server is a typed error and the sink is left 
     await assert.rejects(downloadAttachment(await options(server), pointer, sink), check, label);
     assert.equal(sink.chunks.length, 0, `${label}: the sink was reset`);
   }
+});
+
+test("a file queued in the outbox while offline is uploaded and its pointer sent when a connection comes; the recipient decrypts the file", async () => {
+  const rng = seededRng("bob");
+  const bobIdentity = IdentityKeyPair.generate(rng);
+  const bobPreKeys = new LocalPreKeys();
+  const signed = SignedPreKey.generate(rng, bobIdentity, 1, true);
+  const kem = KemPreKey.generate(rng, bobIdentity, 1);
+  bobPreKeys.addSigned(signed);
+  bobPreKeys.addKem(kem);
+  const bundle = { deviceId: 2n, identityKey: bobIdentity.publicKey.toBytes(), signedPrekey: signed.public(), kemPrekey: kem.public() };
+  const sent: Uint8Array[] = [];
+  let uploaded = new Uint8Array(0);
+  const server = scripted(
+    (frame) => {
+      const ok = (result: NonNullable<Extract<Kind, { case: "response" }>["value"]>["result"]): Kind => ({ case: "response", value: { requestId: frame.requestId, result } });
+      switch (frame.request.case) {
+        case "attachmentUpload":
+          return ok({ case: "attachmentUpload", value: { attachmentId: ID, uploadToken: new Uint8Array(32) } });
+        case "listDevices":
+          return ok({ case: "deviceList", value: { devices: [{ deviceId: 1n }] } });
+        case "fetchPrekeys":
+          return ok({ case: "prekeyBundles", value: { bundles: [bundle] } });
+        case "send":
+          sent.push(frame.request.value.envelopes[0]!.ciphertext);
+          return ok({ case: "send", value: { serverTimestampMs: 1n } });
+        default:
+          return ok({ case: "ok", value: {} });
+      }
+    },
+    (bytes) => {
+      uploaded = bytes.slice(1 + bytes[0]!);
+      return [framedResult({ committedOffset: BigInt(uploaded.length) })];
+    },
+  );
+  const transfer = await options(server);
+  const alice = new MemoryStore(new LocalPreKeys());
+  alice.setDevice({ username: "alice", deviceId: 1n, deviceKey: transfer.deviceKey, identity: IdentityKeyPair.generate(seededRng("ai")) });
+  const events: OutboxEvent[] = [];
+  const outbox = new Outbox(new MemoryOutbox(), new Messenger(alice, seededRng("m")), seededRng("o"), {
+    resolveFile: (ref) => Promise.resolve(bytesSource(ref === "file-1" ? FILE : new Uint8Array(0))),
+    transfer,
+    onEvent: (e) => events.push(e),
+  });
+  const id = await outbox.queueFile("bob", { ref: "file-1", fileName: "f.bin", caption: "look" });
+  assert.equal(outbox.pending, 1);
+  assert.equal(sent.length, 0);
+  outbox.setConnection(await transfer.connection());
+  await outbox.idle();
+  assert.equal(outbox.pending, 0);
+  assert.deepEqual(events.map((e) => [e.kind, e.messageId]), [["sent", id]]);
+  const bobStore = new MemoryStore(bobPreKeys);
+  bobStore.setDevice({ username: "bob", deviceId: 2n, deviceKey: IdentityKeyPair.generate(rng), identity: bobIdentity });
+  const incoming = new Messenger(bobStore, seededRng("b")).open(create(EnvelopeSchema, { envelopeId: 1n, senderUsername: "alice", senderDeviceId: 1n, ciphertext: sent[0]! }));
+  const body = incoming!.content.body;
+  assert.equal(body.case, "attachment");
+  assert.deepEqual(incoming!.content.messageId, id, "the message id fixed at queue time");
+  const pointer = body.case === "attachment" ? body.value : undefined;
+  assert.equal(pointer?.caption, "look");
+  assert.deepEqual(decryptAttachment(AttachmentKey.fromBytes(pointer!.key), pointer!.digest, uploaded), FILE);
 });
