@@ -29,7 +29,7 @@ import { pattern, seededRng } from "./helpers.js";
 type Kind = MessageInitShape<typeof ServerFrameSchema>["kind"];
 
 /** The raw side of an attachment socket: gets the client's bytes (header and body), returns the server's byte messages. */
-type RawServer = (clientBytes: Uint8Array) => Uint8Array[];
+type RawServer = (clientBytes: Uint8Array) => Uint8Array[] | { chunks: Uint8Array[]; silent: true };
 
 function framedResult(result: MessageInitShape<typeof AttachmentStreamResultSchema>): Uint8Array {
   const body = toBinary(AttachmentStreamResultSchema, create(AttachmentStreamResultSchema, result));
@@ -42,6 +42,7 @@ function framedResult(result: MessageInitShape<typeof AttachmentStreamResultSche
 /** A server for both sockets: requests answered by `answer`, attachment sockets after login by `raw`. */
 function scripted(answer: (frame: ClientFrame) => Kind, raw: RawServer) {
   const messageSizes: number[] = [];
+  let terminated = 0;
   const factory = (url: string): SocketLike => {
     let loggedIn = false;
     const received: Uint8Array[] = [];
@@ -65,9 +66,10 @@ function scripted(answer: (frame: ClientFrame) => Kind, raw: RawServer) {
             at += r.length;
           }
           const out = raw(all);
+          const served = Array.isArray(out) ? out : out.chunks;
           queueMicrotask(() => {
-            for (const chunk of out) socket.onmessage?.({ data: chunk.slice().buffer });
-            socket.onclose?.({ code: 1000, reason: "" });
+            for (const chunk of served) socket.onmessage?.({ data: chunk.slice().buffer });
+            if (Array.isArray(out)) socket.onclose?.({ code: 1000, reason: "" });
           });
           return;
         }
@@ -83,11 +85,14 @@ function scripted(answer: (frame: ClientFrame) => Kind, raw: RawServer) {
         queueMicrotask(() => socket.onmessage?.({ data: toBinary(ServerFrameSchema, create(ServerFrameSchema, { kind })) }));
       },
       close() {},
+      terminate() {
+        terminated += 1;
+      },
     };
     queueMicrotask(() => socket.onopen?.({}));
     return socket;
   };
-  return { factory, messageSizes };
+  return { factory, messageSizes, terminated: () => terminated };
 }
 
 async function options(server: ReturnType<typeof scripted>, progress: number[] = []): Promise<TransferOptions> {
@@ -139,7 +144,7 @@ test("upload: framed header, ≤ 64 KiB messages, an empty one to end; the bytes
 });
 
 /** A pointer to FILE and a server serving `serve(ciphertext)` as the download stream. */
-function download(serve: (ciphertext: Uint8Array, header: AttachmentStreamHeader) => Uint8Array[]) {
+function download(serve: (ciphertext: Uint8Array, header: AttachmentStreamHeader) => ReturnType<RawServer>) {
   const key = AttachmentKey.generate(seededRng("k"));
   const { ciphertext, summary } = encryptAttachment(key, FILE);
   const pointer = create(AttachmentPointerSchema, { attachmentId: ID, key: key.toBytes(), digest: summary.digest, size: BigInt(FILE.length) });
@@ -251,4 +256,19 @@ test("a file queued in the outbox while offline is uploaded and its pointer sent
   const pointer = body.case === "attachment" ? body.value : undefined;
   assert.equal(pointer?.caption, "look");
   assert.deepEqual(decryptAttachment(AttachmentKey.fromBytes(pointer!.key), pointer!.digest, uploaded), FILE);
+});
+
+test("download: a server that goes silent mid-stream is dropped after the silence limit and the download resumes on a new socket", async () => {
+  let sockets = 0;
+  const { pointer, server } = download((c, header) => {
+    sockets += 1;
+    const offset = header.kind.case === "download" ? Number(header.kind.value.offset) : 0;
+    const result = framedResult({ length: BigInt(c.length - offset) });
+    return sockets === 1 ? { chunks: [result, c.slice(0, 100_000)], silent: true } : [result, ...chunks(c.slice(offset))];
+  });
+  const sink = collectSink();
+  await downloadAttachment({ ...(await options(server)), silenceLimitMs: 100 }, pointer, sink);
+  assert.deepEqual(sink.bytes(), FILE);
+  assert.equal(sockets, 2);
+  assert.equal(server.terminated(), 1, "the silent socket was dropped");
 });

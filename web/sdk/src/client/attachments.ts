@@ -23,7 +23,7 @@ import type { IdentityKeyPair } from "../identity.js";
 import { ATTACHMENT_SEGMENT_LEN, TAG_LEN } from "../labels.js";
 import type { Rng } from "../rng.js";
 import { login } from "./account.js";
-import { Connection, ConnectionError, ServerError, type SocketFactory, type SocketLike } from "./connection.js";
+import { Connection, ConnectionError, ServerError, SILENCE_LIMIT_MS, type SocketFactory, type SocketLike } from "./connection.js";
 
 /** The largest binary message on an attachment socket (§12.13). */
 export const MAX_ATTACHMENT_MESSAGE = 65_536;
@@ -134,6 +134,8 @@ export interface TransferOptions {
   maxAttempts?: number;
   /** Waits `ms` between attempts (default `setTimeout`). */
   sleep?: (ms: number) => Promise<void>;
+  /** How long an attachment socket may stay silent while a byte is awaited before it counts as broken (default 45 s, §12.13). */
+  silenceLimitMs?: number;
   /** Called with each attachment socket once logged in (tests use it to break one). */
   onSocket?: (socket: SocketLike, attempt: number) => void;
 }
@@ -162,7 +164,10 @@ class RawSocket {
   /** Set once the socket closed: the close code. */
   closedCode: number | undefined;
 
-  constructor(readonly socket: SocketLike) {
+  constructor(
+    readonly socket: SocketLike,
+    private readonly silenceMs: number,
+  ) {
     socket.onmessage = (event) => {
       const data = event.data;
       const bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : data instanceof Uint8Array ? data : undefined;
@@ -181,13 +186,33 @@ class RawSocket {
     wake?.();
   }
 
-  /** The next chunk of bytes from the server, or `undefined` once it closed. */
-  async next(): Promise<Uint8Array | undefined> {
+  /** The next chunk of bytes from the server, or `undefined` once it closed (or stayed silent for `silenceMs`: then it is dropped). */
+  async next(silenceMs = this.silenceMs): Promise<Uint8Array | undefined> {
     for (;;) {
       const chunk = this.incoming.shift();
       if (chunk) return chunk;
       if (this.closedCode !== undefined) return undefined;
-      await new Promise<void>((resolve) => (this.wake = resolve));
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const heard = await new Promise<boolean>((resolve) => {
+        this.wake = () => resolve(true);
+        timer = setTimeout(() => resolve(false), silenceMs);
+      });
+      clearTimeout(timer);
+      if (!heard) {
+        // A silent server: the transfer is broken (§12.13), resumed on a new socket.
+        this.closedCode ??= 1006;
+        this.drop();
+        return undefined;
+      }
+    }
+  }
+
+  private drop(): void {
+    try {
+      if (this.socket.terminate) this.socket.terminate();
+      else this.socket.close(1000);
+    } catch {
+      // already closed
     }
   }
 
@@ -228,15 +253,7 @@ class RawSocket {
 
   /** Whether any byte arrives before the socket closes (waits at most `ms` for the close). */
   async extraBeforeClose(ms: number): Promise<boolean> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<"timeout">((resolve) => (timer = setTimeout(() => resolve("timeout"), ms)));
-    try {
-      const next = await Promise.race([this.next(), timeout]);
-      return next instanceof Uint8Array;
-    } finally {
-      clearTimeout(timer);
-      this.wake = undefined;
-    }
+    return (await this.next(ms)) !== undefined;
   }
 
   close(): void {
@@ -294,7 +311,7 @@ async function openAttachmentSocket(options: TransferOptions): Promise<RawSocket
     if (error instanceof ConnectionError) return undefined;
     throw error;
   }
-  return new RawSocket(connection.detach());
+  return new RawSocket(connection.detach(), options.silenceLimitMs ?? SILENCE_LIMIT_MS);
 }
 
 /** Throws the result's error as a `TransferError`, except `UNAVAILABLE` (another stream is running: retried), for which it returns its delay. */
