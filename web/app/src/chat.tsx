@@ -123,6 +123,54 @@ function SafetyNumberDialog({ engine, peer, onClose }: { engine: Engine; peer: s
   );
 }
 
+function size(bytes: number): string {
+  if (bytes < 1024) return `${bytes} B`;
+  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(0)} KiB`;
+  return `${(bytes / 1048576).toFixed(1)} MiB`;
+}
+
+/** Saves `url` under `name` (the browser's download). */
+function save(url: string, name: string): void {
+  const a = document.createElement("a");
+  a.href = url;
+  a.download = name;
+  a.click();
+}
+
+/** Images and videos up to this size load by themselves. */
+const AUTO_LOAD_BYTES = 25 * 1024 * 1024;
+
+function FileView({ message, engine }: { message: ChatMessage; engine: Engine }) {
+  const file = message.file!;
+  const [busy, error, run] = useAction();
+  const media = file.type.startsWith("image/") ? "image" : file.type.startsWith("video/") ? "video" : undefined;
+  useEffect(() => {
+    if (media && !file.url && file.pointer && !message.mine && file.size <= AUTO_LOAD_BYTES) void run(async () => void (await engine.download(message)));
+  }, [message.id]);
+  const verb = message.mine && !file.pointer ? "Upload" : "Download";
+  return (
+    <div class="file">
+      {file.url && media === "image" ? <img class="media" src={file.url} alt={file.name} /> : null}
+      {file.url && media === "video" ? <video class="media" src={file.url} controls aria-label={file.name} /> : null}
+      <p class="file-name">
+        📎 {file.name} <span class="meta">({size(file.size)})</span>
+      </p>
+      {file.progress ? <progress aria-label={`${verb} of ${file.name}`} value={file.progress.done} max={file.progress.total} /> : null}
+      {!file.progress && file.pointer && !file.url ? (
+        <button class="link" disabled={busy} onClick={() => void run(async () => save(await engine.download(message), file.name))}>
+          {busy ? `Downloading ${file.name}…` : `Download ${file.name}`}
+        </button>
+      ) : null}
+      {file.url ? (
+        <a href={file.url} download={file.name}>
+          Save {file.name}
+        </a>
+      ) : null}
+      <ErrorLine error={error} />
+    </div>
+  );
+}
+
 function MessageItem({ message, engine, peer, group, onReply, onEdit }: { message: ChatMessage; engine: Engine; peer: string; group: boolean; onReply: () => void; onEdit: () => void }) {
   const [busy, error, run] = useAction();
   if (message.event) {
@@ -135,10 +183,10 @@ function MessageItem({ message, engine, peer, group, onReply, onEdit }: { messag
   const time = new Date(message.sentAtMs).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
   const status = message.status === "read" ? "Read" : message.status === "sent" ? "Sent" : message.status === "queued" ? "Waiting to send" : undefined;
   return (
-    <li class={`msg ${message.mine ? "mine" : "theirs"}`} aria-label={`${message.mine ? "You" : message.from}: ${message.deleted ? "message deleted" : message.text}`}>
+    <li class={`msg ${message.mine ? "mine" : "theirs"}`} aria-label={`${message.mine ? "You" : message.from}: ${message.deleted ? "message deleted" : message.file ? `file ${message.file.name}` : message.text}`}>
       {group && !message.mine ? <p class="author">{message.from}</p> : null}
       {message.replyTo ? <blockquote class="quote">↩ {message.replyTo.author}: {message.replyTo.snippet}</blockquote> : null}
-      <p class="text">{message.deleted ? <em>This message was deleted.</em> : message.text}</p>
+      {message.file && !message.deleted ? <FileView message={message} engine={engine} /> : <p class="text">{message.deleted ? <em>This message was deleted.</em> : message.text}</p>}
       <div class="meta">
         <span>{time}</span>
         {message.edited && !message.deleted ? <span> · edited</span> : null}
@@ -165,9 +213,11 @@ function MessageItem({ message, engine, peer, group, onReply, onEdit }: { messag
           </button>
           {message.mine ? (
             <>
-              <button class="link" onClick={onEdit}>
-                Edit
-              </button>
+              {message.file ? null : (
+                <button class="link" onClick={onEdit}>
+                  Edit
+                </button>
+              )}
               <button class="link danger" disabled={busy} onClick={() => void run(() => engine.remove(peer, message))}>
                 Delete
               </button>
@@ -366,6 +416,20 @@ function ConversationView({ engine, state, peer, onBack }: { engine: Engine; sta
         }}
         aria-busy={busy}
       >
+        <label class="attach" title="Attach a file">
+          <span aria-hidden="true">📎</span>
+          <span class="visually-hidden">Attach a file</span>
+          <input
+            type="file"
+            class="visually-hidden"
+            onChange={(e) => {
+              const input = e.currentTarget;
+              const files = Array.from(input.files ?? []);
+              input.value = "";
+              for (const file of files) void run(() => engine.sendFile(peer, file));
+            }}
+          />
+        </label>
         <label class="visually-hidden" for="composer">
           Message
         </label>

@@ -7,7 +7,7 @@
 import { create, fromBinary } from "@bufbuild/protobuf";
 import { client, content as c, IdentityKeyPair, LocalPreKeys, systemRng, toHex, type SafetyNumber } from "@microbot/sdk";
 
-import { describeError } from "./errors.js";
+import { describeError, FileTooLargeError, MAX_FILE_BYTES } from "./errors.js";
 
 type Connection = client.Connection;
 type ClientStore = client.ClientStore & client.OutboxStore;
@@ -34,7 +34,23 @@ export interface ChatMessage {
   status?: "queued" | "sent" | "read";
   /** A line about the group (joined, renamed, …), not a message. */
   event?: boolean;
+  /** Set for a file. */
+  file?: FileInfo;
 }
+
+/** A file in a conversation. */
+export interface FileInfo {
+  name: string;
+  size: number;
+  type: string;
+  /** Where it is on the server (once uploaded, or as received). */
+  pointer?: c.AttachmentPointer;
+  /** Ciphertext bytes moved so far by the running transfer. */
+  progress?: { done: number; total: number };
+  /** A `blob:` URL of the bytes, once here. */
+  url?: string;
+}
+
 
 /** A conversation: 1:1 (key: the peer's name) or a group (key: `#` + hex id). */
 export interface Conversation {
@@ -310,6 +326,86 @@ export class Engine {
     await this.deliver(peer, content);
   }
 
+  private transfer(onProgress: (done: number, total: number) => void): client.TransferOptions {
+    const device = this.store.device()!;
+    return {
+      url: serverUrl(),
+      socketFactory: browserSockets,
+      connection: () => this.reconnector.connection(),
+      deviceId: device.deviceId,
+      deviceKey: device.deviceKey,
+      onProgress,
+    };
+  }
+
+  /** Uploads `file` (progress on the message as it goes) and sends it to conversation `key`. */
+  async sendFile(key: string, file: File): Promise<void> {
+    if (file.size > MAX_FILE_BYTES) throw new FileTooLargeError(file.size);
+    const conv = this.conversation(key);
+    const message: ChatMessage = {
+      id: `upload-${hex(systemRng.fill(8))}`,
+      from: this.state.username,
+      mine: true,
+      text: "",
+      sentAtMs: Date.now(),
+      revision: 0,
+      edited: false,
+      deleted: false,
+      reactions: {},
+      status: "queued",
+      file: { name: file.name, size: file.size, type: file.type, progress: { done: 0, total: client.ciphertextLength(file.size) } },
+    };
+    conv.messages.push(message);
+    this.touch();
+    try {
+      const pointer = await client.uploadAttachment(
+        this.transfer((done, total) => {
+          message.file!.progress = { done, total };
+          this.touch();
+        }),
+        systemRng,
+        client.blobSource(file),
+        { fileName: file.name, contentType: file.type || "application/octet-stream" },
+      );
+      const content = client.attachmentContent(systemRng, pointer);
+      message.id = hex(content.messageId);
+      message.sentAtMs = Number(content.sentAtMs);
+      message.file = { ...message.file!, pointer, progress: undefined, url: URL.createObjectURL(file) };
+      this.ownIds.set(message.id, key);
+      this.touch();
+      await this.deliver(key, content);
+    } catch (error) {
+      conv.messages.splice(conv.messages.indexOf(message), 1);
+      this.touch();
+      throw error;
+    }
+  }
+
+  /** Downloads a received file (progress on the message); resolves with its `blob:` URL. */
+  async download(message: ChatMessage): Promise<string> {
+    const file = message.file;
+    if (!file?.pointer) throw new Error("no file to download");
+    if (file.url) return file.url;
+    const sink = client.collectSink();
+    file.progress = { done: 0, total: client.ciphertextLength(file.size) };
+    this.touch();
+    try {
+      await client.downloadAttachment(
+        this.transfer((done, total) => {
+          file.progress = { done, total };
+          this.touch();
+        }),
+        file.pointer,
+        sink,
+      );
+      file.url = URL.createObjectURL(new Blob(sink.chunks as BlobPart[], { type: file.type || "application/octet-stream" }));
+      return file.url;
+    } finally {
+      file.progress = undefined;
+      this.touch();
+    }
+  }
+
   /** Tells `peer` we are typing (at most every 5 s; only while online: typing is not worth keeping for later). */
   typing(peer: string, started: boolean): void {
     const now = Date.now();
@@ -518,6 +614,15 @@ export class Engine {
           conv.unread += 1;
           conv.typingUntil = 0;
         }
+        return;
+      }
+      case "attachment": {
+        if (find(content.messageId)) return;
+        const pointer = body.value;
+        const message = this.textMessage(author, author === this.state.username, content);
+        message.file = { name: pointer.fileName || "file", size: Number(pointer.size), type: pointer.contentType, pointer };
+        conv.messages.push(message);
+        if (author !== this.state.username) conv.unread += 1;
         return;
       }
       case "reaction": {

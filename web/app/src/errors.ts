@@ -5,8 +5,25 @@ import { client, transport } from "@microbot/sdk";
 
 const Code = transport.ErrorCode;
 
+/** The largest file the app sends (the reference server's default `max_attachment_len`). */
+export const MAX_FILE_BYTES = 100 * 1024 * 1024;
+
+/** A file over `MAX_FILE_BYTES`. */
+export class FileTooLargeError extends Error {
+  constructor(readonly size: number) {
+    super(`file of ${size} bytes over the limit of ${MAX_FILE_BYTES}`);
+    this.name = "FileTooLargeError";
+  }
+}
+
 /** A sentence for any error the SDK or the browser throws. */
 export function describeError(error: unknown): string {
+  if (error instanceof FileTooLargeError) return `That file is too large to send (${Math.round(error.size / 1048576)} MiB; the limit is ${MAX_FILE_BYTES / 1048576} MiB).`;
+  if (error instanceof client.TransferError) {
+    if (error.code === Code.FRAME_TOO_LARGE || /large|limit|size/i.test(error.message)) return "That file is too large for this server.";
+    if (error.kind === "TooManyAttempts") return "The file transfer kept breaking off. Check your connection and try again.";
+    return "The file could not be transferred. Try again.";
+  }
   if (error instanceof client.ServerError) {
     switch (error.code) {
       case Code.USERNAME_TAKEN:
