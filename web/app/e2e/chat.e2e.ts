@@ -278,3 +278,35 @@ test("a 5 MiB file goes both ways with identical bytes and progress bars that mo
   await jack.context().close();
   await kate.context().close();
 });
+
+test("mistakes are explained in words: a taken name, a wrong code; a reload keeps the device signed in", { skip, timeout: 120_000 }, async () => {
+  const page = await openPage(browser, server, true);
+  await register(page, "lena");
+  // Reload: the device's keys come back from the encrypted IndexedDB store.
+  await page.reload();
+  await connection(page, /Online/);
+  await page.getByText("Signed in as").getByText("lena").waitFor();
+
+  const other = await openPage(browser, server, true);
+  // The name is taken.
+  const form = other.getByRole("form", { name: "Create account" });
+  await form.getByLabel("Name", { exact: true }).fill("lena");
+  await form.getByLabel("Password", { exact: true }).fill("another good password");
+  await form.getByRole("button", { name: "Create account" }).click();
+  await other.getByRole("alert").getByText("That name is taken. Please choose another one.").waitFor();
+  // A wrong code at log-in.
+  await other.getByRole("tab", { name: "Log in" }).click();
+  const login = other.getByRole("form", { name: "Log in" });
+  await login.getByLabel("Name", { exact: true }).fill("lena");
+  await login.getByLabel("Password", { exact: true }).fill("correct horse battery staple");
+  await login.getByLabel("6-digit code").fill("000000");
+  await login.getByRole("button", { name: "Log in" }).click();
+  await other.getByRole("alert").getByText("Wrong name, password or code. Check them and try again.").waitFor();
+  await screenshot(other, "error");
+  // Adding someone who does not exist.
+  await page.getByLabel("Contact name").fill("nobody-here");
+  await page.getByRole("button", { name: "Add contact" }).click();
+  await page.getByRole("alert").getByText("Nobody with that name is on this server.").waitFor();
+  await page.context().close();
+  await other.context().close();
+});
