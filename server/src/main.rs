@@ -92,6 +92,11 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Manage operator accounts of the admin dashboard (SPEC.md §18.7).
+    Admin {
+        #[command(subcommand)]
+        action: microbot_server::admin::cli::AdminCommand,
+    },
 }
 
 #[tokio::main]
@@ -118,6 +123,7 @@ async fn main() -> std::process::ExitCode {
             );
             Ok(())
         }),
+        Command::Admin { action } => admin(&cli.overrides, action).await,
         Command::Restore { from, force } => offline(&cli.overrides, |config| {
             microbot_server::backup::restore(&from, &config.data_dir, force)?;
             println!(
@@ -127,6 +133,40 @@ async fn main() -> std::process::ExitCode {
             );
             Ok(())
         }),
+    }
+}
+
+/// `admin add|remove`: reads standard input, writes standard output.
+async fn admin(
+    overrides: &Overrides,
+    action: microbot_server::admin::cli::AdminCommand,
+) -> std::process::ExitCode {
+    let config = match Config::resolve(overrides) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let done = tokio::task::spawn_blocking(move || {
+        microbot_server::admin::cli::run(
+            &config,
+            action,
+            &mut std::io::stdin().lock(),
+            &mut std::io::stdout().lock(),
+        )
+    })
+    .await;
+    match done {
+        Ok(Ok(())) => std::process::ExitCode::SUCCESS,
+        Ok(Err(error)) => {
+            eprintln!("error: {error}");
+            std::process::ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }
 

@@ -12,8 +12,12 @@
 //! Not owned here: the values behind `/metrics` (metrics.rs), what the
 //! dashboard shows (`web/dashboard`).
 
+pub mod api;
+pub mod cli;
+pub mod error;
 mod health;
 mod serve;
+pub mod session;
 mod static_files;
 
 pub use serve::{AdminTls, serve, tls_acceptor};
@@ -27,13 +31,18 @@ use axum::routing::get;
 
 use crate::state::ServerState;
 
-/// The whole admin router for `state`.
-pub fn router(state: Arc<ServerState>) -> Router {
+/// The whole admin router for `state`; `secure`: the listener speaks TLS.
+pub fn router(state: Arc<ServerState>, secure: bool) -> Router {
+    let api = api::Api {
+        guard: Arc::new(session::LoginGuard::new(&state)),
+        state: Arc::clone(&state),
+        secure,
+    };
     let mut router = Router::new()
         .route("/metrics", get(health::metrics))
         .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz));
-    router = router.nest_service("/admin/api", axum::routing::any(api_refused));
+        .route("/readyz", get(health::readyz))
+        .nest_service("/admin/api", api::router(api));
     if let Some(dir) = &state.config.admin_dashboard_dir {
         router = router.merge(static_files::router(dir));
     }
@@ -41,16 +50,6 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
-}
-
-/// `/admin/api/*` until a session exists: 401 (SPEC.md §18.7).
-async fn api_refused() -> Response {
-    (
-        StatusCode::UNAUTHORIZED,
-        [(header::CONTENT_TYPE, "application/json")],
-        "{\"error\":\"not_authenticated\"}",
-    )
-        .into_response()
 }
 
 /// Unknown paths: 404 for reads, 405 for anything else (as before axum).

@@ -48,7 +48,7 @@ pub async fn serve(
     tls: Option<AdminTls>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let router = super::router(state);
+    let router = super::router(state, tls.is_some());
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {

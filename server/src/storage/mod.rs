@@ -16,6 +16,7 @@
 //! Not owned here: credential checks (auth/), limits and validation of
 //! request fields (the handlers), and notifying connected devices (bus/).
 
+pub mod admin;
 pub mod attachments;
 pub mod groups;
 pub mod postgres;
@@ -24,6 +25,7 @@ pub mod sealed;
 pub mod schema;
 pub mod sqlite;
 
+pub use admin::AdminStorage;
 pub use attachments::{AttachmentRecord, AttachmentStorage};
 pub use groups::{
     FanOut, GroupCaps, GroupChange, GroupChangeOutcome, GroupFanOut, GroupRecord, GroupStorage,
@@ -372,7 +374,14 @@ impl fmt::Debug for StoredEnvelope {
 
 /// The server's persistent state. Every method is atomic.
 pub trait Storage:
-    GroupStorage + AttachmentStorage + ProvisioningStorage + SealedStorage + Send + Sync + 'static
+    GroupStorage
+    + AttachmentStorage
+    + ProvisioningStorage
+    + SealedStorage
+    + AdminStorage
+    + Send
+    + Sync
+    + 'static
 {
     /// Inserts an inactive account with its recovery code hashes.
     fn create_account(&self, account: &NewAccount<'_>) -> StorageResult<i64>;

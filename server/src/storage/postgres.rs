@@ -28,6 +28,7 @@
 //! Not owned here: attachment bytes (files under the attachments directory,
 //! which a cluster must share; docs/OPERATIONS.md).
 
+mod admin;
 mod attachments;
 mod db;
 mod groups;

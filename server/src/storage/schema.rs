@@ -186,6 +186,32 @@ CREATE TABLE server_keys (
 ALTER TABLE accounts ADD COLUMN access_key BLOB;
 ALTER TABLE accounts ADD COLUMN allow_unidentified INTEGER NOT NULL DEFAULT 0;
 ",
+    // Version 9 (issue 19): operator accounts, their sessions (by token
+    // hash) and the audit log of the admin dashboard (SPEC.md §18.7).
+    r"
+CREATE TABLE admins (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL UNIQUE,
+    role TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    totp_secret BLOB NOT NULL,
+    last_totp_step INTEGER NOT NULL DEFAULT -1,
+    active INTEGER NOT NULL DEFAULT 0,
+    created_at_ms INTEGER NOT NULL
+);
+CREATE TABLE admin_sessions (
+    token_hash BLOB PRIMARY KEY,
+    admin_id INTEGER NOT NULL,
+    expires_at_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE admin_audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at_ms INTEGER NOT NULL,
+    admin TEXT NOT NULL,
+    action TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+",
 ];
 
 /// The schema version this build writes.

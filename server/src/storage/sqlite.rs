@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
+mod admin;
 mod attachments;
 pub mod group_commit;
 mod groups;

@@ -153,6 +153,32 @@ CREATE TABLE server_keys (
 ALTER TABLE accounts ADD COLUMN access_key BYTEA;
 ALTER TABLE accounts ADD COLUMN allow_unidentified BOOLEAN NOT NULL DEFAULT FALSE;
 ",
+    // Version 7 (issue 19): operator accounts, their sessions (by token
+    // hash) and the audit log of the admin dashboard (SPEC.md §18.7).
+    r"
+CREATE TABLE admins (
+    id BIGSERIAL PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    role TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    totp_secret BYTEA NOT NULL,
+    last_totp_step BIGINT NOT NULL DEFAULT -1,
+    active BOOLEAN NOT NULL DEFAULT FALSE,
+    created_at_ms BIGINT NOT NULL
+);
+CREATE TABLE admin_sessions (
+    token_hash BYTEA PRIMARY KEY,
+    admin_id BIGINT NOT NULL,
+    expires_at_ms BIGINT NOT NULL
+);
+CREATE TABLE admin_audit (
+    id BIGSERIAL PRIMARY KEY,
+    at_ms BIGINT NOT NULL,
+    admin TEXT NOT NULL,
+    action TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+",
 ];
 
 /// The schema version this build writes.

@@ -1,0 +1,137 @@
+//! Operator accounts, their sessions and the audit log: the
+//! [`AdminStorage`] half of the storage trait (SPEC.md §18.7, §14.1).
+//!
+//! An admin has a name, a role, an argon2id password hash and a TOTP
+//! secret, like a user account, and becomes active once a first code is
+//! confirmed. A session is stored by the SHA-256 of its token (the token
+//! itself lives only in the operator's cookie). Audit entries are appended,
+//! never changed.
+//!
+//! Not owned here: checking credentials and roles (admin/).
+
+use super::StorageResult;
+
+/// What an admin may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdminRole {
+    /// May read everything and change settings.
+    Admin,
+    /// May read everything and change nothing.
+    Viewer,
+}
+
+impl AdminRole {
+    /// The stored and displayed name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdminRole::Admin => "admin",
+            AdminRole::Viewer => "viewer",
+        }
+    }
+
+    /// Parses a stored or typed name.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "admin" => Some(AdminRole::Admin),
+            "viewer" => Some(AdminRole::Viewer),
+            _ => None,
+        }
+    }
+}
+
+/// One stored admin.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminRecord {
+    /// Row id.
+    pub id: i64,
+    /// Login name.
+    pub name: String,
+    /// Role.
+    pub role: AdminRole,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    /// Raw TOTP secret.
+    pub totp_secret: Vec<u8>,
+    /// Whether a first TOTP code was confirmed.
+    pub active: bool,
+}
+
+impl std::fmt::Debug for AdminRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminRecord")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .field("active", &self.active)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A live session's admin.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminSession {
+    /// The admin's row id.
+    pub admin_id: i64,
+    /// The admin's name.
+    pub name: String,
+    /// The admin's role now (a changed role applies at once).
+    pub role: AdminRole,
+    /// When the session ends, ms since the epoch.
+    pub expires_at_ms: u64,
+}
+
+/// One audit log entry.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct AuditEntry {
+    /// When, ms since the epoch.
+    pub at_ms: u64,
+    /// Which admin (name at the time).
+    pub admin: String,
+    /// What kind of change (`login`, `layout`, `ip_rule`, …).
+    pub action: String,
+    /// What exactly, in words (never a secret).
+    pub detail: String,
+}
+
+/// Admin operations of [`super::Storage`].
+pub trait AdminStorage {
+    /// Inserts an inactive admin; `false` when the name is taken.
+    fn create_admin(
+        &self,
+        name: &str,
+        role: AdminRole,
+        password_hash: &str,
+        totp_secret: &[u8],
+        now_ms: u64,
+    ) -> StorageResult<bool>;
+    /// The admin called `name`, active or not.
+    fn admin_by_name(&self, name: &str) -> StorageResult<Option<AdminRecord>>;
+    /// Marks the admin active (its first code was confirmed).
+    fn activate_admin(&self, admin_id: i64) -> StorageResult<()>;
+    /// Deletes the admin and its sessions; `false` when there was none.
+    fn remove_admin(&self, name: &str) -> StorageResult<bool>;
+    /// Records TOTP `step` as used by the admin; `false` when that step or
+    /// a later one was used already (one use per step).
+    fn consume_admin_totp_step(&self, admin_id: i64, step: i64) -> StorageResult<bool>;
+    /// Stores a session by the SHA-256 of its token; expired sessions are
+    /// deleted on the way.
+    fn create_admin_session(
+        &self,
+        token_hash: &[u8; 32],
+        admin_id: i64,
+        expires_at_ms: u64,
+        now_ms: u64,
+    ) -> StorageResult<()>;
+    /// The unexpired session with this token hash.
+    fn admin_session(
+        &self,
+        token_hash: &[u8; 32],
+        now_ms: u64,
+    ) -> StorageResult<Option<AdminSession>>;
+    /// Ends a session (logout).
+    fn delete_admin_session(&self, token_hash: &[u8; 32]) -> StorageResult<()>;
+    /// Appends an audit entry.
+    fn append_audit(&self, entry: &AuditEntry) -> StorageResult<()>;
+    /// The newest `limit` audit entries, newest first.
+    fn audit_log(&self, limit: u32) -> StorageResult<Vec<AuditEntry>>;
+}

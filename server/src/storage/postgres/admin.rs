@@ -1,0 +1,194 @@
+//! PostgreSQL implementation of [`AdminStorage`] (SPEC.md §18.7), the same
+//! rules as the SQLite one.
+
+use super::{PostgresStorage, col, net_id, sql_time};
+use crate::storage::StorageResult;
+use crate::storage::admin::{AdminRecord, AdminRole, AdminSession, AdminStorage, AuditEntry};
+
+/// Stored roles this build does not know read as viewers (least power).
+fn role(text: &str) -> AdminRole {
+    AdminRole::parse(text).unwrap_or(AdminRole::Viewer)
+}
+
+impl AdminStorage for PostgresStorage {
+    fn create_admin(
+        &self,
+        name: &str,
+        role: AdminRole,
+        password_hash: &str,
+        totp_secret: &[u8],
+        now_ms: u64,
+    ) -> StorageResult<bool> {
+        self.with_tx(async |tx| {
+            let n = tx
+                .execute(
+                    "INSERT INTO admins (name, role, password_hash, totp_secret, created_at_ms) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO NOTHING",
+                    &[
+                        &name,
+                        &role.as_str(),
+                        &password_hash,
+                        &totp_secret,
+                        &sql_time(now_ms),
+                    ],
+                )
+                .await?;
+            Ok(n == 1)
+        })
+    }
+
+    fn admin_by_name(&self, name: &str) -> StorageResult<Option<AdminRecord>> {
+        self.with_tx(async |tx| {
+            let rows = tx
+                .query(
+                    "SELECT id, name, role, password_hash, totp_secret, active FROM admins WHERE name = $1",
+                    &[&name],
+                )
+                .await?;
+            let Some(r) = rows.first() else {
+                return Ok(None);
+            };
+            Ok(Some(AdminRecord {
+                id: col(r, 0)?,
+                name: col(r, 1)?,
+                role: role(col::<&str>(r, 2)?),
+                password_hash: col(r, 3)?,
+                totp_secret: col(r, 4)?,
+                active: col(r, 5)?,
+            }))
+        })
+    }
+
+    fn activate_admin(&self, admin_id: i64) -> StorageResult<()> {
+        self.with_tx(async |tx| {
+            tx.execute(
+                "UPDATE admins SET active = TRUE WHERE id = $1",
+                &[&admin_id],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn remove_admin(&self, name: &str) -> StorageResult<bool> {
+        self.with_tx(async |tx| {
+            tx.execute(
+                "DELETE FROM admin_sessions WHERE admin_id IN (SELECT id FROM admins WHERE name = $1)",
+                &[&name],
+            )
+            .await?;
+            let n = tx
+                .execute("DELETE FROM admins WHERE name = $1", &[&name])
+                .await?;
+            Ok(n == 1)
+        })
+    }
+
+    fn consume_admin_totp_step(&self, admin_id: i64, step: i64) -> StorageResult<bool> {
+        self.with_tx(async |tx| {
+            let n = tx
+                .execute(
+                    "UPDATE admins SET last_totp_step = $2 WHERE id = $1 AND last_totp_step < $2",
+                    &[&admin_id, &step],
+                )
+                .await?;
+            Ok(n == 1)
+        })
+    }
+
+    fn create_admin_session(
+        &self,
+        token_hash: &[u8; 32],
+        admin_id: i64,
+        expires_at_ms: u64,
+        now_ms: u64,
+    ) -> StorageResult<()> {
+        self.with_tx(async |tx| {
+            tx.execute(
+                "DELETE FROM admin_sessions WHERE expires_at_ms <= $1",
+                &[&sql_time(now_ms)],
+            )
+            .await?;
+            tx.execute(
+                "INSERT INTO admin_sessions (token_hash, admin_id, expires_at_ms) VALUES ($1, $2, $3)",
+                &[&token_hash.as_slice(), &admin_id, &sql_time(expires_at_ms)],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn admin_session(
+        &self,
+        token_hash: &[u8; 32],
+        now_ms: u64,
+    ) -> StorageResult<Option<AdminSession>> {
+        self.with_tx(async |tx| {
+            let rows = tx
+                .query(
+                    "SELECT a.id, a.name, a.role, s.expires_at_ms FROM admin_sessions s \
+                     JOIN admins a ON a.id = s.admin_id \
+                     WHERE s.token_hash = $1 AND s.expires_at_ms > $2 AND a.active",
+                    &[&token_hash.as_slice(), &sql_time(now_ms)],
+                )
+                .await?;
+            let Some(r) = rows.first() else {
+                return Ok(None);
+            };
+            Ok(Some(AdminSession {
+                admin_id: col(r, 0)?,
+                name: col(r, 1)?,
+                role: role(col::<&str>(r, 2)?),
+                expires_at_ms: net_id(col(r, 3)?),
+            }))
+        })
+    }
+
+    fn delete_admin_session(&self, token_hash: &[u8; 32]) -> StorageResult<()> {
+        self.with_tx(async |tx| {
+            tx.execute(
+                "DELETE FROM admin_sessions WHERE token_hash = $1",
+                &[&token_hash.as_slice()],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn append_audit(&self, entry: &AuditEntry) -> StorageResult<()> {
+        self.with_tx(async |tx| {
+            tx.execute(
+                "INSERT INTO admin_audit (at_ms, admin, action, detail) VALUES ($1, $2, $3, $4)",
+                &[
+                    &sql_time(entry.at_ms),
+                    &entry.admin,
+                    &entry.action,
+                    &entry.detail,
+                ],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn audit_log(&self, limit: u32) -> StorageResult<Vec<AuditEntry>> {
+        self.with_tx(async |tx| {
+            let rows = tx
+                .query(
+                    "SELECT at_ms, admin, action, detail FROM admin_audit ORDER BY id DESC LIMIT $1",
+                    &[&i64::from(limit)],
+                )
+                .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in &rows {
+                out.push(AuditEntry {
+                    at_ms: net_id(col(r, 0)?),
+                    admin: col(r, 1)?,
+                    action: col(r, 2)?,
+                    detail: col(r, 3)?,
+                });
+            }
+            Ok(out)
+        })
+    }
+}

@@ -1,0 +1,196 @@
+//! SQLite implementation of [`AdminStorage`] (SPEC.md §18.7).
+
+use rusqlite::{OptionalExtension, params};
+
+use super::{SqliteStorage, db, net_id, sql_time};
+use crate::storage::StorageResult;
+use crate::storage::admin::{AdminRecord, AdminRole, AdminSession, AdminStorage, AuditEntry};
+
+fn role(text: &str) -> rusqlite::Result<AdminRole> {
+    AdminRole::parse(text).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            0,
+            rusqlite::types::Type::Text,
+            format!("unknown admin role {text:?}").into(),
+        )
+    })
+}
+
+impl AdminStorage for SqliteStorage {
+    fn create_admin(
+        &self,
+        name: &str,
+        role: AdminRole,
+        password_hash: &str,
+        totp_secret: &[u8],
+        now_ms: u64,
+    ) -> StorageResult<bool> {
+        self.with_tx(|tx| {
+            let n = tx
+                .execute(
+                    "INSERT INTO admins (name, role, password_hash, totp_secret, created_at_ms) \
+                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (name) DO NOTHING",
+                    params![
+                        name,
+                        role.as_str(),
+                        password_hash,
+                        totp_secret,
+                        sql_time(now_ms)
+                    ],
+                )
+                .map_err(db)?;
+            Ok(n == 1)
+        })
+    }
+
+    fn admin_by_name(&self, name: &str) -> StorageResult<Option<AdminRecord>> {
+        self.with_tx(|tx| {
+            tx.query_row(
+                "SELECT id, name, role, password_hash, totp_secret, active FROM admins WHERE name = ?1",
+                params![name],
+                |r| {
+                    Ok(AdminRecord {
+                        id: r.get(0)?,
+                        name: r.get(1)?,
+                        role: role(&r.get::<_, String>(2)?)?,
+                        password_hash: r.get(3)?,
+                        totp_secret: r.get(4)?,
+                        active: r.get::<_, i64>(5)? != 0,
+                    })
+                },
+            )
+            .optional()
+            .map_err(db)
+        })
+    }
+
+    fn activate_admin(&self, admin_id: i64) -> StorageResult<()> {
+        self.with_tx(|tx| {
+            tx.execute(
+                "UPDATE admins SET active = 1 WHERE id = ?1",
+                params![admin_id],
+            )
+            .map_err(db)?;
+            Ok(())
+        })
+    }
+
+    fn remove_admin(&self, name: &str) -> StorageResult<bool> {
+        self.with_tx(|tx| {
+            tx.execute(
+                "DELETE FROM admin_sessions WHERE admin_id IN (SELECT id FROM admins WHERE name = ?1)",
+                params![name],
+            )
+            .map_err(db)?;
+            let n = tx
+                .execute("DELETE FROM admins WHERE name = ?1", params![name])
+                .map_err(db)?;
+            Ok(n == 1)
+        })
+    }
+
+    fn consume_admin_totp_step(&self, admin_id: i64, step: i64) -> StorageResult<bool> {
+        self.with_tx(|tx| {
+            let n = tx
+                .execute(
+                    "UPDATE admins SET last_totp_step = ?2 WHERE id = ?1 AND last_totp_step < ?2",
+                    params![admin_id, step],
+                )
+                .map_err(db)?;
+            Ok(n == 1)
+        })
+    }
+
+    fn create_admin_session(
+        &self,
+        token_hash: &[u8; 32],
+        admin_id: i64,
+        expires_at_ms: u64,
+        now_ms: u64,
+    ) -> StorageResult<()> {
+        self.with_tx(|tx| {
+            tx.execute(
+                "DELETE FROM admin_sessions WHERE expires_at_ms <= ?1",
+                params![sql_time(now_ms)],
+            )
+            .map_err(db)?;
+            tx.execute(
+                "INSERT INTO admin_sessions (token_hash, admin_id, expires_at_ms) VALUES (?1, ?2, ?3)",
+                params![token_hash.as_slice(), admin_id, sql_time(expires_at_ms)],
+            )
+            .map_err(db)?;
+            Ok(())
+        })
+    }
+
+    fn admin_session(
+        &self,
+        token_hash: &[u8; 32],
+        now_ms: u64,
+    ) -> StorageResult<Option<AdminSession>> {
+        self.with_tx(|tx| {
+            tx.query_row(
+                "SELECT a.id, a.name, a.role, s.expires_at_ms FROM admin_sessions s \
+                 JOIN admins a ON a.id = s.admin_id \
+                 WHERE s.token_hash = ?1 AND s.expires_at_ms > ?2 AND a.active = 1",
+                params![token_hash.as_slice(), sql_time(now_ms)],
+                |r| {
+                    Ok(AdminSession {
+                        admin_id: r.get(0)?,
+                        name: r.get(1)?,
+                        role: role(&r.get::<_, String>(2)?)?,
+                        expires_at_ms: net_id(r.get(3)?),
+                    })
+                },
+            )
+            .optional()
+            .map_err(db)
+        })
+    }
+
+    fn delete_admin_session(&self, token_hash: &[u8; 32]) -> StorageResult<()> {
+        self.with_tx(|tx| {
+            tx.execute(
+                "DELETE FROM admin_sessions WHERE token_hash = ?1",
+                params![token_hash.as_slice()],
+            )
+            .map_err(db)?;
+            Ok(())
+        })
+    }
+
+    fn append_audit(&self, entry: &AuditEntry) -> StorageResult<()> {
+        self.with_tx(|tx| {
+            tx.execute(
+                "INSERT INTO admin_audit (at_ms, admin, action, detail) VALUES (?1, ?2, ?3, ?4)",
+                params![
+                    sql_time(entry.at_ms),
+                    entry.admin,
+                    entry.action,
+                    entry.detail
+                ],
+            )
+            .map_err(db)?;
+            Ok(())
+        })
+    }
+
+    fn audit_log(&self, limit: u32) -> StorageResult<Vec<AuditEntry>> {
+        self.with_tx(|tx| {
+            let mut statement = tx
+                .prepare("SELECT at_ms, admin, action, detail FROM admin_audit ORDER BY id DESC LIMIT ?1")
+                .map_err(db)?;
+            let rows = statement
+                .query_map(params![i64::from(limit)], |r| {
+                    Ok(AuditEntry {
+                        at_ms: net_id(r.get(0)?),
+                        admin: r.get(1)?,
+                        action: r.get(2)?,
+                        detail: r.get(3)?,
+                    })
+                })
+                .map_err(db)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db)
+        })
+    }
+}

@@ -1,0 +1,124 @@
+//! The admin tables (SPEC.md §18.7) on SQLite and, when
+//! `MICROBOT_TEST_POSTGRES` is set, PostgreSQL: names are unique, a TOTP
+//! step is used once (also across two handles, "two nodes"), sessions are
+//! found by token hash until they expire or their admin is removed, and
+//! the audit log reads newest first.
+
+#[path = "support/engines.rs"]
+mod engines;
+
+use std::sync::Arc;
+
+use engines::Schema;
+use microbot_server::storage::Storage;
+use microbot_server::storage::admin::{AdminRole, AuditEntry};
+use microbot_server::storage::postgres::PostgresStorage;
+use microbot_server::storage::sqlite::SqliteStorage;
+
+/// A backend's name, two handles on one store, and what keeps it alive.
+type Backend = (
+    &'static str,
+    Arc<dyn Storage>,
+    Arc<dyn Storage>,
+    Box<dyn std::any::Any>,
+);
+
+fn backends(test: &str) -> Vec<Backend> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.sqlite3");
+    let mut out: Vec<Backend> = vec![(
+        "sqlite",
+        Arc::new(SqliteStorage::open(&path).unwrap()),
+        Arc::new(SqliteStorage::open(&path).unwrap()),
+        Box::new(dir),
+    )];
+    match std::env::var("MICROBOT_TEST_POSTGRES") {
+        Ok(url) if !url.is_empty() => {
+            let schema = Schema::new(&url, &format!("t_{test}"));
+            let a = PostgresStorage::open(&schema.url, 2).expect("open postgres");
+            let b = PostgresStorage::open(&schema.url, 2).expect("open postgres again");
+            out.push(("postgres", Arc::new(a), Arc::new(b), Box::new(schema)));
+        }
+        _ => eprintln!(
+            "admin_storage::{test}: MICROBOT_TEST_POSTGRES is not set, skipped the PostgreSQL half"
+        ),
+    }
+    out
+}
+
+#[test]
+fn admins_sessions_and_audit_behave_the_same_on_every_backend() {
+    for (name, a, b, _keep) in backends("admin_tables") {
+        assert!(
+            a.create_admin("ops", AdminRole::Admin, "$argon2id$x", &[1; 20], 5)
+                .unwrap(),
+            "{name}"
+        );
+        assert!(
+            !b.create_admin("ops", AdminRole::Viewer, "$argon2id$y", &[2; 20], 6)
+                .unwrap(),
+            "{name}"
+        );
+        assert!(
+            a.create_admin("watch", AdminRole::Viewer, "$argon2id$z", &[3; 20], 7)
+                .unwrap()
+        );
+        let ops = b.admin_by_name("ops").unwrap().unwrap();
+        assert_eq!(
+            (ops.role, ops.active, ops.totp_secret.clone()),
+            (AdminRole::Admin, false, vec![1; 20]),
+            "{name}"
+        );
+        assert!(a.admin_by_name("nobody").unwrap().is_none());
+        // One use per TOTP step, across both handles; earlier steps refused.
+        assert!(a.consume_admin_totp_step(ops.id, 100).unwrap(), "{name}");
+        assert!(!b.consume_admin_totp_step(ops.id, 100).unwrap(), "{name}");
+        assert!(!a.consume_admin_totp_step(ops.id, 99).unwrap(), "{name}");
+        assert!(b.consume_admin_totp_step(ops.id, 101).unwrap(), "{name}");
+        // Sessions of inactive admins do not count.
+        a.create_admin_session(&[9; 32], ops.id, 1_000, 10).unwrap();
+        assert!(b.admin_session(&[9; 32], 20).unwrap().is_none(), "{name}");
+        a.activate_admin(ops.id).unwrap();
+        let s = b.admin_session(&[9; 32], 20).unwrap().unwrap();
+        assert_eq!(
+            (s.name.as_str(), s.role, s.expires_at_ms),
+            ("ops", AdminRole::Admin, 1_000),
+            "{name}"
+        );
+        assert!(
+            b.admin_session(&[9; 32], 1_000).unwrap().is_none(),
+            "expired: {name}"
+        );
+        assert!(b.admin_session(&[8; 32], 20).unwrap().is_none());
+        // Creating a session sweeps expired ones; logout deletes one.
+        a.create_admin_session(&[7; 32], ops.id, 5_000, 2_000)
+            .unwrap();
+        a.delete_admin_session(&[7; 32]).unwrap();
+        assert!(a.admin_session(&[7; 32], 2_001).unwrap().is_none());
+        a.create_admin_session(&[6; 32], ops.id, 5_000, 2_000)
+            .unwrap();
+        assert!(a.remove_admin("ops").unwrap(), "{name}");
+        assert!(!a.remove_admin("ops").unwrap(), "{name}");
+        assert!(
+            b.admin_session(&[6; 32], 2_001).unwrap().is_none(),
+            "removed admin's session: {name}"
+        );
+        for (i, action) in ["login", "ip_rule", "layout"].iter().enumerate() {
+            a.append_audit(&AuditEntry {
+                at_ms: 100 + i as u64,
+                admin: "ops".into(),
+                action: (*action).into(),
+                detail: format!("change {i}"),
+            })
+            .unwrap();
+        }
+        let log = b.audit_log(2).unwrap();
+        assert_eq!(log.len(), 2, "{name}");
+        assert_eq!(
+            (log[0].action.as_str(), log[0].at_ms),
+            ("layout", 102),
+            "{name}"
+        );
+        assert_eq!(log[1].detail, "change 1", "{name}");
+    }
+}
