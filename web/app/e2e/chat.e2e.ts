@@ -106,6 +106,25 @@ test("two people register, add each other and chat with reactions, replies, edit
   }
   assert.match(digits[0]!, /^\d{5}( \d{5}){11}$/);
   assert.equal(digits[0], digits[1]);
+
+  // The history survives a reload (the server kept nothing after delivery):
+  // it comes from IndexedDB, where it is stored encrypted.
+  await alice.waitForTimeout(500); // the coalesced save
+  await alice.reload();
+  await connection(alice, /Online/);
+  await openChat(alice, "bob");
+  await message(alice, "You", "Hi Bob, it's Alice (edited)").waitFor();
+  await message(alice, "bob", "Hello Alice!").getByRole("list", { name: "Reactions" }).getByText("👍 1").waitFor();
+  const stored = (await alice.evaluate(`new Promise((resolve, reject) => {
+    const open = indexedDB.open("microbot-history:alice");
+    open.onerror = () => reject(open.error);
+    open.onsuccess = () => {
+      const get = open.result.transaction("records").objectStore("records").get("conversations");
+      get.onsuccess = () => resolve(Array.from(new Uint8Array(get.result.data)));
+    };
+  })`)) as number[];
+  assert.ok(stored.length > 100);
+  assert.ok(!Buffer.from(stored).toString("latin1").includes("Hello Alice"), "no plaintext at rest");
   await alice.context().close();
   await bob.context().close();
 });

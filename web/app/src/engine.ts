@@ -8,6 +8,7 @@ import { create, fromBinary } from "@bufbuild/protobuf";
 import { client, content as c, IdentityKeyPair, LocalPreKeys, systemRng, toHex, type SafetyNumber } from "@microbot/sdk";
 
 import { describeError, FileTooLargeError, MAX_FILE_BYTES } from "./errors.js";
+import { History } from "./history.js";
 
 type Connection = client.Connection;
 type ClientStore = client.ClientStore & client.OutboxStore;
@@ -176,7 +177,7 @@ async function enrol(conn: Connection, username: string, password: string, code:
   await client.uploadPreKeys(conn, systemRng, identity, store.preKeys(), PREKEYS);
   if ("flush" in store && typeof store.flush === "function") await (store.flush as () => Promise<void>)();
   localStorage.setItem("microbot.user", username);
-  return new Engine(store);
+  return Engine.start(store);
 }
 
 /** Reopens the device this browser enrolled last, if its keys are here. */
@@ -185,7 +186,7 @@ export async function resume(): Promise<Engine | undefined> {
   if (!username) return undefined;
   const store = await openStore(username);
   if (!store.device()) return undefined;
-  return new Engine(store);
+  return Engine.start(store);
 }
 
 /** One signed-in device. */
@@ -202,10 +203,29 @@ export class Engine {
   /** Message ids (hex) we queued, to mark them sent / read. */
   private readonly ownIds = new Map<string, string>();
 
-  constructor(private readonly store: ClientStore) {
+  /** The engine of the device in `store`, with its history from the encrypted IndexedDB (in memory only where that is missing). */
+  static async start(store: ClientStore): Promise<Engine> {
+    const username = store.device()?.username ?? "";
+    let history: History | undefined;
+    let conversations: Record<string, Conversation> = {};
+    try {
+      history = await History.open(username);
+      conversations = await history.load();
+    } catch (error) {
+      console.warn("history kept in memory only", error);
+    }
+    return new Engine(store, conversations, history);
+  }
+
+  private constructor(
+    private readonly store: ClientStore,
+    conversations: Record<string, Conversation>,
+    private readonly history: History | undefined,
+  ) {
     const device = store.device();
     if (!device) throw new Error("no device in the store");
-    this.state = { username: device.username, net: "connecting", pending: store.outboxEntries().length, conversations: {} };
+    this.state = { username: device.username, net: "connecting", pending: store.outboxEntries().length, conversations };
+    for (const [key, conv] of Object.entries(conversations)) for (const m of conv.messages) if (m.mine) this.ownIds.set(m.id, key);
     // Groups wraps the one Messenger: 1:1 and group messages arrive through it.
     this.groups = new client.Groups(store, new client.MemoryGroupStore(), systemRng);
     this.messenger = this.groups.messenger;
@@ -255,6 +275,7 @@ export class Engine {
 
   private touch(): void {
     this.update({ conversations: { ...this.state.conversations }, pending: this.store.outboxEntries().length });
+    this.history?.save(this.state.conversations);
   }
 
   private async setUp(conn: Connection): Promise<void> {
