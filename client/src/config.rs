@@ -288,6 +288,12 @@ pub struct AccountConfig {
     pub delivery_receipts: bool,
     /// Name shown in the account's device list.
     pub device_name: String,
+    /// Send 1:1 messages sealed (SPEC.md §19) to contacts whose profile key
+    /// we hold; off: every send names its sender to the server.
+    pub sealed_sender: bool,
+    /// Accept sealed sends from anyone, not only from holders of this
+    /// account's profile key (SPEC.md §19.7). Off by default.
+    pub allow_unidentified_from_anyone: bool,
     /// Fault injection for crash-recovery tests: store received messages
     /// but never acknowledge them to the server, as if the process died
     /// between the two steps. Never set this in an application.
@@ -309,6 +315,8 @@ impl Default for AccountConfig {
             connect_timeout: Duration::from_secs(10),
             delivery_receipts: true,
             device_name: "microbot-client".to_owned(),
+            sealed_sender: true,
+            allow_unidentified_from_anyone: false,
             fault_skip_ack: false,
             fault_interrupt_upload_at: None,
         }

@@ -59,6 +59,7 @@ mod outbox;
 mod prekeys;
 mod receive;
 mod rotation;
+mod sealed;
 mod sessions;
 mod shown;
 mod store;

@@ -59,6 +59,28 @@ pub(crate) fn process(
         return Ok(Outcome::Duplicate);
     }
     tx.mark_envelope_processed(envelope.envelope_id)?;
+    // A sealed envelope (SPEC.md §19) names no sender: the verified
+    // certificate inside says who sent it.
+    let unsealed;
+    let mut certified = None;
+    let envelope = if envelope.sender_username.is_empty() {
+        match crate::sealed::unseal(inner, tx, envelope)? {
+            Ok((opened, identity)) => {
+                unsealed = opened;
+                certified = Some(identity);
+                &unsealed
+            }
+            Err(error) => {
+                return Ok(Outcome::Failed(Event::DecryptionFailed {
+                    sender: String::new(),
+                    sender_device: 0,
+                    reason: error.to_string(),
+                }));
+            }
+        }
+    } else {
+        envelope
+    };
     let sender = envelope.sender_username.as_str();
     let device = envelope.sender_device_id;
     let failed = |reason: String| {
@@ -69,7 +91,7 @@ pub(crate) fn process(
         }))
     };
     let opened = if envelope.group_id.is_empty() {
-        open_pairwise(inner, tx, envelope)?
+        open_pairwise(inner, tx, envelope, certified)?
     } else {
         open_group(tx, envelope)?
     };
@@ -85,6 +107,10 @@ pub(crate) fn process(
     let Some(message_id) = content.id() else {
         return failed("content without a message id".into());
     };
+    // A contact's profile key comes only pairwise (SPEC.md §19.7).
+    if !via_group {
+        crate::sealed::remember_profile_key(inner, tx, sender, &content)?;
+    }
     let mut refresh = match &conversation {
         Conversation::Group(id) if tx.group(id)?.is_none() => Some(*id),
         _ => None,
@@ -195,6 +221,7 @@ fn open_pairwise(
     inner: &Inner,
     tx: &Tx<'_>,
     envelope: &Envelope,
+    certified: Option<[u8; 32]>,
 ) -> Result<Result<Opened, String>, StoreError> {
     let sender = envelope.sender_username.as_str();
     let device = envelope.sender_device_id;
@@ -213,6 +240,11 @@ fn open_pairwise(
         Err(DecryptFailure::Store(error)) => return Err(error),
         Err(error) => return Ok(Err(error.to_string())),
     };
+    if certified.is_some_and(|c| c != decrypted.identity) {
+        return Ok(Err(
+            "the sender certificate names another identity than the session".into(),
+        ));
+    }
     let mut events = Vec::new();
     if sender == me {
         if decrypted.identity != inner.identity.public().to_bytes() {

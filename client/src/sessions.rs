@@ -101,6 +101,14 @@ pub(crate) async fn send_queued(
         }
     };
     let me = inner.username.clone();
+    // 1:1 content to a contact carries our profile key (SPEC.md §19.7).
+    let with_key;
+    let content = if to == me {
+        content
+    } else {
+        with_key = crate::sealed::with_profile_key(inner, content)?;
+        &with_key
+    };
     // Attempts 0 and 1 name both accounts complete (SPEC.md §12.7), so a
     // device linked since our last look is reported at once and picked up
     // before the retry; the last attempt claims nothing, so a device whose
@@ -129,15 +137,26 @@ pub(crate) async fn send_queued(
             tracing::warn!("device list still differs from the server's; sending without claims");
             Vec::new()
         };
-        let request = SendRequest {
-            envelopes,
-            complete_accounts,
-        };
-        match conn.request(Request::Send(request)).await {
-            Ok(response::Result::Send(r)) => return Ok(Stored::everywhere(r.server_timestamp_ms)),
-            Ok(_) => {
-                return Err(SendFailure::Permanent("unexpected answer to a send".into()));
+        let sent = match sealed_access(inner, &to)? {
+            // Sealed to a contact whose profile key we hold (SPEC.md §19):
+            // the recipient's devices over a connection that does not log
+            // in, our own other devices identified as before.
+            Some((access_key, identity)) => {
+                send_sealed_then_own(
+                    inner,
+                    conn,
+                    &to,
+                    &identity,
+                    &access_key,
+                    envelopes,
+                    complete_accounts,
+                )
+                .await
             }
+            None => send_identified(conn, envelopes, complete_accounts).await,
+        };
+        match sent {
+            Ok(timestamp) => return Ok(Stored::everywhere(timestamp)),
             Err(TransportError::Server(error))
                 if attempt < 2
                     && matches!(
@@ -169,6 +188,91 @@ pub(crate) async fn send_queued(
     Err(SendFailure::Permanent(
         "the recipient's device list keeps changing".into(),
     ))
+}
+
+/// The access key and trusted identity of `to` when this send goes sealed.
+fn sealed_access(
+    inner: &Inner,
+    to: &str,
+) -> Result<Option<([u8; 16], microbot_crypto::IdentityKey)>, StoreError> {
+    if !inner.config.sealed_sender || to == inner.username {
+        return Ok(None);
+    }
+    inner.tx(|tx| {
+        let Some(access_key) = crate::sealed::contact_access_key(tx, to)? else {
+            return Ok(None);
+        };
+        Ok(tx
+            .contact(to)?
+            .and_then(|c| microbot_crypto::IdentityKey::from_bytes(&c.identity).ok())
+            .map(|identity| (access_key, identity)))
+    })
+}
+
+/// One identified `SendRequest`; the server's time stamp.
+async fn send_identified(
+    conn: &Connection,
+    envelopes: Vec<OutgoingEnvelope>,
+    complete_accounts: Vec<String>,
+) -> Result<u64, TransportError> {
+    let request = SendRequest {
+        envelopes,
+        complete_accounts,
+    };
+    match conn.request(Request::Send(request)).await? {
+        response::Result::Send(r) => Ok(r.server_timestamp_ms),
+        _ => Err(TransportError::UnexpectedResponse { expected: "Send" }),
+    }
+}
+
+/// Sends the recipient's envelopes sealed, then the copies for our own
+/// devices identified. A recipient that refuses our access key (it changed
+/// its profile key) gets the whole send identified instead.
+async fn send_sealed_then_own(
+    inner: &Inner,
+    conn: &Connection,
+    to: &str,
+    identity: &microbot_crypto::IdentityKey,
+    access_key: &[u8; 16],
+    envelopes: Vec<OutgoingEnvelope>,
+    complete_accounts: Vec<String>,
+) -> Result<u64, TransportError> {
+    let theirs_ids: BTreeSet<u64> = inner
+        .tx(|tx| tx.session_devices(to))
+        .map_err(|e| TransportError::Config(e.to_string()))?
+        .into_iter()
+        .collect();
+    let (theirs, ours): (Vec<_>, Vec<_>) = envelopes
+        .into_iter()
+        .partition(|e| theirs_ids.contains(&e.recipient_device_id));
+    let certificate = crate::sealed::certificate(inner, conn).await?;
+    let sealed = crate::sealed::send_sealed(
+        inner,
+        to,
+        identity,
+        access_key,
+        &certificate,
+        theirs.clone(),
+    )
+    .await;
+    let timestamp = match sealed {
+        Ok(timestamp) => timestamp,
+        Err(TransportError::Server(error)) if error.code == ErrorCode::UnidentifiedAccessDenied => {
+            tracing::info!("sealed send refused by the recipient's access key; sending identified");
+            let mut all = theirs;
+            all.extend(ours);
+            return send_identified(conn, all, complete_accounts).await;
+        }
+        Err(error) => return Err(error),
+    };
+    if ours.is_empty() {
+        return Ok(timestamp);
+    }
+    let own: Vec<String> = complete_accounts
+        .into_iter()
+        .filter(|a| *a == inner.username)
+        .collect();
+    send_identified(conn, ours, own).await
 }
 
 async fn fetch_bundles(

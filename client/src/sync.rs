@@ -198,6 +198,7 @@ async fn refresh_group(inner: &Inner, conn: &Connection, id: GroupId) -> Result<
 
 async fn initial_sync(inner: &Inner, conn: &Connection) -> Result<(), End> {
     ensure_prekeys_uploaded(inner, conn).await?;
+    prepare_sealed_sender(inner, conn).await?;
     let mut after = 0;
     loop {
         let page = match conn
@@ -249,6 +250,26 @@ async fn handle_push(inner: &Inner, conn: &Connection, push: Push) -> Result<(),
             Ok(())
         }
         None => Ok(()),
+    }
+}
+
+/// Registers the account's access key and fetches this device's sender
+/// certificate (with the server key sealed envelopes are checked against),
+/// SPEC.md §19.6-§19.7. Only a lost connection stops the sync; anything
+/// else is logged and sealed sending waits for the next connection.
+async fn prepare_sealed_sender(inner: &Inner, conn: &Connection) -> Result<(), End> {
+    let registered = crate::sealed::register_access(inner, conn).await;
+    let certificate = match registered {
+        Ok(()) => crate::sealed::certificate(inner, conn).await.map(|_| ()),
+        Err(error) => Err(error),
+    };
+    match certificate {
+        Err(error) if error.is_connection_problem() => Err(error.into()),
+        Err(error) => {
+            tracing::warn!(%error, "sealed sender not available on this connection");
+            Ok(())
+        }
+        Ok(()) => Ok(()),
     }
 }
 

@@ -88,5 +88,12 @@ pub const SEALED_SENDER_EPHEMERAL_INFO: &[u8] = b"Microbot SealedSender Ephemera
 pub const SEALED_SENDER_STATIC_INFO: &[u8] = b"Microbot SealedSender Static v1";
 /// Prefix of the bytes a server signs in a sender certificate (SPEC.md §19.2).
 pub const SENDER_CERTIFICATE_LABEL: &[u8] = b"Microbot SenderCertificate v1";
+/// HKDF info deriving an account's unidentified-access key from its
+/// profile key (SPEC.md §19.7).
+pub const ACCESS_KEY_INFO: &[u8] = b"Microbot Unidentified Access v1";
+/// Length of an unidentified-access key (SPEC.md §19.7).
+pub const ACCESS_KEY_LEN: usize = 16;
+/// Length of a profile key (SPEC.md §19.7).
+pub const PROFILE_KEY_LEN: usize = 32;
 /// Longest username a sender certificate carries (bytes, SPEC.md §19.2).
 pub const MAX_CERTIFICATE_USERNAME_LEN: usize = 64;

@@ -37,8 +37,8 @@ use crate::dh::diffie_hellman;
 use crate::identity::{IdentityKey, IdentityKeyPair};
 use crate::kdf::{aead_open, aead_seal, hkdf_sha256};
 use crate::labels::{
-    KEY_LEN, NONCE_LEN, SEALED_SENDER_EPHEMERAL_INFO, SEALED_SENDER_STATIC_INFO,
-    SEALED_SENDER_VERSION, TAG_LEN,
+    ACCESS_KEY_INFO, ACCESS_KEY_LEN, KEY_LEN, NONCE_LEN, PROFILE_KEY_LEN,
+    SEALED_SENDER_EPHEMERAL_INFO, SEALED_SENDER_STATIC_INFO, SEALED_SENDER_VERSION, TAG_LEN,
 };
 use certificate::{CertificateError, MAX_CERTIFICATE_LEN, SenderCertificate, ServerPublicKey};
 
@@ -249,6 +249,13 @@ pub fn open(
     })
 }
 
+/// The unidentified-access key of an account whose profile key is
+/// `profile_key` (SPEC.md §19.7): what a sender presents to the server for
+/// a sealed send, and what the account registers.
+pub fn access_key(profile_key: &[u8; PROFILE_KEY_LEN]) -> [u8; ACCESS_KEY_LEN] {
+    *hkdf_sha256::<ACCESS_KEY_LEN>(&[], profile_key, ACCESS_KEY_INFO)
+}
+
 fn split_inner(inner: &[u8]) -> Result<(u8, &[u8], &[u8]), SealedSenderError> {
     if inner.len() < 3 {
         return Err(SealedSenderError::Malformed);
@@ -454,6 +461,15 @@ mod tests {
             open(&f.bob, &f.server.public(), NOW, &version),
             Err(SealedSenderError::Malformed)
         );
+    }
+
+    #[test]
+    fn access_keys_depend_on_the_whole_profile_key() {
+        let a = access_key(&[1; 32]);
+        let mut other = [1; 32];
+        other[31] = 2;
+        assert_ne!(a, access_key(&other));
+        assert_eq!(a, access_key(&[1; 32]));
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub const MAX_TEXT_LEN: usize = 64 * 1024;
 pub const MAX_SNIPPET_LEN: usize = 1024;
 /// Longest username, in bytes.
 pub const MAX_USERNAME_LEN: usize = 32;
+/// Length of `Content.profile_key` when set (SPEC.md §19.7).
+pub const PROFILE_KEY_LEN: usize = 32;
 /// Longest `Reaction.emoji`, in bytes.
 pub const MAX_EMOJI_LEN: usize = 64;
 /// Most message ids in one read or delivery receipt.
@@ -177,6 +179,9 @@ impl Content {
         exact("content.message_id", &self.message_id, ID_LEN)?;
         if !self.group_id.is_empty() {
             exact("content.group_id", &self.group_id, ID_LEN)?;
+        }
+        if !self.profile_key.is_empty() {
+            exact("content.profile_key", &self.profile_key, PROFILE_KEY_LEN)?;
         }
         match &self.body {
             None => Err(ContentError::UnsupportedBody),

@@ -41,7 +41,7 @@ pub enum CertificateError {
     #[error("not a sender certificate of version 1")]
     Malformed,
     /// Signed by a server key this client does not know (fetch the server's
-    /// current key, §12.16).
+    /// current key, SPEC.md §19.6).
     #[error("the certificate names server key {0}, which is not the trusted one")]
     UnknownServerKey(u32),
     /// The server's signature does not verify: forged or altered.

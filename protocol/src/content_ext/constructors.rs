@@ -24,6 +24,7 @@ impl Content {
             body: Some(body),
             group_id: Bytes::new(),
             padding: Bytes::new(),
+            profile_key: Bytes::new(),
         }
     }
 

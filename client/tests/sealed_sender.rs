@@ -1,0 +1,107 @@
+//! Sealed sender (SPEC.md §19) through the SDK against a real server: the
+//! first message to a contact is identified and carries the profile key;
+//! from then on the contact's replies reach us sealed, the server stores
+//! them without any sender, and we learn the sender from the certificate.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use microbot_client::{AccountConfig, Conversation, IdentitySource};
+
+/// `(sender_username, sender_device_id)` of every envelope row the server
+/// stores, read from its SQLite file.
+fn stored_senders(server: &TestServer) -> Vec<(String, i64)> {
+    let db = rusqlite::Connection::open(server.dir.path().join("microbot.sqlite3")).unwrap();
+    let mut stmt = db
+        .prepare("SELECT sender_username, sender_device_id FROM envelopes")
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_to_a_contact_are_sealed_and_stored_without_a_sender() {
+    let server = TestServer::start().await;
+    let mut alice_user = register(&server, "alice").await;
+    let mut bob_user = register(&server, "bob").await;
+    // Alice keeps what reaches her unacknowledged, so the server's rows stay
+    // for the scan below.
+    let keep = AccountConfig {
+        fault_skip_ack: true,
+        ..fast_config()
+    };
+    let mut alice = online(&server, &mut alice_user, IdentitySource::New, keep).await;
+    let mut bob = online(&server, &mut bob_user, IdentitySource::New, fast_config()).await;
+
+    // First contact: identified (Bob has no profile key of Alice's yet).
+    let to_bob = Conversation::Direct("bob".into());
+    alice.account.send_text(&to_bob, "hello bob").unwrap();
+    let first = next_text(&mut bob.events).await;
+    assert_eq!(first.author, "alice");
+
+    // Bob now holds Alice's profile key: his reply goes sealed.
+    let to_alice = Conversation::Direct("alice".into());
+    let id = bob.account.send_text(&to_alice, "sealed hello").unwrap();
+    let reply = next_text(&mut alice.events).await;
+    assert_eq!(reply.message_id, id);
+    assert_eq!(reply.author, "bob", "the sender comes from the certificate");
+    assert_eq!(reply.text, "sealed hello");
+
+    // Every envelope queued for Alice's device (Bob's reply, and his
+    // delivery receipt for her message) names no sender.
+    let rows = stored_senders(&server);
+    assert!(!rows.is_empty(), "Alice acknowledged nothing");
+    for (username, device) in &rows {
+        assert_eq!(
+            (username.as_str(), *device),
+            ("", 0),
+            "a stored sender: {rows:?}"
+        );
+    }
+    for d in [&alice, &bob] {
+        d.account.disconnect().await;
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_sealed_sender_off_the_server_stores_the_sender() {
+    let server = TestServer::start().await;
+    let mut alice_user = register(&server, "alice").await;
+    let mut bob_user = register(&server, "bob").await;
+    let keep = AccountConfig {
+        fault_skip_ack: true,
+        ..fast_config()
+    };
+    let identified = AccountConfig {
+        sealed_sender: false,
+        ..fast_config()
+    };
+    let mut alice = online(&server, &mut alice_user, IdentitySource::New, keep).await;
+    let mut bob = online(&server, &mut bob_user, IdentitySource::New, identified).await;
+    alice
+        .account
+        .send_text(&Conversation::Direct("bob".into()), "hello bob")
+        .unwrap();
+    next_text(&mut bob.events).await;
+    bob.account
+        .send_text(&Conversation::Direct("alice".into()), "identified")
+        .unwrap();
+    assert_eq!(next_text(&mut alice.events).await.author, "bob");
+    // The scan above can see senders: here they are stored.
+    let rows = stored_senders(&server);
+    assert!(
+        rows.iter().any(|(username, _)| username == "bob"),
+        "{rows:?}"
+    );
+    no_text_within(&mut alice.events, Duration::from_millis(100)).await;
+    for d in [&alice, &bob] {
+        d.account.disconnect().await;
+    }
+    server.stop().await;
+}
