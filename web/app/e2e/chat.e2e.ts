@@ -329,3 +329,38 @@ test("mistakes are explained in words: a taken name, a wrong code; a reload keep
   await page.context().close();
   await other.context().close();
 });
+
+test("the installable app starts offline from its service worker, with its history", { skip, timeout: 120_000 }, async () => {
+  // Plain HTTP on loopback is a secure context: the service worker registers
+  // (the tests' self-signed HTTPS certificate would stop it).
+  const local = new Server(true);
+  await local.start();
+  try {
+    const page = await openPage(browser, local);
+    const manifest = (await page.evaluate(`fetch("/manifest.webmanifest").then((r) => r.json())`)) as { name: string; display: string; icons: unknown[] };
+    assert.equal(manifest.name, "Microbot");
+    assert.equal(manifest.display, "standalone");
+    assert.ok(manifest.icons.length > 0);
+    await page.evaluate(`navigator.serviceWorker.ready.then(() => true)`);
+    await register(page, "mona");
+    await page.getByLabel("Contact name").fill("mona");
+    await page.getByRole("button", { name: "Add contact" }).click();
+    await send(page, "a note to myself");
+    await message(page, "You", "a note to myself").getByText(/Sent|Read/).waitFor();
+    await page.waitForTimeout(500); // the coalesced history save
+
+    await local.stop();
+    await page.reload();
+    await connection(page, /Offline/);
+    await openChat(page, "mona");
+    await message(page, "You", "a note to myself").waitFor();
+    await send(page, "written offline");
+    await message(page, "You", "written offline").getByText("Waiting to send").waitFor();
+    await local.start();
+    await connection(page, /Online/);
+    await message(page, "You", "written offline").getByText(/Sent|Read/).waitFor();
+    await page.context().close();
+  } finally {
+    await local.dispose();
+  }
+});

@@ -42,8 +42,11 @@ export class Server {
   private child: ChildProcess | undefined;
   readonly dir = mkdtempSync(join(tmpdir(), "microbot-e2e-"));
 
+  /** `plain`: the TCP listener speaks plain HTTP (loopback only, `--ws-plain`). */
+  constructor(readonly plain = false) {}
+
   get url(): string {
-    return `https://${this.address}/`;
+    return `${this.plain ? "http" : "https"}://${this.address}/`;
   }
 
   async start(): Promise<void> {
@@ -51,7 +54,7 @@ export class Server {
     const child = spawn(
       join(BIN_DIR!, "microbot-server"),
       ["--data-dir", join(this.dir, "server"), "--listen", listen, "--web-app-dir", APP_DIST, "--argon2-memory-kib", "256", "--argon2-iterations", "1",
-        "--rate-register-per-ip", "0", "--rate-login-per-ip", "0", "--rate-login-per-account", "0"],
+        "--rate-register-per-ip", "0", "--rate-login-per-ip", "0", "--rate-login-per-account", "0", ...(this.plain ? ["--ws-plain", "true"] : [])],
       { stdio: ["ignore", "pipe", "pipe"] },
     );
     this.child = child;

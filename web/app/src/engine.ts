@@ -239,10 +239,12 @@ export class Engine {
       }
     }
     this.reconnector = new client.Reconnector({
-      connect: () => {
-        this.update({ net: this.state.net === "online" ? "connecting" : this.state.net });
-        return openConnection();
-      },
+      connect: () =>
+        openConnection().catch((error: unknown) => {
+          // Shown as offline until an attempt succeeds (the reconnector keeps trying).
+          this.update({ net: "offline", netProblem: describeError(error) });
+          throw error;
+        }),
       setUp: (conn) => this.setUp(conn),
       backoff: { initialMs: 300, maxMs: 3_000 },
       onUp: (conn) => {

@@ -165,7 +165,9 @@ function App() {
   return <ChatView engine={engine} />;
 }
 
-if ("serviceWorker" in navigator && location.protocol === "https:") {
+// The installable app: the service worker keeps the shell for offline starts
+// (secure contexts only: HTTPS with a trusted certificate, or loopback).
+if ("serviceWorker" in navigator && window.isSecureContext) {
   navigator.serviceWorker.register("/sw.js").catch((e) => console.warn("service worker not registered", e));
 }
 
