@@ -245,6 +245,30 @@ async fn send_sealed_then_own(
     let (theirs, ours): (Vec<_>, Vec<_>) = envelopes
         .into_iter()
         .partition(|e| theirs_ids.contains(&e.recipient_device_id));
+    // With no copy for our own devices there is no identified send whose
+    // `complete_accounts` would reveal a newly linked device of ours:
+    // compare the server's list instead, before anything leaves.
+    if ours.is_empty() && complete_accounts.contains(&inner.username) {
+        let known: BTreeSet<u64> = inner
+            .tx(|tx| tx.session_devices(&inner.username))
+            .map_err(|e| TransportError::Config(e.to_string()))?
+            .into_iter()
+            .collect();
+        let unknown: Vec<u64> = sync::list_devices(conn)
+            .await?
+            .into_iter()
+            .map(|d| d.device_id)
+            .filter(|id| *id != inner.device_id && !known.contains(id))
+            .collect();
+        if !unknown.is_empty() {
+            return Err(TransportError::Server(crate::error::ServerError {
+                code: ErrorCode::MissingDevices,
+                message: "a device of our own account is not known yet".into(),
+                retry_after_ms: 0,
+                device_ids: unknown,
+            }));
+        }
+    }
     let certificate = crate::sealed::certificate(inner, conn).await?;
     let sealed = crate::sealed::send_sealed(
         inner,
