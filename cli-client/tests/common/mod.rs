@@ -68,6 +68,13 @@ impl TestServer {
     }
 }
 
+impl TestServer {
+    /// The server's data directory (its SQLite file is `microbot.sqlite3`).
+    pub fn data_dir(&self) -> &Path {
+        self._dir.path()
+    }
+}
+
 impl Drop for TestServer {
     fn drop(&mut self) {
         self.handle.shutdown();
