@@ -19,6 +19,8 @@
 //!   real messages, and a two-party conversation model (SPEC.md §4.3, §5).
 //! - [`prekey`]: prekey messages handled by `Session::peek` / `Session::accept`.
 //! - [`sender_key`]: sender-key decryption (SPEC.md §6).
+//! - [`sealed_sender`]: opening sealed envelopes and parsing sender
+//!   certificates (SPEC.md §19).
 //! - [`attachment`]: STREAM attachment decryption (SPEC.md §7).
 //! - [`state`]: every persisted state's `from_bytes` (SPEC.md §5.7, §6.7, §9).
 //! - [`server_handler`]: the server's request handler fed frame sequences on
@@ -33,6 +35,7 @@ pub mod messages;
 pub mod mutate;
 pub mod prekey;
 pub mod ratchet;
+pub mod sealed_sender;
 pub mod sender_key;
 pub mod server_handler;
 pub mod state;
@@ -60,4 +63,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("attachment_mutated", attachment::attachment_mutated),
     ("stored_state", state::stored_state),
     ("server_handler", server_handler::server_handler),
+    ("sealed_sender_open", sealed_sender::sealed_sender_open),
 ];

@@ -65,6 +65,7 @@ pub fn all() -> Vec<Seed> {
     seeds.extend(contents());
     seeds.extend(session_messages());
     seeds.extend(sender_key_messages());
+    seeds.extend(sealed_envelopes());
     seeds.extend(attachments());
     seeds.extend(stored_states());
     seeds.extend(structured());
@@ -433,6 +434,25 @@ fn sender_key_messages() -> Vec<Seed> {
         }
     }
     seeds
+}
+
+fn sealed_envelopes() -> Vec<Seed> {
+    let f = microbot_fuzz_targets::sealed_sender::fixture();
+    let envelope = &f.envelope;
+    vec![
+        seed("sealed_sender_open", "genuine", envelope.clone()),
+        seed("sealed_sender_open", "certificate", f.certificate.clone()),
+        seed("sealed_sender_open", "header-only", envelope[..81].to_vec()),
+        seed(
+            "sealed_sender_open",
+            "last-byte-flipped",
+            envelope
+                .iter()
+                .enumerate()
+                .map(|(i, b)| if i + 1 == envelope.len() { b ^ 1 } else { *b })
+                .collect(),
+        ),
+    ]
 }
 
 fn attachments() -> Vec<Seed> {
