@@ -230,6 +230,16 @@ impl Metrics {
         *map.entry(limit).or_default() += 1;
     }
 
+    /// Refusals so far by limit name, for the dashboard.
+    pub fn rate_limited_counts(&self) -> Vec<(&'static str, u64)> {
+        self.rate_limited
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|(k, v)| (*k, *v))
+            .collect()
+    }
+
     /// The text exposition; `queued` is the current total queue depth.
     pub fn render(&self, queued: Option<u64>) -> String {
         let mut out = String::new();
@@ -395,6 +405,17 @@ pub async fn exposition(state: &Arc<ServerState>) -> String {
     let mut body = state.metrics.render(queued);
     node::render(&mut body, state);
     body
+}
+
+/// Envelopes queued in all device queues (cached as for `/metrics`).
+pub async fn queued(state: &Arc<ServerState>) -> Option<u64> {
+    queued_envelopes(state).await
+}
+
+/// Resident memory (bytes) and CPU time (seconds) of this process, where
+/// `/proc/self` exists.
+pub fn process_usage() -> Option<(u64, f64)> {
+    node::usage()
 }
 
 /// Whether this node may be sent traffic (`/readyz`); `Err` carries the

@@ -40,6 +40,8 @@ pub fn router(api: Api) -> Router {
         .route("/logout", post(logout))
         .route("/session", get(whoami))
         .route("/audit", get(audit))
+        .route("/overview", get(super::live::get_overview))
+        .route("/live", get(super::live::live))
         .fallback(unknown)
         .with_state(api)
 }

@@ -16,6 +16,7 @@ pub mod api;
 pub mod cli;
 pub mod error;
 mod health;
+pub mod live;
 mod serve;
 pub mod session;
 mod static_files;

@@ -49,6 +49,14 @@ pub(crate) fn render(out: &mut String, state: &ServerState) {
     }
 }
 
+/// Resident bytes and CPU seconds of this process (`None` off Linux).
+pub(crate) fn usage() -> Option<(u64, f64)> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let process = parse(&stat, &status)?;
+    Some((process.resident_bytes, process.cpu_seconds))
+}
+
 /// What `/proc/self` says about this process.
 #[derive(Debug, Default, PartialEq)]
 struct Process {

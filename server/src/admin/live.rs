@@ -1,0 +1,206 @@
+//! The dashboard's live view (SPEC.md §18.7): `GET /admin/api/overview`
+//! answers one snapshot of this node, `GET /admin/api/live` pushes one
+//! every second as Server-Sent Events (`event: overview`), until the
+//! session ends. Counts only: no username, device id or address of a user.
+//!
+//! Not owned here: the counters (metrics.rs).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::Stream;
+use serde::Serialize;
+
+use super::api::{Api, reader};
+use super::error::AdminError;
+use crate::metrics;
+use crate::state::{ServerState, now_ms};
+
+/// Time between two pushed snapshots.
+pub const PUSH_EVERY: Duration = Duration::from_secs(1);
+
+/// One node's state as the dashboard shows it.
+#[derive(Debug, Serialize)]
+pub struct Overview {
+    /// When the snapshot was taken, ms since the epoch.
+    pub at_ms: u64,
+    /// This node.
+    pub node: NodeRow,
+    /// Open connections by transport.
+    pub connections: Vec<TransportRow>,
+    /// Refusals by limit since start.
+    pub rate_limited: Vec<LimitRow>,
+    /// The IP rules in force.
+    pub ip_rules: Vec<IpRuleRow>,
+    /// Counters since start.
+    pub totals: Totals,
+}
+
+/// A node and its health.
+#[derive(Debug, Serialize)]
+pub struct NodeRow {
+    /// `local` without Redis, else the bus node id.
+    pub id: String,
+    /// Server version.
+    pub version: &'static str,
+    /// `/readyz` would answer 200.
+    pub ready: bool,
+    /// Resident memory, bytes.
+    pub memory_bytes: Option<u64>,
+    /// CPU time since start, seconds.
+    pub cpu_seconds: Option<f64>,
+    /// Envelopes queued in all queues (cluster-wide: one database).
+    pub queued_envelopes: Option<u64>,
+}
+
+/// Connections of one transport.
+#[derive(Debug, Serialize)]
+pub struct TransportRow {
+    /// `quic` or `websocket`.
+    pub transport: &'static str,
+    /// Open now.
+    pub open: i64,
+    /// Admitted since start.
+    pub total: u64,
+}
+
+/// Refusals by one limit.
+#[derive(Debug, Serialize)]
+pub struct LimitRow {
+    /// Limit name (SPEC.md §18.3).
+    pub limit: &'static str,
+    /// Refusals since start.
+    pub hits: u64,
+}
+
+/// One IP rule.
+#[derive(Debug, Serialize)]
+pub struct IpRuleRow {
+    /// `allow` or `deny`.
+    pub kind: &'static str,
+    /// CIDR block.
+    pub cidr: String,
+}
+
+/// Counters since start.
+#[derive(Debug, Serialize)]
+pub struct Totals {
+    /// Envelopes accepted.
+    pub messages_in: u64,
+    /// Envelopes delivered.
+    pub messages_out: u64,
+    /// Successful logins.
+    pub logins_ok: u64,
+    /// Failed logins.
+    pub logins_failed: u64,
+    /// Connections refused.
+    pub connections_refused: u64,
+    /// Attachment bytes uploaded.
+    pub attachment_bytes_in: u64,
+    /// Attachment bytes downloaded.
+    pub attachment_bytes_out: u64,
+}
+
+/// The snapshot of this node now.
+pub async fn overview(state: &Arc<ServerState>) -> Overview {
+    let m = &state.metrics;
+    let ws_open = m.websocket_connections_open.get();
+    let ws_total = m.websocket_connections_total.get();
+    let usage = metrics::process_usage();
+    let config = &state.config;
+    let ip_rules = config
+        .deny_ips
+        .iter()
+        .map(|n| IpRuleRow {
+            kind: "deny",
+            cidr: n.to_string(),
+        })
+        .chain(config.allow_ips.iter().map(|n| IpRuleRow {
+            kind: "allow",
+            cidr: n.to_string(),
+        }))
+        .collect();
+    Overview {
+        at_ms: now_ms(),
+        node: NodeRow {
+            id: node_id(state),
+            version: env!("CARGO_PKG_VERSION"),
+            ready: metrics::readiness(state).is_ok(),
+            memory_bytes: usage.map(|u| u.0),
+            cpu_seconds: usage.map(|u| u.1),
+            queued_envelopes: metrics::queued(state).await,
+        },
+        connections: vec![
+            TransportRow {
+                transport: "quic",
+                open: m.connections_open.get().saturating_sub(ws_open),
+                total: m.connections_total.get().saturating_sub(ws_total),
+            },
+            TransportRow {
+                transport: "websocket",
+                open: ws_open,
+                total: ws_total,
+            },
+        ],
+        rate_limited: m
+            .rate_limited_counts()
+            .into_iter()
+            .map(|(limit, hits)| LimitRow { limit, hits })
+            .collect(),
+        ip_rules,
+        totals: Totals {
+            messages_in: m.messages_in.get(),
+            messages_out: m.messages_out.get(),
+            logins_ok: m.logins_ok.get(),
+            logins_failed: m.logins_failed.get(),
+            connections_refused: m.connections_refused.get(),
+            attachment_bytes_in: m.attachment_bytes_in.get(),
+            attachment_bytes_out: m.attachment_bytes_out.get(),
+        },
+    }
+}
+
+fn node_id(state: &ServerState) -> String {
+    if state.config.redis.is_some() {
+        format!("node@{}", state.config.listen)
+    } else {
+        "local".to_owned()
+    }
+}
+
+/// `GET /admin/api/overview`.
+pub(super) async fn get_overview(
+    State(api): State<Api>,
+    headers: HeaderMap,
+) -> Result<axum::Json<Overview>, AdminError> {
+    reader(&api, &headers).await?;
+    Ok(axum::Json(overview(&api.state).await))
+}
+
+/// `GET /admin/api/live`: snapshots as Server-Sent Events while the
+/// session lasts.
+pub(super) async fn live(
+    State(api): State<Api>,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, AdminError> {
+    reader(&api, &headers).await?;
+    let stream =
+        futures_util::stream::unfold((api, headers, true), |(api, headers, first)| async move {
+            if !first {
+                tokio::time::sleep(PUSH_EVERY).await;
+                // A session that ended (logout, expiry, admin removed) stops the feed.
+                reader(&api, &headers).await.ok()?;
+            }
+            let snapshot = overview(&api.state).await;
+            let event = Event::default()
+                .event("overview")
+                .json_data(&snapshot)
+                .unwrap_or_else(|_| Event::default().event("error").data("serialisation failed"));
+            Some((Ok(event), (api, headers, false)))
+        });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}

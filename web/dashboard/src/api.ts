@@ -1,0 +1,62 @@
+/** The admin JSON API (SPEC.md §18.7): same-origin fetches with the CSRF header on every mutating request. */
+
+/** An API refusal: HTTP status and the server's error code. */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** The signed-in admin. */
+export interface Session {
+  name: string;
+  role: "admin" | "viewer";
+  expires_at_ms: number;
+}
+
+/** One audit log entry. */
+export interface AuditEntry {
+  at_ms: number;
+  admin: string;
+  action: string;
+  detail: string;
+}
+
+/** A node snapshot as `/admin/api/live` pushes it. */
+export interface Overview {
+  at_ms: number;
+  node: { id: string; version: string; ready: boolean; memory_bytes: number | null; cpu_seconds: number | null; queued_envelopes: number | null };
+  connections: { transport: string; open: number; total: number }[];
+  rate_limited: { limit: string; hits: number }[];
+  ip_rules: { kind: string; cidr: string }[];
+  totals: Record<string, number>;
+}
+
+async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
+  const headers: Record<string, string> = {};
+  if (method !== "GET") headers["X-Microbot-Admin"] = "1";
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const response = await fetch(`/admin/api/${path}`, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+    credentials: "same-origin",
+  });
+  const json: unknown = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    const e = json as { error?: string; message?: string };
+    throw new ApiError(response.status, e.error ?? "unknown", e.message ?? response.statusText);
+  }
+  return json as T;
+}
+
+export const api = {
+  session: () => call<Session>("GET", "session"),
+  login: (name: string, password: string, totp: string) => call<Session>("POST", "login", { name, password, totp }),
+  logout: () => call<{ ok: boolean }>("POST", "logout"),
+  audit: () => call<AuditEntry[]>("GET", "audit"),
+};

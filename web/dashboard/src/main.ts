@@ -1,0 +1,108 @@
+/**
+ * The operator dashboard (SPEC.md §18.7): sign in with password + TOTP,
+ * then live tables pushed by the server over Server-Sent Events.
+ */
+import { api, ApiError, type AuditEntry, type Overview, type Session } from "./api.js";
+import { LiveTable } from "./table.js";
+
+const root = document.getElementById("root")!;
+
+function el<K extends keyof HTMLElementTagNameMap>(tag: K, props: Partial<HTMLElementTagNameMap[K]> = {}, ...children: (Node | string)[]): HTMLElementTagNameMap[K] {
+  const node = Object.assign(document.createElement(tag), props);
+  node.append(...children);
+  return node;
+}
+
+function field(label: string, input: HTMLInputElement): HTMLLabelElement {
+  return el("label", {}, label, input);
+}
+
+function showLogin(message = ""): void {
+  const name = el("input", { name: "name", autocomplete: "username", required: true });
+  const password = el("input", { name: "password", type: "password", autocomplete: "current-password", required: true });
+  const totp = el("input", { name: "totp", inputMode: "numeric", autocomplete: "one-time-code", required: true });
+  const error = el("p", { className: "error", role: "alert" }, message);
+  const form = el("form", { className: "login" }, el("h1", {}, "Microbot operator sign-in"), field("Name", name), field("Password", password), field("Authenticator code", totp), el("button", { type: "submit" }, "Sign in"), error);
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    api
+      .login(name.value, password.value, totp.value)
+      .then(showDashboard)
+      .catch((e: unknown) => {
+        error.textContent = e instanceof ApiError ? e.message : "sign-in failed";
+      });
+  });
+  root.replaceChildren(form);
+}
+
+function formatBytes(n: number | null): string {
+  if (n === null) return "–";
+  return `${(n / 1048576).toFixed(1)} MiB`;
+}
+
+function showDashboard(session: Session): void {
+  const status = el("span", { className: "feed", role: "status", ariaLabel: "Live feed" }, "connecting…");
+  const logout = el("button", { type: "button" }, "Sign out");
+  const header = el("header", {}, el("h1", {}, "Microbot"), el("span", { className: "who" }, `${session.name} (${session.role})`), status, logout);
+  const nodes = new LiveTable<Overview["node"]>("Nodes", [
+    { title: "Node", value: (r) => r.id },
+    { title: "Health", value: (r) => (r.ready ? "ready" : "not ready") },
+    { title: "Version", value: (r) => r.version },
+    { title: "Memory", value: (r) => formatBytes(r.memory_bytes) },
+    { title: "CPU s", value: (r) => (r.cpu_seconds ?? 0).toFixed(1) },
+    { title: "Queued", value: (r) => r.queued_envelopes ?? 0 },
+  ]);
+  const connections = new LiveTable<Overview["connections"][number] & { node: string }>("Connections", [
+    { title: "Node", value: (r) => r.node },
+    { title: "Transport", value: (r) => r.transport },
+    { title: "Open", value: (r) => r.open },
+    { title: "Since start", value: (r) => r.total },
+  ]);
+  const limits = new LiveTable<Overview["rate_limited"][number]>("Rate-limit hits", [
+    { title: "Limit", value: (r) => r.limit },
+    { title: "Hits", value: (r) => r.hits },
+  ]);
+  const rules = new LiveTable<Overview["ip_rules"][number]>("IP rules", [
+    { title: "Kind", value: (r) => r.kind },
+    { title: "CIDR", value: (r) => r.cidr },
+  ]);
+  const totals = new LiveTable<{ name: string; value: number }>("Totals", [
+    { title: "Counter", value: (r) => r.name },
+    { title: "Value", value: (r) => r.value },
+  ]);
+  const audit = new LiveTable<AuditEntry>("Audit log", [
+    { title: "When", value: (r) => new Date(r.at_ms).toISOString() },
+    { title: "Who", value: (r) => r.admin },
+    { title: "What", value: (r) => r.action },
+    { title: "Detail", value: (r) => r.detail },
+  ]);
+  audit.sort(0);
+  audit.sort(0);
+  const grid = el("div", { className: "grid" }, nodes.element, connections.element, limits.element, rules.element, totals.element, audit.element);
+  root.replaceChildren(header, grid);
+
+  const refreshAudit = () => api.audit().then((entries) => audit.set(entries)).catch(() => undefined);
+  void refreshAudit();
+  const feed = new EventSource("/admin/api/live");
+  feed.addEventListener("overview", (event) => {
+    const o = JSON.parse((event as MessageEvent<string>).data) as Overview;
+    status.textContent = `live ${new Date(o.at_ms).toLocaleTimeString()}`;
+    nodes.set([o.node]);
+    connections.set(o.connections.map((c) => ({ ...c, node: o.node.id })));
+    limits.set(o.rate_limited);
+    rules.set(o.ip_rules);
+    totals.set(Object.entries(o.totals).map(([name, value]) => ({ name, value })));
+  });
+  feed.addEventListener("error", () => {
+    status.textContent = "feed lost, retrying";
+  });
+  logout.addEventListener("click", () => {
+    feed.close();
+    api.logout().finally(() => showLogin());
+  });
+}
+
+api
+  .session()
+  .then(showDashboard)
+  .catch(() => showLogin());
