@@ -1,0 +1,269 @@
+//! Events as a UniFFI enum (a sealed class in Kotlin, an enum in Swift, a
+//! class per variant in Python). Conversations are keys: `u:<username>`
+//! or `g:<group id hex>`; message ids are 32 hex digits.
+
+use microbot_client::{ConnectionState, ReceiptKind};
+
+/// Something the application should know about.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+pub enum Event {
+    /// A text or file message.
+    Message {
+        /// Where.
+        conversation: String,
+        /// The author.
+        author: String,
+        /// The message id.
+        message_id: String,
+        /// The author's clock, ms since the epoch.
+        sent_at_ms: u64,
+        /// The text (for a file: its caption).
+        text: String,
+        /// The file's suggested name, when the message carries a file.
+        file_name: Option<String>,
+        /// The file's size in bytes, when the message carries a file.
+        file_size: Option<u64>,
+    },
+    /// A message was edited; `text` is the text to show now.
+    Edited {
+        /// Where.
+        conversation: String,
+        /// The author.
+        author: String,
+        /// The edited message.
+        message_id: String,
+        /// The converged text.
+        text: String,
+    },
+    /// A message was deleted by its author.
+    Deleted {
+        /// Where.
+        conversation: String,
+        /// The author.
+        author: String,
+        /// The deleted message.
+        message_id: String,
+    },
+    /// A reaction was added or withdrawn.
+    Reaction {
+        /// Where.
+        conversation: String,
+        /// Who reacted.
+        from: String,
+        /// The message reacted to.
+        message_id: String,
+        /// The emoji.
+        emoji: String,
+        /// True when withdrawn.
+        removed: bool,
+    },
+    /// A delivery or read receipt.
+    Receipt {
+        /// Where.
+        conversation: String,
+        /// Who sent it.
+        from: String,
+        /// True: read; false: delivered.
+        read: bool,
+        /// The messages concerned.
+        message_ids: Vec<String>,
+    },
+    /// Someone started or stopped typing.
+    Typing {
+        /// Where.
+        conversation: String,
+        /// Who.
+        from: String,
+        /// Started (true) or stopped.
+        started: bool,
+    },
+    /// A group changed (members, roles, name).
+    GroupChanged {
+        /// The group's conversation key.
+        conversation: String,
+        /// Its version now.
+        version: u64,
+    },
+    /// A message left the outbox: the server stored it.
+    Sent {
+        /// The message.
+        message_id: String,
+        /// The server's time stamp.
+        server_timestamp_ms: u64,
+    },
+    /// A group message skipped these members' full queues.
+    NotDelivered {
+        /// The message.
+        message_id: String,
+        /// The members concerned.
+        usernames: Vec<String>,
+    },
+    /// A message was dropped from the outbox.
+    SendFailed {
+        /// The message.
+        message_id: String,
+        /// Why.
+        reason: String,
+    },
+    /// The connection state changed: `connecting`, `connected`,
+    /// `disconnected`, `refused` or `stopped`.
+    Connection {
+        /// The state's name.
+        state: String,
+        /// Why (for `disconnected` and `refused`).
+        reason: Option<String>,
+    },
+    /// A contact's identity key changed; sending to them is blocked until
+    /// acknowledged.
+    SafetyNumberChanged {
+        /// The contact.
+        username: String,
+        /// The new safety number.
+        safety_number: String,
+    },
+    /// An envelope could not be decrypted.
+    DecryptionFailed {
+        /// Claimed sender.
+        sender: String,
+        /// Why.
+        reason: String,
+    },
+    /// Prekeys were uploaded.
+    PrekeysRefilled {
+        /// How many.
+        uploaded: u32,
+    },
+    /// A contact has a new device.
+    DeviceAdded {
+        /// Whose.
+        username: String,
+        /// Its id.
+        device_id: u64,
+    },
+}
+
+impl From<microbot_client::Event> for Event {
+    fn from(event: microbot_client::Event) -> Self {
+        use microbot_client::Event as E;
+        match event {
+            E::Message(m) => Event::Message {
+                conversation: m.conversation.key(),
+                author: m.author,
+                message_id: hex::encode(m.message_id),
+                sent_at_ms: m.sent_at_ms,
+                text: m.text,
+                file_name: m.attachment.as_ref().map(|a| a.file_name.clone()),
+                file_size: m.attachment.as_ref().map(|a| a.size),
+            },
+            E::Edited {
+                conversation,
+                author,
+                target,
+                text,
+            } => Event::Edited {
+                conversation: conversation.key(),
+                author,
+                message_id: hex::encode(target),
+                text,
+            },
+            E::Deleted {
+                conversation,
+                author,
+                target,
+            } => Event::Deleted {
+                conversation: conversation.key(),
+                author,
+                message_id: hex::encode(target),
+            },
+            E::Reaction {
+                conversation,
+                from,
+                target,
+                emoji,
+                removed,
+            } => Event::Reaction {
+                conversation: conversation.key(),
+                from,
+                message_id: hex::encode(target),
+                emoji,
+                removed,
+            },
+            E::Receipt {
+                conversation,
+                from,
+                kind,
+                message_ids,
+            } => Event::Receipt {
+                conversation: conversation.key(),
+                from,
+                read: kind == ReceiptKind::Read,
+                message_ids: message_ids.iter().map(hex::encode).collect(),
+            },
+            E::Typing {
+                conversation,
+                from,
+                started,
+            } => Event::Typing {
+                conversation: conversation.key(),
+                from,
+                started,
+            },
+            E::GroupChanged {
+                group_id, version, ..
+            } => Event::GroupChanged {
+                conversation: format!("g:{group_id}"),
+                version,
+            },
+            E::Sent {
+                message_id,
+                server_timestamp_ms,
+            } => Event::Sent {
+                message_id: hex::encode(message_id),
+                server_timestamp_ms,
+            },
+            E::NotDelivered {
+                message_id,
+                usernames,
+                ..
+            } => Event::NotDelivered {
+                message_id: hex::encode(message_id),
+                usernames,
+            },
+            E::SendFailed { message_id, reason } => Event::SendFailed {
+                message_id: hex::encode(message_id),
+                reason,
+            },
+            E::Connection(state) => {
+                let (state, reason) = match state {
+                    ConnectionState::Connecting => ("connecting", None),
+                    ConnectionState::Connected => ("connected", None),
+                    ConnectionState::Disconnected { reason, .. } => ("disconnected", Some(reason)),
+                    ConnectionState::Refused { reason } => ("refused", Some(reason)),
+                    ConnectionState::Stopped => ("stopped", None),
+                };
+                Event::Connection {
+                    state: state.to_owned(),
+                    reason,
+                }
+            }
+            E::SafetyNumberChanged {
+                username,
+                safety_number,
+            } => Event::SafetyNumberChanged {
+                username,
+                safety_number: safety_number.to_string(),
+            },
+            E::DecryptionFailed { sender, reason, .. } => {
+                Event::DecryptionFailed { sender, reason }
+            }
+            E::PrekeysRefilled { uploaded } => Event::PrekeysRefilled { uploaded },
+            E::DeviceAdded {
+                username,
+                device_id,
+            } => Event::DeviceAdded {
+                username,
+                device_id,
+            },
+        }
+    }
+}
