@@ -17,7 +17,7 @@ import { Messenger } from "../src/client/messenger.js";
 import { MemoryOutbox, Outbox, type OutboxEvent } from "../src/client/outbox.js";
 import { MemoryStore } from "../src/client/store.js";
 import { ContentSchema } from "../src/content.js";
-import { ClientFrameSchema, EnvelopeSchema, ServerFrameSchema, type ClientFrame } from "../src/gen/transport_pb.js";
+import { ClientFrameSchema, EnvelopeSchema, ErrorCode, ServerFrameSchema, type ClientFrame } from "../src/gen/transport_pb.js";
 import { IdentityKeyPair } from "../src/identity.js";
 import { KemPreKey, LocalPreKeys, SignedPreKey } from "../src/prekeys.js";
 import { seededRng } from "./helpers.js";
@@ -44,7 +44,7 @@ function bob() {
 function server(bundle: ReturnType<typeof bob>["bundle"]) {
   const stored: Uint8Array[] = [];
   let sends = 0;
-  const state = { dropOnSend: 0 };
+  const state = { dropOnSend: 0, rateLimitOnSend: 0 };
   const factory = (): SocketLike => {
     const socket: SocketLike = {
       binaryType: "",
@@ -71,6 +71,10 @@ function server(bundle: ReturnType<typeof bob>["bundle"]) {
             if (sends === state.dropOnSend) {
               queueMicrotask(() => socket.onclose?.({ code: 1006, reason: "" }));
               return;
+            }
+            if (sends === state.rateLimitOnSend) {
+              kind = ok({ case: "error", value: { code: ErrorCode.RATE_LIMITED, message: "slow down", retryAfterMs: 50n } });
+              break;
             }
             stored.push(frame.request.value.envelopes[0]!.ciphertext);
             kind = ok({ case: "send", value: { serverTimestampMs: BigInt(stored.length) } });
@@ -154,4 +158,21 @@ test("invalid content is refused before it is queued; a queued entry that cannot
   assert.deepEqual(events.map((e) => e.kind).at(-1), "sent");
   assert.deepEqual(events.at(-1)!.messageId, ok);
   assert.equal(events.filter((e) => e.kind === "failed").length, 1, "the garbage entry");
+});
+
+test("a send refused with retry_after_ms stays queued and leaves once that time has passed", async () => {
+  const srv = server(bob().bundle);
+  srv.state.rateLimitOnSend = 1;
+  const events: OutboxEvent[] = [];
+  const outbox = new Outbox(new MemoryOutbox(), new Messenger(alice(), seededRng("r")), seededRng("ids"), { onEvent: (e) => events.push(e) });
+  outbox.setConnection(await srv.connect());
+  await outbox.queueText("bob", "later");
+  await outbox.idle();
+  assert.equal(outbox.pending, 1, "waiting out retry_after_ms");
+  assert.equal(srv.stored.length, 0);
+  await new Promise((resolve) => setTimeout(resolve, 120));
+  await outbox.idle();
+  assert.equal(outbox.pending, 0);
+  assert.equal(srv.stored.length, 1);
+  assert.deepEqual(events.map((e) => e.kind), ["sent"]);
 });

@@ -176,7 +176,12 @@ export class Outbox {
           blocked.add(entry.to);
           continue;
         }
-        if (error instanceof ServerError && error.retryAfterMs > 0) return; // rate limited or unavailable: retried on the next kick
+        if (error instanceof ServerError && error.retryAfterMs > 0) {
+          // Rate limited or unavailable: the queue waits as the server asked, then drains again.
+          const timer = setTimeout(() => this.kick(), error.retryAfterMs) as { unref?: () => void };
+          timer.unref?.();
+          return;
+        }
         await this.store.outboxDelete(entry.seq);
         this.options.onEvent?.({ kind: "failed", messageId: content.messageId, to: entry.to, error: error as Error });
       }
