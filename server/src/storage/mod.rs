@@ -21,8 +21,8 @@ pub mod attachments;
 pub mod groups;
 pub mod postgres;
 pub mod provisioning;
-pub mod sealed;
 pub mod schema;
+pub mod sealed;
 pub mod sqlite;
 
 pub use admin::AdminStorage;

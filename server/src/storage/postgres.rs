@@ -34,8 +34,8 @@ mod db;
 mod groups;
 mod pool;
 mod provisioning;
-mod sealed;
 pub mod schema;
+mod sealed;
 
 use std::fmt;
 
