@@ -194,7 +194,6 @@ fn texts(cli: &Cli, profile: &str, count: usize) -> Vec<String> {
 }
 
 #[test]
-#[ignore = "known regression (issue 20): a sealed send opens its own connection from the first address (client/src/sealed.rs connect_any(.., 0, ..)) and does not fail over past a silenced node; fix and re-enable"]
 fn one_shot_commands_move_to_the_live_node_when_theirs_dies_silently() {
     let (Ok(pg), Ok(redis)) = (
         std::env::var("MICROBOT_TEST_POSTGRES"),

@@ -229,9 +229,13 @@ pub(crate) async fn send_sealed(
             ciphertext: Bytes::from(bytes),
         });
     }
-    let (conn, _pushes) =
-        Connection::connect_any(&inner.server, 0, SEALED_AGENT, inner.config.connect_timeout)
-            .await?;
+    let (conn, _pushes) = Connection::connect_any(
+        &inner.server,
+        sealed_start_index(inner),
+        SEALED_AGENT,
+        inner.config.connect_timeout,
+    )
+    .await?;
     let result = conn
         .request(Request::SendSealed(SendSealedRequest {
             recipient_username: recipient.to_owned(),
@@ -244,6 +248,22 @@ pub(crate) async fn send_sealed(
         response::Result::Send(r) => Ok(r.server_timestamp_ms),
         _ => Err(TransportError::UnexpectedResponse { expected: "Send" }),
     }
+}
+
+/// Where the unauthenticated connection of a sealed send starts among
+/// the server's addresses: the node this device's logged-in connection
+/// reaches right now (known to be alive, so a dead node listed first costs
+/// nothing), else the device's own start index (SPEC.md §12.1). Later
+/// addresses are tried in order when that one fails.
+fn sealed_start_index(inner: &Inner) -> usize {
+    let addresses = inner.server.addresses();
+    inner
+        .connection()
+        .and_then(|conn| {
+            let live = conn.remote_address();
+            addresses.iter().position(|addr| *addr == live)
+        })
+        .unwrap_or_else(|| inner.server.start_index(&inner.username, inner.device_id))
 }
 
 /// Why a sealed envelope was refused (the recipient's state is unchanged).
