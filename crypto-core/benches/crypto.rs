@@ -176,7 +176,14 @@ fn responder(with_kem: bool) -> (IdentityKeyPair, LocalPreKeys, PreKeyBundle) {
     let mut rng = rand::rng();
     let identity = IdentityKeyPair::generate(&mut rng);
     let mut prekeys = LocalPreKeys::new();
-    prekeys.add_signed(SignedPreKey::generate(&mut rng, &identity, 1));
+    // A device without KEM prekeys signs its signed prekey with kem_flag 0
+    // (SPEC.md §4.1); one signed with flag 1 and no KEM prekey is a
+    // stripped bundle, which initiators refuse (HybridRequired).
+    prekeys.add_signed(if with_kem {
+        SignedPreKey::generate(&mut rng, &identity, 1)
+    } else {
+        SignedPreKey::generate_classical(&mut rng, &identity, 1)
+    });
     if with_kem {
         prekeys.add_kem(KemPreKey::generate(&mut rng, &identity, 1));
     }
