@@ -18,7 +18,7 @@ use std::time::Duration;
 use common::*;
 use microbot_client::config::start_index;
 use microbot_server::config::SecretUrl;
-use microbot_server::{Config, Server, ShutdownHandle};
+use microbot_test_support::now_secs;
 
 /// A fresh PostgreSQL schema (created and dropped with `psql`).
 struct Schema {
@@ -62,67 +62,18 @@ impl Drop for Schema {
     }
 }
 
-/// One node of the cluster on its own runtime.
-struct Node {
-    addr: SocketAddr,
-    fingerprint: String,
-    dir: tempfile::TempDir,
-    runtime: tokio::runtime::Runtime,
-    handle: ShutdownHandle,
-}
-
-impl Node {
-    fn start(schema: &Schema, redis: &str, namespace: &str, cert: Option<&Path>) -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let config = Config {
-            data_dir: dir.path().to_owned(),
-            listen: "127.0.0.1:0".parse().unwrap(),
-            argon2_memory_kib: 64,
-            argon2_iterations: 1,
-            argon2_parallelism: 1,
-            totp_skew_steps: 10,
-            shutdown_grace_secs: 1,
-            rate_register_per_ip: 0,
-            rate_login_per_ip: 0,
-            rate_login_per_account: 0,
-            storage: Some(SecretUrl::new(schema.url.clone())),
-            storage_pool_size: 4,
-            redis: Some(SecretUrl::new(redis)),
-            redis_namespace: namespace.to_owned(),
-            cert_pem: cert.map(|d| d.join("cert.pem")),
-            key_pem: cert.map(|d| d.join("key.pem")),
-            ..Config::default()
-        };
-        let (addr, fingerprint, handle) = runtime.block_on(async {
-            let server = Server::bind(config).unwrap();
-            let addr = server.local_addr().unwrap();
-            let fingerprint = server.fingerprint().to_owned();
-            let (handle, rx) = server.handle();
-            tokio::spawn(server.run(rx));
-            (addr, fingerprint, handle)
-        });
-        Self {
-            addr,
-            fingerprint,
-            dir,
-            runtime,
-            handle,
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.handle.shutdown();
-        self.runtime.block_on(async {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        });
-    }
+/// One node of the cluster on its own runtime: the shared schema and Redis
+/// namespace, and the certificate of `cert`'s data directory if given (one
+/// certificate for the whole cluster).
+fn start_node(schema: &Schema, redis: &str, namespace: &str, cert: Option<&Path>) -> TestServer {
+    TestServer::start_with("127.0.0.1:0".parse().unwrap(), |config| {
+        config.storage = Some(SecretUrl::new(schema.url.clone()));
+        config.storage_pool_size = 4;
+        config.redis = Some(SecretUrl::new(redis));
+        config.redis_namespace = namespace.to_owned();
+        config.cert_pem = cert.map(|d| d.join("cert.pem"));
+        config.key_pem = cert.map(|d| d.join("key.pem"));
+    })
 }
 
 /// A UDP relay in front of `upstream` that forwards while `alive` and then
@@ -207,8 +158,8 @@ fn one_shot_commands_move_to_the_live_node_when_theirs_dies_silently() {
         return;
     };
     let namespace = format!("test-cli-cluster-{}", std::process::id());
-    let first = Node::start(&schema, &redis, &namespace, None);
-    let second = Node::start(&schema, &redis, &namespace, Some(first.dir.path()));
+    let first = start_node(&schema, &redis, &namespace, None);
+    let second = start_node(&schema, &redis, &namespace, Some(first.data_dir()));
     assert_eq!(first.fingerprint, second.fingerprint, "one certificate");
     let alive = Arc::new(AtomicBool::new(true));
     let through_first = relay(first.addr, Arc::clone(&alive));

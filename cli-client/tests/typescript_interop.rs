@@ -1,25 +1,43 @@
 //! Interop of the TypeScript SDK (web/sdk) with the Rust CLI through a live
-//! server (issue 16): starts a real server in-process on loopback (QUIC and
-//! its WebSocket on the same port number), then runs
-//! `node --import tsx web/sdk/test/live_interop.test.ts`, which drives a
-//! TypeScript client over `wss://` (certificate pinned) and this package's
-//! `microbot` binary over QUIC: 1:1 messages both ways and the same safety
-//! number; and a group of three (one TypeScript member, two CLI members) in
-//! which each member sends one message and every other member receives each
-//! exactly once. Skips with a printed reason when node or web/node_modules is
-//! missing. Builds nothing itself: cargo builds the `microbot` binary.
+//! server (issue 16). Each test starts a real server in-process on loopback
+//! (QUIC and its WebSocket on the same port number) and runs one of the
+//! SDK's live node tests against it, which drives a TypeScript client over
+//! `wss://` (certificate pinned) and this package's `microbot` binary over
+//! QUIC:
+//! - `web/sdk/test/live_interop.test.ts`: 1:1 messages both ways and the
+//!   same safety number; a group of three (one TypeScript member, two CLI
+//!   members) in which each member sends one message and every other member
+//!   receives each exactly once;
+//! - `web/sdk/test/live_attachment.test.ts`: a 1 MiB file each way
+//!   (attachment sockets on `/v1/ws/attachment`, each transfer cut once and
+//!   resumed), SHA-256 compared on both sides.
+//!
+//! Skips with a printed reason when node or web/node_modules is missing.
+//! Builds nothing itself: cargo builds the `microbot` binary.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Duration;
 
-use microbot_server::{Config, Server};
+use common::TestServer;
 
 #[test]
 fn typescript_client_and_rust_cli_chat_through_a_live_server() {
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let web = repo.join("web");
+    run_live_node_test("test/live_interop.test.ts", 2);
+}
+
+#[test]
+fn typescript_client_and_rust_cli_exchange_1_mib_attachments_through_a_live_server() {
+    run_live_node_test("test/live_attachment.test.ts", 1);
+}
+
+/// Runs the SDK's node test `file` against a fresh server and checks that
+/// exactly `tests` tests ran and passed (the node tests skip themselves
+/// when their environment is incomplete, which must not pass here).
+fn run_live_node_test(file: &str, tests: usize) {
+    let web = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../web");
     if !web.join("node_modules").join("tsx").exists() {
         println!(
             "skipped: {} has no node_modules/tsx (run npm ci in web/)",
@@ -35,60 +53,31 @@ fn typescript_client_and_rust_cli_chat_through_a_live_server() {
         }
     }
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let config = Config {
-        data_dir: dir.path().to_owned(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        argon2_memory_kib: 64,
-        argon2_iterations: 1,
-        argon2_parallelism: 1,
-        totp_skew_steps: 10,
-        shutdown_grace_secs: 1,
-        rate_register_per_ip: 0,
-        rate_login_per_ip: 0,
-        rate_login_per_account: 0,
-        ..Config::default()
-    };
-    let (addr, fingerprint, handle, task) = runtime.block_on(async {
-        let server = Server::bind(config).unwrap();
-        let addr = server.local_addr().unwrap();
-        let fingerprint = server.fingerprint().to_owned();
-        let (handle, rx) = server.handle();
-        let task = tokio::spawn(server.run(rx));
-        (addr, fingerprint, handle, task)
-    });
-
+    let server = TestServer::start();
     let out = Command::new("node")
         .current_dir(web.join("sdk"))
-        .args(["--import", "tsx", "--test", "test/live_interop.test.ts"])
+        .args(["--import", "tsx", "--test", file])
         .env("MICROBOT_CLI_BIN", env!("CARGO_BIN_EXE_microbot"))
-        .env("MICROBOT_SERVER_ADDR", addr.to_string())
-        .env("MICROBOT_SERVER_FINGERPRINT", &fingerprint)
-        .env("MICROBOT_SERVER_CERT_PEM", dir.path().join("cert.pem"))
+        .env("MICROBOT_SERVER_ADDR", server.addr.to_string())
+        .env("MICROBOT_SERVER_FINGERPRINT", &server.fingerprint)
+        .env(
+            "MICROBOT_SERVER_CERT_PEM",
+            server.data_dir().join("cert.pem"),
+        )
         .env_remove("MICROBOT_SERVER_BIN")
         .output()
         .unwrap();
-    handle.shutdown();
-    let _ = runtime.block_on(async { tokio::time::timeout(Duration::from_secs(10), task).await });
+    server.stop();
 
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{file} failed:\n{stdout}\n{stderr}");
     assert!(
-        out.status.success(),
-        "node test failed:\n{stdout}\n{stderr}"
-    );
-    // The node test skips itself when its environment is incomplete: that must not pass here.
-    assert!(
-        stdout.contains("# pass 2"),
-        "the interop test did not run:\n{stdout}\n{stderr}"
+        stdout.contains(&format!("# pass {tests}")),
+        "{file} did not run its {tests} tests:\n{stdout}\n{stderr}"
     );
     assert!(
         stdout.contains("# skipped 0"),
-        "the interop test skipped:\n{stdout}\n{stderr}"
+        "{file} skipped:\n{stdout}\n{stderr}"
     );
 }

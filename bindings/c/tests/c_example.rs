@@ -15,7 +15,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use microbot_server::{Config, Server};
+use microbot_test_support::{Authenticator, BlockingServer};
 
 /// `target/<profile>`, two levels above this test's executable.
 fn profile_dir() -> PathBuf {
@@ -69,34 +69,6 @@ fn compile_example(out: &Path) {
         "compiling chat.c failed:\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-}
-
-/// RFC 6238 codes from a base32 secret, one fresh time step per use.
-struct Authenticator {
-    totp: totp_rs::Totp,
-    step: u64,
-}
-
-impl Authenticator {
-    fn new(secret: &str) -> Self {
-        let bytes = totp_rs::Secret::try_from_base32(secret)
-            .unwrap()
-            .as_bytes()
-            .to_vec();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        Self {
-            totp: totp_rs::Builder::new().with_secret(bytes).build().unwrap(),
-            step: now / 30,
-        }
-    }
-
-    fn fresh(&mut self) -> String {
-        self.step += 1;
-        self.totp.generate(self.step * 30).to_string()
-    }
 }
 
 /// A child process killed when dropped, its stdout lines on a channel.
@@ -220,33 +192,9 @@ fn c_example_chats_with_the_cli_through_a_live_server() {
     let program = work.path().join("chat");
     compile_example(&program);
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let data = tempfile::tempdir().unwrap();
-    let config = Config {
-        data_dir: data.path().to_owned(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        argon2_memory_kib: 64,
-        argon2_iterations: 1,
-        argon2_parallelism: 1,
-        totp_skew_steps: 10,
-        shutdown_grace_secs: 1,
-        rate_register_per_ip: 0,
-        rate_login_per_ip: 0,
-        rate_login_per_account: 0,
-        ..Config::default()
-    };
-    let (addr, fingerprint, handle, task) = runtime.block_on(async {
-        let server = Server::bind(config).unwrap();
-        let addr = server.local_addr().unwrap().to_string();
-        let fingerprint = server.fingerprint().to_owned();
-        let (handle, rx) = server.handle();
-        let task = tokio::spawn(server.run(rx));
-        (addr, fingerprint, handle, task)
-    });
+    let server = BlockingServer::start();
+    let addr = server.addr.to_string();
+    let fingerprint = server.fingerprint.clone();
 
     // The CLI user, registered and enrolled by the real binary.
     let cli = Cli {
@@ -260,7 +208,7 @@ fn c_example_chats_with_the_cli_through_a_live_server() {
         "--cert-sha256",
         &fingerprint,
     ]));
-    let mut auth = Authenticator::new(&register.expect("secret: "));
+    let mut auth = Authenticator::from_base32(&register.expect("secret: "));
     register.write_line(&auth.fresh());
     register.write_line(&auth.fresh());
     register.expect("This device is enrolled as carol");
@@ -280,7 +228,7 @@ fn c_example_chats_with_the_cli_through_a_live_server() {
         command
     });
     assert!(c.expect("microbot ").starts_with(env!("CARGO_PKG_VERSION")));
-    let mut auth = Authenticator::new(&c.expect("secret: "));
+    let mut auth = Authenticator::from_base32(&c.expect("secret: "));
     c.write_line(&auth.fresh());
     c.write_line(&auth.fresh());
     c.expect("connected");
@@ -312,6 +260,5 @@ fn c_example_chats_with_the_cli_through_a_live_server() {
         c.seen
     );
 
-    handle.shutdown();
-    let _ = runtime.block_on(async { tokio::time::timeout(Duration::from_secs(10), task).await });
+    server.stop();
 }

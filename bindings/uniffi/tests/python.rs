@@ -7,9 +7,8 @@
 mod support;
 
 use std::process::Command;
-use std::time::Duration;
 
-use microbot_server::{Config, Server};
+use microbot_test_support::BlockingServer;
 
 #[test]
 fn pytest_suite_passes_against_a_live_server() {
@@ -28,33 +27,8 @@ fn pytest_suite_passes_against_a_live_server() {
     let python = String::from_utf8(out.stdout).unwrap();
     let python = python.lines().last().unwrap().trim().to_owned();
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let data = tempfile::tempdir().unwrap();
-    let config = Config {
-        data_dir: data.path().to_owned(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        argon2_memory_kib: 64,
-        argon2_iterations: 1,
-        argon2_parallelism: 1,
-        totp_skew_steps: 10,
-        shutdown_grace_secs: 1,
-        rate_register_per_ip: 0,
-        rate_login_per_ip: 0,
-        rate_login_per_account: 0,
-        ..Config::default()
-    };
-    let (addr, fingerprint, handle, task) = runtime.block_on(async {
-        let server = Server::bind(config).unwrap();
-        let addr = server.local_addr().unwrap().to_string();
-        let fingerprint = server.fingerprint().to_owned();
-        let (handle, rx) = server.handle();
-        let task = tokio::spawn(server.run(rx));
-        (addr, fingerprint, handle, task)
-    });
+    let server = BlockingServer::start();
+    let addr = server.addr.to_string();
 
     let tests = support::repo()
         .join("bindings")
@@ -66,11 +40,10 @@ fn pytest_suite_passes_against_a_live_server() {
         .env("PYTHONPATH", package.path())
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .env("MICROBOT_TEST_ADDR", &addr)
-        .env("MICROBOT_TEST_FINGERPRINT", &fingerprint)
+        .env("MICROBOT_TEST_FINGERPRINT", &server.fingerprint)
         .output()
         .unwrap();
-    handle.shutdown();
-    let _ = runtime.block_on(async { tokio::time::timeout(Duration::from_secs(10), task).await });
+    server.stop();
     let stdout = String::from_utf8_lossy(&out.stdout);
     println!("{stdout}");
     assert!(

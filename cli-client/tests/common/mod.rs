@@ -5,131 +5,13 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
-use microbot_server::{Config, Server, ShutdownHandle};
-
+/// The authenticator app (a fresh time step per code).
+pub use microbot_test_support::Authenticator;
 /// A server running on its own runtime for the length of a test.
-pub struct TestServer {
-    pub addr: SocketAddr,
-    pub fingerprint: String,
-    runtime: tokio::runtime::Runtime,
-    handle: ShutdownHandle,
-    task: Option<tokio::task::JoinHandle<()>>,
-    _dir: tempfile::TempDir,
-}
-
-impl TestServer {
-    pub fn start() -> Self {
-        Self::start_on("127.0.0.1:0".parse().unwrap())
-    }
-
-    /// A server on `listen`, with its own data directory (and so its own
-    /// certificate).
-    pub fn start_on(listen: SocketAddr) -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let config = Config {
-            data_dir: dir.path().to_owned(),
-            listen,
-            argon2_memory_kib: 64,
-            argon2_iterations: 1,
-            argon2_parallelism: 1,
-            totp_skew_steps: 10,
-            shutdown_grace_secs: 1,
-            rate_register_per_ip: 0,
-            rate_login_per_ip: 0,
-            rate_login_per_account: 0,
-            ..Config::default()
-        };
-        let (addr, fingerprint, handle, task) = runtime.block_on(async {
-            let server = Server::bind(config).unwrap();
-            let addr = server.local_addr().unwrap();
-            let fingerprint = server.fingerprint().to_owned();
-            let (handle, rx) = server.handle();
-            let task = tokio::spawn(server.run(rx));
-            (addr, fingerprint, handle, task)
-        });
-        Self {
-            addr,
-            fingerprint,
-            runtime,
-            handle,
-            task: Some(task),
-            _dir: dir,
-        }
-    }
-}
-
-impl TestServer {
-    /// The server's data directory (its SQLite file is `microbot.sqlite3`).
-    pub fn data_dir(&self) -> &Path {
-        self._dir.path()
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        self.handle.shutdown();
-        if let Some(task) = self.task.take() {
-            let _ = self
-                .runtime
-                .block_on(async { tokio::time::timeout(Duration::from_secs(10), task).await });
-        }
-    }
-}
-
-/// The authenticator app: a fresh time step per code (the test server
-/// accepts ±10 steps, and each step only once).
-pub struct Authenticator {
-    totp: totp_rs::Totp,
-    next_step: u64,
-}
-
-pub fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-impl Authenticator {
-    pub fn from_base32(secret: &str) -> Self {
-        let bytes = totp_rs::Secret::try_from_base32(secret)
-            .unwrap()
-            .as_bytes()
-            .to_vec();
-        Self {
-            totp: totp_rs::Builder::new().with_secret(bytes).build().unwrap(),
-            next_step: now_secs() / 30,
-        }
-    }
-
-    pub fn fresh(&mut self) -> String {
-        let step = self.next_step.max(now_secs() / 30);
-        self.next_step = step + 1;
-        self.totp.generate(step * 30).to_string()
-    }
-
-    /// A six-digit code that no step the server accepts now produces.
-    pub fn wrong(&self) -> String {
-        let now = now_secs() / 30;
-        let valid: Vec<String> = (now.saturating_sub(12)..=now + 12)
-            .map(|step| self.totp.generate(step * 30).to_string())
-            .collect();
-        (0..1_000_000u32)
-            .map(|n| format!("{n:06}"))
-            .find(|code| !valid.contains(code))
-            .unwrap()
-    }
-}
+pub use microbot_test_support::BlockingServer as TestServer;
 
 /// What a finished run of the binary left.
 #[derive(Debug)]

@@ -9,7 +9,7 @@
  *
  * Needs MICROBOT_CLI_BIN and a running server's MICROBOT_SERVER_ADDR,
  * MICROBOT_SERVER_FINGERPRINT and MICROBOT_SERVER_CERT_PEM (as
- * cli-client/tests/typescript_attachment_interop.rs sets them); skips with a
+ * cli-client/tests/typescript_interop.rs sets them); skips with a
  * printed reason without them.
  */
 import assert from "node:assert/strict";
@@ -44,7 +44,7 @@ function why(): string | undefined {
   return undefined;
 }
 const missing = why();
-if (missing) console.log(`# live_attachment skipped: ${missing} (run cargo test -p microbot-cli --test typescript_attachment_interop)`);
+if (missing) console.log(`# live_attachment skipped: ${missing} (run cargo test -p microbot-cli --test typescript_interop)`);
 
 const PASSWORD = "correct horse battery staple";
 const FILE_LEN = 1 << 20;
