@@ -76,13 +76,46 @@ pub async fn send(
     session: &DeviceSession,
     request: SendRequest,
 ) -> Result<SendResponse, ApiError> {
-    if request.envelopes.is_empty() || request.envelopes.len() > MAX_ENVELOPES_PER_SEND {
-        return Err(ApiError::invalid("a send carries 1..=1000 envelopes"));
+    let (envelopes, seen) =
+        checked_envelopes(state, request.envelopes, MAX_ENVELOPES_PER_SEND, "a send")?;
+    if !request.complete_accounts.is_empty() {
+        check_complete(state, session, request.complete_accounts, seen).await?;
+    }
+    // One token per recipient device (SPEC.md §12.12).
+    state
+        .limits
+        .charge_fan_out(&state.metrics, session.account_id, envelopes.len())?;
+    store_and_push(
+        state,
+        session.username.clone(),
+        session.device_id,
+        envelopes,
+    )
+    .await
+}
+
+/// The envelopes of a send, checked (SPEC.md §12.5, §19.8): 1 to
+/// `max_count` of them (`what` names the request in the error), each
+/// ciphertext 1 to `max_envelope_len` bytes, at most one per recipient
+/// device. Returns them with the set of addressed devices.
+///
+/// # Errors
+/// `INVALID_ARGUMENT` naming the first rule broken.
+pub(crate) fn checked_envelopes(
+    state: &ServerState,
+    envelopes: Vec<microbot_protocol::transport::OutgoingEnvelope>,
+    max_count: usize,
+    what: &str,
+) -> Result<(Vec<OutgoingEnvelope>, HashSet<u64>), ApiError> {
+    if envelopes.is_empty() || envelopes.len() > max_count {
+        return Err(ApiError::invalid(format!(
+            "{what} carries 1..={max_count} envelopes"
+        )));
     }
     let max_len = usize::try_from(state.config.max_envelope_len).unwrap_or(usize::MAX);
-    let mut seen = HashSet::with_capacity(request.envelopes.len());
-    let mut envelopes = Vec::with_capacity(request.envelopes.len());
-    for e in request.envelopes {
+    let mut seen = HashSet::with_capacity(envelopes.len());
+    let mut checked = Vec::with_capacity(envelopes.len());
+    for e in envelopes {
         if e.ciphertext.is_empty() || e.ciphertext.len() > max_len {
             return Err(ApiError::invalid(
                 "envelope ciphertext must be 1..=max_envelope_len bytes",
@@ -93,29 +126,36 @@ pub async fn send(
                 "at most one envelope per recipient device",
             ));
         }
-        envelopes.push(OutgoingEnvelope {
+        checked.push(OutgoingEnvelope {
             recipient_device_id: e.recipient_device_id,
             ciphertext: e.ciphertext,
         });
     }
-    if !request.complete_accounts.is_empty() {
-        check_complete(state, session, request.complete_accounts, seen).await?;
-    }
+    Ok((checked, seen))
+}
+
+/// Stores checked envelopes from `sender_username`/`sender_device_id`
+/// (empty and 0 for a sealed send) all or none, counts them and pushes
+/// each to its device; answers once the commit is durable.
+///
+/// # Errors
+/// What storage refuses (`QUEUE_FULL` with the devices concerned).
+pub(crate) async fn store_and_push(
+    state: &Arc<ServerState>,
+    sender_username: String,
+    sender_device_id: u64,
+    envelopes: Vec<OutgoingEnvelope>,
+) -> Result<SendResponse, ApiError> {
     let now = now_ms();
     let ttl_ms = state.config.envelope_ttl_secs.saturating_mul(1000);
-    let sender_device_id = session.device_id;
     let meta = OwnedSendMeta {
-        sender_username: session.username.clone(),
+        sender_username: sender_username.clone(),
         sender_device_id,
         now_ms: now,
         expires_at_ms: now.saturating_add(ttl_ms),
         max_queue_len: state.config.max_queue_len,
         max_per_sender: state.config.max_queue_per_sender(),
     };
-    // One token per recipient device (SPEC.md §12.12).
-    state
-        .limits
-        .charge_fan_out(&state.metrics, session.account_id, envelopes.len())?;
     // The ciphertexts are reference-counted: the copy for the storage job
     // shares them with the pushes below.
     let ids = Arc::clone(&state.storage)
@@ -131,7 +171,7 @@ pub async fn send(
             event: Some(push::Event::Envelope(envelope_proto(StoredEnvelope {
                 id,
                 device_id: envelope.recipient_device_id,
-                sender_username: session.username.clone(),
+                sender_username: sender_username.clone(),
                 sender_device_id,
                 server_timestamp_ms: now,
                 ciphertext: envelope.ciphertext,

@@ -14,14 +14,13 @@
 //! Not owned here: the per-address and per-access-key rate limits
 //! (limits.rs), the request state machine (dispatch.rs).
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use ed25519_dalek::{Signer as _, SigningKey};
 use microbot_protocol::transport::{
-    ErrorCode, OutgoingEnvelope as ProtoOutgoing, Push, SendResponse, SendSealedRequest,
-    SenderCertificateResponse, SetUnidentifiedAccessRequest, push,
+    ErrorCode, SendResponse, SendSealedRequest, SenderCertificateResponse,
+    SetUnidentifiedAccessRequest,
 };
 use rand::Rng as _;
 use sha2::{Digest as _, Sha256};
@@ -30,10 +29,9 @@ use zeroize::Zeroizing;
 
 use crate::auth::devices::DeviceSession;
 use crate::error::ApiError;
-use crate::queues::{envelope_proto, left_out_devices, missing_devices, publish};
+use crate::queues::{checked_envelopes, left_out_devices, missing_devices, store_and_push};
 use crate::state::{ServerState, now_ms};
 use crate::storage::sealed::ACCESS_KEY_LEN;
-use crate::storage::{OutgoingEnvelope, OwnedSendMeta, StoredEnvelope};
 
 /// Id of the certificate key a new deployment creates.
 pub const CERTIFICATE_KEY_ID: u32 = 1;
@@ -186,35 +184,15 @@ pub async fn send(
     state: &Arc<ServerState>,
     request: SendSealedRequest,
 ) -> Result<SendResponse, ApiError> {
-    if request.envelopes.is_empty() || request.envelopes.len() > MAX_SEALED_ENVELOPES {
-        return Err(ApiError::invalid("a sealed send carries 1..=100 envelopes"));
-    }
     if request.access_key.len() != ACCESS_KEY_LEN {
         return Err(ApiError::invalid("access_key is 16 bytes"));
     }
-    let max_len = usize::try_from(state.config.max_envelope_len).unwrap_or(usize::MAX);
-    let mut addressed = HashSet::with_capacity(request.envelopes.len());
-    let mut envelopes = Vec::with_capacity(request.envelopes.len());
-    for ProtoOutgoing {
-        recipient_device_id,
-        ciphertext,
-    } in request.envelopes
-    {
-        if ciphertext.is_empty() || ciphertext.len() > max_len {
-            return Err(ApiError::invalid(
-                "envelope ciphertext must be 1..=max_envelope_len bytes",
-            ));
-        }
-        if !addressed.insert(recipient_device_id) {
-            return Err(ApiError::invalid(
-                "at most one envelope per recipient device",
-            ));
-        }
-        envelopes.push(OutgoingEnvelope {
-            recipient_device_id,
-            ciphertext,
-        });
-    }
+    let (envelopes, addressed) = checked_envelopes(
+        state,
+        request.envelopes,
+        MAX_SEALED_ENVELOPES,
+        "a sealed send",
+    )?;
     let presented = Zeroizing::new(request.access_key.to_vec());
     let username = request.recipient_username;
     let check_addressed = addressed.clone();
@@ -250,41 +228,10 @@ pub async fn send(
             missing_devices(missing, "the sealed send leaves devices of the account out")
         })
         .await?;
-    let now = now_ms();
-    let meta = OwnedSendMeta {
-        sender_username: String::new(),
-        sender_device_id: 0,
-        now_ms: now,
-        expires_at_ms: now.saturating_add(state.config.envelope_ttl_secs.saturating_mul(1000)),
-        max_queue_len: state.config.max_queue_len,
-        max_per_sender: state.config.max_queue_per_sender(),
-    };
-    let ids = Arc::clone(&state.storage)
-        .submit_enqueue(meta, envelopes.clone())
-        .await?;
-    tracing::debug!(recipients = ids.len(), "sealed envelopes stored");
-    state
-        .metrics
-        .messages_in
-        .add(u64::try_from(ids.len()).unwrap_or(0));
-    for (id, envelope) in ids.into_iter().zip(envelopes) {
-        let push = Push {
-            event: Some(push::Event::Envelope(envelope_proto(StoredEnvelope {
-                id,
-                device_id: envelope.recipient_device_id,
-                sender_username: String::new(),
-                sender_device_id: 0,
-                server_timestamp_ms: now,
-                ciphertext: envelope.ciphertext,
-                group_id: None,
-            }))),
-        };
-        publish(state, envelope.recipient_device_id, push);
-    }
-    Ok(SendResponse {
-        server_timestamp_ms: now,
-        skipped_device_ids: Vec::new(),
-    })
+    let recipients = envelopes.len();
+    let response = store_and_push(state, String::new(), 0, envelopes).await?;
+    tracing::debug!(recipients, "sealed envelopes stored");
+    Ok(response)
 }
 
 #[cfg(test)]
