@@ -81,38 +81,9 @@ impl TestServer {
     }
 }
 
-/// The authenticator app: codes from the secret the server returned, one
-/// fresh time step per use (the test server accepts ±10 steps).
-pub struct Authenticator {
-    totp: totp_rs::Totp,
-    next_step: u64,
-}
-
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-impl Authenticator {
-    pub fn from_base32(secret: &str) -> Self {
-        let bytes = totp_rs::Secret::try_from_base32(secret)
-            .unwrap()
-            .as_bytes()
-            .to_vec();
-        Self {
-            totp: totp_rs::Builder::new().with_secret(bytes).build().unwrap(),
-            next_step: now_secs() / 30,
-        }
-    }
-
-    pub fn fresh(&mut self) -> String {
-        let step = self.next_step.max(now_secs() / 30);
-        self.next_step = step + 1;
-        self.totp.generate(step * 30).to_string()
-    }
-}
+/// The authenticator app: a fresh time step per code (the test server
+/// accepts ±10 steps).
+pub use microbot_test_support::Authenticator;
 
 /// A registered, confirmed account (no device yet).
 pub struct User {
