@@ -6,7 +6,7 @@
  * playwright-core, and screenshots.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -114,9 +114,15 @@ export class Server {
     });
   }
 
-  /** A WebSocket client connection (Hello done), pinned to the server's certificate. */
+  /**
+   * A WebSocket client connection (Hello done) that trusts only the server's
+   * self-signed certificate and checks its pin. Both are needed: Node checks
+   * the chain against `ca` before the pin callback runs, so a pin alone meets
+   * "self-signed certificate" and the socket closes before the Hello.
+   */
   connect(): Promise<client.Connection> {
-    return client.Connection.open({ url: `wss://${this.address}/v1/ws`, socketFactory: nodeSocketFactory({ certSha256: this.fingerprint }), keepAlive: false });
+    const caPem = readFileSync(join(this.dir, "server", "cert.pem"), "utf8");
+    return client.Connection.open({ url: `wss://${this.address}/v1/ws`, socketFactory: nodeSocketFactory({ caPem, certSha256: this.fingerprint }), keepAlive: false });
   }
 
   async dispose(): Promise<void> {
