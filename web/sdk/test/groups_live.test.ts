@@ -196,3 +196,100 @@ test("TypeScript clients form a group, rename it, remove a member who then canno
 
   for (const d of [alice, bob, carol, alice2]) d.connection.close();
 });
+
+const failures = (events: ClientEvent[]) => events.filter((e) => e.type === "decryptionFailed");
+
+/** Fetches until `want` texts arrived, counting those a push handler adds to `pushed` meanwhile, or 10 s passed; the events of both. */
+async function collect(d: Device, want: number, pushed: ClientEvent[] = []): Promise<ClientEvent[]> {
+  const deadline = Date.now() + 10_000;
+  const fetched: ClientEvent[] = [];
+  const all = () => [...pushed, ...fetched];
+  while (texts(all()).length < want && Date.now() < deadline) {
+    fetched.push(...(await d.groups.fetchAll(d.connection)));
+    if (texts(all()).length < want) await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return all();
+}
+
+test("concurrent sends (not awaited one by one): every 1:1 and group message arrives exactly once and decrypts, own-device copies too, while messages arrive by push", { skip: missing, timeout: 120_000 }, async () => {
+  const erin = await device("erin");
+  const frank = await device("frank");
+  const erin2 = await device("erin", erin, "ts-2");
+  const range = (n: number, prefix: string) => Array.from({ length: n }, (_, i) => `${prefix} ${i}`);
+
+  // The first sends to a contact race too: no session exists yet.
+  const first = range(4, "first");
+  await Promise.all(first.map((t) => erin.groups.messenger.sendText(erin.connection, "frank", t)));
+  const burst = range(8, "burst");
+  await Promise.all(burst.map((t) => erin.groups.messenger.sendText(erin.connection, "frank", t)));
+  const atFrank = await collect(frank, 12);
+  assert.deepEqual(failures(atFrank), []);
+  assert.deepEqual(texts(atFrank).sort(), [...first, ...burst].map((t) => `erin: ${t}`).sort());
+  const copies = await collect(erin2, 12);
+  assert.deepEqual(failures(copies), []);
+  assert.deepEqual(texts(copies).sort(), [...first, ...burst].map((t) => `erin: ${t}`).sort(), "erin's second device got one transcript of each");
+
+  // Both ways at once, erin opening frank's messages by push while her own sends are in flight.
+  const pushed: ClientEvent[] = [];
+  const handled: Promise<unknown>[] = [];
+  erin.connection.onPush((push) => handled.push(erin.groups.handlePush(erin.connection, push).then((events) => pushed.push(...events))));
+  const fromErin = range(6, "crossing from erin");
+  const fromFrank = range(6, "crossing from frank");
+  await Promise.all([
+    ...fromErin.map((t) => erin.groups.messenger.sendText(erin.connection, "frank", t)),
+    ...fromFrank.map((t) => frank.groups.messenger.sendText(frank.connection, "erin", t)),
+  ]);
+  const atFrank2 = await collect(frank, 6);
+  assert.deepEqual(failures(atFrank2), []);
+  assert.deepEqual(texts(atFrank2).sort(), fromErin.map((t) => `erin: ${t}`).sort());
+  const deadline = Date.now() + 10_000;
+  while (texts(pushed).length < 6 && Date.now() < deadline) {
+    await Promise.all(handled);
+    if (texts(pushed).length < 6) await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  const atErin = await collect(erin, 6, pushed);
+  assert.deepEqual(failures(atErin), []);
+  assert.deepEqual(texts(atErin).sort(), fromFrank.map((t) => `frank: ${t}`).sort());
+
+  // Two groups created at once (their CREATED announcements distribute sender keys over the same pairwise
+  // sessions) while 1:1 sends go out, then messages to both groups and 1:1, all at once.
+  const direct = range(3, "direct");
+  const [[id, id2]] = await Promise.all([
+    Promise.all([erin.groups.createGroup(erin.connection, "burst", ["frank"]), erin.groups.createGroup(erin.connection, "burst two", ["frank"])]),
+    Promise.all(direct.map((t) => erin.groups.messenger.sendText(erin.connection, "frank", t))),
+  ]);
+  const group = range(4, "group");
+  const group2 = range(4, "second group");
+  const direct2 = range(3, "direct again");
+  await Promise.all([
+    ...group.map((t) => erin.groups.sendText(erin.connection, id, t)),
+    ...group2.map((t) => erin.groups.sendText(erin.connection, id2, t)),
+    ...direct2.map((t) => erin.groups.messenger.sendText(erin.connection, "frank", t)),
+  ]);
+  const sentToFrank = [...direct, ...group, ...group2, ...direct2].map((t) => `erin: ${t}`).sort();
+  const atFrank3 = await collect(frank, sentToFrank.length);
+  assert.deepEqual(failures(atFrank3), []);
+  assert.deepEqual(texts(atFrank3).sort(), sentToFrank);
+  assert.deepEqual(
+    updates(atFrank3).filter((u) => u.kind === "Created").map((u) => u.kind === "Created" && u.name).sort(),
+    ["burst", "burst two"],
+  );
+  // erin's second device: her transcripts and group messages, and frank's messages to erin (sent to each of her devices).
+  const toErin2 = [...[...fromErin, ...direct, ...group, ...group2, ...direct2].map((t) => `erin: ${t}`), ...fromFrank.map((t) => `frank: ${t}`)].sort();
+  const copies2 = await collect(erin2, toErin2.length);
+  assert.deepEqual(failures(copies2), []);
+  assert.deepEqual(texts(copies2).sort(), toErin2);
+
+  // The sessions still agree afterwards, both ways (and a message reaches erin once, by push or by fetch).
+  await Promise.all(handled);
+  pushed.length = 0;
+  await frank.groups.messenger.sendText(frank.connection, "erin", "still in step");
+  await Promise.all(handled);
+  const inStep = await collect(erin, 1, pushed);
+  assert.deepEqual(failures(inStep), []);
+  assert.deepEqual(texts(inStep), ["frank: still in step"]);
+  await erin.groups.sendText(erin.connection, id, "group still in step");
+  assert.deepEqual(texts(await collect(frank, 1)), ["erin: group still in step"]);
+
+  for (const d of [erin, frank, erin2]) d.connection.close();
+});

@@ -23,6 +23,10 @@
  *   device opens it.
  *
  * Events go to `onEvent` listeners and are returned by `take`/`fetchAll`.
+ *
+ * Group sends, 1:1 sends and received batches of one device run one at a
+ * time in the store's `sessionLock` (serial.ts), shared with `Messenger`:
+ * sender-key distributions advance the same pairwise sessions as 1:1 sends.
  */
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 
@@ -38,7 +42,7 @@ import {
   type GroupChange,
   type GroupMetadata,
 } from "../content.js";
-import { ErrorCode, GroupRole as WireRole, type Envelope, type GroupInfo as WireGroupInfo, type Push } from "../gen/transport_pb.js";
+import { ErrorCode, GroupRole as WireRole, type Envelope, type GroupInfo as WireGroupInfo, type Push, type SendResponse } from "../gen/transport_pb.js";
 import { GroupMetadataError, openGroupMetadata, sealGroupMetadata } from "../group_metadata.js";
 import type { Rng } from "../rng.js";
 import {
@@ -49,6 +53,7 @@ import { Session } from "../session.js";
 import { ServerError, type Connection, type RequestInit } from "./connection.js";
 import type { GroupRecord, GroupStore, MemberRecord, SharedWith } from "./groups_store.js";
 import { Messenger, MessengerError, type Incoming } from "./messenger.js";
+import { sessionLock, type SerialQueue } from "./serial.js";
 import type { ClientStore, DeviceRecord } from "./store.js";
 
 /** Longest group name in bytes (§11.2 `GroupMetadata.name`). */
@@ -240,6 +245,7 @@ export class Groups {
   private readonly listeners = new Set<(event: ClientEvent) => void>();
   private readonly held: Envelope[] = [];
   private readonly gone = new Set<string>();
+  private readonly lock: SerialQueue;
 
   /** Groups for the enrolled device of `store` (`MessengerError` `NotEnrolled` without one). */
   constructor(store: ClientStore, groupStore: GroupStore, rng: Rng, options: GroupsOptions = {}) {
@@ -249,6 +255,7 @@ export class Groups {
     this.rng = rng;
     this.me = store.device()!;
     this.refreshMs = options.refreshMs ?? 60_000;
+    this.lock = sessionLock(store);
   }
 
   /** Calls `listener` for every event; returns a function that removes it. */
@@ -561,7 +568,7 @@ export class Groups {
    * Makes sure every member device holds our current sender key (§6.3),
    * rotating first when a device that held it is no longer a member device.
    * Returns false when the server named devices that no longer exist (they
-   * are left out from now on; try again).
+   * are left out from now on; try again). Runs inside `lock` only.
    */
   private async distribute(connection: Connection, id: Uint8Array, members: string[]): Promise<boolean> {
     const targets = this.memberDevices(members);
@@ -611,6 +618,7 @@ export class Groups {
    * Sends one content to the group (§12.10): its `group_id` is set to `id`,
    * our sender key is distributed where it is missing, the message is sealed
    * once and sent with `key_holders` checked (twice), then without.
+   * Concurrent sends (group or 1:1) are serialised, in call order.
    */
   async sendContent(connection: Connection, id: Uint8Array, content: Content): Promise<GroupSendResult> {
     const body = create(ContentSchema, { ...content, groupId: id.slice() });
@@ -639,21 +647,20 @@ export class Groups {
       if (missing.length > 0) await this.fetchMissing(connection, members, missing);
       else await this.messenger.ensureOwnDevices(connection);
       missing = [];
-      if (!(await this.distribute(connection, id, members))) continue;
-      const key = this.groupStore.outboundSenderKey(id)!;
-      const ciphertext = key.encrypt(plaintext);
-      this.groupStore.setOutboundSenderKey(id, key);
-      const shared = this.groupStore.sharedWith(id);
       const check = attempt < 2;
-      const keyHolders = check ? shared.filter((s) => s.keyId === key.currentKeyId).map((s) => s.deviceId) : [];
+      let sent: { response: SendResponse; shared: SharedWith[] } | undefined;
       try {
-        const response = await connection.call({ case: "sendGroup", value: { groupId: id, ciphertext, keyHolders, checkKeyHolders: check } }, "send");
-        const skipped = [...response.skippedDeviceIds];
-        if (skipped.length > 0) {
-          const usernames = [...new Set(shared.filter((s) => skipped.includes(s.deviceId)).map((s) => s.username))].sort();
-          this.emit([{ type: "notDelivered", groupId: id.slice(), messageId: body.messageId.slice(), usernames, deviceIds: skipped }]);
-        }
-        return { serverTimestampMs: response.serverTimestampMs, messageId: body.messageId.slice(), skippedDeviceIds: skipped };
+        // Distribute, encrypt and send alone: the distributions advance pairwise sessions that other sends use too.
+        sent = await this.lock.run(async () => {
+          if (!(await this.distribute(connection, id, members))) return undefined;
+          const key = this.groupStore.outboundSenderKey(id)!;
+          const ciphertext = key.encrypt(plaintext);
+          this.groupStore.setOutboundSenderKey(id, key);
+          const shared = this.groupStore.sharedWith(id);
+          const keyHolders = check ? shared.filter((s) => s.keyId === key.currentKeyId).map((s) => s.deviceId) : [];
+          const response = await connection.call({ case: "sendGroup", value: { groupId: id, ciphertext, keyHolders, checkKeyHolders: check } }, "send");
+          return { response, shared };
+        });
       } catch (error) {
         if (!(error instanceof ServerError)) throw error;
         if (check && error.code === ErrorCode.MISSING_DEVICES) {
@@ -668,6 +675,14 @@ export class Groups {
         }
         throw error;
       }
+      if (!sent) continue;
+      const { response, shared } = sent;
+      const skipped = [...response.skippedDeviceIds];
+      if (skipped.length > 0) {
+        const usernames = [...new Set(shared.filter((s) => skipped.includes(s.deviceId)).map((s) => s.username))].sort();
+        this.emit([{ type: "notDelivered", groupId: id.slice(), messageId: body.messageId.slice(), usernames, deviceIds: skipped }]);
+      }
+      return { serverTimestampMs: response.serverTimestampMs, messageId: body.messageId.slice(), skippedDeviceIds: skipped };
     }
     throw new GroupError("DeviceListUnstable", "the group's device list keeps changing");
   }
@@ -699,12 +714,16 @@ export class Groups {
 
   /** Opens `envelopes` (pairwise or group), applies what they carry, acknowledges all of them; returns (and emits) the events. */
   async take(connection: Connection, envelopes: Envelope[]): Promise<ClientEvent[]> {
-    const out: ClientEvent[] = [];
-    for (const envelope of envelopes) {
-      const events = await this.process(connection, envelope);
-      this.emit(events);
-      out.push(...events);
-    }
+    // After the sends in flight have stored their sessions, before the ones queued after.
+    const out = await this.lock.run(async () => {
+      const events: ClientEvent[] = [];
+      for (const envelope of envelopes) {
+        const opened = await this.process(connection, envelope);
+        this.emit(opened);
+        events.push(...opened);
+      }
+      return events;
+    });
     if (envelopes.length > 0) await connection.call({ case: "ackEnvelopes", value: { envelopeIds: envelopes.map((e) => e.envelopeId) } }, "ack");
     return out;
   }

@@ -15,6 +15,7 @@ export * from "./idb_store.js";
 export * from "./messenger.js";
 export * from "./outbox.js";
 export * from "./reconnect.js";
+export * from "./serial.js";
 export * from "./store.js";
 export * from "./sync.js";
 export * from "./totp.js";

@@ -6,6 +6,11 @@
  * Every send also reaches the account's other devices as a `SyncMessage`
  * transcript (§11.7, sync.ts), and a received transcript is surfaced as an
  * `Incoming` with `sentCopy`. Group envelopes are `Groups`' (groups.ts).
+ *
+ * Sends may be started without awaiting each other: every
+ * encrypt → send → store, every session start and every received batch
+ * runs alone in the store's `sessionLock` (serial.ts), in call order, so
+ * no chain step is used twice and no session update is lost.
  */
 import { create } from "@bufbuild/protobuf";
 
@@ -19,6 +24,7 @@ import type { PreKeyBundle } from "../prekeys.js";
 import type { Rng } from "../rng.js";
 import { decodeSessionMessage, Session } from "../session.js";
 import { ServerError, type Connection } from "./connection.js";
+import { sessionLock, type SerialQueue } from "./serial.js";
 import type { ClientStore, DeviceRecord } from "./store.js";
 import { openTranscript, sentTranscript, type SentCopy } from "./sync.js";
 
@@ -81,6 +87,7 @@ export class Messenger {
   private readonly rng: Rng;
   private readonly store: ClientStore;
   private readonly me: DeviceRecord;
+  private readonly lock: SerialQueue;
   private ownDevicesCheckedMs = 0;
 
   /** A messenger for the enrolled device of `store`; `MessengerError` (`NotEnrolled`) without one. */
@@ -90,22 +97,26 @@ export class Messenger {
     this.store = store;
     this.rng = rng;
     this.me = me;
+    this.lock = sessionLock(store);
   }
 
   /** Starts sessions with every listed (or every) device of `username` that has none, from fetched bundles. */
   async ensureSessions(connection: Connection, username: string, deviceIds: bigint[] = []): Promise<void> {
     const bundles = await connection.call({ case: "fetchPrekeys", value: { username, deviceIds } }, "prekeyBundles");
     const own = username === this.me.username;
-    for (const bundle of bundles.bundles) {
-      if (own && bundle.deviceId === this.me.deviceId) continue;
-      if (deviceIds.length === 0 && this.store.session(username, bundle.deviceId)) continue;
-      const handshake = toHandshakeBundle(bundle);
-      const identity = verifyBundle(handshake);
-      // An own device under another identity key gets no copies (§11.7).
-      if (own && !bytesEqual(identity.toBytes(), this.me.identity.publicKey.toBytes())) continue;
-      this.trust(username, identity.toBytes());
-      this.store.setSession(username, bundle.deviceId, Session.initiate(this.rng, this.me.identity, handshake));
-    }
+    // In the lock: a send in flight must not store its copy over the new session.
+    await this.lock.run(async () => {
+      for (const bundle of bundles.bundles) {
+        if (own && bundle.deviceId === this.me.deviceId) continue;
+        if (deviceIds.length === 0 && this.store.session(username, bundle.deviceId)) continue;
+        const handshake = toHandshakeBundle(bundle);
+        const identity = verifyBundle(handshake);
+        // An own device under another identity key gets no copies (§11.7).
+        if (own && !bytesEqual(identity.toBytes(), this.me.identity.publicKey.toBytes())) continue;
+        this.trust(username, identity.toBytes());
+        this.store.setSession(username, bundle.deviceId, Session.initiate(this.rng, this.me.identity, handshake));
+      }
+    });
   }
 
   /**
@@ -149,7 +160,8 @@ export class Messenger {
   /**
    * Sends one `Content` to every device of `to` with a session and, as a
    * `SyncMessage` transcript (§11.7), to the account's other devices, in one
-   * atomic request.
+   * atomic request. Concurrent calls are serialised (they reach the server
+   * in call order); each message is encrypted exactly once per device.
    */
   async sendContent(connection: Connection, to: string, content: Content): Promise<bigint> {
     const me = this.me.username;
@@ -162,28 +174,33 @@ export class Messenger {
       const ownMissing = missing.filter((id) => to === me || !this.store.session(to, id));
       if (ownMissing.length > 0) await this.ensureSessions(connection, me, ownMissing);
       await this.ensureOwnDevices(connection);
-      const devices = to === me ? [] : this.store.sessionDevices(to);
-      if (to !== me && devices.length === 0) throw new MessengerError("NoDevices", `${to} has no device that published keys`);
-      const own = this.ownDevices();
-      if (to === me && own.length === 0) return BigInt(Date.now());
-      // Encrypt on copies, so a refused send leaves the stored sessions as they were.
-      const updated: [string, bigint, Session][] = [];
-      const seal = (username: string, deviceId: bigint, bytes: Uint8Array) => {
-        const session = Session.fromBytes(this.store.session(username, deviceId)!.toBytes());
-        const ciphertext = session.encrypt(bytes);
-        updated.push([username, deviceId, session]);
-        return { recipientDeviceId: deviceId, ciphertext };
-      };
-      const envelopes = [...devices.map((id) => seal(to, id, plaintext)), ...own.map((id) => seal(me, id, transcript))];
-      const completeAccounts = attempt < 2 ? [...new Set([me, to])] : [];
-      try {
-        const response = await connection.call({ case: "send", value: { envelopes, completeAccounts } }, "send");
-        for (const [username, deviceId, session] of updated) this.store.setSession(username, deviceId, session);
-        return response.serverTimestampMs;
-      } catch (error) {
-        if (!(error instanceof ServerError) || attempt === 2 || error.code !== ErrorCode.MISSING_DEVICES) throw error;
-        missing = [...error.deviceIds];
-      }
+      // Encrypt, send and store alone: another send or a receive in between would reuse or lose a chain step.
+      const outcome = await this.lock.run(async (): Promise<{ sent: bigint } | { missing: bigint[] }> => {
+        const devices = to === me ? [] : this.store.sessionDevices(to);
+        if (to !== me && devices.length === 0) throw new MessengerError("NoDevices", `${to} has no device that published keys`);
+        const own = this.ownDevices();
+        if (to === me && own.length === 0) return { sent: BigInt(Date.now()) };
+        // Encrypt on copies, so a refused send leaves the stored sessions as they were.
+        const updated: [string, bigint, Session][] = [];
+        const seal = (username: string, deviceId: bigint, bytes: Uint8Array) => {
+          const session = Session.fromBytes(this.store.session(username, deviceId)!.toBytes());
+          const ciphertext = session.encrypt(bytes);
+          updated.push([username, deviceId, session]);
+          return { recipientDeviceId: deviceId, ciphertext };
+        };
+        const envelopes = [...devices.map((id) => seal(to, id, plaintext)), ...own.map((id) => seal(me, id, transcript))];
+        const completeAccounts = attempt < 2 ? [...new Set([me, to])] : [];
+        try {
+          const response = await connection.call({ case: "send", value: { envelopes, completeAccounts } }, "send");
+          for (const [username, deviceId, session] of updated) this.store.setSession(username, deviceId, session);
+          return { sent: response.serverTimestampMs };
+        } catch (error) {
+          if (!(error instanceof ServerError) || attempt === 2 || error.code !== ErrorCode.MISSING_DEVICES) throw error;
+          return { missing: [...error.deviceIds] };
+        }
+      });
+      if ("sent" in outcome) return outcome.sent;
+      missing = outcome.missing;
     }
     throw new MessengerError("DeviceListUnstable", `${to}'s device list keeps changing`);
   }
@@ -192,7 +209,10 @@ export class Messenger {
    * Decrypts one envelope (§4.3: an existing session, or a new one from a
    * `PreKeyMessage`), validates its content (§11.2); `undefined` for a
    * duplicate. Throws for an envelope that cannot be opened; the caller acks
-   * it either way (it will never open).
+   * it either way (it will never open). Synchronous and unlocked: while sends
+   * may be in flight, open envelopes through `take`/`fetchAll`, which wait
+   * for them (a send stores its sessions when the server answers), or call
+   * it inside `sessionLock(store).run`.
    */
   open(envelope: Envelope): Incoming | undefined {
     if (this.store.seen(envelope.envelopeId)) return undefined;
@@ -237,15 +257,18 @@ export class Messenger {
 
   /** Opens `envelopes` (those that fail are dropped) and acknowledges all of them. */
   async take(connection: Connection, envelopes: Envelope[]): Promise<Incoming[]> {
-    const out: Incoming[] = [];
-    for (const envelope of envelopes) {
-      try {
-        const incoming = this.open(envelope);
-        if (incoming) out.push(incoming);
-      } catch {
-        // Undecryptable or invalid: dropped (§11.2); the session is unchanged.
+    const out = await this.lock.run(async () => {
+      const opened: Incoming[] = [];
+      for (const envelope of envelopes) {
+        try {
+          const incoming = this.open(envelope);
+          if (incoming) opened.push(incoming);
+        } catch {
+          // Undecryptable or invalid: dropped (§11.2); the session is unchanged.
+        }
       }
-    }
+      return opened;
+    });
     if (envelopes.length > 0) await connection.call({ case: "ackEnvelopes", value: { envelopeIds: envelopes.map((e) => e.envelopeId) } }, "ack");
     return out;
   }
