@@ -180,7 +180,7 @@ test("the server stops mid-conversation: the app shows it, reconnects, and what 
   await frank.context().close();
 });
 
-test("a group of three mixes browser and CLI users: create, talk, rename, remove, leave", { skip, timeout: 180_000 }, async () => {
+test("a group of three mixes browser and CLI users: create, talk, reload, rename, remove, leave", { skip, timeout: 180_000 }, async () => {
   const home = join(server.dir, "cli");
   const registered = await cli(home, "gina", ["register", "gina", "--server", server.address, "--cert-sha256", server.fingerprint], (line, stdin) => {
     const secret = /^secret: (\S+)/.exec(line.trim());
@@ -216,6 +216,24 @@ test("a group of three mixes browser and CLI users: create, talk, rename, remove
   await message(ivy, "gina", "hi from the terminal").waitFor();
   await send(ivy, "hi both");
   await message(hank, "ivy", "hi both").waitFor();
+
+  // Both browsers reload: the group, Hank's sender key (and whom he gave it to) and the sender keys
+  // Ivy holds come back from IndexedDB, so Hank writes on at once and Ivy reads it.
+  await hank.waitForTimeout(500); // the coalesced history save
+  await hank.reload();
+  await ivy.reload();
+  await connection(hank, /Online/);
+  await connection(ivy, /Online/);
+  await openChat(hank, "Team");
+  await openChat(ivy, "Team");
+  await send(hank, "after the reload");
+  await message(ivy, "hank", "after the reload").waitFor();
+  // Gina has Ivy's "hi both" queued before it.
+  const afterReload = await cli(home, "gina", ["recv", "--json", "--only", "message", "--count", "2", "--timeout", "30"]);
+  assert.equal(afterReload.code, 0, afterReload.out);
+  assert.match(afterReload.out, /after the reload/);
+  await send(ivy, "me too");
+  await message(hank, "ivy", "me too").waitFor();
 
   // Hank renames the group and removes Gina; Ivy sees both.
   await hank.getByRole("button", { name: "Members" }).click();

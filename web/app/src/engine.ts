@@ -11,7 +11,8 @@ import { describeError, FileTooLargeError, MAX_FILE_BYTES } from "./errors.js";
 import { History } from "./history.js";
 
 type Connection = client.Connection;
-type ClientStore = client.ClientStore & client.OutboxStore;
+/** The device's keys, sessions, outbox and groups: `IdbStore` (or `MemoryStore` where IndexedDB is missing). */
+type ClientStore = client.ClientStore & client.OutboxStore & client.GroupStore;
 type Content = c.Content;
 
 /** The connection as the person sees it. */
@@ -109,7 +110,7 @@ export function openConnection(): Promise<Connection> {
 const hex = (bytes: Uint8Array) => toHex(bytes);
 const fromHexId = (id: string) => Uint8Array.from(id.match(/../g)!.map((b) => parseInt(b, 16)));
 
-/** Opens the device's encrypted IndexedDB store (falls back to memory where IndexedDB is missing). */
+/** Opens the device's encrypted IndexedDB store, groups included (falls back to memory where IndexedDB is missing). */
 async function openStore(username: string): Promise<ClientStore> {
   try {
     return await client.IdbStore.open(`microbot:${username}`);
@@ -226,8 +227,9 @@ export class Engine {
     if (!device) throw new Error("no device in the store");
     this.state = { username: device.username, net: "connecting", pending: store.outboxEntries().length, conversations };
     for (const [key, conv] of Object.entries(conversations)) for (const m of conv.messages) if (m.mine) this.ownIds.set(m.id, key);
-    // Groups wraps the one Messenger: 1:1 and group messages arrive through it.
-    this.groups = new client.Groups(store, new client.MemoryGroupStore(), systemRng);
+    // Groups wraps the one Messenger: 1:1 and group messages arrive through it. Groups and
+    // sender keys live in the same store, so they survive a reload.
+    this.groups = new client.Groups(store, store, systemRng);
     this.messenger = this.groups.messenger;
     this.outbox = new client.Outbox(store, this.messenger, systemRng, { onEvent: (event) => this.outboxEvent(event) });
     // Restore what waits in the outbox as "queued" messages.

@@ -1,14 +1,22 @@
 /// <reference lib="dom" />
 /**
- * A browser `ClientStore` (and `OutboxStore`) in IndexedDB, encrypted at
- * rest: every record is sealed with AES-256-GCM under one WebCrypto key that
+ * A browser `ClientStore` (and `OutboxStore` and `GroupStore`) in IndexedDB,
+ * encrypted at rest: every record is sealed with AES-256-GCM under one WebCrypto key that
  * is generated non-extractable and kept in the same database (IndexedDB
  * stores a `CryptoKey` by structured clone; script can use it but never read
  * its bytes). The record's name is the AES-GCM additional data, so a sealed
  * value cannot be moved to another slot. Record names are opaque: a session
  * or a contact is named by HMAC-SHA-256 under a second non-extractable key,
  * so no username is readable on disk. What stays visible: how many records
- * of each kind there are (sessions, contacts, queued sends) and their sizes.
+ * of each kind there are (sessions, contacts, queued sends, groups, sender
+ * keys) and their sizes.
+ *
+ * Groups (groups_store.ts, SPEC.md §6, §11.5) are kept the same way: one
+ * record per group (`group/`), per group our outbound sender key
+ * (`outbound/`) and the devices it was given to (`shared/`), and one
+ * record per inbound sender key (`senderkey/`, per group, sender and
+ * device), each named by HMAC. A record that does not open, or opens to a
+ * value of the wrong shape, makes `open` fail with `IdbStoreError`.
  *
  * `ClientStore` is synchronous: `IdbStore.open` loads and opens everything
  * once, reads come from memory, and every change is written behind (in
@@ -20,7 +28,9 @@
 import { concat, fromHex, toHex, utf8 } from "../bytes.js";
 import { IdentityKeyPair } from "../identity.js";
 import { LocalPreKeys } from "../prekeys.js";
+import { OutboundSenderKey, SenderKeyRecord } from "../sender_key.js";
 import { Session } from "../session.js";
+import { MemoryGroupStore, type GroupRecord, type GroupStore, type SharedWith } from "./groups_store.js";
 import type { OutboxEntry, OutboxStore } from "./outbox.js";
 import type { ClientStore, DeviceRecord } from "./store.js";
 
@@ -64,14 +74,101 @@ function done(tx: IDBTransaction): Promise<void> {
 /** Bytes as JSON-safe hex, and back (inside the sealed records only). */
 const hex = (bytes: Uint8Array) => toHex(bytes);
 
+/** A record value of the wrong shape (reported as `IdbStoreError` by `open`). */
+class InvalidValue extends Error {}
+
+// Readers of the JSON inside a record: the expected shape or `InvalidValue`.
+function str(value: unknown): string {
+  if (typeof value !== "string") throw new InvalidValue("not a string");
+  return value;
+}
+function int(value: unknown): number {
+  if (typeof value !== "number" || !Number.isSafeInteger(value)) throw new InvalidValue("not an integer");
+  return value;
+}
+function bool(value: unknown): boolean {
+  if (typeof value !== "boolean") throw new InvalidValue("not a boolean");
+  return value;
+}
+function bytes(value: unknown): Uint8Array {
+  const text = str(value);
+  if (!/^(?:[0-9a-f]{2})*$/.test(text)) throw new InvalidValue("not hex");
+  return fromHex(text);
+}
+function big(value: unknown): bigint {
+  const text = str(value);
+  if (!/^-?[0-9]{1,20}$/.test(text)) throw new InvalidValue("not a decimal integer");
+  return BigInt(text);
+}
+function list(value: unknown, length?: number): unknown[] {
+  if (!Array.isArray(value) || (length !== undefined && value.length !== length)) throw new InvalidValue("not a list of the expected length");
+  return value as unknown[];
+}
+function object(value: unknown): Record<string, unknown> {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) throw new InvalidValue("not an object");
+  return value as Record<string, unknown>;
+}
+function groupId(value: unknown): Uint8Array {
+  const id = bytes(value);
+  if (id.length !== 16) throw new InvalidValue("a group id is 16 bytes");
+  return id;
+}
+
+/** A `GroupRecord` as its record holds it. */
+function groupValue(id: Uint8Array, record: GroupRecord): unknown {
+  return {
+    groupId: hex(id),
+    version: record.version.toString(),
+    active: record.active,
+    members: record.members.map((m) => [m.username, m.role, m.joinedAtVersion.toString()]),
+    name: record.name,
+    description: record.description,
+    metadataKey: hex(record.metadataKey),
+    encryptedMetadata: hex(record.encryptedMetadata),
+    checkedMs: record.checkedMs,
+    leaving: record.leaving,
+    pendingKey: hex(record.pendingKey),
+    pendingCreatedBy: record.pendingCreatedBy,
+  };
+}
+
+/** The group id and `GroupRecord` of a `group/` record's value. */
+function readGroup(value: unknown): [Uint8Array, GroupRecord] {
+  const v = object(value);
+  const members = list(v["members"]).map((m) => {
+    const [username, role, joinedAtVersion] = list(m, 3);
+    return { username: str(username), role: int(role), joinedAtVersion: big(joinedAtVersion) };
+  });
+  return [
+    groupId(v["groupId"]),
+    {
+      version: big(v["version"]),
+      active: bool(v["active"]),
+      members,
+      name: str(v["name"]),
+      description: str(v["description"]),
+      metadataKey: bytes(v["metadataKey"]),
+      encryptedMetadata: bytes(v["encryptedMetadata"]),
+      checkedMs: int(v["checkedMs"]),
+      leaving: list(v["leaving"]).map(str),
+      pendingKey: bytes(v["pendingKey"]),
+      pendingCreatedBy: str(v["pendingCreatedBy"]),
+    },
+  ];
+}
+
 /** The IndexedDB store of one device. */
-export class IdbStore implements ClientStore, OutboxStore {
+export class IdbStore implements ClientStore, OutboxStore, GroupStore {
   private record: DeviceRecord | undefined;
   private keys: LocalPreKeys;
   private readonly sessions = new Map<string, Map<bigint, Session>>();
   private readonly identities = new Map<string, Uint8Array>();
   private readonly seenIds = new Set<bigint>();
   private readonly outbox = new Map<number, OutboxEntry>();
+  /** Groups and sender keys in memory (copies in, copies out); IndexedDB is written behind. */
+  private readonly groupCache = new MemoryGroupStore();
+  /** Per group (hex id): the (sender, device) pairs with an inbound sender-key record, to delete them with the group's keys. */
+  private readonly senders = new Map<string, Map<string, [string, bigint]>>();
   private nextSeq = 1;
   private writes: Promise<void> = Promise.resolve();
   private failed: unknown;
@@ -114,33 +211,69 @@ export class IdbStore implements ClientStore, OutboxStore {
     const values = (await request(tx.objectStore(RECORDS).getAll())) as Sealed[];
     const opened = new Map<string, unknown>();
     for (let i = 0; i < names.length; i++) opened.set(names[i]!, await this.open(names[i]!, values[i]!));
-    const device = opened.get("device") as { username: string; deviceId: string; deviceKey: string; identity: string } | undefined;
-    if (device) {
+    // The device first: the prekeys are restored under its identity.
+    for (const name of ["device", "prekeys"]) if (opened.has(name)) this.restore(name, opened.get(name));
+    for (const [name, value] of opened) if (name !== "device" && name !== "prekeys") this.restore(name, value);
+  }
+
+  /** Takes one opened record into memory; `IdbStoreError` when its value is not of its kind's shape. */
+  private restore(name: string, value: unknown): void {
+    try {
+      this.restoreValue(name, value);
+    } catch (cause) {
+      throw new IdbStoreError(`the record ${JSON.stringify(name)} holds an invalid value`, { cause });
+    }
+  }
+
+  private restoreValue(name: string, value: unknown): void {
+    const kind = name.split("/")[0];
+    if (name === "device") {
+      const device = object(value);
       this.record = {
-        username: device.username,
-        deviceId: BigInt(device.deviceId),
-        deviceKey: IdentityKeyPair.fromSeed(fromHex(device.deviceKey)),
-        identity: IdentityKeyPair.fromSeed(fromHex(device.identity)),
+        username: str(device["username"]),
+        deviceId: big(device["deviceId"]),
+        deviceKey: IdentityKeyPair.fromSeed(bytes(device["deviceKey"])),
+        identity: IdentityKeyPair.fromSeed(bytes(device["identity"])),
       };
-      const preKeys = opened.get("prekeys") as string | undefined;
-      if (preKeys) this.keys = LocalPreKeys.fromBytes(this.record.identity, fromHex(preKeys));
+    } else if (name === "prekeys") {
+      // Prekeys without a device are never written; ignored if found.
+      if (this.record) this.keys = LocalPreKeys.fromBytes(this.record.identity, bytes(value));
+    } else if (kind === "session") {
+      const [username, deviceId, session] = list(value, 3);
+      this.sessionMap(str(username)).set(big(deviceId), Session.fromBytes(bytes(session)));
+    } else if (kind === "identity") {
+      const [username, identity] = list(value, 2);
+      this.identities.set(str(username), bytes(identity));
+    } else if (kind === "seen") {
+      for (const id of list(value)) this.seenIds.add(big(id));
+    } else if (kind === "outbox") {
+      const entry = object(value);
+      const seq = int(entry["seq"]);
+      const file = entry["file"] === undefined ? undefined : (object(entry["file"]) as unknown as OutboxEntry["file"]);
+      this.outbox.set(seq, { seq, to: str(entry["to"]), content: bytes(entry["content"]), ...(file ? { file } : {}) });
+      this.nextSeq = Math.max(this.nextSeq, seq + 1);
+    } else if (kind === "group") {
+      const [id, record] = readGroup(value);
+      this.groupCache.setGroup(id, record);
+    } else if (kind === "outbound") {
+      const [id, key] = list(value, 2);
+      this.groupCache.setOutboundSenderKey(groupId(id), OutboundSenderKey.fromBytes(bytes(key)));
+    } else if (kind === "shared") {
+      const [id, entries] = list(value, 2);
+      this.groupCache.addSharedWith(
+        groupId(id),
+        list(entries).map((entry) => {
+          const [username, deviceId, keyId] = list(entry, 3);
+          return { username: str(username), deviceId: big(deviceId), keyId: int(keyId) };
+        }),
+      );
+    } else if (kind === "senderkey") {
+      const [id, username, deviceId, record] = list(value, 4);
+      const group = groupId(id);
+      this.groupCache.setSenderKeyRecord(group, str(username), big(deviceId), SenderKeyRecord.fromBytes(bytes(record)));
+      this.senderMap(group).set(`${str(username)}/${big(deviceId)}`, [str(username), big(deviceId)]);
     }
-    for (const [name, value] of opened) {
-      const kind = name.split("/")[0];
-      if (kind === "session") {
-        const [username, deviceId, session] = value as [string, string, string];
-        this.sessionMap(username).set(BigInt(deviceId), Session.fromBytes(fromHex(session)));
-      } else if (kind === "identity") {
-        const [username, identity] = value as [string, string];
-        this.identities.set(username, fromHex(identity));
-      } else if (kind === "seen") {
-        for (const id of value as string[]) this.seenIds.add(BigInt(id));
-      } else if (kind === "outbox") {
-        const entry = value as { seq: number; to: string; content: string; file?: OutboxEntry["file"] };
-        this.outbox.set(entry.seq, { seq: entry.seq, to: entry.to, content: fromHex(entry.content), ...(entry.file ? { file: entry.file } : {}) });
-        this.nextSeq = Math.max(this.nextSeq, entry.seq + 1);
-      }
-    }
+    // Another kind (written by a later version) is left as it is.
   }
 
   private async open(name: string, sealed: Sealed): Promise<unknown> {
@@ -287,6 +420,94 @@ export class IdbStore implements ClientStore, OutboxStore {
   async outboxDelete(seq: number): Promise<void> {
     await this.write([[`outbox/${String(seq).padStart(12, "0")}`, undefined]]);
     this.outbox.delete(seq);
+  }
+
+  private senderMap(id: Uint8Array): Map<string, [string, bigint]> {
+    let map = this.senders.get(hex(id));
+    if (!map) {
+      map = new Map();
+      this.senders.set(hex(id), map);
+    }
+    return map;
+  }
+
+  private sharedChange(id: Uint8Array): [string | Promise<string>, unknown] {
+    const shared = this.groupCache.sharedWith(id);
+    const value = shared.length === 0 ? undefined : [hex(id), shared.map((s) => [s.username, s.deviceId.toString(), s.keyId])];
+    return [this.opaque("shared", hex(id)), value];
+  }
+
+  /** {@inheritDoc GroupStore.group} */
+  group(id: Uint8Array): GroupRecord | undefined {
+    return this.groupCache.group(id);
+  }
+
+  /** {@inheritDoc GroupStore.setGroup} */
+  setGroup(id: Uint8Array, record: GroupRecord): void {
+    this.groupCache.setGroup(id, record);
+    void this.write([[this.opaque("group", hex(id)), groupValue(id, record)]]).catch(() => undefined);
+  }
+
+  /** {@inheritDoc GroupStore.groupIds} */
+  groupIds(): Uint8Array[] {
+    return this.groupCache.groupIds();
+  }
+
+  /** {@inheritDoc GroupStore.outboundSenderKey} */
+  outboundSenderKey(id: Uint8Array): OutboundSenderKey | undefined {
+    return this.groupCache.outboundSenderKey(id);
+  }
+
+  /** {@inheritDoc GroupStore.setOutboundSenderKey} */
+  setOutboundSenderKey(id: Uint8Array, key: OutboundSenderKey): void {
+    this.groupCache.setOutboundSenderKey(id, key);
+    void this.write([[this.opaque("outbound", hex(id)), [hex(id), hex(key.toBytes())]]]).catch(() => undefined);
+  }
+
+  /** {@inheritDoc GroupStore.deleteOutboundSenderKey} */
+  deleteOutboundSenderKey(id: Uint8Array): void {
+    this.groupCache.deleteOutboundSenderKey(id);
+    void this.write([[this.opaque("outbound", hex(id)), undefined], this.sharedChange(id)]).catch(() => undefined);
+  }
+
+  /** {@inheritDoc GroupStore.sharedWith} */
+  sharedWith(id: Uint8Array): SharedWith[] {
+    return this.groupCache.sharedWith(id);
+  }
+
+  /** {@inheritDoc GroupStore.addSharedWith} */
+  addSharedWith(id: Uint8Array, entries: SharedWith[]): void {
+    this.groupCache.addSharedWith(id, entries);
+    void this.write([this.sharedChange(id)]).catch(() => undefined);
+  }
+
+  /** {@inheritDoc GroupStore.clearSharedWith} */
+  clearSharedWith(id: Uint8Array): void {
+    this.groupCache.clearSharedWith(id);
+    void this.write([this.sharedChange(id)]).catch(() => undefined);
+  }
+
+  /** {@inheritDoc GroupStore.senderKeyRecord} */
+  senderKeyRecord(id: Uint8Array, username: string, deviceId: bigint): SenderKeyRecord | undefined {
+    return this.groupCache.senderKeyRecord(id, username, deviceId);
+  }
+
+  /** {@inheritDoc GroupStore.setSenderKeyRecord} */
+  setSenderKeyRecord(id: Uint8Array, username: string, deviceId: bigint, record: SenderKeyRecord): void {
+    this.groupCache.setSenderKeyRecord(id, username, deviceId, record);
+    this.senderMap(id).set(`${username}/${deviceId}`, [username, deviceId]);
+    const name = this.opaque("senderkey", hex(id), username, deviceId.toString());
+    void this.write([[name, [hex(id), username, deviceId.toString(), hex(record.toBytes())]]]).catch(() => undefined);
+  }
+
+  /** {@inheritDoc GroupStore.deleteGroupKeys} */
+  deleteGroupKeys(id: Uint8Array): void {
+    this.groupCache.deleteGroupKeys(id);
+    const senders = [...(this.senders.get(hex(id))?.values() ?? [])];
+    this.senders.delete(hex(id));
+    const changes: [string | Promise<string>, unknown][] = senders.map(([username, deviceId]) => [this.opaque("senderkey", hex(id), username, deviceId.toString()), undefined]);
+    changes.push([this.opaque("outbound", hex(id)), undefined], this.sharedChange(id));
+    void this.write(changes).catch(() => undefined);
   }
 }
 
