@@ -335,3 +335,106 @@ async fn a_viewer_reads_and_a_removed_admin_is_signed_out() {
     assert!(!ok && err.contains("no admin called"), "{err}");
     server.stop().await;
 }
+
+/// Signs `name` in; the `Cookie:` header of its session.
+async fn sign_in(addr: SocketAddr, name: &str, password: &str, auth: &mut Authenticator) -> String {
+    let ok = request(
+        addr,
+        "POST",
+        "/admin/api/login",
+        &[CSRF],
+        &login_body(name, password, &auth.fresh()),
+    )
+    .await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    format!("Cookie: {}", cookie_of(&ok))
+}
+
+#[tokio::test]
+async fn the_chart_series_follow_the_counters_over_a_chosen_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut watch = add_admin(dir.path(), "watch", "viewer", "viewer password");
+    let server = TestServer::start_in(dir, |c| {
+        c.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    let addr = server.metrics_addr.unwrap();
+    assert_eq!(
+        request(addr, "GET", "/admin/api/series", &[], "")
+            .await
+            .status,
+        401
+    );
+    let cookie = sign_in(addr, "watch", "viewer password", &mut watch).await;
+    // The sampler runs once a second: wait for two samples.
+    let mut tries = 0;
+    let series = loop {
+        tries += 1;
+        assert!(tries < 50, "no samples after 15 s");
+        let answer = request(addr, "GET", "/admin/api/series?range=5m", &[&cookie], "").await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        let json: serde_json::Value = serde_json::from_str(&answer.body).unwrap();
+        if json["t"].as_array().unwrap().len() >= 2 {
+            break json;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    };
+    assert_eq!(series["range_secs"], 300);
+    assert_eq!(series["step_secs"], 1);
+    let len = series["t"].as_array().unwrap().len();
+    for key in [
+        "messages_per_s",
+        "deliveries_per_s",
+        "logins_per_s",
+        "failed_logins_per_s",
+        "connections",
+        "queued_envelopes",
+    ] {
+        assert_eq!(series[key].as_array().unwrap().len(), len, "{key}");
+    }
+    assert!(series["since"].as_u64().unwrap() <= series["t"][0].as_u64().unwrap());
+    // A device login shows as a login in the next samples, its connection as open.
+    let device = new_device(&server, "alice").await;
+    let mut tries = 0;
+    let logins = loop {
+        tries += 1;
+        assert!(tries < 50, "the login did not show in 15 s");
+        let answer = request(addr, "GET", "/admin/api/series?range=1m", &[&cookie], "").await;
+        let json: serde_json::Value = serde_json::from_str(&answer.body).unwrap();
+        let sum: f64 = json["logins_per_s"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .sum();
+        let open = json["connections"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()
+            .as_f64();
+        if sum > 0.0 && open == Some(1.0) {
+            break sum;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    };
+    assert!((logins - 1.0).abs() < 1e-9, "one login: {logins}");
+    drop(device);
+    // Longer ranges use minute rollups; bad ranges are refused with the reason.
+    let month = request(addr, "GET", "/admin/api/series?range=30d", &[&cookie], "").await;
+    assert_eq!(month.status, 200);
+    assert!(month.body.contains(r#""step_secs":2160"#), "{}", month.body);
+    for bad in ["45d", "10s", "5x", "-1m"] {
+        let answer = request(
+            addr,
+            "GET",
+            &format!("/admin/api/series?range={bad}"),
+            &[&cookie],
+            "",
+        )
+        .await;
+        assert_eq!(answer.status, 400, "{bad}: {}", answer.body);
+        assert!(answer.body.contains("range must be"), "{}", answer.body);
+    }
+    server.stop().await;
+}

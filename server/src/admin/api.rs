@@ -31,6 +31,8 @@ pub struct Api {
     pub guard: Arc<LoginGuard>,
     /// Whether the listener speaks TLS (cookies get `Secure`).
     pub secure: bool,
+    /// This node's chart history.
+    pub rollups: Arc<super::rollups::Rollups>,
 }
 
 /// The `/admin/api` router.
@@ -42,6 +44,7 @@ pub fn router(api: Api) -> Router {
         .route("/audit", get(audit))
         .route("/overview", get(super::live::get_overview))
         .route("/live", get(super::live::live))
+        .route("/series", get(super::live::series))
         .fallback(unknown)
         .with_state(api)
 }

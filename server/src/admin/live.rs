@@ -1,22 +1,26 @@
 //! The dashboard's live view (SPEC.md §18.7): `GET /admin/api/overview`
 //! answers one snapshot of this node, `GET /admin/api/live` pushes one
-//! every second as Server-Sent Events (`event: overview`), until the
-//! session ends. Counts only: no username, device id or address of a user.
+//! every second as Server-Sent Events (`event: overview`, followed by
+//! `event: sample` with the newest per-second chart point), until the
+//! session ends; `GET /admin/api/series?range=5m` answers the charts'
+//! history over a range. Counts only: no username, device id or address
+//! of a user.
 //!
-//! Not owned here: the counters (metrics.rs).
+//! Not owned here: the counters (metrics.rs), the history (rollups.rs).
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use futures_util::Stream;
-use serde::Serialize;
+use futures_util::{Stream, StreamExt as _};
+use serde::{Deserialize, Serialize};
 
 use super::api::{Api, reader};
 use super::error::AdminError;
+use super::rollups::{self, Series};
 use crate::metrics;
 use crate::state::{ServerState, now_ms};
 
@@ -188,19 +192,58 @@ pub(super) async fn live(
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, AdminError> {
     reader(&api, &headers).await?;
-    let stream =
-        futures_util::stream::unfold((api, headers, true), |(api, headers, first)| async move {
+    let stream = futures_util::stream::unfold(
+        (api, headers, true, None),
+        |(api, headers, first, sent): (Api, HeaderMap, bool, Option<u64>)| async move {
             if !first {
                 tokio::time::sleep(PUSH_EVERY).await;
                 // A session that ended (logout, expiry, admin removed) stops the feed.
                 reader(&api, &headers).await.ok()?;
             }
             let snapshot = overview(&api.state).await;
-            let event = Event::default()
-                .event("overview")
-                .json_data(&snapshot)
-                .unwrap_or_else(|_| Event::default().event("error").data("serialisation failed"));
-            Some((Ok(event), (api, headers, false)))
-        });
+            let mut events = vec![json_event("overview", &snapshot)];
+            let mut sent = sent;
+            if let Some(point) = api.rollups.latest()
+                && sent != Some(point.t)
+            {
+                sent = Some(point.t);
+                events.push(json_event("sample", &point));
+            }
+            let batch = futures_util::stream::iter(events.into_iter().map(Ok));
+            Some((batch, (api, headers, false, sent)))
+        },
+    )
+    .flatten();
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+fn json_event(name: &'static str, value: &impl Serialize) -> Event {
+    Event::default()
+        .event(name)
+        .json_data(value)
+        .unwrap_or_else(|_| Event::default().event("error").data("serialisation failed"))
+}
+
+/// The query of `GET /admin/api/series`.
+#[derive(Deserialize)]
+pub(super) struct SeriesQuery {
+    /// `300`, `5m`, `6h`, `30d` (default `5m`).
+    range: Option<String>,
+}
+
+/// `GET /admin/api/series?range=…`: the charts' history of this node.
+pub(super) async fn series(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    query: Result<Query<SeriesQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<axum::Json<Series>, AdminError> {
+    reader(&api, &headers).await?;
+    let Query(query) = query.map_err(|e| AdminError::BadRequest(e.body_text()))?;
+    let range = match query.range.as_deref() {
+        None => 300,
+        Some(text) => {
+            rollups::parse_range(text).map_err(|e| AdminError::BadRequest(e.to_string()))?
+        }
+    };
+    Ok(axum::Json(api.rollups.series(range)))
 }

@@ -17,6 +17,7 @@ pub mod cli;
 pub mod error;
 mod health;
 pub mod live;
+pub mod rollups;
 mod serve;
 pub mod session;
 mod static_files;
@@ -32,12 +33,14 @@ use axum::routing::get;
 
 use crate::state::ServerState;
 
-/// The whole admin router for `state`; `secure`: the listener speaks TLS.
-pub fn router(state: Arc<ServerState>, secure: bool) -> Router {
+/// The whole admin router for `state`; `secure`: the listener speaks TLS;
+/// `rollups`: this node's chart history (fed by [`rollups::run`]).
+pub fn router(state: Arc<ServerState>, secure: bool, rollups: Arc<rollups::Rollups>) -> Router {
     let api = api::Api {
         guard: Arc::new(session::LoginGuard::new(&state)),
         state: Arc::clone(&state),
         secure,
+        rollups,
     };
     let mut router = Router::new()
         .route("/metrics", get(health::metrics))

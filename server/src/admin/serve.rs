@@ -41,14 +41,20 @@ pub fn tls_acceptor(identity: &ServerIdentity) -> Result<AdminTls, EndpointError
 }
 
 /// Serves the admin router on `listener` (TLS when `tls` is set) until
-/// `stop` fires.
+/// `stop` fires; samples the charts' history meanwhile.
 pub async fn serve(
     state: Arc<ServerState>,
     listener: TcpListener,
     tls: Option<AdminTls>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let router = super::router(state, tls.is_some());
+    let rollups = Arc::new(super::rollups::Rollups::default());
+    tokio::spawn(super::rollups::run(
+        Arc::clone(&state),
+        Arc::clone(&rollups),
+        stop.clone(),
+    ));
+    let router = super::router(state, tls.is_some(), rollups);
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {

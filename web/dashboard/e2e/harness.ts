@@ -13,14 +13,14 @@ import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 
-import { client } from "@microbot/sdk";
+import { client, IdentityKeyPair, LocalPreKeys, systemRng } from "@microbot/sdk";
 import { nodeSocketFactory } from "@microbot/sdk/node";
 import { chromium, type Browser, type Page } from "playwright-core";
 
 const here = dirname(fileURLToPath(import.meta.url));
 /** The built dashboard the server serves. */
 export const DIST = join(here, "..", "dist");
-/** Where screenshots go. */
+/** Where screenshots go (written only with MICROBOT_SCREENSHOTS=1, as web/app's). */
 export const SCREENSHOTS = join(here, "..", "..", "..", "docs", "screenshots");
 const BIN_DIR = process.env["MICROBOT_BIN_DIR"];
 const CHROMIUM = process.env["MICROBOT_CHROMIUM"] ?? "/usr/bin/chromium";
@@ -55,6 +55,15 @@ export function totp(secretBase32: string, steps = 0): string {
   return client.totpCode(client.decodeBase32(secretBase32), Date.now() / 1000 + steps * 30);
 }
 
+const ACCOUNT_PASSWORD = "a test account's password";
+
+/** A test client: an account's device, logged in. */
+export interface TestAccount {
+  username: string;
+  connection: client.Connection;
+  messenger: client.Messenger;
+}
+
 /** A running server with its admin listener on loopback. */
 export class Server {
   address = "";
@@ -72,7 +81,9 @@ export class Server {
     this.admin = `127.0.0.1:${await freePort()}`;
     const child = spawn(
       join(BIN_DIR!, "microbot-server"),
-      ["--data-dir", join(this.dir, "server"), "--listen", "127.0.0.1:0", "--metrics-listen", this.admin, "--admin-dashboard-dir", DIST, "--totp-skew-steps", "3", ...ARGON],
+      ["--data-dir", join(this.dir, "server"), "--listen", "127.0.0.1:0", "--metrics-listen", this.admin, "--admin-dashboard-dir", DIST, "--totp-skew-steps", "3", ...ARGON,
+        // Test clients register and log in from one address in quick succession.
+        "--rate-register-per-ip", "0", "--rate-login-per-ip", "0", "--rate-login-per-account", "0"],
       { stdio: ["ignore", "pipe", "pipe"] },
     );
     this.child = child;
@@ -125,6 +136,21 @@ export class Server {
     return client.Connection.open({ url: `wss://${this.address}/v1/ws`, socketFactory: nodeSocketFactory({ caPem, certSha256: this.fingerprint }), keepAlive: false });
   }
 
+  /** A new account with one device, logged in on its own connection, prekeys uploaded. */
+  async account(username: string): Promise<TestAccount> {
+    const connection = await this.connect();
+    const now = Date.now() / 1000;
+    const { totpSecret } = await client.registerAccount(connection, username, ACCOUNT_PASSWORD, now);
+    const deviceKey = IdentityKeyPair.generate(systemRng);
+    const identity = IdentityKeyPair.generate(systemRng);
+    const deviceId = await client.enrolDevice(connection, username, ACCOUNT_PASSWORD, { totpCode: client.totpCode(totpSecret, now + 30) }, deviceKey, "e2e");
+    const store = new client.MemoryStore(new LocalPreKeys());
+    store.setDevice({ username, deviceId, deviceKey, identity });
+    await client.login(connection, deviceId, deviceKey);
+    await client.uploadPreKeys(connection, systemRng, identity, store.preKeys(), 20);
+    return { username, connection, messenger: new client.Messenger(store, systemRng) };
+  }
+
   async dispose(): Promise<void> {
     const child = this.child;
     if (child && child.exitCode === null) {
@@ -162,8 +188,9 @@ export async function signIn(page: Page, name: string, password: string, code: s
   await page.getByRole("button", { name: "Sign in" }).click();
 }
 
-/** Saves `docs/screenshots/dashboard-<name>.png`. */
+/** Saves `docs/screenshots/dashboard-<name>.png` when MICROBOT_SCREENSHOTS=1. */
 export async function screenshot(page: Page, name: string): Promise<void> {
+  if (process.env["MICROBOT_SCREENSHOTS"] !== "1") return;
   mkdirSync(SCREENSHOTS, { recursive: true });
   await page.screenshot({ path: join(SCREENSHOTS, `dashboard-${name}.png`), fullPage: true });
 }

@@ -36,6 +36,37 @@ export interface Overview {
   totals: Record<string, number>;
 }
 
+/** One per-second chart point as `/admin/api/live` pushes it (`event: sample`). */
+export interface Point {
+  /** Seconds since the epoch. */
+  t: number;
+  messages_per_s: number;
+  deliveries_per_s: number;
+  logins_per_s: number;
+  failed_logins_per_s: number;
+  connections: number;
+  queued_envelopes: number | null;
+}
+
+/** The charts' history over a range (`GET /admin/api/series`): one array per value, indexed like `t`. */
+export interface Series {
+  range_secs: number;
+  step_secs: number;
+  now_ms: number;
+  /** The oldest second the node has data for. */
+  since: number | null;
+  t: number[];
+  messages_per_s: number[];
+  deliveries_per_s: number[];
+  logins_per_s: number[];
+  failed_logins_per_s: number[];
+  connections: number[];
+  queued_envelopes: (number | null)[];
+}
+
+/** The value columns of a `Series` (what a chart can plot). */
+export type SeriesKey = Exclude<keyof Series & keyof Point, "t">;
+
 async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
   const headers: Record<string, string> = {};
   if (method !== "GET") headers["X-Microbot-Admin"] = "1";
@@ -59,4 +90,5 @@ export const api = {
   login: (name: string, password: string, totp: string) => call<Session>("POST", "login", { name, password, totp }),
   logout: () => call<{ ok: boolean }>("POST", "logout"),
   audit: () => call<AuditEntry[]>("GET", "audit"),
+  series: (range: string) => call<Series>("GET", `series?range=${encodeURIComponent(range)}`),
 };

@@ -1,8 +1,10 @@
 /**
  * The operator dashboard (SPEC.md §18.7): sign in with password + TOTP,
- * then live tables pushed by the server over Server-Sent Events.
+ * then charts of the node's history and live tables, both kept current by
+ * the server's Server-Sent Events.
  */
-import { api, ApiError, type AuditEntry, type Overview, type Session } from "./api.js";
+import { api, ApiError, type AuditEntry, type Overview, type Point, type Session } from "./api.js";
+import { CHARTS, ChartPanel, Charts } from "./charts.js";
 import { LiveTable } from "./table.js";
 
 const root = document.getElementById("root")!;
@@ -78,8 +80,10 @@ function showDashboard(session: Session): void {
   ]);
   audit.sort(0);
   audit.sort(0);
-  const grid = el("div", { className: "grid" }, nodes.element, connections.element, limits.element, rules.element, totals.element, audit.element);
-  root.replaceChildren(header, grid);
+  const charts = new Charts(CHARTS.map((spec) => new ChartPanel(spec)));
+  const grid = el("div", { className: "grid" }, ...charts.panels.map((p) => p.element), nodes.element, connections.element, limits.element, rules.element, totals.element, audit.element);
+  root.replaceChildren(header, charts.selector, grid);
+  void charts.load();
 
   const refreshAudit = () => api.audit().then((entries) => audit.set(entries)).catch(() => undefined);
   void refreshAudit();
@@ -93,11 +97,15 @@ function showDashboard(session: Session): void {
     rules.set(o.ip_rules);
     totals.set(Object.entries(o.totals).map(([name, value]) => ({ name, value })));
   });
+  feed.addEventListener("sample", (event) => {
+    charts.onSample(JSON.parse((event as MessageEvent<string>).data) as Point);
+  });
   feed.addEventListener("error", () => {
     status.textContent = "feed lost, retrying";
   });
   logout.addEventListener("click", () => {
     feed.close();
+    for (const panel of charts.panels) panel.dispose();
     api.logout().finally(() => showLogin());
   });
 }

@@ -1,0 +1,499 @@
+//! The dashboard's chart history (SPEC.md §18.7): a ring of per-second
+//! samples (the last hour) and one of per-minute rollups (the last 30
+//! days), kept in memory on each node and fed once a second from the
+//! counters and gauges the server already keeps (metrics.rs). Nothing is
+//! persisted: a restart starts an empty history.
+//!
+//! Every sample is content-free: counts of envelopes, deliveries and
+//! logins, the number of open connections and the total queue depth.
+//!
+//! [`History`] is sans-I/O (the caller passes the time and the values), so
+//! its arithmetic is tested without a clock; [`run`] is the sampler task.
+//!
+//! Not owned here: the counters (metrics.rs), the routes (api.rs, live.rs).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::state::{ServerState, now_ms};
+
+/// Per-second samples kept: one hour.
+pub const SECOND_SAMPLES: usize = 3600;
+/// Per-minute rollups kept: 30 days.
+pub const MINUTE_ROLLUPS: usize = 30 * 24 * 60;
+/// The longest range a series request may ask for (30 days), seconds.
+pub const MAX_RANGE_SECS: u64 = MINUTE_ROLLUPS as u64 * 60;
+/// The shortest range, seconds.
+pub const MIN_RANGE_SECS: u64 = 60;
+/// Points per series answer, about (one more where the range does not
+/// start on a step boundary): longer ranges use wider steps.
+pub const MAX_POINTS: u64 = 1200;
+/// Time between two samples.
+pub const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+
+/// The cumulative counters a sample is the difference of.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Envelopes accepted (`microbot_messages_in_total`).
+    pub messages_in: u64,
+    /// Envelopes delivered (`microbot_messages_out_total`).
+    pub messages_out: u64,
+    /// Successful logins.
+    pub logins_ok: u64,
+    /// Failed logins.
+    pub logins_failed: u64,
+}
+
+/// The gauges read at the time of a sample.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Gauges {
+    /// Open connections (QUIC and WebSocket).
+    pub connections: u64,
+    /// Envelopes queued in all queues, when the storage could count.
+    pub queued: Option<u64>,
+}
+
+/// Sums over some seconds; a per-second sample, a minute rollup and a
+/// point of an answer are all one of these.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Bucket {
+    /// Label: the second a sample ends at, or the start of a minute or step.
+    at: u64,
+    /// Seconds covered.
+    secs: u64,
+    messages: u64,
+    deliveries: u64,
+    logins: u64,
+    failed: u64,
+    /// Open connections × seconds.
+    connection_secs: u64,
+    /// Queue depth × seconds, over `queued_secs` seconds.
+    queued_sum: u64,
+    queued_secs: u64,
+}
+
+impl Bucket {
+    fn merge(&mut self, other: &Bucket) {
+        self.secs += other.secs;
+        self.messages += other.messages;
+        self.deliveries += other.deliveries;
+        self.logins += other.logins;
+        self.failed += other.failed;
+        self.connection_secs += other.connection_secs;
+        self.queued_sum += other.queued_sum;
+        self.queued_secs += other.queued_secs;
+    }
+
+    fn point(&self) -> Point {
+        #[allow(clippy::cast_precision_loss)]
+        let per = |n: u64, secs: u64| n as f64 / secs.max(1) as f64;
+        Point {
+            t: self.at,
+            messages_per_s: per(self.messages, self.secs),
+            deliveries_per_s: per(self.deliveries, self.secs),
+            logins_per_s: per(self.logins, self.secs),
+            failed_logins_per_s: per(self.failed, self.secs),
+            connections: per(self.connection_secs, self.secs),
+            queued_envelopes: (self.queued_secs > 0)
+                .then(|| per(self.queued_sum, self.queued_secs)),
+        }
+    }
+}
+
+/// One point of the charts: rates per second and gauge averages over the
+/// seconds it covers.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Point {
+    /// Seconds since the epoch: a sample's second, or the start of a step.
+    pub t: u64,
+    /// Envelopes accepted per second.
+    pub messages_per_s: f64,
+    /// Envelopes delivered per second.
+    pub deliveries_per_s: f64,
+    /// Successful logins per second.
+    pub logins_per_s: f64,
+    /// Failed logins per second.
+    pub failed_logins_per_s: f64,
+    /// Open connections (average).
+    pub connections: f64,
+    /// Queued envelopes (average), when counted.
+    pub queued_envelopes: Option<f64>,
+}
+
+/// A series answer (`GET /admin/api/series`): one array per chart, all of
+/// the same length, indexed like `t` (the layout uPlot takes as it is).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Series {
+    /// The range asked for, seconds back from `now_ms`.
+    pub range_secs: u64,
+    /// Seconds one point covers.
+    pub step_secs: u64,
+    /// When the answer was made, ms since the epoch.
+    pub now_ms: u64,
+    /// The oldest second this node has data for (`null`: none yet).
+    pub since: Option<u64>,
+    /// Point times, seconds since the epoch, ascending.
+    pub t: Vec<u64>,
+    /// Envelopes accepted per second.
+    pub messages_per_s: Vec<f64>,
+    /// Envelopes delivered per second.
+    pub deliveries_per_s: Vec<f64>,
+    /// Successful logins per second.
+    pub logins_per_s: Vec<f64>,
+    /// Failed logins per second.
+    pub failed_logins_per_s: Vec<f64>,
+    /// Open connections.
+    pub connections: Vec<f64>,
+    /// Queued envelopes (`null` where not counted).
+    pub queued_envelopes: Vec<Option<f64>>,
+}
+
+/// Why a range was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RangeError {
+    /// Not `<number>[s|m|h|d]`.
+    #[error("range must be a number with an optional unit s, m, h or d (like 5m, 24h, 30d)")]
+    Malformed,
+    /// Shorter than a minute or longer than 30 days.
+    #[error("range must be between 1 minute and 30 days")]
+    OutOfBounds,
+}
+
+/// Parses a range like `300`, `5m`, `6h` or `30d` into seconds.
+///
+/// # Errors
+/// [`RangeError`].
+pub fn parse_range(text: &str) -> Result<u64, RangeError> {
+    let text = text.trim();
+    let (digits, unit) = match text.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&text[..i], c),
+        _ => (text, 's'),
+    };
+    let scale = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => return Err(RangeError::Malformed),
+    };
+    if digits.is_empty() || digits.len() > 9 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(RangeError::Malformed);
+    }
+    let n: u64 = digits.parse().map_err(|_| RangeError::Malformed)?;
+    let secs = n * scale;
+    if (MIN_RANGE_SECS..=MAX_RANGE_SECS).contains(&secs) {
+        Ok(secs)
+    } else {
+        Err(RangeError::OutOfBounds)
+    }
+}
+
+/// The history of one node.
+#[derive(Debug, Default)]
+pub struct History {
+    started: Option<u64>,
+    last: Option<(u64, Counters)>,
+    seconds: VecDeque<Bucket>,
+    minutes: VecDeque<Bucket>,
+    open_minute: Option<Bucket>,
+}
+
+impl History {
+    /// Records the values read at `now` (seconds since the epoch). The
+    /// first call only sets the baseline; a call in the same second as
+    /// the previous one (or earlier: the clock stepped back) is ignored.
+    /// Returns the new per-second point.
+    pub fn record(&mut self, now: u64, counters: Counters, gauges: Gauges) -> Option<Point> {
+        let Some((then, before)) = self.last else {
+            self.last = Some((now, counters));
+            self.started = Some(now);
+            return None;
+        };
+        if now <= then {
+            return None;
+        }
+        self.last = Some((now, counters));
+        let secs = now - then;
+        let sample = Bucket {
+            at: now,
+            secs,
+            messages: counters.messages_in.saturating_sub(before.messages_in),
+            deliveries: counters.messages_out.saturating_sub(before.messages_out),
+            logins: counters.logins_ok.saturating_sub(before.logins_ok),
+            failed: counters.logins_failed.saturating_sub(before.logins_failed),
+            connection_secs: gauges.connections * secs,
+            queued_sum: gauges.queued.map_or(0, |q| q * secs),
+            queued_secs: if gauges.queued.is_some() { secs } else { 0 },
+        };
+        if self.seconds.len() == SECOND_SAMPLES {
+            self.seconds.pop_front();
+        }
+        self.seconds.push_back(sample);
+        let minute = now / 60 * 60;
+        match &mut self.open_minute {
+            Some(open) if open.at == minute => open.merge(&sample),
+            open => {
+                if let Some(done) = open.take() {
+                    if self.minutes.len() == MINUTE_ROLLUPS {
+                        self.minutes.pop_front();
+                    }
+                    self.minutes.push_back(done);
+                }
+                let mut fresh = sample;
+                fresh.at = minute;
+                *open = Some(fresh);
+            }
+        }
+        Some(sample.point())
+    }
+
+    /// The oldest second with data: the first sample's start, or the
+    /// oldest minute kept once the minute ring is full.
+    fn since(&self) -> Option<u64> {
+        let started = self.started?;
+        match self.minutes.front() {
+            Some(m) if self.minutes.len() == MINUTE_ROLLUPS => Some(started.max(m.at)),
+            _ => Some(started),
+        }
+    }
+
+    /// The charts' data over the `range_secs` before `now`: per-second
+    /// samples up to an hour, per-minute rollups beyond, summed into steps
+    /// so that no answer has more than [`MAX_POINTS`] + 1 points.
+    pub fn series(&self, now: u64, now_ms: u64, range_secs: u64) -> Series {
+        let from = now.saturating_sub(range_secs);
+        let (base, source): (u64, Vec<&Bucket>) = if range_secs <= SECOND_SAMPLES as u64 {
+            (1, self.seconds.iter().filter(|b| b.at > from).collect())
+        } else {
+            (
+                60,
+                self.minutes
+                    .iter()
+                    .chain(self.open_minute.iter())
+                    .filter(|b| b.at + 60 > from)
+                    .collect(),
+            )
+        };
+        let step = base * range_secs.div_ceil(base * MAX_POINTS).max(1);
+        let mut steps: Vec<Bucket> = Vec::new();
+        for b in source {
+            let at = b.at / step * step;
+            match steps.last_mut() {
+                Some(last) if last.at == at => last.merge(b),
+                _ => {
+                    let mut fresh = *b;
+                    fresh.at = at;
+                    steps.push(fresh);
+                }
+            }
+        }
+        let points: Vec<Point> = steps.iter().map(Bucket::point).collect();
+        Series {
+            range_secs,
+            step_secs: step,
+            now_ms,
+            since: self.since(),
+            t: points.iter().map(|p| p.t).collect(),
+            messages_per_s: points.iter().map(|p| p.messages_per_s).collect(),
+            deliveries_per_s: points.iter().map(|p| p.deliveries_per_s).collect(),
+            logins_per_s: points.iter().map(|p| p.logins_per_s).collect(),
+            failed_logins_per_s: points.iter().map(|p| p.failed_logins_per_s).collect(),
+            connections: points.iter().map(|p| p.connections).collect(),
+            queued_envelopes: points.iter().map(|p| p.queued_envelopes).collect(),
+        }
+    }
+}
+
+/// A node's history shared by the sampler and the API.
+#[derive(Debug, Default)]
+pub struct Rollups {
+    history: Mutex<History>,
+    latest: Mutex<Option<Point>>,
+}
+
+impl Rollups {
+    /// Records one sample (see [`History::record`]).
+    pub fn record(&self, now: u64, counters: Counters, gauges: Gauges) {
+        let point = self
+            .history
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .record(now, counters, gauges);
+        if point.is_some() {
+            *self.latest.lock().unwrap_or_else(PoisonError::into_inner) = point;
+        }
+    }
+
+    /// The series over `range_secs` up to now.
+    pub fn series(&self, range_secs: u64) -> Series {
+        let now_ms = now_ms();
+        self.history
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .series(now_ms / 1000, now_ms, range_secs)
+    }
+
+    /// The newest per-second point, for the live feed.
+    pub fn latest(&self) -> Option<Point> {
+        *self.latest.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Reads this node's counters and gauges.
+async fn read(state: &Arc<ServerState>) -> (Counters, Gauges) {
+    let m = &state.metrics;
+    let counters = Counters {
+        messages_in: m.messages_in.get(),
+        messages_out: m.messages_out.get(),
+        logins_ok: m.logins_ok.get(),
+        logins_failed: m.logins_failed.get(),
+    };
+    let gauges = Gauges {
+        connections: u64::try_from(m.connections_open.get()).unwrap_or(0),
+        queued: crate::metrics::queued(state).await,
+    };
+    (counters, gauges)
+}
+
+/// Samples this node into `rollups` every [`SAMPLE_EVERY`] until `stop`.
+pub async fn run(state: Arc<ServerState>, rollups: Arc<Rollups>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(SAMPLE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let (counters, gauges) = read(&state).await;
+                rollups.record(now_ms() / 1000, counters, gauges);
+            }
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counters(messages: u64, logins: u64) -> Counters {
+        Counters {
+            messages_in: messages,
+            messages_out: messages * 2,
+            logins_ok: logins,
+            logins_failed: 1,
+        }
+    }
+
+    const G: Gauges = Gauges {
+        connections: 3,
+        queued: Some(10),
+    };
+
+    #[test]
+    fn ranges_parse_with_units_and_bounds() {
+        assert_eq!(parse_range("300"), Ok(300));
+        assert_eq!(parse_range("5m"), Ok(300));
+        assert_eq!(parse_range("6h"), Ok(21_600));
+        assert_eq!(parse_range("30d"), Ok(MAX_RANGE_SECS));
+        assert_eq!(parse_range("31d"), Err(RangeError::OutOfBounds));
+        assert_eq!(parse_range("59s"), Err(RangeError::OutOfBounds));
+        for bad in ["", "m", "5x", "-5m", "5.5m", "99999999999d", "５m"] {
+            assert_eq!(parse_range(bad), Err(RangeError::Malformed), "{bad}");
+        }
+    }
+
+    #[test]
+    fn per_second_samples_are_differences_and_rates() {
+        let mut h = History::default();
+        assert_eq!(h.record(1000, counters(5, 0), G), None);
+        let p = h.record(1001, counters(9, 2), G).unwrap();
+        assert_eq!(p.messages_per_s, 4.0);
+        assert_eq!(p.deliveries_per_s, 8.0);
+        assert_eq!(p.logins_per_s, 2.0);
+        assert_eq!(p.failed_logins_per_s, 0.0);
+        assert_eq!(p.connections, 3.0);
+        assert_eq!(p.queued_envelopes, Some(10.0));
+        // Two seconds late: the difference is spread over both.
+        let p = h.record(1003, counters(19, 2), G).unwrap();
+        assert_eq!(p.messages_per_s, 5.0);
+        // Same second or the clock stepped back: ignored.
+        assert_eq!(h.record(1003, counters(50, 2), G), None);
+        assert_eq!(h.record(900, counters(50, 2), G), None);
+        let s = h.series(1003, 1_003_000, 300);
+        assert_eq!(s.step_secs, 1);
+        assert_eq!(s.t, [1001, 1003]);
+        assert_eq!(s.messages_per_s, [4.0, 5.0]);
+        assert_eq!(s.since, Some(1000));
+        assert_eq!(s.queued_envelopes, [Some(10.0), Some(10.0)]);
+    }
+
+    #[test]
+    fn a_counter_reset_counts_nothing_and_unknown_queue_depth_is_null() {
+        let mut h = History::default();
+        h.record(10, counters(100, 5), G);
+        let p = h
+            .record(
+                11,
+                counters(3, 5),
+                Gauges {
+                    connections: 0,
+                    queued: None,
+                },
+            )
+            .unwrap();
+        assert_eq!(p.messages_per_s, 0.0);
+        assert_eq!(p.queued_envelopes, None);
+    }
+
+    #[test]
+    fn long_ranges_use_minute_rollups_and_wider_steps() {
+        let mut h = History::default();
+        let start = 1_000_020u64 / 60 * 60;
+        // Two hours of one message a second.
+        for s in 0..=7200u64 {
+            h.record(start + s, counters(s, 0), G);
+        }
+        let now = start + 7200;
+        // The per-second ring holds only the last hour.
+        let hour = h.series(now, now * 1000, 3600);
+        assert_eq!(hour.step_secs, 3);
+        assert!((1200..=1201).contains(&hour.t.len()), "{}", hour.t.len());
+        assert!(hour.messages_per_s.iter().all(|r| *r == 1.0));
+        assert!(hour.t.windows(2).all(|w| w[0] < w[1]));
+        // Six hours: one point a minute, back to the first minute.
+        let six = h.series(now, now * 1000, 6 * 3600);
+        assert_eq!(six.step_secs, 60);
+        assert_eq!(six.t.first(), Some(&start));
+        assert_eq!(six.t.len(), 121);
+        assert!(six.messages_per_s.iter().all(|r| *r == 1.0));
+        assert_eq!(six.since, Some(start));
+        // Thirty days: at most MAX_POINTS points, 36-minute steps.
+        let month = h.series(now, now * 1000, MAX_RANGE_SECS);
+        assert_eq!(month.step_secs, 36 * 60);
+        assert!(month.t.len() <= MAX_POINTS as usize + 1);
+        assert!(
+            month
+                .connections
+                .iter()
+                .all(|c| (*c - 3.0).abs() < f64::EPSILON)
+        );
+    }
+
+    #[test]
+    fn the_rings_are_bounded() {
+        let mut h = History::default();
+        for s in 0..(SECOND_SAMPLES as u64 + 100) {
+            h.record(s * 60, counters(s, 0), G);
+        }
+        assert_eq!(h.seconds.len(), SECOND_SAMPLES);
+        assert!(h.minutes.len() <= MINUTE_ROLLUPS);
+        let mut h = History::default();
+        for m in 0..(MINUTE_ROLLUPS as u64 + 10) {
+            h.record(m * 60, counters(m, 0), G);
+        }
+        assert_eq!(h.minutes.len(), MINUTE_ROLLUPS);
+    }
+}

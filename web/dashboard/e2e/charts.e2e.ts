@@ -1,0 +1,96 @@
+/**
+ * The charts in real Chromium against the real server (issue 19): under a
+ * short load — three test clients sending each other messages — the
+ * message and delivery rate charts rise, in the data they plot and in the
+ * server's history; hovering shows values; a longer range loads the
+ * history in wider steps.
+ */
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+
+import type { Browser } from "playwright-core";
+
+import { launch, missing, openPage, screenshot, Server, signIn, totp, type TestAccount } from "./harness.js";
+
+const skip = missing();
+let server: Server;
+let browser: Browser;
+const PASSWORD = "correct horse battery staple";
+
+before(async () => {
+  if (skip) return;
+  server = new Server();
+  await server.start();
+  browser = await launch();
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.dispose();
+});
+
+/** Each account sends `rounds` messages to the next one, round-robin. */
+async function load(accounts: TestAccount[], rounds: number): Promise<number> {
+  let sent = 0;
+  for (let round = 0; round < rounds; round++) {
+    await Promise.all(
+      accounts.map(async (from, i) => {
+        const to = accounts[(i + 1) % accounts.length]!;
+        await from.messenger.sendText(from.connection, to.username, `load ${round} from ${from.username}`);
+        sent++;
+      }),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 400));
+  }
+  return sent;
+}
+
+test("under a short load the message rate chart rises; hover shows values; ranges load", { skip, timeout: 120_000 }, async () => {
+  const secret = await server.addAdmin("ops", "admin", PASSWORD);
+  const page = await openPage(browser, server);
+  await signIn(page, "ops", PASSWORD, totp(secret, 1));
+  await page.getByText("ops (admin)").waitFor();
+  const messages = page.getByRole("region", { name: "Messages per second" });
+  await messages.locator("canvas").waitFor();
+  // Quiet so far: the history has points, all zero.
+  await page.waitForFunction(() => Number(document.querySelector('[aria-label="Messages per second"]')?.getAttribute("data-points")) > 0);
+  assert.equal(await messages.getAttribute("data-peak"), "0");
+
+  const accounts: TestAccount[] = [];
+  try {
+    for (const name of ["alice", "bob", "carol"]) accounts.push(await server.account(name));
+    const sent = await load(accounts, 10);
+    assert.equal(sent, 30);
+    // The pushed samples raise the chart's data.
+    await page.waitForFunction(() => Number(document.querySelector('[aria-label="Messages per second"]')?.getAttribute("data-peak")) > 0);
+    await page.waitForFunction(() => Number(document.querySelector('[aria-label="Deliveries per second"]')?.getAttribute("data-peak")) > 0);
+    await page.waitForFunction(() => Number(document.querySelector('[aria-label="Open connections"]')?.getAttribute("data-latest")) >= 3);
+    // The server's history counts every envelope (one per 1:1 message here).
+    await page.waitForFunction(async (expected) => {
+      const s = (await (await fetch("/admin/api/series?range=5m")).json()) as { messages_per_s: number[]; step_secs: number };
+      return s.step_secs === 1 && Math.round(s.messages_per_s.reduce((a, b) => a + b, 0)) >= expected;
+    }, sent);
+    const refused = await page.evaluate(async () => (await fetch("/admin/api/series?range=45d")).status);
+    assert.equal(refused, 400);
+
+    // Hover over the plot: the legend shows the value under the cursor.
+    const over = messages.locator(".u-over");
+    const box = (await over.boundingBox())!;
+    await page.mouse.move(box.x + box.width - 3, box.y + box.height / 2);
+    const legend = messages.locator(".u-legend .u-series").filter({ hasText: "messages/s" });
+    assert.match(await legend.innerText(), /messages\/s\s*\d+\.\d\d/);
+    await screenshot(page, "charts");
+
+    // Longer ranges: the same history in wider steps (1 hour: 3 s; 30 days: minute rollups in 36-minute steps).
+    await page.getByLabel("Time range").selectOption("1h");
+    await page.waitForFunction(() => document.querySelector(".range")?.getAttribute("data-step") === "3");
+    assert.ok(Number(await messages.getAttribute("data-peak")) > 0);
+    await page.getByLabel("Time range").selectOption("30d");
+    await page.waitForFunction(() => document.querySelector(".range")?.getAttribute("data-step") === "2160");
+    assert.ok(Number(await messages.getAttribute("data-peak")) > 0);
+    await page.getByText(/^data since /).waitFor();
+  } finally {
+    for (const a of accounts) a.connection.close();
+  }
+  await page.context().close();
+});
