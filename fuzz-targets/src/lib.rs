@@ -23,12 +23,14 @@
 //!   certificates (SPEC.md §19).
 //! - [`attachment`]: STREAM attachment decryption (SPEC.md §7).
 //! - [`state`]: every persisted state's `from_bytes` (SPEC.md §5.7, §6.7, §9).
+//! - [`bot`]: the bot framework's command, delay and reminder-file parsers.
 //! - [`server_handler`]: the server's request handler fed frame sequences on
 //!   several connections, before and after login (SPEC.md §12).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod attachment;
+pub mod bot;
 pub mod fixtures;
 pub mod frames;
 pub mod messages;
@@ -64,4 +66,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("stored_state", state::stored_state),
     ("server_handler", server_handler::server_handler),
     ("sealed_sender_open", sealed_sender::sealed_sender_open),
+    ("bot_command", bot::bot_command),
 ];

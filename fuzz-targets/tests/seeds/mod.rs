@@ -70,6 +70,7 @@ pub fn all() -> Vec<Seed> {
     seeds.extend(stored_states());
     seeds.extend(structured());
     seeds.extend(server_handler());
+    seeds.extend(bot_inputs());
     seeds
 }
 
@@ -453,6 +454,21 @@ fn sealed_envelopes() -> Vec<Seed> {
                 .collect(),
         ),
     ]
+}
+
+/// Commands, delays and a reminder file as the bot framework reads them.
+fn bot_inputs() -> Vec<Seed> {
+    let file = br#"{"version":1,"next_id":3,"reminders":[{"id":2,"conversation":"u:alice","author":"alice","due_ms":1800000000000,"text":"tea"}]}"#;
+    [
+        ("command", &br#"/remind 10m "oat \"milk\" \\" now"#[..]),
+        ("addressed", b"/help@fuzzbot"),
+        ("unterminated", br#"/say "open"#),
+        ("delay", b"1h30m"),
+        ("reminder-file", file),
+    ]
+    .into_iter()
+    .map(|(name, bytes)| seed("bot_command", name, bytes.to_vec()))
+    .collect()
 }
 
 fn attachments() -> Vec<Seed> {
