@@ -129,3 +129,38 @@ test("a third refusal is not retried; the same envelope twice is opened once; ga
   assert.deepEqual(acks, [[5n, 5n, 6n]]);
   assert.equal(bob.safetyNumber("alice")?.digits, messenger.safetyNumber("bob")?.digits);
 });
+
+test("sends started together to a new contact: bundles fetched once, each message encrypted once on its own chain step, all open in order", async () => {
+  const bobIdentity = IdentityKeyPair.generate(seededRng("bob"));
+  const dev2 = bobDevice("bob-2", bobIdentity);
+  const fetches: bigint[][] = [];
+  const sends: ClientFrame[] = [];
+  const factory = socketFactory((frame) => {
+    const ok = (result: NonNullable<Extract<Result["kind"], { case: "response" }>["value"]>["result"]) => ({ case: "response" as const, value: { requestId: frame.requestId, result } });
+    if (frame.request.case === "listDevices") return ok({ case: "deviceList", value: { devices: [{ deviceId: 1n }] } });
+    if (frame.request.case === "fetchPrekeys") {
+      fetches.push([...frame.request.value.deviceIds]);
+      return ok({ case: "prekeyBundles", value: { bundles: [{ deviceId: 2n, ...dev2.bundle }] } });
+    }
+    if (frame.request.case === "send") {
+      sends.push(frame);
+      return ok({ case: "send", value: { serverTimestampMs: BigInt(sends.length) } });
+    }
+    if (frame.request.case === "ackEnvelopes") return ok({ case: "ack", value: { deleted: frame.request.value.envelopeIds.length } });
+    return ok({ case: "error", value: { code: ErrorCode.UNKNOWN_REQUEST, message: "?" } });
+  });
+  const connection = await Connection.open({ url: "ws://x/v1/ws", socketFactory: factory });
+  const messenger = new Messenger(aliceStore(), seededRng("alice-run"));
+  const texts = ["one", "two", "three", "four"];
+  const stamps = await Promise.all(texts.map((t) => messenger.sendText(connection, "bob", t)));
+  assert.deepEqual(stamps, [1n, 2n, 3n, 4n], "sent in call order");
+  assert.deepEqual(fetches, [[]], "one bundle fetch (one one-time prekey used)");
+  const ciphertexts = sends.map((f) => (f.request.case === "send" ? f.request.value.envelopes[0]!.ciphertext : new Uint8Array()));
+
+  const bobStore = new MemoryStore(dev2.preKeys);
+  bobStore.setDevice({ username: "bob", deviceId: 2n, deviceKey: IdentityKeyPair.generate(seededRng("bk")), identity: bobIdentity });
+  const bob = new Messenger(bobStore, seededRng("bob-run"));
+  const envelopes = ciphertexts.map((c, i) => create(EnvelopeSchema, { envelopeId: BigInt(10 + i), senderUsername: "alice", senderDeviceId: 1n, ciphertext: c }));
+  const got = await bob.take(connection, envelopes);
+  assert.deepEqual(got.map((m) => (m.content.body.case === "text" ? m.content.body.value.text : "")), texts, "every message opens, once");
+});

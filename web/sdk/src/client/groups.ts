@@ -556,7 +556,7 @@ export class Groups {
     for (const name of members) {
       if (rest.length === 0) return;
       try {
-        await this.messenger.ensureSessions(connection, name, rest);
+        await this.messenger.ensureMissingSessions(connection, name, rest);
       } catch (error) {
         if (!(error instanceof MessengerError)) throw error;
       }
@@ -636,7 +636,7 @@ export class Groups {
       for (const name of record.members.map((m) => m.username)) {
         if (name === me) continue;
         try {
-          if (this.store.sessionDevices(name).length === 0) await this.messenger.ensureSessions(connection, name);
+          await this.messenger.ensureMissingSessions(connection, name);
           members.push(name);
         } catch (error) {
           // A member without usable devices (none published, a changed identity, an account gone) is skipped, as in the Rust SDK.

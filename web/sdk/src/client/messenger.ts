@@ -100,23 +100,47 @@ export class Messenger {
     this.lock = sessionLock(store);
   }
 
-  /** Starts sessions with every listed (or every) device of `username` that has none, from fetched bundles. */
+  /**
+   * Starts sessions from fetched bundles: with every device of `username`
+   * that has none or, with `deviceIds`, new ones with exactly those devices
+   * (replacing what was there).
+   */
   async ensureSessions(connection: Connection, username: string, deviceIds: bigint[] = []): Promise<void> {
+    // In the lock: a send in flight must not store its copy over the new session.
+    await this.lock.run(() => this.startSessions(connection, username, deviceIds));
+  }
+
+  /**
+   * Starts sessions with the listed devices of `username` that have none or,
+   * without a list, with all of them when `username` has no session at all.
+   * Decided after the sends in flight, so sends started together fetch the
+   * bundles (and use up one-time prekeys) once.
+   */
+  async ensureMissingSessions(connection: Connection, username: string, deviceIds: bigint[] = []): Promise<void> {
+    await this.lock.run(async () => {
+      if (deviceIds.length === 0) {
+        if (this.store.sessionDevices(username).length === 0) await this.startSessions(connection, username, []);
+        return;
+      }
+      const none = deviceIds.filter((id) => !this.store.session(username, id));
+      if (none.length > 0) await this.startSessions(connection, username, none);
+    });
+  }
+
+  /** `ensureSessions` inside the lock. */
+  private async startSessions(connection: Connection, username: string, deviceIds: bigint[]): Promise<void> {
     const bundles = await connection.call({ case: "fetchPrekeys", value: { username, deviceIds } }, "prekeyBundles");
     const own = username === this.me.username;
-    // In the lock: a send in flight must not store its copy over the new session.
-    await this.lock.run(async () => {
-      for (const bundle of bundles.bundles) {
-        if (own && bundle.deviceId === this.me.deviceId) continue;
-        if (deviceIds.length === 0 && this.store.session(username, bundle.deviceId)) continue;
-        const handshake = toHandshakeBundle(bundle);
-        const identity = verifyBundle(handshake);
-        // An own device under another identity key gets no copies (§11.7).
-        if (own && !bytesEqual(identity.toBytes(), this.me.identity.publicKey.toBytes())) continue;
-        this.trust(username, identity.toBytes());
-        this.store.setSession(username, bundle.deviceId, Session.initiate(this.rng, this.me.identity, handshake));
-      }
-    });
+    for (const bundle of bundles.bundles) {
+      if (own && bundle.deviceId === this.me.deviceId) continue;
+      if (deviceIds.length === 0 && this.store.session(username, bundle.deviceId)) continue;
+      const handshake = toHandshakeBundle(bundle);
+      const identity = verifyBundle(handshake);
+      // An own device under another identity key gets no copies (§11.7).
+      if (own && !bytesEqual(identity.toBytes(), this.me.identity.publicKey.toBytes())) continue;
+      this.trust(username, identity.toBytes());
+      this.store.setSession(username, bundle.deviceId, Session.initiate(this.rng, this.me.identity, handshake));
+    }
   }
 
   /**
@@ -127,9 +151,8 @@ export class Messenger {
   async ensureOwnDevices(connection: Connection, force = false): Promise<void> {
     if (!force && Date.now() - this.ownDevicesCheckedMs < OWN_DEVICES_REFRESH_MS) return;
     const list = await connection.call({ case: "listDevices", value: {} }, "deviceList");
-    const known = new Set(this.store.sessionDevices(this.me.username));
-    const unknown = list.devices.map((d) => d.deviceId).filter((id) => id !== this.me.deviceId && !known.has(id));
-    if (unknown.length > 0) await this.ensureSessions(connection, this.me.username, unknown);
+    const others = list.devices.map((d) => d.deviceId).filter((id) => id !== this.me.deviceId);
+    if (others.length > 0) await this.ensureMissingSessions(connection, this.me.username, others);
     this.ownDevicesCheckedMs = Date.now();
   }
 
@@ -169,10 +192,10 @@ export class Messenger {
     const transcript = encodeContent(sentTranscript(this.rng, to, content));
     let missing: bigint[] = [];
     for (let attempt = 0; attempt < 3; attempt++) {
-      if (to !== me && (this.store.sessionDevices(to).length === 0 || missing.length > 0)) await this.ensureSessions(connection, to, missing);
+      if (to !== me) await this.ensureMissingSessions(connection, to, missing);
       // Missing devices the recipient's bundles did not cover are our own.
       const ownMissing = missing.filter((id) => to === me || !this.store.session(to, id));
-      if (ownMissing.length > 0) await this.ensureSessions(connection, me, ownMissing);
+      if (ownMissing.length > 0) await this.ensureMissingSessions(connection, me, ownMissing);
       await this.ensureOwnDevices(connection);
       // Encrypt, send and store alone: another send or a receive in between would reuse or lose a chain step.
       const outcome = await this.lock.run(async (): Promise<{ sent: bigint } | { missing: bigint[] }> => {
