@@ -438,3 +438,82 @@ async fn the_chart_series_follow_the_counters_over_a_chosen_range() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn each_admin_saves_their_own_layout_and_a_viewer_may_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ops = add_admin(dir.path(), "ops", "admin", "correct horse battery");
+    let mut watch = add_admin(dir.path(), "watch", "viewer", "viewer password");
+    let server = TestServer::start_in(dir, |c| {
+        c.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    let addr = server.metrics_addr.unwrap();
+    let layout = r#"{"panels":[{"id":"chart:messages","width":2,"height":2},{"id":"table:audit","width":1,"height":1}]}"#;
+    assert_eq!(
+        request(addr, "PUT", "/admin/api/layout", &[CSRF], layout)
+            .await
+            .status,
+        401
+    );
+    let admin = sign_in(addr, "ops", "correct horse battery", &mut ops).await;
+    let viewer = sign_in(addr, "watch", "viewer password", &mut watch).await;
+    let none = request(addr, "GET", "/admin/api/layout", &[&admin], "").await;
+    assert_eq!(
+        (none.status, none.body.as_str()),
+        (200, r#"{"layout":null}"#)
+    );
+    // The CSRF header is required; bad shapes are refused with the reason.
+    let no_header = request(addr, "PUT", "/admin/api/layout", &[&admin], layout).await;
+    assert_eq!(no_header.status, 403);
+    for (bad, why) in [
+        (
+            r#"{"panels":[{"id":"a","width":4,"height":1}]}"#,
+            "width must be",
+        ),
+        (
+            r#"{"panels":[{"id":"a","width":1,"height":1},{"id":"a","width":1,"height":1}]}"#,
+            "appears twice",
+        ),
+        (
+            r#"{"panels":[{"id":"A b","width":1,"height":1}]}"#,
+            "panel ids",
+        ),
+        (r#"{"panels":"all"}"#, "panels"),
+    ] {
+        let answer = request(addr, "PUT", "/admin/api/layout", &[&admin, CSRF], bad).await;
+        assert_eq!(answer.status, 400, "{bad}: {}", answer.body);
+        assert!(answer.body.contains(why), "{bad}: {}", answer.body);
+    }
+    let saved = request(addr, "PUT", "/admin/api/layout", &[&admin, CSRF], layout).await;
+    assert_eq!(saved.status, 200, "{}", saved.body);
+    let read = request(addr, "GET", "/admin/api/layout", &[&admin], "").await;
+    assert_eq!(read.body, format!(r#"{{"layout":{layout}}}"#));
+    // The viewer's layout is their own: none yet, then saved without touching the admin's.
+    let theirs = request(addr, "GET", "/admin/api/layout", &[&viewer], "").await;
+    assert_eq!(theirs.body, r#"{"layout":null}"#);
+    let small = r#"{"panels":[{"id":"table:nodes","width":3,"height":1}]}"#;
+    let saved = request(addr, "PUT", "/admin/api/layout", &[&viewer, CSRF], small).await;
+    assert_eq!(saved.status, 200, "{}", saved.body);
+    let theirs = request(addr, "GET", "/admin/api/layout", &[&viewer], "").await;
+    assert_eq!(theirs.body, format!(r#"{{"layout":{small}}}"#));
+    let read = request(addr, "GET", "/admin/api/layout", &[&admin], "").await;
+    assert_eq!(read.body, format!(r#"{{"layout":{layout}}}"#));
+    let log = server_audit(&server);
+    let layouts: Vec<(&str, &str)> = log
+        .iter()
+        .filter(|e| e.action == "layout")
+        .map(|e| (e.admin.as_str(), e.detail.as_str()))
+        .collect();
+    assert_eq!(
+        layouts,
+        [
+            ("watch", "saved a layout of 1 panels: table:nodes"),
+            (
+                "ops",
+                "saved a layout of 2 panels: chart:messages, table:audit"
+            ),
+        ]
+    );
+    server.stop().await;
+}

@@ -122,3 +122,44 @@ fn admins_sessions_and_audit_behave_the_same_on_every_backend() {
         assert_eq!(log[1].detail, "change 1", "{name}");
     }
 }
+
+#[test]
+fn layouts_are_per_admin_replaced_on_save_and_go_with_their_admin() {
+    for (name, a, b, _keep) in backends("admin_layouts") {
+        a.create_admin("ops", AdminRole::Admin, "$argon2id$x", &[1; 20], 5)
+            .unwrap();
+        a.create_admin("watch", AdminRole::Viewer, "$argon2id$y", &[2; 20], 6)
+            .unwrap();
+        let ops = a.admin_by_name("ops").unwrap().unwrap().id;
+        let watch = a.admin_by_name("watch").unwrap().unwrap().id;
+        assert_eq!(a.admin_layout(ops).unwrap(), None, "{name}");
+        a.set_admin_layout(ops, "chart:messages 2 2\n", 10).unwrap();
+        b.set_admin_layout(watch, "table:audit 1 1\n", 11).unwrap();
+        assert_eq!(
+            b.admin_layout(ops).unwrap().as_deref(),
+            Some("chart:messages 2 2\n"),
+            "{name}"
+        );
+        // Saving again replaces (on either handle: another node).
+        b.set_admin_layout(ops, "table:nodes 1 1\nchart:queue 3 1\n", 12)
+            .unwrap();
+        assert_eq!(
+            a.admin_layout(ops).unwrap().as_deref(),
+            Some("table:nodes 1 1\nchart:queue 3 1\n"),
+            "{name}"
+        );
+        assert_eq!(
+            a.admin_layout(watch).unwrap().as_deref(),
+            Some("table:audit 1 1\n"),
+            "{name}"
+        );
+        // Removing an admin removes its layout; a new admin of that name starts afresh.
+        assert!(a.remove_admin("ops").unwrap());
+        assert_eq!(b.admin_layout(ops).unwrap(), None, "{name}");
+        a.create_admin("ops", AdminRole::Admin, "$argon2id$x", &[1; 20], 20)
+            .unwrap();
+        let again = a.admin_by_name("ops").unwrap().unwrap().id;
+        assert_eq!(b.admin_layout(again).unwrap(), None, "{name}");
+        assert!(b.admin_layout(watch).unwrap().is_some(), "{name}");
+    }
+}

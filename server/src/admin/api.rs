@@ -45,6 +45,10 @@ pub fn router(api: Api) -> Router {
         .route("/overview", get(super::live::get_overview))
         .route("/live", get(super::live::live))
         .route("/series", get(super::live::series))
+        .route(
+            "/layout",
+            get(super::layout::get_layout).put(super::layout::put_layout),
+        )
         .fallback(unknown)
         .with_state(api)
 }

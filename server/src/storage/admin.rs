@@ -5,7 +5,9 @@
 //! secret, like a user account, and becomes active once a first code is
 //! confirmed. A session is stored by the SHA-256 of its token (the token
 //! itself lives only in the operator's cookie). Audit entries are appended,
-//! never changed.
+//! never changed. Each admin may have one saved dashboard layout: an opaque
+//! text here (its form and checks are admin/layout.rs's), deleted with its
+//! admin.
 //!
 //! Not owned here: checking credentials and roles (admin/).
 
@@ -134,4 +136,8 @@ pub trait AdminStorage {
     fn append_audit(&self, entry: &AuditEntry) -> StorageResult<()>;
     /// The newest `limit` audit entries, newest first.
     fn audit_log(&self, limit: u32) -> StorageResult<Vec<AuditEntry>>;
+    /// The admin's saved dashboard layout (opaque text), if any.
+    fn admin_layout(&self, admin_id: i64) -> StorageResult<Option<String>>;
+    /// Saves (replaces) the admin's dashboard layout.
+    fn set_admin_layout(&self, admin_id: i64, layout: &str, now_ms: u64) -> StorageResult<()>;
 }

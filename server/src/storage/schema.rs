@@ -16,7 +16,7 @@ use rusqlite::Connection;
 /// attachments. Version 3: account ids never reused (AUTOINCREMENT).
 /// Version 4: envelopes indexed by (device, sender) for the sender share.
 /// Version 5: groups record their creator. Version 6: devices keep their
-/// queue length.
+/// queue length. Version 10: admins' saved dashboard layouts.
 pub const MIGRATIONS: &[&str] = &[
     r"
 CREATE TABLE accounts (
@@ -210,6 +210,15 @@ CREATE TABLE admin_audit (
     admin TEXT NOT NULL,
     action TEXT NOT NULL,
     detail TEXT NOT NULL
+);
+",
+    // Version 10 (issue 19): each admin's saved dashboard layout (SPEC.md
+    // §18.7) as text, deleted with its admin.
+    r"
+CREATE TABLE admin_layouts (
+    admin_id INTEGER PRIMARY KEY,
+    layout TEXT NOT NULL,
+    updated_at_ms INTEGER NOT NULL
 );
 ",
 ];

@@ -67,6 +67,18 @@ export interface Series {
 /** The value columns of a `Series` (what a chart can plot). */
 export type SeriesKey = Exclude<keyof Series & keyof Point, "t">;
 
+/** One panel of a saved layout: which, how many grid columns wide (1–3) and rows high (1–2). */
+export interface PanelPlace {
+  id: string;
+  width: number;
+  height: number;
+}
+
+/** An admin's saved layout: panels in display order. */
+export interface Layout {
+  panels: PanelPlace[];
+}
+
 async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
   const headers: Record<string, string> = {};
   if (method !== "GET") headers["X-Microbot-Admin"] = "1";
@@ -90,5 +102,7 @@ export const api = {
   login: (name: string, password: string, totp: string) => call<Session>("POST", "login", { name, password, totp }),
   logout: () => call<{ ok: boolean }>("POST", "logout"),
   audit: () => call<AuditEntry[]>("GET", "audit"),
+  layout: () => call<{ layout: Layout | null }>("GET", "layout"),
+  saveLayout: (layout: Layout) => call<Layout>("PUT", "layout", layout),
   series: (range: string) => call<Series>("GET", `series?range=${encodeURIComponent(range)}`),
 };

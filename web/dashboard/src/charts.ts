@@ -50,6 +50,9 @@ export const RANGES: [string, string][] = [
   ["30d", "30 days"],
 ];
 
+/** Time axis tick steps, seconds. */
+const TIME_STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10_800, 21_600, 43_200, 86_400, 172_800, 604_800, 1_209_600, 2_592_000];
+
 /** Heights (CSS pixels) of a chart's plot by panel height. */
 const PLOT_HEIGHT: Record<number, number> = { 1: 180, 2: 420 };
 
@@ -118,9 +121,11 @@ export class ChartPanel {
     const options: uPlot.Options = {
       width: this.width(),
       height: this.height,
-      scales: { x: { time: true } },
+      // One point alone would stretch the time axis over years: show the minute before it.
+      scales: { x: { time: true, range: (_u, min, max) => (min === max ? [min - 60, max] : [min, max]) } },
       series: [{ label: "time" }, ...this.spec.lines.map((l) => ({ label: l.label, stroke: l.colour, width: 2, fill: `${l.colour}22`, value: format, spanGaps: false }))],
-      axes: [{}, { size: 56 }],
+      // Whole seconds at the finest: the samples are a second apart.
+      axes: [{ incrs: TIME_STEPS }, { size: 56 }],
       cursor: { drag: { x: true, y: false } },
       legend: { live: true },
       hooks: {

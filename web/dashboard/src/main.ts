@@ -3,8 +3,9 @@
  * then charts of the node's history and live tables, both kept current by
  * the server's Server-Sent Events.
  */
-import { api, ApiError, type AuditEntry, type Overview, type Point, type Session } from "./api.js";
+import { api, ApiError, type AuditEntry, type Layout, type Overview, type Point, type Session } from "./api.js";
 import { CHARTS, ChartPanel, Charts } from "./charts.js";
+import { Board, type PanelView } from "./layout.js";
 import { LiveTable } from "./table.js";
 
 const root = document.getElementById("root")!;
@@ -29,7 +30,7 @@ function showLogin(message = ""): void {
     event.preventDefault();
     api
       .login(name.value, password.value, totp.value)
-      .then(showDashboard)
+      .then(enter)
       .catch((e: unknown) => {
         error.textContent = e instanceof ApiError ? e.message : "sign-in failed";
       });
@@ -42,7 +43,28 @@ function formatBytes(n: number | null): string {
   return `${(n / 1048576).toFixed(1)} MiB`;
 }
 
-function showDashboard(session: Session): void {
+/** The layout of an admin who saved none. */
+const DEFAULT_LAYOUT = [
+  { id: "chart:messages", width: 2, height: 1 },
+  { id: "chart:deliveries", width: 1, height: 1 },
+  { id: "chart:logins", width: 1, height: 1 },
+  { id: "chart:connections", width: 1, height: 1 },
+  { id: "chart:queue", width: 1, height: 1 },
+  { id: "table:nodes", width: 2, height: 1 },
+  { id: "table:connections", width: 1, height: 1 },
+  { id: "table:totals", width: 1, height: 1 },
+  { id: "table:limits", width: 1, height: 1 },
+  { id: "table:rules", width: 1, height: 1 },
+  { id: "table:audit", width: 3, height: 1 },
+];
+
+/** Signed in: loads the admin's layout, then shows the dashboard. */
+async function enter(session: Session): Promise<void> {
+  const saved = await api.layout().then((r) => r.layout, () => null);
+  showDashboard(session, saved);
+}
+
+function showDashboard(session: Session, layout: Layout | null): void {
   const status = el("span", { className: "feed", role: "status", ariaLabel: "Live feed" }, "connecting…");
   const logout = el("button", { type: "button" }, "Sign out");
   const header = el("header", {}, el("h1", {}, "Microbot"), el("span", { className: "who" }, `${session.name} (${session.role})`), status, logout);
@@ -81,10 +103,19 @@ function showDashboard(session: Session): void {
   audit.sort(0);
   audit.sort(0);
   const charts = new Charts(CHARTS.map((spec) => new ChartPanel(spec)));
-  const grid = el("div", { className: "grid" }, ...charts.panels.map((p) => p.element), nodes.element, connections.element, limits.element, rules.element, totals.element, audit.element);
-  root.replaceChildren(header, charts.selector, grid);
+  const views: PanelView[] = [
+    ...charts.panels.map((p) => ({ id: p.spec.id, title: p.spec.title, element: p.element, resized: (place: { height: number }) => p.setRows(place.height) })),
+    { id: "table:nodes", title: nodes.name, element: nodes.element },
+    { id: "table:connections", title: connections.name, element: connections.element },
+    { id: "table:limits", title: limits.name, element: limits.element },
+    { id: "table:rules", title: rules.name, element: rules.element },
+    { id: "table:totals", title: totals.name, element: totals.element },
+    { id: "table:audit", title: audit.name, element: audit.element },
+  ];
+  const board = new Board(views, DEFAULT_LAYOUT, layout);
+  const bar = el("div", { className: "bar" }, charts.selector, board.controls);
+  root.replaceChildren(header, bar, board.element);
   void charts.load();
-
   const refreshAudit = () => api.audit().then((entries) => audit.set(entries)).catch(() => undefined);
   void refreshAudit();
   const feed = new EventSource("/admin/api/live");
@@ -112,5 +143,5 @@ function showDashboard(session: Session): void {
 
 api
   .session()
-  .then(showDashboard)
+  .then(enter, () => showLogin())
   .catch(() => showLogin());

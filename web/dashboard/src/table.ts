@@ -21,6 +21,7 @@ export class LiveTable<R> {
   ) {
     this.element = document.createElement("section");
     this.element.className = "table";
+    this.element.setAttribute("aria-label", name);
     this.element.dataset["table"] = name;
     const title = document.createElement("h2");
     title.textContent = name;

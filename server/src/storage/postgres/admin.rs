@@ -77,6 +77,11 @@ impl AdminStorage for PostgresStorage {
                 &[&name],
             )
             .await?;
+            tx.execute(
+                "DELETE FROM admin_layouts WHERE admin_id IN (SELECT id FROM admins WHERE name = $1)",
+                &[&name],
+            )
+            .await?;
             let n = tx
                 .execute("DELETE FROM admins WHERE name = $1", &[&name])
                 .await?;
@@ -189,6 +194,30 @@ impl AdminStorage for PostgresStorage {
                 });
             }
             Ok(out)
+        })
+    }
+
+    fn admin_layout(&self, admin_id: i64) -> StorageResult<Option<String>> {
+        self.with_tx(async |tx| {
+            let rows = tx
+                .query(
+                    "SELECT layout FROM admin_layouts WHERE admin_id = $1",
+                    &[&admin_id],
+                )
+                .await?;
+            rows.first().map(|r| col(r, 0)).transpose()
+        })
+    }
+
+    fn set_admin_layout(&self, admin_id: i64, layout: &str, now_ms: u64) -> StorageResult<()> {
+        self.with_tx(async |tx| {
+            tx.execute(
+                "INSERT INTO admin_layouts (admin_id, layout, updated_at_ms) VALUES ($1, $2, $3) \
+                 ON CONFLICT (admin_id) DO UPDATE SET layout = EXCLUDED.layout, updated_at_ms = EXCLUDED.updated_at_ms",
+                &[&admin_id, &layout, &sql_time(now_ms)],
+            )
+            .await?;
+            Ok(())
         })
     }
 }

@@ -179,6 +179,15 @@ CREATE TABLE admin_audit (
     detail TEXT NOT NULL
 );
 ",
+    // Version 8 (issue 19): each admin's saved dashboard layout (SPEC.md
+    // §18.7) as text, deleted with its admin.
+    r"
+CREATE TABLE admin_layouts (
+    admin_id BIGINT PRIMARY KEY,
+    layout TEXT NOT NULL,
+    updated_at_ms BIGINT NOT NULL
+);
+",
 ];
 
 /// The schema version this build writes.

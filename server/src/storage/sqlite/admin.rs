@@ -82,6 +82,11 @@ impl AdminStorage for SqliteStorage {
                 params![name],
             )
             .map_err(db)?;
+            tx.execute(
+                "DELETE FROM admin_layouts WHERE admin_id IN (SELECT id FROM admins WHERE name = ?1)",
+                params![name],
+            )
+            .map_err(db)?;
             let n = tx
                 .execute("DELETE FROM admins WHERE name = ?1", params![name])
                 .map_err(db)?;
@@ -191,6 +196,30 @@ impl AdminStorage for SqliteStorage {
                 })
                 .map_err(db)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(db)
+        })
+    }
+
+    fn admin_layout(&self, admin_id: i64) -> StorageResult<Option<String>> {
+        self.with_tx(|tx| {
+            tx.query_row(
+                "SELECT layout FROM admin_layouts WHERE admin_id = ?1",
+                params![admin_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db)
+        })
+    }
+
+    fn set_admin_layout(&self, admin_id: i64, layout: &str, now_ms: u64) -> StorageResult<()> {
+        self.with_tx(|tx| {
+            tx.execute(
+                "INSERT INTO admin_layouts (admin_id, layout, updated_at_ms) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (admin_id) DO UPDATE SET layout = excluded.layout, updated_at_ms = excluded.updated_at_ms",
+                params![admin_id, layout, sql_time(now_ms)],
+            )
+            .map_err(db)?;
+            Ok(())
         })
     }
 }
