@@ -20,8 +20,10 @@ use serde::Deserialize;
 /// configuration is not exposed. Deployments set `--listen 0.0.0.0:7447`.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7447";
 
+mod secret;
 mod secret_url;
 mod websocket;
+pub use secret::Secret;
 pub use secret_url::SecretUrl;
 pub use websocket::WsListen;
 
@@ -153,8 +155,19 @@ pub struct Config {
     /// Directory of the built dashboard (`web/dashboard/dist`) served under
     /// `/admin/` on the admin listener (unset: no dashboard files).
     pub admin_dashboard_dir: Option<PathBuf>,
-    /// `http://host:port/path` receiving content-free POSTs for offline devices (off when unset).
+    /// `http(s)://host[:port]/path` receiving content-free POSTs for
+    /// offline devices (off when unset; SPEC.md §18.5).
     pub webhook_url: Option<String>,
+    /// Let webhooks go to loopback, private, link-local and other internal
+    /// addresses (off: such a URL, or a name resolving only to such
+    /// addresses, is refused).
+    pub webhook_allow_private: bool,
+    /// Key of the HMAC-SHA256 signature in `X-Microbot-Signature` (unset:
+    /// notices are not signed).
+    pub webhook_secret: Option<Secret>,
+    /// PEM file of extra CA certificates trusted for `https://` webhooks,
+    /// besides the Mozilla roots.
+    pub webhook_ca_pem: Option<PathBuf>,
     /// `"sqlite"` (default: the file in `data_dir`) or a
     /// `postgres://user:password@host:port/db` URL shared by every node.
     pub storage: Option<SecretUrl>,
@@ -239,6 +252,9 @@ impl Default for Config {
             metrics_listen: None,
             admin_dashboard_dir: None,
             webhook_url: None,
+            webhook_allow_private: false,
+            webhook_secret: None,
+            webhook_ca_pem: None,
             storage: None,
             storage_pool_size: 16,
             redis: None,
@@ -274,6 +290,12 @@ pub enum ConfigError {
     /// A value is out of its allowed range.
     #[error("invalid configuration: {0}")]
     Invalid(&'static str),
+    /// `webhook_url` cannot be used.
+    #[error("invalid configuration: {0}")]
+    Webhook(#[from] crate::webhooks::BadWebhookUrl),
+    /// The webhook client cannot be built (`webhook_ca_pem`...).
+    #[error("invalid configuration: {0}")]
+    WebhookClient(#[from] crate::webhooks::ClientError),
 }
 
 /// Overrides from flags and `MICROBOT_*` environment variables.
@@ -444,9 +466,23 @@ pub struct Overrides {
     /// Built dashboard directory served under /admin/ on --metrics-listen [default: none].
     #[arg(long, env = "MICROBOT_ADMIN_DASHBOARD_DIR", global = true)]
     pub admin_dashboard_dir: Option<PathBuf>,
-    /// Webhook URL (http://) for offline-device notifications [default: off].
+    /// Webhook URL (http:// or https://) for offline-device notifications [default: off].
     #[arg(long, env = "MICROBOT_WEBHOOK_URL", global = true)]
     pub webhook_url: Option<String>,
+    /// Allow webhooks to internal (loopback, private, link-local) addresses [default: false].
+    #[arg(long, env = "MICROBOT_WEBHOOK_ALLOW_PRIVATE", global = true)]
+    pub webhook_allow_private: Option<bool>,
+    /// HMAC-SHA256 key signing webhook bodies (X-Microbot-Signature) [default: unsigned].
+    #[arg(
+        long,
+        env = "MICROBOT_WEBHOOK_SECRET",
+        global = true,
+        hide_env_values = true
+    )]
+    pub webhook_secret: Option<Secret>,
+    /// PEM file of extra CA certificates for https:// webhooks [default: Mozilla roots only].
+    #[arg(long, env = "MICROBOT_WEBHOOK_CA_PEM", global = true)]
+    pub webhook_ca_pem: Option<PathBuf>,
     /// "sqlite" or postgres://user:password@host:port/db [default: sqlite].
     #[arg(long, env = "MICROBOT_STORAGE", global = true, hide_env_values = true)]
     pub storage: Option<SecretUrl>,
@@ -623,6 +659,13 @@ impl Config {
         if o.admin_dashboard_dir.is_some() {
             self.admin_dashboard_dir.clone_from(&o.admin_dashboard_dir);
         }
+        set(&mut self.webhook_allow_private, &o.webhook_allow_private);
+        if o.webhook_secret.is_some() {
+            self.webhook_secret.clone_from(&o.webhook_secret);
+        }
+        if o.webhook_ca_pem.is_some() {
+            self.webhook_ca_pem.clone_from(&o.webhook_ca_pem);
+        }
         if o.webhook_url.is_some() {
             self.webhook_url.clone_from(&o.webhook_url);
         }
@@ -726,12 +769,8 @@ impl Config {
                 "login_timeout_secs and frame_timeout_secs must be between 1 and 3600",
             ));
         }
-        if let Some(url) = &self.webhook_url
-            && crate::webhooks::WebhookTarget::parse(url).is_err()
-        {
-            return Err(ConfigError::Invalid(
-                "webhook_url must be http://host[:port][/path]",
-            ));
+        if let Some(url) = &self.webhook_url {
+            crate::webhooks::WebhookTarget::parse(url, self.webhook_allow_private)?;
         }
         self.storage_backend()?;
         let ws = self.ws_listen()?;

@@ -288,24 +288,26 @@ fn settings_in_effect(config: &Config) -> Vec<String> {
     let webhooks = match &config.webhook_url {
         // The path may carry a gateway token: show where, not the path.
         Some(url) => format!(
-            "webhooks: {} (timeout {} ms, {} retries, back-off from {} ms)",
+            "webhooks: {} (timeout {} ms, {} retries, back-off from {} ms, {})",
             webhook_origin(url),
             config.webhook_timeout_ms,
             config.webhook_retries,
-            config.webhook_backoff_base_ms
+            config.webhook_backoff_base_ms,
+            if config.webhook_secret.is_some() {
+                "signed"
+            } else {
+                "unsigned"
+            }
         ),
         None => "webhooks: off".to_owned(),
     };
     vec![storage, bus, metrics, webhooks]
 }
 
-/// `http://host:port/…` of a webhook URL (its path left out).
+/// `scheme://host:port/…` of a webhook URL (its path left out).
 fn webhook_origin(url: &str) -> String {
-    match microbot_server::webhooks::WebhookTarget::parse(url) {
-        Ok(target) if target.host.contains(':') => {
-            format!("http://[{}]:{}/…", target.host, target.port)
-        }
-        Ok(target) => format!("http://{}:{}/…", target.host, target.port),
+    match microbot_server::webhooks::WebhookTarget::parse(url, true) {
+        Ok(target) => target.origin(),
         Err(_) => "(invalid URL)".to_owned(),
     }
 }

@@ -22,13 +22,14 @@ use crate::bus::Bus;
 use crate::bus::local::LocalBus;
 use crate::bus::redis::{RedisBus, RedisBusError};
 use crate::config::Config;
+use crate::config::Secret;
 use crate::endpoint::{self, EndpointError};
 use crate::limits::shared::SharedLimits;
 use crate::limits::{Limits, Refusal};
 use crate::metrics::Metrics;
 use crate::state::ServerState;
 use crate::storage::{self, OpenStorageError};
-use crate::webhooks::{self, WebhookTarget, Webhooks};
+use crate::webhooks::{self, WebhookClient, WebhookTarget, Webhooks};
 use crate::{connection, queues, websocket};
 
 /// The next TCP connection of the WebSocket listener; never resolves
@@ -134,7 +135,7 @@ pub struct Server {
     /// TLS for the admin listener when it is not on loopback (SPEC.md §18.7).
     admin_tls: Option<crate::admin::AdminTls>,
     websocket: Option<WsListener>,
-    webhook: Option<(WebhookTarget, tokio::sync::mpsc::Receiver<u64>)>,
+    webhook: Option<(WebhookClient, tokio::sync::mpsc::Receiver<u64>)>,
     _lock: DataDirLock,
 }
 
@@ -254,13 +255,18 @@ impl Server {
         };
         let (webhooks, webhook) = match &config.webhook_url {
             Some(url) => {
-                let target = WebhookTarget::parse(url).map_err(|_| {
-                    crate::config::ConfigError::Invalid(
-                        "webhook_url must be http://host[:port][/path]",
-                    )
-                })?;
+                let target = WebhookTarget::parse(url, config.webhook_allow_private)
+                    .map_err(crate::config::ConfigError::from)?;
+                let client = WebhookClient::new(
+                    target,
+                    config.webhook_allow_private,
+                    config.webhook_ca_pem.as_deref(),
+                    config.webhook_secret.as_ref().map(Secret::expose),
+                    config.webhook_timeout_ms,
+                )
+                .map_err(crate::config::ConfigError::from)?;
                 let (sender, rx) = Webhooks::channel();
-                (Some(sender), Some((target, rx)))
+                (Some(sender), Some((client, rx)))
             }
             None => (None, None),
         };
@@ -453,10 +459,10 @@ impl Server {
                 stop.clone(),
             ));
         }
-        if let Some((target, rx)) = self.webhook.take() {
+        if let Some((client, rx)) = self.webhook.take() {
             helpers.spawn(webhooks::run(
                 Arc::clone(&self.state),
-                target,
+                client,
                 rx,
                 stop.clone(),
             ));

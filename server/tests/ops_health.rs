@@ -50,20 +50,6 @@ fn logged() -> String {
     String::from_utf8_lossy(&logs().0.lock().unwrap()).into_owned()
 }
 
-/// `GET path` on the metrics port: (status code, body).
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).await.unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, body.to_owned())
-}
-
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -113,12 +99,6 @@ async fn readyz_becomes(addr: std::net::SocketAddr, want: u16) -> (u16, String) 
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-fn metric(body: &str, name: &str) -> Option<String> {
-    body.lines()
-        .find_map(|line| line.strip_prefix(&format!("{name} ")))
-        .map(str::to_owned)
 }
 
 #[tokio::test]
@@ -262,6 +242,7 @@ async fn a_gateway_holding_one_notice_does_not_hold_the_others() {
     let url = format!("http://{}/", gateway.local_addr().unwrap());
     let server = TestServer::start_with(|c| {
         c.webhook_url = Some(url);
+        c.webhook_allow_private = true;
         // Far longer than the test waits: with one serial worker, the
         // second notice would wait behind the first for this long.
         c.webhook_timeout_ms = 120_000;
@@ -321,6 +302,7 @@ async fn a_notice_given_up_is_counted_and_its_cause_logged() {
     let url = format!("http://{}/", gateway.local_addr().unwrap());
     let server = TestServer::start_with(|c| {
         c.webhook_url = Some(url);
+        c.webhook_allow_private = true;
         c.webhook_retries = 1;
         c.webhook_backoff_base_ms = 20;
         c.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
@@ -349,19 +331,12 @@ async fn a_notice_given_up_is_counted_and_its_cause_logged() {
         .await
         .unwrap()
         .unwrap();
-    let metrics = server.metrics_addr.unwrap();
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    loop {
-        let (_, body) = http_get(metrics, "/metrics").await;
-        if metric(&body, "microbot_webhooks_given_up_total").as_deref() == Some("1") {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not counted:\n{body}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_metric(
+        server.metrics_addr.unwrap(),
+        "microbot_webhooks_given_up_total",
+        "1",
+    )
+    .await;
     let log = logged();
     assert!(
         log.lines().any(|l| l.contains("WARN")

@@ -564,3 +564,43 @@ impl Client {
         client
     }
 }
+
+/// A plain HTTP/1.1 GET on `addr` (the admin listener on loopback):
+/// (status, body).
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await.unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, body.to_owned())
+}
+
+/// The value of the unlabelled series `name` in a Prometheus text body.
+pub fn metric(body: &str, name: &str) -> Option<String> {
+    body.lines()
+        .find_map(|line| line.strip_prefix(&format!("{name} ")))
+        .map(str::to_owned)
+}
+
+/// Polls `/metrics` on `metrics` until the series `name` reads `value`;
+/// panics after [`TIMEOUT`] with the last body.
+pub async fn wait_for_metric(metrics: SocketAddr, name: &str, value: &str) {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let (_, body) = http_get(metrics, "/metrics").await;
+        if metric(&body, name).as_deref() == Some(value) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name} never read {value}:\n{body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
