@@ -296,10 +296,13 @@ pub(crate) fn unseal(
     let Some(trusted) = trusted_server_key(tx)? else {
         return Ok(Err(UnsealError::NoServerKey));
     };
+    // The certificate is checked at the time the server accepted the
+    // envelope (SPEC.md §19.4), not now: a message that waited in the queue
+    // longer than a certificate lives is still opened.
     let opened = match sealed_sender::open(
         &inner.identity,
         &trusted,
-        crate::now_ms(),
+        envelope.server_timestamp_ms,
         &envelope.ciphertext,
     ) {
         Ok(opened) => opened,

@@ -105,3 +105,48 @@ async fn with_sealed_sender_off_the_server_stores_the_sender() {
     }
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sealed_message_that_waited_longer_than_its_certificate_lives_still_opens() {
+    // Certificates live 2 s; Bob stays offline for longer than that.
+    let server = TestServer::start_tweaked(
+        tempfile::tempdir().unwrap(),
+        "127.0.0.1:0".parse().unwrap(),
+        |c| c.sender_certificate_ttl_secs = 2,
+    )
+    .await;
+    let mut alice_user = register(&server, "alice").await;
+    let mut bob_user = register(&server, "bob").await;
+    let mut alice = online(&server, &mut alice_user, IdentitySource::New, fast_config()).await;
+    let mut bob = online(&server, &mut bob_user, IdentitySource::New, fast_config()).await;
+    let to_alice = Conversation::Direct("alice".into());
+    let to_bob = Conversation::Direct("bob".into());
+    // Profile keys both ways, so Alice's next message to Bob goes sealed.
+    bob.account.send_text(&to_alice, "hi alice").unwrap();
+    assert_eq!(next_text(&mut alice.events).await.text, "hi alice");
+    alice.account.send_text(&to_bob, "hi bob").unwrap();
+    assert_eq!(next_text(&mut bob.events).await.text, "hi bob");
+
+    bob.account.disconnect().await;
+    let away = alice
+        .account
+        .send_text(&to_bob, "while you were away")
+        .unwrap();
+    wait_for(&mut alice.events, |e| {
+        matches!(e, microbot_client::Event::Sent { message_id, .. } if *message_id == away)
+            .then_some(())
+    })
+    .await;
+    let rows = stored_senders(&server);
+    assert!(rows.contains(&(String::new(), 0)), "not sealed: {rows:?}");
+    // Past the certificate's lifetime before Bob fetches it.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    bob.account.connect();
+    let got = next_text(&mut bob.events).await;
+    assert_eq!(got.author, "alice");
+    assert_eq!(got.text, "while you were away");
+    for d in [&alice, &bob] {
+        d.account.disconnect().await;
+    }
+    server.stop().await;
+}

@@ -113,6 +113,8 @@ pub struct Config {
     pub rate_send_per_account: u32,
     /// Prekey fetches per minute per account (0: off).
     pub rate_prekey_fetch_per_account: u32,
+    /// Lifetime of a sender certificate (SPEC.md §19.6), 1..=604800 s.
+    pub sender_certificate_ttl_secs: u64,
     /// Attachment upload requests per minute per account (0: off).
     pub rate_upload_per_account: u32,
     /// Failed credential checks in a row before an account is locked.
@@ -232,6 +234,7 @@ impl Default for Config {
             rate_login_per_account: 20,
             rate_register_per_ip: 10,
             rate_send_per_account: 1200,
+            sender_certificate_ttl_secs: 24 * 60 * 60,
             rate_prekey_fetch_per_account: 300,
             rate_upload_per_account: 60,
             login_backoff_after_failures: 3,
@@ -407,6 +410,9 @@ pub struct Overrides {
     /// Sends per minute per account, 0 = off [default: 1200].
     #[arg(long, env = "MICROBOT_RATE_SEND_PER_ACCOUNT", global = true)]
     pub rate_send_per_account: Option<u32>,
+    /// Sender certificate lifetime in seconds, 1..=604800 [default: 86400].
+    #[arg(long, env = "MICROBOT_SENDER_CERTIFICATE_TTL_SECS", global = true)]
+    pub sender_certificate_ttl_secs: Option<u64>,
     /// Prekey fetches per minute per account, 0 = off [default: 300].
     #[arg(long, env = "MICROBOT_RATE_PREKEY_FETCH_PER_ACCOUNT", global = true)]
     pub rate_prekey_fetch_per_account: Option<u32>,
@@ -621,6 +627,10 @@ impl Config {
         set(&mut self.rate_register_per_ip, &o.rate_register_per_ip);
         set(&mut self.rate_send_per_account, &o.rate_send_per_account);
         set(
+            &mut self.sender_certificate_ttl_secs,
+            &o.sender_certificate_ttl_secs,
+        );
+        set(
             &mut self.rate_prekey_fetch_per_account,
             &o.rate_prekey_fetch_per_account,
         );
@@ -760,6 +770,11 @@ impl Config {
         if !(1..=60).contains(&self.handshake_timeout_secs) {
             return Err(ConfigError::Invalid(
                 "handshake_timeout_secs must be between 1 and 60",
+            ));
+        }
+        if !(1..=604_800).contains(&self.sender_certificate_ttl_secs) {
+            return Err(ConfigError::Invalid(
+                "sender_certificate_ttl_secs must be between 1 and 604800",
             ));
         }
         if !(1..=3600).contains(&self.login_timeout_secs)

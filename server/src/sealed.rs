@@ -36,7 +36,6 @@ use crate::storage::sealed::ACCESS_KEY_LEN;
 /// Id of the certificate key a new deployment creates.
 pub const CERTIFICATE_KEY_ID: u32 = 1;
 /// How long a sender certificate is valid (SPEC.md §19.6): 24 hours.
-pub const CERTIFICATE_LIFETIME_MS: u64 = 24 * 60 * 60 * 1000;
 /// Prefix of the bytes the server signs (SPEC.md §2, §19.2).
 pub const SENDER_CERTIFICATE_LABEL: &[u8] = b"Microbot SenderCertificate v1";
 /// Version byte of a certificate (SPEC.md §19.2).
@@ -85,7 +84,7 @@ pub fn encode_certificate(
 }
 
 /// `GetSenderCertificate`: a certificate for the logged-in device with the
-/// identity key it uploaded, valid for [`CERTIFICATE_LIFETIME_MS`].
+/// identity key it uploaded, valid for `sender_certificate_ttl_secs`.
 ///
 /// # Errors
 /// `NO_PREKEYS` before the device uploaded its identity key; storage errors.
@@ -107,7 +106,12 @@ pub async fn certificate(
                     )
                 })?;
             let (key_id, signing) = certificate_key(state)?;
-            let expires_at_ms = now_ms().saturating_add(CERTIFICATE_LIFETIME_MS);
+            let expires_at_ms = now_ms().saturating_add(
+                state
+                    .config
+                    .sender_certificate_ttl_secs
+                    .saturating_mul(1000),
+            );
             let certificate = encode_certificate(
                 key_id,
                 &signing,
