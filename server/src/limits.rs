@@ -1,6 +1,7 @@
 //! Abuse limits (SPEC.md §12.12 "Limits"): per-IP and per-account token
 //! buckets, exponential back-off of failed credential checks, IP
-//! allow/deny lists and connection caps.
+//! allow/deny lists (from the configuration, and deny rules an admin
+//! edits on the dashboard, SPEC.md §18.7) and connection caps.
 //!
 //! Token buckets are in memory, one per (limit, key): capacity = the
 //! configured per-minute count, refilled continuously at that rate; a
@@ -124,6 +125,8 @@ pub struct Limits {
     slots: Mutex<Slots>,
     shared: Option<shared::SharedLimits>,
     quotas: quotas::QuotaBuckets,
+    /// Deny rules from the dashboard (admin/ip_rules.rs keeps them current).
+    dashboard_deny: Mutex<Arc<Vec<ipnet::IpNet>>>,
 }
 
 impl std::fmt::Debug for Limits {
@@ -255,7 +258,19 @@ impl Limits {
             slots: Mutex::new(Slots::default()),
             shared: None,
             quotas: quotas::QuotaBuckets::new(config),
+            dashboard_deny: Mutex::new(Arc::new(Vec::new())),
         }
+    }
+
+    /// Replaces the deny rules edited on the dashboard; new connections
+    /// from these blocks are refused like `deny_ips`.
+    pub fn set_dashboard_deny(&self, nets: Vec<ipnet::IpNet>) {
+        *lock(&self.dashboard_deny) = Arc::new(nets);
+    }
+
+    /// The deny rules from the dashboard in force on this node.
+    pub fn dashboard_deny(&self) -> Arc<Vec<ipnet::IpNet>> {
+        Arc::clone(&lock(&self.dashboard_deny))
     }
 
     fn backoff_params(&self) -> shared::Backoff {
@@ -356,6 +371,7 @@ impl Limits {
     pub fn screen(&self, ip: IpAddr) -> Result<(), Refusal> {
         let ip = canonical(ip);
         if self.config.deny_ips.iter().any(|net| net.contains(&ip))
+            || self.dashboard_deny().iter().any(|net| net.contains(&ip))
             || (!self.config.allow_ips.is_empty()
                 && !self.config.allow_ips.iter().any(|net| net.contains(&ip)))
         {

@@ -451,6 +451,14 @@ impl Server {
             crate::web_app::log_presence(&self.state.config.web_app_dir);
         }
         helpers.spawn(queues::purge_loop(Arc::clone(&self.state), stop.clone()));
+        // IP deny rules made on the dashboard apply from the first connection on.
+        if let Err(error) = crate::admin::ip_rules::refresh(&self.state).await {
+            tracing::warn!(%error, "could not load the dashboard's IP rules");
+        }
+        helpers.spawn(crate::admin::ip_rules::refresh_loop(
+            Arc::clone(&self.state),
+            stop.clone(),
+        ));
         if let Some(listener) = self.metrics_listener.take() {
             helpers.spawn(crate::admin::serve(
                 Arc::clone(&self.state),

@@ -517,3 +517,118 @@ async fn each_admin_saves_their_own_layout_and_a_viewer_may_too() {
     );
     server.stop().await;
 }
+
+async fn try_connect(server: &TestServer) -> Result<quinn::Connection, quinn::ConnectionError> {
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(client_config(&server.fingerprint));
+    let connecting = endpoint.connect(server.addr, "localhost").unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(10), connecting)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_admin_denies_an_address_and_new_connections_from_it_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ops = add_admin(dir.path(), "ops", "admin", "correct horse battery");
+    let mut watch = add_admin(dir.path(), "watch", "viewer", "viewer password");
+    let server = TestServer::start_in(dir, |c| {
+        c.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+        c.deny_ips = vec!["192.0.2.0/24".parse().unwrap()];
+    })
+    .await;
+    let addr = server.metrics_addr.unwrap();
+    let admin = sign_in(addr, "ops", "correct horse battery", &mut ops).await;
+    let viewer = sign_in(addr, "watch", "viewer password", &mut watch).await;
+    let open = try_connect(&server).await.expect("allowed before the rule");
+    let rule = r#"{"kind":"deny","cidr":"127.0.0.1"}"#;
+
+    // Everyone reads the rules; only an admin, with the header, changes them.
+    let list = request(addr, "GET", "/admin/api/ip-rules", &[&viewer], "").await;
+    assert_eq!(list.status, 200);
+    assert_eq!(
+        list.body,
+        r#"{"rules":[{"kind":"deny","cidr":"192.0.2.0/24","source":"config"}]}"#
+    );
+    let refused = request(addr, "POST", "/admin/api/ip-rules", &[&viewer, CSRF], rule).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(refused.body.contains("forbidden"));
+    let no_header = request(addr, "POST", "/admin/api/ip-rules", &[&admin], rule).await;
+    assert_eq!(no_header.status, 403);
+    for (bad, why) in [
+        (r#"{"kind":"deny","cidr":"not an address"}"#, "not an IP"),
+        (r#"{"kind":"allow","cidr":"10.0.0.0/8"}"#, "only deny"),
+        (r#"{"kind":"deny"}"#, "cidr"),
+    ] {
+        let answer = request(addr, "POST", "/admin/api/ip-rules", &[&admin, CSRF], bad).await;
+        assert_eq!(answer.status, 400, "{bad}: {}", answer.body);
+        assert!(answer.body.contains(why), "{bad}: {}", answer.body);
+    }
+    assert!(try_connect(&server).await.is_ok(), "nothing changed yet");
+
+    // The admin denies 127.0.0.1: new connections are refused, the open one stays.
+    let added = request(addr, "POST", "/admin/api/ip-rules", &[&admin, CSRF], rule).await;
+    assert_eq!(added.status, 200, "{}", added.body);
+    assert!(
+        added.body.contains(
+            r#"{"kind":"deny","cidr":"127.0.0.1/32","source":"dashboard","created_by":"ops""#
+        ),
+        "{}",
+        added.body
+    );
+    let again = request(addr, "POST", "/admin/api/ip-rules", &[&admin, CSRF], rule).await;
+    assert_eq!(again.status, 400);
+    assert!(again.body.contains("denied already"), "{}", again.body);
+    assert!(try_connect(&server).await.is_err(), "denied");
+    assert!(open.close_reason().is_none(), "open connections stay open");
+    let overview = request(addr, "GET", "/admin/api/overview", &[&viewer], "").await;
+    assert!(
+        overview
+            .body
+            .contains(r#"{"kind":"deny","cidr":"127.0.0.1/32","source":"dashboard"}"#),
+        "{}",
+        overview.body
+    );
+
+    // The viewer cannot remove it; the admin can, and connections are back.
+    let path = "/admin/api/ip-rules?cidr=127.0.0.1%2F32";
+    assert_eq!(
+        request(addr, "DELETE", path, &[&viewer, CSRF], "")
+            .await
+            .status,
+        403
+    );
+    assert!(try_connect(&server).await.is_err(), "still denied");
+    let removed = request(addr, "DELETE", path, &[&admin, CSRF], "").await;
+    assert_eq!(removed.status, 200, "{}", removed.body);
+    assert!(!removed.body.contains("127.0.0.1"), "{}", removed.body);
+    assert!(try_connect(&server).await.is_ok(), "allowed again");
+    let gone = request(addr, "DELETE", path, &[&admin, CSRF], "").await;
+    assert_eq!(gone.status, 404, "{}", gone.body);
+    // A config rule is not the dashboard's to remove.
+    let config = request(
+        addr,
+        "DELETE",
+        "/admin/api/ip-rules?cidr=192.0.2.0/24",
+        &[&admin, CSRF],
+        "",
+    )
+    .await;
+    assert_eq!(config.status, 404);
+
+    let log = server_audit(&server);
+    let changes: Vec<(&str, &str)> = log
+        .iter()
+        .filter(|e| e.action == "ip_rule")
+        .map(|e| (e.admin.as_str(), e.detail.as_str()))
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            ("ops", "removed the deny rule for 127.0.0.1/32"),
+            ("ops", "denied 127.0.0.1/32"),
+        ]
+    );
+    drop(open);
+    server.stop().await;
+}

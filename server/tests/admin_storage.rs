@@ -163,3 +163,28 @@ fn layouts_are_per_admin_replaced_on_save_and_go_with_their_admin() {
         assert!(b.admin_layout(watch).unwrap().is_some(), "{name}");
     }
 }
+
+#[test]
+fn ip_rules_are_shared_by_every_handle_and_unique_by_block() {
+    use microbot_server::storage::admin::IpRuleRecord;
+    for (name, a, b, _keep) in backends("admin_ip_rules") {
+        let rule = |cidr: &str, at: u64| IpRuleRecord {
+            kind: "deny".into(),
+            cidr: cidr.into(),
+            created_by: "ops".into(),
+            created_at_ms: at,
+        };
+        assert!(a.ip_rules().unwrap().is_empty(), "{name}");
+        assert!(a.add_ip_rule(&rule("10.0.0.0/8", 20)).unwrap(), "{name}");
+        assert!(b.add_ip_rule(&rule("127.0.0.1/32", 10)).unwrap(), "{name}");
+        assert!(!b.add_ip_rule(&rule("10.0.0.0/8", 30)).unwrap(), "{name}");
+        assert_eq!(
+            b.ip_rules().unwrap(),
+            [rule("127.0.0.1/32", 10), rule("10.0.0.0/8", 20)],
+            "{name}"
+        );
+        assert!(b.remove_ip_rule("10.0.0.0/8").unwrap(), "{name}");
+        assert!(!a.remove_ip_rule("10.0.0.0/8").unwrap(), "{name}");
+        assert_eq!(a.ip_rules().unwrap(), [rule("127.0.0.1/32", 10)], "{name}");
+    }
+}

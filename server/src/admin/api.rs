@@ -46,6 +46,12 @@ pub fn router(api: Api) -> Router {
         .route("/live", get(super::live::live))
         .route("/series", get(super::live::series))
         .route(
+            "/ip-rules",
+            get(super::ip_rules::list)
+                .post(super::ip_rules::add)
+                .delete(super::ip_rules::remove),
+        )
+        .route(
             "/layout",
             get(super::layout::get_layout).put(super::layout::put_layout),
         )

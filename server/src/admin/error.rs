@@ -33,6 +33,9 @@ pub enum AdminError {
     /// The request body or parameters are invalid (the text says how).
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// What the request names does not exist (the text says what).
+    #[error("not found: {0}")]
+    NotFound(String),
     /// Storage failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -51,6 +54,7 @@ impl AdminError {
             AdminError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
             AdminError::MissingCsrfHeader => (StatusCode::FORBIDDEN, "missing_csrf_header"),
             AdminError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            AdminError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             AdminError::Storage(_) | AdminError::Internal(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }

@@ -88,6 +88,8 @@ pub struct IpRuleRow {
     pub kind: &'static str,
     /// CIDR block.
     pub cidr: String,
+    /// `config` (the server's settings) or `dashboard` (editable there).
+    pub source: &'static str,
 }
 
 /// Counters since start.
@@ -122,10 +124,17 @@ pub async fn overview(state: &Arc<ServerState>) -> Overview {
         .map(|n| IpRuleRow {
             kind: "deny",
             cidr: n.to_string(),
+            source: "config",
         })
         .chain(config.allow_ips.iter().map(|n| IpRuleRow {
             kind: "allow",
             cidr: n.to_string(),
+            source: "config",
+        }))
+        .chain(state.limits.dashboard_deny().iter().map(|n| IpRuleRow {
+            kind: "deny",
+            cidr: n.to_string(),
+            source: "dashboard",
         }))
         .collect();
     Overview {

@@ -16,6 +16,7 @@ pub mod api;
 pub mod cli;
 pub mod error;
 mod health;
+pub mod ip_rules;
 pub mod layout;
 pub mod live;
 pub mod rollups;

@@ -7,7 +7,8 @@
 //! itself lives only in the operator's cookie). Audit entries are appended,
 //! never changed. Each admin may have one saved dashboard layout: an opaque
 //! text here (its form and checks are admin/layout.rs's), deleted with its
-//! admin.
+//! admin. IP deny rules edited on the dashboard are stored here too (one
+//! row per CIDR block, shared by every node of a cluster).
 //!
 //! Not owned here: checking credentials and roles (admin/).
 
@@ -95,6 +96,19 @@ pub struct AuditEntry {
     pub detail: String,
 }
 
+/// One IP rule made on the dashboard.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct IpRuleRecord {
+    /// `deny` (the only kind the dashboard makes).
+    pub kind: String,
+    /// The CIDR block, canonical (host bits zero), e.g. `10.0.0.0/8`.
+    pub cidr: String,
+    /// The admin who made it (name at the time).
+    pub created_by: String,
+    /// When, ms since the epoch.
+    pub created_at_ms: u64,
+}
+
 /// Admin operations of [`super::Storage`].
 pub trait AdminStorage {
     /// Inserts an inactive admin; `false` when the name is taken.
@@ -140,4 +154,10 @@ pub trait AdminStorage {
     fn admin_layout(&self, admin_id: i64) -> StorageResult<Option<String>>;
     /// Saves (replaces) the admin's dashboard layout.
     fn set_admin_layout(&self, admin_id: i64, layout: &str, now_ms: u64) -> StorageResult<()>;
+    /// Every IP rule made on the dashboard, oldest first.
+    fn ip_rules(&self) -> StorageResult<Vec<IpRuleRecord>>;
+    /// Adds a rule; `false` when a rule for that CIDR exists already.
+    fn add_ip_rule(&self, rule: &IpRuleRecord) -> StorageResult<bool>;
+    /// Removes the rule for `cidr`; `false` when there was none.
+    fn remove_ip_rule(&self, cidr: &str) -> StorageResult<bool>;
 }

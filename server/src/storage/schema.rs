@@ -16,7 +16,8 @@ use rusqlite::Connection;
 /// attachments. Version 3: account ids never reused (AUTOINCREMENT).
 /// Version 4: envelopes indexed by (device, sender) for the sender share.
 /// Version 5: groups record their creator. Version 6: devices keep their
-/// queue length. Version 10: admins' saved dashboard layouts.
+/// queue length. Version 10: admins' saved dashboard layouts. Version 11:
+/// IP deny rules from the dashboard.
 pub const MIGRATIONS: &[&str] = &[
     r"
 CREATE TABLE accounts (
@@ -219,6 +220,15 @@ CREATE TABLE admin_layouts (
     admin_id INTEGER PRIMARY KEY,
     layout TEXT NOT NULL,
     updated_at_ms INTEGER NOT NULL
+);
+", // Version 11 (issue 19): IP deny rules edited on the dashboard (SPEC.md
+    // §18.7), applied to new connections on every node.
+    r"
+CREATE TABLE admin_ip_rules (
+    cidr TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL
 );
 ",
 ];

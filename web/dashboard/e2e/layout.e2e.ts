@@ -2,7 +2,8 @@
  * Saved layouts in real Chromium against the real server (issue 19): an
  * admin removes, moves and resizes panels, saves, and finds the same
  * layout after a reload; a viewer arranges and saves their own without
- * touching the admin's, and cannot change settings.
+ * touching the admin's (that viewers cannot change settings is the IP
+ * rules story's).
  */
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";

@@ -26,13 +26,22 @@ export interface AuditEntry {
   detail: string;
 }
 
+/** An IP rule: from the server's settings (`config`) or made on the dashboard. */
+export interface IpRule {
+  kind: "deny" | "allow";
+  cidr: string;
+  source: "config" | "dashboard";
+  created_by?: string;
+  created_at_ms?: number;
+}
+
 /** A node snapshot as `/admin/api/live` pushes it. */
 export interface Overview {
   at_ms: number;
   node: { id: string; version: string; ready: boolean; memory_bytes: number | null; cpu_seconds: number | null; queued_envelopes: number | null };
   connections: { transport: string; open: number; total: number }[];
   rate_limited: { limit: string; hits: number }[];
-  ip_rules: { kind: string; cidr: string }[];
+  ip_rules: IpRule[];
   totals: Record<string, number>;
 }
 
@@ -102,6 +111,9 @@ export const api = {
   login: (name: string, password: string, totp: string) => call<Session>("POST", "login", { name, password, totp }),
   logout: () => call<{ ok: boolean }>("POST", "logout"),
   audit: () => call<AuditEntry[]>("GET", "audit"),
+  ipRules: () => call<{ rules: IpRule[] }>("GET", "ip-rules"),
+  denyIp: (cidr: string) => call<{ rules: IpRule[] }>("POST", "ip-rules", { kind: "deny", cidr }),
+  removeIpRule: (cidr: string) => call<{ rules: IpRule[] }>("DELETE", `ip-rules?cidr=${encodeURIComponent(cidr)}`),
   layout: () => call<{ layout: Layout | null }>("GET", "layout"),
   saveLayout: (layout: Layout) => call<Layout>("PUT", "layout", layout),
   series: (range: string) => call<Series>("GET", `series?range=${encodeURIComponent(range)}`),

@@ -5,6 +5,7 @@
  */
 import { api, ApiError, type AuditEntry, type Layout, type Overview, type Point, type Session } from "./api.js";
 import { CHARTS, ChartPanel, Charts } from "./charts.js";
+import { ipRulesPanel } from "./ip_rules.js";
 import { Board, type PanelView } from "./layout.js";
 import { LiveTable } from "./table.js";
 
@@ -86,10 +87,7 @@ function showDashboard(session: Session, layout: Layout | null): void {
     { title: "Limit", value: (r) => r.limit },
     { title: "Hits", value: (r) => r.hits },
   ]);
-  const rules = new LiveTable<Overview["ip_rules"][number]>("IP rules", [
-    { title: "Kind", value: (r) => r.kind },
-    { title: "CIDR", value: (r) => r.cidr },
-  ]);
+  const rules = ipRulesPanel(session, () => void refreshAudit());
   const totals = new LiveTable<{ name: string; value: number }>("Totals", [
     { title: "Counter", value: (r) => r.name },
     { title: "Value", value: (r) => r.value },
@@ -100,7 +98,7 @@ function showDashboard(session: Session, layout: Layout | null): void {
     { title: "What", value: (r) => r.action },
     { title: "Detail", value: (r) => r.detail },
   ]);
-  audit.sort(0);
+  // Newest first.
   audit.sort(0);
   const charts = new Charts(CHARTS.map((spec) => new ChartPanel(spec)));
   const views: PanelView[] = [

@@ -1,14 +1,16 @@
 /** A live table: rows replaced on every push, sorted by a clicked column, filtered by a text box. */
 
-/** One column: header text and how to read a row's cell. */
+/** One column: header text and how to read a row's cell (sorted and filtered by `value`; shown as `cell` when given). */
 export interface Column<R> {
   title: string;
   value: (row: R) => string | number;
+  cell?: (row: R) => Node;
 }
 
 export class LiveTable<R> {
   readonly element: HTMLElement;
   private rows: R[] = [];
+  private shownJson = "";
   private sortBy = 0;
   private ascending = true;
   private filter = "";
@@ -48,10 +50,18 @@ export class LiveTable<R> {
     this.element.append(title, filter, table);
   }
 
-  /** Replaces the rows. */
+  /** Replaces the rows (nothing is redrawn when they did not change, so a pushed copy does not disturb the page). */
   set(rows: R[]): void {
+    const json = JSON.stringify(rows);
+    if (json === this.shownJson) return;
+    this.shownJson = json;
     this.rows = rows;
     this.render();
+  }
+
+  /** Puts `node` (a form, say) between the title and the filter. */
+  addControls(node: Node): void {
+    this.element.querySelector(":scope > h2")!.after(node);
   }
 
   /** Sorts by column `i` (again: reverses). */
@@ -78,7 +88,8 @@ export class LiveTable<R> {
         const tr = document.createElement("tr");
         for (const c of this.columns) {
           const td = document.createElement("td");
-          td.textContent = String(c.value(row));
+          if (c.cell) td.append(c.cell(row));
+          else td.textContent = String(c.value(row));
           tr.appendChild(td);
         }
         return tr;

@@ -3,7 +3,9 @@
 
 use super::{PostgresStorage, col, net_id, sql_time};
 use crate::storage::StorageResult;
-use crate::storage::admin::{AdminRecord, AdminRole, AdminSession, AdminStorage, AuditEntry};
+use crate::storage::admin::{
+    AdminRecord, AdminRole, AdminSession, AdminStorage, AuditEntry, IpRuleRecord,
+};
 
 /// Stored roles this build does not know read as viewers (least power).
 fn role(text: &str) -> AdminRole {
@@ -218,6 +220,55 @@ impl AdminStorage for PostgresStorage {
             )
             .await?;
             Ok(())
+        })
+    }
+
+    fn ip_rules(&self) -> StorageResult<Vec<IpRuleRecord>> {
+        self.with_tx(async |tx| {
+            let rows = tx
+                .query(
+                    "SELECT kind, cidr, created_by, created_at_ms FROM admin_ip_rules \
+                     ORDER BY created_at_ms, cidr",
+                    &[],
+                )
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(IpRuleRecord {
+                        kind: col(r, 0)?,
+                        cidr: col(r, 1)?,
+                        created_by: col(r, 2)?,
+                        created_at_ms: net_id(col(r, 3)?),
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn add_ip_rule(&self, rule: &IpRuleRecord) -> StorageResult<bool> {
+        self.with_tx(async |tx| {
+            let n = tx
+                .execute(
+                    "INSERT INTO admin_ip_rules (cidr, kind, created_by, created_at_ms) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (cidr) DO NOTHING",
+                    &[
+                        &rule.cidr,
+                        &rule.kind,
+                        &rule.created_by,
+                        &sql_time(rule.created_at_ms),
+                    ],
+                )
+                .await?;
+            Ok(n == 1)
+        })
+    }
+
+    fn remove_ip_rule(&self, cidr: &str) -> StorageResult<bool> {
+        self.with_tx(async |tx| {
+            let n = tx
+                .execute("DELETE FROM admin_ip_rules WHERE cidr = $1", &[&cidr])
+                .await?;
+            Ok(n == 1)
         })
     }
 }

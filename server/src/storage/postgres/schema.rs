@@ -187,6 +187,15 @@ CREATE TABLE admin_layouts (
     layout TEXT NOT NULL,
     updated_at_ms BIGINT NOT NULL
 );
+", // Version 9 (issue 19): IP deny rules edited on the dashboard (SPEC.md
+    // §18.7), applied to new connections on every node.
+    r"
+CREATE TABLE admin_ip_rules (
+    cidr TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at_ms BIGINT NOT NULL
+);
 ",
 ];
 

@@ -4,7 +4,9 @@ use rusqlite::{OptionalExtension, params};
 
 use super::{SqliteStorage, db, net_id, sql_time};
 use crate::storage::StorageResult;
-use crate::storage::admin::{AdminRecord, AdminRole, AdminSession, AdminStorage, AuditEntry};
+use crate::storage::admin::{
+    AdminRecord, AdminRole, AdminSession, AdminStorage, AuditEntry, IpRuleRecord,
+};
 
 fn role(text: &str) -> rusqlite::Result<AdminRole> {
     AdminRole::parse(text).ok_or_else(|| {
@@ -220,6 +222,55 @@ impl AdminStorage for SqliteStorage {
             )
             .map_err(db)?;
             Ok(())
+        })
+    }
+
+    fn ip_rules(&self) -> StorageResult<Vec<IpRuleRecord>> {
+        self.with_tx(|tx| {
+            let mut statement = tx
+                .prepare(
+                    "SELECT kind, cidr, created_by, created_at_ms FROM admin_ip_rules \
+                     ORDER BY created_at_ms, cidr",
+                )
+                .map_err(db)?;
+            let rows = statement
+                .query_map([], |r| {
+                    Ok(IpRuleRecord {
+                        kind: r.get(0)?,
+                        cidr: r.get(1)?,
+                        created_by: r.get(2)?,
+                        created_at_ms: net_id(r.get(3)?),
+                    })
+                })
+                .map_err(db)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db)
+        })
+    }
+
+    fn add_ip_rule(&self, rule: &IpRuleRecord) -> StorageResult<bool> {
+        self.with_tx(|tx| {
+            let n = tx
+                .execute(
+                    "INSERT INTO admin_ip_rules (cidr, kind, created_by, created_at_ms) \
+                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (cidr) DO NOTHING",
+                    params![
+                        rule.cidr,
+                        rule.kind,
+                        rule.created_by,
+                        sql_time(rule.created_at_ms)
+                    ],
+                )
+                .map_err(db)?;
+            Ok(n == 1)
+        })
+    }
+
+    fn remove_ip_rule(&self, cidr: &str) -> StorageResult<bool> {
+        self.with_tx(|tx| {
+            let n = tx
+                .execute("DELETE FROM admin_ip_rules WHERE cidr = ?1", params![cidr])
+                .map_err(db)?;
+            Ok(n == 1)
         })
     }
 }
