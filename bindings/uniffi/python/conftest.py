@@ -57,6 +57,11 @@ def is_message(author, text=None):
     )
 
 
+def store_path(tmp_path, username):
+    """Where `new_account` keeps the store of `username` (to reopen it)."""
+    return tmp_path / f"{username}.sqlite3"
+
+
 @pytest.fixture(scope="session")
 def server():
     return mb.Server(os.environ["MICROBOT_TEST_ADDR"], os.environ["MICROBOT_TEST_FINGERPRINT"])
@@ -74,7 +79,7 @@ def new_account(server, tmp_path):
         auth = Authenticator(registration.totp_secret_base32)
         server.confirm_registration(username, password, auth.fresh())
         account = mb.Account.enrol(
-            server, str(tmp_path / f"{username}.sqlite3"), None,
+            server, str(store_path(tmp_path, username)), None,
             username, password, auth.fresh(), "pytest",
         )
         account.connect()

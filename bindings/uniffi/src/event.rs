@@ -4,6 +4,55 @@
 
 use microbot_client::{ConnectionState, ReceiptKind};
 
+/// What changed in a group (the `update` of [`Event::GroupChanged`]).
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+pub enum GroupUpdate {
+    /// The group was created by `by` with this account as a member.
+    Created {
+        /// The creator.
+        by: String,
+        /// Its name.
+        name: String,
+    },
+    /// These accounts joined (possibly this one).
+    MembersAdded {
+        /// Who joined.
+        usernames: Vec<String>,
+    },
+    /// These accounts were removed by an admin (possibly this one: the
+    /// group is then inactive).
+    MembersRemoved {
+        /// Who was removed.
+        usernames: Vec<String>,
+    },
+    /// An account left the group (possibly this one).
+    Left {
+        /// Who left.
+        username: String,
+    },
+    /// The group's name changed.
+    Renamed {
+        /// The new name.
+        name: String,
+    },
+    /// Admin roles changed.
+    RolesChanged,
+}
+
+impl From<microbot_client::GroupUpdate> for GroupUpdate {
+    fn from(update: microbot_client::GroupUpdate) -> Self {
+        use microbot_client::GroupUpdate as U;
+        match update {
+            U::Created { by, name } => GroupUpdate::Created { by, name },
+            U::MembersAdded { usernames } => GroupUpdate::MembersAdded { usernames },
+            U::MembersRemoved { usernames } => GroupUpdate::MembersRemoved { usernames },
+            U::Left { username } => GroupUpdate::Left { username },
+            U::Renamed { name } => GroupUpdate::Renamed { name },
+            U::RolesChanged => GroupUpdate::RolesChanged,
+        }
+    }
+}
+
 /// Something the application should know about.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
 pub enum Event {
@@ -83,6 +132,8 @@ pub enum Event {
         conversation: String,
         /// Its version now.
         version: u64,
+        /// What changed.
+        update: GroupUpdate,
     },
     /// A message left the outbox: the server stored it.
     Sent {
@@ -209,10 +260,13 @@ impl From<microbot_client::Event> for Event {
                 started,
             },
             E::GroupChanged {
-                group_id, version, ..
+                group_id,
+                version,
+                update,
             } => Event::GroupChanged {
                 conversation: format!("g:{group_id}"),
                 version,
+                update: update.into(),
             },
             E::Sent {
                 message_id,

@@ -21,7 +21,7 @@ mod server;
 
 pub use account::{Account, EventListener};
 pub use error::MicrobotError;
-pub use event::Event;
+pub use event::{Event, GroupUpdate};
 pub use server::{Registration, Server};
 
 uniffi::setup_scaffolding!();

@@ -1288,7 +1288,10 @@ public enum Event: Equatable, Hashable {
          */conversation: String, 
         /**
          * Its version now.
-         */version: UInt64
+         */version: UInt64, 
+        /**
+         * What changed.
+         */update: GroupUpdate
     )
     /**
      * A message left the outbox: the server stored it.
@@ -1416,7 +1419,7 @@ public struct FfiConverterTypeEvent: FfiConverterRustBuffer {
         case 6: return .typing(conversation: try FfiConverterString.read(from: &buf), from: try FfiConverterString.read(from: &buf), started: try FfiConverterBool.read(from: &buf)
         )
         
-        case 7: return .groupChanged(conversation: try FfiConverterString.read(from: &buf), version: try FfiConverterUInt64.read(from: &buf)
+        case 7: return .groupChanged(conversation: try FfiConverterString.read(from: &buf), version: try FfiConverterUInt64.read(from: &buf), update: try FfiConverterTypeGroupUpdate.read(from: &buf)
         )
         
         case 8: return .sent(messageId: try FfiConverterString.read(from: &buf), serverTimestampMs: try FfiConverterUInt64.read(from: &buf)
@@ -1501,10 +1504,11 @@ public struct FfiConverterTypeEvent: FfiConverterRustBuffer {
             FfiConverterBool.write(started, into: &buf)
             
         
-        case let .groupChanged(conversation,version):
+        case let .groupChanged(conversation,version,update):
             writeInt(&buf, Int32(7))
             FfiConverterString.write(conversation, into: &buf)
             FfiConverterUInt64.write(version, into: &buf)
+            FfiConverterTypeGroupUpdate.write(update, into: &buf)
             
         
         case let .sent(messageId,serverTimestampMs):
@@ -1570,6 +1574,157 @@ public func FfiConverterTypeEvent_lift(_ buf: RustBuffer) throws -> Event {
 #endif
 public func FfiConverterTypeEvent_lower(_ value: Event) -> RustBuffer {
     return FfiConverterTypeEvent.lower(value)
+}
+
+
+// Note that we don't yet support `indirect` for enums.
+// See https://github.com/mozilla/uniffi-rs/issues/396 for further discussion.
+/**
+ * What changed in a group (the `update` of [`Event::GroupChanged`]).
+ */
+
+public enum GroupUpdate: Equatable, Hashable {
+    
+    /**
+     * The group was created by `by` with this account as a member.
+     */
+    case created(
+        /**
+         * The creator.
+         */by: String, 
+        /**
+         * Its name.
+         */name: String
+    )
+    /**
+     * These accounts joined (possibly this one).
+     */
+    case membersAdded(
+        /**
+         * Who joined.
+         */usernames: [String]
+    )
+    /**
+     * These accounts were removed by an admin (possibly this one: the
+     * group is then inactive).
+     */
+    case membersRemoved(
+        /**
+         * Who was removed.
+         */usernames: [String]
+    )
+    /**
+     * This account left the group (possibly this one).
+     */
+    case left(
+        /**
+         * Who left.
+         */username: String
+    )
+    /**
+     * The group's name changed.
+     */
+    case renamed(
+        /**
+         * The new name.
+         */name: String
+    )
+    /**
+     * Roles changed (see `Account::group_members`).
+     */
+    case rolesChanged
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension GroupUpdate: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeGroupUpdate: FfiConverterRustBuffer {
+    typealias SwiftType = GroupUpdate
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> GroupUpdate {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .created(by: try FfiConverterString.read(from: &buf), name: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 2: return .membersAdded(usernames: try FfiConverterSequenceString.read(from: &buf)
+        )
+        
+        case 3: return .membersRemoved(usernames: try FfiConverterSequenceString.read(from: &buf)
+        )
+        
+        case 4: return .left(username: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 5: return .renamed(name: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 6: return .rolesChanged
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: GroupUpdate, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case let .created(by,name):
+            writeInt(&buf, Int32(1))
+            FfiConverterString.write(by, into: &buf)
+            FfiConverterString.write(name, into: &buf)
+            
+        
+        case let .membersAdded(usernames):
+            writeInt(&buf, Int32(2))
+            FfiConverterSequenceString.write(usernames, into: &buf)
+            
+        
+        case let .membersRemoved(usernames):
+            writeInt(&buf, Int32(3))
+            FfiConverterSequenceString.write(usernames, into: &buf)
+            
+        
+        case let .left(username):
+            writeInt(&buf, Int32(4))
+            FfiConverterString.write(username, into: &buf)
+            
+        
+        case let .renamed(name):
+            writeInt(&buf, Int32(5))
+            FfiConverterString.write(name, into: &buf)
+            
+        
+        case .rolesChanged:
+            writeInt(&buf, Int32(6))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeGroupUpdate_lift(_ buf: RustBuffer) throws -> GroupUpdate {
+    return try FfiConverterTypeGroupUpdate.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeGroupUpdate_lower(_ value: GroupUpdate) -> RustBuffer {
+    return FfiConverterTypeGroupUpdate.lower(value)
 }
 
 

@@ -2393,7 +2393,11 @@ sealed class Event {
         /**
          * Its version now.
          */
-        val `version`: kotlin.ULong) : Event()
+        val `version`: kotlin.ULong, 
+        /**
+         * What changed.
+         */
+        val `update`: uniffi.microbot_uniffi.GroupUpdate) : Event()
         
     {
         
@@ -2608,6 +2612,7 @@ public object FfiConverterTypeEvent : FfiConverterRustBuffer<Event>{
             7 -> Event.GroupChanged(
                 FfiConverterString.read(buf),
                 FfiConverterULong.read(buf),
+                FfiConverterTypeGroupUpdate.read(buf),
                 )
             8 -> Event.Sent(
                 FfiConverterString.read(buf),
@@ -2713,6 +2718,7 @@ public object FfiConverterTypeEvent : FfiConverterRustBuffer<Event>{
                 4UL
                 + FfiConverterString.allocationSize(value.`conversation`)
                 + FfiConverterULong.allocationSize(value.`version`)
+                + FfiConverterTypeGroupUpdate.allocationSize(value.`update`)
             )
         }
         is Event.Sent -> {
@@ -2836,6 +2842,7 @@ public object FfiConverterTypeEvent : FfiConverterRustBuffer<Event>{
                 buf.putInt(7)
                 FfiConverterString.write(value.`conversation`, buf)
                 FfiConverterULong.write(value.`version`, buf)
+                FfiConverterTypeGroupUpdate.write(value.`update`, buf)
                 Unit
             }
             is Event.Sent -> {
@@ -2883,6 +2890,219 @@ public object FfiConverterTypeEvent : FfiConverterRustBuffer<Event>{
                 buf.putInt(15)
                 FfiConverterString.write(value.`username`, buf)
                 FfiConverterULong.write(value.`deviceId`, buf)
+                Unit
+            }
+        }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
+    }
+}
+
+
+
+
+
+/**
+ * What changed in a group (the `update` of [`Event::GroupChanged`]).
+ */
+sealed class GroupUpdate {
+    
+    /**
+     * The group was created by `by` with this account as a member.
+     */
+    data class Created(
+        /**
+         * The creator.
+         */
+        val `by`: kotlin.String, 
+        /**
+         * Its name.
+         */
+        val `name`: kotlin.String) : GroupUpdate()
+        
+    {
+        
+
+        companion object
+    }
+    
+    /**
+     * These accounts joined (possibly this one).
+     */
+    data class MembersAdded(
+        /**
+         * Who joined.
+         */
+        val `usernames`: List<kotlin.String>) : GroupUpdate()
+        
+    {
+        
+
+        companion object
+    }
+    
+    /**
+     * These accounts were removed by an admin (possibly this one: the
+     * group is then inactive).
+     */
+    data class MembersRemoved(
+        /**
+         * Who was removed.
+         */
+        val `usernames`: List<kotlin.String>) : GroupUpdate()
+        
+    {
+        
+
+        companion object
+    }
+    
+    /**
+     * This account left the group (possibly this one).
+     */
+    data class Left(
+        /**
+         * Who left.
+         */
+        val `username`: kotlin.String) : GroupUpdate()
+        
+    {
+        
+
+        companion object
+    }
+    
+    /**
+     * The group's name changed.
+     */
+    data class Renamed(
+        /**
+         * The new name.
+         */
+        val `name`: kotlin.String) : GroupUpdate()
+        
+    {
+        
+
+        companion object
+    }
+    
+    /**
+     * Roles changed (see `Account::group_members`).
+     */
+    object RolesChanged : GroupUpdate()
+    
+    
+
+    
+
+    
+    
+
+
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeGroupUpdate : FfiConverterRustBuffer<GroupUpdate>{
+    override fun read(buf: ByteBuffer): GroupUpdate {
+        return when(buf.getInt()) {
+            1 -> GroupUpdate.Created(
+                FfiConverterString.read(buf),
+                FfiConverterString.read(buf),
+                )
+            2 -> GroupUpdate.MembersAdded(
+                FfiConverterSequenceString.read(buf),
+                )
+            3 -> GroupUpdate.MembersRemoved(
+                FfiConverterSequenceString.read(buf),
+                )
+            4 -> GroupUpdate.Left(
+                FfiConverterString.read(buf),
+                )
+            5 -> GroupUpdate.Renamed(
+                FfiConverterString.read(buf),
+                )
+            6 -> GroupUpdate.RolesChanged
+            else -> throw RuntimeException("invalid enum value, something is very wrong!!")
+        }
+    }
+
+    override fun allocationSize(value: GroupUpdate) = when(value) {
+        is GroupUpdate.Created -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterString.allocationSize(value.`by`)
+                + FfiConverterString.allocationSize(value.`name`)
+            )
+        }
+        is GroupUpdate.MembersAdded -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterSequenceString.allocationSize(value.`usernames`)
+            )
+        }
+        is GroupUpdate.MembersRemoved -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterSequenceString.allocationSize(value.`usernames`)
+            )
+        }
+        is GroupUpdate.Left -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterString.allocationSize(value.`username`)
+            )
+        }
+        is GroupUpdate.Renamed -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterString.allocationSize(value.`name`)
+            )
+        }
+        is GroupUpdate.RolesChanged -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+            )
+        }
+    }
+
+    override fun write(value: GroupUpdate, buf: ByteBuffer) {
+        when(value) {
+            is GroupUpdate.Created -> {
+                buf.putInt(1)
+                FfiConverterString.write(value.`by`, buf)
+                FfiConverterString.write(value.`name`, buf)
+                Unit
+            }
+            is GroupUpdate.MembersAdded -> {
+                buf.putInt(2)
+                FfiConverterSequenceString.write(value.`usernames`, buf)
+                Unit
+            }
+            is GroupUpdate.MembersRemoved -> {
+                buf.putInt(3)
+                FfiConverterSequenceString.write(value.`usernames`, buf)
+                Unit
+            }
+            is GroupUpdate.Left -> {
+                buf.putInt(4)
+                FfiConverterString.write(value.`username`, buf)
+                Unit
+            }
+            is GroupUpdate.Renamed -> {
+                buf.putInt(5)
+                FfiConverterString.write(value.`name`, buf)
+                Unit
+            }
+            is GroupUpdate.RolesChanged -> {
+                buf.putInt(6)
                 Unit
             }
         }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
