@@ -89,8 +89,20 @@ export interface PendingRegistration {
 const TYPING_TTL_MS = 15_000;
 const PREKEYS = 50;
 
-/** The WebSocket URL of the server that served the page. */
+let configuredServerUrl: string | undefined;
+
+/**
+ * Points every connection at `url` (`wss://host:port/v1/ws`) instead of the
+ * server that served the page: the browser extension's pages and service
+ * worker come from the extension, not from the server.
+ */
+export function useServerUrl(url: string): void {
+  configuredServerUrl = url;
+}
+
+/** The WebSocket URL of the server that served the page (or the one `useServerUrl` named). */
 export function serverUrl(): string {
+  if (configuredServerUrl) return configuredServerUrl;
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
   return `${scheme}//${location.host}/v1/ws`;
 }
@@ -177,7 +189,8 @@ async function enrol(conn: Connection, username: string, password: string, code:
   await client.login(conn, deviceId, deviceKey);
   await client.uploadPreKeys(conn, systemRng, identity, store.preKeys(), PREKEYS);
   if ("flush" in store && typeof store.flush === "function") await (store.flush as () => Promise<void>)();
-  localStorage.setItem("microbot.user", username);
+  // A service worker (the browser extension's) has no localStorage: it remembers the user itself.
+  globalThis.localStorage?.setItem("microbot.user", username);
   return Engine.start(store);
 }
 
