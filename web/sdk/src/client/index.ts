@@ -8,6 +8,7 @@
  */
 export * from "./account.js";
 export * from "./attachments.js";
+export * from "./calls.js";
 export * from "./connection.js";
 export * from "./groups.js";
 export * from "./groups_store.js";
