@@ -389,10 +389,19 @@ async fn the_chart_series_follow_the_counters_over_a_chosen_range() {
         "failed_logins_per_s",
         "connections",
         "queued_envelopes",
+        "attachment_in_bytes_per_s",
+        "attachment_out_bytes_per_s",
+        "cpu_percent",
+        "memory_bytes",
     ] {
         assert_eq!(series[key].as_array().unwrap().len(), len, "{key}");
     }
     assert!(series["since"].as_u64().unwrap() <= series["t"][0].as_u64().unwrap());
+    // This process's resident memory is in every point (Linux: /proc/self).
+    assert!(
+        series["memory_bytes"][0].as_f64().unwrap() > 1_000_000.0,
+        "{series}"
+    );
     // A device login shows as a login in the next samples, its connection as open.
     let device = new_device(&server, "alice").await;
     let mut tries = 0;

@@ -4,8 +4,9 @@
 //! counters and gauges the server already keeps (metrics.rs). Nothing is
 //! persisted: a restart starts an empty history.
 //!
-//! Every sample is content-free: counts of envelopes, deliveries and
-//! logins, the number of open connections and the total queue depth.
+//! Every sample is content-free: counts of envelopes, deliveries, logins
+//! and attachment bytes, the number of open connections, the total queue
+//! depth, and the process's CPU time and resident memory.
 //!
 //! [`History`] is sans-I/O (the caller passes the time and the values), so
 //! its arithmetic is tested without a clock; [`run`] is the sampler task.
@@ -46,6 +47,12 @@ pub struct Counters {
     pub logins_ok: u64,
     /// Failed logins.
     pub logins_failed: u64,
+    /// Attachment bytes committed from uploads.
+    pub attachment_bytes_in: u64,
+    /// Attachment bytes sent to downloads.
+    pub attachment_bytes_out: u64,
+    /// CPU time of the process, milliseconds, where known.
+    pub cpu_ms: Option<u64>,
 }
 
 /// The gauges read at the time of a sample.
@@ -55,6 +62,8 @@ pub struct Gauges {
     pub connections: u64,
     /// Envelopes queued in all queues, when the storage could count.
     pub queued: Option<u64>,
+    /// Resident memory of the process, bytes, where known.
+    pub memory: Option<u64>,
 }
 
 /// Sums over some seconds; a per-second sample, a minute rollup and a
@@ -74,6 +83,14 @@ struct Bucket {
     /// Queue depth × seconds, over `queued_secs` seconds.
     queued_sum: u64,
     queued_secs: u64,
+    attachment_in: u64,
+    attachment_out: u64,
+    /// CPU milliseconds used over `cpu_secs` seconds.
+    cpu_ms: u64,
+    cpu_secs: u64,
+    /// Resident bytes × seconds, over `memory_secs` seconds.
+    memory_sum: u64,
+    memory_secs: u64,
 }
 
 impl Bucket {
@@ -86,6 +103,12 @@ impl Bucket {
         self.connection_secs += other.connection_secs;
         self.queued_sum += other.queued_sum;
         self.queued_secs += other.queued_secs;
+        self.attachment_in += other.attachment_in;
+        self.attachment_out += other.attachment_out;
+        self.cpu_ms += other.cpu_ms;
+        self.cpu_secs += other.cpu_secs;
+        self.memory_sum = self.memory_sum.saturating_add(other.memory_sum);
+        self.memory_secs += other.memory_secs;
     }
 
     fn point(&self) -> Point {
@@ -100,6 +123,10 @@ impl Bucket {
             connections: per(self.connection_secs, self.secs),
             queued_envelopes: (self.queued_secs > 0)
                 .then(|| per(self.queued_sum, self.queued_secs)),
+            attachment_in_bytes_per_s: per(self.attachment_in, self.secs),
+            attachment_out_bytes_per_s: per(self.attachment_out, self.secs),
+            cpu_percent: (self.cpu_secs > 0).then(|| per(self.cpu_ms, self.cpu_secs) / 10.0),
+            memory_bytes: (self.memory_secs > 0).then(|| per(self.memory_sum, self.memory_secs)),
         }
     }
 }
@@ -122,6 +149,14 @@ pub struct Point {
     pub connections: f64,
     /// Queued envelopes (average), when counted.
     pub queued_envelopes: Option<f64>,
+    /// Attachment bytes uploaded per second.
+    pub attachment_in_bytes_per_s: f64,
+    /// Attachment bytes downloaded per second.
+    pub attachment_out_bytes_per_s: f64,
+    /// CPU time used, percent of one core, where known.
+    pub cpu_percent: Option<f64>,
+    /// Resident memory (average), bytes, where known.
+    pub memory_bytes: Option<f64>,
 }
 
 /// A series answer (`GET /admin/api/series`): one array per chart, all of
@@ -150,6 +185,14 @@ pub struct Series {
     pub connections: Vec<f64>,
     /// Queued envelopes (`null` where not counted).
     pub queued_envelopes: Vec<Option<f64>>,
+    /// Attachment bytes uploaded per second.
+    pub attachment_in_bytes_per_s: Vec<f64>,
+    /// Attachment bytes downloaded per second.
+    pub attachment_out_bytes_per_s: Vec<f64>,
+    /// CPU, percent of one core (`null` where unknown).
+    pub cpu_percent: Vec<Option<f64>>,
+    /// Resident memory, bytes (`null` where unknown).
+    pub memory_bytes: Vec<Option<f64>>,
 }
 
 /// Why a range was refused.
@@ -228,6 +271,23 @@ impl History {
             connection_secs: gauges.connections * secs,
             queued_sum: gauges.queued.map_or(0, |q| q * secs),
             queued_secs: if gauges.queued.is_some() { secs } else { 0 },
+            attachment_in: counters
+                .attachment_bytes_in
+                .saturating_sub(before.attachment_bytes_in),
+            attachment_out: counters
+                .attachment_bytes_out
+                .saturating_sub(before.attachment_bytes_out),
+            cpu_ms: match (counters.cpu_ms, before.cpu_ms) {
+                (Some(now), Some(then)) => now.saturating_sub(then),
+                _ => 0,
+            },
+            cpu_secs: if counters.cpu_ms.is_some() && before.cpu_ms.is_some() {
+                secs
+            } else {
+                0
+            },
+            memory_sum: gauges.memory.map_or(0, |m| m.saturating_mul(secs)),
+            memory_secs: if gauges.memory.is_some() { secs } else { 0 },
         };
         if self.seconds.len() == SECOND_SAMPLES {
             self.seconds.pop_front();
@@ -304,6 +364,13 @@ impl History {
             failed_logins_per_s: points.iter().map(|p| p.failed_logins_per_s).collect(),
             connections: points.iter().map(|p| p.connections).collect(),
             queued_envelopes: points.iter().map(|p| p.queued_envelopes).collect(),
+            attachment_in_bytes_per_s: points.iter().map(|p| p.attachment_in_bytes_per_s).collect(),
+            attachment_out_bytes_per_s: points
+                .iter()
+                .map(|p| p.attachment_out_bytes_per_s)
+                .collect(),
+            cpu_percent: points.iter().map(|p| p.cpu_percent).collect(),
+            memory_bytes: points.iter().map(|p| p.memory_bytes).collect(),
         }
     }
 }
@@ -346,15 +413,21 @@ impl Rollups {
 /// Reads this node's counters and gauges.
 async fn read(state: &Arc<ServerState>) -> (Counters, Gauges) {
     let m = &state.metrics;
+    let usage = crate::metrics::process_usage();
     let counters = Counters {
         messages_in: m.messages_in.get(),
         messages_out: m.messages_out.get(),
         logins_ok: m.logins_ok.get(),
         logins_failed: m.logins_failed.get(),
+        attachment_bytes_in: m.attachment_bytes_in.get(),
+        attachment_bytes_out: m.attachment_bytes_out.get(),
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        cpu_ms: usage.map(|u| (u.1 * 1000.0) as u64),
     };
     let gauges = Gauges {
         connections: u64::try_from(m.connections_open.get()).unwrap_or(0),
         queued: crate::metrics::queued(state).await,
+        memory: usage.map(|u| u.0),
     };
     (counters, gauges)
 }
@@ -384,12 +457,16 @@ mod tests {
             messages_out: messages * 2,
             logins_ok: logins,
             logins_failed: 1,
+            attachment_bytes_in: messages * 1000,
+            attachment_bytes_out: messages * 3000,
+            cpu_ms: Some(messages * 250),
         }
     }
 
     const G: Gauges = Gauges {
         connections: 3,
         queued: Some(10),
+        memory: Some(1 << 20),
     };
 
     #[test]
@@ -416,6 +493,10 @@ mod tests {
         assert_eq!(p.failed_logins_per_s, 0.0);
         assert_eq!(p.connections, 3.0);
         assert_eq!(p.queued_envelopes, Some(10.0));
+        assert_eq!(p.attachment_in_bytes_per_s, 4000.0);
+        assert_eq!(p.attachment_out_bytes_per_s, 12_000.0);
+        assert_eq!(p.cpu_percent, Some(100.0));
+        assert_eq!(p.memory_bytes, Some(1_048_576.0));
         // Two seconds late: the difference is spread over both.
         let p = h.record(1003, counters(19, 2), G).unwrap();
         assert_eq!(p.messages_per_s, 5.0);
@@ -431,21 +512,27 @@ mod tests {
     }
 
     #[test]
-    fn a_counter_reset_counts_nothing_and_unknown_queue_depth_is_null() {
+    fn a_counter_reset_counts_nothing_and_unknown_gauges_are_null() {
         let mut h = History::default();
         h.record(10, counters(100, 5), G);
         let p = h
             .record(
                 11,
-                counters(3, 5),
+                Counters {
+                    cpu_ms: None,
+                    ..counters(3, 5)
+                },
                 Gauges {
                     connections: 0,
                     queued: None,
+                    memory: None,
                 },
             )
             .unwrap();
         assert_eq!(p.messages_per_s, 0.0);
         assert_eq!(p.queued_envelopes, None);
+        assert_eq!(p.cpu_percent, None);
+        assert_eq!(p.memory_bytes, None);
     }
 
     #[test]

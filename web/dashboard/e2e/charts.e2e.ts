@@ -2,8 +2,8 @@
  * The charts in real Chromium against the real server (issue 19): under a
  * short load — three test clients sending each other messages — the
  * message and delivery rate charts rise, in the data they plot and in the
- * server's history; hovering shows values; a longer range loads the
- * history in wider steps.
+ * server's history, and the node's memory and CPU are charted; hovering
+ * shows values; a longer range loads the history in wider steps.
  */
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
@@ -65,6 +65,9 @@ test("under a short load the message rate chart rises; hover shows values; range
     await page.waitForFunction(() => Number(document.querySelector('[aria-label="Messages per second"]')?.getAttribute("data-peak")) > 0);
     await page.waitForFunction(() => Number(document.querySelector('[aria-label="Deliveries per second"]')?.getAttribute("data-peak")) > 0);
     await page.waitForFunction(() => Number(document.querySelector('[aria-label="Open connections"]')?.getAttribute("data-latest")) >= 3);
+    // The node's own gauges: resident memory (over a MiB) and CPU time.
+    await page.waitForFunction(() => Number(document.querySelector('[aria-label="Memory"]')?.getAttribute("data-latest")) > 1048576);
+    await page.waitForFunction(() => Number(document.querySelector('[aria-label="CPU"]')?.getAttribute("data-peak")) > 0);
     // The server counted every envelope (one per 1:1 message here), and its history holds the rise.
     await page.waitForFunction(async (expected) => {
       const o = (await (await fetch("/admin/api/overview")).json()) as { totals: { messages_in: number } };

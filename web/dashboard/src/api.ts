@@ -55,6 +55,11 @@ export interface Point {
   failed_logins_per_s: number;
   connections: number;
   queued_envelopes: number | null;
+  attachment_in_bytes_per_s: number;
+  attachment_out_bytes_per_s: number;
+  /** Percent of one core. */
+  cpu_percent: number | null;
+  memory_bytes: number | null;
 }
 
 /** The charts' history over a range (`GET /admin/api/series`): one array per value, indexed like `t`. */
@@ -71,10 +76,28 @@ export interface Series {
   failed_logins_per_s: number[];
   connections: number[];
   queued_envelopes: (number | null)[];
+  attachment_in_bytes_per_s: number[];
+  attachment_out_bytes_per_s: number[];
+  cpu_percent: (number | null)[];
+  memory_bytes: (number | null)[];
 }
 
 /** The value columns of a `Series` (what a chart can plot). */
 export type SeriesKey = Exclude<keyof Series & keyof Point, "t">;
+
+/** Every value column, in the order the server sends them. */
+export const SERIES_KEYS: SeriesKey[] = [
+  "messages_per_s",
+  "deliveries_per_s",
+  "logins_per_s",
+  "failed_logins_per_s",
+  "connections",
+  "queued_envelopes",
+  "attachment_in_bytes_per_s",
+  "attachment_out_bytes_per_s",
+  "cpu_percent",
+  "memory_bytes",
+];
 
 /** One panel of a saved layout: which, how many grid columns wide (1–3) and rows high (1–2). */
 export interface PanelPlace {

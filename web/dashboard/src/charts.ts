@@ -8,7 +8,7 @@
  */
 import uPlot from "uplot";
 
-import { api, type Point, type Series, type SeriesKey } from "./api.js";
+import { api, SERIES_KEYS, type Point, type Series, type SeriesKey } from "./api.js";
 
 /** What one chart plots. */
 export interface ChartSpec {
@@ -20,6 +20,20 @@ export interface ChartSpec {
   lines: { key: SeriesKey; label: string; colour: string }[];
   /** Decimals in the legend. */
   decimals: number;
+  /** How a value reads (legend and axis); default: `decimals` digits. */
+  format?: (value: number) => string;
+}
+
+/** Bytes as B, KiB, MiB or GiB. */
+export function formatBytes(value: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let v = value;
+  let unit = 0;
+  while (Math.abs(v) >= 1024 && unit < units.length - 1) {
+    v /= 1024;
+    unit++;
+  }
+  return `${v.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
 }
 
 /** The dashboard's charts. */
@@ -37,6 +51,18 @@ export const CHARTS: ChartSpec[] = [
   },
   { id: "chart:connections", title: "Open connections", lines: [{ key: "connections", label: "open", colour: "#ea580c" }], decimals: 1 },
   { id: "chart:queue", title: "Queue depth", lines: [{ key: "queued_envelopes", label: "queued envelopes", colour: "#4b5563" }], decimals: 0 },
+  {
+    id: "chart:attachments",
+    title: "Attachment bytes per second",
+    lines: [
+      { key: "attachment_in_bytes_per_s", label: "in", colour: "#0891b2" },
+      { key: "attachment_out_bytes_per_s", label: "out", colour: "#c026d3" },
+    ],
+    decimals: 0,
+    format: (v) => `${formatBytes(v)}/s`,
+  },
+  { id: "chart:cpu", title: "CPU", lines: [{ key: "cpu_percent", label: "% of a core", colour: "#b45309" }], decimals: 1 },
+  { id: "chart:memory", title: "Memory", lines: [{ key: "memory_bytes", label: "resident", colour: "#15803d" }], decimals: 0, format: formatBytes },
 ];
 
 /** The ranges the selector offers (value for the API, label); each shows the data that exists within it. */
@@ -117,7 +143,8 @@ export class ChartPanel {
 
   private create(data: uPlot.AlignedData): uPlot {
     const decimals = this.spec.decimals;
-    const format = (_u: uPlot, v: number | null) => (v === null || v === undefined ? "–" : v.toFixed(decimals));
+    const text = this.spec.format ?? ((v: number) => v.toFixed(decimals));
+    const format = (_u: uPlot, v: number | null) => (v === null || v === undefined ? "–" : text(v));
     const options: uPlot.Options = {
       width: this.width(),
       height: this.height,
@@ -125,7 +152,7 @@ export class ChartPanel {
       scales: { x: { time: true, range: (_u, min, max) => (min === max ? [min - 60, max] : [min, max]) } },
       series: [{ label: "time" }, ...this.spec.lines.map((l) => ({ label: l.label, stroke: l.colour, width: 2, fill: `${l.colour}22`, value: format, spanGaps: false }))],
       // Whole seconds at the finest: the samples are a second apart.
-      axes: [{ incrs: TIME_STEPS }, { size: 56 }],
+      axes: [{ incrs: TIME_STEPS }, { size: this.spec.format ? 80 : 56, values: (_u, splits) => splits.map((v) => (this.spec.format ? this.spec.format(v) : String(v))) }],
       cursor: { drag: { x: true, y: false } },
       legend: { live: true },
       hooks: {
@@ -192,7 +219,7 @@ export class Charts {
     }
     if ((s.t.at(-1) ?? 0) >= point.t) return;
     s.t.push(point.t);
-    const keys: SeriesKey[] = ["messages_per_s", "deliveries_per_s", "logins_per_s", "failed_logins_per_s", "connections", "queued_envelopes"];
+    const keys = SERIES_KEYS;
     for (const key of keys) (s[key] as (number | null)[]).push(point[key]);
     if (s.since === null) s.since = point.t - 1;
     let drop = 0;

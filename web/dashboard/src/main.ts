@@ -4,7 +4,7 @@
  * the server's Server-Sent Events.
  */
 import { api, ApiError, type AuditEntry, type Layout, type Overview, type Point, type Session } from "./api.js";
-import { CHARTS, ChartPanel, Charts } from "./charts.js";
+import { CHARTS, ChartPanel, Charts, formatBytes } from "./charts.js";
 import { ipRulesPanel } from "./ip_rules.js";
 import { Board, type PanelView } from "./layout.js";
 import { LiveTable } from "./table.js";
@@ -39,9 +39,8 @@ function showLogin(message = ""): void {
   root.replaceChildren(form);
 }
 
-function formatBytes(n: number | null): string {
-  if (n === null) return "–";
-  return `${(n / 1048576).toFixed(1)} MiB`;
+function formatMemory(n: number | null): string {
+  return n === null ? "–" : formatBytes(n);
 }
 
 /** The layout of an admin who saved none. */
@@ -51,6 +50,9 @@ const DEFAULT_LAYOUT = [
   { id: "chart:logins", width: 1, height: 1 },
   { id: "chart:connections", width: 1, height: 1 },
   { id: "chart:queue", width: 1, height: 1 },
+  { id: "chart:attachments", width: 1, height: 1 },
+  { id: "chart:cpu", width: 1, height: 1 },
+  { id: "chart:memory", width: 1, height: 1 },
   { id: "table:nodes", width: 2, height: 1 },
   { id: "table:connections", width: 1, height: 1 },
   { id: "table:totals", width: 1, height: 1 },
@@ -73,7 +75,7 @@ function showDashboard(session: Session, layout: Layout | null): void {
     { title: "Node", value: (r) => r.id },
     { title: "Health", value: (r) => (r.ready ? "ready" : "not ready") },
     { title: "Version", value: (r) => r.version },
-    { title: "Memory", value: (r) => formatBytes(r.memory_bytes) },
+    { title: "Memory", value: (r) => formatMemory(r.memory_bytes) },
     { title: "CPU s", value: (r) => (r.cpu_seconds ?? 0).toFixed(1) },
     { title: "Queued", value: (r) => r.queued_envelopes ?? 0 },
   ]);
