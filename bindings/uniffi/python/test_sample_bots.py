@@ -4,10 +4,17 @@ bot through every kind of handler (/start, /help, /echo, unknown and
 mistyped commands, a command for another bot, a plain message, an edit, a
 reaction, a file, a group join), a custom router (own /start, a failing
 handler), and the reminder bot keeping a reminder across a stop and a
-restart on the same store."""
+restart on the same store, and the runnable example of docs/BINDINGS.md
+as its own process."""
 
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import microbot_uniffi as mb
 from conftest import is_message, store_path, wait_for
@@ -187,3 +194,48 @@ def test_reminder_bot_keeps_its_reminders_across_a_restart(new_account, tmp_path
         no_message_from(alice, name, 2.0)
     finally:
         bot.stop()
+
+
+def test_the_guide_example_runs_as_written(new_account, tmp_path):
+    """The dice bot of docs/BINDINGS.md, taken from the guide, in a child
+    process on a store enrolled here; Ctrl-C (SIGINT) stops it cleanly."""
+    guide = (Path(__file__).parents[3] / "docs" / "BINDINGS.md").read_text()
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", guide, re.S) if "Dice bot" in b]
+    assert len(blocks) == 1, "docs/BINDINGS.md has no dice bot example"
+    script = tmp_path / "dicebot.py"
+    script.write_text(blocks[0])
+
+    alice = new_account("alice")
+    bot_account = new_account("dicebot")
+    name = bot_account.username()
+    bot_account.disconnect()  # the child process is the bot's device from now on
+    child = subprocess.Popen(
+        [sys.executable, str(script), str(store_path(tmp_path, name))],
+        env={**os.environ, "MICROBOT_PASSPHRASE": "",
+             # As the guide says: the binding's directory and this one (microbot_bot).
+             "PYTHONPATH": os.pathsep.join([os.environ["PYTHONPATH"], str(Path(__file__).parent)])},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    try:
+        alice.send_text(name, "/roll")
+        assert text_from_bot(alice, name) == "Usage: /roll <sides>, for example /roll 6"
+        rolled = alice.send_text(name, "/roll 6")
+        reaction = wait_for(alice, lambda e: isinstance(e, mb.Event.REACTION))
+        assert (reaction.message_id, reaction.emoji) == (rolled, "🎲")
+        value = text_from_bot(alice, name)
+        assert value.startswith("🎲 ") and 1 <= int(value.split()[1]) <= 6, value
+        alice.send_text(name, "/help")
+        assert text_from_bot(alice, name) == (
+            "Dice bot: I roll dice.\n\nCommands:\n/help — this list\n"
+            "/roll <sides> — roll a die with <sides> sides\n/start — what this bot is"
+        )
+        group = alice.create_group("dice club", [name])
+        greeting = from_bot(alice, name)
+        assert (greeting.conversation, greeting.text) == (group, "Hello! Send /roll 6.")
+        child.send_signal(signal.SIGINT)
+        output, _ = child.communicate(timeout=30)
+        assert child.returncode == 0, output.decode(errors="replace")
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()

@@ -34,7 +34,8 @@ def main(argv=None) -> int:
     try:
         account = mb.Account.open(args.store, os.environ.get("MICROBOT_PASSPHRASE") or None)
     except mb.MicrobotError as error:
-        print(f"microbot-bot: cannot open {args.store}: {error}", file=sys.stderr)
+        reason = getattr(error, "message", error)
+        print(f"microbot-bot: cannot open {args.store}: {reason}", file=sys.stderr)
         return 1
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
