@@ -204,3 +204,58 @@ def test_a_failed_write_leaves_the_book_unchanged(tmp_path):
         book.remove("u:a", 1)
     assert [r.text for r in book.in_conversation("u:a")] == ["kept"]
     assert [r.text for r in b.Book(path).in_conversation("u:a")] == ["kept"]
+
+
+class FakeAccount:
+    """Stands in for a microbot_uniffi.Account in routing tests: records
+    what the bot sends."""
+
+    def __init__(self, username):
+        self.name = username
+        self.sent = []
+
+    def username(self):
+        return self.name
+
+    def send_text(self, conversation, text):
+        self.sent.append((conversation, text))
+        return f"{len(self.sent):032x}"
+
+
+def run_routed(bot, event):
+    routed = bot.route(event)
+    if routed is None:
+        return None
+    ctx, work = routed
+    work()
+    return ctx
+
+
+def test_routing_group_joins_and_own_events():
+    import microbot_uniffi as mb
+    from microbot_bot.samples import echo
+
+    account = FakeAccount("echobot")
+    bot = Bot(account, echo.router(), PacingConfig(50, 50, 50, 50))
+    group = "g:" + "ab" * 16
+    ctx = run_routed(bot, mb.Event.GROUP_CHANGED(group, 3, mb.GroupUpdate.MEMBERS_ADDED(["carol", "dan"])))
+    assert (ctx.author, ctx.message_id) == ("", None)
+    assert account.sent == [(group, "Welcome, carol, dan!")]
+    ctx = run_routed(bot, mb.Event.GROUP_CHANGED(group, 1, mb.GroupUpdate.CREATED("alice", "club")))
+    assert ctx.author == "alice"
+    assert account.sent[-1] == (group, "Hello, group! Send /help for what I can do.")
+    # Other group changes, the bot's own messages, edits and reactions: nothing.
+    message_id = "00" * 16
+    for event in [
+        mb.Event.GROUP_CHANGED(group, 4, mb.GroupUpdate.MEMBERS_REMOVED(["dan"])),
+        mb.Event.GROUP_CHANGED(group, 5, mb.GroupUpdate.RENAMED("new")),
+        mb.Event.MESSAGE(group, "echobot", message_id, 0, "/help", None, None),
+        mb.Event.EDITED(group, "echobot", message_id, "x"),
+        mb.Event.REACTION(group, "echobot", message_id, "👍", False),
+        mb.Event.MESSAGE(group, "alice", message_id, 0, "/help@otherbot", None, None),
+    ]:
+        assert bot.route(event) is None, event
+    assert len(account.sent) == 2
+    # A file: thanked, not echoed.
+    run_routed(bot, mb.Event.MESSAGE("u:alice", "alice", message_id, 0, "", "a.txt", 3))
+    assert account.sent[-1] == ("u:alice", "Thanks for the file.")
