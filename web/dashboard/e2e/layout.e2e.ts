@@ -72,6 +72,7 @@ test("an admin arranges panels, saves, and the layout survives a reload; a viewe
   await page.waitForFunction(() => (document.querySelector('[data-panel="chart:messages"] canvas')?.getBoundingClientRect().height ?? 0) > 300);
   await page.getByRole("button", { name: "Save layout" }).click();
   await page.getByRole("status", { name: "Layout status" }).filter({ hasText: "Layout saved" }).waitFor();
+  await page.getByRole("table", { name: "Audit log" }).getByRole("row").filter({ hasText: "saved a layout of 13 panels" }).waitFor();
 
   // A reload (same cookie) shows the saved layout.
   await page.reload();

@@ -50,6 +50,7 @@ export class Board {
     views: PanelView[],
     private readonly defaults: PanelPlace[],
     stored: Layout | null,
+    private readonly onSaved: () => void = () => undefined,
   ) {
     this.views = new Map(views.map((v) => [v.id, v]));
     // Ids this dashboard does not know (an older or newer one saved them) are left out.
@@ -160,6 +161,7 @@ export class Board {
       this.saved = this.places.map((p) => ({ ...p }));
       this.edit(false);
       this.status.textContent = "Layout saved";
+      this.onSaved();
     } catch (e) {
       this.status.textContent = `Layout not saved: ${e instanceof Error ? e.message : String(e)}`;
     }

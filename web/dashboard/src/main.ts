@@ -112,7 +112,8 @@ function showDashboard(session: Session, layout: Layout | null): void {
     { id: "table:totals", title: totals.name, element: totals.element },
     { id: "table:audit", title: audit.name, element: audit.element },
   ];
-  const board = new Board(views, DEFAULT_LAYOUT, layout);
+  // Saving is audited: show it in the audit log at once.
+  const board = new Board(views, DEFAULT_LAYOUT, layout, () => void refreshAudit());
   const bar = el("div", { className: "bar" }, charts.selector, board.controls);
   root.replaceChildren(header, bar, board.element);
   void charts.load();
