@@ -5,6 +5,7 @@
  */
 import { useEffect, useRef, useState } from "preact/hooks";
 
+import { CallButtons, CallPanel, CallSettings } from "./callview.js";
 import type { ChatMessage, Engine, EngineState } from "./engine.js";
 import { ErrorLine, Qr, useAction } from "./ui.js";
 
@@ -361,9 +362,12 @@ function ConversationView({ engine, state, peer, onBack }: { engine: Engine; sta
           Members
         </button>
         {group ? null : (
-          <button class="link" onClick={() => setShowSafety(true)}>
-            Safety number
-          </button>
+          <>
+            <CallButtons engine={engine} peer={peer} call={state.call} online={state.net === "online"} />
+            <button class="link" onClick={() => setShowSafety(true)}>
+              Safety number
+            </button>
+          </>
         )}
       </header>
       {showMembers && group ? <GroupPanel engine={engine} state={state} peer={peer} /> : null}
@@ -471,8 +475,17 @@ export function ChatView({ engine }: { engine: Engine }) {
           </p>
           <ConnectionBadge state={state} />
         </header>
+        {state.callNotice ? (
+          <p class="notice" role="status" aria-label="Call notice">
+            {state.callNotice}{" "}
+            <button class="link" onClick={() => engine.calls.dismiss()} aria-label="Dismiss">
+              ✕
+            </button>
+          </p>
+        ) : null}
         <AddContact engine={engine} onAdded={setOpen} />
         <NewGroup engine={engine} onCreated={setOpen} />
+        <CallSettings />
         <nav aria-label="Conversations">
           <ul class="peers">
             {peers.map((peer) => {
@@ -493,6 +506,7 @@ export function ChatView({ engine }: { engine: Engine }) {
         </nav>
       </aside>
       {open ? <ConversationView engine={engine} state={state} peer={open} onBack={() => setOpen(undefined)} /> : <section class="empty">Choose a chat or add a contact.</section>}
+      {state.call ? <CallPanel engine={engine} call={state.call} /> : null}
     </div>
   );
 }

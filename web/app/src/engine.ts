@@ -7,6 +7,7 @@
 import { create, fromBinary } from "@bufbuild/protobuf";
 import { client, content as c, IdentityKeyPair, LocalPreKeys, systemRng, toHex, type SafetyNumber } from "@microbot/sdk";
 
+import { CallController, type CallView } from "./call.js";
 import { describeError, FileTooLargeError, MAX_FILE_BYTES } from "./errors.js";
 import { History } from "./history.js";
 
@@ -75,6 +76,10 @@ export interface EngineState {
   /** Messages waiting in the outbox. */
   pending: number;
   conversations: Record<string, Conversation>;
+  /** The call of this page, if any (or how the last one ended). */
+  call?: CallView;
+  /** A call that could not be taken, in words. */
+  callNotice?: string;
 }
 
 /** What `register` shows before the first code is typed. */
@@ -211,7 +216,10 @@ export class Engine {
   private readonly groups: client.Groups;
   private readonly outbox: client.Outbox;
   private readonly reconnector: client.Reconnector;
+  /** Audio/video calls: signalling through encrypted 1:1 contents, media by WebRTC. */
+  readonly calls: CallController;
   private current: Connection | undefined;
+  private readonly callSignalling: client.CallSignalling;
   private serial: Promise<void> = Promise.resolve();
   private typingSentAt = 0;
   /** Message ids (hex) we queued, to mark them sent / read. */
@@ -245,6 +253,20 @@ export class Engine {
     this.groups = new client.Groups(store, store, systemRng);
     this.messenger = this.groups.messenger;
     this.outbox = new client.Outbox(store, this.messenger, systemRng, { onEvent: (event) => this.outboxEvent(event) });
+    // Call signals leave at once (never queued for later: a stale offer must not ring), in the session lock like every send.
+    const signalling = new client.CallSignalling({ rng: systemRng, send: async (to, content) => this.messenger.sendContent(await this.connectionNow(), to, content) });
+    this.calls = new CallController(
+      signalling,
+      () => this.update({ call: this.calls.view, callNotice: this.calls.notice }),
+      undefined,
+      (peer, id, line) => {
+        const conv = this.conversation(peer);
+        if (conv.messages.some((m) => m.id === `call-${id}`)) return;
+        conv.messages.push({ id: `call-${id}`, from: "", mine: false, text: line, sentAtMs: Date.now(), revision: 0, edited: false, deleted: false, reactions: {}, event: true });
+        this.touch();
+      },
+    );
+    this.callSignalling = signalling;
     // Restore what waits in the outbox as "queued" messages.
     for (const entry of store.outboxEntries()) {
       try {
@@ -474,6 +496,7 @@ export class Engine {
 
   /** Stops reconnecting (sign-out of this tab). */
   stop(): void {
+    void this.calls.hangUp();
     this.reconnector.stop();
   }
 
@@ -519,6 +542,7 @@ export class Engine {
     for (const event of events) {
       if (event.type === "groupChanged") this.groupChanged(event.groupId, event.update);
       if (event.type !== "message") continue;
+      if (this.callSignalling.handle(event)) continue;
       const m = event.message;
       if (m.sentCopy) {
         const d = m.sentCopy.destination;

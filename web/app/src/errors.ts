@@ -65,6 +65,10 @@ export function describeError(error: unknown): string {
         return "The connection to the server was lost. The app keeps trying.";
     }
   }
+  if (error instanceof client.CallSignalError) {
+    if (error.kind === "Busy") return "You are already in a call. Hang up first.";
+    return "The call could not go on. Try calling again.";
+  }
   if (error instanceof client.MessengerError) {
     switch (error.kind) {
       case "NoDevices":
