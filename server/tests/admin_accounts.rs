@@ -6,6 +6,8 @@
 //! log, and forgets the session at logout; `admin remove` ends it too.
 
 mod common;
+#[path = "support/engines.rs"]
+mod engines;
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -639,4 +641,69 @@ async fn an_admin_denies_an_address_and_new_connections_from_it_are_refused() {
     );
     drop(open);
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dashboard_rule_reaches_every_node_sharing_the_database() {
+    use microbot_server::storage::admin::{AdminStorage as _, IpRuleRecord};
+    let pg = match std::env::var("MICROBOT_TEST_POSTGRES") {
+        Ok(url) if !url.is_empty() => url,
+        _ => {
+            eprintln!(
+                "admin_accounts::a_dashboard_rule_reaches_every_node: MICROBOT_TEST_POSTGRES is not set, skipped"
+            );
+            return;
+        }
+    };
+    let schema = engines::Schema::new(&pg, "admin_rule_nodes");
+    let on_schema = |c: &mut microbot_server::Config| {
+        c.storage = Some(microbot_server::config::SecretUrl::new(schema.url.clone()));
+        c.storage_pool_size = 2;
+    };
+    let a = TestServer::start_with(on_schema).await;
+    let b = TestServer::start_with(on_schema).await;
+    assert!(try_connect(&a).await.is_ok() && try_connect(&b).await.is_ok());
+    // Another node's dashboard stores a rule: both nodes refuse within the refresh period.
+    let url = schema.url.clone();
+    let other = tokio::task::spawn_blocking(move || {
+        microbot_server::storage::postgres::PostgresStorage::open(&url, 1).unwrap()
+    })
+    .await
+    .unwrap();
+    let other = std::sync::Arc::new(other);
+    let store = std::sync::Arc::clone(&other);
+    tokio::task::spawn_blocking(move || {
+        store.add_ip_rule(&IpRuleRecord {
+            kind: "deny".into(),
+            cidr: "127.0.0.0/8".into(),
+            created_by: "ops".into(),
+            created_at_ms: 1,
+        })
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    for node in [&a, &b] {
+        let mut tries = 0;
+        while try_connect(node).await.is_ok() {
+            tries += 1;
+            assert!(tries < 40, "the rule did not reach a node in 10 s");
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+    }
+    let store = std::sync::Arc::clone(&other);
+    tokio::task::spawn_blocking(move || store.remove_ip_rule("127.0.0.0/8"))
+        .await
+        .unwrap()
+        .unwrap();
+    for node in [&a, &b] {
+        let mut tries = 0;
+        while try_connect(node).await.is_err() {
+            tries += 1;
+            assert!(tries < 40, "the removal did not reach a node in 10 s");
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+    }
+    a.stop().await;
+    b.stop().await;
 }
