@@ -93,7 +93,7 @@ pub(crate) fn process(
     let opened = if envelope.group_id.is_empty() {
         open_pairwise(inner, tx, envelope, certified)?
     } else {
-        open_group(tx, envelope)?
+        open_group(tx, envelope, certified.is_some())?
     };
     let Opened {
         content,
@@ -322,8 +322,25 @@ fn open_pairwise(
     }))
 }
 
-/// Opens a group envelope with the sender device's sender key.
-fn open_group(tx: &Tx<'_>, envelope: &Envelope) -> Result<Result<Opened, String>, StoreError> {
+/// Opens a group envelope with the sender device's sender key. A sealed
+/// one (`sealed`) must come from a member as far as this device knows:
+/// for an identified one the server checked membership, for a sealed one
+/// it cannot (SPEC.md §19.8).
+fn open_group(
+    tx: &Tx<'_>,
+    envelope: &Envelope,
+    sealed: bool,
+) -> Result<Result<Opened, String>, StoreError> {
+    if sealed {
+        let member = GroupId::from_slice(&envelope.group_id)
+            .map(|id| tx.group(&id))
+            .transpose()?
+            .flatten()
+            .is_some_and(|g| g.active && g.is_member(&envelope.sender_username));
+        if !member {
+            return Ok(Err("a sealed group message from a non-member".into()));
+        }
+    }
     let opened = group_state::open_group_message(
         tx,
         &envelope.group_id,

@@ -39,6 +39,8 @@ const META_CERTIFICATE: &str = "sender_certificate";
 const META_SERVER_KEY: &str = "server_certificate_key";
 /// A certificate is renewed when it has less than this left (1 hour).
 pub const RENEW_BEFORE_MS: u64 = 60 * 60 * 1000;
+/// Bytes of the group id that starts a sealed group message (SPEC.md §19.3).
+pub(crate) const GROUP_ID_LEN: usize = 16;
 /// Client agent of the connections that carry sealed sends.
 const SEALED_AGENT: &str = concat!("microbot-client/", env!("CARGO_PKG_VERSION"));
 
@@ -213,14 +215,67 @@ pub(crate) async fn send_sealed(
     certificate: &SenderCertificate,
     envelopes: Vec<OutgoingEnvelope>,
 ) -> Result<u64, TransportError> {
+    let conn = open_unauthenticated(inner).await?;
+    let result = send_sealed_on(
+        &conn,
+        inner,
+        &SealedRecipient {
+            username: recipient,
+            identity: recipient_identity,
+            access_key,
+        },
+        certificate,
+        ContentType::Session,
+        envelopes,
+    )
+    .await;
+    conn.abort("sealed send done");
+    result
+}
+
+/// Who a sealed send goes to: the account, the identity we trust for it
+/// and the access key derived from its profile key.
+pub(crate) struct SealedRecipient<'a> {
+    /// The recipient account.
+    pub(crate) username: &'a str,
+    /// Its identity key (what the envelopes are sealed to).
+    pub(crate) identity: &'a IdentityKey,
+    /// Its access key (SPEC.md §19.7).
+    pub(crate) access_key: &'a [u8; 16],
+}
+
+/// A connection for sealed sends: it never logs in (SPEC.md §19.8).
+pub(crate) async fn open_unauthenticated(inner: &Inner) -> Result<Connection, TransportError> {
+    let (conn, _pushes) = Connection::connect_any(
+        &inner.server,
+        sealed_start_index(inner),
+        SEALED_AGENT,
+        inner.config.connect_timeout,
+    )
+    .await?;
+    Ok(conn)
+}
+
+/// Seals each envelope's ciphertext (a `SessionMessage` for
+/// [`ContentType::Session`]; `group_id ‖ SenderKeyMessage` for
+/// [`ContentType::SenderKey`], SPEC.md §19.3) to the recipient and sends
+/// them in one `SendSealed` on `conn`. Returns the server's time stamp.
+pub(crate) async fn send_sealed_on(
+    conn: &Connection,
+    inner: &Inner,
+    recipient: &SealedRecipient<'_>,
+    certificate: &SenderCertificate,
+    content_type: ContentType,
+    envelopes: Vec<OutgoingEnvelope>,
+) -> Result<u64, TransportError> {
     let mut sealed = Vec::with_capacity(envelopes.len());
     for envelope in envelopes {
         let bytes = sealed_sender::seal(
             &mut rand::rng(),
             &inner.identity,
             certificate,
-            recipient_identity,
-            ContentType::Session,
+            recipient.identity,
+            content_type,
             &envelope.ciphertext,
         )
         .map_err(|e| TransportError::Config(format!("cannot seal: {e}")))?;
@@ -229,22 +284,14 @@ pub(crate) async fn send_sealed(
             ciphertext: Bytes::from(bytes),
         });
     }
-    let (conn, _pushes) = Connection::connect_any(
-        &inner.server,
-        sealed_start_index(inner),
-        SEALED_AGENT,
-        inner.config.connect_timeout,
-    )
-    .await?;
     let result = conn
         .request(Request::SendSealed(SendSealedRequest {
-            recipient_username: recipient.to_owned(),
-            access_key: Bytes::copy_from_slice(access_key),
+            recipient_username: recipient.username.to_owned(),
+            access_key: Bytes::copy_from_slice(recipient.access_key),
             envelopes: sealed,
         }))
-        .await;
-    conn.abort("sealed send done");
-    match result? {
+        .await?;
+    match result {
         response::Result::Send(r) => Ok(r.server_timestamp_ms),
         _ => Err(TransportError::UnexpectedResponse { expected: "Send" }),
     }
@@ -280,9 +327,9 @@ pub enum UnsealError {
     /// its username.
     #[error("the sender certificate's identity is not the one trusted for {0}")]
     UntrustedIdentity(String),
-    /// Sealed group messages are not produced by this version.
-    #[error("sealed sender-key messages are not supported")]
-    UnsupportedContentType,
+    /// A sealed group message shorter than its 16-byte group id.
+    #[error("a sealed group message without its group id")]
+    NoGroupId,
 }
 
 /// Opens a sealed envelope (empty `sender_username`): the envelope as if
@@ -308,9 +355,20 @@ pub(crate) fn unseal(
         Ok(opened) => opened,
         Err(error) => return Ok(Err(error.into())),
     };
-    if opened.content_type != ContentType::Session {
-        return Ok(Err(UnsealError::UnsupportedContentType));
-    }
+    // A group message carries its group id first (SPEC.md §19.3), so the
+    // receiver can find the sender key; membership is checked when it is
+    // opened (receive.rs), as for an identified one.
+    let (group_id, message) = match opened.content_type {
+        ContentType::Session => (envelope.group_id.clone(), opened.message),
+        ContentType::SenderKey => {
+            if opened.message.len() < GROUP_ID_LEN {
+                return Ok(Err(UnsealError::NoGroupId));
+            }
+            let mut group_id = opened.message;
+            let message = group_id.split_off(GROUP_ID_LEN);
+            (Bytes::from(group_id), message)
+        }
+    };
     let certified = opened.certificate.identity_key.to_bytes();
     let username = opened.certificate.username.clone();
     let expected = if username == inner.username {
@@ -329,8 +387,8 @@ pub(crate) fn unseal(
             sender_username: username,
             sender_device_id: opened.certificate.device_id,
             server_timestamp_ms: envelope.server_timestamp_ms,
-            ciphertext: Bytes::from(opened.message),
-            group_id: envelope.group_id.clone(),
+            ciphertext: Bytes::from(message),
+            group_id,
         },
         certified,
     )))

@@ -191,7 +191,7 @@ pub(crate) async fn send_queued(
 }
 
 /// The access key and trusted identity of `to` when this send goes sealed.
-fn sealed_access(
+pub(crate) fn sealed_access(
     inner: &Inner,
     to: &str,
 ) -> Result<Option<([u8; 16], microbot_crypto::IdentityKey)>, StoreError> {
@@ -210,7 +210,7 @@ fn sealed_access(
 }
 
 /// One identified `SendRequest`; the server's time stamp.
-async fn send_identified(
+pub(crate) async fn send_identified(
     conn: &Connection,
     envelopes: Vec<OutgoingEnvelope>,
     complete_accounts: Vec<String>,
@@ -503,7 +503,7 @@ pub(crate) async fn ensure_own_devices(
 /// Encrypts `content` for every device of `to` and our other devices,
 /// saving each session before returning. Returns the envelopes and how many
 /// of them go to the recipient's devices.
-fn encrypt_for(
+pub(crate) fn encrypt_for(
     inner: &Inner,
     to: &str,
     content: &Content,

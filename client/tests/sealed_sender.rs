@@ -150,3 +150,96 @@ async fn a_sealed_message_that_waited_longer_than_its_certificate_lives_still_op
     }
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_messages_between_contacts_are_sealed_per_member() {
+    let server = TestServer::start().await;
+    let keep = AccountConfig {
+        fault_skip_ack: true,
+        ..fast_config()
+    };
+    let mut users = Vec::new();
+    for name in ["alice", "bob", "carol"] {
+        users.push(register(&server, name).await);
+    }
+    let mut alice = online(&server, &mut users[0], IdentitySource::New, keep.clone()).await;
+    let mut bob = online(&server, &mut users[1], IdentitySource::New, fast_config()).await;
+    let mut carol = online(&server, &mut users[2], IdentitySource::New, keep).await;
+    // Everyone writes to everyone once: all hold all profile keys.
+    for (from, to) in [("alice", "bob"), ("alice", "carol"), ("bob", "carol")] {
+        let device = match from {
+            "alice" => &alice,
+            _ => &bob,
+        };
+        device
+            .account
+            .send_text(&Conversation::Direct(to.into()), &format!("{from} to {to}"))
+            .unwrap();
+    }
+    for _ in 0..2 {
+        next_text(&mut carol.events).await;
+    }
+    next_text(&mut bob.events).await;
+    for (from, to) in [("bob", "alice"), ("carol", "alice"), ("carol", "bob")] {
+        let device = match from {
+            "bob" => &bob,
+            _ => &carol,
+        };
+        device
+            .account
+            .send_text(&Conversation::Direct(to.into()), &format!("{from} to {to}"))
+            .unwrap();
+    }
+    for _ in 0..2 {
+        next_text(&mut alice.events).await;
+    }
+    next_text(&mut bob.events).await;
+
+    let group = alice
+        .account
+        .create_group("sealed club", &["bob", "carol"])
+        .await
+        .unwrap();
+    for device in [&mut bob, &mut carol] {
+        wait_for(&mut device.events, |e| {
+            matches!(e, microbot_client::Event::GroupChanged { group_id, .. } if *group_id == group)
+                .then_some(())
+        })
+        .await;
+    }
+    let rows_before = stored_senders(&server).len();
+    let sent = bob
+        .account
+        .send_text(&Conversation::Group(group), "who said this?")
+        .unwrap();
+    for device in [&mut alice, &mut carol] {
+        let got = wait_for(&mut device.events, |e| match e {
+            microbot_client::Event::Message(m) if m.message_id == sent => Some((**m).clone()),
+            _ => None,
+        })
+        .await;
+        assert_eq!(got.author, "bob", "the sender comes from the certificate");
+        assert_eq!(got.conversation, Conversation::Group(group));
+        assert_eq!(got.text, "who said this?");
+    }
+    // Alice and Carol keep what reached them: Bob's group message is stored
+    // for each of them without a sender.
+    let rows = stored_senders(&server);
+    let new_rows = &rows[rows_before.min(rows.len())..];
+    assert!(
+        new_rows
+            .iter()
+            .filter(|r| **r == (String::new(), 0))
+            .count()
+            >= 2,
+        "the group message went identified: {new_rows:?}"
+    );
+    assert!(
+        !new_rows.iter().any(|(name, _)| name == "bob"),
+        "Bob is named: {new_rows:?}"
+    );
+    for d in [&alice, &bob, &carol] {
+        d.account.disconnect().await;
+    }
+    server.stop().await;
+}

@@ -15,6 +15,7 @@
 
 pub(crate) mod admin;
 pub(crate) mod send;
+pub(crate) mod send_sealed;
 pub(crate) mod state;
 
 use std::fmt;

@@ -7,8 +7,9 @@
 //! If the key was ever given to a device that is no longer a member device
 //! (a member removed or left, a device removed), the key is rotated first and
 //! the new generation is distributed only to the remaining devices, so the
-//! departed cannot read what follows (§6.1). The message is then sealed once
-//! and fanned out by the server (`send_group`).
+//! departed cannot read what follows (§6.1). The message is then encrypted
+//! once and fanned out by the server (`send_group`), or, when we hold every
+//! other member's access key, sent sealed per member (send_sealed.rs).
 //!
 //! The queue of each recipient device keeps send order, so a distribution
 //! always arrives before the first message sealed with it. Not owned here:
@@ -26,6 +27,7 @@ use microbot_protocol::transport::{
 
 use super::GroupId;
 use super::admin::refresh;
+use super::send_sealed::{self, MemberOutcome, SealedGroupFailure, SealedMember, SealedSender};
 use crate::account::{Inner, new_id};
 use crate::error::{OnlineError, StoreError, TransportError};
 use crate::messages::encode_plaintext;
@@ -33,6 +35,7 @@ use crate::now_ms;
 use crate::sessions::{self, SendFailure, Stored, transport_failure};
 use crate::store::Tx;
 use crate::transport::Connection;
+use microbot_crypto::sealed_sender::ContentType;
 
 /// Most envelopes in one send request (SPEC.md §12.7).
 const MAX_ENVELOPES_PER_SEND: usize = 1000;
@@ -93,7 +96,8 @@ pub(crate) async fn send_group(
             }
         }
         sessions::ensure_own_devices(inner, conn).await?;
-        match distribute(inner, conn, id, &members).await {
+        let sealed_members = send_sealed::sealed_members(inner, &members)?;
+        match distribute(inner, conn, id, &members, sealed_members.as_deref()).await {
             Ok(()) => {}
             Err(Distribution::DevicesChanged) if attempt < 2 => continue,
             Err(Distribution::DevicesChanged) => {
@@ -120,6 +124,35 @@ pub(crate) async fn send_group(
                 .collect();
             Ok((ciphertext, holders))
         })?;
+        if let Some(sealed_members) = &sealed_members {
+            match send_sealed::send_sealed_group(
+                inner,
+                conn,
+                id,
+                sealed_members,
+                &ciphertext,
+                content,
+            )
+            .await
+            {
+                Ok(stored) => return Ok(stored),
+                Err(SealedGroupFailure::DevicesChanged) if attempt < 2 => {
+                    force_refresh = true;
+                    continue;
+                }
+                Err(SealedGroupFailure::DevicesChanged) => {
+                    return Err(SendFailure::Permanent(
+                        "the group's device list keeps changing".into(),
+                    ));
+                }
+                Err(SealedGroupFailure::AccessDenied) => {
+                    tracing::info!(
+                        "a member refused our access key; sending the group message identified"
+                    );
+                }
+                Err(SealedGroupFailure::Failed(failure)) => return Err(failure),
+            }
+        }
         let check = attempt < 2;
         return match conn
             .request(Request::SendGroup(SendGroupRequest {
@@ -222,11 +255,16 @@ fn member_devices(
 
 /// Makes sure every member device holds our current sender key, rotating it
 /// first when a device that held it is no longer a member device.
+/// With `sealed` (every other member's access key known), a member that
+/// needs the key gets it on all its devices, sealed (SPEC.md §19.8: a
+/// sealed send names every device of the account; a device that already
+/// holds this generation ignores the repeat, §6.3).
 async fn distribute(
     inner: &Inner,
     conn: &Connection,
     id: GroupId,
     members: &[String],
+    sealed: Option<&[SealedMember]>,
 ) -> Result<(), Distribution> {
     let plan = inner.tx(|tx| -> Result<_, StoreError> {
         let targets = member_devices(inner, tx, members)?;
@@ -262,9 +300,20 @@ async fn distribute(
             .into_iter()
             .map(|(u, d, _)| (u, d))
             .collect();
-        let need: Vec<(String, u64)> = targets.difference(&have).cloned().collect();
+        let mut need: BTreeSet<(String, u64)> = targets.difference(&have).cloned().collect();
         if need.is_empty() {
             return Ok(None);
+        }
+        for member in sealed.unwrap_or_default() {
+            if need.iter().any(|(name, _)| name == member.username()) {
+                need.extend(
+                    member
+                        .devices()
+                        .iter()
+                        .map(|d| (member.username().to_owned(), *d))
+                        .filter(|target| targets.contains(target)),
+                );
+            }
         }
         let distribution = key.distribution().to_bytes();
         let content = Content::sender_key_distribution(
@@ -295,9 +344,12 @@ async fn distribute(
         }
         Ok(Some((key.key_id(), envelopes)))
     })?;
-    let Some((key_id, envelopes)) = plan else {
+    let Some((key_id, mut envelopes)) = plan else {
         return Ok(());
     };
+    if let Some(sealed) = sealed {
+        envelopes = distribute_sealed(inner, conn, id, key_id, sealed, envelopes).await?;
+    }
     let mut rest = envelopes.as_slice();
     while !rest.is_empty() {
         let (chunk, tail) = rest.split_at(rest.len().min(MAX_ENVELOPES_PER_SEND));
@@ -330,6 +382,74 @@ async fn distribute(
         })?;
     }
     Ok(())
+}
+
+/// Sends the distribution envelopes of `sealed` members sealed, one
+/// `SendSealed` per member, and records who now holds the key; returns the
+/// envelopes still to send identified (our own devices, and a member that
+/// refused our access key).
+async fn distribute_sealed(
+    inner: &Inner,
+    conn: &Connection,
+    id: GroupId,
+    key_id: u32,
+    sealed: &[SealedMember],
+    envelopes: Vec<(String, OutgoingEnvelope)>,
+) -> Result<Vec<(String, OutgoingEnvelope)>, Distribution> {
+    let mut by_member = Vec::new();
+    for member in sealed {
+        let mine: Vec<(String, OutgoingEnvelope)> = envelopes
+            .iter()
+            .filter(|(name, _)| name == member.username())
+            .cloned()
+            .collect();
+        if !mine.is_empty() {
+            by_member.push((member, mine));
+        }
+    }
+    let mut rest: Vec<(String, OutgoingEnvelope)> = envelopes
+        .into_iter()
+        .filter(|(name, _)| !sealed.iter().any(|m| m.username() == name))
+        .collect();
+    if by_member.is_empty() {
+        return Ok(rest);
+    }
+    let sender = SealedSender::open(inner, conn)
+        .await
+        .map_err(sealed_failure)?;
+    let mut outcome = Ok(());
+    for (member, mine) in by_member {
+        let outgoing = mine.iter().map(|(_, e)| e.clone()).collect();
+        match sender.send(member, ContentType::Session, outgoing).await {
+            Ok(MemberOutcome::Stored(_)) => {
+                inner.tx(|tx| -> Result<(), StoreError> {
+                    for (name, envelope) in &mine {
+                        tx.add_shared(&id, name, envelope.recipient_device_id, key_id)?;
+                    }
+                    Ok(())
+                })?;
+            }
+            // Not recorded: the next send distributes to them again.
+            Ok(MemberOutcome::QueueFull) => {}
+            Err(SealedGroupFailure::AccessDenied) => rest.extend(mine),
+            Err(failure) => {
+                outcome = Err(sealed_failure(failure));
+                break;
+            }
+        }
+    }
+    sender.close();
+    outcome.map(|()| rest)
+}
+
+fn sealed_failure(failure: SealedGroupFailure) -> Distribution {
+    match failure {
+        SealedGroupFailure::DevicesChanged => Distribution::DevicesChanged,
+        SealedGroupFailure::Failed(failure) => Distribution::Failed(failure),
+        SealedGroupFailure::AccessDenied => Distribution::Failed(SendFailure::Permanent(
+            "a member refused our access key".into(),
+        )),
+    }
 }
 
 /// Forgets devices the server no longer knows and marks their accounts'
