@@ -3,7 +3,8 @@
  * an admin signs in with password + TOTP and sees a client connection
  * appear in the live table; a replayed code and a wrong password are
  * refused; a viewer signs in read-only; unauthenticated API requests and
- * mutating requests without the CSRF header are refused.
+ * mutating requests without the CSRF header are refused; a removed admin's
+ * open dashboard returns to the sign-in form.
  */
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
@@ -95,5 +96,16 @@ test("unauthenticated requests to the admin API are refused", { skip }, async ()
   await screenshot(page, "login");
   const csp = (await fetch(server.url)).headers.get("content-security-policy") ?? "";
   assert.match(csp, /script-src 'self'/);
+  await page.context().close();
+});
+
+test("a removed admin's open dashboard returns to the sign-in form", { skip }, async () => {
+  const secret = await server.addAdmin("gone", "viewer", PASSWORD);
+  const page = await openPage(browser, server);
+  await signIn(page, "gone", PASSWORD, totp(secret, 1));
+  await page.getByRole("status", { name: "Live feed" }).filter({ hasText: /^live / }).waitFor();
+  await server.removeAdmin("gone");
+  await page.getByRole("alert").filter({ hasText: "Your session ended; sign in again." }).waitFor({ timeout: 30_000 });
+  await page.getByRole("button", { name: "Sign in" }).waitFor();
   await page.context().close();
 });

@@ -125,6 +125,17 @@ export class Server {
     });
   }
 
+  /** `microbot-server admin remove NAME` (ends the admin's sessions). */
+  removeAdmin(name: string): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const child = spawn(join(BIN_DIR!, "microbot-server"), ["--data-dir", join(this.dir, "server"), ...ARGON, "admin", "remove", name], { stdio: ["ignore", "pipe", "pipe"] });
+      let out = "";
+      child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
+      child.stderr!.on("data", (d: Buffer) => (out += d.toString()));
+      child.once("exit", (code) => (code === 0 ? resolve() : reject(new Error(`admin remove failed (${code}): ${out}`))));
+    });
+  }
+
   /**
    * A WebSocket client connection (Hello done) that trusts only the server's
    * self-signed certificate and checks its pin. Both are needed: Node checks

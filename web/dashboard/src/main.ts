@@ -132,8 +132,25 @@ function showDashboard(session: Session, layout: Layout | null): void {
   feed.addEventListener("sample", (event) => {
     charts.onSample(JSON.parse((event as MessageEvent<string>).data) as Point);
   });
+  let lost = false;
+  feed.addEventListener("open", () => {
+    // Back after a gap: the history fills the seconds the feed missed.
+    if (lost) void charts.load();
+    lost = false;
+  });
   feed.addEventListener("error", () => {
+    lost = true;
     status.textContent = "feed lost, retrying";
+    // The browser gives up when the answer is not a stream (the session ended): sign in again.
+    if (feed.readyState === EventSource.CLOSED) {
+      api.session().then(
+        () => (status.textContent = "feed closed; reload to retry"),
+        () => {
+          for (const panel of charts.panels) panel.dispose();
+          showLogin("Your session ended; sign in again.");
+        },
+      );
+    }
   });
   logout.addEventListener("click", () => {
     feed.close();
