@@ -4,8 +4,10 @@
 //! Input: the server's certificate key (seed and id), the certificate's
 //! fields, the sender's and recipient's identity seeds, the ephemeral
 //! X25519 secret, the content type and inner message, and what the
-//! recipient opens with (the server public key it trusts, its clock).
-//! Output: the server public key, the certificate, the envelope, and what
+//! recipient opens with (the server public key it trusts, its clock), and
+//! the recipient's profile key.
+//! Output: the server public key, the certificate, the envelope, the
+//! recipient's access key derived from its profile key (§19.7), and what
 //! the recipient gets from opening it: the certified sender and message, or
 //! the refusal (`Expired`, `BadSignature`, `UnknownServerKey`).
 
@@ -13,7 +15,9 @@ use microbot_crypto::IdentityKeyPair;
 use microbot_crypto::sealed_sender::certificate::{
     CertificateError, ServerPublicKey, ServerSigningKey,
 };
-use microbot_crypto::sealed_sender::{ContentType, SealedSenderError, open, seal_with_ephemeral};
+use microbot_crypto::sealed_sender::{
+    ContentType, SealedSenderError, access_key, open, seal_with_ephemeral,
+};
 use serde_json::Value;
 
 use crate::hexbytes::{array, bytes, hex, object, string, uint};
@@ -101,10 +105,12 @@ pub fn compute(input: &Value) -> Result<Value, VectorError> {
         }
         Err(e) => object([("error", Value::from(error_name(e)))]),
     };
+    let access = access_key(&array::<32>(input, "profile_key")?);
     Ok(object([
         ("server_public", hex(server.public().to_bytes())),
         ("certificate", hex(certificate.as_bytes())),
         ("sealed", hex(&sealed)),
+        ("access_key", hex(access)),
         ("opened", opened),
     ]))
 }
@@ -156,6 +162,9 @@ pub fn generate() -> Result<Vec<Vector>, VectorError> {
                 "other-id" => (8, ServerSigningKey::generate(8, &mut rng).public()),
                 _ => (7, server.public()),
             };
+            // Last draw: the recipient's profile key.
+            let mut profile_key = [0u8; 32];
+            rand_core::Rng::fill_bytes(&mut rng, &mut profile_key);
             let draws = rng.take_draws();
             let input = object([
                 ("server_seed", hex(&draws[0])),
@@ -171,6 +180,7 @@ pub fn generate() -> Result<Vec<Vector>, VectorError> {
                 ("trusted_server_key_id", Value::from(trusted_id)),
                 ("trusted_server_public", hex(trusted.to_bytes())),
                 ("now_ms", Value::from(now_ms)),
+                ("profile_key", hex(profile_key)),
             ]);
             Ok(Vector {
                 name: name.into(),

@@ -27,6 +27,25 @@ export const SEALED_SENDER_EPHEMERAL_INFO = utf8("Microbot SealedSender Ephemera
 export const SEALED_SENDER_STATIC_INFO = utf8("Microbot SealedSender Static v1");
 /** `SENDER_CERTIFICATE_LABEL` (§2, §19.2). */
 export const SENDER_CERTIFICATE_LABEL = utf8("Microbot SenderCertificate v1");
+/** `ACCESS_KEY_INFO` (§2, §19.7). */
+export const ACCESS_KEY_INFO = utf8("Microbot Unidentified Access v1");
+/** Bytes of a profile key (§19.7). */
+export const PROFILE_KEY_LEN = 32;
+/** Bytes of an access key (§19.7). */
+export const ACCESS_KEY_LEN = 16;
+
+/**
+ * The unidentified-access key of an account whose profile key is
+ * `profileKey` (§19.7): what a sealed sender presents to the server.
+ * Throws `RangeError` for a profile key that is not 32 bytes.
+ */
+export function accessKey(profileKey: Uint8Array): Uint8Array {
+  if (profileKey.length !== PROFILE_KEY_LEN) {
+    throw new RangeError(`a profile key is ${PROFILE_KEY_LEN} bytes`);
+  }
+  return hkdf(undefined, profileKey, ACCESS_KEY_INFO, ACCESS_KEY_LEN);
+}
+
 /** Longest certified username in bytes (§19.2). */
 export const MAX_CERTIFICATE_USERNAME_LEN = 64;
 

@@ -3,6 +3,7 @@ import { toHex } from "../bytes.js";
 import { ed25519 } from "@noble/curves/ed25519.js";
 import { IdentityKeyPair } from "../identity.js";
 import {
+  accessKey,
   issueCertificate,
   openSealedSender,
   sealSealedSender,
@@ -57,6 +58,7 @@ export function computeSealedSender(input: Json): Json {
     server_public: toHex(ed25519.getPublicKey(serverSeed)),
     certificate: toHex(certificate.bytes),
     sealed: toHex(sealed),
+    access_key: toHex(accessKey(bytesField(input, "profile_key"))),
     opened,
   };
 }
