@@ -176,3 +176,30 @@ test("a rejected call tells the caller it was rejected", { skip, timeout: 180_00
   await fayCall.waitFor({ state: "detached" });
   await Promise.all([fay.context().close(), gus.context().close()]);
 });
+
+test("without camera permission the caller is told in words, and the callee is never rung", { skip, timeout: 120_000 }, async () => {
+  const hal = await callPage();
+  const ivy = await callPage();
+  // As if the person had refused the browser's permission prompt.
+  await hal.evaluate(() => {
+    navigator.mediaDevices.getUserMedia = () => Promise.reject(new DOMException("Permission denied", "NotAllowedError"));
+  });
+  await register(hal, "hal");
+  await register(ivy, "ivy");
+  await addContact(hal, "ivy");
+  await hal.getByRole("button", { name: "Video call" }).click();
+  const halCall = hal.getByRole("region", { name: "Call with ivy" });
+  await halCall
+    .getByRole("status", { name: "Call status" })
+    .filter({ hasText: "No permission to use your camera and microphone. Allow it in the browser's site settings, then call again." })
+    .waitFor();
+  assert.equal(await hal.evaluate(() => (window as unknown as { __pcs: RTCPeerConnection[] }).__pcs.length), 0, "no connection was opened");
+  // The buttons are usable again once the message is closed.
+  await halCall.getByRole("button", { name: "Close" }).click();
+  assert.ok(await hal.getByRole("button", { name: "Audio call" }).isEnabled());
+  // Nothing was sent: Ivy's page, online all along, never rang.
+  await ivy.waitForTimeout(1_500);
+  assert.equal(await ivy.getByRole("alertdialog").count(), 0);
+  assert.equal(await ivy.getByRole("region", { name: /^Call with/ }).count(), 0);
+  await Promise.all([hal.context().close(), ivy.context().close()]);
+});

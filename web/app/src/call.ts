@@ -130,7 +130,10 @@ function endedMessage(reason: client.CallEndReason, call: CallInfo): string | un
     case "declinedElsewhere":
       return "Declined on another of your devices.";
     case "failed":
-      return `The call with ${who} could not connect or was cut off.`;
+      // Only the SDK ends a call as failed without `fail`: its offer or answer could not be sent.
+      return call.direction === "outgoing" && call.state === "ringing"
+        ? `The call to ${who} could not be started. Check your connection and try again.`
+        : `The call with ${who} could not go on. Check your connection and try again.`;
     case "glare":
       return undefined;
   }
@@ -166,6 +169,8 @@ export class CallController {
     private readonly onLog: (peer: string, id: string, line: string) => void = () => undefined,
   ) {
     signalling.onEvent((event) => void this.event(event));
+    // Closing or leaving the page ends the call for the peer too (best effort: the hang-up may not get out).
+    if (typeof window !== "undefined") window.addEventListener("pagehide", () => void this.hangUp());
   }
 
   private show(patch: Partial<CallView>): void {
