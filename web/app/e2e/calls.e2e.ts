@@ -203,3 +203,24 @@ test("without camera permission the caller is told in words, and the callee is n
   assert.equal(await ivy.getByRole("region", { name: /^Call with/ }).count(), 0);
   await Promise.all([hal.context().close(), ivy.context().close()]);
 });
+
+test("a call nobody answers ends after 30 seconds on both sides, in words", { skip, timeout: 150_000 }, async () => {
+  const joan = await callPage();
+  const kim = await callPage();
+  await register(joan, "joan");
+  await register(kim, "kim");
+  await addContact(joan, "kim");
+  await joan.getByRole("button", { name: "Audio call" }).click();
+  await kim.getByRole("alertdialog", { name: "Incoming call from joan" }).waitFor();
+  const started = Date.now();
+  const joanCall = joan.getByRole("region", { name: "Call with kim" });
+  await joanCall.getByRole("status", { name: "Call status" }).filter({ hasText: "No answer from kim after 30 seconds." }).waitFor({ timeout: 45_000 });
+  assert.ok(Date.now() - started > 25_000, "not before the ring timeout");
+  // The caller's hang-up stops the ringing on the other side.
+  await kim.getByRole("region", { name: "Call with joan" }).getByRole("status", { name: "Call status" }).filter({ hasText: "Missed call from joan." }).waitFor();
+  assert.equal(await kim.getByRole("alertdialog").count(), 0);
+  assert.ok(await tornDown(joan), "the caller let go of the microphone and closed the connection");
+  await openChat(kim, "joan");
+  await kim.getByRole("log", { name: "Messages" }).getByText("Missed call from joan.").waitFor();
+  await Promise.all([joan.context().close(), kim.context().close()]);
+});
