@@ -14,7 +14,7 @@ import { after, before, test } from "node:test";
 
 import type { Page } from "playwright-core";
 
-import { badge, buildFor, cli, code, currentWorker, eventually, launchWithExtension, message, missing, openPopup, registerAccount, screenshot, Server, totp, type Browser } from "./harness.js";
+import { badge, buildFor, cli, code, currentWorker, eventually, launchWithExtension, message, missing, openPopup, PASSWORD, registerAccount, screenshot, Server, totp, type Browser } from "./harness.js";
 
 const skip = missing();
 let server: Server;
@@ -58,6 +58,28 @@ function entry(popup: Page, name: string) {
   return popup.getByRole("navigation", { name: "Conversations" }).getByRole("button", { name: new RegExp(`^${name}(,|$)`) });
 }
 
+/** Registers `username` on the CLI in its own home; returns the home. */
+async function cliUser(username: string): Promise<string> {
+  const home = join(server.dir, `cli-${username}`);
+  const registered = await cli(home, username, ["register", username, "--server", server.address, "--cert-sha256", server.fingerprint], (line, stdin) => {
+    const secret = /^secret: (\S+)/.exec(line.trim());
+    if (secret) stdin.end(`${totp(secret[1]!)}\n${totp(secret[1]!, 1)}\n`);
+  });
+  assert.equal(registered.code, 0, registered.out);
+  return home;
+}
+
+/** Signs in as `username` in the popup with the next TOTP step (the one registration used is spent); waits until it is online. */
+async function signIn(popup: Page, username: string, secret: Uint8Array): Promise<void> {
+  const form = popup.getByRole("form", { name: "Sign in" });
+  await form.getByLabel("Name").fill(username);
+  await form.getByLabel("Password").fill(PASSWORD);
+  await form.getByLabel("6-digit code").fill(code(secret, 1));
+  await form.getByRole("button", { name: "Sign in" }).click();
+  await popup.getByRole("status", { name: "Connection" }).getByText("Online").waitFor();
+  await popup.getByText(`Signed in as ${username}`).waitFor();
+}
+
 test("the extension loads, signs in, shows an unread count and a notification without the text, and sends a reply", { skip, timeout: 240_000 }, async () => {
   const dist = buildFor(server);
   // The build names only this server: the one host permission, the one place to connect to.
@@ -69,12 +91,7 @@ test("the extension loads, signs in, shows an unread count and a notification wi
   assert.match(manifest.content_security_policy.extension_pages, /script-src 'self';/);
 
   // Carol uses the CLI; Erin's account exists (made in the web app or the CLI, here from Node).
-  const home = join(server.dir, "cli");
-  const registered = await cli(home, "carol", ["register", "carol", "--server", server.address, "--cert-sha256", server.fingerprint], (line, stdin) => {
-    const secret = /^secret: (\S+)/.exec(line.trim());
-    if (secret) stdin.end(`${totp(secret[1]!)}\n${totp(secret[1]!, 1)}\n`);
-  });
-  assert.equal(registered.code, 0, registered.out);
+  const home = await cliUser("carol");
   const erinSecret = await registerAccount(server, "erin");
 
   browser = await launchWithExtension(server, dist);
@@ -84,17 +101,13 @@ test("the extension loads, signs in, shows an unread count and a notification wi
   await popup.getByText(`Sign in to ${server.address}`).waitFor();
 
   // A wrong code is explained, then Erin signs in: the extension becomes a device of her account.
-  const signIn = popup.getByRole("form", { name: "Sign in" });
-  await signIn.getByLabel("Name").fill("erin");
-  await signIn.getByLabel("Password").fill("correct horse battery staple");
-  const wrong = ["000000", "111111", "222222"].find((c) => ![-1, 0, 1].some((step) => code(erinSecret, step) === c))!;
-  await signIn.getByLabel("6-digit code").fill(wrong);
-  await signIn.getByRole("button", { name: "Sign in" }).click();
+  const form = popup.getByRole("form", { name: "Sign in" });
+  await form.getByLabel("Name").fill("erin");
+  await form.getByLabel("Password").fill(PASSWORD);
+  await form.getByLabel("6-digit code").fill(["000000", "111111", "222222"].find((c) => ![-1, 0, 1].some((step) => code(erinSecret, step) === c))!);
+  await form.getByRole("button", { name: "Sign in" }).click();
   await popup.getByRole("alert").getByText("Wrong name, password or code. Check them and try again.").waitFor();
-  await signIn.getByLabel("6-digit code").fill(code(erinSecret, 1));
-  await signIn.getByRole("button", { name: "Sign in" }).click();
-  await popup.getByRole("status", { name: "Connection" }).getByText("Online").waitFor();
-  await popup.getByText("Signed in as erin").waitFor();
+  await signIn(popup, "erin", erinSecret);
   await popup.getByText("No conversations yet.").waitFor();
 
   // Carol writes twice from the terminal: the badge counts 2, a notification names her and counts, without the text.
@@ -145,5 +158,40 @@ test("the extension loads, signs in, shows an unread count and a notification wi
   assert.equal(third.code, 0, third.out);
   await eventually("badge", () => badge(browser!), "1");
   await eventually("notification with text", async () => (await shownNotifications(browser!)).at(-1)?.message, "Great, see you at noon");
+  await browser.close();
+  browser = undefined;
+});
+
+test("a stopped service worker wakes on its alarm, reconnects and counts what arrived meanwhile", { skip, timeout: 180_000 }, async () => {
+  const home = await cliUser("dan");
+  const secret = await registerAccount(server, "gwen");
+  browser = await launchWithExtension(server, buildFor(server));
+  const popup = await openPopup(browser);
+  await signIn(popup, "gwen", secret);
+  const alarm = (await (await currentWorker(browser)).evaluate(`chrome.alarms.get("microbot-wake")`)) as { periodInMinutes?: number } | undefined;
+  assert.equal(alarm?.periodInMinutes, 0.5);
   await popup.close();
+
+  // Chromium stops an idle extension worker; here DevTools does it at once. Nothing but the alarm
+  // wakes it: no extension page is open that would talk to it.
+  const blank = await browser.context.newPage();
+  const devtools = await browser.context.newCDPSession(blank);
+  const states: string[] = [];
+  devtools.on("ServiceWorker.workerVersionUpdated", (event: { versions: { scriptURL: string; runningStatus: string }[] }) => {
+    for (const v of event.versions) if (v.scriptURL.endsWith("/background.js")) states.push(v.runningStatus);
+  });
+  await devtools.send("ServiceWorker.enable");
+  await devtools.send("ServiceWorker.stopAllWorkers");
+  await eventually("worker stopped", async () => states.at(-1), "stopped", 10_000);
+
+  const sent = await cli(home, "dan", ["send", "gwen", "sent while the worker slept"]);
+  assert.equal(sent.code, 0, sent.out);
+  await eventually("worker woken by the alarm", async () => states.at(-1), "running", 60_000);
+  await eventually("badge after waking", () => badge(browser!), "1");
+  await blank.close();
+
+  const again = await openPopup(browser);
+  await entry(again, "dan, 1 unread").click();
+  await message(again, "dan", "sent while the worker slept").waitFor();
+  await eventually("badge after reading", () => badge(browser!), "");
 });
