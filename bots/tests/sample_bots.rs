@@ -51,7 +51,7 @@ const QUICK: PacingConfig = PacingConfig {
 async fn echo_bot_answers_every_kind_of_event() {
     let server = TestServer::start().await;
     let mut alice_user = register(&server, "alice").await;
-    let mut bot_user = register(&server, "echobot").await;
+    let mut bot_user = register_bot(&server, "echobot").await;
     let mut alice = online(&server, &mut alice_user, IdentitySource::New, fast_config()).await;
     // Online first, so its prekeys are published before anyone writes to it.
     let bot_device = online(&server, &mut bot_user, IdentitySource::New, fast_config()).await;
@@ -67,6 +67,9 @@ async fn echo_bot_answers_every_kind_of_event() {
         start.starts_with(echo::ABOUT) && start.contains("/help"),
         "{start}"
     );
+    // Registered as a bot: Alice's client knows it from the keys it fetched.
+    assert!(alice.account.is_bot("echobot").unwrap());
+    assert!(!alice.account.is_bot("alice").unwrap());
 
     alice.account.send_text(&chat, "/help").unwrap();
     let help = text_from_bot(events, "echobot").await;

@@ -103,6 +103,10 @@ pub struct Register {
     /// Name of this device in the account's device list.
     #[arg(long, default_value = "microbot CLI")]
     pub device_name: String,
+    /// Register a bot account: everyone who writes to it is told it is a
+    /// program (SPEC.md §12.3). Fixed for the account's lifetime.
+    #[arg(long)]
+    pub bot: bool,
 }
 
 /// `login`.

@@ -3,7 +3,7 @@
 //!
 //! JSON shape (every object has `type`; ids are 32 hex digits):
 //! ```text
-//! {"type":"message","conversation":C,"from":"alice","device":1,"id":"…","sent_at_ms":…,
+//! {"type":"message","conversation":C,"from":"alice","bot":false,"device":1,"id":"…","sent_at_ms":…,
 //!  "text":"…","reply_to":"…"|null,"file":{"name","size","content_type"}|null}
 //! {"type":"edited","conversation":C,"author":"…","target":"…","text":"…"}
 //! {"type":"deleted","conversation":C,"author":"…","target":"…"}
@@ -38,6 +38,8 @@ pub struct Names {
     groups: HashMap<GroupId, String>,
     /// Groups we left or were removed from: shown, not resolved by name.
     inactive: HashSet<GroupId>,
+    /// Contacts that are bot accounts (SPEC.md §12.3): marked in output.
+    bots: HashSet<String>,
 }
 
 impl Names {
@@ -47,6 +49,7 @@ impl Names {
         Self {
             groups: groups.into_iter().collect(),
             inactive: HashSet::new(),
+            bots: HashSet::new(),
         }
     }
 
@@ -60,6 +63,16 @@ impl Names {
             names.groups.insert(group.id, group.name);
         }
         names
+    }
+
+    /// Marks these accounts as bots in the output.
+    pub fn with_bots(mut self, bots: impl IntoIterator<Item = String>) -> Self {
+        self.bots.extend(bots);
+        self
+    }
+
+    fn is_bot(&self, username: &str) -> bool {
+        self.bots.contains(username)
     }
 
     fn group(&self, id: &GroupId) -> Option<&str> {
@@ -181,6 +194,7 @@ pub fn to_json(event: &Event, names: &Names) -> Value {
             "type": kind,
             "conversation": names.conversation(&m.conversation),
             "from": m.author,
+            "bot": names.is_bot(&m.author),
             "device": m.author_device,
             "id": id_hex(&m.message_id),
             "sent_at_ms": m.sent_at_ms,
@@ -370,9 +384,14 @@ pub fn body(text: &str, file: Option<&AttachmentPointer>, id: &MessageId) -> Str
 pub fn to_line(event: &Event, names: &Names) -> String {
     match event {
         Event::Message(m) => format!(
-            "[{}] {}{}: {}  (id {})",
+            "[{}] {}{}{}: {}  (id {})",
             names.label(&m.conversation),
             m.author,
+            if names.is_bot(&m.author) {
+                " (bot)"
+            } else {
+                ""
+            },
             m.reply_to
                 .as_ref()
                 .map(|r| format!(" (reply to {})", short(r)))

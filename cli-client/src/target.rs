@@ -30,7 +30,13 @@ pub fn resolve(account: &Account, text: &str) -> Result<Target, CliError> {
 /// Group names known to `account` (groups left included, for history).
 pub fn group_names(account: &Account) -> Result<Names, CliError> {
     let groups = account.groups().map_err(crate::error::store)?;
-    Ok(Names::from_groups(groups))
+    let mut bots = Vec::new();
+    for (contact, _) in account.contacts().map_err(crate::error::store)? {
+        if account.is_bot(&contact).map_err(crate::error::store)? {
+            bots.push(contact);
+        }
+    }
+    Ok(Names::from_groups(groups).with_bots(bots))
 }
 
 fn resolve_with(names: &Names, text: &str) -> Result<Target, CliError> {

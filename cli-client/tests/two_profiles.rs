@@ -512,3 +512,33 @@ fn an_enrolled_profile_reports_a_stopped_server_and_a_changed_certificate() {
     right.env("MICROBOT_PASSPHRASE", "open sesame");
     assert!(run_command(right, "").ok().stdout.contains("(this device)"));
 }
+
+#[test]
+fn a_bot_account_is_marked_as_a_bot_to_those_it_writes_to() {
+    let server = TestServer::start();
+    let cli = Cli::new(&server);
+    cli.register("alice");
+    let (server_addr, fingerprint) = (cli.server.clone(), cli.fingerprint.clone());
+    let command = cli.command(
+        "helper",
+        &[
+            "register",
+            "helper",
+            "--bot",
+            "--server",
+            &server_addr,
+            "--cert-sha256",
+            &fingerprint,
+        ],
+    );
+    let (out, _) = register_command(command, |auth| vec![auth.fresh(), auth.fresh()]);
+    assert!(out.ok().stdout.contains("enrolled"));
+
+    // Alice writes first: fetching the bot's keys tells her client it is one.
+    cli.run("alice", &["send", "helper", "hello"]).ok();
+    assert_eq!(recv(&cli, "helper", "message", 1)[0]["bot"], false);
+    cli.run("helper", &["send", "alice", "beep"]).ok();
+    let got = recv(&cli, "alice", "message", 1);
+    assert_eq!(got[0]["from"], "helper");
+    assert_eq!(got[0]["bot"], true, "{got:?}");
+}

@@ -459,6 +459,15 @@ impl Account {
         }))
     }
 
+    /// Whether `username` is a bot account (SPEC.md §12.3), as the server
+    /// said when this device last fetched its keys (false before that).
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn is_bot(&self, username: &str) -> Result<bool, StoreError> {
+        self.inner.tx(|tx| crate::bots::is_bot(tx, username))
+    }
+
     /// Usernames of known contacts, with whether a safety-number change is
     /// waiting for acknowledgement.
     ///

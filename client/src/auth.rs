@@ -91,12 +91,36 @@ pub async fn register(
     username: &str,
     password: &str,
 ) -> Result<Registration, AuthError> {
+    register_as(server, username, password, false).await
+}
+
+/// [`register`] for a bot account: the server keeps the flag and hands it
+/// to anyone who fetches the account's keys, so clients can show that they
+/// talk to a program (SPEC.md §12.3).
+///
+/// # Errors
+/// As [`register`].
+pub async fn register_bot(
+    server: &ServerConfig,
+    username: &str,
+    password: &str,
+) -> Result<Registration, AuthError> {
+    register_as(server, username, password, true).await
+}
+
+async fn register_as(
+    server: &ServerConfig,
+    username: &str,
+    password: &str,
+    bot: bool,
+) -> Result<Registration, AuthError> {
     check_credentials(username, password)?;
     let (conn, _pushes) = connect_before_login(server, username, CONNECT_TIMEOUT).await?;
     match conn
         .request(Request::Register(RegisterRequest {
             username: username.to_owned(),
             password: password.to_owned(),
+            bot,
         }))
         .await?
     {

@@ -17,7 +17,8 @@
 //! - `store`: the local SQLite store, optionally encrypted at rest.
 //! - `transport`: the connection (QUIC, or the WebSocket binding with automatic
 //!   fallback, `websocket`) and request/response matching (SPEC.md §12, §12.13).
-//! - [`auth`]: registration, TOTP confirmation, enrolment, device login (SPEC.md §13).
+//! - [`auth`]: registration (also of bot accounts), TOTP confirmation, enrolment, device login (SPEC.md §13).
+//! - `bots`: which contacts are bot accounts (§12.3).
 //! - `prekeys`: publishing and refilling this device's prekeys.
 //! - `sessions`: pairwise sessions with every device of a conversation.
 //! - `messages`: plaintext framing and the converged view of messages (§11.4).
@@ -48,6 +49,7 @@
 mod account;
 mod attachments;
 pub mod auth;
+mod bots;
 pub mod config;
 pub mod error;
 pub mod events;
@@ -69,7 +71,7 @@ mod websocket;
 
 pub use account::{Account, Enrolment, IdentitySource, LinkedIdentity};
 pub use attachments::{FileOptions, Progress};
-pub use auth::{Registration, SecondFactor, confirm_registration, register};
+pub use auth::{Registration, SecondFactor, confirm_registration, register, register_bot};
 pub use config::{AccountConfig, KdfParams, ServerConfig, StoreConfig, Transport};
 pub use error::{
     AcknowledgeError, AttachmentError, AuthError, GroupError, OnlineError, OpenError, SendError,

@@ -345,6 +345,7 @@ pub(crate) async fn ensure_contact_devices(
         return Ok(());
     }
     let bundles = fetch_bundles(conn, username, Vec::new()).await?;
+    inner.tx(|tx| crate::bots::remember(tx, username, bundles.bot))?;
     let mut trusted = contact.as_ref().map(|c| c.identity);
     let mut change = None;
     let mut sessions = Vec::new();

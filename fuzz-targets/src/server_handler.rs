@@ -308,6 +308,7 @@ async fn setup(fixture: &Fixture) -> Run {
                 totp_secret: &secret,
                 recovery_code_hashes: &[],
                 now_ms: now_ms(),
+                bot: false,
             })
             .expect("fixture account");
         state
@@ -1060,6 +1061,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
             Request::Register(transport::RegisterRequest {
                 username: "dave".into(),
                 password: "dave's password".into(),
+                bot: false,
             }),
         )
         .magic(

@@ -91,6 +91,7 @@ pub async fn create_device(session: &mut Session, username: &str) -> LoadResult<
         .request(Request::Register(RegisterRequest {
             username: username.to_owned(),
             password: password.to_string(),
+            bot: false,
         }))
         .await?;
     let response::Result::Register(registration) = reply else {

@@ -168,13 +168,13 @@ pub async fn fetch(
         return Err(ApiError::invalid("at most 100 device ids per fetch"));
     }
     let username = request.username.clone();
-    let target = state
+    let (target, bot) = state
         .blocking(move |state| {
             state
                 .storage
                 .account_by_username(&username)?
                 .filter(|a| a.active)
-                .map(|a| a.id)
+                .map(|a| (a.id, a.bot))
                 .ok_or_else(|| ApiError::new(ErrorCode::UnknownAccount, "no such account"))
         })
         .await?;
@@ -205,6 +205,7 @@ pub async fn fetch(
     }
     Ok(PrekeyBundles {
         username,
+        bot,
         bundles: bundles
             .into_iter()
             .map(|b| {

@@ -58,6 +58,7 @@ async fn account_is_inactive_until_confirmed_with_a_valid_code() {
         .request_err(Request::Register(RegisterRequest {
             username: "carol".into(),
             password: "another password".into(),
+            bot: false,
         }))
         .await;
     assert_eq!(common::code(&err), ErrorCode::UsernameTaken);
@@ -65,6 +66,7 @@ async fn account_is_inactive_until_confirmed_with_a_valid_code() {
         .request_err(Request::Register(RegisterRequest {
             username: "Bad:Name".into(),
             password: "another password".into(),
+            bot: false,
         }))
         .await;
     assert_eq!(common::code(&err), ErrorCode::InvalidArgument);

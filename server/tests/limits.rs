@@ -146,6 +146,7 @@ async fn token_buckets_refuse_with_retry_after() {
         .request_err(Request::Register(transport::RegisterRequest {
             username: "dave".into(),
             password: "long enough password".into(),
+            bot: false,
         }))
         .await;
     assert_eq!(code(&e), ErrorCode::RateLimited);

@@ -174,6 +174,7 @@ async fn an_unconfirmed_account_expires_and_frees_its_username() {
             .request(Request::Register(transport::RegisterRequest {
                 username: "squatted".into(),
                 password: "another-password".into(),
+                bot: false,
             }))
             .await;
         assert_eq!(error_code(&taken), ErrorCode::UsernameTaken, "{}", be.name);
@@ -184,6 +185,7 @@ async fn an_unconfirmed_account_expires_and_frees_its_username() {
                 .request(Request::Register(transport::RegisterRequest {
                     username: "squatted".into(),
                     password: "another-password".into(),
+                    bot: false,
                 }))
                 .await;
             match reply {

@@ -44,6 +44,7 @@ async fn megabyte_usernames_are_refused_before_any_limiter_keeps_them() {
             2 => Request::Register(transport::RegisterRequest {
                 username,
                 password: "some password".into(),
+                bot: false,
             }),
             _ => Request::EnrolDevice(transport::EnrolDeviceRequest {
                 username: username.to_uppercase(),
@@ -442,6 +443,7 @@ fn ipv6_addresses_of_one_64_share_their_limits() {
     let register = Request::Register(transport::RegisterRequest {
         username: "someone".into(),
         password: "some password".into(),
+        bot: false,
     });
     let a: std::net::IpAddr = "2001:db8:5:6:1::1".parse().unwrap();
     let b: std::net::IpAddr = "2001:db8:5:6:ffff::2".parse().unwrap();

@@ -54,6 +54,7 @@ fn account(s: &dyn Storage, name: &str) -> (i64, u64) {
             totp_secret: &[1; 20],
             recovery_code_hashes: &[],
             now_ms: 0,
+            bot: false,
         })
         .unwrap();
     s.activate_account(id).unwrap();

@@ -28,6 +28,7 @@ fn register() -> Request {
     Request::Register(RegisterRequest {
         username: "someone".into(),
         password: "whatever-password".into(),
+        bot: false,
     })
 }
 

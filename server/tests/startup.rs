@@ -144,6 +144,7 @@ async fn the_binary_runs_with_no_subcommand_reads_env_file_and_flags_and_stops_o
             microbot_protocol::transport::RegisterRequest {
                 username: "zoe".into(),
                 password: "password123".into(),
+                bot: false,
             },
         ))
         .await;

@@ -68,6 +68,7 @@ fn account(s: &dyn Storage, username: &str) -> i64 {
             totp_secret: &[7; 20],
             recovery_code_hashes: &[[1; 32], [2; 32]],
             now_ms: 1,
+            bot: false,
         })
         .unwrap();
     s.activate_account(id).unwrap();
@@ -118,6 +119,7 @@ fn accounts_devices_and_recovery_codes() {
                     totp_secret: &[1; 20],
                     recovery_code_hashes: &[],
                     now_ms: 2,
+                    bot: false,
                 }),
                 Err(StorageError::UsernameTaken)
             ),

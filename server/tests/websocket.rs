@@ -570,6 +570,7 @@ async fn rate_limits_apply_over_websocket_per_source() {
         Request::Register(transport::RegisterRequest {
             username: name.into(),
             password: "a long enough password".into(),
+            bot: false,
         })
     };
     let first = ws.request(register("una")).await;

@@ -212,9 +212,12 @@ pub async fn register(ctx: &Ctx, args: Register) -> Result<(), CliError> {
     let mut recovery_codes = Vec::new();
     if fresh {
         let registration = bounded(ctx, &addr, async {
-            microbot_client::register(&server, &meta.username, &password)
-                .await
-                .map_err(|e| error::auth(&addr, &meta.username, e))
+            let registered = if args.bot {
+                microbot_client::register_bot(&server, &meta.username, &password).await
+            } else {
+                microbot_client::register(&server, &meta.username, &password).await
+            };
+            registered.map_err(|e| error::auth(&addr, &meta.username, e))
         })
         .await?;
         profile.save(&meta)?;

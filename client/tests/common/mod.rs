@@ -95,10 +95,22 @@ pub struct User {
 }
 
 pub async fn register(server: &TestServer, username: &str) -> User {
+    register_as(server, username, false).await
+}
+
+/// A registered, confirmed bot account (SPEC.md §12.3).
+pub async fn register_bot(server: &TestServer, username: &str) -> User {
+    register_as(server, username, true).await
+}
+
+async fn register_as(server: &TestServer, username: &str, bot: bool) -> User {
     let password = format!("pw-{username}-secret");
-    let registration = microbot_client::register(&server.config, username, &password)
-        .await
-        .unwrap();
+    let registration = if bot {
+        microbot_client::register_bot(&server.config, username, &password).await
+    } else {
+        microbot_client::register(&server.config, username, &password).await
+    }
+    .unwrap();
     let mut auth = Authenticator::from_base32(&registration.totp_secret_base32);
     microbot_client::confirm_registration(&server.config, username, &password, &auth.fresh())
         .await

@@ -177,8 +177,9 @@ pub async fn register(
                 totp_secret: &secret,
                 recovery_code_hashes: &hashes,
                 now_ms: now_ms(),
+                bot: request.bot,
             })?;
-            tracing::info!(username = %request.username, "account registered (inactive)");
+            tracing::info!(username = %request.username, bot = request.bot, "account registered (inactive)");
             Ok(RegisterResponse {
                 otpauth_uri,
                 totp_secret_base32,

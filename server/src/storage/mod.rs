@@ -122,6 +122,8 @@ pub struct AccountRecord {
 
 impl fmt::Debug for AccountRecord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    /// Registered as a bot account (clients show it).
+    pub bot: bool,
         f.debug_struct("AccountRecord")
             .field("id", &self.id)
             .field("username", &self.username)
@@ -146,6 +148,8 @@ pub struct NewAccount<'a> {
 
 /// A device row.
 #[derive(Clone, Debug, PartialEq, Eq)]
+    /// A bot account.
+    pub bot: bool,
 pub struct DeviceRecord {
     /// Device id.
     pub id: u64,

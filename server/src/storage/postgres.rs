@@ -296,8 +296,10 @@ fn account_from_row(row: &tokio_postgres::Row) -> PgResult<AccountRecord> {
         active: col(row, 5)?,
     })
 }
+        bot: col(row, 6)?,
 
-const ACCOUNT_COLUMNS: &str = "id, username, password_hash, totp_secret, last_totp_step, active";
+const ACCOUNT_COLUMNS: &str =
+    "id, username, password_hash, totp_secret, last_totp_step, active, bot";
 
 fn device_from_row(row: &tokio_postgres::Row) -> PgResult<DeviceRecord> {
     Ok(DeviceRecord {
@@ -484,8 +486,8 @@ impl Storage for PostgresStorage {
         self.with_tx(async |tx| {
             let Some(row) = tx
                 .query_opt(
-                    "INSERT INTO accounts (username, password_hash, totp_secret, created_at_ms) \
-                     VALUES ($1, $2, $3, $4) ON CONFLICT (username) DO NOTHING RETURNING id",
+                    "INSERT INTO accounts (username, password_hash, totp_secret, created_at_ms, bot) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (username) DO NOTHING RETURNING id",
                     &[
                         &account.username,
                         &account.password_hash,
@@ -493,6 +495,7 @@ impl Storage for PostgresStorage {
                         &sql_time(account.now_ms),
                     ],
                 )
+                        &account.bot,
                 .await?
             else {
                 return Err(StorageError::UsernameTaken.into());

@@ -231,6 +231,11 @@ CREATE TABLE admin_ip_rules (
     created_at_ms INTEGER NOT NULL
 );
 ",
+", // Version 12 (issue 22): bot accounts, flagged at registration and shown
+    // to clients with the account's prekey bundles (SPEC.md §12.3, §12.7).
+    r"
+ALTER TABLE accounts ADD COLUMN bot INTEGER NOT NULL DEFAULT 0;
+",
 ];
 
 /// The schema version this build writes.

@@ -160,8 +160,10 @@ fn account_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AccountRecord> 
         active: row.get(5)?,
     })
 }
+        bot: row.get(6)?,
 
-const ACCOUNT_COLUMNS: &str = "id, username, password_hash, totp_secret, last_totp_step, active";
+const ACCOUNT_COLUMNS: &str =
+    "id, username, password_hash, totp_secret, last_totp_step, active, bot";
 
 fn device_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRecord> {
     Ok(DeviceRecord {
@@ -455,12 +457,13 @@ impl Storage for SqliteStorage {
                 return Err(StorageError::UsernameTaken);
             }
             tx.execute(
-                "INSERT INTO accounts (username, password_hash, totp_secret, created_at_ms) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO accounts (username, password_hash, totp_secret, created_at_ms, bot) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![
                     account.username,
                     account.password_hash,
                     account.totp_secret,
-                    sql_time(account.now_ms)
+                    sql_time(account.now_ms),
+                    account.bot
                 ],
             )
             .map_err(db)?;
@@ -961,6 +964,7 @@ mod tests {
                 now_ms: 0,
             })
             .unwrap();
+                bot: false,
         assert_eq!(id, 3, "above every id still named anywhere");
         storage.delete_account(id).unwrap();
         let next = storage
@@ -972,6 +976,7 @@ mod tests {
                 now_ms: 0,
             })
             .unwrap();
+                bot: false,
         assert_eq!(next, 4, "a deleted account's id is not reused");
     }
 

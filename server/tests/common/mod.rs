@@ -332,6 +332,7 @@ pub async fn register(client: &mut Client, username: &str) -> Account {
         .request(Request::Register(transport::RegisterRequest {
             username: username.into(),
             password: password.clone(),
+            bot: false,
         }))
         .await;
     let response::Result::Register(r) = reply else {

@@ -158,6 +158,7 @@ async fn onboard(
         .request(Request::Register(RegisterRequest {
             username: username.clone(),
             password: password.clone(),
+            bot: false,
         }))
         .await
         .map_err(describe)?;
@@ -641,6 +642,7 @@ async fn scenario(
         let request = Request::Register(RegisterRequest {
             username: format!("conf_r_{tag:08x}_{attempt}"),
             password: "conformance-throwaway".into(),
+            bot: false,
         });
         match fresh.request(request).await.map_err(describe)? {
             response::Result::Error(e) if e.code == ErrorCode::RateLimited as i32 => {

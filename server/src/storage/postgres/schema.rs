@@ -196,6 +196,11 @@ CREATE TABLE admin_ip_rules (
     created_by TEXT NOT NULL,
     created_at_ms BIGINT NOT NULL
 );
+", // Version 10 (issue 22): bot accounts, flagged at registration and shown
+    // to clients with the account's prekey bundles (SPEC.md §12.3, §12.7).
+    r"
+ALTER TABLE accounts ADD COLUMN bot BOOLEAN NOT NULL DEFAULT FALSE;
+",
 ",
 ];
 

@@ -332,6 +332,7 @@ mod tests {
                 totp_secret: &[0u8; 20],
                 recovery_code_hashes: &[],
                 now_ms: 0,
+                bot: false,
             })
             .unwrap();
         let roomy = storage.create_device(account, &[1; 32], "a", 0).unwrap();
