@@ -39,6 +39,19 @@ fn spawn_bot(bot: Bot) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
     (stop, task)
 }
 
+/// Stops a reminder bot started by the test and checks it ended cleanly.
+async fn stop_reminder_bot(
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), microbot_bot::BotError>>,
+) {
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(20), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
+
 /// Fast pacing for tests (the pacing itself is unit-tested).
 const QUICK: PacingConfig = PacingConfig {
     per_conversation_per_sec: 50.0,
@@ -226,12 +239,7 @@ async fn reminder_bot_keeps_its_reminders_across_a_restart() {
     );
 
     // The bot goes down before the reminder is due, and stays down past it.
-    stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(20), task)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    stop_reminder_bot(stop, task).await;
     let due = set_at + Duration::from_secs(12);
     assert!(
         tokio::time::Instant::now() < due,
@@ -254,12 +262,7 @@ async fn reminder_bot_keeps_its_reminders_across_a_restart() {
         text_from_bot(events, "remindbot").await,
         "No reminders here."
     );
-    stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(20), task)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    stop_reminder_bot(stop, task).await;
 
     // A state file it cannot read stops it with a typed error, untouched.
     std::fs::write(&state, b"{ not json").unwrap();
