@@ -88,6 +88,10 @@ fn start_prints_the_settings_in_effect_without_passwords() {
         "127.0.0.1:0",
         "--webhook-url",
         "http://127.0.0.1:9/push/token-in-path",
+        "--webhook-allow-private",
+        "true",
+        "--webhook-secret",
+        "gateway-secret-value",
     ]);
     assert!(
         printed.contains(&format!("storage: SQLite {data}/microbot.sqlite3")),
@@ -107,6 +111,8 @@ fn start_prints_the_settings_in_effect_without_passwords() {
     );
     assert!(!printed.contains("redis-secret-pw"), "{printed}");
     assert!(!printed.contains("token-in-path"), "{printed}");
+    assert!(printed.contains("back-off from 500 ms, signed)"), "{printed}");
+    assert!(!printed.contains("gateway-secret-value"), "{printed}");
     let _ = child.kill();
     let _ = child.wait();
 }
