@@ -97,6 +97,15 @@ enum Command {
         #[command(subcommand)]
         action: microbot_server::admin::cli::AdminCommand,
     },
+    /// Print the usage report (SPEC.md §14.1, §18.7) from the stored analytics.
+    Report {
+        /// First day, YYYY-MM-DD (UTC); the report runs to today.
+        #[arg(long)]
+        since: String,
+        /// `json` or `csv`.
+        #[arg(long, default_value = "json")]
+        format: String,
+    },
 }
 
 #[tokio::main]
@@ -124,6 +133,7 @@ async fn main() -> std::process::ExitCode {
             Ok(())
         }),
         Command::Admin { action } => admin(&cli.overrides, action).await,
+        Command::Report { since, format } => report(&cli.overrides, since, format).await,
         Command::Restore { from, force } => offline(&cli.overrides, |config| {
             microbot_server::backup::restore(&from, &config.data_dir, force)?;
             println!(
@@ -153,6 +163,37 @@ async fn admin(
             &config,
             action,
             &mut std::io::stdin().lock(),
+            &mut std::io::stdout().lock(),
+        )
+    })
+    .await;
+    match done {
+        Ok(Ok(())) => std::process::ExitCode::SUCCESS,
+        Ok(Err(error)) => {
+            eprintln!("error: {error}");
+            std::process::ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// `report`: writes the report to standard output.
+async fn report(overrides: &Overrides, since: String, format: String) -> std::process::ExitCode {
+    let config = match Config::resolve(overrides) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let done = tokio::task::spawn_blocking(move || {
+        microbot_server::admin::report::run_cli(
+            &config,
+            &since,
+            &format,
             &mut std::io::stdout().lock(),
         )
     })

@@ -4,6 +4,7 @@
 //! step, back-off on failures), sets an HttpOnly SameSite=Strict cookie,
 //! refuses mutating requests without the custom header, keeps an audit
 //! log, and forgets the session at logout; `admin remove` ends it too.
+//! Dashboard changes: IP deny rules and suspensions of accounts and devices.
 
 mod common;
 #[path = "support/engines.rs"]
@@ -14,6 +15,8 @@ use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 
 use common::*;
+use microbot_protocol::transport::response as server_response;
+use microbot_protocol::transport::{LoginRequest, client_frame};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
@@ -706,4 +709,172 @@ async fn a_dashboard_rule_reaches_every_node_sharing_the_database() {
     }
     a.stop().await;
     b.stop().await;
+}
+
+/// A login of `device_id` on a new connection; the error it gets.
+async fn refused_login(
+    server: &TestServer,
+    device_id: u64,
+    key: &ed25519_dalek::SigningKey,
+) -> microbot_protocol::transport::Error {
+    let mut client = server.client().await;
+    let signature = login_signature(key, &client.challenge.clone(), device_id);
+    client
+        .request_err(client_frame::Request::Login(LoginRequest {
+            device_id,
+            signature,
+        }))
+        .await
+}
+
+#[tokio::test]
+async fn an_admin_suspends_a_device_and_an_account_and_lifts_it() {
+    use microbot_protocol::transport::ErrorCode;
+    let dir = tempfile::tempdir().unwrap();
+    let mut ops = add_admin(dir.path(), "ops", "admin", "correct horse battery");
+    let mut watch = add_admin(dir.path(), "watch", "viewer", "viewer password");
+    let server = TestServer::start_in(dir, |c| {
+        c.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    let addr = server.metrics_addr.unwrap();
+    let admin = sign_in(addr, "ops", "correct horse battery", &mut ops).await;
+    let viewer = sign_in(addr, "watch", "viewer password", &mut watch).await;
+    let mut bob = new_device(&server, "bob").await;
+    let mut bob_phone = server.client().await;
+    let (phone_id, phone_key) = enrol(&mut bob_phone, &mut bob.account).await;
+    login(&mut bob_phone, phone_id, &phone_key).await;
+    let mut alice = new_device(&server, "alice").await;
+    let path = "/admin/api/suspensions";
+    let phone = format!(r#"{{"kind":"device","username":"bob","device_id":{phone_id}}}"#);
+
+    // Viewers read and change nothing; bad targets are typed errors.
+    let list = request(addr, "GET", path, &[&viewer], "").await;
+    assert_eq!(
+        (list.status, list.body.as_str()),
+        (200, r#"{"suspensions":[]}"#)
+    );
+    let refused = request(addr, "POST", path, &[&viewer, CSRF], &phone).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert_eq!(
+        request(addr, "POST", path, &[&admin], &phone).await.status,
+        403
+    );
+    for (bad, status, why) in [
+        (
+            r#"{"kind":"account","username":"nobody"}"#.to_owned(),
+            404,
+            "no account",
+        ),
+        (
+            format!(r#"{{"kind":"device","username":"alice","device_id":{phone_id}}}"#),
+            404,
+            "has no device",
+        ),
+        (
+            r#"{"kind":"device","username":"bob"}"#.to_owned(),
+            400,
+            "needs device_id",
+        ),
+        (
+            r#"{"kind":"group","username":"bob"}"#.to_owned(),
+            400,
+            "account or device",
+        ),
+    ] {
+        let answer = request(addr, "POST", path, &[&admin, CSRF], &bad).await;
+        assert_eq!(answer.status, status, "{bad}: {}", answer.body);
+        assert!(answer.body.contains(why), "{bad}: {}", answer.body);
+    }
+
+    // Bob's phone is suspended: its connection closes with ACCOUNT_SUSPENDED,
+    // its login is refused; Bob's other device carries on.
+    let added = request(addr, "POST", path, &[&admin, CSRF], &phone).await;
+    assert_eq!(added.status, 200, "{}", added.body);
+    assert!(
+        added.body.contains(&format!(
+            r#"{{"kind":"device","username":"bob","device_id":{phone_id},"created_by":"ops""#
+        )),
+        "{}",
+        added.body
+    );
+    let closed = bob_phone.closed().await;
+    assert_eq!(closed.close_code, Some(ErrorCode::AccountSuspended as u64));
+    assert_eq!(
+        closed.closing.map(|e| e.code),
+        Some(ErrorCode::AccountSuspended as i32)
+    );
+    let error = refused_login(&server, phone_id, &phone_key).await;
+    assert_eq!(code(&error), ErrorCode::AccountSuspended);
+    assert!(error.message.contains("device"), "{}", error.message);
+    let again = request(addr, "POST", path, &[&admin, CSRF], &phone).await;
+    assert_eq!(again.status, 400);
+    assert!(again.body.contains("suspended already"), "{}", again.body);
+    assert!(matches!(
+        bob.client
+            .request(client_frame::Request::ListDevices(Default::default()))
+            .await,
+        server_response::Result::DeviceList(_)
+    ));
+
+    // Alice's account: every device, and the error says so.
+    let account = r#"{"kind":"account","username":"alice"}"#;
+    assert_eq!(
+        request(addr, "POST", path, &[&admin, CSRF], account)
+            .await
+            .status,
+        200
+    );
+    let closed = alice.client.closed().await;
+    assert_eq!(closed.close_code, Some(ErrorCode::AccountSuspended as u64));
+    let error = refused_login(&server, alice.device_id, &alice.key).await;
+    assert_eq!(code(&error), ErrorCode::AccountSuspended);
+    assert!(error.message.contains("account"), "{}", error.message);
+
+    // Lifting: viewers may not; the admin may, and the phone logs in again.
+    let lift = format!("{path}?kind=device&username=bob&device_id={phone_id}");
+    assert_eq!(
+        request(addr, "DELETE", &lift, &[&viewer, CSRF], "")
+            .await
+            .status,
+        403
+    );
+    let lifted = request(addr, "DELETE", &lift, &[&admin, CSRF], "").await;
+    assert_eq!(lifted.status, 200, "{}", lifted.body);
+    assert!(
+        !lifted.body.contains(r#""kind":"device""#),
+        "{}",
+        lifted.body
+    );
+    assert!(
+        lifted
+            .body
+            .contains(r#""kind":"account","username":"alice""#)
+    );
+    reconnect(&server, phone_id, &phone_key).await;
+    assert_eq!(
+        request(addr, "DELETE", &lift, &[&admin, CSRF], "")
+            .await
+            .status,
+        404
+    );
+
+    let log = server_audit(&server);
+    let changes: Vec<(&str, String)> = log
+        .iter()
+        .filter(|e| e.action == "suspension")
+        .map(|e| (e.admin.as_str(), e.detail.clone()))
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            (
+                "ops",
+                format!("lifted the suspension of device {phone_id} of bob")
+            ),
+            ("ops", "suspended account alice".to_owned()),
+            ("ops", format!("suspended device {phone_id} of bob")),
+        ]
+    );
+    server.stop().await;
 }

@@ -2,7 +2,8 @@
 //! `MICROBOT_TEST_POSTGRES` is set, PostgreSQL: names are unique, a TOTP
 //! step is used once (also across two handles, "two nodes"), sessions are
 //! found by token hash until they expire or their admin is removed, and
-//! the audit log reads newest first.
+//! the audit log reads newest first; suspensions are seen by both handles
+//! and named by their account.
 
 #[path = "support/engines.rs"]
 mod engines;
@@ -186,5 +187,107 @@ fn ip_rules_are_shared_by_every_handle_and_unique_by_block() {
         assert!(b.remove_ip_rule("10.0.0.0/8").unwrap(), "{name}");
         assert!(!a.remove_ip_rule("10.0.0.0/8").unwrap(), "{name}");
         assert_eq!(a.ip_rules().unwrap(), [rule("127.0.0.1/32", 10)], "{name}");
+    }
+}
+
+#[test]
+fn suspensions_are_shared_and_named_on_every_backend() {
+    use microbot_server::storage::NewAccount;
+    use microbot_server::storage::suspension::SuspensionTarget;
+    for (name, a, b, _keep) in backends("suspensions") {
+        let account = |s: &Arc<dyn Storage>, username: &str| {
+            let id = s
+                .create_account(&NewAccount {
+                    username,
+                    password_hash: "$argon2id$stub",
+                    totp_secret: &[7; 20],
+                    recovery_code_hashes: &[],
+                    now_ms: 1,
+                    bot: false,
+                })
+                .unwrap();
+            s.activate_account(id).unwrap();
+            id
+        };
+        let bob = account(&a, "bob");
+        let carol = account(&a, "carol");
+        let phone = a.create_device(bob, &[1; 32], "phone", 2).unwrap();
+        let laptop = a.create_device(bob, &[2; 32], "laptop", 2).unwrap();
+        let carols = a.create_device(carol, &[3; 32], "one", 2).unwrap();
+        assert_eq!(b.suspension_of(bob, phone).unwrap(), None, "{name}");
+        // One node suspends a device; the other sees it, once.
+        assert!(
+            a.suspend(SuspensionTarget::Device(phone), "ops", 10)
+                .unwrap()
+        );
+        assert!(
+            !b.suspend(SuspensionTarget::Device(phone), "ops", 11)
+                .unwrap()
+        );
+        assert_eq!(
+            b.suspension_of(bob, phone).unwrap(),
+            Some(SuspensionTarget::Device(phone)),
+            "{name}"
+        );
+        assert_eq!(b.suspension_of(bob, laptop).unwrap(), None, "{name}");
+        // An account suspension covers every device and is named first.
+        assert!(
+            b.suspend(SuspensionTarget::Account(carol), "root", 12)
+                .unwrap()
+        );
+        assert_eq!(
+            a.suspension_of(carol, carols).unwrap(),
+            Some(SuspensionTarget::Account(carol)),
+            "{name}"
+        );
+        assert!(
+            a.suspend(SuspensionTarget::Account(bob), "ops", 13)
+                .unwrap()
+        );
+        assert_eq!(
+            a.suspension_of(bob, phone).unwrap(),
+            Some(SuspensionTarget::Account(bob)),
+            "{name}"
+        );
+        let listed: Vec<_> = b
+            .suspensions()
+            .unwrap()
+            .into_iter()
+            .map(|s| (s.target, s.username, s.created_by, s.created_at_ms))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                (
+                    SuspensionTarget::Device(phone),
+                    "bob".into(),
+                    "ops".into(),
+                    10
+                ),
+                (
+                    SuspensionTarget::Account(carol),
+                    "carol".into(),
+                    "root".into(),
+                    12
+                ),
+                (
+                    SuspensionTarget::Account(bob),
+                    "bob".into(),
+                    "ops".into(),
+                    13
+                ),
+            ],
+            "{name}"
+        );
+        // Lifting, once.
+        assert!(b.unsuspend(SuspensionTarget::Account(bob)).unwrap());
+        assert!(!a.unsuspend(SuspensionTarget::Account(bob)).unwrap());
+        assert!(a.unsuspend(SuspensionTarget::Device(phone)).unwrap());
+        assert_eq!(a.suspension_of(bob, phone).unwrap(), None, "{name}");
+        // A deleted account's suspension stays listed, without a name.
+        a.delete_account(carol).unwrap();
+        let rest = b.suspensions().unwrap();
+        assert_eq!(rest.len(), 1, "{name}");
+        assert_eq!(rest[0].username, "", "{name}");
     }
 }

@@ -33,6 +33,8 @@ pub struct Api {
     pub secure: bool,
     /// This node's chart history.
     pub rollups: Arc<super::rollups::Rollups>,
+    /// This node's analytics feed (flushed before a report).
+    pub analytics: Arc<super::analytics::Flusher>,
 }
 
 /// The `/admin/api` router.
@@ -45,11 +47,18 @@ pub fn router(api: Api) -> Router {
         .route("/overview", get(super::live::get_overview))
         .route("/live", get(super::live::live))
         .route("/series", get(super::live::series))
+        .route("/report", get(super::report::get_report))
         .route(
             "/ip-rules",
             get(super::ip_rules::list)
                 .post(super::ip_rules::add)
                 .delete(super::ip_rules::remove),
+        )
+        .route(
+            "/suspensions",
+            get(super::suspensions::list)
+                .post(super::suspensions::suspend)
+                .delete(super::suspensions::unsuspend),
         )
         .route(
             "/layout",

@@ -12,6 +12,7 @@
 //! Not owned here: the values behind `/metrics` (metrics.rs), what the
 //! dashboard shows (`web/dashboard`).
 
+pub mod analytics;
 pub mod api;
 pub mod cli;
 pub mod error;
@@ -19,10 +20,12 @@ mod health;
 pub mod ip_rules;
 pub mod layout;
 pub mod live;
+pub mod report;
 pub mod rollups;
 mod serve;
 pub mod session;
 mod static_files;
+pub mod suspensions;
 
 pub use serve::{AdminTls, serve, tls_acceptor};
 
@@ -36,13 +39,20 @@ use axum::routing::get;
 use crate::state::ServerState;
 
 /// The whole admin router for `state`; `secure`: the listener speaks TLS;
-/// `rollups`: this node's chart history (fed by [`rollups::run`]).
-pub fn router(state: Arc<ServerState>, secure: bool, rollups: Arc<rollups::Rollups>) -> Router {
+/// `rollups`: this node's chart history (fed by [`rollups::run`]);
+/// `analytics`: this node's analytics feed (run by [`analytics::run`]).
+pub fn router(
+    state: Arc<ServerState>,
+    secure: bool,
+    rollups: Arc<rollups::Rollups>,
+    analytics: Arc<analytics::Flusher>,
+) -> Router {
     let api = api::Api {
         guard: Arc::new(session::LoginGuard::new(&state)),
         state: Arc::clone(&state),
         secure,
         rollups,
+        analytics,
     };
     let mut router = Router::new()
         .route("/metrics", get(health::metrics))

@@ -54,7 +54,13 @@ pub async fn serve(
         Arc::clone(&rollups),
         stop.clone(),
     ));
-    let router = super::router(state, tls.is_some(), rollups);
+    let analytics = Arc::new(super::analytics::Flusher::default());
+    tokio::spawn(super::analytics::run(
+        Arc::clone(&state),
+        Arc::clone(&analytics),
+        stop.clone(),
+    ));
+    let router = super::router(state, tls.is_some(), rollups, analytics);
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {

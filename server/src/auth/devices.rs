@@ -19,6 +19,7 @@ use super::accounts::{check_password, check_password_and_factor, check_second_fa
 use crate::bus::BusEvent;
 use crate::error::ApiError;
 use crate::state::{ServerState, now_ms};
+use crate::storage::suspension::SuspensionTarget;
 
 /// Context string opening every login signature input.
 pub const LOGIN_CONTEXT: &[u8] = b"Microbot device login v1";
@@ -114,7 +115,8 @@ pub async fn enrol(state: &Arc<ServerState>, request: EnrolDeviceRequest) -> Res
 /// `LoginRequest`: checks the signature over the connection's challenge.
 ///
 /// # Errors
-/// `INVALID_ARGUMENT`, `UNKNOWN_DEVICE`, `DEVICE_REMOVED`, `BAD_SIGNATURE`.
+/// `INVALID_ARGUMENT`, `UNKNOWN_DEVICE`, `DEVICE_REMOVED`,
+/// `ACCOUNT_SUSPENDED`, `BAD_SIGNATURE`.
 pub async fn login(
     state: &Arc<ServerState>,
     challenge: [u8; CHALLENGE_LEN],
@@ -150,7 +152,24 @@ pub async fn login(
                 .map_err(|_| {
                     ApiError::new(ErrorCode::BadSignature, "login signature does not verify")
                 })?;
-            state.storage.record_login(device.id, now_ms())?;
+            // A suspension (SPEC.md §18.7) refuses the login on every node:
+            // the table is shared. Checked after the signature, so only the
+            // device's holder learns of it.
+            if let Some(target) = state.storage.suspension_of(account.id, device.id)? {
+                return Err(ApiError::new(
+                    ErrorCode::AccountSuspended,
+                    match target {
+                        SuspensionTarget::Account(_) => "this account is suspended by the operator",
+                        SuspensionTarget::Device(_) => "this device is suspended by the operator",
+                    },
+                ));
+            }
+            let now = now_ms();
+            state.storage.record_login(device.id, now)?;
+            // Usage analytics (SPEC.md §14.1) never cost a user a login.
+            if let Err(error) = state.storage.record_active(account.id, device.id, now) {
+                tracing::warn!(%error, "could not record the login in the analytics");
+            }
             tracing::info!(username = %account.username, device_id = device.id, "device logged in");
             Ok(DeviceSession {
                 device_id: device.id,

@@ -17,6 +17,7 @@
 //! request fields (the handlers), and notifying connected devices (bus/).
 
 pub mod admin;
+pub mod analytics;
 pub mod attachments;
 pub mod groups;
 pub mod postgres;
@@ -24,14 +25,17 @@ pub mod provisioning;
 pub mod schema;
 pub mod sealed;
 pub mod sqlite;
+pub mod suspension;
 
 pub use admin::AdminStorage;
+pub use analytics::AnalyticsStorage;
 pub use attachments::{AttachmentRecord, AttachmentStorage};
 pub use groups::{
     FanOut, GroupCaps, GroupChange, GroupChangeOutcome, GroupFanOut, GroupRecord, GroupStorage,
 };
 pub use provisioning::{ProvisioningStorage, SlotRead};
 pub use sealed::{SealedStorage, UnidentifiedAccess};
+pub use suspension::SuspensionStorage;
 
 use std::fmt;
 use std::future::Future;
@@ -118,12 +122,12 @@ pub struct AccountRecord {
     pub last_totp_step: i64,
     /// Confirmed with a first TOTP code.
     pub active: bool,
+    /// Registered as a bot account (clients show it).
+    pub bot: bool,
 }
 
 impl fmt::Debug for AccountRecord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-    /// Registered as a bot account (clients show it).
-    pub bot: bool,
         f.debug_struct("AccountRecord")
             .field("id", &self.id)
             .field("username", &self.username)
@@ -144,12 +148,12 @@ pub struct NewAccount<'a> {
     pub recovery_code_hashes: &'a [[u8; 32]],
     /// Creation time.
     pub now_ms: u64,
+    /// A bot account.
+    pub bot: bool,
 }
 
 /// A device row.
 #[derive(Clone, Debug, PartialEq, Eq)]
-    /// A bot account.
-    pub bot: bool,
 pub struct DeviceRecord {
     /// Device id.
     pub id: u64,
@@ -383,6 +387,8 @@ pub trait Storage:
     + ProvisioningStorage
     + SealedStorage
     + AdminStorage
+    + AnalyticsStorage
+    + SuspensionStorage
     + Send
     + Sync
     + 'static

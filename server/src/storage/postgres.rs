@@ -29,6 +29,7 @@
 //! which a cluster must share; docs/OPERATIONS.md).
 
 mod admin;
+mod analytics;
 mod attachments;
 mod db;
 mod groups;
@@ -36,6 +37,7 @@ mod pool;
 mod provisioning;
 pub mod schema;
 mod sealed;
+mod suspension;
 
 use std::fmt;
 
@@ -294,9 +296,9 @@ fn account_from_row(row: &tokio_postgres::Row) -> PgResult<AccountRecord> {
         totp_secret: zeroize::Zeroizing::new(col(row, 3)?),
         last_totp_step: col(row, 4)?,
         active: col(row, 5)?,
+        bot: col(row, 6)?,
     })
 }
-        bot: col(row, 6)?,
 
 const ACCOUNT_COLUMNS: &str =
     "id, username, password_hash, totp_secret, last_totp_step, active, bot";
@@ -493,9 +495,9 @@ impl Storage for PostgresStorage {
                         &account.password_hash,
                         &account.totp_secret,
                         &sql_time(account.now_ms),
+                        &account.bot,
                     ],
                 )
-                        &account.bot,
                 .await?
             else {
                 return Err(StorageError::UsernameTaken.into());

@@ -17,7 +17,8 @@ use rusqlite::Connection;
 /// Version 4: envelopes indexed by (device, sender) for the sender share.
 /// Version 5: groups record their creator. Version 6: devices keep their
 /// queue length. Version 10: admins' saved dashboard layouts. Version 11:
-/// IP deny rules from the dashboard.
+/// IP deny rules from the dashboard. Version 13: usage analytics. Version
+/// 14: account and device suspensions.
 pub const MIGRATIONS: &[&str] = &[
     r"
 CREATE TABLE accounts (
@@ -230,11 +231,43 @@ CREATE TABLE admin_ip_rules (
     created_by TEXT NOT NULL,
     created_at_ms INTEGER NOT NULL
 );
-",
 ", // Version 12 (issue 22): bot accounts, flagged at registration and shown
     // to clients with the account's prekey bundles (SPEC.md §12.3, §12.7).
     r"
 ALTER TABLE accounts ADD COLUMN bot INTEGER NOT NULL DEFAULT 0;
+",
+    // Version 13 (issue 19): content-free analytics (SPEC.md §14.1): counters
+    // per day, login working sets kept 35 days, retention cohorts.
+    r"
+CREATE TABLE analytics_counts (
+    day INTEGER NOT NULL,
+    metric TEXT NOT NULL,
+    value INTEGER NOT NULL,
+    PRIMARY KEY (day, metric)
+) WITHOUT ROWID;
+CREATE TABLE analytics_seen (
+    period INTEGER NOT NULL,
+    kind INTEGER NOT NULL,
+    id INTEGER NOT NULL,
+    PRIMARY KEY (period, kind, id)
+) WITHOUT ROWID;
+CREATE TABLE analytics_cohorts (
+    cohort_week INTEGER NOT NULL,
+    week INTEGER NOT NULL,
+    accounts INTEGER NOT NULL,
+    PRIMARY KEY (cohort_week, week)
+) WITHOUT ROWID;
+",
+    // Version 14 (issue 19): accounts and devices suspended on the dashboard
+    // (SPEC.md §18.7): their logins are refused on every node.
+    r"
+CREATE TABLE suspensions (
+    kind TEXT NOT NULL,
+    target_id INTEGER NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (kind, target_id)
+) WITHOUT ROWID;
 ",
 ];
 

@@ -21,11 +21,13 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 mod admin;
+mod analytics;
 mod attachments;
 pub mod group_commit;
 mod groups;
 mod provisioning;
 mod sealed;
+mod suspension;
 pub(crate) use sealed::stored_key;
 mod statements;
 
@@ -158,9 +160,9 @@ fn account_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AccountRecord> 
         totp_secret: zeroize::Zeroizing::new(row.get(3)?),
         last_totp_step: row.get(4)?,
         active: row.get(5)?,
+        bot: row.get(6)?,
     })
 }
-        bot: row.get(6)?,
 
 const ACCOUNT_COLUMNS: &str =
     "id, username, password_hash, totp_secret, last_totp_step, active, bot";
@@ -962,9 +964,9 @@ mod tests {
                 totp_secret: &[0],
                 recovery_code_hashes: &[],
                 now_ms: 0,
+                bot: false,
             })
             .unwrap();
-                bot: false,
         assert_eq!(id, 3, "above every id still named anywhere");
         storage.delete_account(id).unwrap();
         let next = storage
@@ -974,9 +976,9 @@ mod tests {
                 totp_secret: &[0],
                 recovery_code_hashes: &[],
                 now_ms: 0,
+                bot: false,
             })
             .unwrap();
-                bot: false,
         assert_eq!(next, 4, "a deleted account's id is not reused");
     }
 

@@ -62,6 +62,11 @@ export interface TestAccount {
   username: string;
   connection: client.Connection;
   messenger: client.Messenger;
+  /** Its groups (sharing `messenger`). */
+  groups: client.Groups;
+  /** The device's id and login key (to log in again). */
+  deviceId: bigint;
+  deviceKey: IdentityKeyPair;
 }
 
 /** A running server with its admin listener on loopback. */
@@ -159,7 +164,8 @@ export class Server {
     store.setDevice({ username, deviceId, deviceKey, identity });
     await client.login(connection, deviceId, deviceKey);
     await client.uploadPreKeys(connection, systemRng, identity, store.preKeys(), 20);
-    return { username, connection, messenger: new client.Messenger(store, systemRng) };
+    const groups = new client.Groups(store, store, systemRng);
+    return { username, connection, messenger: groups.messenger, groups, deviceId, deviceKey };
   }
 
   async dispose(): Promise<void> {

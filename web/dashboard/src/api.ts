@@ -111,6 +111,36 @@ export interface Layout {
   panels: PanelPlace[];
 }
 
+/** A suspended account (every device) or device (SPEC.md §18.7). */
+export interface Suspension {
+  kind: "account" | "device";
+  username: string;
+  device_id?: number;
+  created_by: string;
+  created_at_ms: number;
+}
+
+/** Counts of one day or one week (a week: `start` is its Monday). */
+export interface ReportPeriod {
+  start: string;
+  active_accounts: number;
+  active_devices: number;
+  messages: number;
+  group_messages: number;
+  attachment_bytes: number;
+}
+
+/** The usage report (`GET /admin/api/report`, SPEC.md §18.7). */
+export interface Report {
+  since: string;
+  until: string;
+  generated_at_ms: number;
+  days: ReportPeriod[];
+  weeks: ReportPeriod[];
+  group_sizes: { members: string; groups: number }[];
+  cohorts: { week: string; accounts: number; active: number[] }[];
+}
+
 async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
   const headers: Record<string, string> = {};
   if (method !== "GET") headers["X-Microbot-Admin"] = "1";
@@ -139,5 +169,14 @@ export const api = {
   removeIpRule: (cidr: string) => call<{ rules: IpRule[] }>("DELETE", `ip-rules?cidr=${encodeURIComponent(cidr)}`),
   layout: () => call<{ layout: Layout | null }>("GET", "layout"),
   saveLayout: (layout: Layout) => call<Layout>("PUT", "layout", layout),
+  suspensions: () => call<{ suspensions: Suspension[] }>("GET", "suspensions"),
+  suspend: (username: string, deviceId?: number) =>
+    call<{ suspensions: Suspension[] }>("POST", "suspensions", deviceId === undefined ? { kind: "account", username } : { kind: "device", username, device_id: deviceId }),
+  unsuspend: (kind: Suspension["kind"], username: string, deviceId?: number) =>
+    call<{ suspensions: Suspension[] }>(
+      "DELETE",
+      `suspensions?kind=${kind}&username=${encodeURIComponent(username)}${deviceId === undefined ? "" : `&device_id=${deviceId}`}`,
+    ),
+  report: (since: string) => call<Report>("GET", `report?since=${encodeURIComponent(since)}&format=json`),
   series: (range: string) => call<Series>("GET", `series?range=${encodeURIComponent(range)}`),
 };

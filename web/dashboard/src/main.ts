@@ -1,12 +1,14 @@
 /**
  * The operator dashboard (SPEC.md §18.7): sign in with password + TOTP,
  * then charts of the node's history and live tables, both kept current by
- * the server's Server-Sent Events.
+ * the server's Server-Sent Events; and the usage report page.
  */
 import { api, ApiError, type AuditEntry, type Layout, type Overview, type Point, type Session } from "./api.js";
 import { CHARTS, ChartPanel, Charts, formatBytes } from "./charts.js";
 import { ipRulesPanel } from "./ip_rules.js";
 import { Board, type PanelView } from "./layout.js";
+import { ReportPage } from "./report.js";
+import { suspensionsPanel } from "./suspensions.js";
 import { LiveTable } from "./table.js";
 
 const root = document.getElementById("root")!;
@@ -58,6 +60,7 @@ const DEFAULT_LAYOUT = [
   { id: "table:totals", width: 1, height: 1 },
   { id: "table:limits", width: 1, height: 1 },
   { id: "table:rules", width: 1, height: 1 },
+  { id: "table:suspensions", width: 3, height: 1 },
   { id: "table:audit", width: 3, height: 1 },
 ];
 
@@ -70,7 +73,8 @@ async function enter(session: Session): Promise<void> {
 function showDashboard(session: Session, layout: Layout | null): void {
   const status = el("span", { className: "feed", role: "status", ariaLabel: "Live feed" }, "connecting…");
   const logout = el("button", { type: "button" }, "Sign out");
-  const header = el("header", {}, el("h1", {}, "Microbot"), el("span", { className: "who" }, `${session.name} (${session.role})`), status, logout);
+  const reportButton = el("button", { type: "button" }, "Report");
+  const header = el("header", {}, el("h1", {}, "Microbot"), el("span", { className: "who" }, `${session.name} (${session.role})`), reportButton, status, logout);
   const nodes = new LiveTable<Overview["node"]>("Nodes", [
     { title: "Node", value: (r) => r.id },
     { title: "Health", value: (r) => (r.ready ? "ready" : "not ready") },
@@ -90,6 +94,7 @@ function showDashboard(session: Session, layout: Layout | null): void {
     { title: "Hits", value: (r) => r.hits },
   ]);
   const rules = ipRulesPanel(session, () => void refreshAudit());
+  const suspensions = suspensionsPanel(session, () => void refreshAudit());
   const totals = new LiveTable<{ name: string; value: number }>("Totals", [
     { title: "Counter", value: (r) => r.name },
     { title: "Value", value: (r) => r.value },
@@ -109,16 +114,30 @@ function showDashboard(session: Session, layout: Layout | null): void {
     { id: "table:connections", title: connections.name, element: connections.element },
     { id: "table:limits", title: limits.name, element: limits.element },
     { id: "table:rules", title: rules.name, element: rules.element },
+    { id: "table:suspensions", title: suspensions.table.name, element: suspensions.table.element },
     { id: "table:totals", title: totals.name, element: totals.element },
     { id: "table:audit", title: audit.name, element: audit.element },
   ];
   // Saving is audited: show it in the audit log at once.
   const board = new Board(views, DEFAULT_LAYOUT, layout, () => void refreshAudit());
   const bar = el("div", { className: "bar" }, charts.selector, board.controls);
+  let report: ReportPage | undefined;
+  const showBoard = () => {
+    report?.dispose();
+    report = undefined;
+    root.replaceChildren(header, bar, board.element);
+  };
+  reportButton.addEventListener("click", () => {
+    if (report) return;
+    report = new ReportPage(showBoard);
+    root.replaceChildren(header, report.element);
+    void report.load();
+  });
   root.replaceChildren(header, bar, board.element);
   void charts.load();
   const refreshAudit = () => api.audit().then((entries) => audit.set(entries)).catch(() => undefined);
   void refreshAudit();
+  void suspensions.load();
   const feed = new EventSource("/admin/api/live");
   feed.addEventListener("overview", (event) => {
     const o = JSON.parse((event as MessageEvent<string>).data) as Overview;
@@ -155,6 +174,7 @@ function showDashboard(session: Session, layout: Layout | null): void {
   logout.addEventListener("click", () => {
     feed.close();
     for (const panel of charts.panels) panel.dispose();
+    report?.dispose();
     api.logout().finally(() => showLogin());
   });
 }

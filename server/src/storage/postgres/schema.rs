@@ -201,6 +201,38 @@ CREATE TABLE admin_ip_rules (
     r"
 ALTER TABLE accounts ADD COLUMN bot BOOLEAN NOT NULL DEFAULT FALSE;
 ",
+    // Version 11 (issue 19): content-free analytics (SPEC.md §14.1): counters
+    // per day, login working sets kept 35 days, retention cohorts.
+    r"
+CREATE TABLE analytics_counts (
+    day BIGINT NOT NULL,
+    metric TEXT NOT NULL,
+    value BIGINT NOT NULL,
+    PRIMARY KEY (day, metric)
+);
+CREATE TABLE analytics_seen (
+    period BIGINT NOT NULL,
+    kind SMALLINT NOT NULL,
+    id BIGINT NOT NULL,
+    PRIMARY KEY (period, kind, id)
+);
+CREATE TABLE analytics_cohorts (
+    cohort_week BIGINT NOT NULL,
+    week BIGINT NOT NULL,
+    accounts BIGINT NOT NULL,
+    PRIMARY KEY (cohort_week, week)
+);
+",
+    // Version 12 (issue 19): accounts and devices suspended on the dashboard
+    // (SPEC.md §18.7): their logins are refused on every node.
+    r"
+CREATE TABLE suspensions (
+    kind TEXT NOT NULL,
+    target_id BIGINT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at_ms BIGINT NOT NULL,
+    PRIMARY KEY (kind, target_id)
+);
 ",
 ];
 

@@ -1,0 +1,220 @@
+//! Content-free usage analytics (SPEC.md §14.1 "Analytics"): the
+//! [`AnalyticsStorage`] half of the storage trait.
+//!
+//! What is kept, and nothing else:
+//! - **Counters per UTC day** (`analytics_counts`, kept until deleted by
+//!   the operator): [`Metric`] values such as envelopes accepted, group
+//!   messages and attachment bytes, and the number of distinct accounts
+//!   and devices that logged in that day; per week (Monday to Sunday, stored
+//!   at the Monday) the distinct accounts and devices that logged in.
+//! - **Working sets** (`analytics_seen`): which account and which device
+//!   logged in on a day and in a week, so a second login is not counted
+//!   twice. Rows older than [`SEEN_KEEP_DAYS`] days are deleted.
+//! - **Retention cohorts** (`analytics_cohorts`): per registration week W
+//!   and activity week W+k, how many accounts registered in W logged in
+//!   during W+k — a count, never a list.
+//!
+//! Nothing names a sender, a recipient, a group or a pair: the group sizes
+//! of a report are counted from the membership table at report time.
+//!
+//! Days are whole days since 1970-01-01 UTC ([`day_of`]); weeks start on
+//! Monday and are named by their Monday ([`week_of`]).
+//!
+//! Not owned here: when counters are flushed (admin/analytics.rs), the
+//! report's shape (admin/report.rs).
+
+use super::StorageResult;
+
+/// Milliseconds in a day.
+pub const DAY_MS: u64 = 86_400_000;
+/// Days the working sets of logins are kept.
+pub const SEEN_KEEP_DAYS: i64 = 35;
+
+/// A per-day (or per-week) counter of `analytics_counts`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Metric {
+    /// Envelopes accepted for one-to-one delivery, one per recipient device
+    /// (sealed sends and own-device transcripts included).
+    Messages,
+    /// Group sends accepted, one per `SendGroup` whatever its fan-out.
+    GroupMessages,
+    /// Attachment bytes committed from uploads.
+    AttachmentBytes,
+    /// Distinct accounts with a device login that day.
+    ActiveAccounts,
+    /// Distinct devices that logged in that day.
+    ActiveDevices,
+    /// Distinct accounts with a device login that week (at the Monday).
+    WeeklyActiveAccounts,
+    /// Distinct devices that logged in that week (at the Monday).
+    WeeklyActiveDevices,
+}
+
+impl Metric {
+    /// Every metric, in report order.
+    pub const ALL: [Metric; 7] = [
+        Metric::ActiveAccounts,
+        Metric::ActiveDevices,
+        Metric::WeeklyActiveAccounts,
+        Metric::WeeklyActiveDevices,
+        Metric::Messages,
+        Metric::GroupMessages,
+        Metric::AttachmentBytes,
+    ];
+
+    /// The stored and reported name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Metric::Messages => "messages",
+            Metric::GroupMessages => "group_messages",
+            Metric::AttachmentBytes => "attachment_bytes",
+            Metric::ActiveAccounts => "active_accounts",
+            Metric::ActiveDevices => "active_devices",
+            Metric::WeeklyActiveAccounts => "weekly_active_accounts",
+            Metric::WeeklyActiveDevices => "weekly_active_devices",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(text: &str) -> Option<Self> {
+        Metric::ALL.into_iter().find(|m| m.as_str() == text)
+    }
+}
+
+/// One stored counter value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CountRow {
+    /// The day (a week's counters: its Monday).
+    pub day: i64,
+    /// What is counted.
+    pub metric: Metric,
+    /// The count.
+    pub value: u64,
+}
+
+/// One cell of the retention table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CohortRow {
+    /// Monday of the week the accounts registered in.
+    pub cohort_week: i64,
+    /// Monday of the week they logged in during.
+    pub week: i64,
+    /// How many of them did.
+    pub accounts: u64,
+}
+
+/// The day (since 1970-01-01 UTC) of a time in ms since the epoch.
+pub fn day_of(ms: u64) -> i64 {
+    i64::try_from(ms / DAY_MS).unwrap_or(i64::MAX)
+}
+
+/// The Monday of the week holding `day` (1970-01-01 was a Thursday).
+pub fn week_of(day: i64) -> i64 {
+    day - (day + 3).rem_euclid(7)
+}
+
+/// `YYYY-MM-DD` of a day number (proleptic Gregorian, UTC).
+pub fn format_day(day: i64) -> String {
+    // Howard Hinnant's civil_from_days.
+    let z = day + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// The day number of a `YYYY-MM-DD` date; `None` unless it is exactly that
+/// form and a real date from 1970 to 9999.
+pub fn parse_day(text: &str) -> Option<i64> {
+    let bytes = text.as_bytes();
+    if bytes.len() != 10
+        || bytes[4] != b'-'
+        || bytes[7] != b'-'
+        || !bytes
+            .iter()
+            .enumerate()
+            .all(|(i, b)| i == 4 || i == 7 || b.is_ascii_digit())
+    {
+        return None;
+    }
+    let y: i64 = text[0..4].parse().ok()?;
+    let m: i64 = text[5..7].parse().ok()?;
+    let d: i64 = text[8..10].parse().ok()?;
+    if y < 1970 || !(1..=12).contains(&m) || d < 1 {
+        return None;
+    }
+    // Hinnant's days_from_civil.
+    let yy = if m <= 2 { y - 1 } else { y };
+    let era = yy.div_euclid(400);
+    let yoe = yy.rem_euclid(400);
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let day = era * 146_097 + doe - 719_468;
+    // A day past the month's end (2026-02-30) comes back as another date.
+    (format_day(day) == text).then_some(day)
+}
+
+/// Analytics operations of [`super::Storage`].
+pub trait AnalyticsStorage {
+    /// Notes a device login at `now_ms`: the device and its account count
+    /// as active that day and that week (once each), and the account's
+    /// registration cohort gains one for this week when this is the
+    /// account's first login of the week. Working-set rows older than
+    /// [`SEEN_KEEP_DAYS`] days are deleted on the way.
+    fn record_active(&self, account_id: i64, device_id: u64, now_ms: u64) -> StorageResult<()>;
+    /// Adds `counts` to the counters of `day` (zero counts are skipped).
+    fn add_counts(&self, day: i64, counts: &[(Metric, u64)]) -> StorageResult<()>;
+    /// Every counter of the days `from_day..=to_day`, by day.
+    fn counts(&self, from_day: i64, to_day: i64) -> StorageResult<Vec<CountRow>>;
+    /// Every retention cell of cohorts from the week of `from_day` on.
+    fn cohorts(&self, from_day: i64) -> StorageResult<Vec<CohortRow>>;
+    /// The current groups by size: `(members, groups of that size)`,
+    /// ascending by size.
+    fn group_sizes(&self) -> StorageResult<Vec<(u64, u64)>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_and_weeks() {
+        assert_eq!(format_day(0), "1970-01-01");
+        assert_eq!(parse_day("1970-01-01"), Some(0));
+        assert_eq!(format_day(20_427), "2025-12-05");
+        assert_eq!(parse_day("2024-02-29"), Some(19_782));
+        assert_eq!(format_day(19_782), "2024-02-29");
+        for day in [0, 59, 60, 365, 11_016, 19_782, 2_932_896] {
+            assert_eq!(parse_day(&format_day(day)), Some(day), "{day}");
+        }
+        for bad in [
+            "",
+            "2025-1-01",
+            "2025-02-30",
+            "2023-02-29",
+            "1969-12-31",
+            "2025/01/01",
+            "2025-13-01",
+            "2025-00-10",
+            "+025-01-01",
+            "2025-01-1x",
+        ] {
+            assert_eq!(parse_day(bad), None, "{bad:?}");
+        }
+        // 1970-01-01 was a Thursday: its week began Monday 1969-12-29.
+        assert_eq!(week_of(0), -3);
+        assert_eq!(format_day(week_of(20_427)), "2025-12-01");
+        assert_eq!(week_of(week_of(20_427)), week_of(20_427));
+        assert_eq!(day_of(DAY_MS - 1), 0);
+        assert_eq!(day_of(DAY_MS), 1);
+        for m in Metric::ALL {
+            assert_eq!(Metric::parse(m.as_str()), Some(m));
+        }
+    }
+}

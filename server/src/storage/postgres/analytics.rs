@@ -1,0 +1,156 @@
+//! PostgreSQL implementation of [`AnalyticsStorage`] (SPEC.md §14.1
+//! "Analytics"), the same rules as the SQLite one.
+
+use super::{PgResult, PostgresStorage, Tx, col, net_id, sql_id};
+use crate::storage::StorageResult;
+use crate::storage::analytics::{
+    AnalyticsStorage, CohortRow, CountRow, Metric, SEEN_KEEP_DAYS, day_of, week_of,
+};
+
+/// Kinds of `analytics_seen` rows.
+const DAY_ACCOUNT: i16 = 0;
+const DAY_DEVICE: i16 = 1;
+const WEEK_ACCOUNT: i16 = 2;
+const WEEK_DEVICE: i16 = 3;
+
+fn count_value(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Inserts one working-set row; `true` when it is new.
+async fn see(tx: &Tx<'_, '_>, period: i64, kind: i16, id: i64) -> PgResult<bool> {
+    let n = tx
+        .execute(
+            "INSERT INTO analytics_seen (period, kind, id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            &[&period, &kind, &id],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+async fn add(tx: &Tx<'_, '_>, day: i64, metric: Metric, n: u64) -> PgResult<()> {
+    tx.execute(
+        "INSERT INTO analytics_counts (day, metric, value) VALUES ($1, $2, $3) \
+         ON CONFLICT (day, metric) DO UPDATE SET value = analytics_counts.value + EXCLUDED.value",
+        &[&day, &metric.as_str(), &count_value(n)],
+    )
+    .await?;
+    Ok(())
+}
+
+impl AnalyticsStorage for PostgresStorage {
+    fn record_active(&self, account_id: i64, device_id: u64, now_ms: u64) -> StorageResult<()> {
+        let day = day_of(now_ms);
+        let week = week_of(day);
+        let device = sql_id(device_id);
+        self.with_tx(async |tx| {
+            tx.execute(
+                "DELETE FROM analytics_seen WHERE period < $1",
+                &[&(day - SEEN_KEEP_DAYS)],
+            )
+            .await?;
+            if see(tx, day, DAY_ACCOUNT, account_id).await? {
+                add(tx, day, Metric::ActiveAccounts, 1).await?;
+            }
+            if see(tx, day, DAY_DEVICE, device).await? {
+                add(tx, day, Metric::ActiveDevices, 1).await?;
+            }
+            if see(tx, week, WEEK_DEVICE, device).await? {
+                add(tx, week, Metric::WeeklyActiveDevices, 1).await?;
+            }
+            if see(tx, week, WEEK_ACCOUNT, account_id).await? {
+                add(tx, week, Metric::WeeklyActiveAccounts, 1).await?;
+                let created = tx
+                    .query_opt(
+                        "SELECT created_at_ms FROM accounts WHERE id = $1",
+                        &[&account_id],
+                    )
+                    .await?;
+                if let Some(row) = created {
+                    let cohort = week_of(day_of(net_id(col(&row, 0)?)));
+                    tx.execute(
+                        "INSERT INTO analytics_cohorts (cohort_week, week, accounts) \
+                         VALUES ($1, $2, 1) ON CONFLICT (cohort_week, week) \
+                         DO UPDATE SET accounts = analytics_cohorts.accounts + 1",
+                        &[&cohort, &week],
+                    )
+                    .await?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn add_counts(&self, day: i64, counts: &[(Metric, u64)]) -> StorageResult<()> {
+        if counts.iter().all(|(_, n)| *n == 0) {
+            return Ok(());
+        }
+        self.with_tx(async |tx| {
+            for (metric, n) in counts.iter().filter(|(_, n)| *n > 0) {
+                add(tx, day, *metric, *n).await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn counts(&self, from_day: i64, to_day: i64) -> StorageResult<Vec<CountRow>> {
+        self.with_tx(async |tx| {
+            let rows = tx
+                .query(
+                    "SELECT day, metric, value FROM analytics_counts \
+                     WHERE day BETWEEN $1 AND $2 ORDER BY day, metric",
+                    &[&from_day, &to_day],
+                )
+                .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in &rows {
+                // A metric a newer build wrote is not this build's to show.
+                if let Some(metric) = Metric::parse(col::<&str>(r, 1)?) {
+                    out.push(CountRow {
+                        day: col(r, 0)?,
+                        metric,
+                        value: net_id(col(r, 2)?),
+                    });
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn cohorts(&self, from_day: i64) -> StorageResult<Vec<CohortRow>> {
+        self.with_tx(async |tx| {
+            let rows = tx
+                .query(
+                    "SELECT cohort_week, week, accounts FROM analytics_cohorts \
+                     WHERE cohort_week >= $1 ORDER BY cohort_week, week",
+                    &[&week_of(from_day)],
+                )
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(CohortRow {
+                        cohort_week: col(r, 0)?,
+                        week: col(r, 1)?,
+                        accounts: net_id(col(r, 2)?),
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn group_sizes(&self) -> StorageResult<Vec<(u64, u64)>> {
+        self.with_tx(async |tx| {
+            let rows = tx
+                .query(
+                    "SELECT members, COUNT(*) FROM \
+                     (SELECT COUNT(*) AS members FROM group_members GROUP BY group_id) AS sizes \
+                     GROUP BY members ORDER BY members",
+                    &[],
+                )
+                .await?;
+            rows.iter()
+                .map(|r| Ok((net_id(col(r, 0)?), net_id(col(r, 1)?))))
+                .collect()
+        })
+    }
+}

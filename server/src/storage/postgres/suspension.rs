@@ -1,0 +1,97 @@
+//! PostgreSQL implementation of [`SuspensionStorage`] (SPEC.md §18.7), the
+//! same rules as the SQLite one.
+
+use super::{PostgresStorage, col, net_id, sql_id, sql_time};
+use crate::storage::StorageResult;
+use crate::storage::suspension::{SuspensionRecord, SuspensionStorage, SuspensionTarget};
+
+fn key(target: SuspensionTarget) -> (&'static str, i64) {
+    match target {
+        SuspensionTarget::Account(id) => ("account", id),
+        SuspensionTarget::Device(id) => ("device", sql_id(id)),
+    }
+}
+
+impl SuspensionStorage for PostgresStorage {
+    fn suspend(&self, target: SuspensionTarget, by: &str, now_ms: u64) -> StorageResult<bool> {
+        let (kind, id) = key(target);
+        self.with_tx(async |tx| {
+            let n = tx
+                .execute(
+                    "INSERT INTO suspensions (kind, target_id, created_by, created_at_ms) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (kind, target_id) DO NOTHING",
+                    &[&kind, &id, &by, &sql_time(now_ms)],
+                )
+                .await?;
+            Ok(n == 1)
+        })
+    }
+
+    fn unsuspend(&self, target: SuspensionTarget) -> StorageResult<bool> {
+        let (kind, id) = key(target);
+        self.with_tx(async |tx| {
+            let n = tx
+                .execute(
+                    "DELETE FROM suspensions WHERE kind = $1 AND target_id = $2",
+                    &[&kind, &id],
+                )
+                .await?;
+            Ok(n == 1)
+        })
+    }
+
+    fn suspensions(&self) -> StorageResult<Vec<SuspensionRecord>> {
+        self.with_tx(async |tx| {
+            let rows = tx
+                .query(
+                    "SELECT s.kind, s.target_id, COALESCE(a.username, ''), s.created_by, s.created_at_ms \
+                     FROM suspensions s \
+                     LEFT JOIN devices d ON s.kind = 'device' AND d.id = s.target_id \
+                     LEFT JOIN accounts a ON a.id = CASE s.kind WHEN 'account' THEN s.target_id ELSE d.account_id END \
+                     ORDER BY s.created_at_ms, s.kind, s.target_id",
+                    &[],
+                )
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    let kind: &str = col(r, 0)?;
+                    let id: i64 = col(r, 1)?;
+                    Ok(SuspensionRecord {
+                        target: if kind == "account" {
+                            SuspensionTarget::Account(id)
+                        } else {
+                            SuspensionTarget::Device(net_id(id))
+                        },
+                        username: col(r, 2)?,
+                        created_by: col(r, 3)?,
+                        created_at_ms: net_id(col(r, 4)?),
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn suspension_of(
+        &self,
+        account_id: i64,
+        device_id: u64,
+    ) -> StorageResult<Option<SuspensionTarget>> {
+        self.with_client(async |db| {
+            let rows = db
+                .query(
+                    "SELECT kind FROM suspensions WHERE (kind = 'account' AND target_id = $1) \
+                     OR (kind = 'device' AND target_id = $2)",
+                    &[&account_id, &sql_id(device_id)],
+                )
+                .await?;
+            let mut device = false;
+            for r in &rows {
+                match col::<&str>(r, 0)? {
+                    "account" => return Ok(Some(SuspensionTarget::Account(account_id))),
+                    _ => device = true,
+                }
+            }
+            Ok(device.then_some(SuspensionTarget::Device(device_id)))
+        })
+    }
+}
