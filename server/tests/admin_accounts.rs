@@ -878,3 +878,82 @@ async fn an_admin_suspends_a_device_and_an_account_and_lifts_it() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspension_on_one_node_closes_the_device_on_another() {
+    use microbot_protocol::transport::ErrorCode;
+    use microbot_server::storage::admin::{AdminRole, AdminStorage as _};
+    let Some((pg, redis)) = engines::services("admin_accounts::a_suspension_on_one_node") else {
+        return;
+    };
+    let schema = engines::Schema::new(&pg, "admin_suspend_nodes");
+    let namespace = format!("test-suspend-{}", engines::random_hex(4));
+    let node = |admin: bool| {
+        let (url, redis, namespace) = (schema.url.clone(), redis.clone(), namespace.clone());
+        move |c: &mut microbot_server::Config| {
+            c.storage = Some(microbot_server::config::SecretUrl::new(url));
+            c.storage_pool_size = 2;
+            c.redis = Some(microbot_server::config::SecretUrl::new(redis));
+            c.redis_namespace = namespace;
+            if admin {
+                c.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+            }
+        }
+    };
+    let a = TestServer::start_with(node(true)).await;
+    let b = TestServer::start_with(node(false)).await;
+    // An admin in the shared database (what `admin add --storage …` makes).
+    let url = schema.url.clone();
+    let secret = tokio::task::spawn_blocking(move || {
+        let store = microbot_server::storage::postgres::PostgresStorage::open(&url, 1).unwrap();
+        let hash = microbot_server::auth::password::PasswordHasher::new(8192, 1, 1)
+            .unwrap()
+            .hash("correct horse battery")
+            .unwrap();
+        let secret = microbot_server::auth::totp::new_secret();
+        assert!(
+            store
+                .create_admin("ops", AdminRole::Admin, &hash, &secret, 1)
+                .unwrap()
+        );
+        let id = store.admin_by_name("ops").unwrap().unwrap().id;
+        store.activate_admin(id).unwrap();
+        microbot_server::auth::totp::enrolment(&secret, "ops")
+            .unwrap()
+            .1
+    })
+    .await
+    .unwrap();
+    let mut ops = Authenticator::from_base32(&secret);
+    let admin = sign_in(
+        a.metrics_addr.unwrap(),
+        "ops",
+        "correct horse battery",
+        &mut ops,
+    )
+    .await;
+    // Bob's device is connected to node B; node A's dashboard suspends it.
+    let mut bob = new_device(&b, "bob").await;
+    let body = format!(
+        r#"{{"kind":"device","username":"bob","device_id":{}}}"#,
+        bob.device_id
+    );
+    let added = request(
+        a.metrics_addr.unwrap(),
+        "POST",
+        "/admin/api/suspensions",
+        &[&admin, CSRF],
+        &body,
+    )
+    .await;
+    assert_eq!(added.status, 200, "{}", added.body);
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(10), bob.client.closed())
+        .await
+        .expect("node B closed the suspended device's connection");
+    assert_eq!(closed.close_code, Some(ErrorCode::AccountSuspended as u64));
+    // And node B refuses its login (the table is shared).
+    let error = refused_login(&b, bob.device_id, &bob.key).await;
+    assert_eq!(code(&error), ErrorCode::AccountSuspended);
+    a.stop().await;
+    b.stop().await;
+}
