@@ -29,6 +29,7 @@ const REDACTED_DEBUG: &[&str] = &[
     "ProvisionedContact",
     "ProvisionedGroup",
     "HistoryMessage",
+    "MiniappEvent",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -503,6 +503,7 @@ pub(crate) fn event_for(
         Body::GroupChange(_)
         | Body::SenderKeyDistribution(_)
         | Body::CallSignal(_)
-        | Body::Sync(_) => None,
+        | Body::Sync(_)
+        | Body::MiniappEvent(_) => None,
     })
 }

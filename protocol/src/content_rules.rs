@@ -9,7 +9,8 @@ use prost::Message;
 
 use crate::content::{
     AttachmentPointer, CallSignal, Content, GroupChange, GroupChangeKind, GroupMetadata, GroupRole,
-    ReplyTo, SyncMessage, TypingAction, call_signal, content::Body, sent_transcript, sync_message,
+    MiniappEvent, ReplyTo, SyncMessage, TypingAction, call_signal, content::Body, sent_transcript,
+    sync_message,
 };
 
 /// Length of message ids, group ids, call ids and attachment ids.
@@ -56,6 +57,10 @@ pub const MAX_SDP_LEN: usize = 64 * 1024;
 pub const MAX_ICE_CANDIDATE_LEN: usize = 4096;
 /// Longest `CallIceCandidate.sdp_mid`, in bytes.
 pub const MAX_SDP_MID_LEN: usize = 256;
+/// Longest `MiniappEvent.app_id`, in bytes.
+pub const MAX_MINIAPP_ID_LEN: usize = 64;
+/// Longest `MiniappEvent.payload`, in bytes.
+pub const MAX_MINIAPP_PAYLOAD_LEN: usize = 16 * 1024;
 
 /// Why received content was refused. The message is dropped; the session
 /// that decrypted it is not affected.
@@ -243,7 +248,19 @@ fn validate_body(body: &Body) -> Result<(), ContentError> {
         }
         Body::CallSignal(signal) => validate_call_signal(signal),
         Body::Sync(sync) => validate_sync(sync),
+        Body::MiniappEvent(event) => validate_miniapp_event(event),
     }
+}
+
+/// §11.9: an app id, a 16-byte instance id and a bounded, non-empty payload.
+fn validate_miniapp_event(event: &MiniappEvent) -> Result<(), ContentError> {
+    bounded_nonempty("miniapp_event.app_id", &event.app_id, MAX_MINIAPP_ID_LEN)?;
+    exact("miniapp_event.instance_id", &event.instance_id, ID_LEN)?;
+    bounded_nonempty_bytes(
+        "miniapp_event.payload",
+        &event.payload,
+        MAX_MINIAPP_PAYLOAD_LEN,
+    )
 }
 
 /// §11.7: one kind, one destination, a valid inner content that is not
@@ -465,5 +482,76 @@ fn at_least(field: &'static str, value: u64, min: u64) -> Result<(), ContentErro
         Ok(())
     } else {
         Err(ContentError::TooSmall { field, value, min })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(app_id: &str, instance_id: &[u8], payload: &[u8]) -> Content {
+        let mut content = Content::miniapp_event([1; ID_LEN], 5, app_id, [2; ID_LEN], Vec::new());
+        if let Some(Body::MiniappEvent(event)) = &mut content.body {
+            event.instance_id = bytes::Bytes::copy_from_slice(instance_id);
+            event.payload = bytes::Bytes::copy_from_slice(payload);
+        }
+        content.group_id = bytes::Bytes::from_static(&[3; ID_LEN]);
+        content
+    }
+
+    #[test]
+    fn miniapp_events_within_the_limits_round_trip() {
+        for content in [
+            event("poll", &[2; ID_LEN], b"{}"),
+            event(
+                &"a".repeat(MAX_MINIAPP_ID_LEN),
+                &[2; ID_LEN],
+                &[7; MAX_MINIAPP_PAYLOAD_LEN],
+            ),
+        ] {
+            content.validate().unwrap();
+            let decoded = decode_content(&content.encode_to_vec()).unwrap();
+            assert_eq!(decoded, content);
+            assert_eq!(decoded.body.as_ref().unwrap().kind_name(), "miniapp_event");
+        }
+    }
+
+    #[test]
+    fn miniapp_events_breaking_a_rule_are_refused_with_the_field() {
+        let cases: [(Content, &str); 6] = [
+            (event("", &[2; ID_LEN], b"x"), "miniapp_event.app_id"),
+            (
+                event(&"a".repeat(MAX_MINIAPP_ID_LEN + 1), &[2; ID_LEN], b"x"),
+                "miniapp_event.app_id",
+            ),
+            (event("poll", &[2; 15], b"x"), "miniapp_event.instance_id"),
+            (event("poll", &[], b"x"), "miniapp_event.instance_id"),
+            (event("poll", &[2; ID_LEN], b""), "miniapp_event.payload"),
+            (
+                event("poll", &[2; ID_LEN], &[0; MAX_MINIAPP_PAYLOAD_LEN + 1]),
+                "miniapp_event.payload",
+            ),
+        ];
+        for (content, expected) in cases {
+            let error = decode_content(&content.encode_to_vec()).unwrap_err();
+            let field = match error {
+                ContentError::Empty { field }
+                | ContentError::TooLong { field, .. }
+                | ContentError::WrongLength { field, .. } => field,
+                other => panic!("unexpected error {other}"),
+            };
+            assert_eq!(field, expected);
+        }
+    }
+
+    #[test]
+    fn miniapp_event_debug_hides_the_payload() {
+        let content = event("poll", &[2; ID_LEN], b"secret vote for kim");
+        let printed = format!("{content:?}");
+        assert!(printed.contains("miniapp_event"), "{printed}");
+        assert!(
+            !printed.contains("secret") && !printed.contains("poll"),
+            "{printed}"
+        );
     }
 }

@@ -5,9 +5,10 @@
 use bytes::Bytes;
 
 use crate::content::{
-    AttachmentPointer, CallSignal, Content, Delete, DeliveryReceipt, Edit, GroupChange, Reaction,
-    ReadReceipt, ReplyTo, SenderKeyDistribution, SentTranscript, SyncMessage, Text, Typing,
-    TypingAction, call_signal, content::Body, sent_transcript, sync_message,
+    AttachmentPointer, CallSignal, Content, Delete, DeliveryReceipt, Edit, GroupChange,
+    MiniappEvent, Reaction, ReadReceipt, ReplyTo, SenderKeyDistribution, SentTranscript,
+    SyncMessage, Text, Typing, TypingAction, call_signal, content::Body, sent_transcript,
+    sync_message,
 };
 use crate::content_rules::{ID_LEN, MessageId};
 
@@ -192,6 +193,26 @@ impl Content {
             Body::CallSignal(CallSignal {
                 call_id: Bytes::copy_from_slice(&call_id),
                 signal: Some(signal),
+            }),
+        )
+    }
+
+    /// An event of instance `instance_id` of miniapp `app_id` (§11.9); a
+    /// miniapp event belongs in a group, so set `group_id` before sending.
+    pub fn miniapp_event(
+        message_id: MessageId,
+        sent_at_ms: u64,
+        app_id: impl Into<String>,
+        instance_id: [u8; ID_LEN],
+        payload: impl Into<Bytes>,
+    ) -> Self {
+        Self::new(
+            message_id,
+            sent_at_ms,
+            Body::MiniappEvent(MiniappEvent {
+                app_id: app_id.into(),
+                instance_id: Bytes::copy_from_slice(&instance_id),
+                payload: payload.into(),
             }),
         )
     }

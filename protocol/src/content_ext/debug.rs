@@ -46,6 +46,7 @@ debug_encoded_len_only!(
     ProvisionedContact,
     ProvisionedGroup,
     HistoryMessage,
+    MiniappEvent,
 );
 
 impl Body {
@@ -64,6 +65,7 @@ impl Body {
             Body::SenderKeyDistribution(_) => "sender_key_distribution",
             Body::CallSignal(_) => "call_signal",
             Body::Sync(_) => "sync",
+            Body::MiniappEvent(_) => "miniapp_event",
         }
     }
 }

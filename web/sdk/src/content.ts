@@ -21,6 +21,10 @@ export * from "./gen/content_pb.js";
 
 /** The largest encoded Content, padding included (§11.2). */
 export const MAX_CONTENT_LEN = 262_144;
+/** The longest `MiniappEvent.app_id`, in bytes (§11.2). */
+export const MAX_MINIAPP_ID_LEN = 64;
+/** The longest `MiniappEvent.payload`, in bytes (§11.2). */
+export const MAX_MINIAPP_PAYLOAD_LEN = 16_384;
 /** Encoded Content is padded to a multiple of this (§11.3). */
 export const PADDING_BLOCK = 160;
 
@@ -211,6 +215,17 @@ export function validateContent(content: Content): void {
           throw new ContentError("missing", "CallSignal.signal");
       }
     }
+    case "miniappEvent":
+      // §11.9: which app, which instance, an app-defined payload.
+      textRange(body.value.appId, 1, MAX_MINIAPP_ID_LEN, "MiniappEvent.app_id");
+      exactLen(body.value.instanceId, 16, "MiniappEvent.instance_id");
+      if (body.value.payload.length === 0) {
+        throw new ContentError("empty", "MiniappEvent.payload");
+      }
+      if (body.value.payload.length > MAX_MINIAPP_PAYLOAD_LEN) {
+        throw new ContentError("too_long", "MiniappEvent.payload");
+      }
+      return;
     case "sync": {
       // §11.7: one kind, one destination, a carried content that is valid,
       // is not itself a sync, and belongs to the named conversation.
