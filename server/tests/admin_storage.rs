@@ -284,10 +284,14 @@ fn suspensions_are_shared_and_named_on_every_backend() {
         assert!(!a.unsuspend(SuspensionTarget::Account(bob)).unwrap());
         assert!(a.unsuspend(SuspensionTarget::Device(phone)).unwrap());
         assert_eq!(a.suspension_of(bob, phone).unwrap(), None, "{name}");
-        // A deleted account's suspension stays listed, without a name.
+        // A deleted account's and a removed device's suspensions are dropped.
+        assert!(
+            a.suspend(SuspensionTarget::Device(laptop), "ops", 14)
+                .unwrap()
+        );
+        assert_eq!(b.suspensions().unwrap().len(), 2, "{name}");
         a.delete_account(carol).unwrap();
-        let rest = b.suspensions().unwrap();
-        assert_eq!(rest.len(), 1, "{name}");
-        assert_eq!(rest[0].username, "", "{name}");
+        a.remove_device(bob, laptop).unwrap();
+        assert_eq!(b.suspensions().unwrap(), [], "{name}");
     }
 }

@@ -31,7 +31,7 @@ pub const REPEAT_DISCONNECT_AFTER: Duration = Duration::from_secs(1);
 pub(super) struct Row {
     /// `account` or `device`.
     kind: &'static str,
-    /// The account (a device's owner); empty once deleted.
+    /// The account (a device's owner).
     username: String,
     /// The device, for a device suspension.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -121,7 +121,7 @@ fn resolve(state: &ServerState, which: &Which) -> Result<(SuspensionTarget, Vec<
             Ok((SuspensionTarget::Account(account.id), devices))
         }
         ("device", Some(device_id)) => match state.storage.device(device_id)? {
-            Some(d) if d.account_id == account.id => {
+            Some(d) if d.account_id == account.id && !d.removed => {
                 Ok((SuspensionTarget::Device(device_id), vec![device_id]))
             }
             _ => Err(AdminError::NotFound(format!(

@@ -1,8 +1,8 @@
 //! Account and device suspensions made on the dashboard (SPEC.md §18.7
 //! "Suspensions", §14.1): the [`SuspensionStorage`] half of the storage
 //! trait. One row per suspended account or device, shared by every node,
-//! deleted when lifted (and with a deleted account's rows kept harmless:
-//! ids are never reused).
+//! deleted when lifted, and when the list is read after the account was
+//! deleted or the device removed.
 //!
 //! Not owned here: who may suspend (admin/suspensions.rs), refusing the
 //! login (auth/devices.rs), closing open connections (the bus).
@@ -34,8 +34,7 @@ impl SuspensionTarget {
 pub struct SuspensionRecord {
     /// What is suspended.
     pub target: SuspensionTarget,
-    /// The account's username (a device's: its owner's); empty once the
-    /// account was deleted.
+    /// The account's username (a device's: its owner's).
     pub username: String,
     /// The admin who suspended it (name at the time).
     pub created_by: String,
@@ -49,7 +48,8 @@ pub trait SuspensionStorage {
     fn suspend(&self, target: SuspensionTarget, by: &str, now_ms: u64) -> StorageResult<bool>;
     /// Lifts the suspension of `target`; `false` when there was none.
     fn unsuspend(&self, target: SuspensionTarget) -> StorageResult<bool>;
-    /// Every suspension, oldest first.
+    /// Every suspension, oldest first; the suspensions of deleted accounts
+    /// and removed devices are deleted first.
     fn suspensions(&self) -> StorageResult<Vec<SuspensionRecord>>;
     /// Whether the device or its account is suspended (the account's
     /// suspension is named when both are).

@@ -5,6 +5,11 @@ use super::{PostgresStorage, col, net_id, sql_id, sql_time};
 use crate::storage::StorageResult;
 use crate::storage::suspension::{SuspensionRecord, SuspensionStorage, SuspensionTarget};
 
+/// Deletes the suspensions of deleted accounts and removed devices.
+const DROP_GONE: &str = "DELETE FROM suspensions WHERE \
+     (kind = 'account' AND target_id NOT IN (SELECT id FROM accounts)) \
+     OR (kind = 'device' AND target_id NOT IN (SELECT id FROM devices WHERE NOT removed))";
+
 fn key(target: SuspensionTarget) -> (&'static str, i64) {
     match target {
         SuspensionTarget::Account(id) => ("account", id),
@@ -42,6 +47,7 @@ impl SuspensionStorage for PostgresStorage {
 
     fn suspensions(&self) -> StorageResult<Vec<SuspensionRecord>> {
         self.with_tx(async |tx| {
+            tx.execute(DROP_GONE, &[]).await?;
             let rows = tx
                 .query(
                     "SELECT s.kind, s.target_id, COALESCE(a.username, ''), s.created_by, s.created_at_ms \

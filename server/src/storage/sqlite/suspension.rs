@@ -6,6 +6,11 @@ use super::{SqliteStorage, db, net_id, sql_id, sql_time};
 use crate::storage::StorageResult;
 use crate::storage::suspension::{SuspensionRecord, SuspensionStorage, SuspensionTarget};
 
+/// Deletes the suspensions of deleted accounts and removed devices.
+const DROP_GONE: &str = "DELETE FROM suspensions WHERE \
+     (kind = 'account' AND target_id NOT IN (SELECT id FROM accounts)) \
+     OR (kind = 'device' AND target_id NOT IN (SELECT id FROM devices WHERE removed = 0))";
+
 fn key(target: SuspensionTarget) -> (&'static str, i64) {
     match target {
         SuspensionTarget::Account(id) => ("account", id),
@@ -43,6 +48,7 @@ impl SuspensionStorage for SqliteStorage {
 
     fn suspensions(&self) -> StorageResult<Vec<SuspensionRecord>> {
         self.with_tx(|tx| {
+            tx.execute_batch(DROP_GONE).map_err(db)?;
             let mut statement = tx
                 .prepare(
                     "SELECT s.kind, s.target_id, COALESCE(a.username, ''), s.created_by, s.created_at_ms \
