@@ -957,3 +957,87 @@ async fn a_suspension_on_one_node_closes_the_device_on_another() {
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test]
+async fn the_report_counts_what_was_sent_for_any_role() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut watch = add_admin(dir.path(), "watch", "viewer", "viewer password");
+    let server = TestServer::start_in(dir, |c| {
+        c.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    let addr = server.metrics_addr.unwrap();
+    let today = microbot_server::storage::analytics::format_day(
+        microbot_server::storage::analytics::day_of(microbot_server::state::now_ms()),
+    );
+    let path = format!("/admin/api/report?since={today}&format=json");
+    assert_eq!(request(addr, "GET", &path, &[], "").await.status, 401);
+    let viewer = sign_in(addr, "watch", "viewer password", &mut watch).await;
+    let mut alice = new_device(&server, "alice").await;
+    let bob = new_device(&server, "bob").await;
+    // Three one-to-one messages, one of them to two devices: four envelopes.
+    let mut bob_laptop = server.client().await;
+    let mut bob_account = bob.account;
+    let (laptop, _) = enrol(&mut bob_laptop, &mut bob_account).await;
+    for targets in [
+        vec![bob.device_id],
+        vec![bob.device_id],
+        vec![bob.device_id, laptop],
+    ] {
+        let envelopes: Vec<_> = targets.iter().map(|d| (*d, random_bytes(64))).collect();
+        assert!(matches!(
+            send_to(&mut alice.client, &envelopes).await,
+            server_response::Result::Send(_)
+        ));
+    }
+    // The report adds this node's pending counts first: no waiting.
+    let answer = request(addr, "GET", &path, &[&viewer], "").await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert!(
+        answer.head.contains(&format!(
+            "content-disposition: attachment; filename=\"microbot-report-{today}-{today}.json\""
+        )),
+        "{}",
+        answer.head
+    );
+    let report: serde_json::Value = serde_json::from_str(&answer.body).unwrap();
+    let day = &report["days"][0];
+    assert_eq!(day["start"], today.as_str());
+    assert_eq!(day["messages"], 4, "{}", answer.body);
+    assert_eq!(day["group_messages"], 0);
+    assert_eq!(day["active_accounts"], 2, "{}", answer.body);
+    assert_eq!(day["active_devices"], 2, "{}", answer.body);
+    assert!(!answer.body.contains("alice") && !answer.body.contains("bob"));
+    let csv = request(
+        addr,
+        "GET",
+        &format!("/admin/api/report?since={today}&format=csv"),
+        &[&viewer],
+        "",
+    )
+    .await;
+    assert_eq!(csv.status, 200);
+    assert!(csv.head.contains("content-type: text/csv"), "{}", csv.head);
+    assert!(
+        csv.body
+            .lines()
+            .any(|l| l == format!("day,{today},messages,4")),
+        "{}",
+        csv.body
+    );
+    for bad in [
+        "/admin/api/report?since=yesterday",
+        "/admin/api/report",
+        &format!("/admin/api/report?since={today}&format=xml"),
+        "/admin/api/report?since=2999-01-01",
+    ] {
+        let answer = request(addr, "GET", bad, &[&viewer], "").await;
+        assert_eq!(answer.status, 400, "{bad}: {}", answer.body);
+        assert!(
+            answer.body.contains("bad_request"),
+            "{bad}: {}",
+            answer.body
+        );
+    }
+    server.stop().await;
+}
