@@ -5,7 +5,8 @@
  * with the same code, while another client carries on; lifting the
  * suspension lets it log in again; suspending an account closes its
  * device too. Every change is in the audit log. A viewer sees the list
- * without controls, and the API refuses their change.
+ * without controls (and another admin's change within 5 s), and the API
+ * refuses their change.
  */
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
@@ -111,6 +112,10 @@ test("an admin suspends a device and an account from the dashboard; a viewer can
       return r.status;
     });
     assert.equal(status, 403);
+    // The admin lifts Alice's suspension: the viewer's open page shows it within its 5 s refresh.
+    await page.getByRole("button", { name: "Lift the suspension of account alice" }).click();
+    await viewer.getByRole("table", { name: "Suspensions" }).getByRole("cell", { name: "alice", exact: true }).waitFor({ state: "detached", timeout: 10_000 });
+    assert.equal(await loginCode(alice), undefined);
     await viewer.context().close();
     await page.context().close();
   } finally {

@@ -138,6 +138,8 @@ function showDashboard(session: Session, layout: Layout | null): void {
   const refreshAudit = () => api.audit().then((entries) => audit.set(entries)).catch(() => undefined);
   void refreshAudit();
   void suspensions.load();
+  // Suspensions are not in the pushed snapshot: other admins' changes show within 5 s.
+  const suspensionsPoll = setInterval(() => void suspensions.load(), 5000);
   const feed = new EventSource("/admin/api/live");
   feed.addEventListener("overview", (event) => {
     const o = JSON.parse((event as MessageEvent<string>).data) as Overview;
@@ -166,6 +168,7 @@ function showDashboard(session: Session, layout: Layout | null): void {
         () => (status.textContent = "feed closed; reload to retry"),
         () => {
           for (const panel of charts.panels) panel.dispose();
+          clearInterval(suspensionsPoll);
           showLogin("Your session ended; sign in again.");
         },
       );
@@ -175,6 +178,7 @@ function showDashboard(session: Session, layout: Layout | null): void {
     feed.close();
     for (const panel of charts.panels) panel.dispose();
     report?.dispose();
+    clearInterval(suspensionsPoll);
     api.logout().finally(() => showLogin());
   });
 }
