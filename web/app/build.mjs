@@ -27,6 +27,22 @@ const result = await build({
   legalComments: "none",
 });
 
+// The sample miniapps (web/miniapp): one classic script each (a sandboxed
+// frame has an opaque origin, so a module script would need CORS) and their
+// stylesheet, under /miniapps/ (revalidated on each load).
+mkdirSync(`${dist}/miniapps`, { recursive: true });
+await build({
+  entryPoints: { poll: `${root}../miniapp/src/samples/poll_main.ts`, checklist: `${root}../miniapp/src/samples/checklist_main.ts` },
+  bundle: true,
+  format: "iife",
+  target: "es2022",
+  minify: true,
+  outdir: `${dist}/miniapps`,
+  logLevel: "warning",
+  legalComments: "none",
+});
+copyFileSync(`${root}../miniapp/src/samples/miniapp.css`, `${dist}/miniapps/miniapp.css`);
+
 const outputs = Object.keys(result.metafile.outputs).map((p) => basename(p));
 const script = outputs.find((n) => n.startsWith("main-") && n.endsWith(".js"));
 const style = outputs.find((n) => n.startsWith("style-") && n.endsWith(".css"));

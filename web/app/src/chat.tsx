@@ -7,6 +7,7 @@ import { useEffect, useRef, useState } from "preact/hooks";
 
 import { CallButtons, CallPanel, CallSettings } from "./callview.js";
 import type { ChatMessage, Engine, EngineState } from "./engine.js";
+import { AppsMenu, MiniappCard, MiniappPrompt } from "./miniapps_view.js";
 import { ErrorLine, Qr, useAction } from "./ui.js";
 
 const EMOJI = ["👍", "❤️", "😂", "😮"];
@@ -172,8 +173,16 @@ function FileView({ message, engine }: { message: ChatMessage; engine: Engine })
   );
 }
 
-function MessageItem({ message, engine, peer, group, onReply, onEdit }: { message: ChatMessage; engine: Engine; peer: string; group: boolean; onReply: () => void; onEdit: () => void }) {
+function MessageItem({ message, engine, peer, group, members, onReply, onEdit }: { message: ChatMessage; engine: Engine; peer: string; group: boolean; members: string[]; onReply: () => void; onEdit: () => void }) {
   const [busy, error, run] = useAction();
+  if (message.miniapp) {
+    return (
+      <li class={`msg app ${message.mine ? "mine" : "theirs"}`} aria-label={`${message.mine ? "You" : message.from}: app ${message.miniapp.appId}`}>
+        {group && !message.mine ? <p class="author">{message.from}</p> : null}
+        <MiniappCard engine={engine} peer={peer} miniapp={message.miniapp} members={members} />
+      </li>
+    );
+  }
   if (message.event) {
     return (
       <li class="event" aria-label={message.text}>
@@ -370,6 +379,8 @@ function ConversationView({ engine, state, peer, onBack }: { engine: Engine; sta
           </>
         )}
       </header>
+      {group && group.active ? <AppsMenu engine={engine} peer={peer} /> : null}
+      <MiniappPrompt engine={engine} />
       {showMembers && group ? <GroupPanel engine={engine} state={state} peer={peer} /> : null}
       {showMembers && !group ? (
         <ul class="members" aria-label="Members">
@@ -385,6 +396,7 @@ function ConversationView({ engine, state, peer, onBack }: { engine: Engine; sta
             engine={engine}
             peer={peer}
             group={Boolean(group)}
+            members={group?.members ?? []}
             onReply={() => {
               setEditing(undefined);
               setReplyTo(m);

@@ -10,6 +10,7 @@ import { client, content as c, IdentityKeyPair, LocalPreKeys, systemRng, toHex, 
 import { CallController, type CallView } from "./call.js";
 import { describeError, FileTooLargeError, MAX_FILE_BYTES } from "./errors.js";
 import { History } from "./history.js";
+import { MiniappListeners, PromptQueue, readPayload, type MiniappInstance } from "./miniapps.js";
 
 type Connection = client.Connection;
 /** The device's keys, sessions, outbox and groups: `IdbStore` (or `MemoryStore` where IndexedDB is missing). */
@@ -39,6 +40,8 @@ export interface ChatMessage {
   event?: boolean;
   /** Set for a file. */
   file?: FileInfo;
+  /** Set for a miniapp instance shown inline (§11.9). */
+  miniapp?: MiniappInstance;
 }
 
 /** A file in a conversation. */
@@ -224,6 +227,10 @@ export class Engine {
   private typingSentAt = 0;
   /** Message ids (hex) we queued, to mark them sent / read. */
   private readonly ownIds = new Map<string, string>();
+  /** Frames of running miniapps, told about new events. */
+  readonly miniappListeners = new MiniappListeners();
+  /** "Send this to the group?" questions of miniapps, for the user. */
+  readonly miniappPrompts = new PromptQueue();
 
   /** The engine of the device in `store`, with its history from the encrypted IndexedDB (in memory only where that is missing). */
   static async start(store: ClientStore): Promise<Engine> {
@@ -663,6 +670,52 @@ export class Engine {
     this.touch();
   }
 
+  /** The miniapp instance `instance` (hex) of conversation `key`, if any. */
+  miniapp(key: string, instance: string): MiniappInstance | undefined {
+    return this.state.conversations[key]?.messages.find((m) => m.miniapp?.instance === instance)?.miniapp;
+  }
+
+  /** Starts a new instance of `appId` in group `key` (shown to the others once its first event is sent); returns its hex id. */
+  startMiniapp(key: string, appId: string): string {
+    if (!this.state.conversations[key]?.group) throw new Error("miniapps run in group chats");
+    const instance = hex(systemRng.fill(16));
+    const miniapp: MiniappInstance = { appId, instance, startedBy: this.state.username, updates: [], seen: [] };
+    this.conversation(key).messages.push({ id: `app-${instance}`, from: this.state.username, mine: true, text: "", sentAtMs: Date.now(), revision: 0, edited: false, deleted: false, reactions: {}, miniapp });
+    this.touch();
+    return instance;
+  }
+
+  /** Sends one confirmed event of instance `instance` to the group, end to end encrypted, then applies it here. */
+  async sendMiniapp(key: string, instance: string, payload: Uint8Array): Promise<void> {
+    const group = this.state.conversations[key]?.group;
+    const miniapp = this.miniapp(key, instance);
+    if (!group || !miniapp) throw new Error("no such miniapp in this chat");
+    const content = client.miniappEventContent(systemRng, group.id, miniapp.appId, fromHexId(instance), payload);
+    await this.groupOp((conn) => this.groups.sendContent(conn, group.id, content));
+    this.applyMiniapp(key, this.state.username, content, { appId: miniapp.appId, instanceId: fromHexId(instance), payload });
+    this.touch();
+  }
+
+  /** One event of a miniapp instance (§11.9): a new instance appears in the chat; duplicates and undecodable payloads are dropped. */
+  private applyMiniapp(key: string, author: string, content: Content, event: { appId: string; instanceId: Uint8Array; payload: Uint8Array }): void {
+    const conv = this.conversation(key);
+    if (!conv.group) return;
+    const update = readPayload(event.payload);
+    if (update === undefined) return;
+    const instance = hex(event.instanceId);
+    const id = hex(content.messageId);
+    let miniapp = this.miniapp(key, instance);
+    if (!miniapp) {
+      miniapp = { appId: event.appId, instance, startedBy: author, updates: [], seen: [] };
+      conv.messages.push({ id: `app-${instance}`, from: author, mine: author === this.state.username, text: "", sentAtMs: Number(content.sentAtMs) || Date.now(), revision: 0, edited: false, deleted: false, reactions: {}, miniapp });
+    }
+    if (miniapp.appId !== event.appId || miniapp.seen.includes(id)) return;
+    miniapp.seen.push(id);
+    const entry = { from: author, update };
+    miniapp.updates.push(entry);
+    this.miniappListeners.emit(instance, entry);
+  }
+
   /** Applies one content from `author` to the conversation with `peer`. */
   private apply(peer: string, author: string, content: Content): void {
     const conv = this.conversation(peer);
@@ -721,6 +774,10 @@ export class Engine {
           const target = find(id);
           if (target?.mine) target.status = "read";
         }
+        return;
+      }
+      case "miniappEvent": {
+        this.applyMiniapp(peer, author, content, body.value);
         return;
       }
       case "typing": {

@@ -32,7 +32,8 @@ const nameOf = (username: string) => members.find((m) => m.username === username
 
 function draw(): void {
   const items = state.view();
-  const input = h("input", { id: "new-item", maxlength: String(MAX_ITEM_LEN), required: true });
+  // The frame is sandboxed without allow-forms: Enter and the button add, no form submission.
+  const input = h("input", { id: "new-item", maxlength: String(MAX_ITEM_LEN), required: true, onkeydown: (event: Event) => (event as KeyboardEvent).key === "Enter" && submit(event) });
   const submit = (event: Event) => {
     event.preventDefault();
     const text = input.value.trim();
@@ -42,7 +43,13 @@ function draw(): void {
   render(
     root,
     h("h1", { text: "Checklist" }),
-    h("form", { "aria-label": "Add an item", onsubmit: submit }, h("label", { for: "new-item", text: "New item" }), input, h("button", { type: "submit", text: "Add" })),
+    h(
+      "form",
+      { "aria-label": "Add an item", onsubmit: (event: Event) => event.preventDefault() },
+      h("label", { for: "new-item", text: "New item" }),
+      input,
+      h("button", { type: "button", text: "Add", onclick: submit }),
+    ),
     items.length === 0
       ? h("p", { class: "note", text: "Nothing on the list yet." })
       : h(

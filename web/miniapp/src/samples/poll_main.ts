@@ -52,12 +52,13 @@ function draw(): void {
       h("h1", { text: "New poll" }),
       h(
         "form",
-        { "aria-label": "New poll", onsubmit: submit },
+        // The frame is sandboxed without allow-forms: no form submission, a plain button.
+        { "aria-label": "New poll", onsubmit: (event: Event) => event.preventDefault() },
         h("label", { for: "question", text: "Question" }),
         question,
         h("label", { for: "options", text: "Options (one per line)" }),
         options,
-        h("button", { type: "submit", text: "Start poll" }),
+        h("button", { type: "button", text: "Start poll", onclick: submit }),
       ),
       status,
     );
