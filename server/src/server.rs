@@ -459,11 +459,21 @@ impl Server {
             Arc::clone(&self.state),
             stop.clone(),
         ));
+        // Usage analytics are counted on every node, with or without an
+        // admin listener (SPEC.md §14.1); the listener's report flushes the
+        // same feed before it answers.
+        let analytics = Arc::new(crate::admin::analytics::Flusher::default());
+        helpers.spawn(crate::admin::analytics::run(
+            Arc::clone(&self.state),
+            Arc::clone(&analytics),
+            stop.clone(),
+        ));
         if let Some(listener) = self.metrics_listener.take() {
             helpers.spawn(crate::admin::serve(
                 Arc::clone(&self.state),
                 listener,
                 self.admin_tls.take(),
+                analytics,
                 stop.clone(),
             ));
         }

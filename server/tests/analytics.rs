@@ -6,6 +6,7 @@
 //! membership table, working sets are pruned after 35 days, and
 //! `microbot-server report` prints the stored counts as JSON and CSV.
 
+mod common;
 #[path = "support/engines.rs"]
 mod engines;
 
@@ -18,6 +19,29 @@ use microbot_server::storage::analytics::{DAY_MS, Metric, day_of, format_day, we
 use microbot_server::storage::postgres::PostgresStorage;
 use microbot_server::storage::sqlite::SqliteStorage;
 use microbot_server::storage::{NewAccount, Storage};
+
+#[tokio::test]
+async fn a_node_without_an_admin_listener_still_counts_messages() {
+    let server = common::TestServer::start_with(|c| c.metrics_listen = None).await;
+    let mut alice = common::new_device(&server, "alice").await;
+    let bob = common::new_device(&server, "bob").await;
+    for i in 0..3u8 {
+        let r = common::send_to(
+            &mut alice.client,
+            &[(bob.device_id, bytes::Bytes::from(vec![i; 8]))],
+        )
+        .await;
+        assert!(
+            matches!(r, microbot_protocol::transport::response::Result::Send(_)),
+            "{r:?}"
+        );
+    }
+    // Stopping flushes what was counted since the last 10 s tick.
+    let dir = server.stop_keep_dir().await;
+    let storage = SqliteStorage::open(&dir.path().join("microbot.sqlite3")).unwrap();
+    let today = day_of(microbot_server::state::now_ms());
+    assert!(value(&storage, today, Metric::Messages) >= 3);
+}
 
 /// A backend's name, two handles on one store, the CLI's storage
 /// arguments, and what keeps it alive.

@@ -111,7 +111,10 @@ fn start_prints_the_settings_in_effect_without_passwords() {
     );
     assert!(!printed.contains("redis-secret-pw"), "{printed}");
     assert!(!printed.contains("token-in-path"), "{printed}");
-    assert!(printed.contains("back-off from 500 ms, signed)"), "{printed}");
+    assert!(
+        printed.contains("back-off from 500 ms, signed)"),
+        "{printed}"
+    );
     assert!(!printed.contains("gateway-secret-value"), "{printed}");
     let _ = child.kill();
     let _ = child.wait();

@@ -41,23 +41,19 @@ pub fn tls_acceptor(identity: &ServerIdentity) -> Result<AdminTls, EndpointError
 }
 
 /// Serves the admin router on `listener` (TLS when `tls` is set) until
-/// `stop` fires; samples the charts' history meanwhile.
+/// `stop` fires; samples the charts' history meanwhile. `analytics` is the
+/// node's analytics feed (run by the server), flushed before a report.
 pub async fn serve(
     state: Arc<ServerState>,
     listener: TcpListener,
     tls: Option<AdminTls>,
+    analytics: Arc<super::analytics::Flusher>,
     mut stop: watch::Receiver<bool>,
 ) {
     let rollups = Arc::new(super::rollups::Rollups::default());
     tokio::spawn(super::rollups::run(
         Arc::clone(&state),
         Arc::clone(&rollups),
-        stop.clone(),
-    ));
-    let analytics = Arc::new(super::analytics::Flusher::default());
-    tokio::spawn(super::analytics::run(
-        Arc::clone(&state),
-        Arc::clone(&analytics),
         stop.clone(),
     ));
     let router = super::router(state, tls.is_some(), rollups, analytics);
