@@ -5,6 +5,7 @@
 
 #[path = "engines.rs"]
 mod engines;
+#[allow(unused_imports)] // each test file uses a different part
 pub use engines::{Schema, random_hex, services};
 
 use std::io::{BufRead, BufReader};
@@ -169,6 +170,11 @@ pub struct Device {
 
 /// Registers `username` through `server` and enrols and connects one device.
 pub async fn user(server: &ServerConfig, username: &str) -> Device {
+    user_with(server, username, fast_config()).await
+}
+
+/// [`user`] with the device's SDK settings given.
+pub async fn user_with(server: &ServerConfig, username: &str, config: AccountConfig) -> Device {
     let password = format!("pw-{username}-secret");
     let registration = microbot_client::register(server, username, &password)
         .await
@@ -195,7 +201,7 @@ pub async fn user(server: &ServerConfig, username: &str) -> Device {
             second_factor: SecondFactor::Totp(auth.fresh()),
             identity: IdentitySource::New,
         },
-        fast_config(),
+        config,
     )
     .await
     .unwrap();
