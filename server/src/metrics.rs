@@ -25,7 +25,10 @@ use std::time::Duration;
 
 use crate::state::{ServerState, now_ms};
 
+pub mod latency;
 mod node;
+
+pub use latency::LatencySketch;
 
 /// A monotonically increasing count.
 #[derive(Debug, Default)]
@@ -77,6 +80,11 @@ pub struct Histogram {
 /// Request latency buckets, seconds.
 pub const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+/// Delivery latency buckets, seconds (a wait on the server may be long:
+/// the recipient was offline).
+pub const DELIVERY_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 300.0, 3600.0, 86_400.0,
 ];
 /// Fan-out size buckets, recipient devices.
 pub const FAN_OUT_BUCKETS: &[f64] = &[1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0];
@@ -164,6 +172,8 @@ pub struct Metrics {
     pub attachment_bytes_in: Counter,
     /// Attachment bytes sent to downloads.
     pub attachment_bytes_out: Counter,
+    /// How long delivered envelopes waited (acceptance to a push or fetch).
+    pub delivery_latency: Histogram,
     /// Webhook notifications delivered.
     pub webhooks_sent: Counter,
     /// Webhook attempts that failed.
@@ -174,6 +184,8 @@ pub struct Metrics {
     pub webhooks_given_up: Counter,
     latency: Mutex<BTreeMap<&'static str, Arc<Histogram>>>,
     rate_limited: Mutex<BTreeMap<&'static str, u64>>,
+    /// Waits since the chart sampler last took them.
+    pending_latency: Mutex<LatencySketch>,
     /// The last count of queued envelopes and when it was taken.
     queued: tokio::sync::Mutex<Option<(std::time::Instant, u64)>>,
 }
@@ -194,12 +206,14 @@ impl Default for Metrics {
             group_changes: Counter::default(),
             attachment_bytes_in: Counter::default(),
             attachment_bytes_out: Counter::default(),
+            delivery_latency: Histogram::new(DELIVERY_BUCKETS),
             webhooks_sent: Counter::default(),
             webhooks_failed: Counter::default(),
             webhooks_dropped: Counter::default(),
             webhooks_given_up: Counter::default(),
             latency: Mutex::new(BTreeMap::new()),
             rate_limited: Mutex::new(BTreeMap::new()),
+            pending_latency: Mutex::new(LatencySketch::default()),
             queued: tokio::sync::Mutex::new(None),
         }
     }
@@ -219,6 +233,28 @@ impl Metrics {
             )
         };
         histogram.observe(elapsed.as_secs_f64());
+    }
+
+    /// Records that an envelope accepted at `accepted_ms` was handed to a
+    /// recipient connection at `now_ms` (SPEC.md §18.3 delivery latency).
+    pub fn observe_delivery(&self, accepted_ms: u64, now_ms: u64) {
+        let waited = now_ms.saturating_sub(accepted_ms);
+        #[allow(clippy::cast_precision_loss)]
+        self.delivery_latency.observe(waited as f64 / 1000.0);
+        self.pending_latency
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .add(waited);
+    }
+
+    /// The waits recorded since the last call (the chart sampler's).
+    pub fn take_delivery_latency(&self) -> LatencySketch {
+        std::mem::take(
+            &mut *self
+                .pending_latency
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
     }
 
     /// Counts one refusal by the named limit.
@@ -355,6 +391,12 @@ impl Metrics {
             "# HELP microbot_group_fan_out Recipient devices per group send.\n# TYPE microbot_group_fan_out histogram"
         );
         self.fan_out.render(&mut out, "microbot_group_fan_out", "");
+        let _ = writeln!(
+            out,
+            "# HELP microbot_delivery_latency_seconds Time from an envelope's acceptance to its hand-over to a recipient connection (push or fetch).\n# TYPE microbot_delivery_latency_seconds histogram"
+        );
+        self.delivery_latency
+            .render(&mut out, "microbot_delivery_latency_seconds", "");
         let _ = writeln!(
             out,
             "# HELP microbot_request_duration_seconds Request handling time by request kind.\n# TYPE microbot_request_duration_seconds histogram"

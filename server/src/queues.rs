@@ -54,6 +54,10 @@ pub fn deliver(state: &ServerState, device_id: u64, envelope: Envelope) {
 }
 
 pub(crate) fn publish(state: &ServerState, device_id: u64, push: Push) {
+    let accepted = match &push.event {
+        Some(push::Event::Envelope(e)) => Some(e.server_timestamp_ms),
+        _ => None,
+    };
     let reached = state.bus.publish(device_id, BusEvent::Push(Box::new(push)));
     if reached == 0 {
         if let Some(webhooks) = &state.webhooks {
@@ -61,6 +65,9 @@ pub(crate) fn publish(state: &ServerState, device_id: u64, push: Push) {
         }
     } else {
         state.metrics.messages_out.inc();
+        if let Some(accepted) = accepted {
+            state.metrics.observe_delivery(accepted, now_ms());
+        }
     }
 }
 
@@ -315,6 +322,12 @@ pub async fn fetch(
         .metrics
         .messages_out
         .add(u64::try_from(rows.len()).unwrap_or(0));
+    let handed_at = now_ms();
+    for row in &rows {
+        state
+            .metrics
+            .observe_delivery(row.server_timestamp_ms, handed_at);
+    }
     let envelopes = rows.into_iter().map(envelope_proto).collect();
     Ok(Envelopes { envelopes, more })
 }

@@ -6,7 +6,10 @@
 //!
 //! Every sample is content-free: counts of envelopes, deliveries, logins
 //! and attachment bytes, the number of open connections, the total queue
-//! depth, and the process's CPU time and resident memory.
+//! depth, the process's CPU time and resident memory, and how long the
+//! envelopes handed to devices waited (a bounded latency sketch per
+//! second, merged into the minute's, charted as p50 and p99; SPEC.md
+//! §18.3).
 //!
 //! [`History`] is sans-I/O (the caller passes the time and the values), so
 //! its arithmetic is tested without a clock; [`run`] is the sampler task.
@@ -20,6 +23,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::sync::watch;
 
+use crate::metrics::LatencySketch;
 use crate::state::{ServerState, now_ms};
 
 /// Per-second samples kept: one hour.
@@ -68,7 +72,7 @@ pub struct Gauges {
 
 /// Sums over some seconds; a per-second sample, a minute rollup and a
 /// point of an answer are all one of these.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Bucket {
     /// Label: the second a sample ends at, or the start of a minute or step.
     at: u64,
@@ -91,6 +95,8 @@ struct Bucket {
     /// Resident bytes × seconds, over `memory_secs` seconds.
     memory_sum: u64,
     memory_secs: u64,
+    /// Waits of the envelopes handed to devices.
+    latency: LatencySketch,
 }
 
 impl Bucket {
@@ -109,6 +115,7 @@ impl Bucket {
         self.cpu_secs += other.cpu_secs;
         self.memory_sum = self.memory_sum.saturating_add(other.memory_sum);
         self.memory_secs += other.memory_secs;
+        self.latency.merge(&other.latency);
     }
 
     fn point(&self) -> Point {
@@ -127,6 +134,8 @@ impl Bucket {
             attachment_out_bytes_per_s: per(self.attachment_out, self.secs),
             cpu_percent: (self.cpu_secs > 0).then(|| per(self.cpu_ms, self.cpu_secs) / 10.0),
             memory_bytes: (self.memory_secs > 0).then(|| per(self.memory_sum, self.memory_secs)),
+            latency_p50_ms: self.latency.quantile(0.5),
+            latency_p99_ms: self.latency.quantile(0.99),
         }
     }
 }
@@ -157,6 +166,10 @@ pub struct Point {
     pub cpu_percent: Option<f64>,
     /// Resident memory (average), bytes, where known.
     pub memory_bytes: Option<f64>,
+    /// Median delivery latency, ms (`None`: nothing delivered).
+    pub latency_p50_ms: Option<f64>,
+    /// 99th percentile delivery latency, ms (`None`: nothing delivered).
+    pub latency_p99_ms: Option<f64>,
 }
 
 /// A series answer (`GET /admin/api/series`): one array per chart, all of
@@ -193,6 +206,11 @@ pub struct Series {
     pub cpu_percent: Vec<Option<f64>>,
     /// Resident memory, bytes (`null` where unknown).
     pub memory_bytes: Vec<Option<f64>>,
+    /// Median delivery latency, ms (`null` where nothing was delivered).
+    pub latency_p50_ms: Vec<Option<f64>>,
+    /// 99th percentile delivery latency, ms (`null` where nothing was
+    /// delivered).
+    pub latency_p99_ms: Vec<Option<f64>>,
 }
 
 /// Why a range was refused.
@@ -251,6 +269,19 @@ impl History {
     /// the previous one (or earlier: the clock stepped back) is ignored.
     /// Returns the new per-second point.
     pub fn record(&mut self, now: u64, counters: Counters, gauges: Gauges) -> Option<Point> {
+        self.record_with_latency(now, counters, gauges, LatencySketch::default())
+    }
+
+    /// [`History::record`] with the waits of the envelopes delivered since
+    /// the previous sample (dropped with an ignored sample: the baseline or
+    /// a clock step).
+    pub fn record_with_latency(
+        &mut self,
+        now: u64,
+        counters: Counters,
+        gauges: Gauges,
+        latency: LatencySketch,
+    ) -> Option<Point> {
         let Some((then, before)) = self.last else {
             self.last = Some((now, counters));
             self.started = Some(now);
@@ -288,11 +319,12 @@ impl History {
             },
             memory_sum: gauges.memory.map_or(0, |m| m.saturating_mul(secs)),
             memory_secs: if gauges.memory.is_some() { secs } else { 0 },
+            latency,
         };
+        let point = sample.point();
         if self.seconds.len() == SECOND_SAMPLES {
             self.seconds.pop_front();
         }
-        self.seconds.push_back(sample);
         let minute = now / 60 * 60;
         match &mut self.open_minute {
             Some(open) if open.at == minute => open.merge(&sample),
@@ -303,12 +335,13 @@ impl History {
                     }
                     self.minutes.push_back(done);
                 }
-                let mut fresh = sample;
+                let mut fresh = sample.clone();
                 fresh.at = minute;
                 *open = Some(fresh);
             }
         }
-        Some(sample.point())
+        self.seconds.push_back(sample);
+        Some(point)
     }
 
     /// The oldest second with data: the first sample's start, or the
@@ -345,7 +378,7 @@ impl History {
             match steps.last_mut() {
                 Some(last) if last.at == at => last.merge(b),
                 _ => {
-                    let mut fresh = *b;
+                    let mut fresh = b.clone();
                     fresh.at = at;
                     steps.push(fresh);
                 }
@@ -371,6 +404,8 @@ impl History {
                 .collect(),
             cpu_percent: points.iter().map(|p| p.cpu_percent).collect(),
             memory_bytes: points.iter().map(|p| p.memory_bytes).collect(),
+            latency_p50_ms: points.iter().map(|p| p.latency_p50_ms).collect(),
+            latency_p99_ms: points.iter().map(|p| p.latency_p99_ms).collect(),
         }
     }
 }
@@ -383,13 +418,13 @@ pub struct Rollups {
 }
 
 impl Rollups {
-    /// Records one sample (see [`History::record`]).
-    pub fn record(&self, now: u64, counters: Counters, gauges: Gauges) {
+    /// Records one sample (see [`History::record_with_latency`]).
+    pub fn record(&self, now: u64, counters: Counters, gauges: Gauges, latency: LatencySketch) {
         let point = self
             .history
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .record(now, counters, gauges);
+            .record_with_latency(now, counters, gauges, latency);
         if point.is_some() {
             *self.latest.lock().unwrap_or_else(PoisonError::into_inner) = point;
         }
@@ -440,7 +475,8 @@ pub async fn run(state: Arc<ServerState>, rollups: Arc<Rollups>, mut stop: watch
         tokio::select! {
             _ = tick.tick() => {
                 let (counters, gauges) = read(&state).await;
-                rollups.record(now_ms() / 1000, counters, gauges);
+                let latency = state.metrics.take_delivery_latency();
+                rollups.record(now_ms() / 1000, counters, gauges, latency);
             }
             _ = stop.changed() => return,
         }
@@ -567,6 +603,44 @@ mod tests {
                 .iter()
                 .all(|c| (*c - 3.0).abs() < f64::EPSILON)
         );
+    }
+
+    #[test]
+    fn delivery_latency_is_kept_per_second_and_merged_per_minute() {
+        let mut h = History::default();
+        let start = 6000u64;
+        h.record(start, counters(0, 0), G);
+        let waits = |ms: &[u64]| {
+            let mut s = LatencySketch::default();
+            for m in ms {
+                s.add(*m);
+            }
+            s
+        };
+        // Second 1: ten waits of 100 ms; second 2: nothing; second 3: one of 10 s.
+        let p = h
+            .record_with_latency(start + 1, counters(1, 0), G, waits(&[100; 10]))
+            .unwrap();
+        let p50 = p.latency_p50_ms.unwrap();
+        assert!((90.0..=110.0).contains(&p50), "{p50}");
+        assert_eq!(p.latency_p50_ms, p.latency_p99_ms);
+        let p = h.record(start + 2, counters(2, 0), G).unwrap();
+        assert_eq!(p.latency_p50_ms, None);
+        h.record_with_latency(start + 3, counters(3, 0), G, waits(&[10_000]));
+        let s = h.series(start + 3, (start + 3) * 1000, 300);
+        assert_eq!(s.latency_p50_ms.len(), 3);
+        assert_eq!(s.latency_p50_ms[1], None);
+        let p99 = s.latency_p99_ms[2].unwrap();
+        assert!((9000.0..=11_000.0).contains(&p99), "{p99}");
+        // The minute rollup holds all eleven waits: p50 is 100 ms, p99 10 s.
+        let long = h.series(start + 3, (start + 3) * 1000, 6 * 3600);
+        assert_eq!(long.t.len(), 1);
+        let (p50, p99) = (
+            long.latency_p50_ms[0].unwrap(),
+            long.latency_p99_ms[0].unwrap(),
+        );
+        assert!((90.0..=110.0).contains(&p50), "{p50}");
+        assert!((9000.0..=11_000.0).contains(&p99), "{p99}");
     }
 
     #[test]

@@ -10,6 +10,8 @@ import { after, before, test } from "node:test";
 
 import type { Browser } from "playwright-core";
 
+import { client } from "@microbot/sdk";
+
 import { launch, missing, openPage, screenshot, Server, signIn, totp, type TestAccount } from "./harness.js";
 
 const skip = missing();
@@ -95,6 +97,50 @@ test("under a short load the message rate chart rises; hover shows values; range
     await page.waitForFunction(() => document.querySelector(".range")?.getAttribute("data-step") === "2160");
     assert.ok(Number(await messages.getAttribute("data-peak")) > 0);
     await page.getByText(/^data since /).waitFor();
+  } finally {
+    for (const a of accounts) a.connection.close();
+  }
+  await page.context().close();
+});
+
+test("delivery latency: an offline recipient's messages wait, the p50/p99 panel shows it", { skip, timeout: 60_000 }, async () => {
+  const secret = await server.addAdmin("lat", "viewer", PASSWORD);
+  const page = await openPage(browser, server);
+  await signIn(page, "lat", PASSWORD, totp(secret, 1));
+  const panel = page.getByRole("region", { name: "Delivery latency p50/p99" });
+  await panel.locator("canvas").waitFor();
+  const accounts: TestAccount[] = [];
+  try {
+    const erin = await server.account("erin");
+    const fred = await server.account("fred");
+    accounts.push(erin, fred);
+    // fred goes offline: erin's messages wait in his queue for over a second.
+    fred.connection.close();
+    for (let i = 0; i < 3; i++) await erin.messenger.sendText(erin.connection, "fred", `while away ${i}`);
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const again = await server.connect();
+    fred.connection = again;
+    await client.login(again, fred.deviceId, fred.deviceKey);
+    const got = await fred.messenger.fetchAll(again);
+    assert.equal(got.length, 3);
+    // A push to an online device is quick: fred answers while erin is connected.
+    await fred.messenger.sendText(again, "erin", "back");
+    await page.waitForFunction(() => {
+      const peaks = document.querySelector('[aria-label="Delivery latency p50/p99"]')?.getAttribute("data-peaks")?.split(",").map(Number) ?? [];
+      return peaks.length === 2 && peaks[1]! >= 1000;
+    });
+    const [p50, p99] = (await panel.getAttribute("data-peaks"))!.split(",").map(Number);
+    assert.ok(p50! > 0 && p50! <= p99!, `p50 ${p50} p99 ${p99}`);
+    // The history agrees, second by second: p50 ≤ p99 wherever something was delivered.
+    const history = await page.evaluate(async () => (await (await fetch("/admin/api/series?range=5m")).json()) as { latency_p50_ms: (number | null)[]; latency_p99_ms: (number | null)[] });
+    const delivered = history.latency_p50_ms.map((p, i) => [p, history.latency_p99_ms[i]] as const).filter(([p]) => p !== null);
+    assert.ok(delivered.length > 0);
+    for (const [p, q] of delivered) assert.ok(p! > 0 && p! <= q!, `${p} ${q}`);
+    assert.ok(Math.max(...delivered.map(([, q]) => q!)) >= 1000);
+    // The Prometheus histogram counted the four hand-overs.
+    const metrics = await page.evaluate(async () => (await fetch("/metrics")).text());
+    const count = /^microbot_delivery_latency_seconds_count (\d+)$/m.exec(metrics);
+    assert.ok(count && Number(count[1]) >= 4, metrics.slice(0, 200));
   } finally {
     for (const a of accounts) a.connection.close();
   }

@@ -60,6 +60,9 @@ export interface Point {
   /** Percent of one core. */
   cpu_percent: number | null;
   memory_bytes: number | null;
+  /** Delivery latency (acceptance to hand-over), median and 99th percentile, ms; null: nothing delivered. */
+  latency_p50_ms: number | null;
+  latency_p99_ms: number | null;
 }
 
 /** The charts' history over a range (`GET /admin/api/series`): one array per value, indexed like `t`. */
@@ -80,6 +83,8 @@ export interface Series {
   attachment_out_bytes_per_s: number[];
   cpu_percent: (number | null)[];
   memory_bytes: (number | null)[];
+  latency_p50_ms: (number | null)[];
+  latency_p99_ms: (number | null)[];
 }
 
 /** The value columns of a `Series` (what a chart can plot). */
@@ -97,6 +102,8 @@ export const SERIES_KEYS: SeriesKey[] = [
   "attachment_out_bytes_per_s",
   "cpu_percent",
   "memory_bytes",
+  "latency_p50_ms",
+  "latency_p99_ms",
 ];
 
 /** One panel of a saved layout: which, how many grid columns wide (1–3) and rows high (1–2). */

@@ -3,7 +3,8 @@
  * `GET /admin/api/series` for the chosen range, extended by the per-second
  * points the live feed pushes. Drag to zoom (double-click resets), hover
  * for values in the legend. Each chart's element carries what it holds
- * (`data-points`, `data-latest`, `data-peak` of its first line) so tests
+ * (`data-points`, `data-latest`, `data-peak` of its first line,
+ * `data-peaks` of every line) so tests
  * and people can read it without the canvas.
  */
 import uPlot from "uplot";
@@ -36,6 +37,13 @@ export function formatBytes(value: number): string {
   return `${v.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
 }
 
+/** Milliseconds as ms, s or min. */
+export function formatMs(value: number): string {
+  if (Math.abs(value) >= 60_000) return `${(value / 60_000).toFixed(1)} min`;
+  if (Math.abs(value) >= 1000) return `${(value / 1000).toFixed(2)} s`;
+  return `${value.toFixed(1)} ms`;
+}
+
 /** The dashboard's charts. */
 export const CHARTS: ChartSpec[] = [
   { id: "chart:messages", title: "Messages per second", lines: [{ key: "messages_per_s", label: "messages/s", colour: "#2563eb" }], decimals: 2 },
@@ -60,6 +68,16 @@ export const CHARTS: ChartSpec[] = [
     ],
     decimals: 0,
     format: (v) => `${formatBytes(v)}/s`,
+  },
+  {
+    id: "chart:latency",
+    title: "Delivery latency p50/p99",
+    lines: [
+      { key: "latency_p50_ms", label: "p50", colour: "#0d9488" },
+      { key: "latency_p99_ms", label: "p99", colour: "#be123c" },
+    ],
+    decimals: 1,
+    format: formatMs,
   },
   { id: "chart:cpu", title: "CPU", lines: [{ key: "cpu_percent", label: "% of a core", colour: "#b45309" }], decimals: 1 },
   { id: "chart:memory", title: "Memory", lines: [{ key: "memory_bytes", label: "resident", colour: "#15803d" }], decimals: 0, format: formatBytes },
@@ -124,6 +142,10 @@ export class ChartPanel {
     this.element.dataset["points"] = String(series.t.length);
     this.element.dataset["latest"] = String(values.at(-1) ?? 0);
     this.element.dataset["peak"] = String(values.reduce((a, b) => Math.max(a, b), 0));
+    // Every line's peak, in line order (the latency chart's p50 and p99).
+    this.element.dataset["peaks"] = this.spec.lines
+      .map((l) => (series[l.key] as (number | null)[]).reduce<number>((m, v) => (v === null ? m : Math.max(m, v)), 0))
+      .join(",");
   }
 
   /** Frees the plot. */

@@ -49,6 +49,7 @@ function formatMemory(n: number | null): string {
 const DEFAULT_LAYOUT = [
   { id: "chart:messages", width: 2, height: 1 },
   { id: "chart:deliveries", width: 1, height: 1 },
+  { id: "chart:latency", width: 1, height: 1 },
   { id: "chart:logins", width: 1, height: 1 },
   { id: "chart:connections", width: 1, height: 1 },
   { id: "chart:queue", width: 1, height: 1 },
