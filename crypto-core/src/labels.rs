@@ -97,3 +97,13 @@ pub const ACCESS_KEY_LEN: usize = 16;
 pub const PROFILE_KEY_LEN: usize = 32;
 /// Longest username a sender certificate carries (bytes, SPEC.md §19.2).
 pub const MAX_CERTIFICATE_USERNAME_LEN: usize = 64;
+/// Prefix of the bytes an identity signs in a device list (SPEC.md §20).
+pub const DEVICE_LIST_LABEL: &[u8] = b"Microbot DeviceList v1";
+/// First byte of an encoded device list (SPEC.md §20).
+pub const DEVICE_LIST_VERSION: u8 = 0x01;
+/// Most devices one device list may name (SPEC.md §20).
+pub const MAX_DEVICE_LIST_DEVICES: usize = 100;
+/// Shortest and longest username in a device list (bytes, SPEC.md §13.1, §20).
+pub const MIN_DEVICE_LIST_USERNAME_LEN: usize = 3;
+/// Longest username in a device list (bytes).
+pub const MAX_DEVICE_LIST_USERNAME_LEN: usize = 32;

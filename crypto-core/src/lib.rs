@@ -15,6 +15,7 @@
 //! - [`fingerprint`]: safety numbers (SPEC.md §8).
 //! - [`provisioning`]: sealing the identity to a new device when linking (SPEC.md §12.14).
 //! - [`sealed_sender`]: envelopes whose sender only the recipient learns, with server-signed sender certificates (SPEC.md §19).
+//! - [`device_list`]: the account's device list signed by its identity (SPEC.md §20).
 //! - [`labels`]: every label, length and limit, as written in SPEC.md.
 //!
 //! Secrets are zeroized on drop and never appear in `Debug` output. Every
@@ -28,6 +29,7 @@
 
 pub mod attachment;
 mod dh;
+pub mod device_list;
 pub mod fingerprint;
 pub mod handshake;
 pub mod identity;
