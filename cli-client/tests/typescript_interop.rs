@@ -10,7 +10,12 @@
 //!   receives each exactly once;
 //! - `web/sdk/test/live_attachment.test.ts`: a 1 MiB file each way
 //!   (attachment sockets on `/v1/ws/attachment`, each transfer cut once and
-//!   resumed), SHA-256 compared on both sides.
+//!   resumed), SHA-256 compared on both sides;
+//! - `web/sdk/test/linking_interop.test.ts`: device linking (SPEC.md
+//!   §12.14) both ways — `microbot devices link CODE --history 10` links a
+//!   TypeScript new device, and a TypeScript existing device links a CLI
+//!   `microbot link`; each linked device then chats with a contact and the
+//!   account's other device sees its messages.
 //!
 //! Skips with a printed reason when node or web/node_modules is missing.
 //! Builds nothing itself: cargo builds the `microbot` binary.
@@ -31,6 +36,11 @@ fn typescript_client_and_rust_cli_chat_through_a_live_server() {
 #[test]
 fn typescript_client_and_rust_cli_exchange_1_mib_attachments_through_a_live_server() {
     run_live_node_test("test/live_attachment.test.ts", 1);
+}
+
+#[test]
+fn rust_cli_and_typescript_devices_link_each_other_through_a_live_server() {
+    run_live_node_test("test/linking_interop.test.ts", 2);
 }
 
 /// Runs the SDK's node test `file` against a fresh server and checks that
