@@ -442,6 +442,12 @@ impl RequestHandler {
                     .await
                     .map(response::Result::DeviceList)
             }
+            Request::UploadDeviceList(r) => {
+                let s = self.logged_in()?;
+                crate::device_lists::upload(&state, &s, r)
+                    .await
+                    .map(|()| ok())
+            }
             Request::UploadPrekeys(r) => {
                 let s = self.logged_in()?;
                 keys::upload(&state, &s, r).await.map(|()| ok())

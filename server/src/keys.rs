@@ -182,7 +182,7 @@ pub async fn fetch(
         .limits
         .check_prekey_fetch(&state.metrics, session.account_id, target)?;
     let username = request.username.clone();
-    let bundles = state
+    let (bundles, signed_device_list) = state
         .blocking(move |state| {
             let devices: Vec<u64> = state
                 .storage
@@ -191,7 +191,8 @@ pub async fn fetch(
                 .map(|d| d.id)
                 .filter(|id| request.device_ids.is_empty() || request.device_ids.contains(id))
                 .collect();
-            Ok(state.storage.take_bundles(&devices)?)
+            let list = crate::device_lists::signed_bytes(state.storage.as_ref(), target)?;
+            Ok((state.storage.take_bundles(&devices)?, list))
         })
         .await?;
     for bundle in &bundles {
@@ -206,6 +207,7 @@ pub async fn fetch(
     Ok(PrekeyBundles {
         username,
         bot,
+        signed_device_list,
         bundles: bundles
             .into_iter()
             .map(|b| {

@@ -22,6 +22,7 @@ pub mod backup;
 pub mod bus;
 pub mod config;
 pub mod connection;
+pub mod device_lists;
 pub mod dispatch;
 pub mod endpoint;
 pub mod error;

@@ -483,6 +483,7 @@ pub fn request_kind(request: &microbot_protocol::transport::client_frame::Reques
         R::RemoveDevice(_) => "remove_device",
         R::DeleteAccount(_) => "delete_account",
         R::ListDevices(_) => "list_devices",
+        R::UploadDeviceList(_) => "upload_device_list",
         R::UploadPrekeys(_) => "upload_prekeys",
         R::FetchPrekeys(_) => "fetch_prekeys",
         R::PrekeyStatus(_) => "prekey_status",

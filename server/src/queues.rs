@@ -253,8 +253,10 @@ async fn check_complete(
 /// Adds to `missing` the devices of `account_id` that a send claiming to
 /// reach all of them left out: every device that published prekeys (one
 /// that never did cannot be addressed), except the sending device and those
-/// in `covered`. The one rule behind `SendRequest.complete_accounts`
-/// (SPEC.md §12.7) and `SendGroupRequest.key_holders` (§12.10).
+/// in `covered`, and, once the account has a signed device list (SPEC.md
+/// §20), those it does not list. The one rule behind
+/// `SendRequest.complete_accounts` (SPEC.md §12.7) and
+/// `SendGroupRequest.key_holders` (§12.10).
 ///
 /// # Errors
 /// A storage failure.
@@ -265,8 +267,12 @@ pub(crate) fn left_out_devices(
     covered: &HashSet<u64>,
     missing: &mut Vec<u64>,
 ) -> StorageResult<()> {
+    let listed = crate::device_lists::listed_devices(storage, account_id)?;
     for device in storage.account_devices(account_id)? {
-        if device.id == sender_device_id || covered.contains(&device.id) {
+        if device.id == sender_device_id
+            || covered.contains(&device.id)
+            || listed.as_ref().is_some_and(|l| !l.contains(&device.id))
+        {
             continue;
         }
         if storage.prekey_stock(device.id)?.signed_prekey_id != 0 {

@@ -188,7 +188,10 @@ pub async fn list(state: &Arc<ServerState>, account_id: i64) -> Result<DeviceLis
     state
         .blocking(move |state| {
             let devices = state.storage.account_devices(account_id)?;
+            let signed_device_list =
+                crate::device_lists::signed_bytes(state.storage.as_ref(), account_id)?;
             Ok(DeviceList {
+                signed_device_list,
                 devices: devices
                     .into_iter()
                     .map(|d| DeviceInfo {

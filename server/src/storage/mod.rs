@@ -19,6 +19,7 @@
 pub mod admin;
 pub mod analytics;
 pub mod attachments;
+pub mod device_lists;
 pub mod groups;
 pub mod postgres;
 pub mod provisioning;
@@ -30,6 +31,7 @@ pub mod suspension;
 pub use admin::AdminStorage;
 pub use analytics::AnalyticsStorage;
 pub use attachments::{AttachmentRecord, AttachmentStorage};
+pub use device_lists::{DeviceListStorage, StoredDeviceList};
 pub use groups::{
     FanOut, GroupCaps, GroupChange, GroupChangeOutcome, GroupFanOut, GroupRecord, GroupStorage,
 };
@@ -389,6 +391,7 @@ pub trait Storage:
     + AdminStorage
     + AnalyticsStorage
     + SuspensionStorage
+    + DeviceListStorage
     + Send
     + Sync
     + 'static

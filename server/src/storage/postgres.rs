@@ -32,6 +32,7 @@ mod admin;
 mod analytics;
 mod attachments;
 mod db;
+mod device_lists;
 mod groups;
 mod pool;
 mod provisioning;

@@ -18,7 +18,7 @@ use rusqlite::Connection;
 /// Version 5: groups record their creator. Version 6: devices keep their
 /// queue length. Version 10: admins' saved dashboard layouts. Version 11:
 /// IP deny rules from the dashboard. Version 13: usage analytics. Version
-/// 14: account and device suspensions.
+/// 14: account and device suspensions. Version 15: signed device lists.
 pub const MIGRATIONS: &[&str] = &[
     r"
 CREATE TABLE accounts (
@@ -268,6 +268,15 @@ CREATE TABLE suspensions (
     created_at_ms INTEGER NOT NULL,
     PRIMARY KEY (kind, target_id)
 ) WITHOUT ROWID;
+",
+    // Version 15 (issue 20): each account's latest signed device list
+    // (SPEC.md §20), the bytes as uploaded.
+    r"
+CREATE TABLE device_lists (
+    account_id INTEGER PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+    version INTEGER NOT NULL,
+    list BLOB NOT NULL
+);
 ",
 ];
 

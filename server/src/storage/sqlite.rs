@@ -23,6 +23,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 mod admin;
 mod analytics;
 mod attachments;
+mod device_lists;
 pub mod group_commit;
 mod groups;
 mod provisioning;

@@ -234,6 +234,15 @@ CREATE TABLE suspensions (
     PRIMARY KEY (kind, target_id)
 );
 ",
+    // Version 13 (issue 20): each account's latest signed device list
+    // (SPEC.md §20), the bytes as uploaded.
+    r"
+CREATE TABLE device_lists (
+    account_id BIGINT PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+    version BIGINT NOT NULL,
+    list BYTEA NOT NULL
+);
+",
 ];
 
 /// The schema version this build writes.

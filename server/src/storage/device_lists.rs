@@ -1,0 +1,41 @@
+//! The [`DeviceListStorage`] half of the storage trait: each account's
+//! latest signed device list (SPEC.md §20, §14.1), kept as the exact bytes
+//! its device uploaded, with its version for the "only grows" rule.
+//!
+//! Not owned here: checking the signature and the devices it names
+//! (device_lists.rs at the crate root).
+
+use super::StorageResult;
+
+/// An account's stored signed device list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredDeviceList {
+    /// The list's version.
+    pub version: u64,
+    /// The signed list as uploaded (SPEC.md §20 layout).
+    pub bytes: Vec<u8>,
+}
+
+/// Device-list operations of [`super::Storage`].
+pub trait DeviceListStorage {
+    /// The account's latest signed device list, if it ever uploaded one.
+    fn device_list(&self, account_id: i64) -> StorageResult<Option<StoredDeviceList>>;
+    /// Stores `bytes` as the account's list when none is stored or the
+    /// stored version is below `version` (one atomic step, so of two
+    /// concurrent uploads of one version only one is stored); with
+    /// `replace_any` it replaces whatever is stored (a list signed by a new
+    /// identity, SPEC.md §20). Returns whether it was stored.
+    fn put_device_list(
+        &self,
+        account_id: i64,
+        version: u64,
+        bytes: &[u8],
+        replace_any: bool,
+    ) -> StorageResult<bool>;
+}
+
+/// A version as stored (SQL integers are signed; larger versions are
+/// refused before they reach storage).
+pub(crate) fn sql_version(version: u64) -> i64 {
+    i64::try_from(version).unwrap_or(i64::MAX)
+}
