@@ -455,6 +455,11 @@ impl Server {
         if let Err(error) = crate::admin::ip_rules::refresh(&self.state).await {
             tracing::warn!(%error, "could not load the dashboard's IP rules");
         }
+        // Every node tells the others about itself (SPEC.md §18.7 Nodes).
+        helpers.spawn(crate::admin::cluster::publish_loop(
+            Arc::clone(&self.state),
+            stop.clone(),
+        ));
         helpers.spawn(crate::admin::ip_rules::refresh_loop(
             Arc::clone(&self.state),
             stop.clone(),

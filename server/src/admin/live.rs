@@ -1,5 +1,6 @@
 //! The dashboard's live view (SPEC.md §18.7): `GET /admin/api/overview`
-//! answers one snapshot of this node, `GET /admin/api/live` pushes one
+//! answers one snapshot of this node with the list of every node of the
+//! cluster (their own snapshots, through the bus), `GET /admin/api/live` pushes one
 //! every second as Server-Sent Events (`event: overview`, followed by
 //! `event: sample` with the newest per-second chart point), until the
 //! session ends; `GET /admin/api/series?range=5m` answers the charts'
@@ -21,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use super::api::{Api, reader};
 use super::error::AdminError;
 use super::rollups::{self, Series};
+use crate::bus::nodes::NodeStatus;
 use crate::metrics;
 use crate::state::{ServerState, now_ms};
 
@@ -34,6 +36,9 @@ pub struct Overview {
     pub at_ms: u64,
     /// This node.
     pub node: NodeRow,
+    /// Every node of the cluster heard from lately, this one included
+    /// (stale ones marked).
+    pub nodes: Vec<NodeStatus>,
     /// Open connections by transport.
     pub connections: Vec<TransportRow>,
     /// Refusals by limit since start.
@@ -47,7 +52,7 @@ pub struct Overview {
 /// A node and its health.
 #[derive(Debug, Serialize)]
 pub struct NodeRow {
-    /// `local` without Redis, else the bus node id.
+    /// `local` without Redis, else the bus node id (hex).
     pub id: String,
     /// Server version.
     pub version: &'static str,
@@ -140,7 +145,7 @@ pub async fn overview(state: &Arc<ServerState>) -> Overview {
     Overview {
         at_ms: now_ms(),
         node: NodeRow {
-            id: node_id(state),
+            id: state.bus.node_id(),
             version: env!("CARGO_PKG_VERSION"),
             ready: metrics::readiness(state).is_ok(),
             memory_bytes: usage.map(|u| u.0),
@@ -164,6 +169,7 @@ pub async fn overview(state: &Arc<ServerState>) -> Overview {
             .into_iter()
             .map(|(limit, hits)| LimitRow { limit, hits })
             .collect(),
+        nodes: state.bus.nodes(now_ms()),
         ip_rules,
         totals: Totals {
             messages_in: m.messages_in.get(),
@@ -174,14 +180,6 @@ pub async fn overview(state: &Arc<ServerState>) -> Overview {
             attachment_bytes_in: m.attachment_bytes_in.get(),
             attachment_bytes_out: m.attachment_bytes_out.get(),
         },
-    }
-}
-
-fn node_id(state: &ServerState) -> String {
-    if state.config.redis.is_some() {
-        format!("node@{}", state.config.listen)
-    } else {
-        "local".to_owned()
     }
 }
 

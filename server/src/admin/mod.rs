@@ -15,6 +15,7 @@
 pub mod analytics;
 pub mod api;
 pub mod cli;
+pub mod cluster;
 pub mod error;
 mod health;
 pub mod ip_rules;

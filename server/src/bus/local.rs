@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::mpsc;
 
+use super::nodes::{NodeSnapshot, NodeStatus, NodeTable};
 use super::{Bus, BusEvent, PUSH_CHANNEL_CAPACITY, Subscription};
 
 /// Live connections per device: (subscription id, channel).
@@ -17,6 +18,7 @@ type Routes = HashMap<u64, Vec<(u64, mpsc::Sender<BusEvent>)>>;
 pub struct LocalBus {
     next_id: AtomicU64,
     devices: Mutex<Routes>,
+    nodes: Mutex<NodeTable>,
 }
 
 impl LocalBus {
@@ -75,5 +77,19 @@ impl Bus for LocalBus {
             devices.remove(&device_id);
         }
         reached
+    }
+
+    fn publish_node(&self, snapshot: NodeSnapshot) {
+        self.nodes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .update(snapshot, crate::state::now_ms());
+    }
+
+    fn nodes(&self, now_ms: u64) -> Vec<NodeStatus> {
+        self.nodes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .rows(now_ms)
     }
 }

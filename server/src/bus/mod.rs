@@ -13,6 +13,7 @@
 //! Not owned here: what a connection does with an event (connection.rs).
 
 pub mod local;
+pub mod nodes;
 pub mod redis;
 
 use microbot_protocol::transport::{ErrorCode, Push};
@@ -58,4 +59,14 @@ pub trait Bus: Send + Sync + 'static {
     fn linked(&self) -> bool {
         true
     }
+    /// This node's id on the bus (`local` for the in-process bus).
+    fn node_id(&self) -> String {
+        "local".to_owned()
+    }
+    /// Publishes this node's snapshot to every node, itself included
+    /// (SPEC.md §18.7 Nodes).
+    fn publish_node(&self, snapshot: nodes::NodeSnapshot);
+    /// The nodes heard from, at `now_ms` (stale ones marked, silent ones
+    /// dropped).
+    fn nodes(&self, now_ms: u64) -> Vec<nodes::NodeStatus>;
 }

@@ -41,6 +41,7 @@ use microbot_protocol::transport::{ErrorCode, Push};
 use prost::Message as _;
 use tokio::sync::mpsc;
 
+use super::nodes::{self, NodeSnapshot, NodeStatus, NodeTable};
 use super::{Bus, BusEvent, PUSH_CHANNEL_CAPACITY, Subscription};
 
 /// How often a node refreshes its presence set and re-reads the others'.
@@ -69,6 +70,7 @@ const KIND_DISCONNECT: u8 = 2;
 const KIND_ONLINE: u8 = 3;
 const KIND_OFFLINE: u8 = 4;
 const KIND_RESYNC: u8 = 5;
+const KIND_NODE: u8 = 6;
 
 /// Errors starting the Redis bus.
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +109,8 @@ struct Inner {
     link_up: AtomicBool,
     missed: Mutex<Missed>,
     outgoing: mpsc::Sender<Outgoing>,
+    /// The nodes' snapshots (SPEC.md §18.7 Nodes), this one's included.
+    nodes: Mutex<NodeTable>,
 }
 
 /// Redis-backed bus shared by the nodes of one cluster.
@@ -161,6 +165,7 @@ impl RedisBus {
             link_up: AtomicBool::new(false),
             missed: Mutex::new(Missed::default()),
             outgoing,
+            nodes: Mutex::new(NodeTable::default()),
         });
         let (close, closed) = tokio::sync::watch::channel(false);
         tokio::spawn(run(Arc::clone(&inner), client, rx, closed));
@@ -302,6 +307,13 @@ impl Inner {
             });
             return;
         }
+        if kind == KIND_NODE {
+            match nodes::decode(rest) {
+                Ok(snapshot) => lock(&self.nodes).update(snapshot, crate::state::now_ms()),
+                Err(error) => tracing::debug!(%error, "bad node snapshot on the bus"),
+            }
+            return;
+        }
         let Some((device, body)) = rest.split_first_chunk::<8>() else {
             return;
         };
@@ -403,6 +415,27 @@ impl Bus for RedisBus {
 
     fn linked(&self) -> bool {
         self.is_linked()
+    }
+
+    fn node_id(&self) -> String {
+        hex::encode(self.inner.node)
+    }
+
+    fn publish_node(&self, snapshot: NodeSnapshot) {
+        let inner = &self.inner;
+        let body = nodes::encode(&snapshot);
+        lock(&inner.nodes).update(snapshot, crate::state::now_ms());
+        if inner.link_up.load(Ordering::Relaxed) {
+            let mut frame = Vec::with_capacity(1 + NODE_ID_LEN + body.len());
+            frame.push(KIND_NODE);
+            frame.extend_from_slice(&inner.node);
+            frame.extend_from_slice(&body);
+            inner.send(Outgoing::Frame(frame, None));
+        }
+    }
+
+    fn nodes(&self, now_ms: u64) -> Vec<NodeStatus> {
+        lock(&self.inner.nodes).rows(now_ms)
     }
 }
 
@@ -746,6 +779,7 @@ mod tests {
             link_up: AtomicBool::new(true),
             missed: Mutex::new(Missed::default()),
             outgoing,
+            nodes: Mutex::new(NodeTable::default()),
         });
         (inner, rx)
     }

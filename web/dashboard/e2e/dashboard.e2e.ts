@@ -52,6 +52,13 @@ test("an admin signs in with TOTP and sees a connection appear in the live table
       const rows = [...document.querySelectorAll('table[aria-label="Connections"] tbody tr')];
       return rows.some((r) => /websocket\s*1\b/.test((r as HTMLElement).innerText.replace(/\s+/g, " ")));
     });
+    // The Nodes table lists every node of the cluster (here the one, "local"): ready, seen just now, its connection counted.
+    await page.waitForFunction(() =>
+      [...document.querySelectorAll('table[aria-label="Nodes"] tbody tr')].some((r) => {
+        const cells = [...r.querySelectorAll("td")].map((c) => c.textContent);
+        return cells[0] === "local" && cells[2] === "ready" && cells[5] === "1" && /^\d s ago$/.test(cells[9] ?? "");
+      }),
+    );
     await screenshot(page, "live");
   } finally {
     connection.close();

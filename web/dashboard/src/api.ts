@@ -35,10 +35,31 @@ export interface IpRule {
   created_at_ms?: number;
 }
 
+/** A node of the cluster as this node last heard from it (SPEC.md §18.7 Nodes). */
+export interface ClusterNode {
+  id: string;
+  address: string;
+  version: string;
+  ready: boolean;
+  connections_quic: number;
+  connections_websocket: number;
+  connections_quic_total: number;
+  connections_websocket_total: number;
+  queued_envelopes: number | null;
+  memory_bytes: number | null;
+  cpu_seconds: number | null;
+  at_ms: number;
+  last_seen_ms: number;
+  /** Silent for 5 s or more. */
+  stale: boolean;
+}
+
 /** A node snapshot as `/admin/api/live` pushes it. */
 export interface Overview {
   at_ms: number;
   node: { id: string; version: string; ready: boolean; memory_bytes: number | null; cpu_seconds: number | null; queued_envelopes: number | null };
+  /** Every node of the cluster heard from lately, this one included. */
+  nodes: ClusterNode[];
   connections: { transport: string; open: number; total: number }[];
   rate_limited: { limit: string; hits: number }[];
   ip_rules: IpRule[];

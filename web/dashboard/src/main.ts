@@ -3,7 +3,7 @@
  * then charts of the node's history and live tables, both kept current by
  * the server's Server-Sent Events; and the usage report page.
  */
-import { api, ApiError, type AuditEntry, type Layout, type Overview, type Point, type Session } from "./api.js";
+import { api, ApiError, type AuditEntry, type ClusterNode, type Layout, type Overview, type Point, type Session } from "./api.js";
 import { CHARTS, ChartPanel, Charts, formatBytes } from "./charts.js";
 import { ipRulesPanel } from "./ip_rules.js";
 import { Board, type PanelView } from "./layout.js";
@@ -76,13 +76,19 @@ function showDashboard(session: Session, layout: Layout | null): void {
   const logout = el("button", { type: "button" }, "Sign out");
   const reportButton = el("button", { type: "button" }, "Report");
   const header = el("header", {}, el("h1", {}, "Microbot"), el("span", { className: "who" }, `${session.name} (${session.role})`), reportButton, status, logout);
-  const nodes = new LiveTable<Overview["node"]>("Nodes", [
+  // Every node of the cluster, from the snapshots each publishes on the bus (SPEC.md §18.7 Nodes).
+  let seenAt = Date.now();
+  const nodes = new LiveTable<ClusterNode>("Nodes", [
     { title: "Node", value: (r) => r.id },
-    { title: "Health", value: (r) => (r.ready ? "ready" : "not ready") },
+    { title: "Address", value: (r) => r.address },
+    { title: "Health", value: (r) => (r.stale ? "stale" : r.ready ? "ready" : "not ready") },
     { title: "Version", value: (r) => r.version },
+    { title: "QUIC", value: (r) => r.connections_quic },
+    { title: "WebSocket", value: (r) => r.connections_websocket },
+    { title: "Queued", value: (r) => r.queued_envelopes ?? 0 },
     { title: "Memory", value: (r) => formatMemory(r.memory_bytes) },
     { title: "CPU s", value: (r) => (r.cpu_seconds ?? 0).toFixed(1) },
-    { title: "Queued", value: (r) => r.queued_envelopes ?? 0 },
+    { title: "Last seen", value: (r) => `${Math.max(0, Math.round((seenAt - r.last_seen_ms) / 1000))} s ago` },
   ]);
   const connections = new LiveTable<Overview["connections"][number] & { node: string }>("Connections", [
     { title: "Node", value: (r) => r.node },
@@ -145,8 +151,14 @@ function showDashboard(session: Session, layout: Layout | null): void {
   feed.addEventListener("overview", (event) => {
     const o = JSON.parse((event as MessageEvent<string>).data) as Overview;
     status.textContent = `live ${new Date(o.at_ms).toLocaleTimeString()}`;
-    nodes.set([o.node]);
-    connections.set(o.connections.map((c) => ({ ...c, node: o.node.id })));
+    seenAt = o.at_ms;
+    nodes.set(o.nodes);
+    connections.set(
+      o.nodes.flatMap((n) => [
+        { node: n.id, transport: "quic", open: n.connections_quic, total: n.connections_quic_total },
+        { node: n.id, transport: "websocket", open: n.connections_websocket, total: n.connections_websocket_total },
+      ]),
+    );
     limits.set(o.rate_limited);
     rules.set(o.ip_rules);
     totals.set(Object.entries(o.totals).map(([name, value]) => ({ name, value })));

@@ -1,0 +1,195 @@
+//! The dashboard sees the whole cluster (SPEC.md §18.7 Nodes): two nodes
+//! on one PostgreSQL schema and one Redis publish their snapshots on the
+//! bus; node A's overview lists node B with its open connections, and
+//! marks B stale once B has stopped. Skipped without
+//! `MICROBOT_TEST_POSTGRES` / `MICROBOT_TEST_REDIS`.
+
+mod common;
+#[path = "support/engines.rs"]
+mod engines;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::*;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+/// One HTTP/1.1 request; (status, body).
+async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+    body: &str,
+) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let mut text = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for h in headers {
+        text.push_str(h);
+        text.push_str("\r\n");
+    }
+    if !body.is_empty() {
+        text.push_str("Content-Type: application/json\r\n");
+    }
+    text.push_str("\r\n");
+    text.push_str(body);
+    stream.write_all(text.as_bytes()).await.unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).await.unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    if head.to_ascii_lowercase().contains("set-cookie: ") {
+        let cookie = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .starts_with("set-cookie: ")
+                    .then(|| l[12..].to_owned())
+            })
+            .unwrap();
+        return (status, cookie.split(';').next().unwrap().to_owned());
+    }
+    (status, body.to_owned())
+}
+
+/// An active admin `ops` in the shared database; the session cookie header.
+async fn admin_session(url: String, addr: SocketAddr) -> String {
+    use microbot_server::storage::admin::{AdminRole, AdminStorage as _};
+    let secret = tokio::task::spawn_blocking(move || {
+        let store = microbot_server::storage::postgres::PostgresStorage::open(&url, 1).unwrap();
+        let hash = microbot_server::auth::password::PasswordHasher::new(8192, 1, 1)
+            .unwrap()
+            .hash("correct horse battery")
+            .unwrap();
+        let secret = microbot_server::auth::totp::new_secret();
+        assert!(
+            store
+                .create_admin("ops", AdminRole::Admin, &hash, &secret, 1)
+                .unwrap()
+        );
+        let id = store.admin_by_name("ops").unwrap().unwrap().id;
+        store.activate_admin(id).unwrap();
+        microbot_server::auth::totp::enrolment(&secret, "ops")
+            .unwrap()
+            .1
+    })
+    .await
+    .unwrap();
+    let mut auth = Authenticator::from_base32(&secret);
+    let body = format!(
+        r#"{{"name":"ops","password":"correct horse battery","totp":"{}"}}"#,
+        auth.fresh()
+    );
+    let (status, cookie) = request(
+        addr,
+        "POST",
+        "/admin/api/login",
+        &["X-Microbot-Admin: 1"],
+        &body,
+    )
+    .await;
+    assert_eq!(status, 200, "{cookie}");
+    format!("Cookie: {cookie}")
+}
+
+/// The nodes of A's overview.
+async fn nodes(addr: SocketAddr, cookie: &str) -> Vec<serde_json::Value> {
+    let (status, body) = request(addr, "GET", "/admin/api/overview", &[cookie], "").await;
+    assert_eq!(status, 200, "{body}");
+    let overview: serde_json::Value = serde_json::from_str(&body).unwrap();
+    overview["nodes"].as_array().unwrap().clone()
+}
+
+/// Polls A's overview until `check` holds for node `id` (10 s at most).
+async fn until(
+    addr: SocketAddr,
+    cookie: &str,
+    id: &str,
+    what: &str,
+    check: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let list = nodes(addr, cookie).await;
+        if let Some(n) = list.iter().find(|n| n["id"] == id)
+            && check(n)
+        {
+            return n.clone();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what}: {list:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_a_lists_node_b_with_its_connections_and_marks_it_stale_when_stopped() {
+    let Some((pg, redis)) = engines::services("admin_cluster::node_a_lists_node_b") else {
+        return;
+    };
+    let schema = engines::Schema::new(&pg, "admin_cluster_nodes");
+    let namespace = format!("test-nodes-{}", engines::random_hex(4));
+    let node = |admin: bool| {
+        let (url, redis, namespace) = (schema.url.clone(), redis.clone(), namespace.clone());
+        move |c: &mut microbot_server::Config| {
+            c.storage = Some(microbot_server::config::SecretUrl::new(url));
+            c.storage_pool_size = 2;
+            c.redis = Some(microbot_server::config::SecretUrl::new(redis));
+            c.redis_namespace = namespace;
+            if admin {
+                c.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+            }
+        }
+    };
+    let a = TestServer::start_with(node(true)).await;
+    let b = TestServer::start_with(node(false)).await;
+    let addr = a.metrics_addr.unwrap();
+    let cookie = admin_session(schema.url.clone(), addr).await;
+    // A knows its own id from its overview; B is the other node listed.
+    let (_, body) = request(addr, "GET", "/admin/api/overview", &[&cookie], "").await;
+    let own: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let a_id = own["node"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(a_id.len(), 32, "{a_id}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let b_id = loop {
+        let list = nodes(addr, &cookie).await;
+        if let Some(other) = list.iter().find(|n| n["id"] != a_id.as_str()) {
+            assert!(list.iter().any(|n| n["id"] == a_id.as_str()), "{list:?}");
+            break other["id"].as_str().unwrap().to_owned();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "B never listed: {list:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // Two devices connect to B: A's overview shows B with two QUIC connections.
+    let bob = new_device(&b, "bob").await;
+    let kim = new_device(&b, "kim").await;
+    let seen = until(addr, &cookie, &b_id, "B with 2 connections", |n| {
+        n["connections_quic"] == 2
+    })
+    .await;
+    assert_eq!(seen["stale"], false);
+    assert_eq!(seen["ready"], true);
+    assert_eq!(seen["version"], env!("CARGO_PKG_VERSION"));
+    assert!(seen["last_seen_ms"].as_u64().unwrap() > 0);
+    // A itself has none.
+    let list = nodes(addr, &cookie).await;
+    let mine = list.iter().find(|n| n["id"] == a_id.as_str()).unwrap();
+    assert_eq!(mine["connections_quic"], 0);
+    drop((bob, kim));
+    // B stops: it falls silent and A marks it stale within a few seconds.
+    b.stop().await;
+    let stale = until(addr, &cookie, &b_id, "B stale", |n| n["stale"] == true).await;
+    assert!(stale["last_seen_ms"].as_u64().unwrap() > 0);
+    let mine = nodes(addr, &cookie).await;
+    assert!(
+        mine.iter()
+            .any(|n| n["id"] == a_id.as_str() && n["stale"] == false)
+    );
+    a.stop().await;
+}
