@@ -89,6 +89,7 @@ test("a valid message decodes with every part, copied out of the plaintext; wipe
   assert.deepEqual(provisioned.groups[1]!.metadataKey, new Uint8Array(0));
   assert.deepEqual(provisioned.history[0]!.conversation, { kind: "direct", username: "bob" });
   assert.equal(provisioned.history[0]!.content.body.case === "text" && provisioned.history[0]!.content.body.value.text, "hi");
+  assert.deepEqual(provisioned.history[0]!.content.messageId, new Uint8Array(16).fill(1), "bytes survive the plaintext's wipe");
   provisioned.wipe();
   assert.deepEqual(provisioned.identitySeed, new Uint8Array(32));
   assert.deepEqual(provisioned.groups[0]!.metadataKey, new Uint8Array(32));

@@ -23,7 +23,7 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 
 import { bytesEqual, wipe } from "../bytes.js";
-import { validateContent, type Content } from "../content.js";
+import { ContentSchema, TypingAction, validateContent, type Content } from "../content.js";
 import { HistoryMessageSchema, ProvisionMessageSchema, type HistoryMessage } from "../gen/content_pb.js";
 import { ErrorCode } from "../gen/transport_pb.js";
 import { IdentityKeyPair, x25519PublicKey } from "../identity.js";
@@ -236,7 +236,9 @@ export function decodeProvisionMessage(plaintext: Uint8Array): Provisioned {
       throw new LinkError("InvalidMessage", "invalid provisioning message: a history message with invalid content", { cause: error });
     }
     if (entry.content.body.case === "sync") throw invalid("a history message may not be a SyncMessage");
-    return { conversation, author: entry.author, content: entry.content };
+    // Re-encoded into a buffer of its own: the decoded bytes fields are views of `plaintext`, which the caller wipes.
+    const content = fromBinary(ContentSchema, toBinary(ContentSchema, entry.content));
+    return { conversation, author: entry.author, content };
   });
   if (historyBytes > HISTORY_BUDGET) throw invalid(`more than ${HISTORY_BUDGET} bytes of history`);
   const seed = message.identitySeed.slice();
@@ -485,8 +487,28 @@ export async function enrolProvisioned(connection: Connection, provisioned: Prov
   }
   await login(connection, deviceId, deviceKey);
   await uploadPreKeys(connection, rng, identity, store.preKeys(), options.preKeys ?? 50);
-  await new Groups(store, store, rng).refreshAll(connection);
+  const groups = new Groups(store, store, rng);
+  await groups.refreshAll(connection);
+  await greetOwnDevices(connection, groups, provisioned.username, rng);
   return device;
+}
+
+/**
+ * Starts this device's sessions with the account's other devices by sending
+ * them a "stopped typing" transcript addressed to the account itself (§11.7),
+ * which they accept and do not show. Without it the first message each way
+ * (typically both devices' read receipts for the same incoming message)
+ * would start two sessions at once, and each side would keep the other's
+ * (one session per device) and fail to open what follows. Best effort: a
+ * failure here does not undo the enrolment.
+ */
+async function greetOwnDevices(connection: Connection, groups: Groups, username: string, rng: Rng): Promise<void> {
+  const content = create(ContentSchema, { messageId: rng.fill(16), sentAtMs: BigInt(Date.now()), body: { case: "typing", value: { action: TypingAction.STOPPED } } });
+  try {
+    await groups.messenger.sendContent(connection, username, content);
+  } catch {
+    // Best effort (see above).
+  }
 }
 
 /** What the existing device gives: read from its store, plus what only the app knows. */
