@@ -19,8 +19,8 @@ use microbot_crypto::fingerprint::SafetyNumber;
 use microbot_protocol::MessageId;
 use microbot_protocol::content::{Content, ReplyTo, TypingAction};
 use microbot_protocol::transport::{
-    DeleteAccountRequest, DeviceInfo, PrekeyStatus, PrekeyStatusRequest, RemoveDeviceRequest,
-    client_frame::Request, response,
+    DeleteAccountRequest, DeviceInfo, ErrorCode, PrekeyStatus, PrekeyStatusRequest,
+    RemoveDeviceRequest, client_frame::Request, response,
 };
 use prost::Message as _;
 use rand::Rng as _;
@@ -770,7 +770,8 @@ impl Account {
         password: &str,
         totp_code: &str,
     ) -> Result<(), OnlineError> {
-        let result = self
+        let conn = self.inner.connection().ok_or(OnlineError::NotConnected)?;
+        let result = conn
             .request(Request::RemoveDevice(RemoveDeviceRequest {
                 device_id,
                 password: password.to_owned(),
@@ -778,7 +779,34 @@ impl Account {
                 second_factor: None,
             }))
             .await?;
-        Ok(auth::expect_ok(result)?)
+        auth::expect_ok(result)?;
+        if device_id == self.inner.device_id {
+            // This device is gone: its connection closes, and the account's
+            // other devices are the ones that can still sign.
+            return Ok(());
+        }
+        // SPEC.md §20: the remover signs the list without the device, so
+        // contacts stop encrypting to it even if a server kept it.
+        use crate::device_lists::SignError;
+        match crate::device_lists::sign_out(&self.inner, &conn, device_id).await {
+            Ok(()) => Ok(()),
+            Err(SignError::Transport(error)) => Err(error.into()),
+            Err(SignError::Store(error)) => Err(error.into()),
+            Err(SignError::Contended) => Err(OnlineError::Transport(TransportError::Server(
+                crate::error::ServerError {
+                    code: ErrorCode::StaleDeviceList,
+                    message: "the device list kept changing; sign again".into(),
+                    retry_after_ms: 0,
+                    device_ids: vec![device_id],
+                },
+            ))),
+            Err(error @ (SignError::Refused(_) | SignError::Build(_))) => {
+                tracing::error!(%error, "device removed, but no list without it could be signed");
+                Err(OnlineError::Transport(TransportError::UnexpectedResponse {
+                    expected: "a device list signed by this account's identity",
+                }))
+            }
+        }
     }
 
     /// Deletes the whole account on the server (password + fresh TOTP code).

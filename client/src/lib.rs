@@ -51,6 +51,7 @@ mod attachments;
 pub mod auth;
 mod bots;
 pub mod config;
+mod device_lists;
 pub mod error;
 pub mod events;
 mod groups;

@@ -229,7 +229,21 @@ fn open_pairwise(
     // A device we hold no session with: news if we knew the account's other
     // devices already (a contact), or if it enrolled after this one (ours).
     let seen = tx.session_devices(sender)?;
-    let added = !seen.contains(&device)
+    let unseen = !seen.contains(&device);
+    // An account with a signed device list (SPEC.md §20): news comes from
+    // its verified list only, so a device it does not list is never
+    // announced; the next send checks the list again instead.
+    let listed = crate::device_lists::has_list(tx, sender)?;
+    if unseen && listed {
+        if sender == me {
+            crate::sessions::reset_own_devices_check(tx)?;
+        } else if let Some(mut contact) = tx.contact(sender)? {
+            contact.devices_checked_ms = 0;
+            tx.set_contact(sender, &contact)?;
+        }
+    }
+    let added = unseen
+        && !listed
         && if sender == me {
             device > inner.device_id
         } else {

@@ -22,6 +22,7 @@ use microbot_protocol::transport::{
 };
 
 use crate::account::{Inner, META_PREKEYS};
+use crate::device_lists::{self, Checked};
 use crate::error::{StoreError, TransportError};
 use crate::events::{Conversation, Event};
 use crate::messages::encode_plaintext;
@@ -254,11 +255,23 @@ async fn send_sealed_then_own(
             .map_err(|e| TransportError::Config(e.to_string()))?
             .into_iter()
             .collect();
-        let unknown: Vec<u64> = sync::list_devices(conn)
-            .await?
-            .into_iter()
+        let served = device_lists::list_devices_signed(conn).await?;
+        let checked = inner
+            .tx(|tx| {
+                device_lists::peek(
+                    tx,
+                    &inner.username,
+                    inner.identity.public(),
+                    &served.signed_device_list,
+                )
+            })
+            .map_err(|e| TransportError::Config(e.to_string()))?
+            .map_err(|refusal| TransportError::Config(refusal.to_string()))?;
+        let unknown: Vec<u64> = served
+            .devices
+            .iter()
             .map(|d| d.device_id)
-            .filter(|id| *id != inner.device_id && !known.contains(id))
+            .filter(|id| *id != inner.device_id && !known.contains(id) && checked.allows(*id))
             .collect();
         if !unknown.is_empty() {
             return Err(TransportError::Server(crate::error::ServerError {
@@ -346,6 +359,7 @@ pub(crate) async fn ensure_contact_devices(
     }
     let bundles = fetch_bundles(conn, username, Vec::new()).await?;
     inner.tx(|tx| crate::bots::remember(tx, username, bundles.bot))?;
+    let checked = check_contact_list(inner, username, contact.as_ref(), &bundles)?;
     let mut trusted = contact.as_ref().map(|c| c.identity);
     let mut change = None;
     let mut sessions = Vec::new();
@@ -360,6 +374,15 @@ pub(crate) async fn ensure_contact_devices(
         let trusted = *trusted.get_or_insert(identity);
         if identity != trusted {
             change = Some(identity);
+            continue;
+        }
+        // SPEC.md §20: a device the account's signed list does not name
+        // gets nothing, whatever the server says.
+        if !checked.allows(proto.device_id) {
+            tracing::warn!(
+                device = proto.device_id,
+                "device not in the signed device list skipped"
+            );
             continue;
         }
         listed.insert(proto.device_id);
@@ -409,13 +432,13 @@ pub(crate) async fn ensure_contact_devices(
         }
         tx.set_contact(username, &record)
     })?;
-    // A contact we already had sessions with shows a new device: tell the
-    // application (a first look at a contact is not news).
-    if change.is_none() && contact.is_some() && !known.is_empty() {
-        for (device, _) in &sessions {
+    if change.is_none() {
+        let had_devices = contact.is_some() && !known.is_empty();
+        let created = sessions.iter().map(|(d, _)| *d);
+        for device_id in news(&checked, had_devices, &known, created) {
             inner.emit(Event::DeviceAdded {
                 username: username.to_owned(),
-                device_id: *device,
+                device_id,
             });
         }
     }
@@ -451,12 +474,17 @@ pub(crate) async fn ensure_own_devices(
     if u128::from(now_ms().saturating_sub(checked)) < inner.config.device_refresh.as_millis() {
         return Ok(());
     }
-    let devices: BTreeSet<u64> = sync::list_devices(conn)
+    let served = device_lists::list_devices_signed(conn)
         .await
-        .map_err(transport_failure)?
-        .into_iter()
+        .map_err(transport_failure)?;
+    let checked = inner
+        .tx(|tx| device_lists::check(tx, me, inner.identity.public(), &served.signed_device_list))?
+        .map_err(|refusal| SendFailure::Permanent(refusal.to_string()))?;
+    let devices: BTreeSet<u64> = served
+        .devices
+        .iter()
         .map(|d| d.device_id)
-        .filter(|id| *id != inner.device_id)
+        .filter(|id| *id != inner.device_id && checked.allows(*id))
         .collect();
     let unknown: Vec<u64> = devices
         .iter()
@@ -491,14 +519,85 @@ pub(crate) async fn ensure_own_devices(
         }
         tx.set_meta(META_OWN_DEVICES_CHECKED, &now_ms().to_be_bytes())
     })?;
-    // Devices enrolled after this one are news (ids only grow).
-    for (device, _) in sessions.iter().filter(|(d, _)| *d > inner.device_id) {
-        inner.emit(Event::DeviceAdded {
-            username: me.to_owned(),
-            device_id: *device,
-        });
+    // Devices enrolled after this one are news (ids only grow); with a
+    // signed list, the devices it gained.
+    let created = sessions
+        .iter()
+        .map(|(d, _)| *d)
+        .filter(|d| *d > inner.device_id);
+    for device_id in news(&checked, true, &known, created) {
+        if device_id != inner.device_id {
+            inner.emit(Event::DeviceAdded {
+                username: me.to_owned(),
+                device_id,
+            });
+        }
     }
     Ok(())
+}
+
+/// The one rule for `Event::DeviceAdded` on sends (SPEC.md §20): for an
+/// account with a signed list, the devices its verified list gained since
+/// the last one we verified (on our first look at its list, the listed
+/// devices we held no session with, if we held any); for an account
+/// without one, the devices we just started sessions with, if we knew
+/// some of its devices before. A first look at a contact is not news.
+fn news(
+    checked: &Checked,
+    had_devices: bool,
+    known: &[u64],
+    created: impl Iterator<Item = u64>,
+) -> Vec<u64> {
+    match checked {
+        Checked::Listed {
+            added: Some(added), ..
+        } => added.clone(),
+        Checked::Listed {
+            added: None,
+            devices,
+        } if had_devices => devices
+            .iter()
+            .copied()
+            .filter(|d| !known.contains(d))
+            .collect(),
+        Checked::Unlisted if had_devices => created.collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Checks the signed list served with `bundles` under the identity we
+/// trust for `username` (the one on record, else the one its bundles
+/// carry: trust on first use). When the bundles carry another identity
+/// than the one on record the list is not checked here: the identity
+/// change holds the send first (and the list signed by the new identity
+/// is checked once the user accepted it).
+fn check_contact_list(
+    inner: &Inner,
+    username: &str,
+    contact: Option<&Contact>,
+    bundles: &PrekeyBundles,
+) -> Result<Checked, SendFailure> {
+    let identities: Vec<[u8; 32]> = bundles
+        .bundles
+        .iter()
+        .filter_map(|p| bundle_from_proto(p).ok())
+        .map(|b| b.identity.to_bytes())
+        .collect();
+    let Some(trusted) = contact
+        .map(|c| c.identity)
+        .or_else(|| identities.first().copied())
+    else {
+        return Ok(Checked::Unlisted);
+    };
+    if identities.iter().any(|i| *i != trusted) {
+        return Ok(Checked::Unlisted);
+    }
+    let Ok(identity) = microbot_crypto::IdentityKey::from_bytes(&trusted) else {
+        return Ok(Checked::Unlisted);
+    };
+    inner
+        .tx(|tx| device_lists::check(tx, username, &identity, &bundles.signed_device_list))?
+        .map_err(|refusal| SendFailure::Permanent(format!("refused: {refusal}")))
 }
 
 /// Encrypts `content` for every device of `to` and our other devices,

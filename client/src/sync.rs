@@ -198,6 +198,7 @@ async fn refresh_group(inner: &Inner, conn: &Connection, id: GroupId) -> Result<
 
 async fn initial_sync(inner: &Inner, conn: &Connection) -> Result<(), End> {
     ensure_prekeys_uploaded(inner, conn).await?;
+    ensure_listed(inner, conn).await?;
     prepare_sealed_sender(inner, conn).await?;
     let mut after = 0;
     loop {
@@ -267,6 +268,23 @@ async fn prepare_sealed_sender(inner: &Inner, conn: &Connection) -> Result<(), E
         Err(error) if error.is_connection_problem() => Err(error.into()),
         Err(error) => {
             tracing::warn!(%error, "sealed sender not available on this connection");
+            Ok(())
+        }
+        Ok(()) => Ok(()),
+    }
+}
+
+/// Signs this device into the account's device list (SPEC.md §20) once
+/// its identity key is on the server. Only a lost connection stops the
+/// sync; a refused list is logged (sends then refuse too, with the reason).
+async fn ensure_listed(inner: &Inner, conn: &Connection) -> Result<(), End> {
+    match crate::device_lists::ensure_listed(inner, conn).await {
+        Err(crate::device_lists::SignError::Transport(error)) if error.is_connection_problem() => {
+            Err(error.into())
+        }
+        Err(crate::device_lists::SignError::Store(error)) => Err(error.into()),
+        Err(error) => {
+            tracing::error!(%error, "this device could not sign itself into the device list");
             Ok(())
         }
         Ok(()) => Ok(()),
