@@ -28,6 +28,12 @@
 //! ones above serve only while Redis is unreachable. Connection caps stay
 //! per node (they protect the node's own sockets and memory).
 //!
+//! Live-editable limits ([`EDITABLE`], SPEC.md §18.7 Rate limits): an
+//! admin may override some per-minute rates on the dashboard; the stored
+//! overrides are loaded on every node (admin/rate_limits.rs) and replace
+//! the configured value until removed. A changed rate starts this node's
+//! buckets of that limit afresh.
+//!
 //! Not owned here: which request is what (dispatch.rs calls in).
 
 pub mod backoff;
@@ -110,17 +116,74 @@ impl Drop for ConnectionSlot {
     }
 }
 
+/// The per-minute rates an admin may change on the dashboard (SPEC.md
+/// §18.7 Rate limits): the setting's name and what it limits.
+pub const EDITABLE: &[(&str, &str)] = &[
+    (
+        "rate_register_per_ip",
+        "registrations and provisioning slots per minute per source address",
+    ),
+    ("rate_login_per_ip", "logins per minute per source address"),
+    (
+        "rate_login_per_account",
+        "credential checks per minute per account",
+    ),
+    (
+        "rate_send_per_account",
+        "sends per minute per account (sealed sends: per source address and per recipient key)",
+    ),
+    (
+        "rate_prekey_fetch_per_account",
+        "prekey fetches per minute per account",
+    ),
+    (
+        "rate_upload_per_account",
+        "attachment uploads per minute per account",
+    ),
+];
+
+/// The highest rate an admin may set, per minute.
+pub const MAX_EDITABLE_PER_MINUTE: u32 = 1_000_000;
+
+/// Token buckets whose rate may change: rebuilt (all full) when it does.
+struct LiveBuckets<K> {
+    current: Mutex<(u32, Arc<TokenBuckets<K>>)>,
+}
+
+impl<K: Hash + Eq + Clone + KeyBytes> LiveBuckets<K> {
+    fn per_minute(per_minute: u32) -> Self {
+        Self {
+            current: Mutex::new((per_minute, Arc::new(TokenBuckets::per_minute(per_minute)))),
+        }
+    }
+
+    /// The buckets at `per_minute`.
+    fn at(&self, per_minute: u32) -> Arc<TokenBuckets<K>> {
+        let mut current = lock(&self.current);
+        if current.0 != per_minute {
+            *current = (per_minute, Arc::new(TokenBuckets::per_minute(per_minute)));
+        }
+        Arc::clone(&current.1)
+    }
+
+    fn footprint(&self) -> Footprint {
+        lock(&self.current).1.footprint()
+    }
+}
+
 /// Every limit of one server.
 pub struct Limits {
     config: Config,
-    login_ip: TokenBuckets<IpAddr>,
-    login_account: TokenBuckets<String>,
-    register_ip: TokenBuckets<IpAddr>,
-    send_account: TokenBuckets<i64>,
-    prekey_fetch_account: TokenBuckets<i64>,
-    upload_account: TokenBuckets<i64>,
-    sealed_ip: TokenBuckets<IpAddr>,
-    sealed_key: TokenBuckets<String>,
+    login_ip: LiveBuckets<IpAddr>,
+    login_account: LiveBuckets<String>,
+    register_ip: LiveBuckets<IpAddr>,
+    send_account: LiveBuckets<i64>,
+    prekey_fetch_account: LiveBuckets<i64>,
+    upload_account: LiveBuckets<i64>,
+    sealed_ip: LiveBuckets<IpAddr>,
+    sealed_key: LiveBuckets<String>,
+    /// Rates set on the dashboard, by setting name.
+    overrides: Mutex<Arc<HashMap<&'static str, u32>>>,
     backoffs: Backoffs,
     slots: Mutex<Slots>,
     shared: Option<shared::SharedLimits>,
@@ -242,14 +305,15 @@ impl Limits {
     pub fn new(config: &Config) -> Self {
         Self {
             config: config.clone(),
-            login_ip: TokenBuckets::per_minute(config.rate_login_per_ip),
-            login_account: TokenBuckets::per_minute(config.rate_login_per_account),
-            register_ip: TokenBuckets::per_minute(config.rate_register_per_ip),
-            send_account: TokenBuckets::per_minute(config.rate_send_per_account),
-            prekey_fetch_account: TokenBuckets::per_minute(config.rate_prekey_fetch_per_account),
-            upload_account: TokenBuckets::per_minute(config.rate_upload_per_account),
-            sealed_ip: TokenBuckets::per_minute(config.rate_send_per_account),
-            sealed_key: TokenBuckets::per_minute(config.rate_send_per_account),
+            login_ip: LiveBuckets::per_minute(config.rate_login_per_ip),
+            login_account: LiveBuckets::per_minute(config.rate_login_per_account),
+            register_ip: LiveBuckets::per_minute(config.rate_register_per_ip),
+            send_account: LiveBuckets::per_minute(config.rate_send_per_account),
+            prekey_fetch_account: LiveBuckets::per_minute(config.rate_prekey_fetch_per_account),
+            upload_account: LiveBuckets::per_minute(config.rate_upload_per_account),
+            sealed_ip: LiveBuckets::per_minute(config.rate_send_per_account),
+            sealed_key: LiveBuckets::per_minute(config.rate_send_per_account),
+            overrides: Mutex::new(Arc::new(HashMap::new())),
             backoffs: Backoffs::new(shared::Backoff {
                 after: config.login_backoff_after_failures,
                 base_ms: config.login_backoff_base_ms,
@@ -266,6 +330,45 @@ impl Limits {
     /// from these blocks are refused like `deny_ips`.
     pub fn set_dashboard_deny(&self, nets: Vec<ipnet::IpNet>) {
         *lock(&self.dashboard_deny) = Arc::new(nets);
+    }
+
+    /// The configured value of an editable rate ([`EDITABLE`]), `None` for
+    /// another name.
+    pub fn configured_rate(&self, name: &str) -> Option<u32> {
+        let c = &self.config;
+        Some(match name {
+            "rate_register_per_ip" => c.rate_register_per_ip,
+            "rate_login_per_ip" => c.rate_login_per_ip,
+            "rate_login_per_account" => c.rate_login_per_account,
+            "rate_send_per_account" => c.rate_send_per_account,
+            "rate_prekey_fetch_per_account" => c.rate_prekey_fetch_per_account,
+            "rate_upload_per_account" => c.rate_upload_per_account,
+            _ => return None,
+        })
+    }
+
+    /// The rate in force for an editable limit: its dashboard override, or
+    /// the configured value (0 for an unknown name).
+    pub fn rate(&self, name: &str) -> u32 {
+        if let Some(n) = lock(&self.overrides).get(name) {
+            return *n;
+        }
+        self.configured_rate(name).unwrap_or(0)
+    }
+
+    /// Replaces the dashboard's overrides; unknown names are ignored (a
+    /// newer node's), rates are capped at [`MAX_EDITABLE_PER_MINUTE`].
+    pub fn set_rate_overrides(&self, overrides: &[(String, u32)]) {
+        let map = overrides
+            .iter()
+            .filter_map(|(name, n)| {
+                EDITABLE
+                    .iter()
+                    .find(|(known, _)| known == name)
+                    .map(|(known, _)| (*known, (*n).min(MAX_EDITABLE_PER_MINUTE)))
+            })
+            .collect();
+        *lock(&self.overrides) = Arc::new(map);
     }
 
     /// The deny rules from the dashboard in force on this node.
@@ -401,46 +504,48 @@ impl Limits {
             ApiError::rate_limited(what, ms)
         };
         let account = session.map(|s| s.account_id);
-        let c = &self.config;
+        let send_rate = self.rate("rate_send_per_account");
+        let login_ip_rate = self.rate("rate_login_per_ip");
+        let login_account_rate = self.rate("rate_login_per_account");
         match request {
             // A provisioning slot (§12.14) costs a row like a registration.
             Request::Register(_) | Request::CreateProvisioningSlot(_) => self
-                .take("register_ip", &self.register_ip, c.rate_register_per_ip, ip)
+                .take_live(
+                    "register_ip",
+                    &self.register_ip,
+                    self.rate("rate_register_per_ip"),
+                    ip,
+                )
                 .map_err(|ms| refuse("register_ip", "registrations", ms))?,
             Request::Login(_) => self
-                .take("login_ip", &self.login_ip, c.rate_login_per_ip, ip)
+                .take_live("login_ip", &self.login_ip, login_ip_rate, ip)
                 .map_err(|ms| refuse("login_ip", "login attempts", ms))?,
             Request::Send(_) | Request::SendGroup(_) => {
                 if let Some(a) = account {
-                    self.take(
-                        "send_account",
-                        &self.send_account,
-                        c.rate_send_per_account,
-                        a,
-                    )
-                    .map_err(|ms| refuse("send_account", "sends", ms))?;
+                    self.take_live("send_account", &self.send_account, send_rate, a)
+                        .map_err(|ms| refuse("send_account", "sends", ms))?;
                 }
             }
             // Sealed sends (§19.8) name no sender: they are limited per
             // source address and per (recipient, access key), each at the
             // per-account send rate.
             Request::SendSealed(r) => {
-                self.take("sealed_ip", &self.sealed_ip, c.rate_send_per_account, ip)
+                self.take_live("sealed_ip", &self.sealed_ip, send_rate, ip)
                     .map_err(|ms| refuse("sealed_ip", "sealed sends", ms))?;
-                self.take(
+                self.take_live(
                     "sealed_key",
                     &self.sealed_key,
-                    c.rate_send_per_account,
+                    send_rate,
                     crate::sealed::rate_key(&r.recipient_username, &r.access_key),
                 )
                 .map_err(|ms| refuse("sealed_key", "sealed sends", ms))?;
             }
             Request::FetchPrekeys(_) => {
                 if let Some(a) = account {
-                    self.take(
+                    self.take_live(
                         "prekey_fetch_account",
                         &self.prekey_fetch_account,
-                        c.rate_prekey_fetch_per_account,
+                        self.rate("rate_prekey_fetch_per_account"),
                         a,
                     )
                     .map_err(|ms| refuse("prekey_fetch_account", "prekey fetches", ms))?;
@@ -448,10 +553,10 @@ impl Limits {
             }
             Request::AttachmentUpload(_) => {
                 if let Some(a) = account {
-                    self.take(
+                    self.take_live(
                         "upload_account",
                         &self.upload_account,
-                        c.rate_upload_per_account,
+                        self.rate("rate_upload_per_account"),
                         a,
                     )
                     .map_err(|ms| refuse("upload_account", "uploads", ms))?;
@@ -467,22 +572,22 @@ impl Limits {
             // asks (the username bucket caps guesses spread over many
             // addresses).
             (None, Some(username)) => {
-                self.take("login_ip", &self.login_ip, c.rate_login_per_ip, ip)
+                self.take_live("login_ip", &self.login_ip, login_ip_rate, ip)
                     .map_err(|ms| refuse("login_ip", "login attempts", ms))?;
-                self.take(
+                self.take_live(
                     "login_account",
                     &self.login_account,
-                    c.rate_login_per_account,
+                    login_account_rate,
                     username.to_owned(),
                 )
                 .map_err(|ms| refuse("login_account", "login attempts", ms))?;
             }
             // A logged-in device: its own bucket, untouched by others.
             _ => {
-                self.take(
+                self.take_live(
                     "login_account",
                     &self.login_account,
-                    c.rate_login_per_account,
+                    login_account_rate,
                     key.clone(),
                 )
                 .map_err(|ms| refuse("login_account", "login attempts", ms))?;
@@ -511,6 +616,17 @@ impl Limits {
             return outcome;
         }
         local.check(key)
+    }
+
+    /// [`Limits::take`] from a limit whose rate may change live.
+    fn take_live<K: Hash + Eq + Clone + KeyBytes + std::fmt::Display>(
+        &self,
+        name: &str,
+        local: &LiveBuckets<K>,
+        per_minute: u32,
+        key: K,
+    ) -> Result<(), u64> {
+        self.take(name, &local.at(per_minute), per_minute, key)
     }
 
     fn begin_attempt(&self, key: String) -> Result<CredentialAttempt<'_>, u64> {

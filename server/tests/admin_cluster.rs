@@ -1,7 +1,9 @@
-//! The dashboard sees the whole cluster (SPEC.md §18.7 Nodes): two nodes
-//! on one PostgreSQL schema and one Redis publish their snapshots on the
-//! bus; node A's overview lists node B with its open connections, and
-//! marks B stale once B has stopped. Skipped without
+//! The dashboard sees and steers the whole cluster (SPEC.md §18.7 Nodes,
+//! Rate limits): two nodes on one PostgreSQL schema and one Redis publish
+//! their snapshots on the bus; node A's overview lists node B with its
+//! open connections, and marks B stale once B has stopped. A send rate
+//! lowered on node A's dashboard refuses sends on node B within the refresh
+//! period, and removing it lets them through again. Skipped without
 //! `MICROBOT_TEST_POSTGRES` / `MICROBOT_TEST_REDIS`.
 
 mod common;
@@ -191,5 +193,144 @@ async fn node_a_lists_node_b_with_its_connections_and_marks_it_stale_when_stoppe
         mine.iter()
             .any(|n| n["id"] == a_id.as_str() && n["stale"] == false)
     );
+    a.stop().await;
+}
+
+/// A node's settings on the shared schema and Redis; `admin`: with an admin listener.
+fn node_config(
+    url: &str,
+    redis: &str,
+    namespace: &str,
+    admin: bool,
+) -> impl FnOnce(&mut microbot_server::Config) {
+    let (url, redis, namespace) = (url.to_owned(), redis.to_owned(), namespace.to_owned());
+    move |c: &mut microbot_server::Config| {
+        c.storage = Some(microbot_server::config::SecretUrl::new(url));
+        c.storage_pool_size = 2;
+        c.redis = Some(microbot_server::config::SecretUrl::new(redis));
+        c.redis_namespace = namespace;
+        if admin {
+            c.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+        }
+    }
+}
+
+/// One send of one envelope from `from` to `to`; the error code, if refused.
+async fn send_once(from: &mut Device, to: u64) -> Option<microbot_protocol::transport::ErrorCode> {
+    use microbot_protocol::transport::response;
+    match send_to(&mut from.client, &[(to, random_bytes(40))]).await {
+        response::Result::Error(e) => Some(code(&e)),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_rate_lowered_on_node_a_refuses_sends_on_node_b() {
+    use microbot_protocol::transport::ErrorCode;
+    let Some((pg, redis)) = engines::services("admin_cluster::a_send_rate_lowered") else {
+        return;
+    };
+    let schema = engines::Schema::new(&pg, "admin_cluster_rates");
+    let namespace = format!("test-rates-{}", engines::random_hex(4));
+    let a = TestServer::start_with(node_config(&schema.url, &redis, &namespace, true)).await;
+    let b = TestServer::start_with(node_config(&schema.url, &redis, &namespace, false)).await;
+    let addr = a.metrics_addr.unwrap();
+    let cookie = admin_session(schema.url.clone(), addr).await;
+    let mut ann = new_device(&b, "ann").await;
+    let ben = new_device(&b, "ben").await;
+    // The configured rate (1200 a minute) lets a burst through.
+    for _ in 0..5 {
+        assert_eq!(send_once(&mut ann, ben.device_id).await, None);
+    }
+    // Checked: unknown names, out-of-range rates, no CSRF header.
+    let csrf = "X-Microbot-Admin: 1";
+    for body in [
+        r#"{"name":"max_connections","per_minute":1}"#,
+        r#"{"name":"rate_send_per_account","per_minute":1000001}"#,
+        r#"{"name":"rate_send_per_account","per_minute":-1}"#,
+        r#"{"name":"rate_send_per_account","per_minute":1,"x":1}"#,
+    ] {
+        let (status, answer) = request(
+            addr,
+            "PUT",
+            "/admin/api/rate-limits",
+            &[&cookie, csrf],
+            body,
+        )
+        .await;
+        assert_eq!(status, 400, "{body}: {answer}");
+    }
+    let lower = r#"{"name":"rate_send_per_account","per_minute":2}"#;
+    let (status, _) = request(addr, "PUT", "/admin/api/rate-limits", &[&cookie], lower).await;
+    assert_eq!(status, 403);
+    // Node A's dashboard lowers the send rate to 2 a minute.
+    let (status, answer) = request(
+        addr,
+        "PUT",
+        "/admin/api/rate-limits",
+        &[&cookie, csrf],
+        lower,
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let listed: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    let row = listed["limits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "rate_send_per_account")
+        .unwrap()
+        .clone();
+    assert_eq!(row["config"], 1200);
+    assert_eq!(row["effective"], 2);
+    assert_eq!(row["override"]["per_minute"], 2);
+    assert_eq!(row["override"]["updated_by"], "ops");
+    // Node B picks it up within its refresh period (5 s): ann's sends are refused.
+    let started = tokio::time::Instant::now();
+    loop {
+        if send_once(&mut ann, ben.device_id).await == Some(ErrorCode::RateLimited) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "node B never applied the lowered rate"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The change is audited.
+    let (_, audit) = request(addr, "GET", "/admin/api/audit", &[&cookie], "").await;
+    assert!(
+        audit.contains("set rate_send_per_account to 2 per minute"),
+        "{audit}"
+    );
+    // Removing the override goes back to the setting: B lets sends through again.
+    let (status, answer) = request(
+        addr,
+        "DELETE",
+        "/admin/api/rate-limits?name=rate_send_per_account",
+        &[&cookie, csrf],
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let started = tokio::time::Instant::now();
+    while send_once(&mut ann, ben.device_id).await.is_some() {
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "node B never went back to the configured rate"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (status, _) = request(
+        addr,
+        "DELETE",
+        "/admin/api/rate-limits?name=rate_send_per_account",
+        &[&cookie, csrf],
+        "",
+    )
+    .await;
+    assert_eq!(status, 404);
+    drop((ann, ben));
+    b.stop().await;
     a.stop().await;
 }

@@ -3,7 +3,8 @@
 //! step is used once (also across two handles, "two nodes"), sessions are
 //! found by token hash until they expire or their admin is removed, and
 //! the audit log reads newest first; suspensions are seen by both handles
-//! and named by their account.
+//! and named by their account; rate-limit overrides are shared, replaced
+//! and removed.
 
 #[path = "support/engines.rs"]
 mod engines;
@@ -187,6 +188,38 @@ fn ip_rules_are_shared_by_every_handle_and_unique_by_block() {
         assert!(b.remove_ip_rule("10.0.0.0/8").unwrap(), "{name}");
         assert!(!a.remove_ip_rule("10.0.0.0/8").unwrap(), "{name}");
         assert_eq!(a.ip_rules().unwrap(), [rule("127.0.0.1/32", 10)], "{name}");
+    }
+}
+
+#[test]
+fn rate_limit_overrides_are_shared_replaced_and_removed_on_every_backend() {
+    use microbot_server::storage::admin::RateLimitRecord;
+    for (name, a, b, _keep) in backends("admin_rate_limits") {
+        let record = |limit: &str, per_minute: u32, by: &str| RateLimitRecord {
+            name: limit.into(),
+            per_minute,
+            updated_by: by.into(),
+            updated_at_ms: 1_800_000_000_000,
+        };
+        assert!(a.rate_limits().unwrap().is_empty(), "{name}");
+        a.set_rate_limit(&record("rate_send_per_account", 2, "ops"))
+            .unwrap();
+        b.set_rate_limit(&record("rate_login_per_ip", 0, "kim"))
+            .unwrap();
+        // Setting again replaces (the other handle sees it).
+        b.set_rate_limit(&record("rate_send_per_account", 4_000_000_000, "kim"))
+            .unwrap();
+        assert_eq!(
+            a.rate_limits().unwrap(),
+            [
+                record("rate_login_per_ip", 0, "kim"),
+                record("rate_send_per_account", 4_000_000_000, "kim"),
+            ],
+            "{name}"
+        );
+        assert!(a.remove_rate_limit("rate_login_per_ip").unwrap(), "{name}");
+        assert!(!b.remove_rate_limit("rate_login_per_ip").unwrap(), "{name}");
+        assert_eq!(b.rate_limits().unwrap().len(), 1, "{name}");
     }
 }
 

@@ -55,6 +55,12 @@ pub fn router(api: Api) -> Router {
                 .delete(super::ip_rules::remove),
         )
         .route(
+            "/rate-limits",
+            get(super::rate_limits::list)
+                .put(super::rate_limits::set)
+                .delete(super::rate_limits::remove),
+        )
+        .route(
             "/suspensions",
             get(super::suspensions::list)
                 .post(super::suspensions::suspend)

@@ -86,8 +86,9 @@ pub async fn refresh(state: &Arc<ServerState>) -> Result<Vec<IpRuleRecord>, Admi
     Ok(rules)
 }
 
-/// Keeps this node's dashboard rules current until `stop`: loads them at
-/// once, then every [`REFRESH_EVERY`] (other nodes' changes).
+/// Keeps this node's dashboard rules and rate-limit overrides
+/// (rate_limits.rs) current until `stop`: loads them at once, then every
+/// [`REFRESH_EVERY`] (other nodes' changes).
 pub async fn refresh_loop(state: Arc<ServerState>, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(REFRESH_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -96,6 +97,9 @@ pub async fn refresh_loop(state: Arc<ServerState>, mut stop: watch::Receiver<boo
             _ = tick.tick() => {
                 if let Err(error) = refresh(&state).await {
                     tracing::warn!(%error, "could not load the dashboard's IP rules");
+                }
+                if let Err(error) = super::rate_limits::refresh(&state).await {
+                    tracing::warn!(%error, "could not load the dashboard's rate limits");
                 }
             }
             _ = stop.changed() => return,

@@ -109,6 +109,20 @@ pub struct IpRuleRecord {
     pub created_at_ms: u64,
 }
 
+/// A rate limit set on the dashboard (SPEC.md §18.7 Rate limits): it
+/// overrides the server's setting of that name on every node until removed.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct RateLimitRecord {
+    /// The setting's name (`rate_send_per_account`, …).
+    pub name: String,
+    /// Requests per minute; 0 turns the limit off.
+    pub per_minute: u32,
+    /// The admin who set it (name at the time).
+    pub updated_by: String,
+    /// When, ms since the epoch.
+    pub updated_at_ms: u64,
+}
+
 /// Admin operations of [`super::Storage`].
 pub trait AdminStorage {
     /// Inserts an inactive admin; `false` when the name is taken.
@@ -160,4 +174,10 @@ pub trait AdminStorage {
     fn add_ip_rule(&self, rule: &IpRuleRecord) -> StorageResult<bool>;
     /// Removes the rule for `cidr`; `false` when there was none.
     fn remove_ip_rule(&self, cidr: &str) -> StorageResult<bool>;
+    /// Every rate-limit override, by name.
+    fn rate_limits(&self) -> StorageResult<Vec<RateLimitRecord>>;
+    /// Sets (inserts or replaces) the override of `record.name`.
+    fn set_rate_limit(&self, record: &RateLimitRecord) -> StorageResult<()>;
+    /// Removes the override of `name`; `false` when there was none.
+    fn remove_rate_limit(&self, name: &str) -> StorageResult<bool>;
 }

@@ -19,6 +19,7 @@ use rusqlite::Connection;
 /// queue length. Version 10: admins' saved dashboard layouts. Version 11:
 /// IP deny rules from the dashboard. Version 13: usage analytics. Version
 /// 14: account and device suspensions. Version 15: signed device lists.
+/// Version 16: rate limits set on the dashboard.
 pub const MIGRATIONS: &[&str] = &[
     r"
 CREATE TABLE accounts (
@@ -276,6 +277,16 @@ CREATE TABLE device_lists (
     account_id INTEGER PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
     version INTEGER NOT NULL,
     list BLOB NOT NULL
+);
+",
+    // Version 16 (issue 19): rate limits set on the dashboard (SPEC.md
+    // §18.7), overriding the server's settings of those names on every node.
+    r"
+CREATE TABLE admin_rate_limits (
+    name TEXT PRIMARY KEY,
+    per_minute INTEGER NOT NULL,
+    updated_by TEXT NOT NULL,
+    updated_at_ms INTEGER NOT NULL
 );
 ",
 ];

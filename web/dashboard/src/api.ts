@@ -139,6 +139,18 @@ export interface Layout {
   panels: PanelPlace[];
 }
 
+/** An editable rate limit (SPEC.md §18.7 Rate limits): per-minute rates, 0 = off. */
+export interface RateLimit {
+  name: string;
+  description: string;
+  /** The server's setting. */
+  config: number;
+  /** The rate in force on the serving node. */
+  effective: number;
+  /** The dashboard's override, if any. */
+  override: { name: string; per_minute: number; updated_by: string; updated_at_ms: number } | null;
+}
+
 /** A suspended account (every device) or device (SPEC.md §18.7). */
 export interface Suspension {
   kind: "account" | "device";
@@ -205,6 +217,9 @@ export const api = {
       "DELETE",
       `suspensions?kind=${kind}&username=${encodeURIComponent(username)}${deviceId === undefined ? "" : `&device_id=${deviceId}`}`,
     ),
+  rateLimits: () => call<{ limits: RateLimit[] }>("GET", "rate-limits"),
+  setRateLimit: (name: string, perMinute: number) => call<{ limits: RateLimit[] }>("PUT", "rate-limits", { name, per_minute: perMinute }),
+  resetRateLimit: (name: string) => call<{ limits: RateLimit[] }>("DELETE", `rate-limits?name=${encodeURIComponent(name)}`),
   report: (since: string) => call<Report>("GET", `report?since=${encodeURIComponent(since)}&format=json`),
   series: (range: string) => call<Series>("GET", `series?range=${encodeURIComponent(range)}`),
 };

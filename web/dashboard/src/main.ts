@@ -9,6 +9,7 @@ import { ipRulesPanel } from "./ip_rules.js";
 import { Board, type PanelView } from "./layout.js";
 import { ReportPage } from "./report.js";
 import { suspensionsPanel } from "./suspensions.js";
+import { rateLimitsPanel } from "./rate_limits.js";
 import { LiveTable } from "./table.js";
 
 const root = document.getElementById("root")!;
@@ -62,6 +63,7 @@ const DEFAULT_LAYOUT = [
   { id: "table:limits", width: 1, height: 1 },
   { id: "table:rules", width: 1, height: 1 },
   { id: "table:suspensions", width: 3, height: 1 },
+  { id: "table:rate-limits", width: 3, height: 1 },
   { id: "table:audit", width: 3, height: 1 },
 ];
 
@@ -102,6 +104,7 @@ function showDashboard(session: Session, layout: Layout | null): void {
   ]);
   const rules = ipRulesPanel(session, () => void refreshAudit());
   const suspensions = suspensionsPanel(session, () => void refreshAudit());
+  const rateLimits = rateLimitsPanel(session, () => void refreshAudit());
   const totals = new LiveTable<{ name: string; value: number }>("Totals", [
     { title: "Counter", value: (r) => r.name },
     { title: "Value", value: (r) => r.value },
@@ -122,6 +125,7 @@ function showDashboard(session: Session, layout: Layout | null): void {
     { id: "table:limits", title: limits.name, element: limits.element },
     { id: "table:rules", title: rules.name, element: rules.element },
     { id: "table:suspensions", title: suspensions.table.name, element: suspensions.table.element },
+    { id: "table:rate-limits", title: rateLimits.table.name, element: rateLimits.table.element },
     { id: "table:totals", title: totals.name, element: totals.element },
     { id: "table:audit", title: audit.name, element: audit.element },
   ];
@@ -145,8 +149,12 @@ function showDashboard(session: Session, layout: Layout | null): void {
   const refreshAudit = () => api.audit().then((entries) => audit.set(entries)).catch(() => undefined);
   void refreshAudit();
   void suspensions.load();
-  // Suspensions are not in the pushed snapshot: other admins' changes show within 5 s.
-  const suspensionsPoll = setInterval(() => void suspensions.load(), 5000);
+  void rateLimits.load();
+  // Suspensions and rate limits are not in the pushed snapshot: other admins' changes show within 5 s.
+  const suspensionsPoll = setInterval(() => {
+    void suspensions.load();
+    void rateLimits.load();
+  }, 5000);
   const feed = new EventSource("/admin/api/live");
   feed.addEventListener("overview", (event) => {
     const o = JSON.parse((event as MessageEvent<string>).data) as Overview;

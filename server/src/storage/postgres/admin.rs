@@ -4,7 +4,7 @@
 use super::{PostgresStorage, col, net_id, sql_time};
 use crate::storage::StorageResult;
 use crate::storage::admin::{
-    AdminRecord, AdminRole, AdminSession, AdminStorage, AuditEntry, IpRuleRecord,
+    AdminRecord, AdminRole, AdminSession, AdminStorage, AuditEntry, IpRuleRecord, RateLimitRecord,
 };
 
 /// Stored roles this build does not know read as viewers (least power).
@@ -267,6 +267,56 @@ impl AdminStorage for PostgresStorage {
         self.with_tx(async |tx| {
             let n = tx
                 .execute("DELETE FROM admin_ip_rules WHERE cidr = $1", &[&cidr])
+                .await?;
+            Ok(n == 1)
+        })
+    }
+
+    fn rate_limits(&self) -> StorageResult<Vec<RateLimitRecord>> {
+        self.with_tx(async |tx| {
+            let rows = tx
+                .query(
+                    "SELECT name, per_minute, updated_by, updated_at_ms FROM admin_rate_limits \
+                     ORDER BY name",
+                    &[],
+                )
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(RateLimitRecord {
+                        name: col(r, 0)?,
+                        per_minute: u32::try_from(col::<i64>(r, 1)?).unwrap_or(u32::MAX),
+                        updated_by: col(r, 2)?,
+                        updated_at_ms: net_id(col(r, 3)?),
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn set_rate_limit(&self, record: &RateLimitRecord) -> StorageResult<()> {
+        self.with_tx(async |tx| {
+            tx.execute(
+                "INSERT INTO admin_rate_limits (name, per_minute, updated_by, updated_at_ms) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO UPDATE SET \
+                 per_minute = EXCLUDED.per_minute, updated_by = EXCLUDED.updated_by, \
+                 updated_at_ms = EXCLUDED.updated_at_ms",
+                &[
+                    &record.name,
+                    &i64::from(record.per_minute),
+                    &record.updated_by,
+                    &sql_time(record.updated_at_ms),
+                ],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn remove_rate_limit(&self, name: &str) -> StorageResult<bool> {
+        self.with_tx(async |tx| {
+            let n = tx
+                .execute("DELETE FROM admin_rate_limits WHERE name = $1", &[&name])
                 .await?;
             Ok(n == 1)
         })

@@ -243,6 +243,16 @@ CREATE TABLE device_lists (
     list BYTEA NOT NULL
 );
 ",
+    // Version 14 (issue 19): rate limits set on the dashboard (SPEC.md
+    // §18.7), overriding the server's settings of those names on every node.
+    r"
+CREATE TABLE admin_rate_limits (
+    name TEXT PRIMARY KEY,
+    per_minute BIGINT NOT NULL,
+    updated_by TEXT NOT NULL,
+    updated_at_ms BIGINT NOT NULL
+);
+",
 ];
 
 /// The schema version this build writes.

@@ -5,7 +5,7 @@ use rusqlite::{OptionalExtension, params};
 use super::{SqliteStorage, db, net_id, sql_time};
 use crate::storage::StorageResult;
 use crate::storage::admin::{
-    AdminRecord, AdminRole, AdminSession, AdminStorage, AuditEntry, IpRuleRecord,
+    AdminRecord, AdminRole, AdminSession, AdminStorage, AuditEntry, IpRuleRecord, RateLimitRecord,
 };
 
 fn role(text: &str) -> rusqlite::Result<AdminRole> {
@@ -269,6 +269,59 @@ impl AdminStorage for SqliteStorage {
         self.with_tx(|tx| {
             let n = tx
                 .execute("DELETE FROM admin_ip_rules WHERE cidr = ?1", params![cidr])
+                .map_err(db)?;
+            Ok(n == 1)
+        })
+    }
+
+    fn rate_limits(&self) -> StorageResult<Vec<RateLimitRecord>> {
+        self.with_tx(|tx| {
+            let mut statement = tx
+                .prepare(
+                    "SELECT name, per_minute, updated_by, updated_at_ms FROM admin_rate_limits \
+                     ORDER BY name",
+                )
+                .map_err(db)?;
+            let rows = statement
+                .query_map([], |r| {
+                    Ok(RateLimitRecord {
+                        name: r.get(0)?,
+                        per_minute: u32::try_from(r.get::<_, i64>(1)?).unwrap_or(u32::MAX),
+                        updated_by: r.get(2)?,
+                        updated_at_ms: net_id(r.get(3)?),
+                    })
+                })
+                .map_err(db)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db)
+        })
+    }
+
+    fn set_rate_limit(&self, record: &RateLimitRecord) -> StorageResult<()> {
+        self.with_tx(|tx| {
+            tx.execute(
+                "INSERT INTO admin_rate_limits (name, per_minute, updated_by, updated_at_ms) \
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT (name) DO UPDATE SET \
+                 per_minute = excluded.per_minute, updated_by = excluded.updated_by, \
+                 updated_at_ms = excluded.updated_at_ms",
+                params![
+                    record.name,
+                    i64::from(record.per_minute),
+                    record.updated_by,
+                    sql_time(record.updated_at_ms)
+                ],
+            )
+            .map_err(db)?;
+            Ok(())
+        })
+    }
+
+    fn remove_rate_limit(&self, name: &str) -> StorageResult<bool> {
+        self.with_tx(|tx| {
+            let n = tx
+                .execute(
+                    "DELETE FROM admin_rate_limits WHERE name = ?1",
+                    params![name],
+                )
                 .map_err(db)?;
             Ok(n == 1)
         })
