@@ -37,6 +37,10 @@ pub const VECTOR_FILES: &[(&str, &str)] = &[
         "sealed_sender.json",
         include_str!("../vectors/sealed_sender.json"),
     ),
+    (
+        "device_list.json",
+        include_str!("../vectors/device_list.json"),
+    ),
 ];
 
 /// The JSON Schema of each kind's vector file, `(file name, text)`.
@@ -81,6 +85,10 @@ pub const SCHEMA_FILES: &[(&str, &str)] = &[
     (
         "sealed_sender.schema.json",
         include_str!("../schema/sealed_sender.schema.json"),
+    ),
+    (
+        "device_list.schema.json",
+        include_str!("../schema/device_list.schema.json"),
     ),
 ];
 

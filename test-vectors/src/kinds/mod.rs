@@ -6,6 +6,7 @@ use serde_json::Value;
 use crate::vector::{VECTOR_FORMAT_VERSION, Vector, VectorError, VectorFile};
 
 pub mod attachment;
+pub mod device_list;
 pub mod failure;
 mod failure_cases;
 pub mod framing;
@@ -55,6 +56,7 @@ pub fn all() -> Vec<Kind> {
         kind!(failure),
         kind!(provisioning),
         kind!(sealed_sender),
+        kind!(device_list),
     ]
 }
 

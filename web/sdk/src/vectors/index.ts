@@ -4,6 +4,7 @@
  * the vector test and by the JSON-lines adapter (§17.3).
  */
 import { computeAttachment } from "./attachment.js";
+import { computeDeviceList } from "./device_list.js";
 import { computeFailure } from "./failure.js";
 import { computeFraming } from "./framing.js";
 import type { Json } from "./json.js";
@@ -34,6 +35,7 @@ export const VECTOR_KINDS: Readonly<Record<string, VectorKind>> = {
   failure: computeFailure,
   provisioning: computeProvisioning,
   sealed_sender: computeSealedSender,
+  device_list: computeDeviceList,
 };
 
 /** The kind's runner, or undefined when this SDK does not implement it. */
