@@ -14,7 +14,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use microbot_crypto::IdentityKey;
-use microbot_crypto::device_list::{DeviceListError, SignedDeviceList, parse_unverified};
+use microbot_crypto::device_list::{DeviceListError, SignedDeviceList};
 use microbot_protocol::transport::{ErrorCode, UploadDeviceListRequest};
 
 use crate::auth::devices::DeviceSession;
@@ -157,16 +157,12 @@ pub fn listed_devices(
     storage: &dyn Storage,
     account_id: i64,
 ) -> StorageResult<Option<HashSet<u64>>> {
-    let Some(stored) = storage.device_list(account_id)? else {
-        return Ok(None);
-    };
-    match parse_unverified(&stored.bytes) {
-        Ok((list, _)) => Ok(Some(list.device_ids().iter().copied().collect())),
-        Err(error) => {
-            tracing::error!(account_id, %error, "stored device list does not parse; ignored");
-            Ok(None)
-        }
-    }
+    Ok(crate::storage::device_lists::listed_in(
+        storage
+            .device_list(account_id)?
+            .as_ref()
+            .map(|s| s.bytes.as_slice()),
+    ))
 }
 
 /// The account's stored signed list as sent to clients (empty: none).

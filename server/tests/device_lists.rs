@@ -3,7 +3,7 @@
 //! listed, every listed device live and of the account) with their typed
 //! errors; the list comes back with `ListDevices` and `PrekeyBundles`; once
 //! an account has a list only its listed devices count for
-//! `complete_accounts` (`MISSING_DEVICES`). Runs on SQLite and on
+//! `complete_accounts` (`MISSING_DEVICES`) and for the group fan-out. Runs on SQLite and on
 //! PostgreSQL (when `MICROBOT_TEST_POSTGRES` is set).
 
 #[path = "support/backends.rs"]
@@ -17,8 +17,9 @@ use common::*;
 use microbot_crypto::IdentityKeyPair;
 use microbot_crypto::device_list::{DeviceList, SignedDeviceList};
 use microbot_protocol::transport::{
-    ErrorCode, FetchPrekeysRequest, ListDevicesRequest, OutgoingEnvelope, RemoveDeviceRequest,
-    SendRequest, UploadDeviceListRequest, UploadPrekeysRequest, client_frame::Request, response,
+    CreateGroupRequest, ErrorCode, FetchPrekeysRequest, ListDevicesRequest, OutgoingEnvelope,
+    RemoveDeviceRequest, SendGroupRequest, SendRequest, UploadDeviceListRequest,
+    UploadPrekeysRequest, client_frame::Request, response,
 };
 
 fn upload(list: &SignedDeviceList) -> Request {
@@ -175,6 +176,33 @@ async fn story(server: TestServer) {
     expect_ok(&mut second, prekeys_of(&identity)).await;
     let reply = bob.client.request(send_claiming(a1, "alice")).await;
     assert!(matches!(reply, response::Result::Send(_)), "{reply:?}");
+    // Nor does a group message reach it: the fan-out skips unlisted devices.
+    let gid = random_bytes(16);
+    let reply = bob
+        .client
+        .request(Request::CreateGroup(CreateGroupRequest {
+            group_id: gid.clone(),
+            members: vec!["alice".into()],
+            encrypted_metadata: Bytes::new(),
+        }))
+        .await;
+    assert!(matches!(reply, response::Result::Group(_)), "{reply:?}");
+    let reply = bob
+        .client
+        .request(Request::SendGroup(SendGroupRequest {
+            group_id: gid,
+            ciphertext: Bytes::from_static(b"group"),
+            key_holders: vec![a1],
+            check_key_holders: true,
+        }))
+        .await;
+    assert!(matches!(reply, response::Result::Send(_)), "{reply:?}");
+    assert!(
+        fetch(&mut second).await.envelopes.is_empty(),
+        "an unlisted device got a message"
+    );
+    let to_first = fetch(&mut alice.client).await.envelopes;
+    assert!(to_first.iter().any(|e| e.ciphertext.as_ref() == b"group"));
 
     // The second device signs version 2 with itself: now it counts.
     expect_err(&mut second, upload(&v1), ErrorCode::InvalidArgument).await;

@@ -34,6 +34,19 @@ pub trait DeviceListStorage {
     ) -> StorageResult<bool>;
 }
 
+/// The devices a stored list names, or `None` without a list (every
+/// device counts, the rule before §20). The bytes were verified on upload;
+/// a list that no longer parses counts as none, and is logged.
+pub(crate) fn listed_in(bytes: Option<&[u8]>) -> Option<std::collections::HashSet<u64>> {
+    match microbot_crypto::device_list::parse_unverified(bytes?) {
+        Ok((list, _)) => Some(list.device_ids().iter().copied().collect()),
+        Err(error) => {
+            tracing::error!(%error, "stored device list does not parse; ignored");
+            None
+        }
+    }
+}
+
 /// A version as stored (SQL integers are signed; larger versions are
 /// refused before they reach storage).
 pub(crate) fn sql_version(version: u64) -> i64 {

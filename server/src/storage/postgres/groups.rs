@@ -93,6 +93,29 @@ async fn devices_of(tx: &Tx<'_, '_>, accounts: &BTreeSet<i64>) -> PgResult<Vec<u
     rows.iter().map(|r| Ok(net_id(col(r, 0)?))).collect()
 }
 
+/// The member devices a group message goes to: for an account with a signed
+/// device list (SPEC.md §20), only the devices it lists.
+async fn recipients_of(tx: &Tx<'_, '_>, accounts: &BTreeSet<i64>) -> PgResult<Vec<u64>> {
+    let accounts: Vec<i64> = accounts.iter().copied().collect();
+    let rows = tx
+        .query(
+            "SELECT d.id, l.list FROM devices d LEFT JOIN device_lists l ON l.account_id = d.account_id \
+             WHERE d.account_id = ANY($1) AND NOT d.removed ORDER BY d.account_id, d.id",
+            &[&accounts],
+        )
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let id = net_id(col(row, 0)?);
+        let list: Option<Vec<u8>> = col(row, 1)?;
+        if crate::storage::device_lists::listed_in(list.as_deref()).is_none_or(|l| l.contains(&id))
+        {
+            out.push(id);
+        }
+    }
+    Ok(out)
+}
+
 fn member_ids(group: &GroupRecord) -> BTreeSet<i64> {
     group.members.iter().map(|m| m.account_id).collect()
 }
@@ -350,7 +373,7 @@ impl GroupStorage for PostgresStorage {
             if !accounts.contains(&sender_account) {
                 return Err(StorageError::NotGroupMember.into());
             }
-            let everyone: Vec<u64> = devices_of(tx, &accounts)
+            let everyone: Vec<u64> = recipients_of(tx, &accounts)
                 .await?
                 .into_iter()
                 .filter(|d| *d != meta.sender_device_id)

@@ -83,6 +83,29 @@ fn devices_of(tx: &Connection, accounts: &BTreeSet<i64>) -> StorageResult<Vec<u6
     Ok(out)
 }
 
+/// The member devices a group message goes to: for an account with a signed
+/// device list (SPEC.md §20), only the devices it lists.
+fn recipients_of(tx: &Connection, accounts: &BTreeSet<i64>) -> StorageResult<Vec<u64>> {
+    let mut stmt = tx
+        .prepare_cached("SELECT list FROM device_lists WHERE account_id = ?1")
+        .map_err(db)?;
+    let mut out = Vec::new();
+    for account in accounts {
+        let list: Option<Vec<u8>> = stmt
+            .query_row([account], |r| r.get(0))
+            .optional()
+            .map_err(db)?;
+        let listed = crate::storage::device_lists::listed_in(list.as_deref());
+        let devices = devices_of(tx, &BTreeSet::from([*account]))?;
+        out.extend(
+            devices
+                .into_iter()
+                .filter(|d| listed.as_ref().is_none_or(|l| l.contains(d))),
+        );
+    }
+    Ok(out)
+}
+
 fn member_ids(group: &GroupRecord) -> BTreeSet<i64> {
     group.members.iter().map(|m| m.account_id).collect()
 }
@@ -342,7 +365,7 @@ impl GroupStorage for SqliteStorage {
             }
             let mut recipients = Vec::new();
             let mut skipped = Vec::new();
-            for device in devices_of(tx, &accounts)? {
+            for device in recipients_of(tx, &accounts)? {
                 if device == meta.sender_device_id {
                     continue;
                 }
