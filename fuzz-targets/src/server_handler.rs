@@ -474,6 +474,7 @@ fn result_matches(request: &Request, result: &response::Result) -> bool {
         | Request::RemoveDevice(_)
         | Request::DeleteAccount(_)
         | Request::UploadPrekeys(_)
+        | Request::UploadDeviceList(_)
         | Request::LeaveGroup(_) => matches!(result, R::Ok(_)),
         Request::ListDevices(_) => matches!(result, R::DeviceList(_)),
         Request::FetchPrekeys(_) => matches!(result, R::PrekeyBundles(_)),
