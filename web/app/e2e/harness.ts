@@ -121,8 +121,8 @@ export async function connection(page: Page, text: RegExp): Promise<void> {
   await page.getByRole("status", { name: "Connection" }).filter({ hasText: text }).waitFor();
 }
 
-/** Registers `name` through the page as a person would; ends in the chat view, online. */
-export async function register(page: Page, name: string): Promise<void> {
+/** Registers `name` through the page as a person would; ends in the chat view, online. Returns the TOTP secret (base32) the page showed. */
+export async function register(page: Page, name: string): Promise<string> {
   await page.getByRole("tab", { name: "Create account" }).click();
   const form = page.getByRole("form", { name: "Create account" });
   await form.getByLabel("Name", { exact: true }).fill(name);
@@ -138,6 +138,23 @@ export async function register(page: Page, name: string): Promise<void> {
   await page.getByLabel("I have saved my recovery codes").check();
   await page.getByRole("button", { name: "Continue to chats" }).click();
   await connection(page, /Online/);
+  return secret;
+}
+
+/** The current TOTP step (30 s). */
+export function totpStep(): number {
+  return Math.floor(Date.now() / 30_000);
+}
+
+/**
+ * A TOTP code the server takes after the codes of step `usedStep` and the
+ * one after it were used (registration uses two, and the server refuses a
+ * step at or below the last one used): waits, at most one step, until the
+ * next step's code is later than both.
+ */
+export async function freshTotp(secretBase32: string, usedStep: number): Promise<string> {
+  while (totpStep() <= usedStep) await new Promise((resolve) => setTimeout(resolve, 250));
+  return totp(secretBase32, 1);
 }
 
 /** Adds `name` as a contact and opens the chat. */

@@ -6,8 +6,11 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 
 import { CallButtons, CallPanel, CallSettings } from "./callview.js";
-import type { ChatMessage, Engine, EngineState } from "./engine.js";
+import type { client } from "@microbot/sdk";
+
+import type { ChatMessage, Engine, EngineState, LinkPreview } from "./engine.js";
 import { AppsMenu, MiniappCard, MiniappPrompt } from "./miniapps_view.js";
+import { describeError } from "./errors.js";
 import { ErrorLine, Qr, useAction } from "./ui.js";
 
 const EMOJI = ["👍", "❤️", "😂", "😮"];
@@ -120,6 +123,100 @@ function SafetyNumberDialog({ engine, peer, onClose }: { engine: Engine; peer: s
           <p>No safety number yet: send or receive a first message.</p>
         )}
         <button onClick={onClose}>Close</button>
+      </div>
+    </div>
+  );
+}
+
+const count = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
+
+/** What a link sends, in words. */
+function linkContents(p: LinkPreview): string {
+  const parts = [`your account's identity key`, count(p.contacts, "contact"), count(p.groups, "group")];
+  if (p.history > 0) parts.push(`${count(p.history, "recent message")} of history`);
+  return `${parts.slice(0, -1).join(", ")} and ${parts.at(-1)!}`;
+}
+
+/** Gives this account to a new device showing a code (SPEC §12.14): type the code, agree to what is sent, then the result in words. */
+function LinkDeviceDialog({ engine, onClose }: { engine: Engine; onClose: () => void }) {
+  const [code, setCode] = useState("");
+  const [withHistory, setWithHistory] = useState(false);
+  const [preview, setPreview] = useState<LinkPreview | undefined>();
+  const [result, setResult] = useState<client.LinkSummary | undefined>();
+  const [busy, error, run, setError] = useAction();
+  const ref = useRef<HTMLDivElement>(null);
+  useEffect(() => {
+    const onKey = (e: KeyboardEvent) => {
+      if (e.key === "Escape") onClose();
+    };
+    window.addEventListener("keydown", onKey);
+    return () => window.removeEventListener("keydown", onKey);
+  }, [onClose]);
+  useEffect(() => {
+    ref.current?.querySelector<HTMLElement>("input, button[type=submit], button")?.focus();
+  }, [preview, result]);
+  const review = (e: Event) => {
+    e.preventDefault();
+    setError(undefined);
+    try {
+      engine.checkLinkCode(code);
+    } catch (err) {
+      setError(describeError(err));
+      return;
+    }
+    setPreview(engine.linkPreview(withHistory));
+  };
+  const send = (e: Event) => {
+    e.preventDefault();
+    void run(async () => setResult(await engine.linkDevice(code, withHistory)));
+  };
+  return (
+    <div class="backdrop">
+      <div class="dialog" role="dialog" aria-modal="true" aria-label="Link a device" ref={ref}>
+        <h2>Link a device</h2>
+        {result ? (
+          <>
+            <p role="status" aria-label="Link result">
+              Sent {linkContents(result)} to the new device. Finish there with your password and a code.
+            </p>
+            <button onClick={onClose}>Close</button>
+          </>
+        ) : preview ? (
+          <form onSubmit={send} aria-label="Confirm link" aria-busy={busy}>
+            <p>
+              This sends {linkContents(preview)} to the device showing the code, end-to-end encrypted. Whoever holds that device can read your messages from now
+              on: only continue if you read the code off your own new device.
+            </p>
+            {busy ? (
+              <p role="status" aria-label="Link progress">
+                Sending the account to the new device…
+              </p>
+            ) : null}
+            <button type="submit" disabled={busy}>
+              {busy ? "Sending…" : "Send the account"}
+            </button>
+            <button type="button" class="secondary" disabled={busy} onClick={() => setPreview(undefined)}>
+              Back
+            </button>
+            <ErrorLine error={error} />
+          </form>
+        ) : (
+          <form onSubmit={review} aria-label="Link code">
+            <p>On the new device, choose “Link to an existing account”; it shows a code. Type or paste it here.</p>
+            <label>
+              Code from the new device
+              <input name="link-code" autoComplete="off" spellcheck={false} required value={code} onInput={(e) => setCode(e.currentTarget.value)} />
+            </label>
+            <label class="check">
+              <input type="checkbox" checked={withHistory} onChange={(e) => setWithHistory(e.currentTarget.checked)} /> Also send recent history
+            </label>
+            <button type="submit">Continue</button>
+            <button type="button" class="secondary" onClick={onClose}>
+              Cancel
+            </button>
+            <ErrorLine error={error} />
+          </form>
+        )}
       </div>
     </div>
   );
@@ -475,6 +572,7 @@ function ConversationView({ engine, state, peer, onBack }: { engine: Engine; sta
 export function ChatView({ engine }: { engine: Engine }) {
   const state = useEngine(engine);
   const [open, setOpen] = useState<string | undefined>();
+  const [linking, setLinking] = useState(false);
   const name = (key: string) => state.conversations[key]!.group?.name ?? key;
   const peers = Object.keys(state.conversations).sort((a, b) => name(a).localeCompare(name(b)));
   return (
@@ -486,6 +584,9 @@ export function ChatView({ engine }: { engine: Engine }) {
             Signed in as <strong>{state.username}</strong>
           </p>
           <ConnectionBadge state={state} />
+          <button class="secondary" onClick={() => setLinking(true)}>
+            Link a device
+          </button>
         </header>
         {state.callNotice ? (
           <p class="notice" role="status" aria-label="Call notice">
@@ -519,6 +620,7 @@ export function ChatView({ engine }: { engine: Engine }) {
       </aside>
       {open ? <ConversationView engine={engine} state={state} peer={open} onBack={() => setOpen(undefined)} /> : <section class="empty">Choose a chat or add a contact.</section>}
       {state.call ? <CallPanel engine={engine} call={state.call} /> : null}
+      {linking ? <LinkDeviceDialog engine={engine} onClose={() => setLinking(false)} /> : null}
     </div>
   );
 }

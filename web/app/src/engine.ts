@@ -211,6 +211,52 @@ export async function resume(): Promise<Engine | undefined> {
   return Engine.start(store);
 }
 
+/** Opens a provisioning slot for linking this browser to an existing account (SPEC §12.14); the caller shows `request.text` and waits. */
+export function startLinking(): Promise<client.LinkRequest> {
+  return client.LinkRequest.create({ connect: openConnection, rng: systemRng });
+}
+
+/** A 6-digit code is a TOTP code; anything else is taken as a recovery code. */
+function secondFactor(code: string): client.SecondFactor {
+  const trimmed = code.trim();
+  return /^[0-9]{6}$/.test(trimmed) ? { totpCode: trimmed } : { recoveryCode: trimmed };
+}
+
+/**
+ * Enrols this browser with the account an existing device sent (password +
+ * TOTP or recovery code, like any device, with the account's identity):
+ * contacts become chats with trusted keys, groups are fetched from the
+ * server, history is stored as received messages (encrypted, like all
+ * history). `provisioned` stays usable after a wrong password or code; it
+ * is wiped once enrolled.
+ */
+export async function finishLinking(provisioned: client.Provisioned, password: string, code: string): Promise<Engine> {
+  const conn = await openConnection();
+  let store: ClientStore;
+  try {
+    store = await openStore(provisioned.username);
+    await client.enrolProvisioned(conn, provisioned, { password, secondFactor: secondFactor(code), store, rng: systemRng, deviceName: "web (linked)", preKeys: PREKEYS });
+    if ("flush" in store && typeof store.flush === "function") await (store.flush as () => Promise<void>)();
+  } finally {
+    conn.close();
+  }
+  globalThis.localStorage?.setItem("microbot.user", provisioned.username);
+  const engine = await Engine.start(store);
+  engine.importLinked(provisioned);
+  provisioned.wipe();
+  return engine;
+}
+
+/** Messages per conversation a link sends when the user agrees to send history. */
+export const LINK_HISTORY_PER_CONVERSATION = 50;
+
+/** What "Link a device" will send, for the confirmation. */
+export interface LinkPreview {
+  contacts: number;
+  groups: number;
+  history: number;
+}
+
 /** One signed-in device. */
 export class Engine {
   state: EngineState;
@@ -501,6 +547,74 @@ export class Engine {
     return this.messenger.safetyNumber(peer);
   }
 
+  /** The contacts (1:1 chats) a link passes on. */
+  private contactNames(): string[] {
+    return Object.keys(this.state.conversations).filter((key) => !key.startsWith("#"));
+  }
+
+  /** The newest messages of every conversation as §12.14 history: texts (with their edits) and files; deleted ones are not sent. */
+  private linkHistory(): client.HistoryEntry[] {
+    const out: client.HistoryEntry[] = [];
+    for (const conv of Object.values(this.state.conversations)) {
+      const conversation: client.HistoryConversation = conv.group ? { kind: "group", groupId: conv.group.id } : { kind: "direct", username: conv.peer };
+      const groupId = conv.group?.id ?? new Uint8Array(0);
+      const shown = conv.messages.filter((m) => !m.event && !m.miniapp && !m.deleted && /^[0-9a-f]{32}$/.test(m.id) && (m.file ? m.file.pointer !== undefined : m.text !== ""));
+      for (const m of shown.slice(-LINK_HISTORY_PER_CONVERSATION)) {
+        const author = m.mine ? this.state.username : m.from;
+        const messageId = fromHexId(m.id);
+        const sentAtMs = BigInt(Math.max(0, Math.floor(m.sentAtMs)));
+        let body: Content["body"];
+        if (m.file?.pointer) body = { case: "attachment", value: m.file.pointer };
+        else {
+          const reply = m.replyTo ? create(c.ReplyToSchema, { messageId: fromHexId(m.replyTo.id), authorUsername: m.replyTo.author, snippet: m.replyTo.snippet }) : undefined;
+          body = { case: "text", value: create(c.TextSchema, { text: m.text, replyTo: reply }) };
+        }
+        out.push({ conversation, author, content: create(c.ContentSchema, { messageId, sentAtMs, groupId, body }) });
+        if (m.edited && !m.file) {
+          const edit = create(c.EditSchema, { targetMessageId: messageId, text: m.text, revision: BigInt(Math.max(1, m.revision)) });
+          out.push({ conversation, author, content: create(c.ContentSchema, { messageId: systemRng.fill(16), sentAtMs, groupId, body: { case: "edit", value: edit } }) });
+        }
+      }
+    }
+    return out;
+  }
+
+  /** Throws a `LinkError` (`InvalidCode`) for a code that is mistyped. */
+  checkLinkCode(code: string): void {
+    client.parseProvisioningCode(code);
+  }
+
+  /** What a link would send now (counts for the confirmation). */
+  linkPreview(withHistory: boolean): LinkPreview {
+    const contacts = this.contactNames().filter((name) => this.store.contactIdentity(name)?.length === 32).length;
+    const groups = this.store.groupIds().filter((id) => this.store.group(id)?.active).length;
+    return { contacts, groups, history: withHistory ? client.capHistory(this.linkHistory()).length : 0 };
+  }
+
+  /** Gives this account to the new device showing `code` (§12.14): identity, contacts, groups and, if agreed, recent history. */
+  async linkDevice(code: string, withHistory: boolean): Promise<client.LinkSummary> {
+    this.checkLinkCode(code);
+    const conn = await this.connectionNow();
+    return client.linkDevice(conn, code, { store: this.store, contacts: this.contactNames(), history: withHistory ? this.linkHistory() : undefined }, systemRng);
+  }
+
+  /** After linking: the contacts' chats, the groups' chats and the history sent along, as if received (read). */
+  importLinked(provisioned: client.Provisioned): void {
+    for (const contact of provisioned.contacts) this.conversation(contact.username);
+    for (const group of provisioned.groups) this.groupKey(group.groupId);
+    for (const entry of provisioned.history) {
+      const key = entry.conversation.kind === "direct" ? entry.conversation.username : this.groupKey(entry.conversation.groupId);
+      this.apply(key, entry.author, entry.content);
+      const own = entry.author === this.state.username ? this.conversation(key).messages.find((m) => m.id === hex(entry.content.messageId)) : undefined;
+      if (own) {
+        own.status = "sent";
+        this.ownIds.set(own.id, key);
+      }
+    }
+    for (const conv of Object.values(this.state.conversations)) conv.unread = 0;
+    this.touch();
+  }
+
   /** Stops reconnecting (sign-out of this tab). */
   stop(): void {
     void this.calls.hangUp();
@@ -553,6 +667,8 @@ export class Engine {
       const m = event.message;
       if (m.sentCopy) {
         const d = m.sentCopy.destination;
+        // Addressed to the account itself: a linked device's greeting (SDK enrolProvisioned), nothing to show.
+        if (d.kind === "direct" && d.username === this.state.username) continue;
         const key = d.kind === "direct" ? d.username : this.groupKey(d.groupId);
         if (m.content.body.case === "text") {
           this.showOwn(key, m.content);

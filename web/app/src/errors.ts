@@ -24,6 +24,30 @@ export function describeError(error: unknown): string {
     if (error.kind === "TooManyAttempts") return "The file transfer kept breaking off. Check your connection and try again.";
     return "The file could not be transferred. Try again.";
   }
+  if (error instanceof client.LinkError) {
+    switch (error.kind) {
+      case "InvalidCode":
+        return "That is not a linking code. Check that you typed all 77 letters and digits shown on the new device.";
+      case "SlotGone":
+        return "This code expired or was already used. Start linking again on the new device to get a new code.";
+      case "TimedOut":
+        return "Nothing arrived in time. Start linking again on the new device to get a new code.";
+      case "Unreachable":
+        return "The server is unreachable. Check your connection and try again.";
+      case "DoesNotOpen":
+        return "What arrived was not sealed to this code (was the code typed on the other device wrong?). Start again with a new code.";
+      case "InvalidMessage":
+        return "What arrived from the other device is damaged or not an account. Start again with a new code.";
+      case "TooLarge":
+        return "Too much to send at once: try again without history.";
+      case "Refused":
+        return error.cause instanceof client.ServerError ? describeError(error.cause) : "The server refused this. Try again.";
+      case "Cancelled":
+        return "Linking was cancelled.";
+      default:
+        return "Linking failed. Start again with a new code.";
+    }
+  }
   if (error instanceof client.ServerError) {
     switch (error.code) {
       case Code.USERNAME_TAKEN:

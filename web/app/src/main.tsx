@@ -1,5 +1,6 @@
 /**
- * The Microbot web app: welcome (register / log in), then chats. Every
+ * The Microbot web app: welcome (register / log in / link to an existing
+ * account), then chats. Every
  * network action shows that it is under way and ends in a result or an
  * error in words; the connection state is always visible.
  */
@@ -7,11 +8,14 @@ import { render } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
 
 import { ChatView } from "./chat.js";
-import { Engine, finishRegistration, logIn, resume, startRegistration, type PendingRegistration } from "./engine.js";
+import type { client } from "@microbot/sdk";
+
+import { Engine, finishLinking, finishRegistration, logIn, resume, startLinking, startRegistration, type PendingRegistration } from "./engine.js";
+import { describeError } from "./errors.js";
 import { ErrorLine, Qr, useAction } from "./ui.js";
 
 function Welcome({ onEngine }: { onEngine: (engine: Engine) => void }) {
-  const [tab, setTab] = useState<"register" | "login">("register");
+  const [tab, setTab] = useState<"register" | "login" | "link">("register");
   const [pending, setPending] = useState<PendingRegistration | undefined>();
   const [recovery, setRecovery] = useState<{ codes: string[]; engine: Engine } | undefined>();
   if (recovery) return <RecoveryCodes codes={recovery.codes} onDone={() => onEngine(recovery.engine)} />;
@@ -27,8 +31,11 @@ function Welcome({ onEngine }: { onEngine: (engine: Engine) => void }) {
         <button role="tab" aria-selected={tab === "login"} onClick={() => setTab("login")}>
           Log in
         </button>
+        <button role="tab" aria-selected={tab === "link"} onClick={() => setTab("link")}>
+          Link to an existing account
+        </button>
       </div>
-      {tab === "register" ? <RegisterForm onPending={setPending} /> : <LoginForm onEngine={onEngine} />}
+      {tab === "register" ? <RegisterForm onPending={setPending} /> : tab === "login" ? <LoginForm onEngine={onEngine} /> : <LinkToAccount onEngine={onEngine} />}
     </main>
   );
 }
@@ -145,6 +152,120 @@ function LoginForm({ onEngine }: { onEngine: (engine: Engine) => void }) {
       </button>
       <ErrorLine error={error} />
     </form>
+  );
+}
+
+type LinkPhase =
+  | { step: "starting" }
+  | { step: "waiting"; request: client.LinkRequest; reconnecting: boolean }
+  | { step: "received"; provisioned: client.Provisioned }
+  | { step: "failed"; error: string };
+
+const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
+
+/**
+ * This browser becomes another device of an account (SPEC §12.14): it shows
+ * a code (text and QR) for a signed-in device, waits for the account, then
+ * enrols with the password and a code.
+ */
+function LinkToAccount({ onEngine }: { onEngine: (engine: Engine) => void }) {
+  const [attempt, setAttempt] = useState(0);
+  const [phase, setPhase] = useState<LinkPhase>({ step: "starting" });
+  const [password, setPassword] = useState("");
+  const [code, setCode] = useState("");
+  const [busy, error, run] = useAction();
+  useEffect(() => {
+    let live = true;
+    let request: client.LinkRequest | undefined;
+    const controller = new AbortController();
+    setPhase({ step: "starting" });
+    startLinking()
+      .then((r) => {
+        request = r;
+        if (!live) return undefined;
+        setPhase({ step: "waiting", request: r, reconnecting: false });
+        return r.wait({ signal: controller.signal, onState: (s) => live && s !== "received" && setPhase({ step: "waiting", request: r, reconnecting: s === "reconnecting" }) });
+      })
+      .then((provisioned) => {
+        if (provisioned && live) setPhase({ step: "received", provisioned });
+        else provisioned?.wipe();
+      })
+      .catch((e: unknown) => {
+        console.warn(e);
+        if (live) setPhase({ step: "failed", error: describeError(e) });
+      });
+    return () => {
+      live = false;
+      controller.abort();
+      request?.dispose();
+    };
+  }, [attempt]);
+  const submit = (e: Event) => {
+    e.preventDefault();
+    if (phase.step !== "received") return;
+    void run(async () => onEngine(await finishLinking(phase.provisioned, password, code)));
+  };
+  let status: string;
+  switch (phase.step) {
+    case "starting":
+      status = "Getting a code from the server…";
+      break;
+    case "waiting":
+      status = phase.reconnecting ? "Reconnecting to the server… (the code stays valid)" : "Waiting for your other device…";
+      break;
+    case "received": {
+      const p = phase.provisioned;
+      status = busy
+        ? "Enrolling this browser…"
+        : `Received the account ${p.username}: ${plural(p.contacts.length, "contact")}, ${plural(p.groups.length, "group")}, ${plural(p.history.length, "message")} of history. Enter its password and a code to finish.`;
+      break;
+    }
+    default:
+      status = "Linking failed.";
+  }
+  return (
+    <section class="link" aria-label="Link to an existing account">
+      <p>
+        On a device where you are signed in, choose <strong>Link a device</strong> and type this code (or scan it). It works for 10 minutes, once.
+      </p>
+      {phase.step === "waiting" ? (
+        <>
+          <p class="link-code">
+            <code aria-label="Linking code">
+              {phase.request.text.split("-").map((group, i, all) => (
+                <span key={i}>{i < all.length - 1 ? `${group}-` : group}</span>
+              ))}
+            </code>
+          </p>
+          <Qr text={phase.request.text} label="Linking QR code" />
+        </>
+      ) : null}
+      <p class="status" role="status" aria-label="Link status">
+        {status}
+      </p>
+      {phase.step === "failed" ? (
+        <>
+          <ErrorLine error={phase.error} />
+          <button onClick={() => setAttempt((n) => n + 1)}>Start again</button>
+        </>
+      ) : null}
+      {phase.step === "received" ? (
+        <form onSubmit={submit} aria-label="Finish linking" aria-busy={busy}>
+          <label>
+            Password
+            <input name="password" type="password" autoComplete="current-password" required value={password} onInput={(e) => setPassword(e.currentTarget.value)} />
+          </label>
+          <label>
+            Code from your authenticator (or a recovery code)
+            <input name="code" autoComplete="one-time-code" required value={code} onInput={(e) => setCode(e.currentTarget.value)} />
+          </label>
+          <button type="submit" disabled={busy}>
+            {busy ? "Enrolling…" : "Link this browser"}
+          </button>
+          <ErrorLine error={error} />
+        </form>
+      ) : null}
+    </section>
   );
 }
 
