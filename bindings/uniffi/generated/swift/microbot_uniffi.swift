@@ -1614,7 +1614,7 @@ public enum GroupUpdate: Equatable, Hashable {
          */usernames: [String]
     )
     /**
-     * This account left the group (possibly this one).
+     * An account left the group (possibly this one).
      */
     case left(
         /**
@@ -1630,7 +1630,7 @@ public enum GroupUpdate: Equatable, Hashable {
          */name: String
     )
     /**
-     * Roles changed (see `Account::group_members`).
+     * Admin roles changed.
      */
     case rolesChanged
 

@@ -2956,7 +2956,7 @@ sealed class GroupUpdate {
     }
     
     /**
-     * This account left the group (possibly this one).
+     * An account left the group (possibly this one).
      */
     data class Left(
         /**
@@ -2986,7 +2986,7 @@ sealed class GroupUpdate {
     }
     
     /**
-     * Roles changed (see `Account::group_members`).
+     * Admin roles changed.
      */
     object RolesChanged : GroupUpdate()
     
