@@ -456,8 +456,10 @@ impl Server {
             tracing::warn!(%error, "could not load the dashboard's IP rules");
         }
         // Every node tells the others about itself (SPEC.md §18.7 Nodes).
+        let rollups = Arc::new(crate::admin::rollups::Rollups::default());
         helpers.spawn(crate::admin::cluster::publish_loop(
             Arc::clone(&self.state),
+            Arc::clone(&rollups),
             stop.clone(),
         ));
         helpers.spawn(crate::admin::ip_rules::refresh_loop(
@@ -479,6 +481,7 @@ impl Server {
                 listener,
                 self.admin_tls.take(),
                 analytics,
+                rollups,
                 stop.clone(),
             ));
         }

@@ -1,7 +1,8 @@
 //! The dashboard sees and steers the whole cluster (SPEC.md §18.7 Nodes,
 //! Rate limits): two nodes on one PostgreSQL schema and one Redis publish
 //! their snapshots on the bus; node A's overview lists node B with its
-//! open connections, and marks B stale once B has stopped. A send rate
+//! open connections, charts B's and the cluster's connections from the
+//! points B publishes, and marks B stale once B has stopped. A send rate
 //! lowered on node A's dashboard refuses sends on node B within the refresh
 //! period, and removing it lets them through again. Skipped without
 //! `MICROBOT_TEST_POSTGRES` / `MICROBOT_TEST_REDIS`.
@@ -179,6 +180,36 @@ async fn node_a_lists_node_b_with_its_connections_and_marks_it_stale_when_stoppe
     assert_eq!(seen["ready"], true);
     assert_eq!(seen["version"], env!("CARGO_PKG_VERSION"));
     assert!(seen["last_seen_ms"].as_u64().unwrap() > 0);
+    // The charts of node B and of the cluster, from the points B publishes.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    for node in [b_id.as_str(), "cluster"] {
+        loop {
+            let path = format!("/admin/api/series?range=5m&node={node}");
+            let (status, body) = request(addr, "GET", &path, &[&cookie], "").await;
+            assert_eq!(status, 200, "{body}");
+            let series: serde_json::Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(series["step_secs"], 1);
+            let last = series["connections"]
+                .as_array()
+                .unwrap()
+                .last()
+                .and_then(serde_json::Value::as_f64);
+            if last == Some(2.0) {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{node}: {body}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let (status, _) = request(
+        addr,
+        "GET",
+        "/admin/api/series?node=no-such-node",
+        &[&cookie],
+        "",
+    )
+    .await;
+    assert_eq!(status, 404);
     // A itself has none.
     let list = nodes(addr, &cookie).await;
     let mine = list.iter().find(|n| n["id"] == a_id.as_str()).unwrap();

@@ -1,7 +1,9 @@
 //! This node's part in the cluster view (SPEC.md §18.7 Nodes): every
 //! [`PUBLISH_EVERY`], whether or not its admin listener runs, a node
-//! publishes a snapshot of itself on the bus (bus/nodes.rs); the live view
-//! lists every node heard from.
+//! samples itself into its chart history (rollups.rs) and publishes a
+//! snapshot of itself with the new per-second point on the bus
+//! (bus/nodes.rs); the live view lists every node heard from, and the
+//! charts can show another node or the cluster's total from those points.
 //!
 //! Not owned here: the transport and the table of nodes (bus/), the
 //! dashboard's rendering (`web/dashboard`).
@@ -11,6 +13,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use super::rollups::{Point, Rollups};
 use crate::bus::nodes::NodeSnapshot;
 use crate::metrics;
 use crate::state::{ServerState, now_ms};
@@ -18,8 +21,8 @@ use crate::state::{ServerState, now_ms};
 /// Time between two snapshots of this node.
 pub const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 
-/// This node's snapshot now.
-pub async fn snapshot(state: &Arc<ServerState>) -> NodeSnapshot {
+/// This node's snapshot now, with its newest chart point.
+pub async fn snapshot(state: &Arc<ServerState>, point: Option<Point>) -> NodeSnapshot {
     let m = &state.metrics;
     let ws_open = u64::try_from(m.websocket_connections_open.get()).unwrap_or(0);
     let open = u64::try_from(m.connections_open.get()).unwrap_or(0);
@@ -38,17 +41,26 @@ pub async fn snapshot(state: &Arc<ServerState>) -> NodeSnapshot {
         memory_bytes: usage.map(|u| u.0),
         cpu_seconds: usage.map(|u| u.1),
         at_ms: now_ms(),
+        point,
     }
 }
 
-/// Publishes this node's snapshot every [`PUBLISH_EVERY`] until `stop`.
-pub async fn publish_loop(state: Arc<ServerState>, mut stop: watch::Receiver<bool>) {
+/// Samples this node into `rollups` and publishes its snapshot every
+/// [`PUBLISH_EVERY`] until `stop`.
+pub async fn publish_loop(
+    state: Arc<ServerState>,
+    rollups: Arc<Rollups>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut tick = tokio::time::interval(PUBLISH_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                let snapshot = snapshot(&state).await;
+                let (counters, gauges) = super::rollups::read(&state).await;
+                let latency = state.metrics.take_delivery_latency();
+                let point = rollups.record(now_ms() / 1000, counters, gauges, latency);
+                let snapshot = snapshot(&state, point).await;
                 state.bus.publish_node(snapshot);
             }
             _ = stop.changed() => return,

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use super::api::{Api, reader};
 use super::error::AdminError;
 use super::rollups::{self, Series};
-use crate::bus::nodes::NodeStatus;
+use crate::bus::nodes::{NodeStatus, Scope};
 use crate::metrics;
 use crate::state::{ServerState, now_ms};
 
@@ -236,9 +236,13 @@ fn json_event(name: &'static str, value: &impl Serialize) -> Event {
 pub(super) struct SeriesQuery {
     /// `300`, `5m`, `6h`, `30d` (default `5m`).
     range: Option<String>,
+    /// A node's id, or `cluster` (default: this node).
+    node: Option<String>,
 }
 
-/// `GET /admin/api/series?range=…`: the charts' history of this node.
+/// `GET /admin/api/series?range=…&node=…`: the charts' history of this
+/// node (its whole history), of another node or of the cluster's total
+/// (the points heard on the bus: the last 15 minutes at most).
 pub(super) async fn series(
     State(api): State<Api>,
     headers: HeaderMap,
@@ -252,5 +256,18 @@ pub(super) async fn series(
             rollups::parse_range(text).map_err(|e| AdminError::BadRequest(e.to_string()))?
         }
     };
-    Ok(axum::Json(api.rollups.series(range)))
+    let own = api.state.bus.node_id();
+    let scope = match query.node.as_deref() {
+        None => return Ok(axum::Json(api.rollups.series(range))),
+        Some(id) if id == own => return Ok(axum::Json(api.rollups.series(range))),
+        Some("cluster") => Scope::Cluster,
+        Some(id) => Scope::Node(id),
+    };
+    let now_ms = now_ms();
+    let from = (now_ms / 1000).saturating_sub(range) + 1;
+    let points =
+        api.state.bus.points(scope, from).ok_or_else(|| {
+            AdminError::NotFound("no such node (or silent for a minute)".to_owned())
+        })?;
+    Ok(axum::Json(Series::from_points(range, now_ms, &points)))
 }

@@ -41,7 +41,7 @@ use axum::routing::get;
 use crate::state::ServerState;
 
 /// The whole admin router for `state`; `secure`: the listener speaks TLS;
-/// `rollups`: this node's chart history (fed by [`rollups::run`]);
+/// `rollups`: this node's chart history (fed by [`cluster::publish_loop`]);
 /// `analytics`: this node's analytics feed (run by [`analytics::run`]).
 pub fn router(
     state: Arc<ServerState>,

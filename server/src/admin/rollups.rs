@@ -12,7 +12,9 @@
 //! §18.3).
 //!
 //! [`History`] is sans-I/O (the caller passes the time and the values), so
-//! its arithmetic is tested without a clock; [`run`] is the sampler task.
+//! its arithmetic is tested without a clock; the sampler task is the
+//! node's snapshot publisher (cluster.rs), which runs on every node and
+//! sends each new point to the other nodes too.
 //!
 //! Not owned here: the counters (metrics.rs), the routes (api.rs, live.rs).
 
@@ -20,8 +22,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use serde::Serialize;
-use tokio::sync::watch;
+use serde::{Deserialize, Serialize};
 
 use crate::metrics::LatencySketch;
 use crate::state::{ServerState, now_ms};
@@ -142,7 +143,7 @@ impl Bucket {
 
 /// One point of the charts: rates per second and gauge averages over the
 /// seconds it covers.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Point {
     /// Seconds since the epoch: a sample's second, or the start of a step.
     pub t: u64,
@@ -385,11 +386,24 @@ impl History {
             }
         }
         let points: Vec<Point> = steps.iter().map(Bucket::point).collect();
+        Series::of(range_secs, step, now_ms, self.since(), &points)
+    }
+}
+
+impl Series {
+    /// Per-second `points` of another node or of the cluster (bus/nodes.rs)
+    /// as an answer over `range_secs`: one point a second, `since` the
+    /// oldest point.
+    pub fn from_points(range_secs: u64, now_ms: u64, points: &[Point]) -> Self {
+        Self::of(range_secs, 1, now_ms, points.first().map(|p| p.t), points)
+    }
+
+    fn of(range_secs: u64, step: u64, now_ms: u64, since: Option<u64>, points: &[Point]) -> Self {
         Series {
             range_secs,
             step_secs: step,
             now_ms,
-            since: self.since(),
+            since,
             t: points.iter().map(|p| p.t).collect(),
             messages_per_s: points.iter().map(|p| p.messages_per_s).collect(),
             deliveries_per_s: points.iter().map(|p| p.deliveries_per_s).collect(),
@@ -418,8 +432,15 @@ pub struct Rollups {
 }
 
 impl Rollups {
-    /// Records one sample (see [`History::record_with_latency`]).
-    pub fn record(&self, now: u64, counters: Counters, gauges: Gauges, latency: LatencySketch) {
+    /// Records one sample (see [`History::record_with_latency`]); the new
+    /// per-second point.
+    pub fn record(
+        &self,
+        now: u64,
+        counters: Counters,
+        gauges: Gauges,
+        latency: LatencySketch,
+    ) -> Option<Point> {
         let point = self
             .history
             .lock()
@@ -428,6 +449,7 @@ impl Rollups {
         if point.is_some() {
             *self.latest.lock().unwrap_or_else(PoisonError::into_inner) = point;
         }
+        point
     }
 
     /// The series over `range_secs` up to now.
@@ -446,7 +468,7 @@ impl Rollups {
 }
 
 /// Reads this node's counters and gauges.
-async fn read(state: &Arc<ServerState>) -> (Counters, Gauges) {
+pub(crate) async fn read(state: &Arc<ServerState>) -> (Counters, Gauges) {
     let m = &state.metrics;
     let usage = crate::metrics::process_usage();
     let counters = Counters {
@@ -465,22 +487,6 @@ async fn read(state: &Arc<ServerState>) -> (Counters, Gauges) {
         memory: usage.map(|u| u.0),
     };
     (counters, gauges)
-}
-
-/// Samples this node into `rollups` every [`SAMPLE_EVERY`] until `stop`.
-pub async fn run(state: Arc<ServerState>, rollups: Arc<Rollups>, mut stop: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(SAMPLE_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {
-                let (counters, gauges) = read(&state).await;
-                let latency = state.metrics.take_delivery_latency();
-                rollups.record(now_ms() / 1000, counters, gauges, latency);
-            }
-            _ = stop.changed() => return,
-        }
-    }
 }
 
 #[cfg(test)]

@@ -41,21 +41,17 @@ pub fn tls_acceptor(identity: &ServerIdentity) -> Result<AdminTls, EndpointError
 }
 
 /// Serves the admin router on `listener` (TLS when `tls` is set) until
-/// `stop` fires; samples the charts' history meanwhile. `analytics` is the
-/// node's analytics feed (run by the server), flushed before a report.
+/// `stop` fires. `analytics` is the node's analytics feed (run by the
+/// server), flushed before a report; `rollups` the node's chart history
+/// (fed by [`super::cluster::publish_loop`]).
 pub async fn serve(
     state: Arc<ServerState>,
     listener: TcpListener,
     tls: Option<AdminTls>,
     analytics: Arc<super::analytics::Flusher>,
+    rollups: Arc<super::rollups::Rollups>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let rollups = Arc::new(super::rollups::Rollups::default());
-    tokio::spawn(super::rollups::run(
-        Arc::clone(&state),
-        Arc::clone(&rollups),
-        stop.clone(),
-    ));
     let router = super::router(state, tls.is_some(), rollups, analytics);
     loop {
         tokio::select! {

@@ -7,8 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::mpsc;
 
-use super::nodes::{NodeSnapshot, NodeStatus, NodeTable};
+use super::nodes::{NodeSnapshot, NodeStatus, NodeTable, Scope};
 use super::{Bus, BusEvent, PUSH_CHANNEL_CAPACITY, Subscription};
+use crate::admin::rollups::Point;
 
 /// Live connections per device: (subscription id, channel).
 type Routes = HashMap<u64, Vec<(u64, mpsc::Sender<BusEvent>)>>;
@@ -91,5 +92,12 @@ impl Bus for LocalBus {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .rows(now_ms)
+    }
+
+    fn points(&self, scope: Scope<'_>, from: u64) -> Option<Vec<Point>> {
+        self.nodes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .points(scope, from)
     }
 }

@@ -69,4 +69,11 @@ pub trait Bus: Send + Sync + 'static {
     /// The nodes heard from, at `now_ms` (stale ones marked, silent ones
     /// dropped).
     fn nodes(&self, now_ms: u64) -> Vec<nodes::NodeStatus>;
+    /// The chart points heard from `scope` since `from` (seconds), `None`
+    /// for an unknown node ([`nodes::NodeTable::points`]).
+    fn points(
+        &self,
+        scope: nodes::Scope<'_>,
+        from: u64,
+    ) -> Option<Vec<crate::admin::rollups::Point>>;
 }

@@ -11,12 +11,22 @@
 //! bounded to [`MAX_NODES`] nodes. Counts only: no username, device id or
 //! user address.
 //!
+//! Each node's snapshot carries its newest per-second chart point; the
+//! table keeps the last [`POINTS_KEPT`] of them per node, so the charts can
+//! show another node, or the cluster's total ([`NodeTable::points`]), over
+//! that window.
+//!
 //! Not owned here: what goes into a snapshot (admin/cluster.rs), the
 //! transport (local.rs, redis.rs).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
+
+use crate::admin::rollups::Point;
+
+/// Per-second points kept per node (15 minutes).
+pub const POINTS_KEPT: usize = 900;
 
 /// A node silent this long is shown as stale, ms.
 pub const STALE_AFTER_MS: u64 = 5_000;
@@ -56,6 +66,9 @@ pub struct NodeSnapshot {
     pub cpu_seconds: Option<f64>,
     /// When the node took the snapshot, ms since the epoch (its clock).
     pub at_ms: u64,
+    /// Its newest per-second chart point, if it has one yet.
+    #[serde(default)]
+    pub point: Option<Point>,
 }
 
 /// A node as the dashboard lists it.
@@ -105,10 +118,27 @@ pub fn decode(bytes: &[u8]) -> Result<NodeSnapshot, SnapshotError> {
     Ok(snapshot)
 }
 
+/// Which points to chart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope<'a> {
+    /// One node, by id.
+    Node(&'a str),
+    /// The sum over every node heard from.
+    Cluster,
+}
+
+/// One node: its newest snapshot, when it was heard, its recent points.
+#[derive(Debug)]
+struct Entry {
+    snapshot: NodeSnapshot,
+    seen: u64,
+    points: VecDeque<Point>,
+}
+
 /// The newest snapshot of each node heard from.
 #[derive(Debug, Default)]
 pub struct NodeTable {
-    nodes: HashMap<String, (NodeSnapshot, u64)>,
+    nodes: HashMap<String, Entry>,
 }
 
 impl NodeTable {
@@ -118,13 +148,61 @@ impl NodeTable {
         if self.nodes.len() >= MAX_NODES && !self.nodes.contains_key(&snapshot.id) {
             return;
         }
-        self.nodes.insert(snapshot.id.clone(), (snapshot, now_ms));
+        let entry = self
+            .nodes
+            .entry(snapshot.id.clone())
+            .or_insert_with(|| Entry {
+                snapshot: snapshot.clone(),
+                seen: now_ms,
+                points: VecDeque::new(),
+            });
+        if let Some(point) = snapshot.point
+            && entry.points.back().is_none_or(|last| last.t < point.t)
+        {
+            if entry.points.len() >= POINTS_KEPT {
+                entry.points.pop_front();
+            }
+            entry.points.push_back(point);
+        }
+        entry.snapshot = snapshot;
+        entry.seen = now_ms;
+    }
+
+    /// The points of `scope` at or after `from` (seconds), ascending;
+    /// `None` for an unknown node. The cluster's point of a second sums
+    /// the nodes' rates, connections, CPU and memory; its queue depth and
+    /// latencies are the largest node's (the queue is one database's, and
+    /// percentiles do not add up).
+    pub fn points(&self, scope: Scope<'_>, from: u64) -> Option<Vec<Point>> {
+        match scope {
+            Scope::Node(id) => Some(
+                self.nodes
+                    .get(id)?
+                    .points
+                    .iter()
+                    .filter(|p| p.t >= from)
+                    .copied()
+                    .collect(),
+            ),
+            Scope::Cluster => {
+                let mut by_second: BTreeMap<u64, Point> = BTreeMap::new();
+                for entry in self.nodes.values() {
+                    for p in entry.points.iter().filter(|p| p.t >= from) {
+                        by_second
+                            .entry(p.t)
+                            .and_modify(|sum| add(sum, p))
+                            .or_insert(*p);
+                    }
+                }
+                Some(by_second.into_values().collect())
+            }
+        }
     }
 
     /// Forgets the nodes silent for [`DROP_AFTER_MS`].
     fn prune(&mut self, now_ms: u64) {
         self.nodes
-            .retain(|_, (_, seen)| now_ms.saturating_sub(*seen) < DROP_AFTER_MS);
+            .retain(|_, e| now_ms.saturating_sub(e.seen) < DROP_AFTER_MS);
     }
 
     /// The nodes at `now_ms`, by id.
@@ -133,15 +211,39 @@ impl NodeTable {
         let mut rows: Vec<NodeStatus> = self
             .nodes
             .values()
-            .map(|(snapshot, seen)| NodeStatus {
-                snapshot: snapshot.clone(),
-                last_seen_ms: *seen,
-                stale: now_ms.saturating_sub(*seen) >= STALE_AFTER_MS,
+            .map(|e| NodeStatus {
+                snapshot: e.snapshot.clone(),
+                last_seen_ms: e.seen,
+                stale: now_ms.saturating_sub(e.seen) >= STALE_AFTER_MS,
             })
             .collect();
         rows.sort_by(|a, b| a.snapshot.id.cmp(&b.snapshot.id));
         rows
     }
+}
+
+/// Adds node point `p` into the cluster's point `sum` of the same second.
+fn add(sum: &mut Point, p: &Point) {
+    let some_sum = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) => Some(a + b),
+        (a, b) => a.or(b),
+    };
+    let some_max = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
+    sum.messages_per_s += p.messages_per_s;
+    sum.deliveries_per_s += p.deliveries_per_s;
+    sum.logins_per_s += p.logins_per_s;
+    sum.failed_logins_per_s += p.failed_logins_per_s;
+    sum.connections += p.connections;
+    sum.queued_envelopes = some_max(sum.queued_envelopes, p.queued_envelopes);
+    sum.attachment_in_bytes_per_s += p.attachment_in_bytes_per_s;
+    sum.attachment_out_bytes_per_s += p.attachment_out_bytes_per_s;
+    sum.cpu_percent = some_sum(sum.cpu_percent, p.cpu_percent);
+    sum.memory_bytes = some_sum(sum.memory_bytes, p.memory_bytes);
+    sum.latency_p50_ms = some_max(sum.latency_p50_ms, p.latency_p50_ms);
+    sum.latency_p99_ms = some_max(sum.latency_p99_ms, p.latency_p99_ms);
 }
 
 #[cfg(test)]
@@ -162,7 +264,57 @@ mod tests {
             memory_bytes: None,
             cpu_seconds: Some(1.5),
             at_ms: 1,
+            point: None,
         }
+    }
+
+    fn point(t: u64, connections: f64, p99: Option<f64>) -> Point {
+        Point {
+            t,
+            messages_per_s: 1.0,
+            deliveries_per_s: 2.0,
+            logins_per_s: 0.0,
+            failed_logins_per_s: 0.0,
+            connections,
+            queued_envelopes: Some(5.0),
+            attachment_in_bytes_per_s: 0.0,
+            attachment_out_bytes_per_s: 0.0,
+            cpu_percent: Some(10.0),
+            memory_bytes: None,
+            latency_p50_ms: p99.map(|q| q / 2.0),
+            latency_p99_ms: p99,
+        }
+    }
+
+    #[test]
+    fn points_per_node_are_bounded_and_the_cluster_sums_them() {
+        let mut t = NodeTable::default();
+        for s in 0..(POINTS_KEPT as u64 + 50) {
+            let mut a = snap("a", 1);
+            a.point = Some(point(s, 2.0, Some(10.0)));
+            t.update(a, s * 1000);
+        }
+        // A repeated or older point is not kept twice.
+        let mut again = snap("a", 1);
+        again.point = Some(point(3, 9.0, None));
+        t.update(again, 1000 * (POINTS_KEPT as u64 + 50));
+        let a = t.points(Scope::Node("a"), 0).unwrap();
+        assert_eq!(a.len(), POINTS_KEPT);
+        assert_eq!(a.first().unwrap().t, 50);
+        assert_eq!(t.points(Scope::Node("zz"), 0), None);
+        let mut b = snap("b", 1);
+        b.point = Some(point(POINTS_KEPT as u64 + 49, 3.0, Some(40.0)));
+        t.update(b, 1000 * (POINTS_KEPT as u64 + 50));
+        let total = t.points(Scope::Cluster, POINTS_KEPT as u64 + 48).unwrap();
+        assert_eq!(total.len(), 2);
+        let last = total[1];
+        assert_eq!(last.connections, 5.0);
+        assert_eq!(last.messages_per_s, 2.0);
+        assert_eq!(last.queued_envelopes, Some(5.0));
+        assert_eq!(last.cpu_percent, Some(20.0));
+        assert_eq!(last.memory_bytes, None);
+        assert_eq!(last.latency_p99_ms, Some(40.0));
+        assert_eq!(total[0].connections, 2.0);
     }
 
     #[test]

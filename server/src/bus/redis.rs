@@ -41,8 +41,9 @@ use microbot_protocol::transport::{ErrorCode, Push};
 use prost::Message as _;
 use tokio::sync::mpsc;
 
-use super::nodes::{self, NodeSnapshot, NodeStatus, NodeTable};
+use super::nodes::{self, NodeSnapshot, NodeStatus, NodeTable, Scope};
 use super::{Bus, BusEvent, PUSH_CHANNEL_CAPACITY, Subscription};
+use crate::admin::rollups::Point;
 
 /// How often a node refreshes its presence set and re-reads the others'.
 pub const HEARTBEAT: Duration = Duration::from_secs(2);
@@ -436,6 +437,10 @@ impl Bus for RedisBus {
 
     fn nodes(&self, now_ms: u64) -> Vec<NodeStatus> {
         lock(&self.inner.nodes).rows(now_ms)
+    }
+
+    fn points(&self, scope: Scope<'_>, from: u64) -> Option<Vec<Point>> {
+        lock(&self.inner.nodes).points(scope, from)
     }
 }
 

@@ -146,3 +146,26 @@ test("delivery latency: an offline recipient's messages wait, the p50/p99 panel 
   }
   await page.context().close();
 });
+
+test("the charts show the cluster total: the one node's connections, from the points it publishes", { skip, timeout: 60_000 }, async () => {
+  const secret = await server.addAdmin("whole", "viewer", PASSWORD);
+  const page = await openPage(browser, server);
+  await signIn(page, "whole", PASSWORD, totp(secret, 1));
+  const connections = page.getByRole("region", { name: "Open connections" });
+  await connections.locator("canvas").waitFor();
+  const one = await server.account("gail");
+  try {
+    await page.getByLabel("Charts of").selectOption("cluster");
+    await page.waitForFunction(() => Number(document.querySelector('[aria-label="Open connections"]')?.getAttribute("data-latest")) >= 1);
+    // Per-second points, fetched again as the feed ticks.
+    assert.equal(await page.locator(".range").getAttribute("data-step"), "1");
+    const points = Number(await connections.getAttribute("data-points"));
+    await page.waitForFunction((before) => Number(document.querySelector('[aria-label="Open connections"]')?.getAttribute("data-points")) > before, points);
+    // Back to this node's own history.
+    await page.getByLabel("Charts of").selectOption("");
+    await page.waitForFunction(() => Number(document.querySelector('[aria-label="Open connections"]')?.getAttribute("data-latest")) >= 1);
+  } finally {
+    one.connection.close();
+  }
+  await page.context().close();
+});

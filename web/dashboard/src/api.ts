@@ -221,5 +221,6 @@ export const api = {
   setRateLimit: (name: string, perMinute: number) => call<{ limits: RateLimit[] }>("PUT", "rate-limits", { name, per_minute: perMinute }),
   resetRateLimit: (name: string) => call<{ limits: RateLimit[] }>("DELETE", `rate-limits?name=${encodeURIComponent(name)}`),
   report: (since: string) => call<Report>("GET", `report?since=${encodeURIComponent(since)}&format=json`),
-  series: (range: string) => call<Series>("GET", `series?range=${encodeURIComponent(range)}`),
+  /** `node`: undefined for the serving node, `cluster` for the total, or another node's id. */
+  series: (range: string, node?: string) => call<Series>("GET", `series?range=${encodeURIComponent(range)}${node ? `&node=${encodeURIComponent(node)}` : ""}`),
 };

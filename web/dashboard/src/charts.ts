@@ -193,11 +193,14 @@ export class ChartPanel {
   }
 }
 
-/** The charts with their shared range: loads a range, then follows the live feed. */
+/** The charts with their shared range and node: loads a range, then follows the live feed. */
 export class Charts {
-  /** The range selector (label "Time range"). */
+  /** The range and node selectors (labels "Time range", "Charts of"). */
   readonly selector: HTMLElement;
   private readonly select: HTMLSelectElement;
+  /** "" (this node: its whole history), "cluster" (the total) or another node's id (the last 15 minutes the bus carried). */
+  private readonly nodeSelect: HTMLSelectElement;
+  private nodesShown = "";
   private readonly since: HTMLSpanElement;
   private series: Series | undefined;
   private loading = false;
@@ -209,11 +212,29 @@ export class Charts {
     this.select.addEventListener("change", () => void this.load());
     const label = document.createElement("label");
     label.append("Time range ", this.select);
+    this.nodeSelect = document.createElement("select");
+    this.nodeSelect.append(new Option("This node", ""), new Option("Cluster total", "cluster"));
+    this.nodeSelect.addEventListener("change", () => void this.load());
+    const nodeLabel = document.createElement("label");
+    nodeLabel.append("Charts of ", this.nodeSelect);
     this.since = document.createElement("span");
     this.since.className = "since";
     this.selector = document.createElement("div");
     this.selector.className = "range";
-    this.selector.append(label, this.since);
+    this.selector.append(label, nodeLabel, this.since);
+  }
+
+  /** Offers the other nodes of the cluster (from the live feed) besides this node and the total. */
+  setNodes(ids: string[], own: string): void {
+    const others = ids.filter((id) => id !== own).sort();
+    const key = others.join(",");
+    if (key === this.nodesShown) return;
+    this.nodesShown = key;
+    const chosen = this.nodeSelect.value;
+    this.nodeSelect.replaceChildren(new Option("This node", ""), new Option("Cluster total", "cluster"), ...others.map((id) => new Option(`Node ${id}`, id)));
+    // A node that went away: back to this node.
+    this.nodeSelect.value = [...this.nodeSelect.options].some((o) => o.value === chosen) ? chosen : "";
+    if (this.nodeSelect.value !== chosen) void this.load();
   }
 
   /** Loads the selected range from the server. */
@@ -221,7 +242,7 @@ export class Charts {
     if (this.loading) return;
     this.loading = true;
     try {
-      this.series = await api.series(this.select.value);
+      this.series = await api.series(this.select.value, this.nodeSelect.value || undefined);
       this.fetchedAt = this.series.now_ms / 1000;
       this.render();
     } catch {
@@ -235,6 +256,11 @@ export class Charts {
   onSample(point: Point): void {
     const s = this.series;
     if (!s) return;
+    // The pushed points are this node's: another node's or the total's are fetched again.
+    if (this.nodeSelect.value !== "") {
+      void this.load();
+      return;
+    }
     if (s.step_secs !== 1) {
       if (point.t - this.fetchedAt >= s.step_secs) void this.load();
       return;

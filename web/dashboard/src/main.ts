@@ -161,6 +161,10 @@ function showDashboard(session: Session, layout: Layout | null): void {
     status.textContent = `live ${new Date(o.at_ms).toLocaleTimeString()}`;
     seenAt = o.at_ms;
     nodes.set(o.nodes);
+    charts.setNodes(
+      o.nodes.map((n) => n.id),
+      o.node.id,
+    );
     connections.set(
       o.nodes.flatMap((n) => [
         { node: n.id, transport: "quic", open: n.connections_quic, total: n.connections_quic_total },
