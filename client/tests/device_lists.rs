@@ -82,9 +82,9 @@ async fn a_device_the_server_adds_without_a_signed_list_gets_nothing() {
     )
     .unwrap();
 
-    // Bob looks again (his device cache is reset by a restart-free path:
-    // a fresh device of bob with no cache) and sends: alice's real device
-    // gets it, the ghost gets nothing and is never announced.
+    // A second device of bob (no cached device list, so it fetches alice's
+    // bundles now, the ghost's included) sends: alice's real device gets
+    // it, the ghost gets nothing and is never announced.
     let mut bob2 = online(
         &server,
         &mut bob_user,
