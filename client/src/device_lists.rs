@@ -295,14 +295,26 @@ async fn sign_next(
 }
 
 /// Signs this device into the account's list once (SPEC.md §20): version 1
-/// naming only this device when the account has none (registration),
-/// otherwise the last verified list plus this device (enrolment, linking).
-/// Needs our identity key on the server (prekeys uploaded first).
+/// naming only this device when the account has no list and no other
+/// device (registration), otherwise the last verified list plus this device
+/// (enrolment, linking). An account without a list whose other devices run
+/// older clients gets none. Needs our identity key on the server (prekeys
+/// uploaded first).
 pub(crate) async fn ensure_listed(inner: &Inner, conn: &Connection) -> Result<(), SignError> {
     if inner.tx(|tx| tx.meta(META_LISTED))?.as_deref() == Some(&[1]) {
         return Ok(());
     }
     let (me, device) = (inner.username.clone(), inner.device_id);
+    // An account whose other devices predate signed lists (older clients
+    // that never sign one) keeps the rule before §20: a list naming only
+    // this device would cut them off. The server's unsigned list decides
+    // only whether to start a list, never what goes in it.
+    let served = list_devices_signed(conn).await?;
+    if served.signed_device_list.is_empty() && served.devices.iter().any(|d| d.device_id != device)
+    {
+        tracing::info!("the account's other devices keep no signed device list; none started");
+        return Ok(());
+    }
     sign_next(inner, conn, |current| match current {
         None => DeviceList::new(&me, 1, now_ms(), &[device]).map(Some),
         Some(list) if list.contains(device) => Ok(None),
