@@ -31,6 +31,7 @@ import { openProvisioning, ProvisioningError, sealProvisioning } from "../provis
 import { systemRng, type Rng } from "../rng.js";
 import { enrolDevice, login, uploadPreKeys, type SecondFactor } from "./account.js";
 import { ConnectionError, ServerError, type Connection } from "./connection.js";
+import { signIntoDeviceList } from "./device_list.js";
 import { Groups } from "./groups.js";
 import type { GroupRecord, GroupStore } from "./groups_store.js";
 import type { ClientStore, DeviceRecord } from "./store.js";
@@ -487,6 +488,8 @@ export async function enrolProvisioned(connection: Connection, provisioned: Prov
   }
   await login(connection, deviceId, deviceKey);
   await uploadPreKeys(connection, rng, identity, store.preKeys(), options.preKeys ?? 50);
+  // SPEC.md §20.2: in the account's signed list (if it keeps one) before anyone sends to it.
+  await signIntoDeviceList(connection, provisioned.identitySeed, provisioned.username, deviceId);
   const groups = new Groups(store, store, rng);
   await groups.refreshAll(connection);
   await greetOwnDevices(connection, groups, provisioned.username, rng);
