@@ -28,8 +28,8 @@
 )]
 
 pub mod attachment;
-mod dh;
 pub mod device_list;
+mod dh;
 pub mod fingerprint;
 pub mod handshake;
 pub mod identity;
