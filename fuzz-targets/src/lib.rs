@@ -21,16 +21,21 @@
 //! - [`sender_key`]: sender-key decryption (SPEC.md §6).
 //! - [`sealed_sender`]: opening sealed envelopes and parsing sender
 //!   certificates (SPEC.md §19).
+//! - [`device_list`]: parsing and verifying signed device lists (SPEC.md §20).
 //! - [`attachment`]: STREAM attachment decryption (SPEC.md §7).
 //! - [`state`]: every persisted state's `from_bytes` (SPEC.md §5.7, §6.7, §9).
 //! - [`bot`]: the bot framework's command, delay and reminder-file parsers.
+//! - [`admin`]: what a node reads from the others for the dashboard
+//!   (node snapshots, SPEC.md §18.7).
 //! - [`server_handler`]: the server's request handler fed frame sequences on
 //!   several connections, before and after login (SPEC.md §12).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod admin;
 pub mod attachment;
 pub mod bot;
+pub mod device_list;
 pub mod fixtures;
 pub mod frames;
 pub mod messages;
@@ -66,5 +71,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("stored_state", state::stored_state),
     ("server_handler", server_handler::server_handler),
     ("sealed_sender_open", sealed_sender::sealed_sender_open),
+    ("device_list_parse", device_list::device_list_parse),
     ("bot_command", bot::bot_command),
+    ("admin_input", admin::admin_input),
 ];

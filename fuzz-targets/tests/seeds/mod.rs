@@ -71,7 +71,47 @@ pub fn all() -> Vec<Seed> {
     seeds.extend(structured());
     seeds.extend(server_handler());
     seeds.extend(bot_inputs());
+    seeds.extend(device_lists());
+    seeds.extend(admin_inputs());
     seeds
+}
+
+/// Node snapshots as a node reads them from the bus (SPEC.md §18.7 Nodes).
+fn admin_inputs() -> Vec<Seed> {
+    let snapshot = br#"{"id":"00112233445566778899aabbccddeeff","address":"0.0.0.0:7447","version":"0.1.0","ready":true,"connections_quic":3,"connections_websocket":1,"connections_quic_total":9,"connections_websocket_total":2,"queued_envelopes":12,"memory_bytes":52428800,"cpu_seconds":12.5,"at_ms":1800000000000}"#;
+    [
+        ("node-snapshot", &snapshot[..]),
+        ("rate-limit-name", b"rate_send_per_account"),
+        ("range", b"30d"),
+        ("node-snapshot-nulls", br#"{"id":"local","address":"","version":"0","ready":false,"connections_quic":0,"connections_websocket":0,"connections_quic_total":0,"connections_websocket_total":0,"queued_envelopes":null,"memory_bytes":null,"cpu_seconds":null,"at_ms":0}"#),
+        ("node-snapshot-empty-id", br#"{"id":"","address":"","version":"0","ready":false,"connections_quic":0,"connections_websocket":0,"connections_quic_total":0,"connections_websocket_total":0,"queued_envelopes":null,"memory_bytes":null,"cpu_seconds":null,"at_ms":0}"#),
+    ]
+    .into_iter()
+    .map(|(name, bytes)| seed("admin_input", name, bytes.to_vec()))
+    .collect()
+}
+
+/// Signed device lists (SPEC.md §20): the fixture's genuine list, and the
+/// signed and refused lists of the `device_list` vectors.
+fn device_lists() -> Vec<Seed> {
+    let mut out = vec![seed(
+        "device_list_parse",
+        "genuine",
+        microbot_fuzz_targets::device_list::fixture().signed.clone(),
+    )];
+    for vector in vectors("device_list") {
+        let name = vector["name"].as_str().unwrap_or("vector").to_owned();
+        let field = if vector["input"]["op"] == "sign" {
+            &vector["output"]
+        } else {
+            &vector["input"]
+        };
+        let bytes = hex_field(field, "signed_device_list");
+        if !bytes.is_empty() {
+            out.push(seed("device_list_parse", name, bytes));
+        }
+    }
+    out
 }
 
 /// Frame sequences for the server's request handler (built by the target's
