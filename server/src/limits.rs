@@ -145,14 +145,18 @@ pub const EDITABLE: &[(&str, &str)] = &[
 /// The highest rate an admin may set, per minute.
 pub const MAX_EDITABLE_PER_MINUTE: u32 = 1_000_000;
 
-/// Token buckets whose rate may change: rebuilt (all full) when it does.
+/// Token buckets at the rate of one editable setting ([`EDITABLE`]), which
+/// may change live: rebuilt (all full) when it does.
 struct LiveBuckets<K> {
+    /// The setting whose rate (override or configured) applies.
+    setting: &'static str,
     current: Mutex<(u32, Arc<TokenBuckets<K>>)>,
 }
 
 impl<K: Hash + Eq + Clone + KeyBytes> LiveBuckets<K> {
-    fn per_minute(per_minute: u32) -> Self {
+    fn new(setting: &'static str, per_minute: u32) -> Self {
         Self {
+            setting,
             current: Mutex::new((per_minute, Arc::new(TokenBuckets::per_minute(per_minute)))),
         }
     }
@@ -305,14 +309,23 @@ impl Limits {
     pub fn new(config: &Config) -> Self {
         Self {
             config: config.clone(),
-            login_ip: LiveBuckets::per_minute(config.rate_login_per_ip),
-            login_account: LiveBuckets::per_minute(config.rate_login_per_account),
-            register_ip: LiveBuckets::per_minute(config.rate_register_per_ip),
-            send_account: LiveBuckets::per_minute(config.rate_send_per_account),
-            prekey_fetch_account: LiveBuckets::per_minute(config.rate_prekey_fetch_per_account),
-            upload_account: LiveBuckets::per_minute(config.rate_upload_per_account),
-            sealed_ip: LiveBuckets::per_minute(config.rate_send_per_account),
-            sealed_key: LiveBuckets::per_minute(config.rate_send_per_account),
+            login_ip: LiveBuckets::new("rate_login_per_ip", config.rate_login_per_ip),
+            login_account: LiveBuckets::new(
+                "rate_login_per_account",
+                config.rate_login_per_account,
+            ),
+            register_ip: LiveBuckets::new("rate_register_per_ip", config.rate_register_per_ip),
+            send_account: LiveBuckets::new("rate_send_per_account", config.rate_send_per_account),
+            prekey_fetch_account: LiveBuckets::new(
+                "rate_prekey_fetch_per_account",
+                config.rate_prekey_fetch_per_account,
+            ),
+            upload_account: LiveBuckets::new(
+                "rate_upload_per_account",
+                config.rate_upload_per_account,
+            ),
+            sealed_ip: LiveBuckets::new("rate_send_per_account", config.rate_send_per_account),
+            sealed_key: LiveBuckets::new("rate_send_per_account", config.rate_send_per_account),
             overrides: Mutex::new(Arc::new(HashMap::new())),
             backoffs: Backoffs::new(shared::Backoff {
                 after: config.login_backoff_after_failures,
@@ -504,25 +517,17 @@ impl Limits {
             ApiError::rate_limited(what, ms)
         };
         let account = session.map(|s| s.account_id);
-        let send_rate = self.rate("rate_send_per_account");
-        let login_ip_rate = self.rate("rate_login_per_ip");
-        let login_account_rate = self.rate("rate_login_per_account");
         match request {
             // A provisioning slot (§12.14) costs a row like a registration.
             Request::Register(_) | Request::CreateProvisioningSlot(_) => self
-                .take_live(
-                    "register_ip",
-                    &self.register_ip,
-                    self.rate("rate_register_per_ip"),
-                    ip,
-                )
+                .take_live("register_ip", &self.register_ip, ip)
                 .map_err(|ms| refuse("register_ip", "registrations", ms))?,
             Request::Login(_) => self
-                .take_live("login_ip", &self.login_ip, login_ip_rate, ip)
+                .take_live("login_ip", &self.login_ip, ip)
                 .map_err(|ms| refuse("login_ip", "login attempts", ms))?,
             Request::Send(_) | Request::SendGroup(_) => {
                 if let Some(a) = account {
-                    self.take_live("send_account", &self.send_account, send_rate, a)
+                    self.take_live("send_account", &self.send_account, a)
                         .map_err(|ms| refuse("send_account", "sends", ms))?;
                 }
             }
@@ -530,36 +535,25 @@ impl Limits {
             // source address and per (recipient, access key), each at the
             // per-account send rate.
             Request::SendSealed(r) => {
-                self.take_live("sealed_ip", &self.sealed_ip, send_rate, ip)
+                self.take_live("sealed_ip", &self.sealed_ip, ip)
                     .map_err(|ms| refuse("sealed_ip", "sealed sends", ms))?;
                 self.take_live(
                     "sealed_key",
                     &self.sealed_key,
-                    send_rate,
                     crate::sealed::rate_key(&r.recipient_username, &r.access_key),
                 )
                 .map_err(|ms| refuse("sealed_key", "sealed sends", ms))?;
             }
             Request::FetchPrekeys(_) => {
                 if let Some(a) = account {
-                    self.take_live(
-                        "prekey_fetch_account",
-                        &self.prekey_fetch_account,
-                        self.rate("rate_prekey_fetch_per_account"),
-                        a,
-                    )
-                    .map_err(|ms| refuse("prekey_fetch_account", "prekey fetches", ms))?;
+                    self.take_live("prekey_fetch_account", &self.prekey_fetch_account, a)
+                        .map_err(|ms| refuse("prekey_fetch_account", "prekey fetches", ms))?;
                 }
             }
             Request::AttachmentUpload(_) => {
                 if let Some(a) = account {
-                    self.take_live(
-                        "upload_account",
-                        &self.upload_account,
-                        self.rate("rate_upload_per_account"),
-                        a,
-                    )
-                    .map_err(|ms| refuse("upload_account", "uploads", ms))?;
+                    self.take_live("upload_account", &self.upload_account, a)
+                        .map_err(|ms| refuse("upload_account", "uploads", ms))?;
                 }
             }
             _ => {}
@@ -572,25 +566,15 @@ impl Limits {
             // asks (the username bucket caps guesses spread over many
             // addresses).
             (None, Some(username)) => {
-                self.take_live("login_ip", &self.login_ip, login_ip_rate, ip)
+                self.take_live("login_ip", &self.login_ip, ip)
                     .map_err(|ms| refuse("login_ip", "login attempts", ms))?;
-                self.take_live(
-                    "login_account",
-                    &self.login_account,
-                    login_account_rate,
-                    username.to_owned(),
-                )
-                .map_err(|ms| refuse("login_account", "login attempts", ms))?;
+                self.take_live("login_account", &self.login_account, username.to_owned())
+                    .map_err(|ms| refuse("login_account", "login attempts", ms))?;
             }
             // A logged-in device: its own bucket, untouched by others.
             _ => {
-                self.take_live(
-                    "login_account",
-                    &self.login_account,
-                    login_account_rate,
-                    key.clone(),
-                )
-                .map_err(|ms| refuse("login_account", "login attempts", ms))?;
+                self.take_live("login_account", &self.login_account, key.clone())
+                    .map_err(|ms| refuse("login_account", "login attempts", ms))?;
             }
         }
         self.begin_attempt(key)
@@ -618,14 +602,15 @@ impl Limits {
         local.check(key)
     }
 
-    /// [`Limits::take`] from a limit whose rate may change live.
+    /// [`Limits::take`] from a limit whose rate may change live, at its
+    /// setting's rate in force (looked up only for the request that needs it).
     fn take_live<K: Hash + Eq + Clone + KeyBytes + std::fmt::Display>(
         &self,
         name: &str,
         local: &LiveBuckets<K>,
-        per_minute: u32,
         key: K,
     ) -> Result<(), u64> {
+        let per_minute = self.rate(local.setting);
         self.take(name, &local.at(per_minute), per_minute, key)
     }
 

@@ -238,13 +238,22 @@ impl Metrics {
     /// Records that an envelope accepted at `accepted_ms` was handed to a
     /// recipient connection at `now_ms` (SPEC.md §18.3 delivery latency).
     pub fn observe_delivery(&self, accepted_ms: u64, now_ms: u64) {
-        let waited = now_ms.saturating_sub(accepted_ms);
-        #[allow(clippy::cast_precision_loss)]
-        self.delivery_latency.observe(waited as f64 / 1000.0);
-        self.pending_latency
+        self.observe_deliveries(std::iter::once(accepted_ms), now_ms);
+    }
+
+    /// [`Metrics::observe_delivery`] for a batch handed over together (a
+    /// fetch page): the chart sketch is locked once for all of them.
+    pub fn observe_deliveries(&self, accepted_ms: impl IntoIterator<Item = u64>, now_ms: u64) {
+        let mut pending = self
+            .pending_latency
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .add(waited);
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for accepted in accepted_ms {
+            let waited = now_ms.saturating_sub(accepted);
+            #[allow(clippy::cast_precision_loss)]
+            self.delivery_latency.observe(waited as f64 / 1000.0);
+            pending.add(waited);
+        }
     }
 
     /// The waits recorded since the last call (the chart sampler's).

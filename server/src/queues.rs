@@ -328,12 +328,9 @@ pub async fn fetch(
         .metrics
         .messages_out
         .add(u64::try_from(rows.len()).unwrap_or(0));
-    let handed_at = now_ms();
-    for row in &rows {
-        state
-            .metrics
-            .observe_delivery(row.server_timestamp_ms, handed_at);
-    }
+    state
+        .metrics
+        .observe_deliveries(rows.iter().map(|r| r.server_timestamp_ms), now_ms());
     let envelopes = rows.into_iter().map(envelope_proto).collect();
     Ok(Envelopes { envelopes, more })
 }

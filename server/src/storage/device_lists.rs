@@ -47,6 +47,30 @@ pub(crate) fn listed_in(bytes: Option<&[u8]>) -> Option<std::collections::HashSe
     }
 }
 
+/// Of `devices` (account id, device id), the ones a message goes to: for
+/// an account with a stored list in `lists`, only the devices that list
+/// names (SPEC.md §20.3); every device of an account without one. Each
+/// list is parsed once, whatever the number of devices.
+pub(crate) fn keep_listed(
+    devices: impl IntoIterator<Item = (i64, u64)>,
+    lists: impl IntoIterator<Item = (i64, Vec<u8>)>,
+) -> Vec<u64> {
+    let listed: std::collections::HashMap<i64, Option<std::collections::HashSet<u64>>> = lists
+        .into_iter()
+        .map(|(account, bytes)| (account, listed_in(Some(&bytes))))
+        .collect();
+    devices
+        .into_iter()
+        .filter(|(account, device)| {
+            listed
+                .get(account)
+                .and_then(Option::as_ref)
+                .is_none_or(|names| names.contains(device))
+        })
+        .map(|(_, device)| device)
+        .collect()
+}
+
 /// A version as stored (SQL integers are signed; larger versions are
 /// refused before they reach storage).
 pub(crate) fn sql_version(version: u64) -> i64 {

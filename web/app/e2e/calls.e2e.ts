@@ -12,23 +12,16 @@ import { after, before, test } from "node:test";
 
 import type { Browser, Page } from "playwright-core";
 
-import { addContact, launch, message, missing, openChat, register, screenshot, send, Server } from "./harness.js";
+import { addContact, message, missing, openChat, register, screenshot, send, Server, startStory, stopStory } from "./harness.js";
 
 const skip = missing();
 let server: Server;
 let browser: Browser;
 
 before(async () => {
-  if (skip) return;
-  server = new Server();
-  await server.start();
-  browser = await launch();
+  if (!skip) ({ server, browser } = await startStory());
 });
-
-after(async () => {
-  await browser?.close();
-  await server?.dispose();
-});
+after(() => stopStory(server, browser));
 
 /**
  * A fresh page whose every `RTCPeerConnection` is also kept in

@@ -11,23 +11,16 @@ import { after, before, test } from "node:test";
 
 import type { Browser, Page } from "playwright-core";
 
-import { addContact, cli, connection, launch, message, missing, openChat, openPage, register, screenshot, send, Server, totp } from "./harness.js";
+import { addContact, cli, connection, message, missing, openChat, openPage, register, screenshot, send, Server, startStory, stopStory, totp } from "./harness.js";
 
 const skip = missing();
 let server: Server;
 let browser: Browser;
 
 before(async () => {
-  if (skip) return;
-  server = new Server();
-  await server.start();
-  browser = await launch();
+  if (!skip) ({ server, browser } = await startStory());
 });
-
-after(async () => {
-  await browser?.close();
-  await server?.dispose();
-});
+after(() => stopStory(server, browser));
 
 /** Two registered people with each other's chat open. */
 async function pair(a: string, b: string, phone = false): Promise<[Page, Page]> {

@@ -207,3 +207,16 @@ export function cli(home: string, profile: string, args: string[], onLine?: (lin
     child.on("close", (code) => resolve({ code, out }));
   });
 }
+
+/** Starts what every story file needs: the server and a browser. */
+export async function startStory(): Promise<{ server: Server; browser: Browser }> {
+  const server = new Server();
+  await server.start();
+  return { server, browser: await launch() };
+}
+
+/** Stops what {@link startStory} started; either may be missing (the file was skipped, or starting failed). */
+export async function stopStory(server: Server | undefined, browser: Browser | undefined): Promise<void> {
+  await browser?.close();
+  await server?.dispose();
+}

@@ -12,23 +12,16 @@ import { after, before, test } from "node:test";
 
 import type { Browser } from "playwright-core";
 
-import { addContact, connection, freshTotp, launch, message, missing, openChat, openPage, PASSWORD, register, screenshot, send, Server, totpStep } from "./harness.js";
+import { addContact, connection, freshTotp, message, missing, openChat, openPage, PASSWORD, register, screenshot, send, Server, startStory, stopStory, totpStep } from "./harness.js";
 
 const skip = missing();
 let server: Server;
 let browser: Browser;
 
 before(async () => {
-  if (skip) return;
-  server = new Server();
-  await server.start();
-  browser = await launch();
+  if (!skip) ({ server, browser } = await startStory());
 });
-
-after(async () => {
-  await browser?.close();
-  await server?.dispose();
-});
+after(() => stopStory(server, browser));
 
 test("a third page links to alice's account with history, then gets bob's messages and answers as alice; a used code is explained", { skip, timeout: 180_000 }, async () => {
   const laptop = await openPage(browser, server);

@@ -10,23 +10,16 @@ import { after, before, test } from "node:test";
 
 import type { Browser, FrameLocator, Page } from "playwright-core";
 
-import { launch, message, missing, openChat, openPage, register, screenshot, send, Server } from "./harness.js";
+import { message, missing, openChat, openPage, register, screenshot, send, Server, startStory, stopStory } from "./harness.js";
 
 const skip = missing();
 let server: Server;
 let browser: Browser;
 
 before(async () => {
-  if (skip) return;
-  server = new Server();
-  await server.start();
-  browser = await launch();
+  if (!skip) ({ server, browser } = await startStory());
 });
-
-after(async () => {
-  await browser?.close();
-  await server?.dispose();
-});
+after(() => stopStory(server, browser));
 
 /** The app `title` (e.g. "Poll by ann") inline in the open chat. */
 function app(page: Page, title: string): FrameLocator {

@@ -12,7 +12,7 @@ import type { Browser } from "playwright-core";
 
 import { client } from "@microbot/sdk";
 
-import { launch, missing, openPage, screenshot, Server, signIn, totp, type TestAccount } from "./harness.js";
+import { missing, openPage, screenshot, Server, signIn, startStory, stopStory, type TestAccount, totp } from "./harness.js";
 
 const skip = missing();
 let server: Server;
@@ -20,16 +20,9 @@ let browser: Browser;
 const PASSWORD = "correct horse battery staple";
 
 before(async () => {
-  if (skip) return;
-  server = new Server();
-  await server.start();
-  browser = await launch();
+  if (!skip) ({ server, browser } = await startStory());
 });
-
-after(async () => {
-  await browser?.close();
-  await server?.dispose();
-});
+after(() => stopStory(server, browser));
 
 /** Each account sends `rounds` messages to the next one, round-robin. */
 async function load(accounts: TestAccount[], rounds: number): Promise<number> {

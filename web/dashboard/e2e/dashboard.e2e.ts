@@ -11,7 +11,7 @@ import { after, before, test } from "node:test";
 
 import type { Browser } from "playwright-core";
 
-import { launch, missing, openPage, screenshot, Server, signIn, totp } from "./harness.js";
+import { missing, openPage, screenshot, Server, signIn, startStory, stopStory, totp } from "./harness.js";
 
 const skip = missing();
 let server: Server;
@@ -19,16 +19,9 @@ let browser: Browser;
 const PASSWORD = "correct horse battery staple";
 
 before(async () => {
-  if (skip) return;
-  server = new Server();
-  await server.start();
-  browser = await launch();
+  if (!skip) ({ server, browser } = await startStory());
 });
-
-after(async () => {
-  await browser?.close();
-  await server?.dispose();
-});
+after(() => stopStory(server, browser));
 
 function websocketOpen(text: string): number {
   const match = /websocket\s*(\d+)/.exec(text);

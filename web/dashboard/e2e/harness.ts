@@ -211,3 +211,16 @@ export async function screenshot(page: Page, name: string): Promise<void> {
   mkdirSync(SCREENSHOTS, { recursive: true });
   await page.screenshot({ path: join(SCREENSHOTS, `dashboard-${name}.png`), fullPage: true });
 }
+
+/** Starts what every story file needs: the server and a browser. */
+export async function startStory(): Promise<{ server: Server; browser: Browser }> {
+  const server = new Server();
+  await server.start();
+  return { server, browser: await launch() };
+}
+
+/** Stops what {@link startStory} started; either may be missing (the file was skipped, or starting failed). */
+export async function stopStory(server: Server | undefined, browser: Browser | undefined): Promise<void> {
+  await browser?.close();
+  await server?.dispose();
+}

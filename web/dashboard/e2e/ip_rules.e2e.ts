@@ -10,7 +10,7 @@ import { after, before, test } from "node:test";
 
 import type { Browser } from "playwright-core";
 
-import { launch, missing, openPage, screenshot, Server, signIn, totp } from "./harness.js";
+import { missing, openPage, screenshot, Server, signIn, startStory, stopStory, totp } from "./harness.js";
 
 const skip = missing();
 let server: Server;
@@ -18,16 +18,9 @@ let browser: Browser;
 const PASSWORD = "correct horse battery staple";
 
 before(async () => {
-  if (skip) return;
-  server = new Server();
-  await server.start();
-  browser = await launch();
+  if (!skip) ({ server, browser } = await startStory());
 });
-
-after(async () => {
-  await browser?.close();
-  await server?.dispose();
-});
+after(() => stopStory(server, browser));
 
 test("an admin denies an address and a client from it is refused; a viewer cannot change rules", { skip, timeout: 120_000 }, async () => {
   const opsSecret = await server.addAdmin("ops", "admin", PASSWORD);

@@ -12,7 +12,7 @@ import { after, before, test } from "node:test";
 import { client } from "@microbot/sdk";
 import type { Browser } from "playwright-core";
 
-import { launch, missing, openPage, screenshot, Server, signIn, totp, type TestAccount } from "./harness.js";
+import { missing, openPage, screenshot, Server, signIn, startStory, stopStory, type TestAccount, totp } from "./harness.js";
 
 const skip = missing();
 let server: Server;
@@ -22,16 +22,9 @@ const PASSWORD = "correct horse battery staple";
 const RATE_LIMITED = 21;
 
 before(async () => {
-  if (skip) return;
-  server = new Server();
-  await server.start();
-  browser = await launch();
+  if (!skip) ({ server, browser } = await startStory());
 });
-
-after(async () => {
-  await browser?.close();
-  await server?.dispose();
-});
+after(() => stopStory(server, browser));
 
 /** One message from `from` to `to`: undefined, or the server's error code. */
 async function sendCode(from: TestAccount, to: TestAccount, text: string): Promise<number | undefined> {

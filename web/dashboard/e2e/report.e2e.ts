@@ -12,7 +12,7 @@ import { after, before, test } from "node:test";
 
 import type { Browser, Page } from "playwright-core";
 
-import { launch, missing, openPage, screenshot, Server, signIn, totp, type TestAccount } from "./harness.js";
+import { missing, openPage, screenshot, Server, signIn, startStory, stopStory, type TestAccount, totp } from "./harness.js";
 
 const skip = missing();
 let server: Server;
@@ -20,16 +20,9 @@ let browser: Browser;
 const PASSWORD = "correct horse battery staple";
 
 before(async () => {
-  if (skip) return;
-  server = new Server();
-  await server.start();
-  browser = await launch();
+  if (!skip) ({ server, browser } = await startStory());
 });
-
-after(async () => {
-  await browser?.close();
-  await server?.dispose();
-});
+after(() => stopStory(server, browser));
 
 interface Period {
   start: string;

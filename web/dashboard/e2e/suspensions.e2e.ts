@@ -14,7 +14,7 @@ import { after, before, test } from "node:test";
 import { client } from "@microbot/sdk";
 import type { Browser } from "playwright-core";
 
-import { launch, missing, openPage, screenshot, Server, signIn, totp, type TestAccount } from "./harness.js";
+import { missing, openPage, screenshot, Server, signIn, startStory, stopStory, type TestAccount, totp } from "./harness.js";
 
 const skip = missing();
 let server: Server;
@@ -24,16 +24,9 @@ const PASSWORD = "correct horse battery staple";
 const ACCOUNT_SUSPENDED = 24;
 
 before(async () => {
-  if (skip) return;
-  server = new Server();
-  await server.start();
-  browser = await launch();
+  if (!skip) ({ server, browser } = await startStory());
 });
-
-after(async () => {
-  await browser?.close();
-  await server?.dispose();
-});
+after(() => stopStory(server, browser));
 
 /** Resolves with the connection's close error once the server closes it. */
 function closedBy(account: TestAccount): Promise<client.ConnectionError> {

@@ -10,11 +10,9 @@
  * it); skips with a printed reason without them.
  */
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
 import { after, before, test } from "node:test";
 
 import { bytesEqual } from "../src/bytes.js";
@@ -28,6 +26,7 @@ import { totpCode } from "../src/client/totp.js";
 import { IdentityKeyPair } from "../src/identity.js";
 import { LocalPreKeys } from "../src/prekeys.js";
 import { systemRng } from "../src/rng.js";
+import { startLiveServer, type LiveServer } from "./live_server.js";
 
 const BIN_DIR = process.env["MICROBOT_BIN_DIR"];
 const SERVER_BIN = process.env["MICROBOT_SERVER_BIN"] ?? (BIN_DIR ? join(BIN_DIR, "microbot-server") : undefined);
@@ -36,36 +35,19 @@ if (missing) console.log(`# linking_live skipped: ${missing}`);
 
 const PASSWORD = "correct horse battery staple";
 const dir = mkdtempSync(join(tmpdir(), "microbot-ts-linking-"));
-let server: ChildProcess | undefined;
+let live: LiveServer | undefined;
 let address = "";
 let fingerprint = "";
 
 before(async () => {
   if (missing) return;
-  server = spawn(
-    SERVER_BIN!,
-    ["--data-dir", join(dir, "server"), "--listen", "127.0.0.1:0", "--argon2-memory-kib", "64", "--argon2-iterations", "1", "--totp-skew-steps", "10",
-      "--rate-register-per-ip", "0", "--rate-login-per-ip", "0", "--rate-login-per-account", "0", "--login-timeout-secs", "1"],
-    { stdio: ["ignore", "pipe", "pipe"] },
-  );
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error("server did not start")), 20_000);
-    createInterface({ input: server!.stdout! }).on("line", (line) => {
-      const listen = /listening on (\S+)/.exec(line);
-      if (listen) address = listen[1]!;
-      const fp = /fingerprint: ([0-9a-f]{64})/.exec(line);
-      if (fp) fingerprint = fp[1]!;
-      if (address && fingerprint) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    server!.stderr!.resume();
-  });
+  live = await startLiveServer(SERVER_BIN!, join(dir, "server"), ["--login-timeout-secs", "1"]);
+  address = live.address;
+  fingerprint = live.fingerprint;
 });
 
 after(() => {
-  server?.kill("SIGTERM");
+  live?.stop();
   rmSync(dir, { recursive: true, force: true });
 });
 

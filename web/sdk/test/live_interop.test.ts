@@ -13,11 +13,9 @@
  * sets them); skips with a printed reason without them.
  */
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
 import { after, before, test } from "node:test";
 
 import { enrolDevice, login, registerAccount, uploadPreKeys } from "../src/client/account.js";
@@ -31,6 +29,7 @@ import { toHex } from "../src/bytes.js";
 import { IdentityKeyPair } from "../src/identity.js";
 import { LocalPreKeys } from "../src/prekeys.js";
 import { systemRng } from "../src/rng.js";
+import { startLiveServer, type LiveServer, runCli } from "./live_server.js";
 
 const SERVER_BIN = process.env["MICROBOT_SERVER_BIN"];
 const CLI_BIN = process.env["MICROBOT_CLI_BIN"];
@@ -50,7 +49,7 @@ if (missing) console.log(`# live_interop skipped: ${missing} (run cargo test -p 
 
 const PASSWORD = "correct horse battery staple";
 const dir = mkdtempSync(join(tmpdir(), "microbot-ts-interop-"));
-let server: ChildProcess | undefined;
+let live: LiveServer | undefined;
 let address = "";
 let fingerprint = "";
 let certPemPath = join(dir, "server", "cert.pem");
@@ -62,21 +61,7 @@ function cli(args: string[], input = "", onLine?: (line: string, stdin: NodeJS.W
 
 /** Runs the CLI with `args` in `profile`. */
 function cliAs(profile: string, args: string[], input = "", onLine?: (line: string, stdin: NodeJS.WritableStream) => void): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(CLI_BIN!, ["--profile", profile, ...args], {
-      env: { ...process.env, MICROBOT_HOME: join(dir, "cli"), MICROBOT_PASSWORD: PASSWORD, MICROBOT_CONNECT_TIMEOUT: "20", MICROBOT_PASSPHRASE: "" },
-      stdio: ["pipe", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    createInterface({ input: child.stdout! }).on("line", (line) => {
-      stdout += line + "\n";
-      onLine?.(line, child.stdin!);
-    });
-    child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
-    if (!onLine) child.stdin!.end(input);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
+  return runCli(CLI_BIN!, join(dir, "cli"), PASSWORD, profile, args, input, onLine);
 }
 
 before(async () => {
@@ -87,30 +72,13 @@ before(async () => {
     certPemPath = RUNNING_CERT;
     return;
   }
-  server = spawn(
-    SERVER_BIN!,
-    ["--data-dir", join(dir, "server"), "--listen", "127.0.0.1:0", "--argon2-memory-kib", "64", "--argon2-iterations", "1", "--totp-skew-steps", "10",
-      "--rate-register-per-ip", "0", "--rate-login-per-ip", "0", "--rate-login-per-account", "0"],
-    { stdio: ["ignore", "pipe", "pipe"] },
-  );
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error("server did not start")), 20_000);
-    createInterface({ input: server!.stdout! }).on("line", (line) => {
-      const listen = /listening on (\S+)/.exec(line);
-      if (listen) address = listen[1]!;
-      const fp = /fingerprint: ([0-9a-f]{64})/.exec(line);
-      if (fp) fingerprint = fp[1]!;
-      if (address && fingerprint) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    server!.stderr!.resume();
-  });
+  live = await startLiveServer(SERVER_BIN!, join(dir, "server"));
+  address = live.address;
+  fingerprint = live.fingerprint;
 });
 
 after(() => {
-  server?.kill("SIGTERM");
+  live?.stop();
   rmSync(dir, { recursive: true, force: true });
 });
 

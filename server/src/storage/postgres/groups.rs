@@ -97,23 +97,28 @@ async fn devices_of(tx: &Tx<'_, '_>, accounts: &BTreeSet<i64>) -> PgResult<Vec<u
 /// device list (SPEC.md §20), only the devices it lists.
 async fn recipients_of(tx: &Tx<'_, '_>, accounts: &BTreeSet<i64>) -> PgResult<Vec<u64>> {
     let accounts: Vec<i64> = accounts.iter().copied().collect();
-    let rows = tx
+    let devices = tx
         .query(
-            "SELECT d.id, l.list FROM devices d LEFT JOIN device_lists l ON l.account_id = d.account_id \
-             WHERE d.account_id = ANY($1) AND NOT d.removed ORDER BY d.account_id, d.id",
+            "SELECT account_id, id FROM devices WHERE account_id = ANY($1) AND NOT removed \
+             ORDER BY account_id, id",
             &[&accounts],
         )
         .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let id = net_id(col(row, 0)?);
-        let list: Option<Vec<u8>> = col(row, 1)?;
-        if crate::storage::device_lists::listed_in(list.as_deref()).is_none_or(|l| l.contains(&id))
-        {
-            out.push(id);
-        }
-    }
-    Ok(out)
+    let lists = tx
+        .query(
+            "SELECT account_id, list FROM device_lists WHERE account_id = ANY($1)",
+            &[&accounts],
+        )
+        .await?;
+    let devices = devices
+        .iter()
+        .map(|r| Ok((col(r, 0)?, net_id(col(r, 1)?))))
+        .collect::<PgResult<Vec<_>>>()?;
+    let lists = lists
+        .iter()
+        .map(|r| Ok((col(r, 0)?, col(r, 1)?)))
+        .collect::<PgResult<Vec<_>>>()?;
+    Ok(crate::storage::device_lists::keep_listed(devices, lists))
 }
 
 fn member_ids(group: &GroupRecord) -> BTreeSet<i64> {

@@ -89,21 +89,20 @@ fn recipients_of(tx: &Connection, accounts: &BTreeSet<i64>) -> StorageResult<Vec
     let mut stmt = tx
         .prepare_cached("SELECT list FROM device_lists WHERE account_id = ?1")
         .map_err(db)?;
-    let mut out = Vec::new();
-    for account in accounts {
-        let list: Option<Vec<u8>> = stmt
-            .query_row([account], |r| r.get(0))
+    let mut devices = Vec::new();
+    let mut lists = Vec::new();
+    for &account in accounts {
+        if let Some(list) = stmt
+            .query_row([account], |r| r.get::<_, Vec<u8>>(0))
             .optional()
-            .map_err(db)?;
-        let listed = crate::storage::device_lists::listed_in(list.as_deref());
-        let devices = devices_of(tx, &BTreeSet::from([*account]))?;
-        out.extend(
-            devices
-                .into_iter()
-                .filter(|d| listed.as_ref().is_none_or(|l| l.contains(d))),
-        );
+            .map_err(db)?
+        {
+            lists.push((account, list));
+        }
+        let ids = devices_of(tx, &BTreeSet::from([account]))?;
+        devices.extend(ids.into_iter().map(|id| (account, id)));
     }
-    Ok(out)
+    Ok(crate::storage::device_lists::keep_listed(devices, lists))
 }
 
 fn member_ids(group: &GroupRecord) -> BTreeSet<i64> {
