@@ -50,6 +50,9 @@ use crate::storage::attachments::ATTACHMENT_ID_LEN;
 
 /// Largest stream header accepted.
 pub const MAX_HEADER_LEN: usize = 4096;
+/// The HTTP path under which attachment ciphertext is served by id
+/// (attachment_http.rs, SPEC.md §12.16).
+pub const ATTACHMENT_PATH_PREFIX: &str = "/v1/attachments/";
 /// Bytes read or written at a time.
 pub const CHUNK: usize = 64 * 1024;
 
@@ -145,7 +148,7 @@ fn attachment_id(bytes: &[u8]) -> Result<AttachmentId, ApiError> {
         .map_err(|_| ApiError::invalid("attachment_id must be 16 bytes"))
 }
 
-fn file_path(state: &ServerState, id: &AttachmentId) -> PathBuf {
+pub(crate) fn file_path(state: &ServerState, id: &AttachmentId) -> PathBuf {
     state.config.attachments_dir().join(hex::encode(id))
 }
 
@@ -232,7 +235,11 @@ pub async fn download_request(
     })
 }
 
-async fn complete_attachment(
+/// The record of a complete, unexpired attachment.
+///
+/// # Errors
+/// `UNKNOWN_ATTACHMENT` (also while the upload is unfinished).
+pub(crate) async fn complete_attachment(
     state: &Arc<ServerState>,
     id: &[u8],
 ) -> Result<AttachmentRecord, ApiError> {

@@ -16,6 +16,7 @@
 )]
 
 pub mod admin;
+pub mod attachment_http;
 pub mod attachments;
 pub mod auth;
 pub mod backup;

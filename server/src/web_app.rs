@@ -71,8 +71,20 @@ pub fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
     response
 }
 
+/// The `405` of a method other than `GET` and `HEAD`.
+pub fn method_not_allowed() -> Response<Body> {
+    let mut response = plain(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "Only GET and HEAD are answered here.\n",
+    );
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+    response
+}
+
 /// Adds the headers every answer carries.
-fn secure<B>(response: &mut Response<B>) {
+pub(crate) fn secure<B>(response: &mut Response<B>) {
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
@@ -108,14 +120,7 @@ pub fn is_hashed_asset(path: &str) -> bool {
 /// Answers one request for a file of the app in `dir`.
 pub async fn respond<B>(dir: &Path, request: Request<B>) -> Response<Body> {
     if request.method() != Method::GET && request.method() != Method::HEAD {
-        let mut response = plain(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "Only GET and HEAD are answered here.\n",
-        );
-        response
-            .headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-        return response;
+        return method_not_allowed();
     }
     if !tokio::fs::metadata(dir).await.is_ok_and(|m| m.is_dir()) {
         return plain(StatusCode::NOT_FOUND, NOT_BUILT);

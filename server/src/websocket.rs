@@ -56,6 +56,8 @@ use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{Message, WebSocketConfig};
 
+use crate::attachment_http;
+use crate::attachments;
 use crate::bus::BusEvent;
 use crate::connection::{self, HELLO_TIMEOUT, SHUTDOWN_RETRY_AFTER_MS};
 use crate::dispatch::{Close, Reply, RequestHandler};
@@ -309,6 +311,13 @@ impl HttpConn {
             *lock(&self.files_slot) = Some(slot);
             drop(lock(&self.handshake).take());
             self.serving_files.store(true, Ordering::Relaxed);
+        }
+        if request
+            .uri()
+            .path()
+            .starts_with(attachments::ATTACHMENT_PATH_PREFIX)
+        {
+            return attachment_http::respond(&self.state, request).await;
         }
         web_app::respond(&self.state.config.web_app_dir, request).await
     }

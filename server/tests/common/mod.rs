@@ -17,6 +17,8 @@ use microbot_protocol::transport::{
 };
 use microbot_server::{Config, Server, ShutdownHandle};
 
+pub mod attachments;
+
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A config for tests: temp data dir, port 0, cheap argon2, a wide TOTP
@@ -569,17 +571,69 @@ impl Client {
 /// A plain HTTP/1.1 GET on `addr` (the admin listener on loopback):
 /// (status, body).
 pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let answer = http_request(addr, "GET", path, &[]).await;
+    (answer.status, String::from_utf8(answer.body).unwrap())
+}
+
+/// An HTTP/1.1 answer read to the end of the connection.
+pub struct HttpAnswer {
+    pub status: u16,
+    /// Header lines as (lowercase name, value).
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpAnswer {
+    /// The value of header `name` (lowercase), if present.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One plain HTTP/1.1 request on a fresh connection that is closed after
+/// the answer; `headers` are extra `Name: value` lines.
+pub async fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> HttpAnswer {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut all = Vec::new();
+    tokio::time::timeout(TIMEOUT, stream.read_to_end(&mut all))
         .await
+        .unwrap()
         .unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).await.unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, body.to_owned())
+    let split = all.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8(all[..split].to_vec()).unwrap();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    HttpAnswer {
+        status,
+        headers,
+        body: all[split + 4..].to_vec(),
+    }
 }
 
 /// The value of the unlabelled series `name` in a Prometheus text body.
