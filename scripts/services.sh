@@ -36,11 +36,12 @@ command -v pg_ctlcluster >/dev/null 2>&1 || missing+=(postgresql-common)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 [ -x /usr/sbin/nginx ] || missing+=(nginx)
+[ -f /usr/lib/nginx/modules/ngx_stream_module.so ] || missing+=(libnginx-mod-stream)
 if [ "${#missing[@]}" -gt 0 ]; then
     log "installing ${missing[*]}"
     as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q >&2
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-        postgresql postgresql-common redis-server chromium nginx >&2
+        postgresql postgresql-common redis-server chromium nginx libnginx-mod-stream >&2
 fi
 
 # PostgreSQL: the distribution's cluster (newest version), listening on

@@ -7,38 +7,21 @@
 //! byte, and a cut download resumes with a range.
 
 mod common;
+#[path = "support/nginx.rs"]
+mod nginx;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 
 use common::attachments::{start_upload, upload};
 use common::*;
 
-/// An nginx caching `/v1/attachments/` of `origin`; killed on drop.
-struct CachingNginx {
-    addr: SocketAddr,
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl CachingNginx {
-    fn start(binary: &Path, origin: SocketAddr) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        // Workers run as an unprivileged user when nginx starts as root.
-        std::fs::set_permissions(
-            dir.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(0o777),
-        )
-        .unwrap();
-        let addr = free_port();
-        let d = dir.path().display();
-        let config = format!(
-            "worker_processes 1;\n\
-             error_log {d}/error.log;\n\
-             pid {d}/nginx.pid;\n\
-             events {{ worker_connections 64; }}\n\
-             http {{\n\
+/// An nginx caching `/v1/attachments/` of `origin` at `listen`.
+fn caching_config(listen: SocketAddr, origin: SocketAddr) -> impl Fn(&Path) -> String {
+    move |dir| {
+        let d = dir.display();
+        format!(
+            "http {{\n\
                access_log off;\n\
                client_body_temp_path {d}/body;\n\
                proxy_temp_path {d}/proxy;\n\
@@ -47,7 +30,7 @@ impl CachingNginx {
                scgi_temp_path {d}/scgi;\n\
                proxy_cache_path {d}/cache levels=1:2 keys_zone=attachments:1m max_size=64m inactive=1h use_temp_path=off;\n\
                server {{\n\
-                 listen {addr};\n\
+                 listen {listen};\n\
                  location /v1/attachments/ {{\n\
                    proxy_pass http://{origin};\n\
                    proxy_http_version 1.1;\n\
@@ -58,50 +41,8 @@ impl CachingNginx {
                  }}\n\
                }}\n\
              }}\n"
-        );
-        let conf = dir.path().join("nginx.conf");
-        std::fs::write(&conf, config).unwrap();
-        let child = Command::new(binary)
-            .arg("-p")
-            .arg(dir.path())
-            .arg("-c")
-            .arg(&conf)
-            .args(["-g", "daemon off;"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        Self {
-            addr,
-            child,
-            _dir: dir,
-        }
+        )
     }
-
-    async fn wait_ready(&self) {
-        let deadline = tokio::time::Instant::now() + TIMEOUT;
-        while tokio::net::TcpStream::connect(self.addr).await.is_err() {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "nginx did not listen"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-    }
-}
-
-impl Drop for CachingNginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
 }
 
 async fn bytes_out(server: &TestServer) -> u64 {
@@ -137,8 +78,7 @@ async fn cut_download(addr: SocketAddr, path: &str, keep: usize) -> Vec<u8> {
 
 #[tokio::test]
 async fn attachments_are_served_by_id_for_caches_and_an_nginx_cache_serves_the_second_download() {
-    let Some(nginx) = std::env::var_os("MICROBOT_NGINX") else {
-        eprintln!("skipped: MICROBOT_NGINX is not set (scripts/services.sh sets it)");
+    let Some(nginx) = nginx::binary() else {
         return;
     };
     let server = TestServer::start_with(|c| {
@@ -215,9 +155,10 @@ async fn attachments_are_served_by_id_for_caches_and_an_nginx_cache_serves_the_s
 
     // Through the cache: the first download reaches the origin, the second
     // does not, and a cut download resumes from the cache with a range.
-    let cdn = CachingNginx::start(Path::new(&nginx), server.addr);
-    cdn.wait_ready().await;
-    let first = http_request(cdn.addr, "GET", &path, &[]).await;
+    let cdn = nginx::free_addr();
+    let cache = nginx::Nginx::start(&nginx, caching_config(cdn, server.addr));
+    cache.wait_listening(cdn).await;
+    let first = http_request(cdn, "GET", &path, &[]).await;
     assert_eq!(
         (first.status, first.header("x-cache-status")),
         (200, Some("MISS"))
@@ -226,7 +167,7 @@ async fn attachments_are_served_by_id_for_caches_and_an_nginx_cache_serves_the_s
     let after_first = bytes_out(&server).await;
     assert_eq!(after_first, served_by_origin + data.len() as u64);
 
-    let second = http_request(cdn.addr, "GET", &path, &[]).await;
+    let second = http_request(cdn, "GET", &path, &[]).await;
     assert_eq!(
         (second.status, second.header("x-cache-status")),
         (200, Some("HIT"))
@@ -239,9 +180,9 @@ async fn attachments_are_served_by_id_for_caches_and_an_nginx_cache_serves_the_s
             .ends_with("immutable")
     );
 
-    let start = cut_download(cdn.addr, &path, 100_000).await;
+    let start = cut_download(cdn, &path, 100_000).await;
     let range = format!("bytes={}-", start.len());
-    let rest = http_request(cdn.addr, "GET", &path, &[("Range", &range)]).await;
+    let rest = http_request(cdn, "GET", &path, &[("Range", &range)]).await;
     assert_eq!(
         (rest.status, rest.header("x-cache-status")),
         (206, Some("HIT"))

@@ -14,26 +14,13 @@
 #[path = "support/cluster.rs"]
 mod support;
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use microbot_client::{ConnectionState, Conversation, Event, ServerConfig};
-use microbot_protocol::MessageId;
-use support::{ClusterSpec, Node, Schema, services, user, wait_for};
+use microbot_client::{Conversation, Event, ServerConfig};
+use support::{ClusterSpec, Ledger, Node, Schema, services, user, wait_for};
 
 const USERS: usize = 6;
 const ROUNDS: usize = 8;
-
-/// What one device saw: received message ids (with repeats) and
-/// acknowledged sends.
-#[derive(Default)]
-struct Seen {
-    received: Vec<MessageId>,
-    acknowledged: HashSet<MessageId>,
-    /// Logins after recording started.
-    connected: usize,
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn acknowledged_messages_arrive_exactly_once_when_a_node_is_killed() {
@@ -95,28 +82,11 @@ async fn acknowledged_messages_arrive_exactly_once_when_a_node_is_killed() {
     }
 
     // Every device's events are recorded from now on.
-    let seen: Vec<Arc<Mutex<Seen>>> = (0..USERS).map(|_| Arc::default()).collect();
-    for (device, record) in devices.iter_mut().zip(&seen) {
-        let mut events = device.events.take().unwrap();
-        let record = Arc::clone(record);
-        tokio::spawn(async move {
-            while let Some(event) = events.next().await {
-                let mut record = record.lock().unwrap();
-                match event {
-                    Event::Message(m) => record.received.push(m.message_id),
-                    Event::Sent { message_id, .. } => {
-                        record.acknowledged.insert(message_id);
-                    }
-                    Event::Connection(ConnectionState::Connected) => record.connected += 1,
-                    _ => {}
-                }
-            }
-        });
+    let mut ledger = Ledger::default();
+    for device in &mut devices {
+        ledger.record(device.events.take().unwrap());
     }
 
-    // Expected deliveries: recipient index → message ids.
-    let mut expected: Vec<HashSet<MessageId>> = vec![HashSet::new(); USERS];
-    let mut queued: Vec<HashSet<MessageId>> = vec![HashSet::new(); USERS];
     let group_chat = Conversation::Group(group);
     for round in 0..ROUNDS {
         if round == ROUNDS / 2 {
@@ -124,79 +94,33 @@ async fn acknowledged_messages_arrive_exactly_once_when_a_node_is_killed() {
             // clients find the next address of their list.
             nodes[victim].kill();
         }
-        for i in 0..USERS {
+        for (i, device) in devices.iter().enumerate() {
             let to = (i + 1) % USERS;
             let direct = Conversation::Direct(format!("user{to}"));
-            let id = devices[i]
+            let id = device
                 .account
                 .send_text(&direct, &format!("direct {i}->{to} #{round}"))
                 .unwrap();
-            expected[to].insert(id);
-            queued[i].insert(id);
+            ledger.sent(i, id, [to]);
             if round % 2 == i % 2 {
-                let id = devices[i]
+                let id = device
                     .account
                     .send_text(&group_chat, &format!("group from {i} #{round}"))
                     .unwrap();
-                for (r, set) in expected.iter_mut().enumerate() {
-                    if r != i {
-                        set.insert(id);
-                    }
-                }
-                queued[i].insert(id);
+                ledger.sent(i, id, (0..USERS).filter(|r| *r != i));
             }
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 
-    // Wait until every queued message is acknowledged and delivered.
-    let complete = |seen: &[Arc<Mutex<Seen>>]| {
-        (0..USERS).all(|i| {
-            let s = seen[i].lock().unwrap();
-            let got: HashSet<_> = s.received.iter().copied().collect();
-            queued[i].is_subset(&s.acknowledged) && expected[i].is_subset(&got)
+    ledger
+        .assert_exactly_once(Duration::from_secs(90), || {
+            format!("node logs:\n{}", nodes[survivor].log())
         })
-    };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    while !complete(&seen) && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    // A little longer, so a late duplicate would be seen.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-
-    for i in 0..USERS {
-        let s = seen[i].lock().unwrap();
-        let missing_acks = queued[i].difference(&s.acknowledged).count();
-        assert_eq!(missing_acks, 0, "user{i}: sends never acknowledged");
-        let mut counts: HashMap<MessageId, usize> = HashMap::new();
-        for id in &s.received {
-            *counts.entry(*id).or_default() += 1;
-        }
-        let missing = expected[i]
-            .iter()
-            .filter(|id| !counts.contains_key(*id))
-            .count();
-        let repeated = counts.values().filter(|n| **n > 1).count();
-        let unexpected = counts
-            .keys()
-            .filter(|id| !expected[i].contains(*id))
-            .count();
-        assert_eq!(
-            (missing, repeated, unexpected),
-            (0, 0, 0),
-            "user{i}: {} expected, {} distinct received{}",
-            expected[i].len(),
-            counts.len(),
-            if missing > 0 {
-                format!("; node logs:\n{}", nodes[survivor].log())
-            } else {
-                String::new()
-            }
-        );
-    }
+        .await;
     for &i in &moved {
         assert!(
-            seen[i].lock().unwrap().connected >= 1,
+            ledger.logins(i) >= 1,
             "user{i} logged in again after node {victim} died"
         );
         let now = devices[i].account.connected_to().expect("connected");
@@ -206,7 +130,7 @@ async fn acknowledged_messages_arrive_exactly_once_when_a_node_is_killed() {
         nodes[survivor].log().matches("Redis bus linked").count() == 1,
         "node {survivor} kept its Redis link"
     );
-    let total: usize = expected.iter().map(HashSet::len).sum();
+    let total = ledger.total_expected();
     assert!(total >= USERS * ROUNDS, "traffic was exchanged ({total})");
     for device in &devices {
         device.account.disconnect().await;

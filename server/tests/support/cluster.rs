@@ -5,8 +5,12 @@
 
 #[path = "engines.rs"]
 mod engines;
+#[path = "ledger.rs"]
+mod ledger;
 #[allow(unused_imports)] // each test file uses a different part
 pub use engines::{Schema, random_hex, services};
+#[allow(unused_imports)]
+pub use ledger::Ledger;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -99,6 +103,22 @@ impl Node {
             fingerprint,
             dir,
         }
+    }
+
+    /// SIGTERM: the node drains (SPEC.md §12.9) and exits; waits for the
+    /// exit and asserts it was clean.
+    pub fn terminate(&mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let exit = self.child.wait().unwrap();
+        assert!(
+            exit.success(),
+            "drained node exited with {exit}: {}",
+            self.log()
+        );
     }
 
     /// SIGKILL: no drain, no goodbye.
