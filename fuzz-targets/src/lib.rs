@@ -23,6 +23,8 @@
 //!   certificates (SPEC.md §19).
 //! - [`device_list`]: parsing and verifying signed device lists (SPEC.md §20).
 //! - [`attachment`]: STREAM attachment decryption (SPEC.md §7).
+//! - [`attachment_http`]: the id and `If-None-Match` of an attachment
+//!   download over HTTP (SPEC.md §12.16).
 //! - [`state`]: every persisted state's `from_bytes` (SPEC.md §5.7, §6.7, §9).
 //! - [`bot`]: the bot framework's command, delay and reminder-file parsers.
 //! - [`admin`]: what a node reads from the others for the dashboard
@@ -34,6 +36,7 @@
 
 pub mod admin;
 pub mod attachment;
+pub mod attachment_http;
 pub mod bot;
 pub mod device_list;
 pub mod fixtures;
@@ -68,6 +71,10 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("sender_key_mutated", sender_key::sender_key_mutated),
     ("attachment_decrypt", attachment::attachment_decrypt),
     ("attachment_mutated", attachment::attachment_mutated),
+    (
+        "attachment_http_path",
+        attachment_http::attachment_http_path,
+    ),
     ("stored_state", state::stored_state),
     ("server_handler", server_handler::server_handler),
     ("sealed_sender_open", sealed_sender::sealed_sender_open),

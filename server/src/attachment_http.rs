@@ -101,8 +101,9 @@ pub async fn respond<B>(state: &Arc<ServerState>, request: Request<B>) -> Respon
     response
 }
 
-/// The 16-byte id from its 32 lowercase hex digits.
-fn parse_id(text: &str) -> Option<[u8; 16]> {
+/// The 16-byte id from its 32 lowercase hex digits; `None` for anything
+/// else.
+pub fn parse_id(text: &str) -> Option<[u8; 16]> {
     if text.len() != 32 || !text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
         return None;
     }
@@ -117,10 +118,18 @@ fn matches_etag<B>(request: &Request<B>, etag: &str) -> bool {
         .headers()
         .get_all(header::IF_NONE_MATCH)
         .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .map(|tag| tag.trim().trim_start_matches("W/"))
-        .any(|tag| tag == "*" || tag == etag)
+        .any(|value| if_none_match_names(value.as_bytes(), etag))
+}
+
+/// True when one `If-None-Match` header value (a comma-separated list of
+/// entity tags, weak or strong, or `*`) names `etag`.
+pub fn if_none_match_names(value: &[u8], etag: &str) -> bool {
+    std::str::from_utf8(value).is_ok_and(|value| {
+        value
+            .split(',')
+            .map(|tag| tag.trim().trim_start_matches("W/"))
+            .any(|tag| tag == "*" || tag == etag)
+    })
 }
 
 fn finish_headers(response: &mut Response<Body>, etag: HeaderValue, cache: HeaderValue) {

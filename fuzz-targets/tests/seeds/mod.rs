@@ -73,7 +73,25 @@ pub fn all() -> Vec<Seed> {
     seeds.extend(bot_inputs());
     seeds.extend(device_lists());
     seeds.extend(admin_inputs());
+    seeds.extend(attachment_http_paths());
     seeds
+}
+
+/// Attachment ids and `If-None-Match` values as HTTP requests carry them
+/// (SPEC.md §12.16).
+fn attachment_http_paths() -> Vec<Seed> {
+    [
+        ("id", &b"00112233445566778899aabbccddeeff"[..]),
+        ("id-upper", b"00112233445566778899AABBCCDDEEFF"),
+        (
+            "if-none-match-list",
+            b"\"ffff\", W/\"00112233445566778899aabbccddeeff\"",
+        ),
+        ("if-none-match-any", b"*"),
+    ]
+    .into_iter()
+    .map(|(name, bytes)| seed("attachment_http_path", name, bytes.to_vec()))
+    .collect()
 }
 
 /// Node snapshots as a node reads them from the bus (SPEC.md §18.7 Nodes).
