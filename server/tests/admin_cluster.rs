@@ -4,7 +4,9 @@
 //! open connections, charts B's and the cluster's connections from the
 //! points B publishes, and marks B stale once B has stopped. A send rate
 //! lowered on node A's dashboard refuses sends on node B within the refresh
-//! period, and removing it lets them through again. Skipped without
+//! period, and removing it lets them through again; the same for the
+//! group-change rate (one of the rates editable since issue 19's second
+//! point). Skipped without
 //! `MICROBOT_TEST_POSTGRES` / `MICROBOT_TEST_REDIS`.
 
 mod common;
@@ -255,20 +257,53 @@ async fn send_once(from: &mut Device, to: u64) -> Option<microbot_protocol::tran
     }
 }
 
+/// Two nodes on one PostgreSQL schema and Redis namespace, A with an admin
+/// listener and an admin session on it: the set-up of the rate-limit tests.
+struct TwoNodes {
+    /// Dropped last: the schema both nodes use.
+    _schema: engines::Schema,
+    a: TestServer,
+    b: TestServer,
+    /// Node A's admin listener.
+    addr: SocketAddr,
+    /// An admin session cookie on node A.
+    cookie: String,
+}
+
+impl TwoNodes {
+    /// Started, or `None` (skipped) without PostgreSQL and Redis.
+    async fn start(test: &str, tag: &str) -> Option<Self> {
+        let (pg, redis) = engines::services(test)?;
+        let schema = engines::Schema::new(&pg, &format!("admin_cluster_{tag}"));
+        let namespace = format!("test-{tag}-{}", engines::random_hex(4));
+        let a = TestServer::start_with(node_config(&schema.url, &redis, &namespace, true)).await;
+        let b = TestServer::start_with(node_config(&schema.url, &redis, &namespace, false)).await;
+        let addr = a.metrics_addr.unwrap();
+        let cookie = admin_session(schema.url.clone(), addr).await;
+        Some(Self {
+            _schema: schema,
+            a,
+            b,
+            addr,
+            cookie,
+        })
+    }
+
+    async fn stop(self) {
+        self.b.stop().await;
+        self.a.stop().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_send_rate_lowered_on_node_a_refuses_sends_on_node_b() {
     use microbot_protocol::transport::ErrorCode;
-    let Some((pg, redis)) = engines::services("admin_cluster::a_send_rate_lowered") else {
+    let Some(nodes) = TwoNodes::start("admin_cluster::a_send_rate_lowered", "rates").await else {
         return;
     };
-    let schema = engines::Schema::new(&pg, "admin_cluster_rates");
-    let namespace = format!("test-rates-{}", engines::random_hex(4));
-    let a = TestServer::start_with(node_config(&schema.url, &redis, &namespace, true)).await;
-    let b = TestServer::start_with(node_config(&schema.url, &redis, &namespace, false)).await;
-    let addr = a.metrics_addr.unwrap();
-    let cookie = admin_session(schema.url.clone(), addr).await;
-    let mut ann = new_device(&b, "ann").await;
-    let ben = new_device(&b, "ben").await;
+    let (b, addr, cookie) = (&nodes.b, nodes.addr, nodes.cookie.clone());
+    let mut ann = new_device(b, "ann").await;
+    let ben = new_device(b, "ben").await;
     // The configured rate (1200 a minute) lets a burst through.
     for _ in 0..5 {
         assert_eq!(send_once(&mut ann, ben.device_id).await, None);
@@ -362,6 +397,90 @@ async fn a_send_rate_lowered_on_node_a_refuses_sends_on_node_b() {
     .await;
     assert_eq!(status, 404);
     drop((ann, ben));
-    b.stop().await;
-    a.stop().await;
+    nodes.stop().await;
+}
+
+/// One group created by `by` (a fresh id each time, no other members); the
+/// error code, if refused.
+async fn create_group(by: &mut Device) -> Option<microbot_protocol::transport::ErrorCode> {
+    use microbot_protocol::transport::{self, client_frame::Request, response};
+    let request = Request::CreateGroup(transport::CreateGroupRequest {
+        group_id: random_bytes(16),
+        members: Vec::new(),
+        encrypted_metadata: random_bytes(8),
+    });
+    match by.client.request(request).await {
+        response::Result::Error(e) => Some(code(&e)),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_change_rate_lowered_on_node_a_refuses_group_changes_on_node_b() {
+    use microbot_protocol::transport::ErrorCode;
+    let Some(nodes) = TwoNodes::start("admin_cluster::a_group_change_rate", "group_rates").await
+    else {
+        return;
+    };
+    let (addr, cookie) = (nodes.addr, nodes.cookie.as_str());
+    let csrf = "X-Microbot-Admin: 1";
+    let mut ann = new_device(&nodes.b, "ann").await;
+    // The configured rate (60 a minute) lets a burst through.
+    for _ in 0..3 {
+        assert_eq!(create_group(&mut ann).await, None);
+    }
+    let lower = r#"{"name":"rate_group_change_per_account","per_minute":1}"#;
+    let (status, answer) = request(
+        addr,
+        "PUT",
+        "/admin/api/rate-limits",
+        &[cookie, csrf],
+        lower,
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let listed: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    let row = listed["limits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "rate_group_change_per_account")
+        .unwrap()
+        .clone();
+    assert_eq!(row["config"], 60);
+    assert_eq!(row["effective"], 1);
+    // Node B picks it up within its refresh period: ann's group changes are refused.
+    let started = tokio::time::Instant::now();
+    while create_group(&mut ann).await != Some(ErrorCode::RateLimited) {
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "node B never applied the lowered group-change rate"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, audit) = request(addr, "GET", "/admin/api/audit", &[cookie], "").await;
+    assert!(
+        audit.contains("set rate_group_change_per_account to 1 per minute"),
+        "{audit}"
+    );
+    // Back to the setting: B lets group changes through again.
+    let (status, answer) = request(
+        addr,
+        "DELETE",
+        "/admin/api/rate-limits?name=rate_group_change_per_account",
+        &[cookie, csrf],
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let started = tokio::time::Instant::now();
+    while create_group(&mut ann).await.is_some() {
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "node B never went back to the configured group-change rate"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(ann);
+    nodes.stop().await;
 }
