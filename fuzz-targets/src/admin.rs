@@ -17,7 +17,7 @@ use microbot_server::limits::EDITABLE;
 pub fn admin_input(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     if let Ok(name) = rate_limits::editable(&text) {
-        assert!(EDITABLE.iter().any(|(known, _)| *known == name));
+        assert!(EDITABLE.iter().any(|e| e.name == name));
     }
     if let Ok(secs) = rollups::parse_range(&text) {
         assert!((rollups::MIN_RANGE_SECS..=rollups::MAX_RANGE_SECS).contains(&secs));

@@ -116,31 +116,79 @@ impl Drop for ConnectionSlot {
     }
 }
 
-/// The per-minute rates an admin may change on the dashboard (SPEC.md
-/// §18.7 Rate limits): the setting's name and what it limits.
-pub const EDITABLE: &[(&str, &str)] = &[
-    (
-        "rate_register_per_ip",
-        "registrations and provisioning slots per minute per source address",
-    ),
-    ("rate_login_per_ip", "logins per minute per source address"),
-    (
-        "rate_login_per_account",
-        "credential checks per minute per account",
-    ),
-    (
-        "rate_send_per_account",
-        "sends per minute per account (sealed sends: per source address and per recipient key)",
-    ),
-    (
-        "rate_prekey_fetch_per_account",
-        "prekey fetches per minute per account",
-    ),
-    (
-        "rate_upload_per_account",
-        "attachment uploads per minute per account",
-    ),
+/// One per-minute rate an admin may change on the dashboard (SPEC.md
+/// §18.7 Rate limits): the one rule for its name, what it limits and where
+/// its default (the server's setting) comes from; every editable rate may
+/// be set from 0 (off) to [`MAX_EDITABLE_PER_MINUTE`].
+#[derive(Debug)]
+pub struct Editable {
+    /// The setting's name (as in the configuration file).
+    pub name: &'static str,
+    /// What it limits.
+    pub description: &'static str,
+    /// The server's setting, used while no override is stored.
+    pub configured: fn(&Config) -> u32,
+}
+
+/// The per-minute rates an admin may change on the dashboard; the admin
+/// API, the stored overrides and the dashboard's list all come from here.
+pub const EDITABLE: &[Editable] = &[
+    Editable {
+        name: "rate_register_per_ip",
+        description: "registrations and provisioning slots per minute per source address",
+        configured: |c| c.rate_register_per_ip,
+    },
+    Editable {
+        name: "rate_login_per_ip",
+        description: "logins per minute per source address",
+        configured: |c| c.rate_login_per_ip,
+    },
+    Editable {
+        name: "rate_login_per_account",
+        description: "credential checks per minute per account",
+        configured: |c| c.rate_login_per_account,
+    },
+    Editable {
+        name: "rate_send_per_account",
+        description: "sends and recipient devices per minute per account (sealed sends: per source address and per recipient key)",
+        configured: |c| c.rate_send_per_account,
+    },
+    Editable {
+        name: "rate_prekey_fetch_per_account",
+        description: "prekey fetches per minute per account",
+        configured: |c| c.rate_prekey_fetch_per_account,
+    },
+    Editable {
+        name: "rate_upload_per_account",
+        description: "attachment uploads per minute per account",
+        configured: |c| c.rate_upload_per_account,
+    },
+    Editable {
+        name: "rate_group_change_per_account",
+        description: "group changes per minute per account",
+        configured: |c| c.rate_group_change_per_account,
+    },
+    Editable {
+        name: "rate_group_change_per_group",
+        description: "changes per minute per group",
+        configured: |c| c.rate_group_change_per_group,
+    },
+    Editable {
+        name: "rate_prekey_upload_per_account",
+        description: "prekey uploads per minute per account",
+        configured: |c| c.rate_prekey_upload_per_account,
+    },
+    Editable {
+        name: "rate_prekey_fetch_per_target",
+        description: "prekey fetches per minute of one account by one fetcher",
+        configured: |c| c.rate_prekey_fetch_per_target,
+    },
 ];
+
+/// The editable rate called `name`, if there is one.
+pub fn editable(name: &str) -> Option<&'static Editable> {
+    EDITABLE.iter().find(|e| e.name == name)
+}
 
 /// The highest rate an admin may set, per minute.
 pub const MAX_EDITABLE_PER_MINUTE: u32 = 1_000_000;
@@ -348,16 +396,7 @@ impl Limits {
     /// The configured value of an editable rate ([`EDITABLE`]), `None` for
     /// another name.
     pub fn configured_rate(&self, name: &str) -> Option<u32> {
-        let c = &self.config;
-        Some(match name {
-            "rate_register_per_ip" => c.rate_register_per_ip,
-            "rate_login_per_ip" => c.rate_login_per_ip,
-            "rate_login_per_account" => c.rate_login_per_account,
-            "rate_send_per_account" => c.rate_send_per_account,
-            "rate_prekey_fetch_per_account" => c.rate_prekey_fetch_per_account,
-            "rate_upload_per_account" => c.rate_upload_per_account,
-            _ => return None,
-        })
+        editable(name).map(|e| (e.configured)(&self.config))
     }
 
     /// The rate in force for an editable limit: its dashboard override, or
@@ -375,10 +414,7 @@ impl Limits {
         let map = overrides
             .iter()
             .filter_map(|(name, n)| {
-                EDITABLE
-                    .iter()
-                    .find(|(known, _)| known == name)
-                    .map(|(known, _)| (*known, (*n).min(MAX_EDITABLE_PER_MINUTE)))
+                editable(name).map(|e| (e.name, (*n).min(MAX_EDITABLE_PER_MINUTE)))
             })
             .collect();
         *lock(&self.overrides) = Arc::new(map);

@@ -4,7 +4,9 @@
 //! open connections, charts B's and the cluster's connections from the
 //! points B publishes, and marks B stale once B has stopped. A send rate
 //! lowered on node A's dashboard refuses sends on node B within the refresh
-//! period, and removing it lets them through again. Skipped without
+//! period, and removing it lets them through again; the same for the
+//! group-change rate (editable since issue 19's second point), lowered in
+//! the same test so that both share one wait for the reload. Skipped without
 //! `MICROBOT_TEST_POSTGRES` / `MICROBOT_TEST_REDIS`.
 
 mod common;
@@ -255,23 +257,74 @@ async fn send_once(from: &mut Device, to: u64) -> Option<microbot_protocol::tran
     }
 }
 
+/// Two nodes on one PostgreSQL schema and Redis namespace, A with an admin
+/// listener and an admin session on it: the set-up of the rate-limit tests.
+struct TwoNodes {
+    /// Dropped last: the schema both nodes use.
+    _schema: engines::Schema,
+    a: TestServer,
+    b: TestServer,
+    /// Node A's admin listener.
+    addr: SocketAddr,
+    /// An admin session cookie on node A.
+    cookie: String,
+}
+
+impl TwoNodes {
+    /// Started, or `None` (skipped) without PostgreSQL and Redis.
+    async fn start(test: &str, tag: &str) -> Option<Self> {
+        let (pg, redis) = engines::services(test)?;
+        let schema = engines::Schema::new(&pg, &format!("admin_cluster_{tag}"));
+        let namespace = format!("test-{tag}-{}", engines::random_hex(4));
+        let a = TestServer::start_with(node_config(&schema.url, &redis, &namespace, true)).await;
+        let b = TestServer::start_with(node_config(&schema.url, &redis, &namespace, false)).await;
+        let addr = a.metrics_addr.unwrap();
+        let cookie = admin_session(schema.url.clone(), addr).await;
+        Some(Self {
+            _schema: schema,
+            a,
+            b,
+            addr,
+            cookie,
+        })
+    }
+
+    async fn stop(self) {
+        self.b.stop().await;
+        self.a.stop().await;
+    }
+}
+
+/// One group created by `by` (a fresh id each time, no other members); the
+/// error code, if refused.
+async fn create_group(by: &mut Device) -> Option<microbot_protocol::transport::ErrorCode> {
+    use microbot_protocol::transport::{self, client_frame::Request, response};
+    let request = Request::CreateGroup(transport::CreateGroupRequest {
+        group_id: random_bytes(16),
+        members: Vec::new(),
+        encrypted_metadata: random_bytes(8),
+    });
+    match by.client.request(request).await {
+        response::Result::Error(e) => Some(code(&e)),
+        _ => None,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_send_rate_lowered_on_node_a_refuses_sends_on_node_b() {
+async fn rates_lowered_on_node_a_refuse_sends_and_group_changes_on_node_b() {
     use microbot_protocol::transport::ErrorCode;
-    let Some((pg, redis)) = engines::services("admin_cluster::a_send_rate_lowered") else {
+    let Some(nodes) = TwoNodes::start("admin_cluster::a_send_rate_lowered", "rates").await else {
         return;
     };
-    let schema = engines::Schema::new(&pg, "admin_cluster_rates");
-    let namespace = format!("test-rates-{}", engines::random_hex(4));
-    let a = TestServer::start_with(node_config(&schema.url, &redis, &namespace, true)).await;
-    let b = TestServer::start_with(node_config(&schema.url, &redis, &namespace, false)).await;
-    let addr = a.metrics_addr.unwrap();
-    let cookie = admin_session(schema.url.clone(), addr).await;
-    let mut ann = new_device(&b, "ann").await;
-    let ben = new_device(&b, "ben").await;
-    // The configured rate (1200 a minute) lets a burst through.
+    let (b, addr, cookie) = (&nodes.b, nodes.addr, nodes.cookie.clone());
+    let mut ann = new_device(b, "ann").await;
+    let ben = new_device(b, "ben").await;
+    // The configured rates (1200 sends, 60 group changes a minute) let a burst through.
     for _ in 0..5 {
         assert_eq!(send_once(&mut ann, ben.device_id).await, None);
+    }
+    for _ in 0..3 {
+        assert_eq!(create_group(&mut ann).await, None);
     }
     // Checked: unknown names, out-of-range rates, no CSRF header.
     let csrf = "X-Microbot-Admin: 1";
@@ -294,7 +347,28 @@ async fn a_send_rate_lowered_on_node_a_refuses_sends_on_node_b() {
     let lower = r#"{"name":"rate_send_per_account","per_minute":2}"#;
     let (status, _) = request(addr, "PUT", "/admin/api/rate-limits", &[&cookie], lower).await;
     assert_eq!(status, 403);
-    // Node A's dashboard lowers the send rate to 2 a minute.
+    // Node A's dashboard lowers the group-change rate to 1 a minute
+    // (editable since issue 19)...
+    let (status, answer) = request(
+        addr,
+        "PUT",
+        "/admin/api/rate-limits",
+        &[&cookie, csrf],
+        r#"{"name":"rate_group_change_per_account","per_minute":1}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let listed: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    let row = listed["limits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "rate_group_change_per_account")
+        .unwrap()
+        .clone();
+    assert_eq!(row["config"], 60);
+    assert_eq!(row["effective"], 1);
+    // ...then the send rate to 2 a minute.
     let (status, answer) = request(
         addr,
         "PUT",
@@ -328,27 +402,49 @@ async fn a_send_rate_lowered_on_node_a_refuses_sends_on_node_b() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The reload that lowered the send rate lowered the group-change rate
+    // (stored first) too: at most one more group change gets through.
+    if create_group(&mut ann).await.is_none() {
+        assert_eq!(
+            create_group(&mut ann).await,
+            Some(ErrorCode::RateLimited),
+            "node B did not apply the lowered group-change rate"
+        );
+    }
     // The change is audited.
     let (_, audit) = request(addr, "GET", "/admin/api/audit", &[&cookie], "").await;
     assert!(
-        audit.contains("set rate_send_per_account to 2 per minute"),
+        audit.contains("set rate_send_per_account to 2 per minute")
+            && audit.contains("set rate_group_change_per_account to 1 per minute"),
         "{audit}"
     );
-    // Removing the override goes back to the setting: B lets sends through again.
-    let (status, answer) = request(
-        addr,
-        "DELETE",
-        "/admin/api/rate-limits?name=rate_send_per_account",
-        &[&cookie, csrf],
-        "",
-    )
-    .await;
-    assert_eq!(status, 200, "{answer}");
+    // Removing the overrides goes back to the settings: B lets sends and
+    // group changes through again.
+    for name in ["rate_send_per_account", "rate_group_change_per_account"] {
+        let (status, answer) = request(
+            addr,
+            "DELETE",
+            &format!("/admin/api/rate-limits?name={name}"),
+            &[&cookie, csrf],
+            "",
+        )
+        .await;
+        assert_eq!(status, 200, "{answer}");
+    }
     let started = tokio::time::Instant::now();
     while send_once(&mut ann, ben.device_id).await.is_some() {
         assert!(
             started.elapsed() < Duration::from_secs(8),
             "node B never went back to the configured rate"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Refilled at the configured 60 a minute within a second or so.
+    let started = tokio::time::Instant::now();
+    while create_group(&mut ann).await.is_some() {
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "node B never went back to the configured group-change rate"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -362,6 +458,5 @@ async fn a_send_rate_lowered_on_node_a_refuses_sends_on_node_b() {
     .await;
     assert_eq!(status, 404);
     drop((ann, ben));
-    b.stop().await;
-    a.stop().await;
+    nodes.stop().await;
 }

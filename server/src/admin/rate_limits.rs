@@ -36,10 +36,8 @@ pub enum RateLimitError {
 /// # Errors
 /// [`RateLimitError::UnknownName`].
 pub fn editable(name: &str) -> Result<&'static str, RateLimitError> {
-    limits::EDITABLE
-        .iter()
-        .find(|(known, _)| *known == name)
-        .map(|(known, _)| *known)
+    limits::editable(name)
+        .map(|e| e.name)
         .ok_or(RateLimitError::UnknownName)
 }
 
@@ -86,12 +84,12 @@ fn rows(state: &ServerState, records: &[RateLimitRecord]) -> Limits {
     Limits {
         limits: limits::EDITABLE
             .iter()
-            .map(|(name, description)| LimitRow {
-                name,
-                description,
-                config: state.limits.configured_rate(name).unwrap_or(0),
-                effective: state.limits.rate(name),
-                overridden: records.iter().find(|r| r.name == *name).cloned(),
+            .map(|e| LimitRow {
+                name: e.name,
+                description: e.description,
+                config: state.limits.configured_rate(e.name).unwrap_or(0),
+                effective: state.limits.rate(e.name),
+                overridden: records.iter().find(|r| r.name == e.name).cloned(),
             })
             .collect(),
     }
@@ -196,10 +194,15 @@ mod tests {
 
     #[test]
     fn only_editable_names_pass() {
-        assert_eq!(
-            editable("rate_send_per_account"),
-            Ok("rate_send_per_account")
-        );
+        for name in [
+            "rate_send_per_account",
+            "rate_group_change_per_account",
+            "rate_group_change_per_group",
+            "rate_prekey_upload_per_account",
+            "rate_prekey_fetch_per_target",
+        ] {
+            assert_eq!(editable(name), Ok(name));
+        }
         for bad in [
             "",
             "max_connections",

@@ -13,10 +13,10 @@
 //! limits checked before a request runs (limits.rs).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use super::{Limits, TokenBuckets, lock};
+use super::{Limits, LiveBuckets, TokenBuckets, lock};
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
@@ -28,24 +28,41 @@ const MAX_ENTRIES: usize = 65_536;
 
 /// The quota buckets of one server (a field of [`Limits`]).
 pub struct QuotaBuckets {
-    group_change_account: TokenBuckets<i64>,
-    group_change_group: TokenBuckets<String>,
-    prekey_upload_account: TokenBuckets<i64>,
-    prekey_fetch_target: TokenBuckets<String>,
+    group_change_account: LiveBuckets<i64>,
+    group_change_group: LiveBuckets<String>,
+    prekey_upload_account: LiveBuckets<i64>,
+    prekey_fetch_target: LiveBuckets<String>,
     low_stock_push: TokenBuckets<i64>,
-    fan_out: FanOutBuckets,
+    /// At the send rate in force (`rate_send_per_account`, editable):
+    /// rebuilt (all full) when it changes, like [`LiveBuckets`].
+    fan_out: Mutex<(u32, Arc<FanOutBuckets>)>,
 }
 
 impl QuotaBuckets {
     /// Buckets sized from the configuration.
     pub fn new(config: &Config) -> Self {
         Self {
-            group_change_account: TokenBuckets::per_minute(config.rate_group_change_per_account),
-            group_change_group: TokenBuckets::per_minute(config.rate_group_change_per_group),
-            prekey_upload_account: TokenBuckets::per_minute(config.rate_prekey_upload_per_account),
-            prekey_fetch_target: TokenBuckets::per_minute(config.rate_prekey_fetch_per_target),
+            group_change_account: LiveBuckets::new(
+                "rate_group_change_per_account",
+                config.rate_group_change_per_account,
+            ),
+            group_change_group: LiveBuckets::new(
+                "rate_group_change_per_group",
+                config.rate_group_change_per_group,
+            ),
+            prekey_upload_account: LiveBuckets::new(
+                "rate_prekey_upload_per_account",
+                config.rate_prekey_upload_per_account,
+            ),
+            prekey_fetch_target: LiveBuckets::new(
+                "rate_prekey_fetch_per_target",
+                config.rate_prekey_fetch_per_target,
+            ),
             low_stock_push: TokenBuckets::per_minute(LOW_STOCK_PUSHES_PER_MINUTE),
-            fan_out: FanOutBuckets::per_minute(config.rate_send_per_account),
+            fan_out: Mutex::new((
+                config.rate_send_per_account,
+                Arc::new(FanOutBuckets::per_minute(config.rate_send_per_account)),
+            )),
         }
     }
 }
@@ -137,10 +154,9 @@ impl Limits {
         metrics: &Metrics,
         account: i64,
     ) -> Result<(), ApiError> {
-        self.take(
+        self.take_live(
             "group_change_account",
             &self.quotas.group_change_account,
-            self.config.rate_group_change_per_account,
             account,
         )
         .map_err(|ms| Self::quota_refusal(metrics, "group_change_account", "group changes", ms))
@@ -158,10 +174,9 @@ impl Limits {
         metrics: &Metrics,
         group_id: &[u8],
     ) -> Result<(), ApiError> {
-        self.take(
+        self.take_live(
             "group_change_group",
             &self.quotas.group_change_group,
-            self.config.rate_group_change_per_group,
             hex::encode(group_id),
         )
         .map_err(|ms| {
@@ -174,10 +189,9 @@ impl Limits {
     /// # Errors
     /// `ERROR_CODE_RATE_LIMITED`.
     pub fn check_prekey_upload(&self, metrics: &Metrics, account: i64) -> Result<(), ApiError> {
-        self.take(
+        self.take_live(
             "prekey_upload_account",
             &self.quotas.prekey_upload_account,
-            self.config.rate_prekey_upload_per_account,
             account,
         )
         .map_err(|ms| Self::quota_refusal(metrics, "prekey_upload_account", "prekey uploads", ms))
@@ -193,10 +207,9 @@ impl Limits {
         fetcher: i64,
         target: i64,
     ) -> Result<(), ApiError> {
-        self.take(
+        self.take_live(
             "prekey_fetch_target",
             &self.quotas.prekey_fetch_target,
-            self.config.rate_prekey_fetch_per_target,
             format!("{fetcher}:{target}"),
         )
         .map_err(|ms| {
@@ -256,7 +269,7 @@ impl Limits {
     /// The fan-out bucket of `account`: takes `take` tokens when `need` are
     /// there; in Redis when shared and reachable, else on this node.
     fn fan_out(&self, account: i64, need: usize, take: usize) -> Result<(), u64> {
-        let per_minute = self.config.rate_send_per_account;
+        let per_minute = self.rate("rate_send_per_account");
         if per_minute == 0 {
             return Ok(());
         }
@@ -272,9 +285,14 @@ impl Limits {
                 return outcome;
             }
         }
-        self.quotas
-            .fan_out
-            .charge(account, weight(need), weight(take))
+        let local = {
+            let mut current = lock(&self.quotas.fan_out);
+            if current.0 != per_minute {
+                *current = (per_minute, Arc::new(FanOutBuckets::per_minute(per_minute)));
+            }
+            Arc::clone(&current.1)
+        };
+        local.charge(account, weight(need), weight(take))
     }
 }
 

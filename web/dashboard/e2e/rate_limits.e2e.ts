@@ -53,6 +53,8 @@ test("an admin lowers the send rate and a client hits it; a viewer cannot change
     const limits = page.getByRole("table", { name: "Rate limits" });
     const sendRow = limits.getByRole("row").filter({ hasText: "rate_send_per_account" });
     await sendRow.filter({ hasText: "1200" }).waitFor();
+    // The panel lists every rate the server has editable, the group-change rate (60 a minute) too.
+    await limits.getByRole("row").filter({ hasText: "rate_group_change_per_account" }).filter({ hasText: "60" }).waitFor();
     // A rate out of range is explained, nothing changes.
     await page.getByLabel("Limit", { exact: true }).selectOption("rate_send_per_account");
     await page.getByLabel("Per minute").fill("2000000");
