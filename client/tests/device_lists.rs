@@ -423,3 +423,42 @@ async fn a_removed_devices_late_message_is_refused_and_a_new_devices_first_is_ac
     second.account.disconnect().await;
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contact_whose_list_disappeared_is_not_sent_to() {
+    let server = TestServer::start().await;
+    let mut alice_user = register(&server, "alice").await;
+    let mut bob_user = register(&server, "bob").await;
+    let mut alice = online(&server, &mut alice_user, IdentitySource::New, fast_config()).await;
+    let eager = microbot_client::AccountConfig {
+        device_refresh: Duration::ZERO,
+        ..fast_config()
+    };
+    let mut bob = online(&server, &mut bob_user, IdentitySource::New, eager).await;
+    let to_alice = Conversation::Direct("alice".into());
+    bob.account.send_text(&to_alice, "seen").unwrap();
+    assert_eq!(next_text(&mut alice.events).await.text, "seen");
+
+    // The stored list goes (a fault no request can cause): the server
+    // would now count every device of alice's by the unsigned rule.
+    let db = rusqlite::Connection::open(server.dir.path().join("microbot.sqlite3")).unwrap();
+    let gone = db
+        .execute(
+            "DELETE FROM device_lists WHERE account_id = \
+             (SELECT id FROM accounts WHERE username = 'alice')",
+            [],
+        )
+        .unwrap();
+    assert_eq!(gone, 1);
+    bob.account.send_text(&to_alice, "downgraded").unwrap();
+    let reason = send_failed(&mut bob.events).await;
+    assert!(
+        reason.contains("signed device list (version 1) is missing"),
+        "{reason}"
+    );
+    no_text_within(&mut alice.events, Duration::from_millis(200)).await;
+
+    alice.account.disconnect().await;
+    bob.account.disconnect().await;
+    server.stop().await;
+}
