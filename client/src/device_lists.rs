@@ -307,10 +307,17 @@ pub(crate) async fn ensure_listed(inner: &Inner, conn: &Connection) -> Result<()
     let (me, device) = (inner.username.clone(), inner.device_id);
     // An account whose other devices predate signed lists (older clients
     // that never sign one) keeps the rule before §20: a list naming only
-    // this device would cut them off. The server's unsigned list decides
-    // only whether to start a list, never what goes in it.
+    // this device would cut them off. A device that never logged in has
+    // used nothing yet: it signs itself in when it first connects (both
+    // SDKs sign themselves into an existing list), so it does not stop
+    // this one from starting a list of itself. The server's unsigned list
+    // decides only whether to start a list, never what goes in it.
     let served = list_devices_signed(conn).await?;
-    if served.signed_device_list.is_empty() && served.devices.iter().any(|d| d.device_id != device)
+    if served.signed_device_list.is_empty()
+        && served
+            .devices
+            .iter()
+            .any(|d| d.device_id != device && d.last_login_ms != 0)
     {
         tracing::info!("the account's other devices keep no signed device list; none started");
         return Ok(());

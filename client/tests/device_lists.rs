@@ -462,3 +462,60 @@ async fn a_contact_whose_list_disappeared_is_not_sent_to() {
     bob.account.disconnect().await;
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_enrolled_before_any_connected_still_get_a_list() {
+    let server = TestServer::start().await;
+    let mut alice_user = register(&server, "alice").await;
+    let mut bob_user = register(&server, "bob").await;
+    // Both of alice's devices enrol before either connects.
+    let mut first = enrol(
+        &server,
+        &mut alice_user,
+        IdentitySource::New,
+        fast_config(),
+        None,
+    )
+    .await;
+    let linked = first.account.export_identity();
+    let mut second = enrol(
+        &server,
+        &mut alice_user,
+        IdentitySource::Linked(linked),
+        fast_config(),
+        None,
+    )
+    .await;
+    let identity = first.account.identity_key();
+    let (first_id, second_id) = (first.account.device_id(), second.account.device_id());
+
+    // The first to connect starts version 1 naming only itself (it
+    // vouches for no device it has not heard from); the other signs itself
+    // into it when it connects.
+    first.account.connect();
+    wait_connected(&mut first.events).await;
+    let listed = stored_list(&storage(&server), "alice", &identity);
+    assert_eq!(
+        (listed.list().version(), listed.list().device_ids()),
+        (1, &[first_id][..])
+    );
+    second.account.connect();
+    wait_connected(&mut second.events).await;
+    let listed = stored_list(&storage(&server), "alice", &identity);
+    assert_eq!(
+        (listed.list().version(), listed.list().device_ids()),
+        (2, &[first_id, second_id][..])
+    );
+
+    let bob = online(&server, &mut bob_user, IdentitySource::New, fast_config()).await;
+    bob.account
+        .send_text(&Conversation::Direct("alice".into()), "both")
+        .unwrap();
+    assert_eq!(next_text(&mut first.events).await.text, "both");
+    assert_eq!(next_text(&mut second.events).await.text, "both");
+
+    first.account.disconnect().await;
+    second.account.disconnect().await;
+    bob.account.disconnect().await;
+    server.stop().await;
+}
