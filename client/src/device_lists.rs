@@ -307,10 +307,17 @@ pub(crate) async fn ensure_listed(inner: &Inner, conn: &Connection) -> Result<()
     let (me, device) = (inner.username.clone(), inner.device_id);
     // An account whose other devices predate signed lists (older clients
     // that never sign one) keeps the rule before §20: a list naming only
-    // this device would cut them off. The server's unsigned list decides
-    // only whether to start a list, never what goes in it.
+    // this device would cut them off. A device that never logged in has
+    // used nothing yet: it signs itself in when it first connects (both
+    // SDKs sign themselves into an existing list), so it does not stop
+    // this one from starting a list of itself. The server's unsigned list
+    // decides only whether to start a list, never what goes in it.
     let served = list_devices_signed(conn).await?;
-    if served.signed_device_list.is_empty() && served.devices.iter().any(|d| d.device_id != device)
+    if served.signed_device_list.is_empty()
+        && served
+            .devices
+            .iter()
+            .any(|d| d.device_id != device && d.last_login_ms != 0)
     {
         tracing::info!("the account's other devices keep no signed device list; none started");
         return Ok(());
@@ -337,4 +344,79 @@ pub(crate) async fn sign_out(
         _ => Ok(None),
     })
     .await
+}
+
+/// The identity a message from `username` must come under: ours for our
+/// own account, the trusted one for a contact (`None`: no contact yet).
+fn trusted_identity(
+    inner: &Inner,
+    tx: &Tx<'_>,
+    username: &str,
+) -> Result<Option<IdentityKey>, StoreError> {
+    if username == inner.username {
+        return Ok(Some(*inner.identity.public()));
+    }
+    Ok(tx
+        .contact(username)?
+        .and_then(|contact| IdentityKey::from_bytes(&contact.identity).ok()))
+}
+
+/// Whether `username`'s verified list (the one we remember) leaves out
+/// `device` (SPEC.md §20.5): then a message from it is held until a fresh
+/// look at the list. An account whose list we never verified has no say.
+pub(crate) fn leaves_out(
+    inner: &Inner,
+    tx: &Tx<'_>,
+    username: &str,
+    device: u64,
+) -> Result<bool, StoreError> {
+    let Some(identity) = trusted_identity(inner, tx, username)? else {
+        return Ok(false);
+    };
+    Ok(remembered(tx, username, &identity)?.is_some_and(|list| !list.list().contains(device)))
+}
+
+/// The list the server serves now for `username`: `ListDevices` for our own
+/// account, otherwise `FetchPrekeys` for device 0, which names no device
+/// (ids start at 1), so the answer carries the list and no bundle and uses
+/// up no one-time prekey.
+async fn fetch_served(
+    inner: &Inner,
+    conn: &Connection,
+    username: &str,
+) -> Result<Vec<u8>, TransportError> {
+    if username == inner.username {
+        return Ok(list_devices_signed(conn).await?.signed_device_list.to_vec());
+    }
+    let request = Request::FetchPrekeys(microbot_protocol::transport::FetchPrekeysRequest {
+        username: username.to_owned(),
+        device_ids: vec![0],
+    });
+    match conn.request(request).await? {
+        response::Result::PrekeyBundles(bundles) => Ok(bundles.signed_device_list.to_vec()),
+        _ => Err(TransportError::UnexpectedResponse {
+            expected: "PrekeyBundles",
+        }),
+    }
+}
+
+/// Fetches `username`'s list again and checks it like a sender does
+/// (§20.4: forged, rolled back, equivocated or missing lists are refused);
+/// a valid newer one is remembered. Answers the devices it gained (for
+/// `DeviceAdded`), or why it was refused.
+pub(crate) async fn refresh(
+    inner: &Inner,
+    conn: &Connection,
+    username: &str,
+) -> Result<Result<Vec<u64>, ListRefusal>, SignError> {
+    let served = fetch_served(inner, conn, username).await?;
+    let Some(identity) = inner.tx(|tx| trusted_identity(inner, tx, username))? else {
+        return Ok(Ok(Vec::new()));
+    };
+    Ok(inner
+        .tx(|tx| check(tx, username, &identity, &served))?
+        .map(|checked| match checked {
+            Checked::Listed { added, .. } => added.unwrap_or_default(),
+            Checked::Unlisted => Vec::new(),
+        }))
 }

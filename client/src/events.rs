@@ -109,6 +109,11 @@ pub enum ReceiptKind {
     Read,
 }
 
+/// How [`Event::DecryptionFailed`]'s reason starts when the message came
+/// from a device the sender account's signed device list does not name
+/// (SPEC.md §20.5): refused before decryption, nothing stored.
+pub const UNLISTED_DEVICE: &str = "unlisted device";
+
 /// Something the application should know about.
 #[derive(Clone)]
 pub enum Event {

@@ -78,7 +78,9 @@ pub use error::{
     AcknowledgeError, AttachmentError, AuthError, GroupError, OnlineError, OpenError, SendError,
     ServerError, StoreError, TransportError,
 };
-pub use events::{ConnectionState, Conversation, Event, Events, IncomingMessage, ReceiptKind};
+pub use events::{
+    ConnectionState, Conversation, Event, Events, IncomingMessage, ReceiptKind, UNLISTED_DEVICE,
+};
 pub use groups::admin::MAX_CHANGE_ATTEMPTS;
 pub use groups::{
     GroupId, GroupInfo, GroupMember, GroupRole, GroupUpdate, InvalidGroupId, MAX_GROUP_NAME_LEN,

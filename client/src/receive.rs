@@ -31,6 +31,15 @@ pub(crate) enum Outcome {
     Duplicate,
     /// Dropped with an event.
     Failed(Event),
+    /// From a device the sender account's verified list does not name
+    /// (SPEC.md §20.5): nothing was decrypted, stored or marked; look at
+    /// the account's list again, then process it once more or refuse it.
+    Unlisted {
+        /// The sender account.
+        sender: String,
+        /// The sender device.
+        device: u64,
+    },
     /// Stored or applied; emit these events.
     Delivered {
         /// Events to raise.
@@ -58,7 +67,7 @@ pub(crate) fn process(
     if tx.envelope_processed(envelope.envelope_id)? {
         return Ok(Outcome::Duplicate);
     }
-    tx.mark_envelope_processed(envelope.envelope_id)?;
+    let envelope_id = envelope.envelope_id;
     // A sealed envelope (SPEC.md §19) names no sender: the verified
     // certificate inside says who sent it.
     let unsealed;
@@ -71,6 +80,7 @@ pub(crate) fn process(
                 &unsealed
             }
             Err(error) => {
+                tx.mark_envelope_processed(envelope_id)?;
                 return Ok(Outcome::Failed(Event::DecryptionFailed {
                     sender: String::new(),
                     sender_device: 0,
@@ -83,6 +93,15 @@ pub(crate) fn process(
     };
     let sender = envelope.sender_username.as_str();
     let device = envelope.sender_device_id;
+    // SPEC.md §20.5: checked before anything is decrypted, so a refused
+    // message leaves every session and sender key as it was.
+    if crate::device_lists::leaves_out(inner, tx, sender, device)? {
+        return Ok(Outcome::Unlisted {
+            sender: sender.to_owned(),
+            device,
+        });
+    }
+    tx.mark_envelope_processed(envelope_id)?;
     let failed = |reason: String| {
         Ok(Outcome::Failed(Event::DecryptionFailed {
             sender: sender.to_owned(),

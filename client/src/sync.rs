@@ -427,9 +427,48 @@ async fn drain_outbox(inner: &Inner, conn: &Connection) -> Result<(), End> {
 
 /// Decrypts, stores, then acknowledges one envelope.
 async fn handle_envelope(inner: &Inner, conn: &Connection, envelope: &Envelope) -> Result<(), End> {
-    let outcome = inner.tx(|tx| receive::process(inner, tx, envelope))?;
+    let mut outcome = inner.tx(|tx| receive::process(inner, tx, envelope))?;
+    if let Outcome::Unlisted { sender, device } = &outcome {
+        let (sender, device) = (sender.clone(), *device);
+        // SPEC.md §20.5: a device the remembered list leaves out may have
+        // signed itself into a newer one; look again before refusing.
+        let refusal = match crate::device_lists::refresh(inner, conn, &sender).await {
+            Ok(Ok(added)) => {
+                for device_id in added.into_iter().filter(|d| *d != inner.device_id) {
+                    inner.emit(Event::DeviceAdded {
+                        username: sender.clone(),
+                        device_id,
+                    });
+                }
+                outcome = inner.tx(|tx| receive::process(inner, tx, envelope))?;
+                format!("device {device} is not in {sender}'s signed device list")
+            }
+            Ok(Err(refusal)) => refusal.to_string(),
+            Err(crate::device_lists::SignError::Transport(error))
+                if error.is_connection_problem()
+                    || matches!(&error, TransportError::Server(e) if e.code == ErrorCode::RateLimited) =>
+            {
+                // Unacknowledged: redelivered and looked at again later.
+                return Err(error.into());
+            }
+            Err(crate::device_lists::SignError::Store(error)) => return Err(error.into()),
+            Err(error) => error.to_string(),
+        };
+        if let Outcome::Unlisted { sender, device } = &outcome {
+            tracing::warn!(
+                device,
+                "message from a device outside the signed device list refused"
+            );
+            inner.tx(|tx| tx.mark_envelope_processed(envelope.envelope_id))?;
+            outcome = Outcome::Failed(Event::DecryptionFailed {
+                sender: sender.clone(),
+                sender_device: *device,
+                reason: format!("{}: {refusal}", crate::events::UNLISTED_DEVICE),
+            });
+        }
+    }
     match outcome {
-        Outcome::Duplicate => {}
+        Outcome::Duplicate | Outcome::Unlisted { .. } => {}
         Outcome::Failed(event) => inner.emit(event),
         Outcome::Delivered {
             events,

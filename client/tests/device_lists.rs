@@ -235,3 +235,287 @@ async fn a_sender_refuses_a_rolled_back_or_forged_list() {
     bob.account.disconnect().await;
     server.stop().await;
 }
+
+/// Waits for a message refused because its device is not in the sender
+/// account's signed list (SPEC.md §20.5); returns the device and reason.
+async fn refused_unlisted(events: &mut microbot_client::Events) -> (u64, String) {
+    wait_for(events, |e| match e {
+        Event::DecryptionFailed {
+            sender_device,
+            reason,
+            ..
+        } if reason.starts_with(microbot_client::UNLISTED_DEVICE) => {
+            Some((*sender_device, reason.clone()))
+        }
+        Event::Message(m) => panic!("a message from an unlisted device was accepted: {m:?}"),
+        _ => None,
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contact_refuses_a_message_from_a_device_the_list_does_not_name() {
+    let server = TestServer::start().await;
+    let mut alice_user = register(&server, "alice").await;
+    let mut bob_user = register(&server, "bob").await;
+    let alice = online(&server, &mut alice_user, IdentitySource::New, fast_config()).await;
+    let mut bob = online(&server, &mut bob_user, IdentitySource::New, fast_config()).await;
+    let to_bob = Conversation::Direct("bob".into());
+    // Bob verifies alice's list (version 1, her one device) on his send.
+    bob.account
+        .send_text(&Conversation::Direct("alice".into()), "hi")
+        .unwrap();
+    alice.account.send_text(&to_bob, "one").unwrap();
+    assert_eq!(next_text(&mut bob.events).await.text, "one");
+    let db = storage(&server);
+    let alice_id = account_id(&db, "alice");
+    let v1 = db.device_list(alice_id).unwrap().unwrap();
+
+    // A device the server enrols on alice's account, with a key of its own
+    // (it cannot have hers): it signs a list of its own, which does not
+    // verify under the identity bob trusts for alice, and writes to bob.
+    let mut ghost = online(&server, &mut alice_user, IdentitySource::New, fast_config()).await;
+    let ghost_id = ghost.account.device_id();
+    ghost.account.send_text(&to_bob, "it is me, alice").unwrap();
+    let sent = wait_for(&mut ghost.events, |e| match e {
+        Event::Sent { .. } => Some(String::new()),
+        Event::SendFailed { reason, .. } => Some(reason.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(sent, "", "the ghost could not send");
+    let (device, reason) = refused_unlisted(&mut bob.events).await;
+    assert_eq!(device, ghost_id);
+    assert!(
+        reason.contains("not signed by the identity we trust"),
+        "{reason}"
+    );
+    no_text_within(&mut bob.events, Duration::from_millis(200)).await;
+    assert!(
+        bob.account
+            .history(&Conversation::Direct("alice".into()), 100)
+            .unwrap()
+            .iter()
+            .all(|m| !format!("{m:?}").contains("it is me")),
+        "the ghost's message was stored"
+    );
+
+    // The server serves alice's own list again (her own device refuses
+    // to send while it serves the ghost's).
+    assert!(db.put_device_list(alice_id, 1, &v1.bytes, true).unwrap());
+    // Alice's next message opens: nothing of bob's state moved.
+    alice.account.send_text(&to_bob, "two").unwrap();
+    let two = next_text(&mut bob.events).await;
+    assert_eq!(
+        (two.text.as_str(), two.author_device),
+        ("two", alice.account.device_id())
+    );
+
+    alice.account.disconnect().await;
+    bob.account.disconnect().await;
+    ghost.account.disconnect().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_devices_late_message_is_refused_and_a_new_devices_first_is_accepted() {
+    let server = TestServer::start().await;
+    let mut alice_user = register(&server, "alice").await;
+    let mut bob_user = register(&server, "bob").await;
+    let mut alice = online(&server, &mut alice_user, IdentitySource::New, fast_config()).await;
+    let eager = microbot_client::AccountConfig {
+        device_refresh: Duration::ZERO,
+        ..fast_config()
+    };
+    let mut bob = online(&server, &mut bob_user, IdentitySource::New, eager).await;
+    let to_alice = Conversation::Direct("alice".into());
+    let to_bob = Conversation::Direct("bob".into());
+    bob.account.send_text(&to_alice, "v1").unwrap();
+    assert_eq!(next_text(&mut alice.events).await.text, "v1");
+
+    // (c) A newly linked device writes first: bob's remembered list
+    // (version 1) does not name it, so he looks again and finds version 2.
+    let mut second = online(
+        &server,
+        &mut alice_user,
+        IdentitySource::Linked(alice.account.export_identity()),
+        fast_config(),
+    )
+    .await;
+    let second_id = second.account.device_id();
+    second
+        .account
+        .send_text(&to_bob, "from my new phone")
+        .unwrap();
+    let first = next_text(&mut bob.events).await;
+    assert_eq!(
+        (first.text.as_str(), first.author_device),
+        ("from my new phone", second_id)
+    );
+
+    // (b) Bob is offline; the second device writes, the server holds the
+    // envelope back (what no API call can make it do), alice removes the
+    // second device and bob sees the new list before the envelope comes.
+    bob.account.disconnect().await;
+    let late = second.account.send_text(&to_bob, "late").unwrap();
+    wait_for(&mut second.events, |e| {
+        matches!(e, Event::Sent { message_id, .. } if *message_id == late).then_some(())
+    })
+    .await;
+    let db = storage(&server);
+    let bob_device = bob.account.device_id();
+    let page = microbot_server::storage::FetchPage {
+        limit: 100,
+        max_bytes: usize::MAX,
+        overhead: 0,
+        now_ms: 0,
+    };
+    let (held, _) = db.fetch_envelopes(bob_device, 0, page).unwrap();
+    assert!(!held.is_empty(), "the late envelope is queued");
+    let ids: Vec<u64> = held.iter().map(|e| e.id).collect();
+    assert_eq!(
+        db.ack_envelopes(bob_device, &ids).unwrap() as usize,
+        ids.len()
+    );
+    alice
+        .account
+        .remove_device(second_id, &alice_user.password, &alice_user.auth.fresh())
+        .await
+        .unwrap();
+    bob.account.connect();
+    wait_connected(&mut bob.events).await;
+    bob.account.send_text(&to_alice, "seen v3").unwrap();
+    wait_for(&mut alice.events, |e| {
+        matches!(e, Event::Message(m) if m.text == "seen v3").then_some(())
+    })
+    .await;
+    // Back in the queue as they were (a sealed one names no sender).
+    for envelope in &held {
+        let meta = microbot_server::storage::SendMeta {
+            sender_username: &envelope.sender_username,
+            sender_device_id: envelope.sender_device_id,
+            now_ms: 1,
+            expires_at_ms: u64::MAX / 2,
+            max_queue_len: 1000,
+            max_per_sender: 1000,
+        };
+        let again = microbot_server::storage::OutgoingEnvelope {
+            recipient_device_id: bob_device,
+            ciphertext: envelope.ciphertext.clone(),
+        };
+        db.enqueue(&meta, &[again]).unwrap();
+    }
+    // Delivered on the next connection.
+    bob.account.disconnect().await;
+    bob.account.connect();
+    let (device, reason) = refused_unlisted(&mut bob.events).await;
+    assert_eq!(device, second_id);
+    assert!(
+        reason.contains("not in alice's signed device list"),
+        "{reason}"
+    );
+    // Alice's next message still opens.
+    alice.account.send_text(&to_bob, "still me").unwrap();
+    assert_eq!(next_text(&mut bob.events).await.text, "still me");
+
+    alice.account.disconnect().await;
+    bob.account.disconnect().await;
+    second.account.disconnect().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contact_whose_list_disappeared_is_not_sent_to() {
+    let server = TestServer::start().await;
+    let mut alice_user = register(&server, "alice").await;
+    let mut bob_user = register(&server, "bob").await;
+    let mut alice = online(&server, &mut alice_user, IdentitySource::New, fast_config()).await;
+    let eager = microbot_client::AccountConfig {
+        device_refresh: Duration::ZERO,
+        ..fast_config()
+    };
+    let mut bob = online(&server, &mut bob_user, IdentitySource::New, eager).await;
+    let to_alice = Conversation::Direct("alice".into());
+    bob.account.send_text(&to_alice, "seen").unwrap();
+    assert_eq!(next_text(&mut alice.events).await.text, "seen");
+
+    // The stored list goes (a fault no request can cause): the server
+    // would now count every device of alice's by the unsigned rule.
+    let db = rusqlite::Connection::open(server.dir.path().join("microbot.sqlite3")).unwrap();
+    let gone = db
+        .execute(
+            "DELETE FROM device_lists WHERE account_id = \
+             (SELECT id FROM accounts WHERE username = 'alice')",
+            [],
+        )
+        .unwrap();
+    assert_eq!(gone, 1);
+    bob.account.send_text(&to_alice, "downgraded").unwrap();
+    let reason = send_failed(&mut bob.events).await;
+    assert!(
+        reason.contains("signed device list (version 1) is missing"),
+        "{reason}"
+    );
+    no_text_within(&mut alice.events, Duration::from_millis(200)).await;
+
+    alice.account.disconnect().await;
+    bob.account.disconnect().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_enrolled_before_any_connected_still_get_a_list() {
+    let server = TestServer::start().await;
+    let mut alice_user = register(&server, "alice").await;
+    let mut bob_user = register(&server, "bob").await;
+    // Both of alice's devices enrol before either connects.
+    let mut first = enrol(
+        &server,
+        &mut alice_user,
+        IdentitySource::New,
+        fast_config(),
+        None,
+    )
+    .await;
+    let linked = first.account.export_identity();
+    let mut second = enrol(
+        &server,
+        &mut alice_user,
+        IdentitySource::Linked(linked),
+        fast_config(),
+        None,
+    )
+    .await;
+    let identity = first.account.identity_key();
+    let (first_id, second_id) = (first.account.device_id(), second.account.device_id());
+
+    // The first to connect starts version 1 naming only itself (it
+    // vouches for no device it has not heard from); the other signs itself
+    // into it when it connects.
+    first.account.connect();
+    wait_connected(&mut first.events).await;
+    let listed = stored_list(&storage(&server), "alice", &identity);
+    assert_eq!(
+        (listed.list().version(), listed.list().device_ids()),
+        (1, &[first_id][..])
+    );
+    second.account.connect();
+    wait_connected(&mut second.events).await;
+    let listed = stored_list(&storage(&server), "alice", &identity);
+    assert_eq!(
+        (listed.list().version(), listed.list().device_ids()),
+        (2, &[first_id, second_id][..])
+    );
+
+    let bob = online(&server, &mut bob_user, IdentitySource::New, fast_config()).await;
+    bob.account
+        .send_text(&Conversation::Direct("alice".into()), "both")
+        .unwrap();
+    assert_eq!(next_text(&mut first.events).await.text, "both");
+    assert_eq!(next_text(&mut second.events).await.text, "both");
+
+    first.account.disconnect().await;
+    second.account.disconnect().await;
+    bob.account.disconnect().await;
+    server.stop().await;
+}
