@@ -2,10 +2,13 @@
 //! node may be sent traffic: its bus is linked) on a separate HTTP port
 //! (SPEC.md §18.3, §18.6).
 //!
-//! Counters, gauges and histograms are hand-rolled over atomics (no metrics
-//! crate: a dozen series do not need one), rendered in the Prometheus text
-//! exposition format 0.0.4; the admin listener (admin/) serves it on
-//! `GET /metrics`. Off unless `metrics_listen` is configured.
+//! The series live in a `prometheus-client` registry (the Prometheus
+//! project's Rust client) and are encoded by its Prometheus text format
+//! 0.0.4 encoder; the admin listener (admin/) serves it on `GET /metrics`.
+//! Off unless `metrics_listen` is configured. Values read at scrape time
+//! (the queue depth, the split by transport, the bus link, the process)
+//! are encoded by a per-scrape [`Collector`] ([`Scrape`]), so each is
+//! taken once per scrape and none is kept twice.
 //!
 //! `microbot_queued_envelopes` is a count over every queue: it is taken at
 //! most once per [`QUEUED_MAX_AGE`] and served from that cache meanwhile, so
@@ -16,12 +19,17 @@
 //!
 //! Not owned here: where the values are recorded (each handler).
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::Arc;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric as _};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
 
 use crate::state::{ServerState, now_ms};
 
@@ -30,52 +38,47 @@ mod node;
 
 pub use latency::LatencySketch;
 
-/// A monotonically increasing count.
-#[derive(Debug, Default)]
-pub struct Counter(AtomicU64);
+/// A monotonically increasing count (a `prometheus-client` counter).
+#[derive(Clone, Debug, Default)]
+pub struct Counter(prometheus_client::metrics::counter::Counter);
 
 impl Counter {
     /// Adds one.
     pub fn inc(&self) {
-        self.add(1);
+        self.0.inc();
     }
     /// Adds `n`.
     pub fn add(&self, n: u64) {
-        self.0.fetch_add(n, Ordering::Relaxed);
+        self.0.inc_by(n);
     }
     /// The current value.
     pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+        self.0.get()
     }
 }
 
-/// A value that goes up and down.
-#[derive(Debug, Default)]
-pub struct Gauge(AtomicI64);
+/// A value that goes up and down (a `prometheus-client` gauge).
+#[derive(Clone, Debug, Default)]
+pub struct Gauge(prometheus_client::metrics::gauge::Gauge);
 
 impl Gauge {
     /// Adds one.
     pub fn inc(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
+        self.0.inc();
     }
     /// Subtracts one.
     pub fn dec(&self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.dec();
     }
     /// The current value.
     pub fn get(&self) -> i64 {
-        self.0.load(Ordering::Relaxed)
+        self.0.get()
     }
 }
 
-/// A histogram with fixed upper bounds (cumulative on render).
-#[derive(Debug)]
-pub struct Histogram {
-    bounds: &'static [f64],
-    counts: Vec<AtomicU64>,
-    count: AtomicU64,
-    sum_bits: AtomicU64,
-}
+/// A histogram with fixed upper bounds (a `prometheus-client` histogram).
+#[derive(Clone, Debug)]
+pub struct Histogram(prometheus_client::metrics::histogram::Histogram);
 
 /// Request latency buckets, seconds.
 pub const LATENCY_BUCKETS: &[f64] = &[
@@ -92,55 +95,27 @@ pub const FAN_OUT_BUCKETS: &[f64] = &[1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 20
 impl Histogram {
     /// An empty histogram.
     pub fn new(bounds: &'static [f64]) -> Self {
-        Self {
-            bounds,
-            counts: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
-            count: AtomicU64::new(0),
-            sum_bits: AtomicU64::new(0f64.to_bits()),
-        }
+        Self(prometheus_client::metrics::histogram::Histogram::new(
+            bounds.iter().copied(),
+        ))
     }
 
     /// Records one observation.
     pub fn observe(&self, value: f64) {
-        if let Some(i) = self.bounds.iter().position(|b| value <= *b)
-            && let Some(c) = self.counts.get(i)
-        {
-            c.fetch_add(1, Ordering::Relaxed);
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        let _ = self
-            .sum_bits
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
-                Some((f64::from_bits(bits) + value).to_bits())
-            });
+        self.0.observe(value);
     }
 
     /// Observations so far.
     pub fn count(&self) -> u64 {
-        self.count.load(Ordering::Relaxed)
+        self.0.count()
     }
+}
 
-    fn render(&self, out: &mut String, name: &str, labels: &str) {
-        let sep = if labels.is_empty() { "" } else { "," };
-        let mut cumulative = 0u64;
-        for (bound, c) in self.bounds.iter().zip(&self.counts) {
-            cumulative += c.load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}"
-            );
-        }
-        let count = self.count();
-        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
-        let braces = if labels.is_empty() {
-            String::new()
-        } else {
-            format!("{{{labels}}}")
-        };
-        let sum = f64::from_bits(self.sum_bits.load(Ordering::Relaxed));
-        let _ = writeln!(out, "{name}_sum{braces} {sum}");
-        let _ = writeln!(out, "{name}_count{braces} {count}");
-    }
+/// One label, `name="value"`, with a value known at compile time.
+type Label = [(&'static str, &'static str); 1];
+
+fn request_histogram() -> prometheus_client::metrics::histogram::Histogram {
+    Histogram::new(LATENCY_BUCKETS).0
 }
 
 /// Every metric of one server.
@@ -182,24 +157,32 @@ pub struct Metrics {
     pub webhooks_dropped: Counter,
     /// Webhook notifications given up after their last attempt failed.
     pub webhooks_given_up: Counter,
-    latency: Mutex<BTreeMap<&'static str, Arc<Histogram>>>,
-    rate_limited: Mutex<BTreeMap<&'static str, u64>>,
+    request_duration: Family<
+        Label,
+        prometheus_client::metrics::histogram::Histogram,
+        fn() -> prometheus_client::metrics::histogram::Histogram,
+    >,
+    rate_limited: Family<Label, prometheus_client::metrics::counter::Counter>,
+    /// The limit names that refused something, for the dashboard's list.
+    rate_limited_names: Mutex<BTreeSet<&'static str>>,
     /// Waits since the chart sampler last took them.
     pending_latency: Mutex<LatencySketch>,
     /// The last count of queued envelopes and when it was taken.
     queued: tokio::sync::Mutex<Option<(std::time::Instant, u64)>>,
+    registry: Registry,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
-        Self {
+        let logins: Family<Label, prometheus_client::metrics::counter::Counter> = Family::default();
+        let mut metrics = Self {
             connections_open: Gauge::default(),
             connections_total: Counter::default(),
             connections_refused: Counter::default(),
             websocket_connections_open: Gauge::default(),
             websocket_connections_total: Counter::default(),
-            logins_ok: Counter::default(),
-            logins_failed: Counter::default(),
+            logins_ok: Counter(logins.get_or_create_owned(&[("result", "ok")])),
+            logins_failed: Counter(logins.get_or_create_owned(&[("result", "failed")])),
             messages_in: Counter::default(),
             messages_out: Counter::default(),
             fan_out: Histogram::new(FAN_OUT_BUCKETS),
@@ -211,28 +194,114 @@ impl Default for Metrics {
             webhooks_failed: Counter::default(),
             webhooks_dropped: Counter::default(),
             webhooks_given_up: Counter::default(),
-            latency: Mutex::new(BTreeMap::new()),
-            rate_limited: Mutex::new(BTreeMap::new()),
+            request_duration: Family::new_with_constructor(request_histogram),
+            rate_limited: Family::default(),
+            rate_limited_names: Mutex::new(BTreeSet::new()),
             pending_latency: Mutex::new(LatencySketch::default()),
             queued: tokio::sync::Mutex::new(None),
+            registry: Registry::default(),
+        };
+        let r = &mut metrics.registry;
+        let counters: [(&str, &str, &Counter); 11] = [
+            (
+                "microbot_connections",
+                "Connections accepted (QUIC and WebSocket)",
+                &metrics.connections_total,
+            ),
+            (
+                "microbot_connections_refused",
+                "Connections refused by IP rules or caps",
+                &metrics.connections_refused,
+            ),
+            (
+                "microbot_messages_in",
+                "Envelopes accepted from senders",
+                &metrics.messages_in,
+            ),
+            (
+                "microbot_messages_out",
+                "Envelopes delivered to devices (push or fetch)",
+                &metrics.messages_out,
+            ),
+            (
+                "microbot_group_changes",
+                "Group changes applied",
+                &metrics.group_changes,
+            ),
+            (
+                "microbot_attachment_bytes_in",
+                "Attachment bytes committed from uploads",
+                &metrics.attachment_bytes_in,
+            ),
+            (
+                "microbot_attachment_bytes_out",
+                "Attachment bytes sent to downloads",
+                &metrics.attachment_bytes_out,
+            ),
+            (
+                "microbot_webhooks_sent",
+                "Webhook notifications delivered",
+                &metrics.webhooks_sent,
+            ),
+            (
+                "microbot_webhooks_failed",
+                "Webhook attempts that failed",
+                &metrics.webhooks_failed,
+            ),
+            (
+                "microbot_webhooks_dropped",
+                "Webhook notifications dropped (channel full)",
+                &metrics.webhooks_dropped,
+            ),
+            (
+                "microbot_webhooks_given_up",
+                "Webhook notifications given up after their last attempt",
+                &metrics.webhooks_given_up,
+            ),
+        ];
+        for (name, help, counter) in counters {
+            r.register(name, help, counter.0.clone());
         }
+        r.register(
+            "microbot_logins",
+            "Device logins and credential checks by result",
+            logins,
+        );
+        r.register(
+            "microbot_connections_open",
+            "Open connections (QUIC and WebSocket)",
+            metrics.connections_open.0.clone(),
+        );
+        r.register(
+            "microbot_rate_limited",
+            "Requests refused by a rate limit, by limit",
+            metrics.rate_limited.clone(),
+        );
+        r.register(
+            "microbot_group_fan_out",
+            "Recipient devices per group send",
+            metrics.fan_out.0.clone(),
+        );
+        r.register(
+            "microbot_delivery_latency_seconds",
+            "Time from an envelope's acceptance to its hand-over to a recipient connection (push or fetch)",
+            metrics.delivery_latency.0.clone(),
+        );
+        r.register(
+            "microbot_request_duration_seconds",
+            "Request handling time by request kind",
+            metrics.request_duration.clone(),
+        );
+        metrics
     }
 }
 
 impl Metrics {
     /// Records how long one request of `kind` took.
     pub fn observe_request(&self, kind: &'static str, elapsed: Duration) {
-        let histogram = {
-            let mut map = self
-                .latency
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            Arc::clone(
-                map.entry(kind)
-                    .or_insert_with(|| Arc::new(Histogram::new(LATENCY_BUCKETS))),
-            )
-        };
-        histogram.observe(elapsed.as_secs_f64());
+        self.request_duration
+            .get_or_create(&[("kind", kind)])
+            .observe(elapsed.as_secs_f64());
     }
 
     /// Records that an envelope accepted at `accepted_ms` was handed to a
@@ -268,163 +337,134 @@ impl Metrics {
 
     /// Counts one refusal by the named limit.
     pub fn rate_limited(&self, limit: &'static str) {
-        let mut map = self
-            .rate_limited
+        self.rate_limited.get_or_create(&[("limit", limit)]).inc();
+        self.rate_limited_names
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *map.entry(limit).or_default() += 1;
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(limit);
     }
 
     /// Refusals so far by limit name, for the dashboard.
     pub fn rate_limited_counts(&self) -> Vec<(&'static str, u64)> {
-        self.rate_limited
+        let names: Vec<&'static str> = self
+            .rate_limited_names
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .iter()
-            .map(|(k, v)| (*k, *v))
+            .copied()
+            .collect();
+        names
+            .into_iter()
+            .map(|name| {
+                (
+                    name,
+                    self.rate_limited.get_or_create(&[("limit", name)]).get(),
+                )
+            })
             .collect()
     }
 
-    /// The text exposition; `queued` is the current total queue depth.
-    pub fn render(&self, queued: Option<u64>) -> String {
+    /// The text exposition of the registry plus what `scrape` read now.
+    pub fn render(&self, scrape: Scrape) -> String {
         let mut out = String::new();
-        let counter = |out: &mut String, name: &str, help: &str, value: u64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-            );
-        };
-        counter(
-            &mut out,
-            "microbot_connections_total",
-            "Connections accepted (QUIC and WebSocket).",
-            self.connections_total.get(),
-        );
-        counter(
-            &mut out,
-            "microbot_connections_refused_total",
-            "Connections refused by IP rules or caps.",
-            self.connections_refused.get(),
-        );
-        let _ = writeln!(
-            out,
-            "# HELP microbot_logins_total Device logins and credential checks by result.\n# TYPE microbot_logins_total counter\nmicrobot_logins_total{{result=\"ok\"}} {}\nmicrobot_logins_total{{result=\"failed\"}} {}",
-            self.logins_ok.get(),
-            self.logins_failed.get()
-        );
-        counter(
-            &mut out,
-            "microbot_messages_in_total",
-            "Envelopes accepted from senders.",
-            self.messages_in.get(),
-        );
-        counter(
-            &mut out,
-            "microbot_messages_out_total",
-            "Envelopes delivered to devices (push or fetch).",
-            self.messages_out.get(),
-        );
-        counter(
-            &mut out,
-            "microbot_group_changes_total",
-            "Group changes applied.",
-            self.group_changes.get(),
-        );
-        counter(
-            &mut out,
-            "microbot_attachment_bytes_in_total",
-            "Attachment bytes committed from uploads.",
-            self.attachment_bytes_in.get(),
-        );
-        counter(
-            &mut out,
-            "microbot_attachment_bytes_out_total",
-            "Attachment bytes sent to downloads.",
-            self.attachment_bytes_out.get(),
-        );
-        counter(
-            &mut out,
-            "microbot_webhooks_sent_total",
-            "Webhook notifications delivered.",
-            self.webhooks_sent.get(),
-        );
-        counter(
-            &mut out,
-            "microbot_webhooks_failed_total",
-            "Webhook attempts that failed.",
-            self.webhooks_failed.get(),
-        );
-        counter(
-            &mut out,
-            "microbot_webhooks_dropped_total",
-            "Webhook notifications dropped (channel full).",
-            self.webhooks_dropped.get(),
-        );
-        let _ = writeln!(
-            out,
-            "# HELP microbot_connections_open Open connections (QUIC and WebSocket).\n# TYPE microbot_connections_open gauge\nmicrobot_connections_open {}",
-            self.connections_open.get()
-        );
-        let ws_open = self.websocket_connections_open.get();
-        let ws_total = self.websocket_connections_total.get();
-        let _ = writeln!(
-            out,
-            "# HELP microbot_transport_connections_open Open connections by transport.\n# TYPE microbot_transport_connections_open gauge\nmicrobot_transport_connections_open{{transport=\"quic\"}} {}\nmicrobot_transport_connections_open{{transport=\"websocket\"}} {ws_open}",
-            self.connections_open.get().saturating_sub(ws_open)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP microbot_transport_connections_total Connections admitted by transport.\n# TYPE microbot_transport_connections_total counter\nmicrobot_transport_connections_total{{transport=\"quic\"}} {}\nmicrobot_transport_connections_total{{transport=\"websocket\"}} {ws_total}",
-            self.connections_total.get().saturating_sub(ws_total)
-        );
-        if let Some(queued) = queued {
-            let _ = writeln!(
-                out,
-                "# HELP microbot_queued_envelopes Envelopes waiting in all device queues.\n# TYPE microbot_queued_envelopes gauge\nmicrobot_queued_envelopes {queued}"
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP microbot_rate_limited_total Requests refused by a rate limit, by limit.\n# TYPE microbot_rate_limited_total counter"
-        );
-        for (limit, n) in self
-            .rate_limited
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .iter()
-        {
-            let _ = writeln!(out, "microbot_rate_limited_total{{limit=\"{limit}\"}} {n}");
-        }
-        let _ = writeln!(
-            out,
-            "# HELP microbot_group_fan_out Recipient devices per group send.\n# TYPE microbot_group_fan_out histogram"
-        );
-        self.fan_out.render(&mut out, "microbot_group_fan_out", "");
-        let _ = writeln!(
-            out,
-            "# HELP microbot_delivery_latency_seconds Time from an envelope's acceptance to its hand-over to a recipient connection (push or fetch).\n# TYPE microbot_delivery_latency_seconds histogram"
-        );
-        self.delivery_latency
-            .render(&mut out, "microbot_delivery_latency_seconds", "");
-        let _ = writeln!(
-            out,
-            "# HELP microbot_request_duration_seconds Request handling time by request kind.\n# TYPE microbot_request_duration_seconds histogram"
-        );
-        let latency: Vec<_> = self
-            .latency
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .iter()
-            .map(|(k, h)| (*k, Arc::clone(h)))
-            .collect();
-        for (kind, h) in latency {
-            h.render(
-                &mut out,
-                "microbot_request_duration_seconds",
-                &format!("kind=\"{kind}\""),
-            );
-        }
+        // (The registry adds the final "." of each HELP text.)
+        let mut per_scrape = Registry::default();
+        per_scrape.register_collector(Box::new(scrape));
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry);
+        let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &per_scrape);
         out
+    }
+}
+
+/// The series read at scrape time, encoded once per scrape.
+#[derive(Debug)]
+pub struct Scrape {
+    /// Envelopes in all queues, when the storage could count them.
+    pub queued: Option<u64>,
+    /// Open connections by transport: (QUIC, WebSocket).
+    pub open: (i64, i64),
+    /// Connections admitted by transport: (QUIC, WebSocket).
+    pub admitted: (u64, u64),
+    /// Whether the bus to the other nodes is linked.
+    pub bus_linked: bool,
+    /// The process's memory, CPU and files, where `/proc` exists.
+    process: Option<node::Process>,
+}
+
+impl Scrape {
+    /// Reads what changes between scrapes from `metrics` and the process.
+    pub fn read(metrics: &Metrics, queued: Option<u64>, bus_linked: bool) -> Self {
+        let open = metrics.connections_open.get();
+        let ws_open = metrics.websocket_connections_open.get();
+        let total = metrics.connections_total.get();
+        let ws_total = metrics.websocket_connections_total.get();
+        Self {
+            queued,
+            open: (open.saturating_sub(ws_open), ws_open),
+            admitted: (total.saturating_sub(ws_total), ws_total),
+            bus_linked,
+            process: node::Process::read(),
+        }
+    }
+}
+
+impl Collector for Scrape {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        {
+            let mut family = encoder.encode_descriptor(
+                "microbot_transport_connections_open",
+                "Open connections by transport.",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (transport, value) in [("quic", self.open.0), ("websocket", self.open.1)] {
+                ConstGauge::new(value)
+                    .encode(family.encode_family(&[("transport", transport)])?)?;
+            }
+        }
+        {
+            let mut family = encoder.encode_descriptor(
+                "microbot_transport_connections",
+                "Connections admitted by transport.",
+                None,
+                MetricType::Counter,
+            )?;
+            for (transport, value) in [("quic", self.admitted.0), ("websocket", self.admitted.1)] {
+                ConstCounter::new(value)
+                    .encode(family.encode_family(&[("transport", transport)])?)?;
+            }
+        }
+        if let Some(queued) = self.queued {
+            ConstGauge::new(i64::try_from(queued).unwrap_or(i64::MAX)).encode(
+                encoder.encode_descriptor(
+                    "microbot_queued_envelopes",
+                    "Envelopes waiting in all device queues.",
+                    None,
+                    MetricType::Gauge,
+                )?,
+            )?;
+        }
+        {
+            let mut info = encoder.encode_descriptor(
+                "microbot_build_info",
+                "The running server's version (always 1).",
+                None,
+                MetricType::Gauge,
+            )?;
+            ConstGauge::new(1i64)
+                .encode(info.encode_family(&[("version", env!("CARGO_PKG_VERSION"))])?)?;
+        }
+        ConstGauge::new(i64::from(self.bus_linked)).encode(encoder.encode_descriptor(
+            "microbot_bus_linked",
+            "1 while the bus to the other nodes is linked (always 1 without Redis); 0 means not ready.",
+            None,
+            MetricType::Gauge,
+        )?)?;
+        if let Some(process) = &self.process {
+            process.encode(&mut encoder)?;
+        }
+        Ok(())
     }
 }
 
@@ -450,12 +490,11 @@ async fn queued_envelopes(state: &Arc<ServerState>) -> Option<u64> {
     Some(n)
 }
 
-/// The whole `/metrics` body: the counters and the node series.
+/// The whole `/metrics` body.
 pub async fn exposition(state: &Arc<ServerState>) -> String {
     let queued = queued_envelopes(state).await;
-    let mut body = state.metrics.render(queued);
-    node::render(&mut body, state);
-    body
+    let scrape = Scrape::read(&state.metrics, queued, state.bus.linked());
+    state.metrics.render(scrape)
 }
 
 /// Envelopes queued in all device queues (cached as for `/metrics`).

@@ -10,7 +10,10 @@
 //! Not owned here: the counters themselves (`Metrics`), the HTTP responder
 //! (the parent module).
 
-use std::fmt::Write as _;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric as _};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
 
 use crate::state::ServerState;
 
@@ -28,28 +31,6 @@ pub(crate) fn readiness(state: &ServerState) -> Result<(), &'static str> {
 }
 
 /// Appends the node series to the exposition in `out`.
-pub(crate) fn render(out: &mut String, state: &ServerState) {
-    let _ = writeln!(
-        out,
-        "# HELP microbot_build_info The running server's version (always 1).\n# TYPE microbot_build_info gauge\nmicrobot_build_info{{version=\"{}\"}} 1",
-        env!("CARGO_PKG_VERSION")
-    );
-    let _ = writeln!(
-        out,
-        "# HELP microbot_bus_linked 1 while the bus to the other nodes is linked (always 1 without Redis); 0 means not ready.\n# TYPE microbot_bus_linked gauge\nmicrobot_bus_linked {}",
-        u8::from(state.bus.linked())
-    );
-    let _ = writeln!(
-        out,
-        "# HELP microbot_webhooks_given_up_total Webhook notifications given up after their last attempt.\n# TYPE microbot_webhooks_given_up_total counter\nmicrobot_webhooks_given_up_total {}",
-        state.metrics.webhooks_given_up.get()
-    );
-    if let Some(process) = Process::read() {
-        process.render(out);
-    }
-}
-
-/// Resident bytes and CPU seconds of this process (`None` off Linux).
 pub(crate) fn usage() -> Option<(u64, f64)> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -58,8 +39,9 @@ pub(crate) fn usage() -> Option<(u64, f64)> {
 }
 
 /// What `/proc/self` says about this process.
+/// What `/proc/self` says about this process.
 #[derive(Debug, Default, PartialEq)]
-struct Process {
+pub(crate) struct Process {
     resident_bytes: u64,
     cpu_seconds: f64,
     open_fds: u64,
@@ -69,7 +51,8 @@ struct Process {
 
 impl Process {
     /// `None` where `/proc/self` is not there (not Linux).
-    fn read() -> Option<Self> {
+    /// Reads it; `None` where `/proc` is missing or unreadable.
+    pub(crate) fn read() -> Option<Self> {
         let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
         let status = std::fs::read_to_string("/proc/self/status").ok()?;
         let mut process = parse(&stat, &status)?;
@@ -92,34 +75,54 @@ impl Process {
         Some(process)
     }
 
-    fn render(&self, out: &mut String) {
-        let _ = writeln!(
-            out,
-            "# HELP process_resident_memory_bytes Resident memory size in bytes.\n# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {}",
-            self.resident_bytes
-        );
-        let _ = writeln!(
-            out,
-            "# HELP process_cpu_seconds_total User and system CPU time spent in seconds.\n# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {}",
-            self.cpu_seconds
-        );
-        let _ = writeln!(
-            out,
-            "# HELP process_open_fds Open file descriptors.\n# TYPE process_open_fds gauge\nprocess_open_fds {}",
-            self.open_fds
-        );
+    /// Encodes the `process_*` series of the Prometheus conventions.
+    pub(crate) fn encode(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let gauge = |encoder: &mut DescriptorEncoder, name, help, value: f64| {
+            ConstGauge::new(value).encode(encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                MetricType::Gauge,
+            )?)
+        };
+        #[allow(clippy::cast_precision_loss)]
+        gauge(
+            encoder,
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes.",
+            self.resident_bytes as f64,
+        )?;
+        ConstCounter::new(self.cpu_seconds).encode(encoder.encode_descriptor(
+            "process_cpu_seconds",
+            "User and system CPU time spent in seconds.",
+            None,
+            MetricType::Counter,
+        )?)?;
+        #[allow(clippy::cast_precision_loss)]
+        gauge(
+            encoder,
+            "process_open_fds",
+            "Open file descriptors.",
+            self.open_fds as f64,
+        )?;
         if let Some(max) = self.max_fds {
-            let _ = writeln!(
-                out,
-                "# HELP process_max_fds Limit of open file descriptors.\n# TYPE process_max_fds gauge\nprocess_max_fds {max}"
-            );
+            #[allow(clippy::cast_precision_loss)]
+            gauge(
+                encoder,
+                "process_max_fds",
+                "Limit of open file descriptors.",
+                max as f64,
+            )?;
         }
         if let Some(start) = self.start_time_seconds {
-            let _ = writeln!(
-                out,
-                "# HELP process_start_time_seconds Start time of the process since the Unix epoch in seconds.\n# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds {start}"
-            );
+            gauge(
+                encoder,
+                "process_start_time_seconds",
+                "Start time of the process since the Unix epoch in seconds.",
+                start,
+            )?;
         }
+        Ok(())
     }
 }
 
