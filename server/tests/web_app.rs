@@ -32,52 +32,15 @@ async fn tls(addr: SocketAddr, fingerprint: &str) -> Tls {
 }
 
 /// One HTTP answer: status, lower-case headers, body.
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Sends `method path` with `Connection: close` and reads the whole answer.
-async fn request(server: &TestServer, method: &str, path: &str) -> Answer {
-    let mut stream = tls(server.addr, &server.fingerprint).await;
-    let head = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    stream.write_all(head.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    let _ = stream.read_to_end(&mut raw).await;
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a complete head");
-    let head = String::from_utf8(raw[..split].to_vec()).unwrap();
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    Answer {
-        status,
-        headers,
-        body: raw[split + 4..].to_vec(),
-    }
+/// Sends `method path` over TLS and reads the whole answer.
+async fn request(server: &TestServer, method: &str, path: &str) -> HttpAnswer {
+    http_exchange(
+        tls(server.addr, &server.fingerprint).await,
+        method,
+        path,
+        &[],
+    )
+    .await
 }
 
 /// A built app: index.html, a hashed script, a manifest; and a secret

@@ -576,6 +576,7 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
 }
 
 /// An HTTP/1.1 answer read to the end of the connection.
+#[derive(Debug)]
 pub struct HttpAnswer {
     pub status: u16,
     /// Header lines as (lowercase name, value).
@@ -601,20 +602,34 @@ pub async fn http_request(
     path: &str,
     headers: &[(&str, &str)],
 ) -> HttpAnswer {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    http_exchange(stream, method, path, headers).await
+}
+
+/// One HTTP/1.1 request with `Connection: close` over `stream` (plain TCP
+/// or TLS), the answer read to the end.
+pub async fn http_exchange(
+    mut stream: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> HttpAnswer {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
     head.push_str("\r\n");
     stream.write_all(head.as_bytes()).await.unwrap();
     let mut all = Vec::new();
-    tokio::time::timeout(TIMEOUT, stream.read_to_end(&mut all))
+    // A TLS peer may end without close_notify: what arrived is the answer.
+    let _ = tokio::time::timeout(TIMEOUT, stream.read_to_end(&mut all))
         .await
-        .unwrap()
         .unwrap();
-    let split = all.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let split = all
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a complete head");
     let head = String::from_utf8(all[..split].to_vec()).unwrap();
     let mut lines = head.split("\r\n");
     let status = lines
