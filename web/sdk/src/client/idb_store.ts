@@ -163,6 +163,7 @@ export class IdbStore implements ClientStore, OutboxStore, GroupStore {
   private keys: LocalPreKeys;
   private readonly sessions = new Map<string, Map<bigint, Session>>();
   private readonly identities = new Map<string, Uint8Array>();
+  private readonly deviceLists = new Map<string, Uint8Array>();
   private readonly seenIds = new Set<bigint>();
   private readonly outbox = new Map<number, OutboxEntry>();
   /** Groups and sender keys in memory (copies in, copies out); IndexedDB is written behind. */
@@ -244,6 +245,9 @@ export class IdbStore implements ClientStore, OutboxStore, GroupStore {
     } else if (kind === "identity") {
       const [username, identity] = list(value, 2);
       this.identities.set(str(username), bytes(identity));
+    } else if (kind === "devicelist") {
+      const [username, signed] = list(value, 2);
+      this.deviceLists.set(str(username), bytes(signed));
     } else if (kind === "seen") {
       for (const id of list(value)) this.seenIds.add(big(id));
     } else if (kind === "outbox") {
@@ -388,6 +392,17 @@ export class IdbStore implements ClientStore, OutboxStore, GroupStore {
   setContactIdentity(username: string, key: Uint8Array): void {
     this.identities.set(username, key);
     void this.write([[this.opaque("identity", username), [username, hex(key)]]]).catch(() => undefined);
+  }
+
+  /** {@inheritDoc ClientStore.deviceList} */
+  deviceList(username: string): Uint8Array | undefined {
+    return this.deviceLists.get(username);
+  }
+
+  /** {@inheritDoc ClientStore.setDeviceList} */
+  setDeviceList(username: string, signed: Uint8Array): void {
+    this.deviceLists.set(username, signed);
+    void this.write([[this.opaque("devicelist", username), [username, hex(signed)]]]).catch(() => undefined);
   }
 
   /** {@inheritDoc ClientStore.seen} */

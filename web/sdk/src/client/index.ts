@@ -10,6 +10,7 @@ export * from "./account.js";
 export * from "./attachments.js";
 export * from "./calls.js";
 export * from "./connection.js";
+export * from "./device_list_check.js";
 export * from "./groups.js";
 export * from "./groups_store.js";
 export * from "./idb_store.js";

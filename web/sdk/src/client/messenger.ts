@@ -24,6 +24,7 @@ import type { PreKeyBundle } from "../prekeys.js";
 import type { Rng } from "../rng.js";
 import { decodeSessionMessage, Session } from "../session.js";
 import { ServerError, type Connection } from "./connection.js";
+import { checkDeviceList, rememberedList, type DeviceListCheck } from "./device_list_check.js";
 import { sessionLock, type SerialQueue } from "./serial.js";
 import type { ClientStore, DeviceRecord } from "./store.js";
 import { openTranscript, sentTranscript, type SentCopy } from "./sync.js";
@@ -89,6 +90,11 @@ export class Messenger {
   private readonly me: DeviceRecord;
   private readonly lock: SerialQueue;
   private ownDevicesCheckedMs = 0;
+  /**
+   * Called for each device a newly verified signed device list adds
+   * (SPEC.md §20.4 Notices), once the list is remembered.
+   */
+  onDeviceAdded: ((username: string, deviceId: bigint) => void) | undefined;
 
   /** A messenger for the enrolled device of `store`; `MessengerError` (`NotEnrolled`) without one. */
   constructor(store: ClientStore, rng: Rng) {
@@ -131,8 +137,15 @@ export class Messenger {
   private async startSessions(connection: Connection, username: string, deviceIds: bigint[]): Promise<void> {
     const bundles = await connection.call({ case: "fetchPrekeys", value: { username, deviceIds } }, "prekeyBundles");
     const own = username === this.me.username;
+    const first = bundles.bundles[0];
+    const trusted = own
+      ? this.me.identity.publicKey.toBytes()
+      : (this.store.contactIdentity(username) ?? (first ? verifyBundle(toHandshakeBundle(first)).toBytes() : undefined));
+    // §20.4: checked before any session starts; a refusal throws `DeviceListCheckError`.
+    const check = trusted ? this.checkList(username, trusted, bundles.signedDeviceList) : undefined;
     for (const bundle of bundles.bundles) {
       if (own && bundle.deviceId === this.me.deviceId) continue;
+      if (check?.list && !check.list.deviceIds.includes(bundle.deviceId)) continue;
       if (deviceIds.length === 0 && this.store.session(username, bundle.deviceId)) continue;
       const handshake = toHandshakeBundle(bundle);
       const identity = verifyBundle(handshake);
@@ -141,6 +154,35 @@ export class Messenger {
       this.trust(username, identity.toBytes());
       this.store.setSession(username, bundle.deviceId, Session.initiate(this.rng, this.me.identity, handshake));
     }
+    if (check) this.rememberList(username, check);
+  }
+
+  /** §20.4 rules 1–3 for `username`'s served list, against the remembered one. */
+  private checkList(username: string, identityKey: Uint8Array, served: Uint8Array): DeviceListCheck {
+    return checkDeviceList({
+      username,
+      identityKey,
+      served,
+      remembered: this.store.deviceList(username),
+      sessionDevices: this.store.sessionDevices(username).filter((id) => username !== this.me.username || id !== this.me.deviceId),
+    });
+  }
+
+  /** Remembers a list that passed, then announces the devices it added. */
+  private rememberList(username: string, check: DeviceListCheck): void {
+    if (!check.remember) return;
+    this.store.setDeviceList(username, check.remember);
+    for (const id of check.added) {
+      if (username === this.me.username && id === this.me.deviceId) continue;
+      this.onDeviceAdded?.(username, id);
+    }
+  }
+
+  /** `ids` narrowed to the devices `username`'s remembered list names (§20.4 rule 4); all of them for an account without one. */
+  private listed(username: string, ids: bigint[]): bigint[] {
+    const identity = username === this.me.username ? this.me.identity.publicKey.toBytes() : this.store.contactIdentity(username);
+    const list = identity ? rememberedList(username, identity, this.store.deviceList(username)) : undefined;
+    return list ? ids.filter((id) => list.deviceIds.includes(id)) : ids;
   }
 
   /**
@@ -150,17 +192,19 @@ export class Messenger {
    */
   async ensureOwnDevices(connection: Connection, force = false): Promise<void> {
     if (!force && Date.now() - this.ownDevicesCheckedMs < OWN_DEVICES_REFRESH_MS) return;
-    const list = await connection.call({ case: "listDevices", value: {} }, "deviceList");
-    const others = list.devices.map((d) => d.deviceId).filter((id) => id !== this.me.deviceId);
+    const served = await connection.call({ case: "listDevices", value: {} }, "deviceList");
+    const check = this.checkList(this.me.username, this.me.identity.publicKey.toBytes(), served.signedDeviceList);
+    const named = check.list ? check.list.deviceIds : served.devices.map((d) => d.deviceId);
+    const others = named.filter((id) => id !== this.me.deviceId);
     if (others.length > 0) await this.ensureMissingSessions(connection, this.me.username, others);
+    this.rememberList(this.me.username, check);
     this.ownDevicesCheckedMs = Date.now();
   }
 
-  /** The account's other devices holding a session under the account's identity key. */
+  /** The account's other devices holding a session under the account's identity key (and named by its verified list, if it has one). */
   ownDevices(): bigint[] {
     const mine = this.me.identity.publicKey.toBytes();
-    return this.store
-      .sessionDevices(this.me.username)
+    return this.listed(this.me.username, this.store.sessionDevices(this.me.username))
       .filter((id) => id !== this.me.deviceId && bytesEqual(this.store.session(this.me.username, id)!.remoteIdentity.toBytes(), mine));
   }
 
@@ -199,7 +243,7 @@ export class Messenger {
       await this.ensureOwnDevices(connection);
       // Encrypt, send and store alone: another send or a receive in between would reuse or lose a chain step.
       const outcome = await this.lock.run(async (): Promise<{ sent: bigint } | { missing: bigint[] }> => {
-        const devices = to === me ? [] : this.store.sessionDevices(to);
+        const devices = to === me ? [] : this.listed(to, this.store.sessionDevices(to));
         if (to !== me && devices.length === 0) throw new MessengerError("NoDevices", `${to} has no device that published keys`);
         const own = this.ownDevices();
         if (to === me && own.length === 0) return { sent: BigInt(Date.now()) };

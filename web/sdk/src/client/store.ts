@@ -38,6 +38,10 @@ export interface ClientStore {
   contactIdentity(username: string): Uint8Array | undefined;
   /** Records `username`'s identity key. */
   setContactIdentity(username: string, key: Uint8Array): void;
+  /** The highest signed device list verified for `username` (§20.4), as signed. */
+  deviceList(username: string): Uint8Array | undefined;
+  /** Remembers `username`'s verified signed device list. */
+  setDeviceList(username: string, signed: Uint8Array): void;
   /** Whether envelope `id` was already handled (delivery is at least once, §12.7). */
   seen(id: bigint): boolean;
   /** Marks envelope `id` handled. */
@@ -51,6 +55,7 @@ export class MemoryStore extends MemoryGroupStore implements ClientStore, GroupS
   private readonly sessions = new Map<string, Map<bigint, Session>>();
   private readonly identities = new Map<string, Uint8Array>();
   private readonly seenIds = new Set<bigint>();
+  private readonly deviceLists = new Map<string, Uint8Array>();
 
   /** An empty store holding `preKeys`. */
   constructor(preKeys: LocalPreKeys) {
@@ -101,6 +106,16 @@ export class MemoryStore extends MemoryGroupStore implements ClientStore, GroupS
   /** {@inheritDoc ClientStore.setContactIdentity} */
   setContactIdentity(username: string, key: Uint8Array): void {
     this.identities.set(username, key);
+  }
+
+  /** {@inheritDoc ClientStore.deviceList} */
+  deviceList(username: string): Uint8Array | undefined {
+    return this.deviceLists.get(username);
+  }
+
+  /** {@inheritDoc ClientStore.setDeviceList} */
+  setDeviceList(username: string, signed: Uint8Array): void {
+    this.deviceLists.set(username, signed);
   }
 
   /** {@inheritDoc ClientStore.seen} */
