@@ -26,6 +26,7 @@ import { nodeSocketFactory } from "../src/client/node.js";
 import { MemoryStore } from "../src/client/store.js";
 import { decodeBase32, totpCode } from "../src/client/totp.js";
 import { toHex } from "../src/bytes.js";
+import { verifyDeviceList } from "../src/device_list.js";
 import { IdentityKeyPair } from "../src/identity.js";
 import { LocalPreKeys } from "../src/prekeys.js";
 import { systemRng } from "../src/rng.js";
@@ -128,6 +129,10 @@ test("a TypeScript client over wss:// and the Rust CLI chat 1:1 both ways and ag
   const received = await cli(["recv", "--json", "--only", "message", "--count", "1", "--timeout", "30"]);
   assert.equal(received.code, 0, received.stdout + received.stderr);
   assert.match(received.stdout, /hello from typescript/);
+  // The CLI's account keeps a signed device list (§20): it verified under rusty's identity and was remembered.
+  const rustyList = store.deviceList("rusty");
+  assert.ok(rustyList && rustyList.length > 0, "no verified device list remembered for the CLI's account");
+  assert.deepEqual(verifyDeviceList(rustyList, store.contactIdentity("rusty")!, "rusty").deviceIds, [fetched[0]!.deviceId]);
 
   // Rust → TypeScript again, by push on the open connection.
   const pushed = new Promise<Incoming[]>((resolve) => {

@@ -90,6 +90,8 @@ export class Messenger {
   private readonly me: DeviceRecord;
   private readonly lock: SerialQueue;
   private ownDevicesCheckedMs = 0;
+  /** When each contact's bundles and signed list were last fetched (ms). */
+  private readonly contactsCheckedMs = new Map<string, number>();
   /**
    * Called for each device a newly verified signed device list adds
    * (SPEC.md §20.4 Notices), once the list is remembered.
@@ -125,7 +127,11 @@ export class Messenger {
   async ensureMissingSessions(connection: Connection, username: string, deviceIds: bigint[] = []): Promise<void> {
     await this.lock.run(async () => {
       if (deviceIds.length === 0) {
-        if (this.store.sessionDevices(username).length === 0) await this.startSessions(connection, username, []);
+        // Re-read every `OWN_DEVICES_REFRESH_MS`, so a contact's new signed list (§20.4) is seen.
+        const checked = this.contactsCheckedMs.get(username);
+        if (this.store.sessionDevices(username).length === 0 || checked === undefined || Date.now() - checked >= OWN_DEVICES_REFRESH_MS) {
+          await this.startSessions(connection, username, []);
+        }
         return;
       }
       const none = deviceIds.filter((id) => !this.store.session(username, id));
@@ -137,12 +143,11 @@ export class Messenger {
   private async startSessions(connection: Connection, username: string, deviceIds: bigint[]): Promise<void> {
     const bundles = await connection.call({ case: "fetchPrekeys", value: { username, deviceIds } }, "prekeyBundles");
     const own = username === this.me.username;
-    const first = bundles.bundles[0];
-    const trusted = own
-      ? this.me.identity.publicKey.toBytes()
-      : (this.store.contactIdentity(username) ?? (first ? verifyBundle(toHandshakeBundle(first)).toBytes() : undefined));
-    // §20.4: checked before any session starts; a refusal throws `DeviceListCheckError`.
-    const check = trusted ? this.checkList(username, trusted, bundles.signedDeviceList) : undefined;
+    const identities = own ? [] : bundles.bundles.map((b) => verifyBundle(toHandshakeBundle(b)).toBytes());
+    const trusted = own ? this.me.identity.publicKey.toBytes() : (this.store.contactIdentity(username) ?? identities[0]);
+    // §20.4: checked before any session starts (a refusal throws `DeviceListCheckError`); not when
+    // the bundles carry another identity, which `trust` refuses first (§8).
+    const check = trusted && (own || identities.every((i) => bytesEqual(i, trusted))) ? this.checkList(username, trusted, bundles.signedDeviceList) : undefined;
     for (const bundle of bundles.bundles) {
       if (own && bundle.deviceId === this.me.deviceId) continue;
       if (check?.list && !check.list.deviceIds.includes(bundle.deviceId)) continue;
@@ -155,6 +160,7 @@ export class Messenger {
       this.store.setSession(username, bundle.deviceId, Session.initiate(this.rng, this.me.identity, handshake));
     }
     if (check) this.rememberList(username, check);
+    if (!own && deviceIds.length === 0) this.contactsCheckedMs.set(username, Date.now());
   }
 
   /** §20.4 rules 1–3 for `username`'s served list, against the remembered one. */
