@@ -225,3 +225,50 @@ test("a contact's signed device list (§20.4): only listed devices get messages,
   await messenger.sendText(connection, "bob", "four");
   assert.deepEqual(sends.at(-1), [2n, 3n]);
 });
+
+test("two devices start sessions with each other at the same moment: both first messages open, then each side's reply opens under the session the other kept", async () => {
+  /** One party: its store (with prekeys), its bundle, a connection whose server hands out `peer`'s bundle and records sends. */
+  const party = async (name: string, peer: () => { bundle: ReturnType<typeof bobDevice>["bundle"] }) => {
+    const identity = IdentityKeyPair.generate(seededRng(`${name}-id`));
+    const keys = bobDevice(`${name}-keys`, identity);
+    const store = new MemoryStore(keys.preKeys);
+    store.setDevice({ username: name, deviceId: 1n, deviceKey: IdentityKeyPair.generate(seededRng(`${name}-dk`)), identity });
+    const sent: Uint8Array[] = [];
+    const factory = socketFactory((frame) => {
+      const ok = (result: NonNullable<Extract<Result["kind"], { case: "response" }>["value"]>["result"]) => ({ case: "response" as const, value: { requestId: frame.requestId, result } });
+      if (frame.request.case === "listDevices") return ok({ case: "deviceList", value: { devices: [{ deviceId: 1n }] } });
+      if (frame.request.case === "fetchPrekeys") return ok({ case: "prekeyBundles", value: { bundles: [{ deviceId: 1n, ...peer().bundle }] } });
+      if (frame.request.case === "send") {
+        sent.push(...frame.request.value.envelopes.map((e) => e.ciphertext));
+        return ok({ case: "send", value: { serverTimestampMs: 1n } });
+      }
+      if (frame.request.case === "ackEnvelopes") return ok({ case: "ack", value: { deleted: frame.request.value.envelopeIds.length } });
+      return ok({ case: "error", value: { code: ErrorCode.UNKNOWN_REQUEST, message: "?" } });
+    });
+    const connection = await Connection.open({ url: "ws://x/v1/ws", socketFactory: factory });
+    return { name, keys, store, sent, connection, messenger: new Messenger(store, seededRng(`${name}-run`)) };
+  };
+  const a = await party("anna", () => b.keys);
+  const b: Awaited<ReturnType<typeof party>> = await party("boris", () => a.keys);
+  let nextId = 1n;
+  const deliver = async (from: typeof a, to: typeof a): Promise<string[]> => {
+    const envelopes = from.sent.splice(0).map((ciphertext) => create(EnvelopeSchema, { envelopeId: nextId++, senderUsername: from.name, senderDeviceId: 1n, ciphertext }));
+    const got = await to.messenger.take(to.connection, envelopes);
+    return got.map((m) => (m.content.body.case === "text" ? m.content.body.value.text : ""));
+  };
+  // Both send before either receives: two sessions, one started by each.
+  await a.messenger.sendText(a.connection, "boris", "a1");
+  await b.messenger.sendText(b.connection, "anna", "b1");
+  assert.deepEqual(await deliver(a, b), ["a1"]);
+  assert.deepEqual(await deliver(b, a), ["b1"]);
+  // Each now holds the session the other started; the replies cross over.
+  await a.messenger.sendText(a.connection, "boris", "a2");
+  await b.messenger.sendText(b.connection, "anna", "b2");
+  assert.deepEqual(await deliver(a, b), ["a2"]);
+  assert.deepEqual(await deliver(b, a), ["b2"]);
+  // And they keep talking.
+  await a.messenger.sendText(a.connection, "boris", "a3");
+  assert.deepEqual(await deliver(a, b), ["a3"]);
+  await b.messenger.sendText(b.connection, "anna", "b3");
+  assert.deepEqual(await deliver(b, a), ["b3"]);
+});

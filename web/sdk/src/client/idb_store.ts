@@ -164,6 +164,7 @@ export class IdbStore implements ClientStore, OutboxStore, GroupStore {
   private readonly sessions = new Map<string, Map<bigint, Session>>();
   private readonly identities = new Map<string, Uint8Array>();
   private readonly deviceLists = new Map<string, Uint8Array>();
+  private readonly previous = new Map<string, Uint8Array[]>();
   private readonly seenIds = new Set<bigint>();
   private readonly outbox = new Map<number, OutboxEntry>();
   /** Groups and sender keys in memory (copies in, copies out); IndexedDB is written behind. */
@@ -245,6 +246,9 @@ export class IdbStore implements ClientStore, OutboxStore, GroupStore {
     } else if (kind === "identity") {
       const [username, identity] = list(value, 2);
       this.identities.set(str(username), bytes(identity));
+    } else if (kind === "previous") {
+      const [username, deviceId, sessions] = list(value, 3);
+      this.previous.set(JSON.stringify([str(username), big(deviceId).toString()]), list(sessions).map(bytes));
     } else if (kind === "devicelist") {
       const [username, signed] = list(value, 2);
       this.deviceLists.set(str(username), bytes(signed));
@@ -376,6 +380,19 @@ export class IdbStore implements ClientStore, OutboxStore, GroupStore {
     this.sessionMap(username).set(deviceId, session);
     const name = this.opaque("session", username, deviceId.toString());
     void this.write([[name, [username, deviceId.toString(), hex(session.toBytes())]], ...this.preKeysChange()]).catch(() => undefined);
+  }
+
+  /** {@inheritDoc ClientStore.previousSessions} */
+  previousSessions(username: string, deviceId: bigint): Session[] {
+    return (this.previous.get(JSON.stringify([username, deviceId.toString()])) ?? []).map((b) => Session.fromBytes(b));
+  }
+
+  /** {@inheritDoc ClientStore.setPreviousSessions} */
+  setPreviousSessions(username: string, deviceId: bigint, sessions: Session[]): void {
+    const serialized = sessions.map((session) => session.toBytes());
+    this.previous.set(JSON.stringify([username, deviceId.toString()]), serialized);
+    const name = this.opaque("previous", username, deviceId.toString());
+    void this.write([[name, [username, deviceId.toString(), serialized.map(hex)]]]).catch(() => undefined);
   }
 
   /** {@inheritDoc ClientStore.sessionDevices} */

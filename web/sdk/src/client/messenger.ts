@@ -26,7 +26,7 @@ import { decodeSessionMessage, Session } from "../session.js";
 import { ServerError, type Connection } from "./connection.js";
 import { checkDeviceList, rememberedList, type DeviceListCheck } from "./device_list_check.js";
 import { sessionLock, type SerialQueue } from "./serial.js";
-import type { ClientStore, DeviceRecord } from "./store.js";
+import { MAX_PREVIOUS_SESSIONS, type ClientStore, type DeviceRecord } from "./store.js";
 import { openTranscript, sentTranscript, type SentCopy } from "./sync.js";
 
 /** Why a send or a received envelope failed. */
@@ -293,21 +293,54 @@ export class Messenger {
     const deviceId = envelope.senderDeviceId;
     const message = decodeSessionMessage(envelope.ciphertext);
     const existing = this.store.session(from, deviceId);
+    const previous = this.store.previousSessions(from, deviceId);
+    const usable = (candidate: Session) => message.type === "ratchet" || candidate.matches(message.header);
+    // Decrypt on a copy: a failure leaves the stored session as it was.
+    const attempt = (candidate: Session) => {
+      const copy = Session.fromBytes(candidate.toBytes());
+      return { session: copy, plaintext: copy.decrypt(envelope.ciphertext, this.rng) };
+    };
+    // An earlier session that opens it (the peer still sends under it, e.g. both sides started one at
+    // the same moment) becomes current again; the current one is kept among the earlier ones.
+    const fromPrevious = () => {
+      for (const [index, candidate] of previous.entries()) {
+        if (!usable(candidate)) continue;
+        try {
+          const opened = attempt(candidate);
+          return { ...opened, archive: [...(existing ? [existing] : []), ...previous.filter((_, i) => i !== index)] };
+        } catch {
+          // Not this one.
+        }
+      }
+      return undefined;
+    };
     let session: Session;
     let plaintext: Uint8Array;
-    if (existing && (message.type === "ratchet" || existing.matches(message.header))) {
-      // Decrypt on a copy: a failure leaves the stored session as it was.
-      session = Session.fromBytes(existing.toBytes());
-      plaintext = session.decrypt(envelope.ciphertext, this.rng);
+    let archive: Session[] | undefined;
+    if (existing && usable(existing)) {
+      try {
+        ({ session, plaintext } = attempt(existing));
+      } catch (error) {
+        const opened = fromPrevious();
+        if (!opened) throw error;
+        ({ session, plaintext, archive } = opened);
+      }
     } else {
-      // A new handshake from that device (§4.3 step 2); it replaces the old session only if it decrypts.
-      ({ session, plaintext } = Session.accept(this.rng, this.me.identity, this.store.preKeys(), envelope.ciphertext));
+      const opened = message.type === "prekey" ? fromPrevious() : undefined;
+      if (opened) ({ session, plaintext, archive } = opened);
+      else {
+        // A new handshake from that device (§4.3 step 2); it replaces the old session (kept as an
+        // earlier one) only if it decrypts.
+        ({ session, plaintext } = Session.accept(this.rng, this.me.identity, this.store.preKeys(), envelope.ciphertext));
+        if (existing) archive = [existing, ...previous];
+      }
     }
     const identity = session.remoteIdentity.toBytes();
     this.trust(from, identity);
     const decoded = decodeContent(plaintext);
     const sync = openTranscript(decoded, { username: from, identity, pairwise: true }, { username: this.me.username, identity: this.me.identity.publicKey.toBytes() });
     this.store.setSession(from, deviceId, session);
+    if (archive) this.store.setPreviousSessions(from, deviceId, archive.slice(0, MAX_PREVIOUS_SESSIONS));
     this.store.markSeen(envelope.envelopeId);
     const content = sync?.content ?? decoded;
     const incoming: Incoming = { from, deviceId, envelopeId: envelope.envelopeId, content };

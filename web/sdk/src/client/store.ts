@@ -5,8 +5,11 @@
  */
 import type { IdentityKeyPair } from "../identity.js";
 import type { LocalPreKeys } from "../prekeys.js";
-import type { Session } from "../session.js";
+import { Session } from "../session.js";
 import { MemoryGroupStore, type GroupStore } from "./groups_store.js";
+
+/** How many earlier sessions per device are kept for messages still in flight under them. */
+export const MAX_PREVIOUS_SESSIONS = 3;
 
 /** The account-level facts of one enrolled device. */
 export interface DeviceRecord {
@@ -34,6 +37,10 @@ export interface ClientStore {
   setSession(username: string, deviceId: bigint, session: Session): void;
   /** The device ids of `username` with a session. */
   sessionDevices(username: string): bigint[];
+  /** Earlier sessions with that device, newest first, tried when the current one cannot decrypt (at most `MAX_PREVIOUS_SESSIONS`). */
+  previousSessions(username: string, deviceId: bigint): Session[];
+  /** Replaces the earlier sessions with that device. */
+  setPreviousSessions(username: string, deviceId: bigint, sessions: Session[]): void;
   /** The first identity key seen for `username` (trust on first use). */
   contactIdentity(username: string): Uint8Array | undefined;
   /** Records `username`'s identity key. */
@@ -56,6 +63,7 @@ export class MemoryStore extends MemoryGroupStore implements ClientStore, GroupS
   private readonly identities = new Map<string, Uint8Array>();
   private readonly seenIds = new Set<bigint>();
   private readonly deviceLists = new Map<string, Uint8Array>();
+  private readonly previous = new Map<string, Uint8Array[]>();
 
   /** An empty store holding `preKeys`. */
   constructor(preKeys: LocalPreKeys) {
@@ -96,6 +104,16 @@ export class MemoryStore extends MemoryGroupStore implements ClientStore, GroupS
   /** {@inheritDoc ClientStore.sessionDevices} */
   sessionDevices(username: string): bigint[] {
     return [...(this.sessions.get(username)?.keys() ?? [])];
+  }
+
+  /** {@inheritDoc ClientStore.previousSessions} */
+  previousSessions(username: string, deviceId: bigint): Session[] {
+    return (this.previous.get(JSON.stringify([username, deviceId.toString()])) ?? []).map((bytes) => Session.fromBytes(bytes));
+  }
+
+  /** {@inheritDoc ClientStore.setPreviousSessions} */
+  setPreviousSessions(username: string, deviceId: bigint, sessions: Session[]): void {
+    this.previous.set(JSON.stringify([username, deviceId.toString()]), sessions.map((session) => session.toBytes()));
   }
 
   /** {@inheritDoc ClientStore.contactIdentity} */
