@@ -185,7 +185,7 @@ export class Messenger {
   }
 
   /** `ids` narrowed to the devices `username`'s remembered list names (§20.4 rule 4); all of them for an account without one. */
-  private listed(username: string, ids: bigint[]): bigint[] {
+  listedDevices(username: string, ids: bigint[]): bigint[] {
     const identity = username === this.me.username ? this.me.identity.publicKey.toBytes() : this.store.contactIdentity(username);
     const list = identity ? rememberedList(username, identity, this.store.deviceList(username)) : undefined;
     return list ? ids.filter((id) => list.deviceIds.includes(id)) : ids;
@@ -210,7 +210,7 @@ export class Messenger {
   /** The account's other devices holding a session under the account's identity key (and named by its verified list, if it has one). */
   ownDevices(): bigint[] {
     const mine = this.me.identity.publicKey.toBytes();
-    return this.listed(this.me.username, this.store.sessionDevices(this.me.username))
+    return this.listedDevices(this.me.username, this.store.sessionDevices(this.me.username))
       .filter((id) => id !== this.me.deviceId && bytesEqual(this.store.session(this.me.username, id)!.remoteIdentity.toBytes(), mine));
   }
 
@@ -249,7 +249,7 @@ export class Messenger {
       await this.ensureOwnDevices(connection);
       // Encrypt, send and store alone: another send or a receive in between would reuse or lose a chain step.
       const outcome = await this.lock.run(async (): Promise<{ sent: bigint } | { missing: bigint[] }> => {
-        const devices = to === me ? [] : this.listed(to, this.store.sessionDevices(to));
+        const devices = to === me ? [] : this.listedDevices(to, this.store.sessionDevices(to));
         if (to !== me && devices.length === 0) throw new MessengerError("NoDevices", `${to} has no device that published keys`);
         const own = this.ownDevices();
         if (to === me && own.length === 0) return { sent: BigInt(Date.now()) };
