@@ -327,7 +327,7 @@ test("group send with a member's signed device list (§20.4): a device the list 
   const bob2 = deviceOf("bob", 2n, bobIdentity);
   const bob9 = deviceOf("bob", 9n, bobIdentity);
   const signedList = signDeviceList(newDeviceList("bob", 1n, 1n, [2n]), bobSeed);
-  let info = { groupId: new Uint8Array(0), version: 1n, members: [member("alice", GroupRole.ADMIN), member("bob")], encryptedMetadata: new Uint8Array(0) };
+  let info: { groupId: Uint8Array; version: bigint; members: ReturnType<typeof member>[]; encryptedMetadata: Uint8Array } = { groupId: new Uint8Array(0), version: 1n, members: [member("alice", GroupRole.ADMIN), member("bob")], encryptedMetadata: new Uint8Array(0) };
   const sends: SendRequest[] = [];
   const groupSends: SendGroupRequest[] = [];
   const factory = socketFactory((frame): Result => {
