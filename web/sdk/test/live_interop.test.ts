@@ -22,6 +22,8 @@ import { enrolDevice, login, registerAccount, uploadPreKeys } from "../src/clien
 import { Connection, ConnectionError } from "../src/client/connection.js";
 import { Groups, type ClientEvent } from "../src/client/groups.js";
 import { Messenger, type Incoming } from "../src/client/messenger.js";
+import { enableSealedSender } from "../src/client/sealed.js";
+import type { Envelope } from "../src/gen/transport_pb.js";
 import { nodeSocketFactory } from "../src/client/node.js";
 import { MemoryStore } from "../src/client/store.js";
 import { decodeBase32, totpCode } from "../src/client/totp.js";
@@ -116,6 +118,8 @@ test("a TypeScript client over wss:// and the Rust CLI chat 1:1 both ways and ag
   assert.equal(loggedIn.username, "tessa");
   await uploadPreKeys(connection, systemRng, identity, store.preKeys(), 20);
   const messenger = new Messenger(store, systemRng);
+  // Contacts may send to tessa sealed once they hold her profile key (§19.7).
+  await enableSealedSender(connection, store, systemRng);
 
   // Rust → TypeScript (queued, fetched).
   const sent = await cli(["send", "tessa", "hello from rust"]);
@@ -134,15 +138,23 @@ test("a TypeScript client over wss:// and the Rust CLI chat 1:1 both ways and ag
   assert.ok(rustyList && rustyList.length > 0, "no verified device list remembered for the CLI's account");
   assert.deepEqual(verifyDeviceList(rustyList, store.contactIdentity("rusty")!, "rusty").deviceIds, [fetched[0]!.deviceId]);
 
-  // Rust → TypeScript again, by push on the open connection.
+  // Rust → TypeScript again, by push on the open connection: sealed now that the CLI learned
+  // tessa's profile key from her message; the envelope the server delivered names no sender.
+  const delivered: Envelope[] = [];
   const pushed = new Promise<Incoming[]>((resolve) => {
     connection.onPush((push) => {
-      if (push.event.case === "envelope") void messenger.take(connection, [push.event.value]).then(resolve);
+      if (push.event.case === "envelope") {
+        delivered.push(push.event.value);
+        void messenger.take(connection, [push.event.value]).then(resolve);
+      }
     });
   });
   const second = await cli(["send", "tessa", "second from rust"]);
   assert.equal(second.code, 0, second.stdout + second.stderr);
-  assert.deepEqual(texts(await pushed), ["second from rust"]);
+  const secondIn = await pushed;
+  assert.deepEqual(texts(secondIn), ["second from rust"]);
+  assert.deepEqual([delivered[0]!.senderUsername, delivered[0]!.senderDeviceId], ["", 0n], "the server delivered the envelope without a sender");
+  assert.deepEqual([secondIn[0]!.from, secondIn[0]!.sealed], ["rusty", true]);
 
   // Both sides show the same 60 digits.
   const verify = await cli(["verify", "tessa"]);

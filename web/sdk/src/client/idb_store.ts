@@ -29,6 +29,7 @@ import { concat, fromHex, toHex, utf8 } from "../bytes.js";
 import { IdentityKeyPair } from "../identity.js";
 import { LocalPreKeys } from "../prekeys.js";
 import { OutboundSenderKey, SenderKeyRecord } from "../sender_key.js";
+import type { ServerPublicKey } from "../sealed_sender.js";
 import { Session } from "../session.js";
 import { MemoryGroupStore, type GroupRecord, type GroupStore, type SharedWith } from "./groups_store.js";
 import type { OutboxEntry, OutboxStore } from "./outbox.js";
@@ -165,6 +166,8 @@ export class IdbStore implements ClientStore, OutboxStore, GroupStore {
   private readonly identities = new Map<string, Uint8Array>();
   private readonly deviceLists = new Map<string, Uint8Array>();
   private readonly previous = new Map<string, Uint8Array[]>();
+  private ownProfileKey: Uint8Array | undefined;
+  private trustedServerKey: ServerPublicKey | undefined;
   private readonly seenIds = new Set<bigint>();
   private readonly outbox = new Map<number, OutboxEntry>();
   /** Groups and sender keys in memory (copies in, copies out); IndexedDB is written behind. */
@@ -246,6 +249,11 @@ export class IdbStore implements ClientStore, OutboxStore, GroupStore {
     } else if (kind === "identity") {
       const [username, identity] = list(value, 2);
       this.identities.set(str(username), bytes(identity));
+    } else if (name === "profilekey") {
+      this.ownProfileKey = bytes(value);
+    } else if (name === "serverkey") {
+      const [keyId, publicKey] = list(value, 2);
+      this.trustedServerKey = { keyId: int(keyId), publicKey: bytes(publicKey) };
     } else if (kind === "previous") {
       const [username, deviceId, sessions] = list(value, 3);
       this.previous.set(JSON.stringify([str(username), big(deviceId).toString()]), list(sessions).map(bytes));
@@ -420,6 +428,28 @@ export class IdbStore implements ClientStore, OutboxStore, GroupStore {
   setDeviceList(username: string, signed: Uint8Array): void {
     this.deviceLists.set(username, signed);
     void this.write([[this.opaque("devicelist", username), [username, hex(signed)]]]).catch(() => undefined);
+  }
+
+  /** {@inheritDoc ClientStore.profileKey} */
+  profileKey(): Uint8Array | undefined {
+    return this.ownProfileKey;
+  }
+
+  /** {@inheritDoc ClientStore.setProfileKey} */
+  setProfileKey(key: Uint8Array): void {
+    this.ownProfileKey = key;
+    void this.write([["profilekey", hex(key)]]).catch(() => undefined);
+  }
+
+  /** {@inheritDoc ClientStore.serverKey} */
+  serverKey(): ServerPublicKey | undefined {
+    return this.trustedServerKey;
+  }
+
+  /** {@inheritDoc ClientStore.setServerKey} */
+  setServerKey(key: ServerPublicKey): void {
+    this.trustedServerKey = key;
+    void this.write([["serverkey", [key.keyId, hex(key.publicKey)]]]).catch(() => undefined);
   }
 
   /** {@inheritDoc ClientStore.seen} */

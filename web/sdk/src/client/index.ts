@@ -19,6 +19,7 @@ export * from "./messenger.js";
 export * from "./miniapp_events.js";
 export * from "./outbox.js";
 export * from "./reconnect.js";
+export * from "./sealed.js";
 export * from "./serial.js";
 export * from "./store.js";
 export * from "./sync.js";

@@ -14,7 +14,7 @@
  */
 import { create } from "@bufbuild/protobuf";
 
-import { bytesEqual, utf8 } from "../bytes.js";
+import { bytesEqual, constantTimeEqual, utf8 } from "../bytes.js";
 import { ContentSchema, decodeContent, encodeContent, type Content } from "../content.js";
 import { SafetyNumber } from "../fingerprint.js";
 import { ErrorCode, type Envelope, type PrekeyBundle } from "../gen/transport_pb.js";
@@ -24,6 +24,7 @@ import type { PreKeyBundle } from "../prekeys.js";
 import type { Rng } from "../rng.js";
 import { decodeSessionMessage, Session } from "../session.js";
 import { ServerError, type Connection } from "./connection.js";
+import { SealedEnvelopeError, unsealEnvelope } from "./sealed.js";
 import { checkDeviceList, rememberedList, type DeviceListCheck } from "./device_list_check.js";
 import { sessionLock, type SerialQueue } from "./serial.js";
 import { MAX_PREVIOUS_SESSIONS, type ClientStore, type DeviceRecord } from "./store.js";
@@ -67,6 +68,8 @@ export interface Incoming {
   groupId?: Uint8Array;
   /** Set when one of our own other devices sent this (a §11.7 transcript): where it went. */
   sentCopy?: SentCopy;
+  /** Set when it arrived sealed (§19): the sender is the certificate's, the server did not know it. */
+  sealed?: boolean;
 }
 
 /** How often the account's own device list is re-read before a send (ms). */
@@ -238,6 +241,9 @@ export class Messenger {
    */
   async sendContent(connection: Connection, to: string, content: Content): Promise<bigint> {
     const me = this.me.username;
+    // Contacts learn our profile key (§19.7) from what we send, so they can send to us sealed.
+    const profileKey = this.store.profileKey();
+    if (profileKey && to !== me) content = { ...content, profileKey };
     const plaintext = encodeContent(content);
     const transcript = encodeContent(sentTranscript(this.rng, to, content));
     let missing: bigint[] = [];
@@ -287,8 +293,11 @@ export class Messenger {
    * for them (a send stores its sessions when the server answers), or call
    * it inside `sessionLock(store).run`.
    */
-  open(envelope: Envelope): Incoming | undefined {
-    if (this.store.seen(envelope.envelopeId)) return undefined;
+  open(received: Envelope): Incoming | undefined {
+    if (this.store.seen(received.envelopeId)) return undefined;
+    // A sealed envelope (§19) names no sender: its verified certificate does.
+    const unsealed = received.senderUsername === "" ? unsealEnvelope(this.store, this.me.identity, received) : undefined;
+    const envelope = unsealed?.envelope ?? received;
     const from = envelope.senderUsername;
     const deviceId = envelope.senderDeviceId;
     const message = decodeSessionMessage(envelope.ciphertext);
@@ -336,6 +345,7 @@ export class Messenger {
       }
     }
     const identity = session.remoteIdentity.toBytes();
+    if (unsealed && !constantTimeEqual(unsealed.identity, identity)) throw new SealedEnvelopeError("UntrustedIdentity");
     this.trust(from, identity);
     const decoded = decodeContent(plaintext);
     const sync = openTranscript(decoded, { username: from, identity, pairwise: true }, { username: this.me.username, identity: this.me.identity.publicKey.toBytes() });
@@ -344,6 +354,7 @@ export class Messenger {
     this.store.markSeen(envelope.envelopeId);
     const content = sync?.content ?? decoded;
     const incoming: Incoming = { from, deviceId, envelopeId: envelope.envelopeId, content };
+    if (unsealed) incoming.sealed = true;
     if (content.groupId.length > 0) incoming.groupId = content.groupId;
     if (sync) incoming.sentCopy = sync.copy;
     return incoming;

@@ -5,6 +5,7 @@
  */
 import type { IdentityKeyPair } from "../identity.js";
 import type { LocalPreKeys } from "../prekeys.js";
+import type { ServerPublicKey } from "../sealed_sender.js";
 import { Session } from "../session.js";
 import { MemoryGroupStore, type GroupStore } from "./groups_store.js";
 
@@ -49,6 +50,14 @@ export interface ClientStore {
   deviceList(username: string): Uint8Array | undefined;
   /** Remembers `username`'s verified signed device list. */
   setDeviceList(username: string, signed: Uint8Array): void;
+  /** The account's 32-byte profile key (§19.7), shared with contacts in `Content.profile_key`. */
+  profileKey(): Uint8Array | undefined;
+  /** Records the account's profile key. */
+  setProfileKey(key: Uint8Array): void;
+  /** The server certificate key trusted for sealed envelopes (§19.4), once fetched. */
+  serverKey(): ServerPublicKey | undefined;
+  /** Records the trusted server certificate key. */
+  setServerKey(key: ServerPublicKey): void;
   /** Whether envelope `id` was already handled (delivery is at least once, §12.7). */
   seen(id: bigint): boolean;
   /** Marks envelope `id` handled. */
@@ -64,6 +73,8 @@ export class MemoryStore extends MemoryGroupStore implements ClientStore, GroupS
   private readonly seenIds = new Set<bigint>();
   private readonly deviceLists = new Map<string, Uint8Array>();
   private readonly previous = new Map<string, Uint8Array[]>();
+  private ownProfileKey: Uint8Array | undefined;
+  private trustedServerKey: ServerPublicKey | undefined;
 
   /** An empty store holding `preKeys`. */
   constructor(preKeys: LocalPreKeys) {
@@ -134,6 +145,26 @@ export class MemoryStore extends MemoryGroupStore implements ClientStore, GroupS
   /** {@inheritDoc ClientStore.setDeviceList} */
   setDeviceList(username: string, signed: Uint8Array): void {
     this.deviceLists.set(username, signed);
+  }
+
+  /** {@inheritDoc ClientStore.profileKey} */
+  profileKey(): Uint8Array | undefined {
+    return this.ownProfileKey;
+  }
+
+  /** {@inheritDoc ClientStore.setProfileKey} */
+  setProfileKey(key: Uint8Array): void {
+    this.ownProfileKey = key;
+  }
+
+  /** {@inheritDoc ClientStore.serverKey} */
+  serverKey(): ServerPublicKey | undefined {
+    return this.trustedServerKey;
+  }
+
+  /** {@inheritDoc ClientStore.setServerKey} */
+  setServerKey(key: ServerPublicKey): void {
+    this.trustedServerKey = key;
   }
 
   /** {@inheritDoc ClientStore.seen} */
