@@ -13,6 +13,7 @@
  * sets them); skips with a printed reason without them.
  */
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -48,6 +49,8 @@ function why(): string | undefined {
   return existsSync(SERVER_BIN) ? undefined : `missing: ${SERVER_BIN}`;
 }
 const missing = why();
+// The sqlite3 shell, to read the spawned server's stored rows (the check is skipped without it).
+const SQLITE = ["/usr/bin/sqlite3", "/usr/local/bin/sqlite3"].find((p) => existsSync(p));
 if (missing) console.log(`# live_interop skipped: ${missing} (run cargo test -p microbot-cli --test typescript_interop)`);
 
 const PASSWORD = "correct horse battery staple";
@@ -128,8 +131,15 @@ test("a TypeScript client over wss:// and the Rust CLI chat 1:1 both ways and ag
   assert.deepEqual(texts(fetched), ["hello from rust"]);
   assert.equal(fetched[0]!.from, "rusty");
 
-  // TypeScript → Rust.
+  // TypeScript → Rust, sealed (§19.8): rusty's message carried its profile key; the send goes over a
+  // connection that never logs in, and the server's stored row names no sender.
+  assert.equal(store.contactProfileKey("rusty")?.length, 32, "the CLI shared its profile key");
+  messenger.sealedConnection = connect;
   await messenger.sendText(connection, "rusty", "hello from typescript");
+  if (live && SQLITE) {
+    const rows = execFileSync(SQLITE, [join(dir, "server", "microbot.sqlite3"), "SELECT sender_username || '|' || sender_device_id FROM envelopes"], { encoding: "utf8" }).trim().split("\n");
+    assert.deepEqual(rows, ["|0"], "the stored sealed envelope holds no sender");
+  }
   const received = await cli(["recv", "--json", "--only", "message", "--count", "1", "--timeout", "30"]);
   assert.equal(received.code, 0, received.stdout + received.stderr);
   assert.match(received.stdout, /hello from typescript/);

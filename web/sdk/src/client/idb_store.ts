@@ -167,6 +167,7 @@ export class IdbStore implements ClientStore, OutboxStore, GroupStore {
   private readonly deviceLists = new Map<string, Uint8Array>();
   private readonly previous = new Map<string, Uint8Array[]>();
   private ownProfileKey: Uint8Array | undefined;
+  private readonly profileKeys = new Map<string, Uint8Array>();
   private trustedServerKey: ServerPublicKey | undefined;
   private readonly seenIds = new Set<bigint>();
   private readonly outbox = new Map<number, OutboxEntry>();
@@ -254,6 +255,9 @@ export class IdbStore implements ClientStore, OutboxStore, GroupStore {
     } else if (name === "serverkey") {
       const [keyId, publicKey] = list(value, 2);
       this.trustedServerKey = { keyId: int(keyId), publicKey: bytes(publicKey) };
+    } else if (kind === "profile") {
+      const [username, key] = list(value, 2);
+      this.profileKeys.set(str(username), bytes(key));
     } else if (kind === "previous") {
       const [username, deviceId, sessions] = list(value, 3);
       this.previous.set(JSON.stringify([str(username), big(deviceId).toString()]), list(sessions).map(bytes));
@@ -439,6 +443,17 @@ export class IdbStore implements ClientStore, OutboxStore, GroupStore {
   setProfileKey(key: Uint8Array): void {
     this.ownProfileKey = key;
     void this.write([["profilekey", hex(key)]]).catch(() => undefined);
+  }
+
+  /** {@inheritDoc ClientStore.contactProfileKey} */
+  contactProfileKey(username: string): Uint8Array | undefined {
+    return this.profileKeys.get(username);
+  }
+
+  /** {@inheritDoc ClientStore.setContactProfileKey} */
+  setContactProfileKey(username: string, key: Uint8Array): void {
+    this.profileKeys.set(username, key);
+    void this.write([[this.opaque("profile", username), [username, hex(key)]]]).catch(() => undefined);
   }
 
   /** {@inheritDoc ClientStore.serverKey} */

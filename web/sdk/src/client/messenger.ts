@@ -24,7 +24,8 @@ import type { PreKeyBundle } from "../prekeys.js";
 import type { Rng } from "../rng.js";
 import { decodeSessionMessage, Session } from "../session.js";
 import { ServerError, type Connection } from "./connection.js";
-import { SealedEnvelopeError, unsealEnvelope } from "./sealed.js";
+import { fetchCertificate, SealedEnvelopeError, unsealEnvelope } from "./sealed.js";
+import { accessKey, PROFILE_KEY_LEN, sealSealedSender, type SenderCertificate } from "../sealed_sender.js";
 import { checkDeviceList, rememberedList, type DeviceListCheck } from "./device_list_check.js";
 import { sessionLock, type SerialQueue } from "./serial.js";
 import { MAX_PREVIOUS_SESSIONS, type ClientStore, type DeviceRecord } from "./store.js";
@@ -72,6 +73,15 @@ export interface Incoming {
   sealed?: boolean;
 }
 
+/** A sender certificate is renewed when it expires within this (ms). */
+const CERTIFICATE_RENEW_BEFORE_MS = 60_000n;
+
+/** One envelope as encrypted for a device, before it is sent. */
+interface OutgoingEnvelopeInit {
+  recipientDeviceId: bigint;
+  ciphertext: Uint8Array;
+}
+
 /** How often the account's own device list is re-read before a send (ms). */
 export const OWN_DEVICES_REFRESH_MS = 5 * 60_000;
 
@@ -100,6 +110,13 @@ export class Messenger {
    * (SPEC.md §20.4 Notices), once the list is remembered.
    */
   onDeviceAdded: ((username: string, deviceId: bigint) => void) | undefined;
+  /**
+   * Opens a connection that does not log in (same URL and pinning). When
+   * set, messages to a contact whose profile key is known go sealed over it
+   * (SPEC.md §19.8); copies for our own devices stay identified.
+   */
+  sealedConnection: (() => Promise<Connection>) | undefined;
+  private certificate: SenderCertificate | undefined;
 
   /** A messenger for the enrolled device of `store`; `MessengerError` (`NotEnrolled`) without one. */
   constructor(store: ClientStore, rng: Rng) {
@@ -269,6 +286,19 @@ export class Messenger {
         };
         const envelopes = [...devices.map((id) => seal(to, id, plaintext)), ...own.map((id) => seal(me, id, transcript))];
         const completeAccounts = attempt < 2 ? [...new Set([me, to])] : [];
+        const profileKey = to === me ? undefined : this.store.contactProfileKey(to);
+        if (this.sealedConnection && profileKey && devices.length > 0) {
+          try {
+            const sent = await this.sendSealed(connection, to, profileKey, envelopes.slice(0, devices.length), envelopes.slice(devices.length));
+            for (const [username, deviceId, session] of updated) this.store.setSession(username, deviceId, session);
+            return { sent };
+          } catch (error) {
+            if (!(error instanceof ServerError)) throw error;
+            if (error.code === ErrorCode.MISSING_DEVICES && attempt < 2) return { missing: [...error.deviceIds] };
+            // A contact whose access key changed gets the message identified (as the Rust SDK does).
+            if (error.code !== ErrorCode.UNIDENTIFIED_ACCESS_DENIED) throw error;
+          }
+        }
         try {
           const response = await connection.call({ case: "send", value: { envelopes, completeAccounts } }, "send");
           for (const [username, deviceId, session] of updated) this.store.setSession(username, deviceId, session);
@@ -282,6 +312,24 @@ export class Messenger {
       missing = outcome.missing;
     }
     throw new MessengerError("DeviceListUnstable", `${to}'s device list keeps changing`);
+  }
+
+  /** Sends `theirs` sealed over a fresh unauthenticated connection, then `ours` identified; the server's time stamp. */
+  private async sendSealed(connection: Connection, to: string, profileKey: Uint8Array, theirs: OutgoingEnvelopeInit[], ours: OutgoingEnvelopeInit[]): Promise<bigint> {
+    const now = BigInt(Date.now());
+    if (!this.certificate || this.certificate.expiresAtMs <= now + CERTIFICATE_RENEW_BEFORE_MS) this.certificate = await fetchCertificate(connection, this.store);
+    const certificate = this.certificate;
+    const recipient = IdentityKey.fromBytes(this.store.contactIdentity(to)!);
+    const sealed = theirs.map((e) => ({ recipientDeviceId: e.recipientDeviceId, ciphertext: sealSealedSender(this.rng.fill(32), this.me.identity, certificate, recipient, 1, e.ciphertext) }));
+    const unauthenticated = await this.sealedConnection!();
+    let timestamp: bigint;
+    try {
+      timestamp = (await unauthenticated.call({ case: "sendSealed", value: { recipientUsername: to, accessKey: accessKey(profileKey), envelopes: sealed } }, "send")).serverTimestampMs;
+    } finally {
+      unauthenticated.close();
+    }
+    if (ours.length > 0) await connection.call({ case: "send", value: { envelopes: ours, completeAccounts: [] } }, "send");
+    return timestamp;
   }
 
   /**
@@ -350,6 +398,7 @@ export class Messenger {
     const decoded = decodeContent(plaintext);
     const sync = openTranscript(decoded, { username: from, identity, pairwise: true }, { username: this.me.username, identity: this.me.identity.publicKey.toBytes() });
     this.store.setSession(from, deviceId, session);
+    if (from !== this.me.username && decoded.profileKey.length === PROFILE_KEY_LEN) this.store.setContactProfileKey(from, decoded.profileKey);
     if (archive) this.store.setPreviousSessions(from, deviceId, archive.slice(0, MAX_PREVIOUS_SESSIONS));
     this.store.markSeen(envelope.envelopeId);
     const content = sync?.content ?? decoded;

@@ -6,8 +6,8 @@
  * sender certificate over the pinned, logged-in connection, and opening an
  * envelope that names no sender: the certificate is checked under that key
  * at the envelope's server time stamp (§19.4) and its identity against the
- * one trusted for the certified username. Sending sealed is not done here
- * yet (SPEC.md §15).
+ * one trusted for the certified username. `Messenger` sends sealed with
+ * `sealedConnection` set (messenger.ts).
  */
 import { create } from "@bufbuild/protobuf";
 
@@ -61,6 +61,13 @@ export async function enableSealedSender(connection: Connection, store: ClientSt
   const me = store.device();
   if (!me) throw new Error("no enrolled device in the store");
   await connection.call({ case: "setUnidentifiedAccess", value: { accessKey: accessKey(ownProfileKey(store, rng)), allowAnyone: false } }, "ok");
+  return fetchCertificate(connection, store);
+}
+
+/** Fetches this device's sender certificate over the logged-in `connection`; its server key becomes the trusted one. */
+export async function fetchCertificate(connection: Connection, store: ClientStore): Promise<SenderCertificate> {
+  const me = store.device();
+  if (!me) throw new Error("no enrolled device in the store");
   const response = await connection.call({ case: "getSenderCertificate", value: {} }, "senderCertificate");
   const serverKey = { keyId: response.serverKeyId, publicKey: response.serverPublicKey };
   const certificate = parseCertificate(response.certificate);

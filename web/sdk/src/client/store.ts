@@ -54,6 +54,10 @@ export interface ClientStore {
   profileKey(): Uint8Array | undefined;
   /** Records the account's profile key. */
   setProfileKey(key: Uint8Array): void;
+  /** `username`'s profile key, once a message from it carried one (§19.7). */
+  contactProfileKey(username: string): Uint8Array | undefined;
+  /** Records `username`'s profile key. */
+  setContactProfileKey(username: string, key: Uint8Array): void;
   /** The server certificate key trusted for sealed envelopes (§19.4), once fetched. */
   serverKey(): ServerPublicKey | undefined;
   /** Records the trusted server certificate key. */
@@ -74,6 +78,7 @@ export class MemoryStore extends MemoryGroupStore implements ClientStore, GroupS
   private readonly deviceLists = new Map<string, Uint8Array>();
   private readonly previous = new Map<string, Uint8Array[]>();
   private ownProfileKey: Uint8Array | undefined;
+  private readonly profileKeys = new Map<string, Uint8Array>();
   private trustedServerKey: ServerPublicKey | undefined;
 
   /** An empty store holding `preKeys`. */
@@ -155,6 +160,16 @@ export class MemoryStore extends MemoryGroupStore implements ClientStore, GroupS
   /** {@inheritDoc ClientStore.setProfileKey} */
   setProfileKey(key: Uint8Array): void {
     this.ownProfileKey = key;
+  }
+
+  /** {@inheritDoc ClientStore.contactProfileKey} */
+  contactProfileKey(username: string): Uint8Array | undefined {
+    return this.profileKeys.get(username);
+  }
+
+  /** {@inheritDoc ClientStore.setContactProfileKey} */
+  setContactProfileKey(username: string, key: Uint8Array): void {
+    this.profileKeys.set(username, key);
   }
 
   /** {@inheritDoc ClientStore.serverKey} */
