@@ -30,6 +30,7 @@ import {
   type SendGroupRequest,
   type SendRequest,
 } from "../src/gen/transport_pb.js";
+import { newDeviceList, signDeviceList } from "../src/device_list.js";
 import { openGroupMetadata } from "../src/group_metadata.js";
 import { IdentityKeyPair } from "../src/identity.js";
 import { KemPreKey, LocalPreKeys, SignedPreKey } from "../src/prekeys.js";
@@ -317,4 +318,47 @@ test("SyncMessage transcripts (§11.7): form, destination, and who may send them
   refused({ username: "alice", identity: other, pairwise: true }, "ForeignIdentity");
   refused({ username: "alice", identity: me, pairwise: false }, "NotPairwise");
   assert.equal(openTranscript(original, { username: "alice", identity: me, pairwise: true }, { username: "alice", identity: me }), undefined);
+});
+
+test("group send with a member's signed device list (§20.4): a device the list does not name gets no sender key, even with a session", async () => {
+  const aliceIdentity = IdentityKeyPair.generate(seededRng("alice-id"));
+  const bobSeed = new Uint8Array(32).fill(0x51);
+  const bobIdentity = IdentityKeyPair.fromSeed(bobSeed);
+  const bob2 = deviceOf("bob", 2n, bobIdentity);
+  const bob9 = deviceOf("bob", 9n, bobIdentity);
+  const signedList = signDeviceList(newDeviceList("bob", 1n, 1n, [2n]), bobSeed);
+  let info: { groupId: Uint8Array; version: bigint; members: ReturnType<typeof member>[]; encryptedMetadata: Uint8Array } = { groupId: new Uint8Array(0), version: 1n, members: [member("alice", GroupRole.ADMIN), member("bob")], encryptedMetadata: new Uint8Array(0) };
+  const sends: SendRequest[] = [];
+  const groupSends: SendGroupRequest[] = [];
+  const factory = socketFactory((frame): Result => {
+    const r = frame.request;
+    switch (r.case) {
+      case "createGroup":
+        info = { ...info, groupId: r.value.groupId, encryptedMetadata: r.value.encryptedMetadata };
+        return { case: "group", value: info };
+      case "listDevices":
+        return { case: "deviceList", value: { devices: [{ deviceId: 1n }] } };
+      case "fetchPrekeys":
+        return { case: "prekeyBundles", value: { username: r.value.username, bundles: [bob2.bundle, bob9.bundle], signedDeviceList: signedList } };
+      case "send":
+        sends.push(r.value);
+        return { case: "send", value: { serverTimestampMs: 1n } };
+      case "sendGroup":
+        groupSends.push(r.value);
+        return { case: "send", value: { serverTimestampMs: 2n } };
+      default:
+        return { case: "error", value: { code: ErrorCode.UNKNOWN_REQUEST, message: String(r.case) } };
+    }
+  });
+  const connection = await Connection.open({ url: "ws://x/v1/ws", socketFactory: factory });
+  const store = new MemoryStore(new LocalPreKeys());
+  store.setDevice({ username: "alice", deviceId: 1n, deviceKey: IdentityKeyPair.generate(seededRng("ak")), identity: aliceIdentity });
+  // A session with device 9 from before bob's list (or planted by a server): not used.
+  store.setContactIdentity("bob", bobIdentity.publicKey.toBytes());
+  store.setSession("bob", 9n, Session.initiate(seededRng("old"), aliceIdentity, { identityKey: bob9.bundle.identityKey, signedPreKey: bob9.bundle.signedPrekey, oneTimePreKey: bob9.bundle.oneTimePrekey, kemPreKey: bob9.bundle.kemPrekey }));
+  store.setDeviceList("bob", signedList);
+  const alice = new Groups(store, store, seededRng("alice-run"));
+  await alice.createGroup(connection, "g", ["bob"]);
+  assert.deepEqual(sends.map((s) => s.envelopes.map((e) => e.recipientDeviceId)), [[2n]]);
+  assert.deepEqual(groupSends.map((g) => [...g.keyHolders]), [[2n]]);
 });

@@ -101,12 +101,16 @@ test("IdbStore in Chromium: written, reloaded, read back the same; no plaintext 
     assert.deepEqual(read, written.summary, "the reloaded store holds what was written");
     assert.equal(read["username"], "alice-marker-7f3a");
     assert.deepEqual(read["sessionDevices"], ["2"]);
+    assert.equal((read["previous"] as string[]).length, 1, "the earlier session is kept");
+    assert.equal(read["deviceList"], "01020304");
+    assert.equal((read["profileKey"] as string).length, 64, "the profile key is kept");
+    assert.match(read["serverKey"] as string, /^7:[0-9a-f]{64}$/);
     assert.equal(read["seen41"], true);
     assert.equal(read["seen42"], false);
     assert.deepEqual(read["outbox"], [{ seq: 1, to: "bob-marker-91c2", text: "secret-text-marker-55d0" }]);
 
     const raw = await call("raw");
-    assert.deepEqual(raw.records.map((r) => r.name.split("/")[0]).sort(), ["device", "identity", "outbox", "prekeys", "seen", "session"], "one record per fact; the deleted send is gone");
+    assert.deepEqual(raw.records.map((r) => r.name.split("/")[0]).sort(), ["device", "devicelist", "identity", "outbox", "prekeys", "previous", "profilekey", "seen", "serverkey", "session"], "one record per fact; the deleted send is gone");
     const needles = [...written.secrets, hexOf("alice-marker-7f3a"), hexOf("bob-marker-91c2"), hexOf("secret-text-marker-55d0"), hexOf("marker")];
     for (const record of raw.records) {
       for (const needle of needles) {

@@ -13,6 +13,7 @@
  * sets them); skips with a printed reason without them.
  */
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -22,10 +23,13 @@ import { enrolDevice, login, registerAccount, uploadPreKeys } from "../src/clien
 import { Connection, ConnectionError } from "../src/client/connection.js";
 import { Groups, type ClientEvent } from "../src/client/groups.js";
 import { Messenger, type Incoming } from "../src/client/messenger.js";
+import { enableSealedSender } from "../src/client/sealed.js";
+import type { Envelope } from "../src/gen/transport_pb.js";
 import { nodeSocketFactory } from "../src/client/node.js";
 import { MemoryStore } from "../src/client/store.js";
 import { decodeBase32, totpCode } from "../src/client/totp.js";
 import { toHex } from "../src/bytes.js";
+import { verifyDeviceList } from "../src/device_list.js";
 import { IdentityKeyPair } from "../src/identity.js";
 import { LocalPreKeys } from "../src/prekeys.js";
 import { systemRng } from "../src/rng.js";
@@ -45,6 +49,8 @@ function why(): string | undefined {
   return existsSync(SERVER_BIN) ? undefined : `missing: ${SERVER_BIN}`;
 }
 const missing = why();
+// The sqlite3 shell, to read the spawned server's stored rows (the check is skipped without it).
+const SQLITE = ["/usr/bin/sqlite3", "/usr/local/bin/sqlite3"].find((p) => existsSync(p));
 if (missing) console.log(`# live_interop skipped: ${missing} (run cargo test -p microbot-cli --test typescript_interop)`);
 
 const PASSWORD = "correct horse battery staple";
@@ -115,6 +121,8 @@ test("a TypeScript client over wss:// and the Rust CLI chat 1:1 both ways and ag
   assert.equal(loggedIn.username, "tessa");
   await uploadPreKeys(connection, systemRng, identity, store.preKeys(), 20);
   const messenger = new Messenger(store, systemRng);
+  // Contacts may send to tessa sealed once they hold her profile key (§19.7).
+  await enableSealedSender(connection, store, systemRng);
 
   // Rust → TypeScript (queued, fetched).
   const sent = await cli(["send", "tessa", "hello from rust"]);
@@ -123,21 +131,40 @@ test("a TypeScript client over wss:// and the Rust CLI chat 1:1 both ways and ag
   assert.deepEqual(texts(fetched), ["hello from rust"]);
   assert.equal(fetched[0]!.from, "rusty");
 
-  // TypeScript → Rust.
+  // TypeScript → Rust, sealed (§19.8): rusty's message carried its profile key; the send goes over a
+  // connection that never logs in, and the server's stored row names no sender.
+  assert.equal(store.contactProfileKey("rusty")?.length, 32, "the CLI shared its profile key");
+  messenger.sealedConnection = connect;
   await messenger.sendText(connection, "rusty", "hello from typescript");
+  if (live && SQLITE) {
+    const rows = execFileSync(SQLITE, [join(dir, "server", "microbot.sqlite3"), "SELECT sender_username || '|' || sender_device_id FROM envelopes"], { encoding: "utf8" }).trim().split("\n");
+    assert.deepEqual(rows, ["|0"], "the stored sealed envelope holds no sender");
+  }
   const received = await cli(["recv", "--json", "--only", "message", "--count", "1", "--timeout", "30"]);
   assert.equal(received.code, 0, received.stdout + received.stderr);
   assert.match(received.stdout, /hello from typescript/);
+  // The CLI's account keeps a signed device list (§20): it verified under rusty's identity and was remembered.
+  const rustyList = store.deviceList("rusty");
+  assert.ok(rustyList && rustyList.length > 0, "no verified device list remembered for the CLI's account");
+  assert.deepEqual(verifyDeviceList(rustyList, store.contactIdentity("rusty")!, "rusty").deviceIds, [fetched[0]!.deviceId]);
 
-  // Rust → TypeScript again, by push on the open connection.
+  // Rust → TypeScript again, by push on the open connection: sealed now that the CLI learned
+  // tessa's profile key from her message; the envelope the server delivered names no sender.
+  const delivered: Envelope[] = [];
   const pushed = new Promise<Incoming[]>((resolve) => {
     connection.onPush((push) => {
-      if (push.event.case === "envelope") void messenger.take(connection, [push.event.value]).then(resolve);
+      if (push.event.case === "envelope") {
+        delivered.push(push.event.value);
+        void messenger.take(connection, [push.event.value]).then(resolve);
+      }
     });
   });
   const second = await cli(["send", "tessa", "second from rust"]);
   assert.equal(second.code, 0, second.stdout + second.stderr);
-  assert.deepEqual(texts(await pushed), ["second from rust"]);
+  const secondIn = await pushed;
+  assert.deepEqual(texts(secondIn), ["second from rust"]);
+  assert.deepEqual([delivered[0]!.senderUsername, delivered[0]!.senderDeviceId], ["", 0n], "the server delivered the envelope without a sender");
+  assert.deepEqual([secondIn[0]!.from, secondIn[0]!.sealed], ["rusty", true]);
 
   // Both sides show the same 60 digits.
   const verify = await cli(["verify", "tessa"]);

@@ -5,9 +5,11 @@ import { test } from "node:test";
 import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
 
 import { Connection, ServerError, type SocketLike } from "../src/client/connection.js";
+import { DeviceListCheckError } from "../src/client/device_list_check.js";
 import { Messenger } from "../src/client/messenger.js";
 import { MemoryStore } from "../src/client/store.js";
 import { ContentSchema, encodeContent } from "../src/content.js";
+import { newDeviceList, signDeviceList } from "../src/device_list.js";
 import { ClientFrameSchema, EnvelopeSchema, ErrorCode, ServerFrameSchema, type ClientFrame, type Envelope } from "../src/gen/transport_pb.js";
 import { IdentityKeyPair } from "../src/identity.js";
 import { KemPreKey, LocalPreKeys, SignedPreKey } from "../src/prekeys.js";
@@ -163,4 +165,110 @@ test("sends started together to a new contact: bundles fetched once, each messag
   const envelopes = ciphertexts.map((c, i) => create(EnvelopeSchema, { envelopeId: BigInt(10 + i), senderUsername: "alice", senderDeviceId: 1n, ciphertext: c }));
   const got = await bob.take(connection, envelopes);
   assert.deepEqual(got.map((m) => (m.content.body.case === "text" ? m.content.body.value.text : "")), texts, "every message opens, once");
+});
+
+test("a contact's signed device list (§20.4): only listed devices get messages, a newer list announces its device, a rollback refuses the send", async () => {
+  const bobSeed = new Uint8Array(32).fill(0x42);
+  const bobIdentity = IdentityKeyPair.fromSeed(bobSeed);
+  const list = (version: bigint, ids: bigint[]) => signDeviceList(newDeviceList("bob", version, 1n, ids), bobSeed);
+  const devices = new Map([2n, 3n, 4n, 9n].map((id) => [id, bobDevice(`bob-${id}`, bobIdentity)]));
+  // The server's answers, step by step: a ghost device 9 carrying bob's replayed prekeys is offered but never listed.
+  let served = list(1n, [2n]);
+  let missing: bigint[] = [];
+  const sends: bigint[][] = [];
+  const factory = socketFactory((frame) => {
+    const ok = (result: NonNullable<Extract<Result["kind"], { case: "response" }>["value"]>["result"]) => ({ case: "response" as const, value: { requestId: frame.requestId, result } });
+    if (frame.request.case === "listDevices") return ok({ case: "deviceList", value: { devices: [{ deviceId: 1n }] } });
+    if (frame.request.case === "fetchPrekeys") {
+      const ids = frame.request.value.deviceIds.length === 0 ? [2n, 9n] : frame.request.value.deviceIds;
+      const bundles = ids.map((id) => ({ deviceId: id, ...devices.get(id)!.bundle }));
+      return ok({ case: "prekeyBundles", value: { bundles, signedDeviceList: served } });
+    }
+    if (frame.request.case === "send") {
+      if (missing.length > 0) {
+        const deviceIds = missing;
+        missing = [];
+        return ok({ case: "error", value: { code: ErrorCode.MISSING_DEVICES, message: "missing", deviceIds } });
+      }
+      sends.push(frame.request.value.envelopes.map((e) => e.recipientDeviceId).sort());
+      return ok({ case: "send", value: { serverTimestampMs: 7n } });
+    }
+    return ok({ case: "error", value: { code: ErrorCode.UNKNOWN_REQUEST, message: "?" } });
+  });
+  const connection = await Connection.open({ url: "ws://x/v1/ws", socketFactory: factory });
+  const store = aliceStore();
+  const messenger = new Messenger(store, seededRng("alice-lists"));
+  const added: string[] = [];
+  messenger.onDeviceAdded = (username, id) => added.push(`${username}/${id}`);
+
+  await messenger.sendText(connection, "bob", "one");
+  assert.deepEqual(sends, [[2n]]);
+  assert.deepEqual(store.sessionDevices("bob"), [2n]);
+  assert.deepEqual(added, []);
+
+  served = list(2n, [2n, 3n]);
+  missing = [3n];
+  await messenger.sendText(connection, "bob", "two");
+  assert.deepEqual(sends.at(-1), [2n, 3n]);
+  assert.deepEqual(added, ["bob/3"]);
+  assert.deepEqual(store.deviceList("bob"), served);
+
+  // The server goes back to the first list to add device 4: refused, nothing stored, nothing sent.
+  served = list(1n, [2n, 3n, 4n]);
+  missing = [4n];
+  await assert.rejects(messenger.sendText(connection, "bob", "three"), (error) => error instanceof DeviceListCheckError && error.kind === "Rollback");
+  assert.equal(store.session("bob", 4n), undefined);
+  assert.equal(sends.length, 2);
+
+  // A stale session with a device the list no longer names gets nothing.
+  store.setSession("bob", 9n, store.session("bob", 2n)!);
+  await messenger.sendText(connection, "bob", "four");
+  assert.deepEqual(sends.at(-1), [2n, 3n]);
+});
+
+test("two devices start sessions with each other at the same moment: both first messages open, then each side's reply opens under the session the other kept", async () => {
+  /** One party: its store (with prekeys), its bundle, a connection whose server hands out `peer`'s bundle and records sends. */
+  const party = async (name: string, peer: () => { bundle: ReturnType<typeof bobDevice>["bundle"] }) => {
+    const identity = IdentityKeyPair.generate(seededRng(`${name}-id`));
+    const keys = bobDevice(`${name}-keys`, identity);
+    const store = new MemoryStore(keys.preKeys);
+    store.setDevice({ username: name, deviceId: 1n, deviceKey: IdentityKeyPair.generate(seededRng(`${name}-dk`)), identity });
+    const sent: Uint8Array[] = [];
+    const factory = socketFactory((frame) => {
+      const ok = (result: NonNullable<Extract<Result["kind"], { case: "response" }>["value"]>["result"]) => ({ case: "response" as const, value: { requestId: frame.requestId, result } });
+      if (frame.request.case === "listDevices") return ok({ case: "deviceList", value: { devices: [{ deviceId: 1n }] } });
+      if (frame.request.case === "fetchPrekeys") return ok({ case: "prekeyBundles", value: { bundles: [{ deviceId: 1n, ...peer().bundle }] } });
+      if (frame.request.case === "send") {
+        sent.push(...frame.request.value.envelopes.map((e) => e.ciphertext));
+        return ok({ case: "send", value: { serverTimestampMs: 1n } });
+      }
+      if (frame.request.case === "ackEnvelopes") return ok({ case: "ack", value: { deleted: frame.request.value.envelopeIds.length } });
+      return ok({ case: "error", value: { code: ErrorCode.UNKNOWN_REQUEST, message: "?" } });
+    });
+    const connection = await Connection.open({ url: "ws://x/v1/ws", socketFactory: factory });
+    return { name, keys, store, sent, connection, messenger: new Messenger(store, seededRng(`${name}-run`)) };
+  };
+  const a = await party("anna", () => b.keys);
+  const b: Awaited<ReturnType<typeof party>> = await party("boris", () => a.keys);
+  let nextId = 1n;
+  const deliver = async (from: typeof a, to: typeof a): Promise<string[]> => {
+    const envelopes = from.sent.splice(0).map((ciphertext) => create(EnvelopeSchema, { envelopeId: nextId++, senderUsername: from.name, senderDeviceId: 1n, ciphertext }));
+    const got = await to.messenger.take(to.connection, envelopes);
+    return got.map((m) => (m.content.body.case === "text" ? m.content.body.value.text : ""));
+  };
+  // Both send before either receives: two sessions, one started by each.
+  await a.messenger.sendText(a.connection, "boris", "a1");
+  await b.messenger.sendText(b.connection, "anna", "b1");
+  assert.deepEqual(await deliver(a, b), ["a1"]);
+  assert.deepEqual(await deliver(b, a), ["b1"]);
+  // Each now holds the session the other started; the replies cross over.
+  await a.messenger.sendText(a.connection, "boris", "a2");
+  await b.messenger.sendText(b.connection, "anna", "b2");
+  assert.deepEqual(await deliver(a, b), ["a2"]);
+  assert.deepEqual(await deliver(b, a), ["b2"]);
+  // And they keep talking.
+  await a.messenger.sendText(a.connection, "boris", "a3");
+  assert.deepEqual(await deliver(a, b), ["a3"]);
+  await b.messenger.sendText(b.connection, "anna", "b3");
+  assert.deepEqual(await deliver(b, a), ["b3"]);
 });

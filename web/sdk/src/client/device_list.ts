@@ -5,8 +5,8 @@
  * verifies under the account's identity, never from the server's unsigned
  * `DeviceList.devices`, which decides only whether a list is started: an
  * account without a list whose other devices never signed one keeps the
- * rule before §20. This SDK does not yet check contacts' lists when it
- * sends (SPEC.md §15).
+ * rule before §20. Contacts' lists are checked when sending
+ * (device_list_check.ts, SPEC.md §20.4).
  */
 import { DeviceListError, newDeviceList, signDeviceList, verifyDeviceList, type DeviceList } from "../device_list.js";
 import { ErrorCode } from "../gen/transport_pb.js";

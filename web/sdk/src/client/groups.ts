@@ -531,7 +531,7 @@ export class Groups {
     return this.sendContent(connection, id, create(ContentSchema, { messageId: this.rng.fill(16), sentAtMs: BigInt(Date.now()), body: { case: "text", value: { text } } }));
   }
 
-  /** The member devices we can reach: those with a session under the trusted identity, and our own other devices. */
+  /** The member devices we can reach: those with a session under the trusted identity (and listed, §20.4), and our own other devices. */
   private memberDevices(members: string[]): Map<string, { username: string; deviceId: bigint }> {
     const targets = new Map<string, { username: string; deviceId: bigint }>();
     const add = (username: string, deviceId: bigint) => {
@@ -541,7 +541,8 @@ export class Groups {
     for (const name of members) {
       const trusted = this.store.contactIdentity(name);
       if (!trusted) continue;
-      for (const deviceId of this.store.sessionDevices(name)) {
+      // Only devices the member's verified signed list names, if it has one (SPEC.md §20.4).
+      for (const deviceId of this.messenger.listedDevices(name, this.store.sessionDevices(name))) {
         if (bytesEqual(this.store.session(name, deviceId)!.remoteIdentity.toBytes(), trusted)) add(name, deviceId);
       }
     }

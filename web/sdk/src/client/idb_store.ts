@@ -29,6 +29,7 @@ import { concat, fromHex, toHex, utf8 } from "../bytes.js";
 import { IdentityKeyPair } from "../identity.js";
 import { LocalPreKeys } from "../prekeys.js";
 import { OutboundSenderKey, SenderKeyRecord } from "../sender_key.js";
+import type { ServerPublicKey } from "../sealed_sender.js";
 import { Session } from "../session.js";
 import { MemoryGroupStore, type GroupRecord, type GroupStore, type SharedWith } from "./groups_store.js";
 import type { OutboxEntry, OutboxStore } from "./outbox.js";
@@ -163,6 +164,11 @@ export class IdbStore implements ClientStore, OutboxStore, GroupStore {
   private keys: LocalPreKeys;
   private readonly sessions = new Map<string, Map<bigint, Session>>();
   private readonly identities = new Map<string, Uint8Array>();
+  private readonly deviceLists = new Map<string, Uint8Array>();
+  private readonly previous = new Map<string, Uint8Array[]>();
+  private ownProfileKey: Uint8Array | undefined;
+  private readonly profileKeys = new Map<string, Uint8Array>();
+  private trustedServerKey: ServerPublicKey | undefined;
   private readonly seenIds = new Set<bigint>();
   private readonly outbox = new Map<number, OutboxEntry>();
   /** Groups and sender keys in memory (copies in, copies out); IndexedDB is written behind. */
@@ -244,6 +250,20 @@ export class IdbStore implements ClientStore, OutboxStore, GroupStore {
     } else if (kind === "identity") {
       const [username, identity] = list(value, 2);
       this.identities.set(str(username), bytes(identity));
+    } else if (name === "profilekey") {
+      this.ownProfileKey = bytes(value);
+    } else if (name === "serverkey") {
+      const [keyId, publicKey] = list(value, 2);
+      this.trustedServerKey = { keyId: int(keyId), publicKey: bytes(publicKey) };
+    } else if (kind === "profile") {
+      const [username, key] = list(value, 2);
+      this.profileKeys.set(str(username), bytes(key));
+    } else if (kind === "previous") {
+      const [username, deviceId, sessions] = list(value, 3);
+      this.previous.set(JSON.stringify([str(username), big(deviceId).toString()]), list(sessions).map(bytes));
+    } else if (kind === "devicelist") {
+      const [username, signed] = list(value, 2);
+      this.deviceLists.set(str(username), bytes(signed));
     } else if (kind === "seen") {
       for (const id of list(value)) this.seenIds.add(big(id));
     } else if (kind === "outbox") {
@@ -374,6 +394,19 @@ export class IdbStore implements ClientStore, OutboxStore, GroupStore {
     void this.write([[name, [username, deviceId.toString(), hex(session.toBytes())]], ...this.preKeysChange()]).catch(() => undefined);
   }
 
+  /** {@inheritDoc ClientStore.previousSessions} */
+  previousSessions(username: string, deviceId: bigint): Session[] {
+    return (this.previous.get(JSON.stringify([username, deviceId.toString()])) ?? []).map((b) => Session.fromBytes(b));
+  }
+
+  /** {@inheritDoc ClientStore.setPreviousSessions} */
+  setPreviousSessions(username: string, deviceId: bigint, sessions: Session[]): void {
+    const serialized = sessions.map((session) => session.toBytes());
+    this.previous.set(JSON.stringify([username, deviceId.toString()]), serialized);
+    const name = this.opaque("previous", username, deviceId.toString());
+    void this.write([[name, [username, deviceId.toString(), serialized.map(hex)]]]).catch(() => undefined);
+  }
+
   /** {@inheritDoc ClientStore.sessionDevices} */
   sessionDevices(username: string): bigint[] {
     return [...(this.sessions.get(username)?.keys() ?? [])];
@@ -388,6 +421,50 @@ export class IdbStore implements ClientStore, OutboxStore, GroupStore {
   setContactIdentity(username: string, key: Uint8Array): void {
     this.identities.set(username, key);
     void this.write([[this.opaque("identity", username), [username, hex(key)]]]).catch(() => undefined);
+  }
+
+  /** {@inheritDoc ClientStore.deviceList} */
+  deviceList(username: string): Uint8Array | undefined {
+    return this.deviceLists.get(username);
+  }
+
+  /** {@inheritDoc ClientStore.setDeviceList} */
+  setDeviceList(username: string, signed: Uint8Array): void {
+    this.deviceLists.set(username, signed);
+    void this.write([[this.opaque("devicelist", username), [username, hex(signed)]]]).catch(() => undefined);
+  }
+
+  /** {@inheritDoc ClientStore.profileKey} */
+  profileKey(): Uint8Array | undefined {
+    return this.ownProfileKey;
+  }
+
+  /** {@inheritDoc ClientStore.setProfileKey} */
+  setProfileKey(key: Uint8Array): void {
+    this.ownProfileKey = key;
+    void this.write([["profilekey", hex(key)]]).catch(() => undefined);
+  }
+
+  /** {@inheritDoc ClientStore.contactProfileKey} */
+  contactProfileKey(username: string): Uint8Array | undefined {
+    return this.profileKeys.get(username);
+  }
+
+  /** {@inheritDoc ClientStore.setContactProfileKey} */
+  setContactProfileKey(username: string, key: Uint8Array): void {
+    this.profileKeys.set(username, key);
+    void this.write([[this.opaque("profile", username), [username, hex(key)]]]).catch(() => undefined);
+  }
+
+  /** {@inheritDoc ClientStore.serverKey} */
+  serverKey(): ServerPublicKey | undefined {
+    return this.trustedServerKey;
+  }
+
+  /** {@inheritDoc ClientStore.setServerKey} */
+  setServerKey(key: ServerPublicKey): void {
+    this.trustedServerKey = key;
+    void this.write([["serverkey", [key.keyId, hex(key.publicKey)]]]).catch(() => undefined);
   }
 
   /** {@inheritDoc ClientStore.seen} */

@@ -14,7 +14,7 @@
  */
 import { create } from "@bufbuild/protobuf";
 
-import { bytesEqual, utf8 } from "../bytes.js";
+import { bytesEqual, constantTimeEqual, utf8 } from "../bytes.js";
 import { ContentSchema, decodeContent, encodeContent, type Content } from "../content.js";
 import { SafetyNumber } from "../fingerprint.js";
 import { ErrorCode, type Envelope, type PrekeyBundle } from "../gen/transport_pb.js";
@@ -24,8 +24,11 @@ import type { PreKeyBundle } from "../prekeys.js";
 import type { Rng } from "../rng.js";
 import { decodeSessionMessage, Session } from "../session.js";
 import { ServerError, type Connection } from "./connection.js";
+import { fetchCertificate, SealedEnvelopeError, unsealEnvelope } from "./sealed.js";
+import { accessKey, PROFILE_KEY_LEN, sealSealedSender, type SenderCertificate } from "../sealed_sender.js";
+import { checkDeviceList, rememberedList, type DeviceListCheck } from "./device_list_check.js";
 import { sessionLock, type SerialQueue } from "./serial.js";
-import type { ClientStore, DeviceRecord } from "./store.js";
+import { MAX_PREVIOUS_SESSIONS, type ClientStore, type DeviceRecord } from "./store.js";
 import { openTranscript, sentTranscript, type SentCopy } from "./sync.js";
 
 /** Why a send or a received envelope failed. */
@@ -66,6 +69,17 @@ export interface Incoming {
   groupId?: Uint8Array;
   /** Set when one of our own other devices sent this (a §11.7 transcript): where it went. */
   sentCopy?: SentCopy;
+  /** Set when it arrived sealed (§19): the sender is the certificate's, the server did not know it. */
+  sealed?: boolean;
+}
+
+/** A sender certificate is renewed when it expires within this (ms). */
+const CERTIFICATE_RENEW_BEFORE_MS = 60_000n;
+
+/** One envelope as encrypted for a device, before it is sent. */
+interface OutgoingEnvelopeInit {
+  recipientDeviceId: bigint;
+  ciphertext: Uint8Array;
 }
 
 /** How often the account's own device list is re-read before a send (ms). */
@@ -89,6 +103,20 @@ export class Messenger {
   private readonly me: DeviceRecord;
   private readonly lock: SerialQueue;
   private ownDevicesCheckedMs = 0;
+  /** When each contact's bundles and signed list were last fetched (ms). */
+  private readonly contactsCheckedMs = new Map<string, number>();
+  /**
+   * Called for each device a newly verified signed device list adds
+   * (SPEC.md §20.4 Notices), once the list is remembered.
+   */
+  onDeviceAdded: ((username: string, deviceId: bigint) => void) | undefined;
+  /**
+   * Opens a connection that does not log in (same URL and pinning). When
+   * set, messages to a contact whose profile key is known go sealed over it
+   * (SPEC.md §19.8); copies for our own devices stay identified.
+   */
+  sealedConnection: (() => Promise<Connection>) | undefined;
+  private certificate: SenderCertificate | undefined;
 
   /** A messenger for the enrolled device of `store`; `MessengerError` (`NotEnrolled`) without one. */
   constructor(store: ClientStore, rng: Rng) {
@@ -119,7 +147,11 @@ export class Messenger {
   async ensureMissingSessions(connection: Connection, username: string, deviceIds: bigint[] = []): Promise<void> {
     await this.lock.run(async () => {
       if (deviceIds.length === 0) {
-        if (this.store.sessionDevices(username).length === 0) await this.startSessions(connection, username, []);
+        // Re-read every `OWN_DEVICES_REFRESH_MS`, so a contact's new signed list (§20.4) is seen.
+        const checked = this.contactsCheckedMs.get(username);
+        if (this.store.sessionDevices(username).length === 0 || checked === undefined || Date.now() - checked >= OWN_DEVICES_REFRESH_MS) {
+          await this.startSessions(connection, username, []);
+        }
         return;
       }
       const none = deviceIds.filter((id) => !this.store.session(username, id));
@@ -131,8 +163,14 @@ export class Messenger {
   private async startSessions(connection: Connection, username: string, deviceIds: bigint[]): Promise<void> {
     const bundles = await connection.call({ case: "fetchPrekeys", value: { username, deviceIds } }, "prekeyBundles");
     const own = username === this.me.username;
+    const identities = own ? [] : bundles.bundles.map((b) => verifyBundle(toHandshakeBundle(b)).toBytes());
+    const trusted = own ? this.me.identity.publicKey.toBytes() : (this.store.contactIdentity(username) ?? identities[0]);
+    // §20.4: checked before any session starts (a refusal throws `DeviceListCheckError`); not when
+    // the bundles carry another identity, which `trust` refuses first (§8).
+    const check = trusted && (own || identities.every((i) => bytesEqual(i, trusted))) ? this.checkList(username, trusted, bundles.signedDeviceList) : undefined;
     for (const bundle of bundles.bundles) {
       if (own && bundle.deviceId === this.me.deviceId) continue;
+      if (check?.list && !check.list.deviceIds.includes(bundle.deviceId)) continue;
       if (deviceIds.length === 0 && this.store.session(username, bundle.deviceId)) continue;
       const handshake = toHandshakeBundle(bundle);
       const identity = verifyBundle(handshake);
@@ -141,6 +179,36 @@ export class Messenger {
       this.trust(username, identity.toBytes());
       this.store.setSession(username, bundle.deviceId, Session.initiate(this.rng, this.me.identity, handshake));
     }
+    if (check) this.rememberList(username, check);
+    if (!own && deviceIds.length === 0) this.contactsCheckedMs.set(username, Date.now());
+  }
+
+  /** §20.4 rules 1–3 for `username`'s served list, against the remembered one. */
+  private checkList(username: string, identityKey: Uint8Array, served: Uint8Array): DeviceListCheck {
+    return checkDeviceList({
+      username,
+      identityKey,
+      served,
+      remembered: this.store.deviceList(username),
+      sessionDevices: this.store.sessionDevices(username).filter((id) => username !== this.me.username || id !== this.me.deviceId),
+    });
+  }
+
+  /** Remembers a list that passed, then announces the devices it added. */
+  private rememberList(username: string, check: DeviceListCheck): void {
+    if (!check.remember) return;
+    this.store.setDeviceList(username, check.remember);
+    for (const id of check.added) {
+      if (username === this.me.username && id === this.me.deviceId) continue;
+      this.onDeviceAdded?.(username, id);
+    }
+  }
+
+  /** `ids` narrowed to the devices `username`'s remembered list names (§20.4 rule 4); all of them for an account without one. */
+  listedDevices(username: string, ids: bigint[]): bigint[] {
+    const identity = username === this.me.username ? this.me.identity.publicKey.toBytes() : this.store.contactIdentity(username);
+    const list = identity ? rememberedList(username, identity, this.store.deviceList(username)) : undefined;
+    return list ? ids.filter((id) => list.deviceIds.includes(id)) : ids;
   }
 
   /**
@@ -150,17 +218,19 @@ export class Messenger {
    */
   async ensureOwnDevices(connection: Connection, force = false): Promise<void> {
     if (!force && Date.now() - this.ownDevicesCheckedMs < OWN_DEVICES_REFRESH_MS) return;
-    const list = await connection.call({ case: "listDevices", value: {} }, "deviceList");
-    const others = list.devices.map((d) => d.deviceId).filter((id) => id !== this.me.deviceId);
+    const served = await connection.call({ case: "listDevices", value: {} }, "deviceList");
+    const check = this.checkList(this.me.username, this.me.identity.publicKey.toBytes(), served.signedDeviceList);
+    const named = check.list ? check.list.deviceIds : served.devices.map((d) => d.deviceId);
+    const others = named.filter((id) => id !== this.me.deviceId);
     if (others.length > 0) await this.ensureMissingSessions(connection, this.me.username, others);
+    this.rememberList(this.me.username, check);
     this.ownDevicesCheckedMs = Date.now();
   }
 
-  /** The account's other devices holding a session under the account's identity key. */
+  /** The account's other devices holding a session under the account's identity key (and named by its verified list, if it has one). */
   ownDevices(): bigint[] {
     const mine = this.me.identity.publicKey.toBytes();
-    return this.store
-      .sessionDevices(this.me.username)
+    return this.listedDevices(this.me.username, this.store.sessionDevices(this.me.username))
       .filter((id) => id !== this.me.deviceId && bytesEqual(this.store.session(this.me.username, id)!.remoteIdentity.toBytes(), mine));
   }
 
@@ -188,6 +258,9 @@ export class Messenger {
    */
   async sendContent(connection: Connection, to: string, content: Content): Promise<bigint> {
     const me = this.me.username;
+    // Contacts learn our profile key (§19.7) from what we send, so they can send to us sealed.
+    const profileKey = this.store.profileKey();
+    if (profileKey && to !== me) content = { ...content, profileKey };
     const plaintext = encodeContent(content);
     const transcript = encodeContent(sentTranscript(this.rng, to, content));
     let missing: bigint[] = [];
@@ -199,7 +272,7 @@ export class Messenger {
       await this.ensureOwnDevices(connection);
       // Encrypt, send and store alone: another send or a receive in between would reuse or lose a chain step.
       const outcome = await this.lock.run(async (): Promise<{ sent: bigint } | { missing: bigint[] }> => {
-        const devices = to === me ? [] : this.store.sessionDevices(to);
+        const devices = to === me ? [] : this.listedDevices(to, this.store.sessionDevices(to));
         if (to !== me && devices.length === 0) throw new MessengerError("NoDevices", `${to} has no device that published keys`);
         const own = this.ownDevices();
         if (to === me && own.length === 0) return { sent: BigInt(Date.now()) };
@@ -213,6 +286,19 @@ export class Messenger {
         };
         const envelopes = [...devices.map((id) => seal(to, id, plaintext)), ...own.map((id) => seal(me, id, transcript))];
         const completeAccounts = attempt < 2 ? [...new Set([me, to])] : [];
+        const profileKey = to === me ? undefined : this.store.contactProfileKey(to);
+        if (this.sealedConnection && profileKey && devices.length > 0) {
+          try {
+            const sent = await this.sendSealed(connection, to, profileKey, envelopes.slice(0, devices.length), envelopes.slice(devices.length));
+            for (const [username, deviceId, session] of updated) this.store.setSession(username, deviceId, session);
+            return { sent };
+          } catch (error) {
+            if (!(error instanceof ServerError)) throw error;
+            if (error.code === ErrorCode.MISSING_DEVICES && attempt < 2) return { missing: [...error.deviceIds] };
+            // A contact whose access key changed gets the message identified (as the Rust SDK does).
+            if (error.code !== ErrorCode.UNIDENTIFIED_ACCESS_DENIED) throw error;
+          }
+        }
         try {
           const response = await connection.call({ case: "send", value: { envelopes, completeAccounts } }, "send");
           for (const [username, deviceId, session] of updated) this.store.setSession(username, deviceId, session);
@@ -228,6 +314,24 @@ export class Messenger {
     throw new MessengerError("DeviceListUnstable", `${to}'s device list keeps changing`);
   }
 
+  /** Sends `theirs` sealed over a fresh unauthenticated connection, then `ours` identified; the server's time stamp. */
+  private async sendSealed(connection: Connection, to: string, profileKey: Uint8Array, theirs: OutgoingEnvelopeInit[], ours: OutgoingEnvelopeInit[]): Promise<bigint> {
+    const now = BigInt(Date.now());
+    if (!this.certificate || this.certificate.expiresAtMs <= now + CERTIFICATE_RENEW_BEFORE_MS) this.certificate = await fetchCertificate(connection, this.store);
+    const certificate = this.certificate;
+    const recipient = IdentityKey.fromBytes(this.store.contactIdentity(to)!);
+    const sealed = theirs.map((e) => ({ recipientDeviceId: e.recipientDeviceId, ciphertext: sealSealedSender(this.rng.fill(32), this.me.identity, certificate, recipient, 1, e.ciphertext) }));
+    const unauthenticated = await this.sealedConnection!();
+    let timestamp: bigint;
+    try {
+      timestamp = (await unauthenticated.call({ case: "sendSealed", value: { recipientUsername: to, accessKey: accessKey(profileKey), envelopes: sealed } }, "send")).serverTimestampMs;
+    } finally {
+      unauthenticated.close();
+    }
+    if (ours.length > 0) await connection.call({ case: "send", value: { envelopes: ours, completeAccounts: [] } }, "send");
+    return timestamp;
+  }
+
   /**
    * Decrypts one envelope (§4.3: an existing session, or a new one from a
    * `PreKeyMessage`), validates its content (§11.2); `undefined` for a
@@ -237,30 +341,69 @@ export class Messenger {
    * for them (a send stores its sessions when the server answers), or call
    * it inside `sessionLock(store).run`.
    */
-  open(envelope: Envelope): Incoming | undefined {
-    if (this.store.seen(envelope.envelopeId)) return undefined;
+  open(received: Envelope): Incoming | undefined {
+    if (this.store.seen(received.envelopeId)) return undefined;
+    // A sealed envelope (§19) names no sender: its verified certificate does.
+    const unsealed = received.senderUsername === "" ? unsealEnvelope(this.store, this.me.identity, received) : undefined;
+    const envelope = unsealed?.envelope ?? received;
     const from = envelope.senderUsername;
     const deviceId = envelope.senderDeviceId;
     const message = decodeSessionMessage(envelope.ciphertext);
     const existing = this.store.session(from, deviceId);
+    const previous = this.store.previousSessions(from, deviceId);
+    const usable = (candidate: Session) => message.type === "ratchet" || candidate.matches(message.header);
+    // Decrypt on a copy: a failure leaves the stored session as it was.
+    const attempt = (candidate: Session) => {
+      const copy = Session.fromBytes(candidate.toBytes());
+      return { session: copy, plaintext: copy.decrypt(envelope.ciphertext, this.rng) };
+    };
+    // An earlier session that opens it (the peer still sends under it, e.g. both sides started one at
+    // the same moment) becomes current again; the current one is kept among the earlier ones.
+    const fromPrevious = () => {
+      for (const [index, candidate] of previous.entries()) {
+        if (!usable(candidate)) continue;
+        try {
+          const opened = attempt(candidate);
+          return { ...opened, archive: [...(existing ? [existing] : []), ...previous.filter((_, i) => i !== index)] };
+        } catch {
+          // Not this one.
+        }
+      }
+      return undefined;
+    };
     let session: Session;
     let plaintext: Uint8Array;
-    if (existing && (message.type === "ratchet" || existing.matches(message.header))) {
-      // Decrypt on a copy: a failure leaves the stored session as it was.
-      session = Session.fromBytes(existing.toBytes());
-      plaintext = session.decrypt(envelope.ciphertext, this.rng);
+    let archive: Session[] | undefined;
+    if (existing && usable(existing)) {
+      try {
+        ({ session, plaintext } = attempt(existing));
+      } catch (error) {
+        const opened = fromPrevious();
+        if (!opened) throw error;
+        ({ session, plaintext, archive } = opened);
+      }
     } else {
-      // A new handshake from that device (§4.3 step 2); it replaces the old session only if it decrypts.
-      ({ session, plaintext } = Session.accept(this.rng, this.me.identity, this.store.preKeys(), envelope.ciphertext));
+      const opened = message.type === "prekey" ? fromPrevious() : undefined;
+      if (opened) ({ session, plaintext, archive } = opened);
+      else {
+        // A new handshake from that device (§4.3 step 2); it replaces the old session (kept as an
+        // earlier one) only if it decrypts.
+        ({ session, plaintext } = Session.accept(this.rng, this.me.identity, this.store.preKeys(), envelope.ciphertext));
+        if (existing) archive = [existing, ...previous];
+      }
     }
     const identity = session.remoteIdentity.toBytes();
+    if (unsealed && !constantTimeEqual(unsealed.identity, identity)) throw new SealedEnvelopeError("UntrustedIdentity");
     this.trust(from, identity);
     const decoded = decodeContent(plaintext);
     const sync = openTranscript(decoded, { username: from, identity, pairwise: true }, { username: this.me.username, identity: this.me.identity.publicKey.toBytes() });
     this.store.setSession(from, deviceId, session);
+    if (from !== this.me.username && decoded.profileKey.length === PROFILE_KEY_LEN) this.store.setContactProfileKey(from, decoded.profileKey);
+    if (archive) this.store.setPreviousSessions(from, deviceId, archive.slice(0, MAX_PREVIOUS_SESSIONS));
     this.store.markSeen(envelope.envelopeId);
     const content = sync?.content ?? decoded;
     const incoming: Incoming = { from, deviceId, envelopeId: envelope.envelopeId, content };
+    if (unsealed) incoming.sealed = true;
     if (content.groupId.length > 0) incoming.groupId = content.groupId;
     if (sync) incoming.sentCopy = sync.copy;
     return incoming;

@@ -34,6 +34,12 @@ async function write() {
   const session = Session.initiate(systemRng, identity, { identityKey: bobIdentity.publicKey.toBytes(), signedPreKey: bobSigned.public(), oneTimePreKey: undefined, kemPreKey: bobKem.public() });
   store.setSession(MARKERS.contact, 2n, session);
   store.setContactIdentity(MARKERS.contact, bobIdentity.publicKey.toBytes());
+  const earlier = Session.initiate(systemRng, identity, { identityKey: bobIdentity.publicKey.toBytes(), signedPreKey: bobSigned.public(), oneTimePreKey: undefined, kemPreKey: bobKem.public() });
+  store.setPreviousSessions(MARKERS.contact, 2n, [earlier]);
+  store.setDeviceList(MARKERS.contact, new Uint8Array([1, 2, 3, 4]));
+  const profileKey = systemRng.fill(32);
+  store.setProfileKey(profileKey);
+  store.setServerKey({ keyId: 7, publicKey: bobIdentity.publicKey.toBytes() });
   store.markSeen(41n);
   const content = create(ContentSchema, { messageId: new Uint8Array(16).fill(3), sentAtMs: 1n, body: { case: "text", value: { text: MARKERS.text } } });
   await store.outboxAppend({ to: MARKERS.contact, content: toBinary(ContentSchema, content) });
@@ -42,7 +48,7 @@ async function write() {
   await store.flush();
   store.close();
   return {
-    secrets: [toHex(identity.exportSeed()), toHex(deviceKey.exportSeed()), toHex(signed.secret()), toHex(session.toBytes()).slice(0, 64), toHex(bobIdentity.publicKey.toBytes())],
+    secrets: [toHex(identity.exportSeed()), toHex(deviceKey.exportSeed()), toHex(signed.secret()), toHex(session.toBytes()).slice(0, 64), toHex(profileKey), toHex(bobIdentity.publicKey.toBytes())],
     summary: summary(store),
   };
 }
@@ -59,6 +65,10 @@ function summary(store: IdbStore) {
     sessionDevices: store.sessionDevices(MARKERS.contact).map(String),
     session: session ? toHex(session.toBytes()) : undefined,
     contact: toHex(store.contactIdentity(MARKERS.contact) ?? new Uint8Array(0)),
+    previous: store.previousSessions(MARKERS.contact, 2n).map((s) => toHex(s.toBytes())),
+    deviceList: toHex(store.deviceList(MARKERS.contact) ?? new Uint8Array(0)),
+    profileKey: toHex(store.profileKey() ?? new Uint8Array(0)),
+    serverKey: store.serverKey() ? `${store.serverKey()!.keyId}:${toHex(store.serverKey()!.publicKey)}` : undefined,
     seen41: store.seen(41n),
     seen42: store.seen(42n),
     outbox: store.outboxEntries().map((e) => {
