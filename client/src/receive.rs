@@ -94,8 +94,13 @@ pub(crate) fn process(
     let sender = envelope.sender_username.as_str();
     let device = envelope.sender_device_id;
     // SPEC.md §20.5: checked before anything is decrypted, so a refused
-    // message leaves every session and sender key as it was.
-    if crate::device_lists::leaves_out(inner, tx, sender, device)? {
+    // message leaves every session and sender key as it was. A contact's
+    // prekey message under another identity than the trusted one is an
+    // identity change (a reinstall): the trusted identity's list has no say
+    // over it, the safety-number rule below does (§8).
+    if !claims_new_identity(tx, sender, envelope)?
+        && crate::device_lists::leaves_out(inner, tx, sender, device)?
+    {
         return Ok(Outcome::Unlisted {
             sender: sender.to_owned(),
             device,
@@ -406,6 +411,27 @@ fn open_group(
 }
 
 /// Trust on first use; a different identity later becomes a pending change.
+/// Whether `envelope` is a contact's pairwise prekey message claiming an
+/// identity other than the one trusted for `username`.
+fn claims_new_identity(
+    tx: &Tx<'_>,
+    username: &str,
+    envelope: &Envelope,
+) -> Result<bool, StoreError> {
+    if !envelope.group_id.is_empty() {
+        return Ok(false);
+    }
+    let Ok(microbot_crypto::session::MessageKind::PreKey { identity, .. }) =
+        microbot_crypto::session::Session::peek(&envelope.ciphertext)
+    else {
+        return Ok(false);
+    };
+    let claimed = identity.to_bytes();
+    Ok(tx
+        .contact(username)?
+        .is_some_and(|contact| contact.identity != claimed))
+}
+
 fn check_identity(
     inner: &Inner,
     tx: &Tx<'_>,
