@@ -2,7 +2,8 @@
 //! Rate limits): two nodes on one PostgreSQL schema and one Redis publish
 //! their snapshots on the bus; node A's overview lists node B with its
 //! open connections, charts B's and the cluster's connections from the
-//! points B publishes, and marks B stale once B has stopped. A send rate
+//! points B publishes (and, over three days, from the minutes two earlier
+//! nodes stored), and marks B stale once B has stopped. A send rate
 //! lowered on node A's dashboard refuses sends on node B within the refresh
 //! period, and removing it lets them through again; the same for the
 //! group-change rate (editable since issue 19's second point), lowered in
@@ -99,6 +100,44 @@ async fn admin_session(url: String, addr: SocketAddr) -> String {
     .await;
     assert_eq!(status, 200, "{cookie}");
     format!("Cookie: {cookie}")
+}
+
+/// Two hours of stored minutes of two nodes that ran two days ago,
+/// `ghost-1` at 1 message/s with 3 connections, `ghost-2` at 2/s with 5
+/// (as every node stores its closed minutes, SPEC.md §18.7 Charts); the
+/// first minute, on a 4-minute step of a 3-day chart.
+async fn seed_minutes(url: String) -> u64 {
+    use microbot_server::storage::admin::{AdminStorage as _, NodeMinuteRecord};
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let first = (now - 2 * 86_400) / 240 * 240;
+    tokio::task::spawn_blocking(move || {
+        let store = microbot_server::storage::postgres::PostgresStorage::open(&url, 1).unwrap();
+        for m in 0..120u64 {
+            let minute = first + m * 60;
+            for (node, rate, connections) in [("ghost-1", 1u64, 3u64), ("ghost-2", 2, 5)] {
+                let rollup = serde_json::json!({
+                    "at": minute, "secs": 60, "messages": rate * 60,
+                    "deliveries": rate * 60, "logins": 0, "failed": 0,
+                    "connection_secs": connections * 60, "queued_sum": 0,
+                    "queued_secs": 0, "attachment_in": 0, "attachment_out": 0,
+                    "cpu_ms": 0, "cpu_secs": 0, "memory_sum": 0,
+                    "memory_secs": 0, "latency": [[40, 60]],
+                });
+                let record = NodeMinuteRecord {
+                    node: node.to_owned(),
+                    minute,
+                    rollup: rollup.to_string(),
+                };
+                store.put_node_minute(&record, now - 30 * 86_400).unwrap();
+            }
+        }
+    })
+    .await
+    .unwrap();
+    first
 }
 
 /// The nodes of A's overview.
@@ -203,6 +242,40 @@ async fn node_a_lists_node_b_with_its_connections_and_marks_it_stale_when_stoppe
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+    // Beyond the bus's 15 minutes: the minutes every node stored. Two
+    // nodes that ran two days ago left two hours of minutes; the cluster's
+    // 3-day chart sums them, each one's chart is its own.
+    let day_ago_2 = seed_minutes(schema.url.clone()).await;
+    for (node, messages, connections) in [("cluster", 3.0, 8.0), ("ghost-2", 2.0, 5.0)] {
+        let path = format!("/admin/api/series?range=3d&node={node}");
+        let (status, body) = request(addr, "GET", &path, &[&cookie], "").await;
+        assert_eq!(status, 200, "{body}");
+        let series: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(series["step_secs"], 240, "{node}");
+        assert_eq!(series["range_secs"], 3 * 86_400);
+        let t = series["t"].as_array().unwrap();
+        let old: Vec<usize> = (0..t.len())
+            .filter(|i| t[*i].as_u64().unwrap() < day_ago_2 + 86_400)
+            .collect();
+        assert_eq!(old.len(), 30, "{node}: {body}");
+        assert_eq!(t[old[0]], day_ago_2, "{node}");
+        for i in old {
+            assert_eq!(series["messages_per_s"][i], messages, "{node}: {body}");
+            assert_eq!(series["connections"][i], connections, "{node}: {body}");
+        }
+        if node != "cluster" {
+            assert_eq!(series["since"], day_ago_2);
+        }
+    }
+    let (status, _) = request(
+        addr,
+        "GET",
+        "/admin/api/series?range=3d&node=no-such-node",
+        &[&cookie],
+        "",
+    )
+    .await;
+    assert_eq!(status, 404);
     let (status, _) = request(
         addr,
         "GET",

@@ -4,7 +4,8 @@
 //! found by token hash until they expire or their admin is removed, and
 //! the audit log reads newest first; suspensions are seen by both handles
 //! and named by their account; rate-limit overrides are shared, replaced
-//! and removed.
+//! and removed; every node's chart minutes are shared, replaced,
+//! pruned and read back by minute, then node.
 
 #[path = "support/engines.rs"]
 mod engines;
@@ -326,5 +327,66 @@ fn suspensions_are_shared_and_named_on_every_backend() {
         a.delete_account(carol).unwrap();
         a.remove_device(bob, laptop).unwrap();
         assert_eq!(b.suspensions().unwrap(), [], "{name}");
+    }
+}
+
+#[test]
+fn node_minutes_are_shared_replaced_pruned_and_read_in_order_on_every_backend() {
+    use microbot_server::storage::admin::NodeMinuteRecord;
+    for (name, a, b, _keep) in backends("node_minutes") {
+        let record = |node: &str, minute: u64, text: &str| NodeMinuteRecord {
+            node: node.into(),
+            minute,
+            rollup: text.into(),
+        };
+        let day = 86_400u64;
+        let now = 1_800_000_000u64 / 60 * 60;
+        a.put_node_minute(&record("b", now, "b0"), now - 30 * day)
+            .unwrap();
+        b.put_node_minute(&record("a", now, "a0"), now - 30 * day)
+            .unwrap();
+        b.put_node_minute(&record("a", now - 60, "a-1"), now - 30 * day)
+            .unwrap();
+        // The same node and minute again replaces.
+        a.put_node_minute(&record("b", now, "b0 again"), now - 30 * day)
+            .unwrap();
+        assert_eq!(
+            b.node_minutes(None, now - 60, now + 60).unwrap(),
+            [
+                record("a", now - 60, "a-1"),
+                record("a", now, "a0"),
+                record("b", now, "b0 again"),
+            ],
+            "{name}"
+        );
+        assert_eq!(
+            a.node_minutes(Some("b"), 0, now + 60).unwrap(),
+            [record("b", now, "b0 again")],
+            "{name}"
+        );
+        // The range is half-open.
+        assert_eq!(
+            a.node_minutes(None, now - 60, now).unwrap().len(),
+            1,
+            "{name}"
+        );
+        assert!(
+            a.node_minutes(Some("c"), 0, u64::from(u32::MAX))
+                .unwrap()
+                .is_empty(),
+            "{name}"
+        );
+        // A newer minute, keeping only from `now`: every node's older minutes go.
+        a.put_node_minute(&record("c", now + 60, "c1"), now)
+            .unwrap();
+        assert_eq!(
+            b.node_minutes(None, 0, now + 120).unwrap(),
+            [
+                record("a", now, "a0"),
+                record("b", now, "b0 again"),
+                record("c", now + 60, "c1"),
+            ],
+            "{name}"
+        );
     }
 }

@@ -2,8 +2,9 @@
 //! [`PUBLISH_EVERY`], whether or not its admin listener runs, a node
 //! samples itself into its chart history (rollups.rs) and publishes a
 //! snapshot of itself with the new per-second point on the bus
-//! (bus/nodes.rs); the live view lists every node heard from, and the
-//! charts can show another node or the cluster's total from those points.
+//! (bus/nodes.rs), and stores each minute it closes (minutes.rs); the live
+//! view lists every node heard from, and the charts can show another node
+//! or the cluster's total from those points and minutes.
 //!
 //! Not owned here: the transport and the table of nodes (bus/), the
 //! dashboard's rendering (`web/dashboard`).
@@ -62,6 +63,7 @@ pub async fn publish_loop(
                 let point = rollups.record(now_ms() / 1000, counters, gauges, latency);
                 let snapshot = snapshot(&state, point).await;
                 state.bus.publish_node(snapshot);
+                super::minutes::store_closed(&state, &rollups).await;
             }
             _ = stop.changed() => return,
         }

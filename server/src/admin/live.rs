@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use super::api::{Api, reader};
 use super::error::AdminError;
 use super::rollups::{self, Series};
-use crate::bus::nodes::{NodeStatus, Scope};
+use crate::bus::nodes::{NodeStatus, POINTS_KEPT, Scope};
 use crate::metrics;
 use crate::state::{ServerState, now_ms};
 
@@ -241,8 +241,10 @@ pub(super) struct SeriesQuery {
 }
 
 /// `GET /admin/api/series?range=…&node=…`: the charts' history of this
-/// node (its whole history), of another node or of the cluster's total
-/// (the points heard on the bus: the last 15 minutes at most).
+/// node (its whole history, from memory), of another node or of the
+/// cluster's total: up to [`POINTS_KEPT`] seconds from the per-second
+/// points heard on the bus, longer ranges from the minutes every node
+/// stores (minutes.rs).
 pub(super) async fn series(
     State(api): State<Api>,
     headers: HeaderMap,
@@ -264,10 +266,12 @@ pub(super) async fn series(
         Some(id) => Scope::Node(id),
     };
     let now_ms = now_ms();
+    let unknown = || AdminError::NotFound("no such node (or no history of it)".to_owned());
+    if range > POINTS_KEPT as u64 {
+        let series = super::minutes::series(&api.state, scope, range, now_ms).await?;
+        return series.map(axum::Json).ok_or_else(unknown);
+    }
     let from = (now_ms / 1000).saturating_sub(range) + 1;
-    let points =
-        api.state.bus.points(scope, from).ok_or_else(|| {
-            AdminError::NotFound("no such node (or silent for a minute)".to_owned())
-        })?;
+    let points = api.state.bus.points(scope, from).ok_or_else(unknown)?;
     Ok(axum::Json(Series::from_points(range, now_ms, &points)))
 }

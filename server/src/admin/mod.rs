@@ -21,6 +21,7 @@ mod health;
 pub mod ip_rules;
 pub mod layout;
 pub mod live;
+pub mod minutes;
 pub mod rate_limits;
 pub mod report;
 pub mod rollups;

@@ -1,8 +1,11 @@
 //! The dashboard's chart history (SPEC.md §18.7): a ring of per-second
 //! samples (the last hour) and one of per-minute rollups (the last 30
 //! days), kept in memory on each node and fed once a second from the
-//! counters and gauges the server already keeps (metrics.rs). Nothing is
-//! persisted: a restart starts an empty history.
+//! counters and gauges the server already keeps (metrics.rs). This node's
+//! own charts read the memory only (a restart starts an empty one); each
+//! closed minute is also stored ([`MinuteRollup`], minutes.rs), which is
+//! what the charts of another node or of the cluster read beyond the
+//! bus's window ([`MinuteFold`]).
 //!
 //! Every sample is content-free: counts of envelopes, deliveries, logins
 //! and attachment bytes, the number of open connections, the total queue
@@ -72,8 +75,9 @@ pub struct Gauges {
 }
 
 /// Sums over some seconds; a per-second sample, a minute rollup and a
-/// point of an answer are all one of these.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// point of an answer are all one of these. A closed minute is stored as
+/// this, JSON ([`MinuteRollup`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Bucket {
     /// Label: the second a sample ends at, or the start of a minute or step.
     at: u64,
@@ -101,21 +105,51 @@ struct Bucket {
 }
 
 impl Bucket {
+    /// Adds the seconds that follow (or precede) this bucket's: every sum
+    /// grows, and so do the seconds covered.
     fn merge(&mut self, other: &Bucket) {
-        self.secs += other.secs;
-        self.messages += other.messages;
-        self.deliveries += other.deliveries;
-        self.logins += other.logins;
-        self.failed += other.failed;
-        self.connection_secs += other.connection_secs;
-        self.queued_sum += other.queued_sum;
-        self.queued_secs += other.queued_secs;
-        self.attachment_in += other.attachment_in;
-        self.attachment_out += other.attachment_out;
-        self.cpu_ms += other.cpu_ms;
-        self.cpu_secs += other.cpu_secs;
+        self.secs = self.secs.saturating_add(other.secs);
+        self.add_sums(other);
+        self.connection_secs = self.connection_secs.saturating_add(other.connection_secs);
+        self.queued_sum = self.queued_sum.saturating_add(other.queued_sum);
+        self.queued_secs = self.queued_secs.saturating_add(other.queued_secs);
+        self.cpu_ms = self.cpu_ms.saturating_add(other.cpu_ms);
+        self.cpu_secs = self.cpu_secs.saturating_add(other.cpu_secs);
         self.memory_sum = self.memory_sum.saturating_add(other.memory_sum);
-        self.memory_secs += other.memory_secs;
+        self.memory_secs = self.memory_secs.saturating_add(other.memory_secs);
+    }
+
+    /// Adds another node's bucket of the same seconds, as the cluster's
+    /// total: counts, connections, CPU and memory add up over the same
+    /// seconds; the queue depth is the larger node's (one database: every
+    /// node counts the same queue); the latencies merge.
+    fn merge_alongside(&mut self, other: &Bucket) {
+        self.secs = self.secs.max(other.secs);
+        self.add_sums(other);
+        self.connection_secs = self.connection_secs.saturating_add(other.connection_secs);
+        let average = |sum: u64, secs: u64| u128::from(sum) * 1_000_000 / u128::from(secs.max(1));
+        if other.queued_secs > 0
+            && (self.queued_secs == 0
+                || average(other.queued_sum, other.queued_secs)
+                    > average(self.queued_sum, self.queued_secs))
+        {
+            self.queued_sum = other.queued_sum;
+            self.queued_secs = other.queued_secs;
+        }
+        self.cpu_ms = self.cpu_ms.saturating_add(other.cpu_ms);
+        self.cpu_secs = self.cpu_secs.max(other.cpu_secs);
+        self.memory_sum = self.memory_sum.saturating_add(other.memory_sum);
+        self.memory_secs = self.memory_secs.max(other.memory_secs);
+    }
+
+    /// The event counts and the latencies, which add up either way.
+    fn add_sums(&mut self, other: &Bucket) {
+        self.messages = self.messages.saturating_add(other.messages);
+        self.deliveries = self.deliveries.saturating_add(other.deliveries);
+        self.logins = self.logins.saturating_add(other.logins);
+        self.failed = self.failed.saturating_add(other.failed);
+        self.attachment_in = self.attachment_in.saturating_add(other.attachment_in);
+        self.attachment_out = self.attachment_out.saturating_add(other.attachment_out);
         self.latency.merge(&other.latency);
     }
 
@@ -262,7 +296,14 @@ pub struct History {
     seconds: VecDeque<Bucket>,
     minutes: VecDeque<Bucket>,
     open_minute: Option<Bucket>,
+    /// Minutes closed since [`History::take_closed`] last ran, oldest
+    /// first, at most [`CLOSED_KEPT`].
+    closed: VecDeque<Bucket>,
 }
+
+/// Closed minutes kept for [`History::take_closed`] (older ones are
+/// dropped when nobody takes them).
+pub const CLOSED_KEPT: usize = 60;
 
 impl History {
     /// Records the values read at `now` (seconds since the epoch). The
@@ -334,6 +375,10 @@ impl History {
                     if self.minutes.len() == MINUTE_ROLLUPS {
                         self.minutes.pop_front();
                     }
+                    if self.closed.len() == CLOSED_KEPT {
+                        self.closed.pop_front();
+                    }
+                    self.closed.push_back(done.clone());
                     self.minutes.push_back(done);
                 }
                 let mut fresh = sample.clone();
@@ -372,21 +417,164 @@ impl History {
                     .collect(),
             )
         };
-        let step = base * range_secs.div_ceil(base * MAX_POINTS).max(1);
-        let mut steps: Vec<Bucket> = Vec::new();
+        let step = step_for(base, range_secs);
+        let mut steps = Steps::new(step);
         for b in source {
-            let at = b.at / step * step;
-            match steps.last_mut() {
-                Some(last) if last.at == at => last.merge(b),
-                _ => {
-                    let mut fresh = b.clone();
-                    fresh.at = at;
-                    steps.push(fresh);
-                }
+            steps.push(b);
+        }
+        let points: Vec<Point> = steps.0.iter().map(Bucket::point).collect();
+        Series::of(range_secs, step, now_ms, self.since(), &points)
+    }
+
+    /// The minutes closed since the last call, oldest first (for the
+    /// shared store: admin/cluster.rs).
+    pub fn take_closed(&mut self) -> Vec<MinuteRollup> {
+        self.closed
+            .drain(..)
+            .map(|bucket| MinuteRollup { bucket })
+            .collect()
+    }
+}
+
+/// The seconds one point covers over `range_secs`, a multiple of `base`
+/// (1 for per-second samples, 60 for minute rollups), so that an answer
+/// has at most [`MAX_POINTS`] + 1 points.
+fn step_for(base: u64, range_secs: u64) -> u64 {
+    base * range_secs.div_ceil(base * MAX_POINTS).max(1)
+}
+
+/// Buckets summed into steps of a fixed length, fed in ascending time.
+#[derive(Debug)]
+struct Steps(Vec<Bucket>, u64);
+
+impl Steps {
+    fn new(step: u64) -> Self {
+        Steps(Vec::new(), step)
+    }
+
+    fn push(&mut self, b: &Bucket) {
+        let at = b.at / self.1 * self.1;
+        match self.0.last_mut() {
+            Some(last) if last.at == at => last.merge(b),
+            _ => {
+                let mut fresh = b.clone();
+                fresh.at = at;
+                self.0.push(fresh);
             }
         }
-        let points: Vec<Point> = steps.iter().map(Bucket::point).collect();
-        Series::of(range_secs, step, now_ms, self.since(), &points)
+    }
+}
+
+/// One closed minute of one node's history, as every node of a cluster
+/// stores its own in the shared database and reads the others' (SPEC.md
+/// §18.7): the minute's sums, JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MinuteRollup {
+    bucket: Bucket,
+}
+
+/// Why stored text is not a minute rollup.
+#[derive(Debug, thiserror::Error)]
+pub enum MinuteError {
+    /// Not the JSON of a rollup (or a latency sketch that is not one).
+    #[error("not a minute rollup: {0}")]
+    Malformed(#[from] serde_json::Error),
+    /// Its time is not the start of a minute, or it covers more than one.
+    #[error("a minute rollup must start on a minute and cover at most 60 seconds")]
+    NotAMinute,
+}
+
+impl MinuteRollup {
+    /// The minute's start, seconds since the epoch.
+    pub fn minute(&self) -> u64 {
+        self.bucket.at
+    }
+
+    /// The text stored.
+    pub fn encode(&self) -> String {
+        serde_json::to_string(&self.bucket).unwrap_or_default()
+    }
+
+    /// Reads stored text back.
+    ///
+    /// # Errors
+    /// [`MinuteError`]: the text is not a rollup this build wrote.
+    pub fn decode(text: &str) -> Result<Self, MinuteError> {
+        let bucket: Bucket = serde_json::from_str(text)?;
+        let within = |secs: u64| secs <= 60;
+        if !bucket.at.is_multiple_of(60)
+            || ![
+                bucket.secs,
+                bucket.queued_secs,
+                bucket.cpu_secs,
+                bucket.memory_secs,
+            ]
+            .into_iter()
+            .all(within)
+        {
+            return Err(MinuteError::NotAMinute);
+        }
+        Ok(Self { bucket })
+    }
+}
+
+/// Stored minute rollups folded into a series answer (another node's, or
+/// the cluster's total, over a range longer than the bus keeps). Feed it
+/// minutes in ascending order; several nodes' rollups of one minute add
+/// up as the cluster's (see `Bucket::merge_alongside`). Its memory is
+/// bounded by the answer's points, however many rollups go through it.
+#[derive(Debug)]
+pub struct MinuteFold {
+    range_secs: u64,
+    from: u64,
+    steps: Steps,
+    minute: Option<Bucket>,
+    since: Option<u64>,
+}
+
+impl MinuteFold {
+    /// A fold for the `range_secs` before `now` (seconds since the epoch).
+    pub fn new(now: u64, range_secs: u64) -> Self {
+        Self {
+            range_secs,
+            from: now.saturating_sub(range_secs),
+            steps: Steps::new(step_for(60, range_secs)),
+            minute: None,
+            since: None,
+        }
+    }
+
+    /// The first minute worth reading (earlier ones end before the range).
+    pub fn first_minute(&self) -> u64 {
+        self.from / 60 * 60
+    }
+
+    /// Adds one rollup; one older than the previous is ignored, one
+    /// before the range too.
+    pub fn add(&mut self, rollup: &MinuteRollup) {
+        let b = &rollup.bucket;
+        if b.at + 60 <= self.from {
+            return;
+        }
+        match &mut self.minute {
+            Some(current) if current.at == b.at => current.merge_alongside(b),
+            Some(current) if current.at > b.at => {}
+            current => {
+                if let Some(done) = current.replace(b.clone()) {
+                    self.steps.push(&done);
+                }
+                self.since.get_or_insert(b.at);
+            }
+        }
+    }
+
+    /// The answer, made at `now_ms`.
+    pub fn finish(mut self, now_ms: u64) -> Series {
+        if let Some(done) = self.minute.take() {
+            self.steps.push(&done);
+        }
+        let points: Vec<Point> = self.steps.0.iter().map(Bucket::point).collect();
+        Series::of(self.range_secs, self.steps.1, now_ms, self.since, &points)
     }
 }
 
@@ -459,6 +647,14 @@ impl Rollups {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .series(now_ms / 1000, now_ms, range_secs)
+    }
+
+    /// The minutes closed since the last call (see [`History::take_closed`]).
+    pub fn take_closed(&self) -> Vec<MinuteRollup> {
+        self.history
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take_closed()
     }
 
     /// The newest per-second point, for the live feed.
@@ -647,6 +843,118 @@ mod tests {
         );
         assert!((90.0..=110.0).contains(&p50), "{p50}");
         assert!((9000.0..=11_000.0).contains(&p99), "{p99}");
+    }
+
+    /// Two hours of one node's history at `rate` messages a second, and
+    /// the minutes it closed.
+    fn closed_minutes(start: u64, rate: u64, connections: u64) -> Vec<MinuteRollup> {
+        let mut h = History::default();
+        let gauges = Gauges { connections, ..G };
+        for s in 0..=7200u64 {
+            h.record(start + s, counters(s * rate, 0), gauges);
+        }
+        h.take_closed()
+    }
+
+    #[test]
+    fn closed_minutes_are_taken_once_and_bounded() {
+        let start = 600_000u64;
+        let closed = closed_minutes(start, 1, 3);
+        assert_eq!(closed.len(), CLOSED_KEPT);
+        assert_eq!(closed.last().unwrap().minute(), start + 7140);
+        assert!(
+            closed
+                .windows(2)
+                .all(|w| w[0].minute() + 60 == w[1].minute())
+        );
+        let mut h = History::default();
+        for s in 0..=130u64 {
+            h.record(start + s, counters(s, 0), G);
+        }
+        assert_eq!(h.take_closed().len(), 2);
+        assert!(h.take_closed().is_empty());
+    }
+
+    #[test]
+    fn stored_minutes_read_back_and_bad_ones_are_refused() {
+        let minute = closed_minutes(600_000, 2, 3).pop().unwrap();
+        let back = MinuteRollup::decode(&minute.encode()).unwrap();
+        assert_eq!(back, minute);
+        assert!(matches!(
+            MinuteRollup::decode("{}"),
+            Err(MinuteError::Malformed(_))
+        ));
+        assert!(matches!(
+            MinuteRollup::decode("not json"),
+            Err(MinuteError::Malformed(_))
+        ));
+        let mut off = minute.clone();
+        off.bucket.at += 1;
+        assert!(matches!(
+            MinuteRollup::decode(&off.encode()),
+            Err(MinuteError::NotAMinute)
+        ));
+        let mut long = minute.clone();
+        long.bucket.secs = 61;
+        assert!(matches!(
+            MinuteRollup::decode(&long.encode()),
+            Err(MinuteError::NotAMinute)
+        ));
+        // A latency sketch out of range is no sketch.
+        let text = minute.encode();
+        let bad = text.replacen("\"latency\":[]", "\"latency\":[[250,1]]", 1);
+        assert_ne!(bad, text);
+        assert!(matches!(
+            MinuteRollup::decode(&bad),
+            Err(MinuteError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn stored_minutes_of_two_nodes_fold_into_the_clusters_total() {
+        let start = 600_000u64;
+        let a = closed_minutes(start, 1, 3);
+        let b = closed_minutes(start, 2, 5);
+        let now = start + 7200;
+        // Fed as storage answers: by minute, then by node.
+        let mut fold = MinuteFold::new(now, 6 * 3600);
+        assert_eq!(fold.first_minute(), (now - 6 * 3600) / 60 * 60);
+        for (x, y) in a.iter().zip(&b) {
+            fold.add(x);
+            fold.add(y);
+        }
+        let total = fold.finish(now * 1000);
+        assert_eq!(total.step_secs, 60);
+        assert_eq!(total.t.len(), CLOSED_KEPT);
+        assert_eq!(total.since, Some(a[0].minute()));
+        assert!(
+            total.messages_per_s.iter().all(|r| *r == 3.0),
+            "{:?}",
+            total.messages_per_s
+        );
+        assert!(total.connections.iter().all(|c| *c == 8.0));
+        // The queue is one database's: the larger count, not the sum.
+        assert!(total.queued_envelopes.iter().all(|q| *q == Some(10.0)));
+        // One node alone, over a range that starts mid-way: only its minutes in range.
+        let mut fold = MinuteFold::new(now, 1800);
+        for x in &b {
+            fold.add(x);
+        }
+        // An older minute after a newer one is ignored.
+        fold.add(&b[0]);
+        let one = fold.finish(now * 1000);
+        assert_eq!(one.t.len(), 30);
+        assert!(one.t.iter().all(|t| *t + 60 > now - 1800));
+        assert!(one.messages_per_s.iter().all(|r| *r == 2.0));
+        assert!(one.connections.iter().all(|c| *c == 5.0));
+        // Thirty days of nothing but these: wider steps, bounded points.
+        let mut fold = MinuteFold::new(now, MAX_RANGE_SECS);
+        for x in &a {
+            fold.add(x);
+        }
+        let month = fold.finish(now * 1000);
+        assert_eq!(month.step_secs, 36 * 60);
+        assert!(month.t.len() <= 3);
     }
 
     #[test]

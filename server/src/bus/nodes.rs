@@ -14,7 +14,8 @@
 //! Each node's snapshot carries its newest per-second chart point; the
 //! table keeps the last [`POINTS_KEPT`] of them per node, so the charts can
 //! show another node, or the cluster's total ([`NodeTable::points`]), over
-//! that window.
+//! that window (longer ranges: the minutes every node stores,
+//! admin/minutes.rs).
 //!
 //! Not owned here: what goes into a snapshot (admin/cluster.rs), the
 //! transport (local.rs, redis.rs).

@@ -43,11 +43,45 @@ pub fn bucket_value(i: usize) -> f64 {
     (low + 0.5 / PER_DOUBLING).exp2()
 }
 
-/// A bounded histogram of waits (see the module documentation).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// A bounded histogram of waits (see the module documentation). It is
+/// stored (admin/minutes.rs) as its `[bucket, count]` pairs; reading one
+/// back checks them ([`SketchError`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "Vec<(u8, u32)>", into = "Vec<(u8, u32)>")]
 pub struct LatencySketch {
     /// (bucket, count), sorted by bucket, no zero count.
     counts: Vec<(u8, u32)>,
+}
+
+/// Why stored `[bucket, count]` pairs are not a sketch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SketchError {
+    /// A bucket number is [`BUCKETS`] or more.
+    #[error("latency bucket out of range")]
+    BucketOutOfRange,
+    /// The buckets are not strictly ascending, or a count is zero.
+    #[error("latency buckets must ascend, each with a count above zero")]
+    NotCanonical,
+}
+
+impl TryFrom<Vec<(u8, u32)>> for LatencySketch {
+    type Error = SketchError;
+
+    fn try_from(counts: Vec<(u8, u32)>) -> Result<Self, SketchError> {
+        if counts.iter().any(|(b, _)| usize::from(*b) >= BUCKETS) {
+            return Err(SketchError::BucketOutOfRange);
+        }
+        if counts.iter().any(|(_, c)| *c == 0) || counts.windows(2).any(|w| w[0].0 >= w[1].0) {
+            return Err(SketchError::NotCanonical);
+        }
+        Ok(Self { counts })
+    }
+}
+
+impl From<LatencySketch> for Vec<(u8, u32)> {
+    fn from(sketch: LatencySketch) -> Self {
+        sketch.counts
+    }
 }
 
 impl LatencySketch {
@@ -198,5 +232,17 @@ mod tests {
         let mut empty = LatencySketch::default();
         empty.merge(&all);
         assert_eq!(empty, all);
+        // Stored and read back: the same sketch; bad pairs are errors.
+        let text = serde_json::to_string(&all).unwrap();
+        assert_eq!(serde_json::from_str::<LatencySketch>(&text).unwrap(), all);
+        for bad in [
+            "[[129,1]]",
+            "[[3,1],[3,1]]",
+            "[[4,1],[3,1]]",
+            "[[2,0]]",
+            "{}",
+        ] {
+            assert!(serde_json::from_str::<LatencySketch>(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -123,6 +123,19 @@ pub struct RateLimitRecord {
     pub updated_at_ms: u64,
 }
 
+/// One node's closed minute of chart history, as stored (SPEC.md §18.7
+/// Charts): every node of a cluster writes its own, and reads every
+/// node's for the charts of another node or of the cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeMinuteRecord {
+    /// The node's bus id.
+    pub node: String,
+    /// The minute's start, seconds since the epoch.
+    pub minute: u64,
+    /// The rollup, as `admin::rollups::MinuteRollup` encodes it.
+    pub rollup: String,
+}
+
 /// Admin operations of [`super::Storage`].
 pub trait AdminStorage {
     /// Inserts an inactive admin; `false` when the name is taken.
@@ -180,4 +193,17 @@ pub trait AdminStorage {
     fn set_rate_limit(&self, record: &RateLimitRecord) -> StorageResult<()>;
     /// Removes the override of `name`; `false` when there was none.
     fn remove_rate_limit(&self, name: &str) -> StorageResult<bool>;
+    /// Stores a node's closed minute (replacing one of the same node and
+    /// minute), and forgets every node's minutes before `keep_from`
+    /// (seconds since the epoch).
+    fn put_node_minute(&self, record: &NodeMinuteRecord, keep_from: u64) -> StorageResult<()>;
+    /// The stored minutes in `[from, to)` (seconds since the epoch) of
+    /// `node`, or of every node when `None`, ascending by minute, then
+    /// by node.
+    fn node_minutes(
+        &self,
+        node: Option<&str>,
+        from: u64,
+        to: u64,
+    ) -> StorageResult<Vec<NodeMinuteRecord>>;
 }

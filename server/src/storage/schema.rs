@@ -19,7 +19,8 @@ use rusqlite::Connection;
 /// queue length. Version 10: admins' saved dashboard layouts. Version 11:
 /// IP deny rules from the dashboard. Version 13: usage analytics. Version
 /// 14: account and device suspensions. Version 15: signed device lists.
-/// Version 16: rate limits set on the dashboard.
+/// Version 16: rate limits set on the dashboard. Version 17: every node's
+/// minute rollups of chart history.
 pub const MIGRATIONS: &[&str] = &[
     r"
 CREATE TABLE accounts (
@@ -288,6 +289,18 @@ CREATE TABLE admin_rate_limits (
     updated_by TEXT NOT NULL,
     updated_at_ms INTEGER NOT NULL
 );
+",
+    // Version 17 (issue 19): each node's closed minutes of chart history
+    // (SPEC.md §18.7 Charts), kept 30 days, so the charts of another node
+    // or of the cluster reach as far back as a node's own.
+    r"
+CREATE TABLE node_minutes (
+    node TEXT NOT NULL,
+    minute INTEGER NOT NULL,
+    rollup TEXT NOT NULL,
+    PRIMARY KEY (node, minute)
+) WITHOUT ROWID;
+CREATE INDEX node_minutes_by_minute ON node_minutes (minute);
 ",
 ];
 

@@ -154,6 +154,11 @@ test("the charts show the cluster total: the one node's connections, from the po
     assert.equal(await page.locator(".range").getAttribute("data-step"), "1");
     const points = Number(await connections.getAttribute("data-points"));
     await page.waitForFunction((before) => Number(document.querySelector('[aria-label="Open connections"]')?.getAttribute("data-points")) > before, points);
+    // Six hours of the total: from the minutes the nodes stored, a point a minute.
+    await page.getByLabel("Time range").selectOption("6h");
+    await page.waitForFunction(() => document.querySelector(".range")?.getAttribute("data-step") === "60");
+    await page.getByLabel("Time range").selectOption("5m");
+    await page.waitForFunction(() => document.querySelector(".range")?.getAttribute("data-step") === "1");
     // Back to this node's own history.
     await page.getByLabel("Charts of").selectOption("");
     await page.waitForFunction(() => Number(document.querySelector('[aria-label="Open connections"]')?.getAttribute("data-latest")) >= 1);

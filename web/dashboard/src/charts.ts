@@ -198,7 +198,7 @@ export class Charts {
   /** The range and node selectors (labels "Time range", "Charts of"). */
   readonly selector: HTMLElement;
   private readonly select: HTMLSelectElement;
-  /** "" (this node: its whole history), "cluster" (the total) or another node's id (the last 15 minutes the bus carried). */
+  /** "" (this node: its own history), "cluster" (the total) or another node's id: up to 15 minutes from the bus's per-second points, longer ranges from the minutes every node stores. */
   private readonly nodeSelect: HTMLSelectElement;
   private nodesShown = "";
   private readonly since: HTMLSpanElement;
@@ -256,12 +256,13 @@ export class Charts {
   onSample(point: Point): void {
     const s = this.series;
     if (!s) return;
-    // The pushed points are this node's: another node's or the total's are fetched again.
-    if (this.nodeSelect.value !== "") {
+    // The pushed points are this node's: another node's or the total's are fetched again,
+    // every second at one-second steps, else once a step has passed.
+    if (this.nodeSelect.value !== "" && s.step_secs === 1) {
       void this.load();
       return;
     }
-    if (s.step_secs !== 1) {
+    if (this.nodeSelect.value !== "" || s.step_secs !== 1) {
       if (point.t - this.fetchedAt >= s.step_secs) void this.load();
       return;
     }

@@ -4,7 +4,8 @@
 use super::{PostgresStorage, col, net_id, sql_time};
 use crate::storage::StorageResult;
 use crate::storage::admin::{
-    AdminRecord, AdminRole, AdminSession, AdminStorage, AuditEntry, IpRuleRecord, RateLimitRecord,
+    AdminRecord, AdminRole, AdminSession, AdminStorage, AuditEntry, IpRuleRecord, NodeMinuteRecord,
+    RateLimitRecord,
 };
 
 /// Stored roles this build does not know read as viewers (least power).
@@ -319,6 +320,50 @@ impl AdminStorage for PostgresStorage {
                 .execute("DELETE FROM admin_rate_limits WHERE name = $1", &[&name])
                 .await?;
             Ok(n == 1)
+        })
+    }
+
+    fn put_node_minute(&self, record: &NodeMinuteRecord, keep_from: u64) -> StorageResult<()> {
+        self.with_tx(async |tx| {
+            tx.execute(
+                "INSERT INTO node_minutes (node, minute, rollup) VALUES ($1, $2, $3) \
+                 ON CONFLICT (node, minute) DO UPDATE SET rollup = EXCLUDED.rollup",
+                &[&record.node, &sql_time(record.minute), &record.rollup],
+            )
+            .await?;
+            tx.execute(
+                "DELETE FROM node_minutes WHERE minute < $1",
+                &[&sql_time(keep_from)],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn node_minutes(
+        &self,
+        node: Option<&str>,
+        from: u64,
+        to: u64,
+    ) -> StorageResult<Vec<NodeMinuteRecord>> {
+        self.with_tx(async |tx| {
+            let rows = tx
+                .query(
+                    "SELECT node, minute, rollup FROM node_minutes \
+                     WHERE minute >= $1 AND minute < $2 AND ($3::TEXT IS NULL OR node = $3) \
+                     ORDER BY minute, node",
+                    &[&sql_time(from), &sql_time(to), &node],
+                )
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(NodeMinuteRecord {
+                        node: col(r, 0)?,
+                        minute: net_id(col(r, 1)?),
+                        rollup: col(r, 2)?,
+                    })
+                })
+                .collect()
         })
     }
 }

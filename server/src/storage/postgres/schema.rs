@@ -253,6 +253,17 @@ CREATE TABLE admin_rate_limits (
     updated_at_ms BIGINT NOT NULL
 );
 ",
+    // Version 15 (issue 19): each node's closed minutes of chart history
+    // (SPEC.md §18.7 Charts), kept 30 days.
+    r"
+CREATE TABLE node_minutes (
+    node TEXT NOT NULL,
+    minute BIGINT NOT NULL,
+    rollup TEXT NOT NULL,
+    PRIMARY KEY (node, minute)
+);
+CREATE INDEX node_minutes_by_minute ON node_minutes (minute);
+",
 ];
 
 /// The schema version this build writes.

@@ -5,7 +5,8 @@ use rusqlite::{OptionalExtension, params};
 use super::{SqliteStorage, db, net_id, sql_time};
 use crate::storage::StorageResult;
 use crate::storage::admin::{
-    AdminRecord, AdminRole, AdminSession, AdminStorage, AuditEntry, IpRuleRecord, RateLimitRecord,
+    AdminRecord, AdminRole, AdminSession, AdminStorage, AuditEntry, IpRuleRecord, NodeMinuteRecord,
+    RateLimitRecord,
 };
 
 fn role(text: &str) -> rusqlite::Result<AdminRole> {
@@ -324,6 +325,50 @@ impl AdminStorage for SqliteStorage {
                 )
                 .map_err(db)?;
             Ok(n == 1)
+        })
+    }
+
+    fn put_node_minute(&self, record: &NodeMinuteRecord, keep_from: u64) -> StorageResult<()> {
+        self.with_tx(|tx| {
+            tx.execute(
+                "INSERT INTO node_minutes (node, minute, rollup) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (node, minute) DO UPDATE SET rollup = excluded.rollup",
+                params![record.node, sql_time(record.minute), record.rollup],
+            )
+            .map_err(db)?;
+            tx.execute(
+                "DELETE FROM node_minutes WHERE minute < ?1",
+                params![sql_time(keep_from)],
+            )
+            .map_err(db)?;
+            Ok(())
+        })
+    }
+
+    fn node_minutes(
+        &self,
+        node: Option<&str>,
+        from: u64,
+        to: u64,
+    ) -> StorageResult<Vec<NodeMinuteRecord>> {
+        self.with_tx(|tx| {
+            let mut statement = tx
+                .prepare(
+                    "SELECT node, minute, rollup FROM node_minutes \
+                     WHERE minute >= ?1 AND minute < ?2 AND (?3 IS NULL OR node = ?3) \
+                     ORDER BY minute, node",
+                )
+                .map_err(db)?;
+            let rows = statement
+                .query_map(params![sql_time(from), sql_time(to), node], |r| {
+                    Ok(NodeMinuteRecord {
+                        node: r.get(0)?,
+                        minute: net_id(r.get(1)?),
+                        rollup: r.get(2)?,
+                    })
+                })
+                .map_err(db)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db)
         })
     }
 }
