@@ -630,8 +630,8 @@ fn ttl_ms() -> u64 {
 }
 
 /// Sends `batch` in order: runs of push frames as one pipeline of
-/// `PUBLISH`es per channel (one round trip each; one channel unless a
-/// cluster), presence changes one by one. A push that could not be sent is
+/// `PUBLISH`es per channel (one channel unless a cluster; the pipelines
+/// at once), presence changes one by one. A push that could not be sent is
 /// remembered for the resync after the link returns.
 async fn broadcast(
     inner: &Inner,
@@ -659,13 +659,16 @@ async fn broadcast(
                         .arg(frame.as_slice())
                         .ignore();
                 }
-                let mut sent = Ok(());
-                for pipe in pipes.values() {
-                    sent = timed(pipe.query_async::<()>(conn)).await;
-                    if sent.is_err() {
-                        break;
-                    }
-                }
+                // Concurrently: in a cluster they go to several primaries,
+                // and only one device's messages need an order (one channel).
+                let sent: Result<(), String> =
+                    futures_util::future::join_all(pipes.values().map(|pipe| {
+                        let mut conn = conn.clone();
+                        async move { timed(pipe.query_async::<()>(&mut conn)).await }
+                    }))
+                    .await
+                    .into_iter()
+                    .collect();
                 if sent.is_ok() {
                     frames.clear();
                 }

@@ -124,7 +124,8 @@ fn cluster_client(
     builder.build()
 }
 
-/// The command connection of a link.
+/// The command connection of a link (clones share it).
+#[derive(Clone)]
 pub(super) enum Conn {
     Single(redis::aio::MultiplexedConnection),
     Cluster(redis::cluster_async::ClusterConnection),

@@ -73,11 +73,6 @@ impl Target {
             .collect::<Result<_, _>>()?;
         Ok(Self::Cluster(seeds))
     }
-
-    /// Whether this is a Redis Cluster.
-    pub fn is_cluster(&self) -> bool {
-        matches!(self, Self::Cluster(_))
-    }
 }
 
 #[cfg(test)]
