@@ -295,6 +295,15 @@ async fn a_killed_primary_fails_over_and_no_acknowledged_message_is_lost_or_repe
             "the node saw the failover: {log}"
         );
     }
+    // At once, from the cluster connection's report of the dropped node
+    // connection, not only later from a command that timed out.
+    assert!(
+        [node_a.log(), node_b.log()]
+            .iter()
+            .any(|log| log.contains("lost the connection to a Redis Cluster node")),
+        "{}",
+        logs()
+    );
     // The bus works again: pushes cross the nodes without a new login.
     let logins = (ledger.logins(a), ledger.logins(b));
     send_round(&mut ledger);
