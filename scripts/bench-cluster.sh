@@ -3,7 +3,10 @@
 # devices in pairs, 256-byte messages, saturation — against 1, 2 and 3
 # microbot-server nodes sharing PostgreSQL + Redis (each size on a fresh
 # schema and Redis namespace; partners always on different nodes, so every
-# message crosses the Redis bus), beside one node on the embedded SQLite.
+# message crosses the Redis bus), beside one node on the embedded SQLite,
+# and the largest node count once more on a Redis Cluster (3 primaries + 3
+# replicas on loopback, started by scripts/redis-cluster.sh and stopped at
+# the end; --no-redis-cluster skips it).
 # Prints one table with the CPU each run cost, by process. Not part of
 # .ci/run. Results and conditions: BENCHMARKS.md, "Scale-out".
 #
@@ -18,7 +21,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 eval "$(bash scripts/services.sh)"
+args=()
+with_cluster=1
+for a in "$@"; do
+    if [ "$a" = --no-redis-cluster ]; then with_cluster=0; else args+=("$a"); fi
+done
 cargo build --release -p microbot-server -p microbot-loadgen
+if [ "$with_cluster" = 1 ]; then
+    trap 'bash scripts/redis-cluster.sh stop' EXIT
+    eval "$(bash scripts/redis-cluster.sh start)"
+else
+    unset MICROBOT_TEST_REDIS_CLUSTER
+fi
 # Many connections from one process: raise the open-files limit if allowed.
 ulimit -n 65536 2>/dev/null || true
-exec target/release/microbot-loadgen cluster "$@"
+target/release/microbot-loadgen cluster ${args[@]+"${args[@]}"}

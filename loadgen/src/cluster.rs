@@ -41,6 +41,9 @@ pub struct ClusterConfig {
     pub postgres_url: String,
     /// `redis://…` URL.
     pub redis_url: String,
+    /// `redis+cluster://…` URL of a Redis Cluster: also run the largest
+    /// node count on it (one more row).
+    pub redis_cluster_url: Option<String>,
     /// Node counts, each run in turn on a fresh schema and namespace.
     pub node_counts: Vec<usize>,
     /// Also run one node on the embedded SQLite (the comparison row).
@@ -65,6 +68,7 @@ impl ClusterConfig {
             server_bin,
             postgres_url,
             redis_url,
+            redis_cluster_url: None,
             node_counts: vec![1, 2, 3],
             sqlite_baseline: true,
             devices: 32,
@@ -86,6 +90,8 @@ pub enum Backend {
     Sqlite,
     /// Shared PostgreSQL and Redis (SPEC.md §18.6).
     Shared,
+    /// Shared PostgreSQL and a Redis Cluster (`redis_cluster_url`).
+    SharedCluster,
 }
 
 /// CPU time spent during one run, by whom.
@@ -230,6 +236,7 @@ impl ClusterRun {
         match self.backend {
             Backend::Sqlite => format!("{nodes}, SQLite"),
             Backend::Shared => format!("{nodes}, PostgreSQL + Redis"),
+            Backend::SharedCluster => format!("{nodes}, PostgreSQL + Redis Cluster"),
         }
     }
 }
@@ -373,7 +380,7 @@ impl Nodes {
         })
     }
 
-    async fn shared(config: &ClusterConfig, count: usize) -> LoadResult<Self> {
+    async fn shared(config: &ClusterConfig, redis_url: &str, count: usize) -> LoadResult<Self> {
         let tag = run_prefix();
         let shared = tempfile::tempdir().map_err(LoadError::io("creating the cluster dir"))?;
         let (cert_pem, key_pem) = write_certificate(shared.path())?;
@@ -388,7 +395,7 @@ impl Nodes {
         ));
         let spec = NodeSpec {
             storage_url: schema.url.clone(),
-            redis_url: config.redis_url.clone(),
+            redis_url: redis_url.to_owned(),
             namespace,
             attachments_dir,
             cert_pem,
@@ -427,7 +434,14 @@ async fn measure(
 ) -> LoadResult<Vec<ClusterRun>> {
     let nodes = match backend {
         Backend::Sqlite => Nodes::sqlite(&config.server_bin).await?,
-        Backend::Shared => Nodes::shared(config, count).await?,
+        Backend::Shared => Nodes::shared(config, &config.redis_url, count).await?,
+        Backend::SharedCluster => {
+            let url = config
+                .redis_cluster_url
+                .as_deref()
+                .ok_or(LoadError::Invalid("no Redis Cluster URL"))?;
+            Nodes::shared(config, url, count).await?
+        }
     };
     let endpoints = nodes
         .nodes
@@ -493,6 +507,11 @@ pub async fn run(config: &ClusterConfig) -> LoadResult<ClusterReport> {
     }
     for &count in &config.node_counts {
         runs.extend(measure(config, Backend::Shared, count).await?);
+    }
+    if config.redis_cluster_url.is_some()
+        && let Some(&count) = config.node_counts.iter().max()
+    {
+        runs.extend(measure(config, Backend::SharedCluster, count).await?);
     }
     Ok(ClusterReport {
         shape: format!(

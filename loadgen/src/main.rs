@@ -210,6 +210,10 @@ struct ClusterArgs {
     /// Redis URL.
     #[arg(long, env = "MICROBOT_TEST_REDIS", hide_env_values = true)]
     redis: String,
+    /// redis+cluster:// URL of a Redis Cluster: also runs the largest node
+    /// count on it (scripts/redis-cluster.sh prints one).
+    #[arg(long, env = "MICROBOT_TEST_REDIS_CLUSTER", hide_env_values = true)]
+    redis_cluster: Option<String>,
     /// microbot-server binary [default: next to this binary].
     #[arg(long)]
     server_bin: Option<PathBuf>,
@@ -303,6 +307,7 @@ async fn run(cli: Cli) -> LoadResult<Vec<Row>> {
                 None => sibling("microbot-server")?,
             };
             let mut config = ClusterConfig::new(server_bin, args.postgres, args.redis);
+            config.redis_cluster_url = args.redis_cluster;
             config.node_counts = args.nodes;
             config.sqlite_baseline = !args.no_sqlite;
             config.devices = args.devices;

@@ -175,8 +175,10 @@ pub struct Config {
     pub storage: Option<SecretUrl>,
     /// Most PostgreSQL connections of this node.
     pub storage_pool_size: u32,
-    /// `redis://host:port/` for the cross-node bus and shared limits
-    /// (unset: in-process bus, per-node limits).
+    /// `redis://host:port/` (one Redis) or
+    /// `redis+cluster://host:port,host:port/` (a Redis Cluster's seed
+    /// nodes) for the cross-node bus and shared limits (unset: in-process
+    /// bus, per-node limits).
     pub redis: Option<SecretUrl>,
     /// Prefix of every Redis key and channel (one per cluster).
     pub redis_namespace: String,
@@ -495,7 +497,8 @@ pub struct Overrides {
     /// Most PostgreSQL connections of this node [default: 16].
     #[arg(long, env = "MICROBOT_STORAGE_POOL_SIZE", global = true)]
     pub storage_pool_size: Option<u32>,
-    /// redis://host:port/ for the cluster bus and shared limits [default: off].
+    /// redis://host:port/ or redis+cluster://host:port,host:port/ for the
+    /// cluster bus and shared limits [default: off].
     #[arg(long, env = "MICROBOT_REDIS", global = true, hide_env_values = true)]
     pub redis: Option<SecretUrl>,
     /// Prefix of Redis keys and channels [default: microbot].
@@ -806,10 +809,20 @@ impl Config {
                 "storage_pool_size must be between 1 and 1000",
             ));
         }
-        if let Some(url) = &self.redis
-            && !(url.expose().starts_with("redis://") || url.expose().starts_with("redis+unix://"))
-        {
-            return Err(ConfigError::Invalid("redis must be a redis:// URL"));
+        if let Some(url) = &self.redis {
+            match crate::bus::target::Target::parse(url.expose()) {
+                Ok(_) => {}
+                Err(crate::bus::target::TargetError::Scheme) => {
+                    return Err(ConfigError::Invalid(
+                        "redis must be a redis://, redis+unix:// or redis+cluster:// URL",
+                    ));
+                }
+                Err(crate::bus::target::TargetError::Seeds) => {
+                    return Err(ConfigError::Invalid(
+                        "a redis+cluster:// URL needs host:port seed nodes separated by commas",
+                    ));
+                }
+            }
         }
         if self.redis_namespace.is_empty()
             || !self

@@ -9,7 +9,8 @@
 //! gracefully (draining connections); SIGHUP does not reload the
 //! configuration: restart the node to apply a change.
 //!
-//! Cluster nodes (`storage = "postgres://…"`, `redis = "redis://…"`) share
+//! Cluster nodes (`storage = "postgres://…"`, `redis = "redis://…"` or a
+//! Redis Cluster's `redis = "redis+cluster://host:port,host:port/"`) share
 //! one certificate (`--cert-pem` / `--key-pem`); docs/OPERATIONS.md.
 
 use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};

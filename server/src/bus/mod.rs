@@ -15,6 +15,8 @@
 pub mod local;
 pub mod nodes;
 pub mod redis;
+pub mod redis_link;
+pub mod target;
 
 use microbot_protocol::transport::{ErrorCode, Push};
 use tokio::sync::mpsc;

@@ -29,10 +29,13 @@
 //! their connections too, so the devices fetch. Local delivery goes on
 //! without Redis.
 //!
+//! A Redis Cluster (`redis+cluster://…`) carries the same messages on
+//! sharded channels, with the presence sets in one hash slot; how each mode
+//! names and reaches things, and what a failover does, is redis_link.rs's.
+//!
 //! Not owned here: what a connection does with an event (connection.rs).
 
-use std::collections::{HashMap, HashSet};
-use std::pin::Pin;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -42,6 +45,7 @@ use prost::Message as _;
 use tokio::sync::mpsc;
 
 use super::nodes::{self, NodeSnapshot, NodeStatus, NodeTable, Scope};
+use super::redis_link::{self, Client, Conn, SHARDS};
 use super::{Bus, BusEvent, PUSH_CHANNEL_CAPACITY, Subscription};
 use crate::admin::rollups::Point;
 
@@ -103,6 +107,8 @@ struct Missed {
 struct Inner {
     node: NodeId,
     namespace: String,
+    /// A Redis Cluster (sharded channels), not one Redis.
+    cluster: bool,
     next_id: AtomicU64,
     routes: Mutex<Routes>,
     /// Other nodes' connected devices: device → nodes.
@@ -153,13 +159,14 @@ impl RedisBus {
     /// # Errors
     /// [`RedisBusError::Url`].
     pub fn start(url: &str, namespace: &str) -> Result<Self, RedisBusError> {
-        let client = redis::Client::open(url).map_err(|e| RedisBusError::Url(e.to_string()))?;
+        let client = Client::open(url).map_err(RedisBusError::Url)?;
         let mut node = [0u8; NODE_ID_LEN];
         rand::fill(&mut node);
         let (outgoing, rx) = mpsc::channel(OUTGOING_CAPACITY);
         let inner = Arc::new(Inner {
             node,
             namespace: namespace.to_owned(),
+            cluster: client.is_cluster(),
             next_id: AtomicU64::new(0),
             routes: Mutex::new(HashMap::new()),
             remote: Mutex::new(HashMap::new()),
@@ -201,12 +208,43 @@ impl RedisBus {
 }
 
 impl Inner {
-    fn channel(&self) -> String {
-        format!("{}:bus", self.namespace)
+    /// The channel of a message about `device` (None: about no device).
+    fn channel(&self, device: Option<u64>) -> String {
+        if self.cluster {
+            format!("{}:bus:{}", self.namespace, redis_link::shard_of(device))
+        } else {
+            format!("{}:bus", self.namespace)
+        }
+    }
+
+    /// Every channel this node listens on.
+    fn channels(&self) -> Vec<String> {
+        if self.cluster {
+            (0..SHARDS)
+                .map(|k| format!("{}:bus:{k}", self.namespace))
+                .collect()
+        } else {
+            vec![self.channel(None)]
+        }
+    }
+
+    /// `PUBLISH`, or `SPUBLISH` on a cluster's sharded channels.
+    fn publish_command(&self) -> &'static str {
+        if self.cluster { "SPUBLISH" } else { "PUBLISH" }
+    }
+
+    /// Prefix of the presence sets; in a cluster, hash-tagged so that all
+    /// of a namespace's sets share one slot.
+    fn presence_prefix(&self) -> String {
+        if self.cluster {
+            format!("{{{}}}:node:", self.namespace)
+        } else {
+            format!("{}:node:", self.namespace)
+        }
     }
 
     fn presence_key(&self, node: &NodeId) -> String {
-        format!("{}:node:{}", self.namespace, hex::encode(node))
+        format!("{}{}", self.presence_prefix(), hex::encode(node))
     }
 
     /// Queues a message for Redis; when it cannot be sent now, remembers
@@ -447,7 +485,7 @@ impl Bus for RedisBus {
 /// Keeps the link: connect, serve until it breaks, back off, repeat.
 async fn run(
     inner: Arc<Inner>,
-    client: redis::Client,
+    client: Client,
     mut rx: mpsc::Receiver<Outgoing>,
     mut closed: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -507,7 +545,7 @@ async fn timed<T>(future: impl Future<Output = redis::RedisResult<T>>) -> Result
 /// One link's life; returns why it ended.
 async fn serve(
     inner: &Arc<Inner>,
-    client: &redis::Client,
+    client: &Client,
     rx: &mut mpsc::Receiver<Outgoing>,
     was_linked: &mut bool,
 ) -> String {
@@ -519,14 +557,11 @@ async fn serve(
 
 async fn serve_inner(
     inner: &Arc<Inner>,
-    client: &redis::Client,
+    client: &Client,
     rx: &mut mpsc::Receiver<Outgoing>,
     was_linked: &mut bool,
 ) -> Result<(), String> {
-    let mut pubsub = timed(client.get_async_pubsub()).await?;
-    timed(pubsub.subscribe(inner.channel())).await?;
-    let mut stream = pubsub.into_on_message();
-    let mut conn = timed(client.get_multiplexed_async_connection()).await?;
+    let (mut conn, mut incoming) = timed(client.link(&inner.channels())).await?;
     let own_key = inner.presence_key(&inner.node);
     write_presence(&mut conn, &own_key, &inner.local_devices()).await?;
     refresh_mirror(inner, &mut conn).await?;
@@ -549,7 +584,7 @@ async fn serve_inner(
         for d in &list {
             frame.extend_from_slice(&d.to_be_bytes());
         }
-        publish(&mut conn, &inner.channel(), frame).await?;
+        publish(inner, &mut conn, None, frame).await?;
     }
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     loop {
@@ -567,12 +602,7 @@ async fn serve_inner(
                 }
                 broadcast(inner, &mut conn, &own_key, batch).await?;
             }
-            message = next_message(&mut stream) => {
-                let Some(message) = message else {
-                    return Err("Redis subscription closed".to_owned());
-                };
-                inner.receive(message.get_payload_bytes());
-            }
+            message = incoming.next() => inner.receive(&message?),
             _ = heartbeat.tick() => {
                 timed(redis::cmd("PEXPIRE").arg(&own_key).arg(ttl_ms()).query_async::<i64>(&mut conn)).await?;
                 refresh_mirror(inner, &mut conn).await?;
@@ -588,9 +618,9 @@ async fn stopped(closed: &mut tokio::sync::watch::Receiver<bool>) {
 }
 
 /// Deletes this node's presence set on a clean stop (best effort).
-async fn remove_presence(inner: &Inner, client: &redis::Client) {
+async fn remove_presence(inner: &Inner, client: &Client) {
     let key = inner.presence_key(&inner.node);
-    if let Ok(mut conn) = timed(client.get_multiplexed_async_connection()).await {
+    if let Ok(mut conn) = timed(client.connect()).await {
         let _ = timed(redis::cmd("DEL").arg(&key).query_async::<i64>(&mut conn)).await;
     }
 }
@@ -599,20 +629,16 @@ fn ttl_ms() -> u64 {
     u64::try_from(PRESENCE_TTL.as_millis()).unwrap_or(10_000)
 }
 
-async fn next_message(stream: &mut redis::aio::PubSubStream) -> Option<redis::Msg> {
-    std::future::poll_fn(|cx| futures_core::Stream::poll_next(Pin::new(&mut *stream), cx)).await
-}
-
 /// Sends `batch` in order: runs of push frames as one pipeline of
-/// `PUBLISH`es (one round trip), presence changes one by one. A push that
-/// could not be sent is remembered for the resync after the link returns.
+/// `PUBLISH`es per channel (one channel unless a cluster; the pipelines
+/// at once), presence changes one by one. A push that could not be sent is
+/// remembered for the resync after the link returns.
 async fn broadcast(
     inner: &Inner,
-    conn: &mut redis::aio::MultiplexedConnection,
+    conn: &mut Conn,
     own_key: &str,
     batch: Vec<Outgoing>,
 ) -> Result<(), String> {
-    let channel = inner.channel();
     let mut frames: Vec<(Vec<u8>, Option<u64>)> = Vec::new();
     let mut rest = batch.into_iter().peekable();
     while let Some(message) = rest.next() {
@@ -622,14 +648,27 @@ async fn broadcast(
                 if matches!(rest.peek(), Some(Outgoing::Frame(..))) {
                     continue;
                 }
-                let mut pipe = redis::pipe();
-                for (frame, _) in &frames {
-                    pipe.cmd("PUBLISH")
-                        .arg(&channel)
+                // A pipeline stays in one hash slot: one per channel.
+                let mut pipes: BTreeMap<String, redis::Pipeline> = BTreeMap::new();
+                for (frame, device) in &frames {
+                    pipes
+                        .entry(inner.channel(*device))
+                        .or_insert_with(redis::pipe)
+                        .cmd(inner.publish_command())
+                        .arg(inner.channel(*device))
                         .arg(frame.as_slice())
                         .ignore();
                 }
-                let sent = timed(pipe.query_async::<()>(conn)).await;
+                // Concurrently: in a cluster they go to several primaries,
+                // and only one device's messages need an order (one channel).
+                let sent: Result<(), String> =
+                    futures_util::future::join_all(pipes.values().map(|pipe| {
+                        let mut conn = conn.clone();
+                        async move { timed(pipe.query_async::<()>(&mut conn)).await }
+                    }))
+                    .await
+                    .into_iter()
+                    .collect();
                 if sent.is_ok() {
                     frames.clear();
                 }
@@ -637,22 +676,22 @@ async fn broadcast(
             }
             Outgoing::Online(device) => {
                 presence(
+                    inner,
                     conn,
                     "SADD",
                     own_key,
                     device,
-                    &channel,
                     inner.frame(KIND_ONLINE, device, &[]),
                 )
                 .await
             }
             Outgoing::Offline(device) => {
                 presence(
+                    inner,
                     conn,
                     "SREM",
                     own_key,
                     device,
-                    &channel,
                     inner.frame(KIND_OFFLINE, device, &[]),
                 )
                 .await
@@ -675,11 +714,11 @@ async fn broadcast(
 
 /// A presence change: the set update, then its announcement.
 async fn presence(
-    conn: &mut redis::aio::MultiplexedConnection,
+    inner: &Inner,
+    conn: &mut Conn,
     command: &str,
     own_key: &str,
     device: u64,
-    channel: &str,
     announcement: Vec<u8>,
 ) -> Result<(), String> {
     timed(
@@ -689,17 +728,19 @@ async fn presence(
             .query_async::<i64>(conn),
     )
     .await?;
-    publish(conn, channel, announcement).await
+    publish(inner, conn, Some(device), announcement).await
 }
 
+/// Publishes one message about `device` on its channel.
 async fn publish(
-    conn: &mut redis::aio::MultiplexedConnection,
-    channel: &str,
+    inner: &Inner,
+    conn: &mut Conn,
+    device: Option<u64>,
     frame: Vec<u8>,
 ) -> Result<(), String> {
     timed(
-        redis::cmd("PUBLISH")
-            .arg(channel)
+        redis::cmd(inner.publish_command())
+            .arg(inner.channel(device))
             .arg(frame)
             .query_async::<i64>(conn),
     )
@@ -708,11 +749,7 @@ async fn publish(
 }
 
 /// Replaces this node's presence set with `devices`.
-async fn write_presence(
-    conn: &mut redis::aio::MultiplexedConnection,
-    key: &str,
-    devices: &[u64],
-) -> Result<(), String> {
+async fn write_presence(conn: &mut Conn, key: &str, devices: &[u64]) -> Result<(), String> {
     let mut pipe = redis::pipe();
     pipe.atomic().cmd("DEL").arg(key).ignore();
     if !devices.is_empty() {
@@ -723,24 +760,13 @@ async fn write_presence(
 }
 
 /// Re-reads every other node's presence set into the mirror.
-async fn refresh_mirror(
-    inner: &Inner,
-    conn: &mut redis::aio::MultiplexedConnection,
-) -> Result<(), String> {
-    let prefix = format!("{}:node:", inner.namespace);
+async fn refresh_mirror(inner: &Inner, conn: &mut Conn) -> Result<(), String> {
+    let prefix = inner.presence_prefix();
+    let pattern = format!("{prefix}*");
     let mut cursor: u64 = 0;
     let mut keys = Vec::new();
     loop {
-        let (next, batch): (u64, Vec<String>) = timed(
-            redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(format!("{prefix}*"))
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(conn),
-        )
-        .await?;
+        let (next, batch) = timed(conn.scan(cursor, &pattern)).await?;
         keys.extend(batch);
         if next == 0 {
             break;
@@ -778,6 +804,7 @@ mod tests {
         let inner = Arc::new(Inner {
             node: [id; NODE_ID_LEN],
             namespace: "t".to_owned(),
+            cluster: false,
             next_id: AtomicU64::new(0),
             routes: Mutex::new(HashMap::new()),
             remote: Mutex::new(HashMap::new()),

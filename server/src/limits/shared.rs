@@ -10,6 +10,13 @@
 //! as in backoff.rs. Key parts longer than [`MAX_PLAIN_KEY`] bytes are
 //! stored as their SHA-256, so every Redis key has a bounded size.
 //!
+//! A Redis Cluster (`redis+cluster://`, SPEC.md §18.6): every script
+//! reads and writes exactly one key (`KEYS[1]`), so each bucket and each
+//! back-off record lives in its own key's hash slot and the keys spread
+//! over the primaries; no hash tags are needed. A failover shows as a
+//! failed command: the node falls back for [`RETRY_AFTER`], then the
+//! cluster connection rereads the topology and reaches the new primary.
+//!
 //! Redis unavailable: the caller falls back to its in-memory limits (per
 //! node), and this module does not try Redis again for [`RETRY_AFTER`], so
 //! a dead Redis costs one short timeout per second, not one per request.
@@ -122,11 +129,48 @@ pub struct Backoff {
     pub max_ms: u64,
 }
 
+/// One Redis or a Redis Cluster.
+enum Client {
+    Single(redis::Client),
+    Cluster(Box<redis::cluster::ClusterClient>),
+}
+
+/// A connection to one of them.
+enum Connection {
+    Single(redis::Connection),
+    Cluster(Box<redis::cluster::ClusterConnection>),
+}
+
+impl Connection {
+    fn as_dyn(&mut self) -> &mut dyn redis::ConnectionLike {
+        match self {
+            Self::Single(c) => c,
+            Self::Cluster(c) => c.as_mut(),
+        }
+    }
+}
+
+impl Client {
+    fn connect(&self) -> redis::RedisResult<Connection> {
+        match self {
+            Self::Single(client) => {
+                let conn = client.get_connection_with_timeout(TIMEOUT)?;
+                conn.set_read_timeout(Some(TIMEOUT))?;
+                conn.set_write_timeout(Some(TIMEOUT))?;
+                Ok(Connection::Single(conn))
+            }
+            Self::Cluster(client) => client
+                .get_connection()
+                .map(|c| Connection::Cluster(Box::new(c))),
+        }
+    }
+}
+
 /// A Redis reachable for shared limits.
 pub struct SharedLimits {
-    client: redis::Client,
+    client: Client,
     namespace: String,
-    idle: Mutex<Vec<redis::Connection>>,
+    idle: Mutex<Vec<Connection>>,
     take_token: redis::Script,
     charge: redis::Script,
     begin_attempt: redis::Script,
@@ -163,12 +207,26 @@ fn blocking_section<T>(f: impl FnOnce() -> T) -> T {
 }
 
 impl SharedLimits {
-    /// Limits kept under `<namespace>:` keys in the Redis at `url`.
+    /// Limits kept under `<namespace>:` keys in the Redis (or, for a
+    /// `redis+cluster://` URL, the Redis Cluster) at `url`.
     ///
     /// # Errors
     /// The URL's parse error.
     pub fn new(url: &str, namespace: &str) -> Result<Self, String> {
-        let client = redis::Client::open(url).map_err(|e| e.to_string())?;
+        use crate::bus::target::Target;
+        let client = match Target::parse(url).map_err(|e| e.to_string())? {
+            Target::Single(url) => {
+                Client::Single(redis::Client::open(url).map_err(|e| e.to_string())?)
+            }
+            Target::Cluster(seeds) => Client::Cluster(Box::new(
+                redis::cluster::ClusterClientBuilder::new(seeds.iter().map(String::as_str))
+                    .connection_timeout(TIMEOUT)
+                    .response_timeout(TIMEOUT)
+                    .retries(1)
+                    .build()
+                    .map_err(|e| e.to_string())?,
+            )),
+        };
         Ok(Self {
             client,
             namespace: namespace.to_owned(),
@@ -188,7 +246,7 @@ impl SharedLimits {
 
     fn with_connection<T>(
         &self,
-        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+        f: impl FnOnce(&mut dyn redis::ConnectionLike) -> redis::RedisResult<T>,
     ) -> Result<T, Unavailable> {
         if self.now_ms() < self.down_until_ms.load(Ordering::Relaxed) {
             return Err(Unavailable);
@@ -201,20 +259,12 @@ impl SharedLimits {
                 .pop();
             let mut conn = match reused {
                 Some(conn) => conn,
-                None => {
-                    let conn = self.client.get_connection_with_timeout(TIMEOUT);
-                    let conn = conn.and_then(|c| {
-                        c.set_read_timeout(Some(TIMEOUT))?;
-                        c.set_write_timeout(Some(TIMEOUT))?;
-                        Ok(c)
-                    });
-                    match conn {
-                        Ok(conn) => conn,
-                        Err(error) => return Err(self.failed(&error)),
-                    }
-                }
+                None => match self.client.connect() {
+                    Ok(conn) => conn,
+                    Err(error) => return Err(self.failed(&error)),
+                },
             };
-            match f(&mut conn) {
+            match f(conn.as_dyn()) {
                 Ok(value) => {
                     let mut idle = self
                         .idle
