@@ -51,8 +51,9 @@ import {
   OutboundSenderKey, RESERVED_ITERATION, SenderKeyError, SenderKeyRecord } from "../sender_key.js";
 import { Session } from "../session.js";
 import { ServerError, type Connection, type RequestInit } from "./connection.js";
+import { UnlistedDeviceError } from "./device_list_check.js";
 import type { GroupRecord, GroupStore, MemberRecord, SharedWith } from "./groups_store.js";
-import { Messenger, MessengerError, type Incoming } from "./messenger.js";
+import { Messenger, MessengerError, postponesEnvelope, type Incoming } from "./messenger.js";
 import { sessionLock, type SerialQueue } from "./serial.js";
 import type { ClientStore, DeviceRecord } from "./store.js";
 
@@ -115,8 +116,13 @@ export type ClientEvent =
   | { type: "message"; message: Incoming }
   /** A group changed. */
   | { type: "groupChanged"; groupId: Uint8Array; version: bigint; update: GroupUpdate }
-  /** An envelope that could not be opened or was refused (it is acknowledged all the same). */
-  | { type: "decryptionFailed"; from: string; deviceId: bigint; envelopeId: bigint; reason: string }
+  /**
+   * An envelope that could not be opened or was refused (it is acknowledged
+   * all the same); `error` is the typed refusal when there is one, e.g.
+   * `UnlistedDeviceError` for a device its account's signed list leaves out
+   * (§20.5, `reason` then starts with `UNLISTED_DEVICE`).
+   */
+  | { type: "decryptionFailed"; from: string; deviceId: bigint; envelopeId: bigint; reason: string; error?: Error }
   /** A group send skipped these devices (full queues, §12.10): the message did not reach them. */
   | { type: "notDelivered"; groupId: Uint8Array; messageId: Uint8Array; usernames: string[]; deviceIds: bigint[] };
 
@@ -713,38 +719,67 @@ export class Groups {
     }
   }
 
-  /** Opens `envelopes` (pairwise or group), applies what they carry, acknowledges all of them; returns (and emits) the events. */
+  /**
+   * Opens `envelopes` (pairwise or group), applies what they carry,
+   * acknowledges them (except those whose device-list look decided nothing,
+   * `postponesEnvelope`: they come again); returns (and emits) the events.
+   */
   async take(connection: Connection, envelopes: Envelope[]): Promise<ClientEvent[]> {
+    const postponed = new Set<bigint>();
     // After the sends in flight have stored their sessions, before the ones queued after.
     const out = await this.lock.run(async () => {
       const events: ClientEvent[] = [];
       for (const envelope of envelopes) {
-        const opened = await this.process(connection, envelope);
+        let opened: ClientEvent[];
+        try {
+          opened = await this.process(connection, envelope);
+        } catch (error) {
+          if (!postponesEnvelope(error)) throw error;
+          postponed.add(envelope.envelopeId);
+          continue;
+        }
         this.emit(opened);
         events.push(...opened);
       }
       return events;
     });
-    if (envelopes.length > 0) await connection.call({ case: "ackEnvelopes", value: { envelopeIds: envelopes.map((e) => e.envelopeId) } }, "ack");
+    const acked = envelopes.filter((e) => !postponed.has(e.envelopeId)).map((e) => e.envelopeId);
+    if (acked.length > 0) await connection.call({ case: "ackEnvelopes", value: { envelopeIds: acked } }, "ack");
     return out;
   }
 
-  private failed(envelope: Envelope, reason: string): ClientEvent {
-    return { type: "decryptionFailed", from: envelope.senderUsername, deviceId: envelope.senderDeviceId, envelopeId: envelope.envelopeId, reason };
+  private failed(envelope: Envelope, reason: string | Error): ClientEvent {
+    const event: ClientEvent = { type: "decryptionFailed", from: envelope.senderUsername, deviceId: envelope.senderDeviceId, envelopeId: envelope.envelopeId, reason: typeof reason === "string" ? reason : reason.message };
+    if (reason instanceof Error) event.error = reason;
+    // A sealed envelope names its sender only inside; a refusal after unsealing knows it.
+    if (reason instanceof UnlistedDeviceError) [event.from, event.deviceId] = [reason.username, reason.deviceId];
+    return event;
+  }
+
+  /** Why an envelope was dropped, as `failed` takes it; rethrows what decides nothing (`postponesEnvelope`). */
+  private static refusal(error: unknown): string | Error {
+    if (postponesEnvelope(error)) throw error;
+    return error instanceof Error ? error : String(error);
   }
 
   private async process(connection: Connection, envelope: Envelope): Promise<ClientEvent[]> {
     if (this.store.seen(envelope.envelopeId)) return [];
     let incoming: Incoming | undefined;
     if (envelope.groupId.length > 0) {
+      try {
+        // §20.5: before its sender key is used (or the message held for one).
+        await this.messenger.admit(connection, envelope);
+      } catch (error) {
+        return [this.failed(envelope, Groups.refusal(error))];
+      }
       const opened = this.openGroup(envelope);
       if (typeof opened === "string") return [this.failed(envelope, opened)];
       incoming = opened;
     } else {
       try {
-        incoming = this.messenger.open(envelope);
+        incoming = await this.messenger.receive(connection, envelope);
       } catch (error) {
-        return [this.failed(envelope, error instanceof Error ? error.message : String(error))];
+        return [this.failed(envelope, Groups.refusal(error))];
       }
       if (!incoming) return [];
     }
