@@ -15,9 +15,12 @@
  *   (`MISSING_DEVICES`: new devices get the key, then one more try, then a
  *   try without the check); skipped devices (full queues) become a
  *   `notDelivered` event;
- * - received envelopes: pairwise ones through `Messenger.open` (sender key
- *   distributions, group contents from members, own-device transcripts),
- *   group ones with the sender device's sender key. A group message whose
+ * - received envelopes: pairwise ones through `Messenger.receive` (sender
+ *   key distributions, group contents from members, own-device
+ *   transcripts), group ones with the sender device's sender key, sealed
+ *   group ones (§19.8) likewise once unsealed and their certified sender
+ *   is a member in our record; every sender device is checked against its
+ *   account's signed list first (§20.5). A group message whose
  *   sender key has not arrived yet is reported (`decryptionFailed`) and held
  *   (at most `MAX_HELD` of them and `MAX_HELD_BYTES`, in memory) until a distribution from that
  *   device opens it.
@@ -54,6 +57,7 @@ import { ServerError, type Connection, type RequestInit } from "./connection.js"
 import { UnlistedDeviceError } from "./device_list_check.js";
 import type { GroupRecord, GroupStore, MemberRecord, SharedWith } from "./groups_store.js";
 import { Messenger, MessengerError, postponesEnvelope, type Incoming } from "./messenger.js";
+import { SealedEnvelopeError } from "./sealed.js";
 import { sessionLock, type SerialQueue } from "./serial.js";
 import type { ClientStore, DeviceRecord } from "./store.js";
 
@@ -762,8 +766,26 @@ export class Groups {
     return error instanceof Error ? error : String(error);
   }
 
-  private async process(connection: Connection, envelope: Envelope): Promise<ClientEvent[]> {
-    if (this.store.seen(envelope.envelopeId)) return [];
+  private async process(connection: Connection, received: Envelope): Promise<ClientEvent[]> {
+    if (this.store.seen(received.envelopeId)) return [];
+    let envelope = received;
+    let sealed = false;
+    if (received.senderUsername === "") {
+      // Sealed (§19): a group message inside (content type 0x02) is opened here, like an identified one.
+      let unsealed;
+      try {
+        unsealed = this.messenger.unseal(received);
+      } catch (error) {
+        return [this.failed(received, Groups.refusal(error))];
+      }
+      if (unsealed.envelope.groupId.length > 0) {
+        envelope = unsealed.envelope;
+        sealed = true;
+        // The server could not check membership of a sealed group message: we do (§19.8).
+        const record = this.groupStore.group(envelope.groupId);
+        if (!record || !isMember(record, envelope.senderUsername)) return [this.failed(envelope, new SealedEnvelopeError("NotMember"))];
+      }
+    }
     let incoming: Incoming | undefined;
     if (envelope.groupId.length > 0) {
       try {
@@ -775,6 +797,7 @@ export class Groups {
       const opened = this.openGroup(envelope);
       if (typeof opened === "string") return [this.failed(envelope, opened)];
       incoming = opened;
+      if (sealed) incoming.sealed = true;
     } else {
       try {
         incoming = await this.messenger.receive(connection, envelope);

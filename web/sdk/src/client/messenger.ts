@@ -29,7 +29,7 @@ import type { PreKeyBundle } from "../prekeys.js";
 import type { Rng } from "../rng.js";
 import { decodeSessionMessage, Session } from "../session.js";
 import { ConnectionError, ServerError, type Connection } from "./connection.js";
-import { fetchCertificate, SealedEnvelopeError, unsealEnvelope } from "./sealed.js";
+import { fetchCertificate, SealedEnvelopeError, unsealEnvelope, type Unsealed } from "./sealed.js";
 import { accessKey, PROFILE_KEY_LEN, sealSealedSender, type SenderCertificate } from "../sealed_sender.js";
 import { checkDeviceList, rememberedList, UnlistedDeviceError, type DeviceListCheck } from "./device_list_check.js";
 import { sessionLock, type SerialQueue } from "./serial.js";
@@ -462,11 +462,18 @@ export class Messenger {
     this.refuseUnlisted(envelope, true, await this.lookAgain(connection, envelope.senderUsername));
   }
 
+  /** Opens the sealed layer of `received` (empty `sender_username`, §19.4): the certified sender and the inner message; `SealedEnvelopeError` when refused. */
+  unseal(received: Envelope): Unsealed {
+    return unsealEnvelope(this.store, this.me.identity, received);
+  }
+
   private openListed(received: Envelope, looked: boolean, refusal?: unknown): Incoming | undefined {
     if (this.store.seen(received.envelopeId)) return undefined;
     // A sealed envelope (§19) names no sender: its verified certificate does.
-    const unsealed = received.senderUsername === "" ? unsealEnvelope(this.store, this.me.identity, received) : undefined;
+    const unsealed = received.senderUsername === "" ? this.unseal(received) : undefined;
     const envelope = unsealed?.envelope ?? received;
+    // A sealed group message is `Groups`' to open (with the sender's key).
+    if (envelope.groupId.length > 0) throw new SealedEnvelopeError("GroupUnsupported");
     // §20.5: before anything is decrypted, so a refusal leaves every session as it was.
     this.refuseUnlisted(envelope, looked, refusal);
     const from = envelope.senderUsername;
