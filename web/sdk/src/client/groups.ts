@@ -768,6 +768,13 @@ export class Groups {
 
   private async process(connection: Connection, received: Envelope): Promise<ClientEvent[]> {
     if (this.store.seen(received.envelopeId)) return [];
+    const fetched: ClientEvent[] = [];
+    const events = await this.processFetching(connection, received, fetched);
+    return [...fetched, ...events];
+  }
+
+  /** `process`; the events of a group fetched on the way go to `fetched` (the group first, so the application finds it). */
+  private async processFetching(connection: Connection, received: Envelope, fetched: ClientEvent[]): Promise<ClientEvent[]> {
     let envelope = received;
     let sealed = false;
     if (received.senderUsername === "") {
@@ -781,9 +788,15 @@ export class Groups {
       if (unsealed.envelope.groupId.length > 0) {
         envelope = unsealed.envelope;
         sealed = true;
-        // The server could not check membership of a sealed group message: we do (§19.8).
-        const record = this.groupStore.group(envelope.groupId);
-        if (!record || !isMember(record, envelope.senderUsername)) return [this.failed(envelope, new SealedEnvelopeError("NotMember"))];
+        // The server could not check membership of a sealed group message: we do (§19.8), in our
+        // record of the group, fetched first if we have none yet (a group just created with us).
+        let record = this.groupStore.group(envelope.groupId);
+        if (!record && envelope.groupId.length === 16) {
+          const got = await this.fetchGroup(connection, envelope.groupId);
+          record = got.record;
+          fetched.push(...got.events);
+        }
+        if (!record?.active || !isMember(record, envelope.senderUsername)) return [this.failed(envelope, new SealedEnvelopeError("NotMember"))];
       }
     }
     let incoming: Incoming | undefined;
