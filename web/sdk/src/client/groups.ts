@@ -57,7 +57,7 @@ import { ServerError, type Connection, type RequestInit } from "./connection.js"
 import { UnlistedDeviceError } from "./device_list_check.js";
 import type { GroupRecord, GroupStore, MemberRecord, SharedWith } from "./groups_store.js";
 import { Messenger, MessengerError, postponesEnvelope, type Incoming } from "./messenger.js";
-import { SealedEnvelopeError } from "./sealed.js";
+import { SealedEnvelopeError, type Unsealed } from "./sealed.js";
 import { sessionLock, type SerialQueue } from "./serial.js";
 import type { ClientStore, DeviceRecord } from "./store.js";
 
@@ -777,9 +777,9 @@ export class Groups {
   private async processFetching(connection: Connection, received: Envelope, fetched: ClientEvent[]): Promise<ClientEvent[]> {
     let envelope = received;
     let sealed = false;
+    let unsealed: Unsealed | undefined;
     if (received.senderUsername === "") {
       // Sealed (§19): a group message inside (content type 0x02) is opened here, like an identified one.
-      let unsealed;
       try {
         unsealed = this.messenger.unseal(received);
       } catch (error) {
@@ -813,7 +813,8 @@ export class Groups {
       if (sealed) incoming.sealed = true;
     } else {
       try {
-        incoming = await this.messenger.receive(connection, envelope);
+        // A sealed 1:1 message is not unsealed twice.
+        incoming = await this.messenger.receive(connection, envelope, unsealed);
       } catch (error) {
         return [this.failed(envelope, Groups.refusal(error))];
       }

@@ -442,13 +442,13 @@ export class Messenger {
    * that failed for a lost connection or `RATE_LIMITED` is thrown
    * (`postponesEnvelope`): leave the envelope unacknowledged.
    */
-  async receive(connection: Connection, received: Envelope): Promise<Incoming | undefined> {
+  async receive(connection: Connection, received: Envelope, unsealed?: Unsealed): Promise<Incoming | undefined> {
     try {
-      return this.open(received);
+      return this.openListed(received, false, undefined, unsealed);
     } catch (error) {
       if (!(error instanceof UnlistedDeviceError) || error.looked) throw error;
       const refusal = await this.lookAgain(connection, error.username);
-      return this.openListed(received, true, refusal);
+      return this.openListed(received, true, refusal, unsealed);
     }
   }
 
@@ -467,10 +467,11 @@ export class Messenger {
     return unsealEnvelope(this.store, this.me.identity, received);
   }
 
-  private openListed(received: Envelope, looked: boolean, refusal?: unknown): Incoming | undefined {
+  /** `open` (`looked`: after a look at the list, which `refusal` refused); `opened`: `received` already unsealed. */
+  private openListed(received: Envelope, looked: boolean, refusal?: unknown, opened?: Unsealed): Incoming | undefined {
     if (this.store.seen(received.envelopeId)) return undefined;
     // A sealed envelope (§19) names no sender: its verified certificate does.
-    const unsealed = received.senderUsername === "" ? this.unseal(received) : undefined;
+    const unsealed = received.senderUsername === "" ? (opened ?? this.unseal(received)) : undefined;
     const envelope = unsealed?.envelope ?? received;
     // A sealed group message is `Groups`' to open (with the sender's key).
     if (envelope.groupId.length > 0) throw new SealedEnvelopeError("GroupUnsupported");
