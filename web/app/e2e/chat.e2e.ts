@@ -4,8 +4,9 @@
  * a CLI user talk; the server goes away mid-conversation and comes back.
  */
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 
@@ -14,6 +15,8 @@ import type { Browser, Page } from "playwright-core";
 import { addContact, cli, connection, message, missing, openChat, openPage, register, screenshot, send, Server, startStory, stopStory, totp } from "./harness.js";
 
 const skip = missing();
+/** The sqlite3 shell, to read the server's stored rows (that check is skipped without it). */
+const SQLITE = ["/usr/bin/sqlite3", "/usr/local/bin/sqlite3"].find((p) => existsSync(p));
 let server: Server;
 let browser: Browser;
 
@@ -142,6 +145,23 @@ test("a browser user and a CLI user chat both ways", { skip, timeout: 180_000 },
   const sent = await cli(home, "carol", ["send", "dave", "Hi Dave, from the terminal"]);
   assert.equal(sent.code, 0, sent.out);
   await message(dave, "carol", "Hi Dave, from the terminal").waitFor();
+
+  // Carol's message carried her profile key: what the browser sends her now goes sealed (SPEC §19.8),
+  // and the server stores it without a sender.
+  await send(dave, "Sealed, from the browser");
+  await message(dave, "You", "Sealed, from the browser").getByText("Sent").waitFor();
+  if (SQLITE) {
+    const senders = execFileSync(
+      SQLITE,
+      [join(server.dir, "server", "microbot.sqlite3"),
+        "SELECT e.sender_username || '|' || e.sender_device_id FROM envelopes e JOIN devices d ON d.id = e.device_id JOIN accounts a ON a.id = d.account_id WHERE a.username = 'carol'"],
+      { encoding: "utf8" },
+    ).trim().split("\n");
+    assert.ok(senders.every((s) => s === "|0"), `stored for carol: ${senders.join(", ")}`);
+  } else console.log("# no sqlite3: the stored rows of the sealed send are not checked");
+  const sealed = await cli(home, "carol", ["recv", "--json", "--only", "message", "--count", "1", "--timeout", "30"]);
+  assert.equal(sealed.code, 0, sealed.out);
+  assert.match(sealed.out, /Sealed, from the browser/);
   await dave.context().close();
 });
 

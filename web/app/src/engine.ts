@@ -270,6 +270,8 @@ export class Engine {
   private current: Connection | undefined;
   private readonly callSignalling: client.CallSignalling;
   private serial: Promise<void> = Promise.resolve();
+  /** The access key of our profile key is registered (SPEC §19.7). */
+  private sealedEnabled = false;
   private typingSentAt = 0;
   /** Message ids (hex) we queued, to mark them sent / read. */
   private readonly ownIds = new Map<string, string>();
@@ -305,6 +307,9 @@ export class Engine {
     // sender keys live in the same store, so they survive a reload.
     this.groups = new client.Groups(store, store, systemRng);
     this.messenger = this.groups.messenger;
+    // 1:1 messages to a contact whose profile key we hold go sealed (SPEC §19.8): the server
+    // stores them without a sender; they leave over a connection that never logs in.
+    this.messenger.sealedConnection = openConnection;
     this.outbox = new client.Outbox(store, this.messenger, systemRng, { onEvent: (event) => this.outboxEvent(event) });
     // Call signals leave at once (never queued for later: a stale offer must not ring), in the session lock like every send.
     const signalling = new client.CallSignalling({ rng: systemRng, send: async (to, content) => this.messenger.sendContent(await this.connectionNow(), to, content) });
@@ -376,6 +381,17 @@ export class Engine {
       void this.groups.handlePush(conn, push).then((events) => this.received(events), () => undefined);
     });
     await client.login(conn, device.deviceId, device.deviceKey);
+    if (!this.sealedEnabled) {
+      // Contacts may send to us sealed once they hold our profile key (shared in what we send):
+      // register its access key (once per start; each device registers what it holds, §19.7).
+      try {
+        await client.enableSealedSender(conn, this.store, systemRng);
+        this.sealedEnabled = true;
+      } catch (error) {
+        if (error instanceof client.ConnectionError) throw error;
+        console.warn("sealed sender not enabled", error);
+      }
+    }
     this.received(await this.groups.fetchAll(conn));
   }
 

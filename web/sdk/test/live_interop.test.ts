@@ -222,6 +222,17 @@ test("a group of three across implementations: one TypeScript member, two Rust C
   await login(connection, deviceId, deviceKey);
   await uploadPreKeys(connection, systemRng, identity, store.preKeys(), 20);
   const groups = new Groups(store, store, systemRng);
+  // Profile keys go round in 1:1 messages (tina's to both, rory's to rita), so rita holds every
+  // other member's access key and sends to the group sealed (§19.8); tina opens that (content type 0x02).
+  await enableSealedSender(connection, store, systemRng);
+  await groups.messenger.sendText(connection, "rita", "hello rita");
+  await groups.messenger.sendText(connection, "rory", "hello rory");
+  const roryHello = await cliAs("rory", ["send", "rita", "hello rita, from rory"]);
+  assert.equal(roryHello.code, 0, roryHello.stdout + roryHello.stderr);
+  for (const [who, count] of [["rita", "2"], ["rory", "1"]] as const) {
+    const hellos = await cliAs(who, ["recv", "--json", "--only", "message", "--count", count, "--timeout", "30"]);
+    assert.equal(hellos.code, 0, hellos.stdout + hellos.stderr);
+  }
 
   // The TypeScript member creates the group (name sealed for the server, §11.5) and writes first.
   const id = await groups.createGroup(connection, "mixed", ["rita", "rory"]);
@@ -255,6 +266,8 @@ test("a group of three across implementations: one TypeScript member, two Rust C
   const got = (list: ClientEvent[]) =>
     list.flatMap((e) => (e.type === "message" && e.message.groupId && toHex(e.message.groupId) === hex && e.message.content.body.case === "text" ? [`${e.message.from}: ${e.message.content.body.value.text}`] : []));
   assert.deepEqual(got(events), ["rita: from rita", "rory: from rory"]);
+  const fromRita = events.find((e) => e.type === "message" && e.message.from === "rita" && e.message.groupId);
+  assert.ok(fromRita?.type === "message" && fromRita.message.sealed === true, "rita's group message came sealed");
   assert.deepEqual(events.filter((e) => e.type === "decryptionFailed"), []);
   assert.deepEqual(got(await groups.fetchAll(connection)), []);
 

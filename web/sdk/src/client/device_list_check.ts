@@ -4,7 +4,10 @@
  * verify under the identity the sender trusts and name the contact; a
  * lower version than the one remembered is a rollback, another list of the
  * same version an equivocation, and no list after one was seen a
- * downgrade. Pure: the caller keeps the remembered list (`ClientStore`).
+ * downgrade. A receiver (§20.5) refuses an envelope from a device the
+ * remembered list leaves out with `UnlistedDeviceError`. Pure: the caller
+ * keeps the remembered list (`ClientStore`) and fetches lists
+ * (messenger.ts).
  */
 import { bytesEqual } from "../bytes.js";
 import { DeviceListError, verifyDeviceList, type DeviceList } from "../device_list.js";
@@ -99,4 +102,35 @@ export function checkDeviceList(input: DeviceListCheckInput): DeviceListCheck {
     return { list, remember: served, added: [] };
   }
   return { list, remember: served, added: list.deviceIds.filter((id) => !before.deviceIds.includes(id)) };
+}
+
+/** What the reason of a refused envelope from an unlisted device starts with (the Rust SDK's `UNLISTED_DEVICE`, §20.5). */
+export const UNLISTED_DEVICE = "unlisted device";
+
+/**
+ * An envelope from a device the verified signed device list of its account
+ * does not name (§20.5): nothing was decrypted, no session or sender key
+ * changed. `looked` is false when `Messenger.open` refused it without a
+ * connection to look at the list again (the envelope is not marked seen;
+ * `Messenger.receive` looks, then decides); once looked, it is marked seen.
+ * `cause` is the `DeviceListCheckError` (or the request's error) when the
+ * list served on that look was refused.
+ */
+export class UnlistedDeviceError extends Error {
+  /** The sender account. */
+  readonly username: string;
+  /** The sender device the list leaves out. */
+  readonly deviceId: bigint;
+  /** Whether the account's list was looked at again before refusing. */
+  readonly looked: boolean;
+
+  /** A refusal of `deviceId` of `username`; `cause` when the list served on the look was refused. */
+  constructor(username: string, deviceId: bigint, looked: boolean, cause?: unknown) {
+    const why = cause instanceof Error ? cause.message : `device ${deviceId} is not in ${username}'s signed device list`;
+    super(`${UNLISTED_DEVICE}: ${why}`, cause === undefined ? undefined : { cause });
+    this.name = "UnlistedDeviceError";
+    this.username = username;
+    this.deviceId = deviceId;
+    this.looked = looked;
+  }
 }

@@ -15,9 +15,12 @@
  *   (`MISSING_DEVICES`: new devices get the key, then one more try, then a
  *   try without the check); skipped devices (full queues) become a
  *   `notDelivered` event;
- * - received envelopes: pairwise ones through `Messenger.open` (sender key
- *   distributions, group contents from members, own-device transcripts),
- *   group ones with the sender device's sender key. A group message whose
+ * - received envelopes: pairwise ones through `Messenger.receive` (sender
+ *   key distributions, group contents from members, own-device
+ *   transcripts), group ones with the sender device's sender key, sealed
+ *   group ones (§19.8) likewise once unsealed and their certified sender
+ *   is a member in our record; every sender device is checked against its
+ *   account's signed list first (§20.5). A group message whose
  *   sender key has not arrived yet is reported (`decryptionFailed`) and held
  *   (at most `MAX_HELD` of them and `MAX_HELD_BYTES`, in memory) until a distribution from that
  *   device opens it.
@@ -51,8 +54,10 @@ import {
   OutboundSenderKey, RESERVED_ITERATION, SenderKeyError, SenderKeyRecord } from "../sender_key.js";
 import { Session } from "../session.js";
 import { ServerError, type Connection, type RequestInit } from "./connection.js";
+import { UnlistedDeviceError } from "./device_list_check.js";
 import type { GroupRecord, GroupStore, MemberRecord, SharedWith } from "./groups_store.js";
-import { Messenger, MessengerError, type Incoming } from "./messenger.js";
+import { Messenger, MessengerError, postponesEnvelope, type Incoming } from "./messenger.js";
+import { SealedEnvelopeError, type Unsealed } from "./sealed.js";
 import { sessionLock, type SerialQueue } from "./serial.js";
 import type { ClientStore, DeviceRecord } from "./store.js";
 
@@ -115,8 +120,13 @@ export type ClientEvent =
   | { type: "message"; message: Incoming }
   /** A group changed. */
   | { type: "groupChanged"; groupId: Uint8Array; version: bigint; update: GroupUpdate }
-  /** An envelope that could not be opened or was refused (it is acknowledged all the same). */
-  | { type: "decryptionFailed"; from: string; deviceId: bigint; envelopeId: bigint; reason: string }
+  /**
+   * An envelope that could not be opened or was refused (it is acknowledged
+   * all the same); `error` is the typed refusal when there is one, e.g.
+   * `UnlistedDeviceError` for a device its account's signed list leaves out
+   * (§20.5, `reason` then starts with `UNLISTED_DEVICE`).
+   */
+  | { type: "decryptionFailed"; from: string; deviceId: bigint; envelopeId: bigint; reason: string; error?: Error }
   /** A group send skipped these devices (full queues, §12.10): the message did not reach them. */
   | { type: "notDelivered"; groupId: Uint8Array; messageId: Uint8Array; usernames: string[]; deviceIds: bigint[] };
 
@@ -713,38 +723,100 @@ export class Groups {
     }
   }
 
-  /** Opens `envelopes` (pairwise or group), applies what they carry, acknowledges all of them; returns (and emits) the events. */
+  /**
+   * Opens `envelopes` (pairwise or group), applies what they carry,
+   * acknowledges them (except those whose device-list look decided nothing,
+   * `postponesEnvelope`: they come again); returns (and emits) the events.
+   */
   async take(connection: Connection, envelopes: Envelope[]): Promise<ClientEvent[]> {
+    const postponed = new Set<bigint>();
     // After the sends in flight have stored their sessions, before the ones queued after.
     const out = await this.lock.run(async () => {
       const events: ClientEvent[] = [];
       for (const envelope of envelopes) {
-        const opened = await this.process(connection, envelope);
+        let opened: ClientEvent[];
+        try {
+          opened = await this.process(connection, envelope);
+        } catch (error) {
+          if (!postponesEnvelope(error)) throw error;
+          postponed.add(envelope.envelopeId);
+          continue;
+        }
         this.emit(opened);
         events.push(...opened);
       }
       return events;
     });
-    if (envelopes.length > 0) await connection.call({ case: "ackEnvelopes", value: { envelopeIds: envelopes.map((e) => e.envelopeId) } }, "ack");
+    const acked = envelopes.filter((e) => !postponed.has(e.envelopeId)).map((e) => e.envelopeId);
+    if (acked.length > 0) await connection.call({ case: "ackEnvelopes", value: { envelopeIds: acked } }, "ack");
     return out;
   }
 
-  private failed(envelope: Envelope, reason: string): ClientEvent {
-    return { type: "decryptionFailed", from: envelope.senderUsername, deviceId: envelope.senderDeviceId, envelopeId: envelope.envelopeId, reason };
+  private failed(envelope: Envelope, reason: string | Error): ClientEvent {
+    const event: ClientEvent = { type: "decryptionFailed", from: envelope.senderUsername, deviceId: envelope.senderDeviceId, envelopeId: envelope.envelopeId, reason: typeof reason === "string" ? reason : reason.message };
+    if (reason instanceof Error) event.error = reason;
+    // A sealed envelope names its sender only inside; a refusal after unsealing knows it.
+    if (reason instanceof UnlistedDeviceError) [event.from, event.deviceId] = [reason.username, reason.deviceId];
+    return event;
   }
 
-  private async process(connection: Connection, envelope: Envelope): Promise<ClientEvent[]> {
-    if (this.store.seen(envelope.envelopeId)) return [];
+  /** Why an envelope was dropped, as `failed` takes it; rethrows what decides nothing (`postponesEnvelope`). */
+  private static refusal(error: unknown): string | Error {
+    if (postponesEnvelope(error)) throw error;
+    return error instanceof Error ? error : String(error);
+  }
+
+  private async process(connection: Connection, received: Envelope): Promise<ClientEvent[]> {
+    if (this.store.seen(received.envelopeId)) return [];
+    const fetched: ClientEvent[] = [];
+    const events = await this.processFetching(connection, received, fetched);
+    return [...fetched, ...events];
+  }
+
+  /** `process`; the events of a group fetched on the way go to `fetched` (the group first, so the application finds it). */
+  private async processFetching(connection: Connection, received: Envelope, fetched: ClientEvent[]): Promise<ClientEvent[]> {
+    let envelope = received;
+    let sealed = false;
+    let unsealed: Unsealed | undefined;
+    if (received.senderUsername === "") {
+      // Sealed (§19): a group message inside (content type 0x02) is opened here, like an identified one.
+      try {
+        unsealed = this.messenger.unseal(received);
+      } catch (error) {
+        return [this.failed(received, Groups.refusal(error))];
+      }
+      if (unsealed.envelope.groupId.length > 0) {
+        envelope = unsealed.envelope;
+        sealed = true;
+        // The server could not check membership of a sealed group message: we do (§19.8), in our
+        // record of the group, fetched first if we have none yet (a group just created with us).
+        let record = this.groupStore.group(envelope.groupId);
+        if (!record && envelope.groupId.length === 16) {
+          const got = await this.fetchGroup(connection, envelope.groupId);
+          record = got.record;
+          fetched.push(...got.events);
+        }
+        if (!record?.active || !isMember(record, envelope.senderUsername)) return [this.failed(envelope, new SealedEnvelopeError("NotMember"))];
+      }
+    }
     let incoming: Incoming | undefined;
     if (envelope.groupId.length > 0) {
+      try {
+        // §20.5: before its sender key is used (or the message held for one).
+        await this.messenger.admit(connection, envelope);
+      } catch (error) {
+        return [this.failed(envelope, Groups.refusal(error))];
+      }
       const opened = this.openGroup(envelope);
       if (typeof opened === "string") return [this.failed(envelope, opened)];
       incoming = opened;
+      if (sealed) incoming.sealed = true;
     } else {
       try {
-        incoming = this.messenger.open(envelope);
+        // A sealed 1:1 message is not unsealed twice.
+        incoming = await this.messenger.receive(connection, envelope, unsealed);
       } catch (error) {
-        return [this.failed(envelope, error instanceof Error ? error.message : String(error))];
+        return [this.failed(envelope, Groups.refusal(error))];
       }
       if (!incoming) return [];
     }

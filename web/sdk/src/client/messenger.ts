@@ -6,6 +6,10 @@
  * Every send also reaches the account's other devices as a `SyncMessage`
  * transcript (§11.7, sync.ts), and a received transcript is surfaced as an
  * `Incoming` with `sentCopy`. Group envelopes are `Groups`' (groups.ts).
+ * Senders encrypt only to the devices a verified signed device list names
+ * (§20.4); receivers refuse, before decrypting, an envelope from a device
+ * the remembered list leaves out once a fresh look at the list still does
+ * (§20.5, `receive`/`admit`).
  *
  * Sends may be started without awaiting each other: every
  * encrypt → send → store, every session start and every received batch
@@ -20,13 +24,14 @@ import { SafetyNumber } from "../fingerprint.js";
 import { ErrorCode, type Envelope, type PrekeyBundle } from "../gen/transport_pb.js";
 import { verifyBundle } from "../handshake.js";
 import { IdentityKey } from "../identity.js";
+import type { DeviceList } from "../device_list.js";
 import type { PreKeyBundle } from "../prekeys.js";
 import type { Rng } from "../rng.js";
 import { decodeSessionMessage, Session } from "../session.js";
-import { ServerError, type Connection } from "./connection.js";
-import { fetchCertificate, SealedEnvelopeError, unsealEnvelope } from "./sealed.js";
+import { ConnectionError, ServerError, type Connection } from "./connection.js";
+import { fetchCertificate, SealedEnvelopeError, unsealEnvelope, type Unsealed } from "./sealed.js";
 import { accessKey, PROFILE_KEY_LEN, sealSealedSender, type SenderCertificate } from "../sealed_sender.js";
-import { checkDeviceList, rememberedList, type DeviceListCheck } from "./device_list_check.js";
+import { checkDeviceList, rememberedList, UnlistedDeviceError, type DeviceListCheck } from "./device_list_check.js";
 import { sessionLock, type SerialQueue } from "./serial.js";
 import { MAX_PREVIOUS_SESSIONS, type ClientStore, type DeviceRecord } from "./store.js";
 import { openTranscript, sentTranscript, type SentCopy } from "./sync.js";
@@ -84,6 +89,32 @@ interface OutgoingEnvelopeInit {
 
 /** How often the account's own device list is re-read before a send (ms). */
 export const OWN_DEVICES_REFRESH_MS = 5 * 60_000;
+
+/**
+ * Whether `error`, thrown while receiving an envelope, decides nothing about
+ * it: a look at a device list (§20.5) that failed for a lost connection or
+ * `RATE_LIMITED`. The envelope is then left unacknowledged, to be looked at
+ * again on its next delivery.
+ */
+export function postponesEnvelope(error: unknown): boolean {
+  return error instanceof ConnectionError || (error instanceof ServerError && error.code === ErrorCode.RATE_LIMITED);
+}
+
+/**
+ * Whether a pairwise `envelope` is a prekey message claiming another identity
+ * than `trusted`: an identity change (a reinstall, or a device the server
+ * made up), for the safety-number rule (§8), not for the trusted identity's
+ * list (§20.5 rule 1).
+ */
+function claimsNewIdentity(envelope: Envelope, trusted: Uint8Array): boolean {
+  if (envelope.groupId.length > 0) return false;
+  try {
+    const message = decodeSessionMessage(envelope.ciphertext);
+    return message.type === "prekey" && !bytesEqual(message.header.identityKey, trusted);
+  } catch {
+    return false;
+  }
+}
 
 /** Converts a server `PrekeyBundle` into the handshake's `PreKeyBundle`. */
 export function toHandshakeBundle(bundle: PrekeyBundle): PreKeyBundle {
@@ -204,11 +235,65 @@ export class Messenger {
     }
   }
 
+  /** The identity `username`'s list must verify under: ours for our account, the trusted one for a contact (§8). */
+  private trustedIdentity(username: string): Uint8Array | undefined {
+    return username === this.me.username ? this.me.identity.publicKey.toBytes() : this.store.contactIdentity(username);
+  }
+
+  /** `username`'s remembered list, if it verifies under the identity trusted for it. */
+  private remembered(username: string): DeviceList | undefined {
+    const identity = this.trustedIdentity(username);
+    return identity ? rememberedList(username, identity, this.store.deviceList(username)) : undefined;
+  }
+
   /** `ids` narrowed to the devices `username`'s remembered list names (§20.4 rule 4); all of them for an account without one. */
   listedDevices(username: string, ids: bigint[]): bigint[] {
-    const identity = username === this.me.username ? this.me.identity.publicKey.toBytes() : this.store.contactIdentity(username);
-    const list = identity ? rememberedList(username, identity, this.store.deviceList(username)) : undefined;
+    const list = this.remembered(username);
     return list ? ids.filter((id) => list.deviceIds.includes(id)) : ids;
+  }
+
+  /**
+   * Whether the remembered list of `envelope`'s sender leaves its device out
+   * (§20.5 rule 1): never for an account whose list we never verified, nor
+   * for a contact's prekey message under another identity than the trusted
+   * one (an identity change, refused by `trust` as `IdentityChanged`).
+   */
+  private leavesOut(envelope: Envelope): boolean {
+    const from = envelope.senderUsername;
+    const list = this.remembered(from);
+    if (!list || list.deviceIds.includes(envelope.senderDeviceId)) return false;
+    return from === this.me.username || !claimsNewIdentity(envelope, this.trustedIdentity(from)!);
+  }
+
+  /**
+   * §20.5 step 2: fetches `username`'s list again — `ListDevices` for our
+   * account, `FetchPrekeys` for device 0 for a contact (ids start at 1, so
+   * the answer carries the list, no bundle, and uses up no one-time
+   * prekey) — and checks it as a sender does (§20.4); a newer valid one is
+   * remembered and announces the devices it gained (`onDeviceAdded`).
+   * Answers why the served list was refused, if it was; a lost connection
+   * or `RATE_LIMITED` decides nothing and is thrown (`postponesEnvelope`).
+   */
+  private async lookAgain(connection: Connection, username: string): Promise<unknown> {
+    try {
+      const served =
+        username === this.me.username
+          ? (await connection.call({ case: "listDevices", value: {} }, "deviceList")).signedDeviceList
+          : (await connection.call({ case: "fetchPrekeys", value: { username, deviceIds: [0n] } }, "prekeyBundles")).signedDeviceList;
+      const trusted = this.trustedIdentity(username);
+      if (trusted) this.rememberList(username, this.checkList(username, trusted, served));
+      return undefined;
+    } catch (error) {
+      if (postponesEnvelope(error)) throw error;
+      return error;
+    }
+  }
+
+  /** Throws `UnlistedDeviceError` when `envelope` (unsealed) comes from a device its account's list leaves out; marks it seen once `looked`. */
+  private refuseUnlisted(envelope: Envelope, looked: boolean, refusal?: unknown): void {
+    if (!this.leavesOut(envelope)) return;
+    if (looked) this.store.markSeen(envelope.envelopeId);
+    throw new UnlistedDeviceError(envelope.senderUsername, envelope.senderDeviceId, looked, refusal);
   }
 
   /**
@@ -339,13 +424,59 @@ export class Messenger {
    * it either way (it will never open). Synchronous and unlocked: while sends
    * may be in flight, open envelopes through `take`/`fetchAll`, which wait
    * for them (a send stores its sessions when the server answers), or call
-   * it inside `sessionLock(store).run`.
+   * it inside `sessionLock(store).run`. An envelope from a device the
+   * sender's remembered list leaves out (§20.5) is refused before anything
+   * is decrypted with `UnlistedDeviceError` (`looked` false, not marked
+   * seen): `receive` looks at the list again first.
    */
   open(received: Envelope): Incoming | undefined {
+    return this.openListed(received, false);
+  }
+
+  /**
+   * `open` with the §20.5 look: an envelope from a device the remembered
+   * list leaves out makes it fetch the account's list again (`lookAgain`);
+   * if the list now names the device the envelope opens, otherwise it is
+   * refused (`UnlistedDeviceError`, `looked`, `cause` when the served list
+   * was refused), marked seen, nothing stored and no session changed. A look
+   * that failed for a lost connection or `RATE_LIMITED` is thrown
+   * (`postponesEnvelope`): leave the envelope unacknowledged.
+   */
+  async receive(connection: Connection, received: Envelope, unsealed?: Unsealed): Promise<Incoming | undefined> {
+    try {
+      return this.openListed(received, false, undefined, unsealed);
+    } catch (error) {
+      if (!(error instanceof UnlistedDeviceError) || error.looked) throw error;
+      const refusal = await this.lookAgain(connection, error.username);
+      return this.openListed(received, true, refusal, unsealed);
+    }
+  }
+
+  /**
+   * The §20.5 check of a group envelope (identified, §12.10) before its
+   * sender key opens it, with the look of `receive`: resolves when it may be
+   * opened, throws `UnlistedDeviceError` (marked seen) when refused.
+   */
+  async admit(connection: Connection, envelope: Envelope): Promise<void> {
+    if (!this.leavesOut(envelope)) return;
+    this.refuseUnlisted(envelope, true, await this.lookAgain(connection, envelope.senderUsername));
+  }
+
+  /** Opens the sealed layer of `received` (empty `sender_username`, §19.4): the certified sender and the inner message; `SealedEnvelopeError` when refused. */
+  unseal(received: Envelope): Unsealed {
+    return unsealEnvelope(this.store, this.me.identity, received);
+  }
+
+  /** `open` (`looked`: after a look at the list, which `refusal` refused); `opened`: `received` already unsealed. */
+  private openListed(received: Envelope, looked: boolean, refusal?: unknown, opened?: Unsealed): Incoming | undefined {
     if (this.store.seen(received.envelopeId)) return undefined;
     // A sealed envelope (§19) names no sender: its verified certificate does.
-    const unsealed = received.senderUsername === "" ? unsealEnvelope(this.store, this.me.identity, received) : undefined;
+    const unsealed = received.senderUsername === "" ? (opened ?? this.unseal(received)) : undefined;
     const envelope = unsealed?.envelope ?? received;
+    // A sealed group message is `Groups`' to open (with the sender's key).
+    if (envelope.groupId.length > 0) throw new SealedEnvelopeError("GroupUnsupported");
+    // §20.5: before anything is decrypted, so a refusal leaves every session as it was.
+    this.refuseUnlisted(envelope, looked, refusal);
     const from = envelope.senderUsername;
     const deviceId = envelope.senderDeviceId;
     const message = decodeSessionMessage(envelope.ciphertext);
@@ -421,21 +552,28 @@ export class Messenger {
     }
   }
 
-  /** Opens `envelopes` (those that fail are dropped) and acknowledges all of them. */
+  /**
+   * Opens `envelopes` (`receive`; those that fail are dropped) and
+   * acknowledges them, except those whose device-list look decided nothing
+   * (`postponesEnvelope`).
+   */
   async take(connection: Connection, envelopes: Envelope[]): Promise<Incoming[]> {
+    const postponed = new Set<bigint>();
     const out = await this.lock.run(async () => {
       const opened: Incoming[] = [];
       for (const envelope of envelopes) {
         try {
-          const incoming = this.open(envelope);
+          const incoming = await this.receive(connection, envelope);
           if (incoming) opened.push(incoming);
-        } catch {
-          // Undecryptable or invalid: dropped (§11.2); the session is unchanged.
+        } catch (error) {
+          // Undecryptable, invalid or refused: dropped (§11.2, §20.5); the session is unchanged.
+          if (postponesEnvelope(error)) postponed.add(envelope.envelopeId);
         }
       }
       return opened;
     });
-    if (envelopes.length > 0) await connection.call({ case: "ackEnvelopes", value: { envelopeIds: envelopes.map((e) => e.envelopeId) } }, "ack");
+    const acked = envelopes.filter((e) => !postponed.has(e.envelopeId)).map((e) => e.envelopeId);
+    if (acked.length > 0) await connection.call({ case: "ackEnvelopes", value: { envelopeIds: acked } }, "ack");
     return out;
   }
 

@@ -7,7 +7,9 @@
  * envelope that names no sender: the certificate is checked under that key
  * at the envelope's server time stamp (§19.4) and its identity against the
  * one trusted for the certified username. `Messenger` sends sealed with
- * `sealedConnection` set (messenger.ts).
+ * `sealedConnection` set (messenger.ts). A sealed group message (content
+ * type 0x02, `group_id ‖ SenderKeyMessage`) unseals into a group envelope
+ * that `Groups` opens with the certified sender's key.
  */
 import { create } from "@bufbuild/protobuf";
 
@@ -27,8 +29,10 @@ export type SealedEnvelopeErrorKind =
   | "Refused"
   /** The certificate names an identity other than the one trusted for its username (or the session's). */
   | "UntrustedIdentity"
-  /** A sealed group (sender-key) message: not opened by this SDK yet. */
-  | "GroupUnsupported";
+  /** A sealed group (sender-key) message outside `Groups` (which opens them), or one shorter than its group id. */
+  | "GroupUnsupported"
+  /** A sealed group message whose certified sender is not a member of the group in our record of it (§19.8). */
+  | "NotMember";
 
 /** A refused sealed envelope. */
 export class SealedEnvelopeError extends Error {
@@ -99,7 +103,8 @@ export function unsealEnvelope(store: ClientStore, identity: IdentityKeyPair, en
     if (cause instanceof SealedSenderError) throw new SealedEnvelopeError("Refused", { cause });
     throw cause;
   }
-  if (opened.contentType !== 1) throw new SealedEnvelopeError("GroupUnsupported");
+  // 0x02: the group id first, then the SenderKeyMessage (§19.3).
+  if (opened.contentType === 2 && opened.message.length < 16) throw new SealedEnvelopeError("GroupUnsupported");
   const certified = opened.certificate.identityKey.toBytes();
   const username = opened.certificate.username;
   const me = store.device();
@@ -111,8 +116,8 @@ export function unsealEnvelope(store: ClientStore, identity: IdentityKeyPair, en
       senderUsername: username,
       senderDeviceId: opened.certificate.deviceId,
       serverTimestampMs: envelope.serverTimestampMs,
-      ciphertext: opened.message,
-      groupId: envelope.groupId,
+      ciphertext: opened.contentType === 2 ? opened.message.slice(16) : opened.message,
+      groupId: opened.contentType === 2 ? opened.message.slice(0, 16) : envelope.groupId,
     }),
     identity: certified,
   };
