@@ -2,12 +2,15 @@
 //! to the node-snapshot decoder a node runs on every message of kind 6 on
 //! the Redis bus (and the snapshots it accepts to the table of nodes), and
 //! as text to the dashboard API's checks of a rate-limit name and of a
-//! chart range.
+//! chart range, and to the reader of a stored chart minute (a row of
+//! `node_minutes`, written by another node of the cluster).
 //!
 //! Invariants: a decoded snapshot has a non-empty id, decodes again from
 //! its encoding, and the table lists it (stale, since heard long ago); an
 //! accepted limit name is one of `limits::EDITABLE`; an accepted range is
-//! within 1 minute ..= 30 days.
+//! within 1 minute ..= 30 days; a stored minute that reads starts on a
+//! minute, reads again from its encoding, and folds into a series of at
+//! most one point whose rates are finite.
 
 use microbot_server::admin::{rate_limits, rollups};
 use microbot_server::bus::nodes::{self, NodeTable, STALE_AFTER_MS};
@@ -21,6 +24,19 @@ pub fn admin_input(data: &[u8]) {
     }
     if let Ok(secs) = rollups::parse_range(&text) {
         assert!((rollups::MIN_RANGE_SECS..=rollups::MAX_RANGE_SECS).contains(&secs));
+    }
+    if let Ok(minute) = rollups::MinuteRollup::decode(&text) {
+        assert_eq!(minute.minute() % 60, 0);
+        let again = rollups::MinuteRollup::decode(&minute.encode())
+            .unwrap_or_else(|e| panic!("a stored minute does not read again: {e}"));
+        assert_eq!(again, minute);
+        let now = minute.minute().saturating_add(60);
+        let mut fold = rollups::MinuteFold::new(now, 3600);
+        fold.add(&minute);
+        fold.add(&minute);
+        let series = fold.finish(now.saturating_mul(1000));
+        assert!(series.t.len() <= 1);
+        assert!(series.messages_per_s.iter().all(|r| r.is_finite()));
     }
     let Ok(snapshot) = nodes::decode(data) else {
         return;

@@ -101,6 +101,7 @@ fn admin_inputs() -> Vec<Seed> {
         ("node-snapshot", &snapshot[..]),
         ("rate-limit-name", b"rate_send_per_account"),
         ("range", b"30d"),
+        ("stored-minute", br#"{"at":1800000000,"secs":60,"messages":120,"deliveries":240,"logins":2,"failed":1,"connection_secs":180,"queued_sum":600,"queued_secs":60,"attachment_in":1000,"attachment_out":3000,"cpu_ms":1500,"cpu_secs":60,"memory_sum":62914560,"memory_secs":60,"latency":[[0,3],[28,100],[40,2]]}"#),
         ("node-snapshot-nulls", br#"{"id":"local","address":"","version":"0","ready":false,"connections_quic":0,"connections_websocket":0,"connections_quic_total":0,"connections_websocket_total":0,"queued_envelopes":null,"memory_bytes":null,"cpu_seconds":null,"at_ms":0}"#),
         ("node-snapshot-empty-id", br#"{"id":"","address":"","version":"0","ready":false,"connections_quic":0,"connections_websocket":0,"connections_quic_total":0,"connections_websocket_total":0,"queued_envelopes":null,"memory_bytes":null,"cpu_seconds":null,"at_ms":0}"#),
     ]
