@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Makes sure PostgreSQL and Redis run on loopback for the scale-out tests
 # (server/tests/storage_backends.rs, cluster.rs, redis_fallback.rs), that
-# Chromium (the browser tests, driven by playwright-core) and nginx (the load
-# balancer and attachment cache tests) are installed, then prints the
+# Chromium (the browser tests, driven by playwright-core), nginx (the load
+# balancer and attachment cache tests) and HAProxy (the readiness health
+# check test) are installed, then prints the
 # variables the tests read, for `eval`:
 #
 #     eval "$(bash scripts/services.sh)"
@@ -37,11 +38,12 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 [ -x /usr/sbin/nginx ] || missing+=(nginx)
 [ -f /usr/lib/nginx/modules/ngx_stream_module.so ] || missing+=(libnginx-mod-stream)
+[ -x /usr/sbin/haproxy ] || missing+=(haproxy)
 if [ "${#missing[@]}" -gt 0 ]; then
     log "installing ${missing[*]}"
     as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q >&2
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-        postgresql postgresql-common redis-server chromium nginx libnginx-mod-stream >&2
+        postgresql postgresql-common redis-server chromium nginx libnginx-mod-stream haproxy >&2
 fi
 
 # PostgreSQL: the distribution's cluster (newest version), listening on
@@ -88,3 +90,4 @@ echo "export MICROBOT_TEST_POSTGRES=postgres://$PG_USER:$PG_PASSWORD@127.0.0.1:$
 echo "export MICROBOT_TEST_REDIS=redis://127.0.0.1:$REDIS_PORT/"
 echo "export MICROBOT_CHROMIUM=/usr/bin/chromium"
 echo "export MICROBOT_NGINX=/usr/sbin/nginx"
+echo "export MICROBOT_HAPROXY=/usr/sbin/haproxy"

@@ -23,7 +23,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use microbot_client::{Conversation, ServerConfig, Transport};
-use support::{ClusterSpec, Device, Ledger, Node, Schema, services, user};
+use support::{ClusterSpec, Device, Ledger, Node, Schema, services, tcp_connections_to, user};
 
 /// nginx's stream configuration: `front` (TCP and UDP) to `nodes`.
 fn balancer(front: SocketAddr, nodes: Vec<SocketAddr>) -> impl Fn(&Path) -> String {
@@ -47,22 +47,6 @@ fn balancer(front: SocketAddr, nodes: Vec<SocketAddr>) -> impl Fn(&Path) -> Stri
             udp = servers(""),
         )
     }
-}
-
-/// Established TCP connections whose local port is `node`'s: the
-/// connections nginx holds open to that node (Linux, /proc/net/tcp).
-fn tcp_connections_to(node: SocketAddr) -> usize {
-    let port = format!(":{:04X}", node.port());
-    std::fs::read_to_string("/proc/net/tcp")
-        .unwrap()
-        .lines()
-        .skip(1)
-        .filter(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            fields.get(1).is_some_and(|local| local.ends_with(&port))
-                && fields.get(3) == Some(&"01")
-        })
-        .count()
 }
 
 /// Waits until `f` holds; panics with `what` after 30 s.

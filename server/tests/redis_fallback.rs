@@ -12,40 +12,11 @@
 mod support;
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
+
 use std::time::Duration;
 
 use microbot_client::{ConnectionState, Conversation, Event, Events, ServerConfig};
-use support::{ClusterSpec, Node, Schema, services, user, wait_for};
-
-/// A private redis-server on `port`.
-fn redis_server(port: u16) -> RedisGuard {
-    let mut child = RedisGuard(
-        Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server (scripts/services.sh installs it)"),
-    );
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return child;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child.stop();
-    panic!("redis-server did not start on port {port}");
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use support::{ClusterSpec, Node, Schema, free_port, redis_server, services, user, wait_for};
 
 /// Texts received within `wait`, and how many logins happened meanwhile.
 async fn collect(events: &mut Events, want: usize, wait: Duration) -> (Vec<String>, usize) {
@@ -135,20 +106,4 @@ async fn messages_sent_while_redis_is_down_arrive_from_the_queue() {
     );
     alice.account.disconnect().await;
     bob.account.disconnect().await;
-}
-
-/// A redis-server child, killed (SIGKILL) and reaped on drop.
-struct RedisGuard(Child);
-
-impl RedisGuard {
-    fn stop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for RedisGuard {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }

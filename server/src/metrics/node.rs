@@ -30,7 +30,8 @@ pub(crate) fn readiness(state: &ServerState) -> Result<(), &'static str> {
     }
 }
 
-/// Appends the node series to the exposition in `out`.
+/// This process's resident bytes and CPU seconds, where `/proc/self`
+/// tells them.
 pub(crate) fn usage() -> Option<(u64, f64)> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -38,7 +39,6 @@ pub(crate) fn usage() -> Option<(u64, f64)> {
     Some((process.resident_bytes, process.cpu_seconds))
 }
 
-/// What `/proc/self` says about this process.
 /// What `/proc/self` says about this process.
 #[derive(Debug, Default, PartialEq)]
 pub(crate) struct Process {

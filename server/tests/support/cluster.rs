@@ -1,6 +1,7 @@
-//! Shared by the cluster tests (cluster.rs, redis_fallback.rs): server
-//! nodes as child processes of the real binary on one PostgreSQL schema and
-//! one Redis namespace, and SDK accounts with real TOTP codes.
+//! Shared by the cluster tests (cluster.rs, redis_fallback.rs,
+//! load_balancer.rs, health_checks.rs): server nodes as child processes of
+//! the real binary on one PostgreSQL schema and one Redis namespace,
+//! private `redis-server`s, and SDK accounts with real TOTP codes.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "engines.rs"]
@@ -45,6 +46,11 @@ pub struct Node {
 impl Node {
     /// Starts a node and waits until it prints its address and pin.
     pub fn start(spec: &mut ClusterSpec) -> Self {
+        Self::start_with(spec, &[])
+    }
+
+    /// [`Node::start`] with more command-line arguments.
+    pub fn start_with(spec: &mut ClusterSpec, extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
         let mut command = Command::new(env!("CARGO_BIN_EXE_microbot-server"));
@@ -67,6 +73,7 @@ impl Node {
                 "0",
             ])
             .args(["--rate-prekey-fetch-per-account", "0"])
+            .args(extra)
             .env("RUST_LOG", "info")
             .env_remove("MICROBOT_CONFIG")
             .stdout(Stdio::piped())
@@ -256,4 +263,67 @@ pub async fn wait_for<T>(
             Err(_) => panic!("timed out waiting for an event"),
         }
     }
+}
+
+/// A private redis-server on `port`.
+pub fn redis_server(port: u16) -> RedisGuard {
+    let mut child = RedisGuard(
+        Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server (scripts/services.sh installs it)"),
+    );
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return child;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.stop();
+    panic!("redis-server did not start on port {port}");
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A private `redis-server`, killed on drop.
+pub struct RedisGuard(Child);
+
+impl RedisGuard {
+    /// Kills it (SIGKILL) and waits for the exit.
+    pub fn stop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for RedisGuard {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Established TCP connections whose local port is `node`'s: the
+/// connections a load balancer holds open to that node (Linux, /proc/net/tcp).
+pub fn tcp_connections_to(node: SocketAddr) -> usize {
+    let port = format!(":{:04X}", node.port());
+    std::fs::read_to_string("/proc/net/tcp")
+        .unwrap()
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.get(1).is_some_and(|local| local.ends_with(&port))
+                && fields.get(3) == Some(&"01")
+        })
+        .count()
 }
