@@ -2,8 +2,9 @@
 # Makes sure PostgreSQL and Redis run on loopback for the scale-out tests
 # (server/tests/storage_backends.rs, cluster.rs, redis_fallback.rs), that
 # Chromium (the browser tests, driven by playwright-core), nginx (the load
-# balancer and attachment cache tests) and HAProxy (the readiness health
-# check test) are installed, then prints the
+# balancer and attachment cache tests), HAProxy (the readiness health
+# check test) and systemd-analyze (the systemd unit example's check) are
+# installed, then prints the
 # variables the tests read, for `eval`:
 #
 #     eval "$(bash scripts/services.sh)"
@@ -39,11 +40,12 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 [ -x /usr/sbin/nginx ] || missing+=(nginx)
 [ -f /usr/lib/nginx/modules/ngx_stream_module.so ] || missing+=(libnginx-mod-stream)
 [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 if [ "${#missing[@]}" -gt 0 ]; then
     log "installing ${missing[*]}"
     as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q >&2
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-        postgresql postgresql-common redis-server chromium nginx libnginx-mod-stream haproxy >&2
+        postgresql postgresql-common redis-server chromium nginx libnginx-mod-stream haproxy systemd >&2
 fi
 
 # PostgreSQL: the distribution's cluster (newest version), listening on

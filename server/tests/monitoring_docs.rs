@@ -1,5 +1,6 @@
 //! The ready-made monitoring files in `docs/monitoring/` (a Grafana
-//! dashboard and Prometheus alert rules) name only series, labels and label
+//! dashboard and Prometheus alert rules), and the autoscaler of
+//! `docs/deploy/kubernetes.yaml`, name only series, labels and label
 //! values that a live node's `/metrics` exports (SPEC.md §18.3), so a renamed
 //! metric breaks this test instead of an operator's alert.
 
@@ -174,7 +175,14 @@ async fn the_grafana_dashboard_and_alert_rules_name_only_exported_series() {
     let (status, body) = http_get(server.metrics_addr.unwrap(), "/metrics").await;
     assert_eq!(status, 200);
 
-    let both = format!("{expressions}\n{alerts}");
+    // The autoscaler's metric in the Kubernetes example too.
+    let deploy =
+        std::fs::read_to_string(monitoring_dir().join("../deploy/kubernetes.yaml")).unwrap();
+    assert!(
+        deploy.contains("metric: {name: microbot_"),
+        "the HPA scales on a node series"
+    );
+    let both = format!("{expressions}\n{alerts}\n{deploy}");
     let names = series_named(&both);
     assert!(
         names.len() >= 15,
