@@ -6,7 +6,12 @@
 # message crosses the Redis bus), beside one node on the embedded SQLite,
 # and the largest node count once more on a Redis Cluster (3 primaries + 3
 # replicas on loopback, started by scripts/redis-cluster.sh and stopped at
-# the end; --no-redis-cluster skips it).
+# the end; --no-redis-cluster skips it), and once more behind Debian's nginx
+# (stream module: QUIC by a consistent hash of the client's address, every
+# client through one address; MICROBOT_NGINX, set by scripts/services.sh).
+# Each shared run also reports what it left in PostgreSQL (schema bytes
+# after provisioning devices with an SDK-sized prekey upload, and after the
+# run) and in Redis (the namespace's keys while every device is connected).
 # Prints one table with the CPU each run cost, by process. Not part of
 # .ci/run. Results and conditions: BENCHMARKS.md, "Scale-out".
 #

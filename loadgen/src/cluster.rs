@@ -8,22 +8,26 @@
 //!
 //! Each run also accounts for where the CPU went (from `/proc`): the
 //! nodes, every `postgres` and `redis-server` process, this load
-//! generator, and how busy the whole machine was.
+//! generator, and how busy the whole machine was; and, on the shared
+//! backends, what it left in PostgreSQL and Redis (footprint.rs). With
+//! nginx given, the largest node count runs once more behind it
+//! (balancer.rs), every client through one address.
 //!
 //! Not owned here: the workload (pairs.rs, driver.rs), the child processes
 //! (procs.rs).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::balancer::Balancer;
 use crate::driver::{DriveConfig, DriveReport};
 use crate::error::{LoadError, LoadResult};
+use crate::footprint::{self, Footprint};
 use crate::pairs;
 use crate::procs::{self, NodeSpec, QuicProcess, cpu_time, cpu_times_named};
-use crate::provision::{login_spread, provision, run_prefix};
+use crate::provision::{SDK_ONE_TIME_PREKEYS, login_spread, provision, run_prefix, upload_prekeys};
 use crate::stats::{Row, table};
 use crate::wire::Endpoints;
 
@@ -58,6 +62,10 @@ pub struct ClusterConfig {
     pub rate: Option<f64>,
     /// PostgreSQL connections per node; `None`: the server's default.
     pub pool_size: Option<u32>,
+    /// nginx binary (Debian's, with `libnginx-mod-stream`): also run the
+    /// largest node count behind it, every client through one address
+    /// (one more row).
+    pub nginx_bin: Option<PathBuf>,
 }
 
 impl ClusterConfig {
@@ -79,6 +87,7 @@ impl ClusterConfig {
             },
             rate: None,
             pool_size: None,
+            nginx_bin: None,
         }
     }
 }
@@ -92,6 +101,9 @@ pub enum Backend {
     Shared,
     /// Shared PostgreSQL and a Redis Cluster (`redis_cluster_url`).
     SharedCluster,
+    /// Shared PostgreSQL and Redis, the clients through nginx
+    /// (`nginx_bin`; QUIC by a consistent hash of the client address).
+    SharedBalanced,
 }
 
 /// CPU time spent during one run, by whom.
@@ -223,6 +235,8 @@ pub struct ClusterRun {
     pub report: DriveReport,
     /// Where the CPU went meanwhile.
     pub cpu: CpuSplit,
+    /// What the run left in PostgreSQL and Redis (shared backends).
+    pub footprint: Footprint,
 }
 
 impl ClusterRun {
@@ -237,6 +251,7 @@ impl ClusterRun {
             Backend::Sqlite => format!("{nodes}, SQLite"),
             Backend::Shared => format!("{nodes}, PostgreSQL + Redis"),
             Backend::SharedCluster => format!("{nodes}, PostgreSQL + Redis Cluster"),
+            Backend::SharedBalanced => format!("{nodes} behind nginx, PostgreSQL + Redis"),
         }
     }
 }
@@ -266,12 +281,19 @@ impl ClusterReport {
                     target: run.label(),
                     value: format!("{:.0} msg/s", r.delivered_rate()),
                     latency: r.latency.clone().summary(),
-                    note: format!(
-                        "{delivered}, sends answered by {:.1} s, last delivery at {:.1} s; {}",
-                        r.answered.as_secs_f64(),
-                        r.elapsed.as_secs_f64(),
-                        run.cpu.describe(r.delivered)
-                    ),
+                    note: [
+                        format!(
+                            "{delivered}, sends answered by {:.1} s, last delivery at {:.1} s; {}",
+                            r.answered.as_secs_f64(),
+                            r.elapsed.as_secs_f64(),
+                            run.cpu.describe(r.delivered)
+                        ),
+                        run.footprint.describe(),
+                    ]
+                    .into_iter()
+                    .filter(|part| !part.is_empty())
+                    .collect::<Vec<_>>()
+                    .join("; "),
                 }
             })
             .collect()
@@ -297,28 +319,9 @@ fn log(line: &str) {
     eprintln!("[cluster] {line}");
 }
 
-/// Runs `sql` on `url` with `psql` (installed with PostgreSQL).
+/// Runs `sql` on `url` with `psql`.
 fn psql(url: &str, sql: &str) -> LoadResult<()> {
-    let out = Command::new("psql")
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql])
-        .env("PGCONNECT_TIMEOUT", "10")
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| LoadError::Process {
-            name: "psql".to_owned(),
-            reason: format!("cannot start (is the PostgreSQL client installed?): {e}"),
-        })?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(LoadError::Process {
-            name: "psql".to_owned(),
-            reason: format!(
-                "`{sql}` failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ),
-        })
-    }
+    footprint::psql(url, sql).map(drop)
 }
 
 /// A fresh PostgreSQL schema, dropped (with its tables) on drop.
@@ -367,7 +370,9 @@ fn write_certificate(dir: &Path) -> LoadResult<(PathBuf, PathBuf)> {
 /// Running nodes; fields drop in order: nodes, then their schema and files.
 struct Nodes {
     nodes: Vec<QuicProcess>,
-    _schema: Option<Schema>,
+    schema: Option<Schema>,
+    /// The Redis namespace of a shared cluster.
+    namespace: Option<String>,
     _shared: Option<tempfile::TempDir>,
 }
 
@@ -375,7 +380,8 @@ impl Nodes {
     async fn sqlite(server_bin: &Path) -> LoadResult<Self> {
         Ok(Self {
             nodes: vec![procs::spawn_server(server_bin).await?],
-            _schema: None,
+            schema: None,
+            namespace: None,
             _shared: None,
         })
     }
@@ -393,6 +399,7 @@ impl Nodes {
             "{count} node(s) on schema {} and Redis namespace {namespace}",
             schema.name
         ));
+        let spec_namespace = namespace.clone();
         let spec = NodeSpec {
             storage_url: schema.url.clone(),
             redis_url: redis_url.to_owned(),
@@ -419,7 +426,8 @@ impl Nodes {
         }
         Ok(Self {
             nodes,
-            _schema: Some(schema),
+            schema: Some(schema),
+            namespace: Some(spec_namespace),
             _shared: Some(shared),
         })
     }
@@ -434,7 +442,9 @@ async fn measure(
 ) -> LoadResult<Vec<ClusterRun>> {
     let nodes = match backend {
         Backend::Sqlite => Nodes::sqlite(&config.server_bin).await?,
-        Backend::Shared => Nodes::shared(config, &config.redis_url, count).await?,
+        Backend::Shared | Backend::SharedBalanced => {
+            Nodes::shared(config, &config.redis_url, count).await?
+        }
         Backend::SharedCluster => {
             let url = config
                 .redis_cluster_url
@@ -443,15 +453,47 @@ async fn measure(
             Nodes::shared(config, url, count).await?
         }
     };
-    let endpoints = nodes
-        .nodes
-        .iter()
-        .map(|n| Endpoints::new(&n.target, ENDPOINTS_PER_NODE).map(Arc::new))
-        .collect::<LoadResult<Vec<_>>>()?;
+    let balancer = match (backend, &config.nginx_bin) {
+        (Backend::SharedBalanced, Some(nginx)) => {
+            let addrs: Vec<_> = nodes.nodes.iter().map(|n| n.target.addr).collect();
+            Some(Balancer::start(nginx, &addrs).await?)
+        }
+        (Backend::SharedBalanced, None) => return Err(LoadError::Invalid("no nginx binary")),
+        _ => None,
+    };
+    let endpoints = match (&balancer, nodes.nodes.first()) {
+        (Some(lb), Some(first)) => {
+            let front = crate::wire::Target {
+                addr: lb.front,
+                fingerprint: first.target.fingerprint.clone(),
+            };
+            vec![Arc::new(Endpoints::new(
+                &front,
+                ENDPOINTS_PER_NODE * count,
+            )?)]
+        }
+        _ => nodes
+            .nodes
+            .iter()
+            .map(|n| Endpoints::new(&n.target, ENDPOINTS_PER_NODE).map(Arc::new))
+            .collect::<LoadResult<Vec<_>>>()?,
+    };
     let first = endpoints
         .first()
         .ok_or(LoadError::Invalid("at least one node"))?;
     let devices = provision(first, &run_prefix(), config.devices, SETUP_CONCURRENCY).await?;
+    let schema = |nodes: &Nodes| {
+        nodes.schema.as_ref().and_then(|s| {
+            footprint::schema_bytes(&s.admin_url, &s.name)
+                .map_err(|e| log(&format!("schema size: {e}")))
+                .ok()
+        })
+    };
+    let redis_url = match backend {
+        Backend::Shared | Backend::SharedBalanced => Some(config.redis_url.as_str()),
+        Backend::Sqlite | Backend::SharedCluster => None,
+    };
+    let mut schema_provisioned = None;
     let pids: Vec<u32> = nodes.nodes.iter().map(|n| n.child.pid()).collect();
     let mut offered = vec![None];
     offered.extend(config.rate.map(Some));
@@ -461,11 +503,24 @@ async fn measure(
             rate,
             ..config.drive.clone()
         };
-        let sessions = login_spread(&endpoints, &devices, SETUP_CONCURRENCY).await?;
+        let mut sessions = login_spread(&endpoints, &devices, SETUP_CONCURRENCY).await?;
+        if schema_provisioned.is_none() {
+            upload_prekeys(&mut sessions, SDK_ONE_TIME_PREKEYS).await?;
+            schema_provisioned = schema(&nodes);
+        }
+        let redis_connected = redis_url
+            .zip(nodes.namespace.as_deref())
+            .and_then(|(url, namespace)| footprint::redis_namespace_bytes(url, namespace));
         let ids: Vec<u64> = devices.iter().map(|d| d.device_id).collect();
         let sampler = CpuSampler::start(pids.clone());
         let report = pairs::run(sessions, &ids, config.messages, &drive).await?;
         let cpu = sampler.finish();
+        let footprint = Footprint {
+            devices: devices.len(),
+            schema_provisioned,
+            schema_after: schema(&nodes),
+            redis_connected,
+        };
         log(&format!(
             "{count} node(s) {backend:?}: {:.0} msg/s, {} of {} delivered",
             report.delivered_rate(),
@@ -478,11 +533,13 @@ async fn measure(
             offered: rate,
             report,
             cpu,
+            footprint,
         });
     }
     for e in &endpoints {
         e.close().await;
     }
+    drop(balancer);
     drop(nodes);
     Ok(runs)
 }
@@ -512,6 +569,11 @@ pub async fn run(config: &ClusterConfig) -> LoadResult<ClusterReport> {
         && let Some(&count) = config.node_counts.iter().max()
     {
         runs.extend(measure(config, Backend::SharedCluster, count).await?);
+    }
+    if config.nginx_bin.is_some()
+        && let Some(&count) = config.node_counts.iter().max()
+    {
+        runs.extend(measure(config, Backend::SharedBalanced, count).await?);
     }
     Ok(ClusterReport {
         shape: format!(

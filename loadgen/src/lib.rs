@@ -16,7 +16,9 @@
 //! - [`sdk`]: workload (a) through `microbot-client`, crypto included;
 //! - [`suite`]: all of the above against child processes, one table;
 //! - [`cluster`]: workload (a) on 1, 2, 3… nodes sharing PostgreSQL + Redis
-//!   (issue 9, SPEC.md §18.6), beside one node on SQLite.
+//!   (issue 9, SPEC.md §18.6), beside one node on SQLite, on a Redis
+//!   Cluster and behind nginx ([`balancer`]), with what each run left in
+//!   the engines ([`footprint`]).
 //!
 //! Supporting modules: [`wire`] (transport client), [`provision`] (accounts
 //! with real TOTP codes), [`driver`] (the send/receive/ack engine),
@@ -31,10 +33,12 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod balancer;
 pub mod cluster;
 pub mod driver;
 pub mod error;
 pub mod fanout;
+pub mod footprint;
 pub mod idle;
 pub mod logins;
 pub mod mqtt;

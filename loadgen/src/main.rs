@@ -217,6 +217,10 @@ struct ClusterArgs {
     /// microbot-server binary [default: next to this binary].
     #[arg(long)]
     server_bin: Option<PathBuf>,
+    /// nginx binary with the stream module: also runs the largest node
+    /// count behind it (scripts/services.sh sets MICROBOT_NGINX).
+    #[arg(long, env = "MICROBOT_NGINX")]
+    nginx: Option<PathBuf>,
     /// PostgreSQL connections per node [default: the server's].
     #[arg(long)]
     pool_size: Option<u32>,
@@ -315,6 +319,7 @@ async fn run(cli: Cli) -> LoadResult<Vec<Row>> {
             config.drive.window = args.window;
             config.rate = args.rate;
             config.pool_size = args.pool_size;
+            config.nginx_bin = args.nginx;
             let report = cluster::run(&config).await?;
             println!("{}", report.render());
             Ok(Vec::new())

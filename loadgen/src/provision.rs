@@ -12,8 +12,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use ed25519_dalek::SigningKey;
 use microbot_protocol::transport::{
-    ConfirmRegistrationRequest, EnrolDeviceRequest, RegisterRequest, SecondFactor,
-    client_frame::Request, response, second_factor,
+    ConfirmRegistrationRequest, EnrolDeviceRequest, OneTimePrekey, RegisterRequest, SecondFactor,
+    SignedKemPrekey, SignedPrekey, UploadPrekeysRequest, client_frame::Request, response,
+    second_factor,
 };
 use rand::Rng as _;
 use zeroize::Zeroizing;
@@ -169,6 +170,54 @@ pub async fn provision(
     }
     all.sort_by_key(|(i, _)| *i);
     Ok(all.into_iter().map(|(_, d)| d).collect())
+}
+
+/// What the SDK uploads when it enrols a device (client `prekey_batch`):
+/// 100 one-time prekeys beside the signed and last-resort KEM prekeys.
+pub const SDK_ONE_TIME_PREKEYS: usize = 100;
+
+/// Uploads, on each logged-in session, a prekey set of the sizes a real
+/// device uploads at enrolment (SPEC.md §12.3: identity key, signed
+/// prekey, `one_time` one-time prekeys, a last-resort ML-KEM-768 prekey),
+/// random bytes: the server checks lengths, only clients check
+/// signatures. For measuring what devices cost the storage.
+///
+/// # Errors
+/// The first refused upload.
+pub async fn upload_prekeys(sessions: &mut [Session], one_time: usize) -> LoadResult<()> {
+    let mut rng = rand::rng();
+    let mut bytes = |n: usize| {
+        let mut b = vec![0u8; n];
+        rng.fill_bytes(&mut b);
+        Bytes::from(b)
+    };
+    for session in sessions {
+        let request = UploadPrekeysRequest {
+            identity_key: bytes(32),
+            signed_prekey: Some(SignedPrekey {
+                id: 1,
+                public_key: bytes(32),
+                signature: bytes(64),
+            }),
+            one_time_prekeys: (1..=one_time)
+                .map(|id| OneTimePrekey {
+                    id: u32::try_from(id).unwrap_or(u32::MAX),
+                    public_key: bytes(32),
+                })
+                .collect(),
+            kem_prekeys: Vec::new(),
+            last_resort_kem_prekey: Some(SignedKemPrekey {
+                id: 1,
+                public_key: bytes(1184),
+                signature: bytes(64),
+            }),
+        };
+        match session.request(Request::UploadPrekeys(request)).await? {
+            response::Result::Ok(_) => {}
+            other => return Err(refusal("upload prekeys", other)),
+        }
+    }
+    Ok(())
 }
 
 /// Opens one logged-in session per device, `concurrency` at a time.
