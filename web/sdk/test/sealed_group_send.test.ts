@@ -10,7 +10,9 @@
  * identified and the message goes `SendGroup` with the same ciphertext; a
  * sealed message held for its sender key is still `sealed` once released;
  * our own other device gets identified transcripts, a group change's
- * included, and applies them.
+ * included, and applies them; the announcement of a new group goes
+ * identified (its members may hold no record of it to check a sealed one
+ * against), the messages after it sealed.
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
@@ -115,7 +117,9 @@ async function setup(deny: string[] = [], ownDevice = false, known = ["bob", "ca
     const r = frame.request;
     switch (r.case) {
       case "getGroup":
-        return { case: "group", value: info };
+        return { case: "group", value: { ...info, groupId: r.value.groupId } };
+      case "createGroup":
+        return { case: "group", value: { ...info, groupId: r.value.groupId } };
       case "listDevices":
         return { case: "deviceList", value: { devices: ownDevice ? [{ deviceId: 1n }, { deviceId: 5n }] : [{ deviceId: 1n }] } };
       case "fetchPrekeys": {
@@ -256,4 +260,15 @@ test("our own other device gets the key and transcripts identified, a group chan
   const events = await s.alice5.take(own(after));
   assert.deepEqual(events.filter((e) => e.type === "decryptionFailed"), []);
   assert.ok(events.some((e) => e.type === "groupChanged" && e.update.kind === "Left" && e.update.username === "alice"), JSON.stringify(events.map((e) => e.type)));
+});
+
+test("a new group's CREATED announcement goes identified (members may not know the group yet), the next message sealed", async () => {
+  const s = await setup();
+  const id = await s.groups.createGroup(s.connection, "new", ["bob", "carol"]);
+  assert.equal(s.groupSends().length, 1, "CREATED by SendGroup");
+  assert.deepEqual(s.sends().map((r) => r.envelopes.map((e) => e.recipientDeviceId).join(",")), ["2,4"], "the key identified with it");
+  assert.equal(s.connections(), 0);
+  await s.groups.sendText(s.connection, id, "now sealed");
+  assert.equal(s.groupSends().length, 1);
+  assert.deepEqual(s.sealedSends().map((r) => r.recipientUsername), ["bob", "carol"], "the message only: both hold the key");
 });

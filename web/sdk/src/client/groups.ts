@@ -62,7 +62,7 @@ import { UnlistedDeviceError } from "./device_list_check.js";
 import type { GroupRecord, GroupStore, MemberRecord } from "./groups_store.js";
 import { Messenger, MessengerError, postponesEnvelope, type Incoming } from "./messenger.js";
 import { SealedEnvelopeError, type Unsealed } from "./sealed.js";
-import { distributeSealed, SealedMemberError, sendSealedGroupMessage, type DistributionEnvelope } from "./groups_sealed.js";
+import { distributeSealed, introducesGroup, SealedMemberError, sendSealedGroupMessage, type DistributionEnvelope } from "./groups_sealed.js";
 import type { SealedBatch, SealedRecipient } from "./sealed_send.js";
 import { sessionLock, type SerialQueue } from "./serial.js";
 import type { ClientStore, DeviceRecord } from "./store.js";
@@ -675,7 +675,8 @@ export class Groups {
    * our sender key is distributed where it is missing, the message is
    * encrypted once and sent with `key_holders` checked (twice), then
    * without. When `Messenger.sealedConnection` is set and every other
-   * member's profile key is known (§19.8, `Messenger.sealedRecipients`), it
+   * member's profile key is known (§19.8, `Messenger.sealedRecipients`) and
+   * it is not an announcement introducing the group (`introducesGroup`), it
    * goes sealed instead: one `SendSealed` per member over one connection
    * that never logs in, and a `SyncMessage` transcript to our own other
    * devices (identified); a member refusing our access key makes it go
@@ -714,7 +715,7 @@ export class Groups {
       try {
         // Distribute, encrypt and send alone: the distributions advance pairwise sessions that other sends use too.
         sent = await this.lock.run(async () => {
-          const recipients = this.messenger.sealedRecipients(members);
+          const recipients = introducesGroup(body) ? undefined : this.messenger.sealedRecipients(members);
           const batch = recipients ? await this.messenger.openSealed(connection) : undefined;
           try {
             if (!(await this.distribute(connection, id, members, batch && recipients ? { batch, recipients } : undefined))) return undefined;

@@ -10,10 +10,12 @@
  * message go identified (`SealedGroupResult.accessDenied`) and its
  * distribution go identified; any other refusal stops the send with a
  * `SealedMemberError` naming the member. Who is sent to sealed is decided
- * elsewhere (`sealedRecipients`); so are the encryption and what a
- * refusal changes in the group's device lists (groups.ts).
+ * elsewhere (`sealedRecipients`), except that an announcement introducing
+ * the group to members goes identified (`introducesGroup`); the encryption
+ * and what a refusal changes in the group's device lists are groups.ts'.
  */
 import { concat } from "../bytes.js";
+import { GroupChangeKind, type Content } from "../content.js";
 import { ErrorCode } from "../gen/transport_pb.js";
 import { ServerError } from "./connection.js";
 import { SEALED_SENDER_KEY, SEALED_SESSION, type DeviceEnvelope, type SealedBatch, type SealedRecipient } from "./sealed_send.js";
@@ -48,6 +50,21 @@ export type SealedGroupResult =
   | { kind: "sent"; serverTimestampMs: bigint; skipped: { username: string; deviceIds: bigint[] }[] }
   /** A member refused our access key (it changed its profile key): send the message identified. */
   | { kind: "accessDenied" };
+
+/**
+ * Whether `content` announces a group to members that may hold no record
+ * of it yet (`CREATED`, `MEMBERS_ADDED`, §11.5). Such an announcement goes
+ * identified: a receiver refuses a sealed group message from a sender it
+ * cannot find a member in its own record of the group (§19.8; the Rust
+ * SDK has no record until an announcement or the server's push gives it
+ * one), and sealing it would hide nothing, since the server learnt who
+ * made the change from the logged-in request that made it.
+ */
+export function introducesGroup(content: Content): boolean {
+  if (content.body.case !== "groupChange") return false;
+  const kind = content.body.value.kind;
+  return kind === GroupChangeKind.CREATED || kind === GroupChangeKind.MEMBERS_ADDED;
+}
 
 /** Whether `error` is the server's `code`. */
 function refusedWith(error: unknown, code: ErrorCode): error is ServerError {
