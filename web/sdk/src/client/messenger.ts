@@ -46,7 +46,9 @@ export type MessengerErrorKind =
   /** The device list kept changing over three attempts. */
   | "DeviceListUnstable"
   /** The client has no enrolled device in its store. */
-  | "NotEnrolled";
+  | "NotEnrolled"
+  /** A sealed send was asked for while `sealedConnection` is not set. */
+  | "SealedUnavailable";
 
 /** A typed messenger failure. */
 export class MessengerError extends Error {
@@ -166,10 +168,11 @@ export class Messenger {
   /**
    * Opens a batch of sealed sends: this device's certificate (renewed over
    * the logged-in `connection` when needed) and a connection from
-   * `sealedConnection`, which must be set. Close it when done.
+   * `sealedConnection` (`MessengerError` `SealedUnavailable` when it is not
+   * set). Close it when done.
    */
   openSealed(connection: Connection): Promise<SealedBatch> {
-    if (!this.sealedConnection) throw new Error("sealedConnection is not set");
+    if (!this.sealedConnection) return Promise.reject(new MessengerError("SealedUnavailable", "sealedConnection is not set"));
     return SealedBatch.open(connection, this.certificates, this.sealedConnection, this.me.identity, this.rng);
   }
 
