@@ -10,11 +10,15 @@
  *   with the intent re-applied, then announced as a group message;
  * - before each group message every member device (and our own other
  *   devices) gets our current sender key pairwise; the key rotates when a
- *   device that held it is no longer a member device; the message is sealed
- *   once and fanned out by the server, which checks `key_holders`
+ *   device that held it is no longer a member device; the message is
+ *   encrypted once and fanned out by the server, which checks `key_holders`
  *   (`MISSING_DEVICES`: new devices get the key, then one more try, then a
  *   try without the check); skipped devices (full queues) become a
  *   `notDelivered` event;
+ * - with `Messenger.sealedConnection` set and every other member's profile
+ *   key known, key and message go sealed instead, one `SendSealed` per
+ *   member (groups_sealed.ts, §19.8), and our own other devices get a
+ *   transcript;
  * - received envelopes: pairwise ones through `Messenger.receive` (sender
  *   key distributions, group contents from members, own-device
  *   transcripts), group ones with the sender device's sender key, sealed
@@ -45,7 +49,7 @@ import {
   type GroupChange,
   type GroupMetadata,
 } from "../content.js";
-import { ErrorCode, GroupRole as WireRole, type Envelope, type GroupInfo as WireGroupInfo, type Push, type SendResponse } from "../gen/transport_pb.js";
+import { ErrorCode, GroupRole as WireRole, type Envelope, type GroupInfo as WireGroupInfo, type Push } from "../gen/transport_pb.js";
 import { GroupMetadataError, openGroupMetadata, sealGroupMetadata } from "../group_metadata.js";
 import type { Rng } from "../rng.js";
 import {
@@ -55,9 +59,11 @@ import {
 import { Session } from "../session.js";
 import { ServerError, type Connection, type RequestInit } from "./connection.js";
 import { UnlistedDeviceError } from "./device_list_check.js";
-import type { GroupRecord, GroupStore, MemberRecord, SharedWith } from "./groups_store.js";
+import type { GroupRecord, GroupStore, MemberRecord } from "./groups_store.js";
 import { Messenger, MessengerError, postponesEnvelope, type Incoming } from "./messenger.js";
 import { SealedEnvelopeError, type Unsealed } from "./sealed.js";
+import { distributeSealed, introducesGroup, SealedMemberError, sendSealedGroupMessage, type DistributionEnvelope } from "./groups_sealed.js";
+import type { SealedBatch, SealedRecipient } from "./sealed_send.js";
 import { sessionLock, type SerialQueue } from "./serial.js";
 import type { ClientStore, DeviceRecord } from "./store.js";
 
@@ -253,7 +259,8 @@ export class Groups {
   private readonly me: DeviceRecord;
   private readonly refreshMs: number;
   private readonly listeners = new Set<(event: ClientEvent) => void>();
-  private readonly held: Envelope[] = [];
+  /** Group messages awaiting their sender key, each with whether it came sealed (§19.8). */
+  private readonly held: { envelope: Envelope; sealed: boolean }[] = [];
   private readonly gone = new Set<string>();
   private readonly lock: SerialQueue;
 
@@ -578,10 +585,15 @@ export class Groups {
   /**
    * Makes sure every member device holds our current sender key (§6.3),
    * rotating first when a device that held it is no longer a member device.
+   * With `sealed` (every other member's access key known, §19.8), a member
+   * that needs the key gets it on all its devices, sealed over `batch` (a
+   * device that already holds this generation ignores the repeat); our own
+   * devices, and a member that refused our access key, get it identified.
    * Returns false when the server named devices that no longer exist (they
-   * are left out from now on; try again). Runs inside `lock` only.
+   * are left out from now on; try again); throws `MISSING_DEVICES` as the
+   * server's `ServerError`. Runs inside `lock` only.
    */
-  private async distribute(connection: Connection, id: Uint8Array, members: string[]): Promise<boolean> {
+  private async distribute(connection: Connection, id: Uint8Array, members: string[], sealed?: { batch: SealedBatch; recipients: SealedRecipient[] }): Promise<boolean> {
     const targets = this.memberDevices(members);
     const existing = this.groupStore.outboundSenderKey(id);
     const shared = this.groupStore.sharedWith(id);
@@ -593,8 +605,13 @@ export class Groups {
       this.groupStore.clearSharedWith(id);
     }
     const have = new Set(this.groupStore.sharedWith(id).map((s) => `${s.username}/${s.deviceId}`));
-    const need = [...targets].filter(([k]) => !have.has(k)).map(([, t]) => t);
+    let need = [...targets].filter(([k]) => !have.has(k)).map(([, t]) => t);
     if (need.length === 0) return true;
+    if (sealed) {
+      // A sealed send names every device of the account (§19.8).
+      const needy = new Set(need.map((t) => t.username).filter((username) => sealed.recipients.some((r) => r.username === username)));
+      need = [...targets.values()].filter((t) => needy.has(t.username) || !have.has(`${t.username}/${t.deviceId}`));
+    }
     const encoded = encodeSenderKeyDistribution(key.distribution());
     const plaintext = encodeContent(
       create(ContentSchema, {
@@ -603,33 +620,68 @@ export class Groups {
         body: { case: "senderKeyDistribution", value: { groupId: id, distribution: encoded } },
       }),
     );
-    for (let at = 0; at < need.length; at += MAX_ENVELOPES_PER_SEND) {
-      const chunk = need.slice(at, at + MAX_ENVELOPES_PER_SEND);
-      const sealed = chunk.map(({ username, deviceId }) => {
-        const session = Session.fromBytes(this.store.session(username, deviceId)!.toBytes());
-        return { username, deviceId, session, envelope: { recipientDeviceId: deviceId, ciphertext: session.encrypt(plaintext) } };
-      });
+    // Encrypted on copies: a session is stored only once the server stored what it encrypted.
+    const sessions = new Map<string, Session>();
+    const envelopes: DistributionEnvelope[] = need.map(({ username, deviceId }) => {
+      const session = Session.fromBytes(this.store.session(username, deviceId)!.toBytes());
+      sessions.set(`${username}/${deviceId}`, session);
+      return { username, envelope: { recipientDeviceId: deviceId, ciphertext: session.encrypt(plaintext) } };
+    });
+    const stored = (sent: DistributionEnvelope[]) => {
+      for (const s of sent) this.store.setSession(s.username, s.envelope.recipientDeviceId, sessions.get(`${s.username}/${s.envelope.recipientDeviceId}`)!);
+      this.groupStore.addSharedWith(id, sent.map((s) => ({ username: s.username, deviceId: s.envelope.recipientDeviceId, keyId: key.currentKeyId })));
+    };
+    let rest = envelopes;
+    if (sealed) {
       try {
-        await connection.call({ case: "send", value: { envelopes: sealed.map((s) => s.envelope), completeAccounts: [] } }, "send");
+        const outcome = await distributeSealed(sealed.batch, sealed.recipients, envelopes);
+        stored(outcome.sent);
+        rest = outcome.rest;
+      } catch (error) {
+        if (!(error instanceof SealedMemberError)) throw error;
+        return this.devicesChanged(error.username, error.cause);
+      }
+    }
+    for (let at = 0; at < rest.length; at += MAX_ENVELOPES_PER_SEND) {
+      const chunk = rest.slice(at, at + MAX_ENVELOPES_PER_SEND);
+      try {
+        await connection.call({ case: "send", value: { envelopes: chunk.map((s) => s.envelope), completeAccounts: [] } }, "send");
       } catch (error) {
         if (error instanceof ServerError && (error.code === ErrorCode.UNKNOWN_DEVICE || error.code === ErrorCode.DEVICE_REMOVED)) {
-          for (const s of sealed) if (error.deviceIds.includes(s.deviceId)) this.gone.add(`${s.username}/${s.deviceId}`);
+          for (const s of chunk) if (error.deviceIds.includes(s.envelope.recipientDeviceId)) this.gone.add(`${s.username}/${s.envelope.recipientDeviceId}`);
           return false;
         }
         throw error;
       }
-      for (const s of sealed) this.store.setSession(s.username, s.deviceId, s.session);
-      const entries: SharedWith[] = sealed.map((s) => ({ username: s.username, deviceId: s.deviceId, keyId: key.currentKeyId }));
-      this.groupStore.addSharedWith(id, entries);
+      stored(chunk);
     }
     return true;
   }
 
   /**
+   * What a member's refused sealed send means for its devices: the devices
+   * an `UNKNOWN_DEVICE` / `DEVICE_REMOVED` names are left out from now on
+   * (false: try again); `MISSING_DEVICES` and anything else is rethrown as
+   * the server's error (the caller fetches the missing devices).
+   */
+  private devicesChanged(username: string, error: ServerError): false {
+    if (error.code !== ErrorCode.UNKNOWN_DEVICE && error.code !== ErrorCode.DEVICE_REMOVED) throw error;
+    for (const deviceId of error.deviceIds) this.gone.add(`${username}/${deviceId}`);
+    return false;
+  }
+
+  /**
    * Sends one content to the group (§12.10): its `group_id` is set to `id`,
-   * our sender key is distributed where it is missing, the message is sealed
-   * once and sent with `key_holders` checked (twice), then without.
-   * Concurrent sends (group or 1:1) are serialised, in call order.
+   * our sender key is distributed where it is missing, the message is
+   * encrypted once and sent with `key_holders` checked (twice), then
+   * without. When `Messenger.sealedConnection` is set and every other
+   * member's profile key is known (§19.8, `Messenger.sealedRecipients`) and
+   * it is not an announcement introducing the group (`introducesGroup`), it
+   * goes sealed instead: one `SendSealed` per member over one connection
+   * that never logs in, and a `SyncMessage` transcript to our own other
+   * devices (identified); a member refusing our access key makes it go
+   * identified (`SendGroup`, the same ciphertext). Concurrent sends (group
+   * or 1:1) are serialised, in call order.
    */
   async sendContent(connection: Connection, id: Uint8Array, content: Content): Promise<GroupSendResult> {
     const body = create(ContentSchema, { ...content, groupId: id.slice() });
@@ -659,18 +711,43 @@ export class Groups {
       else await this.messenger.ensureOwnDevices(connection);
       missing = [];
       const check = attempt < 2;
-      let sent: { response: SendResponse; shared: SharedWith[] } | undefined;
+      let sent: { serverTimestampMs: bigint; skipped: { usernames: string[]; deviceIds: bigint[] }; sealed: boolean } | undefined;
       try {
         // Distribute, encrypt and send alone: the distributions advance pairwise sessions that other sends use too.
         sent = await this.lock.run(async () => {
-          if (!(await this.distribute(connection, id, members))) return undefined;
-          const key = this.groupStore.outboundSenderKey(id)!;
-          const ciphertext = key.encrypt(plaintext);
-          this.groupStore.setOutboundSenderKey(id, key);
-          const shared = this.groupStore.sharedWith(id);
-          const keyHolders = check ? shared.filter((s) => s.keyId === key.currentKeyId).map((s) => s.deviceId) : [];
-          const response = await connection.call({ case: "sendGroup", value: { groupId: id, ciphertext, keyHolders, checkKeyHolders: check } }, "send");
-          return { response, shared };
+          const recipients = introducesGroup(body) ? undefined : this.messenger.sealedRecipients(members);
+          const batch = recipients ? await this.messenger.openSealed(connection) : undefined;
+          try {
+            if (!(await this.distribute(connection, id, members, batch && recipients ? { batch, recipients } : undefined))) return undefined;
+            const key = this.groupStore.outboundSenderKey(id)!;
+            const ciphertext = key.encrypt(plaintext);
+            this.groupStore.setOutboundSenderKey(id, key);
+            const shared = this.groupStore.sharedWith(id);
+            if (batch && recipients) {
+              const targets = [...this.memberDevices(members).values()];
+              const sealedMembers = recipients.map((recipient) => ({ recipient, deviceIds: targets.filter((t) => t.username === recipient.username).map((t) => t.deviceId) }));
+              let outcome;
+              try {
+                outcome = await sendSealedGroupMessage(batch, id, sealedMembers, ciphertext);
+              } catch (error) {
+                if (!(error instanceof SealedMemberError)) throw error;
+                this.devicesChanged(error.username, error.cause);
+                return undefined;
+              }
+              if (outcome.kind === "sent") {
+                const skipped = { usernames: outcome.skipped.map((s) => s.username).sort(), deviceIds: outcome.skipped.flatMap((s) => s.deviceIds) };
+                return { serverTimestampMs: outcome.serverTimestampMs, skipped, sealed: true };
+              }
+              // A member refused our access key (its profile key changed): the same ciphertext goes identified.
+            }
+            const keyHolders = check ? shared.filter((s) => s.keyId === key.currentKeyId).map((s) => s.deviceId) : [];
+            const response = await connection.call({ case: "sendGroup", value: { groupId: id, ciphertext, keyHolders, checkKeyHolders: check } }, "send");
+            const deviceIds = [...response.skippedDeviceIds];
+            const usernames = [...new Set(shared.filter((s) => deviceIds.includes(s.deviceId)).map((s) => s.username))].sort();
+            return { serverTimestampMs: response.serverTimestampMs, skipped: { usernames, deviceIds }, sealed: false };
+          } finally {
+            batch?.close();
+          }
         });
       } catch (error) {
         if (!(error instanceof ServerError)) throw error;
@@ -687,13 +764,17 @@ export class Groups {
         throw error;
       }
       if (!sent) continue;
-      const { response, shared } = sent;
-      const skipped = [...response.skippedDeviceIds];
-      if (skipped.length > 0) {
-        const usernames = [...new Set(shared.filter((s) => skipped.includes(s.deviceId)).map((s) => s.username))].sort();
-        this.emit([{ type: "notDelivered", groupId: id.slice(), messageId: body.messageId.slice(), usernames, deviceIds: skipped }]);
+      let serverTimestampMs = sent.serverTimestampMs;
+      // Sealed, the server did not fan it out to our own other devices: they get a transcript (§11.7), identified.
+      if (sent.sealed && this.messenger.ownDevices().length > 0) {
+        const own = await this.messenger.sendContent(connection, me, body);
+        if (own > serverTimestampMs) serverTimestampMs = own;
       }
-      return { serverTimestampMs: response.serverTimestampMs, messageId: body.messageId.slice(), skippedDeviceIds: skipped };
+      // Nothing was stored (no member device, no own device): now, as the Rust SDK reports it.
+      if (serverTimestampMs === 0n) serverTimestampMs = BigInt(Date.now());
+      const skipped = sent.skipped.deviceIds;
+      if (skipped.length > 0) this.emit([{ type: "notDelivered", groupId: id.slice(), messageId: body.messageId.slice(), usernames: sent.skipped.usernames, deviceIds: skipped }]);
+      return { serverTimestampMs, messageId: body.messageId.slice(), skippedDeviceIds: skipped };
     }
     throw new GroupError("DeviceListUnstable", "the group's device list keeps changing");
   }
@@ -807,10 +888,9 @@ export class Groups {
       } catch (error) {
         return [this.failed(envelope, Groups.refusal(error))];
       }
-      const opened = this.openGroup(envelope);
+      const opened = this.openGroup(envelope, sealed);
       if (typeof opened === "string") return [this.failed(envelope, opened)];
       incoming = opened;
-      if (sealed) incoming.sealed = true;
     } else {
       try {
         // A sealed 1:1 message is not unsealed twice.
@@ -823,13 +903,17 @@ export class Groups {
     return this.apply(connection, envelope, incoming, envelope.groupId.length > 0);
   }
 
-  /** Decrypts a group envelope with the sender device's key; a reason string when it cannot (the state is unchanged). */
-  private openGroup(envelope: Envelope): Incoming | string {
+  /**
+   * Decrypts a group envelope (`sealed`: it came sealed, so the message is
+   * marked so, now or once held and released) with the sender device's key;
+   * a reason string when it cannot (the state is unchanged).
+   */
+  private openGroup(envelope: Envelope, sealed: boolean): Incoming | string {
     const id = envelope.groupId;
     if (id.length !== 16) return "group id is not 16 bytes";
     const record = this.groupStore.senderKeyRecord(id, envelope.senderUsername, envelope.senderDeviceId);
     if (!record) {
-      this.hold(envelope);
+      this.hold(envelope, sealed);
       return "no sender key from this device for the group (held until one arrives)";
     }
     let plaintext: Uint8Array;
@@ -837,7 +921,7 @@ export class Groups {
       plaintext = record.decrypt(envelope.ciphertext);
     } catch (error) {
       if (error instanceof SenderKeyError && error.kind === "unknown_key_id") {
-        this.hold(envelope);
+        this.hold(envelope, sealed);
         return "unknown sender key generation (held until its distribution arrives)";
       }
       return error instanceof Error ? error.message : String(error);
@@ -852,14 +936,16 @@ export class Groups {
     if (!bytesEqual(content.groupId, id)) return "the content names another group than its sender key";
     this.groupStore.setSenderKeyRecord(id, envelope.senderUsername, envelope.senderDeviceId, record);
     this.store.markSeen(envelope.envelopeId);
-    return { from: envelope.senderUsername, deviceId: envelope.senderDeviceId, envelopeId: envelope.envelopeId, content, groupId: id.slice() };
+    const incoming: Incoming = { from: envelope.senderUsername, deviceId: envelope.senderDeviceId, envelopeId: envelope.envelopeId, content, groupId: id.slice() };
+    if (sealed) incoming.sealed = true;
+    return incoming;
   }
 
-  private hold(envelope: Envelope): void {
-    if (this.held.some((e) => e.envelopeId === envelope.envelopeId && e.senderDeviceId === envelope.senderDeviceId)) return;
-    this.held.push(envelope);
-    let bytes = this.held.reduce((n, e) => n + e.ciphertext.length, 0);
-    while (this.held.length > MAX_HELD || bytes > MAX_HELD_BYTES) bytes -= this.held.shift()!.ciphertext.length;
+  private hold(envelope: Envelope, sealed: boolean): void {
+    if (this.held.some((h) => h.envelope.envelopeId === envelope.envelopeId && h.envelope.senderDeviceId === envelope.senderDeviceId)) return;
+    this.held.push({ envelope, sealed });
+    let bytes = this.held.reduce((n, h) => n + h.envelope.ciphertext.length, 0);
+    while (this.held.length > MAX_HELD || bytes > MAX_HELD_BYTES) bytes -= this.held.shift()!.envelope.ciphertext.length;
   }
 
   /** Applies an opened content: distributions, announcements, group contents; returns the events. */
@@ -879,10 +965,13 @@ export class Groups {
       if (!record || !isMember(record, from)) return [this.failed(envelope, "group content from a non-member")];
     }
     if (body.case === "groupChange") {
-      if (!groupId || !bytesEqual(groupId, body.value.groupId) || incoming.sentCopy) return [this.failed(envelope, "group change outside its group")];
+      // In its group: a transcript of one (our own sealed group send, §19.8) by the group it names as its destination.
+      const destination = incoming.sentCopy?.destination;
+      const conversation = destination ? (destination.kind === "group" ? destination.groupId : undefined) : groupId;
+      if (!conversation || !bytesEqual(conversation, body.value.groupId)) return [this.failed(envelope, "group change outside its group")];
       const applied = this.applyChange(from, body.value);
       // The group first, so the application finds it when told.
-      const fetched = applied.refresh ? (await this.fetchGroup(connection, groupId)).events : [];
+      const fetched = applied.refresh ? (await this.fetchGroup(connection, conversation)).events : [];
       return [...fetched, ...applied.events];
     }
     const fetched = groupId && !this.groupStore.group(groupId) ? (await this.fetchGroup(connection, groupId)).events : [];
@@ -905,11 +994,12 @@ export class Groups {
   /** Opens held group messages of (group, sender, device) now that a distribution arrived. */
   private async retryHeld(connection: Connection, groupId: Uint8Array, sender: string, deviceId: bigint): Promise<ClientEvent[]> {
     const out: ClientEvent[] = [];
-    const waiting = this.held.filter((e) => e.senderUsername === sender && e.senderDeviceId === deviceId && bytesEqual(e.groupId, groupId));
-    for (const envelope of waiting) {
-      this.held.splice(this.held.indexOf(envelope), 1);
+    const waiting = this.held.filter(({ envelope: e }) => e.senderUsername === sender && e.senderDeviceId === deviceId && bytesEqual(e.groupId, groupId));
+    for (const entry of waiting) {
+      this.held.splice(this.held.indexOf(entry), 1);
+      const { envelope, sealed } = entry;
       if (this.store.seen(envelope.envelopeId)) continue;
-      const opened = this.openGroup(envelope);
+      const opened = this.openGroup(envelope, sealed);
       if (typeof opened !== "string") out.push(...(await this.apply(connection, envelope, opened, true)));
     }
     return out;

@@ -29,8 +29,9 @@ import type { PreKeyBundle } from "../prekeys.js";
 import type { Rng } from "../rng.js";
 import { decodeSessionMessage, Session } from "../session.js";
 import { ConnectionError, ServerError, type Connection } from "./connection.js";
-import { fetchCertificate, SealedEnvelopeError, unsealEnvelope, type Unsealed } from "./sealed.js";
-import { accessKey, PROFILE_KEY_LEN, sealSealedSender, type SenderCertificate } from "../sealed_sender.js";
+import { SealedEnvelopeError, unsealEnvelope, type Unsealed } from "./sealed.js";
+import { PROFILE_KEY_LEN } from "../sealed_sender.js";
+import { CertificateCache, SEALED_SESSION, SealedBatch, sealedRecipients, type DeviceEnvelope, type SealedRecipient } from "./sealed_send.js";
 import { checkDeviceList, rememberedList, UnlistedDeviceError, type DeviceListCheck } from "./device_list_check.js";
 import { sessionLock, type SerialQueue } from "./serial.js";
 import { MAX_PREVIOUS_SESSIONS, type ClientStore, type DeviceRecord } from "./store.js";
@@ -45,7 +46,9 @@ export type MessengerErrorKind =
   /** The device list kept changing over three attempts. */
   | "DeviceListUnstable"
   /** The client has no enrolled device in its store. */
-  | "NotEnrolled";
+  | "NotEnrolled"
+  /** A sealed send was asked for while `sealedConnection` is not set. */
+  | "SealedUnavailable";
 
 /** A typed messenger failure. */
 export class MessengerError extends Error {
@@ -76,15 +79,6 @@ export interface Incoming {
   sentCopy?: SentCopy;
   /** Set when it arrived sealed (§19): the sender is the certificate's, the server did not know it. */
   sealed?: boolean;
-}
-
-/** A sender certificate is renewed when it expires within this (ms). */
-const CERTIFICATE_RENEW_BEFORE_MS = 60_000n;
-
-/** One envelope as encrypted for a device, before it is sent. */
-interface OutgoingEnvelopeInit {
-  recipientDeviceId: bigint;
-  ciphertext: Uint8Array;
 }
 
 /** How often the account's own device list is re-read before a send (ms). */
@@ -144,10 +138,11 @@ export class Messenger {
   /**
    * Opens a connection that does not log in (same URL and pinning). When
    * set, messages to a contact whose profile key is known go sealed over it
-   * (SPEC.md §19.8); copies for our own devices stay identified.
+   * (SPEC.md §19.8), and so do group messages (`Groups`) when every other
+   * member's is; copies for our own devices stay identified.
    */
   sealedConnection: (() => Promise<Connection>) | undefined;
-  private certificate: SenderCertificate | undefined;
+  private readonly certificates: CertificateCache;
 
   /** A messenger for the enrolled device of `store`; `MessengerError` (`NotEnrolled`) without one. */
   constructor(store: ClientStore, rng: Rng) {
@@ -157,6 +152,28 @@ export class Messenger {
     this.rng = rng;
     this.me = me;
     this.lock = sessionLock(store);
+    this.certificates = new CertificateCache(store);
+  }
+
+  /**
+   * The sealed recipients of a send to `usernames` (other accounts), or
+   * `undefined` when it goes identified: `sealedConnection` is not set, or
+   * the profile key or trusted identity of one of them is unknown
+   * (SPEC.md §19.8, `sealedRecipients`).
+   */
+  sealedRecipients(usernames: string[]): SealedRecipient[] | undefined {
+    return sealedRecipients(this.store, usernames, this.sealedConnection !== undefined);
+  }
+
+  /**
+   * Opens a batch of sealed sends: this device's certificate (renewed over
+   * the logged-in `connection` when needed) and a connection from
+   * `sealedConnection` (`MessengerError` `SealedUnavailable` when it is not
+   * set). Close it when done.
+   */
+  openSealed(connection: Connection): Promise<SealedBatch> {
+    if (!this.sealedConnection) return Promise.reject(new MessengerError("SealedUnavailable", "sealedConnection is not set"));
+    return SealedBatch.open(connection, this.certificates, this.sealedConnection, this.me.identity, this.rng);
   }
 
   /**
@@ -371,10 +388,10 @@ export class Messenger {
         };
         const envelopes = [...devices.map((id) => seal(to, id, plaintext)), ...own.map((id) => seal(me, id, transcript))];
         const completeAccounts = attempt < 2 ? [...new Set([me, to])] : [];
-        const profileKey = to === me ? undefined : this.store.contactProfileKey(to);
-        if (this.sealedConnection && profileKey && devices.length > 0) {
+        const recipient = to === me || devices.length === 0 ? undefined : this.sealedRecipients([to])?.[0];
+        if (recipient) {
           try {
-            const sent = await this.sendSealed(connection, to, profileKey, envelopes.slice(0, devices.length), envelopes.slice(devices.length));
+            const sent = await this.sendSealed(connection, recipient, envelopes.slice(0, devices.length), envelopes.slice(devices.length));
             for (const [username, deviceId, session] of updated) this.store.setSession(username, deviceId, session);
             return { sent };
           } catch (error) {
@@ -400,18 +417,13 @@ export class Messenger {
   }
 
   /** Sends `theirs` sealed over a fresh unauthenticated connection, then `ours` identified; the server's time stamp. */
-  private async sendSealed(connection: Connection, to: string, profileKey: Uint8Array, theirs: OutgoingEnvelopeInit[], ours: OutgoingEnvelopeInit[]): Promise<bigint> {
-    const now = BigInt(Date.now());
-    if (!this.certificate || this.certificate.expiresAtMs <= now + CERTIFICATE_RENEW_BEFORE_MS) this.certificate = await fetchCertificate(connection, this.store);
-    const certificate = this.certificate;
-    const recipient = IdentityKey.fromBytes(this.store.contactIdentity(to)!);
-    const sealed = theirs.map((e) => ({ recipientDeviceId: e.recipientDeviceId, ciphertext: sealSealedSender(this.rng.fill(32), this.me.identity, certificate, recipient, 1, e.ciphertext) }));
-    const unauthenticated = await this.sealedConnection!();
+  private async sendSealed(connection: Connection, recipient: SealedRecipient, theirs: DeviceEnvelope[], ours: DeviceEnvelope[]): Promise<bigint> {
+    const batch = await this.openSealed(connection);
     let timestamp: bigint;
     try {
-      timestamp = (await unauthenticated.call({ case: "sendSealed", value: { recipientUsername: to, accessKey: accessKey(profileKey), envelopes: sealed } }, "send")).serverTimestampMs;
+      timestamp = await batch.send(recipient, SEALED_SESSION, theirs);
     } finally {
-      unauthenticated.close();
+      batch.close();
     }
     if (ours.length > 0) await connection.call({ case: "send", value: { envelopes: ours, completeAccounts: [] } }, "send");
     return timestamp;

@@ -4,9 +4,11 @@
  * `SyncMessage` whose `SentTranscript` names the conversation and carries the
  * content as sent (without padding). Receivers honour a transcript only from
  * a device of their own account that decrypted with the account's identity
- * key, over a pairwise session. Group messages need no transcript: the server
- * fans a group message out to the sender's other devices too (§12.10), which
- * hold the sender key like any member device (§6.3).
+ * key, over a pairwise session. An identified group message needs no
+ * transcript: the server fans it out to the sender's other devices too
+ * (§12.10), which hold the sender key like any member device (§6.3); a
+ * sealed one (§19.8) goes only to the members, so the sender's other
+ * devices get a transcript naming the group.
  */
 import { create } from "@bufbuild/protobuf";
 
