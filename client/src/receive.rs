@@ -40,6 +40,19 @@ pub(crate) enum Outcome {
         /// The sender device.
         device: u64,
     },
+    /// A sealed group message from someone this device does not know as
+    /// a member of the group (it may not know the group at all: made or
+    /// joined while it was offline). Nothing was decrypted, stored or
+    /// marked; fetch the group, then process it once more or refuse it
+    /// with [`refuse_non_member`].
+    NotKnownMember {
+        /// The group the message names.
+        group: GroupId,
+        /// The sender account, from the certificate.
+        sender: String,
+        /// The sender device.
+        device: u64,
+    },
     /// Stored or applied; emit these events.
     Delivered {
         /// Events to raise.
@@ -106,6 +119,20 @@ pub(crate) fn process(
             device,
         });
     }
+    // SPEC.md §19.8: for a sealed group message the server could not check
+    // membership; the receiver does, against the group as the server last
+    // told it, and asks again first when it does not know the sender as a
+    // member.
+    if certified.is_some()
+        && let Some(group) = GroupId::from_slice(&envelope.group_id)
+        && !knows_member(tx, &group, sender)?
+    {
+        return Ok(Outcome::NotKnownMember {
+            group,
+            sender: sender.to_owned(),
+            device,
+        });
+    }
     tx.mark_envelope_processed(envelope_id)?;
     let failed = |reason: String| {
         Ok(Outcome::Failed(Event::DecryptionFailed {
@@ -117,7 +144,7 @@ pub(crate) fn process(
     let opened = if envelope.group_id.is_empty() {
         open_pairwise(inner, tx, envelope, certified)?
     } else {
-        open_group(tx, envelope, certified.is_some())?
+        open_group(tx, envelope)?
     };
     let Opened {
         content,
@@ -360,25 +387,34 @@ fn open_pairwise(
     }))
 }
 
-/// Opens a group envelope with the sender device's sender key. A sealed
-/// one (`sealed`) must come from a member as far as this device knows:
-/// for an identified one the server checked membership, for a sealed one
-/// it cannot (SPEC.md §19.8).
-fn open_group(
+/// Whether this device knows `sender` as a member of `group`, an active
+/// group of its own.
+fn knows_member(tx: &Tx<'_>, group: &GroupId, sender: &str) -> Result<bool, StoreError> {
+    Ok(tx
+        .group(group)?
+        .is_some_and(|g| g.active && g.is_member(sender)))
+}
+
+/// Refuses a sealed group message whose sender is still no member after
+/// the group was fetched (see [`Outcome::NotKnownMember`]): marked
+/// processed, the event to raise.
+pub(crate) fn refuse_non_member(
     tx: &Tx<'_>,
     envelope: &Envelope,
-    sealed: bool,
-) -> Result<Result<Opened, String>, StoreError> {
-    if sealed {
-        let member = GroupId::from_slice(&envelope.group_id)
-            .map(|id| tx.group(&id))
-            .transpose()?
-            .flatten()
-            .is_some_and(|g| g.active && g.is_member(&envelope.sender_username));
-        if !member {
-            return Ok(Err("a sealed group message from a non-member".into()));
-        }
-    }
+    sender: &str,
+    device: u64,
+) -> Result<Event, StoreError> {
+    tx.mark_envelope_processed(envelope.envelope_id)?;
+    Ok(Event::DecryptionFailed {
+        sender: sender.to_owned(),
+        sender_device: device,
+        reason: "a sealed group message from a non-member".into(),
+    })
+}
+
+/// Opens a group envelope with the sender device's sender key (a sealed
+/// one's sender was checked as a member before: see [`process`]).
+fn open_group(tx: &Tx<'_>, envelope: &Envelope) -> Result<Result<Opened, String>, StoreError> {
     let opened = group_state::open_group_message(
         tx,
         &envelope.group_id,

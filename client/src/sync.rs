@@ -467,8 +467,19 @@ async fn handle_envelope(inner: &Inner, conn: &Connection, envelope: &Envelope) 
             });
         }
     }
+    // After the device-list check, which comes first (§20.5).
+    if let Outcome::NotKnownMember { group, .. } = &outcome {
+        // A group made or changed while this device was away: ask the
+        // server (which answers members only) before refusing.
+        refresh_group(inner, conn, *group).await?;
+        outcome = inner.tx(|tx| receive::process(inner, tx, envelope))?;
+        if let Outcome::NotKnownMember { sender, device, .. } = &outcome {
+            let event = inner.tx(|tx| receive::refuse_non_member(tx, envelope, sender, *device))?;
+            outcome = Outcome::Failed(event);
+        }
+    }
     match outcome {
-        Outcome::Duplicate | Outcome::Unlisted { .. } => {}
+        Outcome::Duplicate | Outcome::Unlisted { .. } | Outcome::NotKnownMember { .. } => {}
         Outcome::Failed(event) => inner.emit(event),
         Outcome::Delivered {
             events,

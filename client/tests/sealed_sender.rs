@@ -243,3 +243,72 @@ async fn group_messages_between_contacts_are_sealed_per_member() {
     }
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_offline_when_the_group_was_made_learns_it_from_sealed_messages() {
+    let server = TestServer::start().await;
+    let mut users = Vec::new();
+    for name in ["alice", "bob"] {
+        users.push(register(&server, name).await);
+    }
+    let mut alice = online(&server, &mut users[0], IdentitySource::New, fast_config()).await;
+    let mut bob = online(&server, &mut users[1], IdentitySource::New, fast_config()).await;
+    // Contacts both ways: each holds the other's profile key.
+    alice
+        .account
+        .send_text(&Conversation::Direct("bob".into()), "hi bob")
+        .unwrap();
+    next_text(&mut bob.events).await;
+    bob.account
+        .send_text(&Conversation::Direct("alice".into()), "hi alice")
+        .unwrap();
+    next_text(&mut alice.events).await;
+    // Bob is offline while Alice makes a group with him and writes in it:
+    // the announcement and the message reach his queue sealed, for a group
+    // his device has never heard of.
+    bob.account.disconnect().await;
+    let rows_before = stored_senders(&server).len();
+    let group = alice
+        .account
+        .create_group("made while away", &["bob"])
+        .await
+        .unwrap();
+    let sent = alice
+        .account
+        .send_text(&Conversation::Group(group), "welcome back")
+        .unwrap();
+    wait_for(&mut alice.events, |e| {
+        matches!(e, microbot_client::Event::Sent { message_id, .. } if *message_id == sent)
+            .then_some(())
+    })
+    .await;
+    let rows = stored_senders(&server);
+    assert!(
+        rows[rows_before.min(rows.len())..]
+            .iter()
+            .any(|r| *r == (String::new(), 0)),
+        "nothing went sealed: {rows:?}"
+    );
+    // Back online, Bob fetches the group he did not know and reads the message.
+    bob.account.connect();
+    let got = wait_for(&mut bob.events, |e| match e {
+        microbot_client::Event::Message(m) if m.message_id == sent => Some((**m).clone()),
+        microbot_client::Event::DecryptionFailed { reason, .. } => {
+            panic!("refused: {reason}")
+        }
+        _ => None,
+    })
+    .await;
+    assert_eq!(got.author, "alice");
+    assert_eq!(got.conversation, Conversation::Group(group));
+    let info = bob
+        .account
+        .group(&group)
+        .unwrap()
+        .expect("bob knows the group");
+    assert_eq!(info.name, "made while away");
+    for d in [&alice, &bob] {
+        d.account.disconnect().await;
+    }
+    server.stop().await;
+}
