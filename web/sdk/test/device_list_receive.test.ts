@@ -14,24 +14,24 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
+import { create } from "@bufbuild/protobuf";
 
-import { Connection, type SocketLike } from "../src/client/connection.js";
+import { Connection } from "../src/client/connection.js";
 import { DeviceListCheckError, UNLISTED_DEVICE, UnlistedDeviceError } from "../src/client/device_list_check.js";
 import { Groups, type ClientEvent } from "../src/client/groups.js";
 import { Messenger, MessengerError } from "../src/client/messenger.js";
 import { MemoryStore } from "../src/client/store.js";
 import { ContentSchema, encodeContent } from "../src/content.js";
 import { newDeviceList, signDeviceList } from "../src/device_list.js";
-import { ClientFrameSchema, EnvelopeSchema, ErrorCode, ServerFrameSchema, type ClientFrame, type Envelope } from "../src/gen/transport_pb.js";
+import { EnvelopeSchema, ErrorCode, type ClientFrame, type Envelope } from "../src/gen/transport_pb.js";
 import { IdentityKeyPair } from "../src/identity.js";
 import { KemPreKey, LocalPreKeys, SignedPreKey } from "../src/prekeys.js";
 import { issueCertificate, sealSealedSender } from "../src/sealed_sender.js";
 import { OutboundSenderKey } from "../src/sender_key.js";
 import { Session } from "../src/session.js";
 import { seededRng } from "./helpers.js";
+import { scriptedConnection, type Result } from "./scripted_server.js";
 
-type Result = NonNullable<Extract<MessageInitShape<typeof ServerFrameSchema>["kind"], { case: "response" }>["value"]>["result"];
 
 const bobSeed = new Uint8Array(32).fill(0x42);
 const bob = IdentityKeyPair.fromSeed(bobSeed);
@@ -71,25 +71,7 @@ async function connect(server: Server): Promise<Connection> {
     }
     return { case: "error", value: { code: ErrorCode.UNKNOWN_REQUEST, message: "?" } };
   };
-  const factory = (): SocketLike => {
-    const socket: SocketLike = {
-      binaryType: "",
-      onopen: null,
-      onmessage: null,
-      onclose: null,
-      onerror: null,
-      send(data: Uint8Array) {
-        const frame = fromBinary(ClientFrameSchema, data);
-        const result: Result = frame.request.case === "hello" ? { case: "hello", value: { version: 1, challenge: new Uint8Array(32) } } : answer(frame);
-        const kind = { case: "response" as const, value: { requestId: frame.requestId, result } };
-        queueMicrotask(() => socket.onmessage?.({ data: toBinary(ServerFrameSchema, create(ServerFrameSchema, { kind })) }));
-      },
-      close() {},
-    };
-    queueMicrotask(() => socket.onopen?.({}));
-    return socket;
-  };
-  return Connection.open({ url: "ws://x/v1/ws", socketFactory: factory, keepAlive: false });
+  return scriptedConnection(answer);
 }
 
 /** Our device ("tessa" 1) that trusts bob and remembers bob's list v1 naming device 2 and its own list v1 naming itself. */

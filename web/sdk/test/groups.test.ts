@@ -11,21 +11,18 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
+import { create } from "@bufbuild/protobuf";
 
 import { bytesEqual, toHex } from "../src/bytes.js";
-import { Connection, type SocketLike } from "../src/client/connection.js";
+import { Connection } from "../src/client/connection.js";
 import { Groups, MAX_HELD, type ClientEvent } from "../src/client/groups.js";
 import { MemoryStore } from "../src/client/store.js";
 import { openTranscript, sentTranscript, SyncError } from "../src/client/sync.js";
 import { ContentSchema, decodeContent, encodeContent, GroupChangeKind, type Content } from "../src/content.js";
 import {
-  ClientFrameSchema,
   EnvelopeSchema,
   ErrorCode,
   GroupRole,
-  ServerFrameSchema,
-  type ClientFrame,
   type Envelope,
   type SendGroupRequest,
   type SendRequest,
@@ -37,31 +34,9 @@ import { KemPreKey, LocalPreKeys, SignedPreKey } from "../src/prekeys.js";
 import { decodeSenderKeyDistribution, encodeSenderKeyDistribution, OutboundSenderKey, SenderKeyRecord } from "../src/sender_key.js";
 import { Session } from "../src/session.js";
 import { seededRng } from "./helpers.js";
+import { scriptedSockets, type Result } from "./scripted_server.js";
 
-type Kind = MessageInitShape<typeof ServerFrameSchema>["kind"];
-type Result = NonNullable<Extract<Kind, { case: "response" }>["value"]>["result"];
 
-/** A socket whose server is `answer` (Hello answered here). */
-function socketFactory(answer: (frame: ClientFrame) => Result) {
-  return (): SocketLike => {
-    const socket: SocketLike = {
-      binaryType: "",
-      onopen: null,
-      onmessage: null,
-      onclose: null,
-      onerror: null,
-      send(data: Uint8Array) {
-        const frame = fromBinary(ClientFrameSchema, data);
-        const result: Result = frame.request.case === "hello" ? { case: "hello", value: { version: 1, challenge: new Uint8Array(32) } } : answer(frame);
-        const kind: Kind = { case: "response", value: { requestId: frame.requestId, result } };
-        queueMicrotask(() => socket.onmessage?.({ data: toBinary(ServerFrameSchema, create(ServerFrameSchema, { kind })) }));
-      },
-      close() {},
-    };
-    queueMicrotask(() => socket.onopen?.({}));
-    return socket;
-  };
-}
 
 /** A device with prekeys: its store (for a receiving `Groups`) and its public bundle. */
 function deviceOf(username: string, deviceId: bigint, identity: IdentityKeyPair) {
@@ -104,7 +79,7 @@ test("group send: MISSING_DEVICES gets the new device the key, skipped devices b
   let info: { groupId: Uint8Array; version: bigint; members: ReturnType<typeof member>[]; encryptedMetadata: Uint8Array } = { groupId: new Uint8Array(0), version: 1n, members: [member("alice", GroupRole.ADMIN), member("bob"), member("carol")], encryptedMetadata: new Uint8Array(0) };
   const sends: SendRequest[] = [];
   const groupSends: SendGroupRequest[] = [];
-  const factory = socketFactory((frame): Result => {
+  const factory = scriptedSockets((frame): Result => {
     const r = frame.request;
     switch (r.case) {
       case "createGroup":
@@ -205,7 +180,7 @@ test("group receive: a message before its sender key is held and opened when the
   const rng = seededRng("alice-send");
   const groupId = rng.fill(16);
   const acks: bigint[][] = [];
-  const factory = socketFactory((frame): Result => {
+  const factory = scriptedSockets((frame): Result => {
     const r = frame.request;
     if (r.case === "ackEnvelopes") {
       acks.push([...r.value.envelopeIds]);
@@ -269,7 +244,7 @@ test("held group messages are bounded: beyond MAX_HELD the oldest is dropped, th
   const bob = deviceOf("bob", 2n, IdentityKeyPair.generate(seededRng("bob-id")));
   const rng = seededRng("alice-held");
   const groupId = rng.fill(16);
-  const factory = socketFactory((frame): Result => {
+  const factory = scriptedSockets((frame): Result => {
     if (frame.request.case === "ackEnvelopes") return { case: "ack", value: {} };
     return { case: "group", value: { groupId, version: 1n, members: [member("alice", GroupRole.ADMIN), member("bob")] } };
   });
@@ -330,7 +305,7 @@ test("group send with a member's signed device list (§20.4): a device the list 
   let info: { groupId: Uint8Array; version: bigint; members: ReturnType<typeof member>[]; encryptedMetadata: Uint8Array } = { groupId: new Uint8Array(0), version: 1n, members: [member("alice", GroupRole.ADMIN), member("bob")], encryptedMetadata: new Uint8Array(0) };
   const sends: SendRequest[] = [];
   const groupSends: SendGroupRequest[] = [];
-  const factory = socketFactory((frame): Result => {
+  const factory = scriptedSockets((frame): Result => {
     const r = frame.request;
     switch (r.case) {
       case "createGroup":

@@ -9,49 +9,27 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
+import { create } from "@bufbuild/protobuf";
 
 import { concat } from "../src/bytes.js";
-import { Connection, type SocketLike } from "../src/client/connection.js";
 import { Groups, type ClientEvent } from "../src/client/groups.js";
 import { SealedEnvelopeError } from "../src/client/sealed.js";
 import { MemoryStore } from "../src/client/store.js";
 import { ContentSchema, encodeContent } from "../src/content.js";
-import { ClientFrameSchema, EnvelopeSchema, GroupRole, ServerFrameSchema, type ClientFrame } from "../src/gen/transport_pb.js";
+import { EnvelopeSchema, GroupRole } from "../src/gen/transport_pb.js";
 import { IdentityKeyPair } from "../src/identity.js";
 import { KemPreKey, LocalPreKeys, SignedPreKey } from "../src/prekeys.js";
 import { issueCertificate, sealSealedSender } from "../src/sealed_sender.js";
 import { encodeSenderKeyDistribution, OutboundSenderKey } from "../src/sender_key.js";
 import { Session } from "../src/session.js";
 import { seededRng } from "./helpers.js";
+import { scriptedConnection, type Result } from "./scripted_server.js";
 
-type Result = NonNullable<Extract<MessageInitShape<typeof ServerFrameSchema>["kind"], { case: "response" }>["value"]>["result"];
 
 const serverSeed = new Uint8Array(32).fill(0x61);
 const groupId = new Uint8Array(16).fill(0x17);
 const member = (username: string) => ({ username, role: GroupRole.MEMBER, joinedAtVersion: 1n });
 
-function connect(answer: (frame: ClientFrame) => Result): Promise<Connection> {
-  const factory = (): SocketLike => {
-    const socket: SocketLike = {
-      binaryType: "",
-      onopen: null,
-      onmessage: null,
-      onclose: null,
-      onerror: null,
-      send(data: Uint8Array) {
-        const frame = fromBinary(ClientFrameSchema, data);
-        const result: Result = frame.request.case === "hello" ? { case: "hello", value: { version: 1, challenge: new Uint8Array(32) } } : answer(frame);
-        const kind = { case: "response" as const, value: { requestId: frame.requestId, result } };
-        queueMicrotask(() => socket.onmessage?.({ data: toBinary(ServerFrameSchema, create(ServerFrameSchema, { kind })) }));
-      },
-      close() {},
-    };
-    queueMicrotask(() => socket.onopen?.({}));
-    return socket;
-  };
-  return Connection.open({ url: "ws://x/v1/ws", socketFactory: factory, keepAlive: false });
-}
 
 test("a sealed group message opens with the certified sender's key; a non-member's or one without a group id is refused", async () => {
   const rng = seededRng("sealed-group");
@@ -66,7 +44,7 @@ test("a sealed group message opens with the certified sender's key; a non-member
   const store = new MemoryStore(preKeys);
   store.setDevice({ username: "tessa", deviceId: 1n, deviceKey: IdentityKeyPair.generate(rng), identity: me });
   store.setServerKey({ keyId: 7, publicKey: IdentityKeyPair.fromSeed(serverSeed).publicKey.toBytes() });
-  const connection = await connect((frame): Result => {
+  const connection = await scriptedConnection((frame): Result => {
     if (frame.request.case === "ackEnvelopes") return { case: "ack", value: {} };
     return { case: "group", value: { groupId, version: 1n, members: [member("bob"), member("tessa")] } };
   });

@@ -17,42 +17,18 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
+import { create } from "@bufbuild/protobuf";
 
-import { Connection, type SocketLike } from "../src/client/connection.js";
 import { Groups, type ClientEvent } from "../src/client/groups.js";
 import { MemoryStore } from "../src/client/store.js";
-import { ClientFrameSchema, EnvelopeSchema, ErrorCode, GroupRole, ServerFrameSchema, type ClientFrame, type SendGroupRequest, type SendRequest, type SendSealedRequest } from "../src/gen/transport_pb.js";
+import { EnvelopeSchema, ErrorCode, GroupRole, type ClientFrame, type SendGroupRequest, type SendRequest, type SendSealedRequest } from "../src/gen/transport_pb.js";
 import { IdentityKeyPair } from "../src/identity.js";
 import { KemPreKey, LocalPreKeys, SignedPreKey } from "../src/prekeys.js";
 import { accessKey, issueCertificate, openSealedSender } from "../src/sealed_sender.js";
 import { seededRng } from "./helpers.js";
+import { scriptedConnection, type Result } from "./scripted_server.js";
 
-type Result = NonNullable<Extract<MessageInitShape<typeof ServerFrameSchema>["kind"], { case: "response" }>["value"]>["result"];
 
-/** A connection whose server is `answer` (the `Hello` answered here); every frame it sends goes to `frames`. */
-function connect(answer: (frame: ClientFrame) => Result, frames: ClientFrame[] = []): Promise<Connection> {
-  const factory = (): SocketLike => {
-    const socket: SocketLike = {
-      binaryType: "",
-      onopen: null,
-      onmessage: null,
-      onclose: null,
-      onerror: null,
-      send(data: Uint8Array) {
-        const frame = fromBinary(ClientFrameSchema, data);
-        frames.push(frame);
-        const result: Result = frame.request.case === "hello" ? { case: "hello", value: { version: 1, challenge: new Uint8Array(32) } } : answer(frame);
-        const kind = { case: "response" as const, value: { requestId: frame.requestId, result } };
-        queueMicrotask(() => socket.onmessage?.({ data: toBinary(ServerFrameSchema, create(ServerFrameSchema, { kind })) }));
-      },
-      close() {},
-    };
-    queueMicrotask(() => socket.onopen?.({}));
-    return socket;
-  };
-  return Connection.open({ url: "ws://x/v1/ws", socketFactory: factory, keepAlive: false });
-}
 
 const serverSeed = new Uint8Array(32).fill(0x61);
 const serverKey = { keyId: 7, publicKey: IdentityKeyPair.fromSeed(serverSeed).publicKey.toBytes() };
@@ -71,7 +47,7 @@ async function receiver(username: string, deviceId: bigint, identity: IdentityKe
   const store = new MemoryStore(preKeys);
   store.setDevice({ username, deviceId, deviceKey: IdentityKeyPair.generate(rng), identity });
   store.setServerKey(serverKey);
-  const connection = await connect((frame): Result => {
+  const connection = await scriptedConnection((frame): Result => {
     if (frame.request.case === "ackEnvelopes") return { case: "ack", value: {} };
     if (frame.request.case === "getGroup") return { case: "group", value: info };
     return { case: "error", value: { code: ErrorCode.UNKNOWN_REQUEST, message: String(frame.request.case) } };
@@ -113,7 +89,7 @@ async function setup(deny: string[] = [], ownDevice = false, known = ["bob", "ca
   for (const [name, key] of profileKeys) if (known.includes(name)) store.setContactProfileKey(name, key);
   const certificate = issueCertificate(serverSeed, 7, "alice", 1n, alice.publicKey, BigInt(Date.now()) + 86_400_000n);
   const identified: ClientFrame[] = [];
-  const connection = await connect((frame): Result => {
+  const connection = await scriptedConnection((frame): Result => {
     const r = frame.request;
     switch (r.case) {
       case "getGroup":
@@ -143,7 +119,7 @@ async function setup(deny: string[] = [], ownDevice = false, known = ["bob", "ca
   const groups = new Groups(store, store, seededRng("alice-run"));
   groups.messenger.sealedConnection = () => {
     connections += 1;
-    return connect((frame): Result => {
+    return scriptedConnection((frame): Result => {
       if (frame.request.case !== "sendSealed") return { case: "error", value: { code: ErrorCode.UNKNOWN_REQUEST, message: String(frame.request.case) } };
       if (deny.includes(frame.request.value.recipientUsername)) return { case: "error", value: { code: ErrorCode.UNIDENTIFIED_ACCESS_DENIED, message: "access key" } };
       return { case: "send", value: { serverTimestampMs: 20n + BigInt(unauthenticated.length) } };

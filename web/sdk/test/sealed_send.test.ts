@@ -10,44 +10,19 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
 
-import { Connection, type SocketLike } from "../src/client/connection.js";
 import { Messenger } from "../src/client/messenger.js";
 import { MemoryStore } from "../src/client/store.js";
 import { decodeContent } from "../src/content.js";
-import { ClientFrameSchema, ErrorCode, ServerFrameSchema, type ClientFrame, type SendSealedRequest } from "../src/gen/transport_pb.js";
+import { ErrorCode, type ClientFrame, type SendSealedRequest } from "../src/gen/transport_pb.js";
 import { IdentityKeyPair } from "../src/identity.js";
 import { KemPreKey, LocalPreKeys, SignedPreKey } from "../src/prekeys.js";
 import { accessKey, issueCertificate, openSealedSender } from "../src/sealed_sender.js";
 import { Session } from "../src/session.js";
 import { seededRng } from "./helpers.js";
+import { scriptedConnection, type Result } from "./scripted_server.js";
 
-type Result = NonNullable<Extract<MessageInitShape<typeof ServerFrameSchema>["kind"], { case: "response" }>["value"]>["result"];
 
-/** A connection whose server is `answer` (the `Hello` answered here). */
-function connect(answer: (frame: ClientFrame) => Result, frames: ClientFrame[] = []): Promise<Connection> {
-  const factory = (): SocketLike => {
-    const socket: SocketLike = {
-      binaryType: "",
-      onopen: null,
-      onmessage: null,
-      onclose: null,
-      onerror: null,
-      send(data: Uint8Array) {
-        const frame = fromBinary(ClientFrameSchema, data);
-        frames.push(frame);
-        const result: Result = frame.request.case === "hello" ? { case: "hello", value: { version: 1, challenge: new Uint8Array(32) } } : answer(frame);
-        const kind = { case: "response" as const, value: { requestId: frame.requestId, result } };
-        queueMicrotask(() => socket.onmessage?.({ data: toBinary(ServerFrameSchema, create(ServerFrameSchema, { kind })) }));
-      },
-      close() {},
-    };
-    queueMicrotask(() => socket.onopen?.({}));
-    return socket;
-  };
-  return Connection.open({ url: "ws://x/v1/ws", socketFactory: factory, keepAlive: false });
-}
 
 const serverSeed = new Uint8Array(32).fill(0x61);
 const serverKey = { keyId: 7, publicKey: IdentityKeyPair.fromSeed(serverSeed).publicKey.toBytes() };
@@ -68,7 +43,7 @@ async function setup(sealedAnswer: Result) {
   store.setContactProfileKey("bob", profileKey);
   const certificate = issueCertificate(serverSeed, 7, "alice", 1n, alice.publicKey, BigInt(Date.now()) + 86_400_000n);
   const identified: ClientFrame[] = [];
-  const connection = await connect((frame) => {
+  const connection = await scriptedConnection((frame) => {
     const r = frame.request;
     identified.push(frame);
     if (r.case === "listDevices") return { case: "deviceList", value: { devices: [{ deviceId: 1n }] } };
@@ -84,7 +59,7 @@ async function setup(sealedAnswer: Result) {
   });
   const unauthenticated: ClientFrame[] = [];
   const messenger = new Messenger(store, seededRng("alice-run"));
-  messenger.sealedConnection = () => connect(() => sealedAnswer, unauthenticated);
+  messenger.sealedConnection = () => scriptedConnection(() => sealedAnswer, unauthenticated);
   const sealedRequest = (): SendSealedRequest => {
     const sends = unauthenticated.filter((f) => f.request.case === "sendSealed");
     assert.equal(sends.length, 1);
