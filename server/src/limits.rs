@@ -240,8 +240,19 @@ pub struct Limits {
     slots: Mutex<Slots>,
     shared: Option<shared::SharedLimits>,
     quotas: quotas::QuotaBuckets,
-    /// Deny rules from the dashboard (admin/ip_rules.rs keeps them current).
-    dashboard_deny: Mutex<Arc<Vec<ipnet::IpNet>>>,
+    /// IP rules from the dashboard (admin/ip_rules.rs keeps them current).
+    dashboard_rules: Mutex<Arc<DashboardRules>>,
+}
+
+/// The IP rules made on the dashboard (SPEC.md §18.7 IP rules), beside
+/// `deny_ips` / `allow_ips` from the settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DashboardRules {
+    /// Blocks refused like `deny_ips`.
+    pub deny: Vec<ipnet::IpNet>,
+    /// Blocks allowed like `allow_ips`: once either list names a block,
+    /// only addresses in one of them may connect.
+    pub allow: Vec<ipnet::IpNet>,
 }
 
 impl std::fmt::Debug for Limits {
@@ -383,14 +394,14 @@ impl Limits {
             slots: Mutex::new(Slots::default()),
             shared: None,
             quotas: quotas::QuotaBuckets::new(config),
-            dashboard_deny: Mutex::new(Arc::new(Vec::new())),
+            dashboard_rules: Mutex::new(Arc::new(DashboardRules::default())),
         }
     }
 
-    /// Replaces the deny rules edited on the dashboard; new connections
-    /// from these blocks are refused like `deny_ips`.
-    pub fn set_dashboard_deny(&self, nets: Vec<ipnet::IpNet>) {
-        *lock(&self.dashboard_deny) = Arc::new(nets);
+    /// Replaces the IP rules edited on the dashboard; they apply to new
+    /// connections like `deny_ips` and `allow_ips`.
+    pub fn set_dashboard_rules(&self, rules: DashboardRules) {
+        *lock(&self.dashboard_rules) = Arc::new(rules);
     }
 
     /// The configured value of an editable rate ([`EDITABLE`]), `None` for
@@ -420,9 +431,9 @@ impl Limits {
         *lock(&self.overrides) = Arc::new(map);
     }
 
-    /// The deny rules from the dashboard in force on this node.
-    pub fn dashboard_deny(&self) -> Arc<Vec<ipnet::IpNet>> {
-        Arc::clone(&lock(&self.dashboard_deny))
+    /// The IP rules from the dashboard in force on this node.
+    pub fn dashboard_rules(&self) -> Arc<DashboardRules> {
+        Arc::clone(&lock(&self.dashboard_rules))
     }
 
     fn backoff_params(&self) -> shared::Backoff {
@@ -516,16 +527,20 @@ impl Limits {
         threshold == 0 || lock(&self.slots).handshakes >= threshold
     }
 
-    /// Checks `ip` against the deny and allow lists.
+    /// Checks `ip` against the deny and allow lists, the settings' and the
+    /// dashboard's: a denied block is refused; when any allow rule exists,
+    /// an address in none of them is refused too.
     ///
     /// # Errors
     /// [`Refusal::Blocked`].
     pub fn screen(&self, ip: IpAddr) -> Result<(), Refusal> {
         let ip = canonical(ip);
-        if self.config.deny_ips.iter().any(|net| net.contains(&ip))
-            || self.dashboard_deny().iter().any(|net| net.contains(&ip))
-            || (!self.config.allow_ips.is_empty()
-                && !self.config.allow_ips.iter().any(|net| net.contains(&ip)))
+        let dashboard = self.dashboard_rules();
+        let in_any = |nets: &[ipnet::IpNet]| nets.iter().any(|net| net.contains(&ip));
+        let allow_listed = !self.config.allow_ips.is_empty() || !dashboard.allow.is_empty();
+        if in_any(&self.config.deny_ips)
+            || in_any(&dashboard.deny)
+            || (allow_listed && !in_any(&self.config.allow_ips) && !in_any(&dashboard.allow))
         {
             return Err(Refusal::Blocked);
         }

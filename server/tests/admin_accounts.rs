@@ -541,7 +541,7 @@ async fn try_connect(server: &TestServer) -> Result<quinn::Connection, quinn::Co
 }
 
 #[tokio::test]
-async fn an_admin_denies_an_address_and_new_connections_from_it_are_refused() {
+async fn an_admin_denies_and_allows_addresses_and_new_connections_follow() {
     let dir = tempfile::tempdir().unwrap();
     let mut ops = add_admin(dir.path(), "ops", "admin", "correct horse battery");
     let mut watch = add_admin(dir.path(), "watch", "viewer", "viewer password");
@@ -570,7 +570,10 @@ async fn an_admin_denies_an_address_and_new_connections_from_it_are_refused() {
     assert_eq!(no_header.status, 403);
     for (bad, why) in [
         (r#"{"kind":"deny","cidr":"not an address"}"#, "not an IP"),
-        (r#"{"kind":"allow","cidr":"10.0.0.0/8"}"#, "only deny"),
+        (
+            r#"{"kind":"permit","cidr":"10.0.0.0/8"}"#,
+            "\\\"deny\\\" or \\\"allow\\\"",
+        ),
         (r#"{"kind":"deny"}"#, "cidr"),
     ] {
         let answer = request(addr, "POST", "/admin/api/ip-rules", &[&admin, CSRF], bad).await;
@@ -591,7 +594,7 @@ async fn an_admin_denies_an_address_and_new_connections_from_it_are_refused() {
     );
     let again = request(addr, "POST", "/admin/api/ip-rules", &[&admin, CSRF], rule).await;
     assert_eq!(again.status, 400);
-    assert!(again.body.contains("denied already"), "{}", again.body);
+    assert!(again.body.contains("has a rule already"), "{}", again.body);
     assert!(try_connect(&server).await.is_err(), "denied");
     assert!(open.close_reason().is_none(), "open connections stay open");
     let overview = request(addr, "GET", "/admin/api/overview", &[&viewer], "").await;
@@ -618,6 +621,47 @@ async fn an_admin_denies_an_address_and_new_connections_from_it_are_refused() {
     assert!(try_connect(&server).await.is_ok(), "allowed again");
     let gone = request(addr, "DELETE", path, &[&admin, CSRF], "").await;
     assert_eq!(gone.status, 404, "{}", gone.body);
+    // Allow rules make an allow list: one for another block refuses
+    // loopback; one for loopback too lets it in again; removing both
+    // leaves no list (everyone allowed).
+    let allow = |cidr: &str| format!(r#"{{"kind":"allow","cidr":"{cidr}"}}"#);
+    let elsewhere = request(
+        addr,
+        "POST",
+        "/admin/api/ip-rules",
+        &[&admin, CSRF],
+        &allow("10.0.0.0/8"),
+    )
+    .await;
+    assert_eq!(elsewhere.status, 200, "{}", elsewhere.body);
+    assert!(
+        elsewhere
+            .body
+            .contains(r#"{"kind":"allow","cidr":"10.0.0.0/8","source":"dashboard""#),
+        "{}",
+        elsewhere.body
+    );
+    assert!(try_connect(&server).await.is_err(), "not on the allow list");
+    let loopback = request(
+        addr,
+        "POST",
+        "/admin/api/ip-rules",
+        &[&admin, CSRF],
+        &allow("127.0.0.0/8"),
+    )
+    .await;
+    assert_eq!(loopback.status, 200, "{}", loopback.body);
+    assert!(try_connect(&server).await.is_ok(), "on the allow list");
+    // A denied block stays denied inside an allowed one.
+    let deny_one = request(addr, "POST", "/admin/api/ip-rules", &[&admin, CSRF], rule).await;
+    assert_eq!(deny_one.status, 200, "{}", deny_one.body);
+    assert!(try_connect(&server).await.is_err(), "deny wins");
+    for cidr in ["127.0.0.1%2F32", "127.0.0.0%2F8", "10.0.0.0%2F8"] {
+        let path = format!("/admin/api/ip-rules?cidr={cidr}");
+        let removed = request(addr, "DELETE", &path, &[&admin, CSRF], "").await;
+        assert_eq!(removed.status, 200, "{}", removed.body);
+    }
+    assert!(try_connect(&server).await.is_ok(), "no list any more");
     // A config rule is not the dashboard's to remove.
     let config = request(
         addr,
@@ -638,6 +682,12 @@ async fn an_admin_denies_an_address_and_new_connections_from_it_are_refused() {
     assert_eq!(
         changes,
         [
+            ("ops", "removed the allow rule for 10.0.0.0/8"),
+            ("ops", "removed the allow rule for 127.0.0.0/8"),
+            ("ops", "removed the deny rule for 127.0.0.1/32"),
+            ("ops", "denied 127.0.0.1/32"),
+            ("ops", "allowed 127.0.0.0/8"),
+            ("ops", "allowed 10.0.0.0/8"),
             ("ops", "removed the deny rule for 127.0.0.1/32"),
             ("ops", "denied 127.0.0.1/32"),
         ]

@@ -1,9 +1,9 @@
-//! IP deny rules edited on the dashboard (SPEC.md §18.7): an admin (role
-//! `admin`) adds or removes a CIDR block; the rule is stored (shared by
-//! every node of a cluster), audited (`ip_rule`), and refuses new
-//! connections from that block like `deny_ips` — at once on the node that
-//! took the change, within [`REFRESH_EVERY`] on the others. Connections
-//! already open stay open.
+//! IP rules edited on the dashboard (SPEC.md §18.7): an admin (role
+//! `admin`) adds or removes a deny or allow rule for a CIDR block; the
+//! rule is stored (shared by every node of a cluster), audited
+//! (`ip_rule`), and applies to new connections like `deny_ips` /
+//! `allow_ips` — at once on the node that took the change, within
+//! [`REFRESH_EVERY`] on the others. Connections already open stay open.
 //!
 //! Not owned here: the check on a new connection (limits.rs `screen`), the
 //! table (storage/admin.rs).
@@ -19,6 +19,7 @@ use tokio::sync::watch;
 
 use super::api::{Api, audit_change, changer, reader};
 use super::error::AdminError;
+use crate::limits::DashboardRules;
 use crate::state::{ServerState, now_ms};
 use crate::storage::admin::IpRuleRecord;
 
@@ -33,8 +34,8 @@ pub enum RuleError {
     /// Not an address or CIDR block.
     #[error("not an IP address or CIDR block (like 203.0.113.7, 10.0.0.0/8 or 2001:db8::/32)")]
     Malformed,
-    /// Only deny rules are made on the dashboard.
-    #[error("only deny rules can be added")]
+    /// A kind other than `deny` or `allow`.
+    #[error("a rule is \"deny\" or \"allow\"")]
     UnsupportedKind,
 }
 
@@ -77,12 +78,17 @@ pub async fn refresh(state: &Arc<ServerState>) -> Result<Vec<IpRuleRecord>, Admi
         .await
         .map_err(|e| AdminError::Internal(e.to_string()))??;
     // A stored block this build cannot read is skipped (it was checked when made).
-    let nets = rules
-        .iter()
-        .filter(|r| r.kind == "deny")
-        .filter_map(|r| r.cidr.parse::<IpNet>().ok())
-        .collect();
-    state.limits.set_dashboard_deny(nets);
+    let of_kind = |kind: &str| {
+        rules
+            .iter()
+            .filter(|r| r.kind == kind)
+            .filter_map(|r| r.cidr.parse::<IpNet>().ok())
+            .collect()
+    };
+    state.limits.set_dashboard_rules(DashboardRules {
+        deny: of_kind("deny"),
+        allow: of_kind("allow"),
+    });
     Ok(rules)
 }
 
@@ -170,13 +176,14 @@ pub(super) async fn list(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct NewRule {
-    /// `deny`.
+    /// `deny` or `allow`.
     kind: String,
     /// An address or CIDR block.
     cidr: String,
 }
 
-/// `POST /admin/api/ip-rules`: adds a deny rule (role `admin`, audited).
+/// `POST /admin/api/ip-rules`: adds a deny or allow rule (role `admin`,
+/// audited). One rule per block.
 pub(super) async fn add(
     State(api): State<Api>,
     method: Method,
@@ -185,14 +192,18 @@ pub(super) async fn add(
 ) -> Result<axum::Json<Rules>, AdminError> {
     let who = changer(&api, &method, &headers).await?;
     let axum::Json(new) = body.map_err(|e| AdminError::BadRequest(e.body_text()))?;
-    if new.kind != "deny" {
-        return Err(AdminError::BadRequest(
-            RuleError::UnsupportedKind.to_string(),
-        ));
-    }
+    let kind = match new.kind.as_str() {
+        "deny" => "deny",
+        "allow" => "allow",
+        _ => {
+            return Err(AdminError::BadRequest(
+                RuleError::UnsupportedKind.to_string(),
+            ));
+        }
+    };
     let net = parse_block(&new.cidr).map_err(|e| AdminError::BadRequest(e.to_string()))?;
     let rule = IpRuleRecord {
-        kind: "deny".to_owned(),
+        kind: kind.to_owned(),
         cidr: net.to_string(),
         created_by: who.name.clone(),
         created_at_ms: now_ms(),
@@ -213,13 +224,14 @@ pub(super) async fn add(
         }
         Some(false) => {
             return Err(AdminError::BadRequest(format!(
-                "{} is denied already",
+                "{} has a rule already",
                 rule.cidr
             )));
         }
         Some(true) => {}
     }
-    audit_change(&api, &who, "ip_rule", format!("denied {}", rule.cidr)).await?;
+    let did = if kind == "deny" { "denied" } else { "allowed" };
+    audit_change(&api, &who, "ip_rule", format!("{did} {}", rule.cidr)).await?;
     let dashboard = refresh(&api.state).await?;
     Ok(axum::Json(rows(&api.state, dashboard)))
 }
@@ -246,19 +258,30 @@ pub(super) async fn remove(
         .to_string();
     let state = Arc::clone(&api.state);
     let key = cidr.clone();
-    let removed = tokio::task::spawn_blocking(move || state.storage.remove_ip_rule(&key))
-        .await
-        .map_err(|e| AdminError::Internal(e.to_string()))??;
-    if !removed {
+    let removed = tokio::task::spawn_blocking(move || {
+        let kind = state
+            .storage
+            .ip_rules()?
+            .into_iter()
+            .find(|r| r.cidr == key)
+            .map(|r| r.kind);
+        Ok::<_, crate::storage::StorageError>(match kind {
+            Some(kind) if state.storage.remove_ip_rule(&key)? => Some(kind),
+            _ => None,
+        })
+    })
+    .await
+    .map_err(|e| AdminError::Internal(e.to_string()))??;
+    let Some(kind) = removed else {
         return Err(AdminError::NotFound(format!(
             "no dashboard rule for {cidr}"
         )));
-    }
+    };
     audit_change(
         &api,
         &who,
         "ip_rule",
-        format!("removed the deny rule for {cidr}"),
+        format!("removed the {kind} rule for {cidr}"),
     )
     .await?;
     let dashboard = refresh(&api.state).await?;

@@ -136,11 +136,18 @@ pub async fn overview(state: &Arc<ServerState>) -> Overview {
             cidr: n.to_string(),
             source: "config",
         }))
-        .chain(state.limits.dashboard_deny().iter().map(|n| IpRuleRow {
-            kind: "deny",
-            cidr: n.to_string(),
-            source: "dashboard",
-        }))
+        .chain({
+            let dashboard = state.limits.dashboard_rules();
+            let deny = dashboard.deny.iter().map(|n| ("deny", n));
+            let allow = dashboard.allow.iter().map(|n| ("allow", n));
+            deny.chain(allow)
+                .map(|(kind, n)| IpRuleRow {
+                    kind,
+                    cidr: n.to_string(),
+                    source: "dashboard",
+                })
+                .collect::<Vec<_>>()
+        })
         .collect();
     Overview {
         at_ms: now_ms(),

@@ -205,7 +205,7 @@ export const api = {
   logout: () => call<{ ok: boolean }>("POST", "logout"),
   audit: () => call<AuditEntry[]>("GET", "audit"),
   ipRules: () => call<{ rules: IpRule[] }>("GET", "ip-rules"),
-  denyIp: (cidr: string) => call<{ rules: IpRule[] }>("POST", "ip-rules", { kind: "deny", cidr }),
+  addIpRule: (kind: IpRule["kind"], cidr: string) => call<{ rules: IpRule[] }>("POST", "ip-rules", { kind, cidr }),
   removeIpRule: (cidr: string) => call<{ rules: IpRule[] }>("DELETE", `ip-rules?cidr=${encodeURIComponent(cidr)}`),
   layout: () => call<{ layout: Layout | null }>("GET", "layout"),
   saveLayout: (layout: Layout) => call<Layout>("PUT", "layout", layout),

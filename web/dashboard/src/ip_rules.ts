@@ -1,9 +1,9 @@
 /**
  * The IP rules panel (SPEC.md §18.7): every rule in force, from the
  * server's settings and from the dashboard; an admin (role `admin`) denies
- * an address or CIDR block and removes dashboard rules — each change is
- * audited and refuses new connections from that block. Viewers see the
- * rules only.
+ * or allows an address or CIDR block and removes dashboard rules — each
+ * change is audited and applies to new connections (once any allow rule
+ * exists, only allowed addresses connect). Viewers see the rules only.
  */
 import { api, ApiError, type IpRule, type Session } from "./api.js";
 import { LiveTable } from "./table.js";
@@ -25,7 +25,7 @@ export function ipRulesPanel(session: Session, changed: () => void): LiveTable<I
               const remove = document.createElement("button");
               remove.type = "button";
               remove.textContent = "Remove";
-              remove.setAttribute("aria-label", `Remove deny rule ${r.cidr}`);
+              remove.setAttribute("aria-label", `Remove ${r.kind} rule ${r.cidr}`);
               remove.addEventListener("click", () => {
                 api
                   .removeIpRule(r.cidr)
@@ -50,18 +50,27 @@ export function ipRulesPanel(session: Session, changed: () => void): LiveTable<I
     input.placeholder = "203.0.113.7 or 10.0.0.0/8";
     input.required = true;
     const label = document.createElement("label");
-    label.append("Deny address or block ", input);
-    const submit = document.createElement("button");
-    submit.type = "submit";
-    submit.textContent = "Deny";
+    label.append("Address or block ", input);
+    const deny = document.createElement("button");
+    deny.type = "submit";
+    deny.value = "deny";
+    deny.textContent = "Deny";
+    const allow = document.createElement("button");
+    allow.type = "submit";
+    allow.value = "allow";
+    allow.textContent = "Allow";
+    const note = document.createElement("p");
+    note.className = "hint";
+    note.textContent = "Once any allow rule exists, only allowed addresses can connect; a denied block stays denied.";
     const form = document.createElement("form");
     form.className = "deny";
-    form.append(label, submit, error);
+    form.append(label, deny, allow, note, error);
     form.addEventListener("submit", (event) => {
       event.preventDefault();
       error.textContent = "";
+      const kind = event.submitter === allow ? "allow" : "deny";
       api
-        .denyIp(input.value)
+        .addIpRule(kind, input.value)
         .then((answer) => {
           input.value = "";
           table.set(answer.rules);
