@@ -186,8 +186,12 @@ fn ip_rules_are_shared_by_every_handle_and_unique_by_block() {
             [rule("127.0.0.1/32", 10), rule("10.0.0.0/8", 20)],
             "{name}"
         );
-        assert!(b.remove_ip_rule("10.0.0.0/8").unwrap(), "{name}");
-        assert!(!a.remove_ip_rule("10.0.0.0/8").unwrap(), "{name}");
+        assert_eq!(
+            b.remove_ip_rule("10.0.0.0/8").unwrap().as_deref(),
+            Some("deny"),
+            "{name}"
+        );
+        assert_eq!(a.remove_ip_rule("10.0.0.0/8").unwrap(), None, "{name}");
         assert_eq!(a.ip_rules().unwrap(), [rule("127.0.0.1/32", 10)], "{name}");
     }
 }

@@ -7,14 +7,16 @@
 //! The Redis tests need the `redis-server` binary (scripts/services.sh).
 
 mod common;
+#[path = "support/redis.rs"]
+mod redis;
 
 use std::io::Write;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
+use redis::free_port;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -50,42 +52,8 @@ fn logged() -> String {
     String::from_utf8_lossy(&logs().0.lock().unwrap()).into_owned()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A private redis-server requiring `password`; killed on drop.
-struct RedisGuard(Child);
-
-impl Drop for RedisGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn redis_with_password(port: u16, password: &str) -> RedisGuard {
-    let guard = RedisGuard(
-        Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--save", "", "--appendonly", "no"])
-            .args(["--requirepass", password])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server (scripts/services.sh installs it)"),
-    );
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return guard;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("redis-server did not start on port {port}");
+fn redis_with_password(port: u16, password: &str) -> redis::RedisGuard {
+    redis::redis_server_with(port, &["--requirepass", password])
 }
 
 /// Polls `/readyz` until it answers `want` (a node may link a moment

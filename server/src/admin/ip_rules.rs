@@ -258,20 +258,9 @@ pub(super) async fn remove(
         .to_string();
     let state = Arc::clone(&api.state);
     let key = cidr.clone();
-    let removed = tokio::task::spawn_blocking(move || {
-        let kind = state
-            .storage
-            .ip_rules()?
-            .into_iter()
-            .find(|r| r.cidr == key)
-            .map(|r| r.kind);
-        Ok::<_, crate::storage::StorageError>(match kind {
-            Some(kind) if state.storage.remove_ip_rule(&key)? => Some(kind),
-            _ => None,
-        })
-    })
-    .await
-    .map_err(|e| AdminError::Internal(e.to_string()))??;
+    let removed = tokio::task::spawn_blocking(move || state.storage.remove_ip_rule(&key))
+        .await
+        .map_err(|e| AdminError::Internal(e.to_string()))??;
     let Some(kind) = removed else {
         return Err(AdminError::NotFound(format!(
             "no dashboard rule for {cidr}"

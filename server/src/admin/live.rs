@@ -123,30 +123,21 @@ pub async fn overview(state: &Arc<ServerState>) -> Overview {
     let ws_total = m.websocket_connections_total.get();
     let usage = metrics::process_usage();
     let config = &state.config;
-    let ip_rules = config
-        .deny_ips
-        .iter()
-        .map(|n| IpRuleRow {
-            kind: "deny",
-            cidr: n.to_string(),
-            source: "config",
-        })
-        .chain(config.allow_ips.iter().map(|n| IpRuleRow {
-            kind: "allow",
-            cidr: n.to_string(),
-            source: "config",
-        }))
-        .chain({
-            let dashboard = state.limits.dashboard_rules();
-            let deny = dashboard.deny.iter().map(|n| ("deny", n));
-            let allow = dashboard.allow.iter().map(|n| ("allow", n));
-            deny.chain(allow)
-                .map(|(kind, n)| IpRuleRow {
-                    kind,
-                    cidr: n.to_string(),
-                    source: "dashboard",
-                })
-                .collect::<Vec<_>>()
+    let dashboard = state.limits.dashboard_rules();
+    let rules = [
+        ("deny", "config", &config.deny_ips),
+        ("allow", "config", &config.allow_ips),
+        ("deny", "dashboard", &dashboard.deny),
+        ("allow", "dashboard", &dashboard.allow),
+    ];
+    let ip_rules = rules
+        .into_iter()
+        .flat_map(|(kind, source, nets)| {
+            nets.iter().map(move |n| IpRuleRow {
+                kind,
+                cidr: n.to_string(),
+                source,
+            })
         })
         .collect();
     Overview {

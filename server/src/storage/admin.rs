@@ -185,8 +185,9 @@ pub trait AdminStorage {
     fn ip_rules(&self) -> StorageResult<Vec<IpRuleRecord>>;
     /// Adds a rule; `false` when a rule for that CIDR exists already.
     fn add_ip_rule(&self, rule: &IpRuleRecord) -> StorageResult<bool>;
-    /// Removes the rule for `cidr`; `false` when there was none.
-    fn remove_ip_rule(&self, cidr: &str) -> StorageResult<bool>;
+    /// Removes the rule for `cidr`; its kind (`deny` or `allow`), `None`
+    /// when there was none.
+    fn remove_ip_rule(&self, cidr: &str) -> StorageResult<Option<String>>;
     /// Every rate-limit override, by name.
     fn rate_limits(&self) -> StorageResult<Vec<RateLimitRecord>>;
     /// Sets (inserts or replaces) the override of `record.name`.

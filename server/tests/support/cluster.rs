@@ -8,10 +8,14 @@
 mod engines;
 #[path = "ledger.rs"]
 mod ledger;
+#[path = "redis.rs"]
+mod redis;
 #[allow(unused_imports)] // each test file uses a different part
 pub use engines::{Schema, random_hex, services};
 #[allow(unused_imports)]
 pub use ledger::Ledger;
+#[allow(unused_imports)]
+pub use redis::{RedisGuard, free_port, redis_server};
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -262,53 +266,6 @@ pub async fn wait_for<T>(
             Ok(None) => panic!("event stream ended"),
             Err(_) => panic!("timed out waiting for an event"),
         }
-    }
-}
-
-/// A private redis-server on `port`.
-pub fn redis_server(port: u16) -> RedisGuard {
-    let mut child = RedisGuard(
-        Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server (scripts/services.sh installs it)"),
-    );
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return child;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child.stop();
-    panic!("redis-server did not start on port {port}");
-}
-
-/// A free TCP port on loopback.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A private `redis-server`, killed on drop.
-pub struct RedisGuard(Child);
-
-impl RedisGuard {
-    /// Kills it (SIGKILL) and waits for the exit.
-    pub fn stop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for RedisGuard {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 

@@ -264,12 +264,15 @@ impl AdminStorage for PostgresStorage {
         })
     }
 
-    fn remove_ip_rule(&self, cidr: &str) -> StorageResult<bool> {
+    fn remove_ip_rule(&self, cidr: &str) -> StorageResult<Option<String>> {
         self.with_tx(async |tx| {
-            let n = tx
-                .execute("DELETE FROM admin_ip_rules WHERE cidr = $1", &[&cidr])
+            let row = tx
+                .query_opt(
+                    "DELETE FROM admin_ip_rules WHERE cidr = $1 RETURNING kind",
+                    &[&cidr],
+                )
                 .await?;
-            Ok(n == 1)
+            Ok(row.map(|r| r.get(0)))
         })
     }
 

@@ -266,12 +266,15 @@ impl AdminStorage for SqliteStorage {
         })
     }
 
-    fn remove_ip_rule(&self, cidr: &str) -> StorageResult<bool> {
+    fn remove_ip_rule(&self, cidr: &str) -> StorageResult<Option<String>> {
         self.with_tx(|tx| {
-            let n = tx
-                .execute("DELETE FROM admin_ip_rules WHERE cidr = ?1", params![cidr])
-                .map_err(db)?;
-            Ok(n == 1)
+            tx.query_row(
+                "DELETE FROM admin_ip_rules WHERE cidr = ?1 RETURNING kind",
+                params![cidr],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db)
         })
     }
 

@@ -54,11 +54,10 @@ export type SealedGroupResult =
 /**
  * Whether `content` announces a group to members that may hold no record
  * of it yet (`CREATED`, `MEMBERS_ADDED`, §11.5). Such an announcement goes
- * identified: a receiver refuses a sealed group message from a sender it
- * cannot find a member in its own record of the group (§19.8; the Rust
- * SDK has no record until an announcement or the server's push gives it
- * one), and sealing it would hide nothing, since the server learnt who
- * made the change from the logged-in request that made it.
+ * identified: sealing it would hide nothing, since the server learnt who
+ * made the change from the logged-in request that made it, and a receiver
+ * that does not fetch an unknown group before checking a sealed sender's
+ * membership (§19.8) would refuse it.
  */
 export function introducesGroup(content: Content): boolean {
   if (content.body.case !== "groupChange") return false;
