@@ -32,6 +32,7 @@ pub mod keys;
 pub mod limits;
 pub mod metrics;
 pub mod provisioning;
+pub mod queue_caps;
 pub mod queues;
 pub mod sealed;
 pub mod server;

@@ -20,7 +20,7 @@ use microbot_server::storage::postgres::PostgresStorage;
 use microbot_server::storage::sqlite::SqliteStorage;
 use microbot_server::storage::{
     AttachmentRecord, FetchPage, GroupChange, NewAccount, OneTimeKey, OutgoingEnvelope,
-    PrekeyUpload, SendMeta, SignedKey, Storage, StorageError,
+    OwnedSendMeta, PrekeyUpload, SendMeta, SignedKey, Storage, StorageError,
 };
 
 /// Two handles on one store, and what keeps it alive.
@@ -449,6 +449,93 @@ fn queue_cap_holds_under_concurrent_senders_on_two_nodes() {
         let (queued, _) = be.a.fetch_envelopes(dev, 0, page(1000)).unwrap();
         assert_eq!(queued.len(), 25);
         assert!(queued.windows(2).all(|w| w[0].id < w[1].id));
+    }
+}
+
+/// Sends and acknowledgements submitted together from async callers on
+/// two nodes (PostgreSQL commits them in shared batches, SQLite in its
+/// group commit): each sender's share of another account's queue holds,
+/// the sends of one batch count against each other, a device's ids
+/// increase in queue order, and the queue length matches what is stored.
+#[test]
+fn batched_async_sends_keep_shares_order_and_counts() {
+    for be in backends("batched") {
+        let bob = account(&*be.a, "bob");
+        let dev = device(&*be.a, bob);
+        let alice = account(&*be.a, "alice");
+        let mallory = account(&*be.a, "mallory");
+        let (alice_dev, mallory_dev) = (device(&*be.a, alice), device(&*be.a, mallory));
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let send = |i: usize| {
+            let node = if i.is_multiple_of(2) { &be.a } else { &be.b };
+            let (name, from) = if i % 4 < 2 {
+                ("alice", alice_dev)
+            } else {
+                ("mallory", mallory_dev)
+            };
+            let meta = OwnedSendMeta {
+                sender_username: name.to_owned(),
+                sender_device_id: from,
+                now_ms: 1000,
+                expires_at_ms: 10_000,
+                max_queue_len: 30,
+                max_per_sender: 12,
+            };
+            Arc::clone(node).submit_enqueue(meta, vec![envelope(dev, name.as_bytes())])
+        };
+        let outcomes = runtime.block_on(async {
+            let tasks: Vec<_> = (0..48).map(|i| tokio::spawn(send(i))).collect();
+            let mut out = Vec::new();
+            for task in tasks {
+                out.push(task.await.unwrap());
+            }
+            out
+        });
+        let stored = outcomes.iter().filter(|o| o.is_ok()).count();
+        assert_eq!(stored, 24, "{}: 12 from each sender", be.name);
+        assert!(
+            outcomes
+                .iter()
+                .filter_map(|o| o.as_ref().err())
+                .all(|e| matches!(e, StorageError::QueueFull(d) if d == &vec![dev])),
+            "{}: {outcomes:?}",
+            be.name
+        );
+        let (queued, _) = be.a.fetch_envelopes(dev, 0, page(1000)).unwrap();
+        assert_eq!(queued.len(), 24, "{}", be.name);
+        assert!(queued.windows(2).all(|w| w[0].id < w[1].id));
+        for name in ["alice", "mallory"] {
+            let n = queued.iter().filter(|e| e.sender_username == name).count();
+            assert_eq!(n, 12, "{}: {name}", be.name);
+        }
+        // Acknowledgements from both nodes at once, one id listed twice
+        // and one of another device: each existing envelope counts once.
+        let ids: Vec<u64> = queued.iter().map(|e| e.id).collect();
+        let acked = runtime.block_on(async {
+            let halves = [ids[..12].to_vec(), [&ids[11..], &[ids[0]]].concat()];
+            let a = Arc::clone(&be.a).submit_ack(dev, halves[0].clone());
+            let b = Arc::clone(&be.b).submit_ack(dev, halves[1].clone());
+            let other = Arc::clone(&be.a).submit_ack(alice_dev, ids.clone());
+            (a.await.unwrap(), b.await.unwrap(), other.await.unwrap())
+        });
+        assert_eq!(acked.0 + acked.1, 24, "{}: {acked:?}", be.name);
+        assert_eq!(acked.2, 0, "{}: not alice's queue", be.name);
+        assert_eq!(be.b.queue_len(dev, 1000).unwrap(), 0, "{}", be.name);
+        assert_eq!(be.a.total_queued(1000).unwrap(), 0, "{}", be.name);
+        // The freed queue takes a sender's full share again.
+        let again = runtime.block_on(async {
+            let tasks: Vec<_> = (0..12).map(|i| tokio::spawn(send(i * 4))).collect();
+            let mut ok = 0;
+            for task in tasks {
+                ok += usize::from(task.await.unwrap().is_ok());
+            }
+            ok
+        });
+        assert_eq!(again, 12, "{}", be.name);
     }
 }
 

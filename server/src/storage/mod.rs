@@ -20,6 +20,7 @@ pub mod admin;
 pub mod analytics;
 pub mod attachments;
 pub mod device_lists;
+mod group_rules;
 pub mod groups;
 pub mod postgres;
 pub mod provisioning;
@@ -48,7 +49,7 @@ use std::sync::Arc;
 pub type StorageFuture<T> = Pin<Box<dyn Future<Output = StorageResult<T>> + Send + 'static>>;
 
 /// Errors of storage operations.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StorageError {
     /// The username is already registered.
     #[error("username already taken")]
@@ -307,6 +308,16 @@ impl From<&SendMeta<'_>> for OwnedSendMeta {
             expires_at_ms: meta.expires_at_ms,
             max_queue_len: meta.max_queue_len,
             max_per_sender: meta.max_per_sender,
+        }
+    }
+}
+
+impl SendMeta<'_> {
+    /// The queue caps this send is checked against.
+    pub fn caps(&self) -> crate::queue_caps::QueueCaps {
+        crate::queue_caps::QueueCaps {
+            max_queue_len: self.max_queue_len,
+            max_per_sender: self.max_per_sender,
         }
     }
 }

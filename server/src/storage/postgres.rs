@@ -6,7 +6,10 @@
 //! connections, and each method blocks on one transaction there. Every
 //! method runs in one transaction; one that fails with a deadlock or a
 //! serialisation failure is retried a few times before the error is
-//! returned.
+//! returned. The two writes of every message — enqueue and
+//! acknowledgement — do not take a transaction each: a writer task commits
+//! all that are waiting together ([`hot_writes`]), and async callers await
+//! it without a blocking thread.
 //!
 //! Concurrency across nodes, where SQLite relied on its single writer:
 //! - one-time prekeys are taken with `FOR UPDATE SKIP LOCKED` and deleted in
@@ -34,6 +37,7 @@ mod attachments;
 mod db;
 mod device_lists;
 mod groups;
+mod hot_writes;
 mod pool;
 mod provisioning;
 pub mod schema;
@@ -41,17 +45,20 @@ mod sealed;
 mod suspension;
 
 use std::fmt;
+use std::sync::Arc;
 
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::FromSql;
 
 use self::db::{Db, Tx};
+use self::hot_writes::HotWriter;
 use self::pool::Pool;
 use super::{
     AccountRecord, BundleRecord, DeviceRecord, FetchPage, NewAccount, OneTimeKey, OutgoingEnvelope,
-    PrekeyCaps, PrekeyStock, PrekeyUpload, SendMeta, SignedKey, Storage, StorageError,
-    StorageResult, StoredEnvelope,
+    OwnedSendMeta, PrekeyCaps, PrekeyStock, PrekeyUpload, SendMeta, SignedKey, Storage,
+    StorageError, StorageFuture, StorageResult, StoredEnvelope,
 };
+use crate::queue_caps::{Room, room_by_length, room_by_share};
 
 /// Default number of pooled connections per node.
 pub const DEFAULT_POOL_SIZE: usize = 16;
@@ -142,7 +149,8 @@ fn with_causes(error: &tokio_postgres::Error) -> String {
 pub struct PostgresStorage {
     runtime: Option<tokio::runtime::Runtime>,
     handle: tokio::runtime::Handle,
-    pool: Pool,
+    pool: Arc<Pool>,
+    writer: HotWriter,
 }
 
 impl fmt::Debug for PostgresStorage {
@@ -207,10 +215,12 @@ impl PostgresStorage {
             .build()
             .map_err(PostgresOpenError::Runtime)?;
         let handle = runtime.handle().clone();
+        let pool = Arc::new(Pool::new(config, pool_size));
         let storage = Self {
             runtime: Some(runtime),
+            writer: HotWriter::start(&handle, Arc::clone(&pool)),
             handle,
-            pool: Pool::new(config, pool_size),
+            pool,
         };
         // `open` may be called on an async worker (server start-up), where
         // blocking on a runtime is not allowed: migrate from a plain thread.
@@ -445,41 +455,54 @@ pub(crate) async fn lock_devices(
     rows.iter().map(|r| Ok((col(r, 0)?, col(r, 1)?))).collect()
 }
 
-/// Devices among `devices` whose queue holds `meta.max_queue_len` envelopes
-/// (the row's `queue_len`), or `meta.max_per_sender` unexpired ones from
-/// this sender when the device is not of the sender's own account
-/// (SPEC.md §12.7). The caller holds the device rows' locks.
+/// Devices among `devices` whose queue has no room for one more envelope
+/// of this send, by the rule of [`crate::queue_caps`]: the row's
+/// `queue_len`, and only where it says so, the sender's unexpired share
+/// (devices of the sender's own account are exempt from the share). The
+/// caller holds the device rows' locks.
 pub(crate) async fn full_queues(
     tx: &Tx<'_, '_>,
     devices: &[i64],
     meta: &SendMeta<'_>,
 ) -> PgResult<Vec<u64>> {
+    let caps = meta.caps();
     let rows = tx
         .query(
-            "SELECT d.id, COALESCE(d.account_id = s.account_id, FALSE), d.queue_len, \
-             (SELECT COUNT(*) FROM envelopes e WHERE e.device_id = d.id \
-              AND e.sender_username = $3 AND e.expires_at_ms > $2) \
-             FROM devices d LEFT JOIN devices s ON s.id = $4 WHERE d.id = ANY($1)",
-            &[
-                &devices,
-                &sql_time(meta.now_ms),
-                &meta.sender_username,
-                &sql_id(meta.sender_device_id),
-            ],
+            "SELECT d.id, d.queue_len, COALESCE(d.account_id = s.account_id, FALSE) \
+             FROM devices d LEFT JOIN devices s ON s.id = $2 WHERE d.id = ANY($1)",
+            &[&devices, &sql_id(meta.sender_device_id)],
         )
         .await?;
-    let mut counts = std::collections::HashMap::new();
+    let mut full = std::collections::HashSet::new();
+    let mut ask = Vec::new();
     for r in &rows {
-        let own: bool = col(r, 1)?;
-        let (all, mine) = (count(col(r, 2)?), count(col(r, 3)?));
-        counts.insert(
-            col::<i64>(r, 0)?,
-            all >= meta.max_queue_len || (!own && mine >= meta.max_per_sender),
-        );
+        let device: i64 = col(r, 0)?;
+        match room_by_length(count(col(r, 1)?), caps) {
+            Room::Yes => {}
+            Room::No => {
+                full.insert(device);
+            }
+            Room::DependsOnShare if col::<bool>(r, 2)? => {}
+            Room::DependsOnShare => ask.push(device),
+        }
+    }
+    if !ask.is_empty() {
+        let rows = tx
+            .query(
+                "SELECT e.device_id, COUNT(*) FROM envelopes e WHERE e.device_id = ANY($1) \
+                 AND e.sender_username = $3 AND e.expires_at_ms > $2 GROUP BY e.device_id",
+                &[&ask, &sql_time(meta.now_ms), &meta.sender_username],
+            )
+            .await?;
+        for r in &rows {
+            if !room_by_share(false, count(col(r, 1)?), caps) {
+                full.insert(col::<i64>(r, 0)?);
+            }
+        }
     }
     Ok(devices
         .iter()
-        .filter(|d| counts.get(d).copied().unwrap_or(false))
+        .filter(|d| full.contains(d))
         .map(|d| net_id(*d))
         .collect())
 }
@@ -820,57 +843,18 @@ impl Storage for PostgresStorage {
         meta: &SendMeta<'_>,
         envelopes: &[OutgoingEnvelope],
     ) -> StorageResult<Vec<u64>> {
-        let devices: Vec<i64> = envelopes
-            .iter()
-            .map(|e| sql_id(e.recipient_device_id))
-            .collect();
-        self.with_tx(async |tx| {
-            let found = lock_devices(tx, &devices).await?;
-            for envelope in envelopes {
-                match found.get(&sql_id(envelope.recipient_device_id)) {
-                    None => {
-                        return Err(
-                            StorageError::UnknownDevice(envelope.recipient_device_id).into()
-                        );
-                    }
-                    Some(true) => {
-                        return Err(
-                            StorageError::DeviceRemoved(envelope.recipient_device_id).into()
-                        );
-                    }
-                    Some(false) => {}
-                }
-            }
-            let full = full_queues(tx, &devices, meta).await?;
-            if !full.is_empty() {
-                return Err(StorageError::QueueFull(full).into());
-            }
-            let mut ids = Vec::with_capacity(envelopes.len());
-            for envelope in envelopes {
-                let row = tx
-                    .query_one(
-                        "INSERT INTO envelopes (device_id, sender_username, sender_device_id, \
-                         server_timestamp_ms, expires_at_ms, ciphertext) \
-                         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-                        &[
-                            &sql_id(envelope.recipient_device_id),
-                            &meta.sender_username,
-                            &sql_id(meta.sender_device_id),
-                            &sql_time(meta.now_ms),
-                            &sql_time(meta.expires_at_ms),
-                            &envelope.ciphertext.as_ref(),
-                        ],
-                    )
-                    .await?;
-                ids.push(net_id(col(&row, 0)?));
-            }
-            tx.execute(
-                "UPDATE devices SET queue_len = queue_len + 1 WHERE id = ANY($1)",
-                &[&devices],
-            )
-            .await?;
-            Ok(ids)
-        })
+        self.block_on(
+            self.writer
+                .enqueue(OwnedSendMeta::from(meta), envelopes.to_vec()),
+        )
+    }
+
+    fn submit_enqueue(
+        self: Arc<Self>,
+        meta: OwnedSendMeta,
+        envelopes: Vec<OutgoingEnvelope>,
+    ) -> StorageFuture<Vec<u64>> {
+        self.writer.enqueue(meta, envelopes)
     }
 
     fn fetch_envelopes(
@@ -921,47 +905,11 @@ impl Storage for PostgresStorage {
     }
 
     fn ack_envelopes(&self, device_id: u64, ids: &[u64]) -> StorageResult<u32> {
-        let ids: Vec<i64> = ids.iter().map(|id| sql_id(*id)).collect();
-        self.with_tx(async |tx| {
-            // Envelope rows first, then the device row (as the sweep does;
-            // senders lock the device row and touch no existing envelope):
-            // the length drops by exactly what this statement deleted.
-            let rows = tx
-                .query(
-                    "DELETE FROM envelopes WHERE device_id = $1 AND id = ANY($2) \
-                     RETURNING group_message_id",
-                    &[&sql_id(device_id), &ids],
-                )
-                .await?;
-            if !rows.is_empty() {
-                tx.execute(
-                    "UPDATE devices SET queue_len = GREATEST(queue_len - $2, 0) WHERE id = $1",
-                    &[
-                        &sql_id(device_id),
-                        &i64::try_from(rows.len()).unwrap_or(i64::MAX),
-                    ],
-                )
-                .await?;
-            }
-            let mut group_messages = Vec::new();
-            for r in &rows {
-                if let Some(id) = col::<Option<i64>>(r, 0)? {
-                    group_messages.push(id);
-                }
-            }
-            // A group message is stored once; it goes with its last
-            // reference. (Two nodes acking the last two references at once
-            // may both see the other's; the purge sweep collects it then.)
-            if !group_messages.is_empty() {
-                tx.execute(
-                    "DELETE FROM group_messages g WHERE g.id = ANY($1) AND NOT EXISTS \
-                     (SELECT 1 FROM envelopes e WHERE e.group_message_id = g.id)",
-                    &[&group_messages],
-                )
-                .await?;
-            }
-            Ok(u32::try_from(rows.len()).unwrap_or(u32::MAX))
-        })
+        self.block_on(self.writer.ack(device_id, ids.to_vec()))
+    }
+
+    fn submit_ack(self: Arc<Self>, device_id: u64, ids: Vec<u64>) -> StorageFuture<u32> {
+        self.writer.ack(device_id, ids)
     }
 
     fn queue_len(&self, device_id: u64, now_ms: u64) -> StorageResult<u32> {

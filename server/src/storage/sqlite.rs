@@ -41,6 +41,7 @@ use super::{
     OwnedSendMeta, PrekeyCaps, PrekeyStock, PrekeyUpload, SendMeta, SignedKey, Storage,
     StorageError, StorageFuture, StorageResult, StoredEnvelope,
 };
+use crate::queue_caps::{Room, room_by_length, room_by_share};
 
 /// Errors opening the database.
 #[derive(Debug, thiserror::Error)]
@@ -304,12 +305,11 @@ fn take_bundle(tx: &Transaction<'_>, device_id: i64) -> rusqlite::Result<Option<
 }
 
 /// Whether the queue of `device` can take one more envelope from this
-/// sender: below `max_queue_len` stored envelopes (the device row's
-/// `queue_len`) and, unless the device is one of the sender's own account,
-/// below `max_per_sender` unexpired ones from the sender's username
-/// (SPEC.md §12.7).
+/// sender, by the rule of [`crate::queue_caps`]: the device row's
+/// `queue_len` first, and only when it says so, whether the device is of
+/// the sender's own account and the sender's unexpired share of the queue.
 pub(crate) fn has_room(tx: &Connection, meta: &SendMeta<'_>, device: i64) -> StorageResult<bool> {
-    let now = sql_time(meta.now_ms);
+    let caps = meta.caps();
     let queued: i64 = tx
         .query_row_cached(
             "SELECT queue_len FROM devices WHERE id = ?1",
@@ -319,19 +319,10 @@ pub(crate) fn has_room(tx: &Connection, meta: &SendMeta<'_>, device: i64) -> Sto
         .optional()
         .map_err(db)?
         .unwrap_or(0);
-    if count(queued) >= meta.max_queue_len {
-        return Ok(false);
-    }
-    let from_sender: i64 = tx
-        .query_row_cached(
-            "SELECT COUNT(*) FROM envelopes \
-             WHERE device_id = ?1 AND sender_username = ?2 AND expires_at_ms > ?3",
-            params![device, meta.sender_username, now],
-            |r| r.get(0),
-        )
-        .map_err(db)?;
-    if count(from_sender) < meta.max_per_sender {
-        return Ok(true);
+    match room_by_length(count(queued), caps) {
+        Room::Yes => return Ok(true),
+        Room::No => return Ok(false),
+        Room::DependsOnShare => {}
     }
     let own: bool = tx
         .query_row_cached(
@@ -341,7 +332,18 @@ pub(crate) fn has_room(tx: &Connection, meta: &SendMeta<'_>, device: i64) -> Sto
             |r| r.get(0),
         )
         .map_err(db)?;
-    Ok(own)
+    if own {
+        return Ok(true);
+    }
+    let from_sender: i64 = tx
+        .query_row_cached(
+            "SELECT COUNT(*) FROM envelopes \
+             WHERE device_id = ?1 AND sender_username = ?2 AND expires_at_ms > ?3",
+            params![device, meta.sender_username, sql_time(meta.now_ms)],
+            |r| r.get(0),
+        )
+        .map_err(db)?;
+    Ok(room_by_share(false, count(from_sender), caps))
 }
 
 /// The enqueue transaction's work (on the writer thread): checks every

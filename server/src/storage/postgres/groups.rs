@@ -12,6 +12,9 @@ use super::{
     PgError, PgResult, PostgresStorage, Tx, col, full_queues, lock_devices, net_id, sql_id,
     sql_time,
 };
+use crate::storage::group_rules::{
+    Accounts, ChangePlan, CreateFacts, MemberWrite, named_users, plan_change, plan_create,
+};
 use crate::storage::groups::{GROUP_ID_LEN, GroupRole, MemberRecord};
 use crate::storage::{
     FanOut, GroupCaps, GroupChange, GroupChangeOutcome, GroupFanOut, GroupRecord, GroupStorage,
@@ -69,15 +72,19 @@ async fn load_group(tx: &Tx<'_, '_>, id: &GroupId, lock: Lock) -> PgResult<Group
 }
 
 /// An active account's id by username.
-async fn active_account(tx: &Tx<'_, '_>, username: &str) -> PgResult<i64> {
-    let row = tx
-        .query_opt(
-            "SELECT id FROM accounts WHERE username = $1 AND active",
-            &[&username],
+/// The active accounts among `names` (the rules decide what a missing
+/// one means).
+async fn resolve(tx: &Tx<'_, '_>, names: &[&str]) -> PgResult<Accounts> {
+    if names.is_empty() {
+        return Ok(Accounts::new());
+    }
+    let rows = tx
+        .query(
+            "SELECT username, id FROM accounts WHERE username = ANY($1) AND active",
+            &[&names],
         )
-        .await?
-        .ok_or_else(|| StorageError::UnknownAccount(username.to_owned()))?;
-    col(&row, 0)
+        .await?;
+    rows.iter().map(|r| Ok((col(r, 0)?, col(r, 1)?))).collect()
 }
 
 /// Live devices of the given accounts, grouped by account ascending.
@@ -141,111 +148,50 @@ async fn insert_member(
     Ok(())
 }
 
-async fn set_role(tx: &Tx<'_, '_>, id: &[u8], account: i64, role: GroupRole) -> PgResult<()> {
-    tx.execute(
-        "UPDATE group_members SET role = $3 WHERE group_id = $1 AND account_id = $2",
-        &[&id, &account, &(role as i64)],
-    )
-    .await?;
-    Ok(())
-}
-
-async fn apply_change(
-    tx: &Tx<'_, '_>,
-    group: &GroupRecord,
-    actor: i64,
-    change: &GroupChange,
-    max_members: u32,
-) -> PgResult<()> {
-    let id = group.id.as_slice();
-    let next = group.version.saturating_add(1);
-    let role_of = |account: i64| {
-        group
-            .members
-            .iter()
-            .find(|m| m.account_id == account)
-            .map(|m| m.role)
-    };
-    let admins = group
-        .members
-        .iter()
-        .filter(|m| m.role == GroupRole::Admin)
-        .count();
-    match change {
-        GroupChange::Add(usernames) => {
-            let mut accounts = BTreeSet::new();
-            for name in usernames {
-                let account = active_account(tx, name).await?;
-                if role_of(account).is_some() || !accounts.insert(account) {
-                    return Err(StorageError::InvalidGroupChange("already a member").into());
-                }
+/// Writes a planned change's rows and the version bump (or deletes the
+/// group the last member left).
+async fn write_plan(tx: &Tx<'_, '_>, id: &GroupId, plan: &ChangePlan) -> PgResult<()> {
+    let group = id.as_slice();
+    for write in &plan.writes {
+        match write {
+            MemberWrite::Insert {
+                account,
+                role,
+                joined_at_version,
+            } => insert_member(tx, id, *account, *role, *joined_at_version).await?,
+            MemberWrite::Delete(account) => {
+                tx.execute(
+                    "DELETE FROM group_members WHERE group_id = $1 AND account_id = $2",
+                    &[&group, account],
+                )
+                .await?;
             }
-            if group.members.len().saturating_add(accounts.len())
-                > usize::try_from(max_members).unwrap_or(usize::MAX)
-            {
-                return Err(StorageError::InvalidGroupChange("group would be too large").into());
+            MemberWrite::SetRole(account, role) => {
+                tx.execute(
+                    "UPDATE group_members SET role = $3 WHERE group_id = $1 AND account_id = $2",
+                    &[&group, account, &(*role as i64)],
+                )
+                .await?;
             }
-            for account in accounts {
-                insert_member(tx, &group.id, account, GroupRole::Member, next).await?;
+            MemberWrite::SetMetadata(metadata) => {
+                tx.execute(
+                    "UPDATE chat_groups SET metadata = $2 WHERE id = $1",
+                    &[&group, metadata],
+                )
+                .await?;
             }
-        }
-        GroupChange::Remove(usernames) => {
-            for name in usernames {
-                let account = active_account(tx, name).await?;
-                if account == actor {
-                    return Err(
-                        StorageError::InvalidGroupChange("use leave to remove yourself").into(),
-                    );
-                }
-                let n = tx
-                    .execute(
-                        "DELETE FROM group_members WHERE group_id = $1 AND account_id = $2",
-                        &[&id, &account],
-                    )
-                    .await?;
-                if n == 0 {
-                    return Err(StorageError::NotGroupMember.into());
-                }
-            }
-        }
-        GroupChange::Leave => {
-            tx.execute(
-                "DELETE FROM group_members WHERE group_id = $1 AND account_id = $2",
-                &[&id, &actor],
-            )
-            .await?;
-            // The last admin leaving hands the role to the longest-standing
-            // member, so a group is never left without an admin.
-            if role_of(actor) == Some(GroupRole::Admin)
-                && admins == 1
-                && let Some(heir) = group.members.iter().find(|m| m.account_id != actor)
-            {
-                set_role(tx, id, heir.account_id, GroupRole::Admin).await?;
-            }
-        }
-        GroupChange::SetRole(name, role) => {
-            let account = active_account(tx, name).await?;
-            let current = role_of(account).ok_or(StorageError::NotGroupMember)?;
-            if current == GroupRole::Admin && *role == GroupRole::Member && admins == 1 {
-                return Err(
-                    StorageError::InvalidGroupChange("cannot demote the last admin").into(),
-                );
-            }
-            set_role(tx, id, account, *role).await?;
-        }
-        GroupChange::SetMetadata(metadata) => {
-            tx.execute(
-                "UPDATE chat_groups SET metadata = $2 WHERE id = $1",
-                &[&id, metadata],
-            )
-            .await?;
         }
     }
-    tx.execute(
-        "UPDATE chat_groups SET version = $2 WHERE id = $1",
-        &[&id, &sql_id(next)],
-    )
-    .await?;
+    if plan.delete_group {
+        tx.execute("DELETE FROM chat_groups WHERE id = $1", &[&group])
+            .await?;
+    } else {
+        tx.execute(
+            "UPDATE chat_groups SET version = $2 WHERE id = $1",
+            &[&group, &sql_id(plan.version)],
+        )
+        .await?;
+    }
     Ok(())
 }
 
@@ -259,7 +205,6 @@ impl GroupStorage for PostgresStorage {
         caps: GroupCaps,
         now_ms: u64,
     ) -> StorageResult<GroupChangeOutcome> {
-        let max_members = caps.max_members;
         self.with_tx(async |tx| {
             // One creation at a time per account, across nodes, so the
             // count below holds.
@@ -268,24 +213,27 @@ impl GroupStorage for PostgresStorage {
                 &[&i32::try_from(creator.rem_euclid(i64::from(i32::MAX))).unwrap_or(0)],
             )
             .await?;
-            let created: i64 = col(
-                &tx.query_one(
-                    "SELECT COUNT(*) FROM chat_groups WHERE created_by = $1",
-                    &[&creator],
+            let facts = tx
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM chat_groups WHERE id = $1), \
+                     (SELECT COUNT(*) FROM chat_groups WHERE created_by = $2)",
+                    &[&id.as_slice(), &creator],
                 )
-                .await?,
-                0,
+                .await?;
+            let facts = CreateFacts {
+                exists: col(&facts, 0)?,
+                created_by_creator: u64::try_from(col::<i64>(&facts, 1)?).unwrap_or(0),
+            };
+            let names: Vec<&str> = members.iter().map(String::as_str).collect();
+            let accounts = plan_create(
+                creator,
+                members,
+                &resolve(tx, &names).await?,
+                facts,
+                caps.max_members,
+                caps.max_created,
             )?;
-            if u32::try_from(created).unwrap_or(u32::MAX) >= caps.max_created {
-                return Err(StorageError::TooManyGroups.into());
-            }
-            let mut accounts = BTreeSet::new();
-            for name in members {
-                let account = active_account(tx, name).await?;
-                if account != creator {
-                    accounts.insert(account);
-                }
-            }
+            // Another node may have taken the id since the read above.
             let inserted = tx
                 .execute(
                     "INSERT INTO chat_groups (id, version, metadata, created_at_ms, created_by) \
@@ -295,10 +243,6 @@ impl GroupStorage for PostgresStorage {
                 .await?;
             if inserted == 0 {
                 return Err(StorageError::GroupExists.into());
-            }
-            if accounts.len().saturating_add(1) > usize::try_from(max_members).unwrap_or(usize::MAX)
-            {
-                return Err(StorageError::InvalidGroupChange("group would be too large").into());
             }
             insert_member(tx, id, creator, GroupRole::Admin, 1).await?;
             for account in &accounts {
@@ -323,29 +267,28 @@ impl GroupStorage for PostgresStorage {
     ) -> StorageResult<GroupChangeOutcome> {
         self.with_tx(async |tx| {
             let before = load_group(tx, id, Lock::Update).await?;
-            let actor_role = before
-                .members
-                .iter()
-                .find(|m| m.account_id == actor)
-                .map(|m| m.role)
-                .ok_or(StorageError::NotGroupMember)?;
-            if let Some(expected) = expected_version
-                && expected != before.version
-            {
-                return Err(StorageError::StaleGroupVersion(before.version).into());
-            }
-            if !matches!(change, GroupChange::Leave) && actor_role != GroupRole::Admin {
-                return Err(StorageError::NotGroupAdmin.into());
-            }
-            apply_change(tx, &before, actor, change, max_members).await?;
-            let mut group = load_group(tx, id, Lock::None).await?;
+            let accounts = resolve(tx, &named_users(change)).await?;
+            let plan = plan_change(
+                &before,
+                actor,
+                expected_version,
+                change,
+                &accounts,
+                max_members,
+            )?;
+            write_plan(tx, id, &plan).await?;
+            let group = if plan.delete_group {
+                GroupRecord {
+                    id: *id,
+                    version: plan.version,
+                    metadata: Vec::new(),
+                    members: Vec::new(),
+                }
+            } else {
+                load_group(tx, id, Lock::None).await?
+            };
             let mut accounts = member_ids(&before);
             accounts.extend(member_ids(&group));
-            if group.members.is_empty() {
-                tx.execute("DELETE FROM chat_groups WHERE id = $1", &[&id.as_slice()])
-                    .await?;
-                group.metadata.clear();
-            }
             let notify_devices = devices_of(tx, &accounts).await?;
             Ok(GroupChangeOutcome {
                 group,
@@ -411,25 +354,38 @@ impl GroupStorage for PostgresStorage {
                 &[&reached],
             )
             .await?;
+            // One statement for every reference; RETURNING pairs each id
+            // with its device (each device occurs once).
+            let rows = tx
+                .query(
+                    "INSERT INTO envelopes (device_id, sender_username, sender_device_id, \
+                     server_timestamp_ms, expires_at_ms, ciphertext, group_message_id) \
+                     SELECT d, $2, $3, $4, $5, ''::bytea, $6 FROM unnest($1::bigint[]) AS u(d) \
+                     RETURNING id, device_id",
+                    &[
+                        &reached,
+                        &meta.sender_username,
+                        &sql_id(meta.sender_device_id),
+                        &sql_time(meta.now_ms),
+                        &sql_time(meta.expires_at_ms),
+                        &message,
+                    ],
+                )
+                .await?;
+            let mut ids = std::collections::HashMap::with_capacity(rows.len());
+            for r in &rows {
+                ids.insert(net_id(col(r, 1)?), net_id(col(r, 0)?));
+            }
             let mut out = Vec::with_capacity(recipients.len());
             for device in recipients {
-                let row = tx
-                    .query_one(
-                        "INSERT INTO envelopes (device_id, sender_username, sender_device_id, \
-                         server_timestamp_ms, expires_at_ms, ciphertext, group_message_id) \
-                         VALUES ($1, $2, $3, $4, $5, ''::bytea, $6) RETURNING id",
-                        &[
-                            &sql_id(device),
-                            &meta.sender_username,
-                            &sql_id(meta.sender_device_id),
-                            &sql_time(meta.now_ms),
-                            &sql_time(meta.expires_at_ms),
-                            &message,
-                        ],
-                    )
-                    .await?;
+                let Some(envelope_id) = ids.get(&device).copied() else {
+                    return Err(StorageError::Database(format!(
+                        "no envelope stored for device {device}"
+                    ))
+                    .into());
+                };
                 out.push(FanOut {
-                    envelope_id: net_id(col(&row, 0)?),
+                    envelope_id,
                     device_id: device,
                 });
             }

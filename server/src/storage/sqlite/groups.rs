@@ -10,6 +10,9 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::{SqliteStorage, db, grow_queue, has_room, net_id, sql_id, sql_time};
 use crate::storage::OwnedSendMeta;
+use crate::storage::group_rules::{
+    Accounts, ChangePlan, CreateFacts, MemberWrite, named_users, plan_change, plan_create,
+};
 use crate::storage::groups::{GROUP_ID_LEN, GroupRole};
 use crate::storage::{
     FanOut, GroupCaps, GroupChange, GroupChangeOutcome, GroupFanOut, GroupRecord, GroupStorage,
@@ -55,15 +58,23 @@ fn load_group(tx: &Connection, id: &GroupId) -> StorageResult<GroupRecord> {
 }
 
 /// An active account's id by username.
-fn active_account(tx: &Transaction<'_>, username: &str) -> StorageResult<i64> {
-    tx.query_row(
-        "SELECT id FROM accounts WHERE username = ?1 AND active = 1",
-        [username],
-        |r| r.get(0),
-    )
-    .optional()
-    .map_err(db)?
-    .ok_or_else(|| StorageError::UnknownAccount(username.to_owned()))
+/// The active accounts among `names` (the rules decide what a missing
+/// one means).
+fn resolve(tx: &Transaction<'_>, names: &[&str]) -> StorageResult<Accounts> {
+    let mut stmt = tx
+        .prepare_cached("SELECT id FROM accounts WHERE username = ?1 AND active = 1")
+        .map_err(db)?;
+    let mut accounts = Accounts::new();
+    for name in names {
+        if let Some(id) = stmt
+            .query_row([name], |r| r.get::<_, i64>(0))
+            .optional()
+            .map_err(db)?
+        {
+            accounts.insert((*name).to_owned(), id);
+        }
+    }
+    Ok(accounts)
 }
 
 /// Live devices of the given accounts, ascending.
@@ -124,110 +135,50 @@ fn insert_member(
     Ok(())
 }
 
-fn apply_change(
-    tx: &Transaction<'_>,
-    group: &GroupRecord,
-    actor: i64,
-    change: &GroupChange,
-    max_members: u32,
-) -> StorageResult<()> {
-    let id = group.id.as_slice();
-    let next = group.version.saturating_add(1);
-    let role_of = |account: i64| {
-        group
-            .members
-            .iter()
-            .find(|m| m.account_id == account)
-            .map(|m| m.role)
-    };
-    let admins = group
-        .members
-        .iter()
-        .filter(|m| m.role == GroupRole::Admin)
-        .count();
-    match change {
-        GroupChange::Add(usernames) => {
-            let mut accounts = BTreeSet::new();
-            for name in usernames {
-                let account = active_account(tx, name)?;
-                if role_of(account).is_some() || !accounts.insert(account) {
-                    return Err(StorageError::InvalidGroupChange("already a member"));
-                }
+/// Writes a planned change's rows and the version bump (or deletes the
+/// group the last member left).
+fn write_plan(tx: &Transaction<'_>, id: &GroupId, plan: &ChangePlan) -> StorageResult<()> {
+    let group = id.as_slice();
+    for write in &plan.writes {
+        match write {
+            MemberWrite::Insert {
+                account,
+                role,
+                joined_at_version,
+            } => insert_member(tx, id, *account, *role, *joined_at_version)?,
+            MemberWrite::Delete(account) => {
+                tx.execute(
+                    "DELETE FROM group_members WHERE group_id = ?1 AND account_id = ?2",
+                    params![group, account],
+                )
+                .map_err(db)?;
             }
-            if group.members.len().saturating_add(accounts.len())
-                > usize::try_from(max_members).unwrap_or(usize::MAX)
-            {
-                return Err(StorageError::InvalidGroupChange("group would be too large"));
-            }
-            for account in accounts {
-                insert_member(tx, &group.id, account, GroupRole::Member, next)?;
-            }
-        }
-        GroupChange::Remove(usernames) => {
-            for name in usernames {
-                let account = active_account(tx, name)?;
-                if account == actor {
-                    return Err(StorageError::InvalidGroupChange(
-                        "use leave to remove yourself",
-                    ));
-                }
-                let n = tx
-                    .execute(
-                        "DELETE FROM group_members WHERE group_id = ?1 AND account_id = ?2",
-                        params![id, account],
-                    )
-                    .map_err(db)?;
-                if n == 0 {
-                    return Err(StorageError::NotGroupMember);
-                }
-            }
-        }
-        GroupChange::Leave => {
-            tx.execute(
-                "DELETE FROM group_members WHERE group_id = ?1 AND account_id = ?2",
-                params![id, actor],
-            )
-            .map_err(db)?;
-            // The last admin leaving hands the role to the longest-standing
-            // member, so a group is never left without an admin.
-            if role_of(actor) == Some(GroupRole::Admin)
-                && admins == 1
-                && let Some(heir) = group.members.iter().find(|m| m.account_id != actor)
-            {
+            MemberWrite::SetRole(account, role) => {
                 tx.execute(
                     "UPDATE group_members SET role = ?3 WHERE group_id = ?1 AND account_id = ?2",
-                    params![id, heir.account_id, GroupRole::Admin as i64],
+                    params![group, account, *role as i64],
+                )
+                .map_err(db)?;
+            }
+            MemberWrite::SetMetadata(metadata) => {
+                tx.execute(
+                    "UPDATE groups SET metadata = ?2 WHERE id = ?1",
+                    params![group, metadata],
                 )
                 .map_err(db)?;
             }
         }
-        GroupChange::SetRole(name, role) => {
-            let account = active_account(tx, name)?;
-            let current = role_of(account).ok_or(StorageError::NotGroupMember)?;
-            if current == GroupRole::Admin && *role == GroupRole::Member && admins == 1 {
-                return Err(StorageError::InvalidGroupChange(
-                    "cannot demote the last admin",
-                ));
-            }
-            tx.execute(
-                "UPDATE group_members SET role = ?3 WHERE group_id = ?1 AND account_id = ?2",
-                params![id, account, *role as i64],
-            )
-            .map_err(db)?;
-        }
-        GroupChange::SetMetadata(metadata) => {
-            tx.execute(
-                "UPDATE groups SET metadata = ?2 WHERE id = ?1",
-                params![id, metadata],
-            )
-            .map_err(db)?;
-        }
     }
-    tx.execute(
-        "UPDATE groups SET version = ?2 WHERE id = ?1",
-        params![id, sql_id(next)],
-    )
-    .map_err(db)?;
+    if plan.delete_group {
+        tx.execute("DELETE FROM groups WHERE id = ?1", [group])
+            .map_err(db)?;
+    } else {
+        tx.execute(
+            "UPDATE groups SET version = ?2 WHERE id = ?1",
+            params![group, sql_id(plan.version)],
+        )
+        .map_err(db)?;
+    }
     Ok(())
 }
 
@@ -241,7 +192,6 @@ impl GroupStorage for SqliteStorage {
         caps: GroupCaps,
         now_ms: u64,
     ) -> StorageResult<GroupChangeOutcome> {
-        let max_members = caps.max_members;
         self.with_tx(|tx| {
             let exists: Option<i64> = tx
                 .query_row("SELECT 1 FROM groups WHERE id = ?1", [id.as_slice()], |r| {
@@ -249,20 +199,6 @@ impl GroupStorage for SqliteStorage {
                 })
                 .optional()
                 .map_err(db)?;
-            if exists.is_some() {
-                return Err(StorageError::GroupExists);
-            }
-            let mut accounts = BTreeSet::new();
-            for name in members {
-                let account = active_account(tx, name)?;
-                if account != creator {
-                    accounts.insert(account);
-                }
-            }
-            if accounts.len().saturating_add(1) > usize::try_from(max_members).unwrap_or(usize::MAX)
-            {
-                return Err(StorageError::InvalidGroupChange("group would be too large"));
-            }
             let created: i64 = tx
                 .query_row(
                     "SELECT COUNT(*) FROM groups WHERE created_by = ?1",
@@ -270,9 +206,19 @@ impl GroupStorage for SqliteStorage {
                     |r| r.get(0),
                 )
                 .map_err(db)?;
-            if u32::try_from(created).unwrap_or(u32::MAX) >= caps.max_created {
-                return Err(StorageError::TooManyGroups);
-            }
+            let names: Vec<&str> = members.iter().map(String::as_str).collect();
+            let facts = CreateFacts {
+                exists: exists.is_some(),
+                created_by_creator: u64::try_from(created).unwrap_or(0),
+            };
+            let accounts = plan_create(
+                creator,
+                members,
+                &resolve(tx, &names)?,
+                facts,
+                caps.max_members,
+                caps.max_created,
+            )?;
             tx.execute(
                 "INSERT INTO groups (id, version, metadata, created_at_ms, created_by) \
                  VALUES (?1, 1, ?2, ?3, ?4)",
@@ -302,29 +248,28 @@ impl GroupStorage for SqliteStorage {
     ) -> StorageResult<GroupChangeOutcome> {
         self.with_tx(|tx| {
             let before = load_group(tx, id)?;
-            let actor_role = before
-                .members
-                .iter()
-                .find(|m| m.account_id == actor)
-                .map(|m| m.role)
-                .ok_or(StorageError::NotGroupMember)?;
-            if let Some(expected) = expected_version
-                && expected != before.version
-            {
-                return Err(StorageError::StaleGroupVersion(before.version));
-            }
-            if !matches!(change, GroupChange::Leave) && actor_role != GroupRole::Admin {
-                return Err(StorageError::NotGroupAdmin);
-            }
-            apply_change(tx, &before, actor, change, max_members)?;
-            let mut group = load_group(tx, id)?;
+            let accounts = resolve(tx, &named_users(change))?;
+            let plan = plan_change(
+                &before,
+                actor,
+                expected_version,
+                change,
+                &accounts,
+                max_members,
+            )?;
+            write_plan(tx, id, &plan)?;
+            let group = if plan.delete_group {
+                GroupRecord {
+                    id: *id,
+                    version: plan.version,
+                    metadata: Vec::new(),
+                    members: Vec::new(),
+                }
+            } else {
+                load_group(tx, id)?
+            };
             let mut accounts = member_ids(&before);
             accounts.extend(member_ids(&group));
-            if group.members.is_empty() {
-                tx.execute("DELETE FROM groups WHERE id = ?1", [id.as_slice()])
-                    .map_err(db)?;
-                group.metadata.clear();
-            }
             let notify_devices = devices_of(tx, &accounts)?;
             Ok(GroupChangeOutcome {
                 group,

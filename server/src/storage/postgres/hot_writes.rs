@@ -1,0 +1,618 @@
+//! Group commit for PostgreSQL: the two writes every message makes — the
+//! sender's enqueue and the recipient's acknowledgement — of all concurrent
+//! requests on this node share one transaction, a handful of set-based
+//! statements and one WAL flush, instead of a transaction and five round
+//! trips each.
+//!
+//! One writer task on the storage runtime takes every job waiting in its
+//! channel (up to [`MAX_BATCH`]) and runs them together:
+//! 1. the device rows of every recipient and every acknowledging device are
+//!    locked in id order (as every sender does, so batches of different
+//!    nodes never deadlock each other);
+//! 2. each send is checked in order against those rows with the rule of
+//!    [`crate::queue_caps`] (a send refused for an unknown or removed
+//!    device or a full queue writes nothing and fails alone; the sends
+//!    before it count against the ones after it);
+//! 3. one `INSERT` of every admitted envelope, with ids drawn from the
+//!    table's sequence in the batch's order, so each device's envelope ids
+//!    still increase in commit order; one `UPDATE` of the queue lengths;
+//! 4. one `DELETE` of every acknowledged envelope, one `UPDATE` of the
+//!    lengths, and the group messages nothing refers to any more.
+//!
+//! Only after `COMMIT` returns (the WAL is flushed, `synchronous_commit =
+//! on`) does any caller learn its result, so an answered send is durable
+//! (SPEC.md §12.7). A database error fails every job of the batch and
+//! nothing of it is stored; a deadlock or serialisation failure reruns the
+//! whole batch. No job waits for a timer: a batch is whatever arrived while
+//! the previous one was committing.
+//!
+//! Not owned here: the queue rule (queue_caps.rs), group fan-out
+//! (groups.rs), reads (postgres.rs).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::db::Tx;
+use super::pool::Pool;
+use super::{ATTEMPTS, PgError, PgResult, col, count, net_id, sql_id, sql_time};
+use crate::queue_caps::{QueueTally, Refusal, share_may_matter};
+use crate::storage::{OutgoingEnvelope, OwnedSendMeta, StorageError, StorageFuture, StorageResult};
+
+/// Most jobs in one transaction.
+pub(super) const MAX_BATCH: usize = 512;
+/// Jobs waiting for the writer before senders wait for room.
+const CHANNEL: usize = 4 * MAX_BATCH;
+
+/// One send or acknowledgement waiting for the writer.
+enum HotJob {
+    Enqueue {
+        meta: OwnedSendMeta,
+        envelopes: Vec<OutgoingEnvelope>,
+        reply: oneshot::Sender<StorageResult<Vec<u64>>>,
+    },
+    Ack {
+        device_id: u64,
+        ids: Vec<u64>,
+        reply: oneshot::Sender<StorageResult<u32>>,
+    },
+}
+
+/// What one job of a committed batch gets back.
+enum Outcome {
+    Enqueued(StorageResult<Vec<u64>>),
+    Acked(u32),
+}
+
+/// The channel to the writer task.
+pub(super) struct HotWriter {
+    jobs: mpsc::Sender<HotJob>,
+}
+
+impl HotWriter {
+    /// Starts the writer task on `runtime`, writing through `pool`.
+    pub(super) fn start(runtime: &tokio::runtime::Handle, pool: Arc<Pool>) -> Self {
+        let (jobs, queue) = mpsc::channel(CHANNEL);
+        runtime.spawn(write_batches(queue, pool));
+        Self { jobs }
+    }
+
+    /// Stores `envelopes` durably with the next batch; resolves with their
+    /// ids in order.
+    pub(super) fn enqueue(
+        &self,
+        meta: OwnedSendMeta,
+        envelopes: Vec<OutgoingEnvelope>,
+    ) -> StorageFuture<Vec<u64>> {
+        let jobs = self.jobs.clone();
+        Box::pin(async move {
+            let (reply, answer) = oneshot::channel();
+            jobs.send(HotJob::Enqueue {
+                meta,
+                envelopes,
+                reply,
+            })
+            .await
+            .map_err(|_| closed())?;
+            answer.await.map_err(|_| closed())?
+        })
+    }
+
+    /// Deletes the listed envelopes of `device_id` with the next batch;
+    /// resolves with how many existed.
+    pub(super) fn ack(&self, device_id: u64, ids: Vec<u64>) -> StorageFuture<u32> {
+        let jobs = self.jobs.clone();
+        Box::pin(async move {
+            let (reply, answer) = oneshot::channel();
+            jobs.send(HotJob::Ack {
+                device_id,
+                ids,
+                reply,
+            })
+            .await
+            .map_err(|_| closed())?;
+            answer.await.map_err(|_| closed())?
+        })
+    }
+}
+
+fn closed() -> StorageError {
+    StorageError::Database("the PostgreSQL writer has stopped".to_owned())
+}
+
+/// The writer task: one batch at a time until every sender is gone.
+async fn write_batches(mut queue: mpsc::Receiver<HotJob>, pool: Arc<Pool>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let outcome = commit_batch(&pool, &batch).await;
+        reply(batch.drain(..), outcome);
+    }
+}
+
+/// Runs the batch in one transaction, rerunning it on a deadlock or
+/// serialisation failure.
+async fn commit_batch(pool: &Pool, batch: &[HotJob]) -> PgResult<Vec<Outcome>> {
+    let mut pooled = pool.get().await?;
+    let (client, cache) = pooled.parts()?;
+    let mut attempt = 1;
+    loop {
+        let outcome: PgResult<Vec<Outcome>> = async {
+            let tx = client.transaction().await?;
+            let outcomes = run_batch(&Tx { client: &tx, cache }, batch).await?;
+            tx.commit().await?;
+            Ok(outcomes)
+        }
+        .await;
+        match outcome {
+            Err(e) if e.retryable() && attempt < ATTEMPTS => attempt += 1,
+            other => return other,
+        }
+    }
+}
+
+/// Hands every job its outcome (the caller may have gone: the write stands,
+/// as it would had the answer been lost on the network).
+fn reply(jobs: impl Iterator<Item = HotJob>, outcome: PgResult<Vec<Outcome>>) {
+    match outcome {
+        Ok(outcomes) => {
+            for (job, outcome) in jobs.zip(outcomes) {
+                match (job, outcome) {
+                    (HotJob::Enqueue { reply, .. }, Outcome::Enqueued(result)) => {
+                        let _ = reply.send(result);
+                    }
+                    (HotJob::Ack { reply, .. }, Outcome::Acked(n)) => {
+                        let _ = reply.send(Ok(n));
+                    }
+                    (HotJob::Enqueue { reply, .. }, Outcome::Acked(_)) => {
+                        let _ = reply.send(Err(mismatch()));
+                    }
+                    (HotJob::Ack { reply, .. }, Outcome::Enqueued(_)) => {
+                        let _ = reply.send(Err(mismatch()));
+                    }
+                }
+            }
+        }
+        Err(e) => {
+            let e = e.into_storage();
+            for job in jobs {
+                match job {
+                    HotJob::Enqueue { reply, .. } => {
+                        let _ = reply.send(Err(e.clone()));
+                    }
+                    HotJob::Ack { reply, .. } => {
+                        let _ = reply.send(Err(e.clone()));
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn mismatch() -> StorageError {
+    StorageError::Database("batch outcome out of order".to_owned())
+}
+
+/// A locked device row.
+struct DeviceRow {
+    removed: bool,
+    account_id: i64,
+    queued: u32,
+}
+
+/// The batch's statements, inside its transaction.
+async fn run_batch(tx: &Tx<'_, '_>, batch: &[HotJob]) -> PgResult<Vec<Outcome>> {
+    let devices = lock_devices(tx, batch).await?;
+    let mut outcomes: Vec<Option<Outcome>> = batch.iter().map(|_| None).collect();
+    let admitted = admit_sends(tx, batch, &devices, &mut outcomes).await?;
+    let ids = insert_envelopes(tx, batch, &admitted).await?;
+    for (index, ids) in admitted.into_iter().zip(ids) {
+        outcomes[index] = Some(Outcome::Enqueued(Ok(ids)));
+    }
+    for (index, acked) in delete_acknowledged(tx, batch).await? {
+        outcomes[index] = Some(Outcome::Acked(acked));
+    }
+    outcomes
+        .into_iter()
+        .map(|o| o.ok_or_else(|| PgError::Storage(mismatch())))
+        .collect()
+}
+
+/// Locks the device rows the batch writes, in id order.
+async fn lock_devices(tx: &Tx<'_, '_>, batch: &[HotJob]) -> PgResult<HashMap<u64, DeviceRow>> {
+    let mut ids: Vec<i64> = batch
+        .iter()
+        .flat_map(|job| -> Box<dyn Iterator<Item = u64> + '_> {
+            match job {
+                HotJob::Enqueue { envelopes, .. } => {
+                    Box::new(envelopes.iter().map(|e| e.recipient_device_id))
+                }
+                HotJob::Ack { device_id, .. } => Box::new(std::iter::once(*device_id)),
+            }
+        })
+        .map(sql_id)
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let rows = tx
+        .query(
+            "SELECT id, removed, account_id, queue_len FROM devices \
+             WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+            &[&ids],
+        )
+        .await?;
+    let mut devices = HashMap::with_capacity(rows.len());
+    for r in &rows {
+        devices.insert(
+            net_id(col(r, 0)?),
+            DeviceRow {
+                removed: col(r, 1)?,
+                account_id: col(r, 2)?,
+                queued: count(col(r, 3)?),
+            },
+        );
+    }
+    Ok(devices)
+}
+
+/// Checks every send in order and returns the indexes of those admitted;
+/// a refused one gets its error in `outcomes`.
+async fn admit_sends(
+    tx: &Tx<'_, '_>,
+    batch: &[HotJob],
+    devices: &HashMap<u64, DeviceRow>,
+    outcomes: &mut [Option<Outcome>],
+) -> PgResult<Vec<usize>> {
+    // Unknown and removed recipients first: such a send fails whole.
+    let mut sends = Vec::new();
+    for (index, job) in batch.iter().enumerate() {
+        let HotJob::Enqueue {
+            meta, envelopes, ..
+        } = job
+        else {
+            continue;
+        };
+        match recipients_exist(envelopes, devices) {
+            Ok(()) => sends.push((index, meta, envelopes)),
+            Err(e) => outcomes[index] = Some(Outcome::Enqueued(Err(e))),
+        }
+    }
+    let mut tally = QueueTally::default();
+    let mut adding: HashMap<u64, u32> = HashMap::new();
+    for (device, row) in devices {
+        tally.set_queued(*device, row.queued);
+    }
+    for (_, _, envelopes) in &sends {
+        for e in envelopes.iter() {
+            let n = adding.entry(e.recipient_device_id).or_insert(0);
+            *n = n.saturating_add(1);
+        }
+    }
+    let senders = sender_accounts(tx, &sends, devices, &adding).await?;
+    read_shares(tx, &sends, devices, &adding, &senders, &mut tally).await?;
+    let mut admitted = Vec::with_capacity(sends.len());
+    for (index, meta, envelopes) in sends {
+        let recipients: Vec<u64> = envelopes.iter().map(|e| e.recipient_device_id).collect();
+        let sender_account = senders.get(&meta.sender_device_id).copied();
+        let own = |device: u64| {
+            sender_account.is_some() && devices.get(&device).map(|d| d.account_id) == sender_account
+        };
+        match tally.admit(
+            &meta.sender_username,
+            &recipients,
+            own,
+            meta.borrowed().caps(),
+        ) {
+            Ok(()) => admitted.push(index),
+            Err(Refusal::Full(full)) => {
+                outcomes[index] = Some(Outcome::Enqueued(Err(StorageError::QueueFull(full))));
+            }
+            Err(Refusal::ShareUnknown(device)) => {
+                return Err(PgError::Storage(StorageError::Database(format!(
+                    "queue share of device {device} was not read"
+                ))));
+            }
+        }
+    }
+    Ok(admitted)
+}
+
+/// The first recipient that does not exist or was removed, as the error
+/// the send fails with.
+fn recipients_exist(
+    envelopes: &[OutgoingEnvelope],
+    devices: &HashMap<u64, DeviceRow>,
+) -> Result<(), StorageError> {
+    for e in envelopes {
+        match devices.get(&e.recipient_device_id) {
+            None => return Err(StorageError::UnknownDevice(e.recipient_device_id)),
+            Some(row) if row.removed => {
+                return Err(StorageError::DeviceRemoved(e.recipient_device_id));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+type SendJob<'a> = (usize, &'a OwnedSendMeta, &'a Vec<OutgoingEnvelope>);
+
+/// Whether any recipient of this send may need the sender's share.
+fn share_needed(
+    envelopes: &[OutgoingEnvelope],
+    meta: &OwnedSendMeta,
+    devices: &HashMap<u64, DeviceRow>,
+    adding: &HashMap<u64, u32>,
+) -> Vec<u64> {
+    let caps = meta.borrowed().caps();
+    envelopes
+        .iter()
+        .map(|e| e.recipient_device_id)
+        .filter(|d| {
+            let queued = devices.get(d).map_or(0, |r| r.queued);
+            share_may_matter(queued, adding.get(d).copied().unwrap_or(0), caps)
+        })
+        .collect()
+}
+
+/// The accounts of the sending devices, read only when some share may
+/// matter (a device of the sender's own account is exempt from it).
+async fn sender_accounts(
+    tx: &Tx<'_, '_>,
+    sends: &[SendJob<'_>],
+    devices: &HashMap<u64, DeviceRow>,
+    adding: &HashMap<u64, u32>,
+) -> PgResult<HashMap<u64, i64>> {
+    let mut wanted: Vec<i64> = sends
+        .iter()
+        .filter(|(_, meta, envelopes)| !share_needed(envelopes, meta, devices, adding).is_empty())
+        .map(|(_, meta, _)| sql_id(meta.sender_device_id))
+        .collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    if wanted.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = tx
+        .query(
+            "SELECT id, account_id FROM devices WHERE id = ANY($1)",
+            &[&wanted],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| Ok((net_id(col(r, 0)?), col(r, 1)?)))
+        .collect()
+}
+
+/// Reads the senders' unexpired shares of the queues where they may matter
+/// (devices of another account whose queue the batch may take past the
+/// share cap) into `tally`.
+async fn read_shares(
+    tx: &Tx<'_, '_>,
+    sends: &[SendJob<'_>],
+    devices: &HashMap<u64, DeviceRow>,
+    adding: &HashMap<u64, u32>,
+    senders: &HashMap<u64, i64>,
+    tally: &mut QueueTally,
+) -> PgResult<()> {
+    let mut pairs: HashSet<(i64, String)> = HashSet::new();
+    let mut now = 0u64;
+    for (_, meta, envelopes) in sends {
+        let sender_account = senders.get(&meta.sender_device_id).copied();
+        for device in share_needed(envelopes, meta, devices, adding) {
+            let own = sender_account.is_some()
+                && devices.get(&device).map(|d| d.account_id) == sender_account;
+            if !own {
+                pairs.insert((sql_id(device), meta.sender_username.clone()));
+                now = now.max(meta.now_ms);
+            }
+        }
+    }
+    if pairs.is_empty() {
+        return Ok(());
+    }
+    let (ids, names): (Vec<i64>, Vec<String>) = pairs.into_iter().unzip();
+    let rows = tx
+        .query(
+            "SELECT u.d, u.s, (SELECT COUNT(*) FROM envelopes e WHERE e.device_id = u.d \
+             AND e.sender_username = u.s AND e.expires_at_ms > $3) \
+             FROM unnest($1::bigint[], $2::text[]) AS u(d, s)",
+            &[&ids, &names, &sql_time(now)],
+        )
+        .await?;
+    for r in &rows {
+        let name: String = col(r, 1)?;
+        tally.set_share(net_id(col(r, 0)?), &name, count(col(r, 2)?));
+    }
+    Ok(())
+}
+
+/// Inserts the admitted sends' envelopes in one statement; returns each
+/// send's ids in its envelopes' order.
+async fn insert_envelopes(
+    tx: &Tx<'_, '_>,
+    batch: &[HotJob],
+    admitted: &[usize],
+) -> PgResult<Vec<Vec<u64>>> {
+    let sends: Vec<(&OwnedSendMeta, &Vec<OutgoingEnvelope>)> = admitted
+        .iter()
+        .filter_map(|i| match &batch[*i] {
+            HotJob::Enqueue {
+                meta, envelopes, ..
+            } => Some((meta, envelopes)),
+            HotJob::Ack { .. } => None,
+        })
+        .collect();
+    let total: usize = sends.iter().map(|(_, e)| e.len()).sum();
+    if total == 0 {
+        return Ok(sends.iter().map(|_| Vec::new()).collect());
+    }
+    // Ids drawn in one statement and handed out in the batch's order.
+    let mut ids: Vec<i64> = tx
+        .query(
+            "SELECT nextval(pg_get_serial_sequence('envelopes', 'id')) \
+             FROM generate_series(1, $1::bigint)",
+            &[&i64::try_from(total).unwrap_or(i64::MAX)],
+        )
+        .await?
+        .iter()
+        .map(|r| col(r, 0))
+        .collect::<PgResult<_>>()?;
+    if ids.len() != total {
+        return Err(PgError::Storage(StorageError::Database(
+            "envelope ids were not drawn".to_owned(),
+        )));
+    }
+    ids.sort_unstable();
+    let mut columns = Columns::with_capacity(total);
+    let mut per_send = Vec::with_capacity(sends.len());
+    let mut next = ids.iter();
+    for (meta, envelopes) in &sends {
+        let mut mine = Vec::with_capacity(envelopes.len());
+        for e in envelopes.iter() {
+            let id = next.next().copied().unwrap_or(-1);
+            columns.push(id, meta, e);
+            mine.push(net_id(id));
+        }
+        per_send.push(mine);
+    }
+    tx.execute(
+        "INSERT INTO envelopes (id, device_id, sender_username, sender_device_id, \
+         server_timestamp_ms, expires_at_ms, ciphertext) OVERRIDING SYSTEM VALUE \
+         SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], \
+         $5::bigint[], $6::bigint[], $7::bytea[])",
+        &[
+            &columns.id,
+            &columns.device,
+            &columns.sender,
+            &columns.sender_device,
+            &columns.timestamp,
+            &columns.expires,
+            &columns.ciphertext,
+        ],
+    )
+    .await?;
+    let (devices, added) = per_device(columns.device.iter().copied());
+    tx.execute(
+        "UPDATE devices d SET queue_len = d.queue_len + u.n \
+         FROM unnest($1::bigint[], $2::bigint[]) AS u(id, n) WHERE d.id = u.id",
+        &[&devices, &added],
+    )
+    .await?;
+    Ok(per_send)
+}
+
+/// The envelope rows of one `INSERT`, column by column.
+struct Columns<'a> {
+    id: Vec<i64>,
+    device: Vec<i64>,
+    sender: Vec<&'a str>,
+    sender_device: Vec<i64>,
+    timestamp: Vec<i64>,
+    expires: Vec<i64>,
+    ciphertext: Vec<&'a [u8]>,
+}
+
+impl<'a> Columns<'a> {
+    fn with_capacity(n: usize) -> Self {
+        Self {
+            id: Vec::with_capacity(n),
+            device: Vec::with_capacity(n),
+            sender: Vec::with_capacity(n),
+            sender_device: Vec::with_capacity(n),
+            timestamp: Vec::with_capacity(n),
+            expires: Vec::with_capacity(n),
+            ciphertext: Vec::with_capacity(n),
+        }
+    }
+
+    fn push(&mut self, id: i64, meta: &'a OwnedSendMeta, envelope: &'a OutgoingEnvelope) {
+        self.id.push(id);
+        self.device.push(sql_id(envelope.recipient_device_id));
+        self.sender.push(&meta.sender_username);
+        self.sender_device.push(sql_id(meta.sender_device_id));
+        self.timestamp.push(sql_time(meta.now_ms));
+        self.expires.push(sql_time(meta.expires_at_ms));
+        self.ciphertext.push(envelope.ciphertext.as_ref());
+    }
+}
+
+/// Distinct devices and how many times each occurs.
+fn per_device(devices: impl Iterator<Item = i64>) -> (Vec<i64>, Vec<i64>) {
+    let mut counts: HashMap<i64, i64> = HashMap::new();
+    for d in devices {
+        *counts.entry(d).or_insert(0) += 1;
+    }
+    counts.into_iter().unzip()
+}
+
+/// Deletes every acknowledged envelope of the batch; returns, per ack job,
+/// how many of its ids existed (an id listed twice counts once, for the
+/// first job that listed it).
+async fn delete_acknowledged(tx: &Tx<'_, '_>, batch: &[HotJob]) -> PgResult<Vec<(usize, u32)>> {
+    let mut devices = Vec::new();
+    let mut ids = Vec::new();
+    for job in batch {
+        if let HotJob::Ack {
+            device_id,
+            ids: mine,
+            ..
+        } = job
+        {
+            for id in mine {
+                devices.push(sql_id(*device_id));
+                ids.push(sql_id(*id));
+            }
+        }
+    }
+    let mut gone: HashSet<(u64, u64)> = HashSet::new();
+    if !ids.is_empty() {
+        let rows = tx
+            .query(
+                "DELETE FROM envelopes e USING unnest($1::bigint[], $2::bigint[]) AS u(d, i) \
+                 WHERE e.device_id = u.d AND e.id = u.i \
+                 RETURNING e.device_id, e.id, e.group_message_id",
+                &[&devices, &ids],
+            )
+            .await?;
+        let mut group_messages = Vec::new();
+        let mut deleted_from = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let device: i64 = col(r, 0)?;
+            gone.insert((net_id(device), net_id(col(r, 1)?)));
+            deleted_from.push(device);
+            if let Some(message) = col::<Option<i64>>(r, 2)? {
+                group_messages.push(message);
+            }
+        }
+        if !deleted_from.is_empty() {
+            let (devices, removed) = per_device(deleted_from.into_iter());
+            tx.execute(
+                "UPDATE devices d SET queue_len = GREATEST(d.queue_len - u.n, 0) \
+                 FROM unnest($1::bigint[], $2::bigint[]) AS u(id, n) WHERE d.id = u.id",
+                &[&devices, &removed],
+            )
+            .await?;
+        }
+        // A group message is stored once; it goes with its last reference.
+        if !group_messages.is_empty() {
+            tx.execute(
+                "DELETE FROM group_messages g WHERE g.id = ANY($1) AND NOT EXISTS \
+                 (SELECT 1 FROM envelopes e WHERE e.group_message_id = g.id)",
+                &[&group_messages],
+            )
+            .await?;
+        }
+    }
+    let mut acked = Vec::new();
+    for (index, job) in batch.iter().enumerate() {
+        if let HotJob::Ack { device_id, ids, .. } = job {
+            let n = ids
+                .iter()
+                .filter(|id| gone.remove(&(*device_id, **id)))
+                .count();
+            acked.push((index, u32::try_from(n).unwrap_or(u32::MAX)));
+        }
+    }
+    Ok(acked)
+}
