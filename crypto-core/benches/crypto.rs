@@ -19,10 +19,12 @@ use microbot_crypto::ratchet::RatchetSession;
 use microbot_crypto::sender_key::{GroupId, InboundSenderKey, OutboundSenderKey};
 use microbot_crypto::{IdentityKeyPair, labels};
 use ml_kem::{Decapsulate, Encapsulate, FromSeed, Kem, MlKem768};
+use sha2::{Digest, Sha256};
 use x25519_dalek::{PublicKey, StaticSecret};
 
 const SMALL: usize = 100;
 const LARGE: usize = 16 * 1024;
+const ATTACHMENT_BENCH_LEN: usize = 4 * 1024 * 1024;
 
 fn seal(key: &ChaCha20Poly1305, plaintext: &[u8]) -> Vec<u8> {
     let mut buffer = plaintext.to_vec();
@@ -81,6 +83,11 @@ fn primitives(c: &mut Criterion) {
     });
     group.bench_function("ed25519_verify_64B", |bench| {
         bench.iter(|| black_box(verifying.verify(&message, &signature).is_ok()))
+    });
+    // The verification SPEC.md §2 requires (what sender keys and identities
+    // use): also decompresses R and checks R and A for small order.
+    group.bench_function("ed25519_verify_strict_64B", |bench| {
+        bench.iter(|| black_box(verifying.verify_strict(&message, &signature).is_ok()))
     });
     group.bench_function("hmac_sha256_32B", |bench| {
         bench.iter(|| black_box(hmac_sha256(&[1u8; 32], &[1])))
@@ -158,6 +165,8 @@ fn primitives(c: &mut Criterion) {
             black_box(open(&aead, &sealed))
         })
     });
+    attachment_floors(&mut group);
+    group.throughput(Throughput::Elements(1));
     let (dk, ek) = MlKem768::from_seed(&[4u8; 64].into());
     group.bench_function("ml_kem768_keygen", |bench| {
         bench.iter(|| black_box(MlKem768::generate_keypair_from_rng(&mut rand::rng())))
@@ -170,6 +179,61 @@ fn primitives(c: &mut Criterion) {
         bench.iter(|| black_box(dk.decapsulate(&ciphertext)))
     });
     group.finish();
+}
+
+/// Floors of attachment encryption and decryption of 4 MiB: per 64 KiB
+/// segment one copy into a reused buffer, ChaCha20-Poly1305 in place, and
+/// SHA-256 over the ciphertext (the pointer's digest, SPEC.md §7).
+fn attachment_floors(group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>) {
+    let size = ATTACHMENT_BENCH_LEN;
+    let plaintext = vec![0x42u8; size];
+    let aead = ChaCha20Poly1305::new(&Key::from([9u8; 32]));
+    let nonce = Nonce::from([7u8; 12]);
+    let sealed: Vec<Vec<u8>> = plaintext
+        .chunks(labels::ATTACHMENT_SEGMENT_LEN)
+        .map(|chunk| {
+            let mut buffer = chunk.to_vec();
+            let tag = aead
+                .encrypt_inout_detached(&nonce, &[], buffer.as_mut_slice().into())
+                .expect("seal");
+            buffer.extend_from_slice(&tag);
+            buffer
+        })
+        .collect();
+    let mut buffer = Vec::with_capacity(labels::ATTACHMENT_SEGMENT_LEN + labels::TAG_LEN);
+    group.throughput(Throughput::Bytes(size as u64));
+    group.bench_function("attachment_encrypt_4MiB", |bench| {
+        bench.iter(|| {
+            let mut hasher = Sha256::new();
+            for chunk in plaintext.chunks(labels::ATTACHMENT_SEGMENT_LEN) {
+                buffer.clear();
+                buffer.extend_from_slice(chunk);
+                let tag = aead
+                    .encrypt_inout_detached(&nonce, &[], buffer.as_mut_slice().into())
+                    .expect("seal");
+                buffer.extend_from_slice(&tag);
+                hasher.update(&buffer);
+                black_box(&buffer);
+            }
+            black_box(hasher.finalize())
+        })
+    });
+    group.bench_function("attachment_decrypt_4MiB", |bench| {
+        bench.iter(|| {
+            let mut hasher = Sha256::new();
+            for segment in &sealed {
+                hasher.update(segment);
+                let (body, tag) = segment.split_at(segment.len() - labels::TAG_LEN);
+                buffer.clear();
+                buffer.extend_from_slice(body);
+                let tag = chacha20poly1305::Tag::try_from(tag).expect("tag");
+                aead.decrypt_inout_detached(&nonce, &[], buffer.as_mut_slice().into(), &tag)
+                    .expect("open");
+                black_box(&buffer);
+            }
+            black_box(hasher.finalize())
+        })
+    });
 }
 
 fn responder(with_kem: bool) -> (IdentityKeyPair, LocalPreKeys, PreKeyBundle) {
@@ -278,7 +342,7 @@ fn sender_keys(c: &mut Criterion) {
 
 fn attachments(c: &mut Criterion) {
     let mut group = c.benchmark_group("attachment");
-    let size = 4 * 1024 * 1024;
+    let size = ATTACHMENT_BENCH_LEN;
     let plaintext = vec![0x42u8; size];
     group.throughput(Throughput::Bytes(size as u64));
     group.sample_size(20);

@@ -26,9 +26,9 @@ use std::fmt;
 use rand_core::CryptoRng;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
-use crate::kdf::{aead_open, aead_seal, hkdf_sha256};
+use crate::kdf::{aead_open, aead_open_in_place, aead_seal_in_place, hkdf_sha256};
 use crate::labels::{
     ATTACHMENT_INFO, ATTACHMENT_NONCE_PREFIX_LEN, ATTACHMENT_SEGMENT_LEN, KEY_LEN, NONCE_LEN,
     TAG_LEN,
@@ -217,12 +217,44 @@ impl SegmentCipher {
         nonce
     }
 
-    fn seal(&self, index: u32, last: bool, plaintext: &[u8]) -> Vec<u8> {
-        aead_seal(&self.key, &self.nonce(index, last), &[], plaintext)
+    /// Seals segment `index` of `plaintext` straight into `out` (appended:
+    /// copied in, encrypted in place, tag after it). `out`'s capacity is
+    /// reserved first, so no plaintext is left behind in a freed allocation.
+    fn seal_into(&self, index: u32, last: bool, plaintext: &[u8], out: &mut Vec<u8>) {
+        out.reserve(plaintext.len() + TAG_LEN);
+        let start = out.len();
+        out.extend_from_slice(plaintext);
+        let (_, body) = out.split_at_mut(start);
+        let tag = aead_seal_in_place(&self.key, &self.nonce(index, last), &[], body);
+        out.extend_from_slice(&tag);
     }
 
-    fn open(&self, index: u32, last: bool, sealed: &[u8]) -> Option<Vec<u8>> {
-        aead_open(&self.key, &self.nonce(index, last), &[], sealed).ok()
+    /// Opens segment `index` (`ciphertext ‖ tag`) straight into `out`
+    /// (appended, decrypted in place). On failure `out` is as it was.
+    fn open_into(&self, index: u32, last: bool, sealed: &[u8], out: &mut Vec<u8>) -> bool {
+        let Some(body_len) = sealed.len().checked_sub(TAG_LEN) else {
+            return false;
+        };
+        let (body, tag) = sealed.split_at(body_len);
+        let start = out.len();
+        out.extend_from_slice(body);
+        let (_, buffer) = out.split_at_mut(start);
+        let opened =
+            aead_open_in_place(&self.key, &self.nonce(index, last), &[], buffer, tag).is_ok();
+        if !opened {
+            // The tag is checked before decryption, so this is ciphertext;
+            // wiped anyway so a refused segment never leaves anything behind.
+            buffer.zeroize();
+            out.truncate(start);
+        }
+        opened
+    }
+
+    /// Whether `sealed` authenticates as segment `index` (diagnostics only).
+    fn opens(&self, index: u32, last: bool, sealed: &[u8]) -> bool {
+        aead_open(&self.key, &self.nonce(index, last), &[], sealed)
+            .map(Zeroizing::new)
+            .is_ok()
     }
 }
 
@@ -271,9 +303,20 @@ impl AttachmentEncryptor {
         out: &mut Vec<u8>,
     ) -> Result<(), AttachmentEncryptError> {
         while !plaintext.is_empty() {
-            // A full buffer is sealed only once more data proves it is not last.
+            // A full segment is sealed only once more data proves it is not last.
             if self.buffer.len() == ATTACHMENT_SEGMENT_LEN {
                 self.seal_buffer(false, out)?;
+            }
+            if self.buffer.is_empty() && plaintext.len() > ATTACHMENT_SEGMENT_LEN {
+                // A whole segment with more after it: seal it from the
+                // input, without going through the buffer.
+                let (segment, rest) = plaintext.split_at(ATTACHMENT_SEGMENT_LEN);
+                let index = self.segment_index(false)?;
+                let start = out.len();
+                self.cipher.seal_into(index, false, segment, out);
+                self.account(segment.len(), start, out);
+                plaintext = rest;
+                continue;
             }
             plaintext = fill(&mut self.buffer, ATTACHMENT_SEGMENT_LEN, plaintext);
         }
@@ -294,20 +337,32 @@ impl AttachmentEncryptor {
     }
 
     fn seal_buffer(&mut self, last: bool, out: &mut Vec<u8>) -> Result<(), AttachmentEncryptError> {
+        let index = self.segment_index(last)?;
+        let start = out.len();
+        self.cipher.seal_into(index, last, &self.buffer, out);
+        self.account(self.buffer.len(), start, out);
+        self.buffer.clear();
+        Ok(())
+    }
+
+    /// The index of the next segment, if the stream has room for it.
+    fn segment_index(&self, last: bool) -> Result<u32, AttachmentEncryptError> {
         let index =
             u32::try_from(self.next_segment).map_err(|_| AttachmentEncryptError::TooLarge)?;
         // A non-final segment at the last index would leave no index for the final one.
         if !last && index == u32::MAX {
             return Err(AttachmentEncryptError::TooLarge);
         }
-        let sealed = self.cipher.seal(index, last, &self.buffer);
-        self.hasher.update(&sealed);
-        out.extend_from_slice(&sealed);
-        self.plaintext_len += self.buffer.len() as u64;
+        Ok(index)
+    }
+
+    /// Counts and hashes the segment just sealed into `out[start..]`.
+    fn account(&mut self, plaintext_len: usize, start: usize, out: &[u8]) {
+        let (_, sealed) = out.split_at(start);
+        self.hasher.update(sealed);
+        self.plaintext_len += plaintext_len as u64;
         self.ciphertext_len += sealed.len() as u64;
         self.next_segment += 1;
-        self.buffer.clear();
-        Ok(())
     }
 }
 
@@ -357,13 +412,26 @@ impl AttachmentDecryptor {
         if self.failed {
             return Err(AttachmentDecryptError::AlreadyFailed);
         }
-        self.hasher.update(ciphertext);
         self.ciphertext_len += ciphertext.len() as u64;
         while !ciphertext.is_empty() {
             if self.buffer.len() == SEALED_SEGMENT_LEN {
                 self.open_buffer(false, out)?;
             }
-            ciphertext = fill(&mut self.buffer, SEALED_SEGMENT_LEN, ciphertext);
+            // Hashed as it is consumed, segment by segment, while it is in cache.
+            if self.buffer.is_empty() && ciphertext.len() > SEALED_SEGMENT_LEN {
+                // A whole segment with more after it: open it from the
+                // input, without going through the buffer.
+                let (segment, rest) = ciphertext.split_at(SEALED_SEGMENT_LEN);
+                self.hasher.update(segment);
+                let result = self.open_segment(segment, false, out);
+                self.settle(result)?;
+                ciphertext = rest;
+                continue;
+            }
+            let rest = fill(&mut self.buffer, SEALED_SEGMENT_LEN, ciphertext);
+            let (taken, _) = ciphertext.split_at(ciphertext.len() - rest.len());
+            self.hasher.update(taken);
+            ciphertext = rest;
         }
         Ok(())
     }
@@ -403,13 +471,22 @@ impl AttachmentDecryptor {
     }
 
     fn open_buffer(&mut self, last: bool, out: &mut Vec<u8>) -> Result<(), AttachmentDecryptError> {
-        let result = self.try_open_buffer(last);
+        let result = self.open_segment(&self.buffer, last, out);
+        self.settle(result)?;
+        self.buffer.clear();
+        Ok(())
+    }
+
+    /// Books the outcome of [`open_segment`](Self::open_segment): on success
+    /// counts the segment and its plaintext; on error marks the stream failed.
+    fn settle(
+        &mut self,
+        result: Result<usize, AttachmentDecryptError>,
+    ) -> Result<(), AttachmentDecryptError> {
         match result {
-            Ok(plaintext) => {
-                out.extend_from_slice(&plaintext);
-                self.plaintext_len += plaintext.len() as u64;
+            Ok(plaintext_len) => {
+                self.plaintext_len += plaintext_len as u64;
                 self.next_segment += 1;
-                self.buffer.clear();
                 Ok(())
             }
             Err(error) => {
@@ -419,23 +496,32 @@ impl AttachmentDecryptor {
         }
     }
 
-    fn try_open_buffer(&self, last: bool) -> Result<Zeroizing<Vec<u8>>, AttachmentDecryptError> {
+    /// Opens `sealed` as the next segment, appending its plaintext to `out`;
+    /// returns the plaintext length. On error `out` is as it was.
+    fn open_segment(
+        &self,
+        sealed: &[u8],
+        last: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<usize, AttachmentDecryptError> {
         let index =
             u32::try_from(self.next_segment).map_err(|_| AttachmentDecryptError::TooLarge)?;
-        if let Some(plaintext) = self.cipher.open(index, last, &self.buffer) {
+        let start = out.len();
+        if self.cipher.open_into(index, last, sealed, out) {
+            let plaintext_len = out.len() - start;
             // Only the empty file has an empty final segment.
-            if last && plaintext.is_empty() && index != 0 {
+            if last && plaintext_len == 0 && index != 0 {
                 return Err(AttachmentDecryptError::Corrupt {
                     segment: self.next_segment,
                 });
             }
-            return Ok(Zeroizing::new(plaintext));
+            return Ok(plaintext_len);
         }
         // Diagnose: the segment is authentic but its position in the stream is wrong.
-        Err(match self.cipher.open(index, !last, &self.buffer) {
-            Some(_) if last => AttachmentDecryptError::Truncated,
-            Some(_) => AttachmentDecryptError::TrailingData,
-            None => AttachmentDecryptError::Corrupt {
+        Err(match self.cipher.opens(index, !last, sealed) {
+            true if last => AttachmentDecryptError::Truncated,
+            true => AttachmentDecryptError::TrailingData,
+            false => AttachmentDecryptError::Corrupt {
                 segment: self.next_segment,
             },
         })

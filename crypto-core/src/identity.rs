@@ -10,7 +10,7 @@
 
 use std::fmt;
 
-use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use rand_core::CryptoRng;
 use subtle::ConstantTimeEq;
 use x25519_dalek::{PublicKey, StaticSecret};
@@ -105,11 +105,22 @@ pub(crate) fn parse_ed25519_public(bytes: &[u8; KEY_LEN]) -> Option<VerifyingKey
 }
 
 /// Strict Ed25519 verification shared by identities and sender keys
-/// (SPEC.md §2): ed25519-dalek's `verify_strict`, cofactorless.
-/// `s` must be below ℓ; `R` must decompress and not have small order; the
-/// key must not have small order; and `[s]B − [k]A`, re-encoded, must equal
-/// the 32 bytes of `R` (so a non-canonical `R` never verifies), with
-/// `k = SHA-512(R ‖ A ‖ message) mod ℓ` over the bytes as received.
+/// (SPEC.md §2), with exactly the outcome of ed25519-dalek's
+/// `verify_strict`, cofactorless: `s` must be below ℓ; `R` must decompress
+/// and not have small order; the key must not have small order; and
+/// `[s]B − [k]A`, re-encoded, must equal the 32 bytes of `R` (so a
+/// non-canonical `R` never verifies), with `k = SHA-512(R ‖ A ‖ message) mod ℓ`
+/// over the bytes as received.
+///
+/// `verify_strict` decompresses `R` (a field exponentiation, ~10 % of a
+/// verification) only to test it for small order. That is not needed: the
+/// final comparison accepts only the canonical encoding of the recomputed
+/// point, which always decompresses, and a canonical encoding is of a
+/// small-order point exactly when it is one of the eight in
+/// [`SMALL_ORDER_ENCODINGS`]. So refusing those eight byte strings, then
+/// running the library's cofactorless check (`s < ℓ`, recompute, compare
+/// bytes), accepts and refuses the same signatures as `verify_strict`.
+/// `tests/ed25519_strict.rs` checks the two against each other.
 pub(crate) fn verify_ed25519(
     key: &VerifyingKey,
     message: &[u8],
@@ -119,9 +130,72 @@ pub(crate) fn verify_ed25519(
         expected: SIGNATURE_LEN,
         actual: signature.len(),
     })?;
+    let r = array
+        .first_chunk::<KEY_LEN>()
+        .ok_or(KeyError::BadSignature)?;
+    if key.is_weak() || SMALL_ORDER_ENCODINGS.contains(r) {
+        return Err(KeyError::BadSignature);
+    }
     let signature = Signature::from_bytes(&array);
-    key.verify_strict(message, &signature)
+    key.verify(message, &signature)
         .map_err(|_| KeyError::BadSignature)
+}
+
+/// The canonical encodings of the eight points of small order (the 8-torsion
+/// subgroup): the identity, the point of order 2, the two of order 4 and the
+/// four of order 8. A unit test derives them from curve25519-dalek's
+/// `EIGHT_TORSION`.
+const SMALL_ORDER_ENCODINGS: [[u8; KEY_LEN]; 8] = [
+    small_order_encoding(0x01, 0x00, 0x00),
+    small_order_encoding(0xec, 0xff, 0x7f),
+    small_order_encoding(0x00, 0x00, 0x00),
+    small_order_encoding(0x00, 0x00, 0x80),
+    ORDER_8_A,
+    flip_sign(ORDER_8_A),
+    ORDER_8_B,
+    flip_sign(ORDER_8_B),
+];
+
+/// `y = 1`, `y = −1` and `y = 0` (x = ±√−1): first byte, filler, last byte.
+const fn small_order_encoding(first: u8, fill: u8, last: u8) -> [u8; KEY_LEN] {
+    let mut bytes = [fill; KEY_LEN];
+    bytes[0] = first;
+    bytes[KEY_LEN - 1] = last;
+    bytes
+}
+
+/// The encoding of the other point with the same `y` (x negated).
+const fn flip_sign(mut bytes: [u8; KEY_LEN]) -> [u8; KEY_LEN] {
+    bytes[KEY_LEN - 1] ^= 0x80;
+    bytes
+}
+
+const ORDER_8_A: [u8; KEY_LEN] = [
+    0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3, 0xf4, 0x89, 0xf2, 0xef, 0x98, 0xf0,
+    0xd5, 0xdf, 0xac, 0x05, 0xd3, 0xc6, 0x33, 0x39, 0xb1, 0x38, 0x02, 0x88, 0x6d, 0x53, 0xfc, 0x05,
+];
+const ORDER_8_B: [u8; KEY_LEN] = [
+    0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b, 0x76, 0x0d, 0x10, 0x67, 0x0f,
+    0x2a, 0x20, 0x53, 0xfa, 0x2c, 0x39, 0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77, 0x92, 0xac, 0x03, 0x7a,
+];
+
+#[cfg(test)]
+mod small_order_tests {
+    use curve25519_dalek::constants::EIGHT_TORSION;
+
+    use super::SMALL_ORDER_ENCODINGS;
+
+    #[test]
+    fn the_blocklist_is_exactly_the_eight_torsion_points() {
+        let mut expected: Vec<[u8; 32]> = EIGHT_TORSION
+            .iter()
+            .map(|p| p.compress().to_bytes())
+            .collect();
+        let mut listed = SMALL_ORDER_ENCODINGS.to_vec();
+        expected.sort_unstable();
+        listed.sort_unstable();
+        assert_eq!(listed, expected);
+    }
 }
 
 /// First four bytes in hex: enough to tell public keys apart in logs.

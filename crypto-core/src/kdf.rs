@@ -39,17 +39,29 @@ pub fn hmac_sha256(key: &[u8], data: &[u8]) -> Zeroizing<[u8; 32]> {
 
 /// ChaCha20-Poly1305 seal: returns `ciphertext ‖ tag`.
 pub fn aead_seal(key: &[u8; 32], nonce: &[u8; 12], ad: &[u8], plaintext: &[u8]) -> Vec<u8> {
-    let cipher = ChaCha20Poly1305::new(&Key::from(*key));
     let mut buffer = Vec::with_capacity(plaintext.len() + crate::labels::TAG_LEN);
     buffer.extend_from_slice(plaintext);
+    let tag = aead_seal_in_place(key, nonce, ad, &mut buffer);
+    buffer.extend_from_slice(&tag);
+    buffer
+}
+
+/// ChaCha20-Poly1305 seal in place: `buffer` holds the plaintext and is left
+/// holding the ciphertext; returns the tag.
+pub(crate) fn aead_seal_in_place(
+    key: &[u8; 32],
+    nonce: &[u8; 12],
+    ad: &[u8],
+    buffer: &mut [u8],
+) -> [u8; crate::labels::TAG_LEN] {
+    let cipher = ChaCha20Poly1305::new(&Key::from(*key));
     // ChaCha20-Poly1305 refuses only plaintexts over 256 GiB; every caller
     // seals at most one message or one attachment segment.
     #[allow(clippy::expect_used)]
     let tag = cipher
-        .encrypt_inout_detached(&Nonce::from(*nonce), ad, buffer.as_mut_slice().into())
+        .encrypt_inout_detached(&Nonce::from(*nonce), ad, buffer.into())
         .expect("plaintext is far below the ChaCha20-Poly1305 limit");
-    buffer.extend_from_slice(&tag);
-    buffer
+    tag.into()
 }
 
 /// ChaCha20-Poly1305 open of `ciphertext ‖ tag`.
@@ -64,11 +76,24 @@ pub fn aead_open(
         return Err(AeadError);
     }
     let (body, tag) = sealed.split_at(sealed.len() - tag_len);
-    let cipher = ChaCha20Poly1305::new(&Key::from(*key));
     let mut buffer = body.to_vec();
+    aead_open_in_place(key, nonce, ad, &mut buffer, tag)?;
+    Ok(buffer)
+}
+
+/// ChaCha20-Poly1305 open in place: `buffer` holds the ciphertext without
+/// its tag. The tag is checked before anything is decrypted, so on error
+/// `buffer` still holds the ciphertext; on success it holds the plaintext.
+pub(crate) fn aead_open_in_place(
+    key: &[u8; 32],
+    nonce: &[u8; 12],
+    ad: &[u8],
+    buffer: &mut [u8],
+    tag: &[u8],
+) -> Result<(), AeadError> {
+    let cipher = ChaCha20Poly1305::new(&Key::from(*key));
     let tag = chacha20poly1305::Tag::try_from(tag).map_err(|_| AeadError)?;
     cipher
-        .decrypt_inout_detached(&Nonce::from(*nonce), ad, buffer.as_mut_slice().into(), &tag)
-        .map_err(|_| AeadError)?;
-    Ok(buffer)
+        .decrypt_inout_detached(&Nonce::from(*nonce), ad, buffer.into(), &tag)
+        .map_err(|_| AeadError)
 }

@@ -109,3 +109,84 @@ fn non_canonical_s_is_refused() {
         Err(KeyError::BadSignature)
     );
 }
+
+/// The crate's verification refuses the eight small-order encodings of `R`
+/// up front instead of decompressing `R` as `verify_strict` does; it must
+/// accept and refuse exactly the same signatures. A key with a small-order
+/// component lets `[s]B − [k]A` land on every small-order point, so each of
+/// them (and the non-canonical encodings of small-order points) is tried
+/// with signatures where the cofactorless equation holds.
+#[test]
+fn verification_agrees_with_verify_strict_on_small_order_r() {
+    let a = Scalar::from_bytes_mod_order([9u8; 32]);
+    let public = (ED25519_BASEPOINT_POINT * a + EIGHT_TORSION[1]).compress();
+    let key = IdentityKey::from_bytes(public.as_bytes()).unwrap();
+    let library = VerifyingKey::from_bytes(public.as_bytes()).unwrap();
+    let mut encodings: Vec<[u8; 32]> = EIGHT_TORSION
+        .iter()
+        .map(|p| p.compress().to_bytes())
+        .collect();
+    for y in 0..=18u8 {
+        for sign in [0u8, 0x80] {
+            let mut bytes = non_canonical(y);
+            bytes[31] |= sign;
+            if CompressedEdwardsY(bytes)
+                .decompress()
+                .is_some_and(|p| p.is_small_order())
+            {
+                encodings.push(bytes);
+            }
+        }
+    }
+    let mut lax_fooled = 0;
+    for r in encodings {
+        for counter in 0u32..48 {
+            let message = counter.to_be_bytes();
+            let k = Scalar::from_hash(
+                Sha512::new()
+                    .chain_update(r)
+                    .chain_update(public.as_bytes())
+                    .chain_update(message),
+            );
+            // [s]B − [k]A = −[k]T for s = k·a: a small-order point.
+            let s = k * a;
+            let mut signature = [0u8; 64];
+            signature[..32].copy_from_slice(&r);
+            signature[32..].copy_from_slice(s.as_bytes());
+            let parsed = Signature::from_bytes(&signature);
+            let strict = library.verify_strict(&message, &parsed).is_ok();
+            assert!(!strict);
+            assert_eq!(key.verify(&message, &signature).is_ok(), strict);
+            if library.verify(&message, &parsed).is_ok() {
+                lax_fooled += 1;
+            }
+        }
+    }
+    assert!(lax_fooled > 0, "the forged signatures satisfy the equation");
+}
+
+/// Valid signatures and single-byte corruptions of them: same outcome as
+/// `verify_strict`.
+#[test]
+fn verification_agrees_with_verify_strict_on_corruptions() {
+    let identity = IdentityKeyPair::generate(&mut rand::rng());
+    let library = VerifyingKey::from_bytes(&identity.public().to_bytes()).unwrap();
+    for n in 0..16u8 {
+        let message = [n; 40];
+        let signature = identity.sign(&message);
+        identity.public().verify(&message, &signature).unwrap();
+        for position in (0..64).step_by(3) {
+            for flip in [0x01u8, 0x80] {
+                let mut corrupted = signature;
+                corrupted[position] ^= flip;
+                let strict = library
+                    .verify_strict(&message, &Signature::from_bytes(&corrupted))
+                    .is_ok();
+                assert_eq!(
+                    identity.public().verify(&message, &corrupted).is_ok(),
+                    strict
+                );
+            }
+        }
+    }
+}

@@ -3,9 +3,10 @@
 
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
-use crate::kdf::{aead_open, aead_seal, hkdf_sha256, hmac_sha256};
+use crate::kdf::{aead_open, aead_seal_in_place, hkdf_sha256, hmac_sha256};
 use crate::labels::{
     CHAIN_MESSAGE_KEY_SEED, CHAIN_NEXT_KEY_SEED, KEY_LEN, NONCE_LEN, SENDER_KEY_MESSAGE_INFO,
+    TAG_LEN,
 };
 
 /// A 32-byte chain key or message key, zeroized on drop.
@@ -41,8 +42,9 @@ impl MessageKeys {
         keys
     }
 
-    pub(super) fn seal(&self, ad: &[u8], plaintext: &[u8]) -> Vec<u8> {
-        aead_seal(&self.key, &self.nonce, ad, plaintext)
+    /// Encrypts `buffer` (the plaintext) in place; returns the tag.
+    pub(super) fn seal_in_place(&self, ad: &[u8], buffer: &mut [u8]) -> [u8; TAG_LEN] {
+        aead_seal_in_place(&self.key, &self.nonce, ad, buffer)
     }
 
     pub(super) fn open(&self, ad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {

@@ -109,7 +109,9 @@ impl InboundSenderKey {
             let plaintext = self
                 .skipped
                 .get(position)
-                .and_then(|k| MessageKeys::expand(&k.message_key).open(&ad, message.sealed()))
+                .and_then(|k| {
+                    MessageKeys::expand(&k.message_key).open(ad.as_bytes(), message.sealed())
+                })
                 .ok_or(SenderKeyError::DecryptionFailed)?;
             self.skipped.remove(position);
             return Ok(plaintext);
@@ -135,7 +137,7 @@ impl InboundSenderKey {
         }
         let (message_key, next_chain_key) = step(&chain_key);
         let plaintext = MessageKeys::expand(&message_key)
-            .open(&ad, message.sealed())
+            .open(ad.as_bytes(), message.sealed())
             .ok_or(SenderKeyError::DecryptionFailed)?;
 
         self.skipped.extend(newly_skipped);

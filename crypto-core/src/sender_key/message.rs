@@ -9,7 +9,7 @@
 //! The signature covers every byte before it. The AEAD associated data is
 //! `len(group id) (1 B) ‖ group id ‖ version ‖ key id ‖ iteration`.
 
-use crate::labels::{SENDER_KEY_MESSAGE_VERSION, SIGNATURE_LEN, TAG_LEN};
+use crate::labels::{MAX_GROUP_ID_LEN, SENDER_KEY_MESSAGE_VERSION, SIGNATURE_LEN, TAG_LEN};
 
 use super::{GroupId, SenderKeyError};
 
@@ -85,8 +85,8 @@ impl<'a> SenderKeyMessage<'a> {
         self.sealed
     }
 
-    pub(super) fn associated_data(&self, group_id: &GroupId) -> Vec<u8> {
-        associated_data(group_id, &self.header)
+    pub(super) fn associated_data(&self, group_id: &GroupId) -> AssociatedData {
+        AssociatedData::new(group_id, &self.header)
     }
 }
 
@@ -102,13 +102,35 @@ pub(super) fn header(key_id: u32, iteration: u32) -> [u8; HEADER_LEN] {
 }
 
 /// `len(group id) as u8 ‖ group id ‖ header`: binds the group, generation and
-/// position into the AEAD.
-pub(super) fn associated_data(group_id: &GroupId, header: &[u8; HEADER_LEN]) -> Vec<u8> {
-    let id = group_id.as_bytes();
-    let mut ad = Vec::with_capacity(1 + id.len() + HEADER_LEN);
-    // GroupId guarantees 1..=255 bytes, so the length fits one byte.
-    ad.push(u8::try_from(id.len()).unwrap_or(u8::MAX));
-    ad.extend_from_slice(id);
-    ad.extend_from_slice(header);
-    ad
+/// position into the AEAD. Built on the stack: at most 1 + 255 + 9 bytes.
+pub(super) struct AssociatedData {
+    bytes: [u8; MAX_AD_LEN],
+    len: usize,
+}
+
+/// The longest associated data: the longest group id.
+const MAX_AD_LEN: usize = 1 + MAX_GROUP_ID_LEN + HEADER_LEN;
+
+impl AssociatedData {
+    pub(super) fn new(group_id: &GroupId, header: &[u8; HEADER_LEN]) -> Self {
+        let id = group_id.as_bytes();
+        let mut ad = Self {
+            bytes: [0; MAX_AD_LEN],
+            len: 1 + id.len() + HEADER_LEN,
+        };
+        // GroupId guarantees 1..=255 bytes, so the length fits one byte and
+        // everything fits MAX_AD_LEN.
+        let (length, rest) = ad.bytes.split_at_mut(1);
+        length.copy_from_slice(&[u8::try_from(id.len()).unwrap_or(u8::MAX)]);
+        let (id_part, rest) = rest.split_at_mut(id.len());
+        id_part.copy_from_slice(id);
+        let (header_part, _) = rest.split_at_mut(HEADER_LEN);
+        header_part.copy_from_slice(header);
+        ad
+    }
+
+    pub(super) fn as_bytes(&self) -> &[u8] {
+        let (ad, _) = self.bytes.split_at(self.len);
+        ad
+    }
 }

@@ -9,11 +9,11 @@ use rand_core::CryptoRng;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::identity::hex_prefix;
-use crate::labels::{KEY_LEN, NONCE_LEN, SIGNATURE_LEN, STATE_VERSION};
+use crate::labels::{KEY_LEN, NONCE_LEN, SIGNATURE_LEN, STATE_VERSION, TAG_LEN};
 
 use super::chain::{MessageKeys, SecretKey, step};
 use super::distribution::SenderKeyDistribution;
-use super::message::{associated_data, header};
+use super::message::{AssociatedData, HEADER_LEN, header};
 use super::state::OutboundSenderKeyState;
 use super::{ChainExhausted, GroupId, StateError};
 
@@ -113,8 +113,7 @@ impl OutboundSenderKey {
 
     /// Encrypts and signs `plaintext` as the next message of the chain.
     pub fn encrypt(&mut self, plaintext: &[u8]) -> Result<Vec<u8>, ChainExhausted> {
-        let mut trace = self.encrypt_traced(plaintext)?;
-        Ok(std::mem::take(&mut trace.message))
+        Ok(self.seal_next(plaintext)?.message)
     }
 
     /// [`encrypt`](Self::encrypt), also returning every intermediate value.
@@ -123,34 +122,61 @@ impl OutboundSenderKey {
         &mut self,
         plaintext: &[u8],
     ) -> Result<SenderKeyMessageTrace, ChainExhausted> {
+        let key_id = self.key_id;
+        let iteration = self.iteration;
+        let sealed = self.seal_next(plaintext)?;
+        let message = sealed.message;
+        let (signed, signature) = message.split_at(message.len() - SIGNATURE_LEN);
+        let (header_bytes, ciphertext) = signed.split_at(HEADER_LEN);
+        let mut signature_bytes = [0u8; SIGNATURE_LEN];
+        signature_bytes.copy_from_slice(signature);
+        let header = header(key_id, iteration);
+        debug_assert_eq!(header_bytes, header);
+        Ok(SenderKeyMessageTrace {
+            key_id,
+            iteration,
+            chain_key: *sealed.chain_key,
+            message_key: *sealed.message_key,
+            aead_key: sealed.keys.key,
+            nonce: sealed.keys.nonce,
+            associated_data: AssociatedData::new(&self.group_id, &header)
+                .as_bytes()
+                .to_vec(),
+            ciphertext: ciphertext.to_vec(),
+            signature: signature_bytes,
+            message,
+        })
+    }
+
+    /// One step of the chain: the message `header ‖ ciphertext ‖ tag ‖
+    /// signature`, built in one buffer (the plaintext is copied in and
+    /// encrypted in place, the capacity reserved up front so no copy of it
+    /// is left behind), and the keys it used. Advances the chain.
+    fn seal_next(&mut self, plaintext: &[u8]) -> Result<SealedNext, ChainExhausted> {
         if self.iteration == u32::MAX {
             return Err(ChainExhausted);
         }
         let (message_key, next_chain_key) = step(&self.chain_key);
         let keys = MessageKeys::expand(&message_key);
         let header = header(self.key_id, self.iteration);
-        let ad = associated_data(&self.group_id, &header);
-        let ciphertext = keys.seal(&ad, plaintext);
-        let mut message = Vec::with_capacity(header.len() + ciphertext.len() + SIGNATURE_LEN);
+        let ad = AssociatedData::new(&self.group_id, &header);
+        let mut message =
+            Vec::with_capacity(HEADER_LEN + plaintext.len() + TAG_LEN + SIGNATURE_LEN);
         message.extend_from_slice(&header);
-        message.extend_from_slice(&ciphertext);
+        message.extend_from_slice(plaintext);
+        let (_, body) = message.split_at_mut(HEADER_LEN);
+        let tag = keys.seal_in_place(ad.as_bytes(), body);
+        message.extend_from_slice(&tag);
         let signature = self.signing_key.sign(&message).to_bytes();
         message.extend_from_slice(&signature);
-        let trace = SenderKeyMessageTrace {
-            key_id: self.key_id,
-            iteration: self.iteration,
-            chain_key: *self.chain_key,
-            message_key: *message_key,
-            aead_key: keys.key,
-            nonce: keys.nonce,
-            associated_data: ad,
-            ciphertext,
-            signature,
-            message,
-        };
-        self.chain_key = next_chain_key;
+        let chain_key = std::mem::replace(&mut self.chain_key, next_chain_key);
         self.iteration += 1;
-        Ok(trace)
+        Ok(SealedNext {
+            chain_key,
+            message_key,
+            keys,
+            message,
+        })
     }
 
     /// Serialises to the versioned `OutboundSenderKeyState` message (SPEC.md §6.7).
@@ -196,6 +222,15 @@ impl OutboundSenderKey {
             signing_key: SigningKey::from_bytes(&seed),
         })
     }
+}
+
+/// What [`OutboundSenderKey::seal_next`] produced: the message and the
+/// secrets behind it (all zeroized on drop).
+struct SealedNext {
+    chain_key: SecretKey,
+    message_key: SecretKey,
+    keys: MessageKeys,
+    message: Vec<u8>,
 }
 
 impl fmt::Debug for OutboundSenderKey {
