@@ -56,10 +56,11 @@ use microbot_server::auth::devices::login_message;
 use microbot_server::auth::password::PasswordHasher;
 use microbot_server::bus::BusEvent;
 use microbot_server::bus::local::LocalBus;
+use microbot_server::clock::{Clock, ManualClock, SeededRng};
 use microbot_server::dispatch::{Reply, RequestHandler};
 use microbot_server::limits::Limits;
 use microbot_server::metrics::Metrics;
-use microbot_server::state::{ServerState, now_ms};
+use microbot_server::state::ServerState;
 use microbot_server::storage::sqlite::SqliteStorage;
 use microbot_server::storage::{FetchPage, NewAccount};
 use prost::Message as _;
@@ -73,6 +74,8 @@ const NAMES: [&str; 3] = ["alice", "bob", "carol"];
 const CAROL: usize = 2;
 /// The TOTP code the harness replaces with a valid one.
 const MAGIC_TOTP: &str = "totp";
+/// Where the run's clock starts (2027-01-15), whenever the fuzzer runs.
+const START_MS: u64 = 1_800_000_000_000;
 /// The password the harness replaces with the fixture password.
 const MAGIC_PASSWORD: &str = "password";
 
@@ -141,6 +144,9 @@ fn fixture_key(account: usize) -> SigningKey {
 /// What the harness knows about the run.
 struct Run {
     state: Arc<ServerState>,
+    /// The server's clock: it stands still except where a TOTP code is
+    /// made, so a run replays the same way whenever it runs.
+    clock: Arc<ManualClock>,
     slots: Vec<Option<Slot>>,
     /// Device id -> signing key, for devices the input may log in.
     keys: BTreeMap<u64, SigningKey>,
@@ -285,6 +291,7 @@ fn encode(frame: &ClientFrame) -> Bytes {
 
 async fn setup(fixture: &Fixture) -> Run {
     let storage = SqliteStorage::open(std::path::Path::new(":memory:")).expect("in-memory db");
+    let clock = Arc::new(ManualClock::new(START_MS));
     let state = Arc::new(ServerState {
         storage: Arc::new(storage),
         bus: Arc::new(LocalBus::new()),
@@ -293,6 +300,8 @@ async fn setup(fixture: &Fixture) -> Run {
         metrics: Metrics::default(),
         webhooks: None,
         uploads: UploadsInProgress::default(),
+        clock: Arc::clone(&clock) as Arc<dyn Clock>,
+        rng: Arc::new(SeededRng::new(START_MS)),
         config: fixture.config.clone(),
     });
     let mut keys = BTreeMap::new();
@@ -307,7 +316,7 @@ async fn setup(fixture: &Fixture) -> Run {
                 password_hash: &fixture.password_hash,
                 totp_secret: &secret,
                 recovery_code_hashes: &[],
-                now_ms: now_ms(),
+                now_ms: clock.now_ms(),
                 bot: false,
             })
             .expect("fixture account");
@@ -322,7 +331,7 @@ async fn setup(fixture: &Fixture) -> Run {
                 account_id,
                 key.verifying_key().as_bytes(),
                 "fixture",
-                now_ms(),
+                clock.now_ms(),
             )
             .expect("fixture device");
         fixture_devices.push(device_id);
@@ -389,7 +398,8 @@ async fn setup(fixture: &Fixture) -> Run {
         carol_before,
         successful_sends: 0,
         outcomes: Outcomes::default(),
-        next_totp_step: now_ms() / 1000 / 30,
+        next_totp_step: clock.now_secs() / 30,
+        clock,
         next_key: 0,
     }
 }
@@ -582,9 +592,12 @@ impl Run {
         let Ok(totp) = totp_rs::Builder::new().with_secret(secret.clone()).build() else {
             return;
         };
-        let step = self.next_totp_step.max(now_ms() / 1000 / 30);
+        let step = self.next_totp_step.max(self.clock.now_secs() / 30);
         self.next_totp_step = step + 1;
         *code = totp.generate(step * 30).to_string();
+        // The next code is of the next step: time moves with it, so the
+        // server's window follows.
+        self.clock.advance(30_000);
     }
 
     /// Hello (if needed), a challenge and a signed login for a fixture device.
@@ -809,7 +822,7 @@ impl Run {
                 limit: 1000,
                 max_bytes: usize::MAX,
                 overhead: 0,
-                now_ms: now_ms(),
+                now_ms: self.clock.now_ms(),
             };
             let (rows, more) = self
                 .state
@@ -831,7 +844,7 @@ impl Run {
             let len = self
                 .state
                 .storage
-                .queue_len(device, now_ms())
+                .queue_len(device, self.clock.now_ms())
                 .expect("storage");
             assert_eq!(usize::try_from(len).unwrap_or(usize::MAX), queue.len());
             assert!(len <= self.state.config.max_queue_len);

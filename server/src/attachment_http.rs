@@ -27,7 +27,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use tower_http::services::ServeFile;
 
 use crate::attachments::{self, ATTACHMENT_PATH_PREFIX};
-use crate::state::{ServerState, now_ms};
+use crate::state::ServerState;
 use crate::web_app::{self, Body};
 
 /// Answers one request under [`ATTACHMENT_PATH_PREFIX`].
@@ -47,7 +47,7 @@ pub async fn respond<B>(state: &Arc<ServerState>, request: Request<B>) -> Respon
         return not_found();
     };
     let etag = format!("\"{}\"", hex::encode(id));
-    let max_age = record.expires_at_ms.saturating_sub(now_ms()) / 1000;
+    let max_age = record.expires_at_ms.saturating_sub(state.now_ms()) / 1000;
     let cache = format!("public, max-age={max_age}, immutable");
     let Ok(cache) = HeaderValue::from_str(&cache) else {
         return not_found();

@@ -37,14 +37,13 @@ use microbot_protocol::transport::{
     attachment_stream_header,
 };
 use prost::Message as _;
-use rand::Rng as _;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq as _;
 use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _};
 
 use crate::auth::devices::DeviceSession;
 use crate::error::ApiError;
-use crate::state::{ServerState, now_ms};
+use crate::state::ServerState;
 use crate::storage::AttachmentRecord;
 use crate::storage::attachments::ATTACHMENT_ID_LEN;
 
@@ -173,10 +172,10 @@ pub async fn upload_request(
     request: AttachmentUploadRequest,
 ) -> Result<AttachmentUploadDescriptor, ApiError> {
     let mut token = [0u8; 32];
-    rand::rng().fill_bytes(&mut token);
+    state.rng.fill(&mut token);
     let token_hash: [u8; 32] = Sha256::digest(token).into();
     let account_id = session.account_id;
-    let now = now_ms();
+    let now = state.now_ms();
     if !request.attachment_id.is_empty() {
         let id = attachment_id(&request.attachment_id)?;
         let record = state
@@ -200,7 +199,7 @@ pub async fn upload_request(
         ));
     }
     let mut id = [0u8; ATTACHMENT_ID_LEN];
-    rand::rng().fill_bytes(&mut id);
+    state.rng.fill(&mut id);
     let record = AttachmentRecord {
         id,
         account_id,
@@ -245,7 +244,7 @@ pub(crate) async fn complete_attachment(
 ) -> Result<AttachmentRecord, ApiError> {
     let id = attachment_id(id)?;
     state
-        .blocking(move |s| Ok(s.storage.attachment(&id, now_ms())?))
+        .blocking(move |s| Ok(s.storage.attachment(&id, s.now_ms())?))
         .await?
         .filter(AttachmentRecord::complete)
         .ok_or_else(|| {
@@ -384,7 +383,7 @@ async fn upload(
 ) -> Result<u64, ApiError> {
     let id = attachment_id(&start.attachment_id)?;
     let record = state
-        .blocking(move |s| Ok(s.storage.attachment(&id, now_ms())?))
+        .blocking(move |s| Ok(s.storage.attachment(&id, s.now_ms())?))
         .await?
         .ok_or_else(|| {
             ApiError::new(
@@ -544,7 +543,7 @@ async fn download(
 /// `INTERNAL` when the database fails.
 pub async fn purge_expired(state: &Arc<ServerState>) -> Result<usize, ApiError> {
     let ids = state
-        .blocking(|s| Ok(s.storage.purge_expired_attachments(now_ms())?))
+        .blocking(|s| Ok(s.storage.purge_expired_attachments(s.now_ms())?))
         .await?;
     for id in &ids {
         match tokio::fs::remove_file(file_path(state, id)).await {

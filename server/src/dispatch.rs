@@ -30,7 +30,7 @@ use crate::auth::devices::{self, CHALLENGE_LEN, DeviceSession};
 use crate::bus::{BusEvent, Subscription};
 use crate::error::ApiError;
 use crate::metrics::request_kind;
-use crate::state::{ServerState, now_ms};
+use crate::state::ServerState;
 use crate::{attachments, groups, keys, provisioning, queues, sealed};
 
 /// Protocol versions this server speaks.
@@ -265,7 +265,7 @@ impl RequestHandler {
             return Err(close);
         };
         self.phase = Phase::Open;
-        let challenge = devices::new_challenge();
+        let challenge = devices::new_challenge(&*self.state.rng);
         self.challenge = Some(challenge);
         Ok(response::Result::Hello(HelloResponse {
             version,
@@ -365,7 +365,7 @@ impl RequestHandler {
                     ));
                 }
                 Ok((
-                    s.storage.queue_len(device_id, now_ms())?,
+                    s.storage.queue_len(device_id, s.now_ms())?,
                     s.storage.prekey_stock(device_id)?,
                 ))
             })
@@ -411,7 +411,7 @@ impl RequestHandler {
                 }))
             }
             Request::Challenge(_) => {
-                let challenge = devices::new_challenge();
+                let challenge = devices::new_challenge(&*self.state.rng);
                 self.challenge = Some(challenge);
                 Ok(response::Result::Challenge(ChallengeResponse {
                     challenge: Bytes::copy_from_slice(&challenge),

@@ -24,7 +24,7 @@ use crate::auth::devices::DeviceSession;
 use crate::bus::BusEvent;
 use crate::error::ApiError;
 use crate::queues::envelope_proto;
-use crate::state::{ServerState, now_ms};
+use crate::state::ServerState;
 use crate::storage::groups::{GROUP_ID_LEN, GroupRole};
 use crate::storage::{
     GroupCaps, GroupChange, GroupChangeOutcome, GroupRecord, SendMeta, StorageError, StoredEnvelope,
@@ -131,7 +131,7 @@ pub async fn create(
                 &request.members,
                 &meta,
                 caps,
-                now_ms(),
+                s.now_ms(),
             )?)
         })
         .await?;
@@ -364,7 +364,7 @@ pub async fn send(
     state
         .limits
         .admit_group_fan_out(&state.metrics, session.account_id)?;
-    let now = now_ms();
+    let now = state.now_ms();
     let ttl_ms = state.config.envelope_ttl_secs.saturating_mul(1000);
     let sender_username = session.username.clone();
     let sender_device_id = session.device_id;

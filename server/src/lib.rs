@@ -21,6 +21,7 @@ pub mod attachments;
 pub mod auth;
 pub mod backup;
 pub mod bus;
+pub mod clock;
 pub mod config;
 pub mod connection;
 pub mod device_lists;

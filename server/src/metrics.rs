@@ -31,7 +31,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
-use crate::state::{ServerState, now_ms};
+use crate::state::ServerState;
 
 pub mod latency;
 mod node;
@@ -483,7 +483,7 @@ async fn queued_envelopes(state: &Arc<ServerState>) -> Option<u64> {
         return Some(n);
     }
     let n = state
-        .blocking(|s| Ok(s.storage.total_queued(now_ms())?))
+        .blocking(|s| Ok(s.storage.total_queued(s.now_ms())?))
         .await
         .ok()?;
     *cached = Some((std::time::Instant::now(), n));

@@ -23,10 +23,9 @@ use microbot_protocol::transport::{
     ErrorCode, FetchProvisioningSlotRequest, ProvisioningMessage, ProvisioningSlot,
     PutProvisioningSlotRequest,
 };
-use rand::Rng as _;
 
 use crate::error::ApiError;
-use crate::state::{ServerState, now_ms};
+use crate::state::ServerState;
 use crate::storage::SlotRead;
 use crate::storage::provisioning::SLOT_ID_LEN;
 
@@ -55,8 +54,8 @@ fn slot_id(bytes: &[u8]) -> Result<[u8; SLOT_ID_LEN], ApiError> {
 /// `UNAVAILABLE` when [`MAX_OPEN_SLOTS`] slots are open; storage errors.
 pub async fn create(state: &Arc<ServerState>) -> Result<ProvisioningSlot, ApiError> {
     let mut id = [0u8; SLOT_ID_LEN];
-    rand::rng().fill_bytes(&mut id);
-    let now = now_ms();
+    state.rng.fill(&mut id);
+    let now = state.now_ms();
     let expires_at_ms = now.saturating_add(SLOT_TTL_MS);
     let created = state
         .blocking(move |s| {
@@ -95,7 +94,7 @@ pub async fn put(
             format!("a provisioning message is at most {MAX_SEALED_LEN} bytes"),
         ));
     }
-    let now = now_ms();
+    let now = state.now_ms();
     let stored = state
         .blocking(move |s| {
             Ok(s.storage
@@ -115,7 +114,7 @@ pub async fn fetch(
     request: FetchProvisioningSlotRequest,
 ) -> Result<ProvisioningMessage, ApiError> {
     let id = slot_id(&request.slot_id)?;
-    let now = now_ms();
+    let now = state.now_ms();
     let read = state
         .blocking(move |s| Ok(s.storage.take_provisioning_message(&id, now)?))
         .await?;

@@ -16,7 +16,7 @@ use microbot_protocol::transport::{
 use crate::auth::devices::DeviceSession;
 use crate::bus::BusEvent;
 use crate::error::ApiError;
-use crate::state::{ServerState, now_ms};
+use crate::state::ServerState;
 use crate::storage::{
     FetchPage, OutgoingEnvelope, OwnedSendMeta, Storage, StorageResult, StoredEnvelope,
 };
@@ -66,7 +66,7 @@ pub(crate) fn publish(state: &ServerState, device_id: u64, push: Push) {
     } else {
         state.metrics.messages_out.inc();
         if let Some(accepted) = accepted {
-            state.metrics.observe_delivery(accepted, now_ms());
+            state.metrics.observe_delivery(accepted, state.now_ms());
         }
     }
 }
@@ -153,7 +153,7 @@ pub(crate) async fn store_and_push(
     sender_device_id: u64,
     envelopes: Vec<OutgoingEnvelope>,
 ) -> Result<SendResponse, ApiError> {
-    let now = now_ms();
+    let now = state.now_ms();
     let ttl_ms = state.config.envelope_ttl_secs.saturating_mul(1000);
     let meta = OwnedSendMeta {
         sender_username: sender_username.clone(),
@@ -315,7 +315,7 @@ pub async fn fetch(
             .unwrap_or(usize::MAX)
             .saturating_sub(1024),
         overhead: ENVELOPE_OVERHEAD,
-        now_ms: now_ms(),
+        now_ms: state.now_ms(),
     };
     let (rows, more) = state
         .blocking(move |state| {
@@ -330,7 +330,7 @@ pub async fn fetch(
         .add(u64::try_from(rows.len()).unwrap_or(0));
     state
         .metrics
-        .observe_deliveries(rows.iter().map(|r| r.server_timestamp_ms), now_ms());
+        .observe_deliveries(rows.iter().map(|r| r.server_timestamp_ms), state.now_ms());
     let envelopes = rows.into_iter().map(envelope_proto).collect();
     Ok(Envelopes { envelopes, more })
 }
@@ -361,7 +361,7 @@ pub async fn purge_loop(state: Arc<ServerState>, mut stop: tokio::sync::watch::R
     loop {
         tokio::select! {
             _ = interval.tick() => {
-                match state.blocking(|state| Ok(state.storage.purge_expired(now_ms())?)).await {
+                match state.blocking(|state| Ok(state.storage.purge_expired(state.now_ms())?)).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(purged = n, "expired envelopes deleted"),
                     Err(e) => tracing::warn!(code = ?e.code, "purge failed"),
@@ -373,7 +373,7 @@ pub async fn purge_loop(state: Arc<ServerState>, mut stop: tokio::sync::watch::R
                 }
                 let ttl_ms = state.config.unconfirmed_account_ttl_secs.saturating_mul(1000);
                 if ttl_ms > 0 {
-                    let before = now_ms().saturating_sub(ttl_ms);
+                    let before = state.now_ms().saturating_sub(ttl_ms);
                     match state
                         .blocking(move |s| Ok(s.storage.purge_unconfirmed_accounts(before)?))
                         .await

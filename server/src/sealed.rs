@@ -22,7 +22,6 @@ use microbot_protocol::transport::{
     ErrorCode, SendResponse, SendSealedRequest, SenderCertificateResponse,
     SetUnidentifiedAccessRequest,
 };
-use rand::Rng as _;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 use zeroize::Zeroizing;
@@ -30,7 +29,7 @@ use zeroize::Zeroizing;
 use crate::auth::devices::DeviceSession;
 use crate::error::ApiError;
 use crate::queues::{checked_envelopes, left_out_devices, missing_devices, store_and_push};
-use crate::state::{ServerState, now_ms};
+use crate::state::ServerState;
 use crate::storage::sealed::ACCESS_KEY_LEN;
 
 /// Id of the certificate key a new deployment creates.
@@ -47,7 +46,7 @@ pub const MAX_SEALED_ENVELOPES: usize = 100;
 /// now if none was.
 fn certificate_key(state: &ServerState) -> Result<(u32, SigningKey), ApiError> {
     let mut candidate = Zeroizing::new([0u8; 32]);
-    rand::rng().fill_bytes(candidate.as_mut_slice());
+    state.rng.fill(candidate.as_mut_slice());
     let (key_id, seed) = state
         .storage
         .certificate_key(CERTIFICATE_KEY_ID, &candidate)?;
@@ -106,7 +105,7 @@ pub async fn certificate(
                     )
                 })?;
             let (key_id, signing) = certificate_key(state)?;
-            let expires_at_ms = now_ms().saturating_add(
+            let expires_at_ms = state.now_ms().saturating_add(
                 state
                     .config
                     .sender_certificate_ttl_secs

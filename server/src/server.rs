@@ -175,6 +175,19 @@ impl Server {
     /// # Errors
     /// [`StartError`].
     pub fn bind(config: Config) -> Result<Self, StartError> {
+        Self::bind_with_clock(config, Arc::new(crate::clock::SystemClock))
+    }
+
+    /// [`Server::bind`] with the clock every handler reads (a
+    /// [`crate::clock::ManualClock`] lets a test move time instead of
+    /// sleeping).
+    ///
+    /// # Errors
+    /// [`StartError`].
+    pub fn bind_with_clock(
+        config: Config,
+        clock: Arc<dyn crate::clock::Clock>,
+    ) -> Result<Self, StartError> {
         config.validate()?;
         private_dir(&config.data_dir).map_err(|source| StartError::DataDir {
             path: config.data_dir.clone(),
@@ -283,6 +296,8 @@ impl Server {
             metrics: Metrics::default(),
             webhooks,
             uploads: UploadsInProgress::default(),
+            clock,
+            rng: Arc::new(crate::clock::SystemRng),
             config,
         });
         Ok(Self {

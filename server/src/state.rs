@@ -3,11 +3,11 @@
 //! Not owned here: connection-local state (connection.rs).
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::attachments::UploadsInProgress;
 use crate::auth::password::PasswordHasher;
 use crate::bus::Bus;
+use crate::clock::{Clock, Rng};
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::limits::Limits;
@@ -33,6 +33,10 @@ pub struct ServerState {
     pub webhooks: Option<Webhooks>,
     /// Attachments with a running upload stream.
     pub uploads: UploadsInProgress,
+    /// Wall-clock time for every handler (tests drive it).
+    pub clock: Arc<dyn Clock>,
+    /// Random bytes for every id, token and challenge (tests seed it).
+    pub rng: Arc<dyn Rng>,
 }
 
 impl std::fmt::Debug for ServerState {
@@ -58,17 +62,21 @@ impl ServerState {
             .await
             .map_err(ApiError::internal)?
     }
-}
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
+    /// Milliseconds since the Unix epoch, by the server's clock.
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
 
-/// Seconds since the Unix epoch.
-pub fn now_secs() -> u64 {
-    now_ms() / 1000
+    /// `N` random bytes from the server's generator.
+    pub fn random<const N: usize>(&self) -> [u8; N] {
+        let mut out = [0u8; N];
+        self.rng.fill(&mut out);
+        out
+    }
+
+    /// Seconds since the Unix epoch, by the server's clock.
+    pub fn now_secs(&self) -> u64 {
+        self.clock.now_secs()
+    }
 }

@@ -960,7 +960,7 @@ async fn a_suspension_on_one_node_closes_the_device_on_another() {
             .unwrap()
             .hash("correct horse battery")
             .unwrap();
-        let secret = microbot_server::auth::totp::new_secret();
+        let secret = microbot_server::auth::totp::new_secret(&microbot_server::clock::SystemRng);
         assert!(
             store
                 .create_admin("ops", AdminRole::Admin, &hash, &secret, 1)
@@ -1018,7 +1018,7 @@ async fn the_report_counts_what_was_sent_for_any_role() {
     .await;
     let addr = server.metrics_addr.unwrap();
     let today = microbot_server::storage::analytics::format_day(
-        microbot_server::storage::analytics::day_of(microbot_server::state::now_ms()),
+        microbot_server::storage::analytics::day_of(microbot_server::clock::system_now_ms()),
     );
     let path = format!("/admin/api/report?since={today}&format=json");
     assert_eq!(request(addr, "GET", &path, &[], "").await.status, 401);

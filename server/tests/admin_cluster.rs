@@ -71,7 +71,7 @@ async fn admin_session(url: String, addr: SocketAddr) -> String {
             .unwrap()
             .hash("correct horse battery")
             .unwrap();
-        let secret = microbot_server::auth::totp::new_secret();
+        let secret = microbot_server::auth::totp::new_secret(&microbot_server::clock::SystemRng);
         assert!(
             store
                 .create_admin("ops", AdminRole::Admin, &hash, &secret, 1)

@@ -39,7 +39,7 @@ async fn a_node_without_an_admin_listener_still_counts_messages() {
     // Stopping flushes what was counted since the last 10 s tick.
     let dir = server.stop_keep_dir().await;
     let storage = SqliteStorage::open(&dir.path().join("microbot.sqlite3")).unwrap();
-    let today = day_of(microbot_server::state::now_ms());
+    let today = day_of(microbot_server::clock::system_now_ms());
     assert!(value(&storage, today, Metric::Messages) >= 3);
 }
 
@@ -116,7 +116,7 @@ fn value(s: &dyn Storage, day: i64, metric: Metric) -> u64 {
 
 /// Now, rounded down to a Wednesday noon so "same week" holds for ±2 days.
 fn wednesday_noon() -> u64 {
-    let today = day_of(microbot_server::state::now_ms());
+    let today = day_of(microbot_server::clock::system_now_ms());
     let wednesday = week_of(today) + 2;
     let wednesday = if wednesday > today {
         wednesday - 7
@@ -253,7 +253,7 @@ fn working_sets_are_pruned_after_35_days() {
 #[test]
 fn the_report_command_prints_json_and_csv() {
     for (name, a, _, args, _keep) in backends("analytics_cli") {
-        let now = microbot_server::state::now_ms();
+        let now = microbot_server::clock::system_now_ms();
         let today = day_of(now);
         let alice = account(&*a, "alice", now);
         let device = a.create_device(alice, &[1; 32], "one", now).unwrap();

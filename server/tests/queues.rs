@@ -173,8 +173,11 @@ async fn multi_recipient_send_pushes_to_connected_devices_and_is_atomic() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn expired_envelopes_are_not_delivered_and_are_purged() {
-    let server = TestServer::start_with(|c| {
-        c.envelope_ttl_secs = 1;
+    // The server's clock moves when the test says so: the time-to-live
+    // runs out without waiting for it.
+    let clock = std::sync::Arc::new(microbot_server::clock::ManualClock::at_system_time());
+    let server = TestServer::start_with_clock(clock.clone(), |c| {
+        c.envelope_ttl_secs = 60;
         c.purge_interval_secs = 1;
     })
     .await;
@@ -182,8 +185,12 @@ async fn expired_envelopes_are_not_delivered_and_are_purged() {
     let mut uma = new_device(&server, "uma").await;
     send_to(&mut tom.client, &[(uma.device_id, msg(1))]).await;
     assert_eq!(fetch(&mut uma.client).await.envelopes.len(), 1);
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    clock.advance(59_000);
+    assert_eq!(fetch(&mut uma.client).await.envelopes.len(), 1, "not yet");
+    clock.advance(1_000);
     assert!(fetch(&mut uma.client).await.envelopes.is_empty(), "expired");
+    // The sweep runs every second of real time, at the server's time.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let mut again = server.client().await;
     let signature = login_signature(&uma.key, &again.challenge.clone(), uma.device_id);
     let response::Result::Login(l) = again

@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio::sync::{Mutex, watch};
 
 use super::error::AdminError;
-use crate::state::{ServerState, now_ms};
+use crate::state::ServerState;
 use crate::storage::analytics::{Metric, day_of};
 
 /// Time between two flushes.
@@ -92,7 +92,7 @@ impl Flusher {
         let mut tally = self.tally.lock().await;
         let now = Taken::read(state);
         let deltas = tally.deltas(now);
-        let day = day_of(now_ms());
+        let day = day_of(state.now_ms());
         let s = Arc::clone(state);
         tokio::task::spawn_blocking(move || s.storage.add_counts(day, &deltas))
             .await

@@ -19,7 +19,7 @@ use zeroize::Zeroizing;
 
 use super::error::AdminError;
 use super::session::{self, CSRF_HEADER, LoginGuard};
-use crate::state::{ServerState, now_ms};
+use crate::state::ServerState;
 use crate::storage::admin::{AdminRole, AdminSession, AuditEntry};
 
 /// What the API handlers share.
@@ -126,7 +126,7 @@ pub async fn audit_change(
     detail: String,
 ) -> Result<(), AdminError> {
     let entry = AuditEntry {
-        at_ms: now_ms(),
+        at_ms: api.state.now_ms(),
         admin: who.name.clone(),
         action: action.to_owned(),
         detail,

@@ -14,7 +14,6 @@ use zeroize::Zeroizing;
 use super::session::valid_name;
 use crate::auth::{totp, valid_password};
 use crate::config::Config;
-use crate::state::{now_ms, now_secs};
 use crate::storage::admin::AdminRole;
 
 /// The `admin` subcommands.
@@ -119,10 +118,10 @@ pub fn run(
             )
             .map_err(failed)?;
             let hash = hasher.hash(&password).map_err(failed)?;
-            let secret = totp::new_secret();
+            let secret = totp::new_secret(&crate::clock::SystemRng);
             let (uri, base32) = totp::enrolment(&secret, &name).map_err(failed)?;
             if !storage
-                .create_admin(&name, role, &hash, &secret, now_ms())
+                .create_admin(&name, role, &hash, &secret, crate::clock::system_now_ms())
                 .map_err(failed)?
             {
                 return Err(AdminCliError::NameTaken(name));
@@ -140,11 +139,14 @@ pub fn run(
                 write!(out, "first code: ").map_err(failed)?;
                 out.flush().map_err(failed)?;
                 let code = read_line(input)?;
-                if let Some(step) =
-                    totp::matching_step(&secret, &code, now_secs(), config.totp_skew_steps)
-                    && storage
-                        .consume_admin_totp_step(admin.id, step)
-                        .map_err(failed)?
+                if let Some(step) = totp::matching_step(
+                    &secret,
+                    &code,
+                    crate::clock::system_now_ms() / 1000,
+                    config.totp_skew_steps,
+                ) && storage
+                    .consume_admin_totp_step(admin.id, step)
+                    .map_err(failed)?
                 {
                     storage.activate_admin(admin.id).map_err(failed)?;
                     writeln!(out, "admin {name} added (role {})", role.as_str()).map_err(failed)?;

@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use super::rollups::{Point, Rollups};
 use crate::bus::nodes::NodeSnapshot;
 use crate::metrics;
-use crate::state::{ServerState, now_ms};
+use crate::state::ServerState;
 
 /// Time between two snapshots of this node.
 pub const PUBLISH_EVERY: Duration = Duration::from_secs(1);
@@ -41,7 +41,7 @@ pub async fn snapshot(state: &Arc<ServerState>, point: Option<Point>) -> NodeSna
         queued_envelopes: metrics::queued(state).await,
         memory_bytes: usage.map(|u| u.0),
         cpu_seconds: usage.map(|u| u.1),
-        at_ms: now_ms(),
+        at_ms: state.now_ms(),
         point,
     }
 }
@@ -60,7 +60,7 @@ pub async fn publish_loop(
             _ = tick.tick() => {
                 let (counters, gauges) = super::rollups::read(&state).await;
                 let latency = state.metrics.take_delivery_latency();
-                let point = rollups.record(now_ms() / 1000, counters, gauges, latency);
+                let point = rollups.record(state.now_ms() / 1000, counters, gauges, latency);
                 let snapshot = snapshot(&state, point).await;
                 state.bus.publish_node(snapshot);
                 super::minutes::store_closed(&state, &rollups).await;

@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use super::api::{Api, audit_change, changer, reader};
 use super::error::AdminError;
 use crate::limits::DashboardRules;
-use crate::state::{ServerState, now_ms};
+use crate::state::ServerState;
 use crate::storage::admin::IpRuleRecord;
 
 /// How often each node reloads the rules from storage.
@@ -206,7 +206,7 @@ pub(super) async fn add(
         kind: kind.to_owned(),
         cidr: net.to_string(),
         created_by: who.name.clone(),
-        created_at_ms: now_ms(),
+        created_at_ms: api.state.now_ms(),
     };
     let state = Arc::clone(&api.state);
     let stored = rule.clone();

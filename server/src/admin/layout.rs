@@ -20,7 +20,6 @@ use serde::{Deserialize, Serialize};
 
 use super::api::{Api, audit_change, reader};
 use super::error::AdminError;
-use crate::state::now_ms;
 
 /// Most panels in one layout.
 pub const MAX_PANELS: usize = 32;
@@ -167,9 +166,13 @@ pub(super) async fn put_layout(
     let text = layout.to_stored();
     let state = Arc::clone(&api.state);
     let admin_id = who.admin_id;
-    tokio::task::spawn_blocking(move || state.storage.set_admin_layout(admin_id, &text, now_ms()))
-        .await
-        .map_err(|e| AdminError::Internal(e.to_string()))??;
+    tokio::task::spawn_blocking(move || {
+        state
+            .storage
+            .set_admin_layout(admin_id, &text, state.now_ms())
+    })
+    .await
+    .map_err(|e| AdminError::Internal(e.to_string()))??;
     let detail = format!(
         "saved a layout of {} panels: {}",
         layout.panels.len(),

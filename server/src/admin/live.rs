@@ -24,7 +24,7 @@ use super::error::AdminError;
 use super::rollups::{self, Series};
 use crate::bus::nodes::{NodeStatus, POINTS_KEPT, Scope};
 use crate::metrics;
-use crate::state::{ServerState, now_ms};
+use crate::state::ServerState;
 
 /// Time between two pushed snapshots.
 pub const PUSH_EVERY: Duration = Duration::from_secs(1);
@@ -141,7 +141,7 @@ pub async fn overview(state: &Arc<ServerState>) -> Overview {
         })
         .collect();
     Overview {
-        at_ms: now_ms(),
+        at_ms: state.now_ms(),
         node: NodeRow {
             id: state.bus.node_id(),
             version: env!("CARGO_PKG_VERSION"),
@@ -167,7 +167,7 @@ pub async fn overview(state: &Arc<ServerState>) -> Overview {
             .into_iter()
             .map(|(limit, hits)| LimitRow { limit, hits })
             .collect(),
-        nodes: state.bus.nodes(now_ms()),
+        nodes: state.bus.nodes(state.now_ms()),
         ip_rules,
         totals: Totals {
             messages_in: m.messages_in.get(),
@@ -263,7 +263,7 @@ pub(super) async fn series(
         Some("cluster") => Scope::Cluster,
         Some(id) => Scope::Node(id),
     };
-    let now_ms = now_ms();
+    let now_ms = api.state.now_ms();
     let unknown = || AdminError::NotFound("no such node (or no history of it)".to_owned());
     if range > POINTS_KEPT as u64 {
         let series = super::minutes::series(&api.state, scope, range, now_ms).await?;

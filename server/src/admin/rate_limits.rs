@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::api::{Api, audit_change, changer, reader};
 use super::error::AdminError;
 use crate::limits::{self, MAX_EDITABLE_PER_MINUTE};
-use crate::state::{ServerState, now_ms};
+use crate::state::ServerState;
 use crate::storage::admin::RateLimitRecord;
 
 /// Why a change was refused.
@@ -134,7 +134,7 @@ pub(super) async fn set(
         name: name.to_owned(),
         per_minute: new.per_minute,
         updated_by: who.name.clone(),
-        updated_at_ms: now_ms(),
+        updated_at_ms: api.state.now_ms(),
     };
     let state = Arc::clone(&api.state);
     let stored = record.clone();

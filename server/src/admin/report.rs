@@ -17,7 +17,6 @@ use serde::{Deserialize, Serialize};
 
 use super::api::{Api, reader};
 use super::error::AdminError;
-use crate::state::now_ms;
 use crate::storage::analytics::{Metric, day_of, format_day, parse_day, week_of};
 use crate::storage::{Storage, StorageError};
 
@@ -329,7 +328,7 @@ pub fn run_cli(
     out: &mut dyn std::io::Write,
 ) -> Result<(), ReportCliError> {
     let format = Format::parse(format)?;
-    let now = now_ms();
+    let now = crate::clock::system_now_ms();
     let since = since_day(since, now)?;
     let storage = crate::storage::open(config)?;
     let report = build(&*storage, since, now)?;
@@ -361,7 +360,7 @@ pub(super) async fn get_report(
     let Query(query) = query.map_err(|e| AdminError::BadRequest(e.body_text()))?;
     let bad = |e: ReportError| AdminError::BadRequest(e.to_string());
     let format = Format::parse(query.format.as_deref().unwrap_or("json")).map_err(bad)?;
-    let now = now_ms();
+    let now = api.state.now_ms();
     let since = since_day(&query.since, now).map_err(bad)?;
     api.analytics.flush(&api.state).await?;
     let state = Arc::clone(&api.state);

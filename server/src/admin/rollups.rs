@@ -28,7 +28,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::LatencySketch;
-use crate::state::{ServerState, now_ms};
+use crate::state::ServerState;
 
 /// Per-second samples kept: one hour.
 pub const SECOND_SAMPLES: usize = 3600;
@@ -642,7 +642,7 @@ impl Rollups {
 
     /// The series over `range_secs` up to now.
     pub fn series(&self, range_secs: u64) -> Series {
-        let now_ms = now_ms();
+        let now_ms = crate::clock::system_now_ms();
         self.history
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

@@ -16,7 +16,7 @@ use super::error::AdminError;
 use crate::auth::totp;
 use crate::limits::backoff::{Backoffs, Outcome};
 use crate::limits::shared::Backoff;
-use crate::state::{ServerState, now_ms, now_secs};
+use crate::state::ServerState;
 use crate::storage::admin::{AdminRole, AdminSession, AuditEntry};
 
 /// Name of the session cookie.
@@ -103,10 +103,10 @@ pub async fn login(
     guard.backoffs.finish(&key, outcome);
     let (admin_id, role) = checked??;
     let mut raw = Zeroizing::new([0u8; 32]);
-    rand::Rng::fill_bytes(&mut rand::rng(), raw.as_mut_slice());
+    state.rng.fill(raw.as_mut_slice());
     let token = Zeroizing::new(hex::encode(raw.as_slice()));
     let hash = token_hash(&token);
-    let now = now_ms();
+    let now = state.now_ms();
     let expires_at_ms = now + SESSION_SECS * 1000;
     let state2 = Arc::clone(state);
     let who = name.clone();
@@ -150,7 +150,7 @@ fn check(
     let step = totp::matching_step(
         &admin.totp_secret,
         code,
-        now_secs(),
+        state.now_secs(),
         state.config.totp_skew_steps,
     )
     .ok_or(AdminError::BadCredentials)?;
@@ -185,7 +185,7 @@ pub async fn current(
     let token = cookie_token(headers).ok_or(AdminError::NotAuthenticated)?;
     let hash = token_hash(&token);
     let state = Arc::clone(state);
-    tokio::task::spawn_blocking(move || state.storage.admin_session(&hash, now_ms()))
+    tokio::task::spawn_blocking(move || state.storage.admin_session(&hash, state.now_ms()))
         .await
         .map_err(|e| AdminError::Internal(e.to_string()))??
         .ok_or(AdminError::NotAuthenticated)

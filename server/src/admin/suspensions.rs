@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::api::{Api, audit_change, changer, reader};
 use super::error::AdminError;
 use crate::bus::BusEvent;
-use crate::state::{ServerState, now_ms};
+use crate::state::ServerState;
 use crate::storage::suspension::{SuspensionRecord, SuspensionTarget};
 
 /// A login that passed its suspension check just before the suspension
@@ -180,7 +180,7 @@ pub(super) async fn suspend(
     let by = who.name.clone();
     let (added, devices) = blocking(&api.state, move |s| {
         let (target, devices) = resolve(s, &which)?;
-        Ok((s.storage.suspend(target, &by, now_ms())?, devices))
+        Ok((s.storage.suspend(target, &by, s.now_ms())?, devices))
     })
     .await?;
     if !added {

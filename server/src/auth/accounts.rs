@@ -14,7 +14,7 @@ use microbot_protocol::transport::{
 use super::{recovery, totp, valid_password, valid_username};
 use crate::bus::BusEvent;
 use crate::error::ApiError;
-use crate::state::{ServerState, now_ms, now_secs};
+use crate::state::ServerState;
 use crate::storage::{AccountRecord, NewAccount};
 
 /// Looks the account up and checks the password. Unknown usernames cost the
@@ -55,7 +55,7 @@ pub fn check_totp(
     let step = totp::matching_step(
         &account.totp_secret,
         code,
-        now_secs(),
+        state.now_secs(),
         state.config.totp_skew_steps,
     )
     .ok_or_else(|| ApiError::new(ErrorCode::InvalidSecondFactor, "wrong TOTP code"))?;
@@ -166,17 +166,17 @@ pub async fn register(
                 .passwords
                 .hash(&password)
                 .map_err(ApiError::internal)?;
-            let secret = totp::new_secret();
+            let secret = totp::new_secret(&*state.rng);
             let (otpauth_uri, totp_secret_base32) =
                 totp::enrolment(&secret, &request.username).map_err(ApiError::internal)?;
-            let codes = recovery::generate();
+            let codes = recovery::generate(&*state.rng);
             let hashes: Vec<[u8; 32]> = codes.iter().map(|c| recovery::hash(c)).collect();
             state.storage.create_account(&NewAccount {
                 username: &request.username,
                 password_hash: &password_hash,
                 totp_secret: &secret,
                 recovery_code_hashes: &hashes,
-                now_ms: now_ms(),
+                now_ms: state.now_ms(),
                 bot: request.bot,
             })?;
             tracing::info!(username = %request.username, bot = request.bot, "account registered (inactive)");
@@ -209,7 +209,7 @@ pub async fn confirm(
                 let valid = totp::matching_step(
                     &account.totp_secret,
                     &request.totp_code,
-                    now_secs(),
+                    state.now_secs(),
                     state.config.totp_skew_steps,
                 )
                 .is_some();

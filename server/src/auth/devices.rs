@@ -18,7 +18,7 @@ use microbot_protocol::transport::{
 use super::accounts::{check_password, check_password_and_factor, check_second_factor};
 use crate::bus::BusEvent;
 use crate::error::ApiError;
-use crate::state::{ServerState, now_ms};
+use crate::state::ServerState;
 use crate::storage::suspension::SuspensionTarget;
 
 /// Context string opening every login signature input.
@@ -37,9 +37,9 @@ pub fn login_message(challenge: &[u8; CHALLENGE_LEN], device_id: u64) -> Vec<u8>
 }
 
 /// A fresh random challenge.
-pub fn new_challenge() -> [u8; CHALLENGE_LEN] {
+pub fn new_challenge(rng: &dyn crate::clock::Rng) -> [u8; CHALLENGE_LEN] {
     let mut challenge = [0u8; CHALLENGE_LEN];
-    rand::Rng::fill_bytes(&mut rand::rng(), &mut challenge);
+    rng.fill(&mut challenge);
     challenge
 }
 
@@ -104,7 +104,7 @@ pub async fn enrol(state: &Arc<ServerState>, request: EnrolDeviceRequest) -> Res
                 account.id,
                 &public_key,
                 &request.device_name,
-                now_ms(),
+                state.now_ms(),
             )?;
             tracing::info!(username = %account.username, device_id, "device enrolled");
             Ok(device_id)
@@ -164,7 +164,7 @@ pub async fn login(
                     },
                 ));
             }
-            let now = now_ms();
+            let now = state.now_ms();
             state.storage.record_login(device.id, now)?;
             // Usage analytics (SPEC.md §14.1) never cost a user a login.
             if let Err(error) = state.storage.record_active(account.id, device.id, now) {

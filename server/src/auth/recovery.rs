@@ -13,12 +13,11 @@ pub const CODE_COUNT: usize = 10;
 const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 
 /// Fresh codes, formatted for display.
-pub fn generate() -> Vec<Zeroizing<String>> {
-    let mut rng = rand::rng();
+pub fn generate(rng: &dyn crate::clock::Rng) -> Vec<Zeroizing<String>> {
     (0..CODE_COUNT)
         .map(|_| {
             let mut raw = Zeroizing::new([0u8; 16]);
-            rand::Rng::fill_bytes(&mut rng, raw.as_mut_slice());
+            rng.fill(raw.as_mut_slice());
             let mut code = Zeroizing::new(String::with_capacity(19));
             for (i, byte) in raw.iter().enumerate() {
                 if i > 0 && i % 4 == 0 {
@@ -49,7 +48,7 @@ mod tests {
 
     #[test]
     fn codes_are_distinct_and_normalised_hash_matches() {
-        let codes = generate();
+        let codes = generate(&crate::clock::SystemRng);
         assert_eq!(codes.len(), CODE_COUNT);
         assert_eq!(codes[0].len(), 19);
         assert_ne!(codes[0], codes[1]);

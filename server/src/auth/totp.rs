@@ -26,9 +26,9 @@ pub enum TotpSetupError {
 }
 
 /// A fresh random secret.
-pub fn new_secret() -> Zeroizing<Vec<u8>> {
+pub fn new_secret(rng: &dyn crate::clock::Rng) -> Zeroizing<Vec<u8>> {
     let mut secret = Zeroizing::new(vec![0u8; SECRET_LEN]);
-    rand::Rng::fill_bytes(&mut rand::rng(), &mut secret);
+    rng.fill(&mut secret);
     secret
 }
 
@@ -86,7 +86,7 @@ mod tests {
 
     #[test]
     fn window_is_skew_steps_each_side() {
-        let secret = new_secret();
+        let secret = new_secret(&crate::clock::SystemRng);
         let now = 1_000_000_000;
         let code_next = totp(&secret, 0, "")
             .unwrap()
@@ -102,7 +102,7 @@ mod tests {
 
     #[test]
     fn uri_names_all_parameters() {
-        let (uri, b32) = enrolment(&new_secret(), "alice").unwrap();
+        let (uri, b32) = enrolment(&new_secret(&crate::clock::SystemRng), "alice").unwrap();
         assert!(uri.starts_with("otpauth://totp/Microbot:alice?secret="));
         assert!(
             uri.contains("algorithm=SHA1") && uri.contains("digits=6") && uri.contains("period=30")

@@ -84,7 +84,7 @@ impl Bus for LocalBus {
         self.nodes
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .update(snapshot, crate::state::now_ms());
+            .update(snapshot, crate::clock::system_now_ms());
     }
 
     fn nodes(&self, now_ms: u64) -> Vec<NodeStatus> {

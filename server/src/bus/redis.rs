@@ -348,7 +348,7 @@ impl Inner {
         }
         if kind == KIND_NODE {
             match nodes::decode(rest) {
-                Ok(snapshot) => lock(&self.nodes).update(snapshot, crate::state::now_ms()),
+                Ok(snapshot) => lock(&self.nodes).update(snapshot, crate::clock::system_now_ms()),
                 Err(error) => tracing::debug!(%error, "bad node snapshot on the bus"),
             }
             return;
@@ -463,7 +463,7 @@ impl Bus for RedisBus {
     fn publish_node(&self, snapshot: NodeSnapshot) {
         let inner = &self.inner;
         let body = nodes::encode(&snapshot);
-        lock(&inner.nodes).update(snapshot, crate::state::now_ms());
+        lock(&inner.nodes).update(snapshot, crate::clock::system_now_ms());
         if inner.link_up.load(Ordering::Relaxed) {
             let mut frame = Vec::with_capacity(1 + NODE_ID_LEN + body.len());
             frame.push(KIND_NODE);

@@ -33,7 +33,7 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, watch};
 
 use crate::metrics::Metrics;
-use crate::state::{ServerState, now_ms};
+use crate::state::ServerState;
 
 /// Notices buffered before new ones are dropped.
 pub const CHANNEL_CAPACITY: usize = 1024;
@@ -116,7 +116,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Notifies the gateway about one device, if it still has anything queued.
 async fn notify_one(state: &Arc<ServerState>, client: &WebhookClient, device_id: u64) {
     let queued = state
-        .blocking(move |s| Ok(s.storage.queue_len(device_id, now_ms())?))
+        .blocking(move |s| Ok(s.storage.queue_len(device_id, s.now_ms())?))
         .await
         .unwrap_or(0);
     if queued == 0 {
@@ -138,7 +138,7 @@ async fn deliver(state: &ServerState, client: &WebhookClient, body: &str) {
                 .saturating_mul(1u64 << doublings);
             tokio::time::sleep(Duration::from_millis(delay)).await;
         }
-        let now_secs = now_ms() / 1000;
+        let now_secs = state.now_ms() / 1000;
         // reqwest has the same timeout; this one also bounds name resolution.
         let error = match tokio::time::timeout(timeout, client.post(body, now_secs)).await {
             Ok(Ok(())) => {

@@ -57,9 +57,29 @@ impl TestServer {
 
     /// Starts a server on an existing data directory.
     pub async fn start_in(dir: tempfile::TempDir, tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::launch(dir, None, tweak).await
+    }
+
+    /// Starts a server whose handlers read `clock`.
+    #[allow(dead_code)]
+    pub async fn start_with_clock(
+        clock: std::sync::Arc<dyn microbot_server::clock::Clock>,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Self {
+        Self::launch(tempfile::tempdir().unwrap(), Some(clock), tweak).await
+    }
+
+    async fn launch(
+        dir: tempfile::TempDir,
+        clock: Option<std::sync::Arc<dyn microbot_server::clock::Clock>>,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Self {
         let mut config = test_config(dir.path());
         tweak(&mut config);
-        let server = Server::bind(config).unwrap();
+        let server = match clock {
+            Some(clock) => Server::bind_with_clock(config, clock).unwrap(),
+            None => Server::bind(config).unwrap(),
+        };
         let addr = server.local_addr().unwrap();
         let metrics_addr = server.metrics_addr();
         let fingerprint = server.fingerprint().to_owned();

@@ -13,11 +13,12 @@
 //!    [`crate::queue_caps`] (a send refused for an unknown or removed
 //!    device or a full queue writes nothing and fails alone; the sends
 //!    before it count against the ones after it);
-//! 3. one `INSERT` of every admitted envelope, with ids drawn from the
-//!    table's sequence in the batch's order, so each device's envelope ids
-//!    still increase in commit order; one `UPDATE` of the queue lengths;
-//! 4. one `DELETE` of every acknowledged envelope, one `UPDATE` of the
-//!    lengths, and the group messages nothing refers to any more.
+//! 3. one `DELETE` of every acknowledged envelope that also lowers the
+//!    queue lengths, and the group messages nothing refers to any more;
+//! 4. one `INSERT` of every admitted envelope that also raises the queue
+//!    lengths, with ids drawn from the table's sequence (after the locks)
+//!    in the batch's order, so each device's envelope ids still increase in
+//!    commit order.
 //!
 //! Only after `COMMIT` returns (the WAL is flushed, `synchronous_commit =
 //! on`) does any caller learn its result, so an answered send is durable
@@ -42,7 +43,9 @@ use crate::storage::{OutgoingEnvelope, OwnedSendMeta, StorageError, StorageFutur
 
 /// Most jobs in one transaction.
 pub(super) const MAX_BATCH: usize = 512;
-/// Jobs waiting for the writer before senders wait for room.
+/// Writer tasks (and so connections) of one node.
+const WRITERS: usize = 2;
+/// Jobs waiting for the writers before senders wait for room.
 const CHANNEL: usize = 4 * MAX_BATCH;
 
 /// One send or acknowledgement waiting for the writer.
@@ -74,7 +77,10 @@ impl HotWriter {
     /// Starts the writer task on `runtime`, writing through `pool`.
     pub(super) fn start(runtime: &tokio::runtime::Handle, pool: Arc<Pool>) -> Self {
         let (jobs, queue) = mpsc::channel(CHANNEL);
-        runtime.spawn(write_batches(queue, pool));
+        let queue = Arc::new(tokio::sync::Mutex::new(queue));
+        for _ in 0..WRITERS {
+            runtime.spawn(write_batches(Arc::clone(&queue), Arc::clone(&pool)));
+        }
         Self { jobs }
     }
 
@@ -121,10 +127,17 @@ fn closed() -> StorageError {
     StorageError::Database("the PostgreSQL writer has stopped".to_owned())
 }
 
-/// The writer task: one batch at a time until every sender is gone.
-async fn write_batches(mut queue: mpsc::Receiver<HotJob>, pool: Arc<Pool>) {
+/// A writer task: takes what is waiting, commits it, and again, until
+/// every sender is gone. While one writer commits, the other takes the
+/// jobs that arrived meanwhile and starts its own batch (waiting, where
+/// the two touch the same device, for the first one's row locks).
+async fn write_batches(queue: Arc<tokio::sync::Mutex<mpsc::Receiver<HotJob>>>, pool: Arc<Pool>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+    loop {
+        let taken = queue.lock().await.recv_many(&mut batch, MAX_BATCH).await;
+        if taken == 0 {
+            break;
+        }
         let outcome = commit_batch(&pool, &batch).await;
         reply(batch.drain(..), outcome);
     }
@@ -200,16 +213,33 @@ struct DeviceRow {
     queued: u32,
 }
 
-/// The batch's statements, inside its transaction.
+/// The batch's statements, inside its transaction. Statements that do not
+/// wait for each other's answers are sent together (tokio-postgres
+/// pipelines them on the connection): the id draw with the delete, so a
+/// batch costs five round trips with its `BEGIN` and `COMMIT`.
+///
+/// Ids are drawn only once the device rows are locked: a transaction of
+/// another node that inserts for one of these devices waits for this
+/// commit and then draws larger ids, so each device's ids increase in
+/// commit order (a fetch resumes after the last id it saw).
 async fn run_batch(tx: &Tx<'_, '_>, batch: &[HotJob]) -> PgResult<Vec<Outcome>> {
+    let envelopes: usize = batch
+        .iter()
+        .map(|job| match job {
+            HotJob::Enqueue { envelopes, .. } => envelopes.len(),
+            HotJob::Ack { .. } => 0,
+        })
+        .sum();
     let devices = lock_devices(tx, batch).await?;
     let mut outcomes: Vec<Option<Outcome>> = batch.iter().map(|_| None).collect();
     let admitted = admit_sends(tx, batch, &devices, &mut outcomes).await?;
-    let ids = insert_envelopes(tx, batch, &admitted).await?;
-    for (index, ids) in admitted.into_iter().zip(ids) {
+    // Ids of sends refused above go unused: gaps are harmless.
+    let (ids, acked) = tokio::try_join!(draw_ids(tx, envelopes), delete_acknowledged(tx, batch))?;
+    let per_send = insert_envelopes(tx, batch, &admitted, &ids).await?;
+    for (index, ids) in admitted.into_iter().zip(per_send) {
         outcomes[index] = Some(Outcome::Enqueued(Ok(ids)));
     }
-    for (index, acked) in delete_acknowledged(tx, batch).await? {
+    for (index, acked) in acked {
         outcomes[index] = Some(Outcome::Acked(acked));
     }
     outcomes
@@ -427,12 +457,38 @@ async fn read_shares(
     Ok(())
 }
 
-/// Inserts the admitted sends' envelopes in one statement; returns each
-/// send's ids in its envelopes' order.
+/// `n` envelope ids from the table's sequence, ascending.
+async fn draw_ids(tx: &Tx<'_, '_>, n: usize) -> PgResult<Vec<i64>> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let mut ids: Vec<i64> = tx
+        .query(
+            "SELECT nextval(pg_get_serial_sequence('envelopes', 'id')) \
+             FROM generate_series(1, $1::bigint)",
+            &[&i64::try_from(n).unwrap_or(i64::MAX)],
+        )
+        .await?
+        .iter()
+        .map(|r| col(r, 0))
+        .collect::<PgResult<_>>()?;
+    if ids.len() != n {
+        return Err(PgError::Storage(StorageError::Database(
+            "envelope ids were not drawn".to_owned(),
+        )));
+    }
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+/// Inserts the admitted sends' envelopes, with `ids` handed out in the
+/// batch's order, and counts them in their queues, in one statement;
+/// returns each send's ids in its envelopes' order.
 async fn insert_envelopes(
     tx: &Tx<'_, '_>,
     batch: &[HotJob],
     admitted: &[usize],
+    ids: &[i64],
 ) -> PgResult<Vec<Vec<u64>>> {
     let sends: Vec<(&OwnedSendMeta, &Vec<OutgoingEnvelope>)> = admitted
         .iter()
@@ -447,23 +503,11 @@ async fn insert_envelopes(
     if total == 0 {
         return Ok(sends.iter().map(|_| Vec::new()).collect());
     }
-    // Ids drawn in one statement and handed out in the batch's order.
-    let mut ids: Vec<i64> = tx
-        .query(
-            "SELECT nextval(pg_get_serial_sequence('envelopes', 'id')) \
-             FROM generate_series(1, $1::bigint)",
-            &[&i64::try_from(total).unwrap_or(i64::MAX)],
-        )
-        .await?
-        .iter()
-        .map(|r| col(r, 0))
-        .collect::<PgResult<_>>()?;
-    if ids.len() != total {
+    if ids.len() < total {
         return Err(PgError::Storage(StorageError::Database(
-            "envelope ids were not drawn".to_owned(),
+            "fewer envelope ids than envelopes".to_owned(),
         )));
     }
-    ids.sort_unstable();
     let mut columns = Columns::with_capacity(total);
     let mut per_send = Vec::with_capacity(sends.len());
     let mut next = ids.iter();
@@ -477,10 +521,13 @@ async fn insert_envelopes(
         per_send.push(mine);
     }
     tx.execute(
-        "INSERT INTO envelopes (id, device_id, sender_username, sender_device_id, \
-         server_timestamp_ms, expires_at_ms, ciphertext) OVERRIDING SYSTEM VALUE \
+        "WITH stored AS (INSERT INTO envelopes (id, device_id, sender_username, \
+         sender_device_id, server_timestamp_ms, expires_at_ms, ciphertext) \
+         OVERRIDING SYSTEM VALUE \
          SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], \
-         $5::bigint[], $6::bigint[], $7::bytea[])",
+         $5::bigint[], $6::bigint[], $7::bytea[]) RETURNING device_id), \
+         n AS (SELECT device_id, COUNT(*) AS n FROM stored GROUP BY device_id) \
+         UPDATE devices d SET queue_len = d.queue_len + n.n FROM n WHERE d.id = n.device_id",
         &[
             &columns.id,
             &columns.device,
@@ -490,13 +537,6 @@ async fn insert_envelopes(
             &columns.expires,
             &columns.ciphertext,
         ],
-    )
-    .await?;
-    let (devices, added) = per_device(columns.device.iter().copied());
-    tx.execute(
-        "UPDATE devices d SET queue_len = d.queue_len + u.n \
-         FROM unnest($1::bigint[], $2::bigint[]) AS u(id, n) WHERE d.id = u.id",
-        &[&devices, &added],
     )
     .await?;
     Ok(per_send)
@@ -537,15 +577,6 @@ impl<'a> Columns<'a> {
     }
 }
 
-/// Distinct devices and how many times each occurs.
-fn per_device(devices: impl Iterator<Item = i64>) -> (Vec<i64>, Vec<i64>) {
-    let mut counts: HashMap<i64, i64> = HashMap::new();
-    for d in devices {
-        *counts.entry(d).or_insert(0) += 1;
-    }
-    counts.into_iter().unzip()
-}
-
 /// Deletes every acknowledged envelope of the batch; returns, per ack job,
 /// how many of its ids existed (an id listed twice counts once, for the
 /// first job that listed it).
@@ -567,32 +598,27 @@ async fn delete_acknowledged(tx: &Tx<'_, '_>, batch: &[HotJob]) -> PgResult<Vec<
     }
     let mut gone: HashSet<(u64, u64)> = HashSet::new();
     if !ids.is_empty() {
+        // One statement: each queue length drops by exactly what the
+        // DELETE removed from it.
         let rows = tx
             .query(
-                "DELETE FROM envelopes e USING unnest($1::bigint[], $2::bigint[]) AS u(d, i) \
+                "WITH gone AS (DELETE FROM envelopes e \
+                 USING unnest($1::bigint[], $2::bigint[]) AS u(d, i) \
                  WHERE e.device_id = u.d AND e.id = u.i \
-                 RETURNING e.device_id, e.id, e.group_message_id",
+                 RETURNING e.device_id, e.id, e.group_message_id), \
+                 n AS (SELECT device_id, COUNT(*) AS n FROM gone GROUP BY device_id), \
+                 shrunk AS (UPDATE devices d SET queue_len = GREATEST(d.queue_len - n.n, 0) \
+                 FROM n WHERE d.id = n.device_id) \
+                 SELECT device_id, id, group_message_id FROM gone",
                 &[&devices, &ids],
             )
             .await?;
         let mut group_messages = Vec::new();
-        let mut deleted_from = Vec::with_capacity(rows.len());
         for r in &rows {
-            let device: i64 = col(r, 0)?;
-            gone.insert((net_id(device), net_id(col(r, 1)?)));
-            deleted_from.push(device);
+            gone.insert((net_id(col(r, 0)?), net_id(col(r, 1)?)));
             if let Some(message) = col::<Option<i64>>(r, 2)? {
                 group_messages.push(message);
             }
-        }
-        if !deleted_from.is_empty() {
-            let (devices, removed) = per_device(deleted_from.into_iter());
-            tx.execute(
-                "UPDATE devices d SET queue_len = GREATEST(d.queue_len - u.n, 0) \
-                 FROM unnest($1::bigint[], $2::bigint[]) AS u(id, n) WHERE d.id = u.id",
-                &[&devices, &removed],
-            )
-            .await?;
         }
         // A group message is stored once; it goes with its last reference.
         if !group_messages.is_empty() {
