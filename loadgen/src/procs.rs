@@ -429,6 +429,7 @@ impl Drop for Rabbitmq {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
+        let _ = self.child.child.wait();
         // epmd daemonised itself out of the group; stop it by its port.
         let _ = Command::new("epmd")
             .args(["-port", &self.epmd_port.to_string(), "-kill"])
@@ -504,6 +505,8 @@ pub async fn spawn_rabbitmq(binary: Option<&Path>) -> LoadResult<Rabbitmq> {
         .env("RABBITMQ_DIST_PORT", dist_port.to_string())
         .env("ERL_EPMD_PORT", epmd_port.to_string())
         .env("ERL_EPMD_ADDRESS", "127.0.0.1")
+        // Lets `epmd -kill` stop it even if the node is still registered.
+        .env("ERL_EPMD_RELAXED_COMMAND_CHECK", "1")
         .env(
             "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS",
             "-kernel inet_dist_use_interface {127,0,0,1}",
