@@ -14,8 +14,8 @@
 #   scripts/bench-server.sh --no-amqp  # without RabbitMQ (and without installing it)
 #   scripts/bench-server.sh --help     # every size flag
 #
-# The durable peer needs Debian's rabbitmq-server package: installed here
-# when missing (root or sudo). The load generator starts its own private
+# The peers need Debian's mosquitto and rabbitmq-server packages: each
+# installed here when missing (root or sudo). The load generator starts its own private
 # node (temp dir, free loopback ports, its own epmd) and kills it after its
 # row; the package's system service is stopped and disabled so it takes no
 # CPU from the benchmark.
@@ -43,10 +43,33 @@ ensure_rabbitmq() {
     fi
 }
 
+# The same for mosquitto (the QoS 1 peer); the load generator runs its
+# own broker from PATH, so the package's service is stopped too.
+ensure_mosquitto() {
+    if ! command -v mosquitto >/dev/null; then
+        echo "bench-server: installing mosquitto (Debian package) for the MQTT peer" >&2
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y mosquitto >&2 ||
+            { as_root apt-get update >&2 &&
+              as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y mosquitto >&2; }
+    fi
+    if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+        as_root systemctl disable --now mosquitto >/dev/null 2>&1 || true
+    else
+        as_root service mosquitto stop >/dev/null 2>&1 || true
+        as_root update-rc.d mosquitto disable >/dev/null 2>&1 || true
+    fi
+}
+
 with_amqp=1
+with_mqtt=1
 for a in "$@"; do
-    if [ "$a" = --no-amqp ] || [ "$a" = --help ] || [ "$a" = -h ]; then with_amqp=0; fi
+    case "$a" in
+        --no-amqp) with_amqp=0 ;;
+        --no-mqtt) with_mqtt=0 ;;
+        --help | -h) with_amqp=0; with_mqtt=0 ;;
+    esac
 done
+if [ "$with_mqtt" = 1 ]; then ensure_mosquitto; fi
 if [ "$with_amqp" = 1 ]; then ensure_rabbitmq; fi
 
 cargo build --release -p microbot-server -p microbot-loadgen
