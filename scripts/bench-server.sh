@@ -38,7 +38,11 @@ ensure_rabbitmq() {
     if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
         as_root systemctl disable --now rabbitmq-server >/dev/null 2>&1 || true
     else
-        as_root service rabbitmq-server stop >/dev/null 2>&1 || true
+        # Only if its broker runs: the init script's stop runs rabbitmqctl,
+        # which would itself leave an epmd on port 4369 behind.
+        if pgrep -u rabbitmq -x beam.smp >/dev/null 2>&1; then
+            as_root service rabbitmq-server stop >/dev/null 2>&1 || true
+        fi
         as_root update-rc.d rabbitmq-server disable >/dev/null 2>&1 || true
     fi
 }
