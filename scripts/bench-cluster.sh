@@ -12,8 +12,12 @@
 # Each shared run also reports what it left in PostgreSQL (schema bytes
 # after provisioning devices with an SDK-sized prekey upload, and after the
 # run) and in Redis (the namespace's keys while every device is connected).
-# Prints one table with the CPU each run cost, by process. Not part of
-# .ci/run. Results and conditions: BENCHMARKS.md, "Scale-out".
+# Prints one table with the CPU each run cost, by process, then the cluster
+# targets of issue 17 with met/missed, judged from the same run: 1 node on
+# PostgreSQL + Redis against the 1-node SQLite row (so keep the SQLite row
+# and node count 1 to judge them), and that node's CPU plus every postgres
+# and redis-server process's per delivered message. Not part of .ci/run.
+# Results and conditions: BENCHMARKS.md, "Scale-out".
 #
 #   scripts/bench-cluster.sh                        # default sizes: ~2 minutes on 2 cores
 #   scripts/bench-cluster.sh --rate 500             # also each configuration at 500 msg/s offered

@@ -13,6 +13,11 @@
 //! nginx given, the largest node count runs once more behind it
 //! (balancer.rs), every client through one address.
 //!
+//! The output ends with the cluster targets of issue 17 (targets.rs),
+//! judged from the same run: one PostgreSQL + Redis node against the
+//! embedded store measured minutes before it, and that node's CPU plus
+//! every PostgreSQL and Redis process's per delivered message.
+//!
 //! Not owned here: the workload (pairs.rs, driver.rs), the child processes
 //! (procs.rs).
 
@@ -29,6 +34,7 @@ use crate::pairs;
 use crate::procs::{self, NodeSpec, QuicProcess, cpu_time, cpu_times_named};
 use crate::provision::{SDK_ONE_TIME_PREKEYS, login_spread, provision, run_prefix, upload_prekeys};
 use crate::stats::{Row, table};
+use crate::targets::{self, Check, ClusterFigures};
 use crate::wire::Endpoints;
 
 /// Client endpoints (UDP sockets) per node.
@@ -126,6 +132,12 @@ pub struct CpuSplit {
 }
 
 impl CpuSplit {
+    /// Microseconds of the nodes, PostgreSQL and Redis together (not the
+    /// load generator) per delivered message.
+    pub fn serving_per_message(&self, delivered: u64) -> f64 {
+        Self::per_message(self.nodes + self.postgres + self.redis, delivered)
+    }
+
     /// Microseconds of `cpu` per delivered message.
     fn per_message(cpu: Duration, delivered: u64) -> f64 {
         #[allow(clippy::cast_precision_loss)]
@@ -266,6 +278,33 @@ pub struct ClusterReport {
 }
 
 impl ClusterReport {
+    /// The first complete saturation run on `backend` with `nodes` nodes.
+    fn saturation(&self, backend: Backend, nodes: usize) -> Option<&ClusterRun> {
+        self.runs.iter().find(|run| {
+            run.backend == backend
+                && run.nodes == nodes
+                && run.offered.is_none()
+                && run.report.complete()
+        })
+    }
+
+    /// The figures the cluster targets are judged on.
+    pub fn figures(&self) -> ClusterFigures {
+        let shared = self.saturation(Backend::Shared, 1);
+        ClusterFigures {
+            embedded_rate: self
+                .saturation(Backend::Sqlite, 1)
+                .map(|run| run.report.delivered_rate()),
+            shared_rate: shared.map(|run| run.report.delivered_rate()),
+            shared_cpu_us: shared.map(|run| run.cpu.serving_per_message(run.report.delivered)),
+        }
+    }
+
+    /// The cluster targets of issue 17, judged on this run's figures.
+    pub fn checks(&self) -> Vec<Check> {
+        targets::cluster_checks(&self.figures())
+    }
+
     /// One table row per run.
     pub fn rows(&self) -> Vec<Row> {
         self.runs
@@ -305,12 +344,17 @@ impl ClusterReport {
         let cpus = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
         format!(
             "{}\nconditions: {cpus} CPUs shared by every node, PostgreSQL, Redis and the \
-             load generator; load average at the end: {}",
+             load generator; load average at the end: {}\n\n{}\n(PostgreSQL and Redis \
+             CPU: every `postgres` and `redis-server` process on the machine, from /proc)",
             table(&self.rows()),
             load.split_whitespace()
                 .take(3)
                 .collect::<Vec<_>>()
-                .join(" ")
+                .join(" "),
+            targets::render(
+                "targets (issue 17), from this run's figures:",
+                &self.checks()
+            )
         )
     }
 }
@@ -582,4 +626,68 @@ pub async fn run(config: &ClusterConfig) -> LoadResult<ClusterReport> {
         ),
         runs,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(backend: Backend, nodes: usize, offered: Option<f64>, delivered: u64) -> ClusterRun {
+        ClusterRun {
+            backend,
+            nodes,
+            offered,
+            report: DriveReport {
+                devices: 2,
+                sent_ok: 1000,
+                delivered,
+                expected: 1000,
+                elapsed: Duration::from_secs(1),
+                ..DriveReport::default()
+            },
+            cpu: CpuSplit {
+                nodes: Duration::from_millis(100),
+                postgres: Duration::from_millis(120),
+                redis: Duration::from_millis(30),
+                loadgen: Duration::from_secs(5),
+                ..CpuSplit::default()
+            },
+            footprint: Footprint::default(),
+        }
+    }
+
+    #[test]
+    fn the_targets_take_complete_saturation_runs_of_one_node() {
+        let report = ClusterReport {
+            shape: String::new(),
+            runs: vec![
+                run(Backend::Sqlite, 1, None, 1000),
+                run(Backend::Sqlite, 1, Some(500.0), 1000),
+                run(Backend::Shared, 1, Some(500.0), 1000),
+                run(Backend::Shared, 1, None, 1000),
+                run(Backend::Shared, 2, None, 1000),
+            ],
+        };
+        let f = report.figures();
+        assert_eq!(f.embedded_rate, Some(1000.0));
+        assert_eq!(f.shared_rate, Some(1000.0));
+        // (100 + 120 + 30) ms over 1000 messages; the load generator's
+        // own CPU is not counted.
+        let us = f.shared_cpu_us.unwrap();
+        assert!((us - 250.0).abs() < 1e-6, "{us}");
+
+        // A run that lost messages is not judged.
+        let lossy = ClusterReport {
+            shape: String::new(),
+            runs: vec![
+                run(Backend::Sqlite, 1, None, 1000),
+                run(Backend::Shared, 1, None, 999),
+            ],
+        };
+        assert_eq!(lossy.figures().shared_rate, None);
+        assert!(matches!(
+            lossy.checks()[0].verdict,
+            targets::Verdict::NotMeasured(_)
+        ));
+    }
 }

@@ -56,6 +56,9 @@ pub enum LoadError {
     /// An MQTT broker misbehaved or refused.
     #[error("mqtt: {0}")]
     Mqtt(String),
+    /// An AMQP broker (RabbitMQ) misbehaved or refused.
+    #[error("amqp: {0}")]
+    Amqp(String),
 }
 
 impl LoadError {

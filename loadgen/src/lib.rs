@@ -13,12 +13,15 @@
 //! - [`logins`]: (d) QUIC handshakes + challenge logins per second;
 //! - [`relay`]: the floor, a plain QUIC relay without storage or auth;
 //! - [`mqtt`]: the peer, workload (a) against mosquitto (QoS 1, persistence on);
+//! - [`amqp`]: the durable peer, workload (a) against RabbitMQ (a quorum
+//!   queue per receiving device, publisher confirms: fsynced before confirmed);
 //! - [`sdk`]: workload (a) through `microbot-client`, crypto included;
 //! - [`suite`]: all of the above against child processes, one table;
 //! - [`cluster`]: workload (a) on 1, 2, 3… nodes sharing PostgreSQL + Redis
 //!   (issue 9, SPEC.md §18.6), beside one node on SQLite, on a Redis
 //!   Cluster and behind nginx ([`balancer`]), with what each run left in
-//!   the engines ([`footprint`]).
+//!   the engines ([`footprint`]);
+//! - [`targets`]: the targets of issue 17, met or missed, from one run's figures.
 //!
 //! Supporting modules: [`wire`] (transport client), [`provision`] (accounts
 //! with real TOTP codes), [`driver`] (the send/receive/ack engine),
@@ -33,6 +36,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod amqp;
 pub mod balancer;
 pub mod cluster;
 pub mod driver;
@@ -50,6 +54,7 @@ pub mod relay;
 pub mod sdk;
 pub mod stats;
 pub mod suite;
+pub mod targets;
 pub mod wire;
 
 pub use error::{LoadError, LoadResult};

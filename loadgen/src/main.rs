@@ -1,5 +1,6 @@
 //! `microbot-loadgen`: runs one workload (`pairs`, `fanout`, `idle`,
-//! `logins`), the floor (`relay`), the peer (`mqtt`), everything
+//! `logins`), the floor (`relay`), the peers (`mqtt`, and `amqp`: the
+//! durable one, RabbitMQ quorum queues + publisher confirms), everything
 //! (`suite`) or workload (a) on PostgreSQL + Redis clusters (`cluster`),
 //! and prints a Markdown table. Without `--server`, a workload
 //! starts the `microbot-server` binary next to this one in a temp dir.
@@ -21,7 +22,7 @@ use microbot_loadgen::relay::Relay;
 use microbot_loadgen::stats::{Row, table};
 use microbot_loadgen::suite::{self, CLIENT_ENDPOINTS, SETUP_CONCURRENCY, SuiteConfig};
 use microbot_loadgen::wire::{Endpoints, Target};
-use microbot_loadgen::{LoadError, LoadResult, idle, logins, mqtt, sdk};
+use microbot_loadgen::{LoadError, LoadResult, amqp, idle, logins, mqtt, sdk};
 
 #[derive(Parser)]
 #[command(
@@ -162,6 +163,19 @@ enum Command {
         #[arg(long)]
         broker: Option<SocketAddr>,
     },
+    /// The durable peer: workload (a) against RabbitMQ (quorum queue per
+    /// receiving device, publisher confirms, manual acks).
+    Amqp {
+        #[command(flatten)]
+        load: LoadArgs,
+        /// A broker already running (AMQP, user guest); default: start a
+        /// private RabbitMQ node in a temp dir.
+        #[arg(long)]
+        broker: Option<SocketAddr>,
+        /// RabbitMQ start script [default: /usr/lib/rabbitmq/bin/rabbitmq-server].
+        #[arg(long)]
+        rabbitmq_bin: Option<PathBuf>,
+    },
 }
 
 #[derive(Args)]
@@ -175,6 +189,13 @@ struct SuiteArgs {
     /// Skip the mosquitto peer.
     #[arg(long)]
     no_mqtt: bool,
+    /// RabbitMQ start script for the durable peer
+    /// [default: /usr/lib/rabbitmq/bin/rabbitmq-server].
+    #[arg(long)]
+    rabbitmq_bin: Option<PathBuf>,
+    /// Skip the durable peer (RabbitMQ).
+    #[arg(long)]
+    no_amqp: bool,
     /// Devices in workload (a).
     #[arg(long)]
     devices: Option<usize>,
@@ -289,6 +310,8 @@ async fn run(cli: Cli) -> LoadResult<Vec<Row>> {
             let mut config = SuiteConfig::new(server_bin, loadgen_bin);
             config.mosquitto_bin = args.mosquitto_bin;
             config.skip_mqtt = args.no_mqtt;
+            config.rabbitmq_bin = args.rabbitmq_bin;
+            config.skip_amqp = args.no_amqp;
             if args.big {
                 config.devices = 128;
                 config.messages = 1000;
@@ -485,6 +508,26 @@ async fn run(cli: Cli) -> LoadResult<Vec<Row>> {
             Ok(vec![drive_row(
                 format!("(a) {} devices × {} msgs", load.devices, load.messages),
                 "mosquitto QoS 1",
+                r,
+                "msg/s",
+            )])
+        }
+        Command::Amqp {
+            load,
+            broker,
+            rabbitmq_bin,
+        } => {
+            let (addr, _broker) = match broker {
+                Some(addr) => (addr, None),
+                None => {
+                    let b = procs::spawn_rabbitmq(rabbitmq_bin.as_deref()).await?;
+                    (b.addr, Some(b))
+                }
+            };
+            let r = amqp::run_pairs(addr, load.devices, load.messages, &load.drive()).await?;
+            Ok(vec![drive_row(
+                format!("(a) {} devices × {} msgs", load.devices, load.messages),
+                "RabbitMQ quorum queues + confirms",
                 r,
                 "msg/s",
             )])

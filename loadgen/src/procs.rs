@@ -376,3 +376,181 @@ pub async fn spawn_mosquitto(binary: Option<&Path>) -> LoadResult<Mosquitto> {
         reason: "not listening within 10 s".to_owned(),
     })
 }
+
+/// Where Debian's `rabbitmq-server` package puts the broker's own start
+/// script (the one on `PATH`, `/usr/sbin/rabbitmq-server`, is a wrapper
+/// that switches to the `rabbitmq` user, who cannot use our temp dir).
+pub const RABBITMQ_SERVER: &str = "/usr/lib/rabbitmq/bin/rabbitmq-server";
+
+/// The RabbitMQ start script to use: `binary` if given and present, else
+/// [`RABBITMQ_SERVER`] if installed; `None` when there is none.
+pub fn rabbitmq_server(binary: Option<&Path>) -> Option<PathBuf> {
+    let path = binary.map_or_else(|| PathBuf::from(RABBITMQ_SERVER), Path::to_path_buf);
+    path.is_file().then_some(path)
+}
+
+/// The installed RabbitMQ version, from the name of Debian's
+/// `/usr/lib/rabbitmq/lib/rabbitmq_server-X.Y.Z` directory; `None` if absent.
+pub fn rabbitmq_version() -> Option<String> {
+    std::fs::read_dir("/usr/lib/rabbitmq/lib")
+        .ok()?
+        .filter_map(Result::ok)
+        .find_map(|e| {
+            e.file_name()
+                .to_str()?
+                .strip_prefix("rabbitmq_server-")
+                .map(str::to_owned)
+        })
+}
+
+/// A private RabbitMQ node on loopback: its own node name, ports, Erlang
+/// port mapper (epmd) port, cookie, configuration and data under a temp
+/// dir. Dropping it kills the node's whole process group and stops its
+/// epmd, so nothing is left running.
+#[derive(Debug)]
+pub struct Rabbitmq {
+    /// AMQP 0-9-1 address (user `guest`).
+    pub addr: SocketAddr,
+    /// The start script (leader of the node's process group).
+    pub child: ChildGuard,
+    /// The port of the epmd this node started.
+    epmd_port: u16,
+    /// Configuration, Raft logs, logs and cookie.
+    pub dir: tempfile::TempDir,
+}
+
+impl Drop for Rabbitmq {
+    fn drop(&mut self) {
+        // The start script runs the Erlang VM as a background job in its
+        // own process group (see spawn_rabbitmq): kill them together.
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.pid())])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.child.child.wait();
+        // epmd daemonised itself out of the group; stop it by its port.
+        let _ = Command::new("epmd")
+            .args(["-port", &self.epmd_port.to_string(), "-kill"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Free loopback TCP ports, all distinct (held together while picked).
+fn free_ports<const N: usize>() -> LoadResult<[u16; N]> {
+    let listeners = (0..N)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(LoadError::io("finding free ports"))?;
+    let mut ports = [0u16; N];
+    for (port, listener) in ports.iter_mut().zip(&listeners) {
+        *port = listener
+            .local_addr()
+            .map_err(LoadError::io("finding free ports"))?
+            .port();
+    }
+    Ok(ports)
+}
+
+/// Starts a private RabbitMQ node (`binary`, default [`RABBITMQ_SERVER`])
+/// listening for AMQP on a free loopback port, with no plugins, and waits
+/// (up to 90 s; it boots in about 10 s on 2 cores) until it accepts
+/// connections. Quorum queues keep their Raft logs in the temp dir, on the
+/// same disk as the microbot server's temp data dir.
+///
+/// # Errors
+/// [`LoadError::Process`] when it is not installed, exits, or does not
+/// listen in time.
+pub async fn spawn_rabbitmq(binary: Option<&Path>) -> LoadResult<Rabbitmq> {
+    use std::os::unix::process::CommandExt as _;
+    let program = rabbitmq_server(binary).ok_or_else(|| LoadError::Process {
+        name: "rabbitmq-server".to_owned(),
+        reason: format!(
+            "{} not found (apt-get install rabbitmq-server)",
+            binary.map_or(RABBITMQ_SERVER.into(), |b| b.display().to_string())
+        ),
+    })?;
+    let dir = tempfile::tempdir().map_err(LoadError::io("creating a RabbitMQ dir"))?;
+    let [port, dist_port, epmd_port] = free_ports::<3>()?;
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    std::fs::write(
+        dir.path().join("rabbitmq.conf"),
+        format!(
+            "listeners.tcp.default = 127.0.0.1:{port}\n\
+             log.console = false\n\
+             log.file.level = warning\n"
+        ),
+    )
+    .map_err(LoadError::io("writing rabbitmq.conf"))?;
+    std::fs::write(dir.path().join("enabled_plugins"), "[].\n")
+        .map_err(LoadError::io("writing enabled_plugins"))?;
+    let out = std::fs::File::create(dir.path().join("out.log"))
+        .map_err(LoadError::io("creating the RabbitMQ log"))?;
+    let err = out
+        .try_clone()
+        .map_err(LoadError::io("creating the RabbitMQ log"))?;
+    let child = Command::new(&program)
+        .current_dir(dir.path())
+        // The Erlang cookie goes to $HOME: keep it in the temp dir.
+        .env("HOME", dir.path())
+        .env(
+            "RABBITMQ_NODENAME",
+            format!("microbot-bench-{port}@localhost"),
+        )
+        .env("RABBITMQ_NODE_PORT", port.to_string())
+        .env("RABBITMQ_DIST_PORT", dist_port.to_string())
+        .env("ERL_EPMD_PORT", epmd_port.to_string())
+        .env("ERL_EPMD_ADDRESS", "127.0.0.1")
+        // Lets `epmd -kill` stop it even if the node is still registered.
+        .env("ERL_EPMD_RELAXED_COMMAND_CHECK", "1")
+        .env(
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS",
+            "-kernel inet_dist_use_interface {127,0,0,1}",
+        )
+        .env("RABBITMQ_CONFIG_FILE", path("rabbitmq.conf"))
+        .env("RABBITMQ_CONF_ENV_FILE", path("no-env-file"))
+        .env("RABBITMQ_ENABLED_PLUGINS_FILE", path("enabled_plugins"))
+        .env("RABBITMQ_PLUGINS_EXPAND_DIR", path("plugins"))
+        .env("RABBITMQ_MNESIA_BASE", path("mnesia"))
+        .env("RABBITMQ_LOG_BASE", path("log"))
+        .env("RABBITMQ_PID_FILE", path("rabbitmq.pid"))
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .map_err(|e| LoadError::Process {
+            name: program.display().to_string(),
+            reason: format!("cannot start: {e}"),
+        })?;
+    let mut broker = Rabbitmq {
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        child: ChildGuard {
+            child,
+            name: "rabbitmq-server".to_owned(),
+        },
+        epmd_port,
+        dir,
+    };
+    for _ in 0..900 {
+        if tokio::net::TcpStream::connect(broker.addr).await.is_ok() {
+            return Ok(broker);
+        }
+        if !broker.child.running() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = std::fs::read_to_string(broker.dir.path().join("out.log")).unwrap_or_default();
+    Err(LoadError::Process {
+        name: "rabbitmq-server".to_owned(),
+        reason: format!(
+            "not listening within 90 s; its output ends: {}",
+            log.lines().rev().take(5).collect::<Vec<_>>().join(" | ")
+        ),
+    })
+}

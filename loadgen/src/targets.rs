@@ -1,0 +1,415 @@
+//! The targets of issue 17 ("Server speed"), judged from one run's
+//! figures: `suite` (scripts/bench-server.sh) and `cluster`
+//! (scripts/bench-cluster.sh) end their output with one line per target,
+//! met or missed. Every comparison is against a reference measured in the
+//! same run, on the same machine, at the same moment.
+//!
+//! Not owned here: measuring the figures (suite.rs, cluster.rs).
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+/// Workload (a) at saturation: at least this many times mosquitto's rate.
+pub const MOSQUITTO_FACTOR: f64 = 2.0;
+/// Workload (a) at saturation: at least this share of the plain relay.
+pub const RELAY_SHARE: f64 = 0.35;
+/// Workload (a) at half of its saturation: p99 below this.
+pub const HALF_LOAD_P99: Duration = Duration::from_millis(5);
+/// Workload (a) at saturation: at least this many times the durable peer
+/// (RabbitMQ, quorum queues, publisher confirms).
+pub const DURABLE_FACTOR: f64 = 3.0;
+/// Workload (d): at least this many handshakes + logins per second.
+pub const LOGINS_PER_SECOND: f64 = 2000.0;
+/// Workload (b): the group size whose p50 delivery is judged.
+pub const BIG_GROUP: usize = 1000;
+/// Workload (b): p50 delivery to a group of [`BIG_GROUP`] below this.
+pub const BIG_GROUP_P50: Duration = Duration::from_millis(100);
+/// Cluster: one PostgreSQL + Redis node carries at least this share of
+/// the embedded store's workload (a) throughput.
+pub const CLUSTER_SHARE: f64 = 0.40;
+/// Cluster: CPU of the node, PostgreSQL and Redis together per delivered
+/// message, at most this many microseconds.
+pub const CLUSTER_CPU_US: f64 = 250.0;
+
+/// The judgement on one target.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Verdict {
+    /// The figure reaches the target.
+    Met,
+    /// It does not.
+    Missed,
+    /// A figure it needs was not measured in this run (skipped, or the run
+    /// was incomplete); says which.
+    NotMeasured(String),
+}
+
+impl Verdict {
+    /// `met`, `MISSED` or `not measured: why`.
+    pub fn label(&self) -> String {
+        match self {
+            Self::Met => "met".to_owned(),
+            Self::Missed => "MISSED".to_owned(),
+            Self::NotMeasured(why) => format!("not measured: {why}"),
+        }
+    }
+}
+
+/// One target with what was measured for it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Check {
+    /// The target, e.g. "(a) saturation ≥ 2× mosquitto".
+    pub target: String,
+    /// The figures behind the verdict, e.g. "24 492 / 36 146 msg/s = 0.68×".
+    pub measured: String,
+    /// Met, missed or not measured.
+    pub verdict: Verdict,
+}
+
+/// `value ≥ factor × reference`, shown as a ratio.
+fn ratio_check(
+    target: String,
+    value: Option<f64>,
+    reference: Option<f64>,
+    factor: f64,
+    unit: &str,
+    missing: &str,
+) -> Check {
+    match (value, reference) {
+        (Some(v), Some(r)) if r > 0.0 => {
+            let ratio = v / r;
+            Check {
+                target,
+                measured: format!("{v:.0} / {r:.0} {unit} = {ratio:.2}×"),
+                verdict: if ratio >= factor {
+                    Verdict::Met
+                } else {
+                    Verdict::Missed
+                },
+            }
+        }
+        _ => Check {
+            target,
+            measured: String::new(),
+            verdict: Verdict::NotMeasured(missing.to_owned()),
+        },
+    }
+}
+
+/// `value < limit` for a latency.
+fn below(target: String, value: Option<Duration>, limit: Duration, missing: &str) -> Check {
+    match value {
+        Some(v) => Check {
+            target,
+            measured: format!("{:.2} ms", v.as_secs_f64() * 1e3),
+            verdict: if v < limit {
+                Verdict::Met
+            } else {
+                Verdict::Missed
+            },
+        },
+        None => Check {
+            target,
+            measured: String::new(),
+            verdict: Verdict::NotMeasured(missing.to_owned()),
+        },
+    }
+}
+
+/// What `suite` measured that the targets need; `None` for what was not
+/// measured (skipped, or a run that lost messages).
+#[derive(Clone, Debug, Default)]
+pub struct ServerFigures {
+    /// microbot-server, workload (a) at saturation, msg/s.
+    pub server_rate: Option<f64>,
+    /// mosquitto, same workload, msg/s.
+    pub mosquitto_rate: Option<f64>,
+    /// The plain relay, same workload, msg/s.
+    pub relay_rate: Option<f64>,
+    /// The durable peer (RabbitMQ quorum queues), same workload, msg/s.
+    pub durable_rate: Option<f64>,
+    /// microbot-server, workload (a) at half of its saturation: p99.
+    pub half_load_p99: Option<Duration>,
+    /// Workload (d), handshakes + logins per second.
+    pub logins_rate: Option<f64>,
+    /// Workload (b), group of [`BIG_GROUP`]: p50 delivery.
+    pub big_group_p50: Option<Duration>,
+}
+
+/// The server targets of issue 17, in the issue's order.
+pub fn server_checks(f: &ServerFigures) -> Vec<Check> {
+    let missing_server = "microbot-server run incomplete";
+    let not_ran = |peer: &str| {
+        if f.server_rate.is_none() {
+            missing_server.to_owned()
+        } else {
+            format!("{peer} skipped")
+        }
+    };
+    let logins = match f.logins_rate {
+        Some(rate) => Check {
+            target: format!("(d) ≥ {LOGINS_PER_SECOND:.0} handshakes + logins/s"),
+            measured: format!("{rate:.0} logins/s"),
+            verdict: if rate >= LOGINS_PER_SECOND {
+                Verdict::Met
+            } else {
+                Verdict::Missed
+            },
+        },
+        None => Check {
+            target: format!("(d) ≥ {LOGINS_PER_SECOND:.0} handshakes + logins/s"),
+            measured: String::new(),
+            verdict: Verdict::NotMeasured("logins failed".to_owned()),
+        },
+    };
+    vec![
+        ratio_check(
+            format!("(a) saturation ≥ {MOSQUITTO_FACTOR}× mosquitto (QoS 1)"),
+            f.server_rate,
+            f.mosquitto_rate,
+            MOSQUITTO_FACTOR,
+            "msg/s",
+            &not_ran("mosquitto"),
+        ),
+        ratio_check(
+            format!(
+                "(a) saturation ≥ {:.0} % of the plain relay",
+                RELAY_SHARE * 100.0
+            ),
+            f.server_rate,
+            f.relay_rate,
+            RELAY_SHARE,
+            "msg/s",
+            &not_ran("relay"),
+        ),
+        below(
+            format!(
+                "(a) p99 at ½ of saturation < {} ms",
+                HALF_LOAD_P99.as_millis()
+            ),
+            f.half_load_p99,
+            HALF_LOAD_P99,
+            "half-load run incomplete",
+        ),
+        ratio_check(
+            format!(
+                "(a) saturation ≥ {DURABLE_FACTOR}× the durable peer (RabbitMQ quorum queues + confirms)"
+            ),
+            f.server_rate,
+            f.durable_rate,
+            DURABLE_FACTOR,
+            "msg/s",
+            &not_ran("RabbitMQ"),
+        ),
+        logins,
+        below(
+            format!(
+                "(b) group of {BIG_GROUP}: p50 delivery < {} ms",
+                BIG_GROUP_P50.as_millis()
+            ),
+            f.big_group_p50,
+            BIG_GROUP_P50,
+            "no complete group-of-1000 run",
+        ),
+    ]
+}
+
+/// What `cluster` measured that the targets need.
+#[derive(Clone, Debug, Default)]
+pub struct ClusterFigures {
+    /// One node on the embedded SQLite, workload (a) at saturation, msg/s.
+    pub embedded_rate: Option<f64>,
+    /// One node on PostgreSQL + Redis, the same, msg/s.
+    pub shared_rate: Option<f64>,
+    /// CPU of that node + every PostgreSQL and Redis process, µs per
+    /// delivered message.
+    pub shared_cpu_us: Option<f64>,
+}
+
+/// The cluster targets of issue 17.
+pub fn cluster_checks(f: &ClusterFigures) -> Vec<Check> {
+    let cpu = match f.shared_cpu_us {
+        Some(us) => Check {
+            target: format!(
+                "1 node on PostgreSQL + Redis: CPU (node + PostgreSQL + Redis) ≤ {CLUSTER_CPU_US:.0} µs per delivered message"
+            ),
+            measured: format!("{us:.0} µs/msg"),
+            verdict: if us <= CLUSTER_CPU_US {
+                Verdict::Met
+            } else {
+                Verdict::Missed
+            },
+        },
+        None => Check {
+            target: format!(
+                "1 node on PostgreSQL + Redis: CPU (node + PostgreSQL + Redis) ≤ {CLUSTER_CPU_US:.0} µs per delivered message"
+            ),
+            measured: String::new(),
+            verdict: Verdict::NotMeasured("no complete 1-node PostgreSQL + Redis run".to_owned()),
+        },
+    };
+    let missing = match (f.embedded_rate, f.shared_rate) {
+        (None, _) => "no complete SQLite run (--no-sqlite?)",
+        _ => "no complete 1-node PostgreSQL + Redis run",
+    };
+    vec![
+        ratio_check(
+            format!(
+                "1 node on PostgreSQL + Redis ≥ {:.0} % of the embedded store (same run)",
+                CLUSTER_SHARE * 100.0
+            ),
+            f.shared_rate,
+            f.embedded_rate,
+            CLUSTER_SHARE,
+            "msg/s",
+            missing,
+        ),
+        cpu,
+    ]
+}
+
+/// The checks as a Markdown table under a heading line, with a count.
+pub fn render(title: &str, checks: &[Check]) -> String {
+    let mut out = format!("{title}\n\n| target | measured | verdict |\n|---|---|---|\n");
+    for c in checks {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} |",
+            c.target,
+            c.measured,
+            c.verdict.label()
+        );
+    }
+    let count = |f: fn(&Verdict) -> bool| checks.iter().filter(|c| f(&c.verdict)).count();
+    let _ = write!(
+        out,
+        "\n{} met, {} missed, {} not measured",
+        count(|v| *v == Verdict::Met),
+        count(|v| *v == Verdict::Missed),
+        count(|v| matches!(v, Verdict::NotMeasured(_)))
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(v: u64) -> Option<Duration> {
+        Some(Duration::from_millis(v))
+    }
+
+    fn verdicts(checks: &[Check]) -> Vec<String> {
+        checks.iter().map(|c| c.verdict.label()).collect()
+    }
+
+    #[test]
+    fn server_targets_at_and_around_their_thresholds() {
+        // Exactly on every threshold: ratios and rates meet, latencies
+        // (strictly below) miss.
+        let f = ServerFigures {
+            server_rate: Some(42_000.0),
+            mosquitto_rate: Some(21_000.0),
+            relay_rate: Some(120_000.0),
+            durable_rate: Some(14_000.0),
+            half_load_p99: ms(5),
+            logins_rate: Some(2000.0),
+            big_group_p50: ms(100),
+        };
+        assert_eq!(
+            verdicts(&server_checks(&f)),
+            ["met", "met", "MISSED", "met", "met", "MISSED"]
+        );
+        // Just under on every one.
+        let f = ServerFigures {
+            server_rate: Some(41_999.0),
+            half_load_p99: ms(4),
+            logins_rate: Some(1999.9),
+            big_group_p50: ms(99),
+            ..f
+        };
+        assert_eq!(
+            verdicts(&server_checks(&f)),
+            ["MISSED", "MISSED", "met", "MISSED", "MISSED", "met"]
+        );
+    }
+
+    #[test]
+    fn ratios_are_printed_with_both_rates() {
+        let f = ServerFigures {
+            server_rate: Some(24_492.0),
+            mosquitto_rate: Some(36_146.0),
+            ..ServerFigures::default()
+        };
+        let checks = server_checks(&f);
+        assert_eq!(checks[0].measured, "24492 / 36146 msg/s = 0.68×");
+        assert_eq!(checks[0].verdict, Verdict::Missed);
+    }
+
+    #[test]
+    fn a_missing_figure_is_not_measured_and_says_why() {
+        let f = ServerFigures {
+            server_rate: Some(1.0),
+            ..ServerFigures::default()
+        };
+        let checks = server_checks(&f);
+        assert_eq!(
+            checks[3].verdict,
+            Verdict::NotMeasured("RabbitMQ skipped".into())
+        );
+        let f = ServerFigures {
+            mosquitto_rate: Some(1.0),
+            ..ServerFigures::default()
+        };
+        assert_eq!(
+            server_checks(&f)[0].verdict,
+            Verdict::NotMeasured("microbot-server run incomplete".into())
+        );
+        // A zero reference cannot be divided by.
+        let f = ServerFigures {
+            server_rate: Some(1.0),
+            mosquitto_rate: Some(0.0),
+            ..ServerFigures::default()
+        };
+        assert!(matches!(
+            server_checks(&f)[0].verdict,
+            Verdict::NotMeasured(_)
+        ));
+    }
+
+    #[test]
+    fn cluster_targets() {
+        let f = ClusterFigures {
+            embedded_rate: Some(24_000.0),
+            shared_rate: Some(9_600.0),
+            shared_cpu_us: Some(250.0),
+        };
+        assert_eq!(verdicts(&cluster_checks(&f)), ["met", "met"]);
+        let f = ClusterFigures {
+            embedded_rate: Some(24_000.0),
+            shared_rate: Some(1_224.0),
+            shared_cpu_us: Some(1446.0),
+        };
+        let checks = cluster_checks(&f);
+        assert_eq!(verdicts(&checks), ["MISSED", "MISSED"]);
+        assert_eq!(checks[0].measured, "1224 / 24000 msg/s = 0.05×");
+        assert_eq!(checks[1].measured, "1446 µs/msg");
+        let none = cluster_checks(&ClusterFigures::default());
+        assert!(
+            none.iter()
+                .all(|c| matches!(c.verdict, Verdict::NotMeasured(_)))
+        );
+    }
+
+    #[test]
+    fn render_counts_each_verdict() {
+        let checks = cluster_checks(&ClusterFigures {
+            embedded_rate: Some(10.0),
+            shared_rate: Some(5.0),
+            shared_cpu_us: None,
+        });
+        let text = render("targets", &checks);
+        assert!(text.starts_with("targets\n\n| target | measured | verdict |"));
+        assert!(text.contains("| 5 / 10 msg/s = 0.50× | met |"), "{text}");
+        assert!(text.ends_with("1 met, 0 missed, 1 not measured"), "{text}");
+    }
+}
