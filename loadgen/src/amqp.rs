@@ -22,7 +22,7 @@
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use amqprs::callbacks::{ChannelCallback, DefaultConnectionCallback};
@@ -39,7 +39,8 @@ use tokio::sync::{Semaphore, mpsc};
 
 use crate::driver::{DriveConfig, DriveReport};
 use crate::error::{LoadError, LoadResult};
-use crate::payload::{self, Clock, Stamp};
+use crate::payload::{self, Stamp};
+use crate::peer_run::PeerRun;
 use crate::stats::Latencies;
 
 /// The broker's default account (RabbitMQ lets it in from loopback only).
@@ -222,26 +223,6 @@ async fn open_device(broker: SocketAddr, name: &str, queue: &str) -> LoadResult<
     })
 }
 
-struct Shared {
-    clock: Clock,
-    start_us: u64,
-    deadline_us: u64,
-    total_sends: u64,
-    answered: AtomicU64,
-    delivered: AtomicU64,
-}
-
-impl Shared {
-    fn finished(&self) -> bool {
-        self.answered.load(Ordering::Acquire) >= self.total_sends
-            && self.delivered.load(Ordering::Acquire) >= self.answered.load(Ordering::Acquire)
-    }
-
-    fn over(&self) -> bool {
-        self.finished() || self.clock.now_us() > self.deadline_us
-    }
-}
-
 /// What one device's reader counted.
 #[derive(Default)]
 struct DeviceTally {
@@ -276,16 +257,8 @@ pub async fn run_pairs(
     for i in 0..devices {
         conns.push(open_device(broker, &format!("{prefix}-{i}"), &format!("{prefix}.{i}")).await?);
     }
-    let clock = Clock::new();
-    let start_us = clock.now_us() + 20_000;
-    let shared = Arc::new(Shared {
-        clock,
-        start_us,
-        deadline_us: start_us + u64::try_from(config.deadline.as_micros()).unwrap_or(u64::MAX / 2),
-        total_sends: messages * u64::try_from(devices).unwrap_or(0),
-        answered: AtomicU64::new(0),
-        delivered: AtomicU64::new(0),
-    });
+    let shared = Arc::new(PeerRun::start(devices, messages, config));
+    let start_us = shared.start_us;
     let mut readers = tokio::task::JoinSet::new();
     let mut connections = Vec::with_capacity(devices);
     for (i, device) in conns.into_iter().enumerate() {
@@ -326,7 +299,7 @@ pub async fn run_pairs(
 async fn send_loop(
     channel: Channel,
     window: Arc<Semaphore>,
-    shared: Arc<Shared>,
+    shared: Arc<PeerRun>,
     config: DriveConfig,
     messages: u64,
     (index, devices): (usize, usize),
@@ -382,7 +355,7 @@ async fn send_loop(
 async fn read_loop(
     mut device: AmqpDevice,
     window: Arc<Semaphore>,
-    shared: Arc<Shared>,
+    shared: Arc<PeerRun>,
 ) -> (DeviceTally, Connection) {
     let mut tally = DeviceTally::default();
     let mut tracker = ConfirmTracker::new();
@@ -432,7 +405,7 @@ async fn read_loop(
 }
 
 /// Records one delivery; its delivery tag, if it had one.
-fn take(tally: &mut DeviceTally, shared: &Shared, message: ConsumerMessage) -> Option<u64> {
+fn take(tally: &mut DeviceTally, shared: &PeerRun, message: ConsumerMessage) -> Option<u64> {
     let tag = message
         .deliver
         .as_ref()

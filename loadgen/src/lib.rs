@@ -48,6 +48,7 @@ pub mod logins;
 pub mod mqtt;
 pub mod pairs;
 pub mod payload;
+mod peer_run;
 pub mod procs;
 pub mod provision;
 pub mod relay;

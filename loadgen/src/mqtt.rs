@@ -13,7 +13,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -24,7 +24,8 @@ use tokio::sync::{Semaphore, mpsc};
 
 use crate::driver::{DriveConfig, DriveReport};
 use crate::error::{LoadError, LoadResult};
-use crate::payload::{self, Clock, Stamp};
+use crate::payload::{self, Stamp};
+use crate::peer_run::PeerRun;
 
 const CONNECT: u8 = 0x10;
 const CONNACK: u8 = 0x20;
@@ -205,22 +206,6 @@ async fn open_device(broker: SocketAddr, client_id: &str, topic: &str) -> LoadRe
     Ok(MqttDevice { reader, writer })
 }
 
-struct Shared {
-    clock: Clock,
-    start_us: u64,
-    deadline_us: u64,
-    total_sends: u64,
-    answered: AtomicU64,
-    delivered: AtomicU64,
-}
-
-impl Shared {
-    fn finished(&self) -> bool {
-        self.answered.load(Ordering::Acquire) >= self.total_sends
-            && self.delivered.load(Ordering::Acquire) >= self.answered.load(Ordering::Acquire)
-    }
-}
-
 /// Workload (a) against the broker at `broker`: `devices` connections in
 /// pairs, each publishing `messages` QoS 1 messages to its partner.
 ///
@@ -242,16 +227,8 @@ pub async fn run_pairs(
     for i in 0..devices {
         conns.push(open_device(broker, &format!("{prefix}-{i}"), &format!("{prefix}/{i}")).await?);
     }
-    let clock = Clock::new();
-    let start_us = clock.now_us() + 20_000;
-    let shared = Arc::new(Shared {
-        clock,
-        start_us,
-        deadline_us: start_us + u64::try_from(config.deadline.as_micros()).unwrap_or(u64::MAX / 2),
-        total_sends: messages * u64::try_from(devices).unwrap_or(0),
-        answered: AtomicU64::new(0),
-        delivered: AtomicU64::new(0),
-    });
+    let shared = Arc::new(PeerRun::start(devices, messages, config));
+    let start_us = shared.start_us;
     let mut readers = tokio::task::JoinSet::new();
     for (i, device) in conns.into_iter().enumerate() {
         let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
@@ -307,7 +284,7 @@ async fn write_loop(mut writer: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<
 async fn send_loop(
     tx: mpsc::UnboundedSender<Bytes>,
     window: Arc<Semaphore>,
-    shared: Arc<Shared>,
+    shared: Arc<PeerRun>,
     config: DriveConfig,
     messages: u64,
     (index, devices): (usize, usize),
@@ -357,12 +334,12 @@ async fn read_loop(
     mut reader: BufReader<OwnedReadHalf>,
     tx: mpsc::UnboundedSender<Bytes>,
     window: Arc<Semaphore>,
-    shared: Arc<Shared>,
+    shared: Arc<PeerRun>,
 ) -> (u64, u64, u64, crate::stats::Latencies) {
     let mut latency = crate::stats::Latencies::new();
     let (mut delivered, mut acked, mut last) = (0u64, 0u64, 0u64);
     loop {
-        if shared.finished() || shared.clock.now_us() > shared.deadline_us {
+        if shared.over() {
             break;
         }
         let packet = match tokio::time::timeout(

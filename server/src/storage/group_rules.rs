@@ -47,6 +47,23 @@ pub(crate) struct ChangePlan {
     pub delete_group: bool,
 }
 
+impl ChangePlan {
+    /// The group as a change that deleted it leaves it: the new version,
+    /// no metadata and no member. `None` when the group still exists (the
+    /// backend reads it back).
+    pub(crate) fn deleted_group(
+        &self,
+        id: &[u8; super::groups::GROUP_ID_LEN],
+    ) -> Option<GroupRecord> {
+        self.delete_group.then(|| GroupRecord {
+            id: *id,
+            version: self.version,
+            metadata: Vec::new(),
+            members: Vec::new(),
+        })
+    }
+}
+
 /// The usernames `change` names, for the backend to resolve.
 pub(crate) fn named_users(change: &GroupChange) -> Vec<&str> {
     match change {

@@ -277,15 +277,9 @@ impl GroupStorage for PostgresStorage {
                 max_members,
             )?;
             write_plan(tx, id, &plan).await?;
-            let group = if plan.delete_group {
-                GroupRecord {
-                    id: *id,
-                    version: plan.version,
-                    metadata: Vec::new(),
-                    members: Vec::new(),
-                }
-            } else {
-                load_group(tx, id, Lock::None).await?
+            let group = match plan.deleted_group(id) {
+                Some(gone) => gone,
+                None => load_group(tx, id, Lock::None).await?,
             };
             let mut accounts = member_ids(&before);
             accounts.extend(member_ids(&group));

@@ -258,15 +258,9 @@ impl GroupStorage for SqliteStorage {
                 max_members,
             )?;
             write_plan(tx, id, &plan)?;
-            let group = if plan.delete_group {
-                GroupRecord {
-                    id: *id,
-                    version: plan.version,
-                    metadata: Vec::new(),
-                    members: Vec::new(),
-                }
-            } else {
-                load_group(tx, id)?
+            let group = match plan.deleted_group(id) {
+                Some(gone) => gone,
+                None => load_group(tx, id)?,
             };
             let mut accounts = member_ids(&before);
             accounts.extend(member_ids(&group));
