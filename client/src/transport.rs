@@ -1,9 +1,11 @@
 //! The connection to the server (SPEC.md §12.3, §12.13): TLS 1.3 with the
 //! server certificate pinned by its SHA-256; over QUIC (ALPN `microbot/1`,
 //! one bidirectional request stream carrying length-prefixed frames) or
-//! over a WebSocket (one frame body per binary message, websocket.rs);
-//! requests matched to responses by `request_id`, pushes forwarded to a
-//! channel. [`Transport::Auto`] tries QUIC for [`QUIC_FALLBACK_AFTER`] and
+//! over a WebSocket (one frame body per binary message, websocket.rs).
+//! Hello, request ids, matching responses to requests and telling pushes
+//! apart are the protocol crate's connection machine ([`ClientConn`]);
+//! this file sends requests through it, and transport/reader.rs feeds it
+//! what arrives, wakes the waiting requests and forwards pushes. [`Transport::Auto`] tries QUIC for [`QUIC_FALLBACK_AFTER`] and
 //! then the WebSocket, and remembers addresses that needed it.
 //!
 //! Not owned here: what requests mean (auth.rs, sync.rs) or when to
@@ -11,17 +13,13 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::BytesMut;
-use microbot_protocol::codec::{DEFAULT_MAX_FRAME_LEN, FrameDecoder, encode_frame};
-use microbot_protocol::transport::{
-    ClientFrame, Hello, HelloResponse, Push, ServerFrame, client_frame::Request, response,
-    server_frame,
-};
-use prost::Message as _;
+use microbot_protocol::codec::DEFAULT_MAX_FRAME_LEN;
+use microbot_protocol::conn::{ClientConn, ClientConnError};
+use microbot_protocol::transport::{Hello, HelloResponse, Push, client_frame::Request, response};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
@@ -30,13 +28,17 @@ use subtle::ConstantTimeEq as _;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{ServerConfig, Transport};
-use crate::error::{ServerError, TransportError};
+use crate::error::TransportError;
 use crate::websocket;
 
-/// ALPN protocol id of Microbot v1.
-pub const ALPN: &[u8] = b"microbot/1";
+mod reader;
+
+use reader::{fail_all, read_loop, read_loop_ws};
+
+/// ALPN protocol id of Microbot v1 (defined once, in the protocol crate).
+pub use microbot_protocol::conn::ALPN;
 /// Protocol versions this client speaks.
-pub const PROTOCOL_VERSIONS: &[u32] = &[1];
+pub const PROTOCOL_VERSIONS: &[u32] = microbot_protocol::conn::SUPPORTED_VERSIONS;
 /// Longest wait for one response.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 /// QUIC keep-alive period: an idle connection still proves every few
@@ -59,6 +61,9 @@ type Reply = Result<response::Result, TransportError>;
 
 /// Requests waiting for their response; `None` once the connection ended.
 type Pending = Arc<Mutex<Option<HashMap<u64, oneshot::Sender<Reply>>>>>;
+
+/// The connection machine, shared by the requests and the reader.
+type Machine = Arc<Mutex<ClientConn>>;
 
 /// The transport under one connection.
 enum Link {
@@ -134,7 +139,7 @@ impl StreamRecv {
 pub(crate) struct Connection {
     link: Link,
     pending: Pending,
-    next_id: AtomicU64,
+    machine: Machine,
     reader: tokio::task::JoinHandle<()>,
     /// The server's answer to Hello (limits, first challenge).
     pub(crate) hello: HelloResponse,
@@ -269,108 +274,6 @@ pub fn websocket_tls_config(server: &ServerConfig) -> Result<rustls::ClientConfi
     Ok(tls)
 }
 
-fn fail_all(pending: &Pending, reason: &str) {
-    let waiting = pending.lock().ok().and_then(|mut p| p.take());
-    for (_, tx) in waiting.into_iter().flatten() {
-        let _ = tx.send(Err(TransportError::ConnectionLost(reason.to_owned())));
-    }
-}
-
-/// Routes one server frame: a response to its waiter, a push to the
-/// channel. `Some(reason)` when the frame closes the connection.
-fn route(
-    frame: ServerFrame,
-    pending: &Pending,
-    pushes: &mpsc::UnboundedSender<Push>,
-) -> Option<String> {
-    match frame.kind {
-        Some(server_frame::Kind::Response(r)) => {
-            let waiter = pending
-                .lock()
-                .ok()
-                .and_then(|mut p| p.as_mut().and_then(|p| p.remove(&r.request_id)));
-            if let Some(tx) = waiter {
-                let reply = match r.result {
-                    Some(response::Result::Error(e)) => {
-                        Err(TransportError::Server(ServerError::from_proto(e)))
-                    }
-                    Some(result) => Ok(result),
-                    None => Err(TransportError::UnexpectedResponse {
-                        expected: "a result",
-                    }),
-                };
-                let _ = tx.send(reply);
-            }
-            None
-        }
-        Some(server_frame::Kind::Push(push)) => {
-            let _ = pushes.send(push);
-            None
-        }
-        Some(server_frame::Kind::Closing(error)) => Some(format!(
-            "server closed the connection: {}",
-            ServerError::from_proto(error)
-        )),
-        None => None,
-    }
-}
-
-/// Reads WebSocket messages (one `ServerFrame` body each) until the socket
-/// ends; routes responses and pushes.
-async fn read_loop_ws(
-    mut source: websocket::Source,
-    pending: Pending,
-    pushes: mpsc::UnboundedSender<Push>,
-    closed: Arc<std::sync::atomic::AtomicBool>,
-) {
-    let reason = loop {
-        match websocket::next_body(&mut source).await {
-            Ok(body) => match ServerFrame::decode(body) {
-                Ok(frame) => {
-                    if let Some(reason) = route(frame, &pending, &pushes) {
-                        break reason;
-                    }
-                }
-                Err(error) => break format!("bad frame from the server: {error}"),
-            },
-            Err(reason) => break reason,
-        }
-    };
-    closed.store(true, Ordering::Relaxed);
-    tracing::debug!(%reason, "websocket ended");
-    fail_all(&pending, &reason);
-}
-
-/// Reads server frames until the stream ends; routes responses and pushes.
-async fn read_loop(
-    mut recv: quinn::RecvStream,
-    pending: Pending,
-    pushes: mpsc::UnboundedSender<Push>,
-) {
-    let mut decoder = FrameDecoder::new(DEFAULT_MAX_FRAME_LEN);
-    let reason = loop {
-        match decoder.next_message::<ServerFrame>() {
-            Ok(Some(frame)) => match route(frame, &pending, &pushes) {
-                Some(reason) => break reason,
-                None => continue,
-            },
-            Ok(None) => {}
-            Err(error) => break format!("bad frame from the server: {error}"),
-        }
-        match recv.read_chunk(64 * 1024, true).await {
-            Ok(Some(chunk)) => {
-                if let Err(error) = decoder.push(&chunk.bytes) {
-                    break format!("bad frame from the server: {error}");
-                }
-            }
-            Ok(None) => break "server ended the stream".to_owned(),
-            Err(error) => break error.to_string(),
-        }
-    };
-    tracing::debug!(%reason, "request stream ended");
-    fail_all(&pending, &reason);
-}
-
 impl Connection {
     /// Connects to one of `server`'s addresses, trying each once in
     /// round-robin order from `start` until one completes Hello (SPEC.md
@@ -464,10 +367,12 @@ impl Connection {
         let socket = websocket::connect(server, addr, timeout).await?;
         let (out, source, writer) = websocket::start(socket);
         let pending: Pending = Arc::new(Mutex::new(Some(HashMap::new())));
+        let machine: Machine = Arc::new(Mutex::new(ClientConn::new(DEFAULT_MAX_FRAME_LEN)));
         let (push_tx, push_rx) = mpsc::unbounded_channel();
         let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let reader = tokio::spawn(read_loop_ws(
             source,
+            Arc::clone(&machine),
             Arc::clone(&pending),
             push_tx,
             Arc::clone(&closed),
@@ -482,7 +387,7 @@ impl Connection {
                 login: Mutex::new(None),
             },
             pending,
-            next_id: AtomicU64::new(1),
+            machine,
             reader,
             hello: HelloResponse::default(),
         };
@@ -516,8 +421,14 @@ impl Connection {
             .await
             .map_err(|e| TransportError::Connect(e.to_string()))?;
         let pending: Pending = Arc::new(Mutex::new(Some(HashMap::new())));
+        let machine: Machine = Arc::new(Mutex::new(ClientConn::new(DEFAULT_MAX_FRAME_LEN)));
         let (push_tx, push_rx) = mpsc::unbounded_channel();
-        let reader = tokio::spawn(read_loop(recv, Arc::clone(&pending), push_tx));
+        let reader = tokio::spawn(read_loop(
+            recv,
+            Arc::clone(&machine),
+            Arc::clone(&pending),
+            push_tx,
+        ));
         let conn = Self {
             link: Link::Quic {
                 endpoint,
@@ -525,7 +436,7 @@ impl Connection {
                 send: tokio::sync::Mutex::new(send),
             },
             pending,
-            next_id: AtomicU64::new(1),
+            machine,
             reader,
             hello: HelloResponse::default(),
         };
@@ -544,11 +455,6 @@ impl Connection {
             Ok(response::Result::Hello(hello)) => hello,
             Ok(_) => {
                 return Err(TransportError::UnexpectedResponse { expected: "Hello" });
-            }
-            Err(TransportError::ConnectionLost(reason))
-                if reason.contains("UnsupportedVersion") =>
-            {
-                return Err(TransportError::UnsupportedVersion);
             }
             Err(error) => return Err(error),
         };
@@ -625,37 +531,37 @@ impl Connection {
     /// Sends one request and waits for its response. A server error is
     /// [`TransportError::Server`].
     pub(crate) async fn request(&self, request: Request) -> Reply {
-        let request_id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let lost = || TransportError::ConnectionLost("connection state poisoned".into());
         let (tx, rx) = oneshot::channel();
-        {
-            let mut pending = self
-                .pending
-                .lock()
-                .map_err(|_| TransportError::ConnectionLost("connection state poisoned".into()))?;
-            match pending.as_mut() {
-                Some(map) => {
-                    map.insert(request_id, tx);
-                }
-                None => return Err(TransportError::ConnectionLost("connection closed".into())),
-            }
-        }
-        let frame = ClientFrame {
-            request_id,
-            request: Some(request),
+        let transmit = {
+            let mut pending = self.pending.lock().map_err(|_| lost())?;
+            let Some(map) = pending.as_mut() else {
+                return Err(TransportError::ConnectionLost("connection closed".into()));
+            };
+            let mut machine = self.machine.lock().map_err(|_| lost())?;
+            let request_id = match machine.request(request) {
+                Ok(id) => id,
+                Err(ClientConnError::Encode(error)) => return Err(TransportError::Frame(error)),
+                Err(_) => return Err(TransportError::ConnectionLost("connection closed".into())),
+            };
+            let transmit = machine
+                .poll_transmit()
+                .filter(|t| t.request_id == request_id)
+                .ok_or_else(lost)?;
+            map.insert(request_id, tx);
+            transmit
         };
-        let mut buf = BytesMut::new();
-        encode_frame(&frame, &mut buf)?;
+        let request_id = transmit.request_id;
         match &self.link {
             Link::Quic { send, .. } => {
                 let mut send = send.lock().await;
-                send.write_all(&buf)
+                send.write_all(transmit.stream_bytes())
                     .await
                     .map_err(|e| TransportError::ConnectionLost(e.to_string()))?;
             }
             Link::WebSocket { out, .. } => {
                 // The message delimits the frame: the body without its prefix.
-                let body = buf.split_off(buf.len().saturating_sub(frame.encoded_len()));
-                out.send(websocket::Out::Frame(body.freeze()))
+                out.send(websocket::Out::Frame(transmit.body()))
                     .map_err(|_| TransportError::ConnectionLost("connection closed".into()))?;
             }
         }
@@ -667,6 +573,9 @@ impl Connection {
                     && let Some(map) = pending.as_mut()
                 {
                     map.remove(&request_id);
+                }
+                if let Ok(mut machine) = self.machine.lock() {
+                    machine.cancel(request_id);
                 }
                 Err(TransportError::Timeout)
             }

@@ -7,8 +7,10 @@
 //! [`PING_INTERVAL`]; the reader (transport.rs) gives up when nothing at
 //! all arrives for [`SILENCE_LIMIT`] (the server pings at least every 20 s).
 //!
-//! Not owned here: matching responses to requests (transport.rs), when to
-//! fall back (transport.rs).
+//! Not owned here: matching responses to requests (the protocol crate's
+//! connection machine, driven by transport.rs and, for the Hello and login
+//! of an attachment socket, by [`open_attachment`]), when to fall back
+//! (transport.rs).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -28,10 +30,9 @@ use tokio_tungstenite::tungstenite::protocol::{Message, WebSocketConfig};
 
 use crate::config::ServerConfig;
 use crate::error::{ServerError, TransportError};
-use microbot_protocol::transport::{
-    ClientFrame, Hello, ServerFrame, client_frame::Request, response, server_frame,
-};
-use prost::Message as _;
+use microbot_protocol::codec::DEFAULT_MAX_FRAME_LEN;
+use microbot_protocol::conn::{AnswerError, ClientConn, ClientConnError, ClientEvent};
+use microbot_protocol::transport::{Hello, client_frame::Request, response};
 
 /// Request path of the WebSocket endpoint.
 pub(crate) const PATH: &str = "/v1/ws";
@@ -213,40 +214,62 @@ pub(crate) fn start(
     (tx, source, writer)
 }
 
-/// One request on an attachment socket before its transfer: its response
-/// result, or the error the server answered or closed with.
+/// One request on an attachment socket before its transfer, through the
+/// socket's connection machine: its response result, or the error the
+/// server answered or closed with.
 async fn exchange(
     sink: &mut Sink,
     source: &mut Source,
-    request_id: u64,
+    machine: &mut ClientConn,
     request: Request,
 ) -> Result<response::Result, TransportError> {
-    let frame = ClientFrame {
-        request_id,
-        request: Some(request),
+    let closed = |error: microbot_protocol::conn::WireError| {
+        TransportError::ConnectionLost(format!(
+            "server closed the connection: {}",
+            ServerError::from_proto(error.to_proto())
+        ))
     };
-    sink.send(Message::Binary(Bytes::from(frame.encode_to_vec())))
-        .await
-        .map_err(|e| TransportError::ConnectionLost(e.to_string()))?;
+    let request_id = machine.request(request).map_err(|e| match e {
+        ClientConnError::Encode(error) => TransportError::Frame(error),
+        other => TransportError::ConnectionLost(other.to_string()),
+    })?;
+    while let Some(transmit) = machine.poll_transmit() {
+        sink.send(Message::Binary(transmit.body()))
+            .await
+            .map_err(|e| TransportError::ConnectionLost(e.to_string()))?;
+    }
     let body = next_body(source)
         .await
         .map_err(TransportError::ConnectionLost)?;
-    let frame = ServerFrame::decode(body)
-        .map_err(|e| TransportError::ConnectionLost(format!("bad frame from the server: {e}")))?;
-    match frame.kind {
-        Some(server_frame::Kind::Response(r)) if r.request_id == request_id => match r.result {
-            Some(response::Result::Error(e)) => {
-                Err(TransportError::Server(ServerError::from_proto(e)))
-            }
-            Some(result) => Ok(result),
-            None => Err(TransportError::UnexpectedResponse {
+    machine
+        .handle_message(body)
+        .map_err(|e| TransportError::ConnectionLost(e.to_string()))?;
+    match machine.poll_event() {
+        Ok(Some(ClientEvent::Hello {
+            response: hello, ..
+        })) => Ok(response::Result::Hello(hello)),
+        Ok(Some(ClientEvent::Answer {
+            request_id: answered,
+            result,
+        })) if answered == request_id => match result {
+            Ok(result) => Ok(result),
+            Err(AnswerError::Refused(error)) => Err(TransportError::Server(
+                ServerError::from_proto(error.to_proto()),
+            )),
+            Err(AnswerError::NoResult) => Err(TransportError::UnexpectedResponse {
                 expected: "a result",
             }),
         },
-        Some(server_frame::Kind::Closing(e)) => Err(TransportError::ConnectionLost(format!(
-            "server closed the connection: {}",
-            ServerError::from_proto(e)
-        ))),
+        Ok(Some(ClientEvent::Closing { error, .. }))
+        | Err(ClientConnError::UnsupportedVersion(error) | ClientConnError::HelloRefused(error)) => {
+            Err(closed(error))
+        }
+        Err(ClientConnError::UnexpectedHelloAnswer) => {
+            Err(TransportError::UnexpectedResponse { expected: "Hello" })
+        }
+        Err(error @ (ClientConnError::Frame(_) | ClientConnError::Malformed(_))) => {
+            Err(TransportError::ConnectionLost(error.to_string()))
+        }
         _ => Err(TransportError::UnexpectedResponse {
             expected: "a response",
         }),
@@ -264,18 +287,19 @@ pub(crate) async fn open_attachment(
 ) -> Result<(Sink, Source), TransportError> {
     let socket = connect_path(server, addr, ATTACH_PATH, timeout).await?;
     let (mut sink, mut source) = socket.split();
+    let mut machine = ClientConn::new(DEFAULT_MAX_FRAME_LEN);
     let hello = Request::Hello(Hello {
         versions: crate::transport::PROTOCOL_VERSIONS.to_vec(),
         client_agent: "microbot-client attachment".to_owned(),
     });
-    let challenge = match exchange(&mut sink, &mut source, 1, hello).await? {
+    let challenge = match exchange(&mut sink, &mut source, &mut machine, hello).await? {
         response::Result::Hello(hello) => hello.challenge,
         _ => return Err(TransportError::UnexpectedResponse { expected: "Hello" }),
     };
     let login = Request::Login(crate::auth::login_request(
         &challenge, device_id, device_key,
     ));
-    match exchange(&mut sink, &mut source, 2, login).await? {
+    match exchange(&mut sink, &mut source, &mut machine, login).await? {
         response::Result::Login(_) => Ok((sink, source)),
         _ => Err(TransportError::UnexpectedResponse {
             expected: "LoginResponse",

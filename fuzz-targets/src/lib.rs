@@ -29,6 +29,8 @@
 //! - [`bot`]: the bot framework's command, delay and reminder-file parsers.
 //! - [`admin`]: what a node reads from the others for the dashboard
 //!   (node snapshots, SPEC.md §18.7).
+//! - [`conn_machine`]: the sans-I/O connection machine, client and server
+//!   role, on well-formed and arbitrary traffic (SPEC.md §12).
 //! - [`server_handler`]: the server's request handler fed frame sequences on
 //!   several connections, before and after login (SPEC.md §12).
 #![forbid(unsafe_code)]
@@ -38,6 +40,7 @@ pub mod admin;
 pub mod attachment;
 pub mod attachment_http;
 pub mod bot;
+pub mod conn_machine;
 pub mod device_list;
 pub mod fixtures;
 pub mod frames;
@@ -81,4 +84,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("device_list_parse", device_list::device_list_parse),
     ("bot_command", bot::bot_command),
     ("admin_input", admin::admin_input),
+    ("conn_machine", conn_machine::conn_machine),
 ];

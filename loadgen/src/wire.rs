@@ -1,6 +1,7 @@
 //! The transport as a device speaks it (SPEC.md §12), without the SDK: one
 //! QUIC connection, one request stream, `ClientFrame`s out and
-//! `ServerFrame`s in, encoded with the protocol crate's codec.
+//! `ServerFrame`s in, through the protocol crate's connection machine
+//! ([`ClientConn`]: Hello, request ids, answers, pushes, error frames).
 //!
 //! Two ways to use a connection: [`Session`] for one request at a time
 //! (provisioning, login), and [`Session::into_duplex`] for load, where a
@@ -17,10 +18,11 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use ed25519_dalek::{Signer as _, SigningKey};
-use microbot_protocol::codec::{DEFAULT_MAX_FRAME_LEN, FrameDecoder, encode_frame};
+use microbot_protocol::codec::{DEFAULT_MAX_FRAME_LEN, encode_frame};
+use microbot_protocol::conn::{AnswerError, ClientConn, ClientConnError, ClientEvent};
 use microbot_protocol::transport::{
-    ClientFrame, ErrorCode, Hello, LoginRequest, LoginResponse, ServerFrame, client_frame::Request,
-    response, server_frame,
+    ClientFrame, ErrorCode, Hello, LoginRequest, LoginResponse, Response, ServerFrame,
+    client_frame::Request, response, server_frame,
 };
 use tokio::sync::mpsc;
 
@@ -146,40 +148,103 @@ pub fn refusal(request: &'static str, result: response::Result) -> LoadError {
     }
 }
 
-/// Reads `ServerFrame`s from the request stream.
+/// Reads the request stream through the connection machine.
 #[derive(Debug)]
 pub struct FrameSource {
     recv: quinn::RecvStream,
-    decoder: FrameDecoder,
+    conn: ClientConn,
+    /// The stream ended (or failed).
+    ended: bool,
 }
 
 impl FrameSource {
     fn new(recv: quinn::RecvStream) -> Self {
         Self {
             recv,
-            decoder: FrameDecoder::new(DEFAULT_MAX_FRAME_LEN),
+            conn: ClientConn::new(DEFAULT_MAX_FRAME_LEN),
+            ended: false,
         }
     }
 
-    /// The next frame; `None` when the stream ended.
+    /// The machine's next event; `None` when the stream ended. A refused
+    /// Hello comes as the server's closing; answers to ids the machine
+    /// does not track and empty frames are skipped.
+    ///
+    /// # Errors
+    /// [`LoadError::Frame`] for bytes or a frame the machine refused.
+    async fn next_event(&mut self) -> LoadResult<Option<ClientEvent>> {
+        loop {
+            match self.conn.poll_event() {
+                Ok(Some(event)) => return Ok(Some(event)),
+                Ok(None) if self.ended => return Ok(None),
+                Ok(None) => self.read().await?,
+                Err(
+                    ClientConnError::UnsupportedVersion(error)
+                    | ClientConnError::HelloRefused(error),
+                ) => {
+                    return Ok(Some(ClientEvent::Closing {
+                        error,
+                        abandoned: Vec::new(),
+                    }));
+                }
+                Err(error) if !error.is_fatal() => {}
+                Err(error) => return Err(LoadError::Frame(error.to_string())),
+            }
+        }
+    }
+
+    /// The next frame; `None` when the stream ended. Answers to requests
+    /// the caller framed itself (ids of its choosing) come as they are.
     ///
     /// # Errors
     /// [`LoadError::Frame`] for an undecodable frame.
     pub async fn next(&mut self) -> LoadResult<Option<ServerFrame>> {
         loop {
-            if let Some(frame) = self
-                .decoder
-                .next_message::<ServerFrame>()
-                .map_err(|e| LoadError::Frame(e.to_string()))?
-            {
-                return Ok(Some(frame));
-            }
-            match self.recv.read_chunk(READ_CHUNK, true).await {
-                Ok(Some(chunk)) => self
-                    .decoder
-                    .push(&chunk.bytes)
-                    .map_err(|e| LoadError::Frame(e.to_string()))?,
-                Ok(None) | Err(_) => return Ok(None),
+            let kind = match self.conn.poll_event() {
+                Ok(Some(ClientEvent::Answer { request_id, result })) => {
+                    server_frame::Kind::Response(Response {
+                        request_id,
+                        result: match result {
+                            Ok(result) => Some(result),
+                            Err(AnswerError::Refused(error)) => {
+                                Some(response::Result::Error(error.to_proto()))
+                            }
+                            Err(AnswerError::NoResult) => None,
+                        },
+                    })
+                }
+                Ok(Some(ClientEvent::Push(push))) => server_frame::Kind::Push(push),
+                Ok(Some(ClientEvent::Closing { error, .. })) => {
+                    server_frame::Kind::Closing(error.to_proto())
+                }
+                Err(ClientConnError::UnknownRequestId { request_id, result }) => {
+                    server_frame::Kind::Response(Response {
+                        request_id,
+                        result: result.map(|r| *r),
+                    })
+                }
+                Ok(Some(ClientEvent::Hello { .. })) | Err(ClientConnError::EmptyFrame) => continue,
+                Ok(None) if self.ended => return Ok(None),
+                Ok(None) => {
+                    self.read().await?;
+                    continue;
+                }
+                Err(error) => return Err(LoadError::Frame(error.to_string())),
+            };
+            return Ok(Some(ServerFrame { kind: Some(kind) }));
+        }
+    }
+
+    /// Reads one chunk into the machine; sets `ended` at the end of the stream.
+    async fn read(&mut self) -> LoadResult<()> {
+        match self.recv.read_chunk(READ_CHUNK, true).await {
+            Ok(Some(chunk)) => self
+                .conn
+                .handle_stream_bytes(&chunk.bytes)
+                .map_err(|e| LoadError::Frame(e.to_string())),
+            Ok(None) | Err(_) => {
+                self.ended = true;
+                Ok(())
             }
         }
     }
@@ -230,7 +295,6 @@ pub struct Session {
     pub connection: quinn::Connection,
     send: quinn::SendStream,
     source: FrameSource,
-    next_id: u64,
     challenge: Bytes,
 }
 
@@ -254,7 +318,6 @@ impl Session {
             connection,
             send,
             source: FrameSource::new(recv),
-            next_id: 1,
             challenge: Bytes::new(),
         };
         match session
@@ -275,28 +338,41 @@ impl Session {
     /// # Errors
     /// Connection failures, a timeout, or a frame without result.
     pub async fn request(&mut self, request: Request) -> LoadResult<response::Result> {
-        let id = self.next_id;
-        self.next_id += 1;
-        let frame = encode_client_frame(id, request)?;
-        self.send
-            .write_all(&frame)
-            .await
-            .map_err(LoadError::connection)?;
+        let id = self
+            .source
+            .conn
+            .request(request)
+            .map_err(|e| LoadError::Frame(e.to_string()))?;
+        while let Some(transmit) = self.source.conn.poll_transmit() {
+            self.send
+                .write_all(transmit.stream_bytes())
+                .await
+                .map_err(LoadError::connection)?;
+        }
         loop {
-            let frame = tokio::time::timeout(REQUEST_TIMEOUT, self.source.next())
+            let event = tokio::time::timeout(REQUEST_TIMEOUT, self.source.next_event())
                 .await
                 .map_err(|_| LoadError::Timeout("waiting for a response"))??
                 .ok_or_else(|| LoadError::Connection("stream ended before the response".into()))?;
-            match frame.kind {
-                Some(server_frame::Kind::Response(r)) if r.request_id == id => {
-                    return r
-                        .result
-                        .ok_or(LoadError::Unexpected("a response without result"));
+            match event {
+                ClientEvent::Answer { request_id, result } if request_id == id => {
+                    return match result {
+                        Ok(result) => Ok(result),
+                        Err(AnswerError::Refused(error)) => {
+                            Ok(response::Result::Error(error.to_proto()))
+                        }
+                        Err(AnswerError::NoResult) => {
+                            Err(LoadError::Unexpected("a response without result"))
+                        }
+                    };
                 }
-                Some(server_frame::Kind::Closing(e)) => {
+                ClientEvent::Hello {
+                    response: hello, ..
+                } => return Ok(response::Result::Hello(hello)),
+                ClientEvent::Closing { error, .. } => {
                     return Err(LoadError::Connection(format!(
                         "server closed the connection: {}",
-                        e.message
+                        error.message
                     )));
                 }
                 _ => {}

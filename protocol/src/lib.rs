@@ -4,6 +4,9 @@
 //! protobuf messages generated from `proto/` and the frame codec.
 //!
 //! - [`codec`]: length-prefixed frames (SPEC.md §10).
+//! - [`conn`]: the client–server conversation as a sans-I/O state machine
+//!   (Hello, request ids, answers, pushes, errors; SPEC.md §12), with the
+//!   ALPN id [`conn::ALPN`].
 //! - [`content`]: what travels inside the end-to-end ciphertext (SPEC.md §11),
 //!   with constructors such as [`content::Content::text`];
 //!   [`content_rules`] (limits, [`decode_content`]), [`padding`] (§11.3) and
@@ -17,6 +20,7 @@
 )]
 
 pub mod codec;
+pub mod conn;
 pub mod content_rules;
 pub mod convergence;
 pub mod padding;

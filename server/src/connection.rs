@@ -18,6 +18,10 @@
 //! (its envelopes stay queued; the client reconnects and fetches). The bus
 //! bounds what waits before the outbox (1024 pushes, bus/).
 //!
+//! The bytes read go into the request handler's connection machine (the
+//! protocol crate's `conn`, through dispatch.rs), which splits them into
+//! frames and validates them; this file only moves bytes and keeps time.
+//!
 //! Not owned here: the request state machine and dispatch (dispatch.rs);
 //! what each request does (auth/, keys.rs, queues.rs, ...).
 
@@ -26,7 +30,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use microbot_protocol::codec::{FrameDecoder, encode_frame_with_limit};
+use microbot_protocol::codec::encode_frame_with_limit;
+use microbot_protocol::conn::push_frame;
 use microbot_protocol::transport::{ErrorCode, ServerFrame, server_frame};
 use tokio::sync::watch;
 
@@ -231,7 +236,6 @@ impl Conn {
         mut recv: quinn::RecvStream,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Option<Close> {
-        let mut decoder = FrameDecoder::new(self.max_frame_len);
         let hello_deadline = tokio::time::Instant::now() + HELLO_TIMEOUT;
         let login_timeout = Duration::from_secs(self.state.config.login_timeout_secs);
         let frame_timeout = Duration::from_secs(self.state.config.frame_timeout_secs);
@@ -243,23 +247,18 @@ impl Conn {
             // Handle every whole frame already buffered before reading more,
             // as long as the client takes its responses.
             while self.outbox.bytes <= self.backlog_cap {
-                match decoder.next_frame() {
-                    Ok(Some(frame)) => {
+                match self.handler.next_reply().await {
+                    Some(Reply::Respond(response)) => {
                         frame_deadline = None;
-                        match self.handler.handle_frame(frame).await {
-                            Reply::Respond(response) => {
-                                if progress_towards_login(&response) {
-                                    login_deadline = None;
-                                }
-                                if let Err(close) = self.enqueue(&response) {
-                                    return Some(close);
-                                }
-                            }
-                            Reply::Close(close) => return Some(close),
+                        if progress_towards_login(&response) {
+                            login_deadline = None;
+                        }
+                        if let Err(close) = self.enqueue(&response) {
+                            return Some(close);
                         }
                     }
-                    Ok(None) => break,
-                    Err(error) => return Some(Close::from_frame_error(&error)),
+                    Some(Reply::Close(close)) => return Some(close),
+                    None => break,
                 }
             }
             let read_requests = self.outbox.bytes <= self.backlog_cap;
@@ -270,7 +269,7 @@ impl Conn {
             }
             // Only time a frame while this side reads (a full outbox is
             // not the client's delay).
-            if !read_requests || decoder.buffered_len() == 0 {
+            if !read_requests || self.handler.buffered_len() == 0 {
                 frame_deadline = None;
             } else if frame_deadline.is_none() {
                 frame_deadline = Some(tokio::time::Instant::now() + frame_timeout);
@@ -289,16 +288,11 @@ impl Conn {
                 },
                 chunk = recv.read_chunk(READ_CHUNK, true), if read_requests => match chunk {
                     Ok(Some(chunk)) => {
-                        if let Err(error) = decoder.push(&chunk.bytes) {
-                            return Some(Close::from_frame_error(&error));
+                        if let Err(close) = self.handler.handle_stream_bytes(&chunk.bytes) {
+                            return Some(close);
                         }
                     }
-                    Ok(None) => {
-                        return match decoder.finish() {
-                            Ok(()) => None,
-                            Err(error) => Some(Close::from_frame_error(&error)),
-                        };
-                    }
+                    Ok(None) => return self.handler.finish_stream().err(),
                     Err(error) => {
                         tracing::debug!(%error, "request stream ended");
                         return None;
@@ -316,9 +310,7 @@ impl Conn {
                 },
                 event = self.handler.next_event() => match event {
                     BusEvent::Push(push) => {
-                        let frame = ServerFrame {
-                            kind: Some(server_frame::Kind::Push(*push)),
-                        };
+                        let frame = push_frame(*push);
                         if let Err(close) = self.enqueue(&frame) {
                             return Some(close);
                         }

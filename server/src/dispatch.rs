@@ -1,6 +1,9 @@
 //! The request side of one connection, without I/O (SPEC.md §12.3, §12.4,
 //! §12.8): the Hello → login → requests state machine, the limits in
-//! front of every request, and the dispatch to the handlers.
+//! front of every request, and the dispatch to the handlers. Hello first
+//! and once, version negotiation, frame validation and the framing of
+//! answers are the protocol crate's connection machine ([`ServerConn`]),
+//! which the handler drives; login and dispatch are the server's own.
 //!
 //! A [`RequestHandler`] takes one decoded frame body at a time and answers
 //! with the `ServerFrame` to write back, or with the [`Close`] that ends the
@@ -18,12 +21,12 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use microbot_protocol::codec::FrameError;
+use microbot_protocol::conn::{self, Incoming, ServerConfig, ServerConn, ServerConnError};
 use microbot_protocol::transport::{
     self, ChallengeResponse, ClientFrame, EnrolDeviceResponse, ErrorCode, HelloResponse,
-    LoginResponse, Ok as OkResult, Response, ServerFrame, ServerLimits, client_frame::Request,
-    response, server_frame,
+    LoginResponse, Ok as OkResult, ServerFrame, ServerLimits, client_frame::Request, response,
+    server_frame,
 };
-use prost::Message as _;
 
 use crate::auth::accounts;
 use crate::auth::devices::{self, CHALLENGE_LEN, DeviceSession};
@@ -34,9 +37,9 @@ use crate::state::ServerState;
 use crate::{attachments, groups, keys, provisioning, queues, sealed};
 
 /// Protocol versions this server speaks.
-pub const SUPPORTED_VERSIONS: &[u32] = &[1];
+pub const SUPPORTED_VERSIONS: &[u32] = conn::SUPPORTED_VERSIONS;
 /// Longest `Hello.client_agent` accepted, in bytes (SPEC.md §12.4).
-pub const MAX_CLIENT_AGENT_LEN: usize = 128;
+pub const MAX_CLIENT_AGENT_LEN: usize = conn::MAX_CLIENT_AGENT_LEN;
 
 /// Why a connection ends: what goes into its `ServerFrame.closing` and its
 /// QUIC application close code.
@@ -60,6 +63,17 @@ impl Close {
             message: message.into(),
             retry_after_ms: 0,
             supported_versions: Vec::new(),
+        }
+    }
+
+    /// The close for a frame the connection machine refused.
+    pub fn from_conn_error(error: &ServerConnError) -> Self {
+        let wire = error.to_wire();
+        Self {
+            code: wire.code,
+            message: wire.message,
+            retry_after_ms: wire.retry_after_ms,
+            supported_versions: wire.supported_versions,
         }
     }
 
@@ -95,19 +109,15 @@ pub enum Reply {
     Close(Close),
 }
 
-/// Where the connection is in its life.
-enum Phase {
-    AwaitHello,
-    Open,
-    LoggedIn(DeviceSession),
-}
-
 /// The request state machine of one connection.
 ///
 /// Dropping it ends its bus subscription.
 pub struct RequestHandler {
     state: Arc<ServerState>,
-    phase: Phase,
+    /// Hello and frame validation (the protocol crate's machine).
+    conn: ServerConn,
+    /// The logged-in device.
+    session: Option<DeviceSession>,
     challenge: Option<[u8; CHALLENGE_LEN]>,
     subscription: Option<Subscription>,
     remote_ip: IpAddr,
@@ -141,9 +151,11 @@ impl RequestHandler {
     /// A handler for a new connection from `remote_ip` (the address the
     /// per-IP limits key on), waiting for Hello.
     pub fn new(state: Arc<ServerState>, remote_ip: IpAddr) -> Self {
+        let max_frame_len = usize::try_from(state.config.max_frame_len).unwrap_or(usize::MAX);
         Self {
             state,
-            phase: Phase::AwaitHello,
+            conn: ServerConn::new(ServerConfig::new(max_frame_len)),
+            session: None,
             challenge: None,
             subscription: None,
             remote_ip,
@@ -152,15 +164,12 @@ impl RequestHandler {
 
     /// Whether Hello has not been received yet.
     pub fn awaiting_hello(&self) -> bool {
-        matches!(self.phase, Phase::AwaitHello)
+        self.conn.awaiting_hello()
     }
 
     /// The logged-in device, if any.
     pub fn session(&self) -> Option<&DeviceSession> {
-        match &self.phase {
-            Phase::LoggedIn(session) => Some(session),
-            _ => None,
-        }
+        self.session.as_ref()
     }
 
     /// The next event for this connection (a push, or a disconnect order).
@@ -199,13 +208,47 @@ impl RequestHandler {
         }
     }
 
-    /// Handles one frame body from the request stream: decodes it as a
+    /// Bytes of the request stream (QUIC), into the connection machine.
+    ///
+    /// # Errors
+    /// The close for an oversize or invalid length prefix; none of `bytes`
+    /// is kept.
+    pub fn handle_stream_bytes(&mut self, bytes: &[u8]) -> Result<(), Close> {
+        self.conn
+            .handle_stream_bytes(bytes)
+            .map_err(|e| Close::from_conn_error(&e))
+    }
+
+    /// Bytes of the request stream received and not yet answered as frames.
+    pub fn buffered_len(&self) -> usize {
+        self.conn.buffered_len()
+    }
+
+    /// At the end of the request stream: the close for a frame cut short.
+    ///
+    /// # Errors
+    /// `MALFORMED_FRAME` when part of a frame is buffered.
+    pub fn finish_stream(&self) -> Result<(), Close> {
+        self.conn.finish().map_err(|e| Close::from_conn_error(&e))
+    }
+
+    /// Answers the next whole frame of the request stream; `None` when more
+    /// bytes are needed.
+    pub async fn next_reply(&mut self) -> Option<Reply> {
+        match self.conn.poll_request() {
+            Ok(Some(incoming)) => Some(self.answer(incoming).await),
+            Ok(None) => None,
+            Err(error) => Some(Reply::Close(Close::from_conn_error(&error))),
+        }
+    }
+
+    /// Handles one frame body (a WebSocket message): decodes it as a
     /// `ClientFrame` and answers it. A body that is not a `ClientFrame`
     /// closes the connection with `MALFORMED_FRAME`.
     pub async fn handle_frame(&mut self, body: Bytes) -> Reply {
-        match ClientFrame::decode(body) {
-            Ok(request) => self.handle(request).await,
-            Err(error) => Reply::Close(Close::new(ErrorCode::MalformedFrame, error.to_string())),
+        match self.conn.accept_body(body) {
+            Ok(incoming) => self.answer(incoming).await,
+            Err(error) => Reply::Close(Close::from_conn_error(&error)),
         }
     }
 
@@ -213,66 +256,47 @@ impl RequestHandler {
     /// the close of a protocol violation (no Hello first, Hello twice, no
     /// common version).
     pub async fn handle(&mut self, request: ClientFrame) -> Reply {
-        let request_id = request.request_id;
-        let result = match (request.request, &self.phase) {
-            (Some(Request::Hello(hello)), Phase::AwaitHello) => match self.hello(&hello) {
-                Ok(result) => Ok(result),
-                Err(close) => return Reply::Close(close),
-            },
-            (_, Phase::AwaitHello) => {
-                return Reply::Close(Close::new(
-                    ErrorCode::ProtocolViolation,
-                    "the first frame must be Hello",
-                ));
-            }
-            (Some(Request::Hello(_)), _) => {
-                return Reply::Close(Close::new(ErrorCode::ProtocolViolation, "Hello sent twice"));
-            }
-            (None, _) => Err(ApiError::new(
-                ErrorCode::UnknownRequest,
-                "empty or unknown request",
-            )),
-            (Some(request), _) => self.limited_dispatch(request).await,
-        };
-        let result = result.unwrap_or_else(|e| response::Result::Error(e.to_proto()));
-        Reply::Respond(ServerFrame {
-            kind: Some(server_frame::Kind::Response(Response {
-                request_id,
-                result: Some(result),
-            })),
-        })
+        match self.conn.accept(request) {
+            Ok(incoming) => self.answer(incoming).await,
+            Err(error) => Reply::Close(Close::from_conn_error(&error)),
+        }
     }
 
-    fn hello(&mut self, hello: &transport::Hello) -> Result<response::Result, Close> {
-        if hello.client_agent.len() > MAX_CLIENT_AGENT_LEN {
-            return Err(Close::new(
-                ErrorCode::InvalidArgument,
-                format!("Hello.client_agent must be at most {MAX_CLIENT_AGENT_LEN} bytes"),
-            ));
-        }
-        let Some(version) = hello
-            .versions
-            .iter()
-            .copied()
-            .filter(|v| SUPPORTED_VERSIONS.contains(v))
-            .max()
-        else {
-            let mut close = Close::new(
-                ErrorCode::UnsupportedVersion,
-                format!("no common protocol version; this server speaks {SUPPORTED_VERSIONS:?}"),
-            );
-            close.supported_versions = SUPPORTED_VERSIONS.to_vec();
-            return Err(close);
+    /// Answers a frame the connection machine accepted.
+    async fn answer(&mut self, incoming: Incoming) -> Reply {
+        let (request_id, result) = match incoming {
+            Incoming::Hello {
+                request_id,
+                version,
+                ..
+            } => (request_id, Ok(self.hello(version))),
+            Incoming::Unknown { request_id } => (
+                request_id,
+                Err(ApiError::new(
+                    ErrorCode::UnknownRequest,
+                    "empty or unknown request",
+                )),
+            ),
+            Incoming::Request {
+                request_id,
+                request,
+            } => (request_id, self.limited_dispatch(request).await),
         };
-        self.phase = Phase::Open;
+        let result = result.unwrap_or_else(|e| response::Result::Error(e.to_proto()));
+        Reply::Respond(conn::answer_frame(request_id, result))
+    }
+
+    /// The answer to an accepted Hello: the version, a fresh challenge and
+    /// the limits.
+    fn hello(&mut self, version: u32) -> response::Result {
         let challenge = devices::new_challenge(&*self.state.rng);
         self.challenge = Some(challenge);
-        Ok(response::Result::Hello(HelloResponse {
+        response::Result::Hello(HelloResponse {
             version,
             server_agent: concat!("microbot-server/", env!("CARGO_PKG_VERSION")).to_owned(),
             challenge: Bytes::copy_from_slice(&challenge),
             limits: Some(self.limits()),
-        }))
+        })
     }
 
     fn limits(&self) -> ServerLimits {
@@ -293,12 +317,12 @@ impl RequestHandler {
     }
 
     fn not_logged_in(&self) -> Result<(), ApiError> {
-        match self.phase {
-            Phase::LoggedIn(_) => Err(ApiError::new(
+        match self.session {
+            Some(_) => Err(ApiError::new(
                 ErrorCode::AlreadyAuthenticated,
                 "already logged in",
             )),
-            _ => Ok(()),
+            None => Ok(()),
         }
     }
 
@@ -377,7 +401,7 @@ impl RequestHandler {
                 return Err(error);
             }
         };
-        self.phase = Phase::LoggedIn(session);
+        self.session = Some(session);
         // A device that has uploaded keys learns at login that its stock is
         // low (it may have missed the push while offline).
         if stock.signed_prekey_id != 0

@@ -19,8 +19,8 @@ use sha2::{Digest, Sha256};
 
 use crate::config::Config;
 
-/// ALPN protocol id of protocol version 1.
-pub const ALPN: &[u8] = b"microbot/1";
+/// ALPN protocol id of protocol version 1 (defined once, in the protocol crate).
+pub use microbot_protocol::conn::ALPN;
 /// Generated certificate file in the data directory.
 pub const CERT_FILE: &str = "cert.pem";
 /// Generated private key file in the data directory.

@@ -35,7 +35,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt as _, StreamExt as _};
-use microbot_protocol::transport::{ErrorCode, ServerFrame, server_frame};
+use microbot_protocol::transport::{ErrorCode, ServerFrame};
 use prost::Message as _;
 use std::sync::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -686,7 +686,7 @@ impl WsConn {
                 () = self.read.arrived.notified(), if read_requests && frame_deadline.is_none() => {}
                 event = self.handler.next_event() => match event {
                     BusEvent::Push(push) => {
-                        let frame = ServerFrame { kind: Some(server_frame::Kind::Push(*push)) };
+                        let frame = microbot_protocol::conn::push_frame(*push);
                         if let Err(close) = self.enqueue(&frame) {
                             return Ended::Close(close);
                         }

@@ -74,6 +74,7 @@ pub fn all() -> Vec<Seed> {
     seeds.extend(device_lists());
     seeds.extend(admin_inputs());
     seeds.extend(attachment_http_paths());
+    seeds.extend(conn_machine());
     seeds
 }
 
@@ -135,6 +136,13 @@ fn device_lists() -> Vec<Seed> {
 
 /// Frame sequences for the server's request handler (built by the target's
 /// own `Script`, so they follow its input format).
+fn conn_machine() -> Vec<Seed> {
+    microbot_fuzz_targets::conn_machine::seeds()
+        .into_iter()
+        .map(|(name, bytes)| seed("conn_machine", name, bytes))
+        .collect()
+}
+
 fn server_handler() -> Vec<Seed> {
     microbot_fuzz_targets::server_handler::seeds()
         .into_iter()

@@ -1,17 +1,16 @@
 //! A raw protocol client for the live-server scenario: QUIC with the server
 //! certificate pinned by SHA-256 fingerprint, ALPN `microbot/1`, one request
 //! stream of length-delimited frames (SPEC.md §12). It speaks frames, not
-//! sessions, so the scenario can also send bad ones.
+//! sessions, so the scenario can also send bad ones. Request ids, answers,
+//! pushes and error frames go through the protocol crate's connection
+//! machine ([`ClientConn`]); this file only moves its bytes.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::BytesMut;
-use microbot_protocol::codec::{FrameDecoder, encode_frame};
-use microbot_protocol::transport::{
-    ClientFrame, Push, ServerFrame, client_frame::Request, response, server_frame,
-};
+use microbot_protocol::conn::{AnswerError, ClientConn, ClientConnError, ClientEvent};
+use microbot_protocol::transport::{Push, client_frame::Request, response};
 
 /// How long one answer may take unless the caller says otherwise.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
@@ -48,9 +47,8 @@ pub struct RawClient {
     connection: quinn::Connection,
     send: quinn::SendStream,
     recv: quinn::RecvStream,
-    decoder: FrameDecoder,
+    conn: ClientConn,
     pushes: VecDeque<Push>,
-    next_id: u64,
     timeout: Duration,
 }
 
@@ -92,9 +90,8 @@ impl RawClient {
             connection,
             send,
             recv,
-            decoder: FrameDecoder::new(16 * 1024 * 1024),
+            conn: ClientConn::new(16 * 1024 * 1024),
             pushes: VecDeque::new(),
-            next_id: 1,
             timeout,
         })
     }
@@ -107,19 +104,36 @@ impl RawClient {
             .map_err(|_| ClientError::Ended)
     }
 
-    async fn read_frame(&mut self) -> Result<ServerFrame, ClientError> {
+    /// Writes the frames the machine has queued.
+    async fn flush(&mut self) -> Result<(), ClientError> {
+        while let Some(transmit) = self.conn.poll_transmit() {
+            self.send_raw(transmit.stream_bytes()).await?;
+        }
+        Ok(())
+    }
+
+    /// The machine's next event, reading from the stream as needed. A
+    /// refused Hello is the server's error as an answer.
+    async fn next_event(&mut self) -> Result<ClientEvent, ClientError> {
         loop {
-            if let Some(frame) = self
-                .decoder
-                .next_message::<ServerFrame>()
-                .map_err(|e| ClientError::Unexpected(e.to_string()))?
-            {
-                return Ok(frame);
+            match self.conn.poll_event() {
+                Ok(Some(event)) => return Ok(event),
+                Ok(None) => {}
+                Err(
+                    ClientConnError::UnsupportedVersion(error)
+                    | ClientConnError::HelloRefused(error),
+                ) => {
+                    return Ok(ClientEvent::Closing {
+                        error,
+                        abandoned: Vec::new(),
+                    });
+                }
+                Err(error) => return Err(ClientError::Unexpected(error.to_string())),
             }
             match tokio::time::timeout(self.timeout, self.recv.read_chunk(64 * 1024, true)).await {
                 Ok(Ok(Some(chunk))) => self
-                    .decoder
-                    .push(&chunk.bytes)
+                    .conn
+                    .handle_stream_bytes(&chunk.bytes)
                     .map_err(|e| ClientError::Unexpected(e.to_string()))?,
                 Err(_) => return Err(ClientError::TimedOut(self.timeout)),
                 _ => return Err(ClientError::Ended),
@@ -129,29 +143,31 @@ impl RawClient {
 
     /// Sends one request and returns its result; pushes that arrive first are kept.
     pub async fn request(&mut self, request: Request) -> Result<response::Result, ClientError> {
-        let id = self.next_id;
-        self.next_id += 1;
-        let mut buffer = BytesMut::new();
-        encode_frame(
-            &ClientFrame {
-                request_id: id,
-                request: Some(request),
-            },
-            &mut buffer,
-        )
-        .map_err(|e| ClientError::Unexpected(e.to_string()))?;
-        self.send_raw(&buffer).await?;
+        let id = self
+            .conn
+            .request(request)
+            .map_err(|e| ClientError::Unexpected(e.to_string()))?;
+        self.flush().await?;
         loop {
-            match self.read_frame().await?.kind {
-                Some(server_frame::Kind::Response(r)) if r.request_id == id => {
-                    return r
-                        .result
-                        .ok_or_else(|| ClientError::Unexpected("response without result".into()));
+            match self.next_event().await? {
+                ClientEvent::Answer { request_id, result } if request_id == id => {
+                    return match result {
+                        Ok(result) => Ok(result),
+                        Err(AnswerError::Refused(error)) => {
+                            Ok(response::Result::Error(error.to_proto()))
+                        }
+                        Err(AnswerError::NoResult) => {
+                            Err(ClientError::Unexpected("response without result".into()))
+                        }
+                    };
                 }
-                Some(server_frame::Kind::Push(p)) => self.pushes.push_back(p),
+                ClientEvent::Hello {
+                    response: hello, ..
+                } => return Ok(response::Result::Hello(hello)),
+                ClientEvent::Push(p) => self.pushes.push_back(p),
                 // The server ends the connection with this error instead of answering.
-                Some(server_frame::Kind::Closing(error)) => {
-                    return Ok(response::Result::Error(error));
+                ClientEvent::Closing { error, .. } => {
+                    return Ok(response::Result::Error(error.to_proto()));
                 }
                 other => return Err(ClientError::Unexpected(format!("{other:?}"))),
             }
@@ -163,15 +179,15 @@ impl RawClient {
         if let Some(push) = self.pushes.pop_front() {
             return Ok(push);
         }
-        match self.read_frame().await?.kind {
-            Some(server_frame::Kind::Push(p)) => Ok(p),
+        match self.next_event().await? {
+            ClientEvent::Push(p) => Ok(p),
             other => Err(ClientError::Unexpected(format!("{other:?}"))),
         }
     }
 
     /// Waits for the server to close the connection; true when it did.
     pub async fn closed_by_server(&mut self) -> bool {
-        while self.read_frame().await.is_ok() {}
+        while self.next_event().await.is_ok() {}
         tokio::time::timeout(self.timeout, self.connection.closed())
             .await
             .is_ok()
