@@ -4,8 +4,9 @@
 //! statements and one WAL flush, instead of a transaction and five round
 //! trips each.
 //!
-//! One writer task on the storage runtime takes every job waiting in its
-//! channel (up to [`MAX_BATCH`]) and runs them together:
+//! Writer tasks on the storage runtime (two, taking turns: one collects
+//! the next batch while the other commits) take every job waiting in the
+//! channel (up to [`MAX_BATCH`]) and run them together:
 //! 1. the device rows of every recipient and every acknowledging device are
 //!    locked in id order (as every sender does, so batches of different
 //!    nodes never deadlock each other);
@@ -25,7 +26,7 @@
 //! (SPEC.md §12.7). A database error fails every job of the batch and
 //! nothing of it is stored; a deadlock or serialisation failure reruns the
 //! whole batch. No job waits for a timer: a batch is whatever arrived while
-//! the previous one was committing.
+//! the previous one was being taken.
 //!
 //! Not owned here: the queue rule (queue_caps.rs), group fan-out
 //! (groups.rs), reads (postgres.rs).
