@@ -308,14 +308,7 @@ async fn send_loop(
             return;
         };
         permit.forget();
-        let sent_us = match interval_us {
-            Some(iv) => {
-                let at = shared.start_us + offset_us + k * iv;
-                tokio::time::sleep_until(shared.clock.instant_at(at).into()).await;
-                at
-            }
-            None => shared.clock.now_us(),
-        };
+        let sent_us = shared.send_time(k, offset_us, interval_us).await;
         let stamp = Stamp {
             sent_us,
             seq: k,

@@ -46,6 +46,21 @@ impl PeerRun {
             && self.delivered.load(Ordering::Acquire) >= self.answered.load(Ordering::Acquire)
     }
 
+    /// When send `k` of a device goes: at once (saturation, `interval_us`
+    /// `None`), or at its slot of a paced run (`start + offset + k ×
+    /// interval`, slept until). Returns the send time stamped in the
+    /// payload.
+    pub(crate) async fn send_time(&self, k: u64, offset_us: u64, interval_us: Option<u64>) -> u64 {
+        match interval_us {
+            Some(iv) => {
+                let at = self.start_us + offset_us + k * iv;
+                tokio::time::sleep_until(self.clock.instant_at(at).into()).await;
+                at
+            }
+            None => self.clock.now_us(),
+        }
+    }
+
     /// Finished, or past the deadline.
     pub(crate) fn over(&self) -> bool {
         self.finished() || self.clock.now_us() > self.deadline_us

@@ -204,13 +204,7 @@ impl FrameSource {
                 Ok(Some(ClientEvent::Answer { request_id, result })) => {
                     server_frame::Kind::Response(Response {
                         request_id,
-                        result: match result {
-                            Ok(result) => Some(result),
-                            Err(AnswerError::Refused(error)) => {
-                                Some(response::Result::Error(error.to_proto()))
-                            }
-                            Err(AnswerError::NoResult) => None,
-                        },
+                        result: AnswerError::as_wire(result),
                     })
                 }
                 Ok(Some(ClientEvent::Push(push))) => server_frame::Kind::Push(push),
@@ -356,15 +350,8 @@ impl Session {
                 .ok_or_else(|| LoadError::Connection("stream ended before the response".into()))?;
             match event {
                 ClientEvent::Answer { request_id, result } if request_id == id => {
-                    return match result {
-                        Ok(result) => Ok(result),
-                        Err(AnswerError::Refused(error)) => {
-                            Ok(response::Result::Error(error.to_proto()))
-                        }
-                        Err(AnswerError::NoResult) => {
-                            Err(LoadError::Unexpected("a response without result"))
-                        }
-                    };
+                    return AnswerError::as_wire(result)
+                        .ok_or(LoadError::Unexpected("a response without result"));
                 }
                 ClientEvent::Hello {
                     response: hello, ..

@@ -22,6 +22,24 @@ pub enum AnswerError {
     NoResult,
 }
 
+impl AnswerError {
+    /// An answer as the wire carried it, for callers that handle a refusal
+    /// and a result in one `match`: a refusal becomes
+    /// `response::Result::Error` again; `None` when the response had no
+    /// result at all.
+    pub fn as_wire(
+        answer: Result<crate::transport::response::Result, Self>,
+    ) -> Option<crate::transport::response::Result> {
+        match answer {
+            Ok(result) => Some(result),
+            Err(Self::Refused(error)) => {
+                Some(crate::transport::response::Result::Error(error.to_proto()))
+            }
+            Err(Self::NoResult) => None,
+        }
+    }
+}
+
 /// Why the client machine refused bytes, a frame or a call.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientConnError {

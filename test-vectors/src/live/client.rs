@@ -151,15 +151,8 @@ impl RawClient {
         loop {
             match self.next_event().await? {
                 ClientEvent::Answer { request_id, result } if request_id == id => {
-                    return match result {
-                        Ok(result) => Ok(result),
-                        Err(AnswerError::Refused(error)) => {
-                            Ok(response::Result::Error(error.to_proto()))
-                        }
-                        Err(AnswerError::NoResult) => {
-                            Err(ClientError::Unexpected("response without result".into()))
-                        }
-                    };
+                    return AnswerError::as_wire(result)
+                        .ok_or_else(|| ClientError::Unexpected("response without result".into()));
                 }
                 ClientEvent::Hello {
                     response: hello, ..
