@@ -35,7 +35,7 @@ with_cluster=1
 for a in "$@"; do
     if [ "$a" = --no-redis-cluster ]; then with_cluster=0; else args+=("$a"); fi
 done
-cargo build --release -p microbot-server -p microbot-loadgen
+cargo build --release -p microbot-server -p microbot-loadgen --features microbot-loadgen/amqp
 if [ "$with_cluster" = 1 ]; then
     trap 'bash scripts/redis-cluster.sh stop' EXIT
     eval "$(bash scripts/redis-cluster.sh start)"

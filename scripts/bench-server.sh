@@ -76,7 +76,7 @@ done
 if [ "$with_mqtt" = 1 ]; then ensure_mosquitto; fi
 if [ "$with_amqp" = 1 ]; then ensure_rabbitmq; fi
 
-cargo build --release -p microbot-server -p microbot-loadgen
+cargo build --release -p microbot-server -p microbot-loadgen --features microbot-loadgen/amqp
 # Many connections from one process: raise the open-files limit if allowed.
 ulimit -n 65536 2>/dev/null || true
 exec target/release/microbot-loadgen suite "$@"

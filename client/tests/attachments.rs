@@ -1,7 +1,7 @@
 //! Files through a real server: 1:1 and group transfers of a few MiB with
 //! progress reports, a resumed upload after the connection dropped, and
 //! corrupted downloads refused with a typed error and no file left behind.
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};

@@ -1,6 +1,6 @@
 //! Edits and deletes converge to one state on every device, whatever order
 //! they arrive in; and the prekey stock is refilled when it runs low.
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

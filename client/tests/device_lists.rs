@@ -7,7 +7,7 @@
 //! removing one update the list, and the contact sees `DeviceAdded`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! The hybrid handshake cannot be downgraded through the SDK (SPEC.md §4.1,
 //! §4.2): a server that strips a contact's KEM prekey from its bundles gets
 //! no classical session; the send fails with a reason instead.
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -8,7 +8,7 @@
 //! binary is looked up next to this test's executable.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead as _, BufReader};
 use std::path::PathBuf;

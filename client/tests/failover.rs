@@ -7,7 +7,7 @@
 //! otherwise.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 #[path = "../../server/tests/support/engines.rs"]
 mod engines;
 

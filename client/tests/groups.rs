@@ -3,7 +3,7 @@
 //! announcements, a new member reading only later messages, concurrent
 //! admin changes resolved by refetch-and-retry, and offline group sends
 //! leaving the outbox in order.
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

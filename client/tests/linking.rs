@@ -4,7 +4,7 @@
 //! TOTP and carries on with the account's identity and contacts.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! 1:1 messaging through a real server: both directions, content kinds,
 //! multi-device fan-out with own-device copies, a contact's new device.
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! Offline behaviour: the outbox survives a restart and drains in order,
 //! reconnect after the server comes back, and ack-after-store across a crash.
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

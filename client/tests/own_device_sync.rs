@@ -2,7 +2,7 @@
 //! what one device of an account sends or reads shows on its other devices.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use common::*;
 use microbot_client::{Conversation, Event, IdentitySource, ReceiptKind};

@@ -4,7 +4,7 @@
 //! them without any sender, and we learn the sender from the certificate.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

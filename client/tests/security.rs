@@ -1,5 +1,5 @@
 //! Identity changes and encryption at rest.
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

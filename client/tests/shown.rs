@@ -1,7 +1,7 @@
 //! The shown flag of received messages (issue 14, what the CLI's `recv`
 //! builds on): every received text, edit and reaction waits as unshown,
 //! rebuilt as the event it raised, until marked; our own sends never do.
-mod common;
+use crate::common;
 
 use common::*;
 use microbot_client::{Conversation, Event, IdentitySource};

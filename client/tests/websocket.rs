@@ -2,7 +2,7 @@
 //! and a WebSocket client chat through one server, and `Transport::Auto`
 //! falls back to the WebSocket by itself when the QUIC port drops every
 //! datagram, then keeps using it for that address.
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -16,8 +16,12 @@
 //! batches). Sizes, window, offered rate and latency (send → delivery on
 //! the partner's connection) are those of the MQTT peer (mqtt.rs).
 //!
-//! Uses the `amqprs` client (tokio-native). Not owned here: starting the
-//! broker (procs.rs, `spawn_rabbitmq`).
+//! Uses the `amqprs` client (tokio-native), built with the crate's `amqp`
+//! feature (amqp_absent.rs stands in without it). Not owned here: starting
+//! the broker (procs.rs, `spawn_rabbitmq`).
+
+/// This build has the AMQP client (the `amqp` feature is on).
+pub const BUILT: bool = true;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;

@@ -59,6 +59,13 @@ pub enum LoadError {
     /// An AMQP broker (RabbitMQ) misbehaved or refused.
     #[error("amqp: {0}")]
     Amqp(String),
+    /// The durable peer was asked for, but this build has no AMQP client:
+    /// build with `--features amqp` (scripts/bench-server.sh does).
+    #[error(
+        "the load generator was built without the `amqp` feature: \
+         cargo build --release -p microbot-loadgen --features amqp"
+    )]
+    AmqpNotBuilt,
 }
 
 impl LoadError {

@@ -36,6 +36,10 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+#[cfg(feature = "amqp")]
+pub mod amqp;
+#[cfg(not(feature = "amqp"))]
+#[path = "amqp_absent.rs"]
 pub mod amqp;
 pub mod balancer;
 pub mod cluster;

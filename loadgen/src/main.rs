@@ -497,6 +497,10 @@ async fn run(cli: Cli) -> LoadResult<Vec<Row>> {
             Ok(Vec::new())
         }
         Command::Mqtt { load, broker } => {
+            if !amqp::BUILT {
+                // Refuse before starting a broker this build cannot talk to.
+                return Err(LoadError::AmqpNotBuilt);
+            }
             let (addr, _broker) = match broker {
                 Some(addr) => (addr, None),
                 None => {

@@ -303,6 +303,19 @@ pub async fn run(config: &SuiteConfig) -> LoadResult<SuiteReport> {
     let rabbitmq = procs::rabbitmq_server(config.rabbitmq_bin.as_deref());
     match (config.skip_amqp, rabbitmq) {
         (true, _) => log("durable peer skipped (--no-amqp)"),
+        (false, _) if !amqp::BUILT => {
+            log(&format!(
+                "durable peer SKIPPED: {}",
+                LoadError::AmqpNotBuilt
+            ));
+            out.rows.push(Row {
+                workload: format!("{shape}, saturation"),
+                target: "RabbitMQ, quorum queues + publisher confirms".into(),
+                value: "skipped".into(),
+                latency: None,
+                note: "load generator built without the amqp feature".into(),
+            });
+        }
         (false, None) => {
             log(&format!(
                 "durable peer SKIPPED: {} not found; apt-get install rabbitmq-server \

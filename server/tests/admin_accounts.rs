@@ -6,9 +6,8 @@
 //! log, and forgets the session at logout; `admin remove` ends it too.
 //! Dashboard changes: IP deny rules and suspensions of accounts and devices.
 
-mod common;
-#[path = "support/engines.rs"]
-mod engines;
+use crate::common;
+use crate::support::engines;
 
 use std::io::Write as _;
 use std::net::SocketAddr;

@@ -10,9 +10,8 @@
 //! the same test so that both share one wait for the reload. Skipped without
 //! `MICROBOT_TEST_POSTGRES` / `MICROBOT_TEST_REDIS`.
 
-mod common;
-#[path = "support/engines.rs"]
-mod engines;
+use crate::common;
+use crate::support::engines;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -4,7 +4,7 @@
 //! their directory, the JSON API refused without a session, and HTTPS with
 //! the server's certificate when the listener is not on loopback.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -7,8 +7,7 @@
 //! and removed; every node's chart minutes are shared, replaced,
 //! pruned and read back by minute, then node.
 
-#[path = "support/engines.rs"]
-mod engines;
+use crate::support::engines;
 
 use std::sync::Arc;
 

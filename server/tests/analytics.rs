@@ -6,9 +6,8 @@
 //! membership table, working sets are pruned after 35 days, and
 //! `microbot-server report` prints the stored counts as JSON and CSV.
 
-mod common;
-#[path = "support/engines.rs"]
-mod engines;
+use crate::common;
+use crate::support::engines;
 
 use std::process::Command;
 use std::sync::Arc;

@@ -6,9 +6,8 @@
 //! download is served from the cache without the origin handing out a
 //! byte, and a cut download resumes with a range.
 
-mod common;
-#[path = "support/nginx.rs"]
-mod nginx;
+use crate::common;
+use crate::support::nginx;
 
 use std::net::SocketAddr;
 use std::path::Path;

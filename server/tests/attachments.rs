@@ -3,7 +3,7 @@
 //! 1 GiB constant-memory run:
 //! `cargo test -p microbot-server --release --test attachments -- --ignored --nocapture`
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Registration, TOTP rules, enrolment, challenge login, and the operations
 //! that need password + fresh TOTP (issue 4 points 2–4, 7).
 
-mod common;
+use crate::common;
 
 use bytes::Bytes;
 use common::*;

@@ -4,7 +4,7 @@
 //! attachments and the same certificate; restore refuses a running
 //! server's directory.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::sync::{Arc, Mutex};

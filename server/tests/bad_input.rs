@@ -1,7 +1,7 @@
 //! Bad input closes only the offending connection with a typed error; other
 //! clients keep being served (issue 4 point 8), and version negotiation.
 
-mod common;
+use crate::common;
 
 use common::*;
 use microbot_protocol::transport::{

@@ -11,8 +11,7 @@
 //! them); skipped with a note otherwise.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "support/cluster.rs"]
-mod support;
+use crate::support::cluster as support;
 
 use std::time::Duration;
 

@@ -6,11 +6,8 @@
 //! (§12.10). Runs on SQLite and on PostgreSQL (when
 //! `MICROBOT_TEST_POSTGRES` is set).
 
-#[path = "support/backends.rs"]
-mod backends;
-mod common;
-#[path = "support/engines.rs"]
-mod engines;
+use crate::common;
+use crate::support::backends;
 
 use bytes::Bytes;
 use common::*;

@@ -6,11 +6,8 @@
 //! `complete_accounts` (`MISSING_DEVICES`) and for the group fan-out. Runs on SQLite and on
 //! PostgreSQL (when `MICROBOT_TEST_POSTGRES` is set).
 
-#[path = "support/backends.rs"]
-mod backends;
-mod common;
-#[path = "support/engines.rs"]
-mod engines;
+use crate::common;
+use crate::support::backends;
 
 use bytes::Bytes;
 use common::*;

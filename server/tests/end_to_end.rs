@@ -1,7 +1,7 @@
 //! The whole happy path over real QUIC: register → confirm → enrol → login →
 //! upload/fetch prekeys → send → push → fetch → ack.
 
-mod common;
+use crate::common;
 
 use bytes::Bytes;
 use common::*;

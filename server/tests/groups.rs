@@ -2,7 +2,7 @@
 //! changes in one order, opaque metadata, fan-out stored once, and new
 //! members seeing only later messages (SPEC.md §12.10).
 
-mod common;
+use crate::common;
 
 use bytes::Bytes;
 use common::*;

@@ -14,8 +14,7 @@
 //! `MICROBOT_HAPROXY` (`.ci/run` sets them); skipped with a note otherwise.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "support/cluster.rs"]
-mod support;
+use crate::support::cluster as support;
 
 use std::io::{Read as _, Write as _};
 use std::net::SocketAddr;

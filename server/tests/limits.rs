@@ -2,7 +2,7 @@
 //! that stops TOTP guessing, IP allow/deny lists, connection caps and the
 //! idle timeout (SPEC.md §12.12).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -13,10 +13,8 @@
 //! `MICROBOT_NGINX` (`.ci/run` sets them); skipped with a note otherwise.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "support/nginx.rs"]
-mod nginx;
-#[path = "support/cluster.rs"]
-mod support;
+use crate::support::cluster as support;
+use crate::support::nginx;
 
 use std::net::SocketAddr;
 use std::path::Path;

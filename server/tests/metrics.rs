@@ -1,7 +1,7 @@
 //! Prometheus metrics and `/healthz` over real TCP, moving with real QUIC
 //! traffic (SPEC.md §18.3).
 
-mod common;
+use crate::common;
 
 use bytes::Bytes;
 use common::*;

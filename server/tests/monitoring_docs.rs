@@ -4,7 +4,7 @@
 //! values that a live node's `/metrics` exports (SPEC.md §18.3), so a renamed
 //! metric breaks this test instead of an operator's alert.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;

@@ -4,7 +4,7 @@
 //! missing directory says so, and a wrong PostgreSQL password is reported
 //! in the engine's words (without the password).
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead as _, BufReader, Read as _};
 use std::process::{Command, Stdio};

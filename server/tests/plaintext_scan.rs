@@ -2,7 +2,7 @@
 //! known marker inside are sent, then the SQLite file and its WAL are
 //! scanned for the marker (issue 4 point 6).
 
-mod common;
+use crate::common;
 
 use bytes::Bytes;
 use chacha20poly1305::aead::{Aead, KeyInit};

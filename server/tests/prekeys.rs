@@ -1,7 +1,7 @@
 //! Prekey upload, bundles for every device, one-time keys handed out at most
 //! once under concurrency, low-stock pushes (issue 4 point 5).
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 

@@ -2,9 +2,8 @@
 //! in both storage backends: one read, only ciphertext, gone when expired,
 //! creation limited per address.
 
-mod common;
-#[path = "support/engines.rs"]
-mod engines;
+use crate::common;
+use crate::support::engines;
 
 use std::sync::Arc;
 

@@ -1,7 +1,7 @@
 //! Queues: durable before ack, push, ordered offline fetch, delete on ack,
 //! authorisation, cap, TTL (issue 4 points 6, 7).
 
-mod common;
+use crate::common;
 
 use bytes::Bytes;
 use common::*;

@@ -15,8 +15,7 @@
 //! `redis-server` / `redis-cli` binaries (7 or newer).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "support/cluster.rs"]
-mod support;
+use crate::support::cluster as support;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};

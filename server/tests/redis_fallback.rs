@@ -8,8 +8,7 @@
 //! Needs `MICROBOT_TEST_POSTGRES` and the `redis-server` binary.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "support/cluster.rs"]
-mod support;
+use crate::support::cluster as support;
 
 use std::collections::HashMap;
 

@@ -4,11 +4,8 @@
 //! an unfinished download, another account's resume). Each story runs on
 //! SQLite and on PostgreSQL (when `MICROBOT_TEST_POSTGRES` is set).
 
-#[path = "support/backends.rs"]
-mod backends;
-mod common;
-#[path = "support/engines.rs"]
-mod engines;
+use crate::common;
+use crate::support::backends;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! handshake, unvalidated addresses get a QUIC Retry, handshakes, logins,
 //! frames and attachment stream headers have deadlines.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::Duration;

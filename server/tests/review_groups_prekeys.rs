@@ -7,11 +7,8 @@
 //! stories run on SQLite and on PostgreSQL (when `MICROBOT_TEST_POSTGRES` is
 //! set).
 
-#[path = "support/backends.rs"]
-mod backends;
-mod common;
-#[path = "support/engines.rs"]
-mod engines;
+use crate::common;
+use crate::support::backends;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! lock-outs (SPEC.md §12.12, §13). Connection-level hardening is in
 //! review_connections.rs.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

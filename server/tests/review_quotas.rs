@@ -4,11 +4,8 @@
 //! §12.10, §12.12). The storage stories run on SQLite and on PostgreSQL
 //! (when `MICROBOT_TEST_POSTGRES` is set).
 
-#[path = "support/backends.rs"]
-mod backends;
-mod common;
-#[path = "support/engines.rs"]
-mod engines;
+use crate::common;
+use crate::support::backends;
 
 use backends::backends;
 use bytes::Bytes;

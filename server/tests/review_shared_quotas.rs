@@ -4,8 +4,7 @@
 //! over the nodes (SPEC.md §12.12). Needs `MICROBOT_TEST_REDIS`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "support/engines.rs"]
-mod engines;
+use crate::support::engines;
 
 use microbot_protocol::transport::ErrorCode;
 use microbot_server::Config;

@@ -4,8 +4,7 @@
 //! gauge read it) equals what its queue really holds. SQLite always,
 //! PostgreSQL when `MICROBOT_TEST_POSTGRES` is set.
 
-#[path = "support/engines.rs"]
-mod engines;
+use crate::support::engines;
 
 use std::sync::{Arc, Barrier};
 use std::thread;

@@ -7,9 +7,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "support/cluster.rs"]
-mod cluster;
-mod common;
+use crate::common;
+use crate::support::cluster;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Start-up, certificate persistence, PEM files, the binary with env and
 //! flags, and graceful shutdown (issue 4 point 1).
 
-mod common;
+use crate::common;
 
 use std::io::BufRead as _;
 use std::process::{Command, Stdio};

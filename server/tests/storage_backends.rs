@@ -7,8 +7,7 @@
 //! versions are shown to hold across nodes, not only across threads. Every
 //! PostgreSQL test runs in a fresh schema, so the tests run in parallel.
 
-#[path = "support/engines.rs"]
-mod engines;
+use crate::support::engines;
 
 use std::sync::{Arc, Barrier};
 use std::thread;

@@ -2,7 +2,7 @@
 //! HTTP/1.1 client over the pinned TLS: content types, cache headers, the
 //! Content-Security-Policy, no way out of the directory, only GET/HEAD, a
 //! missing directory answered in words, and the WebSocket beside it.
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::Path;

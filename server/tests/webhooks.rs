@@ -2,7 +2,7 @@
 //! retried with back-off, never delaying delivery. The gateway is a plain
 //! TCP listener in the test.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

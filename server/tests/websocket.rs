@@ -3,7 +3,7 @@
 //! a client that never reads disconnected with bounded backlog, the close
 //! codes, the transport metrics, and the plaintext scan over envelopes sent
 //! by WebSocket.
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

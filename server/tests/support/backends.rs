@@ -1,8 +1,7 @@
 //! The storage backends a review test runs its story on (issue 14): SQLite
 //! always, PostgreSQL in a fresh schema when `MICROBOT_TEST_POSTGRES` is set
 //! (without it the PostgreSQL half is skipped with a note), and the
-//! attachment stream helpers those stories share. Used with `#[path]` next
-//! to `mod common;` and `#[path = "support/engines.rs"] mod engines;`.
+//! attachment stream helpers those stories share.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use bytes::{Bytes, BytesMut};
@@ -14,8 +13,8 @@ use microbot_protocol::transport::{
 use microbot_server::Config;
 use microbot_server::config::SecretUrl;
 
-use super::common::{Client, TIMEOUT, TestServer};
 use super::engines::Schema;
+use crate::common::{Client, TIMEOUT, TestServer};
 
 /// One backend: its name and, for PostgreSQL, the schema kept alive for
 /// the test's duration.

@@ -4,12 +4,7 @@
 //! private `redis-server`s, and SDK accounts with real TOTP codes.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "engines.rs"]
-mod engines;
-#[path = "ledger.rs"]
-mod ledger;
-#[path = "redis.rs"]
-mod redis;
+use super::{engines, ledger, redis};
 #[allow(unused_imports)] // each test file uses a different part
 pub use engines::{Schema, random_hex, services};
 #[allow(unused_imports)]

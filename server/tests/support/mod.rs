@@ -1,0 +1,10 @@
+//! Helpers shared by several test modules: the storage backends a story
+//! runs on, server nodes as child processes, the PostgreSQL and Redis
+//! engines, the delivery ledger, nginx and private `redis-server`s.
+
+pub mod backends;
+pub mod cluster;
+pub mod engines;
+pub mod ledger;
+pub mod nginx;
+pub mod redis;
