@@ -217,6 +217,7 @@ pub fn auth(addr: &str, username: &str, error: AuthError) -> CliError {
         }
         AuthError::Transport(ref transport_error) => transport(addr, transport_error),
         AuthError::Open(open_error) => open(open_error),
+        other => CliError::Other(other.to_string()),
     }
 }
 
@@ -272,6 +273,7 @@ pub fn online(addr: &str, error: OnlineError) -> CliError {
         },
         OnlineError::Transport(transport_error) => transport(addr, &transport_error),
         OnlineError::Store(store_error) => store(store_error),
+        other => CliError::Other(other.to_string()),
     }
 }
 
@@ -348,6 +350,7 @@ pub fn acknowledge(error: AcknowledgeError) -> CliError {
             "the safety number of {username} did not change; nothing to accept"
         )),
         AcknowledgeError::Store(store_error) => store(store_error),
+        other => CliError::Other(other.to_string()),
     }
 }
 

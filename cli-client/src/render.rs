@@ -147,6 +147,7 @@ pub fn event_type(event: &Event) -> &'static str {
         Event::DecryptionFailed { .. } => "decryption_failed",
         Event::PrekeysRefilled { .. } => "prekeys_refilled",
         Event::DeviceAdded { .. } => "device_added",
+        _ => "unrecognised",
     }
 }
 
@@ -167,12 +168,14 @@ pub const EVENT_TYPES: &[&str] = &[
     "decryption_failed",
     "prekeys_refilled",
     "device_added",
+    "unrecognised",
 ];
 
 fn receipt_kind(kind: ReceiptKind) -> &'static str {
     match kind {
         ReceiptKind::Delivered => "delivered",
         ReceiptKind::Read => "read",
+        _ => "receipt",
     }
 }
 
@@ -183,6 +186,7 @@ fn connection(state: &ConnectionState) -> (&'static str, Option<&str>) {
         ConnectionState::Disconnected { reason, .. } => ("disconnected", Some(reason)),
         ConnectionState::Refused { reason } => ("refused", Some(reason)),
         ConnectionState::Stopped => ("stopped", None),
+        _ => ("unrecognised", None),
     }
 }
 
@@ -325,6 +329,7 @@ pub fn to_json(event: &Event, names: &Names) -> Value {
             username,
             device_id,
         } => json!({"type": kind, "username": username, "device": device_id}),
+        other => json!({"type": kind, "sdk_kind": other.kind()}),
     }
 }
 
@@ -340,6 +345,7 @@ fn group_update(update: &GroupUpdate) -> Value {
         GroupUpdate::Left { username } => json!({"kind": "left", "username": username}),
         GroupUpdate::Renamed { name } => json!({"kind": "renamed", "name": name}),
         GroupUpdate::RolesChanged => json!({"kind": "roles_changed"}),
+        _ => json!({"kind": "unrecognised"}),
     }
 }
 
@@ -354,6 +360,7 @@ pub fn group_update_text(update: &GroupUpdate) -> String {
         GroupUpdate::Left { username } => format!("{username} left"),
         GroupUpdate::Renamed { name } => format!("renamed to {name:?}"),
         GroupUpdate::RolesChanged => "roles changed".to_owned(),
+        _ => "changed".to_owned(),
     }
 }
 
@@ -503,6 +510,7 @@ pub fn to_line(event: &Event, names: &Names) -> String {
             username,
             device_id,
         } => format!("{username} linked a new device ({device_id}); messages go to it too"),
+        other => format!("an event this version does not show ({})", other.kind()),
     }
 }
 

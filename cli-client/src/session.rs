@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use microbot_client::{
     Account, AccountConfig, ConnectionState, Conversation, Event, Events, MessageId,
+    MessageIdText as _,
 };
 use tokio::time::Instant;
 
@@ -26,12 +27,11 @@ pub struct Ctx {
 
 /// The SDK tunables the CLI runs with.
 pub fn account_config(device_name: &str) -> AccountConfig {
-    AccountConfig {
-        reconnect_min: Duration::from_millis(200),
-        reconnect_max: Duration::from_secs(10),
-        device_name: device_name.to_owned(),
-        ..AccountConfig::default()
-    }
+    let mut config = AccountConfig::default();
+    config.reconnect_min = Duration::from_millis(200);
+    config.reconnect_max = Duration::from_secs(10);
+    config.device_name = device_name.to_owned();
+    config
 }
 
 /// Shortest wait for one node's handshake.
@@ -73,10 +73,9 @@ impl Ctx {
     /// Opens the profile's account without connecting.
     pub fn open(&self) -> Result<Opened, CliError> {
         let meta = self.profile.load_enrolled()?;
-        let config = AccountConfig {
-            connect_timeout: attempt_timeout(meta.server.split(',').count(), self.connect_timeout),
-            ..account_config("microbot CLI")
-        };
+        let mut config = account_config("microbot CLI");
+        config.connect_timeout =
+            attempt_timeout(meta.server.split(',').count(), self.connect_timeout);
         let (account, events) =
             Account::open(&self.profile.store_config(), config).map_err(error::open)?;
         Ok(Opened {
@@ -304,21 +303,19 @@ pub fn not_queued(error: CliError) -> CliError {
     }
 }
 
-/// Message ids as the CLI shows them: 32 lowercase hex digits.
+/// Message ids as the CLI shows them: the SDK's text form, 32 lowercase
+/// hex digits.
 pub fn id_hex(id: &MessageId) -> String {
-    hex::encode(id)
+    id.to_text()
 }
 
 /// Parses [`id_hex`].
 pub fn parse_id(text: &str) -> Result<MessageId, CliError> {
-    hex::decode(text.trim())
-        .ok()
-        .and_then(|bytes| <[u8; 16]>::try_from(bytes.as_slice()).ok())
-        .ok_or_else(|| {
-            CliError::Input(format!(
-                "{text:?} is not a message id (32 hex digits, as `recv` prints it)"
-            ))
-        })
+    MessageId::from_text(text).map_err(|_| {
+        CliError::Input(format!(
+            "{text:?} is not a message id (32 hex digits, as `recv` prints it)"
+        ))
+    })
 }
 
 /// A conversation as the CLI shows it: the username, or `#name` for a group.

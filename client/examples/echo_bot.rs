@@ -34,10 +34,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Ok(passphrase) = std::env::var("MICROBOT_PASSPHRASE") {
         store = store.with_passphrase(passphrase);
     }
-    let config = AccountConfig {
-        device_name: "echo bot".into(),
-        ..AccountConfig::default()
-    };
+    let mut config = AccountConfig::default();
+    config.device_name = "echo bot".into();
     let (account, mut events) = match (command, &args[2..]) {
         ("run", []) => Account::open(&store, config)?,
         ("enrol", [addr, fingerprint, username, password, totp]) => {

@@ -217,8 +217,10 @@ impl Account {
         enrolment: Enrolment,
         config: AccountConfig,
     ) -> Result<(Account, Events), AuthError> {
-        let mut db = Store::open(store)?;
-        if db
+        // A file made here is removed again if the enrolment fails.
+        let mut new_store = Store::create(store)?;
+        if new_store
+            .store()
             .tx(|tx| tx.meta(META_USERNAME))
             .map_err(OpenError::from)?
             .is_some()
@@ -243,24 +245,26 @@ impl Account {
         )
         .await?;
         let local_prekeys = prekeys::initial(&identity);
-        db.tx(|tx| -> Result<(), StoreError> {
-            tx.set_meta(META_USERNAME, enrolment.username.as_bytes())?;
-            tx.set_meta(META_DEVICE_ID, &device_id.to_be_bytes())?;
-            tx.set_meta(
-                META_SERVER_ADDR,
-                join_addresses(server.addresses()).as_bytes(),
-            )?;
-            tx.set_meta(META_SERVER_NAME, server.server_name.as_bytes())?;
-            tx.set_meta(META_SERVER_PIN, &server.fingerprint)?;
-            tx.set_secret(META_IDENTITY, identity.to_seed().as_slice())?;
-            tx.set_secret(META_DEVICE_KEY, device_seed.as_slice())?;
-            tx.set_secret(META_PREKEYS, &local_prekeys.to_bytes())?;
-            tx.set_meta(META_PREKEYS_UPLOADED, &[0])?;
-            Ok(())
-        })
-        .map_err(OpenError::from)?;
+        new_store
+            .store()
+            .tx(|tx| -> Result<(), StoreError> {
+                tx.set_meta(META_USERNAME, enrolment.username.as_bytes())?;
+                tx.set_meta(META_DEVICE_ID, &device_id.to_be_bytes())?;
+                tx.set_meta(
+                    META_SERVER_ADDR,
+                    join_addresses(server.addresses()).as_bytes(),
+                )?;
+                tx.set_meta(META_SERVER_NAME, server.server_name.as_bytes())?;
+                tx.set_meta(META_SERVER_PIN, &server.fingerprint)?;
+                tx.set_secret(META_IDENTITY, identity.to_seed().as_slice())?;
+                tx.set_secret(META_DEVICE_KEY, device_seed.as_slice())?;
+                tx.set_secret(META_PREKEYS, &local_prekeys.to_bytes())?;
+                tx.set_meta(META_PREKEYS_UPLOADED, &[0])?;
+                Ok(())
+            })
+            .map_err(OpenError::from)?;
         Ok(Self::assemble(
-            db,
+            new_store.keep(),
             identity,
             device_key,
             enrolment.username,

@@ -196,6 +196,7 @@ impl fmt::Debug for ServerConfig {
 }
 
 /// Argon2id cost of turning the store passphrase into the store key.
+#[non_exhaustive]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KdfParams {
     /// Memory in KiB.
@@ -204,6 +205,18 @@ pub struct KdfParams {
     pub iterations: u32,
     /// Lanes.
     pub parallelism: u32,
+}
+
+impl KdfParams {
+    /// Argon2id with `memory_kib` KiB of memory, `iterations` passes and
+    /// `parallelism` lanes (checked when the store is opened).
+    pub const fn new(memory_kib: u32, iterations: u32, parallelism: u32) -> Self {
+        Self {
+            memory_kib,
+            iterations,
+            parallelism,
+        }
+    }
 }
 
 impl Default for KdfParams {
@@ -264,6 +277,7 @@ impl fmt::Debug for StoreConfig {
 }
 
 /// Tunables of a running account.
+#[non_exhaustive]
 #[derive(Clone, Debug)]
 pub struct AccountConfig {
     /// How long a contact's device list is trusted before the next send

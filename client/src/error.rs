@@ -7,6 +7,7 @@
 use microbot_protocol::transport::ErrorCode;
 
 /// A request the server answered with an error.
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("server refused the request: {code:?}: {message}")]
 pub struct ServerError {
@@ -32,6 +33,7 @@ impl ServerError {
 }
 
 /// Why talking to the server failed.
+#[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
     /// The server address or certificate pin is unusable.
@@ -89,11 +91,13 @@ impl TransportError {
 }
 
 /// Why the local store failed.
+#[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// SQLite reported an error.
+    /// The database engine reported an error (disk full, I/O error, a
+    /// locked or damaged file); the detail is in the message.
     #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Database(DatabaseError),
     /// A stored value cannot be read back (corrupt, or written by a newer version).
     #[error("stored {what} is corrupt")]
     Corrupt {
@@ -112,6 +116,7 @@ pub enum StoreError {
 }
 
 /// Why a store could not be opened.
+#[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     /// The store is encrypted and no passphrase was given.
@@ -137,6 +142,19 @@ pub enum OpenError {
     /// The store already holds an account (enrol into a fresh file).
     #[error("the store already holds an account")]
     AlreadyEnrolled,
+    /// There is no store at this path: check it, or enrol to create one.
+    #[error("no store at {}: check the path, or enrol this device to create one", path.display())]
+    NotFound {
+        /// The path that was given.
+        path: std::path::PathBuf,
+    },
+    /// Another handle (in this process or another) has this store open;
+    /// close it first — one store runs one account at a time.
+    #[error("the store at {} is in use by another handle", path.display())]
+    InUse {
+        /// The store's path.
+        path: std::path::PathBuf,
+    },
     /// Any other store failure.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -144,11 +162,36 @@ pub enum OpenError {
 
 impl From<rusqlite::Error> for OpenError {
     fn from(error: rusqlite::Error) -> Self {
-        OpenError::Store(StoreError::Sqlite(error))
+        OpenError::Store(StoreError::from(error))
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        StoreError::Database(DatabaseError(error))
+    }
+}
+
+/// The database engine's own error, kept opaque so the SDK's public API
+/// names no dependency's types: its message is the detail, and
+/// [`std::error::Error::source`] reaches the engine's error.
+#[derive(Debug)]
+pub struct DatabaseError(rusqlite::Error);
+
+impl std::fmt::Display for DatabaseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for DatabaseError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
     }
 }
 
 /// Why registration, confirmation or device enrolment failed.
+#[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     /// The input is refused before anything is sent (see the message).
@@ -165,6 +208,7 @@ pub enum AuthError {
 }
 
 /// Why a message could not be queued for sending.
+#[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
     /// The contact's safety number changed; call
@@ -209,6 +253,7 @@ pub enum SendError {
 }
 
 /// Why an operation that needs a live connection failed.
+#[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum OnlineError {
     /// The account is not connected right now.
@@ -223,6 +268,7 @@ pub enum OnlineError {
 }
 
 /// Why a safety-number change could not be acknowledged.
+#[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum AcknowledgeError {
     /// There is no unacknowledged change for this contact.
@@ -237,6 +283,7 @@ pub enum AcknowledgeError {
 }
 
 /// Why a group operation failed.
+#[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum GroupError {
     /// The operation needs the connection and the account is not connected.
@@ -281,6 +328,7 @@ impl From<OnlineError> for GroupError {
 }
 
 /// Why a file could not be sent or received.
+#[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum AttachmentError {
     /// The transfer needs the connection and the account is not connected.

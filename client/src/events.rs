@@ -43,6 +43,7 @@ impl Conversation {
 }
 
 /// The state of the connection to the server.
+#[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ConnectionState {
     /// Connecting (first attempt or after a failure).
@@ -67,6 +68,7 @@ pub enum ConnectionState {
 }
 
 /// A text or file message as received (or as sent from another of our devices).
+#[non_exhaustive]
 #[derive(Clone, PartialEq, Eq)]
 pub struct IncomingMessage {
     /// Where it belongs.
@@ -101,6 +103,7 @@ impl fmt::Debug for IncomingMessage {
 }
 
 /// Which receipt.
+#[non_exhaustive]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReceiptKind {
     /// The messages reached a device of the sender of the receipt.
@@ -115,6 +118,7 @@ pub enum ReceiptKind {
 pub const UNLISTED_DEVICE: &str = "unlisted device";
 
 /// Something the application should know about.
+#[non_exhaustive]
 #[derive(Clone)]
 pub enum Event {
     /// A text or file message.
@@ -241,6 +245,31 @@ pub enum Event {
         /// The new device's id.
         device_id: u64,
     },
+}
+
+impl Event {
+    /// The event's variant name, stable across releases (`"Message"`,
+    /// `"Receipt"`, …): for logs, metrics and bindings that meet a kind
+    /// newer than themselves (the enum is `#[non_exhaustive]`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::Message(_) => "Message",
+            Event::Edited { .. } => "Edited",
+            Event::Deleted { .. } => "Deleted",
+            Event::Reaction { .. } => "Reaction",
+            Event::Receipt { .. } => "Receipt",
+            Event::Typing { .. } => "Typing",
+            Event::GroupChanged { .. } => "GroupChanged",
+            Event::Sent { .. } => "Sent",
+            Event::NotDelivered { .. } => "NotDelivered",
+            Event::SendFailed { .. } => "SendFailed",
+            Event::Connection(_) => "Connection",
+            Event::SafetyNumberChanged { .. } => "SafetyNumberChanged",
+            Event::DecryptionFailed { .. } => "DecryptionFailed",
+            Event::PrekeysRefilled { .. } => "PrekeysRefilled",
+            Event::DeviceAdded { .. } => "DeviceAdded",
+        }
+    }
 }
 
 impl fmt::Debug for Event {

@@ -75,8 +75,8 @@ pub use attachments::{FileOptions, Progress};
 pub use auth::{Registration, SecondFactor, confirm_registration, register, register_bot};
 pub use config::{AccountConfig, KdfParams, ServerConfig, StoreConfig, Transport};
 pub use error::{
-    AcknowledgeError, AttachmentError, AuthError, GroupError, OnlineError, OpenError, SendError,
-    ServerError, StoreError, TransportError,
+    AcknowledgeError, AttachmentError, AuthError, DatabaseError, GroupError, OnlineError,
+    OpenError, SendError, ServerError, StoreError, TransportError,
 };
 pub use events::{
     ConnectionState, Conversation, Event, Events, IncomingMessage, ReceiptKind, UNLISTED_DEVICE,
@@ -98,7 +98,13 @@ pub use microbot_protocol::content::AttachmentPointer;
 /// The most bytes of text one message holds (SPEC.md §11.2): the one limit
 /// [`SendError::TextTooLong`] quotes; longer text goes as a file.
 pub use microbot_protocol::content_rules::MAX_TEXT_LEN;
+/// What [`Account::list_devices`] returns: one device of this account.
+pub use microbot_protocol::transport::DeviceInfo;
 pub use microbot_protocol::transport::ErrorCode;
+/// What [`Account::prekey_status`] returns: this device's prekey stock.
+pub use microbot_protocol::transport::PrekeyStatus;
+/// The text form of a [`MessageId`] (`id.to_text()`, `MessageId::from_text`).
+pub use microbot_protocol::{InvalidMessageId, MessageIdText};
 pub use shown::Unshown;
 pub use transport::{ALPN, quic_client_config, websocket_tls_config};
 

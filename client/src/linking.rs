@@ -53,6 +53,7 @@ const POLL_INTERVAL: Duration = Duration::from_millis(500);
 const BASE32: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 
 /// Why linking failed.
+#[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
     /// The provisioning code is not 48 bytes of base32 (a typo?).

@@ -5,7 +5,7 @@ use crate::common;
 use std::time::Duration;
 
 use common::*;
-use microbot_client::{AccountConfig, Conversation, Event, IdentitySource, MessageStatus};
+use microbot_client::{Conversation, Event, IdentitySource, MessageStatus};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_edits_and_a_delete_converge_on_every_device() {
@@ -120,10 +120,8 @@ async fn the_prekey_stock_is_refilled_when_the_server_says_it_is_low() {
     let server = TestServer::start().await;
     let mut alice_user = register(&server, "alice").await;
     let mut bob_user = register(&server, "bob").await;
-    let small = AccountConfig {
-        prekey_batch: 11,
-        ..fast_config()
-    };
+    let mut small = fast_config();
+    small.prekey_batch = 11;
     let mut alice = online(&server, &mut alice_user, IdentitySource::New, small).await;
     assert_eq!(
         alice
@@ -135,10 +133,8 @@ async fn the_prekey_stock_is_refilled_when_the_server_says_it_is_low() {
         11
     );
     // Bob re-fetches Alice's bundles on every send: each takes a one-time prekey.
-    let eager = AccountConfig {
-        device_refresh: Duration::ZERO,
-        ..fast_config()
-    };
+    let mut eager = fast_config();
+    eager.device_refresh = Duration::ZERO;
     let bob = online(&server, &mut bob_user, IdentitySource::New, eager).await;
     let to_alice = Conversation::Direct("alice".into());
     bob.account.send_text(&to_alice, "one").unwrap();

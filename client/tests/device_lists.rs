@@ -181,10 +181,8 @@ async fn a_sender_refuses_a_rolled_back_or_forged_list() {
     let mut bob_user = register(&server, "bob").await;
     let mut alice = online(&server, &mut alice_user, IdentitySource::New, fast_config()).await;
     // Bob checks alice's devices before every send.
-    let eager = microbot_client::AccountConfig {
-        device_refresh: Duration::ZERO,
-        ..fast_config()
-    };
+    let mut eager = fast_config();
+    eager.device_refresh = Duration::ZERO;
     let mut bob = online(&server, &mut bob_user, IdentitySource::New, eager).await;
     let to_alice = Conversation::Direct("alice".into());
     bob.account.send_text(&to_alice, "v1").unwrap();
@@ -315,10 +313,8 @@ async fn a_removed_devices_late_message_is_refused_and_a_new_devices_first_is_ac
     let mut alice_user = register(&server, "alice").await;
     let mut bob_user = register(&server, "bob").await;
     let mut alice = online(&server, &mut alice_user, IdentitySource::New, fast_config()).await;
-    let eager = microbot_client::AccountConfig {
-        device_refresh: Duration::ZERO,
-        ..fast_config()
-    };
+    let mut eager = fast_config();
+    eager.device_refresh = Duration::ZERO;
     let mut bob = online(&server, &mut bob_user, IdentitySource::New, eager).await;
     let to_alice = Conversation::Direct("alice".into());
     let to_bob = Conversation::Direct("bob".into());
@@ -422,10 +418,8 @@ async fn a_contact_whose_list_disappeared_is_not_sent_to() {
     let mut alice_user = register(&server, "alice").await;
     let mut bob_user = register(&server, "bob").await;
     let mut alice = online(&server, &mut alice_user, IdentitySource::New, fast_config()).await;
-    let eager = microbot_client::AccountConfig {
-        device_refresh: Duration::ZERO,
-        ..fast_config()
-    };
+    let mut eager = fast_config();
+    eager.device_refresh = Duration::ZERO;
     let mut bob = online(&server, &mut bob_user, IdentitySource::New, eager).await;
     let to_alice = Conversation::Direct("alice".into());
     bob.account.send_text(&to_alice, "seen").unwrap();

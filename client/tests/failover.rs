@@ -32,10 +32,9 @@ fn dead_address() -> SocketAddr {
 }
 
 fn failover_config() -> AccountConfig {
-    AccountConfig {
-        connect_timeout: Duration::from_millis(400),
-        ..fast_config()
-    }
+    let mut config = fast_config();
+    config.connect_timeout = Duration::from_millis(400);
+    config
 }
 
 /// Registers and confirms `username` through `server`.

@@ -553,10 +553,8 @@ async fn a_members_new_device_gets_the_sender_key_for_later_messages() {
     let server = TestServer::start().await;
     let mut alice_user = register(&server, "alice").await;
     let mut bob_user = register(&server, "bob").await;
-    let config = microbot_client::AccountConfig {
-        device_refresh: Duration::ZERO,
-        ..fast_config()
-    };
+    let mut config = fast_config();
+    config.device_refresh = Duration::ZERO;
     let alice = online(&server, &mut alice_user, IdentitySource::New, config).await;
     let mut bob1 = online(&server, &mut bob_user, IdentitySource::New, fast_config()).await;
     let id = alice

@@ -22,6 +22,7 @@ mod own_device_sync;
 mod sealed_sender;
 mod security;
 mod shown;
+mod store_files;
 mod websocket;
 
 /// Every `.rs` file in this folder is a module of this binary.

@@ -5,9 +5,7 @@ use crate::common;
 use std::time::Duration;
 
 use common::*;
-use microbot_client::{
-    AccountConfig, Conversation, Event, IdentitySource, MessageStatus, ReceiptKind,
-};
+use microbot_client::{Conversation, Event, IdentitySource, MessageStatus, ReceiptKind};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_accounts_chat_both_directions_with_every_content_kind() {
@@ -154,10 +152,8 @@ async fn a_new_device_of_a_contact_is_picked_up() {
     let server = TestServer::start().await;
     let mut alice_user = register(&server, "alice").await;
     let mut bob_user = register(&server, "bob").await;
-    let config = AccountConfig {
-        device_refresh: Duration::ZERO,
-        ..fast_config()
-    };
+    let mut config = fast_config();
+    config.device_refresh = Duration::ZERO;
     let mut alice = online(&server, &mut alice_user, IdentitySource::New, config).await;
     let mut bob1 = online(&server, &mut bob_user, IdentitySource::New, fast_config()).await;
     let to_bob = Conversation::Direct("bob".into());

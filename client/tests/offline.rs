@@ -5,9 +5,7 @@ use crate::common;
 use std::time::Duration;
 
 use common::*;
-use microbot_client::{
-    Account, AccountConfig, ConnectionState, Conversation, Event, IdentitySource,
-};
+use microbot_client::{Account, ConnectionState, Conversation, Event, IdentitySource};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbox_survives_a_restart_and_drains_in_order() {
@@ -88,11 +86,9 @@ async fn a_crash_between_store_and_ack_loses_nothing_and_delivers_once() {
     let mut alice_user = register(&server, "alice").await;
     let mut bob_user = register(&server, "bob").await;
     let mut alice = online(&server, &mut alice_user, IdentitySource::New, fast_config()).await;
-    let crashing = AccountConfig {
-        fault_skip_ack: true,
-        delivery_receipts: false,
-        ..fast_config()
-    };
+    let mut crashing = fast_config();
+    crashing.fault_skip_ack = true;
+    crashing.delivery_receipts = false;
     let mut bob = online(&server, &mut bob_user, IdentitySource::New, crashing).await;
     let to_bob = Conversation::Direct("bob".into());
     let first = alice

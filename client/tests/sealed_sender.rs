@@ -9,7 +9,7 @@ use crate::common;
 use std::time::Duration;
 
 use common::*;
-use microbot_client::{AccountConfig, Conversation, IdentitySource};
+use microbot_client::{Conversation, IdentitySource};
 
 /// `(sender_username, sender_device_id)` of every envelope row the server
 /// stores, read from its SQLite file.
@@ -31,10 +31,8 @@ async fn replies_to_a_contact_are_sealed_and_stored_without_a_sender() {
     let mut bob_user = register(&server, "bob").await;
     // Alice keeps what reaches her unacknowledged, so the server's rows stay
     // for the scan below.
-    let keep = AccountConfig {
-        fault_skip_ack: true,
-        ..fast_config()
-    };
+    let mut keep = fast_config();
+    keep.fault_skip_ack = true;
     let mut alice = online(&server, &mut alice_user, IdentitySource::New, keep).await;
     let mut bob = online(&server, &mut bob_user, IdentitySource::New, fast_config()).await;
 
@@ -74,14 +72,10 @@ async fn with_sealed_sender_off_the_server_stores_the_sender() {
     let server = TestServer::start().await;
     let mut alice_user = register(&server, "alice").await;
     let mut bob_user = register(&server, "bob").await;
-    let keep = AccountConfig {
-        fault_skip_ack: true,
-        ..fast_config()
-    };
-    let identified = AccountConfig {
-        sealed_sender: false,
-        ..fast_config()
-    };
+    let mut keep = fast_config();
+    keep.fault_skip_ack = true;
+    let mut identified = fast_config();
+    identified.sealed_sender = false;
     let mut alice = online(&server, &mut alice_user, IdentitySource::New, keep).await;
     let mut bob = online(&server, &mut bob_user, IdentitySource::New, identified).await;
     alice
@@ -154,10 +148,8 @@ async fn a_sealed_message_that_waited_longer_than_its_certificate_lives_still_op
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_messages_between_contacts_are_sealed_per_member() {
     let server = TestServer::start().await;
-    let keep = AccountConfig {
-        fault_skip_ack: true,
-        ..fast_config()
-    };
+    let mut keep = fast_config();
+    keep.fault_skip_ack = true;
     let mut users = Vec::new();
     for name in ["alice", "bob", "carol"] {
         users.push(register(&server, name).await);

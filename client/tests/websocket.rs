@@ -358,10 +358,8 @@ async fn an_upload_over_websocket_interrupted_midway_resumes_and_arrives_intact(
     let ws = server.config.clone().with_transport(Transport::WebSocket);
     let mut alice_user = register_via(&ws, "alice").await;
     let mut bob_user = register_via(&server.config, "bob").await;
-    let config = AccountConfig {
-        fault_interrupt_upload_at: Some(1536 * 1024),
-        ..fast_config()
-    };
+    let mut config = fast_config();
+    config.fault_interrupt_upload_at = Some(1536 * 1024);
     let alice = online_via(&ws, &mut alice_user, config).await;
     let mut bob = online_via(&server.config, &mut bob_user, fast_config()).await;
     let data: Vec<u8> = (0..3 * 1024 * 1024u32)

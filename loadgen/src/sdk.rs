@@ -68,16 +68,11 @@ async fn enrol(server: &ServerConfig, username: &str) -> LoadResult<SdkDevice> {
     .await
     .map_err(sdk)?;
     let dir = tempfile::tempdir().map_err(LoadError::io("creating a client store dir"))?;
-    let store = StoreConfig::new(dir.path().join("client.sqlite3")).with_kdf(KdfParams {
-        memory_kib: 64,
-        iterations: 1,
-        parallelism: 1,
-    });
-    let config = AccountConfig {
-        delivery_receipts: false,
-        device_name: "loadgen".to_owned(),
-        ..AccountConfig::default()
-    };
+    let store =
+        StoreConfig::new(dir.path().join("client.sqlite3")).with_kdf(KdfParams::new(64, 1, 1));
+    let mut config = AccountConfig::default();
+    config.delivery_receipts = false;
+    config.device_name = "loadgen".to_owned();
     let (account, events) = Account::enrol(
         &store,
         server.clone(),

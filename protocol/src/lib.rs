@@ -23,11 +23,13 @@ pub mod codec;
 pub mod conn;
 pub mod content_rules;
 pub mod convergence;
+pub mod message_id;
 pub mod padding;
 
 mod content_ext;
 
 pub use content_rules::{ContentError, MessageId, decode_content};
+pub use message_id::{InvalidMessageId, MessageIdText};
 
 /// Messages carried inside the end-to-end ciphertext (`proto/content.proto`).
 #[allow(missing_docs, clippy::all)]

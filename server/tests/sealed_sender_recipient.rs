@@ -15,7 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use cluster::{Device, fast_config, user, user_with, wait_for};
 use common::*;
-use microbot_client::{AccountConfig, Conversation, Event, ServerConfig};
+use microbot_client::{Conversation, Event, ServerConfig};
 use microbot_crypto::identity::{IdentityKey, IdentityKeyPair};
 use microbot_crypto::sealed_sender::certificate::ServerSigningKey;
 use microbot_crypto::sealed_sender::{self, ContentType};
@@ -74,10 +74,8 @@ async fn a_forged_or_expired_sender_certificate_is_refused_by_the_recipient() {
     let mut alice = user(&config, "alice").await;
     // Bob accepts sealed sends with any access key, so the attacker below
     // gets past the server and only the recipient's checks stand.
-    let open_to_anyone = AccountConfig {
-        allow_unidentified_from_anyone: true,
-        ..fast_config()
-    };
+    let mut open_to_anyone = fast_config();
+    open_to_anyone.allow_unidentified_from_anyone = true;
     let mut bob = user_with(&config, "bob", open_to_anyone).await;
 
     // Alice and Bob talk; Bob's reply goes sealed, so Bob has fetched a

@@ -90,6 +90,9 @@ typedef enum MicrobotEventKind {
   MICROBOT_EVENT_KIND_PREKEYS_REFILLED = 18,
   // A contact has a new device: `from`, `number` (the device id).
   MICROBOT_EVENT_KIND_DEVICE_ADDED = 19,
+  // A kind of event newer than this library's C interface: `text` (the
+  // SDK's name for it). Update the library to receive its fields.
+  MICROBOT_EVENT_KIND_UNRECOGNISED = 20,
 } MicrobotEventKind;
 
 // One device of one account, opened from its local store (opaque).

@@ -7,7 +7,7 @@ use std::sync::{Mutex, PoisonError};
 
 use microbot_client::{
     Account, AccountConfig, Conversation, Enrolment, Events, IdentitySource, MessageId,
-    SecondFactor, StoreConfig,
+    MessageIdText as _, SecondFactor, StoreConfig,
 };
 use zeroize::Zeroizing;
 
@@ -49,10 +49,8 @@ pub(crate) fn conversation(text: &str) -> Result<Conversation, Failure> {
 
 /// Parses a message id (32 hex digits).
 pub(crate) fn message_id(text: &str) -> Result<MessageId, Failure> {
-    hex::decode(text)
-        .ok()
-        .and_then(|bytes| MessageId::try_from(bytes.as_slice()).ok())
-        .ok_or_else(|| Failure::invalid(format!("message id {text:?} is not 32 hex digits")))
+    MessageId::from_text(text)
+        .map_err(|_| Failure::invalid(format!("message id {text:?} is not 32 hex digits")))
 }
 
 fn store_config(path: &str, passphrase: Option<&str>) -> StoreConfig {

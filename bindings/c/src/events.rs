@@ -60,6 +60,9 @@ pub enum MicrobotEventKind {
     PrekeysRefilled = 18,
     /// A contact has a new device: `from`, `number` (the device id).
     DeviceAdded = 19,
+    /// A kind of event newer than this library's C interface: `text` (the
+    /// SDK's name for it). Update the library to receive its fields.
+    Unrecognised = 20,
 }
 
 /// One event, borrowed for the duration of the callback.
@@ -247,6 +250,7 @@ fn convert(event: &Event) -> Owned {
                 .number(*retry_in_ms),
             ConnectionState::Refused { reason } => Owned::new(K::Refused).text(reason),
             ConnectionState::Stopped => Owned::new(K::Stopped),
+            _ => Owned::new(K::Unrecognised).text(event.kind()),
         },
         Event::SafetyNumberChanged {
             username,
@@ -269,6 +273,7 @@ fn convert(event: &Event) -> Owned {
             username,
             device_id,
         } => Owned::new(K::DeviceAdded).from(username).number(*device_id),
+        other => Owned::new(K::Unrecognised).text(other.kind()),
     }
 }
 

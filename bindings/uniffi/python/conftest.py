@@ -89,4 +89,4 @@ def new_account(server, tmp_path):
 
     yield make
     for account in made:
-        account.disconnect()
+        account.close()

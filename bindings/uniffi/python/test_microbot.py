@@ -6,7 +6,7 @@ import queue
 import pytest
 
 import microbot_uniffi as mb
-from conftest import is_message, wait_for
+from conftest import is_message, store_path, wait_for
 
 
 def test_two_clients_chat(new_account):
@@ -96,3 +96,20 @@ def test_errors_are_typed(server, new_account):
     with pytest.raises(mb.MicrobotError.Auth):
         server.confirm_registration("nobody-here", "pw-long-enough", "000000")
     assert mb.version()
+
+
+def test_one_handle_per_store_and_close_lets_it_go(new_account, tmp_path):
+    account = new_account("closer")
+    path = str(store_path(tmp_path, account.username()))
+    with pytest.raises(mb.MicrobotError.Open, match="in use"):
+        mb.Account.open(path, None)
+    with pytest.raises(mb.MicrobotError.Open, match="no store at"):
+        mb.Account.open(path + ".typo", None)
+    account.close()
+    account.close()
+    with pytest.raises(mb.MicrobotError.State, match="closed"):
+        account.send_text("someone", "hello")
+    assert account.username().startswith("closer")
+    reopened = mb.Account.open(path, None)
+    assert reopened.username() == account.username()
+    reopened.close()

@@ -182,6 +182,8 @@ def test_reminder_bot_keeps_its_reminders_across_a_restart(new_account, tmp_path
     no_message_from(alice, name, due - time.monotonic() + 1)
 
     # Back up (same store, same file): the overdue reminder fires once.
+    # The old handle lets the store go first (one handle per store).
+    bot_account.close()
     reopened = mb.Account.open(str(store_path(tmp_path, name)), None)
     bot = ReminderBot(reopened, state, QUICK)
     bot.start()
@@ -208,7 +210,8 @@ def test_the_guide_example_runs_as_written(new_account, tmp_path):
     alice = new_account("alice")
     bot_account = new_account("dicebot")
     name = bot_account.username()
-    bot_account.disconnect()  # the child process is the bot's device from now on
+    # The child process is the bot's device from now on: one handle per store.
+    bot_account.close()
     child = subprocess.Popen(
         [sys.executable, str(script), str(store_path(tmp_path, name))],
         env={**os.environ, "MICROBOT_PASSPHRASE": "",

@@ -2,13 +2,13 @@
 //! react, edit, groups, files — and its events.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use microbot_client::{
     AccountConfig, Conversation, Enrolment, Events, FileOptions, IdentitySource, MessageId,
-    SecondFactor, StoreConfig,
+    MessageIdText as _, SecondFactor, StoreConfig,
 };
 use tokio::sync::oneshot;
 use zeroize::Zeroizing;
@@ -48,7 +48,10 @@ impl Pump {
 /// One device of one account, opened from its local store.
 #[derive(uniffi::Object)]
 pub struct Account {
-    account: microbot_client::Account,
+    /// The SDK's account, until [`Account::close`].
+    account: RwLock<Option<microbot_client::Account>>,
+    username: String,
+    device_id: u64,
     /// The events, until a listener takes them.
     events: Arc<tokio::sync::Mutex<Option<Events>>>,
     pump: Mutex<Option<Pump>>,
@@ -56,7 +59,10 @@ pub struct Account {
 
 impl std::fmt::Debug for Account {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.account.fmt(f)
+        match &*self.account.read().unwrap_or_else(PoisonError::into_inner) {
+            Some(account) => account.fmt(f),
+            None => f.write_str("Account(closed)"),
+        }
     }
 }
 
@@ -88,10 +94,8 @@ fn conversation(text: &str) -> Result<Conversation, MicrobotError> {
 
 /// Parses a message id (32 hex digits).
 fn message_id(text: &str) -> Result<MessageId, MicrobotError> {
-    hex::decode(text)
-        .ok()
-        .and_then(|bytes| MessageId::try_from(bytes.as_slice()).ok())
-        .ok_or_else(|| MicrobotError::invalid(format!("message id {text:?} is not 32 hex digits")))
+    MessageId::from_text(text)
+        .map_err(|_| MicrobotError::invalid(format!("message id {text:?} is not 32 hex digits")))
 }
 
 fn store_config(path: &str, passphrase: Option<String>) -> StoreConfig {
@@ -103,9 +107,23 @@ fn store_config(path: &str, passphrase: Option<String>) -> StoreConfig {
 }
 
 impl Account {
+    /// Runs `f` on the open account; `State` once it is closed.
+    fn live<T>(
+        &self,
+        f: impl FnOnce(&microbot_client::Account) -> Result<T, MicrobotError>,
+    ) -> Result<T, MicrobotError> {
+        let guard = self.account.read().unwrap_or_else(PoisonError::into_inner);
+        let account = guard
+            .as_ref()
+            .ok_or_else(|| MicrobotError::state("the account is closed"))?;
+        f(account)
+    }
+
     fn wrap(account: microbot_client::Account, events: Events) -> Self {
         Self {
-            account,
+            username: account.username().to_owned(),
+            device_id: account.device_id(),
+            account: RwLock::new(Some(account)),
             events: Arc::new(tokio::sync::Mutex::new(Some(events))),
             pump: Mutex::new(None),
         }
@@ -161,23 +179,49 @@ impl Account {
     /// reconnects); returns at once. Progress arrives as `Connection` events.
     pub fn connect(&self) -> Result<(), MicrobotError> {
         let _context = runtime()?.enter();
-        self.account.connect();
-        Ok(())
+        self.live(|account| {
+            account.connect();
+            Ok(())
+        })
     }
 
     /// Stops the background connection.
     pub fn disconnect(&self) -> Result<(), MicrobotError> {
-        block_on(self.account.disconnect())
+        self.live(|account| block_on(account.disconnect()))
+    }
+
+    /// Stops the connection and the listener and closes the store, so
+    /// that another handle — here or in another process — can open it
+    /// (a store is open in one handle at a time). Every later call on this
+    /// object fails with `State`; closing twice is harmless.
+    pub fn close(&self) -> Result<(), MicrobotError> {
+        let account = self
+            .account
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(pump) = self
+            .pump
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_mut()
+        {
+            pump.stop();
+        }
+        if let Some(account) = account {
+            block_on(account.disconnect())?;
+        }
+        Ok(())
     }
 
     /// This account's username.
     pub fn username(&self) -> String {
-        self.account.username().to_owned()
+        self.username.clone()
     }
 
     /// This device's id.
     pub fn device_id(&self) -> u64 {
-        self.account.device_id()
+        self.device_id
     }
 
     /// The next event, waiting up to `timeout_ms`; `None` on timeout.
@@ -234,9 +278,8 @@ impl Account {
         conversation_key: String,
         text: String,
     ) -> Result<String, MicrobotError> {
-        let id = self
-            .account
-            .send_text(&conversation(&conversation_key)?, &text)?;
+        let to = conversation(&conversation_key)?;
+        let id = self.live(|account| Ok(account.send_text(&to, &text)?))?;
         Ok(hex::encode(id))
     }
 
@@ -248,13 +291,11 @@ impl Account {
         emoji: String,
         remove: bool,
     ) -> Result<(), MicrobotError> {
-        self.account.react(
-            &conversation(&conversation_key)?,
+        let (to, target) = (
+            conversation(&conversation_key)?,
             message_id(&message_id_hex)?,
-            &emoji,
-            remove,
-        )?;
-        Ok(())
+        );
+        self.live(|account| Ok(account.react(&to, target, &emoji, remove).map(drop)?))
     }
 
     /// Replaces the text of one of this account's messages.
@@ -264,12 +305,11 @@ impl Account {
         message_id_hex: String,
         text: String,
     ) -> Result<(), MicrobotError> {
-        self.account.edit(
-            &conversation(&conversation_key)?,
+        let (to, target) = (
+            conversation(&conversation_key)?,
             message_id(&message_id_hex)?,
-            &text,
-        )?;
-        Ok(())
+        );
+        self.live(|account| Ok(account.edit(&to, target, &text).map(drop)?))
     }
 
     /// Creates a group with `members` (this account is its admin); returns
@@ -280,7 +320,7 @@ impl Account {
         members: Vec<String>,
     ) -> Result<String, MicrobotError> {
         let members: Vec<&str> = members.iter().map(String::as_str).collect();
-        let id = block_on(self.account.create_group(&name, &members))??;
+        let id = self.live(|account| Ok(block_on(account.create_group(&name, &members))??))?;
         Ok(format!("g:{id}"))
     }
 
@@ -290,8 +330,7 @@ impl Account {
             return Err(MicrobotError::invalid("not a group conversation"));
         };
         let info = self
-            .account
-            .group(&id)?
+            .live(|account| Ok(account.group(&id)?))?
             .ok_or_else(|| MicrobotError::invalid("unknown group"))?;
         Ok(info.members.into_iter().map(|m| m.username).collect())
     }
@@ -309,10 +348,14 @@ impl Account {
             ..FileOptions::default()
         };
         let to = conversation(&conversation_key)?;
-        let id = block_on(
-            self.account
-                .send_attachment(&to, Path::new(&path), options, |_| {}),
-        )??;
+        let id = self.live(|account| {
+            Ok(block_on(account.send_attachment(
+                &to,
+                Path::new(&path),
+                options,
+                |_| {},
+            ))??)
+        })?;
         Ok(hex::encode(id))
     }
 
@@ -324,18 +367,17 @@ impl Account {
         dest_path: String,
     ) -> Result<u64, MicrobotError> {
         let id = message_id(&message_id_hex)?;
-        Ok(block_on(self.account.download_attachment(
-            &id,
-            Path::new(&dest_path),
-            |_| {},
-        ))??)
+        self.live(|account| {
+            Ok(block_on(account.download_attachment(
+                &id,
+                Path::new(&dest_path),
+                |_| {},
+            ))??)
+        })
     }
 
     /// The safety number with `username`, once a session exists.
     pub fn safety_number(&self, username: String) -> Result<Option<String>, MicrobotError> {
-        Ok(self
-            .account
-            .safety_number(&username)?
-            .map(|n| n.to_string()))
+        self.live(|account| Ok(account.safety_number(&username)?.map(|n| n.to_string())))
     }
 }

@@ -2,7 +2,7 @@
 //! class per variant in Python). Conversations are keys: `u:<username>`
 //! or `g:<group id hex>`; message ids are 32 hex digits.
 
-use microbot_client::{ConnectionState, ReceiptKind};
+use microbot_client::{ConnectionState, MessageIdText as _, ReceiptKind};
 
 /// What changed in a group (the `update` of [`Event::GroupChanged`]).
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
@@ -37,6 +37,9 @@ pub enum GroupUpdate {
     },
     /// Admin roles changed.
     RolesChanged,
+    /// A kind of change newer than this binding; the group's state is
+    /// current (read it again).
+    Unrecognised,
 }
 
 impl From<microbot_client::GroupUpdate> for GroupUpdate {
@@ -49,6 +52,7 @@ impl From<microbot_client::GroupUpdate> for GroupUpdate {
             U::Left { username } => GroupUpdate::Left { username },
             U::Renamed { name } => GroupUpdate::Renamed { name },
             U::RolesChanged => GroupUpdate::RolesChanged,
+            _ => GroupUpdate::Unrecognised,
         }
     }
 }
@@ -191,6 +195,12 @@ pub enum Event {
         /// Its id.
         device_id: u64,
     },
+    /// A kind of event newer than this binding (update the binding to
+    /// receive its fields).
+    Unrecognised {
+        /// The SDK's name for it (`microbot_client::Event::kind`).
+        kind: String,
+    },
 }
 
 impl From<microbot_client::Event> for Event {
@@ -200,7 +210,7 @@ impl From<microbot_client::Event> for Event {
             E::Message(m) => Event::Message {
                 conversation: m.conversation.key(),
                 author: m.author,
-                message_id: hex::encode(m.message_id),
+                message_id: m.message_id.to_text(),
                 sent_at_ms: m.sent_at_ms,
                 text: m.text,
                 file_name: m.attachment.as_ref().map(|a| a.file_name.clone()),
@@ -214,7 +224,7 @@ impl From<microbot_client::Event> for Event {
             } => Event::Edited {
                 conversation: conversation.key(),
                 author,
-                message_id: hex::encode(target),
+                message_id: target.to_text(),
                 text,
             },
             E::Deleted {
@@ -224,7 +234,7 @@ impl From<microbot_client::Event> for Event {
             } => Event::Deleted {
                 conversation: conversation.key(),
                 author,
-                message_id: hex::encode(target),
+                message_id: target.to_text(),
             },
             E::Reaction {
                 conversation,
@@ -235,7 +245,7 @@ impl From<microbot_client::Event> for Event {
             } => Event::Reaction {
                 conversation: conversation.key(),
                 from,
-                message_id: hex::encode(target),
+                message_id: target.to_text(),
                 emoji,
                 removed,
             },
@@ -272,7 +282,7 @@ impl From<microbot_client::Event> for Event {
                 message_id,
                 server_timestamp_ms,
             } => Event::Sent {
-                message_id: hex::encode(message_id),
+                message_id: message_id.to_text(),
                 server_timestamp_ms,
             },
             E::NotDelivered {
@@ -280,11 +290,11 @@ impl From<microbot_client::Event> for Event {
                 usernames,
                 ..
             } => Event::NotDelivered {
-                message_id: hex::encode(message_id),
+                message_id: message_id.to_text(),
                 usernames,
             },
             E::SendFailed { message_id, reason } => Event::SendFailed {
-                message_id: hex::encode(message_id),
+                message_id: message_id.to_text(),
                 reason,
             },
             E::Connection(state) => {
@@ -294,6 +304,7 @@ impl From<microbot_client::Event> for Event {
                     ConnectionState::Disconnected { reason, .. } => ("disconnected", Some(reason)),
                     ConnectionState::Refused { reason } => ("refused", Some(reason)),
                     ConnectionState::Stopped => ("stopped", None),
+                    _ => ("unknown", None),
                 };
                 Event::Connection {
                     state: state.to_owned(),
@@ -317,6 +328,9 @@ impl From<microbot_client::Event> for Event {
             } => Event::DeviceAdded {
                 username,
                 device_id,
+            },
+            other => Event::Unrecognised {
+                kind: other.kind().to_owned(),
             },
         }
     }

@@ -155,6 +155,7 @@ impl fmt::Debug for GroupInfo {
 }
 
 /// What changed in a group ([`crate::Event::GroupChanged`]).
+#[non_exhaustive]
 #[derive(Clone, PartialEq, Eq)]
 pub enum GroupUpdate {
     /// The group was created (by `by`) with us as a member.

@@ -12,11 +12,10 @@
 //! Not owned here: what the values mean (sessions.rs, sync.rs, account.rs).
 
 pub(crate) mod crypt;
+mod file;
 mod groups;
 mod rows;
 mod schema;
-
-use std::path::Path;
 
 use rand::Rng as _;
 use rusqlite::{Connection, OptionalExtension as _, params};
@@ -27,12 +26,36 @@ pub(crate) use rows::{Contact, MessageRow};
 use crate::config::{KdfParams, StoreConfig};
 use crate::error::{OpenError, StoreError};
 use crypt::Sealer;
+use file::{CreatedFile, OpenMode, open_connection};
 
 /// An open store.
 #[derive(Debug)]
 pub(crate) struct Store {
     conn: Connection,
     sealer: Sealer,
+}
+
+/// A store opened for an enrolment: its file, when this process created
+/// it, is removed on drop unless the enrolment [`keep`](NewStore::keep)s it.
+#[derive(Debug)]
+pub(crate) struct NewStore {
+    // Dropped in this order: the connection closes before the file goes.
+    store: Store,
+    file: CreatedFile,
+}
+
+impl NewStore {
+    /// The open store, for the enrolment's reads and writes.
+    pub(crate) fn store(&mut self) -> &mut Store {
+        &mut self.store
+    }
+
+    /// The enrolment succeeded: the file stays.
+    pub(crate) fn keep(self) -> Store {
+        let NewStore { store, file } = self;
+        file.keep();
+        store
+    }
 }
 
 /// A transaction on the store: every read and write goes through one.
@@ -42,9 +65,30 @@ pub(crate) struct Tx<'a> {
 }
 
 impl Store {
-    /// Opens (creating if needed) the store file and unlocks it.
+    /// Opens the existing store file and unlocks it.
+    ///
+    /// # Errors
+    /// [`OpenError::NotFound`] when there is no file at the path,
+    /// [`OpenError::InUse`] while another handle has it open, or why it
+    /// cannot be read or unlocked.
     pub(crate) fn open(config: &StoreConfig) -> Result<Self, OpenError> {
-        let mut conn = open_connection(&config.path)?;
+        Self::open_in(config, OpenMode::Existing)
+    }
+
+    /// Opens the store file for an enrolment, creating it when missing.
+    /// A file created here is removed again when the [`NewStore`] is
+    /// dropped without [`NewStore::keep`].
+    ///
+    /// # Errors
+    /// As [`Store::open`], without [`OpenError::NotFound`].
+    pub(crate) fn create(config: &StoreConfig) -> Result<NewStore, OpenError> {
+        let file = CreatedFile::before_open(&config.path);
+        let store = Self::open_in(config, OpenMode::Create)?;
+        Ok(NewStore { store, file })
+    }
+
+    fn open_in(config: &StoreConfig, mode: OpenMode) -> Result<Self, OpenError> {
+        let mut conn = open_connection(&config.path, mode)?;
         schema::migrate(&mut conn)?;
         let sealer = unlock(&conn, config)?;
         let store = Self { conn, sealer };
@@ -78,16 +122,6 @@ impl Store {
         )?;
         Ok(())
     }
-}
-
-fn open_connection(path: &Path) -> Result<Connection, OpenError> {
-    let conn = Connection::open(path)?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.pragma_update(None, "secure_delete", "ON")?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    Ok(conn)
 }
 
 /// Reads or sets up the store's key.

@@ -129,19 +129,14 @@ async fn register_as(server: &TestServer, username: &str, bot: bool) -> User {
 }
 
 /// Cheap store key derivation for tests.
-pub const CHEAP_KDF: KdfParams = KdfParams {
-    memory_kib: 64,
-    iterations: 1,
-    parallelism: 1,
-};
+pub const CHEAP_KDF: KdfParams = KdfParams::new(64, 1, 1);
 
 pub fn fast_config() -> AccountConfig {
-    AccountConfig {
-        reconnect_min: Duration::from_millis(50),
-        reconnect_max: Duration::from_millis(400),
-        prekey_batch: 20,
-        ..AccountConfig::default()
-    }
+    let mut config = AccountConfig::default();
+    config.reconnect_min = Duration::from_millis(50);
+    config.reconnect_max = Duration::from_millis(400);
+    config.prekey_batch = 20;
+    config
 }
 
 /// A device: its store file and handle.

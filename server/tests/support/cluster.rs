@@ -170,20 +170,15 @@ impl Authenticator {
     }
 }
 
-pub const CHEAP_KDF: KdfParams = KdfParams {
-    memory_kib: 64,
-    iterations: 1,
-    parallelism: 1,
-};
+pub const CHEAP_KDF: KdfParams = KdfParams::new(64, 1, 1);
 
 pub fn fast_config() -> AccountConfig {
-    AccountConfig {
-        reconnect_min: Duration::from_millis(50),
-        reconnect_max: Duration::from_millis(500),
-        prekey_batch: 20,
-        connect_timeout: Duration::from_secs(1),
-        ..AccountConfig::default()
-    }
+    let mut config = AccountConfig::default();
+    config.reconnect_min = Duration::from_millis(50);
+    config.reconnect_max = Duration::from_millis(500);
+    config.prekey_batch = 20;
+    config.connect_timeout = Duration::from_secs(1);
+    config
 }
 
 /// A registered user with one connected device.

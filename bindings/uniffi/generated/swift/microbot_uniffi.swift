@@ -533,6 +533,14 @@ fileprivate struct FfiConverterString: FfiConverter {
 public protocol AccountProtocol: AnyObject, Sendable {
     
     /**
+     * Stops the connection and the listener and closes the store, so
+     * that another handle — here or in another process — can open it
+     * (a store is open in one handle at a time). Every later call on this
+     * object fails with `State`; closing twice is harmless.
+     */
+    func close() throws 
+    
+    /**
      * Starts the background connection (login, prekeys, sync, outbox,
      * reconnects); returns at once. Progress arrives as `Connection` events.
      */
@@ -697,6 +705,19 @@ public static func `open`(storePath: String, passphrase: String?)throws  -> Acco
 }
     
 
+    
+    /**
+     * Stops the connection and the listener and closes the store, so
+     * that another handle — here or in another process — can open it
+     * (a store is open in one handle at a time). Every later call on this
+     * object fails with `State`; closing twice is harmless.
+     */
+open func close()throws   {try rustCallWithError(FfiConverterTypeMicrobotError_lift) {
+    uniffi_microbot_uniffi_fn_method_account_close(
+            self.uniffiCloneHandle(),$0
+    )
+}
+}
     
     /**
      * Starts the background connection (login, prekeys, sync, outbox,
@@ -1380,6 +1401,15 @@ public enum Event: Equatable, Hashable {
          * Its id.
          */deviceId: UInt64
     )
+    /**
+     * A kind of event newer than this binding (update the binding to
+     * receive its fields).
+     */
+    case unrecognised(
+        /**
+         * The SDK's name for it (`microbot_client::Event::kind`).
+         */kind: String
+    )
 
 
 
@@ -1444,6 +1474,9 @@ public struct FfiConverterTypeEvent: FfiConverterRustBuffer {
         )
         
         case 15: return .deviceAdded(username: try FfiConverterString.read(from: &buf), deviceId: try FfiConverterUInt64.read(from: &buf)
+        )
+        
+        case 16: return .unrecognised(kind: try FfiConverterString.read(from: &buf)
         )
         
         default: throw UniffiInternalError.unexpectedEnumCase
@@ -1557,6 +1590,11 @@ public struct FfiConverterTypeEvent: FfiConverterRustBuffer {
             FfiConverterString.write(username, into: &buf)
             FfiConverterUInt64.write(deviceId, into: &buf)
             
+        
+        case let .unrecognised(kind):
+            writeInt(&buf, Int32(16))
+            FfiConverterString.write(kind, into: &buf)
+            
         }
     }
 }
@@ -1633,6 +1671,11 @@ public enum GroupUpdate: Equatable, Hashable {
      * Admin roles changed.
      */
     case rolesChanged
+    /**
+     * A kind of change newer than this binding; the group's state is
+     * current (read it again).
+     */
+    case unrecognised
 
 
 
@@ -1671,6 +1714,8 @@ public struct FfiConverterTypeGroupUpdate: FfiConverterRustBuffer {
         
         case 6: return .rolesChanged
         
+        case 7: return .unrecognised
+        
         default: throw UniffiInternalError.unexpectedEnumCase
         }
     }
@@ -1707,6 +1752,10 @@ public struct FfiConverterTypeGroupUpdate: FfiConverterRustBuffer {
         
         case .rolesChanged:
             writeInt(&buf, Int32(6))
+        
+        
+        case .unrecognised:
+            writeInt(&buf, Int32(7))
         
         }
     }
@@ -2203,6 +2252,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.contractVersionMismatch
     }
     if (uniffi_microbot_uniffi_checksum_func_version() != 52872) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_microbot_uniffi_checksum_method_account_close() != 2425) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_microbot_uniffi_checksum_method_account_connect() != 63547) {

@@ -279,6 +279,11 @@ uint64_t uniffi_microbot_uniffi_fn_constructor_account_enrol(uint64_t server, Ru
 uint64_t uniffi_microbot_uniffi_fn_constructor_account_open(RustBuffer store_path, RustBuffer passphrase, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MICROBOT_UNIFFI_FN_METHOD_ACCOUNT_CLOSE
+#define UNIFFI_FFIDEF_UNIFFI_MICROBOT_UNIFFI_FN_METHOD_ACCOUNT_CLOSE
+void uniffi_microbot_uniffi_fn_method_account_close(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_MICROBOT_UNIFFI_FN_METHOD_ACCOUNT_CONNECT
 #define UNIFFI_FFIDEF_UNIFFI_MICROBOT_UNIFFI_FN_METHOD_ACCOUNT_CONNECT
 void uniffi_microbot_uniffi_fn_method_account_connect(uint64_t ptr, RustCallStatus *_Nonnull out_status
@@ -648,6 +653,12 @@ void ffi_microbot_uniffi_rust_future_complete_void(uint64_t handle, RustCallStat
 #ifndef UNIFFI_FFIDEF_UNIFFI_MICROBOT_UNIFFI_CHECKSUM_FUNC_VERSION
 #define UNIFFI_FFIDEF_UNIFFI_MICROBOT_UNIFFI_CHECKSUM_FUNC_VERSION
 uint16_t uniffi_microbot_uniffi_checksum_func_version(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MICROBOT_UNIFFI_CHECKSUM_METHOD_ACCOUNT_CLOSE
+#define UNIFFI_FFIDEF_UNIFFI_MICROBOT_UNIFFI_CHECKSUM_METHOD_ACCOUNT_CLOSE
+uint16_t uniffi_microbot_uniffi_checksum_method_account_close(void
     
 );
 #endif

@@ -660,6 +660,8 @@ internal object IntegrityCheckingUniffiLib {
     }
     external fun uniffi_microbot_uniffi_checksum_func_version(
     ): Int
+    external fun uniffi_microbot_uniffi_checksum_method_account_close(
+    ): Int
     external fun uniffi_microbot_uniffi_checksum_method_account_connect(
     ): Int
     external fun uniffi_microbot_uniffi_checksum_method_account_create_group(
@@ -720,161 +722,163 @@ internal object UniffiLib {
         
     }
     external fun uniffi_microbot_uniffi_fn_clone_account(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
-    ): Long
-    external fun uniffi_microbot_uniffi_fn_free_account(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
-    ): Unit
-    external fun uniffi_microbot_uniffi_fn_constructor_account_enrol(`server`: Long,`storePath`: RustBuffer.ByValue,`passphrase`: RustBuffer.ByValue,`username`: RustBuffer.ByValue,`password`: RustBuffer.ByValue,`totpCode`: RustBuffer.ByValue,`deviceName`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
-    ): Long
-    external fun uniffi_microbot_uniffi_fn_constructor_account_open(`storePath`: RustBuffer.ByValue,`passphrase`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
-    ): Long
-    external fun uniffi_microbot_uniffi_fn_method_account_connect(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
-    ): Unit
-    external fun uniffi_microbot_uniffi_fn_method_account_create_group(`ptr`: Long,`name`: RustBuffer.ByValue,`members`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
-    ): RustBuffer.ByValue
-    external fun uniffi_microbot_uniffi_fn_method_account_device_id(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
-    ): Long
-    external fun uniffi_microbot_uniffi_fn_method_account_disconnect(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
-    ): Unit
-    external fun uniffi_microbot_uniffi_fn_method_account_download_attachment(`ptr`: Long,`messageIdHex`: RustBuffer.ByValue,`destPath`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
-    ): Long
-    external fun uniffi_microbot_uniffi_fn_method_account_edit(`ptr`: Long,`conversationKey`: RustBuffer.ByValue,`messageIdHex`: RustBuffer.ByValue,`text`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
-    ): Unit
-    external fun uniffi_microbot_uniffi_fn_method_account_group_members(`ptr`: Long,`conversationKey`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
-    ): RustBuffer.ByValue
-    external fun uniffi_microbot_uniffi_fn_method_account_next_event(`ptr`: Long,`timeoutMs`: Long,uniffi_out_err: UniffiRustCallStatus, 
-    ): RustBuffer.ByValue
-    external fun uniffi_microbot_uniffi_fn_method_account_react(`ptr`: Long,`conversationKey`: RustBuffer.ByValue,`messageIdHex`: RustBuffer.ByValue,`emoji`: RustBuffer.ByValue,`remove`: Byte,uniffi_out_err: UniffiRustCallStatus, 
-    ): Unit
-    external fun uniffi_microbot_uniffi_fn_method_account_safety_number(`ptr`: Long,`username`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
-    ): RustBuffer.ByValue
-    external fun uniffi_microbot_uniffi_fn_method_account_send_file(`ptr`: Long,`conversationKey`: RustBuffer.ByValue,`path`: RustBuffer.ByValue,`caption`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
-    ): RustBuffer.ByValue
-    external fun uniffi_microbot_uniffi_fn_method_account_send_text(`ptr`: Long,`conversationKey`: RustBuffer.ByValue,`text`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
-    ): RustBuffer.ByValue
-    external fun uniffi_microbot_uniffi_fn_method_account_set_listener(`ptr`: Long,`listener`: Long,uniffi_out_err: UniffiRustCallStatus, 
-    ): Unit
-    external fun uniffi_microbot_uniffi_fn_method_account_username(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
-    ): RustBuffer.ByValue
-    external fun uniffi_microbot_uniffi_fn_clone_server(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
-    ): Long
-    external fun uniffi_microbot_uniffi_fn_free_server(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
-    ): Unit
-    external fun uniffi_microbot_uniffi_fn_constructor_server_new(`address`: RustBuffer.ByValue,`fingerprintHex`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
-    ): Long
-    external fun uniffi_microbot_uniffi_fn_method_server_confirm_registration(`ptr`: Long,`username`: RustBuffer.ByValue,`password`: RustBuffer.ByValue,`totpCode`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
-    ): Unit
-    external fun uniffi_microbot_uniffi_fn_method_server_register(`ptr`: Long,`username`: RustBuffer.ByValue,`password`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
-    ): RustBuffer.ByValue
-    external fun uniffi_microbot_uniffi_fn_init_callback_vtable_eventlistener(`vtable`: UniffiVTableCallbackInterfaceEventListener,
-    ): Unit
-    external fun uniffi_microbot_uniffi_fn_func_version(uniffi_out_err: UniffiRustCallStatus, 
-    ): RustBuffer.ByValue
-    external fun ffi_microbot_uniffi_rustbuffer_alloc(`size`: Long,uniffi_out_err: UniffiRustCallStatus, 
-    ): RustBuffer.ByValue
-    external fun ffi_microbot_uniffi_rustbuffer_from_bytes(`bytes`: ForeignBytes.ByValue,uniffi_out_err: UniffiRustCallStatus, 
-    ): RustBuffer.ByValue
-    external fun ffi_microbot_uniffi_rustbuffer_free(`buf`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
-    ): Unit
-    external fun ffi_microbot_uniffi_rustbuffer_reserve(`buf`: RustBuffer.ByValue,`additional`: Long,uniffi_out_err: UniffiRustCallStatus, 
-    ): RustBuffer.ByValue
-    external fun ffi_microbot_uniffi_rust_future_poll_u8(`handle`: Long,`callback`: UniffiRustFutureContinuationCallback,`callbackData`: Long,
-    ): Unit
-    external fun ffi_microbot_uniffi_rust_future_cancel_u8(`handle`: Long,
-    ): Unit
-    external fun ffi_microbot_uniffi_rust_future_free_u8(`handle`: Long,
-    ): Unit
-    external fun ffi_microbot_uniffi_rust_future_complete_u8(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
-    ): Int
-    external fun ffi_microbot_uniffi_rust_future_poll_i8(`handle`: Long,`callback`: UniffiRustFutureContinuationCallback,`callbackData`: Long,
-    ): Unit
-    external fun ffi_microbot_uniffi_rust_future_cancel_i8(`handle`: Long,
-    ): Unit
-    external fun ffi_microbot_uniffi_rust_future_free_i8(`handle`: Long,
-    ): Unit
-    external fun ffi_microbot_uniffi_rust_future_complete_i8(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
-    ): Byte
-    external fun ffi_microbot_uniffi_rust_future_poll_u16(`handle`: Long,`callback`: UniffiRustFutureContinuationCallback,`callbackData`: Long,
-    ): Unit
-    external fun ffi_microbot_uniffi_rust_future_cancel_u16(`handle`: Long,
-    ): Unit
-    external fun ffi_microbot_uniffi_rust_future_free_u16(`handle`: Long,
-    ): Unit
-    external fun ffi_microbot_uniffi_rust_future_complete_u16(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
-    ): Int
-    external fun ffi_microbot_uniffi_rust_future_poll_i16(`handle`: Long,`callback`: UniffiRustFutureContinuationCallback,`callbackData`: Long,
-    ): Unit
-    external fun ffi_microbot_uniffi_rust_future_cancel_i16(`handle`: Long,
-    ): Unit
-    external fun ffi_microbot_uniffi_rust_future_free_i16(`handle`: Long,
-    ): Unit
-    external fun ffi_microbot_uniffi_rust_future_complete_i16(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
-    ): Short
-    external fun ffi_microbot_uniffi_rust_future_poll_u32(`handle`: Long,`callback`: UniffiRustFutureContinuationCallback,`callbackData`: Long,
-    ): Unit
-    external fun ffi_microbot_uniffi_rust_future_cancel_u32(`handle`: Long,
-    ): Unit
-    external fun ffi_microbot_uniffi_rust_future_free_u32(`handle`: Long,
-    ): Unit
-    external fun ffi_microbot_uniffi_rust_future_complete_u32(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
-    ): Int
-    external fun ffi_microbot_uniffi_rust_future_poll_i32(`handle`: Long,`callback`: UniffiRustFutureContinuationCallback,`callbackData`: Long,
-    ): Unit
-    external fun ffi_microbot_uniffi_rust_future_cancel_i32(`handle`: Long,
-    ): Unit
-    external fun ffi_microbot_uniffi_rust_future_free_i32(`handle`: Long,
-    ): Unit
-    external fun ffi_microbot_uniffi_rust_future_complete_i32(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
-    ): Int
-    external fun ffi_microbot_uniffi_rust_future_poll_u64(`handle`: Long,`callback`: UniffiRustFutureContinuationCallback,`callbackData`: Long,
-    ): Unit
-    external fun ffi_microbot_uniffi_rust_future_cancel_u64(`handle`: Long,
-    ): Unit
-    external fun ffi_microbot_uniffi_rust_future_free_u64(`handle`: Long,
-    ): Unit
-    external fun ffi_microbot_uniffi_rust_future_complete_u64(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
-    ): Long
-    external fun ffi_microbot_uniffi_rust_future_poll_i64(`handle`: Long,`callback`: UniffiRustFutureContinuationCallback,`callbackData`: Long,
-    ): Unit
-    external fun ffi_microbot_uniffi_rust_future_cancel_i64(`handle`: Long,
-    ): Unit
-    external fun ffi_microbot_uniffi_rust_future_free_i64(`handle`: Long,
-    ): Unit
-    external fun ffi_microbot_uniffi_rust_future_complete_i64(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
-    ): Long
-    external fun ffi_microbot_uniffi_rust_future_poll_f32(`handle`: Long,`callback`: UniffiRustFutureContinuationCallback,`callbackData`: Long,
-    ): Unit
-    external fun ffi_microbot_uniffi_rust_future_cancel_f32(`handle`: Long,
-    ): Unit
-    external fun ffi_microbot_uniffi_rust_future_free_f32(`handle`: Long,
-    ): Unit
-    external fun ffi_microbot_uniffi_rust_future_complete_f32(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
-    ): Float
-    external fun ffi_microbot_uniffi_rust_future_poll_f64(`handle`: Long,`callback`: UniffiRustFutureContinuationCallback,`callbackData`: Long,
-    ): Unit
-    external fun ffi_microbot_uniffi_rust_future_cancel_f64(`handle`: Long,
-    ): Unit
-    external fun ffi_microbot_uniffi_rust_future_free_f64(`handle`: Long,
-    ): Unit
-    external fun ffi_microbot_uniffi_rust_future_complete_f64(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
-    ): Double
-    external fun ffi_microbot_uniffi_rust_future_poll_rust_buffer(`handle`: Long,`callback`: UniffiRustFutureContinuationCallback,`callbackData`: Long,
-    ): Unit
-    external fun ffi_microbot_uniffi_rust_future_cancel_rust_buffer(`handle`: Long,
-    ): Unit
-    external fun ffi_microbot_uniffi_rust_future_free_rust_buffer(`handle`: Long,
-    ): Unit
-    external fun ffi_microbot_uniffi_rust_future_complete_rust_buffer(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
-    ): RustBuffer.ByValue
-    external fun ffi_microbot_uniffi_rust_future_poll_void(`handle`: Long,`callback`: UniffiRustFutureContinuationCallback,`callbackData`: Long,
-    ): Unit
-    external fun ffi_microbot_uniffi_rust_future_cancel_void(`handle`: Long,
-    ): Unit
-    external fun ffi_microbot_uniffi_rust_future_free_void(`handle`: Long,
-    ): Unit
-    external fun ffi_microbot_uniffi_rust_future_complete_void(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
-    ): Unit
+): Long
+external fun uniffi_microbot_uniffi_fn_free_account(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+): Unit
+external fun uniffi_microbot_uniffi_fn_constructor_account_enrol(`server`: Long,`storePath`: RustBuffer.ByValue,`passphrase`: RustBuffer.ByValue,`username`: RustBuffer.ByValue,`password`: RustBuffer.ByValue,`totpCode`: RustBuffer.ByValue,`deviceName`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+): Long
+external fun uniffi_microbot_uniffi_fn_constructor_account_open(`storePath`: RustBuffer.ByValue,`passphrase`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+): Long
+external fun uniffi_microbot_uniffi_fn_method_account_close(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+): Unit
+external fun uniffi_microbot_uniffi_fn_method_account_connect(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+): Unit
+external fun uniffi_microbot_uniffi_fn_method_account_create_group(`ptr`: Long,`name`: RustBuffer.ByValue,`members`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+): RustBuffer.ByValue
+external fun uniffi_microbot_uniffi_fn_method_account_device_id(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+): Long
+external fun uniffi_microbot_uniffi_fn_method_account_disconnect(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+): Unit
+external fun uniffi_microbot_uniffi_fn_method_account_download_attachment(`ptr`: Long,`messageIdHex`: RustBuffer.ByValue,`destPath`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+): Long
+external fun uniffi_microbot_uniffi_fn_method_account_edit(`ptr`: Long,`conversationKey`: RustBuffer.ByValue,`messageIdHex`: RustBuffer.ByValue,`text`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+): Unit
+external fun uniffi_microbot_uniffi_fn_method_account_group_members(`ptr`: Long,`conversationKey`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+): RustBuffer.ByValue
+external fun uniffi_microbot_uniffi_fn_method_account_next_event(`ptr`: Long,`timeoutMs`: Long,uniffi_out_err: UniffiRustCallStatus, 
+): RustBuffer.ByValue
+external fun uniffi_microbot_uniffi_fn_method_account_react(`ptr`: Long,`conversationKey`: RustBuffer.ByValue,`messageIdHex`: RustBuffer.ByValue,`emoji`: RustBuffer.ByValue,`remove`: Byte,uniffi_out_err: UniffiRustCallStatus, 
+): Unit
+external fun uniffi_microbot_uniffi_fn_method_account_safety_number(`ptr`: Long,`username`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+): RustBuffer.ByValue
+external fun uniffi_microbot_uniffi_fn_method_account_send_file(`ptr`: Long,`conversationKey`: RustBuffer.ByValue,`path`: RustBuffer.ByValue,`caption`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+): RustBuffer.ByValue
+external fun uniffi_microbot_uniffi_fn_method_account_send_text(`ptr`: Long,`conversationKey`: RustBuffer.ByValue,`text`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+): RustBuffer.ByValue
+external fun uniffi_microbot_uniffi_fn_method_account_set_listener(`ptr`: Long,`listener`: Long,uniffi_out_err: UniffiRustCallStatus, 
+): Unit
+external fun uniffi_microbot_uniffi_fn_method_account_username(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+): RustBuffer.ByValue
+external fun uniffi_microbot_uniffi_fn_clone_server(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+): Long
+external fun uniffi_microbot_uniffi_fn_free_server(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+): Unit
+external fun uniffi_microbot_uniffi_fn_constructor_server_new(`address`: RustBuffer.ByValue,`fingerprintHex`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+): Long
+external fun uniffi_microbot_uniffi_fn_method_server_confirm_registration(`ptr`: Long,`username`: RustBuffer.ByValue,`password`: RustBuffer.ByValue,`totpCode`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+): Unit
+external fun uniffi_microbot_uniffi_fn_method_server_register(`ptr`: Long,`username`: RustBuffer.ByValue,`password`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+): RustBuffer.ByValue
+external fun uniffi_microbot_uniffi_fn_init_callback_vtable_eventlistener(`vtable`: UniffiVTableCallbackInterfaceEventListener,
+): Unit
+external fun uniffi_microbot_uniffi_fn_func_version(uniffi_out_err: UniffiRustCallStatus, 
+): RustBuffer.ByValue
+external fun ffi_microbot_uniffi_rustbuffer_alloc(`size`: Long,uniffi_out_err: UniffiRustCallStatus, 
+): RustBuffer.ByValue
+external fun ffi_microbot_uniffi_rustbuffer_from_bytes(`bytes`: ForeignBytes.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+): RustBuffer.ByValue
+external fun ffi_microbot_uniffi_rustbuffer_free(`buf`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+): Unit
+external fun ffi_microbot_uniffi_rustbuffer_reserve(`buf`: RustBuffer.ByValue,`additional`: Long,uniffi_out_err: UniffiRustCallStatus, 
+): RustBuffer.ByValue
+external fun ffi_microbot_uniffi_rust_future_poll_u8(`handle`: Long,`callback`: UniffiRustFutureContinuationCallback,`callbackData`: Long,
+): Unit
+external fun ffi_microbot_uniffi_rust_future_cancel_u8(`handle`: Long,
+): Unit
+external fun ffi_microbot_uniffi_rust_future_free_u8(`handle`: Long,
+): Unit
+external fun ffi_microbot_uniffi_rust_future_complete_u8(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+): Int
+external fun ffi_microbot_uniffi_rust_future_poll_i8(`handle`: Long,`callback`: UniffiRustFutureContinuationCallback,`callbackData`: Long,
+): Unit
+external fun ffi_microbot_uniffi_rust_future_cancel_i8(`handle`: Long,
+): Unit
+external fun ffi_microbot_uniffi_rust_future_free_i8(`handle`: Long,
+): Unit
+external fun ffi_microbot_uniffi_rust_future_complete_i8(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+): Byte
+external fun ffi_microbot_uniffi_rust_future_poll_u16(`handle`: Long,`callback`: UniffiRustFutureContinuationCallback,`callbackData`: Long,
+): Unit
+external fun ffi_microbot_uniffi_rust_future_cancel_u16(`handle`: Long,
+): Unit
+external fun ffi_microbot_uniffi_rust_future_free_u16(`handle`: Long,
+): Unit
+external fun ffi_microbot_uniffi_rust_future_complete_u16(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+): Int
+external fun ffi_microbot_uniffi_rust_future_poll_i16(`handle`: Long,`callback`: UniffiRustFutureContinuationCallback,`callbackData`: Long,
+): Unit
+external fun ffi_microbot_uniffi_rust_future_cancel_i16(`handle`: Long,
+): Unit
+external fun ffi_microbot_uniffi_rust_future_free_i16(`handle`: Long,
+): Unit
+external fun ffi_microbot_uniffi_rust_future_complete_i16(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+): Short
+external fun ffi_microbot_uniffi_rust_future_poll_u32(`handle`: Long,`callback`: UniffiRustFutureContinuationCallback,`callbackData`: Long,
+): Unit
+external fun ffi_microbot_uniffi_rust_future_cancel_u32(`handle`: Long,
+): Unit
+external fun ffi_microbot_uniffi_rust_future_free_u32(`handle`: Long,
+): Unit
+external fun ffi_microbot_uniffi_rust_future_complete_u32(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+): Int
+external fun ffi_microbot_uniffi_rust_future_poll_i32(`handle`: Long,`callback`: UniffiRustFutureContinuationCallback,`callbackData`: Long,
+): Unit
+external fun ffi_microbot_uniffi_rust_future_cancel_i32(`handle`: Long,
+): Unit
+external fun ffi_microbot_uniffi_rust_future_free_i32(`handle`: Long,
+): Unit
+external fun ffi_microbot_uniffi_rust_future_complete_i32(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+): Int
+external fun ffi_microbot_uniffi_rust_future_poll_u64(`handle`: Long,`callback`: UniffiRustFutureContinuationCallback,`callbackData`: Long,
+): Unit
+external fun ffi_microbot_uniffi_rust_future_cancel_u64(`handle`: Long,
+): Unit
+external fun ffi_microbot_uniffi_rust_future_free_u64(`handle`: Long,
+): Unit
+external fun ffi_microbot_uniffi_rust_future_complete_u64(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+): Long
+external fun ffi_microbot_uniffi_rust_future_poll_i64(`handle`: Long,`callback`: UniffiRustFutureContinuationCallback,`callbackData`: Long,
+): Unit
+external fun ffi_microbot_uniffi_rust_future_cancel_i64(`handle`: Long,
+): Unit
+external fun ffi_microbot_uniffi_rust_future_free_i64(`handle`: Long,
+): Unit
+external fun ffi_microbot_uniffi_rust_future_complete_i64(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+): Long
+external fun ffi_microbot_uniffi_rust_future_poll_f32(`handle`: Long,`callback`: UniffiRustFutureContinuationCallback,`callbackData`: Long,
+): Unit
+external fun ffi_microbot_uniffi_rust_future_cancel_f32(`handle`: Long,
+): Unit
+external fun ffi_microbot_uniffi_rust_future_free_f32(`handle`: Long,
+): Unit
+external fun ffi_microbot_uniffi_rust_future_complete_f32(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+): Float
+external fun ffi_microbot_uniffi_rust_future_poll_f64(`handle`: Long,`callback`: UniffiRustFutureContinuationCallback,`callbackData`: Long,
+): Unit
+external fun ffi_microbot_uniffi_rust_future_cancel_f64(`handle`: Long,
+): Unit
+external fun ffi_microbot_uniffi_rust_future_free_f64(`handle`: Long,
+): Unit
+external fun ffi_microbot_uniffi_rust_future_complete_f64(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+): Double
+external fun ffi_microbot_uniffi_rust_future_poll_rust_buffer(`handle`: Long,`callback`: UniffiRustFutureContinuationCallback,`callbackData`: Long,
+): Unit
+external fun ffi_microbot_uniffi_rust_future_cancel_rust_buffer(`handle`: Long,
+): Unit
+external fun ffi_microbot_uniffi_rust_future_free_rust_buffer(`handle`: Long,
+): Unit
+external fun ffi_microbot_uniffi_rust_future_complete_rust_buffer(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+): RustBuffer.ByValue
+external fun ffi_microbot_uniffi_rust_future_poll_void(`handle`: Long,`callback`: UniffiRustFutureContinuationCallback,`callbackData`: Long,
+): Unit
+external fun ffi_microbot_uniffi_rust_future_cancel_void(`handle`: Long,
+): Unit
+external fun ffi_microbot_uniffi_rust_future_free_void(`handle`: Long,
+): Unit
+external fun ffi_microbot_uniffi_rust_future_complete_void(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+): Unit
 
-        
+    
 }
 
 private fun uniffiCheckContractApiVersion(lib: IntegrityCheckingUniffiLib) {
@@ -889,6 +893,9 @@ private fun uniffiCheckContractApiVersion(lib: IntegrityCheckingUniffiLib) {
 @Suppress("UNUSED_PARAMETER")
 private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if (lib.uniffi_microbot_uniffi_checksum_func_version() != 52872) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if (lib.uniffi_microbot_uniffi_checksum_method_account_close() != 2425) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if (lib.uniffi_microbot_uniffi_checksum_method_account_connect() != 63547) {
@@ -1367,6 +1374,14 @@ public object FfiConverterString: FfiConverter<String, RustBuffer.ByValue> {
 public interface AccountInterface {
     
     /**
+     * Stops the connection and the listener and closes the store, so
+     * that another handle — here or in another process — can open it
+     * (a store is open in one handle at a time). Every later call on this
+     * object fails with `State`; closing twice is harmless.
+     */
+    fun `close`()
+    
+    /**
      * Starts the background connection (login, prekeys, sync, outbox,
      * reconnects); returns at once. Progress arrives as `Connection` events.
      */
@@ -1545,6 +1560,25 @@ open class Account: Disposable, AutoCloseable, AccountInterface
             UniffiLib.uniffi_microbot_uniffi_fn_clone_account(handle, status)
         }
     }
+
+    
+    /**
+     * Stops the connection and the listener and closes the store, so
+     * that another handle — here or in another process — can open it
+     * (a store is open in one handle at a time). Every later call on this
+     * object fails with `State`; closing twice is harmless.
+     */
+    @Throws(MicrobotException::class)override fun `close`()
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(MicrobotException) { _status ->
+    UniffiLib.uniffi_microbot_uniffi_fn_method_account_close(
+        it,
+        _status)
+}
+    }
+    
+    
 
     
     /**
@@ -2555,6 +2589,22 @@ sealed class Event {
         companion object
     }
     
+    /**
+     * A kind of event newer than this binding (update the binding to
+     * receive its fields).
+     */
+    data class Unrecognised(
+        /**
+         * The SDK's name for it (`microbot_client::Event::kind`).
+         */
+        val `kind`: kotlin.String) : Event()
+        
+    {
+        
+
+        companion object
+    }
+    
 
     
 
@@ -2644,6 +2694,9 @@ public object FfiConverterTypeEvent : FfiConverterRustBuffer<Event>{
             15 -> Event.DeviceAdded(
                 FfiConverterString.read(buf),
                 FfiConverterULong.read(buf),
+                )
+            16 -> Event.Unrecognised(
+                FfiConverterString.read(buf),
                 )
             else -> throw RuntimeException("invalid enum value, something is very wrong!!")
         }
@@ -2784,6 +2837,13 @@ public object FfiConverterTypeEvent : FfiConverterRustBuffer<Event>{
                 + FfiConverterULong.allocationSize(value.`deviceId`)
             )
         }
+        is Event.Unrecognised -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterString.allocationSize(value.`kind`)
+            )
+        }
     }
 
     override fun write(value: Event, buf: ByteBuffer) {
@@ -2892,6 +2952,11 @@ public object FfiConverterTypeEvent : FfiConverterRustBuffer<Event>{
                 FfiConverterULong.write(value.`deviceId`, buf)
                 Unit
             }
+            is Event.Unrecognised -> {
+                buf.putInt(16)
+                FfiConverterString.write(value.`kind`, buf)
+                Unit
+            }
         }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
     }
 }
@@ -2991,6 +3056,13 @@ sealed class GroupUpdate {
     object RolesChanged : GroupUpdate()
     
     
+    /**
+     * A kind of change newer than this binding; the group's state is
+     * current (read it again).
+     */
+    object Unrecognised : GroupUpdate()
+    
+    
 
     
 
@@ -3024,6 +3096,7 @@ public object FfiConverterTypeGroupUpdate : FfiConverterRustBuffer<GroupUpdate>{
                 FfiConverterString.read(buf),
                 )
             6 -> GroupUpdate.RolesChanged
+            7 -> GroupUpdate.Unrecognised
             else -> throw RuntimeException("invalid enum value, something is very wrong!!")
         }
     }
@@ -3071,6 +3144,12 @@ public object FfiConverterTypeGroupUpdate : FfiConverterRustBuffer<GroupUpdate>{
                 4UL
             )
         }
+        is GroupUpdate.Unrecognised -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+            )
+        }
     }
 
     override fun write(value: GroupUpdate, buf: ByteBuffer) {
@@ -3103,6 +3182,10 @@ public object FfiConverterTypeGroupUpdate : FfiConverterRustBuffer<GroupUpdate>{
             }
             is GroupUpdate.RolesChanged -> {
                 buf.putInt(6)
+                Unit
+            }
+            is GroupUpdate.Unrecognised -> {
+                buf.putInt(7)
                 Unit
             }
         }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
