@@ -6,7 +6,8 @@
 //! login, prekeys, sync of queued envelopes, outbox, pushes, reconnects).
 //!
 //! Not owned here: encryption per device (sessions.rs), the connection loop
-//! (sync.rs), the SQL (store/).
+//! (sync.rs), the SQL (store/), the state shared with the background task
+//! (account_state.rs).
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -24,19 +25,21 @@ use microbot_protocol::transport::{
 };
 use prost::Message as _;
 use rand::Rng as _;
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, watch};
 use zeroize::Zeroizing;
 
+use crate::account_state::Inner;
 use crate::auth::{self, SecondFactor};
 use crate::config::{AccountConfig, ServerConfig, StoreConfig};
 use crate::error::{
     AcknowledgeError, AuthError, OnlineError, OpenError, SendError, StoreError, TransportError,
 };
-use crate::events::{Conversation, Event, Events};
+use crate::events::{Conversation, Events};
+use crate::messages::new_id;
 use crate::messages::{self, MessageSnapshot};
-use crate::store::{Store, Tx};
-use crate::transport::Connection;
-use crate::{now_ms, prekeys, sync};
+use crate::prekeys::{META_PREKEYS, META_PREKEYS_UPLOADED};
+use crate::store::Store;
+use crate::{now_ms, prekeys, safety_number, sync};
 
 /// The identity of an account, to give to a new device of the same account
 /// (every device of an account shares the identity key, DESIGN "Linking a
@@ -88,51 +91,6 @@ pub struct Enrolment {
     pub identity: IdentitySource,
 }
 
-/// State shared by the [`Account`] handle and its background task.
-pub(crate) struct Inner {
-    pub(crate) store: Mutex<Store>,
-    pub(crate) identity: IdentityKeyPair,
-    pub(crate) device_key: SigningKey,
-    pub(crate) username: String,
-    pub(crate) device_id: u64,
-    pub(crate) server: ServerConfig,
-    pub(crate) config: AccountConfig,
-    pub(crate) events: mpsc::UnboundedSender<Event>,
-    /// Signalled when the outbox may have work.
-    pub(crate) wake: Notify,
-    /// The live connection, while logged in.
-    pub(crate) online: Mutex<Option<Arc<Connection>>>,
-}
-
-impl Inner {
-    /// Runs `f` in one store transaction.
-    pub(crate) fn tx<T, E: From<StoreError>>(
-        &self,
-        f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
-    ) -> Result<T, E> {
-        self.store
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .tx(f)
-    }
-
-    /// Tells the application.
-    pub(crate) fn emit(&self, event: Event) {
-        let _ = self.events.send(event);
-    }
-
-    pub(crate) fn connection(&self) -> Option<Arc<Connection>> {
-        self.online
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
-    pub(crate) fn set_connection(&self, conn: Option<Arc<Connection>>) {
-        *self.online.lock().unwrap_or_else(PoisonError::into_inner) = conn;
-    }
-}
-
 struct Runner {
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
@@ -181,8 +139,6 @@ const META_SERVER_NAME: &str = "server_name";
 const META_SERVER_PIN: &str = "server_fingerprint";
 const META_IDENTITY: &str = "identity_seed";
 const META_DEVICE_KEY: &str = "device_seed";
-pub(crate) const META_PREKEYS: &str = "prekeys";
-pub(crate) const META_PREKEYS_UPLOADED: &str = "prekeys_uploaded";
 
 fn join_addresses(addresses: &[SocketAddr]) -> String {
     addresses
@@ -455,7 +411,7 @@ impl Account {
         let contact = self.inner.tx(|tx| tx.contact(username))?;
         Ok(contact.and_then(|c| {
             let key = c.pending.unwrap_or(c.identity);
-            sync::safety_number(&self.inner, username, &key)
+            safety_number::between(&self.inner.identity, &self.inner.username, username, &key)
         }))
     }
 
@@ -514,11 +470,11 @@ impl Account {
     // ---- sending ----
 
     fn queue(&self, conversation: &Conversation, content: Content) -> Result<MessageId, SendError> {
-        self.inner.queue(conversation, content)
+        crate::outbox::queue(&self.inner, conversation, content)
     }
 
     /// Sends a text message; returns its id. It waits in the outbox until
-    /// connected ([`Event::Sent`] reports when the server stored it).
+    /// connected ([`Event::Sent`](crate::Event::Sent) reports when the server stored it).
     ///
     /// # Errors
     /// [`SendError`]; nothing was queued.
@@ -839,11 +795,4 @@ fn check_text(text: &str) -> Result<(), SendError> {
         });
     }
     Ok(())
-}
-
-/// A fresh random 16-byte message id.
-pub(crate) fn new_id() -> MessageId {
-    let mut id = [0u8; 16];
-    rand::rng().fill_bytes(&mut id);
-    id
 }

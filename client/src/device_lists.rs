@@ -26,7 +26,7 @@ use microbot_protocol::transport::{
     client_frame::Request, response,
 };
 
-use crate::account::Inner;
+use crate::account_state::Inner;
 use crate::error::{StoreError, TransportError};
 use crate::store::Tx;
 use crate::transport::Connection;

@@ -47,11 +47,13 @@
 )]
 
 mod account;
+mod account_state;
 mod attachments;
 pub mod auth;
 mod bots;
 pub mod config;
 mod device_lists;
+mod device_login;
 pub mod error;
 pub mod events;
 mod groups;
@@ -62,11 +64,13 @@ mod outbox;
 mod prekeys;
 mod receive;
 mod rotation;
+mod safety_number;
 mod sealed;
 mod sessions;
 mod shown;
 mod store;
 mod sync;
+mod tls;
 mod transport;
 mod websocket;
 
@@ -100,7 +104,7 @@ pub use microbot_protocol::content::AttachmentPointer;
 pub use microbot_protocol::content_rules::MAX_TEXT_LEN;
 pub use microbot_protocol::transport::ErrorCode;
 pub use shown::Unshown;
-pub use transport::{ALPN, quic_client_config, websocket_tls_config};
+pub use tls::{ALPN, quic_client_config, websocket_tls_config};
 
 /// Milliseconds since the Unix epoch (0 if the clock is before 1970).
 pub(crate) fn now_ms() -> u64 {

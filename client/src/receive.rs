@@ -16,14 +16,14 @@ use microbot_protocol::content::{
 };
 use microbot_protocol::transport::Envelope;
 
-use crate::account::Inner;
+use crate::account_state::Inner;
 use crate::error::StoreError;
 use crate::events::{Conversation, Event, IncomingMessage, ReceiptKind};
 use crate::groups::{GroupId, state as group_state};
 use crate::messages::{self, decode_plaintext};
+use crate::safety_number;
 use crate::sessions::{self, DecryptFailure};
 use crate::store::{Contact, Tx};
-use crate::sync::safety_number;
 
 /// What processing one envelope produced.
 pub(crate) enum Outcome {
@@ -493,12 +493,12 @@ fn check_identity(
             contact.pending = Some(identity);
             tx.set_contact(username, &contact)?;
             Ok(
-                safety_number(inner, username, &identity).map(|safety_number| {
-                    Event::SafetyNumberChanged {
+                safety_number::between(&inner.identity, &inner.username, username, &identity).map(
+                    |safety_number| Event::SafetyNumberChanged {
                         username: username.to_owned(),
                         safety_number,
-                    }
-                }),
+                    },
+                ),
             )
         }
     }

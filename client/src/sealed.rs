@@ -24,7 +24,7 @@ use rand::Rng as _;
 use subtle::ConstantTimeEq as _;
 use zeroize::Zeroizing;
 
-use crate::account::Inner;
+use crate::account_state::Inner;
 use crate::error::{StoreError, TransportError};
 use crate::store::Tx;
 use crate::transport::Connection;

@@ -21,15 +21,16 @@ use microbot_protocol::transport::{
     client_frame::Request, response,
 };
 
-use crate::account::{Inner, META_PREKEYS};
+use crate::account_state::Inner;
 use crate::device_lists::{self, Checked};
 use crate::error::{StoreError, TransportError};
-use crate::events::{Conversation, Event};
+use crate::events::Event;
 use crate::messages::encode_plaintext;
+use crate::prekeys::META_PREKEYS;
 use crate::prekeys::bundle_from_proto;
 use crate::store::{Contact, Tx};
 use crate::transport::Connection;
-use crate::{now_ms, sync};
+use crate::{now_ms, safety_number};
 
 /// Meta key: when our own device list was last checked.
 const META_OWN_DEVICES_CHECKED: &str = "own_devices_checked_ms";
@@ -81,26 +82,16 @@ pub(crate) fn transport_failure(error: TransportError) -> SendFailure {
     }
 }
 
-/// Sends one queued content to `destination` (a conversation key):
-/// every device of the recipient and our own other devices, in one atomic
-/// send request. Returns what the server said when it stored it.
-pub(crate) async fn send_queued(
+/// Sends one queued content to `to`: every device of the recipient and
+/// our own other devices, in one atomic send request. Returns what the
+/// server said when it stored it.
+pub(crate) async fn send_direct(
     inner: &Inner,
     conn: &Connection,
-    destination: &str,
+    to: &str,
     content: &Content,
 ) -> Result<Stored, SendFailure> {
-    let to = match Conversation::from_key(destination) {
-        Some(Conversation::Direct(to)) => to,
-        Some(Conversation::Group(id)) => {
-            return crate::groups::send::send_group(inner, conn, id, content).await;
-        }
-        None => {
-            return Err(SendFailure::Permanent(format!(
-                "unknown destination {destination}"
-            )));
-        }
-    };
+    let to = to.to_owned();
     let me = inner.username.clone();
     // 1:1 content to a contact carries our profile key (SPEC.md §19.7).
     let with_key;
@@ -443,7 +434,9 @@ pub(crate) async fn ensure_contact_devices(
         }
     }
     if let Some(new) = change {
-        if let Some(safety_number) = sync::safety_number(inner, username, &new) {
+        if let Some(safety_number) =
+            safety_number::between(&inner.identity, &inner.username, username, &new)
+        {
             inner.emit(Event::SafetyNumberChanged {
                 username: username.to_owned(),
                 safety_number,
@@ -610,7 +603,7 @@ pub(crate) fn encrypt_for(
 ) -> Result<(Vec<OutgoingEnvelope>, usize), StoreError> {
     let me = inner.username.as_str();
     let for_recipient = encode_plaintext(content);
-    let transcript = Content::sync_sent(crate::account::new_id(), crate::now_ms(), to, content);
+    let transcript = Content::sync_sent(crate::messages::new_id(), crate::now_ms(), to, content);
     let for_own = encode_plaintext(&transcript);
     inner.tx(|tx| {
         let mut envelopes = Vec::new();

@@ -16,27 +16,26 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use microbot_crypto::IdentityKey;
-use microbot_crypto::fingerprint::SafetyNumber;
 use microbot_crypto::prekeys::LocalPreKeys;
-use microbot_protocol::content::{Content, content::Body};
+use microbot_protocol::content::Content;
 use microbot_protocol::transport::{
     AckEnvelopesRequest, DeviceInfo, Envelope, ErrorCode, FetchEnvelopesRequest,
     ListDevicesRequest, PrekeyStatusRequest, Push, client_frame::Request, push, response,
 };
-use prost::Message as _;
 use rand::Rng as _;
 use tokio::sync::watch;
 
-use crate::account::{Inner, META_PREKEYS, META_PREKEYS_UPLOADED, new_id};
+use crate::account_state::Inner;
 use crate::auth::{self, CLIENT_AGENT};
 use crate::error::{OnlineError, StoreError, TransportError};
-use crate::events::{ConnectionState, Conversation, Event};
+use crate::events::{ConnectionState, Event};
 use crate::groups::{self, GroupId};
+use crate::messages::new_id;
+use crate::outbox::Stop;
 use crate::prekeys;
+use crate::prekeys::{META_PREKEYS, META_PREKEYS_UPLOADED};
 use crate::receive::{self, Outcome};
 use crate::rotation::Rotation;
-use crate::sessions::{self, SendFailure};
 use crate::store::Tx;
 use crate::transport::Connection;
 
@@ -183,9 +182,19 @@ async fn serve(
     }
 }
 
+/// Sends what waits in the outbox (outbox/drain.rs); only a connection or
+/// store failure ends the connection.
+async fn drain_outbox(inner: &Inner, conn: &Connection) -> Result<(), End> {
+    match crate::outbox::drain(inner, conn).await {
+        Ok(()) => Ok(()),
+        Err(Stop::Connection(error)) => Err(error.into()),
+        Err(Stop::Store(error)) => Err(error.into()),
+    }
+}
+
 /// Fetches one group; only a connection problem ends the connection.
 async fn refresh_group(inner: &Inner, conn: &Connection, id: GroupId) -> Result<(), End> {
-    match groups::admin::refresh(inner, conn, id).await {
+    match groups::refresh::refresh(inner, conn, id).await {
         Ok(_) => Ok(()),
         Err(OnlineError::Transport(error)) if error.is_connection_problem() => Err(error.into()),
         Err(OnlineError::Store(error)) => Err(error.into()),
@@ -356,75 +365,6 @@ async fn refill_if_low(inner: &Inner, conn: &Connection) -> Result<(), End> {
     Ok(())
 }
 
-/// The members a group send skipped, by the devices the group's key
-/// records name (a device not named there is left out), each once, sorted.
-fn skipped_members(
-    inner: &Inner,
-    destination: &str,
-    device_ids: &[u64],
-) -> Result<Vec<String>, StoreError> {
-    let Some(Conversation::Group(id)) = Conversation::from_key(destination) else {
-        return Ok(Vec::new());
-    };
-    let shared = inner.tx(|tx| tx.shared(&id))?;
-    let names: std::collections::BTreeSet<String> = shared
-        .into_iter()
-        .filter(|(_, device, _)| device_ids.contains(device))
-        .map(|(username, _, _)| username)
-        .collect();
-    Ok(names.into_iter().collect())
-}
-
-/// Sends queued contents in order; a destination whose safety number
-/// changed is skipped (its sends wait) without holding up the others.
-async fn drain_outbox(inner: &Inner, conn: &Connection) -> Result<(), End> {
-    let rows = inner.tx(|tx| tx.outbox())?;
-    let mut blocked = std::collections::BTreeSet::new();
-    for row in rows {
-        if blocked.contains(&row.destination) {
-            continue;
-        }
-        let content = match Content::decode(row.content.as_slice()) {
-            Ok(content) => content,
-            Err(_) => {
-                inner.tx(|tx| tx.delete_outbox(row.seq))?;
-                continue;
-            }
-        };
-        let message_id = content.id().unwrap_or_default();
-        match sessions::send_queued(inner, conn, &row.destination, &content).await {
-            Ok(stored) => {
-                inner.tx(|tx| tx.delete_outbox(row.seq))?;
-                if !matches!(content.body, Some(Body::Typing(_))) {
-                    inner.emit(Event::Sent {
-                        message_id,
-                        server_timestamp_ms: stored.server_timestamp_ms,
-                    });
-                }
-                if !stored.skipped_device_ids.is_empty() {
-                    let device_ids = stored.skipped_device_ids;
-                    let usernames = skipped_members(inner, &row.destination, &device_ids)?;
-                    inner.emit(Event::NotDelivered {
-                        message_id,
-                        usernames,
-                        device_ids,
-                    });
-                }
-            }
-            Err(SendFailure::Blocked) => {
-                blocked.insert(row.destination);
-            }
-            Err(SendFailure::Permanent(reason)) => {
-                inner.tx(|tx| tx.delete_outbox(row.seq))?;
-                inner.emit(Event::SendFailed { message_id, reason });
-            }
-            Err(SendFailure::Transport(error)) => return Err(error.into()),
-            Err(SendFailure::Store(error)) => return Err(error.into()),
-        }
-    }
-    Ok(())
-}
-
 /// Decrypts, stores, then acknowledges one envelope.
 async fn handle_envelope(inner: &Inner, conn: &Connection, envelope: &Envelope) -> Result<(), End> {
     let mut outcome = inner.tx(|tx| receive::process(inner, tx, envelope))?;
@@ -495,7 +435,7 @@ async fn handle_envelope(inner: &Inner, conn: &Connection, envelope: &Envelope) 
             }
             if let Some((conversation, id)) = receipt {
                 let content = Content::delivery_receipt(new_id(), crate::now_ms(), [id]);
-                if let Err(error) = inner.queue(&conversation, content) {
+                if let Err(error) = crate::outbox::queue(inner, &conversation, content) {
                     tracing::debug!(%error, "delivery receipt not queued");
                 }
             }
@@ -526,15 +466,4 @@ pub(crate) async fn list_devices(conn: &Connection) -> Result<Vec<DeviceInfo>, T
             expected: "DeviceList",
         }),
     }
-}
-
-/// The safety number between us and `username` with identity `key`.
-pub(crate) fn safety_number(inner: &Inner, username: &str, key: &[u8; 32]) -> Option<SafetyNumber> {
-    let remote = IdentityKey::from_bytes(key).ok()?;
-    Some(SafetyNumber::new(
-        inner.identity.public(),
-        inner.username.as_bytes(),
-        &remote,
-        username.as_bytes(),
-    ))
 }

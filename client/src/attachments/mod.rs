@@ -14,11 +14,13 @@
 //! at `total_bytes` on success. Not owned here: the stream protocol and
 //! the cryptography (stream.rs, crypto-core).
 
+mod progress;
 mod stream;
+
+pub use progress::Progress;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -31,12 +33,14 @@ use microbot_protocol::transport::{
 };
 use tokio::io::AsyncWriteExt as _;
 
-use crate::account::{Account, new_id};
+use crate::account::Account;
 use crate::error::{AttachmentError, StoreError, TransportError};
 use crate::events::Conversation;
+use crate::messages::new_id;
 use crate::now_ms;
 use crate::outbox::check_destination;
 use crate::transport::Connection;
+use progress::Reporter;
 use stream::{Upload, UploadFailure};
 
 /// Upload attempts (the first and its resumptions) before giving up.
@@ -45,15 +49,6 @@ const UPLOAD_ATTEMPTS: u32 = 6;
 const RECONNECT_WAIT: Duration = Duration::from_secs(30);
 /// Longest `file_name` and `content_type` (SPEC.md §11.2).
 const MAX_NAME_LEN: usize = 255;
-
-/// How far a transfer got, in plaintext bytes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Progress {
-    /// Bytes of the file sent or received so far.
-    pub done_bytes: u64,
-    /// Size of the file.
-    pub total_bytes: u64,
-}
 
 /// What to tell the recipients about a file.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -64,37 +59,6 @@ pub struct FileOptions {
     pub content_type: Option<String>,
     /// Text shown with the file.
     pub caption: String,
-}
-
-/// Reports progress, never going backwards.
-pub(crate) struct Reporter<'a> {
-    callback: &'a (dyn Fn(Progress) + Send + Sync),
-    total: u64,
-    last: AtomicU64,
-}
-
-impl<'a> Reporter<'a> {
-    fn new(callback: &'a (dyn Fn(Progress) + Send + Sync), total: u64) -> Self {
-        callback(Progress {
-            done_bytes: 0,
-            total_bytes: total,
-        });
-        Self {
-            callback,
-            total,
-            last: AtomicU64::new(0),
-        }
-    }
-
-    pub(crate) fn report(&self, done: u64) {
-        let done = done.min(self.total);
-        if self.last.fetch_max(done, Ordering::Relaxed) < done {
-            (self.callback)(Progress {
-                done_bytes: done,
-                total_bytes: self.total,
-            });
-        }
-    }
 }
 
 /// The longest prefix of `s` of at most `max` bytes, cut at a char boundary.
@@ -270,7 +234,8 @@ impl Account {
             caption: options.caption,
             ..AttachmentPointer::default()
         };
-        let id = self.inner.queue(
+        let id = crate::outbox::queue(
+            &self.inner,
             conversation,
             Content::attachment(new_id(), now_ms(), pointer),
         )?;

@@ -15,20 +15,23 @@
 
 use microbot_protocol::content::{self, GroupChange, GroupChangeKind};
 use microbot_protocol::transport::{
-    AddGroupMembersRequest, CreateGroupRequest, ErrorCode, GetGroupRequest, LeaveGroupRequest,
+    AddGroupMembersRequest, CreateGroupRequest, ErrorCode, LeaveGroupRequest,
     RemoveGroupMembersRequest, SetGroupMetadataRequest, SetGroupRoleRequest, client_frame::Request,
     response,
 };
 use std::time::Duration;
 
+use super::refresh::refresh;
 use super::{
     GROUP_RECORD_VERSION, GroupId, GroupInfo, GroupRecord, GroupRole, GroupUpdate,
     MAX_GROUP_NAME_LEN, MemberRecord, new_metadata_key, seal_metadata, state,
 };
-use crate::account::{Account, Inner, new_id};
+use crate::account::Account;
+use crate::account_state::Inner;
 use crate::auth::valid_username;
-use crate::error::{GroupError, OnlineError, StoreError, TransportError};
+use crate::error::{GroupError, StoreError, TransportError};
 use crate::events::{Conversation, Event};
+use crate::messages::new_id;
 use crate::now_ms;
 use crate::transport::Connection;
 
@@ -36,59 +39,6 @@ use crate::transport::Connection;
 pub const MAX_CHANGE_ATTEMPTS: u32 = 5;
 /// Longest wait for our `LEFT` announcement to leave before leaving anyway.
 const LEAVE_ANNOUNCE_WAIT: Duration = Duration::from_secs(30);
-
-/// Fetches the group from the server and applies it (events included).
-/// Returns the record after it; a group the server says we are not in is
-/// marked inactive.
-pub(crate) async fn refresh(
-    inner: &Inner,
-    conn: &Connection,
-    id: GroupId,
-) -> Result<Option<GroupRecord>, OnlineError> {
-    let reply = conn
-        .request(Request::GetGroup(GetGroupRequest {
-            group_id: id.to_bytes(),
-        }))
-        .await;
-    let events = match reply {
-        Ok(response::Result::Group(info)) => inner.tx(|tx| state::apply_info(inner, tx, &info))?,
-        Ok(_) => {
-            return Err(TransportError::UnexpectedResponse { expected: "Group" }.into());
-        }
-        Err(TransportError::Server(error))
-            if matches!(
-                error.code,
-                ErrorCode::NotGroupMember | ErrorCode::UnknownGroup
-            ) =>
-        {
-            inner.tx(|tx| -> Result<Vec<Event>, StoreError> {
-                let Some(mut record) = tx.group(&id)? else {
-                    return Ok(Vec::new());
-                };
-                if !record.active {
-                    return Ok(Vec::new());
-                }
-                let me = inner.username.clone();
-                record.active = false;
-                record.members.retain(|m| m.username != me);
-                tx.set_group(&id, &record)?;
-                tx.delete_outbound_key(&id)?;
-                Ok(vec![Event::GroupChanged {
-                    group_id: id,
-                    version: record.version,
-                    update: GroupUpdate::MembersRemoved {
-                        usernames: vec![me],
-                    },
-                }])
-            })?
-        }
-        Err(error) => return Err(error.into()),
-    };
-    for event in events {
-        inner.emit(event);
-    }
-    Ok(inner.tx(|tx| tx.group(&id))?)
-}
 
 fn check_usernames(inner: &Inner, usernames: &[&str]) -> Result<Vec<String>, GroupError> {
     let mut out: Vec<String> = Vec::with_capacity(usernames.len());
@@ -137,7 +87,7 @@ impl Account {
 
     fn announce(&self, id: GroupId, change: GroupChange) -> Result<(), GroupError> {
         let content = content::Content::group_change(new_id(), now_ms(), change);
-        self.inner.queue(&Conversation::Group(id), content)?;
+        crate::outbox::queue(&self.inner, &Conversation::Group(id), content)?;
         Ok(())
     }
 
@@ -443,7 +393,7 @@ impl Account {
             now_ms(),
             announcement(*id, record.version.saturating_add(1), GroupChangeKind::Left),
         );
-        let message_id = self.inner.queue(&Conversation::Group(*id), content)?;
+        let message_id = crate::outbox::queue(&self.inner, &Conversation::Group(*id), content)?;
         let deadline = tokio::time::Instant::now() + LEAVE_ANNOUNCE_WAIT;
         while self.inner.tx(|tx| tx.outbox_contains(&message_id))?
             && tokio::time::Instant::now() < deadline

@@ -26,11 +26,12 @@ use microbot_protocol::transport::{
 };
 
 use super::GroupId;
-use super::admin::refresh;
+use super::refresh::refresh;
 use super::send_sealed::{self, MemberOutcome, SealedGroupFailure, SealedMember, SealedSender};
-use crate::account::{Inner, new_id};
+use crate::account_state::Inner;
 use crate::error::{OnlineError, StoreError, TransportError};
 use crate::messages::encode_plaintext;
+use crate::messages::new_id;
 use crate::now_ms;
 use crate::sessions::{self, SendFailure, Stored, transport_failure};
 use crate::store::Tx;

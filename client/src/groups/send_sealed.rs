@@ -18,7 +18,7 @@ use microbot_protocol::content::Content;
 use microbot_protocol::transport::{ErrorCode, OutgoingEnvelope};
 
 use super::GroupId;
-use crate::account::Inner;
+use crate::account_state::Inner;
 use crate::error::{StoreError, TransportError};
 use crate::sealed::{self, SealedRecipient};
 use crate::sessions::{self, SendFailure, Stored, transport_failure};

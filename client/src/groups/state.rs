@@ -20,7 +20,7 @@ use microbot_protocol::transport;
 use zeroize::Zeroizing;
 
 use super::{GROUP_RECORD_VERSION, GroupId, GroupRecord, GroupUpdate, MemberRecord};
-use crate::account::Inner;
+use crate::account_state::Inner;
 use crate::error::StoreError;
 use crate::events::Event;
 use crate::now_ms;

@@ -22,7 +22,7 @@ use rand::Rng as _;
 use rusqlite::{Connection, OptionalExtension as _, params};
 use zeroize::Zeroizing;
 
-pub(crate) use rows::{Contact, MessageRow};
+pub(crate) use rows::{Contact, MessageRow, OutboxRow};
 
 use crate::config::{KdfParams, StoreConfig};
 use crate::error::{OpenError, StoreError};
