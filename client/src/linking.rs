@@ -32,6 +32,7 @@ use prost::Message as _;
 use zeroize::Zeroizing;
 
 use crate::account::{Account, Enrolment, IdentitySource, LinkedIdentity};
+use crate::account_state::Inner;
 use crate::auth::{CLIENT_AGENT, SecondFactor};
 use crate::config::{AccountConfig, ServerConfig, StoreConfig};
 use crate::error::{AuthError, OpenError, StoreError, TransportError};
@@ -392,7 +393,13 @@ impl LinkRequest {
     }
 }
 
-impl Account {
+/// Giving the account to a new device, and enrolling one that was given it.
+pub(crate) struct Linking<'a> {
+    /// The account's shared state.
+    pub(crate) inner: &'a Inner,
+}
+
+impl Linking<'_> {
     /// Gives this account to the new device that shows `code`: seals the
     /// identity and the contacts and groups to the code's key and posts it
     /// to its slot. Needs the connection.
@@ -400,7 +407,7 @@ impl Account {
     /// # Errors
     /// [`LinkError::InvalidCode`], [`LinkError::NotConnected`],
     /// [`LinkError::SlotGone`] (expired or already used), …
-    pub async fn link_device(&self, code: &str) -> Result<(), LinkError> {
+    pub(crate) async fn link_device(&self, code: &str) -> Result<(), LinkError> {
         self.link(code, None).await
     }
 
@@ -412,7 +419,7 @@ impl Account {
     ///
     /// # Errors
     /// As [`Account::link_device`].
-    pub async fn link_device_with_history(
+    pub(crate) async fn link_device_with_history(
         &self,
         code: &str,
         per_conversation: u32,
@@ -422,7 +429,7 @@ impl Account {
 
     async fn link(&self, code: &str, history: Option<u32>) -> Result<(), LinkError> {
         let code = ProvisioningCode::parse(code)?;
-        let inner = &self.inner;
+        let inner = self.inner;
         let plaintext = inner.tx(|tx| -> Result<_, StoreError> {
             let contacts = tx
                 .contacts()?
@@ -490,7 +497,7 @@ impl Account {
     ///
     /// # Errors
     /// [`AuthError`], as [`Account::enrol`].
-    pub async fn enrol_provisioned(
+    pub(crate) async fn enrol_provisioned(
         store: &StoreConfig,
         server: ServerConfig,
         provisioned: &Provisioned,

@@ -33,7 +33,7 @@ use microbot_protocol::transport::{
 };
 use tokio::io::AsyncWriteExt as _;
 
-use crate::account::Account;
+use crate::account_state::Inner;
 use crate::error::{AttachmentError, StoreError, TransportError};
 use crate::events::Conversation;
 use crate::messages::new_id;
@@ -125,7 +125,13 @@ fn partial_path(dest: &Path) -> PathBuf {
     dest.with_file_name(format!(".{name}.part"))
 }
 
-impl Account {
+/// The account's file transfers, over the state they need.
+pub(crate) struct Files<'a> {
+    /// The account's shared state.
+    pub(crate) inner: &'a Inner,
+}
+
+impl Files<'_> {
     /// Waits until the background task holds a live connection other than
     /// `old` (which failed).
     async fn reconnected(&self, old: &Arc<Connection>) -> Result<Arc<Connection>, AttachmentError> {
@@ -149,7 +155,7 @@ impl Account {
     ///
     /// # Errors
     /// [`AttachmentError`].
-    pub async fn send_file(
+    pub(crate) async fn send_file(
         &self,
         conversation: &Conversation,
         path: &Path,
@@ -166,7 +172,7 @@ impl Account {
     ///
     /// # Errors
     /// [`AttachmentError`]; nothing is queued on error.
-    pub async fn send_attachment(
+    pub(crate) async fn send_attachment(
         &self,
         conversation: &Conversation,
         path: &Path,
@@ -235,7 +241,7 @@ impl Account {
             ..AttachmentPointer::default()
         };
         let id = crate::outbox::queue(
-            &self.inner,
+            self.inner,
             conversation,
             Content::attachment(new_id(), now_ms(), pointer),
         )?;
@@ -247,7 +253,7 @@ impl Account {
     ///
     /// # Errors
     /// [`StoreError`].
-    pub fn attachment(
+    pub(crate) fn attachment(
         &self,
         message_id: &MessageId,
     ) -> Result<Option<AttachmentPointer>, StoreError> {
@@ -259,7 +265,7 @@ impl Account {
     ///
     /// # Errors
     /// [`AttachmentError::UnknownMessage`], or as [`Account::download_pointer`].
-    pub async fn download_attachment(
+    pub(crate) async fn download_attachment(
         &self,
         message_id: &MessageId,
         dest: &Path,
@@ -280,7 +286,7 @@ impl Account {
     /// [`AttachmentError::Corrupt`] when the bytes fail verification,
     /// [`AttachmentError::SizeMismatch`], `Transport` (e.g.
     /// `UNKNOWN_ATTACHMENT` once it expired), `Io`.
-    pub async fn download_pointer(
+    pub(crate) async fn download_pointer(
         &self,
         pointer: &AttachmentPointer,
         dest: &Path,

@@ -26,7 +26,6 @@ use super::{
     GROUP_RECORD_VERSION, GroupId, GroupInfo, GroupRecord, GroupRole, GroupUpdate,
     MAX_GROUP_NAME_LEN, MemberRecord, new_metadata_key, seal_metadata, state,
 };
-use crate::account::Account;
 use crate::account_state::Inner;
 use crate::auth::valid_username;
 use crate::error::{GroupError, StoreError, TransportError};
@@ -69,7 +68,13 @@ fn announcement(id: GroupId, version: u64, kind: GroupChangeKind) -> GroupChange
     }
 }
 
-impl Account {
+/// The account's group operations, over the state they need.
+pub(crate) struct GroupAdmin<'a> {
+    /// The account's shared state.
+    pub(crate) inner: &'a Inner,
+}
+
+impl GroupAdmin<'_> {
     fn online(&self) -> Result<std::sync::Arc<Connection>, GroupError> {
         self.inner.connection().ok_or(GroupError::NotConnected)
     }
@@ -87,7 +92,7 @@ impl Account {
 
     fn announce(&self, id: GroupId, change: GroupChange) -> Result<(), GroupError> {
         let content = content::Content::group_change(new_id(), now_ms(), change);
-        crate::outbox::queue(&self.inner, &Conversation::Group(id), content)?;
+        crate::outbox::queue(self.inner, &Conversation::Group(id), content)?;
         Ok(())
     }
 
@@ -109,7 +114,7 @@ impl Account {
                 Ok(response::Result::Group(info)) => {
                     let events = self
                         .inner
-                        .tx(|tx| state::apply_info(&self.inner, tx, &info))?;
+                        .tx(|tx| state::apply_info(self.inner, tx, &info))?;
                     for event in events {
                         self.inner.emit(event);
                     }
@@ -122,7 +127,7 @@ impl Account {
                     if error.code == ErrorCode::StaleGroupVersion =>
                 {
                     tracing::debug!(group = %id, "stale group version; refetching");
-                    refresh(&self.inner, &conn, id).await?;
+                    refresh(self.inner, &conn, id).await?;
                 }
                 Err(error) => return Err(error.into()),
             }
@@ -138,9 +143,13 @@ impl Account {
     /// # Errors
     /// [`GroupError`]; `Transport` with `UNKNOWN_ACCOUNT` when a member does
     /// not exist.
-    pub async fn create_group(&self, name: &str, members: &[&str]) -> Result<GroupId, GroupError> {
+    pub(crate) async fn create_group(
+        &self,
+        name: &str,
+        members: &[&str],
+    ) -> Result<GroupId, GroupError> {
         check_name(name)?;
-        let members = check_usernames(&self.inner, members)?;
+        let members = check_usernames(self.inner, members)?;
         let conn = self.online()?;
         let id = GroupId::random();
         let key = new_metadata_key();
@@ -204,12 +213,12 @@ impl Account {
     ///
     /// # Errors
     /// [`GroupError`]; `Conflict` when concurrent changes kept winning.
-    pub async fn add_group_members(
+    pub(crate) async fn add_group_members(
         &self,
         id: &GroupId,
         usernames: &[&str],
     ) -> Result<GroupInfo, GroupError> {
-        let wanted = check_usernames(&self.inner, usernames)?;
+        let wanted = check_usernames(self.inner, usernames)?;
         let mut added = Vec::new();
         let changed = self
             .change(*id, |record| {
@@ -245,12 +254,12 @@ impl Account {
     ///
     /// # Errors
     /// [`GroupError`].
-    pub async fn remove_group_members(
+    pub(crate) async fn remove_group_members(
         &self,
         id: &GroupId,
         usernames: &[&str],
     ) -> Result<GroupInfo, GroupError> {
-        let wanted = check_usernames(&self.inner, usernames)?;
+        let wanted = check_usernames(self.inner, usernames)?;
         let mut removed = Vec::new();
         let changed = self
             .change(*id, |record| {
@@ -283,7 +292,11 @@ impl Account {
     ///
     /// # Errors
     /// [`GroupError`].
-    pub async fn rename_group(&self, id: &GroupId, name: &str) -> Result<GroupInfo, GroupError> {
+    pub(crate) async fn rename_group(
+        &self,
+        id: &GroupId,
+        name: &str,
+    ) -> Result<GroupInfo, GroupError> {
         check_name(name)?;
         self.set_metadata(id, name).await?;
         Ok(self.active_group(id)?.public(*id))
@@ -345,7 +358,7 @@ impl Account {
     ///
     /// # Errors
     /// [`GroupError`].
-    pub async fn set_group_role(
+    pub(crate) async fn set_group_role(
         &self,
         id: &GroupId,
         username: &str,
@@ -385,7 +398,7 @@ impl Account {
     ///
     /// # Errors
     /// [`GroupError`].
-    pub async fn leave_group(&self, id: &GroupId) -> Result<(), GroupError> {
+    pub(crate) async fn leave_group(&self, id: &GroupId) -> Result<(), GroupError> {
         let record = self.active_group(id)?;
         let conn = self.online()?;
         let content = content::Content::group_change(
@@ -393,7 +406,7 @@ impl Account {
             now_ms(),
             announcement(*id, record.version.saturating_add(1), GroupChangeKind::Left),
         );
-        let message_id = crate::outbox::queue(&self.inner, &Conversation::Group(*id), content)?;
+        let message_id = crate::outbox::queue(self.inner, &Conversation::Group(*id), content)?;
         let deadline = tokio::time::Instant::now() + LEAVE_ANNOUNCE_WAIT;
         while self.inner.tx(|tx| tx.outbox_contains(&message_id))?
             && tokio::time::Instant::now() < deadline
@@ -414,7 +427,7 @@ impl Account {
                 ) => {}
             Err(error) => return Err(error.into()),
         }
-        let events = self.inner.tx(|tx| state::mark_left(&self.inner, tx, *id))?;
+        let events = self.inner.tx(|tx| state::mark_left(self.inner, tx, *id))?;
         for event in events {
             self.inner.emit(event);
         }
@@ -426,9 +439,12 @@ impl Account {
     ///
     /// # Errors
     /// [`GroupError`].
-    pub async fn refresh_group(&self, id: &GroupId) -> Result<Option<GroupInfo>, GroupError> {
+    pub(crate) async fn refresh_group(
+        &self,
+        id: &GroupId,
+    ) -> Result<Option<GroupInfo>, GroupError> {
         let conn = self.online()?;
-        Ok(refresh(&self.inner, &conn, *id)
+        Ok(refresh(self.inner, &conn, *id)
             .await?
             .map(|record| record.public(*id)))
     }
@@ -437,7 +453,7 @@ impl Account {
     ///
     /// # Errors
     /// [`StoreError`].
-    pub fn groups(&self) -> Result<Vec<GroupInfo>, StoreError> {
+    pub(crate) fn groups(&self) -> Result<Vec<GroupInfo>, StoreError> {
         Ok(self
             .inner
             .tx(|tx| tx.groups())?
@@ -450,7 +466,7 @@ impl Account {
     ///
     /// # Errors
     /// [`StoreError`].
-    pub fn group(&self, id: &GroupId) -> Result<Option<GroupInfo>, StoreError> {
+    pub(crate) fn group(&self, id: &GroupId) -> Result<Option<GroupInfo>, StoreError> {
         Ok(self.inner.tx(|tx| tx.group(id))?.map(|r| r.public(*id)))
     }
 }

@@ -5,9 +5,20 @@
 //! when connected ([`Account::connect`] starts the background connection:
 //! login, prekeys, sync of queued envelopes, outbox, pushes, reconnects).
 //!
+//! Every public method of [`Account`] is here or in a file of this folder
+//! (groups.rs, files.rs, linking.rs, shown.rs), each handing over to the
+//! feature module that holds the logic (groups/admin.rs, attachments/,
+//! linking.rs, shown.rs). Only linking.rs names `Account` back, to enrol a
+//! provisioned device through [`Account::enrol`].
+//!
 //! Not owned here: encryption per device (sessions.rs), the connection loop
 //! (sync.rs), the SQL (store/), the state shared with the background task
 //! (account_state.rs).
+
+mod files;
+mod groups;
+mod linking;
+mod shown;
 
 use std::fmt;
 use std::net::SocketAddr;
