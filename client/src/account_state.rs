@@ -1,28 +1,25 @@
 //! The state an `Account` handle shares with its background connection:
 //! the store, this device's keys and names, the server and the tunables,
 //! the event sender, the outbox's wake-up signal and the live connection.
-//! Not owned here: what is done with it (account.rs, sync.rs and the
+//! Not owned here: what is done with it (account/, sync.rs and the
 //! feature modules).
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use ed25519_dalek::SigningKey;
-use microbot_crypto::IdentityKeyPair;
 use tokio::sync::{Notify, mpsc};
 
 use crate::config::{AccountConfig, ServerConfig};
 use crate::error::StoreError;
 use crate::events::Event;
 use crate::store::{Store, Tx};
+use crate::this_device::ThisDevice;
 use crate::transport::Connection;
 
 /// State shared by the `Account` handle and its background task.
 pub(crate) struct Inner {
     pub(crate) store: Mutex<Store>,
-    pub(crate) identity: IdentityKeyPair,
-    pub(crate) device_key: SigningKey,
-    pub(crate) username: String,
-    pub(crate) device_id: u64,
+    /// Who this device is.
+    pub(crate) me: ThisDevice,
     pub(crate) server: ServerConfig,
     pub(crate) config: AccountConfig,
     pub(crate) events: mpsc::UnboundedSender<Event>,

@@ -29,6 +29,7 @@ use microbot_protocol::transport::{
 use crate::account_state::Inner;
 use crate::error::{StoreError, TransportError};
 use crate::store::Tx;
+use crate::this_device::ThisDevice;
 use crate::transport::Connection;
 use crate::{auth, now_ms};
 
@@ -250,8 +251,8 @@ async fn sign_next(
     conn: &Connection,
     next: impl Fn(Option<&DeviceList>) -> Result<Option<DeviceList>, DeviceListError>,
 ) -> Result<(), SignError> {
-    let me = inner.username.as_str();
-    let identity = *inner.identity.public();
+    let me = inner.me.username.as_str();
+    let identity = *inner.me.identity.public();
     for _ in 0..SIGN_ATTEMPTS {
         let served = list_devices_signed(conn).await?;
         let current = inner.tx(|tx| -> Result<_, StoreError> {
@@ -273,7 +274,7 @@ async fn sign_next(
         let Some(list) = next(current.as_ref().map(SignedDeviceList::list))? else {
             return Ok(());
         };
-        let signed = list.sign(&inner.identity);
+        let signed = list.sign(&inner.me.identity);
         let request = Request::UploadDeviceList(UploadDeviceListRequest {
             signed_device_list: Bytes::copy_from_slice(signed.as_bytes()),
         });
@@ -304,7 +305,7 @@ pub(crate) async fn ensure_listed(inner: &Inner, conn: &Connection) -> Result<()
     if inner.tx(|tx| tx.meta(META_LISTED))?.as_deref() == Some(&[1]) {
         return Ok(());
     }
-    let (me, device) = (inner.username.clone(), inner.device_id);
+    let (me, device) = (inner.me.username.clone(), inner.me.device_id);
     // An account whose other devices predate signed lists (older clients
     // that never sign one) keeps the rule before §20: a list naming only
     // this device would cut them off. A device that never logged in has
@@ -349,12 +350,12 @@ pub(crate) async fn sign_out(
 /// The identity a message from `username` must come under: ours for our
 /// own account, the trusted one for a contact (`None`: no contact yet).
 fn trusted_identity(
-    inner: &Inner,
+    us: &ThisDevice,
     tx: &Tx<'_>,
     username: &str,
 ) -> Result<Option<IdentityKey>, StoreError> {
-    if username == inner.username {
-        return Ok(Some(*inner.identity.public()));
+    if username == us.username {
+        return Ok(Some(*us.identity.public()));
     }
     Ok(tx
         .contact(username)?
@@ -365,12 +366,12 @@ fn trusted_identity(
 /// `device` (SPEC.md §20.5): then a message from it is held until a fresh
 /// look at the list. An account whose list we never verified has no say.
 pub(crate) fn leaves_out(
-    inner: &Inner,
+    us: &ThisDevice,
     tx: &Tx<'_>,
     username: &str,
     device: u64,
 ) -> Result<bool, StoreError> {
-    let Some(identity) = trusted_identity(inner, tx, username)? else {
+    let Some(identity) = trusted_identity(us, tx, username)? else {
         return Ok(false);
     };
     Ok(remembered(tx, username, &identity)?.is_some_and(|list| !list.list().contains(device)))
@@ -385,7 +386,7 @@ async fn fetch_served(
     conn: &Connection,
     username: &str,
 ) -> Result<Vec<u8>, TransportError> {
-    if username == inner.username {
+    if username == inner.me.username {
         return Ok(list_devices_signed(conn).await?.signed_device_list.to_vec());
     }
     let request = Request::FetchPrekeys(microbot_protocol::transport::FetchPrekeysRequest {
@@ -410,7 +411,7 @@ pub(crate) async fn refresh(
     username: &str,
 ) -> Result<Result<Vec<u64>, ListRefusal>, SignError> {
     let served = fetch_served(inner, conn, username).await?;
-    let Some(identity) = inner.tx(|tx| trusted_identity(inner, tx, username))? else {
+    let Some(identity) = inner.tx(|tx| trusted_identity(&inner.me, tx, username))? else {
         return Ok(Ok(Vec::new()));
     };
     Ok(inner

@@ -454,9 +454,9 @@ impl Linking<'_> {
                 Some(limit) if limit > 0 => link_history::collect(tx, limit)?,
                 _ => Vec::new(),
             };
-            let seed = Bytes::from(inner.identity.to_seed().to_vec());
+            let seed = Bytes::from(inner.me.identity.to_seed().to_vec());
             let message = ProvisionMessage {
-                username: inner.username.clone(),
+                username: inner.me.username.clone(),
                 identity_seed: seed.clone(),
                 contacts,
                 groups,

@@ -16,14 +16,13 @@ use microbot_protocol::content::{
 };
 use microbot_protocol::transport::Envelope;
 
-use crate::account_state::Inner;
 use crate::error::StoreError;
 use crate::events::{Conversation, Event, IncomingMessage, ReceiptKind};
 use crate::groups::{GroupId, state as group_state};
 use crate::messages::{self, decode_plaintext};
-use crate::safety_number;
 use crate::sessions::{self, DecryptFailure};
 use crate::store::{Contact, Tx};
+use crate::this_device::ThisDevice;
 
 /// What processing one envelope produced.
 pub(crate) enum Outcome {
@@ -73,7 +72,8 @@ struct Opened {
 }
 
 pub(crate) fn process(
-    inner: &Inner,
+    us: &ThisDevice,
+    delivery_receipts: bool,
     tx: &Tx<'_>,
     envelope: &Envelope,
 ) -> Result<Outcome, StoreError> {
@@ -86,7 +86,7 @@ pub(crate) fn process(
     let unsealed;
     let mut certified = None;
     let envelope = if envelope.sender_username.is_empty() {
-        match crate::sealed::unseal(inner, tx, envelope)? {
+        match crate::sealed::unseal(us, tx, envelope)? {
             Ok((opened, identity)) => {
                 unsealed = opened;
                 certified = Some(identity);
@@ -112,7 +112,7 @@ pub(crate) fn process(
     // identity change (a reinstall): the trusted identity's list has no say
     // over it, the safety-number rule below does (§8).
     if !claims_new_identity(tx, sender, envelope)?
-        && crate::device_lists::leaves_out(inner, tx, sender, device)?
+        && crate::device_lists::leaves_out(us, tx, sender, device)?
     {
         return Ok(Outcome::Unlisted {
             sender: sender.to_owned(),
@@ -142,7 +142,7 @@ pub(crate) fn process(
         }))
     };
     let opened = if envelope.group_id.is_empty() {
-        open_pairwise(inner, tx, envelope, certified)?
+        open_pairwise(us, tx, envelope, certified)?
     } else {
         open_group(tx, envelope)?
     };
@@ -160,7 +160,7 @@ pub(crate) fn process(
     };
     // A contact's profile key comes only pairwise (SPEC.md §19.7).
     if !via_group {
-        crate::sealed::remember_profile_key(inner, tx, sender, &content)?;
+        crate::sealed::remember_profile_key(us, tx, sender, &content)?;
     }
     let mut refresh = match &conversation {
         Conversation::Group(id) if tx.group(id)?.is_none() => Some(*id),
@@ -200,7 +200,7 @@ pub(crate) fn process(
         }
         _ => {}
     }
-    let me = inner.username.as_str();
+    let me = us.username.as_str();
     let row = messages::row_for(&conversation, sender, &content, message_id);
     if !tx.insert_message(&row)? {
         // The same message again (resent after a crash): already delivered.
@@ -212,7 +212,7 @@ pub(crate) fn process(
     }
     // Delivery receipts only in 1:1 conversations: in a group every member
     // would receive every member's receipt for every message.
-    let receipt = (inner.config.delivery_receipts
+    let receipt = (delivery_receipts
         && sender != me
         && matches!(conversation, Conversation::Direct(_))
         && matches!(content.body, Some(Body::Text(_) | Body::Attachment(_))))
@@ -269,14 +269,14 @@ fn mark_read_elsewhere(
 
 /// Opens a pairwise envelope and checks the sender's identity.
 fn open_pairwise(
-    inner: &Inner,
+    us: &ThisDevice,
     tx: &Tx<'_>,
     envelope: &Envelope,
     certified: Option<[u8; 32]>,
 ) -> Result<Result<Opened, String>, StoreError> {
     let sender = envelope.sender_username.as_str();
     let device = envelope.sender_device_id;
-    let me = inner.username.as_str();
+    let me = us.username.as_str();
     // A device we hold no session with: news if we knew the account's other
     // devices already (a contact), or if it enrolled after this one (ours).
     let seen = tx.session_devices(sender)?;
@@ -296,11 +296,11 @@ fn open_pairwise(
     let added = unseen
         && !listed
         && if sender == me {
-            device > inner.device_id
+            device > us.device_id
         } else {
             !seen.is_empty()
         };
-    let decrypted = match sessions::decrypt(inner, tx, sender, device, &envelope.ciphertext) {
+    let decrypted = match sessions::decrypt(us, tx, sender, device, &envelope.ciphertext) {
         Ok(decrypted) => decrypted,
         Err(DecryptFailure::Store(error)) => return Err(error),
         Err(error) => return Ok(Err(error.to_string())),
@@ -312,11 +312,11 @@ fn open_pairwise(
     }
     let mut events = Vec::new();
     if sender == me {
-        if decrypted.identity != inner.identity.public().to_bytes() {
+        if decrypted.identity != us.identity.public().to_bytes() {
             tx.delete_device(me, device)?;
             return Ok(Err("a device of our account uses another identity".into()));
         }
-    } else if let Some(event) = check_identity(inner, tx, sender, decrypted.identity)? {
+    } else if let Some(event) = check_identity(us, tx, sender, decrypted.identity)? {
         events.push(event);
     }
     if added {
@@ -469,7 +469,7 @@ fn claims_new_identity(
 }
 
 fn check_identity(
-    inner: &Inner,
+    us: &ThisDevice,
     tx: &Tx<'_>,
     username: &str,
     identity: [u8; 32],
@@ -492,14 +492,12 @@ fn check_identity(
         Some(mut contact) => {
             contact.pending = Some(identity);
             tx.set_contact(username, &contact)?;
-            Ok(
-                safety_number::between(&inner.identity, &inner.username, username, &identity).map(
-                    |safety_number| Event::SafetyNumberChanged {
-                        username: username.to_owned(),
-                        safety_number,
-                    },
-                ),
-            )
+            Ok(us
+                .safety_number_with(username, &identity)
+                .map(|safety_number| Event::SafetyNumberChanged {
+                    username: username.to_owned(),
+                    safety_number,
+                }))
         }
     }
 }
@@ -601,4 +599,195 @@ pub(crate) fn event_for(
         | Body::Sync(_)
         | Body::MiniappEvent(_) => None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    //! The receiving planner over a temp store, with envelopes sealed by
+    //! real sessions: no server, no connection.
+
+    use ed25519_dalek::SigningKey;
+    use microbot_crypto::prekeys::PreKeyBundle;
+    use microbot_crypto::{IdentityKeyPair, Session};
+    use microbot_protocol::transport::Envelope;
+
+    use super::*;
+    use crate::config::StoreConfig;
+    use crate::messages::encode_plaintext;
+    use crate::prekeys::{self, META_PREKEYS};
+    use crate::store::Store;
+
+    fn device(username: &str, device_id: u64) -> ThisDevice {
+        ThisDevice {
+            identity: IdentityKeyPair::generate(&mut rand::rng()),
+            device_key: SigningKey::from_bytes(&[7; 32]),
+            username: username.to_owned(),
+            device_id,
+        }
+    }
+
+    /// A store for `us` holding fresh prekeys, and the bundle a sender
+    /// would fetch for them.
+    fn receiver(us: &ThisDevice) -> (tempfile::TempDir, Store, PreKeyBundle) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut store = Store::open(&StoreConfig::new(dir.path().join("s.db"))).expect("store");
+        let keys = prekeys::initial(&us.identity);
+        store
+            .tx(|tx| tx.set_secret(META_PREKEYS, &keys.to_bytes()))
+            .expect("prekeys");
+        let bundle = PreKeyBundle {
+            identity: *us.identity.public(),
+            signed_prekey: keys.latest_signed().expect("signed").public().clone(),
+            one_time_prekey: None,
+            kem_prekey: keys.latest_kem().map(|k| k.public().clone()),
+        };
+        (dir, store, bundle)
+    }
+
+    /// A first (prekey) message from `from` to the owner of `bundle`.
+    fn sealed(from: &ThisDevice, bundle: &PreKeyBundle, content: &Content, id: u64) -> Envelope {
+        let mut session =
+            Session::initiate(&mut rand::rng(), &from.identity, bundle).expect("session");
+        let ciphertext = session
+            .encrypt(&mut rand::rng(), &encode_plaintext(content))
+            .expect("encrypt");
+        Envelope {
+            envelope_id: id,
+            sender_username: from.username.clone(),
+            sender_device_id: from.device_id,
+            server_timestamp_ms: 1,
+            ciphertext: ciphertext.into(),
+            group_id: Default::default(),
+        }
+    }
+
+    fn run(store: &mut Store, us: &ThisDevice, receipts: bool, envelope: &Envelope) -> Outcome {
+        store
+            .tx(|tx| process(us, receipts, tx, envelope))
+            .expect("process")
+    }
+
+    #[test]
+    fn a_first_text_is_stored_its_sender_trusted_and_a_receipt_planned() {
+        let (alice, bob) = (device("alice", 1), device("bob", 1));
+        let (_dir, mut store, bundle) = receiver(&bob);
+        let content = Content::text([1; 16], 5, "hi bob");
+        let envelope = sealed(&alice, &bundle, &content, 10);
+        let Outcome::Delivered {
+            events,
+            receipt,
+            refresh,
+        } = run(&mut store, &bob, true, &envelope)
+        else {
+            panic!("a text from a new contact is delivered");
+        };
+        let [Event::Message(message)] = events.as_slice() else {
+            panic!("one message event: {events:?}");
+        };
+        assert_eq!(message.text, "hi bob");
+        assert_eq!(message.author, "alice");
+        assert_eq!(message.conversation, Conversation::Direct("alice".into()));
+        assert_eq!(
+            receipt,
+            Some((Conversation::Direct("alice".into()), [1; 16]))
+        );
+        assert!(refresh.is_none());
+        let (contact, stored, processed) = store
+            .tx(|tx| -> Result<_, StoreError> {
+                Ok((
+                    tx.contact("alice")?,
+                    tx.message_events("alice", &[1; 16])?,
+                    tx.envelope_processed(10)?,
+                ))
+            })
+            .expect("tx");
+        let contact = contact.expect("trusted on first use");
+        assert_eq!(contact.identity, alice.identity.public().to_bytes());
+        assert!(contact.pending.is_none());
+        assert_eq!(stored.len(), 1);
+        assert!(processed);
+        assert!(matches!(
+            run(&mut store, &bob, true, &envelope),
+            Outcome::Duplicate
+        ));
+    }
+
+    #[test]
+    fn no_receipt_is_planned_when_receipts_are_off() {
+        let (alice, bob) = (device("alice", 1), device("bob", 1));
+        let (_dir, mut store, bundle) = receiver(&bob);
+        let envelope = sealed(&alice, &bundle, &Content::text([2; 16], 5, "hi"), 11);
+        let Outcome::Delivered { receipt, .. } = run(&mut store, &bob, false, &envelope) else {
+            panic!("delivered");
+        };
+        assert!(receipt.is_none());
+    }
+
+    #[test]
+    fn an_undecryptable_envelope_is_refused_once_and_not_stored() {
+        let (alice, bob) = (device("alice", 1), device("bob", 1));
+        let (_dir, mut store, bundle) = receiver(&bob);
+        let mut envelope = sealed(&alice, &bundle, &Content::text([3; 16], 5, "hi"), 12);
+        let mut bytes = envelope.ciphertext.to_vec();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x01;
+        envelope.ciphertext = bytes.into();
+        let outcome = run(&mut store, &bob, true, &envelope);
+        assert!(
+            matches!(
+                &outcome,
+                Outcome::Failed(Event::DecryptionFailed { sender, sender_device: 1, .. })
+                    if sender == "alice"
+            ),
+            "refused as undecryptable"
+        );
+        let stored = store
+            .tx(|tx| tx.message_events("alice", &[3; 16]))
+            .expect("tx");
+        assert!(stored.is_empty());
+        assert!(matches!(
+            run(&mut store, &bob, true, &envelope),
+            Outcome::Duplicate
+        ));
+    }
+
+    #[test]
+    fn a_contact_under_a_new_identity_is_held_as_a_safety_number_change() {
+        let (alice, bob) = (device("alice", 1), device("bob", 1));
+        let (_dir, mut store, bundle) = receiver(&bob);
+        let before = device("alice", 1).identity.public().to_bytes();
+        store
+            .tx(|tx| {
+                tx.set_contact(
+                    "alice",
+                    &Contact {
+                        identity: before,
+                        pending: None,
+                        devices_checked_ms: 0,
+                    },
+                )
+            })
+            .expect("contact");
+        let envelope = sealed(&alice, &bundle, &Content::text([4; 16], 5, "new phone"), 13);
+        let Outcome::Delivered { events, .. } = run(&mut store, &bob, true, &envelope) else {
+            panic!("delivered, with the change reported");
+        };
+        assert!(
+            events.iter().any(|e| matches!(
+                e,
+                Event::SafetyNumberChanged { username, .. } if username == "alice"
+            )),
+            "{events:?}"
+        );
+        let contact = store
+            .tx(|tx| tx.contact("alice"))
+            .expect("tx")
+            .expect("contact");
+        assert_eq!(contact.identity, before, "the trusted identity stays");
+        assert_eq!(
+            contact.pending,
+            Some(alice.identity.public().to_bytes()),
+            "the new one waits for acknowledgement"
+        );
+    }
 }

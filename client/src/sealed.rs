@@ -27,6 +27,7 @@ use zeroize::Zeroizing;
 use crate::account_state::Inner;
 use crate::error::{StoreError, TransportError};
 use crate::store::Tx;
+use crate::this_device::ThisDevice;
 use crate::transport::Connection;
 
 /// Meta key (sealed): this account's profile key.
@@ -71,12 +72,12 @@ pub(crate) fn with_profile_key(inner: &Inner, content: &Content) -> Result<Conte
 
 /// Keeps the profile key a contact sent us (pairwise only, never our own).
 pub(crate) fn remember_profile_key(
-    inner: &Inner,
+    us: &ThisDevice,
     tx: &Tx<'_>,
     sender: &str,
     content: &Content,
 ) -> Result<(), StoreError> {
-    if sender == inner.username || content.profile_key.len() != 32 {
+    if sender == us.username || content.profile_key.len() != 32 {
         return Ok(());
     }
     tx.set_secret(&contact_key_name(sender), &content.profile_key)
@@ -187,9 +188,9 @@ pub(crate) async fn certificate(
     certificate
         .verify(&server_key, now)
         .map_err(|e| unusable(&e.to_string()))?;
-    if !certificate.is_for_identity(inner.identity.public())
-        || certificate.username != inner.username
-        || certificate.device_id != inner.device_id
+    if !certificate.is_for_identity(inner.me.identity.public())
+        || certificate.username != inner.me.username
+        || certificate.device_id != inner.me.device_id
     {
         return Err(unusable("it does not name this device"));
     }
@@ -272,7 +273,7 @@ pub(crate) async fn send_sealed_on(
     for envelope in envelopes {
         let bytes = sealed_sender::seal(
             &mut rand::rng(),
-            &inner.identity,
+            &inner.me.identity,
             certificate,
             recipient.identity,
             content_type,
@@ -310,7 +311,11 @@ fn sealed_start_index(inner: &Inner) -> usize {
             let live = conn.remote_address();
             addresses.iter().position(|addr| *addr == live)
         })
-        .unwrap_or_else(|| inner.server.start_index(&inner.username, inner.device_id))
+        .unwrap_or_else(|| {
+            inner
+                .server
+                .start_index(&inner.me.username, inner.me.device_id)
+        })
 }
 
 /// Why a sealed envelope was refused (the recipient's state is unchanged).
@@ -336,7 +341,7 @@ pub enum UnsealError {
 /// identified by the verified certificate, with the inner message as its
 /// ciphertext, and the certified identity key.
 pub(crate) fn unseal(
-    inner: &Inner,
+    us: &ThisDevice,
     tx: &Tx<'_>,
     envelope: &Envelope,
 ) -> Result<Result<(Envelope, [u8; 32]), UnsealError>, StoreError> {
@@ -347,7 +352,7 @@ pub(crate) fn unseal(
     // envelope (SPEC.md §19.4), not now: a message that waited in the queue
     // longer than a certificate lives is still opened.
     let opened = match sealed_sender::open(
-        &inner.identity,
+        &us.identity,
         &trusted,
         envelope.server_timestamp_ms,
         &envelope.ciphertext,
@@ -371,8 +376,8 @@ pub(crate) fn unseal(
     };
     let certified = opened.certificate.identity_key.to_bytes();
     let username = opened.certificate.username.clone();
-    let expected = if username == inner.username {
-        Some(inner.identity.public().to_bytes())
+    let expected = if username == us.username {
+        Some(us.identity.public().to_bytes())
     } else {
         tx.contact(&username)?.map(|c| c.identity)
     };

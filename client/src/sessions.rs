@@ -26,11 +26,12 @@ use crate::device_lists::{self, Checked};
 use crate::error::{StoreError, TransportError};
 use crate::events::Event;
 use crate::messages::encode_plaintext;
+use crate::now_ms;
 use crate::prekeys::META_PREKEYS;
 use crate::prekeys::bundle_from_proto;
 use crate::store::{Contact, Tx};
+use crate::this_device::ThisDevice;
 use crate::transport::Connection;
-use crate::{now_ms, safety_number};
 
 /// Meta key: when our own device list was last checked.
 const META_OWN_DEVICES_CHECKED: &str = "own_devices_checked_ms";
@@ -92,7 +93,7 @@ pub(crate) async fn send_direct(
     content: &Content,
 ) -> Result<Stored, SendFailure> {
     let to = to.to_owned();
-    let me = inner.username.clone();
+    let me = inner.me.username.clone();
     // 1:1 content to a contact carries our profile key (SPEC.md §19.7).
     let with_key;
     let content = if to == me {
@@ -187,7 +188,7 @@ pub(crate) fn sealed_access(
     inner: &Inner,
     to: &str,
 ) -> Result<Option<([u8; 16], microbot_crypto::IdentityKey)>, StoreError> {
-    if !inner.config.sealed_sender || to == inner.username {
+    if !inner.config.sealed_sender || to == inner.me.username {
         return Ok(None);
     }
     inner.tx(|tx| {
@@ -240,9 +241,9 @@ async fn send_sealed_then_own(
     // With no copy for our own devices there is no identified send whose
     // `complete_accounts` would reveal a newly linked device of ours:
     // compare the server's list instead, before anything leaves.
-    if ours.is_empty() && complete_accounts.contains(&inner.username) {
+    if ours.is_empty() && complete_accounts.contains(&inner.me.username) {
         let known: BTreeSet<u64> = inner
-            .tx(|tx| tx.session_devices(&inner.username))
+            .tx(|tx| tx.session_devices(&inner.me.username))
             .map_err(|e| TransportError::Config(e.to_string()))?
             .into_iter()
             .collect();
@@ -251,8 +252,8 @@ async fn send_sealed_then_own(
             .tx(|tx| {
                 device_lists::peek(
                     tx,
-                    &inner.username,
-                    inner.identity.public(),
+                    &inner.me.username,
+                    inner.me.identity.public(),
                     &served.signed_device_list,
                 )
             })
@@ -262,7 +263,7 @@ async fn send_sealed_then_own(
             .devices
             .iter()
             .map(|d| d.device_id)
-            .filter(|id| *id != inner.device_id && !known.contains(id) && checked.allows(*id))
+            .filter(|id| *id != inner.me.device_id && !known.contains(id) && checked.allows(*id))
             .collect();
         if !unknown.is_empty() {
             return Err(TransportError::Server(crate::error::ServerError {
@@ -298,7 +299,7 @@ async fn send_sealed_then_own(
     }
     let own: Vec<String> = complete_accounts
         .into_iter()
-        .filter(|a| *a == inner.username)
+        .filter(|a| *a == inner.me.username)
         .collect();
     send_identified(conn, ours, own).await
 }
@@ -380,7 +381,7 @@ pub(crate) async fn ensure_contact_devices(
         if known.contains(&proto.device_id) {
             continue;
         }
-        match Session::initiate(&mut rand::rng(), &inner.identity, &bundle) {
+        match Session::initiate(&mut rand::rng(), &inner.me.identity, &bundle) {
             Ok(session) => sessions.push((proto.device_id, session)),
             Err(SessionError::Handshake(HandshakeError::HybridRequired)) => {
                 tracing::warn!(device = proto.device_id, "KEM prekey missing from bundle");
@@ -434,9 +435,7 @@ pub(crate) async fn ensure_contact_devices(
         }
     }
     if let Some(new) = change {
-        if let Some(safety_number) =
-            safety_number::between(&inner.identity, &inner.username, username, &new)
-        {
+        if let Some(safety_number) = inner.me.safety_number_with(username, &new) {
             inner.emit(Event::SafetyNumberChanged {
                 username: username.to_owned(),
                 safety_number,
@@ -457,7 +456,7 @@ pub(crate) async fn ensure_own_devices(
     inner: &Inner,
     conn: &Connection,
 ) -> Result<(), SendFailure> {
-    let me = inner.username.as_str();
+    let me = inner.me.username.as_str();
     let (checked, known) = inner.tx(|tx| -> Result<_, StoreError> {
         Ok((
             tx.meta_u64(META_OWN_DEVICES_CHECKED)?.unwrap_or(0),
@@ -471,13 +470,20 @@ pub(crate) async fn ensure_own_devices(
         .await
         .map_err(transport_failure)?;
     let checked = inner
-        .tx(|tx| device_lists::check(tx, me, inner.identity.public(), &served.signed_device_list))?
+        .tx(|tx| {
+            device_lists::check(
+                tx,
+                me,
+                inner.me.identity.public(),
+                &served.signed_device_list,
+            )
+        })?
         .map_err(|refusal| SendFailure::Permanent(refusal.to_string()))?;
     let devices: BTreeSet<u64> = served
         .devices
         .iter()
         .map(|d| d.device_id)
-        .filter(|id| *id != inner.device_id && checked.allows(*id))
+        .filter(|id| *id != inner.me.device_id && checked.allows(*id))
         .collect();
     let unknown: Vec<u64> = devices
         .iter()
@@ -486,7 +492,7 @@ pub(crate) async fn ensure_own_devices(
         .collect();
     let mut sessions = Vec::new();
     if !unknown.is_empty() {
-        let own_identity = inner.identity.public().to_bytes();
+        let own_identity = inner.me.identity.public().to_bytes();
         for proto in fetch_bundles(conn, me, unknown).await?.bundles {
             let Ok(bundle) = bundle_from_proto(&proto) else {
                 continue;
@@ -498,7 +504,7 @@ pub(crate) async fn ensure_own_devices(
                 );
                 continue;
             }
-            if let Ok(session) = Session::initiate(&mut rand::rng(), &inner.identity, &bundle) {
+            if let Ok(session) = Session::initiate(&mut rand::rng(), &inner.me.identity, &bundle) {
                 sessions.push((proto.device_id, session));
             }
         }
@@ -517,9 +523,9 @@ pub(crate) async fn ensure_own_devices(
     let created = sessions
         .iter()
         .map(|(d, _)| *d)
-        .filter(|d| *d > inner.device_id);
+        .filter(|d| *d > inner.me.device_id);
     for device_id in news(&checked, true, &known, created) {
-        if device_id != inner.device_id {
+        if device_id != inner.me.device_id {
             inner.emit(Event::DeviceAdded {
                 username: me.to_owned(),
                 device_id,
@@ -601,7 +607,7 @@ pub(crate) fn encrypt_for(
     to: &str,
     content: &Content,
 ) -> Result<(Vec<OutgoingEnvelope>, usize), StoreError> {
-    let me = inner.username.as_str();
+    let me = inner.me.username.as_str();
     let for_recipient = encode_plaintext(content);
     let transcript = Content::sync_sent(crate::messages::new_id(), crate::now_ms(), to, content);
     let for_own = encode_plaintext(&transcript);
@@ -615,7 +621,7 @@ pub(crate) fn encrypt_for(
         let trusted = tx.contact(to)?.map(|c| c.identity);
         for (username, plaintext) in targets {
             for device in tx.session_devices(username)? {
-                if username == me && device == inner.device_id {
+                if username == me && device == inner.me.device_id {
                     continue;
                 }
                 let Some(mut stored) = tx.sessions(username, device)?.into_iter().next() else {
@@ -623,7 +629,7 @@ pub(crate) fn encrypt_for(
                 };
                 let identity = stored.session.remote_identity().to_bytes();
                 let expected = if username == me {
-                    Some(inner.identity.public().to_bytes())
+                    Some(inner.me.identity.public().to_bytes())
                 } else {
                     trusted
                 };
@@ -674,7 +680,7 @@ pub(crate) enum DecryptFailure {
 /// Decrypts `ciphertext` from (`sender`, `device`) and saves the session
 /// (and our prekeys, when a one-time prekey was used) in `tx`.
 pub(crate) fn decrypt(
-    inner: &Inner,
+    us: &ThisDevice,
     tx: &Tx<'_>,
     sender: &str,
     device: u64,
@@ -696,10 +702,10 @@ pub(crate) fn decrypt(
                     let bytes = tx
                         .secret("prekeys", META_PREKEYS)?
                         .ok_or(StoreError::Corrupt { what: "prekeys" })?;
-                    let mut prekeys = LocalPreKeys::from_bytes(&inner.identity, &bytes)
+                    let mut prekeys = LocalPreKeys::from_bytes(&us.identity, &bytes)
                         .map_err(|_| StoreError::Corrupt { what: "prekeys" })?;
                     let (session, plaintext) =
-                        Session::accept(rng, &inner.identity, &mut prekeys, ciphertext)?;
+                        Session::accept(rng, &us.identity, &mut prekeys, ciphertext)?;
                     tx.set_secret(META_PREKEYS, &prekeys.to_bytes())?;
                     (session, plaintext)
                 }

@@ -74,8 +74,8 @@ pub(crate) async fn run(
 ) {
     let mut rotation = Rotation::new(
         &inner.server,
-        &inner.username,
-        inner.device_id,
+        &inner.me.username,
+        inner.me.device_id,
         inner.config.reconnect_min,
         inner.config.reconnect_max,
     );
@@ -147,7 +147,7 @@ async fn serve(
         }
         Err(error) => return error.into(),
     };
-    match auth::login(&conn, inner.device_id, &inner.device_key).await {
+    match auth::login(&conn, inner.me.device_id, &inner.me.device_key).await {
         Ok(_) => {}
         Err(TransportError::Server(error))
             if matches!(
@@ -254,7 +254,7 @@ async fn handle_push(inner: &Inner, conn: &Connection, push: Push) -> Result<(),
         Some(push::Event::Envelope(envelope)) => handle_envelope(inner, conn, &envelope).await,
         Some(push::Event::PrekeyLowStock(_)) => refill_if_low(inner, conn).await,
         Some(push::Event::GroupChanged(info)) => {
-            for event in inner.tx(|tx| groups::state::apply_info(inner, tx, &info))? {
+            for event in inner.tx(|tx| groups::state::apply_info(&inner.me, tx, &info))? {
                 inner.emit(event);
             }
             Ok(())
@@ -313,7 +313,7 @@ async fn ensure_prekeys_uploaded(inner: &Inner, conn: &Connection) -> Result<(),
             inner.config.prekey_batch.clamp(1, prekeys::MAX_BATCH),
         );
         tx.set_secret(META_PREKEYS, &keys.to_bytes())?;
-        Ok(prekeys::full_upload(&inner.identity, &keys, &one_time))
+        Ok(prekeys::full_upload(&inner.me.identity, &keys, &one_time))
     })?;
     auth::expect_ok(conn.request(Request::UploadPrekeys(upload)).await?)?;
     inner.tx(|tx| tx.set_meta(META_PREKEYS_UPLOADED, &[1]))?;
@@ -324,7 +324,7 @@ fn load_prekeys(inner: &Inner, tx: &Tx<'_>) -> Result<LocalPreKeys, StoreError> 
     let bytes = tx
         .secret("prekeys", META_PREKEYS)?
         .ok_or(StoreError::Corrupt { what: "prekeys" })?;
-    LocalPreKeys::from_bytes(&inner.identity, &bytes)
+    LocalPreKeys::from_bytes(&inner.me.identity, &bytes)
         .map_err(|_| StoreError::Corrupt { what: "prekeys" })
 }
 
@@ -367,20 +367,23 @@ async fn refill_if_low(inner: &Inner, conn: &Connection) -> Result<(), End> {
 
 /// Decrypts, stores, then acknowledges one envelope.
 async fn handle_envelope(inner: &Inner, conn: &Connection, envelope: &Envelope) -> Result<(), End> {
-    let mut outcome = inner.tx(|tx| receive::process(inner, tx, envelope))?;
+    let mut outcome =
+        inner.tx(|tx| receive::process(&inner.me, inner.config.delivery_receipts, tx, envelope))?;
     if let Outcome::Unlisted { sender, device } = &outcome {
         let (sender, device) = (sender.clone(), *device);
         // SPEC.md §20.5: a device the remembered list leaves out may have
         // signed itself into a newer one; look again before refusing.
         let refusal = match crate::device_lists::refresh(inner, conn, &sender).await {
             Ok(Ok(added)) => {
-                for device_id in added.into_iter().filter(|d| *d != inner.device_id) {
+                for device_id in added.into_iter().filter(|d| *d != inner.me.device_id) {
                     inner.emit(Event::DeviceAdded {
                         username: sender.clone(),
                         device_id,
                     });
                 }
-                outcome = inner.tx(|tx| receive::process(inner, tx, envelope))?;
+                outcome = inner.tx(|tx| {
+                    receive::process(&inner.me, inner.config.delivery_receipts, tx, envelope)
+                })?;
                 format!("device {device} is not in {sender}'s signed device list")
             }
             Ok(Err(refusal)) => refusal.to_string(),
@@ -412,7 +415,8 @@ async fn handle_envelope(inner: &Inner, conn: &Connection, envelope: &Envelope) 
         // A group made or changed while this device was away: ask the
         // server (which answers members only) before refusing.
         refresh_group(inner, conn, *group).await?;
-        outcome = inner.tx(|tx| receive::process(inner, tx, envelope))?;
+        outcome = inner
+            .tx(|tx| receive::process(&inner.me, inner.config.delivery_receipts, tx, envelope))?;
         if let Outcome::NotKnownMember { sender, device, .. } = &outcome {
             let event = inner.tx(|tx| receive::refuse_non_member(tx, envelope, sender, *device))?;
             outcome = Outcome::Failed(event);

@@ -50,7 +50,8 @@ use crate::messages::new_id;
 use crate::messages::{self, MessageSnapshot};
 use crate::prekeys::{META_PREKEYS, META_PREKEYS_UPLOADED};
 use crate::store::Store;
-use crate::{now_ms, prekeys, safety_number, sync};
+use crate::this_device::ThisDevice;
+use crate::{now_ms, prekeys, sync};
 
 /// The identity of an account, to give to a new device of the same account
 /// (every device of an account shares the identity key, DESIGN "Linking a
@@ -120,8 +121,8 @@ pub struct Account {
 impl fmt::Debug for Account {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Account")
-            .field("username", &self.inner.username)
-            .field("device_id", &self.inner.device_id)
+            .field("username", &self.inner.me.username)
+            .field("device_id", &self.inner.me.device_id)
             .field("server", &self.inner.server)
             .finish_non_exhaustive()
     }
@@ -311,10 +312,12 @@ impl Account {
         let (events_tx, events) = Events::channel();
         let inner = Arc::new(Inner {
             store: Mutex::new(store),
-            identity,
-            device_key,
-            username,
-            device_id,
+            me: ThisDevice {
+                identity,
+                device_key,
+                username,
+                device_id,
+            },
             server,
             config,
             events: events_tx,
@@ -373,12 +376,12 @@ impl Account {
 
     /// The account's username.
     pub fn username(&self) -> &str {
-        &self.inner.username
+        &self.inner.me.username
     }
 
     /// This device's id.
     pub fn device_id(&self) -> u64 {
-        self.inner.device_id
+        self.inner.me.device_id
     }
 
     /// The server this account talks to.
@@ -401,14 +404,14 @@ impl Account {
 
     /// The account's identity key (Ed25519 public, 32 bytes).
     pub fn identity_key(&self) -> [u8; 32] {
-        self.inner.identity.public().to_bytes()
+        self.inner.me.identity.public().to_bytes()
     }
 
     /// The identity to give to a new device of this account
     /// ([`IdentitySource::Linked`]).
     pub fn export_identity(&self) -> LinkedIdentity {
         LinkedIdentity {
-            seed: self.inner.identity.to_seed(),
+            seed: self.inner.me.identity.to_seed(),
         }
     }
 
@@ -422,7 +425,7 @@ impl Account {
         let contact = self.inner.tx(|tx| tx.contact(username))?;
         Ok(contact.and_then(|c| {
             let key = c.pending.unwrap_or(c.identity);
-            safety_number::between(&self.inner.identity, &self.inner.username, username, &key)
+            self.inner.me.safety_number_with(username, &key)
         }))
     }
 
@@ -553,7 +556,7 @@ impl Account {
         check_text(text)?;
         let rows = self
             .inner
-            .tx(|tx| tx.message_events(&self.inner.username, &target))?;
+            .tx(|tx| tx.message_events(&self.inner.me.username, &target))?;
         if !rows.iter().any(|r| r.message_id == target) {
             return Err(SendError::UnknownMessage);
         }
@@ -575,7 +578,7 @@ impl Account {
     ) -> Result<MessageId, SendError> {
         let rows = self
             .inner
-            .tx(|tx| tx.message_events(&self.inner.username, &target))?;
+            .tx(|tx| tx.message_events(&self.inner.me.username, &target))?;
         if !rows.iter().any(|r| r.message_id == target) {
             return Err(SendError::UnknownMessage);
         }
@@ -747,7 +750,7 @@ impl Account {
             }))
             .await?;
         auth::expect_ok(result)?;
-        if device_id == self.inner.device_id {
+        if device_id == self.inner.me.device_id {
             // This device is gone: its connection closes, and the account's
             // other devices are the ones that can still sign.
             return Ok(());

@@ -45,7 +45,7 @@ fn check_usernames(inner: &Inner, usernames: &[&str]) -> Result<Vec<String>, Gro
         if !valid_username(name) {
             return Err(GroupError::InvalidInput("invalid username"));
         }
-        if *name != inner.username && !out.iter().any(|o| o == name) {
+        if *name != inner.me.username && !out.iter().any(|o| o == name) {
             out.push((*name).to_owned());
         }
     }
@@ -114,7 +114,7 @@ impl GroupAdmin<'_> {
                 Ok(response::Result::Group(info)) => {
                     let events = self
                         .inner
-                        .tx(|tx| state::apply_info(self.inner, tx, &info))?;
+                        .tx(|tx| state::apply_info(&self.inner.me, tx, &info))?;
                     for event in events {
                         self.inner.emit(event);
                     }
@@ -196,7 +196,7 @@ impl GroupAdmin<'_> {
             group_id: id,
             version: info.version,
             update: GroupUpdate::Created {
-                by: self.inner.username.clone(),
+                by: self.inner.me.username.clone(),
                 name: name.to_owned(),
             },
         });
@@ -427,7 +427,9 @@ impl GroupAdmin<'_> {
                 ) => {}
             Err(error) => return Err(error.into()),
         }
-        let events = self.inner.tx(|tx| state::mark_left(self.inner, tx, *id))?;
+        let events = self
+            .inner
+            .tx(|tx| state::mark_left(&self.inner.me, tx, *id))?;
         for event in events {
             self.inner.emit(event);
         }

@@ -26,7 +26,9 @@ pub(crate) async fn refresh(
         }))
         .await;
     let events = match reply {
-        Ok(response::Result::Group(info)) => inner.tx(|tx| state::apply_info(inner, tx, &info))?,
+        Ok(response::Result::Group(info)) => {
+            inner.tx(|tx| state::apply_info(&inner.me, tx, &info))?
+        }
         Ok(_) => {
             return Err(TransportError::UnexpectedResponse { expected: "Group" }.into());
         }
@@ -43,7 +45,7 @@ pub(crate) async fn refresh(
                 if !record.active {
                     return Ok(Vec::new());
                 }
-                let me = inner.username.clone();
+                let me = inner.me.username.clone();
                 record.active = false;
                 record.members.retain(|m| m.username != me);
                 tx.set_group(&id, &record)?;

@@ -82,7 +82,7 @@ pub(crate) async fn send_group(
         if !record.active {
             return Err(not_member());
         }
-        let me = inner.username.as_str();
+        let me = inner.me.username.as_str();
         let mut members = Vec::new();
         for name in record.usernames() {
             if name == me {
@@ -230,9 +230,9 @@ fn member_devices(
     tx: &Tx<'_>,
     members: &[String],
 ) -> Result<BTreeSet<(String, u64)>, StoreError> {
-    let me = inner.username.as_str();
+    let me = inner.me.username.as_str();
     let mut targets = BTreeSet::new();
-    let own = inner.identity.public().to_bytes();
+    let own = inner.me.identity.public().to_bytes();
     for name in members.iter().map(String::as_str).chain([me]) {
         let trusted = if name == me {
             Some(own)
@@ -243,7 +243,7 @@ fn member_devices(
         };
         let Some(trusted) = trusted else { continue };
         for device in tx.session_devices(name)? {
-            if name == me && device == inner.device_id {
+            if name == me && device == inner.me.device_id {
                 continue;
             }
             if tx.session_identity(name, device)? == Some(trusted) {

@@ -244,7 +244,7 @@ pub(crate) async fn send_sealed_group(
     let failed = |error: TransportError| SealedGroupFailure::Failed(transport_failure(error));
     // Our own other devices: a pairwise transcript, identified (the server
     // knows they are ours anyway).
-    let me = inner.username.clone();
+    let me = inner.me.username.clone();
     let (own, _) = sessions::encrypt_for(inner, &me, content)?;
     if !own.is_empty() {
         match sessions::send_identified(conn, own, vec![me]).await {

@@ -47,7 +47,7 @@ pub(crate) fn queue(
         if keep {
             tx.insert_message(&messages::row_for(
                 conversation,
-                &inner.username,
+                &inner.me.username,
                 &content,
                 id,
             ))?;

@@ -9,7 +9,7 @@
 //! runs in one transaction ([`Store::tx`]), so a crash leaves either the
 //! old or the new state.
 //!
-//! Not owned here: what the values mean (sessions.rs, sync.rs, account.rs).
+//! Not owned here: what the values mean (sessions.rs, sync.rs, account/).
 
 pub(crate) mod crypt;
 mod groups;
