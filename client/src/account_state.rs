@@ -1,61 +1,32 @@
-//! The state an `Account` handle shares with its background connection:
-//! the store, this device's keys and names, the server and the tunables,
-//! the event sender, the outbox's wake-up signal and the live connection.
-//! Not owned here: what is done with it (account/, sync.rs and the
-//! feature modules).
+//! The state an `Account` handle shares with its background connection,
+//! one part per job: the store, who this device is, the server and the
+//! tunables, the event sender, the outbox's wake-up signal and the live
+//! connection. Functions take the parts they need; the ones that need
+//! several take this. Not owned here: what is done with it (account/,
+//! sync.rs and the feature modules).
 
-use std::sync::{Arc, Mutex, PoisonError};
-
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
 use crate::config::{AccountConfig, ServerConfig};
-use crate::error::StoreError;
-use crate::events::Event;
-use crate::store::{Store, Tx};
+use crate::events::EventSender;
+use crate::store::SharedStore;
 use crate::this_device::ThisDevice;
-use crate::transport::Connection;
+use crate::transport::ConnectionSlot;
 
 /// State shared by the `Account` handle and its background task.
 pub(crate) struct Inner {
-    pub(crate) store: Mutex<Store>,
+    /// The local store.
+    pub(crate) store: SharedStore,
     /// Who this device is.
     pub(crate) me: ThisDevice,
+    /// The server's addresses and certificate pin.
     pub(crate) server: ServerConfig,
+    /// The application's tunables.
     pub(crate) config: AccountConfig,
-    pub(crate) events: mpsc::UnboundedSender<Event>,
+    /// What the application is told.
+    pub(crate) events: EventSender,
     /// Signalled when the outbox may have work.
-    pub(crate) wake: Notify,
+    pub(crate) outbox_wake: Notify,
     /// The live connection, while logged in.
-    pub(crate) online: Mutex<Option<Arc<Connection>>>,
-}
-
-impl Inner {
-    /// Runs `f` in one store transaction.
-    pub(crate) fn tx<T, E: From<StoreError>>(
-        &self,
-        f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
-    ) -> Result<T, E> {
-        self.store
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .tx(f)
-    }
-
-    /// Tells the application.
-    pub(crate) fn emit(&self, event: Event) {
-        let _ = self.events.send(event);
-    }
-
-    /// The live connection, while logged in.
-    pub(crate) fn connection(&self) -> Option<Arc<Connection>> {
-        self.online
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
-    /// Records the live connection (`None` once it ended).
-    pub(crate) fn set_connection(&self, conn: Option<Arc<Connection>>) {
-        *self.online.lock().unwrap_or_else(PoisonError::into_inner) = conn;
-    }
+    pub(crate) online: ConnectionSlot,
 }

@@ -255,7 +255,7 @@ async fn sign_next(
     let identity = *inner.me.identity.public();
     for _ in 0..SIGN_ATTEMPTS {
         let served = list_devices_signed(conn).await?;
-        let current = inner.tx(|tx| -> Result<_, StoreError> {
+        let current = inner.store.tx(|tx| -> Result<_, StoreError> {
             Ok(
                 match check(tx, me, &identity, &served.signed_device_list)? {
                     Ok(_) => Ok(remembered(tx, me, &identity)?),
@@ -281,7 +281,9 @@ async fn sign_next(
         match conn.request(request).await {
             Ok(result) => {
                 auth::expect_ok(result)?;
-                inner.tx(|tx| check(tx, me, &identity, signed.as_bytes()))??;
+                inner
+                    .store
+                    .tx(|tx| check(tx, me, &identity, signed.as_bytes()))??;
                 tracing::info!(
                     version = signed.list().version(),
                     "signed device list uploaded"
@@ -302,7 +304,7 @@ async fn sign_next(
 /// older clients gets none. Needs our identity key on the server (prekeys
 /// uploaded first).
 pub(crate) async fn ensure_listed(inner: &Inner, conn: &Connection) -> Result<(), SignError> {
-    if inner.tx(|tx| tx.meta(META_LISTED))?.as_deref() == Some(&[1]) {
+    if inner.store.tx(|tx| tx.meta(META_LISTED))?.as_deref() == Some(&[1]) {
         return Ok(());
     }
     let (me, device) = (inner.me.username.clone(), inner.me.device_id);
@@ -329,7 +331,7 @@ pub(crate) async fn ensure_listed(inner: &Inner, conn: &Connection) -> Result<()
         Some(list) => list.with_device(device, now_ms()).map(Some),
     })
     .await?;
-    inner.tx(|tx| tx.set_meta(META_LISTED, &[1]))?;
+    inner.store.tx(|tx| tx.set_meta(META_LISTED, &[1]))?;
     Ok(())
 }
 
@@ -382,11 +384,11 @@ pub(crate) fn leaves_out(
 /// (ids start at 1), so the answer carries the list and no bundle and uses
 /// up no one-time prekey.
 async fn fetch_served(
-    inner: &Inner,
+    me: &ThisDevice,
     conn: &Connection,
     username: &str,
 ) -> Result<Vec<u8>, TransportError> {
-    if username == inner.me.username {
+    if username == me.username {
         return Ok(list_devices_signed(conn).await?.signed_device_list.to_vec());
     }
     let request = Request::FetchPrekeys(microbot_protocol::transport::FetchPrekeysRequest {
@@ -410,11 +412,15 @@ pub(crate) async fn refresh(
     conn: &Connection,
     username: &str,
 ) -> Result<Result<Vec<u64>, ListRefusal>, SignError> {
-    let served = fetch_served(inner, conn, username).await?;
-    let Some(identity) = inner.tx(|tx| trusted_identity(&inner.me, tx, username))? else {
+    let served = fetch_served(&inner.me, conn, username).await?;
+    let Some(identity) = inner
+        .store
+        .tx(|tx| trusted_identity(&inner.me, tx, username))?
+    else {
         return Ok(Ok(Vec::new()));
     };
     Ok(inner
+        .store
         .tx(|tx| check(tx, username, &identity, &served))?
         .map(|checked| match checked {
             Checked::Listed { added, .. } => added.unwrap_or_default(),

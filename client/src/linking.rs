@@ -430,7 +430,7 @@ impl Linking<'_> {
     async fn link(&self, code: &str, history: Option<u32>) -> Result<(), LinkError> {
         let code = ProvisioningCode::parse(code)?;
         let inner = self.inner;
-        let plaintext = inner.tx(|tx| -> Result<_, StoreError> {
+        let plaintext = inner.store.tx(|tx| -> Result<_, StoreError> {
             let contacts = tx
                 .contacts()?
                 .into_iter()
@@ -473,7 +473,7 @@ impl Linking<'_> {
             &code.slot_id,
             &plaintext,
         )?;
-        let conn = inner.connection().ok_or(LinkError::NotConnected)?;
+        let conn = inner.online.get().ok_or(LinkError::NotConnected)?;
         let answer = conn
             .request(Request::PutProvisioningSlot(PutProvisioningSlotRequest {
                 slot_id: Bytes::copy_from_slice(&code.slot_id),
@@ -526,6 +526,7 @@ impl Linking<'_> {
         .await?;
         account
             .inner
+            .store
             .tx(|tx| -> Result<(), StoreError> {
                 for (username, identity) in contacts {
                     tx.set_contact(

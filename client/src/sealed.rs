@@ -26,6 +26,7 @@ use zeroize::Zeroizing;
 
 use crate::account_state::Inner;
 use crate::error::{StoreError, TransportError};
+use crate::store::SharedStore;
 use crate::store::Tx;
 use crate::this_device::ThisDevice;
 use crate::transport::Connection;
@@ -63,8 +64,11 @@ pub(crate) fn own_profile_key(tx: &Tx<'_>) -> Result<Zeroizing<[u8; 32]>, StoreE
 }
 
 /// `content` carrying our profile key, for a 1:1 message to a contact.
-pub(crate) fn with_profile_key(inner: &Inner, content: &Content) -> Result<Content, StoreError> {
-    let key = inner.tx(own_profile_key)?;
+pub(crate) fn with_profile_key(
+    store: &SharedStore,
+    content: &Content,
+) -> Result<Content, StoreError> {
+    let key = store.tx(own_profile_key)?;
     let mut content = content.clone();
     content.profile_key = Bytes::copy_from_slice(key.as_slice());
     Ok(content)
@@ -103,11 +107,12 @@ pub(crate) async fn register_access(
     inner: &Inner,
     conn: &Connection,
 ) -> Result<(), TransportError> {
-    let Ok(key) = inner.tx(own_profile_key) else {
+    let Ok(key) = inner.store.tx(own_profile_key) else {
         return Ok(());
     };
     let access = sealed_sender::access_key(&key);
     let registered = inner
+        .store
         .tx(|tx| tx.meta(META_ACCESS_REGISTERED))
         .ok()
         .flatten();
@@ -124,7 +129,9 @@ pub(crate) async fn register_access(
         .await?
     {
         response::Result::Ok(_) => {
-            let _ = inner.tx(|tx| tx.set_meta(META_ACCESS_REGISTERED, &access));
+            let _ = inner
+                .store
+                .tx(|tx| tx.set_meta(META_ACCESS_REGISTERED, &access));
             Ok(())
         }
         _ => Err(TransportError::UnexpectedResponse { expected: "Ok" }),
@@ -153,11 +160,12 @@ pub(crate) fn trusted_server_key(tx: &Tx<'_>) -> Result<Option<ServerPublicKey>,
 /// connection when it expires within [`RENEW_BEFORE_MS`]. The server key
 /// that comes with it becomes the trusted one.
 pub(crate) async fn certificate(
-    inner: &Inner,
+    store: &SharedStore,
+    me: &ThisDevice,
     conn: &Connection,
 ) -> Result<SenderCertificate, TransportError> {
     let now = crate::now_ms();
-    let cached = inner
+    let cached = store
         .tx(|tx| tx.meta(META_CERTIFICATE))
         .ok()
         .flatten()
@@ -188,15 +196,15 @@ pub(crate) async fn certificate(
     certificate
         .verify(&server_key, now)
         .map_err(|e| unusable(&e.to_string()))?;
-    if !certificate.is_for_identity(inner.me.identity.public())
-        || certificate.username != inner.me.username
-        || certificate.device_id != inner.me.device_id
+    if !certificate.is_for_identity(me.identity.public())
+        || certificate.username != me.username
+        || certificate.device_id != me.device_id
     {
         return Err(unusable("it does not name this device"));
     }
     let mut key_bytes = response.server_key_id.to_be_bytes().to_vec();
     key_bytes.extend_from_slice(&server_key.to_bytes());
-    inner
+    store
         .tx(|tx| -> Result<(), StoreError> {
             tx.set_meta(META_SERVER_KEY, &key_bytes)?;
             tx.set_meta(META_CERTIFICATE, certificate.as_bytes())
@@ -219,7 +227,7 @@ pub(crate) async fn send_sealed(
     let conn = open_unauthenticated(inner).await?;
     let result = send_sealed_on(
         &conn,
-        inner,
+        &inner.me,
         &SealedRecipient {
             username: recipient,
             identity: recipient_identity,
@@ -263,7 +271,7 @@ pub(crate) async fn open_unauthenticated(inner: &Inner) -> Result<Connection, Tr
 /// them in one `SendSealed` on `conn`. Returns the server's time stamp.
 pub(crate) async fn send_sealed_on(
     conn: &Connection,
-    inner: &Inner,
+    me: &ThisDevice,
     recipient: &SealedRecipient<'_>,
     certificate: &SenderCertificate,
     content_type: ContentType,
@@ -273,7 +281,7 @@ pub(crate) async fn send_sealed_on(
     for envelope in envelopes {
         let bytes = sealed_sender::seal(
             &mut rand::rng(),
-            &inner.me.identity,
+            &me.identity,
             certificate,
             recipient.identity,
             content_type,
@@ -306,7 +314,8 @@ pub(crate) async fn send_sealed_on(
 fn sealed_start_index(inner: &Inner) -> usize {
     let addresses = inner.server.addresses();
     inner
-        .connection()
+        .online
+        .get()
         .and_then(|conn| {
             let live = conn.remote_address();
             addresses.iter().position(|addr| *addr == live)

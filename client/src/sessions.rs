@@ -29,6 +29,7 @@ use crate::messages::encode_plaintext;
 use crate::now_ms;
 use crate::prekeys::META_PREKEYS;
 use crate::prekeys::bundle_from_proto;
+use crate::store::SharedStore;
 use crate::store::{Contact, Tx};
 use crate::this_device::ThisDevice;
 use crate::transport::Connection;
@@ -99,7 +100,7 @@ pub(crate) async fn send_direct(
     let content = if to == me {
         content
     } else {
-        with_key = crate::sealed::with_profile_key(inner, content)?;
+        with_key = crate::sealed::with_profile_key(&inner.store, content)?;
         &with_key
     };
     // Attempts 0 and 1 name both accounts complete (SPEC.md §12.7), so a
@@ -111,7 +112,7 @@ pub(crate) async fn send_direct(
             ensure_contact_devices(inner, conn, &to).await?;
         }
         ensure_own_devices(inner, conn).await?;
-        let (envelopes, to_recipient) = encrypt_for(inner, &to, content)?;
+        let (envelopes, to_recipient) = encrypt_for(&inner.store, &inner.me, &to, content)?;
         if to != me && to_recipient == 0 {
             return Err(SendFailure::Permanent(format!(
                 "{to} has no device that published keys"
@@ -162,7 +163,7 @@ pub(crate) async fn send_direct(
                 // Stale device list: forget removed devices, re-check
                 // (which fetches bundles of new ones), retry.
                 let removed = error.code != ErrorCode::MissingDevices;
-                inner.tx(|tx| -> Result<(), StoreError> {
+                inner.store.tx(|tx| -> Result<(), StoreError> {
                     for device in error.device_ids.iter().filter(|_| removed) {
                         tx.delete_device(&to, *device)?;
                         tx.delete_device(&me, *device)?;
@@ -191,7 +192,7 @@ pub(crate) fn sealed_access(
     if !inner.config.sealed_sender || to == inner.me.username {
         return Ok(None);
     }
-    inner.tx(|tx| {
+    inner.store.tx(|tx| {
         let Some(access_key) = crate::sealed::contact_access_key(tx, to)? else {
             return Ok(None);
         };
@@ -231,6 +232,7 @@ async fn send_sealed_then_own(
     complete_accounts: Vec<String>,
 ) -> Result<u64, TransportError> {
     let theirs_ids: BTreeSet<u64> = inner
+        .store
         .tx(|tx| tx.session_devices(to))
         .map_err(|e| TransportError::Config(e.to_string()))?
         .into_iter()
@@ -243,12 +245,14 @@ async fn send_sealed_then_own(
     // compare the server's list instead, before anything leaves.
     if ours.is_empty() && complete_accounts.contains(&inner.me.username) {
         let known: BTreeSet<u64> = inner
+            .store
             .tx(|tx| tx.session_devices(&inner.me.username))
             .map_err(|e| TransportError::Config(e.to_string()))?
             .into_iter()
             .collect();
         let served = device_lists::list_devices_signed(conn).await?;
         let checked = inner
+            .store
             .tx(|tx| {
                 device_lists::peek(
                     tx,
@@ -274,7 +278,7 @@ async fn send_sealed_then_own(
             }));
         }
     }
-    let certificate = crate::sealed::certificate(inner, conn).await?;
+    let certificate = crate::sealed::certificate(&inner.store, &inner.me, conn).await?;
     let sealed = crate::sealed::send_sealed(
         inner,
         to,
@@ -335,7 +339,7 @@ pub(crate) async fn ensure_contact_devices(
     conn: &Connection,
     username: &str,
 ) -> Result<(), SendFailure> {
-    let (contact, known) = inner.tx(|tx| -> Result<_, StoreError> {
+    let (contact, known) = inner.store.tx(|tx| -> Result<_, StoreError> {
         Ok((tx.contact(username)?, tx.session_devices(username)?))
     })?;
     if contact.as_ref().is_some_and(|c| c.pending.is_some()) {
@@ -350,8 +354,10 @@ pub(crate) async fn ensure_contact_devices(
         return Ok(());
     }
     let bundles = fetch_bundles(conn, username, Vec::new()).await?;
-    inner.tx(|tx| crate::bots::remember(tx, username, bundles.bot))?;
-    let checked = check_contact_list(inner, username, contact.as_ref(), &bundles)?;
+    inner
+        .store
+        .tx(|tx| crate::bots::remember(tx, username, bundles.bot))?;
+    let checked = check_contact_list(&inner.store, username, contact.as_ref(), &bundles)?;
     let mut trusted = contact.as_ref().map(|c| c.identity);
     let mut change = None;
     let mut sessions = Vec::new();
@@ -405,7 +411,7 @@ pub(crate) async fn ensure_contact_devices(
              server sent none: refused as a possible downgrade attack"
         )));
     }
-    inner.tx(|tx| -> Result<(), StoreError> {
+    inner.store.tx(|tx| -> Result<(), StoreError> {
         let mut record = contact.clone().unwrap_or(Contact {
             identity,
             pending: None,
@@ -428,7 +434,7 @@ pub(crate) async fn ensure_contact_devices(
         let had_devices = contact.is_some() && !known.is_empty();
         let created = sessions.iter().map(|(d, _)| *d);
         for device_id in news(&checked, had_devices, &known, created) {
-            inner.emit(Event::DeviceAdded {
+            inner.events.emit(Event::DeviceAdded {
                 username: username.to_owned(),
                 device_id,
             });
@@ -436,7 +442,7 @@ pub(crate) async fn ensure_contact_devices(
     }
     if let Some(new) = change {
         if let Some(safety_number) = inner.me.safety_number_with(username, &new) {
-            inner.emit(Event::SafetyNumberChanged {
+            inner.events.emit(Event::SafetyNumberChanged {
                 username: username.to_owned(),
                 safety_number,
             });
@@ -457,7 +463,7 @@ pub(crate) async fn ensure_own_devices(
     conn: &Connection,
 ) -> Result<(), SendFailure> {
     let me = inner.me.username.as_str();
-    let (checked, known) = inner.tx(|tx| -> Result<_, StoreError> {
+    let (checked, known) = inner.store.tx(|tx| -> Result<_, StoreError> {
         Ok((
             tx.meta_u64(META_OWN_DEVICES_CHECKED)?.unwrap_or(0),
             tx.session_devices(me)?,
@@ -470,6 +476,7 @@ pub(crate) async fn ensure_own_devices(
         .await
         .map_err(transport_failure)?;
     let checked = inner
+        .store
         .tx(|tx| {
             device_lists::check(
                 tx,
@@ -509,7 +516,7 @@ pub(crate) async fn ensure_own_devices(
             }
         }
     }
-    inner.tx(|tx| -> Result<(), StoreError> {
+    inner.store.tx(|tx| -> Result<(), StoreError> {
         for (device, session) in &sessions {
             tx.save_session(me, *device, session)?;
         }
@@ -526,7 +533,7 @@ pub(crate) async fn ensure_own_devices(
         .filter(|d| *d > inner.me.device_id);
     for device_id in news(&checked, true, &known, created) {
         if device_id != inner.me.device_id {
-            inner.emit(Event::DeviceAdded {
+            inner.events.emit(Event::DeviceAdded {
                 username: me.to_owned(),
                 device_id,
             });
@@ -571,7 +578,7 @@ fn news(
 /// change holds the send first (and the list signed by the new identity
 /// is checked once the user accepted it).
 fn check_contact_list(
-    inner: &Inner,
+    store: &SharedStore,
     username: &str,
     contact: Option<&Contact>,
     bundles: &PrekeyBundles,
@@ -594,7 +601,7 @@ fn check_contact_list(
     let Ok(identity) = microbot_crypto::IdentityKey::from_bytes(&trusted) else {
         return Ok(Checked::Unlisted);
     };
-    inner
+    store
         .tx(|tx| device_lists::check(tx, username, &identity, &bundles.signed_device_list))?
         .map_err(|refusal| SendFailure::Permanent(format!("refused: {refusal}")))
 }
@@ -603,15 +610,16 @@ fn check_contact_list(
 /// saving each session before returning. Returns the envelopes and how many
 /// of them go to the recipient's devices.
 pub(crate) fn encrypt_for(
-    inner: &Inner,
+    store: &SharedStore,
+    us: &ThisDevice,
     to: &str,
     content: &Content,
 ) -> Result<(Vec<OutgoingEnvelope>, usize), StoreError> {
-    let me = inner.me.username.as_str();
+    let me = us.username.as_str();
     let for_recipient = encode_plaintext(content);
     let transcript = Content::sync_sent(crate::messages::new_id(), crate::now_ms(), to, content);
     let for_own = encode_plaintext(&transcript);
-    inner.tx(|tx| {
+    store.tx(|tx| {
         let mut envelopes = Vec::new();
         let mut to_recipient = 0;
         let mut targets = vec![(me, &for_own)];
@@ -621,7 +629,7 @@ pub(crate) fn encrypt_for(
         let trusted = tx.contact(to)?.map(|c| c.identity);
         for (username, plaintext) in targets {
             for device in tx.session_devices(username)? {
-                if username == me && device == inner.me.device_id {
+                if username == me && device == us.device_id {
                     continue;
                 }
                 let Some(mut stored) = tx.sessions(username, device)?.into_iter().next() else {
@@ -629,7 +637,7 @@ pub(crate) fn encrypt_for(
                 };
                 let identity = stored.session.remote_identity().to_bytes();
                 let expected = if username == me {
-                    Some(inner.me.identity.public().to_bytes())
+                    Some(us.identity.public().to_bytes())
                 } else {
                     trusted
                 };

@@ -39,7 +39,7 @@ impl Shown<'_> {
     /// # Errors
     /// [`StoreError`].
     pub(crate) fn unshown(&self, after: u64, limit: u32) -> Result<Vec<Unshown>, StoreError> {
-        self.inner.tx(|tx| {
+        self.inner.store.tx(|tx| {
             let mut out = Vec::new();
             for (seq, device, row) in tx.unshown(after, limit)? {
                 let content = prost::Message::decode(row.content.as_slice()).ok();
@@ -66,7 +66,7 @@ impl Shown<'_> {
     /// # Errors
     /// [`StoreError`].
     pub(crate) fn mark_shown(&self, seq: u64) -> Result<(), StoreError> {
-        self.inner.tx(|tx| tx.mark_shown(seq))
+        self.inner.store.tx(|tx| tx.mark_shown(seq))
     }
 
     /// Marks shown the received message (`author`, `id`) with everything
@@ -80,6 +80,6 @@ impl Shown<'_> {
         author: &str,
         id: &microbot_protocol::MessageId,
     ) -> Result<(), StoreError> {
-        self.inner.tx(|tx| tx.mark_message_shown(author, id))
+        self.inner.store.tx(|tx| tx.mark_message_shown(author, id))
     }
 }

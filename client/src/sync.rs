@@ -37,6 +37,7 @@ use crate::prekeys::{META_PREKEYS, META_PREKEYS_UPLOADED};
 use crate::receive::{self, Outcome};
 use crate::rotation::Rotation;
 use crate::store::Tx;
+use crate::this_device::ThisDevice;
 use crate::transport::Connection;
 
 /// Envelopes asked for per fetch.
@@ -80,18 +81,24 @@ pub(crate) async fn run(
         inner.config.reconnect_max,
     );
     loop {
-        inner.emit(Event::Connection(ConnectionState::Connecting));
+        inner
+            .events
+            .emit(Event::Connection(ConnectionState::Connecting));
         let end = serve(&inner, &mut stop, &mut rotation).await;
-        inner.set_connection(None);
+        inner.online.set(None);
         let reason = match end {
             End::Stopped => {
                 ended.store(true, Ordering::Release);
-                inner.emit(Event::Connection(ConnectionState::Stopped));
+                inner
+                    .events
+                    .emit(Event::Connection(ConnectionState::Stopped));
                 return;
             }
             End::Refused(reason) => {
                 ended.store(true, Ordering::Release);
-                inner.emit(Event::Connection(ConnectionState::Refused { reason }));
+                inner
+                    .events
+                    .emit(Event::Connection(ConnectionState::Refused { reason }));
                 return;
             }
             End::Lost(reason) => reason,
@@ -103,14 +110,16 @@ pub(crate) async fn run(
             with_jitter(delay)
         };
         tracing::debug!(%reason, wait_ms = wait.as_millis(), "disconnected");
-        inner.emit(Event::Connection(ConnectionState::Disconnected {
-            reason,
-            retry_in_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-        }));
+        inner
+            .events
+            .emit(Event::Connection(ConnectionState::Disconnected {
+                reason,
+                retry_in_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+            }));
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = stop.changed() => {
-                inner.emit(Event::Connection(ConnectionState::Stopped));
+                inner.events.emit(Event::Connection(ConnectionState::Stopped));
                 return;
             }
         }
@@ -160,12 +169,14 @@ async fn serve(
         Err(error) => return error.into(),
     }
     let conn = Arc::new(conn);
-    inner.set_connection(Some(Arc::clone(&conn)));
+    inner.online.set(Some(Arc::clone(&conn)));
     rotation.logged_in();
     if let Err(end) = initial_sync(inner, &conn).await {
         return end;
     }
-    inner.emit(Event::Connection(ConnectionState::Connected));
+    inner
+        .events
+        .emit(Event::Connection(ConnectionState::Connected));
     loop {
         let step = tokio::select! {
             biased;
@@ -174,7 +185,7 @@ async fn serve(
                 Some(push) => handle_push(inner, &conn, push).await,
                 None => return End::Lost("connection closed".into()),
             },
-            _ = inner.wake.notified() => drain_outbox(inner, &conn).await,
+            _ = inner.outbox_wake.notified() => drain_outbox(inner, &conn).await,
         };
         if let Err(end) = step {
             return end;
@@ -238,6 +249,7 @@ async fn initial_sync(inner: &Inner, conn: &Connection) -> Result<(), End> {
     // date, after the queued announcements (so a member who announced
     // leaving is reported as having left, not as removed), before sending.
     let active: Vec<GroupId> = inner
+        .store
         .tx(|tx| tx.groups())?
         .into_iter()
         .filter(|(_, record)| record.active)
@@ -254,8 +266,11 @@ async fn handle_push(inner: &Inner, conn: &Connection, push: Push) -> Result<(),
         Some(push::Event::Envelope(envelope)) => handle_envelope(inner, conn, &envelope).await,
         Some(push::Event::PrekeyLowStock(_)) => refill_if_low(inner, conn).await,
         Some(push::Event::GroupChanged(info)) => {
-            for event in inner.tx(|tx| groups::state::apply_info(&inner.me, tx, &info))? {
-                inner.emit(event);
+            for event in inner
+                .store
+                .tx(|tx| groups::state::apply_info(&inner.me, tx, &info))?
+            {
+                inner.events.emit(event);
             }
             Ok(())
         }
@@ -270,7 +285,9 @@ async fn handle_push(inner: &Inner, conn: &Connection, push: Push) -> Result<(),
 async fn prepare_sealed_sender(inner: &Inner, conn: &Connection) -> Result<(), End> {
     let registered = crate::sealed::register_access(inner, conn).await;
     let certificate = match registered {
-        Ok(()) => crate::sealed::certificate(inner, conn).await.map(|_| ()),
+        Ok(()) => crate::sealed::certificate(&inner.store, &inner.me, conn)
+            .await
+            .map(|_| ()),
         Err(error) => Err(error),
     };
     match certificate {
@@ -302,12 +319,12 @@ async fn ensure_listed(inner: &Inner, conn: &Connection) -> Result<(), End> {
 
 /// The first upload of this device's keys, once.
 async fn ensure_prekeys_uploaded(inner: &Inner, conn: &Connection) -> Result<(), End> {
-    let uploaded = inner.tx(|tx| tx.meta(META_PREKEYS_UPLOADED))?;
+    let uploaded = inner.store.tx(|tx| tx.meta(META_PREKEYS_UPLOADED))?;
     if uploaded.as_deref() == Some(&[1]) {
         return Ok(());
     }
-    let upload = inner.tx(|tx| -> Result<_, StoreError> {
-        let mut keys = load_prekeys(inner, tx)?;
+    let upload = inner.store.tx(|tx| -> Result<_, StoreError> {
+        let mut keys = load_prekeys(&inner.me, tx)?;
         let one_time = keys.generate_one_time(
             &mut rand::rng(),
             inner.config.prekey_batch.clamp(1, prekeys::MAX_BATCH),
@@ -316,15 +333,17 @@ async fn ensure_prekeys_uploaded(inner: &Inner, conn: &Connection) -> Result<(),
         Ok(prekeys::full_upload(&inner.me.identity, &keys, &one_time))
     })?;
     auth::expect_ok(conn.request(Request::UploadPrekeys(upload)).await?)?;
-    inner.tx(|tx| tx.set_meta(META_PREKEYS_UPLOADED, &[1]))?;
+    inner
+        .store
+        .tx(|tx| tx.set_meta(META_PREKEYS_UPLOADED, &[1]))?;
     Ok(())
 }
 
-fn load_prekeys(inner: &Inner, tx: &Tx<'_>) -> Result<LocalPreKeys, StoreError> {
+fn load_prekeys(me: &ThisDevice, tx: &Tx<'_>) -> Result<LocalPreKeys, StoreError> {
     let bytes = tx
         .secret("prekeys", META_PREKEYS)?
         .ok_or(StoreError::Corrupt { what: "prekeys" })?;
-    LocalPreKeys::from_bytes(&inner.me.identity, &bytes)
+    LocalPreKeys::from_bytes(&me.identity, &bytes)
         .map_err(|_| StoreError::Corrupt { what: "prekeys" })
 }
 
@@ -351,8 +370,8 @@ async fn refill_if_low(inner: &Inner, conn: &Connection) -> Result<(), End> {
         return Ok(());
     }
     let count = inner.config.prekey_batch.clamp(1, prekeys::MAX_BATCH);
-    let one_time = inner.tx(|tx| -> Result<_, StoreError> {
-        let mut keys = load_prekeys(inner, tx)?;
+    let one_time = inner.store.tx(|tx| -> Result<_, StoreError> {
+        let mut keys = load_prekeys(&inner.me, tx)?;
         let one_time = keys.generate_one_time(&mut rand::rng(), count);
         tx.set_secret(META_PREKEYS, &keys.to_bytes())?;
         Ok(one_time)
@@ -361,14 +380,17 @@ async fn refill_if_low(inner: &Inner, conn: &Connection) -> Result<(), End> {
         conn.request(Request::UploadPrekeys(prekeys::refill_upload(&one_time)))
             .await?,
     )?;
-    inner.emit(Event::PrekeysRefilled { uploaded: count });
+    inner
+        .events
+        .emit(Event::PrekeysRefilled { uploaded: count });
     Ok(())
 }
 
 /// Decrypts, stores, then acknowledges one envelope.
 async fn handle_envelope(inner: &Inner, conn: &Connection, envelope: &Envelope) -> Result<(), End> {
-    let mut outcome =
-        inner.tx(|tx| receive::process(&inner.me, inner.config.delivery_receipts, tx, envelope))?;
+    let mut outcome = inner
+        .store
+        .tx(|tx| receive::process(&inner.me, inner.config.delivery_receipts, tx, envelope))?;
     if let Outcome::Unlisted { sender, device } = &outcome {
         let (sender, device) = (sender.clone(), *device);
         // SPEC.md §20.5: a device the remembered list leaves out may have
@@ -376,12 +398,12 @@ async fn handle_envelope(inner: &Inner, conn: &Connection, envelope: &Envelope) 
         let refusal = match crate::device_lists::refresh(inner, conn, &sender).await {
             Ok(Ok(added)) => {
                 for device_id in added.into_iter().filter(|d| *d != inner.me.device_id) {
-                    inner.emit(Event::DeviceAdded {
+                    inner.events.emit(Event::DeviceAdded {
                         username: sender.clone(),
                         device_id,
                     });
                 }
-                outcome = inner.tx(|tx| {
+                outcome = inner.store.tx(|tx| {
                     receive::process(&inner.me, inner.config.delivery_receipts, tx, envelope)
                 })?;
                 format!("device {device} is not in {sender}'s signed device list")
@@ -402,7 +424,9 @@ async fn handle_envelope(inner: &Inner, conn: &Connection, envelope: &Envelope) 
                 device,
                 "message from a device outside the signed device list refused"
             );
-            inner.tx(|tx| tx.mark_envelope_processed(envelope.envelope_id))?;
+            inner
+                .store
+                .tx(|tx| tx.mark_envelope_processed(envelope.envelope_id))?;
             outcome = Outcome::Failed(Event::DecryptionFailed {
                 sender: sender.clone(),
                 sender_device: *device,
@@ -416,15 +440,18 @@ async fn handle_envelope(inner: &Inner, conn: &Connection, envelope: &Envelope) 
         // server (which answers members only) before refusing.
         refresh_group(inner, conn, *group).await?;
         outcome = inner
+            .store
             .tx(|tx| receive::process(&inner.me, inner.config.delivery_receipts, tx, envelope))?;
         if let Outcome::NotKnownMember { sender, device, .. } = &outcome {
-            let event = inner.tx(|tx| receive::refuse_non_member(tx, envelope, sender, *device))?;
+            let event = inner
+                .store
+                .tx(|tx| receive::refuse_non_member(tx, envelope, sender, *device))?;
             outcome = Outcome::Failed(event);
         }
     }
     match outcome {
         Outcome::Duplicate | Outcome::Unlisted { .. } | Outcome::NotKnownMember { .. } => {}
-        Outcome::Failed(event) => inner.emit(event),
+        Outcome::Failed(event) => inner.events.emit(event),
         Outcome::Delivered {
             events,
             receipt,
@@ -435,7 +462,7 @@ async fn handle_envelope(inner: &Inner, conn: &Connection, envelope: &Envelope) 
                 refresh_group(inner, conn, id).await?;
             }
             for event in events {
-                inner.emit(event);
+                inner.events.emit(event);
             }
             if let Some((conversation, id)) = receipt {
                 let content = Content::delivery_receipt(new_id(), crate::now_ms(), [id]);

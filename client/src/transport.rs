@@ -453,3 +453,26 @@ impl Connection {
         }
     }
 }
+
+/// The live connection of an account, while logged in: set by the
+/// background task, read by every request that needs the server.
+#[derive(Default)]
+pub(crate) struct ConnectionSlot(Mutex<Option<Arc<Connection>>>);
+
+impl ConnectionSlot {
+    /// The live connection, while logged in.
+    pub(crate) fn get(&self) -> Option<Arc<Connection>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Records the live connection (`None` once it ended).
+    pub(crate) fn set(&self, conn: Option<Arc<Connection>>) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = conn;
+    }
+}

@@ -49,8 +49,9 @@ use crate::events::{Conversation, Events};
 use crate::messages::new_id;
 use crate::messages::{self, MessageSnapshot};
 use crate::prekeys::{META_PREKEYS, META_PREKEYS_UPLOADED};
-use crate::store::Store;
+use crate::store::{SharedStore, Store};
 use crate::this_device::ThisDevice;
+use crate::transport::ConnectionSlot;
 use crate::{now_ms, prekeys, sync};
 
 /// The identity of an account, to give to a new device of the same account
@@ -311,7 +312,7 @@ impl Account {
     ) -> (Account, Events) {
         let (events_tx, events) = Events::channel();
         let inner = Arc::new(Inner {
-            store: Mutex::new(store),
+            store: SharedStore::new(store),
             me: ThisDevice {
                 identity,
                 device_key,
@@ -321,8 +322,8 @@ impl Account {
             server,
             config,
             events: events_tx,
-            wake: Notify::new(),
-            online: Mutex::new(None),
+            outbox_wake: Notify::new(),
+            online: ConnectionSlot::default(),
         });
         (
             Account {
@@ -366,12 +367,12 @@ impl Account {
             let _ = runner.stop.send(true);
             let _ = runner.task.await;
         }
-        self.inner.set_connection(None);
+        self.inner.online.set(None);
     }
 
     /// Whether the account is logged in right now.
     pub fn is_connected(&self) -> bool {
-        self.inner.connection().is_some()
+        self.inner.online.get().is_some()
     }
 
     /// The account's username.
@@ -393,13 +394,13 @@ impl Account {
     /// through right now (one of [`ServerConfig::addresses`]), or `None`
     /// while offline.
     pub fn connected_to(&self) -> Option<SocketAddr> {
-        self.inner.connection().map(|conn| conn.remote_address())
+        self.inner.online.get().map(|conn| conn.remote_address())
     }
 
     /// The transport the background connection uses right now (QUIC or
     /// WebSocket, SPEC.md §12.13), or `None` while offline.
     pub fn connected_transport(&self) -> Option<crate::config::Transport> {
-        self.inner.connection().map(|conn| conn.transport())
+        self.inner.online.get().map(|conn| conn.transport())
     }
 
     /// The account's identity key (Ed25519 public, 32 bytes).
@@ -422,7 +423,7 @@ impl Account {
     /// # Errors
     /// [`StoreError`].
     pub fn safety_number(&self, username: &str) -> Result<Option<SafetyNumber>, StoreError> {
-        let contact = self.inner.tx(|tx| tx.contact(username))?;
+        let contact = self.inner.store.tx(|tx| tx.contact(username))?;
         Ok(contact.and_then(|c| {
             let key = c.pending.unwrap_or(c.identity);
             self.inner.me.safety_number_with(username, &key)
@@ -435,7 +436,7 @@ impl Account {
     /// # Errors
     /// [`StoreError`].
     pub fn is_bot(&self, username: &str) -> Result<bool, StoreError> {
-        self.inner.tx(|tx| crate::bots::is_bot(tx, username))
+        self.inner.store.tx(|tx| crate::bots::is_bot(tx, username))
     }
 
     /// Usernames of known contacts, with whether a safety-number change is
@@ -446,6 +447,7 @@ impl Account {
     pub fn contacts(&self) -> Result<Vec<(String, bool)>, StoreError> {
         Ok(self
             .inner
+            .store
             .tx(|tx| tx.contacts())?
             .into_iter()
             .map(|(name, c)| (name, c.pending.is_some()))
@@ -459,7 +461,7 @@ impl Account {
     /// # Errors
     /// [`AcknowledgeError::NothingPending`] when no change is waiting.
     pub fn acknowledge_identity_change(&self, username: &str) -> Result<(), AcknowledgeError> {
-        self.inner.tx(|tx| -> Result<(), AcknowledgeError> {
+        self.inner.store.tx(|tx| -> Result<(), AcknowledgeError> {
             let mut contact =
                 tx.contact(username)?
                     .ok_or_else(|| AcknowledgeError::NothingPending {
@@ -477,7 +479,7 @@ impl Account {
             tx.set_contact(username, &contact)?;
             Ok(())
         })?;
-        self.inner.wake.notify_one();
+        self.inner.outbox_wake.notify_one();
         Ok(())
     }
 
@@ -556,6 +558,7 @@ impl Account {
         check_text(text)?;
         let rows = self
             .inner
+            .store
             .tx(|tx| tx.message_events(&self.inner.me.username, &target))?;
         if !rows.iter().any(|r| r.message_id == target) {
             return Err(SendError::UnknownMessage);
@@ -578,6 +581,7 @@ impl Account {
     ) -> Result<MessageId, SendError> {
         let rows = self
             .inner
+            .store
             .tx(|tx| tx.message_events(&self.inner.me.username, &target))?;
         if !rows.iter().any(|r| r.message_id == target) {
             return Err(SendError::UnknownMessage);
@@ -638,7 +642,7 @@ impl Account {
     /// # Errors
     /// [`StoreError`].
     pub fn outbox_len(&self) -> Result<u64, StoreError> {
-        self.inner.tx(|tx| tx.outbox_len())
+        self.inner.store.tx(|tx| tx.outbox_len())
     }
 
     // ---- history ----
@@ -652,7 +656,7 @@ impl Account {
         author: &str,
         id: &MessageId,
     ) -> Result<Option<MessageSnapshot>, StoreError> {
-        let rows = self.inner.tx(|tx| tx.message_events(author, id))?;
+        let rows = self.inner.store.tx(|tx| tx.message_events(author, id))?;
         Ok(messages::fold(author, id, &rows))
     }
 
@@ -665,7 +669,10 @@ impl Account {
         conversation: &Conversation,
         limit: u32,
     ) -> Result<Vec<MessageSnapshot>, StoreError> {
-        let heads = self.inner.tx(|tx| tx.history(&conversation.key(), limit))?;
+        let heads = self
+            .inner
+            .store
+            .tx(|tx| tx.history(&conversation.key(), limit))?;
         let mut out = Vec::with_capacity(heads.len());
         for head in heads {
             if let Some(snapshot) = self.message(&head.author, &head.message_id)? {
@@ -680,7 +687,7 @@ impl Account {
     /// # Errors
     /// [`StoreError`].
     pub fn reactions(&self, target: &MessageId) -> Result<Vec<(String, String)>, StoreError> {
-        let rows = self.inner.tx(|tx| tx.reactions(target))?;
+        let rows = self.inner.store.tx(|tx| tx.reactions(target))?;
         let mut current: Vec<(String, String)> = Vec::new();
         for row in rows {
             let Ok(content) = Content::decode(row.content.as_slice()) else {
@@ -700,7 +707,7 @@ impl Account {
     // ---- requests that need the connection ----
 
     async fn request(&self, request: Request) -> Result<response::Result, OnlineError> {
-        let conn = self.inner.connection().ok_or(OnlineError::NotConnected)?;
+        let conn = self.inner.online.get().ok_or(OnlineError::NotConnected)?;
         Ok(conn.request(request).await?)
     }
 
@@ -726,7 +733,7 @@ impl Account {
     /// # Errors
     /// [`OnlineError`].
     pub async fn list_devices(&self) -> Result<Vec<DeviceInfo>, OnlineError> {
-        let conn = self.inner.connection().ok_or(OnlineError::NotConnected)?;
+        let conn = self.inner.online.get().ok_or(OnlineError::NotConnected)?;
         Ok(sync::list_devices(&conn).await?)
     }
 
@@ -740,7 +747,7 @@ impl Account {
         password: &str,
         totp_code: &str,
     ) -> Result<(), OnlineError> {
-        let conn = self.inner.connection().ok_or(OnlineError::NotConnected)?;
+        let conn = self.inner.online.get().ok_or(OnlineError::NotConnected)?;
         let result = conn
             .request(Request::RemoveDevice(RemoveDeviceRequest {
                 device_id,

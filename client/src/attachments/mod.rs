@@ -137,7 +137,7 @@ impl Files<'_> {
     async fn reconnected(&self, old: &Arc<Connection>) -> Result<Arc<Connection>, AttachmentError> {
         let deadline = tokio::time::Instant::now() + RECONNECT_WAIT;
         loop {
-            if let Some(conn) = self.inner.connection()
+            if let Some(conn) = self.inner.online.get()
                 && !conn.is_closed()
                 && (!Arc::ptr_eq(&conn, old) || !old.is_closed())
             {
@@ -179,13 +179,16 @@ impl Files<'_> {
         options: FileOptions,
         progress: impl Fn(Progress) + Send + Sync,
     ) -> Result<MessageId, AttachmentError> {
-        self.inner.tx(|tx| check_destination(tx, conversation))?;
+        self.inner
+            .store
+            .tx(|tx| check_destination(tx, conversation))?;
         let size = tokio::fs::metadata(path).await?.len();
         let total = ciphertext_len(size).ok_or(AttachmentError::TooLarge)?;
         let reporter = Reporter::new(&progress, size);
         let mut conn = self
             .inner
-            .connection()
+            .online
+            .get()
             .ok_or(AttachmentError::NotConnected)?;
         let key = AttachmentKey::generate(&mut rand::rng());
         let mut descriptor = upload_request(&conn, total, Bytes::new()).await?;
@@ -257,7 +260,7 @@ impl Files<'_> {
         &self,
         message_id: &MessageId,
     ) -> Result<Option<AttachmentPointer>, StoreError> {
-        self.inner.tx(|tx| tx.attachment_pointer(message_id))
+        self.inner.store.tx(|tx| tx.attachment_pointer(message_id))
     }
 
     /// Downloads the file of the file message `message_id` to `dest`; see
@@ -303,7 +306,8 @@ impl Files<'_> {
             .ok_or(AttachmentError::InvalidPointer("size too large"))?;
         let conn = self
             .inner
-            .connection()
+            .online
+            .get()
             .ok_or(AttachmentError::NotConnected)?;
         let info = match conn
             .request(Request::AttachmentDownload(AttachmentDownloadRequest {

@@ -32,6 +32,7 @@ use crate::error::{GroupError, StoreError, TransportError};
 use crate::events::{Conversation, Event};
 use crate::messages::new_id;
 use crate::now_ms;
+use crate::this_device::ThisDevice;
 use crate::transport::Connection;
 
 /// Attempts of one change before giving up on concurrent changes.
@@ -39,13 +40,13 @@ pub const MAX_CHANGE_ATTEMPTS: u32 = 5;
 /// Longest wait for our `LEFT` announcement to leave before leaving anyway.
 const LEAVE_ANNOUNCE_WAIT: Duration = Duration::from_secs(30);
 
-fn check_usernames(inner: &Inner, usernames: &[&str]) -> Result<Vec<String>, GroupError> {
+fn check_usernames(me: &ThisDevice, usernames: &[&str]) -> Result<Vec<String>, GroupError> {
     let mut out: Vec<String> = Vec::with_capacity(usernames.len());
     for name in usernames {
         if !valid_username(name) {
             return Err(GroupError::InvalidInput("invalid username"));
         }
-        if *name != inner.me.username && !out.iter().any(|o| o == name) {
+        if *name != me.username && !out.iter().any(|o| o == name) {
             out.push((*name).to_owned());
         }
     }
@@ -76,12 +77,13 @@ pub(crate) struct GroupAdmin<'a> {
 
 impl GroupAdmin<'_> {
     fn online(&self) -> Result<std::sync::Arc<Connection>, GroupError> {
-        self.inner.connection().ok_or(GroupError::NotConnected)
+        self.inner.online.get().ok_or(GroupError::NotConnected)
     }
 
     fn active_group(&self, id: &GroupId) -> Result<GroupRecord, GroupError> {
         let record = self
             .inner
+            .store
             .tx(|tx| tx.group(id))?
             .ok_or(GroupError::UnknownGroup)?;
         if !record.active {
@@ -114,9 +116,10 @@ impl GroupAdmin<'_> {
                 Ok(response::Result::Group(info)) => {
                     let events = self
                         .inner
+                        .store
                         .tx(|tx| state::apply_info(&self.inner.me, tx, &info))?;
                     for event in events {
-                        self.inner.emit(event);
+                        self.inner.events.emit(event);
                     }
                     return Ok(Some(self.active_group(&id)?));
                 }
@@ -149,7 +152,7 @@ impl GroupAdmin<'_> {
         members: &[&str],
     ) -> Result<GroupId, GroupError> {
         check_name(name)?;
-        let members = check_usernames(self.inner, members)?;
+        let members = check_usernames(&self.inner.me, members)?;
         let conn = self.online()?;
         let id = GroupId::random();
         let key = new_metadata_key();
@@ -191,8 +194,8 @@ impl GroupAdmin<'_> {
             pending_key: Vec::new(),
             pending_created_by: String::new(),
         };
-        self.inner.tx(|tx| tx.set_group(&id, &record))?;
-        self.inner.emit(Event::GroupChanged {
+        self.inner.store.tx(|tx| tx.set_group(&id, &record))?;
+        self.inner.events.emit(Event::GroupChanged {
             group_id: id,
             version: info.version,
             update: GroupUpdate::Created {
@@ -218,7 +221,7 @@ impl GroupAdmin<'_> {
         id: &GroupId,
         usernames: &[&str],
     ) -> Result<GroupInfo, GroupError> {
-        let wanted = check_usernames(self.inner, usernames)?;
+        let wanted = check_usernames(&self.inner.me, usernames)?;
         let mut added = Vec::new();
         let changed = self
             .change(*id, |record| {
@@ -259,7 +262,7 @@ impl GroupAdmin<'_> {
         id: &GroupId,
         usernames: &[&str],
     ) -> Result<GroupInfo, GroupError> {
-        let wanted = check_usernames(self.inner, usernames)?;
+        let wanted = check_usernames(&self.inner.me, usernames)?;
         let mut removed = Vec::new();
         let changed = self
             .change(*id, |record| {
@@ -323,30 +326,33 @@ impl GroupAdmin<'_> {
         };
         // The answer was applied with the old key (the new blob did not
         // open); store the new key and name now.
-        let events = self.inner.tx(|tx| -> Result<Vec<Event>, StoreError> {
-            let Some(mut stored) = tx.group(id)? else {
-                return Ok(Vec::new());
-            };
-            stored.metadata_key = key.to_vec();
-            let mut events = Vec::new();
-            if let Some(m) = &metadata {
-                if m.name != stored.name {
-                    events.push(Event::GroupChanged {
-                        group_id: *id,
-                        version: stored.version,
-                        update: GroupUpdate::Renamed {
-                            name: m.name.clone(),
-                        },
-                    });
+        let events = self
+            .inner
+            .store
+            .tx(|tx| -> Result<Vec<Event>, StoreError> {
+                let Some(mut stored) = tx.group(id)? else {
+                    return Ok(Vec::new());
+                };
+                stored.metadata_key = key.to_vec();
+                let mut events = Vec::new();
+                if let Some(m) = &metadata {
+                    if m.name != stored.name {
+                        events.push(Event::GroupChanged {
+                            group_id: *id,
+                            version: stored.version,
+                            update: GroupUpdate::Renamed {
+                                name: m.name.clone(),
+                            },
+                        });
+                    }
+                    stored.name = m.name.clone();
+                    stored.description = m.description.clone();
                 }
-                stored.name = m.name.clone();
-                stored.description = m.description.clone();
-            }
-            tx.set_group(id, &stored)?;
-            Ok(events)
-        })?;
+                tx.set_group(id, &stored)?;
+                Ok(events)
+            })?;
         for event in events {
-            self.inner.emit(event);
+            self.inner.events.emit(event);
         }
         let mut change = announcement(*id, record.version, GroupChangeKind::MetadataChanged);
         change.metadata = metadata;
@@ -408,7 +414,7 @@ impl GroupAdmin<'_> {
         );
         let message_id = crate::outbox::queue(self.inner, &Conversation::Group(*id), content)?;
         let deadline = tokio::time::Instant::now() + LEAVE_ANNOUNCE_WAIT;
-        while self.inner.tx(|tx| tx.outbox_contains(&message_id))?
+        while self.inner.store.tx(|tx| tx.outbox_contains(&message_id))?
             && tokio::time::Instant::now() < deadline
         {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -429,9 +435,10 @@ impl GroupAdmin<'_> {
         }
         let events = self
             .inner
+            .store
             .tx(|tx| state::mark_left(&self.inner.me, tx, *id))?;
         for event in events {
-            self.inner.emit(event);
+            self.inner.events.emit(event);
         }
         Ok(())
     }
@@ -458,6 +465,7 @@ impl GroupAdmin<'_> {
     pub(crate) fn groups(&self) -> Result<Vec<GroupInfo>, StoreError> {
         Ok(self
             .inner
+            .store
             .tx(|tx| tx.groups())?
             .into_iter()
             .map(|(id, record)| record.public(id))
@@ -469,6 +477,10 @@ impl GroupAdmin<'_> {
     /// # Errors
     /// [`StoreError`].
     pub(crate) fn group(&self, id: &GroupId) -> Result<Option<GroupInfo>, StoreError> {
-        Ok(self.inner.tx(|tx| tx.group(id))?.map(|r| r.public(*id)))
+        Ok(self
+            .inner
+            .store
+            .tx(|tx| tx.group(id))?
+            .map(|r| r.public(*id)))
     }
 }

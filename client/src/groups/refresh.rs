@@ -26,9 +26,9 @@ pub(crate) async fn refresh(
         }))
         .await;
     let events = match reply {
-        Ok(response::Result::Group(info)) => {
-            inner.tx(|tx| state::apply_info(&inner.me, tx, &info))?
-        }
+        Ok(response::Result::Group(info)) => inner
+            .store
+            .tx(|tx| state::apply_info(&inner.me, tx, &info))?,
         Ok(_) => {
             return Err(TransportError::UnexpectedResponse { expected: "Group" }.into());
         }
@@ -38,7 +38,7 @@ pub(crate) async fn refresh(
                 ErrorCode::NotGroupMember | ErrorCode::UnknownGroup
             ) =>
         {
-            inner.tx(|tx| -> Result<Vec<Event>, StoreError> {
+            inner.store.tx(|tx| -> Result<Vec<Event>, StoreError> {
                 let Some(mut record) = tx.group(&id)? else {
                     return Ok(Vec::new());
                 };
@@ -62,7 +62,7 @@ pub(crate) async fn refresh(
         Err(error) => return Err(error.into()),
     };
     for event in events {
-        inner.emit(event);
+        inner.events.emit(event);
     }
-    Ok(inner.tx(|tx| tx.group(&id))?)
+    Ok(inner.store.tx(|tx| tx.group(&id))?)
 }

@@ -17,14 +17,17 @@ use super::plan::{Answer, DrainPlan, NextStep, Stop};
 /// Stops at the first connection or store failure, leaving that row
 /// queued.
 pub(crate) async fn drain(inner: &Inner, conn: &Connection) -> Result<(), Stop> {
-    let rows = inner.tx(|tx| tx.outbox()).map_err(Stop::Store)?;
+    let rows = inner.store.tx(|tx| tx.outbox()).map_err(Stop::Store)?;
     let mut plan = DrainPlan::new();
     for row in rows {
-        let step = inner.tx(|tx| plan.next(tx, &row)).map_err(Stop::Store)?;
+        let step = inner
+            .store
+            .tx(|tx| plan.next(tx, &row))
+            .map_err(Stop::Store)?;
         let (conversation, content) = match step {
             NextStep::Wait => continue,
             NextStep::Dropped(events) => {
-                events.into_iter().for_each(|e| inner.emit(e));
+                events.into_iter().for_each(|e| inner.events.emit(e));
                 continue;
             }
             NextStep::Send {
@@ -38,9 +41,10 @@ pub(crate) async fn drain(inner: &Inner, conn: &Connection) -> Result<(), Stop> 
         };
         let answer = answer_of(sent);
         let events = inner
+            .store
             .tx(|tx| Ok(plan.answered(tx, &row, &content, answer)))
             .map_err(Stop::Store)??;
-        events.into_iter().for_each(|e| inner.emit(e));
+        events.into_iter().for_each(|e| inner.events.emit(e));
     }
     Ok(())
 }

@@ -42,7 +42,7 @@ pub(crate) fn queue(
         content.body,
         Some(Body::Typing(_) | Body::GroupChange(_) | Body::SenderKeyDistribution(_))
     );
-    inner.tx(|tx| -> Result<(), SendError> {
+    inner.store.tx(|tx| -> Result<(), SendError> {
         check_destination(tx, conversation)?;
         if keep {
             tx.insert_message(&messages::row_for(
@@ -55,7 +55,7 @@ pub(crate) fn queue(
         tx.push_outbox(&conversation.key(), &id, &content.encode_to_vec())?;
         Ok(())
     })?;
-    inner.wake.notify_one();
+    inner.outbox_wake.notify_one();
     Ok(id)
 }
 

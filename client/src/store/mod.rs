@@ -15,6 +15,7 @@ pub(crate) mod crypt;
 mod groups;
 mod rows;
 mod schema;
+mod shared;
 
 use std::path::Path;
 
@@ -23,6 +24,7 @@ use rusqlite::{Connection, OptionalExtension as _, params};
 use zeroize::Zeroizing;
 
 pub(crate) use rows::{Contact, MessageRow, OutboxRow};
+pub(crate) use shared::SharedStore;
 
 use crate::config::{KdfParams, StoreConfig};
 use crate::error::{OpenError, StoreError};
