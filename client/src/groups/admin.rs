@@ -15,16 +15,16 @@
 
 use microbot_protocol::content::{self, GroupChange, GroupChangeKind};
 use microbot_protocol::transport::{
-    AddGroupMembersRequest, CreateGroupRequest, ErrorCode, LeaveGroupRequest,
-    RemoveGroupMembersRequest, SetGroupMetadataRequest, SetGroupRoleRequest, client_frame::Request,
-    response,
+    CreateGroupRequest, ErrorCode, LeaveGroupRequest, SetGroupMetadataRequest,
+    client_frame::Request, response,
 };
 use std::time::Duration;
 
+use super::change_plan::{self, announcement, check_name, checked_usernames};
 use super::refresh::refresh;
 use super::{
-    GROUP_RECORD_VERSION, GroupId, GroupInfo, GroupRecord, GroupRole, GroupUpdate,
-    MAX_GROUP_NAME_LEN, MemberRecord, new_metadata_key, seal_metadata, state,
+    GROUP_RECORD_VERSION, GroupId, GroupInfo, GroupRecord, GroupRole, GroupUpdate, MemberRecord,
+    new_metadata_key, seal_metadata, state,
 };
 use crate::account_state::Inner;
 use crate::auth::valid_username;
@@ -32,42 +32,12 @@ use crate::error::{GroupError, StoreError, TransportError};
 use crate::events::{Conversation, Event};
 use crate::messages::new_id;
 use crate::now_ms;
-use crate::this_device::ThisDevice;
 use crate::transport::Connection;
 
 /// Attempts of one change before giving up on concurrent changes.
 pub const MAX_CHANGE_ATTEMPTS: u32 = 5;
 /// Longest wait for our `LEFT` announcement to leave before leaving anyway.
 const LEAVE_ANNOUNCE_WAIT: Duration = Duration::from_secs(30);
-
-fn check_usernames(me: &ThisDevice, usernames: &[&str]) -> Result<Vec<String>, GroupError> {
-    let mut out: Vec<String> = Vec::with_capacity(usernames.len());
-    for name in usernames {
-        if !valid_username(name) {
-            return Err(GroupError::InvalidInput("invalid username"));
-        }
-        if *name != me.username && !out.iter().any(|o| o == name) {
-            out.push((*name).to_owned());
-        }
-    }
-    Ok(out)
-}
-
-fn check_name(name: &str) -> Result<(), GroupError> {
-    if name.len() > MAX_GROUP_NAME_LEN {
-        return Err(GroupError::InvalidInput("group name over 256 bytes"));
-    }
-    Ok(())
-}
-
-fn announcement(id: GroupId, version: u64, kind: GroupChangeKind) -> GroupChange {
-    GroupChange {
-        group_id: id.to_bytes(),
-        version: version.max(1),
-        kind: kind as i32,
-        ..GroupChange::default()
-    }
-}
 
 /// The account's group operations, over the state they need.
 pub(crate) struct GroupAdmin<'a> {
@@ -152,7 +122,7 @@ impl GroupAdmin<'_> {
         members: &[&str],
     ) -> Result<GroupId, GroupError> {
         check_name(name)?;
-        let members = check_usernames(&self.inner.me, members)?;
+        let members = checked_usernames(&self.inner.me.username, members)?;
         let conn = self.online()?;
         let id = GroupId::random();
         let key = new_metadata_key();
@@ -221,32 +191,17 @@ impl GroupAdmin<'_> {
         id: &GroupId,
         usernames: &[&str],
     ) -> Result<GroupInfo, GroupError> {
-        let wanted = check_usernames(&self.inner.me, usernames)?;
+        let wanted = checked_usernames(&self.inner.me.username, usernames)?;
         let mut added = Vec::new();
         let changed = self
             .change(*id, |record| {
-                added = wanted
-                    .iter()
-                    .filter(|u| !record.is_member(u))
-                    .cloned()
-                    .collect();
-                (!added.is_empty()).then(|| {
-                    Request::AddGroupMembers(AddGroupMembersRequest {
-                        group_id: id.to_bytes(),
-                        expected_version: record.version,
-                        usernames: added.clone(),
-                    })
-                })
+                let (request, names) = change_plan::add_members(*id, record, &wanted)?;
+                added = names;
+                Some(request)
             })
             .await?;
         if let Some(record) = &changed {
-            let mut change = announcement(*id, record.version, GroupChangeKind::MembersAdded);
-            change.usernames = added;
-            change.metadata = Some(record.metadata());
-            if let Some(key) = record.key() {
-                change.metadata_key = key.to_vec().into();
-            }
-            self.announce(*id, change)?;
+            self.announce(*id, change_plan::members_added(*id, record, added))?;
         }
         Ok(self.active_group(id)?.public(*id))
     }
@@ -262,22 +217,13 @@ impl GroupAdmin<'_> {
         id: &GroupId,
         usernames: &[&str],
     ) -> Result<GroupInfo, GroupError> {
-        let wanted = check_usernames(&self.inner.me, usernames)?;
+        let wanted = checked_usernames(&self.inner.me.username, usernames)?;
         let mut removed = Vec::new();
         let changed = self
             .change(*id, |record| {
-                removed = wanted
-                    .iter()
-                    .filter(|u| record.is_member(u))
-                    .cloned()
-                    .collect();
-                (!removed.is_empty()).then(|| {
-                    Request::RemoveGroupMembers(RemoveGroupMembersRequest {
-                        group_id: id.to_bytes(),
-                        expected_version: record.version,
-                        usernames: removed.clone(),
-                    })
-                })
+                let (request, names) = change_plan::remove_members(*id, record, &wanted)?;
+                removed = names;
+                Some(request)
             })
             .await?;
         if let Some(record) = changed {
@@ -375,23 +321,11 @@ impl GroupAdmin<'_> {
         }
         let changed = self
             .change(*id, |record| {
-                (record.role_of(username) != Some(role)).then(|| {
-                    Request::SetGroupRole(SetGroupRoleRequest {
-                        group_id: id.to_bytes(),
-                        expected_version: record.version,
-                        username: username.to_owned(),
-                        role: role.to_wire(),
-                    })
-                })
+                change_plan::set_role(*id, record, username, role)
             })
             .await?;
         if let Some(record) = changed {
-            let mut change = announcement(*id, record.version, GroupChangeKind::RoleChanged);
-            change.usernames = vec![username.to_owned()];
-            change.role = match role {
-                GroupRole::Member => content::GroupRole::Member as i32,
-                GroupRole::Admin => content::GroupRole::Admin as i32,
-            };
+            let change = change_plan::role_changed(*id, record.version, username, role);
             self.announce(*id, change)?;
         }
         Ok(self.active_group(id)?.public(*id))
