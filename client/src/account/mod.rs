@@ -5,8 +5,9 @@
 //! when connected ([`Account::connect`] starts the background connection:
 //! login, prekeys, sync of queued envelopes, outbox, pushes, reconnects).
 //!
-//! Every public method of [`Account`] is here or in a file of this folder
-//! (groups.rs, files.rs, linking.rs, shown.rs), each handing over to the
+//! Every public method of [`Account`] is here (opening, connecting, who
+//! we are) or in a file of this folder (contacts.rs, messaging.rs,
+//! devices.rs, groups.rs, files.rs, linking.rs, shown.rs), each handing over to the
 //! feature module that holds the logic (groups/admin.rs, attachments/,
 //! linking.rs, shown.rs). Only linking.rs names `Account` back, to enrol a
 //! provisioned device through [`Account::enrol`].
@@ -15,9 +16,12 @@
 //! (sync.rs), the SQL (store/), the state shared with the background task
 //! (account_state.rs).
 
+mod contacts;
+mod devices;
 mod files;
 mod groups;
 mod linking;
+mod messaging;
 mod shown;
 
 use std::fmt;
@@ -27,14 +31,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use ed25519_dalek::SigningKey;
 use microbot_crypto::IdentityKeyPair;
-use microbot_crypto::fingerprint::SafetyNumber;
-use microbot_protocol::MessageId;
-use microbot_protocol::content::{Content, ReplyTo, TypingAction};
-use microbot_protocol::transport::{
-    DeleteAccountRequest, DeviceInfo, ErrorCode, PrekeyStatus, PrekeyStatusRequest,
-    RemoveDeviceRequest, client_frame::Request, response,
-};
-use prost::Message as _;
 use rand::Rng as _;
 use tokio::sync::{Notify, watch};
 use zeroize::Zeroizing;
@@ -42,17 +38,13 @@ use zeroize::Zeroizing;
 use crate::account_state::Inner;
 use crate::auth::{self, SecondFactor};
 use crate::config::{AccountConfig, ServerConfig, StoreConfig};
-use crate::error::{
-    AcknowledgeError, AuthError, OnlineError, OpenError, SendError, StoreError, TransportError,
-};
-use crate::events::{Conversation, Events};
-use crate::messages::new_id;
-use crate::messages::{self, MessageSnapshot};
+use crate::error::{AuthError, OpenError, StoreError};
+use crate::events::Events;
 use crate::prekeys::{META_PREKEYS, META_PREKEYS_UPLOADED};
 use crate::store::{SharedStore, Store};
 use crate::this_device::ThisDevice;
 use crate::transport::ConnectionSlot;
-use crate::{now_ms, prekeys, sync};
+use crate::{prekeys, sync};
 
 /// The identity of an account, to give to a new device of the same account
 /// (every device of an account shares the identity key, DESIGN "Linking a
@@ -415,405 +407,4 @@ impl Account {
             seed: self.inner.me.identity.to_seed(),
         }
     }
-
-    // ---- contacts and safety numbers ----
-
-    /// The safety number with a contact whose identity we know.
-    ///
-    /// # Errors
-    /// [`StoreError`].
-    pub fn safety_number(&self, username: &str) -> Result<Option<SafetyNumber>, StoreError> {
-        let contact = self.inner.store.tx(|tx| tx.contact(username))?;
-        Ok(contact.and_then(|c| {
-            let key = c.pending.unwrap_or(c.identity);
-            self.inner.me.safety_number_with(username, &key)
-        }))
-    }
-
-    /// Whether `username` is a bot account (SPEC.md §12.3), as the server
-    /// said when this device last fetched its keys (false before that).
-    ///
-    /// # Errors
-    /// [`StoreError`].
-    pub fn is_bot(&self, username: &str) -> Result<bool, StoreError> {
-        self.inner.store.tx(|tx| crate::bots::is_bot(tx, username))
-    }
-
-    /// Usernames of known contacts, with whether a safety-number change is
-    /// waiting for acknowledgement.
-    ///
-    /// # Errors
-    /// [`StoreError`].
-    pub fn contacts(&self) -> Result<Vec<(String, bool)>, StoreError> {
-        Ok(self
-            .inner
-            .store
-            .tx(|tx| tx.contacts())?
-            .into_iter()
-            .map(|(name, c)| (name, c.pending.is_some()))
-            .collect())
-    }
-
-    /// Accepts a contact's new identity key (after the user compared the new
-    /// safety number): sessions with the old identity are dropped and
-    /// queued sends to the contact leave.
-    ///
-    /// # Errors
-    /// [`AcknowledgeError::NothingPending`] when no change is waiting.
-    pub fn acknowledge_identity_change(&self, username: &str) -> Result<(), AcknowledgeError> {
-        self.inner.store.tx(|tx| -> Result<(), AcknowledgeError> {
-            let mut contact =
-                tx.contact(username)?
-                    .ok_or_else(|| AcknowledgeError::NothingPending {
-                        username: username.to_owned(),
-                    })?;
-            let new = contact
-                .pending
-                .take()
-                .ok_or_else(|| AcknowledgeError::NothingPending {
-                    username: username.to_owned(),
-                })?;
-            contact.identity = new;
-            contact.devices_checked_ms = 0;
-            tx.delete_sessions_not_of(username, &new)?;
-            tx.set_contact(username, &contact)?;
-            Ok(())
-        })?;
-        self.inner.outbox_wake.notify_one();
-        Ok(())
-    }
-
-    // ---- sending ----
-
-    fn queue(&self, conversation: &Conversation, content: Content) -> Result<MessageId, SendError> {
-        crate::outbox::queue(&self.inner, conversation, content)
-    }
-
-    /// Sends a text message; returns its id. It waits in the outbox until
-    /// connected ([`Event::Sent`](crate::Event::Sent) reports when the server stored it).
-    ///
-    /// # Errors
-    /// [`SendError`]; nothing was queued.
-    pub fn send_text(
-        &self,
-        conversation: &Conversation,
-        text: &str,
-    ) -> Result<MessageId, SendError> {
-        check_text(text)?;
-        self.queue(conversation, Content::text(new_id(), now_ms(), text))
-    }
-
-    /// Sends a text replying to (`author`, `target`), quoting `snippet`.
-    ///
-    /// # Errors
-    /// [`SendError`].
-    pub fn send_reply(
-        &self,
-        conversation: &Conversation,
-        text: &str,
-        author: &str,
-        target: MessageId,
-        snippet: &str,
-    ) -> Result<MessageId, SendError> {
-        check_text(text)?;
-        let snippet: String = snippet.chars().take(256).collect();
-        self.queue(
-            conversation,
-            Content::reply(
-                new_id(),
-                now_ms(),
-                text,
-                ReplyTo::new(target, author, snippet),
-            ),
-        )
-    }
-
-    /// Adds (or, with `remove`, withdraws) an emoji reaction.
-    ///
-    /// # Errors
-    /// [`SendError`].
-    pub fn react(
-        &self,
-        conversation: &Conversation,
-        target: MessageId,
-        emoji: &str,
-        remove: bool,
-    ) -> Result<MessageId, SendError> {
-        self.queue(
-            conversation,
-            Content::reaction(new_id(), now_ms(), target, emoji, remove),
-        )
-    }
-
-    /// Replaces the text of one of our messages.
-    ///
-    /// # Errors
-    /// [`SendError::UnknownMessage`] when `target` is not ours.
-    pub fn edit(
-        &self,
-        conversation: &Conversation,
-        target: MessageId,
-        text: &str,
-    ) -> Result<MessageId, SendError> {
-        check_text(text)?;
-        let rows = self
-            .inner
-            .store
-            .tx(|tx| tx.message_events(&self.inner.me.username, &target))?;
-        if !rows.iter().any(|r| r.message_id == target) {
-            return Err(SendError::UnknownMessage);
-        }
-        let revision = messages::latest_revision(&target, &rows).saturating_add(1);
-        self.queue(
-            conversation,
-            Content::edit(new_id(), now_ms(), target, revision, text),
-        )
-    }
-
-    /// Deletes one of our messages for everyone.
-    ///
-    /// # Errors
-    /// [`SendError::UnknownMessage`] when `target` is not ours.
-    pub fn delete(
-        &self,
-        conversation: &Conversation,
-        target: MessageId,
-    ) -> Result<MessageId, SendError> {
-        let rows = self
-            .inner
-            .store
-            .tx(|tx| tx.message_events(&self.inner.me.username, &target))?;
-        if !rows.iter().any(|r| r.message_id == target) {
-            return Err(SendError::UnknownMessage);
-        }
-        self.queue(conversation, Content::delete(new_id(), now_ms(), target))
-    }
-
-    /// Tells the conversation (and our other devices) that we read these messages.
-    ///
-    /// # Errors
-    /// [`SendError`].
-    pub fn mark_read(
-        &self,
-        conversation: &Conversation,
-        ids: &[MessageId],
-    ) -> Result<MessageId, SendError> {
-        self.queue(
-            conversation,
-            Content::read_receipt(new_id(), now_ms(), ids.iter().copied()),
-        )
-    }
-
-    /// Sends a delivery receipt (sent automatically when
-    /// [`AccountConfig::delivery_receipts`] is on).
-    ///
-    /// # Errors
-    /// [`SendError`].
-    pub fn mark_delivered(
-        &self,
-        conversation: &Conversation,
-        ids: &[MessageId],
-    ) -> Result<MessageId, SendError> {
-        self.queue(
-            conversation,
-            Content::delivery_receipt(new_id(), now_ms(), ids.iter().copied()),
-        )
-    }
-
-    /// Announces that we started (or stopped) typing.
-    ///
-    /// # Errors
-    /// [`SendError`].
-    pub fn typing(
-        &self,
-        conversation: &Conversation,
-        started: bool,
-    ) -> Result<MessageId, SendError> {
-        let action = if started {
-            TypingAction::Started
-        } else {
-            TypingAction::Stopped
-        };
-        self.queue(conversation, Content::typing(new_id(), now_ms(), action))
-    }
-
-    /// How many sends wait in the outbox.
-    ///
-    /// # Errors
-    /// [`StoreError`].
-    pub fn outbox_len(&self) -> Result<u64, StoreError> {
-        self.inner.store.tx(|tx| tx.outbox_len())
-    }
-
-    // ---- history ----
-
-    /// The converged state of the message (`author`, `id`), if known.
-    ///
-    /// # Errors
-    /// [`StoreError`].
-    pub fn message(
-        &self,
-        author: &str,
-        id: &MessageId,
-    ) -> Result<Option<MessageSnapshot>, StoreError> {
-        let rows = self.inner.store.tx(|tx| tx.message_events(author, id))?;
-        Ok(messages::fold(author, id, &rows))
-    }
-
-    /// The newest `limit` messages of a conversation, oldest first.
-    ///
-    /// # Errors
-    /// [`StoreError`].
-    pub fn history(
-        &self,
-        conversation: &Conversation,
-        limit: u32,
-    ) -> Result<Vec<MessageSnapshot>, StoreError> {
-        let heads = self
-            .inner
-            .store
-            .tx(|tx| tx.history(&conversation.key(), limit))?;
-        let mut out = Vec::with_capacity(heads.len());
-        for head in heads {
-            if let Some(snapshot) = self.message(&head.author, &head.message_id)? {
-                out.push(snapshot);
-            }
-        }
-        Ok(out)
-    }
-
-    /// Current reactions to a message: (who, emoji) pairs, after removals.
-    ///
-    /// # Errors
-    /// [`StoreError`].
-    pub fn reactions(&self, target: &MessageId) -> Result<Vec<(String, String)>, StoreError> {
-        let rows = self.inner.store.tx(|tx| tx.reactions(target))?;
-        let mut current: Vec<(String, String)> = Vec::new();
-        for row in rows {
-            let Ok(content) = Content::decode(row.content.as_slice()) else {
-                continue;
-            };
-            if let Some(microbot_protocol::content::content::Body::Reaction(r)) = content.body {
-                let entry = (row.author.clone(), r.emoji);
-                current.retain(|e| *e != entry);
-                if !r.remove {
-                    current.push(entry);
-                }
-            }
-        }
-        Ok(current)
-    }
-
-    // ---- requests that need the connection ----
-
-    async fn request(&self, request: Request) -> Result<response::Result, OnlineError> {
-        let conn = self.inner.online.get().ok_or(OnlineError::NotConnected)?;
-        Ok(conn.request(request).await?)
-    }
-
-    /// This device's unused prekeys on the server.
-    ///
-    /// # Errors
-    /// [`OnlineError`].
-    pub async fn prekey_status(&self) -> Result<PrekeyStatus, OnlineError> {
-        match self
-            .request(Request::PrekeyStatus(PrekeyStatusRequest {}))
-            .await?
-        {
-            response::Result::PrekeyStatus(status) => Ok(status),
-            _ => Err(TransportError::UnexpectedResponse {
-                expected: "PrekeyStatus",
-            }
-            .into()),
-        }
-    }
-
-    /// The account's devices.
-    ///
-    /// # Errors
-    /// [`OnlineError`].
-    pub async fn list_devices(&self) -> Result<Vec<DeviceInfo>, OnlineError> {
-        let conn = self.inner.online.get().ok_or(OnlineError::NotConnected)?;
-        Ok(sync::list_devices(&conn).await?)
-    }
-
-    /// Removes one of the account's devices (password + fresh TOTP code).
-    ///
-    /// # Errors
-    /// [`OnlineError`] (the server's refusal as `TransportError::Server`).
-    pub async fn remove_device(
-        &self,
-        device_id: u64,
-        password: &str,
-        totp_code: &str,
-    ) -> Result<(), OnlineError> {
-        let conn = self.inner.online.get().ok_or(OnlineError::NotConnected)?;
-        let result = conn
-            .request(Request::RemoveDevice(RemoveDeviceRequest {
-                device_id,
-                password: password.to_owned(),
-                totp_code: totp_code.to_owned(),
-                second_factor: None,
-            }))
-            .await?;
-        auth::expect_ok(result)?;
-        if device_id == self.inner.me.device_id {
-            // This device is gone: its connection closes, and the account's
-            // other devices are the ones that can still sign.
-            return Ok(());
-        }
-        // SPEC.md §20: the remover signs the list without the device, so
-        // contacts stop encrypting to it even if a server kept it.
-        use crate::device_lists::SignError;
-        match crate::device_lists::sign_out(&self.inner, &conn, device_id).await {
-            Ok(()) => Ok(()),
-            Err(SignError::Transport(error)) => Err(error.into()),
-            Err(SignError::Store(error)) => Err(error.into()),
-            Err(SignError::Contended) => Err(OnlineError::Transport(TransportError::Server(
-                crate::error::ServerError {
-                    code: ErrorCode::StaleDeviceList,
-                    message: "the device list kept changing; sign again".into(),
-                    retry_after_ms: 0,
-                    device_ids: vec![device_id],
-                },
-            ))),
-            Err(error @ (SignError::Refused(_) | SignError::Build(_))) => {
-                tracing::error!(%error, "device removed, but no list without it could be signed");
-                Err(OnlineError::Transport(TransportError::UnexpectedResponse {
-                    expected: "a device list signed by this account's identity",
-                }))
-            }
-        }
-    }
-
-    /// Deletes the whole account on the server (password + fresh TOTP code).
-    /// The local store is left as it is.
-    ///
-    /// # Errors
-    /// [`OnlineError`].
-    pub async fn delete_account(&self, password: &str, totp_code: &str) -> Result<(), OnlineError> {
-        let result = self
-            .request(Request::DeleteAccount(DeleteAccountRequest {
-                password: password.to_owned(),
-                totp_code: totp_code.to_owned(),
-            }))
-            .await?;
-        Ok(auth::expect_ok(result)?)
-    }
-}
-
-/// Refuses, before anything is queued, a text that is empty or only white
-/// space, and one longer than [`crate::MAX_TEXT_LEN`] (checked here so the
-/// error quotes that one limit, not the whole content's).
-fn check_text(text: &str) -> Result<(), SendError> {
-    if text.trim().is_empty() {
-        return Err(SendError::EmptyText);
-    }
-    if text.len() > crate::MAX_TEXT_LEN {
-        return Err(SendError::TextTooLong {
-            len: text.len(),
-            max: crate::MAX_TEXT_LEN,
-        });
-    }
-    Ok(())
 }
