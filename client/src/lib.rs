@@ -30,6 +30,7 @@
 //! - `bots`: which contacts are bot accounts (§12.3).
 //! - `prekeys`: publishing and refilling this device's prekeys.
 //! - `sessions`: pairwise sessions with every device of a conversation.
+//! - `contact_devices`: what a contact's prekey bundles mean for our sessions (no I/O).
 //! - `messages`: plaintext framing and the converged view of messages (§11.4).
 //! - `sync`: the background connection: login, fetch → ack, pushes, backoff.
 //! - `outbox`: sends queued in order (mod.rs), what to send next and what each
@@ -63,6 +64,7 @@ mod attachments;
 pub mod auth;
 mod bots;
 pub mod config;
+mod contact_devices;
 mod device_lists;
 mod device_login;
 pub mod error;

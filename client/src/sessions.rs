@@ -12,9 +12,8 @@ use std::collections::BTreeSet;
 
 use bytes::Bytes;
 use microbot_crypto::Session;
-use microbot_crypto::handshake::HandshakeError;
-use microbot_crypto::prekeys::LocalPreKeys;
-use microbot_crypto::session::{MessageKind, SessionError};
+use microbot_crypto::prekeys::{LocalPreKeys, PreKeyBundle};
+use microbot_crypto::session::MessageKind;
 use microbot_protocol::content::Content;
 use microbot_protocol::transport::{
     ErrorCode, FetchPrekeysRequest, OutgoingEnvelope, PrekeyBundles, SendRequest,
@@ -22,6 +21,7 @@ use microbot_protocol::transport::{
 };
 
 use crate::account_state::Inner;
+use crate::contact_devices::{self, Known, Verdict, news};
 use crate::device_lists::{self, Checked};
 use crate::error::{StoreError, TransportError};
 use crate::events::Event;
@@ -358,98 +358,32 @@ pub(crate) async fn ensure_contact_devices(
         .store
         .tx(|tx| crate::bots::remember(tx, username, bundles.bot))?;
     let checked = check_contact_list(&inner.store, username, contact.as_ref(), &bundles)?;
-    let mut trusted = contact.as_ref().map(|c| c.identity);
-    let mut change = None;
-    let mut sessions = Vec::new();
-    let mut listed = BTreeSet::new();
-    let mut downgraded = Vec::new();
-    for proto in &bundles.bundles {
-        let Ok(bundle) = bundle_from_proto(proto) else {
-            tracing::warn!(device = proto.device_id, "malformed prekey bundle skipped");
-            continue;
-        };
-        let identity = bundle.identity.to_bytes();
-        let trusted = *trusted.get_or_insert(identity);
-        if identity != trusted {
-            change = Some(identity);
-            continue;
-        }
-        // SPEC.md §20: a device the account's signed list does not name
-        // gets nothing, whatever the server says.
-        if !checked.allows(proto.device_id) {
-            tracing::warn!(
-                device = proto.device_id,
-                "device not in the signed device list skipped"
-            );
-            continue;
-        }
-        listed.insert(proto.device_id);
-        if known.contains(&proto.device_id) {
-            continue;
-        }
-        match Session::initiate(&mut rand::rng(), &inner.me.identity, &bundle) {
-            Ok(session) => sessions.push((proto.device_id, session)),
-            Err(SessionError::Handshake(HandshakeError::HybridRequired)) => {
-                tracing::warn!(device = proto.device_id, "KEM prekey missing from bundle");
-                downgraded.push(proto.device_id);
+    let served: Vec<(u64, PreKeyBundle)> = bundles
+        .bundles
+        .iter()
+        .filter_map(|proto| match bundle_from_proto(proto) {
+            Ok(bundle) => Some((proto.device_id, bundle)),
+            Err(_) => {
+                tracing::warn!(device = proto.device_id, "malformed prekey bundle skipped");
+                None
             }
-            Err(error) => {
-                tracing::warn!(device = proto.device_id, %error, "unusable prekey bundle skipped");
-            }
-        }
-    }
-    let Some(identity) = trusted else {
-        return Err(SendFailure::Permanent(format!(
-            "{username} has no device that published keys"
-        )));
+        })
+        .collect();
+    let known = Known {
+        contact: contact.as_ref(),
+        devices: &known,
     };
-    // SPEC.md §4.2: never a classical session with a device that advertises
-    // KEM prekeys; nothing is saved, the next send fetches the bundles again.
-    if !downgraded.is_empty() {
-        return Err(SendFailure::Permanent(format!(
-            "{username}'s devices {downgraded:?} sign for post-quantum (ML-KEM) prekeys but the \
-             server sent none: refused as a possible downgrade attack"
-        )));
-    }
-    inner.store.tx(|tx| -> Result<(), StoreError> {
-        let mut record = contact.clone().unwrap_or(Contact {
-            identity,
-            pending: None,
-            devices_checked_ms: 0,
-        });
-        if let Some(new) = change {
-            record.pending = Some(new);
-        } else {
-            record.devices_checked_ms = now_ms();
-            for (device, session) in &sessions {
-                tx.save_session(username, *device, session)?;
-            }
-            for device in known.iter().filter(|d| !listed.contains(d)) {
-                tx.delete_device(username, *device)?;
-            }
-        }
-        tx.set_contact(username, &record)
+    let decision = inner.store.tx(|tx| {
+        contact_devices::apply_bundles(&inner.me, tx, username, &known, &served, &checked)
     })?;
-    if change.is_none() {
-        let had_devices = contact.is_some() && !known.is_empty();
-        let created = sessions.iter().map(|(d, _)| *d);
-        for device_id in news(&checked, had_devices, &known, created) {
-            inner.events.emit(Event::DeviceAdded {
-                username: username.to_owned(),
-                device_id,
-            });
-        }
+    for event in decision.events {
+        inner.events.emit(event);
     }
-    if let Some(new) = change {
-        if let Some(safety_number) = inner.me.safety_number_with(username, &new) {
-            inner.events.emit(Event::SafetyNumberChanged {
-                username: username.to_owned(),
-                safety_number,
-            });
-        }
-        return Err(SendFailure::Blocked);
+    match decision.verdict {
+        Verdict::Ready => Ok(()),
+        Verdict::Blocked => Err(SendFailure::Blocked),
+        Verdict::Refused(reason) => Err(SendFailure::Permanent(reason)),
     }
-    Ok(())
 }
 
 /// Makes the next send re-check our own device list.
@@ -540,35 +474,6 @@ pub(crate) async fn ensure_own_devices(
         }
     }
     Ok(())
-}
-
-/// The one rule for `Event::DeviceAdded` on sends (SPEC.md §20): for an
-/// account with a signed list, the devices its verified list gained since
-/// the last one we verified (on our first look at its list, the listed
-/// devices we held no session with, if we held any); for an account
-/// without one, the devices we just started sessions with, if we knew
-/// some of its devices before. A first look at a contact is not news.
-fn news(
-    checked: &Checked,
-    had_devices: bool,
-    known: &[u64],
-    created: impl Iterator<Item = u64>,
-) -> Vec<u64> {
-    match checked {
-        Checked::Listed {
-            added: Some(added), ..
-        } => added.clone(),
-        Checked::Listed {
-            added: None,
-            devices,
-        } if had_devices => devices
-            .iter()
-            .copied()
-            .filter(|d| !known.contains(d))
-            .collect(),
-        Checked::Unlisted if had_devices => created.collect(),
-        _ => Vec::new(),
-    }
 }
 
 /// Checks the signed list served with `bundles` under the identity we
