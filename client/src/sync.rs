@@ -9,32 +9,29 @@
 //! crash in between loses nothing; a redelivered envelope is recognised by
 //! its id (and a resent message by its content id) and raises no second
 //! event. Group state is brought up to date on connect and from pushes.
-//! Not owned here: per-device encryption (sessions.rs), what one envelope
-//! means (receive.rs), groups (groups/).
+//! Not owned here: per-device encryption (sessions.rs), receiving one
+//! envelope (receive/: the planner in mod.rs, the shell in deliver.rs),
+//! sending what is queued (outbox/), groups (groups/).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use microbot_crypto::prekeys::LocalPreKeys;
-use microbot_protocol::content::Content;
 use microbot_protocol::transport::{
-    AckEnvelopesRequest, DeviceInfo, Envelope, ErrorCode, FetchEnvelopesRequest,
-    ListDevicesRequest, PrekeyStatusRequest, Push, client_frame::Request, push, response,
+    DeviceInfo, ErrorCode, FetchEnvelopesRequest, ListDevicesRequest, PrekeyStatusRequest, Push,
+    client_frame::Request, push, response,
 };
 use rand::Rng as _;
 use tokio::sync::watch;
 
 use crate::account_state::Inner;
 use crate::auth::{self, CLIENT_AGENT};
-use crate::error::{OnlineError, StoreError, TransportError};
+use crate::error::{Interrupted, StoreError, TransportError};
 use crate::events::{ConnectionState, Event};
 use crate::groups::{self, GroupId};
-use crate::messages::new_id;
-use crate::outbox::Stop;
 use crate::prekeys;
 use crate::prekeys::{META_PREKEYS, META_PREKEYS_UPLOADED};
-use crate::receive::{self, Outcome};
 use crate::rotation::Rotation;
 use crate::store::Tx;
 use crate::this_device::ThisDevice;
@@ -56,6 +53,15 @@ enum End {
 impl From<TransportError> for End {
     fn from(error: TransportError) -> Self {
         End::Lost(error.to_string())
+    }
+}
+
+impl From<Interrupted> for End {
+    fn from(error: Interrupted) -> Self {
+        match error {
+            Interrupted::Connection(error) => error.into(),
+            Interrupted::Store(error) => error.into(),
+        }
     }
 }
 
@@ -196,24 +202,13 @@ async fn serve(
 /// Sends what waits in the outbox (outbox/drain.rs); only a connection or
 /// store failure ends the connection.
 async fn drain_outbox(inner: &Inner, conn: &Connection) -> Result<(), End> {
-    match crate::outbox::drain(inner, conn).await {
-        Ok(()) => Ok(()),
-        Err(Stop::Connection(error)) => Err(error.into()),
-        Err(Stop::Store(error)) => Err(error.into()),
-    }
+    Ok(crate::outbox::drain(inner, conn).await?)
 }
 
-/// Fetches one group; only a connection problem ends the connection.
+/// Fetches one group; only a connection or store problem ends the
+/// connection.
 async fn refresh_group(inner: &Inner, conn: &Connection, id: GroupId) -> Result<(), End> {
-    match groups::refresh::refresh(inner, conn, id).await {
-        Ok(_) => Ok(()),
-        Err(OnlineError::Transport(error)) if error.is_connection_problem() => Err(error.into()),
-        Err(OnlineError::Store(error)) => Err(error.into()),
-        Err(error) => {
-            tracing::warn!(group = %id, %error, "group refresh failed");
-            Ok(())
-        }
-    }
+    Ok(groups::refresh::refresh_or_log(inner, conn, id).await?)
 }
 
 async fn initial_sync(inner: &Inner, conn: &Connection) -> Result<(), End> {
@@ -239,7 +234,7 @@ async fn initial_sync(inner: &Inner, conn: &Connection) -> Result<(), End> {
         };
         for envelope in page.envelopes.iter() {
             after = after.max(envelope.envelope_id);
-            handle_envelope(inner, conn, envelope).await?;
+            crate::receive::deliver(inner, conn, envelope).await?;
         }
         if !page.more || page.envelopes.is_empty() {
             break;
@@ -263,7 +258,9 @@ async fn initial_sync(inner: &Inner, conn: &Connection) -> Result<(), End> {
 
 async fn handle_push(inner: &Inner, conn: &Connection, push: Push) -> Result<(), End> {
     match push.event {
-        Some(push::Event::Envelope(envelope)) => handle_envelope(inner, conn, &envelope).await,
+        Some(push::Event::Envelope(envelope)) => {
+            Ok(crate::receive::deliver(inner, conn, &envelope).await?)
+        }
         Some(push::Event::PrekeyLowStock(_)) => refill_if_low(inner, conn).await,
         Some(push::Event::GroupChanged(info)) => {
             for event in inner
@@ -384,106 +381,6 @@ async fn refill_if_low(inner: &Inner, conn: &Connection) -> Result<(), End> {
         .events
         .emit(Event::PrekeysRefilled { uploaded: count });
     Ok(())
-}
-
-/// Decrypts, stores, then acknowledges one envelope.
-async fn handle_envelope(inner: &Inner, conn: &Connection, envelope: &Envelope) -> Result<(), End> {
-    let mut outcome = inner
-        .store
-        .tx(|tx| receive::process(&inner.me, inner.config.delivery_receipts, tx, envelope))?;
-    if let Outcome::Unlisted { sender, device } = &outcome {
-        let (sender, device) = (sender.clone(), *device);
-        // SPEC.md §20.5: a device the remembered list leaves out may have
-        // signed itself into a newer one; look again before refusing.
-        let refusal = match crate::device_lists::refresh(inner, conn, &sender).await {
-            Ok(Ok(added)) => {
-                for device_id in added.into_iter().filter(|d| *d != inner.me.device_id) {
-                    inner.events.emit(Event::DeviceAdded {
-                        username: sender.clone(),
-                        device_id,
-                    });
-                }
-                outcome = inner.store.tx(|tx| {
-                    receive::process(&inner.me, inner.config.delivery_receipts, tx, envelope)
-                })?;
-                format!("device {device} is not in {sender}'s signed device list")
-            }
-            Ok(Err(refusal)) => refusal.to_string(),
-            Err(crate::device_lists::SignError::Transport(error))
-                if error.is_connection_problem()
-                    || matches!(&error, TransportError::Server(e) if e.code == ErrorCode::RateLimited) =>
-            {
-                // Unacknowledged: redelivered and looked at again later.
-                return Err(error.into());
-            }
-            Err(crate::device_lists::SignError::Store(error)) => return Err(error.into()),
-            Err(error) => error.to_string(),
-        };
-        if let Outcome::Unlisted { sender, device } = &outcome {
-            tracing::warn!(
-                device,
-                "message from a device outside the signed device list refused"
-            );
-            inner
-                .store
-                .tx(|tx| tx.mark_envelope_processed(envelope.envelope_id))?;
-            outcome = Outcome::Failed(Event::DecryptionFailed {
-                sender: sender.clone(),
-                sender_device: *device,
-                reason: format!("{}: {refusal}", crate::events::UNLISTED_DEVICE),
-            });
-        }
-    }
-    // After the device-list check, which comes first (§20.5).
-    if let Outcome::NotKnownMember { group, .. } = &outcome {
-        // A group made or changed while this device was away: ask the
-        // server (which answers members only) before refusing.
-        refresh_group(inner, conn, *group).await?;
-        outcome = inner
-            .store
-            .tx(|tx| receive::process(&inner.me, inner.config.delivery_receipts, tx, envelope))?;
-        if let Outcome::NotKnownMember { sender, device, .. } = &outcome {
-            let event = inner
-                .store
-                .tx(|tx| receive::refuse_non_member(tx, envelope, sender, *device))?;
-            outcome = Outcome::Failed(event);
-        }
-    }
-    match outcome {
-        Outcome::Duplicate | Outcome::Unlisted { .. } | Outcome::NotKnownMember { .. } => {}
-        Outcome::Failed(event) => inner.events.emit(event),
-        Outcome::Delivered {
-            events,
-            receipt,
-            refresh,
-        } => {
-            // The group first, so the application finds it when told.
-            if let Some(id) = refresh {
-                refresh_group(inner, conn, id).await?;
-            }
-            for event in events {
-                inner.events.emit(event);
-            }
-            if let Some((conversation, id)) = receipt {
-                let content = Content::delivery_receipt(new_id(), crate::now_ms(), [id]);
-                if let Err(error) = crate::outbox::queue(inner, &conversation, content) {
-                    tracing::debug!(%error, "delivery receipt not queued");
-                }
-            }
-        }
-    }
-    if inner.config.fault_skip_ack {
-        return Ok(());
-    }
-    match conn
-        .request(Request::AckEnvelopes(AckEnvelopesRequest {
-            envelope_ids: vec![envelope.envelope_id],
-        }))
-        .await?
-    {
-        response::Result::Ack(_) => Ok(()),
-        _ => Err(TransportError::UnexpectedResponse { expected: "Ack" }.into()),
-    }
 }
 
 /// The account's devices (from the server).

@@ -8,7 +8,7 @@ use microbot_protocol::transport::{ErrorCode, GetGroupRequest, client_frame::Req
 
 use super::{GroupId, GroupRecord, GroupUpdate, state};
 use crate::account_state::Inner;
-use crate::error::{OnlineError, StoreError, TransportError};
+use crate::error::{Interrupted, OnlineError, StoreError, TransportError};
 use crate::events::Event;
 use crate::transport::Connection;
 
@@ -65,4 +65,23 @@ pub(crate) async fn refresh(
         inner.events.emit(event);
     }
     Ok(inner.store.tx(|tx| tx.group(&id))?)
+}
+
+/// [`refresh`], where only a failed connection or store matters: any
+/// other failure (the server refused, an unexpected answer) is logged and
+/// the group stays as it was.
+pub(crate) async fn refresh_or_log(
+    inner: &Inner,
+    conn: &Connection,
+    id: GroupId,
+) -> Result<(), Interrupted> {
+    match refresh(inner, conn, id).await {
+        Ok(_) => Ok(()),
+        Err(OnlineError::Transport(error)) if error.is_connection_problem() => Err(error.into()),
+        Err(OnlineError::Store(error)) => Err(error.into()),
+        Err(error) => {
+            tracing::warn!(group = %id, %error, "group refresh failed");
+            Ok(())
+        }
+    }
 }

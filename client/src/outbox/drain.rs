@@ -10,20 +10,24 @@ use crate::groups::send::send_group;
 use crate::sessions::{SendFailure, Stored, send_direct};
 use crate::transport::Connection;
 
-use super::plan::{Answer, DrainPlan, NextStep, Stop};
+use super::plan::{Answer, DrainPlan, NextStep};
+use crate::error::Interrupted;
 
 /// Sends queued contents in order; a destination whose safety number
 /// changed is skipped (its sends wait) without holding up the others.
 /// Stops at the first connection or store failure, leaving that row
 /// queued.
-pub(crate) async fn drain(inner: &Inner, conn: &Connection) -> Result<(), Stop> {
-    let rows = inner.store.tx(|tx| tx.outbox()).map_err(Stop::Store)?;
+pub(crate) async fn drain(inner: &Inner, conn: &Connection) -> Result<(), Interrupted> {
+    let rows = inner
+        .store
+        .tx(|tx| tx.outbox())
+        .map_err(Interrupted::Store)?;
     let mut plan = DrainPlan::new();
     for row in rows {
         let step = inner
             .store
             .tx(|tx| plan.next(tx, &row))
-            .map_err(Stop::Store)?;
+            .map_err(Interrupted::Store)?;
         let (conversation, content) = match step {
             NextStep::Wait => continue,
             NextStep::Dropped(events) => {
@@ -43,7 +47,7 @@ pub(crate) async fn drain(inner: &Inner, conn: &Connection) -> Result<(), Stop> 
         let events = inner
             .store
             .tx(|tx| Ok(plan.answered(tx, &row, &content, answer)))
-            .map_err(Stop::Store)??;
+            .map_err(Interrupted::Store)??;
         events.into_iter().for_each(|e| inner.events.emit(e));
     }
     Ok(())

@@ -11,7 +11,6 @@ mod drain;
 mod plan;
 
 pub(crate) use drain::drain;
-pub(crate) use plan::Stop;
 
 use microbot_protocol::MessageId;
 use microbot_protocol::content::Content;

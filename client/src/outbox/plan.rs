@@ -15,7 +15,7 @@ use microbot_protocol::MessageId;
 use microbot_protocol::content::{Content, content::Body};
 use prost::Message as _;
 
-use crate::error::{StoreError, TransportError};
+use crate::error::{Interrupted, StoreError, TransportError};
 use crate::events::{Conversation, Event};
 use crate::store::{OutboxRow, Tx};
 
@@ -55,15 +55,6 @@ pub(crate) enum Answer {
     ConnectionFailed(TransportError),
     /// The store failed; the row stays.
     StoreFailed(StoreError),
-}
-
-/// Why the drain stops before the end of the outbox.
-#[derive(Debug)]
-pub(crate) enum Stop {
-    /// The connection failed.
-    Connection(TransportError),
-    /// The store failed.
-    Store(StoreError),
 }
 
 /// The drain's memory across the rows of one pass: which destinations
@@ -110,14 +101,14 @@ impl DrainPlan {
         row: &OutboxRow,
         content: &Content,
         answer: Answer,
-    ) -> Result<Vec<Event>, Stop> {
+    ) -> Result<Vec<Event>, Interrupted> {
         let message_id: MessageId = content.id().unwrap_or_default();
         match answer {
             Answer::Stored {
                 server_timestamp_ms,
                 skipped_device_ids,
             } => {
-                tx.delete_outbox(row.seq).map_err(Stop::Store)?;
+                tx.delete_outbox(row.seq).map_err(Interrupted::Store)?;
                 let mut events = Vec::new();
                 if !matches!(content.body, Some(Body::Typing(_))) {
                     events.push(Event::Sent {
@@ -127,7 +118,7 @@ impl DrainPlan {
                 }
                 if !skipped_device_ids.is_empty() {
                     let usernames = skipped_members(tx, &row.destination, &skipped_device_ids)
-                        .map_err(Stop::Store)?;
+                        .map_err(Interrupted::Store)?;
                     events.push(Event::NotDelivered {
                         message_id,
                         usernames,
@@ -141,11 +132,11 @@ impl DrainPlan {
                 Ok(Vec::new())
             }
             Answer::Refused(reason) => {
-                tx.delete_outbox(row.seq).map_err(Stop::Store)?;
+                tx.delete_outbox(row.seq).map_err(Interrupted::Store)?;
                 Ok(vec![Event::SendFailed { message_id, reason }])
             }
-            Answer::ConnectionFailed(error) => Err(Stop::Connection(error)),
-            Answer::StoreFailed(error) => Err(Stop::Store(error)),
+            Answer::ConnectionFailed(error) => Err(Interrupted::Connection(error)),
+            Answer::StoreFailed(error) => Err(Interrupted::Store(error)),
         }
     }
 }

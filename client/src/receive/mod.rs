@@ -7,8 +7,13 @@
 //! A group envelope's content must name the group of the sender key that
 //! opened it; a sender key distribution is accepted only from a pairwise
 //! session; content naming a group over a pairwise session is accepted only
-//! from a member (or our own devices). Not owned here: fetching and
-//! acknowledging (sync.rs), the cryptography (sessions.rs, crypto-core).
+//! from a member (or our own devices).
+//!
+//! [`process`] is the planner: no I/O, it returns an [`Outcome`] (events
+//! to raise, a receipt to queue, a group or a device list to fetch first)
+//! and tests.rs drives it over a temp store. deliver.rs is its shell over
+//! the connection. Not owned here: fetching envelopes (sync.rs), the
+//! cryptography (sessions.rs, crypto-core).
 
 use microbot_protocol::MessageId;
 use microbot_protocol::content::{
@@ -601,5 +606,8 @@ pub(crate) fn event_for(
     })
 }
 
+mod deliver;
 #[cfg(test)]
 mod tests;
+
+pub(crate) use deliver::deliver;
