@@ -30,7 +30,8 @@
 //! - `bots`: which contacts are bot accounts (§12.3).
 //! - `prekeys`: publishing and refilling this device's prekeys.
 //! - `sessions`: pairwise sessions with every device of a conversation.
-//! - `contact_devices`: what a contact's prekey bundles mean for our sessions (no I/O).
+//! - `device_sessions`: which devices of a contact, and of our own account, we hold
+//!   sessions with, from the bundles and lists served (no I/O).
 //! - `messages`: plaintext framing and the converged view of messages (§11.4).
 //! - `sync`: the background connection: login, fetch → ack, pushes, backoff.
 //! - `outbox`: sends queued in order (mod.rs), what to send next and what each
@@ -64,9 +65,9 @@ mod attachments;
 pub mod auth;
 mod bots;
 pub mod config;
-mod contact_devices;
 mod device_lists;
 mod device_login;
+mod device_sessions;
 pub mod error;
 pub mod events;
 mod groups;

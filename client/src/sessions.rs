@@ -21,10 +21,9 @@ use microbot_protocol::transport::{
 };
 
 use crate::account_state::Inner;
-use crate::contact_devices::{self, Known, Verdict, news};
 use crate::device_lists::{self, Checked};
+use crate::device_sessions::{self, Known, META_OWN_DEVICES_CHECKED, Verdict};
 use crate::error::{StoreError, TransportError};
-use crate::events::Event;
 use crate::messages::encode_plaintext;
 use crate::now_ms;
 use crate::prekeys::META_PREKEYS;
@@ -33,9 +32,6 @@ use crate::store::SharedStore;
 use crate::store::{Contact, Tx};
 use crate::this_device::ThisDevice;
 use crate::transport::Connection;
-
-/// Meta key: when our own device list was last checked.
-const META_OWN_DEVICES_CHECKED: &str = "own_devices_checked_ms";
 
 /// What the server said when it stored a queued send.
 #[derive(Debug)]
@@ -374,7 +370,7 @@ pub(crate) async fn ensure_contact_devices(
         devices: &known,
     };
     let decision = inner.store.tx(|tx| {
-        contact_devices::apply_bundles(&inner.me, tx, username, &known, &served, &checked)
+        device_sessions::apply_bundles(&inner.me, tx, username, &known, &served, &checked)
     })?;
     for event in decision.events {
         inner.events.emit(event);
@@ -420,58 +416,25 @@ pub(crate) async fn ensure_own_devices(
             )
         })?
         .map_err(|refusal| SendFailure::Permanent(refusal.to_string()))?;
-    let devices: BTreeSet<u64> = served
-        .devices
-        .iter()
-        .map(|d| d.device_id)
-        .filter(|id| *id != inner.me.device_id && checked.allows(*id))
-        .collect();
-    let unknown: Vec<u64> = devices
-        .iter()
-        .copied()
-        .filter(|d| !known.contains(d))
-        .collect();
-    let mut sessions = Vec::new();
+    let (devices, unknown) = device_sessions::own_devices_to_fetch(
+        &inner.me,
+        served.devices.iter().map(|d| d.device_id),
+        &checked,
+        &known,
+    );
+    let mut bundles = Vec::new();
     if !unknown.is_empty() {
-        let own_identity = inner.me.identity.public().to_bytes();
         for proto in fetch_bundles(conn, me, unknown).await?.bundles {
-            let Ok(bundle) = bundle_from_proto(&proto) else {
-                continue;
-            };
-            if bundle.identity.to_bytes() != own_identity {
-                tracing::warn!(
-                    device = proto.device_id,
-                    "own device with a foreign identity skipped"
-                );
-                continue;
-            }
-            if let Ok(session) = Session::initiate(&mut rand::rng(), &inner.me.identity, &bundle) {
-                sessions.push((proto.device_id, session));
+            if let Ok(bundle) = bundle_from_proto(&proto) {
+                bundles.push((proto.device_id, bundle));
             }
         }
     }
-    inner.store.tx(|tx| -> Result<(), StoreError> {
-        for (device, session) in &sessions {
-            tx.save_session(me, *device, session)?;
-        }
-        for device in known.iter().filter(|d| !devices.contains(d)) {
-            tx.delete_device(me, *device)?;
-        }
-        tx.set_meta(META_OWN_DEVICES_CHECKED, &now_ms().to_be_bytes())
+    let events = inner.store.tx(|tx| {
+        device_sessions::apply_own_bundles(&inner.me, tx, &known, &devices, &bundles, &checked)
     })?;
-    // Devices enrolled after this one are news (ids only grow); with a
-    // signed list, the devices it gained.
-    let created = sessions
-        .iter()
-        .map(|(d, _)| *d)
-        .filter(|d| *d > inner.me.device_id);
-    for device_id in news(&checked, true, &known, created) {
-        if device_id != inner.me.device_id {
-            inner.events.emit(Event::DeviceAdded {
-                username: me.to_owned(),
-                device_id,
-            });
-        }
+    for event in events {
+        inner.events.emit(event);
     }
     Ok(())
 }

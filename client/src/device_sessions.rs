@@ -1,10 +1,14 @@
-//! What a contact's prekey bundles mean for our sessions with it (SPEC.md
-//! §4.2, §8, §20), decided over a store transaction without I/O: trust
+//! Which devices of an account we hold sessions with (SPEC.md §4.2, §8,
+//! §20), decided over a store transaction without I/O from what the server
+//! served. For a contact's prekey bundles ([`apply_bundles`]): trust
 //! the first identity seen; a different one later is a safety-number
 //! change that holds the send; a device the account's verified list does
 //! not name gets nothing; a device that signs for post-quantum prekeys
 //! but came without one is refused (a possible downgrade); sessions start
-//! with new devices and devices no longer served are forgotten.
+//! with new devices and devices no longer served are forgotten. For our
+//! own account ([`own_devices_to_fetch`], [`apply_own_bundles`]): every
+//! other device the verified list allows, a bundle under another identity
+//! than ours skipped, and only devices enrolled after this one are news.
 //! Not owned here: fetching the bundles and checking the list
 //! (sessions.rs, device_lists.rs), encrypting (sessions.rs).
 
@@ -185,6 +189,76 @@ pub(crate) fn news(
         Checked::Unlisted if had_devices => created.collect(),
         _ => Vec::new(),
     }
+}
+
+/// Meta key: when our own device list was last checked (ms).
+pub(crate) const META_OWN_DEVICES_CHECKED: &str = "own_devices_checked_ms";
+
+/// Our own account's devices as served (`served`, checked against our
+/// verified list `checked`): the other devices we should hold sessions
+/// with, and those of them we hold none with yet (whose bundles to fetch).
+pub(crate) fn own_devices_to_fetch(
+    us: &ThisDevice,
+    served: impl IntoIterator<Item = u64>,
+    checked: &Checked,
+    known: &[u64],
+) -> (BTreeSet<u64>, Vec<u64>) {
+    let devices: BTreeSet<u64> = served
+        .into_iter()
+        .filter(|id| *id != us.device_id && checked.allows(*id))
+        .collect();
+    let unknown = devices
+        .iter()
+        .copied()
+        .filter(|d| !known.contains(d))
+        .collect();
+    (devices, unknown)
+}
+
+/// Applies our own devices' bundles in `tx`: sessions with those under our
+/// identity, devices not in `devices` forgotten, the check time recorded.
+/// Returns the `DeviceAdded` news.
+pub(crate) fn apply_own_bundles(
+    us: &ThisDevice,
+    tx: &Tx<'_>,
+    known: &[u64],
+    devices: &BTreeSet<u64>,
+    bundles: &[(u64, PreKeyBundle)],
+    checked: &Checked,
+) -> Result<Vec<Event>, StoreError> {
+    let me = us.username.as_str();
+    let own_identity = us.identity.public().to_bytes();
+    let mut sessions = Vec::new();
+    for (device, bundle) in bundles {
+        if bundle.identity.to_bytes() != own_identity {
+            tracing::warn!(device, "own device with a foreign identity skipped");
+            continue;
+        }
+        if let Ok(session) = Session::initiate(&mut rand::rng(), &us.identity, bundle) {
+            sessions.push((*device, session));
+        }
+    }
+    for (device, session) in &sessions {
+        tx.save_session(me, *device, session)?;
+    }
+    for device in known.iter().filter(|d| !devices.contains(d)) {
+        tx.delete_device(me, *device)?;
+    }
+    tx.set_meta(META_OWN_DEVICES_CHECKED, &now_ms().to_be_bytes())?;
+    // Devices enrolled after this one are news (ids only grow); with a
+    // signed list, the devices it gained.
+    let created = sessions
+        .iter()
+        .map(|(d, _)| *d)
+        .filter(|d| *d > us.device_id);
+    Ok(news(checked, true, known, created)
+        .into_iter()
+        .filter(|device_id| *device_id != us.device_id)
+        .map(|device_id| Event::DeviceAdded {
+            username: me.to_owned(),
+            device_id,
+        })
+        .collect())
 }
 
 #[cfg(test)]

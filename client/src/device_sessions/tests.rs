@@ -1,4 +1,4 @@
-//! The contact-devices planner over a temp store, with bundles made from
+//! The device-sessions planners over a temp store, with bundles made from
 //! real prekeys: no server, no connection.
 
 use std::collections::BTreeSet;
@@ -227,4 +227,80 @@ fn news_follows_the_verified_list_when_there_is_one() {
         vec![7]
     );
     assert!(news(&Checked::Unlisted, false, &[], [7].into_iter()).is_empty());
+}
+
+#[test]
+fn our_own_device_and_unlisted_ones_are_not_fetched() {
+    let us = us();
+    let checked = Checked::Listed {
+        devices: BTreeSet::from([1, 2, 3]),
+        added: None,
+    };
+    let (devices, unknown) = own_devices_to_fetch(&us, [1, 2, 3, 4], &checked, &[2]);
+    assert_eq!(
+        devices,
+        BTreeSet::from([2, 3]),
+        "not us (1), not unlisted 4"
+    );
+    assert_eq!(unknown, vec![3], "2 has a session already");
+}
+
+#[test]
+fn own_bundles_under_another_identity_are_skipped_and_only_newer_devices_are_news() {
+    let (_dir, mut store) = store();
+    let mut us = us();
+    us.device_id = 5;
+    let stranger = IdentityKeyPair::generate(&mut rand::rng());
+    let bundles = [
+        (3, bundle(&us.identity)),
+        (7, bundle(&us.identity)),
+        (8, bundle(&stranger)),
+    ];
+    let devices = BTreeSet::from([2, 3, 7, 8]);
+    let events = store
+        .tx(|tx| {
+            tx.save_session(
+                "alice",
+                2,
+                &microbot_crypto::Session::initiate(
+                    &mut rand::rng(),
+                    &us.identity,
+                    &bundle(&us.identity),
+                )
+                .expect("session"),
+            )?;
+            tx.save_session(
+                "alice",
+                9,
+                &microbot_crypto::Session::initiate(
+                    &mut rand::rng(),
+                    &us.identity,
+                    &bundle(&us.identity),
+                )
+                .expect("session"),
+            )?;
+            apply_own_bundles(&us, tx, &[2, 9], &devices, &bundles, &Checked::Unlisted)
+        })
+        .expect("tx");
+    let news: Vec<u64> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::DeviceAdded {
+                username,
+                device_id,
+            } if username == "alice" => Some(*device_id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(news, vec![7], "3 enrolled before us, 8 is not ours");
+    let (sessions, checked_ms) = store
+        .tx(|tx| -> Result<_, StoreError> {
+            Ok((
+                tx.session_devices("alice")?,
+                tx.meta_u64(META_OWN_DEVICES_CHECKED)?,
+            ))
+        })
+        .expect("tx");
+    assert_eq!(sessions, vec![2, 3, 7], "9 is no longer served");
+    assert!(checked_ms.is_some_and(|t| t > 0));
 }
