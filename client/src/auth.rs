@@ -9,10 +9,10 @@
 use std::fmt;
 
 use bytes::Bytes;
-use ed25519_dalek::{Signer as _, SigningKey};
+use ed25519_dalek::SigningKey;
 use microbot_protocol::transport::{
-    ConfirmRegistrationRequest, EnrolDeviceRequest, LoginRequest, LoginResponse, Push,
-    RegisterRequest, client_frame::Request, response, second_factor,
+    ConfirmRegistrationRequest, EnrolDeviceRequest, LoginResponse, Push, RegisterRequest,
+    client_frame::Request, response, second_factor,
 };
 use zeroize::Zeroizing;
 
@@ -20,8 +20,8 @@ use crate::config::ServerConfig;
 use crate::error::{AuthError, TransportError};
 use crate::transport::{CONNECT_TIMEOUT, Connection};
 
-/// Context prefix of the login signature.
-pub const LOGIN_CONTEXT: &[u8] = b"Microbot device login v1\x00";
+pub use crate::device_login::LOGIN_CONTEXT;
+use crate::device_login::login_request;
 
 /// What the server returns when an account is created. Show the URI (as a
 /// QR code) and the recovery codes once; nothing here is stored by the SDK.
@@ -221,24 +221,6 @@ pub(crate) async fn enrol_device(
 }
 
 /// Logs `conn` in as the device, signing the challenge from Hello.
-/// The `login` request for `challenge` (SPEC.md §12.5): the device key's
-/// signature over the login message.
-pub(crate) fn login_request(
-    challenge: &[u8],
-    device_id: u64,
-    device_key: &SigningKey,
-) -> LoginRequest {
-    let mut message = Vec::with_capacity(LOGIN_CONTEXT.len() + 40);
-    message.extend_from_slice(LOGIN_CONTEXT);
-    message.extend_from_slice(challenge);
-    message.extend_from_slice(&device_id.to_be_bytes());
-    let signature = device_key.sign(&message);
-    LoginRequest {
-        device_id,
-        signature: Bytes::copy_from_slice(&signature.to_bytes()),
-    }
-}
-
 pub(crate) async fn login(
     conn: &Connection,
     device_id: u64,

@@ -26,9 +26,10 @@ use microbot_protocol::transport::{
     client_frame::Request, response,
 };
 
-use crate::account::Inner;
+use crate::account_state::Inner;
 use crate::error::{StoreError, TransportError};
 use crate::store::Tx;
+use crate::this_device::ThisDevice;
 use crate::transport::Connection;
 use crate::{auth, now_ms};
 
@@ -250,11 +251,11 @@ async fn sign_next(
     conn: &Connection,
     next: impl Fn(Option<&DeviceList>) -> Result<Option<DeviceList>, DeviceListError>,
 ) -> Result<(), SignError> {
-    let me = inner.username.as_str();
-    let identity = *inner.identity.public();
+    let me = inner.me.username.as_str();
+    let identity = *inner.me.identity.public();
     for _ in 0..SIGN_ATTEMPTS {
         let served = list_devices_signed(conn).await?;
-        let current = inner.tx(|tx| -> Result<_, StoreError> {
+        let current = inner.store.tx(|tx| -> Result<_, StoreError> {
             Ok(
                 match check(tx, me, &identity, &served.signed_device_list)? {
                     Ok(_) => Ok(remembered(tx, me, &identity)?),
@@ -273,14 +274,16 @@ async fn sign_next(
         let Some(list) = next(current.as_ref().map(SignedDeviceList::list))? else {
             return Ok(());
         };
-        let signed = list.sign(&inner.identity);
+        let signed = list.sign(&inner.me.identity);
         let request = Request::UploadDeviceList(UploadDeviceListRequest {
             signed_device_list: Bytes::copy_from_slice(signed.as_bytes()),
         });
         match conn.request(request).await {
             Ok(result) => {
                 auth::expect_ok(result)?;
-                inner.tx(|tx| check(tx, me, &identity, signed.as_bytes()))??;
+                inner
+                    .store
+                    .tx(|tx| check(tx, me, &identity, signed.as_bytes()))??;
                 tracing::info!(
                     version = signed.list().version(),
                     "signed device list uploaded"
@@ -301,10 +304,10 @@ async fn sign_next(
 /// older clients gets none. Needs our identity key on the server (prekeys
 /// uploaded first).
 pub(crate) async fn ensure_listed(inner: &Inner, conn: &Connection) -> Result<(), SignError> {
-    if inner.tx(|tx| tx.meta(META_LISTED))?.as_deref() == Some(&[1]) {
+    if inner.store.tx(|tx| tx.meta(META_LISTED))?.as_deref() == Some(&[1]) {
         return Ok(());
     }
-    let (me, device) = (inner.username.clone(), inner.device_id);
+    let (me, device) = (inner.me.username.clone(), inner.me.device_id);
     // An account whose other devices predate signed lists (older clients
     // that never sign one) keeps the rule before §20: a list naming only
     // this device would cut them off. A device that never logged in has
@@ -328,7 +331,7 @@ pub(crate) async fn ensure_listed(inner: &Inner, conn: &Connection) -> Result<()
         Some(list) => list.with_device(device, now_ms()).map(Some),
     })
     .await?;
-    inner.tx(|tx| tx.set_meta(META_LISTED, &[1]))?;
+    inner.store.tx(|tx| tx.set_meta(META_LISTED, &[1]))?;
     Ok(())
 }
 
@@ -349,12 +352,12 @@ pub(crate) async fn sign_out(
 /// The identity a message from `username` must come under: ours for our
 /// own account, the trusted one for a contact (`None`: no contact yet).
 fn trusted_identity(
-    inner: &Inner,
+    us: &ThisDevice,
     tx: &Tx<'_>,
     username: &str,
 ) -> Result<Option<IdentityKey>, StoreError> {
-    if username == inner.username {
-        return Ok(Some(*inner.identity.public()));
+    if username == us.username {
+        return Ok(Some(*us.identity.public()));
     }
     Ok(tx
         .contact(username)?
@@ -365,12 +368,12 @@ fn trusted_identity(
 /// `device` (SPEC.md §20.5): then a message from it is held until a fresh
 /// look at the list. An account whose list we never verified has no say.
 pub(crate) fn leaves_out(
-    inner: &Inner,
+    us: &ThisDevice,
     tx: &Tx<'_>,
     username: &str,
     device: u64,
 ) -> Result<bool, StoreError> {
-    let Some(identity) = trusted_identity(inner, tx, username)? else {
+    let Some(identity) = trusted_identity(us, tx, username)? else {
         return Ok(false);
     };
     Ok(remembered(tx, username, &identity)?.is_some_and(|list| !list.list().contains(device)))
@@ -381,11 +384,11 @@ pub(crate) fn leaves_out(
 /// (ids start at 1), so the answer carries the list and no bundle and uses
 /// up no one-time prekey.
 async fn fetch_served(
-    inner: &Inner,
+    me: &ThisDevice,
     conn: &Connection,
     username: &str,
 ) -> Result<Vec<u8>, TransportError> {
-    if username == inner.username {
+    if username == me.username {
         return Ok(list_devices_signed(conn).await?.signed_device_list.to_vec());
     }
     let request = Request::FetchPrekeys(microbot_protocol::transport::FetchPrekeysRequest {
@@ -409,11 +412,15 @@ pub(crate) async fn refresh(
     conn: &Connection,
     username: &str,
 ) -> Result<Result<Vec<u64>, ListRefusal>, SignError> {
-    let served = fetch_served(inner, conn, username).await?;
-    let Some(identity) = inner.tx(|tx| trusted_identity(inner, tx, username))? else {
+    let served = fetch_served(&inner.me, conn, username).await?;
+    let Some(identity) = inner
+        .store
+        .tx(|tx| trusted_identity(&inner.me, tx, username))?
+    else {
         return Ok(Ok(Vec::new()));
     };
     Ok(inner
+        .store
         .tx(|tx| check(tx, username, &identity, &served))?
         .map(|checked| match checked {
             Checked::Listed { added, .. } => added.unwrap_or_default(),

@@ -380,3 +380,18 @@ pub enum AttachmentError {
     #[error(transparent)]
     Store(#[from] StoreError),
 }
+
+/// Why a step of the background connection (draining the outbox,
+/// receiving an envelope, refreshing a group) stopped early: the
+/// connection or the local store failed. What was not done is done again
+/// after reconnecting (an unacknowledged envelope is redelivered, a
+/// queued send stays queued).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Interrupted {
+    /// The connection failed.
+    #[error(transparent)]
+    Connection(#[from] TransportError),
+    /// The local store failed.
+    #[error("local store: {0}")]
+    Store(#[from] StoreError),
+}

@@ -404,9 +404,9 @@ pub struct Events {
 }
 
 impl Events {
-    pub(crate) fn channel() -> (mpsc::UnboundedSender<Event>, Self) {
+    pub(crate) fn channel() -> (EventSender, Self) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (tx, Self { rx })
+        (EventSender(tx), Self { rx })
     }
 
     /// The next event; `None` once the account is dropped.
@@ -422,5 +422,15 @@ impl Events {
     /// The underlying receiver (for `tokio::select!` or stream adapters).
     pub fn into_inner(self) -> mpsc::UnboundedReceiver<Event> {
         self.rx
+    }
+}
+
+/// The sending side of [`Events`]: how the account tells the application.
+pub(crate) struct EventSender(mpsc::UnboundedSender<Event>);
+
+impl EventSender {
+    /// Tells the application (nothing happens once it dropped [`Events`]).
+    pub(crate) fn emit(&self, event: Event) {
+        let _ = self.0.send(event);
     }
 }

@@ -12,17 +12,30 @@
 //! events.next().await                    Message, Edited, Receipt, SafetyNumberChanged, …
 //! ```
 //!
-//! Modules, one concept each:
+//! Modules, one concept each. The dependencies between these files form
+//! no circle (tests/module_graph.rs checks it): the pure core (`outbox`'s
+//! plan, `receive`, `groups::state`, `sessions`' decrypt) decides over a
+//! store transaction and returns what to do; the shell (`account`, `sync`,
+//! `outbox`'s drain) is what awaits the connection.
+//! - `account`: the public [`Account`] API, every method of it (account/).
+//! - `account_state`: what the account handle shares with its background task.
+//! - `this_device`: who we are (identity, username, device id) and safety numbers.
 //! - [`config`]: server addresses and certificate pin, store path and passphrase, tunables.
 //! - `store`: the local SQLite store, optionally encrypted at rest.
 //! - `transport`: the connection (QUIC, or the WebSocket binding with automatic
 //!   fallback, `websocket`) and request/response matching (SPEC.md §12, §12.13).
+//! - `tls`: TLS 1.3 with the server's certificate pinned, for both transports.
+//! - `device_login`: the device-login signature (§12.5).
 //! - [`auth`]: registration (also of bot accounts), TOTP confirmation, enrolment, device login (SPEC.md §13).
 //! - `bots`: which contacts are bot accounts (§12.3).
 //! - `prekeys`: publishing and refilling this device's prekeys.
 //! - `sessions`: pairwise sessions with every device of a conversation.
+//! - `device_sessions`: which devices of a contact, and of our own account, we hold
+//!   sessions with, from the bundles and lists served (no I/O).
 //! - `messages`: plaintext framing and the converged view of messages (§11.4).
-//! - `sync`: the background connection: fetch → ack, outbox, backoff.
+//! - `sync`: the background connection: login, fetch → ack, pushes, backoff.
+//! - `outbox`: sends queued in order (mod.rs), what to send next and what each
+//!   answer means (plan.rs, no I/O), sending them (drain.rs).
 //! - `rotation`: which of the server's addresses to try next, and when (§12.1).
 //! - `receive`: one envelope: decrypt → check → store → event.
 //! - `shown`: which received messages the application has shown (`recv`).
@@ -47,11 +60,14 @@
 )]
 
 mod account;
+mod account_state;
 mod attachments;
 pub mod auth;
 mod bots;
 pub mod config;
 mod device_lists;
+mod device_login;
+mod device_sessions;
 pub mod error;
 pub mod events;
 mod groups;
@@ -67,6 +83,8 @@ mod sessions;
 mod shown;
 mod store;
 mod sync;
+mod this_device;
+mod tls;
 mod transport;
 mod websocket;
 
@@ -106,7 +124,7 @@ pub use microbot_protocol::transport::PrekeyStatus;
 /// The text form of a [`MessageId`] (`id.to_text()`, `MessageId::from_text`).
 pub use microbot_protocol::{InvalidMessageId, MessageIdText};
 pub use shown::Unshown;
-pub use transport::{ALPN, quic_client_config, websocket_tls_config};
+pub use tls::{ALPN, quic_client_config, websocket_tls_config};
 
 /// Milliseconds since the Unix epoch (0 if the clock is before 1970).
 pub(crate) fn now_ms() -> u64 {

@@ -32,6 +32,7 @@ use prost::Message as _;
 use zeroize::Zeroizing;
 
 use crate::account::{Account, Enrolment, IdentitySource, LinkedIdentity};
+use crate::account_state::Inner;
 use crate::auth::{CLIENT_AGENT, SecondFactor};
 use crate::config::{AccountConfig, ServerConfig, StoreConfig};
 use crate::error::{AuthError, OpenError, StoreError, TransportError};
@@ -393,7 +394,13 @@ impl LinkRequest {
     }
 }
 
-impl Account {
+/// Giving the account to a new device, and enrolling one that was given it.
+pub(crate) struct Linking<'a> {
+    /// The account's shared state.
+    pub(crate) inner: &'a Inner,
+}
+
+impl Linking<'_> {
     /// Gives this account to the new device that shows `code`: seals the
     /// identity and the contacts and groups to the code's key and posts it
     /// to its slot. Needs the connection.
@@ -401,7 +408,7 @@ impl Account {
     /// # Errors
     /// [`LinkError::InvalidCode`], [`LinkError::NotConnected`],
     /// [`LinkError::SlotGone`] (expired or already used), …
-    pub async fn link_device(&self, code: &str) -> Result<(), LinkError> {
+    pub(crate) async fn link_device(&self, code: &str) -> Result<(), LinkError> {
         self.link(code, None).await
     }
 
@@ -413,7 +420,7 @@ impl Account {
     ///
     /// # Errors
     /// As [`Account::link_device`].
-    pub async fn link_device_with_history(
+    pub(crate) async fn link_device_with_history(
         &self,
         code: &str,
         per_conversation: u32,
@@ -423,8 +430,8 @@ impl Account {
 
     async fn link(&self, code: &str, history: Option<u32>) -> Result<(), LinkError> {
         let code = ProvisioningCode::parse(code)?;
-        let inner = &self.inner;
-        let plaintext = inner.tx(|tx| -> Result<_, StoreError> {
+        let inner = self.inner;
+        let plaintext = inner.store.tx(|tx| -> Result<_, StoreError> {
             let contacts = tx
                 .contacts()?
                 .into_iter()
@@ -448,9 +455,9 @@ impl Account {
                 Some(limit) if limit > 0 => link_history::collect(tx, limit)?,
                 _ => Vec::new(),
             };
-            let seed = Bytes::from(inner.identity.to_seed().to_vec());
+            let seed = Bytes::from(inner.me.identity.to_seed().to_vec());
             let message = ProvisionMessage {
-                username: inner.username.clone(),
+                username: inner.me.username.clone(),
                 identity_seed: seed.clone(),
                 contacts,
                 groups,
@@ -467,7 +474,7 @@ impl Account {
             &code.slot_id,
             &plaintext,
         )?;
-        let conn = inner.connection().ok_or(LinkError::NotConnected)?;
+        let conn = inner.online.get().ok_or(LinkError::NotConnected)?;
         let answer = conn
             .request(Request::PutProvisioningSlot(PutProvisioningSlotRequest {
                 slot_id: Bytes::copy_from_slice(&code.slot_id),
@@ -491,7 +498,7 @@ impl Account {
     ///
     /// # Errors
     /// [`AuthError`], as [`Account::enrol`].
-    pub async fn enrol_provisioned(
+    pub(crate) async fn enrol_provisioned(
         store: &StoreConfig,
         server: ServerConfig,
         provisioned: &Provisioned,
@@ -520,6 +527,7 @@ impl Account {
         .await?;
         account
             .inner
+            .store
             .tx(|tx| -> Result<(), StoreError> {
                 for (username, identity) in contacts {
                     tx.set_contact(

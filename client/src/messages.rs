@@ -22,6 +22,7 @@ use microbot_protocol::content::{AttachmentPointer, Content, content::Body};
 use microbot_protocol::convergence::{MessageEvent, MessageState, MessageView, Original};
 use microbot_protocol::{ContentError, MessageId, decode_content, padding};
 use prost::Message as _;
+use rand::Rng as _;
 use zeroize::Zeroizing;
 
 use crate::events::Conversation;
@@ -227,4 +228,11 @@ pub(crate) fn latest_revision(id: &MessageId, rows: &[MessageRow]) -> u64 {
         }
     }
     state.latest_revision()
+}
+
+/// A fresh random 16-byte message id.
+pub(crate) fn new_id() -> MessageId {
+    let mut id = [0u8; 16];
+    rand::rng().fill_bytes(&mut id);
+    id
 }

@@ -12,6 +12,11 @@ use microbot_protocol::transport::{
     self, OneTimePrekey, SignedKemPrekey, SignedPrekey, UploadPrekeysRequest,
 };
 
+/// Meta key: this device's private prekeys (secret).
+pub(crate) const META_PREKEYS: &str = "prekeys";
+/// Meta key: whether the first upload of this device's keys was accepted.
+pub(crate) const META_PREKEYS_UPLOADED: &str = "prekeys_uploaded";
+
 /// Id of the first signed prekey.
 const FIRST_SIGNED_PREKEY_ID: u32 = 1;
 /// Id of the first (last-resort) KEM prekey.

@@ -24,9 +24,11 @@ use rand::Rng as _;
 use subtle::ConstantTimeEq as _;
 use zeroize::Zeroizing;
 
-use crate::account::Inner;
+use crate::account_state::Inner;
 use crate::error::{StoreError, TransportError};
+use crate::store::SharedStore;
 use crate::store::Tx;
+use crate::this_device::ThisDevice;
 use crate::transport::Connection;
 
 /// Meta key (sealed): this account's profile key.
@@ -62,8 +64,11 @@ pub(crate) fn own_profile_key(tx: &Tx<'_>) -> Result<Zeroizing<[u8; 32]>, StoreE
 }
 
 /// `content` carrying our profile key, for a 1:1 message to a contact.
-pub(crate) fn with_profile_key(inner: &Inner, content: &Content) -> Result<Content, StoreError> {
-    let key = inner.tx(own_profile_key)?;
+pub(crate) fn with_profile_key(
+    store: &SharedStore,
+    content: &Content,
+) -> Result<Content, StoreError> {
+    let key = store.tx(own_profile_key)?;
     let mut content = content.clone();
     content.profile_key = Bytes::copy_from_slice(key.as_slice());
     Ok(content)
@@ -71,12 +76,12 @@ pub(crate) fn with_profile_key(inner: &Inner, content: &Content) -> Result<Conte
 
 /// Keeps the profile key a contact sent us (pairwise only, never our own).
 pub(crate) fn remember_profile_key(
-    inner: &Inner,
+    us: &ThisDevice,
     tx: &Tx<'_>,
     sender: &str,
     content: &Content,
 ) -> Result<(), StoreError> {
-    if sender == inner.username || content.profile_key.len() != 32 {
+    if sender == us.username || content.profile_key.len() != 32 {
         return Ok(());
     }
     tx.set_secret(&contact_key_name(sender), &content.profile_key)
@@ -102,11 +107,12 @@ pub(crate) async fn register_access(
     inner: &Inner,
     conn: &Connection,
 ) -> Result<(), TransportError> {
-    let Ok(key) = inner.tx(own_profile_key) else {
+    let Ok(key) = inner.store.tx(own_profile_key) else {
         return Ok(());
     };
     let access = sealed_sender::access_key(&key);
     let registered = inner
+        .store
         .tx(|tx| tx.meta(META_ACCESS_REGISTERED))
         .ok()
         .flatten();
@@ -123,7 +129,9 @@ pub(crate) async fn register_access(
         .await?
     {
         response::Result::Ok(_) => {
-            let _ = inner.tx(|tx| tx.set_meta(META_ACCESS_REGISTERED, &access));
+            let _ = inner
+                .store
+                .tx(|tx| tx.set_meta(META_ACCESS_REGISTERED, &access));
             Ok(())
         }
         _ => Err(TransportError::UnexpectedResponse { expected: "Ok" }),
@@ -152,11 +160,12 @@ pub(crate) fn trusted_server_key(tx: &Tx<'_>) -> Result<Option<ServerPublicKey>,
 /// connection when it expires within [`RENEW_BEFORE_MS`]. The server key
 /// that comes with it becomes the trusted one.
 pub(crate) async fn certificate(
-    inner: &Inner,
+    store: &SharedStore,
+    me: &ThisDevice,
     conn: &Connection,
 ) -> Result<SenderCertificate, TransportError> {
     let now = crate::now_ms();
-    let cached = inner
+    let cached = store
         .tx(|tx| tx.meta(META_CERTIFICATE))
         .ok()
         .flatten()
@@ -187,15 +196,15 @@ pub(crate) async fn certificate(
     certificate
         .verify(&server_key, now)
         .map_err(|e| unusable(&e.to_string()))?;
-    if !certificate.is_for_identity(inner.identity.public())
-        || certificate.username != inner.username
-        || certificate.device_id != inner.device_id
+    if !certificate.is_for_identity(me.identity.public())
+        || certificate.username != me.username
+        || certificate.device_id != me.device_id
     {
         return Err(unusable("it does not name this device"));
     }
     let mut key_bytes = response.server_key_id.to_be_bytes().to_vec();
     key_bytes.extend_from_slice(&server_key.to_bytes());
-    inner
+    store
         .tx(|tx| -> Result<(), StoreError> {
             tx.set_meta(META_SERVER_KEY, &key_bytes)?;
             tx.set_meta(META_CERTIFICATE, certificate.as_bytes())
@@ -218,7 +227,7 @@ pub(crate) async fn send_sealed(
     let conn = open_unauthenticated(inner).await?;
     let result = send_sealed_on(
         &conn,
-        inner,
+        &inner.me,
         &SealedRecipient {
             username: recipient,
             identity: recipient_identity,
@@ -262,7 +271,7 @@ pub(crate) async fn open_unauthenticated(inner: &Inner) -> Result<Connection, Tr
 /// them in one `SendSealed` on `conn`. Returns the server's time stamp.
 pub(crate) async fn send_sealed_on(
     conn: &Connection,
-    inner: &Inner,
+    me: &ThisDevice,
     recipient: &SealedRecipient<'_>,
     certificate: &SenderCertificate,
     content_type: ContentType,
@@ -272,7 +281,7 @@ pub(crate) async fn send_sealed_on(
     for envelope in envelopes {
         let bytes = sealed_sender::seal(
             &mut rand::rng(),
-            &inner.identity,
+            &me.identity,
             certificate,
             recipient.identity,
             content_type,
@@ -305,12 +314,17 @@ pub(crate) async fn send_sealed_on(
 fn sealed_start_index(inner: &Inner) -> usize {
     let addresses = inner.server.addresses();
     inner
-        .connection()
+        .online
+        .get()
         .and_then(|conn| {
             let live = conn.remote_address();
             addresses.iter().position(|addr| *addr == live)
         })
-        .unwrap_or_else(|| inner.server.start_index(&inner.username, inner.device_id))
+        .unwrap_or_else(|| {
+            inner
+                .server
+                .start_index(&inner.me.username, inner.me.device_id)
+        })
 }
 
 /// Why a sealed envelope was refused (the recipient's state is unchanged).
@@ -336,7 +350,7 @@ pub enum UnsealError {
 /// identified by the verified certificate, with the inner message as its
 /// ciphertext, and the certified identity key.
 pub(crate) fn unseal(
-    inner: &Inner,
+    us: &ThisDevice,
     tx: &Tx<'_>,
     envelope: &Envelope,
 ) -> Result<Result<(Envelope, [u8; 32]), UnsealError>, StoreError> {
@@ -347,7 +361,7 @@ pub(crate) fn unseal(
     // envelope (SPEC.md §19.4), not now: a message that waited in the queue
     // longer than a certificate lives is still opened.
     let opened = match sealed_sender::open(
-        &inner.identity,
+        &us.identity,
         &trusted,
         envelope.server_timestamp_ms,
         &envelope.ciphertext,
@@ -371,8 +385,8 @@ pub(crate) fn unseal(
     };
     let certified = opened.certificate.identity_key.to_bytes();
     let username = opened.certificate.username.clone();
-    let expected = if username == inner.username {
-        Some(inner.identity.public().to_bytes())
+    let expected = if username == us.username {
+        Some(us.identity.public().to_bytes())
     } else {
         tx.contact(&username)?.map(|c| c.identity)
     };

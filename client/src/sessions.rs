@@ -12,27 +12,26 @@ use std::collections::BTreeSet;
 
 use bytes::Bytes;
 use microbot_crypto::Session;
-use microbot_crypto::handshake::HandshakeError;
-use microbot_crypto::prekeys::LocalPreKeys;
-use microbot_crypto::session::{MessageKind, SessionError};
+use microbot_crypto::prekeys::{LocalPreKeys, PreKeyBundle};
+use microbot_crypto::session::MessageKind;
 use microbot_protocol::content::Content;
 use microbot_protocol::transport::{
     ErrorCode, FetchPrekeysRequest, OutgoingEnvelope, PrekeyBundles, SendRequest,
     client_frame::Request, response,
 };
 
-use crate::account::{Inner, META_PREKEYS};
+use crate::account_state::Inner;
 use crate::device_lists::{self, Checked};
+use crate::device_sessions::{self, Known, META_OWN_DEVICES_CHECKED, Verdict};
 use crate::error::{StoreError, TransportError};
-use crate::events::{Conversation, Event};
 use crate::messages::encode_plaintext;
+use crate::now_ms;
+use crate::prekeys::META_PREKEYS;
 use crate::prekeys::bundle_from_proto;
+use crate::store::SharedStore;
 use crate::store::{Contact, Tx};
+use crate::this_device::ThisDevice;
 use crate::transport::Connection;
-use crate::{now_ms, sync};
-
-/// Meta key: when our own device list was last checked.
-const META_OWN_DEVICES_CHECKED: &str = "own_devices_checked_ms";
 
 /// What the server said when it stored a queued send.
 #[derive(Debug)]
@@ -81,33 +80,23 @@ pub(crate) fn transport_failure(error: TransportError) -> SendFailure {
     }
 }
 
-/// Sends one queued content to `destination` (a conversation key):
-/// every device of the recipient and our own other devices, in one atomic
-/// send request. Returns what the server said when it stored it.
-pub(crate) async fn send_queued(
+/// Sends one queued content to `to`: every device of the recipient and
+/// our own other devices, in one atomic send request. Returns what the
+/// server said when it stored it.
+pub(crate) async fn send_direct(
     inner: &Inner,
     conn: &Connection,
-    destination: &str,
+    to: &str,
     content: &Content,
 ) -> Result<Stored, SendFailure> {
-    let to = match Conversation::from_key(destination) {
-        Some(Conversation::Direct(to)) => to,
-        Some(Conversation::Group(id)) => {
-            return crate::groups::send::send_group(inner, conn, id, content).await;
-        }
-        None => {
-            return Err(SendFailure::Permanent(format!(
-                "unknown destination {destination}"
-            )));
-        }
-    };
-    let me = inner.username.clone();
+    let to = to.to_owned();
+    let me = inner.me.username.clone();
     // 1:1 content to a contact carries our profile key (SPEC.md §19.7).
     let with_key;
     let content = if to == me {
         content
     } else {
-        with_key = crate::sealed::with_profile_key(inner, content)?;
+        with_key = crate::sealed::with_profile_key(&inner.store, content)?;
         &with_key
     };
     // Attempts 0 and 1 name both accounts complete (SPEC.md §12.7), so a
@@ -119,7 +108,7 @@ pub(crate) async fn send_queued(
             ensure_contact_devices(inner, conn, &to).await?;
         }
         ensure_own_devices(inner, conn).await?;
-        let (envelopes, to_recipient) = encrypt_for(inner, &to, content)?;
+        let (envelopes, to_recipient) = encrypt_for(&inner.store, &inner.me, &to, content)?;
         if to != me && to_recipient == 0 {
             return Err(SendFailure::Permanent(format!(
                 "{to} has no device that published keys"
@@ -170,7 +159,7 @@ pub(crate) async fn send_queued(
                 // Stale device list: forget removed devices, re-check
                 // (which fetches bundles of new ones), retry.
                 let removed = error.code != ErrorCode::MissingDevices;
-                inner.tx(|tx| -> Result<(), StoreError> {
+                inner.store.tx(|tx| -> Result<(), StoreError> {
                     for device in error.device_ids.iter().filter(|_| removed) {
                         tx.delete_device(&to, *device)?;
                         tx.delete_device(&me, *device)?;
@@ -196,10 +185,10 @@ pub(crate) fn sealed_access(
     inner: &Inner,
     to: &str,
 ) -> Result<Option<([u8; 16], microbot_crypto::IdentityKey)>, StoreError> {
-    if !inner.config.sealed_sender || to == inner.username {
+    if !inner.config.sealed_sender || to == inner.me.username {
         return Ok(None);
     }
-    inner.tx(|tx| {
+    inner.store.tx(|tx| {
         let Some(access_key) = crate::sealed::contact_access_key(tx, to)? else {
             return Ok(None);
         };
@@ -239,6 +228,7 @@ async fn send_sealed_then_own(
     complete_accounts: Vec<String>,
 ) -> Result<u64, TransportError> {
     let theirs_ids: BTreeSet<u64> = inner
+        .store
         .tx(|tx| tx.session_devices(to))
         .map_err(|e| TransportError::Config(e.to_string()))?
         .into_iter()
@@ -249,19 +239,21 @@ async fn send_sealed_then_own(
     // With no copy for our own devices there is no identified send whose
     // `complete_accounts` would reveal a newly linked device of ours:
     // compare the server's list instead, before anything leaves.
-    if ours.is_empty() && complete_accounts.contains(&inner.username) {
+    if ours.is_empty() && complete_accounts.contains(&inner.me.username) {
         let known: BTreeSet<u64> = inner
-            .tx(|tx| tx.session_devices(&inner.username))
+            .store
+            .tx(|tx| tx.session_devices(&inner.me.username))
             .map_err(|e| TransportError::Config(e.to_string()))?
             .into_iter()
             .collect();
         let served = device_lists::list_devices_signed(conn).await?;
         let checked = inner
+            .store
             .tx(|tx| {
                 device_lists::peek(
                     tx,
-                    &inner.username,
-                    inner.identity.public(),
+                    &inner.me.username,
+                    inner.me.identity.public(),
                     &served.signed_device_list,
                 )
             })
@@ -271,7 +263,7 @@ async fn send_sealed_then_own(
             .devices
             .iter()
             .map(|d| d.device_id)
-            .filter(|id| *id != inner.device_id && !known.contains(id) && checked.allows(*id))
+            .filter(|id| *id != inner.me.device_id && !known.contains(id) && checked.allows(*id))
             .collect();
         if !unknown.is_empty() {
             return Err(TransportError::Server(crate::error::ServerError {
@@ -282,7 +274,7 @@ async fn send_sealed_then_own(
             }));
         }
     }
-    let certificate = crate::sealed::certificate(inner, conn).await?;
+    let certificate = crate::sealed::certificate(&inner.store, &inner.me, conn).await?;
     let sealed = crate::sealed::send_sealed(
         inner,
         to,
@@ -307,7 +299,7 @@ async fn send_sealed_then_own(
     }
     let own: Vec<String> = complete_accounts
         .into_iter()
-        .filter(|a| *a == inner.username)
+        .filter(|a| *a == inner.me.username)
         .collect();
     send_identified(conn, ours, own).await
 }
@@ -343,7 +335,7 @@ pub(crate) async fn ensure_contact_devices(
     conn: &Connection,
     username: &str,
 ) -> Result<(), SendFailure> {
-    let (contact, known) = inner.tx(|tx| -> Result<_, StoreError> {
+    let (contact, known) = inner.store.tx(|tx| -> Result<_, StoreError> {
         Ok((tx.contact(username)?, tx.session_devices(username)?))
     })?;
     if contact.as_ref().is_some_and(|c| c.pending.is_some()) {
@@ -358,100 +350,36 @@ pub(crate) async fn ensure_contact_devices(
         return Ok(());
     }
     let bundles = fetch_bundles(conn, username, Vec::new()).await?;
-    inner.tx(|tx| crate::bots::remember(tx, username, bundles.bot))?;
-    let checked = check_contact_list(inner, username, contact.as_ref(), &bundles)?;
-    let mut trusted = contact.as_ref().map(|c| c.identity);
-    let mut change = None;
-    let mut sessions = Vec::new();
-    let mut listed = BTreeSet::new();
-    let mut downgraded = Vec::new();
-    for proto in &bundles.bundles {
-        let Ok(bundle) = bundle_from_proto(proto) else {
-            tracing::warn!(device = proto.device_id, "malformed prekey bundle skipped");
-            continue;
-        };
-        let identity = bundle.identity.to_bytes();
-        let trusted = *trusted.get_or_insert(identity);
-        if identity != trusted {
-            change = Some(identity);
-            continue;
-        }
-        // SPEC.md §20: a device the account's signed list does not name
-        // gets nothing, whatever the server says.
-        if !checked.allows(proto.device_id) {
-            tracing::warn!(
-                device = proto.device_id,
-                "device not in the signed device list skipped"
-            );
-            continue;
-        }
-        listed.insert(proto.device_id);
-        if known.contains(&proto.device_id) {
-            continue;
-        }
-        match Session::initiate(&mut rand::rng(), &inner.identity, &bundle) {
-            Ok(session) => sessions.push((proto.device_id, session)),
-            Err(SessionError::Handshake(HandshakeError::HybridRequired)) => {
-                tracing::warn!(device = proto.device_id, "KEM prekey missing from bundle");
-                downgraded.push(proto.device_id);
+    inner
+        .store
+        .tx(|tx| crate::bots::remember(tx, username, bundles.bot))?;
+    let checked = check_contact_list(&inner.store, username, contact.as_ref(), &bundles)?;
+    let served: Vec<(u64, PreKeyBundle)> = bundles
+        .bundles
+        .iter()
+        .filter_map(|proto| match bundle_from_proto(proto) {
+            Ok(bundle) => Some((proto.device_id, bundle)),
+            Err(_) => {
+                tracing::warn!(device = proto.device_id, "malformed prekey bundle skipped");
+                None
             }
-            Err(error) => {
-                tracing::warn!(device = proto.device_id, %error, "unusable prekey bundle skipped");
-            }
-        }
-    }
-    let Some(identity) = trusted else {
-        return Err(SendFailure::Permanent(format!(
-            "{username} has no device that published keys"
-        )));
+        })
+        .collect();
+    let known = Known {
+        contact: contact.as_ref(),
+        devices: &known,
     };
-    // SPEC.md §4.2: never a classical session with a device that advertises
-    // KEM prekeys; nothing is saved, the next send fetches the bundles again.
-    if !downgraded.is_empty() {
-        return Err(SendFailure::Permanent(format!(
-            "{username}'s devices {downgraded:?} sign for post-quantum (ML-KEM) prekeys but the \
-             server sent none: refused as a possible downgrade attack"
-        )));
-    }
-    inner.tx(|tx| -> Result<(), StoreError> {
-        let mut record = contact.clone().unwrap_or(Contact {
-            identity,
-            pending: None,
-            devices_checked_ms: 0,
-        });
-        if let Some(new) = change {
-            record.pending = Some(new);
-        } else {
-            record.devices_checked_ms = now_ms();
-            for (device, session) in &sessions {
-                tx.save_session(username, *device, session)?;
-            }
-            for device in known.iter().filter(|d| !listed.contains(d)) {
-                tx.delete_device(username, *device)?;
-            }
-        }
-        tx.set_contact(username, &record)
+    let decision = inner.store.tx(|tx| {
+        device_sessions::apply_bundles(&inner.me, tx, username, &known, &served, &checked)
     })?;
-    if change.is_none() {
-        let had_devices = contact.is_some() && !known.is_empty();
-        let created = sessions.iter().map(|(d, _)| *d);
-        for device_id in news(&checked, had_devices, &known, created) {
-            inner.emit(Event::DeviceAdded {
-                username: username.to_owned(),
-                device_id,
-            });
-        }
+    for event in decision.events {
+        inner.events.emit(event);
     }
-    if let Some(new) = change {
-        if let Some(safety_number) = sync::safety_number(inner, username, &new) {
-            inner.emit(Event::SafetyNumberChanged {
-                username: username.to_owned(),
-                safety_number,
-            });
-        }
-        return Err(SendFailure::Blocked);
+    match decision.verdict {
+        Verdict::Ready => Ok(()),
+        Verdict::Blocked => Err(SendFailure::Blocked),
+        Verdict::Refused(reason) => Err(SendFailure::Permanent(reason)),
     }
-    Ok(())
 }
 
 /// Makes the next send re-check our own device list.
@@ -464,8 +392,8 @@ pub(crate) async fn ensure_own_devices(
     inner: &Inner,
     conn: &Connection,
 ) -> Result<(), SendFailure> {
-    let me = inner.username.as_str();
-    let (checked, known) = inner.tx(|tx| -> Result<_, StoreError> {
+    let me = inner.me.username.as_str();
+    let (checked, known) = inner.store.tx(|tx| -> Result<_, StoreError> {
         Ok((
             tx.meta_u64(META_OWN_DEVICES_CHECKED)?.unwrap_or(0),
             tx.session_devices(me)?,
@@ -478,91 +406,37 @@ pub(crate) async fn ensure_own_devices(
         .await
         .map_err(transport_failure)?;
     let checked = inner
-        .tx(|tx| device_lists::check(tx, me, inner.identity.public(), &served.signed_device_list))?
+        .store
+        .tx(|tx| {
+            device_lists::check(
+                tx,
+                me,
+                inner.me.identity.public(),
+                &served.signed_device_list,
+            )
+        })?
         .map_err(|refusal| SendFailure::Permanent(refusal.to_string()))?;
-    let devices: BTreeSet<u64> = served
-        .devices
-        .iter()
-        .map(|d| d.device_id)
-        .filter(|id| *id != inner.device_id && checked.allows(*id))
-        .collect();
-    let unknown: Vec<u64> = devices
-        .iter()
-        .copied()
-        .filter(|d| !known.contains(d))
-        .collect();
-    let mut sessions = Vec::new();
+    let (devices, unknown) = device_sessions::own_devices_to_fetch(
+        &inner.me,
+        served.devices.iter().map(|d| d.device_id),
+        &checked,
+        &known,
+    );
+    let mut bundles = Vec::new();
     if !unknown.is_empty() {
-        let own_identity = inner.identity.public().to_bytes();
         for proto in fetch_bundles(conn, me, unknown).await?.bundles {
-            let Ok(bundle) = bundle_from_proto(&proto) else {
-                continue;
-            };
-            if bundle.identity.to_bytes() != own_identity {
-                tracing::warn!(
-                    device = proto.device_id,
-                    "own device with a foreign identity skipped"
-                );
-                continue;
-            }
-            if let Ok(session) = Session::initiate(&mut rand::rng(), &inner.identity, &bundle) {
-                sessions.push((proto.device_id, session));
+            if let Ok(bundle) = bundle_from_proto(&proto) {
+                bundles.push((proto.device_id, bundle));
             }
         }
     }
-    inner.tx(|tx| -> Result<(), StoreError> {
-        for (device, session) in &sessions {
-            tx.save_session(me, *device, session)?;
-        }
-        for device in known.iter().filter(|d| !devices.contains(d)) {
-            tx.delete_device(me, *device)?;
-        }
-        tx.set_meta(META_OWN_DEVICES_CHECKED, &now_ms().to_be_bytes())
+    let events = inner.store.tx(|tx| {
+        device_sessions::apply_own_bundles(&inner.me, tx, &known, &devices, &bundles, &checked)
     })?;
-    // Devices enrolled after this one are news (ids only grow); with a
-    // signed list, the devices it gained.
-    let created = sessions
-        .iter()
-        .map(|(d, _)| *d)
-        .filter(|d| *d > inner.device_id);
-    for device_id in news(&checked, true, &known, created) {
-        if device_id != inner.device_id {
-            inner.emit(Event::DeviceAdded {
-                username: me.to_owned(),
-                device_id,
-            });
-        }
+    for event in events {
+        inner.events.emit(event);
     }
     Ok(())
-}
-
-/// The one rule for `Event::DeviceAdded` on sends (SPEC.md §20): for an
-/// account with a signed list, the devices its verified list gained since
-/// the last one we verified (on our first look at its list, the listed
-/// devices we held no session with, if we held any); for an account
-/// without one, the devices we just started sessions with, if we knew
-/// some of its devices before. A first look at a contact is not news.
-fn news(
-    checked: &Checked,
-    had_devices: bool,
-    known: &[u64],
-    created: impl Iterator<Item = u64>,
-) -> Vec<u64> {
-    match checked {
-        Checked::Listed {
-            added: Some(added), ..
-        } => added.clone(),
-        Checked::Listed {
-            added: None,
-            devices,
-        } if had_devices => devices
-            .iter()
-            .copied()
-            .filter(|d| !known.contains(d))
-            .collect(),
-        Checked::Unlisted if had_devices => created.collect(),
-        _ => Vec::new(),
-    }
 }
 
 /// Checks the signed list served with `bundles` under the identity we
@@ -572,7 +446,7 @@ fn news(
 /// change holds the send first (and the list signed by the new identity
 /// is checked once the user accepted it).
 fn check_contact_list(
-    inner: &Inner,
+    store: &SharedStore,
     username: &str,
     contact: Option<&Contact>,
     bundles: &PrekeyBundles,
@@ -595,7 +469,7 @@ fn check_contact_list(
     let Ok(identity) = microbot_crypto::IdentityKey::from_bytes(&trusted) else {
         return Ok(Checked::Unlisted);
     };
-    inner
+    store
         .tx(|tx| device_lists::check(tx, username, &identity, &bundles.signed_device_list))?
         .map_err(|refusal| SendFailure::Permanent(format!("refused: {refusal}")))
 }
@@ -604,15 +478,16 @@ fn check_contact_list(
 /// saving each session before returning. Returns the envelopes and how many
 /// of them go to the recipient's devices.
 pub(crate) fn encrypt_for(
-    inner: &Inner,
+    store: &SharedStore,
+    us: &ThisDevice,
     to: &str,
     content: &Content,
 ) -> Result<(Vec<OutgoingEnvelope>, usize), StoreError> {
-    let me = inner.username.as_str();
+    let me = us.username.as_str();
     let for_recipient = encode_plaintext(content);
-    let transcript = Content::sync_sent(crate::account::new_id(), crate::now_ms(), to, content);
+    let transcript = Content::sync_sent(crate::messages::new_id(), crate::now_ms(), to, content);
     let for_own = encode_plaintext(&transcript);
-    inner.tx(|tx| {
+    store.tx(|tx| {
         let mut envelopes = Vec::new();
         let mut to_recipient = 0;
         let mut targets = vec![(me, &for_own)];
@@ -622,7 +497,7 @@ pub(crate) fn encrypt_for(
         let trusted = tx.contact(to)?.map(|c| c.identity);
         for (username, plaintext) in targets {
             for device in tx.session_devices(username)? {
-                if username == me && device == inner.device_id {
+                if username == me && device == us.device_id {
                     continue;
                 }
                 let Some(mut stored) = tx.sessions(username, device)?.into_iter().next() else {
@@ -630,7 +505,7 @@ pub(crate) fn encrypt_for(
                 };
                 let identity = stored.session.remote_identity().to_bytes();
                 let expected = if username == me {
-                    Some(inner.identity.public().to_bytes())
+                    Some(us.identity.public().to_bytes())
                 } else {
                     trusted
                 };
@@ -681,7 +556,7 @@ pub(crate) enum DecryptFailure {
 /// Decrypts `ciphertext` from (`sender`, `device`) and saves the session
 /// (and our prekeys, when a one-time prekey was used) in `tx`.
 pub(crate) fn decrypt(
-    inner: &Inner,
+    us: &ThisDevice,
     tx: &Tx<'_>,
     sender: &str,
     device: u64,
@@ -703,10 +578,10 @@ pub(crate) fn decrypt(
                     let bytes = tx
                         .secret("prekeys", META_PREKEYS)?
                         .ok_or(StoreError::Corrupt { what: "prekeys" })?;
-                    let mut prekeys = LocalPreKeys::from_bytes(&inner.identity, &bytes)
+                    let mut prekeys = LocalPreKeys::from_bytes(&us.identity, &bytes)
                         .map_err(|_| StoreError::Corrupt { what: "prekeys" })?;
                     let (session, plaintext) =
-                        Session::accept(rng, &inner.identity, &mut prekeys, ciphertext)?;
+                        Session::accept(rng, &us.identity, &mut prekeys, ciphertext)?;
                     tx.set_secret(META_PREKEYS, &prekeys.to_bytes())?;
                     (session, plaintext)
                 }

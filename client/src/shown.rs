@@ -9,7 +9,7 @@
 //! device are never flagged. Not owned here: the SQL (store/), the event
 //! shapes (events.rs, receive.rs).
 
-use crate::account::Account;
+use crate::account_state::Inner;
 use crate::error::StoreError;
 use crate::events::{Conversation, Event};
 use crate::receive::event_for;
@@ -26,14 +26,20 @@ pub struct Unshown {
     pub event: Option<Event>,
 }
 
-impl Account {
+/// Which received messages were shown, over the store.
+pub(crate) struct Shown<'a> {
+    /// The account's shared state.
+    pub(crate) inner: &'a Inner,
+}
+
+impl Shown<'_> {
     /// Up to `limit` received messages not marked shown, with a store
     /// position after `after` (0: from the start), oldest first.
     ///
     /// # Errors
     /// [`StoreError`].
-    pub fn unshown(&self, after: u64, limit: u32) -> Result<Vec<Unshown>, StoreError> {
-        self.inner.tx(|tx| {
+    pub(crate) fn unshown(&self, after: u64, limit: u32) -> Result<Vec<Unshown>, StoreError> {
+        self.inner.store.tx(|tx| {
             let mut out = Vec::new();
             for (seq, device, row) in tx.unshown(after, limit)? {
                 let content = prost::Message::decode(row.content.as_slice()).ok();
@@ -59,8 +65,8 @@ impl Account {
     ///
     /// # Errors
     /// [`StoreError`].
-    pub fn mark_shown(&self, seq: u64) -> Result<(), StoreError> {
-        self.inner.tx(|tx| tx.mark_shown(seq))
+    pub(crate) fn mark_shown(&self, seq: u64) -> Result<(), StoreError> {
+        self.inner.store.tx(|tx| tx.mark_shown(seq))
     }
 
     /// Marks shown the received message (`author`, `id`) with everything
@@ -69,11 +75,11 @@ impl Account {
     ///
     /// # Errors
     /// [`StoreError`].
-    pub fn mark_message_shown(
+    pub(crate) fn mark_message_shown(
         &self,
         author: &str,
         id: &microbot_protocol::MessageId,
     ) -> Result<(), StoreError> {
-        self.inner.tx(|tx| tx.mark_message_shown(author, id))
+        self.inner.store.tx(|tx| tx.mark_message_shown(author, id))
     }
 }

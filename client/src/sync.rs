@@ -9,35 +9,32 @@
 //! crash in between loses nothing; a redelivered envelope is recognised by
 //! its id (and a resent message by its content id) and raises no second
 //! event. Group state is brought up to date on connect and from pushes.
-//! Not owned here: per-device encryption (sessions.rs), what one envelope
-//! means (receive.rs), groups (groups/).
+//! Not owned here: per-device encryption (sessions.rs), receiving one
+//! envelope (receive/: the planner in mod.rs, the shell in deliver.rs),
+//! sending what is queued (outbox/), groups (groups/).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use microbot_crypto::IdentityKey;
-use microbot_crypto::fingerprint::SafetyNumber;
 use microbot_crypto::prekeys::LocalPreKeys;
-use microbot_protocol::content::{Content, content::Body};
 use microbot_protocol::transport::{
-    AckEnvelopesRequest, DeviceInfo, Envelope, ErrorCode, FetchEnvelopesRequest,
-    ListDevicesRequest, PrekeyStatusRequest, Push, client_frame::Request, push, response,
+    DeviceInfo, ErrorCode, FetchEnvelopesRequest, ListDevicesRequest, PrekeyStatusRequest, Push,
+    client_frame::Request, push, response,
 };
-use prost::Message as _;
 use rand::Rng as _;
 use tokio::sync::watch;
 
-use crate::account::{Inner, META_PREKEYS, META_PREKEYS_UPLOADED, new_id};
+use crate::account_state::Inner;
 use crate::auth::{self, CLIENT_AGENT};
-use crate::error::{OnlineError, StoreError, TransportError};
-use crate::events::{ConnectionState, Conversation, Event};
+use crate::error::{Interrupted, StoreError, TransportError};
+use crate::events::{ConnectionState, Event};
 use crate::groups::{self, GroupId};
 use crate::prekeys;
-use crate::receive::{self, Outcome};
+use crate::prekeys::{META_PREKEYS, META_PREKEYS_UPLOADED};
 use crate::rotation::Rotation;
-use crate::sessions::{self, SendFailure};
 use crate::store::Tx;
+use crate::this_device::ThisDevice;
 use crate::transport::Connection;
 
 /// Envelopes asked for per fetch.
@@ -59,6 +56,15 @@ impl From<TransportError> for End {
     }
 }
 
+impl From<Interrupted> for End {
+    fn from(error: Interrupted) -> Self {
+        match error {
+            Interrupted::Connection(error) => error.into(),
+            Interrupted::Store(error) => error.into(),
+        }
+    }
+}
+
 impl From<StoreError> for End {
     fn from(error: StoreError) -> Self {
         End::Lost(format!("local store: {error}"))
@@ -75,24 +81,30 @@ pub(crate) async fn run(
 ) {
     let mut rotation = Rotation::new(
         &inner.server,
-        &inner.username,
-        inner.device_id,
+        &inner.me.username,
+        inner.me.device_id,
         inner.config.reconnect_min,
         inner.config.reconnect_max,
     );
     loop {
-        inner.emit(Event::Connection(ConnectionState::Connecting));
+        inner
+            .events
+            .emit(Event::Connection(ConnectionState::Connecting));
         let end = serve(&inner, &mut stop, &mut rotation).await;
-        inner.set_connection(None);
+        inner.online.set(None);
         let reason = match end {
             End::Stopped => {
                 ended.store(true, Ordering::Release);
-                inner.emit(Event::Connection(ConnectionState::Stopped));
+                inner
+                    .events
+                    .emit(Event::Connection(ConnectionState::Stopped));
                 return;
             }
             End::Refused(reason) => {
                 ended.store(true, Ordering::Release);
-                inner.emit(Event::Connection(ConnectionState::Refused { reason }));
+                inner
+                    .events
+                    .emit(Event::Connection(ConnectionState::Refused { reason }));
                 return;
             }
             End::Lost(reason) => reason,
@@ -104,14 +116,16 @@ pub(crate) async fn run(
             with_jitter(delay)
         };
         tracing::debug!(%reason, wait_ms = wait.as_millis(), "disconnected");
-        inner.emit(Event::Connection(ConnectionState::Disconnected {
-            reason,
-            retry_in_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-        }));
+        inner
+            .events
+            .emit(Event::Connection(ConnectionState::Disconnected {
+                reason,
+                retry_in_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+            }));
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = stop.changed() => {
-                inner.emit(Event::Connection(ConnectionState::Stopped));
+                inner.events.emit(Event::Connection(ConnectionState::Stopped));
                 return;
             }
         }
@@ -148,7 +162,7 @@ async fn serve(
         }
         Err(error) => return error.into(),
     };
-    match auth::login(&conn, inner.device_id, &inner.device_key).await {
+    match auth::login(&conn, inner.me.device_id, &inner.me.device_key).await {
         Ok(_) => {}
         Err(TransportError::Server(error))
             if matches!(
@@ -161,12 +175,14 @@ async fn serve(
         Err(error) => return error.into(),
     }
     let conn = Arc::new(conn);
-    inner.set_connection(Some(Arc::clone(&conn)));
+    inner.online.set(Some(Arc::clone(&conn)));
     rotation.logged_in();
     if let Err(end) = initial_sync(inner, &conn).await {
         return end;
     }
-    inner.emit(Event::Connection(ConnectionState::Connected));
+    inner
+        .events
+        .emit(Event::Connection(ConnectionState::Connected));
     loop {
         let step = tokio::select! {
             biased;
@@ -175,7 +191,7 @@ async fn serve(
                 Some(push) => handle_push(inner, &conn, push).await,
                 None => return End::Lost("connection closed".into()),
             },
-            _ = inner.wake.notified() => drain_outbox(inner, &conn).await,
+            _ = inner.outbox_wake.notified() => drain_outbox(inner, &conn).await,
         };
         if let Err(end) = step {
             return end;
@@ -183,17 +199,16 @@ async fn serve(
     }
 }
 
-/// Fetches one group; only a connection problem ends the connection.
+/// Sends what waits in the outbox (outbox/drain.rs); only a connection or
+/// store failure ends the connection.
+async fn drain_outbox(inner: &Inner, conn: &Connection) -> Result<(), End> {
+    Ok(crate::outbox::drain(inner, conn).await?)
+}
+
+/// Fetches one group; only a connection or store problem ends the
+/// connection.
 async fn refresh_group(inner: &Inner, conn: &Connection, id: GroupId) -> Result<(), End> {
-    match groups::admin::refresh(inner, conn, id).await {
-        Ok(_) => Ok(()),
-        Err(OnlineError::Transport(error)) if error.is_connection_problem() => Err(error.into()),
-        Err(OnlineError::Store(error)) => Err(error.into()),
-        Err(error) => {
-            tracing::warn!(group = %id, %error, "group refresh failed");
-            Ok(())
-        }
-    }
+    Ok(groups::refresh::refresh_or_log(inner, conn, id).await?)
 }
 
 async fn initial_sync(inner: &Inner, conn: &Connection) -> Result<(), End> {
@@ -219,7 +234,7 @@ async fn initial_sync(inner: &Inner, conn: &Connection) -> Result<(), End> {
         };
         for envelope in page.envelopes.iter() {
             after = after.max(envelope.envelope_id);
-            handle_envelope(inner, conn, envelope).await?;
+            crate::receive::deliver(inner, conn, envelope).await?;
         }
         if !page.more || page.envelopes.is_empty() {
             break;
@@ -229,6 +244,7 @@ async fn initial_sync(inner: &Inner, conn: &Connection) -> Result<(), End> {
     // date, after the queued announcements (so a member who announced
     // leaving is reported as having left, not as removed), before sending.
     let active: Vec<GroupId> = inner
+        .store
         .tx(|tx| tx.groups())?
         .into_iter()
         .filter(|(_, record)| record.active)
@@ -242,11 +258,16 @@ async fn initial_sync(inner: &Inner, conn: &Connection) -> Result<(), End> {
 
 async fn handle_push(inner: &Inner, conn: &Connection, push: Push) -> Result<(), End> {
     match push.event {
-        Some(push::Event::Envelope(envelope)) => handle_envelope(inner, conn, &envelope).await,
+        Some(push::Event::Envelope(envelope)) => {
+            Ok(crate::receive::deliver(inner, conn, &envelope).await?)
+        }
         Some(push::Event::PrekeyLowStock(_)) => refill_if_low(inner, conn).await,
         Some(push::Event::GroupChanged(info)) => {
-            for event in inner.tx(|tx| groups::state::apply_info(inner, tx, &info))? {
-                inner.emit(event);
+            for event in inner
+                .store
+                .tx(|tx| groups::state::apply_info(&inner.me, tx, &info))?
+            {
+                inner.events.emit(event);
             }
             Ok(())
         }
@@ -261,7 +282,9 @@ async fn handle_push(inner: &Inner, conn: &Connection, push: Push) -> Result<(),
 async fn prepare_sealed_sender(inner: &Inner, conn: &Connection) -> Result<(), End> {
     let registered = crate::sealed::register_access(inner, conn).await;
     let certificate = match registered {
-        Ok(()) => crate::sealed::certificate(inner, conn).await.map(|_| ()),
+        Ok(()) => crate::sealed::certificate(&inner.store, &inner.me, conn)
+            .await
+            .map(|_| ()),
         Err(error) => Err(error),
     };
     match certificate {
@@ -293,29 +316,31 @@ async fn ensure_listed(inner: &Inner, conn: &Connection) -> Result<(), End> {
 
 /// The first upload of this device's keys, once.
 async fn ensure_prekeys_uploaded(inner: &Inner, conn: &Connection) -> Result<(), End> {
-    let uploaded = inner.tx(|tx| tx.meta(META_PREKEYS_UPLOADED))?;
+    let uploaded = inner.store.tx(|tx| tx.meta(META_PREKEYS_UPLOADED))?;
     if uploaded.as_deref() == Some(&[1]) {
         return Ok(());
     }
-    let upload = inner.tx(|tx| -> Result<_, StoreError> {
-        let mut keys = load_prekeys(inner, tx)?;
+    let upload = inner.store.tx(|tx| -> Result<_, StoreError> {
+        let mut keys = load_prekeys(&inner.me, tx)?;
         let one_time = keys.generate_one_time(
             &mut rand::rng(),
             inner.config.prekey_batch.clamp(1, prekeys::MAX_BATCH),
         );
         tx.set_secret(META_PREKEYS, &keys.to_bytes())?;
-        Ok(prekeys::full_upload(&inner.identity, &keys, &one_time))
+        Ok(prekeys::full_upload(&inner.me.identity, &keys, &one_time))
     })?;
     auth::expect_ok(conn.request(Request::UploadPrekeys(upload)).await?)?;
-    inner.tx(|tx| tx.set_meta(META_PREKEYS_UPLOADED, &[1]))?;
+    inner
+        .store
+        .tx(|tx| tx.set_meta(META_PREKEYS_UPLOADED, &[1]))?;
     Ok(())
 }
 
-fn load_prekeys(inner: &Inner, tx: &Tx<'_>) -> Result<LocalPreKeys, StoreError> {
+fn load_prekeys(me: &ThisDevice, tx: &Tx<'_>) -> Result<LocalPreKeys, StoreError> {
     let bytes = tx
         .secret("prekeys", META_PREKEYS)?
         .ok_or(StoreError::Corrupt { what: "prekeys" })?;
-    LocalPreKeys::from_bytes(&inner.identity, &bytes)
+    LocalPreKeys::from_bytes(&me.identity, &bytes)
         .map_err(|_| StoreError::Corrupt { what: "prekeys" })
 }
 
@@ -342,8 +367,8 @@ async fn refill_if_low(inner: &Inner, conn: &Connection) -> Result<(), End> {
         return Ok(());
     }
     let count = inner.config.prekey_batch.clamp(1, prekeys::MAX_BATCH);
-    let one_time = inner.tx(|tx| -> Result<_, StoreError> {
-        let mut keys = load_prekeys(inner, tx)?;
+    let one_time = inner.store.tx(|tx| -> Result<_, StoreError> {
+        let mut keys = load_prekeys(&inner.me, tx)?;
         let one_time = keys.generate_one_time(&mut rand::rng(), count);
         tx.set_secret(META_PREKEYS, &keys.to_bytes())?;
         Ok(one_time)
@@ -352,167 +377,10 @@ async fn refill_if_low(inner: &Inner, conn: &Connection) -> Result<(), End> {
         conn.request(Request::UploadPrekeys(prekeys::refill_upload(&one_time)))
             .await?,
     )?;
-    inner.emit(Event::PrekeysRefilled { uploaded: count });
+    inner
+        .events
+        .emit(Event::PrekeysRefilled { uploaded: count });
     Ok(())
-}
-
-/// The members a group send skipped, by the devices the group's key
-/// records name (a device not named there is left out), each once, sorted.
-fn skipped_members(
-    inner: &Inner,
-    destination: &str,
-    device_ids: &[u64],
-) -> Result<Vec<String>, StoreError> {
-    let Some(Conversation::Group(id)) = Conversation::from_key(destination) else {
-        return Ok(Vec::new());
-    };
-    let shared = inner.tx(|tx| tx.shared(&id))?;
-    let names: std::collections::BTreeSet<String> = shared
-        .into_iter()
-        .filter(|(_, device, _)| device_ids.contains(device))
-        .map(|(username, _, _)| username)
-        .collect();
-    Ok(names.into_iter().collect())
-}
-
-/// Sends queued contents in order; a destination whose safety number
-/// changed is skipped (its sends wait) without holding up the others.
-async fn drain_outbox(inner: &Inner, conn: &Connection) -> Result<(), End> {
-    let rows = inner.tx(|tx| tx.outbox())?;
-    let mut blocked = std::collections::BTreeSet::new();
-    for row in rows {
-        if blocked.contains(&row.destination) {
-            continue;
-        }
-        let content = match Content::decode(row.content.as_slice()) {
-            Ok(content) => content,
-            Err(_) => {
-                inner.tx(|tx| tx.delete_outbox(row.seq))?;
-                continue;
-            }
-        };
-        let message_id = content.id().unwrap_or_default();
-        match sessions::send_queued(inner, conn, &row.destination, &content).await {
-            Ok(stored) => {
-                inner.tx(|tx| tx.delete_outbox(row.seq))?;
-                if !matches!(content.body, Some(Body::Typing(_))) {
-                    inner.emit(Event::Sent {
-                        message_id,
-                        server_timestamp_ms: stored.server_timestamp_ms,
-                    });
-                }
-                if !stored.skipped_device_ids.is_empty() {
-                    let device_ids = stored.skipped_device_ids;
-                    let usernames = skipped_members(inner, &row.destination, &device_ids)?;
-                    inner.emit(Event::NotDelivered {
-                        message_id,
-                        usernames,
-                        device_ids,
-                    });
-                }
-            }
-            Err(SendFailure::Blocked) => {
-                blocked.insert(row.destination);
-            }
-            Err(SendFailure::Permanent(reason)) => {
-                inner.tx(|tx| tx.delete_outbox(row.seq))?;
-                inner.emit(Event::SendFailed { message_id, reason });
-            }
-            Err(SendFailure::Transport(error)) => return Err(error.into()),
-            Err(SendFailure::Store(error)) => return Err(error.into()),
-        }
-    }
-    Ok(())
-}
-
-/// Decrypts, stores, then acknowledges one envelope.
-async fn handle_envelope(inner: &Inner, conn: &Connection, envelope: &Envelope) -> Result<(), End> {
-    let mut outcome = inner.tx(|tx| receive::process(inner, tx, envelope))?;
-    if let Outcome::Unlisted { sender, device } = &outcome {
-        let (sender, device) = (sender.clone(), *device);
-        // SPEC.md §20.5: a device the remembered list leaves out may have
-        // signed itself into a newer one; look again before refusing.
-        let refusal = match crate::device_lists::refresh(inner, conn, &sender).await {
-            Ok(Ok(added)) => {
-                for device_id in added.into_iter().filter(|d| *d != inner.device_id) {
-                    inner.emit(Event::DeviceAdded {
-                        username: sender.clone(),
-                        device_id,
-                    });
-                }
-                outcome = inner.tx(|tx| receive::process(inner, tx, envelope))?;
-                format!("device {device} is not in {sender}'s signed device list")
-            }
-            Ok(Err(refusal)) => refusal.to_string(),
-            Err(crate::device_lists::SignError::Transport(error))
-                if error.is_connection_problem()
-                    || matches!(&error, TransportError::Server(e) if e.code == ErrorCode::RateLimited) =>
-            {
-                // Unacknowledged: redelivered and looked at again later.
-                return Err(error.into());
-            }
-            Err(crate::device_lists::SignError::Store(error)) => return Err(error.into()),
-            Err(error) => error.to_string(),
-        };
-        if let Outcome::Unlisted { sender, device } = &outcome {
-            tracing::warn!(
-                device,
-                "message from a device outside the signed device list refused"
-            );
-            inner.tx(|tx| tx.mark_envelope_processed(envelope.envelope_id))?;
-            outcome = Outcome::Failed(Event::DecryptionFailed {
-                sender: sender.clone(),
-                sender_device: *device,
-                reason: format!("{}: {refusal}", crate::events::UNLISTED_DEVICE),
-            });
-        }
-    }
-    // After the device-list check, which comes first (§20.5).
-    if let Outcome::NotKnownMember { group, .. } = &outcome {
-        // A group made or changed while this device was away: ask the
-        // server (which answers members only) before refusing.
-        refresh_group(inner, conn, *group).await?;
-        outcome = inner.tx(|tx| receive::process(inner, tx, envelope))?;
-        if let Outcome::NotKnownMember { sender, device, .. } = &outcome {
-            let event = inner.tx(|tx| receive::refuse_non_member(tx, envelope, sender, *device))?;
-            outcome = Outcome::Failed(event);
-        }
-    }
-    match outcome {
-        Outcome::Duplicate | Outcome::Unlisted { .. } | Outcome::NotKnownMember { .. } => {}
-        Outcome::Failed(event) => inner.emit(event),
-        Outcome::Delivered {
-            events,
-            receipt,
-            refresh,
-        } => {
-            // The group first, so the application finds it when told.
-            if let Some(id) = refresh {
-                refresh_group(inner, conn, id).await?;
-            }
-            for event in events {
-                inner.emit(event);
-            }
-            if let Some((conversation, id)) = receipt {
-                let content = Content::delivery_receipt(new_id(), crate::now_ms(), [id]);
-                if let Err(error) = inner.queue(&conversation, content) {
-                    tracing::debug!(%error, "delivery receipt not queued");
-                }
-            }
-        }
-    }
-    if inner.config.fault_skip_ack {
-        return Ok(());
-    }
-    match conn
-        .request(Request::AckEnvelopes(AckEnvelopesRequest {
-            envelope_ids: vec![envelope.envelope_id],
-        }))
-        .await?
-    {
-        response::Result::Ack(_) => Ok(()),
-        _ => Err(TransportError::UnexpectedResponse { expected: "Ack" }.into()),
-    }
 }
 
 /// The account's devices (from the server).
@@ -526,15 +394,4 @@ pub(crate) async fn list_devices(conn: &Connection) -> Result<Vec<DeviceInfo>, T
             expected: "DeviceList",
         }),
     }
-}
-
-/// The safety number between us and `username` with identity `key`.
-pub(crate) fn safety_number(inner: &Inner, username: &str, key: &[u8; 32]) -> Option<SafetyNumber> {
-    let remote = IdentityKey::from_bytes(key).ok()?;
-    Some(SafetyNumber::new(
-        inner.identity.public(),
-        inner.username.as_bytes(),
-        &remote,
-        username.as_bytes(),
-    ))
 }

@@ -20,35 +20,21 @@ use std::time::Duration;
 use microbot_protocol::codec::DEFAULT_MAX_FRAME_LEN;
 use microbot_protocol::conn::{ClientConn, ClientConnError};
 use microbot_protocol::transport::{Hello, HelloResponse, Push, client_frame::Request, response};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
-use sha2::{Digest as _, Sha256};
-use subtle::ConstantTimeEq as _;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{ServerConfig, Transport};
 use crate::error::TransportError;
+use crate::tls::quic_client_config;
 use crate::websocket;
 
 mod reader;
 
-use reader::{fail_all, read_loop, read_loop_ws};
+use reader::{Machine, Pending, Reply, fail_all, read_loop, read_loop_ws};
 
-/// ALPN protocol id of Microbot v1 (defined once, in the protocol crate).
-pub use microbot_protocol::conn::ALPN;
 /// Protocol versions this client speaks.
 pub const PROTOCOL_VERSIONS: &[u32] = microbot_protocol::conn::SUPPORTED_VERSIONS;
 /// Longest wait for one response.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
-/// QUIC keep-alive period: an idle connection still proves every few
-/// seconds that the node is there (issue 24).
-pub const KEEP_ALIVE: Duration = Duration::from_secs(2);
-/// QUIC idle timeout this client offers: a node that died without closing
-/// (a killed host, a partition) is noticed within this long, and the
-/// device moves to the next address (SPEC.md §12.1). Four keep-alives fit
-/// in it, so a lost packet or two does not end a live connection.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(8);
 /// Longest wait for the QUIC handshake of a one-off connection
 /// (registration, enrolment); the background loop uses
 /// `AccountConfig::connect_timeout`.
@@ -56,14 +42,6 @@ pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// With [`Transport::Auto`]: how long QUIC may take to answer before the
 /// WebSocket is tried (UDP blocked).
 pub const QUIC_FALLBACK_AFTER: Duration = Duration::from_secs(3);
-
-type Reply = Result<response::Result, TransportError>;
-
-/// Requests waiting for their response; `None` once the connection ended.
-type Pending = Arc<Mutex<Option<HashMap<u64, oneshot::Sender<Reply>>>>>;
-
-/// The connection machine, shared by the requests and the reader.
-type Machine = Arc<Mutex<ClientConn>>;
 
 /// The transport under one connection.
 enum Link {
@@ -165,113 +143,6 @@ impl Drop for Connection {
             }
         }
     }
-}
-
-/// Accepts exactly the certificate whose SHA-256 is the pin.
-#[derive(Debug)]
-struct Pinned {
-    pin: [u8; 32],
-    provider: Arc<rustls::crypto::CryptoProvider>,
-}
-
-impl ServerCertVerifier for Pinned {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let seen: [u8; 32] = Sha256::digest(end_entity.as_ref()).into();
-        if bool::from(seen.ct_eq(&self.pin)) {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::General(
-                "server certificate does not match the pinned fingerprint".into(),
-            ))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::General("TLS 1.2 is not used".into()))
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
-/// The QUIC client configuration for `server`: TLS 1.3 only, ALPN
-/// `microbot/1`, and a verifier that accepts exactly the certificate whose
-/// SHA-256 is `server.fingerprint` (SPEC.md §12). Public so tools that speak
-/// raw frames (the conformance runner) pin certificates the same way.
-pub fn quic_client_config(server: &ServerConfig) -> Result<quinn::ClientConfig, TransportError> {
-    let mut tls = pinned_tls_config(server)?;
-    tls.alpn_protocols = vec![ALPN.to_vec()];
-    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
-        .map_err(|e| TransportError::Config(e.to_string()))?;
-    let mut config = quinn::ClientConfig::new(Arc::new(quic));
-    let mut transport = quinn::TransportConfig::default();
-    transport.keep_alive_interval(Some(KEEP_ALIVE));
-    // The effective idle timeout is the smaller of ours and the server's.
-    if let Ok(idle) = quinn::IdleTimeout::try_from(IDLE_TIMEOUT) {
-        transport.max_idle_timeout(Some(idle));
-    }
-    config.transport_config(Arc::new(transport));
-    Ok(config)
-}
-
-/// TLS 1.3 only, accepting exactly the certificate whose SHA-256 is
-/// `server.fingerprint`; no ALPN set (each transport sets its own).
-pub(crate) fn pinned_tls_config(
-    server: &ServerConfig,
-) -> Result<rustls::ClientConfig, TransportError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(
-        rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(|e| TransportError::Config(e.to_string()))?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Pinned {
-                pin: server.fingerprint,
-                provider,
-            }))
-            .with_no_client_auth(),
-    )
-}
-
-/// The TLS client configuration of the WebSocket transport (SPEC.md
-/// §12.13): TLS 1.3 only, ALPN `http/1.1`, and the same pinning verifier
-/// as [`quic_client_config`]. Public for tools that speak raw frames.
-///
-/// # Errors
-/// [`TransportError::Config`].
-pub fn websocket_tls_config(server: &ServerConfig) -> Result<rustls::ClientConfig, TransportError> {
-    let mut tls = pinned_tls_config(server)?;
-    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(tls)
 }
 
 impl Connection {
@@ -580,5 +451,28 @@ impl Connection {
                 Err(TransportError::Timeout)
             }
         }
+    }
+}
+
+/// The live connection of an account, while logged in: set by the
+/// background task, read by every request that needs the server.
+#[derive(Default)]
+pub(crate) struct ConnectionSlot(Mutex<Option<Arc<Connection>>>);
+
+impl ConnectionSlot {
+    /// The live connection, while logged in.
+    pub(crate) fn get(&self) -> Option<Arc<Connection>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Records the live connection (`None` once it ended).
+    pub(crate) fn set(&self, conn: Option<Arc<Connection>>) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = conn;
     }
 }

@@ -107,7 +107,7 @@ async fn connect_path(
     timeout: Duration,
 ) -> Result<Socket, TransportError> {
     let connect = |e: &dyn std::fmt::Display| TransportError::Connect(format!("websocket: {e}"));
-    let tls = crate::transport::websocket_tls_config(server)?;
+    let tls = crate::tls::websocket_tls_config(server)?;
     let name = ServerName::try_from(server.server_name.clone())
         .map_err(|e| TransportError::Config(e.to_string()))?;
     let mut request = format!("wss://{addr}{path}")
@@ -289,14 +289,14 @@ pub(crate) async fn open_attachment(
     let (mut sink, mut source) = socket.split();
     let mut machine = ClientConn::new(DEFAULT_MAX_FRAME_LEN);
     let hello = Request::Hello(Hello {
-        versions: crate::transport::PROTOCOL_VERSIONS.to_vec(),
+        versions: microbot_protocol::conn::SUPPORTED_VERSIONS.to_vec(),
         client_agent: "microbot-client attachment".to_owned(),
     });
     let challenge = match exchange(&mut sink, &mut source, &mut machine, hello).await? {
         response::Result::Hello(hello) => hello.challenge,
         _ => return Err(TransportError::UnexpectedResponse { expected: "Hello" }),
     };
-    let login = Request::Login(crate::auth::login_request(
+    let login = Request::Login(crate::device_login::login_request(
         &challenge, device_id, device_key,
     ));
     match exchange(&mut sink, &mut source, &mut machine, login).await? {

@@ -17,6 +17,7 @@ mod failover;
 mod groups;
 mod linking;
 mod messaging;
+mod module_graph;
 mod offline;
 mod own_device_sync;
 mod sealed_sender;

@@ -14,11 +14,13 @@
 //! at `total_bytes` on success. Not owned here: the stream protocol and
 //! the cryptography (stream.rs, crypto-core).
 
+mod progress;
 mod stream;
+
+pub use progress::Progress;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -31,12 +33,14 @@ use microbot_protocol::transport::{
 };
 use tokio::io::AsyncWriteExt as _;
 
-use crate::account::{Account, new_id};
+use crate::account_state::Inner;
 use crate::error::{AttachmentError, StoreError, TransportError};
 use crate::events::Conversation;
+use crate::messages::new_id;
 use crate::now_ms;
 use crate::outbox::check_destination;
 use crate::transport::Connection;
+use progress::Reporter;
 use stream::{Upload, UploadFailure};
 
 /// Upload attempts (the first and its resumptions) before giving up.
@@ -45,15 +49,6 @@ const UPLOAD_ATTEMPTS: u32 = 6;
 const RECONNECT_WAIT: Duration = Duration::from_secs(30);
 /// Longest `file_name` and `content_type` (SPEC.md §11.2).
 const MAX_NAME_LEN: usize = 255;
-
-/// How far a transfer got, in plaintext bytes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Progress {
-    /// Bytes of the file sent or received so far.
-    pub done_bytes: u64,
-    /// Size of the file.
-    pub total_bytes: u64,
-}
 
 /// What to tell the recipients about a file.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -64,37 +59,6 @@ pub struct FileOptions {
     pub content_type: Option<String>,
     /// Text shown with the file.
     pub caption: String,
-}
-
-/// Reports progress, never going backwards.
-pub(crate) struct Reporter<'a> {
-    callback: &'a (dyn Fn(Progress) + Send + Sync),
-    total: u64,
-    last: AtomicU64,
-}
-
-impl<'a> Reporter<'a> {
-    fn new(callback: &'a (dyn Fn(Progress) + Send + Sync), total: u64) -> Self {
-        callback(Progress {
-            done_bytes: 0,
-            total_bytes: total,
-        });
-        Self {
-            callback,
-            total,
-            last: AtomicU64::new(0),
-        }
-    }
-
-    pub(crate) fn report(&self, done: u64) {
-        let done = done.min(self.total);
-        if self.last.fetch_max(done, Ordering::Relaxed) < done {
-            (self.callback)(Progress {
-                done_bytes: done,
-                total_bytes: self.total,
-            });
-        }
-    }
 }
 
 /// The longest prefix of `s` of at most `max` bytes, cut at a char boundary.
@@ -161,13 +125,19 @@ fn partial_path(dest: &Path) -> PathBuf {
     dest.with_file_name(format!(".{name}.part"))
 }
 
-impl Account {
+/// The account's file transfers, over the state they need.
+pub(crate) struct Files<'a> {
+    /// The account's shared state.
+    pub(crate) inner: &'a Inner,
+}
+
+impl Files<'_> {
     /// Waits until the background task holds a live connection other than
     /// `old` (which failed).
     async fn reconnected(&self, old: &Arc<Connection>) -> Result<Arc<Connection>, AttachmentError> {
         let deadline = tokio::time::Instant::now() + RECONNECT_WAIT;
         loop {
-            if let Some(conn) = self.inner.connection()
+            if let Some(conn) = self.inner.online.get()
                 && !conn.is_closed()
                 && (!Arc::ptr_eq(&conn, old) || !old.is_closed())
             {
@@ -185,7 +155,7 @@ impl Account {
     ///
     /// # Errors
     /// [`AttachmentError`].
-    pub async fn send_file(
+    pub(crate) async fn send_file(
         &self,
         conversation: &Conversation,
         path: &Path,
@@ -202,20 +172,23 @@ impl Account {
     ///
     /// # Errors
     /// [`AttachmentError`]; nothing is queued on error.
-    pub async fn send_attachment(
+    pub(crate) async fn send_attachment(
         &self,
         conversation: &Conversation,
         path: &Path,
         options: FileOptions,
         progress: impl Fn(Progress) + Send + Sync,
     ) -> Result<MessageId, AttachmentError> {
-        self.inner.tx(|tx| check_destination(tx, conversation))?;
+        self.inner
+            .store
+            .tx(|tx| check_destination(tx, conversation))?;
         let size = tokio::fs::metadata(path).await?.len();
         let total = ciphertext_len(size).ok_or(AttachmentError::TooLarge)?;
         let reporter = Reporter::new(&progress, size);
         let mut conn = self
             .inner
-            .connection()
+            .online
+            .get()
             .ok_or(AttachmentError::NotConnected)?;
         let key = AttachmentKey::generate(&mut rand::rng());
         let mut descriptor = upload_request(&conn, total, Bytes::new()).await?;
@@ -270,7 +243,8 @@ impl Account {
             caption: options.caption,
             ..AttachmentPointer::default()
         };
-        let id = self.inner.queue(
+        let id = crate::outbox::queue(
+            self.inner,
             conversation,
             Content::attachment(new_id(), now_ms(), pointer),
         )?;
@@ -282,11 +256,11 @@ impl Account {
     ///
     /// # Errors
     /// [`StoreError`].
-    pub fn attachment(
+    pub(crate) fn attachment(
         &self,
         message_id: &MessageId,
     ) -> Result<Option<AttachmentPointer>, StoreError> {
-        self.inner.tx(|tx| tx.attachment_pointer(message_id))
+        self.inner.store.tx(|tx| tx.attachment_pointer(message_id))
     }
 
     /// Downloads the file of the file message `message_id` to `dest`; see
@@ -294,7 +268,7 @@ impl Account {
     ///
     /// # Errors
     /// [`AttachmentError::UnknownMessage`], or as [`Account::download_pointer`].
-    pub async fn download_attachment(
+    pub(crate) async fn download_attachment(
         &self,
         message_id: &MessageId,
         dest: &Path,
@@ -315,7 +289,7 @@ impl Account {
     /// [`AttachmentError::Corrupt`] when the bytes fail verification,
     /// [`AttachmentError::SizeMismatch`], `Transport` (e.g.
     /// `UNKNOWN_ATTACHMENT` once it expired), `Io`.
-    pub async fn download_pointer(
+    pub(crate) async fn download_pointer(
         &self,
         pointer: &AttachmentPointer,
         dest: &Path,
@@ -332,7 +306,8 @@ impl Account {
             .ok_or(AttachmentError::InvalidPointer("size too large"))?;
         let conn = self
             .inner
-            .connection()
+            .online
+            .get()
             .ok_or(AttachmentError::NotConnected)?;
         let info = match conn
             .request(Request::AttachmentDownload(AttachmentDownloadRequest {

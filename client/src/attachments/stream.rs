@@ -22,7 +22,7 @@ use microbot_protocol::transport::{
 use prost::Message as _;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use super::Reporter;
+use super::progress::Reporter;
 use crate::error::{AttachmentError, ServerError, TransportError};
 use crate::transport::{Connection, StreamRecv, StreamSend};
 

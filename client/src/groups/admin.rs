@@ -15,20 +15,22 @@
 
 use microbot_protocol::content::{self, GroupChange, GroupChangeKind};
 use microbot_protocol::transport::{
-    AddGroupMembersRequest, CreateGroupRequest, ErrorCode, GetGroupRequest, LeaveGroupRequest,
-    RemoveGroupMembersRequest, SetGroupMetadataRequest, SetGroupRoleRequest, client_frame::Request,
-    response,
+    CreateGroupRequest, ErrorCode, LeaveGroupRequest, SetGroupMetadataRequest,
+    client_frame::Request, response,
 };
 use std::time::Duration;
 
+use super::change_plan::{self, announcement, check_name, checked_usernames};
+use super::refresh::refresh;
 use super::{
-    GROUP_RECORD_VERSION, GroupId, GroupInfo, GroupRecord, GroupRole, GroupUpdate,
-    MAX_GROUP_NAME_LEN, MemberRecord, new_metadata_key, seal_metadata, state,
+    GROUP_RECORD_VERSION, GroupId, GroupInfo, GroupRecord, GroupRole, GroupUpdate, MemberRecord,
+    new_metadata_key, seal_metadata, state,
 };
-use crate::account::{Account, Inner, new_id};
+use crate::account_state::Inner;
 use crate::auth::valid_username;
-use crate::error::{GroupError, OnlineError, StoreError, TransportError};
+use crate::error::{GroupError, StoreError, TransportError};
 use crate::events::{Conversation, Event};
+use crate::messages::new_id;
 use crate::now_ms;
 use crate::transport::Connection;
 
@@ -37,96 +39,21 @@ pub const MAX_CHANGE_ATTEMPTS: u32 = 5;
 /// Longest wait for our `LEFT` announcement to leave before leaving anyway.
 const LEAVE_ANNOUNCE_WAIT: Duration = Duration::from_secs(30);
 
-/// Fetches the group from the server and applies it (events included).
-/// Returns the record after it; a group the server says we are not in is
-/// marked inactive.
-pub(crate) async fn refresh(
-    inner: &Inner,
-    conn: &Connection,
-    id: GroupId,
-) -> Result<Option<GroupRecord>, OnlineError> {
-    let reply = conn
-        .request(Request::GetGroup(GetGroupRequest {
-            group_id: id.to_bytes(),
-        }))
-        .await;
-    let events = match reply {
-        Ok(response::Result::Group(info)) => inner.tx(|tx| state::apply_info(inner, tx, &info))?,
-        Ok(_) => {
-            return Err(TransportError::UnexpectedResponse { expected: "Group" }.into());
-        }
-        Err(TransportError::Server(error))
-            if matches!(
-                error.code,
-                ErrorCode::NotGroupMember | ErrorCode::UnknownGroup
-            ) =>
-        {
-            inner.tx(|tx| -> Result<Vec<Event>, StoreError> {
-                let Some(mut record) = tx.group(&id)? else {
-                    return Ok(Vec::new());
-                };
-                if !record.active {
-                    return Ok(Vec::new());
-                }
-                let me = inner.username.clone();
-                record.active = false;
-                record.members.retain(|m| m.username != me);
-                tx.set_group(&id, &record)?;
-                tx.delete_outbound_key(&id)?;
-                Ok(vec![Event::GroupChanged {
-                    group_id: id,
-                    version: record.version,
-                    update: GroupUpdate::MembersRemoved {
-                        usernames: vec![me],
-                    },
-                }])
-            })?
-        }
-        Err(error) => return Err(error.into()),
-    };
-    for event in events {
-        inner.emit(event);
-    }
-    Ok(inner.tx(|tx| tx.group(&id))?)
+/// The account's group operations, over the state they need.
+pub(crate) struct GroupAdmin<'a> {
+    /// The account's shared state.
+    pub(crate) inner: &'a Inner,
 }
 
-fn check_usernames(inner: &Inner, usernames: &[&str]) -> Result<Vec<String>, GroupError> {
-    let mut out: Vec<String> = Vec::with_capacity(usernames.len());
-    for name in usernames {
-        if !valid_username(name) {
-            return Err(GroupError::InvalidInput("invalid username"));
-        }
-        if *name != inner.username && !out.iter().any(|o| o == name) {
-            out.push((*name).to_owned());
-        }
-    }
-    Ok(out)
-}
-
-fn check_name(name: &str) -> Result<(), GroupError> {
-    if name.len() > MAX_GROUP_NAME_LEN {
-        return Err(GroupError::InvalidInput("group name over 256 bytes"));
-    }
-    Ok(())
-}
-
-fn announcement(id: GroupId, version: u64, kind: GroupChangeKind) -> GroupChange {
-    GroupChange {
-        group_id: id.to_bytes(),
-        version: version.max(1),
-        kind: kind as i32,
-        ..GroupChange::default()
-    }
-}
-
-impl Account {
+impl GroupAdmin<'_> {
     fn online(&self) -> Result<std::sync::Arc<Connection>, GroupError> {
-        self.inner.connection().ok_or(GroupError::NotConnected)
+        self.inner.online.get().ok_or(GroupError::NotConnected)
     }
 
     fn active_group(&self, id: &GroupId) -> Result<GroupRecord, GroupError> {
         let record = self
             .inner
+            .store
             .tx(|tx| tx.group(id))?
             .ok_or(GroupError::UnknownGroup)?;
         if !record.active {
@@ -137,7 +64,7 @@ impl Account {
 
     fn announce(&self, id: GroupId, change: GroupChange) -> Result<(), GroupError> {
         let content = content::Content::group_change(new_id(), now_ms(), change);
-        self.inner.queue(&Conversation::Group(id), content)?;
+        crate::outbox::queue(self.inner, &Conversation::Group(id), content)?;
         Ok(())
     }
 
@@ -159,9 +86,10 @@ impl Account {
                 Ok(response::Result::Group(info)) => {
                     let events = self
                         .inner
-                        .tx(|tx| state::apply_info(&self.inner, tx, &info))?;
+                        .store
+                        .tx(|tx| state::apply_info(&self.inner.me, tx, &info))?;
                     for event in events {
-                        self.inner.emit(event);
+                        self.inner.events.emit(event);
                     }
                     return Ok(Some(self.active_group(&id)?));
                 }
@@ -172,7 +100,7 @@ impl Account {
                     if error.code == ErrorCode::StaleGroupVersion =>
                 {
                     tracing::debug!(group = %id, "stale group version; refetching");
-                    refresh(&self.inner, &conn, id).await?;
+                    refresh(self.inner, &conn, id).await?;
                 }
                 Err(error) => return Err(error.into()),
             }
@@ -188,9 +116,13 @@ impl Account {
     /// # Errors
     /// [`GroupError`]; `Transport` with `UNKNOWN_ACCOUNT` when a member does
     /// not exist.
-    pub async fn create_group(&self, name: &str, members: &[&str]) -> Result<GroupId, GroupError> {
+    pub(crate) async fn create_group(
+        &self,
+        name: &str,
+        members: &[&str],
+    ) -> Result<GroupId, GroupError> {
         check_name(name)?;
-        let members = check_usernames(&self.inner, members)?;
+        let members = checked_usernames(&self.inner.me.username, members)?;
         let conn = self.online()?;
         let id = GroupId::random();
         let key = new_metadata_key();
@@ -232,12 +164,12 @@ impl Account {
             pending_key: Vec::new(),
             pending_created_by: String::new(),
         };
-        self.inner.tx(|tx| tx.set_group(&id, &record))?;
-        self.inner.emit(Event::GroupChanged {
+        self.inner.store.tx(|tx| tx.set_group(&id, &record))?;
+        self.inner.events.emit(Event::GroupChanged {
             group_id: id,
             version: info.version,
             update: GroupUpdate::Created {
-                by: self.inner.username.clone(),
+                by: self.inner.me.username.clone(),
                 name: name.to_owned(),
             },
         });
@@ -254,37 +186,22 @@ impl Account {
     ///
     /// # Errors
     /// [`GroupError`]; `Conflict` when concurrent changes kept winning.
-    pub async fn add_group_members(
+    pub(crate) async fn add_group_members(
         &self,
         id: &GroupId,
         usernames: &[&str],
     ) -> Result<GroupInfo, GroupError> {
-        let wanted = check_usernames(&self.inner, usernames)?;
+        let wanted = checked_usernames(&self.inner.me.username, usernames)?;
         let mut added = Vec::new();
         let changed = self
             .change(*id, |record| {
-                added = wanted
-                    .iter()
-                    .filter(|u| !record.is_member(u))
-                    .cloned()
-                    .collect();
-                (!added.is_empty()).then(|| {
-                    Request::AddGroupMembers(AddGroupMembersRequest {
-                        group_id: id.to_bytes(),
-                        expected_version: record.version,
-                        usernames: added.clone(),
-                    })
-                })
+                let (request, names) = change_plan::add_members(*id, record, &wanted)?;
+                added = names;
+                Some(request)
             })
             .await?;
         if let Some(record) = &changed {
-            let mut change = announcement(*id, record.version, GroupChangeKind::MembersAdded);
-            change.usernames = added;
-            change.metadata = Some(record.metadata());
-            if let Some(key) = record.key() {
-                change.metadata_key = key.to_vec().into();
-            }
-            self.announce(*id, change)?;
+            self.announce(*id, change_plan::members_added(*id, record, added))?;
         }
         Ok(self.active_group(id)?.public(*id))
     }
@@ -295,27 +212,18 @@ impl Account {
     ///
     /// # Errors
     /// [`GroupError`].
-    pub async fn remove_group_members(
+    pub(crate) async fn remove_group_members(
         &self,
         id: &GroupId,
         usernames: &[&str],
     ) -> Result<GroupInfo, GroupError> {
-        let wanted = check_usernames(&self.inner, usernames)?;
+        let wanted = checked_usernames(&self.inner.me.username, usernames)?;
         let mut removed = Vec::new();
         let changed = self
             .change(*id, |record| {
-                removed = wanted
-                    .iter()
-                    .filter(|u| record.is_member(u))
-                    .cloned()
-                    .collect();
-                (!removed.is_empty()).then(|| {
-                    Request::RemoveGroupMembers(RemoveGroupMembersRequest {
-                        group_id: id.to_bytes(),
-                        expected_version: record.version,
-                        usernames: removed.clone(),
-                    })
-                })
+                let (request, names) = change_plan::remove_members(*id, record, &wanted)?;
+                removed = names;
+                Some(request)
             })
             .await?;
         if let Some(record) = changed {
@@ -333,7 +241,11 @@ impl Account {
     ///
     /// # Errors
     /// [`GroupError`].
-    pub async fn rename_group(&self, id: &GroupId, name: &str) -> Result<GroupInfo, GroupError> {
+    pub(crate) async fn rename_group(
+        &self,
+        id: &GroupId,
+        name: &str,
+    ) -> Result<GroupInfo, GroupError> {
         check_name(name)?;
         self.set_metadata(id, name).await?;
         Ok(self.active_group(id)?.public(*id))
@@ -360,30 +272,33 @@ impl Account {
         };
         // The answer was applied with the old key (the new blob did not
         // open); store the new key and name now.
-        let events = self.inner.tx(|tx| -> Result<Vec<Event>, StoreError> {
-            let Some(mut stored) = tx.group(id)? else {
-                return Ok(Vec::new());
-            };
-            stored.metadata_key = key.to_vec();
-            let mut events = Vec::new();
-            if let Some(m) = &metadata {
-                if m.name != stored.name {
-                    events.push(Event::GroupChanged {
-                        group_id: *id,
-                        version: stored.version,
-                        update: GroupUpdate::Renamed {
-                            name: m.name.clone(),
-                        },
-                    });
+        let events = self
+            .inner
+            .store
+            .tx(|tx| -> Result<Vec<Event>, StoreError> {
+                let Some(mut stored) = tx.group(id)? else {
+                    return Ok(Vec::new());
+                };
+                stored.metadata_key = key.to_vec();
+                let mut events = Vec::new();
+                if let Some(m) = &metadata {
+                    if m.name != stored.name {
+                        events.push(Event::GroupChanged {
+                            group_id: *id,
+                            version: stored.version,
+                            update: GroupUpdate::Renamed {
+                                name: m.name.clone(),
+                            },
+                        });
+                    }
+                    stored.name = m.name.clone();
+                    stored.description = m.description.clone();
                 }
-                stored.name = m.name.clone();
-                stored.description = m.description.clone();
-            }
-            tx.set_group(id, &stored)?;
-            Ok(events)
-        })?;
+                tx.set_group(id, &stored)?;
+                Ok(events)
+            })?;
         for event in events {
-            self.inner.emit(event);
+            self.inner.events.emit(event);
         }
         let mut change = announcement(*id, record.version, GroupChangeKind::MetadataChanged);
         change.metadata = metadata;
@@ -395,7 +310,7 @@ impl Account {
     ///
     /// # Errors
     /// [`GroupError`].
-    pub async fn set_group_role(
+    pub(crate) async fn set_group_role(
         &self,
         id: &GroupId,
         username: &str,
@@ -406,23 +321,11 @@ impl Account {
         }
         let changed = self
             .change(*id, |record| {
-                (record.role_of(username) != Some(role)).then(|| {
-                    Request::SetGroupRole(SetGroupRoleRequest {
-                        group_id: id.to_bytes(),
-                        expected_version: record.version,
-                        username: username.to_owned(),
-                        role: role.to_wire(),
-                    })
-                })
+                change_plan::set_role(*id, record, username, role)
             })
             .await?;
         if let Some(record) = changed {
-            let mut change = announcement(*id, record.version, GroupChangeKind::RoleChanged);
-            change.usernames = vec![username.to_owned()];
-            change.role = match role {
-                GroupRole::Member => content::GroupRole::Member as i32,
-                GroupRole::Admin => content::GroupRole::Admin as i32,
-            };
+            let change = change_plan::role_changed(*id, record.version, username, role);
             self.announce(*id, change)?;
         }
         Ok(self.active_group(id)?.public(*id))
@@ -435,7 +338,7 @@ impl Account {
     ///
     /// # Errors
     /// [`GroupError`].
-    pub async fn leave_group(&self, id: &GroupId) -> Result<(), GroupError> {
+    pub(crate) async fn leave_group(&self, id: &GroupId) -> Result<(), GroupError> {
         let record = self.active_group(id)?;
         let conn = self.online()?;
         let content = content::Content::group_change(
@@ -443,9 +346,9 @@ impl Account {
             now_ms(),
             announcement(*id, record.version.saturating_add(1), GroupChangeKind::Left),
         );
-        let message_id = self.inner.queue(&Conversation::Group(*id), content)?;
+        let message_id = crate::outbox::queue(self.inner, &Conversation::Group(*id), content)?;
         let deadline = tokio::time::Instant::now() + LEAVE_ANNOUNCE_WAIT;
-        while self.inner.tx(|tx| tx.outbox_contains(&message_id))?
+        while self.inner.store.tx(|tx| tx.outbox_contains(&message_id))?
             && tokio::time::Instant::now() < deadline
         {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -464,9 +367,12 @@ impl Account {
                 ) => {}
             Err(error) => return Err(error.into()),
         }
-        let events = self.inner.tx(|tx| state::mark_left(&self.inner, tx, *id))?;
+        let events = self
+            .inner
+            .store
+            .tx(|tx| state::mark_left(&self.inner.me, tx, *id))?;
         for event in events {
-            self.inner.emit(event);
+            self.inner.events.emit(event);
         }
         Ok(())
     }
@@ -476,9 +382,12 @@ impl Account {
     ///
     /// # Errors
     /// [`GroupError`].
-    pub async fn refresh_group(&self, id: &GroupId) -> Result<Option<GroupInfo>, GroupError> {
+    pub(crate) async fn refresh_group(
+        &self,
+        id: &GroupId,
+    ) -> Result<Option<GroupInfo>, GroupError> {
         let conn = self.online()?;
-        Ok(refresh(&self.inner, &conn, *id)
+        Ok(refresh(self.inner, &conn, *id)
             .await?
             .map(|record| record.public(*id)))
     }
@@ -487,9 +396,10 @@ impl Account {
     ///
     /// # Errors
     /// [`StoreError`].
-    pub fn groups(&self) -> Result<Vec<GroupInfo>, StoreError> {
+    pub(crate) fn groups(&self) -> Result<Vec<GroupInfo>, StoreError> {
         Ok(self
             .inner
+            .store
             .tx(|tx| tx.groups())?
             .into_iter()
             .map(|(id, record)| record.public(id))
@@ -500,7 +410,11 @@ impl Account {
     ///
     /// # Errors
     /// [`StoreError`].
-    pub fn group(&self, id: &GroupId) -> Result<Option<GroupInfo>, StoreError> {
-        Ok(self.inner.tx(|tx| tx.group(id))?.map(|r| r.public(*id)))
+    pub(crate) fn group(&self, id: &GroupId) -> Result<Option<GroupInfo>, StoreError> {
+        Ok(self
+            .inner
+            .store
+            .tx(|tx| tx.group(id))?
+            .map(|r| r.public(*id)))
     }
 }

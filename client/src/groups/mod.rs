@@ -8,12 +8,15 @@
 //! The record keeps both, sealed at rest like every other secret.
 //!
 //! Submodules: `admin` (the account's group operations, with retries on
-//! stale versions), `state` (applying server state and announcements,
+//! stale versions), `change_plan` (what each change asks and announces,
+//! without I/O), `refresh` (fetching one group from the server), `state` (applying server state and announcements,
 //! producing events), `send` (sender keys: distribution, rotation and group
 //! sends from the outbox). Not owned here: pairwise sessions (sessions.rs),
 //! the SQL (store/).
 
 pub(crate) mod admin;
+pub(crate) mod change_plan;
+pub(crate) mod refresh;
 pub(crate) mod send;
 pub(crate) mod send_sealed;
 pub(crate) mod state;

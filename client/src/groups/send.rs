@@ -26,14 +26,17 @@ use microbot_protocol::transport::{
 };
 
 use super::GroupId;
-use super::admin::refresh;
+use super::refresh::refresh;
 use super::send_sealed::{self, MemberOutcome, SealedGroupFailure, SealedMember, SealedSender};
-use crate::account::{Inner, new_id};
+use crate::account_state::Inner;
 use crate::error::{OnlineError, StoreError, TransportError};
 use crate::messages::encode_plaintext;
+use crate::messages::new_id;
 use crate::now_ms;
 use crate::sessions::{self, SendFailure, Stored, transport_failure};
+use crate::store::SharedStore;
 use crate::store::Tx;
+use crate::this_device::ThisDevice;
 use crate::transport::Connection;
 use microbot_crypto::sealed_sender::ContentType;
 
@@ -69,6 +72,7 @@ pub(crate) async fn send_group(
     let mut force_refresh = false;
     for attempt in 0..3 {
         let mut record = inner
+            .store
             .tx(|tx| tx.group(&id))?
             .ok_or_else(|| SendFailure::Permanent("unknown group".into()))?;
         let stale = force_refresh
@@ -81,7 +85,7 @@ pub(crate) async fn send_group(
         if !record.active {
             return Err(not_member());
         }
-        let me = inner.username.as_str();
+        let me = inner.me.username.as_str();
         let mut members = Vec::new();
         for name in record.usernames() {
             if name == me {
@@ -108,7 +112,7 @@ pub(crate) async fn send_group(
             Err(Distribution::Failed(failure)) => return Err(failure),
         }
         let plaintext = encode_plaintext(content);
-        let (ciphertext, key_holders) = inner.tx(|tx| -> Result<_, SendFailure> {
+        let (ciphertext, key_holders) = inner.store.tx(|tx| -> Result<_, SendFailure> {
             let mut key = tx
                 .outbound_key(&id)?
                 .ok_or(StoreError::Corrupt { what: "sender key" })?;
@@ -172,7 +176,7 @@ pub(crate) async fn send_group(
             {
                 // A member device we have not seen: re-check every member's
                 // devices and our own, give them the key, send again.
-                inner.tx(|tx| -> Result<(), StoreError> {
+                inner.store.tx(|tx| -> Result<(), StoreError> {
                     for name in record.usernames() {
                         if let Some(mut contact) = tx.contact(&name)? {
                             contact.devices_checked_ms = 0;
@@ -225,13 +229,13 @@ impl From<StoreError> for Distribution {
 /// The member devices we can reach: (username, device) with a session whose
 /// identity we trust.
 fn member_devices(
-    inner: &Inner,
+    us: &ThisDevice,
     tx: &Tx<'_>,
     members: &[String],
 ) -> Result<BTreeSet<(String, u64)>, StoreError> {
-    let me = inner.username.as_str();
+    let me = us.username.as_str();
     let mut targets = BTreeSet::new();
-    let own = inner.identity.public().to_bytes();
+    let own = us.identity.public().to_bytes();
     for name in members.iter().map(String::as_str).chain([me]) {
         let trusted = if name == me {
             Some(own)
@@ -242,7 +246,7 @@ fn member_devices(
         };
         let Some(trusted) = trusted else { continue };
         for device in tx.session_devices(name)? {
-            if name == me && device == inner.device_id {
+            if name == me && device == us.device_id {
                 continue;
             }
             if tx.session_identity(name, device)? == Some(trusted) {
@@ -266,8 +270,8 @@ async fn distribute(
     members: &[String],
     sealed: Option<&[SealedMember]>,
 ) -> Result<(), Distribution> {
-    let plan = inner.tx(|tx| -> Result<_, StoreError> {
-        let targets = member_devices(inner, tx, members)?;
+    let plan = inner.store.tx(|tx| -> Result<_, StoreError> {
+        let targets = member_devices(&inner.me, tx, members)?;
         let existing = tx.outbound_key(&id)?;
         let shared = tx.shared(&id)?;
         let departed = |key: &OutboundSenderKey| {
@@ -369,12 +373,12 @@ async fn distribute(
                     ErrorCode::UnknownDevice | ErrorCode::DeviceRemoved
                 ) =>
             {
-                forget_devices(inner, &error.device_ids, chunk)?;
+                forget_devices(&inner.store, &error.device_ids, chunk)?;
                 return Err(Distribution::DevicesChanged);
             }
             Err(error) => return Err(transport_failure(error).into()),
         }
-        inner.tx(|tx| -> Result<(), StoreError> {
+        inner.store.tx(|tx| -> Result<(), StoreError> {
             for (name, envelope) in chunk {
                 tx.add_shared(&id, name, envelope.recipient_device_id, key_id)?;
             }
@@ -422,7 +426,7 @@ async fn distribute_sealed(
         let outgoing = mine.iter().map(|(_, e)| e.clone()).collect();
         match sender.send(member, ContentType::Session, outgoing).await {
             Ok(MemberOutcome::Stored(_)) => {
-                inner.tx(|tx| -> Result<(), StoreError> {
+                inner.store.tx(|tx| -> Result<(), StoreError> {
                     for (name, envelope) in &mine {
                         tx.add_shared(&id, name, envelope.recipient_device_id, key_id)?;
                     }
@@ -455,11 +459,11 @@ fn sealed_failure(failure: SealedGroupFailure) -> Distribution {
 /// Forgets devices the server no longer knows and marks their accounts'
 /// device lists stale.
 fn forget_devices(
-    inner: &Inner,
+    store: &SharedStore,
     device_ids: &[u64],
     chunk: &[(String, OutgoingEnvelope)],
 ) -> Result<(), StoreError> {
-    inner.tx(|tx| {
+    store.tx(|tx| {
         for (name, envelope) in chunk {
             if !device_ids.contains(&envelope.recipient_device_id) {
                 continue;

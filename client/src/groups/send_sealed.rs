@@ -18,7 +18,7 @@ use microbot_protocol::content::Content;
 use microbot_protocol::transport::{ErrorCode, OutgoingEnvelope};
 
 use super::GroupId;
-use crate::account::Inner;
+use crate::account_state::Inner;
 use crate::error::{StoreError, TransportError};
 use crate::sealed::{self, SealedRecipient};
 use crate::sessions::{self, SendFailure, Stored, transport_failure};
@@ -66,7 +66,7 @@ pub(crate) fn sealed_members(
         let Some((access_key, identity)) = sessions::sealed_access(inner, name)? else {
             return Ok(None);
         };
-        let devices = inner.tx(|tx| -> Result<Vec<u64>, StoreError> {
+        let devices = inner.store.tx(|tx| -> Result<Vec<u64>, StoreError> {
             let mut devices = Vec::new();
             for device in tx.session_devices(name)? {
                 if tx.session_identity(name, device)? == Some(identity.to_bytes()) {
@@ -109,7 +109,9 @@ impl<'a> SealedSender<'a> {
         conn: &Connection,
     ) -> Result<Self, SealedGroupFailure> {
         let failed = |error: TransportError| SealedGroupFailure::Failed(transport_failure(error));
-        let certificate = sealed::certificate(inner, conn).await.map_err(failed)?;
+        let certificate = sealed::certificate(&inner.store, &inner.me, conn)
+            .await
+            .map_err(failed)?;
         let conn = sealed::open_unauthenticated(inner).await.map_err(failed)?;
         Ok(Self {
             inner,
@@ -134,7 +136,7 @@ impl<'a> SealedSender<'a> {
         };
         let sent = sealed::send_sealed_on(
             &self.conn,
-            self.inner,
+            &self.inner.me,
             &recipient,
             &self.certificate,
             content_type,
@@ -158,7 +160,7 @@ impl<'a> SealedSender<'a> {
                 ) =>
             {
                 let removed = error.code != ErrorCode::MissingDevices;
-                self.inner.tx(|tx| -> Result<(), StoreError> {
+                self.inner.store.tx(|tx| -> Result<(), StoreError> {
                     for device in error.device_ids.iter().filter(|_| removed) {
                         tx.delete_device(&member.username, *device)?;
                     }
@@ -244,8 +246,8 @@ pub(crate) async fn send_sealed_group(
     let failed = |error: TransportError| SealedGroupFailure::Failed(transport_failure(error));
     // Our own other devices: a pairwise transcript, identified (the server
     // knows they are ours anyway).
-    let me = inner.username.clone();
-    let (own, _) = sessions::encrypt_for(inner, &me, content)?;
+    let me = inner.me.username.clone();
+    let (own, _) = sessions::encrypt_for(&inner.store, &inner.me, &me, content)?;
     if !own.is_empty() {
         match sessions::send_identified(conn, own, vec![me]).await {
             Ok(timestamp) => {
@@ -257,7 +259,7 @@ pub(crate) async fn send_sealed_group(
                     ErrorCode::MissingDevices | ErrorCode::UnknownDevice | ErrorCode::DeviceRemoved
                 ) =>
             {
-                inner.tx(sessions::reset_own_devices_check)?;
+                inner.store.tx(sessions::reset_own_devices_check)?;
                 return Err(SealedGroupFailure::DevicesChanged);
             }
             Err(error) => return Err(failed(error)),

@@ -20,11 +20,11 @@ use microbot_protocol::transport;
 use zeroize::Zeroizing;
 
 use super::{GROUP_RECORD_VERSION, GroupId, GroupRecord, GroupUpdate, MemberRecord};
-use crate::account::Inner;
 use crate::error::StoreError;
 use crate::events::Event;
 use crate::now_ms;
 use crate::store::Tx;
+use crate::this_device::ThisDevice;
 
 fn event(id: GroupId, version: u64, update: GroupUpdate) -> Event {
     Event::GroupChanged {
@@ -53,14 +53,14 @@ pub(crate) fn empty_record() -> GroupRecord {
 
 /// Applies the server's state of a group; returns the events for what changed.
 pub(crate) fn apply_info(
-    inner: &Inner,
+    us: &ThisDevice,
     tx: &Tx<'_>,
     info: &transport::GroupInfo,
 ) -> Result<Vec<Event>, StoreError> {
     let Some(id) = GroupId::from_slice(&info.group_id) else {
         return Ok(Vec::new());
     };
-    let me = inner.username.as_str();
+    let me = us.username.as_str();
     let members: Vec<MemberRecord> = info
         .members
         .iter()
@@ -151,11 +151,15 @@ pub(crate) fn apply_info(
 }
 
 /// Marks the group as left by this account (after a successful leave).
-pub(crate) fn mark_left(inner: &Inner, tx: &Tx<'_>, id: GroupId) -> Result<Vec<Event>, StoreError> {
+pub(crate) fn mark_left(
+    us: &ThisDevice,
+    tx: &Tx<'_>,
+    id: GroupId,
+) -> Result<Vec<Event>, StoreError> {
     let Some(mut record) = tx.group(&id)? else {
         return Ok(Vec::new());
     };
-    let me = inner.username.as_str();
+    let me = us.username.as_str();
     record.members.retain(|m| m.username != me);
     record.active = false;
     tx.set_group(&id, &record)?;

@@ -9,19 +9,21 @@
 //! runs in one transaction ([`Store::tx`]), so a crash leaves either the
 //! old or the new state.
 //!
-//! Not owned here: what the values mean (sessions.rs, sync.rs, account.rs).
+//! Not owned here: what the values mean (sessions.rs, sync.rs, account/).
 
 pub(crate) mod crypt;
 mod file;
 mod groups;
 mod rows;
 mod schema;
+mod shared;
 
 use rand::Rng as _;
 use rusqlite::{Connection, OptionalExtension as _, params};
 use zeroize::Zeroizing;
 
-pub(crate) use rows::{Contact, MessageRow};
+pub(crate) use rows::{Contact, MessageRow, OutboxRow};
+pub(crate) use shared::SharedStore;
 
 use crate::config::{KdfParams, StoreConfig};
 use crate::error::{OpenError, StoreError};

@@ -5,17 +5,27 @@
 //!
 //! Not owned here: sending requests and connecting (transport.rs).
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
-use microbot_protocol::conn::{AnswerError, ClientConnError, ClientEvent, WireError};
+use microbot_protocol::conn::{AnswerError, ClientConn, ClientConnError, ClientEvent, WireError};
 use microbot_protocol::transport::{Push, response};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
-use super::{Machine, Pending, Reply};
 use crate::error::{ServerError, TransportError};
 use crate::websocket;
 
+/// What a request gets back: the server's answer or why there is none.
+pub(super) type Reply = Result<response::Result, TransportError>;
+
+/// Requests waiting for their response; `None` once the connection ended.
+pub(super) type Pending = Arc<Mutex<Option<HashMap<u64, oneshot::Sender<Reply>>>>>;
+
+/// The connection machine, shared by the requests and the reader.
+pub(super) type Machine = Arc<Mutex<ClientConn>>;
+
+/// Ends every waiting request: the connection is gone (`reason`).
 pub(super) fn fail_all(pending: &Pending, reason: &str) {
     fail_all_with(pending, || {
         TransportError::ConnectionLost(reason.to_owned())

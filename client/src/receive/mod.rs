@@ -7,8 +7,13 @@
 //! A group envelope's content must name the group of the sender key that
 //! opened it; a sender key distribution is accepted only from a pairwise
 //! session; content naming a group over a pairwise session is accepted only
-//! from a member (or our own devices). Not owned here: fetching and
-//! acknowledging (sync.rs), the cryptography (sessions.rs, crypto-core).
+//! from a member (or our own devices).
+//!
+//! [`process`] is the planner: no I/O, it returns an [`Outcome`] (events
+//! to raise, a receipt to queue, a group or a device list to fetch first)
+//! and tests.rs drives it over a temp store. deliver.rs is its shell over
+//! the connection. Not owned here: fetching envelopes (sync.rs), the
+//! cryptography (sessions.rs, crypto-core).
 
 use microbot_protocol::MessageId;
 use microbot_protocol::content::{
@@ -16,14 +21,13 @@ use microbot_protocol::content::{
 };
 use microbot_protocol::transport::Envelope;
 
-use crate::account::Inner;
 use crate::error::StoreError;
 use crate::events::{Conversation, Event, IncomingMessage, ReceiptKind};
 use crate::groups::{GroupId, state as group_state};
 use crate::messages::{self, decode_plaintext};
 use crate::sessions::{self, DecryptFailure};
 use crate::store::{Contact, Tx};
-use crate::sync::safety_number;
+use crate::this_device::ThisDevice;
 
 /// What processing one envelope produced.
 pub(crate) enum Outcome {
@@ -73,7 +77,8 @@ struct Opened {
 }
 
 pub(crate) fn process(
-    inner: &Inner,
+    us: &ThisDevice,
+    delivery_receipts: bool,
     tx: &Tx<'_>,
     envelope: &Envelope,
 ) -> Result<Outcome, StoreError> {
@@ -86,7 +91,7 @@ pub(crate) fn process(
     let unsealed;
     let mut certified = None;
     let envelope = if envelope.sender_username.is_empty() {
-        match crate::sealed::unseal(inner, tx, envelope)? {
+        match crate::sealed::unseal(us, tx, envelope)? {
             Ok((opened, identity)) => {
                 unsealed = opened;
                 certified = Some(identity);
@@ -112,7 +117,7 @@ pub(crate) fn process(
     // identity change (a reinstall): the trusted identity's list has no say
     // over it, the safety-number rule below does (§8).
     if !claims_new_identity(tx, sender, envelope)?
-        && crate::device_lists::leaves_out(inner, tx, sender, device)?
+        && crate::device_lists::leaves_out(us, tx, sender, device)?
     {
         return Ok(Outcome::Unlisted {
             sender: sender.to_owned(),
@@ -142,7 +147,7 @@ pub(crate) fn process(
         }))
     };
     let opened = if envelope.group_id.is_empty() {
-        open_pairwise(inner, tx, envelope, certified)?
+        open_pairwise(us, tx, envelope, certified)?
     } else {
         open_group(tx, envelope)?
     };
@@ -160,7 +165,7 @@ pub(crate) fn process(
     };
     // A contact's profile key comes only pairwise (SPEC.md §19.7).
     if !via_group {
-        crate::sealed::remember_profile_key(inner, tx, sender, &content)?;
+        crate::sealed::remember_profile_key(us, tx, sender, &content)?;
     }
     let mut refresh = match &conversation {
         Conversation::Group(id) if tx.group(id)?.is_none() => Some(*id),
@@ -200,7 +205,7 @@ pub(crate) fn process(
         }
         _ => {}
     }
-    let me = inner.username.as_str();
+    let me = us.username.as_str();
     let row = messages::row_for(&conversation, sender, &content, message_id);
     if !tx.insert_message(&row)? {
         // The same message again (resent after a crash): already delivered.
@@ -212,7 +217,7 @@ pub(crate) fn process(
     }
     // Delivery receipts only in 1:1 conversations: in a group every member
     // would receive every member's receipt for every message.
-    let receipt = (inner.config.delivery_receipts
+    let receipt = (delivery_receipts
         && sender != me
         && matches!(conversation, Conversation::Direct(_))
         && matches!(content.body, Some(Body::Text(_) | Body::Attachment(_))))
@@ -269,14 +274,14 @@ fn mark_read_elsewhere(
 
 /// Opens a pairwise envelope and checks the sender's identity.
 fn open_pairwise(
-    inner: &Inner,
+    us: &ThisDevice,
     tx: &Tx<'_>,
     envelope: &Envelope,
     certified: Option<[u8; 32]>,
 ) -> Result<Result<Opened, String>, StoreError> {
     let sender = envelope.sender_username.as_str();
     let device = envelope.sender_device_id;
-    let me = inner.username.as_str();
+    let me = us.username.as_str();
     // A device we hold no session with: news if we knew the account's other
     // devices already (a contact), or if it enrolled after this one (ours).
     let seen = tx.session_devices(sender)?;
@@ -296,11 +301,11 @@ fn open_pairwise(
     let added = unseen
         && !listed
         && if sender == me {
-            device > inner.device_id
+            device > us.device_id
         } else {
             !seen.is_empty()
         };
-    let decrypted = match sessions::decrypt(inner, tx, sender, device, &envelope.ciphertext) {
+    let decrypted = match sessions::decrypt(us, tx, sender, device, &envelope.ciphertext) {
         Ok(decrypted) => decrypted,
         Err(DecryptFailure::Store(error)) => return Err(error),
         Err(error) => return Ok(Err(error.to_string())),
@@ -312,11 +317,11 @@ fn open_pairwise(
     }
     let mut events = Vec::new();
     if sender == me {
-        if decrypted.identity != inner.identity.public().to_bytes() {
+        if decrypted.identity != us.identity.public().to_bytes() {
             tx.delete_device(me, device)?;
             return Ok(Err("a device of our account uses another identity".into()));
         }
-    } else if let Some(event) = check_identity(inner, tx, sender, decrypted.identity)? {
+    } else if let Some(event) = check_identity(us, tx, sender, decrypted.identity)? {
         events.push(event);
     }
     if added {
@@ -469,7 +474,7 @@ fn claims_new_identity(
 }
 
 fn check_identity(
-    inner: &Inner,
+    us: &ThisDevice,
     tx: &Tx<'_>,
     username: &str,
     identity: [u8; 32],
@@ -492,14 +497,12 @@ fn check_identity(
         Some(mut contact) => {
             contact.pending = Some(identity);
             tx.set_contact(username, &contact)?;
-            Ok(
-                safety_number(inner, username, &identity).map(|safety_number| {
-                    Event::SafetyNumberChanged {
-                        username: username.to_owned(),
-                        safety_number,
-                    }
-                }),
-            )
+            Ok(us
+                .safety_number_with(username, &identity)
+                .map(|safety_number| Event::SafetyNumberChanged {
+                    username: username.to_owned(),
+                    safety_number,
+                }))
         }
     }
 }
@@ -602,3 +605,9 @@ pub(crate) fn event_for(
         | Body::MiniappEvent(_) => None,
     })
 }
+
+mod deliver;
+#[cfg(test)]
+mod tests;
+
+pub(crate) use deliver::deliver;

@@ -1,0 +1,32 @@
+//! The state an `Account` handle shares with its background connection,
+//! one part per job: the store, who this device is, the server and the
+//! tunables, the event sender, the outbox's wake-up signal and the live
+//! connection. Functions take the parts they need; the ones that need
+//! several take this. Not owned here: what is done with it (account/,
+//! sync.rs and the feature modules).
+
+use tokio::sync::Notify;
+
+use crate::config::{AccountConfig, ServerConfig};
+use crate::events::EventSender;
+use crate::store::SharedStore;
+use crate::this_device::ThisDevice;
+use crate::transport::ConnectionSlot;
+
+/// State shared by the `Account` handle and its background task.
+pub(crate) struct Inner {
+    /// The local store.
+    pub(crate) store: SharedStore,
+    /// Who this device is.
+    pub(crate) me: ThisDevice,
+    /// The server's addresses and certificate pin.
+    pub(crate) server: ServerConfig,
+    /// The application's tunables.
+    pub(crate) config: AccountConfig,
+    /// What the application is told.
+    pub(crate) events: EventSender,
+    /// Signalled when the outbox may have work.
+    pub(crate) outbox_wake: Notify,
+    /// The live connection, while logged in.
+    pub(crate) online: ConnectionSlot,
+}

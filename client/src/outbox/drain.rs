@@ -1,0 +1,68 @@
+//! Draining the outbox over the connection: the shell around `plan`. It
+//! reads the queued rows, asks the plan what to do with each, sends over
+//! the connection (sessions.rs for 1:1, groups/send.rs for groups) and
+//! hands the answer back to the plan, then tells the application what the
+//! plan decided. Not owned here: the decisions (plan.rs).
+
+use crate::account_state::Inner;
+use crate::events::Conversation;
+use crate::groups::send::send_group;
+use crate::sessions::{SendFailure, Stored, send_direct};
+use crate::transport::Connection;
+
+use super::plan::{Answer, DrainPlan, NextStep};
+use crate::error::Interrupted;
+
+/// Sends queued contents in order; a destination whose safety number
+/// changed is skipped (its sends wait) without holding up the others.
+/// Stops at the first connection or store failure, leaving that row
+/// queued.
+pub(crate) async fn drain(inner: &Inner, conn: &Connection) -> Result<(), Interrupted> {
+    let rows = inner
+        .store
+        .tx(|tx| tx.outbox())
+        .map_err(Interrupted::Store)?;
+    let mut plan = DrainPlan::new();
+    for row in rows {
+        let step = inner
+            .store
+            .tx(|tx| plan.next(tx, &row))
+            .map_err(Interrupted::Store)?;
+        let (conversation, content) = match step {
+            NextStep::Wait => continue,
+            NextStep::Dropped(events) => {
+                events.into_iter().for_each(|e| inner.events.emit(e));
+                continue;
+            }
+            NextStep::Send {
+                conversation,
+                content,
+            } => (conversation, content),
+        };
+        let sent = match &conversation {
+            Conversation::Direct(to) => send_direct(inner, conn, to, &content).await,
+            Conversation::Group(id) => send_group(inner, conn, *id, &content).await,
+        };
+        let answer = answer_of(sent);
+        let events = inner
+            .store
+            .tx(|tx| Ok(plan.answered(tx, &row, &content, answer)))
+            .map_err(Interrupted::Store)??;
+        events.into_iter().for_each(|e| inner.events.emit(e));
+    }
+    Ok(())
+}
+
+/// The send's result as the plan's plain answer.
+fn answer_of(sent: Result<Stored, SendFailure>) -> Answer {
+    match sent {
+        Ok(stored) => Answer::Stored {
+            server_timestamp_ms: stored.server_timestamp_ms,
+            skipped_device_ids: stored.skipped_device_ids,
+        },
+        Err(SendFailure::Blocked) => Answer::Blocked,
+        Err(SendFailure::Permanent(reason)) => Answer::Refused(reason),
+        Err(SendFailure::Transport(error)) => Answer::ConnectionFailed(error),
+        Err(SendFailure::Store(error)) => Answer::StoreFailed(error),
+    }
+}

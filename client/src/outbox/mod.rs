@@ -1,0 +1,81 @@
+//! The outbox (SPEC.md §12.7 on the wire, DESIGN "client SDK"): every send
+//! is first stored, in order, with our own copy in history (this file), and
+//! leaves when connected: `plan` decides, without I/O, which row goes next
+//! and what each answer means; `drain` carries that out over the
+//! connection. Checks made before anything is stored: the content is valid
+//! (§11.2), the 1:1 contact's safety number is not waiting for
+//! acknowledgement, the group is known and we are a member.
+//! Not owned here: encryption and the actual send (sessions.rs, groups/).
+
+mod drain;
+mod plan;
+
+pub(crate) use drain::drain;
+
+use microbot_protocol::MessageId;
+use microbot_protocol::content::Content;
+use prost::Message as _;
+
+use crate::account_state::Inner;
+use crate::auth::valid_username;
+use crate::error::SendError;
+use crate::events::Conversation;
+use crate::messages;
+use crate::store::Tx;
+
+/// Queues `content` for `conversation`, keeping our own copy in history
+/// (not for typing indicators and group control messages). Group
+/// contents get the conversation's `group_id`.
+pub(crate) fn queue(
+    inner: &Inner,
+    conversation: &Conversation,
+    mut content: Content,
+) -> Result<MessageId, SendError> {
+    use microbot_protocol::content::content::Body;
+    let id = content.id().ok_or(SendError::UnknownMessage)?;
+    if let Conversation::Group(group) = conversation {
+        content = content.in_group(*group.as_bytes());
+    }
+    content.validate()?;
+    let keep = !matches!(
+        content.body,
+        Some(Body::Typing(_) | Body::GroupChange(_) | Body::SenderKeyDistribution(_))
+    );
+    inner.store.tx(|tx| -> Result<(), SendError> {
+        check_destination(tx, conversation)?;
+        if keep {
+            tx.insert_message(&messages::row_for(
+                conversation,
+                &inner.me.username,
+                &content,
+                id,
+            ))?;
+        }
+        tx.push_outbox(&conversation.key(), &id, &content.encode_to_vec())?;
+        Ok(())
+    })?;
+    inner.outbox_wake.notify_one();
+    Ok(id)
+}
+
+/// Refuses sends to a conversation we cannot write to.
+pub(crate) fn check_destination(tx: &Tx<'_>, conversation: &Conversation) -> Result<(), SendError> {
+    match conversation {
+        Conversation::Direct(to) => {
+            if !valid_username(to) {
+                return Err(SendError::InvalidUsername);
+            }
+            if tx.contact(to)?.is_some_and(|c| c.pending.is_some()) {
+                return Err(SendError::UntrustedIdentity {
+                    username: to.clone(),
+                });
+            }
+        }
+        Conversation::Group(group) => match tx.group(group)? {
+            None => return Err(SendError::UnknownGroup),
+            Some(record) if !record.active => return Err(SendError::NotGroupMember),
+            Some(_) => {}
+        },
+    }
+    Ok(())
+}

@@ -1,0 +1,28 @@
+//! The store as the account handle and its background task share it: one
+//! SQLite connection behind a lock, used one transaction at a time. A
+//! poisoned lock is taken over (a panic elsewhere leaves no half-done
+//! transaction: SQLite rolled it back). Not owned here: the SQL (mod.rs,
+//! rows.rs, groups.rs).
+
+use std::sync::{Mutex, PoisonError};
+
+use super::{Store, Tx};
+use crate::error::StoreError;
+
+/// The account's store, shared between threads.
+pub(crate) struct SharedStore(Mutex<Store>);
+
+impl SharedStore {
+    /// Shares `store`.
+    pub(crate) fn new(store: Store) -> Self {
+        Self(Mutex::new(store))
+    }
+
+    /// Runs `f` in one store transaction.
+    pub(crate) fn tx<T, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).tx(f)
+    }
+}
