@@ -1,4 +1,6 @@
-//! # microbot-client
+#![doc = include_str!("../README.md")]
+//!
+//! ## How the crate is organised
 //!
 //! The Microbot embedding SDK: what an app, a bot or the `microbot` CLI
 //! links to talk end-to-end encrypted through a Microbot server.
@@ -85,6 +87,7 @@ mod store;
 mod sync;
 mod this_device;
 mod tls;
+pub mod totp;
 mod transport;
 mod websocket;
 
@@ -125,6 +128,7 @@ pub use microbot_protocol::transport::PrekeyStatus;
 pub use microbot_protocol::{InvalidMessageId, MessageIdText};
 pub use shown::Unshown;
 pub use tls::{ALPN, quic_client_config, websocket_tls_config};
+pub use totp::{TotpError, TotpGenerator};
 
 /// Milliseconds since the Unix epoch (0 if the clock is before 1970).
 pub(crate) fn now_ms() -> u64 {

@@ -8,6 +8,7 @@
 mod common;
 
 mod attachments;
+mod bot_from_nothing;
 mod convergence;
 mod dead_node;
 mod device_lists;
