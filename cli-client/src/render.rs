@@ -183,6 +183,7 @@ fn connection(state: &ConnectionState) -> (&'static str, Option<&str>) {
     match state {
         ConnectionState::Connecting => ("connecting", None),
         ConnectionState::Connected => ("connected", None),
+        ConnectionState::CaughtUp => ("caught_up", None),
         ConnectionState::Disconnected { reason, .. } => ("disconnected", Some(reason)),
         ConnectionState::Refused { reason } => ("refused", Some(reason)),
         ConnectionState::Stopped => ("stopped", None),

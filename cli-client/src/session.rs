@@ -148,8 +148,10 @@ impl Online {
                 }
             };
             match event {
-                Event::Connection(ConnectionState::Connected) => break,
-                Event::Connection(ConnectionState::Connecting) => {}
+                // Connected, then the backlog, then CaughtUp: the command
+                // starts with everything queued for it in hand.
+                Event::Connection(ConnectionState::CaughtUp) => break,
+                Event::Connection(ConnectionState::Connecting | ConnectionState::Connected) => {}
                 // Another node is tried at once: keep waiting.
                 Event::Connection(ConnectionState::Disconnected {
                     reason,

@@ -308,15 +308,20 @@ pub struct AccountConfig {
     /// Accept sealed sends from anyone, not only from holders of this
     /// account's profile key (SPEC.md §19.7). Off by default.
     pub allow_unidentified_from_anyone: bool,
-    /// Fault injection for crash-recovery tests: store received messages
-    /// but never acknowledge them to the server, as if the process died
-    /// between the two steps. Never set this in an application.
-    pub fault_skip_ack: bool,
-    /// Fault injection for resume tests: close the connection once, the
-    /// first time an upload has written this many encrypted bytes, as if
-    /// the network dropped; the upload then resumes. Never set this in an
-    /// application.
-    pub fault_interrupt_upload_at: Option<u64>,
+    /// Faults the crate's own tests inject; never set by an application
+    /// (see [`crate::fault_injection`]).
+    pub(crate) faults: Faults,
+}
+
+/// Faults injected by tests through [`crate::fault_injection`].
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Faults {
+    /// Store received messages but never acknowledge them to the server,
+    /// as if the process died between the two steps.
+    pub(crate) skip_ack: bool,
+    /// Close the connection once, the first time an upload has written
+    /// this many encrypted bytes, as if the network dropped.
+    pub(crate) interrupt_upload_at: Option<u64>,
 }
 
 impl Default for AccountConfig {
@@ -331,8 +336,7 @@ impl Default for AccountConfig {
             device_name: "microbot-client".to_owned(),
             sealed_sender: true,
             allow_unidentified_from_anyone: false,
-            fault_skip_ack: false,
-            fault_interrupt_upload_at: None,
+            faults: Faults::default(),
         }
     }
 }

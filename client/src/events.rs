@@ -48,8 +48,14 @@ impl Conversation {
 pub enum ConnectionState {
     /// Connecting (first attempt or after a failure).
     Connecting,
-    /// Logged in; queued messages are being fetched and the outbox drained.
+    /// Logged in, prekeys published: requests that need the connection
+    /// work ([`crate::Account::wait_connected`] returns). The messages
+    /// queued while offline follow, then [`ConnectionState::CaughtUp`].
     Connected,
+    /// The backlog after [`ConnectionState::Connected`] is in: queued
+    /// messages stored and announced, missed group changes applied, the
+    /// outbox drained.
+    CaughtUp,
     /// Not connected; the next attempt is in `retry_in_ms`.
     Disconnected {
         /// Why the last attempt or connection ended.
@@ -405,8 +411,9 @@ pub struct Events {
 
 impl Events {
     pub(crate) fn channel() -> (EventSender, Self) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        (EventSender(tx), Self { rx })
+        let sender = EventSender(std::sync::Mutex::new(Vec::new()));
+        let events = sender.subscribe();
+        (sender, events)
     }
 
     /// The next event; `None` once the account is dropped.
@@ -425,12 +432,34 @@ impl Events {
     }
 }
 
-/// The sending side of [`Events`]: how the account tells the application.
-pub(crate) struct EventSender(mpsc::UnboundedSender<Event>);
+/// The sending side of every [`Events`] stream: how the account tells the
+/// application. Each subscriber gets every event from its subscription
+/// on, in order; a dropped stream is forgotten at the next event.
+pub(crate) struct EventSender(std::sync::Mutex<Vec<mpsc::UnboundedSender<Event>>>);
 
 impl EventSender {
-    /// Tells the application (nothing happens once it dropped [`Events`]).
+    /// A new stream that receives every event from now on.
+    pub(crate) fn subscribe(&self) -> Events {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.subscribers().push(tx);
+        Events { rx }
+    }
+
+    /// Tells every subscriber (nothing happens once all dropped [`Events`]).
     pub(crate) fn emit(&self, event: Event) {
-        let _ = self.0.send(event);
+        let mut subscribers = self.subscribers();
+        subscribers.retain(|tx| !tx.is_closed());
+        if let Some((last, others)) = subscribers.split_last() {
+            for tx in others {
+                let _ = tx.send(event.clone());
+            }
+            let _ = last.send(event);
+        }
+    }
+
+    fn subscribers(&self) -> std::sync::MutexGuard<'_, Vec<mpsc::UnboundedSender<Event>>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }

@@ -72,6 +72,8 @@ mod device_login;
 mod device_sessions;
 pub mod error;
 pub mod events;
+#[doc(hidden)]
+pub mod fault_injection;
 mod groups;
 mod link_history;
 mod linking;

@@ -177,12 +177,22 @@ async fn serve(
     let conn = Arc::new(conn);
     inner.online.set(Some(Arc::clone(&conn)));
     rotation.logged_in();
-    if let Err(end) = initial_sync(inner, &conn).await {
+    if let Err(end) = prepare(inner, &conn).await {
+        return end;
+    }
+    // Connected comes before the backlog it announces (ConnectionState's
+    // doc): prekeys are up and the device is listed, so others can reach
+    // this device from now on.
+    inner.online.set_ready(true);
+    inner
+        .events
+        .emit(Event::Connection(ConnectionState::Connected));
+    if let Err(end) = catch_up(inner, &conn).await {
         return end;
     }
     inner
         .events
-        .emit(Event::Connection(ConnectionState::Connected));
+        .emit(Event::Connection(ConnectionState::CaughtUp));
     loop {
         let step = tokio::select! {
             biased;
@@ -211,10 +221,17 @@ async fn refresh_group(inner: &Inner, conn: &Connection, id: GroupId) -> Result<
     Ok(groups::refresh::refresh_or_log(inner, conn, id).await?)
 }
 
-async fn initial_sync(inner: &Inner, conn: &Connection) -> Result<(), End> {
+/// What a fresh login sets up before the device is reachable: prekeys
+/// uploaded, the device listed, sealed sending prepared.
+async fn prepare(inner: &Inner, conn: &Connection) -> Result<(), End> {
     ensure_prekeys_uploaded(inner, conn).await?;
     ensure_listed(inner, conn).await?;
-    prepare_sealed_sender(inner, conn).await?;
+    prepare_sealed_sender(inner, conn).await
+}
+
+/// The backlog after login: queued envelopes, missed group changes, then
+/// the outbox.
+async fn catch_up(inner: &Inner, conn: &Connection) -> Result<(), End> {
     let mut after = 0;
     loop {
         let page = match conn

@@ -456,23 +456,51 @@ impl Connection {
 
 /// The live connection of an account, while logged in: set by the
 /// background task, read by every request that needs the server.
-#[derive(Default)]
-pub(crate) struct ConnectionSlot(Mutex<Option<Arc<Connection>>>);
+pub(crate) struct ConnectionSlot {
+    conn: Mutex<Option<Arc<Connection>>>,
+    /// True from the `Connected` event until the connection ends.
+    ready: tokio::sync::watch::Sender<bool>,
+}
+
+impl Default for ConnectionSlot {
+    fn default() -> Self {
+        Self {
+            conn: Mutex::new(None),
+            ready: tokio::sync::watch::Sender::new(false),
+        }
+    }
+}
 
 impl ConnectionSlot {
     /// The live connection, while logged in.
     pub(crate) fn get(&self) -> Option<Arc<Connection>> {
-        self.0
+        self.conn
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
     }
 
-    /// Records the live connection (`None` once it ended).
+    /// Records the live connection (`None` once it ended, which also ends
+    /// readiness).
     pub(crate) fn set(&self, conn: Option<Arc<Connection>>) {
+        if conn.is_none() {
+            self.set_ready(false);
+        }
         *self
-            .0
+            .conn
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = conn;
+    }
+
+    /// Marks the connection ready (set up, `Connected` announced) or not.
+    pub(crate) fn set_ready(&self, ready: bool) {
+        self.ready.send_replace(ready);
+    }
+
+    /// Waits until the connection is ready.
+    pub(crate) async fn ready(&self) {
+        let mut ready = self.ready.subscribe();
+        // The sender lives as long as `self`: this cannot fail while we wait.
+        let _ = ready.wait_for(|ready| *ready).await;
     }
 }

@@ -179,7 +179,7 @@ async fn an_interrupted_upload_resumes_where_the_server_committed() {
     let mut alice_user = register(&server, "alice").await;
     let mut bob_user = register(&server, "bob").await;
     let mut config = fast_config();
-    config.fault_interrupt_upload_at = Some(1536 * 1024);
+    microbot_client::fault_injection::interrupt_upload_at(&mut config, 1536 * 1024);
     let alice = online(&server, &mut alice_user, IdentitySource::New, config).await;
     let mut bob = online(&server, &mut bob_user, IdentitySource::New, fast_config()).await;
     let (path, data) = random_file(alice.dir.path(), "big.bin", 3 * 1024 * 1024);

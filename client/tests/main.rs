@@ -14,6 +14,7 @@ mod dead_node;
 mod device_lists;
 mod downgrade;
 mod echo_bot;
+mod event_streams;
 mod failover;
 mod groups;
 mod linking;

@@ -87,7 +87,7 @@ async fn a_crash_between_store_and_ack_loses_nothing_and_delivers_once() {
     let mut bob_user = register(&server, "bob").await;
     let mut alice = online(&server, &mut alice_user, IdentitySource::New, fast_config()).await;
     let mut crashing = fast_config();
-    crashing.fault_skip_ack = true;
+    microbot_client::fault_injection::skip_acks(&mut crashing);
     crashing.delivery_receipts = false;
     let mut bob = online(&server, &mut bob_user, IdentitySource::New, crashing).await;
     let to_bob = Conversation::Direct("bob".into());

@@ -32,7 +32,7 @@ async fn replies_to_a_contact_are_sealed_and_stored_without_a_sender() {
     // Alice keeps what reaches her unacknowledged, so the server's rows stay
     // for the scan below.
     let mut keep = fast_config();
-    keep.fault_skip_ack = true;
+    microbot_client::fault_injection::skip_acks(&mut keep);
     let mut alice = online(&server, &mut alice_user, IdentitySource::New, keep).await;
     let mut bob = online(&server, &mut bob_user, IdentitySource::New, fast_config()).await;
 
@@ -73,7 +73,7 @@ async fn with_sealed_sender_off_the_server_stores_the_sender() {
     let mut alice_user = register(&server, "alice").await;
     let mut bob_user = register(&server, "bob").await;
     let mut keep = fast_config();
-    keep.fault_skip_ack = true;
+    microbot_client::fault_injection::skip_acks(&mut keep);
     let mut identified = fast_config();
     identified.sealed_sender = false;
     let mut alice = online(&server, &mut alice_user, IdentitySource::New, keep).await;
@@ -149,7 +149,7 @@ async fn a_sealed_message_that_waited_longer_than_its_certificate_lives_still_op
 async fn group_messages_between_contacts_are_sealed_per_member() {
     let server = TestServer::start().await;
     let mut keep = fast_config();
-    keep.fault_skip_ack = true;
+    microbot_client::fault_injection::skip_acks(&mut keep);
     let mut users = Vec::new();
     for name in ["alice", "bob", "carol"] {
         users.push(register(&server, name).await);

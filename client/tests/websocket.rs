@@ -359,7 +359,7 @@ async fn an_upload_over_websocket_interrupted_midway_resumes_and_arrives_intact(
     let mut alice_user = register_via(&ws, "alice").await;
     let mut bob_user = register_via(&server.config, "bob").await;
     let mut config = fast_config();
-    config.fault_interrupt_upload_at = Some(1536 * 1024);
+    microbot_client::fault_injection::interrupt_upload_at(&mut config, 1536 * 1024);
     let alice = online_via(&ws, &mut alice_user, config).await;
     let mut bob = online_via(&server.config, &mut bob_user, fast_config()).await;
     let data: Vec<u8> = (0..3 * 1024 * 1024u32)

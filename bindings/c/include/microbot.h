@@ -93,6 +93,9 @@ typedef enum MicrobotEventKind {
   // A kind of event newer than this library's C interface: `text` (the
   // SDK's name for it). Update the library to receive its fields.
   MICROBOT_EVENT_KIND_UNRECOGNISED = 20,
+  // After `Connected`: the messages queued while offline are in, the
+  // outbox drained.
+  MICROBOT_EVENT_KIND_CAUGHT_UP = 21,
 } MicrobotEventKind;
 
 // One device of one account, opened from its local store (opaque).

@@ -63,6 +63,9 @@ pub enum MicrobotEventKind {
     /// A kind of event newer than this library's C interface: `text` (the
     /// SDK's name for it). Update the library to receive its fields.
     Unrecognised = 20,
+    /// After `Connected`: the messages queued while offline are in, the
+    /// outbox drained.
+    CaughtUp = 21,
 }
 
 /// One event, borrowed for the duration of the callback.
@@ -242,6 +245,7 @@ fn convert(event: &Event) -> Owned {
         Event::Connection(state) => match state {
             ConnectionState::Connecting => Owned::new(K::Connecting),
             ConnectionState::Connected => Owned::new(K::Connected),
+            ConnectionState::CaughtUp => Owned::new(K::CaughtUp),
             ConnectionState::Disconnected {
                 reason,
                 retry_in_ms,

@@ -301,6 +301,7 @@ impl From<microbot_client::Event> for Event {
                 let (state, reason) = match state {
                     ConnectionState::Connecting => ("connecting", None),
                     ConnectionState::Connected => ("connected", None),
+                    ConnectionState::CaughtUp => ("caught_up", None),
                     ConnectionState::Disconnected { reason, .. } => ("disconnected", Some(reason)),
                     ConnectionState::Refused { reason } => ("refused", Some(reason)),
                     ConnectionState::Stopped => ("stopped", None),

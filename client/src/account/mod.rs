@@ -330,6 +330,23 @@ impl Account {
         )
     }
 
+    /// Waits until the background connection is up: logged in, prekeys
+    /// published, the `Connected` event sent. Requests that need the
+    /// connection (`create_group`, `send_file`, `list_devices`, …) work
+    /// from then on, until it drops. Returns at once when connected; waits
+    /// as long as it takes otherwise (wrap it in a timeout), so call
+    /// [`Account::connect`] first.
+    pub async fn wait_connected(&self) {
+        self.inner.online.ready().await;
+    }
+
+    /// Another stream of this account's events: every event from now on,
+    /// in order, independent of the others (each consumer — a UI, a
+    /// notifier, a logger — reads its own). A dropped stream costs nothing.
+    pub fn subscribe(&self) -> Events {
+        self.inner.events.subscribe()
+    }
+
     /// Starts the background connection (idempotent): log in, upload
     /// prekeys, fetch and store queued envelopes, drain the outbox, follow
     /// pushes; reconnect with exponential backoff and jitter when the

@@ -192,7 +192,7 @@ impl Files<'_> {
             .ok_or(AttachmentError::NotConnected)?;
         let key = AttachmentKey::generate(&mut rand::rng());
         let mut descriptor = upload_request(&conn, total, Bytes::new()).await?;
-        let mut interrupt_at = self.inner.config.fault_interrupt_upload_at;
+        let mut interrupt_at = self.inner.config.faults.interrupt_upload_at;
         let mut digest: Option<AttachmentDigest> = None;
         for attempt in 0..UPLOAD_ATTEMPTS {
             let job = Upload {

@@ -109,7 +109,7 @@ pub(crate) async fn deliver(
             }
         }
     }
-    if inner.config.fault_skip_ack {
+    if inner.config.faults.skip_ack {
         return Ok(());
     }
     match conn
