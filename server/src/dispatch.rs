@@ -20,7 +20,6 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use microbot_protocol::codec::FrameError;
 use microbot_protocol::conn::{self, Incoming, ServerConfig, ServerConn, ServerConnError};
 use microbot_protocol::transport::{
     self, ChallengeResponse, ClientFrame, EnrolDeviceResponse, ErrorCode, HelloResponse,
@@ -35,11 +34,6 @@ use crate::error::ApiError;
 use crate::metrics::request_kind;
 use crate::state::ServerState;
 use crate::{attachments, groups, keys, provisioning, queues, sealed};
-
-/// Protocol versions this server speaks.
-pub const SUPPORTED_VERSIONS: &[u32] = conn::SUPPORTED_VERSIONS;
-/// Longest `Hello.client_agent` accepted, in bytes (SPEC.md §12.4).
-pub const MAX_CLIENT_AGENT_LEN: usize = conn::MAX_CLIENT_AGENT_LEN;
 
 /// Why a connection ends: what goes into its `ServerFrame.closing` and its
 /// QUIC application close code.
@@ -74,14 +68,6 @@ impl Close {
             message: wire.message,
             retry_after_ms: wire.retry_after_ms,
             supported_versions: wire.supported_versions,
-        }
-    }
-
-    /// The close for a stream the frame decoder refused.
-    pub fn from_frame_error(error: &FrameError) -> Self {
-        match error {
-            FrameError::Oversize { .. } => Self::new(ErrorCode::FrameTooLarge, error.to_string()),
-            _ => Self::new(ErrorCode::MalformedFrame, error.to_string()),
         }
     }
 
@@ -190,6 +176,7 @@ impl RequestHandler {
     /// An event already waiting, without blocking; `None` when there is none
     /// (or before login). A dropped subscription gives
     /// `Disconnect(UNAVAILABLE)`.
+    #[cfg(any(test, feature = "testing"))]
     pub fn try_next_event(&mut self) -> Option<BusEvent> {
         let sub = self.subscription.as_mut()?;
         match sub.events.try_recv() {

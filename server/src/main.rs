@@ -348,7 +348,7 @@ fn settings_in_effect(config: &Config) -> Vec<String> {
 
 /// `scheme://host:port/…` of a webhook URL (its path left out).
 fn webhook_origin(url: &str) -> String {
-    match microbot_server::webhooks::WebhookTarget::parse(url, true) {
+    match microbot_server::WebhookTarget::parse(url, true) {
         Ok(target) => target.origin(),
         Err(_) => "(invalid URL)".to_owned(),
     }

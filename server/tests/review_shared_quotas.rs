@@ -8,9 +8,9 @@ use crate::support::engines;
 
 use microbot_protocol::transport::ErrorCode;
 use microbot_server::Config;
-use microbot_server::limits::Limits;
-use microbot_server::limits::shared::SharedLimits;
-use microbot_server::metrics::Metrics;
+use microbot_server::testing::limits::Limits;
+use microbot_server::testing::limits::shared::SharedLimits;
+use microbot_server::testing::metrics::Metrics;
 
 fn node(redis: &str, namespace: &str) -> Limits {
     let config = Config {

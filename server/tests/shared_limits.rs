@@ -9,9 +9,9 @@ use std::net::IpAddr;
 use microbot_protocol::transport::client_frame::Request;
 use microbot_protocol::transport::{ConfirmRegistrationRequest, ErrorCode, RegisterRequest};
 use microbot_server::Config;
-use microbot_server::limits::Limits;
-use microbot_server::limits::shared::SharedLimits;
-use microbot_server::metrics::Metrics;
+use microbot_server::testing::limits::Limits;
+use microbot_server::testing::limits::shared::SharedLimits;
+use microbot_server::testing::metrics::Metrics;
 
 fn config() -> Config {
     Config {

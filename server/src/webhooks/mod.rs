@@ -39,7 +39,7 @@ use crate::state::ServerState;
 pub const CHANNEL_CAPACITY: usize = 1024;
 /// Devices whose notices are delivered (or retried) at the same time.
 pub const MAX_IN_FLIGHT: usize = 16;
-pub use http::{AttemptError, ClientError, SIGNATURE_HEADER, WebhookClient};
+pub use http::{AttemptError, ClientError, WebhookClient};
 pub use target::{BadWebhookUrl, WebhookTarget};
 
 /// The handlers' side: queue a notice without waiting.
