@@ -179,7 +179,7 @@ pub async fn upload_request(
     if !request.attachment_id.is_empty() {
         let id = attachment_id(&request.attachment_id)?;
         let record = state
-            .blocking(move |s| {
+            .blocking::<_, ApiError, _>(move |s| {
                 Ok(s.storage
                     .replace_upload_token(&id, account_id, &token_hash, now)?)
             })
@@ -210,7 +210,7 @@ pub async fn upload_request(
     };
     let stored = record.clone();
     state
-        .blocking(move |s| {
+        .blocking::<_, ApiError, _>(move |s| {
             Ok(s.storage
                 .create_attachment(&stored, s.config.attachment_quota_bytes, now)?)
         })
@@ -244,7 +244,7 @@ pub(crate) async fn complete_attachment(
 ) -> Result<AttachmentRecord, ApiError> {
     let id = attachment_id(id)?;
     state
-        .blocking(move |s| Ok(s.storage.attachment(&id, s.now_ms())?))
+        .blocking::<_, ApiError, _>(move |s| Ok(s.storage.attachment(&id, s.now_ms())?))
         .await?
         .filter(AttachmentRecord::complete)
         .ok_or_else(|| {
@@ -372,7 +372,7 @@ async fn commit(
     file.flush().await.map_err(ApiError::internal)?;
     file.sync_data().await.map_err(ApiError::internal)?;
     state
-        .blocking(move |s| Ok(s.storage.commit_attachment(&id, committed)?))
+        .blocking::<_, ApiError, _>(move |s| Ok(s.storage.commit_attachment(&id, committed)?))
         .await
 }
 
@@ -383,7 +383,7 @@ async fn upload(
 ) -> Result<u64, ApiError> {
     let id = attachment_id(&start.attachment_id)?;
     let record = state
-        .blocking(move |s| Ok(s.storage.attachment(&id, s.now_ms())?))
+        .blocking::<_, ApiError, _>(move |s| Ok(s.storage.attachment(&id, s.now_ms())?))
         .await?
         .ok_or_else(|| {
             ApiError::new(
@@ -543,7 +543,7 @@ async fn download(
 /// `INTERNAL` when the database fails.
 pub async fn purge_expired(state: &Arc<ServerState>) -> Result<usize, ApiError> {
     let ids = state
-        .blocking(|s| Ok(s.storage.purge_expired_attachments(s.now_ms())?))
+        .blocking::<_, ApiError, _>(|s| Ok(s.storage.purge_expired_attachments(s.now_ms())?))
         .await?;
     for id in &ids {
         match tokio::fs::remove_file(file_path(state, id)).await {

@@ -322,11 +322,16 @@ impl RequestHandler {
         let session = self.session().cloned();
         let is_login = matches!(request, Request::Login(_));
         // Usernames first: nothing below keys state on an invalid one.
-        let checked = crate::auth::check_usernames(&request, session.is_some()).and_then(|()| {
-            state
-                .limits
-                .check_request(&state.metrics, self.remote_ip, session.as_ref(), &request)
-        });
+        let checked = crate::auth::check_usernames(&request, session.is_some())
+            .map_err(ApiError::from)
+            .and_then(|()| {
+                state.limits.check_request(
+                    &state.metrics,
+                    self.remote_ip,
+                    session.as_ref(),
+                    &request,
+                )
+            });
         let result = match checked {
             Err(error) => Err(error),
             Ok(attempt) => {
@@ -410,10 +415,13 @@ impl RequestHandler {
                 ErrorCode::ProtocolViolation,
                 "Hello sent twice",
             )),
-            Request::Register(r) => accounts::register(&state, r)
-                .await
-                .map(response::Result::Register),
-            Request::ConfirmRegistration(r) => accounts::confirm(&state, r).await.map(|()| ok()),
+            Request::Register(r) => Ok(response::Result::Register(
+                accounts::register(&state, r).await?,
+            )),
+            Request::ConfirmRegistration(r) => {
+                accounts::confirm(&state, r).await?;
+                Ok(ok())
+            }
             Request::EnrolDevice(r) => {
                 self.not_logged_in()?;
                 let device_id = devices::enrol(&state, r).await?;
@@ -431,27 +439,24 @@ impl RequestHandler {
             Request::Login(r) => self.login(r).await,
             Request::ChangePassword(r) => {
                 let s = self.logged_in()?;
-                accounts::change_password(&state, s.account_id, r)
-                    .await
-                    .map(|()| ok())
+                accounts::change_password(&state, s.account_id, r).await?;
+                Ok(ok())
             }
             Request::RemoveDevice(r) => {
                 let s = self.logged_in()?;
-                devices::remove(&state, s.account_id, r)
-                    .await
-                    .map(|()| ok())
+                devices::remove(&state, s.account_id, r).await?;
+                Ok(ok())
             }
             Request::DeleteAccount(r) => {
                 let s = self.logged_in()?;
-                accounts::delete_account(&state, s.account_id, r)
-                    .await
-                    .map(|()| ok())
+                accounts::delete_account(&state, s.account_id, r).await?;
+                Ok(ok())
             }
             Request::ListDevices(_) => {
                 let s = self.logged_in()?;
-                devices::list(&state, s.account_id)
-                    .await
-                    .map(response::Result::DeviceList)
+                Ok(response::Result::DeviceList(
+                    devices::list(&state, s.account_id).await?,
+                ))
             }
             Request::UploadDeviceList(r) => {
                 let s = self.logged_in()?;

@@ -1,12 +1,48 @@
-//! The typed error a request fails with (SPEC.md §12.8 "Errors").
+//! The wire form of a request failure (SPEC.md §12.8 "Errors"), and the
+//! one place domain errors become it.
 //!
-//! Every handler returns `Result<_, ApiError>`; the connection turns the
-//! error into a `Response.error` frame. Messages never contain secrets,
-//! envelope bytes or codes.
+//! Domain code says what went wrong in its own enum ([`AuthError`] for
+//! accounts and devices, [`StorageError`] for what the store refused, …);
+//! the request dispatcher turns that into an [`ApiError`] with the `From`
+//! impls below, and the connection sends it as a `Response.error` frame.
+//! Messages never contain secrets, envelope bytes or codes.
 
 use microbot_protocol::transport::{self, ErrorCode};
 
+use crate::auth::AuthError;
 use crate::storage::StorageError;
+
+/// A failure on the server's side (a task that died, a stored value that
+/// cannot be read, a hashing library error). The client learns only
+/// `ERROR_CODE_INTERNAL`; the detail goes to the log when the failure
+/// becomes a wire error.
+#[derive(Debug)]
+pub struct Internal {
+    detail: String,
+}
+
+impl Internal {
+    /// A failure described by `detail` (for the log: never a secret).
+    pub fn new(detail: impl std::fmt::Display) -> Self {
+        Self {
+            detail: detail.to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for Internal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.detail)
+    }
+}
+
+impl std::error::Error for Internal {}
+
+impl From<tokio::task::JoinError> for Internal {
+    fn from(error: tokio::task::JoinError) -> Self {
+        Self::new(error)
+    }
+}
 
 /// A request failure as sent to the client.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -133,5 +169,41 @@ impl From<StorageError> for ApiError {
             ),
             StorageError::Database(detail) => Self::internal(detail),
         }
+    }
+}
+
+impl From<Internal> for ApiError {
+    fn from(error: Internal) -> Self {
+        Self::internal(error)
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(error: AuthError) -> Self {
+        let code = match error {
+            AuthError::Storage(e) => return e.into(),
+            AuthError::Internal(e) => return e.into(),
+            AuthError::InvalidUsername
+            | AuthError::InvalidPassword
+            | AuthError::InvalidNewPassword
+            | AuthError::DeviceKeyLength
+            | AuthError::DeviceKeyNotAPoint
+            | AuthError::DeviceNameTooLong
+            | AuthError::NoSecondFactor
+            | AuthError::SignatureLength => ErrorCode::InvalidArgument,
+            AuthError::UnknownUserOrWrongPassword
+            | AuthError::AccountGone
+            | AuthError::WrongPassword
+            | AuthError::EnrolRefused => ErrorCode::InvalidCredentials,
+            AuthError::WrongTotp | AuthError::WrongRecoveryCode => ErrorCode::InvalidSecondFactor,
+            AuthError::TotpReplayed => ErrorCode::TotpReplayed,
+            AuthError::AccountAlreadyActive => ErrorCode::AccountAlreadyActive,
+            AuthError::AccountInactive => ErrorCode::AccountInactive,
+            AuthError::UnknownDevice => ErrorCode::UnknownDevice,
+            AuthError::DeviceRemoved | AuthError::AccountDeleted => ErrorCode::DeviceRemoved,
+            AuthError::BadSignature => ErrorCode::BadSignature,
+            AuthError::AccountSuspended | AuthError::DeviceSuspended => ErrorCode::AccountSuspended,
+        };
+        Self::new(code, error.to_string())
     }
 }

@@ -120,7 +120,7 @@ pub async fn create(
         .check_group_change_account(&state.metrics, creator)?;
     state.limits.check_group_change_group(&state.metrics, &id)?;
     let outcome = state
-        .blocking(move |s| {
+        .blocking::<_, ApiError, _>(move |s| {
             let caps = GroupCaps {
                 max_members: s.config.max_group_members,
                 max_created: s.config.max_groups_per_account,
@@ -155,7 +155,7 @@ async fn change(
             .limits
             .check_group_change_account(&state.metrics, actor)?;
         let group = state
-            .blocking(move |s| Ok(s.storage.group(&id, actor)?))
+            .blocking::<_, ApiError, _>(move |s| Ok(s.storage.group(&id, actor)?))
             .await?;
         let admin = group
             .members
@@ -167,7 +167,7 @@ async fn change(
         state.limits.check_group_change_group(&state.metrics, &id)?;
     }
     let outcome = state
-        .blocking(move |s| {
+        .blocking::<_, ApiError, _>(move |s| {
             Ok(s.storage.change_group(
                 &id,
                 actor,
@@ -290,7 +290,7 @@ pub async fn get(
     let id = group_id(&r.group_id)?;
     let actor = session.account_id;
     let group = state
-        .blocking(move |s| Ok(s.storage.group(&id, actor)?))
+        .blocking::<_, ApiError, _>(move |s| Ok(s.storage.group(&id, actor)?))
         .await?;
     Ok(group_proto(&group))
 }
@@ -317,7 +317,7 @@ async fn check_key_holders(
     let holders: std::collections::HashSet<u64> = holders.iter().copied().collect();
     let (actor, sender_device) = (session.account_id, session.device_id);
     let missing = state
-        .blocking(move |s| {
+        .blocking::<_, ApiError, _>(move |s| {
             let mut missing = Vec::new();
             for member in s.storage.group(&id, actor)?.members {
                 crate::queues::left_out_devices(
@@ -371,7 +371,7 @@ pub async fn send(
     let sender_account = session.account_id;
     let ciphertext = r.ciphertext.clone();
     let fan_out = state
-        .blocking(move |s| {
+        .blocking::<_, ApiError, _>(move |s| {
             let meta = SendMeta {
                 sender_username: &sender_username,
                 sender_device_id,

@@ -127,7 +127,7 @@ pub async fn upload(
         .check_prekey_upload(&state.metrics, session.account_id)?;
     let device_id = session.device_id;
     state
-        .blocking(move |state| {
+        .blocking::<_, ApiError, _>(move |state| {
             let caps = PrekeyCaps {
                 one_time: state.config.max_one_time_prekeys,
                 kem: state.config.max_kem_prekeys,
@@ -169,7 +169,7 @@ pub async fn fetch(
     }
     let username = request.username.clone();
     let (target, bot) = state
-        .blocking(move |state| {
+        .blocking::<_, ApiError, _>(move |state| {
             state
                 .storage
                 .account_by_username(&username)?
@@ -183,7 +183,7 @@ pub async fn fetch(
         .check_prekey_fetch(&state.metrics, session.account_id, target)?;
     let username = request.username.clone();
     let (bundles, signed_device_list) = state
-        .blocking(move |state| {
+        .blocking::<_, ApiError, _>(move |state| {
             let devices: Vec<u64> = state
                 .storage
                 .account_devices(target)?
@@ -248,7 +248,7 @@ pub async fn fetch(
 /// `INTERNAL`.
 pub async fn status(state: &Arc<ServerState>, device_id: u64) -> Result<PrekeyStock, ApiError> {
     state
-        .blocking(move |state| Ok(state.storage.prekey_stock(device_id)?))
+        .blocking::<_, ApiError, _>(move |state| Ok(state.storage.prekey_stock(device_id)?))
         .await
 }
 

@@ -58,7 +58,7 @@ pub async fn create(state: &Arc<ServerState>) -> Result<ProvisioningSlot, ApiErr
     let now = state.now_ms();
     let expires_at_ms = now.saturating_add(SLOT_TTL_MS);
     let created = state
-        .blocking(move |s| {
+        .blocking::<_, ApiError, _>(move |s| {
             Ok(s.storage
                 .create_provisioning_slot(&id, expires_at_ms, now, MAX_OPEN_SLOTS)?)
         })
@@ -96,7 +96,7 @@ pub async fn put(
     }
     let now = state.now_ms();
     let stored = state
-        .blocking(move |s| {
+        .blocking::<_, ApiError, _>(move |s| {
             Ok(s.storage
                 .put_provisioning_message(&id, &request.sealed, now)?)
         })
@@ -116,7 +116,7 @@ pub async fn fetch(
     let id = slot_id(&request.slot_id)?;
     let now = state.now_ms();
     let read = state
-        .blocking(move |s| Ok(s.storage.take_provisioning_message(&id, now)?))
+        .blocking::<_, ApiError, _>(move |s| Ok(s.storage.take_provisioning_message(&id, now)?))
         .await?;
     match read {
         SlotRead::Missing => Err(unknown_slot()),

@@ -15,7 +15,7 @@ use microbot_protocol::transport::{
 
 use crate::auth::devices::DeviceSession;
 use crate::bus::BusEvent;
-use crate::error::ApiError;
+use crate::error::{ApiError, Internal};
 use crate::state::ServerState;
 use crate::storage::{
     FetchPage, OutgoingEnvelope, OwnedSendMeta, Storage, StorageResult, StoredEnvelope,
@@ -225,7 +225,7 @@ async fn check_complete(
     }
     let sender_device_id = session.device_id;
     let missing = state
-        .blocking(move |state| {
+        .blocking::<_, ApiError, _>(move |state| {
             let mut missing = Vec::new();
             for name in &accounts {
                 let account = state
@@ -318,7 +318,7 @@ pub async fn fetch(
         now_ms: state.now_ms(),
     };
     let (rows, more) = state
-        .blocking(move |state| {
+        .blocking::<_, ApiError, _>(move |state| {
             Ok(state
                 .storage
                 .fetch_envelopes(device_id, request.after_envelope_id, page)?)
@@ -361,10 +361,10 @@ pub async fn purge_loop(state: Arc<ServerState>, mut stop: tokio::sync::watch::R
     loop {
         tokio::select! {
             _ = interval.tick() => {
-                match state.blocking(|state| Ok(state.storage.purge_expired(state.now_ms())?)).await {
+                match state.blocking(|state| state.storage.purge_expired(state.now_ms()).map_err(Internal::new)).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(purged = n, "expired envelopes deleted"),
-                    Err(e) => tracing::warn!(code = ?e.code, "purge failed"),
+                    Err(error) => tracing::warn!(%error, "purge failed"),
                 }
                 match crate::attachments::purge_expired(&state).await {
                     Ok(0) => {}
@@ -375,7 +375,7 @@ pub async fn purge_loop(state: Arc<ServerState>, mut stop: tokio::sync::watch::R
                 if ttl_ms > 0 {
                     let before = state.now_ms().saturating_sub(ttl_ms);
                     match state
-                        .blocking(move |s| Ok(s.storage.purge_unconfirmed_accounts(before)?))
+                        .blocking::<_, ApiError, _>(move |s| Ok(s.storage.purge_unconfirmed_accounts(before)?))
                         .await
                     {
                         Ok(0) => {}
