@@ -325,12 +325,10 @@ impl RequestHandler {
         let checked = crate::auth::check_usernames(&request, session.is_some())
             .map_err(ApiError::from)
             .and_then(|()| {
-                state.limits.check_request(
-                    &state.metrics,
-                    self.remote_ip,
-                    session.as_ref(),
-                    &request,
-                )
+                state
+                    .limits
+                    .check_request(&state.metrics, self.remote_ip, session.as_ref(), &request)
+                    .map_err(ApiError::from)
             });
         let result = match checked {
             Err(error) => Err(error),
@@ -498,49 +496,44 @@ impl RequestHandler {
             }
             Request::SendGroup(r) => {
                 let s = self.logged_in()?;
-                groups::send(&state, &s, r)
-                    .await
-                    .map(response::Result::Send)
+                Ok(response::Result::Send(groups::send(&state, &s, r).await?))
             }
             Request::CreateGroup(r) => {
                 let s = self.logged_in()?;
-                groups::create(&state, &s, r)
-                    .await
-                    .map(response::Result::Group)
+                Ok(response::Result::Group(
+                    groups::create(&state, &s, r).await?,
+                ))
             }
             Request::AddGroupMembers(r) => {
                 let s = self.logged_in()?;
-                groups::add(&state, &s, r)
-                    .await
-                    .map(response::Result::Group)
+                Ok(response::Result::Group(groups::add(&state, &s, r).await?))
             }
             Request::RemoveGroupMembers(r) => {
                 let s = self.logged_in()?;
-                groups::remove(&state, &s, r)
-                    .await
-                    .map(response::Result::Group)
+                Ok(response::Result::Group(
+                    groups::remove(&state, &s, r).await?,
+                ))
             }
             Request::LeaveGroup(r) => {
                 let s = self.logged_in()?;
-                groups::leave(&state, &s, r).await.map(|()| ok())
+                groups::leave(&state, &s, r).await?;
+                Ok(ok())
             }
             Request::SetGroupRole(r) => {
                 let s = self.logged_in()?;
-                groups::set_role(&state, &s, r)
-                    .await
-                    .map(response::Result::Group)
+                Ok(response::Result::Group(
+                    groups::set_role(&state, &s, r).await?,
+                ))
             }
             Request::GetGroup(r) => {
                 let s = self.logged_in()?;
-                groups::get(&state, &s, r)
-                    .await
-                    .map(response::Result::Group)
+                Ok(response::Result::Group(groups::get(&state, &s, r).await?))
             }
             Request::SetGroupMetadata(r) => {
                 let s = self.logged_in()?;
-                groups::set_metadata(&state, &s, r)
-                    .await
-                    .map(response::Result::Group)
+                Ok(response::Result::Group(
+                    groups::set_metadata(&state, &s, r).await?,
+                ))
             }
             Request::AttachmentUpload(r) => {
                 let s = self.logged_in()?;

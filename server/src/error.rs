@@ -10,6 +10,8 @@
 use microbot_protocol::transport::{self, ErrorCode};
 
 use crate::auth::AuthError;
+use crate::groups::GroupError;
+use crate::limits::RateLimited;
 use crate::storage::StorageError;
 
 /// A failure on the server's side (a task that died, a stored value that
@@ -68,17 +70,6 @@ impl ApiError {
             device_ids: Vec::new(),
             retry_after_ms: 0,
             current_group_version: 0,
-        }
-    }
-
-    /// `ERROR_CODE_RATE_LIMITED` with a retry hint (at least 1 ms).
-    pub fn rate_limited(what: &str, retry_after_ms: u64) -> Self {
-        Self {
-            retry_after_ms: retry_after_ms.max(1),
-            ..Self::new(
-                ErrorCode::RateLimited,
-                format!("too many {what}; retry later"),
-            )
         }
     }
 
@@ -172,6 +163,16 @@ impl From<StorageError> for ApiError {
     }
 }
 
+impl From<RateLimited> for ApiError {
+    /// `ERROR_CODE_RATE_LIMITED` with a retry hint (at least 1 ms).
+    fn from(error: RateLimited) -> Self {
+        Self {
+            retry_after_ms: error.retry_after_ms.max(1),
+            ..Self::new(ErrorCode::RateLimited, error.to_string())
+        }
+    }
+}
+
 impl From<Internal> for ApiError {
     fn from(error: Internal) -> Self {
         Self::internal(error)
@@ -205,5 +206,27 @@ impl From<AuthError> for ApiError {
             AuthError::AccountSuspended | AuthError::DeviceSuspended => ErrorCode::AccountSuspended,
         };
         Self::new(code, error.to_string())
+    }
+}
+
+impl From<GroupError> for ApiError {
+    fn from(error: GroupError) -> Self {
+        let message = error.to_string();
+        match error {
+            GroupError::RateLimited(e) => e.into(),
+            GroupError::Storage(e) => e.into(),
+            GroupError::Internal(e) => e.into(),
+            GroupError::MissingKeyHolders(missing) => Self {
+                device_ids: missing,
+                ..Self::new(ErrorCode::MissingDevices, message)
+            },
+            GroupError::GroupIdLength
+            | GroupError::UsernameCount
+            | GroupError::TooManyMembers
+            | GroupError::MetadataTooLarge
+            | GroupError::BadRole
+            | GroupError::TooManyKeyHolders
+            | GroupError::CiphertextLength => Self::invalid(message),
+        }
     }
 }

@@ -65,6 +65,12 @@ pub mod storage {
     }
 }
 
+/// The wire form of a request failure, to check what a domain error
+/// becomes on the wire.
+pub mod error {
+    pub use crate::error::ApiError;
+}
+
 /// The limiter (SPEC.md §12.12), local and shared across nodes.
 pub mod limits {
     pub use crate::limits::{EDITABLE, Limits};

@@ -449,9 +449,11 @@ fn ipv6_addresses_of_one_64_share_their_limits() {
     let b: std::net::IpAddr = "2001:db8:5:6:ffff::2".parse().unwrap();
     let elsewhere: std::net::IpAddr = "2001:db8:5:7::1".parse().unwrap();
     assert!(limits.check_request(&metrics, a, None, &register).is_ok());
-    let e = limits
-        .check_request(&metrics, b, None, &register)
-        .unwrap_err();
+    let e = microbot_server::testing::error::ApiError::from(
+        limits
+            .check_request(&metrics, b, None, &register)
+            .unwrap_err(),
+    );
     assert_eq!(e.code, ErrorCode::RateLimited);
     assert!(
         limits
