@@ -479,15 +479,13 @@ impl RequestHandler {
             }
             Request::Send(r) => {
                 let s = self.logged_in()?;
-                queues::send(&state, &s, r)
-                    .await
-                    .map(response::Result::Send)
+                Ok(response::Result::Send(queues::send(&state, &s, r).await?))
             }
             Request::FetchEnvelopes(r) => {
                 let s = self.logged_in()?;
-                queues::fetch(&state, s.device_id, r)
-                    .await
-                    .map(response::Result::Envelopes)
+                Ok(response::Result::Envelopes(
+                    queues::fetch(&state, s.device_id, r).await?,
+                ))
             }
             Request::AckEnvelopes(r) => {
                 let s = self.logged_in()?;

@@ -12,6 +12,7 @@ use microbot_protocol::transport::{self, ErrorCode};
 use crate::auth::AuthError;
 use crate::groups::GroupError;
 use crate::limits::RateLimited;
+use crate::queues::QueueError;
 use crate::storage::StorageError;
 
 /// A failure on the server's side (a task that died, a stored value that
@@ -227,6 +228,28 @@ impl From<GroupError> for ApiError {
             | GroupError::BadRole
             | GroupError::TooManyKeyHolders
             | GroupError::CiphertextLength => Self::invalid(message),
+        }
+    }
+}
+
+impl From<QueueError> for ApiError {
+    fn from(error: QueueError) -> Self {
+        let message = error.to_string();
+        match error {
+            QueueError::RateLimited(e) => e.into(),
+            QueueError::Storage(e) => e.into(),
+            QueueError::Internal(e) => e.into(),
+            QueueError::IncompleteAccounts(missing) => Self {
+                device_ids: missing,
+                ..Self::new(ErrorCode::MissingDevices, message)
+            },
+            QueueError::UnknownCompleteAccount => Self::new(ErrorCode::UnknownAccount, message),
+            QueueError::EnvelopeCount { .. }
+            | QueueError::CiphertextLength
+            | QueueError::DuplicateRecipient
+            | QueueError::TooManyCompleteAccounts
+            | QueueError::BadCompleteAccounts
+            | QueueError::TooManyAcks => Self::invalid(message),
         }
     }
 }

@@ -28,7 +28,7 @@ use zeroize::Zeroizing;
 
 use crate::auth::devices::DeviceSession;
 use crate::error::ApiError;
-use crate::queues::{checked_envelopes, left_out_devices, missing_devices, store_and_push};
+use crate::queues::{checked_envelopes, left_out_devices, store_and_push};
 use crate::state::ServerState;
 use crate::storage::sealed::ACCESS_KEY_LEN;
 
@@ -166,6 +166,20 @@ pub fn rate_key(recipient: &str, access_key: &[u8]) -> String {
     hash.update([0]);
     hash.update(access_key);
     hex::encode(&hash.finalize()[..16])
+}
+
+/// `Ok` when nothing was left out, else `MISSING_DEVICES` naming the devices.
+///
+/// # Errors
+/// `MISSING_DEVICES` with `missing` in `Error.device_ids`.
+fn missing_devices(missing: Vec<u64>, message: &'static str) -> Result<(), ApiError> {
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError {
+        device_ids: missing,
+        ..ApiError::new(ErrorCode::MissingDevices, message)
+    })
 }
 
 fn denied() -> ApiError {
