@@ -563,18 +563,19 @@ impl RequestHandler {
             }
             Request::GetSenderCertificate(_) => {
                 let s = self.logged_in()?;
-                sealed::certificate(&state, &s)
-                    .await
-                    .map(response::Result::SenderCertificate)
+                Ok(response::Result::SenderCertificate(
+                    sealed::certificate(&state, &s).await?,
+                ))
             }
             Request::SetUnidentifiedAccess(r) => {
                 let s = self.logged_in()?;
-                sealed::set_access(&state, &s, r).await.map(|()| ok())
+                sealed::set_access(&state, &s, r).await?;
+                Ok(ok())
             }
             // A sealed send must not be tied to a login (SPEC.md §19.8).
             Request::SendSealed(r) => {
                 self.not_logged_in()?;
-                sealed::send(&state, r).await.map(response::Result::Send)
+                Ok(response::Result::Send(sealed::send(&state, r).await?))
             }
         }
     }

@@ -13,6 +13,7 @@ use crate::auth::AuthError;
 use crate::groups::GroupError;
 use crate::limits::RateLimited;
 use crate::queues::QueueError;
+use crate::sealed::SealedError;
 use crate::storage::StorageError;
 
 /// A failure on the server's side (a task that died, a stored value that
@@ -250,6 +251,25 @@ impl From<QueueError> for ApiError {
             | QueueError::TooManyCompleteAccounts
             | QueueError::BadCompleteAccounts
             | QueueError::TooManyAcks => Self::invalid(message),
+        }
+    }
+}
+
+impl From<SealedError> for ApiError {
+    fn from(error: SealedError) -> Self {
+        let message = error.to_string();
+        match error {
+            SealedError::Queue(e) => e.into(),
+            SealedError::Storage(e) => e.into(),
+            SealedError::Internal(e) => e.into(),
+            SealedError::MissingDevices(missing) => Self {
+                device_ids: missing,
+                ..Self::new(ErrorCode::MissingDevices, message)
+            },
+            SealedError::NoIdentityKey => Self::new(ErrorCode::NoPrekeys, message),
+            SealedError::Denied => Self::new(ErrorCode::UnidentifiedAccessDenied, message),
+            SealedError::ForeignDevice => Self::new(ErrorCode::UnknownDevice, message),
+            SealedError::AccessKeyFormat | SealedError::AccessKeyLength => Self::invalid(message),
         }
     }
 }
