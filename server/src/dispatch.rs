@@ -458,19 +458,19 @@ impl RequestHandler {
             }
             Request::UploadDeviceList(r) => {
                 let s = self.logged_in()?;
-                crate::device_lists::upload(&state, &s, r)
-                    .await
-                    .map(|()| ok())
+                crate::device_lists::upload(&state, &s, r).await?;
+                Ok(ok())
             }
             Request::UploadPrekeys(r) => {
                 let s = self.logged_in()?;
-                keys::upload(&state, &s, r).await.map(|()| ok())
+                keys::upload(&state, &s, r).await?;
+                Ok(ok())
             }
             Request::FetchPrekeys(r) => {
                 let s = self.logged_in()?;
-                keys::fetch(&state, &s, r)
-                    .await
-                    .map(response::Result::PrekeyBundles)
+                Ok(response::Result::PrekeyBundles(
+                    keys::fetch(&state, &s, r).await?,
+                ))
             }
             Request::PrekeyStatus(_) => {
                 let s = self.logged_in()?;
@@ -547,19 +547,20 @@ impl RequestHandler {
             }
             Request::CreateProvisioningSlot(_) => {
                 self.not_logged_in()?;
-                provisioning::create(&state)
-                    .await
-                    .map(response::Result::ProvisioningSlot)
+                Ok(response::Result::ProvisioningSlot(
+                    provisioning::create(&state).await?,
+                ))
             }
             Request::FetchProvisioningSlot(r) => {
                 self.not_logged_in()?;
-                provisioning::fetch(&state, r)
-                    .await
-                    .map(response::Result::ProvisioningMessage)
+                Ok(response::Result::ProvisioningMessage(
+                    provisioning::fetch(&state, r).await?,
+                ))
             }
             Request::PutProvisioningSlot(r) => {
                 self.logged_in()?;
-                provisioning::put(&state, r).await.map(|()| ok())
+                provisioning::put(&state, r).await?;
+                Ok(ok())
             }
             Request::GetSenderCertificate(_) => {
                 let s = self.logged_in()?;

@@ -10,8 +10,11 @@
 use microbot_protocol::transport::{self, ErrorCode};
 
 use crate::auth::AuthError;
+use crate::device_lists::DeviceListUploadError;
 use crate::groups::GroupError;
+use crate::keys::KeyError;
 use crate::limits::RateLimited;
+use crate::provisioning::ProvisioningError;
 use crate::queues::QueueError;
 use crate::sealed::SealedError;
 use crate::storage::StorageError;
@@ -270,6 +273,73 @@ impl From<SealedError> for ApiError {
             SealedError::Denied => Self::new(ErrorCode::UnidentifiedAccessDenied, message),
             SealedError::ForeignDevice => Self::new(ErrorCode::UnknownDevice, message),
             SealedError::AccessKeyFormat | SealedError::AccessKeyLength => Self::invalid(message),
+        }
+    }
+}
+
+impl From<KeyError> for ApiError {
+    fn from(error: KeyError) -> Self {
+        let message = error.to_string();
+        match error {
+            KeyError::RateLimited(e) => e.into(),
+            KeyError::Storage(e) => e.into(),
+            KeyError::Internal(e) => e.into(),
+            KeyError::UnknownAccount => Self::new(ErrorCode::UnknownAccount, message),
+            KeyError::IdentityKeyLength
+            | KeyError::SignedPrekeyShape
+            | KeyError::KemPrekeyShape
+            | KeyError::OneTimePrekeyLength
+            | KeyError::TooManyOneTimePrekeys
+            | KeyError::TooManyKemPrekeys
+            | KeyError::TooManyDevices => Self::invalid(message),
+        }
+    }
+}
+
+impl From<DeviceListUploadError> for ApiError {
+    fn from(error: DeviceListUploadError) -> Self {
+        let message = error.to_string();
+        match error {
+            DeviceListUploadError::Storage(e) => e.into(),
+            DeviceListUploadError::Internal(e) => e.into(),
+            DeviceListUploadError::UnknownDevices(ids) => Self {
+                device_ids: ids,
+                ..Self::new(ErrorCode::UnknownDevice, message)
+            },
+            DeviceListUploadError::RemovedDevices(ids) => Self {
+                device_ids: ids,
+                ..Self::new(ErrorCode::DeviceRemoved, message)
+            },
+            DeviceListUploadError::NoIdentityKey => Self::new(ErrorCode::NoPrekeys, message),
+            DeviceListUploadError::BadSignature => Self::new(ErrorCode::BadSignature, message),
+            DeviceListUploadError::Stale { .. } => Self::new(ErrorCode::StaleDeviceList, message),
+            DeviceListUploadError::Malformed(_)
+            | DeviceListUploadError::OtherAccount
+            | DeviceListUploadError::UploaderNotListed
+            | DeviceListUploadError::VersionTooHigh => Self::invalid(message),
+        }
+    }
+}
+
+impl From<ProvisioningError> for ApiError {
+    fn from(error: ProvisioningError) -> Self {
+        let message = error.to_string();
+        match error {
+            ProvisioningError::Storage(e) => e.into(),
+            ProvisioningError::Internal(e) => e.into(),
+            ProvisioningError::TooManySlots { retry_after_ms } => Self {
+                retry_after_ms,
+                ..Self::new(ErrorCode::Unavailable, message)
+            },
+            ProvisioningError::MessageTooLarge => {
+                Self::new(ErrorCode::ProvisioningMessageTooLarge, message)
+            }
+            ProvisioningError::UnknownSlot => {
+                Self::new(ErrorCode::UnknownProvisioningSlot, message)
+            }
+            ProvisioningError::SlotIdLength | ProvisioningError::EmptyMessage => {
+                Self::invalid(message)
+            }
         }
     }
 }
