@@ -535,15 +535,15 @@ impl RequestHandler {
             }
             Request::AttachmentUpload(r) => {
                 let s = self.logged_in()?;
-                attachments::upload_request(&state, &s, r)
-                    .await
-                    .map(response::Result::AttachmentUpload)
+                Ok(response::Result::AttachmentUpload(
+                    attachments::upload_request(&state, &s, r).await?,
+                ))
             }
             Request::AttachmentDownload(r) => {
                 self.logged_in()?;
-                attachments::download_request(&state, r)
-                    .await
-                    .map(response::Result::AttachmentDownload)
+                Ok(response::Result::AttachmentDownload(
+                    attachments::download_request(&state, r).await?,
+                ))
             }
             Request::CreateProvisioningSlot(_) => {
                 self.not_logged_in()?;

@@ -1,14 +1,21 @@
 //! The wire form of a request failure (SPEC.md §12.8 "Errors"), and the
 //! one place domain errors become it.
 //!
-//! Domain code says what went wrong in its own enum ([`AuthError`] for
-//! accounts and devices, [`StorageError`] for what the store refused, …);
-//! the request dispatcher turns that into an [`ApiError`] with the `From`
-//! impls below, and the connection sends it as a `Response.error` frame.
-//! Messages never contain secrets, envelope bytes or codes.
+//! Domain code says what went wrong in its own enum: [`AuthError`]
+//! (accounts, devices), [`GroupError`], [`QueueError`], [`KeyError`],
+//! [`SealedError`], [`DeviceListUploadError`], [`ProvisioningError`],
+//! [`AttachmentError`], [`RateLimited`] (limits), [`StorageError`] (what
+//! the store refused) and [`Internal`]. The `From` impls below are the one
+//! place each becomes an [`ApiError`]: the request dispatcher applies them
+//! to a handler's result (`Response.error`), the attachment transfer to a
+//! stream's (`AttachmentStreamResult.error`). The dispatcher itself builds
+//! only the errors of the connection's state (not logged in, no challenge,
+//! Hello twice, unknown request). Messages never contain secrets, envelope
+//! bytes or codes.
 
 use microbot_protocol::transport::{self, ErrorCode};
 
+use crate::attachments::AttachmentError;
 use crate::auth::AuthError;
 use crate::device_lists::DeviceListUploadError;
 use crate::groups::GroupError;
@@ -341,5 +348,39 @@ impl From<ProvisioningError> for ApiError {
                 Self::invalid(message)
             }
         }
+    }
+}
+
+impl From<AttachmentError> for ApiError {
+    fn from(error: AttachmentError) -> Self {
+        let message = error.to_string();
+        let code = match error {
+            AttachmentError::Storage(e) => return e.into(),
+            AttachmentError::Internal(e) => return e.into(),
+            AttachmentError::UploadRunning { retry_after_ms } => {
+                return Self {
+                    retry_after_ms,
+                    ..Self::new(ErrorCode::Unavailable, message)
+                };
+            }
+            AttachmentError::IdLength
+            | AttachmentError::EmptySize
+            | AttachmentError::HeaderMissing
+            | AttachmentError::HeaderTruncated
+            | AttachmentError::HeaderEmpty
+            | AttachmentError::WrongOffset { .. }
+            | AttachmentError::RangeOutside => ErrorCode::InvalidArgument,
+            AttachmentError::TooLarge { .. } | AttachmentError::BeyondDeclaredSize => {
+                ErrorCode::AttachmentTooLarge
+            }
+            AttachmentError::Unknown => ErrorCode::UnknownAttachment,
+            AttachmentError::NotLoggedIn => ErrorCode::NotAuthenticated,
+            AttachmentError::HeaderTimeout => ErrorCode::ProtocolViolation,
+            AttachmentError::HeaderTooLarge => ErrorCode::FrameTooLarge,
+            AttachmentError::HeaderMalformed => ErrorCode::MalformedFrame,
+            AttachmentError::WrongToken => ErrorCode::InvalidCredentials,
+            AttachmentError::StreamBroke => ErrorCode::Unavailable,
+        };
+        Self::new(code, message)
     }
 }

@@ -353,7 +353,7 @@ pub async fn purge_loop(state: Arc<ServerState>, mut stop: tokio::sync::watch::R
                 match crate::attachments::purge_expired(&state).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(purged = n, "expired attachments deleted"),
-                    Err(e) => tracing::warn!(code = ?e.code, "attachment purge failed"),
+                    Err(error) => tracing::warn!(%error, "attachment purge failed"),
                 }
                 let ttl_ms = state.config.unconfirmed_account_ttl_secs.saturating_mul(1000);
                 if ttl_ms > 0 {
