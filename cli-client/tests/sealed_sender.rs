@@ -5,8 +5,8 @@
 mod common;
 
 use common::*;
-use microbot_server::storage::sqlite::SqliteStorage;
-use microbot_server::storage::{FetchPage, Storage as _};
+use microbot_server::testing::storage::sqlite::SqliteStorage;
+use microbot_server::testing::storage::{FetchPage, Storage as _};
 
 /// `(sender_username, sender_device_id)` of every queued envelope.
 fn queued_senders(server: &TestServer) -> Vec<(String, u64)> {

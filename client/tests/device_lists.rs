@@ -15,8 +15,8 @@ use common::*;
 use microbot_client::{Conversation, Event, IdentitySource};
 use microbot_crypto::IdentityKeyPair;
 use microbot_crypto::device_list::{DeviceList, SignedDeviceList};
-use microbot_server::storage::sqlite::SqliteStorage;
-use microbot_server::storage::{DeviceListStorage as _, PrekeyUpload, Storage as _};
+use microbot_server::testing::storage::sqlite::SqliteStorage;
+use microbot_server::testing::storage::{DeviceListStorage as _, PrekeyUpload, Storage as _};
 
 fn storage(server: &TestServer) -> SqliteStorage {
     SqliteStorage::open(&server.dir.path().join("microbot.sqlite3")).unwrap()
@@ -352,7 +352,7 @@ async fn a_removed_devices_late_message_is_refused_and_a_new_devices_first_is_ac
     .await;
     let db = storage(&server);
     let bob_device = bob.account.device_id();
-    let page = microbot_server::storage::FetchPage {
+    let page = microbot_server::testing::storage::FetchPage {
         limit: 100,
         max_bytes: usize::MAX,
         overhead: 0,
@@ -379,7 +379,7 @@ async fn a_removed_devices_late_message_is_refused_and_a_new_devices_first_is_ac
     .await;
     // Back in the queue as they were (a sealed one names no sender).
     for envelope in &held {
-        let meta = microbot_server::storage::SendMeta {
+        let meta = microbot_server::testing::storage::SendMeta {
             sender_username: &envelope.sender_username,
             sender_device_id: envelope.sender_device_id,
             now_ms: 1,
@@ -387,7 +387,7 @@ async fn a_removed_devices_late_message_is_refused_and_a_new_devices_first_is_ac
             max_queue_len: 1000,
             max_per_sender: 1000,
         };
-        let again = microbot_server::storage::OutgoingEnvelope {
+        let again = microbot_server::testing::storage::OutgoingEnvelope {
             recipient_device_id: bob_device,
             ciphertext: envelope.ciphertext.clone(),
         };

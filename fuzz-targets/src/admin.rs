@@ -12,9 +12,9 @@
 //! minute, reads again from its encoding, and folds into a series of at
 //! most one point whose rates are finite.
 
-use microbot_server::admin::{rate_limits, rollups};
-use microbot_server::bus::nodes::{self, NodeTable, STALE_AFTER_MS};
-use microbot_server::limits::EDITABLE;
+use microbot_server::testing::admin::{rate_limits, rollups};
+use microbot_server::testing::bus::nodes::{self, NodeTable, STALE_AFTER_MS};
+use microbot_server::testing::limits::EDITABLE;
 
 /// The target.
 pub fn admin_input(data: &[u8]) {

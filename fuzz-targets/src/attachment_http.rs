@@ -7,7 +7,7 @@
 //! encodes back to them; a header value names the tag it is compared with
 //! only if it contains that tag or `*`.
 
-use microbot_server::attachment_http::{if_none_match_names, parse_id};
+use microbot_server::testing::attachment_http::{if_none_match_names, parse_id};
 
 /// The target.
 pub fn attachment_http_path(data: &[u8]) {

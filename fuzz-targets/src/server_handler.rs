@@ -1,5 +1,5 @@
 //! Target `server_handler` (issue 7): the server's request handler
-//! ([`microbot_server::dispatch::RequestHandler`], SPEC.md §12.3–§12.12) fed
+//! ([`microbot_server::testing::dispatch::RequestHandler`], SPEC.md §12.3–§12.12) fed
 //! arbitrary frame sequences on up to four connections at once, before and
 //! after login, against a real server state (SQLite in memory, the
 //! in-process bus, limits off).
@@ -51,18 +51,18 @@ use microbot_protocol::transport::{
     response, second_factor, server_frame,
 };
 use microbot_server::Config;
-use microbot_server::attachments::UploadsInProgress;
-use microbot_server::auth::devices::login_message;
-use microbot_server::auth::password::PasswordHasher;
-use microbot_server::bus::BusEvent;
-use microbot_server::bus::local::LocalBus;
-use microbot_server::clock::{Clock, ManualClock, SeededRng};
-use microbot_server::dispatch::{Reply, RequestHandler};
-use microbot_server::limits::Limits;
-use microbot_server::metrics::Metrics;
-use microbot_server::state::ServerState;
-use microbot_server::storage::sqlite::SqliteStorage;
-use microbot_server::storage::{FetchPage, NewAccount};
+use microbot_server::testing::attachments::UploadsInProgress;
+use microbot_server::testing::auth::devices::login_message;
+use microbot_server::testing::auth::password::PasswordHasher;
+use microbot_server::testing::bus::BusEvent;
+use microbot_server::testing::bus::local::LocalBus;
+use microbot_server::testing::clock::{Clock, ManualClock, SeededRng};
+use microbot_server::testing::dispatch::{Reply, RequestHandler};
+use microbot_server::testing::limits::Limits;
+use microbot_server::testing::metrics::Metrics;
+use microbot_server::testing::state::ServerState;
+use microbot_server::testing::storage::sqlite::SqliteStorage;
+use microbot_server::testing::storage::{FetchPage, NewAccount};
 use prost::Message as _;
 
 /// Connection slots.
@@ -707,7 +707,7 @@ impl Run {
                 *self
                     .outcomes
                     .successes
-                    .entry(microbot_server::metrics::request_kind(&inner))
+                    .entry(microbot_server::testing::metrics::request_kind(&inner))
                     .or_default() += 1;
                 assert!(session_before.is_some() || !needs_login(&inner));
                 self.on_success(slot, &inner, ok, session_after.as_ref());
@@ -720,7 +720,7 @@ impl Run {
         slot: usize,
         request: &Request,
         result: &response::Result,
-        session: Option<&microbot_server::auth::devices::DeviceSession>,
+        session: Option<&microbot_server::testing::auth::devices::DeviceSession>,
     ) {
         match (request, result) {
             (Request::Hello(_), response::Result::Hello(h)) => {
@@ -814,8 +814,8 @@ impl Run {
     }
 
     /// Every envelope of a device's queue, through the storage API.
-    fn queue(&self, device_id: u64) -> Vec<microbot_server::storage::StoredEnvelope> {
-        let mut out: Vec<microbot_server::storage::StoredEnvelope> = Vec::new();
+    fn queue(&self, device_id: u64) -> Vec<microbot_server::testing::storage::StoredEnvelope> {
+        let mut out: Vec<microbot_server::testing::storage::StoredEnvelope> = Vec::new();
         loop {
             let after = out.last().map_or(0, |e| e.id);
             let page = FetchPage {

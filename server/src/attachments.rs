@@ -42,7 +42,7 @@ use subtle::ConstantTimeEq as _;
 use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _};
 
 use crate::auth::devices::DeviceSession;
-use crate::error::ApiError;
+use crate::error::{ApiError, Internal};
 use crate::state::ServerState;
 use crate::storage::AttachmentRecord;
 use crate::storage::attachments::ATTACHMENT_ID_LEN;
@@ -54,6 +54,13 @@ pub const MAX_HEADER_LEN: usize = 4096;
 pub const ATTACHMENT_PATH_PREFIX: &str = "/v1/attachments/";
 /// Bytes read or written at a time.
 pub const CHUNK: usize = 64 * 1024;
+/// How long a client whose upload meets another one of the same
+/// attachment waits before it tries again.
+pub const UPLOAD_RUNNING_RETRY_MS: u64 = 1000;
+
+mod error;
+
+pub use error::AttachmentError;
 
 type AttachmentId = [u8; ATTACHMENT_ID_LEN];
 
@@ -141,10 +148,8 @@ impl UploadsInProgress {
     }
 }
 
-fn attachment_id(bytes: &[u8]) -> Result<AttachmentId, ApiError> {
-    bytes
-        .try_into()
-        .map_err(|_| ApiError::invalid("attachment_id must be 16 bytes"))
+fn attachment_id(bytes: &[u8]) -> Result<AttachmentId, AttachmentError> {
+    bytes.try_into().map_err(|_| AttachmentError::IdLength)
 }
 
 pub(crate) fn file_path(state: &ServerState, id: &AttachmentId) -> PathBuf {
@@ -170,7 +175,7 @@ pub async fn upload_request(
     state: &Arc<ServerState>,
     session: &DeviceSession,
     request: AttachmentUploadRequest,
-) -> Result<AttachmentUploadDescriptor, ApiError> {
+) -> Result<AttachmentUploadDescriptor, AttachmentError> {
     let mut token = [0u8; 32];
     state.rng.fill(&mut token);
     let token_hash: [u8; 32] = Sha256::digest(token).into();
@@ -179,7 +184,7 @@ pub async fn upload_request(
     if !request.attachment_id.is_empty() {
         let id = attachment_id(&request.attachment_id)?;
         let record = state
-            .blocking(move |s| {
+            .blocking::<_, AttachmentError, _>(move |s| {
                 Ok(s.storage
                     .replace_upload_token(&id, account_id, &token_hash, now)?)
             })
@@ -187,16 +192,12 @@ pub async fn upload_request(
         return Ok(descriptor(&record, &token));
     }
     if request.size == 0 {
-        return Err(ApiError::invalid("size must be at least 1"));
+        return Err(AttachmentError::EmptySize);
     }
     if request.size > state.config.max_attachment_len {
-        return Err(ApiError::new(
-            ErrorCode::AttachmentTooLarge,
-            format!(
-                "attachments are at most {} bytes",
-                state.config.max_attachment_len
-            ),
-        ));
+        return Err(AttachmentError::TooLarge {
+            max: state.config.max_attachment_len,
+        });
     }
     let mut id = [0u8; ATTACHMENT_ID_LEN];
     state.rng.fill(&mut id);
@@ -210,7 +211,7 @@ pub async fn upload_request(
     };
     let stored = record.clone();
     state
-        .blocking(move |s| {
+        .blocking::<_, AttachmentError, _>(move |s| {
             Ok(s.storage
                 .create_attachment(&stored, s.config.attachment_quota_bytes, now)?)
         })
@@ -225,7 +226,7 @@ pub async fn upload_request(
 pub async fn download_request(
     state: &Arc<ServerState>,
     request: AttachmentDownloadRequest,
-) -> Result<AttachmentDownloadDescriptor, ApiError> {
+) -> Result<AttachmentDownloadDescriptor, AttachmentError> {
     let record = complete_attachment(state, &request.attachment_id).await?;
     Ok(AttachmentDownloadDescriptor {
         attachment_id: request.attachment_id,
@@ -241,29 +242,26 @@ pub async fn download_request(
 pub(crate) async fn complete_attachment(
     state: &Arc<ServerState>,
     id: &[u8],
-) -> Result<AttachmentRecord, ApiError> {
+) -> Result<AttachmentRecord, AttachmentError> {
     let id = attachment_id(id)?;
     state
-        .blocking(move |s| Ok(s.storage.attachment(&id, s.now_ms())?))
+        .blocking::<_, AttachmentError, _>(move |s| Ok(s.storage.attachment(&id, s.now_ms())?))
         .await?
         .filter(AttachmentRecord::complete)
-        .ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::UnknownAttachment,
-                "unknown or expired attachment",
-            )
-        })
+        .ok_or(AttachmentError::Unknown)
 }
 
 /// Reads the varint-prefixed header frame byte by byte, so no raw bytes
 /// after it are consumed.
-async fn read_header(recv: &mut impl TransferStream) -> Result<AttachmentStreamHeader, ApiError> {
+async fn read_header(
+    recv: &mut impl TransferStream,
+) -> Result<AttachmentStreamHeader, AttachmentError> {
     let mut len: u64 = 0;
     let mut byte = [0u8; 1];
     for shift in (0..).step_by(7).take(10) {
         recv.read_exact(&mut byte)
             .await
-            .map_err(|_| ApiError::invalid("stream ended before its header"))?;
+            .map_err(|_| AttachmentError::HeaderMissing)?;
         len |= u64::from(byte[0] & 0x7f) << shift;
         if byte[0] & 0x80 == 0 {
             break;
@@ -271,17 +269,13 @@ async fn read_header(recv: &mut impl TransferStream) -> Result<AttachmentStreamH
     }
     let len = usize::try_from(len).unwrap_or(usize::MAX);
     if len > MAX_HEADER_LEN {
-        return Err(ApiError::new(
-            ErrorCode::FrameTooLarge,
-            "stream header too large",
-        ));
+        return Err(AttachmentError::HeaderTooLarge);
     }
     let mut buf = vec![0u8; len];
     recv.read_exact(&mut buf)
         .await
-        .map_err(|_| ApiError::invalid("stream ended inside its header"))?;
-    AttachmentStreamHeader::decode(buf.as_slice())
-        .map_err(|_| ApiError::new(ErrorCode::MalformedFrame, "bad attachment stream header"))
+        .map_err(|_| AttachmentError::HeaderTruncated)?;
+    AttachmentStreamHeader::decode(buf.as_slice()).map_err(|_| AttachmentError::HeaderMalformed)
 }
 
 async fn reply(send: &mut impl TransferStream, result: AttachmentStreamResult) {
@@ -291,11 +285,14 @@ async fn reply(send: &mut impl TransferStream, result: AttachmentStreamResult) {
     }
 }
 
-fn error_result(error: &ApiError) -> AttachmentStreamResult {
-    AttachmentStreamResult {
+/// The stream's answer to a failed transfer: the error in its wire form.
+fn error_result(error: AttachmentError) -> (ErrorCode, AttachmentStreamResult) {
+    let error = ApiError::from(error);
+    let result = AttachmentStreamResult {
         error: Some(error.to_proto()),
         ..AttachmentStreamResult::default()
-    }
+    };
+    (error.code, result)
 }
 
 /// Serves one attachment stream of a connection; `session` is `None` when
@@ -318,19 +315,15 @@ pub async fn serve_transfer(
     io: &mut impl TransferStream,
 ) {
     let outcome = match session {
-        None => Err(ApiError::new(ErrorCode::NotAuthenticated, "log in first")),
+        None => Err(AttachmentError::NotLoggedIn),
         // A stream that never sends its header must not live forever.
         Some(_) => match tokio::time::timeout(
             std::time::Duration::from_secs(state.config.frame_timeout_secs),
             read_header(io),
         )
         .await
-        .unwrap_or_else(|_| {
-            Err(ApiError::new(
-                ErrorCode::ProtocolViolation,
-                "no attachment stream header in time",
-            ))
-        }) {
+        .unwrap_or(Err(AttachmentError::HeaderTimeout))
+        {
             Ok(header) => match header.kind {
                 Some(attachment_stream_header::Kind::Upload(start)) => {
                     upload(state, start, io).await
@@ -338,7 +331,7 @@ pub async fn serve_transfer(
                 Some(attachment_stream_header::Kind::Download(start)) => {
                     return download(state, start, io).await;
                 }
-                None => Err(ApiError::invalid("empty attachment stream header")),
+                None => Err(AttachmentError::HeaderEmpty),
             },
             Err(e) => Err(e),
         },
@@ -355,8 +348,9 @@ pub async fn serve_transfer(
             .await;
         }
         Err(error) => {
-            io.stop(error.code);
-            reply(io, error_result(&error)).await;
+            let (code, result) = error_result(error);
+            io.stop(code);
+            reply(io, result).await;
         }
     }
     io.finish().await;
@@ -368,11 +362,13 @@ async fn commit(
     file: &mut tokio::fs::File,
     id: AttachmentId,
     committed: u64,
-) -> Result<(), ApiError> {
-    file.flush().await.map_err(ApiError::internal)?;
-    file.sync_data().await.map_err(ApiError::internal)?;
+) -> Result<(), AttachmentError> {
+    file.flush().await.map_err(Internal::new)?;
+    file.sync_data().await.map_err(Internal::new)?;
     state
-        .blocking(move |s| Ok(s.storage.commit_attachment(&id, committed)?))
+        .blocking::<_, AttachmentError, _>(move |s| {
+            Ok(s.storage.commit_attachment(&id, committed)?)
+        })
         .await
 }
 
@@ -380,55 +376,45 @@ async fn upload(
     state: &Arc<ServerState>,
     start: microbot_protocol::transport::AttachmentUploadStart,
     recv: &mut impl TransferStream,
-) -> Result<u64, ApiError> {
+) -> Result<u64, AttachmentError> {
     let id = attachment_id(&start.attachment_id)?;
     let record = state
-        .blocking(move |s| Ok(s.storage.attachment(&id, s.now_ms())?))
+        .blocking::<_, AttachmentError, _>(move |s| Ok(s.storage.attachment(&id, s.now_ms())?))
         .await?
-        .ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::UnknownAttachment,
-                "unknown or expired attachment",
-            )
-        })?;
+        .ok_or(AttachmentError::Unknown)?;
     let presented: [u8; 32] = Sha256::digest(&start.upload_token).into();
     if !bool::from(presented.ct_eq(&record.token_hash)) {
-        return Err(ApiError::new(
-            ErrorCode::InvalidCredentials,
-            "wrong upload token",
-        ));
+        return Err(AttachmentError::WrongToken);
     }
     if start.offset != record.committed {
-        return Err(ApiError::invalid(format!(
-            "upload must continue at the committed offset {}",
-            record.committed
-        )));
+        return Err(AttachmentError::WrongOffset {
+            committed: record.committed,
+        });
     }
-    let _guard = state.uploads.claim(id).ok_or_else(|| ApiError {
-        retry_after_ms: 1000,
-        ..ApiError::new(
-            ErrorCode::Unavailable,
-            "another upload of this attachment is running",
-        )
-    })?;
+    let _guard = state
+        .uploads
+        .claim(id)
+        .ok_or(AttachmentError::UploadRunning {
+            retry_after_ms: UPLOAD_RUNNING_RETRY_MS,
+        })?;
     let dir = state.config.attachments_dir();
     tokio::fs::create_dir_all(&dir)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(Internal::new)?;
     let mut file = tokio::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(false)
         .open(file_path(state, &id))
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(Internal::new)?;
     // Bytes past the committed offset were never acknowledged: cut them.
     file.set_len(record.committed)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(Internal::new)?;
     file.seek(SeekFrom::Start(record.committed))
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(Internal::new)?;
     let interval = state.config.attachment_commit_interval_bytes;
     let mut written = record.committed;
     let mut committed = record.committed;
@@ -443,17 +429,14 @@ async fn upload(
                     commit(state, &mut file, id, written).await?;
                     state.metrics.attachment_bytes_in.add(written - committed);
                 }
-                return Err(ApiError::new(ErrorCode::Unavailable, "upload stream broke"));
+                return Err(AttachmentError::StreamBroke);
             }
         };
         let len = u64::try_from(chunk.len()).unwrap_or(u64::MAX);
         if written.saturating_add(len) > record.size {
-            return Err(ApiError::new(
-                ErrorCode::AttachmentTooLarge,
-                "more bytes than the declared size",
-            ));
+            return Err(AttachmentError::BeyondDeclaredSize);
         }
-        file.write_all(&chunk).await.map_err(ApiError::internal)?;
+        file.write_all(&chunk).await.map_err(Internal::new)?;
         written += len;
         if written - committed >= interval {
             commit(state, &mut file, id, written).await?;
@@ -480,21 +463,21 @@ async fn download(
             n => start.offset.saturating_add(n),
         };
         if start.offset > record.size || end > record.size {
-            return Err(ApiError::invalid("range outside the attachment"));
+            return Err(AttachmentError::RangeOutside);
         }
         let mut file = tokio::fs::File::open(file_path(state, &record.id))
             .await
-            .map_err(ApiError::internal)?;
+            .map_err(Internal::new)?;
         file.seek(SeekFrom::Start(start.offset))
             .await
-            .map_err(ApiError::internal)?;
+            .map_err(Internal::new)?;
         Ok((file, end - start.offset))
     }
     .await;
     let (mut file, length) = match prepared {
         Ok(ok) => ok,
         Err(error) => {
-            reply(send, error_result(&error)).await;
+            reply(send, error_result(error).1).await;
             send.finish().await;
             return;
         }
@@ -540,10 +523,14 @@ async fn download(
 /// Deletes expired attachments and their files (called by the sweeper).
 ///
 /// # Errors
-/// `INTERNAL` when the database fails.
-pub async fn purge_expired(state: &Arc<ServerState>) -> Result<usize, ApiError> {
+/// [`Internal`] when the database fails.
+pub async fn purge_expired(state: &Arc<ServerState>) -> Result<usize, Internal> {
     let ids = state
-        .blocking(|s| Ok(s.storage.purge_expired_attachments(s.now_ms())?))
+        .blocking(|s| {
+            s.storage
+                .purge_expired_attachments(s.now_ms())
+                .map_err(Internal::new)
+        })
         .await?;
     for id in &ids {
         match tokio::fs::remove_file(file_path(state, id)).await {

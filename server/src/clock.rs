@@ -9,6 +9,7 @@
 //! the admin command line and the bus's node id, which run without a
 //! server state; password salts (argon2's own draw).
 
+#[cfg(any(test, feature = "testing"))]
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -33,9 +34,11 @@ impl Clock for SystemClock {
 }
 
 /// A clock that moves only when told to, for tests and fuzzing.
+#[cfg(any(test, feature = "testing"))]
 #[derive(Debug)]
 pub struct ManualClock(AtomicU64);
 
+#[cfg(any(test, feature = "testing"))]
 impl ManualClock {
     /// A clock standing at `now_ms`.
     pub fn new(now_ms: u64) -> Self {
@@ -53,6 +56,7 @@ impl ManualClock {
     }
 }
 
+#[cfg(any(test, feature = "testing"))]
 impl Clock for ManualClock {
     fn now_ms(&self) -> u64 {
         self.0.load(Ordering::SeqCst)
@@ -78,8 +82,10 @@ impl Rng for SystemRng {
 
 /// A generator that draws the same bytes from the same seed, for tests
 /// and fuzzing. Never for a server that serves users.
+#[cfg(any(test, feature = "testing"))]
 pub struct SeededRng(std::sync::Mutex<rand_chacha::ChaCha20Rng>);
 
+#[cfg(any(test, feature = "testing"))]
 impl SeededRng {
     /// A generator seeded with `seed`.
     pub fn new(seed: u64) -> Self {
@@ -89,6 +95,7 @@ impl SeededRng {
     }
 }
 
+#[cfg(any(test, feature = "testing"))]
 impl std::fmt::Debug for SeededRng {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The state would let a reader predict every later draw.
@@ -96,6 +103,7 @@ impl std::fmt::Debug for SeededRng {
     }
 }
 
+#[cfg(any(test, feature = "testing"))]
 impl Rng for SeededRng {
     fn fill(&self, out: &mut [u8]) {
         let mut rng = self

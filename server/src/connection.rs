@@ -41,8 +41,6 @@ use crate::dispatch::{Close, Reply, RequestHandler};
 use crate::limits::{HandshakeSlot, Refusal};
 use crate::state::ServerState;
 
-pub use crate::dispatch::SUPPORTED_VERSIONS;
-
 /// Time a client has to open its request stream and send Hello.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time given to the peer to take the frames still in the outbox and the

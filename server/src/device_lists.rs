@@ -14,52 +14,46 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use microbot_crypto::IdentityKey;
-use microbot_crypto::device_list::{DeviceListError, SignedDeviceList};
-use microbot_protocol::transport::{ErrorCode, UploadDeviceListRequest};
+use microbot_crypto::device_list::SignedDeviceList;
+use microbot_protocol::transport::UploadDeviceListRequest;
 
 use crate::auth::devices::DeviceSession;
-use crate::error::ApiError;
+use crate::error::Internal;
 use crate::state::ServerState;
 use crate::storage::{Storage, StorageResult};
+
+mod error;
+
+pub use error::DeviceListUploadError;
 
 /// `UploadDeviceListRequest` (logged in).
 ///
 /// # Errors
-/// `NO_PREKEYS` (the device has no identity key on the server yet),
-/// `INVALID_ARGUMENT` (malformed, another account's, the uploader not
-/// listed, a version above 2^63 − 1), `BAD_SIGNATURE`, `UNKNOWN_DEVICE` /
-/// `DEVICE_REMOVED` (with the listed devices concerned),
-/// `STALE_DEVICE_LIST` (version not above the stored one).
+/// The [`DeviceListUploadError`] saying which check failed.
 pub async fn upload(
     state: &Arc<ServerState>,
     session: &DeviceSession,
     request: UploadDeviceListRequest,
-) -> Result<(), ApiError> {
+) -> Result<(), DeviceListUploadError> {
     let session = session.clone();
     state
         .blocking(move |state| {
             let storage = state.storage.as_ref();
             let identity = storage
                 .device_identity_key(session.device_id)?
-                .ok_or_else(|| {
-                    ApiError::new(
-                        ErrorCode::NoPrekeys,
-                        "upload the identity key with the prekeys before a device list",
-                    )
-                })?;
+                .ok_or(DeviceListUploadError::NoIdentityKey)?;
             let identity = IdentityKey::from_bytes(&identity)
-                .map_err(|_| ApiError::internal("stored identity key does not decode"))?;
-            let signed = SignedDeviceList::verify(&request.signed_device_list, &identity)
-                .map_err(refusal)?;
+                .map_err(|_| Internal::new("stored identity key does not decode"))?;
+            let signed = SignedDeviceList::verify(&request.signed_device_list, &identity)?;
             let list = signed.list();
             if list.username() != session.username {
-                return Err(ApiError::invalid("the device list names another account"));
+                return Err(DeviceListUploadError::OtherAccount);
             }
             if !list.contains(session.device_id) {
-                return Err(ApiError::invalid("the uploading device must be listed"));
+                return Err(DeviceListUploadError::UploaderNotListed);
             }
             if i64::try_from(list.version()).is_err() {
-                return Err(ApiError::invalid("device list version above 2^63 - 1"));
+                return Err(DeviceListUploadError::VersionTooHigh);
             }
             check_devices(storage, session.account_id, list.device_ids())?;
             // A stored list that does not verify under this identity was
@@ -73,7 +67,9 @@ pub async fn upload(
             if let Some(stored) = stored.as_ref().filter(|_| same_identity)
                 && stored.version >= list.version()
             {
-                return Err(stale(stored.version));
+                return Err(DeviceListUploadError::Stale {
+                    stored: stored.version,
+                });
             }
             let stored_now = storage.put_device_list(
                 session.account_id,
@@ -82,7 +78,9 @@ pub async fn upload(
                 !same_identity,
             )?;
             if !stored_now {
-                return Err(stale(list.version()));
+                return Err(DeviceListUploadError::Stale {
+                    stored: list.version(),
+                });
             }
             tracing::info!(
                 device_id = session.device_id,
@@ -95,27 +93,12 @@ pub async fn upload(
         .await
 }
 
-fn stale(stored: u64) -> ApiError {
-    ApiError::new(
-        ErrorCode::StaleDeviceList,
-        format!(
-            "the account's device list is at version {stored} or above; fetch it and sign the next"
-        ),
-    )
-}
-
-fn refusal(error: DeviceListError) -> ApiError {
-    match error {
-        DeviceListError::BadSignature => ApiError::new(
-            ErrorCode::BadSignature,
-            "the device list's signature does not verify under the identity key",
-        ),
-        other => ApiError::invalid(format!("malformed device list: {other}")),
-    }
-}
-
 /// Every listed device must be a live device of the account.
-fn check_devices(storage: &dyn Storage, account_id: i64, ids: &[u64]) -> Result<(), ApiError> {
+fn check_devices(
+    storage: &dyn Storage,
+    account_id: i64,
+    ids: &[u64],
+) -> Result<(), DeviceListUploadError> {
     let mut unknown = Vec::new();
     let mut removed = Vec::new();
     for id in ids {
@@ -129,19 +112,10 @@ fn check_devices(storage: &dyn Storage, account_id: i64, ids: &[u64]) -> Result<
         }
     }
     if !unknown.is_empty() {
-        return Err(ApiError {
-            device_ids: unknown,
-            ..ApiError::new(
-                ErrorCode::UnknownDevice,
-                "the list names a device of no such account",
-            )
-        });
+        return Err(DeviceListUploadError::UnknownDevices(unknown));
     }
     if !removed.is_empty() {
-        return Err(ApiError {
-            device_ids: removed,
-            ..ApiError::new(ErrorCode::DeviceRemoved, "the list names a removed device")
-        });
+        return Err(DeviceListUploadError::RemovedDevices(removed));
     }
     Ok(())
 }

@@ -20,7 +20,6 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use microbot_protocol::codec::FrameError;
 use microbot_protocol::conn::{self, Incoming, ServerConfig, ServerConn, ServerConnError};
 use microbot_protocol::transport::{
     self, ChallengeResponse, ClientFrame, EnrolDeviceResponse, ErrorCode, HelloResponse,
@@ -35,11 +34,6 @@ use crate::error::ApiError;
 use crate::metrics::request_kind;
 use crate::state::ServerState;
 use crate::{attachments, groups, keys, provisioning, queues, sealed};
-
-/// Protocol versions this server speaks.
-pub const SUPPORTED_VERSIONS: &[u32] = conn::SUPPORTED_VERSIONS;
-/// Longest `Hello.client_agent` accepted, in bytes (SPEC.md §12.4).
-pub const MAX_CLIENT_AGENT_LEN: usize = conn::MAX_CLIENT_AGENT_LEN;
 
 /// Why a connection ends: what goes into its `ServerFrame.closing` and its
 /// QUIC application close code.
@@ -74,14 +68,6 @@ impl Close {
             message: wire.message,
             retry_after_ms: wire.retry_after_ms,
             supported_versions: wire.supported_versions,
-        }
-    }
-
-    /// The close for a stream the frame decoder refused.
-    pub fn from_frame_error(error: &FrameError) -> Self {
-        match error {
-            FrameError::Oversize { .. } => Self::new(ErrorCode::FrameTooLarge, error.to_string()),
-            _ => Self::new(ErrorCode::MalformedFrame, error.to_string()),
         }
     }
 
@@ -190,6 +176,7 @@ impl RequestHandler {
     /// An event already waiting, without blocking; `None` when there is none
     /// (or before login). A dropped subscription gives
     /// `Disconnect(UNAVAILABLE)`.
+    #[cfg(any(test, feature = "testing"))]
     pub fn try_next_event(&mut self) -> Option<BusEvent> {
         let sub = self.subscription.as_mut()?;
         match sub.events.try_recv() {
@@ -335,11 +322,14 @@ impl RequestHandler {
         let session = self.session().cloned();
         let is_login = matches!(request, Request::Login(_));
         // Usernames first: nothing below keys state on an invalid one.
-        let checked = crate::auth::check_usernames(&request, session.is_some()).and_then(|()| {
-            state
-                .limits
-                .check_request(&state.metrics, self.remote_ip, session.as_ref(), &request)
-        });
+        let checked = crate::auth::check_usernames(&request, session.is_some())
+            .map_err(ApiError::from)
+            .and_then(|()| {
+                state
+                    .limits
+                    .check_request(&state.metrics, self.remote_ip, session.as_ref(), &request)
+                    .map_err(ApiError::from)
+            });
         let result = match checked {
             Err(error) => Err(error),
             Ok(attempt) => {
@@ -423,10 +413,13 @@ impl RequestHandler {
                 ErrorCode::ProtocolViolation,
                 "Hello sent twice",
             )),
-            Request::Register(r) => accounts::register(&state, r)
-                .await
-                .map(response::Result::Register),
-            Request::ConfirmRegistration(r) => accounts::confirm(&state, r).await.map(|()| ok()),
+            Request::Register(r) => Ok(response::Result::Register(
+                accounts::register(&state, r).await?,
+            )),
+            Request::ConfirmRegistration(r) => {
+                accounts::confirm(&state, r).await?;
+                Ok(ok())
+            }
             Request::EnrolDevice(r) => {
                 self.not_logged_in()?;
                 let device_id = devices::enrol(&state, r).await?;
@@ -444,43 +437,40 @@ impl RequestHandler {
             Request::Login(r) => self.login(r).await,
             Request::ChangePassword(r) => {
                 let s = self.logged_in()?;
-                accounts::change_password(&state, s.account_id, r)
-                    .await
-                    .map(|()| ok())
+                accounts::change_password(&state, s.account_id, r).await?;
+                Ok(ok())
             }
             Request::RemoveDevice(r) => {
                 let s = self.logged_in()?;
-                devices::remove(&state, s.account_id, r)
-                    .await
-                    .map(|()| ok())
+                devices::remove(&state, s.account_id, r).await?;
+                Ok(ok())
             }
             Request::DeleteAccount(r) => {
                 let s = self.logged_in()?;
-                accounts::delete_account(&state, s.account_id, r)
-                    .await
-                    .map(|()| ok())
+                accounts::delete_account(&state, s.account_id, r).await?;
+                Ok(ok())
             }
             Request::ListDevices(_) => {
                 let s = self.logged_in()?;
-                devices::list(&state, s.account_id)
-                    .await
-                    .map(response::Result::DeviceList)
+                Ok(response::Result::DeviceList(
+                    devices::list(&state, s.account_id).await?,
+                ))
             }
             Request::UploadDeviceList(r) => {
                 let s = self.logged_in()?;
-                crate::device_lists::upload(&state, &s, r)
-                    .await
-                    .map(|()| ok())
+                crate::device_lists::upload(&state, &s, r).await?;
+                Ok(ok())
             }
             Request::UploadPrekeys(r) => {
                 let s = self.logged_in()?;
-                keys::upload(&state, &s, r).await.map(|()| ok())
+                keys::upload(&state, &s, r).await?;
+                Ok(ok())
             }
             Request::FetchPrekeys(r) => {
                 let s = self.logged_in()?;
-                keys::fetch(&state, &s, r)
-                    .await
-                    .map(response::Result::PrekeyBundles)
+                Ok(response::Result::PrekeyBundles(
+                    keys::fetch(&state, &s, r).await?,
+                ))
             }
             Request::PrekeyStatus(_) => {
                 let s = self.logged_in()?;
@@ -489,15 +479,13 @@ impl RequestHandler {
             }
             Request::Send(r) => {
                 let s = self.logged_in()?;
-                queues::send(&state, &s, r)
-                    .await
-                    .map(response::Result::Send)
+                Ok(response::Result::Send(queues::send(&state, &s, r).await?))
             }
             Request::FetchEnvelopes(r) => {
                 let s = self.logged_in()?;
-                queues::fetch(&state, s.device_id, r)
-                    .await
-                    .map(response::Result::Envelopes)
+                Ok(response::Result::Envelopes(
+                    queues::fetch(&state, s.device_id, r).await?,
+                ))
             }
             Request::AckEnvelopes(r) => {
                 let s = self.logged_in()?;
@@ -506,92 +494,89 @@ impl RequestHandler {
             }
             Request::SendGroup(r) => {
                 let s = self.logged_in()?;
-                groups::send(&state, &s, r)
-                    .await
-                    .map(response::Result::Send)
+                Ok(response::Result::Send(groups::send(&state, &s, r).await?))
             }
             Request::CreateGroup(r) => {
                 let s = self.logged_in()?;
-                groups::create(&state, &s, r)
-                    .await
-                    .map(response::Result::Group)
+                Ok(response::Result::Group(
+                    groups::create(&state, &s, r).await?,
+                ))
             }
             Request::AddGroupMembers(r) => {
                 let s = self.logged_in()?;
-                groups::add(&state, &s, r)
-                    .await
-                    .map(response::Result::Group)
+                Ok(response::Result::Group(groups::add(&state, &s, r).await?))
             }
             Request::RemoveGroupMembers(r) => {
                 let s = self.logged_in()?;
-                groups::remove(&state, &s, r)
-                    .await
-                    .map(response::Result::Group)
+                Ok(response::Result::Group(
+                    groups::remove(&state, &s, r).await?,
+                ))
             }
             Request::LeaveGroup(r) => {
                 let s = self.logged_in()?;
-                groups::leave(&state, &s, r).await.map(|()| ok())
+                groups::leave(&state, &s, r).await?;
+                Ok(ok())
             }
             Request::SetGroupRole(r) => {
                 let s = self.logged_in()?;
-                groups::set_role(&state, &s, r)
-                    .await
-                    .map(response::Result::Group)
+                Ok(response::Result::Group(
+                    groups::set_role(&state, &s, r).await?,
+                ))
             }
             Request::GetGroup(r) => {
                 let s = self.logged_in()?;
-                groups::get(&state, &s, r)
-                    .await
-                    .map(response::Result::Group)
+                Ok(response::Result::Group(groups::get(&state, &s, r).await?))
             }
             Request::SetGroupMetadata(r) => {
                 let s = self.logged_in()?;
-                groups::set_metadata(&state, &s, r)
-                    .await
-                    .map(response::Result::Group)
+                Ok(response::Result::Group(
+                    groups::set_metadata(&state, &s, r).await?,
+                ))
             }
             Request::AttachmentUpload(r) => {
                 let s = self.logged_in()?;
-                attachments::upload_request(&state, &s, r)
-                    .await
-                    .map(response::Result::AttachmentUpload)
+                Ok(response::Result::AttachmentUpload(
+                    attachments::upload_request(&state, &s, r).await?,
+                ))
             }
             Request::AttachmentDownload(r) => {
                 self.logged_in()?;
-                attachments::download_request(&state, r)
-                    .await
-                    .map(response::Result::AttachmentDownload)
+                Ok(response::Result::AttachmentDownload(
+                    attachments::download_request(&state, r).await?,
+                ))
             }
             Request::CreateProvisioningSlot(_) => {
                 self.not_logged_in()?;
-                provisioning::create(&state)
-                    .await
-                    .map(response::Result::ProvisioningSlot)
+                Ok(response::Result::ProvisioningSlot(
+                    provisioning::create(&state).await?,
+                ))
             }
             Request::FetchProvisioningSlot(r) => {
                 self.not_logged_in()?;
-                provisioning::fetch(&state, r)
-                    .await
-                    .map(response::Result::ProvisioningMessage)
+                Ok(response::Result::ProvisioningMessage(
+                    provisioning::fetch(&state, r).await?,
+                ))
             }
             Request::PutProvisioningSlot(r) => {
                 self.logged_in()?;
-                provisioning::put(&state, r).await.map(|()| ok())
+                provisioning::put(&state, r).await?;
+                Ok(ok())
             }
             Request::GetSenderCertificate(_) => {
                 let s = self.logged_in()?;
-                sealed::certificate(&state, &s)
-                    .await
-                    .map(response::Result::SenderCertificate)
+                Ok(response::Result::SenderCertificate(
+                    sealed::certificate(&state, &s).await?,
+                ))
             }
             Request::SetUnidentifiedAccess(r) => {
                 let s = self.logged_in()?;
-                sealed::set_access(&state, &s, r).await.map(|()| ok())
+                sealed::set_access(&state, &s, r).await?;
+                Ok(ok())
             }
             // A sealed send must not be tied to a login (SPEC.md §19.8).
             Request::SendSealed(r) => {
                 self.not_logged_in()?;
-                sealed::send(&state, r).await.map(response::Result::Send)
+                Ok(response::Result::Send(sealed::send(&state, r).await?))
             }
         }
     }

@@ -22,7 +22,6 @@ use microbot_protocol::transport::{
 
 use crate::auth::devices::DeviceSession;
 use crate::bus::BusEvent;
-use crate::error::ApiError;
 use crate::queues::envelope_proto;
 use crate::state::ServerState;
 use crate::storage::groups::{GROUP_ID_LEN, GroupRole};
@@ -30,38 +29,38 @@ use crate::storage::{
     GroupCaps, GroupChange, GroupChangeOutcome, GroupRecord, SendMeta, StorageError, StoredEnvelope,
 };
 
+mod error;
+
+pub use error::GroupError;
+
 /// Largest encrypted metadata blob.
 pub const MAX_METADATA_LEN: usize = 64 * 1024;
 /// Most usernames named in one request.
 pub const MAX_USERNAMES_PER_REQUEST: usize = 1000;
 
-fn group_id(bytes: &[u8]) -> Result<[u8; GROUP_ID_LEN], ApiError> {
-    bytes
-        .try_into()
-        .map_err(|_| ApiError::invalid("group_id must be 16 bytes"))
+fn group_id(bytes: &[u8]) -> Result<[u8; GROUP_ID_LEN], GroupError> {
+    bytes.try_into().map_err(|_| GroupError::GroupIdLength)
 }
 
-fn usernames(names: Vec<String>) -> Result<Vec<String>, ApiError> {
+fn usernames(names: Vec<String>) -> Result<Vec<String>, GroupError> {
     if names.is_empty() || names.len() > MAX_USERNAMES_PER_REQUEST {
-        return Err(ApiError::invalid("name 1..=1000 usernames"));
+        return Err(GroupError::UsernameCount);
     }
     Ok(names)
 }
 
-fn metadata(bytes: &[u8]) -> Result<Vec<u8>, ApiError> {
+fn metadata(bytes: &[u8]) -> Result<Vec<u8>, GroupError> {
     if bytes.len() > MAX_METADATA_LEN {
-        return Err(ApiError::invalid(
-            "encrypted_metadata is at most 65536 bytes",
-        ));
+        return Err(GroupError::MetadataTooLarge);
     }
     Ok(bytes.to_vec())
 }
 
-fn role(value: i32) -> Result<GroupRole, ApiError> {
+fn role(value: i32) -> Result<GroupRole, GroupError> {
     match transport::GroupRole::try_from(value) {
         Ok(transport::GroupRole::Member) => Ok(GroupRole::Member),
         Ok(transport::GroupRole::Admin) => Ok(GroupRole::Admin),
-        _ => Err(ApiError::invalid("role must be MEMBER or ADMIN")),
+        _ => Err(GroupError::BadRole),
     }
 }
 
@@ -108,10 +107,10 @@ pub async fn create(
     state: &Arc<ServerState>,
     session: &DeviceSession,
     request: CreateGroupRequest,
-) -> Result<GroupInfo, ApiError> {
+) -> Result<GroupInfo, GroupError> {
     let id = group_id(&request.group_id)?;
     if request.members.len() > MAX_USERNAMES_PER_REQUEST {
-        return Err(ApiError::invalid("at most 1000 members per request"));
+        return Err(GroupError::TooManyMembers);
     }
     let meta = metadata(&request.encrypted_metadata)?;
     let creator = session.account_id;
@@ -120,7 +119,7 @@ pub async fn create(
         .check_group_change_account(&state.metrics, creator)?;
     state.limits.check_group_change_group(&state.metrics, &id)?;
     let outcome = state
-        .blocking(move |s| {
+        .blocking::<_, GroupError, _>(move |s| {
             let caps = GroupCaps {
                 max_members: s.config.max_group_members,
                 max_created: s.config.max_groups_per_account,
@@ -144,7 +143,7 @@ async fn change(
     id: &[u8],
     expected_version: Option<u64>,
     change: GroupChange,
-) -> Result<GroupInfo, ApiError> {
+) -> Result<GroupInfo, GroupError> {
     let id = group_id(id)?;
     let actor = session.account_id;
     // Leaving is never limited: a member can always get out. Only an admin
@@ -155,7 +154,7 @@ async fn change(
             .limits
             .check_group_change_account(&state.metrics, actor)?;
         let group = state
-            .blocking(move |s| Ok(s.storage.group(&id, actor)?))
+            .blocking::<_, GroupError, _>(move |s| Ok(s.storage.group(&id, actor)?))
             .await?;
         let admin = group
             .members
@@ -167,7 +166,7 @@ async fn change(
         state.limits.check_group_change_group(&state.metrics, &id)?;
     }
     let outcome = state
-        .blocking(move |s| {
+        .blocking::<_, GroupError, _>(move |s| {
             Ok(s.storage.change_group(
                 &id,
                 actor,
@@ -190,7 +189,7 @@ pub async fn add(
     state: &Arc<ServerState>,
     session: &DeviceSession,
     r: AddGroupMembersRequest,
-) -> Result<GroupInfo, ApiError> {
+) -> Result<GroupInfo, GroupError> {
     let names = usernames(r.usernames)?;
     change(
         state,
@@ -210,7 +209,7 @@ pub async fn remove(
     state: &Arc<ServerState>,
     session: &DeviceSession,
     r: RemoveGroupMembersRequest,
-) -> Result<GroupInfo, ApiError> {
+) -> Result<GroupInfo, GroupError> {
     let names = usernames(r.usernames)?;
     change(
         state,
@@ -230,7 +229,7 @@ pub async fn leave(
     state: &Arc<ServerState>,
     session: &DeviceSession,
     r: LeaveGroupRequest,
-) -> Result<(), ApiError> {
+) -> Result<(), GroupError> {
     change(state, session, &r.group_id, None, GroupChange::Leave)
         .await
         .map(|_| ())
@@ -244,7 +243,7 @@ pub async fn set_role(
     state: &Arc<ServerState>,
     session: &DeviceSession,
     r: SetGroupRoleRequest,
-) -> Result<GroupInfo, ApiError> {
+) -> Result<GroupInfo, GroupError> {
     let role = role(r.role)?;
     let change_ = GroupChange::SetRole(r.username, role);
     change(
@@ -265,7 +264,7 @@ pub async fn set_metadata(
     state: &Arc<ServerState>,
     session: &DeviceSession,
     r: SetGroupMetadataRequest,
-) -> Result<GroupInfo, ApiError> {
+) -> Result<GroupInfo, GroupError> {
     let meta = metadata(&r.encrypted_metadata)?;
     let change_ = GroupChange::SetMetadata(meta);
     change(
@@ -286,11 +285,11 @@ pub async fn get(
     state: &Arc<ServerState>,
     session: &DeviceSession,
     r: GetGroupRequest,
-) -> Result<GroupInfo, ApiError> {
+) -> Result<GroupInfo, GroupError> {
     let id = group_id(&r.group_id)?;
     let actor = session.account_id;
     let group = state
-        .blocking(move |s| Ok(s.storage.group(&id, actor)?))
+        .blocking::<_, GroupError, _>(move |s| Ok(s.storage.group(&id, actor)?))
         .await?;
     Ok(group_proto(&group))
 }
@@ -310,14 +309,14 @@ async fn check_key_holders(
     session: &DeviceSession,
     id: [u8; GROUP_ID_LEN],
     holders: &[u64],
-) -> Result<(), ApiError> {
+) -> Result<(), GroupError> {
     if holders.len() > MAX_KEY_HOLDERS {
-        return Err(ApiError::invalid("at most 65536 key holders"));
+        return Err(GroupError::TooManyKeyHolders);
     }
     let holders: std::collections::HashSet<u64> = holders.iter().copied().collect();
     let (actor, sender_device) = (session.account_id, session.device_id);
     let missing = state
-        .blocking(move |s| {
+        .blocking::<_, GroupError, _>(move |s| {
             let mut missing = Vec::new();
             for member in s.storage.group(&id, actor)?.members {
                 crate::queues::left_out_devices(
@@ -331,10 +330,11 @@ async fn check_key_holders(
             Ok(missing)
         })
         .await?;
-    crate::queues::missing_devices(
-        missing,
-        "member devices without the sender key; nothing was stored",
-    )
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(GroupError::MissingKeyHolders(missing))
+    }
 }
 
 /// `SendGroupRequest`: stores the ciphertext once and queues it for every
@@ -350,13 +350,11 @@ pub async fn send(
     state: &Arc<ServerState>,
     session: &DeviceSession,
     r: SendGroupRequest,
-) -> Result<SendResponse, ApiError> {
+) -> Result<SendResponse, GroupError> {
     let id = group_id(&r.group_id)?;
     let max_len = usize::try_from(state.config.max_envelope_len).unwrap_or(usize::MAX);
     if r.ciphertext.is_empty() || r.ciphertext.len() > max_len {
-        return Err(ApiError::invalid(
-            "group ciphertext must be 1..=max_envelope_len bytes",
-        ));
+        return Err(GroupError::CiphertextLength);
     }
     if r.check_key_holders {
         check_key_holders(state, session, id, &r.key_holders).await?;
@@ -371,7 +369,7 @@ pub async fn send(
     let sender_account = session.account_id;
     let ciphertext = r.ciphertext.clone();
     let fan_out = state
-        .blocking(move |s| {
+        .blocking::<_, GroupError, _>(move |s| {
             let meta = SendMeta {
                 sender_username: &sender_username,
                 sender_device_id,

@@ -9,13 +9,12 @@
 use std::sync::Arc;
 
 use microbot_protocol::transport::{
-    self, ErrorCode, FetchPrekeysRequest, PrekeyBundle, PrekeyBundles, PrekeyLowStock,
-    PrekeyStatus, Push, UploadPrekeysRequest, push,
+    self, FetchPrekeysRequest, PrekeyBundle, PrekeyBundles, PrekeyLowStock, PrekeyStatus, Push,
+    UploadPrekeysRequest, push,
 };
 
 use crate::auth::devices::DeviceSession;
 use crate::bus::BusEvent;
-use crate::error::ApiError;
 use crate::state::ServerState;
 use crate::storage::{OneTimeKey, PrekeyCaps, PrekeyStock, PrekeyUpload, SignedKey};
 
@@ -32,11 +31,13 @@ pub const MAX_KEM_PER_UPLOAD: usize = 100;
 /// Most devices per bundle request.
 pub const MAX_DEVICES_PER_FETCH: usize = 100;
 
-fn signed(key: &transport::SignedPrekey) -> Result<SignedKey, ApiError> {
+mod error;
+
+pub use error::KeyError;
+
+fn signed(key: &transport::SignedPrekey) -> Result<SignedKey, KeyError> {
     if key.public_key.len() != KEY_LEN || key.signature.len() != SIGNATURE_LEN {
-        return Err(ApiError::invalid(
-            "signed prekey: public_key must be 32 bytes, signature 64",
-        ));
+        return Err(KeyError::SignedPrekeyShape);
     }
     Ok(SignedKey {
         id: key.id,
@@ -45,11 +46,9 @@ fn signed(key: &transport::SignedPrekey) -> Result<SignedKey, ApiError> {
     })
 }
 
-fn signed_kem(key: &transport::SignedKemPrekey) -> Result<SignedKey, ApiError> {
+fn signed_kem(key: &transport::SignedKemPrekey) -> Result<SignedKey, KeyError> {
     if key.public_key.len() != KEM_PUBLIC_KEY_LEN || key.signature.len() != SIGNATURE_LEN {
-        return Err(ApiError::invalid(
-            "KEM prekey: public_key must be 1184 bytes, signature 64",
-        ));
+        return Err(KeyError::KemPrekeyShape);
     }
     Ok(SignedKey {
         id: key.id,
@@ -61,20 +60,18 @@ fn signed_kem(key: &transport::SignedKemPrekey) -> Result<SignedKey, ApiError> {
 /// Validates an upload into its storage form.
 ///
 /// # Errors
-/// `INVALID_ARGUMENT` naming the bad field.
-pub fn validate_upload(request: &UploadPrekeysRequest) -> Result<PrekeyUpload, ApiError> {
+/// The [`KeyError`] naming the bad field.
+pub fn validate_upload(request: &UploadPrekeysRequest) -> Result<PrekeyUpload, KeyError> {
     let identity_key = match request.identity_key.len() {
         0 => None,
         KEY_LEN => Some(request.identity_key.to_vec()),
-        _ => return Err(ApiError::invalid("identity_key must be 32 bytes")),
+        _ => return Err(KeyError::IdentityKeyLength),
     };
     if request.one_time_prekeys.len() > MAX_ONE_TIME_PER_UPLOAD {
-        return Err(ApiError::invalid(
-            "at most 1000 one-time prekeys per upload",
-        ));
+        return Err(KeyError::TooManyOneTimePrekeys);
     }
     if request.kem_prekeys.len() > MAX_KEM_PER_UPLOAD {
-        return Err(ApiError::invalid("at most 100 KEM prekeys per upload"));
+        return Err(KeyError::TooManyKemPrekeys);
     }
     let one_time_prekeys = request
         .one_time_prekeys
@@ -86,9 +83,7 @@ pub fn validate_upload(request: &UploadPrekeysRequest) -> Result<PrekeyUpload, A
                     public_key: k.public_key.to_vec(),
                 })
             } else {
-                Err(ApiError::invalid(
-                    "one-time prekey public_key must be 32 bytes",
-                ))
+                Err(KeyError::OneTimePrekeyLength)
             }
         })
         .collect::<Result<_, _>>()?;
@@ -120,14 +115,14 @@ pub async fn upload(
     state: &Arc<ServerState>,
     session: &DeviceSession,
     request: UploadPrekeysRequest,
-) -> Result<(), ApiError> {
+) -> Result<(), KeyError> {
     let upload = validate_upload(&request)?;
     state
         .limits
         .check_prekey_upload(&state.metrics, session.account_id)?;
     let device_id = session.device_id;
     state
-        .blocking(move |state| {
+        .blocking::<_, KeyError, _>(move |state| {
             let caps = PrekeyCaps {
                 one_time: state.config.max_one_time_prekeys,
                 kem: state.config.max_kem_prekeys,
@@ -163,19 +158,19 @@ pub async fn fetch(
     state: &Arc<ServerState>,
     session: &DeviceSession,
     request: FetchPrekeysRequest,
-) -> Result<PrekeyBundles, ApiError> {
+) -> Result<PrekeyBundles, KeyError> {
     if request.device_ids.len() > MAX_DEVICES_PER_FETCH {
-        return Err(ApiError::invalid("at most 100 device ids per fetch"));
+        return Err(KeyError::TooManyDevices);
     }
     let username = request.username.clone();
     let (target, bot) = state
-        .blocking(move |state| {
+        .blocking::<_, KeyError, _>(move |state| {
             state
                 .storage
                 .account_by_username(&username)?
                 .filter(|a| a.active)
                 .map(|a| (a.id, a.bot))
-                .ok_or_else(|| ApiError::new(ErrorCode::UnknownAccount, "no such account"))
+                .ok_or(KeyError::UnknownAccount)
         })
         .await?;
     state
@@ -183,7 +178,7 @@ pub async fn fetch(
         .check_prekey_fetch(&state.metrics, session.account_id, target)?;
     let username = request.username.clone();
     let (bundles, signed_device_list) = state
-        .blocking(move |state| {
+        .blocking::<_, KeyError, _>(move |state| {
             let devices: Vec<u64> = state
                 .storage
                 .account_devices(target)?
@@ -245,10 +240,10 @@ pub async fn fetch(
 /// `PrekeyStatusRequest` for the logged-in device.
 ///
 /// # Errors
-/// `INTERNAL`.
-pub async fn status(state: &Arc<ServerState>, device_id: u64) -> Result<PrekeyStock, ApiError> {
+/// Storage errors.
+pub async fn status(state: &Arc<ServerState>, device_id: u64) -> Result<PrekeyStock, KeyError> {
     state
-        .blocking(move |state| Ok(state.storage.prekey_stock(device_id)?))
+        .blocking::<_, KeyError, _>(move |state| Ok(state.storage.prekey_stock(device_id)?))
         .await
 }
 

@@ -8,6 +8,23 @@
 //!
 //! Part 2 adds groups (§12.10), attachments (§12.11), limits (§12.12),
 //! metrics, online backup and webhooks (§18).
+//!
+//! ## Public surface
+//! What an embedder or operator needs, and nothing else:
+//! - [`Server`], [`ShutdownHandle`], [`StartError`]: bind a server from a
+//!   [`Config`], run it, stop it (draining).
+//! - [`config`]: [`Config`] and the types of its fields, [`Overrides`]
+//!   (the command line and environment), the validation errors.
+//! - [`backup`]: online backup and restore of the embedded store.
+//! - [`admin::cli`] and [`admin::report`]: the operator's `admin` and
+//!   `report` commands.
+//! - [`WebhookTarget`]: the check a `webhook_url` passes.
+//!
+//! Storage and bus backends are chosen by the configuration
+//! (`storage`, `redis`), not plugged in by the embedder, so their traits
+//! are crate-private like every other module. The crate's own harnesses
+//! (integration tests, fuzz targets) reach the internals through
+//! `testing`, behind the cargo feature of the same name.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(
@@ -16,33 +33,36 @@
 )]
 
 pub mod admin;
-pub mod attachment_http;
-pub mod attachments;
-pub mod auth;
+pub(crate) mod attachment_http;
+pub(crate) mod attachments;
+pub(crate) mod auth;
 pub mod backup;
-pub mod bus;
-pub mod clock;
+pub(crate) mod bus;
+pub(crate) mod clock;
 pub mod config;
-pub mod connection;
-pub mod device_lists;
-pub mod dispatch;
-pub mod endpoint;
-pub mod error;
-pub mod groups;
-pub mod keys;
-pub mod limits;
-pub mod metrics;
-pub mod provisioning;
-pub mod queue_caps;
-pub mod queues;
-pub mod sealed;
-pub mod server;
-pub mod state;
-pub mod storage;
-pub mod web_app;
-pub mod webhooks;
-pub mod websocket;
-pub mod websocket_attach;
+pub(crate) mod connection;
+pub(crate) mod device_lists;
+pub(crate) mod dispatch;
+pub(crate) mod endpoint;
+pub(crate) mod error;
+pub(crate) mod groups;
+pub(crate) mod keys;
+pub(crate) mod limits;
+pub(crate) mod metrics;
+pub(crate) mod provisioning;
+pub(crate) mod queue_caps;
+pub(crate) mod queues;
+pub(crate) mod sealed;
+pub(crate) mod server;
+pub(crate) mod state;
+pub(crate) mod storage;
+#[cfg(feature = "testing")]
+pub mod testing;
+pub(crate) mod web_app;
+pub(crate) mod webhooks;
+pub(crate) mod websocket;
+pub(crate) mod websocket_attach;
 
 pub use config::{Config, Overrides};
 pub use server::{Server, ShutdownHandle, StartError};
+pub use webhooks::{BadWebhookUrl, WebhookTarget};

@@ -39,7 +39,10 @@
 pub mod backoff;
 pub mod buckets;
 pub mod quotas;
+mod rate_limited;
 pub mod shared;
+
+pub use rate_limited::RateLimited;
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -50,7 +53,6 @@ use microbot_protocol::transport::{ErrorCode, client_frame::Request};
 
 use crate::auth::devices::DeviceSession;
 use crate::config::Config;
-use crate::error::ApiError;
 use crate::metrics::Metrics;
 use backoff::{Backoffs, Outcome};
 use buckets::{Footprint, KeyBytes, TokenBuckets};
@@ -554,18 +556,21 @@ impl Limits {
     /// request's usernames first (`auth::check_usernames`).
     ///
     /// # Errors
-    /// `ERROR_CODE_RATE_LIMITED` with `retry_after_ms`.
+    /// [`RateLimited`] by the first limit the request exceeds.
     pub fn check_request(
         &self,
         metrics: &Metrics,
         ip: IpAddr,
         session: Option<&DeviceSession>,
         request: &Request,
-    ) -> Result<Option<CredentialAttempt<'_>>, ApiError> {
+    ) -> Result<Option<CredentialAttempt<'_>>, RateLimited> {
         let ip = source_key(ip);
-        let refuse = |limit: &'static str, what: &str, ms: u64| {
+        let refuse = |limit: &'static str, what: &'static str, ms: u64| {
             metrics.rate_limited(limit);
-            ApiError::rate_limited(what, ms)
+            RateLimited {
+                what,
+                retry_after_ms: ms,
+            }
         };
         let account = session.map(|s| s.account_id);
         match request {

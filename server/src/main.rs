@@ -276,6 +276,10 @@ async fn run(overrides: &Overrides) -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    // Listen for the stop signals before announcing the server: a
+    // supervisor that signals as soon as it reads the lines below must not
+    // meet the default action (which kills without draining).
+    let stop = shutdown_signal();
     let addr = match server.local_addr() {
         Ok(addr) => addr.to_string(),
         Err(error) => format!("unknown ({error})"),
@@ -289,7 +293,7 @@ async fn run(overrides: &Overrides) -> std::process::ExitCode {
     for line in &settings {
         println!("{line}");
     }
-    server.run_until(shutdown_signal()).await;
+    server.run_until(stop).await;
     println!("microbot-server stopped");
     std::process::ExitCode::SUCCESS
 }
@@ -348,25 +352,28 @@ fn settings_in_effect(config: &Config) -> Vec<String> {
 
 /// `scheme://host:port/…` of a webhook URL (its path left out).
 fn webhook_origin(url: &str) -> String {
-    match microbot_server::webhooks::WebhookTarget::parse(url, true) {
+    match microbot_server::WebhookTarget::parse(url, true) {
         Ok(target) => target.origin(),
         Err(_) => "(invalid URL)".to_owned(),
     }
 }
 
 /// Resolves on SIGINT, SIGTERM or SIGHUP (all drain; nothing reloads).
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::hangup()),
-        ) {
-            (Ok(mut term), Ok(mut hup)) => {
+/// On Unix the handlers are installed by this call, not when the future is
+/// first polled, so a signal sent right after start-up is caught too.
+#[cfg(unix)]
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let signals = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    );
+    async move {
+        match signals {
+            (Ok(mut int), Ok(mut term), Ok(mut hup)) => {
                 tokio::select! {
-                    _ = ctrl_c => {}
+                    _ = int.recv() => {}
                     _ = term.recv() => {}
                     _ = hup.recv() => {
                         tracing::info!("SIGHUP: draining and stopping (the configuration is not reloaded; restart to apply changes)");
@@ -374,12 +381,16 @@ async fn shutdown_signal() {
                 }
             }
             _ => {
-                let _ = ctrl_c.await;
+                let _ = tokio::signal::ctrl_c().await;
             }
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
+}
+
+/// Resolves on Ctrl-C (drains; nothing reloads).
+#[cfg(not(unix))]
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    async {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }

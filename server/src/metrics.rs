@@ -31,6 +31,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
+use crate::error::Internal;
 use crate::state::ServerState;
 
 pub mod latency;
@@ -483,7 +484,7 @@ async fn queued_envelopes(state: &Arc<ServerState>) -> Option<u64> {
         return Some(n);
     }
     let n = state
-        .blocking(|s| Ok(s.storage.total_queued(s.now_ms())?))
+        .blocking(|s| s.storage.total_queued(s.now_ms()).map_err(Internal::new))
         .await
         .ok()?;
     *cached = Some((std::time::Instant::now(), n));

@@ -20,11 +20,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use microbot_protocol::transport::{
-    ErrorCode, FetchProvisioningSlotRequest, ProvisioningMessage, ProvisioningSlot,
-    PutProvisioningSlotRequest,
+    FetchProvisioningSlotRequest, ProvisioningMessage, ProvisioningSlot, PutProvisioningSlotRequest,
 };
 
-use crate::error::ApiError;
 use crate::state::ServerState;
 use crate::storage::SlotRead;
 use crate::storage::provisioning::SLOT_ID_LEN;
@@ -36,37 +34,36 @@ pub const MAX_SEALED_LEN: usize = 256 * 1024;
 /// The most slots open at once on this server (bounds the table).
 pub const MAX_OPEN_SLOTS: u64 = 10_000;
 
-fn unknown_slot() -> ApiError {
-    ApiError::new(
-        ErrorCode::UnknownProvisioningSlot,
-        "no such provisioning slot (expired, already read, or already filled)",
-    )
-}
+/// How long a client told that too many slots are open waits before it
+/// asks again (a minute: some slot has expired or been read by then).
+pub const TOO_MANY_SLOTS_RETRY_MS: u64 = 60_000;
 
-fn slot_id(bytes: &[u8]) -> Result<[u8; SLOT_ID_LEN], ApiError> {
-    <[u8; SLOT_ID_LEN]>::try_from(bytes)
-        .map_err(|_| ApiError::invalid(format!("slot_id must be {SLOT_ID_LEN} bytes")))
+mod error;
+
+pub use error::ProvisioningError;
+
+fn slot_id(bytes: &[u8]) -> Result<[u8; SLOT_ID_LEN], ProvisioningError> {
+    <[u8; SLOT_ID_LEN]>::try_from(bytes).map_err(|_| ProvisioningError::SlotIdLength)
 }
 
 /// `CreateProvisioningSlot`: a fresh slot.
 ///
 /// # Errors
 /// `UNAVAILABLE` when [`MAX_OPEN_SLOTS`] slots are open; storage errors.
-pub async fn create(state: &Arc<ServerState>) -> Result<ProvisioningSlot, ApiError> {
+pub async fn create(state: &Arc<ServerState>) -> Result<ProvisioningSlot, ProvisioningError> {
     let mut id = [0u8; SLOT_ID_LEN];
     state.rng.fill(&mut id);
     let now = state.now_ms();
     let expires_at_ms = now.saturating_add(SLOT_TTL_MS);
     let created = state
-        .blocking(move |s| {
+        .blocking::<_, ProvisioningError, _>(move |s| {
             Ok(s.storage
                 .create_provisioning_slot(&id, expires_at_ms, now, MAX_OPEN_SLOTS)?)
         })
         .await?;
     if !created {
-        return Err(ApiError {
-            retry_after_ms: 60_000,
-            ..ApiError::new(ErrorCode::Unavailable, "too many provisioning slots open")
+        return Err(ProvisioningError::TooManySlots {
+            retry_after_ms: TOO_MANY_SLOTS_RETRY_MS,
         });
     }
     Ok(ProvisioningSlot {
@@ -83,25 +80,26 @@ pub async fn create(state: &Arc<ServerState>) -> Result<ProvisioningSlot, ApiErr
 pub async fn put(
     state: &Arc<ServerState>,
     request: PutProvisioningSlotRequest,
-) -> Result<(), ApiError> {
+) -> Result<(), ProvisioningError> {
     let id = slot_id(&request.slot_id)?;
     if request.sealed.is_empty() {
-        return Err(ApiError::invalid("sealed must not be empty"));
+        return Err(ProvisioningError::EmptyMessage);
     }
     if request.sealed.len() > MAX_SEALED_LEN {
-        return Err(ApiError::new(
-            ErrorCode::ProvisioningMessageTooLarge,
-            format!("a provisioning message is at most {MAX_SEALED_LEN} bytes"),
-        ));
+        return Err(ProvisioningError::MessageTooLarge);
     }
     let now = state.now_ms();
     let stored = state
-        .blocking(move |s| {
+        .blocking::<_, ProvisioningError, _>(move |s| {
             Ok(s.storage
                 .put_provisioning_message(&id, &request.sealed, now)?)
         })
         .await?;
-    if stored { Ok(()) } else { Err(unknown_slot()) }
+    if stored {
+        Ok(())
+    } else {
+        Err(ProvisioningError::UnknownSlot)
+    }
 }
 
 /// `FetchProvisioningSlot`: the message if posted (deleting the slot), or
@@ -112,14 +110,16 @@ pub async fn put(
 pub async fn fetch(
     state: &Arc<ServerState>,
     request: FetchProvisioningSlotRequest,
-) -> Result<ProvisioningMessage, ApiError> {
+) -> Result<ProvisioningMessage, ProvisioningError> {
     let id = slot_id(&request.slot_id)?;
     let now = state.now_ms();
     let read = state
-        .blocking(move |s| Ok(s.storage.take_provisioning_message(&id, now)?))
+        .blocking::<_, ProvisioningError, _>(move |s| {
+            Ok(s.storage.take_provisioning_message(&id, now)?)
+        })
         .await?;
     match read {
-        SlotRead::Missing => Err(unknown_slot()),
+        SlotRead::Missing => Err(ProvisioningError::UnknownSlot),
         SlotRead::Waiting => Ok(ProvisioningMessage {
             ready: false,
             sealed: Bytes::new(),

@@ -9,17 +9,21 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use microbot_protocol::transport::{
-    AckEnvelopesRequest, Envelope, Envelopes, ErrorCode, FetchEnvelopesRequest, Push, SendRequest,
+    AckEnvelopesRequest, Envelope, Envelopes, FetchEnvelopesRequest, Push, SendRequest,
     SendResponse, push,
 };
 
 use crate::auth::devices::DeviceSession;
 use crate::bus::BusEvent;
-use crate::error::ApiError;
+use crate::error::Internal;
 use crate::state::ServerState;
 use crate::storage::{
     FetchPage, OutgoingEnvelope, OwnedSendMeta, Storage, StorageResult, StoredEnvelope,
 };
+
+mod error;
+
+pub use error::QueueError;
 
 /// Default envelopes per fetch.
 pub const DEFAULT_FETCH_LIMIT: u32 = 100;
@@ -82,7 +86,7 @@ pub async fn send(
     state: &Arc<ServerState>,
     session: &DeviceSession,
     request: SendRequest,
-) -> Result<SendResponse, ApiError> {
+) -> Result<SendResponse, QueueError> {
     let (envelopes, seen) =
         checked_envelopes(state, request.envelopes, MAX_ENVELOPES_PER_SEND, "a send")?;
     if !request.complete_accounts.is_empty() {
@@ -112,26 +116,23 @@ pub(crate) fn checked_envelopes(
     state: &ServerState,
     envelopes: Vec<microbot_protocol::transport::OutgoingEnvelope>,
     max_count: usize,
-    what: &str,
-) -> Result<(Vec<OutgoingEnvelope>, HashSet<u64>), ApiError> {
+    what: &'static str,
+) -> Result<(Vec<OutgoingEnvelope>, HashSet<u64>), QueueError> {
     if envelopes.is_empty() || envelopes.len() > max_count {
-        return Err(ApiError::invalid(format!(
-            "{what} carries 1..={max_count} envelopes"
-        )));
+        return Err(QueueError::EnvelopeCount {
+            what,
+            max: max_count,
+        });
     }
     let max_len = usize::try_from(state.config.max_envelope_len).unwrap_or(usize::MAX);
     let mut seen = HashSet::with_capacity(envelopes.len());
     let mut checked = Vec::with_capacity(envelopes.len());
     for e in envelopes {
         if e.ciphertext.is_empty() || e.ciphertext.len() > max_len {
-            return Err(ApiError::invalid(
-                "envelope ciphertext must be 1..=max_envelope_len bytes",
-            ));
+            return Err(QueueError::CiphertextLength);
         }
         if !seen.insert(e.recipient_device_id) {
-            return Err(ApiError::invalid(
-                "at most one envelope per recipient device",
-            ));
+            return Err(QueueError::DuplicateRecipient);
         }
         checked.push(OutgoingEnvelope {
             recipient_device_id: e.recipient_device_id,
@@ -152,7 +153,7 @@ pub(crate) async fn store_and_push(
     sender_username: String,
     sender_device_id: u64,
     envelopes: Vec<OutgoingEnvelope>,
-) -> Result<SendResponse, ApiError> {
+) -> Result<SendResponse, QueueError> {
     let now = state.now_ms();
     let ttl_ms = state.config.envelope_ttl_secs.saturating_mul(1000);
     let meta = OwnedSendMeta {
@@ -209,30 +210,26 @@ async fn check_complete(
     session: &DeviceSession,
     accounts: Vec<String>,
     addressed: HashSet<u64>,
-) -> Result<(), ApiError> {
+) -> Result<(), QueueError> {
     if accounts.len() > MAX_COMPLETE_ACCOUNTS {
-        return Err(ApiError::invalid(
-            "a send names at most 8 complete accounts",
-        ));
+        return Err(QueueError::TooManyCompleteAccounts);
     }
     let mut names = HashSet::with_capacity(accounts.len());
     for name in &accounts {
         if !crate::auth::valid_username(name) || !names.insert(name.as_str()) {
-            return Err(ApiError::invalid(
-                "complete_accounts holds valid usernames, each once",
-            ));
+            return Err(QueueError::BadCompleteAccounts);
         }
     }
     let sender_device_id = session.device_id;
     let missing = state
-        .blocking(move |state| {
+        .blocking::<_, QueueError, _>(move |state| {
             let mut missing = Vec::new();
             for name in &accounts {
                 let account = state
                     .storage
                     .account_by_username(name)?
                     .filter(|a| a.active)
-                    .ok_or_else(|| ApiError::new(ErrorCode::UnknownAccount, "no such account"))?;
+                    .ok_or(QueueError::UnknownCompleteAccount)?;
                 left_out_devices(
                     state.storage.as_ref(),
                     account.id,
@@ -244,10 +241,11 @@ async fn check_complete(
             Ok(missing)
         })
         .await?;
-    missing_devices(
-        missing,
-        "the send leaves out devices of a complete account; nothing was stored",
-    )
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(QueueError::IncompleteAccounts(missing))
+    }
 }
 
 /// Adds to `missing` the devices of `account_id` that a send claiming to
@@ -282,20 +280,6 @@ pub(crate) fn left_out_devices(
     Ok(())
 }
 
-/// `Ok` when nothing was left out, else `MISSING_DEVICES` naming the devices.
-///
-/// # Errors
-/// `MISSING_DEVICES` with `missing` in `Error.device_ids`.
-pub(crate) fn missing_devices(missing: Vec<u64>, message: &'static str) -> Result<(), ApiError> {
-    if missing.is_empty() {
-        return Ok(());
-    }
-    Err(ApiError {
-        device_ids: missing,
-        ..ApiError::new(ErrorCode::MissingDevices, message)
-    })
-}
-
 /// `FetchEnvelopesRequest` for the logged-in device, cut to fit one frame.
 ///
 /// # Errors
@@ -304,7 +288,7 @@ pub async fn fetch(
     state: &Arc<ServerState>,
     device_id: u64,
     request: FetchEnvelopesRequest,
-) -> Result<Envelopes, ApiError> {
+) -> Result<Envelopes, QueueError> {
     let limit = match request.limit {
         0 => DEFAULT_FETCH_LIMIT,
         n => n.min(MAX_FETCH_LIMIT),
@@ -318,7 +302,7 @@ pub async fn fetch(
         now_ms: state.now_ms(),
     };
     let (rows, more) = state
-        .blocking(move |state| {
+        .blocking::<_, QueueError, _>(move |state| {
             Ok(state
                 .storage
                 .fetch_envelopes(device_id, request.after_envelope_id, page)?)
@@ -343,9 +327,9 @@ pub async fn ack(
     state: &Arc<ServerState>,
     device_id: u64,
     request: AckEnvelopesRequest,
-) -> Result<u32, ApiError> {
+) -> Result<u32, QueueError> {
     if request.envelope_ids.len() > MAX_ACK_IDS {
-        return Err(ApiError::invalid("at most 1000 ids per ack"));
+        return Err(QueueError::TooManyAcks);
     }
     Ok(Arc::clone(&state.storage)
         .submit_ack(device_id, request.envelope_ids)
@@ -361,26 +345,30 @@ pub async fn purge_loop(state: Arc<ServerState>, mut stop: tokio::sync::watch::R
     loop {
         tokio::select! {
             _ = interval.tick() => {
-                match state.blocking(|state| Ok(state.storage.purge_expired(state.now_ms())?)).await {
+                match state.blocking(|state| state.storage.purge_expired(state.now_ms()).map_err(Internal::new)).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(purged = n, "expired envelopes deleted"),
-                    Err(e) => tracing::warn!(code = ?e.code, "purge failed"),
+                    Err(error) => tracing::warn!(%error, "purge failed"),
                 }
                 match crate::attachments::purge_expired(&state).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(purged = n, "expired attachments deleted"),
-                    Err(e) => tracing::warn!(code = ?e.code, "attachment purge failed"),
+                    Err(error) => tracing::warn!(%error, "attachment purge failed"),
                 }
                 let ttl_ms = state.config.unconfirmed_account_ttl_secs.saturating_mul(1000);
                 if ttl_ms > 0 {
                     let before = state.now_ms().saturating_sub(ttl_ms);
                     match state
-                        .blocking(move |s| Ok(s.storage.purge_unconfirmed_accounts(before)?))
+                        .blocking(move |s| {
+                            s.storage
+                                .purge_unconfirmed_accounts(before)
+                                .map_err(Internal::new)
+                        })
                         .await
                     {
                         Ok(0) => {}
                         Ok(n) => tracing::info!(purged = n, "unconfirmed accounts deleted"),
-                        Err(e) => tracing::warn!(code = ?e.code, "account purge failed"),
+                        Err(error) => tracing::warn!(%error, "account purge failed"),
                     }
                 }
             }

@@ -19,22 +19,25 @@ use std::sync::Arc;
 use bytes::Bytes;
 use ed25519_dalek::{Signer as _, SigningKey};
 use microbot_protocol::transport::{
-    ErrorCode, SendResponse, SendSealedRequest, SenderCertificateResponse,
-    SetUnidentifiedAccessRequest,
+    SendResponse, SendSealedRequest, SenderCertificateResponse, SetUnidentifiedAccessRequest,
 };
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 use zeroize::Zeroizing;
 
 use crate::auth::devices::DeviceSession;
-use crate::error::ApiError;
-use crate::queues::{checked_envelopes, left_out_devices, missing_devices, store_and_push};
+use crate::error::Internal;
+use crate::queues::{checked_envelopes, left_out_devices, store_and_push};
 use crate::state::ServerState;
+use crate::storage::StorageError;
 use crate::storage::sealed::ACCESS_KEY_LEN;
+
+mod error;
+
+pub use error::SealedError;
 
 /// Id of the certificate key a new deployment creates.
 pub const CERTIFICATE_KEY_ID: u32 = 1;
-/// How long a sender certificate is valid (SPEC.md §19.6): 24 hours.
 /// Prefix of the bytes the server signs (SPEC.md §2, §19.2).
 pub const SENDER_CERTIFICATE_LABEL: &[u8] = b"Microbot SenderCertificate v1";
 /// Version byte of a certificate (SPEC.md §19.2).
@@ -44,7 +47,7 @@ pub const MAX_SEALED_ENVELOPES: usize = 100;
 
 /// The deployment's certificate key: the stored one, or `candidate` stored
 /// now if none was.
-fn certificate_key(state: &ServerState) -> Result<(u32, SigningKey), ApiError> {
+fn certificate_key(state: &ServerState) -> Result<(u32, SigningKey), StorageError> {
     let mut candidate = Zeroizing::new([0u8; 32]);
     state.rng.fill(candidate.as_mut_slice());
     let (key_id, seed) = state
@@ -61,12 +64,12 @@ pub fn encode_certificate(
     device_id: u64,
     identity_key: &[u8; 32],
     expires_at_ms: u64,
-) -> Result<Vec<u8>, ApiError> {
+) -> Result<Vec<u8>, Internal> {
     let name = username.as_bytes();
     let name_len = u8::try_from(name.len())
         .ok()
         .filter(|n| (1..=64).contains(n))
-        .ok_or_else(|| ApiError::internal("username does not fit a certificate"))?;
+        .ok_or_else(|| Internal::new("username does not fit a certificate"))?;
     let mut body = Vec::with_capacity(118 + name.len());
     body.push(CERTIFICATE_VERSION);
     body.extend_from_slice(&key_id.to_be_bytes());
@@ -90,7 +93,7 @@ pub fn encode_certificate(
 pub async fn certificate(
     state: &Arc<ServerState>,
     session: &DeviceSession,
-) -> Result<SenderCertificateResponse, ApiError> {
+) -> Result<SenderCertificateResponse, SealedError> {
     let session = session.clone();
     state
         .blocking(move |state| {
@@ -98,12 +101,7 @@ pub async fn certificate(
                 .storage
                 .device_identity_key(session.device_id)?
                 .and_then(|k| <[u8; 32]>::try_from(k.as_slice()).ok())
-                .ok_or_else(|| {
-                    ApiError::new(
-                        ErrorCode::NoPrekeys,
-                        "upload the identity key (prekeys) before asking for a certificate",
-                    )
-                })?;
+                .ok_or(SealedError::NoIdentityKey)?;
             let (key_id, signing) = certificate_key(state)?;
             let expires_at_ms = state.now_ms().saturating_add(
                 state
@@ -138,11 +136,11 @@ pub async fn set_access(
     state: &Arc<ServerState>,
     session: &DeviceSession,
     request: SetUnidentifiedAccessRequest,
-) -> Result<(), ApiError> {
+) -> Result<(), SealedError> {
     let key: Option<[u8; ACCESS_KEY_LEN]> = match request.access_key.len() {
         0 => None,
         ACCESS_KEY_LEN => <[u8; ACCESS_KEY_LEN]>::try_from(request.access_key.as_ref()).ok(),
-        _ => return Err(ApiError::invalid("access_key is empty or 16 bytes")),
+        _ => return Err(SealedError::AccessKeyFormat),
     };
     let account_id = session.account_id;
     state
@@ -168,13 +166,6 @@ pub fn rate_key(recipient: &str, access_key: &[u8]) -> String {
     hex::encode(&hash.finalize()[..16])
 }
 
-fn denied() -> ApiError {
-    ApiError::new(
-        ErrorCode::UnidentifiedAccessDenied,
-        "the recipient does not accept this sealed send",
-    )
-}
-
 /// `SendSealed`: checks the access key, then stores one sealed envelope per
 /// addressed device of the recipient (all or none) without a sender.
 ///
@@ -186,9 +177,9 @@ fn denied() -> ApiError {
 pub async fn send(
     state: &Arc<ServerState>,
     request: SendSealedRequest,
-) -> Result<SendResponse, ApiError> {
+) -> Result<SendResponse, SealedError> {
     if request.access_key.len() != ACCESS_KEY_LEN {
-        return Err(ApiError::invalid("access_key is 16 bytes"));
+        return Err(SealedError::AccessKeyLength);
     }
     let (envelopes, addressed) = checked_envelopes(
         state,
@@ -204,20 +195,17 @@ pub async fn send(
             let access = state
                 .storage
                 .unidentified_access(&username)?
-                .ok_or_else(denied)?;
+                .ok_or(SealedError::Denied)?;
             let key_matches = access
                 .access_key
                 .is_some_and(|k| bool::from(k.ct_eq(presented.as_slice())));
             if !(key_matches || access.allow_anyone) {
-                return Err(denied());
+                return Err(SealedError::Denied);
             }
             let devices = state.storage.account_devices(access.account_id)?;
             for id in &check_addressed {
                 if !devices.iter().any(|d| d.id == *id && !d.removed) {
-                    return Err(ApiError::new(
-                        ErrorCode::UnknownDevice,
-                        "a recipient device is not a device of this account",
-                    ));
+                    return Err(SealedError::ForeignDevice);
                 }
             }
             let mut missing = Vec::new();
@@ -228,7 +216,11 @@ pub async fn send(
                 &check_addressed,
                 &mut missing,
             )?;
-            missing_devices(missing, "the sealed send leaves devices of the account out")
+            if missing.is_empty() {
+                Ok(())
+            } else {
+                Err(SealedError::MissingDevices(missing))
+            }
         })
         .await?;
     let recipients = envelopes.len();

@@ -175,19 +175,25 @@ impl Server {
     /// # Errors
     /// [`StartError`].
     pub fn bind(config: Config) -> Result<Self, StartError> {
-        Self::bind_with_clock(config, Arc::new(crate::clock::SystemClock))
+        Self::open(config, Arc::new(crate::clock::SystemClock))
     }
 
     /// [`Server::bind`] with the clock every handler reads (a
-    /// [`crate::clock::ManualClock`] lets a test move time instead of
-    /// sleeping).
+    /// `ManualClock` lets a test move time instead of sleeping). Feature
+    /// `testing` only.
     ///
     /// # Errors
     /// [`StartError`].
+    #[cfg(feature = "testing")]
     pub fn bind_with_clock(
         config: Config,
         clock: Arc<dyn crate::clock::Clock>,
     ) -> Result<Self, StartError> {
+        Self::open(config, clock)
+    }
+
+    /// [`Server::bind`] with the clock every handler reads.
+    fn open(config: Config, clock: Arc<dyn crate::clock::Clock>) -> Result<Self, StartError> {
         config.validate()?;
         private_dir(&config.data_dir).map_err(|source| StartError::DataDir {
             path: config.data_dir.clone(),
@@ -342,7 +348,8 @@ impl Server {
     }
 
     /// The server's limits (shared with its connections), e.g. to watch
-    /// their [`Limits::footprint`].
+    /// their `Limits::footprint`. Feature `testing` only.
+    #[cfg(feature = "testing")]
     pub fn limits(&self) -> Arc<Limits> {
         Arc::clone(&self.state.limits)
     }

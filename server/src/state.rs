@@ -9,7 +9,7 @@ use crate::auth::password::PasswordHasher;
 use crate::bus::Bus;
 use crate::clock::{Clock, Rng};
 use crate::config::Config;
-use crate::error::ApiError;
+use crate::error::Internal;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::storage::Storage;
@@ -51,16 +51,18 @@ impl ServerState {
     /// Runs blocking work (storage, argon2) off the async threads.
     ///
     /// # Errors
-    /// The closure's error, or `ERROR_CODE_INTERNAL` if the task panicked.
-    pub async fn blocking<T, F>(self: &Arc<Self>, f: F) -> Result<T, ApiError>
+    /// The closure's error, or an [`Internal`] failure if the task
+    /// panicked.
+    pub async fn blocking<T, E, F>(self: &Arc<Self>, f: F) -> Result<T, E>
     where
         T: Send + 'static,
-        F: FnOnce(&ServerState) -> Result<T, ApiError> + Send + 'static,
+        E: From<Internal> + Send + 'static,
+        F: FnOnce(&ServerState) -> Result<T, E> + Send + 'static,
     {
         let state = Arc::clone(self);
         tokio::task::spawn_blocking(move || f(&state))
             .await
-            .map_err(ApiError::internal)?
+            .map_err(|e| E::from(Internal::from(e)))?
     }
 
     /// Milliseconds since the Unix epoch, by the server's clock.

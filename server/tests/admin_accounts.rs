@@ -295,9 +295,9 @@ async fn an_admin_logs_in_with_totp_and_every_change_is_audited() {
     server.stop().await;
 }
 
-fn server_audit(server: &TestServer) -> Vec<microbot_server::storage::admin::AuditEntry> {
-    use microbot_server::storage::admin::AdminStorage as _;
-    microbot_server::storage::sqlite::SqliteStorage::open(&server.db_path())
+fn server_audit(server: &TestServer) -> Vec<microbot_server::testing::storage::admin::AuditEntry> {
+    use microbot_server::testing::storage::admin::AdminStorage as _;
+    microbot_server::testing::storage::sqlite::SqliteStorage::open(&server.db_path())
         .unwrap()
         .audit_log(50)
         .unwrap()
@@ -697,7 +697,7 @@ async fn an_admin_denies_and_allows_addresses_and_new_connections_follow() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dashboard_rule_reaches_every_node_sharing_the_database() {
-    use microbot_server::storage::admin::{AdminStorage as _, IpRuleRecord};
+    use microbot_server::testing::storage::admin::{AdminStorage as _, IpRuleRecord};
     let pg = match std::env::var("MICROBOT_TEST_POSTGRES") {
         Ok(url) if !url.is_empty() => url,
         _ => {
@@ -718,7 +718,7 @@ async fn a_dashboard_rule_reaches_every_node_sharing_the_database() {
     // Another node's dashboard stores a rule: both nodes refuse within the refresh period.
     let url = schema.url.clone();
     let other = tokio::task::spawn_blocking(move || {
-        microbot_server::storage::postgres::PostgresStorage::open(&url, 1).unwrap()
+        microbot_server::testing::storage::postgres::PostgresStorage::open(&url, 1).unwrap()
     })
     .await
     .unwrap();
@@ -931,7 +931,7 @@ async fn an_admin_suspends_a_device_and_an_account_and_lifts_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_suspension_on_one_node_closes_the_device_on_another() {
     use microbot_protocol::transport::ErrorCode;
-    use microbot_server::storage::admin::{AdminRole, AdminStorage as _};
+    use microbot_server::testing::storage::admin::{AdminRole, AdminStorage as _};
     let Some((pg, redis)) = engines::services("admin_accounts::a_suspension_on_one_node") else {
         return;
     };
@@ -954,12 +954,15 @@ async fn a_suspension_on_one_node_closes_the_device_on_another() {
     // An admin in the shared database (what `admin add --storage …` makes).
     let url = schema.url.clone();
     let secret = tokio::task::spawn_blocking(move || {
-        let store = microbot_server::storage::postgres::PostgresStorage::open(&url, 1).unwrap();
-        let hash = microbot_server::auth::password::PasswordHasher::new(8192, 1, 1)
+        let store =
+            microbot_server::testing::storage::postgres::PostgresStorage::open(&url, 1).unwrap();
+        let hash = microbot_server::testing::auth::password::PasswordHasher::new(8192, 1, 1)
             .unwrap()
             .hash("correct horse battery")
             .unwrap();
-        let secret = microbot_server::auth::totp::new_secret(&microbot_server::clock::SystemRng);
+        let secret = microbot_server::testing::auth::totp::new_secret(
+            &microbot_server::testing::clock::SystemRng,
+        );
         assert!(
             store
                 .create_admin("ops", AdminRole::Admin, &hash, &secret, 1)
@@ -967,7 +970,7 @@ async fn a_suspension_on_one_node_closes_the_device_on_another() {
         );
         let id = store.admin_by_name("ops").unwrap().unwrap().id;
         store.activate_admin(id).unwrap();
-        microbot_server::auth::totp::enrolment(&secret, "ops")
+        microbot_server::testing::auth::totp::enrolment(&secret, "ops")
             .unwrap()
             .1
     })
@@ -1016,8 +1019,10 @@ async fn the_report_counts_what_was_sent_for_any_role() {
     })
     .await;
     let addr = server.metrics_addr.unwrap();
-    let today = microbot_server::storage::analytics::format_day(
-        microbot_server::storage::analytics::day_of(microbot_server::clock::system_now_ms()),
+    let today = microbot_server::testing::storage::analytics::format_day(
+        microbot_server::testing::storage::analytics::day_of(
+            microbot_server::testing::clock::system_now_ms(),
+        ),
     );
     let path = format!("/admin/api/report?since={today}&format=json");
     assert_eq!(request(addr, "GET", &path, &[], "").await.status, 401);

@@ -63,14 +63,17 @@ async fn request(
 
 /// An active admin `ops` in the shared database; the session cookie header.
 async fn admin_session(url: String, addr: SocketAddr) -> String {
-    use microbot_server::storage::admin::{AdminRole, AdminStorage as _};
+    use microbot_server::testing::storage::admin::{AdminRole, AdminStorage as _};
     let secret = tokio::task::spawn_blocking(move || {
-        let store = microbot_server::storage::postgres::PostgresStorage::open(&url, 1).unwrap();
-        let hash = microbot_server::auth::password::PasswordHasher::new(8192, 1, 1)
+        let store =
+            microbot_server::testing::storage::postgres::PostgresStorage::open(&url, 1).unwrap();
+        let hash = microbot_server::testing::auth::password::PasswordHasher::new(8192, 1, 1)
             .unwrap()
             .hash("correct horse battery")
             .unwrap();
-        let secret = microbot_server::auth::totp::new_secret(&microbot_server::clock::SystemRng);
+        let secret = microbot_server::testing::auth::totp::new_secret(
+            &microbot_server::testing::clock::SystemRng,
+        );
         assert!(
             store
                 .create_admin("ops", AdminRole::Admin, &hash, &secret, 1)
@@ -78,7 +81,7 @@ async fn admin_session(url: String, addr: SocketAddr) -> String {
         );
         let id = store.admin_by_name("ops").unwrap().unwrap().id;
         store.activate_admin(id).unwrap();
-        microbot_server::auth::totp::enrolment(&secret, "ops")
+        microbot_server::testing::auth::totp::enrolment(&secret, "ops")
             .unwrap()
             .1
     })
@@ -106,14 +109,15 @@ async fn admin_session(url: String, addr: SocketAddr) -> String {
 /// (as every node stores its closed minutes, SPEC.md §18.7 Charts); the
 /// first minute, on a 4-minute step of a 3-day chart.
 async fn seed_minutes(url: String) -> u64 {
-    use microbot_server::storage::admin::{AdminStorage as _, NodeMinuteRecord};
+    use microbot_server::testing::storage::admin::{AdminStorage as _, NodeMinuteRecord};
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
     let first = (now - 2 * 86_400) / 240 * 240;
     tokio::task::spawn_blocking(move || {
-        let store = microbot_server::storage::postgres::PostgresStorage::open(&url, 1).unwrap();
+        let store =
+            microbot_server::testing::storage::postgres::PostgresStorage::open(&url, 1).unwrap();
         for m in 0..120u64 {
             let minute = first + m * 60;
             for (node, rate, connections) in [("ghost-1", 1u64, 3u64), ("ghost-2", 2, 5)] {

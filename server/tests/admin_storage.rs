@@ -12,10 +12,10 @@ use crate::support::engines;
 use std::sync::Arc;
 
 use engines::Schema;
-use microbot_server::storage::Storage;
-use microbot_server::storage::admin::{AdminRole, AuditEntry};
-use microbot_server::storage::postgres::PostgresStorage;
-use microbot_server::storage::sqlite::SqliteStorage;
+use microbot_server::testing::storage::Storage;
+use microbot_server::testing::storage::admin::{AdminRole, AuditEntry};
+use microbot_server::testing::storage::postgres::PostgresStorage;
+use microbot_server::testing::storage::sqlite::SqliteStorage;
 
 /// A backend's name, two handles on one store, and what keeps it alive.
 type Backend = (
@@ -168,7 +168,7 @@ fn layouts_are_per_admin_replaced_on_save_and_go_with_their_admin() {
 
 #[test]
 fn ip_rules_are_shared_by_every_handle_and_unique_by_block() {
-    use microbot_server::storage::admin::IpRuleRecord;
+    use microbot_server::testing::storage::admin::IpRuleRecord;
     for (name, a, b, _keep) in backends("admin_ip_rules") {
         let rule = |cidr: &str, at: u64| IpRuleRecord {
             kind: "deny".into(),
@@ -197,7 +197,7 @@ fn ip_rules_are_shared_by_every_handle_and_unique_by_block() {
 
 #[test]
 fn rate_limit_overrides_are_shared_replaced_and_removed_on_every_backend() {
-    use microbot_server::storage::admin::RateLimitRecord;
+    use microbot_server::testing::storage::admin::RateLimitRecord;
     for (name, a, b, _keep) in backends("admin_rate_limits") {
         let record = |limit: &str, per_minute: u32, by: &str| RateLimitRecord {
             name: limit.into(),
@@ -229,8 +229,8 @@ fn rate_limit_overrides_are_shared_replaced_and_removed_on_every_backend() {
 
 #[test]
 fn suspensions_are_shared_and_named_on_every_backend() {
-    use microbot_server::storage::NewAccount;
-    use microbot_server::storage::suspension::SuspensionTarget;
+    use microbot_server::testing::storage::NewAccount;
+    use microbot_server::testing::storage::suspension::SuspensionTarget;
     for (name, a, b, _keep) in backends("suspensions") {
         let account = |s: &Arc<dyn Storage>, username: &str| {
             let id = s
@@ -335,7 +335,7 @@ fn suspensions_are_shared_and_named_on_every_backend() {
 
 #[test]
 fn node_minutes_are_shared_replaced_pruned_and_read_in_order_on_every_backend() {
-    use microbot_server::storage::admin::NodeMinuteRecord;
+    use microbot_server::testing::storage::admin::NodeMinuteRecord;
     for (name, a, b, _keep) in backends("node_minutes") {
         let record = |node: &str, minute: u64, text: &str| NodeMinuteRecord {
             node: node.into(),

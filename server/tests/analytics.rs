@@ -14,10 +14,10 @@ use std::sync::Arc;
 
 use engines::Schema;
 use microbot_server::admin::report;
-use microbot_server::storage::analytics::{DAY_MS, Metric, day_of, format_day, week_of};
-use microbot_server::storage::postgres::PostgresStorage;
-use microbot_server::storage::sqlite::SqliteStorage;
-use microbot_server::storage::{NewAccount, Storage};
+use microbot_server::testing::storage::analytics::{DAY_MS, Metric, day_of, format_day, week_of};
+use microbot_server::testing::storage::postgres::PostgresStorage;
+use microbot_server::testing::storage::sqlite::SqliteStorage;
+use microbot_server::testing::storage::{NewAccount, Storage};
 
 #[tokio::test]
 async fn a_node_without_an_admin_listener_still_counts_messages() {
@@ -38,7 +38,7 @@ async fn a_node_without_an_admin_listener_still_counts_messages() {
     // Stopping flushes what was counted since the last 10 s tick.
     let dir = server.stop_keep_dir().await;
     let storage = SqliteStorage::open(&dir.path().join("microbot.sqlite3")).unwrap();
-    let today = day_of(microbot_server::clock::system_now_ms());
+    let today = day_of(microbot_server::testing::clock::system_now_ms());
     assert!(value(&storage, today, Metric::Messages) >= 3);
 }
 
@@ -115,7 +115,7 @@ fn value(s: &dyn Storage, day: i64, metric: Metric) -> u64 {
 
 /// Now, rounded down to a Wednesday noon so "same week" holds for ±2 days.
 fn wednesday_noon() -> u64 {
-    let today = day_of(microbot_server::clock::system_now_ms());
+    let today = day_of(microbot_server::testing::clock::system_now_ms());
     let wednesday = week_of(today) + 2;
     let wednesday = if wednesday > today {
         wednesday - 7
@@ -252,7 +252,7 @@ fn working_sets_are_pruned_after_35_days() {
 #[test]
 fn the_report_command_prints_json_and_csv() {
     for (name, a, _, args, _keep) in backends("analytics_cli") {
-        let now = microbot_server::clock::system_now_ms();
+        let now = microbot_server::testing::clock::system_now_ms();
         let today = day_of(now);
         let alice = account(&*a, "alice", now);
         let device = a.create_device(alice, &[1; 32], "one", now).unwrap();

@@ -115,7 +115,7 @@ async fn metrics_and_healthz_are_served_and_move() {
     // the first scrape above cached 0, so wait for the next count.
     let mut queued = value(&body, "microbot_queued_envelopes");
     let deadline = std::time::Instant::now()
-        + microbot_server::metrics::QUEUED_MAX_AGE
+        + microbot_server::testing::metrics::QUEUED_MAX_AGE
         + std::time::Duration::from_secs(10);
     while queued != 3.0 && std::time::Instant::now() < deadline {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;

@@ -14,10 +14,10 @@ use microbot_protocol::transport::{
     CreateProvisioningSlotRequest, ErrorCode, FetchProvisioningSlotRequest,
     PutProvisioningSlotRequest, client_frame::Request, response,
 };
-use microbot_server::provisioning::{MAX_SEALED_LEN, SLOT_TTL_MS};
-use microbot_server::storage::postgres::PostgresStorage;
-use microbot_server::storage::sqlite::SqliteStorage;
-use microbot_server::storage::{SlotRead, Storage};
+use microbot_server::testing::provisioning::{MAX_SEALED_LEN, SLOT_TTL_MS};
+use microbot_server::testing::storage::postgres::PostgresStorage;
+use microbot_server::testing::storage::sqlite::SqliteStorage;
+use microbot_server::testing::storage::{SlotRead, Storage};
 
 async fn create_slot(client: &mut Client) -> Bytes {
     match client

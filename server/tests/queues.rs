@@ -175,7 +175,7 @@ async fn multi_recipient_send_pushes_to_connected_devices_and_is_atomic() {
 async fn expired_envelopes_are_not_delivered_and_are_purged() {
     // The server's clock moves when the test says so: the time-to-live
     // runs out without waiting for it.
-    let clock = std::sync::Arc::new(microbot_server::clock::ManualClock::at_system_time());
+    let clock = std::sync::Arc::new(microbot_server::testing::clock::ManualClock::at_system_time());
     let server = TestServer::start_with_clock(clock.clone(), |c| {
         c.envelope_ttl_secs = 60;
         c.purge_interval_secs = 1;

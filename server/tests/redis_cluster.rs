@@ -26,9 +26,9 @@ use microbot_client::{ConnectionState, Conversation, Event, ServerConfig};
 use microbot_protocol::transport::RegisterRequest;
 use microbot_protocol::transport::client_frame::Request;
 use microbot_server::Config;
-use microbot_server::limits::Limits;
-use microbot_server::limits::shared::SharedLimits;
-use microbot_server::metrics::Metrics;
+use microbot_server::testing::limits::Limits;
+use microbot_server::testing::limits::shared::SharedLimits;
+use microbot_server::testing::metrics::Metrics;
 use support::{ClusterSpec, Ledger, Node, Schema, services, user, wait_for};
 
 /// A Redis Cluster started by scripts/redis-cluster.sh, stopped on drop.

@@ -12,7 +12,7 @@ use common::*;
 use microbot_protocol::transport::{
     self, ErrorCode, client_frame::Request, response, second_factor,
 };
-use microbot_server::limits::Limits;
+use microbot_server::testing::limits::Limits;
 
 fn wrong_code(right: &str) -> String {
     let n: u32 = right.parse().unwrap();
@@ -439,7 +439,7 @@ fn ipv6_addresses_of_one_64_share_their_limits() {
         ..microbot_server::Config::default()
     };
     let limits = Arc::new(Limits::new(&config));
-    let metrics = microbot_server::metrics::Metrics::default();
+    let metrics = microbot_server::testing::metrics::Metrics::default();
     let register = Request::Register(transport::RegisterRequest {
         username: "someone".into(),
         password: "some password".into(),
@@ -449,9 +449,11 @@ fn ipv6_addresses_of_one_64_share_their_limits() {
     let b: std::net::IpAddr = "2001:db8:5:6:ffff::2".parse().unwrap();
     let elsewhere: std::net::IpAddr = "2001:db8:5:7::1".parse().unwrap();
     assert!(limits.check_request(&metrics, a, None, &register).is_ok());
-    let e = limits
-        .check_request(&metrics, b, None, &register)
-        .unwrap_err();
+    let e = microbot_server::testing::error::ApiError::from(
+        limits
+            .check_request(&metrics, b, None, &register)
+            .unwrap_err(),
+    );
     assert_eq!(e.code, ErrorCode::RateLimited);
     assert!(
         limits

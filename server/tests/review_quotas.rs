@@ -236,7 +236,7 @@ async fn a_scrape_does_not_count_every_envelope() {
     }
     // Within the bounded staleness the gauge catches up.
     let deadline = tokio::time::Instant::now()
-        + microbot_server::metrics::QUEUED_MAX_AGE
+        + microbot_server::testing::metrics::QUEUED_MAX_AGE
         + std::time::Duration::from_secs(10);
     while queued_gauge(addr).await != Some(1.0) {
         assert!(

@@ -8,9 +8,10 @@ use crate::support::engines;
 
 use microbot_protocol::transport::ErrorCode;
 use microbot_server::Config;
-use microbot_server::limits::Limits;
-use microbot_server::limits::shared::SharedLimits;
-use microbot_server::metrics::Metrics;
+use microbot_server::testing::error::ApiError;
+use microbot_server::testing::limits::Limits;
+use microbot_server::testing::limits::shared::SharedLimits;
+use microbot_server::testing::metrics::Metrics;
 
 fn node(redis: &str, namespace: &str) -> Limits {
     let config = Config {
@@ -35,7 +36,7 @@ fn the_fan_out_weight_and_quotas_hold_across_nodes() {
     let metrics = Metrics::default();
     // Four recipient devices on node a leave two tokens for node b.
     a.charge_fan_out(&metrics, 7, 4).unwrap();
-    let refused = b.charge_fan_out(&metrics, 7, 4).unwrap_err();
+    let refused = ApiError::from(b.charge_fan_out(&metrics, 7, 4).unwrap_err());
     assert_eq!(refused.code, ErrorCode::RateLimited);
     assert!(refused.retry_after_ms >= 1);
     b.charge_fan_out(&metrics, 7, 2).unwrap();

@@ -9,9 +9,11 @@ use crate::support::engines;
 use std::sync::{Arc, Barrier};
 use std::thread;
 
-use microbot_server::storage::postgres::PostgresStorage;
-use microbot_server::storage::sqlite::SqliteStorage;
-use microbot_server::storage::{FetchPage, NewAccount, OutgoingEnvelope, SendMeta, Storage};
+use microbot_server::testing::storage::postgres::PostgresStorage;
+use microbot_server::testing::storage::sqlite::SqliteStorage;
+use microbot_server::testing::storage::{
+    FetchPage, NewAccount, OutgoingEnvelope, SendMeta, Storage,
+};
 
 /// A backend's name, two handles on one store, and what keeps it alive.
 type Store = (

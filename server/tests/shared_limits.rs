@@ -9,9 +9,10 @@ use std::net::IpAddr;
 use microbot_protocol::transport::client_frame::Request;
 use microbot_protocol::transport::{ConfirmRegistrationRequest, ErrorCode, RegisterRequest};
 use microbot_server::Config;
-use microbot_server::limits::Limits;
-use microbot_server::limits::shared::SharedLimits;
-use microbot_server::metrics::Metrics;
+use microbot_server::testing::error::ApiError;
+use microbot_server::testing::limits::Limits;
+use microbot_server::testing::limits::shared::SharedLimits;
+use microbot_server::testing::metrics::Metrics;
 
 fn config() -> Config {
     Config {
@@ -44,6 +45,7 @@ fn allowed(limits: &Limits, ip: IpAddr, request: &Request) -> Result<(), u64> {
     match limits.check_request(&Metrics::default(), ip, None, request) {
         Ok(_attempt) => Ok(()),
         Err(e) => {
+            let e = ApiError::from(e);
             assert_eq!(e.code, ErrorCode::RateLimited);
             assert!(e.retry_after_ms > 0);
             Err(e.retry_after_ms)

@@ -29,7 +29,10 @@ async fn first_start_creates_database_and_certificate_and_later_starts_reuse_the
     let der = rustls::pki_types::pem::PemObject::from_pem_slice(&pem)
         .map(|c: rustls::pki_types::CertificateDer<'static>| c.to_vec())
         .unwrap();
-    assert_eq!(microbot_server::endpoint::fingerprint(&der), fingerprint);
+    assert_eq!(
+        microbot_server::testing::endpoint::fingerprint(&der),
+        fingerprint
+    );
     drop(first);
     let second = Server::bind(config).unwrap();
     assert!(!second.generated_certificate());
@@ -44,7 +47,7 @@ async fn pem_files_can_be_given_instead() {
     let key_path = pem_dir.path().join("my-key.pem");
     std::fs::write(&cert_path, certified.cert.pem()).unwrap();
     std::fs::write(&key_path, certified.signing_key.serialize_pem()).unwrap();
-    let expected = microbot_server::endpoint::fingerprint(certified.cert.der());
+    let expected = microbot_server::testing::endpoint::fingerprint(certified.cert.der());
     let server = TestServer::start_with(|c| {
         c.cert_pem = Some(cert_path.clone());
         c.key_pem = Some(key_path.clone());

@@ -14,10 +14,10 @@ use std::thread;
 
 use engines::{Schema, admin};
 
-use microbot_server::storage::groups::GroupRole;
-use microbot_server::storage::postgres::PostgresStorage;
-use microbot_server::storage::sqlite::SqliteStorage;
-use microbot_server::storage::{
+use microbot_server::testing::storage::groups::GroupRole;
+use microbot_server::testing::storage::postgres::PostgresStorage;
+use microbot_server::testing::storage::sqlite::SqliteStorage;
+use microbot_server::testing::storage::{
     AttachmentRecord, FetchPage, GroupChange, NewAccount, OneTimeKey, OutgoingEnvelope,
     OwnedSendMeta, PrekeyUpload, SendMeta, SignedKey, Storage, StorageError,
 };
@@ -776,12 +776,15 @@ fn postgres_nodes_starting_together_migrate_once_and_refuse_a_newer_schema() {
     )
     .unwrap();
     match PostgresStorage::open(&scoped, 2) {
-        Err(microbot_server::storage::postgres::PostgresOpenError::TooNew { found, supported }) => {
+        Err(microbot_server::testing::storage::postgres::PostgresOpenError::TooNew {
+            found,
+            supported,
+        }) => {
             assert_eq!(
                 (found, supported),
                 (
                     99,
-                    microbot_server::storage::postgres::schema::schema_version()
+                    microbot_server::testing::storage::postgres::schema::schema_version()
                 )
             );
         }

@@ -12,25 +12,25 @@
 //! Not owned here: the values behind `/metrics` (metrics.rs), what the
 //! dashboard shows (`web/dashboard`).
 
-pub mod analytics;
-pub mod api;
+pub(crate) mod analytics;
+pub(crate) mod api;
 pub mod cli;
-pub mod cluster;
-pub mod error;
+pub(crate) mod cluster;
+pub(crate) mod error;
 mod health;
-pub mod ip_rules;
-pub mod layout;
-pub mod live;
-pub mod minutes;
-pub mod rate_limits;
+pub(crate) mod ip_rules;
+pub(crate) mod layout;
+pub(crate) mod live;
+pub(crate) mod minutes;
+pub(crate) mod rate_limits;
 pub mod report;
-pub mod rollups;
+pub(crate) mod rollups;
 mod serve;
-pub mod session;
+pub(crate) mod session;
 mod static_files;
-pub mod suspensions;
+pub(crate) mod suspensions;
 
-pub use serve::{AdminTls, serve, tls_acceptor};
+pub(crate) use serve::{AdminTls, serve, tls_acceptor};
 
 use std::sync::Arc;
 

@@ -23,7 +23,6 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -41,8 +40,6 @@ pub const MIN_RANGE_SECS: u64 = 60;
 /// Points per series answer, about (one more where the range does not
 /// start on a step boundary): longer ranges use wider steps.
 pub const MAX_POINTS: u64 = 1200;
-/// Time between two samples.
-pub const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 
 /// The cumulative counters a sample is the difference of.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -310,6 +307,7 @@ impl History {
     /// first call only sets the baseline; a call in the same second as
     /// the previous one (or earlier: the clock stepped back) is ignored.
     /// Returns the new per-second point.
+    #[cfg(test)]
     pub fn record(&mut self, now: u64, counters: Counters, gauges: Gauges) -> Option<Point> {
         self.record_with_latency(now, counters, gauges, LatencySketch::default())
     }

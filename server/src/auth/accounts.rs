@@ -11,9 +11,10 @@ use microbot_protocol::transport::{
     RegisterRequest, RegisterResponse, second_factor,
 };
 
+use super::AuthError;
 use super::{recovery, totp, valid_password, valid_username};
 use crate::bus::BusEvent;
-use crate::error::ApiError;
+use crate::error::Internal;
 use crate::state::ServerState;
 use crate::storage::{AccountRecord, NewAccount};
 
@@ -21,24 +22,18 @@ use crate::storage::{AccountRecord, NewAccount};
 /// same argon2 work and give the same error as a wrong password.
 ///
 /// # Errors
-/// `ERROR_CODE_INVALID_CREDENTIALS`.
+/// [`AuthError::UnknownUserOrWrongPassword`], storage errors.
 pub fn check_password(
     state: &ServerState,
     username: &str,
     password: &str,
-) -> Result<AccountRecord, ApiError> {
-    let bad = || {
-        ApiError::new(
-            ErrorCode::InvalidCredentials,
-            "unknown username or wrong password",
-        )
-    };
+) -> Result<AccountRecord, AuthError> {
     match state.storage.account_by_username(username)? {
         Some(account) if state.passwords.verify(password, &account.password_hash) => Ok(account),
-        Some(_) => Err(bad()),
+        Some(_) => Err(AuthError::UnknownUserOrWrongPassword),
         None => {
             state.passwords.verify_dummy(password);
-            Err(bad())
+            Err(AuthError::UnknownUserOrWrongPassword)
         }
     }
 }
@@ -46,24 +41,21 @@ pub fn check_password(
 /// Checks a TOTP code and records its step, refusing a step accepted before.
 ///
 /// # Errors
-/// `ERROR_CODE_INVALID_SECOND_FACTOR` or `ERROR_CODE_TOTP_REPLAYED`.
+/// [`AuthError::WrongTotp`], [`AuthError::TotpReplayed`], storage errors.
 pub fn check_totp(
     state: &ServerState,
     account: &AccountRecord,
     code: &str,
-) -> Result<(), ApiError> {
+) -> Result<(), AuthError> {
     let step = totp::matching_step(
         &account.totp_secret,
         code,
         state.now_secs(),
         state.config.totp_skew_steps,
     )
-    .ok_or_else(|| ApiError::new(ErrorCode::InvalidSecondFactor, "wrong TOTP code"))?;
+    .ok_or(AuthError::WrongTotp)?;
     if !state.storage.consume_totp_step(account.id, step)? {
-        return Err(ApiError::new(
-            ErrorCode::TotpReplayed,
-            "this TOTP code was already used; wait for the next one",
-        ));
+        return Err(AuthError::TotpReplayed);
     }
     Ok(())
 }
@@ -72,12 +64,13 @@ pub fn check_totp(
 /// code, consumed when accepted (SPEC.md §13.4).
 ///
 /// # Errors
-/// `ERROR_CODE_INVALID_SECOND_FACTOR` or `ERROR_CODE_TOTP_REPLAYED`.
+/// [`AuthError::WrongTotp`], [`AuthError::TotpReplayed`],
+/// [`AuthError::WrongRecoveryCode`], storage errors.
 pub fn check_second_factor(
     state: &ServerState,
     account: &AccountRecord,
     factor: &second_factor::Factor,
-) -> Result<(), ApiError> {
+) -> Result<(), AuthError> {
     match factor {
         second_factor::Factor::TotpCode(code) => check_totp(state, account, code),
         second_factor::Factor::RecoveryCode(code) => {
@@ -87,10 +80,7 @@ pub fn check_second_factor(
             {
                 Ok(())
             } else {
-                Err(ApiError::new(
-                    ErrorCode::InvalidSecondFactor,
-                    "wrong or already used recovery code",
-                ))
+                Err(AuthError::WrongRecoveryCode)
             }
         }
     }
@@ -105,16 +95,13 @@ pub fn check_password_and_totp(
     account_id: i64,
     password: &str,
     totp_code: &str,
-) -> Result<AccountRecord, ApiError> {
+) -> Result<AccountRecord, AuthError> {
     let account = state
         .storage
         .account_by_id(account_id)?
-        .ok_or_else(|| ApiError::new(ErrorCode::InvalidCredentials, "account no longer exists"))?;
+        .ok_or(AuthError::AccountGone)?;
     if !state.passwords.verify(password, &account.password_hash) {
-        return Err(ApiError::new(
-            ErrorCode::InvalidCredentials,
-            "wrong password",
-        ));
+        return Err(AuthError::WrongPassword);
     }
     check_totp(state, &account, totp_code)?;
     Ok(account)
@@ -130,16 +117,13 @@ pub fn check_password_and_factor(
     account_id: i64,
     password: &str,
     factor: &second_factor::Factor,
-) -> Result<AccountRecord, ApiError> {
+) -> Result<AccountRecord, AuthError> {
     let account = state
         .storage
         .account_by_id(account_id)?
-        .ok_or_else(|| ApiError::new(ErrorCode::InvalidCredentials, "account no longer exists"))?;
+        .ok_or(AuthError::AccountGone)?;
     if !state.passwords.verify(password, &account.password_hash) {
-        return Err(ApiError::new(
-            ErrorCode::InvalidCredentials,
-            "wrong password",
-        ));
+        return Err(AuthError::WrongPassword);
     }
     check_second_factor(state, &account, factor)?;
     Ok(account)
@@ -148,16 +132,17 @@ pub fn check_password_and_factor(
 /// `RegisterRequest`: creates an inactive account.
 ///
 /// # Errors
-/// `INVALID_ARGUMENT`, `USERNAME_TAKEN`, `INTERNAL`.
+/// [`AuthError::InvalidUsername`], [`AuthError::InvalidPassword`], storage
+/// errors (`UsernameTaken`), internal failures.
 pub async fn register(
     state: &Arc<ServerState>,
     request: RegisterRequest,
-) -> Result<RegisterResponse, ApiError> {
+) -> Result<RegisterResponse, AuthError> {
     if !valid_username(&request.username) {
-        return Err(ApiError::invalid(super::USERNAME_RULE));
+        return Err(AuthError::InvalidUsername);
     }
     if !valid_password(&request.password) {
-        return Err(ApiError::invalid("password must be 8..=1024 bytes"));
+        return Err(AuthError::InvalidPassword);
     }
     state
         .blocking(move |state| {
@@ -165,10 +150,10 @@ pub async fn register(
             let password_hash = state
                 .passwords
                 .hash(&password)
-                .map_err(ApiError::internal)?;
+                .map_err(Internal::new)?;
             let secret = totp::new_secret(&*state.rng);
             let (otpauth_uri, totp_secret_base32) =
-                totp::enrolment(&secret, &request.username).map_err(ApiError::internal)?;
+                totp::enrolment(&secret, &request.username).map_err(Internal::new)?;
             let codes = recovery::generate(&*state.rng);
             let hashes: Vec<[u8; 32]> = codes.iter().map(|c| recovery::hash(c)).collect();
             state.storage.create_account(&NewAccount {
@@ -192,11 +177,11 @@ pub async fn register(
 /// `ConfirmRegistrationRequest`: activates the account with a first code.
 ///
 /// # Errors
-/// Credential errors, `ACCOUNT_ALREADY_ACTIVE`.
+/// Credential errors, [`AuthError::AccountAlreadyActive`].
 pub async fn confirm(
     state: &Arc<ServerState>,
     request: ConfirmRegistrationRequest,
-) -> Result<(), ApiError> {
+) -> Result<(), AuthError> {
     state
         .blocking(move |state| {
             let password = zeroize::Zeroizing::new(request.password);
@@ -214,15 +199,9 @@ pub async fn confirm(
                 )
                 .is_some();
                 if !valid {
-                    return Err(ApiError::new(
-                        ErrorCode::InvalidCredentials,
-                        "unknown username or wrong password",
-                    ));
+                    return Err(AuthError::UnknownUserOrWrongPassword);
                 }
-                return Err(ApiError::new(
-                    ErrorCode::AccountAlreadyActive,
-                    "account is already active",
-                ));
+                return Err(AuthError::AccountAlreadyActive);
             }
             check_totp(state, &account, &request.totp_code)?;
             state.storage.activate_account(account.id)?;
@@ -235,21 +214,21 @@ pub async fn confirm(
 /// `ChangePasswordRequest` for the logged-in account.
 ///
 /// # Errors
-/// `INVALID_ARGUMENT`, credential errors.
+/// [`AuthError::InvalidNewPassword`], credential errors.
 pub async fn change_password(
     state: &Arc<ServerState>,
     account_id: i64,
     request: ChangePasswordRequest,
-) -> Result<(), ApiError> {
+) -> Result<(), AuthError> {
     if !valid_password(&request.new_password) {
-        return Err(ApiError::invalid("new password must be 8..=1024 bytes"));
+        return Err(AuthError::InvalidNewPassword);
     }
     state
         .blocking(move |state| {
             let current = zeroize::Zeroizing::new(request.current_password);
             let new = zeroize::Zeroizing::new(request.new_password);
             check_password_and_totp(state, account_id, &current, &request.totp_code)?;
-            let hash = state.passwords.hash(&new).map_err(ApiError::internal)?;
+            let hash = state.passwords.hash(&new).map_err(Internal::new)?;
             state.storage.set_password_hash(account_id, &hash)?;
             tracing::info!(account_id, "password changed");
             Ok(())
@@ -265,9 +244,9 @@ pub async fn delete_account(
     state: &Arc<ServerState>,
     account_id: i64,
     request: DeleteAccountRequest,
-) -> Result<(), ApiError> {
+) -> Result<(), AuthError> {
     let devices = state
-        .blocking(move |state| {
+        .blocking(move |state| -> Result<_, AuthError> {
             let password = zeroize::Zeroizing::new(request.password);
             check_password_and_totp(state, account_id, &password, &request.totp_code)?;
             Ok(state.storage.delete_account(account_id)?)

@@ -15,9 +15,10 @@ use microbot_protocol::transport::{
     second_factor,
 };
 
+use super::AuthError;
 use super::accounts::{check_password, check_password_and_factor, check_second_factor};
 use crate::bus::BusEvent;
-use crate::error::ApiError;
+use crate::error::Internal;
 use crate::state::ServerState;
 use crate::storage::suspension::SuspensionTarget;
 
@@ -63,30 +64,34 @@ pub const ENROL_REFUSED: &str = "wrong username, password or second factor";
 /// account being active, the second factor.
 ///
 /// # Errors
-/// `INVALID_ARGUMENT`; `INVALID_CREDENTIALS` for a wrong password and a
-/// wrong second factor alike; `TOTP_REPLAYED`; `ACCOUNT_INACTIVE`.
-pub async fn enrol(state: &Arc<ServerState>, request: EnrolDeviceRequest) -> Result<u64, ApiError> {
+/// The request's shape ([`AuthError::DeviceKeyLength`] …);
+/// [`AuthError::EnrolRefused`] for a wrong password and a wrong second
+/// factor alike; [`AuthError::TotpReplayed`]; [`AuthError::AccountInactive`].
+pub async fn enrol(
+    state: &Arc<ServerState>,
+    request: EnrolDeviceRequest,
+) -> Result<u64, AuthError> {
     let public_key: [u8; 32] = request
         .device_public_key
         .as_ref()
         .try_into()
-        .map_err(|_| ApiError::invalid("device_public_key must be 32 bytes"))?;
-    VerifyingKey::from_bytes(&public_key)
-        .map_err(|_| ApiError::invalid("device_public_key is not an Ed25519 point"))?;
+        .map_err(|_| AuthError::DeviceKeyLength)?;
+    VerifyingKey::from_bytes(&public_key).map_err(|_| AuthError::DeviceKeyNotAPoint)?;
     if request.device_name.len() > 64 {
-        return Err(ApiError::invalid("device_name must be at most 64 bytes"));
+        return Err(AuthError::DeviceNameTooLong);
     }
     let factor = request
         .second_factor
         .and_then(|f| f.factor)
-        .ok_or_else(|| ApiError::invalid("second_factor is required"))?;
+        .ok_or(AuthError::NoSecondFactor)?;
     // One error for a wrong password and a wrong second factor, so the
     // answer never tells which was right (SPEC.md §13.6).
-    let generic = |e: ApiError| match e.code {
-        ErrorCode::InvalidCredentials | ErrorCode::InvalidSecondFactor => {
-            ApiError::new(ErrorCode::InvalidCredentials, ENROL_REFUSED)
+    let generic = |e: AuthError| {
+        if e.is_wrong_credential() {
+            AuthError::EnrolRefused
+        } else {
+            e
         }
-        _ => e,
     };
     state
         .blocking(move |state| {
@@ -94,10 +99,7 @@ pub async fn enrol(state: &Arc<ServerState>, request: EnrolDeviceRequest) -> Res
             let factor = ZeroizingFactor(factor);
             let account = check_password(state, &request.username, &password).map_err(generic)?;
             if !account.active {
-                return Err(ApiError::new(
-                    ErrorCode::AccountInactive,
-                    "confirm the account with a TOTP code first",
-                ));
+                return Err(AuthError::AccountInactive);
             }
             check_second_factor(state, &account, &factor.0).map_err(generic)?;
             let device_id = state.storage.create_device(
@@ -115,54 +117,46 @@ pub async fn enrol(state: &Arc<ServerState>, request: EnrolDeviceRequest) -> Res
 /// `LoginRequest`: checks the signature over the connection's challenge.
 ///
 /// # Errors
-/// `INVALID_ARGUMENT`, `UNKNOWN_DEVICE`, `DEVICE_REMOVED`,
-/// `ACCOUNT_SUSPENDED`, `BAD_SIGNATURE`.
+/// [`AuthError::SignatureLength`], [`AuthError::UnknownDevice`],
+/// [`AuthError::DeviceRemoved`], [`AuthError::AccountDeleted`],
+/// [`AuthError::BadSignature`], [`AuthError::AccountSuspended`],
+/// [`AuthError::DeviceSuspended`].
 pub async fn login(
     state: &Arc<ServerState>,
     challenge: [u8; CHALLENGE_LEN],
     request: LoginRequest,
-) -> Result<DeviceSession, ApiError> {
-    let signature = Signature::from_slice(&request.signature)
-        .map_err(|_| ApiError::invalid("signature must be 64 bytes"))?;
+) -> Result<DeviceSession, AuthError> {
+    let signature =
+        Signature::from_slice(&request.signature).map_err(|_| AuthError::SignatureLength)?;
     state
         .blocking(move |state| {
             let device = state
                 .storage
                 .device(request.device_id)?
-                .ok_or_else(|| ApiError::new(ErrorCode::UnknownDevice, "unknown device"))?;
+                .ok_or(AuthError::UnknownDevice)?;
             if device.removed {
-                return Err(ApiError::new(
-                    ErrorCode::DeviceRemoved,
-                    "device was removed",
-                ));
+                return Err(AuthError::DeviceRemoved);
             }
             let account = state
                 .storage
                 .account_by_id(device.account_id)?
-                .ok_or_else(|| {
-                    ApiError::new(ErrorCode::DeviceRemoved, "device's account was deleted")
-                })?;
+                .ok_or(AuthError::AccountDeleted)?;
             let key_bytes: [u8; 32] = device
                 .public_key
                 .as_slice()
                 .try_into()
-                .map_err(|_| ApiError::internal("stored device key has the wrong length"))?;
-            let key = VerifyingKey::from_bytes(&key_bytes).map_err(ApiError::internal)?;
+                .map_err(|_| Internal::new("stored device key has the wrong length"))?;
+            let key = VerifyingKey::from_bytes(&key_bytes).map_err(Internal::new)?;
             key.verify_strict(&login_message(&challenge, device.id), &signature)
-                .map_err(|_| {
-                    ApiError::new(ErrorCode::BadSignature, "login signature does not verify")
-                })?;
+                .map_err(|_| AuthError::BadSignature)?;
             // A suspension (SPEC.md §18.7) refuses the login on every node:
             // the table is shared. Checked after the signature, so only the
             // device's holder learns of it.
             if let Some(target) = state.storage.suspension_of(account.id, device.id)? {
-                return Err(ApiError::new(
-                    ErrorCode::AccountSuspended,
-                    match target {
-                        SuspensionTarget::Account(_) => "this account is suspended by the operator",
-                        SuspensionTarget::Device(_) => "this device is suspended by the operator",
-                    },
-                ));
+                return Err(match target {
+                    SuspensionTarget::Account(_) => AuthError::AccountSuspended,
+                    SuspensionTarget::Device(_) => AuthError::DeviceSuspended,
+                });
             }
             let now = state.now_ms();
             state.storage.record_login(device.id, now)?;
@@ -183,8 +177,8 @@ pub async fn login(
 /// `ListDevicesRequest`.
 ///
 /// # Errors
-/// `INTERNAL`.
-pub async fn list(state: &Arc<ServerState>, account_id: i64) -> Result<DeviceList, ApiError> {
+/// Storage errors.
+pub async fn list(state: &Arc<ServerState>, account_id: i64) -> Result<DeviceList, AuthError> {
     state
         .blocking(move |state| {
             let devices = state.storage.account_devices(account_id)?;
@@ -229,14 +223,14 @@ pub async fn remove(
     state: &Arc<ServerState>,
     account_id: i64,
     request: RemoveDeviceRequest,
-) -> Result<(), ApiError> {
+) -> Result<(), AuthError> {
     let device_id = request.device_id;
     let factor = request
         .second_factor
         .and_then(|f| f.factor)
         .unwrap_or(second_factor::Factor::TotpCode(request.totp_code));
     state
-        .blocking(move |state| {
+        .blocking(move |state| -> Result<_, AuthError> {
             let password = zeroize::Zeroizing::new(request.password);
             let factor = ZeroizingFactor(factor);
             check_password_and_factor(state, account_id, &password, &factor.0)?;

@@ -5,13 +5,14 @@
 
 pub mod accounts;
 pub mod devices;
+mod error;
 pub mod password;
 pub mod recovery;
 pub mod totp;
 
-use microbot_protocol::transport::client_frame::Request;
+pub use error::AuthError;
 
-use crate::error::ApiError;
+use microbot_protocol::transport::client_frame::Request;
 
 /// What [`valid_username`] accepts, for error messages.
 pub const USERNAME_RULE: &str = "username must be 3..=32 bytes of [a-z0-9_.-]";
@@ -37,8 +38,8 @@ pub fn valid_password(password: &str) -> bool {
 /// without touching anything).
 ///
 /// # Errors
-/// `ERROR_CODE_INVALID_ARGUMENT`.
-pub fn check_usernames(request: &Request, logged_in: bool) -> Result<(), ApiError> {
+/// [`AuthError::InvalidUsername`].
+pub fn check_usernames(request: &Request, logged_in: bool) -> Result<(), AuthError> {
     let names: Box<dyn Iterator<Item = &String> + '_> = match request {
         Request::Register(r) => Box::new(std::iter::once(&r.username)),
         Request::ConfirmRegistration(r) => Box::new(std::iter::once(&r.username)),
@@ -54,7 +55,7 @@ pub fn check_usernames(request: &Request, logged_in: bool) -> Result<(), ApiErro
     };
     for name in names {
         if !valid_username(name) {
-            return Err(ApiError::invalid(USERNAME_RULE));
+            return Err(AuthError::InvalidUsername);
         }
     }
     Ok(())

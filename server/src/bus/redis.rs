@@ -192,19 +192,6 @@ impl RedisBus {
     pub fn is_linked(&self) -> bool {
         self.inner.link_up.load(Ordering::Relaxed)
     }
-
-    /// Waits until the link is up (for start-up ordering and tests);
-    /// false when `timeout` passed first.
-    pub async fn wait_linked(&self, timeout: Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + timeout;
-        while !self.is_linked() {
-            if tokio::time::Instant::now() >= deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        true
-    }
 }
 
 impl Inner {

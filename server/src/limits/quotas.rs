@@ -16,9 +16,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use super::{Limits, LiveBuckets, TokenBuckets, lock};
+use super::{Limits, LiveBuckets, RateLimited, TokenBuckets, lock};
 use crate::config::Config;
-use crate::error::ApiError;
 use crate::metrics::Metrics;
 
 /// Low-stock pushes per device per minute.
@@ -139,21 +138,29 @@ fn weight(n: usize) -> f64 {
 }
 
 impl Limits {
-    fn quota_refusal(metrics: &Metrics, limit: &'static str, what: &str, ms: u64) -> ApiError {
+    fn quota_refusal(
+        metrics: &Metrics,
+        limit: &'static str,
+        what: &'static str,
+        ms: u64,
+    ) -> RateLimited {
         metrics.rate_limited(limit);
-        ApiError::rate_limited(what, ms)
+        RateLimited {
+            what,
+            retry_after_ms: ms,
+        }
     }
 
     /// A group change (create, add, remove, role, metadata) by `account`:
     /// one token of the account's bucket.
     ///
     /// # Errors
-    /// `ERROR_CODE_RATE_LIMITED`.
+    /// [`RateLimited`].
     pub fn check_group_change_account(
         &self,
         metrics: &Metrics,
         account: i64,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), RateLimited> {
         self.take_live(
             "group_change_account",
             &self.quotas.group_change_account,
@@ -168,12 +175,12 @@ impl Limits {
     /// every member gets, whether or not it asked to join.
     ///
     /// # Errors
-    /// `ERROR_CODE_RATE_LIMITED`.
+    /// [`RateLimited`].
     pub fn check_group_change_group(
         &self,
         metrics: &Metrics,
         group_id: &[u8],
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), RateLimited> {
         self.take_live(
             "group_change_group",
             &self.quotas.group_change_group,
@@ -187,8 +194,8 @@ impl Limits {
     /// A prekey upload by `account`.
     ///
     /// # Errors
-    /// `ERROR_CODE_RATE_LIMITED`.
-    pub fn check_prekey_upload(&self, metrics: &Metrics, account: i64) -> Result<(), ApiError> {
+    /// [`RateLimited`].
+    pub fn check_prekey_upload(&self, metrics: &Metrics, account: i64) -> Result<(), RateLimited> {
         self.take_live(
             "prekey_upload_account",
             &self.quotas.prekey_upload_account,
@@ -200,13 +207,13 @@ impl Limits {
     /// A prekey fetch by `fetcher` of `target`'s bundles.
     ///
     /// # Errors
-    /// `ERROR_CODE_RATE_LIMITED`.
+    /// [`RateLimited`].
     pub fn check_prekey_fetch(
         &self,
         metrics: &Metrics,
         fetcher: i64,
         target: i64,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), RateLimited> {
         self.take_live(
             "prekey_fetch_target",
             &self.quotas.prekey_fetch_target,
@@ -239,13 +246,13 @@ impl Limits {
     /// is stored: needs and takes one token per device.
     ///
     /// # Errors
-    /// `ERROR_CODE_RATE_LIMITED`.
+    /// [`RateLimited`].
     pub fn charge_fan_out(
         &self,
         metrics: &Metrics,
         account: i64,
         devices: usize,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), RateLimited> {
         self.fan_out(account, devices, devices)
             .map_err(|ms| Self::quota_refusal(metrics, "send_fan_out", "recipient devices", ms))
     }
@@ -254,8 +261,8 @@ impl Limits {
     /// fan-out bucket holds less than one token.
     ///
     /// # Errors
-    /// `ERROR_CODE_RATE_LIMITED`.
-    pub fn admit_group_fan_out(&self, metrics: &Metrics, account: i64) -> Result<(), ApiError> {
+    /// [`RateLimited`].
+    pub fn admit_group_fan_out(&self, metrics: &Metrics, account: i64) -> Result<(), RateLimited> {
         self.fan_out(account, 1, 0)
             .map_err(|ms| Self::quota_refusal(metrics, "send_fan_out", "recipient devices", ms))
     }

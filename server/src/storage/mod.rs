@@ -32,12 +32,12 @@ pub mod suspension;
 pub use admin::AdminStorage;
 pub use analytics::AnalyticsStorage;
 pub use attachments::{AttachmentRecord, AttachmentStorage};
-pub use device_lists::{DeviceListStorage, StoredDeviceList};
+pub use device_lists::DeviceListStorage;
 pub use groups::{
     FanOut, GroupCaps, GroupChange, GroupChangeOutcome, GroupFanOut, GroupRecord, GroupStorage,
 };
 pub use provisioning::{ProvisioningStorage, SlotRead};
-pub use sealed::{SealedStorage, UnidentifiedAccess};
+pub use sealed::SealedStorage;
 pub use suspension::SuspensionStorage;
 
 use std::fmt;

@@ -32,6 +32,7 @@ use std::time::Duration;
 
 use tokio::sync::{Semaphore, mpsc, watch};
 
+use crate::error::Internal;
 use crate::metrics::Metrics;
 use crate::state::ServerState;
 
@@ -39,7 +40,7 @@ use crate::state::ServerState;
 pub const CHANNEL_CAPACITY: usize = 1024;
 /// Devices whose notices are delivered (or retried) at the same time.
 pub const MAX_IN_FLIGHT: usize = 16;
-pub use http::{AttemptError, ClientError, SIGNATURE_HEADER, WebhookClient};
+pub use http::{AttemptError, ClientError, WebhookClient};
 pub use target::{BadWebhookUrl, WebhookTarget};
 
 /// The handlers' side: queue a notice without waiting.
@@ -116,7 +117,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Notifies the gateway about one device, if it still has anything queued.
 async fn notify_one(state: &Arc<ServerState>, client: &WebhookClient, device_id: u64) {
     let queued = state
-        .blocking(move |s| Ok(s.storage.queue_len(device_id, s.now_ms())?))
+        .blocking(move |s| {
+            s.storage
+                .queue_len(device_id, s.now_ms())
+                .map_err(Internal::new)
+        })
         .await
         .unwrap_or(0);
     if queued == 0 {

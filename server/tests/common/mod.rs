@@ -41,7 +41,7 @@ pub struct TestServer {
     pub fingerprint: String,
     pub dir: tempfile::TempDir,
     /// The server's limiter state, for tests that measure it.
-    pub limits: std::sync::Arc<microbot_server::limits::Limits>,
+    pub limits: std::sync::Arc<microbot_server::testing::limits::Limits>,
     handle: ShutdownHandle,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -63,7 +63,7 @@ impl TestServer {
     /// Starts a server whose handlers read `clock`.
     #[allow(dead_code)]
     pub async fn start_with_clock(
-        clock: std::sync::Arc<dyn microbot_server::clock::Clock>,
+        clock: std::sync::Arc<dyn microbot_server::testing::clock::Clock>,
         tweak: impl FnOnce(&mut Config),
     ) -> Self {
         Self::launch(tempfile::tempdir().unwrap(), Some(clock), tweak).await
@@ -71,7 +71,7 @@ impl TestServer {
 
     async fn launch(
         dir: tempfile::TempDir,
-        clock: Option<std::sync::Arc<dyn microbot_server::clock::Clock>>,
+        clock: Option<std::sync::Arc<dyn microbot_server::testing::clock::Clock>>,
         tweak: impl FnOnce(&mut Config),
     ) -> Self {
         let mut config = test_config(dir.path());
