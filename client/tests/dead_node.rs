@@ -13,13 +13,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::{CHEAP_KDF, TestServer, fast_config, register, wait_connected};
+use common::{CHEAP_KDF, TestServer, fast_config, register, try_enrol, wait_connected};
 use microbot_client::{
-    Account, ConnectionState, Enrolment, Event, IdentitySource, SecondFactor, ServerConfig,
-    StoreConfig, Transport,
+    ConnectionState, Event, IdentitySource, ServerConfig, StoreConfig, Transport,
 };
 use tokio::net::UdpSocket;
-use zeroize::Zeroizing;
 
 /// A one-client UDP relay to `upstream`; forwards while `alive` is true and
 /// drops everything after.
@@ -71,15 +69,11 @@ async fn a_silently_dead_node_is_noticed_within_the_idle_timeout() {
         .with_transport(Transport::Quic);
     let dir = tempfile::tempdir().unwrap();
     let store = StoreConfig::new(dir.path().join("client.sqlite3")).with_kdf(CHEAP_KDF);
-    let (account, mut events) = Account::enrol(
+    let (account, mut events) = try_enrol(
+        &relayed,
         &store,
-        relayed,
-        Enrolment {
-            username: user.username.clone(),
-            password: Zeroizing::new(user.password.clone()),
-            second_factor: SecondFactor::Totp(user.auth.fresh()),
-            identity: IdentitySource::New,
-        },
+        &mut user,
+        IdentitySource::New,
         fast_config(),
     )
     .await

@@ -53,15 +53,11 @@ async fn a_failed_enrolment_leaves_no_file_and_an_old_file_is_kept() {
     // refused without touching it.
     let device = enrol_into(&server, &mut user, &store).await;
     drop(device);
-    let again = Account::enrol(
+    let again = try_enrol(
+        &server.config,
         &store,
-        server.config.clone(),
-        Enrolment {
-            username: user.username.clone(),
-            password: Zeroizing::new(user.password.clone()),
-            second_factor: SecondFactor::Totp(user.auth.fresh()),
-            identity: IdentitySource::New,
-        },
+        &mut user,
+        IdentitySource::New,
         fast_config(),
     )
     .await
@@ -88,15 +84,11 @@ async fn two_handles_cannot_open_one_store() {
         other => panic!("expected InUse, got {:?}", other.map(|_| ())),
     }
     // Enrolling into it is refused the same way, and leaves it intact.
-    let racing = Account::enrol(
+    let racing = try_enrol(
+        &server.config,
         &store,
-        server.config.clone(),
-        Enrolment {
-            username: user.username.clone(),
-            password: Zeroizing::new(user.password.clone()),
-            second_factor: SecondFactor::Totp(user.auth.fresh()),
-            identity: IdentitySource::New,
-        },
+        &mut user,
+        IdentitySource::New,
         fast_config(),
     )
     .await
@@ -117,15 +109,11 @@ async fn enrol_into(
     user: &mut User,
     store: &StoreConfig,
 ) -> (Account, microbot_client::Events) {
-    Account::enrol(
+    try_enrol(
+        &server.config,
         store,
-        server.config.clone(),
-        Enrolment {
-            username: user.username.clone(),
-            password: Zeroizing::new(user.password.clone()),
-            second_factor: SecondFactor::Totp(user.auth.fresh()),
-            identity: IdentitySource::New,
-        },
+        user,
+        IdentitySource::New,
         fast_config(),
     )
     .await

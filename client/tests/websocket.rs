@@ -10,29 +10,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::*;
 use microbot_client::{
-    Account, AccountConfig, Conversation, Enrolment, IdentitySource, SecondFactor, ServerConfig,
-    StoreConfig, Transport,
+    AccountConfig, Conversation, IdentitySource, ServerConfig, StoreConfig, Transport,
 };
 use microbot_server::{Config, Server, ShutdownHandle};
-use zeroize::Zeroizing;
 
 /// Enrols and connects a device of `user` through `server`.
 async fn online_via(server: &ServerConfig, user: &mut User, config: AccountConfig) -> Device {
     let dir = tempfile::tempdir().unwrap();
     let store = StoreConfig::new(dir.path().join("client.sqlite3")).with_kdf(CHEAP_KDF);
-    let (account, mut events) = Account::enrol(
-        &store,
-        server.clone(),
-        Enrolment {
-            username: user.username.clone(),
-            password: Zeroizing::new(user.password.clone()),
-            second_factor: SecondFactor::Totp(user.auth.fresh()),
-            identity: IdentitySource::New,
-        },
-        config,
-    )
-    .await
-    .unwrap();
+    let (account, mut events) = try_enrol(server, &store, user, IdentitySource::New, config)
+        .await
+        .unwrap();
     account.connect();
     wait_connected(&mut events).await;
     Device {

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use microbot_client::{
-    Account, AccountConfig, ConnectionState, Enrolment, Event, Events, IdentitySource, KdfParams,
-    SecondFactor, ServerConfig, StoreConfig,
+    Account, AccountConfig, AuthError, ConnectionState, Enrolment, Event, Events, IdentitySource,
+    KdfParams, SecondFactor, ServerConfig, StoreConfig,
 };
 use microbot_server::{Config, Server, ShutdownHandle};
 use zeroize::Zeroizing;
@@ -153,6 +153,29 @@ impl Device {
     }
 }
 
+/// What `user` enrols with: their password and a TOTP code not used before.
+pub fn enrolment(user: &mut User, identity: IdentitySource) -> Enrolment {
+    Enrolment {
+        username: user.username.clone(),
+        password: Zeroizing::new(user.password.clone()),
+        second_factor: SecondFactor::Totp(user.auth.fresh()),
+        identity,
+    }
+}
+
+/// Enrols `user` into `store` through the server at `server` (any
+/// address: a relay, a node of a cluster), as the SDK answers.
+pub async fn try_enrol(
+    server: &ServerConfig,
+    store: &StoreConfig,
+    user: &mut User,
+    identity: IdentitySource,
+    config: AccountConfig,
+) -> Result<(Account, Events), AuthError> {
+    let enrolment = enrolment(user, identity);
+    Account::enrol(store, server.clone(), enrolment, config).await
+}
+
 /// Enrols a new device of `user` with its own store (not connected).
 pub async fn enrol(
     server: &TestServer,
@@ -166,19 +189,9 @@ pub async fn enrol(
     if let Some(p) = passphrase {
         store = store.with_passphrase(p);
     }
-    let (account, events) = Account::enrol(
-        &store,
-        server.config.clone(),
-        Enrolment {
-            username: user.username.clone(),
-            password: Zeroizing::new(user.password.clone()),
-            second_factor: SecondFactor::Totp(user.auth.fresh()),
-            identity,
-        },
-        config,
-    )
-    .await
-    .unwrap();
+    let (account, events) = try_enrol(&server.config, &store, user, identity, config)
+        .await
+        .unwrap();
     Device {
         account,
         events,
