@@ -5,8 +5,7 @@
 //! keeping a reminder across a restart.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "../../client/tests/common/mod.rs"]
-mod common;
+use microbot_test_support::sdk as common;
 
 use std::time::Duration;
 

@@ -8,8 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use crate::common;
-#[path = "../../server/tests/support/engines.rs"]
-mod engines;
+use microbot_test_support::engines;
 
 use std::net::SocketAddr;
 use std::path::Path;

@@ -1,11 +1,12 @@
-//! The client SDK's integration tests, in one binary: one compile of the
-//! shared harness (`common`) and one link, instead of one per file. Each
+//! The client SDK's integration tests, in one binary: one link instead of
+//! one per file; the harness (`common`) is `microbot_test_support::sdk`,
+//! shared with the bots' tests. Each
 //! file is a module named as the file; `cargo test -p microbot-client
 //! --test client groups::` runs one of them. `every_test_file_is_built`
 //! fails when a file in this folder is not a module here, so no test is
 //! left out silently (Cargo.toml sets `autotests = false`).
 
-mod common;
+use microbot_test_support::sdk as common;
 
 mod attachments;
 mod bot_from_nothing;

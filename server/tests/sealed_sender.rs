@@ -7,8 +7,7 @@
 #[path = "support/backends.rs"]
 mod backends;
 mod common;
-#[path = "support/engines.rs"]
-mod engines;
+use microbot_test_support::engines;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};

@@ -1,169 +1,25 @@
-//! What the workspace's integration tests share: a real server running
-//! in-process on loopback ([`BlockingServer`], for tests that drive child
-//! processes such as the `microbot` CLI, node or a compiled C program),
-//! the cheap configuration such tests use ([`test_config`]), and an
-//! authenticator app ([`Authenticator`]) that computes RFC 6238 codes from
-//! the base32 secret a registration prints.
+//! What the workspace's integration tests share, written once:
+//! - [`server`]: a real server running in-process on loopback
+//!   ([`BlockingServer`], for tests that drive child processes such as the
+//!   `microbot` CLI, node or a compiled C program) and the cheap
+//!   configuration every test server uses ([`test_config`]);
+//! - [`totp`]: an authenticator app ([`Authenticator`]) that computes
+//!   RFC 6238 codes from the base32 secret a registration prints;
+//! - [`sdk`]: the harness of tests written against the client SDK (an
+//!   async in-process server, registered users, enrolled devices, waiting
+//!   for events), used by the SDK's and the bots' tests;
+//! - [`engines`]: the PostgreSQL and Redis engines of the scale-out tests
+//!   (URLs from the environment, a fresh schema per test).
 //!
 //! Test code: a failure to start is a test failure, so the functions here
 //! panic with the reason instead of returning errors.
 #![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::net::SocketAddr;
-use std::path::Path;
-use std::time::Duration;
+pub mod engines;
+pub mod sdk;
+pub mod server;
+pub mod totp;
 
-use microbot_server::{Config, Server, ShutdownHandle};
-
-/// A server configuration for tests: data in `data_dir`, QUIC (and the
-/// WebSocket on the same port number) on `listen`, argon2id at its
-/// cheapest, TOTP codes accepted ±10 steps (each step once), a one-second
-/// shutdown grace, and no per-address or per-account login and
-/// registration rate limits (tests register many users from 127.0.0.1).
-pub fn test_config(data_dir: &Path, listen: SocketAddr) -> Config {
-    Config {
-        data_dir: data_dir.to_owned(),
-        listen,
-        argon2_memory_kib: 64,
-        argon2_iterations: 1,
-        argon2_parallelism: 1,
-        totp_skew_steps: 10,
-        shutdown_grace_secs: 1,
-        rate_register_per_ip: 0,
-        rate_login_per_ip: 0,
-        rate_login_per_account: 0,
-        ..Config::default()
-    }
-}
-
-/// A server on its own tokio runtime for the length of a test, stopped
-/// (with its grace period) when dropped. Its data directory (certificate,
-/// key, SQLite database) is a temporary directory unless the configuration
-/// names storage elsewhere.
-pub struct BlockingServer {
-    /// The QUIC address; the WebSocket listens on the same port over TCP.
-    pub addr: SocketAddr,
-    /// The certificate's SHA-256 fingerprint, hex (what clients pin).
-    pub fingerprint: String,
-    runtime: tokio::runtime::Runtime,
-    handle: ShutdownHandle,
-    task: Option<tokio::task::JoinHandle<()>>,
-    dir: tempfile::TempDir,
-}
-
-impl BlockingServer {
-    /// A server with [`test_config`] on a free loopback port.
-    pub fn start() -> Self {
-        Self::start_on("127.0.0.1:0".parse().unwrap())
-    }
-
-    /// A server with [`test_config`] on `listen`.
-    pub fn start_on(listen: SocketAddr) -> Self {
-        Self::start_with(listen, |_| {})
-    }
-
-    /// A server with [`test_config`] on `listen`, changed by `tweak` first
-    /// (storage, Redis, a shared certificate...).
-    pub fn start_with(listen: SocketAddr, tweak: impl FnOnce(&mut Config)) -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = test_config(dir.path(), listen);
-        tweak(&mut config);
-        let (addr, fingerprint, handle, task) = runtime.block_on(async {
-            let server = Server::bind(config).unwrap();
-            let addr = server.local_addr().unwrap();
-            let fingerprint = server.fingerprint().to_owned();
-            let (handle, rx) = server.handle();
-            let task = tokio::spawn(server.run(rx));
-            (addr, fingerprint, handle, task)
-        });
-        Self {
-            addr,
-            fingerprint,
-            runtime,
-            handle,
-            task: Some(task),
-            dir,
-        }
-    }
-
-    /// The server's data directory (`cert.pem`, `key.pem`,
-    /// `microbot.sqlite3`).
-    pub fn data_dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// Stops the server now and waits (at most 10 s) for it to end.
-    pub fn stop(mut self) {
-        self.shutdown();
-    }
-
-    fn shutdown(&mut self) {
-        self.handle.shutdown();
-        if let Some(task) = self.task.take() {
-            let _ = self
-                .runtime
-                .block_on(async { tokio::time::timeout(Duration::from_secs(10), task).await });
-        }
-    }
-}
-
-impl Drop for BlockingServer {
-    fn drop(&mut self) {
-        self.shutdown();
-    }
-}
-
-/// Seconds since the Unix epoch.
-pub fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-/// The authenticator app: every code is from a fresh time step (a server
-/// accepts each step once; [`test_config`] accepts ±10 steps).
-pub struct Authenticator {
-    totp: totp_rs::Totp,
-    next_step: u64,
-}
-
-impl Authenticator {
-    /// An authenticator for the base32 `secret` a registration printed.
-    pub fn from_base32(secret: &str) -> Self {
-        let bytes = totp_rs::Secret::try_from_base32(secret)
-            .unwrap()
-            .as_bytes()
-            .to_vec();
-        Self {
-            totp: totp_rs::Builder::new().with_secret(bytes).build().unwrap(),
-            next_step: now_secs() / 30,
-        }
-    }
-
-    /// The code of the next unused time step (never earlier than now).
-    pub fn fresh(&mut self) -> String {
-        let step = self.next_step.max(now_secs() / 30);
-        self.next_step = step + 1;
-        self.totp.generate(step * 30).to_string()
-    }
-
-    /// A six-digit code that no step within ±12 of now produces (so a
-    /// server with [`test_config`] refuses it).
-    pub fn wrong(&self) -> String {
-        let now = now_secs() / 30;
-        let valid: Vec<String> = (now.saturating_sub(12)..=now + 12)
-            .map(|step| self.totp.generate(step * 30).to_string())
-            .collect();
-        (0..1_000_000u32)
-            .map(|n| format!("{n:06}"))
-            .find(|code| !valid.contains(code))
-            .unwrap()
-    }
-}
+pub use server::{BlockingServer, test_config};
+pub use totp::{Authenticator, now_secs};

@@ -301,44 +301,8 @@ impl Client {
 }
 
 /// The authenticator app: codes from the secret the server returned.
-pub struct Authenticator {
-    totp: totp_rs::Totp,
-    next_step: u64,
-}
-
-pub fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-impl Authenticator {
-    pub fn from_base32(secret: &str) -> Self {
-        let bytes = totp_rs::Secret::try_from_base32(secret)
-            .unwrap()
-            .as_bytes()
-            .to_vec();
-        let totp = totp_rs::Builder::new().with_secret(bytes).build().unwrap();
-        Self {
-            totp,
-            next_step: now_secs() / 30,
-        }
-    }
-
-    /// The code for a given time (seconds).
-    pub fn code_at(&self, secs: u64) -> String {
-        self.totp.generate(secs).to_string()
-    }
-
-    /// A code whose step was never used before (the current step, then the
-    /// following ones; the test server's window is ±10 steps).
-    pub fn fresh(&mut self) -> String {
-        let step = self.next_step.max(now_secs() / 30);
-        self.next_step = step + 1;
-        self.code_at(step * 30)
-    }
-}
+#[allow(unused_imports)] // not every test binary reads the clock
+pub use microbot_test_support::{Authenticator, now_secs};
 
 pub struct Account {
     pub username: String,

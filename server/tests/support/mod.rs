@@ -4,7 +4,7 @@
 
 pub mod backends;
 pub mod cluster;
-pub mod engines;
+pub use microbot_test_support::engines;
 pub mod ledger;
 pub mod nginx;
 pub mod redis;

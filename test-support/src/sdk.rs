@@ -1,7 +1,7 @@
-//! Test harness: a real in-process server on loopback (port 0) with its
-//! SQLite file in a temp dir, accounts registered through the SDK with real
-//! TOTP codes computed by totp-rs, and helpers to wait for events.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! The harness of tests written against the client SDK: a real server
+//! in-process on loopback (port 0, [`crate::test_config`]) with its SQLite
+//! file in a temp dir, accounts registered through the SDK with real TOTP
+//! codes, devices enrolled into their own stores, and waiting for events.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,36 +12,31 @@ use microbot_client::{
     KdfParams, SecondFactor, ServerConfig, StoreConfig,
 };
 use microbot_server::{Config, Server, ShutdownHandle};
+
 use zeroize::Zeroizing;
 
+/// How long a test waits for an event before it fails.
 pub const WAIT: Duration = Duration::from_secs(15);
 
+/// A server in-process on the test's own tokio runtime.
 pub struct TestServer {
+    /// Its QUIC address (the WebSocket is on the same port over TCP).
     pub addr: SocketAddr,
+    /// What a client needs to reach it (address and pinned fingerprint).
     pub config: ServerConfig,
+    /// Its data directory.
     pub dir: tempfile::TempDir,
     handle: ShutdownHandle,
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
-fn server_config(dir: &std::path::Path, listen: SocketAddr) -> Config {
-    Config {
-        data_dir: dir.to_owned(),
-        listen,
-        argon2_memory_kib: 64,
-        argon2_iterations: 1,
-        argon2_parallelism: 1,
-        totp_skew_steps: 10,
-        shutdown_grace_secs: 1,
-        ..Config::default()
-    }
-}
-
 impl TestServer {
+    /// A server on a free loopback port.
     pub async fn start() -> Self {
         Self::start_in(tempfile::tempdir().unwrap(), "127.0.0.1:0".parse().unwrap()).await
     }
 
+    /// A server on `listen` with its data in `dir` (a restart keeps it).
     pub async fn start_in(dir: tempfile::TempDir, listen: SocketAddr) -> Self {
         Self::start_tweaked(dir, listen, |_| {}).await
     }
@@ -52,7 +47,7 @@ impl TestServer {
         listen: SocketAddr,
         tweak: impl FnOnce(&mut Config),
     ) -> Self {
-        let mut config = server_config(dir.path(), listen);
+        let mut config = crate::test_config(dir.path(), listen);
         tweak(&mut config);
         let server = Server::bind(config).unwrap();
         let addr = server.local_addr().unwrap();
@@ -83,17 +78,23 @@ impl TestServer {
 
 /// The authenticator app: a fresh time step per code (the test server
 /// accepts ±10 steps).
-pub use microbot_test_support::Authenticator;
+pub use crate::Authenticator;
 
 /// A registered, confirmed account (no device yet).
 pub struct User {
+    /// The username.
     pub username: String,
+    /// The password.
     pub password: String,
+    /// The authenticator app holding its TOTP secret.
     pub auth: Authenticator,
+    /// The recovery codes the registration printed.
     pub recovery_codes: Vec<String>,
+    /// The `otpauth://` URI the registration printed.
     pub otpauth_uri: String,
 }
 
+/// Registers and confirms `username` (a person).
 pub async fn register(server: &TestServer, username: &str) -> User {
     register_as(server, username, false).await
 }
@@ -131,6 +132,8 @@ async fn register_as(server: &TestServer, username: &str, bot: bool) -> User {
 /// Cheap store key derivation for tests.
 pub const CHEAP_KDF: KdfParams = KdfParams::new(64, 1, 1);
 
+/// An account configuration that reconnects quickly and uploads small
+/// prekey batches.
 pub fn fast_config() -> AccountConfig {
     let mut config = AccountConfig::default();
     config.reconnect_min = Duration::from_millis(50);
@@ -141,13 +144,18 @@ pub fn fast_config() -> AccountConfig {
 
 /// A device: its store file and handle.
 pub struct Device {
+    /// The account handle.
     pub account: Account,
+    /// Its event stream.
     pub events: Events,
+    /// Where its store is.
     pub store: StoreConfig,
+    /// The directory holding the store.
     pub dir: tempfile::TempDir,
 }
 
 impl Device {
+    /// The store file.
     pub fn path(&self) -> PathBuf {
         self.store.path.clone()
     }
@@ -213,6 +221,7 @@ pub async fn online(
     device
 }
 
+/// Waits for `Connected` (panics after [`WAIT`]).
 pub async fn wait_connected(events: &mut Events) {
     wait_for(events, |e| {
         matches!(e, Event::Connection(ConnectionState::Connected)).then_some(())

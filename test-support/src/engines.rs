@@ -2,9 +2,7 @@
 //! from the environment (`eval "$(bash scripts/services.sh)"` sets them),
 //! a fresh PostgreSQL schema per test (dropped at the end), and SQL run as
 //! the administrating role. Used by the server's cluster, Redis-fallback and
-//! storage-backend tests and by the client's failover test (through
-//! `#[path]`), so it needs only tokio-postgres, rand and hex.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! storage-backend tests and by the client's failover test.
 
 /// The engines the tests need, or None (the test then says it skipped).
 pub fn services(test: &str) -> Option<(String, String)> {
