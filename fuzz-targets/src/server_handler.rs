@@ -544,19 +544,19 @@ impl Run {
                 self.totp(&r.username, &mut r.totp_code);
             }
             Some(Request::ChangePassword(r)) => {
-                if let Some(user) = self.session(slot) {
+                if let Some(user) = self.caller(slot) {
                     self.password(&user, &mut r.current_password);
                     self.totp(&user, &mut r.totp_code);
                 }
             }
             Some(Request::RemoveDevice(r)) => {
-                if let Some(user) = self.session(slot) {
+                if let Some(user) = self.caller(slot) {
                     self.password(&user, &mut r.password);
                     self.totp(&user, &mut r.totp_code);
                 }
             }
             Some(Request::DeleteAccount(r)) => {
-                if let Some(user) = self.session(slot) {
+                if let Some(user) = self.caller(slot) {
                     self.password(&user, &mut r.password);
                     self.totp(&user, &mut r.totp_code);
                 }
@@ -566,11 +566,11 @@ impl Run {
         encode(&frame)
     }
 
-    fn session(&self, slot: usize) -> Option<String> {
+    fn caller(&self, slot: usize) -> Option<String> {
         self.slots[slot]
             .as_ref()?
             .handler
-            .session()
+            .caller()
             .map(|s| s.username.clone())
     }
 
@@ -638,10 +638,10 @@ impl Run {
         let state = Arc::clone(&self.state);
         let s = self.slots[slot].get_or_insert_with(|| Slot::new(&state));
         let awaiting_hello = s.handler.awaiting_hello();
-        let session_before = s.handler.session().cloned();
+        let caller_before = s.handler.caller().cloned();
         let decoded = ClientFrame::decode(body.clone());
         let reply = s.handler.handle_frame(body).await;
-        let session_after = s.handler.session().cloned();
+        let caller_after = s.handler.caller().cloned();
         let Ok(request) = decoded else {
             match reply {
                 Reply::Close(close) => {
@@ -689,16 +689,16 @@ impl Run {
                 let code = ErrorCode::try_from(e.code).expect("a known error code");
                 assert_ne!(code, ErrorCode::Unspecified);
                 assert_ne!(code, ErrorCode::Internal, "internal error on {inner:?}");
-                if session_before.is_none() && needs_login(&inner) {
+                if caller_before.is_none() && needs_login(&inner) {
                     assert_eq!(code, ErrorCode::NotAuthenticated, "{inner:?}");
                 }
-                if session_before.is_some()
+                if caller_before.is_some()
                     && matches!(inner, Request::Login(_) | Request::EnrolDevice(_))
                 {
                     assert_eq!(code, ErrorCode::AlreadyAuthenticated);
                 }
                 assert_eq!(
-                    session_before, session_after,
+                    caller_before, caller_after,
                     "a failed request changed the login"
                 );
             }
@@ -709,8 +709,8 @@ impl Run {
                     .successes
                     .entry(microbot_server::testing::metrics::request_kind(&inner))
                     .or_default() += 1;
-                assert!(session_before.is_some() || !needs_login(&inner));
-                self.on_success(slot, &inner, ok, session_after.as_ref());
+                assert!(caller_before.is_some() || !needs_login(&inner));
+                self.on_success(slot, &inner, ok, caller_after.as_ref());
             }
         }
     }
@@ -720,7 +720,7 @@ impl Run {
         slot: usize,
         request: &Request,
         result: &response::Result,
-        session: Option<&microbot_server::testing::auth::devices::DeviceSession>,
+        caller: Option<&microbot_server::testing::auth::devices::Caller>,
     ) {
         match (request, result) {
             (Request::Hello(_), response::Result::Hello(h)) => {
@@ -734,9 +734,9 @@ impl Run {
                 }
             }
             (Request::Login(r), response::Result::Login(l)) => {
-                let session = session.expect("a successful login logs in");
-                assert_eq!(session.device_id, r.device_id);
-                assert_eq!(session.username, l.username);
+                let caller = caller.expect("a successful login logs in");
+                assert_eq!(caller.device_id, r.device_id);
+                assert_eq!(caller.username, l.username);
                 self.senders.insert((l.username.clone(), r.device_id));
             }
             (Request::Register(r), response::Result::Register(reg)) => {

@@ -547,9 +547,9 @@ async fn measure(
             rate,
             ..config.drive.clone()
         };
-        let mut sessions = login_spread(&endpoints, &devices, SETUP_CONCURRENCY).await?;
+        let mut channels = login_spread(&endpoints, &devices, SETUP_CONCURRENCY).await?;
         if schema_provisioned.is_none() {
-            upload_prekeys(&mut sessions, SDK_ONE_TIME_PREKEYS).await?;
+            upload_prekeys(&mut channels, SDK_ONE_TIME_PREKEYS).await?;
             schema_provisioned = schema(&nodes);
         }
         let redis_connected = redis_url
@@ -557,7 +557,7 @@ async fn measure(
             .and_then(|(url, namespace)| footprint::redis_namespace_bytes(url, namespace));
         let ids: Vec<u64> = devices.iter().map(|d| d.device_id).collect();
         let sampler = CpuSampler::start(pids.clone());
-        let report = pairs::run(sessions, &ids, config.messages, &drive).await?;
+        let report = pairs::run(channels, &ids, config.messages, &drive).await?;
         let cpu = sampler.finish();
         let footprint = Footprint {
             devices: devices.len(),

@@ -29,7 +29,7 @@ use tokio::sync::{Semaphore, mpsc};
 use crate::error::{LoadError, LoadResult};
 use crate::payload::{self, Clock, Stamp};
 use crate::stats::{Latencies, per_second};
-use crate::wire::{FrameSink, FrameSource, Session, encode_client_frame};
+use crate::wire::{FrameSink, FrameSource, RequestChannel, encode_client_frame};
 
 /// How one device's sends are built.
 pub type BuildSend = Arc<dyn Fn(Bytes) -> Request + Send + Sync>;
@@ -147,17 +147,17 @@ impl Shared {
     }
 }
 
-/// Runs `plans[i]` on `sessions[i]` (logged-in sessions).
+/// Runs `plans[i]` on `channels[i]` (logged-in channels).
 ///
 /// # Errors
 /// [`LoadError::Invalid`] for mismatched lengths or a zero window.
 pub async fn drive(
-    sessions: Vec<Session>,
+    channels: Vec<RequestChannel>,
     plans: Vec<Plan>,
     config: &DriveConfig,
 ) -> LoadResult<DriveReport> {
-    if sessions.len() != plans.len() || sessions.is_empty() {
-        return Err(LoadError::Invalid("one plan per session, at least one"));
+    if channels.len() != plans.len() || channels.is_empty() {
+        return Err(LoadError::Invalid("one plan per channel, at least one"));
     }
     if config.window == 0 {
         return Err(LoadError::Invalid("the window must be at least 1"));
@@ -174,12 +174,12 @@ pub async fn drive(
         to_deliver: AtomicU64::new(0),
         delivered: AtomicU64::new(0),
     });
-    let devices = sessions.len();
+    let devices = channels.len();
     let mut readers = tokio::task::JoinSet::new();
     let mut connections = Vec::with_capacity(devices);
     let mut sender_index = 0usize;
-    for (i, (session, plan)) in sessions.into_iter().zip(plans).enumerate() {
-        let (connection, sink, source) = session.into_duplex();
+    for (i, (channel, plan)) in channels.into_iter().zip(plans).enumerate() {
+        let (connection, sink, source) = channel.into_duplex();
         connections.push(connection);
         let window = Arc::new(Semaphore::new(config.window));
         let (ack_tx, ack_rx) = mpsc::unbounded_channel();

@@ -1,5 +1,5 @@
-//! Workload (b): group fan-out (SPEC.md §12.10). The first session creates
-//! a group of every session's account; the first `senders` members send
+//! Workload (b): group fan-out (SPEC.md §12.10). The first channel creates
+//! a group of every channel's account; the first `senders` members send
 //! `SendGroupRequest`s, and every other member receives each message.
 //! Throughput is counted in delivered envelopes (one per recipient).
 //!
@@ -15,33 +15,33 @@ use rand::Rng as _;
 
 use crate::driver::{DriveConfig, DriveReport, Plan, drive};
 use crate::error::{LoadError, LoadResult};
-use crate::wire::{Session, refusal};
+use crate::wire::{RequestChannel, refusal};
 
-/// Creates the group on `sessions[0]` with everyone in `usernames` (same
-/// order as the sessions) and sends `messages` group messages in all,
+/// Creates the group on `channels[0]` with everyone in `usernames` (same
+/// order as the channels) and sends `messages` group messages in all,
 /// spread over the first `senders` members.
 ///
 /// # Errors
 /// The group creation's refusal, or as [`drive`].
 pub async fn run(
-    mut sessions: Vec<Session>,
+    mut channels: Vec<RequestChannel>,
     usernames: &[String],
     messages: u64,
     senders: usize,
     config: &DriveConfig,
 ) -> LoadResult<DriveReport> {
-    let members = sessions.len();
+    let members = channels.len();
     if members < 2 || usernames.len() != members {
         return Err(LoadError::Invalid(
-            "a group needs two members and one name per session",
+            "a group needs two members and one name per channel",
         ));
     }
     let mut group_id = [0u8; 16];
     rand::rng().fill_bytes(&mut group_id);
     let group_id = Bytes::copy_from_slice(&group_id);
-    let creator = sessions
+    let creator = channels
         .first_mut()
-        .ok_or(LoadError::Invalid("no sessions"))?;
+        .ok_or(LoadError::Invalid("no channels"))?;
     let reply = creator
         .request(Request::CreateGroup(CreateGroupRequest {
             group_id: group_id.clone(),
@@ -77,5 +77,5 @@ pub async fn run(
             }
         })
         .collect();
-    drive(sessions, plans, config).await
+    drive(channels, plans, config).await
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::error::{LoadError, LoadResult};
 use crate::procs::rss_bytes;
 use crate::provision::DeviceCredentials;
-use crate::wire::{Endpoints, Session};
+use crate::wire::{Endpoints, RequestChannel};
 
 /// What the idle workload measured.
 #[derive(Clone, Debug, Default)]
@@ -69,20 +69,20 @@ pub async fn run(
                 .acquire_owned()
                 .await
                 .map_err(|_| LoadError::Invalid("semaphore closed"))?;
-            let mut session = Session::open(&endpoints).await?;
-            session.login(device.device_id, &device.key).await?;
-            Ok::<_, LoadError>(session)
+            let mut channel = RequestChannel::open(&endpoints).await?;
+            channel.login(device.device_id, &device.key).await?;
+            Ok::<_, LoadError>(channel)
         });
     }
-    let mut sessions = Vec::with_capacity(connections);
+    let mut channels = Vec::with_capacity(connections);
     while let Some(joined) = tasks.join_next().await {
-        sessions.push(joined.map_err(|e| LoadError::Connection(e.to_string()))??);
+        channels.push(joined.map_err(|e| LoadError::Connection(e.to_string()))??);
     }
     let setup = started.elapsed();
     tokio::time::sleep(settle).await;
     let rss_after = server_pid.map(rss_bytes).transpose()?;
-    for session in &sessions {
-        session.connection.close(0u32.into(), b"done");
+    for channel in &channels {
+        channel.connection.close(0u32.into(), b"done");
     }
     Ok(IdleReport {
         connections,

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use crate::error::{LoadError, LoadResult};
 use crate::provision::DeviceCredentials;
 use crate::stats::{Latencies, per_second};
-use crate::wire::{Endpoints, Session};
+use crate::wire::{Endpoints, RequestChannel};
 
 /// What the login workload measured.
 #[derive(Clone, Debug, Default)]
@@ -71,18 +71,18 @@ pub async fn run(
                 };
                 let t0 = Instant::now();
                 let attempt = async {
-                    let mut session = Session::open(&endpoints).await?;
-                    session.login(device.device_id, &device.key).await?;
-                    Ok::<_, LoadError>(session)
+                    let mut channel = RequestChannel::open(&endpoints).await?;
+                    channel.login(device.device_id, &device.key).await?;
+                    Ok::<_, LoadError>(channel)
                 }
                 .await;
                 match attempt {
-                    Ok(session) => {
+                    Ok(channel) => {
                         report
                             .latency
                             .record_us(u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX));
                         report.logins += 1;
-                        session.connection.close(0u32.into(), b"done");
+                        channel.connection.close(0u32.into(), b"done");
                     }
                     Err(e) => {
                         report.failures += 1;

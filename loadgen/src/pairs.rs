@@ -15,7 +15,7 @@ use microbot_protocol::transport::{OutgoingEnvelope, SendRequest, client_frame::
 
 use crate::driver::{DriveConfig, DriveReport, Plan, drive};
 use crate::error::{LoadError, LoadResult};
-use crate::wire::Session;
+use crate::wire::RequestChannel;
 
 /// One plan per device: `messages` sends to the partner's device id.
 ///
@@ -47,17 +47,17 @@ pub fn plans(device_ids: &[u64], messages: u64) -> LoadResult<Vec<Plan>> {
         .collect())
 }
 
-/// Runs the pairs workload on logged-in sessions of `device_ids` (same order).
+/// Runs the pairs workload on logged-in channels of `device_ids` (same order).
 ///
 /// # Errors
 /// As [`drive`].
 pub async fn run(
-    sessions: Vec<Session>,
+    channels: Vec<RequestChannel>,
     device_ids: &[u64],
     messages: u64,
     config: &DriveConfig,
 ) -> LoadResult<DriveReport> {
-    drive(sessions, plans(device_ids, messages)?, config).await
+    drive(channels, plans(device_ids, messages)?, config).await
 }
 
 #[cfg(test)]

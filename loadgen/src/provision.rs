@@ -20,7 +20,7 @@ use rand::Rng as _;
 use zeroize::Zeroizing;
 
 use crate::error::{LoadError, LoadResult};
-use crate::wire::{Endpoints, Session, refusal};
+use crate::wire::{Endpoints, RequestChannel, refusal};
 
 /// An enrolled device: what a load client needs to log in.
 #[derive(Clone)]
@@ -78,7 +78,7 @@ impl Authenticator {
     }
 }
 
-/// Registers, confirms and enrols one account with one device on `session`.
+/// Registers, confirms and enrols one account with one device on `channel`.
 ///
 /// The confirmation uses the current TOTP step and the enrolment the next
 /// one (each step is accepted once), so the server needs a TOTP skew of at
@@ -86,9 +86,12 @@ impl Authenticator {
 ///
 /// # Errors
 /// The server's refusal of any step.
-pub async fn create_device(session: &mut Session, username: &str) -> LoadResult<DeviceCredentials> {
+pub async fn create_device(
+    channel: &mut RequestChannel,
+    username: &str,
+) -> LoadResult<DeviceCredentials> {
     let password = Zeroizing::new(format!("pw-{username}-load"));
-    let reply = session
+    let reply = channel
         .request(Request::Register(RegisterRequest {
             username: username.to_owned(),
             password: password.to_string(),
@@ -100,7 +103,7 @@ pub async fn create_device(session: &mut Session, username: &str) -> LoadResult<
     };
     let auth = Authenticator::from_base32(&registration.totp_secret_base32)?;
     let step = now_secs() / 30;
-    let reply = session
+    let reply = channel
         .request(Request::ConfirmRegistration(ConfirmRegistrationRequest {
             username: username.to_owned(),
             password: password.to_string(),
@@ -113,7 +116,7 @@ pub async fn create_device(session: &mut Session, username: &str) -> LoadResult<
     let mut seed = Zeroizing::new([0u8; 32]);
     rand::rng().fill_bytes(seed.as_mut());
     let key = SigningKey::from_bytes(&seed);
-    let reply = session
+    let reply = channel
         .request(Request::EnrolDevice(EnrolDeviceRequest {
             username: username.to_owned(),
             password: password.to_string(),
@@ -153,13 +156,13 @@ pub async fn provision(
         let endpoints = Arc::clone(endpoints);
         let prefix = prefix.to_owned();
         tasks.spawn(async move {
-            let mut session = Session::open(&endpoints).await?;
+            let mut channel = RequestChannel::open(&endpoints).await?;
             let mut made = Vec::new();
             for i in (w..count).step_by(workers) {
-                let device = create_device(&mut session, &format!("{prefix}-{i}")).await?;
+                let device = create_device(&mut channel, &format!("{prefix}-{i}")).await?;
                 made.push((i, device));
             }
-            session.connection.close(0u32.into(), b"done");
+            channel.connection.close(0u32.into(), b"done");
             Ok::<_, LoadError>(made)
         });
     }
@@ -176,7 +179,7 @@ pub async fn provision(
 /// 100 one-time prekeys beside the signed and last-resort KEM prekeys.
 pub const SDK_ONE_TIME_PREKEYS: usize = 100;
 
-/// Uploads, on each logged-in session, a prekey set of the sizes a real
+/// Uploads, on each logged-in channel, a prekey set of the sizes a real
 /// device uploads at enrolment (SPEC.md §12.3: identity key, signed
 /// prekey, `one_time` one-time prekeys, a last-resort ML-KEM-768 prekey),
 /// random bytes: the server checks lengths, only clients check
@@ -184,14 +187,14 @@ pub const SDK_ONE_TIME_PREKEYS: usize = 100;
 ///
 /// # Errors
 /// The first refused upload.
-pub async fn upload_prekeys(sessions: &mut [Session], one_time: usize) -> LoadResult<()> {
+pub async fn upload_prekeys(channels: &mut [RequestChannel], one_time: usize) -> LoadResult<()> {
     let mut rng = rand::rng();
     let mut bytes = |n: usize| {
         let mut b = vec![0u8; n];
         rng.fill_bytes(&mut b);
         Bytes::from(b)
     };
-    for session in sessions {
+    for channel in channels {
         let request = UploadPrekeysRequest {
             identity_key: bytes(32),
             signed_prekey: Some(SignedPrekey {
@@ -212,7 +215,7 @@ pub async fn upload_prekeys(sessions: &mut [Session], one_time: usize) -> LoadRe
                 signature: bytes(64),
             }),
         };
-        match session.request(Request::UploadPrekeys(request)).await? {
+        match channel.request(Request::UploadPrekeys(request)).await? {
             response::Result::Ok(_) => {}
             other => return Err(refusal("upload prekeys", other)),
         }
@@ -220,7 +223,7 @@ pub async fn upload_prekeys(sessions: &mut [Session], one_time: usize) -> LoadRe
     Ok(())
 }
 
-/// Opens one logged-in session per device, `concurrency` at a time.
+/// Opens one logged-in channel per device, `concurrency` at a time.
 ///
 /// # Errors
 /// The first connection or login failure.
@@ -228,7 +231,7 @@ pub async fn login_all(
     endpoints: &Arc<Endpoints>,
     devices: &[DeviceCredentials],
     concurrency: usize,
-) -> LoadResult<Vec<Session>> {
+) -> LoadResult<Vec<RequestChannel>> {
     login_spread(std::slice::from_ref(endpoints), devices, concurrency).await
 }
 
@@ -238,9 +241,9 @@ pub fn node_of(index: usize, nodes: usize) -> usize {
     index % nodes.max(1)
 }
 
-/// Opens one logged-in session per device, device `i` through
+/// Opens one logged-in channel per device, device `i` through
 /// `targets[node_of(i, targets.len())]` (one entry per cluster node: any node
-/// serves any device), `concurrency` at a time. Sessions come back in
+/// serves any device), `concurrency` at a time. Channels come back in
 /// device order.
 ///
 /// # Errors
@@ -250,7 +253,7 @@ pub async fn login_spread(
     targets: &[Arc<Endpoints>],
     devices: &[DeviceCredentials],
     concurrency: usize,
-) -> LoadResult<Vec<Session>> {
+) -> LoadResult<Vec<RequestChannel>> {
     if targets.is_empty() {
         return Err(LoadError::Invalid("at least one target to log in to"));
     }
@@ -267,15 +270,15 @@ pub async fn login_spread(
                 .acquire_owned()
                 .await
                 .map_err(|_| LoadError::Invalid("semaphore closed"))?;
-            let mut session = Session::open(&endpoints).await?;
-            session.login(device.device_id, &device.key).await?;
-            Ok::<_, LoadError>((i, session))
+            let mut channel = RequestChannel::open(&endpoints).await?;
+            channel.login(device.device_id, &device.key).await?;
+            Ok::<_, LoadError>((i, channel))
         });
     }
-    let mut sessions = Vec::with_capacity(devices.len());
+    let mut channels = Vec::with_capacity(devices.len());
     while let Some(joined) = tasks.join_next().await {
-        sessions.push(joined.map_err(|e| LoadError::Connection(e.to_string()))??);
+        channels.push(joined.map_err(|e| LoadError::Connection(e.to_string()))??);
     }
-    sessions.sort_by_key(|(i, _)| *i);
-    Ok(sessions.into_iter().map(|(_, s)| s).collect())
+    channels.sort_by_key(|(i, _)| *i);
+    Ok(channels.into_iter().map(|(_, s)| s).collect())
 }

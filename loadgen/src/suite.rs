@@ -23,7 +23,7 @@ use crate::logins::LoginsReport;
 use crate::provision::{DeviceCredentials, login_all, provision, run_prefix};
 use crate::stats::{Row, table};
 use crate::targets::{self, Check, ServerFigures};
-use crate::wire::{Endpoints, Session, Target};
+use crate::wire::{Endpoints, RequestChannel, Target};
 use crate::{amqp, fanout, idle, logins, mqtt, pairs, procs, sdk};
 
 /// Client endpoints (UDP sockets) per target.
@@ -96,19 +96,19 @@ impl SuiteConfig {
 ///
 /// # Errors
 /// Connection failures.
-pub async fn relay_sessions(
+pub async fn relay_channels(
     endpoints: &Endpoints,
     count: usize,
-) -> LoadResult<Vec<(Session, u64)>> {
+) -> LoadResult<Vec<(RequestChannel, u64)>> {
     let key = SigningKey::from_bytes(&[7u8; 32]);
-    let mut sessions = Vec::with_capacity(count);
+    let mut channels = Vec::with_capacity(count);
     for i in 0..count {
         let id = u64::try_from(i).unwrap_or(0) + 1;
-        let mut session = Session::open(endpoints).await?;
-        session.login(id, &key).await?;
-        sessions.push((session, id));
+        let mut channel = RequestChannel::open(endpoints).await?;
+        channel.login(id, &key).await?;
+        channels.push((channel, id));
     }
-    Ok(sessions)
+    Ok(channels)
 }
 
 /// Workload (a) on the relay at `target`.
@@ -122,11 +122,11 @@ pub async fn pairs_on_relay(
     config: &DriveConfig,
 ) -> LoadResult<DriveReport> {
     let endpoints = Endpoints::new(target, CLIENT_ENDPOINTS)?;
-    let (sessions, ids): (Vec<_>, Vec<_>) = relay_sessions(&endpoints, devices)
+    let (channels, ids): (Vec<_>, Vec<_>) = relay_channels(&endpoints, devices)
         .await?
         .into_iter()
         .unzip();
-    let report = pairs::run(sessions, &ids, messages, config).await?;
+    let report = pairs::run(channels, &ids, messages, config).await?;
     endpoints.close().await;
     Ok(report)
 }
@@ -141,9 +141,9 @@ pub async fn pairs_on_server(
     messages: u64,
     config: &DriveConfig,
 ) -> LoadResult<DriveReport> {
-    let sessions = login_all(endpoints, devices, SETUP_CONCURRENCY).await?;
+    let channels = login_all(endpoints, devices, SETUP_CONCURRENCY).await?;
     let ids: Vec<u64> = devices.iter().map(|d| d.device_id).collect();
-    pairs::run(sessions, &ids, messages, config).await
+    pairs::run(channels, &ids, messages, config).await
 }
 
 /// Workload (b) on a microbot server: a group of `devices` (all logged in).
@@ -157,9 +157,9 @@ pub async fn fanout_on_server(
     senders: usize,
     config: &DriveConfig,
 ) -> LoadResult<DriveReport> {
-    let sessions = login_all(endpoints, devices, SETUP_CONCURRENCY).await?;
+    let channels = login_all(endpoints, devices, SETUP_CONCURRENCY).await?;
     let names: Vec<String> = devices.iter().map(|d| d.username.clone()).collect();
-    fanout::run(sessions, &names, messages, senders, config).await
+    fanout::run(channels, &names, messages, senders, config).await
 }
 
 fn rate(value: f64, unit: &str) -> String {

@@ -3,8 +3,8 @@
 //! `ServerFrame`s in, through the protocol crate's connection machine
 //! ([`ClientConn`]: Hello, request ids, answers, pushes, error frames).
 //!
-//! Two ways to use a connection: [`Session`] for one request at a time
-//! (provisioning, login), and [`Session::into_duplex`] for load, where a
+//! Two ways to use a connection: [`RequestChannel`] for one request at a time
+//! (provisioning, login), and [`RequestChannel::into_duplex`] for load, where a
 //! writer task coalesces frames from many producers into few stream writes
 //! and a [`FrameSource`] reads responses and pushes as they come.
 //!
@@ -284,7 +284,7 @@ async fn write_loop(mut send: quinn::SendStream, mut rx: mpsc::UnboundedReceiver
 
 /// One connection with its request stream, used one request at a time.
 #[derive(Debug)]
-pub struct Session {
+pub struct RequestChannel {
     /// The QUIC connection.
     pub connection: quinn::Connection,
     send: quinn::SendStream,
@@ -292,7 +292,7 @@ pub struct Session {
     challenge: Bytes,
 }
 
-impl Session {
+impl RequestChannel {
     /// Connects, opens the request stream and completes Hello.
     ///
     /// # Errors
@@ -308,23 +308,23 @@ impl Session {
     /// Connection failures, or a refused Hello.
     pub async fn on(connection: quinn::Connection) -> LoadResult<Self> {
         let (send, recv) = connection.open_bi().await.map_err(LoadError::connection)?;
-        let mut session = Self {
+        let mut channel = Self {
             connection,
             send,
             source: FrameSource::new(recv),
             challenge: Bytes::new(),
         };
-        match session
+        match channel
             .request(Request::Hello(Hello {
                 versions: vec![1],
                 client_agent: concat!("microbot-loadgen/", env!("CARGO_PKG_VERSION")).to_owned(),
             }))
             .await?
         {
-            response::Result::Hello(h) => session.challenge = h.challenge,
+            response::Result::Hello(h) => channel.challenge = h.challenge,
             other => return Err(refusal("Hello", other)),
         }
-        Ok(session)
+        Ok(channel)
     }
 
     /// Sends a request and waits for its answer; pushes in between are dropped.

@@ -41,7 +41,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq as _;
 use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _};
 
-use crate::auth::devices::DeviceSession;
+use crate::auth::devices::Caller;
 use crate::error::{ApiError, Internal};
 use crate::state::ServerState;
 use crate::storage::AttachmentRecord;
@@ -173,13 +173,13 @@ fn descriptor(record: &AttachmentRecord, token: &[u8; 32]) -> AttachmentUploadDe
 /// `INVALID_ARGUMENT`.
 pub async fn upload_request(
     state: &Arc<ServerState>,
-    session: &DeviceSession,
+    caller: &Caller,
     request: AttachmentUploadRequest,
 ) -> Result<AttachmentUploadDescriptor, AttachmentError> {
     let mut token = [0u8; 32];
     state.rng.fill(&mut token);
     let token_hash: [u8; 32] = Sha256::digest(token).into();
-    let account_id = session.account_id;
+    let account_id = caller.account_id;
     let now = state.now_ms();
     if !request.attachment_id.is_empty() {
         let id = attachment_id(&request.attachment_id)?;
@@ -295,26 +295,26 @@ fn error_result(error: AttachmentError) -> (ErrorCode, AttachmentStreamResult) {
     (error.code, result)
 }
 
-/// Serves one attachment stream of a connection; `session` is `None` when
+/// Serves one attachment stream of a connection; `caller` is `None` when
 /// the connection is not logged in (the stream is then refused).
 pub async fn serve_stream(
     state: Arc<ServerState>,
-    session: Option<DeviceSession>,
+    caller: Option<Caller>,
     send: quinn::SendStream,
     recv: quinn::RecvStream,
 ) {
-    serve_transfer(&state, session, &mut QuicTransfer { send, recv }).await;
+    serve_transfer(&state, caller, &mut QuicTransfer { send, recv }).await;
 }
 
 /// Serves one attachment transfer on `io` (SPEC.md §12.11): the header
 /// within `frame_timeout_secs`, then the upload or the download; refused
-/// with `NOT_AUTHENTICATED` when `session` is `None`.
+/// with `NOT_AUTHENTICATED` when `caller` is `None`.
 pub async fn serve_transfer(
     state: &Arc<ServerState>,
-    session: Option<DeviceSession>,
+    caller: Option<Caller>,
     io: &mut impl TransferStream,
 ) {
-    let outcome = match session {
+    let outcome = match caller {
         None => Err(AttachmentError::NotLoggedIn),
         // A stream that never sends its header must not live forever.
         Some(_) => match tokio::time::timeout(

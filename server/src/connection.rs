@@ -261,7 +261,7 @@ impl Conn {
             }
             let read_requests = self.outbox.bytes <= self.backlog_cap;
             let awaiting_hello = self.handler.awaiting_hello();
-            let awaiting_login = !awaiting_hello && self.handler.session().is_none();
+            let awaiting_login = !awaiting_hello && self.handler.caller().is_none();
             if awaiting_login && login_deadline.is_none() {
                 login_deadline = Some(tokio::time::Instant::now() + login_timeout);
             }
@@ -298,8 +298,8 @@ impl Conn {
                 },
                 stream = self.connection.accept_bi() => match stream {
                     Ok((send, recv)) => {
-                        let session = self.handler.session().cloned();
-                        tokio::spawn(attachments::serve_stream(Arc::clone(&self.state), session, send, recv));
+                        let caller = self.handler.caller().cloned();
+                        tokio::spawn(attachments::serve_stream(Arc::clone(&self.state), caller, send, recv));
                     }
                     Err(error) => {
                         tracing::debug!(%error, "connection ended");

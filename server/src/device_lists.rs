@@ -17,7 +17,7 @@ use microbot_crypto::IdentityKey;
 use microbot_crypto::device_list::SignedDeviceList;
 use microbot_protocol::transport::UploadDeviceListRequest;
 
-use crate::auth::devices::DeviceSession;
+use crate::auth::devices::Caller;
 use crate::error::Internal;
 use crate::state::ServerState;
 use crate::storage::{Storage, StorageResult};
@@ -32,35 +32,35 @@ pub use error::DeviceListUploadError;
 /// The [`DeviceListUploadError`] saying which check failed.
 pub async fn upload(
     state: &Arc<ServerState>,
-    session: &DeviceSession,
+    caller: &Caller,
     request: UploadDeviceListRequest,
 ) -> Result<(), DeviceListUploadError> {
-    let session = session.clone();
+    let caller = caller.clone();
     state
         .blocking(move |state| {
             let storage = state.storage.as_ref();
             let identity = storage
-                .device_identity_key(session.device_id)?
+                .device_identity_key(caller.device_id)?
                 .ok_or(DeviceListUploadError::NoIdentityKey)?;
             let identity = IdentityKey::from_bytes(&identity)
                 .map_err(|_| Internal::new("stored identity key does not decode"))?;
             let signed = SignedDeviceList::verify(&request.signed_device_list, &identity)?;
             let list = signed.list();
-            if list.username() != session.username {
+            if list.username() != caller.username {
                 return Err(DeviceListUploadError::OtherAccount);
             }
-            if !list.contains(session.device_id) {
+            if !list.contains(caller.device_id) {
                 return Err(DeviceListUploadError::UploaderNotListed);
             }
             if i64::try_from(list.version()).is_err() {
                 return Err(DeviceListUploadError::VersionTooHigh);
             }
-            check_devices(storage, session.account_id, list.device_ids())?;
+            check_devices(storage, caller.account_id, list.device_ids())?;
             // A stored list that does not verify under this identity was
             // signed by an identity the account no longer uses (a reinstall
             // with a new identity, which contacts see as a new safety
             // number): the new identity starts its own history.
-            let stored = storage.device_list(session.account_id)?;
+            let stored = storage.device_list(caller.account_id)?;
             let same_identity = stored
                 .as_ref()
                 .is_some_and(|s| SignedDeviceList::verify(&s.bytes, &identity).is_ok());
@@ -72,7 +72,7 @@ pub async fn upload(
                 });
             }
             let stored_now = storage.put_device_list(
-                session.account_id,
+                caller.account_id,
                 list.version(),
                 signed.as_bytes(),
                 !same_identity,
@@ -83,7 +83,7 @@ pub async fn upload(
                 });
             }
             tracing::info!(
-                device_id = session.device_id,
+                device_id = caller.device_id,
                 version = list.version(),
                 devices = list.device_ids().len(),
                 "device list stored"

@@ -28,7 +28,7 @@ use microbot_protocol::transport::{
 };
 
 use crate::auth::accounts;
-use crate::auth::devices::{self, CHALLENGE_LEN, DeviceSession};
+use crate::auth::devices::{self, CHALLENGE_LEN, Caller};
 use crate::bus::{BusEvent, Subscription};
 use crate::error::ApiError;
 use crate::metrics::request_kind;
@@ -103,7 +103,7 @@ pub struct RequestHandler {
     /// Hello and frame validation (the protocol crate's machine).
     conn: ServerConn,
     /// The logged-in device.
-    session: Option<DeviceSession>,
+    caller: Option<Caller>,
     challenge: Option<[u8; CHALLENGE_LEN]>,
     subscription: Option<Subscription>,
     remote_ip: IpAddr,
@@ -112,7 +112,7 @@ pub struct RequestHandler {
 impl std::fmt::Debug for RequestHandler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RequestHandler")
-            .field("session", &self.session())
+            .field("caller", &self.caller())
             .field("remote_ip", &self.remote_ip)
             .finish_non_exhaustive()
     }
@@ -141,7 +141,7 @@ impl RequestHandler {
         Self {
             state,
             conn: ServerConn::new(ServerConfig::new(max_frame_len)),
-            session: None,
+            caller: None,
             challenge: None,
             subscription: None,
             remote_ip,
@@ -154,8 +154,8 @@ impl RequestHandler {
     }
 
     /// The logged-in device, if any.
-    pub fn session(&self) -> Option<&DeviceSession> {
-        self.session.as_ref()
+    pub fn caller(&self) -> Option<&Caller> {
+        self.caller.as_ref()
     }
 
     /// The next event for this connection (a push, or a disconnect order).
@@ -297,14 +297,14 @@ impl RequestHandler {
         }
     }
 
-    fn logged_in(&self) -> Result<DeviceSession, ApiError> {
-        self.session()
+    fn logged_in(&self) -> Result<Caller, ApiError> {
+        self.caller()
             .cloned()
             .ok_or_else(|| ApiError::new(ErrorCode::NotAuthenticated, "log in first"))
     }
 
     fn not_logged_in(&self) -> Result<(), ApiError> {
-        match self.session {
+        match self.caller {
             Some(_) => Err(ApiError::new(
                 ErrorCode::AlreadyAuthenticated,
                 "already logged in",
@@ -319,15 +319,15 @@ impl RequestHandler {
         let state = Arc::clone(&self.state);
         let kind = request_kind(&request);
         let started = std::time::Instant::now();
-        let session = self.session().cloned();
+        let caller = self.caller().cloned();
         let is_login = matches!(request, Request::Login(_));
         // Usernames first: nothing below keys state on an invalid one.
-        let checked = crate::auth::check_usernames(&request, session.is_some())
+        let checked = crate::auth::check_usernames(&request, caller.is_some())
             .map_err(ApiError::from)
             .and_then(|()| {
                 state
                     .limits
-                    .check_request(&state.metrics, self.remote_ip, session.as_ref(), &request)
+                    .check_request(&state.metrics, self.remote_ip, caller.as_ref(), &request)
                     .map_err(ApiError::from)
             });
         let result = match checked {
@@ -361,12 +361,12 @@ impl RequestHandler {
             .challenge
             .take()
             .ok_or_else(|| ApiError::new(ErrorCode::NoChallenge, "ask for a challenge first"))?;
-        let session = devices::login(&state, challenge, r).await?;
+        let caller = devices::login(&state, challenge, r).await?;
         // Subscribe before answering: nothing queued from now on can be
         // missed between this response and the first fetch.
-        self.subscription = Some(state.bus.subscribe(session.device_id));
-        let device_id = session.device_id;
-        let username = session.username.clone();
+        self.subscription = Some(state.bus.subscribe(caller.device_id));
+        let device_id = caller.device_id;
+        let username = caller.username.clone();
         // The device is checked again now that the subscription exists: a
         // removal that raced the check in `devices::login` published its
         // disconnect before we listened, but is visible here.
@@ -391,7 +391,7 @@ impl RequestHandler {
                 return Err(error);
             }
         };
-        self.session = Some(session);
+        self.caller = Some(caller);
         // A device that has uploaded keys learns at login that its stock is
         // low (it may have missed the push while offline).
         if stock.signed_prekey_id != 0

@@ -20,7 +20,7 @@ use microbot_protocol::transport::{
     SetGroupMetadataRequest, SetGroupRoleRequest, push,
 };
 
-use crate::auth::devices::DeviceSession;
+use crate::auth::devices::Caller;
 use crate::bus::BusEvent;
 use crate::queues::envelope_proto;
 use crate::state::ServerState;
@@ -105,7 +105,7 @@ fn announce(state: &ServerState, outcome: GroupChangeOutcome) -> GroupInfo {
 /// `RATE_LIMITED`, `QUOTA_EXCEEDED` (`max_groups_per_account` created).
 pub async fn create(
     state: &Arc<ServerState>,
-    session: &DeviceSession,
+    caller: &Caller,
     request: CreateGroupRequest,
 ) -> Result<GroupInfo, GroupError> {
     let id = group_id(&request.group_id)?;
@@ -113,7 +113,7 @@ pub async fn create(
         return Err(GroupError::TooManyMembers);
     }
     let meta = metadata(&request.encrypted_metadata)?;
-    let creator = session.account_id;
+    let creator = caller.account_id;
     state
         .limits
         .check_group_change_account(&state.metrics, creator)?;
@@ -139,13 +139,13 @@ pub async fn create(
 
 async fn change(
     state: &Arc<ServerState>,
-    session: &DeviceSession,
+    caller: &Caller,
     id: &[u8],
     expected_version: Option<u64>,
     change: GroupChange,
 ) -> Result<GroupInfo, GroupError> {
     let id = group_id(id)?;
-    let actor = session.account_id;
+    let actor = caller.account_id;
     // Leaving is never limited: a member can always get out. Only an admin
     // (checked first, so a non-admin cannot spend them) takes one of the
     // group's tokens; the storage transaction checks again.
@@ -187,13 +187,13 @@ async fn change(
 /// `RATE_LIMITED` (per account and per group).
 pub async fn add(
     state: &Arc<ServerState>,
-    session: &DeviceSession,
+    caller: &Caller,
     r: AddGroupMembersRequest,
 ) -> Result<GroupInfo, GroupError> {
     let names = usernames(r.usernames)?;
     change(
         state,
-        session,
+        caller,
         &r.group_id,
         Some(r.expected_version),
         GroupChange::Add(names),
@@ -207,13 +207,13 @@ pub async fn add(
 /// As [`add`].
 pub async fn remove(
     state: &Arc<ServerState>,
-    session: &DeviceSession,
+    caller: &Caller,
     r: RemoveGroupMembersRequest,
 ) -> Result<GroupInfo, GroupError> {
     let names = usernames(r.usernames)?;
     change(
         state,
-        session,
+        caller,
         &r.group_id,
         Some(r.expected_version),
         GroupChange::Remove(names),
@@ -227,10 +227,10 @@ pub async fn remove(
 /// `UNKNOWN_GROUP`, `NOT_GROUP_MEMBER`.
 pub async fn leave(
     state: &Arc<ServerState>,
-    session: &DeviceSession,
+    caller: &Caller,
     r: LeaveGroupRequest,
 ) -> Result<(), GroupError> {
-    change(state, session, &r.group_id, None, GroupChange::Leave)
+    change(state, caller, &r.group_id, None, GroupChange::Leave)
         .await
         .map(|_| ())
 }
@@ -241,14 +241,14 @@ pub async fn leave(
 /// As [`add`]; `INVALID_ARGUMENT` for demoting the last admin.
 pub async fn set_role(
     state: &Arc<ServerState>,
-    session: &DeviceSession,
+    caller: &Caller,
     r: SetGroupRoleRequest,
 ) -> Result<GroupInfo, GroupError> {
     let role = role(r.role)?;
     let change_ = GroupChange::SetRole(r.username, role);
     change(
         state,
-        session,
+        caller,
         &r.group_id,
         Some(r.expected_version),
         change_,
@@ -262,14 +262,14 @@ pub async fn set_role(
 /// As [`add`].
 pub async fn set_metadata(
     state: &Arc<ServerState>,
-    session: &DeviceSession,
+    caller: &Caller,
     r: SetGroupMetadataRequest,
 ) -> Result<GroupInfo, GroupError> {
     let meta = metadata(&r.encrypted_metadata)?;
     let change_ = GroupChange::SetMetadata(meta);
     change(
         state,
-        session,
+        caller,
         &r.group_id,
         Some(r.expected_version),
         change_,
@@ -283,11 +283,11 @@ pub async fn set_metadata(
 /// `UNKNOWN_GROUP`, `NOT_GROUP_MEMBER`.
 pub async fn get(
     state: &Arc<ServerState>,
-    session: &DeviceSession,
+    caller: &Caller,
     r: GetGroupRequest,
 ) -> Result<GroupInfo, GroupError> {
     let id = group_id(&r.group_id)?;
-    let actor = session.account_id;
+    let actor = caller.account_id;
     let group = state
         .blocking::<_, GroupError, _>(move |s| Ok(s.storage.group(&id, actor)?))
         .await?;
@@ -306,7 +306,7 @@ pub const MAX_KEY_HOLDERS: usize = 65_536;
 /// `MISSING_DEVICES` with the member devices left out.
 async fn check_key_holders(
     state: &Arc<ServerState>,
-    session: &DeviceSession,
+    caller: &Caller,
     id: [u8; GROUP_ID_LEN],
     holders: &[u64],
 ) -> Result<(), GroupError> {
@@ -314,7 +314,7 @@ async fn check_key_holders(
         return Err(GroupError::TooManyKeyHolders);
     }
     let holders: std::collections::HashSet<u64> = holders.iter().copied().collect();
-    let (actor, sender_device) = (session.account_id, session.device_id);
+    let (actor, sender_device) = (caller.account_id, caller.device_id);
     let missing = state
         .blocking::<_, GroupError, _>(move |s| {
             let mut missing = Vec::new();
@@ -348,7 +348,7 @@ async fn check_key_holders(
 /// `MISSING_DEVICES` (with `check_key_holders`).
 pub async fn send(
     state: &Arc<ServerState>,
-    session: &DeviceSession,
+    caller: &Caller,
     r: SendGroupRequest,
 ) -> Result<SendResponse, GroupError> {
     let id = group_id(&r.group_id)?;
@@ -357,16 +357,16 @@ pub async fn send(
         return Err(GroupError::CiphertextLength);
     }
     if r.check_key_holders {
-        check_key_holders(state, session, id, &r.key_holders).await?;
+        check_key_holders(state, caller, id, &r.key_holders).await?;
     }
     state
         .limits
-        .admit_group_fan_out(&state.metrics, session.account_id)?;
+        .admit_group_fan_out(&state.metrics, caller.account_id)?;
     let now = state.now_ms();
     let ttl_ms = state.config.envelope_ttl_secs.saturating_mul(1000);
-    let sender_username = session.username.clone();
-    let sender_device_id = session.device_id;
-    let sender_account = session.account_id;
+    let sender_username = caller.username.clone();
+    let sender_device_id = caller.device_id;
+    let sender_account = caller.account_id;
     let ciphertext = r.ciphertext.clone();
     let fan_out = state
         .blocking::<_, GroupError, _>(move |s| {
@@ -384,7 +384,7 @@ pub async fn send(
         .await?;
     state
         .limits
-        .settle_group_fan_out(session.account_id, fan_out.delivered.len());
+        .settle_group_fan_out(caller.account_id, fan_out.delivered.len());
     state.metrics.messages_in.inc();
     state
         .metrics
@@ -400,7 +400,7 @@ pub async fn send(
         let envelope = envelope_proto(StoredEnvelope {
             id: copy.envelope_id,
             device_id: copy.device_id,
-            sender_username: session.username.clone(),
+            sender_username: caller.username.clone(),
             sender_device_id,
             server_timestamp_ms: now,
             ciphertext: r.ciphertext.clone(),

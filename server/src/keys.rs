@@ -13,7 +13,7 @@ use microbot_protocol::transport::{
     UploadPrekeysRequest, push,
 };
 
-use crate::auth::devices::DeviceSession;
+use crate::auth::devices::Caller;
 use crate::bus::BusEvent;
 use crate::state::ServerState;
 use crate::storage::{OneTimeKey, PrekeyCaps, PrekeyStock, PrekeyUpload, SignedKey};
@@ -113,14 +113,14 @@ pub fn validate_upload(request: &UploadPrekeysRequest) -> Result<PrekeyUpload, K
 /// nothing is stored).
 pub async fn upload(
     state: &Arc<ServerState>,
-    session: &DeviceSession,
+    caller: &Caller,
     request: UploadPrekeysRequest,
 ) -> Result<(), KeyError> {
     let upload = validate_upload(&request)?;
     state
         .limits
-        .check_prekey_upload(&state.metrics, session.account_id)?;
-    let device_id = session.device_id;
+        .check_prekey_upload(&state.metrics, caller.account_id)?;
+    let device_id = caller.device_id;
     state
         .blocking::<_, KeyError, _>(move |state| {
             let caps = PrekeyCaps {
@@ -156,7 +156,7 @@ pub fn low_stock_push(state: &ServerState, stock: PrekeyStock) -> Option<Push> {
 /// `UNKNOWN_ACCOUNT`, `INVALID_ARGUMENT`, `RATE_LIMITED`.
 pub async fn fetch(
     state: &Arc<ServerState>,
-    session: &DeviceSession,
+    caller: &Caller,
     request: FetchPrekeysRequest,
 ) -> Result<PrekeyBundles, KeyError> {
     if request.device_ids.len() > MAX_DEVICES_PER_FETCH {
@@ -175,7 +175,7 @@ pub async fn fetch(
         .await?;
     state
         .limits
-        .check_prekey_fetch(&state.metrics, session.account_id, target)?;
+        .check_prekey_fetch(&state.metrics, caller.account_id, target)?;
     let username = request.username.clone();
     let (bundles, signed_device_list) = state
         .blocking::<_, KeyError, _>(move |state| {

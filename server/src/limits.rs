@@ -51,7 +51,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use microbot_protocol::transport::{ErrorCode, client_frame::Request};
 
-use crate::auth::devices::DeviceSession;
+use crate::auth::devices::Caller;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use backoff::{Backoffs, Outcome};
@@ -264,15 +264,12 @@ impl std::fmt::Debug for Limits {
 }
 
 /// The username whose credentials a request checks, if any.
-pub fn credential_subject<'a>(
-    request: &'a Request,
-    session: Option<&'a DeviceSession>,
-) -> Option<&'a str> {
+pub fn credential_subject<'a>(request: &'a Request, caller: Option<&'a Caller>) -> Option<&'a str> {
     match request {
         Request::ConfirmRegistration(r) => Some(&r.username),
         Request::EnrolDevice(r) => Some(&r.username),
         Request::ChangePassword(_) | Request::RemoveDevice(_) | Request::DeleteAccount(_) => {
-            session.map(|s| s.username.as_str())
+            caller.map(|s| s.username.as_str())
         }
         _ => None,
     }
@@ -283,13 +280,9 @@ pub fn credential_subject<'a>(
 /// so guesses from elsewhere never lock the owner out; on a logged-in
 /// connection `username#device_id`, so only that device's own failures
 /// lock its checks.
-pub fn backoff_key(
-    request: &Request,
-    session: Option<&DeviceSession>,
-    ip: IpAddr,
-) -> Option<String> {
-    let username = credential_subject(request, session)?;
-    Some(match session {
+pub fn backoff_key(request: &Request, caller: Option<&Caller>, ip: IpAddr) -> Option<String> {
+    let username = credential_subject(request, caller)?;
+    Some(match caller {
         Some(s) => format!("{username}#{}", s.device_id),
         None => format!("{username}@{}", source_key(ip)),
     })
@@ -561,7 +554,7 @@ impl Limits {
         &self,
         metrics: &Metrics,
         ip: IpAddr,
-        session: Option<&DeviceSession>,
+        caller: Option<&Caller>,
         request: &Request,
     ) -> Result<Option<CredentialAttempt<'_>>, RateLimited> {
         let ip = source_key(ip);
@@ -572,7 +565,7 @@ impl Limits {
                 retry_after_ms: ms,
             }
         };
-        let account = session.map(|s| s.account_id);
+        let account = caller.map(|s| s.account_id);
         match request {
             // A provisioning slot (§12.14) costs a row like a registration.
             Request::Register(_) | Request::CreateProvisioningSlot(_) => self
@@ -614,10 +607,10 @@ impl Limits {
             }
             _ => {}
         }
-        let Some(key) = backoff_key(request, session, ip) else {
+        let Some(key) = backoff_key(request, caller, ip) else {
             return Ok(None);
         };
-        match (session, credential_subject(request, session)) {
+        match (caller, credential_subject(request, caller)) {
             // Before login: per source address and per username, whoever
             // asks (the username bucket caps guesses spread over many
             // addresses).

@@ -13,7 +13,7 @@ use microbot_protocol::transport::{
     SendResponse, push,
 };
 
-use crate::auth::devices::DeviceSession;
+use crate::auth::devices::Caller;
 use crate::bus::BusEvent;
 use crate::error::Internal;
 use crate::state::ServerState;
@@ -84,25 +84,19 @@ pub(crate) fn publish(state: &ServerState, device_id: u64, push: Push) {
 /// `complete_accounts`.
 pub async fn send(
     state: &Arc<ServerState>,
-    session: &DeviceSession,
+    caller: &Caller,
     request: SendRequest,
 ) -> Result<SendResponse, QueueError> {
     let (envelopes, seen) =
         checked_envelopes(state, request.envelopes, MAX_ENVELOPES_PER_SEND, "a send")?;
     if !request.complete_accounts.is_empty() {
-        check_complete(state, session, request.complete_accounts, seen).await?;
+        check_complete(state, caller, request.complete_accounts, seen).await?;
     }
     // One token per recipient device (SPEC.md §12.12).
     state
         .limits
-        .charge_fan_out(&state.metrics, session.account_id, envelopes.len())?;
-    store_and_push(
-        state,
-        session.username.clone(),
-        session.device_id,
-        envelopes,
-    )
-    .await
+        .charge_fan_out(&state.metrics, caller.account_id, envelopes.len())?;
+    store_and_push(state, caller.username.clone(), caller.device_id, envelopes).await
 }
 
 /// The envelopes of a send, checked (SPEC.md §12.5, §19.8): 1 to
@@ -207,7 +201,7 @@ pub const MAX_COMPLETE_ACCOUNTS: usize = 8;
 /// `UNKNOWN_ACCOUNT`, `MISSING_DEVICES` with the devices left out.
 async fn check_complete(
     state: &Arc<ServerState>,
-    session: &DeviceSession,
+    caller: &Caller,
     accounts: Vec<String>,
     addressed: HashSet<u64>,
 ) -> Result<(), QueueError> {
@@ -220,7 +214,7 @@ async fn check_complete(
             return Err(QueueError::BadCompleteAccounts);
         }
     }
-    let sender_device_id = session.device_id;
+    let sender_device_id = caller.device_id;
     let missing = state
         .blocking::<_, QueueError, _>(move |state| {
             let mut missing = Vec::new();

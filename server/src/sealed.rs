@@ -25,7 +25,7 @@ use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 use zeroize::Zeroizing;
 
-use crate::auth::devices::DeviceSession;
+use crate::auth::devices::Caller;
 use crate::error::Internal;
 use crate::queues::{checked_envelopes, left_out_devices, store_and_push};
 use crate::state::ServerState;
@@ -92,14 +92,14 @@ pub fn encode_certificate(
 /// `NO_PREKEYS` before the device uploaded its identity key; storage errors.
 pub async fn certificate(
     state: &Arc<ServerState>,
-    session: &DeviceSession,
+    caller: &Caller,
 ) -> Result<SenderCertificateResponse, SealedError> {
-    let session = session.clone();
+    let caller = caller.clone();
     state
         .blocking(move |state| {
             let identity: [u8; 32] = state
                 .storage
-                .device_identity_key(session.device_id)?
+                .device_identity_key(caller.device_id)?
                 .and_then(|k| <[u8; 32]>::try_from(k.as_slice()).ok())
                 .ok_or(SealedError::NoIdentityKey)?;
             let (key_id, signing) = certificate_key(state)?;
@@ -112,8 +112,8 @@ pub async fn certificate(
             let certificate = encode_certificate(
                 key_id,
                 &signing,
-                &session.username,
-                session.device_id,
+                &caller.username,
+                caller.device_id,
                 &identity,
                 expires_at_ms,
             )?;
@@ -134,7 +134,7 @@ pub async fn certificate(
 /// `INVALID_ARGUMENT` for a key that is neither empty nor 16 bytes.
 pub async fn set_access(
     state: &Arc<ServerState>,
-    session: &DeviceSession,
+    caller: &Caller,
     request: SetUnidentifiedAccessRequest,
 ) -> Result<(), SealedError> {
     let key: Option<[u8; ACCESS_KEY_LEN]> = match request.access_key.len() {
@@ -142,7 +142,7 @@ pub async fn set_access(
         ACCESS_KEY_LEN => <[u8; ACCESS_KEY_LEN]>::try_from(request.access_key.as_ref()).ok(),
         _ => return Err(SealedError::AccessKeyFormat),
     };
-    let account_id = session.account_id;
+    let account_id = caller.account_id;
     state
         .blocking(move |state| {
             state.storage.set_unidentified_access(

@@ -95,7 +95,7 @@ pub mod auth {
 
     /// Device login by challenge signature.
     pub mod devices {
-        pub use crate::auth::devices::{DeviceSession, login_message};
+        pub use crate::auth::devices::{Caller, login_message};
     }
 
     /// TOTP enrolment.

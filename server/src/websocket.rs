@@ -639,7 +639,7 @@ impl WsConn {
         loop {
             let read_requests = self.queued() <= self.backlog_cap;
             let awaiting_hello = self.handler.awaiting_hello();
-            let awaiting_login = !awaiting_hello && self.handler.session().is_none();
+            let awaiting_login = !awaiting_hello && self.handler.caller().is_none();
             if awaiting_login && login_deadline.is_none() {
                 login_deadline = Some(tokio::time::Instant::now() + login_timeout);
             }

@@ -26,7 +26,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::attachments::{self, CHUNK, TransferStream};
-use crate::auth::devices::DeviceSession;
+use crate::auth::devices::Caller;
 use crate::dispatch::{Close, Reply, RequestHandler};
 use crate::state::ServerState;
 use crate::websocket::{Sink, Source, close_code};
@@ -54,8 +54,8 @@ pub(crate) async fn serve(
         }
         _ = shutdown.changed() => Err(Close::new(ErrorCode::Unavailable, "server shutting down")),
     };
-    let session = match login {
-        Ok(session) => session,
+    let caller = match login {
+        Ok(caller) => caller,
         Err(close) => {
             let body = close.frame().encode_to_vec();
             let _ = sink.feed(Message::Binary(Bytes::from(body))).await;
@@ -77,7 +77,7 @@ pub(crate) async fn serve(
         close_code: 1000,
     };
     tokio::select! {
-        () = attachments::serve_transfer(&state, Some(session), &mut io) => {}
+        () = attachments::serve_transfer(&state, Some(caller), &mut io) => {}
         _ = shutdown.changed() => {
             io.close_code = close_code(ErrorCode::Unavailable);
             io.finish().await;
@@ -92,7 +92,7 @@ async fn log_in(
     remote: SocketAddr,
     sink: &mut Sink,
     source: &mut Source,
-) -> Result<DeviceSession, Close> {
+) -> Result<Caller, Close> {
     let mut handler = RequestHandler::new(Arc::clone(state), remote.ip());
     loop {
         let body = match source.next().await {
@@ -131,10 +131,10 @@ async fn log_in(
             }
             Reply::Close(close) => return Err(close),
         }
-        if let Some(session) = handler.session().cloned() {
+        if let Some(caller) = handler.caller().cloned() {
             // No pushes on an attachment socket.
             handler.unsubscribe();
-            return Ok(session);
+            return Ok(caller);
         }
     }
 }

@@ -46,7 +46,7 @@ pub fn new_challenge(rng: &dyn crate::clock::Rng) -> [u8; CHALLENGE_LEN] {
 
 /// Who a connection is logged in as.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DeviceSession {
+pub struct Caller {
     /// The device.
     pub device_id: u64,
     /// Its account.
@@ -125,7 +125,7 @@ pub async fn login(
     state: &Arc<ServerState>,
     challenge: [u8; CHALLENGE_LEN],
     request: LoginRequest,
-) -> Result<DeviceSession, AuthError> {
+) -> Result<Caller, AuthError> {
     let signature =
         Signature::from_slice(&request.signature).map_err(|_| AuthError::SignatureLength)?;
     state
@@ -165,7 +165,7 @@ pub async fn login(
                 tracing::warn!(%error, "could not record the login in the analytics");
             }
             tracing::info!(username = %account.username, device_id = device.id, "device logged in");
-            Ok(DeviceSession {
+            Ok(Caller {
                 device_id: device.id,
                 account_id: account.id,
                 username: account.username,
