@@ -75,6 +75,23 @@ pub(crate) fn named_users(change: &GroupChange) -> Vec<&str> {
     }
 }
 
+/// The account ids of `group`'s members.
+pub(crate) fn member_ids(group: &GroupRecord) -> BTreeSet<i64> {
+    group.members.iter().map(|m| m.account_id).collect()
+}
+
+/// Only a member reads a group or sends to it.
+///
+/// # Errors
+/// [`StorageError::NotGroupMember`] when `account` is not one.
+pub(crate) fn require_member(group: &GroupRecord, account: i64) -> Result<(), StorageError> {
+    if group.members.iter().any(|m| m.account_id == account) {
+        Ok(())
+    } else {
+        Err(StorageError::NotGroupMember)
+    }
+}
+
 fn account_of(accounts: &Accounts, name: &str) -> Result<i64, StorageError> {
     accounts
         .get(name)
@@ -281,6 +298,16 @@ mod tests {
 
     fn plan(actor: i64, change: &GroupChange) -> Result<ChangePlan, StorageError> {
         plan_change(&group(), actor, None, change, &accounts(), 4)
+    }
+
+    #[test]
+    fn only_members_read_or_send() {
+        assert_eq!(member_ids(&group()), BTreeSet::from([1, 2, 3]));
+        assert!(require_member(&group(), 2).is_ok());
+        assert!(matches!(
+            require_member(&group(), 4),
+            Err(StorageError::NotGroupMember)
+        ));
     }
 
     #[test]

@@ -13,7 +13,8 @@ use super::{
     sql_time,
 };
 use crate::storage::group_rules::{
-    Accounts, ChangePlan, CreateFacts, MemberWrite, named_users, plan_change, plan_create,
+    Accounts, ChangePlan, CreateFacts, MemberWrite, member_ids, named_users, plan_change,
+    plan_create, require_member,
 };
 use crate::storage::groups::{GROUP_ID_LEN, GroupRole, MemberRecord};
 use crate::storage::{
@@ -126,10 +127,6 @@ async fn recipients_of(tx: &Tx<'_, '_>, accounts: &BTreeSet<i64>) -> PgResult<Ve
         .map(|r| Ok((col(r, 0)?, col(r, 1)?)))
         .collect::<PgResult<Vec<_>>>()?;
     Ok(crate::storage::device_lists::keep_listed(devices, lists))
-}
-
-fn member_ids(group: &GroupRecord) -> BTreeSet<i64> {
-    group.members.iter().map(|m| m.account_id).collect()
 }
 
 async fn insert_member(
@@ -294,11 +291,8 @@ impl GroupStorage for PostgresStorage {
     fn group(&self, id: &GroupId, actor: i64) -> StorageResult<GroupRecord> {
         self.with_tx(async |tx| {
             let group = load_group(tx, id, Lock::None).await?;
-            if group.members.iter().any(|m| m.account_id == actor) {
-                Ok(group)
-            } else {
-                Err(StorageError::NotGroupMember.into())
-            }
+            require_member(&group, actor)?;
+            Ok(group)
         })
     }
 
@@ -311,10 +305,8 @@ impl GroupStorage for PostgresStorage {
     ) -> StorageResult<GroupFanOut> {
         self.with_tx(async |tx| {
             let group = load_group(tx, id, Lock::Share).await?;
+            require_member(&group, sender_account)?;
             let accounts = member_ids(&group);
-            if !accounts.contains(&sender_account) {
-                return Err(StorageError::NotGroupMember.into());
-            }
             let everyone: Vec<u64> = recipients_of(tx, &accounts)
                 .await?
                 .into_iter()

@@ -11,7 +11,8 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use super::{SqliteStorage, db, grow_queue, has_room, net_id, sql_id, sql_time};
 use crate::storage::OwnedSendMeta;
 use crate::storage::group_rules::{
-    Accounts, ChangePlan, CreateFacts, MemberWrite, named_users, plan_change, plan_create,
+    Accounts, ChangePlan, CreateFacts, MemberWrite, member_ids, named_users, plan_change,
+    plan_create, require_member,
 };
 use crate::storage::groups::{GROUP_ID_LEN, GroupRole};
 use crate::storage::{
@@ -114,10 +115,6 @@ fn recipients_of(tx: &Connection, accounts: &BTreeSet<i64>) -> StorageResult<Vec
         devices.extend(ids.into_iter().map(|id| (account, id)));
     }
     Ok(crate::storage::device_lists::keep_listed(devices, lists))
-}
-
-fn member_ids(group: &GroupRecord) -> BTreeSet<i64> {
-    group.members.iter().map(|m| m.account_id).collect()
 }
 
 fn insert_member(
@@ -275,11 +272,8 @@ impl GroupStorage for SqliteStorage {
     fn group(&self, id: &GroupId, actor: i64) -> StorageResult<GroupRecord> {
         self.with_tx(|tx| {
             let group = load_group(tx, id)?;
-            if group.members.iter().any(|m| m.account_id == actor) {
-                Ok(group)
-            } else {
-                Err(StorageError::NotGroupMember)
-            }
+            require_member(&group, actor)?;
+            Ok(group)
         })
     }
 
@@ -297,10 +291,8 @@ impl GroupStorage for SqliteStorage {
         self.writer.run(super::Isolation::Savepoint, move |tx| {
             let (id, meta) = (&id, meta.borrowed());
             let group = load_group(tx, id)?;
+            require_member(&group, sender_account)?;
             let accounts = member_ids(&group);
-            if !accounts.contains(&sender_account) {
-                return Err(StorageError::NotGroupMember);
-            }
             let mut recipients = Vec::new();
             let mut skipped = Vec::new();
             for device in recipients_of(tx, &accounts)? {
