@@ -64,5 +64,5 @@ pub(crate) mod websocket;
 pub(crate) mod websocket_attach;
 
 pub use config::{Config, Overrides};
-pub use server::{Server, ShutdownHandle, StartError};
+pub use server::{ComponentError, Server, ShutdownHandle, StartError};
 pub use webhooks::{BadWebhookUrl, WebhookTarget};

@@ -43,8 +43,13 @@ async fn accept_tcp(
     }
 }
 
-/// Errors starting a server.
+/// Errors starting a server: which step failed, with the failing
+/// component's own error behind it ([`ComponentError`]: its message and
+/// `source()` chain; the types are the server's own and not part of its
+/// API). The operator's remedy is in the message: fix the setting, free
+/// the address or the data directory, and start again.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StartError {
     /// The data directory could not be created.
     #[error("cannot create data directory {path}: {source}")]
@@ -54,18 +59,18 @@ pub enum StartError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The database could not be opened.
+    /// The database could not be opened (SQLite file or PostgreSQL).
     #[error(transparent)]
-    Storage(#[from] OpenStorageError),
+    Storage(ComponentError),
     /// The Redis URL is invalid.
     #[error(transparent)]
-    Redis(#[from] RedisBusError),
+    Redis(ComponentError),
     /// Certificate or socket setup failed.
     #[error(transparent)]
-    Endpoint(#[from] EndpointError),
-    /// The password hasher could not be built.
+    Endpoint(ComponentError),
+    /// The password hasher could not be built (argon2 parameters).
     #[error(transparent)]
-    Password(#[from] PasswordError),
+    Password(ComponentError),
     /// The configuration is invalid.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
@@ -80,6 +85,42 @@ pub enum StartError {
         /// The I/O error.
         source: std::io::Error,
     },
+}
+
+/// The error of one of the server's components behind a [`StartError`]:
+/// it displays as that error and hands out its `source()` chain.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct ComponentError(Box<dyn std::error::Error + Send + Sync + 'static>);
+
+impl ComponentError {
+    fn new(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self(Box::new(error))
+    }
+}
+
+impl From<OpenStorageError> for StartError {
+    fn from(error: OpenStorageError) -> Self {
+        Self::Storage(ComponentError::new(error))
+    }
+}
+
+impl From<RedisBusError> for StartError {
+    fn from(error: RedisBusError) -> Self {
+        Self::Redis(ComponentError::new(error))
+    }
+}
+
+impl From<EndpointError> for StartError {
+    fn from(error: EndpointError) -> Self {
+        Self::Endpoint(ComponentError::new(error))
+    }
+}
+
+impl From<PasswordError> for StartError {
+    fn from(error: PasswordError) -> Self {
+        Self::Password(ComponentError::new(error))
+    }
 }
 
 /// Creates the data directory (and missing parents) with mode 0700: it

@@ -171,3 +171,31 @@ async fn the_binary_runs_with_no_subcommand_reads_env_file_and_flags_and_stops_o
         "{rest:?}"
     );
 }
+
+/// A start that fails says which step failed, with the component's own
+/// message (the embedder needs none of the server's internal types).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_start_names_its_step_and_keeps_the_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    // The database file is not a database: opening the store fails.
+    std::fs::write(dir.path().join("microbot.sqlite3"), [0x5a; 4096]).unwrap();
+    match Server::bind(test_config(dir.path())) {
+        Err(microbot_server::StartError::Storage(cause)) => {
+            let text = cause.to_string();
+            assert!(!text.is_empty());
+            let outer = microbot_server::StartError::Storage(cause);
+            assert_eq!(outer.to_string(), text, "the step shows the cause's words");
+        }
+        other => panic!("expected a storage failure, got {:?}", other.err()),
+    }
+    // A certificate file that is not PEM: the endpoint step fails.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cert.pem"), b"not a certificate").unwrap();
+    std::fs::write(dir.path().join("key.pem"), b"not a key").unwrap();
+    match Server::bind(test_config(dir.path())) {
+        Err(microbot_server::StartError::Endpoint(cause)) => {
+            assert!(cause.to_string().contains("cert.pem"), "{cause}");
+        }
+        other => panic!("expected an endpoint failure, got {:?}", other.err()),
+    }
+}
