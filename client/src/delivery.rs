@@ -136,6 +136,41 @@ pub(crate) fn record(
     Ok(())
 }
 
+/// Meta key set once the receipts stored as messages before the receipts
+/// table existed (schema v4) were read into it.
+const META_RECEIPTS_FOLDED: &str = "receipts_folded";
+
+/// Reads receipts stored in history before the receipts table existed
+/// into it, once per store (an upgraded store's old messages then show
+/// how far they got instead of "sent"). Rows that do not decode are
+/// skipped; membership is the group's as this device knows it now.
+pub(crate) fn fold_stored_receipts(tx: &Tx<'_>, me: &str) -> Result<(), StoreError> {
+    use microbot_protocol::content::{Content, content::Body};
+    use prost::Message as _;
+    if tx.meta(META_RECEIPTS_FOLDED)?.is_some() {
+        return Ok(());
+    }
+    for row in tx.receipt_rows()? {
+        let Some(conversation) = Conversation::from_key(&row.conversation) else {
+            continue;
+        };
+        let Ok(content) = Content::decode(row.content.as_slice()) else {
+            continue;
+        };
+        let (kind, ids) = match &content.body {
+            Some(Body::DeliveryReceipt(r)) => (ReceiptKind::Delivered, &r.message_ids),
+            Some(Body::ReadReceipt(r)) => (ReceiptKind::Read, &r.message_ids),
+            _ => continue,
+        };
+        let ids: Vec<MessageId> = ids
+            .iter()
+            .filter_map(|id| <[u8; 16]>::try_from(id.as_ref()).ok())
+            .collect();
+        record(tx, me, &conversation, &row.author, kind, &ids)?;
+    }
+    tx.set_meta(META_RECEIPTS_FOLDED, &[1])
+}
+
 /// Whether `who` takes part in `conversation`: the 1:1 contact, or a
 /// current member of the group as this device knows it.
 fn in_conversation(
@@ -226,6 +261,48 @@ mod tests {
                 let state = state(tx, &[1; 16])?;
                 assert_eq!(state.stage, DeliveryStage::Read);
                 assert_eq!(state.read_by, ["bob"]);
+                Ok(())
+            })
+            .expect("tx");
+    }
+
+    #[test]
+    fn receipts_stored_before_the_table_existed_are_folded_in_once() {
+        use microbot_protocol::content::Content;
+        use prost::Message as _;
+        let (_dir, mut store) = store();
+        let bob = Conversation::Direct("bob".into());
+        let receipt = |id: u8, content: Content| MessageRow {
+            kind: if id == 20 {
+                "read_receipt"
+            } else {
+                "delivery_receipt"
+            }
+            .into(),
+            content: Zeroizing::new(content.encode_to_vec()),
+            ..text_row(&bob, "bob", [id; 16])
+        };
+        store
+            .tx(|tx| -> Result<(), StoreError> {
+                tx.insert_message(&text_row(&bob, "alice", [1; 16]))?;
+                tx.insert_message(&receipt(20, Content::read_receipt([20; 16], 2, [[1; 16]])))?;
+                tx.insert_message(&receipt(
+                    21,
+                    Content::delivery_receipt([21; 16], 3, [[1; 16]]),
+                ))?;
+                fold_stored_receipts(tx, "alice")?;
+                let state = state(tx, &[1; 16])?;
+                assert_eq!(state.stage, DeliveryStage::Read);
+                assert_eq!(state.read_by, ["bob"]);
+                // Once per store: later receipts are recorded as they
+                // arrive (receive), not by folding history again.
+                tx.insert_message(&text_row(&bob, "alice", [3; 16]))?;
+                tx.insert_message(&receipt(
+                    20 + 2,
+                    Content::delivery_receipt([22; 16], 4, [[3; 16]]),
+                ))?;
+                fold_stored_receipts(tx, "alice")?;
+                assert!(tx.receipts(&[3; 16])?.is_empty());
                 Ok(())
             })
             .expect("tx");

@@ -368,6 +368,15 @@ impl Tx<'_> {
         )
     }
 
+    /// Every stored delivery and read receipt, oldest first.
+    pub(crate) fn receipt_rows(&self) -> Result<Vec<MessageRow>, StoreError> {
+        self.message_rows(
+            "SELECT conversation, author, message_id, target_id, kind, sent_at_ms, received_at_ms, body
+             FROM messages WHERE kind IN ('delivery_receipt', 'read_receipt') ORDER BY seq",
+            [],
+        )
+    }
+
     /// Reactions to a message, oldest first.
     pub(crate) fn reactions(&self, target: &MessageId) -> Result<Vec<MessageRow>, StoreError> {
         self.message_rows(
