@@ -70,6 +70,9 @@ pub enum Command {
     Chat(Chat),
     /// Print incoming events (as JSON lines with --json).
     Recv(Recv),
+    /// Show a conversation's stored messages, newest page first (works
+    /// offline); pass the printed cursor as --before for the older page.
+    History(History),
     /// Groups: create, add, remove, leave, rename, list.
     #[command(subcommand)]
     Group(GroupCommand),
@@ -210,6 +213,31 @@ pub struct Recv {
     /// decryption_failed, connection, sent, send_failed, not_delivered, prekeys_refilled, device_added).
     #[arg(long, value_delimiter = ',', value_name = "TYPES")]
     pub only: Vec<String>,
+}
+
+const HISTORY_HELP: &str = "\
+Our own messages show how far they got: queued (not sent yet), sent, delivered
+(to whom) or read (by whom). When older messages exist, the last line is the
+command for the next older page; its cursor stays valid while new messages
+arrive. JSON: {\"type\":\"history\",\"conversation\":C,\"messages\":[{\"id\",\"from\",
+\"sent_at_ms\",\"text\"|null,\"deleted\",\"edited\",\"reply_to\",\"file\",\"delivery\":
+{\"state\",\"delivered_to\",\"read_by\"}|null}],\"older\":CURSOR|null}, oldest message first.";
+
+/// `history`.
+#[derive(Debug, Args)]
+#[command(after_help = HISTORY_HELP)]
+pub struct History {
+    /// A username or a group.
+    pub target: String,
+    /// How many messages to show.
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub limit: u32,
+    /// Show the messages older than this cursor (as the previous page printed it).
+    #[arg(long, value_name = "CURSOR")]
+    pub before: Option<microbot_client::HistoryCursor>,
+    /// One JSON object for the page.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `group ...`.

@@ -5,6 +5,7 @@
 //! microbot register alice --server 203.0.113.5:7447 --cert-sha256 <hex>
 //! microbot send bob "hello"            microbot recv --json --timeout 10
 //! microbot chat bob                    microbot verify bob
+//! microbot history bob --limit 50      microbot history bob --before <cursor>
 //! microbot group create team bob carol microbot file send team ./report.pdf
 //! ```
 //!
@@ -93,6 +94,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Verify(args) => commands::contacts::verify(&ctx, args),
         Command::Send(args) => commands::messages::send(&ctx, args).await,
         Command::Recv(args) => commands::messages::recv(&ctx, args).await,
+        Command::History(args) => commands::history::history(&ctx, args),
         Command::Chat(args) => commands::chat::chat(&ctx, args).await,
         Command::Devices(args) => commands::devices::devices(&ctx, args).await,
         Command::Group(command) => commands::groups::group(&ctx, command).await,

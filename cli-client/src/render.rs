@@ -119,7 +119,8 @@ impl Names {
         }
     }
 
-    fn conversation(&self, conversation: &Conversation) -> Value {
+    /// A conversation as JSON (`C` in the module docs).
+    pub fn conversation(&self, conversation: &Conversation) -> Value {
         match conversation {
             Conversation::Direct(username) => json!({"type": "direct", "username": username}),
             Conversation::Group(id) => {

@@ -267,6 +267,33 @@ pub enum OnlineError {
     Store(#[from] StoreError),
 }
 
+/// Why a page of history could not be read ([`crate::Account::history_page`]).
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    /// The cursor was handed out for another conversation: nothing was
+    /// read. Page this conversation from its newest page (no cursor).
+    #[error("the history cursor belongs to another conversation; start from the newest page")]
+    ForeignCursor,
+    /// The local store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why a text is not a [`crate::HistoryCursor`]'s text form.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidHistoryCursor {
+    /// It does not start like a cursor this release writes (not a cursor,
+    /// or one from a newer release): start from the newest page.
+    #[error("not a history cursor (it should start with \"h1-\")")]
+    UnknownForm,
+    /// It starts like a cursor but is cut short or changed: hand back the
+    /// text exactly as it was given out, or start from the newest page.
+    #[error("the history cursor is damaged (cut short or changed)")]
+    Malformed,
+}
+
 /// Why a safety-number change could not be acknowledged.
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error)]

@@ -35,6 +35,8 @@
 //! - `device_sessions`: which devices of a contact, and of our own account, we hold
 //!   sessions with, from the bundles and lists served (no I/O).
 //! - `messages`: plaintext framing and the converged view of messages (§11.4).
+//! - `delivery`: how far our own messages got (queued, sent, delivered, read).
+//! - `history`: history in pages and the cursor of the next older page.
 //! - `sync`: the background connection: login, fetch → ack, pushes, backoff.
 //! - `outbox`: sends queued in order (mod.rs), what to send next and what each
 //!   answer means (plan.rs, no I/O), sending them (drain.rs).
@@ -67,6 +69,7 @@ mod attachments;
 pub mod auth;
 mod bots;
 pub mod config;
+mod delivery;
 mod device_lists;
 mod device_login;
 mod device_sessions;
@@ -75,6 +78,7 @@ pub mod events;
 #[doc(hidden)]
 pub mod fault_injection;
 mod groups;
+mod history;
 mod link_history;
 mod linking;
 mod messages;
@@ -97,9 +101,11 @@ pub use account::{Account, Enrolment, IdentitySource, LinkedIdentity};
 pub use attachments::{FileOptions, Progress};
 pub use auth::{Registration, SecondFactor, confirm_registration, register, register_bot};
 pub use config::{AccountConfig, KdfParams, ServerConfig, StoreConfig, Transport};
+pub use delivery::{DeliveryStage, DeliveryState};
 pub use error::{
-    AcknowledgeError, AttachmentError, AuthError, DatabaseError, GroupError, OnlineError,
-    OpenError, SendError, ServerError, StoreError, TransportError,
+    AcknowledgeError, AttachmentError, AuthError, DatabaseError, GroupError, HistoryError,
+    InvalidHistoryCursor, OnlineError, OpenError, SendError, ServerError, StoreError,
+    TransportError,
 };
 pub use events::{
     ConnectionState, Conversation, Event, Events, IncomingMessage, ReceiptKind, UNLISTED_DEVICE,
@@ -108,6 +114,7 @@ pub use groups::admin::MAX_CHANGE_ATTEMPTS;
 pub use groups::{
     GroupId, GroupInfo, GroupMember, GroupRole, GroupUpdate, InvalidGroupId, MAX_GROUP_NAME_LEN,
 };
+pub use history::{HistoryCursor, HistoryPage};
 pub use link_history::{HISTORY_BUDGET, MAX_PROVISIONED_HISTORY};
 pub use linking::{
     LinkError, LinkRequest, MAX_PROVISIONED_CONTACTS, MAX_PROVISIONED_GROUPS, Provisioned,

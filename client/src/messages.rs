@@ -25,6 +25,7 @@ use prost::Message as _;
 use rand::Rng as _;
 use zeroize::Zeroizing;
 
+use crate::delivery::DeliveryState;
 use crate::events::Conversation;
 use crate::store::MessageRow;
 
@@ -130,6 +131,7 @@ impl fmt::Debug for MessageStatus {
 }
 
 /// One message as stored, with its converged state.
+#[non_exhaustive]
 #[derive(Clone, PartialEq, Eq)]
 pub struct MessageSnapshot {
     /// Where it belongs.
@@ -144,6 +146,10 @@ pub struct MessageSnapshot {
     pub reply_to: Option<MessageId>,
     /// Its file, if any.
     pub attachment: Option<AttachmentPointer>,
+    /// How far it got, for a message this account wrote (queued, sent,
+    /// delivered to, read by); `None` for a message someone else wrote:
+    /// we do not track what happens to theirs.
+    pub delivery: Option<DeliveryState>,
 }
 
 impl fmt::Debug for MessageSnapshot {
@@ -153,12 +159,14 @@ impl fmt::Debug for MessageSnapshot {
             .field("author", &self.author)
             .field("message_id", &hex::encode(self.message_id))
             .field("status", &self.status)
+            .field("delivery", &self.delivery)
             .finish_non_exhaustive()
     }
 }
 
 /// Folds the stored events of one message (`author`, `id`); `None` when
-/// nothing about it is stored.
+/// nothing about it is stored. The delivery state is left out (`None`):
+/// it comes from the store's receipts and outbox (delivery.rs).
 pub(crate) fn fold(author: &str, id: &MessageId, rows: &[MessageRow]) -> Option<MessageSnapshot> {
     let mut state = MessageState::new();
     let mut conversation = None;
@@ -213,6 +221,7 @@ pub(crate) fn fold(author: &str, id: &MessageId, rows: &[MessageRow]) -> Option<
         status,
         reply_to,
         attachment,
+        delivery: None,
     })
 }
 

@@ -18,6 +18,7 @@ mod echo_bot;
 mod event_streams;
 mod failover;
 mod groups;
+mod history_pages;
 mod linking;
 mod messaging;
 mod module_graph;

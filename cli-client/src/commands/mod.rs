@@ -6,4 +6,5 @@ pub mod contacts;
 pub mod devices;
 pub mod files;
 pub mod groups;
+pub mod history;
 pub mod messages;

@@ -1,13 +1,17 @@
 //! Sending (through the outbox) and reading history: texts, replies,
-//! reactions, edits, deletes, receipts, typing (SPEC.md §11), and the
-//! converged view of stored messages (§11.4).
+//! reactions, edits, deletes, receipts, typing (SPEC.md §11), the
+//! converged view of stored messages (§11.4) with the delivery state of
+//! our own (delivery.rs), page by page (history.rs).
 
 use super::Account;
-use crate::error::{SendError, StoreError};
+use crate::delivery;
+use crate::error::{HistoryError, SendError, StoreError};
 use crate::events::Conversation;
+use crate::history::{HistoryCursor, HistoryPage};
 use crate::messages::new_id;
 use crate::messages::{self, MessageSnapshot};
 use crate::now_ms;
+use crate::store::Tx;
 use microbot_protocol::MessageId;
 use microbot_protocol::content::{Content, ReplyTo, TypingAction};
 use prost::Message as _;
@@ -173,7 +177,8 @@ impl Account {
         self.inner.store.tx(|tx| tx.outbox_len())
     }
 
-    /// The converged state of the message (`author`, `id`), if known.
+    /// The converged state of the message (`author`, `id`), if known;
+    /// for a message this account wrote, with its delivery state.
     ///
     /// # Errors
     /// [`StoreError`].
@@ -182,11 +187,28 @@ impl Account {
         author: &str,
         id: &MessageId,
     ) -> Result<Option<MessageSnapshot>, StoreError> {
-        let rows = self.inner.store.tx(|tx| tx.message_events(author, id))?;
-        Ok(messages::fold(author, id, &rows))
+        self.inner.store.tx(|tx| self.snapshot(tx, author, id))
     }
 
-    /// The newest `limit` messages of a conversation, oldest first.
+    /// [`Account::message`] inside a transaction.
+    fn snapshot(
+        &self,
+        tx: &Tx<'_>,
+        author: &str,
+        id: &MessageId,
+    ) -> Result<Option<MessageSnapshot>, StoreError> {
+        let rows = tx.message_events(author, id)?;
+        let Some(mut snapshot) = messages::fold(author, id, &rows) else {
+            return Ok(None);
+        };
+        if author == self.inner.me.username {
+            snapshot.delivery = Some(delivery::state(tx, id)?);
+        }
+        Ok(Some(snapshot))
+    }
+
+    /// The newest `limit` messages of a conversation, oldest first: the
+    /// newest page of [`Account::history_page`].
     ///
     /// # Errors
     /// [`StoreError`].
@@ -195,17 +217,58 @@ impl Account {
         conversation: &Conversation,
         limit: u32,
     ) -> Result<Vec<MessageSnapshot>, StoreError> {
-        let heads = self
-            .inner
-            .store
-            .tx(|tx| tx.history(&conversation.key(), limit))?;
-        let mut out = Vec::with_capacity(heads.len());
-        for head in heads {
-            if let Some(snapshot) = self.message(&head.author, &head.message_id)? {
-                out.push(snapshot);
+        Ok(self.page_at(conversation, None, limit)?.messages)
+    }
+
+    /// One page of a conversation's text and file messages: the newest
+    /// `limit` stored before `before` (the newest of all without a
+    /// cursor), oldest first, and the cursor of the next older page
+    /// ([`HistoryPage::older`], `None` when nothing older is stored).
+    /// Pages do not shift while new messages arrive: the cursor marks a
+    /// position in the store, not a count from the newest.
+    ///
+    /// # Errors
+    /// [`HistoryError::ForeignCursor`] when `before` was handed out for
+    /// another conversation (nothing is read); [`HistoryError::Store`].
+    pub fn history_page(
+        &self,
+        conversation: &Conversation,
+        before: Option<&HistoryCursor>,
+        limit: u32,
+    ) -> Result<HistoryPage, HistoryError> {
+        let before = before
+            .map(|cursor| {
+                cursor
+                    .position_in(conversation)
+                    .ok_or(HistoryError::ForeignCursor)
+            })
+            .transpose()?;
+        Ok(self.page_at(conversation, before, limit)?)
+    }
+
+    /// The page of `limit` messages stored before position `before`.
+    fn page_at(
+        &self,
+        conversation: &Conversation,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<HistoryPage, StoreError> {
+        self.inner.store.tx(|tx| {
+            let (heads, older) = tx.history_page(&conversation.key(), before, limit)?;
+            // The next page starts before the oldest message of this one
+            // (before this page's own start when it is empty: limit 0).
+            let next = heads.first().map(|h| h.seq).or(before).unwrap_or(u64::MAX);
+            let mut messages = Vec::with_capacity(heads.len());
+            for head in heads {
+                if let Some(snapshot) = self.snapshot(tx, &head.author, &head.message_id)? {
+                    messages.push(snapshot);
+                }
             }
-        }
-        Ok(out)
+            Ok(HistoryPage {
+                messages,
+                older: older.then(|| HistoryCursor::new(conversation, next)),
+            })
+        })
     }
 
     /// Current reactions to a message: (who, emoji) pairs, after removals.

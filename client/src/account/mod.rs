@@ -221,6 +221,8 @@ impl Account {
                 tx.set_secret(META_DEVICE_KEY, device_seed.as_slice())?;
                 tx.set_secret(META_PREKEYS, &local_prekeys.to_bytes())?;
                 tx.set_meta(META_PREKEYS_UPLOADED, &[0])?;
+                // A store made now has no receipts from before the table.
+                crate::delivery::fold_stored_receipts(tx, &enrolment.username)?;
                 Ok(())
             })
             .map_err(OpenError::from)?;
@@ -250,6 +252,7 @@ impl Account {
                 .meta_string(META_USERNAME)?
                 .ok_or(StoreError::NoAccount)?;
             let device_id = tx.meta_u64(META_DEVICE_ID)?.ok_or(StoreError::NoAccount)?;
+            crate::delivery::fold_stored_receipts(tx, &username)?;
             let addresses = tx
                 .meta_string(META_SERVER_ADDR)?
                 .and_then(|a| split_addresses(&a))

@@ -239,6 +239,15 @@ pub(crate) fn process(
     {
         mark_read_elsewhere(tx, &conversation, &read.message_ids)?;
     }
+    let receipt_of = match &content.body {
+        Some(Body::DeliveryReceipt(r)) => Some((ReceiptKind::Delivered, &r.message_ids)),
+        Some(Body::ReadReceipt(r)) => Some((ReceiptKind::Read, &r.message_ids)),
+        _ => None,
+    };
+    if let Some((kind, ids)) = receipt_of {
+        let ids: Vec<MessageId> = ids.iter().filter_map(|id| id16(id)).collect();
+        crate::delivery::record(tx, me, &conversation, sender, kind, &ids)?;
+    }
     let all = u64::MAX;
     if let Some(event) = event_for(tx, &conversation, sender, device, &content, message_id, all)? {
         events.push(event);

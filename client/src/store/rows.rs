@@ -1,5 +1,6 @@
-//! Typed access to the store's tables: contacts, sessions, messages,
-//! processed envelopes and the outbox. Secret columns are sealed with the
+//! Typed access to the store's tables: contacts, sessions, messages (and
+//! their history pages), processed envelopes, the outbox and the receipts
+//! for our own messages. Secret columns are sealed with the
 //! store's [`super::crypt::Sealer`]; the associated data names the row.
 
 use microbot_crypto::Session;
@@ -49,6 +50,24 @@ pub(crate) struct MessageRow {
     pub received_at_ms: u64,
     /// The encoded `Content`.
     pub content: Zeroizing<Vec<u8>>,
+}
+
+/// One page of history: (position, author, id) of the texts and files of
+/// conversation ?1 stored before position ?2, the newest ?3. The WHERE
+/// names the same kinds as the `messages_history` index (schema v4), so
+/// the query walks that index backwards and stops after ?3 rows.
+const HISTORY_PAGE: &str = "SELECT seq, author, message_id FROM messages
+     WHERE conversation = ?1 AND kind IN ('text', 'attachment') AND seq < ?2
+     ORDER BY seq DESC LIMIT ?3";
+
+/// Where a text or file message sits in history.
+pub(crate) struct HistoryHead {
+    /// Its insertion position in the store (grows with every row).
+    pub seq: u64,
+    /// Username of the author.
+    pub author: String,
+    /// `Content.message_id`.
+    pub message_id: MessageId,
 }
 
 /// One queued send.
@@ -349,6 +368,15 @@ impl Tx<'_> {
         )
     }
 
+    /// Every stored delivery and read receipt, oldest first.
+    pub(crate) fn receipt_rows(&self) -> Result<Vec<MessageRow>, StoreError> {
+        self.message_rows(
+            "SELECT conversation, author, message_id, target_id, kind, sent_at_ms, received_at_ms, body
+             FROM messages WHERE kind IN ('delivery_receipt', 'read_receipt') ORDER BY seq",
+            [],
+        )
+    }
+
     /// Reactions to a message, oldest first.
     pub(crate) fn reactions(&self, target: &MessageId) -> Result<Vec<MessageRow>, StoreError> {
         self.message_rows(
@@ -358,20 +386,50 @@ impl Tx<'_> {
         )
     }
 
-    /// The newest `limit` texts and files of a conversation, oldest first.
+    /// The newest `limit` texts and files of a conversation, oldest first
+    /// (the newest page of [`Tx::history_page`]).
     pub(crate) fn history(
         &self,
         conversation: &str,
         limit: u32,
-    ) -> Result<Vec<MessageRow>, StoreError> {
-        let mut rows = self.message_rows(
-            "SELECT conversation, author, message_id, target_id, kind, sent_at_ms, received_at_ms, body
-             FROM messages WHERE conversation = ?1 AND kind IN ('text', 'attachment')
-             ORDER BY seq DESC LIMIT ?2",
-            params![conversation, limit],
-        )?;
-        rows.reverse();
-        Ok(rows)
+    ) -> Result<Vec<HistoryHead>, StoreError> {
+        Ok(self.history_page(conversation, None, limit)?.0)
+    }
+
+    /// Up to `limit` texts and files of a conversation stored before
+    /// position `before` (all when `None`), the newest of them, oldest
+    /// first; and whether older ones exist.
+    pub(crate) fn history_page(
+        &self,
+        conversation: &str,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<(Vec<HistoryHead>, bool), StoreError> {
+        let before = before.map_or(i64::MAX, |b| i64::try_from(b).unwrap_or(i64::MAX));
+        let mut stmt = self.conn.prepare(HISTORY_PAGE)?;
+        let raw = stmt
+            .query_map(params![conversation, before, i64::from(limit) + 1], |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, Vec<u8>>(2)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let older = raw.len() > usize::try_from(limit).unwrap_or(usize::MAX);
+        let mut heads = raw
+            .into_iter()
+            .take(usize::try_from(limit).unwrap_or(usize::MAX))
+            .map(|(seq, author, id)| {
+                Ok(HistoryHead {
+                    seq: from_sql_u64(seq),
+                    author,
+                    message_id: id_array(&id, "message id")?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        heads.reverse();
+        Ok((heads, older))
     }
 
     // ---- processed envelopes ----
@@ -529,10 +587,153 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Whether a send of message `id` waits in the outbox.
+    pub(crate) fn in_outbox(&self, id: &MessageId) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT 1 FROM outbox WHERE message_id = ?1 LIMIT 1",
+                [id.as_slice()],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
+    // ---- receipts for our own messages ----
+
+    /// Whether `author` wrote the text or file message `id` in `conversation`.
+    pub(crate) fn authored_in(
+        &self,
+        author: &str,
+        id: &MessageId,
+        conversation: &str,
+    ) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT 1 FROM messages WHERE author = ?1 AND message_id = ?2
+                   AND conversation = ?3 AND kind IN ('text', 'attachment')",
+                params![author, id.as_slice(), conversation],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
+    /// Records that `reader` reached `stage` for message `id`; a stage
+    /// lower than the one stored changes nothing.
+    pub(crate) fn raise_receipt(
+        &self,
+        id: &MessageId,
+        reader: &str,
+        stage: i64,
+    ) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO receipts (message_id, reader, stage) VALUES (?1, ?2, ?3)
+             ON CONFLICT (message_id, reader) DO UPDATE SET stage = excluded.stage
+             WHERE excluded.stage > receipts.stage",
+            params![id.as_slice(), reader, stage],
+        )?;
+        Ok(())
+    }
+
+    /// Each reader's furthest stage for message `id`, by reader.
+    pub(crate) fn receipts(&self, id: &MessageId) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT reader, stage FROM receipts WHERE message_id = ?1 ORDER BY reader")?;
+        let rows = stmt
+            .query_map([id.as_slice()], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
     pub(crate) fn outbox_len(&self) -> Result<u64, StoreError> {
         let n: i64 = self
             .conn
             .query_row("SELECT COUNT(*) FROM outbox", [], |row| row.get(0))?;
         Ok(from_sql_u64(n))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::StoreConfig;
+    use crate::store::Store;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::create(&StoreConfig::new(dir.path().join("store.db")))
+            .expect("store")
+            .keep();
+        (dir, store)
+    }
+
+    fn row(conversation: &str, id: u8, kind: &str) -> MessageRow {
+        MessageRow {
+            conversation: conversation.to_owned(),
+            author: "alice".to_owned(),
+            message_id: [id; 16],
+            target_id: None,
+            kind: kind.to_owned(),
+            sent_at_ms: 1,
+            received_at_ms: 1,
+            content: Zeroizing::new(vec![id]),
+        }
+    }
+
+    fn ids(heads: &[HistoryHead]) -> Vec<u8> {
+        heads.iter().map(|h| h.message_id[0]).collect()
+    }
+
+    #[test]
+    fn pages_walk_back_by_position_and_skip_other_kinds_and_conversations() {
+        let (_dir, mut store) = store();
+        store
+            .tx(|tx| -> Result<(), StoreError> {
+                for id in 1..=5 {
+                    tx.insert_message(&row("u:bob", id, "text"))?;
+                    tx.insert_message(&row("u:carol", id + 100, "text"))?;
+                    tx.insert_message(&row("u:bob", id + 50, "read_receipt"))?;
+                }
+                let (newest, older) = tx.history_page("u:bob", None, 2)?;
+                assert_eq!((ids(&newest), older), (vec![4, 5], true));
+                let (middle, older) = tx.history_page("u:bob", Some(newest[0].seq), 2)?;
+                assert_eq!((ids(&middle), older), (vec![2, 3], true));
+                // A new message does not move the pages already handed out.
+                tx.insert_message(&row("u:bob", 6, "text"))?;
+                let (last, older) = tx.history_page("u:bob", Some(middle[0].seq), 2)?;
+                assert_eq!((ids(&last), older), (vec![1], false));
+                let (none, older) = tx.history_page("u:bob", Some(last[0].seq), 2)?;
+                assert!(none.is_empty() && !older);
+                // Limit 0: nothing handed out, but older ones are there.
+                let (empty, older) = tx.history_page("u:bob", None, 0)?;
+                assert!(empty.is_empty() && older);
+                assert_eq!(ids(&tx.history("u:bob", 3)?), vec![4, 5, 6]);
+                Ok(())
+            })
+            .expect("tx");
+    }
+
+    #[test]
+    fn the_history_query_uses_its_index() {
+        let (_dir, mut store) = store();
+        let plan = store
+            .tx(|tx| -> Result<String, StoreError> {
+                let mut stmt = tx
+                    .conn
+                    .prepare(&format!("EXPLAIN QUERY PLAN {HISTORY_PAGE}"))?;
+                let details = stmt
+                    .query_map(params!["u:bob", 10, 3], |row| row.get::<_, String>(3))?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(details.join("; "))
+            })
+            .expect("plan");
+        assert!(plan.contains("messages_history"), "{plan}");
+        assert!(!plan.contains("TEMP B-TREE"), "{plan}");
     }
 }

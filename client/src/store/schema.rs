@@ -77,6 +77,17 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE messages ADD COLUMN shown INTEGER NOT NULL DEFAULT 1;
      ALTER TABLE messages ADD COLUMN author_device INTEGER NOT NULL DEFAULT 0;
      CREATE INDEX messages_unshown ON messages (seq) WHERE shown = 0;",
+    // v4: history pages (texts and files of one conversation by position,
+    // delivery/read receipts left out of the scan) and the receipts for our
+    // own messages, the furthest stage per reader (1 delivered, 2 read).
+    "CREATE INDEX messages_history ON messages (conversation, seq)
+         WHERE kind IN ('text', 'attachment');
+     CREATE TABLE receipts (
+         message_id BLOB NOT NULL,
+         reader TEXT NOT NULL,
+         stage INTEGER NOT NULL,
+         PRIMARY KEY (message_id, reader)
+     );",
 ];
 
 /// The schema version this build writes.
