@@ -5,7 +5,7 @@
 //! exactly once (issue 24). Needs `MICROBOT_TEST_POSTGRES` and
 //! `MICROBOT_TEST_REDIS` (scripts/services.sh) and `psql`; skipped with a
 //! note otherwise.
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, UdpSocket};

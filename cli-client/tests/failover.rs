@@ -4,7 +4,7 @@
 //! instead of giving up on the first node's handshake timeout. A node is
 //! "dead" as a killed host is: its UDP port swallows packets and nothing
 //! answers.
-mod common;
+use crate::common;
 
 use std::net::UdpSocket;
 

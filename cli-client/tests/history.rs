@@ -1,7 +1,7 @@
 //! `microbot history` against a real server: pages back with the printed
 //! cursor (stable while new messages arrive), the delivery state of our
 //! own messages, and the errors for a damaged or foreign cursor.
-mod common;
+use crate::common;
 
 use common::*;
 

@@ -3,7 +3,7 @@
 //! whoever fetched it; long text from standard input or a file; the
 //! smaller rough edges (file overwrite, reply context, blank text, exit
 //! codes, a stopped server).
-mod common;
+use crate::common;
 
 use common::*;
 

@@ -2,7 +2,7 @@
 //! whose profile key it holds: after one identified first message, the
 //! reply is stored by the server without a sender, and the recipient's
 //! `recv` still names the sender (from the certificate).
-mod common;
+use crate::common;
 
 use common::*;
 use microbot_server::testing::storage::sqlite::SqliteStorage;

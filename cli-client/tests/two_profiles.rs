@@ -2,7 +2,7 @@
 //! registered with TOTP codes computed from the printed secret, messages
 //! both ways checked through `recv --json`, safety numbers, a chat driven
 //! through a pipe, and the one-line errors with their exit codes.
-mod common;
+use crate::common;
 
 use common::*;
 

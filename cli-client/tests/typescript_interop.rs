@@ -21,7 +21,7 @@
 //! Builds nothing itself: cargo builds the `microbot` binary.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -1,0 +1,39 @@
+//! The `microbot` command line's integration tests, in one binary: one
+//! compile of the shared harness (`common`) and one link instead of one
+//! per file. Each file is a module named as the file; `cargo test -p
+//! microbot-cli --test cli history::` runs one of them.
+//! `every_test_file_is_built` fails when a file in this folder is not a
+//! module here, so no test is left out silently (Cargo.toml sets
+//! `autotests = false`).
+
+mod common;
+
+mod cluster_failover;
+mod failover;
+mod history;
+mod new_user;
+mod sealed_sender;
+mod two_profiles;
+mod typescript_interop;
+
+/// Every `.rs` file in this folder is a module of this binary.
+#[test]
+fn every_test_file_is_built() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let main = std::fs::read_to_string(dir.join("main.rs")).unwrap();
+    let mut missing = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let Some(stem) = path.file_stem().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let is_rust = path.extension().is_some_and(|e| e == "rs");
+        if is_rust && stem != "main" && !main.contains(&format!("\nmod {stem};\n")) {
+            missing.push(stem.to_owned());
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "test files built by nothing: {missing:?}"
+    );
+}
