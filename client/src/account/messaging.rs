@@ -8,13 +8,14 @@ use crate::events::Conversation;
 use crate::messages::new_id;
 use crate::messages::{self, MessageSnapshot};
 use crate::now_ms;
+use crate::outbox::QueuedBy;
 use microbot_protocol::MessageId;
 use microbot_protocol::content::{Content, ReplyTo, TypingAction};
 use prost::Message as _;
 
 impl Account {
     fn queue(&self, conversation: &Conversation, content: Content) -> Result<MessageId, SendError> {
-        crate::outbox::queue(&self.inner, conversation, content)
+        crate::outbox::queue(&self.inner, conversation, content, QueuedBy::App)
     }
 
     /// Sends a text message; returns its id. It waits in the outbox until
