@@ -134,7 +134,9 @@ impl Account {
     }
 
     /// Sends a delivery receipt (sent automatically when
-    /// [`AccountConfig::delivery_receipts`] is on).
+    /// [`AccountConfig::delivery_receipts`](crate::AccountConfig::delivery_receipts)
+    /// is on; only this call's receipt is announced with
+    /// [`Event::Sent`](crate::Event::Sent), the automatic ones are not).
     ///
     /// # Errors
     /// [`SendError`].
