@@ -193,6 +193,8 @@ JSON lines: every object has \"type\"; ids are 32 hex digits; \"conversation\" i
 {\"type\":\"direct\",\"username\":…} or {\"type\":\"group\",\"id\":…,\"name\":…}. A message:
 {\"type\":\"message\",\"conversation\":…,\"from\":…,\"device\":…,\"id\":…,\"sent_at_ms\":…,
  \"text\":…,\"reply_to\":…|null,\"file\":{\"name\",\"size\",\"content_type\"}|null}.
+A failed send: {\"type\":\"send_failed\",\"id\":…,\"reason\":…,\"reason_kind\":…}, \"reason\"
+for people, \"reason_kind\" a stable name (unknown_account, not_group_member, server_refused, …).
 Without --only, \"sent\" and \"prekeys_refilled\" are left out.";
 
 /// `recv`.

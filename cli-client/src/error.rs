@@ -5,7 +5,7 @@
 
 use microbot_client::{
     AcknowledgeError, AttachmentError, AuthError, ErrorCode, GroupError, OnlineError, OpenError,
-    SendError, StoreError, TransportError,
+    SendError, SendFailureReason, StoreError, TransportError,
 };
 
 /// Exit codes (also listed in `microbot --help`).
@@ -355,13 +355,61 @@ pub fn acknowledge(error: AcknowledgeError) -> CliError {
 }
 
 /// Translates the reason of a `SendFailed` event for `target`.
-pub fn send_failed(target: &str, reason: &str) -> CliError {
-    // The SDK reports the reason as text only (see the crate README).
-    if reason.contains("UnknownAccount") || reason.starts_with("no account named") {
-        CliError::UnknownContact(format!("{target} (no such account on the server)"))
-    } else if reason.contains("UnknownGroup") || reason.contains("NotGroupMember") {
-        CliError::UnknownGroup(format!("{target} (not a member)"))
-    } else {
-        CliError::Other(format!("sending to {target} failed: {reason}"))
+pub fn send_failed(target: &str, reason: &SendFailureReason) -> CliError {
+    match reason {
+        SendFailureReason::UnknownAccount { .. }
+        | SendFailureReason::ServerRefused {
+            code: ErrorCode::UnknownAccount,
+            ..
+        } => CliError::UnknownContact(format!("{target} (no such account on the server)")),
+        SendFailureReason::UnknownGroup { .. }
+        | SendFailureReason::NotGroupMember { .. }
+        | SendFailureReason::ServerRefused {
+            code: ErrorCode::UnknownGroup | ErrorCode::NotGroupMember,
+            ..
+        } => CliError::UnknownGroup(format!("{target} (not a member)")),
+        other => CliError::Other(format!("sending to {target} failed: {other}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_send_is_translated_by_its_cause() {
+        let unknown = SendFailureReason::UnknownAccount {
+            username: "frank".into(),
+        };
+        assert!(matches!(
+            send_failed("frank", &unknown),
+            CliError::UnknownContact(what) if what.starts_with("frank")
+        ));
+        let removed = SendFailureReason::NotGroupMember {
+            group_id: microbot_client::GroupId::from_bytes([1; 16]),
+        };
+        assert!(matches!(
+            send_failed("#team", &removed),
+            CliError::UnknownGroup(what) if what.starts_with("#team")
+        ));
+        let refused = SendFailureReason::ServerRefused {
+            code: ErrorCode::NotGroupMember,
+            message: "not a member".into(),
+        };
+        assert!(matches!(
+            send_failed("#team", &refused),
+            CliError::UnknownGroup(_)
+        ));
+        let full = SendFailureReason::ServerRefused {
+            code: ErrorCode::QueueFull,
+            message: "recipient queue full".into(),
+        };
+        let CliError::Other(text) = send_failed("bob", &full) else {
+            panic!("a full queue is no unknown contact");
+        };
+        assert_eq!(
+            text,
+            "sending to bob failed: server refused the request: QueueFull: recipient queue full"
+        );
     }
 }

@@ -12,13 +12,19 @@
 //! {"type":"typing","conversation":C,"from":"…","started":true}
 //! {"type":"group_changed","group":"…","version":3}
 //! {"type":"sent","id":"…","server_timestamp_ms":…}
-//! {"type":"send_failed","id":"…","reason":"…"}
+//! {"type":"send_failed","id":"…","reason":"…","reason_kind":"unknown_account"|"no_devices"|…}
 //! {"type":"connection","state":"connected"|"connecting"|"disconnected"|"refused"|"stopped","reason":…}
 //! {"type":"safety_number_changed","username":"…","safety_number":"12345 …"}
 //! {"type":"decryption_failed","sender":"…","device":2,"reason":"…"}
 //! {"type":"prekeys_refilled","uploaded":100}
 //! C = {"type":"direct","username":"bob"} | {"type":"group","id":"…","name":"team"|null}
 //! ```
+//! `send_failed`: `reason` is a sentence for people; `reason_kind` is the
+//! SDK's stable name of the cause for scripts to switch on
+//! (`SendFailureReason::kind`: unknown_account, no_devices, keys_refused,
+//! devices_keep_changing, group_devices_keep_changing, unknown_group,
+//! not_group_member, sender_key_exhausted, server_refused, request_failed,
+//! unknown_destination, and any newer one).
 //! Not owned here: which events a command shows.
 
 use std::collections::{HashMap, HashSet};
@@ -292,7 +298,8 @@ pub fn to_json(event: &Event, names: &Names) -> Value {
         Event::SendFailed { message_id, reason } => json!({
             "type": kind,
             "id": id_hex(message_id),
-            "reason": reason,
+            "reason": reason.to_string(),
+            "reason_kind": reason.kind(),
         }),
         Event::NotDelivered {
             message_id,
@@ -519,6 +526,7 @@ pub fn to_line(event: &Event, names: &Names) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use microbot_client::SendFailureReason;
 
     #[test]
     fn json_names_the_conversation_and_hex_ids() {
@@ -547,5 +555,45 @@ mod tests {
             "alice"
         );
         assert!(EVENT_TYPES.contains(&event_type(&direct)));
+    }
+
+    #[test]
+    fn a_failed_send_carries_its_reason_for_people_and_its_kind_for_scripts() {
+        let names = Names::default();
+        let team = GroupId::from_bytes([3u8; 16]);
+        let cases = [
+            (
+                SendFailureReason::UnknownAccount {
+                    username: "frank".into(),
+                },
+                "unknown_account",
+                "no account named frank",
+            ),
+            (
+                SendFailureReason::NotGroupMember { group_id: team },
+                "not_group_member",
+                "this account is not a member of the group",
+            ),
+            (
+                SendFailureReason::ServerRefused {
+                    code: microbot_client::ErrorCode::QueueFull,
+                    message: "recipient queue full".into(),
+                },
+                "server_refused",
+                "server refused the request: QueueFull: recipient queue full",
+            ),
+        ];
+        for (reason, kind, text) in cases {
+            let event = Event::SendFailed {
+                message_id: [4u8; 16],
+                reason,
+            };
+            let value = to_json(&event, &names);
+            assert_eq!(value["type"], "send_failed");
+            assert_eq!(value["id"], "04".repeat(16));
+            assert_eq!(value["reason_kind"], kind);
+            assert_eq!(value["reason"], text);
+            assert!(to_line(&event, &names).ends_with(text));
+        }
     }
 }

@@ -317,7 +317,7 @@ mod tests {
             .tx(|tx| -> Result<(), StoreError> {
                 tx.insert_message(&text_row(&bob, "alice", [1; 16]))?;
                 tx.insert_message(&text_row(&bob, "bob", [2; 16]))?;
-                tx.push_outbox(&bob.key(), &[1; 16], &[0])?;
+                tx.push_outbox(&bob.key(), &[1; 16], &[0], true)?;
                 // Carol is not in the conversation with Bob.
                 record(tx, "alice", &bob, "carol", ReceiptKind::Read, &[[1; 16]])?;
                 // Carol's receipt in her own conversation names a message

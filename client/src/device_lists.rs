@@ -28,6 +28,7 @@ use microbot_protocol::transport::{
 
 use crate::account_state::Inner;
 use crate::error::{StoreError, TransportError};
+use crate::send_failure::{KeyRefusal, SendFailureReason};
 use crate::store::Tx;
 use crate::this_device::ThisDevice;
 use crate::transport::Connection;
@@ -80,6 +81,28 @@ pub(crate) enum ListRefusal {
         /// The version verified before.
         seen: u64,
     },
+}
+
+impl From<ListRefusal> for SendFailureReason {
+    fn from(refusal: ListRefusal) -> Self {
+        let (username, refusal) = match refusal {
+            ListRefusal::Forged { username, error } => {
+                (username, KeyRefusal::ForgedDeviceList { error })
+            }
+            ListRefusal::Rollback {
+                username,
+                seen,
+                served,
+            } => (username, KeyRefusal::DeviceListRollback { seen, served }),
+            ListRefusal::Equivocation { username, version } => {
+                (username, KeyRefusal::DeviceListEquivocation { version })
+            }
+            ListRefusal::Downgrade { username, seen } => {
+                (username, KeyRefusal::DeviceListMissing { seen })
+            }
+        };
+        SendFailureReason::KeysRefused { username, refusal }
+    }
 }
 
 /// What a served list allows.

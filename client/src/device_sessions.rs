@@ -23,6 +23,7 @@ use crate::device_lists::Checked;
 use crate::error::StoreError;
 use crate::events::Event;
 use crate::now_ms;
+use crate::send_failure::{KeyRefusal, SendFailureReason};
 use crate::store::{Contact, Tx};
 use crate::this_device::ThisDevice;
 
@@ -34,7 +35,7 @@ pub(crate) enum Verdict {
     /// The contact's identity changed; its sends wait for acknowledgement.
     Blocked,
     /// Sends to it cannot succeed, for this reason.
-    Refused(String),
+    Refused(SendFailureReason),
 }
 
 /// What was decided, and what to tell the application.
@@ -99,17 +100,19 @@ pub(crate) fn apply_bundles(
         }
     }
     let Some(identity) = trusted else {
-        return Ok(refused(format!(
-            "{username} has no device that published keys"
-        )));
+        return Ok(refused(SendFailureReason::NoDevices {
+            username: username.to_owned(),
+        }));
     };
     // SPEC.md §4.2: never a classical session with a device that advertises
     // KEM prekeys; nothing is saved, the next send fetches the bundles again.
     if !downgraded.is_empty() {
-        return Ok(refused(format!(
-            "{username}'s devices {downgraded:?} sign for post-quantum (ML-KEM) prekeys but the \
-             server sent none: refused as a possible downgrade attack"
-        )));
+        return Ok(refused(SendFailureReason::KeysRefused {
+            username: username.to_owned(),
+            refusal: KeyRefusal::Downgrade {
+                device_ids: downgraded,
+            },
+        }));
     }
     let mut record = known.contact.cloned().unwrap_or(Contact {
         identity,
@@ -155,7 +158,7 @@ pub(crate) fn apply_bundles(
     })
 }
 
-fn refused(reason: String) -> Decision {
+fn refused(reason: SendFailureReason) -> Decision {
     Decision {
         verdict: Verdict::Refused(reason),
         events: Vec::new(),

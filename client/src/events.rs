@@ -13,6 +13,7 @@ use microbot_protocol::MessageId;
 use tokio::sync::mpsc;
 
 use crate::groups::{GroupId, GroupUpdate};
+use crate::send_failure::SendFailureReason;
 
 /// A conversation: with one account (all its devices), or a group.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -192,7 +193,11 @@ pub enum Event {
         /// What changed.
         update: GroupUpdate,
     },
-    /// A message left the outbox: the server stored it for every recipient device.
+    /// A message left the outbox: the server stored it for every recipient
+    /// device. Only for messages the application sent (`send_text`,
+    /// `react`, `mark_read`, `send_file`, …, never typing indicators):
+    /// what the SDK sends by itself (automatic delivery receipts, group
+    /// control messages) leaves without an event.
     Sent {
         /// The message.
         message_id: MessageId,
@@ -201,7 +206,8 @@ pub enum Event {
     },
     /// A group message the server stored for every member device except
     /// these: their queues were full (SPEC.md §12.10), so they will not
-    /// receive it. Follows the message's [`Event::Sent`].
+    /// receive it. Follows the message's [`Event::Sent`] (so, like it, only
+    /// for messages the application sent).
     NotDelivered {
         /// The message.
         message_id: MessageId,
@@ -211,12 +217,13 @@ pub enum Event {
         /// The skipped recipient devices.
         device_ids: Vec<u64>,
     },
-    /// A message could not be sent and was dropped from the outbox.
+    /// A message the application sent could not be sent and was dropped
+    /// from the outbox (only for ids [`Event::Sent`] would name).
     SendFailed {
         /// The message.
         message_id: MessageId,
-        /// Why.
-        reason: String,
+        /// Why: match on it, or show it (`Display` is a sentence).
+        reason: SendFailureReason,
     },
     /// The connection state changed.
     Connection(ConnectionState),

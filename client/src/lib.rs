@@ -47,6 +47,7 @@
 //! - `attachments`: streaming encrypted file upload and download (§7, §12.11).
 //! - `linking`: a new device receives the account through a provisioning slot (§12.14).
 //! - [`events`]: what the application is told.
+//! - `send_failure`: why a send was dropped ([`SendFailureReason`]), typed end to end.
 //! - [`error`]: typed errors per operation.
 //!
 //! Groups: [`Account::create_group`] and the other group operations need
@@ -87,6 +88,7 @@ mod prekeys;
 mod receive;
 mod rotation;
 mod sealed;
+mod send_failure;
 mod sessions;
 mod shown;
 mod store;
@@ -135,6 +137,7 @@ pub use microbot_protocol::transport::ErrorCode;
 pub use microbot_protocol::transport::PrekeyStatus;
 /// The text form of a [`MessageId`] (`id.to_text()`, `MessageId::from_text`).
 pub use microbot_protocol::{InvalidMessageId, MessageIdText};
+pub use send_failure::{KeyRefusal, SendFailureReason};
 pub use shown::Unshown;
 pub use tls::{ALPN, quic_client_config, websocket_tls_config};
 pub use totp::{TotpError, TotpGenerator};

@@ -28,6 +28,7 @@ use crate::messages::encode_plaintext;
 use crate::now_ms;
 use crate::prekeys::META_PREKEYS;
 use crate::prekeys::bundle_from_proto;
+use crate::send_failure::SendFailureReason;
 use crate::store::SharedStore;
 use crate::store::{Contact, Tx};
 use crate::this_device::ThisDevice;
@@ -58,8 +59,8 @@ impl Stored {
 pub(crate) enum SendFailure {
     /// The destination's safety number changed; wait for acknowledgement.
     Blocked,
-    /// The send can never succeed; drop it.
-    Permanent(String),
+    /// The send can never succeed, for this reason; drop it.
+    Permanent(SendFailureReason),
     /// The connection failed; keep it and retry after reconnecting.
     Transport(TransportError),
     /// The store failed; keep it.
@@ -72,12 +73,28 @@ impl From<StoreError> for SendFailure {
     }
 }
 
+/// A failed request as a send failure: a connection problem keeps the
+/// row for a retry, anything else drops it for the reason it names.
 pub(crate) fn transport_failure(error: TransportError) -> SendFailure {
     if error.is_connection_problem() {
-        SendFailure::Transport(error)
-    } else {
-        SendFailure::Permanent(error.to_string())
+        return SendFailure::Transport(error);
     }
+    SendFailure::Permanent(match error {
+        TransportError::Server(error) => SendFailureReason::ServerRefused {
+            code: error.code,
+            message: error.message,
+        },
+        other => SendFailureReason::RequestFailed {
+            detail: other.to_string(),
+        },
+    })
+}
+
+/// The send failure for an answer of the wrong kind to `request`.
+pub(crate) fn unexpected_answer(request: &str) -> SendFailure {
+    SendFailure::Permanent(SendFailureReason::RequestFailed {
+        detail: format!("unexpected answer to a {request}"),
+    })
 }
 
 /// Sends one queued content to `to`: every device of the recipient and
@@ -110,9 +127,9 @@ pub(crate) async fn send_direct(
         ensure_own_devices(inner, conn).await?;
         let (envelopes, to_recipient) = encrypt_for(&inner.store, &inner.me, &to, content)?;
         if to != me && to_recipient == 0 {
-            return Err(SendFailure::Permanent(format!(
-                "{to} has no device that published keys"
-            )));
+            return Err(SendFailure::Permanent(SendFailureReason::NoDevices {
+                username: to,
+            }));
         }
         if envelopes.is_empty() {
             return Ok(Stored::everywhere(now_ms()));
@@ -176,7 +193,7 @@ pub(crate) async fn send_direct(
         }
     }
     Err(SendFailure::Permanent(
-        "the recipient's device list keeps changing".into(),
+        SendFailureReason::DevicesKeepChanging { username: to },
     ))
 }
 
@@ -317,12 +334,12 @@ async fn fetch_bundles(
         .await
     {
         Ok(response::Result::PrekeyBundles(b)) => Ok(b),
-        Ok(_) => Err(SendFailure::Permanent(
-            "unexpected answer to a prekey fetch".into(),
-        )),
-        Err(TransportError::Server(e)) if e.code == ErrorCode::UnknownAccount => Err(
-            SendFailure::Permanent(format!("no account named {username}")),
-        ),
+        Ok(_) => Err(unexpected_answer("prekey fetch")),
+        Err(TransportError::Server(e)) if e.code == ErrorCode::UnknownAccount => {
+            Err(SendFailure::Permanent(SendFailureReason::UnknownAccount {
+                username: username.to_owned(),
+            }))
+        }
         Err(error) => Err(transport_failure(error)),
     }
 }
@@ -415,7 +432,7 @@ pub(crate) async fn ensure_own_devices(
                 &served.signed_device_list,
             )
         })?
-        .map_err(|refusal| SendFailure::Permanent(refusal.to_string()))?;
+        .map_err(|refusal| SendFailure::Permanent(refusal.into()))?;
     let (devices, unknown) = device_sessions::own_devices_to_fetch(
         &inner.me,
         served.devices.iter().map(|d| d.device_id),
@@ -471,7 +488,7 @@ fn check_contact_list(
     };
     store
         .tx(|tx| device_lists::check(tx, username, &identity, &bundles.signed_device_list))?
-        .map_err(|refusal| SendFailure::Permanent(format!("refused: {refusal}")))
+        .map_err(|refusal| SendFailure::Permanent(refusal.into()))
 }
 
 /// Encrypts `content` for every device of `to` and our other devices,

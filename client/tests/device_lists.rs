@@ -12,7 +12,7 @@ use crate::common;
 use std::time::Duration;
 
 use common::*;
-use microbot_client::{Conversation, Event, IdentitySource};
+use microbot_client::{Conversation, Event, IdentitySource, KeyRefusal, SendFailureReason};
 use microbot_crypto::IdentityKeyPair;
 use microbot_crypto::device_list::{DeviceList, SignedDeviceList};
 use microbot_server::testing::storage::sqlite::SqliteStorage;
@@ -37,12 +37,20 @@ fn stored_list(storage: &SqliteStorage, username: &str, identity: &[u8; 32]) -> 
 }
 
 /// Waits for a `SendFailed` and returns its reason.
-async fn send_failed(events: &mut microbot_client::Events) -> String {
+async fn send_failed(events: &mut microbot_client::Events) -> SendFailureReason {
     wait_for(events, |e| match e {
         Event::SendFailed { reason, .. } => Some(reason.clone()),
         _ => None,
     })
     .await
+}
+
+/// The device-list refusal of alice's keys `reason` names.
+fn alice_refusal(reason: &SendFailureReason) -> &KeyRefusal {
+    match reason {
+        SendFailureReason::KeysRefused { username, refusal } if username == "alice" => refusal,
+        other => panic!("not a refusal of alice's keys: {other:?}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -206,7 +214,14 @@ async fn a_sender_refuses_a_rolled_back_or_forged_list() {
     assert!(db.put_device_list(alice_id, 1, &v1.bytes, true).unwrap());
     bob.account.send_text(&to_alice, "rolled back").unwrap();
     let reason = send_failed(&mut bob.events).await;
-    assert!(reason.contains("went back from version 2 to 1"), "{reason}");
+    assert!(
+        reason.to_string().contains("went back from version 2 to 1"),
+        "{reason}"
+    );
+    assert_eq!(
+        alice_refusal(&reason),
+        &KeyRefusal::DeviceListRollback { seen: 2, served: 1 }
+    );
 
     // A list signed by another key, however new, is refused too.
     let forged = DeviceList::new(
@@ -224,8 +239,14 @@ async fn a_sender_refuses_a_rolled_back_or_forged_list() {
     bob.account.send_text(&to_alice, "forged").unwrap();
     let reason = send_failed(&mut bob.events).await;
     assert!(
-        reason.contains("not signed by the identity we trust"),
+        reason
+            .to_string()
+            .contains("not signed by the identity we trust"),
         "{reason}"
+    );
+    assert!(
+        matches!(alice_refusal(&reason), KeyRefusal::ForgedDeviceList { .. }),
+        "{reason:?}"
     );
     no_text_within(&mut alice.events, Duration::from_millis(300)).await;
 
@@ -278,7 +299,7 @@ async fn a_device_under_another_identity_is_an_identity_change_not_a_list_questi
     ghost.account.send_text(&to_bob, "it is me, alice").unwrap();
     let sent = wait_for(&mut ghost.events, |e| match e {
         Event::Sent { .. } => Some(String::new()),
-        Event::SendFailed { reason, .. } => Some(reason.clone()),
+        Event::SendFailed { reason, .. } => Some(reason.to_string()),
         _ => None,
     })
     .await;
@@ -439,8 +460,14 @@ async fn a_contact_whose_list_disappeared_is_not_sent_to() {
     bob.account.send_text(&to_alice, "downgraded").unwrap();
     let reason = send_failed(&mut bob.events).await;
     assert!(
-        reason.contains("signed device list (version 1) is missing"),
+        reason
+            .to_string()
+            .contains("signed device list (version 1) is missing"),
         "{reason}"
+    );
+    assert_eq!(
+        alice_refusal(&reason),
+        &KeyRefusal::DeviceListMissing { seen: 1 }
     );
     no_text_within(&mut alice.events, Duration::from_millis(200)).await;
 

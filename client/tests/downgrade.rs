@@ -6,7 +6,7 @@ use crate::common;
 use std::time::Duration;
 
 use common::*;
-use microbot_client::{Conversation, Event, IdentitySource};
+use microbot_client::{Conversation, Event, IdentitySource, KeyRefusal, SendFailureReason};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bundle_stripped_of_its_kem_prekey_gets_no_classical_session() {
@@ -40,7 +40,17 @@ async fn a_bundle_stripped_of_its_kem_prekey_gets_no_classical_session() {
         _ => None,
     })
     .await;
-    assert!(reason.contains("downgrade"), "{reason}");
+    assert!(reason.to_string().contains("downgrade"), "{reason}");
+    assert!(
+        matches!(
+            &reason,
+            SendFailureReason::KeysRefused {
+                username,
+                refusal: KeyRefusal::Downgrade { device_ids },
+            } if username == "bob" && !device_ids.is_empty()
+        ),
+        "{reason:?}"
+    );
     no_text_within(&mut bob.events, Duration::from_millis(500)).await;
     alice.account.disconnect().await;
     bob.account.disconnect().await;

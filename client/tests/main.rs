@@ -23,6 +23,7 @@ mod linking;
 mod messaging;
 mod module_graph;
 mod offline;
+mod outbox_events;
 mod own_device_sync;
 mod sealed_sender;
 mod security;

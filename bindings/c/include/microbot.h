@@ -63,12 +63,18 @@ typedef enum MicrobotEventKind {
   MICROBOT_EVENT_KIND_TYPING = 6,
   // A group changed: `conversation`, `number` (its version).
   MICROBOT_EVENT_KIND_GROUP_CHANGED = 7,
-  // A message left the outbox: `message_id`, `number` (server time ms).
+  // A message the application sent left the outbox: `message_id`,
+  // `number` (server time ms). Not for what the library sends by itself
+  // (automatic delivery receipts, group changes).
   MICROBOT_EVENT_KIND_SENT = 8,
   // A group message skipped some full queues: `message_id`, `number`
   // (how many devices).
   MICROBOT_EVENT_KIND_NOT_DELIVERED = 9,
-  // A message was dropped from the outbox: `message_id`, `text` (why).
+  // A message the application sent was dropped from the outbox:
+  // `message_id`, `text` (why, for people), `number` (why, for programs:
+  // a `MicrobotSendFailure`), `from` (the username concerned, for the
+  // causes that name one), `conversation` (the group, for the causes
+  // that name one).
   MICROBOT_EVENT_KIND_SEND_FAILED = 10,
   // Connecting to the server.
   MICROBOT_EVENT_KIND_CONNECTING = 11,
@@ -97,6 +103,37 @@ typedef enum MicrobotEventKind {
   // outbox drained.
   MICROBOT_EVENT_KIND_CAUGHT_UP = 21,
 } MicrobotEventKind;
+
+// Why a send failed: the `number` of a `MICROBOT_EVENT_KIND_SEND_FAILED`
+// event. Causes may be added in later versions: treat a value this list
+// does not name like `MICROBOT_SEND_FAILURE_OTHER` (its `text` says why).
+typedef enum MicrobotSendFailure {
+  // A cause newer than this library's C interface: read `text`.
+  MICROBOT_SEND_FAILURE_OTHER = 0,
+  // The server has no account with this username (`from`).
+  MICROBOT_SEND_FAILURE_UNKNOWN_ACCOUNT = 1,
+  // None of the account's (`from`) devices published keys.
+  MICROBOT_SEND_FAILURE_NO_DEVICES = 2,
+  // The keys served for `from` were refused (a possible downgrade, a
+  // forged or rolled-back device list): `text` says which.
+  MICROBOT_SEND_FAILURE_KEYS_REFUSED = 3,
+  // The recipient's (`from`) devices kept changing during the send.
+  MICROBOT_SEND_FAILURE_DEVICES_KEEP_CHANGING = 4,
+  // The group's (`conversation`) member devices kept changing.
+  MICROBOT_SEND_FAILURE_GROUP_DEVICES_KEEP_CHANGING = 5,
+  // This device does not know the group (`conversation`).
+  MICROBOT_SEND_FAILURE_UNKNOWN_GROUP = 6,
+  // This account is not a member of the group (`conversation`).
+  MICROBOT_SEND_FAILURE_NOT_GROUP_MEMBER = 7,
+  // The sender key for the group (`conversation`) is exhausted.
+  MICROBOT_SEND_FAILURE_SENDER_KEY_EXHAUSTED = 8,
+  // The server refused the send; `text` names its error code.
+  MICROBOT_SEND_FAILURE_SERVER_REFUSED = 9,
+  // The exchange with the server broke (an unusable answer).
+  MICROBOT_SEND_FAILURE_REQUEST_FAILED = 10,
+  // A queued message named no known conversation (a damaged store).
+  MICROBOT_SEND_FAILURE_UNKNOWN_DESTINATION = 11,
+} MicrobotSendFailure;
 
 // One device of one account, opened from its local store (opaque).
 typedef struct MicrobotAccount MicrobotAccount;

@@ -5,7 +5,7 @@ use std::ffi::{CString, c_char, c_void};
 use std::ptr;
 use std::thread::JoinHandle;
 
-use microbot_client::{ConnectionState, Event, Events, ReceiptKind};
+use microbot_client::{ConnectionState, Event, Events, ReceiptKind, SendFailureReason};
 use tokio::sync::oneshot;
 
 use crate::ffi_str::c_string;
@@ -33,12 +33,18 @@ pub enum MicrobotEventKind {
     Typing = 6,
     /// A group changed: `conversation`, `number` (its version).
     GroupChanged = 7,
-    /// A message left the outbox: `message_id`, `number` (server time ms).
+    /// A message the application sent left the outbox: `message_id`,
+    /// `number` (server time ms). Not for what the library sends by itself
+    /// (automatic delivery receipts, group changes).
     Sent = 8,
     /// A group message skipped some full queues: `message_id`, `number`
     /// (how many devices).
     NotDelivered = 9,
-    /// A message was dropped from the outbox: `message_id`, `text` (why).
+    /// A message the application sent was dropped from the outbox:
+    /// `message_id`, `text` (why, for people), `number` (why, for programs:
+    /// a `MicrobotSendFailure`), `from` (the username concerned, for the
+    /// causes that name one), `conversation` (the group, for the causes
+    /// that name one).
     SendFailed = 10,
     /// Connecting to the server.
     Connecting = 11,
@@ -66,6 +72,64 @@ pub enum MicrobotEventKind {
     /// After `Connected`: the messages queued while offline are in, the
     /// outbox drained.
     CaughtUp = 21,
+}
+
+/// Why a send failed: the `number` of a `MICROBOT_EVENT_KIND_SEND_FAILED`
+/// event. Causes may be added in later versions: treat a value this list
+/// does not name like `MICROBOT_SEND_FAILURE_OTHER` (its `text` says why).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MicrobotSendFailure {
+    /// A cause newer than this library's C interface: read `text`.
+    Other = 0,
+    /// The server has no account with this username (`from`).
+    UnknownAccount = 1,
+    /// None of the account's (`from`) devices published keys.
+    NoDevices = 2,
+    /// The keys served for `from` were refused (a possible downgrade, a
+    /// forged or rolled-back device list): `text` says which.
+    KeysRefused = 3,
+    /// The recipient's (`from`) devices kept changing during the send.
+    DevicesKeepChanging = 4,
+    /// The group's (`conversation`) member devices kept changing.
+    GroupDevicesKeepChanging = 5,
+    /// This device does not know the group (`conversation`).
+    UnknownGroup = 6,
+    /// This account is not a member of the group (`conversation`).
+    NotGroupMember = 7,
+    /// The sender key for the group (`conversation`) is exhausted.
+    SenderKeyExhausted = 8,
+    /// The server refused the send; `text` names its error code.
+    ServerRefused = 9,
+    /// The exchange with the server broke (an unusable answer).
+    RequestFailed = 10,
+    /// A queued message named no known conversation (a damaged store).
+    UnknownDestination = 11,
+}
+
+impl MicrobotSendFailure {
+    /// The code of `reason`, with the username or group it names.
+    fn of(reason: &SendFailureReason) -> (Self, Option<&str>, Option<String>) {
+        use MicrobotSendFailure as F;
+        use SendFailureReason as R;
+        let group = |id: &microbot_client::GroupId| Some(format!("g:{id}"));
+        match reason {
+            R::UnknownAccount { username } => (F::UnknownAccount, Some(username), None),
+            R::NoDevices { username } => (F::NoDevices, Some(username), None),
+            R::KeysRefused { username, .. } => (F::KeysRefused, Some(username), None),
+            R::DevicesKeepChanging { username } => (F::DevicesKeepChanging, Some(username), None),
+            R::GroupDevicesKeepChanging { group_id } => {
+                (F::GroupDevicesKeepChanging, None, group(group_id))
+            }
+            R::UnknownGroup { group_id } => (F::UnknownGroup, None, group(group_id)),
+            R::NotGroupMember { group_id } => (F::NotGroupMember, None, group(group_id)),
+            R::SenderKeyExhausted { group_id } => (F::SenderKeyExhausted, None, group(group_id)),
+            R::ServerRefused { .. } => (F::ServerRefused, None, None),
+            R::RequestFailed { .. } => (F::RequestFailed, None, None),
+            R::UnknownDestination { .. } => (F::UnknownDestination, None, None),
+            _ => (F::Other, None, None),
+        }
+    }
 }
 
 /// One event, borrowed for the duration of the callback.
@@ -240,7 +304,18 @@ fn convert(event: &Event) -> Owned {
             .id(message_id)
             .number(device_ids.len() as u64),
         Event::SendFailed { message_id, reason } => {
-            Owned::new(K::SendFailed).id(message_id).text(reason)
+            let (code, username, group) = MicrobotSendFailure::of(reason);
+            let mut owned = Owned::new(K::SendFailed)
+                .id(message_id)
+                .text(&reason.to_string())
+                .number(code as u64);
+            if let Some(username) = username {
+                owned = owned.from(username);
+            }
+            if let Some(group) = group {
+                owned = owned.conversation(&group);
+            }
+            owned
         }
         Event::Connection(state) => match state {
             ConnectionState::Connecting => Owned::new(K::Connecting),
@@ -348,5 +423,44 @@ impl Pump {
 impl Drop for Pump {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::CStr;
+
+    use super::*;
+
+    fn text(p: *const c_char) -> Option<String> {
+        // SAFETY: every non-null pointer of a borrowed event points into
+        // the `Owned` kept alive by the caller.
+        (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
+    }
+
+    #[test]
+    fn a_failed_send_carries_its_reason_as_text_and_code() {
+        let owned = convert(&Event::SendFailed {
+            message_id: [1; 16],
+            reason: SendFailureReason::UnknownAccount {
+                username: "frank".into(),
+            },
+        });
+        let event = owned.borrow();
+        assert_eq!(event.kind, MicrobotEventKind::SendFailed);
+        assert_eq!(event.number, MicrobotSendFailure::UnknownAccount as u64);
+        assert_eq!(text(event.text).as_deref(), Some("no account named frank"));
+        assert_eq!(text(event.from).as_deref(), Some("frank"));
+        assert_eq!(text(event.message_id), Some("01".repeat(16)));
+
+        let group_id = microbot_client::GroupId::from_bytes([2; 16]);
+        let owned = convert(&Event::SendFailed {
+            message_id: [1; 16],
+            reason: SendFailureReason::NotGroupMember { group_id },
+        });
+        let event = owned.borrow();
+        assert_eq!(event.number, 7);
+        assert_eq!(text(event.conversation), Some(format!("g:{group_id}")));
+        assert!(event.from.is_null());
     }
 }

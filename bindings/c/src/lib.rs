@@ -43,7 +43,7 @@ mod server;
 
 pub use account::*;
 pub use error::{MicrobotStatus, microbot_last_error_message};
-pub use events::{MicrobotEvent, MicrobotEventCallback, MicrobotEventKind};
+pub use events::{MicrobotEvent, MicrobotEventCallback, MicrobotEventKind, MicrobotSendFailure};
 pub use ffi_str::microbot_string_free;
 pub use server::*;
 

@@ -139,7 +139,9 @@ pub enum Event {
         /// What changed.
         update: GroupUpdate,
     },
-    /// A message left the outbox: the server stored it.
+    /// A message the application sent left the outbox: the server stored
+    /// it. Not for what the library sends by itself (automatic delivery
+    /// receipts, group changes).
     Sent {
         /// The message.
         message_id: String,
@@ -153,12 +155,19 @@ pub enum Event {
         /// The members concerned.
         usernames: Vec<String>,
     },
-    /// A message was dropped from the outbox.
+    /// A message the application sent was dropped from the outbox.
     SendFailed {
         /// The message.
         message_id: String,
-        /// Why.
+        /// Why, for people.
         reason: String,
+        /// Why, for programs: a stable snake-case name (`unknown_account`,
+        /// `no_devices`, `keys_refused`, `devices_keep_changing`,
+        /// `group_devices_keep_changing`, `unknown_group`,
+        /// `not_group_member`, `sender_key_exhausted`, `server_refused`,
+        /// `request_failed`, `unknown_destination`; later versions may add
+        /// others).
+        reason_kind: String,
     },
     /// The connection state changed: `connecting`, `connected`,
     /// `disconnected`, `refused` or `stopped`.
@@ -295,7 +304,8 @@ impl From<microbot_client::Event> for Event {
             },
             E::SendFailed { message_id, reason } => Event::SendFailed {
                 message_id: message_id.to_text(),
-                reason,
+                reason: reason.to_string(),
+                reason_kind: reason.kind().to_owned(),
             },
             E::Connection(state) => {
                 let (state, reason) = match state {
@@ -334,5 +344,28 @@ impl From<microbot_client::Event> for Event {
                 kind: other.kind().to_owned(),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_send_carries_its_reason_and_its_kind() {
+        let event = Event::from(microbot_client::Event::SendFailed {
+            message_id: [1; 16],
+            reason: microbot_client::SendFailureReason::UnknownAccount {
+                username: "frank".into(),
+            },
+        });
+        assert_eq!(
+            event,
+            Event::SendFailed {
+                message_id: "01".repeat(16),
+                reason: "no account named frank".into(),
+                reason_kind: "unknown_account".into(),
+            }
+        );
     }
 }

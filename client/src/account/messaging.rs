@@ -11,6 +11,7 @@ use crate::history::{HistoryCursor, HistoryPage};
 use crate::messages::new_id;
 use crate::messages::{self, MessageSnapshot};
 use crate::now_ms;
+use crate::outbox::QueuedBy;
 use crate::store::Tx;
 use microbot_protocol::MessageId;
 use microbot_protocol::content::{Content, ReplyTo, TypingAction};
@@ -18,7 +19,7 @@ use prost::Message as _;
 
 impl Account {
     fn queue(&self, conversation: &Conversation, content: Content) -> Result<MessageId, SendError> {
-        crate::outbox::queue(&self.inner, conversation, content)
+        crate::outbox::queue(&self.inner, conversation, content, QueuedBy::App)
     }
 
     /// Sends a text message; returns its id. It waits in the outbox until
@@ -137,7 +138,9 @@ impl Account {
     }
 
     /// Sends a delivery receipt (sent automatically when
-    /// [`AccountConfig::delivery_receipts`] is on).
+    /// [`AccountConfig::delivery_receipts`](crate::AccountConfig::delivery_receipts)
+    /// is on; only this call's receipt is announced with
+    /// [`Event::Sent`](crate::Event::Sent), the automatic ones are not).
     ///
     /// # Errors
     /// [`SendError`].

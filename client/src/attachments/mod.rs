@@ -38,7 +38,7 @@ use crate::error::{AttachmentError, StoreError, TransportError};
 use crate::events::Conversation;
 use crate::messages::new_id;
 use crate::now_ms;
-use crate::outbox::check_destination;
+use crate::outbox::{QueuedBy, check_destination};
 use crate::transport::Connection;
 use progress::Reporter;
 use stream::{Upload, UploadFailure};
@@ -247,6 +247,7 @@ impl Files<'_> {
             self.inner,
             conversation,
             Content::attachment(new_id(), now_ms(), pointer),
+            QueuedBy::App,
         )?;
         reporter.report(size);
         Ok(id)

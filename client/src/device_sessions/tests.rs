@@ -182,7 +182,10 @@ fn no_bundle_at_all_is_refused() {
     let (_dir, mut store) = store();
     let decision = decide(&mut store, &us(), None, &[], &[], &Checked::Unlisted);
     assert!(
-        matches!(&decision.verdict, Verdict::Refused(reason) if reason.contains("no device")),
+        matches!(
+            &decision.verdict,
+            Verdict::Refused(SendFailureReason::NoDevices { username }) if username == "bob"
+        ),
         "{:?}",
         decision.verdict
     );
@@ -204,7 +207,13 @@ fn a_bundle_stripped_of_its_kem_prekey_is_refused_as_a_downgrade() {
         &Checked::Unlisted,
     );
     assert!(
-        matches!(&decision.verdict, Verdict::Refused(reason) if reason.contains("downgrade")),
+        matches!(
+            &decision.verdict,
+            Verdict::Refused(SendFailureReason::KeysRefused {
+                username,
+                refusal: KeyRefusal::Downgrade { device_ids },
+            }) if username == "bob" && device_ids == &[2]
+        ),
         "{:?}",
         decision.verdict
     );

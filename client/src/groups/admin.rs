@@ -32,6 +32,7 @@ use crate::error::{GroupError, StoreError, TransportError};
 use crate::events::{Conversation, Event};
 use crate::messages::new_id;
 use crate::now_ms;
+use crate::outbox::QueuedBy;
 use crate::transport::Connection;
 
 /// Attempts of one change before giving up on concurrent changes.
@@ -64,7 +65,7 @@ impl GroupAdmin<'_> {
 
     fn announce(&self, id: GroupId, change: GroupChange) -> Result<(), GroupError> {
         let content = content::Content::group_change(new_id(), now_ms(), change);
-        crate::outbox::queue(self.inner, &Conversation::Group(id), content)?;
+        crate::outbox::queue(self.inner, &Conversation::Group(id), content, QueuedBy::Sdk)?;
         Ok(())
     }
 
@@ -346,7 +347,12 @@ impl GroupAdmin<'_> {
             now_ms(),
             announcement(*id, record.version.saturating_add(1), GroupChangeKind::Left),
         );
-        let message_id = crate::outbox::queue(self.inner, &Conversation::Group(*id), content)?;
+        let message_id = crate::outbox::queue(
+            self.inner,
+            &Conversation::Group(*id),
+            content,
+            QueuedBy::Sdk,
+        )?;
         let deadline = tokio::time::Instant::now() + LEAVE_ANNOUNCE_WAIT;
         while self.inner.store.tx(|tx| tx.outbox_contains(&message_id))?
             && tokio::time::Instant::now() < deadline

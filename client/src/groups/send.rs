@@ -33,7 +33,8 @@ use crate::error::{OnlineError, StoreError, TransportError};
 use crate::messages::encode_plaintext;
 use crate::messages::new_id;
 use crate::now_ms;
-use crate::sessions::{self, SendFailure, Stored, transport_failure};
+use crate::send_failure::SendFailureReason;
+use crate::sessions::{self, SendFailure, Stored, transport_failure, unexpected_answer};
 use crate::store::SharedStore;
 use crate::store::Tx;
 use crate::this_device::ThisDevice;
@@ -63,7 +64,9 @@ pub(crate) async fn send_group(
     id: GroupId,
     content: &Content,
 ) -> Result<Stored, SendFailure> {
-    let not_member = || SendFailure::Permanent("this account is not a member of the group".into());
+    let not_member = || SendFailure::Permanent(SendFailureReason::NotGroupMember { group_id: id });
+    let keeps_changing =
+        || SendFailure::Permanent(SendFailureReason::GroupDevicesKeepChanging { group_id: id });
     // Attempts 0 and 1 list the devices holding our key and ask the server
     // to check them (SPEC.md §12.10), so a member device linked since our
     // last look is reported at once and gets the key before the retry; the
@@ -74,7 +77,9 @@ pub(crate) async fn send_group(
         let mut record = inner
             .store
             .tx(|tx| tx.group(&id))?
-            .ok_or_else(|| SendFailure::Permanent("unknown group".into()))?;
+            .ok_or(SendFailure::Permanent(SendFailureReason::UnknownGroup {
+                group_id: id,
+            }))?;
         let stale = force_refresh
             || u128::from(now_ms().saturating_sub(record.checked_ms))
                 >= inner.config.device_refresh.as_millis();
@@ -94,7 +99,10 @@ pub(crate) async fn send_group(
             match sessions::ensure_contact_devices(inner, conn, &name).await {
                 Ok(()) => members.push(name),
                 Err(SendFailure::Permanent(reason)) => {
-                    tracing::warn!(%reason, "group member without usable devices skipped");
+                    tracing::warn!(
+                        reason = reason.kind(),
+                        "group member without usable devices skipped"
+                    );
                 }
                 Err(other) => return Err(other),
             }
@@ -104,11 +112,7 @@ pub(crate) async fn send_group(
         match distribute(inner, conn, id, &members, sealed_members.as_deref()).await {
             Ok(()) => {}
             Err(Distribution::DevicesChanged) if attempt < 2 => continue,
-            Err(Distribution::DevicesChanged) => {
-                return Err(SendFailure::Permanent(
-                    "the group's device list keeps changing".into(),
-                ));
-            }
+            Err(Distribution::DevicesChanged) => return Err(keeps_changing()),
             Err(Distribution::Failed(failure)) => return Err(failure),
         }
         let plaintext = encode_plaintext(content);
@@ -116,9 +120,9 @@ pub(crate) async fn send_group(
             let mut key = tx
                 .outbound_key(&id)?
                 .ok_or(StoreError::Corrupt { what: "sender key" })?;
-            let ciphertext = key
-                .encrypt(&plaintext)
-                .map_err(|e| SendFailure::Permanent(e.to_string()))?;
+            let ciphertext = key.encrypt(&plaintext).map_err(|_exhausted| {
+                SendFailure::Permanent(SendFailureReason::SenderKeyExhausted { group_id: id })
+            })?;
             tx.set_outbound_key(&id, &key)?;
             let holders: Vec<u64> = tx
                 .shared(&id)?
@@ -144,11 +148,7 @@ pub(crate) async fn send_group(
                     force_refresh = true;
                     continue;
                 }
-                Err(SealedGroupFailure::DevicesChanged) => {
-                    return Err(SendFailure::Permanent(
-                        "the group's device list keeps changing".into(),
-                    ));
-                }
+                Err(SealedGroupFailure::DevicesChanged) => return Err(keeps_changing()),
                 Err(SealedGroupFailure::AccessDenied) => {
                     tracing::info!(
                         "a member refused our access key; sending the group message identified"
@@ -188,9 +188,7 @@ pub(crate) async fn send_group(
                 force_refresh = true;
                 continue;
             }
-            Ok(_) => Err(SendFailure::Permanent(
-                "unexpected answer to a group send".into(),
-            )),
+            Ok(_) => Err(unexpected_answer("group send")),
             Err(TransportError::Server(error))
                 if matches!(
                     error.code,
@@ -365,7 +363,7 @@ async fn distribute(
         match conn.request(Request::Send(request)).await {
             Ok(response::Result::Send(_)) => {}
             Ok(_) => {
-                return Err(SendFailure::Permanent("unexpected answer to a send".into()).into());
+                return Err(unexpected_answer("send").into());
             }
             Err(TransportError::Server(error))
                 if matches!(
@@ -450,9 +448,12 @@ fn sealed_failure(failure: SealedGroupFailure) -> Distribution {
     match failure {
         SealedGroupFailure::DevicesChanged => Distribution::DevicesChanged,
         SealedGroupFailure::Failed(failure) => Distribution::Failed(failure),
-        SealedGroupFailure::AccessDenied => Distribution::Failed(SendFailure::Permanent(
-            "a member refused our access key".into(),
-        )),
+        SealedGroupFailure::AccessDenied => {
+            Distribution::Failed(SendFailure::Permanent(SendFailureReason::ServerRefused {
+                code: ErrorCode::UnidentifiedAccessDenied,
+                message: "a member refused our access key".into(),
+            }))
+        }
     }
 }
 

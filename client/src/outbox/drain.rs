@@ -2,7 +2,8 @@
 //! reads the queued rows, asks the plan what to do with each, sends over
 //! the connection (sessions.rs for 1:1, groups/send.rs for groups) and
 //! hands the answer back to the plan, then tells the application what the
-//! plan decided. Not owned here: the decisions (plan.rs).
+//! plan decided (only about rows the application queued). Not owned
+//! here: the decisions (plan.rs).
 
 use crate::account_state::Inner;
 use crate::events::Conversation;

@@ -4,7 +4,9 @@
 //! and what each answer means; `drain` carries that out over the
 //! connection. Checks made before anything is stored: the content is valid
 //! (§11.2), the 1:1 contact's safety number is not waiting for
-//! acknowledgement, the group is known and we are a member.
+//! acknowledgement, the group is known and we are a member. Each row
+//! records who queued it ([`QueuedBy`]): only the application's sends are
+//! announced when they leave or fail.
 //! Not owned here: encryption and the actual send (sessions.rs, groups/).
 
 mod drain;
@@ -23,6 +25,18 @@ use crate::events::Conversation;
 use crate::messages;
 use crate::store::Tx;
 
+/// Who queued a send, which decides whether its fate is announced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum QueuedBy {
+    /// The application, through the public API: its id was returned to it,
+    /// so `Sent`, `NotDelivered` and `SendFailed` name it (a typing
+    /// indicator only in `SendFailed`).
+    App,
+    /// The SDK by itself (an automatic delivery receipt, a group control
+    /// message): the application never saw the id; a failure is logged.
+    Sdk,
+}
+
 /// Queues `content` for `conversation`, keeping our own copy in history
 /// (not for typing indicators and group control messages). Group
 /// contents get the conversation's `group_id`.
@@ -30,6 +44,7 @@ pub(crate) fn queue(
     inner: &Inner,
     conversation: &Conversation,
     mut content: Content,
+    queued_by: QueuedBy,
 ) -> Result<MessageId, SendError> {
     use microbot_protocol::content::content::Body;
     let id = content.id().ok_or(SendError::UnknownMessage)?;
@@ -41,6 +56,7 @@ pub(crate) fn queue(
         content.body,
         Some(Body::Typing(_) | Body::GroupChange(_) | Body::SenderKeyDistribution(_))
     );
+    let announce = queued_by == QueuedBy::App;
     inner.store.tx(|tx| -> Result<(), SendError> {
         check_destination(tx, conversation)?;
         if keep {
@@ -51,7 +67,7 @@ pub(crate) fn queue(
                 id,
             ))?;
         }
-        tx.push_outbox(&conversation.key(), &id, &content.encode_to_vec())?;
+        tx.push_outbox(&conversation.key(), &id, &content.encode_to_vec(), announce)?;
         Ok(())
     })?;
     inner.outbox_wake.notify_one();

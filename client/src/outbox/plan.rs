@@ -7,6 +7,10 @@
 //! the user accepts the new identity, without holding up other
 //! destinations. A send that can never succeed is dropped and reported; a
 //! failed connection or store stops the drain with the row still queued.
+//! Only rows the application queued ([`OutboxRow::announce`]) are
+//! announced (`Sent`, `NotDelivered`, `SendFailed`; a typing indicator
+//! only when it fails); what the SDK queued by itself leaves silently,
+//! and its failures are logged instead.
 //! Not owned here: sending (drain.rs, sessions.rs, groups/send.rs).
 
 use std::collections::BTreeSet;
@@ -17,6 +21,7 @@ use prost::Message as _;
 
 use crate::error::{Interrupted, StoreError, TransportError};
 use crate::events::{Conversation, Event};
+use crate::send_failure::SendFailureReason;
 use crate::store::{OutboxRow, Tx};
 
 /// What to do with one queued row.
@@ -50,7 +55,7 @@ pub(crate) enum Answer {
     /// The destination's safety number changed; wait for acknowledgement.
     Blocked,
     /// The send can never succeed, for this reason.
-    Refused(String),
+    Refused(SendFailureReason),
     /// The connection failed; the row stays and leaves after reconnecting.
     ConnectionFailed(TransportError),
     /// The store failed; the row stays.
@@ -81,10 +86,12 @@ impl DrainPlan {
         };
         let Some(conversation) = Conversation::from_key(&row.destination) else {
             tx.delete_outbox(row.seq)?;
-            return Ok(NextStep::Dropped(vec![Event::SendFailed {
-                message_id: content.id().unwrap_or_default(),
-                reason: format!("unknown destination {}", row.destination),
-            }]));
+            let reason = SendFailureReason::UnknownDestination {
+                destination: row.destination.clone(),
+            };
+            return Ok(NextStep::Dropped(
+                failed(row, &content, reason).into_iter().collect(),
+            ));
         };
         Ok(NextStep::Send {
             conversation,
@@ -109,13 +116,13 @@ impl DrainPlan {
                 skipped_device_ids,
             } => {
                 tx.delete_outbox(row.seq).map_err(Interrupted::Store)?;
-                let mut events = Vec::new();
-                if !matches!(content.body, Some(Body::Typing(_))) {
-                    events.push(Event::Sent {
-                        message_id,
-                        server_timestamp_ms,
-                    });
+                if !row.announce || matches!(content.body, Some(Body::Typing(_))) {
+                    return Ok(Vec::new());
                 }
+                let mut events = vec![Event::Sent {
+                    message_id,
+                    server_timestamp_ms,
+                }];
                 if !skipped_device_ids.is_empty() {
                     let usernames = skipped_members(tx, &row.destination, &skipped_device_ids)
                         .map_err(Interrupted::Store)?;
@@ -133,12 +140,29 @@ impl DrainPlan {
             }
             Answer::Refused(reason) => {
                 tx.delete_outbox(row.seq).map_err(Interrupted::Store)?;
-                Ok(vec![Event::SendFailed { message_id, reason }])
+                Ok(failed(row, content, reason).into_iter().collect())
             }
             Answer::ConnectionFailed(error) => Err(Interrupted::Connection(error)),
             Answer::StoreFailed(error) => Err(Interrupted::Store(error)),
         }
     }
+}
+
+/// The `SendFailed` event for a dropped `row`, or, for a row the
+/// application did not queue, `None` and a log line (the reason's kind
+/// only: no names, nothing of the content).
+fn failed(row: &OutboxRow, content: &Content, reason: SendFailureReason) -> Option<Event> {
+    if row.announce {
+        return Some(Event::SendFailed {
+            message_id: content.id().unwrap_or_default(),
+            reason,
+        });
+    }
+    tracing::warn!(
+        reason = reason.kind(),
+        "a send the SDK queued by itself failed and was dropped"
+    );
+    None
 }
 
 /// The members a group send skipped, by the devices the group's key
@@ -178,10 +202,24 @@ mod tests {
     }
 
     fn push(store: &mut Store, destination: &str, content: &Content) -> OutboxRow {
+        push_from(store, destination, content, true)
+    }
+
+    /// A row the SDK queued by itself (`announce` false).
+    fn push_internal(store: &mut Store, destination: &str, content: &Content) -> OutboxRow {
+        push_from(store, destination, content, false)
+    }
+
+    fn push_from(
+        store: &mut Store,
+        destination: &str,
+        content: &Content,
+        announce: bool,
+    ) -> OutboxRow {
         store
             .tx(|tx| -> Result<_, StoreError> {
                 let id = content.id().unwrap_or_default();
-                tx.push_outbox(destination, &id, &content.encode_to_vec())?;
+                tx.push_outbox(destination, &id, &content.encode_to_vec(), announce)?;
                 let rows = tx.outbox()?;
                 Ok(rows.into_iter().last().expect("the row just pushed"))
             })
@@ -280,15 +318,23 @@ mod tests {
             &content,
         );
         let mut plan = DrainPlan::new();
-        let answer = Answer::Refused("no account named bob".into());
+        let answer = Answer::Refused(SendFailureReason::UnknownAccount {
+            username: "bob".into(),
+        });
         let events = store
             .tx(|tx| Ok::<_, StoreError>(plan.answered(tx, &row, &content, answer).expect("ok")))
             .expect("tx");
-        assert!(matches!(
-            events.as_slice(),
-            [Event::SendFailed { message_id, reason }]
-                if *message_id == [4; 16] && reason == "no account named bob"
-        ));
+        let [Event::SendFailed { message_id, reason }] = events.as_slice() else {
+            panic!("one SendFailed: {events:?}");
+        };
+        assert_eq!(*message_id, [4; 16]);
+        assert_eq!(
+            reason,
+            &SendFailureReason::UnknownAccount {
+                username: "bob".into()
+            }
+        );
+        assert_eq!(reason.to_string(), "no account named bob");
         assert_eq!(queued(&mut store), 0);
     }
 
@@ -315,7 +361,7 @@ mod tests {
         let (_dir, mut store) = store();
         let row = store
             .tx(|tx| -> Result<_, StoreError> {
-                tx.push_outbox("u:bob", &[6; 16], &[0xff, 0xff, 0xff])?;
+                tx.push_outbox("u:bob", &[6; 16], &[0xff, 0xff, 0xff], true)?;
                 Ok(tx.outbox()?.remove(0))
             })
             .expect("push");
@@ -335,11 +381,68 @@ mod tests {
             step,
             NextStep::Dropped(events) if matches!(
                 events.as_slice(),
-                [Event::SendFailed { message_id, reason }]
-                    if *message_id == [7; 16] && reason.contains("nowhere")
+                [Event::SendFailed {
+                    message_id,
+                    reason: SendFailureReason::UnknownDestination { destination },
+                }] if *message_id == [7; 16] && destination == "nowhere"
             )
         ));
         assert_eq!(queued(&mut store), 0);
+    }
+
+    #[test]
+    fn a_row_the_sdk_queued_leaves_and_fails_without_an_event() {
+        let (_dir, mut store) = store();
+        let bob = Conversation::Direct("bob".into()).key();
+        let receipt = Content::delivery_receipt([10; 16], 1, [[1; 16]]);
+        let stored = push_internal(&mut store, &bob, &receipt);
+        let refused = push_internal(&mut store, &bob, &text(11));
+        let lost = push_internal(&mut store, "nowhere", &text(12));
+        let mut plan = DrainPlan::new();
+        store
+            .tx(|tx| -> Result<(), StoreError> {
+                let answer = Answer::Stored {
+                    server_timestamp_ms: 3,
+                    skipped_device_ids: vec![7],
+                };
+                let events = plan.answered(tx, &stored, &receipt, answer).expect("ok");
+                assert!(events.is_empty(), "{events:?}");
+                let answer = Answer::Refused(SendFailureReason::UnknownAccount {
+                    username: "bob".into(),
+                });
+                let events = plan.answered(tx, &refused, &text(11), answer).expect("ok");
+                assert!(events.is_empty(), "{events:?}");
+                let step = plan.next(tx, &lost)?;
+                assert!(
+                    matches!(&step, NextStep::Dropped(events) if events.is_empty()),
+                    "{step:?}"
+                );
+                Ok(())
+            })
+            .expect("tx");
+        assert_eq!(queued(&mut store), 0, "all three left the outbox");
+    }
+
+    #[test]
+    fn a_failed_typing_indicator_of_the_application_is_reported() {
+        let (_dir, mut store) = store();
+        let content = Content::typing([13; 16], 1, TypingAction::Started);
+        let row = push(
+            &mut store,
+            &Conversation::Direct("bob".into()).key(),
+            &content,
+        );
+        let mut plan = DrainPlan::new();
+        let answer = Answer::Refused(SendFailureReason::NoDevices {
+            username: "bob".into(),
+        });
+        let events = store
+            .tx(|tx| Ok::<_, StoreError>(plan.answered(tx, &row, &content, answer).expect("ok")))
+            .expect("tx");
+        assert!(
+            matches!(events.as_slice(), [Event::SendFailed { message_id, .. }] if *message_id == [13; 16]),
+            "{events:?}"
+        );
     }
 
     #[test]

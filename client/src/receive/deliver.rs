@@ -17,6 +17,7 @@ use crate::error::{Interrupted, TransportError};
 use crate::events::Event;
 use crate::groups::refresh::refresh_or_log;
 use crate::messages::new_id;
+use crate::outbox::QueuedBy;
 use crate::transport::Connection;
 
 /// Decrypts, stores, then acknowledges one envelope.
@@ -103,7 +104,9 @@ pub(crate) async fn deliver(
             }
             if let Some((conversation, id)) = receipt {
                 let content = Content::delivery_receipt(new_id(), crate::now_ms(), [id]);
-                if let Err(error) = crate::outbox::queue(inner, &conversation, content) {
+                if let Err(error) =
+                    crate::outbox::queue(inner, &conversation, content, QueuedBy::Sdk)
+                {
                     tracing::debug!(%error, "delivery receipt not queued");
                 }
             }

@@ -284,3 +284,48 @@ fn meta_ad(key: &str) -> Vec<u8> {
     ad.extend_from_slice(key.as_bytes());
     ad
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::StoreConfig;
+    use schema::MIGRATIONS;
+
+    /// A store written before outbox rows recorded who queued them opens,
+    /// and its queued rows still leave, announced as they were then.
+    #[test]
+    fn a_store_from_before_the_outbox_announce_column_opens_with_its_rows() {
+        let before = MIGRATIONS
+            .iter()
+            .position(|m| m.contains("ADD COLUMN announce"))
+            .expect("the announce migration");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = StoreConfig::new(dir.path().join("store.db"));
+        let mut store = Store::create(&config).expect("store").keep();
+        store
+            .tx(|tx| tx.push_outbox("u:bob", &[1; 16], b"queued before", false))
+            .expect("push");
+        drop(store);
+        // Back to the schema of a build from before the change.
+        let conn = Connection::open(&config.path).expect("raw open");
+        conn.execute_batch("ALTER TABLE outbox DROP COLUMN announce")
+            .expect("drop column");
+        conn.execute(
+            "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
+            [i64::try_from(before).expect("small")],
+        )
+        .expect("version");
+        drop(conn);
+
+        let mut store = Store::open(&config).expect("the old store opens");
+        let rows = store.tx(|tx| tx.outbox()).expect("outbox");
+        assert_eq!(rows.len(), 1);
+        assert!(rows[0].announce, "rows from before are announced");
+        assert_eq!(rows[0].content.as_slice(), b"queued before");
+        assert_eq!(rows[0].destination, "u:bob");
+        store
+            .tx(|tx| tx.delete_outbox(rows[0].seq))
+            .expect("drained");
+        assert_eq!(store.tx(|tx| tx.outbox_len()).expect("len"), 0);
+    }
+}

@@ -78,6 +78,10 @@ pub(crate) struct OutboxRow {
     pub destination: String,
     /// The encoded `Content` (not padded yet).
     pub content: Zeroizing<Vec<u8>>,
+    /// Whether the application sent it, so its fate is announced
+    /// (`Sent`, `NotDelivered`, `SendFailed`); false for what the SDK
+    /// queued by itself (automatic receipts, group control messages).
+    pub announce: bool,
 }
 
 fn id_array(bytes: &[u8], what: &'static str) -> Result<[u8; 16], StoreError> {
@@ -531,31 +535,35 @@ impl Tx<'_> {
 
     // ---- outbox ----
 
+    /// Queues `content` for `destination`; `announce`: see [`OutboxRow::announce`].
     pub(crate) fn push_outbox(
         &self,
         destination: &str,
         message_id: &MessageId,
         content: &[u8],
+        announce: bool,
     ) -> Result<(), StoreError> {
         let payload = self
             .sealer
             .seal(&outbox_ad(destination, message_id), content);
         self.conn.execute(
-            "INSERT INTO outbox (destination, message_id, payload, created_ms) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO outbox (destination, message_id, payload, created_ms, announce)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
             params![
                 destination,
                 message_id.as_slice(),
                 payload,
-                to_sql_u64(crate::now_ms())
+                to_sql_u64(crate::now_ms()),
+                announce
             ],
         )?;
         Ok(())
     }
 
     pub(crate) fn outbox(&self) -> Result<Vec<OutboxRow>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT seq, destination, message_id, payload FROM outbox ORDER BY seq")?;
+        let mut stmt = self.conn.prepare(
+            "SELECT seq, destination, message_id, payload, announce FROM outbox ORDER BY seq",
+        )?;
         let raw = stmt
             .query_map([], |row| {
                 Ok((
@@ -563,11 +571,12 @@ impl Tx<'_> {
                     row.get::<_, String>(1)?,
                     row.get::<_, Vec<u8>>(2)?,
                     row.get::<_, Vec<u8>>(3)?,
+                    row.get::<_, bool>(4)?,
                 ))
             })?
             .collect::<Result<Vec<_>, _>>()?;
         raw.into_iter()
-            .map(|(seq, destination, id, payload)| {
+            .map(|(seq, destination, id, payload, announce)| {
                 let id = id_array(&id, "outbox message id")?;
                 let content =
                     self.sealer
@@ -576,6 +585,7 @@ impl Tx<'_> {
                     seq,
                     destination,
                     content,
+                    announce,
                 })
             })
             .collect()

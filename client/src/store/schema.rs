@@ -9,7 +9,7 @@ use rusqlite::{Connection, OptionalExtension as _};
 use crate::error::OpenError;
 
 /// Every migration, in order; index + 1 is the version it produces.
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     // v1
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
      CREATE TABLE contacts (
@@ -88,6 +88,11 @@ const MIGRATIONS: &[&str] = &[
          stage INTEGER NOT NULL,
          PRIMARY KEY (message_id, reader)
      );",
+    // v5: whether the application sent an outbox row, so only its own
+    // sends are announced (Sent, NotDelivered, SendFailed), not what the
+    // SDK queued by itself. Rows queued before count as the application's,
+    // as they were announced then.
+    "ALTER TABLE outbox ADD COLUMN announce INTEGER NOT NULL DEFAULT 1;",
 ];
 
 /// The schema version this build writes.

@@ -1315,7 +1315,9 @@ public enum Event: Equatable, Hashable {
          */update: GroupUpdate
     )
     /**
-     * A message left the outbox: the server stored it.
+     * A message the application sent left the outbox: the server stored
+     * it. Not for what the library sends by itself (automatic delivery
+     * receipts, group changes).
      */
     case sent(
         /**
@@ -1337,15 +1339,23 @@ public enum Event: Equatable, Hashable {
          */usernames: [String]
     )
     /**
-     * A message was dropped from the outbox.
+     * A message the application sent was dropped from the outbox.
      */
     case sendFailed(
         /**
          * The message.
          */messageId: String, 
         /**
-         * Why.
-         */reason: String
+         * Why, for people.
+         */reason: String, 
+        /**
+         * Why, for programs: a stable snake-case name (`unknown_account`,
+         * `no_devices`, `keys_refused`, `devices_keep_changing`,
+         * `group_devices_keep_changing`, `unknown_group`,
+         * `not_group_member`, `sender_key_exhausted`, `server_refused`,
+         * `request_failed`, `unknown_destination`; later versions may add
+         * others).
+         */reasonKind: String
     )
     /**
      * The connection state changed: `connecting`, `connected`,
@@ -1458,7 +1468,7 @@ public struct FfiConverterTypeEvent: FfiConverterRustBuffer {
         case 9: return .notDelivered(messageId: try FfiConverterString.read(from: &buf), usernames: try FfiConverterSequenceString.read(from: &buf)
         )
         
-        case 10: return .sendFailed(messageId: try FfiConverterString.read(from: &buf), reason: try FfiConverterString.read(from: &buf)
+        case 10: return .sendFailed(messageId: try FfiConverterString.read(from: &buf), reason: try FfiConverterString.read(from: &buf), reasonKind: try FfiConverterString.read(from: &buf)
         )
         
         case 11: return .connection(state: try FfiConverterString.read(from: &buf), reason: try FfiConverterOptionString.read(from: &buf)
@@ -1556,10 +1566,11 @@ public struct FfiConverterTypeEvent: FfiConverterRustBuffer {
             FfiConverterSequenceString.write(usernames, into: &buf)
             
         
-        case let .sendFailed(messageId,reason):
+        case let .sendFailed(messageId,reason,reasonKind):
             writeInt(&buf, Int32(10))
             FfiConverterString.write(messageId, into: &buf)
             FfiConverterString.write(reason, into: &buf)
+            FfiConverterString.write(reasonKind, into: &buf)
             
         
         case let .connection(state,reason):

@@ -2440,7 +2440,9 @@ sealed class Event {
     }
     
     /**
-     * A message left the outbox: the server stored it.
+     * A message the application sent left the outbox: the server stored
+     * it. Not for what the library sends by itself (automatic delivery
+     * receipts, group changes).
      */
     data class Sent(
         /**
@@ -2478,7 +2480,7 @@ sealed class Event {
     }
     
     /**
-     * A message was dropped from the outbox.
+     * A message the application sent was dropped from the outbox.
      */
     data class SendFailed(
         /**
@@ -2486,9 +2488,18 @@ sealed class Event {
          */
         val `messageId`: kotlin.String, 
         /**
-         * Why.
+         * Why, for people.
          */
-        val `reason`: kotlin.String) : Event()
+        val `reason`: kotlin.String, 
+        /**
+         * Why, for programs: a stable snake-case name (`unknown_account`,
+         * `no_devices`, `keys_refused`, `devices_keep_changing`,
+         * `group_devices_keep_changing`, `unknown_group`,
+         * `not_group_member`, `sender_key_exhausted`, `server_refused`,
+         * `request_failed`, `unknown_destination`; later versions may add
+         * others).
+         */
+        val `reasonKind`: kotlin.String) : Event()
         
     {
         
@@ -2675,6 +2686,7 @@ public object FfiConverterTypeEvent : FfiConverterRustBuffer<Event>{
             10 -> Event.SendFailed(
                 FfiConverterString.read(buf),
                 FfiConverterString.read(buf),
+                FfiConverterString.read(buf),
                 )
             11 -> Event.Connection(
                 FfiConverterString.read(buf),
@@ -2796,6 +2808,7 @@ public object FfiConverterTypeEvent : FfiConverterRustBuffer<Event>{
                 4UL
                 + FfiConverterString.allocationSize(value.`messageId`)
                 + FfiConverterString.allocationSize(value.`reason`)
+                + FfiConverterString.allocationSize(value.`reasonKind`)
             )
         }
         is Event.Connection -> {
@@ -2921,6 +2934,7 @@ public object FfiConverterTypeEvent : FfiConverterRustBuffer<Event>{
                 buf.putInt(10)
                 FfiConverterString.write(value.`messageId`, buf)
                 FfiConverterString.write(value.`reason`, buf)
+                FfiConverterString.write(value.`reasonKind`, buf)
                 Unit
             }
             is Event.Connection -> {
