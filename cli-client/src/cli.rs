@@ -219,11 +219,13 @@ pub struct Recv {
 
 const HISTORY_HELP: &str = "\
 Our own messages show how far they got: queued (not sent yet), sent, delivered
-(to whom) or read (by whom). When older messages exist, the last line is the
-command for the next older page; its cursor stays valid while new messages
-arrive. JSON: {\"type\":\"history\",\"conversation\":C,\"messages\":[{\"id\",\"from\",
-\"sent_at_ms\",\"text\"|null,\"deleted\",\"edited\",\"reply_to\",\"file\",\"delivery\":
-{\"state\",\"delivered_to\",\"read_by\"}|null}],\"older\":CURSOR|null}, oldest message first.";
+(to whom), read (by whom) or failed (why; it was not sent). When older messages
+exist, the last line is the command for the next older page; its cursor stays
+valid while new messages arrive. JSON: {\"type\":\"history\",\"conversation\":C,
+\"messages\":[{\"id\",\"from\",\"sent_at_ms\",\"text\"|null,\"deleted\",\"edited\",
+\"reply_to\",\"file\",\"delivery\":{\"state\",\"delivered_to\",\"read_by\",
+\"server_timestamp_ms\",\"failure\":{\"kind\",\"reason\"}|null}|null}],
+\"older\":CURSOR|null}, oldest message first.";
 
 /// `history`.
 #[derive(Debug, Args)]

@@ -16,13 +16,17 @@ use microbot_protocol::MessageId;
 
 use crate::error::StoreError;
 use crate::events::{Conversation, ReceiptKind};
-use crate::store::Tx;
+use crate::store::{SendOutcome, Tx};
 
-/// How far one of our own messages got, furthest first in the order
-/// `Queued < Sent < Delivered < Read`.
+/// How far one of our own messages got, in the order
+/// `Failed < Queued < Sent < Delivered < Read`.
 #[non_exhaustive]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum DeliveryStage {
+    /// It could not be sent and was dropped from the outbox
+    /// ([`DeliveryState::failure`] says why; the application got
+    /// [`crate::Event::SendFailed`]).
+    Failed,
     /// Still in this device's outbox: it leaves when connected.
     Queued,
     /// The server stored it for the recipients' devices (or another of
@@ -36,10 +40,12 @@ pub enum DeliveryStage {
 }
 
 impl DeliveryStage {
-    /// A stable lower-case name (`queued`, `sent`, `delivered`, `read`)
+    /// A stable lower-case name (`failed`, `queued`, `sent`, `delivered`,
+    /// `read`)
     /// for logs, JSON and bindings.
     pub fn name(self) -> &'static str {
         match self {
+            DeliveryStage::Failed => "failed",
             DeliveryStage::Queued => "queued",
             DeliveryStage::Sent => "sent",
             DeliveryStage::Delivered => "delivered",
@@ -62,6 +68,24 @@ pub struct DeliveryState {
     pub delivered_to: Vec<String>,
     /// Who read it. Sorted.
     pub read_by: Vec<String>,
+    /// When the server stored it (the server's clock), when this device
+    /// sent it.
+    pub server_timestamp_ms: Option<u64>,
+    /// Why it was dropped, when [`stage`](Self::stage) is
+    /// [`DeliveryStage::Failed`].
+    pub failure: Option<SendFailureNote>,
+}
+
+/// Why one of our messages was dropped, as stored when it failed: the
+/// [`crate::SendFailureReason`]'s [`kind`](crate::SendFailureReason::kind)
+/// and its text.
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SendFailureNote {
+    /// The reason's stable snake_case kind (`unknown_account`, …).
+    pub kind: String,
+    /// The reason in words.
+    pub text: String,
 }
 
 /// The stage a receipt kind stands for, as stored (`receipts.stage`).
@@ -75,7 +99,11 @@ fn stored_stage(kind: ReceiptKind) -> i64 {
 /// Folds what the store holds about one of our messages: whether it is
 /// still in the outbox, and each reader's furthest receipt (`(reader,
 /// read)`: true for a read receipt, false for a delivery receipt only).
-pub(crate) fn fold(queued: bool, receipts: &[(String, bool)]) -> DeliveryState {
+pub(crate) fn fold(
+    queued: bool,
+    outcome: Option<SendOutcome>,
+    receipts: &[(String, bool)],
+) -> DeliveryState {
     let mut delivered_to: Vec<String> = receipts.iter().map(|(who, _)| who.clone()).collect();
     let mut read_by: Vec<String> = receipts
         .iter()
@@ -86,12 +114,21 @@ pub(crate) fn fold(queued: bool, receipts: &[(String, bool)]) -> DeliveryState {
     delivered_to.dedup();
     read_by.sort();
     read_by.dedup();
+    let (server_timestamp_ms, failure) = match outcome {
+        Some(SendOutcome::Stored {
+            server_timestamp_ms,
+        }) => (server_timestamp_ms, None),
+        Some(SendOutcome::Failed { kind, text }) => (None, Some(SendFailureNote { kind, text })),
+        None => (None, None),
+    };
     let stage = if !read_by.is_empty() {
         DeliveryStage::Read
     } else if !delivered_to.is_empty() {
         DeliveryStage::Delivered
     } else if queued {
         DeliveryStage::Queued
+    } else if failure.is_some() {
+        DeliveryStage::Failed
     } else {
         DeliveryStage::Sent
     };
@@ -99,6 +136,8 @@ pub(crate) fn fold(queued: bool, receipts: &[(String, bool)]) -> DeliveryState {
         stage,
         delivered_to,
         read_by,
+        server_timestamp_ms,
+        failure,
     }
 }
 
@@ -110,7 +149,7 @@ pub(crate) fn state(tx: &Tx<'_>, id: &MessageId) -> Result<DeliveryState, StoreE
         .into_iter()
         .map(|(reader, stage)| (reader, stage >= stored_stage(ReceiptKind::Read)))
         .collect();
-    Ok(fold(queued, &receipts))
+    Ok(fold(queued, tx.send_outcome(id)?, &receipts))
 }
 
 /// Stores a receipt `from` someone in `conversation` for the messages
@@ -214,19 +253,23 @@ mod tests {
 
     #[test]
     fn no_receipt_is_queued_or_sent_by_the_outbox() {
-        assert_eq!(fold(true, &[]).stage, DeliveryStage::Queued);
-        let sent = fold(false, &[]);
+        assert_eq!(fold(true, None, &[]).stage, DeliveryStage::Queued);
+        let sent = fold(false, None, &[]);
         assert_eq!(sent.stage, DeliveryStage::Sent);
         assert!(sent.delivered_to.is_empty() && sent.read_by.is_empty());
     }
 
     #[test]
     fn a_reader_counts_as_delivered_to_and_the_furthest_stage_wins() {
-        let state = fold(false, &[("carol".into(), false), ("bob".into(), true)]);
+        let state = fold(
+            false,
+            None,
+            &[("carol".into(), false), ("bob".into(), true)],
+        );
         assert_eq!(state.stage, DeliveryStage::Read);
         assert_eq!(state.delivered_to, ["bob", "carol"]);
         assert_eq!(state.read_by, ["bob"]);
-        let delivered = fold(false, &[("carol".into(), false)]);
+        let delivered = fold(false, None, &[("carol".into(), false)]);
         assert_eq!(delivered.stage, DeliveryStage::Delivered);
         assert_eq!(delivered.read_by, Vec::<String>::new());
     }
@@ -236,13 +279,44 @@ mod tests {
         // The server stored it but the row was not deleted yet (a crash
         // between the two): the receipt says more than the outbox.
         assert_eq!(
-            fold(true, &[("bob".into(), false)]).stage,
+            fold(true, None, &[("bob".into(), false)]).stage,
             DeliveryStage::Delivered
         );
     }
 
     #[test]
+    fn the_server_time_stamp_and_a_failure_are_kept() {
+        let stored = Some(SendOutcome::Stored {
+            server_timestamp_ms: Some(42),
+        });
+        let sent = fold(false, stored.clone(), &[]);
+        assert_eq!(sent.stage, DeliveryStage::Sent);
+        assert_eq!(sent.server_timestamp_ms, Some(42));
+        assert_eq!(sent.failure, None);
+        // Receipts outrank the bare stored record; the time stamp stays.
+        let read = fold(false, stored, &[("bob".into(), true)]);
+        assert_eq!(read.stage, DeliveryStage::Read);
+        assert_eq!(read.server_timestamp_ms, Some(42));
+        let failed = fold(
+            false,
+            Some(SendOutcome::Failed {
+                kind: "unknown_account".into(),
+                text: "no account named frank".into(),
+            }),
+            &[],
+        );
+        assert_eq!(failed.stage, DeliveryStage::Failed);
+        assert_eq!(
+            failed.failure.as_ref().map(|f| f.kind.as_str()),
+            Some("unknown_account")
+        );
+        assert_eq!(failed.server_timestamp_ms, None);
+    }
+
+    #[test]
     fn stages_are_ordered_and_named() {
+        assert!(DeliveryStage::Failed < DeliveryStage::Queued);
+        assert_eq!(DeliveryStage::Failed.name(), "failed");
         assert!(DeliveryStage::Queued < DeliveryStage::Sent);
         assert!(DeliveryStage::Sent < DeliveryStage::Delivered);
         assert!(DeliveryStage::Delivered < DeliveryStage::Read);

@@ -103,7 +103,7 @@ pub use account::{Account, Enrolment, IdentitySource, LinkedIdentity};
 pub use attachments::{FileOptions, Progress};
 pub use auth::{Registration, SecondFactor, confirm_registration, register, register_bot};
 pub use config::{AccountConfig, KdfParams, ServerConfig, StoreConfig, Transport};
-pub use delivery::{DeliveryStage, DeliveryState};
+pub use delivery::{DeliveryStage, DeliveryState, SendFailureNote};
 pub use error::{
     AcknowledgeError, AttachmentError, AuthError, DatabaseError, GroupError, HistoryError,
     InvalidHistoryCursor, OnlineError, OpenError, SendError, ServerError, StoreError,

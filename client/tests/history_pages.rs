@@ -161,12 +161,26 @@ async fn our_message_goes_queued_sent_delivered_read_and_stays_read() {
 
     // Online: the server stores it; Bob is offline, so nothing more yet.
     alice.account.connect();
-    wait_for(&mut alice.events, |e| match e {
-        Event::Sent { message_id, .. } if *message_id == id => Some(()),
+    let stored_at = wait_for(&mut alice.events, |e| match e {
+        Event::Sent {
+            message_id,
+            server_timestamp_ms,
+        } if *message_id == id => Some(*server_timestamp_ms),
         _ => None,
     })
     .await;
     assert_eq!(stage(&alice.account, &id), DeliveryStage::Sent);
+    let sent = alice
+        .account
+        .message("alice", &id)
+        .unwrap()
+        .and_then(|m| m.delivery)
+        .unwrap();
+    assert_eq!(
+        sent.server_timestamp_ms,
+        Some(stored_at),
+        "the server's time stamp is kept"
+    );
 
     // Bob comes online, receives it and sends a delivery receipt.
     bob.account.connect();

@@ -11,7 +11,7 @@ use crate::common;
 
 use common::*;
 use microbot_client::{
-    Conversation, ErrorCode, Event, Events, GroupUpdate, IdentitySource, MessageId,
+    Conversation, DeliveryStage, ErrorCode, Event, Events, GroupUpdate, IdentitySource, MessageId,
     SendFailureReason,
 };
 
@@ -76,6 +76,17 @@ async fn a_send_to_an_unknown_username_fails_naming_it() {
     assert_eq!(reason.kind(), "unknown_account");
     assert_eq!(reason.to_string(), "no account named frank");
     assert_eq!(alice.account.outbox_len().unwrap(), 0, "dropped");
+    // History shows it failed, and why.
+    let delivery = alice
+        .account
+        .message("alice", &id)
+        .unwrap()
+        .and_then(|m| m.delivery)
+        .unwrap();
+    assert_eq!(delivery.stage, DeliveryStage::Failed);
+    let failure = delivery.failure.unwrap();
+    assert_eq!(failure.kind, "unknown_account");
+    assert_eq!(failure.text, "no account named frank");
     alice.account.disconnect().await;
     server.stop().await;
 }

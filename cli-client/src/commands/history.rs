@@ -80,6 +80,8 @@ fn message_json(snapshot: &MessageSnapshot) -> Value {
             "state": d.stage.name(),
             "delivered_to": d.delivered_to,
             "read_by": d.read_by,
+            "server_timestamp_ms": d.server_timestamp_ms,
+            "failure": d.failure.as_ref().map(|f| json!({"kind": f.kind, "reason": f.text})),
         })),
     })
 }
@@ -110,7 +112,8 @@ fn message_line(snapshot: &MessageSnapshot) -> String {
     )
 }
 
-/// `queued`, `sent`, `delivered to bob`, `delivered to bob, carol; read by bob`.
+/// `queued`, `sent`, `delivered to bob`, `delivered to bob, carol; read by
+/// bob`, `failed: no account named frank`.
 fn delivery_text(delivery: &DeliveryState) -> String {
     let mut parts = Vec::new();
     if !delivery.delivered_to.is_empty() {
@@ -119,7 +122,9 @@ fn delivery_text(delivery: &DeliveryState) -> String {
     if !delivery.read_by.is_empty() {
         parts.push(format!("read by {}", delivery.read_by.join(", ")));
     }
-    if parts.is_empty() {
+    if let Some(failure) = &delivery.failure {
+        format!("failed: {}", failure.text)
+    } else if parts.is_empty() {
         delivery.stage.name().to_owned()
     } else {
         parts.join("; ")

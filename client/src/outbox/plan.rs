@@ -119,6 +119,8 @@ impl DrainPlan {
                 if !row.announce || matches!(content.body, Some(Body::Typing(_))) {
                     return Ok(Vec::new());
                 }
+                tx.record_sent(&message_id, server_timestamp_ms)
+                    .map_err(Interrupted::Store)?;
                 let mut events = vec![Event::Sent {
                     message_id,
                     server_timestamp_ms,
@@ -140,6 +142,10 @@ impl DrainPlan {
             }
             Answer::Refused(reason) => {
                 tx.delete_outbox(row.seq).map_err(Interrupted::Store)?;
+                if row.announce {
+                    tx.record_send_failure(&message_id, reason.kind(), &reason.to_string())
+                        .map_err(Interrupted::Store)?;
+                }
                 Ok(failed(row, content, reason).into_iter().collect())
             }
             Answer::ConnectionFailed(error) => Err(Interrupted::Connection(error)),

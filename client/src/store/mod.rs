@@ -22,7 +22,7 @@ use rand::Rng as _;
 use rusqlite::{Connection, OptionalExtension as _, params};
 use zeroize::Zeroizing;
 
-pub(crate) use rows::{Contact, MessageRow, OutboxRow};
+pub(crate) use rows::{Contact, MessageRow, OutboxRow, SendOutcome};
 pub(crate) use shared::SharedStore;
 
 use crate::config::{KdfParams, StoreConfig};

@@ -70,6 +70,23 @@ pub(crate) struct HistoryHead {
     pub message_id: MessageId,
 }
 
+/// How one of our sends ended when it left the outbox.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum SendOutcome {
+    /// The server stored it (at this time, when known).
+    Stored {
+        /// The server's time stamp.
+        server_timestamp_ms: Option<u64>,
+    },
+    /// It was dropped: the reason's kind and text.
+    Failed {
+        /// `SendFailureReason::kind()`.
+        kind: String,
+        /// The reason's text.
+        text: String,
+    },
+}
+
 /// One queued send.
 pub(crate) struct OutboxRow {
     /// Queue position (sends leave in this order).
@@ -659,6 +676,67 @@ impl Tx<'_> {
             })?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
+    }
+
+    // ---- how our sends ended ----
+
+    /// Records that the server stored our message `id` at
+    /// `server_timestamp_ms`.
+    pub(crate) fn record_sent(
+        &self,
+        id: &MessageId,
+        server_timestamp_ms: u64,
+    ) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO send_outcomes (message_id, server_timestamp_ms) VALUES (?1, ?2)
+             ON CONFLICT (message_id) DO UPDATE SET server_timestamp_ms = excluded.server_timestamp_ms,
+                 failure_kind = NULL, failure = NULL",
+            params![id.as_slice(), to_sql_u64(server_timestamp_ms)],
+        )?;
+        Ok(())
+    }
+
+    /// Records that our message `id` was dropped from the outbox: the
+    /// reason's `kind` and text.
+    pub(crate) fn record_send_failure(
+        &self,
+        id: &MessageId,
+        kind: &str,
+        text: &str,
+    ) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO send_outcomes (message_id, failure_kind, failure) VALUES (?1, ?2, ?3)
+             ON CONFLICT (message_id) DO UPDATE SET failure_kind = excluded.failure_kind,
+                 failure = excluded.failure, server_timestamp_ms = NULL",
+            params![id.as_slice(), kind, text],
+        )?;
+        Ok(())
+    }
+
+    /// How our send of `id` ended, if it left the outbox from this device.
+    pub(crate) fn send_outcome(&self, id: &MessageId) -> Result<Option<SendOutcome>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT server_timestamp_ms, failure_kind, failure FROM send_outcomes
+                 WHERE message_id = ?1",
+                [id.as_slice()],
+                |row| {
+                    let stamp: Option<i64> = row.get(0)?;
+                    let kind: Option<String> = row.get(1)?;
+                    let text: Option<String> = row.get(2)?;
+                    Ok(match (kind, stamp) {
+                        (Some(kind), _) => SendOutcome::Failed {
+                            kind,
+                            text: text.unwrap_or_default(),
+                        },
+                        (None, stamp) => SendOutcome::Stored {
+                            server_timestamp_ms: stamp.map(from_sql_u64),
+                        },
+                    })
+                },
+            )
+            .optional()?)
     }
 
     pub(crate) fn outbox_len(&self) -> Result<u64, StoreError> {

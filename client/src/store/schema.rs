@@ -93,6 +93,14 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // SDK queued by itself. Rows queued before count as the application's,
     // as they were announced then.
     "ALTER TABLE outbox ADD COLUMN announce INTEGER NOT NULL DEFAULT 1;",
+    // v6: how the application's sends ended when they left the outbox: the
+    // server's time stamp, or why the send was dropped (its kind and text).
+    "CREATE TABLE send_outcomes (
+         message_id BLOB PRIMARY KEY,
+         server_timestamp_ms INTEGER,
+         failure_kind TEXT,
+         failure TEXT
+     );",
 ];
 
 /// The schema version this build writes.
