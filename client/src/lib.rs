@@ -88,6 +88,7 @@ mod prekeys;
 mod receive;
 mod rotation;
 mod sealed;
+mod send_attempts;
 mod send_failure;
 mod sessions;
 mod shown;

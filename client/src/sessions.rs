@@ -28,6 +28,7 @@ use crate::messages::encode_plaintext;
 use crate::now_ms;
 use crate::prekeys::META_PREKEYS;
 use crate::prekeys::bundle_from_proto;
+use crate::send_attempts::{self, AfterRefusal};
 use crate::send_failure::SendFailureReason;
 use crate::store::SharedStore;
 use crate::store::{Contact, Tx};
@@ -116,11 +117,9 @@ pub(crate) async fn send_direct(
         with_key = crate::sealed::with_profile_key(&inner.store, content)?;
         &with_key
     };
-    // Attempts 0 and 1 name both accounts complete (SPEC.md §12.7), so a
-    // device linked since our last look is reported at once and picked up
-    // before the retry; the last attempt claims nothing, so a device whose
-    // bundle we cannot use never holds the message from the others.
-    for attempt in 0..3 {
+    // A checking attempt names both accounts complete (SPEC.md §12.7); see
+    // send_attempts.rs for when a refusal leads to another attempt.
+    for attempt in send_attempts::attempts() {
         if to != me {
             ensure_contact_devices(inner, conn, &to).await?;
         }
@@ -134,7 +133,7 @@ pub(crate) async fn send_direct(
         if envelopes.is_empty() {
             return Ok(Stored::everywhere(now_ms()));
         }
-        let complete_accounts = if attempt < 2 {
+        let complete_accounts = if attempt.checks_devices() {
             let mut accounts = vec![me.clone()];
             if to != me {
                 accounts.push(to.clone());
@@ -164,30 +163,28 @@ pub(crate) async fn send_direct(
         };
         match sent {
             Ok(timestamp) => return Ok(Stored::everywhere(timestamp)),
-            Err(TransportError::Server(error))
-                if attempt < 2
-                    && matches!(
-                        error.code,
-                        ErrorCode::UnknownDevice
-                            | ErrorCode::DeviceRemoved
-                            | ErrorCode::MissingDevices
-                    ) =>
-            {
-                // Stale device list: forget removed devices, re-check
-                // (which fetches bundles of new ones), retry.
-                let removed = error.code != ErrorCode::MissingDevices;
-                inner.store.tx(|tx| -> Result<(), StoreError> {
-                    for device in error.device_ids.iter().filter(|_| removed) {
-                        tx.delete_device(&to, *device)?;
-                        tx.delete_device(&me, *device)?;
+            Err(TransportError::Server(error)) => {
+                match attempt.after_refusal(error.code, &error.device_ids) {
+                    // Stale device list: forget removed devices, re-check
+                    // (which fetches bundles of new ones), retry.
+                    AfterRefusal::Recheck { removed } => {
+                        inner.store.tx(|tx| -> Result<(), StoreError> {
+                            for device in &removed {
+                                tx.delete_device(&to, *device)?;
+                                tx.delete_device(&me, *device)?;
+                            }
+                            if let Some(mut contact) = tx.contact(&to)? {
+                                contact.devices_checked_ms = 0;
+                                tx.set_contact(&to, &contact)?;
+                            }
+                            tx.set_meta(META_OWN_DEVICES_CHECKED, &0u64.to_be_bytes())?;
+                            Ok(())
+                        })?;
                     }
-                    if let Some(mut contact) = tx.contact(&to)? {
-                        contact.devices_checked_ms = 0;
-                        tx.set_contact(&to, &contact)?;
+                    AfterRefusal::Final => {
+                        return Err(transport_failure(TransportError::Server(error)));
                     }
-                    tx.set_meta(META_OWN_DEVICES_CHECKED, &0u64.to_be_bytes())?;
-                    Ok(())
-                })?;
+                }
             }
             Err(error) => return Err(transport_failure(error)),
         }

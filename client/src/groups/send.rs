@@ -33,6 +33,7 @@ use crate::error::{OnlineError, StoreError, TransportError};
 use crate::messages::encode_plaintext;
 use crate::messages::new_id;
 use crate::now_ms;
+use crate::send_attempts::{self, AfterRefusal};
 use crate::send_failure::SendFailureReason;
 use crate::sessions::{self, SendFailure, Stored, transport_failure, unexpected_answer};
 use crate::store::SharedStore;
@@ -67,13 +68,11 @@ pub(crate) async fn send_group(
     let not_member = || SendFailure::Permanent(SendFailureReason::NotGroupMember { group_id: id });
     let keeps_changing =
         || SendFailure::Permanent(SendFailureReason::GroupDevicesKeepChanging { group_id: id });
-    // Attempts 0 and 1 list the devices holding our key and ask the server
-    // to check them (SPEC.md §12.10), so a member device linked since our
-    // last look is reported at once and gets the key before the retry; the
-    // last attempt asks for no check, so a device we cannot reach never
-    // holds the message from the others.
+    // A checking attempt lists the devices holding our key and asks the
+    // server to check them (SPEC.md §12.10); see send_attempts.rs for when
+    // an attempt leads to another.
     let mut force_refresh = false;
-    for attempt in 0..3 {
+    for attempt in send_attempts::attempts() {
         let mut record = inner
             .store
             .tx(|tx| tx.group(&id))?
@@ -111,7 +110,7 @@ pub(crate) async fn send_group(
         let sealed_members = send_sealed::sealed_members(inner, &members)?;
         match distribute(inner, conn, id, &members, sealed_members.as_deref()).await {
             Ok(()) => {}
-            Err(Distribution::DevicesChanged) if attempt < 2 => continue,
+            Err(Distribution::DevicesChanged) if attempt.may_retry() => continue,
             Err(Distribution::DevicesChanged) => return Err(keeps_changing()),
             Err(Distribution::Failed(failure)) => return Err(failure),
         }
@@ -144,7 +143,7 @@ pub(crate) async fn send_group(
             .await
             {
                 Ok(stored) => return Ok(stored),
-                Err(SealedGroupFailure::DevicesChanged) if attempt < 2 => {
+                Err(SealedGroupFailure::DevicesChanged) if attempt.may_retry() => {
                     force_refresh = true;
                     continue;
                 }
@@ -157,7 +156,7 @@ pub(crate) async fn send_group(
                 Err(SealedGroupFailure::Failed(failure)) => return Err(failure),
             }
         }
-        let check = attempt < 2;
+        let check = attempt.checks_devices();
         return match conn
             .request(Request::SendGroup(SendGroupRequest {
                 group_id: id.to_bytes(),
@@ -172,7 +171,11 @@ pub(crate) async fn send_group(
                 skipped_device_ids: r.skipped_device_ids,
             }),
             Err(TransportError::Server(error))
-                if check && error.code == ErrorCode::MissingDevices =>
+                if error.code == ErrorCode::MissingDevices
+                    && matches!(
+                        attempt.after_refusal(error.code, &error.device_ids),
+                        AfterRefusal::Recheck { .. }
+                    ) =>
             {
                 // A member device we have not seen: re-check every member's
                 // devices and our own, give them the key, send again.
