@@ -76,22 +76,8 @@ fn one_shot_commands_move_past_a_dead_start_node() {
         "answered from the chat\n",
     );
     assert_eq!(out.code, 0, "chat did not fail over: {out:#?}");
-    let out = cli
-        .run(
-            &alice,
-            &[
-                "recv",
-                "--json",
-                "--only",
-                "message",
-                "--count",
-                "1",
-                "--timeout",
-                "30",
-            ],
-        )
-        .ok();
-    assert_eq!(out.json_lines()[0]["text"], "answered from the chat");
+    let got = cli.recv(&alice, "message", 1);
+    assert_eq!(got[0]["text"], "answered from the chat");
 }
 
 #[test]

@@ -65,39 +65,11 @@ fn history_pages_back_with_the_printed_cursor_and_shows_delivery() {
     );
 
     // Bob receives them (a delivery receipt each, sent ahead of his reply).
-    let got = cli
-        .run(
-            "bob",
-            &[
-                "recv",
-                "--json",
-                "--only",
-                "message",
-                "--count",
-                "3",
-                "--timeout",
-                "30",
-            ],
-        )
-        .ok();
-    assert_eq!(got.json_lines().len(), 3);
+    let got = cli.recv("bob", "message", 3);
+    assert_eq!(got.len(), 3);
     cli.run("bob", &["send", "alice", "thanks"]).ok();
-    let got = cli
-        .run(
-            "alice",
-            &[
-                "recv",
-                "--json",
-                "--only",
-                "message",
-                "--count",
-                "1",
-                "--timeout",
-                "30",
-            ],
-        )
-        .ok();
-    assert_eq!(got.json_lines()[0]["text"], "thanks");
+    let got = cli.recv("alice", "message", 1);
+    assert_eq!(got[0]["text"], "thanks");
 
     // The cursor still names the same page; Alice's message reached Bob.
     let older = page(&cli, "alice", &["bob", "--before", &cursor]);

@@ -24,22 +24,7 @@ fn queued_senders(server: &TestServer) -> Vec<(String, u64)> {
 }
 
 fn recv_one(cli: &Cli, profile: &str) -> serde_json::Value {
-    let out = cli
-        .run(
-            profile,
-            &[
-                "recv",
-                "--json",
-                "--only",
-                "message",
-                "--count",
-                "1",
-                "--timeout",
-                "30",
-            ],
-        )
-        .ok();
-    out.json_lines().remove(0)
+    cli.recv(profile, "message", 1).remove(0)
 }
 
 #[test]

@@ -6,26 +6,6 @@ use crate::common;
 
 use common::*;
 
-fn recv(cli: &Cli, profile: &str, only: &str, count: usize) -> Vec<serde_json::Value> {
-    let count = count.to_string();
-    let out = cli
-        .run(
-            profile,
-            &[
-                "recv",
-                "--json",
-                "--only",
-                only,
-                "--count",
-                &count,
-                "--timeout",
-                "30",
-            ],
-        )
-        .ok();
-    out.json_lines()
-}
-
 #[test]
 fn two_profiles_exchange_messages_verify_and_chat() {
     let server = TestServer::start();
@@ -37,7 +17,7 @@ fn two_profiles_exchange_messages_verify_and_chat() {
     let out = cli.run("alice", &["send", "bob", "hello bob"]).ok();
     let id = out.stdout.trim().to_owned();
     assert_eq!(id.len(), 32, "{out:#?}");
-    let got = recv(&cli, "bob", "message", 1);
+    let got = cli.recv("bob", "message", 1);
     assert_eq!(got[0]["type"], "message");
     assert_eq!(got[0]["from"], "alice");
     assert_eq!(got[0]["text"], "hello bob");
@@ -47,7 +27,7 @@ fn two_profiles_exchange_messages_verify_and_chat() {
 
     // Bob -> Alice.
     let reply = cli.run("bob", &["send", "alice", "hi alice"]).ok();
-    let got = recv(&cli, "alice", "message", 1);
+    let got = cli.recv("alice", "message", 1);
     assert_eq!(got[0]["from"], "bob");
     assert_eq!(got[0]["text"], "hi alice");
     assert_eq!(got[0]["id"], reply.stdout.trim());
@@ -87,7 +67,7 @@ fn two_profiles_exchange_messages_verify_and_chat() {
         out.stdout.contains("[1] edited: through the chat, edited"),
         "{out:#?}"
     );
-    let got = recv(&cli, "bob", "message,edited,reaction", 3);
+    let got = cli.recv("bob", "message,edited,reaction", 3);
     assert_eq!(got[0]["type"], "message");
     assert_eq!(got[0]["text"], "through the chat");
     let chat_id = got[0]["id"].as_str().unwrap().to_owned();
@@ -276,7 +256,7 @@ fn a_group_of_three_and_a_file_round_trip() {
     assert_eq!(group_id.len(), 32, "{out:#?}");
     let sent = cli.run("alice", &["send", "team", "hello team"]).ok();
     for member in ["bob", "carol"] {
-        let got = recv(&cli, member, "message", 1);
+        let got = cli.recv(member, "message", 1);
         assert_eq!(got[0]["from"], "alice", "{got:?}");
         assert_eq!(got[0]["text"], "hello team");
         assert_eq!(got[0]["id"], sent.stdout.trim());
@@ -290,7 +270,7 @@ fn a_group_of_three_and_a_file_round_trip() {
     // A member answers the group, by its #name.
     cli.run("carol", &["send", "#team", "hi from carol"]).ok();
     for member in ["alice", "bob"] {
-        let got = recv(&cli, member, "message", 1);
+        let got = cli.recv(member, "message", 1);
         assert_eq!(got[0]["from"], "carol");
         assert_eq!(got[0]["text"], "hi from carol");
         assert_eq!(got[0]["conversation"]["name"], "team");
@@ -320,7 +300,7 @@ fn a_group_of_three_and_a_file_round_trip() {
     assert_eq!(file_id.len(), 32, "{out:#?}");
     // Not a terminal: no progress bar.
     assert!(!out.stderr.contains('['), "{out:#?}");
-    let got = recv(&cli, "bob", "message", 1);
+    let got = cli.recv("bob", "message", 1);
     assert_eq!(got[0]["id"], file_id.as_str());
     assert_eq!(got[0]["file"]["name"], "notes.bin");
     assert_eq!(got[0]["file"]["size"], original.len());
@@ -362,7 +342,7 @@ fn a_changed_identity_blocks_sending_until_it_is_accepted() {
     cli.register("alice");
     let mut bob_auth = cli.register("bob");
     cli.run("alice", &["send", "bob", "one"]).ok();
-    recv(&cli, "bob", "message", 1);
+    cli.recv("bob", "message", 1);
     let old_number = cli.run("alice", &["verify", "bob"]).ok().stdout;
 
     // Bob reinstalls: a new device with a new identity, the old one removed.
@@ -406,7 +386,7 @@ fn a_changed_identity_blocks_sending_until_it_is_accepted() {
     let mut command = cli.command("bob-new", &["send", "alice", "new phone"]);
     command.env("MICROBOT_PASSWORD", password("bob"));
     run_command(command, "").ok();
-    let got = recv(&cli, "alice", "message,safety_number_changed", 2);
+    let got = cli.recv("alice", "message,safety_number_changed", 2);
     let kinds: Vec<&str> = got.iter().map(|e| e["type"].as_str().unwrap()).collect();
     assert!(kinds.contains(&"safety_number_changed"), "{got:?}");
     assert_eq!(
@@ -536,9 +516,9 @@ fn a_bot_account_is_marked_as_a_bot_to_those_it_writes_to() {
 
     // Alice writes first: fetching the bot's keys tells her client it is one.
     cli.run("alice", &["send", "helper", "hello"]).ok();
-    assert_eq!(recv(&cli, "helper", "message", 1)[0]["bot"], false);
+    assert_eq!(cli.recv("helper", "message", 1)[0]["bot"], false);
     cli.run("helper", &["send", "alice", "beep"]).ok();
-    let got = recv(&cli, "alice", "message", 1);
+    let got = cli.recv("alice", "message", 1);
     assert_eq!(got[0]["from"], "helper");
     assert_eq!(got[0]["bot"], true, "{got:?}");
 }

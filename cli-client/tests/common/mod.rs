@@ -85,6 +85,23 @@ impl Cli {
         self.run_with_input(profile, args, "")
     }
 
+    /// `recv --json --only KIND --count COUNT --timeout 30` as `profile`,
+    /// which must succeed: the events it printed.
+    pub fn recv(&self, profile: &str, kind: &str, count: usize) -> Vec<serde_json::Value> {
+        let count = count.to_string();
+        let args = [
+            "recv",
+            "--json",
+            "--only",
+            kind,
+            "--count",
+            &count,
+            "--timeout",
+            "30",
+        ];
+        self.run(profile, &args).ok().json_lines()
+    }
+
     /// Runs `register`, reading the TOTP secret it prints and answering
     /// with codes from `codes` (called once the secret is known).
     pub fn register_with(
