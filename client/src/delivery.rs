@@ -226,16 +226,11 @@ fn in_conversation(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::StoreConfig;
     use crate::store::{MessageRow, Store};
     use zeroize::Zeroizing;
 
     fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::create(&StoreConfig::new(dir.path().join("store.db")))
-            .expect("store")
-            .keep();
-        (dir, store)
+        crate::store::temporary()
     }
 
     fn text_row(conversation: &Conversation, author: &str, id: MessageId) -> MessageRow {

@@ -8,7 +8,6 @@ use microbot_crypto::IdentityKeyPair;
 use microbot_crypto::prekeys::PreKeyBundle;
 
 use super::*;
-use crate::config::StoreConfig;
 use crate::prekeys;
 use crate::store::Store;
 
@@ -22,11 +21,7 @@ fn us() -> ThisDevice {
 }
 
 fn store() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = Store::create(&StoreConfig::new(dir.path().join("s.db")))
-        .expect("store")
-        .keep();
-    (dir, store)
+    crate::store::temporary()
 }
 
 /// A bundle of a device of the account with identity `identity`.

@@ -195,16 +195,11 @@ mod tests {
     use microbot_protocol::content::TypingAction;
 
     use super::*;
-    use crate::config::StoreConfig;
     use crate::groups::GroupId;
     use crate::store::Store;
 
     fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::create(&StoreConfig::new(dir.path().join("store.db")))
-            .expect("store")
-            .keep();
-        (dir, store)
+        crate::store::temporary()
     }
 
     fn push(store: &mut Store, destination: &str, content: &Content) -> OutboxRow {

@@ -7,7 +7,6 @@ use microbot_crypto::{IdentityKeyPair, Session};
 use microbot_protocol::transport::Envelope;
 
 use super::*;
-use crate::config::StoreConfig;
 use crate::messages::encode_plaintext;
 use crate::prekeys::{self, META_PREKEYS};
 use crate::store::Store;
@@ -24,10 +23,7 @@ fn device(username: &str, device_id: u64) -> ThisDevice {
 /// A store for `us` holding fresh prekeys, and the bundle a sender
 /// would fetch for them.
 fn receiver(us: &ThisDevice) -> (tempfile::TempDir, Store, PreKeyBundle) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut store = Store::create(&StoreConfig::new(dir.path().join("s.db")))
-        .expect("store")
-        .keep();
+    let (dir, mut store) = crate::store::temporary();
     let keys = prekeys::initial(&us.identity);
     store
         .tx(|tx| tx.set_secret(META_PREKEYS, &keys.to_bytes()))

@@ -210,6 +210,19 @@ fn decode_kdf(bytes: &[u8]) -> Option<KdfParams> {
     })
 }
 
+/// A new unencrypted store in a temporary directory, for unit tests (the
+/// directory goes when the returned handle is dropped).
+#[cfg(test)]
+pub(crate) fn temporary() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::create(&crate::config::StoreConfig::new(
+        dir.path().join("store.db"),
+    ))
+    .expect("store")
+    .keep();
+    (dir, store)
+}
+
 /// SQLite integers are signed; ids and times are stored bit-for-bit.
 pub(crate) fn to_sql_u64(value: u64) -> i64 {
     i64::from_ne_bytes(value.to_ne_bytes())

@@ -750,15 +750,10 @@ impl Tx<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::StoreConfig;
     use crate::store::Store;
 
     fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::create(&StoreConfig::new(dir.path().join("store.db")))
-            .expect("store")
-            .keep();
-        (dir, store)
+        crate::store::temporary()
     }
 
     fn row(conversation: &str, id: u8, kind: &str) -> MessageRow {
