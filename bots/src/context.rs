@@ -83,10 +83,11 @@ impl Context {
         Ok(self.shared.account.send_text(conversation, text)?)
     }
 
-    /// Encrypts, uploads and sends the file at `path` to this conversation.
+    /// Encrypts the file at `path` and queues it for this conversation; it
+    /// is uploaded and sent when connected, like a text.
     ///
     /// # Errors
-    /// [`BotError::File`] (unreadable file, not connected, too large...).
+    /// [`BotError::File`] (unreadable file, too large...).
     pub async fn reply_file(&self, path: &Path) -> Result<MessageId, BotError> {
         self.shared.pacer.wait(&self.conversation.key()).await;
         Ok(self

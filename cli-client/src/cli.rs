@@ -289,7 +289,9 @@ pub enum GroupCommand {
 /// `file ...`.
 #[derive(Debug, Subcommand)]
 pub enum FileCommand {
-    /// Encrypt, upload and send a file.
+    /// Encrypt, upload and send a file. The file is queued first: when the
+    /// server cannot be reached (exit 4), it leaves with the next command
+    /// that connects.
     Send {
         /// A username or a group.
         target: String,

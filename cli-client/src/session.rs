@@ -305,6 +305,20 @@ pub fn not_queued(error: CliError) -> CliError {
     }
 }
 
+/// A connection failure of a sending command after its message was
+/// queued, saying so (it leaves with the next command that connects).
+pub fn queued(error: CliError) -> CliError {
+    match error {
+        CliError::Unreachable { addr, reason } => CliError::Unreachable {
+            addr,
+            reason: format!(
+                "{reason}; the message is queued and leaves with the next command that connects"
+            ),
+        },
+        other => other,
+    }
+}
+
 /// Message ids as the CLI shows them: the SDK's text form, 32 lowercase
 /// hex digits.
 pub fn id_hex(id: &MessageId) -> String {

@@ -239,26 +239,39 @@ fn blank_text_files_replies_and_unreachable_servers_as_a_new_user_meets_them() {
         "{out:#?}"
     );
 
-    // A stopped server: `send` and `file send` say the message was neither
-    // sent nor queued.
+    // A stopped server: `send` says the message was neither sent nor
+    // queued; `file send` queued the file (like the SDK) and says so, and
+    // the history shows it queued.
     drop(server);
-    let sends: [&[&str]; 2] = [
-        &["send", "bob", "anyone?"],
-        &["file", "send", "bob", path.to_str().unwrap()],
-    ];
-    for args in sends {
-        let mut command = cli.command("alice", args);
-        command.env("MICROBOT_CONNECT_TIMEOUT", "2");
-        let out = run_command(command, "");
-        assert_eq!(out.code, 4, "{out:#?}");
-        assert!(
-            out.stderr
-                .trim_end()
-                .ends_with("the message was not sent and not queued"),
-            "{out:#?}"
-        );
-        assert_eq!(out.stderr.lines().count(), 1, "{out:#?}");
-    }
+    let mut command = cli.command("alice", &["send", "bob", "anyone?"]);
+    command.env("MICROBOT_CONNECT_TIMEOUT", "2");
+    let out = run_command(command, "");
+    assert_eq!(out.code, 4, "{out:#?}");
+    assert!(
+        out.stderr
+            .trim_end()
+            .ends_with("the message was not sent and not queued"),
+        "{out:#?}"
+    );
+    assert_eq!(out.stderr.lines().count(), 1, "{out:#?}");
+    let offline = dir.path().join("offline.txt");
+    std::fs::write(&offline, b"written on a plane").unwrap();
+    let mut command = cli.command("alice", &["file", "send", "bob", offline.to_str().unwrap()]);
+    command.env("MICROBOT_CONNECT_TIMEOUT", "2");
+    let out = run_command(command, "");
+    assert_eq!(out.code, 4, "{out:#?}");
+    assert!(
+        out.stderr
+            .trim_end()
+            .ends_with("the message is queued and leaves with the next command that connects"),
+        "{out:#?}"
+    );
+    assert!(out.stdout.is_empty(), "{out:#?}");
+    let out = cli.run("alice", &["history", "bob", "--json"]).ok();
+    assert!(
+        out.stdout.contains("offline.txt") && out.stdout.contains("\"state\":\"queued\""),
+        "{out:#?}"
+    );
 }
 
 #[test]

@@ -29,4 +29,8 @@ pub(crate) struct Inner {
     pub(crate) outbox_wake: Notify,
     /// The live connection, while logged in.
     pub(crate) online: ConnectionSlot,
+    /// Whether the injected upload interruption
+    /// ([`crate::fault_injection::interrupt_upload_at`]) happened (it
+    /// happens once per account handle).
+    pub(crate) upload_interrupted: std::sync::atomic::AtomicBool,
 }

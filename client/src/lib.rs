@@ -53,8 +53,11 @@
 //! Groups: [`Account::create_group`] and the other group operations need
 //! the connection; messages to [`Conversation::Group`] go through the
 //! outbox like 1:1 messages, sealed once with this device's sender key.
-//! Files: [`Account::send_file`] encrypts and uploads while reading the
-//! file (constant memory) and then queues the pointer as a message;
+//! Files: [`Account::send_file`] encrypts the file while reading it
+//! (constant memory) into a staging copy and queues the file message like
+//! a text, online or offline; the outbox uploads the copy and sends the
+//! message when connected (resuming an interrupted upload, also after a
+//! restart);
 //! [`Account::download_attachment`] downloads, verifies and decrypts to a
 //! file, also streaming.
 #![forbid(unsafe_code)]

@@ -90,6 +90,13 @@ pub enum SendFailureReason {
         /// The row's destination key.
         destination: String,
     },
+    /// The encrypted copy of a queued file, kept next to the store until
+    /// its upload, is gone or damaged (removed by hand, a disk fault):
+    /// send the file again.
+    FileUnavailable {
+        /// What was wrong with the copy (no file contents).
+        detail: String,
+    },
 }
 
 /// What was refused in an account's keys ([`SendFailureReason::KeysRefused`]).
@@ -147,6 +154,7 @@ impl SendFailureReason {
             SendFailureReason::ServerRefused { .. } => "server_refused",
             SendFailureReason::RequestFailed { .. } => "request_failed",
             SendFailureReason::UnknownDestination { .. } => "unknown_destination",
+            SendFailureReason::FileUnavailable { .. } => "file_unavailable",
         }
     }
 }
@@ -186,6 +194,9 @@ impl fmt::Display for SendFailureReason {
             SendFailureReason::RequestFailed { detail } => f.write_str(detail),
             SendFailureReason::UnknownDestination { destination } => {
                 write!(f, "unknown destination {destination}")
+            }
+            SendFailureReason::FileUnavailable { detail } => {
+                write!(f, "the queued file cannot be sent: {detail}")
             }
         }
     }
@@ -256,5 +267,10 @@ mod tests {
             "server refused the request: QueueFull: full"
         );
         assert_eq!(refused.kind(), "server_refused");
+        let lost = SendFailureReason::FileUnavailable {
+            detail: "gone".into(),
+        };
+        assert_eq!(lost.to_string(), "the queued file cannot be sent: gone");
+        assert_eq!(lost.kind(), "file_unavailable");
     }
 }

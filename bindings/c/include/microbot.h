@@ -133,6 +133,9 @@ typedef enum MicrobotSendFailure {
   MICROBOT_SEND_FAILURE_REQUEST_FAILED = 10,
   // A queued message named no known conversation (a damaged store).
   MICROBOT_SEND_FAILURE_UNKNOWN_DESTINATION = 11,
+  // The staging copy of a queued file is gone or damaged: `text` says
+  // what; send the file again.
+  MICROBOT_SEND_FAILURE_FILE_UNAVAILABLE = 12,
 } MicrobotSendFailure;
 
 // One device of one account, opened from its local store (opaque).
@@ -278,9 +281,11 @@ enum MicrobotStatus microbot_account_create_group(const struct MicrobotAccount *
                                                   size_t member_count,
                                                   char **out_conversation);
 
-// Encrypts and uploads the file at `path` (streaming) and queues it as a
-// message with `caption` (may be NULL). Needs the connection; blocks until
-// the upload is complete. `out_message_id` may be NULL.
+// Encrypts the file at `path` (streaming) into a staging copy and queues
+// it as a message with `caption` (may be NULL), online or offline, like a
+// text: the upload and the send happen when connected, reported by the
+// `SENT` or `SEND_FAILED` event. Blocks while the file is encrypted.
+// `out_message_id` may be NULL.
 //
 // # Safety
 // As [`microbot_account_send_text`].

@@ -408,9 +408,11 @@ pub unsafe extern "C" fn microbot_account_create_group(
     })
 }
 
-/// Encrypts and uploads the file at `path` (streaming) and queues it as a
-/// message with `caption` (may be NULL). Needs the connection; blocks until
-/// the upload is complete. `out_message_id` may be NULL.
+/// Encrypts the file at `path` (streaming) into a staging copy and queues
+/// it as a message with `caption` (may be NULL), online or offline, like a
+/// text: the upload and the send happen when connected, reported by the
+/// `SENT` or `SEND_FAILED` event. Blocks while the file is encrypted.
+/// `out_message_id` may be NULL.
 ///
 /// # Safety
 /// As [`microbot_account_send_text`].

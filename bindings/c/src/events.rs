@@ -105,6 +105,9 @@ pub enum MicrobotSendFailure {
     RequestFailed = 10,
     /// A queued message named no known conversation (a damaged store).
     UnknownDestination = 11,
+    /// The staging copy of a queued file is gone or damaged: `text` says
+    /// what; send the file again.
+    FileUnavailable = 12,
 }
 
 impl MicrobotSendFailure {
@@ -127,6 +130,7 @@ impl MicrobotSendFailure {
             R::ServerRefused { .. } => (F::ServerRefused, None, None),
             R::RequestFailed { .. } => (F::RequestFailed, None, None),
             R::UnknownDestination { .. } => (F::UnknownDestination, None, None),
+            R::FileUnavailable { .. } => (F::FileUnavailable, None, None),
             _ => (F::Other, None, None),
         }
     }

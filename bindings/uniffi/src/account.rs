@@ -335,8 +335,10 @@ impl Account {
         Ok(info.members.into_iter().map(|m| m.username).collect())
     }
 
-    /// Encrypts and uploads the file at `path` (streaming) and queues it
-    /// with `caption`; returns the message id. Needs the connection.
+    /// Encrypts the file at `path` (streaming) into a staging copy and
+    /// queues it with `caption`, online or offline, like a text; returns
+    /// the message id. The upload and the send happen when connected
+    /// (`Sent` or `SendFailed` event).
     pub fn send_file(
         &self,
         conversation_key: String,

@@ -1,16 +1,17 @@
 //! `file send` and `file get`: files through the SDK's streaming,
 //! end-to-end encrypted attachments (SPEC.md §7, §12.11), with a progress
-//! bar on a terminal.
+//! bar on a terminal (for a send: the encryption into the queue).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
 
 use microbot_client::FileOptions;
 
 use crate::cli::FileCommand;
 use crate::error::{self, CliError};
 use crate::progress::{self, Progress};
-use crate::session::{Ctx, id_hex, not_queued, parse_id};
+use crate::session::{Ctx, Online, id_hex, parse_id, queued};
 use crate::target;
 
 /// `microbot file ...`.
@@ -38,35 +39,46 @@ fn reporter(bar: &Mutex<Progress>) -> impl Fn(microbot_client::Progress) + Send 
     }
 }
 
+/// The upload speed `file send` counts on when it waits for the server
+/// to store the file (a slower upload stays queued: see below).
+const ASSUMED_UPLOAD_BYTES_PER_SEC: u64 = 1024 * 1024;
+
+/// `file send`: the file is encrypted into the account's store and queued
+/// first, like the SDK does, without waiting for the connection; then the
+/// command connects and waits until the server stored it (upload, then
+/// message). When the server cannot be reached or the upload takes
+/// longer, the file stays queued and leaves with the next command that
+/// connects, and the error says so.
 async fn send(ctx: &Ctx, target: &str, path: &Path, caption: String) -> Result<(), CliError> {
     let meta = std::fs::metadata(path)
         .map_err(|e| CliError::io(format!("reading {}", path.display()), e))?;
     if !meta.is_file() {
         return Err(CliError::Input(format!("{} is not a file", path.display())));
     }
-    let mut online = ctx.online().await.map_err(not_queued)?;
-    let result = async {
-        let target = target::resolve(&online.account, target)?;
-        let bar = Mutex::new(Progress::new(format!("sending {}", path.display())));
-        let options = FileOptions {
-            caption,
-            ..FileOptions::default()
-        };
-        let sent = online
-            .account
-            .send_attachment(&target.conversation, path, options, reporter(&bar))
-            .await;
-        bar.lock().unwrap_or_else(PoisonError::into_inner).finish();
-        let id = sent.map_err(|e| error::attachment(&online.server, &target.label, e))?;
-        online
-            .inbox
-            .wait_sent(&[id], &target.label, ctx.connect_timeout)
-            .await?;
-        Ok::<_, CliError>(id)
-    }
-    .await;
+    let opened = ctx.open()?;
+    let target = target::resolve(&opened.account, target)?;
+    let bar = Mutex::new(Progress::new(format!("encrypting {}", path.display())));
+    let options = FileOptions {
+        caption,
+        ..FileOptions::default()
+    };
+    let staged = opened
+        .account
+        .send_attachment(&target.conversation, path, options, reporter(&bar))
+        .await;
+    bar.lock().unwrap_or_else(PoisonError::into_inner).finish();
+    let id = staged.map_err(|e| error::attachment(&opened.meta.server, &target.label, e))?;
+    let mut online = Online::connect(opened, ctx.connect_timeout)
+        .await
+        .map_err(queued)?;
+    let upload = Duration::from_secs(meta.len() / ASSUMED_UPLOAD_BYTES_PER_SEC);
+    let result = online
+        .inbox
+        .wait_sent(&[id], &target.label, ctx.connect_timeout + upload)
+        .await;
     online.close().await;
-    println!("{}", id_hex(&result?));
+    result?;
+    println!("{}", id_hex(&id));
     Ok(())
 }
 

@@ -27,13 +27,25 @@ impl Account {
             .await
     }
 
-    /// Encrypts and uploads the file at `path` while reading it (constant
-    /// memory), resuming after a dropped connection, then queues the file
-    /// message (it leaves through the outbox like any message). Needs the
-    /// connection for the upload. `progress` gets plaintext byte counts.
+    /// Sends the file at `path` like a text: accepted at once, online or
+    /// offline. The file is read once, now, and encrypted while reading
+    /// (constant memory) into a staging copy next to the store; the file
+    /// message is queued in the outbox and shows in history as our own
+    /// message ([`crate::DeliveryStage::Queued`] until it leaves). When
+    /// connected, the copy is uploaded (an interrupted upload resumes, also
+    /// after the account is reopened), then the message is sent with the
+    /// returned id: [`crate::Event::Sent`], or [`crate::Event::SendFailed`]
+    /// when it can never leave (e.g. the server refuses the file). What is
+    /// queued after it to the same conversation leaves after it.
+    /// `progress` gets the plaintext byte counts of the encryption; the
+    /// file at `path` may change or go once this returns. While the upload
+    /// waits, [`Account::attachment`] gives the pointer with an empty
+    /// `attachment_id`.
     ///
     /// # Errors
-    /// [`AttachmentError`]; nothing is queued on error.
+    /// [`AttachmentError`] (an invalid destination, the file unreadable or
+    /// changing while read, too large for the format); nothing is queued
+    /// and no copy kept on error.
     pub async fn send_attachment(
         &self,
         conversation: &Conversation,

@@ -323,6 +323,7 @@ impl Account {
             events: events_tx,
             outbox_wake: Notify::new(),
             online: ConnectionSlot::default(),
+            upload_interrupted: std::sync::atomic::AtomicBool::new(false),
         });
         (
             Account {
@@ -335,7 +336,7 @@ impl Account {
 
     /// Waits until the background connection is up: logged in, prekeys
     /// published, the `Connected` event sent. Requests that need the
-    /// connection (`create_group`, `send_file`, `list_devices`, …) work
+    /// connection (`create_group`, `download_attachment`, `list_devices`, …) work
     /// from then on, until it drops. Returns at once when connected; waits
     /// as long as it takes otherwise (wrap it in a timeout), so call
     /// [`Account::connect`] first.

@@ -1,36 +1,37 @@
 //! Files (SPEC.md §7, §12.11): [`crate::Account::send_file`] encrypts a file
-//! with a fresh attachment key while reading it, uploads the ciphertext on
-//! its own stream, resumes an interrupted upload from the server's
-//! committed offset (after the connection comes back), and then queues an
-//! `AttachmentPointer` (id, key, digest, size, name, type) as an ordinary
-//! message through the outbox. [`crate::Account::download_attachment`]
+//! with a fresh attachment key while reading it into a staging copy kept
+//! next to the store (staging.rs), and queues the file message, an
+//! `AttachmentPointer` (key, digest, size, name, type), in the outbox
+//! behind its upload, online or offline. When the drain reaches it, the
+//! copy is uploaded on its own stream (upload.rs, stream.rs), an
+//! interrupted upload resuming from the server's committed offset after
+//! the connection comes back (also after a restart), and the message
+//! leaves naming the server's attachment id. [`crate::Account::download_attachment`]
 //! downloads, verifies and decrypts into a temporary file next to the
 //! destination, renamed into place only once the whole file authenticated
 //! and its digest and size match the pointer; on any failure the
 //! temporary file is removed and nothing appears at the destination.
 //!
 //! Progress is reported through a callback, `Fn(Progress)`, called from the
-//! transferring task with plaintext byte counts that never decrease and end
-//! at `total_bytes` on success. Not owned here: the stream protocol and
+//! working task with plaintext byte counts that never decrease and end
+//! at `total_bytes` on success: for a send, the encryption into the
+//! staging copy; for a download, the transfer. Not owned here: the stream protocol and
 //! the cryptography (stream.rs, crypto-core).
 
 mod progress;
+mod staging;
 mod stream;
+pub(crate) mod upload;
 
 pub use progress::Progress;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use microbot_crypto::attachment::{AttachmentDigest, AttachmentKey, ciphertext_len};
 use microbot_protocol::MessageId;
 use microbot_protocol::content::{AttachmentPointer, Content};
-use microbot_protocol::transport::{
-    AttachmentDownloadRequest, AttachmentUploadDescriptor, AttachmentUploadRequest,
-    client_frame::Request, response,
-};
+use microbot_protocol::transport::{AttachmentDownloadRequest, client_frame::Request, response};
 use tokio::io::AsyncWriteExt as _;
 
 use crate::account_state::Inner;
@@ -38,15 +39,9 @@ use crate::error::{AttachmentError, StoreError, TransportError};
 use crate::events::Conversation;
 use crate::messages::new_id;
 use crate::now_ms;
-use crate::outbox::{QueuedBy, check_destination};
-use crate::transport::Connection;
+use crate::outbox::check_destination;
+use crate::store::{PARTIAL_SUFFIX, PendingUpload};
 use progress::Reporter;
-use stream::{Upload, UploadFailure};
-
-/// Upload attempts (the first and its resumptions) before giving up.
-const UPLOAD_ATTEMPTS: u32 = 6;
-/// Longest wait for the connection to come back during an upload.
-const RECONNECT_WAIT: Duration = Duration::from_secs(30);
 /// Longest `file_name` and `content_type` (SPEC.md §11.2).
 const MAX_NAME_LEN: usize = 255;
 
@@ -97,25 +92,6 @@ fn guess_content_type(path: &Path) -> &'static str {
     }
 }
 
-async fn upload_request(
-    conn: &Connection,
-    size: u64,
-    attachment_id: Bytes,
-) -> Result<AttachmentUploadDescriptor, TransportError> {
-    match conn
-        .request(Request::AttachmentUpload(AttachmentUploadRequest {
-            size,
-            attachment_id,
-        }))
-        .await?
-    {
-        response::Result::AttachmentUpload(d) => Ok(d),
-        _ => Err(TransportError::UnexpectedResponse {
-            expected: "AttachmentUpload",
-        }),
-    }
-}
-
 /// `dest`'s sibling `.<name>.part`, where the download is written first.
 fn partial_path(dest: &Path) -> PathBuf {
     let name = dest
@@ -132,24 +108,6 @@ pub(crate) struct Files<'a> {
 }
 
 impl Files<'_> {
-    /// Waits until the background task holds a live connection other than
-    /// `old` (which failed).
-    async fn reconnected(&self, old: &Arc<Connection>) -> Result<Arc<Connection>, AttachmentError> {
-        let deadline = tokio::time::Instant::now() + RECONNECT_WAIT;
-        loop {
-            if let Some(conn) = self.inner.online.get()
-                && !conn.is_closed()
-                && (!Arc::ptr_eq(&conn, old) || !old.is_closed())
-            {
-                return Ok(conn);
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(AttachmentError::NotConnected);
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
-
     /// Sends the file at `path` to `conversation` with default
     /// [`FileOptions`]; see [`Account::send_attachment`].
     ///
@@ -165,13 +123,14 @@ impl Files<'_> {
             .await
     }
 
-    /// Encrypts and uploads the file at `path` while reading it (constant
-    /// memory), resuming after a dropped connection, then queues the file
-    /// message (it leaves through the outbox like any message). Needs the
-    /// connection for the upload. `progress` gets plaintext byte counts.
+    /// Encrypts the file at `path` into a staging copy while reading it
+    /// (constant memory) and queues the file message behind its upload,
+    /// online or not; the outbox drain uploads and sends it when
+    /// connected (upload.rs). `progress` gets the plaintext byte counts of
+    /// the encryption.
     ///
     /// # Errors
-    /// [`AttachmentError`]; nothing is queued on error.
+    /// [`AttachmentError`]; nothing is queued (and no copy kept) on error.
     pub(crate) async fn send_attachment(
         &self,
         conversation: &Conversation,
@@ -185,72 +144,63 @@ impl Files<'_> {
         let size = tokio::fs::metadata(path).await?.len();
         let total = ciphertext_len(size).ok_or(AttachmentError::TooLarge)?;
         let reporter = Reporter::new(&progress, size);
-        let mut conn = self
-            .inner
-            .online
-            .get()
-            .ok_or(AttachmentError::NotConnected)?;
         let key = AttachmentKey::generate(&mut rand::rng());
-        let mut descriptor = upload_request(&conn, total, Bytes::new()).await?;
-        let mut interrupt_at = self.inner.config.faults.interrupt_upload_at;
-        let mut digest: Option<AttachmentDigest> = None;
-        for attempt in 0..UPLOAD_ATTEMPTS {
-            let job = Upload {
-                conn: &conn,
-                descriptor: &descriptor,
-                key: &key,
-                path,
-                ciphertext_len: total,
-                interrupt_at: interrupt_at.take(),
+        let dir = self.inner.store.staging_dir();
+        tokio::fs::create_dir_all(&dir).await?;
+        let name = hex::encode(new_id());
+        let partial = dir.join(format!("{name}{PARTIAL_SUFFIX}"));
+        let copy = dir.join(&name);
+        let queued = async {
+            let digest = staging::stage(path, &key, &partial, size, &reporter).await?;
+            tokio::fs::rename(&partial, &copy).await?;
+            let file_name = options.file_name.unwrap_or_else(|| {
+                path.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            });
+            let content_type = options
+                .content_type
+                .unwrap_or_else(|| guess_content_type(path).to_owned());
+            // The attachment id is the server's, known once the upload
+            // started; the drain fills it in.
+            let pointer = AttachmentPointer {
+                attachment_id: Bytes::new(),
+                key: Bytes::copy_from_slice(key.as_bytes()),
+                digest: Bytes::copy_from_slice(&digest.to_bytes()),
+                size,
+                content_type: truncated(&content_type, MAX_NAME_LEN),
+                file_name: truncated(&file_name, MAX_NAME_LEN),
+                caption: options.caption,
+                ..AttachmentPointer::default()
             };
-            match stream::upload(job, &reporter).await {
-                Ok(done) => {
-                    digest = Some(done);
-                    break;
+            let message_id = new_id();
+            let upload = PendingUpload {
+                message_id,
+                staging: name.clone(),
+                ciphertext_len: total,
+                attachment_id: None,
+            };
+            let content = Content::attachment(message_id, now_ms(), pointer);
+            Ok::<_, AttachmentError>(crate::outbox::queue_upload(
+                self.inner,
+                conversation,
+                content,
+                &upload,
+            )?)
+        }
+        .await;
+        match queued {
+            Ok(id) => {
+                reporter.report(size);
+                Ok(id)
+            }
+            Err(error) => {
+                for leftover in [&partial, &copy] {
+                    let _ = tokio::fs::remove_file(leftover).await;
                 }
-                Err(UploadFailure::Fatal(error)) => return Err(error),
-                Err(UploadFailure::Retry { after }) => {
-                    tokio::time::sleep(after).await;
-                    conn = self.reconnected(&conn).await?;
-                    descriptor =
-                        upload_request(&conn, total, descriptor.attachment_id.clone()).await?;
-                    tracing::debug!(
-                        attempt,
-                        committed = descriptor.committed_offset,
-                        "resuming upload"
-                    );
-                }
+                Err(error)
             }
         }
-        let digest = digest.ok_or(AttachmentError::Incomplete {
-            attempts: UPLOAD_ATTEMPTS,
-        })?;
-        let file_name = options.file_name.unwrap_or_else(|| {
-            path.file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        });
-        let content_type = options
-            .content_type
-            .unwrap_or_else(|| guess_content_type(path).to_owned());
-        let pointer = AttachmentPointer {
-            attachment_id: descriptor.attachment_id.clone(),
-            key: Bytes::copy_from_slice(key.as_bytes()),
-            digest: Bytes::copy_from_slice(&digest.to_bytes()),
-            size,
-            content_type: truncated(&content_type, MAX_NAME_LEN),
-            file_name: truncated(&file_name, MAX_NAME_LEN),
-            caption: options.caption,
-            ..AttachmentPointer::default()
-        };
-        let id = crate::outbox::queue(
-            self.inner,
-            conversation,
-            Content::attachment(new_id(), now_ms(), pointer),
-            QueuedBy::App,
-        )?;
-        reporter.report(size);
-        Ok(id)
     }
 
     /// The file pointer of the file message `message_id`, if known.

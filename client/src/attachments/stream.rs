@@ -1,7 +1,8 @@
 //! One attachment transfer on its own QUIC stream (SPEC.md §12.11): the
 //! header frame, the raw bytes, and the server's `AttachmentStreamResult`
-//! frame, encrypting (§7) while reading the file and decrypting while
-//! writing it, one chunk at a time.
+//! frame: an upload sends the encrypted staging copy (staging.rs) from the
+//! committed offset on; a download decrypts (§7) while writing the file,
+//! one chunk at a time.
 //!
 //! Memory is bounded by one chunk of the file and one sealed segment,
 //! whatever the file size. Not owned here: retries and resumption
@@ -11,23 +12,21 @@ use std::path::Path;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use microbot_crypto::attachment::{
-    AttachmentDecryptor, AttachmentDigest, AttachmentEncryptor, AttachmentKey,
-};
+use microbot_crypto::attachment::{AttachmentDecryptor, AttachmentDigest, AttachmentKey};
 use microbot_protocol::codec::{FrameError, encode_frame};
 use microbot_protocol::transport::{
     AttachmentDownloadStart, AttachmentStreamHeader, AttachmentStreamResult,
     AttachmentUploadDescriptor, AttachmentUploadStart, ErrorCode, attachment_stream_header,
 };
 use prost::Message as _;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _};
 
 use super::progress::Reporter;
 use crate::error::{AttachmentError, ServerError, TransportError};
 use crate::transport::{Connection, StreamRecv, StreamSend};
 
 /// Plaintext read from the file per step.
-const CHUNK: usize = 64 * 1024;
+pub(super) const CHUNK: usize = 64 * 1024;
 /// Largest result frame accepted from the server.
 const MAX_RESULT_FRAME: u64 = 4096;
 /// Longest wait for the next bytes of a stream.
@@ -125,21 +124,23 @@ fn retry(error: impl std::fmt::Display) -> UploadFailure {
 pub(super) struct Upload<'a> {
     pub conn: &'a Connection,
     pub descriptor: &'a AttachmentUploadDescriptor,
-    pub key: &'a AttachmentKey,
+    /// The staging copy: the whole ciphertext (staging.rs).
     pub path: &'a Path,
     pub ciphertext_len: u64,
     /// Close the connection once this many encrypted bytes were written.
     pub interrupt_at: Option<u64>,
 }
 
-/// Encrypts the file from its start (the encryption is deterministic under
-/// the key) and sends the ciphertext from the committed offset on.
-pub(super) async fn upload(
-    job: Upload<'_>,
-    progress: &Reporter<'_>,
-) -> Result<AttachmentDigest, UploadFailure> {
+/// Sends the staging copy's ciphertext from the committed offset on.
+/// A copy that is missing or of another length is
+/// [`AttachmentError::Io`] or [`AttachmentError::FileChanged`].
+pub(super) async fn upload(job: Upload<'_>) -> Result<(), UploadFailure> {
     let offset = job.descriptor.committed_offset;
     let mut file = tokio::fs::File::open(job.path).await?;
+    if file.metadata().await?.len() != job.ciphertext_len || offset > job.ciphertext_len {
+        return Err(UploadFailure::Fatal(AttachmentError::FileChanged));
+    }
+    file.seek(std::io::SeekFrom::Start(offset)).await?;
     let (mut send, mut recv) = job.conn.open_stream().await.map_err(retry)?;
     write_header(
         &mut send,
@@ -151,42 +152,20 @@ pub(super) async fn upload(
     )
     .await
     .map_err(retry)?;
-    let mut encryptor = Some(AttachmentEncryptor::with_key(job.key));
-    let too_large = || UploadFailure::Fatal(AttachmentError::TooLarge);
-    let mut buf = zeroize::Zeroizing::new(vec![0u8; CHUNK]);
-    let mut out = Vec::with_capacity(CHUNK + 64);
-    let mut position = 0u64;
-    let mut read = 0u64;
+    let mut buf = vec![0u8; CHUNK];
+    let mut position = offset;
     loop {
         let n = file.read(&mut buf).await?;
-        out.clear();
-        let last = n == 0;
-        let summary = match (last, encryptor.as_mut()) {
-            (_, None) => return Err(UploadFailure::Fatal(AttachmentError::FileChanged)),
-            (false, Some(encryptor)) => {
-                encryptor
-                    .update(buf.get(..n).unwrap_or_default(), &mut out)
-                    .map_err(|_| too_large())?;
-                None
-            }
-            (true, Some(_)) => match encryptor.take() {
-                Some(finished) => Some(finished.finish(&mut out).map_err(|_| too_large())?),
-                None => None,
-            },
-        };
-        read += n as u64;
-        let start = position;
-        position += out.len() as u64;
+        if n == 0 {
+            break;
+        }
+        position += n as u64;
         if position > job.ciphertext_len {
             return Err(UploadFailure::Fatal(AttachmentError::FileChanged));
         }
-        if position > offset {
-            let skip = usize::try_from(offset.saturating_sub(start)).unwrap_or(usize::MAX);
-            send.write_all(out.get(skip..).unwrap_or_default())
-                .await
-                .map_err(retry)?;
-            progress.report(read);
-        }
+        send.write_all(buf.get(..n).unwrap_or_default())
+            .await
+            .map_err(retry)?;
         if let Some(at) = job.interrupt_at
             && position >= at
         {
@@ -195,27 +174,25 @@ pub(super) async fn upload(
             job.conn.abort("fault injection: upload interrupted");
             return Err(retry("fault injection"));
         }
-        if let Some(summary) = summary {
-            if summary.ciphertext_len != job.ciphertext_len {
-                return Err(UploadFailure::Fatal(AttachmentError::FileChanged));
-            }
-            send.finish().await.map_err(retry)?;
-            let (result, _) = read_result(&mut recv).await.map_err(retry)?;
-            if let Some(error) = result.error {
-                let error = ServerError::from_proto(error);
-                if error.code == ErrorCode::Unavailable {
-                    return Err(UploadFailure::Retry {
-                        after: Duration::from_millis(error.retry_after_ms.max(50)),
-                    });
-                }
-                return Err(UploadFailure::Fatal(TransportError::Server(error).into()));
-            }
-            if result.committed_offset != job.ciphertext_len {
-                return Err(retry("the server committed less than the whole file"));
-            }
-            return Ok(summary.digest);
-        }
     }
+    if position != job.ciphertext_len {
+        return Err(UploadFailure::Fatal(AttachmentError::FileChanged));
+    }
+    send.finish().await.map_err(retry)?;
+    let (result, _) = read_result(&mut recv).await.map_err(retry)?;
+    if let Some(error) = result.error {
+        let error = ServerError::from_proto(error);
+        if error.code == ErrorCode::Unavailable {
+            return Err(UploadFailure::Retry {
+                after: Duration::from_millis(error.retry_after_ms.max(50)),
+            });
+        }
+        return Err(UploadFailure::Fatal(TransportError::Server(error).into()));
+    }
+    if result.committed_offset != job.ciphertext_len {
+        return Err(retry("the server committed less than the whole file"));
+    }
+    Ok(())
 }
 
 /// Downloads `ciphertext_len` bytes of the attachment, decrypting and

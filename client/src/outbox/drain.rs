@@ -1,11 +1,13 @@
 //! Draining the outbox over the connection: the shell around `plan`. It
-//! reads the queued rows, asks the plan what to do with each, sends over
+//! reads the queued rows, asks the plan what to do with each, uploads the
+//! staging copy of a queued file (attachments/upload.rs), sends over
 //! the connection (sessions.rs for 1:1, groups/send.rs for groups) and
 //! hands the answer back to the plan, then tells the application what the
 //! plan decided (only about rows the application queued). Not owned
 //! here: the decisions (plan.rs).
 
 use crate::account_state::Inner;
+use crate::attachments::upload::{Uploaded, remove_copy, upload_queued};
 use crate::events::Conversation;
 use crate::groups::send::send_group;
 use crate::sessions::{SendFailure, Stored, send_direct};
@@ -25,13 +27,16 @@ pub(crate) async fn drain(inner: &Inner, conn: &Connection) -> Result<(), Interr
         .map_err(Interrupted::Store)?;
     let mut plan = DrainPlan::new();
     for row in rows {
-        let step = inner
+        let (step, upload) = inner
             .store
-            .tx(|tx| plan.next(tx, &row))
+            .tx(|tx| Ok((plan.next(tx, &row)?, tx.pending_upload(&row.message_id)?)))
             .map_err(Interrupted::Store)?;
-        let (conversation, content) = match step {
+        let (conversation, mut content) = match step {
             NextStep::Wait => continue,
             NextStep::Dropped(events) => {
+                if let Some(upload) = &upload {
+                    remove_copy(inner, &upload.staging).await;
+                }
                 events.into_iter().for_each(|e| inner.events.emit(e));
                 continue;
             }
@@ -40,6 +45,22 @@ pub(crate) async fn drain(inner: &Inner, conn: &Connection) -> Result<(), Interr
                 content,
             } => (conversation, content),
         };
+        // A file message first uploads its staging copy, in its place in
+        // the queue, so what was queued after it cannot overtake it.
+        if let Some(upload) = &upload {
+            match upload_queued(inner, conn, &row, upload, *content.clone()).await? {
+                Uploaded::Ready(ready) => content = ready,
+                Uploaded::Refused(reason) => {
+                    let events = inner
+                        .store
+                        .tx(|tx| Ok(plan.answered(tx, &row, &content, Answer::Refused(reason))))
+                        .map_err(Interrupted::Store)??;
+                    remove_copy(inner, &upload.staging).await;
+                    events.into_iter().for_each(|e| inner.events.emit(e));
+                    continue;
+                }
+            }
+        }
         let sent = match &conversation {
             Conversation::Direct(to) => send_direct(inner, conn, to, &content).await,
             Conversation::Group(id) => send_group(inner, conn, *id, &content).await,

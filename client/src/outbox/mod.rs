@@ -6,7 +6,9 @@
 //! (§11.2), the 1:1 contact's safety number is not waiting for
 //! acknowledgement, the group is known and we are a member. Each row
 //! records who queued it ([`QueuedBy`]): only the application's sends are
-//! announced when they leave or fail.
+//! announced when they leave or fail. A file message waits in its row for
+//! its upload ([`queue_upload`]): the drain uploads the staging copy when
+//! the row comes, so nothing queued after it overtakes it.
 //! Not owned here: encryption and the actual send (sessions.rs, groups/).
 
 mod drain;
@@ -23,7 +25,7 @@ use crate::auth::valid_username;
 use crate::error::SendError;
 use crate::events::Conversation;
 use crate::messages;
-use crate::store::Tx;
+use crate::store::{PendingUpload, Tx};
 
 /// Who queued a send, which decides whether its fate is announced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,15 +45,51 @@ pub(crate) enum QueuedBy {
 pub(crate) fn queue(
     inner: &Inner,
     conversation: &Conversation,
+    content: Content,
+    queued_by: QueuedBy,
+) -> Result<MessageId, SendError> {
+    push(inner, conversation, content, queued_by, None)
+}
+
+/// Queues the file message `content`, whose pointer has no attachment id
+/// yet, behind its `upload` (whose staging copy is written): the drain
+/// uploads the copy when its row comes, then sends the message (drain.rs).
+/// Its place in the queue is taken now, so what is queued after it to
+/// the same conversation leaves after it.
+pub(crate) fn queue_upload(
+    inner: &Inner,
+    conversation: &Conversation,
+    content: Content,
+    upload: &PendingUpload,
+) -> Result<MessageId, SendError> {
+    use microbot_protocol::content::content::Body;
+    // Checked as it will leave: with an attachment id of the right size.
+    let mut as_sent = content.clone();
+    if let Some(Body::Attachment(pointer)) = as_sent.body.as_mut() {
+        pointer.attachment_id = bytes::Bytes::from_static(&[0; 16]);
+    }
+    if let Conversation::Group(group) = conversation {
+        as_sent = as_sent.in_group(*group.as_bytes());
+    }
+    as_sent.validate()?;
+    push(inner, conversation, content, QueuedBy::App, Some(upload))
+}
+
+fn push(
+    inner: &Inner,
+    conversation: &Conversation,
     mut content: Content,
     queued_by: QueuedBy,
+    upload: Option<&PendingUpload>,
 ) -> Result<MessageId, SendError> {
     use microbot_protocol::content::content::Body;
     let id = content.id().ok_or(SendError::UnknownMessage)?;
     if let Conversation::Group(group) = conversation {
         content = content.in_group(*group.as_bytes());
     }
-    content.validate()?;
+    if upload.is_none() {
+        content.validate()?;
+    }
     let keep = !matches!(
         content.body,
         Some(Body::Typing(_) | Body::GroupChange(_) | Body::SenderKeyDistribution(_))
@@ -68,6 +106,9 @@ pub(crate) fn queue(
             ))?;
         }
         tx.push_outbox(&conversation.key(), &id, &content.encode_to_vec(), announce)?;
+        if let Some(upload) = upload {
+            tx.insert_upload(upload)?;
+        }
         Ok(())
     })?;
     inner.outbox_wake.notify_one();

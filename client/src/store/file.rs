@@ -3,6 +3,9 @@
 //! removed again when that enrolment fails, and held exclusively while
 //! open, so two handles — in one process or two — never run one store.
 //!
+//! Its sibling directory `<file>.uploads` holds the staging copies of
+//! queued files (uploads.rs).
+//!
 //! Not owned here: the schema (schema.rs) and the key (mod.rs, `unlock`).
 
 use std::path::{Path, PathBuf};
@@ -117,4 +120,12 @@ impl Drop for CreatedFile {
             let _ = std::fs::remove_file(file);
         }
     }
+}
+
+/// The staging directory of the store at `store_path`: its sibling
+/// `<file name>.uploads`.
+pub(super) fn staging_dir_of(store_path: &Path) -> PathBuf {
+    let mut name = store_path.as_os_str().to_owned();
+    name.push(".uploads");
+    PathBuf::from(name)
 }

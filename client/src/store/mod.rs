@@ -4,8 +4,10 @@
 //! It keeps the account profile (username, device id, server, identity
 //! seed, device key, prekeys), contacts with their trusted identity keys,
 //! pairwise sessions per (contact, device), message history, the ids of
-//! envelopes already processed, the outbox, group records and sender keys
-//! (ours per group, and every member device's). Every multi-step change
+//! envelopes already processed, the outbox (with the pending uploads of
+//! queued files, whose staging copies are kept next to the store file),
+//! group records and sender keys (ours per group, and every member
+//! device's). Every multi-step change
 //! runs in one transaction ([`Store::tx`]), so a crash leaves either the
 //! old or the new state.
 //!
@@ -17,6 +19,7 @@ mod groups;
 mod rows;
 mod schema;
 mod shared;
+mod uploads;
 
 use rand::Rng as _;
 use rusqlite::{Connection, OptionalExtension as _, params};
@@ -24,6 +27,7 @@ use zeroize::Zeroizing;
 
 pub(crate) use rows::{Contact, MessageRow, OutboxRow, SendOutcome};
 pub(crate) use shared::SharedStore;
+pub(crate) use uploads::{PARTIAL_SUFFIX, PendingUpload};
 
 use crate::config::{KdfParams, StoreConfig};
 use crate::error::{OpenError, StoreError};
@@ -35,6 +39,8 @@ use file::{CreatedFile, OpenMode, open_connection};
 pub(crate) struct Store {
     conn: Connection,
     sealer: Sealer,
+    /// The directory of the staging copies of queued files (uploads.rs).
+    staging: std::path::PathBuf,
 }
 
 /// A store opened for an enrolment: its file, when this process created
@@ -93,8 +99,13 @@ impl Store {
         let mut conn = open_connection(&config.path, mode)?;
         schema::migrate(&mut conn)?;
         let sealer = unlock(&conn, config)?;
-        let store = Self { conn, sealer };
+        let mut store = Self {
+            conn,
+            sealer,
+            staging: file::staging_dir_of(&config.path),
+        };
         store.prune()?;
+        store.sweep_staging()?;
         Ok(store)
     }
 
@@ -324,7 +335,8 @@ mod tests {
         let conn = Connection::open(&config.path).expect("raw open");
         conn.execute_batch(
             "ALTER TABLE outbox DROP COLUMN announce;
-             DROP TABLE send_outcomes;",
+             DROP TABLE send_outcomes;
+             DROP TABLE uploads;",
         )
         .expect("roll back");
         conn.execute(

@@ -91,6 +91,8 @@ pub(crate) enum SendOutcome {
 pub(crate) struct OutboxRow {
     /// Queue position (sends leave in this order).
     pub seq: i64,
+    /// `Content.message_id` of the queued content.
+    pub message_id: MessageId,
     /// Conversation key of the destination.
     pub destination: String,
     /// The encoded `Content` (not padded yet).
@@ -113,11 +115,11 @@ fn session_ad(username: &str, device_id: u64) -> Vec<u8> {
     format!("session/{username}/{device_id}").into_bytes()
 }
 
-fn message_ad(author: &str, id: &MessageId) -> Vec<u8> {
+pub(super) fn message_ad(author: &str, id: &MessageId) -> Vec<u8> {
     format!("message/{author}/{}", hex::encode(id)).into_bytes()
 }
 
-fn outbox_ad(destination: &str, id: &MessageId) -> Vec<u8> {
+pub(super) fn outbox_ad(destination: &str, id: &MessageId) -> Vec<u8> {
     format!("outbox/{destination}/{}", hex::encode(id)).into_bytes()
 }
 
@@ -600,6 +602,7 @@ impl Tx<'_> {
                         .open("outbox entry", &outbox_ad(&destination, &id), &payload)?;
                 Ok(OutboxRow {
                     seq,
+                    message_id: id,
                     destination,
                     content,
                     announce,
@@ -608,7 +611,15 @@ impl Tx<'_> {
             .collect()
     }
 
+    /// Removes a queued row, and the upload its file message waited for
+    /// (the staging copy is then removed by who called this: see
+    /// [`Tx::pending_upload`]).
     pub(crate) fn delete_outbox(&self, seq: i64) -> Result<(), StoreError> {
+        self.conn.execute(
+            "DELETE FROM uploads WHERE message_id IN
+                 (SELECT message_id FROM outbox WHERE seq = ?1)",
+            [seq],
+        )?;
         self.conn
             .execute("DELETE FROM outbox WHERE seq = ?1", [seq])?;
         Ok(())

@@ -101,6 +101,17 @@ pub(super) const MIGRATIONS: &[&str] = &[
          failure_kind TEXT,
          failure TEXT
      );",
+    // v7: files queued for upload (attachments/staging.rs): the outbox row
+    // of a file message waits for its upload, whose encrypted staging copy
+    // is the file `staging` in the store's staging directory. The key,
+    // digest and names are in the (sealed) outbox payload; `attachment_id`
+    // is the server's id once the upload started, to resume it.
+    "CREATE TABLE uploads (
+         message_id BLOB PRIMARY KEY,
+         staging TEXT NOT NULL UNIQUE,
+         ciphertext_len INTEGER NOT NULL,
+         attachment_id BLOB
+     );",
 ];
 
 /// The schema version this build writes.

@@ -25,4 +25,13 @@ impl SharedStore {
     ) -> Result<T, E> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner).tx(f)
     }
+
+    /// The directory of the staging copies of queued files.
+    pub(crate) fn staging_dir(&self) -> std::path::PathBuf {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .staging_dir()
+            .to_owned()
+    }
 }

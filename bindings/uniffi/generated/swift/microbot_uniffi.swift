@@ -595,8 +595,10 @@ public protocol AccountProtocol: AnyObject, Sendable {
     func safetyNumber(username: String) throws  -> String?
     
     /**
-     * Encrypts and uploads the file at `path` (streaming) and queues it
-     * with `caption`; returns the message id. Needs the connection.
+     * Encrypts the file at `path` (streaming) into a staging copy and
+     * queues it with `caption`, online or offline, like a text; returns
+     * the message id. The upload and the send happen when connected
+     * (`Sent` or `SendFailed` event).
      */
     func sendFile(conversationKey: String, path: String, caption: String?) throws  -> String
     
@@ -844,8 +846,10 @@ open func safetyNumber(username: String)throws  -> String?  {
 }
     
     /**
-     * Encrypts and uploads the file at `path` (streaming) and queues it
-     * with `caption`; returns the message id. Needs the connection.
+     * Encrypts the file at `path` (streaming) into a staging copy and
+     * queues it with `caption`, online or offline, like a text; returns
+     * the message id. The upload and the send happen when connected
+     * (`Sent` or `SendFailed` event).
      */
 open func sendFile(conversationKey: String, path: String, caption: String?)throws  -> String  {
     return try  FfiConverterString.lift(try rustCallWithError(FfiConverterTypeMicrobotError_lift) {
@@ -2298,7 +2302,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_microbot_uniffi_checksum_method_account_safety_number() != 2044) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_microbot_uniffi_checksum_method_account_send_file() != 64366) {
+    if (uniffi_microbot_uniffi_checksum_method_account_send_file() != 40395) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_microbot_uniffi_checksum_method_account_send_text() != 8899) {

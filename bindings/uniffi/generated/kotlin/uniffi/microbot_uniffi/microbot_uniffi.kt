@@ -928,7 +928,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if (lib.uniffi_microbot_uniffi_checksum_method_account_safety_number() != 2044) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if (lib.uniffi_microbot_uniffi_checksum_method_account_send_file() != 64366) {
+    if (lib.uniffi_microbot_uniffi_checksum_method_account_send_file() != 40395) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if (lib.uniffi_microbot_uniffi_checksum_method_account_send_text() != 8899) {
@@ -1436,8 +1436,10 @@ public interface AccountInterface {
     fun `safetyNumber`(`username`: kotlin.String): kotlin.String?
     
     /**
-     * Encrypts and uploads the file at `path` (streaming) and queues it
-     * with `caption`; returns the message id. Needs the connection.
+     * Encrypts the file at `path` (streaming) into a staging copy and
+     * queues it with `caption`, online or offline, like a text; returns
+     * the message id. The upload and the send happen when connected
+     * (`Sent` or `SendFailed` event).
      */
     fun `sendFile`(`conversationKey`: kotlin.String, `path`: kotlin.String, `caption`: kotlin.String?): kotlin.String
     
@@ -1751,8 +1753,10 @@ open class Account: Disposable, AutoCloseable, AccountInterface
 
     
     /**
-     * Encrypts and uploads the file at `path` (streaming) and queues it
-     * with `caption`; returns the message id. Needs the connection.
+     * Encrypts the file at `path` (streaming) into a staging copy and
+     * queues it with `caption`, online or offline, like a text; returns
+     * the message id. The upload and the send happen when connected
+     * (`Sent` or `SendFailed` event).
      */
     @Throws(MicrobotException::class)override fun `sendFile`(`conversationKey`: kotlin.String, `path`: kotlin.String, `caption`: kotlin.String?): kotlin.String {
             return FfiConverterString.lift(
