@@ -241,6 +241,15 @@ async fn a_file_to_an_unknown_account_fails_typed_and_leaves_no_copy() {
         staging_files(&alice)
     );
     assert_eq!(alice.account.outbox_len().unwrap(), 0);
+    // Nothing was uploaded for an account that does not exist.
+    let server_db = rusqlite::Connection::open(server.dir.path().join("microbot.sqlite3")).unwrap();
+    let uploads: i64 = server_db
+        .query_row("SELECT COUNT(*) FROM attachments", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(
+        uploads, 0,
+        "the file was uploaded before the recipient was known"
+    );
     alice.account.disconnect().await;
     server.stop().await;
 }

@@ -10,7 +10,7 @@ use crate::account_state::Inner;
 use crate::attachments::upload::{Uploaded, remove_copy, upload_queued};
 use crate::events::Conversation;
 use crate::groups::send::send_group;
-use crate::sessions::{SendFailure, Stored, send_direct};
+use crate::sessions::{SendFailure, Stored, ensure_contact_devices, send_direct};
 use crate::transport::Connection;
 
 use super::plan::{Answer, DrainPlan, NextStep};
@@ -45,6 +45,25 @@ pub(crate) async fn drain(inner: &Inner, conn: &Connection) -> Result<(), Interr
                 content,
             } => (conversation, content),
         };
+        // A file for one contact: an unknown account, or one without
+        // usable devices, fails before the upload rather than after it.
+        if let Some(upload) = &upload
+            && let Conversation::Direct(to) = &conversation
+            && *to != inner.me.username
+            && let Err(failure) = ensure_contact_devices(inner, conn, to).await
+        {
+            let answer = answer_of(Err(failure));
+            let dropped = matches!(answer, Answer::Refused(_));
+            let events = inner
+                .store
+                .tx(|tx| Ok(plan.answered(tx, &row, &content, answer)))
+                .map_err(Interrupted::Store)??;
+            if dropped {
+                remove_copy(inner, &upload.staging).await;
+            }
+            events.into_iter().for_each(|e| inner.events.emit(e));
+            continue;
+        }
         // A file message first uploads its staging copy, in its place in
         // the queue, so what was queued after it cannot overtake it.
         if let Some(upload) = &upload {
