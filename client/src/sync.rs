@@ -30,6 +30,7 @@ use crate::auth::{self, CLIENT_AGENT};
 use crate::error::{Interrupted, StoreError, TransportError};
 use crate::events::{ConnectionState, Event};
 use crate::groups::{self, GroupId};
+use crate::outbox::{Drained, QueuedFile};
 use crate::prekeys;
 use crate::prekeys::{META_PREKEYS, META_PREKEYS_UPLOADED};
 use crate::rotation::Rotation;
@@ -187,13 +188,19 @@ async fn serve(
     inner
         .events
         .emit(Event::Connection(ConnectionState::Connected));
-    if let Err(end) = catch_up(inner, &conn).await {
-        return end;
-    }
+    let first_file = match catch_up(inner, &conn).await {
+        Ok(file) => file,
+        Err(end) => return end,
+    };
     inner
         .events
         .emit(Event::Connection(ConnectionState::CaughtUp));
+    // A queued file's upload runs beside pushes (they keep arriving while
+    // it goes up); the outbox waits for it, and drains again after it.
+    let mut upload: Option<UploadTask<'_>> =
+        first_file.map(|file| start_upload(inner, &conn, file));
     loop {
+        let uploading = upload.is_some();
         let step = tokio::select! {
             biased;
             _ = stop.changed() => return End::Stopped,
@@ -201,7 +208,15 @@ async fn serve(
                 Some(push) => handle_push(inner, &conn, push).await,
                 None => return End::Lost("connection closed".into()),
             },
-            _ = inner.outbox_wake.notified() => drain_outbox(inner, &conn).await,
+            done = next_upload(&mut upload) => {
+                upload = None;
+                done.map_err(End::from)
+            }
+            _ = inner.outbox_wake.notified(), if !uploading => {
+                drain_outbox(inner, &conn).await.map(|file| {
+                    upload = file.map(|file| start_upload(inner, &conn, file));
+                })
+            }
         };
         if let Err(end) = step {
             return end;
@@ -209,10 +224,31 @@ async fn serve(
     }
 }
 
-/// Sends what waits in the outbox (outbox/drain.rs); only a connection or
-/// store failure ends the connection.
-async fn drain_outbox(inner: &Inner, conn: &Connection) -> Result<(), End> {
-    Ok(crate::outbox::drain(inner, conn).await?)
+/// A queued file's upload in progress on this connection.
+type UploadTask<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Interrupted>> + Send + 'a>>;
+
+/// Starts the upload of `file` over `conn`.
+fn start_upload<'a>(inner: &'a Inner, conn: &'a Connection, file: QueuedFile) -> UploadTask<'a> {
+    Box::pin(crate::outbox::upload_file(inner, conn, file))
+}
+
+/// The end of the upload in progress; never, while there is none.
+async fn next_upload(upload: &mut Option<UploadTask<'_>>) -> Result<(), Interrupted> {
+    match upload {
+        Some(task) => task.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sends what waits in the outbox (outbox/drain.rs), up to a queued file
+/// whose upload must run first; only a connection or store failure ends
+/// the connection.
+async fn drain_outbox(inner: &Inner, conn: &Connection) -> Result<Option<QueuedFile>, End> {
+    Ok(match crate::outbox::drain(inner, conn).await? {
+        Drained::Done => None,
+        Drained::Upload(file) => Some(*file),
+    })
 }
 
 /// Fetches one group; only a connection or store problem ends the
@@ -230,8 +266,8 @@ async fn prepare(inner: &Inner, conn: &Connection) -> Result<(), End> {
 }
 
 /// The backlog after login: queued envelopes, missed group changes, then
-/// the outbox.
-async fn catch_up(inner: &Inner, conn: &Connection) -> Result<(), End> {
+/// the outbox (up to a queued file to upload, handed back).
+async fn catch_up(inner: &Inner, conn: &Connection) -> Result<Option<QueuedFile>, End> {
     let mut after = 0;
     loop {
         let page = match conn

@@ -217,6 +217,51 @@ async fn a_text_sent_right_after_a_file_arrives_after_it() {
     server.stop().await;
 }
 
+/// The upload of a queued file runs beside the connection's other work:
+/// a message sent to the uploader meanwhile arrives before the upload
+/// ends (it used to wait in the connection's buffer behind the upload).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_keep_arriving_while_a_queued_file_uploads() {
+    let server = TestServer::start().await;
+    let mut alice_user = register(&server, "alice").await;
+    let mut bob_user = register(&server, "bob").await;
+    let mut alice = online(&server, &mut alice_user, IdentitySource::New, fast_config()).await;
+    let mut bob = online(&server, &mut bob_user, IdentitySource::New, fast_config()).await;
+    let (to_alice, to_bob) = (
+        Conversation::Direct("alice".into()),
+        Conversation::Direct("bob".into()),
+    );
+    // Sessions both ways first, so Bob's later message is one request.
+    alice.account.send_text(&to_bob, "hi").unwrap();
+    assert_eq!(next_text(&mut bob.events).await.text, "hi");
+    bob.account.send_text(&to_alice, "hi back").unwrap();
+    assert_eq!(next_text(&mut alice.events).await.text, "hi back");
+
+    let (path, data) = random_file(alice.dir.path(), "big.bin", 16 * 1024 * 1024);
+    let file = alice
+        .account
+        .send_file(&to_bob, &path, |_| {})
+        .await
+        .unwrap();
+    bob.account
+        .send_text(&to_alice, "while you upload")
+        .unwrap();
+    let message_first = wait_for(&mut alice.events, |e| match e {
+        Event::Message(m) if m.text == "while you upload" => Some(true),
+        Event::Sent { message_id, .. } if *message_id == file => Some(false),
+        _ => None,
+    })
+    .await;
+    assert!(message_first, "Bob's message waited for Alice's upload");
+    sent(&mut alice.events, file).await;
+    assert_eq!(next_text(&mut bob.events).await.message_id, file);
+    assert_arrives_intact(&bob, file, &data).await;
+    for d in [&alice, &bob] {
+        d.account.disconnect().await;
+    }
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_to_an_unknown_account_fails_typed_and_leaves_no_copy() {
     let server = TestServer::start().await;

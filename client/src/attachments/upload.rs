@@ -58,9 +58,10 @@ async fn upload_request(
 /// How the upload of a queued file ended, short of a stop of the drain.
 #[derive(Debug)]
 pub(crate) enum Uploaded {
-    /// Complete: send this content (it names the attachment); the record
-    /// and the staging copy are gone.
-    Ready(Box<Content>),
+    /// Complete: the outbox and history rows now name the attachment (the
+    /// row leaves with the next pass); the record and the staging copy
+    /// are gone.
+    Ready,
     /// It can never succeed: drop the row for this reason (the caller
     /// removes the copy with the row).
     Refused(SendFailureReason),
@@ -199,7 +200,7 @@ pub(crate) async fn upload_queued(
         .tx(|tx| tx.finish_upload(row, &inner.me.username, &content.encode_to_vec()))
         .map_err(Interrupted::Store)?;
     remove_copy(inner, &upload.staging).await;
-    Ok(Uploaded::Ready(Box::new(content)))
+    Ok(Uploaded::Ready)
 }
 
 /// Removes the staging copy `name` (its record is gone); one that cannot

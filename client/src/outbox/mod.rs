@@ -14,7 +14,7 @@
 mod drain;
 mod plan;
 
-pub(crate) use drain::drain;
+pub(crate) use drain::{Drained, QueuedFile, drain, upload_file};
 
 use microbot_protocol::MessageId;
 use microbot_protocol::content::Content;
