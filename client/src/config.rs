@@ -230,11 +230,19 @@ impl Default for KdfParams {
     }
 }
 
-/// Where the local store lives and how it is protected.
+/// Where the local store lives and how it is protected: a SQLite file
+/// ([`StoreConfig::new`]) or memory only ([`StoreConfig::in_memory`]).
+#[non_exhaustive]
 #[derive(Clone)]
 pub struct StoreConfig {
-    /// The SQLite file (created on enrolment).
+    /// The SQLite file (created on enrolment); for a store in memory, a
+    /// name for messages only.
     pub path: PathBuf,
+    /// The store lives in memory only: nothing of it is written to disk
+    /// but the encrypted staging copies of queued files (in a temporary
+    /// directory removed with the store). It is gone when the account is
+    /// dropped and cannot be opened again: for tests and throwaway bots.
+    pub in_memory: bool,
     /// When set, secrets and message bodies are sealed with a key derived
     /// from this passphrase (argon2id). Fixed when the store is created.
     pub passphrase: Option<Zeroizing<String>>,
@@ -248,6 +256,18 @@ impl StoreConfig {
     pub fn new(path: impl Into<PathBuf>) -> Self {
         Self {
             path: path.into(),
+            in_memory: false,
+            passphrase: None,
+            kdf: KdfParams::default(),
+        }
+    }
+
+    /// A store in memory only ([`StoreConfig::in_memory`](Self#structfield.in_memory)):
+    /// [`crate::Account::enrol`] creates it, and it ends with the account.
+    pub fn in_memory() -> Self {
+        Self {
+            path: PathBuf::from(":memory:"),
+            in_memory: true,
             passphrase: None,
             kdf: KdfParams::default(),
         }
@@ -270,6 +290,7 @@ impl fmt::Debug for StoreConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StoreConfig")
             .field("path", &self.path)
+            .field("in_memory", &self.in_memory)
             .field("encrypted", &self.passphrase.is_some())
             .field("kdf", &self.kdf)
             .finish()

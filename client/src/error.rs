@@ -155,6 +155,10 @@ pub enum OpenError {
         /// The store's path.
         path: std::path::PathBuf,
     },
+    /// A store in memory could not get its temporary staging directory
+    /// (the system's temporary directory is missing or full).
+    #[error("cannot create the temporary directory of a store in memory: {0}")]
+    TempDir(std::io::Error),
     /// Any other store failure.
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -6,7 +6,8 @@ use crate::common;
 
 use common::*;
 use microbot_client::{
-    Account, AuthError, Enrolment, IdentitySource, OpenError, SecondFactor, StoreConfig,
+    Account, AuthError, Conversation, Enrolment, IdentitySource, OpenError, SecondFactor,
+    StoreConfig,
 };
 use zeroize::Zeroizing;
 
@@ -118,4 +119,59 @@ async fn enrol_into(
     )
     .await
     .unwrap()
+}
+
+/// A store in memory runs an account like a file does (two of them side
+/// by side, a text each way, a file), writes no store file, and is gone
+/// with its account: opening it again finds nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn stores_in_memory_run_accounts_and_leave_nothing_behind() {
+    let server = TestServer::start().await;
+    let mut alice_user = register(&server, "alice").await;
+    let mut bob_user = register(&server, "bob").await;
+    let memory = StoreConfig::in_memory();
+    let (alice, mut alice_events) = try_enrol(
+        &server.config,
+        &memory,
+        &mut alice_user,
+        IdentitySource::New,
+        fast_config(),
+    )
+    .await
+    .unwrap();
+    let (bob, mut bob_events) = try_enrol(
+        &server.config,
+        &memory,
+        &mut bob_user,
+        IdentitySource::New,
+        fast_config(),
+    )
+    .await
+    .expect("a second store in memory is its own store");
+    alice.connect();
+    bob.connect();
+    wait_connected(&mut alice_events).await;
+    wait_connected(&mut bob_events).await;
+
+    let to_bob = Conversation::Direct("bob".into());
+    alice.send_text(&to_bob, "from memory").unwrap();
+    assert_eq!(next_text(&mut bob_events).await.text, "from memory");
+    bob.send_text(&Conversation::Direct("alice".into()), "to memory")
+        .unwrap();
+    assert_eq!(next_text(&mut alice_events).await.text, "to memory");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("note.txt");
+    std::fs::write(&path, b"kept in a staging copy until sent").unwrap();
+    let file = alice.send_file(&to_bob, &path, |_| {}).await.unwrap();
+    assert_eq!(next_text(&mut bob_events).await.message_id, file);
+    assert_eq!(alice.history(&to_bob, 10).unwrap().len(), 3);
+
+    drop(alice);
+    match Account::open(&memory, fast_config()) {
+        Err(OpenError::NotFound { .. }) => {}
+        other => panic!("expected NotFound, got {:?}", other.map(|_| ())),
+    }
+    assert!(!memory.path.exists(), "a store in memory wrote a file");
+    bob.disconnect().await;
+    server.stop().await;
 }

@@ -68,6 +68,18 @@ pub(crate) fn open_connection(path: &Path, mode: OpenMode) -> Result<Connection,
     Ok(conn)
 }
 
+/// Opens a store that lives in memory only (nothing to lock: no other
+/// handle can reach it), with the same safety pragmas.
+///
+/// # Errors
+/// The SQLite failure.
+pub(crate) fn open_memory() -> Result<Connection, OpenError> {
+    let conn = Connection::open_in_memory()?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "secure_delete", "ON")?;
+    Ok(conn)
+}
+
 /// A busy or locked database means another handle has the store.
 fn in_use_or(error: rusqlite::Error, path: &Path) -> OpenError {
     match error.sqlite_error_code() {
@@ -94,6 +106,11 @@ pub(crate) struct CreatedFile {
 }
 
 impl CreatedFile {
+    /// Nothing on disk to clean up (a store in memory).
+    pub(crate) fn none() -> Self {
+        Self { path: None }
+    }
+
     /// Notes whether `path` is about to be created (it does not exist yet).
     pub(crate) fn before_open(path: &Path) -> Self {
         Self {

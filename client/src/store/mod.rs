@@ -41,6 +41,9 @@ pub(crate) struct Store {
     sealer: Sealer,
     /// The directory of the staging copies of queued files (uploads.rs).
     staging: std::path::PathBuf,
+    /// For a store in memory: its temporary staging directory, removed
+    /// with the store.
+    _memory_staging: Option<tempfile::TempDir>,
 }
 
 /// A store opened for an enrolment: its file, when this process created
@@ -90,19 +93,45 @@ impl Store {
     /// # Errors
     /// As [`Store::open`], without [`OpenError::NotFound`].
     pub(crate) fn create(config: &StoreConfig) -> Result<NewStore, OpenError> {
+        if config.in_memory {
+            let store = Self::open_in(config, OpenMode::Create)?;
+            return Ok(NewStore {
+                store,
+                file: CreatedFile::none(),
+            });
+        }
         let file = CreatedFile::before_open(&config.path);
         let store = Self::open_in(config, OpenMode::Create)?;
         Ok(NewStore { store, file })
     }
 
     fn open_in(config: &StoreConfig, mode: OpenMode) -> Result<Self, OpenError> {
-        let mut conn = open_connection(&config.path, mode)?;
+        let (mut conn, staging, memory_staging) = if config.in_memory {
+            // Memory only: there is nothing to open again.
+            if mode == OpenMode::Existing {
+                return Err(OpenError::NotFound {
+                    path: config.path.clone(),
+                });
+            }
+            let dir = tempfile::Builder::new()
+                .prefix("microbot-store-")
+                .tempdir()
+                .map_err(OpenError::TempDir)?;
+            (file::open_memory()?, dir.path().join("uploads"), Some(dir))
+        } else {
+            (
+                open_connection(&config.path, mode)?,
+                file::staging_dir_of(&config.path),
+                None,
+            )
+        };
         schema::migrate(&mut conn)?;
         let sealer = unlock(&conn, config)?;
         let mut store = Self {
             conn,
             sealer,
-            staging: file::staging_dir_of(&config.path),
+            staging,
+            _memory_staging: memory_staging,
         };
         store.prune()?;
         store.sweep_staging()?;
