@@ -94,9 +94,7 @@ impl Flusher {
         let deltas = tally.deltas(now);
         let day = day_of(state.now_ms());
         let s = Arc::clone(state);
-        tokio::task::spawn_blocking(move || s.storage.add_counts(day, &deltas))
-            .await
-            .map_err(|e| AdminError::Internal(e.to_string()))??;
+        async move { s.storage.add_counts(day, &deltas).await }.await?;
         tally.flushed(now);
         Ok(())
     }

@@ -132,9 +132,7 @@ pub async fn audit_change(
         detail,
     };
     let state = Arc::clone(&api.state);
-    tokio::task::spawn_blocking(move || state.storage.append_audit(&entry))
-        .await
-        .map_err(|e| AdminError::Internal(e.to_string()))??;
+    async move { state.storage.append_audit(&entry).await }.await?;
     Ok(())
 }
 
@@ -237,9 +235,7 @@ async fn audit(
     let Query(query) = query.map_err(|e| AdminError::BadRequest(e.body_text()))?;
     let limit = query.limit.unwrap_or(200).clamp(1, 1000);
     let state = Arc::clone(&api.state);
-    let entries = tokio::task::spawn_blocking(move || state.storage.audit_log(limit))
-        .await
-        .map_err(|e| AdminError::Internal(e.to_string()))??;
+    let entries = async move { state.storage.audit_log(limit).await }.await?;
     Ok(axum::Json(entries))
 }
 

@@ -74,9 +74,7 @@ pub fn parse_block(text: &str) -> Result<IpNet, RuleError> {
 /// [`AdminError::Storage`], [`AdminError::Internal`].
 pub async fn refresh(state: &Arc<ServerState>) -> Result<Vec<IpRuleRecord>, AdminError> {
     let s = Arc::clone(state);
-    let rules = tokio::task::spawn_blocking(move || s.storage.ip_rules())
-        .await
-        .map_err(|e| AdminError::Internal(e.to_string()))??;
+    let rules = async move { s.storage.ip_rules().await }.await?;
     // A stored block this build cannot read is skipped (it was checked when made).
     let of_kind = |kind: &str| {
         rules
@@ -210,14 +208,13 @@ pub(super) async fn add(
     };
     let state = Arc::clone(&api.state);
     let stored = rule.clone();
-    let added = tokio::task::spawn_blocking(move || {
-        if state.storage.ip_rules()?.len() >= MAX_RULES {
+    let added = async move {
+        if state.storage.ip_rules().await?.len() >= MAX_RULES {
             return Ok(None);
         }
-        state.storage.add_ip_rule(&stored).map(Some)
-    })
-    .await
-    .map_err(|e| AdminError::Internal(e.to_string()))??;
+        state.storage.add_ip_rule(&stored).await.map(Some)
+    }
+    .await?;
     match added {
         None => {
             return Err(AdminError::BadRequest(format!("at most {MAX_RULES} rules")));
@@ -258,9 +255,7 @@ pub(super) async fn remove(
         .to_string();
     let state = Arc::clone(&api.state);
     let key = cidr.clone();
-    let removed = tokio::task::spawn_blocking(move || state.storage.remove_ip_rule(&key))
-        .await
-        .map_err(|e| AdminError::Internal(e.to_string()))??;
+    let removed = async move { state.storage.remove_ip_rule(&key).await }.await?;
     let Some(kind) = removed else {
         return Err(AdminError::NotFound(format!(
             "no dashboard rule for {cidr}"

@@ -141,9 +141,7 @@ pub(super) async fn get_layout(
 ) -> Result<axum::Json<SavedLayout>, AdminError> {
     let who = reader(&api, &headers).await?;
     let state = Arc::clone(&api.state);
-    let text = tokio::task::spawn_blocking(move || state.storage.admin_layout(who.admin_id))
-        .await
-        .map_err(|e| AdminError::Internal(e.to_string()))??;
+    let text = async move { state.storage.admin_layout(who.admin_id).await }.await?;
     // A stored layout this build cannot read (written by another version) reads as none.
     let layout = text.and_then(|t| Layout::from_stored(&t));
     Ok(axum::Json(SavedLayout { layout }))
@@ -166,13 +164,13 @@ pub(super) async fn put_layout(
     let text = layout.to_stored();
     let state = Arc::clone(&api.state);
     let admin_id = who.admin_id;
-    tokio::task::spawn_blocking(move || {
+    async move {
         state
             .storage
             .set_admin_layout(admin_id, &text, state.now_ms())
-    })
-    .await
-    .map_err(|e| AdminError::Internal(e.to_string()))??;
+            .await
+    }
+    .await?;
     let detail = format!(
         "saved a layout of {} panels: {}",
         layout.panels.len(),

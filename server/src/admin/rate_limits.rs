@@ -47,9 +47,7 @@ pub fn editable(name: &str) -> Result<&'static str, RateLimitError> {
 /// [`AdminError::Storage`], [`AdminError::Internal`].
 pub async fn refresh(state: &Arc<ServerState>) -> Result<Vec<RateLimitRecord>, AdminError> {
     let s = Arc::clone(state);
-    let records = tokio::task::spawn_blocking(move || s.storage.rate_limits())
-        .await
-        .map_err(|e| AdminError::Internal(e.to_string()))??;
+    let records = async move { s.storage.rate_limits().await }.await?;
     let overrides: Vec<(String, u32)> = records
         .iter()
         .map(|r| (r.name.clone(), r.per_minute))
@@ -138,9 +136,7 @@ pub(super) async fn set(
     };
     let state = Arc::clone(&api.state);
     let stored = record.clone();
-    tokio::task::spawn_blocking(move || state.storage.set_rate_limit(&stored))
-        .await
-        .map_err(|e| AdminError::Internal(e.to_string()))??;
+    async move { state.storage.set_rate_limit(&stored).await }.await?;
     audit_change(
         &api,
         &who,
@@ -171,9 +167,7 @@ pub(super) async fn remove(
     let Query(which) = query.map_err(|e| AdminError::BadRequest(e.body_text()))?;
     let name = editable(&which.name).map_err(|e| AdminError::BadRequest(e.to_string()))?;
     let state = Arc::clone(&api.state);
-    let removed = tokio::task::spawn_blocking(move || state.storage.remove_rate_limit(name))
-        .await
-        .map_err(|e| AdminError::Internal(e.to_string()))??;
+    let removed = async move { state.storage.remove_rate_limit(name).await }.await?;
     if !removed {
         return Err(AdminError::NotFound(format!("no override of {name}")));
     }
