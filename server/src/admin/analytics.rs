@@ -93,8 +93,7 @@ impl Flusher {
         let now = Taken::read(state);
         let deltas = tally.deltas(now);
         let day = day_of(state.now_ms());
-        let s = Arc::clone(state);
-        async move { s.storage.add_counts(day, &deltas).await }.await?;
+        state.storage.add_counts(day, &deltas).await?;
         tally.flushed(now);
         Ok(())
     }

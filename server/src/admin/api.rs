@@ -131,8 +131,7 @@ pub async fn audit_change(
         action: action.to_owned(),
         detail,
     };
-    let state = Arc::clone(&api.state);
-    async move { state.storage.append_audit(&entry).await }.await?;
+    api.state.storage.append_audit(&entry).await?;
     Ok(())
 }
 
@@ -234,8 +233,7 @@ async fn audit(
     reader(&api, &headers).await?;
     let Query(query) = query.map_err(|e| AdminError::BadRequest(e.body_text()))?;
     let limit = query.limit.unwrap_or(200).clamp(1, 1000);
-    let state = Arc::clone(&api.state);
-    let entries = async move { state.storage.audit_log(limit).await }.await?;
+    let entries = api.state.storage.audit_log(limit).await?;
     Ok(axum::Json(entries))
 }
 

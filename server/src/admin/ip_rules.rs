@@ -73,8 +73,7 @@ pub fn parse_block(text: &str) -> Result<IpNet, RuleError> {
 /// # Errors
 /// [`AdminError::Storage`], [`AdminError::Internal`].
 pub async fn refresh(state: &Arc<ServerState>) -> Result<Vec<IpRuleRecord>, AdminError> {
-    let s = Arc::clone(state);
-    let rules = async move { s.storage.ip_rules().await }.await?;
+    let rules = state.storage.ip_rules().await?;
     // A stored block this build cannot read is skipped (it was checked when made).
     let of_kind = |kind: &str| {
         rules
@@ -206,15 +205,11 @@ pub(super) async fn add(
         created_by: who.name.clone(),
         created_at_ms: api.state.now_ms(),
     };
-    let state = Arc::clone(&api.state);
-    let stored = rule.clone();
-    let added = async move {
-        if state.storage.ip_rules().await?.len() >= MAX_RULES {
-            return Ok(None);
-        }
-        state.storage.add_ip_rule(&stored).await.map(Some)
-    }
-    .await?;
+    let added = if api.state.storage.ip_rules().await?.len() >= MAX_RULES {
+        None
+    } else {
+        Some(api.state.storage.add_ip_rule(&rule).await?)
+    };
     match added {
         None => {
             return Err(AdminError::BadRequest(format!("at most {MAX_RULES} rules")));
@@ -253,9 +248,7 @@ pub(super) async fn remove(
     let cidr = parse_block(&which.cidr)
         .map_err(|e| AdminError::BadRequest(e.to_string()))?
         .to_string();
-    let state = Arc::clone(&api.state);
-    let key = cidr.clone();
-    let removed = async move { state.storage.remove_ip_rule(&key).await }.await?;
+    let removed = api.state.storage.remove_ip_rule(&cidr).await?;
     let Some(kind) = removed else {
         return Err(AdminError::NotFound(format!(
             "no dashboard rule for {cidr}"

@@ -104,24 +104,19 @@ pub async fn login(
     let hash = token_hash(&token);
     let now = state.now_ms();
     let expires_at_ms = now + SESSION_SECS * 1000;
-    let state2 = Arc::clone(state);
-    let who = name.clone();
-    async move {
-        state2
-            .storage
-            .create_admin_session(&hash, admin_id, expires_at_ms, now)
-            .await?;
-        state2
-            .storage
-            .append_audit(&AuditEntry {
-                at_ms: now,
-                admin: who,
-                action: "login".to_owned(),
-                detail: "signed in".to_owned(),
-            })
-            .await
-    }
-    .await?;
+    state
+        .storage
+        .create_admin_session(&hash, admin_id, expires_at_ms, now)
+        .await?;
+    state
+        .storage
+        .append_audit(&AuditEntry {
+            at_ms: now,
+            admin: name.clone(),
+            action: "login".to_owned(),
+            detail: "signed in".to_owned(),
+        })
+        .await?;
     Ok(NewSession {
         token,
         session: AdminSession {
@@ -199,8 +194,9 @@ pub async fn current(
 ) -> Result<AdminSession, AdminError> {
     let token = cookie_token(headers).ok_or(AdminError::NotAuthenticated)?;
     let hash = token_hash(&token);
-    let state = Arc::clone(state);
-    async move { state.storage.admin_session(&hash, state.now_ms()).await }
+    state
+        .storage
+        .admin_session(&hash, state.now_ms())
         .await?
         .ok_or(AdminError::NotAuthenticated)
 }
@@ -212,8 +208,7 @@ pub async fn current(
 pub async fn logout(state: &Arc<ServerState>, headers: &HeaderMap) -> Result<(), AdminError> {
     if let Some(token) = cookie_token(headers) {
         let hash = token_hash(&token);
-        let state = Arc::clone(state);
-        async move { state.storage.delete_admin_session(&hash).await }.await?;
+        state.storage.delete_admin_session(&hash).await?;
     }
     Ok(())
 }
