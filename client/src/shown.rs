@@ -18,7 +18,8 @@ use crate::receive::event_for;
 #[derive(Debug)]
 pub struct Unshown {
     /// Its position in the store (increasing in arrival order); pass it to
-    /// [`Account::mark_shown`], or as `after` to [`Account::unshown`] to read on.
+    /// [`crate::Account::mark_shown`], or as `after` to
+    /// [`crate::Account::unshown`] to read on.
     pub seq: u64,
     /// The event it raised, rebuilt from the store as it was raised (the
     /// converged view as of its arrival); `None` when it raised none (for

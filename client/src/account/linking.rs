@@ -25,8 +25,8 @@ impl Account {
     /// [`Account::link_device`], also sending the newest `per_conversation`
     /// messages of every conversation (with their edits and deletes) — only
     /// with the user's agreement: the new device then holds that history.
-    /// At most [`link_history::MAX_PROVISIONED_HISTORY`] messages and
-    /// [`link_history::HISTORY_BUDGET`] bytes go; older ones are left out.
+    /// At most [`crate::MAX_PROVISIONED_HISTORY`] messages and
+    /// [`crate::HISTORY_BUDGET`] bytes go; older ones are left out.
     ///
     /// # Errors
     /// As [`Account::link_device`].
