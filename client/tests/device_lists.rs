@@ -22,24 +22,14 @@ fn storage(server: &TestServer) -> SqliteStorage {
     SqliteStorage::open(&server.dir.path().join("microbot.sqlite3")).unwrap()
 }
 
-async fn account_id(storage: &SqliteStorage, username: &str) -> i64 {
-    storage
-        .account_by_username(username)
-        .await
-        .unwrap()
-        .unwrap()
-        .id
+fn account_id(storage: &SqliteStorage, username: &str) -> i64 {
+    storage.account_by_username(username).unwrap().unwrap().id
 }
 
 /// The account's stored list, verified under its identity.
-async fn stored_list(
-    storage: &SqliteStorage,
-    username: &str,
-    identity: &[u8; 32],
-) -> SignedDeviceList {
+fn stored_list(storage: &SqliteStorage, username: &str, identity: &[u8; 32]) -> SignedDeviceList {
     let stored = storage
-        .device_list(account_id(storage, username).await)
-        .await
+        .device_list(account_id(storage, username))
         .unwrap()
         .expect("a signed list");
     let identity = microbot_crypto::IdentityKey::from_bytes(identity).unwrap();
@@ -74,7 +64,7 @@ async fn a_device_the_server_adds_without_a_signed_list_gets_nothing() {
     bob.account.send_text(&to_alice, "one").unwrap();
     assert_eq!(next_text(&mut alice.events).await.text, "one");
     let identity = alice.account.identity_key();
-    let listed = stored_list(&storage(&server), "alice", &identity).await;
+    let listed = stored_list(&storage(&server), "alice", &identity);
     assert_eq!(listed.list().version(), 1, "registration signs version 1");
     assert_eq!(listed.list().device_ids(), &[alice.account.device_id()]);
 
@@ -82,14 +72,10 @@ async fn a_device_the_server_adds_without_a_signed_list_gets_nothing() {
     // her real device's signed prekey and KEM key (signatures by her
     // identity verify): everything but a signed list.
     let db = storage(&server);
-    let alice_id = account_id(&db, "alice").await;
-    let ghost = db
-        .create_device(alice_id, &[0x42; 32], "ghost", 1)
-        .await
-        .unwrap();
+    let alice_id = account_id(&db, "alice");
+    let ghost = db.create_device(alice_id, &[0x42; 32], "ghost", 1).unwrap();
     let real = db
         .take_bundles(&[alice.account.device_id()])
-        .await
         .unwrap()
         .remove(0);
     db.upload_prekeys(
@@ -102,7 +88,6 @@ async fn a_device_the_server_adds_without_a_signed_list_gets_nothing() {
             last_resort_kem_prekey: real.kem_prekey.clone().map(|(key, _)| key),
         },
     )
-    .await
     .unwrap();
 
     // A second device of bob (no cached device list, so it fetches alice's
@@ -118,7 +103,7 @@ async fn a_device_the_server_adds_without_a_signed_list_gets_nothing() {
     bob2.account.send_text(&to_alice, "two").unwrap();
     assert_eq!(next_text(&mut alice.events).await.text, "two");
     assert_eq!(
-        db.queue_len(ghost, 0).await.unwrap(),
+        db.queue_len(ghost, 0).unwrap(),
         0,
         "the ghost got a message"
     );
@@ -159,7 +144,7 @@ async fn linking_and_removing_update_the_list_and_the_contact_sees_the_new_devic
     )
     .await;
     let second_id = second.account.device_id();
-    let listed = stored_list(&storage(&server), "alice", &identity).await;
+    let listed = stored_list(&storage(&server), "alice", &identity);
     assert_eq!(listed.list().version(), 2);
     assert_eq!(
         listed.list().device_ids(),
@@ -186,7 +171,7 @@ async fn linking_and_removing_update_the_list_and_the_contact_sees_the_new_devic
         .remove_device(second_id, &alice_user.password, &alice_user.auth.fresh())
         .await
         .unwrap();
-    let listed = stored_list(&storage(&server), "alice", &identity).await;
+    let listed = stored_list(&storage(&server), "alice", &identity);
     assert_eq!(listed.list().version(), 3);
     assert_eq!(listed.list().device_ids(), &[alice.account.device_id()]);
     bob.account.send_text(&to_alice, "removed").unwrap();
@@ -211,8 +196,8 @@ async fn a_sender_refuses_a_rolled_back_or_forged_list() {
     bob.account.send_text(&to_alice, "v1").unwrap();
     assert_eq!(next_text(&mut alice.events).await.text, "v1");
     let db = storage(&server);
-    let alice_id = account_id(&db, "alice").await;
-    let v1 = db.device_list(alice_id).await.unwrap().unwrap();
+    let alice_id = account_id(&db, "alice");
+    let v1 = db.device_list(alice_id).unwrap().unwrap();
 
     // Alice's second device makes version 2; bob sees it.
     let second = online(
@@ -226,11 +211,7 @@ async fn a_sender_refuses_a_rolled_back_or_forged_list() {
     assert_eq!(next_text(&mut alice.events).await.text, "v2");
 
     // The server serves version 1 again: bob refuses to send.
-    assert!(
-        db.put_device_list(alice_id, 1, &v1.bytes, true)
-            .await
-            .unwrap()
-    );
+    assert!(db.put_device_list(alice_id, 1, &v1.bytes, true).unwrap());
     bob.account.send_text(&to_alice, "rolled back").unwrap();
     let reason = send_failed(&mut bob.events).await;
     assert!(
@@ -253,7 +234,6 @@ async fn a_sender_refuses_a_rolled_back_or_forged_list() {
     .sign(&IdentityKeyPair::from_seed(&[3; 32]));
     assert!(
         db.put_device_list(alice_id, 9, forged.as_bytes(), true)
-            .await
             .unwrap()
     );
     bob.account.send_text(&to_alice, "forged").unwrap();
@@ -307,8 +287,8 @@ async fn a_device_under_another_identity_is_an_identity_change_not_a_list_questi
     alice.account.send_text(&to_bob, "one").unwrap();
     assert_eq!(next_text(&mut bob.events).await.text, "one");
     let db = storage(&server);
-    let alice_id = account_id(&db, "alice").await;
-    let v1 = db.device_list(alice_id).await.unwrap().unwrap();
+    let alice_id = account_id(&db, "alice");
+    let v1 = db.device_list(alice_id).unwrap().unwrap();
 
     // A device the server enrols on alice's account, with a key of its own
     // (it cannot have hers), signs a list of its own and writes to bob. To
@@ -333,11 +313,7 @@ async fn a_device_under_another_identity_is_an_identity_change_not_a_list_questi
 
     // The server serves alice's own list again (her own device refuses
     // to send while it serves the ghost's).
-    assert!(
-        db.put_device_list(alice_id, 1, &v1.bytes, true)
-            .await
-            .unwrap()
-    );
+    assert!(db.put_device_list(alice_id, 1, &v1.bytes, true).unwrap());
     // Alice's next message opens: nothing of bob's state moved.
     alice.account.send_text(&to_bob, "two").unwrap();
     let two = next_text(&mut bob.events).await;
@@ -403,11 +379,11 @@ async fn a_removed_devices_late_message_is_refused_and_a_new_devices_first_is_ac
         overhead: 0,
         now_ms: 0,
     };
-    let (held, _) = db.fetch_envelopes(bob_device, 0, page).await.unwrap();
+    let (held, _) = db.fetch_envelopes(bob_device, 0, page).unwrap();
     assert!(!held.is_empty(), "the late envelope is queued");
     let ids: Vec<u64> = held.iter().map(|e| e.id).collect();
     assert_eq!(
-        db.ack_envelopes(bob_device, &ids).await.unwrap() as usize,
+        db.ack_envelopes(bob_device, &ids).unwrap() as usize,
         ids.len()
     );
     alice
@@ -436,7 +412,7 @@ async fn a_removed_devices_late_message_is_refused_and_a_new_devices_first_is_ac
             recipient_device_id: bob_device,
             ciphertext: envelope.ciphertext.clone(),
         };
-        db.enqueue(&meta, &[again]).await.unwrap();
+        db.enqueue(&meta, &[again]).unwrap();
     }
     // Delivered on the next connection.
     bob.account.disconnect().await;
@@ -531,14 +507,14 @@ async fn devices_enrolled_before_any_connected_still_get_a_list() {
     // into it when it connects.
     first.account.connect();
     wait_connected(&mut first.events).await;
-    let listed = stored_list(&storage(&server), "alice", &identity).await;
+    let listed = stored_list(&storage(&server), "alice", &identity);
     assert_eq!(
         (listed.list().version(), listed.list().device_ids()),
         (1, &[first_id][..])
     );
     second.account.connect();
     wait_connected(&mut second.events).await;
-    let listed = stored_list(&storage(&server), "alice", &identity).await;
+    let listed = stored_list(&storage(&server), "alice", &identity);
     assert_eq!(
         (listed.list().version(), listed.list().device_ids()),
         (2, &[first_id, second_id][..])

@@ -31,6 +31,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
+use crate::error::Internal;
 use crate::state::ServerState;
 
 pub mod latency;
@@ -482,7 +483,10 @@ async fn queued_envelopes(state: &Arc<ServerState>) -> Option<u64> {
     {
         return Some(n);
     }
-    let n = state.storage.total_queued(state.now_ms()).await.ok()?;
+    let n = state
+        .blocking(|s| s.storage.total_queued(s.now_ms()).map_err(Internal::new))
+        .await
+        .ok()?;
     *cached = Some((std::time::Instant::now(), n));
     Some(n)
 }

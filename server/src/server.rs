@@ -210,14 +210,13 @@ impl ShutdownHandle {
 
 impl Server {
     /// Creates the data directory, opens (or creates) the database, loads
-    /// (or generates) the certificate and binds the endpoint. Async
-    /// because opening the storage is (PostgreSQL connects and migrates on
-    /// this runtime, which then drives its connections and writers).
+    /// (or generates) the certificate and binds the endpoint. Must be called
+    /// inside a tokio runtime.
     ///
     /// # Errors
     /// [`StartError`].
-    pub async fn bind(config: Config) -> Result<Self, StartError> {
-        Self::open(config, Arc::new(crate::clock::SystemClock)).await
+    pub fn bind(config: Config) -> Result<Self, StartError> {
+        Self::open(config, Arc::new(crate::clock::SystemClock))
     }
 
     /// [`Server::bind`] with the clock every handler reads (a
@@ -227,15 +226,15 @@ impl Server {
     /// # Errors
     /// [`StartError`].
     #[cfg(feature = "testing")]
-    pub async fn bind_with_clock(
+    pub fn bind_with_clock(
         config: Config,
         clock: Arc<dyn crate::clock::Clock>,
     ) -> Result<Self, StartError> {
-        Self::open(config, clock).await
+        Self::open(config, clock)
     }
 
     /// [`Server::bind`] with the clock every handler reads.
-    async fn open(config: Config, clock: Arc<dyn crate::clock::Clock>) -> Result<Self, StartError> {
+    fn open(config: Config, clock: Arc<dyn crate::clock::Clock>) -> Result<Self, StartError> {
         config.validate()?;
         private_dir(&config.data_dir).map_err(|source| StartError::DataDir {
             path: config.data_dir.clone(),
@@ -255,7 +254,7 @@ impl Server {
                 source,
             })?;
         }
-        let storage = storage::open(&config).await?;
+        let storage = storage::open(&config)?;
         if sqlite {
             for suffix in ["-wal", "-shm"] {
                 let mut path = database.clone().into_os_string();

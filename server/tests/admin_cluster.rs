@@ -64,10 +64,9 @@ async fn request(
 /// An active admin `ops` in the shared database; the session cookie header.
 async fn admin_session(url: String, addr: SocketAddr) -> String {
     use microbot_server::testing::storage::admin::{AdminRole, AdminStorage as _};
-    let secret = tokio::spawn(async move {
-        let store = microbot_server::testing::storage::postgres::PostgresStorage::open(&url, 1)
-            .await
-            .unwrap();
+    let secret = tokio::task::spawn_blocking(move || {
+        let store =
+            microbot_server::testing::storage::postgres::PostgresStorage::open(&url, 1).unwrap();
         let hash = microbot_server::testing::auth::password::PasswordHasher::new(8192, 1, 1)
             .unwrap()
             .hash("correct horse battery")
@@ -78,11 +77,10 @@ async fn admin_session(url: String, addr: SocketAddr) -> String {
         assert!(
             store
                 .create_admin("ops", AdminRole::Admin, &hash, &secret, 1)
-                .await
                 .unwrap()
         );
-        let id = store.admin_by_name("ops").await.unwrap().unwrap().id;
-        store.activate_admin(id).await.unwrap();
+        let id = store.admin_by_name("ops").unwrap().unwrap().id;
+        store.activate_admin(id).unwrap();
         microbot_server::testing::auth::totp::enrolment(&secret, "ops")
             .unwrap()
             .1
@@ -117,10 +115,9 @@ async fn seed_minutes(url: String) -> u64 {
         .unwrap()
         .as_secs();
     let first = (now - 2 * 86_400) / 240 * 240;
-    tokio::spawn(async move {
-        let store = microbot_server::testing::storage::postgres::PostgresStorage::open(&url, 1)
-            .await
-            .unwrap();
+    tokio::task::spawn_blocking(move || {
+        let store =
+            microbot_server::testing::storage::postgres::PostgresStorage::open(&url, 1).unwrap();
         for m in 0..120u64 {
             let minute = first + m * 60;
             for (node, rate, connections) in [("ghost-1", 1u64, 3u64), ("ghost-2", 2, 5)] {
@@ -137,10 +134,7 @@ async fn seed_minutes(url: String) -> u64 {
                     minute,
                     rollup: rollup.to_string(),
                 };
-                store
-                    .put_node_minute(&record, now - 30 * 86_400)
-                    .await
-                    .unwrap();
+                store.put_node_minute(&record, now - 30 * 86_400).unwrap();
             }
         }
     })

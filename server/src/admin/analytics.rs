@@ -93,7 +93,10 @@ impl Flusher {
         let now = Taken::read(state);
         let deltas = tally.deltas(now);
         let day = day_of(state.now_ms());
-        state.storage.add_counts(day, &deltas).await?;
+        let s = Arc::clone(state);
+        tokio::task::spawn_blocking(move || s.storage.add_counts(day, &deltas))
+            .await
+            .map_err(|e| AdminError::Internal(e.to_string()))??;
         tally.flushed(now);
         Ok(())
     }

@@ -131,7 +131,10 @@ pub async fn audit_change(
         action: action.to_owned(),
         detail,
     };
-    api.state.storage.append_audit(&entry).await?;
+    let state = Arc::clone(&api.state);
+    tokio::task::spawn_blocking(move || state.storage.append_audit(&entry))
+        .await
+        .map_err(|e| AdminError::Internal(e.to_string()))??;
     Ok(())
 }
 
@@ -233,7 +236,10 @@ async fn audit(
     reader(&api, &headers).await?;
     let Query(query) = query.map_err(|e| AdminError::BadRequest(e.body_text()))?;
     let limit = query.limit.unwrap_or(200).clamp(1, 1000);
-    let entries = api.state.storage.audit_log(limit).await?;
+    let state = Arc::clone(&api.state);
+    let entries = tokio::task::spawn_blocking(move || state.storage.audit_log(limit))
+        .await
+        .map_err(|e| AdminError::Internal(e.to_string()))??;
     Ok(axum::Json(entries))
 }
 

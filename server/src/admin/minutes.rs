@@ -31,7 +31,8 @@ pub async fn store_closed(state: &Arc<ServerState>, rollups: &Rollups) {
         return;
     }
     let node = state.bus.node_id();
-    let stored = async {
+    let task_state = Arc::clone(state);
+    let stored = tokio::task::spawn_blocking(move || {
         for rollup in closed {
             let record = NodeMinuteRecord {
                 node: node.clone(),
@@ -39,13 +40,15 @@ pub async fn store_closed(state: &Arc<ServerState>, rollups: &Rollups) {
                 rollup: rollup.encode(),
             };
             let keep_from = rollup.minute().saturating_sub(rollups::MAX_RANGE_SECS);
-            state.storage.put_node_minute(&record, keep_from).await?;
+            task_state.storage.put_node_minute(&record, keep_from)?;
         }
         Ok::<(), crate::storage::StorageError>(())
-    }
+    })
     .await;
-    if let Err(error) = stored {
-        tracing::warn!(%error, "could not store this node's chart minutes");
+    match stored {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::warn!(%error, "could not store this node's chart minutes"),
+        Err(error) => tracing::warn!(%error, "the chart minute store task failed"),
     }
 }
 
@@ -71,10 +74,13 @@ pub async fn series(
     let mut from = fold.first_minute();
     while from <= now {
         let to = from + CHUNK_MINUTES * 60;
-        let rows = state
-            .storage
-            .node_minutes(node.as_deref(), from, to)
-            .await?;
+        let task_state = Arc::clone(state);
+        let node = node.clone();
+        let rows = tokio::task::spawn_blocking(move || {
+            task_state.storage.node_minutes(node.as_deref(), from, to)
+        })
+        .await
+        .map_err(|e| AdminError::Internal(e.to_string()))??;
         for row in rows {
             match MinuteRollup::decode(&row.rollup) {
                 Ok(rollup) if rollup.minute() == row.minute => {

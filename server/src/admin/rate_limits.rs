@@ -46,7 +46,10 @@ pub fn editable(name: &str) -> Result<&'static str, RateLimitError> {
 /// # Errors
 /// [`AdminError::Storage`], [`AdminError::Internal`].
 pub async fn refresh(state: &Arc<ServerState>) -> Result<Vec<RateLimitRecord>, AdminError> {
-    let records = state.storage.rate_limits().await?;
+    let s = Arc::clone(state);
+    let records = tokio::task::spawn_blocking(move || s.storage.rate_limits())
+        .await
+        .map_err(|e| AdminError::Internal(e.to_string()))??;
     let overrides: Vec<(String, u32)> = records
         .iter()
         .map(|r| (r.name.clone(), r.per_minute))
@@ -133,7 +136,11 @@ pub(super) async fn set(
         updated_by: who.name.clone(),
         updated_at_ms: api.state.now_ms(),
     };
-    api.state.storage.set_rate_limit(&record).await?;
+    let state = Arc::clone(&api.state);
+    let stored = record.clone();
+    tokio::task::spawn_blocking(move || state.storage.set_rate_limit(&stored))
+        .await
+        .map_err(|e| AdminError::Internal(e.to_string()))??;
     audit_change(
         &api,
         &who,
@@ -163,7 +170,10 @@ pub(super) async fn remove(
     let who = changer(&api, &method, &headers).await?;
     let Query(which) = query.map_err(|e| AdminError::BadRequest(e.body_text()))?;
     let name = editable(&which.name).map_err(|e| AdminError::BadRequest(e.to_string()))?;
-    let removed = api.state.storage.remove_rate_limit(name).await?;
+    let state = Arc::clone(&api.state);
+    let removed = tokio::task::spawn_blocking(move || state.storage.remove_rate_limit(name))
+        .await
+        .map_err(|e| AdminError::Internal(e.to_string()))??;
     if !removed {
         return Err(AdminError::NotFound(format!("no override of {name}")));
     }

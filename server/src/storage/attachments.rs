@@ -37,24 +37,23 @@ impl AttachmentRecord {
 }
 
 /// Attachment operations of [`super::Storage`].
-#[async_trait::async_trait]
 pub trait AttachmentStorage {
     /// Inserts a new attachment if the owner's unexpired attachments plus
     /// this one stay within `quota` bytes (0: no quota).
-    async fn create_attachment(
+    fn create_attachment(
         &self,
         record: &AttachmentRecord,
         quota: u64,
         now_ms: u64,
     ) -> StorageResult<()>;
     /// An unexpired attachment by id.
-    async fn attachment(
+    fn attachment(
         &self,
         id: &[u8; ATTACHMENT_ID_LEN],
         now_ms: u64,
     ) -> StorageResult<Option<AttachmentRecord>>;
     /// Replaces the upload token of the owner's unfinished attachment.
-    async fn replace_upload_token(
+    fn replace_upload_token(
         &self,
         id: &[u8; ATTACHMENT_ID_LEN],
         account_id: i64,
@@ -62,14 +61,8 @@ pub trait AttachmentStorage {
         now_ms: u64,
     ) -> StorageResult<AttachmentRecord>;
     /// Records a new committed offset (only forward, never past the size).
-    async fn commit_attachment(
-        &self,
-        id: &[u8; ATTACHMENT_ID_LEN],
-        committed: u64,
-    ) -> StorageResult<()>;
+    fn commit_attachment(&self, id: &[u8; ATTACHMENT_ID_LEN], committed: u64) -> StorageResult<()>;
     /// Deletes expired attachments and returns their ids (to delete files).
-    async fn purge_expired_attachments(
-        &self,
-        now_ms: u64,
-    ) -> StorageResult<Vec<[u8; ATTACHMENT_ID_LEN]>>;
+    fn purge_expired_attachments(&self, now_ms: u64)
+    -> StorageResult<Vec<[u8; ATTACHMENT_ID_LEN]>>;
 }

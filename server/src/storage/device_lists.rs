@@ -17,16 +17,15 @@ pub struct StoredDeviceList {
 }
 
 /// Device-list operations of [`super::Storage`].
-#[async_trait::async_trait]
 pub trait DeviceListStorage {
     /// The account's latest signed device list, if it ever uploaded one.
-    async fn device_list(&self, account_id: i64) -> StorageResult<Option<StoredDeviceList>>;
+    fn device_list(&self, account_id: i64) -> StorageResult<Option<StoredDeviceList>>;
     /// Stores `bytes` as the account's list when none is stored or the
     /// stored version is below `version` (one atomic step, so of two
     /// concurrent uploads of one version only one is stored); with
     /// `replace_any` it replaces whatever is stored (a list signed by a new
     /// identity, SPEC.md §20). Returns whether it was stored.
-    async fn put_device_list(
+    fn put_device_list(
         &self,
         account_id: i64,
         version: u64,

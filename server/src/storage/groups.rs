@@ -114,13 +114,12 @@ pub struct GroupCaps {
 }
 
 /// Group operations of [`super::Storage`]. Every method is one transaction.
-#[async_trait::async_trait]
 pub trait GroupStorage {
     /// Creates a group with `creator` as admin and `members` as members,
     /// all joined at version 1, and records `creator` as its creator.
     /// Refused with [`super::StorageError::TooManyGroups`] when `creator`
     /// has created `caps.max_created` groups that still exist.
-    async fn create_group_capped(
+    fn create_group_capped(
         &self,
         id: &[u8; GROUP_ID_LEN],
         creator: i64,
@@ -130,7 +129,7 @@ pub trait GroupStorage {
         now_ms: u64,
     ) -> StorageResult<GroupChangeOutcome>;
     /// [`GroupStorage::create_group_capped`] with no cap on created groups.
-    async fn create_group(
+    fn create_group(
         &self,
         id: &[u8; GROUP_ID_LEN],
         creator: i64,
@@ -144,11 +143,10 @@ pub trait GroupStorage {
             max_created: u32::MAX,
         };
         self.create_group_capped(id, creator, members, metadata, caps, now_ms)
-            .await
     }
     /// Applies a change by `actor` if `expected_version` (when given) is
     /// current; bumps the version by one.
-    async fn change_group(
+    fn change_group(
         &self,
         id: &[u8; GROUP_ID_LEN],
         actor: i64,
@@ -157,11 +155,11 @@ pub trait GroupStorage {
         max_members: u32,
     ) -> StorageResult<GroupChangeOutcome>;
     /// The group as seen by a member.
-    async fn group(&self, id: &[u8; GROUP_ID_LEN], actor: i64) -> StorageResult<GroupRecord>;
+    fn group(&self, id: &[u8; GROUP_ID_LEN], actor: i64) -> StorageResult<GroupRecord>;
     /// Stores `ciphertext` once and queues a reference to it for every
     /// member device except the sender's whose queue has room; the devices
     /// without room are skipped and named in the result.
-    async fn enqueue_group(
+    fn enqueue_group(
         &self,
         id: &[u8; GROUP_ID_LEN],
         sender_account: i64,

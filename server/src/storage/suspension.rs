@@ -43,19 +43,17 @@ pub struct SuspensionRecord {
 }
 
 /// Suspension operations of [`super::Storage`].
-#[async_trait::async_trait]
 pub trait SuspensionStorage {
     /// Suspends `target`; `false` when it was suspended already.
-    async fn suspend(&self, target: SuspensionTarget, by: &str, now_ms: u64)
-    -> StorageResult<bool>;
+    fn suspend(&self, target: SuspensionTarget, by: &str, now_ms: u64) -> StorageResult<bool>;
     /// Lifts the suspension of `target`; `false` when there was none.
-    async fn unsuspend(&self, target: SuspensionTarget) -> StorageResult<bool>;
+    fn unsuspend(&self, target: SuspensionTarget) -> StorageResult<bool>;
     /// Every suspension, oldest first; the suspensions of deleted accounts
     /// and removed devices are deleted first.
-    async fn suspensions(&self) -> StorageResult<Vec<SuspensionRecord>>;
+    fn suspensions(&self) -> StorageResult<Vec<SuspensionRecord>>;
     /// Whether the device or its account is suspended (the account's
     /// suspension is named when both are).
-    async fn suspension_of(
+    fn suspension_of(
         &self,
         account_id: i64,
         device_id: u64,

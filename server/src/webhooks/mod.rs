@@ -32,6 +32,7 @@ use std::time::Duration;
 
 use tokio::sync::{Semaphore, mpsc, watch};
 
+use crate::error::Internal;
 use crate::metrics::Metrics;
 use crate::state::ServerState;
 
@@ -116,8 +117,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Notifies the gateway about one device, if it still has anything queued.
 async fn notify_one(state: &Arc<ServerState>, client: &WebhookClient, device_id: u64) {
     let queued = state
-        .storage
-        .queue_len(device_id, state.now_ms())
+        .blocking(move |s| {
+            s.storage
+                .queue_len(device_id, s.now_ms())
+                .map_err(Internal::new)
+        })
         .await
         .unwrap_or(0);
     if queued == 0 {

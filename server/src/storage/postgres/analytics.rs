@@ -38,18 +38,12 @@ async fn add(tx: &Tx<'_, '_>, day: i64, metric: Metric, n: u64) -> PgResult<()> 
     Ok(())
 }
 
-#[async_trait::async_trait]
 impl AnalyticsStorage for PostgresStorage {
-    async fn record_active(
-        &self,
-        account_id: i64,
-        device_id: u64,
-        now_ms: u64,
-    ) -> StorageResult<()> {
+    fn record_active(&self, account_id: i64, device_id: u64, now_ms: u64) -> StorageResult<()> {
         let day = day_of(now_ms);
         let week = week_of(day);
         let device = sql_id(device_id);
-        with_tx!(self, |tx| async {
+        self.with_tx(async |tx| {
             tx.execute(
                 "DELETE FROM analytics_seen WHERE period < $1",
                 &[&(day - SEEN_KEEP_DAYS)],
@@ -87,11 +81,11 @@ impl AnalyticsStorage for PostgresStorage {
         })
     }
 
-    async fn add_counts(&self, day: i64, counts: &[(Metric, u64)]) -> StorageResult<()> {
+    fn add_counts(&self, day: i64, counts: &[(Metric, u64)]) -> StorageResult<()> {
         if counts.iter().all(|(_, n)| *n == 0) {
             return Ok(());
         }
-        with_tx!(self, |tx| async {
+        self.with_tx(async |tx| {
             for (metric, n) in counts.iter().filter(|(_, n)| *n > 0) {
                 add(tx, day, *metric, *n).await?;
             }
@@ -99,8 +93,8 @@ impl AnalyticsStorage for PostgresStorage {
         })
     }
 
-    async fn counts(&self, from_day: i64, to_day: i64) -> StorageResult<Vec<CountRow>> {
-        with_tx!(self, |tx| async {
+    fn counts(&self, from_day: i64, to_day: i64) -> StorageResult<Vec<CountRow>> {
+        self.with_tx(async |tx| {
             let rows = tx
                 .query(
                     "SELECT day, metric, value FROM analytics_counts \
@@ -123,8 +117,8 @@ impl AnalyticsStorage for PostgresStorage {
         })
     }
 
-    async fn cohorts(&self, from_day: i64) -> StorageResult<Vec<CohortRow>> {
-        with_tx!(self, |tx| async {
+    fn cohorts(&self, from_day: i64) -> StorageResult<Vec<CohortRow>> {
+        self.with_tx(async |tx| {
             let rows = tx
                 .query(
                     "SELECT cohort_week, week, accounts FROM analytics_cohorts \
@@ -144,8 +138,8 @@ impl AnalyticsStorage for PostgresStorage {
         })
     }
 
-    async fn group_sizes(&self) -> StorageResult<Vec<(u64, u64)>> {
-        with_tx!(self, |tx| async {
+    fn group_sizes(&self) -> StorageResult<Vec<(u64, u64)>> {
+        self.with_tx(async |tx| {
             let rows = tx
                 .query(
                     "SELECT members, COUNT(*) FROM \

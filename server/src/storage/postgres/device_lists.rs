@@ -5,10 +5,9 @@ use super::{PostgresStorage, col, net_id};
 use crate::storage::StorageResult;
 use crate::storage::device_lists::{DeviceListStorage, StoredDeviceList, sql_version};
 
-#[async_trait::async_trait]
 impl DeviceListStorage for PostgresStorage {
-    async fn device_list(&self, account_id: i64) -> StorageResult<Option<StoredDeviceList>> {
-        with_client!(self, |db| async {
+    fn device_list(&self, account_id: i64) -> StorageResult<Option<StoredDeviceList>> {
+        self.with_client(async |db| {
             let row = db
                 .query_opt(
                     "SELECT version, list FROM device_lists WHERE account_id = $1",
@@ -25,14 +24,14 @@ impl DeviceListStorage for PostgresStorage {
         })
     }
 
-    async fn put_device_list(
+    fn put_device_list(
         &self,
         account_id: i64,
         version: u64,
         bytes: &[u8],
         replace_any: bool,
     ) -> StorageResult<bool> {
-        with_client!(self, |db| async {
+        self.with_client(async |db| {
             let changed = db
                 .execute(
                     "INSERT INTO device_lists (account_id, version, list) VALUES ($1, $2, $3) \

@@ -192,9 +192,8 @@ async fn write_plan(tx: &Tx<'_, '_>, id: &GroupId, plan: &ChangePlan) -> PgResul
     Ok(())
 }
 
-#[async_trait::async_trait]
 impl GroupStorage for PostgresStorage {
-    async fn create_group_capped(
+    fn create_group_capped(
         &self,
         id: &GroupId,
         creator: i64,
@@ -203,7 +202,7 @@ impl GroupStorage for PostgresStorage {
         caps: GroupCaps,
         now_ms: u64,
     ) -> StorageResult<GroupChangeOutcome> {
-        with_tx!(self, |tx| async {
+        self.with_tx(async |tx| {
             // One creation at a time per account, across nodes, so the
             // count below holds.
             tx.execute(
@@ -255,7 +254,7 @@ impl GroupStorage for PostgresStorage {
         })
     }
 
-    async fn change_group(
+    fn change_group(
         &self,
         id: &GroupId,
         actor: i64,
@@ -263,7 +262,7 @@ impl GroupStorage for PostgresStorage {
         change: &GroupChange,
         max_members: u32,
     ) -> StorageResult<GroupChangeOutcome> {
-        with_tx!(self, |tx| async {
+        self.with_tx(async |tx| {
             let before = load_group(tx, id, Lock::Update).await?;
             let accounts = resolve(tx, &named_users(change)).await?;
             let plan = plan_change(
@@ -289,22 +288,22 @@ impl GroupStorage for PostgresStorage {
         })
     }
 
-    async fn group(&self, id: &GroupId, actor: i64) -> StorageResult<GroupRecord> {
-        with_tx!(self, |tx| async {
+    fn group(&self, id: &GroupId, actor: i64) -> StorageResult<GroupRecord> {
+        self.with_tx(async |tx| {
             let group = load_group(tx, id, Lock::None).await?;
             require_member(&group, actor)?;
             Ok(group)
         })
     }
 
-    async fn enqueue_group(
+    fn enqueue_group(
         &self,
         id: &GroupId,
         sender_account: i64,
         meta: &SendMeta<'_>,
         ciphertext: &[u8],
     ) -> StorageResult<GroupFanOut> {
-        with_tx!(self, |tx| async {
+        self.with_tx(async |tx| {
             let group = load_group(tx, id, Lock::Share).await?;
             require_member(&group, sender_account)?;
             let accounts = member_ids(&group);

@@ -7,16 +7,15 @@ use crate::storage::provisioning::{ProvisioningStorage, SLOT_ID_LEN, SlotRead};
 
 type SlotId = [u8; SLOT_ID_LEN];
 
-#[async_trait::async_trait]
 impl ProvisioningStorage for PostgresStorage {
-    async fn create_provisioning_slot(
+    fn create_provisioning_slot(
         &self,
         id: &SlotId,
         expires_at_ms: u64,
         now_ms: u64,
         max_open: u64,
     ) -> StorageResult<bool> {
-        with_tx!(self, |tx| async {
+        self.with_tx(async |tx| {
             tx.execute(
                 "DELETE FROM provisioning_slots WHERE expires_at_ms <= $1",
                 &[&sql_time(now_ms)],
@@ -39,13 +38,13 @@ impl ProvisioningStorage for PostgresStorage {
         })
     }
 
-    async fn put_provisioning_message(
+    fn put_provisioning_message(
         &self,
         id: &SlotId,
         sealed: &[u8],
         now_ms: u64,
     ) -> StorageResult<bool> {
-        with_tx!(self, |tx| async {
+        self.with_tx(async |tx| {
             let changed = tx
                 .execute(
                     "UPDATE provisioning_slots SET sealed = $2 \
@@ -57,8 +56,8 @@ impl ProvisioningStorage for PostgresStorage {
         })
     }
 
-    async fn take_provisioning_message(&self, id: &SlotId, now_ms: u64) -> StorageResult<SlotRead> {
-        with_tx!(self, |tx| async {
+    fn take_provisioning_message(&self, id: &SlotId, now_ms: u64) -> StorageResult<SlotRead> {
+        self.with_tx(async |tx| {
             // DELETE … RETURNING: one statement, so two concurrent reads of a
             // filled slot cannot both get the message.
             let taken = tx

@@ -17,16 +17,10 @@ fn key(target: SuspensionTarget) -> (&'static str, i64) {
     }
 }
 
-#[async_trait::async_trait]
 impl SuspensionStorage for PostgresStorage {
-    async fn suspend(
-        &self,
-        target: SuspensionTarget,
-        by: &str,
-        now_ms: u64,
-    ) -> StorageResult<bool> {
+    fn suspend(&self, target: SuspensionTarget, by: &str, now_ms: u64) -> StorageResult<bool> {
         let (kind, id) = key(target);
-        with_tx!(self, |tx| async {
+        self.with_tx(async |tx| {
             let n = tx
                 .execute(
                     "INSERT INTO suspensions (kind, target_id, created_by, created_at_ms) \
@@ -38,9 +32,9 @@ impl SuspensionStorage for PostgresStorage {
         })
     }
 
-    async fn unsuspend(&self, target: SuspensionTarget) -> StorageResult<bool> {
+    fn unsuspend(&self, target: SuspensionTarget) -> StorageResult<bool> {
         let (kind, id) = key(target);
-        with_tx!(self, |tx| async {
+        self.with_tx(async |tx| {
             let n = tx
                 .execute(
                     "DELETE FROM suspensions WHERE kind = $1 AND target_id = $2",
@@ -51,8 +45,8 @@ impl SuspensionStorage for PostgresStorage {
         })
     }
 
-    async fn suspensions(&self) -> StorageResult<Vec<SuspensionRecord>> {
-        with_tx!(self, |tx| async {
+    fn suspensions(&self) -> StorageResult<Vec<SuspensionRecord>> {
+        self.with_tx(async |tx| {
             tx.execute(DROP_GONE, &[]).await?;
             let rows = tx
                 .query(
@@ -83,12 +77,12 @@ impl SuspensionStorage for PostgresStorage {
         })
     }
 
-    async fn suspension_of(
+    fn suspension_of(
         &self,
         account_id: i64,
         device_id: u64,
     ) -> StorageResult<Option<SuspensionTarget>> {
-        with_client!(self, |db| async {
+        self.with_client(async |db| {
             let rows = db
                 .query(
                     "SELECT kind FROM suspensions WHERE (kind = 'account' AND target_id = $1) \
