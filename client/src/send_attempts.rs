@@ -43,16 +43,11 @@ pub(crate) enum AfterRefusal {
 
 impl Attempt {
     /// Whether this attempt asks the server to check the device set (all
-    /// but the last).
+    /// but the last); only such an attempt is followed by another when the
+    /// device set changed (the server's refusal, or our own distribution
+    /// finding stale devices).
     pub(crate) fn checks_devices(self) -> bool {
         self.index + 1 < ATTEMPTS
-    }
-
-    /// Whether a "devices changed" outcome of this attempt (the server's
-    /// refusal, or our own distribution finding stale devices) leads to
-    /// another attempt.
-    pub(crate) fn may_retry(self) -> bool {
-        self.checks_devices()
     }
 
     /// What the server's refusal `code` (naming `device_ids`) of this
@@ -60,7 +55,7 @@ impl Attempt {
     /// missing ones looked up, then the next attempt; only a checking
     /// attempt gets another.
     pub(crate) fn after_refusal(self, code: ErrorCode, device_ids: &[u64]) -> AfterRefusal {
-        if !self.may_retry() {
+        if !self.checks_devices() {
             return AfterRefusal::Final;
         }
         match code {
@@ -109,7 +104,7 @@ mod tests {
     #[test]
     fn the_last_attempt_and_other_refusals_end_the_send() {
         let last = attempts().last().unwrap_or(Attempt { index: 2 });
-        assert!(!last.may_retry());
+        assert!(!last.checks_devices());
         assert_eq!(
             last.after_refusal(ErrorCode::MissingDevices, &[]),
             AfterRefusal::Final

@@ -55,12 +55,9 @@ async fn receipt(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paging_back_ten_at_a_time_gets_every_message_once_and_in_order() {
     let server = TestServer::start().await;
-    let mut alice_user = register(&server, "alice").await;
-    let mut bob_user = register(&server, "bob").await;
-    let mut carol_user = register(&server, "carol").await;
-    let mut alice = online(&server, &mut alice_user, IdentitySource::New, fast_config()).await;
-    let mut bob = online(&server, &mut bob_user, IdentitySource::New, fast_config()).await;
-    let _carol = online(&server, &mut carol_user, IdentitySource::New, fast_config()).await;
+    let mut alice = online_as(&server, "alice").await;
+    let mut bob = online_as(&server, "bob").await;
+    let _carol = online_as(&server, "carol").await;
     let to_bob = Conversation::Direct("bob".into());
     let to_alice = Conversation::Direct("alice".into());
 
@@ -134,8 +131,6 @@ async fn paging_back_ten_at_a_time_gets_every_message_once_and_in_order() {
 async fn our_message_goes_queued_sent_delivered_read_and_stays_read() {
     let server = TestServer::start().await;
     let mut alice_user = register(&server, "alice").await;
-    let mut bob_user = register(&server, "bob").await;
-    let mut carol_user = register(&server, "carol").await;
     // Alice enrolled, not connected yet; Bob published his keys and went
     // offline.
     let mut alice = enrol(
@@ -146,9 +141,9 @@ async fn our_message_goes_queued_sent_delivered_read_and_stays_read() {
         None,
     )
     .await;
-    let mut bob = online(&server, &mut bob_user, IdentitySource::New, fast_config()).await;
+    let mut bob = online_as(&server, "bob").await;
     bob.account.disconnect().await;
-    let carol = online(&server, &mut carol_user, IdentitySource::New, fast_config()).await;
+    let carol = online_as(&server, "carol").await;
     let to_bob = Conversation::Direct("bob".into());
     let to_alice = Conversation::Direct("alice".into());
 
@@ -225,12 +220,9 @@ async fn our_message_goes_queued_sent_delivered_read_and_stays_read() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_message_names_the_members_it_reached_and_who_read_it() {
     let server = TestServer::start().await;
-    let mut alice_user = register(&server, "alice").await;
-    let mut bob_user = register(&server, "bob").await;
-    let mut carol_user = register(&server, "carol").await;
-    let mut alice = online(&server, &mut alice_user, IdentitySource::New, fast_config()).await;
-    let mut bob = online(&server, &mut bob_user, IdentitySource::New, fast_config()).await;
-    let mut carol = online(&server, &mut carol_user, IdentitySource::New, fast_config()).await;
+    let mut alice = online_as(&server, "alice").await;
+    let mut bob = online_as(&server, "bob").await;
+    let mut carol = online_as(&server, "carol").await;
     let group_id = alice
         .account
         .create_group("team", &["bob", "carol"])

@@ -11,7 +11,7 @@ use crate::common;
 
 use common::*;
 use microbot_client::{
-    Conversation, DeliveryStage, ErrorCode, Event, Events, GroupUpdate, IdentitySource, MessageId,
+    Conversation, DeliveryStage, ErrorCode, Event, Events, GroupUpdate, MessageId,
     SendFailureReason,
 };
 
@@ -59,8 +59,7 @@ fn announced(events: &[Event]) -> Vec<MessageId> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_send_to_an_unknown_username_fails_naming_it() {
     let server = TestServer::start().await;
-    let mut alice_user = register(&server, "alice").await;
-    let mut alice = online(&server, &mut alice_user, IdentitySource::New, fast_config()).await;
+    let mut alice = online_as(&server, "alice").await;
 
     let id = alice
         .account
@@ -94,10 +93,8 @@ async fn a_send_to_an_unknown_username_fails_naming_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_message_queued_before_a_removal_fails_as_not_a_member() {
     let server = TestServer::start().await;
-    let mut alice_user = register(&server, "alice").await;
-    let mut carol_user = register(&server, "carol").await;
-    let alice = online(&server, &mut alice_user, IdentitySource::New, fast_config()).await;
-    let mut carol = online(&server, &mut carol_user, IdentitySource::New, fast_config()).await;
+    let alice = online_as(&server, "alice").await;
+    let mut carol = online_as(&server, "carol").await;
     let group_id = alice
         .account
         .create_group("team", &["carol"])
@@ -149,10 +146,8 @@ async fn a_full_queue_is_the_servers_refusal_with_its_code() {
         },
     )
     .await;
-    let mut alice_user = register(&server, "alice").await;
-    let mut bob_user = register(&server, "bob").await;
-    let mut alice = online(&server, &mut alice_user, IdentitySource::New, fast_config()).await;
-    let bob = online(&server, &mut bob_user, IdentitySource::New, fast_config()).await;
+    let mut alice = online_as(&server, "alice").await;
+    let bob = online_as(&server, "bob").await;
     bob.account.disconnect().await;
 
     let to_bob = Conversation::Direct("bob".into());
@@ -183,10 +178,8 @@ async fn a_full_queue_is_the_servers_refusal_with_its_code() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn automatic_delivery_receipts_are_not_announced_the_apps_sends_are() {
     let server = TestServer::start().await;
-    let mut alice_user = register(&server, "alice").await;
-    let mut bob_user = register(&server, "bob").await;
-    let mut alice = online(&server, &mut alice_user, IdentitySource::New, fast_config()).await;
-    let mut bob = online(&server, &mut bob_user, IdentitySource::New, fast_config()).await;
+    let mut alice = online_as(&server, "alice").await;
+    let mut bob = online_as(&server, "bob").await;
     assert!(fast_config().delivery_receipts);
 
     let hello = alice
@@ -223,12 +216,9 @@ async fn automatic_delivery_receipts_are_not_announced_the_apps_sends_are() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_changes_are_not_announced() {
     let server = TestServer::start().await;
-    let mut alice_user = register(&server, "alice").await;
-    let mut bob_user = register(&server, "bob").await;
-    let mut carol_user = register(&server, "carol").await;
-    let mut alice = online(&server, &mut alice_user, IdentitySource::New, fast_config()).await;
-    let bob = online(&server, &mut bob_user, IdentitySource::New, fast_config()).await;
-    let mut carol = online(&server, &mut carol_user, IdentitySource::New, fast_config()).await;
+    let mut alice = online_as(&server, "alice").await;
+    let bob = online_as(&server, "bob").await;
+    let mut carol = online_as(&server, "carol").await;
 
     let group_id = alice.account.create_group("team", &["bob"]).await.unwrap();
     alice

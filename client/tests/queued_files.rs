@@ -12,8 +12,7 @@ use std::time::Duration;
 
 use common::*;
 use microbot_client::{
-    Account, Conversation, DeliveryStage, ErrorCode, Event, IdentitySource, MessageId, Progress,
-    SendFailureReason,
+    Account, Conversation, DeliveryStage, ErrorCode, Event, MessageId, Progress, SendFailureReason,
 };
 use rand::Rng as _;
 
@@ -79,10 +78,8 @@ async fn assert_arrives_intact(device: &Device, id: MessageId, data: &[u8]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_sent_offline_is_queued_and_arrives_after_connect() {
     let server = TestServer::start().await;
-    let mut alice_user = register(&server, "alice").await;
-    let mut bob_user = register(&server, "bob").await;
-    let mut alice = online(&server, &mut alice_user, IdentitySource::New, fast_config()).await;
-    let mut bob = online(&server, &mut bob_user, IdentitySource::New, fast_config()).await;
+    let mut alice = online_as(&server, "alice").await;
+    let mut bob = online_as(&server, "bob").await;
     alice.account.disconnect().await;
     let to_bob = Conversation::Direct("bob".into());
     let (path, data) = random_file(alice.dir.path(), "notes.txt", 1024 * 1024 + 333);
@@ -142,10 +139,8 @@ async fn a_file_sent_offline_is_queued_and_arrives_after_connect() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queued_file_survives_a_restart_and_stays_before_a_later_text() {
     let server = TestServer::start().await;
-    let mut alice_user = register(&server, "alice").await;
-    let mut bob_user = register(&server, "bob").await;
-    let alice = online(&server, &mut alice_user, IdentitySource::New, fast_config()).await;
-    let mut bob = online(&server, &mut bob_user, IdentitySource::New, fast_config()).await;
+    let alice = online_as(&server, "alice").await;
+    let mut bob = online_as(&server, "bob").await;
     alice.account.disconnect().await;
     let to_bob = Conversation::Direct("bob".into());
     let (path, data) = random_file(alice.dir.path(), "album.zip", 2 * 1024 * 1024 + 5);
@@ -190,10 +185,8 @@ async fn a_queued_file_survives_a_restart_and_stays_before_a_later_text() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_text_sent_right_after_a_file_arrives_after_it() {
     let server = TestServer::start().await;
-    let mut alice_user = register(&server, "alice").await;
-    let mut bob_user = register(&server, "bob").await;
-    let mut alice = online(&server, &mut alice_user, IdentitySource::New, fast_config()).await;
-    let mut bob = online(&server, &mut bob_user, IdentitySource::New, fast_config()).await;
+    let mut alice = online_as(&server, "alice").await;
+    let mut bob = online_as(&server, "bob").await;
     let to_bob = Conversation::Direct("bob".into());
     let (path, data) = random_file(alice.dir.path(), "video.mp4", 3 * 1024 * 1024);
     let file = alice
@@ -223,10 +216,8 @@ async fn a_text_sent_right_after_a_file_arrives_after_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_keep_arriving_while_a_queued_file_uploads() {
     let server = TestServer::start().await;
-    let mut alice_user = register(&server, "alice").await;
-    let mut bob_user = register(&server, "bob").await;
-    let mut alice = online(&server, &mut alice_user, IdentitySource::New, fast_config()).await;
-    let mut bob = online(&server, &mut bob_user, IdentitySource::New, fast_config()).await;
+    let mut alice = online_as(&server, "alice").await;
+    let mut bob = online_as(&server, "bob").await;
     let (to_alice, to_bob) = (
         Conversation::Direct("alice".into()),
         Conversation::Direct("bob".into()),
@@ -265,8 +256,7 @@ async fn messages_keep_arriving_while_a_queued_file_uploads() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_to_an_unknown_account_fails_typed_and_leaves_no_copy() {
     let server = TestServer::start().await;
-    let mut alice_user = register(&server, "alice").await;
-    let mut alice = online(&server, &mut alice_user, IdentitySource::New, fast_config()).await;
+    let mut alice = online_as(&server, "alice").await;
     let (path, _) = random_file(alice.dir.path(), "a.bin", 200_000);
     let id = alice
         .account
@@ -307,10 +297,8 @@ async fn a_file_too_large_for_the_server_fails_typed_and_a_later_text_still_leav
         |config| config.max_attachment_len = 64 * 1024,
     )
     .await;
-    let mut alice_user = register(&server, "alice").await;
-    let mut bob_user = register(&server, "bob").await;
-    let mut alice = online(&server, &mut alice_user, IdentitySource::New, fast_config()).await;
-    let mut bob = online(&server, &mut bob_user, IdentitySource::New, fast_config()).await;
+    let mut alice = online_as(&server, "alice").await;
+    let mut bob = online_as(&server, "bob").await;
     alice.account.disconnect().await;
     let to_bob = Conversation::Direct("bob".into());
     let (path, _) = random_file(alice.dir.path(), "huge.bin", 200_000);
@@ -348,10 +336,8 @@ async fn a_file_too_large_for_the_server_fails_typed_and_a_later_text_still_leav
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_staging_copy_removed_by_hand_fails_the_send_with_a_typed_reason() {
     let server = TestServer::start().await;
-    let mut alice_user = register(&server, "alice").await;
-    let mut bob_user = register(&server, "bob").await;
-    let mut alice = online(&server, &mut alice_user, IdentitySource::New, fast_config()).await;
-    let mut bob = online(&server, &mut bob_user, IdentitySource::New, fast_config()).await;
+    let mut alice = online_as(&server, "alice").await;
+    let mut bob = online_as(&server, "bob").await;
     alice.account.disconnect().await;
     let to_bob = Conversation::Direct("bob".into());
     let (path, _) = random_file(alice.dir.path(), "gone.bin", 100_000);

@@ -62,26 +62,5 @@ mod websocket;
 /// `[[test]]` of its own in Cargo.toml.
 #[test]
 fn every_test_file_is_built() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let main = std::fs::read_to_string(dir.join("tests/main.rs")).unwrap();
-    let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
-    let mut missing = Vec::new();
-    for entry in std::fs::read_dir(dir.join("tests")).unwrap() {
-        let path = entry.unwrap().path();
-        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-            continue;
-        };
-        let Some(stem) = name.strip_suffix(".rs") else {
-            continue;
-        };
-        let module = format!("\nmod {stem};\n");
-        let binary = format!("path = \"tests/{name}\"");
-        if stem != "main" && !main.contains(&module) && !manifest.contains(&binary) {
-            missing.push(name.to_owned());
-        }
-    }
-    assert!(
-        missing.is_empty(),
-        "test files built by nothing: {missing:?}"
-    );
+    microbot_test_support::layout::assert_every_test_file_is_built(env!("CARGO_MANIFEST_DIR"));
 }

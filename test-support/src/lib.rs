@@ -9,7 +9,8 @@
 //!   async in-process server, registered users, enrolled devices, waiting
 //!   for events), used by the SDK's and the bots' tests;
 //! - [`engines`]: the PostgreSQL and Redis engines of the scale-out tests
-//!   (URLs from the environment, a fresh schema per test).
+//!   (URLs from the environment, a fresh schema per test);
+//! - [`layout`]: the check that every integration test file is built.
 //!
 //! Test code: a failure to start is a test failure, so the functions here
 //! panic with the reason instead of returning errors.
@@ -17,6 +18,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod engines;
+pub mod layout;
 pub mod sdk;
 pub mod server;
 pub mod totp;

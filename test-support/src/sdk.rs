@@ -221,6 +221,13 @@ pub async fn online(
     device
 }
 
+/// Registers `username` and brings a first device online (a new
+/// identity, [`fast_config`]), for tests that need the user no further.
+pub async fn online_as(server: &TestServer, username: &str) -> Device {
+    let mut user = register(server, username).await;
+    online(server, &mut user, IdentitySource::New, fast_config()).await
+}
+
 /// Waits for `Connected` (panics after [`WAIT`]).
 pub async fn wait_connected(events: &mut Events) {
     wait_for(events, |e| {

@@ -33,7 +33,7 @@ use crate::error::{OnlineError, StoreError, TransportError};
 use crate::messages::encode_plaintext;
 use crate::messages::new_id;
 use crate::now_ms;
-use crate::send_attempts::{self, AfterRefusal};
+use crate::send_attempts;
 use crate::send_failure::SendFailureReason;
 use crate::sessions::{self, SendFailure, Stored, transport_failure, unexpected_answer};
 use crate::store::SharedStore;
@@ -110,7 +110,7 @@ pub(crate) async fn send_group(
         let sealed_members = send_sealed::sealed_members(inner, &members)?;
         match distribute(inner, conn, id, &members, sealed_members.as_deref()).await {
             Ok(()) => {}
-            Err(Distribution::DevicesChanged) if attempt.may_retry() => continue,
+            Err(Distribution::DevicesChanged) if attempt.checks_devices() => continue,
             Err(Distribution::DevicesChanged) => return Err(keeps_changing()),
             Err(Distribution::Failed(failure)) => return Err(failure),
         }
@@ -143,7 +143,7 @@ pub(crate) async fn send_group(
             .await
             {
                 Ok(stored) => return Ok(stored),
-                Err(SealedGroupFailure::DevicesChanged) if attempt.may_retry() => {
+                Err(SealedGroupFailure::DevicesChanged) if attempt.checks_devices() => {
                     force_refresh = true;
                     continue;
                 }
@@ -171,11 +171,7 @@ pub(crate) async fn send_group(
                 skipped_device_ids: r.skipped_device_ids,
             }),
             Err(TransportError::Server(error))
-                if error.code == ErrorCode::MissingDevices
-                    && matches!(
-                        attempt.after_refusal(error.code, &error.device_ids),
-                        AfterRefusal::Recheck { .. }
-                    ) =>
+                if check && error.code == ErrorCode::MissingDevices =>
             {
                 // A member device we have not seen: re-check every member's
                 // devices and our own, give them the key, send again.
