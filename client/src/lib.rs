@@ -93,6 +93,7 @@ mod rotation;
 mod sealed;
 mod send_attempts;
 mod send_failure;
+mod send_plan;
 mod sessions;
 mod shown;
 mod store;

@@ -22,14 +22,14 @@ use microbot_protocol::transport::{
 
 use crate::account_state::Inner;
 use crate::device_lists::{self, Checked};
-use crate::device_sessions::{self, Known, META_OWN_DEVICES_CHECKED, Verdict};
+use crate::device_sessions::{self, Known, Verdict};
 use crate::error::{StoreError, TransportError};
 use crate::messages::encode_plaintext;
 use crate::now_ms;
 use crate::prekeys::META_PREKEYS;
 use crate::prekeys::bundle_from_proto;
-use crate::send_attempts::{self, AfterRefusal};
 use crate::send_failure::SendFailureReason;
+use crate::send_plan::{self, ContactDevices, DevicesFetched, Refused, SendPlan, Step};
 use crate::store::SharedStore;
 use crate::store::{Contact, Tx};
 use crate::this_device::ThisDevice;
@@ -117,13 +117,25 @@ pub(crate) async fn send_direct(
         with_key = crate::sealed::with_profile_key(&inner.store, content)?;
         &with_key
     };
-    // A checking attempt names both accounts complete (SPEC.md §12.7); see
-    // send_attempts.rs for when a refusal leads to another attempt.
-    for attempt in send_attempts::attempts() {
-        if to != me {
-            ensure_contact_devices(inner, conn, &to).await?;
-        }
-        ensure_own_devices(inner, conn).await?;
+    // The plan (send_plan.rs) decides which device lists to fetch, when
+    // to send and whether a refusal leads to another attempt; this loop
+    // does what it says.
+    let mut plan = SendPlan::direct(&me, &to, inner.config.device_refresh);
+    loop {
+        let attempt = match inner.store.tx(|tx| plan.next(tx, now_ms()))? {
+            Step::Send(attempt) => attempt,
+            Step::Blocked => return Err(SendFailure::Blocked),
+            Step::GiveUp(reason) => return Err(SendFailure::Permanent(reason)),
+            // Never asked of a 1:1 send; a no-op for it.
+            Step::RefreshGroup => {
+                plan.group_refreshed();
+                continue;
+            }
+            step => {
+                fetch_for_plan(inner, conn, &mut plan, step).await?;
+                continue;
+            }
+        };
         let (envelopes, to_recipient) = encrypt_for(&inner.store, &inner.me, &to, content)?;
         if to != me && to_recipient == 0 {
             return Err(SendFailure::Permanent(SendFailureReason::NoDevices {
@@ -133,16 +145,10 @@ pub(crate) async fn send_direct(
         if envelopes.is_empty() {
             return Ok(Stored::everywhere(now_ms()));
         }
-        let complete_accounts = if attempt.checks_devices() {
-            let mut accounts = vec![me.clone()];
-            if to != me {
-                accounts.push(to.clone());
-            }
-            accounts
-        } else {
+        if !attempt.checks_devices() {
             tracing::warn!("device list still differs from the server's; sending without claims");
-            Vec::new()
-        };
+        }
+        let complete_accounts = plan.complete_accounts();
         let sent = match sealed_access(inner, &to)? {
             // Sealed to a contact whose profile key we hold (SPEC.md §19):
             // the recipient's devices over a connection that does not log
@@ -164,34 +170,45 @@ pub(crate) async fn send_direct(
         match sent {
             Ok(timestamp) => return Ok(Stored::everywhere(timestamp)),
             Err(TransportError::Server(error)) => {
-                match attempt.after_refusal(error.code, &error.device_ids) {
-                    // Stale device list: forget removed devices, re-check
-                    // (which fetches bundles of new ones), retry.
-                    AfterRefusal::Recheck { removed } => {
-                        inner.store.tx(|tx| -> Result<(), StoreError> {
-                            for device in &removed {
-                                tx.delete_device(&to, *device)?;
-                                tx.delete_device(&me, *device)?;
-                            }
-                            if let Some(mut contact) = tx.contact(&to)? {
-                                contact.devices_checked_ms = 0;
-                                tx.set_contact(&to, &contact)?;
-                            }
-                            tx.set_meta(META_OWN_DEVICES_CHECKED, &0u64.to_be_bytes())?;
-                            Ok(())
-                        })?;
-                    }
-                    AfterRefusal::Final => {
-                        return Err(transport_failure(TransportError::Server(error)));
-                    }
+                let refused = inner
+                    .store
+                    .tx(|tx| plan.refused(tx, error.code, &error.device_ids))?;
+                if refused == Refused::Final {
+                    return Err(transport_failure(TransportError::Server(error)));
                 }
             }
             Err(error) => return Err(transport_failure(error)),
         }
     }
-    Err(SendFailure::Permanent(
-        SendFailureReason::DevicesKeepChanging { username: to },
-    ))
+}
+
+/// Carries out a device step of `plan` ([`Step::FetchDevices`],
+/// [`Step::FetchOwnDevices`]) and feeds back what came of it; any other
+/// step is left to the caller. Only a failed connection or store (or our
+/// own refused device list) stops the send here.
+pub(crate) async fn fetch_for_plan(
+    inner: &Inner,
+    conn: &Connection,
+    plan: &mut SendPlan,
+    step: Step,
+) -> Result<(), SendFailure> {
+    match step {
+        Step::FetchDevices { username } => {
+            let outcome = match fetch_contact_devices(inner, conn, &username).await {
+                Ok(()) => DevicesFetched::Ready,
+                Err(SendFailure::Blocked) => DevicesFetched::Blocked,
+                Err(SendFailure::Permanent(reason)) => DevicesFetched::Refused(reason),
+                Err(other) => return Err(other),
+            };
+            plan.devices_fetched(&username, outcome);
+        }
+        Step::FetchOwnDevices => {
+            fetch_own_devices(inner, conn).await?;
+            plan.own_devices_fetched();
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// The access key and trusted identity of `to` when this send goes sealed.
@@ -349,20 +366,28 @@ pub(crate) async fn ensure_contact_devices(
     conn: &Connection,
     username: &str,
 ) -> Result<(), SendFailure> {
+    let refresh = inner.config.device_refresh;
+    match inner
+        .store
+        .tx(|tx| send_plan::contact_devices(tx, username, now_ms(), refresh))?
+    {
+        ContactDevices::Fresh => Ok(()),
+        ContactDevices::Blocked => Err(SendFailure::Blocked),
+        ContactDevices::Stale => fetch_contact_devices(inner, conn, username).await,
+    }
+}
+
+/// Fetches the contact's bundles and signed device list and applies them
+/// (device_sessions.rs): sessions with new devices, the first identity
+/// trusted, a changed one held as pending (the send is then blocked).
+async fn fetch_contact_devices(
+    inner: &Inner,
+    conn: &Connection,
+    username: &str,
+) -> Result<(), SendFailure> {
     let (contact, known) = inner.store.tx(|tx| -> Result<_, StoreError> {
         Ok((tx.contact(username)?, tx.session_devices(username)?))
     })?;
-    if contact.as_ref().is_some_and(|c| c.pending.is_some()) {
-        return Err(SendFailure::Blocked);
-    }
-    let refresh = inner.config.device_refresh.as_millis();
-    let fresh = contact
-        .as_ref()
-        .is_some_and(|c| u128::from(now_ms().saturating_sub(c.devices_checked_ms)) < refresh)
-        && !known.is_empty();
-    if fresh {
-        return Ok(());
-    }
     let bundles = fetch_bundles(conn, username, Vec::new()).await?;
     inner
         .store
@@ -396,26 +421,11 @@ pub(crate) async fn ensure_contact_devices(
     }
 }
 
-/// Makes the next send re-check our own device list.
-pub(crate) fn reset_own_devices_check(tx: &Tx<'_>) -> Result<(), StoreError> {
-    tx.set_meta(META_OWN_DEVICES_CHECKED, &0u64.to_be_bytes())
-}
-
-/// Makes sure we hold a session with each of our own other devices.
-pub(crate) async fn ensure_own_devices(
-    inner: &Inner,
-    conn: &Connection,
-) -> Result<(), SendFailure> {
+/// Fetches our own account's device list and the bundles of the devices
+/// we hold no session with yet, and applies them (device_sessions.rs).
+async fn fetch_own_devices(inner: &Inner, conn: &Connection) -> Result<(), SendFailure> {
     let me = inner.me.username.as_str();
-    let (checked, known) = inner.store.tx(|tx| -> Result<_, StoreError> {
-        Ok((
-            tx.meta_u64(META_OWN_DEVICES_CHECKED)?.unwrap_or(0),
-            tx.session_devices(me)?,
-        ))
-    })?;
-    if u128::from(now_ms().saturating_sub(checked)) < inner.config.device_refresh.as_millis() {
-        return Ok(());
-    }
+    let known = inner.store.tx(|tx| tx.session_devices(me))?;
     let served = device_lists::list_devices_signed(conn)
         .await
         .map_err(transport_failure)?;

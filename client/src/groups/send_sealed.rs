@@ -259,7 +259,9 @@ pub(crate) async fn send_sealed_group(
                     ErrorCode::MissingDevices | ErrorCode::UnknownDevice | ErrorCode::DeviceRemoved
                 ) =>
             {
-                inner.store.tx(sessions::reset_own_devices_check)?;
+                inner
+                    .store
+                    .tx(crate::device_sessions::reset_own_devices_check)?;
                 return Err(SealedGroupFailure::DevicesChanged);
             }
             Err(error) => return Err(failed(error)),
