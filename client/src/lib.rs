@@ -87,6 +87,7 @@ mod link_history;
 mod linking;
 mod messages;
 mod outbox;
+mod prekey_upload;
 mod prekeys;
 mod receive;
 mod rotation;

@@ -1,8 +1,9 @@
 //! The background connection of an account (SPEC.md §12.1, §12.4, §12.5):
-//! connect, log in, publish prekeys, fetch every queued envelope, drain the
-//! outbox, then follow pushes; on failure, try the server's next address
-//! and, once every address failed, reconnect with exponential backoff and
-//! jitter (rotation.rs decides which and when).
+//! connect, log in, publish prekeys (prekey_upload.rs), fetch every
+//! queued envelope, drain the outbox, then follow pushes; on failure, try
+//! the server's next address and, once every address failed, reconnect
+//! with exponential backoff and jitter (rotation.rs decides which and
+//! when).
 //!
 //! An envelope is acknowledged only after its plaintext, the advanced
 //! session and the envelope id are committed in one store transaction, so a
@@ -17,10 +18,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use microbot_crypto::prekeys::LocalPreKeys;
 use microbot_protocol::transport::{
-    DeviceInfo, ErrorCode, FetchEnvelopesRequest, ListDevicesRequest, PrekeyStatusRequest, Push,
-    client_frame::Request, push, response,
+    DeviceInfo, ErrorCode, FetchEnvelopesRequest, ListDevicesRequest, Push, client_frame::Request,
+    push, response,
 };
 use rand::Rng as _;
 use tokio::sync::watch;
@@ -31,11 +31,7 @@ use crate::error::{Interrupted, StoreError, TransportError};
 use crate::events::{ConnectionState, Event};
 use crate::groups::{self, GroupId};
 use crate::outbox::{Drained, QueuedFile};
-use crate::prekeys;
-use crate::prekeys::{META_PREKEYS, META_PREKEYS_UPLOADED};
 use crate::rotation::Rotation;
-use crate::store::Tx;
-use crate::this_device::ThisDevice;
 use crate::transport::Connection;
 
 /// Envelopes asked for per fetch.
@@ -260,7 +256,8 @@ async fn refresh_group(inner: &Inner, conn: &Connection, id: GroupId) -> Result<
 /// What a fresh login sets up before the device is reachable: prekeys
 /// uploaded, the device listed, sealed sending prepared.
 async fn prepare(inner: &Inner, conn: &Connection) -> Result<(), End> {
-    ensure_prekeys_uploaded(inner, conn).await?;
+    crate::prekey_upload::ensure_uploaded(&inner.store, &inner.me, inner.config.prekey_batch, conn)
+        .await?;
     ensure_listed(inner, conn).await?;
     prepare_sealed_sender(inner, conn).await
 }
@@ -314,7 +311,14 @@ async fn handle_push(inner: &Inner, conn: &Connection, push: Push) -> Result<(),
         Some(push::Event::Envelope(envelope)) => {
             Ok(crate::receive::deliver(inner, conn, &envelope).await?)
         }
-        Some(push::Event::PrekeyLowStock(_)) => refill_if_low(inner, conn).await,
+        Some(push::Event::PrekeyLowStock(_)) => Ok(crate::prekey_upload::refill_if_low(
+            &inner.store,
+            &inner.me,
+            &inner.events,
+            inner.config.prekey_batch,
+            conn,
+        )
+        .await?),
         Some(push::Event::GroupChanged(info)) => {
             for event in inner
                 .store
@@ -365,75 +369,6 @@ async fn ensure_listed(inner: &Inner, conn: &Connection) -> Result<(), End> {
         }
         Ok(()) => Ok(()),
     }
-}
-
-/// The first upload of this device's keys, once.
-async fn ensure_prekeys_uploaded(inner: &Inner, conn: &Connection) -> Result<(), End> {
-    let uploaded = inner.store.tx(|tx| tx.meta(META_PREKEYS_UPLOADED))?;
-    if uploaded.as_deref() == Some(&[1]) {
-        return Ok(());
-    }
-    let upload = inner.store.tx(|tx| -> Result<_, StoreError> {
-        let mut keys = load_prekeys(&inner.me, tx)?;
-        let one_time = keys.generate_one_time(
-            &mut rand::rng(),
-            inner.config.prekey_batch.clamp(1, prekeys::MAX_BATCH),
-        );
-        tx.set_secret(META_PREKEYS, &keys.to_bytes())?;
-        Ok(prekeys::full_upload(&inner.me.identity, &keys, &one_time))
-    })?;
-    auth::expect_ok(conn.request(Request::UploadPrekeys(upload)).await?)?;
-    inner
-        .store
-        .tx(|tx| tx.set_meta(META_PREKEYS_UPLOADED, &[1]))?;
-    Ok(())
-}
-
-fn load_prekeys(me: &ThisDevice, tx: &Tx<'_>) -> Result<LocalPreKeys, StoreError> {
-    let bytes = tx
-        .secret("prekeys", META_PREKEYS)?
-        .ok_or(StoreError::Corrupt { what: "prekeys" })?;
-    LocalPreKeys::from_bytes(&me.identity, &bytes)
-        .map_err(|_| StoreError::Corrupt { what: "prekeys" })
-}
-
-/// Uploads a batch of one-time prekeys when the server's stock is low.
-async fn refill_if_low(inner: &Inner, conn: &Connection) -> Result<(), End> {
-    let status = match conn
-        .request(Request::PrekeyStatus(PrekeyStatusRequest {}))
-        .await?
-    {
-        response::Result::PrekeyStatus(status) => status,
-        _ => {
-            return Err(TransportError::UnexpectedResponse {
-                expected: "PrekeyStatus",
-            }
-            .into());
-        }
-    };
-    let threshold = conn
-        .hello
-        .limits
-        .as_ref()
-        .map_or(10, |l| l.prekey_low_stock_threshold);
-    if status.one_time_prekeys >= threshold {
-        return Ok(());
-    }
-    let count = inner.config.prekey_batch.clamp(1, prekeys::MAX_BATCH);
-    let one_time = inner.store.tx(|tx| -> Result<_, StoreError> {
-        let mut keys = load_prekeys(&inner.me, tx)?;
-        let one_time = keys.generate_one_time(&mut rand::rng(), count);
-        tx.set_secret(META_PREKEYS, &keys.to_bytes())?;
-        Ok(one_time)
-    })?;
-    auth::expect_ok(
-        conn.request(Request::UploadPrekeys(prekeys::refill_upload(&one_time)))
-            .await?,
-    )?;
-    inner
-        .events
-        .emit(Event::PrekeysRefilled { uploaded: count });
-    Ok(())
 }
 
 /// The account's devices (from the server).
