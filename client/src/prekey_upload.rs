@@ -9,9 +9,10 @@
 use microbot_crypto::prekeys::LocalPreKeys;
 use microbot_protocol::transport::{PrekeyStatusRequest, client_frame::Request, response};
 
+use crate::account_state::Local;
 use crate::auth;
 use crate::error::{Interrupted, StoreError, TransportError};
-use crate::events::{Event, EventSender};
+use crate::events::Event;
 use crate::prekeys::{self, META_PREKEYS, META_PREKEYS_UPLOADED, PrekeyUpload};
 use crate::store::{SharedStore, Tx};
 use crate::this_device::ThisDevice;
@@ -45,9 +46,7 @@ pub(crate) async fn ensure_uploaded(
 /// Uploads a `batch` of one-time prekeys when the server's stock is low,
 /// and tells the application.
 pub(crate) async fn refill_if_low(
-    store: &SharedStore,
-    me: &ThisDevice,
-    events: &EventSender,
+    local: Local<'_>,
     batch: u32,
     conn: &Connection,
 ) -> Result<(), Interrupted> {
@@ -73,8 +72,8 @@ pub(crate) async fn refill_if_low(
     else {
         return Ok(());
     };
-    let drawn = store.tx(|tx| -> Result<_, StoreError> {
-        let mut keys = load(me, tx)?;
+    let drawn = local.store.tx(|tx| -> Result<_, StoreError> {
+        let mut keys = load(local.me, tx)?;
         let drawn = keys.generate_one_time(&mut rand::rng(), one_time);
         tx.set_secret(META_PREKEYS, &keys.to_bytes())?;
         Ok(drawn)
@@ -83,7 +82,9 @@ pub(crate) async fn refill_if_low(
         conn.request(Request::UploadPrekeys(prekeys::refill_upload(&drawn)))
             .await?,
     )?;
-    events.emit(Event::PrekeysRefilled { uploaded: one_time });
+    local
+        .events
+        .emit(Event::PrekeysRefilled { uploaded: one_time });
     Ok(())
 }
 

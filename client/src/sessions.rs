@@ -9,6 +9,7 @@
 //! (messages.rs), the store (store/), the connection loop (sync.rs).
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use bytes::Bytes;
 use microbot_crypto::Session;
@@ -20,7 +21,8 @@ use microbot_protocol::transport::{
     client_frame::Request, response,
 };
 
-use crate::account_state::Inner;
+use crate::account_state::{Inner, Local};
+use crate::config::AccountConfig;
 use crate::device_lists::{self, Checked};
 use crate::device_sessions::{self, Known, Verdict};
 use crate::error::{StoreError, TransportError};
@@ -132,7 +134,7 @@ pub(crate) async fn send_direct(
                 continue;
             }
             step => {
-                fetch_for_plan(inner, conn, &mut plan, step).await?;
+                fetch_for_plan(inner.local(), conn, &mut plan, step).await?;
                 continue;
             }
         };
@@ -149,7 +151,7 @@ pub(crate) async fn send_direct(
             tracing::warn!("device list still differs from the server's; sending without claims");
         }
         let complete_accounts = plan.complete_accounts();
-        let sent = match sealed_access(inner, &to)? {
+        let sent = match sealed_access(&inner.store, &inner.me, &inner.config, &to)? {
             // Sealed to a contact whose profile key we hold (SPEC.md §19):
             // the recipient's devices over a connection that does not log
             // in, our own other devices identified as before.
@@ -187,14 +189,14 @@ pub(crate) async fn send_direct(
 /// step is left to the caller. Only a failed connection or store (or our
 /// own refused device list) stops the send here.
 pub(crate) async fn fetch_for_plan(
-    inner: &Inner,
+    local: Local<'_>,
     conn: &Connection,
     plan: &mut SendPlan,
     step: Step,
 ) -> Result<(), SendFailure> {
     match step {
         Step::FetchDevices { username } => {
-            let outcome = match fetch_contact_devices(inner, conn, &username).await {
+            let outcome = match fetch_contact_devices(local, conn, &username).await {
                 Ok(()) => DevicesFetched::Ready,
                 Err(SendFailure::Blocked) => DevicesFetched::Blocked,
                 Err(SendFailure::Permanent(reason)) => DevicesFetched::Refused(reason),
@@ -203,7 +205,7 @@ pub(crate) async fn fetch_for_plan(
             plan.devices_fetched(&username, outcome);
         }
         Step::FetchOwnDevices => {
-            fetch_own_devices(inner, conn).await?;
+            fetch_own_devices(local, conn).await?;
             plan.own_devices_fetched();
         }
         _ => {}
@@ -213,13 +215,15 @@ pub(crate) async fn fetch_for_plan(
 
 /// The access key and trusted identity of `to` when this send goes sealed.
 pub(crate) fn sealed_access(
-    inner: &Inner,
+    store: &SharedStore,
+    us: &ThisDevice,
+    config: &AccountConfig,
     to: &str,
 ) -> Result<Option<([u8; 16], microbot_crypto::IdentityKey)>, StoreError> {
-    if !inner.config.sealed_sender || to == inner.me.username {
+    if !config.sealed_sender || to == us.username {
         return Ok(None);
     }
-    inner.store.tx(|tx| {
+    store.tx(|tx| {
         let Some(access_key) = crate::sealed::contact_access_key(tx, to)? else {
             return Ok(None);
         };
@@ -362,18 +366,18 @@ async fn fetch_bundles(
 /// its bundles when the device list is stale. Trusts the first identity seen;
 /// a different one later is recorded as pending and holds the send.
 pub(crate) async fn ensure_contact_devices(
-    inner: &Inner,
+    local: Local<'_>,
+    refresh: Duration,
     conn: &Connection,
     username: &str,
 ) -> Result<(), SendFailure> {
-    let refresh = inner.config.device_refresh;
-    match inner
+    match local
         .store
         .tx(|tx| send_plan::contact_devices(tx, username, now_ms(), refresh))?
     {
         ContactDevices::Fresh => Ok(()),
         ContactDevices::Blocked => Err(SendFailure::Blocked),
-        ContactDevices::Stale => fetch_contact_devices(inner, conn, username).await,
+        ContactDevices::Stale => fetch_contact_devices(local, conn, username).await,
     }
 }
 
@@ -381,18 +385,18 @@ pub(crate) async fn ensure_contact_devices(
 /// (device_sessions.rs): sessions with new devices, the first identity
 /// trusted, a changed one held as pending (the send is then blocked).
 async fn fetch_contact_devices(
-    inner: &Inner,
+    local: Local<'_>,
     conn: &Connection,
     username: &str,
 ) -> Result<(), SendFailure> {
-    let (contact, known) = inner.store.tx(|tx| -> Result<_, StoreError> {
+    let (contact, known) = local.store.tx(|tx| -> Result<_, StoreError> {
         Ok((tx.contact(username)?, tx.session_devices(username)?))
     })?;
     let bundles = fetch_bundles(conn, username, Vec::new()).await?;
-    inner
+    local
         .store
         .tx(|tx| crate::bots::remember(tx, username, bundles.bot))?;
-    let checked = check_contact_list(&inner.store, username, contact.as_ref(), &bundles)?;
+    let checked = check_contact_list(local.store, username, contact.as_ref(), &bundles)?;
     let served: Vec<(u64, PreKeyBundle)> = bundles
         .bundles
         .iter()
@@ -408,11 +412,11 @@ async fn fetch_contact_devices(
         contact: contact.as_ref(),
         devices: &known,
     };
-    let decision = inner.store.tx(|tx| {
-        device_sessions::apply_bundles(&inner.me, tx, username, &known, &served, &checked)
+    let decision = local.store.tx(|tx| {
+        device_sessions::apply_bundles(local.me, tx, username, &known, &served, &checked)
     })?;
     for event in decision.events {
-        inner.events.emit(event);
+        local.events.emit(event);
     }
     match decision.verdict {
         Verdict::Ready => Ok(()),
@@ -423,25 +427,25 @@ async fn fetch_contact_devices(
 
 /// Fetches our own account's device list and the bundles of the devices
 /// we hold no session with yet, and applies them (device_sessions.rs).
-async fn fetch_own_devices(inner: &Inner, conn: &Connection) -> Result<(), SendFailure> {
-    let me = inner.me.username.as_str();
-    let known = inner.store.tx(|tx| tx.session_devices(me))?;
+async fn fetch_own_devices(local: Local<'_>, conn: &Connection) -> Result<(), SendFailure> {
+    let me = local.me.username.as_str();
+    let known = local.store.tx(|tx| tx.session_devices(me))?;
     let served = device_lists::list_devices_signed(conn)
         .await
         .map_err(transport_failure)?;
-    let checked = inner
+    let checked = local
         .store
         .tx(|tx| {
             device_lists::check(
                 tx,
                 me,
-                inner.me.identity.public(),
+                local.me.identity.public(),
                 &served.signed_device_list,
             )
         })?
         .map_err(|refusal| SendFailure::Permanent(refusal.into()))?;
     let (devices, unknown) = device_sessions::own_devices_to_fetch(
-        &inner.me,
+        local.me,
         served.devices.iter().map(|d| d.device_id),
         &checked,
         &known,
@@ -454,11 +458,11 @@ async fn fetch_own_devices(inner: &Inner, conn: &Connection) -> Result<(), SendF
             }
         }
     }
-    let events = inner.store.tx(|tx| {
-        device_sessions::apply_own_bundles(&inner.me, tx, &known, &devices, &bundles, &checked)
+    let events = local.store.tx(|tx| {
+        device_sessions::apply_own_bundles(local.me, tx, &known, &devices, &bundles, &checked)
     })?;
     for event in events {
-        inner.events.emit(event);
+        local.events.emit(event);
     }
     Ok(())
 }

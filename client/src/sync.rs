@@ -25,7 +25,7 @@ use microbot_protocol::transport::{
 use rand::Rng as _;
 use tokio::sync::watch;
 
-use crate::account_state::Inner;
+use crate::account_state::{Inner, Local};
 use crate::auth::{self, CLIENT_AGENT};
 use crate::error::{Interrupted, StoreError, TransportError};
 use crate::events::{ConnectionState, Event};
@@ -249,8 +249,8 @@ async fn drain_outbox(inner: &Inner, conn: &Connection) -> Result<Option<QueuedF
 
 /// Fetches one group; only a connection or store problem ends the
 /// connection.
-async fn refresh_group(inner: &Inner, conn: &Connection, id: GroupId) -> Result<(), End> {
-    Ok(groups::refresh::refresh_or_log(inner, conn, id).await?)
+async fn refresh_group(local: Local<'_>, conn: &Connection, id: GroupId) -> Result<(), End> {
+    Ok(groups::refresh::refresh_or_log(local, conn, id).await?)
 }
 
 /// What a fresh login sets up before the device is reachable: prekeys
@@ -258,7 +258,7 @@ async fn refresh_group(inner: &Inner, conn: &Connection, id: GroupId) -> Result<
 async fn prepare(inner: &Inner, conn: &Connection) -> Result<(), End> {
     crate::prekey_upload::ensure_uploaded(&inner.store, &inner.me, inner.config.prekey_batch, conn)
         .await?;
-    ensure_listed(inner, conn).await?;
+    ensure_listed(inner.local(), conn).await?;
     prepare_sealed_sender(inner, conn).await
 }
 
@@ -301,7 +301,7 @@ async fn catch_up(inner: &Inner, conn: &Connection) -> Result<Option<QueuedFile>
         .map(|(id, _)| id)
         .collect();
     for id in active {
-        refresh_group(inner, conn, id).await?;
+        refresh_group(inner.local(), conn, id).await?;
     }
     drain_outbox(inner, conn).await
 }
@@ -311,14 +311,12 @@ async fn handle_push(inner: &Inner, conn: &Connection, push: Push) -> Result<(),
         Some(push::Event::Envelope(envelope)) => {
             Ok(crate::receive::deliver(inner, conn, &envelope).await?)
         }
-        Some(push::Event::PrekeyLowStock(_)) => Ok(crate::prekey_upload::refill_if_low(
-            &inner.store,
-            &inner.me,
-            &inner.events,
-            inner.config.prekey_batch,
-            conn,
-        )
-        .await?),
+        Some(push::Event::PrekeyLowStock(_)) => {
+            Ok(
+                crate::prekey_upload::refill_if_low(inner.local(), inner.config.prekey_batch, conn)
+                    .await?,
+            )
+        }
         Some(push::Event::GroupChanged(info)) => {
             for event in inner
                 .store
@@ -337,7 +335,7 @@ async fn handle_push(inner: &Inner, conn: &Connection, push: Push) -> Result<(),
 /// SPEC.md §19.6-§19.7. Only a lost connection stops the sync; anything
 /// else is logged and sealed sending waits for the next connection.
 async fn prepare_sealed_sender(inner: &Inner, conn: &Connection) -> Result<(), End> {
-    let registered = crate::sealed::register_access(inner, conn).await;
+    let registered = crate::sealed::register_access(&inner.store, &inner.config, conn).await;
     let certificate = match registered {
         Ok(()) => crate::sealed::certificate(&inner.store, &inner.me, conn)
             .await
@@ -357,8 +355,8 @@ async fn prepare_sealed_sender(inner: &Inner, conn: &Connection) -> Result<(), E
 /// Signs this device into the account's device list (SPEC.md §20) once
 /// its identity key is on the server. Only a lost connection stops the
 /// sync; a refused list is logged (sends then refuse too, with the reason).
-async fn ensure_listed(inner: &Inner, conn: &Connection) -> Result<(), End> {
-    match crate::device_lists::ensure_listed(inner, conn).await {
+async fn ensure_listed(local: Local<'_>, conn: &Connection) -> Result<(), End> {
+    match crate::device_lists::ensure_listed(local.store, local.me, conn).await {
         Err(crate::device_lists::SignError::Transport(error)) if error.is_connection_problem() => {
             Err(error.into())
         }

@@ -78,17 +78,18 @@ pub(crate) async fn send_group(
             Step::Blocked => return Err(SendFailure::Blocked),
             Step::GiveUp(reason) => return Err(SendFailure::Permanent(reason)),
             Step::RefreshGroup => {
-                refresh(inner, conn, id).await?;
+                refresh(inner.local(), conn, id).await?;
                 plan.group_refreshed();
                 continue;
             }
             step => {
-                sessions::fetch_for_plan(inner, conn, &mut plan, step).await?;
+                sessions::fetch_for_plan(inner.local(), conn, &mut plan, step).await?;
                 continue;
             }
         };
         let members = plan.recipients();
-        let sealed_members = send_sealed::sealed_members(inner, &members)?;
+        let sealed_members =
+            send_sealed::sealed_members(&inner.store, &inner.me, &inner.config, &members)?;
         match distribute(inner, conn, id, &members, sealed_members.as_deref()).await {
             Ok(()) => {}
             Err(Distribution::DevicesChanged) => {
@@ -171,7 +172,7 @@ pub(crate) async fn send_group(
                     ErrorCode::NotGroupMember | ErrorCode::UnknownGroup
                 ) =>
             {
-                refresh(inner, conn, id).await?;
+                refresh(inner.local(), conn, id).await?;
                 Err(not_member())
             }
             Err(error) => Err(transport_failure(error)),
