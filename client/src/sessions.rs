@@ -4,9 +4,16 @@
 //! envelope per device (the recipient's devices and our own other devices),
 //! and decrypting what arrives.
 //!
+//! The 1:1 send is a loop over the steps of its plan (send_plan.rs): this
+//! file fetches what the plan asks for, encrypts and sends, and feeds the
+//! outcome back; the group sender (groups/send.rs) uses the same device
+//! steps ([`fetch_for_plan`]).
+//!
 //! Every session is saved before the ciphertext made with it leaves, so a
-//! crash never reuses a message key. Not owned here: the message kinds
-//! (messages.rs), the store (store/), the connection loop (sync.rs).
+//! crash never reuses a message key. Not owned here: what a send does next
+//! (send_plan.rs), which sessions a served device list leads to
+//! (device_sessions.rs), the message kinds (messages.rs), the store
+//! (store/), the connection loop (sync.rs).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -271,43 +278,8 @@ async fn send_sealed_then_own(
     let (theirs, ours): (Vec<_>, Vec<_>) = envelopes
         .into_iter()
         .partition(|e| theirs_ids.contains(&e.recipient_device_id));
-    // With no copy for our own devices there is no identified send whose
-    // `complete_accounts` would reveal a newly linked device of ours:
-    // compare the server's list instead, before anything leaves.
     if ours.is_empty() && complete_accounts.contains(&inner.me.username) {
-        let known: BTreeSet<u64> = inner
-            .store
-            .tx(|tx| tx.session_devices(&inner.me.username))
-            .map_err(|e| TransportError::Config(e.to_string()))?
-            .into_iter()
-            .collect();
-        let served = device_lists::list_devices_signed(conn).await?;
-        let checked = inner
-            .store
-            .tx(|tx| {
-                device_lists::peek(
-                    tx,
-                    &inner.me.username,
-                    inner.me.identity.public(),
-                    &served.signed_device_list,
-                )
-            })
-            .map_err(|e| TransportError::Config(e.to_string()))?
-            .map_err(|refusal| TransportError::Config(refusal.to_string()))?;
-        let unknown: Vec<u64> = served
-            .devices
-            .iter()
-            .map(|d| d.device_id)
-            .filter(|id| *id != inner.me.device_id && !known.contains(id) && checked.allows(*id))
-            .collect();
-        if !unknown.is_empty() {
-            return Err(TransportError::Server(crate::error::ServerError {
-                code: ErrorCode::MissingDevices,
-                message: "a device of our own account is not known yet".into(),
-                retry_after_ms: 0,
-                device_ids: unknown,
-            }));
-        }
+        own_list_unchanged(inner.local(), conn).await?;
     }
     let certificate = crate::sealed::certificate(&inner.store, &inner.me, conn).await?;
     let sealed = crate::sealed::send_sealed(
@@ -337,6 +309,48 @@ async fn send_sealed_then_own(
         .filter(|a| *a == inner.me.username)
         .collect();
     send_identified(conn, ours, own).await
+}
+
+/// With no copy of a sealed send for our own devices there is no
+/// identified send whose `complete_accounts` would reveal a newly linked
+/// device of ours: the server's list is compared instead, before anything
+/// leaves. A listed device we hold no session with is answered the way the
+/// server would (`MissingDevices`), so the send plan re-checks the lists.
+async fn own_list_unchanged(local: Local<'_>, conn: &Connection) -> Result<(), TransportError> {
+    let me = local.me.username.as_str();
+    let unusable = |e: &dyn std::fmt::Display| TransportError::Config(e.to_string());
+    let known = local
+        .store
+        .tx(|tx| tx.session_devices(me))
+        .map_err(|e| unusable(&e))?;
+    let served = device_lists::list_devices_signed(conn).await?;
+    let checked = local
+        .store
+        .tx(|tx| {
+            device_lists::peek(
+                tx,
+                me,
+                local.me.identity.public(),
+                &served.signed_device_list,
+            )
+        })
+        .map_err(|e| unusable(&e))?
+        .map_err(|refusal| unusable(&refusal))?;
+    let (_, unknown) = device_sessions::own_devices_to_fetch(
+        local.me,
+        served.devices.iter().map(|d| d.device_id),
+        &checked,
+        &known,
+    );
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    Err(TransportError::Server(crate::error::ServerError {
+        code: ErrorCode::MissingDevices,
+        message: "a device of our own account is not known yet".into(),
+        retry_after_ms: 0,
+        device_ids: unknown,
+    }))
 }
 
 async fn fetch_bundles(

@@ -13,8 +13,9 @@
 //!
 //! The queue of each recipient device keeps send order, so a distribution
 //! always arrives before the first message sealed with it. Not owned here:
-//! pairwise sessions and device lists (sessions.rs), membership (admin.rs,
-//! state.rs).
+//! what the send does next, across its attempts (send_plan.rs: this file
+//! carries out its steps), pairwise sessions and device lists
+//! (sessions.rs), membership (admin.rs, state.rs).
 
 use std::collections::BTreeSet;
 
