@@ -72,6 +72,18 @@ pub(crate) enum Refused {
     Final,
 }
 
+/// What a 1:1 attempt does with what it encrypted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Encrypted {
+    /// Send the envelopes.
+    Send,
+    /// Nothing to send (to ourselves, with no other device): the send is
+    /// done.
+    Nothing,
+    /// The recipient has no device we could encrypt for.
+    GiveUp(SendFailureReason),
+}
+
 /// How fresh our knowledge of a contact's devices is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ContactDevices {
@@ -337,6 +349,25 @@ impl SendPlan {
         let mut accounts = vec![self.me.clone()];
         accounts.extend(self.recipients.iter().flatten().cloned());
         accounts
+    }
+
+    /// What a 1:1 attempt does with its envelopes: `for_recipient` of
+    /// them for the recipient's devices, `total` in all (the rest for our
+    /// own other devices).
+    pub(crate) fn encrypted(&self, for_recipient: usize, total: usize) -> Encrypted {
+        if let Target::Direct { to } = &self.target
+            && *to != self.me
+            && for_recipient == 0
+        {
+            return Encrypted::GiveUp(SendFailureReason::NoDevices {
+                username: to.clone(),
+            });
+        }
+        if total == 0 {
+            Encrypted::Nothing
+        } else {
+            Encrypted::Send
+        }
     }
 
     /// The server refused the attempt with `code`, naming `device_ids`:

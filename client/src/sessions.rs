@@ -38,7 +38,7 @@ use crate::now_ms;
 use crate::prekeys::META_PREKEYS;
 use crate::prekeys::bundle_from_proto;
 use crate::send_failure::SendFailureReason;
-use crate::send_plan::{self, ContactDevices, DevicesFetched, Refused, SendPlan, Step};
+use crate::send_plan::{self, ContactDevices, DevicesFetched, Encrypted, Refused, SendPlan, Step};
 use crate::store::SharedStore;
 use crate::store::{Contact, Tx};
 use crate::this_device::ThisDevice;
@@ -146,13 +146,10 @@ pub(crate) async fn send_direct(
             }
         };
         let (envelopes, to_recipient) = encrypt_for(&inner.store, &inner.me, &to, content)?;
-        if to != me && to_recipient == 0 {
-            return Err(SendFailure::Permanent(SendFailureReason::NoDevices {
-                username: to,
-            }));
-        }
-        if envelopes.is_empty() {
-            return Ok(Stored::everywhere(now_ms()));
+        match plan.encrypted(to_recipient, envelopes.len()) {
+            Encrypted::Send => {}
+            Encrypted::Nothing => return Ok(Stored::everywhere(now_ms())),
+            Encrypted::GiveUp(reason) => return Err(SendFailure::Permanent(reason)),
         }
         if !attempt.checks_devices() {
             tracing::warn!("device list still differs from the server's; sending without claims");

@@ -208,6 +208,21 @@ fn refusals_over_stale_devices_refetch_within_the_budget_then_end_the_send() {
 }
 
 #[test]
+fn a_recipient_without_an_encryptable_device_gives_up_and_a_note_to_self_may_be_empty() {
+    let plan = SendPlan::direct("alice", "bob", REFRESH);
+    assert_eq!(
+        plan.encrypted(0, 2),
+        Encrypted::GiveUp(SendFailureReason::NoDevices {
+            username: "bob".into()
+        })
+    );
+    assert_eq!(plan.encrypted(1, 3), Encrypted::Send);
+    let to_self = SendPlan::direct("alice", "alice", REFRESH);
+    assert_eq!(to_self.encrypted(0, 0), Encrypted::Nothing);
+    assert_eq!(to_self.encrypted(0, 1), Encrypted::Send);
+}
+
+#[test]
 fn a_refusal_not_about_devices_ends_the_send_at_once() {
     let (_dir, mut store) = crate::store::temporary();
     let mut plan = SendPlan::direct("alice", "bob", REFRESH);
