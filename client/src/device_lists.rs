@@ -26,10 +26,9 @@ use microbot_protocol::transport::{
     client_frame::Request, response,
 };
 
-use crate::account_state::Inner;
 use crate::error::{StoreError, TransportError};
 use crate::send_failure::{KeyRefusal, SendFailureReason};
-use crate::store::Tx;
+use crate::store::{SharedStore, Tx};
 use crate::this_device::ThisDevice;
 use crate::transport::Connection;
 use crate::{auth, now_ms};
@@ -270,15 +269,16 @@ pub(crate) enum SignError {
 /// `next` answering `None` means nothing to change. Retries when another
 /// device signed in between.
 async fn sign_next(
-    inner: &Inner,
+    store: &SharedStore,
+    us: &ThisDevice,
     conn: &Connection,
     next: impl Fn(Option<&DeviceList>) -> Result<Option<DeviceList>, DeviceListError>,
 ) -> Result<(), SignError> {
-    let me = inner.me.username.as_str();
-    let identity = *inner.me.identity.public();
+    let me = us.username.as_str();
+    let identity = *us.identity.public();
     for _ in 0..SIGN_ATTEMPTS {
         let served = list_devices_signed(conn).await?;
-        let current = inner.store.tx(|tx| -> Result<_, StoreError> {
+        let current = store.tx(|tx| -> Result<_, StoreError> {
             Ok(
                 match check(tx, me, &identity, &served.signed_device_list)? {
                     Ok(_) => Ok(remembered(tx, me, &identity)?),
@@ -297,16 +297,14 @@ async fn sign_next(
         let Some(list) = next(current.as_ref().map(SignedDeviceList::list))? else {
             return Ok(());
         };
-        let signed = list.sign(&inner.me.identity);
+        let signed = list.sign(&us.identity);
         let request = Request::UploadDeviceList(UploadDeviceListRequest {
             signed_device_list: Bytes::copy_from_slice(signed.as_bytes()),
         });
         match conn.request(request).await {
             Ok(result) => {
                 auth::expect_ok(result)?;
-                inner
-                    .store
-                    .tx(|tx| check(tx, me, &identity, signed.as_bytes()))??;
+                store.tx(|tx| check(tx, me, &identity, signed.as_bytes()))??;
                 tracing::info!(
                     version = signed.list().version(),
                     "signed device list uploaded"
@@ -326,11 +324,15 @@ async fn sign_next(
 /// (enrolment, linking). An account without a list whose other devices run
 /// older clients gets none. Needs our identity key on the server (prekeys
 /// uploaded first).
-pub(crate) async fn ensure_listed(inner: &Inner, conn: &Connection) -> Result<(), SignError> {
-    if inner.store.tx(|tx| tx.meta(META_LISTED))?.as_deref() == Some(&[1]) {
+pub(crate) async fn ensure_listed(
+    store: &SharedStore,
+    us: &ThisDevice,
+    conn: &Connection,
+) -> Result<(), SignError> {
+    if store.tx(|tx| tx.meta(META_LISTED))?.as_deref() == Some(&[1]) {
         return Ok(());
     }
-    let (me, device) = (inner.me.username.clone(), inner.me.device_id);
+    let (me, device) = (us.username.clone(), us.device_id);
     // An account whose other devices predate signed lists (older clients
     // that never sign one) keeps the rule before §20: a list naming only
     // this device would cut them off. A device that never logged in has
@@ -348,24 +350,25 @@ pub(crate) async fn ensure_listed(inner: &Inner, conn: &Connection) -> Result<()
         tracing::info!("the account's other devices keep no signed device list; none started");
         return Ok(());
     }
-    sign_next(inner, conn, |current| match current {
+    sign_next(store, us, conn, |current| match current {
         None => DeviceList::new(&me, 1, now_ms(), &[device]).map(Some),
         Some(list) if list.contains(device) => Ok(None),
         Some(list) => list.with_device(device, now_ms()).map(Some),
     })
     .await?;
-    inner.store.tx(|tx| tx.set_meta(META_LISTED, &[1]))?;
+    store.tx(|tx| tx.set_meta(META_LISTED, &[1]))?;
     Ok(())
 }
 
 /// After `RemoveDevice`: signs the last verified list without `device`.
 /// An account without a list has nothing to sign.
 pub(crate) async fn sign_out(
-    inner: &Inner,
+    store: &SharedStore,
+    us: &ThisDevice,
     conn: &Connection,
     device: u64,
 ) -> Result<(), SignError> {
-    sign_next(inner, conn, |current| match current {
+    sign_next(store, us, conn, |current| match current {
         Some(list) if list.contains(device) => list.without_device(device, now_ms()).map(Some),
         _ => Ok(None),
     })
@@ -431,19 +434,16 @@ async fn fetch_served(
 /// a valid newer one is remembered. Answers the devices it gained (for
 /// `DeviceAdded`), or why it was refused.
 pub(crate) async fn refresh(
-    inner: &Inner,
+    store: &SharedStore,
+    us: &ThisDevice,
     conn: &Connection,
     username: &str,
 ) -> Result<Result<Vec<u64>, ListRefusal>, SignError> {
-    let served = fetch_served(&inner.me, conn, username).await?;
-    let Some(identity) = inner
-        .store
-        .tx(|tx| trusted_identity(&inner.me, tx, username))?
-    else {
+    let served = fetch_served(us, conn, username).await?;
+    let Some(identity) = store.tx(|tx| trusted_identity(us, tx, username))? else {
         return Ok(Ok(Vec::new()));
     };
-    Ok(inner
-        .store
+    Ok(store
         .tx(|tx| check(tx, username, &identity, &served))?
         .map(|checked| match checked {
             Checked::Listed { added, .. } => added.unwrap_or_default(),

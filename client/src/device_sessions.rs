@@ -197,6 +197,11 @@ pub(crate) fn news(
 /// Meta key: when our own device list was last checked (ms).
 pub(crate) const META_OWN_DEVICES_CHECKED: &str = "own_devices_checked_ms";
 
+/// Makes the next send re-check our own device list.
+pub(crate) fn reset_own_devices_check(tx: &Tx<'_>) -> Result<(), StoreError> {
+    tx.set_meta(META_OWN_DEVICES_CHECKED, &0u64.to_be_bytes())
+}
+
 /// Our own account's devices as served (`served`, checked against our
 /// verified list `checked`): the other devices we should hold sessions
 /// with, and those of them we hold none with yet (whose bundles to fetch).

@@ -1,9 +1,14 @@
 //! This device's prekeys on the server (SPEC.md §4.1, §12.6): the first
 //! upload (identity, signed prekey, a batch of one-time prekeys, a signed
-//! last-resort ML-KEM-768 prekey) and refills when the stock runs low.
+//! last-resort ML-KEM-768 prekey) and refills when the stock runs low,
+//! decided without I/O ([`first_upload`], [`refill`]) and built as the
+//! requests that carry them.
 //!
-//! Not owned here: the keys themselves (microbot-crypto `prekeys`) or the
-//! handshake.
+//! The signed prekey and the KEM prekey are uploaded once, with the first
+//! upload, and not rotated (SPEC.md §4.1 suggests a weekly rotation of the
+//! signed prekey; this client does not do it yet). Not owned here: the
+//! keys themselves (microbot-crypto `prekeys`), the handshake, the upload
+//! over the connection (prekey_upload.rs).
 
 use bytes::Bytes;
 use microbot_crypto::IdentityKeyPair;
@@ -23,6 +28,59 @@ const FIRST_SIGNED_PREKEY_ID: u32 = 1;
 const FIRST_KEM_PREKEY_ID: u32 = 1;
 /// Most one-time prekeys in one upload (the server's limit).
 pub(crate) const MAX_BATCH: u32 = 1000;
+
+/// The server's low-stock threshold when its hello names none.
+pub(crate) const DEFAULT_LOW_STOCK_THRESHOLD: u32 = 10;
+
+/// What this device's prekeys on the server need.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PrekeyUpload {
+    /// Nothing: the server holds what it needs.
+    Nothing,
+    /// The first upload of this device's keys (identity, signed prekey,
+    /// last-resort KEM prekey) with this many new one-time prekeys.
+    Full {
+        /// One-time prekeys to draw and upload.
+        one_time: u32,
+    },
+    /// This many new one-time prekeys.
+    Refill {
+        /// One-time prekeys to draw and upload.
+        one_time: u32,
+    },
+}
+
+/// The one-time prekeys drawn per upload for the configured `batch`:
+/// at least one, at most [`MAX_BATCH`].
+pub(crate) fn batch_size(batch: u32) -> u32 {
+    batch.clamp(1, MAX_BATCH)
+}
+
+/// What a fresh login uploads, from local state: the full set once, until
+/// the server accepted it (`uploaded`).
+pub(crate) fn first_upload(uploaded: bool, batch: u32) -> PrekeyUpload {
+    if uploaded {
+        PrekeyUpload::Nothing
+    } else {
+        PrekeyUpload::Full {
+            one_time: batch_size(batch),
+        }
+    }
+}
+
+/// What a low-stock report leads to, from the server's count of this
+/// device's unused one-time prekeys (`on_server`) and its low-stock
+/// `threshold` ([`DEFAULT_LOW_STOCK_THRESHOLD`] when it names none): a
+/// batch below the threshold, nothing otherwise.
+pub(crate) fn refill(on_server: u32, threshold: Option<u32>, batch: u32) -> PrekeyUpload {
+    if on_server >= threshold.unwrap_or(DEFAULT_LOW_STOCK_THRESHOLD) {
+        PrekeyUpload::Nothing
+    } else {
+        PrekeyUpload::Refill {
+            one_time: batch_size(batch),
+        }
+    }
+}
 
 /// Fresh signed and KEM prekeys for a new device (one-time prekeys are
 /// drawn when they are uploaded).
@@ -146,4 +204,51 @@ pub(crate) fn bundle_from_proto(
         one_time_prekey,
         kem_prekey,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_full_set_goes_up_once() {
+        assert_eq!(
+            first_upload(false, 100),
+            PrekeyUpload::Full { one_time: 100 }
+        );
+        assert_eq!(first_upload(true, 100), PrekeyUpload::Nothing);
+    }
+
+    #[test]
+    fn a_stock_below_the_threshold_is_refilled_by_one_batch() {
+        assert_eq!(
+            refill(9, Some(10), 100),
+            PrekeyUpload::Refill { one_time: 100 }
+        );
+        assert_eq!(refill(10, Some(10), 100), PrekeyUpload::Nothing);
+        assert_eq!(refill(0, Some(0), 100), PrekeyUpload::Nothing);
+    }
+
+    #[test]
+    fn without_a_threshold_from_the_server_the_default_applies() {
+        assert_eq!(
+            refill(DEFAULT_LOW_STOCK_THRESHOLD - 1, None, 5),
+            PrekeyUpload::Refill { one_time: 5 }
+        );
+        assert_eq!(
+            refill(DEFAULT_LOW_STOCK_THRESHOLD, None, 5),
+            PrekeyUpload::Nothing
+        );
+    }
+
+    #[test]
+    fn the_batch_is_at_least_one_and_at_most_the_servers_limit() {
+        assert_eq!(first_upload(false, 0), PrekeyUpload::Full { one_time: 1 });
+        assert_eq!(
+            refill(0, None, u32::MAX),
+            PrekeyUpload::Refill {
+                one_time: MAX_BATCH
+            }
+        );
+    }
 }

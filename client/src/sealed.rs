@@ -25,6 +25,7 @@ use subtle::ConstantTimeEq as _;
 use zeroize::Zeroizing;
 
 use crate::account_state::Inner;
+use crate::config::AccountConfig;
 use crate::error::{StoreError, TransportError};
 use crate::store::SharedStore;
 use crate::store::Tx;
@@ -104,15 +105,15 @@ pub(crate) fn contact_access_key(
 /// (SPEC.md §19.7). Every device of the account shares the profile key only
 /// after linking, so each registers what it holds; the last one wins.
 pub(crate) async fn register_access(
-    inner: &Inner,
+    store: &SharedStore,
+    config: &AccountConfig,
     conn: &Connection,
 ) -> Result<(), TransportError> {
-    let Ok(key) = inner.store.tx(own_profile_key) else {
+    let Ok(key) = store.tx(own_profile_key) else {
         return Ok(());
     };
     let access = sealed_sender::access_key(&key);
-    let registered = inner
-        .store
+    let registered = store
         .tx(|tx| tx.meta(META_ACCESS_REGISTERED))
         .ok()
         .flatten();
@@ -123,15 +124,13 @@ pub(crate) async fn register_access(
         .request(Request::SetUnidentifiedAccess(
             SetUnidentifiedAccessRequest {
                 access_key: Bytes::copy_from_slice(&access),
-                allow_anyone: inner.config.allow_unidentified_from_anyone,
+                allow_anyone: config.allow_unidentified_from_anyone,
             },
         ))
         .await?
     {
         response::Result::Ok(_) => {
-            let _ = inner
-                .store
-                .tx(|tx| tx.set_meta(META_ACCESS_REGISTERED, &access));
+            let _ = store.tx(|tx| tx.set_meta(META_ACCESS_REGISTERED, &access));
             Ok(())
         }
         _ => Err(TransportError::UnexpectedResponse { expected: "Ok" }),

@@ -1,7 +1,7 @@
 //! How a send tries again when the server's view of the recipients'
 //! devices differs from ours (SPEC.md §12.7 for 1:1 sends, §12.10 for
-//! group sends), decided without I/O; the senders (sessions.rs,
-//! groups/send.rs) carry it out.
+//! group sends), decided without I/O; the send planner (send_plan.rs)
+//! applies it and the senders (sessions.rs, groups/send.rs) carry it out.
 //!
 //! A send makes at most [`ATTEMPTS`] attempts. Every attempt but the last
 //! asks the server to check the device set (1:1: both accounts claimed
@@ -16,11 +16,6 @@ use microbot_protocol::transport::ErrorCode;
 
 /// The most attempts one send makes.
 pub(crate) const ATTEMPTS: u8 = 3;
-
-/// The attempts of one send, in order.
-pub(crate) fn attempts() -> impl Iterator<Item = Attempt> {
-    (0..ATTEMPTS).map(|index| Attempt { index })
-}
 
 /// One attempt of a send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,6 +37,17 @@ pub(crate) enum AfterRefusal {
 }
 
 impl Attempt {
+    /// The first attempt of a send.
+    pub(crate) fn first() -> Self {
+        Attempt { index: 0 }
+    }
+
+    /// The attempt after this one, when the send makes another.
+    pub(crate) fn next(self) -> Option<Self> {
+        let index = self.index + 1;
+        (index < ATTEMPTS).then_some(Attempt { index })
+    }
+
     /// Whether this attempt asks the server to check the device set (all
     /// but the last); only such an attempt is followed by another when the
     /// device set changed (the server's refusal, or our own distribution
@@ -73,6 +79,11 @@ impl Attempt {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The attempts of one send, in order.
+    fn attempts() -> impl Iterator<Item = Attempt> {
+        std::iter::successors(Some(Attempt::first()), |attempt| attempt.next())
+    }
 
     #[test]
     fn all_attempts_but_the_last_check_the_device_set() {

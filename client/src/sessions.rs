@@ -4,11 +4,19 @@
 //! envelope per device (the recipient's devices and our own other devices),
 //! and decrypting what arrives.
 //!
+//! The 1:1 send is a loop over the steps of its plan (send_plan.rs): this
+//! file fetches what the plan asks for, encrypts and sends, and feeds the
+//! outcome back; the group sender (groups/send.rs) uses the same device
+//! steps ([`fetch_for_plan`]).
+//!
 //! Every session is saved before the ciphertext made with it leaves, so a
-//! crash never reuses a message key. Not owned here: the message kinds
-//! (messages.rs), the store (store/), the connection loop (sync.rs).
+//! crash never reuses a message key. Not owned here: what a send does next
+//! (send_plan.rs), which sessions a served device list leads to
+//! (device_sessions.rs), the message kinds (messages.rs), the store
+//! (store/), the connection loop (sync.rs).
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use bytes::Bytes;
 use microbot_crypto::Session;
@@ -20,16 +28,17 @@ use microbot_protocol::transport::{
     client_frame::Request, response,
 };
 
-use crate::account_state::Inner;
+use crate::account_state::{Inner, Local};
+use crate::config::AccountConfig;
 use crate::device_lists::{self, Checked};
-use crate::device_sessions::{self, Known, META_OWN_DEVICES_CHECKED, Verdict};
+use crate::device_sessions::{self, Known, Verdict};
 use crate::error::{StoreError, TransportError};
 use crate::messages::encode_plaintext;
 use crate::now_ms;
 use crate::prekeys::META_PREKEYS;
 use crate::prekeys::bundle_from_proto;
-use crate::send_attempts::{self, AfterRefusal};
 use crate::send_failure::SendFailureReason;
+use crate::send_plan::{self, ContactDevices, DevicesFetched, Encrypted, Refused, SendPlan, Step};
 use crate::store::SharedStore;
 use crate::store::{Contact, Tx};
 use crate::this_device::ThisDevice;
@@ -117,33 +126,36 @@ pub(crate) async fn send_direct(
         with_key = crate::sealed::with_profile_key(&inner.store, content)?;
         &with_key
     };
-    // A checking attempt names both accounts complete (SPEC.md §12.7); see
-    // send_attempts.rs for when a refusal leads to another attempt.
-    for attempt in send_attempts::attempts() {
-        if to != me {
-            ensure_contact_devices(inner, conn, &to).await?;
-        }
-        ensure_own_devices(inner, conn).await?;
-        let (envelopes, to_recipient) = encrypt_for(&inner.store, &inner.me, &to, content)?;
-        if to != me && to_recipient == 0 {
-            return Err(SendFailure::Permanent(SendFailureReason::NoDevices {
-                username: to,
-            }));
-        }
-        if envelopes.is_empty() {
-            return Ok(Stored::everywhere(now_ms()));
-        }
-        let complete_accounts = if attempt.checks_devices() {
-            let mut accounts = vec![me.clone()];
-            if to != me {
-                accounts.push(to.clone());
+    // The plan (send_plan.rs) decides which device lists to fetch, when
+    // to send and whether a refusal leads to another attempt; this loop
+    // does what it says.
+    let mut plan = SendPlan::direct(&me, &to, inner.config.device_refresh);
+    loop {
+        let attempt = match inner.store.tx(|tx| plan.next(tx, now_ms()))? {
+            Step::Send(attempt) => attempt,
+            Step::Blocked => return Err(SendFailure::Blocked),
+            Step::GiveUp(reason) => return Err(SendFailure::Permanent(reason)),
+            // Never asked of a 1:1 send; a no-op for it.
+            Step::RefreshGroup => {
+                plan.group_refreshed();
+                continue;
             }
-            accounts
-        } else {
-            tracing::warn!("device list still differs from the server's; sending without claims");
-            Vec::new()
+            step => {
+                fetch_for_plan(inner.local(), conn, &mut plan, step).await?;
+                continue;
+            }
         };
-        let sent = match sealed_access(inner, &to)? {
+        let (envelopes, to_recipient) = encrypt_for(&inner.store, &inner.me, &to, content)?;
+        match plan.encrypted(to_recipient, envelopes.len()) {
+            Encrypted::Send => {}
+            Encrypted::Nothing => return Ok(Stored::everywhere(now_ms())),
+            Encrypted::GiveUp(reason) => return Err(SendFailure::Permanent(reason)),
+        }
+        if !attempt.checks_devices() {
+            tracing::warn!("device list still differs from the server's; sending without claims");
+        }
+        let complete_accounts = plan.complete_accounts();
+        let sent = match sealed_access(&inner.store, &inner.me, &inner.config, &to)? {
             // Sealed to a contact whose profile key we hold (SPEC.md §19):
             // the recipient's devices over a connection that does not log
             // in, our own other devices identified as before.
@@ -164,45 +176,58 @@ pub(crate) async fn send_direct(
         match sent {
             Ok(timestamp) => return Ok(Stored::everywhere(timestamp)),
             Err(TransportError::Server(error)) => {
-                match attempt.after_refusal(error.code, &error.device_ids) {
-                    // Stale device list: forget removed devices, re-check
-                    // (which fetches bundles of new ones), retry.
-                    AfterRefusal::Recheck { removed } => {
-                        inner.store.tx(|tx| -> Result<(), StoreError> {
-                            for device in &removed {
-                                tx.delete_device(&to, *device)?;
-                                tx.delete_device(&me, *device)?;
-                            }
-                            if let Some(mut contact) = tx.contact(&to)? {
-                                contact.devices_checked_ms = 0;
-                                tx.set_contact(&to, &contact)?;
-                            }
-                            tx.set_meta(META_OWN_DEVICES_CHECKED, &0u64.to_be_bytes())?;
-                            Ok(())
-                        })?;
-                    }
-                    AfterRefusal::Final => {
-                        return Err(transport_failure(TransportError::Server(error)));
-                    }
+                let refused = inner
+                    .store
+                    .tx(|tx| plan.refused(tx, error.code, &error.device_ids))?;
+                if refused == Refused::Final {
+                    return Err(transport_failure(TransportError::Server(error)));
                 }
             }
             Err(error) => return Err(transport_failure(error)),
         }
     }
-    Err(SendFailure::Permanent(
-        SendFailureReason::DevicesKeepChanging { username: to },
-    ))
+}
+
+/// Carries out a device step of `plan` ([`Step::FetchDevices`],
+/// [`Step::FetchOwnDevices`]) and feeds back what came of it; any other
+/// step is left to the caller. Only a failed connection or store (or our
+/// own refused device list) stops the send here.
+pub(crate) async fn fetch_for_plan(
+    local: Local<'_>,
+    conn: &Connection,
+    plan: &mut SendPlan,
+    step: Step,
+) -> Result<(), SendFailure> {
+    match step {
+        Step::FetchDevices { username } => {
+            let outcome = match fetch_contact_devices(local, conn, &username).await {
+                Ok(()) => DevicesFetched::Ready,
+                Err(SendFailure::Blocked) => DevicesFetched::Blocked,
+                Err(SendFailure::Permanent(reason)) => DevicesFetched::Refused(reason),
+                Err(other) => return Err(other),
+            };
+            plan.devices_fetched(&username, outcome);
+        }
+        Step::FetchOwnDevices => {
+            fetch_own_devices(local, conn).await?;
+            plan.own_devices_fetched();
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// The access key and trusted identity of `to` when this send goes sealed.
 pub(crate) fn sealed_access(
-    inner: &Inner,
+    store: &SharedStore,
+    us: &ThisDevice,
+    config: &AccountConfig,
     to: &str,
 ) -> Result<Option<([u8; 16], microbot_crypto::IdentityKey)>, StoreError> {
-    if !inner.config.sealed_sender || to == inner.me.username {
+    if !config.sealed_sender || to == us.username {
         return Ok(None);
     }
-    inner.store.tx(|tx| {
+    store.tx(|tx| {
         let Some(access_key) = crate::sealed::contact_access_key(tx, to)? else {
             return Ok(None);
         };
@@ -250,43 +275,8 @@ async fn send_sealed_then_own(
     let (theirs, ours): (Vec<_>, Vec<_>) = envelopes
         .into_iter()
         .partition(|e| theirs_ids.contains(&e.recipient_device_id));
-    // With no copy for our own devices there is no identified send whose
-    // `complete_accounts` would reveal a newly linked device of ours:
-    // compare the server's list instead, before anything leaves.
     if ours.is_empty() && complete_accounts.contains(&inner.me.username) {
-        let known: BTreeSet<u64> = inner
-            .store
-            .tx(|tx| tx.session_devices(&inner.me.username))
-            .map_err(|e| TransportError::Config(e.to_string()))?
-            .into_iter()
-            .collect();
-        let served = device_lists::list_devices_signed(conn).await?;
-        let checked = inner
-            .store
-            .tx(|tx| {
-                device_lists::peek(
-                    tx,
-                    &inner.me.username,
-                    inner.me.identity.public(),
-                    &served.signed_device_list,
-                )
-            })
-            .map_err(|e| TransportError::Config(e.to_string()))?
-            .map_err(|refusal| TransportError::Config(refusal.to_string()))?;
-        let unknown: Vec<u64> = served
-            .devices
-            .iter()
-            .map(|d| d.device_id)
-            .filter(|id| *id != inner.me.device_id && !known.contains(id) && checked.allows(*id))
-            .collect();
-        if !unknown.is_empty() {
-            return Err(TransportError::Server(crate::error::ServerError {
-                code: ErrorCode::MissingDevices,
-                message: "a device of our own account is not known yet".into(),
-                retry_after_ms: 0,
-                device_ids: unknown,
-            }));
-        }
+        own_list_unchanged(inner.local(), conn).await?;
     }
     let certificate = crate::sealed::certificate(&inner.store, &inner.me, conn).await?;
     let sealed = crate::sealed::send_sealed(
@@ -318,6 +308,48 @@ async fn send_sealed_then_own(
     send_identified(conn, ours, own).await
 }
 
+/// With no copy of a sealed send for our own devices there is no
+/// identified send whose `complete_accounts` would reveal a newly linked
+/// device of ours: the server's list is compared instead, before anything
+/// leaves. A listed device we hold no session with is answered the way the
+/// server would (`MissingDevices`), so the send plan re-checks the lists.
+async fn own_list_unchanged(local: Local<'_>, conn: &Connection) -> Result<(), TransportError> {
+    let me = local.me.username.as_str();
+    let unusable = |e: &dyn std::fmt::Display| TransportError::Config(e.to_string());
+    let known = local
+        .store
+        .tx(|tx| tx.session_devices(me))
+        .map_err(|e| unusable(&e))?;
+    let served = device_lists::list_devices_signed(conn).await?;
+    let checked = local
+        .store
+        .tx(|tx| {
+            device_lists::peek(
+                tx,
+                me,
+                local.me.identity.public(),
+                &served.signed_device_list,
+            )
+        })
+        .map_err(|e| unusable(&e))?
+        .map_err(|refusal| unusable(&refusal))?;
+    let (_, unknown) = device_sessions::own_devices_to_fetch(
+        local.me,
+        served.devices.iter().map(|d| d.device_id),
+        &checked,
+        &known,
+    );
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    Err(TransportError::Server(crate::error::ServerError {
+        code: ErrorCode::MissingDevices,
+        message: "a device of our own account is not known yet".into(),
+        retry_after_ms: 0,
+        device_ids: unknown,
+    }))
+}
+
 async fn fetch_bundles(
     conn: &Connection,
     username: &str,
@@ -345,29 +377,37 @@ async fn fetch_bundles(
 /// its bundles when the device list is stale. Trusts the first identity seen;
 /// a different one later is recorded as pending and holds the send.
 pub(crate) async fn ensure_contact_devices(
-    inner: &Inner,
+    local: Local<'_>,
+    refresh: Duration,
     conn: &Connection,
     username: &str,
 ) -> Result<(), SendFailure> {
-    let (contact, known) = inner.store.tx(|tx| -> Result<_, StoreError> {
+    match local
+        .store
+        .tx(|tx| send_plan::contact_devices(tx, username, now_ms(), refresh))?
+    {
+        ContactDevices::Fresh => Ok(()),
+        ContactDevices::Blocked => Err(SendFailure::Blocked),
+        ContactDevices::Stale => fetch_contact_devices(local, conn, username).await,
+    }
+}
+
+/// Fetches the contact's bundles and signed device list and applies them
+/// (device_sessions.rs): sessions with new devices, the first identity
+/// trusted, a changed one held as pending (the send is then blocked).
+async fn fetch_contact_devices(
+    local: Local<'_>,
+    conn: &Connection,
+    username: &str,
+) -> Result<(), SendFailure> {
+    let (contact, known) = local.store.tx(|tx| -> Result<_, StoreError> {
         Ok((tx.contact(username)?, tx.session_devices(username)?))
     })?;
-    if contact.as_ref().is_some_and(|c| c.pending.is_some()) {
-        return Err(SendFailure::Blocked);
-    }
-    let refresh = inner.config.device_refresh.as_millis();
-    let fresh = contact
-        .as_ref()
-        .is_some_and(|c| u128::from(now_ms().saturating_sub(c.devices_checked_ms)) < refresh)
-        && !known.is_empty();
-    if fresh {
-        return Ok(());
-    }
     let bundles = fetch_bundles(conn, username, Vec::new()).await?;
-    inner
+    local
         .store
         .tx(|tx| crate::bots::remember(tx, username, bundles.bot))?;
-    let checked = check_contact_list(&inner.store, username, contact.as_ref(), &bundles)?;
+    let checked = check_contact_list(local.store, username, contact.as_ref(), &bundles)?;
     let served: Vec<(u64, PreKeyBundle)> = bundles
         .bundles
         .iter()
@@ -383,11 +423,11 @@ pub(crate) async fn ensure_contact_devices(
         contact: contact.as_ref(),
         devices: &known,
     };
-    let decision = inner.store.tx(|tx| {
-        device_sessions::apply_bundles(&inner.me, tx, username, &known, &served, &checked)
+    let decision = local.store.tx(|tx| {
+        device_sessions::apply_bundles(local.me, tx, username, &known, &served, &checked)
     })?;
     for event in decision.events {
-        inner.events.emit(event);
+        local.events.emit(event);
     }
     match decision.verdict {
         Verdict::Ready => Ok(()),
@@ -396,42 +436,27 @@ pub(crate) async fn ensure_contact_devices(
     }
 }
 
-/// Makes the next send re-check our own device list.
-pub(crate) fn reset_own_devices_check(tx: &Tx<'_>) -> Result<(), StoreError> {
-    tx.set_meta(META_OWN_DEVICES_CHECKED, &0u64.to_be_bytes())
-}
-
-/// Makes sure we hold a session with each of our own other devices.
-pub(crate) async fn ensure_own_devices(
-    inner: &Inner,
-    conn: &Connection,
-) -> Result<(), SendFailure> {
-    let me = inner.me.username.as_str();
-    let (checked, known) = inner.store.tx(|tx| -> Result<_, StoreError> {
-        Ok((
-            tx.meta_u64(META_OWN_DEVICES_CHECKED)?.unwrap_or(0),
-            tx.session_devices(me)?,
-        ))
-    })?;
-    if u128::from(now_ms().saturating_sub(checked)) < inner.config.device_refresh.as_millis() {
-        return Ok(());
-    }
+/// Fetches our own account's device list and the bundles of the devices
+/// we hold no session with yet, and applies them (device_sessions.rs).
+async fn fetch_own_devices(local: Local<'_>, conn: &Connection) -> Result<(), SendFailure> {
+    let me = local.me.username.as_str();
+    let known = local.store.tx(|tx| tx.session_devices(me))?;
     let served = device_lists::list_devices_signed(conn)
         .await
         .map_err(transport_failure)?;
-    let checked = inner
+    let checked = local
         .store
         .tx(|tx| {
             device_lists::check(
                 tx,
                 me,
-                inner.me.identity.public(),
+                local.me.identity.public(),
                 &served.signed_device_list,
             )
         })?
         .map_err(|refusal| SendFailure::Permanent(refusal.into()))?;
     let (devices, unknown) = device_sessions::own_devices_to_fetch(
-        &inner.me,
+        local.me,
         served.devices.iter().map(|d| d.device_id),
         &checked,
         &known,
@@ -444,11 +469,11 @@ pub(crate) async fn ensure_own_devices(
             }
         }
     }
-    let events = inner.store.tx(|tx| {
-        device_sessions::apply_own_bundles(&inner.me, tx, &known, &devices, &bundles, &checked)
+    let events = local.store.tx(|tx| {
+        device_sessions::apply_own_bundles(local.me, tx, &known, &devices, &bundles, &checked)
     })?;
     for event in events {
-        inner.events.emit(event);
+        local.events.emit(event);
     }
     Ok(())
 }

@@ -1,8 +1,9 @@
 //! The background connection of an account (SPEC.md §12.1, §12.4, §12.5):
-//! connect, log in, publish prekeys, fetch every queued envelope, drain the
-//! outbox, then follow pushes; on failure, try the server's next address
-//! and, once every address failed, reconnect with exponential backoff and
-//! jitter (rotation.rs decides which and when).
+//! connect, log in, publish prekeys (prekey_upload.rs), fetch every
+//! queued envelope, drain the outbox, then follow pushes; on failure, try
+//! the server's next address and, once every address failed, reconnect
+//! with exponential backoff and jitter (rotation.rs decides which and
+//! when).
 //!
 //! An envelope is acknowledged only after its plaintext, the advanced
 //! session and the envelope id are committed in one store transaction, so a
@@ -17,25 +18,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use microbot_crypto::prekeys::LocalPreKeys;
 use microbot_protocol::transport::{
-    DeviceInfo, ErrorCode, FetchEnvelopesRequest, ListDevicesRequest, PrekeyStatusRequest, Push,
-    client_frame::Request, push, response,
+    DeviceInfo, ErrorCode, FetchEnvelopesRequest, ListDevicesRequest, Push, client_frame::Request,
+    push, response,
 };
 use rand::Rng as _;
 use tokio::sync::watch;
 
-use crate::account_state::Inner;
+use crate::account_state::{Inner, Local};
 use crate::auth::{self, CLIENT_AGENT};
 use crate::error::{Interrupted, StoreError, TransportError};
 use crate::events::{ConnectionState, Event};
 use crate::groups::{self, GroupId};
 use crate::outbox::{Drained, QueuedFile};
-use crate::prekeys;
-use crate::prekeys::{META_PREKEYS, META_PREKEYS_UPLOADED};
 use crate::rotation::Rotation;
-use crate::store::Tx;
-use crate::this_device::ThisDevice;
 use crate::transport::Connection;
 
 /// Envelopes asked for per fetch.
@@ -253,15 +249,16 @@ async fn drain_outbox(inner: &Inner, conn: &Connection) -> Result<Option<QueuedF
 
 /// Fetches one group; only a connection or store problem ends the
 /// connection.
-async fn refresh_group(inner: &Inner, conn: &Connection, id: GroupId) -> Result<(), End> {
-    Ok(groups::refresh::refresh_or_log(inner, conn, id).await?)
+async fn refresh_group(local: Local<'_>, conn: &Connection, id: GroupId) -> Result<(), End> {
+    Ok(groups::refresh::refresh_or_log(local, conn, id).await?)
 }
 
 /// What a fresh login sets up before the device is reachable: prekeys
 /// uploaded, the device listed, sealed sending prepared.
 async fn prepare(inner: &Inner, conn: &Connection) -> Result<(), End> {
-    ensure_prekeys_uploaded(inner, conn).await?;
-    ensure_listed(inner, conn).await?;
+    crate::prekey_upload::ensure_uploaded(&inner.store, &inner.me, inner.config.prekey_batch, conn)
+        .await?;
+    ensure_listed(inner.local(), conn).await?;
     prepare_sealed_sender(inner, conn).await
 }
 
@@ -304,7 +301,7 @@ async fn catch_up(inner: &Inner, conn: &Connection) -> Result<Option<QueuedFile>
         .map(|(id, _)| id)
         .collect();
     for id in active {
-        refresh_group(inner, conn, id).await?;
+        refresh_group(inner.local(), conn, id).await?;
     }
     drain_outbox(inner, conn).await
 }
@@ -314,7 +311,12 @@ async fn handle_push(inner: &Inner, conn: &Connection, push: Push) -> Result<(),
         Some(push::Event::Envelope(envelope)) => {
             Ok(crate::receive::deliver(inner, conn, &envelope).await?)
         }
-        Some(push::Event::PrekeyLowStock(_)) => refill_if_low(inner, conn).await,
+        Some(push::Event::PrekeyLowStock(_)) => {
+            Ok(
+                crate::prekey_upload::refill_if_low(inner.local(), inner.config.prekey_batch, conn)
+                    .await?,
+            )
+        }
         Some(push::Event::GroupChanged(info)) => {
             for event in inner
                 .store
@@ -333,7 +335,7 @@ async fn handle_push(inner: &Inner, conn: &Connection, push: Push) -> Result<(),
 /// SPEC.md §19.6-§19.7. Only a lost connection stops the sync; anything
 /// else is logged and sealed sending waits for the next connection.
 async fn prepare_sealed_sender(inner: &Inner, conn: &Connection) -> Result<(), End> {
-    let registered = crate::sealed::register_access(inner, conn).await;
+    let registered = crate::sealed::register_access(&inner.store, &inner.config, conn).await;
     let certificate = match registered {
         Ok(()) => crate::sealed::certificate(&inner.store, &inner.me, conn)
             .await
@@ -353,8 +355,8 @@ async fn prepare_sealed_sender(inner: &Inner, conn: &Connection) -> Result<(), E
 /// Signs this device into the account's device list (SPEC.md §20) once
 /// its identity key is on the server. Only a lost connection stops the
 /// sync; a refused list is logged (sends then refuse too, with the reason).
-async fn ensure_listed(inner: &Inner, conn: &Connection) -> Result<(), End> {
-    match crate::device_lists::ensure_listed(inner, conn).await {
+async fn ensure_listed(local: Local<'_>, conn: &Connection) -> Result<(), End> {
+    match crate::device_lists::ensure_listed(local.store, local.me, conn).await {
         Err(crate::device_lists::SignError::Transport(error)) if error.is_connection_problem() => {
             Err(error.into())
         }
@@ -365,75 +367,6 @@ async fn ensure_listed(inner: &Inner, conn: &Connection) -> Result<(), End> {
         }
         Ok(()) => Ok(()),
     }
-}
-
-/// The first upload of this device's keys, once.
-async fn ensure_prekeys_uploaded(inner: &Inner, conn: &Connection) -> Result<(), End> {
-    let uploaded = inner.store.tx(|tx| tx.meta(META_PREKEYS_UPLOADED))?;
-    if uploaded.as_deref() == Some(&[1]) {
-        return Ok(());
-    }
-    let upload = inner.store.tx(|tx| -> Result<_, StoreError> {
-        let mut keys = load_prekeys(&inner.me, tx)?;
-        let one_time = keys.generate_one_time(
-            &mut rand::rng(),
-            inner.config.prekey_batch.clamp(1, prekeys::MAX_BATCH),
-        );
-        tx.set_secret(META_PREKEYS, &keys.to_bytes())?;
-        Ok(prekeys::full_upload(&inner.me.identity, &keys, &one_time))
-    })?;
-    auth::expect_ok(conn.request(Request::UploadPrekeys(upload)).await?)?;
-    inner
-        .store
-        .tx(|tx| tx.set_meta(META_PREKEYS_UPLOADED, &[1]))?;
-    Ok(())
-}
-
-fn load_prekeys(me: &ThisDevice, tx: &Tx<'_>) -> Result<LocalPreKeys, StoreError> {
-    let bytes = tx
-        .secret("prekeys", META_PREKEYS)?
-        .ok_or(StoreError::Corrupt { what: "prekeys" })?;
-    LocalPreKeys::from_bytes(&me.identity, &bytes)
-        .map_err(|_| StoreError::Corrupt { what: "prekeys" })
-}
-
-/// Uploads a batch of one-time prekeys when the server's stock is low.
-async fn refill_if_low(inner: &Inner, conn: &Connection) -> Result<(), End> {
-    let status = match conn
-        .request(Request::PrekeyStatus(PrekeyStatusRequest {}))
-        .await?
-    {
-        response::Result::PrekeyStatus(status) => status,
-        _ => {
-            return Err(TransportError::UnexpectedResponse {
-                expected: "PrekeyStatus",
-            }
-            .into());
-        }
-    };
-    let threshold = conn
-        .hello
-        .limits
-        .as_ref()
-        .map_or(10, |l| l.prekey_low_stock_threshold);
-    if status.one_time_prekeys >= threshold {
-        return Ok(());
-    }
-    let count = inner.config.prekey_batch.clamp(1, prekeys::MAX_BATCH);
-    let one_time = inner.store.tx(|tx| -> Result<_, StoreError> {
-        let mut keys = load_prekeys(&inner.me, tx)?;
-        let one_time = keys.generate_one_time(&mut rand::rng(), count);
-        tx.set_secret(META_PREKEYS, &keys.to_bytes())?;
-        Ok(one_time)
-    })?;
-    auth::expect_ok(
-        conn.request(Request::UploadPrekeys(prekeys::refill_upload(&one_time)))
-            .await?,
-    )?;
-    inner
-        .events
-        .emit(Event::PrekeysRefilled { uploaded: count });
-    Ok(())
 }
 
 /// The account's devices (from the server).

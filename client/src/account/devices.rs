@@ -71,7 +71,9 @@ impl Account {
         // SPEC.md §20: the remover signs the list without the device, so
         // contacts stop encrypting to it even if a server kept it.
         use crate::device_lists::SignError;
-        match crate::device_lists::sign_out(&self.inner, &conn, device_id).await {
+        match crate::device_lists::sign_out(&self.inner.store, &self.inner.me, &conn, device_id)
+            .await
+        {
             Ok(()) => Ok(()),
             Err(SignError::Transport(error)) => Err(error.into()),
             Err(SignError::Store(error)) => Err(error.into()),

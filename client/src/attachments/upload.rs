@@ -27,7 +27,7 @@ use crate::account_state::Inner;
 use crate::error::{AttachmentError, Interrupted, TransportError};
 use crate::send_failure::SendFailureReason;
 use crate::sessions::{SendFailure, transport_failure};
-use crate::store::{OutboxRow, PendingUpload};
+use crate::store::{OutboxRow, PendingUpload, SharedStore};
 use crate::transport::Connection;
 
 /// Stream attempts on one connection (the first and its resumptions after
@@ -100,7 +100,7 @@ fn fatal(error: AttachmentError) -> Result<Uploaded, Interrupted> {
 /// new one (also when the server no longer resumes the recorded one, e.g.
 /// it expired), and records the id.
 async fn descriptor(
-    inner: &Inner,
+    store: &SharedStore,
     conn: &Connection,
     upload: &PendingUpload,
 ) -> Result<Result<AttachmentUploadDescriptor, Uploaded>, Interrupted> {
@@ -120,8 +120,7 @@ async fn descriptor(
         Ok(descriptor) => descriptor,
         Err(error) => return refused_or_stop(error).map(Err),
     };
-    inner
-        .store
+    store
         .tx(|tx| tx.set_upload_attachment_id(&upload.message_id, Some(&descriptor.attachment_id)))
         .map_err(Interrupted::Store)?;
     Ok(Ok(descriptor))
@@ -137,7 +136,7 @@ pub(crate) async fn upload_queued(
     mut content: Content,
 ) -> Result<Uploaded, Interrupted> {
     let path = inner.store.staging_dir().join(&upload.staging);
-    let mut descriptor = match descriptor(inner, conn, upload).await? {
+    let mut descriptor = match descriptor(&inner.store, conn, upload).await? {
         Ok(descriptor) => descriptor,
         Err(refused) => return Ok(refused),
     };
@@ -199,14 +198,14 @@ pub(crate) async fn upload_queued(
         .store
         .tx(|tx| tx.finish_upload(row, &inner.me.username, &content.encode_to_vec()))
         .map_err(Interrupted::Store)?;
-    remove_copy(inner, &upload.staging).await;
+    remove_copy(&inner.store, &upload.staging).await;
     Ok(Uploaded::Ready)
 }
 
 /// Removes the staging copy `name` (its record is gone); one that cannot
 /// be removed now is removed when the store next opens.
-pub(crate) async fn remove_copy(inner: &Inner, name: &str) {
-    let path = inner.store.staging_dir().join(name);
+pub(crate) async fn remove_copy(store: &SharedStore, name: &str) {
+    let path = store.staging_dir().join(name);
     match tokio::fs::remove_file(&path).await {
         Ok(()) => {}
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}

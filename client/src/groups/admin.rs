@@ -101,7 +101,7 @@ impl GroupAdmin<'_> {
                     if error.code == ErrorCode::StaleGroupVersion =>
                 {
                     tracing::debug!(group = %id, "stale group version; refetching");
-                    refresh(self.inner, &conn, id).await?;
+                    refresh(self.inner.local(), &conn, id).await?;
                 }
                 Err(error) => return Err(error.into()),
             }
@@ -393,7 +393,7 @@ impl GroupAdmin<'_> {
         id: &GroupId,
     ) -> Result<Option<GroupInfo>, GroupError> {
         let conn = self.online()?;
-        Ok(refresh(self.inner, &conn, *id)
+        Ok(refresh(self.inner.local(), &conn, *id)
             .await?
             .map(|record| record.public(*id)))
     }

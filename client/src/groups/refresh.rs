@@ -7,7 +7,7 @@
 use microbot_protocol::transport::{ErrorCode, GetGroupRequest, client_frame::Request, response};
 
 use super::{GroupId, GroupRecord, GroupUpdate, state};
-use crate::account_state::Inner;
+use crate::account_state::Local;
 use crate::error::{Interrupted, OnlineError, StoreError, TransportError};
 use crate::events::Event;
 use crate::transport::Connection;
@@ -16,7 +16,7 @@ use crate::transport::Connection;
 /// Returns the record after it; a group the server says we are not in is
 /// marked inactive.
 pub(crate) async fn refresh(
-    inner: &Inner,
+    local: Local<'_>,
     conn: &Connection,
     id: GroupId,
 ) -> Result<Option<GroupRecord>, OnlineError> {
@@ -26,9 +26,9 @@ pub(crate) async fn refresh(
         }))
         .await;
     let events = match reply {
-        Ok(response::Result::Group(info)) => inner
+        Ok(response::Result::Group(info)) => local
             .store
-            .tx(|tx| state::apply_info(&inner.me, tx, &info))?,
+            .tx(|tx| state::apply_info(local.me, tx, &info))?,
         Ok(_) => {
             return Err(TransportError::UnexpectedResponse { expected: "Group" }.into());
         }
@@ -38,14 +38,14 @@ pub(crate) async fn refresh(
                 ErrorCode::NotGroupMember | ErrorCode::UnknownGroup
             ) =>
         {
-            inner.store.tx(|tx| -> Result<Vec<Event>, StoreError> {
+            local.store.tx(|tx| -> Result<Vec<Event>, StoreError> {
                 let Some(mut record) = tx.group(&id)? else {
                     return Ok(Vec::new());
                 };
                 if !record.active {
                     return Ok(Vec::new());
                 }
-                let me = inner.me.username.clone();
+                let me = local.me.username.clone();
                 record.active = false;
                 record.members.retain(|m| m.username != me);
                 tx.set_group(&id, &record)?;
@@ -62,20 +62,20 @@ pub(crate) async fn refresh(
         Err(error) => return Err(error.into()),
     };
     for event in events {
-        inner.events.emit(event);
+        local.events.emit(event);
     }
-    Ok(inner.store.tx(|tx| tx.group(&id))?)
+    Ok(local.store.tx(|tx| tx.group(&id))?)
 }
 
 /// [`refresh`], where only a failed connection or store matters: any
 /// other failure (the server refused, an unexpected answer) is logged and
 /// the group stays as it was.
 pub(crate) async fn refresh_or_log(
-    inner: &Inner,
+    local: Local<'_>,
     conn: &Connection,
     id: GroupId,
 ) -> Result<(), Interrupted> {
-    match refresh(inner, conn, id).await {
+    match refresh(local, conn, id).await {
         Ok(_) => Ok(()),
         Err(OnlineError::Transport(error)) if error.is_connection_problem() => Err(error.into()),
         Err(OnlineError::Store(error)) => Err(error.into()),

@@ -13,8 +13,9 @@
 //!
 //! The queue of each recipient device keeps send order, so a distribution
 //! always arrives before the first message sealed with it. Not owned here:
-//! pairwise sessions and device lists (sessions.rs), membership (admin.rs,
-//! state.rs).
+//! what the send does next, across its attempts (send_plan.rs: this file
+//! carries out its steps), pairwise sessions and device lists
+//! (sessions.rs), membership (admin.rs, state.rs).
 
 use std::collections::BTreeSet;
 
@@ -33,8 +34,8 @@ use crate::error::{OnlineError, StoreError, TransportError};
 use crate::messages::encode_plaintext;
 use crate::messages::new_id;
 use crate::now_ms;
-use crate::send_attempts;
 use crate::send_failure::SendFailureReason;
+use crate::send_plan::{Refused, SendPlan, Step};
 use crate::sessions::{self, SendFailure, Stored, transport_failure, unexpected_answer};
 use crate::store::SharedStore;
 use crate::store::Tx;
@@ -66,52 +67,36 @@ pub(crate) async fn send_group(
     content: &Content,
 ) -> Result<Stored, SendFailure> {
     let not_member = || SendFailure::Permanent(SendFailureReason::NotGroupMember { group_id: id });
-    let keeps_changing =
-        || SendFailure::Permanent(SendFailureReason::GroupDevicesKeepChanging { group_id: id });
-    // A checking attempt lists the devices holding our key and asks the
-    // server to check them (SPEC.md §12.10); see send_attempts.rs for when
-    // an attempt leads to another.
-    let mut force_refresh = false;
-    for attempt in send_attempts::attempts() {
-        let mut record = inner
-            .store
-            .tx(|tx| tx.group(&id))?
-            .ok_or(SendFailure::Permanent(SendFailureReason::UnknownGroup {
-                group_id: id,
-            }))?;
-        let stale = force_refresh
-            || u128::from(now_ms().saturating_sub(record.checked_ms))
-                >= inner.config.device_refresh.as_millis();
-        force_refresh = false;
-        if stale || !record.active {
-            record = refresh(inner, conn, id).await?.ok_or_else(not_member)?;
-        }
-        if !record.active {
-            return Err(not_member());
-        }
-        let me = inner.me.username.as_str();
-        let mut members = Vec::new();
-        for name in record.usernames() {
-            if name == me {
+    // The plan (send_plan.rs) decides when the membership and device lists
+    // are fetched, when to send and whether a refusal leads to another
+    // attempt; this loop does what it says. A checking attempt lists the
+    // devices holding our key and asks the server to check them (SPEC.md
+    // §12.10).
+    let mut plan = SendPlan::group(&inner.me.username, id, inner.config.device_refresh);
+    loop {
+        let attempt = match inner.store.tx(|tx| plan.next(tx, now_ms()))? {
+            Step::Send(attempt) => attempt,
+            Step::Blocked => return Err(SendFailure::Blocked),
+            Step::GiveUp(reason) => return Err(SendFailure::Permanent(reason)),
+            Step::RefreshGroup => {
+                refresh(inner.local(), conn, id).await?;
+                plan.group_refreshed();
                 continue;
             }
-            match sessions::ensure_contact_devices(inner, conn, &name).await {
-                Ok(()) => members.push(name),
-                Err(SendFailure::Permanent(reason)) => {
-                    tracing::warn!(
-                        reason = reason.kind(),
-                        "group member without usable devices skipped"
-                    );
-                }
-                Err(other) => return Err(other),
+            step => {
+                sessions::fetch_for_plan(inner.local(), conn, &mut plan, step).await?;
+                continue;
             }
-        }
-        sessions::ensure_own_devices(inner, conn).await?;
-        let sealed_members = send_sealed::sealed_members(inner, &members)?;
+        };
+        let members = plan.recipients();
+        let sealed_members =
+            send_sealed::sealed_members(&inner.store, &inner.me, &inner.config, &members)?;
         match distribute(inner, conn, id, &members, sealed_members.as_deref()).await {
             Ok(()) => {}
-            Err(Distribution::DevicesChanged) if attempt.checks_devices() => continue,
-            Err(Distribution::DevicesChanged) => return Err(keeps_changing()),
+            Err(Distribution::DevicesChanged) => {
+                plan.devices_changed(false);
+                continue;
+            }
             Err(Distribution::Failed(failure)) => return Err(failure),
         }
         let plaintext = encode_plaintext(content);
@@ -143,11 +128,10 @@ pub(crate) async fn send_group(
             .await
             {
                 Ok(stored) => return Ok(stored),
-                Err(SealedGroupFailure::DevicesChanged) if attempt.checks_devices() => {
-                    force_refresh = true;
+                Err(SealedGroupFailure::DevicesChanged) => {
+                    plan.devices_changed(true);
                     continue;
                 }
-                Err(SealedGroupFailure::DevicesChanged) => return Err(keeps_changing()),
                 Err(SealedGroupFailure::AccessDenied) => {
                     tracing::info!(
                         "a member refused our access key; sending the group message identified"
@@ -170,22 +154,17 @@ pub(crate) async fn send_group(
                 server_timestamp_ms: r.server_timestamp_ms,
                 skipped_device_ids: r.skipped_device_ids,
             }),
-            Err(TransportError::Server(error))
-                if check && error.code == ErrorCode::MissingDevices =>
-            {
-                // A member device we have not seen: re-check every member's
-                // devices and our own, give them the key, send again.
-                inner.store.tx(|tx| -> Result<(), StoreError> {
-                    for name in record.usernames() {
-                        if let Some(mut contact) = tx.contact(&name)? {
-                            contact.devices_checked_ms = 0;
-                            tx.set_contact(&name, &contact)?;
-                        }
-                    }
-                    sessions::reset_own_devices_check(tx)
-                })?;
-                force_refresh = true;
-                continue;
+            // A member device we have not seen: the plan re-checks every
+            // member's devices and our own (within the retry budget),
+            // gives them the key and sends again.
+            Err(TransportError::Server(error)) if error.code == ErrorCode::MissingDevices => {
+                let refused = inner
+                    .store
+                    .tx(|tx| plan.refused(tx, error.code, &error.device_ids))?;
+                if refused == Refused::TryAgain {
+                    continue;
+                }
+                Err(transport_failure(TransportError::Server(error)))
             }
             Ok(_) => Err(unexpected_answer("group send")),
             Err(TransportError::Server(error))
@@ -194,13 +173,12 @@ pub(crate) async fn send_group(
                     ErrorCode::NotGroupMember | ErrorCode::UnknownGroup
                 ) =>
             {
-                refresh(inner, conn, id).await?;
+                refresh(inner.local(), conn, id).await?;
                 Err(not_member())
             }
             Err(error) => Err(transport_failure(error)),
         };
     }
-    Err(not_member())
 }
 
 /// Why the distribution step did not complete.
@@ -474,6 +452,6 @@ fn forget_devices(
                 tx.set_contact(name, &contact)?;
             }
         }
-        sessions::reset_own_devices_check(tx)
+        crate::device_sessions::reset_own_devices_check(tx)
     })
 }

@@ -19,9 +19,12 @@ use microbot_protocol::transport::{ErrorCode, OutgoingEnvelope};
 
 use super::GroupId;
 use crate::account_state::Inner;
+use crate::config::AccountConfig;
 use crate::error::{StoreError, TransportError};
 use crate::sealed::{self, SealedRecipient};
 use crate::sessions::{self, SendFailure, Stored, transport_failure};
+use crate::store::SharedStore;
+use crate::this_device::ThisDevice;
 use crate::transport::Connection;
 
 /// A member account a sealed group message goes to.
@@ -55,18 +58,20 @@ impl From<StoreError> for SealedGroupFailure {
 /// were just checked; each one's devices are those with a session under
 /// the identity we trust (they hold our sender key after distribution).
 pub(crate) fn sealed_members(
-    inner: &Inner,
+    store: &SharedStore,
+    us: &ThisDevice,
+    config: &AccountConfig,
     members: &[String],
 ) -> Result<Option<Vec<SealedMember>>, StoreError> {
-    if !inner.config.sealed_sender || members.is_empty() {
+    if !config.sealed_sender || members.is_empty() {
         return Ok(None);
     }
     let mut sealed_members = Vec::with_capacity(members.len());
     for name in members {
-        let Some((access_key, identity)) = sessions::sealed_access(inner, name)? else {
+        let Some((access_key, identity)) = sessions::sealed_access(store, us, config, name)? else {
             return Ok(None);
         };
-        let devices = inner.store.tx(|tx| -> Result<Vec<u64>, StoreError> {
+        let devices = store.tx(|tx| -> Result<Vec<u64>, StoreError> {
             let mut devices = Vec::new();
             for device in tx.session_devices(name)? {
                 if tx.session_identity(name, device)? == Some(identity.to_bytes()) {
@@ -259,7 +264,9 @@ pub(crate) async fn send_sealed_group(
                     ErrorCode::MissingDevices | ErrorCode::UnknownDevice | ErrorCode::DeviceRemoved
                 ) =>
             {
-                inner.store.tx(sessions::reset_own_devices_check)?;
+                inner
+                    .store
+                    .tx(crate::device_sessions::reset_own_devices_check)?;
                 return Err(SealedGroupFailure::DevicesChanged);
             }
             Err(error) => return Err(failed(error)),

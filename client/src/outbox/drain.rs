@@ -57,7 +57,7 @@ pub(crate) async fn drain(inner: &Inner, conn: &Connection) -> Result<Drained, I
             NextStep::Wait => continue,
             NextStep::Dropped(events) => {
                 if let Some(upload) = &upload {
-                    remove_copy(inner, &upload.staging).await;
+                    remove_copy(&inner.store, &upload.staging).await;
                 }
                 events.into_iter().for_each(|e| inner.events.emit(e));
                 continue;
@@ -72,7 +72,8 @@ pub(crate) async fn drain(inner: &Inner, conn: &Connection) -> Result<Drained, I
         if let Some(upload) = &upload
             && let Conversation::Direct(to) = &conversation
             && *to != inner.me.username
-            && let Err(failure) = ensure_contact_devices(inner, conn, to).await
+            && let Err(failure) =
+                ensure_contact_devices(inner.local(), inner.config.device_refresh, conn, to).await
         {
             let answer = answer_of(Err(failure));
             let dropped = matches!(answer, Answer::Refused(_));
@@ -81,7 +82,7 @@ pub(crate) async fn drain(inner: &Inner, conn: &Connection) -> Result<Drained, I
                 .tx(|tx| Ok(plan.answered(tx, &row, &content, answer)))
                 .map_err(Interrupted::Store)??;
             if dropped {
-                remove_copy(inner, &upload.staging).await;
+                remove_copy(&inner.store, &upload.staging).await;
             }
             events.into_iter().for_each(|e| inner.events.emit(e));
             continue;
@@ -130,7 +131,7 @@ pub(crate) async fn upload_file(
                 .store
                 .tx(|tx| Ok(plan.answered(tx, &row, &content, Answer::Refused(reason))))
                 .map_err(Interrupted::Store)??;
-            remove_copy(inner, &upload.staging).await;
+            remove_copy(&inner.store, &upload.staging).await;
             events.into_iter().for_each(|e| inner.events.emit(e));
         }
     }

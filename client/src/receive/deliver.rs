@@ -33,7 +33,9 @@ pub(crate) async fn deliver(
         let (sender, device) = (sender.clone(), *device);
         // SPEC.md §20.5: a device the remembered list leaves out may have
         // signed itself into a newer one; look again before refusing.
-        let refusal = match crate::device_lists::refresh(inner, conn, &sender).await {
+        let refusal = match crate::device_lists::refresh(&inner.store, &inner.me, conn, &sender)
+            .await
+        {
             Ok(Ok(added)) => {
                 for device_id in added.into_iter().filter(|d| *d != inner.me.device_id) {
                     inner.events.emit(Event::DeviceAdded {
@@ -76,7 +78,7 @@ pub(crate) async fn deliver(
     if let Outcome::NotKnownMember { group, .. } = &outcome {
         // A group made or changed while this device was away: ask the
         // server (which answers members only) before refusing.
-        refresh_or_log(inner, conn, *group).await?;
+        refresh_or_log(inner.local(), conn, *group).await?;
         outcome = inner
             .store
             .tx(|tx| super::process(&inner.me, inner.config.delivery_receipts, tx, envelope))?;
@@ -97,7 +99,7 @@ pub(crate) async fn deliver(
         } => {
             // The group first, so the application finds it when told.
             if let Some(id) = refresh {
-                refresh_or_log(inner, conn, id).await?;
+                refresh_or_log(inner.local(), conn, id).await?;
             }
             for event in events {
                 inner.events.emit(event);

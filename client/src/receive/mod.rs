@@ -301,7 +301,7 @@ fn open_pairwise(
     let listed = crate::device_lists::has_list(tx, sender)?;
     if unseen && listed {
         if sender == me {
-            crate::sessions::reset_own_devices_check(tx)?;
+            crate::device_sessions::reset_own_devices_check(tx)?;
         } else if let Some(mut contact) = tx.contact(sender)? {
             contact.devices_checked_ms = 0;
             tx.set_contact(sender, &contact)?;
