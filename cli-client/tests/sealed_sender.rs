@@ -17,8 +17,18 @@ fn queued_senders(server: &TestServer) -> Vec<(String, u64)> {
         overhead: 0,
         now_ms: 0,
     };
+    // The storage is async; this synchronous test drives it on a
+    // current-thread runtime.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     (1..=8)
-        .flat_map(|device| storage.fetch_envelopes(device, 0, page).unwrap().0)
+        .flat_map(|device| {
+            runtime
+                .block_on(storage.fetch_envelopes(device, 0, page))
+                .unwrap()
+                .0
+        })
         .map(|e| (e.sender_username, e.sender_device_id))
         .collect()
 }

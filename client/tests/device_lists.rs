@@ -22,14 +22,24 @@ fn storage(server: &TestServer) -> SqliteStorage {
     SqliteStorage::open(&server.dir.path().join("microbot.sqlite3")).unwrap()
 }
 
-fn account_id(storage: &SqliteStorage, username: &str) -> i64 {
-    storage.account_by_username(username).unwrap().unwrap().id
+async fn account_id(storage: &SqliteStorage, username: &str) -> i64 {
+    storage
+        .account_by_username(username)
+        .await
+        .unwrap()
+        .unwrap()
+        .id
 }
 
 /// The account's stored list, verified under its identity.
-fn stored_list(storage: &SqliteStorage, username: &str, identity: &[u8; 32]) -> SignedDeviceList {
+async fn stored_list(
+    storage: &SqliteStorage,
+    username: &str,
+    identity: &[u8; 32],
+) -> SignedDeviceList {
     let stored = storage
-        .device_list(account_id(storage, username))
+        .device_list(account_id(storage, username).await)
+        .await
         .unwrap()
         .expect("a signed list");
     let identity = microbot_crypto::IdentityKey::from_bytes(identity).unwrap();
@@ -64,7 +74,7 @@ async fn a_device_the_server_adds_without_a_signed_list_gets_nothing() {
     bob.account.send_text(&to_alice, "one").unwrap();
     assert_eq!(next_text(&mut alice.events).await.text, "one");
     let identity = alice.account.identity_key();
-    let listed = stored_list(&storage(&server), "alice", &identity);
+    let listed = stored_list(&storage(&server), "alice", &identity).await;
     assert_eq!(listed.list().version(), 1, "registration signs version 1");
     assert_eq!(listed.list().device_ids(), &[alice.account.device_id()]);
 
@@ -72,10 +82,14 @@ async fn a_device_the_server_adds_without_a_signed_list_gets_nothing() {
     // her real device's signed prekey and KEM key (signatures by her
     // identity verify): everything but a signed list.
     let db = storage(&server);
-    let alice_id = account_id(&db, "alice");
-    let ghost = db.create_device(alice_id, &[0x42; 32], "ghost", 1).unwrap();
+    let alice_id = account_id(&db, "alice").await;
+    let ghost = db
+        .create_device(alice_id, &[0x42; 32], "ghost", 1)
+        .await
+        .unwrap();
     let real = db
         .take_bundles(&[alice.account.device_id()])
+        .await
         .unwrap()
         .remove(0);
     db.upload_prekeys(
@@ -88,6 +102,7 @@ async fn a_device_the_server_adds_without_a_signed_list_gets_nothing() {
             last_resort_kem_prekey: real.kem_prekey.clone().map(|(key, _)| key),
         },
     )
+    .await
     .unwrap();
 
     // A second device of bob (no cached device list, so it fetches alice's
@@ -103,7 +118,7 @@ async fn a_device_the_server_adds_without_a_signed_list_gets_nothing() {
     bob2.account.send_text(&to_alice, "two").unwrap();
     assert_eq!(next_text(&mut alice.events).await.text, "two");
     assert_eq!(
-        db.queue_len(ghost, 0).unwrap(),
+        db.queue_len(ghost, 0).await.unwrap(),
         0,
         "the ghost got a message"
     );
@@ -144,7 +159,7 @@ async fn linking_and_removing_update_the_list_and_the_contact_sees_the_new_devic
     )
     .await;
     let second_id = second.account.device_id();
-    let listed = stored_list(&storage(&server), "alice", &identity);
+    let listed = stored_list(&storage(&server), "alice", &identity).await;
     assert_eq!(listed.list().version(), 2);
     assert_eq!(
         listed.list().device_ids(),
@@ -171,7 +186,7 @@ async fn linking_and_removing_update_the_list_and_the_contact_sees_the_new_devic
         .remove_device(second_id, &alice_user.password, &alice_user.auth.fresh())
         .await
         .unwrap();
-    let listed = stored_list(&storage(&server), "alice", &identity);
+    let listed = stored_list(&storage(&server), "alice", &identity).await;
     assert_eq!(listed.list().version(), 3);
     assert_eq!(listed.list().device_ids(), &[alice.account.device_id()]);
     bob.account.send_text(&to_alice, "removed").unwrap();
@@ -196,8 +211,8 @@ async fn a_sender_refuses_a_rolled_back_or_forged_list() {
     bob.account.send_text(&to_alice, "v1").unwrap();
     assert_eq!(next_text(&mut alice.events).await.text, "v1");
     let db = storage(&server);
-    let alice_id = account_id(&db, "alice");
-    let v1 = db.device_list(alice_id).unwrap().unwrap();
+    let alice_id = account_id(&db, "alice").await;
+    let v1 = db.device_list(alice_id).await.unwrap().unwrap();
 
     // Alice's second device makes version 2; bob sees it.
     let second = online(
@@ -211,7 +226,11 @@ async fn a_sender_refuses_a_rolled_back_or_forged_list() {
     assert_eq!(next_text(&mut alice.events).await.text, "v2");
 
     // The server serves version 1 again: bob refuses to send.
-    assert!(db.put_device_list(alice_id, 1, &v1.bytes, true).unwrap());
+    assert!(
+        db.put_device_list(alice_id, 1, &v1.bytes, true)
+            .await
+            .unwrap()
+    );
     bob.account.send_text(&to_alice, "rolled back").unwrap();
     let reason = send_failed(&mut bob.events).await;
     assert!(
@@ -234,6 +253,7 @@ async fn a_sender_refuses_a_rolled_back_or_forged_list() {
     .sign(&IdentityKeyPair::from_seed(&[3; 32]));
     assert!(
         db.put_device_list(alice_id, 9, forged.as_bytes(), true)
+            .await
             .unwrap()
     );
     bob.account.send_text(&to_alice, "forged").unwrap();
@@ -287,8 +307,8 @@ async fn a_device_under_another_identity_is_an_identity_change_not_a_list_questi
     alice.account.send_text(&to_bob, "one").unwrap();
     assert_eq!(next_text(&mut bob.events).await.text, "one");
     let db = storage(&server);
-    let alice_id = account_id(&db, "alice");
-    let v1 = db.device_list(alice_id).unwrap().unwrap();
+    let alice_id = account_id(&db, "alice").await;
+    let v1 = db.device_list(alice_id).await.unwrap().unwrap();
 
     // A device the server enrols on alice's account, with a key of its own
     // (it cannot have hers), signs a list of its own and writes to bob. To
@@ -313,7 +333,11 @@ async fn a_device_under_another_identity_is_an_identity_change_not_a_list_questi
 
     // The server serves alice's own list again (her own device refuses
     // to send while it serves the ghost's).
-    assert!(db.put_device_list(alice_id, 1, &v1.bytes, true).unwrap());
+    assert!(
+        db.put_device_list(alice_id, 1, &v1.bytes, true)
+            .await
+            .unwrap()
+    );
     // Alice's next message opens: nothing of bob's state moved.
     alice.account.send_text(&to_bob, "two").unwrap();
     let two = next_text(&mut bob.events).await;
@@ -379,11 +403,11 @@ async fn a_removed_devices_late_message_is_refused_and_a_new_devices_first_is_ac
         overhead: 0,
         now_ms: 0,
     };
-    let (held, _) = db.fetch_envelopes(bob_device, 0, page).unwrap();
+    let (held, _) = db.fetch_envelopes(bob_device, 0, page).await.unwrap();
     assert!(!held.is_empty(), "the late envelope is queued");
     let ids: Vec<u64> = held.iter().map(|e| e.id).collect();
     assert_eq!(
-        db.ack_envelopes(bob_device, &ids).unwrap() as usize,
+        db.ack_envelopes(bob_device, &ids).await.unwrap() as usize,
         ids.len()
     );
     alice
@@ -412,7 +436,7 @@ async fn a_removed_devices_late_message_is_refused_and_a_new_devices_first_is_ac
             recipient_device_id: bob_device,
             ciphertext: envelope.ciphertext.clone(),
         };
-        db.enqueue(&meta, &[again]).unwrap();
+        db.enqueue(&meta, &[again]).await.unwrap();
     }
     // Delivered on the next connection.
     bob.account.disconnect().await;
@@ -507,14 +531,14 @@ async fn devices_enrolled_before_any_connected_still_get_a_list() {
     // into it when it connects.
     first.account.connect();
     wait_connected(&mut first.events).await;
-    let listed = stored_list(&storage(&server), "alice", &identity);
+    let listed = stored_list(&storage(&server), "alice", &identity).await;
     assert_eq!(
         (listed.list().version(), listed.list().device_ids()),
         (1, &[first_id][..])
     );
     second.account.connect();
     wait_connected(&mut second.events).await;
-    let listed = stored_list(&storage(&server), "alice", &identity);
+    let listed = stored_list(&storage(&server), "alice", &identity).await;
     assert_eq!(
         (listed.list().version(), listed.list().device_ids()),
         (2, &[first_id, second_id][..])

@@ -265,7 +265,7 @@ struct Node {
 impl Node {
     /// A node on the shared database, bus and attachments directory; with
     /// `cert` the certificate of an earlier node (one pin for the cluster).
-    fn start(
+    async fn start(
         schema: &Schema,
         redis: &str,
         namespace: &str,
@@ -290,7 +290,7 @@ impl Node {
             key_pem: cert.map(|n| n.dir.path().join("key.pem")),
             ..Config::default()
         };
-        let server = Server::bind(config).unwrap();
+        let server = Server::bind(config).await.unwrap();
         let addr = server.local_addr().unwrap();
         let fingerprint = server.fingerprint().to_owned();
         let (handle, rx) = server.handle();
@@ -329,8 +329,8 @@ async fn when_its_node_stops_a_device_moves_to_another_and_gets_what_was_sent_me
     let schema = Schema::new(&pg, "client_failover");
     let shared = tempfile::tempdir().unwrap();
     let namespace = format!("test-client-failover-{}", random_hex(4));
-    let mut first = Node::start(&schema, &redis, &namespace, shared.path(), None);
-    let mut second = Node::start(&schema, &redis, &namespace, shared.path(), Some(&first));
+    let mut first = Node::start(&schema, &redis, &namespace, shared.path(), None).await;
+    let mut second = Node::start(&schema, &redis, &namespace, shared.path(), Some(&first)).await;
     assert_eq!(first.fingerprint, second.fingerprint, "one certificate");
     let cluster =
         ServerConfig::with_addresses([first.addr, second.addr], &first.fingerprint).unwrap();

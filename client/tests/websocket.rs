@@ -156,7 +156,7 @@ async fn auto_falls_back_to_websocket_when_udp_is_dropped_and_delivers() {
         shutdown_grace_secs: 1,
         ..Config::default()
     };
-    let server = Server::bind(config).unwrap();
+    let server = Server::bind(config).await.unwrap();
     let quic_addr = server.local_addr().unwrap();
     let ws_addr: SocketAddr = server.websocket_addr().unwrap();
     let (dropped, hole) = black_hole(ws_addr.port());
@@ -221,7 +221,7 @@ async fn auto_falls_back_to_websocket_when_udp_is_dropped_and_delivers() {
 /// A server with its QUIC and WebSocket listeners on one port number
 /// below the ephemeral range, so a restart on it cannot find the TCP port
 /// taken by some outgoing connection; `port` 0 picks one.
-fn bind_fixed(dir: &std::path::Path, port: u16) -> (Server, u16) {
+async fn bind_fixed(dir: &std::path::Path, port: u16) -> (Server, u16) {
     let mut tries = 0u32;
     loop {
         let nanos = std::time::SystemTime::now()
@@ -245,7 +245,7 @@ fn bind_fixed(dir: &std::path::Path, port: u16) -> (Server, u16) {
             shutdown_grace_secs: 1,
             ..Config::default()
         };
-        match Server::bind(config) {
+        match Server::bind(config).await {
             Ok(server) => return (server, candidate),
             Err(error) if port == 0 && tries < 50 => {
                 tries += 1;
@@ -254,7 +254,7 @@ fn bind_fixed(dir: &std::path::Path, port: u16) -> (Server, u16) {
             // The stopped server's listeners may take a moment to close.
             Err(_) if port != 0 && tries < 30 => {
                 tries += 1;
-                std::thread::sleep(std::time::Duration::from_millis(100));
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
             Err(error) => panic!("cannot bind {addr}: {error}"),
         }
@@ -264,7 +264,7 @@ fn bind_fixed(dir: &std::path::Path, port: u16) -> (Server, u16) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_websocket_client_reconnects_by_itself_after_a_server_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let (server, port) = bind_fixed(dir.path(), 0);
+    let (server, port) = bind_fixed(dir.path(), 0).await;
     let fingerprint = server.fingerprint().to_owned();
     let (handle, rx) = server.handle();
     let task = tokio::spawn(server.run(rx));
@@ -285,7 +285,7 @@ async fn a_websocket_client_reconnects_by_itself_after_a_server_restart() {
     // back on the same port; the WebSocket client reconnects by itself.
     handle.shutdown();
     task.await.unwrap();
-    let (server, _) = bind_fixed(dir.path(), port);
+    let (server, _) = bind_fixed(dir.path(), port).await;
     let (handle, rx) = server.handle();
     let task = tokio::spawn(server.run(rx));
     wait_connected(&mut alice.events).await;

@@ -185,15 +185,17 @@ struct CarolState {
     devices: Vec<(u64, Vec<u8>, bool)>,
 }
 
-fn carol_state(state: &ServerState) -> CarolState {
+async fn carol_state(state: &ServerState) -> CarolState {
     let account = state
         .storage
         .account_by_username(NAMES[CAROL])
+        .await
         .expect("storage")
         .expect("carol's account exists");
     let devices = state
         .storage
         .account_devices(account.id)
+        .await
         .expect("storage")
         .into_iter()
         .map(|d| (d.id, d.public_key, d.removed))
@@ -265,7 +267,7 @@ async fn run(fixture: &Fixture, data: &[u8]) -> Outcomes {
         run.drain(slot);
     }
     run.slots.clear();
-    run.check_end();
+    run.check_end().await;
     run.outcomes
 }
 
@@ -319,10 +321,12 @@ async fn setup(fixture: &Fixture) -> Run {
                 now_ms: clock.now_ms(),
                 bot: false,
             })
+            .await
             .expect("fixture account");
         state
             .storage
             .activate_account(account_id)
+            .await
             .expect("activate");
         let key = fixture_key(i);
         let device_id = state
@@ -333,6 +337,7 @@ async fn setup(fixture: &Fixture) -> Run {
                 "fixture",
                 clock.now_ms(),
             )
+            .await
             .expect("fixture device");
         fixture_devices.push(device_id);
         // Upload prekeys through the handler, as a client does.
@@ -387,7 +392,7 @@ async fn setup(fixture: &Fixture) -> Run {
             secrets.insert((*name).to_owned(), secret);
         }
     }
-    let carol_before = carol_state(&state);
+    let carol_before = carol_state(&state).await;
     Run {
         slots: (0..SLOTS).map(|_| None).collect(),
         state,
@@ -814,7 +819,10 @@ impl Run {
     }
 
     /// Every envelope of a device's queue, through the storage API.
-    fn queue(&self, device_id: u64) -> Vec<microbot_server::testing::storage::StoredEnvelope> {
+    async fn queue(
+        &self,
+        device_id: u64,
+    ) -> Vec<microbot_server::testing::storage::StoredEnvelope> {
         let mut out: Vec<microbot_server::testing::storage::StoredEnvelope> = Vec::new();
         loop {
             let after = out.last().map_or(0, |e| e.id);
@@ -828,6 +836,7 @@ impl Run {
                 .state
                 .storage
                 .fetch_envelopes(device_id, after, page)
+                .await
                 .expect("storage");
             out.extend(rows);
             if !more {
@@ -836,15 +845,16 @@ impl Run {
         }
     }
 
-    fn check_end(&self) {
+    async fn check_end(&self) {
         let mut devices: BTreeSet<u64> = self.keys.keys().copied().collect();
         devices.extend(self.fixture_devices.iter().copied());
         for &device in &devices {
-            let queue = self.queue(device);
+            let queue = self.queue(device).await;
             let len = self
                 .state
                 .storage
                 .queue_len(device, self.clock.now_ms())
+                .await
                 .expect("storage");
             assert_eq!(usize::try_from(len).unwrap_or(usize::MAX), queue.len());
             assert!(len <= self.state.config.max_queue_len);
@@ -853,12 +863,12 @@ impl Run {
             }
         }
         assert_eq!(
-            carol_state(&self.state),
+            carol_state(&self.state).await,
             self.carol_before,
             "carol's account changed"
         );
         let carol = self.fixture_devices.get(CAROL).copied().unwrap_or_default();
-        let carol_queue = self.queue(carol).len();
+        let carol_queue = self.queue(carol).await.len();
         assert!(carol_queue <= usize::try_from(self.successful_sends).unwrap_or(usize::MAX));
     }
 }

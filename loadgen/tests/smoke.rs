@@ -30,7 +30,7 @@ async fn start_server(dir: &std::path::Path) -> (Target, microbot_server::Shutdo
         shutdown_grace_secs: 1,
         ..Config::default()
     };
-    let server = Server::bind(config).unwrap();
+    let server = Server::bind(config).await.unwrap();
     let target = Target {
         addr: server.local_addr().unwrap(),
         fingerprint: server.fingerprint().to_owned(),

@@ -184,10 +184,8 @@ pub async fn upload_request(
     if !request.attachment_id.is_empty() {
         let id = attachment_id(&request.attachment_id)?;
         let record = state
-            .blocking::<_, AttachmentError, _>(move |s| {
-                Ok(s.storage
-                    .replace_upload_token(&id, account_id, &token_hash, now)?)
-            })
+            .storage
+            .replace_upload_token(&id, account_id, &token_hash, now)
             .await?;
         return Ok(descriptor(&record, &token));
     }
@@ -211,10 +209,8 @@ pub async fn upload_request(
     };
     let stored = record.clone();
     state
-        .blocking::<_, AttachmentError, _>(move |s| {
-            Ok(s.storage
-                .create_attachment(&stored, s.config.attachment_quota_bytes, now)?)
-        })
+        .storage
+        .create_attachment(&stored, state.config.attachment_quota_bytes, now)
         .await?;
     Ok(descriptor(&record, &token))
 }
@@ -245,7 +241,8 @@ pub(crate) async fn complete_attachment(
 ) -> Result<AttachmentRecord, AttachmentError> {
     let id = attachment_id(id)?;
     state
-        .blocking::<_, AttachmentError, _>(move |s| Ok(s.storage.attachment(&id, s.now_ms())?))
+        .storage
+        .attachment(&id, state.now_ms())
         .await?
         .filter(AttachmentRecord::complete)
         .ok_or(AttachmentError::Unknown)
@@ -365,11 +362,7 @@ async fn commit(
 ) -> Result<(), AttachmentError> {
     file.flush().await.map_err(Internal::new)?;
     file.sync_data().await.map_err(Internal::new)?;
-    state
-        .blocking::<_, AttachmentError, _>(move |s| {
-            Ok(s.storage.commit_attachment(&id, committed)?)
-        })
-        .await
+    Ok(state.storage.commit_attachment(&id, committed).await?)
 }
 
 async fn upload(
@@ -379,7 +372,8 @@ async fn upload(
 ) -> Result<u64, AttachmentError> {
     let id = attachment_id(&start.attachment_id)?;
     let record = state
-        .blocking::<_, AttachmentError, _>(move |s| Ok(s.storage.attachment(&id, s.now_ms())?))
+        .storage
+        .attachment(&id, state.now_ms())
         .await?
         .ok_or(AttachmentError::Unknown)?;
     let presented: [u8; 32] = Sha256::digest(&start.upload_token).into();
@@ -526,12 +520,10 @@ async fn download(
 /// [`Internal`] when the database fails.
 pub async fn purge_expired(state: &Arc<ServerState>) -> Result<usize, Internal> {
     let ids = state
-        .blocking(|s| {
-            s.storage
-                .purge_expired_attachments(s.now_ms())
-                .map_err(Internal::new)
-        })
-        .await?;
+        .storage
+        .purge_expired_attachments(state.now_ms())
+        .await
+        .map_err(Internal::new)?;
     for id in &ids {
         match tokio::fs::remove_file(file_path(state, id)).await {
             Ok(()) => {}

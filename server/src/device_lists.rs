@@ -35,66 +35,64 @@ pub async fn upload(
     caller: &Caller,
     request: UploadDeviceListRequest,
 ) -> Result<(), DeviceListUploadError> {
-    let caller = caller.clone();
-    state
-        .blocking(move |state| {
-            let storage = state.storage.as_ref();
-            let identity = storage
-                .device_identity_key(caller.device_id)?
-                .ok_or(DeviceListUploadError::NoIdentityKey)?;
-            let identity = IdentityKey::from_bytes(&identity)
-                .map_err(|_| Internal::new("stored identity key does not decode"))?;
-            let signed = SignedDeviceList::verify(&request.signed_device_list, &identity)?;
-            let list = signed.list();
-            if list.username() != caller.username {
-                return Err(DeviceListUploadError::OtherAccount);
-            }
-            if !list.contains(caller.device_id) {
-                return Err(DeviceListUploadError::UploaderNotListed);
-            }
-            if i64::try_from(list.version()).is_err() {
-                return Err(DeviceListUploadError::VersionTooHigh);
-            }
-            check_devices(storage, caller.account_id, list.device_ids())?;
-            // A stored list that does not verify under this identity was
-            // signed by an identity the account no longer uses (a reinstall
-            // with a new identity, which contacts see as a new safety
-            // number): the new identity starts its own history.
-            let stored = storage.device_list(caller.account_id)?;
-            let same_identity = stored
-                .as_ref()
-                .is_some_and(|s| SignedDeviceList::verify(&s.bytes, &identity).is_ok());
-            if let Some(stored) = stored.as_ref().filter(|_| same_identity)
-                && stored.version >= list.version()
-            {
-                return Err(DeviceListUploadError::Stale {
-                    stored: stored.version,
-                });
-            }
-            let stored_now = storage.put_device_list(
-                caller.account_id,
-                list.version(),
-                signed.as_bytes(),
-                !same_identity,
-            )?;
-            if !stored_now {
-                return Err(DeviceListUploadError::Stale {
-                    stored: list.version(),
-                });
-            }
-            tracing::info!(
-                device_id = caller.device_id,
-                version = list.version(),
-                devices = list.device_ids().len(),
-                "device list stored"
-            );
-            Ok(())
-        })
-        .await
+    let storage = state.storage.as_ref();
+    let identity = storage
+        .device_identity_key(caller.device_id)
+        .await?
+        .ok_or(DeviceListUploadError::NoIdentityKey)?;
+    let identity = IdentityKey::from_bytes(&identity)
+        .map_err(|_| Internal::new("stored identity key does not decode"))?;
+    let signed = SignedDeviceList::verify(&request.signed_device_list, &identity)?;
+    let list = signed.list();
+    if list.username() != caller.username {
+        return Err(DeviceListUploadError::OtherAccount);
+    }
+    if !list.contains(caller.device_id) {
+        return Err(DeviceListUploadError::UploaderNotListed);
+    }
+    if i64::try_from(list.version()).is_err() {
+        return Err(DeviceListUploadError::VersionTooHigh);
+    }
+    check_devices(storage, caller.account_id, list.device_ids()).await?;
+    // A stored list that does not verify under this identity was
+    // signed by an identity the account no longer uses (a reinstall
+    // with a new identity, which contacts see as a new safety
+    // number): the new identity starts its own history.
+    let stored = storage.device_list(caller.account_id).await?;
+    let same_identity = stored
+        .as_ref()
+        .is_some_and(|s| SignedDeviceList::verify(&s.bytes, &identity).is_ok());
+    if let Some(stored) = stored.as_ref().filter(|_| same_identity)
+        && stored.version >= list.version()
+    {
+        return Err(DeviceListUploadError::Stale {
+            stored: stored.version,
+        });
+    }
+    let stored_now = storage
+        .put_device_list(
+            caller.account_id,
+            list.version(),
+            signed.as_bytes(),
+            !same_identity,
+        )
+        .await?;
+    if !stored_now {
+        return Err(DeviceListUploadError::Stale {
+            stored: list.version(),
+        });
+    }
+    tracing::info!(
+        device_id = caller.device_id,
+        version = list.version(),
+        devices = list.device_ids().len(),
+        "device list stored"
+    );
+    Ok(())
 }
 
 /// Every listed device must be a live device of the account.
-fn check_devices(
+async fn check_devices(
     storage: &dyn Storage,
     account_id: i64,
     ids: &[u64],
@@ -102,7 +100,7 @@ fn check_devices(
     let mut unknown = Vec::new();
     let mut removed = Vec::new();
     for id in ids {
-        match storage.device(*id)? {
+        match storage.device(*id).await? {
             Some(device) if device.account_id == account_id => {
                 if device.removed {
                     removed.push(*id);
@@ -127,13 +125,14 @@ fn check_devices(
 ///
 /// # Errors
 /// A storage failure.
-pub fn listed_devices(
+pub async fn listed_devices(
     storage: &dyn Storage,
     account_id: i64,
 ) -> StorageResult<Option<HashSet<u64>>> {
     Ok(crate::storage::device_lists::listed_in(
         storage
-            .device_list(account_id)?
+            .device_list(account_id)
+            .await?
             .as_ref()
             .map(|s| s.bytes.as_slice()),
     ))
@@ -143,9 +142,10 @@ pub fn listed_devices(
 ///
 /// # Errors
 /// A storage failure.
-pub fn signed_bytes(storage: &dyn Storage, account_id: i64) -> StorageResult<bytes::Bytes> {
+pub async fn signed_bytes(storage: &dyn Storage, account_id: i64) -> StorageResult<bytes::Bytes> {
     Ok(storage
-        .device_list(account_id)?
+        .device_list(account_id)
+        .await?
         .map(|s| bytes::Bytes::from(s.bytes))
         .unwrap_or_default())
 }

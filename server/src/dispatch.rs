@@ -370,20 +370,24 @@ impl RequestHandler {
         // The device is checked again now that the subscription exists: a
         // removal that raced the check in `devices::login` published its
         // disconnect before we listened, but is visible here.
-        let counts = state
-            .blocking(move |s| {
-                if s.storage.device(device_id)?.is_none_or(|d| d.removed) {
-                    return Err(ApiError::new(
-                        ErrorCode::DeviceRemoved,
-                        "device was removed",
-                    ));
-                }
-                Ok((
-                    s.storage.queue_len(device_id, s.now_ms())?,
-                    s.storage.prekey_stock(device_id)?,
-                ))
-            })
-            .await;
+        let counts = async {
+            if state
+                .storage
+                .device(device_id)
+                .await?
+                .is_none_or(|d| d.removed)
+            {
+                return Err(ApiError::new(
+                    ErrorCode::DeviceRemoved,
+                    "device was removed",
+                ));
+            }
+            Ok((
+                state.storage.queue_len(device_id, state.now_ms()).await?,
+                state.storage.prekey_stock(device_id).await?,
+            ))
+        }
+        .await;
         let (queued, stock) = match counts {
             Ok(counts) => counts,
             Err(error) => {

@@ -118,21 +118,13 @@ pub async fn create(
         .limits
         .check_group_change_account(&state.metrics, creator)?;
     state.limits.check_group_change_group(&state.metrics, &id)?;
+    let caps = GroupCaps {
+        max_members: state.config.max_group_members,
+        max_created: state.config.max_groups_per_account,
+    };
     let outcome = state
-        .blocking::<_, GroupError, _>(move |s| {
-            let caps = GroupCaps {
-                max_members: s.config.max_group_members,
-                max_created: s.config.max_groups_per_account,
-            };
-            Ok(s.storage.create_group_capped(
-                &id,
-                creator,
-                &request.members,
-                &meta,
-                caps,
-                s.now_ms(),
-            )?)
-        })
+        .storage
+        .create_group_capped(&id, creator, &request.members, &meta, caps, state.now_ms())
         .await?;
     Ok(announce(state, outcome))
 }
@@ -153,9 +145,7 @@ async fn change(
         state
             .limits
             .check_group_change_account(&state.metrics, actor)?;
-        let group = state
-            .blocking::<_, GroupError, _>(move |s| Ok(s.storage.group(&id, actor)?))
-            .await?;
+        let group = state.storage.group(&id, actor).await?;
         let admin = group
             .members
             .iter()
@@ -166,15 +156,14 @@ async fn change(
         state.limits.check_group_change_group(&state.metrics, &id)?;
     }
     let outcome = state
-        .blocking::<_, GroupError, _>(move |s| {
-            Ok(s.storage.change_group(
-                &id,
-                actor,
-                expected_version,
-                &change,
-                s.config.max_group_members,
-            )?)
-        })
+        .storage
+        .change_group(
+            &id,
+            actor,
+            expected_version,
+            &change,
+            state.config.max_group_members,
+        )
         .await?;
     Ok(announce(state, outcome))
 }
@@ -288,9 +277,7 @@ pub async fn get(
 ) -> Result<GroupInfo, GroupError> {
     let id = group_id(&r.group_id)?;
     let actor = caller.account_id;
-    let group = state
-        .blocking::<_, GroupError, _>(move |s| Ok(s.storage.group(&id, actor)?))
-        .await?;
+    let group = state.storage.group(&id, actor).await?;
     Ok(group_proto(&group))
 }
 
@@ -315,21 +302,17 @@ async fn check_key_holders(
     }
     let holders: std::collections::HashSet<u64> = holders.iter().copied().collect();
     let (actor, sender_device) = (caller.account_id, caller.device_id);
-    let missing = state
-        .blocking::<_, GroupError, _>(move |s| {
-            let mut missing = Vec::new();
-            for member in s.storage.group(&id, actor)?.members {
-                crate::queues::left_out_devices(
-                    s.storage.as_ref(),
-                    member.account_id,
-                    sender_device,
-                    &holders,
-                    &mut missing,
-                )?;
-            }
-            Ok(missing)
-        })
+    let mut missing = Vec::new();
+    for member in state.storage.group(&id, actor).await?.members {
+        crate::queues::left_out_devices(
+            state.storage.as_ref(),
+            member.account_id,
+            sender_device,
+            &holders,
+            &mut missing,
+        )
         .await?;
+    }
     if missing.is_empty() {
         Ok(())
     } else {
@@ -364,23 +347,18 @@ pub async fn send(
         .admit_group_fan_out(&state.metrics, caller.account_id)?;
     let now = state.now_ms();
     let ttl_ms = state.config.envelope_ttl_secs.saturating_mul(1000);
-    let sender_username = caller.username.clone();
     let sender_device_id = caller.device_id;
-    let sender_account = caller.account_id;
-    let ciphertext = r.ciphertext.clone();
+    let meta = SendMeta {
+        sender_username: &caller.username,
+        sender_device_id,
+        now_ms: now,
+        expires_at_ms: now.saturating_add(ttl_ms),
+        max_queue_len: state.config.max_queue_len,
+        max_per_sender: state.config.max_queue_per_sender(),
+    };
     let fan_out = state
-        .blocking::<_, GroupError, _>(move |s| {
-            let meta = SendMeta {
-                sender_username: &sender_username,
-                sender_device_id,
-                now_ms: now,
-                expires_at_ms: now.saturating_add(ttl_ms),
-                max_queue_len: s.config.max_queue_len,
-                max_per_sender: s.config.max_queue_per_sender(),
-            };
-            Ok(s.storage
-                .enqueue_group(&id, sender_account, &meta, &ciphertext)?)
-        })
+        .storage
+        .enqueue_group(&id, caller.account_id, &meta, &r.ciphertext)
         .await?;
     state
         .limits

@@ -121,17 +121,14 @@ pub async fn upload(
         .limits
         .check_prekey_upload(&state.metrics, caller.account_id)?;
     let device_id = caller.device_id;
-    state
-        .blocking::<_, KeyError, _>(move |state| {
-            let caps = PrekeyCaps {
-                one_time: state.config.max_one_time_prekeys,
-                kem: state.config.max_kem_prekeys,
-            };
-            Ok(state
-                .storage
-                .upload_prekeys_capped(device_id, &upload, caps)?)
-        })
-        .await
+    let caps = PrekeyCaps {
+        one_time: state.config.max_one_time_prekeys,
+        kem: state.config.max_kem_prekeys,
+    };
+    Ok(state
+        .storage
+        .upload_prekeys_capped(device_id, &upload, caps)
+        .await?)
 }
 
 /// The low-stock push for a stock, if it is below the threshold.
@@ -162,34 +159,28 @@ pub async fn fetch(
     if request.device_ids.len() > MAX_DEVICES_PER_FETCH {
         return Err(KeyError::TooManyDevices);
     }
-    let username = request.username.clone();
     let (target, bot) = state
-        .blocking::<_, KeyError, _>(move |state| {
-            state
-                .storage
-                .account_by_username(&username)?
-                .filter(|a| a.active)
-                .map(|a| (a.id, a.bot))
-                .ok_or(KeyError::UnknownAccount)
-        })
-        .await?;
+        .storage
+        .account_by_username(&request.username)
+        .await?
+        .filter(|a| a.active)
+        .map(|a| (a.id, a.bot))
+        .ok_or(KeyError::UnknownAccount)?;
     state
         .limits
         .check_prekey_fetch(&state.metrics, caller.account_id, target)?;
     let username = request.username.clone();
-    let (bundles, signed_device_list) = state
-        .blocking::<_, KeyError, _>(move |state| {
-            let devices: Vec<u64> = state
-                .storage
-                .account_devices(target)?
-                .into_iter()
-                .map(|d| d.id)
-                .filter(|id| request.device_ids.is_empty() || request.device_ids.contains(id))
-                .collect();
-            let list = crate::device_lists::signed_bytes(state.storage.as_ref(), target)?;
-            Ok((state.storage.take_bundles(&devices)?, list))
-        })
-        .await?;
+    let devices: Vec<u64> = state
+        .storage
+        .account_devices(target)
+        .await?
+        .into_iter()
+        .map(|d| d.id)
+        .filter(|id| request.device_ids.is_empty() || request.device_ids.contains(id))
+        .collect();
+    let signed_device_list =
+        crate::device_lists::signed_bytes(state.storage.as_ref(), target).await?;
+    let bundles = state.storage.take_bundles(&devices).await?;
     for bundle in &bundles {
         if let Some(push) = low_stock_push(state, bundle.stock)
             && state.limits.low_stock_push_due(bundle.device_id)
@@ -242,9 +233,7 @@ pub async fn fetch(
 /// # Errors
 /// Storage errors.
 pub async fn status(state: &Arc<ServerState>, device_id: u64) -> Result<PrekeyStock, KeyError> {
-    state
-        .blocking::<_, KeyError, _>(move |state| Ok(state.storage.prekey_stock(device_id)?))
-        .await
+    Ok(state.storage.prekey_stock(device_id).await?)
 }
 
 /// The wire form of a stock.

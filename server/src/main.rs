@@ -269,7 +269,7 @@ async fn run(overrides: &Overrides) -> std::process::ExitCode {
     };
     let data_dir = config.data_dir.clone();
     let settings = settings_in_effect(&config);
-    let server = match Server::bind(config) {
+    let server = match Server::bind(config).await {
         Ok(server) => server,
         Err(error) => {
             eprintln!("error: {error}");

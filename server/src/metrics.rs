@@ -31,7 +31,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
-use crate::error::Internal;
 use crate::state::ServerState;
 
 pub mod latency;
@@ -483,10 +482,7 @@ async fn queued_envelopes(state: &Arc<ServerState>) -> Option<u64> {
     {
         return Some(n);
     }
-    let n = state
-        .blocking(|s| s.storage.total_queued(s.now_ms()).map_err(Internal::new))
-        .await
-        .ok()?;
+    let n = state.storage.total_queued(state.now_ms()).await.ok()?;
     *cached = Some((std::time::Instant::now(), n));
     Some(n)
 }

@@ -56,10 +56,8 @@ pub async fn create(state: &Arc<ServerState>) -> Result<ProvisioningSlot, Provis
     let now = state.now_ms();
     let expires_at_ms = now.saturating_add(SLOT_TTL_MS);
     let created = state
-        .blocking::<_, ProvisioningError, _>(move |s| {
-            Ok(s.storage
-                .create_provisioning_slot(&id, expires_at_ms, now, MAX_OPEN_SLOTS)?)
-        })
+        .storage
+        .create_provisioning_slot(&id, expires_at_ms, now, MAX_OPEN_SLOTS)
         .await?;
     if !created {
         return Err(ProvisioningError::TooManySlots {
@@ -90,10 +88,8 @@ pub async fn put(
     }
     let now = state.now_ms();
     let stored = state
-        .blocking::<_, ProvisioningError, _>(move |s| {
-            Ok(s.storage
-                .put_provisioning_message(&id, &request.sealed, now)?)
-        })
+        .storage
+        .put_provisioning_message(&id, &request.sealed, now)
         .await?;
     if stored {
         Ok(())
@@ -113,11 +109,7 @@ pub async fn fetch(
 ) -> Result<ProvisioningMessage, ProvisioningError> {
     let id = slot_id(&request.slot_id)?;
     let now = state.now_ms();
-    let read = state
-        .blocking::<_, ProvisioningError, _>(move |s| {
-            Ok(s.storage.take_provisioning_message(&id, now)?)
-        })
-        .await?;
+    let read = state.storage.take_provisioning_message(&id, now).await?;
     match read {
         SlotRead::Missing => Err(ProvisioningError::UnknownSlot),
         SlotRead::Waiting => Ok(ProvisioningMessage {

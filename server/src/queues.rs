@@ -15,7 +15,6 @@ use microbot_protocol::transport::{
 
 use crate::auth::devices::Caller;
 use crate::bus::BusEvent;
-use crate::error::Internal;
 use crate::state::ServerState;
 use crate::storage::{
     FetchPage, OutgoingEnvelope, OwnedSendMeta, Storage, StorageResult, StoredEnvelope,
@@ -158,11 +157,9 @@ pub(crate) async fn store_and_push(
         max_queue_len: state.config.max_queue_len,
         max_per_sender: state.config.max_queue_per_sender(),
     };
-    // The ciphertexts are reference-counted: the copy for the storage job
-    // shares them with the pushes below.
-    let ids = Arc::clone(&state.storage)
-        .submit_enqueue(meta, envelopes.clone())
-        .await?;
+    // Answered only once the envelopes are durable (SPEC.md §12.7): the
+    // backend's batching writer resolves this after its commit.
+    let ids = state.storage.enqueue(&meta.borrowed(), &envelopes).await?;
     tracing::debug!(sender_device_id, recipients = ids.len(), "envelopes stored");
     state
         .metrics
@@ -215,26 +212,23 @@ async fn check_complete(
         }
     }
     let sender_device_id = caller.device_id;
-    let missing = state
-        .blocking::<_, QueueError, _>(move |state| {
-            let mut missing = Vec::new();
-            for name in &accounts {
-                let account = state
-                    .storage
-                    .account_by_username(name)?
-                    .filter(|a| a.active)
-                    .ok_or(QueueError::UnknownCompleteAccount)?;
-                left_out_devices(
-                    state.storage.as_ref(),
-                    account.id,
-                    sender_device_id,
-                    &addressed,
-                    &mut missing,
-                )?;
-            }
-            Ok(missing)
-        })
+    let mut missing = Vec::new();
+    for name in &accounts {
+        let account = state
+            .storage
+            .account_by_username(name)
+            .await?
+            .filter(|a| a.active)
+            .ok_or(QueueError::UnknownCompleteAccount)?;
+        left_out_devices(
+            state.storage.as_ref(),
+            account.id,
+            sender_device_id,
+            &addressed,
+            &mut missing,
+        )
         .await?;
+    }
     if missing.is_empty() {
         Ok(())
     } else {
@@ -252,22 +246,22 @@ async fn check_complete(
 ///
 /// # Errors
 /// A storage failure.
-pub(crate) fn left_out_devices(
+pub(crate) async fn left_out_devices(
     storage: &dyn Storage,
     account_id: i64,
     sender_device_id: u64,
     covered: &HashSet<u64>,
     missing: &mut Vec<u64>,
 ) -> StorageResult<()> {
-    let listed = crate::device_lists::listed_devices(storage, account_id)?;
-    for device in storage.account_devices(account_id)? {
+    let listed = crate::device_lists::listed_devices(storage, account_id).await?;
+    for device in storage.account_devices(account_id).await? {
         if device.id == sender_device_id
             || covered.contains(&device.id)
             || listed.as_ref().is_some_and(|l| !l.contains(&device.id))
         {
             continue;
         }
-        if storage.prekey_stock(device.id)?.signed_prekey_id != 0 {
+        if storage.prekey_stock(device.id).await?.signed_prekey_id != 0 {
             missing.push(device.id);
         }
     }
@@ -296,11 +290,8 @@ pub async fn fetch(
         now_ms: state.now_ms(),
     };
     let (rows, more) = state
-        .blocking::<_, QueueError, _>(move |state| {
-            Ok(state
-                .storage
-                .fetch_envelopes(device_id, request.after_envelope_id, page)?)
-        })
+        .storage
+        .fetch_envelopes(device_id, request.after_envelope_id, page)
         .await?;
     state
         .metrics
@@ -325,8 +316,9 @@ pub async fn ack(
     if request.envelope_ids.len() > MAX_ACK_IDS {
         return Err(QueueError::TooManyAcks);
     }
-    Ok(Arc::clone(&state.storage)
-        .submit_ack(device_id, request.envelope_ids)
+    Ok(state
+        .storage
+        .ack_envelopes(device_id, &request.envelope_ids)
         .await?)
 }
 
@@ -339,7 +331,7 @@ pub async fn purge_loop(state: Arc<ServerState>, mut stop: tokio::sync::watch::R
     loop {
         tokio::select! {
             _ = interval.tick() => {
-                match state.blocking(|state| state.storage.purge_expired(state.now_ms()).map_err(Internal::new)).await {
+                match state.storage.purge_expired(state.now_ms()).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(purged = n, "expired envelopes deleted"),
                     Err(error) => tracing::warn!(%error, "purge failed"),
@@ -352,14 +344,7 @@ pub async fn purge_loop(state: Arc<ServerState>, mut stop: tokio::sync::watch::R
                 let ttl_ms = state.config.unconfirmed_account_ttl_secs.saturating_mul(1000);
                 if ttl_ms > 0 {
                     let before = state.now_ms().saturating_sub(ttl_ms);
-                    match state
-                        .blocking(move |s| {
-                            s.storage
-                                .purge_unconfirmed_accounts(before)
-                                .map_err(Internal::new)
-                        })
-                        .await
-                    {
+                    match state.storage.purge_unconfirmed_accounts(before).await {
                         Ok(0) => {}
                         Ok(n) => tracing::info!(purged = n, "unconfirmed accounts deleted"),
                         Err(error) => tracing::warn!(%error, "account purge failed"),

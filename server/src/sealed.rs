@@ -47,12 +47,13 @@ pub const MAX_SEALED_ENVELOPES: usize = 100;
 
 /// The deployment's certificate key: the stored one, or `candidate` stored
 /// now if none was.
-fn certificate_key(state: &ServerState) -> Result<(u32, SigningKey), StorageError> {
+async fn certificate_key(state: &ServerState) -> Result<(u32, SigningKey), StorageError> {
     let mut candidate = Zeroizing::new([0u8; 32]);
     state.rng.fill(candidate.as_mut_slice());
     let (key_id, seed) = state
         .storage
-        .certificate_key(CERTIFICATE_KEY_ID, &candidate)?;
+        .certificate_key(CERTIFICATE_KEY_ID, &candidate)
+        .await?;
     Ok((key_id, SigningKey::from_bytes(&seed)))
 }
 
@@ -94,37 +95,33 @@ pub async fn certificate(
     state: &Arc<ServerState>,
     caller: &Caller,
 ) -> Result<SenderCertificateResponse, SealedError> {
-    let caller = caller.clone();
-    state
-        .blocking(move |state| {
-            let identity: [u8; 32] = state
-                .storage
-                .device_identity_key(caller.device_id)?
-                .and_then(|k| <[u8; 32]>::try_from(k.as_slice()).ok())
-                .ok_or(SealedError::NoIdentityKey)?;
-            let (key_id, signing) = certificate_key(state)?;
-            let expires_at_ms = state.now_ms().saturating_add(
-                state
-                    .config
-                    .sender_certificate_ttl_secs
-                    .saturating_mul(1000),
-            );
-            let certificate = encode_certificate(
-                key_id,
-                &signing,
-                &caller.username,
-                caller.device_id,
-                &identity,
-                expires_at_ms,
-            )?;
-            Ok(SenderCertificateResponse {
-                certificate: Bytes::from(certificate),
-                expires_at_ms,
-                server_key_id: key_id,
-                server_public_key: Bytes::copy_from_slice(signing.verifying_key().as_bytes()),
-            })
-        })
-        .await
+    let identity: [u8; 32] = state
+        .storage
+        .device_identity_key(caller.device_id)
+        .await?
+        .and_then(|k| <[u8; 32]>::try_from(k.as_slice()).ok())
+        .ok_or(SealedError::NoIdentityKey)?;
+    let (key_id, signing) = certificate_key(state).await?;
+    let expires_at_ms = state.now_ms().saturating_add(
+        state
+            .config
+            .sender_certificate_ttl_secs
+            .saturating_mul(1000),
+    );
+    let certificate = encode_certificate(
+        key_id,
+        &signing,
+        &caller.username,
+        caller.device_id,
+        &identity,
+        expires_at_ms,
+    )?;
+    Ok(SenderCertificateResponse {
+        certificate: Bytes::from(certificate),
+        expires_at_ms,
+        server_key_id: key_id,
+        server_public_key: Bytes::copy_from_slice(signing.verifying_key().as_bytes()),
+    })
 }
 
 /// `SetUnidentifiedAccess`: stores (or clears) the account's access key
@@ -144,15 +141,10 @@ pub async fn set_access(
     };
     let account_id = caller.account_id;
     state
-        .blocking(move |state| {
-            state.storage.set_unidentified_access(
-                account_id,
-                key.as_ref(),
-                request.allow_anyone,
-            )?;
-            Ok(())
-        })
-        .await
+        .storage
+        .set_unidentified_access(account_id, key.as_ref(), request.allow_anyone)
+        .await?;
+    Ok(())
 }
 
 /// The rate-limit key of a sealed send: a hash of recipient and presented
@@ -189,40 +181,35 @@ pub async fn send(
     )?;
     let presented = Zeroizing::new(request.access_key.to_vec());
     let username = request.recipient_username;
-    let check_addressed = addressed.clone();
-    state
-        .blocking(move |state| {
-            let access = state
-                .storage
-                .unidentified_access(&username)?
-                .ok_or(SealedError::Denied)?;
-            let key_matches = access
-                .access_key
-                .is_some_and(|k| bool::from(k.ct_eq(presented.as_slice())));
-            if !(key_matches || access.allow_anyone) {
-                return Err(SealedError::Denied);
-            }
-            let devices = state.storage.account_devices(access.account_id)?;
-            for id in &check_addressed {
-                if !devices.iter().any(|d| d.id == *id && !d.removed) {
-                    return Err(SealedError::ForeignDevice);
-                }
-            }
-            let mut missing = Vec::new();
-            left_out_devices(
-                state.storage.as_ref(),
-                access.account_id,
-                0,
-                &check_addressed,
-                &mut missing,
-            )?;
-            if missing.is_empty() {
-                Ok(())
-            } else {
-                Err(SealedError::MissingDevices(missing))
-            }
-        })
-        .await?;
+    let access = state
+        .storage
+        .unidentified_access(&username)
+        .await?
+        .ok_or(SealedError::Denied)?;
+    let key_matches = access
+        .access_key
+        .is_some_and(|k| bool::from(k.ct_eq(presented.as_slice())));
+    if !(key_matches || access.allow_anyone) {
+        return Err(SealedError::Denied);
+    }
+    let devices = state.storage.account_devices(access.account_id).await?;
+    for id in &addressed {
+        if !devices.iter().any(|d| d.id == *id && !d.removed) {
+            return Err(SealedError::ForeignDevice);
+        }
+    }
+    let mut missing = Vec::new();
+    left_out_devices(
+        state.storage.as_ref(),
+        access.account_id,
+        0,
+        &addressed,
+        &mut missing,
+    )
+    .await?;
+    if !missing.is_empty() {
+        return Err(SealedError::MissingDevices(missing));
+    }
     let recipients = envelopes.len();
     let response = store_and_push(state, String::new(), 0, envelopes).await?;
     tracing::debug!(recipients, "sealed envelopes stored");

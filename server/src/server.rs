@@ -210,13 +210,14 @@ impl ShutdownHandle {
 
 impl Server {
     /// Creates the data directory, opens (or creates) the database, loads
-    /// (or generates) the certificate and binds the endpoint. Must be called
-    /// inside a tokio runtime.
+    /// (or generates) the certificate and binds the endpoint. Async
+    /// because opening the storage is (PostgreSQL connects and migrates on
+    /// this runtime, which then drives its connections and writers).
     ///
     /// # Errors
     /// [`StartError`].
-    pub fn bind(config: Config) -> Result<Self, StartError> {
-        Self::open(config, Arc::new(crate::clock::SystemClock))
+    pub async fn bind(config: Config) -> Result<Self, StartError> {
+        Self::open(config, Arc::new(crate::clock::SystemClock)).await
     }
 
     /// [`Server::bind`] with the clock every handler reads (a
@@ -226,15 +227,15 @@ impl Server {
     /// # Errors
     /// [`StartError`].
     #[cfg(feature = "testing")]
-    pub fn bind_with_clock(
+    pub async fn bind_with_clock(
         config: Config,
         clock: Arc<dyn crate::clock::Clock>,
     ) -> Result<Self, StartError> {
-        Self::open(config, clock)
+        Self::open(config, clock).await
     }
 
     /// [`Server::bind`] with the clock every handler reads.
-    fn open(config: Config, clock: Arc<dyn crate::clock::Clock>) -> Result<Self, StartError> {
+    async fn open(config: Config, clock: Arc<dyn crate::clock::Clock>) -> Result<Self, StartError> {
         config.validate()?;
         private_dir(&config.data_dir).map_err(|source| StartError::DataDir {
             path: config.data_dir.clone(),
@@ -254,7 +255,7 @@ impl Server {
                 source,
             })?;
         }
-        let storage = storage::open(&config)?;
+        let storage = storage::open(&config).await?;
         if sqlite {
             for suffix in ["-wal", "-shm"] {
                 let mut path = database.clone().into_os_string();

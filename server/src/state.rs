@@ -48,7 +48,9 @@ impl std::fmt::Debug for ServerState {
 }
 
 impl ServerState {
-    /// Runs blocking work (storage, argon2) off the async threads.
+    /// Runs CPU-heavy work (argon2) off the async threads. Storage needs
+    /// none of this: its methods are async and keep their blocking inside
+    /// the backend.
     ///
     /// # Errors
     /// The closure's error, or an [`Internal`] failure if the task

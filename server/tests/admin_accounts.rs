@@ -288,18 +288,21 @@ async fn an_admin_logs_in_with_totp_and_every_change_is_audited() {
 
     // The audit log (read with a fresh session once the lock ran out is
     // slow; read the store directly instead) names who did what.
-    let log = server_audit(&server);
+    let log = server_audit(&server).await;
     let actions: Vec<&str> = log.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(actions, ["logout", "login"], "{log:?}");
     assert!(log.iter().all(|e| e.admin == "ops" && e.at_ms > 0));
     server.stop().await;
 }
 
-fn server_audit(server: &TestServer) -> Vec<microbot_server::testing::storage::admin::AuditEntry> {
+async fn server_audit(
+    server: &TestServer,
+) -> Vec<microbot_server::testing::storage::admin::AuditEntry> {
     use microbot_server::testing::storage::admin::AdminStorage as _;
     microbot_server::testing::storage::sqlite::SqliteStorage::open(&server.db_path())
         .unwrap()
         .audit_log(50)
+        .await
         .unwrap()
 }
 
@@ -513,7 +516,7 @@ async fn each_admin_saves_their_own_layout_and_a_viewer_may_too() {
     assert_eq!(theirs.body, format!(r#"{{"layout":{small}}}"#));
     let read = request(addr, "GET", "/admin/api/layout", &[&admin], "").await;
     assert_eq!(read.body, format!(r#"{{"layout":{layout}}}"#));
-    let log = server_audit(&server);
+    let log = server_audit(&server).await;
     let layouts: Vec<(&str, &str)> = log
         .iter()
         .filter(|e| e.action == "layout")
@@ -672,7 +675,7 @@ async fn an_admin_denies_and_allows_addresses_and_new_connections_follow() {
     .await;
     assert_eq!(config.status, 404);
 
-    let log = server_audit(&server);
+    let log = server_audit(&server).await;
     let changes: Vec<(&str, &str)> = log
         .iter()
         .filter(|e| e.action == "ip_rule")
@@ -717,20 +720,24 @@ async fn a_dashboard_rule_reaches_every_node_sharing_the_database() {
     assert!(try_connect(&a).await.is_ok() && try_connect(&b).await.is_ok());
     // Another node's dashboard stores a rule: both nodes refuse within the refresh period.
     let url = schema.url.clone();
-    let other = tokio::task::spawn_blocking(move || {
-        microbot_server::testing::storage::postgres::PostgresStorage::open(&url, 1).unwrap()
+    let other = tokio::spawn(async move {
+        microbot_server::testing::storage::postgres::PostgresStorage::open(&url, 1)
+            .await
+            .unwrap()
     })
     .await
     .unwrap();
     let other = std::sync::Arc::new(other);
     let store = std::sync::Arc::clone(&other);
-    tokio::task::spawn_blocking(move || {
-        store.add_ip_rule(&IpRuleRecord {
-            kind: "deny".into(),
-            cidr: "127.0.0.0/8".into(),
-            created_by: "ops".into(),
-            created_at_ms: 1,
-        })
+    tokio::spawn(async move {
+        store
+            .add_ip_rule(&IpRuleRecord {
+                kind: "deny".into(),
+                cidr: "127.0.0.0/8".into(),
+                created_by: "ops".into(),
+                created_at_ms: 1,
+            })
+            .await
     })
     .await
     .unwrap()
@@ -744,7 +751,7 @@ async fn a_dashboard_rule_reaches_every_node_sharing_the_database() {
         }
     }
     let store = std::sync::Arc::clone(&other);
-    tokio::task::spawn_blocking(move || store.remove_ip_rule("127.0.0.0/8"))
+    tokio::spawn(async move { store.remove_ip_rule("127.0.0.0/8").await })
         .await
         .unwrap()
         .unwrap();
@@ -908,7 +915,7 @@ async fn an_admin_suspends_a_device_and_an_account_and_lifts_it() {
         404
     );
 
-    let log = server_audit(&server);
+    let log = server_audit(&server).await;
     let changes: Vec<(&str, String)> = log
         .iter()
         .filter(|e| e.action == "suspension")
@@ -953,9 +960,10 @@ async fn a_suspension_on_one_node_closes_the_device_on_another() {
     let b = TestServer::start_with(node(false)).await;
     // An admin in the shared database (what `admin add --storage …` makes).
     let url = schema.url.clone();
-    let secret = tokio::task::spawn_blocking(move || {
-        let store =
-            microbot_server::testing::storage::postgres::PostgresStorage::open(&url, 1).unwrap();
+    let secret = tokio::spawn(async move {
+        let store = microbot_server::testing::storage::postgres::PostgresStorage::open(&url, 1)
+            .await
+            .unwrap();
         let hash = microbot_server::testing::auth::password::PasswordHasher::new(8192, 1, 1)
             .unwrap()
             .hash("correct horse battery")
@@ -966,10 +974,11 @@ async fn a_suspension_on_one_node_closes_the_device_on_another() {
         assert!(
             store
                 .create_admin("ops", AdminRole::Admin, &hash, &secret, 1)
+                .await
                 .unwrap()
         );
-        let id = store.admin_by_name("ops").unwrap().unwrap().id;
-        store.activate_admin(id).unwrap();
+        let id = store.admin_by_name("ops").await.unwrap().unwrap().id;
+        store.activate_admin(id).await.unwrap();
         microbot_server::testing::auth::totp::enrolment(&secret, "ops")
             .unwrap()
             .1

@@ -64,9 +64,10 @@ async fn request(
 /// An active admin `ops` in the shared database; the session cookie header.
 async fn admin_session(url: String, addr: SocketAddr) -> String {
     use microbot_server::testing::storage::admin::{AdminRole, AdminStorage as _};
-    let secret = tokio::task::spawn_blocking(move || {
-        let store =
-            microbot_server::testing::storage::postgres::PostgresStorage::open(&url, 1).unwrap();
+    let secret = tokio::spawn(async move {
+        let store = microbot_server::testing::storage::postgres::PostgresStorage::open(&url, 1)
+            .await
+            .unwrap();
         let hash = microbot_server::testing::auth::password::PasswordHasher::new(8192, 1, 1)
             .unwrap()
             .hash("correct horse battery")
@@ -77,10 +78,11 @@ async fn admin_session(url: String, addr: SocketAddr) -> String {
         assert!(
             store
                 .create_admin("ops", AdminRole::Admin, &hash, &secret, 1)
+                .await
                 .unwrap()
         );
-        let id = store.admin_by_name("ops").unwrap().unwrap().id;
-        store.activate_admin(id).unwrap();
+        let id = store.admin_by_name("ops").await.unwrap().unwrap().id;
+        store.activate_admin(id).await.unwrap();
         microbot_server::testing::auth::totp::enrolment(&secret, "ops")
             .unwrap()
             .1
@@ -115,9 +117,10 @@ async fn seed_minutes(url: String) -> u64 {
         .unwrap()
         .as_secs();
     let first = (now - 2 * 86_400) / 240 * 240;
-    tokio::task::spawn_blocking(move || {
-        let store =
-            microbot_server::testing::storage::postgres::PostgresStorage::open(&url, 1).unwrap();
+    tokio::spawn(async move {
+        let store = microbot_server::testing::storage::postgres::PostgresStorage::open(&url, 1)
+            .await
+            .unwrap();
         for m in 0..120u64 {
             let minute = first + m * 60;
             for (node, rate, connections) in [("ghost-1", 1u64, 3u64), ("ghost-2", 2, 5)] {
@@ -134,7 +137,10 @@ async fn seed_minutes(url: String) -> u64 {
                     minute,
                     rollup: rollup.to_string(),
                 };
-                store.put_node_minute(&record, now - 30 * 86_400).unwrap();
+                store
+                    .put_node_minute(&record, now - 30 * 86_400)
+                    .await
+                    .unwrap();
             }
         }
     })

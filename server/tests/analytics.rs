@@ -19,7 +19,7 @@ use microbot_server::testing::storage::postgres::PostgresStorage;
 use microbot_server::testing::storage::sqlite::SqliteStorage;
 use microbot_server::testing::storage::{NewAccount, Storage};
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_without_an_admin_listener_still_counts_messages() {
     let server = common::TestServer::start_with(|c| c.metrics_listen = None).await;
     let mut alice = common::new_device(&server, "alice").await;
@@ -39,7 +39,7 @@ async fn a_node_without_an_admin_listener_still_counts_messages() {
     let dir = server.stop_keep_dir().await;
     let storage = SqliteStorage::open(&dir.path().join("microbot.sqlite3")).unwrap();
     let today = day_of(microbot_server::testing::clock::system_now_ms());
-    assert!(value(&storage, today, Metric::Messages) >= 3);
+    assert!(value(&storage, today, Metric::Messages).await >= 3);
 }
 
 /// A backend's name, two handles on one store, the CLI's storage
@@ -52,7 +52,7 @@ type Backend = (
     Box<dyn std::any::Any>,
 );
 
-fn backends(test: &str) -> Vec<Backend> {
+async fn backends(test: &str) -> Vec<Backend> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("microbot.sqlite3");
     let args = vec!["--data-dir".to_owned(), dir.path().display().to_string()];
@@ -66,8 +66,12 @@ fn backends(test: &str) -> Vec<Backend> {
     match std::env::var("MICROBOT_TEST_POSTGRES") {
         Ok(url) if !url.is_empty() => {
             let schema = Schema::new(&url, &format!("t_{test}"));
-            let a = PostgresStorage::open(&schema.url, 2).expect("open postgres");
-            let b = PostgresStorage::open(&schema.url, 2).expect("open postgres again");
+            let a = PostgresStorage::open(&schema.url, 2)
+                .await
+                .expect("open postgres");
+            let b = PostgresStorage::open(&schema.url, 2)
+                .await
+                .expect("open postgres again");
             let data = tempfile::tempdir().unwrap();
             let args = vec![
                 "--data-dir".to_owned(),
@@ -90,7 +94,7 @@ fn backends(test: &str) -> Vec<Backend> {
     out
 }
 
-fn account(s: &dyn Storage, username: &str, created_ms: u64) -> i64 {
+async fn account(s: &dyn Storage, username: &str, created_ms: u64) -> i64 {
     let id = s
         .create_account(&NewAccount {
             username,
@@ -100,13 +104,15 @@ fn account(s: &dyn Storage, username: &str, created_ms: u64) -> i64 {
             now_ms: created_ms,
             bot: false,
         })
+        .await
         .unwrap();
-    s.activate_account(id).unwrap();
+    s.activate_account(id).await.unwrap();
     id
 }
 
-fn value(s: &dyn Storage, day: i64, metric: Metric) -> u64 {
+async fn value(s: &dyn Storage, day: i64, metric: Metric) -> u64 {
     s.counts(day, day)
+        .await
         .unwrap()
         .into_iter()
         .find(|r| r.day == day && r.metric == metric)
@@ -125,35 +131,51 @@ fn wednesday_noon() -> u64 {
     u64::try_from(wednesday).unwrap() * DAY_MS + DAY_MS / 2
 }
 
-#[test]
-fn logins_counters_cohorts_and_group_sizes() {
-    for (name, a, b, _, _keep) in backends("analytics_tables") {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_counters_cohorts_and_group_sizes() {
+    for (name, a, b, _, _keep) in backends("analytics_tables").await {
         let now = wednesday_noon();
         let day = day_of(now);
         let week = week_of(day);
         // Alice registered two weeks earlier, Bob this week.
-        let alice = account(&*a, "alice", now - 14 * DAY_MS);
-        let bob = account(&*a, "bob", now - DAY_MS);
-        let carol = account(&*a, "carol", now - DAY_MS);
-        let alice_1 = a.create_device(alice, &[1; 32], "one", now).unwrap();
-        let alice_2 = a.create_device(alice, &[2; 32], "two", now).unwrap();
-        let bob_1 = a.create_device(bob, &[3; 32], "one", now).unwrap();
+        let alice = account(&*a, "alice", now - 14 * DAY_MS).await;
+        let bob = account(&*a, "bob", now - DAY_MS).await;
+        let carol = account(&*a, "carol", now - DAY_MS).await;
+        let alice_1 = a.create_device(alice, &[1; 32], "one", now).await.unwrap();
+        let alice_2 = a.create_device(alice, &[2; 32], "two", now).await.unwrap();
+        let bob_1 = a.create_device(bob, &[3; 32], "one", now).await.unwrap();
         // Two nodes record the same logins: each counts once.
         for s in [&a, &b] {
-            s.record_active(alice, alice_1, now).unwrap();
-            s.record_active(alice, alice_2, now + 1000).unwrap();
-            s.record_active(bob, bob_1, now + 2000).unwrap();
+            s.record_active(alice, alice_1, now).await.unwrap();
+            s.record_active(alice, alice_2, now + 1000).await.unwrap();
+            s.record_active(bob, bob_1, now + 2000).await.unwrap();
         }
         // Alice again the next day, same week: a new day, not a new week.
-        a.record_active(alice, alice_1, now + DAY_MS).unwrap();
-        assert_eq!(value(&*a, day, Metric::ActiveAccounts), 2, "{name}");
-        assert_eq!(value(&*b, day, Metric::ActiveDevices), 3, "{name}");
-        assert_eq!(value(&*a, day + 1, Metric::ActiveAccounts), 1, "{name}");
-        assert_eq!(value(&*a, day + 1, Metric::ActiveDevices), 1, "{name}");
-        assert_eq!(value(&*a, week, Metric::WeeklyActiveAccounts), 2, "{name}");
-        assert_eq!(value(&*a, week, Metric::WeeklyActiveDevices), 3, "{name}");
+        a.record_active(alice, alice_1, now + DAY_MS).await.unwrap();
+        assert_eq!(value(&*a, day, Metric::ActiveAccounts).await, 2, "{name}");
+        assert_eq!(value(&*b, day, Metric::ActiveDevices).await, 3, "{name}");
+        assert_eq!(
+            value(&*a, day + 1, Metric::ActiveAccounts).await,
+            1,
+            "{name}"
+        );
+        assert_eq!(
+            value(&*a, day + 1, Metric::ActiveDevices).await,
+            1,
+            "{name}"
+        );
+        assert_eq!(
+            value(&*a, week, Metric::WeeklyActiveAccounts).await,
+            2,
+            "{name}"
+        );
+        assert_eq!(
+            value(&*a, week, Metric::WeeklyActiveDevices).await,
+            3,
+            "{name}"
+        );
         // Alice's cohort is two weeks back; Bob's is this week.
-        let cohorts = a.cohorts(week - 14).unwrap();
+        let cohorts = a.cohorts(week - 14).await.unwrap();
         let cell = |c: i64, w: i64| {
             cohorts
                 .iter()
@@ -165,16 +187,23 @@ fn logins_counters_cohorts_and_group_sizes() {
         assert_eq!(cohorts.len(), 2, "{name}: {cohorts:?}");
         // Counters from two nodes add up; zero counts write nothing.
         a.add_counts(day, &[(Metric::Messages, 5), (Metric::GroupMessages, 0)])
+            .await
             .unwrap();
         b.add_counts(
             day,
             &[(Metric::Messages, 2), (Metric::AttachmentBytes, 900)],
         )
+        .await
         .unwrap();
-        assert_eq!(value(&*a, day, Metric::Messages), 7, "{name}");
-        assert_eq!(value(&*a, day, Metric::AttachmentBytes), 900, "{name}");
+        assert_eq!(value(&*a, day, Metric::Messages).await, 7, "{name}");
+        assert_eq!(
+            value(&*a, day, Metric::AttachmentBytes).await,
+            900,
+            "{name}"
+        );
         assert!(
             !a.counts(day, day)
+                .await
                 .unwrap()
                 .iter()
                 .any(|r| r.metric == Metric::GroupMessages),
@@ -189,12 +218,18 @@ fn logins_counters_cohorts_and_group_sizes() {
             100,
             now,
         )
+        .await
         .unwrap();
         a.create_group(&[2; 16], carol, &["bob".into()], b"m", 100, now)
+            .await
             .unwrap();
-        assert_eq!(b.group_sizes().unwrap(), vec![(2, 1), (3, 1)], "{name}");
+        assert_eq!(
+            b.group_sizes().await.unwrap(),
+            vec![(2, 1), (3, 1)],
+            "{name}"
+        );
         // The report puts it together.
-        let built = report::build(&*a, week - 14, now + DAY_MS).unwrap();
+        let built = report::build(&*a, week - 14, now + DAY_MS).await.unwrap();
         let today = built.days.last().unwrap();
         assert_eq!(today.start, format_day(day + 1), "{name}");
         let first = built
@@ -230,34 +265,37 @@ fn logins_counters_cohorts_and_group_sizes() {
     }
 }
 
-#[test]
-fn working_sets_are_pruned_after_35_days() {
-    for (name, a, _, _, _keep) in backends("analytics_prune") {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn working_sets_are_pruned_after_35_days() {
+    for (name, a, _, _, _keep) in backends("analytics_prune").await {
         let now = wednesday_noon() - 40 * DAY_MS;
         let day = day_of(now);
-        let alice = account(&*a, "alice", now);
-        let device = a.create_device(alice, &[1; 32], "one", now).unwrap();
-        a.record_active(alice, device, now).unwrap();
-        a.record_active(alice, device, now).unwrap();
-        assert_eq!(value(&*a, day, Metric::ActiveDevices), 1, "{name}");
+        let alice = account(&*a, "alice", now).await;
+        let device = a.create_device(alice, &[1; 32], "one", now).await.unwrap();
+        a.record_active(alice, device, now).await.unwrap();
+        a.record_active(alice, device, now).await.unwrap();
+        assert_eq!(value(&*a, day, Metric::ActiveDevices).await, 1, "{name}");
         // A login 36 days later deletes the old working set, so the same
         // day's login would count again; the counter itself stays.
-        a.record_active(alice, device, now + 36 * DAY_MS).unwrap();
-        assert_eq!(value(&*a, day, Metric::ActiveDevices), 1, "{name}");
-        a.record_active(alice, device, now).unwrap();
-        assert_eq!(value(&*a, day, Metric::ActiveDevices), 2, "{name}");
+        a.record_active(alice, device, now + 36 * DAY_MS)
+            .await
+            .unwrap();
+        assert_eq!(value(&*a, day, Metric::ActiveDevices).await, 1, "{name}");
+        a.record_active(alice, device, now).await.unwrap();
+        assert_eq!(value(&*a, day, Metric::ActiveDevices).await, 2, "{name}");
     }
 }
 
-#[test]
-fn the_report_command_prints_json_and_csv() {
-    for (name, a, _, args, _keep) in backends("analytics_cli") {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_report_command_prints_json_and_csv() {
+    for (name, a, _, args, _keep) in backends("analytics_cli").await {
         let now = microbot_server::testing::clock::system_now_ms();
         let today = day_of(now);
-        let alice = account(&*a, "alice", now);
-        let device = a.create_device(alice, &[1; 32], "one", now).unwrap();
-        a.record_active(alice, device, now).unwrap();
+        let alice = account(&*a, "alice", now).await;
+        let device = a.create_device(alice, &[1; 32], "one", now).await.unwrap();
+        a.record_active(alice, device, now).await.unwrap();
         a.add_counts(today, &[(Metric::Messages, 12), (Metric::GroupMessages, 4)])
+            .await
             .unwrap();
         drop(a);
         let since = format_day(today - 2);

@@ -199,7 +199,7 @@ async fn a_wrong_postgres_password_is_reported_in_the_engines_words() {
         storage: Some(microbot_server::config::SecretUrl::new(wrong)),
         ..test_config(dir.path())
     };
-    let error = match Server::bind(config) {
+    let error = match Server::bind(config).await {
         Ok(_) => panic!("a wrong password was accepted"),
         Err(error) => error.to_string(),
     };

@@ -47,7 +47,7 @@ fn put(slot_id: &Bytes, sealed: Bytes) -> Request {
     })
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slot_is_read_once_and_the_second_read_fails() {
     let server = TestServer::start().await;
     let mut old = new_device(&server, "alice").await;
@@ -77,7 +77,7 @@ async fn a_slot_is_read_once_and_the_second_read_fails() {
     server.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn posting_needs_login_and_the_size_cap_holds() {
     let server = TestServer::start().await;
     let mut old = new_device(&server, "alice").await;
@@ -107,7 +107,7 @@ async fn posting_needs_login_and_the_size_cap_holds() {
     server.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slot_creation_is_rate_limited_per_address() {
     let server = TestServer::start_with(|c| c.rate_register_per_ip = 3).await;
     let mut client = server.client().await;
@@ -127,7 +127,7 @@ async fn slot_creation_is_rate_limited_per_address() {
 /// A backend's name, its store, and what keeps it alive.
 type Backend = (&'static str, Arc<dyn Storage>, Box<dyn std::any::Any>);
 
-fn backends(test: &str) -> Vec<Backend> {
+async fn backends(test: &str) -> Vec<Backend> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db.sqlite3");
     let mut out: Vec<Backend> = vec![(
@@ -138,7 +138,9 @@ fn backends(test: &str) -> Vec<Backend> {
     match std::env::var("MICROBOT_TEST_POSTGRES") {
         Ok(url) if !url.is_empty() => {
             let schema = Schema::new(&url, &format!("t_{test}"));
-            let pg = PostgresStorage::open(&schema.url, 2).expect("open postgres");
+            let pg = PostgresStorage::open(&schema.url, 2)
+                .await
+                .expect("open postgres");
             out.push(("postgres", Arc::new(pg), Box::new(schema)));
         }
         _ => eprintln!("provisioning::{test}: MICROBOT_TEST_POSTGRES not set, PostgreSQL skipped"),
@@ -146,92 +148,103 @@ fn backends(test: &str) -> Vec<Backend> {
     out
 }
 
-#[test]
-fn an_expired_slot_is_gone_in_every_backend() {
-    for (name, store, _keep) in backends("prov_expiry") {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_slot_is_gone_in_every_backend() {
+    for (name, store, _keep) in backends("prov_expiry").await {
         let now = 1_000_000;
         let expires = now + SLOT_TTL_MS;
         let (a, b) = ([1u8; 16], [2u8; 16]);
         assert!(
             store
                 .create_provisioning_slot(&a, expires, now, 10)
+                .await
                 .unwrap()
         );
         assert!(
             store
                 .create_provisioning_slot(&b, expires, now, 10)
+                .await
                 .unwrap()
         );
         assert!(
-            store.put_provisioning_message(&a, b"sealed", now).unwrap(),
+            store
+                .put_provisioning_message(&a, b"sealed", now)
+                .await
+                .unwrap(),
             "{name}"
         );
         assert_eq!(
-            store.take_provisioning_message(&b, now).unwrap(),
+            store.take_provisioning_message(&b, now).await.unwrap(),
             SlotRead::Waiting
         );
         // At the expiry both are gone, filled or not, and cannot be filled.
         assert_eq!(
-            store.take_provisioning_message(&a, expires).unwrap(),
+            store.take_provisioning_message(&a, expires).await.unwrap(),
             SlotRead::Missing,
             "{name}"
         );
         assert!(
             !store
                 .put_provisioning_message(&b, b"late", expires)
+                .await
                 .unwrap()
         );
         assert_eq!(
-            store.take_provisioning_message(&b, expires).unwrap(),
+            store.take_provisioning_message(&b, expires).await.unwrap(),
             SlotRead::Missing
         );
         // Creating a slot purges the expired ones (the cap counts only live slots).
         assert!(
             store
                 .create_provisioning_slot(&[3; 16], expires + SLOT_TTL_MS, expires, 1)
+                .await
                 .unwrap(),
             "{name}"
         );
         assert!(
             !store
                 .create_provisioning_slot(&[4; 16], expires + SLOT_TTL_MS, expires, 1)
+                .await
                 .unwrap(),
             "{name}"
         );
         assert_eq!(
-            store.take_provisioning_message(&a, now).unwrap(),
+            store.take_provisioning_message(&a, now).await.unwrap(),
             SlotRead::Missing,
             "{name}: purged"
         );
     }
 }
 
-#[test]
-fn a_filled_slot_is_read_once_in_every_backend() {
-    for (name, store, _keep) in backends("prov_once") {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filled_slot_is_read_once_in_every_backend() {
+    for (name, store, _keep) in backends("prov_once").await {
         let id = [9u8; 16];
         assert!(
             store
                 .create_provisioning_slot(&id, 2_000, 1_000, 10)
+                .await
                 .unwrap()
         );
         assert!(
             store
                 .put_provisioning_message(&id, b"ciphertext", 1_000)
+                .await
                 .unwrap()
         );
         assert!(
             !store
                 .put_provisioning_message(&id, b"other", 1_000)
+                .await
                 .unwrap(),
             "{name}"
         );
         assert_eq!(
-            store.take_provisioning_message(&id, 1_000).unwrap(),
+            store.take_provisioning_message(&id, 1_000).await.unwrap(),
             SlotRead::Ready(b"ciphertext".to_vec())
         );
         assert_eq!(
-            store.take_provisioning_message(&id, 1_000).unwrap(),
+            store.take_provisioning_message(&id, 1_000).await.unwrap(),
             SlotRead::Missing,
             "{name}"
         );

@@ -221,7 +221,7 @@ async fn the_data_dir_is_0700_and_the_database_and_key_0600() {
     let data = parent.path().join("fresh");
     let mut config = test_config(&data);
     config.data_dir = data.clone();
-    let server = Server::bind(config).unwrap();
+    let server = Server::bind(config).await.unwrap();
     let (handle, rx) = server.handle();
     let task = tokio::spawn(server.run(rx));
     let mode = |name: &str| {

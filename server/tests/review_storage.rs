@@ -6,8 +6,9 @@
 
 use crate::support::engines;
 
-use std::sync::{Arc, Barrier};
-use std::thread;
+use std::sync::Arc;
+
+use tokio::sync::Barrier;
 
 use microbot_server::testing::storage::postgres::PostgresStorage;
 use microbot_server::testing::storage::sqlite::SqliteStorage;
@@ -23,7 +24,7 @@ type Store = (
     Box<dyn std::any::Any>,
 );
 
-fn stores(test: &str) -> Vec<Store> {
+async fn stores(test: &str) -> Vec<Store> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db.sqlite3");
     let mut out: Vec<Store> = vec![(
@@ -37,8 +38,8 @@ fn stores(test: &str) -> Vec<Store> {
             let schema = engines::Schema::new(&url, &format!("s_{test}"));
             out.push((
                 "postgres",
-                Arc::new(PostgresStorage::open(&schema.url, 4).unwrap()),
-                Arc::new(PostgresStorage::open(&schema.url, 4).unwrap()),
+                Arc::new(PostgresStorage::open(&schema.url, 4).await.unwrap()),
+                Arc::new(PostgresStorage::open(&schema.url, 4).await.unwrap()),
                 Box::new(schema),
             ));
         }
@@ -47,7 +48,7 @@ fn stores(test: &str) -> Vec<Store> {
     out
 }
 
-fn account(s: &dyn Storage, name: &str) -> (i64, u64) {
+async fn account(s: &dyn Storage, name: &str) -> (i64, u64) {
     let id = s
         .create_account(&NewAccount {
             username: name,
@@ -57,9 +58,10 @@ fn account(s: &dyn Storage, name: &str) -> (i64, u64) {
             now_ms: 0,
             bot: false,
         })
+        .await
         .unwrap();
-    s.activate_account(id).unwrap();
-    (id, s.create_device(id, &[2; 32], "d", 0).unwrap())
+    s.activate_account(id).await.unwrap();
+    (id, s.create_device(id, &[2; 32], "d", 0).await.unwrap())
 }
 
 fn meta(sender: &'static str, device: u64, now_ms: u64, ttl_ms: u64) -> SendMeta<'static> {
@@ -74,7 +76,7 @@ fn meta(sender: &'static str, device: u64, now_ms: u64, ttl_ms: u64) -> SendMeta
 }
 
 /// Every envelope in the queue of `device`, expired or not (`now_ms` 0).
-fn held(s: &dyn Storage, device: u64) -> Vec<u64> {
+async fn held(s: &dyn Storage, device: u64) -> Vec<u64> {
     let page = FetchPage {
         limit: 1000,
         max_bytes: 1 << 24,
@@ -84,7 +86,7 @@ fn held(s: &dyn Storage, device: u64) -> Vec<u64> {
     let mut ids = Vec::new();
     let mut after = 0;
     loop {
-        let (rows, more) = s.fetch_envelopes(device, after, page).unwrap();
+        let (rows, more) = s.fetch_envelopes(device, after, page).await.unwrap();
         after = rows.last().map_or(after, |e| e.id);
         ids.extend(rows.iter().map(|e| e.id));
         if !more {
@@ -93,20 +95,20 @@ fn held(s: &dyn Storage, device: u64) -> Vec<u64> {
     }
 }
 
-#[test]
-fn racing_sends_acks_and_sweeps_keep_the_queue_length_exact() {
-    for (name, a, b, _keep) in stores("race") {
-        let (_, alice) = account(&*a, "alice");
-        let (_, bob) = account(&*a, "bob");
-        let (_, carol) = account(&*a, "carol");
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_sends_acks_and_sweeps_keep_the_queue_length_exact() {
+    for (name, a, b, _keep) in stores("race").await {
+        let (_, alice) = account(&*a, "alice").await;
+        let (_, bob) = account(&*a, "bob").await;
+        let (_, carol) = account(&*a, "carol").await;
         let barrier = Arc::new(Barrier::new(4));
         let mut threads = Vec::new();
         // Two senders on two handles: half of their envelopes expire at
         // time 500, the rest live on.
         for (store, sender, device) in [(&a, "alice", alice), (&b, "carol", carol)] {
             let (store, barrier) = (Arc::clone(store), Arc::clone(&barrier));
-            threads.push(thread::spawn(move || {
-                barrier.wait();
+            threads.push(tokio::spawn(async move {
+                barrier.wait().await;
                 for i in 0..200u64 {
                     let ttl = if i % 2 == 0 { 400 } else { 1_000_000 };
                     let envelope = OutgoingEnvelope {
@@ -115,6 +117,7 @@ fn racing_sends_acks_and_sweeps_keep_the_queue_length_exact() {
                     };
                     store
                         .enqueue(&meta(sender, device, 100, ttl), &[envelope])
+                        .await
                         .unwrap();
                 }
             }));
@@ -123,32 +126,39 @@ fn racing_sends_acks_and_sweeps_keep_the_queue_length_exact() {
         // runs on the other.
         for (store, sweeper) in [(&a, false), (&b, true)] {
             let (store, barrier) = (Arc::clone(store), Arc::clone(&barrier));
-            threads.push(thread::spawn(move || {
-                barrier.wait();
+            threads.push(tokio::spawn(async move {
+                barrier.wait().await;
                 for _ in 0..100 {
                     if sweeper {
-                        store.purge_expired(500).unwrap();
+                        store.purge_expired(500).await.unwrap();
                     } else {
-                        let ids: Vec<u64> = held(&*store, bob).into_iter().take(3).collect();
-                        store.ack_envelopes(bob, &ids).unwrap();
+                        let ids: Vec<u64> = held(&*store, bob).await.into_iter().take(3).collect();
+                        store.ack_envelopes(bob, &ids).await.unwrap();
                     }
                 }
             }));
         }
         for t in threads {
-            t.join().unwrap();
+            t.await.unwrap();
         }
-        let left = held(&*a, bob).len() as u64;
-        assert_eq!(a.total_queued(0).unwrap(), left, "{name}: after the race");
-        a.purge_expired(500).unwrap();
-        let left = held(&*a, bob).len() as u64;
+        let left = held(&*a, bob).await.len() as u64;
         assert_eq!(
-            b.total_queued(0).unwrap(),
+            a.total_queued(0).await.unwrap(),
+            left,
+            "{name}: after the race"
+        );
+        a.purge_expired(500).await.unwrap();
+        let left = held(&*a, bob).await.len() as u64;
+        assert_eq!(
+            b.total_queued(0).await.unwrap(),
             left,
             "{name}: after a last sweep"
         );
-        let all = held(&*a, bob);
-        assert_eq!(a.ack_envelopes(bob, &all).unwrap() as usize, all.len());
-        assert_eq!(a.total_queued(0).unwrap(), 0, "{name}: all acked");
+        let all = held(&*a, bob).await;
+        assert_eq!(
+            a.ack_envelopes(bob, &all).await.unwrap() as usize,
+            all.len()
+        );
+        assert_eq!(a.total_queued(0).await.unwrap(), 0, "{name}: all acked");
     }
 }

@@ -18,7 +18,7 @@ async fn first_start_creates_database_and_certificate_and_later_starts_reuse_the
         data_dir: data.clone(),
         ..test_config(dir.path())
     };
-    let first = Server::bind(config.clone()).unwrap();
+    let first = Server::bind(config.clone()).await.unwrap();
     assert!(first.generated_certificate());
     let fingerprint = first.fingerprint().to_owned();
     assert_eq!(fingerprint.len(), 64);
@@ -34,7 +34,7 @@ async fn first_start_creates_database_and_certificate_and_later_starts_reuse_the
         fingerprint
     );
     drop(first);
-    let second = Server::bind(config).unwrap();
+    let second = Server::bind(config).await.unwrap();
     assert!(!second.generated_certificate());
     assert_eq!(second.fingerprint(), fingerprint, "certificate kept");
 }
@@ -179,7 +179,7 @@ async fn a_failed_start_names_its_step_and_keeps_the_cause() {
     let dir = tempfile::tempdir().unwrap();
     // The database file is not a database: opening the store fails.
     std::fs::write(dir.path().join("microbot.sqlite3"), [0x5a; 4096]).unwrap();
-    match Server::bind(test_config(dir.path())) {
+    match Server::bind(test_config(dir.path())).await {
         Err(microbot_server::StartError::Storage(cause)) => {
             let text = cause.to_string();
             assert!(!text.is_empty());
@@ -192,7 +192,7 @@ async fn a_failed_start_names_its_step_and_keeps_the_cause() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("cert.pem"), b"not a certificate").unwrap();
     std::fs::write(dir.path().join("key.pem"), b"not a key").unwrap();
-    match Server::bind(test_config(dir.path())) {
+    match Server::bind(test_config(dir.path())).await {
         Err(microbot_server::StartError::Endpoint(cause)) => {
             assert!(cause.to_string().contains("cert.pem"), "{cause}");
         }

@@ -320,7 +320,7 @@ async fn webhooks_never_reach_internal_addresses_unless_allowed() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(dir.path());
     config.webhook_url = Some("http://169.254.169.254/latest/meta-data".into());
-    let refused = microbot_server::Server::bind(config);
+    let refused = microbot_server::Server::bind(config).await;
     let Err(error) = refused else {
         panic!("a literal internal webhook address was accepted")
     };

@@ -49,7 +49,7 @@ impl TestServer {
     ) -> Self {
         let mut config = crate::test_config(dir.path(), listen);
         tweak(&mut config);
-        let server = Server::bind(config).unwrap();
+        let server = Server::bind(config).await.unwrap();
         let addr = server.local_addr().unwrap();
         let config = ServerConfig::new(addr, server.fingerprint()).unwrap();
         let (handle, rx) = server.handle();

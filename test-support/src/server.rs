@@ -66,7 +66,7 @@ impl BlockingServer {
         let mut config = test_config(dir.path(), listen);
         tweak(&mut config);
         let (addr, fingerprint, handle, task) = runtime.block_on(async {
-            let server = Server::bind(config).unwrap();
+            let server = Server::bind(config).await.unwrap();
             let addr = server.local_addr().unwrap();
             let fingerprint = server.fingerprint().to_owned();
             let (handle, rx) = server.handle();

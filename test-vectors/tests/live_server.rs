@@ -8,7 +8,7 @@ use microbot_test_vectors::live;
 
 /// A reference server on loopback: its address, fingerprint, shutdown
 /// handle, task and data directory.
-fn start() -> (
+async fn start() -> (
     std::net::SocketAddr,
     String,
     microbot_server::ShutdownHandle,
@@ -24,7 +24,7 @@ fn start() -> (
         argon2_parallelism: 1,
         ..Config::default()
     };
-    let server = Server::bind(config).expect("bind");
+    let server = Server::bind(config).await.expect("bind");
     let addr = server.local_addr().expect("addr");
     let fingerprint = server.fingerprint().to_owned();
     let (handle, stop) = server.handle();
@@ -34,7 +34,7 @@ fn start() -> (
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scenario_passes_against_the_reference_server() {
-    let (addr, fingerprint, handle, task, _dir) = start();
+    let (addr, fingerprint, handle, task, _dir) = start().await;
     let checks = live::run(addr, &fingerprint).await;
     for check in &checks {
         assert!(check.result.is_ok(), "{}: {:?}", check.name, check.result);
@@ -55,7 +55,7 @@ async fn scenario_passes_against_the_reference_server() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_command_line_streams_checks_and_exits_by_the_verdict() {
-    let (addr, fingerprint, handle, task, _dir) = start();
+    let (addr, fingerprint, handle, task, _dir) = start().await;
     let wrong_pin = "00".repeat(32);
     // The command line: results streamed, the closing line, exit status 0;
     // pinned to the wrong certificate, a failure, the closing line, status 1.

@@ -93,10 +93,7 @@ impl Flusher {
         let now = Taken::read(state);
         let deltas = tally.deltas(now);
         let day = day_of(state.now_ms());
-        let s = Arc::clone(state);
-        tokio::task::spawn_blocking(move || s.storage.add_counts(day, &deltas))
-            .await
-            .map_err(|e| AdminError::Internal(e.to_string()))??;
+        state.storage.add_counts(day, &deltas).await?;
         tally.flushed(now);
         Ok(())
     }

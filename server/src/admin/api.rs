@@ -131,10 +131,7 @@ pub async fn audit_change(
         action: action.to_owned(),
         detail,
     };
-    let state = Arc::clone(&api.state);
-    tokio::task::spawn_blocking(move || state.storage.append_audit(&entry))
-        .await
-        .map_err(|e| AdminError::Internal(e.to_string()))??;
+    api.state.storage.append_audit(&entry).await?;
     Ok(())
 }
 
@@ -236,10 +233,7 @@ async fn audit(
     reader(&api, &headers).await?;
     let Query(query) = query.map_err(|e| AdminError::BadRequest(e.body_text()))?;
     let limit = query.limit.unwrap_or(200).clamp(1, 1000);
-    let state = Arc::clone(&api.state);
-    let entries = tokio::task::spawn_blocking(move || state.storage.audit_log(limit))
-        .await
-        .map_err(|e| AdminError::Internal(e.to_string()))??;
+    let entries = api.state.storage.audit_log(limit).await?;
     Ok(axum::Json(entries))
 }
 

@@ -80,7 +80,9 @@ fn read_line(input: &mut dyn BufRead) -> Result<Zeroizing<String>, AdminCliError
     ))
 }
 
-/// Runs `command` against the configured storage.
+/// Runs `command` against the configured storage. Called from a plain
+/// thread (never from inside a runtime): the storage is async, so the
+/// command drives it on a current-thread runtime of its own.
 ///
 /// # Errors
 /// [`AdminCliError`].
@@ -90,10 +92,23 @@ pub fn run(
     input: &mut dyn BufRead,
     out: &mut dyn Write,
 ) -> Result<(), AdminCliError> {
-    let storage = crate::storage::open(config).map_err(failed)?;
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(failed)?
+        .block_on(run_on_storage(config, command, input, out))
+}
+
+async fn run_on_storage(
+    config: &Config,
+    command: AdminCommand,
+    input: &mut dyn BufRead,
+    out: &mut dyn Write,
+) -> Result<(), AdminCliError> {
+    let storage = crate::storage::open(config).await.map_err(failed)?;
     match command {
         AdminCommand::Remove { name } => {
-            if storage.remove_admin(&name).map_err(failed)? {
+            if storage.remove_admin(&name).await.map_err(failed)? {
                 writeln!(out, "admin {name} removed").map_err(failed)?;
                 Ok(())
             } else {
@@ -122,12 +137,14 @@ pub fn run(
             let (uri, base32) = totp::enrolment(&secret, &name).map_err(failed)?;
             if !storage
                 .create_admin(&name, role, &hash, &secret, crate::clock::system_now_ms())
+                .await
                 .map_err(failed)?
             {
                 return Err(AdminCliError::NameTaken(name));
             }
             let admin = storage
                 .admin_by_name(&name)
+                .await
                 .map_err(failed)?
                 .ok_or_else(|| failed("the new admin disappeared"))?;
             writeln!(
@@ -146,15 +163,16 @@ pub fn run(
                     config.totp_skew_steps,
                 ) && storage
                     .consume_admin_totp_step(admin.id, step)
+                    .await
                     .map_err(failed)?
                 {
-                    storage.activate_admin(admin.id).map_err(failed)?;
+                    storage.activate_admin(admin.id).await.map_err(failed)?;
                     writeln!(out, "admin {name} added (role {})", role.as_str()).map_err(failed)?;
                     return Ok(());
                 }
                 writeln!(out, "wrong code").map_err(failed)?;
             }
-            storage.remove_admin(&name).map_err(failed)?;
+            storage.remove_admin(&name).await.map_err(failed)?;
             Err(AdminCliError::NotConfirmed)
         }
     }

@@ -73,10 +73,7 @@ pub fn parse_block(text: &str) -> Result<IpNet, RuleError> {
 /// # Errors
 /// [`AdminError::Storage`], [`AdminError::Internal`].
 pub async fn refresh(state: &Arc<ServerState>) -> Result<Vec<IpRuleRecord>, AdminError> {
-    let s = Arc::clone(state);
-    let rules = tokio::task::spawn_blocking(move || s.storage.ip_rules())
-        .await
-        .map_err(|e| AdminError::Internal(e.to_string()))??;
+    let rules = state.storage.ip_rules().await?;
     // A stored block this build cannot read is skipped (it was checked when made).
     let of_kind = |kind: &str| {
         rules
@@ -208,16 +205,11 @@ pub(super) async fn add(
         created_by: who.name.clone(),
         created_at_ms: api.state.now_ms(),
     };
-    let state = Arc::clone(&api.state);
-    let stored = rule.clone();
-    let added = tokio::task::spawn_blocking(move || {
-        if state.storage.ip_rules()?.len() >= MAX_RULES {
-            return Ok(None);
-        }
-        state.storage.add_ip_rule(&stored).map(Some)
-    })
-    .await
-    .map_err(|e| AdminError::Internal(e.to_string()))??;
+    let added = if api.state.storage.ip_rules().await?.len() >= MAX_RULES {
+        None
+    } else {
+        Some(api.state.storage.add_ip_rule(&rule).await?)
+    };
     match added {
         None => {
             return Err(AdminError::BadRequest(format!("at most {MAX_RULES} rules")));
@@ -256,11 +248,7 @@ pub(super) async fn remove(
     let cidr = parse_block(&which.cidr)
         .map_err(|e| AdminError::BadRequest(e.to_string()))?
         .to_string();
-    let state = Arc::clone(&api.state);
-    let key = cidr.clone();
-    let removed = tokio::task::spawn_blocking(move || state.storage.remove_ip_rule(&key))
-        .await
-        .map_err(|e| AdminError::Internal(e.to_string()))??;
+    let removed = api.state.storage.remove_ip_rule(&cidr).await?;
     let Some(kind) = removed else {
         return Err(AdminError::NotFound(format!(
             "no dashboard rule for {cidr}"

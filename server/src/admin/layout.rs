@@ -12,7 +12,6 @@
 //! (`web/dashboard`).
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, Method};
@@ -140,10 +139,7 @@ pub(super) async fn get_layout(
     headers: HeaderMap,
 ) -> Result<axum::Json<SavedLayout>, AdminError> {
     let who = reader(&api, &headers).await?;
-    let state = Arc::clone(&api.state);
-    let text = tokio::task::spawn_blocking(move || state.storage.admin_layout(who.admin_id))
-        .await
-        .map_err(|e| AdminError::Internal(e.to_string()))??;
+    let text = api.state.storage.admin_layout(who.admin_id).await?;
     // A stored layout this build cannot read (written by another version) reads as none.
     let layout = text.and_then(|t| Layout::from_stored(&t));
     Ok(axum::Json(SavedLayout { layout }))
@@ -164,15 +160,10 @@ pub(super) async fn put_layout(
         .check()
         .map_err(|e| AdminError::BadRequest(e.to_string()))?;
     let text = layout.to_stored();
-    let state = Arc::clone(&api.state);
-    let admin_id = who.admin_id;
-    tokio::task::spawn_blocking(move || {
-        state
-            .storage
-            .set_admin_layout(admin_id, &text, state.now_ms())
-    })
-    .await
-    .map_err(|e| AdminError::Internal(e.to_string()))??;
+    api.state
+        .storage
+        .set_admin_layout(who.admin_id, &text, api.state.now_ms())
+        .await?;
     let detail = format!(
         "saved a layout of {} panels: {}",
         layout.panels.len(),

@@ -31,8 +31,7 @@ pub async fn store_closed(state: &Arc<ServerState>, rollups: &Rollups) {
         return;
     }
     let node = state.bus.node_id();
-    let task_state = Arc::clone(state);
-    let stored = tokio::task::spawn_blocking(move || {
+    let stored = async {
         for rollup in closed {
             let record = NodeMinuteRecord {
                 node: node.clone(),
@@ -40,15 +39,13 @@ pub async fn store_closed(state: &Arc<ServerState>, rollups: &Rollups) {
                 rollup: rollup.encode(),
             };
             let keep_from = rollup.minute().saturating_sub(rollups::MAX_RANGE_SECS);
-            task_state.storage.put_node_minute(&record, keep_from)?;
+            state.storage.put_node_minute(&record, keep_from).await?;
         }
         Ok::<(), crate::storage::StorageError>(())
-    })
+    }
     .await;
-    match stored {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => tracing::warn!(%error, "could not store this node's chart minutes"),
-        Err(error) => tracing::warn!(%error, "the chart minute store task failed"),
+    if let Err(error) = stored {
+        tracing::warn!(%error, "could not store this node's chart minutes");
     }
 }
 
@@ -74,13 +71,10 @@ pub async fn series(
     let mut from = fold.first_minute();
     while from <= now {
         let to = from + CHUNK_MINUTES * 60;
-        let task_state = Arc::clone(state);
-        let node = node.clone();
-        let rows = tokio::task::spawn_blocking(move || {
-            task_state.storage.node_minutes(node.as_deref(), from, to)
-        })
-        .await
-        .map_err(|e| AdminError::Internal(e.to_string()))??;
+        let rows = state
+            .storage
+            .node_minutes(node.as_deref(), from, to)
+            .await?;
         for row in rows {
             match MinuteRollup::decode(&row.rollup) {
                 Ok(rollup) if rollup.minute() == row.minute => {

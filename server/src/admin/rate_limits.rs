@@ -46,10 +46,7 @@ pub fn editable(name: &str) -> Result<&'static str, RateLimitError> {
 /// # Errors
 /// [`AdminError::Storage`], [`AdminError::Internal`].
 pub async fn refresh(state: &Arc<ServerState>) -> Result<Vec<RateLimitRecord>, AdminError> {
-    let s = Arc::clone(state);
-    let records = tokio::task::spawn_blocking(move || s.storage.rate_limits())
-        .await
-        .map_err(|e| AdminError::Internal(e.to_string()))??;
+    let records = state.storage.rate_limits().await?;
     let overrides: Vec<(String, u32)> = records
         .iter()
         .map(|r| (r.name.clone(), r.per_minute))
@@ -136,11 +133,7 @@ pub(super) async fn set(
         updated_by: who.name.clone(),
         updated_at_ms: api.state.now_ms(),
     };
-    let state = Arc::clone(&api.state);
-    let stored = record.clone();
-    tokio::task::spawn_blocking(move || state.storage.set_rate_limit(&stored))
-        .await
-        .map_err(|e| AdminError::Internal(e.to_string()))??;
+    api.state.storage.set_rate_limit(&record).await?;
     audit_change(
         &api,
         &who,
@@ -170,10 +163,7 @@ pub(super) async fn remove(
     let who = changer(&api, &method, &headers).await?;
     let Query(which) = query.map_err(|e| AdminError::BadRequest(e.body_text()))?;
     let name = editable(&which.name).map_err(|e| AdminError::BadRequest(e.to_string()))?;
-    let state = Arc::clone(&api.state);
-    let removed = tokio::task::spawn_blocking(move || state.storage.remove_rate_limit(name))
-        .await
-        .map_err(|e| AdminError::Internal(e.to_string()))??;
+    let removed = api.state.storage.remove_rate_limit(name).await?;
     if !removed {
         return Err(AdminError::NotFound(format!("no override of {name}")));
     }

@@ -8,7 +8,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Arc;
 
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
@@ -177,10 +176,10 @@ fn bucket_label((low, high): (u64, u64)) -> String {
 ///
 /// # Errors
 /// [`ReportError::Storage`].
-pub fn build(storage: &dyn Storage, since: i64, now_ms: u64) -> Result<Report, ReportError> {
+pub async fn build(storage: &dyn Storage, since: i64, now_ms: u64) -> Result<Report, ReportError> {
     let today = day_of(now_ms);
     let first_week = week_of(since);
-    let rows = storage.counts(first_week, today)?;
+    let rows = storage.counts(first_week, today).await?;
     let mut days: BTreeMap<i64, Period> = (since..=today)
         .map(|d| {
             (
@@ -226,7 +225,7 @@ pub fn build(storage: &dyn Storage, since: i64, now_ms: u64) -> Result<Report, R
             groups: 0,
         })
         .collect();
-    for (members, groups) in storage.group_sizes()? {
+    for (members, groups) in storage.group_sizes().await? {
         if let Some(i) = SIZE_BUCKETS
             .iter()
             .position(|(low, high)| (*low..=*high).contains(&members))
@@ -236,7 +235,7 @@ pub fn build(storage: &dyn Storage, since: i64, now_ms: u64) -> Result<Report, R
     }
     let this_week = week_of(today);
     let mut cohorts: BTreeMap<i64, Cohort> = BTreeMap::new();
-    for row in storage.cohorts(since)? {
+    for row in storage.cohorts(since).await? {
         if row.week < row.cohort_week || row.week > this_week {
             continue;
         }
@@ -330,8 +329,15 @@ pub fn run_cli(
     let format = Format::parse(format)?;
     let now = crate::clock::system_now_ms();
     let since = since_day(since, now)?;
-    let storage = crate::storage::open(config)?;
-    let report = build(&*storage, since, now)?;
+    // The storage is async: this one-shot command (run from a plain
+    // thread) drives it on a current-thread runtime of its own.
+    let report = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(async {
+            let storage = crate::storage::open(config).await?;
+            Ok::<_, ReportCliError>(build(&*storage, since, now).await?)
+        })?;
     let (_, body) = render(&report, format);
     out.write_all(body.as_bytes())?;
     if !body.ends_with('\n') {
@@ -363,10 +369,8 @@ pub(super) async fn get_report(
     let now = api.state.now_ms();
     let since = since_day(&query.since, now).map_err(bad)?;
     api.analytics.flush(&api.state).await?;
-    let state = Arc::clone(&api.state);
-    let report = tokio::task::spawn_blocking(move || build(&*state.storage, since, now))
+    let report = build(&*api.state.storage, since, now)
         .await
-        .map_err(|e| AdminError::Internal(e.to_string()))?
         .map_err(|e| match e {
             ReportError::Storage(e) => AdminError::Storage(e),
             other => bad(other),

@@ -90,39 +90,33 @@ pub async fn login(
         .backoffs
         .begin(&key)
         .map_err(|retry_after_ms| AdminError::TryLater { retry_after_ms })?;
-    let state2 = Arc::clone(state);
-    let name2 = name.clone();
-    let checked = tokio::task::spawn_blocking(move || check(&state2, &name2, &password, &code))
-        .await
-        .map_err(|e| AdminError::Internal(e.to_string()));
+    let checked = check(state, &name, password, &code).await;
     let outcome = match &checked {
-        Ok(Ok(_)) => Outcome::Success,
-        Ok(Err(AdminError::BadCredentials | AdminError::TotpReplayed)) => Outcome::Failure,
+        Ok(_) => Outcome::Success,
+        Err(AdminError::BadCredentials | AdminError::TotpReplayed) => Outcome::Failure,
         _ => Outcome::Neutral,
     };
     guard.backoffs.finish(&key, outcome);
-    let (admin_id, role) = checked??;
+    let (admin_id, role) = checked?;
     let mut raw = Zeroizing::new([0u8; 32]);
     state.rng.fill(raw.as_mut_slice());
     let token = Zeroizing::new(hex::encode(raw.as_slice()));
     let hash = token_hash(&token);
     let now = state.now_ms();
     let expires_at_ms = now + SESSION_SECS * 1000;
-    let state2 = Arc::clone(state);
-    let who = name.clone();
-    tokio::task::spawn_blocking(move || {
-        state2
-            .storage
-            .create_admin_session(&hash, admin_id, expires_at_ms, now)?;
-        state2.storage.append_audit(&AuditEntry {
+    state
+        .storage
+        .create_admin_session(&hash, admin_id, expires_at_ms, now)
+        .await?;
+    state
+        .storage
+        .append_audit(&AuditEntry {
             at_ms: now,
-            admin: who,
+            admin: name.clone(),
             action: "login".to_owned(),
             detail: "signed in".to_owned(),
         })
-    })
-    .await
-    .map_err(|e| AdminError::Internal(e.to_string()))??;
+        .await?;
     Ok(NewSession {
         token,
         session: AdminSession {
@@ -134,17 +128,29 @@ pub async fn login(
     })
 }
 
-fn check(
-    state: &ServerState,
+async fn check(
+    state: &Arc<ServerState>,
     name: &str,
-    password: &str,
+    password: Zeroizing<String>,
     code: &str,
 ) -> Result<(i64, AdminRole), AdminError> {
-    let Some(admin) = state.storage.admin_by_name(name)? else {
-        state.passwords.verify_dummy(password);
+    let admin = state.storage.admin_by_name(name).await?;
+    // Argon2 runs on a blocking thread; an unknown name costs the same work.
+    let phc = admin.as_ref().map(|a| a.password_hash.clone());
+    let verifier = Arc::clone(state);
+    let verified = tokio::task::spawn_blocking(move || match phc {
+        Some(phc) => verifier.passwords.verify(&password, &phc),
+        None => {
+            verifier.passwords.verify_dummy(&password);
+            false
+        }
+    })
+    .await
+    .map_err(|e| AdminError::Internal(e.to_string()))?;
+    let Some(admin) = admin else {
         return Err(AdminError::BadCredentials);
     };
-    if !state.passwords.verify(password, &admin.password_hash) || !admin.active {
+    if !verified || !admin.active {
         return Err(AdminError::BadCredentials);
     }
     let step = totp::matching_step(
@@ -154,7 +160,11 @@ fn check(
         state.config.totp_skew_steps,
     )
     .ok_or(AdminError::BadCredentials)?;
-    if !state.storage.consume_admin_totp_step(admin.id, step)? {
+    if !state
+        .storage
+        .consume_admin_totp_step(admin.id, step)
+        .await?
+    {
         return Err(AdminError::TotpReplayed);
     }
     Ok((admin.id, admin.role))
@@ -184,10 +194,10 @@ pub async fn current(
 ) -> Result<AdminSession, AdminError> {
     let token = cookie_token(headers).ok_or(AdminError::NotAuthenticated)?;
     let hash = token_hash(&token);
-    let state = Arc::clone(state);
-    tokio::task::spawn_blocking(move || state.storage.admin_session(&hash, state.now_ms()))
-        .await
-        .map_err(|e| AdminError::Internal(e.to_string()))??
+    state
+        .storage
+        .admin_session(&hash, state.now_ms())
+        .await?
         .ok_or(AdminError::NotAuthenticated)
 }
 
@@ -198,10 +208,7 @@ pub async fn current(
 pub async fn logout(state: &Arc<ServerState>, headers: &HeaderMap) -> Result<(), AdminError> {
     if let Some(token) = cookie_token(headers) {
         let hash = token_hash(&token);
-        let state = Arc::clone(state);
-        tokio::task::spawn_blocking(move || state.storage.delete_admin_session(&hash))
-            .await
-            .map_err(|e| AdminError::Internal(e.to_string()))??;
+        state.storage.delete_admin_session(&hash).await?;
     }
     Ok(())
 }

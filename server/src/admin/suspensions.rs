@@ -66,18 +66,8 @@ fn rows(records: Vec<SuspensionRecord>) -> Rows {
     }
 }
 
-async fn blocking<T: Send + 'static>(
-    state: &Arc<ServerState>,
-    f: impl FnOnce(&ServerState) -> Result<T, AdminError> + Send + 'static,
-) -> Result<T, AdminError> {
-    let state = Arc::clone(state);
-    tokio::task::spawn_blocking(move || f(&state))
-        .await
-        .map_err(|e| AdminError::Internal(e.to_string()))?
-}
-
 async fn list_rows(state: &Arc<ServerState>) -> Result<Rows, AdminError> {
-    blocking(state, |s| Ok(rows(s.storage.suspensions()?))).await
+    Ok(rows(state.storage.suspensions().await?))
 }
 
 /// `GET /admin/api/suspensions` (any role).
@@ -105,22 +95,27 @@ pub(super) struct Which {
 
 /// Resolves `which` to a target and the devices whose connections it
 /// concerns.
-fn resolve(state: &ServerState, which: &Which) -> Result<(SuspensionTarget, Vec<u64>), AdminError> {
+async fn resolve(
+    state: &ServerState,
+    which: &Which,
+) -> Result<(SuspensionTarget, Vec<u64>), AdminError> {
     let account = state
         .storage
-        .account_by_username(&which.username)?
+        .account_by_username(&which.username)
+        .await?
         .ok_or_else(|| AdminError::NotFound(format!("no account {:?}", which.username)))?;
     match (which.kind.as_str(), which.device_id) {
         ("account", None) => {
             let devices = state
                 .storage
-                .account_devices(account.id)?
+                .account_devices(account.id)
+                .await?
                 .into_iter()
                 .map(|d| d.id)
                 .collect();
             Ok((SuspensionTarget::Account(account.id), devices))
         }
-        ("device", Some(device_id)) => match state.storage.device(device_id)? {
+        ("device", Some(device_id)) => match state.storage.device(device_id).await? {
             Some(d) if d.account_id == account.id && !d.removed => {
                 Ok((SuspensionTarget::Device(device_id), vec![device_id]))
             }
@@ -178,11 +173,12 @@ pub(super) async fn suspend(
     let axum::Json(which) = body.map_err(|e| AdminError::BadRequest(e.body_text()))?;
     let what = describe(&which);
     let by = who.name.clone();
-    let (added, devices) = blocking(&api.state, move |s| {
-        let (target, devices) = resolve(s, &which)?;
-        Ok((s.storage.suspend(target, &by, s.now_ms())?, devices))
-    })
-    .await?;
+    let (target, devices) = resolve(&api.state, &which).await?;
+    let added = api
+        .state
+        .storage
+        .suspend(target, &by, api.state.now_ms())
+        .await?;
     if !added {
         return Err(AdminError::BadRequest(format!(
             "{what} is suspended already"
@@ -219,11 +215,8 @@ pub(super) async fn unsuspend(
         device_id: q.device_id,
     };
     let what = describe(&which);
-    let lifted = blocking(&api.state, move |s| {
-        let (target, _) = resolve(s, &which)?;
-        Ok(s.storage.unsuspend(target)?)
-    })
-    .await?;
+    let (target, _) = resolve(&api.state, &which).await?;
+    let lifted = api.state.storage.unsuspend(target).await?;
     if !lifted {
         return Err(AdminError::NotFound(format!("{what} is not suspended")));
     }

@@ -18,23 +18,48 @@ use crate::error::Internal;
 use crate::state::ServerState;
 use crate::storage::{AccountRecord, NewAccount};
 
+/// Checks `password` against the PHC string `phc` (argon2 work, run off
+/// the async threads); without `phc`, spends the same work on a dummy hash
+/// and answers false, so an unknown username costs what a wrong password
+/// costs.
+async fn verify_password(
+    state: &Arc<ServerState>,
+    password: &str,
+    phc: Option<&str>,
+) -> Result<bool, AuthError> {
+    let password = zeroize::Zeroizing::new(password.to_owned());
+    let phc = phc.map(str::to_owned);
+    state
+        .blocking(move |state| {
+            Ok(match phc {
+                Some(phc) => state.passwords.verify(&password, &phc),
+                None => {
+                    state.passwords.verify_dummy(&password);
+                    false
+                }
+            })
+        })
+        .await
+}
+
 /// Looks the account up and checks the password. Unknown usernames cost the
 /// same argon2 work and give the same error as a wrong password.
 ///
 /// # Errors
 /// [`AuthError::UnknownUserOrWrongPassword`], storage errors.
-pub fn check_password(
-    state: &ServerState,
+pub async fn check_password(
+    state: &Arc<ServerState>,
     username: &str,
     password: &str,
 ) -> Result<AccountRecord, AuthError> {
-    match state.storage.account_by_username(username)? {
-        Some(account) if state.passwords.verify(password, &account.password_hash) => Ok(account),
-        Some(_) => Err(AuthError::UnknownUserOrWrongPassword),
-        None => {
-            state.passwords.verify_dummy(password);
-            Err(AuthError::UnknownUserOrWrongPassword)
-        }
+    let Some(account) = state.storage.account_by_username(username).await? else {
+        verify_password(state, password, None).await?;
+        return Err(AuthError::UnknownUserOrWrongPassword);
+    };
+    if verify_password(state, password, Some(&account.password_hash)).await? {
+        Ok(account)
+    } else {
+        Err(AuthError::UnknownUserOrWrongPassword)
     }
 }
 
@@ -42,7 +67,7 @@ pub fn check_password(
 ///
 /// # Errors
 /// [`AuthError::WrongTotp`], [`AuthError::TotpReplayed`], storage errors.
-pub fn check_totp(
+pub async fn check_totp(
     state: &ServerState,
     account: &AccountRecord,
     code: &str,
@@ -54,7 +79,7 @@ pub fn check_totp(
         state.config.totp_skew_steps,
     )
     .ok_or(AuthError::WrongTotp)?;
-    if !state.storage.consume_totp_step(account.id, step)? {
+    if !state.storage.consume_totp_step(account.id, step).await? {
         return Err(AuthError::TotpReplayed);
     }
     Ok(())
@@ -66,17 +91,18 @@ pub fn check_totp(
 /// # Errors
 /// [`AuthError::WrongTotp`], [`AuthError::TotpReplayed`],
 /// [`AuthError::WrongRecoveryCode`], storage errors.
-pub fn check_second_factor(
+pub async fn check_second_factor(
     state: &ServerState,
     account: &AccountRecord,
     factor: &second_factor::Factor,
 ) -> Result<(), AuthError> {
     match factor {
-        second_factor::Factor::TotpCode(code) => check_totp(state, account, code),
+        second_factor::Factor::TotpCode(code) => check_totp(state, account, code).await,
         second_factor::Factor::RecoveryCode(code) => {
             if state
                 .storage
-                .consume_recovery_code(account.id, &recovery::hash(code))?
+                .consume_recovery_code(account.id, &recovery::hash(code))
+                .await?
             {
                 Ok(())
             } else {
@@ -86,24 +112,35 @@ pub fn check_second_factor(
     }
 }
 
+/// The logged-in account, with its password checked.
+async fn own_account_with_password(
+    state: &Arc<ServerState>,
+    account_id: i64,
+    password: &str,
+) -> Result<AccountRecord, AuthError> {
+    let account = state
+        .storage
+        .account_by_id(account_id)
+        .await?
+        .ok_or(AuthError::AccountGone)?;
+    if !verify_password(state, password, Some(&account.password_hash)).await? {
+        return Err(AuthError::WrongPassword);
+    }
+    Ok(account)
+}
+
 /// Password + fresh TOTP of the logged-in account.
 ///
 /// # Errors
 /// Credential errors as above.
-pub fn check_password_and_totp(
-    state: &ServerState,
+pub async fn check_password_and_totp(
+    state: &Arc<ServerState>,
     account_id: i64,
     password: &str,
     totp_code: &str,
 ) -> Result<AccountRecord, AuthError> {
-    let account = state
-        .storage
-        .account_by_id(account_id)?
-        .ok_or(AuthError::AccountGone)?;
-    if !state.passwords.verify(password, &account.password_hash) {
-        return Err(AuthError::WrongPassword);
-    }
-    check_totp(state, &account, totp_code)?;
+    let account = own_account_with_password(state, account_id, password).await?;
+    check_totp(state, &account, totp_code).await?;
     Ok(account)
 }
 
@@ -112,20 +149,14 @@ pub fn check_password_and_totp(
 ///
 /// # Errors
 /// Credential errors as above.
-pub fn check_password_and_factor(
-    state: &ServerState,
+pub async fn check_password_and_factor(
+    state: &Arc<ServerState>,
     account_id: i64,
     password: &str,
     factor: &second_factor::Factor,
 ) -> Result<AccountRecord, AuthError> {
-    let account = state
-        .storage
-        .account_by_id(account_id)?
-        .ok_or(AuthError::AccountGone)?;
-    if !state.passwords.verify(password, &account.password_hash) {
-        return Err(AuthError::WrongPassword);
-    }
-    check_second_factor(state, &account, factor)?;
+    let account = own_account_with_password(state, account_id, password).await?;
+    check_second_factor(state, &account, factor).await?;
     Ok(account)
 }
 
@@ -144,34 +175,45 @@ pub async fn register(
     if !valid_password(&request.password) {
         return Err(AuthError::InvalidPassword);
     }
-    state
-        .blocking(move |state| {
+    let username = request.username.clone();
+    let bot = request.bot;
+    // Argon2 and the key material run on a blocking thread; the row is
+    // written from here.
+    let (password_hash, secret, otpauth_uri, totp_secret_base32, codes) = state
+        .blocking(move |state| -> Result<_, AuthError> {
             let password = zeroize::Zeroizing::new(request.password);
-            let password_hash = state
-                .passwords
-                .hash(&password)
-                .map_err(Internal::new)?;
+            let password_hash = state.passwords.hash(&password).map_err(Internal::new)?;
             let secret = totp::new_secret(&*state.rng);
             let (otpauth_uri, totp_secret_base32) =
                 totp::enrolment(&secret, &request.username).map_err(Internal::new)?;
             let codes = recovery::generate(&*state.rng);
-            let hashes: Vec<[u8; 32]> = codes.iter().map(|c| recovery::hash(c)).collect();
-            state.storage.create_account(&NewAccount {
-                username: &request.username,
-                password_hash: &password_hash,
-                totp_secret: &secret,
-                recovery_code_hashes: &hashes,
-                now_ms: state.now_ms(),
-                bot: request.bot,
-            })?;
-            tracing::info!(username = %request.username, bot = request.bot, "account registered (inactive)");
-            Ok(RegisterResponse {
+            Ok((
+                password_hash,
+                secret,
                 otpauth_uri,
                 totp_secret_base32,
-                recovery_codes: codes.iter().map(|c| c.to_string()).collect(),
-            })
+                codes,
+            ))
         })
-        .await
+        .await?;
+    let hashes: Vec<[u8; 32]> = codes.iter().map(|c| recovery::hash(c)).collect();
+    state
+        .storage
+        .create_account(&NewAccount {
+            username: &username,
+            password_hash: &password_hash,
+            totp_secret: &secret,
+            recovery_code_hashes: &hashes,
+            now_ms: state.now_ms(),
+            bot,
+        })
+        .await?;
+    tracing::info!(%username, bot, "account registered (inactive)");
+    Ok(RegisterResponse {
+        otpauth_uri,
+        totp_secret_base32,
+        recovery_codes: codes.iter().map(|c| c.to_string()).collect(),
+    })
 }
 
 /// `ConfirmRegistrationRequest`: activates the account with a first code.
@@ -182,33 +224,28 @@ pub async fn confirm(
     state: &Arc<ServerState>,
     request: ConfirmRegistrationRequest,
 ) -> Result<(), AuthError> {
-    state
-        .blocking(move |state| {
-            let password = zeroize::Zeroizing::new(request.password);
-            let account = check_password(state, &request.username, &password)?;
-            if account.active {
-                // Never confirm an active account's password alone (a
-                // password oracle): without a code valid in the window the
-                // answer is the wrong-password one. The code is not
-                // consumed.
-                let valid = totp::matching_step(
-                    &account.totp_secret,
-                    &request.totp_code,
-                    state.now_secs(),
-                    state.config.totp_skew_steps,
-                )
-                .is_some();
-                if !valid {
-                    return Err(AuthError::UnknownUserOrWrongPassword);
-                }
-                return Err(AuthError::AccountAlreadyActive);
-            }
-            check_totp(state, &account, &request.totp_code)?;
-            state.storage.activate_account(account.id)?;
-            tracing::info!(username = %account.username, "account confirmed");
-            Ok(())
-        })
-        .await
+    let password = zeroize::Zeroizing::new(request.password);
+    let account = check_password(state, &request.username, &password).await?;
+    if account.active {
+        // Never confirm an active account's password alone (a password
+        // oracle): without a code valid in the window the answer is the
+        // wrong-password one. The code is not consumed.
+        let valid = totp::matching_step(
+            &account.totp_secret,
+            &request.totp_code,
+            state.now_secs(),
+            state.config.totp_skew_steps,
+        )
+        .is_some();
+        if !valid {
+            return Err(AuthError::UnknownUserOrWrongPassword);
+        }
+        return Err(AuthError::AccountAlreadyActive);
+    }
+    check_totp(state, &account, &request.totp_code).await?;
+    state.storage.activate_account(account.id).await?;
+    tracing::info!(username = %account.username, "account confirmed");
+    Ok(())
 }
 
 /// `ChangePasswordRequest` for the logged-in account.
@@ -223,17 +260,20 @@ pub async fn change_password(
     if !valid_password(&request.new_password) {
         return Err(AuthError::InvalidNewPassword);
     }
-    state
+    let current = zeroize::Zeroizing::new(request.current_password);
+    let new = zeroize::Zeroizing::new(request.new_password);
+    check_password_and_totp(state, account_id, &current, &request.totp_code).await?;
+    let hash = state
         .blocking(move |state| {
-            let current = zeroize::Zeroizing::new(request.current_password);
-            let new = zeroize::Zeroizing::new(request.new_password);
-            check_password_and_totp(state, account_id, &current, &request.totp_code)?;
-            let hash = state.passwords.hash(&new).map_err(Internal::new)?;
-            state.storage.set_password_hash(account_id, &hash)?;
-            tracing::info!(account_id, "password changed");
-            Ok(())
+            state
+                .passwords
+                .hash(&new)
+                .map_err(|e| AuthError::from(Internal::new(e)))
         })
-        .await
+        .await?;
+    state.storage.set_password_hash(account_id, &hash).await?;
+    tracing::info!(account_id, "password changed");
+    Ok(())
 }
 
 /// `DeleteAccountRequest`: deletes the account and disconnects its devices.
@@ -245,13 +285,9 @@ pub async fn delete_account(
     account_id: i64,
     request: DeleteAccountRequest,
 ) -> Result<(), AuthError> {
-    let devices = state
-        .blocking(move |state| -> Result<_, AuthError> {
-            let password = zeroize::Zeroizing::new(request.password);
-            check_password_and_totp(state, account_id, &password, &request.totp_code)?;
-            Ok(state.storage.delete_account(account_id)?)
-        })
-        .await?;
+    let password = zeroize::Zeroizing::new(request.password);
+    check_password_and_totp(state, account_id, &password, &request.totp_code).await?;
+    let devices = state.storage.delete_account(account_id).await?;
     for device in devices {
         state
             .bus

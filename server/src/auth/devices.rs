@@ -93,25 +93,28 @@ pub async fn enrol(
             e
         }
     };
-    state
-        .blocking(move |state| {
-            let password = zeroize::Zeroizing::new(request.password);
-            let factor = ZeroizingFactor(factor);
-            let account = check_password(state, &request.username, &password).map_err(generic)?;
-            if !account.active {
-                return Err(AuthError::AccountInactive);
-            }
-            check_second_factor(state, &account, &factor.0).map_err(generic)?;
-            let device_id = state.storage.create_device(
-                account.id,
-                &public_key,
-                &request.device_name,
-                state.now_ms(),
-            )?;
-            tracing::info!(username = %account.username, device_id, "device enrolled");
-            Ok(device_id)
-        })
+    let password = zeroize::Zeroizing::new(request.password);
+    let factor = ZeroizingFactor(factor);
+    let account = check_password(state, &request.username, &password)
         .await
+        .map_err(generic)?;
+    if !account.active {
+        return Err(AuthError::AccountInactive);
+    }
+    check_second_factor(state, &account, &factor.0)
+        .await
+        .map_err(generic)?;
+    let device_id = state
+        .storage
+        .create_device(
+            account.id,
+            &public_key,
+            &request.device_name,
+            state.now_ms(),
+        )
+        .await?;
+    tracing::info!(username = %account.username, device_id, "device enrolled");
+    Ok(device_id)
 }
 
 /// `LoginRequest`: checks the signature over the connection's challenge.
@@ -128,50 +131,52 @@ pub async fn login(
 ) -> Result<Caller, AuthError> {
     let signature =
         Signature::from_slice(&request.signature).map_err(|_| AuthError::SignatureLength)?;
-    state
-        .blocking(move |state| {
-            let device = state
-                .storage
-                .device(request.device_id)?
-                .ok_or(AuthError::UnknownDevice)?;
-            if device.removed {
-                return Err(AuthError::DeviceRemoved);
-            }
-            let account = state
-                .storage
-                .account_by_id(device.account_id)?
-                .ok_or(AuthError::AccountDeleted)?;
-            let key_bytes: [u8; 32] = device
-                .public_key
-                .as_slice()
-                .try_into()
-                .map_err(|_| Internal::new("stored device key has the wrong length"))?;
-            let key = VerifyingKey::from_bytes(&key_bytes).map_err(Internal::new)?;
-            key.verify_strict(&login_message(&challenge, device.id), &signature)
-                .map_err(|_| AuthError::BadSignature)?;
-            // A suspension (SPEC.md §18.7) refuses the login on every node:
-            // the table is shared. Checked after the signature, so only the
-            // device's holder learns of it.
-            if let Some(target) = state.storage.suspension_of(account.id, device.id)? {
-                return Err(match target {
-                    SuspensionTarget::Account(_) => AuthError::AccountSuspended,
-                    SuspensionTarget::Device(_) => AuthError::DeviceSuspended,
-                });
-            }
-            let now = state.now_ms();
-            state.storage.record_login(device.id, now)?;
-            // Usage analytics (SPEC.md §14.1) never cost a user a login.
-            if let Err(error) = state.storage.record_active(account.id, device.id, now) {
-                tracing::warn!(%error, "could not record the login in the analytics");
-            }
-            tracing::info!(username = %account.username, device_id = device.id, "device logged in");
-            Ok(Caller {
-                device_id: device.id,
-                account_id: account.id,
-                username: account.username,
-            })
-        })
+    let device = state
+        .storage
+        .device(request.device_id)
+        .await?
+        .ok_or(AuthError::UnknownDevice)?;
+    if device.removed {
+        return Err(AuthError::DeviceRemoved);
+    }
+    let account = state
+        .storage
+        .account_by_id(device.account_id)
+        .await?
+        .ok_or(AuthError::AccountDeleted)?;
+    let key_bytes: [u8; 32] = device
+        .public_key
+        .as_slice()
+        .try_into()
+        .map_err(|_| Internal::new("stored device key has the wrong length"))?;
+    let key = VerifyingKey::from_bytes(&key_bytes).map_err(Internal::new)?;
+    key.verify_strict(&login_message(&challenge, device.id), &signature)
+        .map_err(|_| AuthError::BadSignature)?;
+    // A suspension (SPEC.md §18.7) refuses the login on every node:
+    // the table is shared. Checked after the signature, so only the
+    // device's holder learns of it.
+    if let Some(target) = state.storage.suspension_of(account.id, device.id).await? {
+        return Err(match target {
+            SuspensionTarget::Account(_) => AuthError::AccountSuspended,
+            SuspensionTarget::Device(_) => AuthError::DeviceSuspended,
+        });
+    }
+    let now = state.now_ms();
+    state.storage.record_login(device.id, now).await?;
+    // Usage analytics (SPEC.md §14.1) never cost a user a login.
+    if let Err(error) = state
+        .storage
+        .record_active(account.id, device.id, now)
         .await
+    {
+        tracing::warn!(%error, "could not record the login in the analytics");
+    }
+    tracing::info!(username = %account.username, device_id = device.id, "device logged in");
+    Ok(Caller {
+        device_id: device.id,
+        account_id: account.id,
+        username: account.username,
+    })
 }
 
 /// `ListDevicesRequest`.
@@ -179,25 +184,21 @@ pub async fn login(
 /// # Errors
 /// Storage errors.
 pub async fn list(state: &Arc<ServerState>, account_id: i64) -> Result<DeviceList, AuthError> {
-    state
-        .blocking(move |state| {
-            let devices = state.storage.account_devices(account_id)?;
-            let signed_device_list =
-                crate::device_lists::signed_bytes(state.storage.as_ref(), account_id)?;
-            Ok(DeviceList {
-                signed_device_list,
-                devices: devices
-                    .into_iter()
-                    .map(|d| DeviceInfo {
-                        device_id: d.id,
-                        name: d.name,
-                        created_at_ms: d.created_at_ms,
-                        last_login_ms: d.last_login_ms,
-                    })
-                    .collect(),
+    let devices = state.storage.account_devices(account_id).await?;
+    let signed_device_list =
+        crate::device_lists::signed_bytes(state.storage.as_ref(), account_id).await?;
+    Ok(DeviceList {
+        signed_device_list,
+        devices: devices
+            .into_iter()
+            .map(|d| DeviceInfo {
+                device_id: d.id,
+                name: d.name,
+                created_at_ms: d.created_at_ms,
+                last_login_ms: d.last_login_ms,
             })
-        })
-        .await
+            .collect(),
+    })
 }
 
 /// A second factor wiped from memory when dropped.
@@ -229,15 +230,10 @@ pub async fn remove(
         .second_factor
         .and_then(|f| f.factor)
         .unwrap_or(second_factor::Factor::TotpCode(request.totp_code));
-    state
-        .blocking(move |state| -> Result<_, AuthError> {
-            let password = zeroize::Zeroizing::new(request.password);
-            let factor = ZeroizingFactor(factor);
-            check_password_and_factor(state, account_id, &password, &factor.0)?;
-            state.storage.remove_device(account_id, device_id)?;
-            Ok(())
-        })
-        .await?;
+    let password = zeroize::Zeroizing::new(request.password);
+    let factor = ZeroizingFactor(factor);
+    check_password_and_factor(state, account_id, &password, &factor.0).await?;
+    state.storage.remove_device(account_id, device_id).await?;
     state
         .bus
         .publish(device_id, BusEvent::Disconnect(ErrorCode::DeviceRemoved));

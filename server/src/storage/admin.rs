@@ -137,9 +137,10 @@ pub struct NodeMinuteRecord {
 }
 
 /// Admin operations of [`super::Storage`].
+#[async_trait::async_trait]
 pub trait AdminStorage {
     /// Inserts an inactive admin; `false` when the name is taken.
-    fn create_admin(
+    async fn create_admin(
         &self,
         name: &str,
         role: AdminRole,
@@ -148,17 +149,17 @@ pub trait AdminStorage {
         now_ms: u64,
     ) -> StorageResult<bool>;
     /// The admin called `name`, active or not.
-    fn admin_by_name(&self, name: &str) -> StorageResult<Option<AdminRecord>>;
+    async fn admin_by_name(&self, name: &str) -> StorageResult<Option<AdminRecord>>;
     /// Marks the admin active (its first code was confirmed).
-    fn activate_admin(&self, admin_id: i64) -> StorageResult<()>;
+    async fn activate_admin(&self, admin_id: i64) -> StorageResult<()>;
     /// Deletes the admin and its sessions; `false` when there was none.
-    fn remove_admin(&self, name: &str) -> StorageResult<bool>;
+    async fn remove_admin(&self, name: &str) -> StorageResult<bool>;
     /// Records TOTP `step` as used by the admin; `false` when that step or
     /// a later one was used already (one use per step).
-    fn consume_admin_totp_step(&self, admin_id: i64, step: i64) -> StorageResult<bool>;
+    async fn consume_admin_totp_step(&self, admin_id: i64, step: i64) -> StorageResult<bool>;
     /// Stores a session by the SHA-256 of its token; expired sessions are
     /// deleted on the way.
-    fn create_admin_session(
+    async fn create_admin_session(
         &self,
         token_hash: &[u8; 32],
         admin_id: i64,
@@ -166,42 +167,44 @@ pub trait AdminStorage {
         now_ms: u64,
     ) -> StorageResult<()>;
     /// The unexpired session with this token hash.
-    fn admin_session(
+    async fn admin_session(
         &self,
         token_hash: &[u8; 32],
         now_ms: u64,
     ) -> StorageResult<Option<AdminSession>>;
     /// Ends a session (logout).
-    fn delete_admin_session(&self, token_hash: &[u8; 32]) -> StorageResult<()>;
+    async fn delete_admin_session(&self, token_hash: &[u8; 32]) -> StorageResult<()>;
     /// Appends an audit entry.
-    fn append_audit(&self, entry: &AuditEntry) -> StorageResult<()>;
+    async fn append_audit(&self, entry: &AuditEntry) -> StorageResult<()>;
     /// The newest `limit` audit entries, newest first.
-    fn audit_log(&self, limit: u32) -> StorageResult<Vec<AuditEntry>>;
+    async fn audit_log(&self, limit: u32) -> StorageResult<Vec<AuditEntry>>;
     /// The admin's saved dashboard layout (opaque text), if any.
-    fn admin_layout(&self, admin_id: i64) -> StorageResult<Option<String>>;
+    async fn admin_layout(&self, admin_id: i64) -> StorageResult<Option<String>>;
     /// Saves (replaces) the admin's dashboard layout.
-    fn set_admin_layout(&self, admin_id: i64, layout: &str, now_ms: u64) -> StorageResult<()>;
+    async fn set_admin_layout(&self, admin_id: i64, layout: &str, now_ms: u64)
+    -> StorageResult<()>;
     /// Every IP rule made on the dashboard, oldest first.
-    fn ip_rules(&self) -> StorageResult<Vec<IpRuleRecord>>;
+    async fn ip_rules(&self) -> StorageResult<Vec<IpRuleRecord>>;
     /// Adds a rule; `false` when a rule for that CIDR exists already.
-    fn add_ip_rule(&self, rule: &IpRuleRecord) -> StorageResult<bool>;
+    async fn add_ip_rule(&self, rule: &IpRuleRecord) -> StorageResult<bool>;
     /// Removes the rule for `cidr`; its kind (`deny` or `allow`), `None`
     /// when there was none.
-    fn remove_ip_rule(&self, cidr: &str) -> StorageResult<Option<String>>;
+    async fn remove_ip_rule(&self, cidr: &str) -> StorageResult<Option<String>>;
     /// Every rate-limit override, by name.
-    fn rate_limits(&self) -> StorageResult<Vec<RateLimitRecord>>;
+    async fn rate_limits(&self) -> StorageResult<Vec<RateLimitRecord>>;
     /// Sets (inserts or replaces) the override of `record.name`.
-    fn set_rate_limit(&self, record: &RateLimitRecord) -> StorageResult<()>;
+    async fn set_rate_limit(&self, record: &RateLimitRecord) -> StorageResult<()>;
     /// Removes the override of `name`; `false` when there was none.
-    fn remove_rate_limit(&self, name: &str) -> StorageResult<bool>;
+    async fn remove_rate_limit(&self, name: &str) -> StorageResult<bool>;
     /// Stores a node's closed minute (replacing one of the same node and
     /// minute), and forgets every node's minutes before `keep_from`
     /// (seconds since the epoch).
-    fn put_node_minute(&self, record: &NodeMinuteRecord, keep_from: u64) -> StorageResult<()>;
+    async fn put_node_minute(&self, record: &NodeMinuteRecord, keep_from: u64)
+    -> StorageResult<()>;
     /// The stored minutes in `[from, to)` (seconds since the epoch) of
     /// `node`, or of every node when `None`, ascending by minute, then
     /// by node.
-    fn node_minutes(
+    async fn node_minutes(
         &self,
         node: Option<&str>,
         from: u64,

@@ -161,22 +161,28 @@ pub fn parse_day(text: &str) -> Option<i64> {
 }
 
 /// Analytics operations of [`super::Storage`].
+#[async_trait::async_trait]
 pub trait AnalyticsStorage {
     /// Notes a device login at `now_ms`: the device and its account count
     /// as active that day and that week (once each), and the account's
     /// registration cohort gains one for this week when this is the
     /// account's first login of the week. Working-set rows older than
     /// [`SEEN_KEEP_DAYS`] days are deleted on the way.
-    fn record_active(&self, account_id: i64, device_id: u64, now_ms: u64) -> StorageResult<()>;
+    async fn record_active(
+        &self,
+        account_id: i64,
+        device_id: u64,
+        now_ms: u64,
+    ) -> StorageResult<()>;
     /// Adds `counts` to the counters of `day` (zero counts are skipped).
-    fn add_counts(&self, day: i64, counts: &[(Metric, u64)]) -> StorageResult<()>;
+    async fn add_counts(&self, day: i64, counts: &[(Metric, u64)]) -> StorageResult<()>;
     /// Every counter of the days `from_day..=to_day`, by day.
-    fn counts(&self, from_day: i64, to_day: i64) -> StorageResult<Vec<CountRow>>;
+    async fn counts(&self, from_day: i64, to_day: i64) -> StorageResult<Vec<CountRow>>;
     /// Every retention cell of cohorts from the week of `from_day` on.
-    fn cohorts(&self, from_day: i64) -> StorageResult<Vec<CohortRow>>;
+    async fn cohorts(&self, from_day: i64) -> StorageResult<Vec<CohortRow>>;
     /// The current groups by size: `(members, groups of that size)`,
     /// ascending by size.
-    fn group_sizes(&self) -> StorageResult<Vec<(u64, u64)>>;
+    async fn group_sizes(&self) -> StorageResult<Vec<(u64, u64)>>;
 }
 
 #[cfg(test)]

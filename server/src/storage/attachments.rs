@@ -37,23 +37,24 @@ impl AttachmentRecord {
 }
 
 /// Attachment operations of [`super::Storage`].
+#[async_trait::async_trait]
 pub trait AttachmentStorage {
     /// Inserts a new attachment if the owner's unexpired attachments plus
     /// this one stay within `quota` bytes (0: no quota).
-    fn create_attachment(
+    async fn create_attachment(
         &self,
         record: &AttachmentRecord,
         quota: u64,
         now_ms: u64,
     ) -> StorageResult<()>;
     /// An unexpired attachment by id.
-    fn attachment(
+    async fn attachment(
         &self,
         id: &[u8; ATTACHMENT_ID_LEN],
         now_ms: u64,
     ) -> StorageResult<Option<AttachmentRecord>>;
     /// Replaces the upload token of the owner's unfinished attachment.
-    fn replace_upload_token(
+    async fn replace_upload_token(
         &self,
         id: &[u8; ATTACHMENT_ID_LEN],
         account_id: i64,
@@ -61,8 +62,14 @@ pub trait AttachmentStorage {
         now_ms: u64,
     ) -> StorageResult<AttachmentRecord>;
     /// Records a new committed offset (only forward, never past the size).
-    fn commit_attachment(&self, id: &[u8; ATTACHMENT_ID_LEN], committed: u64) -> StorageResult<()>;
+    async fn commit_attachment(
+        &self,
+        id: &[u8; ATTACHMENT_ID_LEN],
+        committed: u64,
+    ) -> StorageResult<()>;
     /// Deletes expired attachments and returns their ids (to delete files).
-    fn purge_expired_attachments(&self, now_ms: u64)
-    -> StorageResult<Vec<[u8; ATTACHMENT_ID_LEN]>>;
+    async fn purge_expired_attachments(
+        &self,
+        now_ms: u64,
+    ) -> StorageResult<Vec<[u8; ATTACHMENT_ID_LEN]>>;
 }

@@ -17,15 +17,16 @@ pub struct StoredDeviceList {
 }
 
 /// Device-list operations of [`super::Storage`].
+#[async_trait::async_trait]
 pub trait DeviceListStorage {
     /// The account's latest signed device list, if it ever uploaded one.
-    fn device_list(&self, account_id: i64) -> StorageResult<Option<StoredDeviceList>>;
+    async fn device_list(&self, account_id: i64) -> StorageResult<Option<StoredDeviceList>>;
     /// Stores `bytes` as the account's list when none is stored or the
     /// stored version is below `version` (one atomic step, so of two
     /// concurrent uploads of one version only one is stored); with
     /// `replace_any` it replaces whatever is stored (a list signed by a new
     /// identity, SPEC.md §20). Returns whether it was stored.
-    fn put_device_list(
+    async fn put_device_list(
         &self,
         account_id: i64,
         version: u64,

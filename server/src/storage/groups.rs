@@ -114,12 +114,13 @@ pub struct GroupCaps {
 }
 
 /// Group operations of [`super::Storage`]. Every method is one transaction.
+#[async_trait::async_trait]
 pub trait GroupStorage {
     /// Creates a group with `creator` as admin and `members` as members,
     /// all joined at version 1, and records `creator` as its creator.
     /// Refused with [`super::StorageError::TooManyGroups`] when `creator`
     /// has created `caps.max_created` groups that still exist.
-    fn create_group_capped(
+    async fn create_group_capped(
         &self,
         id: &[u8; GROUP_ID_LEN],
         creator: i64,
@@ -129,7 +130,7 @@ pub trait GroupStorage {
         now_ms: u64,
     ) -> StorageResult<GroupChangeOutcome>;
     /// [`GroupStorage::create_group_capped`] with no cap on created groups.
-    fn create_group(
+    async fn create_group(
         &self,
         id: &[u8; GROUP_ID_LEN],
         creator: i64,
@@ -143,10 +144,11 @@ pub trait GroupStorage {
             max_created: u32::MAX,
         };
         self.create_group_capped(id, creator, members, metadata, caps, now_ms)
+            .await
     }
     /// Applies a change by `actor` if `expected_version` (when given) is
     /// current; bumps the version by one.
-    fn change_group(
+    async fn change_group(
         &self,
         id: &[u8; GROUP_ID_LEN],
         actor: i64,
@@ -155,11 +157,11 @@ pub trait GroupStorage {
         max_members: u32,
     ) -> StorageResult<GroupChangeOutcome>;
     /// The group as seen by a member.
-    fn group(&self, id: &[u8; GROUP_ID_LEN], actor: i64) -> StorageResult<GroupRecord>;
+    async fn group(&self, id: &[u8; GROUP_ID_LEN], actor: i64) -> StorageResult<GroupRecord>;
     /// Stores `ciphertext` once and queues a reference to it for every
     /// member device except the sender's whose queue has room; the devices
     /// without room are skipped and named in the result.
-    fn enqueue_group(
+    async fn enqueue_group(
         &self,
         id: &[u8; GROUP_ID_LEN],
         sender_account: i64,

@@ -1,17 +1,22 @@
 //! Persistent state behind a [`Storage`] trait (SPEC.md §14 lists what it holds).
 //!
-//! The trait is synchronous: every method is one short transaction, and the
-//! server calls it from a blocking thread (`tokio::task::spawn_blocking`), so
-//! an implementation may block on disk or network. The two writes of the
-//! message path (enqueue, acknowledge) also have a future-returning form
-//! ([`Storage::submit_enqueue`], [`Storage::submit_ack`]): by default it is
-//! the same call on the blocking pool, and a backend that already runs its
-//! writes on a thread of its own (SQLite's group commit) hands the job to
-//! that thread directly, so a send holds no blocking thread while it waits
-//! for its batch's fsync. [`sqlite::SqliteStorage`]
-//! is the embedded default; [`postgres::PostgresStorage`] lets several
-//! server nodes share one database (SPEC.md §18). [`open`] picks one from
-//! the configuration.
+//! One execution model: every method is async (`#[async_trait]`, so each
+//! returns a boxed `Send` future and `Arc<dyn Storage>` stays a trait
+//! object; a native `async fn` in a trait is not object safe), is one
+//! atomic step (a transaction, or one job of a group commit), and is
+//! awaited directly by the handlers. Where the work blocks is the
+//! backend's business and never leaks out of it: [`sqlite::SqliteStorage`]
+//! runs its queries off the async workers and hands its hot writes
+//! (enqueue, acknowledge, group fan-out, login times) to its group-commit
+//! writer thread, awaiting the commit; [`postgres::PostgresStorage`] runs
+//! `tokio-postgres` on the caller's runtime, with its batching writer
+//! tasks for enqueue and acknowledge. Either way a write resolves only once
+//! it is durable. The trait only reads and writes rows: the rules live in
+//! the domain modules and in pure functions both backends call
+//! (`group_rules`, [`crate::queue_caps`]). [`sqlite::SqliteStorage`] is the
+//! embedded default; [`postgres::PostgresStorage`] lets several server
+//! nodes share one database (SPEC.md §18). [`open`] picks one from the
+//! configuration.
 //!
 //! Not owned here: credential checks (auth/), limits and validation of
 //! request fields (the handlers), and notifying connected devices (bus/).
@@ -43,7 +48,6 @@ pub use suspension::SuspensionStorage;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 
 /// The result of a submitted write, once it is durable (or failed).
 pub type StorageFuture<T> = Pin<Box<dyn Future<Output = StorageResult<T>> + Send + 'static>>;
@@ -336,19 +340,6 @@ impl OwnedSendMeta {
     }
 }
 
-/// Runs `f` on tokio's blocking pool: the default of the `submit_*` methods.
-fn on_blocking_pool<T, F>(f: F) -> StorageFuture<T>
-where
-    T: Send + 'static,
-    F: FnOnce() -> StorageResult<T> + Send + 'static,
-{
-    Box::pin(async move {
-        tokio::task::spawn_blocking(f)
-            .await
-            .map_err(|e| StorageError::Database(format!("storage task failed: {e}")))?
-    })
-}
-
 /// Bounds of one fetch.
 #[derive(Clone, Copy, Debug)]
 pub struct FetchPage {
@@ -394,6 +385,7 @@ impl fmt::Debug for StoredEnvelope {
 }
 
 /// The server's persistent state. Every method is atomic.
+#[async_trait::async_trait]
 pub trait Storage:
     GroupStorage
     + AttachmentStorage
@@ -408,28 +400,32 @@ pub trait Storage:
     + 'static
 {
     /// Inserts an inactive account with its recovery code hashes.
-    fn create_account(&self, account: &NewAccount<'_>) -> StorageResult<i64>;
+    async fn create_account(&self, account: &NewAccount<'_>) -> StorageResult<i64>;
     /// Looks an account up by username.
-    fn account_by_username(&self, username: &str) -> StorageResult<Option<AccountRecord>>;
+    async fn account_by_username(&self, username: &str) -> StorageResult<Option<AccountRecord>>;
     /// Looks an account up by id.
-    fn account_by_id(&self, account_id: i64) -> StorageResult<Option<AccountRecord>>;
+    async fn account_by_id(&self, account_id: i64) -> StorageResult<Option<AccountRecord>>;
     /// Records `step` as used if it is newer than every step accepted before.
     /// Returns false (and changes nothing) for a replayed or older step.
-    fn consume_totp_step(&self, account_id: i64, step: i64) -> StorageResult<bool>;
+    async fn consume_totp_step(&self, account_id: i64, step: i64) -> StorageResult<bool>;
     /// Marks the account active.
-    fn activate_account(&self, account_id: i64) -> StorageResult<()>;
+    async fn activate_account(&self, account_id: i64) -> StorageResult<()>;
     /// Deletes one unused recovery code; false when there was none with this hash.
-    fn consume_recovery_code(&self, account_id: i64, code_hash: &[u8; 32]) -> StorageResult<bool>;
+    async fn consume_recovery_code(
+        &self,
+        account_id: i64,
+        code_hash: &[u8; 32],
+    ) -> StorageResult<bool>;
     /// Replaces the password hash.
-    fn set_password_hash(&self, account_id: i64, password_hash: &str) -> StorageResult<()>;
+    async fn set_password_hash(&self, account_id: i64, password_hash: &str) -> StorageResult<()>;
     /// Deletes the account, its recovery codes, keys and queues; its devices
     /// are marked removed and its attachments expire at once (the sweeper
     /// deletes their rows and files). Account ids are never reused.
     /// Returns the ids of devices that were active.
-    fn delete_account(&self, account_id: i64) -> StorageResult<Vec<u64>>;
+    async fn delete_account(&self, account_id: i64) -> StorageResult<Vec<u64>>;
 
     /// Adds a device and returns its new id (never reused).
-    fn create_device(
+    async fn create_device(
         &self,
         account_id: i64,
         public_key: &[u8],
@@ -437,38 +433,39 @@ pub trait Storage:
         now_ms: u64,
     ) -> StorageResult<u64>;
     /// Looks a device up (removed ones included).
-    fn device(&self, device_id: u64) -> StorageResult<Option<DeviceRecord>>;
+    async fn device(&self, device_id: u64) -> StorageResult<Option<DeviceRecord>>;
     /// The account's devices that are not removed, by id.
-    fn account_devices(&self, account_id: i64) -> StorageResult<Vec<DeviceRecord>>;
+    async fn account_devices(&self, account_id: i64) -> StorageResult<Vec<DeviceRecord>>;
     /// Records a successful login.
-    fn record_login(&self, device_id: u64, now_ms: u64) -> StorageResult<()>;
+    async fn record_login(&self, device_id: u64, now_ms: u64) -> StorageResult<()>;
     /// Marks a device of this account removed and deletes its keys and queue.
-    fn remove_device(&self, account_id: i64, device_id: u64) -> StorageResult<()>;
+    async fn remove_device(&self, account_id: i64, device_id: u64) -> StorageResult<()>;
 
     /// Applies a prekey upload for a device, all or nothing; refused with
     /// [`StorageError::PrekeyStockFull`] when the device would then hold
     /// more unused one-time (or one-time KEM) prekeys than `caps` allow.
-    fn upload_prekeys_capped(
+    async fn upload_prekeys_capped(
         &self,
         device_id: u64,
         upload: &PrekeyUpload,
         caps: PrekeyCaps,
     ) -> StorageResult<()>;
     /// [`Storage::upload_prekeys_capped`] without a cap.
-    fn upload_prekeys(&self, device_id: u64, upload: &PrekeyUpload) -> StorageResult<()> {
+    async fn upload_prekeys(&self, device_id: u64, upload: &PrekeyUpload) -> StorageResult<()> {
         self.upload_prekeys_capped(device_id, upload, PrekeyCaps::NONE)
+            .await
     }
     /// Hands out one bundle per listed device that has keys, deleting the
     /// one-time keys it contains in the same transaction.
-    fn take_bundles(&self, device_ids: &[u64]) -> StorageResult<Vec<BundleRecord>>;
+    async fn take_bundles(&self, device_ids: &[u64]) -> StorageResult<Vec<BundleRecord>>;
     /// The device's unused stock.
-    fn prekey_stock(&self, device_id: u64) -> StorageResult<PrekeyStock>;
+    async fn prekey_stock(&self, device_id: u64) -> StorageResult<PrekeyStock>;
 
     /// Stores every envelope or none, durably, and returns their ids in
     /// order. A queue holding `max_queue_len` envelopes (expired ones count
     /// until the sweep deletes them), or `max_per_sender` unexpired ones
     /// from this sender's username, is full.
-    fn enqueue(
+    async fn enqueue(
         &self,
         meta: &SendMeta<'_>,
         envelopes: &[OutgoingEnvelope],
@@ -477,45 +474,28 @@ pub trait Storage:
     /// most `limit`, and stopping before the sum of `ciphertext.len() +
     /// overhead` exceeds `max_bytes` (the first envelope is always included).
     /// The flag tells whether more envelopes follow.
-    fn fetch_envelopes(
+    async fn fetch_envelopes(
         &self,
         device_id: u64,
         after: u64,
         page: FetchPage,
     ) -> StorageResult<(Vec<StoredEnvelope>, bool)>;
     /// Deletes the listed envelopes of this device; returns how many existed.
-    fn ack_envelopes(&self, device_id: u64, ids: &[u64]) -> StorageResult<u32>;
+    async fn ack_envelopes(&self, device_id: u64, ids: &[u64]) -> StorageResult<u32>;
     /// Unexpired envelopes queued for a device.
-    fn queue_len(&self, device_id: u64, now_ms: u64) -> StorageResult<u32>;
+    async fn queue_len(&self, device_id: u64, now_ms: u64) -> StorageResult<u32>;
     /// Deletes every envelope that expired (and group messages no envelope
     /// refers to any more); returns how many envelopes.
-    fn purge_expired(&self, now_ms: u64) -> StorageResult<u64>;
+    async fn purge_expired(&self, now_ms: u64) -> StorageResult<u64>;
 
     /// Deletes the accounts never confirmed that were created at or before
     /// `created_before_ms`, with their recovery codes, so their usernames
     /// are free again (SPEC.md §13.1). An unconfirmed account owns nothing
     /// else: it cannot enrol a device. Returns how many went.
-    fn purge_unconfirmed_accounts(&self, created_before_ms: u64) -> StorageResult<u64>;
+    async fn purge_unconfirmed_accounts(&self, created_before_ms: u64) -> StorageResult<u64>;
     /// Envelopes stored in all device queues (a metrics gauge; expired ones
     /// count until the sweep deletes them).
-    fn total_queued(&self, now_ms: u64) -> StorageResult<u64>;
-
-    /// [`Storage::enqueue`] for an async caller: the future resolves once
-    /// the envelopes are durable, with their ids. The default runs
-    /// `enqueue` on the blocking pool.
-    fn submit_enqueue(
-        self: Arc<Self>,
-        meta: OwnedSendMeta,
-        envelopes: Vec<OutgoingEnvelope>,
-    ) -> StorageFuture<Vec<u64>> {
-        on_blocking_pool(move || self.enqueue(&meta.borrowed(), &envelopes))
-    }
-
-    /// [`Storage::ack_envelopes`] for an async caller. The default runs
-    /// `ack_envelopes` on the blocking pool.
-    fn submit_ack(self: Arc<Self>, device_id: u64, ids: Vec<u64>) -> StorageFuture<u32> {
-        on_blocking_pool(move || self.ack_envelopes(device_id, &ids))
-    }
+    async fn total_queued(&self, now_ms: u64) -> StorageResult<u64>;
 }
 
 /// Errors opening the configured storage.
@@ -537,18 +517,19 @@ pub enum OpenStorageError {
 ///
 /// # Errors
 /// [`OpenStorageError`].
-pub fn open(
+pub async fn open(
     config: &crate::config::Config,
 ) -> Result<std::sync::Arc<dyn Storage>, OpenStorageError> {
     Ok(match config.storage_backend()? {
         crate::config::StorageBackend::Sqlite => {
             std::sync::Arc::new(sqlite::SqliteStorage::open(&config.database_path())?)
         }
-        crate::config::StorageBackend::Postgres(url) => {
-            std::sync::Arc::new(postgres::PostgresStorage::open(
+        crate::config::StorageBackend::Postgres(url) => std::sync::Arc::new(
+            postgres::PostgresStorage::open(
                 url.expose(),
                 usize::try_from(config.storage_pool_size).unwrap_or(postgres::DEFAULT_POOL_SIZE),
-            )?)
-        }
+            )
+            .await?,
+        ),
     })
 }

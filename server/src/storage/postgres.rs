@@ -1,15 +1,17 @@
 //! The PostgreSQL [`Storage`] for several server nodes sharing one database
 //! (SPEC.md §14, §18 "Scale-out").
 //!
-//! The trait is synchronous and called on blocking threads; this type owns a
-//! small tokio runtime of its own that drives the `tokio-postgres`
-//! connections, and each method blocks on one transaction there. Every
-//! method runs in one transaction; one that fails with a deadlock or a
+//! Runs on the runtime that opened it (the server's): [`PostgresStorage::open`]
+//! is async, the `tokio-postgres` connections and the batching writer tasks
+//! are spawned there, and every method is an `async fn` awaiting its
+//! statements (nothing blocks, no runtime of its own). Every method runs
+//! in one transaction (`with_tx!`) or one atomic statement
+//! (`with_client!`); a transaction that fails with a deadlock or a
 //! serialisation failure is retried a few times before the error is
 //! returned. The two writes of every message — enqueue and
 //! acknowledgement — do not take a transaction each: a writer task commits
-//! all that are waiting together ([`hot_writes`]), and async callers await
-//! it without a blocking thread.
+//! all that are waiting together ([`hot_writes`]), and the caller awaits
+//! that commit.
 //!
 //! Concurrency across nodes, where SQLite relied on its single writer:
 //! - one-time prekeys are taken with `FOR UPDATE SKIP LOCKED` and deleted in
@@ -30,6 +32,63 @@
 //!
 //! Not owned here: attachment bytes (files under the attachments directory,
 //! which a cluster must share; docs/OPERATIONS.md).
+
+/// `with_tx!(storage, |tx| async { … })`: runs the block in a transaction
+/// on a pooled connection and commits it, retrying the whole block on a
+/// deadlock or serialisation failure; a [`StorageResult`] of the block's
+/// value. A macro rather than a method taking an async closure: the
+/// block is inlined into the caller's future, which then stays `Send`
+/// (a higher-ranked async closure's future is not provably `Send`).
+macro_rules! with_tx {
+    ($storage:expr, |$db:ident| $body:expr) => {
+        async {
+            let mut pooled = $storage.pool.get().await?;
+            let (client, cache) = pooled.parts()?;
+            let mut attempt = 1;
+            loop {
+                let outcome: $crate::storage::postgres::PgResult<_> = async {
+                    let tx = client.transaction().await?;
+                    let value = {
+                        let $db = &$crate::storage::postgres::db::Db { client: &tx, cache };
+                        let value: $crate::storage::postgres::PgResult<_> = $body.await;
+                        value?
+                    };
+                    tx.commit().await?;
+                    Ok(value)
+                }
+                .await;
+                match outcome {
+                    Err(e) if e.retryable() && attempt < $crate::storage::postgres::ATTEMPTS => {
+                        attempt += 1
+                    }
+                    other => return other,
+                }
+            }
+        }
+        .await
+        .map_err($crate::storage::postgres::PgError::into_storage)
+    };
+}
+
+/// `with_client!(storage, |db| async { … })`: runs the block (one
+/// statement, atomic by itself) on a pooled connection outside a
+/// transaction: one round trip instead of three. A [`StorageResult`].
+macro_rules! with_client {
+    ($storage:expr, |$db:ident| $body:expr) => {
+        async {
+            let mut pooled = $storage.pool.get().await?;
+            let (client, cache) = pooled.parts()?;
+            let $db = &$crate::storage::postgres::db::Db {
+                client: &*client,
+                cache,
+            };
+            let value: $crate::storage::postgres::PgResult<_> = $body.await;
+            value
+        }
+        .await
+        .map_err($crate::storage::postgres::PgError::into_storage)
+    };
+}
 
 mod admin;
 mod analytics;
@@ -56,7 +115,7 @@ use self::pool::Pool;
 use super::{
     AccountRecord, BundleRecord, DeviceRecord, FetchPage, NewAccount, OneTimeKey, OutgoingEnvelope,
     OwnedSendMeta, PrekeyCaps, PrekeyStock, PrekeyUpload, SendMeta, SignedKey, Storage,
-    StorageError, StorageFuture, StorageResult, StoredEnvelope,
+    StorageError, StorageResult, StoredEnvelope,
 };
 use crate::queue_caps::{Room, room_by_length, room_by_share};
 
@@ -73,9 +132,6 @@ pub enum PostgresOpenError {
     /// The URL is not a valid PostgreSQL connection string.
     #[error("invalid PostgreSQL URL: {0}")]
     Url(String),
-    /// The runtime driving the connections could not start.
-    #[error("cannot start the PostgreSQL runtime: {0}")]
-    Runtime(std::io::Error),
     /// Connecting or migrating failed.
     #[error("PostgreSQL: {0}")]
     Database(String),
@@ -147,8 +203,6 @@ fn with_causes(error: &tokio_postgres::Error) -> String {
 
 /// PostgreSQL-backed storage shared by every node of a cluster.
 pub struct PostgresStorage {
-    runtime: Option<tokio::runtime::Runtime>,
-    handle: tokio::runtime::Handle,
     pool: Arc<Pool>,
     writer: HotWriter,
 }
@@ -157,16 +211,6 @@ impl fmt::Debug for PostgresStorage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never print the URL: it may carry a password.
         f.debug_struct("PostgresStorage").finish_non_exhaustive()
-    }
-}
-
-impl Drop for PostgresStorage {
-    fn drop(&mut self) {
-        // Dropping a runtime may be done inside another runtime's task:
-        // shut it down without waiting.
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
     }
 }
 
@@ -204,39 +248,21 @@ impl PostgresStorage {
     ///
     /// # Errors
     /// [`PostgresOpenError`].
-    pub fn open(url: &str, pool_size: usize) -> Result<Self, PostgresOpenError> {
+    pub async fn open(url: &str, pool_size: usize) -> Result<Self, PostgresOpenError> {
         let config: tokio_postgres::Config = url
             .parse()
             .map_err(|e: tokio_postgres::Error| PostgresOpenError::Url(e.to_string()))?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("microbot-postgres")
-            .enable_all()
-            .build()
-            .map_err(PostgresOpenError::Runtime)?;
-        let handle = runtime.handle().clone();
         let pool = Arc::new(Pool::new(config, pool_size));
-        let storage = Self {
-            runtime: Some(runtime),
-            writer: HotWriter::start(&handle, Arc::clone(&pool)),
-            handle,
-            pool,
-        };
-        // `open` may be called on an async worker (server start-up), where
-        // blocking on a runtime is not allowed: migrate from a plain thread.
-        let migrated = std::thread::scope(|scope| {
-            scope
-                .spawn(|| {
-                    storage.block_on(async {
-                        let mut pooled = storage.pool.get().await?;
-                        schema::migrate(pooled.parts()?.0).await
-                    })
-                })
-                .join()
-                .unwrap_or(Err(PgError::Closed))
-        });
+        let migrated = async {
+            let mut pooled = pool.get().await?;
+            schema::migrate(pooled.parts()?.0).await
+        }
+        .await;
         match migrated {
-            Ok(_) => Ok(storage),
+            Ok(_) => Ok(Self {
+                writer: HotWriter::start(Arc::clone(&pool)),
+                pool,
+            }),
             Err(PgError::TooNew(found)) => Err(PostgresOpenError::TooNew {
                 found,
                 supported: schema::schema_version(),
@@ -245,57 +271,6 @@ impl PostgresStorage {
                 other.into_storage().to_string(),
             )),
         }
-    }
-
-    /// Runs a future on the storage runtime. Callers are blocking threads
-    /// (`spawn_blocking`, as the [`Storage`] contract says) or plain threads.
-    fn block_on<T>(&self, future: impl Future<Output = T>) -> T {
-        self.handle.block_on(future)
-    }
-
-    /// Runs `f` in a transaction and commits it; retries on deadlock or
-    /// serialisation failure.
-    pub(crate) fn with_tx<T>(
-        &self,
-        f: impl AsyncFn(&Tx<'_, '_>) -> PgResult<T>,
-    ) -> StorageResult<T> {
-        self.block_on(async {
-            let mut pooled = self.pool.get().await?;
-            let (client, cache) = pooled.parts()?;
-            let mut attempt = 1;
-            loop {
-                let outcome: PgResult<T> = async {
-                    let tx = client.transaction().await?;
-                    let value = f(&Db { client: &tx, cache }).await?;
-                    tx.commit().await?;
-                    Ok(value)
-                }
-                .await;
-                match outcome {
-                    Err(e) if e.retryable() && attempt < ATTEMPTS => attempt += 1,
-                    other => return other,
-                }
-            }
-        })
-        .map_err(PgError::into_storage)
-    }
-
-    /// Runs `f` (one statement, atomic by itself) outside a transaction:
-    /// one round trip instead of three.
-    pub(crate) fn with_client<T>(
-        &self,
-        f: impl AsyncFn(&Db<'_, tokio_postgres::Client>) -> PgResult<T>,
-    ) -> StorageResult<T> {
-        self.block_on(async {
-            let mut pooled = self.pool.get().await?;
-            let (client, cache) = pooled.parts()?;
-            f(&Db {
-                client: &*client,
-                cache,
-            })
-            .await
-        })
-        .map_err(PgError::into_storage)
     }
 }
 
@@ -507,9 +482,10 @@ pub(crate) async fn full_queues(
         .collect())
 }
 
+#[async_trait::async_trait]
 impl Storage for PostgresStorage {
-    fn create_account(&self, account: &NewAccount<'_>) -> StorageResult<i64> {
-        self.with_tx(async |tx| {
+    async fn create_account(&self, account: &NewAccount<'_>) -> StorageResult<i64> {
+        with_tx!(self, |tx| async {
             let Some(row) = tx
                 .query_opt(
                     "INSERT INTO accounts (username, password_hash, totp_secret, created_at_ms, bot) \
@@ -539,8 +515,8 @@ impl Storage for PostgresStorage {
         })
     }
 
-    fn account_by_username(&self, username: &str) -> StorageResult<Option<AccountRecord>> {
-        self.with_client(async |tx| {
+    async fn account_by_username(&self, username: &str) -> StorageResult<Option<AccountRecord>> {
+        with_client!(self, |tx| async {
             tx.query_opt(
                 &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE username = $1"),
                 &[&username],
@@ -552,8 +528,8 @@ impl Storage for PostgresStorage {
         })
     }
 
-    fn account_by_id(&self, account_id: i64) -> StorageResult<Option<AccountRecord>> {
-        self.with_client(async |tx| {
+    async fn account_by_id(&self, account_id: i64) -> StorageResult<Option<AccountRecord>> {
+        with_client!(self, |tx| async {
             tx.query_opt(
                 &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1"),
                 &[&account_id],
@@ -565,10 +541,10 @@ impl Storage for PostgresStorage {
         })
     }
 
-    fn consume_totp_step(&self, account_id: i64, step: i64) -> StorageResult<bool> {
+    async fn consume_totp_step(&self, account_id: i64, step: i64) -> StorageResult<bool> {
         // The row lock makes a second node's UPDATE wait and then re-check
         // `last_totp_step < step` against the committed value: one winner.
-        self.with_client(async |tx| {
+        with_client!(self, |tx| async {
             let changed = tx
                 .execute(
                     "UPDATE accounts SET last_totp_step = $2 WHERE id = $1 AND last_totp_step < $2",
@@ -579,8 +555,8 @@ impl Storage for PostgresStorage {
         })
     }
 
-    fn activate_account(&self, account_id: i64) -> StorageResult<()> {
-        self.with_client(async |tx| {
+    async fn activate_account(&self, account_id: i64) -> StorageResult<()> {
+        with_client!(self, |tx| async {
             tx.execute(
                 "UPDATE accounts SET active = TRUE WHERE id = $1",
                 &[&account_id],
@@ -590,8 +566,12 @@ impl Storage for PostgresStorage {
         })
     }
 
-    fn consume_recovery_code(&self, account_id: i64, code_hash: &[u8; 32]) -> StorageResult<bool> {
-        self.with_client(async |tx| {
+    async fn consume_recovery_code(
+        &self,
+        account_id: i64,
+        code_hash: &[u8; 32],
+    ) -> StorageResult<bool> {
+        with_client!(self, |tx| async {
             let changed = tx
                 .execute(
                     "DELETE FROM recovery_codes WHERE account_id = $1 AND code_hash = $2",
@@ -602,8 +582,8 @@ impl Storage for PostgresStorage {
         })
     }
 
-    fn set_password_hash(&self, account_id: i64, password_hash: &str) -> StorageResult<()> {
-        self.with_client(async |tx| {
+    async fn set_password_hash(&self, account_id: i64, password_hash: &str) -> StorageResult<()> {
+        with_client!(self, |tx| async {
             tx.execute(
                 "UPDATE accounts SET password_hash = $2 WHERE id = $1",
                 &[&account_id, &password_hash],
@@ -613,8 +593,8 @@ impl Storage for PostgresStorage {
         })
     }
 
-    fn delete_account(&self, account_id: i64) -> StorageResult<Vec<u64>> {
-        self.with_tx(async |tx| {
+    async fn delete_account(&self, account_id: i64) -> StorageResult<Vec<u64>> {
+        with_tx!(self, |tx| async {
             let rows = tx
                 .query(
                     "SELECT id FROM devices WHERE account_id = $1 AND NOT removed ORDER BY id",
@@ -657,14 +637,14 @@ impl Storage for PostgresStorage {
         })
     }
 
-    fn create_device(
+    async fn create_device(
         &self,
         account_id: i64,
         public_key: &[u8],
         name: &str,
         now_ms: u64,
     ) -> StorageResult<u64> {
-        self.with_client(async |tx| {
+        with_client!(self, |tx| async {
             let row = tx
                 .query_one(
                     "INSERT INTO devices (account_id, public_key, name, created_at_ms) \
@@ -676,8 +656,8 @@ impl Storage for PostgresStorage {
         })
     }
 
-    fn device(&self, device_id: u64) -> StorageResult<Option<DeviceRecord>> {
-        self.with_client(async |tx| {
+    async fn device(&self, device_id: u64) -> StorageResult<Option<DeviceRecord>> {
+        with_client!(self, |tx| async {
             tx.query_opt(
                 &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = $1"),
                 &[&sql_id(device_id)],
@@ -689,8 +669,8 @@ impl Storage for PostgresStorage {
         })
     }
 
-    fn account_devices(&self, account_id: i64) -> StorageResult<Vec<DeviceRecord>> {
-        self.with_client(async |tx| {
+    async fn account_devices(&self, account_id: i64) -> StorageResult<Vec<DeviceRecord>> {
+        with_client!(self, |tx| async {
             tx.query(
                 &format!(
                     "SELECT {DEVICE_COLUMNS} FROM devices WHERE account_id = $1 AND NOT removed ORDER BY id"
@@ -704,8 +684,8 @@ impl Storage for PostgresStorage {
         })
     }
 
-    fn record_login(&self, device_id: u64, now_ms: u64) -> StorageResult<()> {
-        self.with_client(async |tx| {
+    async fn record_login(&self, device_id: u64, now_ms: u64) -> StorageResult<()> {
+        with_client!(self, |tx| async {
             tx.execute(
                 "UPDATE devices SET last_login_ms = $2 WHERE id = $1",
                 &[&sql_id(device_id), &sql_time(now_ms)],
@@ -715,8 +695,8 @@ impl Storage for PostgresStorage {
         })
     }
 
-    fn remove_device(&self, account_id: i64, device_id: u64) -> StorageResult<()> {
-        self.with_tx(async |tx| {
+    async fn remove_device(&self, account_id: i64, device_id: u64) -> StorageResult<()> {
+        with_tx!(self, |tx| async {
             let row = tx
                 .query_opt(
                     "SELECT account_id, removed FROM devices WHERE id = $1 FOR UPDATE",
@@ -737,14 +717,14 @@ impl Storage for PostgresStorage {
         })
     }
 
-    fn upload_prekeys_capped(
+    async fn upload_prekeys_capped(
         &self,
         device_id: u64,
         upload: &PrekeyUpload,
         caps: PrekeyCaps,
     ) -> StorageResult<()> {
         let device = sql_id(device_id);
-        self.with_tx(async |tx| {
+        with_tx!(self, |tx| async {
             let has_keys = tx
                 .query_opt(
                     "SELECT 1 FROM device_keys WHERE device_id = $1 FOR UPDATE",
@@ -822,8 +802,8 @@ impl Storage for PostgresStorage {
         })
     }
 
-    fn take_bundles(&self, device_ids: &[u64]) -> StorageResult<Vec<BundleRecord>> {
-        self.with_tx(async |tx| {
+    async fn take_bundles(&self, device_ids: &[u64]) -> StorageResult<Vec<BundleRecord>> {
+        with_tx!(self, |tx| async {
             let mut bundles = Vec::with_capacity(device_ids.len());
             for id in device_ids {
                 if let Some(bundle) = take_bundle(tx, sql_id(*id)).await? {
@@ -834,36 +814,27 @@ impl Storage for PostgresStorage {
         })
     }
 
-    fn prekey_stock(&self, device_id: u64) -> StorageResult<PrekeyStock> {
-        self.with_client(async |tx| stock(tx, sql_id(device_id)).await)
+    async fn prekey_stock(&self, device_id: u64) -> StorageResult<PrekeyStock> {
+        with_client!(self, |tx| stock(tx, sql_id(device_id)))
     }
 
-    fn enqueue(
+    async fn enqueue(
         &self,
         meta: &SendMeta<'_>,
         envelopes: &[OutgoingEnvelope],
     ) -> StorageResult<Vec<u64>> {
-        self.block_on(
-            self.writer
-                .enqueue(OwnedSendMeta::from(meta), envelopes.to_vec()),
-        )
+        self.writer
+            .enqueue(OwnedSendMeta::from(meta), envelopes.to_vec())
+            .await
     }
 
-    fn submit_enqueue(
-        self: Arc<Self>,
-        meta: OwnedSendMeta,
-        envelopes: Vec<OutgoingEnvelope>,
-    ) -> StorageFuture<Vec<u64>> {
-        self.writer.enqueue(meta, envelopes)
-    }
-
-    fn fetch_envelopes(
+    async fn fetch_envelopes(
         &self,
         device_id: u64,
         after: u64,
         page: FetchPage,
     ) -> StorageResult<(Vec<StoredEnvelope>, bool)> {
-        self.with_tx(async |tx| {
+        with_tx!(self, |tx| async {
             // A portal reads the queue in small chunks, so a large queue is
             // never loaded whole: the loop stops at the limit or the budget.
             let portal = tx
@@ -904,16 +875,12 @@ impl Storage for PostgresStorage {
         })
     }
 
-    fn ack_envelopes(&self, device_id: u64, ids: &[u64]) -> StorageResult<u32> {
-        self.block_on(self.writer.ack(device_id, ids.to_vec()))
+    async fn ack_envelopes(&self, device_id: u64, ids: &[u64]) -> StorageResult<u32> {
+        self.writer.ack(device_id, ids.to_vec()).await
     }
 
-    fn submit_ack(self: Arc<Self>, device_id: u64, ids: Vec<u64>) -> StorageFuture<u32> {
-        self.writer.ack(device_id, ids)
-    }
-
-    fn queue_len(&self, device_id: u64, now_ms: u64) -> StorageResult<u32> {
-        self.with_client(async |tx| {
+    async fn queue_len(&self, device_id: u64, now_ms: u64) -> StorageResult<u32> {
+        with_client!(self, |tx| async {
             let row = tx
                 .query_one(
                     "SELECT COUNT(*) FROM envelopes WHERE device_id = $1 AND expires_at_ms > $2",
@@ -924,8 +891,8 @@ impl Storage for PostgresStorage {
         })
     }
 
-    fn purge_expired(&self, now_ms: u64) -> StorageResult<u64> {
-        self.with_tx(async |tx| {
+    async fn purge_expired(&self, now_ms: u64) -> StorageResult<u64> {
+        with_tx!(self, |tx| async {
             // One statement: each queue length drops by exactly what the
             // DELETE removed from it (counting in a separate statement could
             // miss envelopes committed in between).
@@ -954,8 +921,8 @@ impl Storage for PostgresStorage {
         })
     }
 
-    fn purge_unconfirmed_accounts(&self, created_before_ms: u64) -> StorageResult<u64> {
-        self.with_tx(async |tx| {
+    async fn purge_unconfirmed_accounts(&self, created_before_ms: u64) -> StorageResult<u64> {
+        with_tx!(self, |tx| async {
             tx.execute(
                 "DELETE FROM recovery_codes WHERE account_id IN \
                  (SELECT id FROM accounts WHERE NOT active AND created_at_ms <= $1)",
@@ -972,8 +939,8 @@ impl Storage for PostgresStorage {
         })
     }
 
-    fn total_queued(&self, _now_ms: u64) -> StorageResult<u64> {
-        self.with_client(async |tx| {
+    async fn total_queued(&self, _now_ms: u64) -> StorageResult<u64> {
+        with_client!(self, |tx| async {
             let row = tx
                 .query_one(
                     "SELECT COALESCE(SUM(queue_len), 0)::bigint FROM devices",

@@ -36,11 +36,12 @@ impl std::fmt::Debug for SlotRead {
 }
 
 /// Provisioning slot operations of [`super::Storage`].
+#[async_trait::async_trait]
 pub trait ProvisioningStorage {
     /// Deletes expired slots, then creates the slot `id` expiring at
     /// `expires_at_ms` unless `max_open` unexpired slots exist already
     /// (then returns `false` and creates nothing).
-    fn create_provisioning_slot(
+    async fn create_provisioning_slot(
         &self,
         id: &[u8; SLOT_ID_LEN],
         expires_at_ms: u64,
@@ -49,7 +50,7 @@ pub trait ProvisioningStorage {
     ) -> StorageResult<bool>;
     /// Stores `sealed` in the unexpired, still empty slot `id`; `false`
     /// when there is no such slot (missing, expired, or already filled).
-    fn put_provisioning_message(
+    async fn put_provisioning_message(
         &self,
         id: &[u8; SLOT_ID_LEN],
         sealed: &[u8],
@@ -57,7 +58,7 @@ pub trait ProvisioningStorage {
     ) -> StorageResult<bool>;
     /// Reads the slot `id`; a slot holding a message is deleted by the same
     /// transaction that returns it.
-    fn take_provisioning_message(
+    async fn take_provisioning_message(
         &self,
         id: &[u8; SLOT_ID_LEN],
         now_ms: u64,

@@ -38,17 +38,18 @@ impl std::fmt::Debug for UnidentifiedAccess {
 }
 
 /// Sealed-sender operations of [`super::Storage`].
+#[async_trait::async_trait]
 pub trait SealedStorage {
     /// Stores `(key_id, candidate)` as the deployment's certificate key
     /// unless one is stored already; returns the stored one either way.
-    fn certificate_key(
+    async fn certificate_key(
         &self,
         key_id: u32,
         candidate: &[u8; 32],
     ) -> StorageResult<(u32, Zeroizing<[u8; 32]>)>;
     /// Sets (or with `None` clears) the account's access key and whether it
     /// accepts sealed sends from anyone.
-    fn set_unidentified_access(
+    async fn set_unidentified_access(
         &self,
         account_id: i64,
         access_key: Option<&[u8; ACCESS_KEY_LEN]>,
@@ -56,9 +57,12 @@ pub trait SealedStorage {
     ) -> StorageResult<()>;
     /// The access settings of the active account `username`; `None` for an
     /// unknown or inactive account.
-    fn unidentified_access(&self, username: &str) -> StorageResult<Option<UnidentifiedAccess>>;
+    async fn unidentified_access(
+        &self,
+        username: &str,
+    ) -> StorageResult<Option<UnidentifiedAccess>>;
     /// The identity key the device uploaded with its prekeys, if any.
-    fn device_identity_key(&self, device_id: u64) -> StorageResult<Option<Vec<u8>>>;
+    async fn device_identity_key(&self, device_id: u64) -> StorageResult<Option<Vec<u8>>>;
 }
 
 /// An access key as stored (16 bytes), or `None` for anything else.

@@ -1,7 +1,10 @@
 //! The embedded SQLite [`Storage`] (SPEC.md §14).
 //!
 //! One connection behind a mutex: SQLite allows one writer at a time anyway,
-//! and every method is a short transaction run on a blocking thread.
+//! and every method is a short transaction. The trait is async; this
+//! backend keeps its blocking inside: a read or a cold write runs through
+//! [`blocking`] (off the async workers), and the hot writes are jobs of the
+//! group-commit writer thread whose commit the caller awaits.
 //!
 //! Durability: WAL journal with `synchronous = FULL`, so every commit fsyncs
 //! the WAL before `COMMIT` returns; a send is acknowledged only after that
@@ -39,7 +42,7 @@ use super::schema::{MigrateError, migrate, schema_version};
 use super::{
     AccountRecord, BundleRecord, DeviceRecord, FetchPage, NewAccount, OneTimeKey, OutgoingEnvelope,
     OwnedSendMeta, PrekeyCaps, PrekeyStock, PrekeyUpload, SendMeta, SignedKey, Storage,
-    StorageError, StorageFuture, StorageResult, StoredEnvelope,
+    StorageError, StorageResult, StoredEnvelope,
 };
 use crate::queue_caps::{Room, room_by_length, room_by_share};
 
@@ -79,6 +82,22 @@ pub struct SqliteStorage {
 impl std::fmt::Debug for SqliteStorage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SqliteStorage").finish_non_exhaustive()
+    }
+}
+
+/// Runs one storage call's blocking work (the connection's mutex, SQLite's
+/// disk I/O) without stalling the async runtime that awaits it: on a
+/// multi-thread runtime the worker hands its other tasks to another thread
+/// first (`block_in_place`), so the call borrows its arguments instead of
+/// copying them onto the blocking pool. A current-thread runtime (the
+/// admin command line, tests) has no other worker to hand over to, and a
+/// plain thread has no runtime at all: there the call simply runs.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
     }
 }
 
@@ -447,454 +466,488 @@ fn ack_job(tx: &Connection, device_id: u64, ids: &[u64]) -> StorageResult<u32> {
     Ok(deleted)
 }
 
+#[async_trait::async_trait]
 impl Storage for SqliteStorage {
-    fn create_account(&self, account: &NewAccount<'_>) -> StorageResult<i64> {
-        self.with_tx(|tx| {
-            let exists: Option<i64> = tx
+    async fn create_account(&self, account: &NewAccount<'_>) -> StorageResult<i64> {
+        blocking(|| {
+            self.with_tx(|tx| {
+                let exists: Option<i64> = tx
+                    .query_row_cached(
+                        "SELECT id FROM accounts WHERE username = ?1",
+                        [account.username],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(db)?;
+                if exists.is_some() {
+                    return Err(StorageError::UsernameTaken);
+                }
+                tx.execute(
+                    "INSERT INTO accounts (username, password_hash, totp_secret, created_at_ms, bot) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![
+                        account.username,
+                        account.password_hash,
+                        account.totp_secret,
+                        sql_time(account.now_ms),
+                        account.bot
+                    ],
+                )
+                .map_err(db)?;
+                let id = tx.last_insert_rowid();
+                for hash in account.recovery_code_hashes {
+                    tx.execute(
+                        "INSERT OR IGNORE INTO recovery_codes (account_id, code_hash) VALUES (?1, ?2)",
+                        params![id, hash.as_slice()],
+                    )
+                    .map_err(db)?;
+                }
+                Ok(id)
+            })
+        })
+    }
+
+    async fn account_by_username(&self, username: &str) -> StorageResult<Option<AccountRecord>> {
+        blocking(|| {
+            self.lock()
                 .query_row_cached(
-                    "SELECT id FROM accounts WHERE username = ?1",
-                    [account.username],
-                    |r| r.get(0),
+                    &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE username = ?1"),
+                    [username],
+                    account_from_row,
                 )
                 .optional()
-                .map_err(db)?;
-            if exists.is_some() {
-                return Err(StorageError::UsernameTaken);
-            }
-            tx.execute(
-                "INSERT INTO accounts (username, password_hash, totp_secret, created_at_ms, bot) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![
-                    account.username,
-                    account.password_hash,
-                    account.totp_secret,
-                    sql_time(account.now_ms),
-                    account.bot
-                ],
-            )
-            .map_err(db)?;
-            let id = tx.last_insert_rowid();
-            for hash in account.recovery_code_hashes {
-                tx.execute(
-                    "INSERT OR IGNORE INTO recovery_codes (account_id, code_hash) VALUES (?1, ?2)",
-                    params![id, hash.as_slice()],
+                .map_err(db)
+        })
+    }
+
+    async fn account_by_id(&self, account_id: i64) -> StorageResult<Option<AccountRecord>> {
+        blocking(|| {
+            self.lock()
+                .query_row_cached(
+                    &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?1"),
+                    [account_id],
+                    account_from_row,
+                )
+                .optional()
+                .map_err(db)
+        })
+    }
+
+    async fn consume_totp_step(&self, account_id: i64, step: i64) -> StorageResult<bool> {
+        blocking(|| {
+            let changed = self
+                .lock()
+                .execute(
+                    "UPDATE accounts SET last_totp_step = ?2 WHERE id = ?1 AND last_totp_step < ?2",
+                    params![account_id, step],
                 )
                 .map_err(db)?;
-            }
-            Ok(id)
+            Ok(changed == 1)
         })
     }
 
-    fn account_by_username(&self, username: &str) -> StorageResult<Option<AccountRecord>> {
-        self.lock()
-            .query_row_cached(
-                &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE username = ?1"),
-                [username],
-                account_from_row,
-            )
-            .optional()
-            .map_err(db)
-    }
-
-    fn account_by_id(&self, account_id: i64) -> StorageResult<Option<AccountRecord>> {
-        self.lock()
-            .query_row_cached(
-                &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?1"),
-                [account_id],
-                account_from_row,
-            )
-            .optional()
-            .map_err(db)
-    }
-
-    fn consume_totp_step(&self, account_id: i64, step: i64) -> StorageResult<bool> {
-        let changed = self
-            .lock()
-            .execute(
-                "UPDATE accounts SET last_totp_step = ?2 WHERE id = ?1 AND last_totp_step < ?2",
-                params![account_id, step],
-            )
-            .map_err(db)?;
-        Ok(changed == 1)
-    }
-
-    fn activate_account(&self, account_id: i64) -> StorageResult<()> {
-        self.lock()
-            .execute("UPDATE accounts SET active = 1 WHERE id = ?1", [account_id])
-            .map_err(db)?;
-        Ok(())
-    }
-
-    fn consume_recovery_code(&self, account_id: i64, code_hash: &[u8; 32]) -> StorageResult<bool> {
-        let changed = self
-            .lock()
-            .execute(
-                "DELETE FROM recovery_codes WHERE account_id = ?1 AND code_hash = ?2",
-                params![account_id, code_hash.as_slice()],
-            )
-            .map_err(db)?;
-        Ok(changed == 1)
-    }
-
-    fn set_password_hash(&self, account_id: i64, password_hash: &str) -> StorageResult<()> {
-        self.lock()
-            .execute(
-                "UPDATE accounts SET password_hash = ?2 WHERE id = ?1",
-                params![account_id, password_hash],
-            )
-            .map_err(db)?;
-        Ok(())
-    }
-
-    fn delete_account(&self, account_id: i64) -> StorageResult<Vec<u64>> {
-        self.with_tx(|tx| {
-            let mut stmt = tx
-                .prepare("SELECT id FROM devices WHERE account_id = ?1 AND removed = 0")
+    async fn activate_account(&self, account_id: i64) -> StorageResult<()> {
+        blocking(|| {
+            self.lock()
+                .execute("UPDATE accounts SET active = 1 WHERE id = ?1", [account_id])
                 .map_err(db)?;
-            let ids = stmt
-                .query_map([account_id], |r| r.get::<_, i64>(0))
-                .map_err(db)?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(db)?;
-            drop(stmt);
-            for id in &ids {
-                delete_device_data(tx, *id).map_err(db)?;
-            }
-            tx.execute("DELETE FROM accounts WHERE id = ?1", [account_id])
-                .map_err(db)?;
-            // Its attachments expire now: unknown to every request from
-            // here on, and the sweeper deletes their rows and files.
-            tx.execute(
-                "UPDATE attachments SET expires_at_ms = 0 WHERE account_id = ?1",
-                [account_id],
-            )
-            .map_err(db)?;
-            // Its group memberships go with it; groups left empty go too.
-            tx.execute(
-                "DELETE FROM group_members WHERE account_id = ?1",
-                [account_id],
-            )
-            .map_err(db)?;
-            tx.execute(
-                "DELETE FROM groups WHERE NOT EXISTS \
-                 (SELECT 1 FROM group_members m WHERE m.group_id = groups.id)",
-                [],
-            )
-            .map_err(db)?;
-            Ok(ids.into_iter().map(net_id).collect())
+            Ok(())
         })
     }
 
-    fn create_device(
+    async fn consume_recovery_code(
+        &self,
+        account_id: i64,
+        code_hash: &[u8; 32],
+    ) -> StorageResult<bool> {
+        blocking(|| {
+            let changed = self
+                .lock()
+                .execute(
+                    "DELETE FROM recovery_codes WHERE account_id = ?1 AND code_hash = ?2",
+                    params![account_id, code_hash.as_slice()],
+                )
+                .map_err(db)?;
+            Ok(changed == 1)
+        })
+    }
+
+    async fn set_password_hash(&self, account_id: i64, password_hash: &str) -> StorageResult<()> {
+        blocking(|| {
+            self.lock()
+                .execute(
+                    "UPDATE accounts SET password_hash = ?2 WHERE id = ?1",
+                    params![account_id, password_hash],
+                )
+                .map_err(db)?;
+            Ok(())
+        })
+    }
+
+    async fn delete_account(&self, account_id: i64) -> StorageResult<Vec<u64>> {
+        blocking(|| {
+            self.with_tx(|tx| {
+                let mut stmt = tx
+                    .prepare("SELECT id FROM devices WHERE account_id = ?1 AND removed = 0")
+                    .map_err(db)?;
+                let ids = stmt
+                    .query_map([account_id], |r| r.get::<_, i64>(0))
+                    .map_err(db)?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(db)?;
+                drop(stmt);
+                for id in &ids {
+                    delete_device_data(tx, *id).map_err(db)?;
+                }
+                tx.execute("DELETE FROM accounts WHERE id = ?1", [account_id])
+                    .map_err(db)?;
+                // Its attachments expire now: unknown to every request from
+                // here on, and the sweeper deletes their rows and files.
+                tx.execute(
+                    "UPDATE attachments SET expires_at_ms = 0 WHERE account_id = ?1",
+                    [account_id],
+                )
+                .map_err(db)?;
+                // Its group memberships go with it; groups left empty go too.
+                tx.execute(
+                    "DELETE FROM group_members WHERE account_id = ?1",
+                    [account_id],
+                )
+                .map_err(db)?;
+                tx.execute(
+                    "DELETE FROM groups WHERE NOT EXISTS \
+                     (SELECT 1 FROM group_members m WHERE m.group_id = groups.id)",
+                    [],
+                )
+                .map_err(db)?;
+                Ok(ids.into_iter().map(net_id).collect())
+            })
+        })
+    }
+
+    async fn create_device(
         &self,
         account_id: i64,
         public_key: &[u8],
         name: &str,
         now_ms: u64,
     ) -> StorageResult<u64> {
-        let conn = self.lock();
-        conn.execute(
-            "INSERT INTO devices (account_id, public_key, name, created_at_ms) VALUES (?1, ?2, ?3, ?4)",
-            params![account_id, public_key, name, sql_time(now_ms)],
-        )
-        .map_err(db)?;
-        Ok(net_id(conn.last_insert_rowid()))
-    }
-
-    fn device(&self, device_id: u64) -> StorageResult<Option<DeviceRecord>> {
-        self.lock()
-            .query_row_cached(
-                &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = ?1"),
-                [sql_id(device_id)],
-                device_from_row,
+        blocking(|| {
+            let conn = self.lock();
+            conn.execute(
+                "INSERT INTO devices (account_id, public_key, name, created_at_ms) VALUES (?1, ?2, ?3, ?4)",
+                params![account_id, public_key, name, sql_time(now_ms)],
             )
-            .optional()
-            .map_err(db)
-    }
-
-    fn account_devices(&self, account_id: i64) -> StorageResult<Vec<DeviceRecord>> {
-        let conn = self.lock();
-        let mut stmt = conn
-            .prepare(&format!(
-                "SELECT {DEVICE_COLUMNS} FROM devices WHERE account_id = ?1 AND removed = 0 ORDER BY id"
-            ))
             .map_err(db)?;
-        let rows = stmt
-            .query_map([account_id], device_from_row)
-            .map_err(db)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(db)?;
-        Ok(rows)
-    }
-
-    fn record_login(&self, device_id: u64, now_ms: u64) -> StorageResult<()> {
-        self.writer.run(Isolation::Savepoint, move |conn| {
-            conn.prepare_cached("UPDATE devices SET last_login_ms = ?2 WHERE id = ?1")
-                .and_then(|mut stmt| stmt.execute(params![sql_id(device_id), sql_time(now_ms)]))
-                .map_err(db)?;
-            Ok(())
+            Ok(net_id(conn.last_insert_rowid()))
         })
     }
 
-    fn remove_device(&self, account_id: i64, device_id: u64) -> StorageResult<()> {
-        self.with_tx(|tx| {
-            let row: Option<(i64, bool)> = tx
+    async fn device(&self, device_id: u64) -> StorageResult<Option<DeviceRecord>> {
+        blocking(|| {
+            self.lock()
                 .query_row_cached(
-                    "SELECT account_id, removed FROM devices WHERE id = ?1",
+                    &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = ?1"),
                     [sql_id(device_id)],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
+                    device_from_row,
                 )
                 .optional()
-                .map_err(db)?;
-            match row {
-                Some((owner, _)) if owner != account_id => {
-                    Err(StorageError::UnknownDevice(device_id))
-                }
-                None => Err(StorageError::UnknownDevice(device_id)),
-                Some((_, true)) => Err(StorageError::DeviceRemoved(device_id)),
-                Some((_, false)) => delete_device_data(tx, sql_id(device_id)).map_err(db),
-            }
+                .map_err(db)
         })
     }
 
-    fn upload_prekeys_capped(
+    async fn account_devices(&self, account_id: i64) -> StorageResult<Vec<DeviceRecord>> {
+        blocking(|| {
+            let conn = self.lock();
+            let mut stmt = conn
+                .prepare(&format!(
+                    "SELECT {DEVICE_COLUMNS} FROM devices WHERE account_id = ?1 AND removed = 0 ORDER BY id"
+                ))
+                .map_err(db)?;
+            let rows = stmt
+                .query_map([account_id], device_from_row)
+                .map_err(db)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(db)?;
+            Ok(rows)
+        })
+    }
+
+    async fn record_login(&self, device_id: u64, now_ms: u64) -> StorageResult<()> {
+        self.writer
+            .submit(Isolation::Savepoint, move |conn| {
+                conn.prepare_cached("UPDATE devices SET last_login_ms = ?2 WHERE id = ?1")
+                    .and_then(|mut stmt| stmt.execute(params![sql_id(device_id), sql_time(now_ms)]))
+                    .map_err(db)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn remove_device(&self, account_id: i64, device_id: u64) -> StorageResult<()> {
+        blocking(|| {
+            self.with_tx(|tx| {
+                let row: Option<(i64, bool)> = tx
+                    .query_row_cached(
+                        "SELECT account_id, removed FROM devices WHERE id = ?1",
+                        [sql_id(device_id)],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .optional()
+                    .map_err(db)?;
+                match row {
+                    Some((owner, _)) if owner != account_id => {
+                        Err(StorageError::UnknownDevice(device_id))
+                    }
+                    None => Err(StorageError::UnknownDevice(device_id)),
+                    Some((_, true)) => Err(StorageError::DeviceRemoved(device_id)),
+                    Some((_, false)) => delete_device_data(tx, sql_id(device_id)).map_err(db),
+                }
+            })
+        })
+    }
+
+    async fn upload_prekeys_capped(
         &self,
         device_id: u64,
         upload: &PrekeyUpload,
         caps: PrekeyCaps,
     ) -> StorageResult<()> {
-        let device = sql_id(device_id);
-        self.with_tx(|tx| {
-            let has_keys: bool = tx
-                .query_row_cached(
-                    "SELECT EXISTS(SELECT 1 FROM device_keys WHERE device_id = ?1)",
-                    [device],
-                    |r| r.get(0),
-                )
-                .map_err(db)?;
-            if !has_keys {
-                let (Some(identity), Some(spk)) = (&upload.identity_key, &upload.signed_prekey) else {
-                    return Err(StorageError::NoPrekeys);
-                };
-                tx.execute(
-                    "INSERT INTO device_keys (device_id, identity_key, signed_prekey_id, signed_prekey, \
-                     signed_prekey_signature) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![device, identity, spk.id, spk.public_key, spk.signature],
-                )
-                .map_err(db)?;
-            } else {
-                if let Some(identity) = &upload.identity_key {
+        blocking(|| {
+            let device = sql_id(device_id);
+            self.with_tx(|tx| {
+                let has_keys: bool = tx
+                    .query_row_cached(
+                        "SELECT EXISTS(SELECT 1 FROM device_keys WHERE device_id = ?1)",
+                        [device],
+                        |r| r.get(0),
+                    )
+                    .map_err(db)?;
+                if !has_keys {
+                    let (Some(identity), Some(spk)) = (&upload.identity_key, &upload.signed_prekey) else {
+                        return Err(StorageError::NoPrekeys);
+                    };
                     tx.execute(
-                        "UPDATE device_keys SET identity_key = ?2 WHERE device_id = ?1",
-                        params![device, identity],
+                        "INSERT INTO device_keys (device_id, identity_key, signed_prekey_id, signed_prekey, \
+                         signed_prekey_signature) VALUES (?1, ?2, ?3, ?4, ?5)",
+                        params![device, identity, spk.id, spk.public_key, spk.signature],
+                    )
+                    .map_err(db)?;
+                } else {
+                    if let Some(identity) = &upload.identity_key {
+                        tx.execute(
+                            "UPDATE device_keys SET identity_key = ?2 WHERE device_id = ?1",
+                            params![device, identity],
+                        )
+                        .map_err(db)?;
+                    }
+                    if let Some(spk) = &upload.signed_prekey {
+                        tx.execute(
+                            "UPDATE device_keys SET signed_prekey_id = ?2, signed_prekey = ?3, \
+                             signed_prekey_signature = ?4 WHERE device_id = ?1",
+                            params![device, spk.id, spk.public_key, spk.signature],
+                        )
+                        .map_err(db)?;
+                    }
+                }
+                if let Some(kem) = &upload.last_resort_kem_prekey {
+                    tx.execute(
+                        "UPDATE device_keys SET last_resort_kem_id = ?2, last_resort_kem = ?3, \
+                         last_resort_kem_signature = ?4 WHERE device_id = ?1",
+                        params![device, kem.id, kem.public_key, kem.signature],
                     )
                     .map_err(db)?;
                 }
-                if let Some(spk) = &upload.signed_prekey {
+                for key in &upload.one_time_prekeys {
                     tx.execute(
-                        "UPDATE device_keys SET signed_prekey_id = ?2, signed_prekey = ?3, \
-                         signed_prekey_signature = ?4 WHERE device_id = ?1",
-                        params![device, spk.id, spk.public_key, spk.signature],
+                        "INSERT OR REPLACE INTO one_time_prekeys (device_id, id, public_key) VALUES (?1, ?2, ?3)",
+                        params![device, key.id, key.public_key],
                     )
                     .map_err(db)?;
                 }
-            }
-            if let Some(kem) = &upload.last_resort_kem_prekey {
-                tx.execute(
-                    "UPDATE device_keys SET last_resort_kem_id = ?2, last_resort_kem = ?3, \
-                     last_resort_kem_signature = ?4 WHERE device_id = ?1",
-                    params![device, kem.id, kem.public_key, kem.signature],
-                )
-                .map_err(db)?;
-            }
-            for key in &upload.one_time_prekeys {
-                tx.execute(
-                    "INSERT OR REPLACE INTO one_time_prekeys (device_id, id, public_key) VALUES (?1, ?2, ?3)",
-                    params![device, key.id, key.public_key],
-                )
-                .map_err(db)?;
-            }
-            for key in &upload.kem_prekeys {
-                tx.execute(
-                    "INSERT OR REPLACE INTO kem_prekeys (device_id, id, public_key, signature) VALUES (?1, ?2, ?3, ?4)",
-                    params![device, key.id, key.public_key, key.signature],
-                )
-                .map_err(db)?;
-            }
-            // Over the cap: the transaction is dropped, nothing is stored.
-            if !upload.one_time_prekeys.is_empty() || !upload.kem_prekeys.is_empty() {
-                let now = stock(tx, device).map_err(db)?;
-                if now.one_time > caps.one_time || now.kem > caps.kem {
-                    return Err(StorageError::PrekeyStockFull);
+                for key in &upload.kem_prekeys {
+                    tx.execute(
+                        "INSERT OR REPLACE INTO kem_prekeys (device_id, id, public_key, signature) VALUES (?1, ?2, ?3, ?4)",
+                        params![device, key.id, key.public_key, key.signature],
+                    )
+                    .map_err(db)?;
                 }
-            }
-            Ok(())
+                // Over the cap: the transaction is dropped, nothing is stored.
+                if !upload.one_time_prekeys.is_empty() || !upload.kem_prekeys.is_empty() {
+                    let now = stock(tx, device).map_err(db)?;
+                    if now.one_time > caps.one_time || now.kem > caps.kem {
+                        return Err(StorageError::PrekeyStockFull);
+                    }
+                }
+                Ok(())
+            })
         })
     }
 
-    fn take_bundles(&self, device_ids: &[u64]) -> StorageResult<Vec<BundleRecord>> {
-        self.with_tx(|tx| {
-            let mut bundles = Vec::with_capacity(device_ids.len());
-            for id in device_ids {
-                if let Some(bundle) = take_bundle(tx, sql_id(*id)).map_err(db)? {
-                    bundles.push(bundle);
+    async fn take_bundles(&self, device_ids: &[u64]) -> StorageResult<Vec<BundleRecord>> {
+        blocking(|| {
+            self.with_tx(|tx| {
+                let mut bundles = Vec::with_capacity(device_ids.len());
+                for id in device_ids {
+                    if let Some(bundle) = take_bundle(tx, sql_id(*id)).map_err(db)? {
+                        bundles.push(bundle);
+                    }
                 }
-            }
-            Ok(bundles)
+                Ok(bundles)
+            })
         })
     }
 
-    fn prekey_stock(&self, device_id: u64) -> StorageResult<PrekeyStock> {
-        stock(&self.lock(), sql_id(device_id)).map_err(db)
+    async fn prekey_stock(&self, device_id: u64) -> StorageResult<PrekeyStock> {
+        blocking(|| stock(&self.lock(), sql_id(device_id)).map_err(db))
     }
 
-    fn enqueue(
+    async fn enqueue(
         &self,
         meta: &SendMeta<'_>,
         envelopes: &[OutgoingEnvelope],
     ) -> StorageResult<Vec<u64>> {
         // The job runs on the writer thread: it owns copies (the ciphertexts
-        // are reference-counted `Bytes`, not copied).
+        // are reference-counted `Bytes`, not copied). The future resolves
+        // after the batch's commit, without a thread blocked in between.
         let meta = OwnedSendMeta::from(meta);
         let envelopes = envelopes.to_vec();
-        self.writer.run(Isolation::ChecksFirst, move |tx| {
-            enqueue_job(tx, &meta, &envelopes)
-        })
+        self.writer
+            .submit(Isolation::ChecksFirst, move |tx| {
+                enqueue_job(tx, &meta, &envelopes)
+            })
+            .await
     }
 
-    fn submit_enqueue(
-        self: Arc<Self>,
-        meta: OwnedSendMeta,
-        envelopes: Vec<OutgoingEnvelope>,
-    ) -> StorageFuture<Vec<u64>> {
-        self.writer.submit(Isolation::ChecksFirst, move |tx| {
-            enqueue_job(tx, &meta, &envelopes)
-        })
-    }
-
-    fn fetch_envelopes(
+    async fn fetch_envelopes(
         &self,
         device_id: u64,
         after: u64,
         page: FetchPage,
     ) -> StorageResult<(Vec<StoredEnvelope>, bool)> {
-        let conn = self.lock();
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT e.id, e.device_id, e.sender_username, e.sender_device_id, e.server_timestamp_ms, \
-                 COALESCE(g.ciphertext, e.ciphertext), g.group_id \
-                 FROM envelopes e LEFT JOIN group_messages g ON g.id = e.group_message_id \
-                 WHERE e.device_id = ?1 AND e.id > ?2 AND e.expires_at_ms > ?3 ORDER BY e.id",
-            )
-            .map_err(db)?;
-        // Rows are read lazily: the loop stops at the limit or the byte
-        // budget, so a large queue is never loaded whole.
-        let mut rows = stmt
-            .query(params![
-                sql_id(device_id),
-                sql_id(after),
-                sql_time(page.now_ms)
-            ])
-            .map_err(db)?;
-        let mut out = Vec::new();
-        let mut used = 0usize;
-        while let Some(r) = rows.next().map_err(db)? {
-            let ciphertext: Vec<u8> = r.get(5).map_err(db)?;
-            let cost = ciphertext.len().saturating_add(page.overhead);
-            let full = u32::try_from(out.len()).unwrap_or(u32::MAX) >= page.limit;
-            if full || (!out.is_empty() && used.saturating_add(cost) > page.max_bytes) {
-                return Ok((out, true));
+        blocking(|| {
+            let conn = self.lock();
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT e.id, e.device_id, e.sender_username, e.sender_device_id, e.server_timestamp_ms, \
+                     COALESCE(g.ciphertext, e.ciphertext), g.group_id \
+                     FROM envelopes e LEFT JOIN group_messages g ON g.id = e.group_message_id \
+                     WHERE e.device_id = ?1 AND e.id > ?2 AND e.expires_at_ms > ?3 ORDER BY e.id",
+                )
+                .map_err(db)?;
+            // Rows are read lazily: the loop stops at the limit or the byte
+            // budget, so a large queue is never loaded whole.
+            let mut rows = stmt
+                .query(params![
+                    sql_id(device_id),
+                    sql_id(after),
+                    sql_time(page.now_ms)
+                ])
+                .map_err(db)?;
+            let mut out = Vec::new();
+            let mut used = 0usize;
+            while let Some(r) = rows.next().map_err(db)? {
+                let ciphertext: Vec<u8> = r.get(5).map_err(db)?;
+                let cost = ciphertext.len().saturating_add(page.overhead);
+                let full = u32::try_from(out.len()).unwrap_or(u32::MAX) >= page.limit;
+                if full || (!out.is_empty() && used.saturating_add(cost) > page.max_bytes) {
+                    return Ok((out, true));
+                }
+                used = used.saturating_add(cost);
+                out.push(StoredEnvelope {
+                    id: net_id(r.get(0).map_err(db)?),
+                    device_id: net_id(r.get(1).map_err(db)?),
+                    sender_username: r.get(2).map_err(db)?,
+                    sender_device_id: net_id(r.get(3).map_err(db)?),
+                    server_timestamp_ms: net_id(r.get(4).map_err(db)?),
+                    ciphertext: bytes::Bytes::from(ciphertext),
+                    group_id: r.get(6).map_err(db)?,
+                });
             }
-            used = used.saturating_add(cost);
-            out.push(StoredEnvelope {
-                id: net_id(r.get(0).map_err(db)?),
-                device_id: net_id(r.get(1).map_err(db)?),
-                sender_username: r.get(2).map_err(db)?,
-                sender_device_id: net_id(r.get(3).map_err(db)?),
-                server_timestamp_ms: net_id(r.get(4).map_err(db)?),
-                ciphertext: bytes::Bytes::from(ciphertext),
-                group_id: r.get(6).map_err(db)?,
-            });
-        }
-        Ok((out, false))
+            Ok((out, false))
+        })
     }
 
-    fn ack_envelopes(&self, device_id: u64, ids: &[u64]) -> StorageResult<u32> {
+    async fn ack_envelopes(&self, device_id: u64, ids: &[u64]) -> StorageResult<u32> {
         let ids = ids.to_vec();
-        self.writer.run(Isolation::ChecksFirst, move |tx| {
-            ack_job(tx, device_id, &ids)
+        self.writer
+            .submit(Isolation::ChecksFirst, move |tx| {
+                ack_job(tx, device_id, &ids)
+            })
+            .await
+    }
+
+    async fn queue_len(&self, device_id: u64, now_ms: u64) -> StorageResult<u32> {
+        blocking(|| {
+            let n: i64 = self
+                .lock()
+                .query_row_cached(
+                    "SELECT COUNT(*) FROM envelopes WHERE device_id = ?1 AND expires_at_ms > ?2",
+                    params![sql_id(device_id), sql_time(now_ms)],
+                    |r| r.get(0),
+                )
+                .map_err(db)?;
+            Ok(count(n))
         })
     }
 
-    fn submit_ack(self: Arc<Self>, device_id: u64, ids: Vec<u64>) -> StorageFuture<u32> {
-        self.writer.submit(Isolation::ChecksFirst, move |tx| {
-            ack_job(tx, device_id, &ids)
-        })
-    }
-
-    fn queue_len(&self, device_id: u64, now_ms: u64) -> StorageResult<u32> {
-        let n: i64 = self
-            .lock()
-            .query_row_cached(
-                "SELECT COUNT(*) FROM envelopes WHERE device_id = ?1 AND expires_at_ms > ?2",
-                params![sql_id(device_id), sql_time(now_ms)],
-                |r| r.get(0),
-            )
-            .map_err(db)?;
-        Ok(count(n))
-    }
-
-    fn purge_expired(&self, now_ms: u64) -> StorageResult<u64> {
-        self.with_tx(|tx| {
-            tx.execute(
-                "UPDATE devices SET queue_len = MAX(queue_len - (SELECT COUNT(*) FROM envelopes e \
-                 WHERE e.device_id = devices.id AND e.expires_at_ms <= ?1), 0) \
-                 WHERE id IN (SELECT device_id FROM envelopes WHERE expires_at_ms <= ?1)",
-                [sql_time(now_ms)],
-            )
-            .map_err(db)?;
-            let n = tx
-                .execute(
-                    "DELETE FROM envelopes WHERE expires_at_ms <= ?1",
+    async fn purge_expired(&self, now_ms: u64) -> StorageResult<u64> {
+        blocking(|| {
+            self.with_tx(|tx| {
+                tx.execute(
+                    "UPDATE devices SET queue_len = MAX(queue_len - (SELECT COUNT(*) FROM envelopes e \
+                     WHERE e.device_id = devices.id AND e.expires_at_ms <= ?1), 0) \
+                     WHERE id IN (SELECT device_id FROM envelopes WHERE expires_at_ms <= ?1)",
                     [sql_time(now_ms)],
                 )
                 .map_err(db)?;
-            // Also collects group messages orphaned by device removal.
-            tx.execute(
-                "DELETE FROM group_messages WHERE NOT EXISTS \
-                 (SELECT 1 FROM envelopes WHERE group_message_id = group_messages.id)",
-                [],
-            )
-            .map_err(db)?;
-            Ok(u64::try_from(n).unwrap_or(u64::MAX))
+                let n = tx
+                    .execute(
+                        "DELETE FROM envelopes WHERE expires_at_ms <= ?1",
+                        [sql_time(now_ms)],
+                    )
+                    .map_err(db)?;
+                // Also collects group messages orphaned by device removal.
+                tx.execute(
+                    "DELETE FROM group_messages WHERE NOT EXISTS \
+                     (SELECT 1 FROM envelopes WHERE group_message_id = group_messages.id)",
+                    [],
+                )
+                .map_err(db)?;
+                Ok(u64::try_from(n).unwrap_or(u64::MAX))
+            })
         })
     }
 
-    fn purge_unconfirmed_accounts(&self, created_before_ms: u64) -> StorageResult<u64> {
-        self.with_tx(|tx| {
-            tx.execute(
-                "DELETE FROM recovery_codes WHERE account_id IN \
-                 (SELECT id FROM accounts WHERE active = 0 AND created_at_ms <= ?1)",
-                [sql_time(created_before_ms)],
-            )
-            .map_err(db)?;
-            let n = tx
-                .execute(
-                    "DELETE FROM accounts WHERE active = 0 AND created_at_ms <= ?1",
+    async fn purge_unconfirmed_accounts(&self, created_before_ms: u64) -> StorageResult<u64> {
+        blocking(|| {
+            self.with_tx(|tx| {
+                tx.execute(
+                    "DELETE FROM recovery_codes WHERE account_id IN \
+                     (SELECT id FROM accounts WHERE active = 0 AND created_at_ms <= ?1)",
                     [sql_time(created_before_ms)],
                 )
                 .map_err(db)?;
-            Ok(u64::try_from(n).unwrap_or(u64::MAX))
+                let n = tx
+                    .execute(
+                        "DELETE FROM accounts WHERE active = 0 AND created_at_ms <= ?1",
+                        [sql_time(created_before_ms)],
+                    )
+                    .map_err(db)?;
+                Ok(u64::try_from(n).unwrap_or(u64::MAX))
+            })
         })
     }
 
-    fn total_queued(&self, _now_ms: u64) -> StorageResult<u64> {
-        let n: i64 = self
-            .lock()
-            .query_row_cached("SELECT COALESCE(SUM(queue_len), 0) FROM devices", [], |r| {
-                r.get(0)
-            })
-            .map_err(db)?;
-        Ok(u64::try_from(n).unwrap_or(0))
+    async fn total_queued(&self, _now_ms: u64) -> StorageResult<u64> {
+        blocking(|| {
+            let n: i64 = self
+                .lock()
+                .query_row_cached("SELECT COALESCE(SUM(queue_len), 0) FROM devices", [], |r| {
+                    r.get(0)
+                })
+                .map_err(db)?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
     }
 }
 
@@ -920,8 +973,8 @@ mod tests {
         assert_eq!(mode, "wal");
     }
 
-    #[test]
-    fn version_3_keeps_accounts_and_codes_and_never_reuses_an_id() {
+    #[tokio::test]
+    async fn version_3_keeps_accounts_and_codes_and_never_reuses_an_id() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db.sqlite3");
         {
@@ -945,7 +998,10 @@ mod tests {
             .unwrap();
         }
         let storage = SqliteStorage::open(&path).unwrap();
-        assert_eq!(storage.account_by_id(1).unwrap().unwrap().username, "alice");
+        assert_eq!(
+            storage.account_by_id(1).await.unwrap().unwrap().username,
+            "alice"
+        );
         let codes: i64 = storage
             .lock()
             .query_row_cached(
@@ -956,7 +1012,7 @@ mod tests {
             .unwrap();
         assert_eq!(codes, 1, "recovery codes survive the rebuild");
         assert_eq!(
-            storage.total_queued(0).unwrap(),
+            storage.total_queued(0).await.unwrap(),
             2,
             "version 6 counts queues"
         );
@@ -969,9 +1025,10 @@ mod tests {
                 now_ms: 0,
                 bot: false,
             })
+            .await
             .unwrap();
         assert_eq!(id, 3, "above every id still named anywhere");
-        storage.delete_account(id).unwrap();
+        storage.delete_account(id).await.unwrap();
         let next = storage
             .create_account(&NewAccount {
                 username: "carol",
@@ -981,6 +1038,7 @@ mod tests {
                 now_ms: 0,
                 bot: false,
             })
+            .await
             .unwrap();
         assert_eq!(next, 4, "a deleted account's id is not reused");
     }

@@ -43,17 +43,19 @@ pub struct SuspensionRecord {
 }
 
 /// Suspension operations of [`super::Storage`].
+#[async_trait::async_trait]
 pub trait SuspensionStorage {
     /// Suspends `target`; `false` when it was suspended already.
-    fn suspend(&self, target: SuspensionTarget, by: &str, now_ms: u64) -> StorageResult<bool>;
+    async fn suspend(&self, target: SuspensionTarget, by: &str, now_ms: u64)
+    -> StorageResult<bool>;
     /// Lifts the suspension of `target`; `false` when there was none.
-    fn unsuspend(&self, target: SuspensionTarget) -> StorageResult<bool>;
+    async fn unsuspend(&self, target: SuspensionTarget) -> StorageResult<bool>;
     /// Every suspension, oldest first; the suspensions of deleted accounts
     /// and removed devices are deleted first.
-    fn suspensions(&self) -> StorageResult<Vec<SuspensionRecord>>;
+    async fn suspensions(&self) -> StorageResult<Vec<SuspensionRecord>>;
     /// Whether the device or its account is suspended (the account's
     /// suspension is named when both are).
-    fn suspension_of(
+    async fn suspension_of(
         &self,
         account_id: i64,
         device_id: u64,

@@ -32,7 +32,6 @@ use std::time::Duration;
 
 use tokio::sync::{Semaphore, mpsc, watch};
 
-use crate::error::Internal;
 use crate::metrics::Metrics;
 use crate::state::ServerState;
 
@@ -117,11 +116,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Notifies the gateway about one device, if it still has anything queued.
 async fn notify_one(state: &Arc<ServerState>, client: &WebhookClient, device_id: u64) {
     let queued = state
-        .blocking(move |s| {
-            s.storage
-                .queue_len(device_id, s.now_ms())
-                .map_err(Internal::new)
-        })
+        .storage
+        .queue_len(device_id, state.now_ms())
         .await
         .unwrap_or(0);
     if queued == 0 {

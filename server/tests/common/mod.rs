@@ -77,8 +77,8 @@ impl TestServer {
         let mut config = test_config(dir.path());
         tweak(&mut config);
         let server = match clock {
-            Some(clock) => Server::bind_with_clock(config, clock).unwrap(),
-            None => Server::bind(config).unwrap(),
+            Some(clock) => Server::bind_with_clock(config, clock).await.unwrap(),
+            None => Server::bind(config).await.unwrap(),
         };
         let addr = server.local_addr().unwrap();
         let metrics_addr = server.metrics_addr();

@@ -13,8 +13,9 @@ fn role(text: &str) -> AdminRole {
     AdminRole::parse(text).unwrap_or(AdminRole::Viewer)
 }
 
+#[async_trait::async_trait]
 impl AdminStorage for PostgresStorage {
-    fn create_admin(
+    async fn create_admin(
         &self,
         name: &str,
         role: AdminRole,
@@ -22,7 +23,7 @@ impl AdminStorage for PostgresStorage {
         totp_secret: &[u8],
         now_ms: u64,
     ) -> StorageResult<bool> {
-        self.with_tx(async |tx| {
+        with_tx!(self, |tx| async {
             let n = tx
                 .execute(
                     "INSERT INTO admins (name, role, password_hash, totp_secret, created_at_ms) \
@@ -40,8 +41,8 @@ impl AdminStorage for PostgresStorage {
         })
     }
 
-    fn admin_by_name(&self, name: &str) -> StorageResult<Option<AdminRecord>> {
-        self.with_tx(async |tx| {
+    async fn admin_by_name(&self, name: &str) -> StorageResult<Option<AdminRecord>> {
+        with_tx!(self, |tx| async {
             let rows = tx
                 .query(
                     "SELECT id, name, role, password_hash, totp_secret, active FROM admins WHERE name = $1",
@@ -62,8 +63,8 @@ impl AdminStorage for PostgresStorage {
         })
     }
 
-    fn activate_admin(&self, admin_id: i64) -> StorageResult<()> {
-        self.with_tx(async |tx| {
+    async fn activate_admin(&self, admin_id: i64) -> StorageResult<()> {
+        with_tx!(self, |tx| async {
             tx.execute(
                 "UPDATE admins SET active = TRUE WHERE id = $1",
                 &[&admin_id],
@@ -73,8 +74,8 @@ impl AdminStorage for PostgresStorage {
         })
     }
 
-    fn remove_admin(&self, name: &str) -> StorageResult<bool> {
-        self.with_tx(async |tx| {
+    async fn remove_admin(&self, name: &str) -> StorageResult<bool> {
+        with_tx!(self, |tx| async {
             tx.execute(
                 "DELETE FROM admin_sessions WHERE admin_id IN (SELECT id FROM admins WHERE name = $1)",
                 &[&name],
@@ -92,8 +93,8 @@ impl AdminStorage for PostgresStorage {
         })
     }
 
-    fn consume_admin_totp_step(&self, admin_id: i64, step: i64) -> StorageResult<bool> {
-        self.with_tx(async |tx| {
+    async fn consume_admin_totp_step(&self, admin_id: i64, step: i64) -> StorageResult<bool> {
+        with_tx!(self, |tx| async {
             let n = tx
                 .execute(
                     "UPDATE admins SET last_totp_step = $2 WHERE id = $1 AND last_totp_step < $2",
@@ -104,14 +105,14 @@ impl AdminStorage for PostgresStorage {
         })
     }
 
-    fn create_admin_session(
+    async fn create_admin_session(
         &self,
         token_hash: &[u8; 32],
         admin_id: i64,
         expires_at_ms: u64,
         now_ms: u64,
     ) -> StorageResult<()> {
-        self.with_tx(async |tx| {
+        with_tx!(self, |tx| async {
             tx.execute(
                 "DELETE FROM admin_sessions WHERE expires_at_ms <= $1",
                 &[&sql_time(now_ms)],
@@ -126,12 +127,12 @@ impl AdminStorage for PostgresStorage {
         })
     }
 
-    fn admin_session(
+    async fn admin_session(
         &self,
         token_hash: &[u8; 32],
         now_ms: u64,
     ) -> StorageResult<Option<AdminSession>> {
-        self.with_tx(async |tx| {
+        with_tx!(self, |tx| async {
             let rows = tx
                 .query(
                     "SELECT a.id, a.name, a.role, s.expires_at_ms FROM admin_sessions s \
@@ -152,8 +153,8 @@ impl AdminStorage for PostgresStorage {
         })
     }
 
-    fn delete_admin_session(&self, token_hash: &[u8; 32]) -> StorageResult<()> {
-        self.with_tx(async |tx| {
+    async fn delete_admin_session(&self, token_hash: &[u8; 32]) -> StorageResult<()> {
+        with_tx!(self, |tx| async {
             tx.execute(
                 "DELETE FROM admin_sessions WHERE token_hash = $1",
                 &[&token_hash.as_slice()],
@@ -163,8 +164,8 @@ impl AdminStorage for PostgresStorage {
         })
     }
 
-    fn append_audit(&self, entry: &AuditEntry) -> StorageResult<()> {
-        self.with_tx(async |tx| {
+    async fn append_audit(&self, entry: &AuditEntry) -> StorageResult<()> {
+        with_tx!(self, |tx| async {
             tx.execute(
                 "INSERT INTO admin_audit (at_ms, admin, action, detail) VALUES ($1, $2, $3, $4)",
                 &[
@@ -179,8 +180,8 @@ impl AdminStorage for PostgresStorage {
         })
     }
 
-    fn audit_log(&self, limit: u32) -> StorageResult<Vec<AuditEntry>> {
-        self.with_tx(async |tx| {
+    async fn audit_log(&self, limit: u32) -> StorageResult<Vec<AuditEntry>> {
+        with_tx!(self, |tx| async {
             let rows = tx
                 .query(
                     "SELECT at_ms, admin, action, detail FROM admin_audit ORDER BY id DESC LIMIT $1",
@@ -200,8 +201,8 @@ impl AdminStorage for PostgresStorage {
         })
     }
 
-    fn admin_layout(&self, admin_id: i64) -> StorageResult<Option<String>> {
-        self.with_tx(async |tx| {
+    async fn admin_layout(&self, admin_id: i64) -> StorageResult<Option<String>> {
+        with_tx!(self, |tx| async {
             let rows = tx
                 .query(
                     "SELECT layout FROM admin_layouts WHERE admin_id = $1",
@@ -212,8 +213,13 @@ impl AdminStorage for PostgresStorage {
         })
     }
 
-    fn set_admin_layout(&self, admin_id: i64, layout: &str, now_ms: u64) -> StorageResult<()> {
-        self.with_tx(async |tx| {
+    async fn set_admin_layout(
+        &self,
+        admin_id: i64,
+        layout: &str,
+        now_ms: u64,
+    ) -> StorageResult<()> {
+        with_tx!(self, |tx| async {
             tx.execute(
                 "INSERT INTO admin_layouts (admin_id, layout, updated_at_ms) VALUES ($1, $2, $3) \
                  ON CONFLICT (admin_id) DO UPDATE SET layout = EXCLUDED.layout, updated_at_ms = EXCLUDED.updated_at_ms",
@@ -224,8 +230,8 @@ impl AdminStorage for PostgresStorage {
         })
     }
 
-    fn ip_rules(&self) -> StorageResult<Vec<IpRuleRecord>> {
-        self.with_tx(async |tx| {
+    async fn ip_rules(&self) -> StorageResult<Vec<IpRuleRecord>> {
+        with_tx!(self, |tx| async {
             let rows = tx
                 .query(
                     "SELECT kind, cidr, created_by, created_at_ms FROM admin_ip_rules \
@@ -246,8 +252,8 @@ impl AdminStorage for PostgresStorage {
         })
     }
 
-    fn add_ip_rule(&self, rule: &IpRuleRecord) -> StorageResult<bool> {
-        self.with_tx(async |tx| {
+    async fn add_ip_rule(&self, rule: &IpRuleRecord) -> StorageResult<bool> {
+        with_tx!(self, |tx| async {
             let n = tx
                 .execute(
                     "INSERT INTO admin_ip_rules (cidr, kind, created_by, created_at_ms) \
@@ -264,8 +270,8 @@ impl AdminStorage for PostgresStorage {
         })
     }
 
-    fn remove_ip_rule(&self, cidr: &str) -> StorageResult<Option<String>> {
-        self.with_tx(async |tx| {
+    async fn remove_ip_rule(&self, cidr: &str) -> StorageResult<Option<String>> {
+        with_tx!(self, |tx| async {
             let row = tx
                 .query_opt(
                     "DELETE FROM admin_ip_rules WHERE cidr = $1 RETURNING kind",
@@ -276,8 +282,8 @@ impl AdminStorage for PostgresStorage {
         })
     }
 
-    fn rate_limits(&self) -> StorageResult<Vec<RateLimitRecord>> {
-        self.with_tx(async |tx| {
+    async fn rate_limits(&self) -> StorageResult<Vec<RateLimitRecord>> {
+        with_tx!(self, |tx| async {
             let rows = tx
                 .query(
                     "SELECT name, per_minute, updated_by, updated_at_ms FROM admin_rate_limits \
@@ -298,8 +304,8 @@ impl AdminStorage for PostgresStorage {
         })
     }
 
-    fn set_rate_limit(&self, record: &RateLimitRecord) -> StorageResult<()> {
-        self.with_tx(async |tx| {
+    async fn set_rate_limit(&self, record: &RateLimitRecord) -> StorageResult<()> {
+        with_tx!(self, |tx| async {
             tx.execute(
                 "INSERT INTO admin_rate_limits (name, per_minute, updated_by, updated_at_ms) \
                  VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO UPDATE SET \
@@ -317,8 +323,8 @@ impl AdminStorage for PostgresStorage {
         })
     }
 
-    fn remove_rate_limit(&self, name: &str) -> StorageResult<bool> {
-        self.with_tx(async |tx| {
+    async fn remove_rate_limit(&self, name: &str) -> StorageResult<bool> {
+        with_tx!(self, |tx| async {
             let n = tx
                 .execute("DELETE FROM admin_rate_limits WHERE name = $1", &[&name])
                 .await?;
@@ -326,8 +332,12 @@ impl AdminStorage for PostgresStorage {
         })
     }
 
-    fn put_node_minute(&self, record: &NodeMinuteRecord, keep_from: u64) -> StorageResult<()> {
-        self.with_tx(async |tx| {
+    async fn put_node_minute(
+        &self,
+        record: &NodeMinuteRecord,
+        keep_from: u64,
+    ) -> StorageResult<()> {
+        with_tx!(self, |tx| async {
             tx.execute(
                 "INSERT INTO node_minutes (node, minute, rollup) VALUES ($1, $2, $3) \
                  ON CONFLICT (node, minute) DO UPDATE SET rollup = EXCLUDED.rollup",
@@ -343,13 +353,13 @@ impl AdminStorage for PostgresStorage {
         })
     }
 
-    fn node_minutes(
+    async fn node_minutes(
         &self,
         node: Option<&str>,
         from: u64,
         to: u64,
     ) -> StorageResult<Vec<NodeMinuteRecord>> {
-        self.with_tx(async |tx| {
+        with_tx!(self, |tx| async {
             let rows = tx
                 .query(
                     "SELECT node, minute, rollup FROM node_minutes \

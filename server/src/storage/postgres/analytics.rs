@@ -38,12 +38,18 @@ async fn add(tx: &Tx<'_, '_>, day: i64, metric: Metric, n: u64) -> PgResult<()> 
     Ok(())
 }
 
+#[async_trait::async_trait]
 impl AnalyticsStorage for PostgresStorage {
-    fn record_active(&self, account_id: i64, device_id: u64, now_ms: u64) -> StorageResult<()> {
+    async fn record_active(
+        &self,
+        account_id: i64,
+        device_id: u64,
+        now_ms: u64,
+    ) -> StorageResult<()> {
         let day = day_of(now_ms);
         let week = week_of(day);
         let device = sql_id(device_id);
-        self.with_tx(async |tx| {
+        with_tx!(self, |tx| async {
             tx.execute(
                 "DELETE FROM analytics_seen WHERE period < $1",
                 &[&(day - SEEN_KEEP_DAYS)],
@@ -81,11 +87,11 @@ impl AnalyticsStorage for PostgresStorage {
         })
     }
 
-    fn add_counts(&self, day: i64, counts: &[(Metric, u64)]) -> StorageResult<()> {
+    async fn add_counts(&self, day: i64, counts: &[(Metric, u64)]) -> StorageResult<()> {
         if counts.iter().all(|(_, n)| *n == 0) {
             return Ok(());
         }
-        self.with_tx(async |tx| {
+        with_tx!(self, |tx| async {
             for (metric, n) in counts.iter().filter(|(_, n)| *n > 0) {
                 add(tx, day, *metric, *n).await?;
             }
@@ -93,8 +99,8 @@ impl AnalyticsStorage for PostgresStorage {
         })
     }
 
-    fn counts(&self, from_day: i64, to_day: i64) -> StorageResult<Vec<CountRow>> {
-        self.with_tx(async |tx| {
+    async fn counts(&self, from_day: i64, to_day: i64) -> StorageResult<Vec<CountRow>> {
+        with_tx!(self, |tx| async {
             let rows = tx
                 .query(
                     "SELECT day, metric, value FROM analytics_counts \
@@ -117,8 +123,8 @@ impl AnalyticsStorage for PostgresStorage {
         })
     }
 
-    fn cohorts(&self, from_day: i64) -> StorageResult<Vec<CohortRow>> {
-        self.with_tx(async |tx| {
+    async fn cohorts(&self, from_day: i64) -> StorageResult<Vec<CohortRow>> {
+        with_tx!(self, |tx| async {
             let rows = tx
                 .query(
                     "SELECT cohort_week, week, accounts FROM analytics_cohorts \
@@ -138,8 +144,8 @@ impl AnalyticsStorage for PostgresStorage {
         })
     }
 
-    fn group_sizes(&self) -> StorageResult<Vec<(u64, u64)>> {
-        self.with_tx(async |tx| {
+    async fn group_sizes(&self) -> StorageResult<Vec<(u64, u64)>> {
+        with_tx!(self, |tx| async {
             let rows = tx
                 .query(
                     "SELECT members, COUNT(*) FROM \

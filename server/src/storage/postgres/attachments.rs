@@ -40,14 +40,15 @@ async fn load(
     .transpose()
 }
 
+#[async_trait::async_trait]
 impl AttachmentStorage for PostgresStorage {
-    fn create_attachment(
+    async fn create_attachment(
         &self,
         record: &AttachmentRecord,
         quota: u64,
         now_ms: u64,
     ) -> StorageResult<()> {
-        self.with_tx(async |tx| {
+        with_tx!(self, |tx| async {
             if quota > 0 {
                 // One quota check at a time per account, across nodes.
                 tx.execute(
@@ -88,22 +89,22 @@ impl AttachmentStorage for PostgresStorage {
         })
     }
 
-    fn attachment(
+    async fn attachment(
         &self,
         id: &AttachmentId,
         now_ms: u64,
     ) -> StorageResult<Option<AttachmentRecord>> {
-        self.with_tx(async |tx| load(tx, id, now_ms, false).await)
+        with_tx!(self, |tx| load(tx, id, now_ms, false))
     }
 
-    fn replace_upload_token(
+    async fn replace_upload_token(
         &self,
         id: &AttachmentId,
         account_id: i64,
         token_hash: &[u8; 32],
         now_ms: u64,
     ) -> StorageResult<AttachmentRecord> {
-        self.with_tx(async |tx| {
+        with_tx!(self, |tx| async {
             let mut record = load(tx, id, now_ms, true)
                 .await?
                 .filter(|r| r.account_id == account_id)
@@ -118,8 +119,8 @@ impl AttachmentStorage for PostgresStorage {
         })
     }
 
-    fn commit_attachment(&self, id: &AttachmentId, committed: u64) -> StorageResult<()> {
-        self.with_tx(async |tx| {
+    async fn commit_attachment(&self, id: &AttachmentId, committed: u64) -> StorageResult<()> {
+        with_tx!(self, |tx| async {
             tx.execute(
                 "UPDATE attachments SET committed = $2 WHERE id = $1 AND committed < $2 AND size >= $2",
                 &[&id.as_slice(), &sql_id(committed)],
@@ -129,8 +130,8 @@ impl AttachmentStorage for PostgresStorage {
         })
     }
 
-    fn purge_expired_attachments(&self, now_ms: u64) -> StorageResult<Vec<AttachmentId>> {
-        self.with_tx(async |tx| {
+    async fn purge_expired_attachments(&self, now_ms: u64) -> StorageResult<Vec<AttachmentId>> {
+        with_tx!(self, |tx| async {
             let rows = tx
                 .query(
                     "DELETE FROM attachments WHERE expires_at_ms <= $1 RETURNING id",

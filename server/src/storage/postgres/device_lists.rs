@@ -5,9 +5,10 @@ use super::{PostgresStorage, col, net_id};
 use crate::storage::StorageResult;
 use crate::storage::device_lists::{DeviceListStorage, StoredDeviceList, sql_version};
 
+#[async_trait::async_trait]
 impl DeviceListStorage for PostgresStorage {
-    fn device_list(&self, account_id: i64) -> StorageResult<Option<StoredDeviceList>> {
-        self.with_client(async |db| {
+    async fn device_list(&self, account_id: i64) -> StorageResult<Option<StoredDeviceList>> {
+        with_client!(self, |db| async {
             let row = db
                 .query_opt(
                     "SELECT version, list FROM device_lists WHERE account_id = $1",
@@ -24,14 +25,14 @@ impl DeviceListStorage for PostgresStorage {
         })
     }
 
-    fn put_device_list(
+    async fn put_device_list(
         &self,
         account_id: i64,
         version: u64,
         bytes: &[u8],
         replace_any: bool,
     ) -> StorageResult<bool> {
-        self.with_client(async |db| {
+        with_client!(self, |db| async {
             let changed = db
                 .execute(
                     "INSERT INTO device_lists (account_id, version, list) VALUES ($1, $2, $3) \

@@ -192,8 +192,9 @@ async fn write_plan(tx: &Tx<'_, '_>, id: &GroupId, plan: &ChangePlan) -> PgResul
     Ok(())
 }
 
+#[async_trait::async_trait]
 impl GroupStorage for PostgresStorage {
-    fn create_group_capped(
+    async fn create_group_capped(
         &self,
         id: &GroupId,
         creator: i64,
@@ -202,7 +203,7 @@ impl GroupStorage for PostgresStorage {
         caps: GroupCaps,
         now_ms: u64,
     ) -> StorageResult<GroupChangeOutcome> {
-        self.with_tx(async |tx| {
+        with_tx!(self, |tx| async {
             // One creation at a time per account, across nodes, so the
             // count below holds.
             tx.execute(
@@ -254,7 +255,7 @@ impl GroupStorage for PostgresStorage {
         })
     }
 
-    fn change_group(
+    async fn change_group(
         &self,
         id: &GroupId,
         actor: i64,
@@ -262,7 +263,7 @@ impl GroupStorage for PostgresStorage {
         change: &GroupChange,
         max_members: u32,
     ) -> StorageResult<GroupChangeOutcome> {
-        self.with_tx(async |tx| {
+        with_tx!(self, |tx| async {
             let before = load_group(tx, id, Lock::Update).await?;
             let accounts = resolve(tx, &named_users(change)).await?;
             let plan = plan_change(
@@ -288,22 +289,22 @@ impl GroupStorage for PostgresStorage {
         })
     }
 
-    fn group(&self, id: &GroupId, actor: i64) -> StorageResult<GroupRecord> {
-        self.with_tx(async |tx| {
+    async fn group(&self, id: &GroupId, actor: i64) -> StorageResult<GroupRecord> {
+        with_tx!(self, |tx| async {
             let group = load_group(tx, id, Lock::None).await?;
             require_member(&group, actor)?;
             Ok(group)
         })
     }
 
-    fn enqueue_group(
+    async fn enqueue_group(
         &self,
         id: &GroupId,
         sender_account: i64,
         meta: &SendMeta<'_>,
         ciphertext: &[u8],
     ) -> StorageResult<GroupFanOut> {
-        self.with_tx(async |tx| {
+        with_tx!(self, |tx| async {
             let group = load_group(tx, id, Lock::Share).await?;
             require_member(&group, sender_account)?;
             let accounts = member_ids(&group);

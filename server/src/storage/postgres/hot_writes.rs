@@ -4,7 +4,7 @@
 //! statements and one WAL flush, instead of a transaction and five round
 //! trips each.
 //!
-//! Writer tasks on the storage runtime (two, taking turns: one collects
+//! Writer tasks on the server's runtime (two, taking turns: one collects
 //! the next batch while the other commits) take every job waiting in the
 //! channel (up to [`MAX_BATCH`]) and run them together:
 //! 1. the device rows of every recipient and every acknowledging device are
@@ -75,12 +75,13 @@ pub(super) struct HotWriter {
 }
 
 impl HotWriter {
-    /// Starts the writer task on `runtime`, writing through `pool`.
-    pub(super) fn start(runtime: &tokio::runtime::Handle, pool: Arc<Pool>) -> Self {
+    /// Starts the writer tasks on the calling runtime (the server's),
+    /// writing through `pool`; they end when this is dropped.
+    pub(super) fn start(pool: Arc<Pool>) -> Self {
         let (jobs, queue) = mpsc::channel(CHANNEL);
         let queue = Arc::new(tokio::sync::Mutex::new(queue));
         for _ in 0..WRITERS {
-            runtime.spawn(write_batches(Arc::clone(&queue), Arc::clone(&pool)));
+            tokio::spawn(write_batches(Arc::clone(&queue), Arc::clone(&pool)));
         }
         Self { jobs }
     }

@@ -44,8 +44,8 @@ impl Pool {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// An idle client, or a new connection. Must run on the storage runtime
-    /// (the connection task is spawned on it).
+    /// An idle client, or a new connection. Must run inside a tokio runtime
+    /// (the server's: the connection task is spawned on it).
     pub(super) async fn get(&self) -> Result<Pooled<'_>, PgError> {
         let permit = self.permits.acquire().await.map_err(|_| PgError::Closed)?;
         loop {

@@ -7,15 +7,16 @@ use crate::storage::provisioning::{ProvisioningStorage, SLOT_ID_LEN, SlotRead};
 
 type SlotId = [u8; SLOT_ID_LEN];
 
+#[async_trait::async_trait]
 impl ProvisioningStorage for PostgresStorage {
-    fn create_provisioning_slot(
+    async fn create_provisioning_slot(
         &self,
         id: &SlotId,
         expires_at_ms: u64,
         now_ms: u64,
         max_open: u64,
     ) -> StorageResult<bool> {
-        self.with_tx(async |tx| {
+        with_tx!(self, |tx| async {
             tx.execute(
                 "DELETE FROM provisioning_slots WHERE expires_at_ms <= $1",
                 &[&sql_time(now_ms)],
@@ -38,13 +39,13 @@ impl ProvisioningStorage for PostgresStorage {
         })
     }
 
-    fn put_provisioning_message(
+    async fn put_provisioning_message(
         &self,
         id: &SlotId,
         sealed: &[u8],
         now_ms: u64,
     ) -> StorageResult<bool> {
-        self.with_tx(async |tx| {
+        with_tx!(self, |tx| async {
             let changed = tx
                 .execute(
                     "UPDATE provisioning_slots SET sealed = $2 \
@@ -56,8 +57,8 @@ impl ProvisioningStorage for PostgresStorage {
         })
     }
 
-    fn take_provisioning_message(&self, id: &SlotId, now_ms: u64) -> StorageResult<SlotRead> {
-        self.with_tx(async |tx| {
+    async fn take_provisioning_message(&self, id: &SlotId, now_ms: u64) -> StorageResult<SlotRead> {
+        with_tx!(self, |tx| async {
             // DELETE … RETURNING: one statement, so two concurrent reads of a
             // filled slot cannot both get the message.
             let taken = tx

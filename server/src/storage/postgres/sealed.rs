@@ -8,13 +8,14 @@ use crate::storage::StorageResult;
 use crate::storage::sealed::{ACCESS_KEY_LEN, SealedStorage, UnidentifiedAccess, access_key_from};
 use crate::storage::sqlite::stored_key;
 
+#[async_trait::async_trait]
 impl SealedStorage for PostgresStorage {
-    fn certificate_key(
+    async fn certificate_key(
         &self,
         key_id: u32,
         candidate: &[u8; 32],
     ) -> StorageResult<(u32, Zeroizing<[u8; 32]>)> {
-        let (id, secret): (i64, Zeroizing<Vec<u8>>) = self.with_tx(async |tx| {
+        let (id, secret): (i64, Zeroizing<Vec<u8>>) = with_tx!(self, |tx| async {
             tx.execute(
                 "INSERT INTO server_keys (name, key_id, secret) VALUES ('sender_certificate', $1, $2) \
                  ON CONFLICT (name) DO NOTHING",
@@ -32,14 +33,14 @@ impl SealedStorage for PostgresStorage {
         stored_key(id, &secret)
     }
 
-    fn set_unidentified_access(
+    async fn set_unidentified_access(
         &self,
         account_id: i64,
         access_key: Option<&[u8; ACCESS_KEY_LEN]>,
         allow_anyone: bool,
     ) -> StorageResult<()> {
         let key = access_key.map(|k| k.to_vec());
-        self.with_client(async |db| {
+        with_client!(self, |db| async {
             db.execute(
                 "UPDATE accounts SET access_key = $2, allow_unidentified = $3 WHERE id = $1",
                 &[&account_id, &key, &allow_anyone],
@@ -49,8 +50,11 @@ impl SealedStorage for PostgresStorage {
         })
     }
 
-    fn unidentified_access(&self, username: &str) -> StorageResult<Option<UnidentifiedAccess>> {
-        self.with_client(async |db| {
+    async fn unidentified_access(
+        &self,
+        username: &str,
+    ) -> StorageResult<Option<UnidentifiedAccess>> {
+        with_client!(self, |db| async {
             let row = db
                 .query_opt(
                     "SELECT id, access_key, allow_unidentified FROM accounts \
@@ -69,8 +73,8 @@ impl SealedStorage for PostgresStorage {
         })
     }
 
-    fn device_identity_key(&self, device_id: u64) -> StorageResult<Option<Vec<u8>>> {
-        self.with_client(async |db| {
+    async fn device_identity_key(&self, device_id: u64) -> StorageResult<Option<Vec<u8>>> {
+        with_client!(self, |db| async {
             let row = db
                 .query_opt(
                     "SELECT identity_key FROM device_keys WHERE device_id = $1",

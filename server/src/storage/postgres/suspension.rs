@@ -17,10 +17,16 @@ fn key(target: SuspensionTarget) -> (&'static str, i64) {
     }
 }
 
+#[async_trait::async_trait]
 impl SuspensionStorage for PostgresStorage {
-    fn suspend(&self, target: SuspensionTarget, by: &str, now_ms: u64) -> StorageResult<bool> {
+    async fn suspend(
+        &self,
+        target: SuspensionTarget,
+        by: &str,
+        now_ms: u64,
+    ) -> StorageResult<bool> {
         let (kind, id) = key(target);
-        self.with_tx(async |tx| {
+        with_tx!(self, |tx| async {
             let n = tx
                 .execute(
                     "INSERT INTO suspensions (kind, target_id, created_by, created_at_ms) \
@@ -32,9 +38,9 @@ impl SuspensionStorage for PostgresStorage {
         })
     }
 
-    fn unsuspend(&self, target: SuspensionTarget) -> StorageResult<bool> {
+    async fn unsuspend(&self, target: SuspensionTarget) -> StorageResult<bool> {
         let (kind, id) = key(target);
-        self.with_tx(async |tx| {
+        with_tx!(self, |tx| async {
             let n = tx
                 .execute(
                     "DELETE FROM suspensions WHERE kind = $1 AND target_id = $2",
@@ -45,8 +51,8 @@ impl SuspensionStorage for PostgresStorage {
         })
     }
 
-    fn suspensions(&self) -> StorageResult<Vec<SuspensionRecord>> {
-        self.with_tx(async |tx| {
+    async fn suspensions(&self) -> StorageResult<Vec<SuspensionRecord>> {
+        with_tx!(self, |tx| async {
             tx.execute(DROP_GONE, &[]).await?;
             let rows = tx
                 .query(
@@ -77,12 +83,12 @@ impl SuspensionStorage for PostgresStorage {
         })
     }
 
-    fn suspension_of(
+    async fn suspension_of(
         &self,
         account_id: i64,
         device_id: u64,
     ) -> StorageResult<Option<SuspensionTarget>> {
-        self.with_client(async |db| {
+        with_client!(self, |db| async {
             let rows = db
                 .query(
                     "SELECT kind FROM suspensions WHERE (kind = 'account' AND target_id = $1) \

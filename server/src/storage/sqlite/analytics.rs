@@ -3,7 +3,7 @@
 
 use rusqlite::{OptionalExtension, Transaction, params};
 
-use super::{SqliteStorage, db, net_id, sql_id};
+use super::{SqliteStorage, blocking, db, net_id, sql_id};
 use crate::storage::StorageResult;
 use crate::storage::analytics::{
     AnalyticsStorage, CohortRow, CountRow, Metric, SEEN_KEEP_DAYS, day_of, week_of,
@@ -37,127 +37,143 @@ fn add(tx: &Transaction<'_>, day: i64, metric: Metric, n: u64) -> rusqlite::Resu
     Ok(())
 }
 
+#[async_trait::async_trait]
 impl AnalyticsStorage for SqliteStorage {
-    fn record_active(&self, account_id: i64, device_id: u64, now_ms: u64) -> StorageResult<()> {
-        let day = day_of(now_ms);
-        let week = week_of(day);
-        let device = sql_id(device_id);
-        self.with_tx(|tx| {
-            (|| {
-                tx.prepare_cached("DELETE FROM analytics_seen WHERE period < ?1")?
-                    .execute(params![day - SEEN_KEEP_DAYS])?;
-                if see(tx, day, DAY_ACCOUNT, account_id)? {
-                    add(tx, day, Metric::ActiveAccounts, 1)?;
-                }
-                if see(tx, day, DAY_DEVICE, device)? {
-                    add(tx, day, Metric::ActiveDevices, 1)?;
-                }
-                if see(tx, week, WEEK_DEVICE, device)? {
-                    add(tx, week, Metric::WeeklyActiveDevices, 1)?;
-                }
-                if see(tx, week, WEEK_ACCOUNT, account_id)? {
-                    add(tx, week, Metric::WeeklyActiveAccounts, 1)?;
-                    let created: Option<i64> = tx
-                        .prepare_cached("SELECT created_at_ms FROM accounts WHERE id = ?1")?
-                        .query_row(params![account_id], |r| r.get(0))
-                        .optional()?;
-                    if let Some(created) = created {
-                        let cohort = week_of(day_of(net_id(created)));
-                        tx.prepare_cached(
-                            "INSERT INTO analytics_cohorts (cohort_week, week, accounts) \
-                             VALUES (?1, ?2, 1) ON CONFLICT (cohort_week, week) \
-                             DO UPDATE SET accounts = accounts + 1",
-                        )?
-                        .execute(params![cohort, week])?;
+    async fn record_active(
+        &self,
+        account_id: i64,
+        device_id: u64,
+        now_ms: u64,
+    ) -> StorageResult<()> {
+        blocking(|| {
+            let day = day_of(now_ms);
+            let week = week_of(day);
+            let device = sql_id(device_id);
+            self.with_tx(|tx| {
+                (|| {
+                    tx.prepare_cached("DELETE FROM analytics_seen WHERE period < ?1")?
+                        .execute(params![day - SEEN_KEEP_DAYS])?;
+                    if see(tx, day, DAY_ACCOUNT, account_id)? {
+                        add(tx, day, Metric::ActiveAccounts, 1)?;
                     }
+                    if see(tx, day, DAY_DEVICE, device)? {
+                        add(tx, day, Metric::ActiveDevices, 1)?;
+                    }
+                    if see(tx, week, WEEK_DEVICE, device)? {
+                        add(tx, week, Metric::WeeklyActiveDevices, 1)?;
+                    }
+                    if see(tx, week, WEEK_ACCOUNT, account_id)? {
+                        add(tx, week, Metric::WeeklyActiveAccounts, 1)?;
+                        let created: Option<i64> = tx
+                            .prepare_cached("SELECT created_at_ms FROM accounts WHERE id = ?1")?
+                            .query_row(params![account_id], |r| r.get(0))
+                            .optional()?;
+                        if let Some(created) = created {
+                            let cohort = week_of(day_of(net_id(created)));
+                            tx.prepare_cached(
+                                "INSERT INTO analytics_cohorts (cohort_week, week, accounts) \
+                                 VALUES (?1, ?2, 1) ON CONFLICT (cohort_week, week) \
+                                 DO UPDATE SET accounts = accounts + 1",
+                            )?
+                            .execute(params![cohort, week])?;
+                        }
+                    }
+                    Ok(())
+                })()
+                .map_err(db)
+            })
+        })
+    }
+
+    async fn add_counts(&self, day: i64, counts: &[(Metric, u64)]) -> StorageResult<()> {
+        blocking(|| {
+            if counts.iter().all(|(_, n)| *n == 0) {
+                return Ok(());
+            }
+            self.with_tx(|tx| {
+                for (metric, n) in counts.iter().filter(|(_, n)| *n > 0) {
+                    add(tx, day, *metric, *n).map_err(db)?;
                 }
                 Ok(())
-            })()
-            .map_err(db)
+            })
         })
     }
 
-    fn add_counts(&self, day: i64, counts: &[(Metric, u64)]) -> StorageResult<()> {
-        if counts.iter().all(|(_, n)| *n == 0) {
-            return Ok(());
-        }
-        self.with_tx(|tx| {
-            for (metric, n) in counts.iter().filter(|(_, n)| *n > 0) {
-                add(tx, day, *metric, *n).map_err(db)?;
-            }
-            Ok(())
-        })
-    }
-
-    fn counts(&self, from_day: i64, to_day: i64) -> StorageResult<Vec<CountRow>> {
-        self.with_tx(|tx| {
-            let mut statement = tx
-                .prepare_cached(
-                    "SELECT day, metric, value FROM analytics_counts \
-                     WHERE day BETWEEN ?1 AND ?2 ORDER BY day, metric",
-                )
-                .map_err(db)?;
-            let rows = statement
-                .query_map(params![from_day, to_day], |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, i64>(2)?,
-                    ))
-                })
-                .map_err(db)?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (day, metric, value) = row.map_err(db)?;
-                // A metric a newer build wrote is not this build's to show.
-                if let Some(metric) = Metric::parse(&metric) {
-                    out.push(CountRow {
-                        day,
-                        metric,
-                        value: net_id(value),
-                    });
-                }
-            }
-            Ok(out)
-        })
-    }
-
-    fn cohorts(&self, from_day: i64) -> StorageResult<Vec<CohortRow>> {
-        self.with_tx(|tx| {
-            let mut statement = tx
-                .prepare_cached(
-                    "SELECT cohort_week, week, accounts FROM analytics_cohorts \
-                     WHERE cohort_week >= ?1 ORDER BY cohort_week, week",
-                )
-                .map_err(db)?;
-            let rows = statement
-                .query_map(params![week_of(from_day)], |r| {
-                    Ok(CohortRow {
-                        cohort_week: r.get(0)?,
-                        week: r.get(1)?,
-                        accounts: net_id(r.get(2)?),
+    async fn counts(&self, from_day: i64, to_day: i64) -> StorageResult<Vec<CountRow>> {
+        blocking(|| {
+            self.with_tx(|tx| {
+                let mut statement = tx
+                    .prepare_cached(
+                        "SELECT day, metric, value FROM analytics_counts \
+                         WHERE day BETWEEN ?1 AND ?2 ORDER BY day, metric",
+                    )
+                    .map_err(db)?;
+                let rows = statement
+                    .query_map(params![from_day, to_day], |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, i64>(2)?,
+                        ))
                     })
-                })
-                .map_err(db)?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(db)
+                    .map_err(db)?;
+                let mut out = Vec::new();
+                for row in rows {
+                    let (day, metric, value) = row.map_err(db)?;
+                    // A metric a newer build wrote is not this build's to show.
+                    if let Some(metric) = Metric::parse(&metric) {
+                        out.push(CountRow {
+                            day,
+                            metric,
+                            value: net_id(value),
+                        });
+                    }
+                }
+                Ok(out)
+            })
         })
     }
 
-    fn group_sizes(&self) -> StorageResult<Vec<(u64, u64)>> {
-        self.with_tx(|tx| {
-            let mut statement = tx
-                .prepare_cached(
-                    "SELECT members, COUNT(*) FROM \
-                     (SELECT COUNT(*) AS members FROM group_members GROUP BY group_id) \
-                     GROUP BY members ORDER BY members",
-                )
-                .map_err(db)?;
-            let rows = statement
-                .query_map([], |r| {
-                    Ok((net_id(r.get::<_, i64>(0)?), net_id(r.get::<_, i64>(1)?)))
-                })
-                .map_err(db)?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(db)
+    async fn cohorts(&self, from_day: i64) -> StorageResult<Vec<CohortRow>> {
+        blocking(|| {
+            self.with_tx(|tx| {
+                let mut statement = tx
+                    .prepare_cached(
+                        "SELECT cohort_week, week, accounts FROM analytics_cohorts \
+                         WHERE cohort_week >= ?1 ORDER BY cohort_week, week",
+                    )
+                    .map_err(db)?;
+                let rows = statement
+                    .query_map(params![week_of(from_day)], |r| {
+                        Ok(CohortRow {
+                            cohort_week: r.get(0)?,
+                            week: r.get(1)?,
+                            accounts: net_id(r.get(2)?),
+                        })
+                    })
+                    .map_err(db)?;
+                rows.collect::<Result<Vec<_>, _>>().map_err(db)
+            })
+        })
+    }
+
+    async fn group_sizes(&self) -> StorageResult<Vec<(u64, u64)>> {
+        blocking(|| {
+            self.with_tx(|tx| {
+                let mut statement = tx
+                    .prepare_cached(
+                        "SELECT members, COUNT(*) FROM \
+                         (SELECT COUNT(*) AS members FROM group_members GROUP BY group_id) \
+                         GROUP BY members ORDER BY members",
+                    )
+                    .map_err(db)?;
+                let rows = statement
+                    .query_map([], |r| {
+                        Ok((net_id(r.get::<_, i64>(0)?), net_id(r.get::<_, i64>(1)?)))
+                    })
+                    .map_err(db)?;
+                rows.collect::<Result<Vec<_>, _>>().map_err(db)
+            })
         })
     }
 }

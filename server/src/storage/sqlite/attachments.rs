@@ -2,7 +2,7 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{SqliteStorage, db, net_id, sql_id, sql_time};
+use super::{SqliteStorage, blocking, db, net_id, sql_id, sql_time};
 use crate::storage::attachments::ATTACHMENT_ID_LEN;
 use crate::storage::{AttachmentRecord, AttachmentStorage, StorageError, StorageResult};
 
@@ -37,97 +37,106 @@ fn load(
     .map_err(db)
 }
 
+#[async_trait::async_trait]
 impl AttachmentStorage for SqliteStorage {
-    fn create_attachment(
+    async fn create_attachment(
         &self,
         record: &AttachmentRecord,
         quota: u64,
         now_ms: u64,
     ) -> StorageResult<()> {
-        self.with_tx(|tx| {
-            if quota > 0 {
-                let used: i64 = tx
-                    .query_row(
-                        "SELECT COALESCE(SUM(size), 0) FROM attachments \
-                         WHERE account_id = ?1 AND expires_at_ms > ?2",
-                        params![record.account_id, sql_time(now_ms)],
-                        |r| r.get(0),
-                    )
-                    .map_err(db)?;
-                if net_id(used).saturating_add(record.size) > quota {
-                    return Err(StorageError::QuotaExceeded);
+        blocking(|| {
+            self.with_tx(|tx| {
+                if quota > 0 {
+                    let used: i64 = tx
+                        .query_row(
+                            "SELECT COALESCE(SUM(size), 0) FROM attachments \
+                             WHERE account_id = ?1 AND expires_at_ms > ?2",
+                            params![record.account_id, sql_time(now_ms)],
+                            |r| r.get(0),
+                        )
+                        .map_err(db)?;
+                    if net_id(used).saturating_add(record.size) > quota {
+                        return Err(StorageError::QuotaExceeded);
+                    }
                 }
-            }
-            tx.execute(
-                "INSERT INTO attachments (id, account_id, token_hash, size, committed, created_at_ms, \
-                 expires_at_ms) VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6)",
-                params![
-                    record.id.as_slice(),
-                    record.account_id,
-                    record.token_hash.as_slice(),
-                    sql_id(record.size),
-                    sql_time(now_ms),
-                    sql_time(record.expires_at_ms)
-                ],
-            )
-            .map_err(db)?;
-            Ok(())
+                tx.execute(
+                    "INSERT INTO attachments (id, account_id, token_hash, size, committed, created_at_ms, \
+                     expires_at_ms) VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6)",
+                    params![
+                        record.id.as_slice(),
+                        record.account_id,
+                        record.token_hash.as_slice(),
+                        sql_id(record.size),
+                        sql_time(now_ms),
+                        sql_time(record.expires_at_ms)
+                    ],
+                )
+                .map_err(db)?;
+                Ok(())
+            })
         })
     }
 
-    fn attachment(
+    async fn attachment(
         &self,
         id: &AttachmentId,
         now_ms: u64,
     ) -> StorageResult<Option<AttachmentRecord>> {
-        load(&self.lock(), id, now_ms)
+        blocking(|| load(&self.lock(), id, now_ms))
     }
 
-    fn replace_upload_token(
+    async fn replace_upload_token(
         &self,
         id: &AttachmentId,
         account_id: i64,
         token_hash: &[u8; 32],
         now_ms: u64,
     ) -> StorageResult<AttachmentRecord> {
-        self.with_tx(|tx| {
-            let mut record = load(tx, id, now_ms)?
-                .filter(|r| r.account_id == account_id)
-                .ok_or(StorageError::UnknownAttachment)?;
-            tx.execute(
-                "UPDATE attachments SET token_hash = ?2 WHERE id = ?1",
-                params![id.as_slice(), token_hash.as_slice()],
-            )
-            .map_err(db)?;
-            record.token_hash = *token_hash;
-            Ok(record)
+        blocking(|| {
+            self.with_tx(|tx| {
+                let mut record = load(tx, id, now_ms)?
+                    .filter(|r| r.account_id == account_id)
+                    .ok_or(StorageError::UnknownAttachment)?;
+                tx.execute(
+                    "UPDATE attachments SET token_hash = ?2 WHERE id = ?1",
+                    params![id.as_slice(), token_hash.as_slice()],
+                )
+                .map_err(db)?;
+                record.token_hash = *token_hash;
+                Ok(record)
+            })
         })
     }
 
-    fn commit_attachment(&self, id: &AttachmentId, committed: u64) -> StorageResult<()> {
-        self.lock()
-            .execute(
-                "UPDATE attachments SET committed = ?2 WHERE id = ?1 AND committed < ?2 AND size >= ?2",
-                params![id.as_slice(), sql_id(committed)],
-            )
-            .map_err(db)?;
-        Ok(())
+    async fn commit_attachment(&self, id: &AttachmentId, committed: u64) -> StorageResult<()> {
+        blocking(|| {
+            self.lock()
+                .execute(
+                    "UPDATE attachments SET committed = ?2 WHERE id = ?1 AND committed < ?2 AND size >= ?2",
+                    params![id.as_slice(), sql_id(committed)],
+                )
+                .map_err(db)?;
+            Ok(())
+        })
     }
 
-    fn purge_expired_attachments(&self, now_ms: u64) -> StorageResult<Vec<AttachmentId>> {
-        self.with_tx(|tx| {
-            let mut stmt = tx
-                .prepare("DELETE FROM attachments WHERE expires_at_ms <= ?1 RETURNING id")
-                .map_err(db)?;
-            let ids = stmt
-                .query_map([sql_time(now_ms)], |r| r.get::<_, Vec<u8>>(0))
-                .map_err(db)?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(db)?;
-            Ok(ids
-                .into_iter()
-                .filter_map(|id| AttachmentId::try_from(id).ok())
-                .collect())
+    async fn purge_expired_attachments(&self, now_ms: u64) -> StorageResult<Vec<AttachmentId>> {
+        blocking(|| {
+            self.with_tx(|tx| {
+                let mut stmt = tx
+                    .prepare("DELETE FROM attachments WHERE expires_at_ms <= ?1 RETURNING id")
+                    .map_err(db)?;
+                let ids = stmt
+                    .query_map([sql_time(now_ms)], |r| r.get::<_, Vec<u8>>(0))
+                    .map_err(db)?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(db)?;
+                Ok(ids
+                    .into_iter()
+                    .filter_map(|id| AttachmentId::try_from(id).ok())
+                    .collect())
+            })
         })
     }
 }

@@ -63,13 +63,8 @@ struct Job<T, F> {
     isolation: Isolation,
     work: Option<F>,
     result: Option<StorageResult<T>>,
-    reply: Reply<T>,
-}
-
-/// Where a job's outcome goes: a blocked thread, or an awaiting task.
-enum Reply<T> {
-    Blocking(mpsc::SyncSender<StorageResult<T>>),
-    Async(tokio::sync::oneshot::Sender<StorageResult<T>>),
+    /// Where the job's outcome goes: the task awaiting it.
+    reply: tokio::sync::oneshot::Sender<StorageResult<T>>,
 }
 
 impl<T, F> Work for Job<T, F>
@@ -103,14 +98,7 @@ where
         };
         // The caller may have gone (a dropped connection task); the write
         // stands, as it would had the reply been lost on the network.
-        match self.reply {
-            Reply::Blocking(reply) => {
-                let _ = reply.send(outcome);
-            }
-            Reply::Async(reply) => {
-                let _ = reply.send(outcome);
-            }
-        }
+        let _ = self.reply.send(outcome);
     }
 }
 
@@ -133,21 +121,8 @@ impl GroupCommit {
         })
     }
 
-    /// Runs `work` in the next batch and returns its result after the
-    /// batch's commit. Blocks the calling thread (callers run on blocking
-    /// threads, like every storage call).
-    pub(super) fn run<T, F>(&self, isolation: Isolation, work: F) -> StorageResult<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> StorageResult<T> + Send + 'static,
-    {
-        let (reply, result) = mpsc::sync_channel(1);
-        self.queue(isolation, work, Reply::Blocking(reply))?;
-        result.recv().map_err(|_| stopped())?
-    }
-
-    /// Like [`GroupCommit::run`] for an async caller: the job is queued at
-    /// once and the future resolves after the batch's commit, without a
+    /// Runs `work` in the next batch: the job is queued at once and the
+    /// future resolves with its result after the batch's commit, without a
     /// thread blocked in between.
     pub(super) fn submit<T, F>(&self, isolation: Isolation, work: F) -> StorageFuture<T>
     where
@@ -155,14 +130,19 @@ impl GroupCommit {
         F: FnOnce(&Connection) -> StorageResult<T> + Send + 'static,
     {
         let (reply, result) = tokio::sync::oneshot::channel();
-        let queued = self.queue(isolation, work, Reply::Async(reply));
+        let queued = self.queue(isolation, work, reply);
         Box::pin(async move {
             queued?;
             result.await.map_err(|_| stopped())?
         })
     }
 
-    fn queue<T, F>(&self, isolation: Isolation, work: F, reply: Reply<T>) -> StorageResult<()>
+    fn queue<T, F>(
+        &self,
+        isolation: Isolation,
+        work: F,
+        reply: tokio::sync::oneshot::Sender<StorageResult<T>>,
+    ) -> StorageResult<()>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> StorageResult<T> + Send + 'static,
@@ -296,6 +276,21 @@ mod tests {
 
     use super::{GroupCommit, Isolation};
 
+    impl GroupCommit {
+        /// [`GroupCommit::submit`] awaited from a plain thread, as the
+        /// concurrent callers of these tests are.
+        fn run<T, F>(&self, isolation: Isolation, work: F) -> crate::storage::StorageResult<T>
+        where
+            T: Send + 'static,
+            F: FnOnce(&Connection) -> crate::storage::StorageResult<T> + Send + 'static,
+        {
+            tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap()
+                .block_on(self.submit(isolation, work))
+        }
+    }
+
     use crate::storage::sqlite::SqliteStorage;
     use crate::storage::{
         FetchPage, NewAccount, OutgoingEnvelope, SendMeta, Storage, StorageError, StorageResult,
@@ -321,8 +316,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn concurrent_writes_commit_together_and_fail_alone() {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_writes_commit_together_and_fail_alone() {
         let dir = tempfile::tempdir().unwrap();
         let storage = Arc::new(SqliteStorage::open(&dir.path().join("db.sqlite3")).unwrap());
         let account = storage
@@ -334,15 +329,22 @@ mod tests {
                 now_ms: 0,
                 bot: false,
             })
+            .await
             .unwrap();
-        let roomy = storage.create_device(account, &[1; 32], "a", 0).unwrap();
-        let tight = storage.create_device(account, &[2; 32], "b", 0).unwrap();
-        // 16 threads at once: the valid sends all land, the sends to an
+        let roomy = storage
+            .create_device(account, &[1; 32], "a", 0)
+            .await
+            .unwrap();
+        let tight = storage
+            .create_device(account, &[2; 32], "b", 0)
+            .await
+            .unwrap();
+        // 16 tasks at once: the valid sends all land, the sends to an
         // unknown device and past the tight queue's cap of 3 fail alone.
         let threads: Vec<_> = (0..16u8)
             .map(|i| {
                 let storage = Arc::clone(&storage);
-                std::thread::spawn(move || {
+                tokio::spawn(async move {
                     let to = match i % 4 {
                         0 => 999_999,
                         1 => tight,
@@ -353,14 +355,14 @@ mod tests {
                         ciphertext: bytes::Bytes::from(vec![i; 8]),
                     };
                     let cap = if to == tight { 3 } else { 100 };
-                    (i, storage.enqueue(&meta(cap), &[envelope]))
+                    (i, storage.enqueue(&meta(cap), &[envelope]).await)
                 })
             })
             .collect();
         let mut stored = 0;
         let mut tight_ok = 0;
         for thread in threads {
-            let (i, result) = thread.join().unwrap();
+            let (i, result) = thread.await.unwrap();
             match (i % 4, result) {
                 (0, Err(StorageError::UnknownDevice(999_999))) => {}
                 (1, Ok(ids)) => {
@@ -377,19 +379,19 @@ mod tests {
             }
         }
         assert_eq!(tight_ok, 3, "the cap holds inside a shared transaction");
-        let (roomy_rows, _) = storage.fetch_envelopes(roomy, 0, page()).unwrap();
-        let (tight_rows, _) = storage.fetch_envelopes(tight, 0, page()).unwrap();
+        let (roomy_rows, _) = storage.fetch_envelopes(roomy, 0, page()).await.unwrap();
+        let (tight_rows, _) = storage.fetch_envelopes(tight, 0, page()).await.unwrap();
         assert_eq!(roomy_rows.len() + tight_rows.len(), stored);
         assert_eq!(roomy_rows.len(), 8);
         // Acks go through the same writer.
         let ids: Vec<u64> = roomy_rows.iter().map(|e| e.id).collect();
-        assert_eq!(storage.ack_envelopes(roomy, &ids).unwrap(), 8);
-        assert_eq!(storage.queue_len(roomy, 1_000).unwrap(), 0);
+        assert_eq!(storage.ack_envelopes(roomy, &ids).await.unwrap(), 8);
+        assert_eq!(storage.queue_len(roomy, 1_000).await.unwrap(), 0);
         // Dropping the storage stops the writer thread cleanly and the data
         // is on disk for the next open.
         drop(storage);
         let reopened = SqliteStorage::open(&dir.path().join("db.sqlite3")).unwrap();
-        assert_eq!(reopened.queue_len(tight, 1_000).unwrap(), 3);
+        assert_eq!(reopened.queue_len(tight, 1_000).await.unwrap(), 3);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-use super::{SqliteStorage, db, grow_queue, has_room, net_id, sql_id, sql_time};
+use super::{SqliteStorage, blocking, db, grow_queue, has_room, net_id, sql_id, sql_time};
 use crate::storage::OwnedSendMeta;
 use crate::storage::group_rules::{
     Accounts, ChangePlan, CreateFacts, MemberWrite, member_ids, named_users, plan_change,
@@ -179,8 +179,9 @@ fn write_plan(tx: &Transaction<'_>, id: &GroupId, plan: &ChangePlan) -> StorageR
     Ok(())
 }
 
+#[async_trait::async_trait]
 impl GroupStorage for SqliteStorage {
-    fn create_group_capped(
+    async fn create_group_capped(
         &self,
         id: &GroupId,
         creator: i64,
@@ -189,53 +190,55 @@ impl GroupStorage for SqliteStorage {
         caps: GroupCaps,
         now_ms: u64,
     ) -> StorageResult<GroupChangeOutcome> {
-        self.with_tx(|tx| {
-            let exists: Option<i64> = tx
-                .query_row("SELECT 1 FROM groups WHERE id = ?1", [id.as_slice()], |r| {
-                    r.get(0)
-                })
-                .optional()
-                .map_err(db)?;
-            let created: i64 = tx
-                .query_row(
-                    "SELECT COUNT(*) FROM groups WHERE created_by = ?1",
-                    [creator],
-                    |r| r.get(0),
+        blocking(|| {
+            self.with_tx(|tx| {
+                let exists: Option<i64> = tx
+                    .query_row("SELECT 1 FROM groups WHERE id = ?1", [id.as_slice()], |r| {
+                        r.get(0)
+                    })
+                    .optional()
+                    .map_err(db)?;
+                let created: i64 = tx
+                    .query_row(
+                        "SELECT COUNT(*) FROM groups WHERE created_by = ?1",
+                        [creator],
+                        |r| r.get(0),
+                    )
+                    .map_err(db)?;
+                let names: Vec<&str> = members.iter().map(String::as_str).collect();
+                let facts = CreateFacts {
+                    exists: exists.is_some(),
+                    created_by_creator: u64::try_from(created).unwrap_or(0),
+                };
+                let accounts = plan_create(
+                    creator,
+                    members,
+                    &resolve(tx, &names)?,
+                    facts,
+                    caps.max_members,
+                    caps.max_created,
+                )?;
+                tx.execute(
+                    "INSERT INTO groups (id, version, metadata, created_at_ms, created_by) \
+                     VALUES (?1, 1, ?2, ?3, ?4)",
+                    params![id.as_slice(), metadata, sql_time(now_ms), creator],
                 )
                 .map_err(db)?;
-            let names: Vec<&str> = members.iter().map(String::as_str).collect();
-            let facts = CreateFacts {
-                exists: exists.is_some(),
-                created_by_creator: u64::try_from(created).unwrap_or(0),
-            };
-            let accounts = plan_create(
-                creator,
-                members,
-                &resolve(tx, &names)?,
-                facts,
-                caps.max_members,
-                caps.max_created,
-            )?;
-            tx.execute(
-                "INSERT INTO groups (id, version, metadata, created_at_ms, created_by) \
-                 VALUES (?1, 1, ?2, ?3, ?4)",
-                params![id.as_slice(), metadata, sql_time(now_ms), creator],
-            )
-            .map_err(db)?;
-            insert_member(tx, id, creator, GroupRole::Admin, 1)?;
-            for account in &accounts {
-                insert_member(tx, id, *account, GroupRole::Member, 1)?;
-            }
-            let group = load_group(tx, id)?;
-            let notify_devices = devices_of(tx, &member_ids(&group))?;
-            Ok(GroupChangeOutcome {
-                group,
-                notify_devices,
+                insert_member(tx, id, creator, GroupRole::Admin, 1)?;
+                for account in &accounts {
+                    insert_member(tx, id, *account, GroupRole::Member, 1)?;
+                }
+                let group = load_group(tx, id)?;
+                let notify_devices = devices_of(tx, &member_ids(&group))?;
+                Ok(GroupChangeOutcome {
+                    group,
+                    notify_devices,
+                })
             })
         })
     }
 
-    fn change_group(
+    async fn change_group(
         &self,
         id: &GroupId,
         actor: i64,
@@ -243,41 +246,45 @@ impl GroupStorage for SqliteStorage {
         change: &GroupChange,
         max_members: u32,
     ) -> StorageResult<GroupChangeOutcome> {
-        self.with_tx(|tx| {
-            let before = load_group(tx, id)?;
-            let accounts = resolve(tx, &named_users(change))?;
-            let plan = plan_change(
-                &before,
-                actor,
-                expected_version,
-                change,
-                &accounts,
-                max_members,
-            )?;
-            write_plan(tx, id, &plan)?;
-            let group = match plan.deleted_group(id) {
-                Some(gone) => gone,
-                None => load_group(tx, id)?,
-            };
-            let mut accounts = member_ids(&before);
-            accounts.extend(member_ids(&group));
-            let notify_devices = devices_of(tx, &accounts)?;
-            Ok(GroupChangeOutcome {
-                group,
-                notify_devices,
+        blocking(|| {
+            self.with_tx(|tx| {
+                let before = load_group(tx, id)?;
+                let accounts = resolve(tx, &named_users(change))?;
+                let plan = plan_change(
+                    &before,
+                    actor,
+                    expected_version,
+                    change,
+                    &accounts,
+                    max_members,
+                )?;
+                write_plan(tx, id, &plan)?;
+                let group = match plan.deleted_group(id) {
+                    Some(gone) => gone,
+                    None => load_group(tx, id)?,
+                };
+                let mut accounts = member_ids(&before);
+                accounts.extend(member_ids(&group));
+                let notify_devices = devices_of(tx, &accounts)?;
+                Ok(GroupChangeOutcome {
+                    group,
+                    notify_devices,
+                })
             })
         })
     }
 
-    fn group(&self, id: &GroupId, actor: i64) -> StorageResult<GroupRecord> {
-        self.with_tx(|tx| {
-            let group = load_group(tx, id)?;
-            require_member(&group, actor)?;
-            Ok(group)
+    async fn group(&self, id: &GroupId, actor: i64) -> StorageResult<GroupRecord> {
+        blocking(|| {
+            self.with_tx(|tx| {
+                let group = load_group(tx, id)?;
+                require_member(&group, actor)?;
+                Ok(group)
+            })
         })
     }
 
-    fn enqueue_group(
+    async fn enqueue_group(
         &self,
         id: &GroupId,
         sender_account: i64,
@@ -288,7 +295,8 @@ impl GroupStorage for SqliteStorage {
         let id: GroupId = *id;
         let meta = OwnedSendMeta::from(meta);
         let ciphertext = ciphertext.to_vec();
-        self.writer.run(super::Isolation::Savepoint, move |tx| {
+        self.writer
+            .submit(super::Isolation::Savepoint, move |tx| {
             let (id, meta) = (&id, meta.borrowed());
             let group = load_group(tx, id)?;
             require_member(&group, sender_account)?;
@@ -346,5 +354,6 @@ impl GroupStorage for SqliteStorage {
                 skipped,
             })
         })
+            .await
     }
 }

@@ -2,7 +2,7 @@
 
 use rusqlite::params;
 
-use super::{SqliteStorage, db, net_id, sql_id, sql_time};
+use super::{SqliteStorage, blocking, db, net_id, sql_id, sql_time};
 use crate::storage::StorageResult;
 use crate::storage::suspension::{SuspensionRecord, SuspensionStorage, SuspensionTarget};
 
@@ -18,91 +18,105 @@ fn key(target: SuspensionTarget) -> (&'static str, i64) {
     }
 }
 
+#[async_trait::async_trait]
 impl SuspensionStorage for SqliteStorage {
-    fn suspend(&self, target: SuspensionTarget, by: &str, now_ms: u64) -> StorageResult<bool> {
-        let (kind, id) = key(target);
-        self.with_tx(|tx| {
-            let n = tx
-                .execute(
-                    "INSERT INTO suspensions (kind, target_id, created_by, created_at_ms) \
-                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (kind, target_id) DO NOTHING",
-                    params![kind, id, by, sql_time(now_ms)],
-                )
-                .map_err(db)?;
-            Ok(n == 1)
+    async fn suspend(
+        &self,
+        target: SuspensionTarget,
+        by: &str,
+        now_ms: u64,
+    ) -> StorageResult<bool> {
+        blocking(|| {
+            let (kind, id) = key(target);
+            self.with_tx(|tx| {
+                let n = tx
+                    .execute(
+                        "INSERT INTO suspensions (kind, target_id, created_by, created_at_ms) \
+                         VALUES (?1, ?2, ?3, ?4) ON CONFLICT (kind, target_id) DO NOTHING",
+                        params![kind, id, by, sql_time(now_ms)],
+                    )
+                    .map_err(db)?;
+                Ok(n == 1)
+            })
         })
     }
 
-    fn unsuspend(&self, target: SuspensionTarget) -> StorageResult<bool> {
-        let (kind, id) = key(target);
-        self.with_tx(|tx| {
-            let n = tx
-                .execute(
-                    "DELETE FROM suspensions WHERE kind = ?1 AND target_id = ?2",
-                    params![kind, id],
-                )
-                .map_err(db)?;
-            Ok(n == 1)
+    async fn unsuspend(&self, target: SuspensionTarget) -> StorageResult<bool> {
+        blocking(|| {
+            let (kind, id) = key(target);
+            self.with_tx(|tx| {
+                let n = tx
+                    .execute(
+                        "DELETE FROM suspensions WHERE kind = ?1 AND target_id = ?2",
+                        params![kind, id],
+                    )
+                    .map_err(db)?;
+                Ok(n == 1)
+            })
         })
     }
 
-    fn suspensions(&self) -> StorageResult<Vec<SuspensionRecord>> {
-        self.with_tx(|tx| {
-            tx.execute_batch(DROP_GONE).map_err(db)?;
-            let mut statement = tx
-                .prepare(
-                    "SELECT s.kind, s.target_id, COALESCE(a.username, ''), s.created_by, s.created_at_ms \
-                     FROM suspensions s \
-                     LEFT JOIN devices d ON s.kind = 'device' AND d.id = s.target_id \
-                     LEFT JOIN accounts a ON a.id = CASE s.kind WHEN 'account' THEN s.target_id ELSE d.account_id END \
-                     ORDER BY s.created_at_ms, s.kind, s.target_id",
-                )
-                .map_err(db)?;
-            let rows = statement
-                .query_map([], |r| {
-                    let kind: String = r.get(0)?;
-                    let id: i64 = r.get(1)?;
-                    Ok(SuspensionRecord {
-                        target: if kind == "account" {
-                            SuspensionTarget::Account(id)
-                        } else {
-                            SuspensionTarget::Device(net_id(id))
-                        },
-                        username: r.get(2)?,
-                        created_by: r.get(3)?,
-                        created_at_ms: net_id(r.get(4)?),
+    async fn suspensions(&self) -> StorageResult<Vec<SuspensionRecord>> {
+        blocking(|| {
+            self.with_tx(|tx| {
+                tx.execute_batch(DROP_GONE).map_err(db)?;
+                let mut statement = tx
+                    .prepare(
+                        "SELECT s.kind, s.target_id, COALESCE(a.username, ''), s.created_by, s.created_at_ms \
+                         FROM suspensions s \
+                         LEFT JOIN devices d ON s.kind = 'device' AND d.id = s.target_id \
+                         LEFT JOIN accounts a ON a.id = CASE s.kind WHEN 'account' THEN s.target_id ELSE d.account_id END \
+                         ORDER BY s.created_at_ms, s.kind, s.target_id",
+                    )
+                    .map_err(db)?;
+                let rows = statement
+                    .query_map([], |r| {
+                        let kind: String = r.get(0)?;
+                        let id: i64 = r.get(1)?;
+                        Ok(SuspensionRecord {
+                            target: if kind == "account" {
+                                SuspensionTarget::Account(id)
+                            } else {
+                                SuspensionTarget::Device(net_id(id))
+                            },
+                            username: r.get(2)?,
+                            created_by: r.get(3)?,
+                            created_at_ms: net_id(r.get(4)?),
+                        })
                     })
-                })
-                .map_err(db)?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(db)
+                    .map_err(db)?;
+                rows.collect::<Result<Vec<_>, _>>().map_err(db)
+            })
         })
     }
 
-    fn suspension_of(
+    async fn suspension_of(
         &self,
         account_id: i64,
         device_id: u64,
     ) -> StorageResult<Option<SuspensionTarget>> {
-        self.with_tx(|tx| {
-            let mut statement = tx
-                .prepare_cached(
-                    "SELECT kind FROM suspensions WHERE (kind = 'account' AND target_id = ?1) \
-                     OR (kind = 'device' AND target_id = ?2) ORDER BY kind",
-                )
-                .map_err(db)?;
-            let kinds = statement
-                .query_map(params![account_id, sql_id(device_id)], |r| {
-                    r.get::<_, String>(0)
+        blocking(|| {
+            self.with_tx(|tx| {
+                let mut statement = tx
+                    .prepare_cached(
+                        "SELECT kind FROM suspensions WHERE (kind = 'account' AND target_id = ?1) \
+                         OR (kind = 'device' AND target_id = ?2) ORDER BY kind",
+                    )
+                    .map_err(db)?;
+                let kinds = statement
+                    .query_map(params![account_id, sql_id(device_id)], |r| {
+                        r.get::<_, String>(0)
+                    })
+                    .map_err(db)?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(db)?;
+                Ok(if kinds.iter().any(|k| k == "account") {
+                    Some(SuspensionTarget::Account(account_id))
+                } else if kinds.is_empty() {
+                    None
+                } else {
+                    Some(SuspensionTarget::Device(device_id))
                 })
-                .map_err(db)?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(db)?;
-            Ok(if kinds.iter().any(|k| k == "account") {
-                Some(SuspensionTarget::Account(account_id))
-            } else if kinds.is_empty() {
-                None
-            } else {
-                Some(SuspensionTarget::Device(device_id))
             })
         })
     }
