@@ -162,13 +162,15 @@ pub async fn login(
         });
     }
     let now = state.now_ms();
-    state.storage.record_login(device.id, now).await?;
+    // Both writes are issued at once, so the embedded store commits them
+    // in one batch (one fsync) rather than one after the other.
+    let (recorded, counted) = tokio::join!(
+        state.storage.record_login(device.id, now),
+        state.storage.record_active(account.id, device.id, now),
+    );
+    recorded?;
     // Usage analytics (SPEC.md §14.1) never cost a user a login.
-    if let Err(error) = state
-        .storage
-        .record_active(account.id, device.id, now)
-        .await
-    {
+    if let Err(error) = counted {
         tracing::warn!(%error, "could not record the login in the analytics");
     }
     tracing::info!(username = %account.username, device_id = device.id, "device logged in");

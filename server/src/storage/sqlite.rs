@@ -30,6 +30,7 @@ mod device_lists;
 pub mod group_commit;
 mod groups;
 mod provisioning;
+mod readers;
 mod sealed;
 mod suspension;
 pub(crate) use sealed::stored_key;
@@ -77,6 +78,7 @@ const STATEMENT_CACHE: usize = 128;
 pub struct SqliteStorage {
     conn: Arc<Mutex<Connection>>,
     writer: GroupCommit,
+    readers: readers::Readers,
 }
 
 impl std::fmt::Debug for SqliteStorage {
@@ -149,9 +151,34 @@ impl SqliteStorage {
                 supported: schema_version(),
             },
         })?;
+        let readers =
+            readers::Readers::open(path, readers::READERS, STATEMENT_CACHE).map_err(wrap)?;
         let conn = Arc::new(Mutex::new(conn));
         let writer = GroupCommit::start(Arc::clone(&conn)).map_err(OpenError::Writer)?;
-        Ok(Self { conn, writer })
+        Ok(Self {
+            conn,
+            writer,
+            readers,
+        })
+    }
+
+    /// A connection for statements that only read: one of the read
+    /// connections, which do not wait for the writer's commits, or the
+    /// writer's connection for an in-memory database.
+    fn read(&self) -> MutexGuard<'_, Connection> {
+        self.readers.get().unwrap_or_else(|| self.lock())
+    }
+
+    /// Runs a point lookup (a few rows found by key) on a read connection.
+    /// When one is free at once the lookup runs right here: it takes
+    /// microseconds, less than handing the worker thread over for a
+    /// blocking call, which showed in profiles of the login path. Otherwise
+    /// it waits for a connection as any blocking call does ([`blocking`]).
+    fn lookup<T>(&self, f: impl FnOnce(&Connection) -> T) -> T {
+        match self.readers.try_get() {
+            Some(conn) => f(&conn),
+            None => blocking(|| f(&self.read())),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Connection> {
@@ -507,28 +534,26 @@ impl Storage for SqliteStorage {
     }
 
     async fn account_by_username(&self, username: &str) -> StorageResult<Option<AccountRecord>> {
-        blocking(|| {
-            self.lock()
-                .query_row_cached(
-                    &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE username = ?1"),
-                    [username],
-                    account_from_row,
-                )
-                .optional()
-                .map_err(db)
+        self.lookup(|conn| {
+            conn.query_row_cached(
+                &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE username = ?1"),
+                [username],
+                account_from_row,
+            )
+            .optional()
+            .map_err(db)
         })
     }
 
     async fn account_by_id(&self, account_id: i64) -> StorageResult<Option<AccountRecord>> {
-        blocking(|| {
-            self.lock()
-                .query_row_cached(
-                    &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?1"),
-                    [account_id],
-                    account_from_row,
-                )
-                .optional()
-                .map_err(db)
+        self.lookup(|conn| {
+            conn.query_row_cached(
+                &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?1"),
+                [account_id],
+                account_from_row,
+            )
+            .optional()
+            .map_err(db)
         })
     }
 
@@ -643,21 +668,19 @@ impl Storage for SqliteStorage {
     }
 
     async fn device(&self, device_id: u64) -> StorageResult<Option<DeviceRecord>> {
-        blocking(|| {
-            self.lock()
-                .query_row_cached(
-                    &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = ?1"),
-                    [sql_id(device_id)],
-                    device_from_row,
-                )
-                .optional()
-                .map_err(db)
+        self.lookup(|conn| {
+            conn.query_row_cached(
+                &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = ?1"),
+                [sql_id(device_id)],
+                device_from_row,
+            )
+            .optional()
+            .map_err(db)
         })
     }
 
     async fn account_devices(&self, account_id: i64) -> StorageResult<Vec<DeviceRecord>> {
-        blocking(|| {
-            let conn = self.lock();
+        self.lookup(|conn| {
             let mut stmt = conn
                 .prepare(&format!(
                     "SELECT {DEVICE_COLUMNS} FROM devices WHERE account_id = ?1 AND removed = 0 ORDER BY id"
@@ -798,7 +821,7 @@ impl Storage for SqliteStorage {
     }
 
     async fn prekey_stock(&self, device_id: u64) -> StorageResult<PrekeyStock> {
-        blocking(|| stock(&self.lock(), sql_id(device_id)).map_err(db))
+        self.lookup(|conn| stock(conn, sql_id(device_id)).map_err(db))
     }
 
     async fn enqueue(
@@ -825,7 +848,7 @@ impl Storage for SqliteStorage {
         page: FetchPage,
     ) -> StorageResult<(Vec<StoredEnvelope>, bool)> {
         blocking(|| {
-            let conn = self.lock();
+            let conn = self.read();
             let mut stmt = conn
                 .prepare_cached(
                     "SELECT e.id, e.device_id, e.sender_username, e.sender_device_id, e.server_timestamp_ms, \

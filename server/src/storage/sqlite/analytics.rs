@@ -1,8 +1,9 @@
 //! SQLite implementation of [`AnalyticsStorage`] (SPEC.md §14.1
 //! "Analytics").
 
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
+use super::group_commit::Isolation;
 use super::{SqliteStorage, blocking, db, net_id, sql_id};
 use crate::storage::StorageResult;
 use crate::storage::analytics::{
@@ -20,7 +21,7 @@ fn count_value(n: u64) -> i64 {
 }
 
 /// Inserts one working-set row; `true` when it is new.
-fn see(tx: &Transaction<'_>, period: i64, kind: i64, id: i64) -> rusqlite::Result<bool> {
+fn see(tx: &Connection, period: i64, kind: i64, id: i64) -> rusqlite::Result<bool> {
     tx.prepare_cached(
         "INSERT INTO analytics_seen (period, kind, id) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
     )?
@@ -28,7 +29,7 @@ fn see(tx: &Transaction<'_>, period: i64, kind: i64, id: i64) -> rusqlite::Resul
     .map(|n| n == 1)
 }
 
-fn add(tx: &Transaction<'_>, day: i64, metric: Metric, n: u64) -> rusqlite::Result<()> {
+fn add(tx: &Connection, day: i64, metric: Metric, n: u64) -> rusqlite::Result<()> {
     tx.prepare_cached(
         "INSERT INTO analytics_counts (day, metric, value) VALUES (?1, ?2, ?3) \
          ON CONFLICT (day, metric) DO UPDATE SET value = value + excluded.value",
@@ -45,11 +46,14 @@ impl AnalyticsStorage for SqliteStorage {
         device_id: u64,
         now_ms: u64,
     ) -> StorageResult<()> {
-        blocking(|| {
-            let day = day_of(now_ms);
-            let week = week_of(day);
-            let device = sql_id(device_id);
-            self.with_tx(|tx| {
+        // One of the login's writes: it rides in the writer's next batch
+        // (one fsync shared with the other logins and messages) instead
+        // of a transaction and fsync of its own under the connection lock.
+        let day = day_of(now_ms);
+        let week = week_of(day);
+        let device = sql_id(device_id);
+        self.writer
+            .submit(Isolation::Savepoint, move |tx| {
                 (|| {
                     tx.prepare_cached("DELETE FROM analytics_seen WHERE period < ?1")?
                         .execute(params![day - SEEN_KEEP_DAYS])?;
@@ -82,7 +86,7 @@ impl AnalyticsStorage for SqliteStorage {
                 })()
                 .map_err(db)
             })
-        })
+            .await
     }
 
     async fn add_counts(&self, day: i64, counts: &[(Metric, u64)]) -> StorageResult<()> {

@@ -83,7 +83,7 @@ impl AttachmentStorage for SqliteStorage {
         id: &AttachmentId,
         now_ms: u64,
     ) -> StorageResult<Option<AttachmentRecord>> {
-        blocking(|| load(&self.lock(), id, now_ms))
+        self.lookup(|conn| load(conn, id, now_ms))
     }
 
     async fn replace_upload_token(

@@ -9,20 +9,19 @@ use crate::storage::device_lists::{DeviceListStorage, StoredDeviceList, sql_vers
 #[async_trait::async_trait]
 impl DeviceListStorage for SqliteStorage {
     async fn device_list(&self, account_id: i64) -> StorageResult<Option<StoredDeviceList>> {
-        blocking(|| {
-            self.lock()
-                .query_row(
-                    "SELECT version, list FROM device_lists WHERE account_id = ?1",
-                    [account_id],
-                    |r| {
-                        Ok(StoredDeviceList {
-                            version: net_id(r.get(0)?),
-                            bytes: r.get(1)?,
-                        })
-                    },
-                )
-                .optional()
-                .map_err(db)
+        self.lookup(|conn| {
+            conn.query_row(
+                "SELECT version, list FROM device_lists WHERE account_id = ?1",
+                [account_id],
+                |r| {
+                    Ok(StoredDeviceList {
+                        version: net_id(r.get(0)?),
+                        bytes: r.get(1)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(db)
         })
     }
 

@@ -54,8 +54,8 @@ impl SealedStorage for SqliteStorage {
         &self,
         username: &str,
     ) -> StorageResult<Option<UnidentifiedAccess>> {
-        blocking(|| {
-            self.lock()
+        self.lookup(|conn| {
+            conn
                 .query_row(
                     "SELECT id, access_key, allow_unidentified FROM accounts WHERE username = ?1 AND active = 1",
                     [username],
@@ -73,15 +73,14 @@ impl SealedStorage for SqliteStorage {
     }
 
     async fn device_identity_key(&self, device_id: u64) -> StorageResult<Option<Vec<u8>>> {
-        blocking(|| {
-            self.lock()
-                .query_row(
-                    "SELECT identity_key FROM device_keys WHERE device_id = ?1",
-                    [sql_id(device_id)],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(db)
+        self.lookup(|conn| {
+            conn.query_row(
+                "SELECT identity_key FROM device_keys WHERE device_id = ?1",
+                [sql_id(device_id)],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db)
         })
     }
 }

@@ -95,28 +95,26 @@ impl SuspensionStorage for SqliteStorage {
         account_id: i64,
         device_id: u64,
     ) -> StorageResult<Option<SuspensionTarget>> {
-        blocking(|| {
-            self.with_tx(|tx| {
-                let mut statement = tx
-                    .prepare_cached(
-                        "SELECT kind FROM suspensions WHERE (kind = 'account' AND target_id = ?1) \
+        self.lookup(|conn| {
+            let mut statement = conn
+                .prepare_cached(
+                    "SELECT kind FROM suspensions WHERE (kind = 'account' AND target_id = ?1) \
                          OR (kind = 'device' AND target_id = ?2) ORDER BY kind",
-                    )
-                    .map_err(db)?;
-                let kinds = statement
-                    .query_map(params![account_id, sql_id(device_id)], |r| {
-                        r.get::<_, String>(0)
-                    })
-                    .map_err(db)?
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(db)?;
-                Ok(if kinds.iter().any(|k| k == "account") {
-                    Some(SuspensionTarget::Account(account_id))
-                } else if kinds.is_empty() {
-                    None
-                } else {
-                    Some(SuspensionTarget::Device(device_id))
+                )
+                .map_err(db)?;
+            let kinds = statement
+                .query_map(params![account_id, sql_id(device_id)], |r| {
+                    r.get::<_, String>(0)
                 })
+                .map_err(db)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(db)?;
+            Ok(if kinds.iter().any(|k| k == "account") {
+                Some(SuspensionTarget::Account(account_id))
+            } else if kinds.is_empty() {
+                None
+            } else {
+                Some(SuspensionTarget::Device(device_id))
             })
         })
     }
