@@ -25,6 +25,8 @@ pub mod admin;
 pub mod analytics;
 pub mod attachments;
 pub mod device_lists;
+mod device_rules;
+mod group_flow;
 mod group_rules;
 pub mod groups;
 pub mod postgres;
@@ -33,6 +35,7 @@ pub mod schema;
 pub mod sealed;
 pub mod sqlite;
 pub mod suspension;
+mod values;
 
 pub use admin::AdminStorage;
 pub use analytics::AnalyticsStorage;

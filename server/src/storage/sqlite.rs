@@ -31,14 +31,17 @@ pub mod group_commit;
 mod groups;
 mod provisioning;
 mod sealed;
-mod suspension;
-pub(crate) use sealed::stored_key;
 mod statements;
+mod suspension;
 
 use group_commit::{GroupCommit, Isolation};
 use statements::QueryRowCached as _;
 
+use super::device_rules::{
+    adds_one_time_keys, check_recipient, check_removable, check_stock, first_keys,
+};
 use super::schema::{MigrateError, migrate, schema_version};
+use super::values::{count, net_id, sql_id, sql_time};
 use super::{
     AccountRecord, BundleRecord, DeviceRecord, FetchPage, NewAccount, OneTimeKey, OutgoingEnvelope,
     OwnedSendMeta, PrekeyCaps, PrekeyStock, PrekeyUpload, SendMeta, SignedKey, Storage,
@@ -103,24 +106,6 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
 
 fn db(e: rusqlite::Error) -> StorageError {
     StorageError::Database(e.to_string())
-}
-
-/// Network ids are u64; SQLite stores i64. An id above `i64::MAX` cannot
-/// exist, so it maps to -1, which matches no row.
-fn sql_id(id: u64) -> i64 {
-    i64::try_from(id).unwrap_or(-1)
-}
-
-fn net_id(id: i64) -> u64 {
-    u64::try_from(id).unwrap_or(0)
-}
-
-fn sql_time(ms: u64) -> i64 {
-    i64::try_from(ms).unwrap_or(i64::MAX)
-}
-
-fn count(n: i64) -> u32 {
-    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 impl SqliteStorage {
@@ -381,11 +366,7 @@ fn enqueue_job(
             .prepare_cached("SELECT removed FROM devices WHERE id = ?1")
             .and_then(|mut stmt| stmt.query_row([device], |r| r.get(0)).optional())
             .map_err(db)?;
-        match removed {
-            None => return Err(StorageError::UnknownDevice(envelope.recipient_device_id)),
-            Some(true) => return Err(StorageError::DeviceRemoved(envelope.recipient_device_id)),
-            Some(false) => {}
-        }
+        check_recipient(envelope.recipient_device_id, removed)?;
         if !has_room(tx, &meta, device)? {
             full.push(envelope.recipient_device_id);
         }
@@ -694,14 +675,8 @@ impl Storage for SqliteStorage {
                     )
                     .optional()
                     .map_err(db)?;
-                match row {
-                    Some((owner, _)) if owner != account_id => {
-                        Err(StorageError::UnknownDevice(device_id))
-                    }
-                    None => Err(StorageError::UnknownDevice(device_id)),
-                    Some((_, true)) => Err(StorageError::DeviceRemoved(device_id)),
-                    Some((_, false)) => delete_device_data(tx, sql_id(device_id)).map_err(db),
-                }
+                check_removable(device_id, account_id, row)?;
+                delete_device_data(tx, sql_id(device_id)).map_err(db)
             })
         })
     }
@@ -723,9 +698,7 @@ impl Storage for SqliteStorage {
                     )
                     .map_err(db)?;
                 if !has_keys {
-                    let (Some(identity), Some(spk)) = (&upload.identity_key, &upload.signed_prekey) else {
-                        return Err(StorageError::NoPrekeys);
-                    };
+                    let (identity, spk) = first_keys(upload)?;
                     tx.execute(
                         "INSERT INTO device_keys (device_id, identity_key, signed_prekey_id, signed_prekey, \
                          signed_prekey_signature) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -772,11 +745,8 @@ impl Storage for SqliteStorage {
                     .map_err(db)?;
                 }
                 // Over the cap: the transaction is dropped, nothing is stored.
-                if !upload.one_time_prekeys.is_empty() || !upload.kem_prekeys.is_empty() {
-                    let now = stock(tx, device).map_err(db)?;
-                    if now.one_time > caps.one_time || now.kem > caps.kem {
-                        return Err(StorageError::PrekeyStockFull);
-                    }
+                if adds_one_time_keys(upload) {
+                    check_stock(stock(tx, device).map_err(db)?, caps)?;
                 }
                 Ok(())
             })
