@@ -827,12 +827,9 @@ impl Storage for PostgresStorage {
                 }
                 for r in &rows {
                     let ciphertext: Vec<u8> = col(r, 5)?;
-                    let cost = ciphertext.len().saturating_add(page.overhead);
-                    let full = u32::try_from(out.len()).unwrap_or(u32::MAX) >= page.limit;
-                    if full || (!out.is_empty() && used.saturating_add(cost) > page.max_bytes) {
+                    if !page.admit(out.len(), &mut used, ciphertext.len()) {
                         return Ok((out, true));
                     }
-                    used = used.saturating_add(cost);
                     out.push(StoredEnvelope {
                         id: net_id(col(r, 0)?),
                         device_id: net_id(col(r, 1)?),

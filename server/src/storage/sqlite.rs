@@ -817,12 +817,9 @@ impl Storage for SqliteStorage {
             let mut used = 0usize;
             while let Some(r) = rows.next().map_err(db)? {
                 let ciphertext: Vec<u8> = r.get(5).map_err(db)?;
-                let cost = ciphertext.len().saturating_add(page.overhead);
-                let full = u32::try_from(out.len()).unwrap_or(u32::MAX) >= page.limit;
-                if full || (!out.is_empty() && used.saturating_add(cost) > page.max_bytes) {
+                if !page.admit(out.len(), &mut used, ciphertext.len()) {
                     return Ok((out, true));
                 }
-                used = used.saturating_add(cost);
                 out.push(StoredEnvelope {
                     id: net_id(r.get(0).map_err(db)?),
                     device_id: net_id(r.get(1).map_err(db)?),

@@ -219,7 +219,7 @@ impl GroupRows for Tx<'_, '_> {
             .await?;
         Ok(CreateFacts {
             exists: col(&facts, 0)?,
-            created_by_creator: u64::try_from(col::<i64>(&facts, 1)?).unwrap_or(0),
+            created_by_creator: net_id(col(&facts, 1)?),
         })
     }
 

@@ -226,7 +226,7 @@ impl GroupRows for Connection {
             .map_err(db)?;
         Ok(CreateFacts {
             exists: exists.is_some(),
-            created_by_creator: u64::try_from(created).unwrap_or(0),
+            created_by_creator: net_id(created),
         })
     }
 
