@@ -160,6 +160,64 @@ pub fn parse_day(text: &str) -> Option<i64> {
     (format_day(day) == text).then_some(day)
 }
 
+/// One working-set row [`AnalyticsStorage::record_active`] inserts, and
+/// what a new one counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Sighting {
+    /// The day, or the Monday of the week, it belongs to.
+    pub period: i64,
+    /// The `analytics_seen.kind` of the row.
+    pub kind: i16,
+    /// The account or device id (as stored).
+    pub id: i64,
+    /// The counter of `period` that gains one when the row is new.
+    pub metric: Metric,
+    /// A new row also adds one to the account's registration cohort for
+    /// this week.
+    pub cohort: bool,
+}
+
+/// What a login by `device` (stored id) of `account_id` at `now_ms`
+/// records, in this order: the account and the device for the day, then
+/// the device and the account for the week; and the first period whose
+/// working-set rows are kept (older ones are deleted first).
+pub(crate) fn sightings(account_id: i64, device: i64, now_ms: u64) -> (i64, [Sighting; 4]) {
+    let day = day_of(now_ms);
+    let week = week_of(day);
+    let row = |period, kind, id, metric| Sighting {
+        period,
+        kind,
+        id,
+        metric,
+        cohort: metric == Metric::WeeklyActiveAccounts,
+    };
+    (
+        day - SEEN_KEEP_DAYS,
+        [
+            row(day, 0, account_id, Metric::ActiveAccounts),
+            row(day, 1, device, Metric::ActiveDevices),
+            row(week, 3, device, Metric::WeeklyActiveDevices),
+            row(week, 2, account_id, Metric::WeeklyActiveAccounts),
+        ],
+    )
+}
+
+/// The cohort week of an account created at `created_at_ms` (as stored).
+pub(crate) fn cohort_of(created_at_ms: i64) -> i64 {
+    week_of(day_of(super::values::net_id(created_at_ms)))
+}
+
+/// A counter increment as stored, saturating.
+pub(crate) fn count_value(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// The counts of an [`AnalyticsStorage::add_counts`] call worth writing
+/// (zero counts are skipped; none at all means no transaction).
+pub(crate) fn nonzero(counts: &[(Metric, u64)]) -> impl Iterator<Item = (Metric, u64)> + '_ {
+    counts.iter().copied().filter(|(_, n)| *n > 0)
+}
+
 /// Analytics operations of [`super::Storage`].
 #[async_trait::async_trait]
 pub trait AnalyticsStorage {
@@ -222,5 +280,33 @@ mod tests {
         for m in Metric::ALL {
             assert_eq!(Metric::parse(m.as_str()), Some(m));
         }
+    }
+
+    #[test]
+    fn a_login_is_seen_per_day_and_week_and_the_weekly_account_makes_the_cohort() {
+        let now = 20_000 * DAY_MS + 5;
+        let (keep_from, rows) = sightings(7, 9, now);
+        assert_eq!(keep_from, 20_000 - SEEN_KEEP_DAYS);
+        let week = week_of(20_000);
+        let got: Vec<_> = rows
+            .iter()
+            .map(|r| (r.period, r.kind, r.id, r.metric, r.cohort))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (20_000, 0, 7, Metric::ActiveAccounts, false),
+                (20_000, 1, 9, Metric::ActiveDevices, false),
+                (week, 3, 9, Metric::WeeklyActiveDevices, false),
+                (week, 2, 7, Metric::WeeklyActiveAccounts, true),
+            ]
+        );
+        assert_eq!(cohort_of(-1), week_of(0));
+        assert_eq!(count_value(u64::MAX), i64::MAX);
+        let counts = [(Metric::ActiveAccounts, 0), (Metric::ActiveDevices, 2)];
+        assert_eq!(
+            nonzero(&counts).collect::<Vec<_>>(),
+            vec![(Metric::ActiveDevices, 2)]
+        );
     }
 }

@@ -1,11 +1,13 @@
 //! The group rules of SPEC.md §12.10, written once for both backends: who
 //! may change a group, what a change may do, and which member rows it
-//! writes. Pure: a backend loads the group (locked) and resolves the
-//! usernames a change names to active accounts, asks this module for a
-//! plan, and writes the plan's rows; it decides nothing itself.
+//! writes. Pure: group_flow.rs loads the group (locked) and resolves the
+//! usernames a change names to active accounts through a backend's rows,
+//! asks this module for a plan, and has the backend write the plan's rows;
+//! the backend decides nothing itself.
 //!
-//! Not owned here: reading and writing rows (sqlite/groups.rs,
-//! postgres/groups.rs), request validation and pushes (crate::groups).
+//! Not owned here: the load → plan → write sequence (group_flow.rs),
+//! reading and writing rows (sqlite/groups.rs, postgres/groups.rs),
+//! request validation and pushes (crate::groups).
 
 use std::collections::{BTreeSet, HashMap};
 

@@ -25,6 +25,8 @@ pub mod admin;
 pub mod analytics;
 pub mod attachments;
 pub mod device_lists;
+mod device_rules;
+mod group_flow;
 mod group_rules;
 pub mod groups;
 pub mod postgres;
@@ -33,6 +35,7 @@ pub mod schema;
 pub mod sealed;
 pub mod sqlite;
 pub mod suspension;
+mod values;
 
 pub use admin::AdminStorage;
 pub use analytics::AnalyticsStorage;
@@ -353,6 +356,23 @@ pub struct FetchPage {
     pub now_ms: u64,
 }
 
+impl FetchPage {
+    /// Whether the next envelope, with a ciphertext of `ciphertext_len`
+    /// bytes, still goes on a page that holds `taken` envelopes of `used`
+    /// bytes so far; when it does, `used` grows by its cost. The first
+    /// envelope always goes, however large, so that a page is never empty
+    /// while the queue is not; the page ends at `limit` envelopes.
+    pub(crate) fn admit(&self, taken: usize, used: &mut usize, ciphertext_len: usize) -> bool {
+        let cost = ciphertext_len.saturating_add(self.overhead);
+        let full = u32::try_from(taken).unwrap_or(u32::MAX) >= self.limit;
+        if full || (taken > 0 && used.saturating_add(cost) > self.max_bytes) {
+            return false;
+        }
+        *used = used.saturating_add(cost);
+        true
+    }
+}
+
 /// A stored envelope.
 #[derive(Clone)]
 pub struct StoredEnvelope {
@@ -532,4 +552,28 @@ pub async fn open(
             .await?,
         ),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FetchPage;
+
+    #[test]
+    fn a_page_ends_at_its_limit_or_budget_but_never_empty() {
+        let page = FetchPage {
+            limit: 2,
+            max_bytes: 10,
+            overhead: 1,
+            now_ms: 0,
+        };
+        let mut used = 0;
+        assert!(page.admit(0, &mut used, 50));
+        assert_eq!(used, 51);
+        assert!(!page.admit(1, &mut used, 0));
+        let mut used = 0;
+        assert!(page.admit(0, &mut used, 4));
+        assert!(page.admit(1, &mut used, 4));
+        assert_eq!(used, 10);
+        assert!(!page.admit(2, &mut used, 0));
+    }
 }

@@ -112,6 +112,8 @@ use tokio_postgres::types::FromSql;
 use self::db::{Db, Tx};
 use self::hot_writes::HotWriter;
 use self::pool::Pool;
+use super::device_rules::{adds_one_time_keys, check_removable, check_stock, first_keys};
+pub(crate) use super::values::{count, net_id, sql_id, sql_time};
 use super::{
     AccountRecord, BundleRecord, DeviceRecord, FetchPage, NewAccount, OneTimeKey, OutgoingEnvelope,
     OwnedSendMeta, PrekeyCaps, PrekeyStock, PrekeyUpload, SendMeta, SignedKey, Storage,
@@ -212,24 +214,6 @@ impl fmt::Debug for PostgresStorage {
         // Never print the URL: it may carry a password.
         f.debug_struct("PostgresStorage").finish_non_exhaustive()
     }
-}
-
-/// Network ids are u64; PostgreSQL stores i64. An id above `i64::MAX`
-/// cannot exist, so it maps to -1, which matches no row.
-pub(crate) fn sql_id(id: u64) -> i64 {
-    i64::try_from(id).unwrap_or(-1)
-}
-
-pub(crate) fn net_id(id: i64) -> u64 {
-    u64::try_from(id).unwrap_or(0)
-}
-
-pub(crate) fn sql_time(ms: u64) -> i64 {
-    i64::try_from(ms).unwrap_or(i64::MAX)
-}
-
-pub(crate) fn count(n: i64) -> u32 {
-    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 fn key_id(id: i64) -> u32 {
@@ -706,14 +690,8 @@ impl Storage for PostgresStorage {
             let state: Option<(i64, bool)> = row
                 .map(|r| Ok::<_, PgError>((col(&r, 0)?, col(&r, 1)?)))
                 .transpose()?;
-            match state {
-                Some((owner, _)) if owner != account_id => {
-                    Err(StorageError::UnknownDevice(device_id).into())
-                }
-                None => Err(StorageError::UnknownDevice(device_id).into()),
-                Some((_, true)) => Err(StorageError::DeviceRemoved(device_id).into()),
-                Some((_, false)) => delete_device_data(tx, sql_id(device_id)).await,
-            }
+            check_removable(device_id, account_id, state)?;
+            delete_device_data(tx, sql_id(device_id)).await
         })
     }
 
@@ -749,10 +727,7 @@ impl Storage for PostgresStorage {
                     .await?;
                 }
             } else {
-                let (Some(identity), Some(spk)) = (&upload.identity_key, &upload.signed_prekey)
-                else {
-                    return Err(StorageError::NoPrekeys.into());
-                };
+                let (identity, spk) = first_keys(upload)?;
                 // A concurrent first upload of the same device: the later one wins.
                 tx.execute(
                     "INSERT INTO device_keys (device_id, identity_key, signed_prekey_id, signed_prekey, \
@@ -760,7 +735,7 @@ impl Storage for PostgresStorage {
                      ON CONFLICT (device_id) DO UPDATE SET identity_key = EXCLUDED.identity_key, \
                      signed_prekey_id = EXCLUDED.signed_prekey_id, signed_prekey = EXCLUDED.signed_prekey, \
                      signed_prekey_signature = EXCLUDED.signed_prekey_signature",
-                    &[&device, identity, &i64::from(spk.id), &spk.public_key, &spk.signature],
+                    &[&device, &identity, &i64::from(spk.id), &spk.public_key, &spk.signature],
                 )
                 .await?;
             }
@@ -792,11 +767,8 @@ impl Storage for PostgresStorage {
             // Over the cap: the transaction is rolled back, nothing is stored.
             // (The device_keys row is locked above, so concurrent uploads of
             // one device are counted one after the other.)
-            if !upload.one_time_prekeys.is_empty() || !upload.kem_prekeys.is_empty() {
-                let now = stock(tx, device).await?;
-                if now.one_time > caps.one_time || now.kem > caps.kem {
-                    return Err(StorageError::PrekeyStockFull.into());
-                }
+            if adds_one_time_keys(upload) {
+                check_stock(stock(tx, device).await?, caps)?;
             }
             Ok(())
         })
@@ -855,12 +827,9 @@ impl Storage for PostgresStorage {
                 }
                 for r in &rows {
                     let ciphertext: Vec<u8> = col(r, 5)?;
-                    let cost = ciphertext.len().saturating_add(page.overhead);
-                    let full = u32::try_from(out.len()).unwrap_or(u32::MAX) >= page.limit;
-                    if full || (!out.is_empty() && used.saturating_add(cost) > page.max_bytes) {
+                    if !page.admit(out.len(), &mut used, ciphertext.len()) {
                         return Ok((out, true));
                     }
-                    used = used.saturating_add(cost);
                     out.push(StoredEnvelope {
                         id: net_id(col(r, 0)?),
                         device_id: net_id(col(r, 1)?),

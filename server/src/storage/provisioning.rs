@@ -10,6 +10,7 @@
 //! Not owned here: the request handling and limits (provisioning.rs).
 
 use super::StorageResult;
+use super::values::net_id;
 
 /// Length of a provisioning slot id.
 pub const SLOT_ID_LEN: usize = 16;
@@ -33,6 +34,12 @@ impl std::fmt::Debug for SlotRead {
             SlotRead::Ready(sealed) => write!(f, "Ready({} bytes)", sealed.len()),
         }
     }
+}
+
+/// Whether another slot may open while `open` unexpired slots (the stored
+/// count) exist and at most `max_open` may.
+pub(crate) fn slot_room(open: i64, max_open: u64) -> bool {
+    net_id(open) < max_open
 }
 
 /// Provisioning slot operations of [`super::Storage`].
@@ -63,4 +70,16 @@ pub trait ProvisioningStorage {
         id: &[u8; SLOT_ID_LEN],
         now_ms: u64,
     ) -> StorageResult<SlotRead>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_capped() {
+        assert!(slot_room(0, 1));
+        assert!(!slot_room(1, 1));
+        assert!(!slot_room(0, 0));
+    }
 }

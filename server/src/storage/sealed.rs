@@ -69,3 +69,12 @@ pub trait SealedStorage {
 pub(crate) fn access_key_from(bytes: Option<Vec<u8>>) -> Option<[u8; ACCESS_KEY_LEN]> {
     bytes.and_then(|b| <[u8; ACCESS_KEY_LEN]>::try_from(b.as_slice()).ok())
 }
+
+/// The stored key row as `(key_id, seed)`; a corrupt row is a storage error.
+pub(crate) fn stored_key(id: i64, secret: &[u8]) -> StorageResult<(u32, Zeroizing<[u8; 32]>)> {
+    let key_id = u32::try_from(id)
+        .map_err(|_| super::StorageError::Database("server key id out of range".into()))?;
+    let seed = <[u8; 32]>::try_from(secret)
+        .map_err(|_| super::StorageError::Database("server key is not 32 bytes".into()))?;
+    Ok((key_id, Zeroizing::new(seed)))
+}

@@ -32,14 +32,17 @@ mod groups;
 mod provisioning;
 mod readers;
 mod sealed;
-mod suspension;
-pub(crate) use sealed::stored_key;
 mod statements;
+mod suspension;
 
 use group_commit::{GroupCommit, Isolation};
 use statements::QueryRowCached as _;
 
+use super::device_rules::{
+    adds_one_time_keys, check_recipient, check_removable, check_stock, first_keys,
+};
 use super::schema::{MigrateError, migrate, schema_version};
+use super::values::{count, net_id, sql_id, sql_time};
 use super::{
     AccountRecord, BundleRecord, DeviceRecord, FetchPage, NewAccount, OneTimeKey, OutgoingEnvelope,
     OwnedSendMeta, PrekeyCaps, PrekeyStock, PrekeyUpload, SendMeta, SignedKey, Storage,
@@ -105,24 +108,6 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
 
 fn db(e: rusqlite::Error) -> StorageError {
     StorageError::Database(e.to_string())
-}
-
-/// Network ids are u64; SQLite stores i64. An id above `i64::MAX` cannot
-/// exist, so it maps to -1, which matches no row.
-fn sql_id(id: u64) -> i64 {
-    i64::try_from(id).unwrap_or(-1)
-}
-
-fn net_id(id: i64) -> u64 {
-    u64::try_from(id).unwrap_or(0)
-}
-
-fn sql_time(ms: u64) -> i64 {
-    i64::try_from(ms).unwrap_or(i64::MAX)
-}
-
-fn count(n: i64) -> u32 {
-    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 impl SqliteStorage {
@@ -408,11 +393,7 @@ fn enqueue_job(
             .prepare_cached("SELECT removed FROM devices WHERE id = ?1")
             .and_then(|mut stmt| stmt.query_row([device], |r| r.get(0)).optional())
             .map_err(db)?;
-        match removed {
-            None => return Err(StorageError::UnknownDevice(envelope.recipient_device_id)),
-            Some(true) => return Err(StorageError::DeviceRemoved(envelope.recipient_device_id)),
-            Some(false) => {}
-        }
+        check_recipient(envelope.recipient_device_id, removed)?;
         if !has_room(tx, &meta, device)? {
             full.push(envelope.recipient_device_id);
         }
@@ -717,14 +698,8 @@ impl Storage for SqliteStorage {
                     )
                     .optional()
                     .map_err(db)?;
-                match row {
-                    Some((owner, _)) if owner != account_id => {
-                        Err(StorageError::UnknownDevice(device_id))
-                    }
-                    None => Err(StorageError::UnknownDevice(device_id)),
-                    Some((_, true)) => Err(StorageError::DeviceRemoved(device_id)),
-                    Some((_, false)) => delete_device_data(tx, sql_id(device_id)).map_err(db),
-                }
+                check_removable(device_id, account_id, row)?;
+                delete_device_data(tx, sql_id(device_id)).map_err(db)
             })
         })
     }
@@ -746,9 +721,7 @@ impl Storage for SqliteStorage {
                     )
                     .map_err(db)?;
                 if !has_keys {
-                    let (Some(identity), Some(spk)) = (&upload.identity_key, &upload.signed_prekey) else {
-                        return Err(StorageError::NoPrekeys);
-                    };
+                    let (identity, spk) = first_keys(upload)?;
                     tx.execute(
                         "INSERT INTO device_keys (device_id, identity_key, signed_prekey_id, signed_prekey, \
                          signed_prekey_signature) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -795,11 +768,8 @@ impl Storage for SqliteStorage {
                     .map_err(db)?;
                 }
                 // Over the cap: the transaction is dropped, nothing is stored.
-                if !upload.one_time_prekeys.is_empty() || !upload.kem_prekeys.is_empty() {
-                    let now = stock(tx, device).map_err(db)?;
-                    if now.one_time > caps.one_time || now.kem > caps.kem {
-                        return Err(StorageError::PrekeyStockFull);
-                    }
+                if adds_one_time_keys(upload) {
+                    check_stock(stock(tx, device).map_err(db)?, caps)?;
                 }
                 Ok(())
             })
@@ -870,12 +840,9 @@ impl Storage for SqliteStorage {
             let mut used = 0usize;
             while let Some(r) = rows.next().map_err(db)? {
                 let ciphertext: Vec<u8> = r.get(5).map_err(db)?;
-                let cost = ciphertext.len().saturating_add(page.overhead);
-                let full = u32::try_from(out.len()).unwrap_or(u32::MAX) >= page.limit;
-                if full || (!out.is_empty() && used.saturating_add(cost) > page.max_bytes) {
+                if !page.admit(out.len(), &mut used, ciphertext.len()) {
                     return Ok((out, true));
                 }
-                used = used.saturating_add(cost);
                 out.push(StoredEnvelope {
                     id: net_id(r.get(0).map_err(db)?),
                     device_id: net_id(r.get(1).map_err(db)?),

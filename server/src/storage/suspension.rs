@@ -8,6 +8,7 @@
 //! login (auth/devices.rs), closing open connections (the bus).
 
 use super::StorageResult;
+use super::values::{net_id, sql_id};
 
 /// What is suspended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
@@ -27,6 +28,42 @@ impl SuspensionTarget {
             SuspensionTarget::Device(_) => "device",
         }
     }
+
+    /// The row key both backends store: `(kind, target_id)`.
+    pub(crate) fn key(self) -> (&'static str, i64) {
+        match self {
+            SuspensionTarget::Account(id) => ("account", id),
+            SuspensionTarget::Device(id) => ("device", sql_id(id)),
+        }
+    }
+
+    /// The target of a stored `(kind, target_id)`: `account`, or else a
+    /// device.
+    pub(crate) fn from_key(kind: &str, id: i64) -> Self {
+        if kind == "account" {
+            SuspensionTarget::Account(id)
+        } else {
+            SuspensionTarget::Device(net_id(id))
+        }
+    }
+}
+
+/// Which suspension keeps `account_id` on `device_id` out, given the kinds
+/// of the rows found for either: the account's when it has one, else the
+/// device's, else none.
+pub(crate) fn effective_suspension<'k>(
+    account_id: i64,
+    device_id: u64,
+    kinds: impl IntoIterator<Item = &'k str>,
+) -> Option<SuspensionTarget> {
+    let mut device = false;
+    for kind in kinds {
+        match kind {
+            "account" => return Some(SuspensionTarget::Account(account_id)),
+            _ => device = true,
+        }
+    }
+    device.then_some(SuspensionTarget::Device(device_id))
 }
 
 /// One suspension as stored, with the names an operator reads.
@@ -60,4 +97,26 @@ pub trait SuspensionStorage {
         account_id: i64,
         device_id: u64,
     ) -> StorageResult<Option<SuspensionTarget>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip_and_the_account_wins() {
+        for target in [SuspensionTarget::Account(3), SuspensionTarget::Device(4)] {
+            let (kind, id) = target.key();
+            assert_eq!(SuspensionTarget::from_key(kind, id), target);
+        }
+        assert_eq!(effective_suspension(3, 4, []), None);
+        assert_eq!(
+            effective_suspension(3, 4, ["device"]),
+            Some(SuspensionTarget::Device(4))
+        );
+        assert_eq!(
+            effective_suspension(3, 4, ["device", "account"]),
+            Some(SuspensionTarget::Account(3))
+        );
+    }
 }

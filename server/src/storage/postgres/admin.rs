@@ -1,7 +1,7 @@
 //! PostgreSQL implementation of [`AdminStorage`] (SPEC.md §18.7), the same
 //! rules as the SQLite one.
 
-use super::{PostgresStorage, col, net_id, sql_time};
+use super::{PostgresStorage, col, count, net_id, sql_time};
 use crate::storage::StorageResult;
 use crate::storage::admin::{
     AdminRecord, AdminRole, AdminSession, AdminStorage, AuditEntry, IpRuleRecord, NodeMinuteRecord,
@@ -295,7 +295,7 @@ impl AdminStorage for PostgresStorage {
                 .map(|r| {
                     Ok(RateLimitRecord {
                         name: col(r, 0)?,
-                        per_minute: u32::try_from(col::<i64>(r, 1)?).unwrap_or(u32::MAX),
+                        per_minute: count(col(r, 1)?),
                         updated_by: col(r, 2)?,
                         updated_at_ms: net_id(col(r, 3)?),
                     })

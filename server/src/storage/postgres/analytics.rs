@@ -4,18 +4,9 @@
 use super::{PgResult, PostgresStorage, Tx, col, net_id, sql_id};
 use crate::storage::StorageResult;
 use crate::storage::analytics::{
-    AnalyticsStorage, CohortRow, CountRow, Metric, SEEN_KEEP_DAYS, day_of, week_of,
+    AnalyticsStorage, CohortRow, CountRow, Metric, cohort_of, count_value, nonzero, sightings,
+    week_of,
 };
-
-/// Kinds of `analytics_seen` rows.
-const DAY_ACCOUNT: i16 = 0;
-const DAY_DEVICE: i16 = 1;
-const WEEK_ACCOUNT: i16 = 2;
-const WEEK_DEVICE: i16 = 3;
-
-fn count_value(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
 
 /// Inserts one working-set row; `true` when it is new.
 async fn see(tx: &Tx<'_, '_>, period: i64, kind: i16, id: i64) -> PgResult<bool> {
@@ -46,26 +37,21 @@ impl AnalyticsStorage for PostgresStorage {
         device_id: u64,
         now_ms: u64,
     ) -> StorageResult<()> {
-        let day = day_of(now_ms);
-        let week = week_of(day);
-        let device = sql_id(device_id);
+        let (keep_from, sightings) = sightings(account_id, sql_id(device_id), now_ms);
         with_tx!(self, |tx| async {
             tx.execute(
                 "DELETE FROM analytics_seen WHERE period < $1",
-                &[&(day - SEEN_KEEP_DAYS)],
+                &[&keep_from],
             )
             .await?;
-            if see(tx, day, DAY_ACCOUNT, account_id).await? {
-                add(tx, day, Metric::ActiveAccounts, 1).await?;
-            }
-            if see(tx, day, DAY_DEVICE, device).await? {
-                add(tx, day, Metric::ActiveDevices, 1).await?;
-            }
-            if see(tx, week, WEEK_DEVICE, device).await? {
-                add(tx, week, Metric::WeeklyActiveDevices, 1).await?;
-            }
-            if see(tx, week, WEEK_ACCOUNT, account_id).await? {
-                add(tx, week, Metric::WeeklyActiveAccounts, 1).await?;
+            for seen in sightings {
+                if !see(tx, seen.period, seen.kind, seen.id).await? {
+                    continue;
+                }
+                add(tx, seen.period, seen.metric, 1).await?;
+                if !seen.cohort {
+                    continue;
+                }
                 let created = tx
                     .query_opt(
                         "SELECT created_at_ms FROM accounts WHERE id = $1",
@@ -73,12 +59,11 @@ impl AnalyticsStorage for PostgresStorage {
                     )
                     .await?;
                 if let Some(row) = created {
-                    let cohort = week_of(day_of(net_id(col(&row, 0)?)));
                     tx.execute(
                         "INSERT INTO analytics_cohorts (cohort_week, week, accounts) \
                          VALUES ($1, $2, 1) ON CONFLICT (cohort_week, week) \
                          DO UPDATE SET accounts = analytics_cohorts.accounts + 1",
-                        &[&cohort, &week],
+                        &[&cohort_of(col(&row, 0)?), &seen.period],
                     )
                     .await?;
                 }
@@ -88,12 +73,12 @@ impl AnalyticsStorage for PostgresStorage {
     }
 
     async fn add_counts(&self, day: i64, counts: &[(Metric, u64)]) -> StorageResult<()> {
-        if counts.iter().all(|(_, n)| *n == 0) {
+        if nonzero(counts).next().is_none() {
             return Ok(());
         }
         with_tx!(self, |tx| async {
-            for (metric, n) in counts.iter().filter(|(_, n)| *n > 0) {
-                add(tx, day, *metric, *n).await?;
+            for (metric, n) in nonzero(counts) {
+                add(tx, day, metric, n).await?;
             }
             Ok(())
         })

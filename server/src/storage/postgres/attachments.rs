@@ -3,24 +3,22 @@
 //! directory, which every node of a cluster must share.
 
 use super::{PgResult, PostgresStorage, Tx, col, net_id, sql_id, sql_time};
-use crate::storage::attachments::ATTACHMENT_ID_LEN;
-use crate::storage::{AttachmentRecord, AttachmentStorage, StorageError, StorageResult};
+use crate::storage::attachments::{ATTACHMENT_ID_LEN, check_quota, owned_by};
+use crate::storage::{AttachmentRecord, AttachmentStorage, StorageResult};
 
 type AttachmentId = [u8; ATTACHMENT_ID_LEN];
 
 const COLUMNS: &str = "id, account_id, token_hash, size, committed, expires_at_ms";
 
 fn from_row(r: &tokio_postgres::Row) -> PgResult<AttachmentRecord> {
-    let id: Vec<u8> = col(r, 0)?;
-    let token: Vec<u8> = col(r, 2)?;
-    Ok(AttachmentRecord {
-        id: id.try_into().unwrap_or([0; ATTACHMENT_ID_LEN]),
-        account_id: col(r, 1)?,
-        token_hash: token.try_into().unwrap_or([0; 32]),
-        size: net_id(col(r, 3)?),
-        committed: net_id(col(r, 4)?),
-        expires_at_ms: net_id(col(r, 5)?),
-    })
+    Ok(AttachmentRecord::from_columns(
+        col(r, 0)?,
+        col(r, 1)?,
+        col(r, 2)?,
+        col(r, 3)?,
+        col(r, 4)?,
+        col(r, 5)?,
+    ))
 }
 
 async fn load(
@@ -68,9 +66,7 @@ impl AttachmentStorage for PostgresStorage {
                     .await?,
                     0,
                 )?;
-                if net_id(used).saturating_add(record.size) > quota {
-                    return Err(StorageError::QuotaExceeded.into());
-                }
+                check_quota(quota, net_id(used), record.size)?;
             }
             tx.execute(
                 "INSERT INTO attachments (id, account_id, token_hash, size, committed, \
@@ -105,10 +101,7 @@ impl AttachmentStorage for PostgresStorage {
         now_ms: u64,
     ) -> StorageResult<AttachmentRecord> {
         with_tx!(self, |tx| async {
-            let mut record = load(tx, id, now_ms, true)
-                .await?
-                .filter(|r| r.account_id == account_id)
-                .ok_or(StorageError::UnknownAttachment)?;
+            let mut record = owned_by(load(tx, id, now_ms, true).await?, account_id)?;
             tx.execute(
                 "UPDATE attachments SET token_hash = $2 WHERE id = $1",
                 &[&id.as_slice(), &token_hash.as_slice()],

@@ -4,7 +4,9 @@
 //! version, so two nodes applying changes with the same expected version
 //! serialise and the second gets `StaleGroupVersion`. A group send locks
 //! the group row `FOR SHARE` (membership cannot change under it) and the
-//! recipient device rows (queue caps, per-device id order).
+//! recipient device rows (queue caps, per-device id order). The sequence
+//! of each operation is [`group_flow`]'s; this file supplies its rows
+//! ([`GroupRows`] for [`Tx`]) and a group send's queue writes.
 
 use std::collections::BTreeSet;
 
@@ -12,10 +14,8 @@ use super::{
     PgError, PgResult, PostgresStorage, Tx, col, full_queues, lock_devices, net_id, sql_id,
     sql_time,
 };
-use crate::storage::group_rules::{
-    Accounts, ChangePlan, CreateFacts, MemberWrite, member_ids, named_users, plan_change,
-    plan_create, require_member,
-};
+use crate::storage::group_flow::{self, GroupLock, GroupRows};
+use crate::storage::group_rules::{Accounts, ChangePlan, CreateFacts, MemberWrite};
 use crate::storage::groups::{GROUP_ID_LEN, GroupRole, MemberRecord};
 use crate::storage::{
     FanOut, GroupCaps, GroupChange, GroupChangeOutcome, GroupFanOut, GroupRecord, GroupStorage,
@@ -24,19 +24,11 @@ use crate::storage::{
 
 type GroupId = [u8; GROUP_ID_LEN];
 
-/// How [`load_group`] locks the group row.
-#[derive(Clone, Copy)]
-enum Lock {
-    None,
-    Share,
-    Update,
-}
-
-async fn load_group(tx: &Tx<'_, '_>, id: &GroupId, lock: Lock) -> PgResult<GroupRecord> {
+async fn load_group(tx: &Tx<'_, '_>, id: &GroupId, lock: GroupLock) -> PgResult<GroupRecord> {
     let suffix = match lock {
-        Lock::None => "",
-        Lock::Share => " FOR SHARE",
-        Lock::Update => " FOR UPDATE",
+        GroupLock::None => "",
+        GroupLock::Share => " FOR SHARE",
+        GroupLock::Update => " FOR UPDATE",
     };
     let head = tx
         .query_opt(
@@ -72,7 +64,6 @@ async fn load_group(tx: &Tx<'_, '_>, id: &GroupId, lock: Lock) -> PgResult<Group
     })
 }
 
-/// An active account's id by username.
 /// The active accounts among `names` (the rules decide what a missing
 /// one means).
 async fn resolve(tx: &Tx<'_, '_>, names: &[&str]) -> PgResult<Accounts> {
@@ -192,6 +183,82 @@ async fn write_plan(tx: &Tx<'_, '_>, id: &GroupId, plan: &ChangePlan) -> PgResul
     Ok(())
 }
 
+impl GroupRows for Tx<'_, '_> {
+    type Error = PgError;
+
+    async fn load_group(&self, id: &GroupId, lock: GroupLock) -> PgResult<GroupRecord> {
+        load_group(self, id, lock).await
+    }
+
+    async fn resolve(&self, names: &[&str]) -> PgResult<Accounts> {
+        resolve(self, names).await
+    }
+
+    async fn devices_of(&self, accounts: &BTreeSet<i64>) -> PgResult<Vec<u64>> {
+        devices_of(self, accounts).await
+    }
+
+    async fn recipients_of(&self, accounts: &BTreeSet<i64>) -> PgResult<Vec<u64>> {
+        recipients_of(self, accounts).await
+    }
+
+    async fn create_facts(&self, id: &GroupId, creator: i64) -> PgResult<CreateFacts> {
+        // One creation at a time per account, across nodes, so the count
+        // below holds.
+        self.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('microbot-groups'), $1::int)",
+            &[&i32::try_from(creator.rem_euclid(i64::from(i32::MAX))).unwrap_or(0)],
+        )
+        .await?;
+        let facts = self
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM chat_groups WHERE id = $1), \
+                 (SELECT COUNT(*) FROM chat_groups WHERE created_by = $2)",
+                &[&id.as_slice(), &creator],
+            )
+            .await?;
+        Ok(CreateFacts {
+            exists: col(&facts, 0)?,
+            created_by_creator: net_id(col(&facts, 1)?),
+        })
+    }
+
+    async fn insert_group(
+        &self,
+        id: &GroupId,
+        metadata: &[u8],
+        now_ms: u64,
+        creator: i64,
+    ) -> PgResult<()> {
+        // Another node may have taken the id since the facts were read.
+        let inserted = self
+            .execute(
+                "INSERT INTO chat_groups (id, version, metadata, created_at_ms, created_by) \
+                 VALUES ($1, 1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
+                &[&id.as_slice(), &metadata, &sql_time(now_ms), &creator],
+            )
+            .await?;
+        if inserted == 0 {
+            return Err(StorageError::GroupExists.into());
+        }
+        Ok(())
+    }
+
+    async fn insert_member(
+        &self,
+        id: &GroupId,
+        account: i64,
+        role: GroupRole,
+        joined_at_version: u64,
+    ) -> PgResult<()> {
+        insert_member(self, id, account, role, joined_at_version).await
+    }
+
+    async fn write_plan(&self, id: &GroupId, plan: &ChangePlan) -> PgResult<()> {
+        write_plan(self, id, plan).await
+    }
+}
+
 #[async_trait::async_trait]
 impl GroupStorage for PostgresStorage {
     async fn create_group_capped(
@@ -203,56 +270,9 @@ impl GroupStorage for PostgresStorage {
         caps: GroupCaps,
         now_ms: u64,
     ) -> StorageResult<GroupChangeOutcome> {
-        with_tx!(self, |tx| async {
-            // One creation at a time per account, across nodes, so the
-            // count below holds.
-            tx.execute(
-                "SELECT pg_advisory_xact_lock(hashtext('microbot-groups'), $1::int)",
-                &[&i32::try_from(creator.rem_euclid(i64::from(i32::MAX))).unwrap_or(0)],
-            )
-            .await?;
-            let facts = tx
-                .query_one(
-                    "SELECT EXISTS (SELECT 1 FROM chat_groups WHERE id = $1), \
-                     (SELECT COUNT(*) FROM chat_groups WHERE created_by = $2)",
-                    &[&id.as_slice(), &creator],
-                )
-                .await?;
-            let facts = CreateFacts {
-                exists: col(&facts, 0)?,
-                created_by_creator: u64::try_from(col::<i64>(&facts, 1)?).unwrap_or(0),
-            };
-            let names: Vec<&str> = members.iter().map(String::as_str).collect();
-            let accounts = plan_create(
-                creator,
-                members,
-                &resolve(tx, &names).await?,
-                facts,
-                caps.max_members,
-                caps.max_created,
-            )?;
-            // Another node may have taken the id since the read above.
-            let inserted = tx
-                .execute(
-                    "INSERT INTO chat_groups (id, version, metadata, created_at_ms, created_by) \
-                     VALUES ($1, 1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
-                    &[&id.as_slice(), &metadata, &sql_time(now_ms), &creator],
-                )
-                .await?;
-            if inserted == 0 {
-                return Err(StorageError::GroupExists.into());
-            }
-            insert_member(tx, id, creator, GroupRole::Admin, 1).await?;
-            for account in &accounts {
-                insert_member(tx, id, *account, GroupRole::Member, 1).await?;
-            }
-            let group = load_group(tx, id, Lock::None).await?;
-            let notify_devices = devices_of(tx, &member_ids(&group)).await?;
-            Ok(GroupChangeOutcome {
-                group,
-                notify_devices,
-            })
-        })
+        with_tx!(self, |tx| group_flow::create(
+            tx, id, creator, members, metadata, caps, now_ms
+        ))
     }
 
     async fn change_group(
@@ -263,38 +283,18 @@ impl GroupStorage for PostgresStorage {
         change: &GroupChange,
         max_members: u32,
     ) -> StorageResult<GroupChangeOutcome> {
-        with_tx!(self, |tx| async {
-            let before = load_group(tx, id, Lock::Update).await?;
-            let accounts = resolve(tx, &named_users(change)).await?;
-            let plan = plan_change(
-                &before,
-                actor,
-                expected_version,
-                change,
-                &accounts,
-                max_members,
-            )?;
-            write_plan(tx, id, &plan).await?;
-            let group = match plan.deleted_group(id) {
-                Some(gone) => gone,
-                None => load_group(tx, id, Lock::None).await?,
-            };
-            let mut accounts = member_ids(&before);
-            accounts.extend(member_ids(&group));
-            let notify_devices = devices_of(tx, &accounts).await?;
-            Ok(GroupChangeOutcome {
-                group,
-                notify_devices,
-            })
-        })
+        with_tx!(self, |tx| group_flow::change(
+            tx,
+            id,
+            actor,
+            expected_version,
+            change,
+            max_members
+        ))
     }
 
     async fn group(&self, id: &GroupId, actor: i64) -> StorageResult<GroupRecord> {
-        with_tx!(self, |tx| async {
-            let group = load_group(tx, id, Lock::None).await?;
-            require_member(&group, actor)?;
-            Ok(group)
-        })
+        with_tx!(self, |tx| group_flow::read(tx, id, actor))
     }
 
     async fn enqueue_group(
@@ -305,14 +305,8 @@ impl GroupStorage for PostgresStorage {
         ciphertext: &[u8],
     ) -> StorageResult<GroupFanOut> {
         with_tx!(self, |tx| async {
-            let group = load_group(tx, id, Lock::Share).await?;
-            require_member(&group, sender_account)?;
-            let accounts = member_ids(&group);
-            let everyone: Vec<u64> = recipients_of(tx, &accounts)
-                .await?
-                .into_iter()
-                .filter(|d| *d != meta.sender_device_id)
-                .collect();
+            let everyone =
+                group_flow::send_targets(tx, id, sender_account, meta.sender_device_id).await?;
             let sql_devices: Vec<i64> = everyone.iter().map(|d| sql_id(*d)).collect();
             lock_devices(tx, &sql_devices).await?;
             let skipped = full_queues(tx, &sql_devices, meta).await?;

@@ -356,13 +356,8 @@ fn recipients_exist(
     devices: &HashMap<u64, DeviceRow>,
 ) -> Result<(), StorageError> {
     for e in envelopes {
-        match devices.get(&e.recipient_device_id) {
-            None => return Err(StorageError::UnknownDevice(e.recipient_device_id)),
-            Some(row) if row.removed => {
-                return Err(StorageError::DeviceRemoved(e.recipient_device_id));
-            }
-            Some(_) => {}
-        }
+        let removed = devices.get(&e.recipient_device_id).map(|row| row.removed);
+        crate::storage::device_rules::check_recipient(e.recipient_device_id, removed)?;
     }
     Ok(())
 }

@@ -1,9 +1,9 @@
 //! PostgreSQL implementation of [`ProvisioningStorage`] (SPEC.md §12.14),
 //! the same rules as the SQLite one.
 
-use super::{PostgresStorage, col, net_id, sql_time};
+use super::{PostgresStorage, col, sql_time};
 use crate::storage::StorageResult;
-use crate::storage::provisioning::{ProvisioningStorage, SLOT_ID_LEN, SlotRead};
+use crate::storage::provisioning::{ProvisioningStorage, SLOT_ID_LEN, SlotRead, slot_room};
 
 type SlotId = [u8; SLOT_ID_LEN];
 
@@ -27,7 +27,7 @@ impl ProvisioningStorage for PostgresStorage {
                     .await?,
                 0,
             )?;
-            if net_id(open) >= max_open {
+            if !slot_room(open, max_open) {
                 return Ok(false);
             }
             tx.execute(

@@ -5,8 +5,9 @@ use zeroize::Zeroizing;
 
 use super::{PostgresStorage, col, sql_id};
 use crate::storage::StorageResult;
-use crate::storage::sealed::{ACCESS_KEY_LEN, SealedStorage, UnidentifiedAccess, access_key_from};
-use crate::storage::sqlite::stored_key;
+use crate::storage::sealed::{
+    ACCESS_KEY_LEN, SealedStorage, UnidentifiedAccess, access_key_from, stored_key,
+};
 
 #[async_trait::async_trait]
 impl SealedStorage for PostgresStorage {

@@ -1,21 +1,16 @@
 //! PostgreSQL implementation of [`SuspensionStorage`] (SPEC.md §18.7), the
 //! same rules as the SQLite one.
 
-use super::{PostgresStorage, col, net_id, sql_id, sql_time};
+use super::{PgResult, PostgresStorage, col, net_id, sql_id, sql_time};
 use crate::storage::StorageResult;
-use crate::storage::suspension::{SuspensionRecord, SuspensionStorage, SuspensionTarget};
+use crate::storage::suspension::{
+    SuspensionRecord, SuspensionStorage, SuspensionTarget, effective_suspension,
+};
 
 /// Deletes the suspensions of deleted accounts and removed devices.
 const DROP_GONE: &str = "DELETE FROM suspensions WHERE \
      (kind = 'account' AND target_id NOT IN (SELECT id FROM accounts)) \
      OR (kind = 'device' AND target_id NOT IN (SELECT id FROM devices WHERE NOT removed))";
-
-fn key(target: SuspensionTarget) -> (&'static str, i64) {
-    match target {
-        SuspensionTarget::Account(id) => ("account", id),
-        SuspensionTarget::Device(id) => ("device", sql_id(id)),
-    }
-}
 
 #[async_trait::async_trait]
 impl SuspensionStorage for PostgresStorage {
@@ -25,7 +20,7 @@ impl SuspensionStorage for PostgresStorage {
         by: &str,
         now_ms: u64,
     ) -> StorageResult<bool> {
-        let (kind, id) = key(target);
+        let (kind, id) = target.key();
         with_tx!(self, |tx| async {
             let n = tx
                 .execute(
@@ -39,7 +34,7 @@ impl SuspensionStorage for PostgresStorage {
     }
 
     async fn unsuspend(&self, target: SuspensionTarget) -> StorageResult<bool> {
-        let (kind, id) = key(target);
+        let (kind, id) = target.key();
         with_tx!(self, |tx| async {
             let n = tx
                 .execute(
@@ -66,14 +61,8 @@ impl SuspensionStorage for PostgresStorage {
                 .await?;
             rows.iter()
                 .map(|r| {
-                    let kind: &str = col(r, 0)?;
-                    let id: i64 = col(r, 1)?;
                     Ok(SuspensionRecord {
-                        target: if kind == "account" {
-                            SuspensionTarget::Account(id)
-                        } else {
-                            SuspensionTarget::Device(net_id(id))
-                        },
+                        target: SuspensionTarget::from_key(col(r, 0)?, col(r, 1)?),
                         username: col(r, 2)?,
                         created_by: col(r, 3)?,
                         created_at_ms: net_id(col(r, 4)?),
@@ -96,14 +85,11 @@ impl SuspensionStorage for PostgresStorage {
                     &[&account_id, &sql_id(device_id)],
                 )
                 .await?;
-            let mut device = false;
-            for r in &rows {
-                match col::<&str>(r, 0)? {
-                    "account" => return Ok(Some(SuspensionTarget::Account(account_id))),
-                    _ => device = true,
-                }
-            }
-            Ok(device.then_some(SuspensionTarget::Device(device_id)))
+            let kinds = rows
+                .iter()
+                .map(|r| col::<&str>(r, 0))
+                .collect::<PgResult<Vec<_>>>()?;
+            Ok(effective_suspension(account_id, device_id, kinds))
         })
     }
 }

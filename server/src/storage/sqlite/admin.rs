@@ -2,7 +2,7 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{SqliteStorage, blocking, db, net_id, sql_time};
+use super::{SqliteStorage, blocking, count, db, net_id, sql_time};
 use crate::storage::StorageResult;
 use crate::storage::admin::{
     AdminRecord, AdminRole, AdminSession, AdminStorage, AuditEntry, IpRuleRecord, NodeMinuteRecord,
@@ -327,7 +327,7 @@ impl AdminStorage for SqliteStorage {
                     .query_map([], |r| {
                         Ok(RateLimitRecord {
                             name: r.get(0)?,
-                            per_minute: u32::try_from(r.get::<_, i64>(1)?).unwrap_or(u32::MAX),
+                            per_minute: count(r.get(1)?),
                             updated_by: r.get(2)?,
                             updated_at_ms: net_id(r.get(3)?),
                         })

@@ -7,21 +7,12 @@ use super::group_commit::Isolation;
 use super::{SqliteStorage, blocking, db, net_id, sql_id};
 use crate::storage::StorageResult;
 use crate::storage::analytics::{
-    AnalyticsStorage, CohortRow, CountRow, Metric, SEEN_KEEP_DAYS, day_of, week_of,
+    AnalyticsStorage, CohortRow, CountRow, Metric, cohort_of, count_value, nonzero, sightings,
+    week_of,
 };
 
-/// Kinds of `analytics_seen` rows.
-const DAY_ACCOUNT: i64 = 0;
-const DAY_DEVICE: i64 = 1;
-const WEEK_ACCOUNT: i64 = 2;
-const WEEK_DEVICE: i64 = 3;
-
-fn count_value(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
 /// Inserts one working-set row; `true` when it is new.
-fn see(tx: &Connection, period: i64, kind: i64, id: i64) -> rusqlite::Result<bool> {
+fn see(tx: &Connection, period: i64, kind: i16, id: i64) -> rusqlite::Result<bool> {
     tx.prepare_cached(
         "INSERT INTO analytics_seen (period, kind, id) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
     )?
@@ -49,37 +40,31 @@ impl AnalyticsStorage for SqliteStorage {
         // One of the login's writes: it rides in the writer's next batch
         // (one fsync shared with the other logins and messages) instead
         // of a transaction and fsync of its own under the connection lock.
-        let day = day_of(now_ms);
-        let week = week_of(day);
-        let device = sql_id(device_id);
+        let (keep_from, sightings) = sightings(account_id, sql_id(device_id), now_ms);
         self.writer
             .submit(Isolation::Savepoint, move |tx| {
                 (|| {
                     tx.prepare_cached("DELETE FROM analytics_seen WHERE period < ?1")?
-                        .execute(params![day - SEEN_KEEP_DAYS])?;
-                    if see(tx, day, DAY_ACCOUNT, account_id)? {
-                        add(tx, day, Metric::ActiveAccounts, 1)?;
-                    }
-                    if see(tx, day, DAY_DEVICE, device)? {
-                        add(tx, day, Metric::ActiveDevices, 1)?;
-                    }
-                    if see(tx, week, WEEK_DEVICE, device)? {
-                        add(tx, week, Metric::WeeklyActiveDevices, 1)?;
-                    }
-                    if see(tx, week, WEEK_ACCOUNT, account_id)? {
-                        add(tx, week, Metric::WeeklyActiveAccounts, 1)?;
+                        .execute(params![keep_from])?;
+                    for seen in sightings {
+                        if !see(tx, seen.period, seen.kind, seen.id)? {
+                            continue;
+                        }
+                        add(tx, seen.period, seen.metric, 1)?;
+                        if !seen.cohort {
+                            continue;
+                        }
                         let created: Option<i64> = tx
                             .prepare_cached("SELECT created_at_ms FROM accounts WHERE id = ?1")?
                             .query_row(params![account_id], |r| r.get(0))
                             .optional()?;
                         if let Some(created) = created {
-                            let cohort = week_of(day_of(net_id(created)));
                             tx.prepare_cached(
                                 "INSERT INTO analytics_cohorts (cohort_week, week, accounts) \
                                  VALUES (?1, ?2, 1) ON CONFLICT (cohort_week, week) \
                                  DO UPDATE SET accounts = accounts + 1",
                             )?
-                            .execute(params![cohort, week])?;
+                            .execute(params![cohort_of(created), seen.period])?;
                         }
                     }
                     Ok(())
@@ -91,12 +76,12 @@ impl AnalyticsStorage for SqliteStorage {
 
     async fn add_counts(&self, day: i64, counts: &[(Metric, u64)]) -> StorageResult<()> {
         blocking(|| {
-            if counts.iter().all(|(_, n)| *n == 0) {
+            if nonzero(counts).next().is_none() {
                 return Ok(());
             }
             self.with_tx(|tx| {
-                for (metric, n) in counts.iter().filter(|(_, n)| *n > 0) {
-                    add(tx, day, *metric, *n).map_err(db)?;
+                for (metric, n) in nonzero(counts) {
+                    add(tx, day, metric, n).map_err(db)?;
                 }
                 Ok(())
             })

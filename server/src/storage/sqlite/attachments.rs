@@ -3,24 +3,22 @@
 use rusqlite::{OptionalExtension, params};
 
 use super::{SqliteStorage, blocking, db, net_id, sql_id, sql_time};
-use crate::storage::attachments::ATTACHMENT_ID_LEN;
-use crate::storage::{AttachmentRecord, AttachmentStorage, StorageError, StorageResult};
+use crate::storage::attachments::{ATTACHMENT_ID_LEN, check_quota, owned_by};
+use crate::storage::{AttachmentRecord, AttachmentStorage, StorageResult};
 
 type AttachmentId = [u8; ATTACHMENT_ID_LEN];
 
 const COLUMNS: &str = "id, account_id, token_hash, size, committed, expires_at_ms";
 
 fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AttachmentRecord> {
-    let id: Vec<u8> = r.get(0)?;
-    let token: Vec<u8> = r.get(2)?;
-    Ok(AttachmentRecord {
-        id: id.try_into().unwrap_or([0; ATTACHMENT_ID_LEN]),
-        account_id: r.get(1)?,
-        token_hash: token.try_into().unwrap_or([0; 32]),
-        size: net_id(r.get(3)?),
-        committed: net_id(r.get(4)?),
-        expires_at_ms: net_id(r.get(5)?),
-    })
+    Ok(AttachmentRecord::from_columns(
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+    ))
 }
 
 fn load(
@@ -56,9 +54,7 @@ impl AttachmentStorage for SqliteStorage {
                             |r| r.get(0),
                         )
                         .map_err(db)?;
-                    if net_id(used).saturating_add(record.size) > quota {
-                        return Err(StorageError::QuotaExceeded);
-                    }
+                    check_quota(quota, net_id(used), record.size)?;
                 }
                 tx.execute(
                     "INSERT INTO attachments (id, account_id, token_hash, size, committed, created_at_ms, \
@@ -95,9 +91,7 @@ impl AttachmentStorage for SqliteStorage {
     ) -> StorageResult<AttachmentRecord> {
         blocking(|| {
             self.with_tx(|tx| {
-                let mut record = load(tx, id, now_ms)?
-                    .filter(|r| r.account_id == account_id)
-                    .ok_or(StorageError::UnknownAttachment)?;
+                let mut record = owned_by(load(tx, id, now_ms)?, account_id)?;
                 tx.execute(
                     "UPDATE attachments SET token_hash = ?2 WHERE id = ?1",
                     params![id.as_slice(), token_hash.as_slice()],

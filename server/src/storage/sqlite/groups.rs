@@ -2,18 +2,19 @@
 //!
 //! Every change is one IMMEDIATE transaction: the version check, the change
 //! and the version bump commit together, so two concurrent changes with the
-//! same expected version cannot both succeed.
+//! same expected version cannot both succeed. The sequence of each
+//! operation is [`group_flow`]'s; this file supplies its rows
+//! ([`GroupRows`] for [`Connection`]) and a group send's queue writes.
 
 use std::collections::BTreeSet;
 
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use futures_util::FutureExt as _;
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{SqliteStorage, blocking, db, grow_queue, has_room, net_id, sql_id, sql_time};
 use crate::storage::OwnedSendMeta;
-use crate::storage::group_rules::{
-    Accounts, ChangePlan, CreateFacts, MemberWrite, member_ids, named_users, plan_change,
-    plan_create, require_member,
-};
+use crate::storage::group_flow::{self, GroupLock, GroupRows};
+use crate::storage::group_rules::{Accounts, ChangePlan, CreateFacts, MemberWrite};
 use crate::storage::groups::{GROUP_ID_LEN, GroupRole};
 use crate::storage::{
     FanOut, GroupCaps, GroupChange, GroupChangeOutcome, GroupFanOut, GroupRecord, GroupStorage,
@@ -58,10 +59,9 @@ fn load_group(tx: &Connection, id: &GroupId) -> StorageResult<GroupRecord> {
     })
 }
 
-/// An active account's id by username.
 /// The active accounts among `names` (the rules decide what a missing
 /// one means).
-fn resolve(tx: &Transaction<'_>, names: &[&str]) -> StorageResult<Accounts> {
+fn resolve(tx: &Connection, names: &[&str]) -> StorageResult<Accounts> {
     let mut stmt = tx
         .prepare_cached("SELECT id FROM accounts WHERE username = ?1 AND active = 1")
         .map_err(db)?;
@@ -118,7 +118,7 @@ fn recipients_of(tx: &Connection, accounts: &BTreeSet<i64>) -> StorageResult<Vec
 }
 
 fn insert_member(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     id: &GroupId,
     account: i64,
     role: GroupRole,
@@ -134,7 +134,7 @@ fn insert_member(
 
 /// Writes a planned change's rows and the version bump (or deletes the
 /// group the last member left).
-fn write_plan(tx: &Transaction<'_>, id: &GroupId, plan: &ChangePlan) -> StorageResult<()> {
+fn write_plan(tx: &Connection, id: &GroupId, plan: &ChangePlan) -> StorageResult<()> {
     let group = id.as_slice();
     for write in &plan.writes {
         match write {
@@ -179,6 +179,88 @@ fn write_plan(tx: &Transaction<'_>, id: &GroupId, plan: &ChangePlan) -> StorageR
     Ok(())
 }
 
+/// Runs a [`group_flow`] sequence over SQLite rows. Every [`GroupRows`]
+/// method of [`Connection`] is synchronous under its `async`, so the
+/// sequence completes on its first poll; a sequence that waited would be a
+/// bug, reported as a database error rather than a hang.
+fn run_now<T>(flow: impl Future<Output = StorageResult<T>>) -> StorageResult<T> {
+    flow.now_or_never().unwrap_or_else(|| {
+        Err(StorageError::Database(
+            "a SQLite group operation waited".to_owned(),
+        ))
+    })
+}
+
+impl GroupRows for Connection {
+    type Error = StorageError;
+
+    async fn load_group(&self, id: &GroupId, _lock: GroupLock) -> StorageResult<GroupRecord> {
+        load_group(self, id)
+    }
+
+    async fn resolve(&self, names: &[&str]) -> StorageResult<Accounts> {
+        resolve(self, names)
+    }
+
+    async fn devices_of(&self, accounts: &BTreeSet<i64>) -> StorageResult<Vec<u64>> {
+        devices_of(self, accounts)
+    }
+
+    async fn recipients_of(&self, accounts: &BTreeSet<i64>) -> StorageResult<Vec<u64>> {
+        recipients_of(self, accounts)
+    }
+
+    async fn create_facts(&self, id: &GroupId, creator: i64) -> StorageResult<CreateFacts> {
+        let exists: Option<i64> = self
+            .query_row("SELECT 1 FROM groups WHERE id = ?1", [id.as_slice()], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(db)?;
+        let created: i64 = self
+            .query_row(
+                "SELECT COUNT(*) FROM groups WHERE created_by = ?1",
+                [creator],
+                |r| r.get(0),
+            )
+            .map_err(db)?;
+        Ok(CreateFacts {
+            exists: exists.is_some(),
+            created_by_creator: net_id(created),
+        })
+    }
+
+    async fn insert_group(
+        &self,
+        id: &GroupId,
+        metadata: &[u8],
+        now_ms: u64,
+        creator: i64,
+    ) -> StorageResult<()> {
+        self.execute(
+            "INSERT INTO groups (id, version, metadata, created_at_ms, created_by) \
+             VALUES (?1, 1, ?2, ?3, ?4)",
+            params![id.as_slice(), metadata, sql_time(now_ms), creator],
+        )
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn insert_member(
+        &self,
+        id: &GroupId,
+        account: i64,
+        role: GroupRole,
+        joined_at_version: u64,
+    ) -> StorageResult<()> {
+        insert_member(self, id, account, role, joined_at_version)
+    }
+
+    async fn write_plan(&self, id: &GroupId, plan: &ChangePlan) -> StorageResult<()> {
+        write_plan(self, id, plan)
+    }
+}
+
 #[async_trait::async_trait]
 impl GroupStorage for SqliteStorage {
     async fn create_group_capped(
@@ -192,48 +274,10 @@ impl GroupStorage for SqliteStorage {
     ) -> StorageResult<GroupChangeOutcome> {
         blocking(|| {
             self.with_tx(|tx| {
-                let exists: Option<i64> = tx
-                    .query_row("SELECT 1 FROM groups WHERE id = ?1", [id.as_slice()], |r| {
-                        r.get(0)
-                    })
-                    .optional()
-                    .map_err(db)?;
-                let created: i64 = tx
-                    .query_row(
-                        "SELECT COUNT(*) FROM groups WHERE created_by = ?1",
-                        [creator],
-                        |r| r.get(0),
-                    )
-                    .map_err(db)?;
-                let names: Vec<&str> = members.iter().map(String::as_str).collect();
-                let facts = CreateFacts {
-                    exists: exists.is_some(),
-                    created_by_creator: u64::try_from(created).unwrap_or(0),
-                };
-                let accounts = plan_create(
-                    creator,
-                    members,
-                    &resolve(tx, &names)?,
-                    facts,
-                    caps.max_members,
-                    caps.max_created,
-                )?;
-                tx.execute(
-                    "INSERT INTO groups (id, version, metadata, created_at_ms, created_by) \
-                     VALUES (?1, 1, ?2, ?3, ?4)",
-                    params![id.as_slice(), metadata, sql_time(now_ms), creator],
-                )
-                .map_err(db)?;
-                insert_member(tx, id, creator, GroupRole::Admin, 1)?;
-                for account in &accounts {
-                    insert_member(tx, id, *account, GroupRole::Member, 1)?;
-                }
-                let group = load_group(tx, id)?;
-                let notify_devices = devices_of(tx, &member_ids(&group))?;
-                Ok(GroupChangeOutcome {
-                    group,
-                    notify_devices,
-                })
+                let rows: &Connection = tx;
+                run_now(group_flow::create(
+                    rows, id, creator, members, metadata, caps, now_ms,
+                ))
             })
         })
     }
@@ -248,28 +292,15 @@ impl GroupStorage for SqliteStorage {
     ) -> StorageResult<GroupChangeOutcome> {
         blocking(|| {
             self.with_tx(|tx| {
-                let before = load_group(tx, id)?;
-                let accounts = resolve(tx, &named_users(change))?;
-                let plan = plan_change(
-                    &before,
+                let rows: &Connection = tx;
+                run_now(group_flow::change(
+                    rows,
+                    id,
                     actor,
                     expected_version,
                     change,
-                    &accounts,
                     max_members,
-                )?;
-                write_plan(tx, id, &plan)?;
-                let group = match plan.deleted_group(id) {
-                    Some(gone) => gone,
-                    None => load_group(tx, id)?,
-                };
-                let mut accounts = member_ids(&before);
-                accounts.extend(member_ids(&group));
-                let notify_devices = devices_of(tx, &accounts)?;
-                Ok(GroupChangeOutcome {
-                    group,
-                    notify_devices,
-                })
+                ))
             })
         })
     }
@@ -277,9 +308,8 @@ impl GroupStorage for SqliteStorage {
     async fn group(&self, id: &GroupId, actor: i64) -> StorageResult<GroupRecord> {
         blocking(|| {
             self.with_tx(|tx| {
-                let group = load_group(tx, id)?;
-                require_member(&group, actor)?;
-                Ok(group)
+                let rows: &Connection = tx;
+                run_now(group_flow::read(rows, id, actor))
             })
         })
     }
@@ -298,15 +328,15 @@ impl GroupStorage for SqliteStorage {
         self.writer
             .submit(super::Isolation::Savepoint, move |tx| {
             let (id, meta) = (&id, meta.borrowed());
-            let group = load_group(tx, id)?;
-            require_member(&group, sender_account)?;
-            let accounts = member_ids(&group);
+            let targets = run_now(group_flow::send_targets(
+                tx,
+                id,
+                sender_account,
+                meta.sender_device_id,
+            ))?;
             let mut recipients = Vec::new();
             let mut skipped = Vec::new();
-            for device in recipients_of(tx, &accounts)? {
-                if device == meta.sender_device_id {
-                    continue;
-                }
+            for device in targets {
                 if has_room(tx, &meta, sql_id(device))? {
                     recipients.push(device);
                 } else {

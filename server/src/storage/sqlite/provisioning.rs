@@ -2,9 +2,9 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{SqliteStorage, blocking, db, net_id, sql_time};
+use super::{SqliteStorage, blocking, db, sql_time};
 use crate::storage::StorageResult;
-use crate::storage::provisioning::{ProvisioningStorage, SLOT_ID_LEN, SlotRead};
+use crate::storage::provisioning::{ProvisioningStorage, SLOT_ID_LEN, SlotRead, slot_room};
 
 type SlotId = [u8; SLOT_ID_LEN];
 
@@ -27,7 +27,7 @@ impl ProvisioningStorage for SqliteStorage {
                 let open: i64 = tx
                     .query_row("SELECT COUNT(*) FROM provisioning_slots", [], |r| r.get(0))
                     .map_err(db)?;
-                if net_id(open) >= max_open {
+                if !slot_room(open, max_open) {
                     return Ok(false);
                 }
                 tx.execute(

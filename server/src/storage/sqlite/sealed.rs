@@ -5,7 +5,9 @@ use zeroize::Zeroizing;
 
 use super::{SqliteStorage, blocking, db, sql_id};
 use crate::storage::StorageResult;
-use crate::storage::sealed::{ACCESS_KEY_LEN, SealedStorage, UnidentifiedAccess, access_key_from};
+use crate::storage::sealed::{
+    ACCESS_KEY_LEN, SealedStorage, UnidentifiedAccess, access_key_from, stored_key,
+};
 
 #[async_trait::async_trait]
 impl SealedStorage for SqliteStorage {
@@ -83,13 +85,4 @@ impl SealedStorage for SqliteStorage {
             .map_err(db)
         })
     }
-}
-
-/// The stored key row as `(key_id, seed)`; a corrupt row is a storage error.
-pub(crate) fn stored_key(id: i64, secret: &[u8]) -> StorageResult<(u32, Zeroizing<[u8; 32]>)> {
-    let key_id = u32::try_from(id)
-        .map_err(|_| crate::storage::StorageError::Database("server key id out of range".into()))?;
-    let seed = <[u8; 32]>::try_from(secret)
-        .map_err(|_| crate::storage::StorageError::Database("server key is not 32 bytes".into()))?;
-    Ok((key_id, Zeroizing::new(seed)))
 }

@@ -4,19 +4,14 @@ use rusqlite::params;
 
 use super::{SqliteStorage, blocking, db, net_id, sql_id, sql_time};
 use crate::storage::StorageResult;
-use crate::storage::suspension::{SuspensionRecord, SuspensionStorage, SuspensionTarget};
+use crate::storage::suspension::{
+    SuspensionRecord, SuspensionStorage, SuspensionTarget, effective_suspension,
+};
 
 /// Deletes the suspensions of deleted accounts and removed devices.
 const DROP_GONE: &str = "DELETE FROM suspensions WHERE \
      (kind = 'account' AND target_id NOT IN (SELECT id FROM accounts)) \
      OR (kind = 'device' AND target_id NOT IN (SELECT id FROM devices WHERE removed = 0))";
-
-fn key(target: SuspensionTarget) -> (&'static str, i64) {
-    match target {
-        SuspensionTarget::Account(id) => ("account", id),
-        SuspensionTarget::Device(id) => ("device", sql_id(id)),
-    }
-}
 
 #[async_trait::async_trait]
 impl SuspensionStorage for SqliteStorage {
@@ -27,7 +22,7 @@ impl SuspensionStorage for SqliteStorage {
         now_ms: u64,
     ) -> StorageResult<bool> {
         blocking(|| {
-            let (kind, id) = key(target);
+            let (kind, id) = target.key();
             self.with_tx(|tx| {
                 let n = tx
                     .execute(
@@ -43,7 +38,7 @@ impl SuspensionStorage for SqliteStorage {
 
     async fn unsuspend(&self, target: SuspensionTarget) -> StorageResult<bool> {
         blocking(|| {
-            let (kind, id) = key(target);
+            let (kind, id) = target.key();
             self.with_tx(|tx| {
                 let n = tx
                     .execute(
@@ -72,13 +67,8 @@ impl SuspensionStorage for SqliteStorage {
                 let rows = statement
                     .query_map([], |r| {
                         let kind: String = r.get(0)?;
-                        let id: i64 = r.get(1)?;
                         Ok(SuspensionRecord {
-                            target: if kind == "account" {
-                                SuspensionTarget::Account(id)
-                            } else {
-                                SuspensionTarget::Device(net_id(id))
-                            },
+                            target: SuspensionTarget::from_key(&kind, r.get(1)?),
                             username: r.get(2)?,
                             created_by: r.get(3)?,
                             created_at_ms: net_id(r.get(4)?),
@@ -109,13 +99,11 @@ impl SuspensionStorage for SqliteStorage {
                 .map_err(db)?
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(db)?;
-            Ok(if kinds.iter().any(|k| k == "account") {
-                Some(SuspensionTarget::Account(account_id))
-            } else if kinds.is_empty() {
-                None
-            } else {
-                Some(SuspensionTarget::Device(device_id))
-            })
+            Ok(effective_suspension(
+                account_id,
+                device_id,
+                kinds.iter().map(String::as_str),
+            ))
         })
     }
 }
