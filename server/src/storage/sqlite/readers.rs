@@ -47,6 +47,7 @@ impl Readers {
             conn.pragma_update(None, "query_only", "ON")?;
             conn.busy_timeout(Duration::from_secs(5))?;
             conn.set_prepared_statement_cache_capacity(statement_cache);
+            super::stable_plans(&conn)?;
             connections.push(Mutex::new(conn));
         }
         Ok(Self {
@@ -113,6 +114,16 @@ mod tests {
         assert!(readers.try_get().is_none());
         drop(second);
         assert!(readers.try_get().is_some());
+    }
+
+    #[test]
+    fn readers_keep_their_query_plans_across_bindings() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite3");
+        drop(rusqlite::Connection::open(&path).unwrap());
+        let readers = Readers::open(&path, 1, 8).unwrap();
+        let qpsg = rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG;
+        assert!(readers.get().unwrap().db_config(qpsg).unwrap());
     }
 
     #[test]
