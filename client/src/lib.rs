@@ -99,6 +99,8 @@ mod sessions;
 mod shown;
 mod store;
 mod sync;
+#[cfg(test)]
+mod test_fixtures;
 mod this_device;
 mod tls;
 pub mod totp;

@@ -3,36 +3,16 @@
 
 use std::collections::BTreeSet;
 
-use ed25519_dalek::SigningKey;
 use microbot_crypto::IdentityKeyPair;
 use microbot_crypto::prekeys::PreKeyBundle;
 
 use super::*;
-use crate::prekeys;
 use crate::store::Store;
 
-fn us() -> ThisDevice {
-    ThisDevice {
-        identity: IdentityKeyPair::generate(&mut rand::rng()),
-        device_key: SigningKey::from_bytes(&[3; 32]),
-        username: "alice".into(),
-        device_id: 1,
-    }
-}
+use crate::test_fixtures::{alice_device as us, bundle};
 
 fn store() -> (tempfile::TempDir, Store) {
     crate::store::temporary()
-}
-
-/// A bundle of a device of the account with identity `identity`.
-fn bundle(identity: &IdentityKeyPair) -> PreKeyBundle {
-    let keys = prekeys::initial(identity);
-    PreKeyBundle {
-        identity: *identity.public(),
-        signed_prekey: keys.latest_signed().expect("signed").public().clone(),
-        one_time_prekey: None,
-        kem_prekey: keys.latest_kem().map(|k| k.public().clone()),
-    }
 }
 
 fn trusted(identity: &IdentityKeyPair) -> Contact {

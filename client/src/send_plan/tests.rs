@@ -3,7 +3,6 @@
 //! because the device set changed. No server, no connection: the tests
 //! play the shell, applying real prekey bundles where a fetch would.
 
-use ed25519_dalek::SigningKey;
 use microbot_crypto::IdentityKeyPair;
 use microbot_crypto::prekeys::PreKeyBundle;
 
@@ -12,31 +11,12 @@ use crate::device_lists::Checked;
 use crate::device_sessions::{Known, Verdict, apply_bundles};
 use crate::groups::{GROUP_RECORD_VERSION, GroupRecord, MemberRecord};
 use crate::now_ms;
-use crate::prekeys;
 use crate::store::{Contact, Store};
 use crate::this_device::ThisDevice;
 
 const REFRESH: Duration = Duration::from_secs(600);
 
-fn us() -> ThisDevice {
-    ThisDevice {
-        identity: IdentityKeyPair::generate(&mut rand::rng()),
-        device_key: SigningKey::from_bytes(&[3; 32]),
-        username: "alice".into(),
-        device_id: 1,
-    }
-}
-
-/// A bundle of a device of the account with identity `identity`.
-fn bundle(identity: &IdentityKeyPair) -> PreKeyBundle {
-    let keys = prekeys::initial(identity);
-    PreKeyBundle {
-        identity: *identity.public(),
-        signed_prekey: keys.latest_signed().expect("signed").public().clone(),
-        one_time_prekey: None,
-        kem_prekey: keys.latest_kem().map(|k| k.public().clone()),
-    }
-}
+use crate::test_fixtures::{alice_device as us, bundle};
 
 /// One identity per account name, the same at every fetch.
 fn identity_of(username: &str) -> IdentityKeyPair {
