@@ -247,7 +247,14 @@ mod tests {
             machine_busy: 0.5,
         };
         assert_eq!(cost.cap(4), cpu_cap(4, 1700.0));
-        assert_eq!(CpuCost { server_us: None, ..cost }.cap(2), None);
+        assert_eq!(
+            CpuCost {
+                server_us: None,
+                ..cost
+            }
+            .cap(2),
+            None
+        );
     }
 
     #[test]

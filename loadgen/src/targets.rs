@@ -211,8 +211,7 @@ pub fn server_checks(f: &ServerFigures) -> Vec<Check> {
         ),
     }
     .explained_by(f.logins_cpu.as_ref(), f.cpus, "login", "logins/s");
-    let per_msg =
-        |check: Check| check.explained_by(f.server_cpu.as_ref(), f.cpus, "msg", "msg/s");
+    let per_msg = |check: Check| check.explained_by(f.server_cpu.as_ref(), f.cpus, "msg", "msg/s");
     vec![
         per_msg(ratio_check(
             format!("(a) saturation ≥ {MOSQUITTO_FACTOR}× mosquitto (QoS 1)"),
