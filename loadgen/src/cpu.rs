@@ -238,7 +238,7 @@ mod tests {
     fn the_cap_is_cpus_over_the_cost_of_one_unit() {
         // 2 CPUs, 1000 + 700 µs per login: 2e6 / 1700 ≈ 1176.5 logins/s.
         let cap = cpu_cap(2, 1700.0).unwrap();
-        assert!((cap - 1176.470_588).abs() < 1e-3, "{cap}");
+        assert!((cap - 1_176.470_588).abs() < 1e-3, "{cap}");
         assert_eq!(cpu_cap(2, 0.0), None);
         assert_eq!(cpu_cap(0, 1700.0), None);
         let cost = CpuCost {

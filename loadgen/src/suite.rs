@@ -589,3 +589,28 @@ pub async fn run(config: &SuiteConfig) -> LoadResult<SuiteReport> {
     drop(server);
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_login_note_gives_the_cpu_then_the_failures() {
+        let cpu = CpuCost {
+            server_us: Some(1040.0),
+            loadgen_us: 760.0,
+            machine_busy: 1.0,
+        };
+        let mut report = LoginsReport::default();
+        assert_eq!(
+            login_note(&report, &cpu),
+            "CPU µs/login: server 1040, loadgen 760; machine 100% busy"
+        );
+        report.failures = 2;
+        report.first_error = Some("timed out".into());
+        assert_eq!(
+            login_note(&report, &cpu),
+            "CPU µs/login: server 1040, loadgen 760; machine 100% busy; 2 failed: timed out"
+        );
+    }
+}
