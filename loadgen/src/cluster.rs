@@ -27,6 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::balancer::Balancer;
+use crate::cpu::{MachineJiffies, per_unit_us};
 use crate::driver::{DriveConfig, DriveReport};
 use crate::error::{LoadError, LoadResult};
 use crate::footprint::{self, Footprint};
@@ -140,9 +141,7 @@ impl CpuSplit {
 
     /// Microseconds of `cpu` per delivered message.
     fn per_message(cpu: Duration, delivered: u64) -> f64 {
-        #[allow(clippy::cast_precision_loss)]
-        let n = delivered.max(1) as f64;
-        cpu.as_secs_f64() * 1e6 / n
+        per_unit_us(cpu, delivered)
     }
 
     /// "CPU µs/msg: nodes …, postgres …, redis …, loadgen …; machine …% busy".
@@ -160,21 +159,6 @@ impl CpuSplit {
     }
 }
 
-/// `(busy, iowait, total)` jiffies of all CPUs, from `/proc/stat`.
-fn machine_jiffies() -> Option<(u64, u64, u64)> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
-    let v: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|f| f.parse().ok())
-        .collect();
-    // user nice system idle iowait irq softirq steal (guest is in user).
-    let get = |i: usize| v.get(i).copied().unwrap_or(0);
-    let busy = get(0) + get(1) + get(2) + get(5) + get(6) + get(7);
-    Some((busy, get(4), busy + get(3) + get(4)))
-}
-
 /// CPU counters at the start of a run.
 struct CpuSampler {
     nodes: Vec<u32>,
@@ -182,7 +166,7 @@ struct CpuSampler {
     postgres: HashMap<u32, Duration>,
     redis: HashMap<u32, Duration>,
     loadgen: Duration,
-    machine: Option<(u64, u64, u64)>,
+    machine: Option<MachineJiffies>,
     started: Instant,
 }
 
@@ -202,22 +186,15 @@ impl CpuSampler {
             postgres: cpu_times_named("postgres"),
             redis: cpu_times_named("redis-server"),
             loadgen: cpu_time(std::process::id()).unwrap_or_default(),
-            machine: machine_jiffies(),
+            machine: MachineJiffies::now(),
             started: Instant::now(),
         }
     }
 
     fn finish(self) -> CpuSplit {
         let nodes: Duration = self.nodes.iter().filter_map(|p| cpu_time(*p)).sum();
-        let (machine_busy, machine_iowait) = match (self.machine, machine_jiffies()) {
-            #[allow(clippy::cast_precision_loss)]
-            (Some((b0, w0, t0)), Some((b1, w1, t1))) if t1 > t0 => {
-                let total = (t1 - t0) as f64;
-                (
-                    b1.saturating_sub(b0) as f64 / total,
-                    w1.saturating_sub(w0) as f64 / total,
-                )
-            }
+        let (machine_busy, machine_iowait) = match (self.machine, MachineJiffies::now()) {
+            (Some(start), Some(end)) => start.shares_until(&end),
             _ => (0.0, 0.0),
         };
         CpuSplit {

@@ -26,7 +26,8 @@
 //! Supporting modules: [`wire`] (transport client), [`provision`] (accounts
 //! with real TOTP codes), [`driver`] (the send/receive/ack engine),
 //! [`payload`] (timestamped messages), [`stats`] (percentiles, table),
-//! [`procs`] (child processes, RSS).
+//! [`procs`] (child processes, RSS), [`cpu`] (CPU per unit of work, the
+//! cap it puts on this machine).
 //!
 //! Not owned here: the server and the SDK being measured.
 #![forbid(unsafe_code)]
@@ -43,6 +44,7 @@ pub mod amqp;
 pub mod amqp;
 pub mod balancer;
 pub mod cluster;
+pub mod cpu;
 pub mod driver;
 pub mod error;
 pub mod fanout;

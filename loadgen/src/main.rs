@@ -15,6 +15,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use microbot_client::Transport;
 use microbot_loadgen::cluster::{self, ClusterConfig};
+use microbot_loadgen::cpu::CpuMeter;
 use microbot_loadgen::driver::{DriveConfig, DriveReport};
 use microbot_loadgen::procs::{self, QuicProcess};
 use microbot_loadgen::provision::{provision, run_prefix};
@@ -442,21 +443,21 @@ async fn run(cli: Cli) -> LoadResult<Vec<Row>> {
             concurrency,
             devices,
         } => {
-            let (target, _server) = target(&t).await?;
+            let (target, server) = target(&t).await?;
             let endpoints = Arc::new(Endpoints::new(&target, CLIENT_ENDPOINTS)?);
             let creds =
                 provision(&endpoints, &run_prefix(), devices.max(1), SETUP_CONCURRENCY).await?;
+            // The server's CPU is known only when this tool started it.
+            let meter = CpuMeter::start(server.as_ref().map(|s| s.child.pid()));
             let mut r = logins::run(&endpoints, &creds, total, concurrency).await?;
+            let cpu = meter.finish().per_unit(r.logins);
             endpoints.close().await;
             Ok(vec![Row {
                 workload: format!("(d) {total} handshakes + logins, {concurrency} in flight"),
                 target: "microbot-server".into(),
                 value: format!("{:.0} logins/s", r.rate()),
                 latency: r.latency.summary(),
-                note: r
-                    .first_error
-                    .map(|e| format!("{} failed: {e}", r.failures))
-                    .unwrap_or_default(),
+                note: suite::login_note(&r, &cpu),
             }])
         }
         Command::Relay {

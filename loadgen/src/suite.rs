@@ -7,6 +7,9 @@
 //! Also the building blocks the CLI subcommands share: provisioning and
 //! logging in devices for a workload on a given target.
 //!
+//! Rows (a) saturation, (b) and (d) carry the CPU used meanwhile by the
+//! server, this load generator and the machine, per unit of work (cpu.rs).
+//!
 //! Not owned here: the workloads themselves.
 
 use std::path::PathBuf;
@@ -16,6 +19,7 @@ use std::time::Duration;
 use ed25519_dalek::SigningKey;
 use microbot_client::Transport;
 
+use crate::cpu::{CpuCost, CpuMeter, available_cpus};
 use crate::driver::{DriveConfig, DriveReport};
 use crate::error::{LoadError, LoadResult};
 use crate::idle::IdleReport;
@@ -191,6 +195,15 @@ fn incomplete(report: &DriveReport) -> String {
     }
 }
 
+/// The note of a (d) row: the CPU per login, then the failures if any.
+pub fn login_note(report: &LoginsReport, cpu: &CpuCost) -> String {
+    let mut note = cpu.describe("login");
+    if let Some(e) = &report.first_error {
+        note.push_str(&format!("; {} failed: {e}", report.failures));
+    }
+    note
+}
+
 fn log(line: &str) {
     eprintln!("[suite] {line}");
 }
@@ -235,7 +248,13 @@ impl SuiteReport {
 /// The first workload that cannot run at all (a workload that runs but
 /// loses messages is reported in its row instead).
 pub async fn run(config: &SuiteConfig) -> LoadResult<SuiteReport> {
-    let mut out = SuiteReport::default();
+    let mut out = SuiteReport {
+        figures: ServerFigures {
+            cpus: available_cpus(),
+            ..ServerFigures::default()
+        },
+        ..SuiteReport::default()
+    };
     let drive = DriveConfig {
         window: config.window,
         ..DriveConfig::default()
@@ -380,7 +399,15 @@ pub async fn run(config: &SuiteConfig) -> LoadResult<SuiteReport> {
         .ok_or(LoadError::Invalid("too few devices"))?;
 
     log("(a) saturation");
-    let mut sat = pairs_on_server(&endpoints, pair_devices, config.messages, &drive).await?;
+    let server_pid = Some(server.child.pid());
+    let channels = login_all(&endpoints, pair_devices, SETUP_CONCURRENCY).await?;
+    let ids: Vec<u64> = pair_devices.iter().map(|d| d.device_id).collect();
+    let meter = CpuMeter::start(server_pid);
+    let mut sat = pairs::run(channels, &ids, config.messages, &drive).await?;
+    let sat_cpu = meter.finish().per_unit(sat.delivered);
+    if sat.complete() {
+        out.figures.server_cpu = Some(sat_cpu);
+    }
     let sat_rate = sat.delivered_rate();
     out.figures.server_rate = complete_rate(&sat);
     let of_floor = pct(sat_rate, floor.delivered_rate());
@@ -393,6 +420,7 @@ pub async fn run(config: &SuiteConfig) -> LoadResult<SuiteReport> {
             ));
         }
     }
+    note.push_str(&format!("; {}", sat_cpu.describe("msg")));
     note.push_str(&incomplete(&sat));
     out.rows.push(Row {
         workload: format!("{shape}, saturation"),
@@ -425,8 +453,12 @@ pub async fn run(config: &SuiteConfig) -> LoadResult<SuiteReport> {
             continue;
         };
         log(&format!("(b) fan-out to {size}"));
-        let mut r =
-            fanout_on_server(&endpoints, members, *messages, config.group_senders, &drive).await?;
+        let channels = login_all(&endpoints, members, SETUP_CONCURRENCY).await?;
+        let names: Vec<String> = members.iter().map(|d| d.username.clone()).collect();
+        // Counted from the group's creation (fanout::run creates it) to its last delivery.
+        let meter = CpuMeter::start(server_pid);
+        let mut r = fanout::run(channels, &names, *messages, config.group_senders, &drive).await?;
+        let cpu = meter.finish().per_unit(r.delivered);
         let latency = r.latency.summary();
         if *size == targets::BIG_GROUP && r.complete() {
             out.figures.big_group_p50 = latency.map(|s| s.p50);
@@ -439,7 +471,12 @@ pub async fn run(config: &SuiteConfig) -> LoadResult<SuiteReport> {
             target: "microbot-server".into(),
             value: rate(r.delivered_rate(), "deliveries/s"),
             latency,
-            note: format!("{:.0} group msgs/s{}", r.send_rate(), incomplete(&r)),
+            note: format!(
+                "{:.0} group msgs/s; {}{}",
+                r.send_rate(),
+                cpu.describe("delivery"),
+                incomplete(&r)
+            ),
         });
     }
 
@@ -490,6 +527,7 @@ pub async fn run(config: &SuiteConfig) -> LoadResult<SuiteReport> {
 
     log("(d) handshakes + logins");
     let login_devices = devices.get(..devices.len().min(200)).unwrap_or(&devices);
+    let meter = CpuMeter::start(server_pid);
     let mut l: LoginsReport = logins::run(
         &endpoints,
         login_devices,
@@ -497,9 +535,11 @@ pub async fn run(config: &SuiteConfig) -> LoadResult<SuiteReport> {
         config.login_concurrency,
     )
     .await?;
+    let login_cpu = meter.finish().per_unit(l.logins);
     let login_rate = l.rate();
     if l.first_error.is_none() {
         out.figures.logins_rate = Some(login_rate);
+        out.figures.logins_cpu = Some(login_cpu);
     }
     out.rows.push(Row {
         workload: format!(
@@ -509,11 +549,7 @@ pub async fn run(config: &SuiteConfig) -> LoadResult<SuiteReport> {
         target: "microbot-server".into(),
         value: rate(login_rate, "logins/s"),
         latency: l.latency.summary(),
-        note: l
-            .first_error
-            .as_ref()
-            .map(|e| format!("{} failed: {e}", l.failures))
-            .unwrap_or_default(),
+        note: login_note(&l, &login_cpu),
     });
 
     if config.sdk_devices > 0 {
@@ -552,4 +588,29 @@ pub async fn run(config: &SuiteConfig) -> LoadResult<SuiteReport> {
     endpoints.close().await;
     drop(server);
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_login_note_gives_the_cpu_then_the_failures() {
+        let cpu = CpuCost {
+            server_us: Some(1040.0),
+            loadgen_us: 760.0,
+            machine_busy: 1.0,
+        };
+        let mut report = LoginsReport::default();
+        assert_eq!(
+            login_note(&report, &cpu),
+            "CPU µs/login: server 1040, loadgen 760; machine 100% busy"
+        );
+        report.failures = 2;
+        report.first_error = Some("timed out".into());
+        assert_eq!(
+            login_note(&report, &cpu),
+            "CPU µs/login: server 1040, loadgen 760; machine 100% busy; 2 failed: timed out"
+        );
+    }
 }

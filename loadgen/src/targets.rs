@@ -4,10 +4,15 @@
 //! met or missed. Every comparison is against a reference measured in the
 //! same run, on the same machine, at the same moment.
 //!
+//! A missed target measured on a saturated machine carries the CPU cap
+//! behind it (cpu.rs).
+//!
 //! Not owned here: measuring the figures (suite.rs, cluster.rs).
 
 use std::fmt::Write as _;
 use std::time::Duration;
+
+use crate::cpu::CpuCost;
 
 /// Workload (a) at saturation: at least this many times mosquitto's rate.
 pub const MOSQUITTO_FACTOR: f64 = 2.0;
@@ -63,6 +68,44 @@ pub struct Check {
     pub measured: String,
     /// Met, missed or not measured.
     pub verdict: Verdict,
+    /// Why a missed target cannot be met on this machine, when a
+    /// measurement says so (e.g. it was CPU-bound); printed after the verdict.
+    pub explanation: Option<String>,
+}
+
+impl Check {
+    /// A check without an explanation.
+    fn new(target: String, measured: String, verdict: Verdict) -> Self {
+        Self {
+            target,
+            measured,
+            verdict,
+            explanation: None,
+        }
+    }
+
+    /// The verdict cell: the label, then the explanation if any.
+    pub fn verdict_cell(&self) -> String {
+        match &self.explanation {
+            Some(why) => format!("{}; {why}", self.verdict.label()),
+            None => self.verdict.label(),
+        }
+    }
+
+    /// `self`, with `cost`'s CPU-bound explanation attached when the
+    /// target was missed and the machine was saturated (cpu.rs).
+    fn explained_by(
+        mut self,
+        cost: Option<&CpuCost>,
+        cpus: usize,
+        unit: &str,
+        rate_unit: &str,
+    ) -> Self {
+        if self.verdict == Verdict::Missed {
+            self.explanation = cost.and_then(|c| c.explain(cpus, unit, rate_unit));
+        }
+        self
+    }
 }
 
 /// `value ≥ factor × reference`, shown as a ratio.
@@ -77,41 +120,41 @@ fn ratio_check(
     match (value, reference) {
         (Some(v), Some(r)) if r > 0.0 => {
             let ratio = v / r;
-            Check {
+            Check::new(
                 target,
-                measured: format!("{v:.0} / {r:.0} {unit} = {ratio:.2}×"),
-                verdict: if ratio >= factor {
+                format!("{v:.0} / {r:.0} {unit} = {ratio:.2}×"),
+                if ratio >= factor {
                     Verdict::Met
                 } else {
                     Verdict::Missed
                 },
-            }
+            )
         }
-        _ => Check {
+        _ => Check::new(
             target,
-            measured: String::new(),
-            verdict: Verdict::NotMeasured(missing.to_owned()),
-        },
+            String::new(),
+            Verdict::NotMeasured(missing.to_owned()),
+        ),
     }
 }
 
 /// `value < limit` for a latency.
 fn below(target: String, value: Option<Duration>, limit: Duration, missing: &str) -> Check {
     match value {
-        Some(v) => Check {
+        Some(v) => Check::new(
             target,
-            measured: format!("{:.2} ms", v.as_secs_f64() * 1e3),
-            verdict: if v < limit {
+            format!("{:.2} ms", v.as_secs_f64() * 1e3),
+            if v < limit {
                 Verdict::Met
             } else {
                 Verdict::Missed
             },
-        },
-        None => Check {
+        ),
+        None => Check::new(
             target,
-            measured: String::new(),
-            verdict: Verdict::NotMeasured(missing.to_owned()),
-        },
+            String::new(),
+            Verdict::NotMeasured(missing.to_owned()),
+        ),
     }
 }
 
@@ -133,6 +176,12 @@ pub struct ServerFigures {
     pub logins_rate: Option<f64>,
     /// Workload (b), group of [`BIG_GROUP`]: p50 delivery.
     pub big_group_p50: Option<Duration>,
+    /// Workload (a) at saturation on microbot-server: CPU per delivered message.
+    pub server_cpu: Option<CpuCost>,
+    /// Workload (d): CPU per login.
+    pub logins_cpu: Option<CpuCost>,
+    /// CPUs of this machine (`cpu::available_cpus`), for the CPU caps.
+    pub cpus: usize,
 }
 
 /// The server targets of issue 17, in the issue's order.
@@ -146,31 +195,33 @@ pub fn server_checks(f: &ServerFigures) -> Vec<Check> {
         }
     };
     let logins = match f.logins_rate {
-        Some(rate) => Check {
-            target: format!("(d) ≥ {LOGINS_PER_SECOND:.0} handshakes + logins/s"),
-            measured: format!("{rate:.0} logins/s"),
-            verdict: if rate >= LOGINS_PER_SECOND {
+        Some(rate) => Check::new(
+            format!("(d) ≥ {LOGINS_PER_SECOND:.0} handshakes + logins/s"),
+            format!("{rate:.0} logins/s"),
+            if rate >= LOGINS_PER_SECOND {
                 Verdict::Met
             } else {
                 Verdict::Missed
             },
-        },
-        None => Check {
-            target: format!("(d) ≥ {LOGINS_PER_SECOND:.0} handshakes + logins/s"),
-            measured: String::new(),
-            verdict: Verdict::NotMeasured("logins failed".to_owned()),
-        },
-    };
+        ),
+        None => Check::new(
+            format!("(d) ≥ {LOGINS_PER_SECOND:.0} handshakes + logins/s"),
+            String::new(),
+            Verdict::NotMeasured("logins failed".to_owned()),
+        ),
+    }
+    .explained_by(f.logins_cpu.as_ref(), f.cpus, "login", "logins/s");
+    let per_msg = |check: Check| check.explained_by(f.server_cpu.as_ref(), f.cpus, "msg", "msg/s");
     vec![
-        ratio_check(
+        per_msg(ratio_check(
             format!("(a) saturation ≥ {MOSQUITTO_FACTOR}× mosquitto (QoS 1)"),
             f.server_rate,
             f.mosquitto_rate,
             MOSQUITTO_FACTOR,
             "msg/s",
             &not_ran("mosquitto"),
-        ),
-        ratio_check(
+        )),
+        per_msg(ratio_check(
             format!(
                 "(a) saturation ≥ {:.0} % of the plain relay",
                 RELAY_SHARE * 100.0
@@ -180,7 +231,7 @@ pub fn server_checks(f: &ServerFigures) -> Vec<Check> {
             RELAY_SHARE,
             "msg/s",
             &not_ran("relay"),
-        ),
+        )),
         below(
             format!(
                 "(a) p99 at ½ of saturation < {} ms",
@@ -190,7 +241,7 @@ pub fn server_checks(f: &ServerFigures) -> Vec<Check> {
             HALF_LOAD_P99,
             "half-load run incomplete",
         ),
-        ratio_check(
+        per_msg(ratio_check(
             format!(
                 "(a) saturation ≥ {DURABLE_FACTOR}× the durable peer (RabbitMQ quorum queues + confirms)"
             ),
@@ -199,7 +250,7 @@ pub fn server_checks(f: &ServerFigures) -> Vec<Check> {
             DURABLE_FACTOR,
             "msg/s",
             &not_ran("RabbitMQ"),
-        ),
+        )),
         logins,
         below(
             format!(
@@ -228,24 +279,24 @@ pub struct ClusterFigures {
 /// The cluster targets of issue 17.
 pub fn cluster_checks(f: &ClusterFigures) -> Vec<Check> {
     let cpu = match f.shared_cpu_us {
-        Some(us) => Check {
-            target: format!(
+        Some(us) => Check::new(
+            format!(
                 "1 node on PostgreSQL + Redis: CPU (node + PostgreSQL + Redis) ≤ {CLUSTER_CPU_US:.0} µs per delivered message"
             ),
-            measured: format!("{us:.0} µs/msg"),
-            verdict: if us <= CLUSTER_CPU_US {
+            format!("{us:.0} µs/msg"),
+            if us <= CLUSTER_CPU_US {
                 Verdict::Met
             } else {
                 Verdict::Missed
             },
-        },
-        None => Check {
-            target: format!(
+        ),
+        None => Check::new(
+            format!(
                 "1 node on PostgreSQL + Redis: CPU (node + PostgreSQL + Redis) ≤ {CLUSTER_CPU_US:.0} µs per delivered message"
             ),
-            measured: String::new(),
-            verdict: Verdict::NotMeasured("no complete 1-node PostgreSQL + Redis run".to_owned()),
-        },
+            String::new(),
+            Verdict::NotMeasured("no complete 1-node PostgreSQL + Redis run".to_owned()),
+        ),
     };
     let missing = match (f.embedded_rate, f.shared_rate) {
         (None, _) => "no complete SQLite run (--no-sqlite?)",
@@ -276,7 +327,7 @@ pub fn render(title: &str, checks: &[Check]) -> String {
             "| {} | {} | {} |",
             c.target,
             c.measured,
-            c.verdict.label()
+            c.verdict_cell()
         );
     }
     let count = |f: fn(&Verdict) -> bool| checks.iter().filter(|c| f(&c.verdict)).count();
@@ -314,6 +365,7 @@ mod tests {
             half_load_p99: ms(5),
             logins_rate: Some(2000.0),
             big_group_p50: ms(100),
+            ..ServerFigures::default()
         };
         assert_eq!(
             verdicts(&server_checks(&f)),
@@ -331,6 +383,69 @@ mod tests {
             verdicts(&server_checks(&f)),
             ["MISSED", "MISSED", "met", "MISSED", "MISSED", "met"]
         );
+    }
+
+    fn saturated(server_us: f64, loadgen_us: f64, busy: f64) -> Option<CpuCost> {
+        Some(CpuCost {
+            server_us: Some(server_us),
+            loadgen_us,
+            machine_busy: busy,
+        })
+    }
+
+    #[test]
+    fn a_missed_target_on_a_saturated_machine_says_what_caps_it() {
+        let f = ServerFigures {
+            server_rate: Some(24_492.0),
+            mosquitto_rate: Some(36_146.0),
+            relay_rate: Some(40_000.0),
+            logins_rate: Some(1100.0),
+            server_cpu: saturated(50.0, 30.0, 0.97),
+            logins_cpu: saturated(1000.0, 700.0, 0.95),
+            cpus: 2,
+            ..ServerFigures::default()
+        };
+        let checks = server_checks(&f);
+        // Missed and saturated: explained, 2e6 / (1000 + 700) = 1176.
+        assert_eq!(checks[4].verdict, Verdict::Missed);
+        assert_eq!(
+            checks[4].verdict_cell(),
+            "MISSED; CPU-bound: server 1000 µs + loadgen 700 µs per login on 2 CPUs \
+             caps this machine at 1176 logins/s"
+        );
+        // (a) vs mosquitto, missed: per message, 2e6 / 80 = 25 000.
+        assert_eq!(
+            checks[0].explanation.as_deref(),
+            Some(
+                "CPU-bound: server 50 µs + loadgen 30 µs per msg on 2 CPUs \
+                 caps this machine at 25000 msg/s"
+            )
+        );
+        // (a) vs the relay was met (0.61 ≥ 0.35): nothing to explain.
+        assert_eq!(checks[1].verdict, Verdict::Met);
+        assert_eq!(checks[1].explanation, None);
+        // Not measured (no RabbitMQ): nothing to explain either.
+        assert_eq!(checks[3].explanation, None);
+        let text = render("targets", &checks);
+        assert!(
+            text.contains("| 1100 logins/s | MISSED; CPU-bound: server 1000 µs"),
+            "{text}"
+        );
+
+        // Missed on a machine below 90 % busy: not CPU-bound, no explanation.
+        let idle = ServerFigures {
+            logins_cpu: saturated(1000.0, 700.0, 0.89),
+            ..f.clone()
+        };
+        let checks = server_checks(&idle);
+        assert_eq!(checks[4].explanation, None);
+        assert_eq!(checks[4].verdict_cell(), "MISSED");
+        // Met on a saturated machine: nothing to explain.
+        let met = ServerFigures {
+            logins_rate: Some(2500.0),
+            ..f
+        };
+        assert_eq!(server_checks(&met)[4].explanation, None);
     }
 
     #[test]
