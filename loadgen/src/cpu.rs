@@ -19,6 +19,11 @@ use crate::procs::cpu_time;
 /// (share of all CPUs) over it.
 pub const SATURATED_BUSY: f64 = 0.90;
 
+/// A saturated run is CPU-bound on the server and load generator only
+/// when its rate reaches at least this share of what their CPU cost
+/// allows; below it, other processes took the machine.
+pub const OWN_SHARE: f64 = 0.80;
+
 /// Microseconds of `cpu` per unit of work (`units` of zero count as one,
 /// so nothing divides by zero).
 pub fn per_unit_us(cpu: Duration, units: u64) -> f64 {
@@ -197,14 +202,30 @@ impl CpuCost {
 
     /// When the machine was saturated: "CPU-bound: server X µs + loadgen
     /// Y µs per login on 2 CPUs caps this machine at Z logins/s" (`unit`
-    /// "login", `rate_unit` "logins/s"); `None` otherwise or without the
-    /// server's figure.
-    pub fn explain(&self, cpus: usize, unit: &str, rate_unit: &str) -> Option<String> {
+    /// "login", `rate_unit` "logins/s"). When the `measured` rate is below
+    /// [`OWN_SHARE`] of that cap, the two processes did not fill the
+    /// machine (others did), and the explanation says so instead of
+    /// naming a cap this run did not reach. `None` when the machine was
+    /// not saturated or without the server's figure.
+    pub fn explain(
+        &self,
+        cpus: usize,
+        unit: &str,
+        rate_unit: &str,
+        measured: Option<f64>,
+    ) -> Option<String> {
         if !self.saturated() {
             return None;
         }
         let server = self.server_us?;
         let cap = self.cap(cpus)?;
+        if let Some(rate) = measured.filter(|rate| *rate < OWN_SHARE * cap) {
+            return Some(format!(
+                "machine shared: server + loadgen filled {:.0} % of the CPUs at {rate:.0} \
+                 {rate_unit}, other processes the rest; not a clean measurement",
+                rate / cap * 100.0
+            ));
+        }
         let plural = if cpus == 1 { "CPU" } else { "CPUs" };
         Some(format!(
             "CPU-bound: server {server:.0} µs + loadgen {:.0} µs per {unit} on {cpus} {plural} \
@@ -269,10 +290,19 @@ mod tests {
             "CPU µs/login: server 1010, loadgen 700; machine 98% busy"
         );
         assert_eq!(
-            cost.explain(2, "login", "logins/s").as_deref(),
+            cost.explain(2, "login", "logins/s", Some(1100.0))
+                .as_deref(),
             Some(
                 "CPU-bound: server 1010 µs + loadgen 700 µs per login on 2 CPUs \
                  caps this machine at 1170 logins/s"
+            )
+        );
+        // Far below the cap, the machine went to other processes.
+        assert_eq!(
+            cost.explain(2, "login", "logins/s", Some(585.0)).as_deref(),
+            Some(
+                "machine shared: server + loadgen filled 50 % of the CPUs at 585 \
+                 logins/s, other processes the rest; not a clean measurement"
             )
         );
         // Exactly at the threshold counts; just below does not.
@@ -280,18 +310,18 @@ mod tests {
             machine_busy: SATURATED_BUSY,
             ..cost
         };
-        assert!(at.explain(2, "msg", "msg/s").is_some());
+        assert!(at.explain(2, "msg", "msg/s", None).is_some());
         let below = CpuCost {
             machine_busy: 0.899,
             ..cost
         };
-        assert_eq!(below.explain(2, "msg", "msg/s"), None);
+        assert_eq!(below.explain(2, "msg", "msg/s", None), None);
         // Without the server's figure there is nothing to explain with.
         let unknown = CpuCost {
             server_us: None,
             ..cost
         };
-        assert_eq!(unknown.explain(2, "msg", "msg/s"), None);
+        assert_eq!(unknown.explain(2, "msg", "msg/s", None), None);
         assert_eq!(
             unknown.describe("msg"),
             "CPU µs/msg: server unknown, loadgen 700; machine 98% busy"

@@ -98,11 +98,11 @@ impl Check {
         mut self,
         cost: Option<&CpuCost>,
         cpus: usize,
-        unit: &str,
-        rate_unit: &str,
+        (unit, rate_unit): (&str, &str),
+        measured: Option<f64>,
     ) -> Self {
         if self.verdict == Verdict::Missed {
-            self.explanation = cost.and_then(|c| c.explain(cpus, unit, rate_unit));
+            self.explanation = cost.and_then(|c| c.explain(cpus, unit, rate_unit, measured));
         }
         self
     }
@@ -210,8 +210,20 @@ pub fn server_checks(f: &ServerFigures) -> Vec<Check> {
             Verdict::NotMeasured("logins failed".to_owned()),
         ),
     }
-    .explained_by(f.logins_cpu.as_ref(), f.cpus, "login", "logins/s");
-    let per_msg = |check: Check| check.explained_by(f.server_cpu.as_ref(), f.cpus, "msg", "msg/s");
+    .explained_by(
+        f.logins_cpu.as_ref(),
+        f.cpus,
+        ("login", "logins/s"),
+        f.logins_rate,
+    );
+    let per_msg = |check: Check| {
+        check.explained_by(
+            f.server_cpu.as_ref(),
+            f.cpus,
+            ("msg", "msg/s"),
+            f.server_rate,
+        )
+    };
     vec![
         per_msg(ratio_check(
             format!("(a) saturation ≥ {MOSQUITTO_FACTOR}× mosquitto (QoS 1)"),
