@@ -831,8 +831,8 @@ impl Storage for SqliteStorage {
         after: u64,
         page: FetchPage,
     ) -> StorageResult<(Vec<StoredEnvelope>, bool)> {
-        blocking(|| {
-            let conn = self.read();
+        // A page is bounded (count and bytes) and read by index: a lookup.
+        self.lookup(|conn| {
             let mut stmt = conn
                 .prepare_cached(
                     "SELECT e.id, e.device_id, e.sender_username, e.sender_device_id, e.server_timestamp_ms, \
