@@ -68,21 +68,17 @@ impl Readers {
     /// A free read connection (waiting for one when all are busy), or
     /// `None` when this database has none (in memory).
     pub(super) fn get(&self) -> Option<MutexGuard<'_, Connection>> {
-        let count = self.connections.len();
-        if count == 0 {
+        if self.connections.is_empty() {
             return None;
         }
-        let start = self.next.fetch_add(1, Ordering::Relaxed) % count;
-        let ordered = (0..count).filter_map(|i| self.connections.get((start + i) % count));
-        for conn in ordered {
-            if let Ok(guard) = conn.try_lock() {
-                return Some(guard);
-            }
-        }
-        // A panic while reading leaves nothing half-done: the lock is usable.
-        self.connections
-            .get(start)
-            .map(|conn| conn.lock().unwrap_or_else(PoisonError::into_inner))
+        self.try_get().or_else(|| {
+            // All busy: wait for one. A panic while reading leaves nothing
+            // half-done, so a poisoned lock is usable.
+            let i = self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len();
+            self.connections
+                .get(i)
+                .map(|conn| conn.lock().unwrap_or_else(PoisonError::into_inner))
+        })
     }
 }
 
