@@ -53,6 +53,7 @@ use microbot_protocol::transport::{
 use microbot_server::Config;
 use microbot_server::testing::attachments::UploadsInProgress;
 use microbot_server::testing::auth::devices::login_message;
+use microbot_server::testing::auth::login_records::CountedToday;
 use microbot_server::testing::auth::password::PasswordHasher;
 use microbot_server::testing::bus::BusEvent;
 use microbot_server::testing::bus::local::LocalBus;
@@ -302,6 +303,7 @@ async fn setup(fixture: &Fixture) -> Run {
         metrics: Metrics::default(),
         webhooks: None,
         uploads: UploadsInProgress::default(),
+        counted_today: CountedToday::default(),
         clock: Arc::clone(&clock) as Arc<dyn Clock>,
         rng: Arc::new(SeededRng::new(START_MS)),
         config: fixture.config.clone(),

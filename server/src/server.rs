@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::attachments::UploadsInProgress;
+use crate::auth::login_records::CountedToday;
 use crate::auth::password::{PasswordError, PasswordHasher};
 use crate::backup::{BackupError, DataDirLock, lock_data_dir};
 use crate::bus::Bus;
@@ -344,6 +345,7 @@ impl Server {
             metrics: Metrics::default(),
             webhooks,
             uploads: UploadsInProgress::default(),
+            counted_today: CountedToday::default(),
             clock,
             rng: Arc::new(crate::clock::SystemRng),
             config,
@@ -403,15 +405,28 @@ impl Server {
 
     /// Serves until `shutdown` resolves or a [`ShutdownHandle`] fires, then
     /// drains connections.
+    ///
+    /// The accept loop runs as a task on the runtime's workers, not in the
+    /// caller's future: under `#[tokio::main]` that future is polled on
+    /// the main thread, which every new and every finished connection then
+    /// had to wake (a third thread trading the CPU with the workers; 5 % of
+    /// the server's time in a login storm was that thread parking).
     pub async fn run_until(self, shutdown: impl std::future::Future<Output = ()>) {
         let (handle, rx) = self.handle();
-        let run = self.run(rx);
-        tokio::pin!(run);
-        tokio::select! {
-            () = &mut run => return,
-            () = shutdown => handle.shutdown(),
+        let mut run = tokio::spawn(self.run(rx));
+        let finished = tokio::select! {
+            finished = &mut run => finished,
+            () = shutdown => {
+                handle.shutdown();
+                run.await
+            }
+        };
+        // A panic in the loop stays a panic of this call, as before.
+        if let Err(error) = finished
+            && error.is_panic()
+        {
+            std::panic::resume_unwind(error.into_panic());
         }
-        run.await;
     }
 
     /// A handle to stop the server and the receiver `run` watches.

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use crate::attachments::UploadsInProgress;
+use crate::auth::login_records::CountedToday;
 use crate::auth::password::PasswordHasher;
 use crate::bus::Bus;
 use crate::clock::{Clock, Rng};
@@ -33,6 +34,8 @@ pub struct ServerState {
     pub webhooks: Option<Webhooks>,
     /// Attachments with a running upload stream.
     pub uploads: UploadsInProgress,
+    /// Devices this node has counted as active today (login_records.rs).
+    pub counted_today: CountedToday,
     /// Wall-clock time for every handler (tests drive it).
     pub clock: Arc<dyn Clock>,
     /// Random bytes for every id, token and challenge (tests seed it).

@@ -98,6 +98,11 @@ pub mod auth {
         pub use crate::auth::devices::{Caller, login_message};
     }
 
+    /// What this node remembers of today's logins.
+    pub mod login_records {
+        pub use crate::auth::login_records::CountedToday;
+    }
+
     /// TOTP enrolment.
     pub mod totp {
         pub use crate::auth::totp::{enrolment, new_secret};

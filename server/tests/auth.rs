@@ -399,3 +399,43 @@ async fn every_request_before_login_is_refused() {
     }
     server.stop().await;
 }
+
+/// The last login time is kept to the minute (SPEC.md §12.5): a device
+/// that reconnects within a minute leaves it, one a minute later moves it.
+#[tokio::test(flavor = "multi_thread")]
+async fn last_login_time_is_kept_to_the_minute() {
+    let clock = std::sync::Arc::new(microbot_server::testing::clock::ManualClock::at_system_time());
+    let server = TestServer::start_with_clock(clock.clone(), |_| {}).await;
+    let mut me = new_device(&server, "lena").await;
+    let last_login = |list: response::Result| {
+        let response::Result::DeviceList(list) = list else {
+            panic!("not a device list")
+        };
+        list.devices[0].last_login_ms
+    };
+    let first = last_login(
+        me.client
+            .request(Request::ListDevices(ListDevicesRequest {}))
+            .await,
+    );
+    assert!(first > 0, "the first login is recorded");
+
+    clock.advance(59_000);
+    let mut again = reconnect(&server, me.device_id, &me.key).await;
+    let kept = last_login(
+        again
+            .request(Request::ListDevices(ListDevicesRequest {}))
+            .await,
+    );
+    assert_eq!(kept, first, "a login within the minute leaves it");
+
+    clock.advance(1_000);
+    let mut later = reconnect(&server, me.device_id, &me.key).await;
+    let moved = last_login(
+        later
+            .request(Request::ListDevices(ListDevicesRequest {}))
+            .await,
+    );
+    assert_eq!(moved, first + 60_000, "a login a minute later moves it");
+    server.stop().await;
+}

@@ -15,8 +15,8 @@ use microbot_protocol::transport::{
     second_factor,
 };
 
-use super::AuthError;
 use super::accounts::{check_password, check_password_and_factor, check_second_factor};
+use super::{AuthError, login_records};
 use crate::bus::BusEvent;
 use crate::error::Internal;
 use crate::state::ServerState;
@@ -162,11 +162,28 @@ pub async fn login(
         });
     }
     let now = state.now_ms();
-    // Both writes are issued at once, so the embedded store commits them
-    // in one batch (one fsync) rather than one after the other.
+    // Only writes that change something (login_records.rs); both are
+    // issued at once, so the embedded store commits them in one batch (one
+    // fsync) rather than one after the other.
+    let record = login_records::last_login_due(device.last_login_ms, now);
+    let count = !state.counted_today.contains(device.id, now);
     let (recorded, counted) = tokio::join!(
-        state.storage.record_login(device.id, now),
-        state.storage.record_active(account.id, device.id, now),
+        async {
+            if record {
+                state.storage.record_login(device.id, now).await?;
+            }
+            Ok::<_, crate::storage::StorageError>(())
+        },
+        async {
+            if count {
+                state
+                    .storage
+                    .record_active(account.id, device.id, now)
+                    .await?;
+                state.counted_today.insert(device.id, now);
+            }
+            Ok::<_, crate::storage::StorageError>(())
+        },
     );
     recorded?;
     // Usage analytics (SPEC.md §14.1) never cost a user a login.

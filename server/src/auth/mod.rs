@@ -6,6 +6,7 @@
 pub mod accounts;
 pub mod devices;
 mod error;
+pub mod login_records;
 pub mod password;
 pub mod recovery;
 pub mod totp;
