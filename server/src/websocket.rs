@@ -91,17 +91,13 @@ pub fn close_code(code: ErrorCode) -> u16 {
 }
 
 /// The TLS configuration of the WebSocket listener: the server's own
-/// certificate, TLS 1.3 only, ALPN `http/1.1`, ring provider.
+/// certificate, TLS 1.3 only, ALPN `http/1.1`, the QUIC endpoint's suites
+/// ([`crate::endpoint::tls_config`]).
 ///
 /// # Errors
 /// [`EndpointError::Tls`].
 pub fn tls_acceptor(identity: &ServerIdentity) -> Result<tokio_rustls::TlsAcceptor, EndpointError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_no_client_auth()
-        .with_single_cert(identity.chain.clone(), identity.key.clone_key())?;
-    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tls = crate::endpoint::tls_config(identity, b"http/1.1")?;
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(tls)))
 }
 
