@@ -13,6 +13,7 @@ use crate::config::{AccountConfig, ServerConfig};
 use crate::events::EventSender;
 use crate::store::SharedStore;
 use crate::this_device::ThisDevice;
+use crate::tls::AddressTokens;
 use crate::transport::ConnectionSlot;
 
 /// State shared by the `Account` handle and its background task.
@@ -31,6 +32,9 @@ pub(crate) struct Inner {
     pub(crate) outbox_wake: Notify,
     /// The live connection, while logged in.
     pub(crate) online: ConnectionSlot,
+    /// QUIC address tokens from this account's earlier connections, so a
+    /// reconnect skips the server's Retry (tls.rs).
+    pub(crate) address_tokens: AddressTokens,
     /// Whether the injected upload interruption
     /// ([`crate::fault_injection::interrupt_upload_at`]) happened (it
     /// happens once per account handle).

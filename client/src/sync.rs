@@ -145,11 +145,14 @@ async fn serve(
     let Some(addr) = rotation.address(&inner.server) else {
         return End::Refused("no server address configured".into());
     };
-    let connected = Connection::connect(
+    let connected = Connection::connect_keeping(
         &inner.server,
         addr,
         CLIENT_AGENT,
         inner.config.connect_timeout,
+        // This account's own reconnects spend the address tokens its
+        // earlier connections received (no Retry; SPEC.md §12.12).
+        Some(&inner.address_tokens),
     )
     .await;
     let (conn, mut pushes) = match connected {

@@ -87,6 +87,32 @@ impl ServerCertVerifier for Pinned {
 /// SHA-256 is `server.fingerprint` (SPEC.md §12). Public so tools that speak
 /// raw frames (the conformance runner) pin certificates the same way.
 pub fn quic_client_config(server: &ServerConfig) -> Result<quinn::ClientConfig, TransportError> {
+    quic_client_config_keeping(server, None)
+}
+
+/// The address validation tokens a server hands out (QUIC `NEW_TOKEN`,
+/// SPEC.md §12.12), kept across one account's reconnects so the next
+/// connection skips the server's Retry round trip.
+///
+/// A token links the connection that receives it to the one that spends
+/// it, so only the account's own logged-in connections share a store:
+/// sealed-sender, registration and linking connections each start with
+/// none and keep none (they use [`quic_client_config`]).
+#[derive(Clone, Default)]
+pub(crate) struct AddressTokens(Arc<quinn::TokenMemoryCache>);
+
+impl std::fmt::Debug for AddressTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AddressTokens")
+    }
+}
+
+/// [`quic_client_config`], spending and keeping the tokens in `tokens`
+/// when given (else in a store of its own, dropped with the config).
+pub(crate) fn quic_client_config_keeping(
+    server: &ServerConfig,
+    tokens: Option<&AddressTokens>,
+) -> Result<quinn::ClientConfig, TransportError> {
     let mut tls = pinned_tls_config(server)?;
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
@@ -100,6 +126,9 @@ pub fn quic_client_config(server: &ServerConfig) -> Result<quinn::ClientConfig, 
     }
     transport.mtu_discovery_config(Some(mtu_discovery()));
     config.transport_config(Arc::new(transport));
+    if let Some(AddressTokens(store)) = tokens {
+        config.token_store(Arc::clone(store) as Arc<dyn quinn::TokenStore>);
+    }
     Ok(config)
 }
 

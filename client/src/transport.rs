@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{ServerConfig, Transport};
 use crate::error::TransportError;
-use crate::tls::quic_client_config;
+use crate::tls::{AddressTokens, quic_client_config_keeping};
 use crate::websocket;
 
 mod reader;
@@ -188,21 +188,33 @@ impl Connection {
         client_agent: &str,
         timeout: Duration,
     ) -> Result<(Self, mpsc::UnboundedReceiver<Push>), TransportError> {
+        Self::connect_keeping(server, addr, client_agent, timeout, None).await
+    }
+
+    /// [`Connection::connect`] spending and keeping QUIC address
+    /// validation tokens in `tokens` (for an account's own reconnects
+    /// only: tls.rs [`AddressTokens`]).
+    pub(crate) async fn connect_keeping(
+        server: &ServerConfig,
+        addr: SocketAddr,
+        client_agent: &str,
+        timeout: Duration,
+        tokens: Option<&AddressTokens>,
+    ) -> Result<(Self, mpsc::UnboundedReceiver<Push>), TransportError> {
+        let quic = |timeout| Self::connect_quic(server, addr, client_agent, timeout, tokens);
         match server.transport {
-            Transport::Quic => Self::connect_quic(server, addr, client_agent, timeout).await,
+            Transport::Quic => quic(timeout).await,
             Transport::WebSocket => Self::connect_ws(server, addr, client_agent, timeout).await,
             Transport::Auto if websocket::prefers_websocket(addr) => {
                 match Self::connect_ws(server, addr, client_agent, timeout).await {
                     Ok(connected) => Ok(connected),
-                    Err(error) if error.is_connection_problem() => {
-                        Self::connect_quic(server, addr, client_agent, timeout).await
-                    }
+                    Err(error) if error.is_connection_problem() => quic(timeout).await,
                     Err(error) => Err(error),
                 }
             }
             Transport::Auto => {
                 let quic_timeout = timeout.min(QUIC_FALLBACK_AFTER);
-                match Self::connect_quic(server, addr, client_agent, quic_timeout).await {
+                match quic(quic_timeout).await {
                     Ok(connected) => Ok(connected),
                     Err(TransportError::Connect(quic_error)) => {
                         tracing::debug!(%addr, %quic_error, "QUIC did not answer; trying the WebSocket");
@@ -271,6 +283,7 @@ impl Connection {
         addr: SocketAddr,
         client_agent: &str,
         timeout: Duration,
+        tokens: Option<&AddressTokens>,
     ) -> Result<(Self, mpsc::UnboundedReceiver<Push>), TransportError> {
         let bind: SocketAddr = if addr.is_ipv6() {
             SocketAddr::from(([0u16; 8], 0))
@@ -279,7 +292,7 @@ impl Connection {
         };
         let mut endpoint =
             quinn::Endpoint::client(bind).map_err(|e| TransportError::Connect(e.to_string()))?;
-        endpoint.set_default_client_config(quic_client_config(server)?);
+        endpoint.set_default_client_config(quic_client_config_keeping(server, tokens)?);
         let connecting = endpoint
             .connect(addr, &server.server_name)
             .map_err(|e| TransportError::Connect(e.to_string()))?;

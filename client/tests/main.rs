@@ -8,6 +8,7 @@
 
 use microbot_test_support::sdk as common;
 
+mod address_tokens;
 mod attachments;
 mod bot_from_nothing;
 mod convergence;

@@ -127,6 +127,9 @@ pub struct Metrics {
     pub connections_total: Counter,
     /// Connections refused (deny list, caps).
     pub connections_refused: Counter,
+    /// QUIC Retry packets sent: attempts asked to prove their address
+    /// (those that bring a token from an earlier connection are not).
+    pub quic_retries: Counter,
     /// Open WebSocket connections (also counted in `connections_open`).
     pub websocket_connections_open: Gauge,
     /// WebSocket connections accepted (also counted in `connections_total`).
@@ -179,6 +182,7 @@ impl Default for Metrics {
             connections_open: Gauge::default(),
             connections_total: Counter::default(),
             connections_refused: Counter::default(),
+            quic_retries: Counter::default(),
             websocket_connections_open: Gauge::default(),
             websocket_connections_total: Counter::default(),
             logins_ok: Counter(logins.get_or_create_owned(&[("result", "ok")])),
@@ -202,7 +206,7 @@ impl Default for Metrics {
             registry: Registry::default(),
         };
         let r = &mut metrics.registry;
-        let counters: [(&str, &str, &Counter); 11] = [
+        let counters: [(&str, &str, &Counter); 12] = [
             (
                 "microbot_connections",
                 "Connections accepted (QUIC and WebSocket)",
@@ -212,6 +216,11 @@ impl Default for Metrics {
                 "microbot_connections_refused",
                 "Connections refused by IP rules or caps",
                 &metrics.connections_refused,
+            ),
+            (
+                "microbot_quic_retries",
+                "QUIC Retry packets sent (attempts asked to prove their address)",
+                &metrics.quic_retries,
             ),
             (
                 "microbot_messages_in",

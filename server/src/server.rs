@@ -461,6 +461,7 @@ impl Server {
             return refused(incoming, refusal);
         }
         if !incoming.remote_address_validated() && incoming.may_retry() && limits.wants_retry() {
+            self.state.metrics.quic_retries.inc();
             if let Err(error) = incoming.retry() {
                 error.into_incoming().ignore();
             }

@@ -143,3 +143,59 @@ async fn metrics_and_healthz_are_served_and_move() {
     assert!(body.contains("# TYPE microbot_request_duration_seconds histogram"));
     server.stop().await;
 }
+
+/// Address validation (SPEC.md §12.12): a first connection answers a
+/// Retry and is handed tokens; a reconnect that brings one skips the
+/// Retry; a client with no token (another store) gets a Retry again.
+#[tokio::test]
+async fn a_reconnect_with_an_address_token_skips_the_retry() {
+    let server = TestServer::start_with(|c| {
+        c.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    let metrics = server.metrics_addr.expect("metrics listener bound");
+    let retries = || async move {
+        value(
+            &http_get(metrics, "/metrics").await.1,
+            "microbot_quic_retries_total",
+        )
+    };
+    assert_eq!(retries().await, 0.0);
+    // One client configuration: one token store, as one account keeps.
+    let config = client_config(&server.fingerprint);
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(config);
+    let connect = |endpoint: &quinn::Endpoint| {
+        let connecting = endpoint.connect(server.addr, "localhost").unwrap();
+        async move {
+            tokio::time::timeout(TIMEOUT, connecting)
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    let first = connect(&endpoint).await;
+    // The tokens come in NEW_TOKEN frames after the handshake.
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while first.stats().frame_rx.new_token == 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(first.stats().frame_rx.new_token > 0, "tokens handed out");
+    assert_eq!(
+        retries().await,
+        1.0,
+        "the first connection was sent a Retry"
+    );
+    first.close(0u32.into(), b"bye");
+
+    let second = connect(&endpoint).await;
+    assert_eq!(retries().await, 1.0, "the reconnect spent a token instead");
+    second.close(0u32.into(), b"bye");
+
+    let mut stranger = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    stranger.set_default_client_config(client_config(&server.fingerprint));
+    let third = connect(&stranger).await;
+    assert_eq!(retries().await, 2.0, "no token: a Retry");
+    third.close(0u32.into(), b"bye");
+    server.stop().await;
+}

@@ -26,6 +26,8 @@ pub struct TestServer {
     pub config: ServerConfig,
     /// Its data directory.
     pub dir: tempfile::TempDir,
+    /// Its `/metrics` listener, when the configuration has one.
+    pub metrics_addr: Option<SocketAddr>,
     handle: ShutdownHandle,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -52,12 +54,14 @@ impl TestServer {
         let server = Server::bind(config).await.unwrap();
         let addr = server.local_addr().unwrap();
         let config = ServerConfig::new(addr, server.fingerprint()).unwrap();
+        let metrics_addr = server.metrics_addr();
         let (handle, rx) = server.handle();
         let task = tokio::spawn(server.run(rx));
         Self {
             addr,
             config,
             dir,
+            metrics_addr,
             handle,
             task: Some(task),
         }

@@ -323,6 +323,7 @@ impl Account {
             events: events_tx,
             outbox_wake: Notify::new(),
             online: ConnectionSlot::default(),
+            address_tokens: crate::tls::AddressTokens::default(),
             upload_interrupted: std::sync::atomic::AtomicBool::new(false),
         });
         (
