@@ -11,7 +11,7 @@ use crate::common;
 
 use common::*;
 use microbot_client::store::{
-    Backend, BackendTx, ContactRecord, HistoryEntry, InboundKeyRecord, MemoryBackend,
+    Backend, BackendTx, ContactRecord, GroupEntry, HistoryEntry, InboundKeyRecord, MemoryBackend,
     MessageRecord, OutboxRecord, ReceiptRecord, SendOutcomeRecord, SessionRecord, SharedKeyRecord,
     UploadRecord,
 };
@@ -230,7 +230,7 @@ impl BackendTx for RecordingTx<'_> {
         self.asked("groups");
         self.inner.group(group_id)
     }
-    fn groups(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn groups(&self) -> Result<Vec<GroupEntry>, StoreError> {
         self.asked("groups");
         self.inner.groups()
     }
@@ -313,10 +313,10 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 const SECRET_TEXT: &str = "meet at the north gate at nine";
 const SECRET_REPLY: &str = "the north gate it is";
 
-/// Alice runs on the application's backend with a passphrase, Bob on a
-/// store in memory: texts go both ways and stay in Alice's history, her
-/// account reopens over the same backend (and only with the passphrase),
-/// and the backend never held a message body in the clear.
+/// Alice runs on the application's backend with a passphrase, Bob on one
+/// without: texts go both ways and stay in Alice's history, her account
+/// reopens over the same backend (and only with the passphrase), and her
+/// backend never held a message body in the clear (Bob's, unsealed, did).
 #[tokio::test(flavor = "multi_thread")]
 async fn an_account_runs_on_the_applications_backend_and_it_sees_no_plaintext() {
     let server = TestServer::start().await;
@@ -344,9 +344,19 @@ async fn an_account_runs_on_the_applications_backend_and_it_sees_no_plaintext() 
     )
     .await
     .unwrap();
+    // Bob's backend, without a passphrase, shows the recording would
+    // catch a body in the clear.
+    let bob_seen = Arc::new(Mutex::new(Seen::default()));
+    let bob_store = StoreConfig::from_backend(
+        Recording {
+            inner: MemoryBackend::new(),
+            seen: Arc::clone(&bob_seen),
+        },
+        staging.path().join("bob-uploads"),
+    );
     let (bob, mut bob_events) = try_enrol(
         &server.config,
-        &StoreConfig::in_memory(),
+        &bob_store,
         &mut bob_user,
         IdentitySource::New,
         fast_config(),
@@ -384,27 +394,38 @@ async fn an_account_runs_on_the_applications_backend_and_it_sees_no_plaintext() 
     let history = reopened.history(&to_bob, 10).unwrap();
     assert_eq!(history.len(), 2, "the history is in the backend");
 
-    let seen = seen.lock().unwrap();
-    for table in ["meta", "contacts", "sessions", "messages", "outbox"] {
-        assert!(
-            seen.tables.contains(table),
-            "{table} never used: {:?}",
-            seen.tables
-        );
-    }
-    assert!(seen.contents.len() >= 2, "bodies and payloads were written");
-    for content in &seen.contents {
-        assert_eq!(content.first(), Some(&1), "sealed (version byte 1)");
-    }
-    for blob in &seen.blobs {
-        for plain in [SECRET_TEXT, SECRET_REPLY] {
+    {
+        let seen = seen.lock().unwrap();
+        for table in ["meta", "contacts", "sessions", "messages", "outbox"] {
             assert!(
-                !contains(blob, plain.as_bytes()),
-                "the backend saw {plain:?}"
+                seen.tables.contains(table),
+                "{table} never used: {:?}",
+                seen.tables
             );
         }
+        assert!(seen.contents.len() >= 2, "bodies and payloads were written");
+        for content in &seen.contents {
+            assert_eq!(content.first(), Some(&1), "sealed (version byte 1)");
+        }
+        for blob in &seen.blobs {
+            for plain in [SECRET_TEXT, SECRET_REPLY] {
+                assert!(
+                    !contains(blob, plain.as_bytes()),
+                    "the backend saw {plain:?}"
+                );
+            }
+        }
     }
-    drop(seen);
+    {
+        let bob_seen = bob_seen.lock().unwrap();
+        assert!(
+            bob_seen
+                .contents
+                .iter()
+                .any(|c| contains(c, SECRET_TEXT.as_bytes())),
+            "without a passphrase the body is stored as it is"
+        );
+    }
     bob.disconnect().await;
     server.stop().await;
 }

@@ -201,8 +201,8 @@ pub trait BackendTx: Send {
 
     /// The sealed record of group `group_id`.
     fn group(&self, group_id: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
-    /// Every group: (group id, sealed record).
-    fn groups(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    /// Every group.
+    fn groups(&self) -> Result<Vec<GroupEntry>, StoreError>;
     /// Inserts or replaces the sealed record of group `group_id`.
     fn put_group(&mut self, group_id: &[u8], record: &[u8]) -> Result<(), StoreError>;
     /// Our sealed sender-key state for group `group_id`.
@@ -377,6 +377,16 @@ pub struct SendOutcomeRecord {
     pub failure: Option<String>,
 }
 
+/// A group's sealed record. The key is `group_id`.
+#[non_exhaustive]
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct GroupEntry {
+    /// The group id.
+    pub group_id: Vec<u8>,
+    /// The sealed group record (members, name, keys).
+    pub record: Vec<u8>,
+}
+
 /// One device our sender key for a group went to. The key is
 /// (`group_id`, `username`, `device_id`).
 #[non_exhaustive]
@@ -439,6 +449,7 @@ macro_rules! debug_with_blobs {
 debug_with_blobs!(SessionRecord { username, device_id, used_seq } blobs { state });
 debug_with_blobs!(MessageRecord { seq, conversation, author, kind, sent_at_ms, received_at_ms, shown, author_device } blobs { body });
 debug_with_blobs!(OutboxRecord { seq, destination, created_ms, announce } blobs { payload });
+debug_with_blobs!(GroupEntry { group_id } blobs { record });
 debug_with_blobs!(InboundKeyRecord { username, device_id } blobs { state });
 
 /// A backend the application supplied ([`crate::StoreConfig::from_backend`]):

@@ -52,12 +52,12 @@ impl Tx<'_> {
 
     pub(crate) fn groups(&self) -> Result<Vec<(GroupId, GroupRecord)>, StoreError> {
         let mut rows = self.read()?.groups()?;
-        rows.sort();
+        rows.sort_by(|a, b| a.group_id.cmp(&b.group_id));
         rows.into_iter()
-            .map(|(id, blob)| {
-                let id =
-                    GroupId::from_slice(&id).ok_or(StoreError::Corrupt { what: "group id" })?;
-                Ok((id, self.open_group(&id, &blob)?))
+            .map(|entry| {
+                let id = GroupId::from_slice(&entry.group_id)
+                    .ok_or(StoreError::Corrupt { what: "group id" })?;
+                Ok((id, self.open_group(&id, &entry.record)?))
             })
             .collect()
     }

@@ -11,13 +11,17 @@
 use std::collections::BTreeMap;
 
 use super::backend::{
-    Backend, BackendTx, ContactRecord, HISTORY_KINDS, HistoryEntry, InboundKeyRecord,
+    Backend, BackendTx, ContactRecord, GroupEntry, HISTORY_KINDS, HistoryEntry, InboundKeyRecord,
     MessageRecord, OutboxRecord, ReceiptRecord, SendOutcomeRecord, SessionRecord, SharedKeyRecord,
     UploadRecord,
 };
 use crate::error::{DatabaseError, StoreError};
 
-/// A store backend in memory. See the [module documentation](self).
+/// A store backend in plain Rust collections: nothing of it is written
+/// anywhere, and it is gone when dropped. A transaction writes in place
+/// and keeps an undo log, replayed backwards when it is dropped without
+/// commit. [`crate::StoreConfig::in_memory`] runs on one; wrapped in
+/// [`crate::StoreConfig::from_backend`] it can be opened again (tests).
 #[derive(Default)]
 pub struct MemoryBackend {
     state: State,
@@ -469,12 +473,15 @@ impl BackendTx for MemoryTx<'_> {
         Ok(self.state.groups.get(group_id).cloned())
     }
 
-    fn groups(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn groups(&self) -> Result<Vec<GroupEntry>, StoreError> {
         Ok(self
             .state
             .groups
             .iter()
-            .map(|(id, record)| (id.clone(), record.clone()))
+            .map(|(id, record)| GroupEntry {
+                group_id: id.clone(),
+                record: record.clone(),
+            })
             .collect())
     }
 

@@ -1,7 +1,8 @@
 //! The local store: the account's state, kept by a storage backend —
 //! one SQLite file per account and device by default, memory only for
 //! tests and throwaway bots, or the application's own database — and
-//! optionally encrypted at rest ([`crypt`]).
+//! optionally encrypted at rest (a passphrase; the values are sealed
+//! before any backend sees them).
 //!
 //! It keeps the account profile (username, device id, server, identity
 //! seed, device key, prekeys), contacts with their trusted identity keys,
@@ -10,7 +11,7 @@
 //! queued files, whose staging copies are kept in a directory next to the
 //! store), group records and sender keys (ours per group, and every member
 //! device's). Every multi-step change runs in one transaction
-//! ([`Store::tx`]), so a crash leaves either the old or the new state.
+//! (`Store::tx`), so a crash leaves either the old or the new state.
 //!
 //! # Bringing a backend
 //!
@@ -48,7 +49,7 @@ use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
 pub use backend::{
-    Backend, BackendTx, ContactRecord, HISTORY_KINDS, HistoryEntry, InboundKeyRecord,
+    Backend, BackendTx, ContactRecord, GroupEntry, HISTORY_KINDS, HistoryEntry, InboundKeyRecord,
     MessageRecord, OutboxRecord, ReceiptRecord, SendOutcomeRecord, SessionRecord, SharedKeyRecord,
     UploadRecord,
 };

@@ -181,7 +181,7 @@ impl Tx<'_> {
         device_id: u64,
     ) -> Result<Vec<SessionRecord>, StoreError> {
         let mut records = self.read()?.sessions(username, Some(device_id))?;
-        records.sort_by(|a, b| b.used_seq.cmp(&a.used_seq));
+        records.sort_by_key(|r| std::cmp::Reverse(r.used_seq));
         Ok(records)
     }
 

@@ -6,8 +6,8 @@ use rusqlite::{Connection, OptionalExtension as _, Row, params};
 use super::convert::{Db as _, from_sql_u64, seq_bound, to_sql_u64};
 use crate::error::StoreError;
 use crate::store::backend::{
-    BackendTx, ContactRecord, HistoryEntry, InboundKeyRecord, MessageRecord, OutboxRecord,
-    ReceiptRecord, SendOutcomeRecord, SessionRecord, SharedKeyRecord, UploadRecord,
+    BackendTx, ContactRecord, GroupEntry, HistoryEntry, InboundKeyRecord, MessageRecord,
+    OutboxRecord, ReceiptRecord, SendOutcomeRecord, SessionRecord, SharedKeyRecord, UploadRecord,
 };
 
 /// One page of history: (position, author, id) of the texts and files of
@@ -502,11 +502,16 @@ impl BackendTx for SqliteTx<'_> {
         )
     }
 
-    fn groups(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn groups(&self) -> Result<Vec<GroupEntry>, StoreError> {
         self.rows(
             "SELECT group_id, record FROM groups ORDER BY group_id",
             [],
-            |row| Ok((row.get(0)?, row.get(1)?)),
+            |row| {
+                Ok(GroupEntry {
+                    group_id: row.get(0)?,
+                    record: row.get(1)?,
+                })
+            },
         )
     }
 
