@@ -15,14 +15,30 @@
 //! # What a backend sees
 //!
 //! With a passphrase set ([`crate::StoreConfig::with_passphrase`]) every
-//! secret or private value — identity seed, device key, prekeys, session
-//! states, sender keys, group records, message bodies, outbox payloads — is
-//! sealed (ChaCha20-Poly1305 under a key derived from the passphrase)
-//! before it reaches the backend: a backend holds ciphertext blobs plus the
-//! index fields, and the few plain meta values the store needs before it is
-//! unlocked (the key-derivation salt and parameters, a key check, the
-//! username, device id and server address). Without a passphrase the blobs
-//! are the values themselves behind a one-byte prefix.
+//! secret or private value — identity seed, device key, prekeys, profile
+//! keys, session states, our and our contacts' sender keys, group records
+//! (members, name, keys), message bodies (texts, files, edits, reactions,
+//! receipts), outbox payloads — is sealed (ChaCha20-Poly1305 under a key
+//! derived from the passphrase, the associated data naming the row) before
+//! it reaches the backend. A backend then holds those ciphertext blobs and,
+//! in the clear:
+//! - the index fields of the records: usernames, conversation keys,
+//!   message, target and group ids, message kinds, times, positions,
+//!   device ids, shown flags, receipt stages, whether an outbox row is
+//!   announced;
+//! - public keys: contacts' trusted and pending identity keys, each
+//!   session's remote identity key and base key;
+//! - how our sends ended (the server's time stamp, or the failure's kind
+//!   and text) and, for files waiting for upload, the staging file name,
+//!   the encrypted size and the server's upload id;
+//! - plain meta values: the store's protection (flag, key-derivation salt
+//!   and parameters, a sealed key check), the account profile (username,
+//!   device id, server addresses, name and certificate fingerprint),
+//!   contacts' bot flags and signed device lists, the server's sender
+//!   certificate and key, and progress flags.
+//!
+//! Without a passphrase the blobs are the values themselves behind a
+//! one-byte prefix.
 //!
 //! What a backend must keep: a record's index fields and blobs exactly; the
 //! sequence numbers it assigns ([`BackendTx::insert_message`],

@@ -738,6 +738,20 @@ fn a_store_in_memory_runs_on_the_memory_backend_and_cannot_be_opened_again() {
     ));
 }
 
+/// A store, its backends and their transactions move between threads
+/// (an account's background task runs on any of them).
+#[test]
+fn backends_and_their_transactions_are_send() {
+    fn send<T: Send + ?Sized>() {}
+    fn shared<T: Send + Sync + ?Sized>() {}
+    send::<dyn super::Backend>();
+    send::<dyn super::BackendTx>();
+    send::<MemoryBackend>();
+    send::<Store>();
+    shared::<StoreConfig>();
+    shared::<super::SharedStore>();
+}
+
 macro_rules! suite {
     ($($name:ident),* $(,)?) => {
         mod sqlite_backend {
