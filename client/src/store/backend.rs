@@ -48,6 +48,11 @@
 //! commit changes nothing. The store runs one transaction at a time per
 //! backend. Lists come back in any order unless the method says otherwise.
 //!
+//! The records are `#[non_exhaustive]` (fields may be added): a backend
+//! outside this crate builds one from [`Default::default`] and sets its
+//! fields. Errors are [`StoreError::Database`] wrapping the backend's own
+//! ([`crate::DatabaseError::new`]).
+//!
 //! Not owned here: the rules (rows.rs, groups.rs, uploads.rs), the
 //! built-in backends (sqlite/, memory.rs).
 

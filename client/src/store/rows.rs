@@ -101,7 +101,7 @@ pub(crate) struct OutboxRow {
     pub announce: bool,
 }
 
-pub(super) fn id_array(bytes: &[u8], what: &'static str) -> Result<[u8; 16], StoreError> {
+fn id_array(bytes: &[u8], what: &'static str) -> Result<[u8; 16], StoreError> {
     <[u8; 16]>::try_from(bytes).map_err(|_| StoreError::Corrupt { what })
 }
 
@@ -117,7 +117,7 @@ pub(super) fn message_ad(author: &str, id: &MessageId) -> Vec<u8> {
     format!("message/{author}/{}", hex::encode(id)).into_bytes()
 }
 
-pub(super) fn outbox_ad(destination: &str, id: &MessageId) -> Vec<u8> {
+fn outbox_ad(destination: &str, id: &MessageId) -> Vec<u8> {
     format!("outbox/{destination}/{}", hex::encode(id)).into_bytes()
 }
 
