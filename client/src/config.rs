@@ -14,6 +14,7 @@ use sha2::{Digest as _, Sha256};
 use zeroize::Zeroizing;
 
 use crate::error::TransportError;
+use crate::store::backend::{Backend, SuppliedBackend};
 
 /// A server to talk to, pinned by the SHA-256 of its certificate: one
 /// address, or the addresses of every node of a cluster (SPEC.md §12.1,
@@ -231,12 +232,14 @@ impl Default for KdfParams {
 }
 
 /// Where the local store lives and how it is protected: a SQLite file
-/// ([`StoreConfig::new`]) or memory only ([`StoreConfig::in_memory`]).
+/// ([`StoreConfig::new`]), memory only ([`StoreConfig::in_memory`]), or the
+/// application's own storage backend ([`StoreConfig::from_backend`]).
 #[non_exhaustive]
 #[derive(Clone)]
 pub struct StoreConfig {
     /// The SQLite file (created on enrolment); for a store in memory, a
-    /// name for messages only.
+    /// name for messages only; for an application's backend, the
+    /// directory of the staging copies of queued files.
     pub path: PathBuf,
     /// The store lives in memory only: nothing of it is written to disk
     /// but the encrypted staging copies of queued files (in a temporary
@@ -249,6 +252,9 @@ pub struct StoreConfig {
     /// Cost of the key derivation for a new store (an existing store keeps
     /// the parameters it was created with).
     pub kdf: KdfParams,
+    /// The application's backend ([`StoreConfig::from_backend`]), shared
+    /// by the clones of this configuration.
+    pub(crate) backend: Option<SuppliedBackend>,
 }
 
 impl StoreConfig {
@@ -259,6 +265,7 @@ impl StoreConfig {
             in_memory: false,
             passphrase: None,
             kdf: KdfParams::default(),
+            backend: None,
         }
     }
 
@@ -270,6 +277,30 @@ impl StoreConfig {
             in_memory: true,
             passphrase: None,
             kdf: KdfParams::default(),
+            backend: None,
+        }
+    }
+
+    /// A store kept by the application's own storage `backend` (see
+    /// [`crate::store`] for what a backend is given: with a passphrase
+    /// set, only sealed blobs plus plain index fields).
+    /// [`crate::Account::enrol`] and [`crate::Account::open`] run over it;
+    /// one account at a time (a second one opening it while the first
+    /// still runs gets [`crate::OpenError::InUse`]), and every clone of
+    /// this configuration names the same backend.
+    ///
+    /// `staging_dir` is where the encrypted staging copies of queued files
+    /// are kept until uploaded (created when needed; give each store its
+    /// own directory, and keep it when the backend's data is kept, so
+    /// queued files survive a restart). A failed enrolment may leave the
+    /// store's protection (salt and key check) in the backend.
+    pub fn from_backend(backend: impl Backend + 'static, staging_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            path: staging_dir.into(),
+            in_memory: false,
+            passphrase: None,
+            kdf: KdfParams::default(),
+            backend: Some(SuppliedBackend::new(Box::new(backend))),
         }
     }
 
@@ -291,6 +322,7 @@ impl fmt::Debug for StoreConfig {
         f.debug_struct("StoreConfig")
             .field("path", &self.path)
             .field("in_memory", &self.in_memory)
+            .field("own_backend", &self.backend.is_some())
             .field("encrypted", &self.passphrase.is_some())
             .field("kdf", &self.kdf)
             .finish()

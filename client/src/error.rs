@@ -94,8 +94,10 @@ impl TransportError {
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The database engine reported an error (disk full, I/O error, a
-    /// locked or damaged file); the detail is in the message.
+    /// The storage backend reported an error (disk full, I/O error, a
+    /// locked or damaged file, the application's database failing); the
+    /// detail is in the message. The operation changed nothing and may be
+    /// retried once the cause is fixed.
     #[error("database error: {0}")]
     Database(DatabaseError),
     /// A stored value cannot be read back (corrupt, or written by a newer version).
@@ -164,23 +166,20 @@ pub enum OpenError {
     Store(#[from] StoreError),
 }
 
-impl From<rusqlite::Error> for OpenError {
-    fn from(error: rusqlite::Error) -> Self {
-        OpenError::Store(StoreError::from(error))
-    }
-}
-
-impl From<rusqlite::Error> for StoreError {
-    fn from(error: rusqlite::Error) -> Self {
-        StoreError::Database(DatabaseError(error))
-    }
-}
-
-/// The database engine's own error, kept opaque so the SDK's public API
+/// A storage backend's own error, kept opaque so the SDK's public API
 /// names no dependency's types: its message is the detail, and
-/// [`std::error::Error::source`] reaches the engine's error.
+/// [`std::error::Error::source`] reaches the backend's error. A backend
+/// of the application's own ([`crate::store::Backend`]) wraps its errors
+/// in one with [`DatabaseError::new`].
 #[derive(Debug)]
-pub struct DatabaseError(rusqlite::Error);
+pub struct DatabaseError(Box<dyn std::error::Error + Send + Sync>);
+
+impl DatabaseError {
+    /// Wraps a backend's error (or a message: `&str` and `String` convert).
+    pub fn new(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self(error.into())
+    }
+}
 
 impl std::fmt::Display for DatabaseError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -190,7 +189,7 @@ impl std::fmt::Display for DatabaseError {
 
 impl std::error::Error for DatabaseError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.0)
+        Some(self.0.as_ref())
     }
 }
 

@@ -23,7 +23,8 @@
 //! - `account_state`: what the account handle shares with its background task.
 //! - `this_device`: who we are (identity, username, device id) and safety numbers.
 //! - [`config`]: server addresses and certificate pin, store path and passphrase, tunables.
-//! - `store`: the local SQLite store, optionally encrypted at rest.
+//! - [`store`]: the local store over a storage backend (SQLite by default, memory,
+//!   or the application's own), optionally encrypted at rest.
 //! - `transport`: the connection (QUIC, or the WebSocket binding with automatic
 //!   fallback, `websocket`) and request/response matching (SPEC.md §12, §12.13).
 //! - `tls`: TLS 1.3 with the server's certificate pinned, for both transports.
@@ -97,7 +98,7 @@ mod send_failure;
 mod send_plan;
 mod sessions;
 mod shown;
-mod store;
+pub mod store;
 mod sync;
 #[cfg(test)]
 mod test_fixtures;

@@ -25,6 +25,7 @@ mod messaging;
 mod module_graph;
 mod offline;
 mod outbox_events;
+mod own_backend;
 mod own_device_sync;
 mod queued_files;
 mod sealed_sender;

@@ -166,8 +166,9 @@ fn seed32(bytes: &[u8], what: &'static str) -> Result<Zeroizing<[u8; 32]>, Store
 
 impl Account {
     /// Enrols this device on an active account (password + second factor),
-    /// creates its store at `store.path`, and returns the account (not
-    /// connected yet; see [`Account::connect`]).
+    /// creates its store (at `store.path`, in memory, or in the
+    /// application's backend: see [`StoreConfig`]), and returns the
+    /// account (not connected yet; see [`Account::connect`]).
     ///
     /// # Errors
     /// [`AuthError`]: invalid input, the server's refusal, or a store that

@@ -1,15 +1,16 @@
 //! Group rows: the group records, our outbound sender key per group with the
 //! devices it was distributed to, and the inbound sender-key records per
 //! (group, sender device). Every secret is sealed like the rest of the
-//! store; the associated data names the row.
+//! store; the associated data names the row. The group id is the index
+//! field the backend sees.
 
 use microbot_crypto::sender_key::{OutboundSenderKey, SenderKeyRecord};
 use microbot_protocol::MessageId;
 use microbot_protocol::content::{AttachmentPointer, Content, content::Body};
 use prost::Message as _;
-use rusqlite::{OptionalExtension as _, params};
 
-use super::{Tx, from_sql_u64, to_sql_u64};
+use super::Tx;
+use super::backend::{InboundKeyRecord, SharedKeyRecord};
 use crate::error::StoreError;
 use crate::groups::{GROUP_RECORD_VERSION, GroupId, GroupRecord};
 
@@ -29,14 +30,7 @@ impl Tx<'_> {
     // ---- group records ----
 
     pub(crate) fn group(&self, id: &GroupId) -> Result<Option<GroupRecord>, StoreError> {
-        let blob: Option<Vec<u8>> = self
-            .conn
-            .query_row(
-                "SELECT record FROM groups WHERE group_id = ?1",
-                [id.as_bytes().as_slice()],
-                |row| row.get(0),
-            )
-            .optional()?;
+        let blob = self.read()?.group(id.as_bytes())?;
         blob.map(|blob| self.open_group(id, &blob)).transpose()
     }
 
@@ -53,27 +47,17 @@ impl Tx<'_> {
     pub(crate) fn set_group(&self, id: &GroupId, record: &GroupRecord) -> Result<(), StoreError> {
         let bytes = zeroize::Zeroizing::new(record.encode_to_vec());
         let blob = self.sealer.seal(&group_ad(id), &bytes);
-        self.conn.execute(
-            "INSERT OR REPLACE INTO groups (group_id, record) VALUES (?1, ?2)",
-            params![id.as_bytes().as_slice(), blob],
-        )?;
-        Ok(())
+        self.write()?.put_group(id.as_bytes(), &blob)
     }
 
     pub(crate) fn groups(&self) -> Result<Vec<(GroupId, GroupRecord)>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT group_id, record FROM groups ORDER BY group_id")?;
-        let rows = stmt
-            .query_map([], |row| {
-                Ok((row.get::<_, Vec<u8>>(0)?, row.get::<_, Vec<u8>>(1)?))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut rows = self.read()?.groups()?;
+        rows.sort_by(|a, b| a.group_id.cmp(&b.group_id));
         rows.into_iter()
-            .map(|(id, blob)| {
-                let id =
-                    GroupId::from_slice(&id).ok_or(StoreError::Corrupt { what: "group id" })?;
-                Ok((id, self.open_group(&id, &blob)?))
+            .map(|entry| {
+                let id = GroupId::from_slice(&entry.group_id)
+                    .ok_or(StoreError::Corrupt { what: "group id" })?;
+                Ok((id, self.open_group(&id, &entry.record)?))
             })
             .collect()
     }
@@ -84,14 +68,7 @@ impl Tx<'_> {
         &self,
         id: &GroupId,
     ) -> Result<Option<OutboundSenderKey>, StoreError> {
-        let blob: Option<Vec<u8>> = self
-            .conn
-            .query_row(
-                "SELECT state FROM sender_keys_out WHERE group_id = ?1",
-                [id.as_bytes().as_slice()],
-                |row| row.get(0),
-            )
-            .optional()?;
+        let blob = self.read()?.outbound_key(id.as_bytes())?;
         blob.map(|blob| {
             let bytes = self.sealer.open("sender key", &outbound_ad(id), &blob)?;
             OutboundSenderKey::from_bytes(&bytes)
@@ -106,36 +83,24 @@ impl Tx<'_> {
         key: &OutboundSenderKey,
     ) -> Result<(), StoreError> {
         let blob = self.sealer.seal(&outbound_ad(id), &key.to_bytes());
-        self.conn.execute(
-            "INSERT OR REPLACE INTO sender_keys_out (group_id, state) VALUES (?1, ?2)",
-            params![id.as_bytes().as_slice(), blob],
-        )?;
-        Ok(())
+        self.write()?.put_outbound_key(id.as_bytes(), &blob)
     }
 
     /// Forgets our sender key for the group and where it was distributed.
     pub(crate) fn delete_outbound_key(&self, id: &GroupId) -> Result<(), StoreError> {
-        self.conn.execute(
-            "DELETE FROM sender_keys_out WHERE group_id = ?1",
-            [id.as_bytes().as_slice()],
-        )?;
+        self.write()?.delete_outbound_key(id.as_bytes())?;
         self.clear_shared(id)
     }
 
     /// Devices our current sender key was distributed to: (username, device, key id).
     pub(crate) fn shared(&self, id: &GroupId) -> Result<Vec<(String, u64, u32)>, StoreError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT username, device_id, key_id FROM sender_key_shared WHERE group_id = ?1",
-        )?;
-        let rows = stmt
-            .query_map([id.as_bytes().as_slice()], |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    from_sql_u64(row.get::<_, i64>(1)?),
-                    row.get::<_, u32>(2)?,
-                ))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut rows: Vec<(String, u64, u32)> = self
+            .read()?
+            .shared_keys(id.as_bytes())?
+            .into_iter()
+            .map(|r| (r.username, r.device_id, r.key_id))
+            .collect();
+        rows.sort();
         Ok(rows)
     }
 
@@ -146,25 +111,16 @@ impl Tx<'_> {
         device_id: u64,
         key_id: u32,
     ) -> Result<(), StoreError> {
-        self.conn.execute(
-            "INSERT OR REPLACE INTO sender_key_shared (group_id, username, device_id, key_id)
-             VALUES (?1, ?2, ?3, ?4)",
-            params![
-                id.as_bytes().as_slice(),
-                username,
-                to_sql_u64(device_id),
-                key_id
-            ],
-        )?;
-        Ok(())
+        self.write()?.put_shared_key(&SharedKeyRecord {
+            group_id: id.as_bytes().to_vec(),
+            username: username.to_owned(),
+            device_id,
+            key_id,
+        })
     }
 
     pub(crate) fn clear_shared(&self, id: &GroupId) -> Result<(), StoreError> {
-        self.conn.execute(
-            "DELETE FROM sender_key_shared WHERE group_id = ?1",
-            [id.as_bytes().as_slice()],
-        )?;
-        Ok(())
+        self.write()?.clear_shared_keys(id.as_bytes())
     }
 
     // ---- inbound sender keys ----
@@ -175,14 +131,9 @@ impl Tx<'_> {
         username: &str,
         device_id: u64,
     ) -> Result<Option<SenderKeyRecord>, StoreError> {
-        let blob: Option<Vec<u8>> = self
-            .conn
-            .query_row(
-                "SELECT state FROM sender_keys_in WHERE group_id = ?1 AND username = ?2 AND device_id = ?3",
-                params![id.as_bytes().as_slice(), username, to_sql_u64(device_id)],
-                |row| row.get(0),
-            )
-            .optional()?;
+        let blob = self
+            .read()?
+            .inbound_key(id.as_bytes(), username, device_id)?;
         blob.map(|blob| {
             let bytes = self.sealer.open(
                 "sender key record",
@@ -203,28 +154,20 @@ impl Tx<'_> {
         device_id: u64,
         record: &SenderKeyRecord,
     ) -> Result<(), StoreError> {
-        let blob = self
+        let state = self
             .sealer
             .seal(&inbound_ad(id, username, device_id), &record.to_bytes());
-        self.conn.execute(
-            "INSERT OR REPLACE INTO sender_keys_in (group_id, username, device_id, state)
-             VALUES (?1, ?2, ?3, ?4)",
-            params![
-                id.as_bytes().as_slice(),
-                username,
-                to_sql_u64(device_id),
-                blob
-            ],
-        )?;
-        Ok(())
+        self.write()?.put_inbound_key(&InboundKeyRecord {
+            group_id: id.as_bytes().to_vec(),
+            username: username.to_owned(),
+            device_id,
+            state,
+        })
     }
 
     /// Forgets every sender key of the group (after we left it).
     pub(crate) fn delete_group_keys(&self, id: &GroupId) -> Result<(), StoreError> {
-        self.conn.execute(
-            "DELETE FROM sender_keys_in WHERE group_id = ?1",
-            [id.as_bytes().as_slice()],
-        )?;
+        self.write()?.delete_inbound_keys(id.as_bytes())?;
         self.delete_outbound_key(id)
     }
 
@@ -235,11 +178,9 @@ impl Tx<'_> {
         &self,
         message_id: &MessageId,
     ) -> Result<Option<AttachmentPointer>, StoreError> {
-        let rows = self.message_rows(
-            "SELECT conversation, author, message_id, target_id, kind, sent_at_ms, received_at_ms, body
-             FROM messages WHERE message_id = ?1 AND kind = 'attachment' ORDER BY seq",
-            params![message_id.as_slice()],
-        )?;
+        let mut records = self.read()?.messages_with_id(message_id)?;
+        records.retain(|m| m.kind == "attachment");
+        let rows = self.open_messages(records)?;
         Ok(rows.into_iter().find_map(|row| {
             match Content::decode(row.content.as_slice()).ok()?.body? {
                 Body::Attachment(pointer) => Some(pointer),
@@ -250,14 +191,6 @@ impl Tx<'_> {
 
     /// Whether a send with this message id still waits in the outbox.
     pub(crate) fn outbox_contains(&self, message_id: &MessageId) -> Result<bool, StoreError> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT 1 FROM outbox WHERE message_id = ?1",
-                [message_id.as_slice()],
-                |_| Ok(()),
-            )
-            .optional()?
-            .is_some())
+        self.in_outbox(message_id)
     }
 }

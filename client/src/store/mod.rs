@@ -1,49 +1,110 @@
-//! The local store: one SQLite file per account and device (WAL mode),
-//! optionally encrypted at rest ([`crypt`]).
+//! The local store: the account's state, kept by a storage backend —
+//! one SQLite file per account and device by default, memory only for
+//! tests and throwaway bots, or the application's own database — and
+//! optionally encrypted at rest (a passphrase; the values are sealed
+//! before any backend sees them).
 //!
 //! It keeps the account profile (username, device id, server, identity
 //! seed, device key, prekeys), contacts with their trusted identity keys,
 //! pairwise sessions per (contact, device), message history, the ids of
 //! envelopes already processed, the outbox (with the pending uploads of
-//! queued files, whose staging copies are kept next to the store file),
-//! group records and sender keys (ours per group, and every member
-//! device's). Every multi-step change
-//! runs in one transaction ([`Store::tx`]), so a crash leaves either the
-//! old or the new state.
+//! queued files, whose staging copies are kept in a directory next to the
+//! store), group records and sender keys (ours per group, and every member
+//! device's). Every multi-step change runs in one transaction
+//! (`Store::tx`), so a crash leaves either the old or the new state.
+//!
+//! # Bringing a backend
+//!
+//! An application that keeps its data in its own database implements
+//! [`Backend`] and [`BackendTx`] (rows in, rows out: see [`backend`] for
+//! exactly what a backend is given and must keep, and [`MemoryBackend`]
+//! for a complete example), then enrols and opens accounts over it with
+//! [`crate::StoreConfig::from_backend`]. With a passphrase set, a backend
+//! only ever sees sealed blobs plus the plain index fields (usernames,
+//! conversation keys, ids, kinds, times, positions).
+//!
+//! The typed transaction the rest of the SDK uses sits above the trait and
+//! holds every rule once (rows.rs, groups.rs, uploads.rs): sealing with
+//! the right associated data, which session is used, history pages,
+//! duplicates, the outbox order. The SQL is in sqlite/ only.
 //!
 //! Not owned here: what the values mean (sessions.rs, sync.rs, account/).
 
+pub mod backend;
 pub(crate) mod crypt;
-mod file;
 mod groups;
+mod key;
+mod memory;
 mod rows;
-mod schema;
 mod shared;
+mod sqlite;
+#[cfg(test)]
+mod suite;
 mod uploads;
 
-use rand::Rng as _;
-use rusqlite::{Connection, OptionalExtension as _, params};
+use std::cell::{Ref, RefCell, RefMut};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
 use zeroize::Zeroizing;
 
+pub use backend::{
+    Backend, BackendTx, ContactRecord, GroupEntry, HISTORY_KINDS, HistoryEntry, InboundKeyRecord,
+    MessageRecord, OutboxRecord, ReceiptRecord, SendOutcomeRecord, SessionRecord, SharedKeyRecord,
+    UploadRecord,
+};
+pub use memory::MemoryBackend;
 pub(crate) use rows::{Contact, MessageRow, OutboxRow, SendOutcome};
 pub(crate) use shared::SharedStore;
 pub(crate) use uploads::{PARTIAL_SUFFIX, PendingUpload};
 
-use crate::config::{KdfParams, StoreConfig};
-use crate::error::{OpenError, StoreError};
+use crate::config::StoreConfig;
+use crate::error::{DatabaseError, OpenError, StoreError};
+use backend::BackendLease;
 use crypt::Sealer;
-use file::{CreatedFile, OpenMode, open_connection};
+use sqlite::SqliteBackend;
+use sqlite::file::{CreatedFile, OpenMode, staging_dir_of};
+
+/// How long opening waits for another store to let an application's
+/// backend go: long enough for an account being dropped to wind down its
+/// background task (as the SQLite file lock waits).
+const LEASE_WAIT: Duration = Duration::from_secs(3);
+
+/// The backend a store runs on.
+enum Held {
+    /// One the store opened (SQLite, memory).
+    Own(Box<dyn Backend>),
+    /// The application's, held until the store is dropped.
+    Supplied(BackendLease),
+}
+
+impl Held {
+    fn with<R>(&mut self, f: impl FnOnce(&mut dyn Backend) -> R) -> R {
+        match self {
+            Held::Own(backend) => f(backend.as_mut()),
+            Held::Supplied(lease) => lease.with(f),
+        }
+    }
+}
 
 /// An open store.
-#[derive(Debug)]
 pub(crate) struct Store {
-    conn: Connection,
+    backend: Held,
     sealer: Sealer,
     /// The directory of the staging copies of queued files (uploads.rs).
-    staging: std::path::PathBuf,
+    staging: PathBuf,
     /// For a store in memory: its temporary staging directory, removed
     /// with the store.
     _memory_staging: Option<tempfile::TempDir>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("sealer", &self.sealer)
+            .field("staging", &self.staging)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A store opened for an enrolment: its file, when this process created
@@ -69,14 +130,35 @@ impl NewStore {
     }
 }
 
-/// A transaction on the store: every read and write goes through one.
+/// A transaction on the store: every read and write goes through one. The
+/// typed methods (here, rows.rs, groups.rs, uploads.rs) seal, open and
+/// apply the rules over the backend's rows.
 pub(crate) struct Tx<'a> {
-    conn: &'a Connection,
+    rows: RefCell<Box<dyn BackendTx + 'a>>,
     sealer: &'a Sealer,
 }
 
+impl<'a> Tx<'a> {
+    /// The backend transaction, to read.
+    fn read(&self) -> Result<Ref<'_, Box<dyn BackendTx + 'a>>, StoreError> {
+        self.rows.try_borrow().map_err(|_| reentered())
+    }
+
+    /// The backend transaction, to write.
+    fn write(&self) -> Result<RefMut<'_, Box<dyn BackendTx + 'a>>, StoreError> {
+        self.rows.try_borrow_mut().map_err(|_| reentered())
+    }
+}
+
+/// A typed method asked for the backend while another held it (a bug).
+fn reentered() -> StoreError {
+    StoreError::Database(DatabaseError::new(
+        "the store transaction was used while already in use",
+    ))
+}
+
 impl Store {
-    /// Opens the existing store file and unlocks it.
+    /// Opens the existing store and unlocks it.
     ///
     /// # Errors
     /// [`OpenError::NotFound`] when there is no file at the path,
@@ -86,14 +168,14 @@ impl Store {
         Self::open_in(config, OpenMode::Existing)
     }
 
-    /// Opens the store file for an enrolment, creating it when missing.
+    /// Opens the store for an enrolment, creating its file when missing.
     /// A file created here is removed again when the [`NewStore`] is
     /// dropped without [`NewStore::keep`].
     ///
     /// # Errors
     /// As [`Store::open`], without [`OpenError::NotFound`].
     pub(crate) fn create(config: &StoreConfig) -> Result<NewStore, OpenError> {
-        if config.in_memory {
+        if config.in_memory || config.backend.is_some() {
             let store = Self::open_in(config, OpenMode::Create)?;
             return Ok(NewStore {
                 store,
@@ -106,7 +188,10 @@ impl Store {
     }
 
     fn open_in(config: &StoreConfig, mode: OpenMode) -> Result<Self, OpenError> {
-        let (mut conn, staging, memory_staging) = if config.in_memory {
+        let (mut backend, staging, memory_staging) = if let Some(supplied) = &config.backend {
+            let lease = lease(supplied, config)?;
+            (Held::Supplied(lease), config.path.clone(), None)
+        } else if config.in_memory {
             // Memory only: there is nothing to open again.
             if mode == OpenMode::Existing {
                 return Err(OpenError::NotFound {
@@ -117,18 +202,15 @@ impl Store {
                 .prefix("microbot-store-")
                 .tempdir()
                 .map_err(OpenError::TempDir)?;
-            (file::open_memory()?, dir.path().join("uploads"), Some(dir))
+            let memory: Box<dyn Backend> = Box::new(MemoryBackend::new());
+            (Held::Own(memory), dir.path().join("uploads"), Some(dir))
         } else {
-            (
-                open_connection(&config.path, mode)?,
-                file::staging_dir_of(&config.path),
-                None,
-            )
+            let sqlite: Box<dyn Backend> = Box::new(SqliteBackend::open(&config.path, mode)?);
+            (Held::Own(sqlite), staging_dir_of(&config.path), None)
         };
-        schema::migrate(&mut conn)?;
-        let sealer = unlock(&conn, config)?;
+        let sealer = backend.with(|backend| key::unlock(backend, config))?;
         let mut store = Self {
-            conn,
+            backend,
             sealer,
             staging,
             _memory_staging: memory_staging,
@@ -138,116 +220,50 @@ impl Store {
         Ok(store)
     }
 
-    /// Runs `f` in one transaction, committed only when `f` succeeds.
+    /// Runs `f` in one transaction, committed only when `f` succeeds
+    /// (an error, or a panic, leaves the store as it was).
     pub(crate) fn tx<T, E: From<StoreError>>(
         &mut self,
         f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
-        let tx = self
-            .conn
-            .transaction()
-            .map_err(|e| E::from(StoreError::from(e)))?;
-        let value = f(&Tx {
-            conn: &tx,
-            sealer: &self.sealer,
-        })?;
-        tx.commit().map_err(|e| E::from(StoreError::from(e)))?;
-        Ok(value)
+        let sealer = &self.sealer;
+        self.backend.with(|backend| {
+            let rows = backend.begin().map_err(E::from)?;
+            let tx = Tx {
+                rows: RefCell::new(rows),
+                sealer,
+            };
+            let value = f(&tx)?;
+            tx.rows.into_inner().commit().map_err(E::from)?;
+            Ok(value)
+        })
     }
 
     /// Forgets processed-envelope ids older than any envelope can live.
-    fn prune(&self) -> Result<(), StoreError> {
+    fn prune(&mut self) -> Result<(), StoreError> {
         let horizon = crate::now_ms().saturating_sub(60 * 24 * 3600 * 1000);
-        self.conn.execute(
-            "DELETE FROM processed_envelopes WHERE processed_ms < ?1",
-            [to_sql_u64(horizon)],
-        )?;
-        Ok(())
+        self.tx(|tx| tx.write()?.prune_processed_envelopes(horizon))
     }
 }
 
-/// Reads or sets up the store's key.
-fn unlock(conn: &Connection, config: &StoreConfig) -> Result<Sealer, OpenError> {
-    let meta = |key: &str| -> Result<Option<Vec<u8>>, OpenError> {
-        Ok(conn
-            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| {
-                row.get(0)
-            })
-            .optional()?)
-    };
-    let encrypted = meta("encrypted")?;
-    match (encrypted.as_deref(), &config.passphrase) {
-        // A new store: fix its protection now.
-        (None, None) => {
-            conn.execute(
-                "INSERT INTO meta (key, value) VALUES ('encrypted', x'00')",
-                [],
-            )?;
-            Ok(Sealer::Plain)
+/// Takes the application's backend for one store, waiting a little for a
+/// store being dropped to let it go.
+fn lease(
+    supplied: &backend::SuppliedBackend,
+    config: &StoreConfig,
+) -> Result<BackendLease, OpenError> {
+    let deadline = Instant::now() + LEASE_WAIT;
+    loop {
+        if let Some(lease) = supplied.lease() {
+            return Ok(lease);
         }
-        (None, Some(passphrase)) => {
-            let mut salt = [0u8; 16];
-            rand::rng().fill_bytes(&mut salt);
-            let key = crypt::derive_key(passphrase, &salt, config.kdf)?;
-            let sealer = Sealer::Sealed(key);
-            let check = sealer.seal(crypt::KEY_CHECK_AD, crypt::KEY_CHECK_VALUE);
-            let kdf = encode_kdf(config.kdf);
-            let tx = conn.unchecked_transaction()?;
-            for (key, value) in [
-                ("encrypted", vec![1u8]),
-                ("kdf_salt", salt.to_vec()),
-                ("kdf_params", kdf),
-                ("key_check", check),
-            ] {
-                tx.execute(
-                    "INSERT INTO meta (key, value) VALUES (?1, ?2)",
-                    params![key, value],
-                )?;
-            }
-            tx.commit()?;
-            Ok(sealer)
+        if Instant::now() >= deadline {
+            return Err(OpenError::InUse {
+                path: config.path.clone(),
+            });
         }
-        (Some([0]), None) => Ok(Sealer::Plain),
-        (Some([0]), Some(_)) => Err(OpenError::NotEncrypted),
-        (Some([1]), None) => Err(OpenError::PassphraseRequired),
-        (Some([1]), Some(passphrase)) => {
-            let corrupt = || {
-                OpenError::Store(StoreError::Corrupt {
-                    what: "store key parameters",
-                })
-            };
-            let salt = meta("kdf_salt")?.ok_or_else(corrupt)?;
-            let kdf = decode_kdf(&meta("kdf_params")?.ok_or_else(corrupt)?).ok_or_else(corrupt)?;
-            let check = meta("key_check")?.ok_or_else(corrupt)?;
-            let sealer = Sealer::Sealed(crypt::derive_key(passphrase, &salt, kdf)?);
-            match sealer.open("key check", crypt::KEY_CHECK_AD, &check) {
-                Ok(value) if value.as_slice() == crypt::KEY_CHECK_VALUE => Ok(sealer),
-                Ok(_) | Err(StoreError::Tampered { .. }) => Err(OpenError::WrongPassphrase),
-                Err(other) => Err(other.into()),
-            }
-        }
-        (Some(_), _) => Err(OpenError::Store(StoreError::Corrupt {
-            what: "store protection flag",
-        })),
+        std::thread::sleep(Duration::from_millis(10));
     }
-}
-
-fn encode_kdf(kdf: KdfParams) -> Vec<u8> {
-    [kdf.memory_kib, kdf.iterations, kdf.parallelism]
-        .iter()
-        .flat_map(|v| v.to_be_bytes())
-        .collect()
-}
-
-fn decode_kdf(bytes: &[u8]) -> Option<KdfParams> {
-    let (m, rest) = bytes.split_first_chunk::<4>()?;
-    let (t, rest) = rest.split_first_chunk::<4>()?;
-    let (p, rest) = rest.split_first_chunk::<4>()?;
-    rest.is_empty().then(|| KdfParams {
-        memory_kib: u32::from_be_bytes(*m),
-        iterations: u32::from_be_bytes(*t),
-        parallelism: u32::from_be_bytes(*p),
-    })
 }
 
 /// A new unencrypted store in a temporary directory, for unit tests (the
@@ -263,34 +279,15 @@ pub(crate) fn temporary() -> (tempfile::TempDir, Store) {
     (dir, store)
 }
 
-/// SQLite integers are signed; ids and times are stored bit-for-bit.
-pub(crate) fn to_sql_u64(value: u64) -> i64 {
-    i64::from_ne_bytes(value.to_ne_bytes())
-}
-
-/// Inverse of [`to_sql_u64`].
-pub(crate) fn from_sql_u64(value: i64) -> u64 {
-    u64::from_ne_bytes(value.to_ne_bytes())
-}
-
 impl Tx<'_> {
     /// A plain meta value.
     pub(crate) fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self
-            .conn
-            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| {
-                row.get(0)
-            })
-            .optional()?)
+        self.read()?.meta(key)
     }
 
     /// Sets a plain meta value.
     pub(crate) fn set_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        self.conn.execute(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
-            params![key, value],
-        )?;
-        Ok(())
+        self.write()?.put_meta(key, value)
     }
 
     /// A sealed meta value, opened.
@@ -342,7 +339,8 @@ fn meta_ad(key: &str) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::config::StoreConfig;
-    use schema::MIGRATIONS;
+    use rusqlite::Connection;
+    use sqlite::schema::MIGRATIONS;
 
     /// A store written before outbox rows recorded who queued them opens,
     /// and its queued rows still leave, announced as they were then.

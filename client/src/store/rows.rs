@@ -1,19 +1,25 @@
 //! Typed access to the store's tables: contacts, sessions, messages (and
 //! their history pages), processed envelopes, the outbox and the receipts
-//! for our own messages. Secret columns are sealed with the
+//! for our own messages. Secret values are sealed with the
 //! store's [`super::crypt::Sealer`]; the associated data names the row.
+//! The rules are here, once, over any [`super::backend::Backend`]: which
+//! session is used and how many are kept, duplicate messages, history
+//! pages, the outbox order, receipts that only move forward.
 
 use microbot_crypto::Session;
 use microbot_protocol::MessageId;
-use rusqlite::{OptionalExtension as _, params};
 use zeroize::Zeroizing;
 
-use super::{Tx, from_sql_u64, to_sql_u64};
+use super::Tx;
+use super::backend::{
+    ContactRecord, HISTORY_KINDS, MessageRecord, OutboxRecord, ReceiptRecord, SendOutcomeRecord,
+    SessionRecord,
+};
 use crate::error::StoreError;
 
 /// Sessions kept per remote device (the newest is used for sending; older
 /// ones still decrypt messages in flight after a simultaneous start).
-const SESSIONS_PER_DEVICE: i64 = 4;
+const SESSIONS_PER_DEVICE: usize = 4;
 
 /// What the store knows about a contact.
 #[derive(Clone, PartialEq, Eq)]
@@ -51,14 +57,6 @@ pub(crate) struct MessageRow {
     /// The encoded `Content`.
     pub content: Zeroizing<Vec<u8>>,
 }
-
-/// One page of history: (position, author, id) of the texts and files of
-/// conversation ?1 stored before position ?2, the newest ?3. The WHERE
-/// names the same kinds as the `messages_history` index (schema v4), so
-/// the query walks that index backwards and stops after ?3 rows.
-const HISTORY_PAGE: &str = "SELECT seq, author, message_id FROM messages
-     WHERE conversation = ?1 AND kind IN ('text', 'attachment') AND seq < ?2
-     ORDER BY seq DESC LIMIT ?3";
 
 /// Where a text or file message sits in history.
 pub(crate) struct HistoryHead {
@@ -119,71 +117,73 @@ pub(super) fn message_ad(author: &str, id: &MessageId) -> Vec<u8> {
     format!("message/{author}/{}", hex::encode(id)).into_bytes()
 }
 
-pub(super) fn outbox_ad(destination: &str, id: &MessageId) -> Vec<u8> {
+fn outbox_ad(destination: &str, id: &MessageId) -> Vec<u8> {
     format!("outbox/{destination}/{}", hex::encode(id)).into_bytes()
+}
+
+/// An outbox position as the typed API hands it out (bit for bit).
+fn outbox_seq(seq: u64) -> i64 {
+    i64::from_ne_bytes(seq.to_ne_bytes())
+}
+
+/// Inverse of [`outbox_seq`].
+fn backend_seq(seq: i64) -> u64 {
+    u64::from_ne_bytes(seq.to_ne_bytes())
+}
+
+/// The message kinds that make up the view of one message: the original
+/// and its edits and deletes.
+const EVENT_KINDS: [&str; 4] = ["text", "edit", "delete", "attachment"];
+
+/// The receipt kinds kept in history.
+const RECEIPT_KINDS: [&str; 2] = ["delivery_receipt", "read_receipt"];
+
+/// Sorts message records into store order.
+fn by_seq(mut rows: Vec<MessageRecord>) -> Vec<MessageRecord> {
+    rows.sort_by_key(|m| m.seq);
+    rows
 }
 
 impl Tx<'_> {
     // ---- contacts ----
 
     pub(crate) fn contact(&self, username: &str) -> Result<Option<Contact>, StoreError> {
-        let row = self
-            .conn
-            .query_row(
-                "SELECT identity_key, pending_identity, devices_checked_ms FROM contacts WHERE username = ?1",
-                [username],
-                |row| {
-                    Ok((
-                        row.get::<_, Vec<u8>>(0)?,
-                        row.get::<_, Option<Vec<u8>>>(1)?,
-                        row.get::<_, i64>(2)?,
-                    ))
-                },
-            )
-            .optional()?;
-        row.map(|(identity, pending, checked)| {
-            Ok(Contact {
-                identity: key_array(&identity, "contact identity")?,
-                pending: pending
-                    .map(|p| key_array(&p, "pending identity"))
-                    .transpose()?,
-                devices_checked_ms: from_sql_u64(checked),
-            })
-        })
-        .transpose()
+        self.read()?
+            .contact(username)?
+            .map(|record| decode_contact(&record))
+            .transpose()
     }
 
     pub(crate) fn set_contact(&self, username: &str, contact: &Contact) -> Result<(), StoreError> {
-        self.conn.execute(
-            "INSERT OR REPLACE INTO contacts (username, identity_key, pending_identity, devices_checked_ms)
-             VALUES (?1, ?2, ?3, ?4)",
-            params![
-                username,
-                contact.identity.as_slice(),
-                contact.pending.as_ref().map(|p| p.to_vec()),
-                to_sql_u64(contact.devices_checked_ms)
-            ],
-        )?;
-        Ok(())
+        self.write()?.put_contact(&ContactRecord {
+            username: username.to_owned(),
+            identity_key: contact.identity.to_vec(),
+            pending_identity: contact.pending.map(|p| p.to_vec()),
+            devices_checked_ms: contact.devices_checked_ms,
+        })
     }
 
     pub(crate) fn contacts(&self) -> Result<Vec<(String, Contact)>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT username FROM contacts ORDER BY username")?;
-        let names = stmt
-            .query_map([], |row| row.get::<_, String>(0))?
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut out = Vec::with_capacity(names.len());
-        for name in names {
-            if let Some(contact) = self.contact(&name)? {
-                out.push((name, contact));
-            }
-        }
-        Ok(out)
+        let mut records = self.read()?.contacts()?;
+        records.sort_by(|a, b| a.username.cmp(&b.username));
+        records
+            .into_iter()
+            .map(|record| Ok((record.username.clone(), decode_contact(&record)?)))
+            .collect()
     }
 
     // ---- sessions ----
+
+    /// The sessions with one device, newest (last chosen) first.
+    fn session_records(
+        &self,
+        username: &str,
+        device_id: u64,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        let mut records = self.read()?.sessions(username, Some(device_id))?;
+        records.sort_by_key(|r| std::cmp::Reverse(r.used_seq));
+        Ok(records)
+    }
 
     /// Sessions with one device, the one to send with first.
     pub(crate) fn sessions(
@@ -191,19 +191,11 @@ impl Tx<'_> {
         username: &str,
         device_id: u64,
     ) -> Result<Vec<StoredSession>, StoreError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT state FROM sessions WHERE username = ?1 AND device_id = ?2 ORDER BY used_seq DESC",
-        )?;
-        let blobs = stmt
-            .query_map(params![username, to_sql_u64(device_id)], |row| {
-                row.get::<_, Vec<u8>>(0)
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
         let ad = session_ad(username, device_id);
-        blobs
+        self.session_records(username, device_id)?
             .iter()
-            .map(|blob| {
-                let bytes = self.sealer.open("session", &ad, blob)?;
+            .map(|record| {
+                let bytes = self.sealer.open("session", &ad, &record.state)?;
                 let session = Session::from_bytes(&bytes)
                     .map_err(|_| StoreError::Corrupt { what: "session" })?;
                 Ok(StoredSession { session })
@@ -217,69 +209,60 @@ impl Tx<'_> {
         username: &str,
         device_id: u64,
     ) -> Result<Option<[u8; 32]>, StoreError> {
-        let identity: Option<Vec<u8>> = self
-            .conn
-            .query_row(
-                "SELECT remote_identity FROM sessions WHERE username = ?1 AND device_id = ?2
-                 ORDER BY used_seq DESC LIMIT 1",
-                params![username, to_sql_u64(device_id)],
-                |row| row.get(0),
-            )
-            .optional()?;
-        identity
-            .map(|i| key_array(&i, "session identity"))
+        self.session_records(username, device_id)?
+            .first()
+            .map(|record| key_array(&record.remote_identity, "session identity"))
             .transpose()
     }
 
     /// Devices of `username` we hold a session with.
     pub(crate) fn session_devices(&self, username: &str) -> Result<Vec<u64>, StoreError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT DISTINCT device_id FROM sessions WHERE username = ?1 ORDER BY device_id",
-        )?;
-        let ids = stmt
-            .query_map([username], |row| row.get::<_, i64>(0))?
-            .map(|r| r.map(from_sql_u64))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut ids: Vec<u64> = self
+            .read()?
+            .sessions(username, None)?
+            .iter()
+            .map(|s| s.device_id)
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
         Ok(ids)
     }
 
-    /// Stores a session and makes it the one used for sending to its device.
+    /// Stores a session and makes it the one used for sending to its
+    /// device; the [`SESSIONS_PER_DEVICE`] newest of the device are kept.
     pub(crate) fn save_session(
         &self,
         username: &str,
         device_id: u64,
         session: &Session,
     ) -> Result<(), StoreError> {
-        let blob = self
+        let state = self
             .sealer
             .seal(&session_ad(username, device_id), &session.to_bytes());
-        let device = to_sql_u64(device_id);
-        self.conn.execute(
-            "INSERT OR REPLACE INTO sessions (username, device_id, base_key, remote_identity, state, used_seq)
-             VALUES (?1, ?2, ?3, ?4, ?5, (SELECT COALESCE(MAX(used_seq), 0) + 1 FROM sessions))",
-            params![
-                username,
-                device,
-                session.base_key().as_slice(),
-                session.remote_identity().to_bytes().as_slice(),
-                blob
-            ],
-        )?;
-        self.conn.execute(
-            "DELETE FROM sessions WHERE username = ?1 AND device_id = ?2 AND base_key NOT IN
-               (SELECT base_key FROM sessions WHERE username = ?1 AND device_id = ?2
-                ORDER BY used_seq DESC LIMIT ?3)",
-            params![username, device, SESSIONS_PER_DEVICE],
-        )?;
+        let used_seq = self.read()?.last_session_use()? + 1;
+        self.write()?.put_session(&SessionRecord {
+            username: username.to_owned(),
+            device_id,
+            base_key: session.base_key().to_vec(),
+            remote_identity: session.remote_identity().to_bytes().to_vec(),
+            state,
+            used_seq,
+        })?;
+        let older = self.session_records(username, device_id)?;
+        for record in older.iter().skip(SESSIONS_PER_DEVICE) {
+            self.write()?
+                .delete_session(username, device_id, &record.base_key)?;
+        }
         Ok(())
     }
 
     /// Forgets every session with one device.
     pub(crate) fn delete_device(&self, username: &str, device_id: u64) -> Result<(), StoreError> {
-        self.conn.execute(
-            "DELETE FROM sessions WHERE username = ?1 AND device_id = ?2",
-            params![username, to_sql_u64(device_id)],
-        )?;
+        let records = self.read()?.sessions(username, Some(device_id))?;
+        for record in records {
+            self.write()?
+                .delete_session(username, device_id, &record.base_key)?;
+        }
         Ok(())
     }
 
@@ -289,10 +272,13 @@ impl Tx<'_> {
         username: &str,
         identity: &[u8; 32],
     ) -> Result<(), StoreError> {
-        self.conn.execute(
-            "DELETE FROM sessions WHERE username = ?1 AND remote_identity != ?2",
-            params![username, identity.as_slice()],
-        )?;
+        let records = self.read()?.sessions(username, None)?;
+        for record in records {
+            if record.remote_identity != identity.as_slice() {
+                self.write()?
+                    .delete_session(username, record.device_id, &record.base_key)?;
+            }
+        }
         Ok(())
     }
 
@@ -301,66 +287,64 @@ impl Tx<'_> {
     /// Stores a message; false when one with the same author and id exists
     /// (a duplicate).
     pub(crate) fn insert_message(&self, row: &MessageRow) -> Result<bool, StoreError> {
+        if self
+            .read()?
+            .message(&row.author, &row.message_id)?
+            .is_some()
+        {
+            return Ok(false);
+        }
         let body = self
             .sealer
             .seal(&message_ad(&row.author, &row.message_id), &row.content);
-        let inserted = self.conn.execute(
-            "INSERT OR IGNORE INTO messages
-               (conversation, author, message_id, target_id, kind, sent_at_ms, received_at_ms, body)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![
-                row.conversation,
-                row.author,
-                row.message_id.as_slice(),
-                row.target_id.map(|t| t.to_vec()),
-                row.kind,
-                to_sql_u64(row.sent_at_ms),
-                to_sql_u64(row.received_at_ms),
-                body
-            ],
-        )?;
-        Ok(inserted > 0)
+        self.write()?.insert_message(&MessageRecord {
+            seq: 0,
+            conversation: row.conversation.clone(),
+            author: row.author.clone(),
+            message_id: row.message_id.to_vec(),
+            target_id: row.target_id.map(|t| t.to_vec()),
+            kind: row.kind.clone(),
+            sent_at_ms: row.sent_at_ms,
+            received_at_ms: row.received_at_ms,
+            body,
+            shown: true,
+            author_device: 0,
+        })?;
+        Ok(true)
     }
 
-    pub(crate) fn message_rows(
+    /// A stored record, opened.
+    pub(super) fn open_message(&self, record: &MessageRecord) -> Result<MessageRow, StoreError> {
+        let message_id = id_array(&record.message_id, "message id")?;
+        let content = self.sealer.open(
+            "message",
+            &message_ad(&record.author, &message_id),
+            &record.body,
+        )?;
+        Ok(MessageRow {
+            conversation: record.conversation.clone(),
+            author: record.author.clone(),
+            message_id,
+            target_id: record
+                .target_id
+                .as_deref()
+                .map(|t| id_array(t, "target id"))
+                .transpose()?,
+            kind: record.kind.clone(),
+            sent_at_ms: record.sent_at_ms,
+            received_at_ms: record.received_at_ms,
+            content,
+        })
+    }
+
+    /// Records opened, in store order.
+    pub(super) fn open_messages(
         &self,
-        sql: &str,
-        args: impl rusqlite::Params,
+        records: Vec<MessageRecord>,
     ) -> Result<Vec<MessageRow>, StoreError> {
-        let mut stmt = self.conn.prepare(sql)?;
-        let raw = stmt
-            .query_map(args, |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, Vec<u8>>(2)?,
-                    row.get::<_, Option<Vec<u8>>>(3)?,
-                    row.get::<_, String>(4)?,
-                    row.get::<_, i64>(5)?,
-                    row.get::<_, i64>(6)?,
-                    row.get::<_, Vec<u8>>(7)?,
-                ))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        raw.into_iter()
-            .map(
-                |(conversation, author, id, target, kind, sent, received, body)| {
-                    let message_id = id_array(&id, "message id")?;
-                    let content =
-                        self.sealer
-                            .open("message", &message_ad(&author, &message_id), &body)?;
-                    Ok(MessageRow {
-                        conversation,
-                        author,
-                        message_id,
-                        target_id: target.map(|t| id_array(&t, "target id")).transpose()?,
-                        kind,
-                        sent_at_ms: from_sql_u64(sent),
-                        received_at_ms: from_sql_u64(received),
-                        content,
-                    })
-                },
-            )
+        by_seq(records)
+            .iter()
+            .map(|record| self.open_message(record))
             .collect()
     }
 
@@ -381,32 +365,25 @@ impl Tx<'_> {
         id: &MessageId,
         until: u64,
     ) -> Result<Vec<MessageRow>, StoreError> {
-        self.message_rows(
-            "SELECT conversation, author, message_id, target_id, kind, sent_at_ms, received_at_ms, body
-             FROM messages
-             WHERE author = ?1 AND (message_id = ?2 OR target_id = ?2)
-               AND kind IN ('text', 'edit', 'delete', 'attachment') AND seq <= ?3
-             ORDER BY seq",
-            params![author, id.as_slice(), i64::try_from(until).unwrap_or(i64::MAX)],
-        )
+        let mut records = self.read()?.messages_about(author, id)?;
+        records.retain(|m| EVENT_KINDS.contains(&m.kind.as_str()) && m.seq <= until);
+        self.open_messages(records)
     }
 
     /// Every stored delivery and read receipt, oldest first.
     pub(crate) fn receipt_rows(&self) -> Result<Vec<MessageRow>, StoreError> {
-        self.message_rows(
-            "SELECT conversation, author, message_id, target_id, kind, sent_at_ms, received_at_ms, body
-             FROM messages WHERE kind IN ('delivery_receipt', 'read_receipt') ORDER BY seq",
-            [],
-        )
+        let mut records = Vec::new();
+        for kind in RECEIPT_KINDS {
+            records.extend(self.read()?.messages_of_kind(kind)?);
+        }
+        self.open_messages(records)
     }
 
     /// Reactions to a message, oldest first.
     pub(crate) fn reactions(&self, target: &MessageId) -> Result<Vec<MessageRow>, StoreError> {
-        self.message_rows(
-            "SELECT conversation, author, message_id, target_id, kind, sent_at_ms, received_at_ms, body
-             FROM messages WHERE target_id = ?1 AND kind = 'reaction' ORDER BY seq",
-            params![target.as_slice()],
-        )
+        let mut records = self.read()?.messages_targeting(target)?;
+        records.retain(|m| m.kind == "reaction");
+        self.open_messages(records)
     }
 
     /// The newest `limit` texts and files of a conversation, oldest first
@@ -421,33 +398,28 @@ impl Tx<'_> {
 
     /// Up to `limit` texts and files of a conversation stored before
     /// position `before` (all when `None`), the newest of them, oldest
-    /// first; and whether older ones exist.
+    /// first; and whether older ones exist (one more row is asked for).
     pub(crate) fn history_page(
         &self,
         conversation: &str,
         before: Option<u64>,
         limit: u32,
     ) -> Result<(Vec<HistoryHead>, bool), StoreError> {
-        let before = before.map_or(i64::MAX, |b| i64::try_from(b).unwrap_or(i64::MAX));
-        let mut stmt = self.conn.prepare(HISTORY_PAGE)?;
-        let raw = stmt
-            .query_map(params![conversation, before, i64::from(limit) + 1], |row| {
-                Ok((
-                    row.get::<_, i64>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, Vec<u8>>(2)?,
-                ))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        let older = raw.len() > usize::try_from(limit).unwrap_or(usize::MAX);
-        let mut heads = raw
+        let entries = self.read()?.history_before(
+            conversation,
+            before.unwrap_or(u64::MAX),
+            u64::from(limit) + 1,
+        )?;
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        let older = entries.len() > limit;
+        let mut heads = entries
             .into_iter()
-            .take(usize::try_from(limit).unwrap_or(usize::MAX))
-            .map(|(seq, author, id)| {
+            .take(limit)
+            .map(|entry| {
                 Ok(HistoryHead {
-                    seq: from_sql_u64(seq),
-                    author,
-                    message_id: id_array(&id, "message id")?,
+                    seq: entry.seq,
+                    author: entry.author,
+                    message_id: id_array(&entry.message_id, "message id")?,
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
@@ -458,23 +430,16 @@ impl Tx<'_> {
     // ---- processed envelopes ----
 
     pub(crate) fn envelope_processed(&self, envelope_id: u64) -> Result<bool, StoreError> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT 1 FROM processed_envelopes WHERE envelope_id = ?1",
-                [to_sql_u64(envelope_id)],
-                |_| Ok(()),
-            )
-            .optional()?
-            .is_some())
+        self.read()?.envelope_processed(envelope_id)
     }
 
+    /// Records the envelope as processed (once: the first time stays).
     pub(crate) fn mark_envelope_processed(&self, envelope_id: u64) -> Result<(), StoreError> {
-        self.conn.execute(
-            "INSERT OR IGNORE INTO processed_envelopes (envelope_id, processed_ms) VALUES (?1, ?2)",
-            params![to_sql_u64(envelope_id), to_sql_u64(crate::now_ms())],
-        )?;
-        Ok(())
+        if self.envelope_processed(envelope_id)? {
+            return Ok(());
+        }
+        self.write()?
+            .insert_processed_envelope(envelope_id, crate::now_ms())
     }
 
     // ---- shown flags (the CLI's `recv`) ----
@@ -487,12 +452,12 @@ impl Tx<'_> {
         id: &MessageId,
         device: u64,
     ) -> Result<(), StoreError> {
-        self.conn.execute(
-            "UPDATE messages SET shown = 0, author_device = ?3
-             WHERE author = ?1 AND message_id = ?2",
-            params![author, id.as_slice(), to_sql_u64(device)],
-        )?;
-        Ok(())
+        let Some(record) = self.read()?.message(author, id)? else {
+            return Ok(());
+        };
+        let mut rows = self.write()?;
+        rows.set_message_shown(record.seq, false)?;
+        rows.set_message_author_device(record.seq, device)
     }
 
     /// Up to `limit` rows not shown yet with `seq > after`, in store order:
@@ -502,29 +467,11 @@ impl Tx<'_> {
         after: u64,
         limit: u32,
     ) -> Result<Vec<(u64, u64, MessageRow)>, StoreError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT seq, author_device FROM messages WHERE shown = 0 AND seq > ?1
-             ORDER BY seq LIMIT ?2",
-        )?;
-        let heads = stmt
-            .query_map(params![to_sql_u64(after), limit], |row| {
-                Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut out = Vec::with_capacity(heads.len());
-        for (seq, device) in heads {
-            let row = self
-                .message_rows(
-                    "SELECT conversation, author, message_id, target_id, kind, sent_at_ms,
-                            received_at_ms, body
-                     FROM messages WHERE seq = ?1",
-                    params![seq],
-                )?
-                .pop()
-                .ok_or(StoreError::Corrupt { what: "message" })?;
-            out.push((from_sql_u64(seq), from_sql_u64(device), row));
-        }
-        Ok(out)
+        let records = self.read()?.unshown(after, limit)?;
+        records
+            .iter()
+            .map(|record| Ok((record.seq, record.author_device, self.open_message(record)?)))
+            .collect()
     }
 
     /// Flags shown the message (`author`, `id`), its edits and deletes, and
@@ -534,22 +481,22 @@ impl Tx<'_> {
         author: &str,
         id: &MessageId,
     ) -> Result<(), StoreError> {
-        self.conn.execute(
-            "UPDATE messages SET shown = 1 WHERE shown = 0 AND (
-                 (author = ?1 AND (message_id = ?2 OR target_id = ?2))
-                 OR (kind = 'reaction' AND target_id = ?2))",
-            params![author, id.as_slice()],
-        )?;
+        let mut records = self.read()?.messages_about(author, id)?;
+        records.extend(
+            self.read()?
+                .messages_targeting(id)?
+                .into_iter()
+                .filter(|m| m.kind == "reaction"),
+        );
+        for record in records.iter().filter(|m| !m.shown) {
+            self.write()?.set_message_shown(record.seq, true)?;
+        }
         Ok(())
     }
 
     /// Flags the row `seq` as shown.
     pub(crate) fn mark_shown(&self, seq: u64) -> Result<(), StoreError> {
-        self.conn.execute(
-            "UPDATE messages SET shown = 1 WHERE seq = ?1",
-            params![to_sql_u64(seq)],
-        )?;
-        Ok(())
+        self.write()?.set_message_shown(seq, true)
     }
 
     // ---- outbox ----
@@ -565,47 +512,36 @@ impl Tx<'_> {
         let payload = self
             .sealer
             .seal(&outbox_ad(destination, message_id), content);
-        self.conn.execute(
-            "INSERT INTO outbox (destination, message_id, payload, created_ms, announce)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
-                destination,
-                message_id.as_slice(),
-                payload,
-                to_sql_u64(crate::now_ms()),
-                announce
-            ],
-        )?;
+        self.write()?.push_outbox(&OutboxRecord {
+            seq: 0,
+            destination: destination.to_owned(),
+            message_id: message_id.to_vec(),
+            payload,
+            created_ms: crate::now_ms(),
+            announce,
+        })?;
         Ok(())
     }
 
+    /// Every queued send, in the order they leave.
     pub(crate) fn outbox(&self) -> Result<Vec<OutboxRow>, StoreError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT seq, destination, message_id, payload, announce FROM outbox ORDER BY seq",
-        )?;
-        let raw = stmt
-            .query_map([], |row| {
-                Ok((
-                    row.get::<_, i64>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, Vec<u8>>(2)?,
-                    row.get::<_, Vec<u8>>(3)?,
-                    row.get::<_, bool>(4)?,
-                ))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        raw.into_iter()
-            .map(|(seq, destination, id, payload, announce)| {
-                let id = id_array(&id, "outbox message id")?;
-                let content =
-                    self.sealer
-                        .open("outbox entry", &outbox_ad(&destination, &id), &payload)?;
+        let mut records = self.read()?.outbox()?;
+        records.sort_by_key(|r| r.seq);
+        records
+            .into_iter()
+            .map(|record| {
+                let id = id_array(&record.message_id, "outbox message id")?;
+                let content = self.sealer.open(
+                    "outbox entry",
+                    &outbox_ad(&record.destination, &id),
+                    &record.payload,
+                )?;
                 Ok(OutboxRow {
-                    seq,
+                    seq: outbox_seq(record.seq),
                     message_id: id,
-                    destination,
+                    destination: record.destination,
                     content,
-                    announce,
+                    announce: record.announce,
                 })
             })
             .collect()
@@ -615,27 +551,32 @@ impl Tx<'_> {
     /// (the staging copy is then removed by who called this: see
     /// [`Tx::pending_upload`]).
     pub(crate) fn delete_outbox(&self, seq: i64) -> Result<(), StoreError> {
-        self.conn.execute(
-            "DELETE FROM uploads WHERE message_id IN
-                 (SELECT message_id FROM outbox WHERE seq = ?1)",
-            [seq],
-        )?;
-        self.conn
-            .execute("DELETE FROM outbox WHERE seq = ?1", [seq])?;
-        Ok(())
+        let seq = backend_seq(seq);
+        let entry = self.read()?.outbox_entry(seq)?;
+        let mut rows = self.write()?;
+        if let Some(entry) = entry {
+            rows.delete_upload(&entry.message_id)?;
+        }
+        rows.delete_outbox(seq)
+    }
+
+    /// Replaces the content of the queued row `row` (sealed for its
+    /// destination).
+    pub(super) fn replace_outbox_content(
+        &self,
+        row: &OutboxRow,
+        content: &[u8],
+    ) -> Result<(), StoreError> {
+        let payload = self
+            .sealer
+            .seal(&outbox_ad(&row.destination, &row.message_id), content);
+        self.write()?
+            .set_outbox_payload(backend_seq(row.seq), &payload)
     }
 
     /// Whether a send of message `id` waits in the outbox.
     pub(crate) fn in_outbox(&self, id: &MessageId) -> Result<bool, StoreError> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT 1 FROM outbox WHERE message_id = ?1 LIMIT 1",
-                [id.as_slice()],
-                |_| Ok(()),
-            )
-            .optional()?
-            .is_some())
+        self.read()?.outbox_has_message(id)
     }
 
     // ---- receipts for our own messages ----
@@ -647,16 +588,9 @@ impl Tx<'_> {
         id: &MessageId,
         conversation: &str,
     ) -> Result<bool, StoreError> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT 1 FROM messages WHERE author = ?1 AND message_id = ?2
-                   AND conversation = ?3 AND kind IN ('text', 'attachment')",
-                params![author, id.as_slice(), conversation],
-                |_| Ok(()),
-            )
-            .optional()?
-            .is_some())
+        Ok(self.read()?.message(author, id)?.is_some_and(|m| {
+            m.conversation == conversation && HISTORY_KINDS.contains(&m.kind.as_str())
+        }))
     }
 
     /// Records that `reader` reached `stage` for message `id`; a stage
@@ -667,25 +601,30 @@ impl Tx<'_> {
         reader: &str,
         stage: i64,
     ) -> Result<(), StoreError> {
-        self.conn.execute(
-            "INSERT INTO receipts (message_id, reader, stage) VALUES (?1, ?2, ?3)
-             ON CONFLICT (message_id, reader) DO UPDATE SET stage = excluded.stage
-             WHERE excluded.stage > receipts.stage",
-            params![id.as_slice(), reader, stage],
-        )?;
-        Ok(())
+        let stored = self
+            .read()?
+            .receipts(id)?
+            .into_iter()
+            .find(|r| r.reader == reader);
+        if stored.is_some_and(|r| r.stage >= stage) {
+            return Ok(());
+        }
+        self.write()?.put_receipt(&ReceiptRecord {
+            message_id: id.to_vec(),
+            reader: reader.to_owned(),
+            stage,
+        })
     }
 
     /// Each reader's furthest stage for message `id`, by reader.
     pub(crate) fn receipts(&self, id: &MessageId) -> Result<Vec<(String, i64)>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT reader, stage FROM receipts WHERE message_id = ?1 ORDER BY reader")?;
-        let rows = stmt
-            .query_map([id.as_slice()], |row| {
-                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut rows: Vec<(String, i64)> = self
+            .read()?
+            .receipts(id)?
+            .into_iter()
+            .map(|r| (r.reader, r.stage))
+            .collect();
+        rows.sort();
         Ok(rows)
     }
 
@@ -698,13 +637,12 @@ impl Tx<'_> {
         id: &MessageId,
         server_timestamp_ms: u64,
     ) -> Result<(), StoreError> {
-        self.conn.execute(
-            "INSERT INTO send_outcomes (message_id, server_timestamp_ms) VALUES (?1, ?2)
-             ON CONFLICT (message_id) DO UPDATE SET server_timestamp_ms = excluded.server_timestamp_ms,
-                 failure_kind = NULL, failure = NULL",
-            params![id.as_slice(), to_sql_u64(server_timestamp_ms)],
-        )?;
-        Ok(())
+        self.write()?.put_send_outcome(&SendOutcomeRecord {
+            message_id: id.to_vec(),
+            server_timestamp_ms: Some(server_timestamp_ms),
+            failure_kind: None,
+            failure: None,
+        })
     }
 
     /// Records that our message `id` was dropped from the outbox: the
@@ -715,47 +653,44 @@ impl Tx<'_> {
         kind: &str,
         text: &str,
     ) -> Result<(), StoreError> {
-        self.conn.execute(
-            "INSERT INTO send_outcomes (message_id, failure_kind, failure) VALUES (?1, ?2, ?3)
-             ON CONFLICT (message_id) DO UPDATE SET failure_kind = excluded.failure_kind,
-                 failure = excluded.failure, server_timestamp_ms = NULL",
-            params![id.as_slice(), kind, text],
-        )?;
-        Ok(())
+        self.write()?.put_send_outcome(&SendOutcomeRecord {
+            message_id: id.to_vec(),
+            server_timestamp_ms: None,
+            failure_kind: Some(kind.to_owned()),
+            failure: Some(text.to_owned()),
+        })
     }
 
     /// How our send of `id` ended, if it left the outbox from this device.
     pub(crate) fn send_outcome(&self, id: &MessageId) -> Result<Option<SendOutcome>, StoreError> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT server_timestamp_ms, failure_kind, failure FROM send_outcomes
-                 WHERE message_id = ?1",
-                [id.as_slice()],
-                |row| {
-                    let stamp: Option<i64> = row.get(0)?;
-                    let kind: Option<String> = row.get(1)?;
-                    let text: Option<String> = row.get(2)?;
-                    Ok(match (kind, stamp) {
-                        (Some(kind), _) => SendOutcome::Failed {
-                            kind,
-                            text: text.unwrap_or_default(),
-                        },
-                        (None, stamp) => SendOutcome::Stored {
-                            server_timestamp_ms: stamp.map(from_sql_u64),
-                        },
-                    })
+        Ok(self.read()?.send_outcome(id)?.map(|record| {
+            match (record.failure_kind, record.server_timestamp_ms) {
+                (Some(kind), _) => SendOutcome::Failed {
+                    kind,
+                    text: record.failure.unwrap_or_default(),
                 },
-            )
-            .optional()?)
+                (None, stamp) => SendOutcome::Stored {
+                    server_timestamp_ms: stamp,
+                },
+            }
+        }))
     }
 
     pub(crate) fn outbox_len(&self) -> Result<u64, StoreError> {
-        let n: i64 = self
-            .conn
-            .query_row("SELECT COUNT(*) FROM outbox", [], |row| row.get(0))?;
-        Ok(from_sql_u64(n))
+        self.read()?.outbox_len()
     }
+}
+
+fn decode_contact(record: &ContactRecord) -> Result<Contact, StoreError> {
+    Ok(Contact {
+        identity: key_array(&record.identity_key, "contact identity")?,
+        pending: record
+            .pending_identity
+            .as_deref()
+            .map(|p| key_array(p, "pending identity"))
+            .transpose()?,
+        devices_checked_ms: record.devices_checked_ms,
+    })
 }
 
 #[cfg(test)]
@@ -811,23 +746,5 @@ mod tests {
                 Ok(())
             })
             .expect("tx");
-    }
-
-    #[test]
-    fn the_history_query_uses_its_index() {
-        let (_dir, mut store) = store();
-        let plan = store
-            .tx(|tx| -> Result<String, StoreError> {
-                let mut stmt = tx
-                    .conn
-                    .prepare(&format!("EXPLAIN QUERY PLAN {HISTORY_PAGE}"))?;
-                let details = stmt
-                    .query_map(params!["u:bob", 10, 3], |row| row.get::<_, String>(3))?
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok(details.join("; "))
-            })
-            .expect("plan");
-        assert!(plan.contains("messages_history"), "{plan}");
-        assert!(!plan.contains("TEMP B-TREE"), "{plan}");
     }
 }

@@ -1,8 +1,8 @@
 //! The store as the account handle and its background task share it: one
-//! SQLite connection behind a lock, used one transaction at a time. A
-//! poisoned lock is taken over (a panic elsewhere leaves no half-done
-//! transaction: SQLite rolled it back). Not owned here: the SQL (mod.rs,
-//! rows.rs, groups.rs).
+//! backend behind a lock, used one transaction at a time. A poisoned lock
+//! is taken over (a panic elsewhere leaves no half-done transaction: the
+//! backend's transaction was dropped uncommitted, so rolled back). Not
+//! owned here: the rows (mod.rs, rows.rs, groups.rs, the backends).
 
 use std::sync::{Mutex, PoisonError};
 

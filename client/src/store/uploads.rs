@@ -14,10 +14,10 @@
 use std::path::Path;
 
 use microbot_protocol::MessageId;
-use rusqlite::{OptionalExtension as _, params};
 
-use super::rows::{message_ad, outbox_ad};
-use super::{Store, Tx, from_sql_u64, to_sql_u64};
+use super::backend::UploadRecord;
+use super::rows::message_ad;
+use super::{Store, Tx};
 use crate::error::StoreError;
 use crate::store::OutboxRow;
 
@@ -57,10 +57,7 @@ impl Store {
     /// removed is logged and left for the next time.
     pub(super) fn sweep_staging(&mut self) -> Result<(), StoreError> {
         let known = self.tx(|tx| {
-            tx.conn.execute(
-                "DELETE FROM uploads WHERE message_id NOT IN (SELECT message_id FROM outbox)",
-                [],
-            )?;
+            tx.drop_orphan_uploads()?;
             tx.upload_names()
         })?;
         let entries = match std::fs::read_dir(&self.staging) {
@@ -89,17 +86,12 @@ impl Store {
 impl Tx<'_> {
     /// Records a file message's pending upload.
     pub(crate) fn insert_upload(&self, upload: &PendingUpload) -> Result<(), StoreError> {
-        self.conn.execute(
-            "INSERT INTO uploads (message_id, staging, ciphertext_len, attachment_id)
-             VALUES (?1, ?2, ?3, ?4)",
-            params![
-                upload.message_id.as_slice(),
-                upload.staging,
-                to_sql_u64(upload.ciphertext_len),
-                upload.attachment_id
-            ],
-        )?;
-        Ok(())
+        self.write()?.insert_upload(&UploadRecord {
+            message_id: upload.message_id.to_vec(),
+            staging: upload.staging.clone(),
+            ciphertext_len: upload.ciphertext_len,
+            attachment_id: upload.attachment_id.clone(),
+        })
     }
 
     /// The pending upload of file message `message_id`, if it waits for one.
@@ -107,34 +99,24 @@ impl Tx<'_> {
         &self,
         message_id: &MessageId,
     ) -> Result<Option<PendingUpload>, StoreError> {
-        let row = self
-            .conn
-            .query_row(
-                "SELECT staging, ciphertext_len, attachment_id FROM uploads WHERE message_id = ?1",
-                [message_id.as_slice()],
-                |row| {
-                    Ok((
-                        row.get::<_, String>(0)?,
-                        row.get::<_, i64>(1)?,
-                        row.get::<_, Option<Vec<u8>>>(2)?,
-                    ))
-                },
-            )
-            .optional()?;
-        row.map(|(staging, len, attachment_id)| {
-            if staging_name(&staging).is_none() || staging.ends_with(PARTIAL_SUFFIX) {
-                return Err(StoreError::Corrupt {
-                    what: "staging file name",
-                });
-            }
-            Ok(PendingUpload {
-                message_id: *message_id,
-                staging,
-                ciphertext_len: from_sql_u64(len),
-                attachment_id,
+        let record = self.read()?.upload(message_id)?;
+        record
+            .map(|record| {
+                if staging_name(&record.staging).is_none()
+                    || record.staging.ends_with(PARTIAL_SUFFIX)
+                {
+                    return Err(StoreError::Corrupt {
+                        what: "staging file name",
+                    });
+                }
+                Ok(PendingUpload {
+                    message_id: *message_id,
+                    staging: record.staging,
+                    ciphertext_len: record.ciphertext_len,
+                    attachment_id: record.attachment_id,
+                })
             })
-        })
-        .transpose()
+            .transpose()
     }
 
     /// Remembers the server's id of an upload that started (or forgets
@@ -144,11 +126,8 @@ impl Tx<'_> {
         message_id: &MessageId,
         attachment_id: Option<&[u8]>,
     ) -> Result<(), StoreError> {
-        self.conn.execute(
-            "UPDATE uploads SET attachment_id = ?1 WHERE message_id = ?2",
-            params![attachment_id, message_id.as_slice()],
-        )?;
-        Ok(())
+        self.write()?
+            .set_upload_attachment_id(message_id, attachment_id)
     }
 
     /// The upload of `row`'s file message is complete: its content (now
@@ -160,34 +139,36 @@ impl Tx<'_> {
         author: &str,
         content: &[u8],
     ) -> Result<(), StoreError> {
-        let payload = self
-            .sealer
-            .seal(&outbox_ad(&row.destination, &row.message_id), content);
-        self.conn.execute(
-            "UPDATE outbox SET payload = ?1 WHERE seq = ?2",
-            params![payload, row.seq],
-        )?;
-        let body = self
-            .sealer
-            .seal(&message_ad(author, &row.message_id), content);
-        self.conn.execute(
-            "UPDATE messages SET body = ?1 WHERE author = ?2 AND message_id = ?3",
-            params![body, author, row.message_id.as_slice()],
-        )?;
-        self.conn.execute(
-            "DELETE FROM uploads WHERE message_id = ?1",
-            [row.message_id.as_slice()],
-        )?;
-        Ok(())
+        self.replace_outbox_content(row, content)?;
+        let stored = self.read()?.message(author, &row.message_id)?;
+        if let Some(stored) = stored {
+            let body = self
+                .sealer
+                .seal(&message_ad(author, &row.message_id), content);
+            self.write()?.set_message_body(stored.seq, &body)?;
+        }
+        self.write()?.delete_upload(&row.message_id)
     }
 
     /// The staging file names of every pending upload.
     pub(crate) fn upload_names(&self) -> Result<Vec<String>, StoreError> {
-        let mut stmt = self.conn.prepare("SELECT staging FROM uploads")?;
-        let names = stmt
-            .query_map([], |row| row.get::<_, String>(0))?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(names)
+        Ok(self
+            .read()?
+            .uploads()?
+            .into_iter()
+            .map(|u| u.staging)
+            .collect())
+    }
+
+    /// Removes the upload records whose outbox row is gone.
+    fn drop_orphan_uploads(&self) -> Result<(), StoreError> {
+        let uploads = self.read()?.uploads()?;
+        for upload in uploads {
+            if !self.read()?.outbox_has_message(&upload.message_id)? {
+                self.write()?.delete_upload(&upload.message_id)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -195,7 +176,7 @@ impl Tx<'_> {
 mod tests {
     use super::*;
     use crate::config::StoreConfig;
-    use crate::store::file::staging_dir_of;
+    use crate::store::sqlite::file::staging_dir_of;
     use std::path::PathBuf;
 
     const NAME: &str = "0123456789abcdef0123456789abcdef";

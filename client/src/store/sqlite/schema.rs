@@ -6,10 +6,11 @@
 
 use rusqlite::{Connection, OptionalExtension as _};
 
+use super::convert::Db as _;
 use crate::error::OpenError;
 
 /// Every migration, in order; index + 1 is the version it produces.
-pub(super) const MIGRATIONS: &[&str] = &[
+pub(crate) const MIGRATIONS: &[&str] = &[
     // v1
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
      CREATE TABLE contacts (
@@ -125,7 +126,8 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), OpenError> {
             [],
             |_| Ok(true),
         )
-        .optional()?
+        .optional()
+        .db()?
         .unwrap_or(false);
     let mut version: i64 = if has_meta {
         conn.query_row(
@@ -133,7 +135,8 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), OpenError> {
             [],
             |row| row.get(0),
         )
-        .optional()?
+        .optional()
+        .db()?
         .unwrap_or(0)
     } else {
         0
@@ -148,14 +151,15 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), OpenError> {
         .iter()
         .skip(usize::try_from(version).unwrap_or(0))
     {
-        let tx = conn.transaction()?;
-        tx.execute_batch(migration)?;
+        let tx = conn.transaction().db()?;
+        tx.execute_batch(migration).db()?;
         version += 1;
         tx.execute(
             "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?1)",
             [version],
-        )?;
-        tx.commit()?;
+        )
+        .db()?;
+        tx.commit().db()?;
     }
     Ok(())
 }

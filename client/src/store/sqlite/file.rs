@@ -6,13 +6,14 @@
 //! Its sibling directory `<file>.uploads` holds the staging copies of
 //! queued files (uploads.rs).
 //!
-//! Not owned here: the schema (schema.rs) and the key (mod.rs, `unlock`).
+//! Not owned here: the schema (schema.rs) and the key (store/key.rs).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
+use super::convert::Db as _;
 use crate::error::OpenError;
 
 /// How long opening waits for another handle to let the file go: long
@@ -52,31 +53,19 @@ pub(crate) fn open_connection(path: &Path, mode: OpenMode) -> Result<Connection,
         OpenMode::Existing if is_cant_open(&error) => OpenError::NotFound {
             path: path.to_owned(),
         },
-        _ => OpenError::from(error),
+        _ => super::convert::open_error(error),
     })?;
     // Exclusive locking mode keeps the lock from the first write until
     // the connection closes; the empty exclusive transaction takes it now.
-    conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
-    conn.busy_timeout(LOCK_WAIT)?;
+    conn.pragma_update(None, "locking_mode", "EXCLUSIVE").db()?;
+    conn.busy_timeout(LOCK_WAIT).db()?;
     conn.execute_batch("BEGIN EXCLUSIVE; COMMIT;")
         .map_err(|error| in_use_or(error, path))?;
     conn.pragma_update(None, "journal_mode", "WAL")
         .map_err(|error| in_use_or(error, path))?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.pragma_update(None, "secure_delete", "ON")?;
-    Ok(conn)
-}
-
-/// Opens a store that lives in memory only (nothing to lock: no other
-/// handle can reach it), with the same safety pragmas.
-///
-/// # Errors
-/// The SQLite failure.
-pub(crate) fn open_memory() -> Result<Connection, OpenError> {
-    let conn = Connection::open_in_memory()?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.pragma_update(None, "secure_delete", "ON")?;
+    conn.pragma_update(None, "synchronous", "FULL").db()?;
+    conn.pragma_update(None, "foreign_keys", "ON").db()?;
+    conn.pragma_update(None, "secure_delete", "ON").db()?;
     Ok(conn)
 }
 
@@ -88,7 +77,7 @@ fn in_use_or(error: rusqlite::Error, path: &Path) -> OpenError {
                 path: path.to_owned(),
             }
         }
-        _ => OpenError::from(error),
+        _ => super::convert::open_error(error),
     }
 }
 
@@ -141,7 +130,7 @@ impl Drop for CreatedFile {
 
 /// The staging directory of the store at `store_path`: its sibling
 /// `<file name>.uploads`.
-pub(super) fn staging_dir_of(store_path: &Path) -> PathBuf {
+pub(crate) fn staging_dir_of(store_path: &Path) -> PathBuf {
     let mut name = store_path.as_os_str().to_owned();
     name.push(".uploads");
     PathBuf::from(name)
