@@ -881,9 +881,10 @@ impl Storage for SqliteStorage {
     }
 
     async fn queue_len(&self, device_id: u64, now_ms: u64) -> StorageResult<u32> {
-        blocking(|| {
-            let n: i64 = self
-                .lock()
+        // Every login asks: on a read connection, not behind the writer's
+        // lock (where it waited for the batch in progress and its fsync).
+        self.lookup(|conn| {
+            let n: i64 = conn
                 .query_row_cached(
                     "SELECT COUNT(*) FROM envelopes WHERE device_id = ?1 AND expires_at_ms > ?2",
                     params![sql_id(device_id), sql_time(now_ms)],
@@ -945,7 +946,7 @@ impl Storage for SqliteStorage {
     async fn total_queued(&self, _now_ms: u64) -> StorageResult<u64> {
         blocking(|| {
             let n: i64 = self
-                .lock()
+                .read()
                 .query_row_cached("SELECT COALESCE(SUM(queue_len), 0) FROM devices", [], |r| {
                     r.get(0)
                 })
