@@ -467,3 +467,53 @@ async fn node_minutes_are_shared_replaced_pruned_and_read_in_order_on_every_back
         );
     }
 }
+
+/// A role name this build does not know (written by a newer build) reads
+/// as a viewer, the least power, on every backend, rather than failing
+/// the lookup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_stored_role_reads_as_viewer_on_every_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.sqlite3");
+    let sqlite: Arc<dyn Storage> = Arc::new(SqliteStorage::open(&path).unwrap());
+    assert!(
+        sqlite
+            .create_admin("ops", AdminRole::Admin, "$argon2id$x", &[1; 20], 5)
+            .await
+            .unwrap()
+    );
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute("UPDATE admins SET role = 'auditor' WHERE name = 'ops'", [])
+        .unwrap();
+    let ops = sqlite.admin_by_name("ops").await.unwrap().unwrap();
+    assert_eq!(ops.role, AdminRole::Viewer, "sqlite");
+
+    let Ok(url) = std::env::var("MICROBOT_TEST_POSTGRES") else {
+        eprintln!(
+            "admin_storage::unknown_role: MICROBOT_TEST_POSTGRES is not set, skipped the PostgreSQL half"
+        );
+        return;
+    };
+    if url.is_empty() {
+        return;
+    }
+    let schema = Schema::new(&url, "t_unknown_role");
+    let postgres: Arc<dyn Storage> = Arc::new(PostgresStorage::open(&schema.url, 2).await.unwrap());
+    assert!(
+        postgres
+            .create_admin("ops", AdminRole::Admin, "$argon2id$x", &[1; 20], 5)
+            .await
+            .unwrap()
+    );
+    engines::admin(
+        &url,
+        &format!(
+            "UPDATE {}.admins SET role = 'auditor' WHERE name = 'ops'",
+            schema.name()
+        ),
+    )
+    .unwrap();
+    let ops = postgres.admin_by_name("ops").await.unwrap().unwrap();
+    assert_eq!(ops.role, AdminRole::Viewer, "postgres");
+}

@@ -40,6 +40,14 @@ impl AdminRole {
             _ => None,
         }
     }
+
+    /// The role a stored name grants, for every backend: a name this
+    /// build does not know (written by a newer one) reads as
+    /// [`AdminRole::Viewer`], the least power, rather than locking every
+    /// admin out of a lookup that fails.
+    pub fn stored(text: &str) -> Self {
+        Self::parse(text).unwrap_or(AdminRole::Viewer)
+    }
 }
 
 /// One stored admin.

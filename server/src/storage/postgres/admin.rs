@@ -8,11 +8,6 @@ use crate::storage::admin::{
     RateLimitRecord,
 };
 
-/// Stored roles this build does not know read as viewers (least power).
-fn role(text: &str) -> AdminRole {
-    AdminRole::parse(text).unwrap_or(AdminRole::Viewer)
-}
-
 #[async_trait::async_trait]
 impl AdminStorage for PostgresStorage {
     async fn create_admin(
@@ -55,7 +50,7 @@ impl AdminStorage for PostgresStorage {
             Ok(Some(AdminRecord {
                 id: col(r, 0)?,
                 name: col(r, 1)?,
-                role: role(col::<&str>(r, 2)?),
+                role: AdminRole::stored(col::<&str>(r, 2)?),
                 password_hash: col(r, 3)?,
                 totp_secret: col(r, 4)?,
                 active: col(r, 5)?,
@@ -147,7 +142,7 @@ impl AdminStorage for PostgresStorage {
             Ok(Some(AdminSession {
                 admin_id: col(r, 0)?,
                 name: col(r, 1)?,
-                role: role(col::<&str>(r, 2)?),
+                role: AdminRole::stored(col::<&str>(r, 2)?),
                 expires_at_ms: net_id(col(r, 3)?),
             }))
         })

@@ -9,16 +9,6 @@ use crate::storage::admin::{
     RateLimitRecord,
 };
 
-fn role(text: &str) -> rusqlite::Result<AdminRole> {
-    AdminRole::parse(text).ok_or_else(|| {
-        rusqlite::Error::FromSqlConversionFailure(
-            0,
-            rusqlite::types::Type::Text,
-            format!("unknown admin role {text:?}").into(),
-        )
-    })
-}
-
 #[async_trait::async_trait]
 impl AdminStorage for SqliteStorage {
     async fn create_admin(
@@ -59,7 +49,7 @@ impl AdminStorage for SqliteStorage {
                         Ok(AdminRecord {
                             id: r.get(0)?,
                             name: r.get(1)?,
-                            role: role(&r.get::<_, String>(2)?)?,
+                            role: AdminRole::stored(&r.get::<_, String>(2)?),
                             password_hash: r.get(3)?,
                             totp_secret: r.get(4)?,
                             active: r.get::<_, i64>(5)? != 0,
@@ -160,7 +150,7 @@ impl AdminStorage for SqliteStorage {
                         Ok(AdminSession {
                             admin_id: r.get(0)?,
                             name: r.get(1)?,
-                            role: role(&r.get::<_, String>(2)?)?,
+                            role: AdminRole::stored(&r.get::<_, String>(2)?),
                             expires_at_ms: net_id(r.get(3)?),
                         })
                     },
