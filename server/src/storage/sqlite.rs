@@ -607,7 +607,9 @@ impl Storage for SqliteStorage {
         blocking(|| {
             self.with_tx(|tx| {
                 let mut stmt = tx
-                    .prepare("SELECT id FROM devices WHERE account_id = ?1 AND removed = 0")
+                    .prepare(
+                        "SELECT id FROM devices WHERE account_id = ?1 AND removed = 0 ORDER BY id",
+                    )
                     .map_err(db)?;
                 let ids = stmt
                     .query_map([account_id], |r| r.get::<_, i64>(0))
@@ -627,18 +629,23 @@ impl Storage for SqliteStorage {
                     [account_id],
                 )
                 .map_err(db)?;
-                // Its group memberships go with it; groups left empty go too.
-                tx.execute(
-                    "DELETE FROM group_members WHERE account_id = ?1",
-                    [account_id],
-                )
-                .map_err(db)?;
-                tx.execute(
-                    "DELETE FROM groups WHERE NOT EXISTS \
-                     (SELECT 1 FROM group_members m WHERE m.group_id = groups.id)",
-                    [],
-                )
-                .map_err(db)?;
+                // Its group memberships go with it; its groups left empty
+                // go too (only those: no scan of every group).
+                let groups = tx
+                    .prepare("DELETE FROM group_members WHERE account_id = ?1 RETURNING group_id")
+                    .and_then(|mut stmt| {
+                        stmt.query_map([account_id], |r| r.get::<_, Vec<u8>>(0))?
+                            .collect::<Result<Vec<_>, _>>()
+                    })
+                    .map_err(db)?;
+                for group in groups {
+                    tx.execute(
+                        "DELETE FROM groups WHERE id = ?1 AND NOT EXISTS \
+                         (SELECT 1 FROM group_members m WHERE m.group_id = ?1)",
+                        [group],
+                    )
+                    .map_err(db)?;
+                }
                 Ok(ids.into_iter().map(net_id).collect())
             })
         })
