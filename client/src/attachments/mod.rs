@@ -109,7 +109,7 @@ pub(crate) struct Files<'a> {
 
 impl Files<'_> {
     /// Sends the file at `path` to `conversation` with default
-    /// [`FileOptions`]; see [`Account::send_attachment`].
+    /// [`FileOptions`]; see [`Account::send_attachment`](crate::Account::send_attachment).
     ///
     /// # Errors
     /// [`AttachmentError`].
@@ -215,10 +215,10 @@ impl Files<'_> {
     }
 
     /// Downloads the file of the file message `message_id` to `dest`; see
-    /// [`Account::download_pointer`].
+    /// [`Account::download_pointer`](crate::Account::download_pointer).
     ///
     /// # Errors
-    /// [`AttachmentError::UnknownMessage`], or as [`Account::download_pointer`].
+    /// [`AttachmentError::UnknownMessage`], or as [`Account::download_pointer`](crate::Account::download_pointer).
     pub(crate) async fn download_attachment(
         &self,
         message_id: &MessageId,
