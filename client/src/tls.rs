@@ -132,15 +132,12 @@ pub(crate) fn quic_client_config_keeping(
     Ok(config)
 }
 
-/// Path MTU discovery that probes quinn's upper bound (1452 bytes, a
-/// 1500-byte Ethernet path) first and halves only when that is lost,
-/// instead of quinn's default binary search up from 1200 bytes (four padded
-/// probes per connection, each parsed a byte of padding at a time by the
-/// server). The server sets the same (its `endpoint.rs`).
+/// Path MTU discovery with the project's probe step
+/// ([`microbot_protocol::conn::MTU_PROBE_STEP`]: the upper bound first),
+/// as the server sets it.
 fn mtu_discovery() -> quinn::MtuDiscoveryConfig {
     let mut mtu = quinn::MtuDiscoveryConfig::default();
-    // More than half of quinn's range (1200 to 1452): the upper bound first.
-    mtu.minimum_change(127);
+    mtu.minimum_change(microbot_protocol::conn::MTU_PROBE_STEP);
     mtu
 }
 

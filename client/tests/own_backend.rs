@@ -112,7 +112,7 @@ impl BackendTx for RecordingTx<'_> {
         self.asked("sessions");
         self.inner.delete_session(username, device_id, base_key)
     }
-    fn insert_message(&mut self, record: &MessageRecord) -> Result<u64, StoreError> {
+    fn insert_message(&mut self, record: &MessageRecord) -> Result<Option<u64>, StoreError> {
         self.given("messages", &record.body);
         self.inner.insert_message(record)
     }

@@ -237,25 +237,13 @@ fn cipher_suites() -> Vec<rustls::SupportedCipherSuite> {
     ]
 }
 
-/// Path MTU discovery that probes quinn's upper bound (1452 bytes, a
-/// 1500-byte Ethernet path) first and halves only when that is lost.
-/// quinn's default walks a binary search up from 1200 bytes in steps of
-/// at least 20 (1326, 1389, 1420, 1452): four padded probes and their
-/// acknowledgements on every connection, each of which the receiver parses
-/// a byte of padding at a time. A login-and-go connection spent more on
-/// them than on its login. With a minimum step of half the range, a path
-/// that carries 1452 bytes is found with one probe; one that does not is
-/// searched at 1325 and settles within 127 bytes of its MTU. The client
-/// SDK sets the same (`microbot_client::quic_client_config`).
+/// Path MTU discovery with the project's probe step
+/// ([`microbot_protocol::conn::MTU_PROBE_STEP`]: the upper bound first).
 fn mtu_discovery() -> quinn::MtuDiscoveryConfig {
     let mut mtu = quinn::MtuDiscoveryConfig::default();
-    mtu.minimum_change(MTU_PROBE_STEP);
+    mtu.minimum_change(microbot_protocol::conn::MTU_PROBE_STEP);
     mtu
 }
-
-/// The smallest change [`mtu_discovery`] probes for: more than half of
-/// quinn's range (1200 to 1452 bytes), so the upper bound is tried first.
-const MTU_PROBE_STEP: u16 = 127;
 
 /// Length of the connection IDs this server issues, all of it random.
 const CONNECTION_ID_LEN: usize = 8;
@@ -373,16 +361,27 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    /// A client that prefers AES-256 (rustls' default order, the client
-    /// SDK's) gets AES-128 with SHA-256: the server's order decides.
-    #[test]
-    fn the_server_picks_aes_128_with_sha_256() {
+    /// Default settings with a data directory of their own, and the
+    /// certificate the server generates in it.
+    fn generated_identity() -> (
+        tempfile::TempDir,
+        crate::config::Config,
+        super::ServerIdentity,
+    ) {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = crate::config::Config {
             data_dir: dir.path().to_path_buf(),
             ..crate::config::Config::default()
         };
         let identity = super::load_identity(&config).expect("identity");
+        (dir, config, identity)
+    }
+
+    /// A client that prefers AES-256 (rustls' default order, the client
+    /// SDK's) gets AES-128 with SHA-256: the server's order decides.
+    #[test]
+    fn the_server_picks_aes_128_with_sha_256() {
+        let (_dir, config, identity) = generated_identity();
         let server_tls = super::tls_config(&identity, super::ALPN).expect("server TLS");
         let mut roots = rustls::RootCertStore::empty();
         roots.add(identity.chain[0].clone()).expect("root");
@@ -432,12 +431,7 @@ mod tests {
     /// transport settings and the client SDK's.
     #[tokio::test]
     async fn path_mtu_is_found_with_one_probe_each_way() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let config = crate::config::Config {
-            data_dir: dir.path().to_path_buf(),
-            ..crate::config::Config::default()
-        };
-        let identity = super::load_identity(&config).expect("identity");
+        let (_dir, config, identity) = generated_identity();
         let server_config = super::server_config(&config, &identity).expect("server config");
         let server = quinn::Endpoint::server(server_config, ([127, 0, 0, 1], 0).into())
             .expect("server endpoint");

@@ -137,11 +137,11 @@ pub trait BackendTx: Send {
 
     // ---- messages ----
 
-    /// Inserts a message, ignoring `record.seq`, and returns the sequence
-    /// number given to it: greater than every one given before, never
-    /// reused. The store inserts no second row with the same (`author`,
-    /// `message_id`).
-    fn insert_message(&mut self, record: &MessageRecord) -> Result<u64, StoreError>;
+    /// Inserts a message, ignoring `record.seq`, unless one with the same
+    /// (`author`, `message_id`) is stored: then nothing changes and the
+    /// answer is `None`. Otherwise the answer is the sequence number given
+    /// to it: greater than every one given before, never reused.
+    fn insert_message(&mut self, record: &MessageRecord) -> Result<Option<u64>, StoreError>;
     /// The message (`author`, `message_id`).
     fn message(&self, author: &str, message_id: &[u8])
     -> Result<Option<MessageRecord>, StoreError>;

@@ -266,12 +266,10 @@ impl BackendTx for MemoryTx<'_> {
         Ok(())
     }
 
-    fn insert_message(&mut self, record: &MessageRecord) -> Result<u64, StoreError> {
+    fn insert_message(&mut self, record: &MessageRecord) -> Result<Option<u64>, StoreError> {
         let key = (record.author.clone(), record.message_id.clone());
         if self.state.message_keys.contains_key(&key) {
-            return Err(StoreError::Database(DatabaseError::new(
-                "a message with this author and id is stored already",
-            )));
+            return Ok(None);
         }
         let seq = self.next(MESSAGE_SEQ);
         let mut row = record.clone();
@@ -286,7 +284,7 @@ impl BackendTx for MemoryTx<'_> {
         self.put(|s| &mut s.by_kind, (row.kind.clone(), seq), ());
         self.put(|s| &mut s.messages, seq, row);
         self.put(|s| &mut s.message_keys, key, seq);
-        Ok(seq)
+        Ok(Some(seq))
     }
 
     fn message(

@@ -287,17 +287,10 @@ impl Tx<'_> {
     /// Stores a message; false when one with the same author and id exists
     /// (a duplicate).
     pub(crate) fn insert_message(&self, row: &MessageRow) -> Result<bool, StoreError> {
-        if self
-            .read()?
-            .message(&row.author, &row.message_id)?
-            .is_some()
-        {
-            return Ok(false);
-        }
         let body = self
             .sealer
             .seal(&message_ad(&row.author, &row.message_id), &row.content);
-        self.write()?.insert_message(&MessageRecord {
+        let inserted = self.write()?.insert_message(&MessageRecord {
             seq: 0,
             conversation: row.conversation.clone(),
             author: row.author.clone(),
@@ -310,7 +303,7 @@ impl Tx<'_> {
             shown: true,
             author_device: 0,
         })?;
-        Ok(true)
+        Ok(inserted.is_some())
     }
 
     /// A stored record, opened.

@@ -35,6 +35,16 @@ pub use wire_error::WireError;
 /// The ALPN protocol id of Microbot v1 on QUIC (SPEC.md §12.3).
 pub const ALPN: &[u8] = b"microbot/1";
 
+/// The smallest step of QUIC path MTU discovery on every Microbot endpoint
+/// (the server and the client SDK set it on quinn's `MtuDiscoveryConfig`):
+/// more than half of the range from QUIC's 1200 bytes to 1452 (a
+/// 1500-byte Ethernet path), so the upper bound is probed first and a path
+/// that carries it is found with one probe, not quinn's default four
+/// (1326, 1389, 1420, 1452), each of which the receiver parses a byte of
+/// padding at a time. A path that drops 1452 bytes is searched at 1325 and
+/// settles within this step of its MTU.
+pub const MTU_PROBE_STEP: u16 = 127;
+
 /// The protocol versions this implementation speaks (SPEC.md §12.4).
 pub const SUPPORTED_VERSIONS: &[u32] = &[1];
 

@@ -165,24 +165,25 @@ pub async fn login(
     // Only writes that change something (login_records.rs); both are
     // issued at once, so the embedded store commits them in one batch (one
     // fsync) rather than one after the other.
-    let record = login_records::last_login_due(device.last_login_ms, now);
-    let count = !state.counted_today.contains(device.id, now);
     let (recorded, counted) = tokio::join!(
         async {
-            if record {
-                state.storage.record_login(device.id, now).await?;
+            if !login_records::last_login_due(device.last_login_ms, now) {
+                return Ok(());
             }
-            Ok::<_, crate::storage::StorageError>(())
+            state.storage.record_login(device.id, now).await
         },
         async {
-            if count {
-                state
-                    .storage
-                    .record_active(account.id, device.id, now)
-                    .await?;
+            if state.counted_today.contains(device.id, now) {
+                return Ok(());
+            }
+            let counted = state
+                .storage
+                .record_active(account.id, device.id, now)
+                .await;
+            if counted.is_ok() {
                 state.counted_today.insert(device.id, now);
             }
-            Ok::<_, crate::storage::StorageError>(())
+            counted
         },
     );
     recorded?;

@@ -263,12 +263,16 @@ impl BackendTx for SqliteTx<'_> {
         )
     }
 
-    fn insert_message(&mut self, record: &MessageRecord) -> Result<u64, StoreError> {
-        self.run(
-            "INSERT INTO messages (conversation, author, message_id, target_id, kind,
+    fn insert_message(&mut self, record: &MessageRecord) -> Result<Option<u64>, StoreError> {
+        let inserted = self
+            .conn
+            .prepare_cached(
+                "INSERT OR IGNORE INTO messages (conversation, author, message_id, target_id, kind,
                  sent_at_ms, received_at_ms, body, shown, author_device)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            params![
+            )
+            .db()?
+            .execute(params![
                 record.conversation,
                 record.author,
                 record.message_id,
@@ -279,9 +283,9 @@ impl BackendTx for SqliteTx<'_> {
                 record.body,
                 record.shown,
                 to_sql_u64(record.author_device)
-            ],
-        )?;
-        Ok(from_sql_u64(self.conn.last_insert_rowid()))
+            ])
+            .db()?;
+        Ok((inserted > 0).then(|| from_sql_u64(self.conn.last_insert_rowid())))
     }
 
     fn message(
