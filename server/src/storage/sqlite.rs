@@ -8,11 +8,13 @@
 //!
 //! Durability: WAL journal with `synchronous = FULL`, so every commit fsyncs
 //! the WAL before `COMMIT` returns; a send is acknowledged only after that
-//! (with `NORMAL`, a WAL commit survives a process crash but not a power
-//! loss, which would break "acknowledged means stored"). The hot writes
-//! (enqueue, group fan-out, acknowledgements, login times) go through group
-//! commit ([`group_commit`]): concurrent requests share one transaction and
-//! one fsync, and each still returns only after that commit.
+//! (with `NORMAL` alone, a WAL commit survives a process crash but not a
+//! power loss, which would break "acknowledged means stored"). The hot
+//! writes (enqueue, group fan-out, acknowledgements, login times) go
+//! through group commit ([`group_commit`]): concurrent requests share one
+//! transaction, committed without waiting for the disk, and one fsync of the
+//! WAL by a sync thread ([`wal_sync`]) while the next batch is written; each
+//! returns only after that fsync.
 //!
 //! Schema versions: see [`super::schema`] (`PRAGMA user_version`, one script
 //! per version, applied in order).
@@ -34,6 +36,7 @@ mod readers;
 mod sealed;
 mod statements;
 mod suspension;
+mod wal_sync;
 
 use group_commit::{GroupCommit, Isolation};
 use statements::QueryRowCached as _;

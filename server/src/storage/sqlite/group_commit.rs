@@ -6,11 +6,13 @@
 //! [`MAX_BATCH`]), runs them in one `BEGIN IMMEDIATE` transaction, each
 //! inside its own savepoint (a job that fails — a full queue, an unknown
 //! device — rolls back only its own writes and gets its own error), then
-//! commits once. With `synchronous = FULL` the commit returns after the WAL
-//! is fsynced, and only then does any caller learn its result: an
-//! acknowledgement still means "on disk" (SPEC.md §12.5, §14). When the
-//! commit fails, every job of the batch gets the error and nothing of the
-//! batch is stored.
+//! commits once, without waiting for the disk; the sync thread
+//! ([`super::wal_sync`]) then fsyncs the WAL while the writer runs the next
+//! batch, and only after that sync does any caller learn its result: an
+//! acknowledgement still means "on disk" (SPEC.md §12.5, §12.7, §14). When
+//! the commit fails, every job of the batch gets the error and nothing of
+//! the batch is stored. Writes outside the writer (`synchronous = FULL` on
+//! the shared connection) still fsync in their own commit.
 //!
 //! A job that runs every check before its first write
 //! ([`Isolation::ChecksFirst`]: enqueue, acknowledge) needs no savepoint:
@@ -21,7 +23,7 @@
 //! statements per message, which showed in profiles of the message path.
 //!
 //! No job waits for a timer: a batch is whatever arrived while the previous
-//! commit was in progress, so a lone request pays one fsync as before and
+//! batch was being written, so a lone request pays one fsync as before and
 //! concurrent requests share one.
 //!
 //! Not owned here: what the jobs write (sqlite.rs, groups.rs).
@@ -33,6 +35,7 @@ use std::thread::JoinHandle;
 
 use rusqlite::Connection;
 
+use super::wal_sync::{Settle, Syncer, WalFile};
 use crate::storage::{StorageError, StorageFuture, StorageResult};
 
 /// Most jobs in one transaction.
@@ -109,12 +112,18 @@ pub(super) struct GroupCommit {
 }
 
 impl GroupCommit {
-    /// Starts the writer thread on `conn`.
+    /// Starts the writer thread on `conn`, and for a database file the
+    /// thread that syncs its write-ahead log.
     pub(super) fn start(conn: Arc<Mutex<Connection>>) -> std::io::Result<Self> {
+        let wal = WalFile::of(&conn.lock().unwrap_or_else(PoisonError::into_inner));
+        let syncer = match wal {
+            Some(wal) => Some(Syncer::start(Box::new(wal))?),
+            None => None,
+        };
         let (tx, rx) = mpsc::channel::<Box<dyn Work>>();
         let thread = std::thread::Builder::new()
             .name("sqlite-group-commit".to_owned())
-            .spawn(move || writer_loop(&conn, &rx))?;
+            .spawn(move || writer_loop(&conn, &rx, syncer))?;
         Ok(Self {
             jobs: Some(tx),
             thread: Some(thread),
@@ -175,7 +184,25 @@ fn stopped() -> StorageError {
     StorageError::Database("the storage writer has stopped".to_owned())
 }
 
-fn writer_loop(conn: &Mutex<Connection>, rx: &mpsc::Receiver<Box<dyn Work>>) {
+/// A committed batch waiting for its sync.
+struct Committed(Vec<Box<dyn Work>>);
+
+impl Settle for Committed {
+    fn settle(self, synced: Result<(), String>) {
+        for job in self.0 {
+            job.finish(synced.clone());
+        }
+    }
+}
+
+/// Takes batches until every sender is gone. The syncer is the thread's
+/// own, so it answers every batch it holds before the thread ends (and the
+/// storage closes the connection).
+fn writer_loop(
+    conn: &Mutex<Connection>,
+    rx: &mpsc::Receiver<Box<dyn Work>>,
+    syncer: Option<Syncer<Committed>>,
+) {
     while let Ok(first) = rx.recv() {
         let mut batch = Vec::with_capacity(16);
         batch.push(first);
@@ -185,17 +212,48 @@ fn writer_loop(conn: &Mutex<Connection>, rx: &mpsc::Receiver<Box<dyn Work>>) {
                 Err(_) => break,
             }
         }
-        run_batch(conn, batch);
+        run_batch(conn, batch, syncer.as_ref());
     }
 }
 
-fn run_batch(conn: &Mutex<Connection>, mut batch: Vec<Box<dyn Work>>) {
-    let guard = conn.lock().unwrap_or_else(PoisonError::into_inner);
-    let commit = execute_batch(&guard, &mut batch);
-    drop(guard);
-    for job in batch {
-        job.finish(commit.clone());
+fn run_batch(
+    conn: &Mutex<Connection>,
+    mut batch: Vec<Box<dyn Work>>,
+    syncer: Option<&Syncer<Committed>>,
+) {
+    let Some(syncer) = syncer else {
+        let guard = conn.lock().unwrap_or_else(PoisonError::into_inner);
+        let commit = execute_batch(&guard, &mut batch);
+        drop(guard);
+        Committed(batch).settle(commit);
+        return;
+    };
+    if let Some(failure) = syncer.failure() {
+        Committed(batch).settle(Err(failure));
+        return;
     }
+    let guard = conn.lock().unwrap_or_else(PoisonError::into_inner);
+    let commit = commit_unsynced(&guard, &mut batch);
+    drop(guard);
+    match commit {
+        Ok(()) => syncer.hand_over(Committed(batch)),
+        Err(e) => Committed(batch).settle(Err(e)),
+    }
+}
+
+/// Runs the batch with `synchronous = NORMAL` (the commit does not wait
+/// for the disk; the syncer's fsync follows) and puts `FULL` back for every
+/// other write on the connection. The setting cannot change inside a
+/// transaction, so it brackets the batch's.
+fn commit_unsynced(conn: &Connection, batch: &mut [Box<dyn Work>]) -> Result<(), String> {
+    control(conn, "PRAGMA synchronous = NORMAL").map_err(|e| e.to_string())?;
+    let commit = execute_batch(conn, batch);
+    if let Err(e) = control(conn, "PRAGMA synchronous = FULL") {
+        // Outside a transaction this cannot fail but for lack of memory;
+        // the connection's other writers would then commit without fsync.
+        tracing::error!(error = %e, "cannot restore synchronous = FULL on the storage connection");
+    }
+    commit
 }
 
 /// Runs one control statement (BEGIN, SAVEPOINT, …) through the statement
@@ -392,6 +450,44 @@ mod tests {
         drop(storage);
         let reopened = SqliteStorage::open(&dir.path().join("db.sqlite3")).unwrap();
         assert_eq!(reopened.queue_len(tight, 1_000).await.unwrap(), 3);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_file_database_batch_is_synced_and_the_connection_stays_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite3");
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+        conn.pragma_update(None, "synchronous", "FULL").unwrap();
+        conn.execute_batch("CREATE TABLE t (v INTEGER)").unwrap();
+        let conn = Arc::new(Mutex::new(conn));
+        let writer = GroupCommit::start(Arc::clone(&conn)).unwrap();
+        let writes: Vec<_> = (0..32i64)
+            .map(|v| {
+                writer.submit(Isolation::ChecksFirst, move |c: &Connection| {
+                    c.execute("INSERT INTO t (v) VALUES (?1)", [v])
+                        .map(|_| ())
+                        .map_err(|e| StorageError::Database(e.to_string()))
+                })
+            })
+            .collect();
+        for write in writes {
+            write.await.unwrap();
+        }
+        // Between batches the shared connection is back to FULL (2), so
+        // writes outside the writer still fsync in their own commit.
+        let level: i64 = conn
+            .lock()
+            .unwrap()
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(level, 2);
+        drop(writer);
+        let reader = Connection::open(&path).unwrap();
+        let rows: i64 = reader
+            .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 32);
     }
 
     #[test]
