@@ -52,6 +52,17 @@ impl<C: GenericClient + Sync> Db<'_, C> {
         Ok(statement)
     }
 
+    /// Prepares each statement not yet in the cache. Queries issued
+    /// together afterwards reach the server in the order they are first
+    /// polled (none waits for its own `PREPARE` first), which a pipeline
+    /// that takes row locks before anything else relies on.
+    pub(crate) async fn prepare(&self, sqls: &[&str]) -> PgResult<()> {
+        for sql in sqls {
+            self.statement(sql).await?;
+        }
+        Ok(())
+    }
+
     /// All rows.
     pub(crate) async fn query(&self, sql: &str, params: Params<'_>) -> PgResult<Vec<Row>> {
         let statement = self.statement(sql).await?;

@@ -10,23 +10,38 @@
 //! 1. the device rows of every recipient and every acknowledging device are
 //!    locked in id order (as every sender does, so batches of different
 //!    nodes never deadlock each other);
-//! 2. each send is checked in order against those rows with the rule of
-//!    [`crate::queue_caps`] (a send refused for an unknown or removed
+//! 2. one `DELETE` of every acknowledged envelope that also lowers the
+//!    queue lengths, and the group messages nothing refers to any more;
+//! 3. each send is checked in order against the locked rows with the rule
+//!    of [`crate::queue_caps`] (a send refused for an unknown or removed
 //!    device or a full queue writes nothing and fails alone; the sends
 //!    before it count against the ones after it);
-//! 3. one `DELETE` of every acknowledged envelope that also lowers the
-//!    queue lengths, and the group messages nothing refers to any more;
 //! 4. one `INSERT` of every admitted envelope that also raises the queue
 //!    lengths, with ids drawn from the table's sequence (after the locks)
 //!    in the batch's order, so each device's envelope ids still increase in
 //!    commit order.
 //!
-//! Only after `COMMIT` returns (the WAL is flushed, `synchronous_commit =
-//! on`) does any caller learn its result, so an answered send is durable
-//! (SPEC.md §12.7). A database error fails every job of the batch and
-//! nothing of it is stored; a deadlock or serialisation failure reruns the
-//! whole batch. No job waits for a timer: a batch is whatever arrived while
-//! the previous one was being taken.
+//! Statements that do not wait for each other's answers go out together
+//! (tokio-postgres pipelines them on the connection), `BEGIN` and `COMMIT`
+//! included: a batch costs three round trips ([`write_batch`]).
+//!
+//! The batch commits with `synchronous_commit = off`, so its row locks go
+//! as soon as the commit record is written, not after the WAL flush: the
+//! other writer (of this node or another) locks the same devices and
+//! writes its batch while this one's flush is in flight. Then, still before
+//! any caller learns its result, the writer commits a marker transaction
+//! (a transactional logical-decoding message, [`COMMIT_DURABLY`]) with
+//! `synchronous_commit = on`: its commit returns only once the WAL is
+//! flushed up to its own commit record, which lies after the batch's, and
+//! PostgreSQL flushes the WAL in order. So an answered send is durable
+//! (SPEC.md §12.7). Other sessions may read the batch before that flush (a
+//! recipient may fetch a message whose sender has no answer yet); after a
+//! crash in between it is gone and the unanswered sender sends it again.
+//! A database error fails every job of the batch (if the marker fails, the
+//! batch may be stored: its senders get an error and send again, which the
+//! recipients' clients recognise as a repeated message id); a deadlock or
+//! serialisation failure reruns the whole batch. No job waits for a timer:
+//! a batch is whatever arrived while the previous one was being taken.
 //!
 //! Not owned here: the queue rule (queue_caps.rs), group fan-out
 //! (groups.rs), reads (postgres.rs).
@@ -36,7 +51,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::db::Tx;
+use super::db::Db;
 use super::pool::Pool;
 use super::{ATTEMPTS, PgError, PgResult, col, count, net_id, sql_id, sql_time};
 use crate::queue_caps::{QueueTally, Refusal, share_may_matter};
@@ -145,25 +160,96 @@ async fn write_batches(queue: Arc<tokio::sync::Mutex<mpsc::Receiver<HotJob>>>, p
     }
 }
 
+/// A pooled connection with its statement cache; the batch's transaction
+/// is begun and ended by hand so `BEGIN` and `COMMIT` ride in the
+/// pipelines of the statements next to them.
+type Conn<'a> = Db<'a, tokio_postgres::Client>;
+
+/// Opens the batch's transaction: its commit does not wait for the WAL
+/// flush (the module doc says why that is safe), and its statements find
+/// rows by key, never by scanning `envelopes`. Every statement of the batch
+/// is a key lookup, but `envelopes` is a queue: rows come and go within
+/// milliseconds, so the table is nearly empty whenever it is planned and
+/// grows dead rows until it is vacuumed. PostgreSQL plans a prepared
+/// statement once for good after five runs; planned on a small table, the
+/// acknowledgement `DELETE` became a hash join over a sequential scan of
+/// every page, live or dead, in every batch (auto_explain in a saturated
+/// run: 65 of 200 samples of the writers inside it; throughput halved).
+/// Without sequential scans the planner picks the primary-key lookups.
+const BEGIN: &str = "BEGIN; SET LOCAL synchronous_commit = off; SET LOCAL enable_seqscan = off";
+
+/// Commits the batch, then a marker transaction that does wait for the
+/// flush: a transactional logical-decoding message writes a WAL record
+/// under a transaction id, so its commit (with the session's
+/// `synchronous_commit = on`) returns once the WAL is flushed past it, and
+/// so past the batch. Any role may call the function; nothing reads the
+/// message unless a logical replication slot is set up. One round trip: a
+/// failed `COMMIT` stops the rest of the string.
+const COMMIT_DURABLY: &str =
+    "COMMIT; BEGIN; SELECT pg_logical_emit_message(true, 'microbot.durable', ''); COMMIT";
+
+/// Locks the device rows the batch writes, in id order.
+const LOCK_DEVICES: &str = "SELECT id, removed, account_id, queue_len FROM devices \
+                            WHERE id = ANY($1) ORDER BY id FOR UPDATE";
+
+/// Draws `$1` envelope ids from the table's sequence.
+const DRAW_IDS: &str = "SELECT nextval(pg_get_serial_sequence('envelopes', 'id')) \
+                        FROM generate_series(1, $1::bigint)";
+
+/// Deletes acknowledged envelopes and lowers their queue lengths by exactly
+/// what was removed.
+const DELETE_ACKED: &str = "WITH gone AS (DELETE FROM envelopes e \
+     USING unnest($1::bigint[], $2::bigint[]) AS u(d, i) \
+     WHERE e.device_id = u.d AND e.id = u.i \
+     RETURNING e.device_id, e.id, e.group_message_id), \
+     n AS (SELECT device_id, COUNT(*) AS n FROM gone GROUP BY device_id), \
+     shrunk AS (UPDATE devices d SET queue_len = GREATEST(d.queue_len - n.n, 0) \
+     FROM n WHERE d.id = n.device_id) \
+     SELECT device_id, id, group_message_id FROM gone";
+
+/// Inserts envelopes (columns as arrays) and raises their queue lengths.
+const INSERT_ENVELOPES: &str = "WITH stored AS (INSERT INTO envelopes (id, device_id, sender_username, \
+     sender_device_id, server_timestamp_ms, expires_at_ms, ciphertext) \
+     OVERRIDING SYSTEM VALUE \
+     SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], \
+     $5::bigint[], $6::bigint[], $7::bytea[]) RETURNING device_id), \
+     n AS (SELECT device_id, COUNT(*) AS n FROM stored GROUP BY device_id) \
+     UPDATE devices d SET queue_len = d.queue_len + n.n FROM n WHERE d.id = n.device_id";
+
+/// Where a batch failed: before its `COMMIT` was sent (nothing stored; a
+/// deadlock may be retried), or in the round trip of the commit and the
+/// flush (the batch may be stored: never retried).
+enum Failure {
+    BeforeCommit(PgError),
+    AtCommit(PgError),
+}
+
 /// Runs the batch in one transaction, rerunning it on a deadlock or
-/// serialisation failure.
+/// serialisation failure, and returns once it is durable.
 async fn commit_batch(pool: &Pool, batch: &[HotJob]) -> PgResult<Vec<Outcome>> {
     let mut pooled = pool.get().await?;
+    // Until the transaction is over, dropping the client closes it.
+    pooled.open_transaction();
     let (client, cache) = pooled.parts()?;
+    let conn = Conn {
+        client: &*client,
+        cache,
+    };
     let mut attempt = 1;
-    loop {
-        let outcome: PgResult<Vec<Outcome>> = async {
-            let tx = client.transaction().await?;
-            let outcomes = run_batch(&Tx { client: &tx, cache }, batch).await?;
-            tx.commit().await?;
-            Ok(outcomes)
+    let outcome = loop {
+        match write_batch(&conn, batch).await {
+            Ok(outcomes) => break Ok(outcomes),
+            Err(Failure::BeforeCommit(e)) if e.retryable() && attempt < ATTEMPTS => {
+                conn.client.batch_execute("ROLLBACK").await?;
+                attempt += 1;
+            }
+            Err(Failure::BeforeCommit(e) | Failure::AtCommit(e)) => break Err(e),
         }
-        .await;
-        match outcome {
-            Err(e) if e.retryable() && attempt < ATTEMPTS => attempt += 1,
-            other => return other,
-        }
+    };
+    if outcome.is_ok() {
+        pooled.transaction_ended();
     }
+    outcome
 }
 
 /// Hands every job its outcome (the caller may have gone: the write stands,
@@ -215,16 +301,20 @@ struct DeviceRow {
     queued: u32,
 }
 
-/// The batch's statements, inside its transaction. Statements that do not
-/// wait for each other's answers are sent together (tokio-postgres
-/// pipelines them on the connection): the id draw with the delete, so a
-/// batch costs five round trips with its `BEGIN` and `COMMIT`.
-///
-/// Ids are drawn only once the device rows are locked: a transaction of
-/// another node that inserts for one of these devices waits for this
-/// commit and then draws larger ids, so each device's ids increase in
-/// commit order (a fetch resumes after the last id it saw).
-async fn run_batch(tx: &Tx<'_, '_>, batch: &[HotJob]) -> PgResult<Vec<Outcome>> {
+/// The batch's transaction in three round trips (four when a sender share
+/// has to be read), pipelined on the connection (tokio-postgres sends
+/// requests polled together without waiting for each answer):
+/// 1. `BEGIN`, the device locks, the acknowledged envelopes' `DELETE` and
+///    the id draw, in that order: PostgreSQL runs them one after the other,
+///    so the ids are drawn only once the rows are locked (a transaction of
+///    another node that inserts for one of these devices waits for this
+///    commit and then draws larger ids, so each device's ids increase in
+///    commit order; a fetch resumes after the last id it saw);
+/// 2. (the sends are checked against the locked rows, here);
+/// 3. the `INSERT` with [`COMMIT_DURABLY`]: if the insert fails, the
+///    `COMMIT` of the aborted transaction rolls it back.
+async fn write_batch(conn: &Conn<'_>, batch: &[HotJob]) -> Result<Vec<Outcome>, Failure> {
+    let before = Failure::BeforeCommit;
     let envelopes: usize = batch
         .iter()
         .map(|job| match job {
@@ -232,12 +322,27 @@ async fn run_batch(tx: &Tx<'_, '_>, batch: &[HotJob]) -> PgResult<Vec<Outcome>> 
             HotJob::Ack { .. } => 0,
         })
         .sum();
-    let devices = lock_devices(tx, batch).await?;
+    conn.prepare(&[LOCK_DEVICES, DELETE_ACKED, DRAW_IDS, INSERT_ENVELOPES])
+        .await
+        .map_err(before)?;
+    let (_, devices, acked, ids) = tokio::try_join!(
+        async { Ok(conn.client.batch_execute(BEGIN).await?) },
+        lock_devices(conn, batch),
+        delete_acknowledged(conn, batch),
+        draw_ids(conn, envelopes),
+    )
+    .map_err(before)?;
     let mut outcomes: Vec<Option<Outcome>> = batch.iter().map(|_| None).collect();
-    let admitted = admit_sends(tx, batch, &devices, &mut outcomes).await?;
-    // Ids of sends refused above go unused: gaps are harmless.
-    let (ids, acked) = tokio::try_join!(draw_ids(tx, envelopes), delete_acknowledged(tx, batch))?;
-    let per_send = insert_envelopes(tx, batch, &admitted, &ids).await?;
+    // Ids of sends refused here go unused: gaps are harmless.
+    let admitted = admit_sends(conn, batch, &devices, &mut outcomes)
+        .await
+        .map_err(before)?;
+    let (inserted, committed) = tokio::join!(
+        insert_envelopes(conn, batch, &admitted, &ids),
+        conn.client.batch_execute(COMMIT_DURABLY),
+    );
+    let per_send = inserted.map_err(before)?;
+    committed.map_err(|e| Failure::AtCommit(e.into()))?;
     for (index, ids) in admitted.into_iter().zip(per_send) {
         outcomes[index] = Some(Outcome::Enqueued(Ok(ids)));
     }
@@ -246,12 +351,12 @@ async fn run_batch(tx: &Tx<'_, '_>, batch: &[HotJob]) -> PgResult<Vec<Outcome>> 
     }
     outcomes
         .into_iter()
-        .map(|o| o.ok_or_else(|| PgError::Storage(mismatch())))
+        .map(|o| o.ok_or_else(|| Failure::AtCommit(PgError::Storage(mismatch()))))
         .collect()
 }
 
 /// Locks the device rows the batch writes, in id order.
-async fn lock_devices(tx: &Tx<'_, '_>, batch: &[HotJob]) -> PgResult<HashMap<u64, DeviceRow>> {
+async fn lock_devices(conn: &Conn<'_>, batch: &[HotJob]) -> PgResult<HashMap<u64, DeviceRow>> {
     let mut ids: Vec<i64> = batch
         .iter()
         .flat_map(|job| -> Box<dyn Iterator<Item = u64> + '_> {
@@ -266,13 +371,7 @@ async fn lock_devices(tx: &Tx<'_, '_>, batch: &[HotJob]) -> PgResult<HashMap<u64
         .collect();
     ids.sort_unstable();
     ids.dedup();
-    let rows = tx
-        .query(
-            "SELECT id, removed, account_id, queue_len FROM devices \
-             WHERE id = ANY($1) ORDER BY id FOR UPDATE",
-            &[&ids],
-        )
-        .await?;
+    let rows = conn.query(LOCK_DEVICES, &[&ids]).await?;
     let mut devices = HashMap::with_capacity(rows.len());
     for r in &rows {
         devices.insert(
@@ -290,7 +389,7 @@ async fn lock_devices(tx: &Tx<'_, '_>, batch: &[HotJob]) -> PgResult<HashMap<u64
 /// Checks every send in order and returns the indexes of those admitted;
 /// a refused one gets its error in `outcomes`.
 async fn admit_sends(
-    tx: &Tx<'_, '_>,
+    conn: &Conn<'_>,
     batch: &[HotJob],
     devices: &HashMap<u64, DeviceRow>,
     outcomes: &mut [Option<Outcome>],
@@ -320,8 +419,8 @@ async fn admit_sends(
             *n = n.saturating_add(1);
         }
     }
-    let senders = sender_accounts(tx, &sends, devices, &adding).await?;
-    read_shares(tx, &sends, devices, &adding, &senders, &mut tally).await?;
+    let senders = sender_accounts(conn, &sends, devices, &adding).await?;
+    read_shares(conn, &sends, devices, &adding, &senders, &mut tally).await?;
     let mut admitted = Vec::with_capacity(sends.len());
     for (index, meta, envelopes) in sends {
         let recipients: Vec<u64> = envelopes.iter().map(|e| e.recipient_device_id).collect();
@@ -385,7 +484,7 @@ fn share_needed(
 /// The accounts of the sending devices, read only when some share may
 /// matter (a device of the sender's own account is exempt from it).
 async fn sender_accounts(
-    tx: &Tx<'_, '_>,
+    conn: &Conn<'_>,
     sends: &[SendJob<'_>],
     devices: &HashMap<u64, DeviceRow>,
     adding: &HashMap<u64, u32>,
@@ -400,7 +499,7 @@ async fn sender_accounts(
     if wanted.is_empty() {
         return Ok(HashMap::new());
     }
-    let rows = tx
+    let rows = conn
         .query(
             "SELECT id, account_id FROM devices WHERE id = ANY($1)",
             &[&wanted],
@@ -415,7 +514,7 @@ async fn sender_accounts(
 /// (devices of another account whose queue the batch may take past the
 /// share cap) into `tally`.
 async fn read_shares(
-    tx: &Tx<'_, '_>,
+    conn: &Conn<'_>,
     sends: &[SendJob<'_>],
     devices: &HashMap<u64, DeviceRow>,
     adding: &HashMap<u64, u32>,
@@ -439,7 +538,7 @@ async fn read_shares(
         return Ok(());
     }
     let (ids, names): (Vec<i64>, Vec<String>) = pairs.into_iter().unzip();
-    let rows = tx
+    let rows = conn
         .query(
             "SELECT u.d, u.s, (SELECT COUNT(*) FROM envelopes e WHERE e.device_id = u.d \
              AND e.sender_username = u.s AND e.expires_at_ms > $3) \
@@ -455,16 +554,12 @@ async fn read_shares(
 }
 
 /// `n` envelope ids from the table's sequence, ascending.
-async fn draw_ids(tx: &Tx<'_, '_>, n: usize) -> PgResult<Vec<i64>> {
+async fn draw_ids(conn: &Conn<'_>, n: usize) -> PgResult<Vec<i64>> {
     if n == 0 {
         return Ok(Vec::new());
     }
-    let mut ids: Vec<i64> = tx
-        .query(
-            "SELECT nextval(pg_get_serial_sequence('envelopes', 'id')) \
-             FROM generate_series(1, $1::bigint)",
-            &[&i64::try_from(n).unwrap_or(i64::MAX)],
-        )
+    let mut ids: Vec<i64> = conn
+        .query(DRAW_IDS, &[&i64::try_from(n).unwrap_or(i64::MAX)])
         .await?
         .iter()
         .map(|r| col(r, 0))
@@ -482,7 +577,7 @@ async fn draw_ids(tx: &Tx<'_, '_>, n: usize) -> PgResult<Vec<i64>> {
 /// batch's order, and counts them in their queues, in one statement;
 /// returns each send's ids in its envelopes' order.
 async fn insert_envelopes(
-    tx: &Tx<'_, '_>,
+    conn: &Conn<'_>,
     batch: &[HotJob],
     admitted: &[usize],
     ids: &[i64],
@@ -517,14 +612,8 @@ async fn insert_envelopes(
         }
         per_send.push(mine);
     }
-    tx.execute(
-        "WITH stored AS (INSERT INTO envelopes (id, device_id, sender_username, \
-         sender_device_id, server_timestamp_ms, expires_at_ms, ciphertext) \
-         OVERRIDING SYSTEM VALUE \
-         SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], \
-         $5::bigint[], $6::bigint[], $7::bytea[]) RETURNING device_id), \
-         n AS (SELECT device_id, COUNT(*) AS n FROM stored GROUP BY device_id) \
-         UPDATE devices d SET queue_len = d.queue_len + n.n FROM n WHERE d.id = n.device_id",
+    conn.execute(
+        INSERT_ENVELOPES,
         &[
             &columns.id,
             &columns.device,
@@ -577,7 +666,7 @@ impl<'a> Columns<'a> {
 /// Deletes every acknowledged envelope of the batch; returns, per ack job,
 /// how many of its ids existed (an id listed twice counts once, for the
 /// first job that listed it).
-async fn delete_acknowledged(tx: &Tx<'_, '_>, batch: &[HotJob]) -> PgResult<Vec<(usize, u32)>> {
+async fn delete_acknowledged(conn: &Conn<'_>, batch: &[HotJob]) -> PgResult<Vec<(usize, u32)>> {
     let mut devices = Vec::new();
     let mut ids = Vec::new();
     for job in batch {
@@ -597,19 +686,7 @@ async fn delete_acknowledged(tx: &Tx<'_, '_>, batch: &[HotJob]) -> PgResult<Vec<
     if !ids.is_empty() {
         // One statement: each queue length drops by exactly what the
         // DELETE removed from it.
-        let rows = tx
-            .query(
-                "WITH gone AS (DELETE FROM envelopes e \
-                 USING unnest($1::bigint[], $2::bigint[]) AS u(d, i) \
-                 WHERE e.device_id = u.d AND e.id = u.i \
-                 RETURNING e.device_id, e.id, e.group_message_id), \
-                 n AS (SELECT device_id, COUNT(*) AS n FROM gone GROUP BY device_id), \
-                 shrunk AS (UPDATE devices d SET queue_len = GREATEST(d.queue_len - n.n, 0) \
-                 FROM n WHERE d.id = n.device_id) \
-                 SELECT device_id, id, group_message_id FROM gone",
-                &[&devices, &ids],
-            )
-            .await?;
+        let rows = conn.query(DELETE_ACKED, &[&devices, &ids]).await?;
         let mut group_messages = Vec::new();
         for r in &rows {
             gone.insert((net_id(col(r, 0)?), net_id(col(r, 1)?)));
@@ -619,7 +696,7 @@ async fn delete_acknowledged(tx: &Tx<'_, '_>, batch: &[HotJob]) -> PgResult<Vec<
         }
         // A group message is stored once; it goes with its last reference.
         if !group_messages.is_empty() {
-            tx.execute(
+            conn.execute(
                 "DELETE FROM group_messages g WHERE g.id = ANY($1) AND NOT EXISTS \
                  (SELECT 1 FROM envelopes e WHERE e.group_message_id = g.id)",
                 &[&group_messages],

@@ -21,11 +21,15 @@ pub(super) struct Pool {
     permits: Semaphore,
 }
 
-/// A checked-out client; goes back to the pool when dropped.
+/// A checked-out client; goes back to the pool when dropped, unless it may
+/// be inside a transaction its user began by hand and did not end
+/// ([`Pooled::open_transaction`]): such a client is closed instead, and
+/// PostgreSQL rolls the transaction back.
 pub(super) struct Pooled<'a> {
     client: Option<(Client, StatementCache)>,
     pool: &'a Pool,
     _permit: SemaphorePermit<'a>,
+    in_transaction: bool,
 }
 
 impl Pool {
@@ -56,6 +60,7 @@ impl Pool {
                         client: Some(client),
                         pool: self,
                         _permit: permit,
+                        in_transaction: false,
                     });
                 }
                 Some(_) => {}
@@ -72,11 +77,25 @@ impl Pool {
             client: Some((client, StatementCache::default())),
             pool: self,
             _permit: permit,
+            in_transaction: false,
         })
     }
 }
 
 impl Pooled<'_> {
+    /// Says the user is about to send `BEGIN` itself (to pipeline it with
+    /// the transaction's first statements): until
+    /// [`Pooled::transaction_ended`], dropping this closes the connection
+    /// rather than handing a client in an open transaction to the next user.
+    pub(super) fn open_transaction(&mut self) {
+        self.in_transaction = true;
+    }
+
+    /// Says the transaction begun by hand was committed or rolled back.
+    pub(super) fn transaction_ended(&mut self) {
+        self.in_transaction = false;
+    }
+
     /// The client and its statement cache (present until drop).
     pub(super) fn parts(&mut self) -> Result<(&mut Client, &StatementCache), PgError> {
         self.client
@@ -90,6 +109,7 @@ impl Drop for Pooled<'_> {
     fn drop(&mut self) {
         if let Some(client) = self.client.take()
             && !client.0.is_closed()
+            && !self.in_transaction
         {
             self.pool.idle().push(client);
         }
