@@ -716,3 +716,73 @@ async fn delete_acknowledged(conn: &Conn<'_>, batch: &[HotJob]) -> PgResult<Vec<
     }
     Ok(acked)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{BEGIN, DELETE_ACKED, INSERT_ENVELOPES, LOCK_DEVICES};
+
+    /// The plans PostgreSQL caches for good, built on a table as empty as
+    /// a drained queue.
+    async fn generic_plans(client: &tokio_postgres::Client) -> String {
+        client
+            .batch_execute("DEALLOCATE ALL; SET plan_cache_mode = force_generic_plan")
+            .await
+            .unwrap();
+        let mut plans = String::new();
+        for (name, sql, args) in [
+            ("lock", LOCK_DEVICES, "('{1}')"),
+            ("gone", DELETE_ACKED, "('{1}', '{1}')"),
+            (
+                "stored",
+                INSERT_ENVELOPES,
+                "('{1}', '{1}', '{a}', '{1}', '{0}', '{9}', '{\"\\\\x00\"}')",
+            ),
+        ] {
+            client
+                .batch_execute(&format!("PREPARE {name} AS {sql}"))
+                .await
+                .unwrap();
+            for row in client
+                .simple_query(&format!("EXPLAIN EXECUTE {name}{args}"))
+                .await
+                .unwrap()
+            {
+                if let tokio_postgres::SimpleQueryMessage::Row(row) = row {
+                    plans.push_str(row.get(0).unwrap_or_default());
+                    plans.push('\n');
+                }
+            }
+        }
+        plans
+    }
+
+    #[tokio::test]
+    async fn the_batch_statements_find_envelopes_by_key_even_when_planned_on_an_empty_queue() {
+        let Some((url, _)) = microbot_test_support::engines::services("hot_writes_plans") else {
+            return;
+        };
+        let schema = microbot_test_support::engines::Schema::new(&url, "t_hot_plans");
+        // The real schema, made by the storage's own migration.
+        drop(
+            super::super::PostgresStorage::open(&schema.url, 1)
+                .await
+                .unwrap(),
+        );
+        let (client, connection) = tokio_postgres::connect(&schema.url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let outside = generic_plans(&client).await;
+        assert!(
+            outside.contains("Seq Scan on envelopes"),
+            "the control: planned on an empty table, the acknowledgement DELETE scans it\n{outside}"
+        );
+        client.batch_execute(BEGIN).await.unwrap();
+        let inside = generic_plans(&client).await;
+        client.batch_execute("ROLLBACK").await.unwrap();
+        assert!(
+            !inside.contains("Seq Scan"),
+            "inside the batch's transaction no statement scans a table\n{inside}"
+        );
+    }
+}
