@@ -110,7 +110,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::FromSql;
 
 use self::db::{Db, Tx};
-use self::hot_writes::HotWriter;
+use self::hot_writes::{FlushWait, HotWriter};
 use self::pool::Pool;
 use super::device_rules::{adds_one_time_keys, check_removable, check_stock, first_keys};
 pub(crate) use super::values::{count, net_id, sql_id, sql_time};
@@ -239,14 +239,26 @@ impl PostgresStorage {
         let pool = Arc::new(Pool::new(config, pool_size));
         let migrated = async {
             let mut pooled = pool.get().await?;
-            schema::migrate(pooled.parts()?.0).await
+            let client = pooled.parts()?.0;
+            schema::migrate(client).await?;
+            FlushWait::available(client).await
         }
         .await;
         match migrated {
-            Ok(_) => Ok(Self {
-                writer: HotWriter::start(Arc::clone(&pool)),
-                pool,
-            }),
+            Ok(flush) => {
+                if flush == FlushWait::InCommit {
+                    tracing::warn!(
+                        "this role may not execute pg_logical_emit_message: each message \
+                         batch holds its row locks until the WAL flush (slower under load; \
+                         GRANT EXECUTE ON FUNCTION pg_logical_emit_message(boolean, text, text) \
+                         to lift it)"
+                    );
+                }
+                Ok(Self {
+                    writer: HotWriter::start(Arc::clone(&pool), flush),
+                    pool,
+                })
+            }
             Err(PgError::TooNew(found)) => Err(PostgresOpenError::TooNew {
                 found,
                 supported: schema::schema_version(),

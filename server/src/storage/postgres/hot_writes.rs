@@ -30,7 +30,7 @@
 //! other writer (of this node or another) locks the same devices and
 //! writes its batch while this one's flush is in flight. Then, still before
 //! any caller learns its result, the writer commits a marker transaction
-//! (a transactional logical-decoding message, [`COMMIT_DURABLY`]) with
+//! (a transactional logical-decoding message, [`FlushWait::commit`]) with
 //! `synchronous_commit = on`: its commit returns only once the WAL is
 //! flushed up to its own commit record, which lies after the batch's, and
 //! PostgreSQL flushes the WAL in order. So an answered send is durable
@@ -92,11 +92,11 @@ pub(super) struct HotWriter {
 impl HotWriter {
     /// Starts the writer tasks on the calling runtime (the server's),
     /// writing through `pool`; they end when this is dropped.
-    pub(super) fn start(pool: Arc<Pool>) -> Self {
+    pub(super) fn start(pool: Arc<Pool>, flush: FlushWait) -> Self {
         let (jobs, queue) = mpsc::channel(CHANNEL);
         let queue = Arc::new(tokio::sync::Mutex::new(queue));
         for _ in 0..WRITERS {
-            tokio::spawn(write_batches(Arc::clone(&queue), Arc::clone(&pool)));
+            tokio::spawn(write_batches(Arc::clone(&queue), Arc::clone(&pool), flush));
         }
         Self { jobs }
     }
@@ -148,14 +148,18 @@ fn closed() -> StorageError {
 /// every sender is gone. While one writer commits, the other takes the
 /// jobs that arrived meanwhile and starts its own batch (waiting, where
 /// the two touch the same device, for the first one's row locks).
-async fn write_batches(queue: Arc<tokio::sync::Mutex<mpsc::Receiver<HotJob>>>, pool: Arc<Pool>) {
+async fn write_batches(
+    queue: Arc<tokio::sync::Mutex<mpsc::Receiver<HotJob>>>,
+    pool: Arc<Pool>,
+    flush: FlushWait,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     loop {
         let taken = queue.lock().await.recv_many(&mut batch, MAX_BATCH).await;
         if taken == 0 {
             break;
         }
-        let outcome = commit_batch(&pool, &batch).await;
+        let outcome = commit_batch(&pool, &batch, flush).await;
         reply(batch.drain(..), outcome);
     }
 }
@@ -165,28 +169,76 @@ async fn write_batches(queue: Arc<tokio::sync::Mutex<mpsc::Receiver<HotJob>>>, p
 /// pipelines of the statements next to them.
 type Conn<'a> = Db<'a, tokio_postgres::Client>;
 
-/// Opens the batch's transaction: its commit does not wait for the WAL
-/// flush (the module doc says why that is safe), and its statements find
-/// rows by key, never by scanning `envelopes`. Every statement of the batch
-/// is a key lookup, but `envelopes` is a queue: rows come and go within
-/// milliseconds, so the table is nearly empty whenever it is planned and
-/// grows dead rows until it is vacuumed. PostgreSQL plans a prepared
-/// statement once for good after five runs; planned on a small table, the
-/// acknowledgement `DELETE` became a hash join over a sequential scan of
-/// every page, live or dead, in every batch (auto_explain in a saturated
-/// run: 65 of 200 samples of the writers inside it; throughput halved).
-/// Without sequential scans the planner picks the primary-key lookups.
-const BEGIN: &str = "BEGIN; SET LOCAL synchronous_commit = off; SET LOCAL enable_seqscan = off";
+/// How a batch waits for the WAL flush that makes it durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum FlushWait {
+    /// The batch commits with `synchronous_commit = off`, then a marker
+    /// transaction that waits for the flush, in the same round trip: the
+    /// batch's row locks go before the flush (the module doc says why the
+    /// answer still means durable).
+    AfterCommit,
+    /// The batch's own commit waits for the flush, holding its row locks:
+    /// for a role that may not call `pg_logical_emit_message`.
+    InCommit,
+}
 
-/// Commits the batch, then a marker transaction that does wait for the
-/// flush: a transactional logical-decoding message writes a WAL record
-/// under a transaction id, so its commit (with the session's
-/// `synchronous_commit = on`) returns once the WAL is flushed past it, and
-/// so past the batch. Any role may call the function; nothing reads the
-/// message unless a logical replication slot is set up. One round trip: a
-/// failed `COMMIT` stops the rest of the string.
-const COMMIT_DURABLY: &str =
-    "COMMIT; BEGIN; SELECT pg_logical_emit_message(true, 'microbot.durable', ''); COMMIT";
+impl FlushWait {
+    /// `AfterCommit` when the connected role may call the marker's
+    /// function (any role can, unless an administrator revoked it).
+    ///
+    /// # Errors
+    /// The query failed.
+    pub(super) async fn available(client: &tokio_postgres::Client) -> PgResult<Self> {
+        let row = client
+            .query_one(
+                "SELECT has_function_privilege(\
+                 'pg_logical_emit_message(boolean, text, text)', 'execute')",
+                &[],
+            )
+            .await?;
+        Ok(if col::<bool>(&row, 0)? {
+            Self::AfterCommit
+        } else {
+            Self::InCommit
+        })
+    }
+
+    /// Opens the batch's transaction, without sequential scans.
+    ///
+    /// Every statement of the batch is a key lookup, but `envelopes` is a
+    /// queue: rows come and go within milliseconds, so the table is nearly
+    /// empty whenever it is planned and grows dead rows until it is vacuumed.
+    /// PostgreSQL plans a prepared statement once for good after five runs;
+    /// planned on a small table, the acknowledgement `DELETE` became a hash
+    /// join over a sequential scan of every page, live or dead, in every batch
+    /// (auto_explain in a saturated run: 65 of 200 samples of the writers
+    /// inside it; throughput halved). Without sequential scans the planner
+    /// picks the primary-key lookups.
+    fn begin(self) -> &'static str {
+        match self {
+            Self::AfterCommit => {
+                "BEGIN; SET LOCAL synchronous_commit = off; SET LOCAL enable_seqscan = off"
+            }
+            Self::InCommit => "BEGIN; SET LOCAL enable_seqscan = off",
+        }
+    }
+
+    /// Commits the batch and returns once it is durable. With
+    /// `AfterCommit`, the marker is a transactional logical-decoding
+    /// message: it writes a WAL record under a transaction id, so its
+    /// commit (with the session's `synchronous_commit = on`) returns once
+    /// the WAL is flushed past it, and so past the batch. Nothing reads the
+    /// message unless a logical replication slot asks for messages. A
+    /// failed `COMMIT` stops the rest of the string.
+    fn commit(self) -> &'static str {
+        match self {
+            Self::AfterCommit => {
+                "COMMIT; BEGIN; SELECT pg_logical_emit_message(true, 'microbot.durable', ''); COMMIT"
+            }
+            Self::InCommit => "COMMIT",
+        }
+    }
+}
 
 /// Locks the device rows the batch writes, in id order.
 const LOCK_DEVICES: &str = "SELECT id, removed, account_id, queue_len FROM devices \
@@ -226,7 +278,7 @@ enum Failure {
 
 /// Runs the batch in one transaction, rerunning it on a deadlock or
 /// serialisation failure, and returns once it is durable.
-async fn commit_batch(pool: &Pool, batch: &[HotJob]) -> PgResult<Vec<Outcome>> {
+async fn commit_batch(pool: &Pool, batch: &[HotJob], flush: FlushWait) -> PgResult<Vec<Outcome>> {
     let mut pooled = pool.get().await?;
     // Until the transaction is over, dropping the client closes it.
     pooled.open_transaction();
@@ -237,7 +289,7 @@ async fn commit_batch(pool: &Pool, batch: &[HotJob]) -> PgResult<Vec<Outcome>> {
     };
     let mut attempt = 1;
     let outcome = loop {
-        match write_batch(&conn, batch).await {
+        match write_batch(&conn, batch, flush).await {
             Ok(outcomes) => break Ok(outcomes),
             Err(Failure::BeforeCommit(e)) if e.retryable() && attempt < ATTEMPTS => {
                 conn.client.batch_execute("ROLLBACK").await?;
@@ -311,9 +363,13 @@ struct DeviceRow {
 ///    commit and then draws larger ids, so each device's ids increase in
 ///    commit order; a fetch resumes after the last id it saw);
 /// 2. (the sends are checked against the locked rows, here);
-/// 3. the `INSERT` with [`COMMIT_DURABLY`]: if the insert fails, the
+/// 3. the `INSERT` with [`FlushWait::commit`]: if the insert fails, the
 ///    `COMMIT` of the aborted transaction rolls it back.
-async fn write_batch(conn: &Conn<'_>, batch: &[HotJob]) -> Result<Vec<Outcome>, Failure> {
+async fn write_batch(
+    conn: &Conn<'_>,
+    batch: &[HotJob],
+    flush: FlushWait,
+) -> Result<Vec<Outcome>, Failure> {
     let before = Failure::BeforeCommit;
     let envelopes: usize = batch
         .iter()
@@ -326,7 +382,7 @@ async fn write_batch(conn: &Conn<'_>, batch: &[HotJob]) -> Result<Vec<Outcome>, 
         .await
         .map_err(before)?;
     let (_, devices, acked, ids) = tokio::try_join!(
-        async { Ok(conn.client.batch_execute(BEGIN).await?) },
+        async { Ok(conn.client.batch_execute(flush.begin()).await?) },
         lock_devices(conn, batch),
         delete_acknowledged(conn, batch),
         draw_ids(conn, envelopes),
@@ -339,7 +395,7 @@ async fn write_batch(conn: &Conn<'_>, batch: &[HotJob]) -> Result<Vec<Outcome>, 
         .map_err(before)?;
     let (inserted, committed) = tokio::join!(
         insert_envelopes(conn, batch, &admitted, &ids),
-        conn.client.batch_execute(COMMIT_DURABLY),
+        conn.client.batch_execute(flush.commit()),
     );
     let per_send = inserted.map_err(before)?;
     committed.map_err(|e| Failure::AtCommit(e.into()))?;
@@ -719,7 +775,7 @@ async fn delete_acknowledged(conn: &Conn<'_>, batch: &[HotJob]) -> PgResult<Vec<
 
 #[cfg(test)]
 mod tests {
-    use super::{BEGIN, DELETE_ACKED, INSERT_ENVELOPES, LOCK_DEVICES};
+    use super::{DELETE_ACKED, FlushWait, INSERT_ENVELOPES, LOCK_DEVICES};
 
     /// The plans PostgreSQL caches for good, built on a table as empty as
     /// a drained queue.
@@ -777,12 +833,111 @@ mod tests {
             outside.contains("Seq Scan on envelopes"),
             "the control: planned on an empty table, the acknowledgement DELETE scans it\n{outside}"
         );
-        client.batch_execute(BEGIN).await.unwrap();
-        let inside = generic_plans(&client).await;
-        client.batch_execute("ROLLBACK").await.unwrap();
-        assert!(
-            !inside.contains("Seq Scan"),
-            "inside the batch's transaction no statement scans a table\n{inside}"
+        for flush in [FlushWait::AfterCommit, FlushWait::InCommit] {
+            client.batch_execute(flush.begin()).await.unwrap();
+            let inside = generic_plans(&client).await;
+            client.batch_execute("ROLLBACK").await.unwrap();
+            assert!(
+                !inside.contains("Seq Scan"),
+                "inside the batch's transaction ({flush:?}) no statement scans a table\n{inside}"
+            );
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn both_ways_of_waiting_for_the_flush_store_and_acknowledge() {
+        use std::sync::Arc;
+
+        use crate::storage::{NewAccount, OutgoingEnvelope, OwnedSendMeta, Storage};
+
+        let Some((url, _)) = microbot_test_support::engines::services("hot_writes_flush") else {
+            return;
+        };
+        let schema = microbot_test_support::engines::Schema::new(&url, "t_hot_flush");
+        let storage = super::super::PostgresStorage::open(&schema.url, 2)
+            .await
+            .unwrap();
+        let account = storage
+            .create_account(&NewAccount {
+                username: "alice",
+                password_hash: "x",
+                totp_secret: &[0u8; 20],
+                recovery_code_hashes: &[],
+                now_ms: 0,
+                bot: false,
+            })
+            .await
+            .unwrap();
+        let device = storage
+            .create_device(account, &[1; 32], "a", 0)
+            .await
+            .unwrap();
+        let (client, connection) = tokio_postgres::connect(&schema.url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        assert_eq!(
+            FlushWait::available(&client).await.ok(),
+            Some(FlushWait::AfterCommit),
+            "any role may emit the marker unless it was revoked"
         );
+        for flush in [FlushWait::AfterCommit, FlushWait::InCommit] {
+            let config: tokio_postgres::Config = schema.url.parse().unwrap();
+            let writer = super::HotWriter::start(Arc::new(super::Pool::new(config, 2)), flush);
+            let meta = OwnedSendMeta {
+                sender_username: "alice".to_owned(),
+                sender_device_id: device,
+                now_ms: 1,
+                expires_at_ms: u64::MAX / 4,
+                max_queue_len: 100,
+                max_per_sender: 100,
+            };
+            let sends: Vec<_> = (0..8u8)
+                .map(|i| {
+                    writer.enqueue(
+                        meta.clone(),
+                        vec![OutgoingEnvelope {
+                            recipient_device_id: device,
+                            ciphertext: bytes::Bytes::from(vec![i; 4]),
+                        }],
+                    )
+                })
+                .collect();
+            let mut ids = Vec::new();
+            for send in sends {
+                ids.extend(send.await.unwrap());
+            }
+            assert_eq!(ids.len(), 8, "{flush:?}");
+            let queued: i64 = client
+                .query_one(
+                    "SELECT queue_len FROM devices WHERE id = $1",
+                    &[&(device as i64)],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            assert_eq!(queued, 8, "{flush:?}: the kept queue length");
+            assert_eq!(writer.ack(device, ids).await.unwrap(), 8, "{flush:?}");
+            let left: i64 = client
+                .query_one("SELECT COUNT(*) FROM envelopes", &[])
+                .await
+                .unwrap()
+                .get(0);
+            assert_eq!(left, 0, "{flush:?}");
+            // No writer connection was left inside a transaction (its last
+            // statement would be one of the batch's).
+            let open: i64 = client
+                .query_one(
+                    "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
+                     AND state LIKE 'idle in transaction%' AND (query LIKE 'WITH stored AS%' \
+                     OR query LIKE 'WITH gone AS%' OR query LIKE 'SELECT nextval%' \
+                     OR query LIKE '%FOR UPDATE')",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            assert_eq!(open, 0, "{flush:?}");
+        }
     }
 }
