@@ -554,6 +554,38 @@ pub async fn open(
     })
 }
 
+/// Rows the storage unit tests of both backends start from.
+#[cfg(test)]
+pub(crate) mod test_rows {
+    use super::{NewAccount, Storage};
+
+    /// Creates the account "alice" and `devices` devices of it (public keys
+    /// 1, 2, …); returns the account id and the device ids.
+    pub(crate) async fn alice_with_devices(storage: &dyn Storage, devices: u8) -> (i64, Vec<u64>) {
+        let account = storage
+            .create_account(&NewAccount {
+                username: "alice",
+                password_hash: "x",
+                totp_secret: &[0u8; 20],
+                recovery_code_hashes: &[],
+                now_ms: 0,
+                bot: false,
+            })
+            .await
+            .unwrap();
+        let mut ids = Vec::new();
+        for n in 1..=devices {
+            ids.push(
+                storage
+                    .create_device(account, &[n; 32], &format!("device {n}"), 0)
+                    .await
+                    .unwrap(),
+            );
+        }
+        (account, ids)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::FetchPage;

@@ -848,7 +848,7 @@ mod tests {
     async fn both_ways_of_waiting_for_the_flush_store_and_acknowledge() {
         use std::sync::Arc;
 
-        use crate::storage::{NewAccount, OutgoingEnvelope, OwnedSendMeta, Storage};
+        use crate::storage::{OutgoingEnvelope, OwnedSendMeta};
 
         let Some((url, _)) = microbot_test_support::engines::services("hot_writes_flush") else {
             return;
@@ -857,21 +857,8 @@ mod tests {
         let storage = super::super::PostgresStorage::open(&schema.url, 2)
             .await
             .unwrap();
-        let account = storage
-            .create_account(&NewAccount {
-                username: "alice",
-                password_hash: "x",
-                totp_secret: &[0u8; 20],
-                recovery_code_hashes: &[],
-                now_ms: 0,
-                bot: false,
-            })
-            .await
-            .unwrap();
-        let device = storage
-            .create_device(account, &[1; 32], "a", 0)
-            .await
-            .unwrap();
+        let (_, devices) = crate::storage::test_rows::alice_with_devices(&storage, 1).await;
+        let device = devices[0];
         let (client, connection) = tokio_postgres::connect(&schema.url, tokio_postgres::NoTls)
             .await
             .unwrap();

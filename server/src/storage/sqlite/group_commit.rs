@@ -351,7 +351,7 @@ mod tests {
 
     use crate::storage::sqlite::SqliteStorage;
     use crate::storage::{
-        FetchPage, NewAccount, OutgoingEnvelope, SendMeta, Storage, StorageError, StorageResult,
+        FetchPage, OutgoingEnvelope, SendMeta, Storage, StorageError, StorageResult,
     };
 
     fn meta(max_queue_len: u32) -> SendMeta<'static> {
@@ -378,25 +378,8 @@ mod tests {
     async fn concurrent_writes_commit_together_and_fail_alone() {
         let dir = tempfile::tempdir().unwrap();
         let storage = Arc::new(SqliteStorage::open(&dir.path().join("db.sqlite3")).unwrap());
-        let account = storage
-            .create_account(&NewAccount {
-                username: "alice",
-                password_hash: "x",
-                totp_secret: &[0u8; 20],
-                recovery_code_hashes: &[],
-                now_ms: 0,
-                bot: false,
-            })
-            .await
-            .unwrap();
-        let roomy = storage
-            .create_device(account, &[1; 32], "a", 0)
-            .await
-            .unwrap();
-        let tight = storage
-            .create_device(account, &[2; 32], "b", 0)
-            .await
-            .unwrap();
+        let (_, devices) = crate::storage::test_rows::alice_with_devices(&*storage, 2).await;
+        let (roomy, tight) = (devices[0], devices[1]);
         // 16 tasks at once: the valid sends all land, the sends to an
         // unknown device and past the tight queue's cap of 3 fail alone.
         let threads: Vec<_> = (0..16u8)

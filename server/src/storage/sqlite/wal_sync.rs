@@ -190,12 +190,27 @@ mod tests {
         }
     }
 
-    #[test]
-    fn batches_are_answered_only_after_a_sync_that_started_after_them() {
+    /// A syncer over a [`Gate`]: the syncer, the flush calls it made, the
+    /// go-ahead for each, and where the batches' answers arrive, with the
+    /// sender for the batches.
+    #[allow(clippy::type_complexity)]
+    fn gated() -> (
+        Syncer<Answer>,
+        mpsc::Receiver<()>,
+        mpsc::Sender<std::io::Result<()>>,
+        mpsc::Sender<(u32, Result<(), String>)>,
+        mpsc::Receiver<(u32, Result<(), String>)>,
+    ) {
         let (calls, called) = mpsc::channel();
         let (go, gate) = mpsc::channel();
         let syncer = Syncer::start(Box::new(Gate { calls, go: gate })).unwrap();
         let (answers, answered) = mpsc::channel();
+        (syncer, called, go, answers, answered)
+    }
+
+    #[test]
+    fn batches_are_answered_only_after_a_sync_that_started_after_them() {
+        let (syncer, called, go, answers, answered) = gated();
         syncer.hand_over(Answer(1, answers.clone()));
         called.recv().unwrap();
         // Batches 2 and 3 arrive while the first sync is in progress: they
@@ -215,10 +230,7 @@ mod tests {
 
     #[test]
     fn a_failed_sync_fails_its_batches_and_every_later_one() {
-        let (calls, called) = mpsc::channel();
-        let (go, gate) = mpsc::channel();
-        let syncer = Syncer::start(Box::new(Gate { calls, go: gate })).unwrap();
-        let (answers, answered) = mpsc::channel();
+        let (syncer, called, go, answers, answered) = gated();
         syncer.hand_over(Answer(1, answers.clone()));
         called.recv().unwrap();
         go.send(Err(std::io::Error::other("EIO"))).unwrap();
@@ -239,11 +251,8 @@ mod tests {
 
     #[test]
     fn dropping_the_syncer_answers_what_it_holds() {
-        let (calls, _called) = mpsc::channel();
-        let (go, gate) = mpsc::channel();
+        let (syncer, _called, go, answers, answered) = gated();
         go.send(Ok(())).unwrap();
-        let syncer = Syncer::start(Box::new(Gate { calls, go: gate })).unwrap();
-        let (answers, answered) = mpsc::channel();
         syncer.hand_over(Answer(7, answers));
         drop(syncer);
         assert_eq!(answered.try_recv().unwrap(), (7, Ok(())));
