@@ -381,13 +381,21 @@ async fn write_batch(
     conn.prepare(&[LOCK_DEVICES, DELETE_ACKED, DRAW_IDS, INSERT_ENVELOPES])
         .await
         .map_err(before)?;
-    let (_, devices, acked, ids) = tokio::try_join!(
-        async { Ok(conn.client.batch_execute(flush.begin()).await?) },
+    // Every answer is awaited and the first error in pipeline order is the
+    // one that counts: once a statement fails (a deadlock, say), the ones
+    // after it fail with "current transaction is aborted", and `try_join!`
+    // (which polls from a rotating start) could report one of those instead
+    // of the retryable cause.
+    let (begun, devices, acked, ids) = tokio::join!(
+        conn.client.batch_execute(flush.begin()),
         lock_devices(conn, batch),
         delete_acknowledged(conn, batch),
         draw_ids(conn, envelopes),
-    )
-    .map_err(before)?;
+    );
+    begun.map_err(|e| Failure::BeforeCommit(e.into()))?;
+    let devices = devices.map_err(before)?;
+    let acked = acked.map_err(before)?;
+    let ids = ids.map_err(before)?;
     let mut outcomes: Vec<Option<Outcome>> = batch.iter().map(|_| None).collect();
     // Ids of sends refused here go unused: gaps are harmless.
     let admitted = admit_sends(conn, batch, &devices, &mut outcomes)
