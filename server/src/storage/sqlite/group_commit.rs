@@ -221,23 +221,20 @@ fn run_batch(
     mut batch: Vec<Box<dyn Work>>,
     syncer: Option<&Syncer<Committed>>,
 ) {
-    let Some(syncer) = syncer else {
-        let guard = conn.lock().unwrap_or_else(PoisonError::into_inner);
-        let commit = execute_batch(&guard, &mut batch);
-        drop(guard);
-        Committed(batch).settle(commit);
-        return;
-    };
-    if let Some(failure) = syncer.failure() {
+    if let Some(failure) = syncer.and_then(Syncer::failure) {
         Committed(batch).settle(Err(failure));
         return;
     }
     let guard = conn.lock().unwrap_or_else(PoisonError::into_inner);
-    let commit = commit_unsynced(&guard, &mut batch);
+    // An in-memory database has no log to sync: its commit is the answer.
+    let commit = match syncer {
+        Some(_) => commit_unsynced(&guard, &mut batch),
+        None => execute_batch(&guard, &mut batch),
+    };
     drop(guard);
-    match commit {
-        Ok(()) => syncer.hand_over(Committed(batch)),
-        Err(e) => Committed(batch).settle(Err(e)),
+    match (commit, syncer) {
+        (Ok(()), Some(syncer)) => syncer.hand_over(Committed(batch)),
+        (commit, _) => Committed(batch).settle(commit),
     }
 }
 
