@@ -139,10 +139,18 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         devices: usize,
     },
-    /// The floor: workload (a) through a plain QUIC relay (no storage, no auth).
+    /// The floor: workload (a) through a plain QUIC relay (no storage, no
+    /// auth); with `--group`, workload (b) instead.
     Relay {
         #[command(flatten)]
         load: LoadArgs,
+        /// Fan out to a group of this many connections (`--messages` group
+        /// messages in all) instead of sending in pairs.
+        #[arg(long)]
+        group: Option<usize>,
+        /// Members that send, with `--group`.
+        #[arg(long, default_value_t = 4)]
+        senders: usize,
         /// A relay already running (`relay-serve`); default: one in this process.
         #[arg(long, requires = "fingerprint")]
         relay: Option<SocketAddr>,
@@ -462,6 +470,8 @@ async fn run(cli: Cli) -> LoadResult<Vec<Row>> {
         }
         Command::Relay {
             load,
+            group,
+            senders,
             relay,
             fingerprint,
         } => {
@@ -475,17 +485,36 @@ async fn run(cli: Cli) -> LoadResult<Vec<Row>> {
                     (target, Some(closer))
                 }
             };
-            let r =
-                suite::pairs_on_relay(&target, load.devices, load.messages, &load.drive()).await?;
+            let row = match group {
+                Some(size) => {
+                    let (r, _) = suite::fanout_on_relay(
+                        &target,
+                        None,
+                        size,
+                        load.messages,
+                        senders,
+                        &load.drive(),
+                    )
+                    .await?;
+                    drive_row(
+                        format!("(b) group of {size}, {} msgs", load.messages),
+                        "plain quinn relay",
+                        r,
+                        "deliveries/s",
+                    )
+                }
+                None => drive_row(
+                    format!("(a) {} devices × {} msgs", load.devices, load.messages),
+                    "plain quinn relay",
+                    suite::pairs_on_relay(&target, load.devices, load.messages, &load.drive())
+                        .await?,
+                    "msg/s",
+                ),
+            };
             if let Some(closer) = local {
                 closer.close(0u32.into(), b"done");
             }
-            Ok(vec![drive_row(
-                format!("(a) {} devices × {} msgs", load.devices, load.messages),
-                "plain quinn relay",
-                r,
-                "msg/s",
-            )])
+            Ok(vec![row])
         }
         Command::RelayServe { listen } => {
             let relay = Relay::bind(listen)?;

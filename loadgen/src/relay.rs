@@ -1,12 +1,14 @@
 //! The floor: a plain QUIC relay with no storage and no authentication.
 //!
-//! It speaks just enough of the transport for the pairs workload: Hello is
-//! answered, Login registers the connection under the claimed device id
-//! (no signature check), a Send is pushed at once to the recipient's
-//! connection and answered, an ack is answered without doing anything.
-//! So "client A → relay → client B" moves the very same frames the
-//! microbot server moves, and the server's throughput reads as a ratio to
-//! what this machine's QUIC stack can relay at all.
+//! It speaks just enough of the transport for the pairs and fan-out
+//! workloads: Hello is answered, Login registers the connection under the
+//! claimed device id (no signature check), a Send is pushed at once to the
+//! recipient's connection and answered, an ack is answered without doing
+//! anything. A group is every connection: CreateGroup is answered, and a
+//! SendGroup is pushed to every other logged-in connection and answered.
+//! So "client A → relay → client B" (or → every member) moves the very
+//! same frames the microbot server moves, and the server's throughput
+//! reads as a ratio to what this machine's QUIC stack can relay at all.
 //!
 //! Not owned here: the workload (pairs.rs) and the process that hosts the
 //! relay (`microbot-loadgen relay-serve`, or in-process in tests).
@@ -19,7 +21,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use bytes::{Bytes, BytesMut};
 use microbot_protocol::codec::{DEFAULT_MAX_FRAME_LEN, FrameDecoder, encode_frame};
 use microbot_protocol::transport::{
-    AckResponse, ClientFrame, Envelope, Error as WireError, ErrorCode, HelloResponse,
+    AckResponse, ClientFrame, Envelope, Error as WireError, ErrorCode, GroupInfo, HelloResponse,
     LoginResponse, Push, Response, SendResponse, ServerFrame, client_frame::Request, push,
     response, server_frame,
 };
@@ -158,26 +160,42 @@ async fn serve(incoming: quinn::Incoming, routes: Routes, counter: Arc<AtomicU64
                             .unwrap_or_else(PoisonError::into_inner)
                             .get(&envelope.recipient_device_id)
                             .cloned();
-                        let push = ServerFrame {
-                            kind: Some(server_frame::Kind::Push(Push {
-                                event: Some(push::Event::Envelope(Envelope {
-                                    envelope_id: counter.fetch_add(1, Ordering::Relaxed),
-                                    sender_username: "relay".to_owned(),
-                                    sender_device_id: me.unwrap_or(0),
-                                    server_timestamp_ms: now,
-                                    ciphertext: envelope.ciphertext,
-                                    group_id: Bytes::new(),
-                                })),
-                            })),
-                        };
-                        if let (Some(route), Some(bytes)) = (route, encode(&push)) {
+                        let pushed =
+                            push_envelope(&counter, me, now, envelope.ciphertext, Bytes::new());
+                        if let (Some(route), Some(bytes)) = (route, pushed) {
                             let _ = route.send(bytes);
                         }
                     }
-                    response::Result::Send(SendResponse {
-                        skipped_device_ids: Vec::new(),
-                        server_timestamp_ms: now,
-                    })
+                    sent(now)
+                }
+                Some(Request::CreateGroup(create)) => response::Result::Group(GroupInfo {
+                    group_id: create.group_id,
+                    version: 1,
+                    members: Vec::new(),
+                    encrypted_metadata: create.encrypted_metadata,
+                }),
+                Some(Request::SendGroup(send)) => {
+                    let now = now_ms();
+                    let members: Vec<_> = routes
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .iter()
+                        .filter(|(device, _)| Some(**device) != me)
+                        .map(|(_, route)| route.clone())
+                        .collect();
+                    for route in members {
+                        let pushed = push_envelope(
+                            &counter,
+                            me,
+                            now,
+                            send.ciphertext.clone(),
+                            send.group_id.clone(),
+                        );
+                        if let Some(bytes) = pushed {
+                            let _ = route.send(bytes);
+                        }
+                    }
+                    sent(now)
                 }
                 Some(Request::AckEnvelopes(ack)) => response::Result::Ack(AckResponse {
                     deleted: u32::try_from(ack.envelope_ids.len()).unwrap_or(u32::MAX),
@@ -194,11 +212,42 @@ async fn serve(incoming: quinn::Incoming, routes: Routes, counter: Arc<AtomicU64
         }
     }
     if let Some(me) = me {
-        routes
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&me);
+        // A later connection may have logged in under the same id.
+        let mut routes = routes.lock().unwrap_or_else(PoisonError::into_inner);
+        if routes.get(&me).is_some_and(|route| route.same_channel(&tx)) {
+            routes.remove(&me);
+        }
     }
+}
+
+/// The push of one envelope from `sender` (a fresh envelope id each).
+fn push_envelope(
+    counter: &AtomicU64,
+    sender: Option<u64>,
+    now: u64,
+    ciphertext: Bytes,
+    group_id: Bytes,
+) -> Option<Bytes> {
+    encode(&ServerFrame {
+        kind: Some(server_frame::Kind::Push(Push {
+            event: Some(push::Event::Envelope(Envelope {
+                envelope_id: counter.fetch_add(1, Ordering::Relaxed),
+                sender_username: "relay".to_owned(),
+                sender_device_id: sender.unwrap_or(0),
+                server_timestamp_ms: now,
+                ciphertext,
+                group_id,
+            })),
+        })),
+    })
+}
+
+/// The answer to a send or group send, stamped `now`.
+fn sent(now: u64) -> response::Result {
+    response::Result::Send(SendResponse {
+        skipped_device_ids: Vec::new(),
+        server_timestamp_ms: now,
+    })
 }
 
 async fn write_loop(mut send: quinn::SendStream, mut rx: mpsc::UnboundedReceiver<Bytes>) {

@@ -115,6 +115,17 @@ pub async fn relay_channels(
     Ok(channels)
 }
 
+/// `count` connections logged in to the relay at `target`, with their
+/// endpoints (close them when done) and device ids.
+async fn open_relay(
+    target: &Target,
+    count: usize,
+) -> LoadResult<(Endpoints, Vec<RequestChannel>, Vec<u64>)> {
+    let endpoints = Endpoints::new(target, CLIENT_ENDPOINTS)?;
+    let (channels, ids) = relay_channels(&endpoints, count).await?.into_iter().unzip();
+    Ok((endpoints, channels, ids))
+}
+
 /// Workload (a) on the relay at `target`.
 ///
 /// # Errors
@@ -125,14 +136,35 @@ pub async fn pairs_on_relay(
     messages: u64,
     config: &DriveConfig,
 ) -> LoadResult<DriveReport> {
-    let endpoints = Endpoints::new(target, CLIENT_ENDPOINTS)?;
-    let (channels, ids): (Vec<_>, Vec<_>) = relay_channels(&endpoints, devices)
-        .await?
-        .into_iter()
-        .unzip();
-    let report = pairs::run(channels, &ids, messages, config).await?;
+    let (endpoints, channels, ids) = open_relay(target, devices).await?;
+    let report = pairs::run(channels, &ids, messages, config).await;
     endpoints.close().await;
-    Ok(report)
+    report
+}
+
+/// Workload (b) on the relay at `target`: a group of `members` fresh
+/// connections (the relay's group is every connection). With the relay's
+/// pid, also the CPU per delivery of the fan-out (not of the logins).
+///
+/// # Errors
+/// As [`fanout::run`].
+pub async fn fanout_on_relay(
+    target: &Target,
+    relay_pid: Option<u32>,
+    members: usize,
+    messages: u64,
+    senders: usize,
+    config: &DriveConfig,
+) -> LoadResult<(DriveReport, CpuCost)> {
+    let (endpoints, channels, ids) = open_relay(target, members).await?;
+    let names: Vec<String> = ids.iter().map(|id| format!("relay-{id}")).collect();
+    let meter = CpuMeter::start(relay_pid);
+    let report = fanout::run(channels, &names, messages, senders, config).await;
+    let used = meter.finish();
+    endpoints.close().await;
+    let report = report?;
+    let cost = used.per_unit(report.delivered);
+    Ok((report, cost))
 }
 
 /// Workload (a) on a microbot server with already provisioned devices.
@@ -268,7 +300,6 @@ pub async fn run(config: &SuiteConfig) -> LoadResult<SuiteReport> {
     log("relay floor");
     let relay = procs::spawn_relay(&config.loadgen_bin).await?;
     let floor = pairs_on_relay(&relay.target, config.devices, config.messages, &drive).await?;
-    drop(relay);
     out.figures.relay_rate = complete_rate(&floor);
     let mut floor_latency = floor.latency.clone();
     out.rows.push(Row {
@@ -278,6 +309,42 @@ pub async fn run(config: &SuiteConfig) -> LoadResult<SuiteReport> {
         latency: floor_latency.summary(),
         note: format!("no storage, no auth{}", incomplete(&floor)),
     });
+    // The big group's floor: the same burst through the relay.
+    if let Some(&(size, messages)) = config
+        .groups
+        .iter()
+        .find(|(size, _)| *size == targets::BIG_GROUP)
+    {
+        log(&format!("relay floor, fan-out to {size}"));
+        let (mut r, cpu) = fanout_on_relay(
+            &relay.target,
+            Some(relay.child.pid()),
+            size,
+            messages,
+            config.group_senders,
+            &drive,
+        )
+        .await?;
+        let latency = r.latency.summary();
+        if r.complete() {
+            out.figures.big_group_floor_p50 = latency.map(|s| s.p50);
+        }
+        out.rows.push(Row {
+            workload: format!(
+                "(b) group of {size}, {messages} msgs from {} senders",
+                config.group_senders.min(size)
+            ),
+            target: "plain quinn relay (floor)".into(),
+            value: rate(r.delivered_rate(), "deliveries/s"),
+            latency,
+            note: format!(
+                "no storage, no auth; {}{}",
+                cpu.describe("delivery").replace("server", "relay"),
+                incomplete(&r)
+            ),
+        });
+    }
+    drop(relay);
 
     // The peer.
     let mut mqtt_rate = None;

@@ -110,6 +110,12 @@ async fn the_relay_floor_relays_every_frame() {
         .unwrap();
     assert!(r.complete(), "{r:?}");
     assert_eq!(r.delivered, 200);
+    // Its group is every connection: 3 messages to 5 other members.
+    let (g, _) = suite::fanout_on_relay(&target, None, 6, 3, 2, &small())
+        .await
+        .unwrap();
+    assert!(g.complete(), "{g:?}");
+    assert_eq!((g.sent_ok, g.delivered), (3, 15));
     closer.close(0u32.into(), b"done");
 }
 

@@ -325,8 +325,9 @@ impl GroupStorage for SqliteStorage {
         let id: GroupId = *id;
         let meta = OwnedSendMeta::from(meta);
         let ciphertext = ciphertext.to_vec();
+        // Every check (membership, queue room) reads before the first write.
         self.writer
-            .submit(super::Isolation::Savepoint, move |tx| {
+            .submit(super::Isolation::ChecksFirst, move |tx| {
             let (id, meta) = (&id, meta.borrowed());
             let targets = run_now(group_flow::send_targets(
                 tx,
