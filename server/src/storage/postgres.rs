@@ -154,6 +154,9 @@ pub(crate) enum PgError {
     Db(tokio_postgres::Error),
     TooNew(i32),
     Closed,
+    /// The pool could not hand out a connection for another reason (its
+    /// words).
+    Pool(String),
 }
 
 impl From<tokio_postgres::Error> for PgError {
@@ -174,12 +177,13 @@ impl PgError {
             || e.code() == Some(&SqlState::T_R_SERIALIZATION_FAILURE))
     }
 
-    fn into_storage(self) -> StorageError {
+    pub(crate) fn into_storage(self) -> StorageError {
         match self {
             Self::Storage(e) => e,
             Self::Db(e) => StorageError::Database(with_causes(&e)),
             Self::TooNew(v) => StorageError::Database(format!("schema version {v} is too new")),
             Self::Closed => StorageError::Database("connection pool closed".to_owned()),
+            Self::Pool(e) => StorageError::Database(format!("connection pool: {e}")),
         }
     }
 }
@@ -236,7 +240,7 @@ impl PostgresStorage {
         let config: tokio_postgres::Config = url
             .parse()
             .map_err(|e: tokio_postgres::Error| PostgresOpenError::Url(e.to_string()))?;
-        let pool = Arc::new(Pool::new(config, pool_size));
+        let pool = Arc::new(Pool::new(config, pool_size).map_err(PostgresOpenError::Database)?);
         let migrated = async {
             let mut pooled = pool.get().await?;
             let client = pooled.parts()?.0;
@@ -314,7 +318,7 @@ async fn delete_device_data(tx: &Tx<'_, '_>, device_id: i64) -> PgResult<()> {
     Ok(())
 }
 
-async fn stock<C: tokio_postgres::GenericClient + Sync>(
+async fn stock<C: tokio_postgres::GenericClient + db::OnConnection + Sync>(
     tx: &Db<'_, C>,
     device_id: i64,
 ) -> PgResult<PrekeyStock> {

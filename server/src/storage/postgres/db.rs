@@ -2,32 +2,28 @@
 //! prepared statements, so each SQL text is parsed once per connection and
 //! every later use is one round trip.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
+use deadpool_postgres::StatementCache;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{GenericClient, Portal, Row, Statement, Transaction};
+use tokio_postgres::{Client, GenericClient, Portal, Row, Statement, Transaction};
 
 use super::PgResult;
 
-/// Prepared statements of one connection, by SQL text.
-#[derive(Default)]
-pub(crate) struct StatementCache(Mutex<HashMap<String, Statement>>);
+/// What statements are prepared on: the connection's client, which a
+/// transaction borrows.
+pub(crate) trait OnConnection {
+    /// The connection's client.
+    fn connection(&self) -> &Client;
+}
 
-impl StatementCache {
-    fn get(&self, sql: &str) -> Option<Statement> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(sql)
-            .cloned()
+impl OnConnection for Client {
+    fn connection(&self) -> &Client {
+        self
     }
+}
 
-    fn put(&self, sql: &str, statement: Statement) {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(sql.to_owned(), statement);
+impl OnConnection for Transaction<'_> {
+    fn connection(&self) -> &Client {
+        self.client()
     }
 }
 
@@ -42,14 +38,9 @@ pub(crate) type Tx<'a, 'c> = Db<'a, Transaction<'c>>;
 
 type Params<'p> = &'p [&'p (dyn ToSql + Sync)];
 
-impl<C: GenericClient + Sync> Db<'_, C> {
+impl<C: GenericClient + OnConnection + Sync> Db<'_, C> {
     async fn statement(&self, sql: &str) -> PgResult<Statement> {
-        if let Some(statement) = self.cache.get(sql) {
-            return Ok(statement);
-        }
-        let statement = self.client.prepare(sql).await?;
-        self.cache.put(sql, statement.clone());
-        Ok(statement)
+        Ok(self.cache.prepare(self.client.connection(), sql).await?)
     }
 
     /// Prepares each statement not yet in the cache. Queries issued

@@ -878,7 +878,8 @@ mod tests {
         );
         for flush in [FlushWait::AfterCommit, FlushWait::InCommit] {
             let config: tokio_postgres::Config = schema.url.parse().unwrap();
-            let writer = super::HotWriter::start(Arc::new(super::Pool::new(config, 2)), flush);
+            let writer =
+                super::HotWriter::start(Arc::new(super::Pool::new(config, 2).unwrap()), flush);
             let meta = OwnedSendMeta {
                 sender_username: "alice".to_owned(),
                 sender_device_id: device,
