@@ -487,7 +487,7 @@ async fn run(cli: Cli) -> LoadResult<Vec<Row>> {
             };
             let row = match group {
                 Some(size) => {
-                    let (r, _) = suite::fanout_on_relay(
+                    let (r, cpu) = suite::fanout_on_relay(
                         &target,
                         None,
                         size,
@@ -496,12 +496,14 @@ async fn run(cli: Cli) -> LoadResult<Vec<Row>> {
                         &load.drive(),
                     )
                     .await?;
-                    drive_row(
+                    let mut row = drive_row(
                         format!("(b) group of {size}, {} msgs", load.messages),
                         "plain quinn relay",
                         r,
                         "deliveries/s",
-                    )
+                    );
+                    row.note = format!("{}; {}", row.note, cpu.describe("delivery"));
+                    row
                 }
                 None => drive_row(
                     format!("(a) {} devices × {} msgs", load.devices, load.messages),

@@ -371,7 +371,6 @@ fn take_bundle(tx: &Transaction<'_>, device_id: i64) -> rusqlite::Result<Option<
 /// `queue_len` first, and only when it says so, whether the device is of
 /// the sender's own account and the sender's unexpired share of the queue.
 pub(crate) fn has_room(tx: &Connection, meta: &SendMeta<'_>, device: i64) -> StorageResult<bool> {
-    let caps = meta.caps();
     let queued: i64 = tx
         .query_row_cached(
             "SELECT queue_len FROM devices WHERE id = ?1",
@@ -381,6 +380,17 @@ pub(crate) fn has_room(tx: &Connection, meta: &SendMeta<'_>, device: i64) -> Sto
         .optional()
         .map_err(db)?
         .unwrap_or(0);
+    has_room_beside(tx, meta, device, queued)
+}
+
+/// [`has_room`] for a queue already known to hold `queued` envelopes.
+fn has_room_beside(
+    tx: &Connection,
+    meta: &SendMeta<'_>,
+    device: i64,
+    queued: i64,
+) -> StorageResult<bool> {
+    let caps = meta.caps();
     match room_by_length(count(queued), caps) {
         Room::Yes => return Ok(true),
         Room::No => return Ok(false),
@@ -420,12 +430,19 @@ fn enqueue_job(
     let mut full = Vec::new();
     for envelope in envelopes {
         let device = sql_id(envelope.recipient_device_id);
-        let removed: Option<bool> = tx
-            .prepare_cached("SELECT removed FROM devices WHERE id = ?1")
-            .and_then(|mut stmt| stmt.query_row([device], |r| r.get(0)).optional())
+        let row: Option<(bool, i64)> = tx
+            .prepare_cached("SELECT removed, queue_len FROM devices WHERE id = ?1")
+            .and_then(|mut stmt| {
+                stmt.query_row([device], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+            })
             .map_err(db)?;
-        check_recipient(envelope.recipient_device_id, removed)?;
-        if !has_room(tx, &meta, device)? {
+        check_recipient(
+            envelope.recipient_device_id,
+            row.map(|(removed, _)| removed),
+        )?;
+        let queued = row.map_or(0, |(_, queued)| queued);
+        if !has_room_beside(tx, &meta, device, queued)? {
             full.push(envelope.recipient_device_id);
         }
     }
