@@ -179,11 +179,17 @@ pub struct CpuCost {
 impl CpuCost {
     /// "CPU µs/login: server 1010, loadgen 700; machine 98% busy" for `unit` "login".
     pub fn describe(&self, unit: &str) -> String {
+        self.describe_as(unit, "server")
+    }
+
+    /// [`CpuCost::describe`] with the measured process called `process`
+    /// (the relay floor is measured where a server would be).
+    pub fn describe_as(&self, unit: &str, process: &str) -> String {
         let server = self
             .server_us
             .map_or_else(|| "unknown".to_owned(), |us| format!("{us:.0}"));
         format!(
-            "CPU µs/{unit}: server {server}, loadgen {:.0}; machine {:.0}% busy",
+            "CPU µs/{unit}: {process} {server}, loadgen {:.0}; machine {:.0}% busy",
             self.loadgen_us,
             self.machine_busy * 100.0
         )

@@ -502,7 +502,16 @@ async fn run(cli: Cli) -> LoadResult<Vec<Row>> {
                         r,
                         "deliveries/s",
                     );
-                    row.note = format!("{}; {}", row.note, cpu.describe("delivery"));
+                    // A relay in this process is counted in the loadgen's CPU.
+                    let cpu_note = if local.is_some() {
+                        format!(
+                            "CPU µs/delivery, relay and loadgen in this one process: {:.0}",
+                            cpu.loadgen_us
+                        )
+                    } else {
+                        cpu.describe_as("delivery", "relay")
+                    };
+                    row.note = format!("{}; {cpu_note}", row.note);
                     row
                 }
                 None => drive_row(

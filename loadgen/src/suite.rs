@@ -339,7 +339,7 @@ pub async fn run(config: &SuiteConfig) -> LoadResult<SuiteReport> {
             latency,
             note: format!(
                 "no storage, no auth; {}{}",
-                cpu.describe("delivery").replace("server", "relay"),
+                cpu.describe_as("delivery", "relay"),
                 incomplete(&r)
             ),
         });
