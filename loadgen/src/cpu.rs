@@ -11,6 +11,9 @@
 //! Not owned here: reading one process's CPU time (procs.rs), judging the
 //! targets (targets.rs).
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::procs::cpu_time;
@@ -23,6 +26,12 @@ pub const SATURATED_BUSY: f64 = 0.90;
 /// when its rate reaches at least this share of what their CPU cost
 /// allows; below it, other processes took the machine.
 pub const OWN_SHARE: f64 = 0.80;
+
+/// How often a running [`CpuMeter`] reads the machine's counters, so the
+/// busy share can be taken over the part of the interval the workload was
+/// active (a run's last moments wait for its final acknowledgements and
+/// would dilute it).
+const SAMPLE_EVERY: Duration = Duration::from_millis(10);
 
 /// Microseconds of `cpu` per unit of work (`units` of zero count as one,
 /// so nothing divides by zero).
@@ -120,27 +129,91 @@ impl CpuUse {
     }
 }
 
+/// The machine's counters read every [`SAMPLE_EVERY`] by a thread of its
+/// own, each with the time since the meter started.
+struct Sampler {
+    samples: Arc<Mutex<Vec<(Duration, MachineJiffies)>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Sampler {
+    fn start(started: Instant) -> Option<Self> {
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = std::thread::Builder::new()
+            .name("cpu-sampler".to_owned())
+            .spawn({
+                let (samples, stop) = (Arc::clone(&samples), Arc::clone(&stop));
+                move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        if let Some(now) = MachineJiffies::now() {
+                            samples
+                                .lock()
+                                .unwrap_or_else(PoisonError::into_inner)
+                                .push((started.elapsed(), now));
+                        }
+                        std::thread::sleep(SAMPLE_EVERY);
+                    }
+                }
+            })
+            .ok()?;
+        Some(Self {
+            samples,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    fn busy_within(&self, active: Duration) -> Option<f64> {
+        busy_within(
+            &self.samples.lock().unwrap_or_else(PoisonError::into_inner),
+            active,
+        )
+    }
+}
+
+impl Drop for Sampler {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The machine's busy share from the first sample to the last one taken
+/// within `active` of the start; `None` when fewer than two samples fall
+/// in it (too short to say).
+fn busy_within(samples: &[(Duration, MachineJiffies)], active: Duration) -> Option<f64> {
+    let (_, first) = samples.first()?;
+    let (_, last) = samples.iter().rev().find(|(at, _)| *at <= active)?;
+    (last.total > first.total).then(|| first.shares_until(last).0)
+}
+
 /// CPU counters at the start of an interval; [`CpuMeter::finish`] gives
 /// what was used since.
-#[derive(Clone, Debug)]
 pub struct CpuMeter {
     server_pid: Option<u32>,
     server: Option<Duration>,
     loadgen: Duration,
     machine: Option<MachineJiffies>,
     started: Instant,
+    sampler: Option<Sampler>,
 }
 
 impl CpuMeter {
     /// Starts counting for the server `server_pid` (if known), this
     /// process and the machine.
     pub fn start(server_pid: Option<u32>) -> Self {
+        let started = Instant::now();
         Self {
             server_pid,
             server: server_pid.and_then(cpu_time),
             loadgen: cpu_time(std::process::id()).unwrap_or_default(),
             machine: MachineJiffies::now(),
-            started: Instant::now(),
+            started,
+            sampler: Sampler::start(started),
         }
     }
 
@@ -162,6 +235,18 @@ impl CpuMeter {
             machine_busy,
             wall: self.started.elapsed(),
         }
+    }
+
+    /// As [`CpuMeter::finish`] (every process's CPU since the start), with
+    /// the machine's busy share taken over the first `active` of the
+    /// interval only: the time the workload ran (its report's `elapsed`),
+    /// not the wait for its last acknowledgements after it.
+    pub fn finish_active(&self, active: Duration) -> CpuUse {
+        let mut used = self.finish();
+        if let Some(busy) = self.sampler.as_ref().and_then(|s| s.busy_within(active)) {
+            used.machine_busy = busy;
+        }
+        used
     }
 }
 
@@ -244,6 +329,33 @@ impl CpuCost {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_busy_share_is_taken_over_the_active_part_only() {
+        let at = |ms: u64, busy: u64, total: u64| {
+            (
+                Duration::from_millis(ms),
+                MachineJiffies {
+                    busy,
+                    iowait: 0,
+                    total,
+                },
+            )
+        };
+        // Fully busy for 400 ms, then idle for 100 ms.
+        let samples = [
+            at(0, 0, 0),
+            at(200, 40, 40),
+            at(400, 80, 80),
+            at(500, 80, 100),
+        ];
+        assert_eq!(busy_within(&samples, Duration::from_millis(400)), Some(1.0));
+        assert_eq!(busy_within(&samples, Duration::from_millis(450)), Some(1.0));
+        assert_eq!(busy_within(&samples, Duration::from_millis(500)), Some(0.8));
+        // Nothing in the active part after the first sample: too short.
+        assert_eq!(busy_within(&samples, Duration::from_millis(100)), None);
+        assert_eq!(busy_within(&[], Duration::from_millis(100)), None);
+    }
 
     #[test]
     fn per_unit_divides_by_the_units_and_never_by_zero() {

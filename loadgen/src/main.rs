@@ -458,7 +458,7 @@ async fn run(cli: Cli) -> LoadResult<Vec<Row>> {
             // The server's CPU is known only when this tool started it.
             let meter = CpuMeter::start(server.as_ref().map(|s| s.child.pid()));
             let mut r = logins::run(&endpoints, &creds, total, concurrency).await?;
-            let cpu = meter.finish().per_unit(r.logins);
+            let cpu = meter.finish_active(r.elapsed).per_unit(r.logins);
             endpoints.close().await;
             Ok(vec![Row {
                 workload: format!("(d) {total} handshakes + logins, {concurrency} in flight"),

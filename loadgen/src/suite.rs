@@ -160,7 +160,11 @@ pub async fn fanout_on_relay(
     let names: Vec<String> = ids.iter().map(|id| format!("relay-{id}")).collect();
     let meter = CpuMeter::start(relay_pid);
     let report = fanout::run(channels, &names, messages, senders, config).await;
-    let used = meter.finish();
+    let used = match &report {
+        Ok(r) => meter.finish_active(r.elapsed),
+        Err(_) => meter.finish(),
+    };
+    drop(meter);
     endpoints.close().await;
     let report = report?;
     let cost = used.per_unit(report.delivered);
@@ -471,7 +475,7 @@ pub async fn run(config: &SuiteConfig) -> LoadResult<SuiteReport> {
     let ids: Vec<u64> = pair_devices.iter().map(|d| d.device_id).collect();
     let meter = CpuMeter::start(server_pid);
     let mut sat = pairs::run(channels, &ids, config.messages, &drive).await?;
-    let sat_cpu = meter.finish().per_unit(sat.delivered);
+    let sat_cpu = meter.finish_active(sat.elapsed).per_unit(sat.delivered);
     if sat.complete() {
         out.figures.server_cpu = Some(sat_cpu);
     }
@@ -525,7 +529,7 @@ pub async fn run(config: &SuiteConfig) -> LoadResult<SuiteReport> {
         // Counted from the group's creation (fanout::run creates it) to its last delivery.
         let meter = CpuMeter::start(server_pid);
         let mut r = fanout::run(channels, &names, *messages, config.group_senders, &drive).await?;
-        let cpu = meter.finish().per_unit(r.delivered);
+        let cpu = meter.finish_active(r.elapsed).per_unit(r.delivered);
         let latency = r.latency.summary();
         if *size == targets::BIG_GROUP && r.complete() {
             out.figures.big_group_p50 = latency.map(|s| s.p50);
@@ -602,7 +606,7 @@ pub async fn run(config: &SuiteConfig) -> LoadResult<SuiteReport> {
         config.login_concurrency,
     )
     .await?;
-    let login_cpu = meter.finish().per_unit(l.logins);
+    let login_cpu = meter.finish_active(l.elapsed).per_unit(l.logins);
     let login_rate = l.rate();
     if l.first_error.is_none() {
         out.figures.logins_rate = Some(login_rate);
