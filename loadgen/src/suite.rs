@@ -164,7 +164,6 @@ pub async fn fanout_on_relay(
         Ok(r) => meter.finish_active(r.elapsed),
         Err(_) => meter.finish(),
     };
-    drop(meter);
     endpoints.close().await;
     let report = report?;
     let cost = used.per_unit(report.delivered);

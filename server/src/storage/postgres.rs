@@ -177,7 +177,7 @@ impl PgError {
             || e.code() == Some(&SqlState::T_R_SERIALIZATION_FAILURE))
     }
 
-    pub(crate) fn into_storage(self) -> StorageError {
+    fn into_storage(self) -> StorageError {
         match self {
             Self::Storage(e) => e,
             Self::Db(e) => StorageError::Database(with_causes(&e)),

@@ -380,11 +380,11 @@ pub(crate) fn has_room(tx: &Connection, meta: &SendMeta<'_>, device: i64) -> Sto
         .optional()
         .map_err(db)?
         .unwrap_or(0);
-    has_room_beside(tx, meta, device, queued)
+    has_room_with_length(tx, meta, device, queued)
 }
 
 /// [`has_room`] for a queue already known to hold `queued` envelopes.
-fn has_room_beside(
+fn has_room_with_length(
     tx: &Connection,
     meta: &SendMeta<'_>,
     device: i64,
@@ -442,7 +442,7 @@ fn enqueue_job(
             row.map(|(removed, _)| removed),
         )?;
         let queued = row.map_or(0, |(_, queued)| queued);
-        if !has_room_beside(tx, &meta, device, queued)? {
+        if !has_room_with_length(tx, &meta, device, queued)? {
             full.push(envelope.recipient_device_id);
         }
     }

@@ -392,7 +392,7 @@ async fn write_batch(
         delete_acknowledged(conn, batch),
         draw_ids(conn, envelopes),
     );
-    begun.map_err(|e| Failure::BeforeCommit(e.into()))?;
+    begun.map_err(|e| before(e.into()))?;
     let devices = devices.map_err(before)?;
     let acked = acked.map_err(before)?;
     let ids = ids.map_err(before)?;

@@ -26,6 +26,8 @@ pub(super) struct Pool(deadpool_postgres::Pool);
 /// PostgreSQL rolls the transaction back.
 pub(super) struct Pooled {
     object: Option<Object>,
+    /// The object's own cache, held apart so that [`Pooled::parts`] can
+    /// lend it beside the client (which the wrapper lends only as a whole).
     cache: Arc<StatementCache>,
     in_transaction: bool,
 }
@@ -122,13 +124,16 @@ mod tests {
             .unwrap()
     }
 
-    async fn backend(pool: &Pool) -> i32 {
-        let mut pooled = get(pool).await;
-        let (client, _) = pooled
+    fn client(pooled: &mut Pooled) -> &mut tokio_postgres::Client {
+        pooled
             .parts()
             .map_err(super::PgError::into_storage)
-            .unwrap();
-        client
+            .unwrap()
+            .0
+    }
+
+    async fn backend(pool: &Pool) -> i32 {
+        client(&mut get(pool).await)
             .query_one("SELECT pg_backend_pid()", &[])
             .await
             .unwrap()
@@ -146,11 +151,7 @@ mod tests {
 
         let mut pooled = get(&pool).await;
         pooled.open_transaction();
-        let (client, _) = pooled
-            .parts()
-            .map_err(super::PgError::into_storage)
-            .unwrap();
-        client
+        client(&mut pooled)
             .batch_execute("BEGIN; CREATE TEMP TABLE left_open (v int)")
             .await
             .unwrap();
@@ -160,14 +161,10 @@ mod tests {
         let second = backend(&pool).await;
         assert_ne!(second, first, "the client in a transaction was not reused");
         let mut pooled = get(&pool).await;
-        let (client, _) = pooled
-            .parts()
-            .map_err(super::PgError::into_storage)
-            .unwrap();
         // The abandoned connection is closed, not leaked.
         let mut open = 1;
         for _ in 0..50 {
-            open = client
+            open = client(&mut pooled)
                 .query_one(
                     "SELECT count(*) FROM pg_stat_activity WHERE pid = $1",
                     &[&first],
@@ -184,11 +181,10 @@ mod tests {
 
         // Ended by hand: back to the pool.
         pooled.open_transaction();
-        let (client, _) = pooled
-            .parts()
-            .map_err(super::PgError::into_storage)
+        client(&mut pooled)
+            .batch_execute("BEGIN; COMMIT")
+            .await
             .unwrap();
-        client.batch_execute("BEGIN; COMMIT").await.unwrap();
         pooled.transaction_ended();
         drop(pooled);
         assert_eq!(backend(&pool).await, second);
