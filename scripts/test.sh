@@ -10,11 +10,13 @@
 #     `tsc --strict`, build and the Node test runner, which checks every
 #     vector in test-vectors/vectors (the build also gives the Rust tests the
 #     TypeScript conformance adapter, web/sdk/dist/adapter.js);
-#  4. the Rust workspace (the same build profile: nothing is built twice).
+#  4. the Rust workspace (the same build profile: nothing is built twice),
+#     every test binary even after one fails, so a failing run names every
+#     failure at once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 eval "$(bash scripts/services.sh)"
 cargo build --workspace --locked --lib --bins
 export MICROBOT_BIN_DIR="$PWD/target/debug"
 (cd web && npm ci --no-audit --no-fund && npm test)
-cargo test --workspace --locked
+cargo test --workspace --locked --no-fail-fast

@@ -12,8 +12,10 @@ use std::time::Duration;
 
 use common::*;
 use microbot_client::{
-    Account, Conversation, DeliveryStage, ErrorCode, Event, MessageId, Progress, SendFailureReason,
+    Account, Conversation, DeliveryStage, ErrorCode, Event, IdentitySource, MessageId, Progress,
+    SendFailureReason,
 };
+use microbot_test_support::UdpLink;
 use rand::Rng as _;
 
 fn random_file(dir: &Path, name: &str, len: usize) -> (PathBuf, Vec<u8>) {
@@ -213,10 +215,24 @@ async fn a_text_sent_right_after_a_file_arrives_after_it() {
 /// The upload of a queued file runs beside the connection's other work:
 /// a message sent to the uploader meanwhile arrives before the upload
 /// ends (it used to wait in the connection's buffer behind the upload).
+/// Alice's uplink is slowed to 1 MiB/s by a relay, so her 3 MiB upload
+/// takes at least 3 s whatever the machine's speed, and Bob's message,
+/// which comes down the unslowed downlink, has that long to arrive.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_keep_arriving_while_a_queued_file_uploads() {
     let server = TestServer::start().await;
-    let mut alice = online_as(&server, "alice").await;
+    let slow_uplink = UdpLink::with_slow_uplink(server.addr, 1024 * 1024).await;
+    let mut user = register(&server, "alice").await;
+    let mut alice = enrol_via(
+        &slow_uplink.server_config(&server.config),
+        &mut user,
+        IdentitySource::New,
+        fast_config(),
+        None,
+    )
+    .await;
+    alice.account.connect();
+    wait_connected(&mut alice.events).await;
     let mut bob = online_as(&server, "bob").await;
     let (to_alice, to_bob) = (
         Conversation::Direct("alice".into()),
@@ -228,12 +244,13 @@ async fn messages_keep_arriving_while_a_queued_file_uploads() {
     bob.account.send_text(&to_alice, "hi back").unwrap();
     assert_eq!(next_text(&mut alice.events).await.text, "hi back");
 
-    let (path, data) = random_file(alice.dir.path(), "big.bin", 16 * 1024 * 1024);
+    let (path, data) = random_file(alice.dir.path(), "big.bin", 3 * 1024 * 1024);
     let file = alice
         .account
         .send_file(&to_bob, &path, |_| {})
         .await
         .unwrap();
+    let upload_began = std::time::Instant::now();
     bob.account
         .send_text(&to_alice, "while you upload")
         .unwrap();
@@ -245,6 +262,11 @@ async fn messages_keep_arriving_while_a_queued_file_uploads() {
     .await;
     assert!(message_first, "Bob's message waited for Alice's upload");
     sent(&mut alice.events, file).await;
+    assert!(
+        upload_began.elapsed() >= Duration::from_secs(2),
+        "the uplink was not slow: the upload took {:?}",
+        upload_began.elapsed()
+    );
     assert_eq!(next_text(&mut bob.events).await.message_id, file);
     assert_arrives_intact(&bob, file, &data).await;
     for d in [&alice, &bob] {

@@ -10,7 +10,9 @@
 //!   for events), used by the SDK's and the bots' tests;
 //! - [`engines`]: the PostgreSQL and Redis engines of the scale-out tests
 //!   (URLs from the environment, a fresh schema per test);
-//! - [`layout`]: the check that every integration test file is built.
+//! - [`layout`]: the check that every integration test file is built;
+//! - [`udp_link`]: a UDP relay between a QUIC client and a server that a
+//!   test can cut or give a slow uplink ([`UdpLink`]).
 //!
 //! Test code: a failure to start is a test failure, so the functions here
 //! panic with the reason instead of returning errors.
@@ -22,6 +24,8 @@ pub mod layout;
 pub mod sdk;
 pub mod server;
 pub mod totp;
+pub mod udp_link;
 
 pub use server::{BlockingServer, test_config};
 pub use totp::{Authenticator, now_secs};
+pub use udp_link::UdpLink;

@@ -196,12 +196,24 @@ pub async fn enrol(
     config: AccountConfig,
     passphrase: Option<&str>,
 ) -> Device {
+    enrol_via(&server.config, user, identity, config, passphrase).await
+}
+
+/// Enrols a new device of `user` with its own store (not connected) that
+/// reaches the server as `server` says (a [`crate::UdpLink`], a node).
+pub async fn enrol_via(
+    server: &ServerConfig,
+    user: &mut User,
+    identity: IdentitySource,
+    config: AccountConfig,
+    passphrase: Option<&str>,
+) -> Device {
     let dir = tempfile::tempdir().unwrap();
     let mut store = StoreConfig::new(dir.path().join("client.sqlite3")).with_kdf(CHEAP_KDF);
     if let Some(p) = passphrase {
         store = store.with_passphrase(p);
     }
-    let (account, events) = try_enrol(&server.config, &store, user, identity, config)
+    let (account, events) = try_enrol(server, &store, user, identity, config)
         .await
         .unwrap();
     Device {
