@@ -52,6 +52,11 @@ const CLOSE_LINGER: Duration = Duration::from_millis(500);
 const READ_CHUNK: usize = 64 * 1024;
 /// Smallest outbox cap.
 pub const MIN_BACKLOG_BYTES: usize = 4 * 1024 * 1024;
+/// Pushes taken from the bus in one turn of the loop, before the
+/// connection looks at its other work again.
+const PUSHES_PER_TURN: usize = 64;
+/// Frames this small are copied together into one write.
+const COALESCE_BYTES: usize = 16 * 1024;
 
 /// Retry hint sent when the server shuts down.
 pub const SHUTDOWN_RETRY_AFTER_MS: u64 = 1000;
@@ -78,11 +83,30 @@ impl Outbox {
         self.frames.push_back(frame);
     }
 
-    /// The unwritten rest of the front frame.
-    fn front(&self) -> Option<Bytes> {
-        self.frames
-            .front()
-            .map(|f| f.slice(self.written.min(f.len())..))
+    /// The unwritten rest of the front frame, joined with the small frames
+    /// behind it (up to [`COALESCE_BYTES`]): one write, and QUIC packs them
+    /// into as few packets as they fit.
+    fn front(&mut self) -> Option<Bytes> {
+        let front = self.frames.front()?;
+        let rest = front.slice(self.written.min(front.len())..);
+        let fits = |len: usize, more: usize| len.saturating_add(more) <= COALESCE_BYTES;
+        if self.frames.len() < 2 || !fits(rest.len(), self.frames[1].len()) {
+            return Some(rest);
+        }
+        let mut joined = BytesMut::with_capacity(self.bytes.min(COALESCE_BYTES));
+        joined.extend_from_slice(&rest);
+        self.frames.pop_front();
+        self.written = 0;
+        while let Some(next) = self.frames.front() {
+            if !fits(joined.len(), next.len()) {
+                break;
+            }
+            joined.extend_from_slice(next);
+            self.frames.pop_front();
+        }
+        let joined = joined.freeze();
+        self.frames.push_front(joined.clone());
+        Some(joined)
     }
 
     fn advance(&mut self, n: usize) {
@@ -306,24 +330,22 @@ impl Conn {
                         return None;
                     }
                 },
-                event = self.handler.next_event() => match event {
-                    BusEvent::Push(push) => {
-                        let frame = push_frame(*push);
-                        if let Err(close) = self.enqueue(&frame) {
+                event = self.handler.next_event() => {
+                    // The pushes already waiting go into the outbox with it,
+                    // so that they leave together (one write, shared packets).
+                    let mut next = Some(event);
+                    let mut taken = 0;
+                    while let Some(event) = next.take() {
+                        if let Err(close) = self.take_event(event) {
                             return Some(close);
                         }
-                        if self.outbox.bytes > self.backlog_cap {
-                            self.state.metrics.rate_limited("push_backlog");
-                            return Some(Close::new(
-                                ErrorCode::Unavailable,
-                                "push backlog full: the client does not read; reconnect and fetch",
-                            ));
+                        taken += 1;
+                        // A backlog that is already large is written first.
+                        if taken < PUSHES_PER_TURN && self.outbox.bytes < COALESCE_BYTES {
+                            next = self.handler.try_next_event();
                         }
                     }
-                    BusEvent::Disconnect(code) => {
-                        return Some(Close::new(code, "disconnected by the server"));
-                    }
-                },
+                }
                 _ = tokio::time::sleep_until(hello_deadline), if awaiting_hello => {
                     return Some(Close::new(ErrorCode::ProtocolViolation, "no Hello in time"));
                 }
@@ -339,6 +361,25 @@ impl Conn {
                     return Some(close);
                 }
             }
+        }
+    }
+
+    /// Puts a bus event's push into the outbox; the close for a
+    /// disconnect, or for a push that takes the outbox over its cap.
+    fn take_event(&mut self, event: BusEvent) -> Result<(), Close> {
+        match event {
+            BusEvent::Push(push) => {
+                self.enqueue(&push_frame(*push))?;
+                if self.outbox.bytes > self.backlog_cap {
+                    self.state.metrics.rate_limited("push_backlog");
+                    return Err(Close::new(
+                        ErrorCode::Unavailable,
+                        "push backlog full: the client does not read; reconnect and fetch",
+                    ));
+                }
+                Ok(())
+            }
+            BusEvent::Disconnect(code) => Err(Close::new(code, "disconnected by the server")),
         }
     }
 
@@ -380,5 +421,68 @@ impl Conn {
         }
         let reason: String = close.message.chars().take(100).collect();
         self.connection.close(code(close.code), reason.as_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(byte: u8, len: usize) -> Bytes {
+        Bytes::from(vec![byte; len])
+    }
+
+    /// What the outbox still has to write, in order.
+    fn unwritten(outbox: &mut Outbox) -> Vec<u8> {
+        let mut all = Vec::new();
+        while let Some(front) = outbox.front() {
+            all.extend_from_slice(&front);
+            outbox.advance(front.len());
+        }
+        all
+    }
+
+    #[test]
+    fn small_frames_leave_as_one_write_in_order() {
+        let mut outbox = Outbox::default();
+        for byte in 1..=3 {
+            outbox.push(frame(byte, 100));
+        }
+        let front = outbox.front().unwrap();
+        assert_eq!(front.len(), 300);
+        assert_eq!(
+            front.to_vec(),
+            [vec![1; 100], vec![2; 100], vec![3; 100]].concat()
+        );
+        assert_eq!(outbox.bytes, 300);
+        outbox.advance(300);
+        assert_eq!((outbox.bytes, outbox.front()), (0, None));
+    }
+
+    #[test]
+    fn a_partly_written_front_is_joined_from_where_it_stopped() {
+        let mut outbox = Outbox::default();
+        outbox.push(frame(1, 100));
+        assert_eq!(outbox.front().unwrap().len(), 100);
+        outbox.advance(40);
+        outbox.push(frame(2, 10));
+        assert_eq!(outbox.bytes, 70);
+        assert_eq!(unwritten(&mut outbox), [vec![1; 60], vec![2; 10]].concat());
+        assert_eq!(outbox.bytes, 0);
+    }
+
+    #[test]
+    fn large_frames_are_written_as_they_are_and_nothing_is_lost() {
+        let mut outbox = Outbox::default();
+        outbox.push(frame(1, COALESCE_BYTES));
+        outbox.push(frame(2, 10));
+        outbox.push(frame(3, COALESCE_BYTES - 20));
+        outbox.push(frame(4, 10));
+        // The first fills a write alone; the next three fit in one.
+        assert_eq!(outbox.front().unwrap().len(), COALESCE_BYTES);
+        outbox.advance(COALESCE_BYTES);
+        assert_eq!(outbox.front().unwrap().len(), COALESCE_BYTES);
+        let expected = [vec![2; 10], vec![3; COALESCE_BYTES - 20], vec![4; 10]].concat();
+        assert_eq!(unwritten(&mut outbox), expected);
     }
 }

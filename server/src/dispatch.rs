@@ -176,7 +176,6 @@ impl RequestHandler {
     /// An event already waiting, without blocking; `None` when there is none
     /// (or before login). A dropped subscription gives
     /// `Disconnect(UNAVAILABLE)`.
-    #[cfg(any(test, feature = "testing"))]
     pub fn try_next_event(&mut self) -> Option<BusEvent> {
         let sub = self.subscription.as_mut()?;
         match sub.events.try_recv() {
