@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use microbot_protocol::codec::encode_frame_with_limit;
+use microbot_protocol::codec::{FrameError, encode_frame_with_limit};
 use microbot_protocol::conn::push_frame;
 use microbot_protocol::transport::{ErrorCode, ServerFrame, server_frame};
 use tokio::sync::watch;
@@ -55,7 +55,7 @@ pub const MIN_BACKLOG_BYTES: usize = 4 * 1024 * 1024;
 /// Pushes taken from the bus in one turn of the loop, before the
 /// connection looks at its other work again.
 const PUSHES_PER_TURN: usize = 64;
-/// Frames this small are copied together into one write.
+/// Bytes of frames encoded back to back into one write.
 const COALESCE_BYTES: usize = 16 * 1024;
 
 /// Retry hint sent when the server shuts down.
@@ -67,46 +67,47 @@ pub fn backlog_cap(max_frame_len: usize) -> usize {
     max_frame_len.saturating_mul(2).max(MIN_BACKLOG_BYTES)
 }
 
-/// Encoded frames waiting to be written, oldest first.
+/// Encoded frames waiting to be written, oldest first: sealed buffers,
+/// then `tail`, into which the newest frames are encoded back to back
+/// until it holds [`COALESCE_BYTES`]. Small frames (responses, pushes)
+/// thus leave in one write, and QUIC packs them into as few packets as
+/// they fit; each frame is encoded once and never copied.
 #[derive(Default)]
 struct Outbox {
     frames: VecDeque<Bytes>,
+    tail: BytesMut,
     /// Bytes of the front frame already written.
     written: usize,
-    /// Unwritten bytes in all frames.
+    /// Unwritten bytes in all frames and the tail.
     bytes: usize,
 }
 
 impl Outbox {
-    fn push(&mut self, frame: Bytes) {
-        self.bytes = self.bytes.saturating_add(frame.len());
-        self.frames.push_back(frame);
+    /// Encodes `frame` behind the others; on error nothing is added.
+    fn encode(&mut self, frame: &ServerFrame, max_frame_len: usize) -> Result<(), FrameError> {
+        if self.tail.len() >= COALESCE_BYTES {
+            self.seal_tail();
+        }
+        let before = self.tail.len();
+        encode_frame_with_limit(frame, &mut self.tail, max_frame_len)?;
+        self.bytes = self.bytes.saturating_add(self.tail.len() - before);
+        Ok(())
     }
 
-    /// The unwritten rest of the front frame, joined with the small frames
-    /// behind it (up to [`COALESCE_BYTES`]): one write, and QUIC packs them
-    /// into as few packets as they fit.
+    fn seal_tail(&mut self) {
+        if !self.tail.is_empty() {
+            self.frames.push_back(self.tail.split().freeze());
+        }
+    }
+
+    /// The unwritten rest of the oldest buffer.
     fn front(&mut self) -> Option<Bytes> {
-        let front = self.frames.front()?;
-        let rest = front.slice(self.written.min(front.len())..);
-        let fits = |len: usize, more: usize| len.saturating_add(more) <= COALESCE_BYTES;
-        if self.frames.len() < 2 || !fits(rest.len(), self.frames[1].len()) {
-            return Some(rest);
+        if self.frames.is_empty() {
+            self.seal_tail();
         }
-        let mut joined = BytesMut::with_capacity(self.bytes.min(COALESCE_BYTES));
-        joined.extend_from_slice(&rest);
-        self.frames.pop_front();
-        self.written = 0;
-        while let Some(next) = self.frames.front() {
-            if !fits(joined.len(), next.len()) {
-                break;
-            }
-            joined.extend_from_slice(next);
-            self.frames.pop_front();
-        }
-        let joined = joined.freeze();
-        self.frames.push_front(joined.clone());
-        Some(joined)
+        self.frames
+            .front()
+            .map(|f| f.slice(self.written.min(f.len())..))
     }
 
     fn advance(&mut self, n: usize) {
@@ -122,6 +123,7 @@ impl Outbox {
 
     fn clear(&mut self) {
         self.frames.clear();
+        self.tail.clear();
         self.written = 0;
         self.bytes = 0;
     }
@@ -385,11 +387,9 @@ impl Conn {
 
     /// Encodes a frame into the outbox.
     fn enqueue(&mut self, frame: &ServerFrame) -> Result<(), Close> {
-        let mut buf = BytesMut::new();
-        encode_frame_with_limit(frame, &mut buf, self.max_frame_len)
-            .map_err(|e| Close::new(ErrorCode::Internal, e.to_string()))?;
-        self.outbox.push(buf.freeze());
-        Ok(())
+        self.outbox
+            .encode(frame, self.max_frame_len)
+            .map_err(|e| Close::new(ErrorCode::Internal, e.to_string()))
     }
 
     /// Writes everything in the outbox.
@@ -427,17 +427,31 @@ impl Conn {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use microbot_protocol::transport::{Envelope, Push, push};
 
-    fn frame(byte: u8, len: usize) -> Bytes {
-        Bytes::from(vec![byte; len])
+    /// A push frame whose envelope carries `len` bytes of `byte`.
+    fn push_of(byte: u8, len: usize) -> ServerFrame {
+        push_frame(Push {
+            event: Some(push::Event::Envelope(Envelope {
+                envelope_id: u64::from(byte),
+                ciphertext: vec![byte; len].into(),
+                ..Envelope::default()
+            })),
+        })
     }
 
-    /// What the outbox still has to write, in order.
-    fn unwritten(outbox: &mut Outbox) -> Vec<u8> {
+    fn encoded(frame: &ServerFrame) -> Vec<u8> {
+        let mut buf = BytesMut::new();
+        encode_frame_with_limit(frame, &mut buf, usize::MAX).unwrap();
+        buf.to_vec()
+    }
+
+    /// Every write the outbox offers, in order, each taken whole.
+    fn writes(outbox: &mut Outbox) -> Vec<Bytes> {
         let mut all = Vec::new();
         while let Some(front) = outbox.front() {
-            all.extend_from_slice(&front);
             outbox.advance(front.len());
+            all.push(front);
         }
         all
     }
@@ -445,44 +459,62 @@ mod tests {
     #[test]
     fn small_frames_leave_as_one_write_in_order() {
         let mut outbox = Outbox::default();
-        for byte in 1..=3 {
-            outbox.push(frame(byte, 100));
+        let frames: Vec<_> = (1..=3).map(|b| push_of(b, 100)).collect();
+        for frame in &frames {
+            outbox.encode(frame, usize::MAX).unwrap();
         }
-        let front = outbox.front().unwrap();
-        assert_eq!(front.len(), 300);
-        assert_eq!(
-            front.to_vec(),
-            [vec![1; 100], vec![2; 100], vec![3; 100]].concat()
-        );
-        assert_eq!(outbox.bytes, 300);
-        outbox.advance(300);
-        assert_eq!((outbox.bytes, outbox.front()), (0, None));
-    }
-
-    #[test]
-    fn a_partly_written_front_is_joined_from_where_it_stopped() {
-        let mut outbox = Outbox::default();
-        outbox.push(frame(1, 100));
-        assert_eq!(outbox.front().unwrap().len(), 100);
-        outbox.advance(40);
-        outbox.push(frame(2, 10));
-        assert_eq!(outbox.bytes, 70);
-        assert_eq!(unwritten(&mut outbox), [vec![1; 60], vec![2; 10]].concat());
+        let expected: Vec<u8> = frames.iter().flat_map(encoded).collect();
+        assert_eq!(outbox.bytes, expected.len());
+        let writes = writes(&mut outbox);
+        assert_eq!(writes.len(), 1);
+        assert_eq!(writes[0].to_vec(), expected);
         assert_eq!(outbox.bytes, 0);
     }
 
     #[test]
-    fn large_frames_are_written_as_they_are_and_nothing_is_lost() {
+    fn a_partly_written_buffer_goes_on_from_where_it_stopped() {
         let mut outbox = Outbox::default();
-        outbox.push(frame(1, COALESCE_BYTES));
-        outbox.push(frame(2, 10));
-        outbox.push(frame(3, COALESCE_BYTES - 20));
-        outbox.push(frame(4, 10));
-        // The first fills a write alone; the next three fit in one.
-        assert_eq!(outbox.front().unwrap().len(), COALESCE_BYTES);
-        outbox.advance(COALESCE_BYTES);
-        assert_eq!(outbox.front().unwrap().len(), COALESCE_BYTES);
-        let expected = [vec![2; 10], vec![3; COALESCE_BYTES - 20], vec![4; 10]].concat();
-        assert_eq!(unwritten(&mut outbox), expected);
+        let (first, second) = (push_of(1, 100), push_of(2, 10));
+        outbox.encode(&first, usize::MAX).unwrap();
+        let front = outbox.front().unwrap();
+        outbox.advance(40);
+        outbox.encode(&second, usize::MAX).unwrap();
+        let rest: Vec<u8> = writes(&mut outbox)
+            .iter()
+            .flat_map(|b| b.to_vec())
+            .collect();
+        let mut all = front[..40].to_vec();
+        all.extend_from_slice(&rest);
+        assert_eq!(all, [encoded(&first), encoded(&second)].concat());
+        assert_eq!(outbox.bytes, 0);
+    }
+
+    #[test]
+    fn writes_stop_growing_at_the_coalescing_size_and_nothing_is_lost() {
+        let mut outbox = Outbox::default();
+        let frames: Vec<_> = (0..40u8).map(|b| push_of(b, 1000)).collect();
+        for frame in &frames {
+            outbox.encode(frame, usize::MAX).unwrap();
+        }
+        let writes = writes(&mut outbox);
+        assert!(writes.len() > 1, "{} writes", writes.len());
+        let one = encoded(&frames[0]).len();
+        assert!(writes.iter().all(|w| w.len() < COALESCE_BYTES + one));
+        let all: Vec<u8> = writes.iter().flat_map(|b| b.to_vec()).collect();
+        assert_eq!(all, frames.iter().flat_map(encoded).collect::<Vec<u8>>());
+    }
+
+    #[test]
+    fn a_frame_over_the_limit_adds_nothing() {
+        let mut outbox = Outbox::default();
+        outbox.encode(&push_of(1, 10), usize::MAX).unwrap();
+        let before = outbox.bytes;
+        assert!(outbox.encode(&push_of(2, 5000), 1000).is_err());
+        assert_eq!(outbox.bytes, before);
+        let all: Vec<u8> = writes(&mut outbox)
+            .iter()
+            .flat_map(|b| b.to_vec())
+            .collect();
+        assert_eq!(all, encoded(&push_of(1, 10)));
     }
 }
