@@ -72,8 +72,15 @@ impl Nginx {
     }
 
     /// Replaces the configuration and tells nginx to reload it (new workers
-    /// take new connections; old ones finish theirs).
+    /// take new connections; old ones finish theirs), and returns once the
+    /// old worker has stopped taking new ones. `nginx -s reload` only
+    /// signals the master: until the old worker closes its listening
+    /// sockets, a new UDP client may start its session there (to the old
+    /// upstreams) and then have its next datagrams read by the new worker,
+    /// which opens a second session, possibly to another node: a QUIC
+    /// handshake split between two nodes never completes.
     pub fn reload(&self, body: impl Fn(&Path) -> String) {
+        let shut_down_before = self.old_workers_shut_down();
         write_conf(&self.conf, self.dir.path(), &body);
         let status = Command::new(&self.binary)
             .arg("-p")
@@ -84,6 +91,22 @@ impl Nginx {
             .status()
             .unwrap();
         assert!(status.success(), "nginx reload: {}", self.error_log());
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while self.old_workers_shut_down() == shut_down_before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nginx did not reload within 10 s: {}",
+                self.error_log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // The worker logs that line just before it closes its sockets.
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    /// How many times a worker began its graceful shutdown (notice level).
+    fn old_workers_shut_down(&self) -> usize {
+        self.error_log().matches("gracefully shutting down").count()
     }
 
     /// Waits until nginx accepts TCP connections on `addr`.
@@ -113,7 +136,7 @@ fn write_conf(conf: &Path, dir: &Path, body: &impl Fn(&Path) -> String) {
         .lines()
         .partition(|line| line.trim_start().starts_with("load_module"));
     let text = format!(
-        "{}\nworker_processes 1;\nerror_log {d}/error.log;\npid {d}/nginx.pid;\n\
+        "{}\nworker_processes 1;\nerror_log {d}/error.log notice;\npid {d}/nginx.pid;\n\
          events {{ worker_connections 256; }}\n{}\n",
         modules.join("\n"),
         rest.join("\n")
