@@ -31,7 +31,6 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use microbot_protocol::codec::{FrameError, encode_frame_with_limit};
-use microbot_protocol::conn::push_frame;
 use microbot_protocol::transport::{ErrorCode, ServerFrame, server_frame};
 use tokio::sync::watch;
 
@@ -52,9 +51,6 @@ const CLOSE_LINGER: Duration = Duration::from_millis(500);
 const READ_CHUNK: usize = 64 * 1024;
 /// Smallest outbox cap.
 pub const MIN_BACKLOG_BYTES: usize = 4 * 1024 * 1024;
-/// Pushes taken from the bus in one turn of the loop, before the
-/// connection looks at its other work again.
-const PUSHES_PER_TURN: usize = 64;
 /// Bytes of frames encoded back to back into one write.
 const COALESCE_BYTES: usize = 16 * 1024;
 
@@ -342,10 +338,7 @@ impl Conn {
                             return Some(close);
                         }
                         taken += 1;
-                        // A backlog that is already large is written first.
-                        if taken < PUSHES_PER_TURN && self.outbox.bytes < COALESCE_BYTES {
-                            next = self.handler.try_next_event();
-                        }
+                        next = self.handler.waiting_event(taken, self.outbox.bytes);
                     }
                 }
                 _ = tokio::time::sleep_until(hello_deadline), if awaiting_hello => {
@@ -369,20 +362,9 @@ impl Conn {
     /// Puts a bus event's push into the outbox; the close for a
     /// disconnect, or for a push that takes the outbox over its cap.
     fn take_event(&mut self, event: BusEvent) -> Result<(), Close> {
-        match event {
-            BusEvent::Push(push) => {
-                self.enqueue(&push_frame(*push))?;
-                if self.outbox.bytes > self.backlog_cap {
-                    self.state.metrics.rate_limited("push_backlog");
-                    return Err(Close::new(
-                        ErrorCode::Unavailable,
-                        "push backlog full: the client does not read; reconnect and fetch",
-                    ));
-                }
-                Ok(())
-            }
-            BusEvent::Disconnect(code) => Err(Close::new(code, "disconnected by the server")),
-        }
+        self.enqueue(&RequestHandler::push_of(event)?)?;
+        self.handler
+            .backlog_within(self.outbox.bytes, self.backlog_cap)
     }
 
     /// Encodes a frame into the outbox.
@@ -427,6 +409,7 @@ impl Conn {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use microbot_protocol::conn::push_frame;
     use microbot_protocol::transport::{Envelope, Push, push};
 
     /// A push frame whose envelope carries `len` bytes of `byte`.

@@ -35,6 +35,13 @@ use crate::metrics::request_kind;
 use crate::state::ServerState;
 use crate::{attachments, groups, keys, provisioning, queues, sealed};
 
+/// Bus events a connection takes in one turn of its loop: the one it woke
+/// for and those already waiting, so that their pushes leave together (one
+/// write, shared packets) instead of a turn, a write and a packet each.
+pub const PUSHES_PER_TURN: usize = 64;
+/// Bytes waiting to be written above which a turn takes no further event.
+pub const PUSH_TURN_BYTES: usize = 16 * 1024;
+
 /// Why a connection ends: what goes into its `ServerFrame.closing` and its
 /// QUIC application close code.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -171,6 +178,46 @@ impl RequestHandler {
                 .unwrap_or(BusEvent::Disconnect(ErrorCode::Unavailable)),
             None => std::future::pending().await,
         }
+    }
+
+    /// The push frame of a bus event, or the close it asks for.
+    ///
+    /// # Errors
+    /// The close of a `Disconnect` event.
+    pub fn push_of(event: BusEvent) -> Result<ServerFrame, Close> {
+        match event {
+            BusEvent::Push(push) => Ok(conn::push_frame(*push)),
+            BusEvent::Disconnect(code) => Err(Close::new(code, "disconnected by the server")),
+        }
+    }
+
+    /// Checks a connection's backlog after a push: over `cap` unwritten
+    /// bytes, the client does not read, and the connection is closed (its
+    /// envelopes stay queued; it reconnects and fetches).
+    ///
+    /// # Errors
+    /// The close with `UNAVAILABLE`, counted as rate-limited `push_backlog`.
+    pub fn backlog_within(&self, unwritten: usize, cap: usize) -> Result<(), Close> {
+        if unwritten > cap {
+            self.state.metrics.rate_limited("push_backlog");
+            return Err(Close::new(
+                ErrorCode::Unavailable,
+                "push backlog full: the client does not read; reconnect and fetch",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The next bus event already waiting, for a connection that has taken
+    /// `taken` in this turn of its loop and has `unwritten` bytes waiting
+    /// to be written: `None` once the turn has taken [`PUSHES_PER_TURN`],
+    /// once [`PUSH_TURN_BYTES`] wait (a large backlog is written first),
+    /// or when nothing waits. Pushes taken together leave together.
+    pub fn waiting_event(&mut self, taken: usize, unwritten: usize) -> Option<BusEvent> {
+        if taken >= PUSHES_PER_TURN || unwritten >= PUSH_TURN_BYTES {
+            return None;
+        }
+        self.try_next_event()
     }
 
     /// An event already waiting, without blocking; `None` when there is none

@@ -617,6 +617,13 @@ impl WsConn {
             .map_err(|_| Close::new(ErrorCode::Unavailable, "writer ended"))
     }
 
+    /// Hands a bus event's push to the writer; the close for a
+    /// disconnect, or for a push that takes the backlog over its cap.
+    fn take_event(&mut self, event: BusEvent) -> Result<(), Close> {
+        self.enqueue(&RequestHandler::push_of(event)?)?;
+        self.handler.backlog_within(self.queued(), self.backlog_cap)
+    }
+
     async fn run(&mut self, stream: &mut Source, shutdown: &mut watch::Receiver<bool>) -> Ended {
         let hello_deadline = tokio::time::Instant::now() + HELLO_TIMEOUT;
         let login_timeout = Duration::from_secs(self.state.config.login_timeout_secs);
@@ -680,24 +687,19 @@ impl WsConn {
                 () = self.shared.drained.notified(), if !read_requests => {}
                 // Bytes arrived: the loop arms the frame deadline.
                 () = self.read.arrived.notified(), if read_requests && frame_deadline.is_none() => {}
-                event = self.handler.next_event() => match event {
-                    BusEvent::Push(push) => {
-                        let frame = microbot_protocol::conn::push_frame(*push);
-                        if let Err(close) = self.enqueue(&frame) {
+                event = self.handler.next_event() => {
+                    // The pushes already waiting go to the writer with it,
+                    // which then flushes once for all of them.
+                    let mut next = Some(event);
+                    let mut taken = 0;
+                    while let Some(event) = next.take() {
+                        if let Err(close) = self.take_event(event) {
                             return Ended::Close(close);
                         }
-                        if self.queued() > self.backlog_cap {
-                            self.state.metrics.rate_limited("push_backlog");
-                            return Ended::Close(Close::new(
-                                ErrorCode::Unavailable,
-                                "push backlog full: the client does not read; reconnect and fetch",
-                            ));
-                        }
+                        taken += 1;
+                        next = self.handler.waiting_event(taken, self.queued());
                     }
-                    BusEvent::Disconnect(code) => {
-                        return Ended::Close(Close::new(code, "disconnected by the server"));
-                    }
-                },
+                }
                 _ = ping.tick() => {
                     let now = self.read.bytes.load(Ordering::Relaxed);
                     if now != last_read.0 {
