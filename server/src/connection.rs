@@ -36,7 +36,7 @@ use tokio::sync::watch;
 
 use crate::attachments;
 use crate::bus::BusEvent;
-use crate::dispatch::{Close, Reply, RequestHandler};
+use crate::dispatch::{self, Close, Reply, RequestHandler};
 use crate::limits::{HandshakeSlot, Refusal};
 use crate::state::ServerState;
 
@@ -362,7 +362,7 @@ impl Conn {
     /// Puts a bus event's push into the outbox; the close for a
     /// disconnect, or for a push that takes the outbox over its cap.
     fn take_event(&mut self, event: BusEvent) -> Result<(), Close> {
-        self.enqueue(&RequestHandler::push_of(event)?)?;
+        self.enqueue(&dispatch::push_of(event)?)?;
         self.handler
             .backlog_within(self.outbox.bytes, self.backlog_cap)
     }

@@ -42,6 +42,17 @@ pub const PUSHES_PER_TURN: usize = 64;
 /// Bytes waiting to be written above which a turn takes no further event.
 pub const PUSH_TURN_BYTES: usize = 16 * 1024;
 
+/// The push frame of a bus event, or the close it asks for.
+///
+/// # Errors
+/// The close of a `Disconnect` event.
+pub fn push_of(event: BusEvent) -> Result<ServerFrame, Close> {
+    match event {
+        BusEvent::Push(push) => Ok(conn::push_frame(*push)),
+        BusEvent::Disconnect(code) => Err(Close::new(code, "disconnected by the server")),
+    }
+}
+
 /// Why a connection ends: what goes into its `ServerFrame.closing` and its
 /// QUIC application close code.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -177,17 +188,6 @@ impl RequestHandler {
                 .await
                 .unwrap_or(BusEvent::Disconnect(ErrorCode::Unavailable)),
             None => std::future::pending().await,
-        }
-    }
-
-    /// The push frame of a bus event, or the close it asks for.
-    ///
-    /// # Errors
-    /// The close of a `Disconnect` event.
-    pub fn push_of(event: BusEvent) -> Result<ServerFrame, Close> {
-        match event {
-            BusEvent::Push(push) => Ok(conn::push_frame(*push)),
-            BusEvent::Disconnect(code) => Err(Close::new(code, "disconnected by the server")),
         }
     }
 

@@ -60,7 +60,7 @@ use crate::attachment_http;
 use crate::attachments;
 use crate::bus::BusEvent;
 use crate::connection::{self, HELLO_TIMEOUT, SHUTDOWN_RETRY_AFTER_MS};
-use crate::dispatch::{Close, Reply, RequestHandler};
+use crate::dispatch::{self, Close, Reply, RequestHandler};
 use crate::endpoint::{EndpointError, ServerIdentity};
 use crate::limits::{ConnectionSlot, HandshakeSlot, Refusal};
 use crate::state::ServerState;
@@ -620,7 +620,7 @@ impl WsConn {
     /// Hands a bus event's push to the writer; the close for a
     /// disconnect, or for a push that takes the backlog over its cap.
     fn take_event(&mut self, event: BusEvent) -> Result<(), Close> {
-        self.enqueue(&RequestHandler::push_of(event)?)?;
+        self.enqueue(&dispatch::push_of(event)?)?;
         self.handler.backlog_within(self.queued(), self.backlog_cap)
     }
 
