@@ -4,7 +4,10 @@
 //!
 //! The client opens one bidirectional stream. The server reads
 //! `ClientFrame`s from it and writes `ServerFrame`s back: responses in
-//! request order (requests are handled one at a time), pushes in between.
+//! request order, pushes in between. Sends and acknowledgements are
+//! pipelined (dispatch.rs): while storage commits them the loop goes on
+//! reading requests and writing pushes, and takes each answer when it is
+//! ready ([`RequestHandler::next_wake`]).
 //! A frame that cannot be decoded, an oversize frame, or a protocol
 //! violation ends only this connection: the server writes a
 //! `ServerFrame.closing` error, finishes the stream and closes the QUIC
@@ -36,7 +39,7 @@ use tokio::sync::watch;
 
 use crate::attachments;
 use crate::bus::BusEvent;
-use crate::dispatch::{self, Close, Reply, RequestHandler};
+use crate::dispatch::{self, Close, Reply, RequestHandler, Wake};
 use crate::limits::{HandshakeSlot, Refusal};
 use crate::state::ServerState;
 
@@ -268,20 +271,17 @@ impl Conn {
             // as long as the client takes its responses.
             while self.outbox.bytes <= self.backlog_cap {
                 match self.handler.next_reply().await {
-                    Some(Reply::Respond(response)) => {
+                    Some(reply) => {
                         frame_deadline = None;
-                        if progress_towards_login(&response) {
-                            login_deadline = None;
-                        }
-                        if let Err(close) = self.enqueue(&response) {
+                        if let Err(close) = self.take_reply(reply, &mut login_deadline) {
                             return Some(close);
                         }
                     }
-                    Some(Reply::Close(close)) => return Some(close),
                     None => break,
                 }
             }
-            let read_requests = self.outbox.bytes <= self.backlog_cap;
+            let answers = self.outbox.bytes <= self.backlog_cap;
+            let read_requests = answers && self.handler.takes_requests();
             let awaiting_hello = self.handler.awaiting_hello();
             let awaiting_login = !awaiting_hello && self.handler.caller().is_none();
             if awaiting_login && login_deadline.is_none() {
@@ -328,19 +328,27 @@ impl Conn {
                         return None;
                     }
                 },
-                event = self.handler.next_event() => {
-                    // The pushes already waiting go into the outbox with it,
-                    // so that they leave together (one write, shared packets).
-                    let mut next = Some(event);
-                    let mut taken = 0;
-                    while let Some(event) = next.take() {
-                        if let Err(close) = self.take_event(event) {
+                wake = self.handler.next_wake(answers) => match wake {
+                    Wake::Event(event) => {
+                        // The pushes already waiting go into the outbox with
+                        // it, so that they leave together (one write, shared
+                        // packets).
+                        let mut next = Some(event);
+                        let mut taken = 0;
+                        while let Some(event) = next.take() {
+                            if let Err(close) = self.take_event(event) {
+                                return Some(close);
+                            }
+                            taken += 1;
+                            next = self.handler.waiting_event(taken, self.outbox.bytes);
+                        }
+                    }
+                    Wake::Answer(reply) => {
+                        if let Err(close) = self.take_reply(reply, &mut login_deadline) {
                             return Some(close);
                         }
-                        taken += 1;
-                        next = self.handler.waiting_event(taken, self.outbox.bytes);
                     }
-                }
+                },
                 _ = tokio::time::sleep_until(hello_deadline), if awaiting_hello => {
                     return Some(Close::new(ErrorCode::ProtocolViolation, "no Hello in time"));
                 }
@@ -356,6 +364,24 @@ impl Conn {
                     return Some(close);
                 }
             }
+        }
+    }
+
+    /// Puts a response into the outbox (a response that completes a login
+    /// step ends the login deadline), or returns the close it asks for.
+    fn take_reply(
+        &mut self,
+        reply: Reply,
+        login_deadline: &mut Option<tokio::time::Instant>,
+    ) -> Result<(), Close> {
+        match reply {
+            Reply::Respond(response) => {
+                if progress_towards_login(&response) {
+                    *login_deadline = None;
+                }
+                self.enqueue(&response)
+            }
+            Reply::Close(close) => Err(close),
         }
     }
 

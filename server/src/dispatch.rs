@@ -16,8 +16,12 @@
 //! connection (connection.rs); what each request does (auth/, keys.rs,
 //! queues.rs, groups.rs, attachments.rs).
 
+use std::collections::VecDeque;
+use std::future::Future;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 
 use bytes::Bytes;
 use microbot_protocol::conn::{self, Incoming, ServerConfig, ServerConn, ServerConnError};
@@ -31,6 +35,7 @@ use crate::auth::accounts;
 use crate::auth::devices::{self, CHALLENGE_LEN, Caller};
 use crate::bus::{BusEvent, Subscription};
 use crate::error::ApiError;
+use crate::limits::CredentialAttempt;
 use crate::metrics::request_kind;
 use crate::state::ServerState;
 use crate::{attachments, groups, keys, provisioning, queues, sealed};
@@ -41,6 +46,18 @@ use crate::{attachments, groups, keys, provisioning, queues, sealed};
 pub const PUSHES_PER_TURN: usize = 64;
 /// Bytes waiting to be written above which a turn takes no further event.
 pub const PUSH_TURN_BYTES: usize = 16 * 1024;
+
+/// Sends and acknowledgements of one connection that may be in storage's
+/// hands at once (SPEC.md §12.4): a connection that pipelines them has
+/// them stored together, in one commit, instead of a commit each.
+pub const PIPELINED_WRITES: usize = 32;
+
+/// The answer to a request still in storage's hands.
+type PendingAnswer = Pin<Box<dyn Future<Output = Reply> + Send>>;
+
+/// What a send or acknowledgement does once it has been checked: its
+/// storage write, already queued, then its pushes and its answer.
+type StoredWrite = Pin<Box<dyn Future<Output = Result<response::Result, ApiError>> + Send>>;
 
 /// The push frame of a bus event, or the close it asks for.
 ///
@@ -104,6 +121,15 @@ impl Close {
     }
 }
 
+/// What woke a connection waiting on its handler.
+#[derive(Debug)]
+pub enum Wake {
+    /// A bus event for the connection.
+    Event(BusEvent),
+    /// The answer to a pipelined request, in request order.
+    Answer(Reply),
+}
+
 /// What to do after one request frame.
 #[derive(Debug)]
 pub enum Reply {
@@ -125,6 +151,13 @@ pub struct RequestHandler {
     challenge: Option<[u8; CHALLENGE_LEN]>,
     subscription: Option<Subscription>,
     remote_ip: IpAddr,
+    /// Answers of sends and acknowledgements handed to storage, oldest
+    /// first (answers go out in request order).
+    pipeline: VecDeque<PendingAnswer>,
+    /// The next request (or the close of a bad frame), taken from the
+    /// stream but held until every answer in `pipeline` is out, because
+    /// it is not a send or an acknowledgement.
+    held: Option<Result<Incoming, Close>>,
 }
 
 impl std::fmt::Debug for RequestHandler {
@@ -163,6 +196,8 @@ impl RequestHandler {
             challenge: None,
             subscription: None,
             remote_ip,
+            pipeline: VecDeque::new(),
+            held: None,
         }
     }
 
@@ -181,14 +216,7 @@ impl RequestHandler {
     /// channel was full: the client does not read), the result is
     /// `Disconnect(UNAVAILABLE)`, and it stays so.
     pub async fn next_event(&mut self) -> BusEvent {
-        match &mut self.subscription {
-            Some(sub) => sub
-                .events
-                .recv()
-                .await
-                .unwrap_or(BusEvent::Disconnect(ErrorCode::Unavailable)),
-            None => std::future::pending().await,
-        }
+        next_event_of(&mut self.subscription).await
     }
 
     /// Checks a connection's backlog after a push: over `cap` unwritten
@@ -265,13 +293,111 @@ impl RequestHandler {
         self.conn.finish().map_err(|e| Close::from_conn_error(&e))
     }
 
-    /// Answers the next whole frame of the request stream; `None` when more
-    /// bytes are needed.
+    /// Answers the next whole frame of the request stream, in request
+    /// order; `None` when more bytes are needed, or when the next answer
+    /// waits for storage ([`RequestHandler::next_wake`] brings it).
+    ///
+    /// Sends and acknowledgements are pipelined (SPEC.md §12.4): each is
+    /// checked and handed to storage in request order, up to
+    /// [`PIPELINED_WRITES`] at once, without waiting for the ones before
+    /// it to commit, so the storage writer stores those of every
+    /// connection together. Any other request (or a bad frame's close)
+    /// waits until every answer before it is out, so it sees their
+    /// effects, as if each request had waited for the one before it.
     pub async fn next_reply(&mut self) -> Option<Reply> {
-        match self.conn.poll_request() {
-            Ok(Some(incoming)) => Some(self.answer(incoming).await),
-            Ok(None) => None,
-            Err(error) => Some(Reply::Close(Close::from_conn_error(&error))),
+        loop {
+            if let Some(front) = self.pipeline.front_mut()
+                && let Poll::Ready(reply) = poll_once(front).await
+            {
+                self.pipeline.pop_front();
+                return Some(reply);
+            }
+            let next = match self.held.take() {
+                Some(next) => Some(next),
+                None if self.pipeline.len() < PIPELINED_WRITES => match self.conn.poll_request() {
+                    Ok(next) => next.map(Ok),
+                    Err(error) => Some(Err(Close::from_conn_error(&error))),
+                },
+                None => None,
+            };
+            match next {
+                Some(Ok(Incoming::Request {
+                    request_id,
+                    request,
+                })) if self.caller.is_some() && is_stored_write(&request) => {
+                    let answer = self.start_stored_write(request_id, request).await;
+                    self.pipeline.push_back(answer);
+                }
+                Some(next) if self.pipeline.is_empty() => {
+                    return Some(match next {
+                        Ok(incoming) => self.answer(incoming).await,
+                        Err(close) => Reply::Close(close),
+                    });
+                }
+                Some(next) => {
+                    self.held = Some(next);
+                    return None;
+                }
+                None => return None,
+            }
+        }
+    }
+
+    /// Whether the connection may read more of the request stream: no
+    /// request is held behind pending answers and the pipeline has room
+    /// (so the bytes buffered stay within one read).
+    pub fn takes_requests(&self) -> bool {
+        self.held.is_none() && self.pipeline.len() < PIPELINED_WRITES
+    }
+
+    /// The next bus event, or (when `answers`) the oldest pending answer
+    /// once storage has it, whichever comes first. Cancel-safe: an answer
+    /// leaves the pipeline only when returned.
+    pub async fn next_wake(&mut self, answers: bool) -> Wake {
+        let pipeline = &mut self.pipeline;
+        let answer = std::future::poll_fn(|cx| {
+            let Some(front) = pipeline.front_mut().filter(|_| answers) else {
+                return Poll::Pending;
+            };
+            let reply = std::task::ready!(front.as_mut().poll(cx));
+            pipeline.pop_front();
+            Poll::Ready(reply)
+        });
+        let subscription = &mut self.subscription;
+        tokio::select! {
+            biased;
+            reply = answer => Wake::Answer(reply),
+            event = next_event_of(subscription) => Wake::Event(event),
+        }
+    }
+
+    /// Checks a send or an acknowledgement and hands it to storage; the
+    /// returned future answers it once stored (and pushed). The job is
+    /// queued before this returns, behind those of earlier requests.
+    async fn start_stored_write(&mut self, request_id: u64, request: Request) -> PendingAnswer {
+        let state = Arc::clone(&self.state);
+        let kind = request_kind(&request);
+        let started = std::time::Instant::now();
+        // Sends and acknowledgements carry no credentials: no attempt to
+        // settle (one dropped unsettled counts nothing).
+        let caller = self.logged_in();
+        let write = match admit(&state, self.remote_ip, caller.as_ref().ok(), &request) {
+            Ok(_attempt) => stored_write(Arc::clone(&state), caller, request).await,
+            Err(error) => Err(error),
+        };
+        let mut answer: PendingAnswer = Box::pin(async move {
+            let result = match write {
+                Ok(write) => write.await,
+                Err(error) => Err(error),
+            };
+            state.metrics.observe_request(kind, started.elapsed());
+            respond(request_id, result)
+        });
+        // The first poll runs up to the storage job's queueing, so jobs are
+        // queued in request order.
+        match poll_once(&mut answer).await {
+            Poll::Ready(reply) => Box::pin(std::future::ready(reply)),
+            Poll::Pending => answer,
         }
     }
 
@@ -315,8 +441,7 @@ impl RequestHandler {
                 request,
             } => (request_id, self.limited_dispatch(request).await),
         };
-        let result = result.unwrap_or_else(|e| response::Result::Error(e.to_proto()));
-        Reply::Respond(conn::answer_frame(request_id, result))
+        respond(request_id, result)
     }
 
     /// The answer to an accepted Hello: the version, a fresh challenge and
@@ -367,15 +492,7 @@ impl RequestHandler {
         let started = std::time::Instant::now();
         let caller = self.caller().cloned();
         let is_login = matches!(request, Request::Login(_));
-        // Usernames first: nothing below keys state on an invalid one.
-        let checked = crate::auth::check_usernames(&request, caller.is_some())
-            .map_err(ApiError::from)
-            .and_then(|()| {
-                state
-                    .limits
-                    .check_request(&state.metrics, self.remote_ip, caller.as_ref(), &request)
-                    .map_err(ApiError::from)
-            });
+        let checked = admit(&state, self.remote_ip, caller.as_ref(), &request);
         let result = match checked {
             Err(error) => Err(error),
             Ok(attempt) => {
@@ -527,20 +644,14 @@ impl RequestHandler {
                 let stock = keys::status(&state, s.device_id).await?;
                 Ok(response::Result::PrekeyStatus(keys::status_proto(stock)))
             }
-            Request::Send(r) => {
-                let s = self.logged_in()?;
-                Ok(response::Result::Send(queues::send(&state, &s, r).await?))
+            Request::Send(_) | Request::AckEnvelopes(_) => {
+                stored_write(state, self.logged_in(), request).await?.await
             }
             Request::FetchEnvelopes(r) => {
                 let s = self.logged_in()?;
                 Ok(response::Result::Envelopes(
                     queues::fetch(&state, s.device_id, r).await?,
                 ))
-            }
-            Request::AckEnvelopes(r) => {
-                let s = self.logged_in()?;
-                let deleted = queues::ack(&state, s.device_id, r).await?;
-                Ok(response::Result::Ack(transport::AckResponse { deleted }))
             }
             Request::SendGroup(r) => {
                 let s = self.logged_in()?;
@@ -630,4 +741,81 @@ impl RequestHandler {
             }
         }
     }
+}
+
+/// Whether a request is a send or an acknowledgement: a write of the
+/// device queues that a connection may pipeline ([`PIPELINED_WRITES`]).
+fn is_stored_write(request: &Request) -> bool {
+    matches!(request, Request::Send(_) | Request::AckEnvelopes(_))
+}
+
+/// The next event of a subscription; never resolves without one (before
+/// login). A dropped subscription gives `Disconnect(UNAVAILABLE)`.
+async fn next_event_of(subscription: &mut Option<Subscription>) -> BusEvent {
+    match subscription {
+        Some(sub) => sub
+            .events
+            .recv()
+            .await
+            .unwrap_or(BusEvent::Disconnect(ErrorCode::Unavailable)),
+        None => std::future::pending().await,
+    }
+}
+
+/// The `Response` frame answering `request_id` with a result or its error.
+fn respond(request_id: u64, result: Result<response::Result, ApiError>) -> Reply {
+    let result = result.unwrap_or_else(|e| response::Result::Error(e.to_proto()));
+    Reply::Respond(conn::answer_frame(request_id, result))
+}
+
+/// Polls `future` once, in the calling task's context.
+async fn poll_once<F: Future + Unpin>(future: &mut F) -> Poll<F::Output> {
+    std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *future).poll(cx))).await
+}
+
+/// A checked send or acknowledgement of the logged-in `caller` as the
+/// storage write it makes; nothing is queued until it is first polled.
+///
+/// # Errors
+/// Not logged in; a send's checks ([`queues::checked_send`]).
+async fn stored_write(
+    state: Arc<ServerState>,
+    caller: Result<Caller, ApiError>,
+    request: Request,
+) -> Result<StoredWrite, ApiError> {
+    let caller = caller?;
+    match request {
+        Request::Send(r) => {
+            let envelopes = queues::checked_send(&state, &caller, r).await?;
+            Ok(Box::pin(async move {
+                let sent =
+                    queues::store_and_push(&state, caller.username, caller.device_id, envelopes)
+                        .await?;
+                Ok(response::Result::Send(sent))
+            }))
+        }
+        Request::AckEnvelopes(r) => Ok(Box::pin(async move {
+            let deleted = queues::ack(&state, caller.device_id, r).await?;
+            Ok(response::Result::Ack(transport::AckResponse { deleted }))
+        })),
+        _ => Err(ApiError::new(
+            ErrorCode::UnknownRequest,
+            "not a send or an acknowledgement",
+        )),
+    }
+}
+
+/// The checks in front of every request: its usernames first (nothing
+/// below keys state on an invalid one), then the rate limits; returns the
+/// credential attempt to settle, for requests that check one.
+fn admit<'s>(
+    state: &'s ServerState,
+    ip: IpAddr,
+    caller: Option<&Caller>,
+    request: &Request,
+) -> Result<Option<CredentialAttempt<'s>>, ApiError> {
+    crate::auth::check_usernames(request, caller.is_some())?;
+    Ok(state
+        .limits
+        .check_request(&state.metrics, ip, caller, request)?)
 }

@@ -74,18 +74,21 @@ pub(crate) fn publish(state: &ServerState, device_id: u64, push: Push) {
     }
 }
 
-/// `SendRequest`: stores all envelopes or none, then pushes to connected
-/// recipients. Returns only after the commit.
+/// `SendRequest`, first half: everything it is checked for before its
+/// envelopes go to storage — their shape, `complete_accounts`, the fan-out
+/// limit (which it charges) — returning the envelopes that
+/// [`store_and_push`] then stores all or none and pushes, answering only
+/// after the commit. A connection runs this in request order and hands the
+/// envelopes to storage before it takes the next request (dispatch.rs).
 ///
 /// # Errors
-/// `INVALID_ARGUMENT`, `UNKNOWN_DEVICE`, `DEVICE_REMOVED`, `QUEUE_FULL` (with
-/// the device ids concerned), `UNKNOWN_ACCOUNT` and `MISSING_DEVICES` for
-/// `complete_accounts`.
-pub async fn send(
+/// `INVALID_ARGUMENT`, `UNKNOWN_ACCOUNT` and `MISSING_DEVICES` for
+/// `complete_accounts`, the fan-out limit's `RATE_LIMITED`.
+pub async fn checked_send(
     state: &Arc<ServerState>,
     caller: &Caller,
     request: SendRequest,
-) -> Result<SendResponse, QueueError> {
+) -> Result<Vec<OutgoingEnvelope>, QueueError> {
     let (envelopes, seen) =
         checked_envelopes(state, request.envelopes, MAX_ENVELOPES_PER_SEND, "a send")?;
     if !request.complete_accounts.is_empty() {
@@ -95,7 +98,7 @@ pub async fn send(
     state
         .limits
         .charge_fan_out(&state.metrics, caller.account_id, envelopes.len())?;
-    store_and_push(state, caller.username.clone(), caller.device_id, envelopes).await
+    Ok(envelopes)
 }
 
 /// The envelopes of a send, checked (SPEC.md §12.5, §19.8): 1 to

@@ -36,6 +36,7 @@ mod load_balancer;
 mod metrics;
 mod monitoring_docs;
 mod ops_start;
+mod pipelined_requests;
 mod plaintext_scan;
 mod prekeys;
 mod provisioning;

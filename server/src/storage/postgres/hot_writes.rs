@@ -5,8 +5,9 @@
 //! trips each.
 //!
 //! Writer tasks on the server's runtime (two, taking turns: one collects
-//! the next batch while the other commits) take every job waiting in the
-//! channel (up to [`MAX_BATCH`]) and run them together:
+//! the next batch once the other holds its rows, and writes it while the
+//! other commits) take every job waiting in the channel (up to
+//! [`MAX_BATCH`]) and run them together:
 //! 1. the device rows of every recipient and every acknowledging device are
 //!    locked in id order (as every sender does, so batches of different
 //!    nodes never deadlock each other);
@@ -155,14 +156,25 @@ async fn write_batches(
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     loop {
-        let taken = queue.lock().await.recv_many(&mut batch, MAX_BATCH).await;
+        let mut turn = queue.lock().await;
+        let taken = turn.recv_many(&mut batch, MAX_BATCH).await;
         if taken == 0 {
             break;
         }
-        let outcome = commit_batch(&pool, &batch, flush).await;
+        let outcome = commit_batch(&pool, &batch, flush, Some(turn)).await;
         reply(batch.drain(..), outcome);
     }
 }
+
+/// The right to take the next jobs, held by one writer from taking its
+/// batch until that batch holds its device rows and has drawn its ids.
+/// So a later batch locks the devices it shares with an earlier one only
+/// after it, waits for its commit, and draws larger ids: the jobs of one
+/// connection, queued in request order (a connection pipelines its sends,
+/// dispatch.rs), are stored in that order, whichever writer takes them.
+/// (A batch rerun after a deadlock, which only batches of different nodes
+/// can cause, has given up its turn and may come after a later one.)
+type Turn<'a> = tokio::sync::MutexGuard<'a, mpsc::Receiver<HotJob>>;
 
 /// A pooled connection with its statement cache; the batch's transaction
 /// is begun and ended by hand so `BEGIN` and `COMMIT` ride in the
@@ -278,7 +290,12 @@ enum Failure {
 
 /// Runs the batch in one transaction, rerunning it on a deadlock or
 /// serialisation failure, and returns once it is durable.
-async fn commit_batch(pool: &Pool, batch: &[HotJob], flush: FlushWait) -> PgResult<Vec<Outcome>> {
+async fn commit_batch(
+    pool: &Pool,
+    batch: &[HotJob],
+    flush: FlushWait,
+    mut turn: Option<Turn<'_>>,
+) -> PgResult<Vec<Outcome>> {
     let mut pooled = pool.get().await?;
     // Until the transaction is over, dropping the client closes it.
     pooled.open_transaction();
@@ -289,7 +306,7 @@ async fn commit_batch(pool: &Pool, batch: &[HotJob], flush: FlushWait) -> PgResu
     };
     let mut attempt = 1;
     let outcome = loop {
-        match write_batch(&conn, batch, flush).await {
+        match write_batch(&conn, batch, flush, &mut turn).await {
             Ok(outcomes) => break Ok(outcomes),
             Err(Failure::BeforeCommit(e)) if e.retryable() && attempt < ATTEMPTS => {
                 conn.client.batch_execute("ROLLBACK").await?;
@@ -369,6 +386,7 @@ async fn write_batch(
     conn: &Conn<'_>,
     batch: &[HotJob],
     flush: FlushWait,
+    turn: &mut Option<Turn<'_>>,
 ) -> Result<Vec<Outcome>, Failure> {
     let before = Failure::BeforeCommit;
     let envelopes: usize = batch
@@ -392,6 +410,9 @@ async fn write_batch(
         delete_acknowledged(conn, batch),
         draw_ids(conn, envelopes),
     );
+    // Rows locked and ids drawn (or the batch failed): the next writer
+    // may take its jobs.
+    drop(turn.take());
     begun.map_err(|e| before(e.into()))?;
     let devices = devices.map_err(before)?;
     let acked = acked.map_err(before)?;

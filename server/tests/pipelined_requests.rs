@@ -1,0 +1,208 @@
+//! Pipelined requests on one connection (SPEC.md §12.4): a client that
+//! writes many requests without waiting gets one response per request, in
+//! request order; sends and acknowledgements in a row are handed to
+//! storage together, and are still stored in request order; any other
+//! request sees the effects of every request before it. On SQLite, and on
+//! PostgreSQL when `MICROBOT_TEST_POSTGRES` is set (two writer tasks there:
+//! a later batch must not overtake an earlier one of the same connection).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use bytes::{Bytes, BytesMut};
+use microbot_protocol::codec::encode_frame;
+use microbot_protocol::transport::{
+    self, ClientFrame, ErrorCode, client_frame::Request, response, server_frame,
+};
+
+use crate::common::*;
+use crate::support::backends::backends;
+
+/// More sends than one connection may have in storage's hands at once
+/// (32), so the pipeline fills and drains while the stream is read.
+const SENDS: u64 = 75;
+/// The request id of the send addressed to a device that does not exist.
+const BAD_SEND: u64 = 40;
+/// The request id of the device listing written between the sends.
+const LISTING: u64 = 20;
+
+fn send_request(recipient: u64, ciphertext: Bytes) -> Request {
+    Request::Send(transport::SendRequest {
+        envelopes: vec![transport::OutgoingEnvelope {
+            recipient_device_id: recipient,
+            ciphertext,
+        }],
+        complete_accounts: Vec::new(),
+    })
+}
+
+fn numbered(i: u64) -> Bytes {
+    Bytes::from(format!("message {i:03}").into_bytes())
+}
+
+/// Writes every request in one write, ids from `first_id` on.
+async fn write_all(client: &mut Client, first_id: u64, requests: Vec<Request>) {
+    let mut bytes = BytesMut::new();
+    for (id, request) in (first_id..).zip(requests) {
+        encode_frame(
+            &ClientFrame {
+                request_id: id,
+                request: Some(request),
+            },
+            &mut bytes,
+        )
+        .unwrap();
+    }
+    client.send_raw(&bytes).await;
+}
+
+/// The next `n` responses, with their request ids, in the order they came
+/// (pushes in between are kept by the client).
+async fn responses(client: &mut Client, n: usize) -> Vec<(u64, response::Result)> {
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let frame = client.read_frame().await.expect("connection ended");
+        match frame.kind {
+            Some(server_frame::Kind::Response(r)) => {
+                out.push((r.request_id, r.result.expect("response without result")));
+            }
+            Some(server_frame::Kind::Push(_)) => {}
+            other => panic!("unexpected frame {other:?}"),
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_sends_and_acks_are_answered_and_stored_in_request_order() {
+    for backend in backends("pipelined") {
+        let server = backend.start(|_| {}).await;
+        let mut alice = new_device(&server, "alice").await;
+        let mut bob = new_device(&server, "bob").await;
+
+        // Alice writes 75 sends to Bob at once; request 40 names a device
+        // that does not exist, request 20 is not a send (it waits for the
+        // sends before it and holds back those after it).
+        let requests = (1..=SENDS)
+            .map(|id| match id {
+                BAD_SEND => send_request(u64::MAX >> 1, numbered(id)),
+                LISTING => Request::ListDevices(transport::ListDevicesRequest {}),
+                _ => send_request(bob.device_id, numbered(id)),
+            })
+            .collect();
+        write_all(&mut alice.client, 1, requests).await;
+        let answers = responses(&mut alice.client, SENDS as usize).await;
+        let ids: Vec<u64> = answers.iter().map(|(id, _)| *id).collect();
+        assert_eq!(
+            ids,
+            (1..=SENDS).collect::<Vec<_>>(),
+            "{}: one response per request, in request order",
+            backend.name
+        );
+        for (id, result) in &answers {
+            match (*id, result) {
+                (BAD_SEND, response::Result::Error(e)) => {
+                    assert_eq!(code(e), ErrorCode::UnknownDevice, "{}", backend.name);
+                }
+                (LISTING, response::Result::DeviceList(list)) => {
+                    assert_eq!(list.devices.len(), 1, "{}", backend.name);
+                }
+                (_, response::Result::Send(_)) if *id != BAD_SEND && *id != LISTING => {}
+                (id, other) => panic!("{}: request {id} answered {other:?}", backend.name),
+            }
+        }
+
+        // Bob's queue holds the 73 messages in the order they were sent,
+        // under increasing ids.
+        let mut queued = Vec::new();
+        loop {
+            let page = fetch_after(
+                &mut bob.client,
+                queued
+                    .last()
+                    .map_or(0, |e: &transport::Envelope| e.envelope_id),
+            )
+            .await;
+            let more = page.more;
+            queued.extend(page.envelopes);
+            if !more {
+                break;
+            }
+        }
+        let sent: Vec<Bytes> = (1..=SENDS)
+            .filter(|id| *id != BAD_SEND && *id != LISTING)
+            .map(numbered)
+            .collect();
+        let got: Vec<Bytes> = queued.iter().map(|e| e.ciphertext.clone()).collect();
+        assert_eq!(got, sent, "{}: stored in request order", backend.name);
+        assert!(
+            queued
+                .windows(2)
+                .all(|w| w[0].envelope_id < w[1].envelope_id),
+            "{}: ids increase in request order",
+            backend.name
+        );
+
+        // Bob acknowledges the first 50 in five pipelined acks, then asks
+        // for his queue in the same write: the fetch sees every ack before
+        // it, and a second ack of the same ids deletes nothing.
+        let acked: Vec<u64> = queued.iter().take(50).map(|e| e.envelope_id).collect();
+        let mut requests: Vec<Request> = acked
+            .chunks(10)
+            .map(|ids| {
+                Request::AckEnvelopes(transport::AckEnvelopesRequest {
+                    envelope_ids: ids.to_vec(),
+                })
+            })
+            .collect();
+        requests.push(Request::FetchEnvelopes(
+            transport::FetchEnvelopesRequest::default(),
+        ));
+        requests.push(Request::AckEnvelopes(transport::AckEnvelopesRequest {
+            envelope_ids: acked.clone(),
+        }));
+        write_all(&mut bob.client, 1000, requests).await;
+        let answers = responses(&mut bob.client, 7).await;
+        let ids: Vec<u64> = answers.iter().map(|(id, _)| *id).collect();
+        assert_eq!(ids, (1000..1007).collect::<Vec<_>>(), "{}", backend.name);
+        for (_, result) in &answers[..5] {
+            assert!(
+                matches!(result, response::Result::Ack(a) if a.deleted == 10),
+                "{}: {result:?}",
+                backend.name
+            );
+        }
+        let response::Result::Envelopes(page) = &answers[5].1 else {
+            panic!("{}: fetch answered {:?}", backend.name, answers[5].1);
+        };
+        let left: Vec<Bytes> = page
+            .envelopes
+            .iter()
+            .map(|e| e.ciphertext.clone())
+            .collect();
+        assert_eq!(
+            left,
+            sent[50..].to_vec(),
+            "{}: the fetch saw the acks",
+            backend.name
+        );
+        assert!(
+            matches!(&answers[6].1, response::Result::Ack(a) if a.deleted == 0),
+            "{}: {:?}",
+            backend.name,
+            answers[6].1
+        );
+        server.stop().await;
+    }
+}
+
+async fn fetch_after(client: &mut Client, after: u64) -> transport::Envelopes {
+    match client
+        .request(Request::FetchEnvelopes(transport::FetchEnvelopesRequest {
+            after_envelope_id: after,
+            ..Default::default()
+        }))
+        .await
+    {
+        response::Result::Envelopes(e) => e,
+        other => panic!("fetch failed: {other:?}"),
+    }
+}
