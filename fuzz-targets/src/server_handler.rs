@@ -23,6 +23,14 @@
 //!   `"password"` the fixture password of the account concerned (never
 //!   carol's).
 //!
+//! With bit `0x20` of `op` set, a frame body (0..=3, 7) is not handled at
+//! once but queued on the slot; the next operation on the slot without it
+//! (and the end of the input) hands every queued frame to the handler as
+//! one write of the request stream (`handle_stream_bytes`), as a client
+//! that pipelines requests would, and takes the answers with
+//! `next_reply` and `next_wake`, so pipelined sends and acknowledgements
+//! are in storage's hands together. Each answer gets the same checks.
+//!
 //! Invariants (a breach panics):
 //! - no panic in the server code;
 //! - every frame gets a `Response` with its `request_id` and a result, or a
@@ -58,7 +66,7 @@ use microbot_server::testing::auth::password::PasswordHasher;
 use microbot_server::testing::bus::BusEvent;
 use microbot_server::testing::bus::local::LocalBus;
 use microbot_server::testing::clock::{Clock, ManualClock, SeededRng};
-use microbot_server::testing::dispatch::{Reply, RequestHandler};
+use microbot_server::testing::dispatch::{Reply, RequestHandler, Wake};
 use microbot_server::testing::limits::Limits;
 use microbot_server::testing::metrics::Metrics;
 use microbot_server::testing::state::ServerState;
@@ -68,6 +76,10 @@ use prost::Message as _;
 
 /// Connection slots.
 const SLOTS: usize = 4;
+/// Bit of an operation byte that queues its frame on the slot's stream.
+const STREAMED: u8 = 0x20;
+/// How long a streamed frame may go unanswered before the run fails.
+const ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Operations run per input (the rest is ignored).
 const MAX_OPS: usize = 64;
 /// Fixture accounts: alice and bob may be logged in by the input.
@@ -166,6 +178,10 @@ struct Run {
 struct Slot {
     handler: RequestHandler,
     challenge: Option<Bytes>,
+    /// Frame bodies queued for the next write of the request stream.
+    streamed: Vec<Bytes>,
+    /// Bus events taken while waiting for a streamed frame's answer.
+    woken: Vec<BusEvent>,
 }
 
 impl Slot {
@@ -173,8 +189,24 @@ impl Slot {
         Self {
             handler: RequestHandler::new(Arc::clone(state), IpAddr::V4(Ipv4Addr::LOCALHOST)),
             challenge: None,
+            streamed: Vec::new(),
+            woken: Vec::new(),
         }
     }
+
+    /// What the checks of a frame need from before it is handled.
+    fn before(&self) -> Before {
+        Before {
+            awaiting_hello: self.handler.awaiting_hello(),
+            caller: self.handler.caller().cloned(),
+        }
+    }
+}
+
+/// A slot's state just before one of its frames is handled.
+struct Before {
+    awaiting_hello: bool,
+    caller: Option<microbot_server::testing::auth::devices::Caller>,
 }
 
 /// Carol's account as the fixture left it.
@@ -243,10 +275,15 @@ async fn run(fixture: &Fixture, data: &[u8]) -> Outcomes {
         };
         input = rest;
         let slot = usize::from(op & 3);
-        match (op >> 2) & 7 {
+        let action = (op >> 2) & 7;
+        let streamed = op & STREAMED != 0 && matches!(action, 0..=3 | 7);
+        if !streamed {
+            run.flush_stream(slot).await;
+        }
+        match action {
             0..=3 => {
                 let body = take_body(&mut input);
-                run.frame(slot, body).await;
+                run.frame(slot, body, streamed).await;
             }
             4 => {
                 let Some((&who, rest)) = input.split_first() else {
@@ -260,11 +297,12 @@ async fn run(fixture: &Fixture, data: &[u8]) -> Outcomes {
             _ => {
                 let body = take_body(&mut input);
                 let body = run.substitute(slot, body);
-                run.frame(slot, body).await;
+                run.frame(slot, body, streamed).await;
             }
         }
     }
     for slot in 0..SLOTS {
+        run.flush_stream(slot).await;
         run.drain(slot);
     }
     run.slots.clear();
@@ -622,13 +660,13 @@ impl Run {
                     client_agent: String::new(),
                 })),
             });
-            self.frame(slot, hello).await;
+            self.frame(slot, hello, false).await;
         }
         let challenge = encode(&ClientFrame {
             request_id: 0,
             request: Some(Request::Challenge(transport::ChallengeRequest {})),
         });
-        self.frame(slot, challenge).await;
+        self.frame(slot, challenge, false).await;
         let login = encode(&ClientFrame {
             request_id: 0,
             request: Some(Request::Login(LoginRequest {
@@ -637,18 +675,72 @@ impl Run {
             })),
         });
         let login = self.substitute(slot, login);
-        self.frame(slot, login).await;
+        self.frame(slot, login, false).await;
     }
 
-    /// One frame body through the slot's handler, and the checks.
-    async fn frame(&mut self, slot: usize, body: Bytes) {
+    /// One frame body through the slot's handler, and the checks; or,
+    /// when `streamed`, queued for the slot's next stream write.
+    async fn frame(&mut self, slot: usize, body: Bytes, streamed: bool) {
         let state = Arc::clone(&self.state);
         let s = self.slots[slot].get_or_insert_with(|| Slot::new(&state));
-        let awaiting_hello = s.handler.awaiting_hello();
-        let caller_before = s.handler.caller().cloned();
+        if streamed {
+            s.streamed.push(body);
+            return;
+        }
+        let before = s.before();
+        let reply = s.handler.handle_frame(body.clone()).await;
+        self.check(slot, &body, before, reply);
+    }
+
+    /// Hands the slot's queued frames to its handler as one write of the
+    /// request stream and checks each answer, in request order.
+    async fn flush_stream(&mut self, slot: usize) {
+        let Some(s) = self.slots[slot].as_mut() else {
+            return;
+        };
+        let bodies = std::mem::take(&mut s.streamed);
+        if bodies.is_empty() {
+            return;
+        }
+        let mut bytes = BytesMut::new();
+        for body in &bodies {
+            prost::encoding::encode_varint(body.len() as u64, &mut bytes);
+            bytes.extend_from_slice(body);
+        }
+        if let Err(close) = s.handler.handle_stream_bytes(&bytes) {
+            panic!("frames under the size limit were refused: {close:?}");
+        }
+        for body in bodies {
+            let Some(s) = self.slots[slot].as_mut() else {
+                return;
+            };
+            let before = s.before();
+            let reply = loop {
+                if let Some(reply) = s.handler.next_reply().await {
+                    break reply;
+                }
+                let wake = tokio::time::timeout(ANSWER_TIMEOUT, s.handler.next_wake(true))
+                    .await
+                    .expect("a whole streamed frame got no answer");
+                match wake {
+                    Wake::Answer(reply) => break reply,
+                    Wake::Event(event) => s.woken.push(event),
+                }
+            };
+            self.check(slot, &body, before, reply);
+        }
+    }
+
+    /// The checks of one frame's reply; a close ends the slot.
+    fn check(&mut self, slot: usize, body: &Bytes, before: Before, reply: Reply) {
+        let Before {
+            awaiting_hello,
+            caller: caller_before,
+        } = before;
+        let caller_after = self.slots[slot]
+            .as_ref()
+            .and_then(|s| s.handler.caller().cloned());
         let decoded = ClientFrame::decode(body.clone());
-        let reply = s.handler.handle_frame(body).await;
-        let caller_after = s.handler.caller().cloned();
         let Ok(request) = decoded else {
             match reply {
                 Reply::Close(close) => {
@@ -798,7 +890,9 @@ impl Run {
         };
         let mut envelopes = Vec::new();
         let mut disconnect = false;
-        while let Some(event) = s.handler.try_next_event() {
+        let woken = std::mem::take(&mut s.woken);
+        let mut events = woken.into_iter();
+        while let Some(event) = events.next().or_else(|| s.handler.try_next_event()) {
             match event {
                 BusEvent::Push(p) => {
                     if let Some(push::Event::Envelope(e)) = p.event {
@@ -919,6 +1013,24 @@ impl Script {
     /// Raw frame bytes on `slot`.
     pub fn raw(&mut self, slot: u8, body: &[u8]) -> &mut Self {
         self.body(slot & 3, body);
+        self
+    }
+
+    /// A request on `slot`, queued for the slot's next stream write (the
+    /// client pipelines it with the requests queued around it).
+    pub fn streamed(&mut self, slot: u8, request: Request) -> &mut Self {
+        self.next_id += 1;
+        let body = encode(&ClientFrame {
+            request_id: self.next_id,
+            request: Some(request),
+        });
+        self.body((slot & 3) | STREAMED, &body);
+        self
+    }
+
+    /// Raw frame bytes on `slot`, queued for the slot's next stream write.
+    pub fn streamed_raw(&mut self, slot: u8, body: &[u8]) -> &mut Self {
+        self.body((slot & 3) | STREAMED, body);
         self
     }
 
@@ -1204,5 +1316,33 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         .request(0, Request::Login(LoginRequest::default()))
         .disconnect(0);
     seeds.push(("protocol-violations", s.bytes()));
+
+    // A client that pipelines: sends with a fetch between them, acks and
+    // a fetch after them, then sends followed by a frame that closes.
+    let mut s = Script::new();
+    s.login(0, 0).login(1, 1);
+    // (Within the fixture's share of a queue per sender: 4.)
+    for n in 1..=4 {
+        s.streamed(0, send(&[bob], n));
+    }
+    s.streamed(0, fetch());
+    for n in 5..=6 {
+        s.streamed(0, send(&[carol], n));
+    }
+    s.drain(0);
+    for first in [1u64, 4, 7] {
+        s.streamed(
+            1,
+            Request::AckEnvelopes(transport::AckEnvelopesRequest {
+                envelope_ids: (first..first + 3).collect(),
+            }),
+        );
+    }
+    s.streamed(1, fetch()).drain(1);
+    s.streamed(0, send(&[carol], 7))
+        .streamed(0, send(&[carol], 8))
+        .streamed_raw(0, &[0xff, 0xff, 0xff])
+        .drain(0);
+    seeds.push(("pipelined", s.bytes()));
     seeds
 }

@@ -44,6 +44,25 @@ fn seeds_log_in_send_fetch_and_acknowledge() {
 }
 
 #[test]
+fn pipelined_frames_are_answered_in_order_with_the_same_checks() {
+    let o = seed("pipelined");
+    succeeded(&o, &["send", "fetch_envelopes", "ack_envelopes"]);
+    assert_eq!(o.successes.get("send").copied(), Some(8), "{o:?}");
+    assert_eq!(
+        o.successes.get("fetch_envelopes").copied(),
+        Some(2),
+        "{o:?}"
+    );
+    assert_eq!(o.successes.get("ack_envelopes").copied(), Some(3), "{o:?}");
+    // The garbage frame after the last two sends closes the connection,
+    // after their answers.
+    assert_eq!(o.closes, 1, "{o:?}");
+    // Bob's four arrive as pushes or in his fetch (carol is not connected).
+    assert!(o.envelopes >= 4, "{o:?}");
+    assert!(o.errors.is_empty(), "{o:?}");
+}
+
+#[test]
 fn seeds_run_the_group_life_cycle() {
     let o = seed("groups");
     succeeded(

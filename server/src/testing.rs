@@ -111,7 +111,7 @@ pub mod auth {
 
 /// The request handler of one connection, as the connection task drives it.
 pub mod dispatch {
-    pub use crate::dispatch::{Reply, RequestHandler};
+    pub use crate::dispatch::{Reply, RequestHandler, Wake};
 }
 
 /// The state a handler runs against.
