@@ -10,8 +10,9 @@
 //!
 //! Input: a sequence of operations, each `op` byte choosing a connection
 //! slot (`op & 3`) and an action (`(op >> 2) & 7`):
-//! - 0..=3: a frame body (`len u16 LE ‖ body`), passed to
-//!   `handle_frame` as the connection task would;
+//! - 0..=3: a frame body (`len u16 LE ‖ body`), taken as one WebSocket
+//!   message (`accept_message`) and answered (`next_reply`, `next_wake`)
+//!   as the WebSocket connection task does;
 //! - 4: log the slot in as fixture device `next byte % 2` (alice, bob);
 //! - 5: the client goes away (the handler is dropped);
 //! - 6: take the slot's pending pushes;
@@ -78,7 +79,7 @@ use prost::Message as _;
 const SLOTS: usize = 4;
 /// Bit of an operation byte that queues its frame on the slot's stream.
 const STREAMED: u8 = 0x20;
-/// How long a streamed frame may go unanswered before the run fails.
+/// How long a frame may go unanswered before the run fails.
 const ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Operations run per input (the rest is ignored).
 const MAX_OPS: usize = 64;
@@ -191,6 +192,24 @@ impl Slot {
             challenge: None,
             streamed: Vec::new(),
             woken: Vec::new(),
+        }
+    }
+
+    /// The answer to the next frame handed over, as a connection task
+    /// takes it: at once, or once storage has it (bus events taken
+    /// meanwhile are kept for `drain`).
+    async fn next_answer(&mut self) -> Reply {
+        loop {
+            if let Some(reply) = self.handler.next_reply().await {
+                return reply;
+            }
+            let wake = tokio::time::timeout(ANSWER_TIMEOUT, self.handler.next_wake(true))
+                .await
+                .expect("a whole frame got no answer");
+            match wake {
+                Wake::Answer(reply) => return reply,
+                Wake::Event(event) => self.woken.push(event),
+            }
         }
     }
 
@@ -688,7 +707,8 @@ impl Run {
             return;
         }
         let before = s.before();
-        let reply = s.handler.handle_frame(body.clone()).await;
+        s.handler.accept_message(body.clone());
+        let reply = s.next_answer().await;
         self.check(slot, &body, before, reply);
     }
 
@@ -715,18 +735,7 @@ impl Run {
                 return;
             };
             let before = s.before();
-            let reply = loop {
-                if let Some(reply) = s.handler.next_reply().await {
-                    break reply;
-                }
-                let wake = tokio::time::timeout(ANSWER_TIMEOUT, s.handler.next_wake(true))
-                    .await
-                    .expect("a whole streamed frame got no answer");
-                match wake {
-                    Wake::Answer(reply) => break reply,
-                    Wake::Event(event) => s.woken.push(event),
-                }
-            };
+            let reply = s.next_answer().await;
             self.check(slot, &body, before, reply);
         }
     }

@@ -5,12 +5,16 @@
 //! answers are the protocol crate's connection machine ([`ServerConn`]),
 //! which the handler drives; login and dispatch are the server's own.
 //!
-//! A [`RequestHandler`] takes one decoded frame body at a time and answers
+//! A [`RequestHandler`] takes the request stream's bytes (QUIC) or one
+//! message at a time (WebSocket) and answers each frame, in request order,
 //! with the `ServerFrame` to write back, or with the [`Close`] that ends the
-//! connection. After login it holds the device's bus subscription, so the
-//! pushes for the connection come out of it too ([`RequestHandler::next_event`]).
-//! Because it does no I/O, the connection task (connection.rs) and the
-//! fuzz target `server_handler` drive the same code.
+//! connection. Sends and acknowledgements are pipelined: handed to storage
+//! in order without waiting for each other's commit, their answers come
+//! out of [`RequestHandler::next_wake`] when ready. After login it holds
+//! the device's bus subscription, so the pushes for the connection come
+//! out of `next_wake` too. Because it does no I/O, both connection tasks
+//! (connection.rs, websocket.rs) and the fuzz target `server_handler`
+//! drive the same code.
 //!
 //! Not owned here: reading and writing the QUIC streams and closing the
 //! connection (connection.rs); what each request does (auth/, keys.rs,
@@ -158,6 +162,9 @@ pub struct RequestHandler {
     /// stream but held until every answer in `pipeline` is out, because
     /// it is not a send or an acknowledgement.
     held: Option<Result<Incoming, Close>>,
+    /// A WebSocket message accepted and not yet handled (at most one: the
+    /// connection reads the next only once this is taken).
+    message: Option<Result<Incoming, Close>>,
 }
 
 impl std::fmt::Debug for RequestHandler {
@@ -198,6 +205,7 @@ impl RequestHandler {
             remote_ip,
             pipeline: VecDeque::new(),
             held: None,
+            message: None,
         }
     }
 
@@ -209,14 +217,6 @@ impl RequestHandler {
     /// The logged-in device, if any.
     pub fn caller(&self) -> Option<&Caller> {
         self.caller.as_ref()
-    }
-
-    /// The next event for this connection (a push, or a disconnect order).
-    /// Never resolves before login. When the bus drops the subscription (its
-    /// channel was full: the client does not read), the result is
-    /// `Disconnect(UNAVAILABLE)`, and it stays so.
-    pub async fn next_event(&mut self) -> BusEvent {
-        next_event_of(&mut self.subscription).await
     }
 
     /// Checks a connection's backlog after a push: over `cap` unwritten
@@ -314,9 +314,12 @@ impl RequestHandler {
             }
             let next = match self.held.take() {
                 Some(next) => Some(next),
-                None if self.pipeline.len() < PIPELINED_WRITES => match self.conn.poll_request() {
-                    Ok(next) => next.map(Ok),
-                    Err(error) => Some(Err(Close::from_conn_error(&error))),
+                None if self.pipeline.len() < PIPELINED_WRITES => match self.message.take() {
+                    Some(message) => Some(message),
+                    None => match self.conn.poll_request() {
+                        Ok(next) => next.map(Ok),
+                        Err(error) => Some(Err(Close::from_conn_error(&error))),
+                    },
                 },
                 None => None,
             };
@@ -343,16 +346,33 @@ impl RequestHandler {
         }
     }
 
-    /// Whether the connection may read more of the request stream: no
-    /// request is held behind pending answers and the pipeline has room
-    /// (so the bytes buffered stay within one read).
+    /// Whether the connection may read more requests: no request is held
+    /// behind pending answers or waiting to be taken, and the pipeline has
+    /// room (so what is buffered stays within one read or one message).
     pub fn takes_requests(&self) -> bool {
-        self.held.is_none() && self.pipeline.len() < PIPELINED_WRITES
+        self.held.is_none() && self.message.is_none() && self.pipeline.len() < PIPELINED_WRITES
     }
 
-    /// The next bus event, or (when `answers`) the oldest pending answer
-    /// once storage has it, whichever comes first. Cancel-safe: an answer
-    /// leaves the pipeline only when returned.
+    /// Takes one WebSocket message (a frame body) as the next request,
+    /// answered through [`RequestHandler::next_reply`] and
+    /// [`RequestHandler::next_wake`] like the request stream's frames. A
+    /// body that is not a `ClientFrame` gives, in its turn, the close with
+    /// `MALFORMED_FRAME`. Call only while [`RequestHandler::takes_requests`].
+    pub fn accept_message(&mut self, body: Bytes) {
+        debug_assert!(self.message.is_none(), "a message is waiting already");
+        self.message = Some(
+            self.conn
+                .accept_body(body)
+                .map_err(|error| Close::from_conn_error(&error)),
+        );
+    }
+
+    /// The next bus event (a push, or a disconnect order; none before
+    /// login; `Disconnect(UNAVAILABLE)` for good once the bus has dropped
+    /// the subscription because its channel was full), or (when `answers`)
+    /// the oldest pending answer once storage has it, whichever comes
+    /// first. Cancel-safe: an answer leaves the pipeline only when
+    /// returned.
     pub async fn next_wake(&mut self, answers: bool) -> Wake {
         let pipeline = &mut self.pipeline;
         let answer = std::future::poll_fn(|cx| {
@@ -398,16 +418,6 @@ impl RequestHandler {
         match poll_once(&mut answer).await {
             Poll::Ready(reply) => Box::pin(std::future::ready(reply)),
             Poll::Pending => answer,
-        }
-    }
-
-    /// Handles one frame body (a WebSocket message): decodes it as a
-    /// `ClientFrame` and answers it. A body that is not a `ClientFrame`
-    /// closes the connection with `MALFORMED_FRAME`.
-    pub async fn handle_frame(&mut self, body: Bytes) -> Reply {
-        match self.conn.accept_body(body) {
-            Ok(incoming) => self.answer(incoming).await,
-            Err(error) => Reply::Close(Close::from_conn_error(&error)),
         }
     }
 

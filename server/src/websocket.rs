@@ -60,7 +60,7 @@ use crate::attachment_http;
 use crate::attachments;
 use crate::bus::BusEvent;
 use crate::connection::{self, HELLO_TIMEOUT, SHUTDOWN_RETRY_AFTER_MS};
-use crate::dispatch::{self, Close, Reply, RequestHandler};
+use crate::dispatch::{self, Close, Reply, RequestHandler, Wake};
 use crate::endpoint::{EndpointError, ServerIdentity};
 use crate::limits::{ConnectionSlot, HandshakeSlot, Refusal};
 use crate::state::ServerState;
@@ -617,6 +617,24 @@ impl WsConn {
             .map_err(|_| Close::new(ErrorCode::Unavailable, "writer ended"))
     }
 
+    /// Hands a response to the writer (a response that completes a login
+    /// step ends the login deadline), or returns the close it asks for.
+    fn take_reply(
+        &mut self,
+        reply: Reply,
+        login_deadline: &mut Option<tokio::time::Instant>,
+    ) -> Result<(), Close> {
+        match reply {
+            Reply::Respond(response) => {
+                if connection::progress_towards_login(&response) {
+                    *login_deadline = None;
+                }
+                self.enqueue(&response)
+            }
+            Reply::Close(close) => Err(close),
+        }
+    }
+
     /// Hands a bus event's push to the writer; the close for a
     /// disconnect, or for a push that takes the backlog over its cap.
     fn take_event(&mut self, event: BusEvent) -> Result<(), Close> {
@@ -640,7 +658,20 @@ impl WsConn {
         let mut read_at_message = self.read.bytes.load(Ordering::Relaxed);
         let mut last_read = (read_at_message, tokio::time::Instant::now());
         loop {
-            let read_requests = self.queued() <= self.backlog_cap;
+            // Answer what can be answered now, as long as the client takes
+            // its responses.
+            while self.queued() <= self.backlog_cap {
+                match self.handler.next_reply().await {
+                    Some(reply) => {
+                        if let Err(close) = self.take_reply(reply, &mut login_deadline) {
+                            return Ended::Close(close);
+                        }
+                    }
+                    None => break,
+                }
+            }
+            let answers = self.queued() <= self.backlog_cap;
+            let read_requests = answers && self.handler.takes_requests();
             let awaiting_hello = self.handler.awaiting_hello();
             let awaiting_login = !awaiting_hello && self.handler.caller().is_none();
             if awaiting_login && login_deadline.is_none() {
@@ -660,19 +691,9 @@ impl WsConn {
                     read_at_message = self.read.bytes.load(Ordering::Relaxed);
                     frame_deadline = None;
                     match message {
-                        Some(Ok(Message::Binary(body))) => {
-                            match self.handler.handle_frame(body).await {
-                                Reply::Respond(response) => {
-                                    if connection::progress_towards_login(&response) {
-                                        login_deadline = None;
-                                    }
-                                    if let Err(close) = self.enqueue(&response) {
-                                        return Ended::Close(close);
-                                    }
-                                }
-                                Reply::Close(close) => return Ended::Close(close),
-                            }
-                        }
+                        // Answered at the top of the loop (a send or an
+                        // acknowledgement once stored, through `next_wake`).
+                        Some(Ok(Message::Binary(body))) => self.handler.accept_message(body),
                         Some(Ok(Message::Text(_))) => {
                             return Ended::Close(Close::new(
                                 ErrorCode::MalformedFrame,
@@ -684,22 +705,29 @@ impl WsConn {
                         Some(Err(error)) => return Ended::Close(ws_error_close(&error)),
                     }
                 }
-                () = self.shared.drained.notified(), if !read_requests => {}
+                () = self.shared.drained.notified(), if !answers => {}
                 // Bytes arrived: the loop arms the frame deadline.
                 () = self.read.arrived.notified(), if read_requests && frame_deadline.is_none() => {}
-                event = self.handler.next_event() => {
-                    // The pushes already waiting go to the writer with it,
-                    // which then flushes once for all of them.
-                    let mut next = Some(event);
-                    let mut taken = 0;
-                    while let Some(event) = next.take() {
-                        if let Err(close) = self.take_event(event) {
+                wake = self.handler.next_wake(answers) => match wake {
+                    Wake::Event(event) => {
+                        // The pushes already waiting go to the writer with
+                        // it, which then flushes once for all of them.
+                        let mut next = Some(event);
+                        let mut taken = 0;
+                        while let Some(event) = next.take() {
+                            if let Err(close) = self.take_event(event) {
+                                return Ended::Close(close);
+                            }
+                            taken += 1;
+                            next = self.handler.waiting_event(taken, self.queued());
+                        }
+                    }
+                    Wake::Answer(reply) => {
+                        if let Err(close) = self.take_reply(reply, &mut login_deadline) {
                             return Ended::Close(close);
                         }
-                        taken += 1;
-                        next = self.handler.waiting_event(taken, self.queued());
                     }
-                }
+                },
                 _ = ping.tick() => {
                     let now = self.read.bytes.load(Ordering::Relaxed);
                     if now != last_read.0 {

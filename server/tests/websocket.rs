@@ -676,3 +676,55 @@ async fn a_text_message_or_a_body_that_is_no_client_frame_closes_with_malformed_
     assert!(matches!(reply, response::Result::Error(_)), "{reply:?}");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_over_websocket_are_answered_and_stored_in_order() {
+    let server = TestServer::start().await;
+    let mut bob = new_device(&server, "bob").await;
+    let mut quic = server.client().await;
+    let mut account = register_active(&mut quic, "wanda").await;
+    let (device_id, key) = enrol(&mut quic, &mut account).await;
+    let mut ws = WsClient::connect(ws_addr(&server), &server.fingerprint, false).await;
+    ws.login(device_id, &key).await;
+    // 40 sends written without reading (more than the 32 a connection may
+    // have in storage's hands), a device listing among them.
+    let mut ids = Vec::new();
+    for n in 0..40u8 {
+        let request = if n == 17 {
+            Request::ListDevices(transport::ListDevicesRequest {})
+        } else {
+            Request::Send(transport::SendRequest {
+                envelopes: vec![transport::OutgoingEnvelope {
+                    recipient_device_id: bob.device_id,
+                    ciphertext: Bytes::from(vec![n; 32]),
+                }],
+                complete_accounts: Vec::new(),
+            })
+        };
+        ids.push(ws.send_frame(request).await);
+    }
+    let mut answered = Vec::new();
+    while answered.len() < ids.len() {
+        let frame = ws.read_frame().await.expect("connection open");
+        if let Some(server_frame::Kind::Response(r)) = frame.kind {
+            let ok = match r.result.unwrap() {
+                response::Result::Send(_) => true,
+                response::Result::DeviceList(list) => list.devices.len() == 1,
+                other => panic!("request {} answered {other:?}", r.request_id),
+            };
+            assert!(ok);
+            answered.push(r.request_id);
+        }
+    }
+    assert_eq!(answered, ids, "one response per request, in request order");
+    let page = fetch(&mut bob.client).await;
+    let got: Vec<u8> = page.envelopes.iter().map(|e| e.ciphertext[0]).collect();
+    let sent: Vec<u8> = (0..40u8).filter(|n| *n != 17).collect();
+    assert_eq!(got, sent, "stored in request order");
+    assert!(
+        page.envelopes
+            .windows(2)
+            .all(|w| w[0].envelope_id < w[1].envelope_id)
+    );
+    server.stop().await;
+}
