@@ -517,6 +517,24 @@ pub async fn run(config: &SuiteConfig) -> LoadResult<SuiteReport> {
         latency: p99,
         note: incomplete(&at_half).trim_start_matches("; ").to_owned(),
     });
+    // The same offered load through the relay: the tail this machine
+    // gives a QUIC exchange at that rate with no storage at all.
+    log("(a) half of saturation, relay floor");
+    let relay = procs::spawn_relay(&config.loadgen_bin).await?;
+    let mut floor_half =
+        pairs_on_relay(&relay.target, config.devices, config.messages / 2, &half).await?;
+    drop(relay);
+    let floor_p99 = floor_half.latency.summary();
+    if floor_half.complete() {
+        out.figures.half_load_floor_p99 = floor_p99.map(|s| s.p99);
+    }
+    out.rows.push(Row {
+        workload: format!("(a) offered {:.0} msg/s (½ of saturation)", sat_rate / 2.0),
+        target: "plain quinn relay (floor)".into(),
+        value: rate(floor_half.delivered_rate(), "msg/s"),
+        latency: floor_p99,
+        note: format!("no storage, no auth{}", incomplete(&floor_half)),
+    });
 
     for (size, messages) in &config.groups {
         let Some(members) = devices.get(..*size) else {
