@@ -203,7 +203,7 @@ impl Slot {
             if let Some(reply) = self.handler.next_reply().await {
                 return reply;
             }
-            let wake = tokio::time::timeout(ANSWER_TIMEOUT, self.handler.next_wake(true))
+            let wake = tokio::time::timeout(ANSWER_TIMEOUT, self.handler.next_wake())
                 .await
                 .expect("a whole frame got no answer");
             match wake {

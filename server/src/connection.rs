@@ -280,8 +280,8 @@ impl Conn {
                     None => break,
                 }
             }
-            let answers = self.outbox.bytes <= self.backlog_cap;
-            let read_requests = answers && self.handler.takes_requests();
+            let within_cap = self.outbox.bytes <= self.backlog_cap;
+            let read_requests = within_cap && self.handler.takes_requests();
             let awaiting_hello = self.handler.awaiting_hello();
             let awaiting_login = !awaiting_hello && self.handler.caller().is_none();
             if awaiting_login && login_deadline.is_none() {
@@ -328,7 +328,7 @@ impl Conn {
                         return None;
                     }
                 },
-                wake = self.handler.next_wake(answers) => match wake {
+                wake = self.handler.next_wake() => match wake {
                     Wake::Event(event) => {
                         // The pushes already waiting go into the outbox with
                         // it, so that they leave together (one write, shared

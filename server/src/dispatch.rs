@@ -179,6 +179,21 @@ impl std::fmt::Debug for RequestHandler {
 impl Drop for RequestHandler {
     fn drop(&mut self) {
         self.unsubscribe();
+        // Sends and acknowledgements already in storage's hands finish
+        // without the connection, in request order: what is stored is
+        // pushed to its recipients even though its answer can no longer
+        // be written.
+        if self.pipeline.is_empty() {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let pipeline = std::mem::take(&mut self.pipeline);
+            runtime.spawn(async move {
+                for answer in pipeline {
+                    answer.await;
+                }
+            });
+        }
     }
 }
 
@@ -369,14 +384,18 @@ impl RequestHandler {
 
     /// The next bus event (a push, or a disconnect order; none before
     /// login; `Disconnect(UNAVAILABLE)` for good once the bus has dropped
-    /// the subscription because its channel was full), or (when `answers`)
-    /// the oldest pending answer once storage has it, whichever comes
-    /// first. Cancel-safe: an answer leaves the pipeline only when
-    /// returned.
-    pub async fn next_wake(&mut self, answers: bool) -> Wake {
+    /// the subscription because its channel was full), or the oldest
+    /// pending answer once storage has it, whichever comes first.
+    /// Cancel-safe: an answer leaves the pipeline only when returned.
+    ///
+    /// Answers are taken even while the connection's backlog is over its
+    /// cap: taking one is what pushes a stored send to its recipients, who
+    /// must not wait for this client to read, and the pipeline bounds them
+    /// (at most [`PIPELINED_WRITES`] small frames).
+    pub async fn next_wake(&mut self) -> Wake {
         let pipeline = &mut self.pipeline;
         let answer = std::future::poll_fn(|cx| {
-            let Some(front) = pipeline.front_mut().filter(|_| answers) else {
+            let Some(front) = pipeline.front_mut() else {
                 return Poll::Pending;
             };
             let reply = std::task::ready!(front.as_mut().poll(cx));

@@ -670,8 +670,8 @@ impl WsConn {
                     None => break,
                 }
             }
-            let answers = self.queued() <= self.backlog_cap;
-            let read_requests = answers && self.handler.takes_requests();
+            let within_cap = self.queued() <= self.backlog_cap;
+            let read_requests = within_cap && self.handler.takes_requests();
             let awaiting_hello = self.handler.awaiting_hello();
             let awaiting_login = !awaiting_hello && self.handler.caller().is_none();
             if awaiting_login && login_deadline.is_none() {
@@ -705,10 +705,10 @@ impl WsConn {
                         Some(Err(error)) => return Ended::Close(ws_error_close(&error)),
                     }
                 }
-                () = self.shared.drained.notified(), if !answers => {}
+                () = self.shared.drained.notified(), if !within_cap => {}
                 // Bytes arrived: the loop arms the frame deadline.
                 () = self.read.arrived.notified(), if read_requests && frame_deadline.is_none() => {}
-                wake = self.handler.next_wake(answers) => match wake {
+                wake = self.handler.next_wake() => match wake {
                     Wake::Event(event) => {
                         // The pushes already waiting go to the writer with
                         // it, which then flushes once for all of them.

@@ -206,3 +206,36 @@ async fn fetch_after(client: &mut Client, after: u64) -> transport::Envelopes {
         other => panic!("fetch failed: {other:?}"),
     }
 }
+
+/// A client that pipelines sends and goes away before their answers: every
+/// send the server stored is still pushed to the connected recipient (the
+/// answers' work finishes without the connection).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_stored_after_the_sender_left_are_still_pushed() {
+    let server = crate::common::TestServer::start().await;
+    let alice = new_device(&server, "alice").await;
+    let mut bob = new_device(&server, "bob").await;
+    let mut sender = alice.client;
+    let requests = (1..=30)
+        .map(|id| send_request(bob.device_id, numbered(id)))
+        .collect();
+    write_all(&mut sender, 1, requests).await;
+    sender.connection.close(0u32.into(), b"gone");
+    // Whatever was stored arrives as a push; the queue says what was stored.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let queued = fetch(&mut bob.client).await.envelopes;
+    let mut pushed = Vec::new();
+    while let Some(push) = bob
+        .client
+        .push_within(std::time::Duration::from_millis(500))
+        .await
+    {
+        if let Some(transport::push::Event::Envelope(e)) = push.event {
+            pushed.push(e.envelope_id);
+        }
+    }
+    let stored: Vec<u64> = queued.iter().map(|e| e.envelope_id).collect();
+    eprintln!("stored {} of 30 before the sender left", stored.len());
+    assert_eq!(pushed, stored, "every stored send was pushed, in order");
+    server.stop().await;
+}
