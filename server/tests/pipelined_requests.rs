@@ -220,10 +220,26 @@ async fn sends_stored_after_the_sender_left_are_still_pushed() {
         .map(|id| send_request(bob.device_id, numbered(id)))
         .collect();
     write_all(&mut sender, 1, requests).await;
+    // The first answer means the server has read the sends and handed
+    // them to storage; the client leaves without the others.
+    responses(&mut sender, 1).await;
     sender.connection.close(0u32.into(), b"gone");
-    // Whatever was stored arrives as a push; the queue says what was stored.
-    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-    let queued = fetch(&mut bob.client).await.envelopes;
+    // Whatever was stored arrives as a push; the queue, once it stops
+    // growing, says what was stored.
+    let mut queued = fetch(&mut bob.client).await.envelopes;
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let again = fetch(&mut bob.client).await.envelopes;
+        if again.len() == queued.len() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the queue never settled"
+        );
+        queued = again;
+    }
     let mut pushed = Vec::new();
     while let Some(push) = bob
         .client
@@ -236,6 +252,7 @@ async fn sends_stored_after_the_sender_left_are_still_pushed() {
     }
     let stored: Vec<u64> = queued.iter().map(|e| e.envelope_id).collect();
     eprintln!("stored {} of 30 before the sender left", stored.len());
+    assert!(!stored.is_empty(), "the answered send was stored");
     assert_eq!(pushed, stored, "every stored send was pushed, in order");
     server.stop().await;
 }
