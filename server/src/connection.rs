@@ -34,12 +34,11 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use microbot_protocol::codec::{FrameError, encode_frame_with_limit};
-use microbot_protocol::transport::{ErrorCode, ServerFrame, server_frame};
+use microbot_protocol::transport::{ErrorCode, ServerFrame};
 use tokio::sync::watch;
 
 use crate::attachments;
-use crate::bus::BusEvent;
-use crate::dispatch::{self, Close, Reply, RequestHandler, Wake};
+use crate::dispatch::{Close, Outlet, RequestHandler};
 use crate::limits::{HandshakeSlot, Refusal};
 use crate::state::ServerState;
 
@@ -235,22 +234,29 @@ pub async fn serve(
     tracing::debug!(%remote, "connection closed");
 }
 
-/// Whether a response before login shows progress towards it: a
-/// registration, confirmation or enrolment that succeeded (each restarts
-/// the login deadline, so a client may register, confirm and enrol on one
-/// connection; each is costly or rate-limited, so it cannot be used to
-/// idle).
-pub(crate) fn progress_towards_login(frame: &ServerFrame) -> bool {
-    use microbot_protocol::transport::response::Result as R;
-    matches!(
-        &frame.kind,
-        Some(server_frame::Kind::Response(r))
-            if matches!(r.result, Some(R::Register(_) | R::EnrolDevice(_) | R::Ok(_)))
-    )
-}
-
 fn code(code: ErrorCode) -> quinn::VarInt {
     quinn::VarInt::from(u32::try_from(code as i32).unwrap_or(0))
+}
+
+impl Outlet for Conn {
+    fn handler(&mut self) -> &mut RequestHandler {
+        &mut self.handler
+    }
+
+    fn unwritten(&self) -> usize {
+        self.outbox.bytes
+    }
+
+    fn backlog_cap(&self) -> usize {
+        self.backlog_cap
+    }
+
+    /// Encodes a frame into the outbox.
+    fn enqueue(&mut self, frame: &ServerFrame) -> Result<(), Close> {
+        self.outbox
+            .encode(frame, self.max_frame_len)
+            .map_err(|e| Close::new(ErrorCode::Internal, e.to_string()))
+    }
 }
 
 impl Conn {
@@ -328,27 +334,11 @@ impl Conn {
                         return None;
                     }
                 },
-                wake = self.handler.next_wake() => match wake {
-                    Wake::Event(event) => {
-                        // The pushes already waiting go into the outbox with
-                        // it, so that they leave together (one write, shared
-                        // packets).
-                        let mut next = Some(event);
-                        let mut taken = 0;
-                        while let Some(event) = next.take() {
-                            if let Err(close) = self.take_event(event) {
-                                return Some(close);
-                            }
-                            taken += 1;
-                            next = self.handler.waiting_event(taken, self.outbox.bytes);
-                        }
+                wake = self.handler.next_wake() => {
+                    if let Err(close) = self.take_wake(wake, &mut login_deadline) {
+                        return Some(close);
                     }
-                    Wake::Answer(reply) => {
-                        if let Err(close) = self.take_reply(reply, &mut login_deadline) {
-                            return Some(close);
-                        }
-                    }
-                },
+                }
                 _ = tokio::time::sleep_until(hello_deadline), if awaiting_hello => {
                     return Some(Close::new(ErrorCode::ProtocolViolation, "no Hello in time"));
                 }
@@ -365,39 +355,6 @@ impl Conn {
                 }
             }
         }
-    }
-
-    /// Puts a response into the outbox (a response that completes a login
-    /// step ends the login deadline), or returns the close it asks for.
-    fn take_reply(
-        &mut self,
-        reply: Reply,
-        login_deadline: &mut Option<tokio::time::Instant>,
-    ) -> Result<(), Close> {
-        match reply {
-            Reply::Respond(response) => {
-                if progress_towards_login(&response) {
-                    *login_deadline = None;
-                }
-                self.enqueue(&response)
-            }
-            Reply::Close(close) => Err(close),
-        }
-    }
-
-    /// Puts a bus event's push into the outbox; the close for a
-    /// disconnect, or for a push that takes the outbox over its cap.
-    fn take_event(&mut self, event: BusEvent) -> Result<(), Close> {
-        self.enqueue(&dispatch::push_of(event)?)?;
-        self.handler
-            .backlog_within(self.outbox.bytes, self.backlog_cap)
-    }
-
-    /// Encodes a frame into the outbox.
-    fn enqueue(&mut self, frame: &ServerFrame) -> Result<(), Close> {
-        self.outbox
-            .encode(frame, self.max_frame_len)
-            .map_err(|e| Close::new(ErrorCode::Internal, e.to_string()))
     }
 
     /// Writes everything in the outbox.

@@ -125,6 +125,98 @@ impl Close {
     }
 }
 
+/// Whether a response completes a step towards login (`register`,
+/// `confirm_registration` and `enrol_device` succeeding): it restarts
+/// the login deadline, so a client may register, confirm and enrol on one
+/// connection; each is costly or rate-limited, so it cannot be used to
+/// idle.
+pub(crate) fn progress_towards_login(frame: &ServerFrame) -> bool {
+    matches!(
+        &frame.kind,
+        Some(server_frame::Kind::Response(r))
+            if matches!(
+                r.result,
+                Some(response::Result::Register(_) | response::Result::EnrolDevice(_) | response::Result::Ok(_))
+            )
+    )
+}
+
+/// A connection task as the outlet of its handler: where its answers and
+/// pushes go (QUIC: the outbox; WebSocket: the writer task). How they are
+/// taken is written once, here, for both transports.
+pub trait Outlet {
+    /// The connection's request handler.
+    fn handler(&mut self) -> &mut RequestHandler;
+    /// Bytes handed over and not yet written to the client.
+    fn unwritten(&self) -> usize;
+    /// Unwritten bytes over which the client is taken not to read.
+    fn backlog_cap(&self) -> usize;
+    /// Hands one frame over for writing.
+    ///
+    /// # Errors
+    /// The close for a frame that cannot be written.
+    fn enqueue(&mut self, frame: &ServerFrame) -> Result<(), Close>;
+
+    /// Hands a response over (one that completes a login step ends the
+    /// login deadline), or returns the close the reply asks for.
+    ///
+    /// # Errors
+    /// The close of a `Reply::Close`, or of a frame that cannot be written.
+    fn take_reply(
+        &mut self,
+        reply: Reply,
+        login_deadline: &mut Option<tokio::time::Instant>,
+    ) -> Result<(), Close> {
+        match reply {
+            Reply::Respond(response) => {
+                if progress_towards_login(&response) {
+                    *login_deadline = None;
+                }
+                self.enqueue(&response)
+            }
+            Reply::Close(close) => Err(close),
+        }
+    }
+
+    /// Hands a bus event's push over.
+    ///
+    /// # Errors
+    /// The close for a disconnect, or for a push that takes the backlog
+    /// over its cap ([`RequestHandler::backlog_within`]).
+    fn take_event(&mut self, event: BusEvent) -> Result<(), Close> {
+        self.enqueue(&push_of(event)?)?;
+        let (unwritten, cap) = (self.unwritten(), self.backlog_cap());
+        self.handler().backlog_within(unwritten, cap)
+    }
+
+    /// Takes what woke the connection: an answer, or a bus event together
+    /// with those already waiting ([`RequestHandler::waiting_event`]), so
+    /// that their pushes leave together (one write, shared packets).
+    ///
+    /// # Errors
+    /// The close one of them asks for.
+    fn take_wake(
+        &mut self,
+        wake: Wake,
+        login_deadline: &mut Option<tokio::time::Instant>,
+    ) -> Result<(), Close> {
+        match wake {
+            Wake::Answer(reply) => self.take_reply(reply, login_deadline),
+            Wake::Event(event) => {
+                let mut next = Some(event);
+                let mut taken = 0;
+                while let Some(event) = next.take() {
+                    self.take_event(event)?;
+                    taken += 1;
+                    let unwritten = self.unwritten();
+                    next = self.handler().waiting_event(taken, unwritten);
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 /// What woke a connection waiting on its handler.
 #[derive(Debug)]
 pub enum Wake {

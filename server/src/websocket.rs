@@ -58,9 +58,8 @@ use tokio_tungstenite::tungstenite::protocol::{Message, WebSocketConfig};
 
 use crate::attachment_http;
 use crate::attachments;
-use crate::bus::BusEvent;
 use crate::connection::{self, HELLO_TIMEOUT, SHUTDOWN_RETRY_AFTER_MS};
-use crate::dispatch::{self, Close, Reply, RequestHandler, Wake};
+use crate::dispatch::{Close, Outlet, RequestHandler};
 use crate::endpoint::{EndpointError, ServerIdentity};
 use crate::limits::{ConnectionSlot, HandshakeSlot, Refusal};
 use crate::state::ServerState;
@@ -592,9 +591,17 @@ enum Ended {
     Silent(&'static str),
 }
 
-impl WsConn {
-    fn queued(&self) -> usize {
-        self.shared.queued.load(Ordering::Relaxed)
+impl Outlet for WsConn {
+    fn handler(&mut self) -> &mut RequestHandler {
+        &mut self.handler
+    }
+
+    fn unwritten(&self) -> usize {
+        self.queued()
+    }
+
+    fn backlog_cap(&self) -> usize {
+        self.backlog_cap
     }
 
     /// Encodes a frame body (no length prefix: the message delimits it)
@@ -616,30 +623,11 @@ impl WsConn {
             .send(Out::Frame(buf.freeze()))
             .map_err(|_| Close::new(ErrorCode::Unavailable, "writer ended"))
     }
+}
 
-    /// Hands a response to the writer (a response that completes a login
-    /// step ends the login deadline), or returns the close it asks for.
-    fn take_reply(
-        &mut self,
-        reply: Reply,
-        login_deadline: &mut Option<tokio::time::Instant>,
-    ) -> Result<(), Close> {
-        match reply {
-            Reply::Respond(response) => {
-                if connection::progress_towards_login(&response) {
-                    *login_deadline = None;
-                }
-                self.enqueue(&response)
-            }
-            Reply::Close(close) => Err(close),
-        }
-    }
-
-    /// Hands a bus event's push to the writer; the close for a
-    /// disconnect, or for a push that takes the backlog over its cap.
-    fn take_event(&mut self, event: BusEvent) -> Result<(), Close> {
-        self.enqueue(&dispatch::push_of(event)?)?;
-        self.handler.backlog_within(self.queued(), self.backlog_cap)
+impl WsConn {
+    fn queued(&self) -> usize {
+        self.shared.queued.load(Ordering::Relaxed)
     }
 
     async fn run(&mut self, stream: &mut Source, shutdown: &mut watch::Receiver<bool>) -> Ended {
@@ -708,26 +696,13 @@ impl WsConn {
                 () = self.shared.drained.notified(), if !within_cap => {}
                 // Bytes arrived: the loop arms the frame deadline.
                 () = self.read.arrived.notified(), if read_requests && frame_deadline.is_none() => {}
-                wake = self.handler.next_wake() => match wake {
-                    Wake::Event(event) => {
-                        // The pushes already waiting go to the writer with
-                        // it, which then flushes once for all of them.
-                        let mut next = Some(event);
-                        let mut taken = 0;
-                        while let Some(event) = next.take() {
-                            if let Err(close) = self.take_event(event) {
-                                return Ended::Close(close);
-                            }
-                            taken += 1;
-                            next = self.handler.waiting_event(taken, self.queued());
-                        }
+                // The pushes already waiting go to the writer with an
+                // event, which then flushes once for all of them.
+                wake = self.handler.next_wake() => {
+                    if let Err(close) = self.take_wake(wake, &mut login_deadline) {
+                        return Ended::Close(close);
                     }
-                    Wake::Answer(reply) => {
-                        if let Err(close) = self.take_reply(reply, &mut login_deadline) {
-                            return Ended::Close(close);
-                        }
-                    }
-                },
+                }
                 _ = ping.tick() => {
                     let now = self.read.bytes.load(Ordering::Relaxed);
                     if now != last_read.0 {
