@@ -38,7 +38,7 @@ use microbot_protocol::transport::{ErrorCode, ServerFrame};
 use tokio::sync::watch;
 
 use crate::attachments;
-use crate::dispatch::{Close, Outlet, RequestHandler};
+use crate::dispatch::{self, Close, Outlet, RequestHandler};
 use crate::limits::{HandshakeSlot, Refusal};
 use crate::state::ServerState;
 
@@ -275,16 +275,10 @@ impl Conn {
         loop {
             // Handle every whole frame already buffered before reading more,
             // as long as the client takes its responses.
-            while self.outbox.bytes <= self.backlog_cap {
-                match self.handler.next_reply().await {
-                    Some(reply) => {
-                        frame_deadline = None;
-                        if let Err(close) = self.take_reply(reply, &mut login_deadline) {
-                            return Some(close);
-                        }
-                    }
-                    None => break,
-                }
+            match dispatch::take_ready_replies(self, &mut login_deadline).await {
+                Ok(true) => frame_deadline = None,
+                Ok(false) => {}
+                Err(close) => return Some(close),
             }
             let within_cap = self.outbox.bytes <= self.backlog_cap;
             let read_requests = within_cap && self.handler.takes_requests();

@@ -217,6 +217,26 @@ pub trait Outlet {
     }
 }
 
+/// Takes every reply the handler has ready (in request order), as long as
+/// the outlet's backlog is within its cap; returns whether it took any.
+///
+/// # Errors
+/// The close a reply asks for, or of a frame that cannot be written.
+pub async fn take_ready_replies<O: Outlet>(
+    outlet: &mut O,
+    login_deadline: &mut Option<tokio::time::Instant>,
+) -> Result<bool, Close> {
+    let mut took = false;
+    while outlet.unwritten() <= outlet.backlog_cap() {
+        let Some(reply) = outlet.handler().next_reply().await else {
+            break;
+        };
+        took = true;
+        outlet.take_reply(reply, login_deadline)?;
+    }
+    Ok(took)
+}
+
 /// What woke a connection waiting on its handler.
 #[derive(Debug)]
 pub enum Wake {

@@ -59,7 +59,7 @@ use tokio_tungstenite::tungstenite::protocol::{Message, WebSocketConfig};
 use crate::attachment_http;
 use crate::attachments;
 use crate::connection::{self, HELLO_TIMEOUT, SHUTDOWN_RETRY_AFTER_MS};
-use crate::dispatch::{Close, Outlet, RequestHandler};
+use crate::dispatch::{self, Close, Outlet, RequestHandler};
 use crate::endpoint::{EndpointError, ServerIdentity};
 use crate::limits::{ConnectionSlot, HandshakeSlot, Refusal};
 use crate::state::ServerState;
@@ -648,15 +648,8 @@ impl WsConn {
         loop {
             // Answer what can be answered now, as long as the client takes
             // its responses.
-            while self.queued() <= self.backlog_cap {
-                match self.handler.next_reply().await {
-                    Some(reply) => {
-                        if let Err(close) = self.take_reply(reply, &mut login_deadline) {
-                            return Ended::Close(close);
-                        }
-                    }
-                    None => break,
-                }
+            if let Err(close) = dispatch::take_ready_replies(self, &mut login_deadline).await {
+                return Ended::Close(close);
             }
             let within_cap = self.queued() <= self.backlog_cap;
             let read_requests = within_cap && self.handler.takes_requests();
