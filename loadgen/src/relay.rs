@@ -4,8 +4,10 @@
 //! workloads: Hello is answered, Login registers the connection under the
 //! claimed device id (no signature check), a Send is pushed at once to the
 //! recipient's connection and answered, an ack is answered without doing
-//! anything. A group is every connection: CreateGroup is answered, and a
-//! SendGroup is pushed to every other logged-in connection and answered.
+//! anything. A group is every connection: CreateGroup is announced to every
+//! other logged-in connection as the server announces it (every member
+//! listed) and answered, and a SendGroup is pushed to every other
+//! logged-in connection and answered.
 //! So "client A → relay → client B" (or → every member) moves the very
 //! same frames the microbot server moves, and the server's throughput
 //! reads as a ratio to what this machine's QUIC stack can relay at all.
@@ -21,9 +23,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use bytes::{Bytes, BytesMut};
 use microbot_protocol::codec::{DEFAULT_MAX_FRAME_LEN, FrameDecoder, encode_frame};
 use microbot_protocol::transport::{
-    AckResponse, ClientFrame, Envelope, Error as WireError, ErrorCode, GroupInfo, HelloResponse,
-    LoginResponse, Push, Response, SendResponse, ServerFrame, client_frame::Request, push,
-    response, server_frame,
+    AckResponse, ClientFrame, CreateGroupRequest, Envelope, Error as WireError, ErrorCode,
+    GroupInfo, GroupMember, GroupRole, HelloResponse, LoginResponse, Push, Response, SendResponse,
+    ServerFrame, client_frame::Request, push, response, server_frame,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use sha2::{Digest as _, Sha256};
@@ -168,12 +170,26 @@ async fn serve(incoming: quinn::Incoming, routes: Routes, counter: Arc<AtomicU64
                     }
                     sent(now)
                 }
-                Some(Request::CreateGroup(create)) => response::Result::Group(GroupInfo {
-                    group_id: create.group_id,
-                    version: 1,
-                    members: Vec::new(),
-                    encrypted_metadata: create.encrypted_metadata,
-                }),
+                Some(Request::CreateGroup(create)) => {
+                    let info = announced_group(me, create);
+                    let others: Vec<_> = routes
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .iter()
+                        .filter(|(device, _)| Some(**device) != me)
+                        .map(|(_, route)| route.clone())
+                        .collect();
+                    if let Some(bytes) = encode(&ServerFrame {
+                        kind: Some(server_frame::Kind::Push(Push {
+                            event: Some(push::Event::GroupChanged(info.clone())),
+                        })),
+                    }) {
+                        for route in others {
+                            let _ = route.send(bytes.clone());
+                        }
+                    }
+                    response::Result::Group(info)
+                }
                 Some(Request::SendGroup(send)) => {
                     let now = now_ms();
                     let members: Vec<_> = routes
@@ -240,6 +256,32 @@ fn push_envelope(
             })),
         })),
     })
+}
+
+/// The group a `CreateGroup` of `creator` makes, as the server announces
+/// it to every member (`group_changed`): version 1, every member listed,
+/// the creator as its admin.
+fn announced_group(creator: Option<u64>, create: CreateGroupRequest) -> GroupInfo {
+    let member = |username: String, role: GroupRole| GroupMember {
+        username,
+        role: role as i32,
+        joined_at_version: 1,
+    };
+    let creator = format!("relay-{}", creator.unwrap_or(0));
+    let members = std::iter::once(member(creator, GroupRole::Admin))
+        .chain(
+            create
+                .members
+                .into_iter()
+                .map(|name| member(name, GroupRole::Member)),
+        )
+        .collect();
+    GroupInfo {
+        group_id: create.group_id,
+        version: 1,
+        members,
+        encrypted_metadata: create.encrypted_metadata,
+    }
 }
 
 /// The answer to a send or group send, stamped `now`.

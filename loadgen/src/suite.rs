@@ -156,10 +156,11 @@ pub async fn fanout_on_relay(
     senders: usize,
     config: &DriveConfig,
 ) -> LoadResult<(DriveReport, CpuCost)> {
-    let (endpoints, channels, ids) = open_relay(target, members).await?;
+    let (endpoints, mut channels, ids) = open_relay(target, members).await?;
     let names: Vec<String> = ids.iter().map(|id| format!("relay-{id}")).collect();
+    let group = fanout::create_group(&mut channels, &names).await?;
     let meter = CpuMeter::start(relay_pid);
-    let report = fanout::run(channels, &names, messages, senders, config).await;
+    let report = fanout::send(channels, group, messages, senders, config).await;
     let used = match &report {
         Ok(r) => meter.finish_active(r.elapsed),
         Err(_) => meter.finish(),
@@ -541,11 +542,13 @@ pub async fn run(config: &SuiteConfig) -> LoadResult<SuiteReport> {
             continue;
         };
         log(&format!("(b) fan-out to {size}"));
-        let channels = login_all(&endpoints, members, SETUP_CONCURRENCY).await?;
+        let mut channels = login_all(&endpoints, members, SETUP_CONCURRENCY).await?;
         let names: Vec<String> = members.iter().map(|d| d.username.clone()).collect();
-        // Counted from the group's creation (fanout::run creates it) to its last delivery.
+        // Counted from the first message (the group exists, every member
+        // has its announcement) to the last delivery, as on the relay.
+        let group = fanout::create_group(&mut channels, &names).await?;
         let meter = CpuMeter::start(server_pid);
-        let mut r = fanout::run(channels, &names, *messages, config.group_senders, &drive).await?;
+        let mut r = fanout::send(channels, group, *messages, config.group_senders, &drive).await?;
         let cpu = meter.finish_active(r.elapsed).per_unit(r.delivered);
         let latency = r.latency.summary();
         if *size == targets::BIG_GROUP && r.complete() {

@@ -21,7 +21,7 @@ use ed25519_dalek::{Signer as _, SigningKey};
 use microbot_protocol::codec::{DEFAULT_MAX_FRAME_LEN, encode_frame};
 use microbot_protocol::conn::{AnswerError, ClientConn, ClientConnError, ClientEvent};
 use microbot_protocol::transport::{
-    ClientFrame, ErrorCode, Hello, LoginRequest, LoginResponse, Response, ServerFrame,
+    ClientFrame, ErrorCode, Hello, LoginRequest, LoginResponse, Push, Response, ServerFrame,
     client_frame::Request, response, server_frame,
 };
 use tokio::sync::mpsc;
@@ -365,6 +365,35 @@ impl RequestChannel {
                 _ => {}
             }
         }
+    }
+
+    /// Waits for the next push that `wanted` accepts; answers and other
+    /// pushes in between are dropped.
+    ///
+    /// # Errors
+    /// Connection failures, the server's closing, or no such push within
+    /// [`REQUEST_TIMEOUT`].
+    pub async fn await_push(&mut self, wanted: impl Fn(&Push) -> bool) -> LoadResult<Push> {
+        let wait = async {
+            loop {
+                match self.source.next_event().await? {
+                    Some(ClientEvent::Push(push)) if wanted(&push) => return Ok(push),
+                    Some(ClientEvent::Closing { error, .. }) => {
+                        return Err(LoadError::Connection(format!(
+                            "server closed the connection: {}",
+                            error.message
+                        )));
+                    }
+                    Some(_) => {}
+                    None => {
+                        return Err(LoadError::Connection("stream ended before the push".into()));
+                    }
+                }
+            }
+        };
+        tokio::time::timeout(REQUEST_TIMEOUT, wait)
+            .await
+            .map_err(|_| LoadError::Timeout("waiting for a push"))?
     }
 
     /// Logs this connection in as `device` by signing the Hello challenge (§12.5).

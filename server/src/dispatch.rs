@@ -424,7 +424,8 @@ impl RequestHandler {
     /// order; `None` when more bytes are needed, or when the next answer
     /// waits for storage ([`RequestHandler::next_wake`] brings it).
     ///
-    /// Sends and acknowledgements are pipelined (SPEC.md §12.4): each is
+    /// Sends, acknowledgements and (where storage keeps them in order) group
+    /// sends are pipelined (SPEC.md §12.4): each is
     /// checked and handed to storage in request order, up to
     /// [`PIPELINED_WRITES`] at once, without waiting for the ones before
     /// it to commit, so the storage writer stores those of every
@@ -454,7 +455,7 @@ impl RequestHandler {
                 Some(Ok(Incoming::Request {
                     request_id,
                     request,
-                })) if self.caller.is_some() && is_stored_write(&request) => {
+                })) if self.caller.is_some() && self.is_stored_write(&request) => {
                     let answer = self.start_stored_write(request_id, request).await;
                     self.pipeline.push_back(answer);
                 }
@@ -522,7 +523,19 @@ impl RequestHandler {
         }
     }
 
-    /// Checks a send or an acknowledgement and hands it to storage; the
+    /// Whether a request is a write of the device queues that this
+    /// connection may pipeline ([`PIPELINED_WRITES`]): a send or an
+    /// acknowledgement, and a group send where storage keeps those in order
+    /// with the rest ([`GroupStorage::orders_group_sends`](crate::storage::groups::GroupStorage::orders_group_sends)).
+    fn is_stored_write(&self, request: &Request) -> bool {
+        match request {
+            Request::Send(_) | Request::AckEnvelopes(_) => true,
+            Request::SendGroup(_) => self.state.storage.orders_group_sends(),
+            _ => false,
+        }
+    }
+
+    /// Checks a send, group send or acknowledgement and hands it to storage; the
     /// returned future answers it once stored (and pushed). The job is
     /// queued before this returns, behind those of earlier requests.
     async fn start_stored_write(&mut self, request_id: u64, request: Request) -> PendingAnswer {
@@ -884,12 +897,6 @@ impl RequestHandler {
     }
 }
 
-/// Whether a request is a send or an acknowledgement: a write of the
-/// device queues that a connection may pipeline ([`PIPELINED_WRITES`]).
-fn is_stored_write(request: &Request) -> bool {
-    matches!(request, Request::Send(_) | Request::AckEnvelopes(_))
-}
-
 /// The next event of a subscription; never resolves without one (before
 /// login). A dropped subscription gives `Disconnect(UNAVAILABLE)`.
 async fn next_event_of(subscription: &mut Option<Subscription>) -> BusEvent {
@@ -914,11 +921,13 @@ async fn poll_once<F: Future + Unpin>(future: &mut F) -> Poll<F::Output> {
     std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *future).poll(cx))).await
 }
 
-/// A checked send or acknowledgement of the logged-in `caller` as the
-/// storage write it makes; nothing is queued until it is first polled.
+/// A checked send, group send or acknowledgement of the logged-in `caller`
+/// as the storage write it makes; nothing is queued until it is first
+/// polled.
 ///
 /// # Errors
-/// Not logged in; a send's checks ([`queues::checked_send`]).
+/// Not logged in; a send's checks ([`queues::checked_send`],
+/// [`groups::checked_send`]).
 async fn stored_write(
     state: Arc<ServerState>,
     caller: Result<Caller, ApiError>,
@@ -935,13 +944,20 @@ async fn stored_write(
                 Ok(response::Result::Send(sent))
             }))
         }
+        Request::SendGroup(r) => {
+            let message = groups::checked_send(&state, &caller, r).await?;
+            Ok(Box::pin(async move {
+                let sent = groups::store_and_push(&state, &caller, message).await?;
+                Ok(response::Result::Send(sent))
+            }))
+        }
         Request::AckEnvelopes(r) => Ok(Box::pin(async move {
             let deleted = queues::ack(&state, caller.device_id, r).await?;
             Ok(response::Result::Ack(transport::AckResponse { deleted }))
         })),
         _ => Err(ApiError::new(
             ErrorCode::UnknownRequest,
-            "not a send or an acknowledgement",
+            "not a send, a group send or an acknowledgement",
         )),
     }
 }

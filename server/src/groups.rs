@@ -327,13 +327,38 @@ async fn check_key_holders(
 /// charged one token per device reached (SPEC.md §12.10, §12.12).
 ///
 /// # Errors
-/// `INVALID_ARGUMENT`, `UNKNOWN_GROUP`, `NOT_GROUP_MEMBER`, `RATE_LIMITED`,
-/// `MISSING_DEVICES` (with `check_key_holders`).
+/// As [`checked_send`] and [`store_and_push`].
 pub async fn send(
     state: &Arc<ServerState>,
     caller: &Caller,
     r: SendGroupRequest,
 ) -> Result<SendResponse, GroupError> {
+    let checked = checked_send(state, caller, r).await?;
+    store_and_push(state, caller, checked).await
+}
+
+/// A group message that passed every check before storage: the group and
+/// the ciphertext to queue for its members.
+#[derive(Debug)]
+pub struct CheckedGroupSend {
+    id: [u8; GROUP_ID_LEN],
+    ciphertext: Bytes,
+}
+
+/// `SendGroupRequest`, first half: its group id and ciphertext length,
+/// `key_holders` when asked, and the fan-out limit's admission — returning
+/// what [`store_and_push`] then stores and pushes. A connection whose
+/// storage keeps group sends in order runs this in request order and hands
+/// the message to storage before it takes the next request (dispatch.rs).
+///
+/// # Errors
+/// `INVALID_ARGUMENT`, `UNKNOWN_GROUP`, `NOT_GROUP_MEMBER`, `RATE_LIMITED`,
+/// `MISSING_DEVICES` (with `check_key_holders`).
+pub async fn checked_send(
+    state: &Arc<ServerState>,
+    caller: &Caller,
+    r: SendGroupRequest,
+) -> Result<CheckedGroupSend, GroupError> {
     let id = group_id(&r.group_id)?;
     let max_len = usize::try_from(state.config.max_envelope_len).unwrap_or(usize::MAX);
     if r.ciphertext.is_empty() || r.ciphertext.len() > max_len {
@@ -345,6 +370,26 @@ pub async fn send(
     state
         .limits
         .admit_group_fan_out(&state.metrics, caller.account_id)?;
+    Ok(CheckedGroupSend {
+        id,
+        ciphertext: r.ciphertext,
+    })
+}
+
+/// `SendGroupRequest`, second half: stores the checked message for every
+/// member device with room (storage's first step queues the write, so
+/// writes start in call order), charges the fan-out, and pushes each copy
+/// once stored.
+///
+/// # Errors
+/// `UNKNOWN_GROUP`, `NOT_GROUP_MEMBER` (the membership is read by the
+/// storing transaction), storage errors.
+pub async fn store_and_push(
+    state: &Arc<ServerState>,
+    caller: &Caller,
+    checked: CheckedGroupSend,
+) -> Result<SendResponse, GroupError> {
+    let CheckedGroupSend { id, ciphertext } = checked;
     let now = state.now_ms();
     let ttl_ms = state.config.envelope_ttl_secs.saturating_mul(1000);
     let sender_device_id = caller.device_id;
@@ -358,7 +403,7 @@ pub async fn send(
     };
     let fan_out = state
         .storage
-        .enqueue_group(&id, caller.account_id, &meta, &r.ciphertext)
+        .enqueue_group(&id, caller.account_id, &meta, &ciphertext)
         .await?;
     state
         .limits
@@ -381,7 +426,7 @@ pub async fn send(
             sender_username: caller.username.clone(),
             sender_device_id,
             server_timestamp_ms: now,
-            ciphertext: r.ciphertext.clone(),
+            ciphertext: ciphertext.clone(),
             group_id: Some(id.to_vec()),
         });
         crate::queues::deliver(state, copy.device_id, envelope);

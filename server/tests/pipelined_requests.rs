@@ -256,3 +256,101 @@ async fn sends_stored_after_the_sender_left_are_still_pushed() {
     assert_eq!(pushed, stored, "every stored send was pushed, in order");
     server.stop().await;
 }
+
+/// Group messages written at once, between 1:1 sends and around a refused
+/// group send: one answer per request in request order, and each member's
+/// queue holds them in request order under increasing ids. On SQLite the
+/// group sends are pipelined with the sends (storage keeps them in order);
+/// on PostgreSQL each waits for the answers before it, and the order is
+/// the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_group_sends_are_answered_and_stored_in_request_order() {
+    /// Requests written at once; even ids are group messages, odd ids 1:1
+    /// sends to Bob, and request 31 a group message to an unknown group.
+    const REQUESTS: u64 = 60;
+    const UNKNOWN_GROUP: u64 = 31;
+    for backend in backends("pipelined_groups") {
+        let server = backend.start(|_| {}).await;
+        let mut alice = new_device(&server, "alice").await;
+        let mut bob = new_device(&server, "bob").await;
+        let mut carol = new_device(&server, "carol").await;
+        let group = crate::review_quotas::create_group(&mut alice.client, &["bob", "carol"]).await;
+        let requests = (1..=REQUESTS)
+            .map(|id| match id {
+                UNKNOWN_GROUP => Request::SendGroup(transport::SendGroupRequest {
+                    group_id: Bytes::from_static(&[7; 16]),
+                    ciphertext: numbered(id),
+                    ..Default::default()
+                }),
+                _ if id.is_multiple_of(2) => Request::SendGroup(transport::SendGroupRequest {
+                    group_id: group.clone(),
+                    ciphertext: numbered(id),
+                    ..Default::default()
+                }),
+                _ => send_request(bob.device_id, numbered(id)),
+            })
+            .collect();
+        write_all(&mut alice.client, 1, requests).await;
+        let answers = responses(&mut alice.client, REQUESTS as usize).await;
+        let ids: Vec<u64> = answers.iter().map(|(id, _)| *id).collect();
+        assert_eq!(
+            ids,
+            (1..=REQUESTS).collect::<Vec<_>>(),
+            "{}: one response per request, in request order",
+            backend.name
+        );
+        for (id, result) in &answers {
+            match (*id, result) {
+                (UNKNOWN_GROUP, response::Result::Error(e)) => {
+                    assert_eq!(code(e), ErrorCode::UnknownGroup, "{}", backend.name);
+                }
+                (id, response::Result::Send(sent)) if id != UNKNOWN_GROUP => {
+                    assert!(sent.skipped_device_ids.is_empty(), "{}", backend.name);
+                }
+                (id, other) => panic!("{}: request {id} answered {other:?}", backend.name),
+            }
+        }
+
+        // Bob has every message but the refused one, Carol the group's,
+        // each in request order under increasing ids; a group message says
+        // its group.
+        let to_bob: Vec<Bytes> = (1..=REQUESTS)
+            .filter(|id| *id != UNKNOWN_GROUP)
+            .map(numbered)
+            .collect();
+        let to_carol: Vec<Bytes> = (1..=REQUESTS)
+            .filter(|id| id.is_multiple_of(2))
+            .map(numbered)
+            .collect();
+        for (member, expected) in [(&mut bob, to_bob), (&mut carol, to_carol)] {
+            let queued = fetch(&mut member.client).await.envelopes;
+            let got: Vec<Bytes> = queued.iter().map(|e| e.ciphertext.clone()).collect();
+            assert_eq!(got, expected, "{}: stored in request order", backend.name);
+            assert!(
+                queued
+                    .windows(2)
+                    .all(|w| w[0].envelope_id < w[1].envelope_id),
+                "{}: ids increase in request order",
+                backend.name
+            );
+            for envelope in &queued {
+                let from_group = envelope.group_id.as_ref() == group.as_ref();
+                assert_eq!(
+                    from_group,
+                    expected_is_group(&envelope.ciphertext),
+                    "{}: {:?}",
+                    backend.name,
+                    envelope.ciphertext
+                );
+            }
+        }
+        server.stop().await;
+    }
+}
+
+/// Whether the numbered message was sent to the group (even request ids).
+fn expected_is_group(ciphertext: &Bytes) -> bool {
+    let text = std::str::from_utf8(ciphertext).unwrap();
+    let id: u64 = text.trim_start_matches("message ").parse().unwrap();
+    id.is_multiple_of(2)
+}

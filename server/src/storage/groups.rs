@@ -168,4 +168,13 @@ pub trait GroupStorage {
         meta: &SendMeta<'_>,
         ciphertext: &[u8],
     ) -> StorageResult<GroupFanOut>;
+    /// True when this store runs [`enqueue_group`](Self::enqueue_group)
+    /// calls in the order they are first polled, in one order with
+    /// `enqueue` and `ack`, so a connection may pipeline group sends with
+    /// its other stored writes (SPEC.md §12.4 rule 4). False here: a store
+    /// that fans out in a transaction of its own commits concurrent calls in
+    /// any order, and a connection waits for each group send's answer.
+    fn orders_group_sends(&self) -> bool {
+        false
+    }
 }

@@ -314,6 +314,12 @@ impl GroupStorage for SqliteStorage {
         })
     }
 
+    /// Group sends are jobs of the one writer thread, queued on the call's
+    /// first poll, like every other write.
+    fn orders_group_sends(&self) -> bool {
+        true
+    }
+
     async fn enqueue_group(
         &self,
         id: &GroupId,
