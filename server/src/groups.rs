@@ -22,6 +22,7 @@ use microbot_protocol::transport::{
 
 use crate::auth::devices::Caller;
 use crate::bus::BusEvent;
+use crate::limits::quotas::FanOutReservation;
 use crate::queues::envelope_proto;
 use crate::state::ServerState;
 use crate::storage::groups::{GROUP_ID_LEN, GroupRole};
@@ -343,10 +344,14 @@ pub async fn send(
 pub struct CheckedGroupSend {
     id: [u8; GROUP_ID_LEN],
     ciphertext: Bytes,
+    /// What admission took from the sender's fan-out bucket.
+    reserved: FanOutReservation,
 }
 
 /// `SendGroupRequest`, first half: its group id and ciphertext length,
-/// `key_holders` when asked, and the fan-out limit's admission — returning
+/// `key_holders` when asked, and the fan-out limit's admission (which
+/// reserves the group's last fan-out, so the group sends a connection
+/// pipelines behind this one meet the bucket as if it were charged) — returning
 /// what [`store_and_push`] then stores and pushes. A connection whose
 /// storage keeps group sends in order runs this in request order and hands
 /// the message to storage before it takes the next request (dispatch.rs).
@@ -367,12 +372,13 @@ pub async fn checked_send(
     if r.check_key_holders {
         check_key_holders(state, caller, id, &r.key_holders).await?;
     }
-    state
+    let reserved = state
         .limits
-        .admit_group_fan_out(&state.metrics, caller.account_id)?;
+        .admit_group_fan_out(&state.metrics, caller.account_id, &id)?;
     Ok(CheckedGroupSend {
         id,
         ciphertext: r.ciphertext,
+        reserved,
     })
 }
 
@@ -389,7 +395,11 @@ pub async fn store_and_push(
     caller: &Caller,
     checked: CheckedGroupSend,
 ) -> Result<SendResponse, GroupError> {
-    let CheckedGroupSend { id, ciphertext } = checked;
+    let CheckedGroupSend {
+        id,
+        ciphertext,
+        reserved,
+    } = checked;
     let now = state.now_ms();
     let ttl_ms = state.config.envelope_ttl_secs.saturating_mul(1000);
     let sender_device_id = caller.device_id;
@@ -407,7 +417,7 @@ pub async fn store_and_push(
         .await?;
     state
         .limits
-        .settle_group_fan_out(caller.account_id, fan_out.delivered.len());
+        .settle_group_fan_out(caller.account_id, &id, reserved, fan_out.delivered.len());
     state.metrics.messages_in.inc();
     state
         .metrics

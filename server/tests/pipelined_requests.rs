@@ -354,3 +354,61 @@ fn expected_is_group(ciphertext: &Bytes) -> bool {
     let id: u64 = text.trim_start_matches("message ").parse().unwrap();
     id.is_multiple_of(2)
 }
+
+/// The fan-out limit holds for group sends written at once (SPEC.md
+/// §12.12): each reserves what the group's last send reached, so the ones
+/// behind it find the bucket as they would had each waited for the one
+/// before. Bucket of 10, four recipient devices: after one send (6 left),
+/// five written at once get two answers (6 → 2 → −2) and three refusals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_group_sends_stay_within_the_fan_out_limit() {
+    for backend in backends("pipelined_fan_out") {
+        let server = backend
+            .start(|c| {
+                c.rate_send_per_account = 10;
+                c.rate_register_per_ip = 0;
+            })
+            .await;
+        let mut alice = new_device(&server, "alice").await;
+        let mut names = Vec::new();
+        for i in 0..4 {
+            let name = format!("member{i}");
+            new_device(&server, &name).await;
+            names.push(name);
+        }
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let group = crate::review_quotas::create_group(&mut alice.client, &names).await;
+        let first = crate::review_quotas::send_group(&mut alice.client, &group).await;
+        assert!(
+            matches!(&first, response::Result::Send(s) if s.skipped_device_ids.is_empty()),
+            "{}: {first:?}",
+            backend.name
+        );
+        let requests = (0..5)
+            .map(|i| {
+                Request::SendGroup(transport::SendGroupRequest {
+                    group_id: group.clone(),
+                    ciphertext: numbered(i),
+                    ..Default::default()
+                })
+            })
+            .collect();
+        write_all(&mut alice.client, 100, requests).await;
+        let answers = responses(&mut alice.client, 5).await;
+        let verdicts: Vec<&str> = answers
+            .iter()
+            .map(|(_, result)| match result {
+                response::Result::Send(_) => "sent",
+                response::Result::Error(e) if code(e) == ErrorCode::RateLimited => "limited",
+                other => panic!("{}: {other:?}", backend.name),
+            })
+            .collect();
+        assert_eq!(
+            verdicts,
+            ["sent", "sent", "limited", "limited", "limited"],
+            "{}",
+            backend.name
+        );
+        server.stop().await;
+    }
+}

@@ -41,9 +41,10 @@ fn the_fan_out_weight_and_quotas_hold_across_nodes() {
     assert!(refused.retry_after_ms >= 1);
     b.charge_fan_out(&metrics, 7, 2).unwrap();
     // A group send settled on one node puts the account in debt on both.
-    a.admit_group_fan_out(&metrics, 8).unwrap();
-    a.settle_group_fan_out(8, 20);
-    assert!(b.admit_group_fan_out(&metrics, 8).is_err());
+    let group = [8u8; 16];
+    let reserved = a.admit_group_fan_out(&metrics, 8, &group).unwrap();
+    a.settle_group_fan_out(8, &group, reserved, 20);
+    assert!(b.admit_group_fan_out(&metrics, 8, &group).is_err());
     // Prekey fetches of one target by one fetcher, spread over the nodes.
     a.check_prekey_fetch(&metrics, 1, 2).unwrap();
     b.check_prekey_fetch(&metrics, 1, 2).unwrap();

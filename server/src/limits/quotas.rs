@@ -24,6 +24,18 @@ use crate::metrics::Metrics;
 const LOW_STOCK_PUSHES_PER_MINUTE: u32 = 1;
 /// Accounts with a fan-out bucket kept before full ones are dropped.
 const MAX_ENTRIES: usize = 65_536;
+/// Groups whose last fan-out is remembered before the memory is cleared.
+const MAX_FAN_OUT_HINTS: usize = 65_536;
+
+/// What a group send took from its sender's fan-out bucket when it was
+/// admitted: as many tokens as the group's last send on this node reached
+/// ([`Limits::admit_group_fan_out`]); [`Limits::settle_group_fan_out`]
+/// takes the rest once the send is stored.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FanOutReservation {
+    /// Tokens taken at admission.
+    pub devices: usize,
+}
 
 /// The quota buckets of one server (a field of [`Limits`]).
 pub struct QuotaBuckets {
@@ -35,6 +47,9 @@ pub struct QuotaBuckets {
     /// At the send rate in force (`rate_send_per_account`, editable):
     /// rebuilt (all full) when it changes, like [`LiveBuckets`].
     fan_out: Mutex<(u32, Arc<FanOutBuckets>)>,
+    /// Devices the last group send to each group reached on this node:
+    /// what the next one reserves (an estimate; cleared when full).
+    group_fan_out_hints: Mutex<HashMap<[u8; 16], usize>>,
 }
 
 impl QuotaBuckets {
@@ -62,6 +77,7 @@ impl QuotaBuckets {
                 config.rate_send_per_account,
                 Arc::new(FanOutBuckets::per_minute(config.rate_send_per_account)),
             )),
+            group_fan_out_hints: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -72,9 +88,10 @@ struct Tokens {
 }
 
 /// Per-account buckets from which a send takes one token per recipient
-/// device. A group send is charged after it is stored (its recipients are
-/// known only then) and may leave the bucket in debt; a send that finds
-/// less than it needs (a group send: less than one token) is refused.
+/// device. A group send reserves its group's last fan-out when admitted and
+/// is charged the rest after it is stored (its recipients are known only
+/// then), and may leave the bucket in debt; a send that finds less than it
+/// needs (a group send: less than one token) is refused.
 struct FanOutBuckets {
     capacity: f64,
     per_ms: f64,
@@ -257,20 +274,47 @@ impl Limits {
             .map_err(|ms| Self::quota_refusal(metrics, "send_fan_out", "recipient devices", ms))
     }
 
-    /// Before a group send by `account`: refused while the account's
-    /// fan-out bucket holds less than one token.
+    /// Before a group send by `account` to `group`: refused while the
+    /// account's fan-out bucket holds less than one token; else takes, as
+    /// a reservation, as many tokens as the group's last send on this node
+    /// reached (none for a group not seen yet), so that the sends that
+    /// follow before this one is stored (a connection pipelines them) find
+    /// the bucket as they would after it. The bucket may go into debt.
     ///
     /// # Errors
     /// [`RateLimited`].
-    pub fn admit_group_fan_out(&self, metrics: &Metrics, account: i64) -> Result<(), RateLimited> {
-        self.fan_out(account, 1, 0)
-            .map_err(|ms| Self::quota_refusal(metrics, "send_fan_out", "recipient devices", ms))
+    pub fn admit_group_fan_out(
+        &self,
+        metrics: &Metrics,
+        account: i64,
+        group: &[u8; 16],
+    ) -> Result<FanOutReservation, RateLimited> {
+        let devices = lock(&self.quotas.group_fan_out_hints)
+            .get(group)
+            .copied()
+            .unwrap_or(0);
+        self.fan_out(account, 1, devices)
+            .map_err(|ms| Self::quota_refusal(metrics, "send_fan_out", "recipient devices", ms))?;
+        Ok(FanOutReservation { devices })
     }
 
-    /// After a group send by `account` reached `devices` devices: takes
-    /// their tokens (the bucket may go into debt).
-    pub fn settle_group_fan_out(&self, account: i64, devices: usize) {
-        let _ = self.fan_out(account, 0, devices);
+    /// After a group send by `account` to `group` reached `devices`
+    /// devices: takes the tokens its reservation did not cover (none back
+    /// when it reached fewer; the bucket may go into debt) and remembers
+    /// the count for the group's next send.
+    pub fn settle_group_fan_out(
+        &self,
+        account: i64,
+        group: &[u8; 16],
+        reserved: FanOutReservation,
+        devices: usize,
+    ) {
+        let _ = self.fan_out(account, 0, devices.saturating_sub(reserved.devices));
+        let mut hints = lock(&self.quotas.group_fan_out_hints);
+        if hints.len() >= MAX_FAN_OUT_HINTS && !hints.contains_key(group) {
+            hints.clear();
+        }
+        hints.insert(*group, devices);
     }
 
     /// The fan-out bucket of `account`: takes `take` tokens when `need` are
@@ -305,7 +349,44 @@ impl Limits {
 
 #[cfg(test)]
 mod tests {
-    use super::FanOutBuckets;
+    use super::{FanOutBuckets, FanOutReservation};
+    use crate::config::Config;
+    use crate::limits::Limits;
+    use crate::metrics::Metrics;
+
+    #[test]
+    fn a_group_send_reserves_its_groups_last_fan_out_and_settles_the_rest() {
+        let limits = Limits::new(&Config {
+            rate_send_per_account: 10,
+            ..Config::default()
+        });
+        let metrics = Metrics::default();
+        let (group, other) = ([1u8; 16], [2u8; 16]);
+        // A group not seen yet reserves nothing; its send is charged once stored.
+        let first = limits.admit_group_fan_out(&metrics, 7, &group).unwrap();
+        assert_eq!(first, FanOutReservation { devices: 0 });
+        limits.settle_group_fan_out(7, &group, first, 4);
+        // 6 left. The next two reserve 4 each before either is stored
+        // (6 → 2 → -2), so a third written behind them is refused, as it
+        // would be had each been charged before the next arrived.
+        let second = limits.admit_group_fan_out(&metrics, 7, &group).unwrap();
+        let third = limits.admit_group_fan_out(&metrics, 7, &group).unwrap();
+        assert_eq!((second.devices, third.devices), (4, 4));
+        assert!(limits.admit_group_fan_out(&metrics, 7, &group).is_err());
+        // Settling takes only what the reservation did not cover (a send
+        // that reached 5 takes 1 more; one that reached 3 gives none back),
+        // and the next send to the group reserves the last count.
+        limits.settle_group_fan_out(7, &group, second, 5);
+        limits.settle_group_fan_out(7, &group, third, 3);
+        assert!(limits.admit_group_fan_out(&metrics, 7, &group).is_err());
+        let elsewhere = limits.admit_group_fan_out(&metrics, 8, &group).unwrap();
+        assert_eq!(
+            elsewhere.devices, 3,
+            "the group's last fan-out, whoever sent it"
+        );
+        let fresh = limits.admit_group_fan_out(&metrics, 9, &other).unwrap();
+        assert_eq!(fresh.devices, 0);
+    }
 
     #[test]
     fn fan_out_takes_one_token_per_device_and_debt_blocks() {
