@@ -172,13 +172,7 @@ async fn serve(incoming: quinn::Incoming, routes: Routes, counter: Arc<AtomicU64
                 }
                 Some(Request::CreateGroup(create)) => {
                     let info = announced_group(me, create);
-                    let others: Vec<_> = routes
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .iter()
-                        .filter(|(device, _)| Some(**device) != me)
-                        .map(|(_, route)| route.clone())
-                        .collect();
+                    let others = other_routes(&routes, me);
                     if let Some(bytes) = encode(&ServerFrame {
                         kind: Some(server_frame::Kind::Push(Push {
                             event: Some(push::Event::GroupChanged(info.clone())),
@@ -192,14 +186,7 @@ async fn serve(incoming: quinn::Incoming, routes: Routes, counter: Arc<AtomicU64
                 }
                 Some(Request::SendGroup(send)) => {
                     let now = now_ms();
-                    let members: Vec<_> = routes
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .iter()
-                        .filter(|(device, _)| Some(**device) != me)
-                        .map(|(_, route)| route.clone())
-                        .collect();
-                    for route in members {
+                    for route in other_routes(&routes, me) {
                         let pushed = push_envelope(
                             &counter,
                             me,
@@ -256,6 +243,17 @@ fn push_envelope(
             })),
         })),
     })
+}
+
+/// The routes of every logged-in connection but `me`'s: a group's members.
+fn other_routes(routes: &Routes, me: Option<u64>) -> Vec<mpsc::UnboundedSender<Bytes>> {
+    routes
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+        .filter(|(device, _)| Some(**device) != me)
+        .map(|(_, route)| route.clone())
+        .collect()
 }
 
 /// The group a `CreateGroup` of `creator` makes, as the server announces

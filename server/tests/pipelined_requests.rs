@@ -71,6 +71,25 @@ async fn responses(client: &mut Client, n: usize) -> Vec<(u64, response::Result)
     out
 }
 
+/// Writes every request at once (ids from `first_id` on) and reads their
+/// answers, asserting one per request in request order.
+async fn answered_in_order(
+    client: &mut Client,
+    first_id: u64,
+    requests: Vec<Request>,
+    backend: &str,
+) -> Vec<(u64, response::Result)> {
+    let ids: Vec<u64> = (first_id..).take(requests.len()).collect();
+    write_all(client, first_id, requests).await;
+    let answers = responses(client, ids.len()).await;
+    let got: Vec<u64> = answers.iter().map(|(id, _)| *id).collect();
+    assert_eq!(
+        got, ids,
+        "{backend}: one response per request, in request order"
+    );
+    answers
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_sends_and_acks_are_answered_and_stored_in_request_order() {
     for backend in backends("pipelined") {
@@ -88,15 +107,7 @@ async fn pipelined_sends_and_acks_are_answered_and_stored_in_request_order() {
                 _ => send_request(bob.device_id, numbered(id)),
             })
             .collect();
-        write_all(&mut alice.client, 1, requests).await;
-        let answers = responses(&mut alice.client, SENDS as usize).await;
-        let ids: Vec<u64> = answers.iter().map(|(id, _)| *id).collect();
-        assert_eq!(
-            ids,
-            (1..=SENDS).collect::<Vec<_>>(),
-            "{}: one response per request, in request order",
-            backend.name
-        );
+        let answers = answered_in_order(&mut alice.client, 1, requests, backend.name).await;
         for (id, result) in &answers {
             match (*id, result) {
                 (BAD_SEND, response::Result::Error(e)) => {
@@ -159,10 +170,8 @@ async fn pipelined_sends_and_acks_are_answered_and_stored_in_request_order() {
         requests.push(Request::AckEnvelopes(transport::AckEnvelopesRequest {
             envelope_ids: acked.clone(),
         }));
-        write_all(&mut bob.client, 1000, requests).await;
-        let answers = responses(&mut bob.client, 7).await;
-        let ids: Vec<u64> = answers.iter().map(|(id, _)| *id).collect();
-        assert_eq!(ids, (1000..1007).collect::<Vec<_>>(), "{}", backend.name);
+        let answers = answered_in_order(&mut bob.client, 1000, requests, backend.name).await;
+        assert_eq!(answers.len(), 7, "{}", backend.name);
         for (_, result) in &answers[..5] {
             assert!(
                 matches!(result, response::Result::Ack(a) if a.deleted == 10),
@@ -290,15 +299,7 @@ async fn pipelined_group_sends_are_answered_and_stored_in_request_order() {
                 _ => send_request(bob.device_id, numbered(id)),
             })
             .collect();
-        write_all(&mut alice.client, 1, requests).await;
-        let answers = responses(&mut alice.client, REQUESTS as usize).await;
-        let ids: Vec<u64> = answers.iter().map(|(id, _)| *id).collect();
-        assert_eq!(
-            ids,
-            (1..=REQUESTS).collect::<Vec<_>>(),
-            "{}: one response per request, in request order",
-            backend.name
-        );
+        let answers = answered_in_order(&mut alice.client, 1, requests, backend.name).await;
         for (id, result) in &answers {
             match (*id, result) {
                 (UNKNOWN_GROUP, response::Result::Error(e)) => {
@@ -393,8 +394,7 @@ async fn pipelined_group_sends_stay_within_the_fan_out_limit() {
                 })
             })
             .collect();
-        write_all(&mut alice.client, 100, requests).await;
-        let answers = responses(&mut alice.client, 5).await;
+        let answers = answered_in_order(&mut alice.client, 100, requests, backend.name).await;
         let verdicts: Vec<&str> = answers
             .iter()
             .map(|(_, result)| match result {
