@@ -202,6 +202,26 @@ pub async fn fanout_on_server(
     fanout::run(channels, &names, messages, senders, config).await
 }
 
+/// The row of a run at the `offered` half-load rate on `target`, and its
+/// p99 when every message arrived (a figure for the targets).
+fn half_load_row(
+    report: &mut DriveReport,
+    offered: f64,
+    target: &str,
+    note: String,
+) -> (Row, Option<Duration>) {
+    let latency = report.latency.summary();
+    let p99 = latency.filter(|_| report.complete()).map(|s| s.p99);
+    let row = Row {
+        workload: format!("(a) offered {offered:.0} msg/s (½ of saturation)"),
+        target: target.into(),
+        value: rate(report.delivered_rate(), "msg/s"),
+        latency,
+        note,
+    };
+    (row, p99)
+}
+
 fn rate(value: f64, unit: &str) -> String {
     format!("{value:.0} {unit}")
 }
@@ -507,17 +527,15 @@ pub async fn run(config: &SuiteConfig) -> LoadResult<SuiteReport> {
         ..drive.clone()
     };
     let mut at_half = pairs_on_server(&endpoints, pair_devices, config.messages / 2, &half).await?;
-    let p99 = at_half.latency.summary();
-    if at_half.complete() {
-        out.figures.half_load_p99 = p99.map(|s| s.p99);
-    }
-    out.rows.push(Row {
-        workload: format!("(a) offered {:.0} msg/s (½ of saturation)", sat_rate / 2.0),
-        target: "microbot-server (durable queues)".into(),
-        value: rate(at_half.delivered_rate(), "msg/s"),
-        latency: p99,
-        note: incomplete(&at_half).trim_start_matches("; ").to_owned(),
-    });
+    let note = incomplete(&at_half).trim_start_matches("; ").to_owned();
+    let (row, p99) = half_load_row(
+        &mut at_half,
+        sat_rate / 2.0,
+        "microbot-server (durable queues)",
+        note,
+    );
+    out.figures.half_load_p99 = p99;
+    out.rows.push(row);
     // The same offered load through the relay: the tail this machine
     // gives a QUIC exchange at that rate with no storage at all.
     log("(a) half of saturation, relay floor");
@@ -525,17 +543,15 @@ pub async fn run(config: &SuiteConfig) -> LoadResult<SuiteReport> {
     let mut floor_half =
         pairs_on_relay(&relay.target, config.devices, config.messages / 2, &half).await?;
     drop(relay);
-    let floor_p99 = floor_half.latency.summary();
-    if floor_half.complete() {
-        out.figures.half_load_floor_p99 = floor_p99.map(|s| s.p99);
-    }
-    out.rows.push(Row {
-        workload: format!("(a) offered {:.0} msg/s (½ of saturation)", sat_rate / 2.0),
-        target: "plain quinn relay (floor)".into(),
-        value: rate(floor_half.delivered_rate(), "msg/s"),
-        latency: floor_p99,
-        note: format!("no storage, no auth{}", incomplete(&floor_half)),
-    });
+    let note = format!("no storage, no auth{}", incomplete(&floor_half));
+    let (row, floor_p99) = half_load_row(
+        &mut floor_half,
+        sat_rate / 2.0,
+        "plain quinn relay (floor)",
+        note,
+    );
+    out.figures.half_load_floor_p99 = floor_p99;
+    out.rows.push(row);
 
     for (size, messages) in &config.groups {
         let Some(members) = devices.get(..*size) else {

@@ -439,6 +439,14 @@ mod tests {
         );
     }
 
+    /// The p99-at-½ check of `f`'s targets.
+    fn half_load_check(f: &ServerFigures) -> Check {
+        server_checks(f)
+            .into_iter()
+            .find(|c| c.target.starts_with("(a) p99 at ½"))
+            .expect("the half-load check")
+    }
+
     #[test]
     fn the_half_load_tail_is_shown_beside_the_relay_at_the_same_rate() {
         let f = ServerFigures {
@@ -446,11 +454,7 @@ mod tests {
             half_load_floor_p99: ms(3),
             ..ServerFigures::default()
         };
-        let checks = server_checks(&f);
-        let half = checks
-            .iter()
-            .find(|c| c.target.starts_with("(a) p99 at ½"))
-            .expect("the half-load check");
+        let half = half_load_check(&f);
         assert_eq!(half.verdict, Verdict::Missed);
         assert_eq!(half.measured, "9.00 ms (plain relay: 3.00 ms, 3.0× it)");
         assert_eq!(half.explanation, None);
@@ -458,11 +462,7 @@ mod tests {
             half_load_floor_p99: ms(6),
             ..f
         };
-        let checks = server_checks(&f);
-        let half = checks
-            .iter()
-            .find(|c| c.target.starts_with("(a) p99 at ½"))
-            .expect("the half-load check");
+        let half = half_load_check(&f);
         assert!(
             half.explanation
                 .as_deref()

@@ -280,7 +280,7 @@ impl Conn {
                 Ok(false) => {}
                 Err(close) => return Some(close),
             }
-            let within_cap = self.outbox.bytes <= self.backlog_cap;
+            let within_cap = self.within_cap();
             let read_requests = within_cap && self.handler.takes_requests();
             let awaiting_hello = self.handler.awaiting_hello();
             let awaiting_login = !awaiting_hello && self.handler.caller().is_none();

@@ -8,9 +8,10 @@
 //! A [`RequestHandler`] takes the request stream's bytes (QUIC) or one
 //! message at a time (WebSocket) and answers each frame, in request order,
 //! with the `ServerFrame` to write back, or with the [`Close`] that ends the
-//! connection. Sends and acknowledgements are pipelined: handed to storage
-//! in order without waiting for each other's commit, their answers come
-//! out of [`RequestHandler::next_wake`] when ready. After login it holds
+//! connection. Sends, acknowledgements and (where storage keeps them in
+//! order) group sends are pipelined: handed to storage in order without
+//! waiting for each other's commit, their answers come out of
+//! [`RequestHandler::next_wake`] when ready. After login it holds
 //! the device's bus subscription, so the pushes for the connection come
 //! out of `next_wake` too. Because it does no I/O, both connection tasks
 //! (connection.rs, websocket.rs) and the fuzz target `server_handler`
@@ -157,6 +158,12 @@ pub trait Outlet {
     /// The close for a frame that cannot be written.
     fn enqueue(&mut self, frame: &ServerFrame) -> Result<(), Close>;
 
+    /// Whether the client takes what it is sent: the unwritten bytes are
+    /// within the backlog cap.
+    fn within_cap(&self) -> bool {
+        self.unwritten() <= self.backlog_cap()
+    }
+
     /// Hands a response over (one that completes a login step ends the
     /// login deadline), or returns the close the reply asks for.
     ///
@@ -227,7 +234,7 @@ pub async fn take_ready_replies<O: Outlet>(
     login_deadline: &mut Option<tokio::time::Instant>,
 ) -> Result<bool, Close> {
     let mut took = false;
-    while outlet.unwritten() <= outlet.backlog_cap() {
+    while outlet.within_cap() {
         let Some(reply) = outlet.handler().next_reply().await else {
             break;
         };
@@ -272,7 +279,7 @@ pub struct RequestHandler {
     pipeline: VecDeque<PendingAnswer>,
     /// The next request (or the close of a bad frame), taken from the
     /// stream but held until every answer in `pipeline` is out, because
-    /// it is not a send or an acknowledgement.
+    /// it is not a write this connection pipelines.
     held: Option<Result<Incoming, Close>>,
     /// A WebSocket message accepted and not yet handled (at most one: the
     /// connection reads the next only once this is taken).
@@ -798,7 +805,9 @@ impl RequestHandler {
                 let stock = keys::status(&state, s.device_id).await?;
                 Ok(response::Result::PrekeyStatus(keys::status_proto(stock)))
             }
-            Request::Send(_) | Request::AckEnvelopes(_) => {
+            // A group send here when storage does not pipeline it
+            // ([`RequestHandler::is_stored_write`]): the same write, awaited.
+            Request::Send(_) | Request::SendGroup(_) | Request::AckEnvelopes(_) => {
                 stored_write(state, self.logged_in(), request).await?.await
             }
             Request::FetchEnvelopes(r) => {
@@ -806,10 +815,6 @@ impl RequestHandler {
                 Ok(response::Result::Envelopes(
                     queues::fetch(&state, s.device_id, r).await?,
                 ))
-            }
-            Request::SendGroup(r) => {
-                let s = self.logged_in()?;
-                Ok(response::Result::Send(groups::send(&state, &s, r).await?))
             }
             Request::CreateGroup(r) => {
                 let s = self.logged_in()?;

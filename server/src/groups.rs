@@ -321,23 +321,6 @@ async fn check_key_holders(
     }
 }
 
-/// `SendGroupRequest`: stores the ciphertext once and queues it for every
-/// other member device whose queue has room, in one transaction, then
-/// pushes. The devices without room are listed in
-/// `SendResponse.skipped_device_ids`. The sender's fan-out bucket is
-/// charged one token per device reached (SPEC.md §12.10, §12.12).
-///
-/// # Errors
-/// As [`checked_send`] and [`store_and_push`].
-pub async fn send(
-    state: &Arc<ServerState>,
-    caller: &Caller,
-    r: SendGroupRequest,
-) -> Result<SendResponse, GroupError> {
-    let checked = checked_send(state, caller, r).await?;
-    store_and_push(state, caller, checked).await
-}
-
 /// A group message that passed every check before storage: the group and
 /// the ciphertext to queue for its members.
 #[derive(Debug)]
@@ -382,10 +365,12 @@ pub async fn checked_send(
     })
 }
 
-/// `SendGroupRequest`, second half: stores the checked message for every
-/// member device with room (storage's first step queues the write, so
-/// writes start in call order), charges the fan-out, and pushes each copy
-/// once stored.
+/// `SendGroupRequest`, second half: stores the ciphertext once and queues
+/// it for every other member device whose queue has room, in one
+/// transaction (storage's first step queues the write, so writes start in
+/// call order), charges the fan-out (one token per device reached, SPEC.md
+/// §12.10, §12.12), then pushes each copy. The devices without room are
+/// listed in `SendResponse.skipped_device_ids`.
 ///
 /// # Errors
 /// `UNKNOWN_GROUP`, `NOT_GROUP_MEMBER` (the membership is read by the

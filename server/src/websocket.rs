@@ -651,7 +651,7 @@ impl WsConn {
             if let Err(close) = dispatch::take_ready_replies(self, &mut login_deadline).await {
                 return Ended::Close(close);
             }
-            let within_cap = self.queued() <= self.backlog_cap;
+            let within_cap = self.within_cap();
             let read_requests = within_cap && self.handler.takes_requests();
             let awaiting_hello = self.handler.awaiting_hello();
             let awaiting_login = !awaiting_hello && self.handler.caller().is_none();

@@ -277,7 +277,8 @@ impl Limits {
     /// Before a group send by `account` to `group`: refused while the
     /// account's fan-out bucket holds less than one token; else takes, as
     /// a reservation, as many tokens as the group's last send on this node
-    /// reached (none for a group not seen yet), so that the sends that
+    /// reached while the limit was on (none for a group not seen yet), so
+    /// that the sends that
     /// follow before this one is stored (a connection pipelines them) find
     /// the bucket as they would after it. The bucket may go into debt.
     ///
@@ -289,11 +290,16 @@ impl Limits {
         account: i64,
         group: &[u8; 16],
     ) -> Result<FanOutReservation, RateLimited> {
+        let per_minute = self.fan_out_rate();
+        if per_minute == 0 {
+            // No limit: nothing to reserve, nothing to remember.
+            return Ok(FanOutReservation::default());
+        }
         let devices = lock(&self.quotas.group_fan_out_hints)
             .get(group)
             .copied()
             .unwrap_or(0);
-        self.fan_out(account, 1, devices)
+        self.fan_out_at(per_minute, account, 1, devices)
             .map_err(|ms| Self::quota_refusal(metrics, "send_fan_out", "recipient devices", ms))?;
         Ok(FanOutReservation { devices })
     }
@@ -301,7 +307,8 @@ impl Limits {
     /// After a group send by `account` to `group` reached `devices`
     /// devices: takes the tokens its reservation did not cover (none back
     /// when it reached fewer; the bucket may go into debt) and remembers
-    /// the count for the group's next send.
+    /// the count for the group's next send. With the limit off (rate 0)
+    /// there is nothing to take or remember.
     pub fn settle_group_fan_out(
         &self,
         account: i64,
@@ -309,7 +316,16 @@ impl Limits {
         reserved: FanOutReservation,
         devices: usize,
     ) {
-        let _ = self.fan_out(account, 0, devices.saturating_sub(reserved.devices));
+        let per_minute = self.fan_out_rate();
+        if per_minute == 0 {
+            return;
+        }
+        let _ = self.fan_out_at(
+            per_minute,
+            account,
+            0,
+            devices.saturating_sub(reserved.devices),
+        );
         let mut hints = lock(&self.quotas.group_fan_out_hints);
         if hints.len() >= MAX_FAN_OUT_HINTS && !hints.contains_key(group) {
             hints.clear();
@@ -320,7 +336,22 @@ impl Limits {
     /// The fan-out bucket of `account`: takes `take` tokens when `need` are
     /// there; in Redis when shared and reachable, else on this node.
     fn fan_out(&self, account: i64, need: usize, take: usize) -> Result<(), u64> {
-        let per_minute = self.rate("rate_send_per_account");
+        self.fan_out_at(self.fan_out_rate(), account, need, take)
+    }
+
+    /// The fan-out bucket's rate in force (0: no limit).
+    fn fan_out_rate(&self) -> u32 {
+        self.rate("rate_send_per_account")
+    }
+
+    /// [`Limits::fan_out`] at the rate `per_minute` already read.
+    fn fan_out_at(
+        &self,
+        per_minute: u32,
+        account: i64,
+        need: usize,
+        take: usize,
+    ) -> Result<(), u64> {
         if per_minute == 0 {
             return Ok(());
         }
